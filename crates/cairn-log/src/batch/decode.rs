@@ -1,0 +1,304 @@
+//! A validated RecordBatch v2 held as `Bytes`, and the checks that make it so. Validation reads
+//! the header and computes the CRC; records are only walked on request, because the produce path
+//! should cost one pass over the bytes (the CRC) and no allocation.
+
+use bytes::Bytes;
+
+use super::compression::{Compression, decompress};
+use super::crc::batch_crc;
+use super::error::BatchError;
+use super::header::{BatchHeader, MAGIC_V2, field};
+use super::record::RecordIter;
+use crate::types::{LeaderEpoch, Offset};
+
+/// Largest `batchLength` the decoder accepts from any source before allocating or slicing.
+/// Segments are capped below 2 GiB; a batch beyond 1 GiB is never legitimate.
+pub const MAX_BATCH_BYTES: usize = 1 << 30;
+
+/// A RecordBatch v2 whose framing, magic, CRC and header consistency have been checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Batch {
+    bytes: Bytes,
+    header: BatchHeader,
+}
+
+impl Batch {
+    /// Validates that `bytes` is exactly one RecordBatch v2.
+    ///
+    /// # Errors
+    /// A [`BatchError`] naming the first problem: truncation, a length that disagrees with the
+    /// bytes, a wrong magic, a CRC mismatch, an unknown codec or inconsistent header fields.
+    pub fn validate(bytes: Bytes) -> Result<Batch, BatchError> {
+        let total = frame_len(&bytes)?;
+        if total != bytes.len() {
+            return Err(BatchError::BadLength {
+                declared: total as i64 - 12,
+                reason: "batch length does not match the bytes given",
+            });
+        }
+        Self::validate_framed(bytes)
+    }
+
+    /// Validates the batch at the front of `buf` (which may continue with more batches) and
+    /// returns it as a zero-copy slice of `buf`.
+    ///
+    /// # Errors
+    /// As [`Batch::validate`]; [`BatchError::Truncated`] if `buf` ends inside the batch.
+    pub fn validate_prefix(buf: &Bytes) -> Result<Batch, BatchError> {
+        let total = frame_len(buf)?;
+        Self::validate_framed(buf.slice(..total))
+    }
+
+    fn validate_framed(bytes: Bytes) -> Result<Batch, BatchError> {
+        let header = BatchHeader::parse(&bytes)?;
+        let computed = batch_crc(&bytes).unwrap_or(0);
+        if computed != header.crc {
+            return Err(BatchError::CrcMismatch {
+                stored: header.crc,
+                computed,
+            });
+        }
+        header.attributes.compression()?;
+        check_counts(&header)?;
+        Ok(Batch { bytes, header })
+    }
+
+    /// The header fields.
+    pub fn header(&self) -> &BatchHeader {
+        &self.header
+    }
+
+    /// The whole batch as stored.
+    pub fn bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+
+    /// Consumes the batch, returning its bytes.
+    pub fn into_bytes(self) -> Bytes {
+        self.bytes
+    }
+
+    /// Size of the batch in bytes.
+    pub fn len_bytes(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Number of records (0 for a meta entry).
+    pub fn record_count(&self) -> u32 {
+        // check_counts proved it non-negative.
+        self.header.record_count as u32
+    }
+
+    /// Number of offsets the batch covers: `lastOffsetDelta + 1` (0 for a meta entry).
+    pub fn offset_count(&self) -> u64 {
+        u64::try_from(i64::from(self.header.last_offset_delta) + 1).unwrap_or(0)
+    }
+
+    /// The base offset field (meaningful once the log has assigned it).
+    pub fn base_offset(&self) -> Offset {
+        Offset::from_i64(self.header.base_offset).unwrap_or_default()
+    }
+
+    /// The leader epoch field.
+    pub fn leader_epoch(&self) -> LeaderEpoch {
+        LeaderEpoch(self.header.partition_leader_epoch)
+    }
+
+    /// The codec of the records section.
+    pub fn compression(&self) -> Compression {
+        // validate_framed checked the codec.
+        self.header.attributes.compression().unwrap_or_default()
+    }
+
+    /// True for a Cairn meta entry: a control batch with no records, taking no offset, whose
+    /// records section is an opaque payload (a Raft no-op or membership change).
+    pub fn is_meta(&self) -> bool {
+        is_meta_header(&self.header)
+    }
+
+    /// The payload of a meta entry, or `None` for a batch with records.
+    pub fn meta_payload(&self) -> Option<&[u8]> {
+        self.is_meta()
+            .then(|| self.bytes.get(field::RECORDS..).unwrap_or_default())
+    }
+
+    /// The records section, decompressed if needed (allocating at most `limit_bytes`).
+    ///
+    /// # Errors
+    /// [`BatchError::Decompress`] or [`BatchError::DecompressedTooLarge`].
+    pub fn records(&self, limit_bytes: usize) -> Result<Records, BatchError> {
+        if self.is_meta() {
+            return Ok(Records {
+                data: Bytes::new(),
+                count: 0,
+            });
+        }
+        let raw = self.bytes.slice(field::RECORDS..);
+        let data = match self.compression() {
+            Compression::None => raw,
+            codec => Bytes::from(decompress(codec, &raw, limit_bytes)?),
+        };
+        Ok(Records {
+            data,
+            count: self.record_count(),
+        })
+    }
+
+    /// Walks every record, checking lengths and that offset deltas run 0, 1, 2, ... as a
+    /// producer must write them. Meta entries have no records to walk.
+    ///
+    /// # Errors
+    /// [`BatchError::MalformedRecord`] for the first bad record, or a decompression error.
+    pub fn check_records(&self, limit_bytes: usize) -> Result<(), BatchError> {
+        if self.is_meta() {
+            return Ok(());
+        }
+        let records = self.records(limit_bytes)?;
+        for (idx, record) in records.iter().enumerate() {
+            let record = record?;
+            if i64::from(record.offset_delta) != idx as i64 {
+                return Err(BatchError::MalformedRecord {
+                    record_idx: idx as u32,
+                    reason: "offset delta out of sequence",
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks what a producer's batch must satisfy beyond validity: at least one record, and
+    /// `lastOffsetDelta == recordCount - 1` (compaction may later leave gaps, a producer may not).
+    ///
+    /// # Errors
+    /// [`BatchError::InconsistentHeader`].
+    pub fn check_producible(&self) -> Result<(), BatchError> {
+        if self.is_meta() {
+            return Ok(());
+        }
+        if self.header.record_count == 0 {
+            return Err(BatchError::InconsistentHeader(
+                "a produced batch must hold records",
+            ));
+        }
+        if self.header.last_offset_delta != self.header.record_count - 1 {
+            return Err(BatchError::InconsistentHeader(
+                "lastOffsetDelta must be recordCount - 1 in a produced batch",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The first 16 bytes of this batch as the log stores it: `baseOffset` and
+    /// `partitionLeaderEpoch` replaced, `batchLength` kept. These fields are outside the CRC.
+    pub fn assigned_prefix(&self, base_offset: Offset, epoch: LeaderEpoch) -> [u8; 16] {
+        let mut prefix = [0u8; 16];
+        prefix[..8].copy_from_slice(&base_offset.as_i64().to_be_bytes());
+        prefix[8..12].copy_from_slice(&self.header.batch_length.to_be_bytes());
+        prefix[12..16].copy_from_slice(&epoch.0.to_be_bytes());
+        prefix
+    }
+}
+
+/// Rewrites `baseOffset` and `partitionLeaderEpoch` of the batch at the front of `buf` in place.
+/// The CRC stays valid because neither field is covered by it. Returns `false` if `buf` is
+/// shorter than the header.
+pub fn rewrite_assigned_fields(buf: &mut [u8], base_offset: Offset, epoch: LeaderEpoch) -> bool {
+    let Some(head) = buf.get_mut(..field::MAGIC) else {
+        return false;
+    };
+    head[field::BASE_OFFSET..field::BATCH_LENGTH]
+        .copy_from_slice(&base_offset.as_i64().to_be_bytes());
+    head[field::PARTITION_LEADER_EPOCH..field::MAGIC].copy_from_slice(&epoch.0.to_be_bytes());
+    true
+}
+
+/// Reads the 12-byte prefix of the batch at the front of `buf` and returns the batch's total
+/// size, checking the magic byte and that the declared length is sane and present in `buf`.
+///
+/// # Errors
+/// [`BatchError::Truncated`], [`BatchError::BadLength`] or [`BatchError::WrongMagic`].
+pub fn frame_len(buf: &[u8]) -> Result<usize, BatchError> {
+    let length_bytes: [u8; 4] = buf
+        .get(field::BATCH_LENGTH..field::BATCH_LENGTH + 4)
+        .and_then(|s| s.try_into().ok())
+        .ok_or(BatchError::Truncated {
+            available: buf.len(),
+            needed: field::PARTITION_LEADER_EPOCH,
+        })?;
+    let declared = i32::from_be_bytes(length_bytes);
+    let length = usize::try_from(declared).map_err(|_| BatchError::BadLength {
+        declared: declared.into(),
+        reason: "negative",
+    })?;
+    if length < super::header::MIN_BATCH_LENGTH {
+        return Err(BatchError::BadLength {
+            declared: declared.into(),
+            reason: "shorter than a header",
+        });
+    }
+    if length > MAX_BATCH_BYTES {
+        return Err(BatchError::BadLength {
+            declared: declared.into(),
+            reason: "over 1 GiB",
+        });
+    }
+    let magic = *buf.get(field::MAGIC).ok_or(BatchError::Truncated {
+        available: buf.len(),
+        needed: field::MAGIC + 1,
+    })? as i8;
+    if magic != MAGIC_V2 {
+        return Err(BatchError::WrongMagic(magic));
+    }
+    let total = length + super::header::LOG_OVERHEAD_BYTES;
+    if total > buf.len() {
+        return Err(BatchError::Truncated {
+            available: buf.len(),
+            needed: total,
+        });
+    }
+    Ok(total)
+}
+
+pub(crate) fn is_meta_header(header: &BatchHeader) -> bool {
+    header.attributes.is_control() && header.record_count == 0 && header.last_offset_delta == -1
+}
+
+fn check_counts(header: &BatchHeader) -> Result<(), BatchError> {
+    if header.record_count < 0 {
+        return Err(BatchError::InconsistentHeader("negative record count"));
+    }
+    if header.last_offset_delta < -1 {
+        return Err(BatchError::InconsistentHeader("lastOffsetDelta below -1"));
+    }
+    if header.record_count > 0 && header.last_offset_delta < header.record_count - 1 {
+        return Err(BatchError::InconsistentHeader("fewer offsets than records"));
+    }
+    if header.last_offset_delta == -1 && !is_meta_header(header) {
+        return Err(BatchError::InconsistentHeader(
+            "a batch covering no offset must be a meta entry (control bit, no records)",
+        ));
+    }
+    if header.base_offset < 0 {
+        return Err(BatchError::InconsistentHeader("negative base offset"));
+    }
+    Ok(())
+}
+
+/// The records section of a batch, decompressed, ready to iterate in place.
+#[derive(Clone, Debug)]
+pub struct Records {
+    data: Bytes,
+    count: u32,
+}
+
+impl Records {
+    /// Iterates the records; each item is an error if that record is malformed.
+    pub fn iter(&self) -> RecordIter<'_> {
+        RecordIter::new(&self.data, self.count)
+    }
+
+    /// The uncompressed records section.
+    pub fn as_bytes(&self) -> &Bytes {
+        &self.data
+    }
+}

@@ -1,0 +1,183 @@
+//! Encodes records into a RecordBatch v2, and builds Cairn meta entries. The builder reuses its
+//! buffers across batches, so a producer that keeps one builder allocates once per batch (the
+//! output `Bytes`), not once per record.
+
+use bytes::Bytes;
+
+use super::compression::{Compression, compress};
+use super::crc::batch_crc;
+use super::error::BatchError;
+use super::header::{Attributes, BATCH_HEADER_BYTES, LOG_OVERHEAD_BYTES, MAGIC_V2, field};
+use super::record::{RecordInput, encode_record};
+
+/// Producer identity for an idempotent batch (Kafka's producer id, epoch and base sequence).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProducerFields {
+    /// Producer id, or -1.
+    pub producer_id: i64,
+    /// Producer epoch, or -1.
+    pub producer_epoch: i16,
+    /// Sequence of the first record, or -1.
+    pub base_sequence: i32,
+}
+
+impl ProducerFields {
+    /// A non-idempotent producer: every field -1, as Kafka writes it.
+    pub const NONE: ProducerFields = ProducerFields {
+        producer_id: -1,
+        producer_epoch: -1,
+        base_sequence: -1,
+    };
+}
+
+impl Default for ProducerFields {
+    fn default() -> Self {
+        Self::NONE
+    }
+}
+
+/// Accumulates records and encodes them as one RecordBatch v2 with base offset 0 and leader
+/// epoch -1; the log assigns both on append.
+#[derive(Debug, Default)]
+pub struct BatchBuilder {
+    compression: Compression,
+    producer: ProducerFields,
+    records: Vec<u8>,
+    compressed: Vec<u8>,
+    base_timestamp: i64,
+    max_timestamp: i64,
+    record_count: i32,
+}
+
+impl BatchBuilder {
+    /// A builder for batches compressed with `compression`.
+    pub fn new(compression: Compression) -> BatchBuilder {
+        BatchBuilder {
+            compression,
+            producer: ProducerFields::NONE,
+            ..BatchBuilder::default()
+        }
+    }
+
+    /// Sets the producer fields of the next batch.
+    pub fn set_producer(&mut self, producer: ProducerFields) {
+        self.producer = producer;
+    }
+
+    /// Adds a record; its offset delta is its position in the batch.
+    ///
+    /// # Errors
+    /// [`BatchError::TooLargeToEncode`] when the record or batch outgrows the format's limits.
+    pub fn push(&mut self, record: &RecordInput<'_>) -> Result<(), BatchError> {
+        if self.record_count == i32::MAX {
+            return Err(BatchError::TooLargeToEncode("more than i32::MAX records"));
+        }
+        if self.record_count == 0 {
+            self.base_timestamp = record.timestamp_ms;
+            self.max_timestamp = record.timestamp_ms;
+        }
+        self.max_timestamp = self.max_timestamp.max(record.timestamp_ms);
+        let timestamp_delta = record.timestamp_ms.wrapping_sub(self.base_timestamp);
+        encode_record(
+            &mut self.records,
+            record,
+            timestamp_delta,
+            self.record_count,
+        )?;
+        self.record_count += 1;
+        Ok(())
+    }
+
+    /// Number of records pushed since the last build.
+    pub fn record_count(&self) -> usize {
+        self.record_count as usize
+    }
+
+    /// True when no record has been pushed since the last build.
+    pub fn is_empty(&self) -> bool {
+        self.record_count == 0
+    }
+
+    /// Uncompressed size of the batch if built now.
+    pub fn uncompressed_bytes(&self) -> usize {
+        BATCH_HEADER_BYTES + self.records.len()
+    }
+
+    /// Encodes the pushed records as one batch and resets the builder for the next one.
+    ///
+    /// # Errors
+    /// [`BatchError::Compress`], or [`BatchError::TooLargeToEncode`] past 2 GiB.
+    pub fn build(&mut self) -> Result<Bytes, BatchError> {
+        let compression = self.compression;
+        let body: &[u8] = if compression == Compression::None {
+            &self.records
+        } else {
+            self.compressed.clear();
+            compress(compression, &self.records, &mut self.compressed)?;
+            &self.compressed
+        };
+        let header = HeaderFields {
+            attributes: Attributes::default().with_compression(compression),
+            last_offset_delta: self.record_count - 1,
+            base_timestamp: self.base_timestamp,
+            max_timestamp: self.max_timestamp,
+            producer: self.producer,
+            record_count: self.record_count,
+        };
+        let batch = assemble(&header, body)?;
+        self.records.clear();
+        self.record_count = 0;
+        Ok(batch)
+    }
+}
+
+/// Encodes a Cairn meta entry: a control batch with no records that takes no offset, carrying
+/// `payload` where records would be (see `segments-format.md`, "Meta entries").
+///
+/// # Errors
+/// [`BatchError::TooLargeToEncode`] past 2 GiB.
+pub fn encode_meta_entry(payload: &[u8], timestamp_ms: i64) -> Result<Bytes, BatchError> {
+    let header = HeaderFields {
+        attributes: Attributes::default().with_control(),
+        last_offset_delta: -1,
+        base_timestamp: timestamp_ms,
+        max_timestamp: timestamp_ms,
+        producer: ProducerFields::NONE,
+        record_count: 0,
+    };
+    assemble(&header, payload)
+}
+
+struct HeaderFields {
+    attributes: Attributes,
+    last_offset_delta: i32,
+    base_timestamp: i64,
+    max_timestamp: i64,
+    producer: ProducerFields,
+    record_count: i32,
+}
+
+fn assemble(header: &HeaderFields, body: &[u8]) -> Result<Bytes, BatchError> {
+    let total = BATCH_HEADER_BYTES + body.len();
+    let batch_length = i32::try_from(total - LOG_OVERHEAD_BYTES)
+        .map_err(|_| BatchError::TooLargeToEncode("batch longer than i32::MAX bytes"))?;
+    let mut out = Vec::with_capacity(total);
+    out.extend_from_slice(&0i64.to_be_bytes());
+    out.extend_from_slice(&batch_length.to_be_bytes());
+    out.extend_from_slice(&(-1i32).to_be_bytes());
+    out.push(MAGIC_V2 as u8);
+    out.extend_from_slice(&0u32.to_be_bytes());
+    out.extend_from_slice(&header.attributes.0.to_be_bytes());
+    out.extend_from_slice(&header.last_offset_delta.to_be_bytes());
+    out.extend_from_slice(&header.base_timestamp.to_be_bytes());
+    out.extend_from_slice(&header.max_timestamp.to_be_bytes());
+    out.extend_from_slice(&header.producer.producer_id.to_be_bytes());
+    out.extend_from_slice(&header.producer.producer_epoch.to_be_bytes());
+    out.extend_from_slice(&header.producer.base_sequence.to_be_bytes());
+    out.extend_from_slice(&header.record_count.to_be_bytes());
+    debug_assert_eq!(out.len(), BATCH_HEADER_BYTES);
+    out.extend_from_slice(body);
+    let crc = batch_crc(&out).expect("the buffer holds a whole header");
+    out[field::CRC..field::ATTRIBUTES].copy_from_slice(&crc.to_be_bytes());
+    Ok(Bytes::from(out))
+}

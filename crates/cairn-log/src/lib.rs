@@ -1,0 +1,45 @@
+//! `cairn-log`: one partition's log on disk. No network, no topics by name, no cluster.
+//!
+//! Code map:
+//! - [`batch`]: Kafka RecordBatch v2 byte for byte (header, records, compression, CRC-32C),
+//!   and Cairn's meta entries (batches that take no offset). Pure functions over bytes.
+//! - `index`: the mmap'd sparse index files of a segment (`.index`, `.timeindex`,
+//!   `.entryindex`). They are caches: recovery rebuilds them from the `.log`.
+//! - `segment`: one `<base offset>.log` file and its indexes; appending, sealing, scanning.
+//! - [`Log`]: a partition directory: the segment list, appends, reads, roll, truncation,
+//!   retention, recovery. Owned by one writer; readers use [`LogReader`] and never take the
+//!   writer's lock.
+//! - [`LogWriter`]: the group-commit driver: one thread per partition that gathers concurrent
+//!   appends into one write and one `fdatasync`, under a named [`FlushPolicy`].
+//!
+//! Invariants across modules:
+//! - `cairn-log` never reads the clock; callers pass timestamps (the writer takes a [`Clock`]).
+//! - Offsets are dense and assigned only by the log; an entry's base offset is the previous
+//!   entry's next offset, so it is a pure function of the log's content.
+//! - Nothing past the high watermark is readable, and nothing at or below it is ever truncated,
+//!   so a reader's zero-copy slice of a mapped segment never outlives its bytes.
+//! - A failed write or fsync poisons the log: it takes no more appends and acknowledges nothing.
+//!
+//! The on-disk format is specified in `segments-format.md` at the repository root.
+
+pub mod batch;
+mod checkpoint;
+mod clock;
+mod config;
+mod error;
+mod index;
+mod log;
+mod reader;
+mod recovery;
+mod segment;
+mod types;
+mod writer;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::{FlushPolicy, LogConfig};
+pub use error::LogError;
+pub use index::{ENTRY_INDEX_ENTRY_BYTES, OFFSET_INDEX_ENTRY_BYTES, TIME_INDEX_ENTRY_BYTES};
+pub use log::{AppendInfo, Log, RetentionOutcome};
+pub use reader::{LogReader, ReadResult};
+pub use types::{EntryIndex, FilePos, LeaderEpoch, Offset, RelativeOffset};
+pub use writer::{LogWriter, MAX_GROUP_BYTES, MAX_GROUP_REQUESTS, WRITER_QUEUE_DEPTH};

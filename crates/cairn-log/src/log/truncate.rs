@@ -1,0 +1,148 @@
+//! Removing a suffix of the log (a follower dropping entries its leader never committed) and
+//! moving the high watermark. Truncation never reaches at or below the high watermark, which is
+//! what makes it safe for readers holding zero-copy slices of the mapped segments.
+
+use super::Log;
+use crate::batch::BatchHeader;
+use crate::checkpoint::fsync_dir;
+use crate::error::LogError;
+use crate::index::EntryPoint;
+use crate::segment::{delete_segment_files, open::walk_tail};
+use crate::types::{EntryIndex, FilePos, Offset};
+
+impl Log {
+    /// Removes every entry whose base offset is at or past `offset`, and the data batch holding
+    /// `offset` if it starts before it (batches are never split). Returns the new log end
+    /// offset, which can be below `offset` in that case.
+    ///
+    /// # Errors
+    /// [`LogError::TruncateBelowHighWatermark`] if visible data would go; I/O errors;
+    /// [`LogError::Poisoned`].
+    pub fn truncate_to(&mut self, offset: Offset) -> Result<Offset, LogError> {
+        self.check_writable()?;
+        if offset < self.high_watermark {
+            return Err(LogError::TruncateBelowHighWatermark {
+                requested: offset,
+                high_watermark: self.high_watermark,
+            });
+        }
+        let (idx, pos, _) = self.locate(offset)?;
+        self.cut(idx, pos)?;
+        Ok(self.log_end_offset())
+    }
+
+    /// Removes entry `entry` and every entry after it (Raft's truncation of a conflicting
+    /// suffix).
+    ///
+    /// # Errors
+    /// [`LogError::TruncateBelowHighWatermark`] if the entry holds visible offsets; I/O errors.
+    pub fn truncate_entries_from(&mut self, entry: EntryIndex) -> Result<(), LogError> {
+        self.check_writable()?;
+        let Some((idx, pos)) = self.locate_entry(entry)? else {
+            return Ok(());
+        };
+        let base = self.base_offset_at(idx, pos);
+        if base < self.high_watermark || entry < self.log_start.entry {
+            return Err(LogError::TruncateBelowHighWatermark {
+                requested: base,
+                high_watermark: self.high_watermark,
+            });
+        }
+        self.cut(idx, pos)
+    }
+
+    /// Sets the high watermark (for a replica whose commit point replication decides). It may
+    /// only move forward and never past the log end.
+    ///
+    /// # Errors
+    /// [`LogError::InvalidHighWatermark`].
+    pub fn set_high_watermark(&mut self, high_watermark: Offset) -> Result<(), LogError> {
+        let log_end = self.log_end_offset();
+        if high_watermark < self.high_watermark || high_watermark > log_end {
+            return Err(LogError::InvalidHighWatermark {
+                requested: high_watermark,
+                current: self.high_watermark,
+                log_end,
+            });
+        }
+        self.high_watermark = high_watermark;
+        self.publish_high_watermark();
+        Ok(())
+    }
+
+    /// Truncation without the high-watermark check, to undo a group that failed mid-write.
+    pub(crate) fn truncate_entries_unchecked(&mut self, entry: EntryIndex) -> Result<(), LogError> {
+        match self.locate_entry(entry)? {
+            Some((idx, pos)) => self.cut(idx, pos),
+            None => Ok(()),
+        }
+    }
+
+    fn locate_entry(&self, entry: EntryIndex) -> Result<Option<(usize, FilePos)>, LogError> {
+        if entry >= self.next_entry() {
+            return Ok(None);
+        }
+        let idx = self
+            .segments
+            .partition_point(|s| s.base_entry <= entry)
+            .saturating_sub(1);
+        let segment = &self.segments[idx];
+        let found = segment
+            .locate_entry(entry)
+            .map_err(|e| self.corrupt(segment, e, segment.base_offset))?;
+        Ok(found.map(|(pos, _)| (idx, pos)))
+    }
+
+    fn base_offset_at(&self, idx: usize, pos: FilePos) -> Offset {
+        let segment = &self.segments[idx];
+        let header = segment
+            .data()
+            .get(pos.as_usize()..)
+            .and_then(|b| BatchHeader::parse(b).ok());
+        header
+            .and_then(|h| Offset::from_i64(h.base_offset))
+            .unwrap_or(segment.state.next_offset)
+    }
+
+    /// Cuts the log at `pos` in segment `idx`: later segments are deleted, that one is cut and
+    /// becomes the active segment.
+    fn cut(&mut self, idx: usize, pos: FilePos) -> Result<(), LogError> {
+        let cut_offset = self.base_offset_at(idx, pos);
+        let removed = self.segments.split_off(idx + 1);
+        for segment in &removed {
+            delete_segment_files(&self.dir, segment.base_offset)?;
+        }
+        let segment = self.segments.last_mut().expect("idx is a valid segment");
+        if pos < segment.state.size {
+            let indexes = &segment.indexes;
+            indexes.time.truncate_from_offset(
+                cut_offset
+                    .relative_to(segment.base_offset)
+                    .unwrap_or_default(),
+            );
+            indexes.offset.truncate_from_position(pos);
+            indexes.entry.truncate_from_position(pos);
+            let start = indexes.entry.last().unwrap_or(EntryPoint {
+                entry: segment.base_entry,
+                relative_offset: Default::default(),
+                position: FilePos(0),
+            });
+            let state = walk_tail(segment.data(), indexes, segment.base_offset, start, pos)
+                .map_err(|e| LogError::CorruptBatch {
+                    path: segment.log_path.to_path_buf(),
+                    position: e.position,
+                    offset: cut_offset,
+                    reason: e.reason,
+                })?;
+            segment.truncate(state)?;
+        }
+        if segment.sealed {
+            let cfg = self.cfg.clone();
+            let now_ms = segment.created_ms;
+            segment.reactivate(&cfg, now_ms)?;
+        }
+        fsync_dir(&self.dir)?;
+        self.publish();
+        Ok(())
+    }
+}

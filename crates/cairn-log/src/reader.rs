@@ -1,0 +1,279 @@
+//! Reading a partition: by offset (sparse index lookup, then a short walk), by timestamp, and
+//! the bounds (log start, high watermark). Readers work from a published snapshot and never take
+//! the writer's lock; what they return are zero-copy slices of mapped segments, always whole
+//! batches, each one's CRC checked on the way out. A damaged batch is an error, never data.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::batch::{Batch, frame_len};
+use crate::error::LogError;
+use crate::log::{Published, Shared};
+use crate::segment::{BatchWalker, SegmentView, WalkError};
+use crate::types::{FilePos, Offset};
+
+/// Largest records section a timestamp lookup will decompress.
+const TIMESTAMP_LOOKUP_DECOMPRESS_LIMIT: usize = 64 << 20;
+
+/// A read handle on one partition's log. Cheap to clone; safe to use from many threads.
+#[derive(Clone, Debug)]
+pub struct LogReader {
+    shared: Arc<Shared>,
+}
+
+/// The result of a read: whole batches laid end to end, as stored.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReadResult {
+    /// Whole RecordBatch v2 batches, contiguous, a zero-copy slice of the segment. The first
+    /// batch may start before the offset asked for (batches are never split), and meta entries
+    /// (batches with no records) may appear: a consumer skips both.
+    pub data: Bytes,
+    /// Where the next read should start: the offset after the last batch returned (or the
+    /// offset asked for, when nothing was returned).
+    pub next_offset: Offset,
+    /// The high watermark when the read was served.
+    pub high_watermark: Offset,
+    /// The log start offset when the read was served.
+    pub log_start_offset: Offset,
+}
+
+impl ReadResult {
+    /// Iterates the batches in `data` (already validated by the read).
+    pub fn batches(&self) -> impl Iterator<Item = Batch> + '_ {
+        let mut rest = self.data.clone();
+        std::iter::from_fn(move || {
+            let total = frame_len(&rest).ok()?;
+            let batch = Batch::validate_prefix(&rest).ok()?;
+            rest = rest.slice(total..);
+            Some(batch)
+        })
+    }
+
+    /// True when no batch was returned.
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+}
+
+impl LogReader {
+    pub(crate) fn new(shared: Arc<Shared>) -> LogReader {
+        LogReader { shared }
+    }
+
+    /// The first offset in the log.
+    pub fn log_start_offset(&self) -> Offset {
+        self.shared.snapshot().log_start
+    }
+
+    /// The end of what is readable: the offset after the last visible record.
+    pub fn high_watermark(&self) -> Offset {
+        self.shared.snapshot().high_watermark
+    }
+
+    /// The offset the next appended record will get (may be past the high watermark).
+    pub fn log_end_offset(&self) -> Offset {
+        self.shared.snapshot().log_end
+    }
+
+    /// A receiver that changes whenever the high watermark moves, for long polls.
+    pub fn subscribe_high_watermark(&self) -> tokio::sync::watch::Receiver<Offset> {
+        self.shared.high_watermark_tx.subscribe()
+    }
+
+    /// Reads whole batches starting with the one holding `from`, up to `max_bytes` (but always
+    /// at least one batch, however large, so a consumer can make progress, as in Kafka). A read
+    /// at the high watermark returns no data. Reads never cross segment boundaries in one call.
+    ///
+    /// # Errors
+    /// [`LogError::NegativeMaxBytes`]; [`LogError::OffsetOutOfRange`] below the log start or
+    /// past the high watermark; [`LogError::CorruptBatch`] when the batch holding `from` is
+    /// damaged (batches before the damage are returned by a read that starts earlier).
+    pub fn read(&self, from: i64, max_bytes: i64) -> Result<ReadResult, LogError> {
+        let snapshot = self.shared.snapshot();
+        let max_bytes =
+            usize::try_from(max_bytes).map_err(|_| LogError::NegativeMaxBytes(max_bytes))?;
+        let from = check_range(&snapshot, from)?;
+        let empty = ReadResult {
+            data: Bytes::new(),
+            next_offset: from,
+            high_watermark: snapshot.high_watermark,
+            log_start_offset: snapshot.log_start,
+        };
+        if from == snapshot.high_watermark {
+            return Ok(empty);
+        }
+        let first = snapshot
+            .segments
+            .partition_point(|s| s.base_offset <= from)
+            .saturating_sub(1);
+        for view in snapshot.segments.iter().skip(first) {
+            let Some(end) = visible_end(&snapshot, view) else {
+                break;
+            };
+            if let Some((data, next_offset)) = read_segment(view, from, end, max_bytes)? {
+                return Ok(ReadResult {
+                    data,
+                    next_offset,
+                    ..empty
+                });
+            }
+        }
+        Ok(empty)
+    }
+
+    /// The first offset whose record timestamp is at or after `timestamp_ms` (Kafka's
+    /// ListOffsets by timestamp), or `None` when no visible record is that recent.
+    ///
+    /// # Errors
+    /// [`LogError::CorruptBatch`] when a damaged batch is in the way.
+    pub fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<Offset>, LogError> {
+        let snapshot = self.shared.snapshot();
+        for view in snapshot.segments.iter() {
+            let Some(end) = visible_end(&snapshot, view) else {
+                break;
+            };
+            if view.max_timestamp.is_some_and(|max| max < timestamp_ms) {
+                continue;
+            }
+            let start = view
+                .indexes
+                .time
+                .lookup(timestamp_ms)
+                .absolute(view.base_offset);
+            for walked in start_walk(view, start, end) {
+                let walked = walked.map_err(|e| corrupt(view, e, start))?;
+                let header = walked.batch.header();
+                if walked.batch.is_meta() || header.max_timestamp < timestamp_ms {
+                    continue;
+                }
+                if let Some(found) = first_record_at_or_after(&walked.batch, timestamp_ms, view)?
+                    && found < snapshot.high_watermark
+                {
+                    return Ok(Some(found));
+                }
+            }
+        }
+        Ok(None)
+    }
+}
+
+fn check_range(snapshot: &Published, from: i64) -> Result<Offset, LogError> {
+    let out_of_range = || LogError::OffsetOutOfRange {
+        requested: from,
+        log_start: snapshot.log_start,
+        high_watermark: snapshot.high_watermark,
+    };
+    let offset = Offset::from_i64(from).ok_or_else(out_of_range)?;
+    if offset < snapshot.log_start || offset > snapshot.high_watermark {
+        return Err(out_of_range());
+    }
+    Ok(offset)
+}
+
+/// How far readers may look into `view`, or `None` if none of it is visible.
+fn visible_end(snapshot: &Published, view: &SegmentView) -> Option<FilePos> {
+    if view.base_offset > snapshot.visible_base {
+        return None;
+    }
+    if view.base_offset == snapshot.visible_base {
+        return Some(snapshot.visible_pos);
+    }
+    view.sealed_bytes
+}
+
+/// A walk from the sparse index point at or before `from`.
+fn start_walk(view: &SegmentView, from: Offset, end: FilePos) -> BatchWalker {
+    let index = &view.indexes.offset;
+    let point = from
+        .relative_to(view.base_offset)
+        .and_then(|rel| index.floor_entry(rel));
+    match point {
+        Some((last_rel, position)) => BatchWalker::new(view.data.clone(), position, end, None)
+            .expect_first_last_offset(last_rel.absolute(view.base_offset)),
+        None => BatchWalker::new(view.data.clone(), FilePos(0), end, Some(view.base_offset)),
+    }
+}
+
+/// Reads from one segment: `Some` with the batches and the next offset, or `None` when the
+/// segment holds nothing at or after `from`.
+fn read_segment(
+    view: &SegmentView,
+    from: Offset,
+    end: FilePos,
+    max_bytes: usize,
+) -> Result<Option<(Bytes, Offset)>, LogError> {
+    let mut walker = start_walk(view, from, end);
+    let mut range: Option<(FilePos, FilePos, Offset)> = None;
+    while let Some(walked) = walker.next() {
+        let walked = match walked {
+            Ok(walked) => walked,
+            Err(err) if range.is_none() => {
+                // A damaged batch before the target can be stepped over if its length is
+                // intact and the next valid batch is still at or before the target.
+                let next = err
+                    .skip_to
+                    .and_then(|skip| BatchWalker::new(view.data.clone(), skip, end, None).next());
+                match next {
+                    Some(Ok(next)) if next.batch.base_offset() <= from => {
+                        walker.resume_at(next.position);
+                        continue;
+                    }
+                    _ => return Err(corrupt(view, err, from)),
+                }
+            }
+            Err(_) => break,
+        };
+        let batch = &walked.batch;
+        let wanted = if batch.is_meta() {
+            batch.base_offset() >= from
+        } else {
+            walked.next_offset() > from
+        };
+        match range {
+            None if !wanted => continue,
+            None => range = Some((walked.position, walked.end(), walked.next_offset())),
+            Some((start, _, _)) if (walked.end().0 - start.0) as usize > max_bytes => break,
+            Some((start, _, _)) => range = Some((start, walked.end(), walked.next_offset())),
+        }
+    }
+    Ok(range.map(|(start, stop, next)| (view.data.slice(start.as_usize()..stop.as_usize()), next)))
+}
+
+fn first_record_at_or_after(
+    batch: &Batch,
+    timestamp_ms: i64,
+    view: &SegmentView,
+) -> Result<Option<Offset>, LogError> {
+    let records = batch
+        .records(TIMESTAMP_LOOKUP_DECOMPRESS_LIMIT)
+        .map_err(|reason| LogError::CorruptBatch {
+            path: view.log_path.to_path_buf(),
+            position: FilePos(0),
+            offset: batch.base_offset(),
+            reason,
+        })?;
+    let base_timestamp = batch.header().base_timestamp;
+    for record in records.iter() {
+        let record = record.map_err(|reason| LogError::CorruptBatch {
+            path: view.log_path.to_path_buf(),
+            position: FilePos(0),
+            offset: batch.base_offset(),
+            reason,
+        })?;
+        if base_timestamp.saturating_add(record.timestamp_delta) >= timestamp_ms {
+            let delta = u64::try_from(record.offset_delta).unwrap_or(0);
+            return Ok(Some(batch.base_offset().plus(delta)));
+        }
+    }
+    Ok(None)
+}
+
+fn corrupt(view: &SegmentView, err: WalkError, offset: Offset) -> LogError {
+    LogError::CorruptBatch {
+        path: view.log_path.to_path_buf(),
+        position: err.position,
+        offset,
+        reason: err.reason,
+    }
+}

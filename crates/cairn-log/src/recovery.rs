@@ -1,0 +1,180 @@
+//! Opening a partition directory: find the segments, read the checkpoints, open each segment in
+//! order (each one's entry numbering continues the previous one's), recover the active segment
+//! unless a clean-shutdown marker vouches for it, and finish what an interrupted retention pass
+//! left behind. What recovery does with each kind of damage: `segments-format.md`, "Recovery".
+
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use crate::checkpoint::{CleanShutdown, LogStart, fsync_dir};
+use crate::config::LogConfig;
+use crate::error::LogError;
+use crate::log::{Log, Published, Shared};
+use crate::segment::open::{SegmentHints, open_active, open_sealed};
+use crate::segment::{Segment, delete_segment_files, parse_segment_name, segment_path};
+use crate::types::{EntryIndex, FilePos, Offset};
+
+/// Opens or creates the log in `dir`.
+pub(crate) fn open_dir(
+    dir: &Path,
+    cfg: LogConfig,
+    now_ms: i64,
+    follows_end: bool,
+) -> Result<Log, LogError> {
+    cfg.validate()?;
+    if !dir.exists() {
+        std::fs::create_dir_all(dir)
+            .map_err(|source| LogError::io("create log directory", dir, source))?;
+        if let Some(parent) = dir.parent() {
+            fsync_dir(parent)?;
+        }
+    }
+    let mut bases = list_segments(dir)?;
+    let checkpoint = LogStart::read(dir)?;
+    let marker = CleanShutdown::take(dir)?;
+    if let Some(start) = checkpoint {
+        bases = delete_below_log_start(dir, bases, start.offset)?;
+    }
+    let segments = if bases.is_empty() {
+        let start = checkpoint.unwrap_or(LogStart {
+            offset: Offset(0),
+            entry: EntryIndex(0),
+        });
+        vec![Segment::create(
+            dir,
+            start.offset,
+            start.entry,
+            &cfg,
+            now_ms,
+        )?]
+    } else {
+        open_segments(dir, &bases, checkpoint, marker, &cfg, now_ms)?
+    };
+    fsync_dir(dir)?;
+    let first = &segments[0];
+    let log_start = LogStart {
+        offset: first.base_offset,
+        entry: first.base_entry,
+    };
+    if checkpoint != Some(log_start) {
+        log_start.write(dir)?;
+    }
+    let active = segments.last().expect("at least one segment");
+    let high_watermark = if follows_end {
+        active.state.next_offset
+    } else {
+        log_start.offset
+    };
+    let published = Published {
+        segments: Arc::from(Vec::new()),
+        log_start: log_start.offset,
+        high_watermark,
+        visible_base: log_start.offset,
+        visible_pos: FilePos(0),
+        log_end: active.state.next_offset,
+    };
+    let (high_watermark_tx, _) = tokio::sync::watch::channel(high_watermark);
+    let shared = Arc::new(Shared {
+        published: RwLock::new(Arc::new(published)),
+        high_watermark_tx,
+    });
+    let mut log = Log {
+        dir: dir.to_path_buf(),
+        cfg,
+        segments,
+        log_start,
+        high_watermark,
+        high_watermark_follows_end: follows_end,
+        poisoned: None,
+        shared,
+    };
+    log.publish();
+    tracing::debug!(dir = %dir.display(), log_start = %log.log_start_offset(), log_end = %log.log_end_offset(), segments = log.segment_count(), "log opened");
+    Ok(log)
+}
+
+fn open_segments(
+    dir: &Path,
+    bases: &[Offset],
+    checkpoint: Option<LogStart>,
+    marker: Option<CleanShutdown>,
+    cfg: &LogConfig,
+    now_ms: i64,
+) -> Result<Vec<Segment>, LogError> {
+    let mut segments: Vec<Segment> = Vec::with_capacity(bases.len());
+    for (idx, &base) in bases.iter().enumerate() {
+        let base_entry = match segments.last() {
+            Some(previous) => Some(previous.state.next_entry),
+            None => checkpoint
+                .filter(|start| start.offset == base)
+                .map(|start| start.entry),
+        };
+        if let Some(previous) = segments.last()
+            && previous.state.next_offset != base
+        {
+            tracing::error!(dir = %dir.display(), expected = %previous.state.next_offset, found = %base,
+                "segment base offset does not continue the previous segment; offsets in between are missing");
+        }
+        let hints = SegmentHints {
+            base,
+            base_entry,
+            next_base: bases.get(idx + 1).copied(),
+        };
+        let segment = if idx + 1 == bases.len() {
+            let clean = marker.is_some_and(|m| {
+                m.active_base == base && file_len(dir, base) == Some(m.active_bytes)
+            });
+            if !clean {
+                tracing::info!(dir = %dir.display(), segment = %base, "no clean shutdown: recovering the active segment");
+            }
+            open_active(dir, hints, clean, cfg, now_ms)?
+        } else {
+            open_sealed(dir, hints, cfg)?
+        };
+        segments.push(segment);
+    }
+    Ok(segments)
+}
+
+fn file_len(dir: &Path, base: Offset) -> Option<u64> {
+    std::fs::metadata(segment_path(dir, base, "log"))
+        .ok()
+        .map(|m| m.len())
+}
+
+/// The base offsets of the `.log` files in `dir`, in order. Leftover temporary files of an
+/// interrupted checkpoint write are removed.
+fn list_segments(dir: &Path) -> Result<Vec<Offset>, LogError> {
+    let mut bases = Vec::new();
+    let entries =
+        std::fs::read_dir(dir).map_err(|source| LogError::io("list log directory", dir, source))?;
+    for entry in entries {
+        let entry = entry.map_err(|source| LogError::io("list log directory", dir, source))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if let Some(base) = parse_segment_name(name) {
+            bases.push(base);
+        } else if name.ends_with(".checkpoint.tmp") {
+            let path = entry.path();
+            std::fs::remove_file(&path)
+                .map_err(|source| LogError::io("remove temporary file", &path, source))?;
+        }
+    }
+    bases.sort_unstable();
+    Ok(bases)
+}
+
+/// Finishes a retention pass that checkpointed the new log start but crashed before deleting
+/// every segment below it.
+fn delete_below_log_start(
+    dir: &Path,
+    bases: Vec<Offset>,
+    log_start: Offset,
+) -> Result<Vec<Offset>, LogError> {
+    let (below, kept): (Vec<_>, Vec<_>) = bases.into_iter().partition(|&base| base < log_start);
+    for base in below {
+        tracing::info!(dir = %dir.display(), segment = %base, "deleting a segment below the log start (interrupted retention)");
+        delete_segment_files(dir, base)?;
+    }
+    Ok(kept)
+}

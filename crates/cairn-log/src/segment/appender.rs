@@ -1,0 +1,433 @@
+//! The writer's handle on one segment: the open `.log` file, its indexes, and the append state
+//! (size, next offset, next entry, largest timestamp). Only the partition's single writer owns a
+//! `Segment`; readers get [`SegmentView`]s.
+//!
+//! Appends are written with one `writev` per call and are not fsynced here: the log decides when
+//! to `fdatasync` (the flush policy). Index entries are added only after the bytes they point to
+//! have been written, and the indexes are fsynced only when the segment is sealed or closed,
+//! because recovery can always rebuild them.
+
+use std::fs::{File, OpenOptions};
+use std::io::{IoSlice, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use memmap2::MmapOptions;
+
+use super::segment_path;
+use super::view::SegmentView;
+use crate::batch::{Batch, BatchHeader};
+use crate::config::LogConfig;
+use crate::error::LogError;
+use crate::index::{EntryIndexFile, EntryPoint, OffsetIndex, TimeIndex};
+use crate::types::{EntryIndex, FilePos, Offset};
+
+/// The three index files of a segment.
+#[derive(Debug)]
+pub(crate) struct SegmentIndexes {
+    pub(crate) offset: OffsetIndex,
+    pub(crate) time: TimeIndex,
+    pub(crate) entry: EntryIndexFile,
+}
+
+impl SegmentIndexes {
+    pub(crate) fn open_active(
+        dir: &Path,
+        base: Offset,
+        cfg: &LogConfig,
+        keep: [usize; 3],
+    ) -> Result<Self, LogError> {
+        let max = cfg.segment_index_bytes as usize;
+        Ok(SegmentIndexes {
+            offset: OffsetIndex::open_active(&segment_path(dir, base, "index"), max, keep[0])?,
+            time: TimeIndex::open_active(&segment_path(dir, base, "timeindex"), max, keep[1])?,
+            entry: EntryIndexFile::open_active(
+                &segment_path(dir, base, "entryindex"),
+                max,
+                keep[2],
+            )?,
+        })
+    }
+
+    pub(crate) fn is_full(&self) -> bool {
+        self.offset.is_full() || self.time.is_full() || self.entry.is_full()
+    }
+
+    pub(crate) fn lens(&self) -> [usize; 3] {
+        [self.offset.len(), self.time.len(), self.entry.len()]
+    }
+
+    pub(crate) fn trim_and_sync(&self) -> Result<(), LogError> {
+        self.offset.trim_and_sync()?;
+        self.time.trim_and_sync()?;
+        self.entry.trim_and_sync()
+    }
+}
+
+/// Where the append state of a segment stands. Recovery computes it by walking; appends
+/// advance it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SegmentState {
+    pub(crate) size: FilePos,
+    pub(crate) next_offset: Offset,
+    pub(crate) next_entry: EntryIndex,
+    pub(crate) max_timestamp: i64,
+    pub(crate) offset_of_max_timestamp: Offset,
+    pub(crate) bytes_since_index: u32,
+}
+
+impl SegmentState {
+    pub(crate) fn empty(base: Offset, base_entry: EntryIndex) -> SegmentState {
+        SegmentState {
+            size: FilePos(0),
+            next_offset: base,
+            next_entry: base_entry,
+            max_timestamp: i64::MIN,
+            offset_of_max_timestamp: base,
+            bytes_since_index: 0,
+        }
+    }
+}
+
+/// The writer's handle on one segment.
+#[derive(Debug)]
+pub(crate) struct Segment {
+    pub(crate) base_offset: Offset,
+    pub(crate) base_entry: EntryIndex,
+    pub(crate) dir: PathBuf,
+    pub(crate) log_path: Arc<PathBuf>,
+    file: File,
+    data: Bytes,
+    pub(crate) indexes: Arc<SegmentIndexes>,
+    pub(crate) state: SegmentState,
+    pub(crate) created_ms: i64,
+    pub(crate) sealed: bool,
+}
+
+impl Segment {
+    /// Creates an empty active segment (replacing leftovers of a crashed roll at the same base).
+    pub(crate) fn create(
+        dir: &Path,
+        base: Offset,
+        base_entry: EntryIndex,
+        cfg: &LogConfig,
+        now_ms: i64,
+    ) -> Result<Segment, LogError> {
+        let log_path = segment_path(dir, base, "log");
+        let file = open_for_append(&log_path)?;
+        file.set_len(0)
+            .map_err(|source| LogError::io("create segment", &log_path, source))?;
+        let indexes = SegmentIndexes::open_active(dir, base, cfg, [0, 0, 0])?;
+        Segment::assemble(
+            dir,
+            base,
+            base_entry,
+            file,
+            indexes,
+            SegmentState::empty(base, base_entry),
+            cfg,
+            now_ms,
+        )
+    }
+
+    /// Builds a segment from an opened file and indexes whose state recovery has established.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn assemble(
+        dir: &Path,
+        base: Offset,
+        base_entry: EntryIndex,
+        file: File,
+        indexes: SegmentIndexes,
+        state: SegmentState,
+        cfg: &LogConfig,
+        now_ms: i64,
+    ) -> Result<Segment, LogError> {
+        let log_path = Arc::new(segment_path(dir, base, "log"));
+        let data = map_log(&file, &log_path, active_map_bytes(cfg, state.size))?;
+        Ok(Segment {
+            base_offset: base,
+            base_entry,
+            dir: dir.to_path_buf(),
+            log_path,
+            file,
+            data,
+            indexes: Arc::new(indexes),
+            state,
+            created_ms: now_ms,
+            sealed: false,
+        })
+    }
+
+    /// Builds a sealed segment handle (read-mostly) from opened parts.
+    pub(crate) fn assemble_sealed(
+        dir: &Path,
+        base: Offset,
+        base_entry: EntryIndex,
+        file: File,
+        data: Bytes,
+        indexes: Arc<SegmentIndexes>,
+        state: SegmentState,
+    ) -> Segment {
+        Segment {
+            base_offset: base,
+            base_entry,
+            dir: dir.to_path_buf(),
+            log_path: Arc::new(segment_path(dir, base, "log")),
+            file,
+            data,
+            indexes,
+            state,
+            created_ms: 0,
+            sealed: true,
+        }
+    }
+
+    /// True when the segment, with `pending_bytes` more written to it and its offsets reaching
+    /// `pending_next_offset`, should be sealed before another batch (ending at `last_offset`) is
+    /// added. A segment holding no offsets never rolls: the next segment would have the same
+    /// base offset, and so the same file name.
+    pub(crate) fn should_roll(
+        &self,
+        pending_bytes: usize,
+        pending_next_offset: Offset,
+        last_offset: Offset,
+        cfg: &LogConfig,
+        now_ms: i64,
+    ) -> bool {
+        if pending_next_offset == self.base_offset {
+            return false;
+        }
+        let too_big = self.state.size.as_usize() + pending_bytes > cfg.segment_bytes as usize;
+        let too_old = now_ms.saturating_sub(self.created_ms)
+            >= i64::try_from(cfg.segment_ms).unwrap_or(i64::MAX);
+        // Index entries hold offsets relative to the base in 32 bits; Kafka rolls at i32::MAX.
+        let offsets_overflow = last_offset.0.saturating_sub(self.base_offset.0) > i32::MAX as u64;
+        too_big || too_old || offsets_overflow || self.indexes.is_full()
+    }
+
+    /// Writes `batches` (with their assigned prefixes) at the end of the file in one `writev`,
+    /// then indexes them. On error the file is cut back to its previous size, so a failed append
+    /// leaves no partial batch; if even that fails the caller must poison the log.
+    ///
+    /// # Errors
+    /// The write error, with the state unchanged.
+    pub(crate) fn write_batches(
+        &mut self,
+        batches: &[(&Batch, [u8; 16])],
+        cfg: &LogConfig,
+    ) -> Result<(), std::io::Error> {
+        let old_size = self.state.size;
+        let mut slices = Vec::with_capacity(batches.len() * 2);
+        for (batch, prefix) in batches {
+            slices.push(IoSlice::new(prefix));
+            slices.push(IoSlice::new(&batch.bytes()[16..]));
+        }
+        if let Err(err) = write_all_vectored(&mut self.file, &mut slices) {
+            self.file.set_len(old_size.as_u64())?;
+            return Err(err);
+        }
+        let mut position = old_size;
+        for (batch, prefix) in batches {
+            let base =
+                Offset::from_i64(i64::from_be_bytes(prefix[..8].try_into().expect("8 bytes")));
+            let base = base.expect("the log assigns non-negative offsets");
+            self.note_batch(
+                batch.header(),
+                base,
+                position,
+                batch.len_bytes() as u32,
+                cfg,
+            );
+            position = FilePos(position.0 + batch.len_bytes() as u32);
+        }
+        Ok(())
+    }
+
+    /// Advances the state and indexes for one batch at `position` (used by appends and by index
+    /// rebuilds, so both produce the same indexes). Kafka's rule: an index entry is added before
+    /// a batch once more than `index.interval.bytes` have passed since the last one.
+    pub(crate) fn note_batch(
+        &mut self,
+        header: &BatchHeader,
+        base: Offset,
+        position: FilePos,
+        len: u32,
+        cfg: &LogConfig,
+    ) {
+        let is_meta = crate::batch::is_meta_header(header);
+        let offset_count = (i64::from(header.last_offset_delta) + 1).max(0) as u64;
+        let last_offset = Offset(base.0 + offset_count.saturating_sub(1));
+        if !is_meta && header.max_timestamp > self.state.max_timestamp {
+            self.state.max_timestamp = header.max_timestamp;
+            self.state.offset_of_max_timestamp = last_offset;
+        }
+        let due = position.0 == 0 || self.state.bytes_since_index > cfg.index_interval_bytes;
+        if due {
+            let relative = |o: Offset| {
+                o.relative_to(self.base_offset)
+                    .expect("should_roll keeps offsets within 32 bits")
+            };
+            let point = EntryPoint {
+                entry: self.state.next_entry,
+                relative_offset: relative(base),
+                position,
+            };
+            let _ = self.indexes.entry.push(point);
+            if !is_meta {
+                let _ = self.indexes.offset.push(relative(last_offset), position);
+                let _ = self.indexes.time.maybe_push(
+                    self.state.max_timestamp,
+                    relative(self.state.offset_of_max_timestamp),
+                );
+            }
+            self.state.bytes_since_index = 0;
+        }
+        self.state.bytes_since_index = self.state.bytes_since_index.saturating_add(len);
+        self.state.size = FilePos(position.0 + len);
+        self.state.next_offset = base.plus(offset_count);
+        self.state.next_entry = self.state.next_entry.plus(1);
+    }
+
+    /// Makes the written bytes durable (`fdatasync`).
+    ///
+    /// # Errors
+    /// The fsync error. The caller must poison the log: the kernel may have dropped the dirty
+    /// pages, so retrying could "succeed" over lost data.
+    pub(crate) fn sync(&self) -> Result<(), std::io::Error> {
+        self.file.sync_data()
+    }
+
+    /// Seals the segment for a roll or a clean close: fsyncs the log, trims and fsyncs the
+    /// indexes. Readers are unaffected.
+    pub(crate) fn seal(&mut self) -> Result<(), LogError> {
+        self.sync()
+            .map_err(|source| LogError::io("fsync segment", &self.log_path, source))?;
+        self.indexes.trim_and_sync()?;
+        self.sealed = true;
+        Ok(())
+    }
+
+    /// Cuts the file at `position` and the indexes with it, setting the state that recovery or
+    /// the caller computed for the new end. Only the writer calls this, and only above the high
+    /// watermark, so no reader holds bytes past the cut.
+    pub(crate) fn truncate(&mut self, state: SegmentState) -> Result<(), LogError> {
+        let position = state.size;
+        self.file
+            .set_len(position.as_u64())
+            .and_then(|()| self.file.sync_data())
+            .map_err(|source| LogError::io("truncate segment", &self.log_path, source))?;
+        self.indexes.offset.truncate_from_position(position);
+        self.indexes.entry.truncate_from_position(position);
+        let time_cut = state
+            .next_offset
+            .relative_to(self.base_offset)
+            .unwrap_or_default();
+        self.indexes.time.truncate_from_offset(time_cut);
+        self.state = state;
+        Ok(())
+    }
+
+    /// Reopens the indexes of a sealed segment for appending (after truncation made it the
+    /// active segment again) and remaps the log with room to grow.
+    pub(crate) fn reactivate(&mut self, cfg: &LogConfig, now_ms: i64) -> Result<(), LogError> {
+        let keep = self.indexes.lens();
+        self.indexes = Arc::new(SegmentIndexes::open_active(
+            &self.dir,
+            self.base_offset,
+            cfg,
+            keep,
+        )?);
+        self.file = open_for_append(&self.log_path)?;
+        self.data = map_log(
+            &self.file,
+            &self.log_path,
+            active_map_bytes(cfg, self.state.size),
+        )?;
+        self.sealed = false;
+        self.created_ms = now_ms;
+        Ok(())
+    }
+
+    /// Remaps the file if appends have outgrown the current mapping.
+    pub(crate) fn ensure_mapped(&mut self, cfg: &LogConfig) -> Result<bool, LogError> {
+        if self.state.size.as_usize() <= self.data.len() {
+            return Ok(false);
+        }
+        self.data = map_log(
+            &self.file,
+            &self.log_path,
+            active_map_bytes(cfg, self.state.size),
+        )?;
+        Ok(true)
+    }
+
+    /// A reader's view of this segment as it is now.
+    pub(crate) fn view(&self) -> SegmentView {
+        SegmentView {
+            base_offset: self.base_offset,
+            log_path: Arc::clone(&self.log_path),
+            data: self.data.clone(),
+            indexes: Arc::clone(&self.indexes),
+            sealed_bytes: self.sealed.then_some(self.state.size),
+            max_timestamp: self.sealed.then_some(self.state.max_timestamp),
+        }
+    }
+
+    /// The mapped bytes (possibly longer than the file for the active segment).
+    pub(crate) fn data(&self) -> &Bytes {
+        &self.data
+    }
+}
+
+/// Opens (creating if needed) a segment file in append mode: every write lands at the current
+/// end of the file, including after a truncation, so no write can leave a hole.
+pub(crate) fn open_for_append(path: &Path) -> Result<File, LogError> {
+    OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .open(path)
+        .map_err(|source| LogError::io("open segment", path, source))
+}
+
+/// How much of the file to map for the active segment: room for a full segment plus one
+/// maximal batch, so that appends rarely force a remap. Mapping past the end of the file is
+/// allowed; those pages are never touched because readers stop at the visible end.
+fn active_map_bytes(cfg: &LogConfig, size: FilePos) -> usize {
+    let wanted = (cfg.segment_bytes as usize + cfg.max_message_bytes as usize).max(size.as_usize());
+    wanted.next_multiple_of(4096)
+}
+
+/// Maps `len` bytes of a segment file read-only as `Bytes` (zero-copy slices for readers).
+pub(crate) fn map_log(file: &File, path: &Path, len: usize) -> Result<Bytes, LogError> {
+    if len == 0 {
+        return Ok(Bytes::new());
+    }
+    // SAFETY: segment files are only ever appended to or truncated above the high watermark by
+    // this process's single writer, and readers never touch bytes beyond what has been written
+    // and published, so no mapped byte a reader uses changes or disappears underneath it.
+    let map = unsafe { MmapOptions::new().len(len).map(file) }
+        .map_err(|source| LogError::io("map segment", path, source))?;
+    Ok(Bytes::from_owner(map))
+}
+
+fn write_all_vectored(file: &mut File, mut slices: &mut [IoSlice<'_>]) -> std::io::Result<()> {
+    // IOV_MAX is 1024 on Linux; write in chunks below it.
+    const MAX_IOVECS: usize = 1024;
+    while !slices.is_empty() {
+        let chunk = slices.len().min(MAX_IOVECS);
+        match file.write_vectored(&slices[..chunk]) {
+            Ok(0) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::WriteZero,
+                    "write returned 0",
+                ));
+            }
+            Ok(written) => IoSlice::advance_slices(&mut slices, written),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}

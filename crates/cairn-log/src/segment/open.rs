@@ -1,0 +1,308 @@
+//! Opening an existing segment: trust its indexes after cheap checks, or rebuild them by walking
+//! the whole file. Also where the active segment's torn tail is cut after a crash.
+//!
+//! The rule for damage (argued in `segments-format.md`, "Recovery"): bytes after the last valid
+//! batch of the *active* segment that hold no valid batch are a torn write and are cut. Damage
+//! followed by valid batches is never cut, because those batches may have been acknowledged:
+//! a damaged batch whose length is intact is skipped (and reported as corrupt when read); damage
+//! that hides where the next batch starts makes the open fail with an operator error.
+
+use std::fs::File;
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::appender::{Segment, SegmentIndexes, SegmentState, map_log, open_for_append};
+use super::segment_path;
+use super::walker::{BatchWalker, find_next_valid_batch};
+use crate::config::LogConfig;
+use crate::error::LogError;
+use crate::index::{EntryIndexFile, EntryPoint, OffsetIndex, TimeIndex};
+use crate::types::{EntryIndex, FilePos, Offset};
+
+/// What the caller knows about a segment it is opening.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SegmentHints {
+    pub(crate) base: Offset,
+    /// The entry index the segment must start at (the previous segment's end, or the log start
+    /// checkpoint), when known.
+    pub(crate) base_entry: Option<EntryIndex>,
+    /// The base offset of the following segment, where this one's offsets must end.
+    pub(crate) next_base: Option<Offset>,
+}
+
+/// Opens a sealed (not last) segment. Never cuts acknowledged data; rebuilds indexes that fail
+/// their checks.
+pub(crate) fn open_sealed(
+    dir: &Path,
+    hints: SegmentHints,
+    cfg: &LogConfig,
+) -> Result<Segment, LogError> {
+    let log_path = segment_path(dir, hints.base, "log");
+    let file =
+        File::open(&log_path).map_err(|source| LogError::io("open segment", &log_path, source))?;
+    let size = file_size(&file, &log_path)?;
+    let data = map_log(&file, &log_path, size.as_usize())?;
+    if let Some((indexes, state, base_entry)) = load_trusted(dir, hints, &data, size)? {
+        return Ok(Segment::assemble_sealed(
+            dir,
+            hints.base,
+            base_entry,
+            file,
+            data,
+            Arc::new(indexes),
+            state,
+        ));
+    }
+    tracing::warn!(segment = %log_path.display(), "index files missing or inconsistent; rebuilding them");
+    drop(file);
+    let mut segment = rebuild(dir, hints, cfg, 0, TailPolicy::Sealed)?;
+    segment.seal()?;
+    Ok(segment)
+}
+
+/// Opens the last segment for appending. After a clean shutdown (`clean`) its indexes are
+/// trusted like a sealed segment's; otherwise it is walked in full and its torn tail cut.
+pub(crate) fn open_active(
+    dir: &Path,
+    hints: SegmentHints,
+    clean: bool,
+    cfg: &LogConfig,
+    now_ms: i64,
+) -> Result<Segment, LogError> {
+    if clean {
+        let log_path = segment_path(dir, hints.base, "log");
+        let file = open_for_append(&log_path)?;
+        let size = file_size(&file, &log_path)?;
+        let data = map_log(&file, &log_path, size.as_usize())?;
+        if let Some((indexes, state, base_entry)) = load_trusted(dir, hints, &data, size)? {
+            let keep = indexes.lens();
+            drop(indexes);
+            let indexes = SegmentIndexes::open_active(dir, hints.base, cfg, keep)?;
+            return Segment::assemble(
+                dir, hints.base, base_entry, file, indexes, state, cfg, now_ms,
+            );
+        }
+        tracing::warn!(segment = %log_path.display(), "clean shutdown, but the indexes fail their checks; rebuilding");
+    }
+    rebuild(dir, hints, cfg, now_ms, TailPolicy::Active)
+}
+
+fn file_size(file: &File, path: &Path) -> Result<FilePos, LogError> {
+    let len = file
+        .metadata()
+        .map_err(|source| LogError::io("stat segment", path, source))?
+        .len();
+    u32::try_from(len).map(FilePos).map_err(|_| {
+        LogError::io(
+            "stat segment",
+            path,
+            std::io::Error::other("segment file larger than 4 GiB"),
+        )
+    })
+}
+
+/// Loads the indexes of a segment and checks them against the log: sizes, the entry index's
+/// claim about the base entry, and a walk from the last index point to the end of the file that
+/// must land exactly on the file's end. `None` means "rebuild".
+fn load_trusted(
+    dir: &Path,
+    hints: SegmentHints,
+    data: &Bytes,
+    size: FilePos,
+) -> Result<Option<(SegmentIndexes, SegmentState, EntryIndex)>, LogError> {
+    let base = hints.base;
+    let (Some(offset), Some(time), Some(entry)) = (
+        OffsetIndex::open_sealed(&segment_path(dir, base, "index"))?,
+        TimeIndex::open_sealed(&segment_path(dir, base, "timeindex"))?,
+        EntryIndexFile::open_sealed(&segment_path(dir, base, "entryindex"))?,
+    ) else {
+        return Ok(None);
+    };
+    let indexes = SegmentIndexes {
+        offset,
+        time,
+        entry,
+    };
+    if size.0 == 0 {
+        let base_entry = hints.base_entry.unwrap_or(EntryIndex(base.0));
+        let empty = indexes.lens() == [0, 0, 0];
+        return Ok(empty.then(|| (indexes, SegmentState::empty(base, base_entry), base_entry)));
+    }
+    let Some(first) = (indexes.entry.len() > 0).then(|| indexes.entry.entry(0)) else {
+        return Ok(None);
+    };
+    let base_entry = hints.base_entry.unwrap_or(first.entry);
+    let last_point = indexes.entry.last().unwrap_or(first);
+    let plausible = first.position == FilePos(0)
+        && first.relative_offset.0 == 0
+        && first.entry == base_entry
+        && last_point.position < size
+        && (indexes.offset.len() == 0
+            || indexes.offset.entry(indexes.offset.len() - 1).1 <= last_point.position);
+    if !plausible {
+        return Ok(None);
+    }
+    let Ok(state) = walk_tail(data, &indexes, base, last_point, size) else {
+        return Ok(None);
+    };
+    if state.size != size
+        || hints
+            .next_base
+            .is_some_and(|next| next != state.next_offset)
+    {
+        return Ok(None);
+    }
+    Ok(Some((indexes, state, base_entry)))
+}
+
+/// Computes a segment's append state at `end` by walking from an entry index point, so that
+/// only the bytes after the last sparse index point are read.
+pub(crate) fn walk_tail(
+    data: &Bytes,
+    indexes: &SegmentIndexes,
+    base: Offset,
+    from: EntryPoint,
+    end: FilePos,
+) -> Result<SegmentState, super::WalkError> {
+    let last_time = indexes.time.last();
+    let mut state = SegmentState {
+        size: from.position,
+        next_offset: from.relative_offset.absolute(base),
+        next_entry: from.entry,
+        max_timestamp: last_time.map_or(i64::MIN, |(ts, _)| ts),
+        offset_of_max_timestamp: last_time.map_or(base, |(_, rel)| rel.absolute(base)),
+        bytes_since_index: 0,
+    };
+    for walked in BatchWalker::new(data.clone(), from.position, end, Some(state.next_offset)) {
+        let walked = walked?;
+        let header = walked.batch.header();
+        if !walked.batch.is_meta() && header.max_timestamp > state.max_timestamp {
+            state.max_timestamp = header.max_timestamp;
+            state.offset_of_max_timestamp = Offset::from_i64(header.last_offset()).unwrap_or(base);
+        }
+        state.next_offset = walked.next_offset();
+        state.next_entry = state.next_entry.plus(1);
+        state.size = walked.end();
+    }
+    // Appends index again once more than an interval has passed since the last point, counting
+    // the point's own batch, exactly as `Segment::note_batch` counts.
+    state.bytes_since_index = state.size.0 - from.position.0;
+    Ok(state)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TailPolicy {
+    /// The last segment after a crash: an invalid tail with nothing valid after it is cut.
+    Active,
+    /// A sealed segment: nothing is cut unless it is provably past the segment's last offset.
+    Sealed,
+}
+
+/// Rebuilds a segment's indexes by walking every batch, deciding what to do with damage by
+/// `policy`.
+fn rebuild(
+    dir: &Path,
+    hints: SegmentHints,
+    cfg: &LogConfig,
+    now_ms: i64,
+    policy: TailPolicy,
+) -> Result<Segment, LogError> {
+    let base = hints.base;
+    let log_path = segment_path(dir, base, "log");
+    let file = open_for_append(&log_path)?;
+    let size = file_size(&file, &log_path)?;
+    let base_entry = hints.base_entry.unwrap_or_else(|| {
+        tracing::warn!(segment = %log_path.display(), "base entry index unknown; assuming one entry per offset before it");
+        EntryIndex(base.0)
+    });
+    let indexes = SegmentIndexes::open_active(dir, base, cfg, [0, 0, 0])?;
+    let empty = SegmentState::empty(base, base_entry);
+    let mut segment = Segment::assemble(dir, base, base_entry, file, indexes, empty, cfg, now_ms)?;
+    // Map at least the whole file, whatever the recovered size turns out to be.
+    segment.state.size = size;
+    segment.ensure_mapped(cfg)?;
+    segment.state = empty;
+    let data = segment.data().clone();
+
+    let mut walker = BatchWalker::new(data.clone(), FilePos(0), size, Some(base));
+    let mut damage: Option<(FilePos, String)> = None;
+    while let Some(walked) = walker.next() {
+        match walked {
+            Ok(walked) => {
+                let (header, len) = (*walked.batch.header(), walked.batch.len_bytes() as u32);
+                segment.note_batch(
+                    &header,
+                    walked.batch.base_offset(),
+                    walked.position,
+                    len,
+                    cfg,
+                );
+            }
+            Err(err) => {
+                let next_valid = match err.skip_to {
+                    Some(skip) => BatchWalker::new(data.clone(), skip, size, None)
+                        .find_map(Result::ok)
+                        .map(|w| w.position),
+                    None => find_next_valid_batch(&data, err.position, size),
+                };
+                let Some(next_valid) = next_valid else {
+                    return cut_tail(
+                        segment,
+                        policy,
+                        err.position,
+                        size,
+                        hints,
+                        &err.reason.to_string(),
+                    );
+                };
+                if err.skip_to.is_none() && policy == TailPolicy::Active {
+                    return Err(LogError::DamagedSegment {
+                        path: log_path,
+                        position: err.position,
+                        next_valid,
+                    });
+                }
+                tracing::error!(
+                    segment = %log_path.display(), position = err.position.0, next_valid = next_valid.0,
+                    reason = %err.reason,
+                    "damaged batch inside acknowledged data: kept on disk, never served; reads of its offsets fail"
+                );
+                damage.get_or_insert((err.position, err.reason.to_string()));
+                // The damaged batch still occupies one entry; its offsets are skipped.
+                segment.state.next_entry = segment.state.next_entry.plus(1);
+                segment.state.size = next_valid;
+                walker.resume_at(next_valid);
+            }
+        }
+    }
+    Ok(segment)
+}
+
+/// Handles bytes after the last valid batch that hold no further valid batch.
+fn cut_tail(
+    mut segment: Segment,
+    policy: TailPolicy,
+    position: FilePos,
+    size: FilePos,
+    hints: SegmentHints,
+    reason: &str,
+) -> Result<Segment, LogError> {
+    let complete = hints
+        .next_base
+        .is_some_and(|next| next == segment.state.next_offset);
+    let path = segment.log_path.display().to_string();
+    if policy == TailPolicy::Sealed && !complete {
+        tracing::error!(segment = %path, position = position.0, %reason,
+            "sealed segment ends in damage before its last offset; the damaged range is kept and never served");
+        segment.state.size = size;
+        return Ok(segment);
+    }
+    tracing::warn!(segment = %path, position = position.0, dropped_bytes = size.0 - position.0, %reason,
+        "cutting an incomplete tail (a write torn by a crash, or trailing garbage)");
+    let mut state = segment.state;
+    state.size = position;
+    segment.truncate(state)?;
+    Ok(segment)
+}

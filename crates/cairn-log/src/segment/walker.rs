@@ -1,0 +1,160 @@
+//! Walks the batches of a segment's bytes in order, validating each one (framing, magic, CRC)
+//! and checking that base offsets follow each other densely. Reads, recovery and index rebuilds
+//! all walk through here, so "what counts as a valid batch on disk" is decided in one place.
+
+use bytes::Bytes;
+
+use crate::batch::{Batch, BatchError, frame_len};
+use crate::types::{FilePos, Offset};
+
+/// A batch met by the walk.
+#[derive(Debug, Clone)]
+pub(crate) struct WalkedBatch {
+    pub(crate) position: FilePos,
+    pub(crate) batch: Batch,
+}
+
+impl WalkedBatch {
+    /// The position just after this batch.
+    pub(crate) fn end(&self) -> FilePos {
+        FilePos(self.position.0 + self.batch.len_bytes() as u32)
+    }
+
+    /// The offset after this batch: what the next batch's base offset must be.
+    pub(crate) fn next_offset(&self) -> Offset {
+        self.batch.base_offset().plus(self.batch.offset_count())
+    }
+}
+
+/// Why a walk stopped before the end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct WalkError {
+    pub(crate) position: FilePos,
+    pub(crate) reason: BatchError,
+    /// Where the next batch would start, if the damaged batch's length field is still
+    /// believable (framing intact); `None` when the walk cannot find the next batch.
+    pub(crate) skip_to: Option<FilePos>,
+}
+
+/// An iterator over the batches in `data[from..end]`.
+pub(crate) struct BatchWalker {
+    data: Bytes,
+    position: usize,
+    end: usize,
+    expected_next: Option<Offset>,
+    expected_first_last_offset: Option<Offset>,
+    done: bool,
+}
+
+impl BatchWalker {
+    /// Walks from `from` to `end` (both within `data`). `expected_next` is the base offset the
+    /// first batch must have, when known.
+    pub(crate) fn new(
+        data: Bytes,
+        from: FilePos,
+        end: FilePos,
+        expected_next: Option<Offset>,
+    ) -> BatchWalker {
+        let end = end.as_usize().min(data.len());
+        BatchWalker {
+            data,
+            position: from.as_usize().min(end),
+            end,
+            expected_next,
+            expected_first_last_offset: None,
+            done: false,
+        }
+    }
+
+    /// Also requires the first batch's last offset to be `last_offset` (an index entry's claim).
+    pub(crate) fn expect_first_last_offset(mut self, last_offset: Offset) -> BatchWalker {
+        self.expected_first_last_offset = Some(last_offset);
+        self
+    }
+
+    /// Continues after a damaged batch whose framing is intact, expecting the next batch's
+    /// base offset to be anything at or above what was expected.
+    pub(crate) fn resume_at(&mut self, position: FilePos) {
+        self.position = position.as_usize().min(self.end);
+        self.expected_next = None;
+        self.expected_first_last_offset = None;
+        self.done = false;
+    }
+
+    fn fail(
+        &mut self,
+        reason: BatchError,
+        skip_to: Option<usize>,
+    ) -> Option<Result<WalkedBatch, WalkError>> {
+        self.done = true;
+        let skip_to = skip_to
+            .filter(|&s| s <= self.end)
+            .map(|s| FilePos(s as u32));
+        Some(Err(WalkError {
+            position: FilePos(self.position as u32),
+            reason,
+            skip_to,
+        }))
+    }
+}
+
+impl Iterator for BatchWalker {
+    type Item = Result<WalkedBatch, WalkError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done || self.position >= self.end {
+            return None;
+        }
+        let window = self.data.slice(self.position..self.end);
+        let total = match frame_len(&window) {
+            Ok(total) => total,
+            Err(reason) => return self.fail(reason, None),
+        };
+        let skip_to = Some(self.position + total);
+        let batch = match Batch::validate_prefix(&window) {
+            Ok(batch) => batch,
+            Err(reason) => return self.fail(reason, skip_to),
+        };
+        if let Some(expected) = self.expected_next
+            && batch.base_offset() != expected
+        {
+            let reason = BatchError::OffsetOutOfSequence {
+                expected: expected.as_i64(),
+                found: batch.header().base_offset,
+            };
+            return self.fail(reason, skip_to);
+        }
+        if let Some(expected_last) = self.expected_first_last_offset.take()
+            && batch.header().last_offset() != expected_last.as_i64()
+        {
+            let reason = BatchError::OffsetOutOfSequence {
+                expected: expected_last.as_i64(),
+                found: batch.header().last_offset(),
+            };
+            return self.fail(reason, skip_to);
+        }
+        let walked = WalkedBatch {
+            position: FilePos(self.position as u32),
+            batch,
+        };
+        self.expected_next = Some(walked.next_offset());
+        self.position += total;
+        Some(Ok(walked))
+    }
+}
+
+/// Searches byte by byte after `from` for a position where a valid batch (framing and CRC)
+/// starts. Used only by recovery, to tell a torn tail (nothing valid after the damage) from
+/// damage in the middle of acknowledged data.
+pub(crate) fn find_next_valid_batch(data: &Bytes, from: FilePos, end: FilePos) -> Option<FilePos> {
+    let end = end.as_usize().min(data.len());
+    let magic_at = crate::batch::field::MAGIC;
+    (from.as_usize() + 1..end)
+        .find(|&pos| {
+            // Cheap filters first: the magic byte, then the frame, and only then the CRC.
+            data.get(pos + magic_at) == Some(&2)
+                && frame_len(&data[pos..end]).is_ok()
+                && Batch::validate_prefix(&data.slice(pos..end)).is_ok()
+        })
+        .map(|pos| FilePos(pos as u32))
+}

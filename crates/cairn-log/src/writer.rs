@@ -1,0 +1,383 @@
+//! [`LogWriter`]: the group-commit driver of one partition. A dedicated thread owns the
+//! [`Log`]; appends arrive on a bounded queue, and the thread drains up to
+//! [`MAX_GROUP_REQUESTS`] requests or [`MAX_GROUP_BYTES`] bytes, writes them with one `writev`,
+//! meets the flush policy once (one `fdatasync` under `always`), and only then answers each
+//! request. A request cancelled by its caller after it was queued is still written whole or not
+//! at all: the thread never writes half a request.
+//!
+//! Why a thread and not a task: the fsync blocks, and a partition's writes are serial anyway, so
+//! a thread that blocks on its own disk keeps that stall off the async runtime. The cost is one
+//! mostly idle thread per open partition.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::batch::Batch;
+use crate::clock::Clock;
+use crate::config::FlushPolicy;
+use crate::error::LogError;
+use crate::log::{AppendInfo, Log};
+use crate::reader::LogReader;
+use crate::types::LeaderEpoch;
+
+/// Capacity of a partition's append queue; a full queue is backpressure.
+pub const WRITER_QUEUE_DEPTH: usize = 1024;
+/// Most requests gathered into one group commit.
+pub const MAX_GROUP_REQUESTS: usize = 512;
+/// Most bytes gathered into one group commit.
+pub const MAX_GROUP_BYTES: usize = 8 << 20;
+
+type Reply<T> = oneshot::Sender<Result<T, LogError>>;
+type LogTask = Box<dyn FnOnce(&mut Log, i64) + Send>;
+/// One queued append: its batches, the epoch to stamp, and where to answer.
+type QueuedAppend = (Vec<Batch>, Option<LeaderEpoch>, Reply<Vec<AppendInfo>>);
+
+enum Command {
+    Append {
+        batches: Vec<Batch>,
+        epoch: Option<LeaderEpoch>,
+        reply: Reply<Vec<AppendInfo>>,
+    },
+    Task(LogTask),
+    Close {
+        reply: Reply<()>,
+    },
+}
+
+/// A handle on a partition's writer thread. Clone it to append from many tasks.
+#[derive(Clone, Debug)]
+pub struct LogWriter {
+    tx: mpsc::Sender<Command>,
+    reader: LogReader,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Command::Append { .. } => "Append",
+            Command::Task(_) => "Task",
+            Command::Close { .. } => "Close",
+        })
+    }
+}
+
+impl LogWriter {
+    /// Starts the writer thread for `log`. The thread closes the log cleanly when [`close`] is
+    /// called or every handle is dropped.
+    ///
+    /// # Errors
+    /// [`LogError::Io`] if the thread cannot be started.
+    ///
+    /// [`close`]: LogWriter::close
+    pub fn spawn(log: Log, clock: Arc<dyn Clock>) -> Result<LogWriter, LogError> {
+        let (tx, rx) = mpsc::channel(WRITER_QUEUE_DEPTH);
+        let reader = log.reader();
+        let name = format!(
+            "cairn-log-{}",
+            log.dir()
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("partition")
+        );
+        let dir = log.dir().to_path_buf();
+        std::thread::Builder::new()
+            .name(name)
+            .spawn(move || run(log, rx, clock))
+            .map_err(|source| LogError::io("start writer thread", &dir, source))?;
+        Ok(LogWriter { tx, reader })
+    }
+
+    /// A reader of the same log.
+    pub fn reader(&self) -> &LogReader {
+        &self.reader
+    }
+
+    /// Appends `batches` as one request, waiting for queue space and then for the flush policy
+    /// to be met. `epoch` as in [`Log::append`].
+    ///
+    /// # Errors
+    /// As [`Log::append`]; [`LogError::Closed`] if the writer has stopped.
+    pub async fn append(
+        &self,
+        batches: Vec<Batch>,
+        epoch: Option<LeaderEpoch>,
+    ) -> Result<Vec<AppendInfo>, LogError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Append {
+                batches,
+                epoch,
+                reply,
+            })
+            .await
+            .map_err(|_| LogError::Closed)?;
+        rx.await.map_err(|_| LogError::Closed)?
+    }
+
+    /// Like [`LogWriter::append`] but fails at once with [`LogError::QueueFull`] instead of
+    /// waiting for queue space; the returned receiver yields the result.
+    ///
+    /// # Errors
+    /// [`LogError::QueueFull`] or [`LogError::Closed`].
+    pub fn try_append(
+        &self,
+        batches: Vec<Batch>,
+        epoch: Option<LeaderEpoch>,
+    ) -> Result<oneshot::Receiver<Result<Vec<AppendInfo>, LogError>>, LogError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .try_send(Command::Append {
+                batches,
+                epoch,
+                reply,
+            })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => LogError::QueueFull,
+                mpsc::error::TrySendError::Closed(_) => LogError::Closed,
+            })?;
+        Ok(rx)
+    }
+
+    /// Like [`LogWriter::append`], for threads outside an async runtime (it blocks).
+    ///
+    /// # Errors
+    /// As [`LogWriter::append`].
+    pub fn append_blocking(
+        &self,
+        batches: Vec<Batch>,
+        epoch: Option<LeaderEpoch>,
+    ) -> Result<Vec<AppendInfo>, LogError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .blocking_send(Command::Append {
+                batches,
+                epoch,
+                reply,
+            })
+            .map_err(|_| LogError::Closed)?;
+        rx.blocking_recv().map_err(|_| LogError::Closed)?
+    }
+
+    /// Runs `task` on the writer thread with exclusive access to the log, between group commits
+    /// (truncation, retention, rolls, config changes, high watermark moves). The task gets the
+    /// clock's current time.
+    ///
+    /// # Errors
+    /// [`LogError::Closed`] if the writer has stopped.
+    pub async fn with_log<R: Send + 'static>(
+        &self,
+        task: impl FnOnce(&mut Log, i64) -> R + Send + 'static,
+    ) -> Result<R, LogError> {
+        let (reply, rx) = oneshot::channel();
+        let task: LogTask = Box::new(move |log, now| {
+            let _ = reply.send(task(log, now));
+        });
+        self.tx
+            .send(Command::Task(task))
+            .await
+            .map_err(|_| LogError::Closed)?;
+        rx.await.map_err(|_| LogError::Closed)
+    }
+
+    /// Like [`LogWriter::with_log`], for threads outside an async runtime.
+    ///
+    /// # Errors
+    /// [`LogError::Closed`] if the writer has stopped.
+    pub fn with_log_blocking<R: Send + 'static>(
+        &self,
+        task: impl FnOnce(&mut Log, i64) -> R + Send + 'static,
+    ) -> Result<R, LogError> {
+        let (reply, rx) = oneshot::channel();
+        let task: LogTask = Box::new(move |log, now| {
+            let _ = reply.send(task(log, now));
+        });
+        self.tx
+            .blocking_send(Command::Task(task))
+            .map_err(|_| LogError::Closed)?;
+        rx.blocking_recv().map_err(|_| LogError::Closed)
+    }
+
+    /// Finishes queued appends, then closes the log cleanly (fsync, seal, clean-shutdown marker).
+    ///
+    /// # Errors
+    /// The close's I/O error, or [`LogError::Closed`] if already closed.
+    pub async fn close(&self) -> Result<(), LogError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Close { reply })
+            .await
+            .map_err(|_| LogError::Closed)?;
+        rx.await.map_err(|_| LogError::Closed)?
+    }
+
+    /// Like [`LogWriter::close`], for threads outside an async runtime.
+    ///
+    /// # Errors
+    /// As [`LogWriter::close`].
+    pub fn close_blocking(&self) -> Result<(), LogError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .blocking_send(Command::Close { reply })
+            .map_err(|_| LogError::Closed)?;
+        rx.blocking_recv().map_err(|_| LogError::Closed)?
+    }
+}
+
+fn run(log: Log, rx: mpsc::Receiver<Command>, clock: Arc<dyn Clock>) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            tracing::error!(%err, "cannot start the writer's runtime; the partition takes no writes");
+            return;
+        }
+    };
+    runtime.block_on(
+        WriterLoop {
+            log: Some(log),
+            rx,
+            clock,
+            unsynced_since: None,
+        }
+        .run(),
+    );
+}
+
+struct WriterLoop {
+    log: Option<Log>,
+    rx: mpsc::Receiver<Command>,
+    clock: Arc<dyn Clock>,
+    /// When data was first written without an fsync, under `interval:<ms>`.
+    unsynced_since: Option<tokio::time::Instant>,
+}
+
+impl WriterLoop {
+    async fn run(mut self) {
+        while let Some(log) = self.log.as_ref() {
+            let deadline = match (log.config().flush_policy, self.unsynced_since) {
+                (FlushPolicy::IntervalMs(ms), Some(since)) => {
+                    Some(since + Duration::from_millis(ms))
+                }
+                _ => None,
+            };
+            let next = match deadline {
+                Some(deadline) => match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                    Ok(next) => next,
+                    Err(_elapsed) => {
+                        self.interval_flush();
+                        continue;
+                    }
+                },
+                None => self.rx.recv().await,
+            };
+            match next {
+                Some(command) => self.handle(command),
+                None => {
+                    // Every handle is gone: close cleanly.
+                    if let Some(log) = self.log.take()
+                        && let Err(err) = log.close()
+                    {
+                        tracing::error!(%err, "closing the log after its last handle was dropped");
+                    }
+                }
+            }
+        }
+    }
+
+    fn handle(&mut self, first: Command) {
+        let mut group = Vec::new();
+        let mut group_bytes = 0;
+        let mut after_group = None;
+        match first {
+            Command::Append {
+                batches,
+                epoch,
+                reply,
+            } => {
+                group_bytes += batches.iter().map(Batch::len_bytes).sum::<usize>();
+                group.push((batches, epoch, reply));
+            }
+            other => after_group = Some(other),
+        }
+        while after_group.is_none()
+            && group.len() < MAX_GROUP_REQUESTS
+            && group_bytes < MAX_GROUP_BYTES
+        {
+            match self.rx.try_recv() {
+                Ok(Command::Append {
+                    batches,
+                    epoch,
+                    reply,
+                }) => {
+                    group_bytes += batches.iter().map(Batch::len_bytes).sum::<usize>();
+                    group.push((batches, epoch, reply));
+                }
+                Ok(other) => after_group = Some(other),
+                Err(_) => break,
+            }
+        }
+        if !group.is_empty() {
+            self.commit_group(group);
+        }
+        match after_group {
+            Some(Command::Task(task)) => {
+                if let Some(log) = self.log.as_mut() {
+                    task(log, self.clock.now_ms());
+                }
+            }
+            Some(Command::Close { reply }) => {
+                let result = self.log.take().map_or(Err(LogError::Closed), Log::close);
+                let _ = reply.send(result);
+            }
+            Some(Command::Append { .. }) | None => {}
+        }
+    }
+
+    fn commit_group(&mut self, group: Vec<QueuedAppend>) {
+        let Some(log) = self.log.as_mut() else {
+            for (_, _, reply) in group {
+                let _ = reply.send(Err(LogError::Closed));
+            }
+            return;
+        };
+        let requests: Vec<(&[Batch], Option<LeaderEpoch>)> =
+            group.iter().map(|(b, e, _)| (b.as_slice(), *e)).collect();
+        let outcome = log
+            .append_group(&requests, self.clock.now_ms())
+            .and_then(|results| {
+                log.commit()?;
+                Ok(results)
+            });
+        if matches!(log.config().flush_policy, FlushPolicy::IntervalMs(_))
+            && self.unsynced_since.is_none()
+        {
+            self.unsynced_since = Some(tokio::time::Instant::now());
+        }
+        match outcome {
+            Ok(results) => {
+                for ((_, _, reply), result) in group.into_iter().zip(results) {
+                    let _ = reply.send(result);
+                }
+            }
+            Err(err) => {
+                for (_, _, reply) in group {
+                    let _ = reply.send(Err(err.duplicate()));
+                }
+            }
+        }
+    }
+
+    fn interval_flush(&mut self) {
+        self.unsynced_since = None;
+        if let Some(log) = self.log.as_mut()
+            && log.poisoned().is_none()
+            && let Err(err) = log.flush()
+        {
+            tracing::error!(%err, "interval flush failed");
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! The log's everyday behaviour through its public API: append, read, roll, reopen, truncate,
+//! retention, timestamps, meta entries.
+
+mod common;
+
+use cairn_log::batch::Batch;
+use cairn_log::batch::encode_meta_entry;
+use cairn_log::{EntryIndex, LeaderEpoch, Log, LogConfig, LogError, Offset};
+use common::{batch, read_all, small_config};
+
+#[test]
+fn appends_get_dense_offsets_and_read_back_across_rolls_and_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), small_config(), 0).unwrap();
+    let mut expected = Vec::new();
+    for tag in 0..200u64 {
+        let b = batch(tag, 3, 20, 1000 + tag as i64);
+        let info = log
+            .append(std::slice::from_ref(&b), Some(LeaderEpoch(1)), 0)
+            .unwrap();
+        assert_eq!(info[0].base_offset, Offset(tag * 3));
+        assert_eq!(info[0].entry, EntryIndex(tag));
+        expected.push((Offset(tag * 3), b.bytes().slice(16..)));
+    }
+    assert!(log.segment_count() > 5, "segments: {}", log.segment_count());
+    assert_eq!(read_all(&log.reader()), expected);
+    log.close().unwrap();
+
+    let log = Log::open(dir.path(), small_config(), 0).unwrap();
+    assert_eq!(log.log_end_offset(), Offset(600));
+    assert_eq!(log.next_entry(), EntryIndex(200));
+    assert_eq!(read_all(&log.reader()), expected);
+    // Reading from the middle of a batch returns that whole batch.
+    let result = log.reader().read(301, 1).unwrap();
+    let first = result.batches().next().unwrap();
+    assert_eq!(first.base_offset(), Offset(300));
+    assert_eq!(result.next_offset, Offset(303));
+    drop(log);
+
+    // Without a clean shutdown the active segment is scanned; the data is the same.
+    let log = Log::open(dir.path(), small_config(), 0).unwrap();
+    assert_eq!(read_all(&log.reader()), expected);
+}
+
+#[test]
+fn bad_reads_are_typed_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), LogConfig::default(), 0).unwrap();
+    log.append(&[batch(0, 5, 10, 0)], None, 0).unwrap();
+    let reader = log.reader();
+    assert!(matches!(
+        reader.read(0, -1),
+        Err(LogError::NegativeMaxBytes(-1))
+    ));
+    assert!(matches!(
+        reader.read(-1, 100),
+        Err(LogError::OffsetOutOfRange { .. })
+    ));
+    assert!(matches!(
+        reader.read(6, 100),
+        Err(LogError::OffsetOutOfRange { .. })
+    ));
+    assert!(reader.read(5, 100).unwrap().is_empty());
+    let too_big = batch(0, 1, 2 << 20, 0);
+    assert!(matches!(
+        log.append(&[too_big], None, 0),
+        Err(LogError::BatchTooLarge { .. })
+    ));
+    assert_eq!(log.log_end_offset(), Offset(5));
+}
+
+#[test]
+fn meta_entries_take_entry_indexes_but_no_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), small_config(), 0).unwrap();
+    log.append(&[batch(0, 2, 10, 0)], Some(LeaderEpoch(1)), 0)
+        .unwrap();
+    let meta = Batch::validate(encode_meta_entry(b"noop", 5).unwrap()).unwrap();
+    let info = log
+        .append(std::slice::from_ref(&meta), Some(LeaderEpoch(2)), 0)
+        .unwrap();
+    assert_eq!(
+        (info[0].base_offset, info[0].next_offset, info[0].entry),
+        (Offset(2), Offset(2), EntryIndex(1))
+    );
+    let info = log
+        .append(&[batch(1, 2, 10, 0)], Some(LeaderEpoch(2)), 0)
+        .unwrap();
+    assert_eq!(
+        (info[0].base_offset, info[0].entry),
+        (Offset(2), EntryIndex(2))
+    );
+    assert_eq!(log.next_entry(), EntryIndex(3));
+    let all = read_all(&log.reader());
+    assert_eq!(all.len(), 3);
+    log.truncate_entries_from(EntryIndex(1)).unwrap_err(); // below the high watermark
+    drop(log);
+    let mut log = Log::open_replica(dir.path(), small_config(), 0).unwrap();
+    assert_eq!(log.next_entry(), EntryIndex(3));
+    log.truncate_entries_from(EntryIndex(1)).unwrap();
+    assert_eq!(
+        (log.log_end_offset(), log.next_entry()),
+        (Offset(2), EntryIndex(1))
+    );
+}
+
+#[test]
+fn truncate_removes_a_suffix_across_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open_replica(dir.path(), small_config(), 0).unwrap();
+    let mut expected = Vec::new();
+    for tag in 0..100u64 {
+        let b = batch(tag, 2, 30, 0);
+        log.append(std::slice::from_ref(&b), None, 0).unwrap();
+        expected.push((Offset(tag * 2), b.bytes().slice(16..)));
+    }
+    log.set_high_watermark(Offset(50)).unwrap();
+    assert_eq!(read_all(&log.reader()), expected[..25]);
+    assert!(matches!(
+        log.truncate_to(Offset(49)),
+        Err(LogError::TruncateBelowHighWatermark { .. })
+    ));
+    assert_eq!(log.truncate_to(Offset(61)).unwrap(), Offset(60));
+    assert_eq!(log.next_entry(), EntryIndex(30));
+    let b = batch(999, 2, 30, 0);
+    log.append(std::slice::from_ref(&b), None, 0).unwrap();
+    log.set_high_watermark(Offset(62)).unwrap();
+    let mut want = expected[..30].to_vec();
+    want.push((Offset(60), b.bytes().slice(16..)));
+    assert_eq!(read_all(&log.reader()), want);
+    drop(log);
+    let log = Log::open(dir.path(), small_config(), 0).unwrap();
+    assert_eq!(read_all(&log.reader()), want);
+}
+
+#[test]
+fn retention_deletes_old_segments_and_moves_the_log_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LogConfig {
+        retention_ms: Some(1000),
+        ..small_config()
+    };
+    let mut log = Log::open(dir.path(), cfg.clone(), 0).unwrap();
+    for tag in 0..100u64 {
+        log.append(&[batch(tag, 2, 30, tag as i64 * 100)], None, 0)
+            .unwrap();
+    }
+    let before = log.segment_count();
+    let outcome = log.enforce_retention(6000).unwrap();
+    assert!(outcome.deleted_segments > 0 && outcome.deleted_segments < before);
+    let start = log.log_start_offset();
+    assert_eq!(start, outcome.log_start_offset);
+    assert!(matches!(
+        log.reader().read(0, 100),
+        Err(LogError::OffsetOutOfRange { .. })
+    ));
+    assert!(!log.reader().read(start.as_i64(), 100).unwrap().is_empty());
+    drop(log);
+    let log = Log::open(dir.path(), cfg, 0).unwrap();
+    assert_eq!(log.log_start_offset(), start);
+    // Size-based retention.
+    let mut log = log;
+    let mut cfg = log.config().clone();
+    cfg.retention_ms = None;
+    cfg.retention_bytes = Some(5000);
+    log.set_config(cfg);
+    log.enforce_retention(0).unwrap();
+    assert!(log.size_bytes() <= 5000 + 4096, "size {}", log.size_bytes());
+}
+
+#[test]
+fn timestamps_find_the_first_record_at_or_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), small_config(), 0).unwrap();
+    for tag in 0..100u64 {
+        log.append(&[batch(tag, 2, 30, 1000 + tag as i64 * 10)], None, 0)
+            .unwrap();
+    }
+    let reader = log.reader();
+    assert_eq!(reader.offset_for_timestamp(0).unwrap(), Some(Offset(0)));
+    assert_eq!(
+        reader.offset_for_timestamp(1000 + 500).unwrap(),
+        Some(Offset(100))
+    );
+    assert_eq!(
+        reader.offset_for_timestamp(1000 + 505).unwrap(),
+        Some(Offset(102))
+    );
+    assert_eq!(reader.offset_for_timestamp(1_000_000).unwrap(), None);
+}
