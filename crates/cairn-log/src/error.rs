@@ -87,8 +87,10 @@ pub enum LogError {
         /// The current high watermark.
         high_watermark: Offset,
     },
-    /// A high watermark beyond the log end, or below the current one, was asked for.
-    #[error("invalid high watermark {requested}: must be within [{current}, {log_end}]")]
+    /// A high watermark beyond the log end, below the current one, or inside a batch.
+    #[error(
+        "invalid high watermark {requested}: must be a batch boundary within [{current}, {log_end}]"
+    )]
     InvalidHighWatermark {
         /// The offset asked for.
         requested: Offset,

@@ -225,11 +225,10 @@ fn read_segment(
             Err(_) => break,
         };
         let batch = &walked.batch;
-        let wanted = if batch.is_meta() {
-            batch.base_offset() >= from
-        } else {
-            walked.next_offset() > from
-        };
+        // A read starts at a data batch: meta entries take no offset, so an offset cursor could
+        // never move past one that a read started with. Meta entries between data batches are
+        // returned as they lie.
+        let wanted = !batch.is_meta() && walked.next_offset() > from;
         match range {
             None if !wanted => continue,
             None => range = Some((walked.position, walked.end(), walked.next_offset())),

@@ -188,3 +188,74 @@ fn timestamps_find_the_first_record_at_or_after() {
     );
     assert_eq!(reader.offset_for_timestamp(1_000_000).unwrap(), None);
 }
+
+#[test]
+fn high_watermark_must_fall_on_a_batch_boundary() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open_replica(dir.path(), small_config(), 0).unwrap();
+    log.append(&[batch(0, 3, 10, 0), batch(1, 3, 10, 0)], None, 0)
+        .unwrap();
+    assert!(matches!(
+        log.set_high_watermark(Offset(1)),
+        Err(LogError::InvalidHighWatermark { .. })
+    ));
+    log.set_high_watermark(Offset(3)).unwrap();
+    assert!(matches!(
+        log.set_high_watermark(Offset(4)),
+        Err(LogError::InvalidHighWatermark { .. })
+    ));
+    assert!(matches!(
+        log.set_high_watermark(Offset(2)),
+        Err(LogError::InvalidHighWatermark { .. })
+    ));
+    log.set_high_watermark(Offset(6)).unwrap();
+}
+
+/// Regression (model test): a meta entry at the end of a segment has the next segment's base
+/// offset; truncating to that offset must remove it too.
+#[test]
+fn truncation_removes_meta_entries_stranded_at_a_segment_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LogConfig {
+        segment_bytes: 1024,
+        ..small_config()
+    };
+    let mut log = Log::open_replica(dir.path(), cfg, 0).unwrap();
+    log.append(&[batch(0, 4, 200, 0)], None, 0).unwrap();
+    let meta = Batch::validate(encode_meta_entry(b"noop", 0).unwrap()).unwrap();
+    log.append(std::slice::from_ref(&meta), None, 0).unwrap();
+    // This batch does not fit: the log rolls, leaving the meta entry at the old segment's end.
+    log.append(&[batch(1, 4, 200, 0)], None, 0).unwrap();
+    assert_eq!(log.segment_count(), 2);
+    assert_eq!(log.next_entry(), EntryIndex(3));
+    assert_eq!(log.truncate_to(Offset(4)).unwrap(), Offset(4));
+    assert_eq!(
+        log.next_entry(),
+        EntryIndex(1),
+        "the stranded meta entry must go too"
+    );
+    assert_eq!(log.segment_count(), 1);
+}
+
+/// Regression (model test): truncating into a sealed segment, which was opened read-only,
+/// must reopen it for writing before cutting it; and a high watermark at the log end must not
+/// read past the end of the active segment's file.
+#[test]
+fn truncation_into_a_sealed_segment_makes_it_active_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), small_config(), 0).unwrap();
+    for tag in 0..40 {
+        log.append(&[batch(tag, 2, 100, 0)], None, 0).unwrap();
+    }
+    log.close().unwrap();
+    let mut log = Log::open_replica(dir.path(), small_config(), 0).unwrap();
+    let segments = log.segment_count();
+    assert!(segments > 2);
+    assert_eq!(log.truncate_to(Offset(10)).unwrap(), Offset(10));
+    assert_eq!(log.segment_count(), 1);
+    log.append(&[batch(99, 2, 100, 0)], None, 0).unwrap();
+    log.set_high_watermark(Offset(12)).unwrap();
+    let all = read_all(&log.reader());
+    assert_eq!(all.len(), 6);
+    assert_eq!(all[5].0, Offset(10));
+}

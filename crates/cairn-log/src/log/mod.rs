@@ -262,9 +262,11 @@ impl Log {
     /// The start of the first entry whose base offset is at or past `offset`, or of the data
     /// batch holding `offset`: (segment index, position, entry index there).
     pub(crate) fn locate(&self, offset: Offset) -> Result<(usize, FilePos, EntryIndex), LogError> {
+        // Start in the last segment that begins strictly before `offset`: meta entries at the
+        // end of a segment have the next segment's base offset, and they come first.
         let idx = self
             .segments
-            .partition_point(|s| s.base_offset <= offset)
+            .partition_point(|s| s.base_offset < offset)
             .saturating_sub(1);
         for (idx, segment) in self.segments.iter().enumerate().skip(idx) {
             if let Some((pos, entry)) = segment

@@ -52,18 +52,24 @@ impl Log {
     }
 
     /// Sets the high watermark (for a replica whose commit point replication decides). It may
-    /// only move forward and never past the log end.
+    /// only move forward, never past the log end, and only to a batch boundary (replication
+    /// commits whole entries, so a watermark inside a batch is a caller's bug).
     ///
     /// # Errors
     /// [`LogError::InvalidHighWatermark`].
     pub fn set_high_watermark(&mut self, high_watermark: Offset) -> Result<(), LogError> {
         let log_end = self.log_end_offset();
+        let invalid = LogError::InvalidHighWatermark {
+            requested: high_watermark,
+            current: self.high_watermark,
+            log_end,
+        };
         if high_watermark < self.high_watermark || high_watermark > log_end {
-            return Err(LogError::InvalidHighWatermark {
-                requested: high_watermark,
-                current: self.high_watermark,
-                log_end,
-            });
+            return Err(invalid);
+        }
+        let (idx, pos, _) = self.locate(high_watermark)?;
+        if high_watermark != log_end && self.base_offset_at(idx, pos) != high_watermark {
+            return Err(invalid);
         }
         self.high_watermark = high_watermark;
         self.publish_high_watermark();
@@ -112,7 +118,14 @@ impl Log {
         for segment in &removed {
             delete_segment_files(&self.dir, segment.base_offset)?;
         }
+        let cfg = self.cfg.clone();
         let segment = self.segments.last_mut().expect("idx is a valid segment");
+        if segment.sealed {
+            // A sealed segment was opened read-only with trimmed indexes: reopen it for writing
+            // first, since it is about to be cut and become the active segment.
+            let now_ms = segment.created_ms;
+            segment.reactivate(&cfg, now_ms)?;
+        }
         if pos < segment.state.size {
             let indexes = &segment.indexes;
             indexes.time.truncate_from_offset(
@@ -127,7 +140,7 @@ impl Log {
                 relative_offset: Default::default(),
                 position: FilePos(0),
             });
-            let state = walk_tail(segment.data(), indexes, segment.base_offset, start, pos)
+            let state = walk_tail(&segment.data(), indexes, segment.base_offset, start, pos)
                 .map_err(|e| LogError::CorruptBatch {
                     path: segment.log_path.to_path_buf(),
                     position: e.position,
@@ -135,11 +148,6 @@ impl Log {
                     reason: e.reason,
                 })?;
             segment.truncate(state)?;
-        }
-        if segment.sealed {
-            let cfg = self.cfg.clone();
-            let now_ms = segment.created_ms;
-            segment.reactivate(&cfg, now_ms)?;
         }
         fsync_dir(&self.dir)?;
         self.publish();

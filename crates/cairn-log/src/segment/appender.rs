@@ -367,16 +367,25 @@ impl Segment {
         SegmentView {
             base_offset: self.base_offset,
             log_path: Arc::clone(&self.log_path),
-            data: self.data.clone(),
+            // Readers of the active segment stop at the published visible end; a sealed
+            // segment's view is cut to its size so no reader can step past the file.
+            data: if self.sealed {
+                self.data()
+            } else {
+                self.data.clone()
+            },
             indexes: Arc::clone(&self.indexes),
             sealed_bytes: self.sealed.then_some(self.state.size),
             max_timestamp: self.sealed.then_some(self.state.max_timestamp),
         }
     }
 
-    /// The mapped bytes (possibly longer than the file for the active segment).
-    pub(crate) fn data(&self) -> &Bytes {
-        &self.data
+    /// The written bytes of the segment, as a zero-copy slice of the mapping. Never the whole
+    /// mapping: for the active segment it extends past the end of the file, and touching those
+    /// pages is `SIGBUS`.
+    pub(crate) fn data(&self) -> Bytes {
+        self.data
+            .slice(..self.state.size.as_usize().min(self.data.len()))
     }
 }
 

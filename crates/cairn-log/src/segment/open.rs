@@ -223,8 +223,8 @@ fn rebuild(
     // Map at least the whole file, whatever the recovered size turns out to be.
     segment.state.size = size;
     segment.ensure_mapped(cfg)?;
+    let data = segment.data();
     segment.state = empty;
-    let data = segment.data().clone();
 
     let mut walker = BatchWalker::new(data.clone(), FilePos(0), size, Some(base));
     let mut damage: Option<(FilePos, String)> = None;

@@ -1,6 +1,12 @@
 //! Helpers shared by the integration tests: building batches and reading everything back.
-#![allow(dead_code, reason = "each test binary uses a different subset of these helpers")]
-#![allow(clippy::unwrap_used, reason = "test helpers: a failure here is a failed test")]
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different subset of these helpers"
+)]
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers: a failure here is a failed test"
+)]
 
 use bytes::Bytes;
 use cairn_log::batch::{Batch, BatchBuilder, Compression, RecordInput};
