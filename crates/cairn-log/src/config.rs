@@ -84,8 +84,8 @@ pub struct LogConfig {
 const DAY_MS: u64 = 24 * 60 * 60 * 1000;
 /// Largest `segment.bytes`: file positions are 32-bit signed in Kafka's index format.
 pub const MAX_SEGMENT_BYTES: u32 = i32::MAX as u32;
-/// Smallest `segment.bytes`: one batch header (Kafka allows 14; a smaller one could never hold
-/// a batch without rolling on each append anyway).
+/// Smallest `segment.bytes`: just above one 61-byte batch header, rounded up (Kafka allows 14,
+/// but a segment smaller than a header rolls before every batch).
 pub const MIN_SEGMENT_BYTES: u32 = 64;
 
 impl Default for LogConfig {

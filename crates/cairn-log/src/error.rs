@@ -124,6 +124,15 @@ pub enum LogError {
         /// Why it is rejected.
         reason: &'static str,
     },
+    /// The active segment holds only meta entries (which take no offset, so it cannot roll) and
+    /// has reached the 2 GiB limit of 32-bit positions. Append a batch with records first.
+    #[error(
+        "segment {path} is full of meta entries and cannot roll until a batch with records arrives"
+    )]
+    SegmentFull {
+        /// The active segment.
+        path: PathBuf,
+    },
     /// The writer's queue is full (from `try_append`). Retriable.
     #[error("the partition's append queue is full")]
     QueueFull,
@@ -157,6 +166,7 @@ impl LogError {
                 reason: reason.clone(),
             },
             LogError::QueueFull => LogError::QueueFull,
+            LogError::SegmentFull { path } => LogError::SegmentFull { path: path.clone() },
             LogError::Closed => LogError::Closed,
             other => LogError::Poisoned {
                 dir: PathBuf::new(),

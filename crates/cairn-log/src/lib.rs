@@ -13,7 +13,8 @@
 //!   appends into one write and one `fdatasync`, under a named [`FlushPolicy`].
 //!
 //! Invariants across modules:
-//! - `cairn-log` never reads the clock; callers pass timestamps (the writer takes a [`Clock`]).
+//! - `cairn-log` never reads the wall clock: callers pass timestamps, and the writer takes a
+//!   [`Clock`]. (The writer measures `interval:<ms>` flush deadlines on the monotonic clock.)
 //! - Offsets are dense and assigned only by the log; an entry's base offset is the previous
 //!   entry's next offset, so it is a pure function of the log's content.
 //! - Nothing past the high watermark is readable, and nothing at or below it is ever truncated,

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use crate::batch::{Batch, frame_len};
 use crate::error::LogError;
 use crate::log::{Published, Shared};
-use crate::segment::{BatchWalker, SegmentView, WalkError};
+use crate::segment::{BatchWalker, SegmentView, WalkError, WalkedBatch, next_valid_after};
 use crate::types::{FilePos, Offset};
 
 /// Largest records section a timestamp lookup will decompress.
@@ -147,7 +147,7 @@ impl LogReader {
                 if walked.batch.is_meta() || header.max_timestamp < timestamp_ms {
                     continue;
                 }
-                if let Some(found) = first_record_at_or_after(&walked.batch, timestamp_ms, view)?
+                if let Some(found) = first_record_at_or_after(&walked, timestamp_ms, view)?
                     && found < snapshot.high_watermark
                 {
                     return Ok(Some(found));
@@ -209,13 +209,11 @@ fn read_segment(
         let walked = match walked {
             Ok(walked) => walked,
             Err(err) if range.is_none() => {
-                // A damaged batch before the target can be stepped over if its length is
+                // Damaged batches before the target can be stepped over if their lengths are
                 // intact and the next valid batch is still at or before the target.
-                let next = err
-                    .skip_to
-                    .and_then(|skip| BatchWalker::new(view.data.clone(), skip, end, None).next());
-                match next {
-                    Some(Ok(next)) if next.batch.base_offset() <= from => {
+                let floor = walker.offset_floor();
+                match next_valid_after(&view.data, &err, end, floor, false) {
+                    Some(next) if next.batch.base_offset() <= from => {
                         walker.resume_at(next.position);
                         continue;
                     }
@@ -240,27 +238,31 @@ fn read_segment(
 }
 
 fn first_record_at_or_after(
-    batch: &Batch,
+    walked: &WalkedBatch,
     timestamp_ms: i64,
     view: &SegmentView,
 ) -> Result<Option<Offset>, LogError> {
+    let batch = &walked.batch;
+    let corrupt = |reason| LogError::CorruptBatch {
+        path: view.log_path.to_path_buf(),
+        position: walked.position,
+        offset: batch.base_offset(),
+        reason,
+    };
     let records = batch
         .records(TIMESTAMP_LOOKUP_DECOMPRESS_LIMIT)
-        .map_err(|reason| LogError::CorruptBatch {
-            path: view.log_path.to_path_buf(),
-            position: FilePos(0),
-            offset: batch.base_offset(),
-            reason,
-        })?;
-    let base_timestamp = batch.header().base_timestamp;
+        .map_err(corrupt)?;
+    let header = batch.header();
+    // Under LogAppendTime every record carries the batch's max timestamp (Kafka's rule).
+    let log_append_time = header
+        .attributes
+        .is_log_append_time()
+        .then_some(header.max_timestamp);
     for record in records.iter() {
-        let record = record.map_err(|reason| LogError::CorruptBatch {
-            path: view.log_path.to_path_buf(),
-            position: FilePos(0),
-            offset: batch.base_offset(),
-            reason,
-        })?;
-        if base_timestamp.saturating_add(record.timestamp_delta) >= timestamp_ms {
+        let record = record.map_err(corrupt)?;
+        let timestamp = log_append_time
+            .unwrap_or_else(|| header.base_timestamp.saturating_add(record.timestamp_delta));
+        if timestamp >= timestamp_ms {
             let delta = u64::try_from(record.offset_delta).unwrap_or(0);
             return Ok(Some(batch.base_offset().plus(delta)));
         }

@@ -11,7 +11,9 @@ use crate::config::LogConfig;
 use crate::error::LogError;
 use crate::log::{Log, Published, Shared};
 use crate::segment::open::{SegmentHints, open_active, open_sealed};
-use crate::segment::{Segment, delete_segment_files, parse_segment_name, segment_path};
+use crate::segment::{
+    INDEX_EXTENSIONS, Segment, delete_segment_files, parse_segment_name, segment_path,
+};
 use crate::types::{EntryIndex, FilePos, Offset};
 
 /// Opens or creates the log in `dir`.
@@ -86,6 +88,7 @@ pub(crate) fn open_dir(
         high_watermark,
         high_watermark_follows_end: follows_end,
         poisoned: None,
+        last_now_ms: now_ms,
         shared,
     };
     log.publish();
@@ -143,9 +146,11 @@ fn file_len(dir: &Path, base: Offset) -> Option<u64> {
 }
 
 /// The base offsets of the `.log` files in `dir`, in order. Leftover temporary files of an
-/// interrupted checkpoint write are removed.
+/// interrupted checkpoint write are removed, and so are index files whose `.log` is gone (a
+/// crash while a segment was being deleted): an index without its log indexes nothing.
 fn list_segments(dir: &Path) -> Result<Vec<Offset>, LogError> {
     let mut bases = Vec::new();
+    let mut index_files = Vec::new();
     let entries =
         std::fs::read_dir(dir).map_err(|source| LogError::io("list log directory", dir, source))?;
     for entry in entries {
@@ -154,6 +159,8 @@ fn list_segments(dir: &Path) -> Result<Vec<Offset>, LogError> {
         let Some(name) = name.to_str() else { continue };
         if let Some(base) = parse_segment_name(name) {
             bases.push(base);
+        } else if let Some(base) = parse_index_name(name) {
+            index_files.push((base, entry.path()));
         } else if name.ends_with(".checkpoint.tmp") {
             let path = entry.path();
             std::fs::remove_file(&path)
@@ -161,7 +168,23 @@ fn list_segments(dir: &Path) -> Result<Vec<Offset>, LogError> {
         }
     }
     bases.sort_unstable();
+    for (base, path) in index_files {
+        if bases.binary_search(&base).is_err() {
+            tracing::info!(file = %path.display(), "removing an index file whose segment is gone");
+            std::fs::remove_file(&path)
+                .map_err(|source| LogError::io("remove orphan index", &path, source))?;
+        }
+    }
     Ok(bases)
+}
+
+/// The base offset an index file name encodes (`<20 digits>.index` and the like).
+fn parse_index_name(name: &str) -> Option<Offset> {
+    let (stem, extension) = name.split_once('.')?;
+    if !INDEX_EXTENSIONS.contains(&extension) {
+        return None;
+    }
+    parse_segment_name(&format!("{stem}.log"))
 }
 
 /// Finishes a retention pass that checkpointed the new log start but crashed before deleting

@@ -2,7 +2,10 @@
 //! watermark moves, truncations, retention passes and reopens (clean and crashed) run against
 //! both the real log and a plain `Vec` of batches. After every step the two must agree.
 
-#![allow(clippy::unwrap_used, reason = "test harness: a failed unwrap is a failed test")]
+#![allow(
+    clippy::unwrap_used,
+    reason = "test harness: a failed unwrap is a failed test"
+)]
 
 mod common;
 

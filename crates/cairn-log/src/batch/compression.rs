@@ -117,7 +117,10 @@ pub fn decompress(
             }
             Ok(input.to_vec())
         }
-        Compression::Gzip => read_limited(flate2::read::GzDecoder::new(input), limit_bytes, fail),
+        // A gzip stream may hold several members; all of them are the records.
+        Compression::Gzip => {
+            read_limited(flate2::read::MultiGzDecoder::new(input), limit_bytes, fail)
+        }
         Compression::Lz4 => {
             read_limited(lz4_flex::frame::FrameDecoder::new(input), limit_bytes, fail)
         }

@@ -59,7 +59,8 @@ impl BatchBuilder {
         }
     }
 
-    /// Sets the producer fields of the next batch.
+    /// Sets the producer fields of the next batch (reset to [`ProducerFields::NONE`] after each
+    /// build, since a sequence number belongs to one batch).
     pub fn set_producer(&mut self, producer: ProducerFields) {
         self.producer = producer;
     }
@@ -106,8 +107,14 @@ impl BatchBuilder {
     /// Encodes the pushed records as one batch and resets the builder for the next one.
     ///
     /// # Errors
-    /// [`BatchError::Compress`], or [`BatchError::TooLargeToEncode`] past 2 GiB.
+    /// [`BatchError::InconsistentHeader`] when no record was pushed, [`BatchError::Compress`],
+    /// or [`BatchError::TooLargeToEncode`] past 2 GiB.
     pub fn build(&mut self) -> Result<Bytes, BatchError> {
+        if self.record_count == 0 {
+            return Err(BatchError::InconsistentHeader(
+                "a batch needs at least one record",
+            ));
+        }
         let compression = self.compression;
         let body: &[u8] = if compression == Compression::None {
             &self.records
@@ -127,6 +134,7 @@ impl BatchBuilder {
         let batch = assemble(&header, body)?;
         self.records.clear();
         self.record_count = 0;
+        self.producer = ProducerFields::NONE;
         Ok(batch)
     }
 }

@@ -106,3 +106,12 @@ impl EntryIndexFile {
             .map(|idx| self.entry(idx))
     }
 }
+
+impl EntryIndexFile {
+    /// The last point whose batch starts at or before `position`.
+    pub(crate) fn floor_by_position(&self, position: FilePos) -> Option<EntryPoint> {
+        self.file
+            .floor(position.as_u64(), |idx| u64::from(self.file.word(idx, 3)))
+            .map(|idx| self.entry(idx))
+    }
+}

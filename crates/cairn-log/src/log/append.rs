@@ -5,7 +5,7 @@
 
 use super::Log;
 use crate::batch::Batch;
-use crate::config::FlushPolicy;
+use crate::config::{FlushPolicy, MAX_SEGMENT_BYTES};
 use crate::error::LogError;
 use crate::segment::Segment;
 use crate::types::{EntryIndex, LeaderEpoch, Offset};
@@ -64,6 +64,7 @@ impl Log {
         now_ms: i64,
     ) -> Result<Vec<Result<Vec<AppendInfo>, LogError>>, LogError> {
         self.check_writable()?;
+        self.last_now_ms = self.last_now_ms.max(now_ms);
         let group_start = (self.log_end_offset(), self.next_entry());
         let mut results = Vec::with_capacity(requests.len());
         let mut staged: Vec<(&Batch, [u8; 16])> = Vec::new();
@@ -137,12 +138,25 @@ impl Log {
             return Ok(());
         }
         let (base, base_entry) = (active.state.next_offset, active.state.next_entry);
-        // Create the new segment first: if that fails (a full disk), nothing has changed.
-        let next = Segment::create(&self.dir, base, base_entry, &self.cfg, now_ms)
-            .map_err(disk_full_or)?;
+        // Seal before the next segment exists: a crash in between then leaves the sealed
+        // segment last, and recovery rescans it. The other order could leave a non-last
+        // segment whose indexes were never trimmed, full of zeroed entries.
         if let Err(err) = self.active_mut().seal() {
             return Err(self.poison(format!("sealing segment for roll: {err}")));
         }
+        let next = match Segment::create(&self.dir, base, base_entry, &self.cfg, now_ms) {
+            Ok(next) => next,
+            Err(err) => {
+                // Typically a full disk: carry on appending to the old segment.
+                let cfg = self.cfg.clone();
+                if let Err(reopen) = self.active_mut().reactivate(&cfg, now_ms) {
+                    return Err(self.poison(format!(
+                        "{err}; reopening the sealed segment failed: {reopen}"
+                    )));
+                }
+                return Err(disk_full_or(err));
+            }
+        };
         crate::checkpoint::fsync_dir(&self.dir)?;
         self.segments.push(next);
         self.publish();
@@ -181,6 +195,16 @@ impl Log {
             self.write_staged(staged)?;
             staged.clear();
             self.roll(now_ms)?;
+        }
+        let staged_bytes: usize = staged.iter().map(|(b, _)| b.len_bytes()).sum();
+        if self.active().state.size.as_usize() + staged_bytes + batch.len_bytes()
+            > MAX_SEGMENT_BYTES as usize
+        {
+            // Only a segment holding nothing but meta entries can get here: it cannot roll
+            // (the next segment would have the same base offset) and positions are 32-bit.
+            return Err(LogError::SegmentFull {
+                path: self.active().log_path.to_path_buf(),
+            });
         }
         let (base_offset, entry) = self.pending_end(staged);
         let leader_epoch = epoch.unwrap_or_else(|| batch.leader_epoch());
@@ -234,8 +258,9 @@ impl Log {
         }
         debug_assert_eq!(self.log_end_offset(), offset);
         match err {
-            LogError::DiskFull { .. } => err,
-            LogError::Poisoned { .. } => err,
+            LogError::DiskFull { .. }
+            | LogError::Poisoned { .. }
+            | LogError::SegmentFull { .. } => err,
             other => self.poison(other.to_string()),
         }
     }

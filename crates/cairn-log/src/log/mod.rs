@@ -64,6 +64,9 @@ pub struct Log {
     /// replica); when false the caller sets it (replication).
     pub(crate) high_watermark_follows_end: bool,
     pub(crate) poisoned: Option<String>,
+    /// The latest time a caller passed in. Truncation, which takes no time, uses it to restart
+    /// the `segment.ms` clock of a segment it makes active again.
+    pub(crate) last_now_ms: i64,
     pub(crate) shared: Arc<Shared>,
 }
 

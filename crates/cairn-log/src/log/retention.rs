@@ -27,6 +27,7 @@ impl Log {
     /// # Errors
     /// I/O errors writing the checkpoint (nothing deleted) or removing files.
     pub fn enforce_retention(&mut self, now_ms: i64) -> Result<RetentionOutcome, LogError> {
+        self.last_now_ms = self.last_now_ms.max(now_ms);
         let count = self.expired_prefix(now_ms);
         if count == 0 {
             return Ok(RetentionOutcome {

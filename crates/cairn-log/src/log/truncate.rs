@@ -118,12 +118,11 @@ impl Log {
         for segment in &removed {
             delete_segment_files(&self.dir, segment.base_offset)?;
         }
-        let cfg = self.cfg.clone();
+        let (cfg, now_ms) = (self.cfg.clone(), self.last_now_ms);
         let segment = self.segments.last_mut().expect("idx is a valid segment");
         if segment.sealed {
             // A sealed segment was opened read-only with trimmed indexes: reopen it for writing
             // first, since it is about to be cut and become the active segment.
-            let now_ms = segment.created_ms;
             segment.reactivate(&cfg, now_ms)?;
         }
         if pos < segment.state.size {

@@ -362,6 +362,12 @@ impl Segment {
         Ok(true)
     }
 
+    /// The mapped bytes up to `end`, for recovery, which reads a file before its state says how
+    /// much of it is valid. `end` must not pass the end of the file.
+    pub(crate) fn data_upto(&self, end: FilePos) -> Bytes {
+        self.data.slice(..end.as_usize().min(self.data.len()))
+    }
+
     /// A reader's view of this segment as it is now.
     pub(crate) fn view(&self) -> SegmentView {
         SegmentView {

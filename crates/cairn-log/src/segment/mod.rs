@@ -10,7 +10,7 @@ mod walker;
 
 pub(crate) use appender::Segment;
 pub(crate) use view::SegmentView;
-pub(crate) use walker::{BatchWalker, WalkError, WalkedBatch};
+pub(crate) use walker::{BatchWalker, WalkError, WalkedBatch, next_valid_after};
 
 use std::path::{Path, PathBuf};
 
@@ -30,8 +30,13 @@ pub(crate) fn parse_segment_name(name: &str) -> Option<Offset> {
     digits.parse().ok().map(Offset)
 }
 
-/// Extensions of the files that belong to a segment.
-pub(crate) const SEGMENT_EXTENSIONS: [&str; 4] = ["log", "index", "timeindex", "entryindex"];
+/// Extensions of the files that belong to a segment, in deletion order: the indexes go before
+/// the `.log`, so a crash mid-delete leaves a `.log` that recovery reindexes, never orphan
+/// indexes with no log (which recovery also removes, in case).
+pub(crate) const SEGMENT_EXTENSIONS: [&str; 4] = ["index", "timeindex", "entryindex", "log"];
+
+/// Extensions of a segment's index files.
+pub(crate) const INDEX_EXTENSIONS: [&str; 3] = ["index", "timeindex", "entryindex"];
 
 /// Deletes a segment's files. Readers that still map the `.log` keep their pages until they
 /// drop them; a file already gone is fine (a crash mid-delete, then a retry).

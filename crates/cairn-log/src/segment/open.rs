@@ -15,7 +15,7 @@ use bytes::Bytes;
 
 use super::appender::{Segment, SegmentIndexes, SegmentState, map_log, open_for_append};
 use super::segment_path;
-use super::walker::{BatchWalker, find_next_valid_batch};
+use super::walker::{BatchWalker, count_framed, next_valid_after};
 use crate::config::LogConfig;
 use crate::error::LogError;
 use crate::index::{EntryIndexFile, EntryPoint, OffsetIndex, TimeIndex};
@@ -139,14 +139,25 @@ fn load_trusted(
         && first.relative_offset.0 == 0
         && first.entry == base_entry
         && last_point.position < size
-        && (indexes.offset.len() == 0
-            || indexes.offset.entry(indexes.offset.len() - 1).1 <= last_point.position);
+        && index_tails_increase(&indexes);
     if !plausible {
         return Ok(None);
     }
-    let Ok(state) = walk_tail(data, &indexes, base, last_point, size) else {
+    // Walk from the last offset-index point, not the last entry point: the time index was last
+    // updated there, and batches after it (meta entries may come between) still count towards
+    // the segment's largest timestamp.
+    let anchor = indexes
+        .offset
+        .len()
+        .checked_sub(1)
+        .map_or(FilePos(0), |idx| indexes.offset.entry(idx).1);
+    let Some(start) = indexes.entry.floor_by_position(anchor) else {
         return Ok(None);
     };
+    let Ok(mut state) = walk_tail(data, &indexes, base, start, size) else {
+        return Ok(None);
+    };
+    state.bytes_since_index = state.size.0.saturating_sub(last_point.position.0);
     if state.size != size
         || hints
             .next_base
@@ -155,6 +166,33 @@ fn load_trusted(
         return Ok(None);
     }
     Ok(Some((indexes, state, base_entry)))
+}
+
+/// The last two entries of each index must increase. An index file that was never trimmed (a
+/// crash before its segment was sealed) ends in zeroed entries, which this catches.
+fn index_tails_increase(indexes: &SegmentIndexes) -> bool {
+    let offset_ok = match indexes.offset.len() {
+        0 | 1 => true,
+        n => {
+            let (a, b) = (indexes.offset.entry(n - 2), indexes.offset.entry(n - 1));
+            a.0 < b.0 && a.1 < b.1
+        }
+    };
+    let time_ok = match indexes.time.len() {
+        0 | 1 => true,
+        n => {
+            let (a, b) = (indexes.time.entry(n - 2), indexes.time.entry(n - 1));
+            a.0 < b.0 && a.1 < b.1
+        }
+    };
+    let entry_ok = match indexes.entry.len() {
+        0 | 1 => true,
+        n => {
+            let (a, b) = (indexes.entry.entry(n - 2), indexes.entry.entry(n - 1));
+            a.entry < b.entry && a.position < b.position && a.relative_offset <= b.relative_offset
+        }
+    };
+    offset_ok && time_ok && entry_ok
 }
 
 /// Computes a segment's append state at `end` by walking from an entry index point, so that
@@ -227,9 +265,8 @@ fn rebuild(
     segment.state = empty;
 
     let mut walker = BatchWalker::new(data.clone(), FilePos(0), size, Some(base));
-    let mut damage: Option<(FilePos, String)> = None;
     while let Some(walked) = walker.next() {
-        match walked {
+        let err = match walked {
             Ok(walked) => {
                 let (header, len) = (*walked.batch.header(), walked.batch.len_bytes() as u32);
                 segment.note_batch(
@@ -239,48 +276,60 @@ fn rebuild(
                     len,
                     cfg,
                 );
+                continue;
             }
-            Err(err) => {
-                let next_valid = match err.skip_to {
-                    Some(skip) => BatchWalker::new(data.clone(), skip, size, None)
-                        .find_map(Result::ok)
-                        .map(|w| w.position),
-                    None => find_next_valid_batch(&data, err.position, size),
-                };
-                let Some(next_valid) = next_valid else {
-                    return cut_tail(
-                        segment,
-                        policy,
-                        err.position,
-                        size,
-                        hints,
-                        &err.reason.to_string(),
-                    );
-                };
-                if err.skip_to.is_none() && policy == TailPolicy::Active {
-                    return Err(LogError::DamagedSegment {
-                        path: log_path,
-                        position: err.position,
-                        next_valid,
-                    });
-                }
-                tracing::error!(
-                    segment = %log_path.display(), position = err.position.0, next_valid = next_valid.0,
-                    reason = %err.reason,
-                    "damaged batch inside acknowledged data: kept on disk, never served; reads of its offsets fail"
-                );
-                damage.get_or_insert((err.position, err.reason.to_string()));
-                // The damaged batch still occupies one entry; its offsets are skipped.
-                segment.state.next_entry = segment.state.next_entry.plus(1);
-                segment.state.size = next_valid;
-                walker.resume_at(next_valid);
-            }
+            Err(err) => err,
+        };
+        let min_base = segment.state.next_offset;
+        let Some(next_valid) =
+            next_valid_after(&data, &err, size, min_base, true).map(|w| w.position)
+        else {
+            return cut_tail(
+                segment,
+                policy,
+                err.position,
+                size,
+                hints,
+                &err.reason.to_string(),
+            );
+        };
+        if err.skip_to.is_none() && policy == TailPolicy::Active {
+            return Err(LogError::DamagedSegment {
+                path: log_path,
+                position: err.position,
+                next_valid,
+            });
         }
+        tracing::error!(
+            segment = %log_path.display(), position = err.position.0, next_valid = next_valid.0,
+            reason = %err.reason,
+            "damaged batches inside acknowledged data: kept on disk, never served; reads of their offsets fail"
+        );
+        step_over_damage(&mut segment, &data, err.position, next_valid);
+        walker.resume_at(next_valid);
     }
     Ok(segment)
 }
 
-/// Handles bytes after the last valid batch that hold no further valid batch.
+/// Accounts for damaged batches kept in `[from, to)`: each still occupies an entry index (their
+/// offsets are unknown and are skipped). Where framing is lost the count is a lower bound, which
+/// is logged: replication must re-fetch such a range rather than trust its numbering.
+fn step_over_damage(segment: &mut Segment, data: &Bytes, from: FilePos, to: FilePos) {
+    let (framed, stop) = count_framed(data, from, to);
+    let entries = if stop == to { framed } else { framed + 1 };
+    if stop != to {
+        tracing::error!(segment = %segment.log_path.display(), position = stop.0,
+            "batch boundaries lost inside a damaged range; entry indexes after it assume one entry there");
+    }
+    segment.state.next_entry = segment.state.next_entry.plus(entries.max(1));
+    segment.state.size = to;
+}
+
+/// Handles damage after which no valid batch follows. In the active segment that is a torn
+/// write (or trailing garbage) and is cut. In a sealed segment, damaged batches whose lengths
+/// still chain are kept (they hold entry indexes and unknown offsets); only bytes past where
+/// framing is lost are cut, and only when the segment's offsets already reach the next
+/// segment's base, which proves nothing acknowledged is there.
 fn cut_tail(
     mut segment: Segment,
     policy: TailPolicy,
@@ -289,20 +338,33 @@ fn cut_tail(
     hints: SegmentHints,
     reason: &str,
 ) -> Result<Segment, LogError> {
-    let complete = hints
-        .next_base
-        .is_some_and(|next| next == segment.state.next_offset);
     let path = segment.log_path.display().to_string();
-    if policy == TailPolicy::Sealed && !complete {
-        tracing::error!(segment = %path, position = position.0, %reason,
-            "sealed segment ends in damage before its last offset; the damaged range is kept and never served");
-        segment.state.size = size;
-        return Ok(segment);
+    let mut cut_at = position;
+    if policy == TailPolicy::Sealed {
+        let data = segment.data_upto(size);
+        let (_, framed_end) = count_framed(&data, position, size);
+        if framed_end > position {
+            tracing::error!(segment = %path, position = position.0, %reason,
+                "damaged batches at the end of a sealed segment: kept on disk, never served");
+            step_over_damage(&mut segment, &data, position, framed_end);
+        }
+        let complete = hints
+            .next_base
+            .is_some_and(|next| next == segment.state.next_offset);
+        if framed_end == size || !complete {
+            if framed_end != size {
+                tracing::error!(segment = %path, position = framed_end.0,
+                    "sealed segment ends in unreadable bytes before its last offset; kept and never served");
+            }
+            segment.state.size = size;
+            return Ok(segment);
+        }
+        cut_at = framed_end;
     }
-    tracing::warn!(segment = %path, position = position.0, dropped_bytes = size.0 - position.0, %reason,
+    tracing::warn!(segment = %path, position = cut_at.0, dropped_bytes = size.0 - cut_at.0, %reason,
         "cutting an incomplete tail (a write torn by a crash, or trailing garbage)");
     let mut state = segment.state;
-    state.size = position;
+    state.size = cut_at;
     segment.truncate(state)?;
     Ok(segment)
 }

@@ -42,6 +42,9 @@ pub(crate) struct BatchWalker {
     position: usize,
     end: usize,
     expected_next: Option<Offset>,
+    /// The lowest base offset the next batch may have when its exact offset is unknown (after
+    /// stepping over damage): offsets never go backwards.
+    min_next: Offset,
     expected_first_last_offset: Option<Offset>,
     done: bool,
 }
@@ -61,6 +64,7 @@ impl BatchWalker {
             position: from.as_usize().min(end),
             end,
             expected_next,
+            min_next: expected_next.unwrap_or_default(),
             expected_first_last_offset: None,
             done: false,
         }
@@ -72,10 +76,17 @@ impl BatchWalker {
         self
     }
 
-    /// Continues after a damaged batch whose framing is intact, expecting the next batch's
-    /// base offset to be anything at or above what was expected.
+    /// The lowest base offset the next batch may have: exactly the expected one when known.
+    pub(crate) fn offset_floor(&self) -> Offset {
+        self.expected_next.unwrap_or(self.min_next)
+    }
+
+    /// Continues after damage at `position`, expecting the next batch's base offset to be
+    /// anything at or above what was expected before the damage (the damaged batches' own
+    /// offsets are unknown).
     pub(crate) fn resume_at(&mut self, position: FilePos) {
         self.position = position.as_usize().min(self.end);
+        self.min_next = self.expected_next.unwrap_or(self.min_next);
         self.expected_next = None;
         self.expected_first_last_offset = None;
         self.done = false;
@@ -115,11 +126,13 @@ impl Iterator for BatchWalker {
             Ok(batch) => batch,
             Err(reason) => return self.fail(reason, skip_to),
         };
-        if let Some(expected) = self.expected_next
-            && batch.base_offset() != expected
-        {
+        let in_sequence = match self.expected_next {
+            Some(expected) => batch.base_offset() == expected,
+            None => batch.base_offset() >= self.min_next,
+        };
+        if !in_sequence {
             let reason = BatchError::OffsetOutOfSequence {
-                expected: expected.as_i64(),
+                expected: self.expected_next.unwrap_or(self.min_next).as_i64(),
                 found: batch.header().base_offset,
             };
             return self.fail(reason, skip_to);
@@ -143,10 +156,61 @@ impl Iterator for BatchWalker {
     }
 }
 
+/// Where the first valid batch after the damage `err` starts, if any, with a base offset of at
+/// least `min_base`. Steps over consecutive damaged batches whose lengths are intact, then falls
+/// back to a byte-by-byte search once framing is lost (only when `search` is set: recovery uses
+/// it to tell a torn tail from damage inside acknowledged data; readers rely on the sparse index
+/// instead, since a search can cost a pass over the segment).
+pub(crate) fn next_valid_after(
+    data: &Bytes,
+    err: &WalkError,
+    end: FilePos,
+    min_base: Offset,
+    search: bool,
+) -> Option<WalkedBatch> {
+    let mut err = err.clone();
+    loop {
+        let Some(skip) = err.skip_to else {
+            let found =
+                search.then(|| find_next_valid_batch(data, err.position, end, min_base))??;
+            return BatchWalker::new(data.clone(), found, end, None)
+                .next()?
+                .ok();
+        };
+        let mut walker = BatchWalker::new(data.clone(), skip, end, None);
+        walker.min_next = min_base;
+        match walker.next()? {
+            Ok(walked) => return Some(walked),
+            Err(next_err) => err = next_err,
+        }
+    }
+}
+
+/// Follows batch lengths (framing only, no CRC) from `from` towards `end`: how many batches it
+/// steps over and where it stops (at `end`, or where framing is lost).
+pub(crate) fn count_framed(data: &Bytes, from: FilePos, end: FilePos) -> (u64, FilePos) {
+    let end = end.as_usize().min(data.len());
+    let (mut position, mut count) = (from.as_usize(), 0u64);
+    while position < end {
+        match frame_len(&data[position..end]) {
+            Ok(total) => {
+                position += total;
+                count += 1;
+            }
+            Err(_) => break,
+        }
+    }
+    (count, FilePos(position as u32))
+}
+
 /// Searches byte by byte after `from` for a position where a valid batch (framing and CRC)
-/// starts. Used only by recovery, to tell a torn tail (nothing valid after the damage) from
-/// damage in the middle of acknowledged data.
-pub(crate) fn find_next_valid_batch(data: &Bytes, from: FilePos, end: FilePos) -> Option<FilePos> {
+/// starts, with a base offset of at least `min_base`.
+fn find_next_valid_batch(
+    data: &Bytes,
+    from: FilePos,
+    end: FilePos,
+    min_base: Offset,
+) -> Option<FilePos> {
     let end = end.as_usize().min(data.len());
     let magic_at = crate::batch::field::MAGIC;
     (from.as_usize() + 1..end)
@@ -154,7 +218,8 @@ pub(crate) fn find_next_valid_batch(data: &Bytes, from: FilePos, end: FilePos) -
             // Cheap filters first: the magic byte, then the frame, and only then the CRC.
             data.get(pos + magic_at) == Some(&2)
                 && frame_len(&data[pos..end]).is_ok()
-                && Batch::validate_prefix(&data.slice(pos..end)).is_ok()
+                && Batch::validate_prefix(&data.slice(pos..end))
+                    .is_ok_and(|b| b.base_offset() >= min_base)
         })
         .map(|pos| FilePos(pos as u32))
 }
