@@ -28,6 +28,8 @@ mod checkpoint;
 mod clock;
 mod config;
 mod error;
+#[cfg(feature = "fault-injection")]
+pub mod fault;
 mod index;
 mod log;
 mod reader;

@@ -223,7 +223,10 @@ impl Segment {
             slices.push(IoSlice::new(prefix));
             slices.push(IoSlice::new(&batch.bytes()[16..]));
         }
-        if let Err(err) = write_all_vectored(&mut self.file, &mut slices) {
+        if let Err(err) = self
+            .injected_write_fault(&slices)
+            .map_or_else(|| write_all_vectored(&mut self.file, &mut slices), Err)
+        {
             self.file.set_len(old_size.as_u64())?;
             return Err(err);
         }
@@ -295,7 +298,27 @@ impl Segment {
     /// The fsync error. The caller must poison the log: the kernel may have dropped the dirty
     /// pages, so retrying could "succeed" over lost data.
     pub(crate) fn sync(&self) -> Result<(), std::io::Error> {
+        #[cfg(feature = "fault-injection")]
+        if let Some(err) = crate::fault::check(&self.log_path, crate::fault::FaultPoint::Sync) {
+            return Err(err);
+        }
         self.file.sync_data()
+    }
+
+    /// Under the `fault-injection` feature, an armed write fault: half of the first slice is
+    /// written (a partial write, as a full disk produces) and then the error is returned.
+    #[cfg(feature = "fault-injection")]
+    fn injected_write_fault(&mut self, slices: &[IoSlice<'_>]) -> Option<std::io::Error> {
+        let err = crate::fault::check(&self.log_path, crate::fault::FaultPoint::Write)?;
+        if let Some(first) = slices.first() {
+            let _ = self.file.write(&first[..first.len() / 2]);
+        }
+        Some(err)
+    }
+
+    #[cfg(not(feature = "fault-injection"))]
+    fn injected_write_fault(&mut self, _slices: &[IoSlice<'_>]) -> Option<std::io::Error> {
+        None
     }
 
     /// Seals the segment for a roll or a clean close: fsyncs the log, trims and fsyncs the
