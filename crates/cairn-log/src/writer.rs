@@ -104,16 +104,7 @@ impl LogWriter {
         batches: Vec<Batch>,
         epoch: Option<LeaderEpoch>,
     ) -> Result<Vec<AppendInfo>, LogError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Command::Append {
-                batches,
-                epoch,
-                reply,
-            })
-            .await
-            .map_err(|_| LogError::Closed)?;
-        rx.await.map_err(|_| LogError::Closed)?
+        self.call(Command::append(batches, epoch)).await?
     }
 
     /// Like [`LogWriter::append`] but fails at once with [`LogError::QueueFull`] instead of
@@ -126,17 +117,11 @@ impl LogWriter {
         batches: Vec<Batch>,
         epoch: Option<LeaderEpoch>,
     ) -> Result<oneshot::Receiver<Result<Vec<AppendInfo>, LogError>>, LogError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .try_send(Command::Append {
-                batches,
-                epoch,
-                reply,
-            })
-            .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => LogError::QueueFull,
-                mpsc::error::TrySendError::Closed(_) => LogError::Closed,
-            })?;
+        let (command, rx) = Command::append(batches, epoch);
+        self.tx.try_send(command).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => LogError::QueueFull,
+            mpsc::error::TrySendError::Closed(_) => LogError::Closed,
+        })?;
         Ok(rx)
     }
 
@@ -149,15 +134,7 @@ impl LogWriter {
         batches: Vec<Batch>,
         epoch: Option<LeaderEpoch>,
     ) -> Result<Vec<AppendInfo>, LogError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .blocking_send(Command::Append {
-                batches,
-                epoch,
-                reply,
-            })
-            .map_err(|_| LogError::Closed)?;
-        rx.blocking_recv().map_err(|_| LogError::Closed)?
+        self.call_blocking(Command::append(batches, epoch))?
     }
 
     /// Runs `task` on the writer thread with exclusive access to the log, between group commits
@@ -170,15 +147,7 @@ impl LogWriter {
         &self,
         task: impl FnOnce(&mut Log, i64) -> R + Send + 'static,
     ) -> Result<R, LogError> {
-        let (reply, rx) = oneshot::channel();
-        let task: LogTask = Box::new(move |log, now| {
-            let _ = reply.send(task(log, now));
-        });
-        self.tx
-            .send(Command::Task(task))
-            .await
-            .map_err(|_| LogError::Closed)?;
-        rx.await.map_err(|_| LogError::Closed)
+        self.call(Command::task(task)).await
     }
 
     /// Like [`LogWriter::with_log`], for threads outside an async runtime.
@@ -189,14 +158,7 @@ impl LogWriter {
         &self,
         task: impl FnOnce(&mut Log, i64) -> R + Send + 'static,
     ) -> Result<R, LogError> {
-        let (reply, rx) = oneshot::channel();
-        let task: LogTask = Box::new(move |log, now| {
-            let _ = reply.send(task(log, now));
-        });
-        self.tx
-            .blocking_send(Command::Task(task))
-            .map_err(|_| LogError::Closed)?;
-        rx.blocking_recv().map_err(|_| LogError::Closed)
+        self.call_blocking(Command::task(task))
     }
 
     /// Finishes queued appends, then closes the log cleanly (fsync, seal, clean-shutdown marker).
@@ -204,12 +166,7 @@ impl LogWriter {
     /// # Errors
     /// The close's I/O error, or [`LogError::Closed`] if already closed.
     pub async fn close(&self) -> Result<(), LogError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Command::Close { reply })
-            .await
-            .map_err(|_| LogError::Closed)?;
-        rx.await.map_err(|_| LogError::Closed)?
+        self.call(Command::close()).await?
     }
 
     /// Like [`LogWriter::close`], for threads outside an async runtime.
@@ -217,11 +174,57 @@ impl LogWriter {
     /// # Errors
     /// As [`LogWriter::close`].
     pub fn close_blocking(&self) -> Result<(), LogError> {
-        let (reply, rx) = oneshot::channel();
+        self.call_blocking(Command::close())?
+    }
+
+    async fn call<T>(&self, (command, rx): (Command, oneshot::Receiver<T>)) -> Result<T, LogError> {
+        self.tx.send(command).await.map_err(|_| LogError::Closed)?;
+        rx.await.map_err(|_| LogError::Closed)
+    }
+
+    fn call_blocking<T>(
+        &self,
+        (command, rx): (Command, oneshot::Receiver<T>),
+    ) -> Result<T, LogError> {
         self.tx
-            .blocking_send(Command::Close { reply })
+            .blocking_send(command)
             .map_err(|_| LogError::Closed)?;
-        rx.blocking_recv().map_err(|_| LogError::Closed)?
+        rx.blocking_recv().map_err(|_| LogError::Closed)
+    }
+}
+
+impl Command {
+    fn append(
+        batches: Vec<Batch>,
+        epoch: Option<LeaderEpoch>,
+    ) -> (
+        Command,
+        oneshot::Receiver<Result<Vec<AppendInfo>, LogError>>,
+    ) {
+        let (reply, rx) = oneshot::channel();
+        (
+            Command::Append {
+                batches,
+                epoch,
+                reply,
+            },
+            rx,
+        )
+    }
+
+    fn task<R: Send + 'static>(
+        task: impl FnOnce(&mut Log, i64) -> R + Send + 'static,
+    ) -> (Command, oneshot::Receiver<R>) {
+        let (reply, rx) = oneshot::channel();
+        let task: LogTask = Box::new(move |log, now| {
+            let _ = reply.send(task(log, now));
+        });
+        (Command::Task(task), rx)
+    }
+
+    fn close() -> (Command, oneshot::Receiver<Result<(), LogError>>) {
+        let (reply, rx) = oneshot::channel();
+        (Command::Close { reply }, rx)
     }
 }
 

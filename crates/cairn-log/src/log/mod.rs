@@ -206,6 +206,17 @@ impl Log {
     /// Publishes a new segment list and visible end to readers.
     pub(crate) fn publish(&mut self) {
         let segments: Arc<[SegmentView]> = self.segments.iter().map(Segment::view).collect();
+        self.store(segments);
+    }
+
+    /// Publishes only a new high watermark (the common case after a group commit), reusing the
+    /// segment views.
+    pub(crate) fn publish_high_watermark(&mut self) {
+        let segments = Arc::clone(&self.shared.snapshot().segments);
+        self.store(segments);
+    }
+
+    fn store(&self, segments: Arc<[SegmentView]>) {
         let (visible_base, visible_pos) = self.visible_end();
         let published = Published {
             segments,
@@ -215,33 +226,14 @@ impl Log {
             visible_pos,
             log_end: self.log_end_offset(),
         };
-        self.store(published);
-    }
-
-    /// Publishes only a new high watermark (the common case after a group commit), reusing the
-    /// segment views.
-    pub(crate) fn publish_high_watermark(&mut self) {
-        let previous = self.shared.snapshot();
-        let (visible_base, visible_pos) = self.visible_end();
-        let published = Published {
-            segments: Arc::clone(&previous.segments),
-            log_start: self.log_start.offset,
-            high_watermark: self.high_watermark,
-            visible_base,
-            visible_pos,
-            log_end: self.log_end_offset(),
-        };
-        self.store(published);
-    }
-
-    fn store(&self, published: Published) {
-        let high_watermark = published.high_watermark;
         *self
             .shared
             .published
             .write()
             .unwrap_or_else(|e| e.into_inner()) = Arc::new(published);
-        self.shared.high_watermark_tx.send_replace(high_watermark);
+        self.shared
+            .high_watermark_tx
+            .send_replace(self.high_watermark);
     }
 
     /// Where the visible bytes end: the first entry at or past the high watermark.
