@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::batch::{Batch, frame_len};
+use crate::batch::{Batch, BatchHeader, frame_len};
 use crate::error::LogError;
 use crate::log::{Published, Shared};
 use crate::segment::{BatchWalker, SegmentView, WalkError, WalkedBatch, next_valid_after};
@@ -185,9 +185,21 @@ fn visible_end(snapshot: &Published, view: &SegmentView) -> Option<FilePos> {
 /// A walk from the sparse index point at or before `from`.
 fn start_walk(view: &SegmentView, from: Offset, end: FilePos) -> BatchWalker {
     let index = &view.indexes.offset;
+    // The offset index is a cache, and a well-formed index of other data passes the open's
+    // checks: use a point only if a batch ending at the offset it names starts there.
     let point = from
         .relative_to(view.base_offset)
-        .and_then(|rel| index.floor_entry(rel));
+        .and_then(|rel| index.floor_entry(rel))
+        .filter(|&(last_rel, position)| {
+            let bytes = view
+                .data
+                .get(position.as_usize()..end.as_usize())
+                .unwrap_or_default();
+            frame_len(bytes).is_ok()
+                && BatchHeader::parse(bytes).is_ok_and(|header| {
+                    header.last_offset() == last_rel.absolute(view.base_offset).as_i64()
+                })
+        });
     match point {
         Some((last_rel, position)) => BatchWalker::new(view.data.clone(), position, end, None)
             .expect_first_last_offset(last_rel.absolute(view.base_offset)),
@@ -212,7 +224,8 @@ fn read_segment(
                 // Damaged batches before the target can be stepped over if their lengths are
                 // intact and the next valid batch is still at or before the target.
                 let floor = walker.offset_floor();
-                match next_valid_after(&view.data, &err, end, floor, false) {
+                let max_last = view.base_offset.plus(u64::from(u32::MAX));
+                match next_valid_after(&view.data, &err, end, floor, max_last, false) {
                     Some(next) if next.batch.base_offset() <= from => {
                         walker.resume_at(next.position);
                         continue;

@@ -266,23 +266,29 @@ impl Segment {
             self.state.offset_of_max_timestamp = last_offset;
         }
         let due = position.0 == 0 || self.state.bytes_since_index > cfg.index_interval_bytes;
-        if due {
-            let relative = |o: Offset| {
-                o.relative_to(self.base_offset)
-                    .expect("should_roll keeps offsets within 32 bits")
-            };
+        // Appends keep offsets within 32 bits of the base (should_roll), and recovery bounds
+        // what it accepts after damage; should damaged bytes still get here, the point is
+        // skipped (the index only gets sparser) rather than the process panicking.
+        let relative = (
+            base.relative_to(self.base_offset),
+            last_offset.relative_to(self.base_offset),
+            self.state
+                .offset_of_max_timestamp
+                .relative_to(self.base_offset),
+        );
+        if let (true, (Some(base_rel), Some(last_rel), Some(max_ts_rel))) = (due, relative) {
             let point = EntryPoint {
                 entry: self.state.next_entry,
-                relative_offset: relative(base),
+                relative_offset: base_rel,
                 position,
             };
             let _ = self.indexes.entry.push(point);
             if !is_meta {
-                let _ = self.indexes.offset.push(relative(last_offset), position);
-                let _ = self.indexes.time.maybe_push(
-                    self.state.max_timestamp,
-                    relative(self.state.offset_of_max_timestamp),
-                );
+                let _ = self.indexes.offset.push(last_rel, position);
+                let _ = self
+                    .indexes
+                    .time
+                    .maybe_push(self.state.max_timestamp, max_ts_rel);
             }
             self.state.bytes_since_index = 0;
         }

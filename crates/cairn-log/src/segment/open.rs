@@ -15,7 +15,7 @@ use bytes::Bytes;
 
 use super::appender::{Segment, SegmentIndexes, SegmentState, map_log, open_for_append};
 use super::segment_path;
-use super::walker::{BatchWalker, count_framed, next_valid_after};
+use super::walker::{BatchWalker, any_valid_batch_from, count_framed, next_valid_after};
 use crate::config::LogConfig;
 use crate::error::LogError;
 use crate::index::{EntryIndexFile, EntryPoint, OffsetIndex, TimeIndex};
@@ -139,6 +139,7 @@ fn load_trusted(
         && first.relative_offset.0 == 0
         && first.entry == base_entry
         && last_point.position < size
+        && (indexes.time.len() > 0 || indexes.offset.len() == 0)
         && index_tails_increase(&indexes);
     if !plausible {
         return Ok(None);
@@ -265,6 +266,7 @@ fn rebuild(
     segment.state = empty;
 
     let mut walker = BatchWalker::new(data.clone(), FilePos(0), size, Some(base));
+    let mut stepped_over_damage = false;
     while let Some(walked) = walker.next() {
         let err = match walked {
             Ok(walked) => {
@@ -281,9 +283,24 @@ fn rebuild(
             Err(err) => err,
         };
         let min_base = segment.state.next_offset;
+        let max_last = base.plus(u64::from(u32::MAX));
         let Some(next_valid) =
-            next_valid_after(&data, &err, size, min_base, true).map(|w| w.position)
+            next_valid_after(&data, &err, size, min_base, max_last, true).map(|w| w.position)
         else {
+            // After stepping over damage, the offsets expected next come from a batch whose
+            // base offset (outside the CRC) nothing confirmed. A later batch that passes its CRC
+            // but not that expectation is not a torn write: either may be acknowledged data.
+            // Refuse rather than cut.
+            if stepped_over_damage
+                && policy == TailPolicy::Active
+                && let Some(next_valid) = any_valid_batch_from(&data, err.position, size)
+            {
+                return Err(LogError::DamagedSegment {
+                    path: log_path,
+                    position: err.position,
+                    next_valid,
+                });
+            }
             return cut_tail(
                 segment,
                 policy,
@@ -293,7 +310,10 @@ fn rebuild(
                 &err.reason.to_string(),
             );
         };
-        if err.skip_to.is_none() && policy == TailPolicy::Active {
+        // Only lengths that chain exactly onto the next valid batch prove where the damaged
+        // batches lie; anything else (a wrong length, a lost magic byte) is framing lost.
+        let framed = count_framed(&data, err.position, next_valid).1 == next_valid;
+        if !framed && policy == TailPolicy::Active {
             return Err(LogError::DamagedSegment {
                 path: log_path,
                 position: err.position,
@@ -306,6 +326,7 @@ fn rebuild(
             "damaged batches inside acknowledged data: kept on disk, never served; reads of their offsets fail"
         );
         step_over_damage(&mut segment, &data, err.position, next_valid);
+        stepped_over_damage = true;
         walker.resume_at(next_valid);
     }
     Ok(segment)
@@ -316,7 +337,8 @@ fn rebuild(
 /// is logged: replication must re-fetch such a range rather than trust its numbering.
 fn step_over_damage(segment: &mut Segment, data: &Bytes, from: FilePos, to: FilePos) {
     let (framed, stop) = count_framed(data, from, to);
-    let entries = if stop == to { framed } else { framed + 1 };
+    // Lengths that overshoot `to` still count one entry per frame started inside the range.
+    let entries = if stop < to { framed + 1 } else { framed };
     if stop != to {
         tracing::error!(segment = %segment.log_path.display(), position = stop.0,
             "batch boundaries lost inside a damaged range; entry indexes after it assume one entry there");

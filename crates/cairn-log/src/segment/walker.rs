@@ -157,33 +157,59 @@ impl Iterator for BatchWalker {
 }
 
 /// Where the first valid batch after the damage `err` starts, if any, with a base offset of at
-/// least `min_base`. Steps over consecutive damaged batches whose lengths are intact, then falls
-/// back to a byte-by-byte search once framing is lost (only when `search` is set: recovery uses
-/// it to tell a torn tail from damage inside acknowledged data; readers rely on the sparse index
-/// instead, since a search can cost a pass over the segment).
+/// least `min_base` and a last offset of at most `max_last` (a segment's offsets stay within 32
+/// bits of its base, so a batch claiming more is itself damaged). Steps over consecutive damaged
+/// batches whose lengths are intact, then falls back to a byte-by-byte search from the first
+/// damaged byte once framing is lost or the lengths lead nowhere (only when `search` is set:
+/// recovery uses it to tell a torn tail from damage inside acknowledged data; readers rely on the
+/// sparse index instead, since a search can cost a pass over the segment).
 pub(crate) fn next_valid_after(
     data: &Bytes,
     err: &WalkError,
     end: FilePos,
     min_base: Offset,
+    max_last: Offset,
     search: bool,
 ) -> Option<WalkedBatch> {
+    let first = err.position;
     let mut err = err.clone();
-    loop {
-        let Some(skip) = err.skip_to else {
-            let found =
-                search.then(|| find_next_valid_batch(data, err.position, end, min_base))??;
-            return BatchWalker::new(data.clone(), found, end, None)
-                .next()?
-                .ok();
-        };
+    while let Some(skip) = err.skip_to {
         let mut walker = BatchWalker::new(data.clone(), skip, end, None);
         walker.min_next = min_base;
-        match walker.next()? {
-            Ok(walked) => return Some(walked),
-            Err(next_err) => err = next_err,
+        match walker.next() {
+            Some(Ok(walked)) if walked.batch.header().last_offset() <= max_last.as_i64() => {
+                return Some(walked);
+            }
+            Some(Ok(walked)) => {
+                err = WalkError {
+                    position: walked.position,
+                    reason: BatchError::OffsetOutOfSequence {
+                        expected: min_base.as_i64(),
+                        found: walked.batch.header().base_offset,
+                    },
+                    skip_to: Some(walked.end()),
+                }
+            }
+            Some(Err(next_err)) => err = next_err,
+            // The lengths ran exactly to the end: one of them may be wrong and hide batches.
+            None => break,
         }
     }
+    let found = search.then(|| find_next_valid_batch(data, first, end, min_base, max_last))??;
+    BatchWalker::new(data.clone(), found, end, None)
+        .next()?
+        .ok()
+}
+
+/// Where the first batch that passes framing and CRC starts, at or after `from`, whatever its
+/// offsets say.
+pub(crate) fn any_valid_batch_from(data: &Bytes, from: FilePos, end: FilePos) -> Option<FilePos> {
+    let end_usize = end.as_usize().min(data.len());
+    let here = data.slice(from.as_usize().min(end_usize)..end_usize);
+    if Batch::validate_prefix(&here).is_ok() {
+        return Some(from);
+    }
+    find_next_valid_batch(data, from, end, Offset(0), Offset(u64::MAX))
 }
 
 /// Follows batch lengths (framing only, no CRC) from `from` towards `end`: how many batches it
@@ -210,6 +236,7 @@ fn find_next_valid_batch(
     from: FilePos,
     end: FilePos,
     min_base: Offset,
+    max_last: Offset,
 ) -> Option<FilePos> {
     let end = end.as_usize().min(data.len());
     let magic_at = crate::batch::field::MAGIC;
@@ -218,8 +245,9 @@ fn find_next_valid_batch(
             // Cheap filters first: the magic byte, then the frame, and only then the CRC.
             data.get(pos + magic_at) == Some(&2)
                 && frame_len(&data[pos..end]).is_ok()
-                && Batch::validate_prefix(&data.slice(pos..end))
-                    .is_ok_and(|b| b.base_offset() >= min_base)
+                && Batch::validate_prefix(&data.slice(pos..end)).is_ok_and(|b| {
+                    b.base_offset() >= min_base && b.header().last_offset() <= max_last.as_i64()
+                })
         })
         .map(|pos| FilePos(pos as u32))
 }

@@ -8,6 +8,9 @@
     reason = "test helpers: a failure here is a failed test"
 )]
 
+/// Damage helpers for the crash and corruption tests.
+pub mod damage;
+
 use bytes::Bytes;
 use cairn_log::batch::{Batch, BatchBuilder, Compression, RecordInput};
 use cairn_log::{LogConfig, LogReader, Offset};
