@@ -45,4 +45,7 @@ pub use index::{ENTRY_INDEX_ENTRY_BYTES, OFFSET_INDEX_ENTRY_BYTES, TIME_INDEX_EN
 pub use log::{AppendInfo, Log, RetentionOutcome};
 pub use reader::{LogReader, ReadResult};
 pub use types::{EntryIndex, FilePos, LeaderEpoch, Offset, RelativeOffset};
-pub use writer::{LogWriter, MAX_GROUP_BYTES, MAX_GROUP_REQUESTS, WRITER_QUEUE_DEPTH};
+pub use writer::{
+    LogWriter, MAX_GROUP_BYTES, MAX_GROUP_REQUESTS, RETENTION_CHECK_INTERVAL, WRITER_QUEUE_DEPTH,
+    WriterOptions,
+};

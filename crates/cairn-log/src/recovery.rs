@@ -12,7 +12,8 @@ use crate::error::LogError;
 use crate::log::{Log, Published, Shared};
 use crate::segment::open::{SegmentHints, open_active, open_sealed};
 use crate::segment::{
-    INDEX_EXTENSIONS, Segment, delete_segment_files, parse_segment_name, segment_path,
+    INDEX_EXTENSIONS, RETIRED_SUFFIX, Segment, delete_segment_files, parse_segment_name,
+    segment_path,
 };
 use crate::types::{EntryIndex, FilePos, Offset};
 
@@ -146,8 +147,9 @@ fn file_len(dir: &Path, base: Offset) -> Option<u64> {
 }
 
 /// The base offsets of the `.log` files in `dir`, in order. Leftover temporary files of an
-/// interrupted checkpoint write are removed, and so are index files whose `.log` is gone (a
-/// crash while a segment was being deleted): an index without its log indexes nothing.
+/// interrupted checkpoint write and retired (`.deleted`) segment files are removed, and so are
+/// index files whose `.log` is gone (a crash while a segment was being deleted): an index
+/// without its log indexes nothing.
 fn list_segments(dir: &Path) -> Result<Vec<Offset>, LogError> {
     let mut bases = Vec::new();
     let mut index_files = Vec::new();
@@ -161,21 +163,27 @@ fn list_segments(dir: &Path) -> Result<Vec<Offset>, LogError> {
             bases.push(base);
         } else if let Some(base) = parse_index_name(name) {
             index_files.push((base, entry.path()));
-        } else if name.ends_with(".checkpoint.tmp") {
-            let path = entry.path();
-            std::fs::remove_file(&path)
-                .map_err(|source| LogError::io("remove temporary file", &path, source))?;
+        } else if name.ends_with(".checkpoint.tmp") || name.ends_with(RETIRED_SUFFIX) {
+            // An interrupted checkpoint write, or a segment retired but not yet unlinked.
+            remove_if_present(&entry.path(), "remove leftover file")?;
         }
     }
     bases.sort_unstable();
     for (base, path) in index_files {
         if bases.binary_search(&base).is_err() {
             tracing::info!(file = %path.display(), "removing an index file whose segment is gone");
-            std::fs::remove_file(&path)
-                .map_err(|source| LogError::io("remove orphan index", &path, source))?;
+            remove_if_present(&path, "remove orphan index")?;
         }
     }
     Ok(bases)
+}
+
+/// Removes a file; one already gone is fine (a background unlink may have got there first).
+fn remove_if_present(path: &Path, op: &'static str) -> Result<(), LogError> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(LogError::io(op, path, e)),
+        _ => Ok(()),
+    }
 }
 
 /// The base offset an index file name encodes (`<20 digits>.index` and the like).

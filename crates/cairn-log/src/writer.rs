@@ -46,6 +46,25 @@ enum Command {
     },
 }
 
+/// How often the writer checks retention, by default (Kafka's
+/// `log.retention.check.interval.ms`).
+pub const RETENTION_CHECK_INTERVAL: Duration = Duration::from_secs(300);
+
+/// Settings of the writer thread itself (the log's own settings are in [`crate::LogConfig`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WriterOptions {
+    /// How often retention runs in the background.
+    pub retention_check_interval: Duration,
+}
+
+impl Default for WriterOptions {
+    fn default() -> Self {
+        WriterOptions {
+            retention_check_interval: RETENTION_CHECK_INTERVAL,
+        }
+    }
+}
+
 /// A handle on a partition's writer thread. Clone it to append from many tasks.
 #[derive(Clone, Debug)]
 pub struct LogWriter {
@@ -64,14 +83,26 @@ impl std::fmt::Debug for Command {
 }
 
 impl LogWriter {
-    /// Starts the writer thread for `log`. The thread closes the log cleanly when [`close`] is
-    /// called or every handle is dropped.
+    /// Starts the writer thread for `log` with default [`WriterOptions`]. The thread closes the
+    /// log cleanly when [`close`] is called or every handle is dropped.
     ///
     /// # Errors
     /// [`LogError::Io`] if the thread cannot be started.
     ///
     /// [`close`]: LogWriter::close
     pub fn spawn(log: Log, clock: Arc<dyn Clock>) -> Result<LogWriter, LogError> {
+        Self::spawn_with(log, clock, WriterOptions::default())
+    }
+
+    /// Like [`LogWriter::spawn`], with explicit options (e.g. a shorter retention interval).
+    ///
+    /// # Errors
+    /// [`LogError::Io`] if the thread cannot be started.
+    pub fn spawn_with(
+        log: Log,
+        clock: Arc<dyn Clock>,
+        options: WriterOptions,
+    ) -> Result<LogWriter, LogError> {
         let (tx, rx) = mpsc::channel(WRITER_QUEUE_DEPTH);
         let reader = log.reader();
         let name = format!(
@@ -84,7 +115,7 @@ impl LogWriter {
         let dir = log.dir().to_path_buf();
         std::thread::Builder::new()
             .name(name)
-            .spawn(move || run(log, rx, clock))
+            .spawn(move || run(log, rx, clock, options))
             .map_err(|source| LogError::io("start writer thread", &dir, source))?;
         Ok(LogWriter { tx, reader })
     }
@@ -228,7 +259,7 @@ impl Command {
     }
 }
 
-fn run(log: Log, rx: mpsc::Receiver<Command>, clock: Arc<dyn Clock>) {
+fn run(log: Log, rx: mpsc::Receiver<Command>, clock: Arc<dyn Clock>, options: WriterOptions) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
@@ -239,47 +270,43 @@ fn run(log: Log, rx: mpsc::Receiver<Command>, clock: Arc<dyn Clock>) {
             return;
         }
     };
-    runtime.block_on(
-        WriterLoop {
-            log: Some(log),
-            rx,
-            clock,
-            unsynced_since: None,
-        }
-        .run(),
-    );
+    let next_retention = tokio::time::Instant::now() + options.retention_check_interval;
+    let writer = WriterLoop {
+        log: Some(log),
+        rx,
+        clock,
+        options,
+        unsynced_since: None,
+        next_retention,
+    };
+    runtime.block_on(writer.run());
 }
 
 struct WriterLoop {
     log: Option<Log>,
     rx: mpsc::Receiver<Command>,
     clock: Arc<dyn Clock>,
+    options: WriterOptions,
     /// When data was first written without an fsync, under `interval:<ms>`.
     unsynced_since: Option<tokio::time::Instant>,
+    /// When the next retention pass is due.
+    next_retention: tokio::time::Instant,
 }
 
 impl WriterLoop {
     async fn run(mut self) {
         while let Some(log) = self.log.as_ref() {
-            let deadline = match (log.config().flush_policy, self.unsynced_since) {
+            let flush_due = match (log.config().flush_policy, self.unsynced_since) {
                 (FlushPolicy::IntervalMs(ms), Some(since)) => {
                     Some(since + Duration::from_millis(ms))
                 }
                 _ => None,
             };
-            let next = match deadline {
-                Some(deadline) => match tokio::time::timeout_at(deadline, self.rx.recv()).await {
-                    Ok(next) => next,
-                    Err(_elapsed) => {
-                        self.interval_flush();
-                        continue;
-                    }
-                },
-                None => self.rx.recv().await,
-            };
-            match next {
-                Some(command) => self.handle(command),
-                None => {
+            let deadline =
+                flush_due.map_or(self.next_retention, |due| due.min(self.next_retention));
+            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                Ok(Some(command)) => self.handle(command),
+                Ok(None) => {
                     // Every handle is gone: close cleanly.
                     if let Some(log) = self.log.take()
                         && let Err(err) = log.close()
@@ -287,6 +314,22 @@ impl WriterLoop {
                         tracing::error!(%err, "closing the log after its last handle was dropped");
                     }
                 }
+                Err(_elapsed) => self.run_timers(flush_due),
+            }
+        }
+    }
+
+    fn run_timers(&mut self, flush_due: Option<tokio::time::Instant>) {
+        let now = tokio::time::Instant::now();
+        if flush_due.is_some_and(|due| due <= now) {
+            self.interval_flush();
+        }
+        if self.next_retention <= now {
+            self.next_retention = now + self.options.retention_check_interval;
+            if let Some(log) = self.log.as_mut()
+                && let Err(err) = log.enforce_retention(self.clock.now_ms())
+            {
+                tracing::error!(%err, dir = %log.dir().display(), "retention pass failed; it will be retried");
             }
         }
     }

@@ -259,3 +259,52 @@ fn truncation_into_a_sealed_segment_makes_it_active_again() {
     assert_eq!(all.len(), 6);
     assert_eq!(all[5].0, Offset(10));
 }
+
+#[test]
+fn retention_runs_in_the_background_on_the_writer_thread() {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use cairn_log::{LogWriter, ManualClock, WriterOptions};
+
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LogConfig {
+        retention_ms: Some(1000),
+        ..small_config()
+    };
+    let log = Log::open(dir.path(), cfg, 0).unwrap();
+    let clock = Arc::new(ManualClock::new(0));
+    let options = WriterOptions {
+        retention_check_interval: Duration::from_millis(20),
+    };
+    let writer = LogWriter::spawn_with(log, clock.clone(), options).unwrap();
+    for tag in 0..100u64 {
+        writer
+            .append_blocking(vec![batch(tag, 2, 30, 0)], None)
+            .unwrap();
+    }
+    assert_eq!(writer.reader().log_start_offset(), Offset(0));
+    clock.set(10_000); // every sealed segment is now past retention.ms
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while writer.reader().log_start_offset() == Offset(0) {
+        assert!(Instant::now() < deadline, "retention never ran");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Only the active segment is left, and the retired files are unlinked off the writer's path.
+    let start = writer.reader().log_start_offset();
+    assert_eq!(start, writer.reader().log_end_offset().min(start));
+    loop {
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        let logs = names.iter().filter(|n| n.ends_with(".log")).count();
+        let retired = names.iter().filter(|n| n.ends_with(".deleted")).count();
+        if logs == 1 && retired == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "retired files remain: {names:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    writer.close_blocking().unwrap();
+}

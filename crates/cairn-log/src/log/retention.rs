@@ -5,7 +5,7 @@
 use super::Log;
 use crate::checkpoint::{LogStart, fsync_dir};
 use crate::error::LogError;
-use crate::segment::delete_segment_files;
+use crate::segment::{retire_segment_files, unlink_retired};
 use crate::types::Offset;
 
 /// What a retention pass did.
@@ -45,11 +45,19 @@ impl Log {
         let removed: Vec<_> = self.segments.drain(..count).collect();
         self.publish();
         let mut deleted_bytes = 0;
+        let mut retired = Vec::new();
         for segment in &removed {
             deleted_bytes += segment.state.size.as_u64();
-            delete_segment_files(&self.dir, segment.base_offset)?;
+            retired.extend(retire_segment_files(&self.dir, segment.base_offset)?);
         }
         fsync_dir(&self.dir)?;
+        // Unlinking gigabytes can take a while; keep it off the writer's path.
+        let spawned = std::thread::Builder::new()
+            .name("cairn-log-delete".to_string())
+            .spawn(move || unlink_retired(&retired));
+        if let Err(err) = spawned {
+            tracing::warn!(%err, "no thread to delete retired segments; the next open will");
+        }
         tracing::info!(dir = %self.dir.display(), segments = count, bytes = deleted_bytes, log_start = %start.offset, "retention deleted segments");
         Ok(RetentionOutcome {
             deleted_segments: count,

@@ -38,16 +38,45 @@ pub(crate) const SEGMENT_EXTENSIONS: [&str; 4] = ["index", "timeindex", "entryin
 /// Extensions of a segment's index files.
 pub(crate) const INDEX_EXTENSIONS: [&str; 3] = ["index", "timeindex", "entryindex"];
 
-/// Deletes a segment's files. Readers that still map the `.log` keep their pages until they
+/// Deletes a segment's files now. Readers that still map the `.log` keep their pages until they
 /// drop them; a file already gone is fine (a crash mid-delete, then a retry).
 pub(crate) fn delete_segment_files(dir: &Path, base: Offset) -> Result<(), crate::error::LogError> {
+    let retired = retire_segment_files(dir, base)?;
+    unlink_retired(&retired);
+    Ok(())
+}
+
+/// Suffix of a segment file renamed for deletion.
+pub(crate) const RETIRED_SUFFIX: &str = ".deleted";
+
+/// Renames a segment's files to `<name>.deleted` (indexes first), so they are out of the log at
+/// once, and returns the new paths for [`unlink_retired`] to remove later, off the writer's
+/// path: unlinking a large file can take a while. Leftovers are removed when the log opens.
+pub(crate) fn retire_segment_files(
+    dir: &Path,
+    base: Offset,
+) -> Result<Vec<PathBuf>, crate::error::LogError> {
+    let mut retired = Vec::with_capacity(SEGMENT_EXTENSIONS.len());
     for extension in SEGMENT_EXTENSIONS {
         let path = segment_path(dir, base, extension);
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
+        let target = dir.join(format!("{:020}.{extension}{RETIRED_SUFFIX}", base.0));
+        match std::fs::rename(&path, &target) {
+            Ok(()) => retired.push(target),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => return Err(crate::error::LogError::io("delete segment", &path, source)),
+            Err(source) => return Err(crate::error::LogError::io("retire segment", &path, source)),
         }
     }
-    Ok(())
+    Ok(retired)
+}
+
+/// Removes retired files. Failures are logged, not returned: the files are already out of the
+/// log, and the next open removes what is left.
+pub(crate) fn unlink_retired(paths: &[PathBuf]) {
+    for path in paths {
+        if let Err(err) = std::fs::remove_file(path)
+            && err.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(file = %path.display(), %err, "could not remove a retired segment file; the next open will");
+        }
+    }
 }
