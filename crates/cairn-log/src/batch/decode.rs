@@ -166,14 +166,18 @@ impl Batch {
         Ok(())
     }
 
-    /// Checks what a producer's batch must satisfy beyond validity: at least one record, and
-    /// `lastOffsetDelta == recordCount - 1` (compaction may later leave gaps, a producer may not).
+    /// Checks what a producer's batch must satisfy beyond validity: not a control batch, at
+    /// least one record, and `lastOffsetDelta == recordCount - 1` (compaction may later leave
+    /// gaps, a producer may not).
     ///
     /// # Errors
     /// [`BatchError::InconsistentHeader`].
     pub fn check_producible(&self) -> Result<(), BatchError> {
-        if self.is_meta() {
-            return Ok(());
+        if self.header.attributes.is_control() {
+            // Transaction markers and meta entries are the broker's to write, as in Kafka.
+            return Err(BatchError::InconsistentHeader(
+                "control batches cannot be produced",
+            ));
         }
         if self.header.record_count == 0 {
             return Err(BatchError::InconsistentHeader(

@@ -272,3 +272,12 @@ proptest! {
         prop_assert_eq!(batch.header().max_timestamp, records.iter().map(|r| r.2 / 4).max().unwrap());
     }
 }
+
+#[test]
+fn producers_cannot_write_control_batches() {
+    let meta = Batch::validate(encode_meta_entry(b"noop", 0).unwrap()).unwrap();
+    assert!(matches!(
+        meta.check_producible(),
+        Err(BatchError::InconsistentHeader(_))
+    ));
+}
