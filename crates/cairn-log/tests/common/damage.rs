@@ -1,7 +1,8 @@
 //! Helpers for the crash and corruption tests: a seeded RNG, a model of what was appended (each
 //! batch's bytes exactly as the log stores them, with its assigned offsets), where each batch
 //! sits in which segment file, copies of a log directory to damage, and read checks that compare
-//! every served byte with the model.
+//! every served byte with the model. It also builds the logs those tests damage (under
+//! `flush.policy = os`, see [`config`]) and shuts them down as a crash or a clean close would.
 //!
 //! The one rule the checks carry: a read may fail, but whatever it serves must be whole stored
 //! batches, byte for byte, starting with the batch the read asked for.
@@ -12,9 +13,11 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use cairn_log::batch::{Batch, BatchHeader, encode_meta_entry, rewrite_assigned_fields};
-use cairn_log::{EntryIndex, LeaderEpoch, Log, LogError, LogReader, Offset, ReadResult};
+use cairn_log::{
+    EntryIndex, FlushPolicy, LeaderEpoch, Log, LogConfig, LogError, LogReader, Offset, ReadResult,
+};
 
-use super::batch;
+use super::{batch, small_config};
 
 /// The leader epoch every test batch is appended under.
 pub const EPOCH: LeaderEpoch = LeaderEpoch(3);
@@ -174,6 +177,109 @@ pub fn model_end(model: &[Stored]) -> Offset {
     model.last().map_or(Offset(0), |s| s.next)
 }
 
+/// `small_config` (4 KiB segments, an index point every 256 bytes) without per-append fsync.
+///
+/// Under `flush.policy = os`, dropping a `Log` without `close` models a process crash, after
+/// which the page cache still holds every write, and skipping the per-append fsync keeps the
+/// tests fast. What a power loss can do to the files is modelled by cutting and damaging them
+/// directly.
+pub fn config() -> LogConfig {
+    LogConfig {
+        flush_policy: FlushPolicy::Os,
+        ..small_config()
+    }
+}
+
+/// Segments that roll only when the test says so, with dense index points.
+pub fn roll_by_hand_config() -> LogConfig {
+    LogConfig {
+        segment_bytes: 1 << 20,
+        segment_index_bytes: 4096,
+        ..config()
+    }
+}
+
+/// How a built log was left before the damage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shutdown {
+    /// Dropped without `close`: no clean-shutdown marker.
+    Crash,
+    /// Closed, so the marker vouches for the active segment as it was at close.
+    Clean,
+    /// Closed, then the marker removed: a crash after a clean close's data was durable.
+    CleanMarkerDeleted,
+}
+
+/// Leaves `log` in `dir` as `shutdown` says.
+pub fn shut(log: Log, dir: &Path, shutdown: Shutdown) {
+    match shutdown {
+        Shutdown::Crash => drop(log),
+        Shutdown::Clean => log.close().unwrap(),
+        Shutdown::CleanMarkerDeleted => {
+            log.close().unwrap();
+            fs::remove_file(dir.join(CLEAN_SHUTDOWN_FILE)).unwrap();
+        }
+    }
+}
+
+/// Appends data batches of varied sizes until the log has `segment_count` segments, then
+/// `extra` more, which must stay in the active segment.
+pub fn fill(
+    log: &mut Log,
+    model: &mut Vec<Stored>,
+    segment_count: usize,
+    extra: usize,
+    timestamp_of: impl Fn(u64) -> i64,
+) {
+    let mut tag = model.len() as u64;
+    let mut push = |log: &mut Log, model: &mut Vec<Stored>| {
+        let (count, value_bytes) = (1 + (tag % 4) as usize, 8 + (tag * 13 % 50) as usize);
+        append_data(log, model, tag, count, value_bytes, timestamp_of(tag));
+        tag += 1;
+    };
+    while log.segment_count() < segment_count {
+        push(log, model);
+    }
+    for _ in 0..extra {
+        push(log, model);
+    }
+    assert_eq!(
+        log.segment_count(),
+        segment_count,
+        "the extra batches must stay in the active segment"
+    );
+}
+
+/// Builds a log in `dir` with `segment_count` segments of `batches_per_segment` batches each,
+/// rolled by hand. The second batch of segment `s` has timestamp `1_000_000 + 1000 * s`; every
+/// other batch `1000 + 10 * tag`. So each segment's largest timestamp sits early in it, far
+/// from its last index point: a time index that lost entries shows in timestamp lookups.
+pub fn rolled_log(
+    dir: &Path,
+    segment_count: usize,
+    batches_per_segment: usize,
+) -> (Log, Vec<Stored>) {
+    let mut log = Log::open(dir, roll_by_hand_config(), 0).unwrap();
+    let mut model = Vec::new();
+    for segment in 0..segment_count {
+        if segment > 0 {
+            log.roll(0).unwrap();
+        }
+        for idx in 0..batches_per_segment {
+            let tag = model.len() as u64;
+            let timestamp_ms = if idx == 1 {
+                1_000_000 + 1000 * segment as i64
+            } else {
+                1000 + 10 * tag as i64
+            };
+            let (count, value_bytes) = (1 + (tag % 4) as usize, 8 + (tag * 13 % 50) as usize);
+            append_data(&mut log, &mut model, tag, count, value_bytes, timestamp_ms);
+        }
+    }
+    assert_eq!(log.segment_count(), segment_count);
+    (log, model)
+}
+
 /// Where one model batch sits in its segment file.
 #[derive(Clone, Copy, Debug)]
 pub struct Placed {
@@ -306,6 +412,16 @@ pub fn flip_byte(path: &Path, position: usize, mask: u8) {
     let mut bytes = fs::read(path).unwrap();
     bytes[position] ^= mask;
     fs::write(path, bytes).unwrap();
+}
+
+/// Cuts (or extends with zeros) the file `path` to `len` bytes.
+pub fn truncate_file(path: &Path, len: usize) {
+    fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(len as u64)
+        .unwrap();
 }
 
 /// Checks what a read from `from` served against the model and returns the indexes of the
