@@ -125,8 +125,14 @@ pub fn decompress(
             read_limited(lz4_flex::frame::FrameDecoder::new(input), limit_bytes, fail)
         }
         Compression::Zstd => {
-            let decoder =
+            let mut decoder =
                 zstd::stream::read::Decoder::new(input).map_err(|e| fail(e.to_string()))?;
+            // A frame header declares its window size and the decoder allocates it up front:
+            // ten bytes could otherwise claim 128 MiB (found by fuzzing). A window larger than
+            // the output allowed is never needed; 8 MiB covers what Kafka clients write.
+            decoder
+                .window_log_max(zstd_window_log_max(limit_bytes))
+                .map_err(|e| fail(e.to_string()))?;
             read_limited(decoder, limit_bytes, fail)
         }
         Compression::Snappy => decompress_snappy(input, limit_bytes).map_err(|e| match e {
@@ -134,6 +140,14 @@ pub fn decompress(
             SnappyFailure::Malformed(reason) => fail(reason),
         }),
     }
+}
+
+/// The largest zstd window (as a power of two) worth allocating to produce `limit_bytes`.
+fn zstd_window_log_max(limit_bytes: usize) -> u32 {
+    const MIN_WINDOW_LOG: u32 = 23;
+    const MAX_WINDOW_LOG: u32 = 27;
+    let needed = usize::BITS - limit_bytes.saturating_sub(1).leading_zeros();
+    needed.clamp(MIN_WINDOW_LOG, MAX_WINDOW_LOG)
 }
 
 fn read_limited(

@@ -281,3 +281,15 @@ fn producers_cannot_write_control_batches() {
         Err(BatchError::InconsistentHeader(_))
     ));
 }
+
+/// Regression (fuzzing): a 71-byte zstd batch whose frame declares a 128 MiB window made the
+/// decoder allocate it whatever the decompression limit. The window is now capped by the limit,
+/// so the frame is refused before anything large is allocated.
+#[test]
+fn a_zstd_frame_cannot_demand_a_window_beyond_the_limit() {
+    let bytes = Bytes::from_static(include_bytes!("testdata/zstd-window-128mib.bin"));
+    let batch = Batch::validate(bytes).unwrap();
+    assert_eq!(batch.compression(), Compression::Zstd);
+    let err = batch.records(1 << 20).unwrap_err();
+    assert!(matches!(err, BatchError::Decompress { .. }), "{err}");
+}
