@@ -22,6 +22,26 @@
 //! - A failed write or fsync poisons the log: it takes no more appends and acknowledges nothing.
 //!
 //! The on-disk format is specified in `segments-format.md` at the repository root.
+//!
+//! ```
+//! use cairn_log::batch::{Batch, BatchBuilder, Compression, RecordInput};
+//! use cairn_log::{LeaderEpoch, Log, LogConfig};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let dir = tempfile::tempdir()?;
+//! let mut log = Log::open(dir.path(), LogConfig::default(), 0)?;
+//! let mut builder = BatchBuilder::new(Compression::Lz4);
+//! let record = RecordInput { key: Some(b"order-1"), value: Some(b"created"), headers: &[], timestamp_ms: 0 };
+//! builder.push(&record)?;
+//! let batch = Batch::validate(builder.build()?)?;
+//! let placed = log.append(&[batch], Some(LeaderEpoch(0)), 0)?; // fsynced: flush.policy=always
+//! let read = log.reader().read(placed[0].base_offset.as_i64(), 1 << 20)?;
+//! let records = read.batches().next().expect("one batch").records(1 << 20)?;
+//! let first = records.iter().next().expect("one record")?;
+//! assert_eq!(first.value, Some(&b"created"[..]));
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod batch;
 mod checkpoint;
