@@ -133,6 +133,12 @@ pub enum LogError {
         /// The active segment.
         path: PathBuf,
     },
+    /// Another open log (in this process or another) holds the directory.
+    #[error("log directory {dir} is already open elsewhere (its .lock is held)")]
+    Locked {
+        /// The partition directory.
+        dir: PathBuf,
+    },
     /// The writer's queue is full (from `try_append`). Retriable.
     #[error("the partition's append queue is full")]
     QueueFull,

@@ -32,6 +32,7 @@ pub(crate) fn open_dir(
             fsync_dir(parent)?;
         }
     }
+    let lock = lock_dir(dir)?;
     let mut bases = list_segments(dir)?;
     let checkpoint = LogStart::read(dir)?;
     let marker = CleanShutdown::take(dir)?;
@@ -68,6 +69,11 @@ pub(crate) fn open_dir(
     } else {
         log_start.offset
     };
+    let visible = if follows_end {
+        (active.base_offset, active.state.size)
+    } else {
+        (log_start.offset, FilePos(0))
+    };
     let published = Published {
         segments: Arc::from(Vec::new()),
         log_start: log_start.offset,
@@ -88,6 +94,8 @@ pub(crate) fn open_dir(
         log_start,
         high_watermark,
         high_watermark_follows_end: follows_end,
+        visible,
+        _lock: lock,
         poisoned: None,
         last_now_ms: now_ms,
         shared,
@@ -95,6 +103,35 @@ pub(crate) fn open_dir(
     log.publish();
     tracing::debug!(dir = %dir.display(), log_start = %log.log_start_offset(), log_end = %log.log_end_offset(), segments = log.segment_count(), "log opened");
     Ok(log)
+}
+
+/// Name of the lock file every open log holds.
+pub(crate) const LOCK_FILE: &str = ".lock";
+
+/// Takes an exclusive `flock` on the directory's lock file, held as long as the returned file
+/// is open: two logs on one directory would truncate and remap each other's files under their
+/// readers (Kafka holds the same kind of lock).
+fn lock_dir(dir: &Path) -> Result<std::fs::File, LogError> {
+    use std::os::fd::AsRawFd;
+    let path = dir.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| LogError::io("open lock file", &path, source))?;
+    // SAFETY: a plain syscall on an fd we own.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        let source = std::io::Error::last_os_error();
+        if source.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            return Err(LogError::Locked {
+                dir: dir.to_path_buf(),
+            });
+        }
+        return Err(LogError::io("lock log directory", &path, source));
+    }
+    Ok(file)
 }
 
 fn open_segments(

@@ -15,8 +15,10 @@ pub struct Offset(pub u64);
 
 impl Offset {
     /// The offset `count` records after this one.
+    /// Saturates rather than overflows: offsets come from disk and the wire, and a damaged one
+    /// must make a check fail, not the process panic.
     pub fn plus(self, count: u64) -> Offset {
-        Offset(self.0 + count)
+        Offset(self.0.saturating_add(count))
     }
 
     /// This offset relative to `base`, if it fits the 32 bits Kafka's index files give it.
@@ -103,8 +105,9 @@ pub struct EntryIndex(pub u64);
 
 impl EntryIndex {
     /// The entry index `count` entries after this one.
+    /// Saturates rather than overflows (entry indexes are read from index files).
     pub fn plus(self, count: u64) -> EntryIndex {
-        EntryIndex(self.0 + count)
+        EntryIndex(self.0.saturating_add(count))
     }
 }
 

@@ -261,3 +261,29 @@ fn loud_skip(message: &str) {
     // SAFETY: writing a valid buffer to fd 2.
     unsafe { libc::write(2, line.as_ptr().cast(), line.len()) };
 }
+
+/// Review findings: a truncation whose fsync fails poisons the log (the file and the segment
+/// list may disagree), and a poisoned log makes nothing more visible.
+#[test]
+fn a_failed_truncation_poisons_and_a_poisoned_log_shows_nothing_new() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open_replica(dir.path(), small_config(), 0).unwrap();
+    for tag in 0..6 {
+        log.append(&[batch(tag, 2, 40, 0)], None, 0).unwrap();
+    }
+    log.set_high_watermark(Offset(4)).unwrap();
+    fault::arm(dir.path(), FaultPoint::Sync, libc::EIO, 1);
+    let err = log.truncate_to(Offset(8)).unwrap_err();
+    assert!(matches!(err, LogError::Poisoned { .. }), "{err}");
+    let err = log.set_high_watermark(Offset(8)).unwrap_err();
+    assert!(matches!(err, LogError::Poisoned { .. }), "{err}");
+    assert_eq!(log.reader().high_watermark(), Offset(4));
+    assert_eq!(read_all(&log.reader()).len(), 2);
+    drop(log);
+    fault::disarm(dir.path());
+    let log = Log::open(dir.path(), small_config(), 0).unwrap();
+    assert!(
+        log.log_end_offset() >= Offset(8),
+        "the visible prefix survives"
+    );
+}

@@ -196,3 +196,49 @@ fn largest_timestamp_survives_reopen_when_the_last_index_point_is_a_meta_entry()
     );
     assert_eq!(log.reader().offset_for_timestamp(201).unwrap(), None);
 }
+
+/// Review finding: under a single replica, meta entries at the high watermark are already
+/// visible; truncating them would cut bytes a reader may hold.
+#[test]
+fn visible_meta_entries_cannot_be_truncated() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), one_segment_config(), 0).unwrap();
+    log.append(&[batch(0, 2, 10, 0)], None, 0).unwrap();
+    let meta = Batch::validate(encode_meta_entry(b"noop", 0).unwrap()).unwrap();
+    log.append(&[meta], None, 0).unwrap();
+    assert_eq!(log.high_watermark(), Offset(2));
+    let err = log.truncate_to(Offset(2)).unwrap_err();
+    assert!(
+        matches!(err, LogError::TruncateBelowHighWatermark { .. }),
+        "{err}"
+    );
+    let err = log.truncate_entries_from(EntryIndex(1)).unwrap_err();
+    assert!(
+        matches!(err, LogError::TruncateBelowHighWatermark { .. }),
+        "{err}"
+    );
+    assert_eq!(log.next_entry(), EntryIndex(2));
+}
+
+/// Review finding: two logs on one directory would cut and remap each other's files.
+#[test]
+fn a_directory_can_be_open_only_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), one_segment_config(), 0).unwrap();
+    let err = Log::open(dir.path(), one_segment_config(), 0).unwrap_err();
+    assert!(matches!(err, LogError::Locked { .. }), "{err}");
+    drop(log);
+    Log::open(dir.path(), one_segment_config(), 0).unwrap();
+}
+
+/// Review finding: a segment file name whose base offset would overflow offset arithmetic is
+/// not taken for a segment.
+#[test]
+fn absurd_segment_names_are_not_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("18446744073709551615.log"), b"garbage").unwrap();
+    fs::write(dir.path().join("09223372036854775807.log"), b"garbage").unwrap();
+    let mut log = Log::open(dir.path(), one_segment_config(), 0).unwrap();
+    assert_eq!(log.log_end_offset(), Offset(0));
+    log.append(&[batch(0, 1, 10, 0)], None, 0).unwrap();
+}

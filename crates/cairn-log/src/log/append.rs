@@ -86,10 +86,6 @@ impl Log {
         if let Err(err) = self.write_staged(&staged) {
             return Err(self.undo_group(group_start, err));
         }
-        let cfg = self.cfg.clone();
-        if self.active_mut().ensure_mapped(&cfg)? {
-            self.publish();
-        }
         Ok(results)
     }
 
@@ -157,7 +153,11 @@ impl Log {
                 return Err(disk_full_or(err));
             }
         };
-        crate::checkpoint::fsync_dir(&self.dir)?;
+        // The old segment is sealed now; without the new one in the list the log cannot take
+        // appends, so a failure here stops it.
+        if let Err(err) = crate::checkpoint::fsync_dir(&self.dir) {
+            return Err(self.poison(format!("fsync directory after roll: {err}")));
+        }
         self.segments.push(next);
         self.publish();
         Ok(())
@@ -239,7 +239,14 @@ impl Log {
         let cfg = self.cfg.clone();
         let active = self.active_mut();
         let path = active.log_path.to_path_buf();
-        active.write_batches(staged, &cfg).map_err(|source| {
+        let written = active.write_batches(staged, &cfg);
+        // Keep the mapping ahead of the file after every write (a segment of meta entries only
+        // can outgrow it within a group). Publishing the new view shows nothing new: what
+        // readers may see is `self.visible`, which only a commit moves.
+        if active.ensure_mapped(&cfg)? {
+            self.publish();
+        }
+        written.map_err(|source| {
             if is_disk_full(&source) {
                 LogError::DiskFull { path }
             } else {
@@ -265,12 +272,13 @@ impl Log {
         }
     }
 
+    /// After the flush policy is met: a single replica shows everything written so far,
+    /// meta entries included.
     fn advance_high_watermark_to_end(&mut self) {
-        if self.high_watermark_follows_end && self.high_watermark != self.log_end_offset() {
+        if self.high_watermark_follows_end {
             self.high_watermark = self.log_end_offset();
-            self.publish_high_watermark();
-        } else if self.high_watermark_follows_end {
-            // Meta entries move the visible end without moving the offset.
+            let active = self.active();
+            self.visible = (active.base_offset, active.state.size);
             self.publish_high_watermark();
         }
     }

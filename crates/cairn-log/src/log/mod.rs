@@ -63,6 +63,13 @@ pub struct Log {
     /// When true the high watermark follows the log end as the flush policy is met (a single
     /// replica); when false the caller sets it (replication).
     pub(crate) high_watermark_follows_end: bool,
+    /// Where the bytes readers may see end: (base offset of the segment, position in it). Only a
+    /// commit or `set_high_watermark` moves it, and truncation never cuts below it, which is
+    /// what keeps every byte a reader was handed inside its file. Positions compare within a
+    /// segment, and segments by base offset (distinct: a segment without offsets never rolls).
+    pub(crate) visible: (Offset, FilePos),
+    /// The directory's lock file, `flock`ed while the log is open.
+    pub(crate) _lock: std::fs::File,
     pub(crate) poisoned: Option<String>,
     /// The latest time a caller passed in. Truncation, which takes no time, uses it to restart
     /// the `segment.ms` clock of a segment it makes active again.
@@ -217,7 +224,7 @@ impl Log {
     }
 
     fn store(&self, segments: Arc<[SegmentView]>) {
-        let (visible_base, visible_pos) = self.visible_end();
+        let (visible_base, visible_pos) = self.visible;
         let published = Published {
             segments,
             log_start: self.log_start.offset,
@@ -236,22 +243,9 @@ impl Log {
             .send_replace(self.high_watermark);
     }
 
-    /// Where the visible bytes end: the first entry at or past the high watermark.
-    fn visible_end(&self) -> (Offset, FilePos) {
-        let active = self.active();
-        if self.high_watermark >= active.state.next_offset && self.high_watermark_follows_end {
-            return (active.base_offset, active.state.size);
-        }
-        match self.locate(self.high_watermark) {
-            Ok((idx, pos, _)) => (self.segments[idx].base_offset, pos),
-            Err(err) => {
-                // The bytes below the high watermark were written by us and walked before; if
-                // they cannot be walked now, show nothing new rather than guess.
-                tracing::error!(%err, "cannot locate the high watermark; readers keep the previous view");
-                let previous = self.shared.snapshot();
-                (previous.visible_base, previous.visible_pos)
-            }
-        }
+    /// True when cutting at `pos` in segment `idx` would remove bytes readers may see.
+    pub(crate) fn cuts_visible(&self, idx: usize, pos: FilePos) -> bool {
+        (self.segments[idx].base_offset, pos) < self.visible
     }
 
     /// The start of the first entry whose base offset is at or past `offset`, or of the data

@@ -27,6 +27,14 @@ impl Log {
             });
         }
         let (idx, pos, _) = self.locate(offset)?;
+        if self.cuts_visible(idx, pos) {
+            // Meta entries at the high watermark can already be visible (a single replica
+            // shows everything flushed): their bytes may sit in a reader's hands.
+            return Err(LogError::TruncateBelowHighWatermark {
+                requested: offset,
+                high_watermark: self.high_watermark,
+            });
+        }
         self.cut(idx, pos)?;
         Ok(self.log_end_offset())
     }
@@ -42,7 +50,8 @@ impl Log {
             return Ok(());
         };
         let base = self.base_offset_at(idx, pos);
-        if base < self.high_watermark || entry < self.log_start.entry {
+        if base < self.high_watermark || entry < self.log_start.entry || self.cuts_visible(idx, pos)
+        {
             return Err(LogError::TruncateBelowHighWatermark {
                 requested: base,
                 high_watermark: self.high_watermark,
@@ -56,8 +65,10 @@ impl Log {
     /// commits whole entries, so a watermark inside a batch is a caller's bug).
     ///
     /// # Errors
-    /// [`LogError::InvalidHighWatermark`].
+    /// [`LogError::InvalidHighWatermark`]; [`LogError::Poisoned`] (after a failed fsync nothing
+    /// more may become visible).
     pub fn set_high_watermark(&mut self, high_watermark: Offset) -> Result<(), LogError> {
+        self.check_writable()?;
         let log_end = self.log_end_offset();
         let invalid = LogError::InvalidHighWatermark {
             requested: high_watermark,
@@ -72,6 +83,7 @@ impl Log {
             return Err(invalid);
         }
         self.high_watermark = high_watermark;
+        self.visible = self.visible.max((self.segments[idx].base_offset, pos));
         self.publish_high_watermark();
         Ok(())
     }
@@ -111,13 +123,33 @@ impl Log {
     }
 
     /// Cuts the log at `pos` in segment `idx`: later segments are deleted, that one is cut and
-    /// becomes the active segment.
+    /// becomes the active segment. Any failure part-way poisons the log: the segment list and
+    /// the files may no longer agree, and only recovery can tell what is on disk.
     fn cut(&mut self, idx: usize, pos: FilePos) -> Result<(), LogError> {
+        assert!(
+            !self.cuts_visible(idx, pos),
+            "cut at {pos} in segment {} below the visible end {:?}",
+            self.segments[idx].base_offset,
+            self.visible
+        );
+        match self.cut_unchecked(idx, pos) {
+            Ok(()) => {
+                self.publish();
+                Ok(())
+            }
+            Err(err) => Err(self.poison(format!("truncation failed part-way: {err}"))),
+        }
+    }
+
+    fn cut_unchecked(&mut self, idx: usize, pos: FilePos) -> Result<(), LogError> {
         let cut_offset = self.base_offset_at(idx, pos);
         let removed = self.segments.split_off(idx + 1);
         for segment in &removed {
             delete_segment_files(&self.dir, segment.base_offset)?;
         }
+        // Make the deletions durable before shortening the cut segment: otherwise a crash could
+        // keep the shorter file yet bring the later segments back, after a gap.
+        fsync_dir(&self.dir)?;
         let (cfg, now_ms) = (self.cfg.clone(), self.last_now_ms);
         let segment = self.segments.last_mut().expect("idx is a valid segment");
         if segment.sealed {
@@ -127,11 +159,10 @@ impl Log {
         }
         if pos < segment.state.size {
             let indexes = &segment.indexes;
-            indexes.time.truncate_from_offset(
-                cut_offset
-                    .relative_to(segment.base_offset)
-                    .unwrap_or_default(),
-            );
+            let cut_relative = cut_offset
+                .relative_to(segment.base_offset)
+                .unwrap_or_default();
+            indexes.time.truncate_from_offset(cut_relative);
             indexes.offset.truncate_from_position(pos);
             indexes.entry.truncate_from_position(pos);
             let start = indexes.entry.last().unwrap_or(EntryPoint {
@@ -148,8 +179,6 @@ impl Log {
                 })?;
             segment.truncate(state)?;
         }
-        fsync_dir(&self.dir)?;
-        self.publish();
         Ok(())
     }
 }

@@ -15,8 +15,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use memmap2::MmapOptions;
 
-use super::segment_path;
 use super::view::SegmentView;
+use super::{INDEX_EXTENSIONS, segment_path};
 use crate::batch::{Batch, BatchHeader};
 use crate::config::LogConfig;
 use crate::error::LogError;
@@ -52,6 +52,43 @@ impl SegmentIndexes {
 
     pub(crate) fn is_full(&self) -> bool {
         self.offset.is_full() || self.time.is_full() || self.entry.is_full()
+    }
+
+    /// Fresh, preallocated index files holding `old`'s entries, for a sealed segment that
+    /// becomes active again. The old files are unlinked, not shrunk or regrown in place:
+    /// readers of an older snapshot may still map them, and a later trim of a shared file could
+    /// take pages out from under them (`SIGBUS`). Unlinked, the old inodes live as long as
+    /// their maps.
+    pub(crate) fn rewrite_active(
+        dir: &Path,
+        base: Offset,
+        cfg: &LogConfig,
+        old: &SegmentIndexes,
+    ) -> Result<Self, LogError> {
+        for extension in INDEX_EXTENSIONS {
+            let path = segment_path(dir, base, extension);
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(LogError::io("replace index", &path, e));
+                }
+                _ => {}
+            }
+        }
+        let fresh = SegmentIndexes::open_active(dir, base, cfg, [0, 0, 0])?;
+        // Pushes past a smaller capacity (a lowered segment.index.bytes) are dropped: the index
+        // only gets sparser.
+        for idx in 0..old.offset.len() {
+            let (offset, position) = old.offset.entry(idx);
+            let _ = fresh.offset.push(offset, position);
+        }
+        for idx in 0..old.time.len() {
+            let (timestamp, offset) = old.time.entry(idx);
+            let _ = fresh.time.maybe_push(timestamp, offset);
+        }
+        for idx in 0..old.entry.len() {
+            let _ = fresh.entry.push(old.entry.entry(idx));
+        }
+        Ok(fresh)
     }
 
     pub(crate) fn lens(&self) -> [usize; 3] {
@@ -217,6 +254,13 @@ impl Segment {
         batches: &[(&Batch, [u8; 16])],
         cfg: &LogConfig,
     ) -> Result<(), std::io::Error> {
+        // A sealed segment's index files are trimmed while still mapped at full size: pushing
+        // into them would write past the end of the file.
+        assert!(
+            !self.sealed,
+            "append to sealed segment {}",
+            self.log_path.display()
+        );
         let old_size = self.state.size;
         let mut slices = Vec::with_capacity(batches.len() * 2);
         for (batch, prefix) in batches {
@@ -344,8 +388,9 @@ impl Segment {
         let position = state.size;
         self.file
             .set_len(position.as_u64())
-            .and_then(|()| self.file.sync_data())
             .map_err(|source| LogError::io("truncate segment", &self.log_path, source))?;
+        // From here the file is shorter: the state must say so even if the fsync below fails,
+        // or a later walk would read past the end of the file.
         self.indexes.offset.truncate_from_position(position);
         self.indexes.entry.truncate_from_position(position);
         let time_cut = state
@@ -354,18 +399,18 @@ impl Segment {
             .unwrap_or_default();
         self.indexes.time.truncate_from_offset(time_cut);
         self.state = state;
-        Ok(())
+        self.sync()
+            .map_err(|source| LogError::io("fsync truncated segment", &self.log_path, source))
     }
 
     /// Reopens the indexes of a sealed segment for appending (after truncation made it the
     /// active segment again) and remaps the log with room to grow.
     pub(crate) fn reactivate(&mut self, cfg: &LogConfig, now_ms: i64) -> Result<(), LogError> {
-        let keep = self.indexes.lens();
-        self.indexes = Arc::new(SegmentIndexes::open_active(
+        self.indexes = Arc::new(SegmentIndexes::rewrite_active(
             &self.dir,
             self.base_offset,
             cfg,
-            keep,
+            &self.indexes,
         )?);
         self.file = open_for_append(&self.log_path)?;
         self.data = map_log(

@@ -27,8 +27,14 @@ pub(crate) fn parse_segment_name(name: &str) -> Option<Offset> {
     if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    digits.parse().ok().map(Offset)
+    // Offsets are Kafka int64s, and a segment's offsets reach 2^32 past its base: a larger
+    // base cannot have been written by a log and would overflow arithmetic on it.
+    let base: u64 = digits.parse().ok()?;
+    (base <= MAX_SEGMENT_BASE).then_some(Offset(base))
 }
+
+/// The largest base offset a segment file name may carry.
+pub(crate) const MAX_SEGMENT_BASE: u64 = i64::MAX as u64 - (1 << 33);
 
 /// Extensions of the files that belong to a segment, in deletion order: the indexes go before
 /// the `.log`, so a crash mid-delete leaves a `.log` that recovery reindexes, never orphan
