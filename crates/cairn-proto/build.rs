@@ -1,0 +1,23 @@
+//! Compiles `proto/cairn/v1/*.proto` with a vendored `protoc` (no system install needed), and
+//! writes the file descriptor set that the server's reflection service publishes.
+
+use std::path::PathBuf;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    let protos: Vec<PathBuf> = ["common", "producer", "consumer", "admin", "metadata"]
+        .iter()
+        .map(|name| root.join(format!("cairn/v1/{name}.proto")))
+        .collect();
+    for proto in &protos {
+        println!("cargo:rerun-if-changed={}", proto.display());
+    }
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
+    let mut config = prost_build::Config::new();
+    config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
+    config.bytes(["."]);
+    tonic_prost_build::configure()
+        .file_descriptor_set_path(out_dir.join("cairn_v1_descriptor.bin"))
+        .compile_with_config(config, &protos, &[root])?;
+    Ok(())
+}
