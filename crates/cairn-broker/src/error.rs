@@ -1,0 +1,89 @@
+//! `BrokerError`: everything that can go wrong in the broker, with what an operator or a client
+//! needs to act on it (the topic name, the config key and value, the file line). Errors from the
+//! log cross into it through `From`.
+//!
+//! The enum is deliberately not `#[non_exhaustive]`: `cairn-server` maps each variant to a
+//! status and a Kafka error code in one exhaustive `match`, so a new variant must be given one.
+
+use cairn_log::LogError;
+
+use crate::topic_name::TopicNameError;
+
+/// An error from the broker.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// A topic name breaks Kafka's rules (Kafka's `INVALID_TOPIC_EXCEPTION`).
+    #[error("invalid topic name {name:?}: {reason}")]
+    InvalidTopicName {
+        /// The name as given.
+        name: String,
+        /// Which rule it breaks.
+        reason: TopicNameError,
+    },
+    /// A topic config key that Cairn does not know (Kafka's `INVALID_CONFIG`).
+    #[error("unknown topic config key {key:?}")]
+    UnknownConfig {
+        /// The key as given.
+        key: String,
+    },
+    /// A topic config value out of range or not parseable (Kafka's `INVALID_CONFIG`).
+    #[error("invalid config {key} = {value:?}: {reason}")]
+    InvalidConfig {
+        /// The config key (Kafka's name).
+        key: &'static str,
+        /// The value given.
+        value: String,
+        /// Why it is rejected.
+        reason: &'static str,
+    },
+    /// A persisted topic config file is larger than [`crate::MAX_CONFIG_FILE_BYTES`].
+    #[error("topic config file is {size_bytes} bytes, more than the {max_bytes}-byte limit")]
+    ConfigFileTooLarge {
+        /// Size of the text given.
+        size_bytes: usize,
+        /// The limit.
+        max_bytes: usize,
+    },
+    /// A line of a persisted topic config file is not `key=value`, or repeats a key.
+    #[error("topic config file line {line_number}: {reason}")]
+    MalformedConfigLine {
+        /// 1-based line number.
+        line_number: usize,
+        /// What is wrong with the line.
+        reason: &'static str,
+    },
+    /// A line of a persisted topic config file names an unknown key or holds a bad value.
+    #[error("topic config file line {line_number}: {source}")]
+    InvalidConfigLine {
+        /// 1-based line number.
+        line_number: usize,
+        /// The [`BrokerError::UnknownConfig`] or [`BrokerError::InvalidConfig`] for the line.
+        #[source]
+        source: Box<BrokerError>,
+    },
+    /// The partition log failed.
+    #[error(transparent)]
+    Log(#[from] LogError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_line_errors_name_the_line_and_keep_the_cause() {
+        let err = BrokerError::InvalidConfigLine {
+            line_number: 7,
+            source: Box::new(BrokerError::UnknownConfig {
+                key: "no.such".to_string(),
+            }),
+        };
+        let text = err.to_string();
+        assert!(
+            text.contains("line 7") && text.contains("no.such"),
+            "{text}"
+        );
+        let source = std::error::Error::source(&err).expect("the line error keeps its cause");
+        assert!(source.to_string().contains("no.such"));
+    }
+}

@@ -1,0 +1,38 @@
+//! `cairn-broker`: topics and partitions over `cairn-log`. Knows nothing of tonic or sockets.
+//!
+//! Code map:
+//! - `partitioner`: which partition a record goes to. [`partition_for_key`] is Kafka's default
+//!   (murmur2 of the key), so Cairn picks the partition a Kafka client would;
+//!   [`StickyPartitioner`] spreads keyless records a batch at a time (KIP-480).
+//! - `topic_name`: Kafka's topic-name rules ([`TopicName`], [`validate_topic_name`]) and the
+//!   internal-topic convention (`__consumer_offsets`).
+//! - `topic_config`: [`TopicConfig`], the per-topic settings under Kafka's names: every
+//!   [`cairn_log::LogConfig`] key plus `cleanup.policy`, `delete.retention.ms` and
+//!   `message.timestamp.type`, and the `key=value` file they are persisted in.
+//! - `producer_state`: [`ProducerStates`], the idempotent-producer sequence rules (KIP-98) of
+//!   one partition: retries answered with their original offsets, gaps and zombies refused.
+//! - `error`: [`BrokerError`], the crate's one error enum.
+//!
+//! Invariants across modules:
+//! - The modules above are pure: no I/O, no clock, no global random number generator.
+//!   Randomness comes in through [`RandomSource`], text comes in as `&str`, so every decision
+//!   can be replayed in a test.
+//! - Names and values from outside (requests, files) are checked here and rejected with a
+//!   [`BrokerError`] naming what is wrong; nothing on those paths panics.
+
+mod error;
+mod partitioner;
+mod producer_state;
+mod topic_config;
+mod topic_name;
+
+pub use error::BrokerError;
+pub use partitioner::{
+    RandomSource, StickyPartitioner, XorShift64, murmur2, partition_for_key, to_positive,
+};
+pub use producer_state::{BATCHES_REMEMBERED, ProducerBatch, ProducerStates, SequenceCheck};
+pub use topic_config::{CleanupPolicy, MAX_CONFIG_FILE_BYTES, TimestampType, TopicConfig};
+pub use topic_name::{
+    CONSUMER_OFFSETS_TOPIC, INTERNAL_TOPIC_PREFIX, MAX_TOPIC_NAME_CHARS, TopicName, TopicNameError,
+    collides_with, has_collision_chars, is_internal, validate_topic_name,
+};

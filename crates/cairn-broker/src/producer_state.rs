@@ -1,0 +1,318 @@
+//! Idempotent producers: the sequence rules of Kafka's producer state (KIP-98), as a pure state
+//! machine. For each producer id the broker remembers its epoch and the last
+//! [`BATCHES_REMEMBERED`] batches it wrote to this partition (their sequence and offset ranges),
+//! so a retried batch is answered with its original offsets instead of being written twice, a
+//! gap in sequences is refused, and a fenced (older-epoch) producer is rejected.
+//!
+//! It does no I/O: the partition feeds it the producer fields of each batch before appending
+//! ([`ProducerStates::check`]) and the offsets after ([`ProducerStates::record`]), and rebuilds
+//! it on open by feeding it every batch of the log.
+
+use std::collections::{HashMap, VecDeque};
+
+/// How many recent batches are remembered per producer (Kafka's
+/// `max.in.flight.requests.per.connection` ceiling for idempotence).
+pub const BATCHES_REMEMBERED: usize = 5;
+
+/// The producer fields of a batch, as in its RecordBatch v2 header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProducerBatch {
+    /// Producer id; negative for a non-idempotent batch.
+    pub producer_id: i64,
+    /// Producer epoch.
+    pub producer_epoch: i16,
+    /// Sequence of the first record.
+    pub base_sequence: i32,
+    /// Number of records (at least 1).
+    pub record_count: i32,
+}
+
+impl ProducerBatch {
+    /// True when the batch carries a producer identity to check.
+    pub fn is_idempotent(&self) -> bool {
+        self.producer_id >= 0
+    }
+
+    /// Sequence of the last record, wrapping at `i32::MAX` as Kafka's sequences do.
+    pub fn last_sequence(&self) -> i32 {
+        wrapping_sequence(self.base_sequence, self.record_count.saturating_sub(1))
+    }
+}
+
+/// What to do with a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SequenceCheck {
+    /// Append it.
+    Append,
+    /// It was written before, at these offsets: answer with them, append nothing.
+    Duplicate {
+        /// Offset of the batch's first record.
+        base_offset: u64,
+        /// Offset of its last record.
+        last_offset: u64,
+    },
+    /// The sequence skips ahead of (or behind) the next one expected.
+    OutOfOrder {
+        /// The sequence the broker expected.
+        expected: i32,
+        /// The batch's base sequence.
+        found: i32,
+    },
+    /// A newer epoch of this producer exists: this one is a zombie.
+    FencedEpoch {
+        /// The producer's current epoch.
+        current: i16,
+        /// The batch's epoch.
+        found: i16,
+    },
+    /// The broker knows nothing of this producer and the batch does not start a sequence.
+    UnknownProducer,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Written {
+    first_sequence: i32,
+    last_sequence: i32,
+    base_offset: u64,
+    last_offset: u64,
+}
+
+#[derive(Clone, Debug, Default)]
+struct ProducerEntry {
+    epoch: i16,
+    batches: VecDeque<Written>,
+}
+
+/// The producer state of one partition.
+#[derive(Clone, Debug, Default)]
+pub struct ProducerStates {
+    producers: HashMap<i64, ProducerEntry>,
+}
+
+impl ProducerStates {
+    /// Decides what to do with `batch`, without changing anything.
+    pub fn check(&self, batch: &ProducerBatch) -> SequenceCheck {
+        if !batch.is_idempotent() {
+            return SequenceCheck::Append;
+        }
+        let Some(entry) = self.producers.get(&batch.producer_id) else {
+            // A producer's first batch on a partition starts at sequence 0.
+            return if batch.base_sequence == 0 {
+                SequenceCheck::Append
+            } else {
+                SequenceCheck::UnknownProducer
+            };
+        };
+        if batch.producer_epoch < entry.epoch {
+            return SequenceCheck::FencedEpoch {
+                current: entry.epoch,
+                found: batch.producer_epoch,
+            };
+        }
+        if batch.producer_epoch > entry.epoch {
+            // A bumped epoch restarts the sequence.
+            return if batch.base_sequence == 0 {
+                SequenceCheck::Append
+            } else {
+                SequenceCheck::OutOfOrder {
+                    expected: 0,
+                    found: batch.base_sequence,
+                }
+            };
+        }
+        let last_sequence = batch.last_sequence();
+        if let Some(written) = entry
+            .batches
+            .iter()
+            .find(|w| w.first_sequence == batch.base_sequence && w.last_sequence == last_sequence)
+        {
+            return SequenceCheck::Duplicate {
+                base_offset: written.base_offset,
+                last_offset: written.last_offset,
+            };
+        }
+        let expected = entry
+            .batches
+            .back()
+            .map_or(0, |w| wrapping_sequence(w.last_sequence, 1));
+        if batch.base_sequence == expected {
+            SequenceCheck::Append
+        } else {
+            SequenceCheck::OutOfOrder {
+                expected,
+                found: batch.base_sequence,
+            }
+        }
+    }
+
+    /// Remembers that `batch` was written at `base_offset..=last_offset`. Call it only for
+    /// batches [`ProducerStates::check`] let through, once they are durable.
+    pub fn record(&mut self, batch: &ProducerBatch, base_offset: u64, last_offset: u64) {
+        if !batch.is_idempotent() {
+            return;
+        }
+        let entry = self.producers.entry(batch.producer_id).or_default();
+        if batch.producer_epoch != entry.epoch {
+            entry.epoch = batch.producer_epoch;
+            entry.batches.clear();
+        }
+        if entry.batches.len() == BATCHES_REMEMBERED {
+            entry.batches.pop_front();
+        }
+        entry.batches.push_back(Written {
+            first_sequence: batch.base_sequence,
+            last_sequence: batch.last_sequence(),
+            base_offset,
+            last_offset,
+        });
+    }
+
+    /// Number of producers known.
+    pub fn len(&self) -> usize {
+        self.producers.len()
+    }
+
+    /// True when no producer is known.
+    pub fn is_empty(&self) -> bool {
+        self.producers.is_empty()
+    }
+}
+
+/// `sequence + delta`, wrapping from `i32::MAX` to 0 as Kafka's sequence numbers do.
+fn wrapping_sequence(sequence: i32, delta: i32) -> i32 {
+    let sum = i64::from(sequence) + i64::from(delta);
+    (sum % (i64::from(i32::MAX) + 1)) as i32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn batch(producer_id: i64, epoch: i16, base_sequence: i32, records: i32) -> ProducerBatch {
+        ProducerBatch {
+            producer_id,
+            producer_epoch: epoch,
+            base_sequence,
+            record_count: records,
+        }
+    }
+
+    #[test]
+    fn a_retried_batch_gets_its_original_offsets() {
+        let mut states = ProducerStates::default();
+        let first = batch(7, 0, 0, 3);
+        assert_eq!(states.check(&first), SequenceCheck::Append);
+        states.record(&first, 100, 102);
+        let second = batch(7, 0, 3, 2);
+        assert_eq!(states.check(&second), SequenceCheck::Append);
+        states.record(&second, 103, 104);
+        assert_eq!(
+            states.check(&first),
+            SequenceCheck::Duplicate {
+                base_offset: 100,
+                last_offset: 102
+            }
+        );
+        assert_eq!(
+            states.check(&second),
+            SequenceCheck::Duplicate {
+                base_offset: 103,
+                last_offset: 104
+            }
+        );
+    }
+
+    #[test]
+    fn gaps_zombies_and_strangers_are_refused() {
+        let mut states = ProducerStates::default();
+        states.record(&batch(7, 1, 0, 3), 0, 2);
+        assert_eq!(
+            states.check(&batch(7, 1, 5, 1)),
+            SequenceCheck::OutOfOrder {
+                expected: 3,
+                found: 5
+            }
+        );
+        assert_eq!(
+            states.check(&batch(7, 0, 3, 1)),
+            SequenceCheck::FencedEpoch {
+                current: 1,
+                found: 0
+            }
+        );
+        assert_eq!(
+            states.check(&batch(7, 2, 3, 1)),
+            SequenceCheck::OutOfOrder {
+                expected: 0,
+                found: 3
+            }
+        );
+        assert_eq!(states.check(&batch(7, 2, 0, 1)), SequenceCheck::Append);
+        assert_eq!(
+            states.check(&batch(9, 0, 4, 1)),
+            SequenceCheck::UnknownProducer
+        );
+        assert_eq!(states.check(&batch(-1, -1, -1, 5)), SequenceCheck::Append);
+    }
+
+    #[test]
+    fn only_the_last_five_batches_are_remembered() {
+        let mut states = ProducerStates::default();
+        for idx in 0..7 {
+            let b = batch(1, 0, idx, 1);
+            assert_eq!(states.check(&b), SequenceCheck::Append);
+            states.record(&b, idx as u64, idx as u64);
+        }
+        assert!(matches!(
+            states.check(&batch(1, 0, 2, 1)),
+            SequenceCheck::Duplicate { .. }
+        ));
+        assert!(matches!(
+            states.check(&batch(1, 0, 1, 1)),
+            SequenceCheck::OutOfOrder { .. }
+        ));
+    }
+
+    #[test]
+    fn sequences_wrap_at_i32_max() {
+        let mut states = ProducerStates::default();
+        states.record(&batch(1, 0, 0, 1), 0, 0);
+        let near_end = batch(1, 0, 1, 1);
+        states.record(&near_end, 1, 1);
+        let mut states = ProducerStates::default();
+        let last = batch(1, 0, i32::MAX - 1, 2);
+        states.producers.insert(
+            1,
+            ProducerEntry {
+                epoch: 0,
+                batches: VecDeque::new(),
+            },
+        );
+        states.record(&last, 5, 6);
+        assert_eq!(last.last_sequence(), i32::MAX);
+        assert_eq!(states.check(&batch(1, 0, 0, 1)), SequenceCheck::Append);
+    }
+
+    proptest! {
+        /// Replaying any prefix of an in-order stream is always a duplicate with the original
+        /// offsets, and the next batch in order is always accepted.
+        #[test]
+        fn in_order_streams_and_their_retries(sizes in proptest::collection::vec(1i32..50, 1..20), retry in any::<prop::sample::Index>()) {
+            let mut states = ProducerStates::default();
+            let (mut sequence, mut offset) = (0i32, 0u64);
+            let mut written = Vec::new();
+            for size in &sizes {
+                let b = batch(3, 0, sequence, *size);
+                prop_assert_eq!(states.check(&b), SequenceCheck::Append);
+                states.record(&b, offset, offset + *size as u64 - 1);
+                written.push((b, offset));
+                sequence += size;
+                offset += *size as u64;
+            }
+            let recent = &written[written.len().saturating_sub(BATCHES_REMEMBERED)..];
+            let (b, base) = recent[retry.index(recent.len())];
+            prop_assert_eq!(states.check(&b), SequenceCheck::Duplicate { base_offset: base, last_offset: base + b.record_count as u64 - 1 });
+        }
+    }
+}
