@@ -64,6 +64,64 @@ pub enum BrokerError {
     /// The partition log failed.
     #[error(transparent)]
     Log(#[from] LogError),
+    /// No topic has that name (Kafka's `UNKNOWN_TOPIC_OR_PARTITION`).
+    #[error("unknown topic {topic:?}")]
+    UnknownTopic {
+        /// The name asked for.
+        topic: String,
+    },
+    /// The topic has no such partition (Kafka's `UNKNOWN_TOPIC_OR_PARTITION`).
+    #[error("topic {topic:?} has no partition {partition} (it has {partition_count})")]
+    UnknownPartition {
+        /// The topic.
+        topic: String,
+        /// The partition asked for.
+        partition: i64,
+        /// How many partitions the topic has.
+        partition_count: u32,
+    },
+    /// A topic with that name exists (Kafka's `TOPIC_ALREADY_EXISTS`).
+    #[error("topic {name:?} already exists")]
+    TopicExists {
+        /// The name.
+        name: String,
+    },
+    /// A partition count is out of range (Kafka's `INVALID_PARTITIONS`).
+    #[error("invalid partition count {requested}: {reason}")]
+    InvalidPartitions {
+        /// The count asked for.
+        requested: i64,
+        /// Why it is rejected.
+        reason: &'static str,
+    },
+    /// A request is malformed (Kafka's `INVALID_REQUEST`).
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    /// A broker metadata file could not be read or written.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The file.
+        path: std::path::PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The broker is shutting down.
+    #[error("the broker is shutting down")]
+    ShuttingDown,
+}
+
+impl BrokerError {
+    /// An I/O error with its operation and path.
+    pub fn io(op: &'static str, path: &std::path::Path, source: std::io::Error) -> BrokerError {
+        BrokerError::Io {
+            op,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -11,24 +11,42 @@
 //!   `message.timestamp.type`, and the `key=value` file they are persisted in.
 //! - `producer_state`: [`ProducerStates`], the idempotent-producer sequence rules (KIP-98) of
 //!   one partition: retries answered with their original offsets, gaps and zombies refused.
+//! - `broker`: [`Broker`], this node's topics and the admin operations on them; `partition`:
+//!   one partition's log and its group-committing writer; `topic_store`: topic files on disk
+//!   (`DATA/<topic>.topic`, logs in `DATA/<topic>-<partition>/`, Kafka's layout).
+//! - `produce`: routing records to partitions, encoding them, appending; `fetch`: long-poll
+//!   reads, record decoding, offset lookups.
 //! - `error`: [`BrokerError`], the crate's one error enum.
 //!
 //! Invariants across modules:
-//! - The modules above are pure: no I/O, no clock, no global random number generator.
+//! - The partitioner, topic-name, topic-config and producer-state modules are pure: no I/O, no clock, no global random number generator.
 //!   Randomness comes in through [`RandomSource`], text comes in as `&str`, so every decision
 //!   can be replayed in a test.
 //! - Names and values from outside (requests, files) are checked here and rejected with a
 //!   [`BrokerError`] naming what is wrong; nothing on those paths panics.
 
+mod broker;
 mod error;
+mod fetch;
+mod partition;
 mod partitioner;
+mod produce;
 mod producer_state;
 mod topic_config;
 mod topic_name;
+mod topic_store;
 
+pub use broker::{Broker, BrokerConfig, MAX_PARTITIONS_PER_TOPIC, PartitionInfo, TopicInfo};
 pub use error::BrokerError;
+pub use fetch::{
+    DEFAULT_FETCH_MAX_BYTES, FetchRequest, FetchedRecord, MAX_FETCH_MAX_BYTES, MAX_FETCH_WAIT,
+    OffsetQuery, decode_records,
+};
 pub use partitioner::{
     RandomSource, StickyPartitioner, XorShift64, murmur2, partition_for_key, to_positive,
+};
+pub use produce::{
+    AckLevel, PartitionProduced, ProducePayload, ProduceRecord, ProduceRequest, ProduceResult,
 };
 pub use producer_state::{BATCHES_REMEMBERED, ProducerBatch, ProducerStates, SequenceCheck};
 pub use topic_config::{CleanupPolicy, MAX_CONFIG_FILE_BYTES, TimestampType, TopicConfig};

@@ -1,0 +1,492 @@
+//! [`Broker`]: the topics of this node and the operations on them (create, describe, alter,
+//! delete, add partitions), over partitions that each own a group-committing log writer.
+//! Produce and fetch live in `produce.rs` and `fetch.rs`.
+//!
+//! File I/O (opening logs, writing topic files, deleting directories) runs on blocking threads,
+//! so every operation here is `async` and safe to call from request handlers.
+
+use std::collections::BTreeMap;
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use cairn_log::{Clock, Offset};
+
+use crate::error::BrokerError;
+use crate::partition::Partition;
+use crate::partitioner::{StickyPartitioner, XorShift64};
+use crate::topic_config::TopicConfig;
+use crate::topic_name::{is_internal, validate_topic_name};
+use crate::topic_store::{self, partition_dir, write_topic};
+
+/// Most partitions one topic may have on this node (each holds a writer thread and open files).
+pub const MAX_PARTITIONS_PER_TOPIC: u32 = 1024;
+
+/// How a broker is set up.
+#[derive(Clone, Debug)]
+pub struct BrokerConfig {
+    /// Where topics and their logs live.
+    pub data_dir: PathBuf,
+    /// This node's id.
+    pub node_id: i32,
+    /// The address clients reach this node at ("host:port").
+    pub advertised_address: String,
+    /// Configs a topic gets unless it overrides them.
+    pub topic_defaults: TopicConfig,
+}
+
+/// One partition's place and offsets, as `describe` reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartitionInfo {
+    /// The partition.
+    pub partition: u32,
+    /// Node id of the leader.
+    pub leader: i32,
+    /// Node ids holding a copy, leader first.
+    pub replicas: Vec<i32>,
+    /// The earliest readable offset.
+    pub log_start_offset: Offset,
+    /// The end of what is readable.
+    pub high_watermark: Offset,
+}
+
+/// A topic as `describe` reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicInfo {
+    /// The name.
+    pub name: String,
+    /// Its partitions in order.
+    pub partitions: Vec<PartitionInfo>,
+    /// Every config with its effective value, sorted by key.
+    pub configs: Vec<(String, String)>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Topic {
+    pub(crate) name: String,
+    pub(crate) config: RwLock<TopicConfig>,
+    pub(crate) partitions: RwLock<Vec<Arc<Partition>>>,
+    pub(crate) sticky: Mutex<StickyPartitioner<XorShift64>>,
+}
+
+impl Topic {
+    pub(crate) fn partition(&self, index: i64) -> Result<Arc<Partition>, BrokerError> {
+        let partitions = self.partitions.read().unwrap_or_else(|e| e.into_inner());
+        usize::try_from(index)
+            .ok()
+            .and_then(|idx| partitions.get(idx).cloned())
+            .ok_or_else(|| BrokerError::UnknownPartition {
+                topic: self.name.clone(),
+                partition: index,
+                partition_count: partitions.len() as u32,
+            })
+    }
+
+    pub(crate) fn partition_count(&self) -> NonZeroU32 {
+        let count = self
+            .partitions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .len() as u32;
+        NonZeroU32::new(count).expect("a topic always has at least one partition")
+    }
+}
+
+/// The topics of this node.
+#[derive(Debug)]
+pub struct Broker {
+    pub(crate) cfg: BrokerConfig,
+    pub(crate) clock: Arc<dyn Clock>,
+    topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+    /// Serializes admin operations, so two creates of one name cannot race.
+    admin: tokio::sync::Mutex<()>,
+    shutting_down: AtomicBool,
+}
+
+impl Broker {
+    /// Opens the broker: creates the data directory if needed and opens (recovering) every
+    /// topic's partitions.
+    ///
+    /// # Errors
+    /// I/O errors, an unreadable topic file, or a partition log that will not open.
+    pub async fn open(cfg: BrokerConfig, clock: Arc<dyn Clock>) -> Result<Broker, BrokerError> {
+        let data_dir = cfg.data_dir.clone();
+        let defaults = cfg.topic_defaults.clone();
+        let opener = Arc::clone(&clock);
+        let topics = blocking(move || {
+            std::fs::create_dir_all(&data_dir)
+                .map_err(|e| BrokerError::io("create data directory", &data_dir, e))?;
+            let mut topics = BTreeMap::new();
+            for stored in topic_store::load_topics(&data_dir, &defaults)? {
+                let topic = open_topic(
+                    &data_dir,
+                    &stored.name,
+                    stored.partition_count,
+                    stored.config,
+                    &opener,
+                )?;
+                topics.insert(stored.name, Arc::new(topic));
+            }
+            Ok(topics)
+        })
+        .await?;
+        tracing::info!(topics = topics.len(), data_dir = %cfg.data_dir.display(), "broker opened");
+        Ok(Broker {
+            cfg,
+            clock,
+            topics: RwLock::new(topics),
+            admin: tokio::sync::Mutex::new(()),
+            shutting_down: AtomicBool::new(false),
+        })
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> i32 {
+        self.cfg.node_id
+    }
+
+    /// This node's client-facing address.
+    pub fn advertised_address(&self) -> &str {
+        &self.cfg.advertised_address
+    }
+
+    /// Creates a topic with `partitions` partitions and the given config overrides.
+    ///
+    /// # Errors
+    /// [`BrokerError::InvalidTopicName`], [`BrokerError::TopicExists`],
+    /// [`BrokerError::InvalidPartitions`], config errors naming the key, I/O errors.
+    pub async fn create_topic(
+        &self,
+        name: &str,
+        partitions: i64,
+        replication_factor: i64,
+        configs: &[(String, String)],
+    ) -> Result<TopicInfo, BrokerError> {
+        validate_topic_name(name)?;
+        let partition_count = check_partition_count(partitions)?;
+        if !(0..=1).contains(&replication_factor) {
+            return Err(BrokerError::InvalidRequest(format!(
+                "replication factor {replication_factor} is more than this single node can hold (1)"
+            )));
+        }
+        let mut config = self.cfg.topic_defaults.clone();
+        config.set_all(configs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+        let _admin = self.admin.lock().await;
+        self.check_open()?;
+        if self.topic(name).is_ok() {
+            return Err(BrokerError::TopicExists {
+                name: name.to_string(),
+            });
+        }
+        let overrides = overrides_text(&config, &self.cfg.topic_defaults);
+        let (data_dir, name_owned, clock) = (
+            self.cfg.data_dir.clone(),
+            name.to_string(),
+            Arc::clone(&self.clock),
+        );
+        let topic = blocking(move || {
+            // Logs first, then the topic file: a crash in between leaves directories that no
+            // topic owns, never a topic without its logs.
+            let topic = open_topic(&data_dir, &name_owned, partition_count, config, &clock)?;
+            write_topic(&data_dir, &name_owned, partition_count, &overrides)?;
+            Ok(topic)
+        })
+        .await?;
+        self.topics
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_string(), Arc::new(topic));
+        tracing::info!(topic = name, partitions = partition_count, "topic created");
+        self.describe_topic(name)
+    }
+
+    /// Topic names, sorted; internal ones (`__...`) only when asked.
+    pub fn list_topics(&self, include_internal: bool) -> Vec<String> {
+        let topics = self.topics.read().unwrap_or_else(|e| e.into_inner());
+        topics
+            .keys()
+            .filter(|name| include_internal || !is_internal(name))
+            .cloned()
+            .collect()
+    }
+
+    /// Describes a topic: partitions with their offsets, and every config.
+    ///
+    /// # Errors
+    /// [`BrokerError::UnknownTopic`].
+    pub fn describe_topic(&self, name: &str) -> Result<TopicInfo, BrokerError> {
+        let topic = self.topic(name)?;
+        let partitions = topic.partitions.read().unwrap_or_else(|e| e.into_inner());
+        let partitions = partitions
+            .iter()
+            .map(|p| PartitionInfo {
+                partition: p.index,
+                leader: self.cfg.node_id,
+                replicas: vec![self.cfg.node_id],
+                log_start_offset: p.reader().log_start_offset(),
+                high_watermark: p.reader().high_watermark(),
+            })
+            .collect();
+        let config = topic.config.read().unwrap_or_else(|e| e.into_inner());
+        let configs = config
+            .entries()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        Ok(TopicInfo {
+            name: topic.name.clone(),
+            partitions,
+            configs,
+        })
+    }
+
+    /// Deletes a topic: its writers are closed, then its logs and file removed.
+    ///
+    /// # Errors
+    /// [`BrokerError::UnknownTopic`], I/O errors.
+    pub async fn delete_topic(&self, name: &str) -> Result<(), BrokerError> {
+        let _admin = self.admin.lock().await;
+        let topic = self
+            .topics
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
+        let topic = topic.ok_or_else(|| BrokerError::UnknownTopic {
+            topic: name.to_string(),
+        })?;
+        let partitions: Vec<Arc<Partition>> = topic
+            .partitions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for partition in &partitions {
+            if let Err(err) = partition.writer.close().await {
+                tracing::warn!(topic = name, partition = partition.index, %err, "closing a deleted topic's partition");
+            }
+        }
+        let (data_dir, name_owned) = (self.cfg.data_dir.clone(), name.to_string());
+        let dirs: Vec<PathBuf> = partitions.iter().map(|p| p.dir.clone()).collect();
+        blocking(move || {
+            // The topic file goes first: a crash then leaves orphan directories, never a topic
+            // whose logs are half gone.
+            topic_store::remove_topic(&data_dir, &name_owned)?;
+            for dir in dirs {
+                match std::fs::remove_dir_all(&dir) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(BrokerError::io("delete partition directory", &dir, e));
+                    }
+                    _ => {}
+                }
+            }
+            topic_store::fsync_dir(&data_dir)
+        })
+        .await?;
+        tracing::info!(topic = name, "topic deleted");
+        Ok(())
+    }
+
+    /// Raises a topic's partition count to `total` (never lowers it, as in Kafka).
+    ///
+    /// # Errors
+    /// [`BrokerError::UnknownTopic`], [`BrokerError::InvalidPartitions`], I/O errors.
+    pub async fn add_partitions(&self, name: &str, total: i64) -> Result<TopicInfo, BrokerError> {
+        let _admin = self.admin.lock().await;
+        let topic = self.topic(name)?;
+        let current = topic.partition_count().get();
+        let total = check_partition_count(total)?;
+        if total <= current {
+            return Err(BrokerError::InvalidPartitions {
+                requested: i64::from(total),
+                reason: "a topic's partition count can only grow",
+            });
+        }
+        let config = topic
+            .config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let overrides = overrides_text(&config, &self.cfg.topic_defaults);
+        let (data_dir, name_owned, clock) = (
+            self.cfg.data_dir.clone(),
+            name.to_string(),
+            Arc::clone(&self.clock),
+        );
+        let added = blocking(move || {
+            let log_config = config.to_log_config();
+            let added = (current..total)
+                .map(|idx| {
+                    Partition::open(
+                        idx,
+                        partition_dir(&data_dir, &name_owned, idx),
+                        log_config.clone(),
+                        Arc::clone(&clock),
+                    )
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            write_topic(&data_dir, &name_owned, total, &overrides)?;
+            Ok(added)
+        })
+        .await?;
+        topic
+            .partitions
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(added.into_iter().map(Arc::new));
+        tracing::info!(topic = name, partitions = total, "partitions added");
+        self.describe_topic(name)
+    }
+
+    /// Sets and removes topic configs; the new values take effect at once on every partition.
+    ///
+    /// # Errors
+    /// [`BrokerError::UnknownTopic`], config errors naming the key (nothing changes then),
+    /// I/O errors.
+    pub async fn alter_configs(
+        &self,
+        name: &str,
+        set: &[(String, String)],
+        delete: &[String],
+    ) -> Result<TopicInfo, BrokerError> {
+        let _admin = self.admin.lock().await;
+        let topic = self.topic(name)?;
+        let mut config = topic
+            .config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let defaults = self.cfg.topic_defaults.entries();
+        for key in delete {
+            let default = defaults
+                .iter()
+                .find(|(k, _)| k == key)
+                .ok_or_else(|| BrokerError::UnknownConfig { key: key.clone() })?;
+            config.set(key, &default.1)?;
+        }
+        config.set_all(set.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+        let overrides = overrides_text(&config, &self.cfg.topic_defaults);
+        let partition_count = topic.partition_count().get();
+        let (data_dir, name_owned) = (self.cfg.data_dir.clone(), name.to_string());
+        blocking(move || write_topic(&data_dir, &name_owned, partition_count, &overrides)).await?;
+        let log_config = config.to_log_config();
+        *topic.config.write().unwrap_or_else(|e| e.into_inner()) = config;
+        let partitions: Vec<Arc<Partition>> = topic
+            .partitions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for partition in partitions {
+            let log_config = log_config.clone();
+            partition
+                .writer
+                .with_log(move |log, _| log.set_config(log_config))
+                .await?;
+        }
+        self.describe_topic(name)
+    }
+
+    /// Closes every partition cleanly (finishing queued appends) and refuses further work.
+    pub async fn shutdown(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+        let _admin = self.admin.lock().await;
+        let topics: Vec<Arc<Topic>> = self
+            .topics
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for topic in topics {
+            let partitions: Vec<Arc<Partition>> = topic
+                .partitions
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            for partition in partitions {
+                if let Err(err) = partition.writer.close().await {
+                    tracing::warn!(topic = %topic.name, partition = partition.index, %err, "closing partition at shutdown");
+                }
+            }
+        }
+        tracing::info!("broker closed");
+    }
+
+    pub(crate) fn topic(&self, name: &str) -> Result<Arc<Topic>, BrokerError> {
+        let topics = self.topics.read().unwrap_or_else(|e| e.into_inner());
+        topics
+            .get(name)
+            .cloned()
+            .ok_or_else(|| BrokerError::UnknownTopic {
+                topic: name.to_string(),
+            })
+    }
+
+    pub(crate) fn check_open(&self) -> Result<(), BrokerError> {
+        if self.shutting_down.load(Ordering::SeqCst) {
+            Err(BrokerError::ShuttingDown)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+fn check_partition_count(requested: i64) -> Result<u32, BrokerError> {
+    u32::try_from(requested)
+        .ok()
+        .filter(|count| (1..=MAX_PARTITIONS_PER_TOPIC).contains(count))
+        .ok_or(BrokerError::InvalidPartitions {
+            requested,
+            reason: "must be between 1 and 1024",
+        })
+}
+
+fn open_topic(
+    data_dir: &std::path::Path,
+    name: &str,
+    partition_count: u32,
+    config: TopicConfig,
+    clock: &Arc<dyn Clock>,
+) -> Result<Topic, BrokerError> {
+    let log_config = config.to_log_config();
+    let partitions = (0..partition_count)
+        .map(|idx| {
+            Partition::open(
+                idx,
+                partition_dir(data_dir, name, idx),
+                log_config.clone(),
+                Arc::clone(clock),
+            )
+            .map(Arc::new)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let seed = clock.now_ms() as u64
+        ^ name
+            .bytes()
+            .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+    Ok(Topic {
+        name: name.to_string(),
+        config: RwLock::new(config),
+        partitions: RwLock::new(partitions),
+        sticky: Mutex::new(StickyPartitioner::new(XorShift64::new(seed))),
+    })
+}
+
+/// The `key=value` lines of the configs that differ from the defaults.
+fn overrides_text(config: &TopicConfig, defaults: &TopicConfig) -> String {
+    let defaults = defaults.entries();
+    config
+        .entries()
+        .into_iter()
+        .filter(|(key, value)| !defaults.iter().any(|(k, v)| k == key && v == value))
+        .map(|(key, value)| format!("{key}={value}\n"))
+        .collect()
+}
+
+/// Runs blocking file work on tokio's blocking pool.
+pub(crate) async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, BrokerError> + Send + 'static,
+) -> Result<T, BrokerError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|join| BrokerError::InvalidRequest(format!("blocking task failed: {join}")))?
+}

@@ -1,0 +1,291 @@
+//! Producing: plain records are routed to partitions (an explicit partition, Kafka's murmur2 of
+//! the key, or the sticky partition for keyless records), encoded into one RecordBatch v2 per
+//! partition, and appended to every partition concurrently; a pre-encoded batch is validated
+//! (header, CRC, every record) and appended without re-encoding.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use cairn_log::batch::{Batch, BatchBuilder, Compression, RecordInput};
+use cairn_log::{LeaderEpoch, Offset};
+
+use crate::broker::{Broker, Topic};
+use crate::error::BrokerError;
+use crate::partitioner::partition_for_key;
+
+/// Most bytes a record batch may decompress to when the broker checks it.
+const DECOMPRESS_CHECK_LIMIT: usize = 64 << 20;
+/// The leader epoch a single node stamps on its batches (a cluster will use the Raft term).
+const SINGLE_NODE_EPOCH: LeaderEpoch = LeaderEpoch(0);
+
+/// A record to produce.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProduceRecord {
+    /// The key; `None` is a null key (the record goes to the sticky partition).
+    pub key: Option<Bytes>,
+    /// The value; `None` is a tombstone.
+    pub value: Option<Bytes>,
+    /// Headers, in order; a `None` value is null.
+    pub headers: Vec<(Bytes, Option<Bytes>)>,
+    /// Create time in milliseconds; 0 means "now" on the broker's clock.
+    pub timestamp_ms: i64,
+}
+
+/// What to append.
+#[derive(Clone, Debug)]
+pub enum ProducePayload {
+    /// Plain records, encoded by the broker with `compression`.
+    Records {
+        /// The records.
+        records: Vec<ProduceRecord>,
+        /// The codec of the batches the broker builds.
+        compression: Compression,
+    },
+    /// One pre-encoded RecordBatch v2 (the partition must be given).
+    Batch(Bytes),
+}
+
+/// How many copies must have the records before the broker answers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AckLevel {
+    /// Every in-sync replica, each after meeting the topic's flush policy.
+    #[default]
+    All,
+    /// The leader, after meeting the topic's flush policy.
+    Leader,
+    /// Nothing: the answer comes once the append is queued.
+    None,
+}
+
+/// A produce request.
+#[derive(Clone, Debug)]
+pub struct ProduceRequest {
+    /// The topic.
+    pub topic: String,
+    /// The partition, or `None` to route each record.
+    pub partition: Option<i64>,
+    /// The acknowledgement level.
+    pub acks: AckLevel,
+    /// What to append.
+    pub payload: ProducePayload,
+}
+
+/// What happened in one partition.
+#[derive(Debug)]
+pub struct PartitionProduced {
+    /// The partition.
+    pub partition: u32,
+    /// Offset of its first record (`None` with [`AckLevel::None`] or on error).
+    pub base_offset: Option<Offset>,
+    /// Records appended.
+    pub record_count: u32,
+    /// The partition's log start offset.
+    pub log_start_offset: Offset,
+    /// Why the partition's records were not appended.
+    pub error: Option<BrokerError>,
+}
+
+/// The outcome of a produce request.
+#[derive(Debug, Default)]
+pub struct ProduceResult {
+    /// One entry per partition written to, ascending.
+    pub partitions: Vec<PartitionProduced>,
+    /// For plain records: (partition, offset) per record, in request order.
+    pub placements: Vec<(u32, Option<Offset>)>,
+}
+
+impl Broker {
+    /// Appends a produce request; see the module docs.
+    ///
+    /// # Errors
+    /// [`BrokerError::UnknownTopic`], [`BrokerError::UnknownPartition`], an invalid batch or
+    /// record ([`BrokerError::Log`] with `InvalidBatch`), [`BrokerError::InvalidRequest`]. Errors
+    /// of single partitions are reported per partition.
+    pub async fn produce(&self, request: ProduceRequest) -> Result<ProduceResult, BrokerError> {
+        self.check_open()?;
+        let topic = self.topic(&request.topic)?;
+        match request.payload {
+            ProducePayload::Batch(bytes) => {
+                let index = request.partition.ok_or_else(|| {
+                    BrokerError::InvalidRequest(
+                        "a pre-encoded record batch needs a partition".to_string(),
+                    )
+                })?;
+                let batch = Batch::validate(bytes).map_err(cairn_log::LogError::from)?;
+                batch
+                    .check_producible()
+                    .map_err(cairn_log::LogError::from)?;
+                batch
+                    .check_records(DECOMPRESS_CHECK_LIMIT)
+                    .map_err(cairn_log::LogError::from)?;
+                let partition = topic.partition(index)?.index;
+                let produced = append_one(&topic, partition, batch, request.acks).await?;
+                Ok(ProduceResult {
+                    partitions: vec![produced],
+                    placements: Vec::new(),
+                })
+            }
+            ProducePayload::Records {
+                records,
+                compression,
+            } => {
+                self.produce_records(
+                    &topic,
+                    request.partition,
+                    request.acks,
+                    &records,
+                    compression,
+                )
+                .await
+            }
+        }
+    }
+
+    async fn produce_records(
+        &self,
+        topic: &Arc<Topic>,
+        partition: Option<i64>,
+        acks: AckLevel,
+        records: &[ProduceRecord],
+        compression: Compression,
+    ) -> Result<ProduceResult, BrokerError> {
+        if records.is_empty() {
+            return Err(BrokerError::InvalidRequest(
+                "no records to produce".to_string(),
+            ));
+        }
+        let routes = route(topic, partition, records)?;
+        let mut partitions: Vec<u32> = routes.clone();
+        partitions.sort_unstable();
+        partitions.dedup();
+        let now_ms = self.clock.now_ms();
+        let mut appends = Vec::with_capacity(partitions.len());
+        for &partition in &partitions {
+            let mine = records
+                .iter()
+                .zip(&routes)
+                .filter(|(_, p)| **p == partition)
+                .map(|(r, _)| r);
+            let batch = encode(mine, compression, now_ms)?;
+            let topic = Arc::clone(topic);
+            appends.push(tokio::spawn(async move {
+                append_one(&topic, partition, batch, acks).await
+            }));
+        }
+        let mut produced = Vec::with_capacity(appends.len());
+        for append in appends {
+            let result = append
+                .await
+                .map_err(|e| BrokerError::InvalidRequest(format!("append task failed: {e}")))?;
+            produced.push(result?);
+        }
+        let mut next_in_partition: Vec<Option<Offset>> =
+            produced.iter().map(|p| p.base_offset).collect();
+        let placements = routes
+            .iter()
+            .map(|partition| {
+                let slot = partitions
+                    .binary_search(partition)
+                    .expect("every route has a result");
+                let offset = next_in_partition[slot];
+                next_in_partition[slot] = offset.map(|o| o.plus(1));
+                (*partition, offset)
+            })
+            .collect();
+        Ok(ProduceResult {
+            partitions: produced,
+            placements,
+        })
+    }
+}
+
+/// The partition of each record.
+fn route(
+    topic: &Topic,
+    partition: Option<i64>,
+    records: &[ProduceRecord],
+) -> Result<Vec<u32>, BrokerError> {
+    if let Some(index) = partition {
+        let partition = topic.partition(index)?.index;
+        return Ok(vec![partition; records.len()]);
+    }
+    let count = topic.partition_count();
+    let mut sticky = topic.sticky.lock().unwrap_or_else(|e| e.into_inner());
+    let keyless = sticky.partition(count);
+    let routes = records
+        .iter()
+        .map(|record| match &record.key {
+            Some(key) => partition_for_key(key, count),
+            None => keyless,
+        })
+        .collect();
+    // A request is a batch boundary: the next keyless records go elsewhere (KIP-480).
+    if records.iter().any(|r| r.key.is_none()) {
+        sticky.on_new_batch(keyless, count);
+    }
+    Ok(routes)
+}
+
+fn encode<'a>(
+    records: impl Iterator<Item = &'a ProduceRecord>,
+    compression: Compression,
+    now_ms: i64,
+) -> Result<Batch, BrokerError> {
+    let mut builder = BatchBuilder::new(compression);
+    for record in records {
+        let headers: Vec<(&[u8], Option<&[u8]>)> = record
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_ref(), v.as_deref()))
+            .collect();
+        let timestamp_ms = if record.timestamp_ms == 0 {
+            now_ms
+        } else {
+            record.timestamp_ms
+        };
+        let input = RecordInput {
+            key: record.key.as_deref(),
+            value: record.value.as_deref(),
+            headers: &headers,
+            timestamp_ms,
+        };
+        builder.push(&input).map_err(cairn_log::LogError::from)?;
+    }
+    let bytes = builder.build().map_err(cairn_log::LogError::from)?;
+    Ok(Batch::validate(bytes).map_err(cairn_log::LogError::from)?)
+}
+
+async fn append_one(
+    topic: &Topic,
+    partition: u32,
+    batch: Batch,
+    acks: AckLevel,
+) -> Result<PartitionProduced, BrokerError> {
+    let part = topic.partition(i64::from(partition))?;
+    let record_count = batch.record_count();
+    let log_start_offset = part.reader().log_start_offset();
+    let mut produced = PartitionProduced {
+        partition,
+        base_offset: None,
+        record_count,
+        log_start_offset,
+        error: None,
+    };
+    if acks == AckLevel::None {
+        match part.writer.try_append(vec![batch], Some(SINGLE_NODE_EPOCH)) {
+            Ok(_pending) => {}
+            Err(err) => produced.error = Some(err.into()),
+        }
+        return Ok(produced);
+    }
+    match part
+        .writer
+        .append(vec![batch], Some(SINGLE_NODE_EPOCH))
+        .await
+    {
+        Ok(infos) => produced.base_offset = infos.first().map(|info| info.base_offset),
+        Err(err) => produced.error = Some(err.into()),
+    }
+    produced.log_start_offset = part.reader().log_start_offset();
+    Ok(produced)
+}
