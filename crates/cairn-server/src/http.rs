@@ -1,0 +1,117 @@
+//! The HTTP admin endpoint: `GET /health` (200 once serving) and `GET /metrics` (Prometheus
+//! text). A deliberately small HTTP/1.1 responder on tokio: one request per connection, bounded
+//! request size, no dependency on a web framework for two read-only routes.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use cairn_broker::Broker;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Largest request head read before answering 400.
+const MAX_REQUEST_HEAD_BYTES: usize = 8192;
+
+/// Serves the endpoint until the task is dropped.
+pub async fn serve(listener: TcpListener, broker: Arc<Broker>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let broker = Arc::clone(&broker);
+        tokio::spawn(async move {
+            if let Err(err) = answer(stream, &broker).await {
+                tracing::debug!(%err, "http admin request failed");
+            }
+        });
+    }
+}
+
+async fn answer(mut stream: TcpStream, broker: &Broker) -> std::io::Result<()> {
+    let mut head = Vec::with_capacity(512);
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let read = stream.read(&mut buf).await?;
+        if read == 0 || head.len() + read > MAX_REQUEST_HEAD_BYTES {
+            return respond(
+                &mut stream,
+                "400 Bad Request",
+                "text/plain",
+                "bad request\n",
+            )
+            .await;
+        }
+        head.extend_from_slice(&buf[..read]);
+    }
+    let line = head.split(|&b| b == b'\r').next().unwrap_or_default();
+    let line = String::from_utf8_lossy(line);
+    let mut parts = line.split(' ');
+    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    match (method, path) {
+        ("GET", "/health") => respond(&mut stream, "200 OK", "text/plain", "ok\n").await,
+        ("GET", "/metrics") => {
+            respond(
+                &mut stream,
+                "200 OK",
+                "text/plain; version=0.0.4",
+                &metrics(broker),
+            )
+            .await
+        }
+        ("GET", _) => respond(&mut stream, "404 Not Found", "text/plain", "not found\n").await,
+        _ => {
+            respond(
+                &mut stream,
+                "405 Method Not Allowed",
+                "text/plain",
+                "only GET\n",
+            )
+            .await
+        }
+    }
+}
+
+async fn respond(
+    stream: &mut TcpStream,
+    status: &str,
+    content_type: &str,
+    body: &str,
+) -> std::io::Result<()> {
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(response.as_bytes()).await?;
+    stream.shutdown().await
+}
+
+/// Partition offsets in Prometheus text format.
+fn metrics(broker: &Broker) -> String {
+    let mut out = String::new();
+    out.push_str(
+        "# HELP cairn_partition_high_watermark The end of what is readable in a partition.\n",
+    );
+    out.push_str("# TYPE cairn_partition_high_watermark gauge\n");
+    let mut starts = String::from(
+        "# HELP cairn_partition_log_start_offset The first offset still in a partition.\n# TYPE cairn_partition_log_start_offset gauge\n",
+    );
+    for name in broker.list_topics(true) {
+        let Ok(info) = broker.describe_topic(&name) else {
+            continue;
+        };
+        for p in info.partitions {
+            let labels = format!("topic=\"{name}\",partition=\"{}\"", p.partition);
+            let _ = writeln!(
+                out,
+                "cairn_partition_high_watermark{{{labels}}} {}",
+                p.high_watermark
+            );
+            let _ = writeln!(
+                starts,
+                "cairn_partition_log_start_offset{{{labels}}} {}",
+                p.log_start_offset
+            );
+        }
+    }
+    out + &starts
+}

@@ -1,0 +1,176 @@
+//! `cairn-server`: Cairn's network edges over `cairn-broker`. It decodes requests, calls the
+//! broker and maps results and errors; it holds no produce, fetch or topic rule.
+//!
+//! Code map:
+//! - `services`: the `cairn.v1` gRPC services (Producer, Consumer, Admin, Metadata);
+//! - `status`: the one mapping from broker and log errors to error codes and gRPC statuses;
+//! - `http`: `/health` and `/metrics` on the admin port;
+//! - [`run`]: opens the broker, binds both ports, adds `grpc.health.v1.Health` and server
+//!   reflection (v1 and v1alpha), and serves until told to stop.
+
+mod http;
+pub mod services;
+pub mod status;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use cairn_broker::{Broker, BrokerConfig, BrokerError, TopicConfig};
+use cairn_log::SystemClock;
+use cairn_proto::v1::FILE_DESCRIPTOR_SET;
+use cairn_proto::v1::admin_server::AdminServer;
+use cairn_proto::v1::consumer_server::ConsumerServer;
+use cairn_proto::v1::metadata_server::MetadataServer;
+use cairn_proto::v1::producer_server::ProducerServer;
+use services::{AdminService, ConsumerService, MetadataService, ProducerService};
+use tokio::net::TcpListener;
+
+/// Largest request the gRPC server decodes: a produce of up to 16 MiB of batches.
+pub const MAX_REQUEST_BYTES: usize = 16 << 20;
+/// Largest response it encodes: a fetch of up to 64 MiB plus framing.
+pub const MAX_RESPONSE_BYTES: usize = (64 << 20) + (1 << 20);
+
+/// How the server is set up.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Where topics and logs live.
+    pub data_dir: PathBuf,
+    /// The gRPC listen address (port 0 picks a free port).
+    pub grpc_addr: SocketAddr,
+    /// The HTTP admin listen address (port 0 picks a free port).
+    pub http_addr: SocketAddr,
+    /// This node's id.
+    pub node_id: i32,
+    /// The address clients are told to use; default: the bound gRPC address.
+    pub advertised_address: Option<String>,
+    /// Configs a topic gets unless it overrides them.
+    pub topic_defaults: TopicConfig,
+}
+
+/// Why the server could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// A listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The broker failed to open.
+    #[error("broker: {0}")]
+    Broker(#[from] BrokerError),
+    /// The gRPC transport failed.
+    #[error("gRPC server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    /// The reflection service could not load the API's descriptors.
+    #[error("reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}
+
+/// Opens the broker, binds both listeners, prints `cairn ready grpc=<addr> http=<addr>` on
+/// stdout once serving, and runs until `shutdown` resolves; then stops accepting calls, lets
+/// in-flight ones finish, and closes every log cleanly.
+///
+/// # Errors
+/// [`ServerError`] naming what failed.
+pub async fn run(
+    cfg: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let grpc_listener =
+        TcpListener::bind(cfg.grpc_addr)
+            .await
+            .map_err(|source| ServerError::Bind {
+                addr: cfg.grpc_addr,
+                source,
+            })?;
+    let http_listener =
+        TcpListener::bind(cfg.http_addr)
+            .await
+            .map_err(|source| ServerError::Bind {
+                addr: cfg.http_addr,
+                source,
+            })?;
+    let grpc_local = grpc_listener
+        .local_addr()
+        .map_err(|source| ServerError::Bind {
+            addr: cfg.grpc_addr,
+            source,
+        })?;
+    let http_local = http_listener
+        .local_addr()
+        .map_err(|source| ServerError::Bind {
+            addr: cfg.http_addr,
+            source,
+        })?;
+    let broker_cfg = BrokerConfig {
+        data_dir: cfg.data_dir.clone(),
+        node_id: cfg.node_id,
+        advertised_address: cfg
+            .advertised_address
+            .clone()
+            .unwrap_or_else(|| grpc_local.to_string()),
+        topic_defaults: cfg.topic_defaults.clone(),
+    };
+    let broker = Arc::new(Broker::open(broker_cfg, Arc::new(SystemClock)).await?);
+
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<ProducerServer<ProducerService>>()
+        .await;
+    health_reporter
+        .set_serving::<ConsumerServer<ConsumerService>>()
+        .await;
+    health_reporter
+        .set_serving::<AdminServer<AdminService>>()
+        .await;
+    health_reporter
+        .set_serving::<MetadataServer<MetadataService>>()
+        .await;
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+
+    let http = tokio::spawn(http::serve(http_listener, Arc::clone(&broker)));
+    let router = tonic::transport::Server::builder()
+        .add_service(health)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(
+            ProducerServer::new(ProducerService::new(Arc::clone(&broker)))
+                .max_decoding_message_size(MAX_REQUEST_BYTES),
+        )
+        .add_service(
+            ConsumerServer::new(ConsumerService::new(Arc::clone(&broker)))
+                .max_decoding_message_size(MAX_REQUEST_BYTES)
+                .max_encoding_message_size(MAX_RESPONSE_BYTES),
+        )
+        .add_service(
+            AdminServer::new(AdminService::new(Arc::clone(&broker)))
+                .max_decoding_message_size(MAX_REQUEST_BYTES),
+        )
+        .add_service(MetadataServer::new(MetadataService::new(Arc::clone(
+            &broker,
+        ))));
+    println!("cairn ready grpc={grpc_local} http={http_local}");
+    tracing::info!(grpc = %grpc_local, http = %http_local, data_dir = %cfg.data_dir.display(), "serving");
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc_listener);
+    let served = router
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await;
+    tracing::info!("shutting down: closing partitions");
+    http.abort();
+    broker.shutdown().await;
+    served?;
+    Ok(())
+}

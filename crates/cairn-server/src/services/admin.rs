@@ -1,0 +1,129 @@
+//! `cairn.v1.Admin`: topic administration, mapped onto the broker.
+
+use std::sync::Arc;
+
+use cairn_broker::{Broker, TopicInfo};
+use cairn_proto::v1::admin_server::Admin;
+use cairn_proto::v1::{
+    AddPartitionsRequest, AlterConfigsRequest, CreateTopicRequest, CreateTopicResponse,
+    DeleteTopicRequest, DeleteTopicResponse, DescribeTopicRequest, ListTopicsRequest,
+    ListTopicsResponse, PartitionDescription, TopicDescription,
+};
+use tonic::{Request, Response, Status};
+
+use crate::status::to_status;
+
+/// The Admin service.
+#[derive(Debug, Clone)]
+pub struct AdminService {
+    broker: Arc<Broker>,
+}
+
+impl AdminService {
+    /// A service over `broker`.
+    pub fn new(broker: Arc<Broker>) -> Self {
+        AdminService { broker }
+    }
+}
+
+#[tonic::async_trait]
+impl Admin for AdminService {
+    async fn create_topic(
+        &self,
+        request: Request<CreateTopicRequest>,
+    ) -> Result<Response<CreateTopicResponse>, Status> {
+        let request = request.into_inner();
+        let configs: Vec<(String, String)> = request.configs.into_iter().collect();
+        let info = self
+            .broker
+            .create_topic(
+                &request.name,
+                i64::from(request.partitions),
+                i64::from(request.replication_factor),
+                &configs,
+            )
+            .await
+            .map_err(|e| to_status(&e))?;
+        Ok(Response::new(CreateTopicResponse {
+            topic: Some(describe(info)),
+        }))
+    }
+
+    async fn list_topics(
+        &self,
+        request: Request<ListTopicsRequest>,
+    ) -> Result<Response<ListTopicsResponse>, Status> {
+        let names = self
+            .broker
+            .list_topics(request.into_inner().include_internal);
+        Ok(Response::new(ListTopicsResponse { names }))
+    }
+
+    async fn describe_topic(
+        &self,
+        request: Request<DescribeTopicRequest>,
+    ) -> Result<Response<TopicDescription>, Status> {
+        let info = self
+            .broker
+            .describe_topic(&request.into_inner().name)
+            .map_err(|e| to_status(&e))?;
+        Ok(Response::new(describe(info)))
+    }
+
+    async fn delete_topic(
+        &self,
+        request: Request<DeleteTopicRequest>,
+    ) -> Result<Response<DeleteTopicResponse>, Status> {
+        self.broker
+            .delete_topic(&request.into_inner().name)
+            .await
+            .map_err(|e| to_status(&e))?;
+        Ok(Response::new(DeleteTopicResponse {}))
+    }
+
+    async fn add_partitions(
+        &self,
+        request: Request<AddPartitionsRequest>,
+    ) -> Result<Response<TopicDescription>, Status> {
+        let request = request.into_inner();
+        let info = self
+            .broker
+            .add_partitions(&request.name, i64::from(request.total_count))
+            .await
+            .map_err(|e| to_status(&e))?;
+        Ok(Response::new(describe(info)))
+    }
+
+    async fn alter_configs(
+        &self,
+        request: Request<AlterConfigsRequest>,
+    ) -> Result<Response<TopicDescription>, Status> {
+        let request = request.into_inner();
+        let set: Vec<(String, String)> = request.set.into_iter().collect();
+        let info = self
+            .broker
+            .alter_configs(&request.name, &set, &request.delete)
+            .await
+            .map_err(|e| to_status(&e))?;
+        Ok(Response::new(describe(info)))
+    }
+}
+
+/// The API form of a topic description.
+pub(crate) fn describe(info: TopicInfo) -> TopicDescription {
+    TopicDescription {
+        name: info.name,
+        partitions: info
+            .partitions
+            .into_iter()
+            .map(|p| PartitionDescription {
+                partition: p.partition as i32,
+                leader: p.leader,
+                replicas: p.replicas,
+                log_start_offset: p.log_start_offset.as_i64(),
+                high_watermark: p.high_watermark.as_i64(),
+            })
+            .collect(),
+        configs: info.configs.into_iter().collect(),
+    }
+}

@@ -1,0 +1,227 @@
+//! `cairn.v1.Consumer`: long-poll fetch, server-streaming subscribe, offset lookups.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn_broker::{Broker, FetchRequest, OffsetQuery, decode_records};
+use cairn_log::{Offset, ReadResult};
+use cairn_proto::v1::consumer_server::Consumer;
+use cairn_proto::v1::{
+    self as api, FetchFormat, FetchResponse, Header, ListOffsetsRequest, ListOffsetsResponse,
+    OffsetSpec, PartitionOffset, SubscribeRequest,
+};
+use tokio_stream::Stream;
+use tonic::metadata::MetadataMap;
+use tonic::{Request, Response, Status};
+
+use crate::status::{classify, invalid_request, to_status};
+
+/// Most bytes of decoded records one batch may expand to when a fetch decodes it.
+const FETCH_DECOMPRESS_LIMIT: usize = 64 << 20;
+/// How long each wait of a subscription lasts before it reads again.
+const SUBSCRIBE_POLL: Duration = Duration::from_secs(5);
+
+/// The Consumer service.
+#[derive(Debug, Clone)]
+pub struct ConsumerService {
+    broker: Arc<Broker>,
+}
+
+impl ConsumerService {
+    /// A service over `broker`.
+    pub fn new(broker: Arc<Broker>) -> Self {
+        ConsumerService { broker }
+    }
+}
+
+type FetchStream = Pin<Box<dyn Stream<Item = Result<FetchResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Consumer for ConsumerService {
+    async fn fetch(
+        &self,
+        request: Request<api::FetchRequest>,
+    ) -> Result<Response<FetchResponse>, Status> {
+        let deadline = grpc_timeout(request.metadata());
+        let request = request.into_inner();
+        let format = FetchFormat::try_from(request.format)
+            .map_err(|_| invalid_request("unknown fetch format"))?;
+        let mut max_wait = Duration::from_millis(u64::from(request.max_wait_ms));
+        if let Some(deadline) = deadline {
+            // Answer a little before the client gives up, so it gets the (possibly empty) data.
+            max_wait = max_wait.min(deadline.saturating_sub(Duration::from_millis(20)));
+        }
+        let fetch = FetchRequest {
+            topic: request.topic,
+            partition: i64::from(request.partition),
+            offset: request.offset,
+            max_bytes: i64::from(request.max_bytes),
+            max_wait,
+            min_bytes: usize::try_from(request.min_bytes).unwrap_or(1).max(1),
+        };
+        let read = self.broker.fetch(&fetch).await.map_err(|e| to_status(&e))?;
+        response(&read, request.offset, request.partition, format).map(Response::new)
+    }
+
+    type SubscribeStream = FetchStream;
+
+    async fn subscribe(
+        &self,
+        request: Request<SubscribeRequest>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
+        let request = request.into_inner();
+        let format = FetchFormat::try_from(request.format)
+            .map_err(|_| invalid_request("unknown fetch format"))?;
+        if request.max_bytes < 0 {
+            return Err(invalid_request(format!(
+                "max_bytes must not be negative, got {}",
+                request.max_bytes
+            )));
+        }
+        // Check the partition exists before starting the stream.
+        self.broker
+            .list_offset(
+                &request.topic,
+                i64::from(request.partition),
+                OffsetQuery::Latest,
+            )
+            .map_err(|e| to_status(&e))?;
+        // One message in flight: the next read waits until the client has taken the last.
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let broker = Arc::clone(&self.broker);
+        tokio::spawn(async move {
+            let mut offset = request.offset;
+            loop {
+                let fetch = FetchRequest {
+                    topic: request.topic.clone(),
+                    partition: i64::from(request.partition),
+                    offset,
+                    max_bytes: i64::from(request.max_bytes),
+                    max_wait: SUBSCRIBE_POLL,
+                    min_bytes: 1,
+                };
+                let message = match broker.fetch(&fetch).await {
+                    Ok(read) if read.is_empty() => {
+                        if tx.is_closed() {
+                            return;
+                        }
+                        continue;
+                    }
+                    Ok(read) => {
+                        offset = read.next_offset.as_i64();
+                        response(&read, fetch.offset, request.partition, format)
+                    }
+                    Err(err) => Err(to_status(&err)),
+                };
+                let failed = message.is_err();
+                if tx.send(message).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
+    async fn list_offsets(
+        &self,
+        request: Request<ListOffsetsRequest>,
+    ) -> Result<Response<ListOffsetsResponse>, Status> {
+        let request = request.into_inner();
+        let query = match OffsetSpec::try_from(request.spec) {
+            Ok(OffsetSpec::Earliest) => OffsetQuery::Earliest,
+            Ok(OffsetSpec::Latest) => OffsetQuery::Latest,
+            Ok(OffsetSpec::Timestamp) => OffsetQuery::Timestamp(request.timestamp_ms),
+            Err(_) => return Err(invalid_request("unknown offset spec")),
+        };
+        let count = self
+            .broker
+            .partition_count(&request.topic)
+            .map_err(|e| to_status(&e))?;
+        let mut partitions: Vec<i64> = if request.partitions.is_empty() {
+            (0..i64::from(count)).collect()
+        } else {
+            request.partitions.iter().map(|&p| i64::from(p)).collect()
+        };
+        partitions.sort_unstable();
+        partitions.dedup();
+        let offsets = partitions
+            .into_iter()
+            .map(
+                |partition| match self.broker.list_offset(&request.topic, partition, query) {
+                    Ok(offset) => PartitionOffset {
+                        partition: partition as i32,
+                        offset: offset.as_i64(),
+                        ..Default::default()
+                    },
+                    Err(err) => PartitionOffset {
+                        partition: partition as i32,
+                        offset: -1,
+                        error_code: classify(&err).0 as i32,
+                        error_message: err.to_string(),
+                    },
+                },
+            )
+            .collect();
+        Ok(Response::new(ListOffsetsResponse { offsets }))
+    }
+}
+
+fn response(
+    read: &ReadResult,
+    from: i64,
+    partition: i32,
+    format: FetchFormat,
+) -> Result<FetchResponse, Status> {
+    let mut response = FetchResponse {
+        high_watermark: read.high_watermark.as_i64(),
+        log_start_offset: read.log_start_offset.as_i64(),
+        next_offset: read.next_offset.as_i64(),
+        partition,
+        ..Default::default()
+    };
+    match format {
+        FetchFormat::RecordBatches => response.record_batches = read.data.clone(),
+        FetchFormat::Records => {
+            let from = Offset::from_i64(from).unwrap_or_default();
+            let records =
+                decode_records(read, from, FETCH_DECOMPRESS_LIMIT).map_err(|e| to_status(&e))?;
+            response.records = records
+                .into_iter()
+                .map(|r| api::Record {
+                    key: r.key,
+                    value: r.value,
+                    headers: r
+                        .headers
+                        .into_iter()
+                        .map(|(k, v)| Header {
+                            key: String::from_utf8_lossy(&k).into_owned(),
+                            value: v,
+                        })
+                        .collect(),
+                    timestamp_ms: r.timestamp_ms,
+                    offset: r.offset.as_i64(),
+                })
+                .collect();
+        }
+    }
+    Ok(response)
+}
+
+/// The client's deadline from the `grpc-timeout` header ("<digits><unit>", unit H M S m u n).
+fn grpc_timeout(metadata: &MetadataMap) -> Option<Duration> {
+    let value = metadata.get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    let amount: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(amount.saturating_mul(3600)),
+        "M" => Duration::from_secs(amount.saturating_mul(60)),
+        "S" => Duration::from_secs(amount),
+        "m" => Duration::from_millis(amount),
+        "u" => Duration::from_micros(amount),
+        "n" => Duration::from_nanos(amount),
+        _ => return None,
+    })
+}

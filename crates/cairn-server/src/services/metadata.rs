@@ -1,0 +1,64 @@
+//! `cairn.v1.Metadata`: which nodes exist and who leads each partition. On a single node, this
+//! node leads everything; the shape is the cluster's, so clients need not change later.
+
+use std::sync::Arc;
+
+use cairn_broker::Broker;
+use cairn_proto::v1::metadata_server::Metadata;
+use cairn_proto::v1::{MetadataRequest, MetadataResponse, Node, PartitionMetadata, TopicMetadata};
+use tonic::{Request, Response, Status};
+
+/// The Metadata service.
+#[derive(Debug, Clone)]
+pub struct MetadataService {
+    broker: Arc<Broker>,
+}
+
+impl MetadataService {
+    /// A service over `broker`.
+    pub fn new(broker: Arc<Broker>) -> Self {
+        MetadataService { broker }
+    }
+}
+
+#[tonic::async_trait]
+impl Metadata for MetadataService {
+    async fn get_metadata(
+        &self,
+        request: Request<MetadataRequest>,
+    ) -> Result<Response<MetadataResponse>, Status> {
+        let asked = request.into_inner().topics;
+        let names = if asked.is_empty() {
+            self.broker.list_topics(false)
+        } else {
+            asked
+        };
+        let node_id = self.broker.node_id();
+        let topics = names
+            .iter()
+            .filter_map(|name| self.broker.describe_topic(name).ok())
+            .map(|info| TopicMetadata {
+                name: info.name,
+                partitions: info
+                    .partitions
+                    .into_iter()
+                    .map(|p| PartitionMetadata {
+                        partition: p.partition as i32,
+                        leader_id: p.leader,
+                        leader_epoch: 0,
+                        replicas: p.replicas,
+                    })
+                    .collect(),
+            })
+            .collect();
+        let nodes = vec![Node {
+            node_id,
+            address: self.broker.advertised_address().to_string(),
+        }];
+        Ok(Response::new(MetadataResponse {
+            nodes,
+            topics,
+            node_id,
+        }))
+    }
+}

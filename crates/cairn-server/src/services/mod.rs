@@ -1,0 +1,12 @@
+//! The `cairn.v1` gRPC services. Each only decodes a request, calls the broker and maps the
+//! result; no produce, fetch or topic rule lives here.
+
+mod admin;
+mod consumer;
+mod metadata;
+mod producer;
+
+pub use admin::AdminService;
+pub use consumer::ConsumerService;
+pub use metadata::MetadataService;
+pub use producer::ProducerService;
