@@ -16,6 +16,7 @@ use cairn_log::{Clock, Offset};
 use crate::error::BrokerError;
 use crate::partition::Partition;
 use crate::partitioner::{StickyPartitioner, XorShift64};
+use crate::producer_ids::ProducerIds;
 use crate::topic_config::TopicConfig;
 use crate::topic_name::{is_internal, validate_topic_name};
 use crate::topic_store::{self, partition_dir, write_topic};
@@ -99,6 +100,7 @@ pub struct Broker {
     pub(crate) cfg: BrokerConfig,
     pub(crate) clock: Arc<dyn Clock>,
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+    producer_ids: Arc<ProducerIds>,
     /// Serializes admin operations, so two creates of one name cannot race.
     admin: tokio::sync::Mutex<()>,
     shutting_down: AtomicBool,
@@ -132,10 +134,13 @@ impl Broker {
         })
         .await?;
         tracing::info!(topics = topics.len(), data_dir = %cfg.data_dir.display(), "broker opened");
+        let data_dir = cfg.data_dir.clone();
+        let producer_ids = Arc::new(blocking(move || ProducerIds::open(&data_dir)).await?);
         Ok(Broker {
             cfg,
             clock,
             topics: RwLock::new(topics),
+            producer_ids,
             admin: tokio::sync::Mutex::new(()),
             shutting_down: AtomicBool::new(false),
         })
@@ -383,6 +388,16 @@ impl Broker {
                 .await?;
         }
         self.describe_topic(name)
+    }
+
+    /// A fresh producer id (epoch 0) for an idempotent producer.
+    ///
+    /// # Errors
+    /// I/O errors persisting the id block.
+    pub async fn init_producer_id(&self) -> Result<(i64, i16), BrokerError> {
+        self.check_open()?;
+        let ids = Arc::clone(&self.producer_ids);
+        Ok((blocking(move || ids.next()).await?, 0))
     }
 
     /// Closes every partition cleanly (finishing queued appends) and refuses further work.

@@ -31,6 +31,8 @@ mod fetch;
 mod partition;
 mod partitioner;
 mod produce;
+mod producer_filter;
+mod producer_ids;
 mod producer_state;
 mod topic_config;
 mod topic_name;
@@ -48,6 +50,8 @@ pub use partitioner::{
 pub use produce::{
     AckLevel, PartitionProduced, ProducePayload, ProduceRecord, ProduceRequest, ProduceResult,
 };
+pub use producer_filter::SequenceError;
+pub use producer_ids::PRODUCER_ID_BLOCK;
 pub use producer_state::{BATCHES_REMEMBERED, ProducerBatch, ProducerStates, SequenceCheck};
 pub use topic_config::{CleanupPolicy, MAX_CONFIG_FILE_BYTES, TimestampType, TopicConfig};
 pub use topic_name::{

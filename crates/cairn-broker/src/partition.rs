@@ -1,10 +1,13 @@
 //! One partition of a topic on this node: its log, driven by a group-committing
-//! [`LogWriter`]. Appends and reads of a partition go through here.
+//! [`LogWriter`] whose admission filter enforces idempotent producers' sequences. Appends and
+//! reads of a partition go through here.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use cairn_log::{Clock, Log, LogConfig, LogReader, LogWriter};
+use cairn_log::{Clock, Log, LogConfig, LogReader, LogWriter, WriterOptions};
+
+use crate::producer_filter::ProducerFilter;
 
 use crate::error::BrokerError;
 
@@ -26,7 +29,14 @@ impl Partition {
         clock: Arc<dyn Clock>,
     ) -> Result<Partition, BrokerError> {
         let log = Log::open(&dir, cfg, clock.now_ms())?;
-        let writer = LogWriter::spawn(log, clock)?;
+        // Idempotent producers' state is rebuilt from the batch headers in the log.
+        let filter = ProducerFilter::rebuild(&log.reader())?;
+        let writer = LogWriter::spawn_filtered(
+            log,
+            clock,
+            WriterOptions::default(),
+            Some(Box::new(filter)),
+        )?;
         Ok(Partition { index, dir, writer })
     }
 

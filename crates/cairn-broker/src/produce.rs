@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use cairn_log::batch::{Batch, BatchBuilder, Compression, RecordInput};
+use cairn_log::batch::{Batch, BatchBuilder, Compression, ProducerFields, RecordInput};
 use cairn_log::{LeaderEpoch, Offset};
 
 use crate::broker::{Broker, Topic};
@@ -68,6 +68,9 @@ pub struct ProduceRequest {
     pub acks: AckLevel,
     /// What to append.
     pub payload: ProducePayload,
+    /// For plain records: the idempotent producer's id, epoch and base sequence (requires
+    /// `partition`). A pre-encoded batch carries its own.
+    pub producer: Option<ProducerFields>,
 }
 
 /// What happened in one partition.
@@ -129,14 +132,18 @@ impl Broker {
                 records,
                 compression,
             } => {
-                self.produce_records(
-                    &topic,
-                    request.partition,
-                    request.acks,
-                    &records,
+                if request.producer.is_some() && request.partition.is_none() {
+                    return Err(BrokerError::InvalidRequest(
+                        "an idempotent produce needs a partition (sequences are per partition)"
+                            .to_string(),
+                    ));
+                }
+                let encoding = Encoding {
                     compression,
-                )
-                .await
+                    producer: request.producer.unwrap_or(ProducerFields::NONE),
+                };
+                self.produce_records(&topic, request.partition, request.acks, &records, encoding)
+                    .await
             }
         }
     }
@@ -147,7 +154,7 @@ impl Broker {
         partition: Option<i64>,
         acks: AckLevel,
         records: &[ProduceRecord],
-        compression: Compression,
+        encoding: Encoding,
     ) -> Result<ProduceResult, BrokerError> {
         if records.is_empty() {
             return Err(BrokerError::InvalidRequest(
@@ -166,7 +173,7 @@ impl Broker {
                 .zip(&routes)
                 .filter(|(_, p)| **p == partition)
                 .map(|(r, _)| r);
-            let batch = encode(mine, compression, now_ms)?;
+            let batch = encode(mine, encoding, now_ms)?;
             let topic = Arc::clone(topic);
             appends.push(tokio::spawn(async move {
                 append_one(&topic, partition, batch, acks).await
@@ -226,12 +233,20 @@ fn route(
     Ok(routes)
 }
 
+/// How the broker encodes plain records.
+#[derive(Clone, Copy, Debug)]
+struct Encoding {
+    compression: Compression,
+    producer: ProducerFields,
+}
+
 fn encode<'a>(
     records: impl Iterator<Item = &'a ProduceRecord>,
-    compression: Compression,
+    encoding: Encoding,
     now_ms: i64,
 ) -> Result<Batch, BrokerError> {
-    let mut builder = BatchBuilder::new(compression);
+    let mut builder = BatchBuilder::new(encoding.compression);
+    builder.set_producer(encoding.producer);
     for record in records {
         let headers: Vec<(&[u8], Option<&[u8]>)> = record
             .headers

@@ -133,6 +133,10 @@ pub enum LogError {
         /// The active segment.
         path: PathBuf,
     },
+    /// An [`crate::AppendFilter`] refused the request; the source says why (for idempotent
+    /// producers: a sequence gap, a fenced epoch).
+    #[error("append refused: {0}")]
+    Rejected(#[source] std::sync::Arc<dyn std::error::Error + Send + Sync>),
     /// Another open log (in this process or another) holds the directory.
     #[error("log directory {dir} is already open elsewhere (its .lock is held)")]
     Locked {
@@ -172,6 +176,7 @@ impl LogError {
                 reason: reason.clone(),
             },
             LogError::QueueFull => LogError::QueueFull,
+            LogError::Rejected(reason) => LogError::Rejected(std::sync::Arc::clone(reason)),
             LogError::SegmentFull { path } => LogError::SegmentFull { path: path.clone() },
             LogError::Closed => LogError::Closed,
             other => LogError::Poisoned {

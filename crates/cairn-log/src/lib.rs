@@ -43,6 +43,7 @@
 //! # }
 //! ```
 
+mod admission;
 pub mod batch;
 mod checkpoint;
 mod clock;
@@ -58,6 +59,7 @@ mod segment;
 mod types;
 mod writer;
 
+pub use admission::{Admission, AppendFilter};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{FlushPolicy, LogConfig};
 pub use error::LogError;

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::admission::{Admission, AppendFilter};
 use crate::batch::Batch;
 use crate::clock::Clock;
 use crate::config::FlushPolicy;
@@ -103,6 +104,19 @@ impl LogWriter {
         clock: Arc<dyn Clock>,
         options: WriterOptions,
     ) -> Result<LogWriter, LogError> {
+        Self::spawn_filtered(log, clock, options, None)
+    }
+
+    /// Like [`LogWriter::spawn_with`], with an [`AppendFilter`] that admits each request first.
+    ///
+    /// # Errors
+    /// [`LogError::Io`] if the thread cannot be started.
+    pub fn spawn_filtered(
+        log: Log,
+        clock: Arc<dyn Clock>,
+        options: WriterOptions,
+        filter: Option<Box<dyn AppendFilter>>,
+    ) -> Result<LogWriter, LogError> {
         let (tx, rx) = mpsc::channel(WRITER_QUEUE_DEPTH);
         let reader = log.reader();
         let name = format!(
@@ -115,7 +129,7 @@ impl LogWriter {
         let dir = log.dir().to_path_buf();
         std::thread::Builder::new()
             .name(name)
-            .spawn(move || run(log, rx, clock, options))
+            .spawn(move || run(log, rx, clock, options, filter))
             .map_err(|source| LogError::io("start writer thread", &dir, source))?;
         Ok(LogWriter { tx, reader })
     }
@@ -259,7 +273,13 @@ impl Command {
     }
 }
 
-fn run(log: Log, rx: mpsc::Receiver<Command>, clock: Arc<dyn Clock>, options: WriterOptions) {
+fn run(
+    log: Log,
+    rx: mpsc::Receiver<Command>,
+    clock: Arc<dyn Clock>,
+    options: WriterOptions,
+    filter: Option<Box<dyn AppendFilter>>,
+) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
@@ -276,6 +296,7 @@ fn run(log: Log, rx: mpsc::Receiver<Command>, clock: Arc<dyn Clock>, options: Wr
         rx,
         clock,
         options,
+        filter,
         unsynced_since: None,
         next_retention,
     };
@@ -287,6 +308,7 @@ struct WriterLoop {
     rx: mpsc::Receiver<Command>,
     clock: Arc<dyn Clock>,
     options: WriterOptions,
+    filter: Option<Box<dyn AppendFilter>>,
     /// When data was first written without an fsync, under `interval:<ms>`.
     unsynced_since: Option<tokio::time::Instant>,
     /// When the next retention pass is due.
@@ -390,8 +412,29 @@ impl WriterLoop {
             }
             return;
         };
-        let requests: Vec<(&[Batch], Option<LeaderEpoch>)> =
-            group.iter().map(|(b, e, _)| (b.as_slice(), *e)).collect();
+        // Admission, in order: each admitted request's offsets follow the previous ones', so the
+        // filter can judge a retry of a request earlier in this very group.
+        let mut next_offset = log.log_end_offset();
+        let mut decisions = Vec::with_capacity(group.len());
+        for (batches, _, _) in &group {
+            let decision = match log.check_request(batches) {
+                Err(err) => Admission::Reject(err),
+                Ok(()) => match self.filter.as_mut() {
+                    Some(filter) => filter.admit(batches, next_offset),
+                    None => Admission::Append,
+                },
+            };
+            if matches!(decision, Admission::Append) {
+                next_offset = next_offset.plus(batches.iter().map(Batch::offset_count).sum());
+            }
+            decisions.push(decision);
+        }
+        let requests: Vec<(&[Batch], Option<LeaderEpoch>)> = group
+            .iter()
+            .zip(&decisions)
+            .filter(|(_, d)| matches!(d, Admission::Append))
+            .map(|((b, e, _), _)| (b.as_slice(), *e))
+            .collect();
         let outcome = log
             .append_group(&requests, self.clock.now_ms())
             .and_then(|results| {
@@ -405,13 +448,30 @@ impl WriterLoop {
         }
         match outcome {
             Ok(results) => {
-                for ((_, _, reply), result) in group.into_iter().zip(results) {
+                if let Some(filter) = self.filter.as_mut() {
+                    filter.commit();
+                }
+                let mut written = results.into_iter();
+                for ((_, _, reply), decision) in group.into_iter().zip(decisions) {
+                    let result = match decision {
+                        Admission::Append => written.next().unwrap_or(Err(LogError::Closed)),
+                        Admission::Duplicate(infos) => Ok(infos),
+                        Admission::Reject(err) => Err(err),
+                    };
                     let _ = reply.send(result);
                 }
             }
             Err(err) => {
-                for (_, _, reply) in group {
-                    let _ = reply.send(Err(err.duplicate()));
+                if let Some(filter) = self.filter.as_mut() {
+                    filter.rollback();
+                }
+                for ((_, _, reply), decision) in group.into_iter().zip(decisions) {
+                    let result = match decision {
+                        Admission::Reject(rejected) => rejected,
+                        // A duplicate may point into this failed group: fail it too.
+                        Admission::Append | Admission::Duplicate(_) => err.duplicate(),
+                    };
+                    let _ = reply.send(Err(result));
                 }
             }
         }

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use cairn_broker::BrokerError;
+use cairn_broker::{BrokerError, SequenceError};
 use cairn_log::LogError;
 use cairn_proto::v1::ErrorCode;
 use tonic::Code;
@@ -56,6 +56,20 @@ fn classify_log(err: &LogError) -> (ErrorCode, Code) {
         | LogError::DamagedSegment { .. }
         | LogError::CorruptCheckpoint { .. }
         | LogError::Locked { .. } => (ErrorCode::KafkaStorageError, Code::Unavailable),
+        LogError::Rejected(reason) => match reason.downcast_ref::<SequenceError>() {
+            Some(SequenceError::OutOfOrder { .. }) => {
+                (ErrorCode::OutOfOrderSequence, Code::FailedPrecondition)
+            }
+            Some(SequenceError::FencedEpoch { .. }) => {
+                (ErrorCode::InvalidProducerEpoch, Code::FailedPrecondition)
+            }
+            Some(SequenceError::UnknownProducer { .. }) => {
+                (ErrorCode::UnknownProducerId, Code::FailedPrecondition)
+            }
+            Some(SequenceError::SeveralBatches) | None => {
+                (ErrorCode::InvalidRequest, Code::InvalidArgument)
+            }
+        },
         LogError::TruncateBelowHighWatermark { .. } | LogError::InvalidHighWatermark { .. } => {
             (ErrorCode::Internal, Code::Internal)
         }

@@ -174,6 +174,37 @@ async fn produce_and_fetch_round_trip_over_grpc() {
         .connect()
         .await
         .unwrap();
+    // Idempotent producing: a retry is answered with its first offsets; a gap is refused.
+    let id = producer
+        .init_producer_id(cairn_proto::v1::InitProducerIdRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let idempotent = |base_sequence: i32| ProduceRequest {
+        topic: "orders".into(),
+        partition: Some(0),
+        payload: Some(Payload::Records(RecordList {
+            records: vec![Record {
+                value: Some("x".into()),
+                ..Default::default()
+            }],
+        })),
+        producer: Some(cairn_proto::v1::ProducerIdentity {
+            producer_id: id.producer_id,
+            producer_epoch: id.producer_epoch,
+            base_sequence,
+        }),
+        ..Default::default()
+    };
+    let first = producer.produce(idempotent(0)).await.unwrap().into_inner();
+    let retry = producer.produce(idempotent(0)).await.unwrap().into_inner();
+    assert_eq!(first.placements[0].offset, retry.placements[0].offset);
+    let err = producer.produce(idempotent(5)).await.unwrap_err();
+    assert_eq!(
+        err.get_details_error_info().unwrap().reason,
+        "OUT_OF_ORDER_SEQUENCE"
+    );
+
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
     let status = health
         .check(tonic_health::pb::HealthCheckRequest {

@@ -163,7 +163,7 @@ impl Log {
         Ok(())
     }
 
-    fn check_request(&self, request: &[Batch]) -> Result<(), LogError> {
+    pub(crate) fn check_request(&self, request: &[Batch]) -> Result<(), LogError> {
         let max_bytes = self.cfg.max_message_bytes as usize;
         for batch in request {
             if batch.len_bytes() > max_bytes {

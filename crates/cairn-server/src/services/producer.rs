@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use cairn_broker::{AckLevel, Broker, ProducePayload, ProduceRecord, ProduceRequest};
-use cairn_log::batch::Compression;
+use cairn_log::batch::{Compression, ProducerFields};
 use cairn_proto::v1::producer_server::Producer;
 use cairn_proto::v1::{
     self as api, Acks, ErrorCode, InitProducerIdRequest, InitProducerIdResponse, PartitionResult,
@@ -34,9 +34,16 @@ impl Producer for ProducerService {
         request: Request<api::ProduceRequest>,
     ) -> Result<Response<ProduceResponse>, Status> {
         let request = request.into_inner();
-        if request.producer.is_some() {
-            return Err(Status::unimplemented(
-                "idempotent producing (ProducerIdentity) is not available yet",
+        let producer = request.producer.map(|p| ProducerFields {
+            producer_id: p.producer_id,
+            producer_epoch: i16::try_from(p.producer_epoch).unwrap_or(i16::MIN),
+            base_sequence: p.base_sequence,
+        });
+        if producer
+            .is_some_and(|p| p.producer_id < 0 || p.producer_epoch < 0 || p.base_sequence < 0)
+        {
+            return Err(invalid_request(
+                "producer id, epoch and base sequence must not be negative",
             ));
         }
         let acks = match Acks::try_from(request.acks) {
@@ -77,6 +84,7 @@ impl Producer for ProducerService {
             partition: request.partition.map(i64::from),
             acks,
             payload,
+            producer,
         };
         let result = self
             .broker
@@ -131,9 +139,15 @@ impl Producer for ProducerService {
         &self,
         _request: Request<InitProducerIdRequest>,
     ) -> Result<Response<InitProducerIdResponse>, Status> {
-        Err(Status::unimplemented(
-            "idempotent producing (InitProducerId) is not available yet",
-        ))
+        let (producer_id, producer_epoch) = self
+            .broker
+            .init_producer_id()
+            .await
+            .map_err(|e| to_status(&e))?;
+        Ok(Response::new(InitProducerIdResponse {
+            producer_id,
+            producer_epoch: i32::from(producer_epoch),
+        }))
     }
 }
 
