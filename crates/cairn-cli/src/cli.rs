@@ -1,0 +1,198 @@
+//! The command-line grammar: the `cairn` command, its global options and its subcommands, as
+//! clap derives. It only describes what may be typed; it checks no values.
+//!
+//! `serve`'s options are plain strings and paths, deliberately without clap's `env` and
+//! `default_value`: `config_resolve` reads the environment, the config file and the defaults
+//! itself, so that precedence is applied per key in one tested place and every bad value is
+//! reported as one line naming the flag, variable or file key it came from. Their help text
+//! names the variable and the default by hand instead.
+
+use std::path::PathBuf;
+
+use clap::builder::{OsStringValueParser, TypedValueParser};
+use clap::{Args, Parser, Subcommand};
+
+/// Where the client commands connect when neither `--broker` nor `CAIRN_BROKER` is given.
+pub const DEFAULT_BROKER: &str = "127.0.0.1:7070";
+
+const CAIRN_AFTER_HELP: &str = "\
+Examples:
+  cairn serve --data-dir /var/lib/cairn
+  CAIRN_NODE_ID=2 cairn serve --config /etc/cairn.toml";
+
+const SERVE_AFTER_HELP: &str = "\
+Each setting comes from its flag, else its CAIRN_* variable, else the --config file, else the
+default. Empty variables count as unset.
+
+Examples:
+  cairn serve
+  cairn serve --data-dir /var/lib/cairn --grpc-addr 0.0.0.0:7070 \\
+      --advertised-address cairn-1.example.com:7070 --node-id 1
+  cairn serve --config /etc/cairn.toml --topic-default retention.ms=3600000 \\
+      --topic-default flush.policy=always
+
+Config file (TOML):
+  data_dir = \"/var/lib/cairn\"
+  grpc_addr = \"0.0.0.0:7070\"
+  http_addr = \"127.0.0.1:7071\"
+  node_id = 1
+  advertised_address = \"cairn-1.example.com:7070\"
+
+  [topic_defaults]
+  \"retention.ms\" = \"3600000\"
+  \"flush.policy\" = \"always\"";
+
+/// Cairn, a Kafka-style event-streaming log.
+#[derive(Debug, Parser)]
+#[command(name = "cairn", version, after_help = CAIRN_AFTER_HELP)]
+pub struct Cli {
+    /// Brokers the client commands connect to (comma-separated). `serve` ignores it.
+    #[arg(
+        long,
+        global = true,
+        env = "CAIRN_BROKER",
+        default_value = DEFAULT_BROKER,
+        value_name = "HOST:PORT[,...]"
+    )]
+    pub broker: String,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a broker: serve the gRPC API and the HTTP admin endpoint until SIGTERM or SIGINT.
+    #[command(after_help = SERVE_AFTER_HELP)]
+    Serve(ServeArgs),
+}
+
+/// `cairn serve`'s flags as typed, before the environment, the config file and the defaults are
+/// applied (see `config_resolve::resolve`). `None` and an empty list mean "not given".
+#[derive(Debug, Default, Clone, PartialEq, Eq, Args)]
+pub struct ServeArgs {
+    /// Directory holding the topics' logs [env: CAIRN_DATA_DIR] [default: ./cairn-data]
+    #[arg(long, value_name = "DIR", value_parser = any_path())]
+    pub data_dir: Option<PathBuf>,
+
+    /// Address the gRPC API listens on; port 0 picks a free port
+    /// [env: CAIRN_GRPC_ADDR] [default: 127.0.0.1:7070]
+    #[arg(long, value_name = "IP:PORT")]
+    pub grpc_addr: Option<String>,
+
+    /// Address the HTTP admin endpoint (/health, /metrics) listens on; port 0 picks a free port
+    /// [env: CAIRN_HTTP_ADDR] [default: 127.0.0.1:7071]
+    #[arg(long, value_name = "IP:PORT")]
+    pub http_addr: Option<String>,
+
+    /// This broker's node id, a non-negative integer [env: CAIRN_NODE_ID] [default: 1]
+    #[arg(long, value_name = "ID", allow_negative_numbers = true)]
+    pub node_id: Option<String>,
+
+    /// Address clients are told to reach this broker at
+    /// [env: CAIRN_ADVERTISED_ADDRESS] [default: the bound gRPC address]
+    #[arg(long, value_name = "HOST:PORT")]
+    pub advertised_address: Option<String>,
+
+    /// TOML config file; see below for its keys [env: CAIRN_CONFIG] [default: none]
+    #[arg(long, value_name = "FILE", value_parser = any_path())]
+    pub config: Option<PathBuf>,
+
+    /// A topic config default under its Kafka name, e.g. retention.ms=3600000; repeat for more.
+    /// Overrides the config file's [topic_defaults] key by key; a repeated key's last value wins
+    #[arg(long = "topic-default", value_name = "KEY=VALUE")]
+    pub topic_defaults: Vec<String>,
+}
+
+/// Takes any path, even an empty one, which clap's own path parser refuses with a multi-line
+/// usage error: `config_resolve` rejects it instead, in one line naming the flag.
+fn any_path() -> impl TypedValueParser<Value = PathBuf> {
+    OsStringValueParser::new().map(PathBuf::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn command_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn serve_flags_are_collected_as_typed() {
+        let cli = Cli::try_parse_from([
+            "cairn",
+            "serve",
+            "--data-dir",
+            "/d",
+            "--grpc-addr",
+            "not an address",
+            "--node-id",
+            "x",
+            "--topic-default",
+            "a=1",
+            "--topic-default",
+            "b=2",
+        ])
+        .unwrap();
+        let Command::Serve(args) = cli.command;
+        assert_eq!(args.data_dir, Some(PathBuf::from("/d")));
+        // Values are checked later, by config_resolve, not by clap.
+        assert_eq!(args.grpc_addr.as_deref(), Some("not an address"));
+        assert_eq!(args.node_id.as_deref(), Some("x"));
+        assert_eq!(args.http_addr, None);
+        assert_eq!(args.topic_defaults, ["a=1", "b=2"]);
+    }
+
+    #[test]
+    fn broker_is_global_so_it_may_follow_the_subcommand() {
+        let cli = Cli::try_parse_from(["cairn", "serve", "--broker", "h:1,h:2"]).unwrap();
+        assert_eq!(cli.broker, "h:1,h:2");
+    }
+
+    #[test]
+    fn every_help_has_an_example() {
+        let mut cairn = Cli::command();
+        assert!(cairn.render_long_help().to_string().contains("Examples:"));
+        // clap's generated `help` subcommand is the one exception: it only prints the others.
+        for sub in cairn
+            .get_subcommands_mut()
+            .filter(|sub| sub.get_name() != "help")
+        {
+            let help = sub.render_long_help().to_string();
+            assert!(
+                help.contains("Examples:"),
+                "{} --help lacks an example",
+                sub.get_name()
+            );
+        }
+    }
+
+    #[test]
+    fn serve_help_names_each_variable() {
+        let mut cairn = Cli::command();
+        // Copies the global `--broker` into the subcommands, as parsing does.
+        cairn.build();
+        let help = cairn
+            .find_subcommand_mut("serve")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        for var in [
+            "CAIRN_DATA_DIR",
+            "CAIRN_GRPC_ADDR",
+            "CAIRN_HTTP_ADDR",
+            "CAIRN_NODE_ID",
+            "CAIRN_ADVERTISED_ADDRESS",
+            "CAIRN_CONFIG",
+            "CAIRN_BROKER",
+        ] {
+            assert!(help.contains(var), "serve --help does not mention {var}");
+        }
+    }
+}

@@ -1,0 +1,511 @@
+//! Resolves `cairn serve`'s settings, key by key, from its flag, else its `CAIRN_*` variable,
+//! else the TOML config file, else the default. It is pure: the caller reads the environment
+//! (through a lookup closure) and the file, so every precedence case is a unit test. It binds,
+//! opens and creates nothing.
+//!
+//! The invariant: a [`ServeConfig`] holds only checked values, and a rejected value is reported
+//! as one line naming where it came from (the flag, the variable or the file key) and the value.
+//!
+//! Only the winning value of a key is checked: a bad `CAIRN_NODE_ID` under a good `--node-id`
+//! is not an error, since the flag is how an operator overrides it. The file is the exception in
+//! part: it must parse, hold only known keys, and give each key the right TOML type, because it
+//! is a document kept for later runs. Topic defaults merge rather than override: the file's
+//! `[topic_defaults]` apply first, then each `--topic-default` in order, all of them checked.
+
+use std::collections::HashSet;
+use std::ffi::OsString;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+
+use cairn_broker::{BrokerError, TopicConfig};
+use serde::Deserialize;
+
+use crate::cli::ServeArgs;
+use crate::config_error::{ConfigError, Origin, TOPIC_DEFAULT_FLAG};
+
+/// Data directory when none is given.
+pub const DEFAULT_DATA_DIR: &str = "./cairn-data";
+/// gRPC listen address when none is given.
+pub const DEFAULT_GRPC_ADDR: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 7070));
+/// HTTP admin listen address when none is given.
+pub const DEFAULT_HTTP_ADDR: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 7071));
+/// Node id when none is given.
+pub const DEFAULT_NODE_ID: i32 = 1;
+/// Largest config file read. A real one is a few hundred bytes; the limit stops a wrong path
+/// (a log, a device) from being read whole before it fails to parse.
+pub const MAX_CONFIG_FILE_BYTES: u64 = 1 << 20;
+/// The variable naming the config file, read when `--config` is not given.
+pub const CONFIG_VAR: &str = "CAIRN_CONFIG";
+
+/// One setting's names in each source.
+struct Setting {
+    flag: &'static str,
+    var: &'static str,
+    file_key: &'static str,
+}
+
+const DATA_DIR: Setting = Setting {
+    flag: "--data-dir",
+    var: "CAIRN_DATA_DIR",
+    file_key: "data_dir",
+};
+const GRPC_ADDR: Setting = Setting {
+    flag: "--grpc-addr",
+    var: "CAIRN_GRPC_ADDR",
+    file_key: "grpc_addr",
+};
+const HTTP_ADDR: Setting = Setting {
+    flag: "--http-addr",
+    var: "CAIRN_HTTP_ADDR",
+    file_key: "http_addr",
+};
+const NODE_ID: Setting = Setting {
+    flag: "--node-id",
+    var: "CAIRN_NODE_ID",
+    file_key: "node_id",
+};
+const ADVERTISED_ADDRESS: Setting = Setting {
+    flag: "--advertised-address",
+    var: "CAIRN_ADVERTISED_ADDRESS",
+    file_key: "advertised_address",
+};
+
+/// The settings `cairn serve` runs with, every one checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServeConfig {
+    /// Where the topics' logs live.
+    pub data_dir: PathBuf,
+    /// gRPC listen address (port 0: any free port).
+    pub grpc_addr: SocketAddr,
+    /// HTTP admin listen address (port 0: any free port).
+    pub http_addr: SocketAddr,
+    /// This broker's node id, non-negative.
+    pub node_id: i32,
+    /// `HOST:PORT` clients are told to use; `None`: the bound gRPC address.
+    pub advertised_address: Option<String>,
+    /// Config of topics created without their own values for a key.
+    pub topic_defaults: TopicConfig,
+}
+
+/// A config file as read by the caller: its path (for messages) and its text.
+#[derive(Clone, Copy, Debug)]
+pub struct ConfigFile<'a> {
+    /// The path it was read from.
+    pub path: &'a Path,
+    /// Its whole text.
+    pub text: &'a str,
+}
+
+fn origin_text(given: Option<&Given>) -> String {
+    given.map_or_else(|| "default".to_string(), |given| given.origin.to_string())
+}
+
+/// The config file's shape. Values stay TOML values so that a wrong type is reported naming its
+/// key, which serde's type errors do not; unknown keys are serde's to reject.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<toml::Value>,
+    grpc_addr: Option<toml::Value>,
+    http_addr: Option<toml::Value>,
+    node_id: Option<toml::Value>,
+    advertised_address: Option<toml::Value>,
+    topic_defaults: Option<toml::Value>,
+}
+
+/// A config file whose shape is checked: known keys, each of the right TOML type. Its values
+/// are not checked yet; only the winning ones will be.
+struct ParsedFile<'a> {
+    path: &'a Path,
+    /// Each scalar key set in the file, with its value as text (`node_id`'s integer as digits).
+    values: Vec<(&'static str, String)>,
+    /// `[topic_defaults]`, flattened to `(Kafka name, value)` pairs, sorted by name.
+    topic_defaults: Vec<(String, String)>,
+}
+
+/// A value as given, before it is checked, with where it came from.
+struct Given {
+    text: String,
+    origin: Origin,
+}
+
+/// Everything below the flags: the environment and the config file.
+struct Lower<'a, E> {
+    env: E,
+    file: Option<ParsedFile<'a>>,
+}
+
+/// The config file `cairn serve` should read: `--config`, else a non-empty `CAIRN_CONFIG`, else
+/// none (there is no default file).
+///
+/// # Errors
+/// [`ConfigError::InvalidValue`] for an empty `--config`.
+pub fn config_path(
+    args: &ServeArgs,
+    env: impl Fn(&str) -> Option<OsString>,
+) -> Result<Option<PathBuf>, ConfigError> {
+    match &args.config {
+        Some(path) if path.as_os_str().is_empty() => Err(ConfigError::InvalidValue {
+            origin: Origin::Flag("--config"),
+            value: String::new(),
+            reason: "the config file path must not be empty".to_string(),
+        }),
+        Some(path) => Ok(Some(path.clone())),
+        None => Ok(env(CONFIG_VAR).filter(|v| !v.is_empty()).map(PathBuf::from)),
+    }
+}
+
+/// Resolves every setting of `cairn serve` from `args`, then `env` (variable name to value; an
+/// empty value counts as unset), then `file` (the text at [`config_path`], if any), then the
+/// defaults, and checks each. Topic defaults are checked with [`TopicConfig::set`].
+///
+/// # Errors
+/// The first problem found, as a [`ConfigError`] naming the flag, variable or file key and the
+/// value: [`ConfigError::MalformedFile`] for bad TOML or an unknown key,
+/// [`ConfigError::WrongType`], [`ConfigError::InvalidValue`], [`ConfigError::UnknownTopicKey`],
+/// [`ConfigError::NotUnicode`] or [`ConfigError::SameAddress`].
+pub fn resolve(
+    args: &ServeArgs,
+    env: impl Fn(&str) -> Option<OsString>,
+    file: Option<ConfigFile<'_>>,
+) -> Result<ServeConfig, ConfigError> {
+    let lower = Lower {
+        env,
+        file: file.map(parse_file).transpose()?,
+    };
+    let data_dir = resolve_data_dir(args, &lower)?;
+    let grpc = lower.pick(args.grpc_addr.as_deref(), &GRPC_ADDR)?;
+    let grpc_addr = grpc.as_ref().map_or(Ok(DEFAULT_GRPC_ADDR), parse_addr)?;
+    let http = lower.pick(args.http_addr.as_deref(), &HTTP_ADDR)?;
+    let http_addr = http.as_ref().map_or(Ok(DEFAULT_HTTP_ADDR), parse_addr)?;
+    if grpc_addr == http_addr && grpc_addr.port() != 0 {
+        return Err(ConfigError::SameAddress {
+            grpc: origin_text(grpc.as_ref()),
+            http: origin_text(http.as_ref()),
+            addr: grpc_addr,
+        });
+    }
+    let node_id = match lower.pick(args.node_id.as_deref(), &NODE_ID)? {
+        Some(given) => parse_node_id(&given)?,
+        None => DEFAULT_NODE_ID,
+    };
+    let advertised_address = lower
+        .pick(args.advertised_address.as_deref(), &ADVERTISED_ADDRESS)?
+        .map(check_advertised_address)
+        .transpose()?;
+    let topic_defaults = resolve_topic_defaults(&args.topic_defaults, lower.file.as_ref())?;
+    Ok(ServeConfig {
+        data_dir,
+        grpc_addr,
+        http_addr,
+        node_id,
+        advertised_address,
+        topic_defaults,
+    })
+}
+
+impl<E: Fn(&str) -> Option<OsString>> Lower<'_, E> {
+    /// The winning text of a setting: the flag, else the variable, else the file key.
+    fn pick(&self, flag: Option<&str>, setting: &Setting) -> Result<Option<Given>, ConfigError> {
+        if let Some(text) = flag {
+            return Ok(Some(Given {
+                text: text.to_string(),
+                origin: Origin::Flag(setting.flag),
+            }));
+        }
+        if let Some(value) = (self.env)(setting.var).filter(|v| !v.is_empty()) {
+            let text = value
+                .into_string()
+                .map_err(|_| ConfigError::NotUnicode { var: setting.var })?;
+            return Ok(Some(Given {
+                text,
+                origin: Origin::Env(setting.var),
+            }));
+        }
+        Ok(self.file_text(setting.file_key))
+    }
+
+    /// A file key's value as text, if the file sets it.
+    fn file_text(&self, key: &'static str) -> Option<Given> {
+        let file = self.file.as_ref()?;
+        let (_, text) = file.values.iter().find(|(name, _)| *name == key)?;
+        Some(Given {
+            text: text.clone(),
+            origin: file.origin(key),
+        })
+    }
+}
+
+impl ParsedFile<'_> {
+    fn origin(&self, key: impl Into<String>) -> Origin {
+        Origin::File {
+            path: self.path.to_path_buf(),
+            key: key.into(),
+        }
+    }
+}
+
+fn wrong_type(origin: Origin, value: &toml::Value, expected: &str) -> ConfigError {
+    ConfigError::WrongType {
+        origin,
+        value: value.to_string(),
+        expected: expected.to_string(),
+    }
+}
+
+/// Parses the file and checks its shape (see [`ParsedFile`]).
+fn parse_file(file: ConfigFile<'_>) -> Result<ParsedFile<'_>, ConfigError> {
+    let config = toml::from_str::<FileConfig>(file.text).map_err(|err| {
+        // The line, not the offset: editors show lines. `toml` reports byte offsets.
+        let line_number = err
+            .span()
+            .and_then(|span| file.text.get(..span.start))
+            .map(|before| before.matches('\n').count() + 1);
+        ConfigError::MalformedFile {
+            path: file.path.to_path_buf(),
+            line_number,
+            message: err
+                .message()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" "),
+        }
+    })?;
+    let mut parsed = ParsedFile {
+        path: file.path,
+        values: Vec::new(),
+        topic_defaults: Vec::new(),
+    };
+    let scalars = [
+        (DATA_DIR.file_key, config.data_dir),
+        (GRPC_ADDR.file_key, config.grpc_addr),
+        (HTTP_ADDR.file_key, config.http_addr),
+        (NODE_ID.file_key, config.node_id),
+        (ADVERTISED_ADDRESS.file_key, config.advertised_address),
+    ];
+    for (key, value) in scalars {
+        let text = match (key, value) {
+            (_, None) => continue,
+            ("node_id", Some(toml::Value::Integer(id))) => id.to_string(),
+            ("node_id", Some(other)) => {
+                return Err(wrong_type(
+                    parsed.origin(key),
+                    &other,
+                    "expected an integer",
+                ));
+            }
+            (_, Some(toml::Value::String(text))) => text,
+            (_, Some(other)) => {
+                return Err(wrong_type(parsed.origin(key), &other, "expected a string"));
+            }
+        };
+        parsed.values.push((key, text));
+    }
+    if let Some(value) = &config.topic_defaults {
+        parsed.topic_defaults = file_topic_defaults(&parsed, value)?;
+    }
+    Ok(parsed)
+}
+
+/// The data directory. Unlike the text settings it may be any OS path, so it is read as one.
+fn resolve_data_dir<E: Fn(&str) -> Option<OsString>>(
+    args: &ServeArgs,
+    lower: &Lower<'_, E>,
+) -> Result<PathBuf, ConfigError> {
+    let (dir, origin) = if let Some(dir) = &args.data_dir {
+        (dir.clone(), Origin::Flag(DATA_DIR.flag))
+    } else if let Some(dir) = (lower.env)(DATA_DIR.var).filter(|v| !v.is_empty()) {
+        (PathBuf::from(dir), Origin::Env(DATA_DIR.var))
+    } else if let Some(given) = lower.file_text(DATA_DIR.file_key) {
+        (PathBuf::from(given.text), given.origin)
+    } else {
+        return Ok(PathBuf::from(DEFAULT_DATA_DIR));
+    };
+    // Only a flag or a file can give an empty path; an empty variable counts as unset.
+    if dir.as_os_str().is_empty() {
+        return Err(ConfigError::InvalidValue {
+            origin,
+            value: String::new(),
+            reason: "the data directory must not be empty".to_string(),
+        });
+    }
+    Ok(dir)
+}
+
+fn parse_addr(given: &Given) -> Result<SocketAddr, ConfigError> {
+    given.text.parse().map_err(|_| ConfigError::InvalidValue {
+        origin: given.origin.clone(),
+        value: given.text.clone(),
+        reason: "expected IP:PORT, such as 127.0.0.1:7070 or [::1]:7070 (host names are not \
+                 resolved)"
+            .to_string(),
+    })
+}
+
+fn parse_node_id(given: &Given) -> Result<i32, ConfigError> {
+    given
+        .text
+        .parse::<i32>()
+        .ok()
+        .filter(|id| *id >= 0)
+        .ok_or_else(|| ConfigError::InvalidValue {
+            origin: given.origin.clone(),
+            value: given.text.clone(),
+            reason: format!("expected an integer from 0 to {}", i32::MAX),
+        })
+}
+
+/// Checks an advertised address is `HOST:PORT` that a client could dial: a DNS name or IPv4
+/// address, or an IPv6 address in brackets, and a port from 1. It is not resolved here: the
+/// name is for clients, and need not resolve on the broker's own host.
+fn check_advertised_address(given: Given) -> Result<String, ConfigError> {
+    match advertised_address_problem(&given.text) {
+        None => Ok(given.text),
+        Some(reason) => Err(ConfigError::InvalidValue {
+            origin: given.origin,
+            value: given.text,
+            reason: format!("{reason}; expected HOST:PORT, such as cairn-1.example.com:7070"),
+        }),
+    }
+}
+
+fn advertised_address_problem(text: &str) -> Option<&'static str> {
+    if text.contains("://") {
+        return Some("a URL scheme is not allowed");
+    }
+    let Some((host, port)) = text.rsplit_once(':') else {
+        return Some("no port");
+    };
+    if !port.parse::<u16>().is_ok_and(|port| port != 0) {
+        return Some("the port must be from 1 to 65535");
+    }
+    if let Some(inner) = host.strip_prefix('[') {
+        let is_ipv6 = inner
+            .strip_suffix(']')
+            .is_some_and(|ip| ip.parse::<Ipv6Addr>().is_ok());
+        return (!is_ipv6).then_some("a bracketed host must be an IPv6 address");
+    }
+    if host.is_empty() {
+        return Some("no host");
+    }
+    if host.contains(':') {
+        return Some("an IPv6 host must be in brackets");
+    }
+    let host_chars = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_');
+    (!host.chars().all(host_chars)).then_some("the host may hold only letters, digits, - . and _")
+}
+
+/// The topic defaults: the file's `[topic_defaults]`, then each `--topic-default` in order (so a
+/// flag overrides the file for its key, and a repeated flag's last value wins).
+fn resolve_topic_defaults(
+    flags: &[String],
+    file: Option<&ParsedFile<'_>>,
+) -> Result<TopicConfig, ConfigError> {
+    let mut config = TopicConfig::default();
+    if let Some(file) = file {
+        for (key, value) in &file.topic_defaults {
+            let origin = file.origin(format!("[topic_defaults] {key}"));
+            set_topic_default(&mut config, key, value, origin)?;
+        }
+    }
+    for flag in flags {
+        let Some((key, value)) = flag
+            .split_once('=')
+            .filter(|(key, _)| !key.trim().is_empty())
+        else {
+            return Err(ConfigError::InvalidValue {
+                origin: Origin::Flag(TOPIC_DEFAULT_FLAG),
+                value: flag.clone(),
+                reason: "expected KEY=VALUE, such as retention.ms=3600000".to_string(),
+            });
+        };
+        let key = key.trim();
+        let origin = Origin::TopicDefaultFlag {
+            key: key.to_string(),
+        };
+        set_topic_default(&mut config, key, value, origin)?;
+    }
+    Ok(config)
+}
+
+fn set_topic_default(
+    config: &mut TopicConfig,
+    key: &str,
+    value: &str,
+    origin: Origin,
+) -> Result<(), ConfigError> {
+    config.set(key, value).map_err(|err| match err {
+        BrokerError::UnknownConfig { key } => ConfigError::UnknownTopicKey { origin, key },
+        BrokerError::InvalidConfig { reason, .. } => ConfigError::InvalidValue {
+            origin,
+            value: value.to_string(),
+            reason: reason.to_string(),
+        },
+        other => ConfigError::InvalidValue {
+            origin,
+            value: value.to_string(),
+            reason: other.to_string(),
+        },
+    })
+}
+
+/// The file's `[topic_defaults]` as `(key, value)` pairs. A Kafka name written unquoted
+/// (`retention.ms = "1"`) is a TOML dotted key, which nests tables; it is flattened back, so
+/// both the quoted and the unquoted spelling work.
+fn file_topic_defaults(
+    file: &ParsedFile<'_>,
+    value: &toml::Value,
+) -> Result<Vec<(String, String)>, ConfigError> {
+    let toml::Value::Table(table) = value else {
+        let origin = file.origin("topic_defaults");
+        return Err(wrong_type(
+            origin,
+            value,
+            "expected a table of KEY = \"VALUE\"",
+        ));
+    };
+    let mut pairs = Vec::new();
+    flatten_topic_defaults(file, "", table, &mut pairs)?;
+    let mut seen = HashSet::new();
+    if let Some((key, value)) = pairs.iter().find(|(key, _)| !seen.insert(key.as_str())) {
+        return Err(ConfigError::InvalidValue {
+            origin: file.origin(format!("[topic_defaults] {key}")),
+            value: value.clone(),
+            reason: "the key is set twice, quoted and dotted".to_string(),
+        });
+    }
+    Ok(pairs)
+}
+
+fn flatten_topic_defaults(
+    file: &ParsedFile<'_>,
+    prefix: &str,
+    table: &toml::Table,
+    pairs: &mut Vec<(String, String)>,
+) -> Result<(), ConfigError> {
+    for (name, value) in table {
+        let key = format!("{prefix}{name}");
+        match value {
+            toml::Value::String(text) => pairs.push((key, text.clone())),
+            toml::Value::Table(inner) => {
+                flatten_topic_defaults(file, &format!("{key}."), inner, pairs)?;
+            }
+            other => {
+                let origin = file.origin(format!("[topic_defaults] {key}"));
+                let hint = match other {
+                    toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_) => {
+                        format!("expected a string; write \"{key}\" = \"{other}\"")
+                    }
+                    _ => "expected a string".to_string(),
+                };
+                return Err(wrong_type(origin, other, &hint));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,119 @@
+//! `cairn`: the Cairn command-line tool. `cairn serve` runs a broker; the client subcommands
+//! (topic, produce, consume) are to come.
+//!
+//! Code map:
+//! - `cli`: the command-line grammar (clap derives); it checks no values.
+//! - `config_error`: `ConfigError`, a bad flag, variable or config file, as one line.
+//! - `config_resolve`: `serve`'s settings from flags, `CAIRN_*` variables, the TOML config file
+//!   and defaults, per key, in that order. Pure, so every precedence case is a unit test.
+//! - `serve`: the I/O around it: reads the environment and the file, installs the signal
+//!   handlers, runs `cairn_server::run`.
+//!
+//! Invariants: logs go to stderr, so stdout carries only what scripts read (the server's ready
+//! line). A failure is one line on stderr, `error: ...`, and the exit status says whose it is:
+//! 2 for a usage or config mistake (clap's own usage errors too), 1 for anything else.
+
+mod cli;
+mod config_error;
+mod config_resolve;
+mod serve;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::LevelFilter;
+
+use crate::cli::{Cli, Command};
+use crate::config_error::ConfigError;
+
+/// Exit status for a bad flag, variable or config file, as clap uses for usage errors.
+const EXIT_USAGE: u8 = 2;
+/// Exit status for any other failure.
+const EXIT_FAILURE: u8 = 1;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    // Prints help or a usage error itself, exiting 0 or 2.
+    let cli = Cli::parse();
+    if let Err(message) = init_tracing() {
+        eprintln!("error: {message}");
+        return ExitCode::from(EXIT_USAGE);
+    }
+    let result = match cli.command {
+        Command::Serve(args) => serve::serve(args).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {}", one_line(&err));
+            let usage = err.chain().any(|cause| cause.is::<ConfigError>());
+            ExitCode::from(if usage { EXIT_USAGE } else { EXIT_FAILURE })
+        }
+    }
+}
+
+/// The error and its causes on one line, `outer: inner: ...`.
+fn one_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        // Many errors show their source in their own message and also return it from
+        // `source()` (`cannot listen on ...: Address already in use`): print it once.
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    // A message with a line break of its own (some OS and library messages) is folded.
+    line.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Logs to stderr at `info`, or as `RUST_LOG` says.
+///
+/// # Errors
+/// `RUST_LOG` is set but not a valid filter: rather than run quieter or louder than asked.
+fn init_tracing() -> Result<(), String> {
+    let builder = EnvFilter::builder().with_default_directive(LevelFilter::INFO.into());
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(text) if !text.trim().is_empty() => builder.parse(&text).map_err(|err| {
+            format!("invalid value {text:?} for environment variable RUST_LOG: {err}")
+        })?,
+        Ok(_) | Err(std::env::VarError::NotPresent) => builder.parse_lossy(""),
+        Err(std::env::VarError::NotUnicode(_)) => {
+            return Err("environment variable RUST_LOG is not valid UTF-8".to_string());
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        // Colour only for a person at a terminal; a log file or a pipe gets plain text.
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer: {0}")]
+    struct ShowsItsSource(#[source] std::io::Error);
+
+    #[test]
+    fn one_line_prints_a_shown_source_once() {
+        let err = anyhow::Error::new(ShowsItsSource(std::io::Error::other("inner")));
+        assert_eq!(one_line(&err), "outer: inner");
+    }
+
+    #[test]
+    fn one_line_joins_context_and_folds_line_breaks() {
+        let err = anyhow::Error::new(std::io::Error::other("two\nlines")).context("reading");
+        assert_eq!(one_line(&err), "reading: two lines");
+    }
+}

@@ -1,0 +1,225 @@
+//! End-to-end checks of `cairn serve` as a process: it prints the ready line, stops cleanly on
+//! SIGTERM or SIGINT with status 0, and rejects bad settings with one line on stderr and status
+//! 2 before opening anything. Each run gets a clean environment and loopback port 0.
+
+#![allow(clippy::unwrap_used, reason = "tests: a failure here is a failed test")]
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How long a healthy broker may take to start or stop before the test gives up (not a timing
+/// assertion: it only keeps a broken build from hanging the suite).
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// `cairn ARGS` with an empty environment, so a developer's `CAIRN_*` cannot leak in.
+fn cairn(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cairn"));
+    command.args(args).env_clear();
+    command
+}
+
+fn serve_on_free_ports(data_dir: &Path) -> Command {
+    let data_dir = data_dir.to_str().unwrap();
+    let mut command = cairn(&[
+        "serve",
+        "--data-dir",
+        data_dir,
+        "--grpc-addr",
+        "127.0.0.1:0",
+        "--http-addr",
+        "127.0.0.1:0",
+    ]);
+    command.stdout(Stdio::piped()).stderr(Stdio::piped());
+    command
+}
+
+/// Waits for the ready line on the child's stdout and returns it.
+fn wait_ready(child: &mut Child) -> String {
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if line.starts_with("cairn ready ") => return line,
+            Ok(_) => continue,
+            Err(err) => {
+                let _ = child.kill();
+                panic!("no ready line: {err}");
+            }
+        }
+    }
+}
+
+fn send(child: &Child, signal: libc::c_int) {
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    // SAFETY: kill(2) on our own child's pid; it touches no memory of ours.
+    let rc = unsafe { libc::kill(pid, signal) };
+    assert_eq!(rc, 0, "kill({pid}, {signal}) failed");
+}
+
+/// Waits for the child to exit and returns its output (stdout was taken by [`wait_ready`]).
+fn wait_exit(mut child: Child) -> Output {
+    let deadline = Instant::now() + PATIENCE;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("cairn serve did not exit after the signal");
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn stops_cleanly_on(signal: libc::c_int) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = serve_on_free_ports(&dir.path().join("data"))
+        .spawn()
+        .unwrap();
+    let ready = wait_ready(&mut child);
+    let fields: Vec<&str> = ready.split(' ').collect();
+    assert_eq!(fields.len(), 4, "{ready}");
+    for (field, prefix) in fields[2..].iter().zip(["grpc=", "http="]) {
+        let addr: std::net::SocketAddr = field.strip_prefix(prefix).unwrap().parse().unwrap();
+        assert_ne!(addr.port(), 0, "{ready} shows the bound port, not 0");
+    }
+    send(&child, signal);
+    let output = wait_exit(child);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "stderr: {stderr}");
+}
+
+#[test]
+fn serve_prints_ready_and_exits_zero_on_sigterm() {
+    stops_cleanly_on(libc::SIGTERM);
+}
+
+#[test]
+fn serve_prints_ready_and_exits_zero_on_sigint() {
+    stops_cleanly_on(libc::SIGINT);
+}
+
+/// Runs a `cairn serve` expected to fail, and returns its exit status and its one stderr line.
+fn failure(mut command: Command) -> (Option<i32>, String) {
+    let output = command.output().unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "not one line: {stderr:?}");
+    assert!(output.stdout.is_empty(), "no ready line expected");
+    (output.status.code(), lines[0].to_string())
+}
+
+#[test]
+fn bad_flag_value_is_one_line_and_status_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let mut command = serve_on_free_ports(&data_dir);
+    command.args(["--node-id", "abc"]);
+    let (status, line) = failure(command);
+    assert_eq!(status, Some(2));
+    assert_eq!(
+        line,
+        "error: invalid value \"abc\" for --node-id: expected an integer from 0 to 2147483647"
+    );
+    assert!(!data_dir.exists(), "nothing is created for a bad setting");
+}
+
+#[test]
+fn bad_variable_is_one_line_and_status_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = serve_on_free_ports(&dir.path().join("data"));
+    command.env("CAIRN_ADVERTISED_ADDRESS", "cairn-1");
+    let (status, line) = failure(command);
+    assert_eq!(status, Some(2));
+    assert!(
+        line.starts_with(
+            "error: invalid value \"cairn-1\" for environment variable CAIRN_ADVERTISED_ADDRESS: "
+        ),
+        "{line}"
+    );
+}
+
+#[test]
+fn malformed_config_file_is_one_line_and_status_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("cairn.toml");
+    std::fs::write(&config, "node_id = 2\ndata_dir = [\n").unwrap();
+    let mut command = serve_on_free_ports(&dir.path().join("data"));
+    command.env("CAIRN_CONFIG", &config);
+    let (status, line) = failure(command);
+    assert_eq!(status, Some(2));
+    let expected = format!("error: config file {} line 2: ", config.display());
+    assert!(line.starts_with(&expected), "{line}");
+}
+
+#[test]
+fn missing_config_file_is_status_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("absent.toml");
+    let mut command = serve_on_free_ports(&dir.path().join("data"));
+    command.arg("--config").arg(&config);
+    let (status, line) = failure(command);
+    assert_eq!(status, Some(2));
+    assert_eq!(
+        line,
+        format!(
+            "error: cannot read config file {}: No such file or directory (os error 2)",
+            config.display()
+        )
+    );
+}
+
+#[test]
+fn port_in_use_ends_with_one_error_line_and_status_1() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let output = cairn(&["serve", "--data-dir", data_dir.to_str().unwrap()])
+        .args(["--grpc-addr", &addr, "--http-addr", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "a runtime failure, not a usage error"
+    );
+    // Info logs come first: the settings were good, so the broker got as far as binding.
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(last.starts_with("error: "), "{stderr}");
+    assert!(last.contains(&addr), "{stderr}");
+}
+
+#[test]
+fn bad_rust_log_is_status_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = serve_on_free_ports(&dir.path().join("data"));
+    command.env("RUST_LOG", "cairn=loud");
+    let (status, line) = failure(command);
+    assert_eq!(status, Some(2));
+    assert!(
+        line.starts_with("error: invalid value \"cairn=loud\" for environment variable RUST_LOG"),
+        "{line}"
+    );
+}
+
+#[test]
+fn serve_help_has_an_example() {
+    let output = cairn(&["serve", "--help"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let help = String::from_utf8(output.stdout).unwrap();
+    assert!(help.contains("Examples:"), "{help}");
+}
