@@ -1,0 +1,89 @@
+//! Running the real `cairn` binary in tests: a clean environment, free ports, waiting for the
+//! ready line, signals, and collecting the exit.
+
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different subset of these helpers"
+)]
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers: a failure here is a failed test"
+)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How long a healthy broker may take to start or stop before the test gives up (not a timing
+/// assertion: it only keeps a broken build from hanging the suite).
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+/// `cairn ARGS` with an empty environment, so a developer's `CAIRN_*` cannot leak in.
+pub fn cairn(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cairn"));
+    command.args(args).env_clear();
+    command
+}
+
+pub fn serve_on_free_ports(data_dir: &Path) -> Command {
+    let data_dir = data_dir.to_str().unwrap();
+    let mut command = cairn(&[
+        "serve",
+        "--data-dir",
+        data_dir,
+        "--grpc-addr",
+        "127.0.0.1:0",
+        "--http-addr",
+        "127.0.0.1:0",
+    ]);
+    command.stdout(Stdio::piped()).stderr(Stdio::piped());
+    command
+}
+
+/// Waits for the ready line on the child's stdout and returns it.
+pub fn wait_ready(child: &mut Child) -> String {
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if line.starts_with("cairn ready ") => return line,
+            Ok(_) => continue,
+            Err(err) => {
+                let _ = child.kill();
+                panic!("no ready line: {err}");
+            }
+        }
+    }
+}
+
+pub fn send(child: &Child, signal: libc::c_int) {
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    // SAFETY: kill(2) on our own child's pid; it touches no memory of ours.
+    let rc = unsafe { libc::kill(pid, signal) };
+    assert_eq!(rc, 0, "kill({pid}, {signal}) failed");
+}
+
+/// Waits for the child to exit and returns its output (stdout was taken by [`wait_ready`]).
+pub fn wait_exit(mut child: Child) -> Output {
+    let deadline = Instant::now() + PATIENCE;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("cairn serve did not exit after the signal");
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}

@@ -1,0 +1,68 @@
+//! A client no one here wrote: Python's grpcio with stubs that grpcio-tools generates from
+//! `proto/`, against the real `cairn serve` (see `tests/interop/grpc_interop.py`). Skipped, loudly,
+//! when Python or its gRPC packages are missing; `.ci/run` installs them.
+
+#![allow(clippy::unwrap_used, reason = "tests: a failure here is a failed test")]
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::*;
+
+const PYTHON_MODULES: &str =
+    "import grpc, grpc_tools.protoc, grpc_health.v1, grpc_reflection.v1alpha, grpc_status";
+
+#[test]
+fn python_grpcio_client_talks_to_the_real_broker() {
+    let python_ready = Command::new("python3")
+        .args(["-c", PYTHON_MODULES])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !python_ready {
+        loud_skip(
+            "python3 with grpcio, grpcio-tools, grpcio-health-checking, grpcio-reflection and grpcio-status is not installed",
+        );
+        return;
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let data = tempfile::tempdir().unwrap();
+    let mut child = serve_on_free_ports(data.path()).spawn().unwrap();
+    let ready = wait_ready(&mut child);
+    let grpc = ready
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("grpc="))
+        .unwrap()
+        .to_string();
+    let output = Command::new("python3")
+        .arg(root.join("tests/interop/grpc_interop.py"))
+        .arg(&grpc)
+        .arg(root.join("proto"))
+        .output()
+        .unwrap();
+    send(&child, libc::SIGTERM);
+    let exit = wait_exit(child);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "python interop failed:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("python interop: all checks passed"),
+        "{stdout}"
+    );
+    assert!(
+        exit.status.success(),
+        "the broker did not stop cleanly: {:?}",
+        exit.status
+    );
+}
+
+/// Writes straight to the process's stderr, past the test harness's capture, so a skip is seen.
+fn loud_skip(why: &str) {
+    let line = format!("\n*** SKIPPED python_grpcio_client_talks_to_the_real_broker: {why} ***\n");
+    // SAFETY: writing a valid buffer to fd 2.
+    unsafe { libc::write(2, line.as_ptr().cast(), line.len()) };
+}
