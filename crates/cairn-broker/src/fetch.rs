@@ -148,11 +148,6 @@ pub fn decode_records(
             .records(decompress_limit)
             .map_err(cairn_log::LogError::from)?;
         let data = records.as_bytes();
-        let header = batch.header();
-        let log_append_time = header
-            .attributes
-            .is_log_append_time()
-            .then_some(header.max_timestamp);
         for record in records.iter() {
             let record = record.map_err(cairn_log::LogError::from)?;
             let offset = batch
@@ -163,9 +158,7 @@ pub fn decode_records(
             }
             out.push(FetchedRecord {
                 offset,
-                timestamp_ms: log_append_time.unwrap_or_else(|| {
-                    header.base_timestamp.saturating_add(record.timestamp_delta)
-                }),
+                timestamp_ms: batch.record_timestamp(&record),
                 key: record.key.map(|k| data.slice_ref(k)),
                 value: record.value.map(|v| data.slice_ref(v)),
                 headers: record

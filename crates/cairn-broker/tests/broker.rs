@@ -439,7 +439,11 @@ async fn idempotent_retries_get_their_first_offsets_and_gaps_are_refused() {
     let send = |base_sequence: i32, values: &[&str]| {
         let records = values.iter().map(|v| keyed("k", v)).collect();
         ProduceRequest {
-            producer: Some(ProducerFields { producer_id, producer_epoch, base_sequence }),
+            producer: Some(ProducerFields {
+                producer_id,
+                producer_epoch,
+                base_sequence,
+            }),
             ..records_request("orders", Some(0), records)
         }
     };
@@ -447,18 +451,40 @@ async fn idempotent_retries_get_their_first_offsets_and_gaps_are_refused() {
     assert_eq!(first.partitions[0].base_offset, Some(Offset(0)));
     broker.produce(send(2, &["c"])).await.unwrap();
     let retry = broker.produce(send(0, &["a", "b"])).await.unwrap();
-    assert_eq!(retry.partitions[0].base_offset, Some(Offset(0)), "a retry is answered, not rewritten");
+    assert_eq!(
+        retry.partitions[0].base_offset,
+        Some(Offset(0)),
+        "a retry is answered, not rewritten"
+    );
     let gap = broker.produce(send(7, &["x"])).await.unwrap();
-    let err = gap.partitions[0].error.as_ref().expect("a sequence gap is refused").to_string();
+    let err = gap.partitions[0]
+        .error
+        .as_ref()
+        .expect("a sequence gap is refused")
+        .to_string();
     assert!(err.contains("out-of-order"), "{err}");
-    assert_eq!(broker.list_offset("orders", 0, OffsetQuery::Latest).unwrap(), Offset(3));
+    assert_eq!(
+        broker
+            .list_offset("orders", 0, OffsetQuery::Latest)
+            .unwrap(),
+        Offset(3)
+    );
 
     broker.shutdown().await;
     drop(broker);
     let broker = open(dir.path()).await;
     let retry = broker.produce(send(2, &["c"])).await.unwrap();
-    assert_eq!(retry.partitions[0].base_offset, Some(Offset(2)), "producer state is rebuilt from the log");
-    assert_eq!(broker.list_offset("orders", 0, OffsetQuery::Latest).unwrap(), Offset(3));
+    assert_eq!(
+        retry.partitions[0].base_offset,
+        Some(Offset(2)),
+        "producer state is rebuilt from the log"
+    );
+    assert_eq!(
+        broker
+            .list_offset("orders", 0, OffsetQuery::Latest)
+            .unwrap(),
+        Offset(3)
+    );
     let (next_id, _) = broker.init_producer_id().await.unwrap();
     assert!(next_id > producer_id, "ids never repeat across restarts");
 }

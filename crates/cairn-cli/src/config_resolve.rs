@@ -72,22 +72,8 @@ const ADVERTISED_ADDRESS: Setting = Setting {
     file_key: "advertised_address",
 };
 
-/// The settings `cairn serve` runs with, every one checked.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ServeConfig {
-    /// Where the topics' logs live.
-    pub data_dir: PathBuf,
-    /// gRPC listen address (port 0: any free port).
-    pub grpc_addr: SocketAddr,
-    /// HTTP admin listen address (port 0: any free port).
-    pub http_addr: SocketAddr,
-    /// This broker's node id, non-negative.
-    pub node_id: i32,
-    /// `HOST:PORT` clients are told to use; `None`: the bound gRPC address.
-    pub advertised_address: Option<String>,
-    /// Config of topics created without their own values for a key.
-    pub topic_defaults: TopicConfig,
-}
+/// The settings `cairn serve` runs with, every one checked: exactly the server's own config.
+pub use cairn_server::ServerConfig as ServeConfig;
 
 /// A config file as read by the caller: its path (for messages) and its text.
 #[derive(Clone, Copy, Debug)]

@@ -16,7 +16,7 @@ use tracing::{info, warn};
 
 use crate::cli::ServeArgs;
 use crate::config_error::ConfigError;
-use crate::config_resolve::{self, ConfigFile, MAX_CONFIG_FILE_BYTES, ServeConfig};
+use crate::config_resolve::{self, ConfigFile, MAX_CONFIG_FILE_BYTES};
 
 /// Runs a broker with the settings from `args`, the environment and the config file, until
 /// SIGTERM or SIGINT; then the server finishes in-flight appends and closes the logs.
@@ -43,20 +43,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         "starting broker"
     );
     let shutdown = shutdown_signal().context("cannot install the SIGTERM and SIGINT handlers")?;
-    cairn_server::run(server_config(cfg), shutdown).await?;
+    cairn_server::run(cfg, shutdown).await?;
     info!("broker stopped");
     Ok(())
-}
-
-fn server_config(cfg: ServeConfig) -> cairn_server::ServerConfig {
-    cairn_server::ServerConfig {
-        data_dir: cfg.data_dir,
-        grpc_addr: cfg.grpc_addr,
-        http_addr: cfg.http_addr,
-        node_id: cfg.node_id,
-        advertised_address: cfg.advertised_address,
-        topic_defaults: cfg.topic_defaults,
-    }
 }
 
 /// Reads the config file whole, up to [`MAX_CONFIG_FILE_BYTES`].

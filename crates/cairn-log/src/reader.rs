@@ -265,17 +265,9 @@ fn first_record_at_or_after(
     let records = batch
         .records(TIMESTAMP_LOOKUP_DECOMPRESS_LIMIT)
         .map_err(corrupt)?;
-    let header = batch.header();
-    // Under LogAppendTime every record carries the batch's max timestamp (Kafka's rule).
-    let log_append_time = header
-        .attributes
-        .is_log_append_time()
-        .then_some(header.max_timestamp);
     for record in records.iter() {
         let record = record.map_err(corrupt)?;
-        let timestamp = log_append_time
-            .unwrap_or_else(|| header.base_timestamp.saturating_add(record.timestamp_delta));
-        if timestamp >= timestamp_ms {
+        if batch.record_timestamp(&record) >= timestamp_ms {
             let delta = u64::try_from(record.offset_delta).unwrap_or(0);
             return Ok(Some(batch.base_offset().plus(delta)));
         }

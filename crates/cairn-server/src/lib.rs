@@ -33,7 +33,7 @@ pub const MAX_REQUEST_BYTES: usize = 16 << 20;
 pub const MAX_RESPONSE_BYTES: usize = (64 << 20) + (1 << 20);
 
 /// How the server is set up.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServerConfig {
     /// Where topics and logs live.
     pub data_dir: PathBuf,

@@ -122,6 +122,18 @@ impl Batch {
             .then(|| self.bytes.get(field::RECORDS..).unwrap_or_default())
     }
 
+    /// A record's timestamp by Kafka's rule: under LogAppendTime (attribute bit 3) every record
+    /// carries the batch's `maxTimestamp`; otherwise `baseTimestamp + timestampDelta`.
+    pub fn record_timestamp(&self, record: &super::record::Record<'_>) -> i64 {
+        if self.header.attributes.is_log_append_time() {
+            self.header.max_timestamp
+        } else {
+            self.header
+                .base_timestamp
+                .saturating_add(record.timestamp_delta)
+        }
+    }
+
     /// The records section, decompressed if needed (allocating at most `limit_bytes`).
     ///
     /// # Errors
