@@ -1,0 +1,148 @@
+//! `Admin`: topic administration (create, list, describe, delete, add partitions, alter
+//! configs) over `cairn.v1.Admin`.
+
+use std::collections::HashMap;
+
+use cairn_proto::v1::admin_client::AdminClient;
+use cairn_proto::v1::{
+    AddPartitionsRequest, AlterConfigsRequest, CreateTopicRequest, DeleteTopicRequest,
+    DescribeTopicRequest, ListTopicsRequest, TopicDescription,
+};
+use tonic::transport::Channel;
+
+use crate::connection::connect;
+use crate::error::ClientError;
+
+/// A topic administration client.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    client: AdminClient<Channel>,
+}
+
+impl Admin {
+    /// Connects to the first reachable broker of `brokers` (`host:port[,host:port...]`).
+    ///
+    /// # Errors
+    /// [`ClientError::Connect`] or [`ClientError::InvalidArgument`].
+    pub async fn connect(brokers: &str) -> Result<Admin, ClientError> {
+        Ok(Admin {
+            client: AdminClient::new(connect(brokers).await?),
+        })
+    }
+
+    /// Creates a topic; `replication_factor` 0 means the broker default.
+    ///
+    /// # Errors
+    /// [`ClientError::Broker`] with `InvalidTopic`, `TopicAlreadyExists`, `InvalidPartitions` or
+    /// `InvalidConfig` naming the problem.
+    pub async fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i32,
+        configs: HashMap<String, String>,
+    ) -> Result<TopicDescription, ClientError> {
+        let request = CreateTopicRequest {
+            name: name.to_string(),
+            partitions,
+            replication_factor,
+            configs,
+        };
+        let response = self
+            .client
+            .clone()
+            .create_topic(request)
+            .await?
+            .into_inner();
+        response.topic.ok_or_else(|| {
+            ClientError::InvalidArgument("the broker sent no topic description".to_string())
+        })
+    }
+
+    /// Topic names, sorted.
+    ///
+    /// # Errors
+    /// [`ClientError::Broker`] or a transport failure.
+    pub async fn list_topics(&self, include_internal: bool) -> Result<Vec<String>, ClientError> {
+        Ok(self
+            .client
+            .clone()
+            .list_topics(ListTopicsRequest { include_internal })
+            .await?
+            .into_inner()
+            .names)
+    }
+
+    /// Partitions, leaders, offsets and configs of a topic.
+    ///
+    /// # Errors
+    /// [`ClientError::Broker`] with `UnknownTopicOrPartition`.
+    pub async fn describe_topic(&self, name: &str) -> Result<TopicDescription, ClientError> {
+        Ok(self
+            .client
+            .clone()
+            .describe_topic(DescribeTopicRequest {
+                name: name.to_string(),
+            })
+            .await?
+            .into_inner())
+    }
+
+    /// Deletes a topic and its data.
+    ///
+    /// # Errors
+    /// [`ClientError::Broker`] with `UnknownTopicOrPartition`.
+    pub async fn delete_topic(&self, name: &str) -> Result<(), ClientError> {
+        self.client
+            .clone()
+            .delete_topic(DeleteTopicRequest {
+                name: name.to_string(),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Raises a topic's partition count to `total_count`.
+    ///
+    /// # Errors
+    /// [`ClientError::Broker`] with `InvalidPartitions` when it would not grow.
+    pub async fn add_partitions(
+        &self,
+        name: &str,
+        total_count: i32,
+    ) -> Result<TopicDescription, ClientError> {
+        let request = AddPartitionsRequest {
+            name: name.to_string(),
+            total_count,
+        };
+        Ok(self
+            .client
+            .clone()
+            .add_partitions(request)
+            .await?
+            .into_inner())
+    }
+
+    /// Sets configs (and returns removed keys to their defaults).
+    ///
+    /// # Errors
+    /// [`ClientError::Broker`] with `InvalidConfig` naming the key; nothing changes then.
+    pub async fn alter_configs(
+        &self,
+        name: &str,
+        set: HashMap<String, String>,
+        delete: Vec<String>,
+    ) -> Result<TopicDescription, ClientError> {
+        let request = AlterConfigsRequest {
+            name: name.to_string(),
+            set,
+            delete,
+        };
+        Ok(self
+            .client
+            .clone()
+            .alter_configs(request)
+            .await?
+            .into_inner())
+    }
+}

@@ -1,0 +1,45 @@
+//! Connecting to a broker: the first of a `host:port` list that answers. One gRPC channel
+//! (HTTP/2, multiplexed) serves every call of a client.
+
+use std::time::Duration;
+
+use tonic::transport::{Channel, Endpoint};
+
+use crate::error::ClientError;
+
+/// How long to wait for a TCP connection to one broker.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Connects to the first reachable broker of `brokers` (`host:port`, comma-separated allowed).
+///
+/// # Errors
+/// [`ClientError::InvalidArgument`] for a malformed address; [`ClientError::Connect`] when none
+/// answers.
+pub async fn connect(brokers: &str) -> Result<Channel, ClientError> {
+    let mut last = None;
+    for address in brokers.split(',').map(str::trim).filter(|a| !a.is_empty()) {
+        let url = if address.contains("://") {
+            address.to_string()
+        } else {
+            format!("http://{address}")
+        };
+        let endpoint = Endpoint::from_shared(url)
+            .map_err(|e| {
+                ClientError::InvalidArgument(format!("bad broker address {address:?}: {e}"))
+            })?
+            .connect_timeout(CONNECT_TIMEOUT);
+        match endpoint.connect().await {
+            Ok(channel) => return Ok(channel),
+            Err(err) => last = Some(err),
+        }
+    }
+    match last {
+        Some(source) => Err(ClientError::Connect {
+            brokers: brokers.to_string(),
+            source,
+        }),
+        None => Err(ClientError::InvalidArgument(
+            "no broker address given".to_string(),
+        )),
+    }
+}
