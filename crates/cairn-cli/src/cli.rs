@@ -67,6 +67,12 @@ pub enum Command {
     /// Run a broker: serve the gRPC API and the HTTP admin endpoint until SIGTERM or SIGINT.
     #[command(after_help = SERVE_AFTER_HELP)]
     Serve(ServeArgs),
+    /// Create, list, describe, change and delete topics.
+    #[command(
+        subcommand,
+        after_help = "Example:\n  cairn topic create orders --partitions 6"
+    )]
+    Topic(crate::topic::TopicCommand),
 }
 
 /// `cairn serve`'s flags as typed, before the environment, the config file and the defaults are

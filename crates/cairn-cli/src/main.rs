@@ -17,6 +17,7 @@ mod cli;
 mod config_error;
 mod config_resolve;
 mod serve;
+mod topic;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -43,6 +44,7 @@ async fn main() -> ExitCode {
     }
     let result = match cli.command {
         Command::Serve(args) => serve::serve(args).await,
+        Command::Topic(command) => topic::run(&cli.broker, command).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,241 @@
+//! `cairn topic ...`: topic administration through `cairn_client::Admin`, with human output by
+//! default and `--format json` for scripts.
+
+use std::collections::{BTreeMap, HashMap};
+
+use anyhow::{Context, bail};
+use cairn_client::{Admin, TopicDescription};
+use clap::{Args, Subcommand, ValueEnum};
+use serde::Serialize;
+
+/// Output formats.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// For people.
+    #[default]
+    Text,
+    /// One JSON document, for scripts.
+    Json,
+}
+
+/// `cairn topic` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum TopicCommand {
+    /// Create a topic.
+    #[command(
+        after_help = "Example:\n  cairn topic create orders --partitions 6 --config retention.ms=604800000"
+    )]
+    Create {
+        /// The topic name ([a-zA-Z0-9._-], 1-249 characters).
+        name: String,
+        /// Number of partitions.
+        #[arg(long, default_value_t = 1)]
+        partitions: i32,
+        /// Copies of each partition (a single node holds 1).
+        #[arg(long, default_value_t = 0)]
+        replication_factor: i32,
+        /// A config that differs from the default (Kafka's names), repeatable.
+        #[arg(long = "config", value_name = "KEY=VALUE")]
+        configs: Vec<String>,
+    },
+    /// List topics.
+    #[command(after_help = "Example:\n  cairn topic list --format json")]
+    List {
+        /// Include internal topics (names starting with __).
+        #[arg(long)]
+        internal: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Show a topic's partitions, offsets and configs.
+    #[command(after_help = "Example:\n  cairn topic describe orders --format json")]
+    Describe(DescribeArgs),
+    /// Delete a topic and its data.
+    #[command(after_help = "Example:\n  cairn topic delete orders")]
+    Delete {
+        /// The topic.
+        name: String,
+    },
+    /// Change topic configs.
+    #[command(
+        after_help = "Example:\n  cairn topic alter orders --config retention.ms=3600000 --delete-config segment.bytes"
+    )]
+    Alter {
+        /// The topic.
+        name: String,
+        /// A config to set, repeatable.
+        #[arg(long = "config", value_name = "KEY=VALUE")]
+        configs: Vec<String>,
+        /// A config to return to its default, repeatable.
+        #[arg(long = "delete-config", value_name = "KEY")]
+        delete: Vec<String>,
+    },
+    /// Raise a topic's partition count.
+    #[command(after_help = "Example:\n  cairn topic add-partitions orders --to 12")]
+    AddPartitions {
+        /// The topic.
+        name: String,
+        /// The new total number of partitions.
+        #[arg(long)]
+        to: i32,
+    },
+}
+
+/// `cairn topic describe` arguments.
+#[derive(Debug, Args)]
+pub struct DescribeArgs {
+    /// The topic.
+    pub name: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+}
+
+/// Runs a topic subcommand against `brokers`.
+///
+/// # Errors
+/// Bad arguments, an unreachable broker, or the broker's refusal (with its reason).
+pub async fn run(brokers: &str, command: TopicCommand) -> anyhow::Result<()> {
+    let admin = Admin::connect(brokers).await?;
+    match command {
+        TopicCommand::Create {
+            name,
+            partitions,
+            replication_factor,
+            configs,
+        } => {
+            let topic = admin
+                .create_topic(
+                    &name,
+                    partitions,
+                    replication_factor,
+                    parse_configs(&configs)?,
+                )
+                .await?;
+            println!(
+                "created topic {} with {} partitions",
+                topic.name,
+                topic.partitions.len()
+            );
+        }
+        TopicCommand::List { internal, format } => {
+            let names = admin.list_topics(internal).await?;
+            match format {
+                Format::Json => println!("{}", serde_json::to_string(&names)?),
+                Format::Text => names.iter().for_each(|name| println!("{name}")),
+            }
+        }
+        TopicCommand::Describe(args) => {
+            print_description(&admin.describe_topic(&args.name).await?, args.format)?
+        }
+        TopicCommand::Delete { name } => {
+            admin.delete_topic(&name).await?;
+            println!("deleted topic {name}");
+        }
+        TopicCommand::Alter {
+            name,
+            configs,
+            delete,
+        } => {
+            if configs.is_empty() && delete.is_empty() {
+                bail!("nothing to change: give --config KEY=VALUE or --delete-config KEY");
+            }
+            let topic = admin
+                .alter_configs(&name, parse_configs(&configs)?, delete)
+                .await?;
+            print_description(&topic, Format::Text)?;
+        }
+        TopicCommand::AddPartitions { name, to } => {
+            let topic = admin.add_partitions(&name, to).await?;
+            println!(
+                "topic {} now has {} partitions",
+                topic.name,
+                topic.partitions.len()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn parse_configs(configs: &[String]) -> anyhow::Result<HashMap<String, String>> {
+    configs
+        .iter()
+        .map(|pair| {
+            let (key, value) = pair
+                .split_once('=')
+                .with_context(|| format!("--config {pair:?} is not KEY=VALUE"))?;
+            Ok((key.trim().to_string(), value.trim().to_string()))
+        })
+        .collect()
+}
+
+/// The JSON shape of `topic describe`.
+#[derive(Serialize)]
+struct DescribeJson<'a> {
+    name: &'a str,
+    partitions: Vec<PartitionJson>,
+    configs: BTreeMap<&'a str, &'a str>,
+}
+
+#[derive(Serialize)]
+struct PartitionJson {
+    partition: i32,
+    leader: i32,
+    replicas: Vec<i32>,
+    log_start_offset: i64,
+    high_watermark: i64,
+}
+
+fn print_description(topic: &TopicDescription, format: Format) -> anyhow::Result<()> {
+    let partitions: Vec<PartitionJson> = topic
+        .partitions
+        .iter()
+        .map(|p| PartitionJson {
+            partition: p.partition,
+            leader: p.leader,
+            replicas: p.replicas.clone(),
+            log_start_offset: p.log_start_offset,
+            high_watermark: p.high_watermark,
+        })
+        .collect();
+    let configs: BTreeMap<&str, &str> = topic
+        .configs
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    match format {
+        Format::Json => {
+            let json = DescribeJson {
+                name: &topic.name,
+                partitions,
+                configs,
+            };
+            println!("{}", serde_json::to_string(&json)?);
+        }
+        Format::Text => {
+            println!("topic {}  partitions {}", topic.name, partitions.len());
+            println!(
+                "{:>9} {:>6} {:>10} {:>16} {:>16}",
+                "PARTITION", "LEADER", "REPLICAS", "LOG START", "HIGH WATERMARK"
+            );
+            for p in &partitions {
+                let replicas = p
+                    .replicas
+                    .iter()
+                    .map(i32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",");
+                println!(
+                    "{:>9} {:>6} {:>10} {:>16} {:>16}",
+                    p.partition, p.leader, replicas, p.log_start_offset, p.high_watermark
+                );
+            }
+            println!("configs:");
+            for (key, value) in configs {
+                println!("  {key}={value}");
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,88 @@
+//! `cairn topic ...` through the real binary against a real `cairn serve`.
+
+#![allow(clippy::unwrap_used, reason = "tests: a failure here is a failed test")]
+
+mod common;
+
+use common::*;
+
+#[test]
+fn topic_commands_round_trip_and_bad_input_names_the_problem() {
+    let data = tempfile::tempdir().unwrap();
+    let mut server = serve_on_free_ports(data.path()).spawn().unwrap();
+    let ready = wait_ready(&mut server);
+    let broker = ready
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("grpc="))
+        .unwrap()
+        .to_string();
+    let topic = |args: &[&str]| {
+        let mut full = vec!["--broker", broker.as_str(), "topic"];
+        full.extend_from_slice(args);
+        cairn(&full).output().unwrap()
+    };
+
+    let created = topic(&[
+        "create",
+        "orders",
+        "--partitions",
+        "3",
+        "--config",
+        "retention.ms=60000",
+    ]);
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let described = topic(&["describe", "orders", "--format", "json"]);
+    assert!(described.status.success());
+    let json: serde_json::Value = serde_json::from_slice(&described.stdout).unwrap();
+    assert_eq!(json["name"], "orders");
+    assert_eq!(json["partitions"].as_array().unwrap().len(), 3);
+    assert_eq!(json["partitions"][2]["partition"], 2);
+    assert_eq!(json["partitions"][0]["high_watermark"], 0);
+    assert_eq!(json["configs"]["retention.ms"], "60000");
+    assert_eq!(
+        String::from_utf8_lossy(&topic(&["list"]).stdout).trim(),
+        "orders"
+    );
+
+    for (args, expect) in [
+        (vec!["create", "bad/name"], "bad/name"),
+        (vec!["create", "orders"], "already exists"),
+        (
+            vec!["create", "t", "--config", "retention.ms=soon"],
+            "retention.ms",
+        ),
+        (vec!["describe", "nope"], "nope"),
+        (vec!["add-partitions", "orders", "--to", "2"], "partition"),
+    ] {
+        let output = topic(&args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{args:?} succeeded");
+        assert!(
+            stderr.trim().lines().count() == 1 && stderr.contains(expect),
+            "{args:?}: {stderr}"
+        );
+    }
+    assert!(
+        topic(&["add-partitions", "orders", "--to", "5"])
+            .status
+            .success()
+    );
+    assert!(
+        topic(&["alter", "orders", "--config", "segment.bytes=1048576"])
+            .status
+            .success()
+    );
+    assert!(topic(&["delete", "orders"]).status.success());
+    assert_eq!(String::from_utf8_lossy(&topic(&["list"]).stdout).trim(), "");
+    let unreachable = cairn(&["--broker", "127.0.0.1:1", "topic", "list"])
+        .output()
+        .unwrap();
+    assert!(!unreachable.status.success());
+
+    send(&server, libc::SIGTERM);
+    assert!(wait_exit(server).status.success());
+}
