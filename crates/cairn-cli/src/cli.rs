@@ -70,7 +70,7 @@ pub enum Command {
     /// Create, list, describe, change and delete topics.
     #[command(
         subcommand,
-        after_help = "Example:\n  cairn topic create orders --partitions 6"
+        after_help = "Examples:\n  cairn topic create orders --partitions 6"
     )]
     Topic(crate::topic::TopicCommand),
 }
@@ -146,7 +146,9 @@ mod tests {
             "b=2",
         ])
         .unwrap();
-        let Command::Serve(args) = cli.command;
+        let Command::Serve(args) = cli.command else {
+            panic!("parsed as another command");
+        };
         assert_eq!(args.data_dir, Some(PathBuf::from("/d")));
         // Values are checked later, by config_resolve, not by clap.
         assert_eq!(args.grpc_addr.as_deref(), Some("not an address"));
@@ -176,6 +178,15 @@ mod tests {
                 "{} --help lacks an example",
                 sub.get_name()
             );
+            let parent = sub.get_name().to_string();
+            for nested in sub.get_subcommands_mut().filter(|n| n.get_name() != "help") {
+                let help = nested.render_long_help().to_string();
+                assert!(
+                    help.contains("Examples:"),
+                    "{parent} {} --help lacks an example",
+                    nested.get_name()
+                );
+            }
         }
     }
 

@@ -23,7 +23,7 @@ pub enum Format {
 pub enum TopicCommand {
     /// Create a topic.
     #[command(
-        after_help = "Example:\n  cairn topic create orders --partitions 6 --config retention.ms=604800000"
+        after_help = "Examples:\n  cairn topic create orders --partitions 6 --config retention.ms=604800000"
     )]
     Create {
         /// The topic name ([a-zA-Z0-9._-], 1-249 characters).
@@ -39,7 +39,7 @@ pub enum TopicCommand {
         configs: Vec<String>,
     },
     /// List topics.
-    #[command(after_help = "Example:\n  cairn topic list --format json")]
+    #[command(after_help = "Examples:\n  cairn topic list --format json")]
     List {
         /// Include internal topics (names starting with __).
         #[arg(long)]
@@ -49,17 +49,17 @@ pub enum TopicCommand {
         format: Format,
     },
     /// Show a topic's partitions, offsets and configs.
-    #[command(after_help = "Example:\n  cairn topic describe orders --format json")]
+    #[command(after_help = "Examples:\n  cairn topic describe orders --format json")]
     Describe(DescribeArgs),
     /// Delete a topic and its data.
-    #[command(after_help = "Example:\n  cairn topic delete orders")]
+    #[command(after_help = "Examples:\n  cairn topic delete orders")]
     Delete {
         /// The topic.
         name: String,
     },
     /// Change topic configs.
     #[command(
-        after_help = "Example:\n  cairn topic alter orders --config retention.ms=3600000 --delete-config segment.bytes"
+        after_help = "Examples:\n  cairn topic alter orders --config retention.ms=3600000 --delete-config segment.bytes"
     )]
     Alter {
         /// The topic.
@@ -72,7 +72,7 @@ pub enum TopicCommand {
         delete: Vec<String>,
     },
     /// Raise a topic's partition count.
-    #[command(after_help = "Example:\n  cairn topic add-partitions orders --to 12")]
+    #[command(after_help = "Examples:\n  cairn topic add-partitions orders --to 12")]
     AddPartitions {
         /// The topic.
         name: String,

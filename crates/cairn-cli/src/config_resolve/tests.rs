@@ -12,7 +12,9 @@ const PATH: &str = "/etc/cairn.toml";
 /// `cairn serve ARGV...` through the real clap grammar.
 fn args(argv: &[&str]) -> ServeArgs {
     let cli = Cli::try_parse_from(["cairn", "serve"].iter().chain(argv)).unwrap();
-    let Command::Serve(args) = cli.command;
+    let Command::Serve(args) = cli.command else {
+        panic!("parsed as another command");
+    };
     args
 }
 
