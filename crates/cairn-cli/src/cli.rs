@@ -73,6 +73,16 @@ pub enum Command {
         after_help = "Examples:\n  cairn topic create orders --partitions 6"
     )]
     Topic(crate::topic::TopicCommand),
+    /// Produce one record per stdin line.
+    #[command(
+        after_help = "Examples:\n  printf 'order-1:created\\norder-2:created\\n' | cairn produce orders --key-separator :"
+    )]
+    Produce(crate::produce::ProduceArgs),
+    /// Print records of a topic.
+    #[command(
+        after_help = "Examples:\n  cairn consume orders --from earliest --until-end --format json"
+    )]
+    Consume(crate::consume::ConsumeArgs),
 }
 
 /// `cairn serve`'s flags as typed, before the environment, the config file and the defaults are

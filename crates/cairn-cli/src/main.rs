@@ -16,6 +16,8 @@
 mod cli;
 mod config_error;
 mod config_resolve;
+mod consume;
+mod produce;
 mod serve;
 mod topic;
 
@@ -45,6 +47,8 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::serve(args).await,
         Command::Topic(command) => topic::run(&cli.broker, command).await,
+        Command::Produce(args) => produce::run(&cli.broker, args).await,
+        Command::Consume(args) => consume::run(&cli.broker, args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
