@@ -22,21 +22,11 @@ use cairn_proto::v1::{
 };
 use common::*;
 
-fn grpc_url(ready: &str) -> String {
-    format!(
-        "http://{}",
-        ready
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("grpc="))
-            .unwrap()
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_produce_loses_no_acknowledged_record() {
     let data = tempfile::tempdir().unwrap();
-    let mut server = serve_on_free_ports(data.path()).spawn().unwrap();
-    let url = grpc_url(&wait_ready(&mut server));
+    let (server, grpc) = start_broker(data.path());
+    let url = format!("http://{grpc}");
     let mut admin = AdminClient::connect(url.clone()).await.unwrap();
     admin
         .create_topic(CreateTopicRequest {
@@ -96,8 +86,8 @@ async fn kill_9_during_produce_loses_no_acknowledged_record() {
     }
     let acked = acked.lock().unwrap().clone();
 
-    let mut server = serve_on_free_ports(data.path()).spawn().unwrap();
-    let url = grpc_url(&wait_ready(&mut server));
+    let (server, grpc) = start_broker(data.path());
+    let url = format!("http://{grpc}");
     let mut consumer = ConsumerClient::connect(url).await.unwrap();
     let mut stored: BTreeMap<(i32, i64), String> = BTreeMap::new();
     for partition in 0..2 {

@@ -16,13 +16,7 @@ use common::*;
 #[test]
 fn keyed_lines_round_trip_in_order_where_kafka_would_put_them() {
     let data = tempfile::tempdir().unwrap();
-    let mut server = serve_on_free_ports(data.path()).spawn().unwrap();
-    let ready = wait_ready(&mut server);
-    let broker = ready
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("grpc="))
-        .unwrap()
-        .to_string();
+    let (server, broker) = start_broker(data.path());
     let run = |args: &[&str]| {
         let mut full = vec!["--broker", broker.as_str()];
         full.extend_from_slice(args);

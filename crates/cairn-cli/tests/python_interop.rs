@@ -28,13 +28,7 @@ fn python_grpcio_client_talks_to_the_real_broker() {
     }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let data = tempfile::tempdir().unwrap();
-    let mut child = serve_on_free_ports(data.path()).spawn().unwrap();
-    let ready = wait_ready(&mut child);
-    let grpc = ready
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("grpc="))
-        .unwrap()
-        .to_string();
+    let (child, grpc) = start_broker(data.path());
     let output = Command::new("python3")
         .arg(root.join("tests/interop/grpc_interop.py"))
         .arg(&grpc)

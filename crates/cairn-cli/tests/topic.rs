@@ -9,13 +9,7 @@ use common::*;
 #[test]
 fn topic_commands_round_trip_and_bad_input_names_the_problem() {
     let data = tempfile::tempdir().unwrap();
-    let mut server = serve_on_free_ports(data.path()).spawn().unwrap();
-    let ready = wait_ready(&mut server);
-    let broker = ready
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("grpc="))
-        .unwrap()
-        .to_string();
+    let (server, broker) = start_broker(data.path());
     let topic = |args: &[&str]| {
         let mut full = vec!["--broker", broker.as_str(), "topic"];
         full.extend_from_slice(args);

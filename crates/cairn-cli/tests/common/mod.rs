@@ -87,3 +87,16 @@ pub fn wait_exit(mut child: Child) -> Output {
     }
     child.wait_with_output().unwrap()
 }
+
+/// Starts `cairn serve` on free loopback ports over `data_dir`, waits until it is ready, and
+/// returns the child and its gRPC address (`host:port`).
+pub fn start_broker(data_dir: &Path) -> (Child, String) {
+    let mut child = serve_on_free_ports(data_dir).spawn().unwrap();
+    let ready = wait_ready(&mut child);
+    let grpc = ready
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("grpc="))
+        .unwrap()
+        .to_string();
+    (child, grpc)
+}
