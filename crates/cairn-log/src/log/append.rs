@@ -67,7 +67,7 @@ impl Log {
         self.last_now_ms = self.last_now_ms.max(now_ms);
         let group_start = (self.log_end_offset(), self.next_entry());
         let mut results = Vec::with_capacity(requests.len());
-        let mut staged: Vec<(&Batch, [u8; 16])> = Vec::new();
+        let mut staged = Staged::default();
         for &(request, epoch) in requests {
             if let Err(err) = self.check_request(request) {
                 results.push(Err(err));
@@ -181,13 +181,12 @@ impl Log {
         &mut self,
         batch: &'a Batch,
         epoch: Option<LeaderEpoch>,
-        staged: &mut Vec<(&'a Batch, [u8; 16])>,
+        staged: &mut Staged<'a>,
         now_ms: i64,
     ) -> Result<AppendInfo, LogError> {
-        let staged_bytes: usize = staged.iter().map(|(b, _)| b.len_bytes()).sum();
         let (pending_next, _) = self.pending_end(staged);
         let last = pending_next.plus(batch.offset_count().saturating_sub(1));
-        let roll_bytes = staged_bytes + batch.len_bytes();
+        let roll_bytes = staged.bytes + batch.len_bytes();
         if self
             .active()
             .should_roll(roll_bytes, pending_next, last, &self.cfg, now_ms)
@@ -196,8 +195,7 @@ impl Log {
             staged.clear();
             self.roll(now_ms)?;
         }
-        let staged_bytes: usize = staged.iter().map(|(b, _)| b.len_bytes()).sum();
-        if self.active().state.size.as_usize() + staged_bytes + batch.len_bytes()
+        if self.active().state.size.as_usize() + staged.bytes + batch.len_bytes()
             > MAX_SEGMENT_BYTES as usize
         {
             // Only a segment holding nothing but meta entries can get here: it cannot roll
@@ -213,7 +211,7 @@ impl Log {
             next_offset >= base_offset,
             "offsets must not go backwards: {base_offset} -> {next_offset}"
         );
-        staged.push((batch, batch.assigned_prefix(base_offset, leader_epoch)));
+        staged.push(batch, batch.assigned_prefix(base_offset, leader_epoch));
         Ok(AppendInfo {
             base_offset,
             next_offset,
@@ -223,23 +221,22 @@ impl Log {
     }
 
     /// The next offset and entry after the active segment plus what is staged.
-    fn pending_end(&self, staged: &[(&Batch, [u8; 16])]) -> (Offset, EntryIndex) {
+    fn pending_end(&self, staged: &Staged<'_>) -> (Offset, EntryIndex) {
         let state = &self.active().state;
-        let offsets: u64 = staged.iter().map(|(b, _)| b.offset_count()).sum();
         (
-            state.next_offset.plus(offsets),
-            state.next_entry.plus(staged.len() as u64),
+            state.next_offset.plus(staged.offsets),
+            state.next_entry.plus(staged.batches.len() as u64),
         )
     }
 
-    fn write_staged(&mut self, staged: &[(&Batch, [u8; 16])]) -> Result<(), LogError> {
-        if staged.is_empty() {
+    fn write_staged(&mut self, staged: &Staged<'_>) -> Result<(), LogError> {
+        if staged.batches.is_empty() {
             return Ok(());
         }
         let cfg = self.cfg.clone();
         let active = self.active_mut();
         let path = active.log_path.to_path_buf();
-        let written = active.write_batches(staged, &cfg);
+        let written = active.write_batches(&staged.batches, &cfg);
         // Keep the mapping ahead of the file after every write (a segment of meta entries only
         // can outgrow it within a group). Publishing the new view shows nothing new: what
         // readers may see is `self.visible`, which only a commit moves.
@@ -281,6 +278,27 @@ impl Log {
             self.visible = (active.base_offset, active.state.size);
             self.publish_high_watermark();
         }
+    }
+}
+
+/// Batches of a group not yet written to the active segment, with their assigned prefixes,
+/// and running totals so each new batch costs O(1) to place.
+#[derive(Default)]
+struct Staged<'a> {
+    batches: Vec<(&'a Batch, [u8; 16])>,
+    bytes: usize,
+    offsets: u64,
+}
+
+impl<'a> Staged<'a> {
+    fn push(&mut self, batch: &'a Batch, prefix: [u8; 16]) {
+        self.bytes += batch.len_bytes();
+        self.offsets += batch.offset_count();
+        self.batches.push((batch, prefix));
+    }
+
+    fn clear(&mut self) {
+        *self = Staged::default();
     }
 }
 
