@@ -36,15 +36,26 @@ pub struct ReadResult {
     pub high_watermark: Offset,
     /// The log start offset when the read was served.
     pub log_start_offset: Offset,
+    /// True when the log produced `data` and verified every batch's CRC on the way out, so
+    /// [`ReadResult::batches`] need not compute it again.
+    crc_checked: bool,
 }
 
 impl ReadResult {
-    /// Iterates the batches in `data` (already validated by the read).
+    /// Iterates the batches in `data`. Those from a log read had their CRCs verified by it and
+    /// are not checked again; anything else is validated in full. Iteration stops at the first
+    /// batch that fails.
     pub fn batches(&self) -> impl Iterator<Item = Batch> + '_ {
         let mut rest = self.data.clone();
+        let crc_checked = self.crc_checked;
         std::iter::from_fn(move || {
             let total = frame_len(&rest).ok()?;
-            let batch = Batch::validate_prefix(&rest).ok()?;
+            let batch = if crc_checked {
+                Batch::from_crc_checked_prefix(&rest)
+            } else {
+                Batch::validate_prefix(&rest)
+            };
+            let batch = batch.ok()?;
             rest = rest.slice(total..);
             Some(batch)
         })
@@ -99,6 +110,8 @@ impl LogReader {
             next_offset: from,
             high_watermark: snapshot.high_watermark,
             log_start_offset: snapshot.log_start,
+            // Every batch this read returns passes through the walker's CRC check.
+            crc_checked: true,
         };
         if from == snapshot.high_watermark {
             return Ok(empty);

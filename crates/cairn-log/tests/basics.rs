@@ -308,3 +308,18 @@ fn retention_runs_in_the_background_on_the_writer_thread() {
     }
     writer.close_blocking().unwrap();
 }
+
+/// A `ReadResult` the log did not produce is validated in full when iterated: a damaged batch
+/// ends the iteration instead of coming out as data.
+#[test]
+fn batches_of_a_hand_made_read_result_are_crc_checked() {
+    let good = batch(0, 2, 10, 0);
+    let mut damaged = good.bytes().to_vec();
+    let last = damaged.len() - 1;
+    damaged[last] ^= 1;
+    let mut data = good.bytes().to_vec();
+    data.extend_from_slice(&damaged);
+    let mut read = cairn_log::ReadResult::default();
+    read.data = bytes::Bytes::from(data);
+    assert_eq!(read.batches().count(), 1);
+}
