@@ -9,11 +9,11 @@ use std::fs;
 use std::path::Path;
 
 use bytes::Bytes;
-use cairn_log::batch::{
+use cairn_codec::batch::{
     BATCH_HEADER_BYTES, Batch, BatchBuilder, Compression, ProducerFields, RecordInput,
     encode_meta_entry, rewrite_assigned_fields,
 };
-use cairn_log::{LeaderEpoch, Offset};
+use cairn_codec::{LeaderEpoch, Offset};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 

@@ -12,8 +12,8 @@
 #![no_main]
 
 use bytes::{Buf, Bytes};
+use cairn_codec::batch::{Batch, BatchHeader, frame_len};
 use cairn_fuzz::{CappedAllocator, walk_batch};
-use cairn_log::batch::{Batch, BatchHeader, frame_len};
 use libfuzzer_sys::fuzz_target;
 
 #[global_allocator]

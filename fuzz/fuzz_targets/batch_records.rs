@@ -15,8 +15,8 @@
 
 #![no_main]
 
+use cairn_codec::batch::{Batch, BatchError, Compression, compress};
 use cairn_fuzz::{CappedAllocator, DECOMPRESS_LIMIT_BYTES, HeaderSpec, walk_batch, wrap_records};
-use cairn_log::batch::{Batch, BatchError, Compression, compress};
 use libfuzzer_sys::fuzz_target;
 
 #[global_allocator]

@@ -3,7 +3,7 @@
 //! of a validated batch and cross-checks the decoder's answers against each other, and a header
 //! builder that wraps arbitrary bytes in a batch with a correct CRC.
 //!
-//! It checks behaviour only through `cairn_log::batch`'s public API, so a finding here is a bug a
+//! It checks behaviour only through `cairn_codec::batch`'s public API, so a finding here is a bug a
 //! broker could hit. The invariant every target relies on: a decoder given bad bytes returns an
 //! error. A panic, an abort or an allocation past [`MAX_ALLOC_BYTES`] is a finding.
 
@@ -11,11 +11,11 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 
 use bytes::Bytes;
-use cairn_log::batch::{
+use cairn_codec::batch::{
     BATCH_HEADER_BYTES, Batch, BatchError, LOG_OVERHEAD_BYTES, MAGIC_V2, MAX_BATCH_BYTES,
     batch_crc, field, rewrite_assigned_fields,
 };
-use cairn_log::{LeaderEpoch, Offset};
+use cairn_codec::{LeaderEpoch, Offset};
 
 /// Decompression limit the targets pass to `records` and `check_records`. Small, so a
 /// decompression bomb is cut off quickly instead of slowing every run down.
@@ -140,7 +140,7 @@ pub struct Walk {
 }
 
 /// Walks every record and header; true when the walk is what `check_records` accepts.
-fn walk_records(records: &cairn_log::batch::Records, record_count: u32) -> bool {
+fn walk_records(records: &cairn_codec::batch::Records, record_count: u32) -> bool {
     let mut ok_count: u32 = 0;
     let mut in_sequence = true;
     let mut failed = false;

@@ -15,11 +15,11 @@ use cairn_log::{Clock, Offset};
 
 use crate::error::BrokerError;
 use crate::partition::Partition;
-use crate::partitioner::{StickyPartitioner, XorShift64};
 use crate::producer_ids::ProducerIds;
 use crate::topic_config::TopicConfig;
 use crate::topic_name::{is_internal, validate_topic_name};
 use crate::topic_store::{self, partition_dir, write_topic};
+use cairn_codec::{StickyPartitioner, XorShift64};
 
 /// Most partitions one topic may have on this node (each holds a writer thread and open files).
 pub const MAX_PARTITIONS_PER_TOPIC: u32 = 1024;

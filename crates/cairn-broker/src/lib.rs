@@ -1,9 +1,10 @@
 //! `cairn-broker`: topics and partitions over `cairn-log`. Knows nothing of tonic or sockets.
 //!
 //! Code map:
-//! - `partitioner`: which partition a record goes to. [`partition_for_key`] is Kafka's default
-//!   (murmur2 of the key), so Cairn picks the partition a Kafka client would;
-//!   [`StickyPartitioner`] spreads keyless records a batch at a time (KIP-480).
+//! - The partitioner comes from `cairn-codec` and is re-exported: [`partition_for_key`] is
+//!   Kafka's default (murmur2 of the key), so Cairn picks the partition a Kafka client (or the
+//!   Cairn client, which partitions before batching) would; [`StickyPartitioner`] spreads
+//!   keyless records a batch at a time (KIP-480).
 //! - `topic_name`: Kafka's topic-name rules ([`TopicName`], [`validate_topic_name`]) and the
 //!   internal-topic convention (`__consumer_offsets`).
 //! - `topic_config`: [`TopicConfig`], the per-topic settings under Kafka's names: every
@@ -19,7 +20,7 @@
 //! - `error`: [`BrokerError`], the crate's one error enum.
 //!
 //! Invariants across modules:
-//! - The partitioner, topic-name, topic-config and producer-state modules are pure: no I/O, no clock, no global random number generator.
+//! - The topic-name, topic-config and producer-state modules are pure: no I/O, no clock, no global random number generator.
 //!   Randomness comes in through [`RandomSource`], text comes in as `&str`, so every decision
 //!   can be replayed in a test.
 //! - Names and values from outside (requests, files) are checked here and rejected with a
@@ -29,7 +30,6 @@ mod broker;
 mod error;
 mod fetch;
 mod partition;
-mod partitioner;
 mod produce;
 mod producer_filter;
 mod producer_ids;
@@ -39,13 +39,13 @@ mod topic_name;
 mod topic_store;
 
 pub use broker::{Broker, BrokerConfig, MAX_PARTITIONS_PER_TOPIC, PartitionInfo, TopicInfo};
+pub use cairn_codec::{
+    RandomSource, StickyPartitioner, XorShift64, murmur2, partition_for_key, to_positive,
+};
 pub use error::BrokerError;
 pub use fetch::{
     DEFAULT_FETCH_MAX_BYTES, FetchRequest, FetchedRecord, MAX_FETCH_MAX_BYTES, MAX_FETCH_WAIT,
     OffsetQuery, decode_records,
-};
-pub use partitioner::{
-    RandomSource, StickyPartitioner, XorShift64, murmur2, partition_for_key, to_positive,
 };
 pub use produce::{
     AckLevel, PartitionProduced, ProducePayload, ProduceRecord, ProduceRequest, ProduceResult,

@@ -11,7 +11,7 @@ use cairn_log::{LeaderEpoch, Offset};
 
 use crate::broker::{Broker, Topic};
 use crate::error::BrokerError;
-use crate::partitioner::partition_for_key;
+use cairn_codec::partition_for_key;
 
 /// Most bytes a record batch may decompress to when the broker checks it.
 const DECOMPRESS_CHECK_LIMIT: usize = 64 << 20;

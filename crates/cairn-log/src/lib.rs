@@ -2,7 +2,8 @@
 //!
 //! Code map:
 //! - [`batch`]: Kafka RecordBatch v2 byte for byte (header, records, compression, CRC-32C),
-//!   and Cairn's meta entries (batches that take no offset). Pure functions over bytes.
+//!   and Cairn's meta entries (batches that take no offset). Re-exported from `cairn-codec`,
+//!   which the client shares, so what a client encodes is exactly what this log validates.
 //! - `index`: the mmap'd sparse index files of a segment (`.index`, `.timeindex`,
 //!   `.entryindex`). They are caches: recovery rebuilds them from the `.log`.
 //! - `segment`: one `<base offset>.log` file and its indexes; appending, sealing, scanning.
@@ -44,7 +45,7 @@
 //! ```
 
 mod admission;
-pub mod batch;
+pub use cairn_codec::batch;
 mod checkpoint;
 mod clock;
 mod config;

@@ -11,7 +11,7 @@ use crate::batch::{Batch, BatchHeader, frame_len};
 use crate::error::LogError;
 use crate::log::{Published, Shared};
 use crate::segment::{BatchWalker, SegmentView, WalkError, WalkedBatch, next_valid_after};
-use crate::types::{FilePos, Offset};
+use crate::types::{FilePos, Offset, RelativeOffset};
 
 /// Largest records section a timestamp lookup will decompress.
 const TIMESTAMP_LOOKUP_DECOMPRESS_LIMIT: usize = 64 << 20;
@@ -200,8 +200,7 @@ fn start_walk(view: &SegmentView, from: Offset, end: FilePos) -> BatchWalker {
     let index = &view.indexes.offset;
     // The offset index is a cache, and a well-formed index of other data passes the open's
     // checks: use a point only if a batch ending at the offset it names starts there.
-    let point = from
-        .relative_to(view.base_offset)
+    let point = RelativeOffset::between(from, view.base_offset)
         .and_then(|rel| index.floor_entry(rel))
         .filter(|&(last_rel, position)| {
             let bytes = view

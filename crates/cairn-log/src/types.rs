@@ -6,43 +6,7 @@
 
 use std::fmt;
 
-/// A Kafka offset: the position of one record in a partition, dense from the log start.
-///
-/// Stored on disk as a signed 64-bit integer (Kafka's `int64`); Cairn never produces a negative
-/// one, so it is unsigned here and every conversion from the wire checks the sign.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Offset(pub u64);
-
-impl Offset {
-    /// The offset `count` records after this one.
-    /// Saturates rather than overflows: offsets come from disk and the wire, and a damaged one
-    /// must make a check fail, not the process panic.
-    pub fn plus(self, count: u64) -> Offset {
-        Offset(self.0.saturating_add(count))
-    }
-
-    /// This offset relative to `base`, if it fits the 32 bits Kafka's index files give it.
-    pub fn relative_to(self, base: Offset) -> Option<RelativeOffset> {
-        let delta = self.0.checked_sub(base.0)?;
-        u32::try_from(delta).ok().map(RelativeOffset)
-    }
-
-    /// Converts a signed offset from the wire or from disk; negative values are rejected.
-    pub fn from_i64(value: i64) -> Option<Offset> {
-        u64::try_from(value).ok().map(Offset)
-    }
-
-    /// The value as Kafka's signed `int64`, saturating at `i64::MAX` (never reached in practice).
-    pub fn as_i64(self) -> i64 {
-        i64::try_from(self.0).unwrap_or(i64::MAX)
-    }
-}
-
-impl fmt::Display for Offset {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
-    }
-}
+pub use cairn_codec::{LeaderEpoch, Offset};
 
 /// An offset relative to the base offset of the segment that holds it (Kafka's index files store
 /// these as 4 bytes).
@@ -50,6 +14,13 @@ impl fmt::Display for Offset {
 pub struct RelativeOffset(pub u32);
 
 impl RelativeOffset {
+    /// `offset` relative to `base`, if it is not below `base` and fits the 32 bits Kafka's index
+    /// files give it.
+    pub fn between(offset: Offset, base: Offset) -> Option<RelativeOffset> {
+        let delta = offset.0.checked_sub(base.0)?;
+        u32::try_from(delta).ok().map(RelativeOffset)
+    }
+
     /// The absolute offset given the segment's base offset.
     pub fn absolute(self, base: Offset) -> Offset {
         base.plus(u64::from(self.0))
@@ -81,17 +52,6 @@ impl FilePos {
 }
 
 impl fmt::Display for FilePos {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
-    }
-}
-
-/// Kafka's partition leader epoch, stored in every batch header; the Raft term once the
-/// partition is replicated. `-1` (Kafka's "no epoch") is allowed on input.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct LeaderEpoch(pub i32);
-
-impl fmt::Display for LeaderEpoch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.0)
     }

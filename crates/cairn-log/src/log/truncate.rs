@@ -8,7 +8,7 @@ use crate::checkpoint::fsync_dir;
 use crate::error::LogError;
 use crate::index::EntryPoint;
 use crate::segment::{delete_segment_files, open::walk_tail};
-use crate::types::{EntryIndex, FilePos, Offset};
+use crate::types::{EntryIndex, FilePos, Offset, RelativeOffset};
 
 impl Log {
     /// Removes every entry whose base offset is at or past `offset`, and the data batch holding
@@ -159,9 +159,8 @@ impl Log {
         }
         if pos < segment.state.size {
             let indexes = &segment.indexes;
-            let cut_relative = cut_offset
-                .relative_to(segment.base_offset)
-                .unwrap_or_default();
+            let cut_relative =
+                RelativeOffset::between(cut_offset, segment.base_offset).unwrap_or_default();
             indexes.time.truncate_from_offset(cut_relative);
             indexes.offset.truncate_from_position(pos);
             indexes.entry.truncate_from_position(pos);

@@ -21,7 +21,7 @@ use crate::batch::{Batch, BatchHeader};
 use crate::config::LogConfig;
 use crate::error::LogError;
 use crate::index::{EntryIndexFile, EntryPoint, OffsetIndex, TimeIndex};
-use crate::types::{EntryIndex, FilePos, Offset};
+use crate::types::{EntryIndex, FilePos, Offset, RelativeOffset};
 
 /// The three index files of a segment.
 #[derive(Debug)]
@@ -314,11 +314,9 @@ impl Segment {
         // what it accepts after damage; should damaged bytes still get here, the point is
         // skipped (the index only gets sparser) rather than the process panicking.
         let relative = (
-            base.relative_to(self.base_offset),
-            last_offset.relative_to(self.base_offset),
-            self.state
-                .offset_of_max_timestamp
-                .relative_to(self.base_offset),
+            RelativeOffset::between(base, self.base_offset),
+            RelativeOffset::between(last_offset, self.base_offset),
+            RelativeOffset::between(self.state.offset_of_max_timestamp, self.base_offset),
         );
         if let (true, (Some(base_rel), Some(last_rel), Some(max_ts_rel))) = (due, relative) {
             let point = EntryPoint {
@@ -393,10 +391,8 @@ impl Segment {
         // or a later walk would read past the end of the file.
         self.indexes.offset.truncate_from_position(position);
         self.indexes.entry.truncate_from_position(position);
-        let time_cut = state
-            .next_offset
-            .relative_to(self.base_offset)
-            .unwrap_or_default();
+        let time_cut =
+            RelativeOffset::between(state.next_offset, self.base_offset).unwrap_or_default();
         self.indexes.time.truncate_from_offset(time_cut);
         self.state = state;
         self.sync()

@@ -4,7 +4,7 @@
 use super::appender::Segment;
 use super::walker::{BatchWalker, WalkError};
 use crate::index::EntryPoint;
-use crate::types::{EntryIndex, FilePos, Offset};
+use crate::types::{EntryIndex, FilePos, Offset, RelativeOffset};
 
 impl Segment {
     /// The start of the first entry in this segment whose base offset is at or past `offset`,
@@ -17,8 +17,7 @@ impl Segment {
         if offset < self.base_offset {
             return Ok(Some((FilePos(0), self.base_entry)));
         }
-        let start = offset
-            .relative_to(self.base_offset)
+        let start = RelativeOffset::between(offset, self.base_offset)
             .and_then(|rel| self.indexes.entry.last_before_offset(rel))
             .unwrap_or(self.start_point());
         self.walk_from(start, |walked| {

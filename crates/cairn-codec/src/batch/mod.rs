@@ -25,7 +25,7 @@ pub use header::{
 pub use record::{Headers, Record, RecordInput, RecordIter};
 pub use varint::{read_varint, read_varlong, write_varint, write_varlong};
 
-pub(crate) use decode::is_meta_header;
+pub use decode::is_meta_header;
 
 #[cfg(test)]
 mod tests;

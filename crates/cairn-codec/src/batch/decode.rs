@@ -49,9 +49,14 @@ impl Batch {
         Self::validate_framed(buf.slice(..total))
     }
 
-    /// The batch at the front of `buf`, whose CRC a log read has just verified: framing, header
-    /// and counts are checked again (cheap), the CRC is not (the expensive part).
-    pub(crate) fn from_crc_checked_prefix(buf: &Bytes) -> Result<Batch, BatchError> {
+    /// The batch at the front of `buf`, whose CRC the caller has just verified (the log's reader
+    /// checks every batch it serves): framing, header and counts are checked again (cheap), the
+    /// CRC is not (the expensive part). Bytes from anywhere else go through
+    /// [`Batch::validate_prefix`].
+    ///
+    /// # Errors
+    /// As [`Batch::validate_prefix`], except that a CRC mismatch is not detected.
+    pub fn from_crc_checked_prefix(buf: &Bytes) -> Result<Batch, BatchError> {
         let bytes = buf.slice(..frame_len(buf)?);
         let header = BatchHeader::parse(&bytes)?;
         header.attributes.compression()?;
@@ -285,7 +290,9 @@ pub fn frame_len(buf: &[u8]) -> Result<usize, BatchError> {
     Ok(total)
 }
 
-pub(crate) fn is_meta_header(header: &BatchHeader) -> bool {
+/// Whether a header describes a meta entry: a control batch with no records that takes an entry
+/// index but no offset (see `segments-format.md`).
+pub fn is_meta_header(header: &BatchHeader) -> bool {
     header.attributes.is_control() && header.record_count == 0 && header.last_offset_delta == -1
 }
 
