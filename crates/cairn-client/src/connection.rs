@@ -1,6 +1,7 @@
 //! Connecting to a broker: the first of a `host:port` list that answers. One gRPC channel
 //! (HTTP/2, multiplexed) serves every call of a client.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tonic::transport::{Channel, Endpoint};
@@ -36,7 +37,7 @@ pub async fn connect(brokers: &str) -> Result<Channel, ClientError> {
     match last {
         Some(source) => Err(ClientError::Connect {
             brokers: brokers.to_string(),
-            source,
+            source: Arc::new(source),
         }),
         None => Err(ClientError::InvalidArgument(
             "no broker address given".to_string(),

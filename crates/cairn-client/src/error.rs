@@ -2,11 +2,17 @@
 //! stable [`ErrorCode`] (from the status's `google.rpc.ErrorInfo` reason), so callers branch on
 //! the code, never on message text.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use cairn_proto::v1::ErrorCode;
 use tonic_types::StatusExt;
 
 /// An error from the Cairn client.
-#[derive(Debug, thiserror::Error)]
+///
+/// `Clone`, because one failed request fails every record of its batch and each record's
+/// delivery result carries the error.
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum ClientError {
     /// The broker refused or failed the call.
     #[error("{message} ({code:?})")]
@@ -27,8 +33,23 @@ pub enum ClientError {
         brokers: String,
         /// The last failure.
         #[source]
-        source: tonic::transport::Error,
+        source: Arc<tonic::transport::Error>,
     },
+    /// A produced record was not acknowledged within the producer's delivery timeout
+    /// (retries included). It may or may not have been written.
+    #[error("record not acknowledged within the delivery timeout of {timeout:?} ({attempts} attempts{})", last_error.as_ref().map(|e| format!("; last error: {e}")).unwrap_or_default())]
+    DeliveryTimeout {
+        /// The producer's delivery timeout.
+        timeout: Duration,
+        /// How many times its batch was sent.
+        attempts: u32,
+        /// The last failure, if the batch was ever sent and answered.
+        last_error: Option<Box<ClientError>>,
+    },
+    /// The producer was closed, or its background task stopped, before the record was
+    /// acknowledged.
+    #[error("the producer is closed")]
+    Closed,
     /// An argument is invalid before anything is sent.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
@@ -53,7 +74,43 @@ impl ClientError {
                 )
             }
             ClientError::Connect { .. } => true,
-            ClientError::InvalidArgument(_) => false,
+            ClientError::InvalidArgument(_)
+            | ClientError::DeliveryTimeout { .. }
+            | ClientError::Closed => false,
+        }
+    }
+
+    /// True when the broker may have carried out the call although it answered with this error
+    /// (a lost answer or an expired deadline), as opposed to a refusal that wrote nothing.
+    pub fn outcome_unknown(&self) -> bool {
+        match self {
+            // A typed refusal (a code other than these) means the broker wrote nothing; a
+            // timeout, or a status with no code (transport failure), leaves it open.
+            ClientError::Broker { code, status, .. } => {
+                *code == ErrorCode::RequestTimedOut
+                    || matches!(code, ErrorCode::Internal | ErrorCode::BrokerNotAvailable)
+                        && matches!(
+                            status,
+                            tonic::Code::Unavailable
+                                | tonic::Code::DeadlineExceeded
+                                | tonic::Code::Cancelled
+                                | tonic::Code::Unknown
+                        )
+            }
+            ClientError::DeliveryTimeout { .. } => true,
+            ClientError::Connect { .. } | ClientError::InvalidArgument(_) | ClientError::Closed => {
+                false
+            }
+        }
+    }
+
+    /// An error found by the client itself, with the code the broker would have used.
+    pub(crate) fn local(code: ErrorCode, message: impl Into<String>) -> ClientError {
+        ClientError::Broker {
+            code,
+            status: tonic::Code::InvalidArgument,
+            message: message.into(),
+            leader: None,
         }
     }
 

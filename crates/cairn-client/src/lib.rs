@@ -1,10 +1,12 @@
-//! `cairn-client`: the Rust client of Cairn over the `cairn.v1` gRPC API. It depends only on the
-//! generated API types, never on the server crates.
+//! `cairn-client`: the Rust client of Cairn over the `cairn.v1` gRPC API. It depends on the
+//! generated API types and on `cairn-codec` (the batch format and partitioner it shares with
+//! the broker), never on the server crates.
 //!
 //! Code map:
 //! - `connection`: reaching the first answering broker of a `host:port` list;
 //! - [`Admin`]: topic administration;
-//! - [`Producer`]: sends records (one request per call for now; batching and idempotence next);
+//! - [`Producer`]: batches records per partition (linger, size), partitions keys with Kafka's
+//!   murmur2, retries with backoff under a delivery timeout, idempotent by default;
 //! - [`Consumer`]: reads assigned partitions from a [`Seek`] position by long polls;
 //! - [`ClientError`]: every failure, with the broker's stable error code when it sent one.
 //!
@@ -17,9 +19,13 @@ mod error;
 mod producer;
 
 pub use admin::Admin;
+pub use cairn_codec::batch::Compression;
 pub use cairn_proto::v1::Acks;
 pub use cairn_proto::v1::{ErrorCode, PartitionDescription, TopicDescription};
 pub use connection::{CONNECT_TIMEOUT, connect};
 pub use consumer::{ConsumedRecord, Consumer, Seek};
 pub use error::ClientError;
-pub use producer::{OutgoingRecord, Placement, Producer};
+pub use producer::{
+    DeliveryFuture, MAX_IN_FLIGHT_IDEMPOTENT, METADATA_MAX_AGE, OutgoingRecord, Placement,
+    Producer, ProducerConfig,
+};

@@ -139,6 +139,27 @@ impl BatchBuilder {
     }
 }
 
+/// Rewrites the producer id, epoch and base sequence of the encoded batch `batch` (exactly one
+/// batch) in place and recomputes its CRC, which covers them.
+///
+/// A client that re-sequences batches it has already encoded (after a batch before them was
+/// refused, or under a new producer id) uses this instead of encoding the records again.
+/// Returns `false`, leaving `batch` untouched, if it is shorter than a batch header.
+pub fn rewrite_producer_fields(batch: &mut [u8], producer: ProducerFields) -> bool {
+    if batch.len() < BATCH_HEADER_BYTES {
+        return false;
+    }
+    batch[field::PRODUCER_ID..field::PRODUCER_EPOCH]
+        .copy_from_slice(&producer.producer_id.to_be_bytes());
+    batch[field::PRODUCER_EPOCH..field::BASE_SEQUENCE]
+        .copy_from_slice(&producer.producer_epoch.to_be_bytes());
+    batch[field::BASE_SEQUENCE..field::RECORD_COUNT]
+        .copy_from_slice(&producer.base_sequence.to_be_bytes());
+    let crc = batch_crc(batch).unwrap_or(0);
+    batch[field::CRC..field::ATTRIBUTES].copy_from_slice(&crc.to_be_bytes());
+    true
+}
+
 /// Encodes a Cairn meta entry: a control batch with no records that takes no offset, carrying
 /// `payload` where records would be (see `segments-format.md`, "Meta entries").
 ///

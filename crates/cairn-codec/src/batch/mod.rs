@@ -16,7 +16,7 @@ mod varint;
 pub use compression::{Compression, compress, decompress};
 pub use crc::batch_crc;
 pub use decode::{Batch, MAX_BATCH_BYTES, Records, frame_len, rewrite_assigned_fields};
-pub use encode::{BatchBuilder, ProducerFields, encode_meta_entry};
+pub use encode::{BatchBuilder, ProducerFields, encode_meta_entry, rewrite_producer_fields};
 pub use error::BatchError;
 pub use header::{
     Attributes, BATCH_HEADER_BYTES, BatchHeader, LOG_OVERHEAD_BYTES, MAGIC_V2, MIN_BATCH_LENGTH,

@@ -293,3 +293,35 @@ fn a_zstd_frame_cannot_demand_a_window_beyond_the_limit() {
     let err = batch.records(1 << 20).unwrap_err();
     assert!(matches!(err, BatchError::Decompress { .. }), "{err}");
 }
+
+#[test]
+fn rewriting_producer_fields_keeps_the_batch_valid_and_changes_only_them() {
+    let original = build(
+        Compression::Lz4,
+        &[(Some(b"k"), Some(b"v")), (None, Some(b"w"))],
+    );
+    let mut rewritten = original.to_vec();
+    let producer = ProducerFields {
+        producer_id: 42,
+        producer_epoch: 3,
+        base_sequence: 1_000,
+    };
+    assert!(rewrite_producer_fields(&mut rewritten, producer));
+    let batch = Batch::validate(Bytes::from(rewritten.clone())).unwrap();
+    assert_eq!(batch.header().producer_id, 42);
+    assert_eq!(batch.header().producer_epoch, 3);
+    assert_eq!(batch.header().base_sequence, 1_000);
+    // Everything the CRC does not cover, and every record byte, is as it was.
+    assert_eq!(rewritten[..field::CRC], original[..field::CRC]);
+    assert_eq!(
+        rewritten[field::RECORD_COUNT..],
+        original[field::RECORD_COUNT..]
+    );
+
+    let mut short = vec![0_u8; BATCH_HEADER_BYTES - 1];
+    assert!(!rewrite_producer_fields(&mut short, producer));
+    assert!(
+        short.iter().all(|&b| b == 0),
+        "a short buffer is left untouched"
+    );
+}

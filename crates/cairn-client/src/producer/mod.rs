@@ -1,0 +1,312 @@
+//! `Producer`: appends records the way Kafka's producer does. `send` hands a record to a
+//! background task and returns at once with a [`DeliveryFuture`]; the task groups records into
+//! one RecordBatch v2 per partition (until `batch_size` bytes or `linger`), sends each batch as a
+//! pre-encoded batch the broker stores without re-encoding, keeps up to `max_in_flight` requests
+//! per partition, and retries with backoff until the delivery timeout.
+//!
+//! Records with a key go to Kafka's murmur2 partition of the key, computed here with the same
+//! code the broker uses (`cairn-codec`); keyless records stick to one partition per batch
+//! (KIP-480). By default the producer is idempotent: it takes a producer id from the broker and
+//! numbers its batches per partition, so a retry is never written twice and never out of order.
+//!
+//! Code map: `config` (the knobs), `partition_queue` (one partition's batches and the retry
+//! and sequence rules), `sender` (the background task and its requests), this file (the handle
+//! and topic metadata).
+
+mod config;
+mod partition_queue;
+mod sender;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use cairn_proto::v1::metadata_client::MetadataClient;
+use cairn_proto::v1::producer_client::ProducerClient;
+use cairn_proto::v1::{ErrorCode, InitProducerIdRequest, MetadataRequest};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tonic::transport::Channel;
+
+pub use config::{MAX_IN_FLIGHT_IDEMPOTENT, ProducerConfig};
+
+use crate::connection::connect;
+use crate::error::ClientError;
+use sender::{Command, Sender};
+
+/// How long a topic's partition count is trusted before it is asked for again (Kafka's
+/// `metadata.max.age.ms`), so partitions added to a topic are used.
+pub const METADATA_MAX_AGE: Duration = Duration::from_secs(300);
+
+/// Bytes a record costs beyond its key, value and headers in the producer's buffer accounting:
+/// the varint framing and deltas of one record, rounded up.
+const RECORD_OVERHEAD_BYTES: usize = 24;
+
+/// A record to send.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OutgoingRecord {
+    /// The partition; `None` lets the producer choose (murmur2 of the key, or sticky).
+    pub partition: Option<i32>,
+    /// The key (`None`: null).
+    pub key: Option<Bytes>,
+    /// The value (`None`: a tombstone).
+    pub value: Option<Bytes>,
+    /// Headers, in order.
+    pub headers: Vec<(String, Option<Bytes>)>,
+    /// Create time in milliseconds since the epoch; 0 means now.
+    pub timestamp_ms: i64,
+}
+
+impl OutgoingRecord {
+    /// A record with this key and value and nothing else set.
+    pub fn keyed(key: impl Into<Bytes>, value: impl Into<Bytes>) -> OutgoingRecord {
+        OutgoingRecord {
+            key: Some(key.into()),
+            value: Some(value.into()),
+            ..OutgoingRecord::default()
+        }
+    }
+
+    /// What the record occupies in the producer's buffer.
+    fn buffered_size(&self) -> usize {
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|(k, v)| k.len() + v.as_ref().map_or(0, Bytes::len) + 4)
+            .sum();
+        self.key.as_ref().map_or(0, Bytes::len)
+            + self.value.as_ref().map_or(0, Bytes::len)
+            + headers
+            + RECORD_OVERHEAD_BYTES
+    }
+}
+
+/// Where a record landed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Placement {
+    /// The partition.
+    pub partition: i32,
+    /// The offset (-1 with `Acks::None`, where the broker does not answer with one).
+    pub offset: i64,
+}
+
+/// An idempotent producer's id and epoch, as the broker handed them out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ProducerIdentity {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+}
+
+/// The result of one [`Producer::send`]: resolves when the record is acknowledged (its
+/// placement) or has failed for good (retries and the delivery timeout exhausted).
+#[derive(Debug)]
+pub struct DeliveryFuture {
+    receiver: oneshot::Receiver<Result<Placement, ClientError>>,
+}
+
+impl Future for DeliveryFuture {
+    type Output = Result<Placement, ClientError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.receiver)
+            .poll(cx)
+            .map(|result| result.unwrap_or(Err(ClientError::Closed)))
+    }
+}
+
+struct Inner {
+    commands: mpsc::UnboundedSender<Command>,
+    buffer: Arc<Semaphore>,
+    metadata: MetadataClient<Channel>,
+    partition_counts: Mutex<HashMap<String, (u32, Instant)>>,
+    config: Arc<ProducerConfig>,
+}
+
+/// A batching, retrying, by default idempotent producer. Cheap to clone: clones share one
+/// background task, buffer and connection. The task finishes what it holds and stops when the
+/// last clone is dropped or [`Producer::close`]d.
+#[derive(Clone)]
+pub struct Producer {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Producer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producer")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Producer {
+    /// Connects to the first reachable broker of `brokers` and, when idempotent, takes a
+    /// producer id. Must be called inside a Tokio runtime (the background task is spawned).
+    ///
+    /// # Errors
+    /// [`ClientError::InvalidArgument`] for a bad setting or address, [`ClientError::Connect`],
+    /// or the broker's refusal of a producer id.
+    pub async fn connect(brokers: &str, config: ProducerConfig) -> Result<Producer, ClientError> {
+        config.validate()?;
+        let channel = connect(brokers).await?;
+        let client = ProducerClient::new(channel.clone()).max_decoding_message_size(64 << 20);
+        let identity = if config.is_idempotent() {
+            Some(init_producer_id(client.clone()).await?)
+        } else {
+            None
+        };
+        let config = Arc::new(config);
+        let (commands, receiver) = mpsc::unbounded_channel();
+        let sender = Sender::new(client, Arc::clone(&config), identity);
+        tokio::spawn(sender.run(receiver));
+        Ok(Producer {
+            inner: Arc::new(Inner {
+                commands,
+                buffer: Arc::new(Semaphore::new(config.buffer_memory)),
+                metadata: MetadataClient::new(channel),
+                partition_counts: Mutex::new(HashMap::new()),
+                config,
+            }),
+        })
+    }
+
+    /// Queues `record` for `topic` and returns once it is accepted into the buffer (waiting
+    /// while the buffer is full). The returned future gives the record's placement.
+    ///
+    /// # Errors
+    /// Unknown topic or partition (checked against the broker's metadata), a record larger than
+    /// the whole buffer, or a closed producer.
+    pub async fn send(
+        &self,
+        topic: &str,
+        record: OutgoingRecord,
+    ) -> Result<DeliveryFuture, ClientError> {
+        let partition_count = self.partition_count(topic).await?;
+        if let Some(partition) = record.partition
+            && u32::try_from(partition).map_or(true, |p| p >= partition_count)
+        {
+            return Err(ClientError::local(
+                ErrorCode::UnknownTopicOrPartition,
+                format!(
+                    "topic {topic:?} has partitions 0..{partition_count}; partition {partition} does not exist"
+                ),
+            ));
+        }
+        let size = record.buffered_size();
+        let permits = u32::try_from(size)
+            .ok()
+            .filter(|&p| p as usize <= self.inner.config.buffer_memory)
+            .ok_or_else(|| {
+                ClientError::local(
+                    ErrorCode::RecordTooLarge,
+                    format!(
+                        "the record takes {size} bytes, more than the producer's whole buffer_memory ({})",
+                        self.inner.config.buffer_memory
+                    ),
+                )
+            })?;
+        let permit = Arc::clone(&self.inner.buffer)
+            .acquire_many_owned(permits)
+            .await
+            .map_err(|_| ClientError::Closed)?;
+        let (reply, receiver) = oneshot::channel();
+        self.inner
+            .commands
+            .send(Command::Send {
+                topic: topic.into(),
+                partition_count,
+                record,
+                size,
+                reply,
+                permit,
+            })
+            .map_err(|_| ClientError::Closed)?;
+        Ok(DeliveryFuture { receiver })
+    }
+
+    /// Sends every record queued so far at once (ignoring linger) and waits until each has
+    /// its result.
+    ///
+    /// # Errors
+    /// [`ClientError::Closed`] if the background task is gone.
+    pub async fn flush(&self) -> Result<(), ClientError> {
+        let (done, wait) = oneshot::channel();
+        self.inner
+            .commands
+            .send(Command::Flush(done))
+            .map_err(|_| ClientError::Closed)?;
+        wait.await.map_err(|_| ClientError::Closed)
+    }
+
+    /// Flushes, then lets go of this handle (the task stops once no clone is left).
+    ///
+    /// # Errors
+    /// As [`Producer::flush`].
+    pub async fn close(self) -> Result<(), ClientError> {
+        self.flush().await
+    }
+
+    /// The settings in use.
+    pub fn config(&self) -> &ProducerConfig {
+        &self.inner.config
+    }
+
+    async fn partition_count(&self, topic: &str) -> Result<u32, ClientError> {
+        if let Ok(counts) = self.inner.partition_counts.lock()
+            && let Some(&(count, fetched)) = counts.get(topic)
+            && fetched.elapsed() < METADATA_MAX_AGE
+        {
+            return Ok(count);
+        }
+        let response = self
+            .inner
+            .metadata
+            .clone()
+            .get_metadata(MetadataRequest {
+                topics: vec![topic.to_string()],
+            })
+            .await?
+            .into_inner();
+        let count = response
+            .topics
+            .iter()
+            .find(|t| t.name == topic)
+            .and_then(|t| u32::try_from(t.partitions.len()).ok())
+            .filter(|&count| count > 0)
+            .ok_or_else(|| {
+                ClientError::local(
+                    ErrorCode::UnknownTopicOrPartition,
+                    format!("topic {topic:?} does not exist"),
+                )
+            })?;
+        if let Ok(mut counts) = self.inner.partition_counts.lock() {
+            counts.insert(topic.to_string(), (count, Instant::now()));
+        }
+        Ok(count)
+    }
+}
+
+/// Asks the broker for a producer id and epoch (Kafka's InitProducerId).
+pub(crate) async fn init_producer_id(
+    mut client: ProducerClient<Channel>,
+) -> Result<ProducerIdentity, ClientError> {
+    let response = client
+        .init_producer_id(InitProducerIdRequest {})
+        .await?
+        .into_inner();
+    let producer_epoch = i16::try_from(response.producer_epoch).map_err(|_| {
+        ClientError::local(
+            ErrorCode::Internal,
+            format!(
+                "the broker sent producer epoch {}, outside int16",
+                response.producer_epoch
+            ),
+        )
+    })?;
+    Ok(ProducerIdentity {
+        producer_id: response.producer_id,
+        producer_epoch,
+    })
+}

@@ -1,0 +1,506 @@
+//! One partition's share of the producer: the open batch that records are added to, the sealed
+//! batches that wait for an answer, and the rules that keep an idempotent producer's sequence
+//! numbers contiguous through retries, refusals and expiries.
+//!
+//! The broker accepts a producer's batches for a partition only in sequence order (KIP-98), so
+//! after any failure the queue stops pipelining, waits for its requests in flight, and resends
+//! from its oldest unacknowledged batch one request at a time ("recovery") until one succeeds.
+//! A batch that will never be written (refused, or expired before it was ever sent) leaves a
+//! hole: the batches behind it get new sequence numbers before they go out again. A batch that
+//! expired while its outcome was unknown may or may not be in the log, so no sequence number
+//! after it can be trusted: the partition waits for a fresh producer id and starts again at 0.
+//!
+//! Pure state: no I/O and no clock (callers pass `now`), so every path has a unit test.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use cairn_codec::batch::{BatchBuilder, ProducerFields, RecordInput, rewrite_producer_fields};
+use cairn_proto::v1::ErrorCode;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::oneshot;
+
+use super::config::ProducerConfig;
+use super::{Placement, ProducerIdentity};
+use crate::error::ClientError;
+
+/// Where one record's result goes.
+pub(crate) type Reply = oneshot::Sender<Result<Placement, ClientError>>;
+
+/// A batch to send now, handed to the sender.
+#[derive(Debug)]
+pub(crate) struct SendTicket {
+    /// Which batch (echoed back with the result).
+    pub batch_id: u64,
+    /// The encoded RecordBatch v2.
+    pub bytes: Bytes,
+    /// How long to wait for the answer: the request timeout, or less when the batch's
+    /// delivery deadline is nearer.
+    pub timeout: Duration,
+}
+
+/// Records being gathered into the next batch.
+struct OpenBatch {
+    builder: BatchBuilder,
+    replies: Vec<Reply>,
+    permit: Option<OwnedSemaphorePermit>,
+    bytes: usize,
+    created: Instant,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BatchState {
+    /// Waiting to be sent (first time or again).
+    Ready,
+    /// A request carrying it is out.
+    InFlight,
+    /// Acknowledged; kept only until it reaches the front, to know the next sequence.
+    Acked,
+}
+
+/// An encoded batch that has not been acknowledged yet.
+struct SealedBatch {
+    id: u64,
+    bytes: Bytes,
+    record_count: i32,
+    base_sequence: i32,
+    replies: Vec<Reply>,
+    permit: Option<OwnedSemaphorePermit>,
+    deadline: Instant,
+    attempts: u32,
+    state: BatchState,
+    last_error: Option<ClientError>,
+    /// Sent at least once without a definite answer: it may be in the log.
+    maybe_written: bool,
+    /// Its last send went out while an earlier batch was unanswered, so the broker may have
+    /// seen it first: a gap in sequence is then no surprise.
+    sent_behind_others: bool,
+}
+
+/// Why and until when the queue sends one batch at a time.
+#[derive(Debug)]
+struct Recovery {
+    retry_at: Instant,
+    /// A batch before others was dropped without being written: renumber the rest.
+    resequence: bool,
+    /// A batch that may be in the log was dropped: only a new producer id is safe.
+    new_identity: bool,
+    /// The batch sent alone during recovery; its success ends recovery.
+    probe: Option<u64>,
+}
+
+/// One partition's batches.
+pub(crate) struct PartitionQueue {
+    partition: i32,
+    config: Arc<ProducerConfig>,
+    identity: Option<ProducerIdentity>,
+    open: Option<OpenBatch>,
+    sealed: VecDeque<SealedBatch>,
+    in_flight: usize,
+    /// Sequence of the next batch to seal.
+    next_sequence: i32,
+    /// Sequence the broker expects for the front of `sealed`, given that everything before
+    /// it was acknowledged.
+    front_sequence: i32,
+    recovery: Option<Recovery>,
+    next_batch_id: u64,
+}
+
+/// `sequence + count`, wrapping from `i32::MAX` to 0 as Kafka's (and the broker's) do.
+fn next_sequence_after(sequence: i32, count: i32) -> i32 {
+    let sum = i64::from(sequence) + i64::from(count);
+    (sum % (i64::from(i32::MAX) + 1)) as i32
+}
+
+impl PartitionQueue {
+    /// An empty queue for `partition`; `identity` is `Some` for an idempotent producer.
+    pub fn new(
+        partition: i32,
+        config: Arc<ProducerConfig>,
+        identity: Option<ProducerIdentity>,
+    ) -> Self {
+        PartitionQueue {
+            partition,
+            config,
+            identity,
+            open: None,
+            sealed: VecDeque::new(),
+            in_flight: 0,
+            next_sequence: 0,
+            front_sequence: 0,
+            recovery: None,
+            next_batch_id: 0,
+        }
+    }
+
+    /// Adds one record of about `size` bytes, holding `permit` (its share of the producer's
+    /// buffer) until it is answered. Returns whether this sealed a batch, so a sticky
+    /// partitioner knows to move on. An encoding failure is answered on `reply` at once.
+    pub fn append(
+        &mut self,
+        record: &RecordInput<'_>,
+        size: usize,
+        reply: Reply,
+        permit: OwnedSemaphorePermit,
+        now: Instant,
+    ) -> bool {
+        let mut sealed = false;
+        if self.open.as_ref().is_some_and(|open| {
+            !open.replies.is_empty() && open.bytes + size > self.config.batch_size
+        }) {
+            self.seal(now);
+            sealed = true;
+        }
+        let compression = self.config.compression;
+        let open = self.open.get_or_insert_with(|| OpenBatch {
+            builder: BatchBuilder::new(compression),
+            replies: Vec::new(),
+            permit: None,
+            bytes: 0,
+            created: now,
+        });
+        if let Err(err) = open.builder.push(record) {
+            let _ = reply.send(Err(ClientError::local(
+                ErrorCode::InvalidRecord,
+                format!("cannot encode the record: {err}"),
+            )));
+            return sealed;
+        }
+        open.replies.push(reply);
+        open.bytes += size;
+        match &mut open.permit {
+            Some(held) => held.merge(permit),
+            None => open.permit = Some(permit),
+        }
+        if open.bytes >= self.config.batch_size {
+            self.seal(now);
+            sealed = true;
+        }
+        sealed
+    }
+
+    /// Encodes the open batch, if any, and queues it for sending.
+    pub fn seal(&mut self, _now: Instant) {
+        let Some(mut open) = self.open.take() else {
+            return;
+        };
+        let count = i32::try_from(open.replies.len()).unwrap_or(i32::MAX);
+        let base_sequence = match self.identity {
+            Some(identity) => {
+                open.builder.set_producer(ProducerFields {
+                    producer_id: identity.producer_id,
+                    producer_epoch: identity.producer_epoch,
+                    base_sequence: self.next_sequence,
+                });
+                self.next_sequence
+            }
+            None => -1,
+        };
+        let bytes = match open.builder.build() {
+            Ok(bytes) => bytes,
+            Err(err) => {
+                let error = ClientError::local(
+                    ErrorCode::InvalidRecord,
+                    format!("cannot encode the batch: {err}"),
+                );
+                for reply in open.replies {
+                    let _ = reply.send(Err(error.clone()));
+                }
+                return;
+            }
+        };
+        if self.identity.is_some() {
+            self.next_sequence = next_sequence_after(self.next_sequence, count);
+        }
+        self.next_batch_id += 1;
+        self.sealed.push_back(SealedBatch {
+            id: self.next_batch_id,
+            bytes,
+            record_count: count,
+            base_sequence,
+            replies: open.replies,
+            permit: open.permit,
+            deadline: open.created + self.config.delivery_timeout,
+            attempts: 0,
+            state: BatchState::Ready,
+            last_error: None,
+            maybe_written: false,
+            sent_behind_others: false,
+        });
+    }
+
+    /// The batches to send now: lingered batches are sealed first, expired ones answered.
+    pub fn poll_send(&mut self, now: Instant) -> Vec<SendTicket> {
+        self.expire(now);
+        self.pop_acked_front();
+        if let Some(recovery) = &mut self.recovery {
+            if self.in_flight > 0 || now < recovery.retry_at || recovery.new_identity {
+                return Vec::new();
+            }
+            let renumber = std::mem::take(&mut recovery.resequence);
+            if renumber {
+                self.resequence();
+            }
+            let Some(index) = self
+                .sealed
+                .iter()
+                .position(|b| b.state == BatchState::Ready)
+            else {
+                self.recovery = None;
+                return Vec::new();
+            };
+            let ticket = self.dispatch(index, now);
+            if let Some(recovery) = &mut self.recovery {
+                recovery.probe = Some(ticket.batch_id);
+            }
+            self.in_flight += 1;
+            return vec![ticket];
+        }
+        if self.in_flight < self.config.max_in_flight
+            && self
+                .open
+                .as_ref()
+                .is_some_and(|open| now >= open.created + self.config.linger)
+        {
+            self.seal(now);
+        }
+        let mut tickets = Vec::new();
+        for index in 0..self.sealed.len() {
+            if self.in_flight >= self.config.max_in_flight {
+                break;
+            }
+            if self.sealed[index].state == BatchState::Ready {
+                tickets.push(self.dispatch(index, now));
+                self.in_flight += 1;
+            }
+        }
+        tickets
+    }
+
+    fn dispatch(&mut self, index: usize, now: Instant) -> SendTicket {
+        let behind = self
+            .sealed
+            .iter()
+            .take(index)
+            .any(|b| b.state != BatchState::Acked);
+        let batch = &mut self.sealed[index];
+        batch.state = BatchState::InFlight;
+        batch.attempts += 1;
+        batch.sent_behind_others = behind;
+        let left = batch.deadline.saturating_duration_since(now);
+        SendTicket {
+            batch_id: batch.id,
+            bytes: batch.bytes.clone(),
+            timeout: self
+                .config
+                .request_timeout
+                .min(left)
+                .max(Duration::from_millis(1)),
+        }
+    }
+
+    /// The broker appended batch `batch_id` at `base_offset` (-1 when it did not say, as with
+    /// acks none).
+    pub fn on_success(&mut self, batch_id: u64, base_offset: i64) {
+        let Some(batch) = self.sealed.iter_mut().find(|b| b.id == batch_id) else {
+            return;
+        };
+        if batch.state != BatchState::InFlight {
+            return;
+        }
+        batch.state = BatchState::Acked;
+        self.in_flight -= 1;
+        for (index, reply) in batch.replies.drain(..).enumerate() {
+            let offset = if base_offset < 0 {
+                -1
+            } else {
+                base_offset + index as i64
+            };
+            let _ = reply.send(Ok(Placement {
+                partition: self.partition,
+                offset,
+            }));
+        }
+        batch.permit = None;
+        if self
+            .recovery
+            .as_ref()
+            .is_some_and(|r| r.probe == Some(batch_id) && !r.resequence && !r.new_identity)
+        {
+            self.recovery = None;
+        }
+        self.pop_acked_front();
+    }
+
+    /// The request for batch `batch_id` failed with `error`.
+    pub fn on_failure(&mut self, batch_id: u64, error: ClientError, now: Instant) {
+        let Some(index) = self.sealed.iter().position(|b| b.id == batch_id) else {
+            return;
+        };
+        if self.sealed[index].state != BatchState::InFlight {
+            return;
+        }
+        self.in_flight -= 1;
+        let idempotent = self.identity.is_some();
+        let code = error.code();
+        // A gap is expected when the broker may have seen this batch before an earlier one:
+        // requests on one connection can be served out of order, and an earlier batch may have
+        // failed. A gap seen by a batch sent as the oldest unanswered one is real.
+        let gap_explained = idempotent
+            && code == Some(ErrorCode::OutOfOrderSequence)
+            && self.sealed[index].sent_behind_others;
+        let lost_producer = idempotent && code == Some(ErrorCode::UnknownProducerId);
+        let retriable = error.is_retriable() || error.outcome_unknown() || gap_explained;
+        let batch = &mut self.sealed[index];
+        batch.maybe_written |= error.outcome_unknown();
+        batch.last_error = Some(error.clone());
+        let (expired, attempts) = (now >= batch.deadline, batch.attempts);
+        if expired {
+            self.drop_batch(index, None, now);
+        } else if retriable || lost_producer {
+            self.sealed[index].state = BatchState::Ready;
+            let retry_at = now + self.config.backoff(attempts);
+            self.enter_recovery(retry_at, false, lost_producer);
+        } else {
+            self.drop_batch(index, Some(error), now);
+        }
+    }
+
+    /// Answers every batch whose delivery deadline passed while it waited to be (re)sent.
+    fn expire(&mut self, now: Instant) {
+        if self
+            .open
+            .as_ref()
+            .is_some_and(|open| now >= open.created + self.config.delivery_timeout)
+        {
+            self.seal(now);
+        }
+        while let Some(index) = self
+            .sealed
+            .iter()
+            .position(|b| b.state == BatchState::Ready && now >= b.deadline)
+        {
+            self.drop_batch(index, None, now);
+        }
+    }
+
+    /// Answers batch `index` with `error` (or a delivery timeout) and forgets it; what the
+    /// batches behind it need before they can be sent follows from whether it may be written.
+    fn drop_batch(&mut self, index: usize, error: Option<ClientError>, now: Instant) {
+        let Some(batch) = self.sealed.remove(index) else {
+            return;
+        };
+        let error = error.unwrap_or_else(|| ClientError::DeliveryTimeout {
+            timeout: self.config.delivery_timeout,
+            attempts: batch.attempts,
+            last_error: batch.last_error.clone().map(Box::new),
+        });
+        for reply in batch.replies {
+            let _ = reply.send(Err(error.clone()));
+        }
+        if self.identity.is_some() {
+            self.enter_recovery(now, !batch.maybe_written, batch.maybe_written);
+        }
+    }
+
+    fn enter_recovery(&mut self, retry_at: Instant, resequence: bool, new_identity: bool) {
+        let recovery = self.recovery.get_or_insert(Recovery {
+            retry_at,
+            resequence: false,
+            new_identity: false,
+            probe: None,
+        });
+        recovery.retry_at = recovery.retry_at.max(retry_at);
+        recovery.resequence |= resequence;
+        recovery.new_identity |= new_identity;
+        recovery.probe = None;
+    }
+
+    fn pop_acked_front(&mut self) {
+        while let Some(front) = self.sealed.front() {
+            if front.state != BatchState::Acked {
+                break;
+            }
+            if self.identity.is_some() {
+                self.front_sequence = next_sequence_after(front.base_sequence, front.record_count);
+            }
+            self.sealed.pop_front();
+        }
+    }
+
+    /// Gives every unacknowledged batch the sequence it must have now, from the one the broker
+    /// expects for the front, rewriting the encoded headers that change.
+    fn resequence(&mut self) {
+        let Some(identity) = self.identity else {
+            return;
+        };
+        let mut sequence = self.front_sequence;
+        for batch in &mut self.sealed {
+            if batch.state == BatchState::Acked {
+                sequence = next_sequence_after(batch.base_sequence, batch.record_count);
+                continue;
+            }
+            let mut bytes = batch.bytes.to_vec();
+            rewrite_producer_fields(
+                &mut bytes,
+                ProducerFields {
+                    producer_id: identity.producer_id,
+                    producer_epoch: identity.producer_epoch,
+                    base_sequence: sequence,
+                },
+            );
+            batch.bytes = Bytes::from(bytes);
+            batch.base_sequence = sequence;
+            sequence = next_sequence_after(sequence, batch.record_count);
+        }
+        self.next_sequence = sequence;
+    }
+
+    /// Whether the queue waits for a fresh producer id (see the module docs).
+    pub fn needs_identity(&self) -> bool {
+        self.in_flight == 0 && self.recovery.as_ref().is_some_and(|r| r.new_identity)
+    }
+
+    /// Starts over under a fresh producer id: sequences from 0.
+    pub fn set_identity(&mut self, identity: ProducerIdentity) {
+        self.identity = Some(identity);
+        self.sealed.retain(|b| b.state != BatchState::Acked);
+        self.front_sequence = 0;
+        self.next_sequence = 0;
+        if let Some(recovery) = &mut self.recovery {
+            recovery.new_identity = false;
+            recovery.resequence = true;
+        }
+    }
+
+    /// Seals the open batch regardless of linger (flush and close).
+    pub fn seal_now(&mut self, now: Instant) {
+        self.seal(now);
+    }
+
+    /// Nothing open, queued or in flight.
+    pub fn is_idle(&self) -> bool {
+        self.open.is_none() && self.sealed.is_empty()
+    }
+
+    /// The next instant at which [`PartitionQueue::poll_send`] may have something new to do.
+    pub fn next_wakeup(&self) -> Option<Instant> {
+        let linger = self
+            .open
+            .as_ref()
+            .map(|open| open.created + self.config.linger.min(self.config.delivery_timeout));
+        let retry = self.recovery.as_ref().map(|r| r.retry_at);
+        let expiry = self
+            .sealed
+            .iter()
+            .filter(|b| b.state == BatchState::Ready)
+            .map(|b| b.deadline)
+            .min();
+        [linger, retry, expiry].into_iter().flatten().min()
+    }
+}
+
+#[cfg(test)]
+mod tests;

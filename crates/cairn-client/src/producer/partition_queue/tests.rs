@@ -1,0 +1,373 @@
+//! The queue's batching, pipelining, retry and sequence rules, driven with a fake clock and
+//! fake broker answers.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use cairn_codec::batch::{Batch, RecordInput};
+use cairn_proto::v1::ErrorCode;
+use tokio::sync::{Semaphore, oneshot};
+
+use super::*;
+
+const PID: ProducerIdentity = ProducerIdentity {
+    producer_id: 7,
+    producer_epoch: 0,
+};
+
+type Results = Vec<oneshot::Receiver<Result<Placement, ClientError>>>;
+
+fn config() -> Arc<ProducerConfig> {
+    Arc::new(ProducerConfig {
+        batch_size: 100,
+        linger: Duration::from_millis(5),
+        max_in_flight: 3,
+        retry_backoff: Duration::from_millis(100),
+        delivery_timeout: Duration::from_secs(10),
+        request_timeout: Duration::from_secs(2),
+        ..ProducerConfig::default()
+    })
+}
+
+struct Fixture {
+    queue: PartitionQueue,
+    buffer: Arc<Semaphore>,
+    results: Results,
+    start: Instant,
+}
+
+impl Fixture {
+    fn new(identity: Option<ProducerIdentity>) -> Fixture {
+        Fixture {
+            queue: PartitionQueue::new(3, config(), identity),
+            buffer: Arc::new(Semaphore::new(1 << 20)),
+            results: Vec::new(),
+            start: Instant::now(),
+        }
+    }
+
+    fn at(&self, ms: u64) -> Instant {
+        self.start + Duration::from_millis(ms)
+    }
+
+    /// Appends one record of `size` bytes (as the buffer counts it) at `ms`.
+    fn append(&mut self, size: usize, ms: u64) -> bool {
+        let value = vec![b'v'; 8];
+        let record = RecordInput {
+            key: None,
+            value: Some(&value),
+            headers: &[],
+            timestamp_ms: 1,
+        };
+        let (reply, receiver) = oneshot::channel();
+        self.results.push(receiver);
+        let permit = Arc::clone(&self.buffer)
+            .try_acquire_many_owned(size as u32)
+            .expect("buffer room");
+        let at = self.at(ms);
+        self.queue.append(&record, size, reply, permit, at)
+    }
+
+    fn result(&mut self, index: usize) -> Option<Result<Placement, ClientError>> {
+        self.results[index].try_recv().ok()
+    }
+}
+
+fn sequence_of(ticket: &SendTicket) -> (i64, i32, i32) {
+    let batch = Batch::validate(ticket.bytes.clone()).expect("a valid batch");
+    let header = batch.header();
+    (
+        header.producer_id,
+        header.base_sequence,
+        header.record_count,
+    )
+}
+
+fn refused(code: ErrorCode) -> ClientError {
+    ClientError::Broker {
+        code,
+        status: tonic::Code::InvalidArgument,
+        message: format!("{code:?}"),
+        leader: None,
+    }
+}
+
+fn timed_out() -> ClientError {
+    ClientError::Broker {
+        code: ErrorCode::RequestTimedOut,
+        status: tonic::Code::DeadlineExceeded,
+        message: "no answer".into(),
+        leader: None,
+    }
+}
+
+/// Appends `count` full batches (one 100-byte record each) at time 0.
+fn full_batches(fixture: &mut Fixture, count: usize) {
+    full_batches_at(fixture, count, 0);
+}
+
+/// Appends `count` full batches at `ms`.
+fn full_batches_at(fixture: &mut Fixture, count: usize, ms: u64) {
+    for _ in 0..count {
+        assert!(fixture.append(100, ms), "a full batch is sealed at once");
+    }
+}
+
+#[test]
+fn records_wait_for_linger_or_a_full_batch() {
+    let mut f = Fixture::new(Some(PID));
+    assert!(!f.append(40, 0));
+    assert!(!f.append(40, 1));
+    assert!(
+        f.queue.poll_send(f.at(4)).is_empty(),
+        "neither full nor lingered"
+    );
+    assert_eq!(f.queue.next_wakeup(), Some(f.at(5)));
+    let tickets = f.queue.poll_send(f.at(5));
+    assert_eq!(tickets.len(), 1);
+    assert_eq!(sequence_of(&tickets[0]), (7, 0, 2));
+    // A record that would overflow the open batch seals it and starts the next one.
+    assert!(!f.append(60, 10));
+    assert!(f.append(60, 10));
+    assert_eq!(sequence_of(&f.queue.poll_send(f.at(10))[0]), (7, 2, 1));
+}
+
+#[test]
+fn acknowledged_records_get_consecutive_offsets_and_free_the_buffer() {
+    let mut f = Fixture::new(Some(PID));
+    f.append(30, 0);
+    f.append(30, 0);
+    let ticket = f.queue.poll_send(f.at(5)).remove(0);
+    assert_eq!(f.buffer.available_permits(), (1 << 20) - 60);
+    f.queue.on_success(ticket.batch_id, 40);
+    assert_eq!(f.result(0).unwrap().unwrap().offset, 40);
+    assert_eq!(
+        f.result(1).unwrap().unwrap(),
+        Placement {
+            partition: 3,
+            offset: 41
+        }
+    );
+    assert_eq!(f.buffer.available_permits(), 1 << 20);
+    assert!(f.queue.is_idle());
+}
+
+#[test]
+fn at_most_max_in_flight_requests_per_partition() {
+    let mut f = Fixture::new(Some(PID));
+    full_batches(&mut f, 5);
+    let tickets = f.queue.poll_send(f.at(0));
+    let sequences: Vec<_> = tickets.iter().map(|t| sequence_of(t).1).collect();
+    assert_eq!(sequences, [0, 1, 2]);
+    assert!(f.queue.poll_send(f.at(0)).is_empty());
+    f.queue.on_success(tickets[0].batch_id, 0);
+    let next = f.queue.poll_send(f.at(0));
+    assert_eq!(next.len(), 1);
+    assert_eq!(sequence_of(&next[0]).1, 3);
+}
+
+#[test]
+fn a_retriable_failure_drains_backs_off_then_resends_in_order_one_at_a_time() {
+    let mut f = Fixture::new(Some(PID));
+    full_batches(&mut f, 3);
+    let t = f.queue.poll_send(f.at(0));
+    f.queue
+        .on_failure(t[0].batch_id, refused(ErrorCode::DiskFull), f.at(1));
+    // The later ones come back as gaps: expected while batch 0 is retried.
+    f.queue.on_failure(
+        t[1].batch_id,
+        refused(ErrorCode::OutOfOrderSequence),
+        f.at(2),
+    );
+    f.queue.on_failure(
+        t[2].batch_id,
+        refused(ErrorCode::OutOfOrderSequence),
+        f.at(2),
+    );
+    assert!(
+        f.result(1).is_none() && f.result(2).is_none(),
+        "gaps are not failures"
+    );
+    assert!(f.queue.poll_send(f.at(50)).is_empty(), "backing off");
+    // The backoff counts from the last failure (at 2 ms).
+    let probe = f.queue.poll_send(f.at(102));
+    assert_eq!(probe.len(), 1, "recovery sends one batch at a time");
+    assert_eq!(
+        sequence_of(&probe[0]).1,
+        0,
+        "same sequence: a duplicate would be recognised"
+    );
+    f.queue.on_success(probe[0].batch_id, 0);
+    let rest: Vec<_> = f
+        .queue
+        .poll_send(f.at(103))
+        .iter()
+        .map(|t| sequence_of(t).1)
+        .collect();
+    assert_eq!(rest, [1, 2], "pipelining resumes after the probe succeeds");
+}
+
+#[test]
+fn a_refused_batch_fails_alone_and_the_batches_behind_it_are_renumbered() {
+    let mut f = Fixture::new(Some(PID));
+    full_batches(&mut f, 3);
+    let t = f.queue.poll_send(f.at(0));
+    f.queue.on_success(t[0].batch_id, 0);
+    f.queue
+        .on_failure(t[1].batch_id, refused(ErrorCode::RecordTooLarge), f.at(1));
+    let failure = f.result(1).unwrap().unwrap_err();
+    assert_eq!(failure.code(), Some(ErrorCode::RecordTooLarge));
+    f.queue.on_failure(
+        t[2].batch_id,
+        refused(ErrorCode::OutOfOrderSequence),
+        f.at(1),
+    );
+    assert!(f.result(2).is_none());
+    let resent = f.queue.poll_send(f.at(200));
+    assert_eq!(
+        sequence_of(&resent[0]),
+        (7, 1, 1),
+        "takes the refused batch's sequence"
+    );
+    f.queue.on_success(resent[0].batch_id, 1);
+    assert_eq!(f.result(2).unwrap().unwrap().offset, 1);
+    full_batches(&mut f, 1);
+    assert_eq!(sequence_of(&f.queue.poll_send(f.at(200))[0]).1, 2);
+}
+
+#[test]
+fn an_unexplained_gap_is_a_failure() {
+    let mut f = Fixture::new(Some(PID));
+    full_batches(&mut f, 1);
+    let t = f.queue.poll_send(f.at(0));
+    f.queue.on_failure(
+        t[0].batch_id,
+        refused(ErrorCode::OutOfOrderSequence),
+        f.at(1),
+    );
+    let failure = f.result(0).unwrap().unwrap_err();
+    assert_eq!(failure.code(), Some(ErrorCode::OutOfOrderSequence));
+}
+
+#[test]
+fn a_batch_never_sent_expires_and_the_rest_move_up() {
+    let mut f = Fixture::new(Some(PID));
+    full_batches(&mut f, 1);
+    let first = f.queue.poll_send(f.at(0)).remove(0);
+    f.queue
+        .on_failure(first.batch_id, refused(ErrorCode::Throttled), f.at(1));
+    // Retries keep failing until the delivery deadline passes while the batch waits.
+    let mut now = 101;
+    loop {
+        let tickets = f.queue.poll_send(f.at(now));
+        if let Some(ticket) = tickets.first() {
+            f.queue
+                .on_failure(ticket.batch_id, refused(ErrorCode::Throttled), f.at(now));
+        }
+        if let Some(result) = f.result(0) {
+            let err = result.unwrap_err();
+            assert!(matches!(err, ClientError::DeliveryTimeout { .. }), "{err}");
+            assert!(
+                err.to_string().contains("Throttled"),
+                "names the last error: {err}"
+            );
+            break;
+        }
+        now += 1000;
+        assert!(now < 20_000, "the delivery timeout must end the retries");
+    }
+    assert!(
+        !f.queue.needs_identity(),
+        "refusals wrote nothing: no new producer id needed"
+    );
+    full_batches_at(&mut f, 1, now);
+    let next = f.queue.poll_send(f.at(now));
+    assert_eq!(
+        sequence_of(&next[0]).1,
+        0,
+        "the expired batch's sequence is reused"
+    );
+}
+
+#[test]
+fn expiry_with_an_unknown_outcome_waits_for_a_new_producer_id() {
+    let mut f = Fixture::new(Some(PID));
+    full_batches(&mut f, 2);
+    let t = f.queue.poll_send(f.at(0));
+    f.queue.on_success(t[1].batch_id, 5); // the broker took batch 1 ...
+    f.queue.on_failure(t[0].batch_id, timed_out(), f.at(10_001)); // ... and maybe batch 0.
+    assert!(matches!(
+        f.result(0).unwrap().unwrap_err(),
+        ClientError::DeliveryTimeout { .. }
+    ));
+    assert_eq!(f.result(1).unwrap().unwrap().offset, 5);
+    full_batches_at(&mut f, 1, 10_001);
+    assert!(f.queue.needs_identity());
+    assert!(
+        f.queue.poll_send(f.at(10_002)).is_empty(),
+        "nothing goes out under the old id"
+    );
+    f.queue.set_identity(ProducerIdentity {
+        producer_id: 8,
+        producer_epoch: 0,
+    });
+    let resent = f.queue.poll_send(f.at(10_003));
+    assert_eq!(sequence_of(&resent[0]), (8, 0, 1));
+}
+
+#[test]
+fn an_ambiguous_failure_is_retried_with_the_same_sequence() {
+    let mut f = Fixture::new(Some(PID));
+    full_batches(&mut f, 1);
+    let t = f.queue.poll_send(f.at(0));
+    f.queue.on_failure(t[0].batch_id, timed_out(), f.at(2_000));
+    let again = f.queue.poll_send(f.at(2_100));
+    assert_eq!(sequence_of(&again[0]).1, 0);
+    assert_eq!(again[0].timeout, Duration::from_secs(2));
+    f.queue.on_success(again[0].batch_id, 9);
+    assert_eq!(f.result(0).unwrap().unwrap().offset, 9);
+}
+
+#[test]
+fn without_idempotence_batches_carry_no_producer_fields() {
+    let mut f = Fixture::new(None);
+    full_batches(&mut f, 1);
+    let t = f.queue.poll_send(f.at(0));
+    assert_eq!(sequence_of(&t[0]), (-1, -1, 1));
+}
+
+#[test]
+fn sequences_wrap_at_i32_max() {
+    assert_eq!(next_sequence_after(i32::MAX - 1, 2), 0);
+    assert_eq!(next_sequence_after(5, 3), 8);
+    let _ = Bytes::new();
+}
+
+#[test]
+fn a_gap_from_requests_served_out_of_order_is_retried_even_after_the_earlier_one_succeeded() {
+    let mut f = Fixture::new(Some(PID));
+    full_batches(&mut f, 2);
+    let t = f.queue.poll_send(f.at(0));
+    // The broker served batch 1 first (a gap), then batch 0; the answers arrive in that
+    // order or the other, and either way batch 1 is resent, not failed.
+    f.queue.on_success(t[0].batch_id, 0);
+    f.queue.on_failure(
+        t[1].batch_id,
+        refused(ErrorCode::OutOfOrderSequence),
+        f.at(1),
+    );
+    assert!(f.result(1).is_none());
+    let again = f.queue.poll_send(f.at(200));
+    assert_eq!(sequence_of(&again[0]).1, 1);
+    // Sent as the oldest this time, a gap would be real.
+    f.queue.on_failure(
+        again[0].batch_id,
+        refused(ErrorCode::OutOfOrderSequence),
+        f.at(201),
+    );
+    assert_eq!(
+        f.result(1).unwrap().unwrap_err().code(),
+        Some(ErrorCode::OutOfOrderSequence)
+    );
+}
