@@ -1,6 +1,8 @@
 //! The HTTP admin endpoint: `GET /health` (200 once serving) and `GET /metrics` (Prometheus
 //! text). A deliberately small HTTP/1.1 responder on tokio: one request per connection, bounded
-//! request size, no dependency on a web framework for two read-only routes.
+//! request size, no dependency on a web framework for two read-only routes. `/metrics` joins
+//! partition offsets read from the broker at scrape time with the request activity counted in
+//! [`Metrics`].
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -9,25 +11,28 @@ use cairn_broker::Broker;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::metrics::Metrics;
+
 /// Largest request head read before answering 400.
 const MAX_REQUEST_HEAD_BYTES: usize = 8192;
 
 /// Serves the endpoint until the task is dropped.
-pub async fn serve(listener: TcpListener, broker: Arc<Broker>) {
+pub async fn serve(listener: TcpListener, broker: Arc<Broker>, metrics: Arc<Metrics>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
         let broker = Arc::clone(&broker);
+        let metrics = Arc::clone(&metrics);
         tokio::spawn(async move {
-            if let Err(err) = answer(stream, &broker).await {
+            if let Err(err) = answer(stream, &broker, &metrics).await {
                 tracing::debug!(%err, "http admin request failed");
             }
         });
     }
 }
 
-async fn answer(mut stream: TcpStream, broker: &Broker) -> std::io::Result<()> {
+async fn answer(mut stream: TcpStream, broker: &Broker, metrics: &Metrics) -> std::io::Result<()> {
     let mut head = Vec::with_capacity(512);
     let mut buf = [0u8; 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -54,7 +59,7 @@ async fn answer(mut stream: TcpStream, broker: &Broker) -> std::io::Result<()> {
                 &mut stream,
                 "200 OK",
                 "text/plain; version=0.0.4",
-                &metrics(broker),
+                &exposition(broker, metrics),
             )
             .await
         }
@@ -85,8 +90,8 @@ async fn respond(
     stream.shutdown().await
 }
 
-/// Partition offsets in Prometheus text format.
-fn metrics(broker: &Broker) -> String {
+/// Partition offsets, then produce and fetch activity, in Prometheus text format.
+fn exposition(broker: &Broker, metrics: &Metrics) -> String {
     let mut out = String::new();
     out.push_str(
         "# HELP cairn_partition_high_watermark The end of what is readable in a partition.\n",
@@ -113,5 +118,7 @@ fn metrics(broker: &Broker) -> String {
             );
         }
     }
-    out + &starts
+    out.push_str(&starts);
+    metrics.render(&mut out);
+    out
 }

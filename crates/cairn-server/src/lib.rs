@@ -5,10 +5,13 @@
 //! - `services`: the `cairn.v1` gRPC services (Producer, Consumer, Admin, Metadata);
 //! - `status`: the one mapping from broker and log errors to error codes and gRPC statuses;
 //! - `http`: `/health` and `/metrics` on the admin port;
+//! - [`metrics`]: produce and fetch counters and latency histograms; the services count into one
+//!   shared [`metrics::Metrics`] and `http` renders it (the broker never sees it);
 //! - [`run`]: opens the broker, binds both ports, adds `grpc.health.v1.Health` and server
 //!   reflection (v1 and v1alpha), and serves until told to stop.
 
 mod http;
+pub mod metrics;
 pub mod services;
 pub mod status;
 
@@ -24,6 +27,7 @@ use cairn_proto::v1::admin_server::AdminServer;
 use cairn_proto::v1::consumer_server::ConsumerServer;
 use cairn_proto::v1::metadata_server::MetadataServer;
 use cairn_proto::v1::producer_server::ProducerServer;
+use metrics::Metrics;
 use services::{AdminService, ConsumerService, MetadataService, ProducerService};
 use tokio::net::TcpListener;
 
@@ -141,19 +145,30 @@ pub async fn run(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
 
-    let http = tokio::spawn(http::serve(http_listener, Arc::clone(&broker)));
+    let metrics = Arc::new(Metrics::new());
+    let http = tokio::spawn(http::serve(
+        http_listener,
+        Arc::clone(&broker),
+        Arc::clone(&metrics),
+    ));
     let router = tonic::transport::Server::builder()
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(
-            ProducerServer::new(ProducerService::new(Arc::clone(&broker)))
-                .max_decoding_message_size(MAX_REQUEST_BYTES),
+            ProducerServer::new(ProducerService::new(
+                Arc::clone(&broker),
+                Arc::clone(&metrics),
+            ))
+            .max_decoding_message_size(MAX_REQUEST_BYTES),
         )
         .add_service(
-            ConsumerServer::new(ConsumerService::new(Arc::clone(&broker)))
-                .max_decoding_message_size(MAX_REQUEST_BYTES)
-                .max_encoding_message_size(MAX_RESPONSE_BYTES),
+            ConsumerServer::new(ConsumerService::new(
+                Arc::clone(&broker),
+                Arc::clone(&metrics),
+            ))
+            .max_decoding_message_size(MAX_REQUEST_BYTES)
+            .max_encoding_message_size(MAX_RESPONSE_BYTES),
         )
         .add_service(
             AdminServer::new(AdminService::new(Arc::clone(&broker)))

@@ -1,5 +1,6 @@
 //! The server over real gRPC on loopback: admin, produce, fetch, offsets, health, and typed
-//! error details, through the generated tonic clients.
+//! error details, through the generated tonic clients; and the activity they leave in the HTTP
+//! `/metrics` exposition.
 
 #![allow(
     clippy::unwrap_used,
@@ -10,12 +11,13 @@ use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
 
 use cairn_broker::TopicConfig;
+use cairn_log::batch::{BatchBuilder, Compression, RecordInput};
 use cairn_proto::v1::admin_client::AdminClient;
 use cairn_proto::v1::consumer_client::ConsumerClient;
 use cairn_proto::v1::producer_client::ProducerClient;
 use cairn_proto::v1::{
-    CreateTopicRequest, FetchRequest, ListOffsetsRequest, OffsetSpec, ProduceRequest, Record,
-    RecordList, produce_request::Payload,
+    CreateTopicRequest, FetchFormat, FetchRequest, ListOffsetsRequest, OffsetSpec, ProduceRequest,
+    Record, RecordList, produce_request::Payload,
 };
 use cairn_server::{ServerConfig, run};
 use tonic_types::StatusExt;
@@ -27,18 +29,21 @@ fn free_port() -> SocketAddr {
         .unwrap()
 }
 
-async fn start(
-    dir: &std::path::Path,
-) -> (
-    String,
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<()>,
-) {
+/// A running server: its gRPC URL and HTTP admin address, the stop signal, and its task.
+struct Started {
+    url: String,
+    http: SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+async fn start(dir: &std::path::Path) -> Started {
     let grpc = free_port();
+    let http = free_port();
     let cfg = ServerConfig {
         data_dir: dir.to_path_buf(),
         grpc_addr: grpc,
-        http_addr: free_port(),
+        http_addr: http,
         node_id: 1,
         advertised_address: None,
         topic_defaults: TopicConfig::default(),
@@ -54,7 +59,12 @@ async fn start(
     let url = format!("http://{grpc}");
     for _ in 0..200 {
         if AdminClient::connect(url.clone()).await.is_ok() {
-            return (url, stop, server);
+            return Started {
+                url,
+                http,
+                stop,
+                server,
+            };
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
@@ -64,7 +74,9 @@ async fn start(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn produce_and_fetch_round_trip_over_grpc() {
     let dir = tempfile::tempdir().unwrap();
-    let (url, stop, server) = start(dir.path()).await;
+    let Started {
+        url, stop, server, ..
+    } = start(dir.path()).await;
     let mut admin = AdminClient::connect(url.clone()).await.unwrap();
     let created = admin
         .create_topic(CreateTopicRequest {
@@ -217,6 +229,152 @@ async fn produce_and_fetch_round_trip_over_grpc() {
         status.status,
         tonic_health::pb::health_check_response::ServingStatus::Serving as i32
     );
+
+    stop.send(()).unwrap();
+    server.await.unwrap();
+}
+
+/// The body of `GET /metrics` on the admin port.
+async fn scrape(http: SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(http).await.unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: cairn\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.contains("text/plain; version=0.0.4"), "{head}");
+    body.to_string()
+}
+
+/// The value of the one sample line for `series` (a metric name with its labels).
+fn sample(body: &str, series: &str) -> f64 {
+    let prefix = format!("{series} ");
+    let values: Vec<f64> = body
+        .lines()
+        .filter_map(|line| line.strip_prefix(&prefix))
+        .map(|value| value.parse().unwrap())
+        .collect();
+    assert_eq!(values.len(), 1, "want one {series} sample in:\n{body}");
+    values[0]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_report_produce_and_fetch_activity() {
+    let dir = tempfile::tempdir().unwrap();
+    let Started {
+        url,
+        http,
+        stop,
+        server,
+    } = start(dir.path()).await;
+    let mut admin = AdminClient::connect(url.clone()).await.unwrap();
+    admin
+        .create_topic(CreateTopicRequest {
+            name: "metered".into(),
+            partitions: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let before = scrape(http).await;
+    assert_eq!(
+        sample(&before, "cairn_produce_latency_seconds_count{acks=\"all\"}"),
+        0.0
+    );
+
+    let mut producer = ProducerClient::connect(url.clone()).await.unwrap();
+    // Five plain records of 2 key + 3 value bytes each: 25 payload bytes.
+    let records = (0..5)
+        .map(|i| Record {
+            key: Some(format!("k{i}").into()),
+            value: Some(format!("v-{i}").into()),
+            ..Default::default()
+        })
+        .collect();
+    producer
+        .produce(ProduceRequest {
+            topic: "metered".into(),
+            partition: Some(0),
+            payload: Some(Payload::Records(RecordList { records })),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    // And a pre-encoded batch of three, counted by its encoded size.
+    let mut builder = BatchBuilder::new(Compression::None);
+    for value in [&b"a"[..], b"bb", b"ccc"] {
+        let record = RecordInput {
+            key: None,
+            value: Some(value),
+            headers: &[],
+            timestamp_ms: 1,
+        };
+        builder.push(&record).unwrap();
+    }
+    let batch = builder.build().unwrap();
+    let batch_bytes = batch.len() as f64;
+    producer
+        .produce(ProduceRequest {
+            topic: "metered".into(),
+            partition: Some(0),
+            payload: Some(Payload::RecordBatch(batch)),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    producer
+        .produce(ProduceRequest {
+            topic: "no-such-topic".into(),
+            payload: Some(Payload::Records(RecordList {
+                records: vec![Record::default()],
+            })),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+
+    let mut consumer = ConsumerClient::connect(url.clone()).await.unwrap();
+    for format in [FetchFormat::Records, FetchFormat::RecordBatches] {
+        consumer
+            .fetch(FetchRequest {
+                topic: "metered".into(),
+                partition: 0,
+                offset: 0,
+                format: format as i32,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+
+    let body = scrape(http).await;
+    // The offsets the endpoint always reported are still there.
+    let watermark = "cairn_partition_high_watermark{topic=\"metered\",partition=\"0\"}";
+    assert_eq!(sample(&body, watermark), 8.0);
+    let produce_ok = "cairn_produce_requests_total{topic=\"metered\",outcome=\"ok\"}";
+    assert_eq!(sample(&body, produce_ok), 2.0);
+    let produce_unknown = "cairn_produce_requests_total{topic=\"\",outcome=\"error\"}";
+    assert_eq!(sample(&body, produce_unknown), 1.0);
+    assert!(!body.contains("no-such-topic"), "{body}");
+    let produced = "cairn_produce_records_total{topic=\"metered\"}";
+    assert_eq!(sample(&body, produced), 8.0);
+    let produced_bytes = "cairn_produce_bytes_total{topic=\"metered\"}";
+    assert_eq!(sample(&body, produced_bytes), 25.0 + batch_bytes);
+    let latency_count = "cairn_produce_latency_seconds_count{acks=\"all\"}";
+    assert_eq!(sample(&body, latency_count), 3.0);
+    let latency_inf = "cairn_produce_latency_seconds_bucket{acks=\"all\",le=\"+Inf\"}";
+    assert_eq!(sample(&body, latency_inf), 3.0);
+    let fetch_ok = "cairn_fetch_requests_total{topic=\"metered\",outcome=\"ok\"}";
+    assert_eq!(sample(&body, fetch_ok), 2.0);
+    // Decoded records plus the record counts of the raw batches' headers.
+    let fetched = "cairn_fetch_records_total{topic=\"metered\"}";
+    assert_eq!(sample(&body, fetched), 16.0);
+    assert!(sample(&body, "cairn_fetch_bytes_total{topic=\"metered\"}") > 2.0 * batch_bytes);
+    assert_eq!(sample(&body, "cairn_fetch_latency_seconds_count"), 2.0);
 
     stop.send(()).unwrap();
     server.await.unwrap();

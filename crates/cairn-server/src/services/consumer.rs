@@ -1,8 +1,9 @@
-//! `cairn.v1.Consumer`: long-poll fetch, server-streaming subscribe, offset lookups.
+//! `cairn.v1.Consumer`: long-poll fetch, server-streaming subscribe, offset lookups. Fetches
+//! and subscribe messages are counted in [`Metrics`]; offset lookups are not.
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cairn_broker::{Broker, FetchRequest, OffsetQuery, decode_records};
 use cairn_log::{Offset, ReadResult};
@@ -15,6 +16,7 @@ use tokio_stream::Stream;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 
+use crate::metrics::{Metrics, Outcome, Transfer};
 use crate::status::{classify, invalid_request, to_status};
 
 /// Most bytes of decoded records one batch may expand to when a fetch decodes it.
@@ -26,12 +28,40 @@ const SUBSCRIBE_POLL: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone)]
 pub struct ConsumerService {
     broker: Arc<Broker>,
+    metrics: Arc<Metrics>,
 }
 
 impl ConsumerService {
-    /// A service over `broker`.
-    pub fn new(broker: Arc<Broker>) -> Self {
-        ConsumerService { broker }
+    /// A service over `broker` that counts its fetches in `metrics`.
+    pub fn new(broker: Arc<Broker>, metrics: Arc<Metrics>) -> Self {
+        ConsumerService { broker, metrics }
+    }
+
+    /// Reads and maps one unary fetch, waiting at most until shortly before `deadline`.
+    async fn read(
+        &self,
+        request: &api::FetchRequest,
+        deadline: Option<Duration>,
+    ) -> Result<(FetchResponse, Transfer), Status> {
+        let format = FetchFormat::try_from(request.format)
+            .map_err(|_| invalid_request("unknown fetch format"))?;
+        let mut max_wait = Duration::from_millis(u64::from(request.max_wait_ms));
+        if let Some(deadline) = deadline {
+            // Answer a little before the client gives up, so it gets the (possibly empty) data.
+            max_wait = max_wait.min(deadline.saturating_sub(Duration::from_millis(20)));
+        }
+        let fetch = FetchRequest {
+            topic: request.topic.clone(),
+            partition: i64::from(request.partition),
+            offset: request.offset,
+            max_bytes: i64::from(request.max_bytes),
+            max_wait,
+            min_bytes: usize::try_from(request.min_bytes).unwrap_or(1).max(1),
+        };
+        let read = self.broker.fetch(&fetch).await.map_err(|e| to_status(&e))?;
+        let response = response(&read, request.offset, request.partition, format)?;
+        let returned = returned(&read, &response, format);
+        Ok((response, returned))
     }
 }
 
@@ -43,25 +73,23 @@ impl Consumer for ConsumerService {
         &self,
         request: Request<api::FetchRequest>,
     ) -> Result<Response<FetchResponse>, Status> {
+        let started = Instant::now();
         let deadline = grpc_timeout(request.metadata());
         let request = request.into_inner();
-        let format = FetchFormat::try_from(request.format)
-            .map_err(|_| invalid_request("unknown fetch format"))?;
-        let mut max_wait = Duration::from_millis(u64::from(request.max_wait_ms));
-        if let Some(deadline) = deadline {
-            // Answer a little before the client gives up, so it gets the (possibly empty) data.
-            max_wait = max_wait.min(deadline.saturating_sub(Duration::from_millis(20)));
-        }
-        let fetch = FetchRequest {
-            topic: request.topic,
-            partition: i64::from(request.partition),
-            offset: request.offset,
-            max_bytes: i64::from(request.max_bytes),
-            max_wait,
-            min_bytes: usize::try_from(request.min_bytes).unwrap_or(1).max(1),
+        let answered = self.read(&request, deadline).await;
+        let (outcome, returned) = match &answered {
+            Ok((_, returned)) => (Outcome::Ok, *returned),
+            Err(_) => (Outcome::Error, Transfer::default()),
         };
-        let read = self.broker.fetch(&fetch).await.map_err(|e| to_status(&e))?;
-        response(&read, request.offset, request.partition, format).map(Response::new)
+        // Label by topic only once the broker knows it, so made-up names add no series.
+        let known = answered.is_ok() || self.broker.partition_count(&request.topic).is_ok();
+        self.metrics.record_fetch(
+            known.then_some(request.topic.as_str()),
+            outcome,
+            returned,
+            started.elapsed(),
+        );
+        answered.map(|(response, _)| Response::new(response))
     }
 
     type SubscribeStream = FetchStream;
@@ -90,6 +118,8 @@ impl Consumer for ConsumerService {
         // One message in flight: the next read waits until the client has taken the last.
         let (tx, rx) = tokio::sync::mpsc::channel(1);
         let broker = Arc::clone(&self.broker);
+        // The topic exists (checked above), so it may label series; look it up once per stream.
+        let counters = self.metrics.topic(&request.topic);
         tokio::spawn(async move {
             let mut offset = request.offset;
             loop {
@@ -101,7 +131,7 @@ impl Consumer for ConsumerService {
                     max_wait: SUBSCRIBE_POLL,
                     min_bytes: 1,
                 };
-                let message = match broker.fetch(&fetch).await {
+                let (message, delivered) = match broker.fetch(&fetch).await {
                     Ok(read) if read.is_empty() => {
                         if tx.is_closed() {
                             return;
@@ -110,12 +140,21 @@ impl Consumer for ConsumerService {
                     }
                     Ok(read) => {
                         offset = read.next_offset.as_i64();
-                        response(&read, fetch.offset, request.partition, format)
+                        let message = response(&read, fetch.offset, request.partition, format);
+                        let delivered = message
+                            .as_ref()
+                            .map_or(Transfer::default(), |m| returned(&read, m, format));
+                        (message, delivered)
                     }
-                    Err(err) => Err(to_status(&err)),
+                    Err(err) => (Err(to_status(&err)), Transfer::default()),
                 };
                 let failed = message.is_err();
-                if tx.send(message).await.is_err() || failed {
+                if tx.send(message).await.is_err() {
+                    return;
+                }
+                // Counted once handed to the stream, so a consumer that left counts nothing.
+                counters.count_delivery(delivered);
+                if failed {
                     return;
                 }
             }
@@ -208,6 +247,20 @@ fn response(
         }
     }
     Ok(response)
+}
+
+/// Records and bytes a fetch answer carries: decoded records as sent, or for raw batches the
+/// record counts of their headers (meta entries count none). Bytes are the batches read.
+fn returned(read: &ReadResult, response: &FetchResponse, format: FetchFormat) -> Transfer {
+    let record_count = match format {
+        FetchFormat::Records => response.records.len() as u64,
+        // The log verified these CRCs on the read, so this walks headers only.
+        FetchFormat::RecordBatches => read.batches().map(|b| u64::from(b.record_count())).sum(),
+    };
+    Transfer {
+        record_count,
+        bytes: read.data.len() as u64,
+    }
 }
 
 /// The client's deadline from the `grpc-timeout` header ("<digits><unit>", unit H M S m u n).
