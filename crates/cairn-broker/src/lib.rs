@@ -15,6 +15,8 @@
 //! - `broker`: [`Broker`], this node's topics and the admin operations on them; `partition`:
 //!   one partition's log and its group-committing writer; `topic_store`: topic files on disk
 //!   (`DATA/<topic>.topic`, logs in `DATA/<topic>-<partition>/`, Kafka's layout).
+//! - `sequencer`: queues an idempotent producer's batches for a partition's writer in
+//!   sequence order, although gRPC may serve the requests carrying them out of order.
 //! - `produce`: routing records to partitions, encoding them, appending; `fetch`: long-poll
 //!   reads, record decoding, offset lookups.
 //! - `error`: [`BrokerError`], the crate's one error enum.
@@ -34,6 +36,7 @@ mod produce;
 mod producer_filter;
 mod producer_ids;
 mod producer_state;
+mod sequencer;
 mod topic_config;
 mod topic_name;
 mod topic_store;
@@ -53,6 +56,7 @@ pub use produce::{
 pub use producer_filter::SequenceError;
 pub use producer_ids::PRODUCER_ID_BLOCK;
 pub use producer_state::{BATCHES_REMEMBERED, ProducerBatch, ProducerStates, SequenceCheck};
+pub use sequencer::MAX_ORDERING_WAIT;
 pub use topic_config::{CleanupPolicy, MAX_CONFIG_FILE_BYTES, TimestampType, TopicConfig};
 pub use topic_name::{
     CONSUMER_OFFSETS_TOPIC, INTERNAL_TOPIC_PREFIX, MAX_TOPIC_NAME_CHARS, TopicName, TopicNameError,

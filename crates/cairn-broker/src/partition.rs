@@ -8,6 +8,7 @@ use std::sync::Arc;
 use cairn_log::{Clock, Log, LogConfig, LogReader, LogWriter, WriterOptions};
 
 use crate::producer_filter::ProducerFilter;
+use crate::sequencer::Sequencer;
 
 use crate::error::BrokerError;
 
@@ -17,6 +18,8 @@ pub(crate) struct Partition {
     pub(crate) index: u32,
     pub(crate) dir: PathBuf,
     pub(crate) writer: LogWriter,
+    /// Puts idempotent producers' batches into the writer's queue in sequence order.
+    pub(crate) sequencer: Sequencer,
 }
 
 impl Partition {
@@ -37,7 +40,12 @@ impl Partition {
             WriterOptions::default(),
             Some(Box::new(filter)),
         )?;
-        Ok(Partition { index, dir, writer })
+        Ok(Partition {
+            index,
+            dir,
+            writer,
+            sequencer: Sequencer::default(),
+        })
     }
 
     /// A reader of the partition's log.

@@ -286,20 +286,40 @@ async fn append_one(
         log_start_offset,
         error: None,
     };
-    if acks == AckLevel::None {
-        match part.writer.try_append(vec![batch], Some(SINGLE_NODE_EPOCH)) {
-            Ok(_pending) => {}
-            Err(err) => produced.error = Some(err.into()),
+    let header = batch.header();
+    let producer = (header.producer_id >= 0).then_some((
+        header.producer_id,
+        header.producer_epoch,
+        header.base_sequence,
+        header.record_count,
+    ));
+    if let Some((id, epoch, sequence, _)) = producer {
+        part.sequencer.wait_turn(id, epoch, sequence).await;
+    }
+    let queued = if acks == AckLevel::None {
+        part.writer.try_append(vec![batch], Some(SINGLE_NODE_EPOCH))
+    } else {
+        part.writer
+            .queue_append(vec![batch], Some(SINGLE_NODE_EPOCH))
+            .await
+    };
+    if let Some((id, epoch, sequence, records)) = producer {
+        part.sequencer.queued(id, epoch, sequence, records);
+    }
+    let pending = match queued {
+        Ok(pending) => pending,
+        Err(err) => {
+            produced.error = Some(err.into());
+            return Ok(produced);
         }
+    };
+    if acks == AckLevel::None {
         return Ok(produced);
     }
-    match part
-        .writer
-        .append(vec![batch], Some(SINGLE_NODE_EPOCH))
-        .await
-    {
-        Ok(infos) => produced.base_offset = infos.first().map(|info| info.base_offset),
-        Err(err) => produced.error = Some(err.into()),
+    match pending.await {
+        Ok(Ok(infos)) => produced.base_offset = infos.first().map(|info| info.base_offset),
+        Ok(Err(err)) => produced.error = Some(err.into()),
+        Err(_) => produced.error = Some(cairn_log::LogError::Closed.into()),
     }
     produced.log_start_offset = part.reader().log_start_offset();
     Ok(produced)

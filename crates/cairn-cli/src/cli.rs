@@ -83,6 +83,12 @@ pub enum Command {
         after_help = "Examples:\n  cairn consume orders --from earliest --until-end --format json"
     )]
     Consume(crate::consume::ConsumeArgs),
+    /// Measure a running broker: produce or consume load with throughput and latency figures.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  cairn bench produce --records 200000 --record-size 1024\n  cairn bench consume --topic cairn-bench"
+    )]
+    Bench(crate::bench::BenchCommand),
 }
 
 /// `cairn serve`'s flags as typed, before the environment, the config file and the defaults are

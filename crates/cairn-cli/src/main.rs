@@ -13,6 +13,7 @@
 //! line). A failure is one line on stderr, `error: ...`, and the exit status says whose it is:
 //! 2 for a usage or config mistake (clap's own usage errors too), 1 for anything else.
 
+mod bench;
 mod cli;
 mod config_error;
 mod config_resolve;
@@ -49,6 +50,7 @@ async fn main() -> ExitCode {
         Command::Topic(command) => topic::run(&cli.broker, command).await,
         Command::Produce(args) => produce::run(&cli.broker, args).await,
         Command::Consume(args) => consume::run(&cli.broker, args).await,
+        Command::Bench(command) => bench::run(&cli.broker, command).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,6 +1,6 @@
-//! `cairn produce` and `cairn consume` through the real binary: keyed lines round-trip exactly
-//! once, each key in order, each record on the partition Kafka's partitioner picks, offsets dense
-//! from 0 per partition.
+//! `cairn produce` and `cairn consume` through the real binary: tens of thousands of keyed lines
+//! round-trip exactly once, each key in order, each record on the partition Kafka's partitioner
+//! picks, offsets dense from 0 per partition; a restarted broker serves exactly the same records.
 
 #![allow(clippy::unwrap_used, reason = "tests: a failure here is a failed test")]
 
@@ -29,7 +29,7 @@ fn keyed_lines_round_trip_in_order_where_kafka_would_put_them() {
             .success()
     );
 
-    let records = 3000;
+    let records = 30_000;
     let input: String = (0..records)
         .map(|i| format!("customer-{}:order-{i}\n", i % 37))
         .collect();
@@ -51,24 +51,29 @@ fn keyed_lines_round_trip_in_order_where_kafka_would_put_them() {
         String::from_utf8_lossy(&produced.stderr)
     );
 
-    let consumed = run(&[
-        "consume",
-        "orders",
-        "--from",
-        "earliest",
-        "--until-end",
-        "--format",
-        "json",
-    ])
-    .output()
-    .unwrap();
-    assert!(
-        consumed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&consumed.stderr)
-    );
-    let lines: Vec<serde_json::Value> = String::from_utf8(consumed.stdout)
-        .unwrap()
+    let replay = |broker: &str| {
+        let consumed = cairn(&[
+            "--broker",
+            broker,
+            "consume",
+            "orders",
+            "--from",
+            "earliest",
+            "--until-end",
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+        assert!(
+            consumed.status.success(),
+            "{}",
+            String::from_utf8_lossy(&consumed.stderr)
+        );
+        String::from_utf8(consumed.stdout).unwrap()
+    };
+    let before_restart = replay(&broker);
+    let lines: Vec<serde_json::Value> = before_restart
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
@@ -125,6 +130,17 @@ fn keyed_lines_round_trip_in_order_where_kafka_would_put_them() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&limited.stdout).lines().count(), 5);
 
+    send(&server, libc::SIGTERM);
+    assert!(wait_exit(server).status.success());
+
+    // A restarted broker serves the same records at the same offsets.
+    let (server, broker) = start_broker(data.path());
+    let sorted = |text: &str| {
+        let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+        lines.sort();
+        lines
+    };
+    assert_eq!(sorted(&replay(&broker)), sorted(&before_restart));
     send(&server, libc::SIGTERM);
     assert!(wait_exit(server).status.success());
 }

@@ -10,6 +10,10 @@ use crate::error::ClientError;
 
 /// How long to wait for a TCP connection to one broker.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// HTTP/2 flow-control window per stream the client offers.
+pub const HTTP2_STREAM_WINDOW_BYTES: u32 = 8 << 20;
+/// HTTP/2 flow-control window per connection the client offers.
+pub const HTTP2_CONNECTION_WINDOW_BYTES: u32 = 32 << 20;
 
 /// Connects to the first reachable broker of `brokers` (`host:port`, comma-separated allowed).
 ///
@@ -28,7 +32,12 @@ pub async fn connect(brokers: &str) -> Result<Channel, ClientError> {
             .map_err(|e| {
                 ClientError::InvalidArgument(format!("bad broker address {address:?}: {e}"))
             })?
-            .connect_timeout(CONNECT_TIMEOUT);
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true)
+            // HTTP/2's default 64 KiB windows would stall every batch or fetch answer larger
+            // than that on a window update round trip.
+            .initial_stream_window_size(HTTP2_STREAM_WINDOW_BYTES)
+            .initial_connection_window_size(HTTP2_CONNECTION_WINDOW_BYTES);
         match endpoint.connect().await {
             Ok(channel) => return Ok(channel),
             Err(err) => last = Some(err),

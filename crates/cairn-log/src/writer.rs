@@ -152,6 +152,23 @@ impl LogWriter {
         self.call(Command::append(batches, epoch)).await?
     }
 
+    /// Like [`LogWriter::append`], in two steps: this waits for queue space and queues the
+    /// append; the returned receiver yields its result. Appends are carried out in the order
+    /// they were queued, so a caller that must order appends (idempotent producers' sequences)
+    /// can release the next one as soon as this returns.
+    ///
+    /// # Errors
+    /// [`LogError::Closed`] if the writer has stopped.
+    pub async fn queue_append(
+        &self,
+        batches: Vec<Batch>,
+        epoch: Option<LeaderEpoch>,
+    ) -> Result<oneshot::Receiver<Result<Vec<AppendInfo>, LogError>>, LogError> {
+        let (command, rx) = Command::append(batches, epoch);
+        self.tx.send(command).await.map_err(|_| LogError::Closed)?;
+        Ok(rx)
+    }
+
     /// Like [`LogWriter::append`] but fails at once with [`LogError::QueueFull`] instead of
     /// waiting for queue space; the returned receiver yields the result.
     ///

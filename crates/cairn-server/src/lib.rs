@@ -30,11 +30,17 @@ use cairn_proto::v1::producer_server::ProducerServer;
 use metrics::Metrics;
 use services::{AdminService, ConsumerService, MetadataService, ProducerService};
 use tokio::net::TcpListener;
+use tokio_stream::StreamExt;
 
 /// Largest request the gRPC server decodes: a produce of up to 16 MiB of batches.
 pub const MAX_REQUEST_BYTES: usize = 16 << 20;
 /// Largest response it encodes: a fetch of up to 64 MiB plus framing.
 pub const MAX_RESPONSE_BYTES: usize = (64 << 20) + (1 << 20);
+/// HTTP/2 flow-control window per stream: room for a whole large produce request or fetch
+/// answer without waiting for a window update.
+pub const HTTP2_STREAM_WINDOW_BYTES: u32 = 8 << 20;
+/// HTTP/2 flow-control window per connection (all streams together).
+pub const HTTP2_CONNECTION_WINDOW_BYTES: u32 = 32 << 20;
 
 /// How the server is set up.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -152,6 +158,10 @@ pub async fn run(
         Arc::clone(&metrics),
     ));
     let router = tonic::transport::Server::builder()
+        // HTTP/2's default 64 KiB windows stall every request larger than that on a window
+        // update round trip; produce requests of batches are routinely bigger.
+        .initial_stream_window_size(Some(HTTP2_STREAM_WINDOW_BYTES))
+        .initial_connection_window_size(Some(HTTP2_CONNECTION_WINDOW_BYTES))
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -179,7 +189,17 @@ pub async fn run(
         ))));
     println!("cairn ready grpc={grpc_local} http={http_local}");
     tracing::info!(grpc = %grpc_local, http = %http_local, data_dir = %cfg.data_dir.display(), "serving");
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc_listener);
+    // Accepted sockets do not inherit tonic's own `tcp_nodelay` (that applies only to sockets
+    // it binds itself), and Nagle's algorithm holding back the tail of an answer behind the
+    // peer's delayed ACK cost whole milliseconds per produce request.
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc_listener).map(|stream| {
+        if let Ok(stream) = &stream
+            && let Err(err) = stream.set_nodelay(true)
+        {
+            tracing::warn!(%err, "cannot set TCP_NODELAY on an accepted connection");
+        }
+        stream
+    });
     let served = router
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await;

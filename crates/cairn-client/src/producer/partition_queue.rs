@@ -348,10 +348,17 @@ impl PartitionQueue {
         // A gap is expected when the broker may have seen this batch before an earlier one:
         // requests on one connection can be served out of order, and an earlier batch may have
         // failed. A gap seen by a batch sent as the oldest unanswered one is real.
+        // (A broker that has not seen this producer yet calls such a gap an unknown producer.)
         let gap_explained = idempotent
-            && code == Some(ErrorCode::OutOfOrderSequence)
+            && matches!(
+                code,
+                Some(ErrorCode::OutOfOrderSequence | ErrorCode::UnknownProducerId)
+            )
             && self.sealed[index].sent_behind_others;
-        let lost_producer = idempotent && code == Some(ErrorCode::UnknownProducerId);
+        // Sent as the oldest and still unknown: the broker lost this producer's state (its
+        // batches were all deleted by retention, say); only a fresh producer id helps.
+        let lost_producer =
+            idempotent && !gap_explained && code == Some(ErrorCode::UnknownProducerId);
         let retriable = error.is_retriable() || error.outcome_unknown() || gap_explained;
         let batch = &mut self.sealed[index];
         batch.maybe_written |= error.outcome_unknown();

@@ -371,3 +371,33 @@ fn a_gap_from_requests_served_out_of_order_is_retried_even_after_the_earlier_one
         Some(ErrorCode::OutOfOrderSequence)
     );
 }
+
+#[test]
+fn unknown_producer_is_a_gap_when_sent_behind_others_and_a_lost_state_otherwise() {
+    let mut f = Fixture::new(Some(PID));
+    full_batches(&mut f, 2);
+    let t = f.queue.poll_send(f.at(0));
+    // The broker saw batch 1 first, before it knew the producer at all.
+    f.queue.on_failure(
+        t[1].batch_id,
+        refused(ErrorCode::UnknownProducerId),
+        f.at(1),
+    );
+    f.queue.on_success(t[0].batch_id, 0);
+    assert!(!f.queue.needs_identity());
+    let again = f.queue.poll_send(f.at(200));
+    assert_eq!(sequence_of(&again[0]), (7, 1, 1));
+    // Sent as the oldest and still unknown: a new producer id, sequences from 0.
+    f.queue.on_failure(
+        again[0].batch_id,
+        refused(ErrorCode::UnknownProducerId),
+        f.at(201),
+    );
+    assert!(f.queue.needs_identity());
+    f.queue.set_identity(ProducerIdentity {
+        producer_id: 9,
+        producer_epoch: 0,
+    });
+    let fresh = f.queue.poll_send(f.at(2_000));
+    assert_eq!(sequence_of(&fresh[0]), (9, 0, 1));
+}

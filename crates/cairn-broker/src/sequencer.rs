@@ -1,0 +1,171 @@
+//! Hands an idempotent producer's batches for one partition to the log writer in sequence
+//! order, even when the requests carrying them are served out of order.
+//!
+//! Kafka serves a connection's requests one at a time, so a producer's pipelined batches reach
+//! the log in the order they were sent. gRPC runs each request of an HTTP/2 connection as its
+//! own task, and two tasks started microseconds apart can reach the writer's queue in either
+//! order; the sequence check (KIP-98) would then refuse the later batch as a gap and the client
+//! would have to drain and resend. So before a batch of producer P is queued, it waits (briefly,
+//! [`MAX_ORDERING_WAIT`]) for P's batch with the preceding sequence to be queued first.
+//!
+//! This only orders; it never decides. The writer's admission filter still checks every
+//! sequence, so a wait that times out (the earlier batch is lost, or was refused before it got
+//! here) just lets the batch through to be refused as a gap, as it would have been anyway.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+/// Longest a batch waits for its predecessor. Predecessors in flight arrive within
+/// microseconds; one that takes longer is lost or refused, and the client recovers either way.
+pub const MAX_ORDERING_WAIT: Duration = Duration::from_millis(500);
+
+/// Longest a batch of a producer this partition has not queued anything for yet waits, when
+/// its sequence is not 0: the producer's first batch is probably a request away. Shorter than
+/// [`MAX_ORDERING_WAIT`] because after a broker restart a producer resumes mid-sequence, and
+/// its first batch here then waits for nothing.
+pub const NEW_PRODUCER_WAIT: Duration = Duration::from_millis(20);
+
+/// Producers remembered per partition; past this the table is cleared (ordering is an
+/// optimisation, so forgetting costs at most a client retry, never correctness).
+const MAX_PRODUCERS: usize = 4096;
+
+/// Sequences wrap at `i32::MAX`, so "ahead" means within half the sequence space.
+const SEQUENCE_SPACE: i64 = i32::MAX as i64 + 1;
+
+/// The next sequence queued for one producer.
+#[derive(Clone, Copy, Debug)]
+struct Lane {
+    epoch: i16,
+    next: i32,
+}
+
+/// Per-partition ordering of idempotent producers' batches.
+#[derive(Debug, Default)]
+pub(crate) struct Sequencer {
+    lanes: Mutex<HashMap<i64, Lane>>,
+    queued: Notify,
+}
+
+/// How far `sequence` is ahead of `next` in the wrapping sequence space (0 = it is next).
+fn distance(next: i32, sequence: i32) -> i64 {
+    (i64::from(sequence) - i64::from(next)).rem_euclid(SEQUENCE_SPACE)
+}
+
+/// Whether `sequence` is ahead of `next` (a gap), as opposed to next or behind (a retry).
+fn is_ahead(next: i32, sequence: i32) -> bool {
+    let d = distance(next, sequence);
+    d != 0 && d < SEQUENCE_SPACE / 2
+}
+
+impl Sequencer {
+    /// Waits until the batch of `producer_id`/`epoch` starting at `base_sequence` is next in
+    /// line, or [`MAX_ORDERING_WAIT`] has passed. Returns at once for a new epoch and for a
+    /// retry of an earlier sequence; a producer not seen yet waits [`NEW_PRODUCER_WAIT`] at
+    /// most, and only when its sequence is not 0.
+    pub(crate) async fn wait_turn(&self, producer_id: i64, epoch: i16, base_sequence: i32) {
+        let started = tokio::time::Instant::now();
+        let deadline = started + MAX_ORDERING_WAIT;
+        let new_producer_deadline = started + NEW_PRODUCER_WAIT;
+        loop {
+            let queued = self.queued.notified();
+            tokio::pin!(queued);
+            // Registered before the check, so a notification between check and wait is kept.
+            queued.as_mut().enable();
+            let wait_until = match self.lanes.lock() {
+                Ok(lanes) => match lanes.get(&producer_id) {
+                    Some(lane) => (lane.epoch == epoch && is_ahead(lane.next, base_sequence))
+                        .then_some(deadline),
+                    None => (base_sequence != 0).then_some(new_producer_deadline),
+                },
+                Err(_) => None,
+            };
+            let Some(deadline) = wait_until else {
+                return;
+            };
+            if tokio::time::timeout_at(deadline, queued).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Records that the batch was queued for the writer, releasing its successor.
+    pub(crate) fn queued(&self, producer_id: i64, epoch: i16, base_sequence: i32, records: i32) {
+        let after = ((i64::from(base_sequence) + i64::from(records)) % SEQUENCE_SPACE) as i32;
+        if let Ok(mut lanes) = self.lanes.lock() {
+            if lanes.len() >= MAX_PRODUCERS && !lanes.contains_key(&producer_id) {
+                lanes.clear();
+            }
+            let lane = lanes
+                .entry(producer_id)
+                .or_insert(Lane { epoch, next: after });
+            if lane.epoch != epoch {
+                *lane = Lane { epoch, next: after };
+            } else if !is_ahead(after, lane.next) {
+                // Only forward: a retry of an old batch must not pull `next` back.
+                lane.next = after;
+            }
+        }
+        self.queued.notify_waiters();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[test]
+    fn ahead_and_behind_wrap_around() {
+        assert!(!is_ahead(5, 5));
+        assert!(is_ahead(5, 6));
+        assert!(!is_ahead(5, 4));
+        assert!(is_ahead(i32::MAX, 3), "3 follows MAX after the wrap");
+        assert!(!is_ahead(3, i32::MAX));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_ahead_waits_for_its_predecessor_to_be_queued() {
+        let sequencer = Arc::new(Sequencer::default());
+        sequencer.queued(1, 0, 0, 10); // next is 10
+        let waiter = {
+            let sequencer = Arc::clone(&sequencer);
+            tokio::spawn(async move { sequencer.wait_turn(1, 0, 20).await })
+        };
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished(), "20 waits while 10 is missing");
+        sequencer.queued(1, 0, 10, 10);
+        tokio::time::timeout(Duration::from_millis(1), waiter)
+            .await
+            .expect("released once 10..20 is queued")
+            .expect("no panic");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_wait_is_bounded_and_unknown_or_retried_batches_go_at_once() {
+        let sequencer = Sequencer::default();
+        sequencer.wait_turn(9, 0, 0).await; // an unknown producer's first batch
+        let started = tokio::time::Instant::now();
+        sequencer.wait_turn(9, 0, 500).await; // an unknown producer mid-sequence
+        assert_eq!(started.elapsed(), NEW_PRODUCER_WAIT);
+        sequencer.queued(1, 0, 0, 10);
+        sequencer.wait_turn(1, 0, 0).await; // a retry of an older batch
+        sequencer.wait_turn(1, 1, 77).await; // a new epoch
+        let started = tokio::time::Instant::now();
+        sequencer.wait_turn(1, 0, 30).await; // a predecessor that never comes
+        assert_eq!(started.elapsed(), MAX_ORDERING_WAIT);
+    }
+
+    #[test]
+    fn a_retry_does_not_move_the_next_sequence_back() {
+        let sequencer = Sequencer::default();
+        sequencer.queued(1, 0, 0, 10);
+        sequencer.queued(1, 0, 10, 10);
+        sequencer.queued(1, 0, 0, 10);
+        let lanes = sequencer.lanes.lock().expect("not poisoned");
+        assert_eq!(lanes[&1].next, 20);
+    }
+}

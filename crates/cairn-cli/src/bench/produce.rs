@@ -1,0 +1,334 @@
+//! `cairn bench produce`: drives the real client `Producer` against a running broker and reports
+//! records/s, MB/s and per-record latency percentiles, optionally next to the machine's raw
+//! fsync'd write bandwidth and the log's own append rate measured in the same run.
+//!
+//! Latency is measured from a record's *intended* send time to its acknowledgement. At a fixed
+//! `--rate` the intended time comes from the schedule, not from when `send` got to run, so a
+//! stalled client or broker shows up in the percentiles instead of silently slowing the
+//! schedule (the coordinated-omission trap). Without `--rate` it is the moment `send` was called.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use cairn_client::{
+    Acks, Admin, ClientError, DeliveryFuture, ErrorCode, OutgoingRecord, Producer, ProducerConfig,
+};
+use clap::Args;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use hdrhistogram::Histogram;
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use super::baseline::{self, Baseline};
+use super::report::{
+    Percentiles, Throughput, latency_histogram, progress, progress_done, record_latency,
+};
+use super::{OutputFormat, PROGRESS_INTERVAL};
+use crate::produce::AckArg;
+
+/// Bytes of batch framing per record beyond its value: the record's varint header (a keyless
+/// record of up to 16 KiB needs at most 8), so `batch_size` holds exactly the asked-for count.
+const RECORD_FRAMING_BYTES: usize = 8;
+
+/// `cairn bench produce` arguments.
+#[derive(Debug, Args)]
+pub struct BenchProduceArgs {
+    /// Topic to write; created with --partitions and --flush-policy if it does not exist.
+    #[arg(long, default_value = "cairn-bench")]
+    pub topic: String,
+    /// Partitions of a topic the benchmark creates.
+    #[arg(long, default_value_t = 1)]
+    pub partitions: i32,
+    /// flush.policy of a topic the benchmark creates: always, os or interval:MS.
+    #[arg(long, default_value = "always")]
+    pub flush_policy: String,
+    /// Bytes of each record's value.
+    #[arg(long, default_value_t = 1024)]
+    pub record_size: usize,
+    /// Records to send in all.
+    #[arg(long, default_value_t = 200_000)]
+    pub records: u64,
+    /// Records per produce request (the client's batch size is set to fit exactly this many).
+    #[arg(long, default_value_t = 64)]
+    pub records_per_request: usize,
+    /// Produce requests in flight per partition (at most 5: the producer is idempotent).
+    #[arg(long, default_value_t = 5)]
+    pub in_flight: usize,
+    /// How many replicas must have each batch.
+    #[arg(long, value_enum, default_value_t)]
+    pub acks: AckArg,
+    /// Records per second to offer (0: as fast as the broker takes them).
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
+    /// How long a batch waits to fill before it is sent.
+    #[arg(long, value_name = "MS", default_value_t = 5)]
+    pub linger_ms: u64,
+    /// Also measure raw write+fdatasync and the log's own append rate in a scratch directory
+    /// here (put it on the broker's disk), and report the end-to-end figures as ratios.
+    #[arg(long, value_name = "DIR")]
+    pub baseline_dir: Option<PathBuf>,
+    /// Output format of the final report.
+    #[arg(long, value_enum, default_value_t)]
+    pub format: OutputFormat,
+}
+
+/// What the collector saw.
+struct Outcome {
+    histogram: Histogram<u64>,
+    acknowledged: u64,
+    failed: u64,
+    first_error: Option<ClientError>,
+    finished: Instant,
+}
+
+/// Runs `cairn bench produce`.
+///
+/// # Errors
+/// Bad arguments, an unreachable broker, or records that were not acknowledged.
+pub async fn run(brokers: &str, args: BenchProduceArgs) -> anyhow::Result<()> {
+    if args.record_size == 0 || args.records == 0 || args.records_per_request == 0 {
+        bail!("--record-size, --records and --records-per-request must be at least 1");
+    }
+    let baseline = match &args.baseline_dir {
+        Some(dir) => {
+            eprintln!(
+                "measuring raw write+fdatasync and log appends in {} ...",
+                dir.display()
+            );
+            let batch = baseline::sample_batch(args.records_per_request, args.record_size)?;
+            Some(baseline::measure(
+                dir,
+                &batch,
+                args.records_per_request.max(1),
+            )?)
+        }
+        None => None,
+    };
+    ensure_topic(brokers, &args).await?;
+    let batch_size = args.records_per_request * (args.record_size + RECORD_FRAMING_BYTES);
+    let config = ProducerConfig {
+        acks: match args.acks {
+            AckArg::None => Acks::None,
+            AckArg::Leader => Acks::Leader,
+            AckArg::All => Acks::All,
+        },
+        batch_size,
+        linger: Duration::from_millis(args.linger_ms),
+        max_in_flight: args.in_flight,
+        buffer_memory: (64 << 20_usize).max(batch_size * args.in_flight * 4),
+        ..ProducerConfig::default()
+    };
+    let producer = Producer::connect(brokers, config).await?;
+    let value = Bytes::from(vec![b'x'; args.record_size]);
+    let (deliveries, receiver) = mpsc::unbounded_channel();
+    let started = Instant::now();
+    let collector = tokio::spawn(collect(receiver, started, args.record_size as u64));
+    let mut sent = 0_u64;
+    while sent < args.records {
+        let due = if args.rate == 0 {
+            args.records
+        } else {
+            let elapsed = started.elapsed().as_secs_f64();
+            ((elapsed * args.rate as f64) as u64 + 1).min(args.records)
+        };
+        if due <= sent {
+            let next = started + Duration::from_secs_f64(sent as f64 / args.rate as f64);
+            tokio::time::sleep_until(next.into()).await;
+            continue;
+        }
+        while sent < due {
+            let intended = if args.rate == 0 {
+                Instant::now()
+            } else {
+                started + Duration::from_secs_f64(sent as f64 / args.rate as f64)
+            };
+            let record = OutgoingRecord {
+                value: Some(value.clone()),
+                ..OutgoingRecord::default()
+            };
+            let delivery = producer
+                .send(&args.topic, record)
+                .await
+                .with_context(|| format!("producing to {}", args.topic))?;
+            if deliveries.send((intended, delivery)).is_err() {
+                bail!("the benchmark's result collector stopped");
+            }
+            sent += 1;
+            if args.rate == 0 && sent % 1024 == 0 {
+                // Let the collector and the producer's task run between bursts.
+                tokio::task::yield_now().await;
+            }
+        }
+    }
+    drop(deliveries);
+    producer.flush().await?;
+    let outcome = collector.await.context("the result collector failed")??;
+    progress_done();
+    let elapsed = outcome.finished.duration_since(started);
+    report(&args, &outcome, elapsed, baseline);
+    if let Some(error) = outcome.first_error {
+        bail!(
+            "{} of {} records were not acknowledged; the first failure: {error}",
+            outcome.failed,
+            args.records
+        );
+    }
+    Ok(())
+}
+
+async fn ensure_topic(brokers: &str, args: &BenchProduceArgs) -> anyhow::Result<()> {
+    let admin = Admin::connect(brokers).await?;
+    match admin.describe_topic(&args.topic).await {
+        Ok(topic) => {
+            eprintln!(
+                "using the existing topic {} ({} partitions)",
+                args.topic,
+                topic.partitions.len()
+            );
+            Ok(())
+        }
+        Err(err) if err.code() == Some(ErrorCode::UnknownTopicOrPartition) => {
+            let configs = HashMap::from([("flush.policy".to_string(), args.flush_policy.clone())]);
+            admin
+                .create_topic(&args.topic, args.partitions, 0, configs)
+                .await
+                .with_context(|| format!("creating the benchmark topic {}", args.topic))?;
+            Ok(())
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// Awaits every delivery as it completes, recording its latency, and prints progress.
+async fn collect(
+    mut deliveries: mpsc::UnboundedReceiver<(Instant, DeliveryFuture)>,
+    started: Instant,
+    record_size: u64,
+) -> anyhow::Result<Outcome> {
+    let mut histogram = latency_histogram()?;
+    let mut pending = FuturesUnordered::new();
+    let (mut acknowledged, mut failed, mut first_error) = (0_u64, 0_u64, None);
+    let mut open = true;
+    let mut last_progress = Instant::now();
+    while open || !pending.is_empty() {
+        tokio::select! {
+            next = deliveries.recv(), if open => match next {
+                Some((intended, delivery)) => pending.push(async move {
+                    let result = delivery.await;
+                    (intended, Instant::now(), result)
+                }),
+                None => open = false,
+            },
+            Some((intended, done, result)) = pending.next() => match result {
+                Ok(_) => {
+                    acknowledged += 1;
+                    record_latency(&mut histogram, done.saturating_duration_since(intended));
+                }
+                Err(err) => {
+                    failed += 1;
+                    first_error.get_or_insert(err);
+                }
+            },
+        }
+        if last_progress.elapsed() >= PROGRESS_INTERVAL {
+            last_progress = Instant::now();
+            let p99 = Percentiles::of(&histogram).p99;
+            progress(
+                started.elapsed(),
+                acknowledged,
+                acknowledged * record_size,
+                &format!("p99 {p99:.2} ms"),
+            );
+        }
+    }
+    Ok(Outcome {
+        histogram,
+        acknowledged,
+        failed,
+        first_error,
+        finished: Instant::now(),
+    })
+}
+
+fn report(
+    args: &BenchProduceArgs,
+    outcome: &Outcome,
+    elapsed: Duration,
+    baseline: Option<Baseline>,
+) {
+    let bytes = outcome.acknowledged * args.record_size as u64;
+    let rate = Throughput::of(outcome.acknowledged, bytes, elapsed);
+    let latency = Percentiles::of(&outcome.histogram);
+    // Ratios compare records/s of the same record shape, so batch framing counts the same
+    // on both sides.
+    let ratios = baseline.map(|b| {
+        (
+            b,
+            rate.records_per_sec / b.raw_records_per_sec().max(1e-9),
+            rate.records_per_sec / b.log_records_per_sec().max(1e-9),
+        )
+    });
+    match args.format {
+        OutputFormat::Json => {
+            let mut object = json!({
+                "bench": "produce",
+                "topic": args.topic,
+                "records": outcome.acknowledged,
+                "failed": outcome.failed,
+                "seconds": elapsed.as_secs_f64(),
+                "records_per_sec": rate.records_per_sec,
+                "mb_per_sec": rate.mb_per_sec,
+                "latency_ms": latency.to_json(),
+                "settings": {
+                    "record_size": args.record_size,
+                    "records_per_request": args.records_per_request,
+                    "in_flight": args.in_flight,
+                    "acks": format!("{:?}", args.acks).to_lowercase(),
+                    "rate": args.rate,
+                    "linger_ms": args.linger_ms,
+                },
+            });
+            if let Some((b, to_raw, to_log)) = ratios {
+                object["baseline"] = json!({
+                    "raw_fsync_mb_per_sec": b.raw_bytes_per_sec / 1e6,
+                    "raw_fsync_records_per_sec": b.raw_records_per_sec(),
+                    "log_append_mb_per_sec": b.log_bytes_per_sec / 1e6,
+                    "log_append_records_per_sec": b.log_records_per_sec(),
+                    "ratio_to_raw_fsync": to_raw,
+                    "ratio_to_log_append": to_log,
+                });
+            }
+            println!("{object}");
+        }
+        OutputFormat::Text => {
+            println!(
+                "produced {} records of {} bytes in {:.2} s: {:.0} records/s, {:.1} MB/s",
+                outcome.acknowledged,
+                args.record_size,
+                elapsed.as_secs_f64(),
+                rate.records_per_sec,
+                rate.mb_per_sec
+            );
+            println!("latency (intended send to ack): {}", latency.to_text());
+            if let Some((b, to_raw, to_log)) = ratios {
+                println!(
+                    "same run: raw write+fdatasync {:.0} records/s ({:.1} MB/s), log append {:.0} records/s ({:.1} MB/s)",
+                    b.raw_records_per_sec(),
+                    b.raw_bytes_per_sec / 1e6,
+                    b.log_records_per_sec(),
+                    b.log_bytes_per_sec / 1e6,
+                );
+                println!(
+                    "end to end = {to_raw:.2}x raw fsync'd writes, {to_log:.2}x the log's own appends"
+                );
+            }
+            if outcome.failed > 0 {
+                println!("{} records failed", outcome.failed);
+            }
+        }
+    }
+}
