@@ -88,13 +88,14 @@ impl ClientError {
             // timeout, or a status with no code (transport failure), leaves it open.
             ClientError::Broker { code, status, .. } => {
                 *code == ErrorCode::RequestTimedOut
-                    || matches!(code, ErrorCode::Internal | ErrorCode::BrokerNotAvailable)
+                    || *code == ErrorCode::BrokerNotAvailable
                         && matches!(
                             status,
                             tonic::Code::Unavailable
                                 | tonic::Code::DeadlineExceeded
                                 | tonic::Code::Cancelled
                                 | tonic::Code::Unknown
+                                | tonic::Code::Internal
                         )
             }
             ClientError::DeliveryTimeout { .. } => true,
@@ -129,9 +130,14 @@ impl From<tonic::Status> for ClientError {
         let code = info
             .as_ref()
             .and_then(|info| ErrorCode::from_str_name(&info.reason))
+            // Every refusal of the broker carries its code; a status without one came from
+            // the transport (a reset connection surfaces as `internal: h2 protocol error`).
             .unwrap_or(match status.code() {
                 tonic::Code::DeadlineExceeded => ErrorCode::RequestTimedOut,
-                tonic::Code::Unavailable => ErrorCode::BrokerNotAvailable,
+                tonic::Code::Unavailable
+                | tonic::Code::Internal
+                | tonic::Code::Unknown
+                | tonic::Code::Cancelled => ErrorCode::BrokerNotAvailable,
                 _ => ErrorCode::Internal,
             });
         let leader = info.and_then(|info| info.metadata.get("leader").cloned());
@@ -141,5 +147,30 @@ impl From<tonic::Status> for ClientError {
             message: status.message().to_string(),
             leader,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_status_without_a_code_is_a_transport_failure_with_an_unknown_outcome() {
+        let reset = ClientError::from(tonic::Status::internal("h2 protocol error: http2 error"));
+        assert_eq!(reset.code(), Some(ErrorCode::BrokerNotAvailable));
+        assert!(reset.is_retriable() && reset.outcome_unknown());
+        let timeout = ClientError::from(tonic::Status::deadline_exceeded("late"));
+        assert_eq!(timeout.code(), Some(ErrorCode::RequestTimedOut));
+        assert!(timeout.is_retriable() && timeout.outcome_unknown());
+        let bad = ClientError::from(tonic::Status::invalid_argument("nope"));
+        assert!(!bad.is_retriable() && !bad.outcome_unknown());
+    }
+
+    #[test]
+    fn a_typed_refusal_wrote_nothing() {
+        let refusal = ClientError::local(ErrorCode::RecordTooLarge, "too big");
+        assert!(!refusal.is_retriable() && !refusal.outcome_unknown());
+        let full = ClientError::local(ErrorCode::DiskFull, "full");
+        assert!(full.is_retriable() && !full.outcome_unknown());
     }
 }

@@ -128,6 +128,19 @@ struct Inner {
 /// A batching, retrying, by default idempotent producer. Cheap to clone: clones share one
 /// background task, buffer and connection. The task finishes what it holds and stops when the
 /// last clone is dropped or [`Producer::close`]d.
+///
+/// ```no_run
+/// use cairn_client::{OutgoingRecord, Producer, ProducerConfig};
+///
+/// # async fn example() -> Result<(), cairn_client::ClientError> {
+/// let producer = Producer::connect("127.0.0.1:7070", ProducerConfig::default()).await?;
+/// let delivery = producer.send("orders", OutgoingRecord::keyed("customer-1", "order-1 created")).await?;
+/// let placed = delivery.await?; // acknowledged: partition and offset
+/// println!("partition {} offset {}", placed.partition, placed.offset);
+/// producer.flush().await?;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct Producer {
     inner: Arc<Inner>,
