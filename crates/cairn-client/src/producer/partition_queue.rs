@@ -492,13 +492,21 @@ impl PartitionQueue {
         self.open.is_none() && self.sealed.is_empty()
     }
 
-    /// The next instant at which [`PartitionQueue::poll_send`] may have something new to do.
+    /// The next instant at which [`PartitionQueue::poll_send`] may have something new to do
+    /// without an answer arriving first. A linger or retry that waits for requests in flight is
+    /// not a wake-up: the answer is, and counting it would spin the sender on a past instant.
     pub fn next_wakeup(&self) -> Option<Instant> {
+        let can_send = self.in_flight < self.config.max_in_flight && self.recovery.is_none();
         let linger = self
             .open
             .as_ref()
+            .filter(|_| can_send)
             .map(|open| open.created + self.config.linger.min(self.config.delivery_timeout));
-        let retry = self.recovery.as_ref().map(|r| r.retry_at);
+        let retry = self
+            .recovery
+            .as_ref()
+            .filter(|r| self.in_flight == 0 && !r.new_identity)
+            .map(|r| r.retry_at);
         let expiry = self
             .sealed
             .iter()

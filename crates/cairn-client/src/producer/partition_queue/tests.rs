@@ -401,3 +401,39 @@ fn unknown_producer_is_a_gap_when_sent_behind_others_and_a_lost_state_otherwise(
     let fresh = f.queue.poll_send(f.at(2_000));
     assert_eq!(sequence_of(&fresh[0]), (9, 0, 1));
 }
+
+#[test]
+fn no_wake_up_is_due_while_the_queue_can_only_wait_for_answers() {
+    let mut f = Fixture::new(Some(PID));
+    full_batches(&mut f, 3);
+    let t = f.queue.poll_send(f.at(0));
+    assert_eq!(t.len(), 3);
+    f.append(10, 1); // lingers, but every request slot is taken
+    let far = f.at(10_000);
+    let not_soon = |wake: Option<Instant>| wake.is_none_or(|w| w >= far);
+    assert!(
+        not_soon(f.queue.next_wakeup()),
+        "only the delivery deadline can be due, not the linger"
+    );
+    f.queue
+        .on_failure(t[0].batch_id, refused(ErrorCode::DiskFull), f.at(2));
+    assert!(
+        not_soon(f.queue.next_wakeup()),
+        "the retry waits for the answers in flight"
+    );
+    f.queue.on_failure(
+        t[1].batch_id,
+        refused(ErrorCode::OutOfOrderSequence),
+        f.at(3),
+    );
+    f.queue.on_failure(
+        t[2].batch_id,
+        refused(ErrorCode::OutOfOrderSequence),
+        f.at(3),
+    );
+    assert_eq!(
+        f.queue.next_wakeup(),
+        Some(f.at(103)),
+        "now the backoff is what waits"
+    );
+}
