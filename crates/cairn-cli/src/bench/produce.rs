@@ -30,10 +30,6 @@ use super::report::{
 use super::{OutputFormat, PROGRESS_INTERVAL};
 use crate::produce::AckArg;
 
-/// Bytes of batch framing per record beyond its value: the record's varint header (a keyless
-/// record of up to 16 KiB needs at most 8), so `batch_size` holds exactly the asked-for count.
-const RECORD_FRAMING_BYTES: usize = 8;
-
 /// `cairn bench produce` arguments.
 #[derive(Debug, Args)]
 pub struct BenchProduceArgs {
@@ -109,7 +105,14 @@ pub async fn run(brokers: &str, args: BenchProduceArgs) -> anyhow::Result<()> {
         None => None,
     };
     ensure_topic(brokers, &args).await?;
-    let batch_size = args.records_per_request * (args.record_size + RECORD_FRAMING_BYTES);
+    let value = Bytes::from(vec![b'x'; args.record_size]);
+    let template = OutgoingRecord {
+        value: Some(value),
+        ..OutgoingRecord::default()
+    };
+    // The producer fills a batch by its own accounting of record size, so this holds exactly
+    // --records-per-request records.
+    let batch_size = args.records_per_request * template.buffered_size();
     let config = ProducerConfig {
         acks: match args.acks {
             AckArg::None => Acks::None,
@@ -123,7 +126,6 @@ pub async fn run(brokers: &str, args: BenchProduceArgs) -> anyhow::Result<()> {
         ..ProducerConfig::default()
     };
     let producer = Producer::connect(brokers, config).await?;
-    let value = Bytes::from(vec![b'x'; args.record_size]);
     let (deliveries, receiver) = mpsc::unbounded_channel();
     let started = Instant::now();
     let collector = tokio::spawn(collect(receiver, started, args.record_size as u64));
@@ -146,12 +148,8 @@ pub async fn run(brokers: &str, args: BenchProduceArgs) -> anyhow::Result<()> {
             } else {
                 started + Duration::from_secs_f64(sent as f64 / args.rate as f64)
             };
-            let record = OutgoingRecord {
-                value: Some(value.clone()),
-                ..OutgoingRecord::default()
-            };
             let delivery = producer
-                .send(&args.topic, record)
+                .send(&args.topic, template.clone())
                 .await
                 .with_context(|| format!("producing to {}", args.topic))?;
             if deliveries.send((intended, delivery)).is_err() {

@@ -106,7 +106,8 @@ impl ProducerConfig {
         if self.request_timeout.is_zero() || self.delivery_timeout.is_zero() {
             return fail("request_timeout and delivery_timeout must be above zero".into());
         }
-        if self.delivery_timeout < self.linger + self.request_timeout.min(self.delivery_timeout) {
+        // Kafka's rule: every batch must get at least one full attempt.
+        if self.delivery_timeout < self.linger + self.request_timeout {
             return fail(format!(
                 "delivery_timeout ({:?}) must be at least linger + request_timeout ({:?})",
                 self.delivery_timeout,

@@ -70,8 +70,9 @@ impl OutgoingRecord {
         }
     }
 
-    /// What the record occupies in the producer's buffer.
-    fn buffered_size(&self) -> usize {
+    /// What the record occupies in the producer's buffer, and counts for toward `batch_size`:
+    /// a batch holds `batch_size / buffered_size()` records of this shape.
+    pub fn buffered_size(&self) -> usize {
         let headers: usize = self
             .headers
             .iter()

@@ -150,7 +150,7 @@ impl PartitionQueue {
         if self.open.as_ref().is_some_and(|open| {
             !open.replies.is_empty() && open.bytes + size > self.config.batch_size
         }) {
-            self.seal(now);
+            self.seal();
             sealed = true;
         }
         let compression = self.config.compression;
@@ -175,14 +175,15 @@ impl PartitionQueue {
             None => open.permit = Some(permit),
         }
         if open.bytes >= self.config.batch_size {
-            self.seal(now);
+            self.seal();
             sealed = true;
         }
         sealed
     }
 
-    /// Encodes the open batch, if any, and queues it for sending.
-    pub fn seal(&mut self, _now: Instant) {
+    /// Encodes the open batch, if any, and queues it for sending (also what flush and close
+    /// do, regardless of linger).
+    pub fn seal(&mut self) {
         let Some(mut open) = self.open.take() else {
             return;
         };
@@ -264,7 +265,7 @@ impl PartitionQueue {
                 .as_ref()
                 .is_some_and(|open| now >= open.created + self.config.linger)
         {
-            self.seal(now);
+            self.seal();
         }
         let mut tickets = Vec::new();
         for index in 0..self.sealed.len() {
@@ -382,7 +383,7 @@ impl PartitionQueue {
             .as_ref()
             .is_some_and(|open| now >= open.created + self.config.delivery_timeout)
         {
-            self.seal(now);
+            self.seal();
         }
         while let Some(index) = self
             .sealed
@@ -480,11 +481,6 @@ impl PartitionQueue {
             recovery.new_identity = false;
             recovery.resequence = true;
         }
-    }
-
-    /// Seals the open batch regardless of linger (flush and close).
-    pub fn seal_now(&mut self, now: Instant) {
-        self.seal(now);
     }
 
     /// Nothing open, queued or in flight.

@@ -203,10 +203,9 @@ impl Sender {
     }
 
     fn seal_all(&mut self) {
-        let now = Instant::now();
         for queues in self.topics.values_mut() {
             for queue in queues.partitions.values_mut() {
-                queue.seal_now(now);
+                queue.seal();
             }
         }
     }
