@@ -5,10 +5,12 @@ use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let protos: Vec<PathBuf> = ["common", "producer", "consumer", "admin", "metadata"]
-        .iter()
-        .map(|name| root.join(format!("cairn/v1/{name}.proto")))
-        .collect();
+    let protos: Vec<PathBuf> = [
+        "common", "producer", "consumer", "admin", "metadata", "groups",
+    ]
+    .iter()
+    .map(|name| root.join(format!("cairn/v1/{name}.proto")))
+    .collect();
     for proto in &protos {
         println!("cargo:rerun-if-changed={}", proto.display());
     }

@@ -14,15 +14,20 @@ use std::sync::{Arc, Mutex, RwLock};
 use cairn_log::{Clock, Offset};
 
 use crate::error::BrokerError;
+use crate::group::Groups;
 use crate::partition::Partition;
 use crate::producer_ids::ProducerIds;
 use crate::topic_config::TopicConfig;
-use crate::topic_name::{is_internal, validate_topic_name};
+use crate::topic_name::{CONSUMER_OFFSETS_TOPIC, is_internal, validate_topic_name};
 use crate::topic_store::{self, partition_dir, write_topic};
 use cairn_codec::{StickyPartitioner, XorShift64};
 
 /// Most partitions one topic may have on this node (each holds a writer thread and open files).
 pub const MAX_PARTITIONS_PER_TOPIC: u32 = 1024;
+
+/// Partitions of `__consumer_offsets` when the broker creates it (Kafka's default is 50; a
+/// partition here costs a writer thread, so fewer).
+pub const DEFAULT_OFFSETS_TOPIC_PARTITIONS: u32 = 8;
 
 /// How a broker is set up.
 #[derive(Clone, Debug)]
@@ -35,6 +40,9 @@ pub struct BrokerConfig {
     pub advertised_address: String,
     /// Configs a topic gets unless it overrides them.
     pub topic_defaults: TopicConfig,
+    /// Partitions of `__consumer_offsets` when it is created (fixed afterwards: a group's
+    /// partition is the hash of its id modulo this count).
+    pub offsets_topic_partitions: u32,
 }
 
 /// One partition's place and offsets, as `describe` reports it.
@@ -101,6 +109,7 @@ pub struct Broker {
     pub(crate) clock: Arc<dyn Clock>,
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
     producer_ids: Arc<ProducerIds>,
+    pub(crate) groups: Groups,
     /// Serializes admin operations, so two creates of one name cannot race.
     admin: tokio::sync::Mutex<()>,
     shutting_down: AtomicBool,
@@ -136,14 +145,17 @@ impl Broker {
         tracing::info!(topics = topics.len(), data_dir = %cfg.data_dir.display(), "broker opened");
         let data_dir = cfg.data_dir.clone();
         let producer_ids = Arc::new(blocking(move || ProducerIds::open(&data_dir)).await?);
-        Ok(Broker {
+        let broker = Broker {
             cfg,
             clock,
             topics: RwLock::new(topics),
             producer_ids,
+            groups: Groups::default(),
             admin: tokio::sync::Mutex::new(()),
             shutting_down: AtomicBool::new(false),
-        })
+        };
+        broker.open_groups().await?;
+        Ok(broker)
     }
 
     /// This node's id.
@@ -168,13 +180,24 @@ impl Broker {
         replication_factor: i64,
         configs: &[(String, String)],
     ) -> Result<TopicInfo, BrokerError> {
-        validate_topic_name(name)?;
-        let partition_count = check_partition_count(partitions)?;
+        refuse_internal(name)?;
         if !(0..=1).contains(&replication_factor) {
             return Err(BrokerError::InvalidRequest(format!(
                 "replication factor {replication_factor} is more than this single node can hold (1)"
             )));
         }
+        self.create_topic_unchecked(name, partitions, configs).await
+    }
+
+    /// Creates a topic, internal ones included.
+    pub(crate) async fn create_topic_unchecked(
+        &self,
+        name: &str,
+        partitions: i64,
+        configs: &[(String, String)],
+    ) -> Result<TopicInfo, BrokerError> {
+        validate_topic_name(name)?;
+        let partition_count = check_partition_count(partitions)?;
         let mut config = self.cfg.topic_defaults.clone();
         config.set_all(configs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
         let _admin = self.admin.lock().await;
@@ -251,6 +274,7 @@ impl Broker {
     /// # Errors
     /// [`BrokerError::UnknownTopic`], I/O errors.
     pub async fn delete_topic(&self, name: &str) -> Result<(), BrokerError> {
+        refuse_internal(name)?;
         let _admin = self.admin.lock().await;
         let topic = self
             .topics
@@ -296,6 +320,7 @@ impl Broker {
     /// # Errors
     /// [`BrokerError::UnknownTopic`], [`BrokerError::InvalidPartitions`], I/O errors.
     pub async fn add_partitions(&self, name: &str, total: i64) -> Result<TopicInfo, BrokerError> {
+        refuse_internal(name)?;
         let _admin = self.admin.lock().await;
         let topic = self.topic(name)?;
         let current = topic.partition_count().get();
@@ -443,6 +468,17 @@ impl Broker {
             Ok(())
         }
     }
+}
+
+/// Clients may not create, delete, repartition or write `__consumer_offsets`: the broker owns
+/// it, and a group's partition in it is fixed by the partition count.
+pub(crate) fn refuse_internal(name: &str) -> Result<(), BrokerError> {
+    if name == CONSUMER_OFFSETS_TOPIC {
+        return Err(BrokerError::InternalTopic {
+            topic: name.to_string(),
+        });
+    }
+    Ok(())
 }
 
 fn check_partition_count(requested: i64) -> Result<u32, BrokerError> {

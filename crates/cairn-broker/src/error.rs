@@ -111,6 +111,110 @@ pub enum BrokerError {
     /// The broker is shutting down.
     #[error("the broker is shutting down")]
     ShuttingDown,
+    /// Clients may not write or administer an internal topic (Kafka's `INVALID_TOPIC_EXCEPTION`).
+    #[error("topic {topic:?} is internal: only the broker writes it")]
+    InternalTopic {
+        /// The topic.
+        topic: String,
+    },
+    /// A group id breaks the rules (Kafka's `INVALID_GROUP_ID`).
+    #[error("invalid group id {group:?}: {reason}")]
+    InvalidGroupId {
+        /// The id as given.
+        group: String,
+        /// Which rule it breaks.
+        reason: &'static str,
+    },
+    /// No group has that id (Kafka's `GROUP_ID_NOT_FOUND`).
+    #[error("unknown group {group:?}")]
+    UnknownGroup {
+        /// The id asked for.
+        group: String,
+    },
+    /// The member is not in the group: it left or its session timed out (Kafka's
+    /// `UNKNOWN_MEMBER_ID`). It must rejoin.
+    #[error("group {group:?} has no member {member:?} (it left or its session timed out)")]
+    UnknownMember {
+        /// The group.
+        group: String,
+        /// The member id given.
+        member: String,
+    },
+    /// The member epoch is not one the coordinator gave this member (Kafka's
+    /// `FENCED_MEMBER_EPOCH`): the member is a zombie and must rejoin.
+    #[error(
+        "member {member:?} of group {group:?} is fenced: epoch {epoch}, current epoch {current}"
+    )]
+    FencedMemberEpoch {
+        /// The group.
+        group: String,
+        /// The member.
+        member: String,
+        /// The epoch given.
+        epoch: i32,
+        /// The member's epoch.
+        current: i32,
+    },
+    /// The member epoch predates the epoch the partition was granted at (Kafka's
+    /// `STALE_MEMBER_EPOCH`): heartbeat, then retry.
+    #[error(
+        "member {member:?} of group {group:?}: epoch {epoch} is stale, the partition needs epoch {required}"
+    )]
+    StaleMemberEpoch {
+        /// The group.
+        group: String,
+        /// The member.
+        member: String,
+        /// The epoch given.
+        epoch: i32,
+        /// The epoch the partition was granted at.
+        required: i32,
+    },
+    /// The member does not own the partition it commits or fetches for.
+    #[error("member {member:?} of group {group:?} does not own {topic}-{partition}")]
+    PartitionNotAssigned {
+        /// The group.
+        group: String,
+        /// The member.
+        member: String,
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+    },
+    /// The operation needs a group with no members (Kafka's `NON_EMPTY_GROUP`).
+    #[error("group {group:?} has {members} active member(s); stop them first")]
+    NonEmptyGroup {
+        /// The group.
+        group: String,
+        /// How many members it has.
+        members: usize,
+    },
+    /// The metadata committed with an offset is too long (Kafka's `OFFSET_METADATA_TOO_LARGE`).
+    #[error("offset metadata is {len} bytes, more than the {max}-byte limit")]
+    OffsetMetadataTooLarge {
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// An offset to commit or reset to lies outside the partition (Kafka's
+    /// `OFFSET_OUT_OF_RANGE`).
+    #[error(
+        "offset {offset} is outside {topic}-{partition}'s range {log_start_offset}..={high_watermark}"
+    )]
+    OffsetNotInRange {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+        /// The offset given.
+        offset: i64,
+        /// The partition's log start offset.
+        log_start_offset: i64,
+        /// The partition's high watermark.
+        high_watermark: i64,
+    },
 }
 
 impl BrokerError {

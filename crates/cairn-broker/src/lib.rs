@@ -19,6 +19,8 @@
 //!   sequence order, although gRPC may serve the requests carrying them out of order.
 //! - `produce`: routing records to partitions, encoding them, appending; `fetch`: long-poll
 //!   reads, record decoding, offset lookups.
+//! - `group`: consumer groups: the assignor, the membership state machine (KIP-848), and
+//!   the coordinator that keeps committed offsets in `__consumer_offsets`.
 //! - `error`: [`BrokerError`], the crate's one error enum.
 //!
 //! Invariants across modules:
@@ -31,6 +33,7 @@
 mod broker;
 mod error;
 mod fetch;
+mod group;
 mod partition;
 mod produce;
 mod producer_filter;
@@ -41,7 +44,10 @@ mod topic_config;
 mod topic_name;
 mod topic_store;
 
-pub use broker::{Broker, BrokerConfig, MAX_PARTITIONS_PER_TOPIC, PartitionInfo, TopicInfo};
+pub use broker::{
+    Broker, BrokerConfig, DEFAULT_OFFSETS_TOPIC_PARTITIONS, MAX_PARTITIONS_PER_TOPIC,
+    PartitionInfo, TopicInfo,
+};
 pub use cairn_codec::{
     RandomSource, StickyPartitioner, XorShift64, murmur2, partition_for_key, to_positive,
 };
@@ -49,6 +55,13 @@ pub use error::BrokerError;
 pub use fetch::{
     DEFAULT_FETCH_MAX_BYTES, FetchRequest, FetchedRecord, MAX_FETCH_MAX_BYTES, MAX_FETCH_WAIT,
     OffsetQuery, decode_records,
+};
+pub use group::{
+    CommittedOffset, DEFAULT_REBALANCE_TIMEOUT_MS, DEFAULT_SESSION_TIMEOUT_MS, GroupDescription,
+    GroupListing, GroupState, HeartbeatInput, HeartbeatOutput, MAX_GROUP_ID_CHARS,
+    MAX_OFFSET_METADATA_BYTES, MAX_SESSION_TIMEOUT_MS, MIN_SESSION_TIMEOUT_MS, MemberDescription,
+    MemberSpec, OffsetCommit, OffsetValue, PartitionLag, ResetTo, TopicPartition, assign,
+    validate_group_id,
 };
 pub use produce::{
     AckLevel, PartitionProduced, ProducePayload, ProduceRecord, ProduceRequest, ProduceResult,

@@ -106,6 +106,7 @@ impl Broker {
     /// of single partitions are reported per partition.
     pub async fn produce(&self, request: ProduceRequest) -> Result<ProduceResult, BrokerError> {
         self.check_open()?;
+        crate::broker::refuse_internal(&request.topic)?;
         let topic = self.topic(&request.topic)?;
         match request.payload {
             ProducePayload::Batch(bytes) => {
@@ -203,6 +204,33 @@ impl Broker {
             partitions: produced,
             placements,
         })
+    }
+}
+
+impl Broker {
+    /// Appends records the broker itself writes (to an internal topic) to one partition,
+    /// uncompressed and waiting for the topic's flush policy.
+    ///
+    /// # Errors
+    /// The append's error: nothing is acknowledged then.
+    pub(crate) async fn append_internal(
+        &self,
+        topic: &Topic,
+        partition: u32,
+        records: &[ProduceRecord],
+    ) -> Result<Offset, BrokerError> {
+        let encoding = Encoding {
+            compression: Compression::None,
+            producer: ProducerFields::NONE,
+        };
+        let batch = encode(records.iter(), encoding, self.clock.now_ms())?;
+        let produced = append_one(topic, partition, batch, AckLevel::All).await?;
+        if let Some(err) = produced.error {
+            return Err(err);
+        }
+        produced
+            .base_offset
+            .ok_or_else(|| BrokerError::InvalidRequest("internal append returned no offset".into()))
     }
 }
 

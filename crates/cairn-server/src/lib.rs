@@ -25,10 +25,11 @@ use cairn_log::SystemClock;
 use cairn_proto::v1::FILE_DESCRIPTOR_SET;
 use cairn_proto::v1::admin_server::AdminServer;
 use cairn_proto::v1::consumer_server::ConsumerServer;
+use cairn_proto::v1::groups_server::GroupsServer;
 use cairn_proto::v1::metadata_server::MetadataServer;
 use cairn_proto::v1::producer_server::ProducerServer;
 use metrics::Metrics;
-use services::{AdminService, ConsumerService, MetadataService, ProducerService};
+use services::{AdminService, ConsumerService, GroupsService, MetadataService, ProducerService};
 use tokio::net::TcpListener;
 use tokio_stream::StreamExt;
 
@@ -126,6 +127,7 @@ pub async fn run(
             .clone()
             .unwrap_or_else(|| grpc_local.to_string()),
         topic_defaults: cfg.topic_defaults.clone(),
+        offsets_topic_partitions: cairn_broker::DEFAULT_OFFSETS_TOPIC_PARTITIONS,
     };
     let broker = Arc::new(Broker::open(broker_cfg, Arc::new(SystemClock)).await?);
 
@@ -141,6 +143,9 @@ pub async fn run(
         .await;
     health_reporter
         .set_serving::<MetadataServer<MetadataService>>()
+        .await;
+    health_reporter
+        .set_serving::<GroupsServer<GroupsService>>()
         .await;
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
@@ -186,7 +191,8 @@ pub async fn run(
         )
         .add_service(MetadataServer::new(MetadataService::new(Arc::clone(
             &broker,
-        ))));
+        ))))
+        .add_service(GroupsServer::new(GroupsService::new(Arc::clone(&broker))));
     println!("cairn ready grpc={grpc_local} http={http_local}");
     tracing::info!(grpc = %grpc_local, http = %http_local, data_dir = %cfg.data_dir.display(), "serving");
     // Accepted sockets do not inherit tonic's own `tcp_nodelay` (that applies only to sockets

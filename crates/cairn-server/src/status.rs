@@ -35,6 +35,24 @@ pub fn classify(err: &BrokerError) -> (ErrorCode, Code) {
         BrokerError::ShuttingDown => (ErrorCode::BrokerNotAvailable, Code::Unavailable),
         BrokerError::Io { .. } => (ErrorCode::Internal, Code::Internal),
         BrokerError::Log(log) => classify_log(log),
+        BrokerError::InternalTopic { .. } => (ErrorCode::InvalidTopic, Code::InvalidArgument),
+        BrokerError::InvalidGroupId { .. } => (ErrorCode::InvalidGroupId, Code::InvalidArgument),
+        BrokerError::UnknownGroup { .. } => (ErrorCode::GroupIdNotFound, Code::NotFound),
+        BrokerError::UnknownMember { .. } => (ErrorCode::UnknownMemberId, Code::FailedPrecondition),
+        BrokerError::FencedMemberEpoch { .. } => {
+            (ErrorCode::FencedMemberEpoch, Code::FailedPrecondition)
+        }
+        BrokerError::StaleMemberEpoch { .. } => {
+            (ErrorCode::StaleMemberEpoch, Code::FailedPrecondition)
+        }
+        BrokerError::PartitionNotAssigned { .. } => {
+            (ErrorCode::PartitionNotAssigned, Code::FailedPrecondition)
+        }
+        BrokerError::NonEmptyGroup { .. } => (ErrorCode::NonEmptyGroup, Code::FailedPrecondition),
+        BrokerError::OffsetMetadataTooLarge { .. } => {
+            (ErrorCode::OffsetMetadataTooLarge, Code::InvalidArgument)
+        }
+        BrokerError::OffsetNotInRange { .. } => (ErrorCode::OffsetOutOfRange, Code::OutOfRange),
     }
 }
 

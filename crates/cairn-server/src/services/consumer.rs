@@ -5,7 +5,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cairn_broker::{Broker, FetchRequest, OffsetQuery, decode_records};
+use cairn_broker::{Broker, FetchRequest, OffsetQuery, TopicPartition, decode_records};
 use cairn_log::{Offset, ReadResult};
 use cairn_proto::v1::consumer_server::Consumer;
 use cairn_proto::v1::{
@@ -49,6 +49,22 @@ impl ConsumerService {
         if let Some(deadline) = deadline {
             // Answer a little before the client gives up, so it gets the (possibly empty) data.
             max_wait = max_wait.min(deadline.saturating_sub(Duration::from_millis(20)));
+        }
+        if !request.group_id.is_empty() {
+            let partition = TopicPartition {
+                topic: request.topic.clone(),
+                partition: u32::try_from(request.partition).map_err(|_| {
+                    invalid_request(format!("negative partition {}", request.partition))
+                })?,
+            };
+            self.broker
+                .check_group_fetch(
+                    &request.group_id,
+                    &request.member_id,
+                    request.member_epoch,
+                    &partition,
+                )
+                .map_err(|e| to_status(&e))?;
         }
         let fetch = FetchRequest {
             topic: request.topic.clone(),

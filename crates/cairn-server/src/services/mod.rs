@@ -3,10 +3,12 @@
 
 mod admin;
 mod consumer;
+mod groups;
 mod metadata;
 mod producer;
 
 pub use admin::AdminService;
 pub use consumer::ConsumerService;
+pub use groups::GroupsService;
 pub use metadata::MetadataService;
 pub use producer::ProducerService;

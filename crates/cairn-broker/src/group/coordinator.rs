@@ -1,0 +1,757 @@
+//! The group coordinator: the [`Broker`] operations on consumer groups and their committed
+//! offsets, over the pure [`Group`] state machine and the `__consumer_offsets` topic.
+//!
+//! Committed offsets live in memory for reads and in `__consumer_offsets` for durability: a
+//! commit is appended (and fsynced under the topic's flush policy) before it is applied in
+//! memory and acknowledged, and the topic is read back in full when the broker opens. A group's
+//! records all go to one partition of the topic (murmur2 of the group id, as in Kafka), so they
+//! stay in commit order. Writes are serialized, so memory always matches the log's order.
+//!
+//! Membership is kept in memory only: after a restart, members find their ids unknown, rejoin,
+//! and resume from the committed offsets.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use cairn_codec::partition_for_key;
+use cairn_log::{Clock, Offset};
+
+use super::assignor::TopicPartition;
+use super::group_id::validate_group_id;
+use super::offset_record::{
+    DecodedKey, MAX_OFFSET_METADATA_BYTES, OffsetKey, OffsetValue, decode_key, decode_value,
+    encode_key, encode_value,
+};
+use super::state::{Group, GroupState, HeartbeatInput, HeartbeatOutput, MemberDescription};
+use crate::broker::Broker;
+use crate::error::BrokerError;
+use crate::fetch::{OffsetQuery, decode_records};
+use crate::produce::ProduceRecord;
+use crate::topic_name::CONSUMER_OFFSETS_TOPIC;
+
+/// How often silent members are looked for.
+const EXPIRY_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+/// Bytes read per step when loading `__consumer_offsets`.
+const LOAD_CHUNK_BYTES: i64 = 4 << 20;
+/// Most bytes one stored batch may decompress to when loading.
+const LOAD_DECOMPRESS_LIMIT: usize = 64 << 20;
+/// Deleted groups remembered (to describe them as dead) before the oldest is forgotten.
+const DEAD_GROUPS_REMEMBERED: usize = 1024;
+
+/// One offset to commit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OffsetCommit {
+    /// The topic and partition.
+    pub partition: TopicPartition,
+    /// The next offset to consume.
+    pub offset: i64,
+    /// Text kept with it.
+    pub metadata: String,
+}
+
+/// A committed offset as read back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommittedOffset {
+    /// The topic and partition.
+    pub partition: TopicPartition,
+    /// The committed offset and its metadata, or `None` when the group has none.
+    pub committed: Option<OffsetValue>,
+}
+
+/// Where `reset_offsets` moves a group's offsets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResetTo {
+    /// The log start offset.
+    Earliest,
+    /// The high watermark.
+    Latest,
+    /// An offset within the partition's range.
+    Offset(i64),
+    /// The first offset at or after a timestamp (ms since the Unix epoch).
+    Timestamp(i64),
+}
+
+/// A group in a listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupListing {
+    /// The group id.
+    pub group: String,
+    /// Its state.
+    pub state: GroupState,
+    /// How many members it has.
+    pub members: usize,
+}
+
+/// One partition's committed offset and lag.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartitionLag {
+    /// The topic and partition.
+    pub partition: TopicPartition,
+    /// The committed offset, if any.
+    pub committed: Option<i64>,
+    /// The partition's high watermark.
+    pub end: i64,
+    /// `end - committed`, or `end - log start` when nothing is committed.
+    pub lag: i64,
+}
+
+/// A group, as `describe` shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupDescription {
+    /// The group id.
+    pub group: String,
+    /// Its state.
+    pub state: GroupState,
+    /// The group epoch.
+    pub epoch: i32,
+    /// The session timeout in milliseconds.
+    pub session_timeout_ms: u32,
+    /// Members, sorted by id.
+    pub members: Vec<MemberDescription>,
+    /// Committed offsets and the partitions of subscribed topics, sorted.
+    pub offsets: Vec<PartitionLag>,
+}
+
+type OffsetsByGroup = BTreeMap<String, BTreeMap<TopicPartition, OffsetValue>>;
+
+/// The coordinator's state, shared with the expiry task.
+#[derive(Debug, Default)]
+pub(crate) struct Groups {
+    groups: Arc<Mutex<BTreeMap<String, Group>>>,
+    offsets: Mutex<OffsetsByGroup>,
+    dead: Mutex<Vec<String>>,
+    /// Serializes writes to `__consumer_offsets`, so memory follows the log's order.
+    writes: tokio::sync::Mutex<()>,
+    next_member: AtomicU64,
+}
+
+impl Groups {
+    /// Starts the task that removes members whose session timed out. It stops when the
+    /// coordinator is dropped.
+    pub(crate) fn spawn_expiry(&self, clock: Arc<dyn Clock>) {
+        let groups: Weak<Mutex<BTreeMap<String, Group>>> = Arc::downgrade(&self.groups);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(EXPIRY_CHECK_INTERVAL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(groups) = groups.upgrade() else {
+                    return;
+                };
+                let now = now_ms(&*clock);
+                let mut groups = groups.lock().unwrap_or_else(|e| e.into_inner());
+                for (id, group) in groups.iter_mut() {
+                    let counts = group.topic_counts().clone();
+                    for member in group.expire(&counts, now) {
+                        tracing::info!(group = %id, %member, "member removed: session or rebalance timeout");
+                    }
+                }
+            }
+        });
+    }
+}
+
+impl Broker {
+    /// Creates `__consumer_offsets` if it does not exist and loads every committed offset from
+    /// it. Called once by [`Broker::open`].
+    pub(crate) async fn open_groups(&self) -> Result<(), BrokerError> {
+        if self.topic(CONSUMER_OFFSETS_TOPIC).is_err() {
+            let partitions = i64::from(self.cfg.offsets_topic_partitions);
+            let configs = [("cleanup.policy".to_string(), "compact".to_string())];
+            self.create_topic_unchecked(CONSUMER_OFFSETS_TOPIC, partitions, &configs)
+                .await?;
+        }
+        let topic = self.topic(CONSUMER_OFFSETS_TOPIC)?;
+        let partitions = topic
+            .partitions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut offsets = OffsetsByGroup::new();
+        let mut loaded = 0u64;
+        for partition in partitions {
+            let reader = partition.reader();
+            let mut at = reader.log_start_offset();
+            let end = reader.high_watermark();
+            while at < end {
+                let read = reader.read(at.as_i64(), LOAD_CHUNK_BYTES)?;
+                if read.is_empty() {
+                    break;
+                }
+                for record in decode_records(&read, at, LOAD_DECOMPRESS_LIMIT)? {
+                    loaded += 1;
+                    apply_stored(
+                        &mut offsets,
+                        &record.key,
+                        record.value.as_deref(),
+                        record.offset,
+                    );
+                }
+                at = read.next_offset;
+            }
+        }
+        tracing::info!(
+            records = loaded,
+            groups = offsets.len(),
+            "committed offsets loaded"
+        );
+        *self
+            .groups
+            .offsets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = offsets;
+        self.groups.spawn_expiry(Arc::clone(&self.clock));
+        Ok(())
+    }
+
+    /// A member's heartbeat: join (epoch 0), heartbeat, or leave (epoch -1).
+    ///
+    /// # Errors
+    /// [`BrokerError::InvalidGroupId`], [`BrokerError::UnknownMember`],
+    /// [`BrokerError::FencedMemberEpoch`], [`BrokerError::InvalidRequest`].
+    pub fn group_heartbeat(
+        &self,
+        group_id: &str,
+        input: HeartbeatInput,
+    ) -> Result<HeartbeatOutput, BrokerError> {
+        self.check_open()?;
+        validate_group_id(group_id)?;
+        let topics = self.partition_counts();
+        let now = now_ms(&*self.clock);
+        let mut groups = self.groups.groups.lock().unwrap_or_else(|e| e.into_inner());
+        if input.member_epoch != 0 && !groups.contains_key(group_id) {
+            return Err(BrokerError::UnknownMember {
+                group: group_id.to_string(),
+                member: input.member_id,
+            });
+        }
+        let group = groups
+            .entry(group_id.to_string())
+            .or_insert_with(|| Group::new(group_id));
+        let next = &self.groups.next_member;
+        let node = self.cfg.node_id;
+        let clock = &self.clock;
+        let result = group.heartbeat(input, &topics, now, || {
+            let n = next.fetch_add(1, Ordering::Relaxed);
+            format!("cairn-{node}-{:x}-{n}", clock.now_ms())
+        });
+        if result.is_ok() {
+            self.groups
+                .dead
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .retain(|g| g != group_id);
+        }
+        result
+    }
+
+    /// Commits offsets for a group, all or nothing, durably before returning.
+    ///
+    /// # Errors
+    /// [`BrokerError::InvalidGroupId`], the fencing errors of [`Group::check_owner`],
+    /// [`BrokerError::UnknownTopic`], [`BrokerError::UnknownPartition`],
+    /// [`BrokerError::OffsetNotInRange`], [`BrokerError::OffsetMetadataTooLarge`], and storage
+    /// errors (then nothing is committed in memory either).
+    pub async fn commit_offsets(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        member_epoch: i32,
+        commits: &[OffsetCommit],
+    ) -> Result<(), BrokerError> {
+        self.check_open()?;
+        validate_group_id(group_id)?;
+        if commits.is_empty() {
+            return Err(BrokerError::InvalidRequest(
+                "no offsets to commit".to_string(),
+            ));
+        }
+        for commit in commits {
+            self.check_offset_in_range(&commit.partition, commit.offset)?;
+            if commit.metadata.len() > MAX_OFFSET_METADATA_BYTES {
+                return Err(BrokerError::OffsetMetadataTooLarge {
+                    len: commit.metadata.len(),
+                    max: MAX_OFFSET_METADATA_BYTES,
+                });
+            }
+        }
+        let _writes = self.groups.writes.lock().await;
+        self.check_member_owns(group_id, member_id, member_epoch, commits)?;
+        let now = self.clock.now_ms();
+        let values: Vec<(TopicPartition, Option<OffsetValue>)> = commits
+            .iter()
+            .map(|c| {
+                let value = OffsetValue {
+                    offset: c.offset,
+                    leader_epoch: -1,
+                    metadata: c.metadata.clone(),
+                    commit_timestamp_ms: now,
+                };
+                (c.partition.clone(), Some(value))
+            })
+            .collect();
+        self.write_offsets(group_id, values).await
+    }
+
+    /// Checks that a group member may fetch a partition (a fetch that names its group).
+    ///
+    /// # Errors
+    /// As [`Group::check_owner`]; [`BrokerError::UnknownMember`] when the group has no state.
+    pub fn check_group_fetch(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        member_epoch: i32,
+        partition: &TopicPartition,
+    ) -> Result<(), BrokerError> {
+        validate_group_id(group_id)?;
+        let groups = self.groups.groups.lock().unwrap_or_else(|e| e.into_inner());
+        match groups.get(group_id) {
+            Some(group) => group.check_owner(member_id, member_epoch, [partition]),
+            None => Err(BrokerError::UnknownMember {
+                group: group_id.to_string(),
+                member: member_id.to_string(),
+            }),
+        }
+    }
+
+    /// A group's committed offsets: for `partitions`, or every one when it is empty.
+    ///
+    /// # Errors
+    /// [`BrokerError::InvalidGroupId`]; [`BrokerError::UnknownGroup`] when every offset is
+    /// asked for and the group has neither members nor offsets.
+    pub fn fetch_offsets(
+        &self,
+        group_id: &str,
+        partitions: &[TopicPartition],
+    ) -> Result<Vec<CommittedOffset>, BrokerError> {
+        validate_group_id(group_id)?;
+        let offsets = self
+            .groups
+            .offsets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let mine = offsets.get(group_id);
+        if partitions.is_empty() {
+            if mine.is_none() && !self.group_has_state(group_id) {
+                return Err(BrokerError::UnknownGroup {
+                    group: group_id.to_string(),
+                });
+            }
+            return Ok(mine
+                .into_iter()
+                .flatten()
+                .map(|(p, v)| CommittedOffset {
+                    partition: p.clone(),
+                    committed: Some(v.clone()),
+                })
+                .collect());
+        }
+        let wanted: BTreeSet<&TopicPartition> = partitions.iter().collect();
+        Ok(wanted
+            .into_iter()
+            .map(|p| CommittedOffset {
+                partition: p.clone(),
+                committed: mine.and_then(|m| m.get(p)).cloned(),
+            })
+            .collect())
+    }
+
+    /// Every group with members or committed offsets, sorted by id.
+    pub fn list_groups(&self) -> Vec<GroupListing> {
+        let groups = self.groups.groups.lock().unwrap_or_else(|e| e.into_inner());
+        let offsets = self
+            .groups
+            .offsets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let ids: BTreeSet<&String> = groups
+            .iter()
+            .filter(|(id, g)| g.member_count() > 0 || offsets.contains_key(*id))
+            .map(|(id, _)| id)
+            .chain(offsets.keys())
+            .collect();
+        ids.into_iter()
+            .map(|id| {
+                let group = groups.get(id);
+                GroupListing {
+                    group: id.clone(),
+                    state: group.map_or(GroupState::Empty, Group::state),
+                    members: group.map_or(0, Group::member_count),
+                }
+            })
+            .collect()
+    }
+
+    /// Describes a group: state, members, committed offsets and lag.
+    ///
+    /// # Errors
+    /// [`BrokerError::InvalidGroupId`], [`BrokerError::UnknownGroup`].
+    pub fn describe_group(&self, group_id: &str) -> Result<GroupDescription, BrokerError> {
+        validate_group_id(group_id)?;
+        let (state, epoch, session_timeout_ms, members, subscribed) = {
+            let groups = self.groups.groups.lock().unwrap_or_else(|e| e.into_inner());
+            match groups.get(group_id) {
+                Some(g) => (
+                    g.state(),
+                    g.epoch(),
+                    g.session_timeout_ms(),
+                    g.describe_members(),
+                    g.subscribed_topics(),
+                ),
+                None => (
+                    GroupState::Empty,
+                    0,
+                    super::state::DEFAULT_SESSION_TIMEOUT_MS,
+                    Vec::new(),
+                    BTreeSet::new(),
+                ),
+            }
+        };
+        let committed: BTreeMap<TopicPartition, i64> = self
+            .groups
+            .offsets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(group_id)
+            .map(|m| m.iter().map(|(p, v)| (p.clone(), v.offset)).collect())
+            .unwrap_or_default();
+        if members.is_empty() && committed.is_empty() && !self.group_has_state(group_id) {
+            let dead = self.groups.dead.lock().unwrap_or_else(|e| e.into_inner());
+            if dead.iter().any(|g| g == group_id) {
+                return Ok(GroupDescription {
+                    group: group_id.to_string(),
+                    state: GroupState::Dead,
+                    epoch: 0,
+                    session_timeout_ms,
+                    members: Vec::new(),
+                    offsets: Vec::new(),
+                });
+            }
+            return Err(BrokerError::UnknownGroup {
+                group: group_id.to_string(),
+            });
+        }
+        let mut partitions: BTreeSet<TopicPartition> = committed.keys().cloned().collect();
+        for topic in &subscribed {
+            if let Ok(count) = self.partition_count(topic) {
+                partitions.extend((0..count).map(|partition| TopicPartition {
+                    topic: topic.clone(),
+                    partition,
+                }));
+            }
+        }
+        let offsets = partitions
+            .into_iter()
+            .map(|p| {
+                let committed = committed.get(&p).copied();
+                let (start, end) = self.partition_bounds(&p).unwrap_or((0, 0));
+                let lag = (end - committed.unwrap_or(start)).max(0);
+                PartitionLag {
+                    partition: p,
+                    committed,
+                    end,
+                    lag,
+                }
+            })
+            .collect();
+        Ok(GroupDescription {
+            group: group_id.to_string(),
+            state,
+            epoch,
+            session_timeout_ms,
+            members,
+            offsets,
+        })
+    }
+
+    /// Moves a group's committed offsets for a topic (all its partitions when `partitions` is
+    /// empty). Refused while the group has members.
+    ///
+    /// # Errors
+    /// [`BrokerError::InvalidGroupId`], [`BrokerError::NonEmptyGroup`],
+    /// [`BrokerError::UnknownTopic`], [`BrokerError::UnknownPartition`],
+    /// [`BrokerError::OffsetNotInRange`], storage errors.
+    pub async fn reset_offsets(
+        &self,
+        group_id: &str,
+        topic: &str,
+        partitions: &[i64],
+        to: ResetTo,
+    ) -> Result<Vec<CommittedOffset>, BrokerError> {
+        self.check_open()?;
+        validate_group_id(group_id)?;
+        let count = self.partition_count(topic)?;
+        let partitions: BTreeSet<i64> = if partitions.is_empty() {
+            (0..i64::from(count)).collect()
+        } else {
+            partitions.iter().copied().collect()
+        };
+        let _writes = self.groups.writes.lock().await;
+        self.check_group_empty(group_id)?;
+        let now = self.clock.now_ms();
+        let mut values = Vec::with_capacity(partitions.len());
+        for index in partitions {
+            let offset = match to {
+                ResetTo::Earliest => self.list_offset(topic, index, OffsetQuery::Earliest)?,
+                ResetTo::Latest => self.list_offset(topic, index, OffsetQuery::Latest)?,
+                ResetTo::Timestamp(ms) => {
+                    self.list_offset(topic, index, OffsetQuery::Timestamp(ms))?
+                }
+                ResetTo::Offset(offset) => {
+                    let start = self.list_offset(topic, index, OffsetQuery::Earliest)?;
+                    Offset::from_i64(offset)
+                        .filter(|o| *o >= start)
+                        .ok_or_else(|| BrokerError::OffsetNotInRange {
+                            topic: topic.to_string(),
+                            partition: u32::try_from(index).unwrap_or(0),
+                            offset,
+                            log_start_offset: start.as_i64(),
+                            high_watermark: self
+                                .list_offset(topic, index, OffsetQuery::Latest)
+                                .map_or(0, |o| o.as_i64()),
+                        })?
+                }
+            };
+            let partition = TopicPartition {
+                topic: topic.to_string(),
+                partition: self.topic(topic)?.partition(index)?.index,
+            };
+            self.check_offset_in_range(&partition, offset.as_i64())?;
+            let value = OffsetValue {
+                offset: offset.as_i64(),
+                leader_epoch: -1,
+                metadata: String::new(),
+                commit_timestamp_ms: now,
+            };
+            values.push((partition, Some(value)));
+        }
+        let result = values
+            .iter()
+            .map(|(p, v)| CommittedOffset {
+                partition: p.clone(),
+                committed: v.clone(),
+            })
+            .collect();
+        self.write_offsets(group_id, values).await?;
+        Ok(result)
+    }
+
+    /// Deletes a group and its committed offsets. Refused while it has members.
+    ///
+    /// # Errors
+    /// [`BrokerError::InvalidGroupId`], [`BrokerError::UnknownGroup`],
+    /// [`BrokerError::NonEmptyGroup`], storage errors.
+    pub async fn delete_group(&self, group_id: &str) -> Result<(), BrokerError> {
+        self.check_open()?;
+        validate_group_id(group_id)?;
+        let _writes = self.groups.writes.lock().await;
+        self.check_group_empty(group_id)?;
+        let committed: Vec<TopicPartition> = self
+            .groups
+            .offsets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(group_id)
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        let had_state = self
+            .groups
+            .groups
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(group_id)
+            .is_some();
+        if committed.is_empty() && !had_state {
+            return Err(BrokerError::UnknownGroup {
+                group: group_id.to_string(),
+            });
+        }
+        if !committed.is_empty() {
+            let tombstones = committed.into_iter().map(|p| (p, None)).collect();
+            self.write_offsets(group_id, tombstones).await?;
+        }
+        let mut dead = self.groups.dead.lock().unwrap_or_else(|e| e.into_inner());
+        dead.retain(|g| g != group_id);
+        if dead.len() >= DEAD_GROUPS_REMEMBERED {
+            dead.remove(0);
+        }
+        dead.push(group_id.to_string());
+        tracing::info!(group = group_id, "group deleted");
+        Ok(())
+    }
+
+    /// Appends `values` (a `None` is a tombstone) to the group's partition of
+    /// `__consumer_offsets`, then applies them in memory. Callers hold `writes`.
+    async fn write_offsets(
+        &self,
+        group_id: &str,
+        values: Vec<(TopicPartition, Option<OffsetValue>)>,
+    ) -> Result<(), BrokerError> {
+        let topic = self.topic(CONSUMER_OFFSETS_TOPIC)?;
+        let partition = partition_for_key(group_id.as_bytes(), topic.partition_count());
+        let records: Vec<ProduceRecord> = values
+            .iter()
+            .map(|(p, v)| ProduceRecord {
+                key: Some(Bytes::from(encode_key(&OffsetKey {
+                    group: group_id.to_string(),
+                    partition: p.clone(),
+                }))),
+                value: v.as_ref().map(|v| Bytes::from(encode_value(v))),
+                headers: Vec::new(),
+                timestamp_ms: 0,
+            })
+            .collect();
+        self.append_internal(&topic, partition, &records).await?;
+        let mut offsets = self
+            .groups
+            .offsets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let group = offsets.entry(group_id.to_string()).or_default();
+        for (p, v) in values {
+            match v {
+                Some(v) => group.insert(p, v),
+                None => group.remove(&p),
+            };
+        }
+        if group.is_empty() {
+            offsets.remove(group_id);
+        }
+        Ok(())
+    }
+
+    fn check_member_owns(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        member_epoch: i32,
+        commits: &[OffsetCommit],
+    ) -> Result<(), BrokerError> {
+        let groups = self.groups.groups.lock().unwrap_or_else(|e| e.into_inner());
+        match groups.get(group_id) {
+            Some(group) => group.check_owner(
+                member_id,
+                member_epoch,
+                commits.iter().map(|c| &c.partition),
+            ),
+            None if member_id.is_empty() && member_epoch < 0 => Ok(()),
+            None => Err(BrokerError::UnknownMember {
+                group: group_id.to_string(),
+                member: member_id.to_string(),
+            }),
+        }
+    }
+
+    fn check_group_empty(&self, group_id: &str) -> Result<(), BrokerError> {
+        let groups = self.groups.groups.lock().unwrap_or_else(|e| e.into_inner());
+        match groups.get(group_id).map(Group::member_count) {
+            Some(members) if members > 0 => Err(BrokerError::NonEmptyGroup {
+                group: group_id.to_string(),
+                members,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    fn check_offset_in_range(
+        &self,
+        partition: &TopicPartition,
+        offset: i64,
+    ) -> Result<(), BrokerError> {
+        let (start, end) = self.partition_bounds(partition)?;
+        // Below the log start is allowed, as in Kafka: a slow group's offset may fall behind
+        // retention and the consumer then resets. Past the end or negative is a client bug.
+        if offset < 0 || offset > end {
+            return Err(BrokerError::OffsetNotInRange {
+                topic: partition.topic.clone(),
+                partition: partition.partition,
+                offset,
+                log_start_offset: start,
+                high_watermark: end,
+            });
+        }
+        Ok(())
+    }
+
+    fn partition_bounds(&self, partition: &TopicPartition) -> Result<(i64, i64), BrokerError> {
+        let part = self
+            .topic(&partition.topic)?
+            .partition(i64::from(partition.partition))?;
+        let reader = part.reader();
+        Ok((
+            reader.log_start_offset().as_i64(),
+            reader.high_watermark().as_i64(),
+        ))
+    }
+
+    fn group_has_state(&self, group_id: &str) -> bool {
+        self.groups
+            .groups
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(group_id)
+            .is_some_and(|g| g.member_count() > 0)
+    }
+
+    /// Every topic's partition count.
+    fn partition_counts(&self) -> BTreeMap<String, u32> {
+        self.list_topics(false)
+            .into_iter()
+            .filter_map(|name| self.partition_count(&name).ok().map(|c| (name, c)))
+            .collect()
+    }
+}
+
+/// Applies one stored record of `__consumer_offsets` while loading. Records Cairn cannot read
+/// are skipped with a warning: they never hold a committed offset Cairn wrote.
+fn apply_stored(
+    offsets: &mut OffsetsByGroup,
+    key: &Option<Bytes>,
+    value: Option<&[u8]>,
+    at: Offset,
+) {
+    let Some(key) = key else {
+        tracing::warn!(
+            offset = at.as_i64(),
+            "__consumer_offsets record without a key skipped"
+        );
+        return;
+    };
+    let key = match decode_key(key) {
+        Ok(DecodedKey::Offset(key)) => key,
+        Ok(DecodedKey::GroupMetadata) => return,
+        Err(err) => {
+            tracing::warn!(offset = at.as_i64(), %err, "unreadable __consumer_offsets key skipped");
+            return;
+        }
+    };
+    match value {
+        None => {
+            if let Some(group) = offsets.get_mut(&key.group) {
+                group.remove(&key.partition);
+                if group.is_empty() {
+                    offsets.remove(&key.group);
+                }
+            }
+        }
+        Some(bytes) => match decode_value(bytes) {
+            Ok(value) => {
+                offsets
+                    .entry(key.group)
+                    .or_default()
+                    .insert(key.partition, value);
+            }
+            Err(err) => {
+                tracing::warn!(offset = at.as_i64(), %err, "unreadable __consumer_offsets value skipped");
+            }
+        },
+    }
+}
+
+fn now_ms(clock: &dyn Clock) -> u64 {
+    u64::try_from(clock.now_ms()).unwrap_or(0)
+}

@@ -1,0 +1,27 @@
+//! Consumer groups (the model of Kafka's KIP-848) and their committed offsets.
+//!
+//! - `assignor`: the sticky, balanced assignor that computes a group's target assignment.
+//! - `state`: one group's membership state machine: joins, heartbeats, leaves, session
+//!   expiry, incremental revoke-then-assign, member epochs that fence zombies. Pure.
+//! - `offset_record`: the key and value layout of `__consumer_offsets` records (Kafka's).
+//! - `group_id`: the rules for group and member ids.
+//! - `coordinator`: the [`crate::Broker`] operations: heartbeat, commit, fetch offsets, list,
+//!   describe with lag, reset, delete; durable offsets in `__consumer_offsets`.
+
+mod assignor;
+mod coordinator;
+mod group_id;
+mod offset_record;
+mod state;
+
+pub use assignor::{MemberSpec, TopicPartition, assign};
+pub(crate) use coordinator::Groups;
+pub use coordinator::{
+    CommittedOffset, GroupDescription, GroupListing, OffsetCommit, PartitionLag, ResetTo,
+};
+pub use group_id::{MAX_GROUP_ID_CHARS, validate_group_id};
+pub use offset_record::{MAX_OFFSET_METADATA_BYTES, OffsetValue};
+pub use state::{
+    DEFAULT_REBALANCE_TIMEOUT_MS, DEFAULT_SESSION_TIMEOUT_MS, GroupState, HeartbeatInput,
+    HeartbeatOutput, MAX_SESSION_TIMEOUT_MS, MIN_SESSION_TIMEOUT_MS, MemberDescription,
+};

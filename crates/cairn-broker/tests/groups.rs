@@ -1,0 +1,364 @@
+//! The group coordinator through the broker: joins and heartbeats, commits that survive a
+//! restart (they live in `__consumer_offsets`), fencing of zombies, reset and delete, and the
+//! typed errors of bad input. Nothing committed is lost or moved by a refused call.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use cairn_broker::{
+    AckLevel, Broker, BrokerConfig, BrokerError, GroupState, HeartbeatInput, HeartbeatOutput,
+    OffsetCommit, ProducePayload, ProduceRecord, ProduceRequest, ResetTo, TopicConfig,
+    TopicPartition,
+};
+use cairn_log::SystemClock;
+use cairn_log::batch::Compression;
+
+async fn open(dir: &std::path::Path) -> Broker {
+    let cfg = BrokerConfig {
+        data_dir: dir.to_path_buf(),
+        node_id: 1,
+        advertised_address: "127.0.0.1:7070".to_string(),
+        topic_defaults: TopicConfig::default(),
+        offsets_topic_partitions: 3,
+    };
+    Broker::open(cfg, Arc::new(SystemClock)).await.unwrap()
+}
+
+async fn produce(broker: &Broker, topic: &str, partition: i64, count: usize) {
+    let records = (0..count)
+        .map(|i| ProduceRecord {
+            value: Some(Bytes::from(format!("v{i}"))),
+            ..Default::default()
+        })
+        .collect();
+    broker
+        .produce(ProduceRequest {
+            topic: topic.to_string(),
+            partition: Some(partition),
+            acks: AckLevel::All,
+            payload: ProducePayload::Records {
+                records,
+                compression: Compression::None,
+            },
+            producer: None,
+        })
+        .await
+        .unwrap();
+}
+
+fn tp(topic: &str, partition: u32) -> TopicPartition {
+    TopicPartition {
+        topic: topic.to_string(),
+        partition,
+    }
+}
+
+fn commit(topic: &str, partition: u32, offset: i64) -> OffsetCommit {
+    OffsetCommit {
+        partition: tp(topic, partition),
+        offset,
+        metadata: format!("at {offset}"),
+    }
+}
+
+fn join(broker: &Broker, group: &str, topics: &[&str]) -> HeartbeatOutput {
+    broker
+        .group_heartbeat(
+            group,
+            HeartbeatInput {
+                client_id: "test".into(),
+                subscribed: Some(topics.iter().map(|t| t.to_string()).collect()),
+                ..HeartbeatInput::default()
+            },
+        )
+        .unwrap()
+}
+
+fn committed(broker: &Broker, group: &str) -> Vec<(String, u32, i64)> {
+    broker
+        .fetch_offsets(group, &[])
+        .unwrap()
+        .into_iter()
+        .map(|c| {
+            (
+                c.partition.topic,
+                c.partition.partition,
+                c.committed.unwrap().offset,
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn commits_survive_a_restart_and_describe_shows_lag() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let broker = open(dir.path()).await;
+        broker.create_topic("orders", 2, 1, &[]).await.unwrap();
+        produce(&broker, "orders", 0, 10).await;
+        produce(&broker, "orders", 1, 4).await;
+        let member = join(&broker, "inventory", &["orders"]);
+        assert_eq!(member.assignment.len(), 2);
+        broker
+            .commit_offsets(
+                "inventory",
+                &member.member_id,
+                member.member_epoch,
+                &[commit("orders", 0, 7), commit("orders", 1, 4)],
+            )
+            .await
+            .unwrap();
+        let described = broker.describe_group("inventory").unwrap();
+        assert_eq!(described.state, GroupState::Stable);
+        assert_eq!(described.members.len(), 1);
+        let lags: Vec<(i64, i64)> = described.offsets.iter().map(|o| (o.end, o.lag)).collect();
+        assert_eq!(lags, vec![(10, 3), (4, 0)]);
+        broker.shutdown().await;
+    }
+    let broker = open(dir.path()).await;
+    assert_eq!(
+        committed(&broker, "inventory"),
+        vec![("orders".into(), 0, 7), ("orders".into(), 1, 4)]
+    );
+    let listed = broker.list_groups();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        listed[0].state,
+        GroupState::Empty,
+        "members do not survive a restart"
+    );
+    let fetched = broker
+        .fetch_offsets("inventory", &[tp("orders", 0)])
+        .unwrap();
+    assert_eq!(fetched[0].committed.as_ref().unwrap().metadata, "at 7");
+    // The old member id is unknown now: it must rejoin.
+    let err = broker
+        .group_heartbeat(
+            "inventory",
+            HeartbeatInput {
+                member_id: "gone".into(),
+                member_epoch: 3,
+                ..HeartbeatInput::default()
+            },
+        )
+        .unwrap_err();
+    assert!(matches!(err, BrokerError::UnknownMember { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn a_zombie_cannot_commit_and_a_refused_commit_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = open(dir.path()).await;
+    broker.create_topic("orders", 2, 1, &[]).await.unwrap();
+    produce(&broker, "orders", 0, 10).await;
+    let a = join(&broker, "g", &["orders"]);
+    broker
+        .commit_offsets("g", &a.member_id, a.member_epoch, &[commit("orders", 0, 5)])
+        .await
+        .unwrap();
+    // a leaves; a second member takes over and commits; a's late commit is refused.
+    broker
+        .group_heartbeat(
+            "g",
+            HeartbeatInput {
+                member_id: a.member_id.clone(),
+                member_epoch: -1,
+                ..HeartbeatInput::default()
+            },
+        )
+        .unwrap();
+    let b = join(&broker, "g", &["orders"]);
+    broker
+        .commit_offsets("g", &b.member_id, b.member_epoch, &[commit("orders", 0, 8)])
+        .await
+        .unwrap();
+    let err = broker
+        .commit_offsets("g", &a.member_id, a.member_epoch, &[commit("orders", 0, 6)])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BrokerError::UnknownMember { .. }), "{err}");
+    let cases: Vec<(&str, &str, i32, Vec<OffsetCommit>)> = vec![
+        (
+            "g",
+            &b.member_id,
+            b.member_epoch + 5,
+            vec![commit("orders", 0, 9)],
+        ),
+        (
+            "g",
+            &b.member_id,
+            b.member_epoch,
+            vec![commit("orders", 0, 11)],
+        ),
+        (
+            "g",
+            &b.member_id,
+            b.member_epoch,
+            vec![commit("orders", 0, -1)],
+        ),
+        (
+            "g",
+            &b.member_id,
+            b.member_epoch,
+            vec![commit("orders", 0, 9), commit("orders", 7, 0)],
+        ),
+        (
+            "g",
+            &b.member_id,
+            b.member_epoch,
+            vec![commit("nope", 0, 0)],
+        ),
+        ("g", "", -1, vec![commit("orders", 0, 1)]),
+        ("", "", -1, vec![commit("orders", 0, 1)]),
+        ("g", &b.member_id, b.member_epoch, vec![]),
+    ];
+    for (group, member, epoch, offsets) in cases {
+        let err = broker
+            .commit_offsets(group, member, epoch, &offsets)
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(!text.is_empty());
+        assert_eq!(
+            committed(&broker, "g"),
+            vec![("orders".into(), 0, 8)],
+            "{text} moved a committed offset"
+        );
+    }
+    let err = broker
+        .commit_offsets(
+            "g",
+            &b.member_id,
+            b.member_epoch,
+            &[OffsetCommit {
+                metadata: "x".repeat(5000),
+                ..commit("orders", 0, 9)
+            }],
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, BrokerError::OffsetMetadataTooLarge { .. }),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn reset_and_delete_need_an_empty_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = open(dir.path()).await;
+    broker.create_topic("orders", 2, 1, &[]).await.unwrap();
+    produce(&broker, "orders", 0, 10).await;
+    produce(&broker, "orders", 1, 3).await;
+    let a = join(&broker, "g", &["orders"]);
+    let err = broker
+        .reset_offsets("g", "orders", &[], ResetTo::Earliest)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, BrokerError::NonEmptyGroup { members: 1, .. }),
+        "{err}"
+    );
+    let err = broker.delete_group("g").await.unwrap_err();
+    assert!(matches!(err, BrokerError::NonEmptyGroup { .. }), "{err}");
+    broker
+        .group_heartbeat(
+            "g",
+            HeartbeatInput {
+                member_id: a.member_id,
+                member_epoch: -1,
+                ..HeartbeatInput::default()
+            },
+        )
+        .unwrap();
+    broker
+        .reset_offsets("g", "orders", &[], ResetTo::Latest)
+        .await
+        .unwrap();
+    assert_eq!(
+        committed(&broker, "g"),
+        vec![("orders".into(), 0, 10), ("orders".into(), 1, 3)]
+    );
+    broker
+        .reset_offsets("g", "orders", &[0], ResetTo::Offset(4))
+        .await
+        .unwrap();
+    for bad in [ResetTo::Offset(-1), ResetTo::Offset(11)] {
+        let err = broker
+            .reset_offsets("g", "orders", &[0], bad)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, BrokerError::OffsetNotInRange { .. }), "{err}");
+    }
+    let err = broker
+        .reset_offsets("g", "orders", &[5], ResetTo::Earliest)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BrokerError::UnknownPartition { .. }), "{err}");
+    assert_eq!(
+        committed(&broker, "g"),
+        vec![("orders".into(), 0, 4), ("orders".into(), 1, 3)]
+    );
+    broker.delete_group("g").await.unwrap();
+    assert_eq!(broker.describe_group("g").unwrap().state, GroupState::Dead);
+    assert!(broker.list_groups().is_empty());
+    let err = broker.delete_group("g").await.unwrap_err();
+    assert!(matches!(err, BrokerError::UnknownGroup { .. }), "{err}");
+    let err = broker.describe_group("never").unwrap_err();
+    assert!(matches!(err, BrokerError::UnknownGroup { .. }), "{err}");
+    let err = broker.describe_group("bad\u{7}id").unwrap_err();
+    assert!(matches!(err, BrokerError::InvalidGroupId { .. }), "{err}");
+    // Deleted offsets stay deleted across a restart: the tombstones are durable.
+    broker.shutdown().await;
+    drop(broker);
+    let broker = open(dir.path()).await;
+    assert!(broker.list_groups().is_empty());
+}
+
+#[tokio::test]
+async fn clients_cannot_touch_the_offsets_topic() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = open(dir.path()).await;
+    let topics: BTreeSet<String> = broker.list_topics(true).into_iter().collect();
+    assert!(topics.contains("__consumer_offsets"));
+    assert!(broker.list_topics(false).is_empty());
+    let err = broker
+        .create_topic("__consumer_offsets", 1, 1, &[])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BrokerError::InternalTopic { .. }), "{err}");
+    let err = broker.delete_topic("__consumer_offsets").await.unwrap_err();
+    assert!(matches!(err, BrokerError::InternalTopic { .. }), "{err}");
+    let err = broker
+        .add_partitions("__consumer_offsets", 9)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BrokerError::InternalTopic { .. }), "{err}");
+    let err = broker
+        .produce(ProduceRequest {
+            topic: "__consumer_offsets".into(),
+            partition: Some(0),
+            acks: AckLevel::All,
+            payload: ProducePayload::Records {
+                records: vec![ProduceRecord::default()],
+                compression: Compression::None,
+            },
+            producer: None,
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BrokerError::InternalTopic { .. }), "{err}");
+    let info = broker.describe_topic("__consumer_offsets").unwrap();
+    assert_eq!(info.partitions.len(), 3);
+    assert!(
+        info.configs
+            .iter()
+            .any(|(k, v)| k == "cleanup.policy" && v == "compact")
+    );
+}
