@@ -80,9 +80,15 @@ pub enum Command {
     Produce(crate::produce::ProduceArgs),
     /// Print records of a topic.
     #[command(
-        after_help = "Examples:\n  cairn consume orders --from earliest --until-end --format json"
+        after_help = "Examples:\n  cairn consume orders --from earliest --until-end --format json\n  cairn consume orders --group inventory --from earliest"
     )]
     Consume(crate::consume::ConsumeArgs),
+    /// List, describe, reset the offsets of, and delete consumer groups.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  cairn group describe inventory --format json\n  cairn group reset-offsets inventory --topic orders --to earliest"
+    )]
+    Group(crate::group::GroupCommand),
     /// Measure a running broker: produce or consume load with throughput and latency figures.
     #[command(
         subcommand,

@@ -40,6 +40,15 @@ pub struct ConsumeArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
+    /// Consume as a member of this consumer group: the group assigns partitions, and what is
+    /// printed is committed. `--from` then applies only to partitions without a committed
+    /// offset; `--until-end` stops at the ends captured when partitions were assigned.
+    #[arg(long, value_name = "GROUP")]
+    pub group: Option<String>,
+    /// With --group: how long the broker waits for this member's heartbeat before it moves its
+    /// partitions to other members (default 45000; the broker accepts 500..=1800000).
+    #[arg(long, value_name = "MS", requires = "group")]
+    pub session_timeout_ms: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -84,7 +93,10 @@ fn seek(from: &str) -> anyhow::Result<Seek> {
 ///
 /// # Errors
 /// A bad `--from`, an unreachable broker, an unknown topic or partition, an offset out of range.
-pub async fn run(brokers: &str, args: ConsumeArgs) -> anyhow::Result<()> {
+pub async fn run(brokers: &str, mut args: ConsumeArgs) -> anyhow::Result<()> {
+    if let Some(group) = args.group.take() {
+        return crate::consume_group::run(brokers, args, group).await;
+    }
     let from = seek(&args.from)?;
     let partitions: Vec<i32> = args.partition.into_iter().collect();
     let mut consumer = Consumer::assign(brokers, &args.topic, &partitions, from).await?;
@@ -130,7 +142,8 @@ pub async fn run(brokers: &str, args: ConsumeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_record(
+/// Prints one record in `format` and flushes, so a pipe or a file sees it at once.
+pub(crate) fn print_record(
     out: &mut impl Write,
     record: &ConsumedRecord,
     format: Format,

@@ -18,6 +18,8 @@ mod cli;
 mod config_error;
 mod config_resolve;
 mod consume;
+mod consume_group;
+mod group;
 mod produce;
 mod serve;
 mod topic;
@@ -51,6 +53,7 @@ async fn main() -> ExitCode {
         Command::Produce(args) => produce::run(&cli.broker, args).await,
         Command::Consume(args) => consume::run(&cli.broker, args).await,
         Command::Bench(command) => bench::run(&cli.broker, command).await,
+        Command::Group(command) => group::run(&cli.broker, command).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

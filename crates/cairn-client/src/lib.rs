@@ -8,6 +8,10 @@
 //! - [`Producer`]: batches records per partition (linger, size), partitions keys with Kafka's
 //!   murmur2, retries with backoff under a delivery timeout, idempotent by default;
 //! - [`Consumer`]: reads assigned partitions from a [`Seek`] position by long polls;
+//! - [`GroupConsumer`]: a consumer-group member: the broker assigns partitions, it commits
+//!   what it polled (auto-commit on an interval, on revoke and on close), with rebalance
+//!   callbacks ([`RebalanceListener`]);
+//! - [`GroupAdmin`]: list, describe (with lag), reset offsets of, and delete groups;
 //! - [`ClientError`]: every failure, with the broker's stable error code when it sent one.
 //!
 //! The CLI's client commands are built on this crate.
@@ -16,15 +20,25 @@ mod admin;
 mod connection;
 mod consumer;
 mod error;
+mod group;
+mod group_admin;
 mod producer;
 
 pub use admin::Admin;
 pub use cairn_codec::batch::Compression;
 pub use cairn_proto::v1::Acks;
-pub use cairn_proto::v1::{ErrorCode, PartitionDescription, TopicDescription};
+pub use cairn_proto::v1::{
+    CommittedOffset, ErrorCode, GroupDescription, GroupListing, GroupMember, GroupState,
+    PartitionDescription, PartitionLag, TopicDescription,
+};
 pub use connection::{CONNECT_TIMEOUT, connect};
 pub use consumer::{ConsumedRecord, Consumer, Seek};
 pub use error::ClientError;
+pub use group::{
+    GroupConsumer, GroupConsumerConfig, NoopListener, OffsetReset, RebalanceListener,
+    TopicPartition,
+};
+pub use group_admin::{GroupAdmin, ResetTarget};
 pub use producer::{
     DeliveryFuture, MAX_IN_FLIGHT_IDEMPOTENT, METADATA_MAX_AGE, OutgoingRecord, Placement,
     Producer, ProducerConfig,

@@ -98,6 +98,8 @@ pub struct HeartbeatOutput {
     pub assignment: BTreeSet<TopicPartition>,
     /// The group's session timeout.
     pub session_timeout_ms: u32,
+    /// True when `assignment` is the member's whole target.
+    pub assignment_complete: bool,
 }
 
 /// One member, as `describe` shows it.
@@ -259,6 +261,7 @@ impl Group {
                     heartbeat_interval_ms: 0,
                     assignment: BTreeSet::new(),
                     session_timeout_ms: self.session_timeout_ms,
+                    assignment_complete: true,
                 });
             }
             epoch if epoch > 0 => {
@@ -502,6 +505,7 @@ impl Group {
                 heartbeat_interval_ms: 0,
                 assignment: BTreeSet::new(),
                 session_timeout_ms,
+                assignment_complete: true,
             };
         };
         // Partitions the member has stopped owning and should give up are free now.
@@ -553,6 +557,7 @@ impl Group {
             },
             assignment,
             session_timeout_ms,
+            assignment_complete: converged,
         }
     }
 

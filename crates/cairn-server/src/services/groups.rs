@@ -59,6 +59,7 @@ impl Groups for GroupsService {
             heartbeat_interval_ms: out.heartbeat_interval_ms,
             assignment: partitions_to(&out.assignment),
             session_timeout_ms: out.session_timeout_ms,
+            assignment_complete: out.assignment_complete,
         }))
     }
 

@@ -1,0 +1,144 @@
+//! `cairn consume TOPIC --group G`: joins consumer group G, prints the records of the
+//! partitions the group assigns this member, and commits what it printed (on an interval, when
+//! a partition moves to another member, and on exit). `--from` applies only to partitions the
+//! group has no committed offset for (Kafka's `auto.offset.reset`). SIGTERM and SIGINT flush,
+//! commit and leave the group, so its partitions move to the other members at once.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use cairn_client::{
+    ConsumedRecord, GroupConsumer, GroupConsumerConfig, OffsetReset, RebalanceListener,
+    TopicPartition,
+};
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::consume::{ConsumeArgs, print_record};
+
+/// How long one poll waits for new records.
+const POLL_WAIT: Duration = Duration::from_millis(200);
+/// How often printed positions are committed.
+const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Logs rebalances on stderr (through tracing), so an operator sees partitions move.
+struct LogRebalances {
+    group: String,
+}
+
+impl RebalanceListener for LogRebalances {
+    fn on_partitions_assigned(&mut self, partitions: &[TopicPartition]) {
+        tracing::info!(group = %self.group, partitions = %list(partitions), "partitions assigned");
+    }
+
+    fn on_partitions_revoked(&mut self, partitions: &[TopicPartition]) {
+        tracing::info!(group = %self.group, partitions = %list(partitions), "partitions revoked");
+    }
+
+    fn on_partitions_lost(&mut self, partitions: &[TopicPartition]) {
+        tracing::warn!(group = %self.group, partitions = %list(partitions), "partitions lost (fenced)");
+    }
+}
+
+fn list(partitions: &[TopicPartition]) -> String {
+    partitions
+        .iter()
+        .map(|p| format!("{}-{}", p.topic, p.partition))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Runs `cairn consume --group`.
+///
+/// # Errors
+/// A bad flag combination, an unreachable broker, a bad group id, an unknown topic.
+pub async fn run(brokers: &str, args: ConsumeArgs, group: String) -> anyhow::Result<()> {
+    let reset = match args.from.as_str() {
+        "earliest" => OffsetReset::Earliest,
+        "latest" => OffsetReset::Latest,
+        other => bail!(
+            "--from {other:?} with --group: use earliest or latest (they apply to partitions the group has no committed offset for; move committed offsets with `cairn group reset-offsets`)"
+        ),
+    };
+    if args.partition.is_some() {
+        bail!("--partition cannot be combined with --group: the group assigns partitions");
+    }
+    let mut terminate =
+        signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
+    let mut interrupt =
+        signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
+    let mut cfg = GroupConsumerConfig::new(group.clone());
+    cfg.client_id = format!("cairn-cli-{}", std::process::id());
+    cfg.auto_offset_reset = reset;
+    cfg.auto_commit_interval = COMMIT_INTERVAL;
+    if let Some(ms) = args.session_timeout_ms {
+        cfg.session_timeout = Duration::from_millis(ms);
+    }
+    let listener = Box::new(LogRebalances {
+        group: group.clone(),
+    });
+    let mut consumer = GroupConsumer::subscribe(brokers, cfg, &[args.topic.as_str()], listener)
+        .await
+        .with_context(|| format!("joining group {group:?}"))?;
+    let result = consume(&mut consumer, &args, &mut terminate, &mut interrupt).await;
+    let closed = consumer
+        .close()
+        .await
+        .with_context(|| format!("committing and leaving group {group:?}"));
+    result.and(closed)
+}
+
+async fn consume(
+    consumer: &mut GroupConsumer,
+    args: &ConsumeArgs,
+    terminate: &mut tokio::signal::unix::Signal,
+    interrupt: &mut tokio::signal::unix::Signal,
+) -> anyhow::Result<()> {
+    let stdout = std::io::stdout();
+    let mut printed = 0u64;
+    loop {
+        if args.max.is_some_and(|max| printed >= max) || (args.until_end && consumer.caught_up()) {
+            return Ok(());
+        }
+        let records = tokio::select! {
+            records = consumer.poll(POLL_WAIT) => records?,
+            _ = terminate.recv() => return Ok(()),
+            _ = interrupt.recv() => return Ok(()),
+        };
+        // The first record of each partition that is not printed: its position goes back there,
+        // so the commit covers exactly what was printed.
+        let mut give_back: BTreeMap<TopicPartition, i64> = BTreeMap::new();
+        let mut out = stdout.lock();
+        for record in &records {
+            let partition = TopicPartition {
+                topic: record.topic.clone(),
+                partition: record.partition,
+            };
+            if give_back.contains_key(&partition) {
+                continue;
+            }
+            let past_end = args.until_end && beyond_end(consumer, record);
+            if past_end || args.max.is_some_and(|max| printed >= max) {
+                give_back.insert(partition, record.offset);
+                continue;
+            }
+            print_record(&mut out, record, args.format)?;
+            printed += 1;
+        }
+        drop(out);
+        for (partition, offset) in give_back {
+            consumer.seek(&partition, offset)?;
+        }
+    }
+}
+
+/// True when the record lies at or past the end captured when its partition was assigned.
+fn beyond_end(consumer: &GroupConsumer, record: &ConsumedRecord) -> bool {
+    let partition = TopicPartition {
+        topic: record.topic.clone(),
+        partition: record.partition,
+    };
+    consumer
+        .end_at_assignment(&partition)
+        .is_some_and(|end| record.offset >= end)
+}

@@ -1,0 +1,528 @@
+//! [`GroupConsumer`]: a member of a consumer group (the model of Kafka's KIP-848). The broker
+//! assigns partitions; this side reconciles inside `poll`: it commits and gives up revoked
+//! partitions before taking new ones, starts new ones at the group's committed offsets (or
+//! `auto.offset.reset`), fetches with its member epoch so a fenced member cannot read, and
+//! commits what `poll` returned (at-least-once) on an interval, on revoke and on close.
+//!
+//! - `config`: [`GroupConsumerConfig`], [`RebalanceListener`], [`TopicPartition`];
+//! - `heartbeat`: the background heartbeat task and the membership it shares with `poll`.
+
+mod config;
+mod heartbeat;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use cairn_proto::v1::consumer_client::ConsumerClient;
+use cairn_proto::v1::groups_client::GroupsClient;
+use cairn_proto::v1::{
+    CommitOffsetsRequest, ErrorCode, FetchOffsetsRequest, FetchRequest, ListOffsetsRequest,
+    OffsetCommit, OffsetSpec,
+};
+use tonic::transport::Channel;
+
+pub use config::{
+    GroupConsumerConfig, NoopListener, OffsetReset, RebalanceListener, TopicPartition,
+};
+use heartbeat::{Heartbeat, leave, to_wire};
+
+use crate::connection::connect;
+use crate::consumer::ConsumedRecord;
+use crate::error::ClientError;
+
+/// Longest a single fetch waits inside `poll`, so rebalances are acted on promptly.
+const MAX_FETCH_WAIT: Duration = Duration::from_millis(100);
+
+/// A member of a consumer group, reading the partitions the group assigns it.
+pub struct GroupConsumer {
+    cfg: GroupConsumerConfig,
+    groups: GroupsClient<Channel>,
+    fetcher: ConsumerClient<Channel>,
+    heartbeat: Option<Heartbeat>,
+    listener: Box<dyn RebalanceListener>,
+    /// Next offset to read per owned partition.
+    positions: BTreeMap<TopicPartition, i64>,
+    /// Positions as last committed, to skip commits that would change nothing.
+    committed: BTreeMap<TopicPartition, i64>,
+    /// High watermarks captured when each partition was assigned.
+    ends_at_assignment: BTreeMap<TopicPartition, i64>,
+    next_partition: usize,
+    last_commit: Instant,
+}
+
+impl std::fmt::Debug for GroupConsumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupConsumer")
+            .field("group_id", &self.cfg.group_id)
+            .field("positions", &self.positions)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GroupConsumer {
+    /// Connects and joins `cfg.group_id`, subscribed to `topics`. Partitions arrive in later
+    /// `poll` calls.
+    ///
+    /// # Errors
+    /// [`ClientError`] for an unreachable broker or an invalid argument.
+    pub async fn subscribe(
+        brokers: &str,
+        cfg: GroupConsumerConfig,
+        topics: &[&str],
+        listener: Box<dyn RebalanceListener>,
+    ) -> Result<GroupConsumer, ClientError> {
+        if topics.is_empty() {
+            return Err(ClientError::InvalidArgument(
+                "subscribe needs at least one topic".to_string(),
+            ));
+        }
+        let channel = connect(brokers).await?;
+        let groups = GroupsClient::new(channel.clone());
+        let fetcher = ConsumerClient::new(channel).max_decoding_message_size(80 << 20);
+        let topics = topics.iter().map(|t| t.to_string()).collect();
+        let heartbeat = Heartbeat::start(groups.clone(), &cfg, topics);
+        Ok(GroupConsumer {
+            cfg,
+            groups,
+            fetcher,
+            heartbeat: Some(heartbeat),
+            listener,
+            positions: BTreeMap::new(),
+            committed: BTreeMap::new(),
+            ends_at_assignment: BTreeMap::new(),
+            next_partition: 0,
+            last_commit: Instant::now(),
+        })
+    }
+
+    /// The partitions this member owns now.
+    pub fn assignment(&self) -> BTreeSet<TopicPartition> {
+        self.positions.keys().cloned().collect()
+    }
+
+    /// The next offset to read per owned partition.
+    pub fn positions(&self) -> &BTreeMap<TopicPartition, i64> {
+        &self.positions
+    }
+
+    /// Moves the position of an owned partition: the next `poll` reads from `offset`, and an
+    /// auto-commit commits it. Used to give back records that were fetched but not processed.
+    ///
+    /// # Errors
+    /// [`ClientError::InvalidArgument`] when the partition is not owned or the offset negative.
+    pub fn seek(&mut self, partition: &TopicPartition, offset: i64) -> Result<(), ClientError> {
+        if offset < 0 {
+            return Err(ClientError::InvalidArgument(format!(
+                "seek to negative offset {offset}"
+            )));
+        }
+        match self.positions.get_mut(partition) {
+            Some(position) => {
+                *position = offset;
+                Ok(())
+            }
+            None => Err(ClientError::InvalidArgument(format!(
+                "{}-{} is not assigned to this member",
+                partition.topic, partition.partition
+            ))),
+        }
+    }
+
+    /// This member's id and epoch (empty and 0 until the group answered the join).
+    pub fn member(&self) -> (String, i32) {
+        self.heartbeat
+            .as_ref()
+            .map(|h| {
+                let m = h.shared.lock().unwrap_or_else(|e| e.into_inner());
+                (m.member_id.clone(), m.epoch)
+            })
+            .unwrap_or_default()
+    }
+
+    /// The high watermark of an owned partition when it was assigned to this member.
+    pub fn end_at_assignment(&self, partition: &TopicPartition) -> Option<i64> {
+        self.ends_at_assignment.get(partition).copied()
+    }
+
+    /// True when this member has its whole assignment and has read every owned partition up
+    /// to the high watermark captured when it was assigned (for `--until-end`).
+    pub fn caught_up(&self) -> bool {
+        let Some(heartbeat) = &self.heartbeat else {
+            return true;
+        };
+        let (joined, complete, assigned) = {
+            let m = heartbeat.shared.lock().unwrap_or_else(|e| e.into_inner());
+            (m.joined, m.complete, m.assigned.clone())
+        };
+        joined
+            && complete
+            && assigned == self.assignment()
+            && self
+                .positions
+                .iter()
+                .all(|(p, pos)| self.ends_at_assignment.get(p).is_some_and(|end| pos >= end))
+    }
+
+    /// Reconciles the assignment, commits if the auto-commit interval passed, and reads what
+    /// is available from the owned partitions, waiting up to `max_wait` when nothing is.
+    ///
+    /// # Errors
+    /// A fatal group error (bad group id, unknown topic), or a fetch failure that is not about
+    /// membership.
+    pub async fn poll(&mut self, max_wait: Duration) -> Result<Vec<ConsumedRecord>, ClientError> {
+        let deadline = Instant::now() + max_wait;
+        loop {
+            self.reconcile().await?;
+            if self.cfg.enable_auto_commit
+                && self.last_commit.elapsed() >= self.cfg.auto_commit_interval
+            {
+                if let Err(err) = self.commit().await {
+                    tracing::warn!(group = %self.cfg.group_id, %err, "auto-commit failed");
+                }
+            }
+            let records = self.fetch_round(deadline).await?;
+            if !records.is_empty() || Instant::now() >= deadline {
+                return Ok(records);
+            }
+        }
+    }
+
+    /// Commits the positions of every owned partition (what `poll` returned so far).
+    ///
+    /// # Errors
+    /// [`ClientError`] from the broker: a fenced member's commit is refused.
+    pub async fn commit(&mut self) -> Result<(), ClientError> {
+        let positions = self.positions.clone();
+        self.commit_positions(&positions).await
+    }
+
+    /// Commits the given offsets (the next offset to read per partition) with `metadata`.
+    ///
+    /// # Errors
+    /// [`ClientError`] from the broker.
+    pub async fn commit_offsets(
+        &mut self,
+        offsets: &BTreeMap<TopicPartition, i64>,
+        metadata: &str,
+    ) -> Result<(), ClientError> {
+        self.send_commit(offsets, metadata).await
+    }
+
+    /// Commits (with auto-commit), tells the listener every partition is revoked, and leaves
+    /// the group so its partitions move at once instead of after the session timeout.
+    ///
+    /// # Errors
+    /// The commit's or the leave's failure (the member is stopped either way).
+    pub async fn close(mut self) -> Result<(), ClientError> {
+        let committed = if self.cfg.enable_auto_commit {
+            self.commit().await
+        } else {
+            Ok(())
+        };
+        let revoked: Vec<TopicPartition> = self.positions.keys().cloned().collect();
+        if !revoked.is_empty() {
+            self.listener.on_partitions_revoked(&revoked);
+        }
+        let left = match self.heartbeat.take() {
+            Some(mut heartbeat) => {
+                heartbeat.stop().await;
+                let member_id = heartbeat
+                    .shared
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .member_id
+                    .clone();
+                leave(&mut self.groups, &self.cfg.group_id, &member_id).await
+            }
+            None => Ok(()),
+        };
+        committed.and(left)
+    }
+
+    async fn commit_positions(
+        &mut self,
+        positions: &BTreeMap<TopicPartition, i64>,
+    ) -> Result<(), ClientError> {
+        let changed: BTreeMap<TopicPartition, i64> = positions
+            .iter()
+            .filter(|(p, pos)| self.committed.get(*p) != Some(*pos))
+            .map(|(p, pos)| (p.clone(), *pos))
+            .collect();
+        self.last_commit = Instant::now();
+        if changed.is_empty() {
+            return Ok(());
+        }
+        self.send_commit(&changed, "").await
+    }
+
+    async fn send_commit(
+        &mut self,
+        offsets: &BTreeMap<TopicPartition, i64>,
+        metadata: &str,
+    ) -> Result<(), ClientError> {
+        let (member_id, member_epoch) = self.member();
+        let request = CommitOffsetsRequest {
+            group_id: self.cfg.group_id.clone(),
+            member_id,
+            member_epoch,
+            offsets: offsets
+                .iter()
+                .map(|(p, offset)| OffsetCommit {
+                    topic: p.topic.clone(),
+                    partition: p.partition,
+                    offset: *offset,
+                    metadata: metadata.to_string(),
+                })
+                .collect(),
+        };
+        self.groups.commit_offsets(request).await?;
+        for (p, offset) in offsets {
+            self.committed.insert(p.clone(), *offset);
+        }
+        Ok(())
+    }
+
+    /// Acts on what the coordinator said: drops lost partitions, commits and gives up revoked
+    /// ones, then takes newly assigned ones at their committed offsets.
+    async fn reconcile(&mut self) -> Result<(), ClientError> {
+        let Some(heartbeat) = &self.heartbeat else {
+            return Err(ClientError::Closed);
+        };
+        let shared = std::sync::Arc::clone(&heartbeat.shared);
+        let wake = std::sync::Arc::clone(&heartbeat.wake);
+        let (lost, assigned) = {
+            let mut m = shared.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(err) = m.fatal.clone() {
+                return Err(err);
+            }
+            let lost = std::mem::take(&mut m.lost);
+            (lost, m.assigned.clone())
+        };
+        if lost && !self.positions.is_empty() {
+            let dropped: Vec<TopicPartition> = self.positions.keys().cloned().collect();
+            self.positions.clear();
+            self.committed.clear();
+            self.ends_at_assignment.clear();
+            self.set_owned(&shared, &wake);
+            self.listener.on_partitions_lost(&dropped);
+        }
+        let revoked: BTreeMap<TopicPartition, i64> = self
+            .positions
+            .iter()
+            .filter(|(p, _)| !assigned.contains(*p))
+            .map(|(p, pos)| (p.clone(), *pos))
+            .collect();
+        if !revoked.is_empty() {
+            if self.cfg.enable_auto_commit
+                && let Err(err) = self.commit_positions(&revoked).await
+            {
+                tracing::warn!(group = %self.cfg.group_id, %err, "commit before revoke failed");
+            }
+            for p in revoked.keys() {
+                self.positions.remove(p);
+                self.committed.remove(p);
+                self.ends_at_assignment.remove(p);
+            }
+            self.set_owned(&shared, &wake);
+            let revoked: Vec<TopicPartition> = revoked.into_keys().collect();
+            self.listener.on_partitions_revoked(&revoked);
+        }
+        let added: Vec<TopicPartition> = assigned
+            .iter()
+            .filter(|p| !self.positions.contains_key(*p))
+            .cloned()
+            .collect();
+        if !added.is_empty() {
+            let starts = self.start_positions(&added).await?;
+            for (p, (start, end)) in starts {
+                self.positions.insert(p.clone(), start);
+                self.committed.insert(p.clone(), start);
+                self.ends_at_assignment.insert(p, end);
+            }
+            self.set_owned(&shared, &wake);
+            self.listener.on_partitions_assigned(&added);
+        }
+        Ok(())
+    }
+
+    fn set_owned(
+        &self,
+        shared: &std::sync::Arc<std::sync::Mutex<heartbeat::Membership>>,
+        wake: &tokio::sync::Notify,
+    ) {
+        shared.lock().unwrap_or_else(|e| e.into_inner()).owned = self.assignment();
+        // Tell the coordinator at once: a revocation completes, or a grant is acknowledged.
+        wake.notify_one();
+    }
+
+    /// The committed offset (or the `auto_offset_reset` position) and the high watermark of
+    /// each partition.
+    async fn start_positions(
+        &mut self,
+        partitions: &[TopicPartition],
+    ) -> Result<BTreeMap<TopicPartition, (i64, i64)>, ClientError> {
+        let committed = self
+            .groups
+            .fetch_offsets(FetchOffsetsRequest {
+                group_id: self.cfg.group_id.clone(),
+                partitions: to_wire(&partitions.iter().cloned().collect()),
+            })
+            .await?
+            .into_inner();
+        let committed: BTreeMap<TopicPartition, i64> = committed
+            .offsets
+            .into_iter()
+            .filter(|c| c.offset >= 0)
+            .map(|c| {
+                (
+                    TopicPartition {
+                        topic: c.topic,
+                        partition: c.partition,
+                    },
+                    c.offset,
+                )
+            })
+            .collect();
+        let mut out = BTreeMap::new();
+        let topics: BTreeSet<&String> = partitions.iter().map(|p| &p.topic).collect();
+        for topic in topics {
+            let mine: Vec<i32> = partitions
+                .iter()
+                .filter(|p| &p.topic == topic)
+                .map(|p| p.partition)
+                .collect();
+            let ends = self.list_offsets(topic, &mine, OffsetSpec::Latest).await?;
+            let reset = match self.cfg.auto_offset_reset {
+                OffsetReset::Earliest => {
+                    self.list_offsets(topic, &mine, OffsetSpec::Earliest)
+                        .await?
+                }
+                OffsetReset::Latest => ends.clone(),
+            };
+            for partition in mine {
+                let p = TopicPartition {
+                    topic: topic.clone(),
+                    partition,
+                };
+                let end = ends.get(&partition).copied().unwrap_or(0);
+                let start = committed
+                    .get(&p)
+                    .copied()
+                    .or_else(|| reset.get(&partition).copied())
+                    .unwrap_or(0);
+                out.insert(p, (start, end));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn list_offsets(
+        &mut self,
+        topic: &str,
+        partitions: &[i32],
+        spec: OffsetSpec,
+    ) -> Result<BTreeMap<i32, i64>, ClientError> {
+        let response = self
+            .fetcher
+            .list_offsets(ListOffsetsRequest {
+                topic: topic.to_string(),
+                partitions: partitions.to_vec(),
+                spec: spec as i32,
+                timestamp_ms: 0,
+            })
+            .await?
+            .into_inner();
+        Ok(response
+            .offsets
+            .into_iter()
+            .filter(|o| o.error_code == 0)
+            .map(|o| (o.partition, o.offset))
+            .collect())
+    }
+
+    /// Tries each owned partition once, the last one with a short wait; returns the first
+    /// records found.
+    async fn fetch_round(&mut self, deadline: Instant) -> Result<Vec<ConsumedRecord>, ClientError> {
+        let partitions: Vec<TopicPartition> = self.positions.keys().cloned().collect();
+        if partitions.is_empty() {
+            let wait = deadline
+                .saturating_duration_since(Instant::now())
+                .min(MAX_FETCH_WAIT);
+            tokio::time::sleep(wait).await;
+            return Ok(Vec::new());
+        }
+        let (member_id, member_epoch) = self.member();
+        for step in 0..partitions.len() {
+            let index = (self.next_partition + step) % partitions.len();
+            let p = &partitions[index];
+            let last = step + 1 == partitions.len();
+            let wait = if last {
+                deadline
+                    .saturating_duration_since(Instant::now())
+                    .min(MAX_FETCH_WAIT)
+            } else {
+                Duration::ZERO
+            };
+            let Some(&offset) = self.positions.get(p) else {
+                continue;
+            };
+            let request = FetchRequest {
+                topic: p.topic.clone(),
+                partition: p.partition,
+                offset,
+                max_bytes: self.cfg.max_partition_fetch_bytes,
+                max_wait_ms: u32::try_from(wait.as_millis()).unwrap_or(u32::MAX),
+                group_id: self.cfg.group_id.clone(),
+                member_id: member_id.clone(),
+                member_epoch,
+                ..Default::default()
+            };
+            let response = match self.fetcher.fetch(request).await {
+                Ok(response) => response.into_inner(),
+                Err(status) => {
+                    let err = ClientError::from(status);
+                    match err.code() {
+                        // Membership moved under us: the heartbeat task will say how.
+                        Some(
+                            ErrorCode::UnknownMemberId
+                            | ErrorCode::FencedMemberEpoch
+                            | ErrorCode::StaleMemberEpoch
+                            | ErrorCode::PartitionNotAssigned,
+                        ) => return Ok(Vec::new()),
+                        Some(ErrorCode::OffsetOutOfRange) => {
+                            let spec = match self.cfg.auto_offset_reset {
+                                OffsetReset::Earliest => OffsetSpec::Earliest,
+                                OffsetReset::Latest => OffsetSpec::Latest,
+                            };
+                            let reset = self.list_offsets(&p.topic, &[p.partition], spec).await?;
+                            if let Some(&to) = reset.get(&p.partition) {
+                                tracing::warn!(topic = %p.topic, partition = p.partition, from = offset, to, "offset out of range; reset");
+                                self.positions.insert(p.clone(), to);
+                            }
+                            continue;
+                        }
+                        _ => return Err(err),
+                    }
+                }
+            };
+            self.positions.insert(p.clone(), response.next_offset);
+            if !response.records.is_empty() {
+                self.next_partition = (index + 1) % partitions.len();
+                return Ok(response
+                    .records
+                    .into_iter()
+                    .map(|r| ConsumedRecord {
+                        topic: p.topic.clone(),
+                        partition: p.partition,
+                        offset: r.offset,
+                        timestamp_ms: r.timestamp_ms,
+                        key: r.key,
+                        value: r.value,
+                        headers: r.headers.into_iter().map(|h| (h.key, h.value)).collect(),
+                    })
+                    .collect());
+            }
+        }
+        Ok(Vec::new())
+    }
+}
