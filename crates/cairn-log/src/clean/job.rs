@@ -33,7 +33,8 @@ pub struct CleanJob {
     pub(super) now_ms: i64,
     /// The segments to clean: a prefix of the log, sealed and wholly visible.
     pub(super) sources: Vec<SegmentView>,
-    /// The rest of the visible log, with where visibility ends in each: scanned for producers.
+    /// The whole visible log, with where visibility ends in each segment: scanned for the last
+    /// batch of each producer id.
     pub(super) visible: Vec<(SegmentView, FilePos)>,
     pub(super) log_start: LogStart,
     /// The cleaner checkpoint once this clean commits: the first segment it leaves alone.

@@ -57,7 +57,7 @@ impl Log {
             cfg: self.cfg.clone(),
             now_ms,
             sources: self.segments[..end].iter().map(|s| s.view()).collect(),
-            visible: self.visible_views(end),
+            visible: self.visible_views(0),
             log_start: self.log_start,
             checkpoint: CleanerCheckpoint {
                 first_dirty: first_dirty.base_offset,
