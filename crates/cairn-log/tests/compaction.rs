@@ -370,3 +370,22 @@ fn the_writer_cleans_in_the_background_when_the_dirty_ratio_is_reached() {
     );
     writer.close_blocking().unwrap();
 }
+
+#[test]
+fn a_lone_tombstone_gets_a_horizon_and_stays_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), compact_config(), 0).unwrap();
+    delete(&mut log, "k0", 0);
+    log.roll(0).unwrap();
+    log.clean(0).unwrap();
+    assert_eq!(
+        pairs(&read_records(&log.reader())),
+        vec![(0, "k0".into(), None)]
+    );
+    drop(log);
+    let log = Log::open(dir.path(), compact_config(), 0).unwrap();
+    assert_eq!(
+        pairs(&read_records(&log.reader())),
+        vec![(0, "k0".into(), None)]
+    );
+}

@@ -14,6 +14,7 @@ use crate::error::LogError;
 use crate::log::Log;
 use crate::segment::Segment;
 use crate::segment::open::{SegmentHints, open_sealed};
+use crate::types::FilePos;
 
 impl Log {
     /// Commits a clean that [`super::CleanJob::run`] staged. If the log changed in a way the
@@ -86,6 +87,12 @@ impl Log {
         }
         let old: Vec<Segment> = self.segments.splice(..count, fresh).collect();
         self.cleaner = Some(cleaned.checkpoint);
+        // The visible end can still name a position in a segment just replaced (a roll does
+        // not move it), and that position means nothing in the cleaned file. Every cleaned
+        // segment was wholly visible, so the start of the next one says the same thing.
+        if self.visible.0 < cleaned.checkpoint.first_dirty {
+            self.visible = (cleaned.checkpoint.first_dirty, FilePos(0));
+        }
         self.publish();
         let spawned = std::thread::Builder::new()
             .name("cairn-log-delete".to_string())

@@ -74,10 +74,11 @@ impl Log {
         let lag_ms = i64::try_from(self.cfg.min_compaction_lag_ms).unwrap_or(i64::MAX);
         let sealed = self.segments.len() - 1;
         let mut count = 0;
-        for (idx, segment) in self.segments[..sealed].iter().enumerate() {
-            let next_base = self.segments[idx + 1].base_offset;
-            let visible =
-                self.visible.0 >= next_base && segment.state.next_offset <= self.high_watermark;
+        for segment in &self.segments[..sealed] {
+            // Every byte of the segment is below the visible end (which a roll does not move:
+            // right after one it still names the end of the segment just sealed).
+            let visible = (segment.base_offset, segment.state.size) <= self.visible
+                && segment.state.next_offset <= self.high_watermark;
             let max_ts = segment.state.max_timestamp;
             let old_enough =
                 lag_ms == 0 || max_ts == i64::MIN || now_ms.saturating_sub(max_ts) >= lag_ms;
