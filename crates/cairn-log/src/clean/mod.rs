@@ -22,9 +22,6 @@ mod plan;
 mod rewrite;
 pub(crate) mod swap;
 
-#[cfg(test)]
-mod tests;
-
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use job::{CleanJob, CleanedSegments};
