@@ -171,8 +171,11 @@ impl TopicConfig {
             reason,
         };
         match key {
+            // The two topic-level keys the log acts on are mirrored into `self.log`, so that
+            // `log` always holds what the partition runs with (see `to_log_config`).
             CLEANUP_POLICY => {
                 self.cleanup_policy = text.parse().map_err(|r| bad(CLEANUP_POLICY, r))?;
+                self.log.compact = self.cleanup_policy.compacts();
             }
             DELETE_RETENTION_MS => {
                 self.delete_retention_ms = text
@@ -180,6 +183,7 @@ impl TopicConfig {
                     .ok()
                     .filter(|ms| i64::try_from(*ms).is_ok())
                     .ok_or_else(|| bad(DELETE_RETENTION_MS, "must be between 0 and 2^63-1"))?;
+                self.log.delete_retention_ms = self.delete_retention_ms;
             }
             MESSAGE_TIMESTAMP_TYPE => {
                 self.message_timestamp_type =
@@ -232,12 +236,19 @@ impl TopicConfig {
     /// `delete`), `retention.ms` and `retention.bytes` are kept in the topic config (and shown by
     /// describe) but not applied: as in Kafka, a compacted-only topic never deletes by age or
     /// size, which would drop the latest value of old keys (and committed offsets).
+    ///
+    /// The topic-level `cleanup.policy` and `delete.retention.ms` are passed through: the log
+    /// compacts when the policy includes `compact` (`compact,delete` compacts and deletes by
+    /// retention), and keeps tombstones for `delete.retention.ms` after its cleaner first sees
+    /// them.
     pub fn to_log_config(&self) -> LogConfig {
         let mut log = self.log.clone();
         if !self.cleanup_policy.deletes() {
             log.retention_ms = None;
             log.retention_bytes = None;
         }
+        log.compact = self.cleanup_policy.compacts();
+        log.delete_retention_ms = self.delete_retention_ms;
         log
     }
 

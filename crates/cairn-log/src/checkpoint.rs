@@ -23,12 +23,15 @@ const MAX_PAYLOAD_BYTES: usize = 4096;
 pub(crate) const LOG_START_FILE: &str = "log-start.checkpoint";
 /// File name of the clean shutdown marker.
 pub(crate) const CLEAN_SHUTDOWN_FILE: &str = "clean-shutdown.checkpoint";
+/// File name of the cleaner checkpoint (Kafka's `cleaner-offset-checkpoint`, one partition).
+pub(crate) const CLEANER_FILE: &str = "cleaner-offset.checkpoint";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u16)]
 enum Kind {
     LogStart = 1,
     CleanShutdown = 2,
+    Cleaner = 3,
 }
 
 /// Where the log starts: its first offset and first entry index. Written before retention
@@ -45,6 +48,42 @@ pub(crate) struct LogStart {
 pub(crate) struct CleanShutdown {
     pub(crate) active_base: Offset,
     pub(crate) active_bytes: u64,
+}
+
+/// How far compaction has cleaned the log: every segment whose base offset is below
+/// `first_dirty` was rewritten by the cleaner (and may hold offset gaps); `first_dirty` is a
+/// segment boundary, and `first_dirty_entry` that segment's base entry index. Recovery needs the
+/// latter because cleaning drops entries, so counting the cleaned segments' batches no longer
+/// reaches it (`segments-format.md`, "Compaction").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct CleanerCheckpoint {
+    pub(crate) first_dirty: Offset,
+    pub(crate) first_dirty_entry: EntryIndex,
+}
+
+impl CleanerCheckpoint {
+    /// Writes the checkpoint atomically into `dir` (the partition directory, or the staging
+    /// directory of a clean, which moves it into place when the clean commits).
+    pub(crate) fn write(self, dir: &Path) -> Result<(), LogError> {
+        let mut payload = Vec::with_capacity(16);
+        payload.extend_from_slice(&self.first_dirty.0.to_be_bytes());
+        payload.extend_from_slice(&self.first_dirty_entry.0.to_be_bytes());
+        write_atomic(dir, CLEANER_FILE, Kind::Cleaner, &payload)
+    }
+
+    /// Reads the checkpoint; `None` if the log was never cleaned.
+    pub(crate) fn read(dir: &Path) -> Result<Option<CleanerCheckpoint>, LogError> {
+        let path = dir.join(CLEANER_FILE);
+        let Some(payload) = read_verified(&path, Kind::Cleaner)? else {
+            return Ok(None);
+        };
+        let (offset, entry) =
+            two_u64(&payload).ok_or_else(|| corrupt(&path, "payload is not 16 bytes"))?;
+        Ok(Some(CleanerCheckpoint {
+            first_dirty: Offset(offset),
+            first_dirty_entry: EntryIndex(entry),
+        }))
+    }
 }
 
 impl LogStart {
@@ -204,6 +243,24 @@ mod tests {
             LogStart::read(dir.path()),
             Err(LogError::CorruptCheckpoint { .. })
         ));
+    }
+
+    #[test]
+    fn cleaner_checkpoint_round_trips_and_is_not_a_log_start() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(CleanerCheckpoint::read(dir.path()).unwrap(), None);
+        let cleaner = CleanerCheckpoint {
+            first_dirty: Offset(300),
+            first_dirty_entry: EntryIndex(280),
+        };
+        cleaner.write(dir.path()).unwrap();
+        assert_eq!(CleanerCheckpoint::read(dir.path()).unwrap(), Some(cleaner));
+        fs::rename(
+            dir.path().join(CLEANER_FILE),
+            dir.path().join(LOG_START_FILE),
+        )
+        .unwrap();
+        assert!(LogStart::read(dir.path()).is_err(), "kinds are checked");
     }
 
     #[test]

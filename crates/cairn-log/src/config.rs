@@ -79,6 +79,72 @@ pub struct LogConfig {
     pub max_message_bytes: u32,
     /// `flush.policy`: see [`FlushPolicy`]. Default `always`.
     pub flush_policy: FlushPolicy,
+    /// True when the topic's `cleanup.policy` includes `compact`: the cleaner keeps the newest
+    /// record of each key in sealed segments (`segments-format.md`, "Compaction"). Retention
+    /// still applies under `compact,delete`; under `compact` alone the broker clears
+    /// `retention.ms` and `retention.bytes`. Not a [`LogConfig::KEYS`] key: `cleanup.policy` is
+    /// a topic-level key that the broker maps here. Default false.
+    pub compact: bool,
+    /// `delete.retention.ms`: how long a tombstone survives after the cleaner first saw it (its
+    /// KIP-534 delete horizon), so a consumer reading from the start still sees the delete.
+    /// Topic-level like `compact`. Default 1 day; at most `i64::MAX`.
+    pub delete_retention_ms: u64,
+    /// `min.cleanable.dirty.ratio`: the background cleaner runs when the never-cleaned bytes of
+    /// the cleanable segments are at least this share of them. Default 0.5.
+    pub min_cleanable_dirty_ratio: DirtyRatio,
+    /// `min.compaction.lag.ms`: a sealed segment is cleaned only once its newest record is at
+    /// least this old. Default 0.
+    pub min_compaction_lag_ms: u64,
+}
+
+/// A share between 0 and 1, kept in millionths so that [`LogConfig`] stays `Eq` and its text
+/// form round-trips exactly (`min.cleanable.dirty.ratio`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DirtyRatio(u32);
+
+impl DirtyRatio {
+    const ONE: u32 = 1_000_000;
+
+    /// The ratio `parts_per_million / 1_000_000`, if that is at most 1.
+    pub fn from_parts_per_million(parts_per_million: u32) -> Option<DirtyRatio> {
+        (parts_per_million <= Self::ONE).then_some(DirtyRatio(parts_per_million))
+    }
+
+    /// The ratio in millionths.
+    pub fn parts_per_million(self) -> u32 {
+        self.0
+    }
+
+    /// True when `part / whole` is at least this ratio (an empty whole never is).
+    pub fn is_reached_by(self, part: u64, whole: u64) -> bool {
+        whole > 0
+            && u128::from(part) * u128::from(Self::ONE) >= u128::from(self.0) * u128::from(whole)
+    }
+}
+
+impl Default for DirtyRatio {
+    fn default() -> Self {
+        DirtyRatio(Self::ONE / 2)
+    }
+}
+
+impl FromStr for DirtyRatio {
+    type Err = &'static str;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let value: f64 = text.trim().parse().map_err(|_| "not a number")?;
+        if !(0.0..=1.0).contains(&value) {
+            return Err("must be between 0 and 1");
+        }
+        // In range, so the product is between 0 and 1e6 and the cast cannot truncate.
+        Ok(DirtyRatio((value * f64::from(Self::ONE)).round() as u32))
+    }
+}
+
+impl fmt::Display for DirtyRatio {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", f64::from(self.0) / f64::from(Self::ONE))
+    }
 }
 
 const DAY_MS: u64 = 24 * 60 * 60 * 1000;
@@ -99,13 +165,17 @@ impl Default for LogConfig {
             retention_bytes: None,
             max_message_bytes: 1_048_588,
             flush_policy: FlushPolicy::Always,
+            compact: false,
+            delete_retention_ms: DAY_MS,
+            min_cleanable_dirty_ratio: DirtyRatio::default(),
+            min_compaction_lag_ms: 0,
         }
     }
 }
 
 impl LogConfig {
     /// The config keys this log understands.
-    pub const KEYS: [&'static str; 8] = [
+    pub const KEYS: [&'static str; 10] = [
         "segment.bytes",
         "segment.ms",
         "segment.index.bytes",
@@ -114,6 +184,8 @@ impl LogConfig {
         "retention.bytes",
         "max.message.bytes",
         "flush.policy",
+        "min.cleanable.dirty.ratio",
+        "min.compaction.lag.ms",
     ];
 
     /// Sets one setting from its Kafka name and text value.
@@ -179,6 +251,15 @@ impl LogConfig {
                     .parse()
                     .map_err(|_| bad("expected always, interval:<ms> or os"))?;
             }
+            "min.cleanable.dirty.ratio" => {
+                self.min_cleanable_dirty_ratio = value.parse().map_err(bad)?;
+            }
+            "min.compaction.lag.ms" => {
+                let v =
+                    parse_u64(value).ok_or_else(|| bad("not a whole number of milliseconds"))?;
+                self.min_compaction_lag_ms = in_range(v, 0, i64::MAX as u64)
+                    .ok_or_else(|| bad("must be between 0 and 9223372036854775807"))?;
+            }
             _ => unreachable!("KEYS and this match list the same keys"),
         }
         Ok(())
@@ -199,6 +280,14 @@ impl LogConfig {
             ("retention.bytes", limit(self.retention_bytes)),
             ("max.message.bytes", self.max_message_bytes.to_string()),
             ("flush.policy", self.flush_policy.to_string()),
+            (
+                "min.cleanable.dirty.ratio",
+                self.min_cleanable_dirty_ratio.to_string(),
+            ),
+            (
+                "min.compaction.lag.ms",
+                self.min_compaction_lag_ms.to_string(),
+            ),
         ]
     }
 }
@@ -230,6 +319,14 @@ impl LogConfig {
         for (key, value) in self.entries() {
             probe.set(key, &value)?;
         }
+        // Offsets and timestamps are Kafka int64s: a horizon past i64::MAX cannot be stored.
+        if i64::try_from(self.delete_retention_ms).is_err() {
+            return Err(LogError::InvalidConfig {
+                key: "delete.retention.ms",
+                value: self.delete_retention_ms.to_string(),
+                reason: "must be between 0 and 9223372036854775807",
+            });
+        }
         Ok(())
     }
 }
@@ -258,6 +355,37 @@ mod tests {
         assert!(err.contains("no.such.key"), "{err}");
         assert!(cfg.set("flush.policy", "sometimes").is_err());
         assert!(cfg.set("flush.policy", "interval:0").is_err());
+    }
+
+    #[test]
+    fn compaction_keys_parse_validate_and_round_trip() {
+        let mut cfg = LogConfig::default();
+        assert_eq!(cfg.min_cleanable_dirty_ratio.parts_per_million(), 500_000);
+        cfg.set("min.cleanable.dirty.ratio", "0.125").unwrap();
+        assert_eq!(cfg.min_cleanable_dirty_ratio.parts_per_million(), 125_000);
+        cfg.set("min.compaction.lag.ms", "60000").unwrap();
+        assert_eq!(cfg.min_compaction_lag_ms, 60_000);
+        for bad in ["1.5", "-0.1", "half", "NaN"] {
+            let err = cfg.set("min.cleanable.dirty.ratio", bad).unwrap_err();
+            assert!(
+                err.to_string().contains("min.cleanable.dirty.ratio"),
+                "{err}"
+            );
+        }
+        let err = cfg
+            .set("min.compaction.lag.ms", "9223372036854775808")
+            .unwrap_err();
+        assert!(err.to_string().contains("min.compaction.lag.ms"), "{err}");
+        cfg.delete_retention_ms = u64::MAX;
+        let err = cfg.validate().unwrap_err();
+        assert!(err.to_string().contains("delete.retention.ms"), "{err}");
+        assert!(DirtyRatio::default().is_reached_by(1, 2));
+        assert!(!DirtyRatio::default().is_reached_by(1, 3));
+        assert!(!DirtyRatio::default().is_reached_by(0, 0));
+        for ppm in [0, 1, 333_333, 500_000, 999_999, 1_000_000] {
+            let ratio = DirtyRatio::from_parts_per_million(ppm).unwrap();
+            assert_eq!(ratio.to_string().parse::<DirtyRatio>(), Ok(ratio));
+        }
     }
 
     #[test]

@@ -143,6 +143,15 @@ pub enum LogError {
         /// The partition directory.
         dir: PathBuf,
     },
+    /// A clean found more distinct keys than its key map may hold
+    /// ([`crate::MAX_KEY_MAP_BYTES`]); nothing was changed.
+    #[error("compaction of {dir} stopped: its keys need more than {limit_bytes} bytes of key map")]
+    CleanerKeyMapFull {
+        /// The partition directory.
+        dir: PathBuf,
+        /// The key map's limit.
+        limit_bytes: usize,
+    },
     /// The writer's queue is full (from `try_append`). Retriable.
     #[error("the partition's append queue is full")]
     QueueFull,

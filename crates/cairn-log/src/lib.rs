@@ -10,14 +10,19 @@
 //! - [`Log`]: a partition directory: the segment list, appends, reads, roll, truncation,
 //!   retention, recovery. Owned by one writer; readers use [`LogReader`] and never take the
 //!   writer's lock.
+//! - `clean`: compaction (`cleanup.policy=compact`): a cleaner that keeps each key's newest
+//!   record in sealed segments, planned and swapped in on the writer's thread, run off it.
 //! - [`LogWriter`]: the group-commit driver: one thread per partition that gathers concurrent
 //!   appends into one write and one `fdatasync`, under a named [`FlushPolicy`].
 //!
 //! Invariants across modules:
 //! - `cairn-log` never reads the wall clock: callers pass timestamps, and the writer takes a
 //!   [`Clock`]. (The writer measures `interval:<ms>` flush deadlines on the monotonic clock.)
-//! - Offsets are dense and assigned only by the log; an entry's base offset is the previous
-//!   entry's next offset, so it is a pure function of the log's content.
+//! - Offsets are assigned only by the log; an entry's base offset is the previous entry's next
+//!   offset, so it is a pure function of the log's content. The one exception is compaction:
+//!   inside a segment below the cleaner checkpoint, batches it dropped leave gaps (a kept
+//!   batch's base offset is then above the previous one's next offset), but every segment still
+//!   starts at its base offset and ends at the next segment's, and kept offsets never move.
 //! - Nothing past the high watermark is readable, and nothing at or below it is ever truncated,
 //!   so a reader's zero-copy slice of a mapped segment never outlives its bytes.
 //! - A failed write or fsync poisons the log: it takes no more appends and acknowledges nothing.
@@ -47,6 +52,7 @@
 mod admission;
 pub use cairn_codec::batch;
 mod checkpoint;
+mod clean;
 mod clock;
 mod config;
 mod error;
@@ -61,8 +67,12 @@ mod types;
 mod writer;
 
 pub use admission::{Admission, AppendFilter};
+pub use clean::{
+    CLEANER_DECOMPRESS_LIMIT_BYTES, CleanJob, CleanOutcome, CleanedSegments, CleanerStats,
+    MAX_KEY_MAP_BYTES,
+};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{FlushPolicy, LogConfig};
+pub use config::{DirtyRatio, FlushPolicy, LogConfig};
 pub use error::LogError;
 pub use index::{ENTRY_INDEX_ENTRY_BYTES, OFFSET_INDEX_ENTRY_BYTES, TIME_INDEX_ENTRY_BYTES};
 pub use log::{AppendInfo, Log, RetentionOutcome};

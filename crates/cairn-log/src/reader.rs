@@ -87,6 +87,11 @@ impl LogReader {
         self.shared.snapshot().log_end
     }
 
+    /// The compaction cleaner's running totals since the log was opened.
+    pub fn cleaner_stats(&self) -> crate::clean::CleanerStats {
+        self.shared.cleaner_counters.snapshot()
+    }
+
     /// A receiver that changes whenever the high watermark moves, for long polls.
     pub fn subscribe_high_watermark(&self) -> tokio::sync::watch::Receiver<Offset> {
         self.shared.high_watermark_tx.subscribe()
@@ -212,11 +217,12 @@ fn start_walk(view: &SegmentView, from: Offset, end: FilePos) -> BatchWalker {
                     header.last_offset() == last_rel.absolute(view.base_offset).as_i64()
                 })
         });
-    match point {
+    let walker = match point {
         Some((last_rel, position)) => BatchWalker::new(view.data.clone(), position, end, None)
             .expect_first_last_offset(last_rel.absolute(view.base_offset)),
         None => BatchWalker::new(view.data.clone(), FilePos(0), end, Some(view.base_offset)),
-    }
+    };
+    walker.allow_gaps(view.compacted)
 }
 
 /// Reads from one segment: `Some` with the batches and the next offset, or `None` when the

@@ -6,7 +6,8 @@
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
-use crate::checkpoint::{CleanShutdown, LogStart, fsync_dir};
+use crate::checkpoint::{CleanShutdown, CleanerCheckpoint, LogStart, fsync_dir};
+use crate::clean::swap::resolve_at_open;
 use crate::config::LogConfig;
 use crate::error::LogError;
 use crate::log::{Log, Published, Shared};
@@ -33,8 +34,11 @@ pub(crate) fn open_dir(
         }
     }
     let lock = lock_dir(dir)?;
+    // Before anything is listed: a crash mid-compaction leaves the log before or after it.
+    resolve_at_open(dir)?;
     let mut bases = list_segments(dir)?;
     let checkpoint = LogStart::read(dir)?;
+    let cleaner = CleanerCheckpoint::read(dir)?;
     let marker = CleanShutdown::take(dir)?;
     if let Some(start) = checkpoint {
         bases = delete_below_log_start(dir, bases, start.offset)?;
@@ -52,7 +56,11 @@ pub(crate) fn open_dir(
             now_ms,
         )?]
     } else {
-        open_segments(dir, &bases, checkpoint, marker, &cfg, now_ms)?
+        let starts = EntryStarts {
+            log_start: checkpoint,
+            cleaner,
+        };
+        open_segments(dir, &bases, starts, marker, &cfg, now_ms)?
     };
     fsync_dir(dir)?;
     let first = &segments[0];
@@ -86,6 +94,7 @@ pub(crate) fn open_dir(
     let shared = Arc::new(Shared {
         published: RwLock::new(Arc::new(published)),
         high_watermark_tx,
+        cleaner_counters: Default::default(),
     });
     let mut log = Log {
         dir: dir.to_path_buf(),
@@ -99,6 +108,8 @@ pub(crate) fn open_dir(
         poisoned: None,
         last_now_ms: now_ms,
         shared,
+        cleaner,
+        next_delete_horizon_ms: None,
     };
     log.publish();
     tracing::debug!(dir = %dir.display(), log_start = %log.log_start_offset(), log_end = %log.log_end_offset(), segments = log.segment_count(), "log opened");
@@ -134,21 +145,36 @@ fn lock_dir(dir: &Path) -> Result<std::fs::File, LogError> {
     Ok(file)
 }
 
+/// The checkpoints that fix entry numbering where counting batches cannot: the log start, and
+/// the first segment after the compacted prefix (cleaning drops entries, so the cleaned
+/// segments' batches no longer count up to it).
+#[derive(Clone, Copy, Debug)]
+struct EntryStarts {
+    log_start: Option<LogStart>,
+    cleaner: Option<CleanerCheckpoint>,
+}
+
 fn open_segments(
     dir: &Path,
     bases: &[Offset],
-    checkpoint: Option<LogStart>,
+    starts: EntryStarts,
     marker: Option<CleanShutdown>,
     cfg: &LogConfig,
     now_ms: i64,
 ) -> Result<Vec<Segment>, LogError> {
     let mut segments: Vec<Segment> = Vec::with_capacity(bases.len());
     for (idx, &base) in bases.iter().enumerate() {
+        let cleaner_entry = starts
+            .cleaner
+            .filter(|c| c.first_dirty == base)
+            .map(|c| c.first_dirty_entry);
         let base_entry = match segments.last() {
-            Some(previous) => Some(previous.state.next_entry),
-            None => checkpoint
+            Some(previous) => Some(cleaner_entry.unwrap_or(previous.state.next_entry)),
+            None => starts
+                .log_start
                 .filter(|start| start.offset == base)
-                .map(|start| start.entry),
+                .map(|start| start.entry)
+                .or(cleaner_entry),
         };
         if let Some(previous) = segments.last()
             && previous.state.next_offset != base
@@ -160,6 +186,7 @@ fn open_segments(
             base,
             base_entry,
             next_base: bases.get(idx + 1).copied(),
+            compacted: starts.cleaner.is_some_and(|c| base < c.first_dirty),
         };
         let segment = if idx + 1 == bases.len() {
             let clean = marker.is_some_and(|m| {

@@ -8,14 +8,23 @@
 //! Why a thread and not a task: the fsync blocks, and a partition's writes are serial anyway, so
 //! a thread that blocks on its own disk keeps that stall off the async runtime. The cost is one
 //! mostly idle thread per open partition.
+//!
+//! Compaction runs from the same periodic maintenance as retention, but not on this thread: when
+//! a clean is due, the writer plans it (cheap), starts one short-lived `cairn-log-clean` thread
+//! for the heavy part, and that thread hands the result back through this queue, so the swap
+//! runs here between group commits. One thread per clean rather than one per log: a broker has
+//! many partitions and few of them clean at once, so idle cleaner threads would be pure cost, and
+//! a clean carries no state from one run to the next.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
 use crate::admission::{Admission, AppendFilter};
 use crate::batch::Batch;
+use crate::clean::CleanJob;
 use crate::clock::Clock;
 use crate::config::FlushPolicy;
 use crate::error::LogError;
@@ -47,14 +56,14 @@ enum Command {
     },
 }
 
-/// How often the writer checks retention, by default (Kafka's
+/// How often the writer checks retention and whether a compaction is due, by default (Kafka's
 /// `log.retention.check.interval.ms`).
 pub const RETENTION_CHECK_INTERVAL: Duration = Duration::from_secs(300);
 
 /// Settings of the writer thread itself (the log's own settings are in [`crate::LogConfig`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WriterOptions {
-    /// How often retention runs in the background.
+    /// How often retention runs, and a compaction is considered, in the background.
     pub retention_check_interval: Duration,
 }
 
@@ -127,9 +136,10 @@ impl LogWriter {
                 .unwrap_or("partition")
         );
         let dir = log.dir().to_path_buf();
+        let weak_tx = tx.downgrade();
         std::thread::Builder::new()
             .name(name)
-            .spawn(move || run(log, rx, clock, options, filter))
+            .spawn(move || run(log, rx, weak_tx, clock, options, filter))
             .map_err(|source| LogError::io("start writer thread", &dir, source))?;
         Ok(LogWriter { tx, reader })
     }
@@ -293,6 +303,7 @@ impl Command {
 fn run(
     log: Log,
     rx: mpsc::Receiver<Command>,
+    weak_tx: mpsc::WeakSender<Command>,
     clock: Arc<dyn Clock>,
     options: WriterOptions,
     filter: Option<Box<dyn AppendFilter>>,
@@ -311,6 +322,8 @@ fn run(
     let writer = WriterLoop {
         log: Some(log),
         rx,
+        weak_tx,
+        cleaner: None,
         clock,
         options,
         filter,
@@ -323,6 +336,11 @@ fn run(
 struct WriterLoop {
     log: Option<Log>,
     rx: mpsc::Receiver<Command>,
+    /// This loop's own queue, for a cleaner thread to hand its result back; weak, so that the
+    /// loop still ends when every handle is dropped.
+    weak_tx: mpsc::WeakSender<Command>,
+    /// The clean in flight, if any: at most one per log.
+    cleaner: Option<CleanerThread>,
     clock: Arc<dyn Clock>,
     options: WriterOptions,
     filter: Option<Box<dyn AppendFilter>>,
@@ -347,6 +365,7 @@ impl WriterLoop {
                 Ok(Some(command)) => self.handle(command),
                 Ok(None) => {
                     // Every handle is gone: close cleanly.
+                    self.stop_cleaner();
                     if let Some(log) = self.log.take()
                         && let Err(err) = log.close()
                     {
@@ -370,6 +389,38 @@ impl WriterLoop {
             {
                 tracing::error!(%err, dir = %log.dir().display(), "retention pass failed; it will be retried");
             }
+            self.maybe_start_clean();
+        }
+    }
+
+    /// Starts a clean on its own thread if the log compacts, none is in flight, and one is due
+    /// (`min.cleanable.dirty.ratio`, or a tombstone's delete horizon has passed).
+    fn maybe_start_clean(&mut self) {
+        if self
+            .cleaner
+            .as_ref()
+            .is_some_and(|c| !c.done.load(Ordering::Acquire))
+        {
+            return;
+        }
+        if let Some(finished) = self.cleaner.take() {
+            let _ = finished.handle.join();
+        }
+        let now_ms = self.clock.now_ms();
+        let Some(job) = self.log.as_ref().and_then(|log| log.plan_clean(now_ms)) else {
+            return;
+        };
+        match CleanerThread::spawn(job, self.weak_tx.clone()) {
+            Ok(thread) => self.cleaner = Some(thread),
+            Err(err) => tracing::warn!(%err, "no thread for compaction; it will be retried"),
+        }
+    }
+
+    /// Cancels the clean in flight and waits for its thread (it stops between batches).
+    fn stop_cleaner(&mut self) {
+        if let Some(cleaner) = self.cleaner.take() {
+            cleaner.cancel.store(true, Ordering::Release);
+            let _ = cleaner.handle.join();
         }
     }
 
@@ -415,6 +466,7 @@ impl WriterLoop {
                 }
             }
             Some(Command::Close { reply }) => {
+                self.stop_cleaner();
                 let result = self.log.take().map_or(Err(LogError::Closed), Log::close);
                 let _ = reply.send(result);
             }
@@ -502,5 +554,69 @@ impl WriterLoop {
         {
             tracing::error!(%err, "interval flush failed");
         }
+    }
+}
+
+/// Pause between attempts to hand a finished clean back to a full queue.
+const CLEANER_HANDBACK_RETRY: Duration = Duration::from_millis(10);
+
+/// A clean running on its own thread.
+struct CleanerThread {
+    handle: std::thread::JoinHandle<()>,
+    cancel: Arc<AtomicBool>,
+    /// Set once the writer has finished (or will never finish) this clean: only then may
+    /// another one be planned, since both would stage into the same directory.
+    done: Arc<AtomicBool>,
+}
+
+impl CleanerThread {
+    fn spawn(job: CleanJob, weak_tx: mpsc::WeakSender<Command>) -> std::io::Result<CleanerThread> {
+        let cancel = job.cancel_flag();
+        let done = Arc::new(AtomicBool::new(false));
+        let (thread_cancel, thread_done) = (Arc::clone(&cancel), Arc::clone(&done));
+        let handle = std::thread::Builder::new()
+            .name("cairn-log-clean".to_string())
+            .spawn(move || {
+                let result = job.run();
+                let finish_done = Arc::clone(&thread_done);
+                let finish: LogTask = Box::new(move |log, _now_ms| {
+                    match result.and_then(|cleaned| log.finish_clean(cleaned)) {
+                        Ok(_) | Err(LogError::Closed) => {}
+                        Err(err) => {
+                            tracing::error!(%err, dir = %log.dir().display(), "compaction failed; it will be retried");
+                        }
+                    }
+                    finish_done.store(true, Ordering::Release);
+                });
+                hand_back(Command::Task(finish), &weak_tx, &thread_cancel);
+                // Delivered or not, nothing of this clean is left to wait for: either the
+                // writer ran (or will run) the task, or it is gone and the next open removes
+                // the staging directory.
+                if thread_cancel.load(Ordering::Acquire) {
+                    thread_done.store(true, Ordering::Release);
+                }
+            })?;
+        Ok(CleanerThread {
+            handle,
+            cancel,
+            done,
+        })
+    }
+}
+
+/// Queues `command` on the writer without blocking it: retries while the queue is full, and
+/// gives up when the writer is gone or the clean was cancelled.
+fn hand_back(mut command: Command, weak_tx: &mpsc::WeakSender<Command>, cancel: &AtomicBool) {
+    loop {
+        let Some(tx) = weak_tx.upgrade() else { return };
+        match tx.try_send(command) {
+            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => return,
+            Err(mpsc::error::TrySendError::Full(back)) => command = back,
+        }
+        drop(tx);
+        if cancel.load(Ordering::Acquire) {
+            return;
+        }
+        std::thread::sleep(CLEANER_HANDBACK_RETRY);
     }
 }

@@ -121,6 +121,43 @@ fn compact_only_topics_do_not_delete_by_retention() {
 }
 
 #[test]
+fn cleanup_policy_and_delete_retention_reach_the_log() {
+    let mut cfg = TopicConfig::default();
+    assert!(!cfg.to_log_config().compact);
+    cfg.set_all([
+        ("cleanup.policy", "compact"),
+        ("delete.retention.ms", "5000"),
+    ])
+    .unwrap();
+    let log = cfg.to_log_config();
+    assert!(log.compact);
+    assert_eq!(log.delete_retention_ms, 5000);
+    cfg.set("cleanup.policy", "compact,delete").unwrap();
+    let log = cfg.to_log_config();
+    assert!(log.compact, "compact,delete compacts");
+    assert_eq!(
+        log.retention_ms, cfg.log.retention_ms,
+        "and deletes by retention"
+    );
+    cfg.set("cleanup.policy", "delete").unwrap();
+    assert!(!cfg.to_log_config().compact);
+    // A config built as a struct still maps its policy.
+    let built = TopicConfig {
+        cleanup_policy: CleanupPolicy::Compact,
+        ..TopicConfig::default()
+    };
+    assert!(built.to_log_config().compact);
+    // The log's own compaction keys are topic keys too.
+    cfg.set("min.cleanable.dirty.ratio", "0.25").unwrap();
+    assert_eq!(
+        cfg.to_log_config()
+            .min_cleanable_dirty_ratio
+            .parts_per_million(),
+        250_000
+    );
+}
+
+#[test]
 fn validate_catches_out_of_range_struct_fields() {
     let mut cfg = TopicConfig {
         delete_retention_ms: u64::MAX,

@@ -3,7 +3,7 @@
 //! the segment views) through [`Shared`].
 //!
 //! The operations live in child modules by job: `append`, `truncate`, `retention`; opening an
-//! existing directory is `crate::recovery`.
+//! existing directory is `crate::recovery`, and compaction is `crate::clean`.
 
 mod append;
 mod retention;
@@ -15,7 +15,8 @@ use std::sync::{Arc, RwLock};
 pub use append::AppendInfo;
 pub use retention::RetentionOutcome;
 
-use crate::checkpoint::{CleanShutdown, LogStart};
+use crate::checkpoint::{CleanShutdown, CleanerCheckpoint, LogStart};
+use crate::clean::CleanerCounters;
 use crate::config::LogConfig;
 use crate::error::LogError;
 use crate::reader::LogReader;
@@ -40,6 +41,8 @@ pub(crate) struct Shared {
     pub(crate) published: RwLock<Arc<Published>>,
     /// Signals readers waiting for data past the high watermark.
     pub(crate) high_watermark_tx: tokio::sync::watch::Sender<Offset>,
+    /// The cleaner's running totals, readable from any thread.
+    pub(crate) cleaner_counters: CleanerCounters,
 }
 
 impl Shared {
@@ -75,6 +78,12 @@ pub struct Log {
     /// the `segment.ms` clock of a segment it makes active again.
     pub(crate) last_now_ms: i64,
     pub(crate) shared: Arc<Shared>,
+    /// How far compaction has cleaned the log (`None`: never). Segments below its first dirty
+    /// offset may hold offset gaps.
+    pub(crate) cleaner: Option<CleanerCheckpoint>,
+    /// The earliest delete horizon of a tombstone the last clean kept: a clean is due then even
+    /// if the dirty ratio says not. Not persisted; after a reopen the dirty ratio decides.
+    pub(crate) next_delete_horizon_ms: Option<i64>,
 }
 
 impl Log {

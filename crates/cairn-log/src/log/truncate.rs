@@ -169,13 +169,21 @@ impl Log {
                 relative_offset: Default::default(),
                 position: FilePos(0),
             });
-            let state = walk_tail(&segment.data(), indexes, segment.base_offset, start, pos)
-                .map_err(|e| LogError::CorruptBatch {
-                    path: segment.log_path.to_path_buf(),
-                    position: e.position,
-                    offset: cut_offset,
-                    reason: e.reason,
-                })?;
+            let data = segment.data();
+            let state = walk_tail(
+                &data,
+                indexes,
+                segment.base_offset,
+                start,
+                pos,
+                segment.compacted,
+            )
+            .map_err(|e| LogError::CorruptBatch {
+                path: segment.log_path.to_path_buf(),
+                position: e.position,
+                offset: cut_offset,
+                reason: e.reason,
+            })?;
             segment.truncate(state)?;
         }
         Ok(())

@@ -140,6 +140,9 @@ pub(crate) struct Segment {
     pub(crate) state: SegmentState,
     pub(crate) created_ms: i64,
     pub(crate) sealed: bool,
+    /// True when the segment lies in the compacted prefix of the log (below the cleaner
+    /// checkpoint's first dirty offset): gaps between its batches are allowed.
+    pub(crate) compacted: bool,
 }
 
 impl Segment {
@@ -193,6 +196,7 @@ impl Segment {
             state,
             created_ms: now_ms,
             sealed: false,
+            compacted: false,
         })
     }
 
@@ -217,6 +221,7 @@ impl Segment {
             state,
             created_ms: 0,
             sealed: true,
+            compacted: false,
         }
     }
 
@@ -453,6 +458,7 @@ impl Segment {
             indexes: Arc::clone(&self.indexes),
             sealed_bytes: self.sealed.then_some(self.state.size),
             max_timestamp: self.sealed.then_some(self.state.max_timestamp),
+            compacted: self.compacted,
         }
     }
 

@@ -62,7 +62,8 @@ impl Segment {
         mut is_target: impl FnMut(&super::WalkedBatch) -> bool,
     ) -> Result<Option<(FilePos, EntryIndex)>, WalkError> {
         let expected = start.relative_offset.absolute(self.base_offset);
-        let walker = BatchWalker::new(self.data(), start.position, self.state.size, Some(expected));
+        let walker = BatchWalker::new(self.data(), start.position, self.state.size, Some(expected))
+            .allow_gaps(self.compacted);
         let mut entry = start.entry;
         for walked in walker {
             let walked = walked?;

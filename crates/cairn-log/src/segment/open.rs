@@ -30,6 +30,9 @@ pub(crate) struct SegmentHints {
     pub(crate) base_entry: Option<EntryIndex>,
     /// The base offset of the following segment, where this one's offsets must end.
     pub(crate) next_base: Option<Offset>,
+    /// True when the segment lies below the cleaner checkpoint's first dirty offset, so
+    /// compaction may have left gaps between its batches.
+    pub(crate) compacted: bool,
 }
 
 /// Opens a sealed (not last) segment. Never cuts acknowledged data; rebuilds indexes that fail
@@ -45,7 +48,7 @@ pub(crate) fn open_sealed(
     let size = file_size(&file, &log_path)?;
     let data = map_log(&file, &log_path, size.as_usize())?;
     if let Some((indexes, state, base_entry)) = load_trusted(dir, hints, &data, size)? {
-        return Ok(Segment::assemble_sealed(
+        let mut segment = Segment::assemble_sealed(
             dir,
             hints.base,
             base_entry,
@@ -53,7 +56,9 @@ pub(crate) fn open_sealed(
             data,
             Arc::new(indexes),
             state,
-        ));
+        );
+        segment.compacted = hints.compacted;
+        return Ok(segment);
     }
     tracing::warn!(segment = %log_path.display(), "index files missing or inconsistent; rebuilding them");
     drop(file);
@@ -80,9 +85,11 @@ pub(crate) fn open_active(
             let keep = indexes.lens();
             drop(indexes);
             let indexes = SegmentIndexes::open_active(dir, hints.base, cfg, keep)?;
-            return Segment::assemble(
+            let mut segment = Segment::assemble(
                 dir, hints.base, base_entry, file, indexes, state, cfg, now_ms,
-            );
+            )?;
+            segment.compacted = hints.compacted;
+            return Ok(segment);
         }
         tracing::warn!(segment = %log_path.display(), "clean shutdown, but the indexes fail their checks; rebuilding");
     }
@@ -155,7 +162,7 @@ fn load_trusted(
     let Some(start) = indexes.entry.floor_by_position(anchor) else {
         return Ok(None);
     };
-    let Ok(mut state) = walk_tail(data, &indexes, base, start, size) else {
+    let Ok(mut state) = walk_tail(data, &indexes, base, start, size, hints.compacted) else {
         return Ok(None);
     };
     state.bytes_since_index = state.size.0.saturating_sub(last_point.position.0);
@@ -197,13 +204,15 @@ fn index_tails_increase(indexes: &SegmentIndexes) -> bool {
 }
 
 /// Computes a segment's append state at `end` by walking from an entry index point, so that
-/// only the bytes after the last sparse index point are read.
+/// only the bytes after the last sparse index point are read. `gaps` as in
+/// [`BatchWalker::allow_gaps`].
 pub(crate) fn walk_tail(
     data: &Bytes,
     indexes: &SegmentIndexes,
     base: Offset,
     from: EntryPoint,
     end: FilePos,
+    gaps: bool,
 ) -> Result<SegmentState, super::WalkError> {
     let last_time = indexes.time.last();
     let mut state = SegmentState {
@@ -214,7 +223,9 @@ pub(crate) fn walk_tail(
         offset_of_max_timestamp: last_time.map_or(base, |(_, rel)| rel.absolute(base)),
         bytes_since_index: 0,
     };
-    for walked in BatchWalker::new(data.clone(), from.position, end, Some(state.next_offset)) {
+    let walker = BatchWalker::new(data.clone(), from.position, end, Some(state.next_offset))
+        .allow_gaps(gaps);
+    for walked in walker {
         let walked = walked?;
         let header = walked.batch.header();
         if !walked.batch.is_meta() && header.max_timestamp > state.max_timestamp {
@@ -259,13 +270,15 @@ fn rebuild(
     let indexes = SegmentIndexes::open_active(dir, base, cfg, [0, 0, 0])?;
     let empty = SegmentState::empty(base, base_entry);
     let mut segment = Segment::assemble(dir, base, base_entry, file, indexes, empty, cfg, now_ms)?;
+    segment.compacted = hints.compacted;
     // Map at least the whole file, whatever the recovered size turns out to be.
     segment.state.size = size;
     segment.ensure_mapped(cfg)?;
     let data = segment.data();
     segment.state = empty;
 
-    let mut walker = BatchWalker::new(data.clone(), FilePos(0), size, Some(base));
+    let mut walker =
+        BatchWalker::new(data.clone(), FilePos(0), size, Some(base)).allow_gaps(hints.compacted);
     let mut stepped_over_damage = false;
     while let Some(walked) = walker.next() {
         let err = match walked {

@@ -24,4 +24,7 @@ pub(crate) struct SegmentView {
     /// Largest record timestamp of a sealed segment (`i64::MIN` when empty); `None` for the
     /// active one, which readers scan.
     pub(crate) max_timestamp: Option<i64>,
+    /// True when compaction rewrote the segment: its batches may leave offset gaps between
+    /// them, so walks use [`super::BatchWalker::allow_gaps`].
+    pub(crate) compacted: bool,
 }

@@ -1,6 +1,10 @@
 //! Walks the batches of a segment's bytes in order, validating each one (framing, magic, CRC)
 //! and checking that base offsets follow each other densely. Reads, recovery and index rebuilds
 //! all walk through here, so "what counts as a valid batch on disk" is decided in one place.
+//!
+//! The one exception to density: in a segment that compaction rewrote (`allow_gaps`), a batch's
+//! base offset may be above the previous batch's next offset, never below it
+//! (`segments-format.md`, "Compaction").
 
 use bytes::Bytes;
 
@@ -46,6 +50,9 @@ pub(crate) struct BatchWalker {
     /// stepping over damage): offsets never go backwards.
     min_next: Offset,
     expected_first_last_offset: Option<Offset>,
+    /// True in a compacted segment: a batch may start past the offset expected (a gap left by
+    /// batches the cleaner dropped), but never before it.
+    gaps: bool,
     done: bool,
 }
 
@@ -66,8 +73,16 @@ impl BatchWalker {
             expected_next,
             min_next: expected_next.unwrap_or_default(),
             expected_first_last_offset: None,
+            gaps: false,
             done: false,
         }
+    }
+
+    /// Accepts gaps between batches when `gaps` is set (a compacted segment): each batch's base
+    /// offset must then be at or above the previous batch's next offset rather than equal to it.
+    pub(crate) fn allow_gaps(mut self, gaps: bool) -> BatchWalker {
+        self.gaps = gaps;
+        self
     }
 
     /// Also requires the first batch's last offset to be `last_offset` (an index entry's claim).
@@ -127,6 +142,7 @@ impl Iterator for BatchWalker {
             Err(reason) => return self.fail(reason, skip_to),
         };
         let in_sequence = match self.expected_next {
+            Some(expected) if self.gaps => batch.base_offset() >= expected,
             Some(expected) => batch.base_offset() == expected,
             None => batch.base_offset() >= self.min_next,
         };

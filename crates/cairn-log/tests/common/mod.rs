@@ -10,6 +10,8 @@
 
 /// Damage helpers for the crash and corruption tests.
 pub mod damage;
+/// Keyed records for the compaction tests.
+pub mod keyed;
 
 use bytes::Bytes;
 use cairn_log::batch::{Batch, BatchBuilder, Compression, RecordInput};
