@@ -117,6 +117,15 @@ pub enum BrokerError {
         /// The topic.
         topic: String,
     },
+    /// A record without a key sent to a compacted topic, where it could never be compacted
+    /// (Kafka's `INVALID_RECORD`).
+    #[error(
+        "topic {topic:?} is compacted (cleanup.policy includes compact): every record needs a key"
+    )]
+    KeylessRecordOnCompactedTopic {
+        /// The topic.
+        topic: String,
+    },
     /// A group id breaks the rules (Kafka's `INVALID_GROUP_ID`).
     #[error("invalid group id {group:?}: {reason}")]
     InvalidGroupId {

@@ -108,6 +108,12 @@ impl Broker {
         self.check_open()?;
         crate::broker::refuse_internal(&request.topic)?;
         let topic = self.topic(&request.topic)?;
+        let compacted = topic
+            .config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .cleanup_policy
+            .compacts();
         match request.payload {
             ProducePayload::Batch(bytes) => {
                 let index = request.partition.ok_or_else(|| {
@@ -122,6 +128,11 @@ impl Broker {
                 batch
                     .check_records(DECOMPRESS_CHECK_LIMIT)
                     .map_err(cairn_log::LogError::from)?;
+                if compacted && has_keyless_record(&batch)? {
+                    return Err(BrokerError::KeylessRecordOnCompactedTopic {
+                        topic: topic.name.clone(),
+                    });
+                }
                 let partition = topic.partition(index)?.index;
                 let produced = append_one(&topic, partition, batch, request.acks).await?;
                 Ok(ProduceResult {
@@ -138,6 +149,11 @@ impl Broker {
                         "an idempotent produce needs a partition (sequences are per partition)"
                             .to_string(),
                     ));
+                }
+                if compacted && records.iter().any(|r| r.key.is_none()) {
+                    return Err(BrokerError::KeylessRecordOnCompactedTopic {
+                        topic: topic.name.clone(),
+                    });
                 }
                 let encoding = Encoding {
                     compression,
@@ -232,6 +248,19 @@ impl Broker {
             .base_offset
             .ok_or_else(|| BrokerError::InvalidRequest("internal append returned no offset".into()))
     }
+}
+
+/// True when some record of a (validated) batch has a null key.
+fn has_keyless_record(batch: &Batch) -> Result<bool, BrokerError> {
+    let records = batch
+        .records(DECOMPRESS_CHECK_LIMIT)
+        .map_err(cairn_log::LogError::from)?;
+    for record in records.iter() {
+        if record.map_err(cairn_log::LogError::from)?.key.is_none() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// The partition of each record.

@@ -87,7 +87,10 @@ fn producer_batch(batch: &Batch) -> Option<ProducerBatch> {
         producer_id: header.producer_id,
         producer_epoch: header.producer_epoch,
         base_sequence: header.base_sequence,
-        record_count: header.record_count,
+        // Sequences span the batch's offsets, as in Kafka (baseSequence + lastOffsetDelta):
+        // compaction removes records from a batch but keeps its lastOffsetDelta, so the record
+        // count would undercount the last sequence after a clean.
+        record_count: header.last_offset_delta.saturating_add(1),
     })
 }
 

@@ -23,7 +23,8 @@ pub struct ProducerBatch {
     pub producer_epoch: i16,
     /// Sequence of the first record.
     pub base_sequence: i32,
-    /// Number of records (at least 1).
+    /// Number of sequence numbers the batch spans: its record count as produced, which is
+    /// `lastOffsetDelta + 1` also after compaction removed some of its records.
     pub record_count: i32,
 }
 

@@ -362,3 +362,34 @@ async fn clients_cannot_touch_the_offsets_topic() {
             .any(|(k, v)| k == "cleanup.policy" && v == "compact")
     );
 }
+
+#[tokio::test]
+async fn a_compacted_topic_refuses_records_without_a_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = open(dir.path()).await;
+    let configs = [("cleanup.policy".to_string(), "compact".to_string())];
+    broker
+        .create_topic("customers", 1, 1, &configs)
+        .await
+        .unwrap();
+    let request = |key: Option<&str>| ProduceRequest {
+        topic: "customers".into(),
+        partition: None,
+        acks: AckLevel::All,
+        payload: ProducePayload::Records {
+            records: vec![ProduceRecord {
+                key: key.map(|k| Bytes::from(k.to_string())),
+                value: Some(Bytes::from_static(b"v")),
+                ..Default::default()
+            }],
+            compression: Compression::None,
+        },
+        producer: None,
+    };
+    broker.produce(request(Some("c-1"))).await.unwrap();
+    let err = broker.produce(request(None)).await.unwrap_err();
+    assert!(
+        matches!(err, BrokerError::KeylessRecordOnCompactedTopic { .. }),
+        "{err}"
+    );
+}

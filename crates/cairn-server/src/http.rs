@@ -90,7 +90,8 @@ async fn respond(
     stream.shutdown().await
 }
 
-/// Partition offsets, then produce and fetch activity, in Prometheus text format.
+/// Partition offsets, produce and fetch activity, then consumer groups and their lag, in
+/// Prometheus text format.
 fn exposition(broker: &Broker, metrics: &Metrics) -> String {
     let mut out = String::new();
     out.push_str(
@@ -120,5 +121,6 @@ fn exposition(broker: &Broker, metrics: &Metrics) -> String {
     }
     out.push_str(&starts);
     metrics.render(&mut out);
+    crate::group_metrics::render(broker, &mut out);
     out
 }

@@ -10,6 +10,7 @@
 //! - [`run`]: opens the broker, binds both ports, adds `grpc.health.v1.Health` and server
 //!   reflection (v1 and v1alpha), and serves until told to stop.
 
+mod group_metrics;
 mod http;
 pub mod metrics;
 pub mod services;

@@ -35,6 +35,9 @@ pub fn classify(err: &BrokerError) -> (ErrorCode, Code) {
         BrokerError::ShuttingDown => (ErrorCode::BrokerNotAvailable, Code::Unavailable),
         BrokerError::Io { .. } => (ErrorCode::Internal, Code::Internal),
         BrokerError::Log(log) => classify_log(log),
+        BrokerError::KeylessRecordOnCompactedTopic { .. } => {
+            (ErrorCode::InvalidRecord, Code::InvalidArgument)
+        }
         BrokerError::InternalTopic { .. } => (ErrorCode::InvalidTopic, Code::InvalidArgument),
         BrokerError::InvalidGroupId { .. } => (ErrorCode::InvalidGroupId, Code::InvalidArgument),
         BrokerError::UnknownGroup { .. } => (ErrorCode::GroupIdNotFound, Code::NotFound),
@@ -88,7 +91,9 @@ fn classify_log(err: &LogError) -> (ErrorCode, Code) {
                 (ErrorCode::InvalidRequest, Code::InvalidArgument)
             }
         },
-        LogError::TruncateBelowHighWatermark { .. } | LogError::InvalidHighWatermark { .. } => {
+        LogError::TruncateBelowHighWatermark { .. }
+        | LogError::InvalidHighWatermark { .. }
+        | LogError::CleanerKeyMapFull { .. } => {
             (ErrorCode::Internal, Code::Internal)
         }
     }

@@ -379,3 +379,84 @@ async fn metrics_report_produce_and_fetch_activity() {
     stop.send(()).unwrap();
     server.await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_report_group_members_state_and_lag() {
+    use cairn_proto::v1::groups_client::GroupsClient;
+    use cairn_proto::v1::{CommitOffsetsRequest, HeartbeatRequest, OffsetCommit};
+    let dir = tempfile::tempdir().unwrap();
+    let Started {
+        url,
+        http,
+        stop,
+        server,
+    } = start(dir.path()).await;
+    let mut admin = AdminClient::connect(url.clone()).await.unwrap();
+    admin
+        .create_topic(CreateTopicRequest {
+            name: "orders".into(),
+            partitions: 2,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut producer = ProducerClient::connect(url.clone()).await.unwrap();
+    let records = (0..7)
+        .map(|i| Record {
+            value: Some(format!("v{i}").into()),
+            ..Default::default()
+        })
+        .collect();
+    producer
+        .produce(ProduceRequest {
+            topic: "orders".into(),
+            partition: Some(0),
+            payload: Some(Payload::Records(RecordList { records })),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut groups = GroupsClient::connect(url).await.unwrap();
+    let member = groups
+        .heartbeat(HeartbeatRequest {
+            group_id: "billing".into(),
+            subscribed_topics: vec!["orders".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    groups
+        .commit_offsets(CommitOffsetsRequest {
+            group_id: "billing".into(),
+            member_id: member.member_id,
+            member_epoch: member.member_epoch,
+            offsets: vec![OffsetCommit {
+                topic: "orders".into(),
+                partition: 0,
+                offset: 3,
+                metadata: String::new(),
+            }],
+        })
+        .await
+        .unwrap();
+    let body = scrape(http).await;
+    assert_eq!(sample(&body, "cairn_group_members{group=\"billing\"}"), 1.0);
+    assert_eq!(
+        sample(
+            &body,
+            "cairn_group_state{group=\"billing\",state=\"stable\"}"
+        ),
+        1.0
+    );
+    let p0 = "group=\"billing\",topic=\"orders\",partition=\"0\"";
+    assert_eq!(
+        sample(&body, &format!("cairn_group_committed_offset{{{p0}}}")),
+        3.0
+    );
+    assert_eq!(sample(&body, &format!("cairn_group_lag{{{p0}}}")), 4.0);
+    let p1 = "group=\"billing\",topic=\"orders\",partition=\"1\"";
+    assert_eq!(sample(&body, &format!("cairn_group_lag{{{p1}}}")), 0.0);
+    stop.send(()).unwrap();
+    server.await.unwrap();
+}
