@@ -15,6 +15,8 @@
 //! - `broker`: [`Broker`], this node's topics and the admin operations on them; `partition`:
 //!   one partition's log and its group-committing writer; `topic_store`: topic files on disk
 //!   (`DATA/<topic>.topic`, logs in `DATA/<topic>-<partition>/`, Kafka's layout).
+//! - `group`: consumer groups (KIP-848). `group::assignor` computes a group's target
+//!   assignment from its members' subscriptions and previous assignment: sticky and balanced.
 //! - `sequencer`: queues an idempotent producer's batches for a partition's writer in
 //!   sequence order, although gRPC may serve the requests carrying them out of order.
 //! - `produce`: routing records to partitions, encoding them, appending; `fetch`: long-poll
@@ -22,7 +24,8 @@
 //! - `error`: [`BrokerError`], the crate's one error enum.
 //!
 //! Invariants across modules:
-//! - The topic-name, topic-config and producer-state modules are pure: no I/O, no clock, no global random number generator.
+//! - The topic-name, topic-config, producer-state and group-assignor modules are pure: no I/O,
+//!   no clock, no global random number generator.
 //!   Randomness comes in through [`RandomSource`], text comes in as `&str`, so every decision
 //!   can be replayed in a test.
 //! - Names and values from outside (requests, files) are checked here and rejected with a
@@ -31,6 +34,14 @@
 mod broker;
 mod error;
 mod fetch;
+#[cfg_attr(
+    not(test),
+    expect(
+        dead_code,
+        reason = "the group coordinator that calls the assignor is being written alongside it"
+    )
+)]
+mod group;
 mod partition;
 mod produce;
 mod producer_filter;
