@@ -13,12 +13,14 @@ use crate::topic::Format;
 #[derive(Debug, Subcommand)]
 pub enum GroupCommand {
     /// List the groups with members or committed offsets.
+    #[command(after_help = "Examples:\n  cairn group list --format json")]
     List {
         /// Output format.
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
     /// Show a group's state, members, assignments, committed offsets and lag.
+    #[command(after_help = "Examples:\n  cairn group describe inventory --format json")]
     Describe {
         /// The group.
         group: String,
@@ -27,6 +29,9 @@ pub enum GroupCommand {
         format: Format,
     },
     /// Move a group's committed offsets for a topic (the group must have no members).
+    #[command(
+        after_help = "Examples:\n  cairn group reset-offsets inventory --topic orders --to earliest\n  cairn group reset-offsets inventory --topic orders --partition 2 --to 1500\n  cairn group reset-offsets inventory --topic orders --to @1767225600000"
+    )]
     ResetOffsets {
         /// The group.
         group: String,
@@ -45,6 +50,7 @@ pub enum GroupCommand {
         partition: Option<i32>,
     },
     /// Delete a group and its committed offsets (the group must have no members).
+    #[command(after_help = "Examples:\n  cairn group delete inventory")]
     Delete {
         /// The group.
         group: String,

@@ -77,11 +77,17 @@ struct Events(Arc<Mutex<Vec<(&'static str, Vec<TopicPartition>)>>>);
 
 impl RebalanceListener for Events {
     fn on_partitions_assigned(&mut self, partitions: &[TopicPartition]) {
-        self.0.lock().unwrap().push(("assigned", partitions.to_vec()));
+        self.0
+            .lock()
+            .unwrap()
+            .push(("assigned", partitions.to_vec()));
     }
 
     fn on_partitions_revoked(&mut self, partitions: &[TopicPartition]) {
-        self.0.lock().unwrap().push(("revoked", partitions.to_vec()));
+        self.0
+            .lock()
+            .unwrap()
+            .push(("revoked", partitions.to_vec()));
     }
 
     fn on_partitions_lost(&mut self, partitions: &[TopicPartition]) {
@@ -139,7 +145,11 @@ async fn two_members_rebalance_in_order_and_consume_everything_once() {
     .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     while seen.len() < 2000 || first.assignment().len() + second.assignment().len() < 4 {
-        assert!(Instant::now() < deadline, "gave up at {} records", seen.len());
+        assert!(
+            Instant::now() < deadline,
+            "gave up at {} records",
+            seen.len()
+        );
         for consumer in [&mut first, &mut second] {
             for r in consumer.poll(Duration::from_millis(50)).await.unwrap() {
                 *seen.entry(key(&r)).or_default() += 1;
@@ -148,7 +158,10 @@ async fn two_members_rebalance_in_order_and_consume_everything_once() {
         let (a, b) = (first.assignment(), second.assignment());
         assert!(a.is_disjoint(&b), "two owners: {a:?} {b:?}");
     }
-    assert!(seen.values().all(|&n| n == 1), "a record was consumed twice");
+    assert!(
+        seen.values().all(|&n| n == 1),
+        "a record was consumed twice"
+    );
     assert_eq!(first.assignment().len(), 2);
     assert_eq!(second.assignment().len(), 2);
     let first_log = first_events.0.lock().unwrap().clone();
@@ -156,7 +169,11 @@ async fn two_members_rebalance_in_order_and_consume_everything_once() {
     assert_eq!(first_log[0].1.len(), 4);
     assert_eq!(first_log[1].0, "revoked", "{first_log:?}");
     let revoked: BTreeSet<TopicPartition> = first_log[1].1.iter().cloned().collect();
-    assert_eq!(revoked, second.assignment(), "what one gave up, the other got");
+    assert_eq!(
+        revoked,
+        second.assignment(),
+        "what one gave up, the other got"
+    );
     let second_log = second_events.0.lock().unwrap().clone();
     assert!(second_log.iter().all(|(what, _)| *what == "assigned"));
 
@@ -165,7 +182,10 @@ async fn two_members_rebalance_in_order_and_consume_everything_once() {
     let admin = GroupAdmin::connect(&brokers).await.unwrap();
     let described = admin.describe_group("g").await.unwrap();
     assert!(described.members.is_empty(), "close leaves the group");
-    assert!(described.offsets.iter().all(|o| o.lag == 0), "{described:?}");
+    assert!(
+        described.offsets.iter().all(|o| o.lag == 0),
+        "{described:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -181,10 +201,14 @@ async fn manual_commits_are_what_a_restarted_member_resumes_from() {
     produce(&brokers, "orders", 0, 100).await;
     let mut cfg = config("manual");
     cfg.enable_auto_commit = false;
-    let mut consumer =
-        GroupConsumer::subscribe(&brokers, cfg.clone(), &["orders"], Box::new(Events::default()))
-            .await
-            .unwrap();
+    let mut consumer = GroupConsumer::subscribe(
+        &brokers,
+        cfg.clone(),
+        &["orders"],
+        Box::new(Events::default()),
+    )
+    .await
+    .unwrap();
     let mut got = Vec::new();
     while got.len() < 100 {
         got.extend(consumer.poll(Duration::from_millis(200)).await.unwrap());
@@ -200,12 +224,16 @@ async fn manual_commits_are_what_a_restarted_member_resumes_from() {
     consumer.close().await.unwrap();
     let admin = GroupAdmin::connect(&brokers).await.unwrap();
     let committed = admin.committed_offsets("manual").await.unwrap();
-    assert_eq!(committed[0].offset, 40, "close without auto-commit commits nothing more");
+    assert_eq!(
+        committed[0].offset, 40,
+        "close without auto-commit commits nothing more"
+    );
     assert_eq!(committed[0].metadata, "half way");
 
-    let mut again = GroupConsumer::subscribe(&brokers, cfg, &["orders"], Box::new(Events::default()))
-        .await
-        .unwrap();
+    let mut again =
+        GroupConsumer::subscribe(&brokers, cfg, &["orders"], Box::new(Events::default()))
+            .await
+            .unwrap();
     let mut resumed = Vec::new();
     while resumed.len() < 60 {
         resumed.extend(again.poll(Duration::from_millis(200)).await.unwrap());

@@ -93,9 +93,7 @@ fn classify_log(err: &LogError) -> (ErrorCode, Code) {
         },
         LogError::TruncateBelowHighWatermark { .. }
         | LogError::InvalidHighWatermark { .. }
-        | LogError::CleanerKeyMapFull { .. } => {
-            (ErrorCode::Internal, Code::Internal)
-        }
+        | LogError::CleanerKeyMapFull { .. } => (ErrorCode::Internal, Code::Internal),
     }
 }
 
