@@ -83,6 +83,11 @@ pub enum Command {
         after_help = "Examples:\n  cairn consume orders --from earliest --until-end --format json"
     )]
     Consume(crate::consume::ConsumeArgs),
+    /// Replay a topic from the earliest offset (or a checkpoint) to its current end.
+    #[command(
+        after_help = "Examples:\n  cairn replay orders --format json > orders.jsonl\n  cairn replay orders --checkpoint orders.checkpoint --follow"
+    )]
+    Replay(crate::replay::ReplayArgs),
     /// Measure a running broker: produce or consume load with throughput and latency figures.
     #[command(
         subcommand,

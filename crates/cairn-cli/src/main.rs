@@ -19,6 +19,7 @@ mod config_error;
 mod config_resolve;
 mod consume;
 mod produce;
+mod replay;
 mod serve;
 mod topic;
 
@@ -50,6 +51,7 @@ async fn main() -> ExitCode {
         Command::Topic(command) => topic::run(&cli.broker, command).await,
         Command::Produce(args) => produce::run(&cli.broker, args).await,
         Command::Consume(args) => consume::run(&cli.broker, args).await,
+        Command::Replay(args) => replay::run(&cli.broker, args).await,
         Command::Bench(command) => bench::run(&cli.broker, command).await,
     };
     match result {
