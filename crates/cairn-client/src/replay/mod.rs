@@ -70,6 +70,9 @@ pub struct Replay {
     queue: mpsc::Receiver<ChunkResult>,
     current: Option<Chunk>,
     cursor: ChunkCursor,
+    /// Index in `partitions` of the current chunk's partition, looked up once per chunk
+    /// rather than per record.
+    current_idx: usize,
     /// In partition order.
     partitions: Vec<PartitionProgress>,
     records: u64,
@@ -136,6 +139,7 @@ impl Replay {
             queue,
             current: None,
             cursor: ChunkCursor::default(),
+            current_idx: 0,
             partitions,
             records: 0,
             payload_bytes: 0,
@@ -172,6 +176,7 @@ impl Replay {
             }
             match self.queue.recv().await {
                 Some(Ok(chunk)) => {
+                    self.current_idx = index_of(&self.partitions, chunk.partition());
                     self.current = Some(chunk);
                     self.cursor = ChunkCursor::default();
                 }
@@ -182,7 +187,7 @@ impl Replay {
         let chunk = self.current.as_ref()?;
         match chunk.record_at(&mut self.cursor)? {
             Ok(record) => {
-                if let Some(progress) = slot(&mut self.partitions, record.partition) {
+                if let Some(progress) = self.partitions.get_mut(self.current_idx) {
                     progress.position = progress.position.max(record.offset.saturating_add(1));
                 }
                 self.records += 1;
@@ -235,7 +240,8 @@ impl Replay {
     /// covered, but not past the captured end unless following (a batch may straddle it).
     fn advance_past_chunk(&mut self, partition: i32, next_offset: i64) {
         let follow = self.follow;
-        if let Some(progress) = slot(&mut self.partitions, partition) {
+        let idx = index_of(&self.partitions, partition);
+        if let Some(progress) = self.partitions.get_mut(idx) {
             let reached = if follow {
                 next_offset
             } else {
@@ -263,10 +269,10 @@ impl Drop for Replay {
     }
 }
 
-/// The progress entry of `partition` (the list is in partition order, as `plan` made it).
-fn slot(partitions: &mut [PartitionProgress], partition: i32) -> Option<&mut PartitionProgress> {
-    let idx = partitions
+/// The index of `partition`'s entry (the list is in partition order, as `plan` made it), or
+/// one past the end, which no entry has, if the broker sent a partition not asked for.
+fn index_of(partitions: &[PartitionProgress], partition: i32) -> usize {
+    partitions
         .binary_search_by_key(&partition, |p| p.partition)
-        .ok()?;
-    partitions.get_mut(idx)
+        .unwrap_or(partitions.len())
 }
