@@ -89,6 +89,11 @@ pub enum Command {
         after_help = "Examples:\n  cairn group describe inventory --format json\n  cairn group reset-offsets inventory --topic orders --to earliest"
     )]
     Group(crate::group::GroupCommand),
+    /// Replay a topic from the earliest offset (or a checkpoint) to its current end.
+    #[command(
+        after_help = "Examples:\n  cairn replay orders --format json > orders.jsonl\n  cairn replay orders --checkpoint orders.checkpoint --follow"
+    )]
+    Replay(crate::replay::ReplayArgs),
     /// Measure a running broker: produce or consume load with throughput and latency figures.
     #[command(
         subcommand,

@@ -142,8 +142,13 @@ pub async fn run(brokers: &str, mut args: ConsumeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Prints one record in `format` and flushes, so a pipe or a file sees it at once.
-pub(crate) fn print_record(
+/// Prints one record in `format` (a text line with its value, or a JSON object per line) and
+/// flushes, so a pipe or file sees each record as soon as it is read. `cairn replay` prints
+/// through this too, so both commands' output is the same.
+///
+/// # Errors
+/// A failed write.
+pub fn print_record(
     out: &mut impl Write,
     record: &ConsumedRecord,
     format: Format,

@@ -21,6 +21,7 @@ mod consume;
 mod consume_group;
 mod group;
 mod produce;
+mod replay;
 mod serve;
 mod topic;
 
@@ -52,6 +53,7 @@ async fn main() -> ExitCode {
         Command::Topic(command) => topic::run(&cli.broker, command).await,
         Command::Produce(args) => produce::run(&cli.broker, args).await,
         Command::Consume(args) => consume::run(&cli.broker, args).await,
+        Command::Replay(args) => replay::run(&cli.broker, args).await,
         Command::Bench(command) => bench::run(&cli.broker, command).await,
         Command::Group(command) => group::run(&cli.broker, command).await,
     };

@@ -1,17 +1,27 @@
 //! `Consumer`: reads assigned partitions over `cairn.v1.Consumer`: assign, seek (earliest,
 //! latest, an offset, a timestamp), and poll, which long-polls each assigned partition in turn
 //! from its position and advances it past what it returns.
+//!
+//! Two ways to poll: [`Consumer::poll`] has the broker decode records (any gRPC client can do
+//! that), [`Consumer::poll_batches`] fetches the stored batches untouched and decodes them here
+//! ([`FetchedBatches`]), which costs the broker less and allocates nothing per record.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::Bytes;
 use cairn_proto::v1::consumer_client::ConsumerClient;
-use cairn_proto::v1::{FetchRequest, ListOffsetsRequest, OffsetSpec};
+use cairn_proto::v1::{FetchFormat, FetchRequest, FetchResponse, ListOffsetsRequest, OffsetSpec};
 use tonic::transport::Channel;
 
+use crate::batches::FetchedBatches;
 use crate::connection::connect;
 use crate::error::ClientError;
+
+/// Upper bound on the bytes of one poll's fetch answer.
+pub const POLL_MAX_BYTES: i32 = 1 << 20;
+/// Largest answer the client decodes: the broker's 64 MiB fetch limit plus framing.
+pub const MAX_RESPONSE_BYTES: usize = 80 << 20;
 
 /// Where to start reading a partition.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,8 +75,8 @@ impl Consumer {
         partitions: &[i32],
         from: Seek,
     ) -> Result<Consumer, ClientError> {
-        let client =
-            ConsumerClient::new(connect(brokers).await?).max_decoding_message_size(80 << 20);
+        let client = ConsumerClient::new(connect(brokers).await?)
+            .max_decoding_message_size(MAX_RESPONSE_BYTES);
         let mut consumer = Consumer {
             client,
             topic: topic.to_string(),
@@ -92,37 +102,12 @@ impl Consumer {
             Seek::Latest | Seek::Offset(_) => (OffsetSpec::Latest, 0),
             Seek::Timestamp(ts) => (OffsetSpec::Timestamp, ts),
         };
-        let request = ListOffsetsRequest {
-            topic: self.topic.clone(),
-            partitions: partitions.to_vec(),
-            spec: spec as i32,
-            timestamp_ms,
-        };
-        let response = self
-            .client
-            .clone()
-            .list_offsets(request)
-            .await?
-            .into_inner();
-        let mut offsets = BTreeMap::new();
-        for answer in response.offsets {
-            if answer.error_code != 0 {
-                return Err(ClientError::Broker {
-                    code: cairn_proto::v1::ErrorCode::try_from(answer.error_code)
-                        .unwrap_or(cairn_proto::v1::ErrorCode::Internal),
-                    status: tonic::Code::NotFound,
-                    message: answer.error_message,
-                    leader: None,
-                });
-            }
-            let offset = if let Seek::Offset(offset) = seek {
-                offset
-            } else {
-                answer.offset
-            };
-            offsets.insert(answer.partition, offset);
-        }
-        Ok(offsets)
+        let offsets =
+            list_offsets(&self.client, &self.topic, partitions, spec, timestamp_ms).await?;
+        Ok(match seek {
+            Seek::Offset(offset) => offsets.into_keys().map(|p| (p, offset)).collect(),
+            _ => offsets,
+        })
     }
 
     /// The next offset to read, per assigned partition.
@@ -132,33 +117,15 @@ impl Consumer {
 
     /// Reads what is available: tries each assigned partition in turn, waiting up to
     /// `max_wait` on one with nothing new, and returns the first records found (possibly none).
+    /// The broker decodes the records.
     ///
     /// # Errors
     /// [`ClientError`] from the fetch (e.g. `OffsetOutOfRange` after retention).
     pub async fn poll(&mut self, max_wait: Duration) -> Result<Vec<ConsumedRecord>, ClientError> {
-        let partitions: Vec<i32> = self.positions.keys().copied().collect();
-        for step in 0..partitions.len() {
-            let partition = partitions[(self.next_partition + step) % partitions.len()];
-            let last = step + 1 == partitions.len();
-            let offset = self.positions[&partition];
-            let request = FetchRequest {
-                topic: self.topic.clone(),
-                partition,
-                offset,
-                max_bytes: 1 << 20,
-                max_wait_ms: if last {
-                    u32::try_from(max_wait.as_millis()).unwrap_or(u32::MAX)
-                } else {
-                    0
-                },
-                ..Default::default()
-            };
-            let response = self.client.fetch(request).await?.into_inner();
-            self.positions.insert(partition, response.next_offset);
-            if !response.records.is_empty() {
-                self.next_partition = (self.next_partition + step + 1) % partitions.len();
-                let topic = self.topic.clone();
-                return Ok(response
+        let topic = self.topic.clone();
+        let found = self
+            .poll_round(max_wait, FetchFormat::Records, |partition, _, response| {
+                let records: Vec<ConsumedRecord> = response
                     .records
                     .into_iter()
                     .map(|r| ConsumedRecord {
@@ -170,9 +137,117 @@ impl Consumer {
                         value: r.value,
                         headers: r.headers.into_iter().map(|h| (h.key, h.value)).collect(),
                     })
-                    .collect());
+                    .collect();
+                Ok((
+                    response.next_offset,
+                    (!records.is_empty()).then_some(records),
+                ))
+            })
+            .await?;
+        Ok(found.unwrap_or_default())
+    }
+
+    /// As [`Consumer::poll`], but fetches whole stored batches and decodes them here (the
+    /// fast path): returns the first partition's batches that hold records, or `None` when no
+    /// partition had any within `max_wait`. Positions advance past everything fetched,
+    /// including control batches and gaps left by compaction.
+    ///
+    /// # Errors
+    /// [`ClientError`] from the fetch, or [`ClientError::CorruptBatch`] when a batch fails
+    /// the client's checks (that partition's position then stays where it was).
+    pub async fn poll_batches(
+        &mut self,
+        max_wait: Duration,
+    ) -> Result<Option<FetchedBatches>, ClientError> {
+        let topic = self.topic.clone();
+        self.poll_round(
+            max_wait,
+            FetchFormat::RecordBatches,
+            |partition, offset, response| {
+                let batches = FetchedBatches::decode(&topic, partition, offset, None, response)?;
+                Ok((
+                    batches.next_offset(),
+                    (!batches.is_empty()).then_some(batches),
+                ))
+            },
+        )
+        .await
+    }
+
+    /// Fetches each assigned partition in turn from its position, the last one waiting up to
+    /// `max_wait`. `accept(partition, offset, answer)` turns an answer into the partition's
+    /// new position and, if it holds records, the item to return; the round stops there, and
+    /// the next round starts at the partition after it, so no partition starves.
+    async fn poll_round<T>(
+        &mut self,
+        max_wait: Duration,
+        format: FetchFormat,
+        mut accept: impl FnMut(i32, i64, FetchResponse) -> Result<(i64, Option<T>), ClientError>,
+    ) -> Result<Option<T>, ClientError> {
+        let partitions: Vec<i32> = self.positions.keys().copied().collect();
+        for step in 0..partitions.len() {
+            let idx = (self.next_partition + step) % partitions.len();
+            let Some(&partition) = partitions.get(idx) else {
+                break;
+            };
+            let last = step + 1 == partitions.len();
+            let offset = self.positions.get(&partition).copied().unwrap_or(0);
+            let request = FetchRequest {
+                topic: self.topic.clone(),
+                partition,
+                offset,
+                max_bytes: POLL_MAX_BYTES,
+                max_wait_ms: if last {
+                    u32::try_from(max_wait.as_millis()).unwrap_or(u32::MAX)
+                } else {
+                    0
+                },
+                format: format as i32,
+                ..Default::default()
+            };
+            let response = self.client.fetch(request).await?.into_inner();
+            let (next, item) = accept(partition, offset, response)?;
+            self.positions.insert(partition, next);
+            if item.is_some() {
+                self.next_partition = (idx + 1) % partitions.len();
+                return Ok(item);
             }
         }
-        Ok(Vec::new())
+        Ok(None)
     }
+}
+
+/// One `ListOffsets` call: the offsets `spec` finds in `partitions` of `topic` (empty: all).
+///
+/// # Errors
+/// [`ClientError::Broker`] with `UnknownTopicOrPartition` for an unknown topic or partition
+/// (the first partition the broker could not answer for), or the call's own failure.
+pub(crate) async fn list_offsets(
+    client: &ConsumerClient<Channel>,
+    topic: &str,
+    partitions: &[i32],
+    spec: OffsetSpec,
+    timestamp_ms: i64,
+) -> Result<BTreeMap<i32, i64>, ClientError> {
+    let request = ListOffsetsRequest {
+        topic: topic.to_string(),
+        partitions: partitions.to_vec(),
+        spec: spec as i32,
+        timestamp_ms,
+    };
+    let response = client.clone().list_offsets(request).await?.into_inner();
+    let mut offsets = BTreeMap::new();
+    for answer in response.offsets {
+        if answer.error_code != 0 {
+            return Err(ClientError::Broker {
+                code: cairn_proto::v1::ErrorCode::try_from(answer.error_code)
+                    .unwrap_or(cairn_proto::v1::ErrorCode::Internal),
+                status: tonic::Code::NotFound,
+                message: answer.error_message,
+                leader: None,
+            });
+        }
+        offsets.insert(answer.partition, answer.offset);
+    }
+    Ok(offsets)
 }

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use cairn_codec::batch::BatchError;
 use cairn_proto::v1::ErrorCode;
 use tonic_types::StatusExt;
 
@@ -53,6 +54,65 @@ pub enum ClientError {
     /// An argument is invalid before anything is sent.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// Fetched record batches failed the client's own checks (framing, CRC-32C, header
+    /// consistency, a malformed record, decompression): the bytes were damaged on the way or
+    /// the broker served a bad batch. Nothing from the damaged batch was handed out.
+    #[error("corrupt data fetched from {topic}/{partition} at offset {offset}: {source}")]
+    CorruptBatch {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// The offset the fetch asked for.
+        offset: i64,
+        /// What is wrong with the bytes.
+        #[source]
+        source: BatchError,
+    },
+    /// A checkpoint's text is not in the checkpoint format (see `Checkpoint::parse`).
+    #[error("line {line}: {reason}")]
+    MalformedCheckpoint {
+        /// The 1-based line number.
+        line: usize,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A checkpoint was taken on another topic than the one it is applied to.
+    #[error("the checkpoint is for topic {checkpoint_topic:?}, not {topic:?}")]
+    CheckpointTopicMismatch {
+        /// The topic being read.
+        topic: String,
+        /// The topic the checkpoint names.
+        checkpoint_topic: String,
+    },
+    /// A checkpoint names a partition the topic does not have.
+    #[error("the checkpoint names partition {partition}, but topic {topic} has {partition_count} partitions (0 to {})", partition_count - 1)]
+    CheckpointUnknownPartition {
+        /// The topic.
+        topic: String,
+        /// The partition the checkpoint names.
+        partition: i32,
+        /// How many partitions the topic has.
+        partition_count: i32,
+    },
+    /// A checkpoint's offset for a partition is outside what the partition holds now: below its
+    /// log start (retention deleted those records) or past its high watermark (the checkpoint
+    /// is from another incarnation of the topic).
+    #[error(
+        "the checkpoint's offset {offset} for {topic}/{partition} is out of range: the partition holds offsets {log_start} to {high_watermark}"
+    )]
+    CheckpointOffsetOutOfRange {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// The checkpoint's offset.
+        offset: i64,
+        /// The partition's log start offset.
+        log_start: i64,
+        /// The partition's high watermark.
+        high_watermark: i64,
+    },
 }
 
 impl ClientError {
@@ -76,7 +136,12 @@ impl ClientError {
             ClientError::Connect { .. } => true,
             ClientError::InvalidArgument(_)
             | ClientError::DeliveryTimeout { .. }
-            | ClientError::Closed => false,
+            | ClientError::Closed
+            | ClientError::CorruptBatch { .. }
+            | ClientError::MalformedCheckpoint { .. }
+            | ClientError::CheckpointTopicMismatch { .. }
+            | ClientError::CheckpointUnknownPartition { .. }
+            | ClientError::CheckpointOffsetOutOfRange { .. } => false,
         }
     }
 
@@ -99,9 +164,14 @@ impl ClientError {
                         )
             }
             ClientError::DeliveryTimeout { .. } => true,
-            ClientError::Connect { .. } | ClientError::InvalidArgument(_) | ClientError::Closed => {
-                false
-            }
+            ClientError::Connect { .. }
+            | ClientError::InvalidArgument(_)
+            | ClientError::Closed
+            | ClientError::CorruptBatch { .. }
+            | ClientError::MalformedCheckpoint { .. }
+            | ClientError::CheckpointTopicMismatch { .. }
+            | ClientError::CheckpointUnknownPartition { .. }
+            | ClientError::CheckpointOffsetOutOfRange { .. } => false,
         }
     }
 

@@ -7,7 +7,12 @@
 //! - [`Admin`]: topic administration;
 //! - [`Producer`]: batches records per partition (linger, size), partitions keys with Kafka's
 //!   murmur2, retries with backoff under a delivery timeout, idempotent by default;
-//! - [`Consumer`]: reads assigned partitions from a [`Seek`] position by long polls;
+//! - [`Consumer`]: reads assigned partitions from a [`Seek`] position by long polls, as
+//!   broker-decoded records or as raw batches decoded here ([`FetchedBatches`]);
+//! - `batches`, `record_view`: checking and walking fetched RecordBatch v2 bytes in place, and
+//!   the borrowed [`RecordView`] both consumers hand out;
+//! - [`Replay`]: event-sourcing catch-up of a whole topic to the end offsets captured at start,
+//!   with progress, a [`Checkpoint`] to resume from, and an optional follow mode;
 //! - [`GroupConsumer`]: a consumer-group member: the broker assigns partitions, it commits
 //!   what it polled (auto-commit on an interval, on revoke and on close), with rebalance
 //!   callbacks ([`RebalanceListener`]);
@@ -17,14 +22,18 @@
 //! The CLI's client commands are built on this crate.
 
 mod admin;
+mod batches;
 mod connection;
 mod consumer;
 mod error;
 mod group;
 mod group_admin;
 mod producer;
+mod record_view;
+mod replay;
 
 pub use admin::Admin;
+pub use batches::{FetchedBatches, FetchedRecords, MAX_DECOMPRESSED_BATCH_BYTES};
 pub use cairn_codec::batch::Compression;
 pub use cairn_proto::v1::Acks;
 pub use cairn_proto::v1::{
@@ -32,7 +41,7 @@ pub use cairn_proto::v1::{
     PartitionDescription, PartitionLag, TopicDescription,
 };
 pub use connection::{CONNECT_TIMEOUT, connect};
-pub use consumer::{ConsumedRecord, Consumer, Seek};
+pub use consumer::{ConsumedRecord, Consumer, MAX_RESPONSE_BYTES, POLL_MAX_BYTES, Seek};
 pub use error::ClientError;
 pub use group::{
     GroupConsumer, GroupConsumerConfig, NoopListener, OffsetReset, RebalanceListener,
@@ -42,4 +51,11 @@ pub use group_admin::{GroupAdmin, ResetTarget};
 pub use producer::{
     DeliveryFuture, MAX_IN_FLIGHT_IDEMPOTENT, METADATA_MAX_AGE, OutgoingRecord, Placement,
     Producer, ProducerConfig,
+};
+pub use record_view::{RecordHeaders, RecordView};
+pub use replay::{
+    CHECKPOINT_FORMAT_LINE, Checkpoint, DEFAULT_FETCH_MAX_BYTES, DEFAULT_MAX_PARTITIONS_IN_FLIGHT,
+    DEFAULT_PREFETCH_CHUNKS, MAX_CHECKPOINT_PARTITIONS, MAX_FETCH_MAX_BYTES, PartitionProgress,
+    RETRY_ATTEMPTS, RETRY_BACKOFF_INITIAL, RETRY_BACKOFF_MAX, Replay, ReplayConfig, ReplayFormat,
+    ReplayProgress,
 };

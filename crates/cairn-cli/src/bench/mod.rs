@@ -2,13 +2,16 @@
 //! figures a script can compare across runs (`--format json`). See BENCHMARKS.md for how the
 //! published figures were taken.
 //!
-//! Code map: `produce` and `consume` are the two benchmarks; `baseline` measures the machine's
-//! raw fsync'd writes and the log's own appends in the same run; `report` holds the histogram,
+//! Code map: `produce`, `consume` and `replay` are the benchmarks; `baseline` measures the
+//! machine's raw fsync'd writes and the log's own appends in the same run, `read_baseline` the
+//! log's own reads of the partitions a replay reads; `report` holds the histogram,
 //! percentiles, rates and the progress line.
 
 mod baseline;
 mod consume;
 mod produce;
+mod read_baseline;
+mod replay;
 mod report;
 
 use std::time::Duration;
@@ -17,6 +20,7 @@ use clap::{Subcommand, ValueEnum};
 
 pub use consume::BenchConsumeArgs;
 pub use produce::BenchProduceArgs;
+pub use replay::BenchReplayArgs;
 
 /// How often the progress line on stderr is refreshed.
 pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
@@ -43,6 +47,12 @@ pub enum BenchCommand {
     /// Read a topic from the earliest offset to its end and report throughput.
     #[command(after_help = "Examples:\n  cairn bench consume --topic cairn-bench --format json")]
     Consume(BenchConsumeArgs),
+    /// Replay a topic through the client's Replay and compare with the log's own reads of the
+    /// same partitions, measured in the same run.
+    #[command(
+        after_help = "Examples:\n  cairn bench replay --topic orders --baseline-dir ./cairn-data\n  cairn bench replay --topic orders --fetch-format raw --rounds 5 --format json"
+    )]
+    Replay(BenchReplayArgs),
 }
 
 /// Runs a `cairn bench` subcommand.
@@ -53,5 +63,6 @@ pub async fn run(brokers: &str, command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Produce(args) => produce::run(brokers, args).await,
         BenchCommand::Consume(args) => consume::run(brokers, args).await,
+        BenchCommand::Replay(args) => replay::run(brokers, args).await,
     }
 }

@@ -1,0 +1,167 @@
+//! One partition's fetch task: a `Subscribe` stream from the partition's start, each answer
+//! checked and trimmed into a [`Chunk`] and queued for the caller, until the captured end (or
+//! forever, in follow mode).
+//!
+//! Why a server stream rather than repeated `Fetch` calls: the broker reads the next chunk
+//! while the previous one is on the wire or being decoded here, and HTTP/2 flow control (not a
+//! request round trip) paces it, so the broker is never idle waiting for the next request.
+//! The bounded queue to the caller is the backpressure: when the caller is slow this task stops
+//! reading the stream, the stream's window fills, and the broker stops reading the log.
+//!
+//! A retriable failure (a broker restart, a reset connection) re-subscribes from the offset
+//! after the last chunk queued, with backoff, so nothing is skipped or read twice; any other
+//! failure is queued as the partition's last item.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn_proto::v1::consumer_client::ConsumerClient;
+use cairn_proto::v1::{FetchFormat, FetchResponse, SubscribeRequest};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tonic::Streaming;
+use tonic::transport::Channel;
+
+use super::chunk::{Chunk, DecodedChunk};
+use super::config::ReplayFormat;
+use crate::batches::FetchedBatches;
+use crate::error::ClientError;
+
+/// Consecutive retriable failures after which a partition's error is handed to the caller.
+pub const RETRY_ATTEMPTS: u32 = 8;
+/// The first wait before re-subscribing; it doubles per consecutive failure.
+pub const RETRY_BACKOFF_INITIAL: Duration = Duration::from_millis(100);
+/// The longest wait before re-subscribing.
+pub const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// What a fetch task queues for the caller.
+pub(crate) type ChunkResult = Result<Chunk, ClientError>;
+
+/// Everything one partition's fetch task needs.
+#[derive(Debug)]
+pub(crate) struct PartitionFetch {
+    pub(crate) client: ConsumerClient<Channel>,
+    pub(crate) topic: String,
+    pub(crate) partition: i32,
+    pub(crate) start: i64,
+    pub(crate) end: i64,
+    pub(crate) follow: bool,
+    pub(crate) format: ReplayFormat,
+    pub(crate) max_bytes: i32,
+}
+
+impl PartitionFetch {
+    /// Runs until the partition reaches its end (not in follow mode), the caller goes away, or
+    /// a failure that is not retried. Holds a turn of `turns` until caught up.
+    pub(crate) async fn run(mut self, turns: Arc<Semaphore>, queue: mpsc::Sender<ChunkResult>) {
+        let Ok(turn) = turns.acquire_owned().await else {
+            return;
+        };
+        // Held (not read) until caught up: the permit is the turn.
+        let mut turn: Option<OwnedSemaphorePermit> = Some(turn);
+        let mut position = self.start;
+        let mut stream: Option<Streaming<FetchResponse>> = None;
+        let mut failures = 0_u32;
+        loop {
+            if position >= self.end {
+                // Caught up: let another partition's catch-up run.
+                drop(turn.take());
+                if !self.follow {
+                    return;
+                }
+            }
+            let next = match stream.as_mut() {
+                Some(stream) => stream.message().await.map_err(ClientError::from),
+                None => match self.subscribe(position).await {
+                    Ok(opened) => {
+                        stream = Some(opened);
+                        continue;
+                    }
+                    Err(err) => Err(err),
+                },
+            };
+            let failure = match next {
+                Ok(Some(response)) => match self.chunk(position, response) {
+                    Ok(chunk) => {
+                        failures = 0;
+                        position = position.max(chunk.next_offset());
+                        if queue.send(Ok(chunk)).await.is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                    Err(err) => err,
+                },
+                // The broker ended the stream (it is shutting down): as retriable as a reset.
+                Ok(None) => ClientError::Broker {
+                    code: cairn_proto::v1::ErrorCode::BrokerNotAvailable,
+                    status: tonic::Code::Unavailable,
+                    message: format!(
+                        "the subscription to {}/{} ended",
+                        self.topic, self.partition
+                    ),
+                    leader: None,
+                },
+                Err(err) => err,
+            };
+            stream = None;
+            failures += 1;
+            if !failure.is_retriable() || failures > RETRY_ATTEMPTS {
+                let _ = queue.send(Err(failure)).await;
+                return;
+            }
+            tokio::time::sleep(backoff(failures)).await;
+        }
+    }
+
+    async fn subscribe(&mut self, offset: i64) -> Result<Streaming<FetchResponse>, ClientError> {
+        let format = match self.format {
+            ReplayFormat::RawBatches => FetchFormat::RecordBatches,
+            ReplayFormat::Decoded => FetchFormat::Records,
+        };
+        let request = SubscribeRequest {
+            topic: self.topic.clone(),
+            partition: self.partition,
+            offset,
+            max_bytes: self.max_bytes,
+            format: format as i32,
+        };
+        Ok(self.client.subscribe(request).await?.into_inner())
+    }
+
+    /// Checks and trims one answer that continued from `position`.
+    fn chunk(&self, position: i64, response: FetchResponse) -> Result<Chunk, ClientError> {
+        let until = (!self.follow).then_some(self.end);
+        Ok(match self.format {
+            ReplayFormat::RawBatches => Chunk::Raw(FetchedBatches::decode(
+                &self.topic,
+                self.partition,
+                position,
+                until,
+                response,
+            )?),
+            ReplayFormat::Decoded => {
+                Chunk::Decoded(DecodedChunk::new(self.partition, until, response))
+            }
+        })
+    }
+}
+
+/// The wait before the `failures`-th consecutive retry.
+fn backoff(failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(16);
+    RETRY_BACKOFF_INITIAL
+        .saturating_mul(1 << doublings)
+        .min(RETRY_BACKOFF_MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap() {
+        assert_eq!(backoff(1), RETRY_BACKOFF_INITIAL);
+        assert_eq!(backoff(2), RETRY_BACKOFF_INITIAL * 2);
+        assert_eq!(backoff(40), RETRY_BACKOFF_MAX);
+    }
+}

@@ -1,0 +1,278 @@
+//! [`Replay`]: event-sourcing catch-up. Reads every partition of a topic from its earliest
+//! offset (or a [`Checkpoint`]) to the high watermarks captured at start, and hands the caller
+//! each record once, in offset order within its partition, with progress and a checkpoint to
+//! resume from; optionally it then keeps following new records.
+//!
+//! Code map:
+//! - `plan`: each partition's `[start, end)` from the offset lookups and the checkpoint (pure);
+//! - `fetcher`: one task per partition streaming its range (`Subscribe`), checking and trimming
+//!   each answer into a `chunk`, and queueing it;
+//! - `chunk`: a queued answer in either format and the cursor that walks it;
+//! - [`Checkpoint`], [`ReplayConfig`], [`ReplayProgress`]: the public values.
+//!
+//! Invariants: a partition's chunks enter the shared queue in offset order and the caller
+//! takes them in queue order, so per-partition order holds while partitions interleave. A
+//! partition's position (what [`Replay::checkpoint`] reports) moves only when the caller is
+//! handed a record, or finishes a chunk (past control batches and compacted gaps), so a
+//! checkpoint never claims a record the caller has not seen. The replay does not interpret
+//! records, commit anything to the broker, or notice partitions added after it started.
+
+mod checkpoint;
+mod chunk;
+mod config;
+mod fetcher;
+mod plan;
+mod progress;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use cairn_proto::v1::OffsetSpec;
+use cairn_proto::v1::consumer_client::ConsumerClient;
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinHandle;
+
+pub use checkpoint::{CHECKPOINT_FORMAT_LINE, Checkpoint, MAX_CHECKPOINT_PARTITIONS};
+pub use config::{
+    DEFAULT_FETCH_MAX_BYTES, DEFAULT_MAX_PARTITIONS_IN_FLIGHT, DEFAULT_PREFETCH_CHUNKS,
+    MAX_FETCH_MAX_BYTES, ReplayConfig, ReplayFormat,
+};
+pub use fetcher::{RETRY_ATTEMPTS, RETRY_BACKOFF_INITIAL, RETRY_BACKOFF_MAX};
+pub use progress::{PartitionProgress, ReplayProgress};
+
+use self::chunk::{Chunk, ChunkCursor};
+use self::fetcher::{ChunkResult, PartitionFetch};
+use crate::connection::connect;
+use crate::consumer::{MAX_RESPONSE_BYTES, list_offsets};
+use crate::error::ClientError;
+use crate::record_view::RecordView;
+
+/// A replay of one topic. Create it with [`Replay::start`], then call [`Replay::next`] until
+/// it returns `None`.
+///
+/// ```no_run
+/// # async fn rebuild() -> Result<(), cairn_client::ClientError> {
+/// use std::collections::HashMap;
+/// use cairn_client::{Replay, ReplayConfig};
+///
+/// let mut replay = Replay::start("127.0.0.1:7070", "orders", ReplayConfig::default()).await?;
+/// let mut orders_per_customer: HashMap<Vec<u8>, u64> = HashMap::new();
+/// while let Some(event) = replay.next().await {
+///     let event = event?;
+///     *orders_per_customer.entry(event.key.unwrap_or_default().to_vec()).or_default() += 1;
+/// }
+/// let resume_from = replay.checkpoint(); // store it with the read model
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Replay {
+    topic: String,
+    queue: mpsc::Receiver<ChunkResult>,
+    current: Option<Chunk>,
+    cursor: ChunkCursor,
+    /// Index in `partitions` of the current chunk's partition, looked up once per chunk
+    /// rather than per record.
+    current_idx: usize,
+    /// In partition order.
+    partitions: Vec<PartitionProgress>,
+    records: u64,
+    payload_bytes: u64,
+    started: Instant,
+    follow: bool,
+    failed: bool,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Replay {
+    /// Connects, looks up every partition's earliest offset and high watermark (the captured
+    /// end), applies `config.checkpoint`, and starts fetching.
+    ///
+    /// # Errors
+    /// - [`ClientError::InvalidArgument`] for a setting out of range;
+    /// - [`ClientError::Connect`] when no broker answers;
+    /// - [`ClientError::Broker`] with code `UnknownTopicOrPartition` for an unknown topic;
+    /// - [`ClientError::CheckpointTopicMismatch`], [`ClientError::CheckpointUnknownPartition`]
+    ///   or [`ClientError::CheckpointOffsetOutOfRange`] for a checkpoint that does not fit.
+    pub async fn start(
+        brokers: &str,
+        topic: &str,
+        config: ReplayConfig,
+    ) -> Result<Replay, ClientError> {
+        config.validate().map_err(ClientError::InvalidArgument)?;
+        let client = ConsumerClient::new(connect(brokers).await?)
+            .max_decoding_message_size(MAX_RESPONSE_BYTES);
+        let earliest = list_offsets(&client, topic, &[], OffsetSpec::Earliest, 0).await?;
+        let latest = list_offsets(&client, topic, &[], OffsetSpec::Latest, 0).await?;
+        let plans = plan::plan(topic, &earliest, &latest, config.checkpoint.as_ref())?;
+        let (sender, queue) = mpsc::channel(config.prefetch_chunks);
+        let turns = Arc::new(Semaphore::new(config.max_partitions_in_flight));
+        let mut tasks = Vec::new();
+        for plan in &plans {
+            if plan.start >= plan.end && !config.follow {
+                continue;
+            }
+            let fetch = PartitionFetch {
+                client: client.clone(),
+                topic: topic.to_string(),
+                partition: plan.partition,
+                start: plan.start,
+                end: plan.end,
+                follow: config.follow,
+                format: config.format,
+                max_bytes: config.fetch_max_bytes,
+            };
+            tasks.push(tokio::spawn(fetch.run(Arc::clone(&turns), sender.clone())));
+        }
+        // The tasks hold the only senders: the queue closes when the last one finishes.
+        drop(sender);
+        let partitions = plans
+            .iter()
+            .map(|plan| PartitionProgress {
+                partition: plan.partition,
+                start_offset: plan.start,
+                position: plan.start,
+                end_offset: plan.end,
+            })
+            .collect();
+        Ok(Replay {
+            topic: topic.to_string(),
+            queue,
+            current: None,
+            cursor: ChunkCursor::default(),
+            current_idx: 0,
+            partitions,
+            records: 0,
+            payload_bytes: 0,
+            started: Instant::now(),
+            follow: config.follow,
+            failed: false,
+            tasks,
+        })
+    }
+
+    /// The next record: of some partition, after every earlier record of that partition.
+    /// `None` once every partition has reached its captured end (never, in follow mode) or
+    /// after an error was returned. The record borrows the replay's buffers until the next
+    /// call; [`RecordView::to_record`] keeps one.
+    ///
+    /// Cancel safe: dropping the future (in a `select!`, say) loses nothing.
+    ///
+    /// # Errors
+    /// A fetch failure that retrying did not cure (e.g. `OffsetOutOfRange` after retention
+    /// deleted the records being read), or [`ClientError::CorruptBatch`]. The replay stops:
+    /// its checkpoint still names the last record handed out.
+    pub async fn next(&mut self) -> Option<Result<RecordView<'_>, ClientError>> {
+        if self.failed {
+            return None;
+        }
+        loop {
+            if let Some(chunk) = &self.current {
+                if chunk.has_record_at(&self.cursor) {
+                    break;
+                }
+                let (partition, next_offset) = (chunk.partition(), chunk.next_offset());
+                self.current = None;
+                self.advance_past_chunk(partition, next_offset);
+            }
+            match self.queue.recv().await {
+                Some(Ok(chunk)) => {
+                    self.current_idx = index_of(&self.partitions, chunk.partition());
+                    self.current = Some(chunk);
+                    self.cursor = ChunkCursor::default();
+                }
+                Some(Err(err)) => return Some(Err(self.fail(err))),
+                None => return None,
+            }
+        }
+        let chunk = self.current.as_ref()?;
+        match chunk.record_at(&mut self.cursor)? {
+            Ok(record) => {
+                if let Some(progress) = self.partitions.get_mut(self.current_idx) {
+                    progress.position = progress.position.max(record.offset.saturating_add(1));
+                }
+                self.records += 1;
+                self.payload_bytes += record.payload_bytes() as u64;
+                Some(Ok(record))
+            }
+            Err(err) => {
+                self.failed = true;
+                for task in &self.tasks {
+                    task.abort();
+                }
+                Some(Err(err))
+            }
+        }
+    }
+
+    /// The topic being replayed.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Where a later replay should start to continue exactly after the last record handed
+    /// out: the next offset per partition, for every partition.
+    pub fn checkpoint(&self) -> Checkpoint {
+        let offsets = self
+            .partitions
+            .iter()
+            .map(|p| (p.partition, p.position))
+            .collect();
+        Checkpoint::from_positions(&self.topic, offsets)
+    }
+
+    /// How far the replay is.
+    pub fn progress(&self) -> ReplayProgress {
+        ReplayProgress {
+            records: self.records,
+            payload_bytes: self.payload_bytes,
+            elapsed: self.started.elapsed(),
+            partitions: self.partitions.clone(),
+        }
+    }
+
+    /// True when every partition has reached the end captured at start (in follow mode the
+    /// replay goes on reading new records after that).
+    pub fn caught_up(&self) -> bool {
+        self.partitions.iter().all(|p| p.position >= p.end_offset)
+    }
+
+    /// A chunk has been handed out to its end: the partition's position moves past all it
+    /// covered, but not past the captured end unless following (a batch may straddle it).
+    fn advance_past_chunk(&mut self, partition: i32, next_offset: i64) {
+        let follow = self.follow;
+        let idx = index_of(&self.partitions, partition);
+        if let Some(progress) = self.partitions.get_mut(idx) {
+            let reached = if follow {
+                next_offset
+            } else {
+                next_offset.min(progress.end_offset)
+            };
+            progress.position = progress.position.max(reached);
+        }
+    }
+
+    fn fail(&mut self, err: ClientError) -> ClientError {
+        self.failed = true;
+        for task in &self.tasks {
+            task.abort();
+        }
+        err
+    }
+}
+
+impl Drop for Replay {
+    fn drop(&mut self) {
+        // The fetch tasks would otherwise keep their subscriptions (forever, in follow mode).
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// The index of `partition`'s entry (the list is in partition order, as `plan` made it), or
+/// one past the end, which no entry has, if the broker sent a partition not asked for.
+fn index_of(partitions: &[PartitionProgress], partition: i32) -> usize {
+    partitions
+        .binary_search_by_key(&partition, |p| p.partition)
+        .unwrap_or(partitions.len())
+}
