@@ -96,7 +96,12 @@ async fn admin_calls_and_typed_errors() {
         .unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::InvalidConfig));
     admin.delete_topic("orders").await.unwrap();
-    assert!(admin.list_topics(true).await.unwrap().is_empty());
+    assert!(admin.list_topics(false).await.unwrap().is_empty());
+    assert_eq!(
+        admin.list_topics(true).await.unwrap(),
+        vec!["__consumer_offsets".to_string()],
+        "only the broker's own topic is left"
+    );
 
     let err = Admin::connect("127.0.0.1:1").await.unwrap_err();
     assert!(matches!(err, ClientError::Connect { .. }) && err.is_retriable());

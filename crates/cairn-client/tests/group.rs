@@ -144,7 +144,7 @@ async fn two_members_rebalance_in_order_and_consume_everything_once() {
     .await
     .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while seen.len() < 2000 || first.assignment().len() + second.assignment().len() < 4 {
+    while seen.len() < 2000 || first.assignment().len() != 2 || second.assignment().len() != 2 {
         assert!(
             Instant::now() < deadline,
             "gave up at {} records",
