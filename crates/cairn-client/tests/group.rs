@@ -71,9 +71,12 @@ async fn produce(brokers: &str, topic: &str, from: usize, count: usize) {
     producer.close().await.unwrap();
 }
 
+/// One callback: its name and its partitions.
+type Event = (&'static str, Vec<TopicPartition>);
+
 /// Records every callback.
 #[derive(Clone, Default)]
-struct Events(Arc<Mutex<Vec<(&'static str, Vec<TopicPartition>)>>>);
+struct Events(Arc<Mutex<Vec<Event>>>);
 
 impl RebalanceListener for Events {
     fn on_partitions_assigned(&mut self, partitions: &[TopicPartition]) {
