@@ -9,6 +9,7 @@
 
 mod baseline;
 mod consume;
+mod loopback_baseline;
 mod produce;
 mod read_baseline;
 mod replay;

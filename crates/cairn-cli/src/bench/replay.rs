@@ -1,7 +1,9 @@
 //! `cairn bench replay`: replays a topic end to end through `cairn_client::Replay` (raw
 //! batches decoded here, and/or records decoded by the broker) and, with `--baseline-dir`,
 //! reads the same ranges straight from disk with `cairn_log::LogReader` in the same run
-//! (`read_baseline`), reporting replay throughput as a ratio to the log's own.
+//! (`read_baseline`), and sends the same batch bytes through one loopback TCP stream
+//! (`loopback_baseline`, the machine's ceiling), reporting replay throughput as a ratio to
+//! both.
 //!
 //! Each round runs every reading once, in the same order; the report gives each reading's
 //! median and each round's ratios, since this shared machine's figures drift between rounds.
@@ -17,6 +19,7 @@ use clap::{Args, ValueEnum};
 use serde_json::{Value, json};
 
 use super::OutputFormat;
+use super::loopback_baseline::loopback_tcp;
 use super::read_baseline::{Copies, Range, Reading};
 use super::report::Throughput;
 
@@ -64,6 +67,8 @@ struct Results {
     decoded: Vec<Reading>,
     baseline_raw_batches: Vec<Reading>,
     baseline_full_decode: Vec<Reading>,
+    /// The same batch bytes through one loopback TCP stream: the machine's ceiling.
+    loopback: Vec<Reading>,
 }
 
 /// Runs `cairn bench replay`.
@@ -97,12 +102,13 @@ pub async fn run(brokers: &str, args: BenchReplayArgs) -> anyhow::Result<()> {
     for round in 1..=args.rounds {
         eprintln!("round {round} of {}", args.rounds);
         if let Some(copies) = &copies {
+            let full = copies.full_decode(max_bytes)?;
+            let batches = copies.raw_batches(max_bytes)?;
             results
-                .baseline_raw_batches
-                .push(copies.raw_batches(max_bytes)?);
-            results
-                .baseline_full_decode
-                .push(copies.full_decode(max_bytes)?);
+                .loopback
+                .push(loopback_tcp(batches.bytes, full.records)?);
+            results.baseline_full_decode.push(full);
+            results.baseline_raw_batches.push(batches);
         }
         if args.fetch_format != FetchFormatArg::Decoded {
             results
@@ -221,7 +227,11 @@ fn report(args: &BenchReplayArgs, results: &Results) {
                 "replay_decoded": reading_json(&r.decoded),
                 "baseline_full_decode": reading_json(&r.baseline_full_decode),
                 "baseline_raw_batches": reading_json(&r.baseline_raw_batches),
+                "baseline_loopback_tcp": reading_json(&r.loopback),
                 "ratios": {
+                    "raw_to_loopback_tcp": ratio_json(&r.raw, &r.loopback),
+                    "decoded_to_loopback_tcp": ratio_json(&r.decoded, &r.loopback),
+                    "loopback_tcp_to_full_decode": ratio_json(&r.loopback, &r.baseline_full_decode),
                     "raw_to_full_decode": ratio_json(&r.raw, &r.baseline_full_decode),
                     "raw_to_raw_batches": ratio_json(&r.raw, &r.baseline_raw_batches),
                     "decoded_to_full_decode": ratio_json(&r.decoded, &r.baseline_full_decode),
@@ -235,6 +245,7 @@ fn report(args: &BenchReplayArgs, results: &Results) {
                 ("replay, broker-decoded", &r.decoded),
                 ("log read + full decode", &r.baseline_full_decode),
                 ("log read, batches only", &r.baseline_raw_batches),
+                ("loopback TCP, same bytes", &r.loopback),
             ] {
                 if let Some(m) = median(readings) {
                     let t = Throughput::of(m.records, m.bytes, m.elapsed);
@@ -249,6 +260,13 @@ fn report(args: &BenchReplayArgs, results: &Results) {
                 }
             }
             for (name, numerator, denominator) in [
+                ("raw / loopback TCP", &r.raw, &r.loopback),
+                ("decoded / loopback TCP", &r.decoded, &r.loopback),
+                (
+                    "loopback / full decode",
+                    &r.loopback,
+                    &r.baseline_full_decode,
+                ),
                 ("raw / full decode", &r.raw, &r.baseline_full_decode),
                 ("raw / batches only", &r.raw, &r.baseline_raw_batches),
                 ("decoded / full decode", &r.decoded, &r.baseline_full_decode),
