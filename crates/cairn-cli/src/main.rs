@@ -1,8 +1,10 @@
-//! `cairn`: the Cairn command-line tool. `cairn serve` runs a broker; the client subcommands
-//! (topic, produce, consume) are to come.
+//! `cairn`: the Cairn command-line tool. `cairn serve` runs a broker; the other subcommands are
+//! clients of a running one.
 //!
 //! Code map:
 //! - `cli`: the command-line grammar (clap derives); it checks no values.
+//! - `topic`, `produce`, `consume` (and `consume_group` for `--group`), `group`, `replay`,
+//!   `bench`: the client subcommands, one module each, over `cairn-client`.
 //! - `config_error`: `ConfigError`, a bad flag, variable or config file, as one line.
 //! - `config_resolve`: `serve`'s settings from flags, `CAIRN_*` variables, the TOML config file
 //!   and defaults, per key, in that order. Pure, so every precedence case is a unit test.

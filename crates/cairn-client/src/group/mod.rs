@@ -1,8 +1,9 @@
 //! [`GroupConsumer`]: a member of a consumer group (the model of Kafka's KIP-848). The broker
 //! assigns partitions; this side reconciles inside `poll`: it commits and gives up revoked
 //! partitions before taking new ones, starts new ones at the group's committed offsets (or
-//! `auto.offset.reset`), fetches with its member epoch so a fenced member cannot read, and
-//! commits what `poll` returned (at-least-once) on an interval, on revoke and on close.
+//! `auto.offset.reset`), fetches stored batches with its member epoch (so a fenced member
+//! cannot read) and decodes them here, and commits what `poll` returned (at-least-once) on an
+//! interval, on revoke and on close.
 //!
 //! - `config`: [`GroupConsumerConfig`], [`RebalanceListener`], [`TopicPartition`];
 //! - `heartbeat`: the background heartbeat task and the membership it shares with `poll`.
@@ -16,8 +17,8 @@ use std::time::{Duration, Instant};
 use cairn_proto::v1::consumer_client::ConsumerClient;
 use cairn_proto::v1::groups_client::GroupsClient;
 use cairn_proto::v1::{
-    CommitOffsetsRequest, ErrorCode, FetchOffsetsRequest, FetchRequest, ListOffsetsRequest,
-    OffsetCommit, OffsetSpec,
+    CommitOffsetsRequest, ErrorCode, FetchFormat, FetchOffsetsRequest, FetchRequest,
+    ListOffsetsRequest, OffsetCommit, OffsetSpec,
 };
 use tonic::transport::Channel;
 
@@ -26,6 +27,7 @@ pub use config::{
 };
 use heartbeat::{Heartbeat, leave, to_wire};
 
+use crate::batches::FetchedBatches;
 use crate::connection::connect;
 use crate::consumer::ConsumedRecord;
 use crate::error::ClientError;
@@ -472,6 +474,7 @@ impl GroupConsumer {
                 offset,
                 max_bytes: self.cfg.max_partition_fetch_bytes,
                 max_wait_ms: u32::try_from(wait.as_millis()).unwrap_or(u32::MAX),
+                format: FetchFormat::RecordBatches as i32,
                 group_id: self.cfg.group_id.clone(),
                 member_id: member_id.clone(),
                 member_epoch,
@@ -505,22 +508,18 @@ impl GroupConsumer {
                     }
                 }
             };
-            self.positions.insert(p.clone(), response.next_offset);
-            if !response.records.is_empty() {
+            // Stored batches, checked and decoded here: the broker only reads and sends.
+            let batches = FetchedBatches::decode(&p.topic, p.partition, offset, None, response)?;
+            let records = batches
+                .records()
+                .map(|r| r.map(|r| r.to_record(&p.topic)))
+                .collect::<Result<Vec<ConsumedRecord>, ClientError>>()?;
+            // The position moves only once every record decoded: a corrupt batch is refused
+            // again at the next poll instead of being skipped.
+            self.positions.insert(p.clone(), batches.next_offset());
+            if !records.is_empty() {
                 self.next_partition = (index + 1) % partitions.len();
-                return Ok(response
-                    .records
-                    .into_iter()
-                    .map(|r| ConsumedRecord {
-                        topic: p.topic.clone(),
-                        partition: p.partition,
-                        offset: r.offset,
-                        timestamp_ms: r.timestamp_ms,
-                        key: r.key,
-                        value: r.value,
-                        headers: r.headers.into_iter().map(|h| (h.key, h.value)).collect(),
-                    })
-                    .collect());
+                return Ok(records);
             }
         }
         Ok(Vec::new())
