@@ -31,6 +31,8 @@
 //!   [`BrokerError`] naming what is wrong; nothing on those paths panics.
 
 mod broker;
+#[cfg(test)]
+mod compaction_tests;
 mod error;
 mod fetch;
 mod group;
