@@ -378,6 +378,8 @@ impl Broker {
         set: &[(String, String)],
         delete: &[String],
     ) -> Result<TopicInfo, BrokerError> {
+        // A retention policy on the offsets topic would delete acknowledged commits.
+        refuse_internal(name)?;
         let _admin = self.admin.lock().await;
         let topic = self.topic(name)?;
         let mut config = topic

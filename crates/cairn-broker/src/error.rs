@@ -199,6 +199,12 @@ pub enum BrokerError {
         /// How many members it has.
         members: usize,
     },
+    /// A reset or delete of the group is in progress; a join may retry at once.
+    #[error("group {group:?} is being reset or deleted; retry")]
+    GroupBusy {
+        /// The group.
+        group: String,
+    },
     /// The metadata committed with an offset is too long (Kafka's `OFFSET_METADATA_TOO_LARGE`).
     #[error("offset metadata is {len} bytes, more than the {max}-byte limit")]
     OffsetMetadataTooLarge {

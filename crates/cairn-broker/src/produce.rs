@@ -223,31 +223,29 @@ impl Broker {
     }
 }
 
-impl Broker {
-    /// Appends records the broker itself writes (to an internal topic) to one partition,
-    /// uncompressed and waiting for the topic's flush policy.
-    ///
-    /// # Errors
-    /// The append's error: nothing is acknowledged then.
-    pub(crate) async fn append_internal(
-        &self,
-        topic: &Topic,
-        partition: u32,
-        records: &[ProduceRecord],
-    ) -> Result<Offset, BrokerError> {
-        let encoding = Encoding {
-            compression: Compression::None,
-            producer: ProducerFields::NONE,
-        };
-        let batch = encode(records.iter(), encoding, self.clock.now_ms())?;
-        let produced = append_one(topic, partition, batch, AckLevel::All).await?;
-        if let Some(err) = produced.error {
-            return Err(err);
-        }
-        produced
-            .base_offset
-            .ok_or_else(|| BrokerError::InvalidRequest("internal append returned no offset".into()))
+/// Appends records the broker itself writes (to an internal topic) to one partition,
+/// uncompressed and waiting for the topic's flush policy.
+///
+/// # Errors
+/// The append's error: nothing is acknowledged then.
+pub(crate) async fn append_internal(
+    topic: &Topic,
+    partition: u32,
+    records: &[ProduceRecord],
+    now_ms: i64,
+) -> Result<Offset, BrokerError> {
+    let encoding = Encoding {
+        compression: Compression::None,
+        producer: ProducerFields::NONE,
+    };
+    let batch = encode(records.iter(), encoding, now_ms)?;
+    let produced = append_one(topic, partition, batch, AckLevel::All).await?;
+    if let Some(err) = produced.error {
+        return Err(err);
     }
+    produced
+        .base_offset
+        .ok_or_else(|| BrokerError::InvalidRequest("internal append returned no offset".into()))
 }
 
 /// True when some record of a (validated) batch has a null key.

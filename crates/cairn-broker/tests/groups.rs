@@ -340,6 +340,12 @@ async fn clients_cannot_touch_the_offsets_topic() {
         .await
         .unwrap_err();
     assert!(matches!(err, BrokerError::InternalTopic { .. }), "{err}");
+    let retention = [("cleanup.policy".to_string(), "delete".to_string())];
+    let err = broker
+        .alter_configs("__consumer_offsets", &retention, &[])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BrokerError::InternalTopic { .. }), "{err}");
     let err = broker
         .produce(ProduceRequest {
             topic: "__consumer_offsets".into(),

@@ -108,6 +108,7 @@ async fn consume(
         // The first record of each partition that is not printed: its position goes back there,
         // so the commit covers exactly what was printed.
         let mut give_back: BTreeMap<TopicPartition, i64> = BTreeMap::new();
+        let mut failed = None;
         let mut out = stdout.lock();
         for record in &records {
             let partition = TopicPartition {
@@ -118,16 +119,25 @@ async fn consume(
                 continue;
             }
             let past_end = args.until_end && beyond_end(consumer, record);
-            if past_end || args.max.is_some_and(|max| printed >= max) {
+            if failed.is_some() || past_end || args.max.is_some_and(|max| printed >= max) {
                 give_back.insert(partition, record.offset);
                 continue;
             }
-            print_record(&mut out, record, args.format)?;
-            printed += 1;
+            match print_record(&mut out, record, args.format) {
+                Ok(()) => printed += 1,
+                Err(err) => {
+                    // Not printed, so not committed: hand it and what follows back.
+                    give_back.insert(partition, record.offset);
+                    failed = Some(err);
+                }
+            }
         }
         drop(out);
         for (partition, offset) in give_back {
             consumer.seek(&partition, offset)?;
+        }
+        if let Some(err) = failed {
+            return Err(err.context("writing a record to stdout"));
         }
     }
 }

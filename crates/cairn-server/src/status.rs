@@ -51,6 +51,7 @@ pub fn classify(err: &BrokerError) -> (ErrorCode, Code) {
         BrokerError::PartitionNotAssigned { .. } => {
             (ErrorCode::PartitionNotAssigned, Code::FailedPrecondition)
         }
+        BrokerError::GroupBusy { .. } => (ErrorCode::GroupBusy, Code::Unavailable),
         BrokerError::NonEmptyGroup { .. } => (ErrorCode::NonEmptyGroup, Code::FailedPrecondition),
         BrokerError::OffsetMetadataTooLarge { .. } => {
             (ErrorCode::OffsetMetadataTooLarge, Code::InvalidArgument)

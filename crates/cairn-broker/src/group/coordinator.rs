@@ -29,7 +29,7 @@ use super::state::{Group, GroupState, HeartbeatInput, HeartbeatOutput, MemberDes
 use crate::broker::Broker;
 use crate::error::BrokerError;
 use crate::fetch::{OffsetQuery, decode_records};
-use crate::produce::ProduceRecord;
+use crate::produce::{ProduceRecord, append_internal};
 use crate::topic_name::CONSUMER_OFFSETS_TOPIC;
 
 /// How often silent members are looked for.
@@ -117,14 +117,23 @@ pub struct GroupDescription {
 
 type OffsetsByGroup = BTreeMap<String, BTreeMap<TopicPartition, OffsetValue>>;
 
-/// The coordinator's state, shared with the expiry task.
+/// The coordinator's state, shared with the expiry task and with offset writes.
+///
+/// Lock order: `writes` (async, held across the append) before any std mutex; among the std
+/// mutexes `groups`, then `offsets`, then `dead` and `busy`; no std guard is held across an
+/// `.await`.
 #[derive(Debug, Default)]
 pub(crate) struct Groups {
     groups: Arc<Mutex<BTreeMap<String, Group>>>,
-    offsets: Mutex<OffsetsByGroup>,
+    offsets: Arc<Mutex<OffsetsByGroup>>,
     dead: Mutex<Vec<String>>,
-    /// Serializes writes to `__consumer_offsets`, so memory follows the log's order.
-    writes: tokio::sync::Mutex<()>,
+    /// Groups a reset or delete is working on: joins wait (a retriable error) until it is done,
+    /// so no member reads offsets that are about to move.
+    busy: Mutex<BTreeSet<String>>,
+    /// Serializes writes to `__consumer_offsets`, so memory follows the log's order. Owned
+    /// guards travel into the task that appends and applies, which a cancelled caller cannot
+    /// stop halfway.
+    writes: Arc<tokio::sync::Mutex<()>>,
     next_member: AtomicU64,
 }
 
@@ -149,6 +158,8 @@ impl Groups {
                         tracing::info!(group = %id, %member, "member removed: session or rebalance timeout");
                     }
                 }
+                // A group without members keeps nothing worth memory: its offsets live apart.
+                groups.retain(|_, group| group.member_count() > 0);
             }
         });
     }
@@ -222,22 +233,43 @@ impl Broker {
         let topics = self.partition_counts();
         let now = now_ms(&*self.clock);
         let mut groups = self.groups.groups.lock().unwrap_or_else(|e| e.into_inner());
+        if input.member_epoch == 0
+            && self
+                .groups
+                .busy
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(group_id)
+        {
+            return Err(BrokerError::GroupBusy {
+                group: group_id.to_string(),
+            });
+        }
         if input.member_epoch != 0 && !groups.contains_key(group_id) {
             return Err(BrokerError::UnknownMember {
                 group: group_id.to_string(),
                 member: input.member_id,
             });
         }
-        let group = groups
-            .entry(group_id.to_string())
-            .or_insert_with(|| Group::new(group_id));
         let next = &self.groups.next_member;
         let node = self.cfg.node_id;
         let clock = &self.clock;
-        let result = group.heartbeat(input, &topics, now, || {
+        let new_id = || {
             let n = next.fetch_add(1, Ordering::Relaxed);
             format!("cairn-{node}-{:x}-{n}", clock.now_ms())
-        });
+        };
+        let result = match groups.get_mut(group_id) {
+            Some(group) => group.heartbeat(input, &topics, now, new_id),
+            None => {
+                // A group comes to exist with its first successful join, not with a refused one.
+                let mut group = Group::new(group_id);
+                let result = group.heartbeat(input, &topics, now, new_id);
+                if result.is_ok() {
+                    groups.insert(group_id.to_string(), group);
+                }
+                result
+            }
+        };
         if result.is_ok() {
             self.groups
                 .dead
@@ -278,7 +310,7 @@ impl Broker {
                 });
             }
         }
-        let _writes = self.groups.writes.lock().await;
+        let writes = Arc::clone(&self.groups.writes).lock_owned().await;
         self.check_member_owns(group_id, member_id, member_epoch, commits)?;
         let now = self.clock.now_ms();
         let values: Vec<(TopicPartition, Option<OffsetValue>)> = commits
@@ -293,7 +325,7 @@ impl Broker {
                 (c.partition.clone(), Some(value))
             })
             .collect();
-        self.write_offsets(group_id, values).await
+        self.write_offsets(writes, group_id, values).await
     }
 
     /// Checks that a group member may fetch a partition (a fetch that names its group).
@@ -490,8 +522,8 @@ impl Broker {
         } else {
             partitions.iter().copied().collect()
         };
-        let _writes = self.groups.writes.lock().await;
-        self.check_group_empty(group_id)?;
+        let writes = Arc::clone(&self.groups.writes).lock_owned().await;
+        let _busy = self.mark_busy(group_id)?;
         let now = self.clock.now_ms();
         let mut values = Vec::with_capacity(partitions.len());
         for index in partitions {
@@ -536,7 +568,7 @@ impl Broker {
                 committed: v.clone(),
             })
             .collect();
-        self.write_offsets(group_id, values).await?;
+        self.write_offsets(writes, group_id, values).await?;
         Ok(result)
     }
 
@@ -548,8 +580,8 @@ impl Broker {
     pub async fn delete_group(&self, group_id: &str) -> Result<(), BrokerError> {
         self.check_open()?;
         validate_group_id(group_id)?;
-        let _writes = self.groups.writes.lock().await;
-        self.check_group_empty(group_id)?;
+        let writes = Arc::clone(&self.groups.writes).lock_owned().await;
+        let _busy = self.mark_busy(group_id)?;
         let committed: Vec<TopicPartition> = self
             .groups
             .offsets
@@ -558,6 +590,7 @@ impl Broker {
             .get(group_id)
             .map(|m| m.keys().cloned().collect())
             .unwrap_or_default();
+        // `mark_busy` saw no members and keeps joins out, so only an empty group is removed.
         let had_state = self
             .groups
             .groups
@@ -572,7 +605,7 @@ impl Broker {
         }
         if !committed.is_empty() {
             let tombstones = committed.into_iter().map(|p| (p, None)).collect();
-            self.write_offsets(group_id, tombstones).await?;
+            self.write_offsets(writes, group_id, tombstones).await?;
         }
         let mut dead = self.groups.dead.lock().unwrap_or_else(|e| e.into_inner());
         dead.retain(|g| g != group_id);
@@ -585,9 +618,13 @@ impl Broker {
     }
 
     /// Appends `values` (a `None` is a tombstone) to the group's partition of
-    /// `__consumer_offsets`, then applies them in memory. Callers hold `writes`.
+    /// `__consumer_offsets`, then applies them in memory. `writes` is the caller's guard of the
+    /// write lock: it moves into a task that finishes the append and the apply even when the
+    /// caller's future is dropped (a client gone, a deadline), so memory never misses a record
+    /// the log has.
     async fn write_offsets(
         &self,
+        writes: tokio::sync::OwnedMutexGuard<()>,
         group_id: &str,
         values: Vec<(TopicPartition, Option<OffsetValue>)>,
     ) -> Result<(), BrokerError> {
@@ -605,23 +642,49 @@ impl Broker {
                 timestamp_ms: 0,
             })
             .collect();
-        self.append_internal(&topic, partition, &records).await?;
-        let mut offsets = self
-            .groups
-            .offsets
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let group = offsets.entry(group_id.to_string()).or_default();
-        for (p, v) in values {
-            match v {
-                Some(v) => group.insert(p, v),
-                None => group.remove(&p),
-            };
+        let now_ms = self.clock.now_ms();
+        let offsets = Arc::clone(&self.groups.offsets);
+        let group_id = group_id.to_string();
+        let task = tokio::spawn(async move {
+            let _writes = writes;
+            append_internal(&topic, partition, &records, now_ms).await?;
+            let mut offsets = offsets.lock().unwrap_or_else(|e| e.into_inner());
+            let group = offsets.entry(group_id.clone()).or_default();
+            for (p, v) in values {
+                match v {
+                    Some(v) => group.insert(p, v),
+                    None => group.remove(&p),
+                };
+            }
+            if group.is_empty() {
+                offsets.remove(&group_id);
+            }
+            Ok(())
+        });
+        task.await
+            .map_err(|e| BrokerError::InvalidRequest(format!("offset write task failed: {e}")))?
+    }
+
+    /// Marks a group as being reset or deleted, once it has no members; joins are refused
+    /// with [`BrokerError::GroupBusy`] until the returned guard is dropped.
+    fn mark_busy(&self, group_id: &str) -> Result<BusyGuard<'_>, BrokerError> {
+        let groups = self.groups.groups.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(members) = groups
+            .get(group_id)
+            .map(Group::member_count)
+            .filter(|&m| m > 0)
+        {
+            return Err(BrokerError::NonEmptyGroup {
+                group: group_id.to_string(),
+                members,
+            });
         }
-        if group.is_empty() {
-            offsets.remove(group_id);
-        }
-        Ok(())
+        let mut busy = self.groups.busy.lock().unwrap_or_else(|e| e.into_inner());
+        busy.insert(group_id.to_string());
+        Ok(BusyGuard {
+            busy: &self.groups.busy,
+            group: group_id.to_string(),
+        })
     }
 
     fn check_member_owns(
@@ -643,17 +706,6 @@ impl Broker {
                 group: group_id.to_string(),
                 member: member_id.to_string(),
             }),
-        }
-    }
-
-    fn check_group_empty(&self, group_id: &str) -> Result<(), BrokerError> {
-        let groups = self.groups.groups.lock().unwrap_or_else(|e| e.into_inner());
-        match groups.get(group_id).map(Group::member_count) {
-            Some(members) if members > 0 => Err(BrokerError::NonEmptyGroup {
-                group: group_id.to_string(),
-                members,
-            }),
-            _ => Ok(()),
         }
     }
 
@@ -749,6 +801,21 @@ fn apply_stored(
                 tracing::warn!(offset = at.as_i64(), %err, "unreadable __consumer_offsets value skipped");
             }
         },
+    }
+}
+
+/// Clears a group's busy mark when a reset or delete ends, however it ends.
+struct BusyGuard<'a> {
+    busy: &'a Mutex<BTreeSet<String>>,
+    group: String,
+}
+
+impl Drop for BusyGuard<'_> {
+    fn drop(&mut self) {
+        self.busy
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.group);
     }
 }
 

@@ -132,6 +132,9 @@ struct Member {
     /// Partition -> the member epoch it was granted at.
     granted: BTreeMap<TopicPartition, i32>,
     last_heartbeat_ms: u64,
+    /// This member's own session timeout: members of one group may differ, and a short one
+    /// must not expire the others.
+    session_timeout_ms: u32,
     rebalance_timeout_ms: u32,
     /// Since when the member has been asked to give up partitions.
     revoking_since_ms: Option<u64>,
@@ -174,7 +177,7 @@ impl Group {
         &self.topic_counts
     }
 
-    /// The group's session timeout.
+    /// The session timeout of the group's newest join (each member keeps its own).
     pub fn session_timeout_ms(&self) -> u32 {
         self.session_timeout_ms
     }
@@ -283,6 +286,9 @@ impl Group {
         if let Some(member) = self.members.get_mut(&member_id) {
             member.last_heartbeat_ms = now_ms;
             member.rebalance_timeout_ms = rebalance_timeout_ms;
+            if input.session_timeout_ms != 0 {
+                member.session_timeout_ms = session_timeout_ms;
+            }
             if !input.client_id.is_empty() {
                 member.client_id = input.client_id.clone();
             }
@@ -312,7 +318,7 @@ impl Group {
             .iter()
             .filter(|(_, m)| {
                 let silent =
-                    now_ms.saturating_sub(m.last_heartbeat_ms) > u64::from(self.session_timeout_ms);
+                    now_ms.saturating_sub(m.last_heartbeat_ms) > u64::from(m.session_timeout_ms);
                 let stuck = m.revoking_since_ms.is_some_and(|since| {
                     now_ms.saturating_sub(since) > u64::from(m.rebalance_timeout_ms)
                 });
@@ -413,6 +419,7 @@ impl Group {
                 subscribed,
                 granted: BTreeMap::new(),
                 last_heartbeat_ms: now_ms,
+                session_timeout_ms,
                 rebalance_timeout_ms: DEFAULT_REBALANCE_TIMEOUT_MS,
                 revoking_since_ms: None,
             },
@@ -546,7 +553,7 @@ impl Group {
             .cloned()
             .collect();
         let converged = !revoking && assignment.len() == target.len();
-        let steady = (session_timeout_ms / 3).clamp(100, MAX_HEARTBEAT_INTERVAL_MS);
+        let steady = (member.session_timeout_ms / 3).clamp(100, MAX_HEARTBEAT_INTERVAL_MS);
         HeartbeatOutput {
             member_id: member_id.to_string(),
             member_epoch: member.epoch,
@@ -556,7 +563,7 @@ impl Group {
                 RECONCILING_HEARTBEAT_INTERVAL_MS.min(steady)
             },
             assignment,
-            session_timeout_ms,
+            session_timeout_ms: member.session_timeout_ms,
             assignment_complete: converged,
         }
     }

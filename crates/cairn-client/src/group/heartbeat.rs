@@ -22,7 +22,9 @@ const RETRY_BACKOFF: Duration = Duration::from_millis(250);
 /// What the member and its coordinator last agreed, shared by the heartbeat task and `poll`.
 #[derive(Debug, Default)]
 pub(crate) struct Membership {
-    /// The member id (empty until the first join is answered).
+    /// The member id, chosen here once (as KIP-848 clients do) and kept for every rejoin, so a
+    /// retried or repeated join replaces this member's earlier incarnation at once instead of
+    /// leaving it to hold partitions until its session times out.
     pub member_id: String,
     /// The member epoch (0 while joining).
     pub epoch: i32,
@@ -57,7 +59,10 @@ impl Heartbeat {
         cfg: &GroupConsumerConfig,
         topics: Vec<String>,
     ) -> Heartbeat {
-        let shared = Arc::new(Mutex::new(Membership::default()));
+        let shared = Arc::new(Mutex::new(Membership {
+            member_id: new_member_id(&cfg.client_id),
+            ..Membership::default()
+        }));
         let wake = Arc::new(Notify::new());
         let stop = Arc::new(Notify::new());
         let task = tokio::spawn(run(
@@ -135,7 +140,6 @@ async fn run(
                     Some(ErrorCode::UnknownMemberId | ErrorCode::FencedMemberEpoch) => {
                         tracing::warn!(group = %cfg.group_id, member = %m.member_id, %err, "fenced by the coordinator; rejoining");
                         m.lost = true;
-                        m.member_id.clear();
                         m.epoch = 0;
                         m.assigned.clear();
                         m.complete = false;
@@ -204,6 +208,25 @@ pub(crate) fn from_wire(list: &[TopicPartitions]) -> BTreeSet<TopicPartition> {
             })
         })
         .collect()
+}
+
+/// A member id unlikely to collide: the client id (shortened) and 64 random bits from the
+/// standard library's per-process hash keys and the clock.
+fn new_member_id(client_id: &str) -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    hasher.write_u32(std::process::id());
+    let prefix: String = client_id
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(64)
+        .collect();
+    format!("{prefix}-{:016x}", hasher.finish())
 }
 
 fn millis(d: Duration) -> u32 {

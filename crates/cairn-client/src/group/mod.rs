@@ -32,6 +32,16 @@ use crate::connection::connect;
 use crate::consumer::ConsumedRecord;
 use crate::error::ClientError;
 
+/// Where a newly assigned partition starts.
+struct Start {
+    /// The first offset to read.
+    position: i64,
+    /// The group's committed offset, when it has one.
+    committed: Option<i64>,
+    /// The high watermark when the partition was assigned.
+    end: i64,
+}
+
 /// Longest a single fetch waits inside `poll`, so rebalances are acted on promptly.
 const MAX_FETCH_WAIT: Duration = Duration::from_millis(100);
 
@@ -194,6 +204,7 @@ impl GroupConsumer {
     /// # Errors
     /// [`ClientError`] from the broker: a fenced member's commit is refused.
     pub async fn commit(&mut self) -> Result<(), ClientError> {
+        self.drop_lost();
         let positions = self.positions.clone();
         self.commit_positions(&positions).await
     }
@@ -207,6 +218,11 @@ impl GroupConsumer {
         offsets: &BTreeMap<TopicPartition, i64>,
         metadata: &str,
     ) -> Result<(), ClientError> {
+        if self.drop_lost() {
+            return Err(ClientError::InvalidArgument(
+                "this member was fenced and lost its partitions; nothing was committed".to_string(),
+            ));
+        }
         self.send_commit(offsets, metadata).await
     }
 
@@ -216,6 +232,7 @@ impl GroupConsumer {
     /// # Errors
     /// The commit's or the leave's failure (the member is stopped either way).
     pub async fn close(mut self) -> Result<(), ClientError> {
+        self.drop_lost();
         let committed = if self.cfg.enable_auto_commit {
             self.commit().await
         } else {
@@ -292,22 +309,20 @@ impl GroupConsumer {
         };
         let shared = std::sync::Arc::clone(&heartbeat.shared);
         let wake = std::sync::Arc::clone(&heartbeat.wake);
-        let (lost, assigned) = {
-            let mut m = shared.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(err) = m.fatal.clone() {
-                return Err(err);
-            }
-            let lost = std::mem::take(&mut m.lost);
-            (lost, m.assigned.clone())
-        };
-        if lost && !self.positions.is_empty() {
-            let dropped: Vec<TopicPartition> = self.positions.keys().cloned().collect();
-            self.positions.clear();
-            self.committed.clear();
-            self.ends_at_assignment.clear();
-            self.set_owned(&shared, &wake);
-            self.listener.on_partitions_lost(&dropped);
+        if let Some(err) = shared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .fatal
+            .clone()
+        {
+            return Err(err);
         }
+        self.drop_lost();
+        let assigned = shared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .assigned
+            .clone();
         let revoked: BTreeMap<TopicPartition, i64> = self
             .positions
             .iter()
@@ -336,15 +351,44 @@ impl GroupConsumer {
             .collect();
         if !added.is_empty() {
             let starts = self.start_positions(&added).await?;
-            for (p, (start, end)) in starts {
-                self.positions.insert(p.clone(), start);
-                self.committed.insert(p.clone(), start);
-                self.ends_at_assignment.insert(p, end);
+            for (p, start) in starts {
+                self.positions.insert(p.clone(), start.position);
+                // Only a real commit counts as committed: a position from `auto.offset.reset`
+                // must be committed too, or a successor would reset again and skip records.
+                if let Some(committed) = start.committed {
+                    self.committed.insert(p.clone(), committed);
+                }
+                self.ends_at_assignment.insert(p, start.end);
             }
             self.set_owned(&shared, &wake);
             self.listener.on_partitions_assigned(&added);
         }
         Ok(())
+    }
+
+    /// When the coordinator fenced this member, forgets every partition without committing
+    /// (another member may own them now) and tells the listener. True if it did.
+    fn drop_lost(&mut self) -> bool {
+        let Some(heartbeat) = &self.heartbeat else {
+            return false;
+        };
+        let (shared, wake) = (
+            std::sync::Arc::clone(&heartbeat.shared),
+            std::sync::Arc::clone(&heartbeat.wake),
+        );
+        let lost = std::mem::take(&mut shared.lock().unwrap_or_else(|e| e.into_inner()).lost);
+        if !lost {
+            return false;
+        }
+        let dropped: Vec<TopicPartition> = self.positions.keys().cloned().collect();
+        self.positions.clear();
+        self.committed.clear();
+        self.ends_at_assignment.clear();
+        self.set_owned(&shared, &wake);
+        if !dropped.is_empty() {
+            self.listener.on_partitions_lost(&dropped);
+        }
+        true
     }
 
     fn set_owned(
@@ -357,12 +401,12 @@ impl GroupConsumer {
         wake.notify_one();
     }
 
-    /// The committed offset (or the `auto_offset_reset` position) and the high watermark of
-    /// each partition.
+    /// Where each partition starts: the committed offset (or the `auto_offset_reset`
+    /// position), and its high watermark.
     async fn start_positions(
         &mut self,
         partitions: &[TopicPartition],
-    ) -> Result<BTreeMap<TopicPartition, (i64, i64)>, ClientError> {
+    ) -> Result<BTreeMap<TopicPartition, Start>, ClientError> {
         let committed = self
             .groups
             .fetch_offsets(FetchOffsetsRequest {
@@ -407,12 +451,18 @@ impl GroupConsumer {
                     partition,
                 };
                 let end = ends.get(&partition).copied().unwrap_or(0);
-                let start = committed
-                    .get(&p)
-                    .copied()
+                let committed = committed.get(&p).copied();
+                let position = committed
                     .or_else(|| reset.get(&partition).copied())
                     .unwrap_or(0);
-                out.insert(p, (start, end));
+                out.insert(
+                    p,
+                    Start {
+                        position,
+                        committed,
+                        end,
+                    },
+                );
             }
         }
         Ok(out)

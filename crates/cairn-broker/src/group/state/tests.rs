@@ -476,3 +476,34 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn each_member_keeps_its_own_session_timeout() {
+    let t = topics(&[("orders", 4)]);
+    let mut group = Group::new("g");
+    let mut patient = join(&mut group, "patient", &["orders"], &t, 0);
+    let hasty = group
+        .heartbeat(
+            HeartbeatInput {
+                member_id: "hasty".into(),
+                subscribed: subscription(&["orders"]),
+                session_timeout_ms: 1_000,
+                ..HeartbeatInput::default()
+            },
+            &t,
+            0,
+            String::new,
+        )
+        .expect("join");
+    assert_eq!(hasty.session_timeout_ms, 1_000);
+    assert_eq!(
+        group.session_timeout_ms(),
+        1_000,
+        "describe shows the newest join's"
+    );
+    beat(&mut group, &mut patient, &t, 500);
+    // Two seconds on: the member that asked for one second is gone, the other is not.
+    assert_eq!(group.expire(&t, 2_000), vec!["hasty".to_string()]);
+    let out = beat(&mut group, &mut patient, &t, 2_100);
+    assert_eq!(out.session_timeout_ms, DEFAULT_SESSION_TIMEOUT_MS);
+}
