@@ -68,20 +68,24 @@ struct HeaderJson {
     value: Option<String>,
 }
 
-fn seek(from: &str) -> anyhow::Result<Seek> {
-    Ok(match from {
+/// Parses a position flag (`--from`, `--to`): earliest, latest, an offset, or @UNIX_MS.
+///
+/// # Errors
+/// Text that is none of those, or a negative offset, naming `flag`.
+pub(crate) fn seek(flag: &str, text: &str) -> anyhow::Result<Seek> {
+    Ok(match text {
         "earliest" => Seek::Earliest,
         "latest" => Seek::Latest,
         other => match other.strip_prefix('@') {
             Some(ms) => Seek::Timestamp(ms.parse().with_context(|| {
-                format!("--from {other:?}: @ needs milliseconds since the epoch")
+                format!("{flag} {other:?}: @ needs milliseconds since the epoch")
             })?),
             None => {
                 let offset: i64 = other.parse().with_context(|| {
-                    format!("--from {other:?}: expected earliest, latest, an offset or @UNIX_MS")
+                    format!("{flag} {other:?}: expected earliest, latest, an offset or @UNIX_MS")
                 })?;
                 if offset < 0 {
-                    bail!("--from {other}: an offset must not be negative");
+                    bail!("{flag} {other}: an offset must not be negative");
                 }
                 Seek::Offset(offset)
             }
@@ -97,7 +101,7 @@ pub async fn run(brokers: &str, mut args: ConsumeArgs) -> anyhow::Result<()> {
     if let Some(group) = args.group.take() {
         return crate::consume_group::run(brokers, args, group).await;
     }
-    let from = seek(&args.from)?;
+    let from = seek("--from", &args.from)?;
     let partitions: Vec<i32> = args.partition.into_iter().collect();
     let mut consumer = Consumer::assign(brokers, &args.topic, &partitions, from).await?;
     let ends = if args.until_end {

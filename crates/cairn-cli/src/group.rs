@@ -2,11 +2,12 @@
 //! committed offsets and lag), move a group's committed offsets, delete a group. Resetting and
 //! deleting are refused by the broker while the group has members.
 
-use anyhow::{Context, bail};
-use cairn_client::{GroupAdmin, GroupDescription, GroupState, ResetTarget};
+use anyhow::bail;
+use cairn_client::{GroupAdmin, GroupDescription, GroupState};
 use clap::Subcommand;
 use serde::Serialize;
 
+use crate::consume::seek;
 use crate::topic::Format;
 
 /// `cairn group` subcommands.
@@ -105,27 +106,6 @@ fn state_name(state: i32) -> &'static str {
     }
 }
 
-fn reset_target(to: &str) -> anyhow::Result<ResetTarget> {
-    Ok(match to {
-        "earliest" => ResetTarget::Earliest,
-        "latest" => ResetTarget::Latest,
-        other => match other.strip_prefix('@') {
-            Some(ms) => ResetTarget::Timestamp(ms.parse().with_context(|| {
-                format!("--to {other:?}: @ needs milliseconds since the epoch")
-            })?),
-            None => {
-                let offset: i64 = other.parse().with_context(|| {
-                    format!("--to {other:?}: expected earliest, latest, an offset or @UNIX_MS")
-                })?;
-                if offset < 0 {
-                    bail!("--to {other}: an offset must not be negative");
-                }
-                ResetTarget::Offset(offset)
-            }
-        },
-    })
-}
-
 /// Runs a `cairn group` subcommand.
 ///
 /// # Errors
@@ -133,7 +113,7 @@ fn reset_target(to: &str) -> anyhow::Result<ResetTarget> {
 pub async fn run(brokers: &str, command: GroupCommand) -> anyhow::Result<()> {
     // Parse what can be parsed before connecting, so a typo is reported as such.
     let target = match &command {
-        GroupCommand::ResetOffsets { to, .. } => Some(reset_target(to)?),
+        GroupCommand::ResetOffsets { to, .. } => Some(seek("--to", to)?),
         _ => None,
     };
     let admin = GroupAdmin::connect(brokers).await?;

@@ -10,20 +10,8 @@ use cairn_proto::v1::{
 use tonic::transport::Channel;
 
 use crate::connection::connect;
+use crate::consumer::Seek;
 use crate::error::ClientError;
-
-/// Where to move a group's committed offsets.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ResetTarget {
-    /// The log start offset.
-    Earliest,
-    /// The high watermark.
-    Latest,
-    /// An offset within the partition.
-    Offset(i64),
-    /// The first offset at or after this time (ms since the Unix epoch).
-    Timestamp(i64),
-}
 
 /// A consumer-group administration client.
 #[derive(Debug, Clone)]
@@ -93,7 +81,7 @@ impl GroupAdmin {
     }
 
     /// Moves a group's committed offsets of `topic` (all partitions when `partitions` is
-    /// empty). Refused while the group has members.
+    /// empty) to the [`Seek`] position. Refused while the group has members.
     ///
     /// # Errors
     /// `NonEmptyGroup`, `UnknownTopicOrPartition`, `OffsetOutOfRange`, `InvalidGroupId`.
@@ -102,13 +90,13 @@ impl GroupAdmin {
         group_id: &str,
         topic: &str,
         partitions: &[i32],
-        to: ResetTarget,
+        to: Seek,
     ) -> Result<Vec<CommittedOffset>, ClientError> {
         let to = match to {
-            ResetTarget::Earliest => reset_offsets_request::To::Earliest(true),
-            ResetTarget::Latest => reset_offsets_request::To::Latest(true),
-            ResetTarget::Offset(o) => reset_offsets_request::To::Offset(o),
-            ResetTarget::Timestamp(ms) => reset_offsets_request::To::TimestampMs(ms),
+            Seek::Earliest => reset_offsets_request::To::Earliest(true),
+            Seek::Latest => reset_offsets_request::To::Latest(true),
+            Seek::Offset(o) => reset_offsets_request::To::Offset(o),
+            Seek::Timestamp(ms) => reset_offsets_request::To::TimestampMs(ms),
         };
         let request = ResetOffsetsRequest {
             group_id: group_id.to_string(),

@@ -47,7 +47,7 @@ pub use group::{
     GroupConsumer, GroupConsumerConfig, NoopListener, OffsetReset, RebalanceListener,
     TopicPartition,
 };
-pub use group_admin::{GroupAdmin, ResetTarget};
+pub use group_admin::GroupAdmin;
 pub use producer::{
     DeliveryFuture, MAX_IN_FLIGHT_IDEMPOTENT, METADATA_MAX_AGE, OutgoingRecord, Placement,
     Producer, ProducerConfig,
