@@ -7,6 +7,9 @@
 //! records all go to one partition of the topic (murmur2 of the group id, as in Kafka), so they
 //! stay in commit order. Writes are serialized, so memory always matches the log's order.
 //!
+//! The offsets log itself (loading, record layout into produce records, applying a record) is
+//! `offset_log`; the answers' types are `types`.
+//!
 //! Membership is kept in memory only: after a restart, members find their ids unknown, rejoin,
 //! and resume from the committed offsets.
 
@@ -15,107 +18,27 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use bytes::Bytes;
 use cairn_codec::partition_for_key;
 use cairn_log::{Clock, Offset};
 
 use super::assignor::TopicPartition;
 use super::group_id::validate_group_id;
-use super::offset_record::{
-    DecodedKey, MAX_OFFSET_METADATA_BYTES, OffsetKey, OffsetValue, decode_key, decode_value,
-    encode_key, encode_value,
+use super::offset_log::{self, OffsetsByGroup};
+use super::offset_record::{MAX_OFFSET_METADATA_BYTES, OffsetValue};
+use super::state::{Group, GroupState, HeartbeatInput, HeartbeatOutput};
+use super::types::{
+    CommittedOffset, GroupDescription, GroupListing, OffsetCommit, PartitionLag, ResetTo,
 };
-use super::state::{Group, GroupState, HeartbeatInput, HeartbeatOutput, MemberDescription};
-use crate::broker::Broker;
+use crate::broker::{Broker, blocking};
 use crate::error::BrokerError;
-use crate::fetch::{OffsetQuery, decode_records};
-use crate::produce::{ProduceRecord, append_internal};
+use crate::fetch::OffsetQuery;
+use crate::produce::append_internal;
 use crate::topic_name::CONSUMER_OFFSETS_TOPIC;
 
 /// How often silent members are looked for.
 const EXPIRY_CHECK_INTERVAL: Duration = Duration::from_millis(100);
-/// Bytes read per step when loading `__consumer_offsets`.
-const LOAD_CHUNK_BYTES: i64 = 4 << 20;
-/// Most bytes one stored batch may decompress to when loading.
-const LOAD_DECOMPRESS_LIMIT: usize = 64 << 20;
 /// Deleted groups remembered (to describe them as dead) before the oldest is forgotten.
 const DEAD_GROUPS_REMEMBERED: usize = 1024;
-
-/// One offset to commit.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct OffsetCommit {
-    /// The topic and partition.
-    pub partition: TopicPartition,
-    /// The next offset to consume.
-    pub offset: i64,
-    /// Text kept with it.
-    pub metadata: String,
-}
-
-/// A committed offset as read back.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CommittedOffset {
-    /// The topic and partition.
-    pub partition: TopicPartition,
-    /// The committed offset and its metadata, or `None` when the group has none.
-    pub committed: Option<OffsetValue>,
-}
-
-/// Where `reset_offsets` moves a group's offsets.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ResetTo {
-    /// The log start offset.
-    Earliest,
-    /// The high watermark.
-    Latest,
-    /// An offset within the partition's range.
-    Offset(i64),
-    /// The first offset at or after a timestamp (ms since the Unix epoch).
-    Timestamp(i64),
-}
-
-/// A group in a listing.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct GroupListing {
-    /// The group id.
-    pub group: String,
-    /// Its state.
-    pub state: GroupState,
-    /// How many members it has.
-    pub members: usize,
-}
-
-/// One partition's committed offset and lag.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PartitionLag {
-    /// The topic and partition.
-    pub partition: TopicPartition,
-    /// The committed offset, if any.
-    pub committed: Option<i64>,
-    /// The partition's high watermark.
-    pub end: i64,
-    /// `end - committed`, or `end - log start` when nothing is committed.
-    pub lag: i64,
-}
-
-/// A group, as `describe` shows it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct GroupDescription {
-    /// The group id.
-    pub group: String,
-    /// Its state.
-    pub state: GroupState,
-    /// The group epoch.
-    pub epoch: i32,
-    /// The session timeout in milliseconds.
-    pub session_timeout_ms: u32,
-    /// Members, sorted by id.
-    pub members: Vec<MemberDescription>,
-    /// Committed offsets and the partitions of subscribed topics, sorted.
-    pub offsets: Vec<PartitionLag>,
-}
-
-type OffsetsByGroup = BTreeMap<String, BTreeMap<TopicPartition, OffsetValue>>;
 
 /// The coordinator's state, shared with the expiry task and with offset writes.
 ///
@@ -176,39 +99,7 @@ impl Broker {
                 .await?;
         }
         let topic = self.topic(CONSUMER_OFFSETS_TOPIC)?;
-        let partitions = topic
-            .partitions
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let mut offsets = OffsetsByGroup::new();
-        let mut loaded = 0u64;
-        for partition in partitions {
-            let reader = partition.reader();
-            let mut at = reader.log_start_offset();
-            let end = reader.high_watermark();
-            while at < end {
-                let read = reader.read(at.as_i64(), LOAD_CHUNK_BYTES)?;
-                if read.is_empty() {
-                    break;
-                }
-                for record in decode_records(&read, at, LOAD_DECOMPRESS_LIMIT)? {
-                    loaded += 1;
-                    apply_stored(
-                        &mut offsets,
-                        &record.key,
-                        record.value.as_deref(),
-                        record.offset,
-                    );
-                }
-                at = read.next_offset;
-            }
-        }
-        tracing::info!(
-            records = loaded,
-            groups = offsets.len(),
-            "committed offsets loaded"
-        );
+        let offsets = blocking(move || offset_log::load(&topic)).await?;
         *self
             .groups
             .offsets
@@ -630,18 +521,7 @@ impl Broker {
     ) -> Result<(), BrokerError> {
         let topic = self.topic(CONSUMER_OFFSETS_TOPIC)?;
         let partition = partition_for_key(group_id.as_bytes(), topic.partition_count());
-        let records: Vec<ProduceRecord> = values
-            .iter()
-            .map(|(p, v)| ProduceRecord {
-                key: Some(Bytes::from(encode_key(&OffsetKey {
-                    group: group_id.to_string(),
-                    partition: p.clone(),
-                }))),
-                value: v.as_ref().map(|v| Bytes::from(encode_value(v))),
-                headers: Vec::new(),
-                timestamp_ms: 0,
-            })
-            .collect();
+        let records = offset_log::records(group_id, &values);
         let now_ms = self.clock.now_ms();
         let offsets = Arc::clone(&self.groups.offsets);
         let group_id = group_id.to_string();
@@ -649,15 +529,8 @@ impl Broker {
             let _writes = writes;
             append_internal(&topic, partition, &records, now_ms).await?;
             let mut offsets = offsets.lock().unwrap_or_else(|e| e.into_inner());
-            let group = offsets.entry(group_id.clone()).or_default();
-            for (p, v) in values {
-                match v {
-                    Some(v) => group.insert(p, v),
-                    None => group.remove(&p),
-                };
-            }
-            if group.is_empty() {
-                offsets.remove(&group_id);
+            for (partition, value) in values {
+                offset_log::apply(&mut offsets, &group_id, partition, value);
             }
             Ok(())
         });
@@ -755,52 +628,6 @@ impl Broker {
             .into_iter()
             .filter_map(|name| self.partition_count(&name).ok().map(|c| (name, c)))
             .collect()
-    }
-}
-
-/// Applies one stored record of `__consumer_offsets` while loading. Records Cairn cannot read
-/// are skipped with a warning: they never hold a committed offset Cairn wrote.
-fn apply_stored(
-    offsets: &mut OffsetsByGroup,
-    key: &Option<Bytes>,
-    value: Option<&[u8]>,
-    at: Offset,
-) {
-    let Some(key) = key else {
-        tracing::warn!(
-            offset = at.as_i64(),
-            "__consumer_offsets record without a key skipped"
-        );
-        return;
-    };
-    let key = match decode_key(key) {
-        Ok(DecodedKey::Offset(key)) => key,
-        Ok(DecodedKey::GroupMetadata) => return,
-        Err(err) => {
-            tracing::warn!(offset = at.as_i64(), %err, "unreadable __consumer_offsets key skipped");
-            return;
-        }
-    };
-    match value {
-        None => {
-            if let Some(group) = offsets.get_mut(&key.group) {
-                group.remove(&key.partition);
-                if group.is_empty() {
-                    offsets.remove(&key.group);
-                }
-            }
-        }
-        Some(bytes) => match decode_value(bytes) {
-            Ok(value) => {
-                offsets
-                    .entry(key.group)
-                    .or_default()
-                    .insert(key.partition, value);
-            }
-            Err(err) => {
-                tracing::warn!(offset = at.as_i64(), %err, "unreadable __consumer_offsets value skipped");
-            }
-        },
     }
 }
 

@@ -6,22 +6,26 @@
 //! - `offset_record`: the key and value layout of `__consumer_offsets` records (Kafka's).
 //! - `group_id`: the rules for group and member ids.
 //! - `coordinator`: the [`crate::Broker`] operations: heartbeat, commit, fetch offsets, list,
-//!   describe with lag, reset, delete; durable offsets in `__consumer_offsets`.
+//!   describe with lag, reset, delete; `types`: what they take and answer.
+//! - `offset_log`: `__consumer_offsets` as the store of committed offsets: load at open,
+//!   records of a commit, applying a record (one code path for loading and committing).
 
 mod assignor;
 mod coordinator;
 mod group_id;
+mod offset_log;
 mod offset_record;
 mod state;
+mod types;
 
 pub use assignor::{MemberSpec, TopicPartition, assign};
 pub(crate) use coordinator::Groups;
-pub use coordinator::{
-    CommittedOffset, GroupDescription, GroupListing, OffsetCommit, PartitionLag, ResetTo,
-};
 pub use group_id::{MAX_GROUP_ID_CHARS, validate_group_id};
 pub use offset_record::{MAX_OFFSET_METADATA_BYTES, OffsetValue};
 pub use state::{
     DEFAULT_REBALANCE_TIMEOUT_MS, DEFAULT_SESSION_TIMEOUT_MS, GroupState, HeartbeatInput,
     HeartbeatOutput, MAX_SESSION_TIMEOUT_MS, MIN_SESSION_TIMEOUT_MS, MemberDescription,
+};
+pub use types::{
+    CommittedOffset, GroupDescription, GroupListing, OffsetCommit, PartitionLag, ResetTo,
 };

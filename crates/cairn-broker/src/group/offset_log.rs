@@ -1,0 +1,206 @@
+//! `__consumer_offsets` as the store of committed offsets: reading it back in full when the
+//! broker opens, turning commits and tombstones into its records, and applying one record to
+//! the in-memory map. Loading and committing apply records through the same [`apply`], so
+//! memory after a restart is what it was before.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use cairn_log::Offset;
+
+use super::assignor::TopicPartition;
+use super::offset_record::{
+    DecodedKey, OffsetKey, OffsetValue, decode_key, decode_value, encode_key, encode_value,
+};
+use crate::broker::Topic;
+use crate::error::BrokerError;
+use crate::fetch::decode_records;
+use crate::produce::ProduceRecord;
+
+/// Bytes read per step when loading `__consumer_offsets`.
+const LOAD_CHUNK_BYTES: i64 = 4 << 20;
+/// Most bytes one stored batch may decompress to when loading.
+const LOAD_DECOMPRESS_LIMIT: usize = 64 << 20;
+
+/// Committed offsets: group id, then partition.
+pub(crate) type OffsetsByGroup = BTreeMap<String, BTreeMap<TopicPartition, OffsetValue>>;
+
+/// Reads every partition of the offsets topic from its log start to its high watermark and
+/// applies the records in order. Blocking: call from a blocking thread (it runs once, at open).
+///
+/// # Errors
+/// The log's read errors (a damaged batch is not skipped).
+pub(crate) fn load(topic: &Topic) -> Result<OffsetsByGroup, BrokerError> {
+    let partitions = topic
+        .partitions
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let mut offsets = OffsetsByGroup::new();
+    let mut loaded = 0u64;
+    for partition in partitions {
+        let reader = partition.reader();
+        let mut at = reader.log_start_offset();
+        let end = reader.high_watermark();
+        while at < end {
+            let read = reader.read(at.as_i64(), LOAD_CHUNK_BYTES)?;
+            if read.is_empty() {
+                break;
+            }
+            for record in decode_records(&read, at, LOAD_DECOMPRESS_LIMIT)? {
+                loaded += 1;
+                apply_stored(
+                    &mut offsets,
+                    record.key.as_deref(),
+                    record.value.as_deref(),
+                    record.offset,
+                );
+            }
+            at = read.next_offset;
+        }
+    }
+    tracing::info!(
+        records = loaded,
+        groups = offsets.len(),
+        "committed offsets loaded"
+    );
+    Ok(offsets)
+}
+
+/// The records of `values` for `group` (a `None` value is a tombstone).
+pub(crate) fn records(
+    group: &str,
+    values: &[(TopicPartition, Option<OffsetValue>)],
+) -> Vec<ProduceRecord> {
+    values
+        .iter()
+        .map(|(partition, value)| ProduceRecord {
+            key: Some(Bytes::from(encode_key(&OffsetKey {
+                group: group.to_string(),
+                partition: partition.clone(),
+            }))),
+            value: value.as_ref().map(|v| Bytes::from(encode_value(v))),
+            headers: Vec::new(),
+            timestamp_ms: 0,
+        })
+        .collect()
+}
+
+/// Applies one committed offset (or, with `None`, its removal); a group left without offsets
+/// is forgotten.
+pub(crate) fn apply(
+    offsets: &mut OffsetsByGroup,
+    group: &str,
+    partition: TopicPartition,
+    value: Option<OffsetValue>,
+) {
+    match value {
+        Some(value) => {
+            offsets
+                .entry(group.to_string())
+                .or_default()
+                .insert(partition, value);
+        }
+        None => {
+            if let Some(committed) = offsets.get_mut(group) {
+                committed.remove(&partition);
+                if committed.is_empty() {
+                    offsets.remove(group);
+                }
+            }
+        }
+    }
+}
+
+/// Applies one stored record while loading. Records Cairn cannot read are skipped with a
+/// warning: they never hold a committed offset Cairn wrote.
+fn apply_stored(
+    offsets: &mut OffsetsByGroup,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+    at: Offset,
+) {
+    let Some(key) = key else {
+        tracing::warn!(
+            offset = at.as_i64(),
+            "__consumer_offsets record without a key skipped"
+        );
+        return;
+    };
+    let key = match decode_key(key) {
+        Ok(DecodedKey::Offset(key)) => key,
+        Ok(DecodedKey::GroupMetadata) => return,
+        Err(err) => {
+            tracing::warn!(offset = at.as_i64(), %err, "unreadable __consumer_offsets key skipped");
+            return;
+        }
+    };
+    let value = match value.map(decode_value).transpose() {
+        Ok(value) => value,
+        Err(err) => {
+            tracing::warn!(offset = at.as_i64(), %err, "unreadable __consumer_offsets value skipped");
+            return;
+        }
+    };
+    apply(offsets, &key.group, key.partition, value);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tp(partition: u32) -> TopicPartition {
+        TopicPartition {
+            topic: "orders".into(),
+            partition,
+        }
+    }
+
+    fn value(offset: i64) -> OffsetValue {
+        OffsetValue {
+            offset,
+            leader_epoch: -1,
+            metadata: String::new(),
+            commit_timestamp_ms: 0,
+        }
+    }
+
+    #[test]
+    fn stored_records_replay_to_what_apply_built() {
+        let values = [
+            (tp(0), Some(value(5))),
+            (tp(1), Some(value(9))),
+            (tp(0), None),
+        ];
+        let mut direct = OffsetsByGroup::new();
+        for (p, v) in values.clone() {
+            apply(&mut direct, "g", p, v);
+        }
+        let mut loaded = OffsetsByGroup::new();
+        for record in records("g", &values) {
+            apply_stored(
+                &mut loaded,
+                record.key.as_deref(),
+                record.value.as_deref(),
+                Offset(0),
+            );
+        }
+        assert_eq!(loaded, direct);
+        assert_eq!(direct["g"].len(), 1);
+        apply(&mut direct, "g", tp(1), None);
+        assert!(direct.is_empty(), "a group without offsets is forgotten");
+    }
+
+    #[test]
+    fn unreadable_records_are_skipped() {
+        let mut offsets = OffsetsByGroup::new();
+        apply_stored(&mut offsets, None, Some(b"x"), Offset(0));
+        apply_stored(&mut offsets, Some(b"\x00\x09"), None, Offset(1));
+        let key = encode_key(&OffsetKey {
+            group: "g".into(),
+            partition: tp(0),
+        });
+        apply_stored(&mut offsets, Some(&key), Some(b"\x00\x03"), Offset(2));
+        assert!(offsets.is_empty());
+    }
+}
