@@ -10,9 +10,8 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
-use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -41,30 +40,6 @@ fn ok(broker: &str, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap()
-}
-
-fn produce(broker: &str, topic: &str, from: usize, count: usize) {
-    let input: String = (from..from + count)
-        .map(|i| format!("customer-{}:order-{i}\n", i % 41))
-        .collect();
-    let mut child = cairn(&["--broker", broker, "produce", topic, "--key-separator", ":"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// Starts a group member printing JSON lines into `dir/name.out`.
@@ -168,7 +143,7 @@ fn three_members_share_six_partitions_exactly_once_and_a_second_group_gets_every
     assert!(assignment.values().all(|p| p.len() == 2), "{assignment:?}");
 
     let records = 3000;
-    produce(&broker, "orders", 0, records);
+    produce_orders(&broker, 0..records, 41);
     let total = || {
         ["a", "b", "c"]
             .iter()
@@ -239,7 +214,7 @@ fn a_restarted_broker_resumes_the_group_at_its_committed_offsets() {
     let data = tempfile::tempdir().unwrap();
     let (server, broker) = start_broker(data.path());
     ok(&broker, &["topic", "create", "orders", "--partitions", "3"]);
-    produce(&broker, "orders", 0, 900);
+    produce_orders(&broker, 0..900, 41);
     let consume = |broker: &str| {
         ok(
             broker,
@@ -261,7 +236,7 @@ fn a_restarted_broker_resumes_the_group_at_its_committed_offsets() {
     stop(server);
 
     let (server, broker) = start_broker(data.path());
-    produce(&broker, "orders", 900, 300);
+    produce_orders(&broker, 900..1200, 41);
     let second = consume(&broker);
     let got: BTreeSet<String> = second
         .lines()
@@ -291,14 +266,14 @@ fn a_killed_member_loses_its_partitions_and_nothing_produced_afterwards_is_misse
     let victim = member(&broker, out.path(), "victim", "shipping", &timeout);
     let survivor = member(&broker, out.path(), "survivor", "shipping", &timeout);
     stable_assignment(&broker, "shipping", 2);
-    produce(&broker, "orders", 0, 600);
+    produce_orders(&broker, 0..600, 41);
     let total = || seen(out.path(), "victim").len() + seen(out.path(), "survivor").len();
     wait_for("the first batch consumed", || total() >= 600);
 
     let mut victim = victim;
     victim.kill().unwrap();
     victim.wait().unwrap();
-    produce(&broker, "orders", 600, 600);
+    produce_orders(&broker, 600..1200, 41);
     let assignment = stable_assignment(&broker, "shipping", 1);
     assert_eq!(
         assignment.values().next().unwrap().len(),
@@ -325,7 +300,7 @@ fn a_zombie_commit_is_refused_and_bad_input_gets_typed_errors() {
     let data = tempfile::tempdir().unwrap();
     let (server, broker) = start_broker(data.path());
     ok(&broker, &["topic", "create", "orders", "--partitions", "1"]);
-    produce(&broker, "orders", 0, 10);
+    produce_orders(&broker, 0..10, 41);
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {

@@ -8,7 +8,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -19,30 +19,6 @@ fn at(broker: &str, args: &[&str]) -> Command {
     let mut full = vec!["--broker", broker];
     full.extend_from_slice(args);
     cairn(&full)
-}
-
-/// Produces lines `customer-{i % 37}:order-{i}` for `i` in `range`.
-fn produce(broker: &str, range: std::ops::Range<usize>) {
-    let input: String = range
-        .map(|i| format!("customer-{}:order-{i}\n", i % 37))
-        .collect();
-    let mut child = at(broker, &["produce", "orders", "--key-separator", ":"])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// Runs `args`, which must succeed, and returns stdout's lines and stderr.
@@ -90,7 +66,7 @@ fn replay_prints_what_was_produced_and_a_checkpoint_resumes_after_it() {
         .status()
         .unwrap();
     assert!(create.success());
-    produce(&broker, 0..5_000);
+    produce_orders(&broker, 0..5_000, 37);
 
     // The same lines as `cairn consume` prints, each produced record once.
     let (replayed, stderr) = lines_of(at(&broker, &["replay", "orders", "--format", "json"]));
@@ -147,7 +123,7 @@ fn replay_prints_what_was_produced_and_a_checkpoint_resumes_after_it() {
         .map(|(p, offsets)| (*p, offsets.len() as i64))
         .collect();
     assert_eq!(checkpoint_offsets(&checkpoint), ends);
-    produce(&broker, 5_000..5_600);
+    produce_orders(&broker, 5_000..5_600, 37);
     let (second, _) = lines_of(at(&broker, &args));
     let mut new: Vec<String> = (5_000..5_600).map(|i| format!("order-{i}")).collect();
     new.sort();
@@ -171,7 +147,7 @@ fn a_malformed_or_unfitting_checkpoint_file_is_refused_naming_the_file_and_line(
         .status()
         .unwrap();
     assert!(create.success());
-    produce(&broker, 0..10);
+    produce_orders(&broker, 0..10, 37);
     let state = tempfile::tempdir().unwrap();
     let path = state.path().join("bad.checkpoint");
     let refuse = |text: &str, expected: &[&str]| {
@@ -219,7 +195,7 @@ fn sigterm_while_following_writes_the_checkpoint_and_exits_cleanly() {
         .status()
         .unwrap();
     assert!(create.success());
-    produce(&broker, 0..300);
+    produce_orders(&broker, 0..300, 37);
     let state = tempfile::tempdir().unwrap();
     let checkpoint = state.path().join("follow.checkpoint");
     let mut follow = at(
@@ -244,7 +220,7 @@ fn sigterm_while_following_writes_the_checkpoint_and_exits_cleanly() {
         line.clear();
         assert!(stdout.read_line(&mut line).unwrap() > 0);
     }
-    produce(&broker, 300..301);
+    produce_orders(&broker, 300..301, 37);
     line.clear();
     stdout.read_line(&mut line).unwrap();
     assert_eq!(line, "order-300\n");

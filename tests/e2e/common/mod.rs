@@ -10,7 +10,7 @@
     reason = "test helpers: a failure here is a failed test"
 )]
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
@@ -99,4 +99,37 @@ pub fn start_broker(data_dir: &Path) -> (Child, String) {
         .unwrap()
         .to_string();
     (child, grpc)
+}
+
+/// `cairn produce orders --key-separator :` of the lines `customer-{i % customers}:order-{i}`
+/// for `i` in `range`, through the broker at `broker`; the command must succeed.
+pub fn produce_orders(broker: &str, range: std::ops::Range<usize>, customers: usize) {
+    let input: String = range
+        .map(|i| format!("customer-{}:order-{i}\n", i % customers))
+        .collect();
+    let mut child = cairn(&[
+        "--broker",
+        broker,
+        "produce",
+        "orders",
+        "--key-separator",
+        ":",
+    ])
+    .stdin(Stdio::piped())
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
