@@ -16,7 +16,7 @@
 //! same batch forever.
 
 use bytes::Bytes;
-use cairn_codec::batch::{Batch, BatchError, Record, RecordIter, read_varint};
+use cairn_codec::batch::{Batch, BatchError, Record, read_record};
 use cairn_proto::v1::FetchResponse;
 
 use crate::error::ClientError;
@@ -308,26 +308,12 @@ fn record_at(
     position: usize,
     record_idx: u32,
 ) -> Result<(Record<'_>, usize), BatchError> {
-    let malformed = |reason| BatchError::MalformedRecord { record_idx, reason };
-    let rest = records
-        .get(position..)
-        .ok_or(malformed("record starts past the end of the batch"))?;
-    let (length, used) = read_varint(rest).ok_or(malformed("bad record length varint"))?;
-    let length = usize::try_from(length).map_err(|_| malformed("negative record length"))?;
-    let total = used
-        .checked_add(length)
-        .ok_or(malformed("record length overflows"))?;
-    let body = rest
-        .get(..total)
-        .ok_or(malformed("record length past the end of the batch"))?;
-    let record = RecordIter::new(body, 1)
-        .next()
-        .ok_or(malformed("record missing"))?
-        .map_err(|err| match err {
-            BatchError::MalformedRecord { reason, .. } => malformed(reason),
-            other => other,
-        })?;
-    Ok((record, position + total))
+    let rest = records.get(position..).ok_or(BatchError::MalformedRecord {
+        record_idx,
+        reason: "record starts past the end of the batch",
+    })?;
+    let (record, used) = read_record(rest, record_idx)?;
+    Ok((record, position + used))
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::Uri;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::error::ClientError;
@@ -22,16 +23,8 @@ pub const HTTP2_CONNECTION_WINDOW_BYTES: u32 = 32 << 20;
 /// answers.
 pub async fn connect(brokers: &str) -> Result<Channel, ClientError> {
     let mut last = None;
-    for address in brokers.split(',').map(str::trim).filter(|a| !a.is_empty()) {
-        let url = if address.contains("://") {
-            address.to_string()
-        } else {
-            format!("http://{address}")
-        };
-        let endpoint = Endpoint::from_shared(url)
-            .map_err(|e| {
-                ClientError::InvalidArgument(format!("bad broker address {address:?}: {e}"))
-            })?
+    for (_, origin) in broker_addresses(brokers)? {
+        let endpoint = Endpoint::from(origin)
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true)
             // HTTP/2's default 64 KiB windows would stall every batch or fetch answer larger
@@ -52,4 +45,37 @@ pub async fn connect(brokers: &str) -> Result<Channel, ClientError> {
             "no broker address given".to_string(),
         )),
     }
+}
+
+/// The brokers of a comma-separated list, each as `host:port` and as the `http://` URI
+/// requests name. An entry may carry the `http://` scheme already.
+///
+/// # Errors
+/// [`ClientError::InvalidArgument`] naming the first malformed entry.
+pub(crate) fn broker_addresses(brokers: &str) -> Result<Vec<(String, Uri)>, ClientError> {
+    brokers
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(|address| {
+            let url = if address.contains("://") {
+                address.to_string()
+            } else {
+                format!("http://{address}")
+            };
+            let bad = |why: String| {
+                ClientError::InvalidArgument(format!("bad broker address {address:?}: {why}"))
+            };
+            let uri: Uri = url
+                .parse()
+                .map_err(|e: http::uri::InvalidUri| bad(e.to_string()))?;
+            if uri.scheme_str() != Some("http") {
+                return Err(bad("only http:// (plaintext gRPC) is supported".to_string()));
+            }
+            let authority = uri.authority().ok_or_else(|| bad("no host".to_string()))?;
+            // As with any http:// URI, no port means 80.
+            let port = authority.port_u16().unwrap_or(80);
+            Ok((format!("{}:{port}", authority.host()), uri))
+        })
+        .collect()
 }

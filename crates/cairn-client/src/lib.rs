@@ -28,9 +28,11 @@ mod consumer;
 mod error;
 mod group;
 mod group_admin;
+mod grpc_stream;
 mod producer;
 mod record_view;
 mod replay;
+mod stream_channel;
 
 pub use admin::Admin;
 pub use batches::{FetchedBatches, FetchedRecords, MAX_DECOMPRESSED_BATCH_BYTES};
@@ -56,6 +58,6 @@ pub use record_view::{RecordHeaders, RecordView};
 pub use replay::{
     CHECKPOINT_FORMAT_LINE, Checkpoint, DEFAULT_FETCH_MAX_BYTES, DEFAULT_MAX_PARTITIONS_IN_FLIGHT,
     DEFAULT_PREFETCH_CHUNKS, MAX_CHECKPOINT_PARTITIONS, MAX_FETCH_MAX_BYTES, PartitionProgress,
-    RETRY_ATTEMPTS, RETRY_BACKOFF_INITIAL, RETRY_BACKOFF_MAX, Replay, ReplayConfig, ReplayFormat,
-    ReplayProgress,
+    RETRY_ATTEMPTS, RETRY_BACKOFF_INITIAL, RETRY_BACKOFF_MAX, Replay, ReplayChunk, ReplayConfig,
+    ReplayFormat, ReplayProgress,
 };

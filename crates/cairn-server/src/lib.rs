@@ -30,7 +30,9 @@ use cairn_proto::v1::groups_server::GroupsServer;
 use cairn_proto::v1::metadata_server::MetadataServer;
 use cairn_proto::v1::producer_server::ProducerServer;
 use metrics::Metrics;
-use services::{AdminService, ConsumerService, GroupsService, MetadataService, ProducerService};
+use services::{
+    AdminService, ConsumerRoutes, ConsumerService, GroupsService, MetadataService, ProducerService,
+};
 use tokio::net::TcpListener;
 use tokio_stream::StreamExt;
 
@@ -178,14 +180,11 @@ pub async fn run(
             ))
             .max_decoding_message_size(MAX_REQUEST_BYTES),
         )
-        .add_service(
-            ConsumerServer::new(ConsumerService::new(
-                Arc::clone(&broker),
-                Arc::clone(&metrics),
-            ))
-            .max_decoding_message_size(MAX_REQUEST_BYTES)
-            .max_encoding_message_size(MAX_RESPONSE_BYTES),
-        )
+        .add_service(ConsumerRoutes::new(
+            ConsumerService::new(Arc::clone(&broker), Arc::clone(&metrics)),
+            MAX_REQUEST_BYTES,
+            MAX_RESPONSE_BYTES,
+        ))
         .add_service(
             AdminServer::new(AdminService::new(Arc::clone(&broker)))
                 .max_decoding_message_size(MAX_REQUEST_BYTES),

@@ -7,10 +7,8 @@
     reason = "test code: a failed unwrap is a failed test"
 )]
 
-use std::net::{SocketAddr, TcpListener};
-use std::time::Duration;
+use std::net::SocketAddr;
 
-use cairn_broker::TopicConfig;
 use cairn_log::batch::{BatchBuilder, Compression, RecordInput};
 use cairn_proto::v1::admin_client::AdminClient;
 use cairn_proto::v1::consumer_client::ConsumerClient;
@@ -19,57 +17,11 @@ use cairn_proto::v1::{
     CreateTopicRequest, FetchFormat, FetchRequest, ListOffsetsRequest, OffsetSpec, ProduceRequest,
     Record, RecordList, produce_request::Payload,
 };
-use cairn_server::{ServerConfig, run};
 use tonic_types::StatusExt;
 
-fn free_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
+mod common;
 
-/// A running server: its gRPC URL and HTTP admin address, the stop signal, and its task.
-struct Started {
-    url: String,
-    http: SocketAddr,
-    stop: tokio::sync::oneshot::Sender<()>,
-    server: tokio::task::JoinHandle<()>,
-}
-
-async fn start(dir: &std::path::Path) -> Started {
-    let grpc = free_port();
-    let http = free_port();
-    let cfg = ServerConfig {
-        data_dir: dir.to_path_buf(),
-        grpc_addr: grpc,
-        http_addr: http,
-        node_id: 1,
-        advertised_address: None,
-        topic_defaults: TopicConfig::default(),
-    };
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        run(cfg, async move {
-            let _ = stopped.await;
-        })
-        .await
-        .unwrap();
-    });
-    let url = format!("http://{grpc}");
-    for _ in 0..200 {
-        if AdminClient::connect(url.clone()).await.is_ok() {
-            return Started {
-                url,
-                http,
-                stop,
-                server,
-            };
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("server did not come up at {url}");
-}
+use common::{Started, start};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn produce_and_fetch_round_trip_over_grpc() {

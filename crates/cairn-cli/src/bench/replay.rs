@@ -154,10 +154,12 @@ async fn replay(
     let started = Instant::now();
     let mut replay = Replay::start(brokers, &args.topic, config).await?;
     let (mut records, mut bytes) = (0_u64, 0_u64);
-    while let Some(record) = replay.next().await {
-        let record = record?;
-        records += 1;
-        bytes += record.payload_bytes() as u64;
+    while let Some(chunk) = replay.next_chunk().await {
+        for record in chunk? {
+            let record = record?;
+            records += 1;
+            bytes += record.payload_bytes() as u64;
+        }
     }
     Ok(Reading {
         records,

@@ -15,16 +15,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use cairn_proto::v1::consumer_client::ConsumerClient;
 use cairn_proto::v1::{FetchFormat, FetchResponse, SubscribeRequest};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
-use tonic::Streaming;
-use tonic::transport::Channel;
 
 use super::chunk::{Chunk, DecodedChunk};
 use super::config::ReplayFormat;
 use crate::batches::FetchedBatches;
+use crate::consumer::MAX_RESPONSE_BYTES;
 use crate::error::ClientError;
+use crate::grpc_stream::{ServerStream, server_streaming};
+use crate::stream_channel::StreamChannel;
 
 /// Consecutive retriable failures after which a partition's error is handed to the caller.
 pub const RETRY_ATTEMPTS: u32 = 8;
@@ -33,13 +33,16 @@ pub const RETRY_BACKOFF_INITIAL: Duration = Duration::from_millis(100);
 /// The longest wait before re-subscribing.
 pub const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(5);
 
+/// The gRPC method a replay streams from.
+const SUBSCRIBE_PATH: &str = "/cairn.v1.Consumer/Subscribe";
+
 /// What a fetch task queues for the caller.
 pub(crate) type ChunkResult = Result<Chunk, ClientError>;
 
 /// Everything one partition's fetch task needs.
 #[derive(Debug)]
 pub(crate) struct PartitionFetch {
-    pub(crate) client: ConsumerClient<Channel>,
+    pub(crate) channel: StreamChannel,
     pub(crate) topic: String,
     pub(crate) partition: i32,
     pub(crate) start: i64,
@@ -59,7 +62,7 @@ impl PartitionFetch {
         // Held (not read) until caught up: the permit is the turn.
         let mut turn: Option<OwnedSemaphorePermit> = Some(turn);
         let mut position = self.start;
-        let mut stream: Option<Streaming<FetchResponse>> = None;
+        let mut stream: Option<ServerStream<FetchResponse>> = None;
         let mut failures = 0_u32;
         loop {
             if position >= self.end {
@@ -113,7 +116,7 @@ impl PartitionFetch {
         }
     }
 
-    async fn subscribe(&mut self, offset: i64) -> Result<Streaming<FetchResponse>, ClientError> {
+    async fn subscribe(&mut self, offset: i64) -> Result<ServerStream<FetchResponse>, ClientError> {
         let format = match self.format {
             ReplayFormat::RawBatches => FetchFormat::RecordBatches,
             ReplayFormat::Decoded => FetchFormat::Records,
@@ -125,7 +128,7 @@ impl PartitionFetch {
             max_bytes: self.max_bytes,
             format: format as i32,
         };
-        Ok(self.client.subscribe(request).await?.into_inner())
+        Ok(server_streaming(&self.channel, SUBSCRIBE_PATH, &request, MAX_RESPONSE_BYTES).await?)
     }
 
     /// Checks and trims one answer that continued from `position`.

@@ -46,6 +46,7 @@ use crate::connection::connect;
 use crate::consumer::{MAX_RESPONSE_BYTES, list_offsets};
 use crate::error::ClientError;
 use crate::record_view::RecordView;
+use crate::stream_channel::StreamChannel;
 
 /// A replay of one topic. Create it with [`Replay::start`], then call [`Replay::next`] until
 /// it returns `None`.
@@ -101,6 +102,7 @@ impl Replay {
         config.validate().map_err(ClientError::InvalidArgument)?;
         let client = ConsumerClient::new(connect(brokers).await?)
             .max_decoding_message_size(MAX_RESPONSE_BYTES);
+        let streams = StreamChannel::connect(brokers).await?;
         let earliest = list_offsets(&client, topic, &[], OffsetSpec::Earliest, 0).await?;
         let latest = list_offsets(&client, topic, &[], OffsetSpec::Latest, 0).await?;
         let plans = plan::plan(topic, &earliest, &latest, config.checkpoint.as_ref())?;
@@ -112,7 +114,7 @@ impl Replay {
                 continue;
             }
             let fetch = PartitionFetch {
-                client: client.clone(),
+                channel: streams.clone(),
                 topic: topic.to_string(),
                 partition: plan.partition,
                 start: plan.start,
@@ -155,6 +157,9 @@ impl Replay {
     /// after an error was returned. The record borrows the replay's buffers until the next
     /// call; [`RecordView::to_record`] keeps one.
     ///
+    /// One call per record costs an `await` per record; [`Replay::next_chunk`] hands out a
+    /// whole fetched chunk per call, which is what a replay at full speed wants.
+    ///
     /// Cancel safe: dropping the future (in a `select!`, say) loses nothing.
     ///
     /// # Errors
@@ -162,13 +167,47 @@ impl Replay {
     /// deleted the records being read), or [`ClientError::CorruptBatch`]. The replay stops:
     /// its checkpoint still names the last record handed out.
     pub async fn next(&mut self) -> Option<Result<RecordView<'_>, ClientError>> {
+        if let Err(err) = self.ready_chunk().await? {
+            return Some(Err(err));
+        }
+        self.current_records()?.next()
+    }
+
+    /// The records of the next fetched chunk: one partition's, in offset order, each after
+    /// every earlier record of that partition. Iterate them without awaiting; records the
+    /// iterator was not asked for stay for the next call (of this or of [`Replay::next`]).
+    /// `None` and errors as for [`Replay::next`].
+    ///
+    /// ```no_run
+    /// # async fn count(mut replay: cairn_client::Replay) -> Result<u64, cairn_client::ClientError> {
+    /// let mut events = 0_u64;
+    /// while let Some(chunk) = replay.next_chunk().await {
+    ///     for record in chunk? {
+    ///         let _event = record?;
+    ///         events += 1;
+    ///     }
+    /// }
+    /// # Ok(events) }
+    /// ```
+    ///
+    /// Cancel safe, as [`Replay::next`] is.
+    pub async fn next_chunk(&mut self) -> Option<Result<ReplayChunk<'_>, ClientError>> {
+        if let Err(err) = self.ready_chunk().await? {
+            return Some(Err(err));
+        }
+        self.current_records().map(Ok)
+    }
+
+    /// Makes `current` a chunk with a record left to take, waiting for the queue if needed.
+    /// `None` at the end (or after a failure); an error when a fetch task failed.
+    async fn ready_chunk(&mut self) -> Option<Result<(), ClientError>> {
         if self.failed {
             return None;
         }
         loop {
             if let Some(chunk) = &self.current {
                 if chunk.has_record_at(&self.cursor) {
-                    break;
+                    return Some(Ok(()));
                 }
                 let (partition, next_offset) = (chunk.partition(), chunk.next_offset());
                 self.current = None;
@@ -184,24 +223,19 @@ impl Replay {
                 None => return None,
             }
         }
-        let chunk = self.current.as_ref()?;
-        match chunk.record_at(&mut self.cursor)? {
-            Ok(record) => {
-                if let Some(progress) = self.partitions.get_mut(self.current_idx) {
-                    progress.position = progress.position.max(record.offset.saturating_add(1));
-                }
-                self.records += 1;
-                self.payload_bytes += record.payload_bytes() as u64;
-                Some(Ok(record))
-            }
-            Err(err) => {
-                self.failed = true;
-                for task in &self.tasks {
-                    task.abort();
-                }
-                Some(Err(err))
-            }
-        }
+    }
+
+    /// The records left in the current chunk, as an iterator that keeps the replay's place.
+    fn current_records(&mut self) -> Option<ReplayChunk<'_>> {
+        Some(ReplayChunk {
+            chunk: self.current.as_ref()?,
+            cursor: &mut self.cursor,
+            progress: self.partitions.get_mut(self.current_idx),
+            records: &mut self.records,
+            payload_bytes: &mut self.payload_bytes,
+            failed: &mut self.failed,
+            tasks: &self.tasks,
+        })
     }
 
     /// The topic being replayed.
@@ -265,6 +299,56 @@ impl Drop for Replay {
         // The fetch tasks would otherwise keep their subscriptions (forever, in follow mode).
         for task in &self.tasks {
             task.abort();
+        }
+    }
+}
+
+/// The records of one fetched chunk, from [`Replay::next_chunk`]: an iterator over one
+/// partition's records in offset order. Each record handed out moves the replay's position
+/// (and so its [`Checkpoint`]) past it; records not taken stay in the replay. A malformed
+/// record is an error item, after which the iterator and the replay end.
+#[derive(Debug)]
+pub struct ReplayChunk<'a> {
+    chunk: &'a Chunk,
+    cursor: &'a mut ChunkCursor,
+    /// `None` only if the broker answered for a partition not asked for.
+    progress: Option<&'a mut PartitionProgress>,
+    records: &'a mut u64,
+    payload_bytes: &'a mut u64,
+    failed: &'a mut bool,
+    tasks: &'a [JoinHandle<()>],
+}
+
+impl ReplayChunk<'_> {
+    /// The partition all of this chunk's records belong to.
+    pub fn partition(&self) -> i32 {
+        self.chunk.partition()
+    }
+}
+
+impl<'a> Iterator for ReplayChunk<'a> {
+    type Item = Result<RecordView<'a>, ClientError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if *self.failed {
+            return None;
+        }
+        match self.chunk.record_at(self.cursor)? {
+            Ok(record) => {
+                if let Some(progress) = self.progress.as_deref_mut() {
+                    progress.position = progress.position.max(record.offset.saturating_add(1));
+                }
+                *self.records += 1;
+                *self.payload_bytes += record.payload_bytes() as u64;
+                Some(Ok(record))
+            }
+            Err(err) => {
+                *self.failed = true;
+                for task in self.tasks {
+                    task.abort();
+                }
+                Some(Err(err))
+            }
         }
     }
 }

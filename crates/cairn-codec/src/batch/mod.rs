@@ -22,7 +22,7 @@ pub use header::{
     Attributes, BATCH_HEADER_BYTES, BatchHeader, LOG_OVERHEAD_BYTES, MAGIC_V2, MIN_BATCH_LENGTH,
     field,
 };
-pub use record::{Headers, Record, RecordInput, RecordIter};
+pub use record::{Headers, Record, RecordInput, RecordIter, read_record};
 pub use varint::{read_varint, read_varlong, write_varint, write_varlong};
 
 pub use decode::is_meta_header;

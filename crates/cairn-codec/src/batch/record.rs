@@ -101,25 +101,39 @@ impl<'a> Iterator for RecordIter<'a> {
             }
             return self.malformed("bytes left after the last record");
         }
-        let Some((length, used)) = read_varint(self.rest) else {
-            return self.malformed("bad record length varint");
-        };
-        let Ok(length) = usize::try_from(length) else {
-            return self.malformed("negative record length");
-        };
-        let Some(body) = self.rest.get(used..used + length) else {
-            return self.malformed("record length past the end of the batch");
-        };
-        match parse_body(body) {
-            Ok(record) => {
-                self.rest = &self.rest[used + length..];
+        match read_record(self.rest, self.record_idx) {
+            Ok((record, used)) => {
+                self.rest = &self.rest[used..];
                 self.remaining -= 1;
                 self.record_idx += 1;
                 Some(Ok(record))
             }
-            Err(reason) => self.malformed(reason),
+            Err(err) => {
+                self.failed = true;
+                Some(Err(err))
+            }
         }
     }
+}
+
+/// Reads the one record at the start of `records` (a records section, or what is left of it)
+/// and says how many bytes it took, so a reader can keep its own place between records
+/// instead of holding a [`RecordIter`]. `record_idx` only labels the error.
+///
+/// # Errors
+/// [`BatchError::MalformedRecord`] when the record's lengths or fields do not fit its bytes.
+pub fn read_record(records: &[u8], record_idx: u32) -> Result<(Record<'_>, usize), BatchError> {
+    let malformed = |reason| BatchError::MalformedRecord { record_idx, reason };
+    let (length, used) = read_varint(records).ok_or(malformed("bad record length varint"))?;
+    let length = usize::try_from(length).map_err(|_| malformed("negative record length"))?;
+    let end = used
+        .checked_add(length)
+        .ok_or(malformed("record length overflows"))?;
+    let body = records
+        .get(used..end)
+        .ok_or(malformed("record length past the end of the batch"))?;
+    let record = parse_body(body).map_err(malformed)?;
+    Ok((record, end))
 }
 
 fn parse_body(body: &[u8]) -> Result<Record<'_>, &'static str> {

@@ -12,6 +12,7 @@ use cairn_proto::v1::{
     self as api, FetchFormat, FetchResponse, Header, ListOffsetsRequest, ListOffsetsResponse,
     OffsetSpec, PartitionOffset, SubscribeRequest,
 };
+use tokio::sync::mpsc;
 use tokio_stream::Stream;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
@@ -81,40 +82,19 @@ impl ConsumerService {
     }
 }
 
-type FetchStream = Pin<Box<dyn Stream<Item = Result<FetchResponse, Status>> + Send>>;
-
-#[tonic::async_trait]
-impl Consumer for ConsumerService {
-    async fn fetch(
+impl ConsumerService {
+    /// Checks a subscription and starts reading for it: the answers arrive on the returned
+    /// queue, which holds one, so the next read waits until the stream has taken the last
+    /// (HTTP/2 flow control then paces the log reads). The queue ends after an error answer,
+    /// or when its receiver is dropped.
+    ///
+    /// # Errors
+    /// `INVALID_ARGUMENT` for an unknown format or negative `max_bytes`; the broker's error for
+    /// an unknown topic or partition.
+    pub(crate) fn start_subscription(
         &self,
-        request: Request<api::FetchRequest>,
-    ) -> Result<Response<FetchResponse>, Status> {
-        let started = Instant::now();
-        let deadline = grpc_timeout(request.metadata());
-        let request = request.into_inner();
-        let answered = self.read(&request, deadline).await;
-        let (outcome, returned) = match &answered {
-            Ok((_, returned)) => (Outcome::Ok, *returned),
-            Err(_) => (Outcome::Error, Transfer::default()),
-        };
-        // Label by topic only once the broker knows it, so made-up names add no series.
-        let known = answered.is_ok() || self.broker.partition_count(&request.topic).is_ok();
-        self.metrics.record_fetch(
-            known.then_some(request.topic.as_str()),
-            outcome,
-            returned,
-            started.elapsed(),
-        );
-        answered.map(|(response, _)| Response::new(response))
-    }
-
-    type SubscribeStream = FetchStream;
-
-    async fn subscribe(
-        &self,
-        request: Request<SubscribeRequest>,
-    ) -> Result<Response<Self::SubscribeStream>, Status> {
-        let request = request.into_inner();
+        request: SubscribeRequest,
+    ) -> Result<mpsc::Receiver<Result<FetchResponse, Status>>, Status> {
         let format = FetchFormat::try_from(request.format)
             .map_err(|_| invalid_request("unknown fetch format"))?;
         if request.max_bytes < 0 {
@@ -131,8 +111,7 @@ impl Consumer for ConsumerService {
                 OffsetQuery::Latest,
             )
             .map_err(|e| to_status(&e))?;
-        // One message in flight: the next read waits until the client has taken the last.
-        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let (tx, rx) = mpsc::channel(1);
         let broker = Arc::clone(&self.broker);
         // The topic exists (checked above), so it may label series; look it up once per stream.
         let counters = self.metrics.topic(&request.topic);
@@ -175,8 +154,48 @@ impl Consumer for ConsumerService {
                 }
             }
         });
+        Ok(rx)
+    }
+}
+
+type FetchStream = Pin<Box<dyn Stream<Item = Result<FetchResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Consumer for ConsumerService {
+    async fn fetch(
+        &self,
+        request: Request<api::FetchRequest>,
+    ) -> Result<Response<FetchResponse>, Status> {
+        let started = Instant::now();
+        let deadline = grpc_timeout(request.metadata());
+        let request = request.into_inner();
+        let answered = self.read(&request, deadline).await;
+        let (outcome, returned) = match &answered {
+            Ok((_, returned)) => (Outcome::Ok, *returned),
+            Err(_) => (Outcome::Error, Transfer::default()),
+        };
+        // Label by topic only once the broker knows it, so made-up names add no series.
+        let known = answered.is_ok() || self.broker.partition_count(&request.topic).is_ok();
+        self.metrics.record_fetch(
+            known.then_some(request.topic.as_str()),
+            outcome,
+            returned,
+            started.elapsed(),
+        );
+        answered.map(|(response, _)| Response::new(response))
+    }
+
+    type SubscribeStream = FetchStream;
+
+    async fn subscribe(
+        &self,
+        request: Request<SubscribeRequest>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
+        // Served by `SubscribeRoute` in a running broker, which frames the same answers
+        // without copying their batches; this is the same stream through tonic's encoder.
+        let answers = self.start_subscription(request.into_inner())?;
         Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
+            tokio_stream::wrappers::ReceiverStream::new(answers),
         )))
     }
 

@@ -6,9 +6,11 @@ mod consumer;
 mod groups;
 mod metadata;
 mod producer;
+mod subscribe_route;
 
 pub use admin::AdminService;
 pub use consumer::ConsumerService;
 pub use groups::GroupsService;
 pub use metadata::MetadataService;
 pub use producer::ProducerService;
+pub use subscribe_route::ConsumerRoutes;

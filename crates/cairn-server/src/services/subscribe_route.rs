@@ -1,0 +1,297 @@
+//! [`ConsumerRoutes`]: the `cairn.v1.Consumer` service as mounted in the broker. It serves
+//! `Subscribe` itself and hands every other method to tonic's generated server.
+//!
+//! Why: tonic encodes each streamed message into a buffer of its own, so a raw-batch answer
+//! (up to `max_bytes` of stored batches, read from the segment's memory map without a copy)
+//! would be copied once more before the socket write, on the core that also sends. Here each
+//! answer leaves as two chunks: the message's small fields with the gRPC prefix and the key
+//! and length of `record_batches`, then the batches themselves, a slice of the segment map,
+//! which HTTP/2 writes to the socket as it is. Protobuf lets fields come in any order, so a
+//! stock client decodes the same `FetchResponse`; readers that keep a `bytes` field's
+//! buffer (Cairn's replay does) get the batches without any copy on either side.
+//!
+//! The answers are the ones [`ConsumerService::start_subscription`] makes for tonic's path,
+//! so both framings carry the same stream; decoded-record answers are encoded whole.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use cairn_proto::v1::consumer_server::ConsumerServer;
+use cairn_proto::v1::{FetchResponse, SubscribeRequest};
+use http::header::CONTENT_TYPE;
+use http::{HeaderMap, HeaderValue, Request, Response};
+use http_body::Frame;
+use http_body_util::{BodyExt, Limited};
+use prost::Message;
+use tokio::sync::mpsc;
+use tonic::Status;
+use tonic::body::Body;
+use tonic::server::NamedService;
+use tower_service::Service;
+
+use super::consumer::ConsumerService;
+
+/// The path of the method served here.
+const SUBSCRIBE_PATH: &str = "/cairn.v1.Consumer/Subscribe";
+/// The gRPC message prefix: compressed flag and length.
+const PREFIX_BYTES: usize = 5;
+/// `FetchResponse.record_batches`.
+const RECORD_BATCHES_FIELD: u32 = 5;
+
+/// The Consumer service: `Subscribe` framed here, the rest by tonic.
+#[derive(Clone, Debug)]
+pub struct ConsumerRoutes {
+    service: ConsumerService,
+    generated: ConsumerServer<ConsumerService>,
+    max_request_bytes: usize,
+    max_response_bytes: usize,
+}
+
+impl ConsumerRoutes {
+    /// Mounts `service`; requests above `max_request_bytes` and answers above
+    /// `max_response_bytes` are refused, as tonic's limits would.
+    pub fn new(
+        service: ConsumerService,
+        max_request_bytes: usize,
+        max_response_bytes: usize,
+    ) -> Self {
+        let generated = ConsumerServer::new(service.clone())
+            .max_decoding_message_size(max_request_bytes)
+            .max_encoding_message_size(max_response_bytes);
+        ConsumerRoutes {
+            service,
+            generated,
+            max_request_bytes,
+            max_response_bytes,
+        }
+    }
+}
+
+impl NamedService for ConsumerRoutes {
+    const NAME: &'static str = <ConsumerServer<ConsumerService> as NamedService>::NAME;
+}
+
+impl Service<Request<Body>> for ConsumerRoutes {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Service::<Request<Body>>::poll_ready(&mut self.generated, cx)
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        if request.uri().path() != SUBSCRIBE_PATH {
+            return Box::pin(self.generated.call(request));
+        }
+        let service = self.service.clone();
+        let (max_request, max_response) = (self.max_request_bytes, self.max_response_bytes);
+        Box::pin(async move {
+            let answer = match read_request(request, max_request).await {
+                Ok(subscribe) => service.start_subscription(subscribe),
+                Err(status) => Err(status),
+            };
+            Ok(match answer {
+                Ok(answers) => {
+                    let mut response = Response::new(Body::new(AnswerBody {
+                        answers,
+                        max_response_bytes: max_response,
+                        queued: None,
+                        done: false,
+                    }));
+                    response
+                        .headers_mut()
+                        .insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+                    response
+                }
+                Err(status) => status.into_http(),
+            })
+        })
+    }
+}
+
+/// Reads the one request message of a `Subscribe` call.
+async fn read_request(
+    request: Request<Body>,
+    max_request_bytes: usize,
+) -> Result<SubscribeRequest, Status> {
+    if let Some(encoding) = request.headers().get("grpc-encoding")
+        && encoding != "identity"
+    {
+        return Err(Status::unimplemented(format!(
+            "request compression {encoding:?} is not supported"
+        )));
+    }
+    let limit = max_request_bytes.saturating_add(PREFIX_BYTES);
+    let body = Limited::new(request.into_body(), limit)
+        .collect()
+        .await
+        .map_err(|err| Status::invalid_argument(format!("reading the request: {err}")))?
+        .to_bytes();
+    let Some((prefix, message)) = body.split_first_chunk::<PREFIX_BYTES>() else {
+        return Err(Status::invalid_argument("the request carries no message"));
+    };
+    if prefix[0] != 0 {
+        return Err(Status::unimplemented(
+            "compressed requests are not supported",
+        ));
+    }
+    let length = u32::from_be_bytes([prefix[1], prefix[2], prefix[3], prefix[4]]) as usize;
+    if message.len() != length {
+        return Err(Status::invalid_argument(format!(
+            "the request message says {length} bytes but carries {}",
+            message.len()
+        )));
+    }
+    SubscribeRequest::decode(message)
+        .map_err(|err| Status::invalid_argument(format!("malformed SubscribeRequest: {err}")))
+}
+
+/// The response body: each answer as gRPC messages, then the call's status as trailers.
+struct AnswerBody {
+    answers: mpsc::Receiver<Result<FetchResponse, Status>>,
+    max_response_bytes: usize,
+    /// The batches of the answer whose head was just sent.
+    queued: Option<Bytes>,
+    done: bool,
+}
+
+impl http_body::Body for AnswerBody {
+    type Data = Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+        if let Some(batches) = self.queued.take() {
+            return Poll::Ready(Some(Ok(Frame::data(batches))));
+        }
+        if self.done {
+            return Poll::Ready(None);
+        }
+        let answer = match self.answers.poll_recv(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(answer) => answer,
+        };
+        let outcome = match answer {
+            Some(Ok(answer)) => match frame_answer(answer, self.max_response_bytes) {
+                Ok((head, batches)) => {
+                    self.queued = batches;
+                    return Poll::Ready(Some(Ok(Frame::data(head))));
+                }
+                Err(status) => status,
+            },
+            Some(Err(status)) => status,
+            // The subscription's reader stopped without an error (the broker is closing).
+            None => Status::new(tonic::Code::Ok, ""),
+        };
+        self.done = true;
+        let mut trailers = HeaderMap::new();
+        if let Err(unencodable) = outcome.add_header(&mut trailers) {
+            trailers.clear();
+            let _ = Status::internal(unencodable.message().to_string()).add_header(&mut trailers);
+        }
+        Poll::Ready(Some(Ok(Frame::trailers(trailers))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done && self.queued.is_none()
+    }
+}
+
+/// One answer as gRPC message bytes: everything but the batches, and the batches (to be sent
+/// as they are) when there are any.
+fn frame_answer(
+    mut answer: FetchResponse,
+    max_response_bytes: usize,
+) -> Result<(Bytes, Option<Bytes>), Status> {
+    let batches = std::mem::take(&mut answer.record_batches);
+    let fields = answer.encoded_len();
+    let batch_field = if batches.is_empty() {
+        0
+    } else {
+        prost::encoding::key_len(RECORD_BATCHES_FIELD)
+            + prost::encoding::encoded_len_varint(batches.len() as u64)
+            + batches.len()
+    };
+    let length = fields + batch_field;
+    if length > max_response_bytes {
+        return Err(Status::out_of_range(format!(
+            "an answer of {length} bytes exceeds the limit of {max_response_bytes}"
+        )));
+    }
+    let wire_length =
+        u32::try_from(length).map_err(|_| Status::out_of_range("an answer of over 4 GiB"))?;
+    let mut head = BytesMut::with_capacity(PREFIX_BYTES + length - batches.len());
+    head.put_u8(0);
+    head.put_u32(wire_length);
+    answer
+        .encode(&mut head)
+        .map_err(|err| Status::internal(format!("encoding an answer: {err}")))?;
+    if batches.is_empty() {
+        return Ok((head.freeze(), None));
+    }
+    prost::encoding::encode_key(
+        RECORD_BATCHES_FIELD,
+        prost::encoding::WireType::LengthDelimited,
+        &mut head,
+    );
+    prost::encoding::encode_varint(batches.len() as u64, &mut head);
+    Ok((head.freeze(), Some(batches)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_framed_answer_decodes_as_the_answer_and_keeps_the_batches_apart() {
+        let batches = Bytes::from(vec![3_u8; 1000]);
+        let answer = FetchResponse {
+            high_watermark: 10,
+            log_start_offset: 1,
+            next_offset: 7,
+            partition: 3,
+            record_batches: batches.clone(),
+            ..Default::default()
+        };
+        let (head, sent) = frame_answer(answer.clone(), 1 << 20).unwrap();
+        let sent = sent.unwrap();
+        assert_eq!(
+            sent.as_ptr(),
+            batches.as_ptr(),
+            "the batches are not copied"
+        );
+        let mut wire = head.to_vec();
+        wire.extend_from_slice(&sent);
+        let length = u32::from_be_bytes([wire[1], wire[2], wire[3], wire[4]]) as usize;
+        assert_eq!((wire[0], length), (0, wire.len() - PREFIX_BYTES));
+        assert_eq!(
+            FetchResponse::decode(&wire[PREFIX_BYTES..]).unwrap(),
+            answer
+        );
+    }
+
+    #[test]
+    fn an_answer_without_batches_is_one_message_and_size_limits_hold() {
+        let answer = FetchResponse {
+            next_offset: 4,
+            ..Default::default()
+        };
+        let (head, sent) = frame_answer(answer.clone(), 1 << 20).unwrap();
+        assert!(sent.is_none());
+        assert_eq!(
+            FetchResponse::decode(&head[PREFIX_BYTES..]).unwrap(),
+            answer
+        );
+        let big = FetchResponse {
+            record_batches: Bytes::from(vec![0_u8; 100]),
+            ..Default::default()
+        };
+        let err = frame_answer(big, 64).unwrap_err();
+        assert_eq!(err.code(), tonic::Code::OutOfRange);
+    }
+}

@@ -1,0 +1,63 @@
+//! What the server's integration tests share: a broker started on free loopback ports.
+
+#![allow(
+    clippy::unwrap_used,
+    dead_code,
+    reason = "test code: a failed unwrap is a failed test; not every test uses every field"
+)]
+
+use std::net::{SocketAddr, TcpListener};
+use std::time::Duration;
+
+use cairn_broker::TopicConfig;
+use cairn_proto::v1::admin_client::AdminClient;
+use cairn_server::{ServerConfig, run};
+
+pub fn free_port() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// A running server: its gRPC URL and HTTP admin address, the stop signal, and its task.
+pub struct Started {
+    pub url: String,
+    pub http: SocketAddr,
+    pub stop: tokio::sync::oneshot::Sender<()>,
+    pub server: tokio::task::JoinHandle<()>,
+}
+
+pub async fn start(dir: &std::path::Path) -> Started {
+    let grpc = free_port();
+    let http = free_port();
+    let cfg = ServerConfig {
+        data_dir: dir.to_path_buf(),
+        grpc_addr: grpc,
+        http_addr: http,
+        node_id: 1,
+        advertised_address: None,
+        topic_defaults: TopicConfig::default(),
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        run(cfg, async move {
+            let _ = stopped.await;
+        })
+        .await
+        .unwrap();
+    });
+    let url = format!("http://{grpc}");
+    for _ in 0..200 {
+        if AdminClient::connect(url.clone()).await.is_ok() {
+            return Started {
+                url,
+                http,
+                stop,
+                server,
+            };
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("server did not come up at {url}");
+}
