@@ -3,9 +3,14 @@
 //! [`crate::Replay`]: the broker sends the stored bytes untouched and the client does the
 //! record work.
 //!
-//! Every batch is validated when the answer arrives (framing, CRC-32C, header consistency,
-//! offsets that only go up) and decompressed once; records are then walked in place, one at a
-//! time, without allocating. Meta entries and control batches are skipped, and so are records
+//! Every batch's framing, header and offsets (only going up) are checked when the answer
+//! arrives, and compressed batches are CRC-checked and decompressed then. An uncompressed
+//! batch's CRC-32C is checked when a reader reaches the batch, just before its first record:
+//! on the reader's thread, so the pass that checks the bytes also brings them into that core's
+//! cache for the walk that follows (checked on the thread that received them, they were cold
+//! again by the time the reader walked them, and the walk stalled on memory). Records are
+//! walked in place, one at a time, without allocating; a batch that fails its CRC is an error
+//! item where its records would be, and no record of it is handed out. Meta entries and control batches are skipped, and so are records
 //! outside the wanted range: the first batch may start before the offset asked for, and a
 //! reader bounded by an end offset drops what lies past it.
 //!
@@ -16,7 +21,7 @@
 //! same batch forever.
 
 use bytes::Bytes;
-use cairn_codec::batch::{Batch, BatchError, Record, read_record};
+use cairn_codec::batch::{Batch, BatchError, Compression, Record, batch_crc, read_record};
 use cairn_proto::v1::FetchResponse;
 
 use crate::error::ClientError;
@@ -50,6 +55,8 @@ struct DecodedBatch {
     batch: Batch,
     /// The records section, decompressed, starting at the first wanted record.
     records: Bytes,
+    /// The batch's CRC is still to be checked (before its first record is read).
+    crc_pending: bool,
     /// How many wanted records `records` holds from its start (later ones are past the end).
     record_count: u32,
 }
@@ -90,7 +97,12 @@ impl FetchedBatches {
         let mut batches = Vec::new();
         let mut record_count = 0_usize;
         while !rest.is_empty() {
-            let batch = Batch::validate_prefix(&rest).map_err(corrupt)?;
+            // Framing and header now; the CRC of an uncompressed batch when it is read.
+            let batch = Batch::from_crc_checked_prefix(&rest).map_err(corrupt)?;
+            let crc_pending = batch.compression() == Compression::None;
+            if !crc_pending {
+                check_crc(&batch).map_err(corrupt)?;
+            }
             rest = rest.slice(batch.len_bytes()..);
             if batch.is_meta() {
                 // A meta entry takes no offset and carries no records.
@@ -113,7 +125,8 @@ impl FetchedBatches {
             if header.attributes.is_control() || last < from || past_end {
                 continue;
             }
-            if let Some(decoded) = wanted_records(batch, from, until).map_err(corrupt)? {
+            if let Some(mut decoded) = wanted_records(batch, from, until).map_err(corrupt)? {
+                decoded.crc_pending = crc_pending;
                 record_count += decoded.record_count as usize;
                 batches.push(decoded);
             }
@@ -191,11 +204,23 @@ impl FetchedBatches {
     }
 
     /// Decodes the record at `cursor` and moves it on; `None` when none is left.
+    #[inline]
     pub(crate) fn record_at(
         &self,
         cursor: &mut Cursor,
     ) -> Option<Result<RecordView<'_>, ClientError>> {
         let batch = self.batches.get(cursor.batch_idx)?;
+        if cursor.taken == 0
+            && batch.crc_pending
+            && let Err(source) = check_crc(&batch.batch)
+        {
+            return Some(Err(ClientError::CorruptBatch {
+                topic: self.topic.clone(),
+                partition: self.partition,
+                offset: batch.batch.header().base_offset,
+                source,
+            }));
+        }
         let (record, end) = match record_at(&batch.records, cursor.position, cursor.taken) {
             Ok(found) => found,
             Err(source) => {
@@ -240,6 +265,7 @@ impl<'a> Iterator for FetchedRecords<'a> {
     }
 }
 
+#[inline]
 fn view<'a>(partition: i32, batch: &'a DecodedBatch, record: &Record<'a>) -> RecordView<'a> {
     let delta = i64::from(record.offset_delta);
     RecordView {
@@ -272,6 +298,7 @@ fn wanted_records(
             batch,
             records,
             record_count,
+            crc_pending: false,
         }));
     }
     // Only a batch straddling `from` or `until` gets here (the first or last of a read), so
@@ -298,11 +325,24 @@ fn wanted_records(
         batch,
         records: records.slice(start..),
         record_count,
+        crc_pending: false,
     }))
+}
+
+/// Checks a batch's stored CRC-32C against its bytes.
+fn check_crc(batch: &Batch) -> Result<(), BatchError> {
+    let stored = batch.header().crc;
+    let computed = batch_crc(batch.bytes()).unwrap_or(0);
+    if computed == stored {
+        Ok(())
+    } else {
+        Err(BatchError::CrcMismatch { stored, computed })
+    }
 }
 
 /// Decodes the record starting at `position` of a records section; returns it and where the
 /// next record starts. `record_idx` only labels errors.
+#[inline]
 fn record_at(
     records: &[u8],
     position: usize,

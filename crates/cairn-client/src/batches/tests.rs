@@ -205,7 +205,37 @@ fn an_end_bound_trims_the_batch_that_straddles_it() {
 
 #[test]
 fn a_flipped_byte_is_a_corrupt_batch_not_data() {
-    let mut damaged = batch(0, &["a"], Compression::None).to_vec();
+    // Uncompressed: the answer decodes, the records before the damaged batch are read, and the
+    // damaged batch is an error where its records would be.
+    let mut damaged = batch(1, &["b"], Compression::None).to_vec();
+    let last = damaged.len() - 1;
+    damaged[last] ^= 0x40;
+    let fetched = FetchedBatches::decode(
+        TOPIC,
+        3,
+        0,
+        None,
+        answer(&[batch(0, &["a"], Compression::None), Bytes::from(damaged)]),
+    )
+    .unwrap();
+    let mut records = fetched.records();
+    assert_eq!(records.next().unwrap().unwrap().value, Some(&b"a"[..]));
+    let err = records.next().unwrap().unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            ClientError::CorruptBatch {
+                partition: 3,
+                offset: 1,
+                source: BatchError::CrcMismatch { .. },
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(records.next().is_none(), "nothing after the damage");
+    // Compressed: checked before it is decompressed, so the whole answer is refused.
+    let mut damaged = batch(0, &["a"], Compression::Lz4).to_vec();
     let last = damaged.len() - 1;
     damaged[last] ^= 0x40;
     let err =

@@ -78,6 +78,7 @@ impl Chunk {
     }
 
     /// The record at `cursor`, moving it on; `None` when none is left.
+    #[inline]
     pub(crate) fn record_at(
         &self,
         cursor: &mut ChunkCursor,

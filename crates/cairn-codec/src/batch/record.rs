@@ -122,6 +122,7 @@ impl<'a> Iterator for RecordIter<'a> {
 ///
 /// # Errors
 /// [`BatchError::MalformedRecord`] when the record's lengths or fields do not fit its bytes.
+#[inline]
 pub fn read_record(records: &[u8], record_idx: u32) -> Result<(Record<'_>, usize), BatchError> {
     let malformed = |reason| BatchError::MalformedRecord { record_idx, reason };
     let (length, used) = read_varint(records).ok_or(malformed("bad record length varint"))?;
@@ -136,6 +137,7 @@ pub fn read_record(records: &[u8], record_idx: u32) -> Result<(Record<'_>, usize
     Ok((record, end))
 }
 
+#[inline]
 fn parse_body(body: &[u8]) -> Result<Record<'_>, &'static str> {
     let (&attributes, rest) = body.split_first().ok_or("empty record")?;
     let (timestamp_delta, used) = read_varlong(rest).ok_or("bad timestamp delta")?;
@@ -174,6 +176,7 @@ fn parse_body(body: &[u8]) -> Result<Record<'_>, &'static str> {
 }
 
 /// Reads a varint length then that many bytes; length -1 is null.
+#[inline]
 fn read_bytes(buf: &[u8]) -> Result<(Option<&[u8]>, &[u8]), &'static str> {
     let (length, used) = read_varint(buf).ok_or("bad length varint")?;
     let rest = &buf[used..];

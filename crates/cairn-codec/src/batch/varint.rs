@@ -3,6 +3,7 @@
 
 /// Reads a zig-zag varint (at most 5 bytes) from the front of `buf`, returning the value and the
 /// number of bytes used, or `None` if the input ends early or the encoding is overlong.
+#[inline]
 pub fn read_varint(buf: &[u8]) -> Option<(i32, usize)> {
     let (raw, used) = read_unsigned(buf, 5)?;
     let raw = u32::try_from(raw).ok()?;
@@ -10,12 +11,21 @@ pub fn read_varint(buf: &[u8]) -> Option<(i32, usize)> {
 }
 
 /// Reads a zig-zag varlong (at most 10 bytes) from the front of `buf`.
+#[inline]
 pub fn read_varlong(buf: &[u8]) -> Option<(i64, usize)> {
     let (raw, used) = read_unsigned(buf, 10)?;
     Some((((raw >> 1) as i64) ^ -((raw & 1) as i64), used))
 }
 
+// Inlined into the record reader, which calls it five times per record, across crates.
+#[inline]
 fn read_unsigned(buf: &[u8], max_bytes: usize) -> Option<(u64, usize)> {
+    // Most lengths and deltas fit in one byte.
+    if let Some(&byte) = buf.first()
+        && byte & 0x80 == 0
+    {
+        return Some((u64::from(byte), 1));
+    }
     let mut value: u64 = 0;
     for (idx, byte) in buf.iter().take(max_bytes).enumerate() {
         let shift = 7 * idx as u32;
