@@ -154,17 +154,21 @@ async fn rebuild(options: &Options) -> Result<()> {
     let started = Instant::now();
     let mut replay = Replay::start(&options.broker, &options.topic, config).await?;
     let mut skipped = 0_u64;
-    while let Some(event) = replay.next().await {
-        let event = event?;
-        let (Some(customer), Some(total)) = (event.key, event.value.and_then(total_cents)) else {
-            skipped += 1;
-            continue;
-        };
-        // Look up by the borrowed key; allocate only for a customer seen for the first time.
-        match totals.get_mut(customer) {
-            Some(sum) => *sum += total,
-            None => {
-                totals.insert(customer.to_vec().into_boxed_slice(), total);
+    // A chunk (one fetched answer of one partition) per await; its records without awaiting.
+    while let Some(chunk) = replay.next_chunk().await {
+        for event in chunk? {
+            let event = event?;
+            let (Some(customer), Some(total)) = (event.key, event.value.and_then(total_cents))
+            else {
+                skipped += 1;
+                continue;
+            };
+            // Look up by the borrowed key; allocate only for a customer seen for the first time.
+            match totals.get_mut(customer) {
+                Some(sum) => *sum += total,
+                None => {
+                    totals.insert(customer.to_vec().into_boxed_slice(), total);
+                }
             }
         }
     }
