@@ -21,7 +21,7 @@ use crate::metrics::{Metrics, Outcome, Transfer};
 use crate::status::{classify, invalid_request, to_status};
 
 /// Most bytes of decoded records one batch may expand to when a fetch decodes it.
-const FETCH_DECOMPRESS_LIMIT: usize = 64 << 20;
+pub(crate) const FETCH_DECOMPRESS_LIMIT: usize = 64 << 20;
 /// How long each wait of a subscription lasts before it reads again.
 const SUBSCRIBE_POLL: Duration = Duration::from_secs(5);
 
@@ -83,18 +83,19 @@ impl ConsumerService {
 }
 
 impl ConsumerService {
-    /// Checks a subscription and starts reading for it: the answers arrive on the returned
-    /// queue, which holds one, so the next read waits until the stream has taken the last
+    /// Checks a subscription and starts reading for it: each read, made into an answer by
+    /// `shape`, arrives on the returned queue, which holds one, so the next read waits until the stream has taken the last
     /// (HTTP/2 flow control then paces the log reads). The queue ends after an error answer,
     /// or when its receiver is dropped.
     ///
     /// # Errors
     /// `INVALID_ARGUMENT` for an unknown format or negative `max_bytes`; the broker's error for
     /// an unknown topic or partition.
-    pub(crate) fn start_subscription(
+    pub(crate) fn start_subscription<T: Send + 'static>(
         &self,
         request: SubscribeRequest,
-    ) -> Result<mpsc::Receiver<Result<FetchResponse, Status>>, Status> {
+        shape: AnswerShaper<T>,
+    ) -> Result<mpsc::Receiver<Result<T, Status>>, Status> {
         let format = FetchFormat::try_from(request.format)
             .map_err(|_| invalid_request("unknown fetch format"))?;
         if request.max_bytes < 0 {
@@ -135,11 +136,10 @@ impl ConsumerService {
                     }
                     Ok(read) => {
                         offset = read.next_offset.as_i64();
-                        let message = response(&read, fetch.offset, request.partition, format);
-                        let delivered = message
-                            .as_ref()
-                            .map_or(Transfer::default(), |m| returned(&read, m, format));
-                        (message, delivered)
+                        match shape(&read, fetch.offset, request.partition, format) {
+                            Ok((message, delivered)) => (Ok(message), delivered),
+                            Err(status) => (Err(status), Transfer::default()),
+                        }
                     }
                     Err(err) => (Err(to_status(&err)), Transfer::default()),
                 };
@@ -159,6 +159,23 @@ impl ConsumerService {
 }
 
 type FetchStream = Pin<Box<dyn Stream<Item = Result<FetchResponse, Status>> + Send>>;
+
+/// Makes one read of a subscription (from the offset it started at, for a partition, in a
+/// format) into an answer, with what it delivers for the metrics.
+pub(crate) type AnswerShaper<T> =
+    fn(&ReadResult, i64, i32, FetchFormat) -> Result<(T, Transfer), Status>;
+
+/// A subscription's answer as a `FetchResponse`, for tonic's encoder.
+fn tonic_answer(
+    read: &ReadResult,
+    from: i64,
+    partition: i32,
+    format: FetchFormat,
+) -> Result<(FetchResponse, Transfer), Status> {
+    let response = response(read, from, partition, format)?;
+    let delivered = returned(read, &response, format);
+    Ok((response, delivered))
+}
 
 #[tonic::async_trait]
 impl Consumer for ConsumerService {
@@ -193,7 +210,7 @@ impl Consumer for ConsumerService {
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         // Served by `SubscribeRoute` in a running broker, which frames the same answers
         // without copying their batches; this is the same stream through tonic's encoder.
-        let answers = self.start_subscription(request.into_inner())?;
+        let answers = self.start_subscription(request.into_inner(), tonic_answer)?;
         Ok(Response::new(Box::pin(
             tokio_stream::wrappers::ReceiverStream::new(answers),
         )))
@@ -289,13 +306,18 @@ fn response(
 fn returned(read: &ReadResult, response: &FetchResponse, format: FetchFormat) -> Transfer {
     let record_count = match format {
         FetchFormat::Records => response.records.len() as u64,
-        // The log verified these CRCs on the read, so this walks headers only.
-        FetchFormat::RecordBatches => read.batches().map(|b| u64::from(b.record_count())).sum(),
+        FetchFormat::RecordBatches => batch_record_count(read),
     };
     Transfer {
         record_count,
         bytes: read.data.len() as u64,
     }
+}
+
+/// The records in a read's batches, from their headers (meta entries count none).
+pub(crate) fn batch_record_count(read: &ReadResult) -> u64 {
+    // The log verified these CRCs on the read, so this walks headers only.
+    read.batches().map(|b| u64::from(b.record_count())).sum()
 }
 
 /// The client's deadline from the `grpc-timeout` header ("<digits><unit>", unit H M S m u n).

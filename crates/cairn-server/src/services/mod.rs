@@ -6,6 +6,7 @@ mod consumer;
 mod groups;
 mod metadata;
 mod producer;
+mod record_encoding;
 mod subscribe_route;
 
 pub use admin::AdminService;

@@ -10,16 +10,21 @@
 //! stock client decodes the same `FetchResponse`; readers that keep a `bytes` field's
 //! buffer (Cairn's replay does) get the batches without any copy on either side.
 //!
-//! The answers are the ones [`ConsumerService::start_subscription`] makes for tonic's path,
-//! so both framings carry the same stream; decoded-record answers are encoded whole.
+//! The reads are the ones [`ConsumerService::start_subscription`] makes for tonic's path, so
+//! both framings carry the same stream. Decoded-record answers are written straight from the
+//! stored batches by `record_encoding` (the same bytes prost would write, without a
+//! `cairn.v1.Record` value per record).
 
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::{BufMut, Bytes, BytesMut};
+use cairn_broker::BrokerError;
+use cairn_log::ReadResult;
+use cairn_log::batch::Batch;
 use cairn_proto::v1::consumer_server::ConsumerServer;
-use cairn_proto::v1::{FetchResponse, SubscribeRequest};
+use cairn_proto::v1::{FetchFormat, FetchResponse, SubscribeRequest};
 use http::header::CONTENT_TYPE;
 use http::{HeaderMap, HeaderValue, Request, Response};
 use http_body::Frame;
@@ -31,7 +36,10 @@ use tonic::body::Body;
 use tonic::server::NamedService;
 use tower_service::Service;
 
-use super::consumer::ConsumerService;
+use super::consumer::{ConsumerService, FETCH_DECOMPRESS_LIMIT, batch_record_count};
+use super::record_encoding::encode_records;
+use crate::metrics::Transfer;
+use crate::status::to_status;
 
 /// The path of the method served here.
 const SUBSCRIBE_PATH: &str = "/cairn.v1.Consumer/Subscribe";
@@ -90,7 +98,7 @@ impl Service<Request<Body>> for ConsumerRoutes {
         let (max_request, max_response) = (self.max_request_bytes, self.max_response_bytes);
         Box::pin(async move {
             let answer = match read_request(request, max_request).await {
-                Ok(subscribe) => service.start_subscription(subscribe),
+                Ok(subscribe) => service.start_subscription(subscribe, wire_answer),
                 Err(status) => Err(status),
             };
             Ok(match answer {
@@ -151,7 +159,7 @@ async fn read_request(
 
 /// The response body: each answer as gRPC messages, then the call's status as trailers.
 struct AnswerBody {
-    answers: mpsc::Receiver<Result<FetchResponse, Status>>,
+    answers: mpsc::Receiver<Result<WireAnswer, Status>>,
     max_response_bytes: usize,
     /// The batches of the answer whose head was just sent.
     queued: Option<Bytes>,
@@ -177,13 +185,18 @@ impl http_body::Body for AnswerBody {
             Poll::Ready(answer) => answer,
         };
         let outcome = match answer {
-            Some(Ok(answer)) => match frame_answer(answer, self.max_response_bytes) {
-                Ok((head, batches)) => {
+            Some(Ok(WireAnswer { head, batches })) => {
+                if wire_len(&head, batches.as_ref()) > self.max_response_bytes {
+                    Status::out_of_range(format!(
+                        "an answer of {} bytes exceeds the limit of {}",
+                        wire_len(&head, batches.as_ref()),
+                        self.max_response_bytes
+                    ))
+                } else {
                     self.queued = batches;
                     return Poll::Ready(Some(Ok(Frame::data(head))));
                 }
-                Err(status) => status,
-            },
+            }
             Some(Err(status)) => status,
             // The subscription's reader stopped without an error (the broker is closing).
             None => Status::new(tonic::Code::Ok, ""),
@@ -202,14 +215,60 @@ impl http_body::Body for AnswerBody {
     }
 }
 
-/// One answer as gRPC message bytes: everything but the batches, and the batches (to be sent
-/// as they are) when there are any.
-fn frame_answer(
-    mut answer: FetchResponse,
-    max_response_bytes: usize,
-) -> Result<(Bytes, Option<Bytes>), Status> {
-    let batches = std::mem::take(&mut answer.record_batches);
-    let fields = answer.encoded_len();
+/// One answer as gRPC message bytes: the prefix and everything but the batches, then the
+/// batches (sent as they are) when there are any.
+pub(crate) struct WireAnswer {
+    head: Bytes,
+    batches: Option<Bytes>,
+}
+
+fn wire_len(head: &Bytes, batches: Option<&Bytes>) -> usize {
+    head.len() - PREFIX_BYTES + batches.map_or(0, Bytes::len)
+}
+
+/// A subscription's read as gRPC message bytes: stored batches untouched, or records encoded
+/// straight from them (see `record_encoding`).
+fn wire_answer(
+    read: &ReadResult,
+    from: i64,
+    partition: i32,
+    format: FetchFormat,
+) -> Result<(WireAnswer, Transfer), Status> {
+    let fields = FetchResponse {
+        high_watermark: read.high_watermark.as_i64(),
+        log_start_offset: read.log_start_offset.as_i64(),
+        next_offset: read.next_offset.as_i64(),
+        partition,
+        ..Default::default()
+    };
+    let bytes = read.data.len() as u64;
+    match format {
+        FetchFormat::RecordBatches => {
+            let record_count = batch_record_count(read);
+            let answer = frame_batches(fields, read.data.clone())?;
+            Ok((
+                answer,
+                Transfer {
+                    record_count,
+                    bytes,
+                },
+            ))
+        }
+        FetchFormat::Records => {
+            let (answer, record_count) = frame_records(fields, read.batches(), from)?;
+            Ok((
+                answer,
+                Transfer {
+                    record_count,
+                    bytes,
+                },
+            ))
+        }
+    }
+}
+
+/// `fields` with `batches` as `record_batches`, the batches kept apart.
+fn frame_batches(fields: FetchResponse, batches: Bytes) -> Result<WireAnswer, Status> {
     let batch_field = if batches.is_empty() {
         0
     } else {
@@ -217,22 +276,17 @@ fn frame_answer(
             + prost::encoding::encoded_len_varint(batches.len() as u64)
             + batches.len()
     };
-    let length = fields + batch_field;
-    if length > max_response_bytes {
-        return Err(Status::out_of_range(format!(
-            "an answer of {length} bytes exceeds the limit of {max_response_bytes}"
-        )));
-    }
-    let wire_length =
-        u32::try_from(length).map_err(|_| Status::out_of_range("an answer of over 4 GiB"))?;
+    let length = fields.encoded_len() + batch_field;
     let mut head = BytesMut::with_capacity(PREFIX_BYTES + length - batches.len());
-    head.put_u8(0);
-    head.put_u32(wire_length);
-    answer
+    put_prefix(length, &mut head)?;
+    fields
         .encode(&mut head)
         .map_err(|err| Status::internal(format!("encoding an answer: {err}")))?;
     if batches.is_empty() {
-        return Ok((head.freeze(), None));
+        return Ok(WireAnswer {
+            head: head.freeze(),
+            batches: None,
+        });
     }
     prost::encoding::encode_key(
         RECORD_BATCHES_FIELD,
@@ -240,12 +294,62 @@ fn frame_answer(
         &mut head,
     );
     prost::encoding::encode_varint(batches.len() as u64, &mut head);
-    Ok((head.freeze(), Some(batches)))
+    Ok(WireAnswer {
+        head: head.freeze(),
+        batches: Some(batches),
+    })
+}
+
+/// `fields` with the records of `batches` at or after `from` as `records`, in one message;
+/// also how many records it holds.
+fn frame_records(
+    fields: FetchResponse,
+    batches: impl Iterator<Item = Batch>,
+    from: i64,
+) -> Result<(WireAnswer, u64), Status> {
+    let mut head = BytesMut::with_capacity(PREFIX_BYTES + fields.encoded_len());
+    // The length is known once the records are written; it is patched in below.
+    head.put_bytes(0, PREFIX_BYTES);
+    fields
+        .encode(&mut head)
+        .map_err(|err| Status::internal(format!("encoding an answer: {err}")))?;
+    let count = encode_records(batches, from, FETCH_DECOMPRESS_LIMIT, &mut head)
+        .map_err(|err| to_status(&BrokerError::Log(cairn_log::LogError::from(err))))?;
+    let mut prefix = BytesMut::with_capacity(PREFIX_BYTES);
+    put_prefix(head.len() - PREFIX_BYTES, &mut prefix)?;
+    head[..PREFIX_BYTES].copy_from_slice(&prefix);
+    Ok((
+        WireAnswer {
+            head: head.freeze(),
+            batches: None,
+        },
+        count,
+    ))
+}
+
+/// The gRPC prefix of an uncompressed message of `length` bytes.
+fn put_prefix(length: usize, out: &mut BytesMut) -> Result<(), Status> {
+    let length =
+        u32::try_from(length).map_err(|_| Status::out_of_range("an answer of over 4 GiB"))?;
+    out.put_u8(0);
+    out.put_u32(length);
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn whole(answer: &WireAnswer) -> Vec<u8> {
+        let mut wire = answer.head.to_vec();
+        if let Some(batches) = &answer.batches {
+            wire.extend_from_slice(batches);
+        }
+        let length = u32::from_be_bytes([wire[1], wire[2], wire[3], wire[4]]) as usize;
+        assert_eq!((wire[0], length), (0, wire.len() - PREFIX_BYTES));
+        assert_eq!(length, wire_len(&answer.head, answer.batches.as_ref()));
+        wire
+    }
 
     #[test]
     fn a_framed_answer_decodes_as_the_answer_and_keeps_the_batches_apart() {
@@ -258,17 +362,18 @@ mod tests {
             record_batches: batches.clone(),
             ..Default::default()
         };
-        let (head, sent) = frame_answer(answer.clone(), 1 << 20).unwrap();
-        let sent = sent.unwrap();
+        let fields = FetchResponse {
+            record_batches: Bytes::new(),
+            ..answer.clone()
+        };
+        let framed = frame_batches(fields, batches.clone()).unwrap();
+        let sent = framed.batches.as_ref().unwrap();
         assert_eq!(
             sent.as_ptr(),
             batches.as_ptr(),
             "the batches are not copied"
         );
-        let mut wire = head.to_vec();
-        wire.extend_from_slice(&sent);
-        let length = u32::from_be_bytes([wire[1], wire[2], wire[3], wire[4]]) as usize;
-        assert_eq!((wire[0], length), (0, wire.len() - PREFIX_BYTES));
+        let wire = whole(&framed);
         assert_eq!(
             FetchResponse::decode(&wire[PREFIX_BYTES..]).unwrap(),
             answer
@@ -276,22 +381,22 @@ mod tests {
     }
 
     #[test]
-    fn an_answer_without_batches_is_one_message_and_size_limits_hold() {
+    fn answers_without_batches_or_records_are_one_message() {
         let answer = FetchResponse {
             next_offset: 4,
             ..Default::default()
         };
-        let (head, sent) = frame_answer(answer.clone(), 1 << 20).unwrap();
-        assert!(sent.is_none());
+        let framed = frame_batches(answer.clone(), Bytes::new()).unwrap();
+        assert!(framed.batches.is_none());
         assert_eq!(
-            FetchResponse::decode(&head[PREFIX_BYTES..]).unwrap(),
+            FetchResponse::decode(&whole(&framed)[PREFIX_BYTES..]).unwrap(),
             answer
         );
-        let big = FetchResponse {
-            record_batches: Bytes::from(vec![0_u8; 100]),
-            ..Default::default()
-        };
-        let err = frame_answer(big, 64).unwrap_err();
-        assert_eq!(err.code(), tonic::Code::OutOfRange);
+        let (framed, count) = frame_records(answer.clone(), std::iter::empty(), 0).unwrap();
+        assert_eq!(count, 0);
+        assert_eq!(
+            FetchResponse::decode(&whole(&framed)[PREFIX_BYTES..]).unwrap(),
+            answer
+        );
     }
 }
