@@ -247,15 +247,7 @@ async fn metrics_report_produce_and_fetch_activity() {
             ..Default::default()
         })
         .collect();
-    producer
-        .produce(ProduceRequest {
-            topic: "metered".into(),
-            partition: Some(0),
-            payload: Some(Payload::Records(RecordList { records })),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    common::produce(&url, "metered", 0, records).await;
     // And a pre-encoded batch of three, counted by its encoded size.
     let mut builder = BatchBuilder::new(Compression::None);
     for value in [&b"a"[..], b"bb", b"ccc"] {

@@ -10,20 +10,15 @@
 use cairn_log::batch::Batch;
 use cairn_proto::v1::admin_client::AdminClient;
 use cairn_proto::v1::consumer_client::ConsumerClient;
-use cairn_proto::v1::producer_client::ProducerClient;
-use cairn_proto::v1::{
-    CreateTopicRequest, FetchFormat, ProduceRequest, Record, RecordList, SubscribeRequest,
-    produce_request::Payload,
-};
+use cairn_proto::v1::{CreateTopicRequest, FetchFormat, Record, SubscribeRequest};
 use tonic_types::StatusExt;
 
 mod common;
 
 use common::{Started, start};
 
-/// Produces `count` records `k{i}`/`v{i}` to partition 0 of `orders` in one request.
+/// Produces records `k{i}`/`v{i}` for `i` in `first..first + count` to partition 0 of `orders`.
 async fn produce(url: &str, first: usize, count: usize) {
-    let mut producer = ProducerClient::connect(url.to_string()).await.unwrap();
     let records = (first..first + count)
         .map(|i| Record {
             key: Some(format!("k{i}").into()),
@@ -31,15 +26,7 @@ async fn produce(url: &str, first: usize, count: usize) {
             ..Default::default()
         })
         .collect();
-    producer
-        .produce(ProduceRequest {
-            topic: "orders".into(),
-            partition: Some(0),
-            payload: Some(Payload::Records(RecordList { records })),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    common::produce(url, "orders", 0, records).await;
 }
 
 fn subscribe(offset: i64, format: FetchFormat) -> SubscribeRequest {

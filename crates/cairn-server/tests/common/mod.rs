@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use cairn_broker::TopicConfig;
 use cairn_proto::v1::admin_client::AdminClient;
+use cairn_proto::v1::producer_client::ProducerClient;
+use cairn_proto::v1::{ProduceRequest, Record, RecordList, produce_request::Payload};
 use cairn_server::{ServerConfig, run};
 
 pub fn free_port() -> SocketAddr {
@@ -60,4 +62,19 @@ pub async fn start(dir: &std::path::Path) -> Started {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     panic!("server did not come up at {url}");
+}
+
+/// Produces `records` to `topic`/`partition` in one request through a stock client.
+pub async fn produce(url: &str, topic: &str, partition: i32, records: Vec<Record>) {
+    ProducerClient::connect(url.to_string())
+        .await
+        .unwrap()
+        .produce(ProduceRequest {
+            topic: topic.into(),
+            partition: Some(partition),
+            payload: Some(Payload::Records(RecordList { records })),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
 }
