@@ -5,12 +5,15 @@
 //!
 //! Every batch's framing, header and offsets (only going up) are checked when the answer
 //! arrives, and compressed batches are CRC-checked and decompressed then. An uncompressed
-//! batch's CRC-32C is checked when a reader reaches the batch, just before its first record:
-//! on the reader's thread, so the pass that checks the bytes also brings them into that core's
+//! batch's CRC-32C is checked then too ([`CrcCheck::OnArrival`]), or, for the replay, when a
+//! reader reaches the batch, just before its first record ([`CrcCheck::BeforeReading`]): on
+//! the reader's thread, so the pass that checks the bytes also brings them into that core's
 //! cache for the walk that follows (checked on the thread that received them, they were cold
-//! again by the time the reader walked them, and the walk stalled on memory). Records are
-//! walked in place, one at a time, without allocating; a batch that fails its CRC is an error
-//! item where its records would be, and no record of it is handed out. Meta entries and control batches are skipped, and so are records
+//! again by the time the reader walked them, and the walk stalled on memory). Deferring is
+//! only for a reader that stops at the error: `next_offset` is computed from headers whose CRC
+//! is not yet checked, so a reader that moved its position on arrival would skip the damage.
+//! Records are walked in place, one at a time, without allocating; a batch that fails its
+//! CRC is an error item where its records would be, and no record of it is handed out. Meta entries and control batches are skipped, and so are records
 //! outside the wanted range: the first batch may start before the offset asked for, and a
 //! reader bounded by an end offset drops what lies past it.
 //!
@@ -21,11 +24,20 @@
 //! same batch forever.
 
 use bytes::Bytes;
-use cairn_codec::batch::{Batch, BatchError, Compression, Record, batch_crc, read_record};
+use cairn_codec::batch::{Batch, BatchError, Compression, Record, read_record};
 use cairn_proto::v1::FetchResponse;
 
 use crate::error::ClientError;
 use crate::record_view::{Backing, RecordHeaders, RecordView};
+
+/// When the CRC of an uncompressed batch is checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CrcCheck {
+    /// When the answer arrives: a damaged batch fails the whole answer.
+    OnArrival,
+    /// Just before the batch's first record is read, on the reader's thread.
+    BeforeReading,
+}
 
 /// Most bytes one batch's records may decompress to; a larger one is refused as corrupt
 /// rather than allowed to exhaust memory (the broker's decoded path uses the same bound).
@@ -72,7 +84,8 @@ pub(crate) struct Cursor {
 
 impl FetchedBatches {
     /// Validates and decodes a raw fetch answer for `topic`/`partition` that asked for `from`,
-    /// keeping the records at or after `from` and, with `until`, before it.
+    /// keeping the records at or after `from` and, with `until`, before it, and checking the
+    /// CRCs of uncompressed batches as `crc` says.
     ///
     /// # Errors
     /// [`ClientError::CorruptBatch`] for a batch that fails framing, CRC, header or
@@ -83,6 +96,7 @@ impl FetchedBatches {
         from: i64,
         until: Option<i64>,
         response: FetchResponse,
+        crc: CrcCheck,
     ) -> Result<FetchedBatches, ClientError> {
         let corrupt = |source| ClientError::CorruptBatch {
             topic: topic.to_string(),
@@ -99,9 +113,10 @@ impl FetchedBatches {
         while !rest.is_empty() {
             // Framing and header now; the CRC of an uncompressed batch when it is read.
             let batch = Batch::from_crc_checked_prefix(&rest).map_err(corrupt)?;
-            let crc_pending = batch.compression() == Compression::None;
+            let crc_pending =
+                crc == CrcCheck::BeforeReading && batch.compression() == Compression::None;
             if !crc_pending {
-                check_crc(&batch).map_err(corrupt)?;
+                batch.verify_crc().map_err(corrupt)?;
             }
             rest = rest.slice(batch.len_bytes()..);
             if batch.is_meta() {
@@ -212,7 +227,7 @@ impl FetchedBatches {
         let batch = self.batches.get(cursor.batch_idx)?;
         if cursor.taken == 0
             && batch.crc_pending
-            && let Err(source) = check_crc(&batch.batch)
+            && let Err(source) = batch.batch.verify_crc()
         {
             return Some(Err(ClientError::CorruptBatch {
                 topic: self.topic.clone(),
@@ -327,17 +342,6 @@ fn wanted_records(
         record_count,
         crc_pending: false,
     }))
-}
-
-/// Checks a batch's stored CRC-32C against its bytes.
-fn check_crc(batch: &Batch) -> Result<(), BatchError> {
-    let stored = batch.header().crc;
-    let computed = batch_crc(batch.bytes()).unwrap_or(0);
-    if computed == stored {
-        Ok(())
-    } else {
-        Err(BatchError::CrcMismatch { stored, computed })
-    }
 }
 
 /// Decodes the record starting at `position` of a records section; returns it and where the

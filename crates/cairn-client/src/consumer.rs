@@ -14,7 +14,7 @@ use cairn_proto::v1::consumer_client::ConsumerClient;
 use cairn_proto::v1::{FetchFormat, FetchRequest, FetchResponse, ListOffsetsRequest, OffsetSpec};
 use tonic::transport::Channel;
 
-use crate::batches::FetchedBatches;
+use crate::batches::{CrcCheck, FetchedBatches};
 use crate::connection::connect;
 use crate::error::ClientError;
 
@@ -164,7 +164,14 @@ impl Consumer {
             max_wait,
             FetchFormat::RecordBatches,
             |partition, offset, response| {
-                let batches = FetchedBatches::decode(&topic, partition, offset, None, response)?;
+                let batches = FetchedBatches::decode(
+                    &topic,
+                    partition,
+                    offset,
+                    None,
+                    response,
+                    CrcCheck::OnArrival,
+                )?;
                 Ok((
                     batches.next_offset(),
                     (!batches.is_empty()).then_some(batches),

@@ -85,7 +85,7 @@ fn answer(batches: &[Bytes]) -> FetchResponse {
 }
 
 fn decode(from: i64, until: Option<i64>, batches: &[Bytes]) -> FetchedBatches {
-    FetchedBatches::decode(TOPIC, 3, from, until, answer(batches)).unwrap()
+    FetchedBatches::decode(TOPIC, 3, from, until, answer(batches), CrcCheck::OnArrival).unwrap()
 }
 
 /// (offset, value) of every record.
@@ -205,6 +205,39 @@ fn an_end_bound_trims_the_batch_that_straddles_it() {
 
 #[test]
 fn a_flipped_byte_is_a_corrupt_batch_not_data() {
+    let mut damaged = batch(0, &["a"], Compression::None).to_vec();
+    let last = damaged.len() - 1;
+    damaged[last] ^= 0x40;
+    let err = FetchedBatches::decode(
+        TOPIC,
+        3,
+        0,
+        None,
+        answer(&[Bytes::from(damaged)]),
+        CrcCheck::OnArrival,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            ClientError::CorruptBatch {
+                partition: 3,
+                offset: 0,
+                source: BatchError::CrcMismatch { .. },
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let truncated = batch(0, &["a"], Compression::None).slice(..40);
+    assert!(
+        FetchedBatches::decode(TOPIC, 3, 0, None, answer(&[truncated]), CrcCheck::OnArrival)
+            .is_err()
+    );
+}
+
+#[test]
+fn a_crc_checked_before_reading_fails_where_the_damaged_batch_starts() {
     // Uncompressed: the answer decodes, the records before the damaged batch are read, and the
     // damaged batch is an error where its records would be.
     let mut damaged = batch(1, &["b"], Compression::None).to_vec();
@@ -216,6 +249,7 @@ fn a_flipped_byte_is_a_corrupt_batch_not_data() {
         0,
         None,
         answer(&[batch(0, &["a"], Compression::None), Bytes::from(damaged)]),
+        CrcCheck::BeforeReading,
     )
     .unwrap();
     let mut records = fetched.records();
@@ -238,22 +272,25 @@ fn a_flipped_byte_is_a_corrupt_batch_not_data() {
     let mut damaged = batch(0, &["a"], Compression::Lz4).to_vec();
     let last = damaged.len() - 1;
     damaged[last] ^= 0x40;
-    let err =
-        FetchedBatches::decode(TOPIC, 3, 0, None, answer(&[Bytes::from(damaged)])).unwrap_err();
+    let err = FetchedBatches::decode(
+        TOPIC,
+        3,
+        0,
+        None,
+        answer(&[Bytes::from(damaged)]),
+        CrcCheck::BeforeReading,
+    )
+    .unwrap_err();
     assert!(
         matches!(
             &err,
             ClientError::CorruptBatch {
-                partition: 3,
-                offset: 0,
                 source: BatchError::CrcMismatch { .. },
                 ..
             }
         ),
         "{err:?}"
     );
-    let truncated = batch(0, &["a"], Compression::None).slice(..40);
-    assert!(FetchedBatches::decode(TOPIC, 3, 0, None, answer(&[truncated])).is_err());
 }
 
 #[test]
@@ -267,6 +304,7 @@ fn offsets_that_go_backwards_are_refused() {
             batch(5, &["a"], Compression::None),
             batch(5, &["b"], Compression::None),
         ]),
+        CrcCheck::OnArrival,
     )
     .unwrap_err();
     assert!(

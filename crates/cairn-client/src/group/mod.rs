@@ -27,7 +27,7 @@ pub use config::{
 };
 use heartbeat::{Heartbeat, leave, to_wire};
 
-use crate::batches::FetchedBatches;
+use crate::batches::{CrcCheck, FetchedBatches};
 use crate::connection::connect;
 use crate::consumer::ConsumedRecord;
 use crate::error::ClientError;
@@ -559,7 +559,14 @@ impl GroupConsumer {
                 }
             };
             // Stored batches, checked and decoded here: the broker only reads and sends.
-            let batches = FetchedBatches::decode(&p.topic, p.partition, offset, None, response)?;
+            let batches = FetchedBatches::decode(
+                &p.topic,
+                p.partition,
+                offset,
+                None,
+                response,
+                CrcCheck::OnArrival,
+            )?;
             let records = batches
                 .records()
                 .map(|r| r.map(|r| r.to_record(&p.topic)))

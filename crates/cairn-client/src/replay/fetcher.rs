@@ -20,7 +20,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use super::chunk::{Chunk, DecodedChunk};
 use super::config::ReplayFormat;
-use crate::batches::FetchedBatches;
+use crate::batches::{CrcCheck, FetchedBatches};
 use crate::consumer::MAX_RESPONSE_BYTES;
 use crate::error::ClientError;
 use crate::grpc_stream::{ServerStream, server_streaming};
@@ -141,6 +141,8 @@ impl PartitionFetch {
                 position,
                 until,
                 response,
+                // The replay stops at a damaged batch, so it can check each as it reads it.
+                CrcCheck::BeforeReading,
             )?),
             ReplayFormat::Decoded => {
                 Chunk::Decoded(DecodedChunk::new(self.partition, until, response))

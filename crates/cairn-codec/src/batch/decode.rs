@@ -66,16 +66,28 @@ impl Batch {
 
     fn validate_framed(bytes: Bytes) -> Result<Batch, BatchError> {
         let header = BatchHeader::parse(&bytes)?;
-        let computed = batch_crc(&bytes).unwrap_or(0);
-        if computed != header.crc {
-            return Err(BatchError::CrcMismatch {
-                stored: header.crc,
-                computed,
-            });
-        }
+        let batch = Batch { bytes, header };
+        batch.verify_crc()?;
         header.attributes.compression()?;
         check_counts(&header)?;
-        Ok(Batch { bytes, header })
+        Ok(batch)
+    }
+
+    /// Checks the stored CRC-32C against the bytes: what [`Batch::from_crc_checked_prefix`]
+    /// left out, for a reader that checks a batch later than it frames it.
+    ///
+    /// # Errors
+    /// [`BatchError::CrcMismatch`].
+    pub fn verify_crc(&self) -> Result<(), BatchError> {
+        let computed = batch_crc(&self.bytes).unwrap_or(0);
+        if computed == self.header.crc {
+            Ok(())
+        } else {
+            Err(BatchError::CrcMismatch {
+                stored: self.header.crc,
+                computed,
+            })
+        }
     }
 
     /// The header fields.
