@@ -54,8 +54,8 @@ impl StreamChannel {
     /// Connects to the first reachable broker of `brokers` (`host:port`, comma-separated).
     ///
     /// # Errors
-    /// [`ClientError::InvalidArgument`] for a malformed address; [`ClientError::Connect`]-like
-    /// [`ClientError::Broker`] (`UNAVAILABLE`) when none answers.
+    /// [`ClientError::InvalidArgument`] for a malformed address; [`ClientError::Broker`] with
+    /// status `UNAVAILABLE` (retriable) when none answers.
     pub(crate) async fn connect(brokers: &str) -> Result<StreamChannel, ClientError> {
         let mut last = None;
         for (address, origin) in broker_addresses(brokers)? {

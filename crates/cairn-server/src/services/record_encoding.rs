@@ -41,7 +41,8 @@ pub(crate) fn encode_records(
 ) -> Result<u64, BatchError> {
     let mut written = 0;
     for batch in batches {
-        if batch.header().attributes.is_control() || batch.is_meta() {
+        // Meta entries are control batches too.
+        if batch.header().attributes.is_control() {
             continue;
         }
         let base = batch.header().base_offset;
