@@ -90,11 +90,29 @@ fn describe(broker: &str, group: &str) -> Value {
     .unwrap()
 }
 
+/// The group's description, or `None` while no member has joined it yet: members started a
+/// moment ago may not have sent their first heartbeat, and the broker rightly answers
+/// GroupIdNotFound until one has.
+fn describe_once_joined(broker: &str, group: &str) -> Option<Value> {
+    let out = run(broker, &["group", "describe", group, "--format", "json"]);
+    if out.status.success() {
+        return Some(serde_json::from_slice(&out.stdout).unwrap());
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("GroupIdNotFound"),
+        "cairn group describe {group}: {stderr}"
+    );
+    None
+}
+
 /// Partitions per member id, once the group is stable with `members` members.
 fn stable_assignment(broker: &str, group: &str, members: usize) -> BTreeMap<String, Vec<i64>> {
     let mut assignment = BTreeMap::new();
     wait_for("a stable group", || {
-        let d = describe(broker, group);
+        let Some(d) = describe_once_joined(broker, group) else {
+            return false;
+        };
         let listed = d["members"].as_array().unwrap();
         if d["state"] != "stable" || listed.len() != members {
             return false;
