@@ -76,6 +76,15 @@ fn reseal(bytes: &mut [u8]) {
     bytes[field::CRC..field::CRC + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
+/// A one-record batch with its last byte flipped, so that only its CRC can tell.
+fn damaged_batch(base: i64, value: &str, compression: Compression) -> Bytes {
+    let mut damaged = batch(base, &[value], compression).to_vec();
+    if let Some(last) = damaged.last_mut() {
+        *last ^= 0x40;
+    }
+    Bytes::from(damaged)
+}
+
 fn answer(batches: &[Bytes]) -> FetchResponse {
     FetchResponse {
         record_batches: batches.concat().into(),
@@ -205,18 +214,9 @@ fn an_end_bound_trims_the_batch_that_straddles_it() {
 
 #[test]
 fn a_flipped_byte_is_a_corrupt_batch_not_data() {
-    let mut damaged = batch(0, &["a"], Compression::None).to_vec();
-    let last = damaged.len() - 1;
-    damaged[last] ^= 0x40;
-    let err = FetchedBatches::decode(
-        TOPIC,
-        3,
-        0,
-        None,
-        answer(&[Bytes::from(damaged)]),
-        CrcCheck::OnArrival,
-    )
-    .unwrap_err();
+    let damaged = damaged_batch(0, "a", Compression::None);
+    let err = FetchedBatches::decode(TOPIC, 3, 0, None, answer(&[damaged]), CrcCheck::OnArrival)
+        .unwrap_err();
     assert!(
         matches!(
             &err,
@@ -240,15 +240,13 @@ fn a_flipped_byte_is_a_corrupt_batch_not_data() {
 fn a_crc_checked_before_reading_fails_where_the_damaged_batch_starts() {
     // Uncompressed: the answer decodes, the records before the damaged batch are read, and the
     // damaged batch is an error where its records would be.
-    let mut damaged = batch(1, &["b"], Compression::None).to_vec();
-    let last = damaged.len() - 1;
-    damaged[last] ^= 0x40;
+    let damaged = damaged_batch(1, "b", Compression::None);
     let fetched = FetchedBatches::decode(
         TOPIC,
         3,
         0,
         None,
-        answer(&[batch(0, &["a"], Compression::None), Bytes::from(damaged)]),
+        answer(&[batch(0, &["a"], Compression::None), damaged]),
         CrcCheck::BeforeReading,
     )
     .unwrap();
@@ -269,15 +267,13 @@ fn a_crc_checked_before_reading_fails_where_the_damaged_batch_starts() {
     );
     assert!(records.next().is_none(), "nothing after the damage");
     // Compressed: checked before it is decompressed, so the whole answer is refused.
-    let mut damaged = batch(0, &["a"], Compression::Lz4).to_vec();
-    let last = damaged.len() - 1;
-    damaged[last] ^= 0x40;
+    let damaged = damaged_batch(0, "a", Compression::Lz4);
     let err = FetchedBatches::decode(
         TOPIC,
         3,
         0,
         None,
-        answer(&[Bytes::from(damaged)]),
+        answer(&[damaged]),
         CrcCheck::BeforeReading,
     )
     .unwrap_err();
