@@ -9,7 +9,8 @@
 //! ```
 //!
 //! `--produce N` writes N such events with the client `Producer` (creating the topic if it does
-//! not exist). Without it, the example replays the topic with `Replay` from the earliest offset
+//! not exist; `--compression lz4` compresses its batches, as many production producers
+//! are set to). Without it, the example replays the topic with `Replay` from the earliest offset
 //! to its current end, summing `total_cents` per customer, and prints records/s, MB/s, the
 //! number of customers and a checksum of the totals (the same for the same events, however
 //! the partitions interleaved). With `--checkpoint FILE` it starts from the read model and
@@ -23,12 +24,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::error::Error;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use cairn_client::{
-    Admin, Checkpoint, ErrorCode, OutgoingRecord, Producer, ProducerConfig, Replay, ReplayConfig,
-    ReplayFormat,
+    Admin, Checkpoint, Compression, ErrorCode, OutgoingRecord, Producer, ProducerConfig, Replay,
+    ReplayConfig, ReplayFormat,
 };
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
@@ -51,6 +53,7 @@ struct Options {
     customers: u64,
     checkpoint: Option<PathBuf>,
     format: ReplayFormat,
+    compression: Compression,
 }
 
 fn options() -> Result<Options> {
@@ -62,6 +65,7 @@ fn options() -> Result<Options> {
         customers: 10_000,
         checkpoint: None,
         format: ReplayFormat::RawBatches,
+        compression: Compression::None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -74,10 +78,17 @@ fn options() -> Result<Options> {
             "--customers" => options.customers = value()?.parse::<u64>()?.max(1),
             "--checkpoint" => options.checkpoint = Some(PathBuf::from(value()?)),
             "--decoded" => options.format = ReplayFormat::Decoded,
+            "--compression" => {
+                let name = value()?;
+                options.compression = Compression::from_name(&name).ok_or_else(|| {
+                    format!("unknown --compression {name:?}; use none, gzip, snappy, lz4 or zstd")
+                })?;
+            }
             other => {
                 return Err(format!(
                     "unknown argument {other:?}; use --broker ADDR --topic NAME --produce N \
-                     --partitions P --customers C --checkpoint FILE --decoded"
+                     --partitions P --customers C --checkpoint FILE --decoded \
+                     --compression NAME"
                 )
                 .into());
             }
@@ -107,7 +118,11 @@ async fn produce(options: &Options, count: u64) -> Result<()> {
         }
         Err(err) => return Err(err.into()),
     }
-    let producer = Producer::connect(&options.broker, ProducerConfig::default()).await?;
+    let config = ProducerConfig {
+        compression: options.compression,
+        ..ProducerConfig::default()
+    };
+    let producer = Producer::connect(&options.broker, config).await?;
     let started = Instant::now();
     let mut pending = std::collections::VecDeque::new();
     let mut random = 0x9e37_79b9_7f4a_7c15_u64;
@@ -132,11 +147,12 @@ async fn produce(options: &Options, count: u64) -> Result<()> {
     }
     producer.flush().await?;
     let seconds = started.elapsed().as_secs_f64();
-    println!(
+    writeln!(
+        std::io::stdout(),
         "produced {count} order events to {} in {seconds:.2} s ({:.0} records/s)",
         options.topic,
         count as f64 / seconds
-    );
+    )?;
     Ok(())
 }
 
@@ -174,15 +190,17 @@ async fn rebuild(options: &Options) -> Result<()> {
     }
     let seconds = started.elapsed().as_secs_f64();
     let progress = replay.progress();
-    println!(
+    writeln!(
+        std::io::stdout(),
         "replayed {} events ({:.1} MB of keys and values) in {seconds:.3} s: {:.0} records/s, {:.1} MB/s",
         progress.records,
         progress.payload_bytes as f64 / 1e6,
         progress.records as f64 / seconds,
         progress.payload_bytes as f64 / 1e6 / seconds,
-    );
+    )?;
     let grand_total: u64 = totals.values().sum();
-    println!(
+    writeln!(
+        std::io::stdout(),
         "{} customers, {grand_total} cents in all, checksum {:016x}{}",
         totals.len(),
         checksum(&totals),
@@ -191,10 +209,14 @@ async fn rebuild(options: &Options) -> Result<()> {
         } else {
             String::new()
         }
-    );
+    )?;
     if let Some(path) = &options.checkpoint {
         save_state(path, &totals, &replay.checkpoint())?;
-        println!("saved the read model and its offsets to {}", path.display());
+        writeln!(
+            std::io::stdout(),
+            "saved the read model and its offsets to {}",
+            path.display()
+        )?;
     }
     Ok(())
 }

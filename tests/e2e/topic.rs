@@ -70,6 +70,24 @@ fn topic_commands_round_trip_and_bad_input_names_the_problem() {
             .status
             .success()
     );
+    // Output into a pipe nobody reads (`cairn topic describe orders | head -0`) ends the
+    // command quietly, as for any tool in a pipeline: no panic, no complaint.
+    for args in [["topic", "list"], ["topic", "describe"]] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let mut full = vec!["--broker", broker.as_str()];
+        full.extend_from_slice(&args);
+        if args[1] == "describe" {
+            full.push("orders");
+        }
+        let output = cairn(&full).stdout(writer).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success(),
+            "{args:?} into a closed pipe: {stderr}"
+        );
+        assert!(stderr.is_empty(), "{args:?} into a closed pipe: {stderr}");
+    }
     assert!(topic(&["delete", "orders"]).status.success());
     assert_eq!(String::from_utf8_lossy(&topic(&["list"]).stdout).trim(), "");
     let unreachable = cairn(&["--broker", "127.0.0.1:1", "topic", "list"])

@@ -130,16 +130,16 @@ pub async fn run(brokers: &str, command: GroupCommand) -> anyhow::Result<()> {
                             members: g.member_count,
                         })
                         .collect();
-                    println!("{}", serde_json::to_string_pretty(&json)?);
+                    outln!("{}", serde_json::to_string_pretty(&json)?)?;
                 }
                 Format::Text => {
                     for g in groups {
-                        println!(
+                        outln!(
                             "{}\t{}\t{} member(s)",
                             g.group_id,
                             state_name(g.state),
                             g.member_count
-                        );
+                        )?;
                     }
                 }
             }
@@ -147,8 +147,8 @@ pub async fn run(brokers: &str, command: GroupCommand) -> anyhow::Result<()> {
         GroupCommand::Describe { group, format } => {
             let described = admin.describe_group(&group).await?;
             match format {
-                Format::Json => println!("{}", serde_json::to_string_pretty(&to_json(described))?),
-                Format::Text => print_text(&described),
+                Format::Json => outln!("{}", serde_json::to_string_pretty(&to_json(described))?)?,
+                Format::Text => print_text(&described)?,
             }
         }
         GroupCommand::ResetOffsets {
@@ -165,12 +165,12 @@ pub async fn run(brokers: &str, command: GroupCommand) -> anyhow::Result<()> {
                 .reset_offsets(&group, &topic, &partitions, target)
                 .await?;
             for o in offsets {
-                println!("{}\t{}\t{}", o.topic, o.partition, o.offset);
+                outln!("{}\t{}\t{}", o.topic, o.partition, o.offset)?;
             }
         }
         GroupCommand::Delete { group } => {
             admin.delete_group(&group).await?;
-            println!("deleted group {group}");
+            outln!("deleted group {group}")?;
         }
     }
     Ok(())
@@ -216,17 +216,17 @@ fn to_json(g: GroupDescription) -> GroupJson {
     }
 }
 
-fn print_text(g: &GroupDescription) {
-    println!(
+fn print_text(g: &GroupDescription) -> std::io::Result<()> {
+    outln!(
         "group {}  state {}  epoch {}  session timeout {} ms",
         g.group_id,
         state_name(g.state),
         g.group_epoch,
         g.session_timeout_ms
-    );
-    println!("members:");
+    )?;
+    outln!("members:")?;
     if g.members.is_empty() {
-        println!("  (none)");
+        outln!("  (none)")?;
     }
     for m in &g.members {
         let owned: Vec<String> = m
@@ -238,29 +238,38 @@ fn print_text(g: &GroupDescription) {
                     .map(move |p| format!("{}-{p}", tp.topic))
             })
             .collect();
-        println!(
+        outln!(
             "  {}  client {}  host {}  epoch {}  partitions [{}]",
             m.member_id,
             m.client_id,
             m.host,
             m.member_epoch,
             owned.join(", ")
-        );
+        )?;
     }
-    println!("offsets:");
-    println!(
+    outln!("offsets:")?;
+    outln!(
         "  {:<30} {:>9} {:>12} {:>12} {:>10}",
-        "TOPIC", "PARTITION", "COMMITTED", "END", "LAG"
-    );
+        "TOPIC",
+        "PARTITION",
+        "COMMITTED",
+        "END",
+        "LAG"
+    )?;
     for o in &g.offsets {
         let committed = if o.committed >= 0 {
             o.committed.to_string()
         } else {
             "-".to_string()
         };
-        println!(
+        outln!(
             "  {:<30} {:>9} {:>12} {:>12} {:>10}",
-            o.topic, o.partition, committed, o.end, o.lag
-        );
+            o.topic,
+            o.partition,
+            committed,
+            o.end,
+            o.lag
+        )?;
     }
+    Ok(())
 }

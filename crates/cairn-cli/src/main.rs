@@ -5,6 +5,7 @@
 //! - `cli`: the command-line grammar (clap derives); it checks no values.
 //! - `topic`, `produce`, `consume` (and `consume_group` for `--group`), `group`, `replay`,
 //!   `bench`: the client subcommands, one module each, over `cairn-client`.
+//! - `malloc_tuning`: keeps glibc from returning received frame buffers to the kernel.
 //! - `config_error`: `ConfigError`, a bad flag, variable or config file, as one line.
 //! - `config_resolve`: `serve`'s settings from flags, `CAIRN_*` variables, the TOML config file
 //!   and defaults, per key, in that order. Pure, so every precedence case is a unit test.
@@ -15,6 +16,15 @@
 //! line). A failure is one line on stderr, `error: ...`, and the exit status says whose it is:
 //! 2 for a usage or config mistake (clap's own usage errors too), 1 for anything else.
 
+/// `println!` that hands back the write's error instead of panicking: stdout may be a pipe
+/// whose reader has gone (`cairn topic list | head -1`). `main` ends quietly on that error.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
 mod bench;
 mod cli;
 mod config_error;
@@ -22,6 +32,7 @@ mod config_resolve;
 mod consume;
 mod consume_group;
 mod group;
+mod malloc_tuning;
 mod produce;
 mod replay;
 mod serve;
@@ -42,8 +53,23 @@ const EXIT_USAGE: u8 = 2;
 /// Exit status for any other failure.
 const EXIT_FAILURE: u8 = 1;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    malloc_tuning::keep_freed_buffers();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    runtime.block_on(run())
+}
+
+/// Parses the command line and runs the command.
+async fn run() -> ExitCode {
     // Prints help or a usage error itself, exiting 0 or 2.
     let cli = Cli::parse();
     if let Err(message) = init_tracing() {
@@ -61,12 +87,24 @@ async fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // Whoever read the output stopped reading: as for any Unix tool in a pipeline, that
+        // ends the command without a complaint.
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {}", one_line(&err));
             let usage = err.chain().any(|cause| cause.is::<ConfigError>());
             ExitCode::from(if usage { EXIT_USAGE } else { EXIT_FAILURE })
         }
     }
+}
+
+/// True when `err` comes from writing to a pipe nobody reads any more.
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// The error and its causes on one line, `outer: inner: ...`.
@@ -124,6 +162,16 @@ mod tests {
     fn one_line_prints_a_shown_source_once() {
         let err = anyhow::Error::new(ShowsItsSource(std::io::Error::other("inner")));
         assert_eq!(one_line(&err), "outer: inner");
+    }
+
+    #[test]
+    fn a_closed_pipe_is_recognised_through_context() {
+        let err = anyhow::Error::new(std::io::Error::from(std::io::ErrorKind::BrokenPipe))
+            .context("writing stdout");
+        assert!(is_broken_pipe(&err));
+        assert!(!is_broken_pipe(&anyhow::anyhow!(
+            "broken pipe, in words only"
+        )));
     }
 
     #[test]

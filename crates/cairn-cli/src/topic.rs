@@ -113,17 +113,21 @@ pub async fn run(brokers: &str, command: TopicCommand) -> anyhow::Result<()> {
                     parse_configs(&configs)?,
                 )
                 .await?;
-            println!(
+            outln!(
                 "created topic {} with {} partitions",
                 topic.name,
                 topic.partitions.len()
-            );
+            )?;
         }
         TopicCommand::List { internal, format } => {
             let names = admin.list_topics(internal).await?;
             match format {
-                Format::Json => println!("{}", serde_json::to_string(&names)?),
-                Format::Text => names.iter().for_each(|name| println!("{name}")),
+                Format::Json => outln!("{}", serde_json::to_string(&names)?)?,
+                Format::Text => {
+                    for name in &names {
+                        outln!("{name}")?;
+                    }
+                }
             }
         }
         TopicCommand::Describe(args) => {
@@ -131,7 +135,7 @@ pub async fn run(brokers: &str, command: TopicCommand) -> anyhow::Result<()> {
         }
         TopicCommand::Delete { name } => {
             admin.delete_topic(&name).await?;
-            println!("deleted topic {name}");
+            outln!("deleted topic {name}")?;
         }
         TopicCommand::Alter {
             name,
@@ -148,11 +152,11 @@ pub async fn run(brokers: &str, command: TopicCommand) -> anyhow::Result<()> {
         }
         TopicCommand::AddPartitions { name, to } => {
             let topic = admin.add_partitions(&name, to).await?;
-            println!(
+            outln!(
                 "topic {} now has {} partitions",
                 topic.name,
                 topic.partitions.len()
-            );
+            )?;
         }
     }
     Ok(())
@@ -211,14 +215,18 @@ fn print_description(topic: &TopicDescription, format: Format) -> anyhow::Result
                 partitions,
                 configs,
             };
-            println!("{}", serde_json::to_string(&json)?);
+            outln!("{}", serde_json::to_string(&json)?)?;
         }
         Format::Text => {
-            println!("topic {}  partitions {}", topic.name, partitions.len());
-            println!(
+            outln!("topic {}  partitions {}", topic.name, partitions.len())?;
+            outln!(
                 "{:>9} {:>6} {:>10} {:>16} {:>16}",
-                "PARTITION", "LEADER", "REPLICAS", "LOG START", "HIGH WATERMARK"
-            );
+                "PARTITION",
+                "LEADER",
+                "REPLICAS",
+                "LOG START",
+                "HIGH WATERMARK"
+            )?;
             for p in &partitions {
                 let replicas = p
                     .replicas
@@ -226,14 +234,18 @@ fn print_description(topic: &TopicDescription, format: Format) -> anyhow::Result
                     .map(i32::to_string)
                     .collect::<Vec<_>>()
                     .join(",");
-                println!(
+                outln!(
                     "{:>9} {:>6} {:>10} {:>16} {:>16}",
-                    p.partition, p.leader, replicas, p.log_start_offset, p.high_watermark
-                );
+                    p.partition,
+                    p.leader,
+                    replicas,
+                    p.log_start_offset,
+                    p.high_watermark
+                )?;
             }
-            println!("configs:");
+            outln!("configs:")?;
             for (key, value) in configs {
-                println!("  {key}={value}");
+                outln!("  {key}={value}")?;
             }
         }
     }

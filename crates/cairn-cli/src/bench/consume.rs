@@ -75,7 +75,7 @@ pub async fn run(brokers: &str, args: BenchConsumeArgs) -> anyhow::Result<()> {
     let rate = Throughput::of(records, bytes, elapsed);
     let latency = Percentiles::of(&histogram);
     match args.format {
-        OutputFormat::Json => println!(
+        OutputFormat::Json => outln!(
             "{}",
             json!({
                 "bench": "consume",
@@ -87,16 +87,16 @@ pub async fn run(brokers: &str, args: BenchConsumeArgs) -> anyhow::Result<()> {
                 "mb_per_sec": rate.mb_per_sec,
                 "fetch_latency_ms": latency.to_json(),
             })
-        ),
+        )?,
         OutputFormat::Text => {
-            println!(
+            outln!(
                 "consumed {records} records ({:.1} MB) in {:.2} s: {:.0} records/s, {:.1} MB/s",
                 bytes as f64 / 1e6,
                 elapsed.as_secs_f64(),
                 rate.records_per_sec,
                 rate.mb_per_sec
-            );
-            println!("fetch round trip: {}", latency.to_text());
+            )?;
+            outln!("fetch round trip: {}", latency.to_text())?;
         }
     }
     Ok(())

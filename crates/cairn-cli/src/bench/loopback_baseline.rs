@@ -1,25 +1,36 @@
-//! The machine's own ceiling for a replay: the time one loopback TCP stream takes to carry the
-//! same bytes, measured in the same run. A replay moves at least its batch bytes from the
-//! broker's process to the client's over loopback, so this bounds it from above whatever the
-//! protocol; a target beyond it cannot be met on this machine.
+//! The bare socket's share of a replay: the time and CPU one loopback TCP stream takes to carry
+//! the same bytes, measured in the same run. A replay moves at least its batch bytes from the
+//! broker's process to the client's over loopback, whatever the protocol; `cpu_ceiling` adds
+//! the decode to this CPU to bound any replay from above.
 
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::thread;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use super::cpu_ceiling::process_cpu_time;
 use super::read_baseline::Reading;
 
 /// Bytes per write and per read, as a broker's 1 MiB chunks.
 const CHUNK_BYTES: usize = 1 << 20;
 
+/// What one loopback run measured.
+#[derive(Clone, Copy, Debug)]
+pub struct Loopback {
+    /// The wall time, as a reading of the replay's records.
+    pub reading: Reading,
+    /// The CPU both ends spent (the whole process's, which does nothing else meanwhile).
+    pub cpu: Duration,
+}
+
 /// Sends `bytes` through one loopback TCP connection and returns how long it took, as a
 /// [`Reading`] of `records` records (the replay's count, so ratios of records/s compare the
-/// two wall times directly).
+/// two wall times directly), and the CPU it took.
 ///
 /// # Errors
 /// Socket errors, or a receiver that got fewer bytes than were sent.
-pub fn loopback_tcp(bytes: u64, records: u64) -> io::Result<Reading> {
+pub fn loopback_tcp(bytes: u64, records: u64) -> io::Result<Loopback> {
+    let cpu_before = process_cpu_time()?;
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
     let receiver = thread::spawn(move || -> io::Result<u64> {
@@ -48,15 +59,19 @@ pub fn loopback_tcp(bytes: u64, records: u64) -> io::Result<Reading> {
         .join()
         .map_err(|_| io::Error::other("the loopback receiver panicked"))??;
     let elapsed = started.elapsed();
+    let cpu = process_cpu_time()?.saturating_sub(cpu_before);
     if received != bytes {
         return Err(io::Error::other(format!(
             "loopback receiver got {received} of {bytes} bytes"
         )));
     }
-    Ok(Reading {
-        records,
-        bytes,
-        elapsed,
+    Ok(Loopback {
+        reading: Reading {
+            records,
+            bytes,
+            elapsed,
+        },
+        cpu,
     })
 }
 
@@ -66,7 +81,8 @@ mod tests {
 
     #[test]
     fn every_byte_arrives() {
-        let reading = loopback_tcp(3 * CHUNK_BYTES as u64 + 17, 5).expect("loopback works");
+        let Loopback { reading, .. } =
+            loopback_tcp(3 * CHUNK_BYTES as u64 + 17, 5).expect("loopback works");
         assert_eq!(reading.bytes, 3 * CHUNK_BYTES as u64 + 17);
         assert_eq!(reading.records, 5);
     }

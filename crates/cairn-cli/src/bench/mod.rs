@@ -4,11 +4,13 @@
 //!
 //! Code map: `produce`, `consume` and `replay` are the benchmarks; `baseline` measures the
 //! machine's raw fsync'd writes and the log's own appends in the same run, `read_baseline` the
-//! log's own reads of the partitions a replay reads; `report` holds the histogram,
+//! log's own reads of the partitions a replay reads, `loopback_baseline` the bare socket's, and
+//! `cpu_ceiling` the fastest replay those allow; `report` holds the histogram,
 //! percentiles, rates and the progress line.
 
 mod baseline;
 mod consume;
+mod cpu_ceiling;
 mod loopback_baseline;
 mod produce;
 mod read_baseline;

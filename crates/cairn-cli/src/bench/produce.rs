@@ -167,7 +167,7 @@ pub async fn run(brokers: &str, args: BenchProduceArgs) -> anyhow::Result<()> {
     let outcome = collector.await.context("the result collector failed")??;
     progress_done();
     let elapsed = outcome.finished.duration_since(started);
-    report(&args, &outcome, elapsed, baseline);
+    report(&args, &outcome, elapsed, baseline)?;
     if let Some(error) = outcome.first_error {
         bail!(
             "{} of {} records were not acknowledged; the first failure: {error}",
@@ -257,7 +257,7 @@ fn report(
     outcome: &Outcome,
     elapsed: Duration,
     baseline: Option<Baseline>,
-) {
+) -> std::io::Result<()> {
     let bytes = outcome.acknowledged * args.record_size as u64;
     let rate = Throughput::of(outcome.acknowledged, bytes, elapsed);
     let latency = Percentiles::of(&outcome.histogram);
@@ -300,33 +300,34 @@ fn report(
                     "ratio_to_log_append": to_log,
                 });
             }
-            println!("{object}");
+            outln!("{object}")?;
         }
         OutputFormat::Text => {
-            println!(
+            outln!(
                 "produced {} records of {} bytes in {:.2} s: {:.0} records/s, {:.1} MB/s",
                 outcome.acknowledged,
                 args.record_size,
                 elapsed.as_secs_f64(),
                 rate.records_per_sec,
                 rate.mb_per_sec
-            );
-            println!("latency (intended send to ack): {}", latency.to_text());
+            )?;
+            outln!("latency (intended send to ack): {}", latency.to_text())?;
             if let Some((b, to_raw, to_log)) = ratios {
-                println!(
+                outln!(
                     "same run: raw write+fdatasync {:.0} records/s ({:.1} MB/s), log append {:.0} records/s ({:.1} MB/s)",
                     b.raw_records_per_sec(),
                     b.raw_bytes_per_sec / 1e6,
                     b.log_records_per_sec(),
                     b.log_bytes_per_sec / 1e6,
-                );
-                println!(
+                )?;
+                outln!(
                     "end to end = {to_raw:.2}x raw fsync'd writes, {to_log:.2}x the log's own appends"
-                );
+                )?;
             }
             if outcome.failed > 0 {
-                println!("{} records failed", outcome.failed);
+                outln!("{} records failed", outcome.failed)?;
             }
         }
     }
+    Ok(())
 }

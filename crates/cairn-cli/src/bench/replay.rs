@@ -1,9 +1,9 @@
 //! `cairn bench replay`: replays a topic end to end through `cairn_client::Replay` (raw
 //! batches decoded here, and/or records decoded by the broker) and, with `--baseline-dir`,
 //! reads the same ranges straight from disk with `cairn_log::LogReader` in the same run
-//! (`read_baseline`), and sends the same batch bytes through one loopback TCP stream
-//! (`loopback_baseline`, the machine's ceiling), reporting replay throughput as a ratio to
-//! both.
+//! (`read_baseline`), sends the same batch bytes through one loopback TCP stream
+//! (`loopback_baseline`), and works out from those two the fastest any replay could run here
+//! (`cpu_ceiling`), reporting replay throughput as a ratio to each.
 //!
 //! Each round runs every reading once, in the same order; the report gives each reading's
 //! median and each round's ratios, since this shared machine's figures drift between rounds.
@@ -19,6 +19,7 @@ use clap::{Args, ValueEnum};
 use serde_json::{Value, json};
 
 use super::OutputFormat;
+use super::cpu_ceiling::{self, ceiling};
 use super::loopback_baseline::loopback_tcp;
 use super::read_baseline::{Copies, Range, Reading};
 use super::report::Throughput;
@@ -67,8 +68,10 @@ struct Results {
     decoded: Vec<Reading>,
     baseline_raw_batches: Vec<Reading>,
     baseline_full_decode: Vec<Reading>,
-    /// The same batch bytes through one loopback TCP stream: the machine's ceiling.
+    /// The same batch bytes through one loopback TCP stream.
     loopback: Vec<Reading>,
+    /// The fastest any replay could be here (`cpu_ceiling`).
+    ceiling: Vec<Reading>,
 }
 
 /// Runs `cairn bench replay`.
@@ -104,9 +107,11 @@ pub async fn run(brokers: &str, args: BenchReplayArgs) -> anyhow::Result<()> {
         if let Some(copies) = &copies {
             let full = copies.full_decode(max_bytes)?;
             let batches = copies.raw_batches(max_bytes)?;
+            let loopback = loopback_tcp(batches.bytes, full.records)?;
             results
-                .loopback
-                .push(loopback_tcp(batches.bytes, full.records)?);
+                .ceiling
+                .push(ceiling(loopback.cpu, &full, cpu_ceiling::cores()));
+            results.loopback.push(loopback.reading);
             results.baseline_full_decode.push(full);
             results.baseline_raw_batches.push(batches);
         }
@@ -121,7 +126,7 @@ pub async fn run(brokers: &str, args: BenchReplayArgs) -> anyhow::Result<()> {
                 .push(replay(brokers, &args, ReplayFormat::Decoded).await?);
         }
     }
-    report(&args, &results);
+    report(&args, &results)?;
     Ok(())
 }
 
@@ -215,10 +220,10 @@ fn ratio_json(numerator: &[Reading], denominator: &[Reading]) -> Value {
     json!({ "median": sorted[sorted.len() / 2], "rounds": per_round })
 }
 
-fn report(args: &BenchReplayArgs, results: &Results) {
+fn report(args: &BenchReplayArgs, results: &Results) -> std::io::Result<()> {
     let r = results;
     match args.format {
-        OutputFormat::Json => println!(
+        OutputFormat::Json => outln!(
             "{}",
             json!({
                 "bench": "replay",
@@ -230,7 +235,12 @@ fn report(args: &BenchReplayArgs, results: &Results) {
                 "baseline_full_decode": reading_json(&r.baseline_full_decode),
                 "baseline_raw_batches": reading_json(&r.baseline_raw_batches),
                 "baseline_loopback_tcp": reading_json(&r.loopback),
+                "cpu_ceiling": reading_json(&r.ceiling),
+                "cores": cpu_ceiling::cores(),
                 "ratios": {
+                    "cpu_ceiling_to_full_decode": ratio_json(&r.ceiling, &r.baseline_full_decode),
+                    "raw_to_cpu_ceiling": ratio_json(&r.raw, &r.ceiling),
+                    "decoded_to_cpu_ceiling": ratio_json(&r.decoded, &r.ceiling),
                     "raw_to_loopback_tcp": ratio_json(&r.raw, &r.loopback),
                     "decoded_to_loopback_tcp": ratio_json(&r.decoded, &r.loopback),
                     "loopback_tcp_to_full_decode": ratio_json(&r.loopback, &r.baseline_full_decode),
@@ -240,7 +250,7 @@ fn report(args: &BenchReplayArgs, results: &Results) {
                     "decoded_to_raw_batches": ratio_json(&r.decoded, &r.baseline_raw_batches),
                 },
             })
-        ),
+        )?,
         OutputFormat::Text => {
             for (name, readings) in [
                 ("replay, raw batches", &r.raw),
@@ -248,20 +258,24 @@ fn report(args: &BenchReplayArgs, results: &Results) {
                 ("log read + full decode", &r.baseline_full_decode),
                 ("log read, batches only", &r.baseline_raw_batches),
                 ("loopback TCP, same bytes", &r.loopback),
+                ("CPU ceiling of any replay", &r.ceiling),
             ] {
                 if let Some(m) = median(readings) {
                     let t = Throughput::of(m.records, m.bytes, m.elapsed);
-                    println!(
+                    outln!(
                         "{name:<24} {:>10} records in {:>6.3} s: {:>11.0} records/s {:>8.1} MB/s (median of {})",
                         m.records,
                         m.elapsed.as_secs_f64(),
                         t.records_per_sec,
                         t.mb_per_sec,
                         readings.len()
-                    );
+                    )?;
                 }
             }
             for (name, numerator, denominator) in [
+                ("ceiling / full decode", &r.ceiling, &r.baseline_full_decode),
+                ("raw / ceiling", &r.raw, &r.ceiling),
+                ("decoded / ceiling", &r.decoded, &r.ceiling),
                 ("raw / loopback TCP", &r.raw, &r.loopback),
                 ("decoded / loopback TCP", &r.decoded, &r.loopback),
                 (
@@ -281,11 +295,12 @@ fn report(args: &BenchReplayArgs, results: &Results) {
                 let per_round = ratios(numerator, denominator);
                 if !per_round.is_empty() {
                     let text: Vec<String> = per_round.iter().map(|x| format!("{x:.2}")).collect();
-                    println!("{name:<24} per round: {}", text.join(", "));
+                    outln!("{name:<24} per round: {}", text.join(", "))?;
                 }
             }
         }
     }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -65,6 +65,13 @@ use crate::stream_channel::StreamChannel;
 /// let resume_from = replay.checkpoint(); // store it with the read model
 /// # Ok(()) }
 /// ```
+///
+/// Speed: every received HTTP/2 frame (up to a MiB) lands in a buffer of its own. With glibc's
+/// default settings those buffers are mapped fresh or trimmed once freed, and a replay spends
+/// a large share of its CPU faulting in and zeroing pages; the `cairn` binary therefore raises
+/// glibc's mmap and trim thresholds at start, and a program replaying large topics can do the
+/// same, e.g. with `GLIBC_TUNABLES=glibc.malloc.mmap_threshold=4194304:glibc.malloc.trim_threshold=67108864`
+/// (BENCHMARKS.md has the figures).
 #[derive(Debug)]
 pub struct Replay {
     topic: String,
