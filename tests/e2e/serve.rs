@@ -1,6 +1,7 @@
 //! End-to-end checks of `cairn serve` as a process: it prints the ready line, stops cleanly on
 //! SIGTERM or SIGINT with status 0, and rejects bad settings with one line on stderr and status
-//! 2 before opening anything. Each run gets a clean environment and loopback port 0.
+//! 2 before opening anything; `cairn health` reports a serving, an absent and a frozen broker.
+//! Each run gets a clean environment and loopback port 0.
 
 #![allow(clippy::unwrap_used, reason = "tests: a failure here is a failed test")]
 
@@ -93,6 +94,25 @@ fn malformed_config_file_is_one_line_and_status_2() {
 }
 
 #[test]
+fn the_example_config_file_in_deploy_is_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/cairn.toml");
+    // The flags override the example's paths and ports; everything else comes from the file.
+    let mut command = serve_on_free_ports(&dir.path().join("data"));
+    command.args(["--config", example]).env("RUST_LOG", "info");
+    let mut child = command.spawn().unwrap();
+    wait_ready(&mut child);
+    send(&child, libc::SIGTERM);
+    let output = wait_exit(child);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "stderr: {stderr}");
+    assert!(
+        stderr.contains("cairn-1.example.com:7070"),
+        "the file's advertised address was used: {stderr}"
+    );
+}
+
+#[test]
 fn missing_config_file_is_status_2() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("absent.toml");
@@ -150,4 +170,59 @@ fn serve_help_has_an_example() {
     assert_eq!(output.status.code(), Some(0));
     let help = String::from_utf8(output.stdout).unwrap();
     assert!(help.contains("Examples:"), "{help}");
+}
+
+#[test]
+fn health_passes_only_when_every_broker_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, broker) = start_broker(dir.path());
+    let health = |brokers: &str, extra: &[&str]| {
+        let mut args = vec!["--broker", brokers, "health"];
+        args.extend_from_slice(extra);
+        cairn(&args).output().unwrap()
+    };
+
+    let out = health(&broker, &[]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{broker} SERVING\n")
+    );
+
+    // A port nobody listens on: the check fails and names that broker.
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let both = format!("{broker},{closed}");
+    let out = health(&both, &["--format", "json"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report[0]["status"], "SERVING");
+    assert_eq!(report[1]["broker"], closed.to_string());
+    assert_eq!(report[1]["status"], "UNREACHABLE");
+    assert!(
+        report[1]["error"].as_str().unwrap().contains("refused"),
+        "{report}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("1 of 2 brokers not serving"),
+        "{out:?}"
+    );
+
+    // A frozen broker still accepts connections (the kernel does that) but never answers:
+    // the timeout, not the connect, is what fails it.
+    send(&server, libc::SIGSTOP);
+    let out = health(&broker, &["--timeout-ms", "300"]);
+    send(&server, libc::SIGCONT);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("no answer within 300 ms"),
+        "{out:?}"
+    );
+
+    let out = health(&broker, &["--timeout-ms", "0"]);
+    assert_eq!(out.status.code(), Some(2), "a usage error: {out:?}");
+    send(&server, libc::SIGTERM);
+    assert_eq!(wait_exit(server).status.code(), Some(0));
 }

@@ -100,6 +100,11 @@ pub enum Command {
         after_help = "Examples:\n  cairn bench produce --records 200000 --record-size 1024\n  cairn bench consume --topic cairn-bench"
     )]
     Bench(crate::bench::BenchCommand),
+    /// Check that brokers serve (the standard gRPC health check); exit 0 only if all do.
+    #[command(
+        after_help = "Examples:\n  cairn health\n  cairn --broker 10.0.0.1:7070,10.0.0.2:7070 health --timeout-ms 2000 --format json"
+    )]
+    Health(crate::health::HealthArgs),
 }
 
 /// `cairn serve`'s flags as typed, before the environment, the config file and the defaults are

@@ -4,7 +4,7 @@
 //! Code map:
 //! - `cli`: the command-line grammar (clap derives); it checks no values.
 //! - `topic`, `produce`, `consume` (and `consume_group` for `--group`), `group`, `replay`,
-//!   `bench`: the client subcommands, one module each, over `cairn-client`.
+//!   `bench`, `health`: the client subcommands, one module each, over `cairn-client`.
 //! - `malloc_tuning`: keeps glibc from returning received frame buffers to the kernel.
 //! - `config_error`: `ConfigError`, a bad flag, variable or config file, as one line.
 //! - `config_resolve`: `serve`'s settings from flags, `CAIRN_*` variables, the TOML config file
@@ -32,6 +32,7 @@ mod config_resolve;
 mod consume;
 mod consume_group;
 mod group;
+mod health;
 mod malloc_tuning;
 mod produce;
 mod replay;
@@ -84,6 +85,7 @@ async fn run() -> ExitCode {
         Command::Replay(args) => replay::run(&cli.broker, args).await,
         Command::Bench(command) => bench::run(&cli.broker, command).await,
         Command::Group(command) => group::run(&cli.broker, command).await,
+        Command::Health(args) => health::run(&cli.broker, args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -73,9 +73,60 @@ pub(crate) fn broker_addresses(brokers: &str) -> Result<Vec<(String, Uri)>, Clie
                 return Err(bad("only http:// (plaintext gRPC) is supported".to_string()));
             }
             let authority = uri.authority().ok_or_else(|| bad("no host".to_string()))?;
+            // `http` hands back no port for one that is not a number (`host:x`), which would
+            // then quietly mean 80: refuse it instead.
+            let written_port = authority
+                .as_str()
+                .rsplit_once(':')
+                .map(|(_, port)| port)
+                .filter(|port| !port.contains(']'));
+            if let Some(port) = written_port.filter(|port| port.parse::<u16>().is_err()) {
+                return Err(bad(format!(
+                    "port {port:?} is not a number from 0 to 65535"
+                )));
+            }
             // As with any http:// URI, no port means 80.
             let port = authority.port_u16().unwrap_or(80);
             Ok((format!("{}:{port}", authority.host()), uri))
         })
         .collect()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "test code")]
+mod tests {
+    use super::*;
+
+    fn hosts(brokers: &str) -> Vec<String> {
+        broker_addresses(brokers)
+            .unwrap()
+            .into_iter()
+            .map(|(host, _)| host)
+            .collect()
+    }
+
+    #[test]
+    fn lists_schemes_ports_and_ipv6_are_read() {
+        assert_eq!(
+            hosts(" a:1, http://b:2 ,,[::1]:3"),
+            vec!["a:1", "b:2", "[::1]:3"]
+        );
+        assert_eq!(
+            hosts("c"),
+            vec!["c:80"],
+            "no port means 80, as in any http URI"
+        );
+    }
+
+    #[test]
+    fn a_bad_entry_is_named() {
+        for (brokers, why) in [
+            ("a:1,b:x", "\"x\" is not a number"),
+            ("a:70000", "\"70000\" is not a number"),
+            ("https://a:1", "only http://"),
+        ] {
+            let err = broker_addresses(brokers).unwrap_err().to_string();
+            assert!(err.contains(why), "{brokers}: {err}");
+        }
+    }
 }

@@ -17,6 +17,7 @@
 //!   what it polled (auto-commit on an interval, on revoke and on close), with rebalance
 //!   callbacks ([`RebalanceListener`]);
 //! - [`GroupAdmin`]: list, describe (with lag), reset offsets of, and delete groups;
+//! - [`check_health`]: the standard gRPC health check of one broker;
 //! - [`ClientError`]: every failure, with the broker's stable error code when it sent one.
 //!
 //! The CLI's client commands are built on this crate.
@@ -29,6 +30,7 @@ mod error;
 mod group;
 mod group_admin;
 mod grpc_stream;
+mod health;
 mod producer;
 mod record_view;
 mod replay;
@@ -50,6 +52,7 @@ pub use group::{
     TopicPartition,
 };
 pub use group_admin::GroupAdmin;
+pub use health::{HealthStatus, check_health};
 pub use producer::{
     DeliveryFuture, MAX_IN_FLIGHT_IDEMPOTENT, METADATA_MAX_AGE, OutgoingRecord, Placement,
     Producer, ProducerConfig,

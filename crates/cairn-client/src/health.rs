@@ -1,0 +1,84 @@
+//! Asking one broker whether it serves, through the standard `grpc.health.v1.Health/Check`
+//! that load balancers, Kubernetes probes and container health checks speak. One broker per
+//! call, unlike the other clients' "first that answers": a health check must say which broker
+//! of a list is down, not that some other one is up.
+
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+use crate::connection::{broker_addresses, connect};
+use crate::error::ClientError;
+
+/// What a broker answered to a health check of the server as a whole (service name `""`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HealthStatus {
+    /// It accepts requests.
+    Serving,
+    /// It answers but does not accept requests (starting or shutting down).
+    NotServing,
+    /// It answered with a status this client does not know.
+    Unknown,
+}
+
+impl HealthStatus {
+    /// The status as `grpc.health.v1` spells it, for output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HealthStatus::Serving => "SERVING",
+            HealthStatus::NotServing => "NOT_SERVING",
+            HealthStatus::Unknown => "UNKNOWN",
+        }
+    }
+}
+
+/// Asks the broker at `broker` (exactly one `host:port`) for the health of the server as a
+/// whole.
+///
+/// The call has no deadline of its own beyond the connect timeout: a caller that must not
+/// wait on a broker that accepts connections but never answers wraps it in its own timeout.
+///
+/// # Errors
+/// [`ClientError::InvalidArgument`] unless `broker` is one well-formed address;
+/// [`ClientError::Connect`] when it cannot be reached; [`ClientError::Broker`] when it answers
+/// the check with an error (for example a server without the health service).
+pub async fn check_health(broker: &str) -> Result<HealthStatus, ClientError> {
+    let addresses = broker_addresses(broker)?;
+    if addresses.len() != 1 {
+        return Err(ClientError::InvalidArgument(format!(
+            "a health check asks one broker, not {} ({broker:?})",
+            addresses.len()
+        )));
+    }
+    let mut client = HealthClient::new(connect(broker).await?);
+    let answer = client
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await?
+        .into_inner();
+    Ok(match ServingStatus::try_from(answer.status) {
+        Ok(ServingStatus::Serving) => HealthStatus::Serving,
+        Ok(ServingStatus::NotServing) => HealthStatus::NotServing,
+        Ok(ServingStatus::Unknown | ServingStatus::ServiceUnknown) | Err(_) => {
+            HealthStatus::Unknown
+        }
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "test code")]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_list_or_nothing_is_refused_before_anything_is_sent() {
+        for bad in ["", "a:1,b:2"] {
+            let err = check_health(bad).await.unwrap_err();
+            assert!(
+                matches!(err, ClientError::InvalidArgument(_)),
+                "{bad:?}: {err}"
+            );
+        }
+    }
+}
