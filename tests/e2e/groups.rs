@@ -2,7 +2,8 @@
 //! partitions with no overlap and consume every record exactly once; a second group gets every
 //! record too; a restarted broker resumes the group at its committed offsets; a SIGKILLed
 //! member's partitions move to the survivor within the session timeout and nothing produced
-//! afterwards is missed; a zombie's late commit is refused; bad input gets typed errors.
+//! afterwards is missed; a member whose output pipe is closed commits nothing it could not
+//! print; a zombie's late commit is refused; bad input gets typed errors.
 
 #![allow(clippy::unwrap_used, reason = "tests: a failure here is a failed test")]
 
@@ -310,6 +311,46 @@ fn a_killed_member_loses_its_partitions_and_nothing_produced_afterwards_is_misse
         },
     );
     stop(survivor);
+    stop(server);
+}
+
+#[test]
+fn a_member_writing_into_a_closed_pipe_commits_nothing_it_did_not_print() {
+    let data = tempfile::tempdir().unwrap();
+    let (server, broker) = start_broker(data.path());
+    ok(&broker, &["topic", "create", "orders", "--partitions", "1"]);
+    produce_orders(&broker, 0..10, 41);
+    let args = [
+        "--broker",
+        &broker,
+        "consume",
+        "orders",
+        "--group",
+        "audit",
+        "--from",
+        "earliest",
+        "--until-end",
+    ];
+
+    // `cairn consume ... | head -0`: the first print fails. The member ends quietly, as tools
+    // in a pipeline do, and its close commits only what reached the reader: nothing.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = cairn(&args).stdout(writer).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("error"), "{stderr}");
+    // The position `--from earliest` chose is committed, and nothing past it.
+    let offsets = describe(&broker, "audit")["offsets"].clone();
+    assert_eq!(offsets[0]["committed"], 0, "{offsets}");
+    assert_eq!(offsets[0]["lag"], 10, "{offsets}");
+
+    let again = ok(&broker, &args[2..]);
+    assert_eq!(
+        again.lines().count(),
+        10,
+        "every record is still the group's to read"
+    );
     stop(server);
 }
 
