@@ -106,7 +106,12 @@ fn the_image_serves_checks_its_health_stops_cleanly_and_keeps_its_data() {
         );
         return;
     }
-    let id = std::process::id();
+    // Unique across CI jobs that share one engine but not a PID namespace.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let id = format!("{}-{nanos:x}", std::process::id());
     let mut cleanup = Cleanup {
         containers: Vec::new(),
         volume: format!("cairn-e2e-{id}"),
@@ -153,7 +158,8 @@ fn the_image_serves_checks_its_health_stops_cleanly_and_keeps_its_data() {
     assert_eq!(consumed(&broker), 500);
 
     wait_for("docker to report the container healthy", || {
-        docker_ok(&["inspect", "--format", "{{.State.Health.Status}}", &first]) == "healthy"
+        let health = docker(&["inspect", "--format", "{{.State.Health.Status}}", &first]);
+        String::from_utf8_lossy(&health.stdout).trim() == "healthy"
     });
 
     docker_ok(&["stop", "--time", "30", &first]);

@@ -12,7 +12,9 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use cairn_proto::v1::admin_client::AdminClient;
 use cairn_proto::v1::consumer_client::ConsumerClient;
@@ -39,13 +41,14 @@ async fn kill_9_during_produce_loses_no_acknowledged_record() {
 
     // Acknowledged records: (partition, offset) -> value.
     let acked: Arc<Mutex<BTreeMap<(i32, i64), String>>> = Arc::default();
+    // Set just before the kill: a failure before it is the test's failure, after it the end.
+    let killing = Arc::new(AtomicBool::new(false));
     let producers: Vec<_> = (0..4)
         .map(|producer| {
             let (url, acked) = (url.clone(), Arc::clone(&acked));
+            let killing = Arc::clone(&killing);
             tokio::spawn(async move {
-                let Ok(mut client) = ProducerClient::connect(url).await else {
-                    return;
-                };
+                let mut client = ProducerClient::connect(url).await.unwrap();
                 for seq in 0.. {
                     let value = format!("p{producer}-{seq}");
                     let records = (0..5)
@@ -61,8 +64,10 @@ async fn kill_9_during_produce_loses_no_acknowledged_record() {
                         ..Default::default()
                     };
                     // After the kill, calls fail: stop. Only answers count as acknowledgements.
-                    let Ok(response) = client.produce(request).await else {
-                        return;
+                    let response = match client.produce(request).await {
+                        Ok(response) => response,
+                        Err(_) if killing.load(Ordering::SeqCst) => return,
+                        Err(err) => panic!("produce failed before the kill: {err}"),
                     };
                     let mut acked = acked.lock().unwrap();
                     for (i, placement) in response.into_inner().placements.iter().enumerate() {
@@ -76,9 +81,19 @@ async fn kill_9_during_produce_loses_no_acknowledged_record() {
         })
         .collect();
     // Let a few hundred produces be acknowledged, then kill -9 mid-stream.
+    let deadline = Instant::now() + PATIENCE;
     while acked.lock().unwrap().len() < 2000 {
+        assert!(
+            !producers.iter().all(|p| p.is_finished()),
+            "every producer stopped before 2000 acknowledgements"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "2000 acknowledgements never came"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
+    killing.store(true, Ordering::SeqCst);
     send(&server, libc::SIGKILL);
     let _ = wait_exit(server);
     for producer in producers {

@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 use cairn_client::{ClientError, ErrorCode};
 use cairn_proto::v1::groups_client::GroupsClient;
 use cairn_proto::v1::{
-    CommitOffsetsRequest, FetchOffsetsRequest, HeartbeatRequest, OffsetCommit, TopicPartitions,
+    CommitOffsetsRequest, DescribeGroupRequest, FetchOffsetsRequest, HeartbeatRequest,
+    OffsetCommit, TopicPartitions,
 };
 use common::*;
 use serde_json::Value;
@@ -91,19 +92,20 @@ fn describe(broker: &str, group: &str) -> Value {
     .unwrap()
 }
 
-/// The group's description, or `None` while no member has joined it yet: members started a
-/// moment ago may not have sent their first heartbeat, and the broker rightly answers
-/// GroupIdNotFound until one has.
+/// The group's description, or `None` while it cannot be had yet: members started a moment
+/// ago may not have sent their first heartbeat, and the broker rightly answers GroupIdNotFound
+/// until one has.
 fn describe_once_joined(broker: &str, group: &str) -> Option<Value> {
     let out = run(broker, &["group", "describe", group, "--format", "json"]);
     if out.status.success() {
         return Some(serde_json::from_slice(&out.stdout).unwrap());
     }
+    // Anything else (a refused connection in a loaded moment) is also "not yet": the caller's
+    // wait gives up if it never clears, and this line says why.
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("GroupIdNotFound"),
-        "cairn group describe {group}: {stderr}"
-    );
+    if !stderr.contains("GroupIdNotFound") {
+        eprintln!("cairn group describe {group}: {stderr}");
+    }
     None
 }
 
@@ -281,9 +283,16 @@ fn a_killed_member_loses_its_partitions_and_nothing_produced_afterwards_is_misse
     let out = tempfile::tempdir().unwrap();
     let (server, broker) = start_broker(data.path());
     ok(&broker, &["topic", "create", "orders", "--partitions", "6"]);
-    let timeout = ["--session-timeout-ms", "2000"];
-    let victim = member(&broker, out.path(), "victim", "shipping", &timeout);
-    let survivor = member(&broker, out.path(), "survivor", "shipping", &timeout);
+    // Only the victim's session is short: members keep their own timeouts, and a survivor
+    // with a 2 s session could itself be expired by a stall of this busy machine.
+    let victim = member(
+        &broker,
+        out.path(),
+        "victim",
+        "shipping",
+        &["--session-timeout-ms", "2000"],
+    );
+    let survivor = member(&broker, out.path(), "survivor", "shipping", &[]);
     stable_assignment(&broker, "shipping", 2);
     produce_orders(&broker, 0..600, 41);
     let total = || seen(out.path(), "victim").len() + seen(out.path(), "survivor").len();
@@ -371,7 +380,9 @@ fn a_zombie_commit_is_refused_and_bad_input_gets_typed_errors() {
                 group_id: "payments".into(),
                 member_epoch: 0,
                 subscribed_topics: vec!["orders".into()],
-                session_timeout_ms: 600,
+                // Long enough that a stalled test thread cannot lose the session before the
+                // first commits; short enough to wait out.
+                session_timeout_ms: 3000,
                 ..Default::default()
             })
             .await
@@ -393,8 +404,23 @@ fn a_zombie_commit_is_refused_and_bad_input_gets_typed_errors() {
         // Past the end, and a partition the member does not own: refused, nothing moves.
         let err = groups.commit_offsets(commit(11)).await.unwrap_err();
         assert_eq!(code(err), Some(ErrorCode::OffsetOutOfRange));
-        // Stop heartbeating: the session times out and the member is removed.
-        tokio::time::sleep(Duration::from_millis(2000)).await;
+        // Stop heartbeating: the session times out and the member is removed. Describing the
+        // group does not refresh the session; polling with commits could move the offset.
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let described = groups
+                .describe_group(DescribeGroupRequest {
+                    group_id: "payments".into(),
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            if described.members.is_empty() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the session never expired");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         let err = groups.commit_offsets(commit(9)).await.unwrap_err();
         assert_eq!(
             code(err),

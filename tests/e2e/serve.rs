@@ -189,17 +189,15 @@ fn health_passes_only_when_every_broker_serves() {
         format!("{broker} SERVING\n")
     );
 
-    // A port nobody listens on: the check fails and names that broker.
-    let closed = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    // A port nobody listens on (1, tcpmux: never served here): the check fails and names
+    // that broker.
+    let closed = "127.0.0.1:1";
     let both = format!("{broker},{closed}");
     let out = health(&both, &["--format", "json"]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report[0]["status"], "SERVING");
-    assert_eq!(report[1]["broker"], closed.to_string());
+    assert_eq!(report[1]["broker"], closed);
     assert_eq!(report[1]["status"], "UNREACHABLE");
     assert!(
         report[1]["error"].as_str().unwrap().contains("refused"),

@@ -1,6 +1,7 @@
 //! The group coordinator through the broker: joins and heartbeats, commits that survive a
 //! restart (they live in `__consumer_offsets`), fencing of zombies, reset and delete, and the
-//! typed errors of bad input. Nothing committed is lost or moved by a refused call.
+//! typed errors of bad input; session timeouts that a step of the wall clock does not move.
+//! Nothing committed is lost or moved by a refused call.
 
 #![allow(
     clippy::unwrap_used,
@@ -9,6 +10,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use cairn_broker::{
@@ -16,8 +18,8 @@ use cairn_broker::{
     OffsetCommit, ProducePayload, ProduceRecord, ProduceRequest, ResetTo, TopicConfig,
     TopicPartition,
 };
-use cairn_log::SystemClock;
 use cairn_log::batch::Compression;
+use cairn_log::{ManualClock, SystemClock};
 
 async fn open(dir: &std::path::Path) -> Broker {
     let cfg = BrokerConfig {
@@ -398,4 +400,42 @@ async fn a_compacted_topic_refuses_records_without_a_key() {
         matches!(err, BrokerError::KeylessRecordOnCompactedTopic { .. }),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn sessions_expire_on_elapsed_time_not_on_wall_clock_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let start_ms = 1_767_225_600_000;
+    let clock = Arc::new(ManualClock::new(start_ms));
+    let cfg = BrokerConfig {
+        data_dir: dir.path().to_path_buf(),
+        node_id: 1,
+        advertised_address: "127.0.0.1:7070".to_string(),
+        topic_defaults: TopicConfig::default(),
+        offsets_topic_partitions: 1,
+    };
+    let broker = Broker::open(cfg, Arc::clone(&clock) as Arc<dyn cairn_log::Clock>)
+        .await
+        .unwrap();
+    broker.create_topic("orders", 1, 1, &[]).await.unwrap();
+    join(&broker, "billing", &["orders"]);
+    let members = || {
+        broker
+            .describe_group("billing")
+            .map_or(0, |d| d.members.len())
+    };
+
+    // The wall clock jumps an hour ahead (an NTP step, a migrated VM): the expiry task, which
+    // checks every 100 ms, must not count that hour as silence.
+    clock.set(start_ms + 3_600_000);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(members(), 1, "a wall-clock step ended a session");
+
+    // 45 s really pass without a heartbeat: the member is removed.
+    clock.advance(45_001);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while members() != 0 {
+        assert!(Instant::now() < deadline, "the session never expired");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

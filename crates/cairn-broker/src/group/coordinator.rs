@@ -73,7 +73,7 @@ impl Groups {
                 let Some(groups) = groups.upgrade() else {
                     return;
                 };
-                let now = now_ms(&*clock);
+                let now = session_clock_ms(&*clock);
                 let mut groups = groups.lock().unwrap_or_else(|e| e.into_inner());
                 for (id, group) in groups.iter_mut() {
                     let counts = group.topic_counts().clone();
@@ -122,7 +122,7 @@ impl Broker {
         self.check_open()?;
         validate_group_id(group_id)?;
         let topics = self.partition_counts();
-        let now = now_ms(&*self.clock);
+        let now = session_clock_ms(&*self.clock);
         let mut groups = self.groups.groups.lock().unwrap_or_else(|e| e.into_inner());
         if input.member_epoch == 0
             && self
@@ -646,6 +646,8 @@ impl Drop for BusyGuard<'_> {
     }
 }
 
-fn now_ms(clock: &dyn Clock) -> u64 {
-    u64::try_from(clock.now_ms()).unwrap_or(0)
+/// The time session and rebalance timeouts are measured on: monotonic, so a step of the wall
+/// clock neither expires every member at once nor keeps a dead one for as long as it stepped.
+fn session_clock_ms(clock: &dyn Clock) -> u64 {
+    clock.monotonic_ms()
 }
