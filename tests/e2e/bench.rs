@@ -88,6 +88,43 @@ fn bench_produce_and_consume_report_what_they_did() {
     let report: serde_json::Value = serde_json::from_slice(&consumed.stdout).unwrap();
     assert_eq!(report["records"], 3000);
     assert_eq!(report["bytes"], 3000 * 100);
+    assert!(
+        report["ratio_to_full_decode"].is_null(),
+        "no baseline asked"
+    );
+
+    // With the broker's data directory: the log's own reads of the same ranges, and a ratio.
+    let consumed = bench(&[
+        "consume",
+        "--topic",
+        "load",
+        "--baseline-dir",
+        data.path().to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert!(
+        consumed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&consumed.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&consumed.stdout).unwrap();
+    assert_eq!(report["records"], 3000);
+    assert!(
+        report["baseline_full_decode_records_per_sec"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    assert!(report["ratio_to_full_decode"].as_f64().unwrap() > 0.0);
+    assert!(
+        !std::fs::read_dir(data.path()).unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with("cairn-bench-")),
+        "the baseline's copies are gone"
+    );
 
     let bad = bench(&["produce", "--records", "0"]);
     let stderr = String::from_utf8_lossy(&bad.stderr);

@@ -1,7 +1,13 @@
 //! `cairn bench consume`: reads a topic from the earliest offset to the end offsets captured at
 //! start through the client `Consumer` (decoded records) and reports records/s, MB/s and the
 //! latency of each fetch round trip.
+//!
+//! With `--baseline-dir`, the log's own full decode of the same ranges (`read_baseline`, no
+//! network) is measured just before and just after the consume, and the consume is reported
+//! as a ratio to the faster of the two: this shared machine's speed drifts, and the faster
+//! reading makes the ratio the conservative one.
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
@@ -9,6 +15,7 @@ use cairn_client::{Admin, Consumer, Seek};
 use clap::Args;
 use serde_json::json;
 
+use super::read_baseline::{Copies, Range};
 use super::report::{
     Percentiles, Throughput, latency_histogram, progress, progress_done, record_latency,
 };
@@ -20,6 +27,10 @@ pub struct BenchConsumeArgs {
     /// Topic to read (every partition).
     #[arg(long, default_value = "cairn-bench")]
     pub topic: String,
+    /// The broker's data directory: the topic's partitions are copied from there and read
+    /// with the log's own reader before and after the consume, for the ratio.
+    #[arg(long, value_name = "DIR")]
+    pub baseline_dir: Option<PathBuf>,
     /// Output format of the final report.
     #[arg(long, value_enum, default_value_t)]
     pub format: OutputFormat,
@@ -48,6 +59,31 @@ pub async fn run(brokers: &str, args: BenchConsumeArgs) -> anyhow::Result<()> {
     if total <= 0 {
         bail!("topic {} holds no records to read", args.topic);
     }
+    let ranges: Vec<Range> = ends
+        .iter()
+        .map(|&(partition, end)| Range {
+            partition,
+            start: consumer.positions().get(&partition).copied().unwrap_or(0),
+            end,
+        })
+        .collect();
+    let max_bytes = i64::from(cairn_client::POLL_MAX_BYTES);
+    let copies = match &args.baseline_dir {
+        Some(dir) => {
+            eprintln!(
+                "copying {} partitions of {} into {} ...",
+                ranges.len(),
+                args.topic,
+                dir.display()
+            );
+            Some(Copies::make(dir, &args.topic, &ranges)?)
+        }
+        None => None,
+    };
+    let before = copies
+        .as_ref()
+        .map(|c| c.full_decode(max_bytes))
+        .transpose()?;
     let mut histogram = latency_histogram()?;
     let (mut records, mut bytes) = (0_u64, 0_u64);
     let started = Instant::now();
@@ -74,6 +110,16 @@ pub async fn run(brokers: &str, args: BenchConsumeArgs) -> anyhow::Result<()> {
     let elapsed = started.elapsed();
     let rate = Throughput::of(records, bytes, elapsed);
     let latency = Percentiles::of(&histogram);
+    let after = copies
+        .as_ref()
+        .map(|c| c.full_decode(max_bytes))
+        .transpose()?;
+    let baseline = before.zip(after).map(|(before, after)| {
+        let [before, after] =
+            [before, after].map(|r| Throughput::of(r.records, r.bytes, r.elapsed).records_per_sec);
+        before.max(after)
+    });
+    let ratio = baseline.map(|limit| rate.records_per_sec / limit);
     match args.format {
         OutputFormat::Json => outln!(
             "{}",
@@ -86,6 +132,8 @@ pub async fn run(brokers: &str, args: BenchConsumeArgs) -> anyhow::Result<()> {
                 "records_per_sec": rate.records_per_sec,
                 "mb_per_sec": rate.mb_per_sec,
                 "fetch_latency_ms": latency.to_json(),
+                "baseline_full_decode_records_per_sec": baseline,
+                "ratio_to_full_decode": ratio,
             })
         )?,
         OutputFormat::Text => {
@@ -97,6 +145,11 @@ pub async fn run(brokers: &str, args: BenchConsumeArgs) -> anyhow::Result<()> {
                 rate.mb_per_sec
             )?;
             outln!("fetch round trip: {}", latency.to_text())?;
+            if let (Some(limit), Some(ratio)) = (baseline, ratio) {
+                outln!(
+                    "the log's own full decode of the same ranges (faster of before and after): {limit:.0} records/s; consume / full decode = {ratio:.2}"
+                )?;
+            }
         }
     }
     Ok(())

@@ -4,7 +4,7 @@
 //!
 //! Code map: `produce`, `consume` and `replay` are the benchmarks; `baseline` measures the
 //! machine's raw fsync'd writes and the log's own appends in the same run, `read_baseline` the
-//! log's own reads of the partitions a replay reads, `loopback_baseline` the bare socket's, and
+//! log's own reads of the partitions a replay or consume reads, `loopback_baseline` the bare socket's, and
 //! `cpu_ceiling` the fastest replay those allow; `report` holds the histogram,
 //! percentiles, rates and the progress line.
 
@@ -48,7 +48,9 @@ pub enum BenchCommand {
     )]
     Produce(BenchProduceArgs),
     /// Read a topic from the earliest offset to its end and report throughput.
-    #[command(after_help = "Examples:\n  cairn bench consume --topic cairn-bench --format json")]
+    #[command(
+        after_help = "Examples:\n  cairn bench consume --topic cairn-bench --format json\n  cairn bench consume --topic cairn-bench --baseline-dir ./cairn-data"
+    )]
     Consume(BenchConsumeArgs),
     /// Replay a topic through the client's Replay and compare with the log's own reads of the
     /// same partitions, measured in the same run.

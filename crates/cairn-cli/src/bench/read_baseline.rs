@@ -1,5 +1,5 @@
-//! The log's own read throughput, the reference for `cairn bench replay`: the same partitions
-//! and offset ranges the replay reads, read straight from disk with `cairn_log::LogReader` in
+//! The log's own read throughput, the reference for `cairn bench replay` and `cairn bench
+//! consume`: the same partitions and offset ranges the benchmark reads, read straight from disk with `cairn_log::LogReader` in
 //! this process, on one thread, partition after partition, with no network and no gRPC.
 //!
 //! A running broker holds each partition directory's lock (and recovery could rewrite files),
@@ -60,7 +60,7 @@ impl Copies {
     /// not open.
     pub fn make(data_dir: &Path, topic: &str, ranges: &[Range]) -> anyhow::Result<Copies> {
         let scratch = tempfile::Builder::new()
-            .prefix("cairn-bench-replay-")
+            .prefix("cairn-bench-read-")
             .tempdir_in(data_dir)
             .with_context(|| format!("creating a scratch directory in {}", data_dir.display()))?;
         let mut logs = Vec::with_capacity(ranges.len());
