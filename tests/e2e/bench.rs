@@ -117,6 +117,7 @@ fn bench_produce_and_consume_report_what_they_did() {
             > 0.0
     );
     assert!(report["ratio_to_full_decode"].as_f64().unwrap() > 0.0);
+    assert!(report["ratio_to_loopback"].as_f64().unwrap() > 0.0);
     assert!(
         !std::fs::read_dir(data.path()).unwrap().any(|e| e
             .unwrap()
