@@ -6,11 +6,9 @@
 //! that), [`Consumer::poll_batches`] fetches the stored batches untouched and decodes them here
 //! ([`FetchedBatches`]), which costs the broker less and allocates nothing per record.
 //!
-//! As soon as an answer arrives, the fetch the next round will start with is already sent
-//! (one at a time, answering at once), so the broker reads and sends the next chunk while this
-//! one is decoded and handled. It is used only if it asked for exactly the partition, offset
-//! and format the round then wants; otherwise it is dropped, which costs a read, never a
-//! record.
+//! As soon as an answer arrives, the fetch the next round will start with is sent ahead
+//! ([`FetchAhead`]), so the broker reads and sends the next chunk while this one is decoded and
+//! handled.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -18,12 +16,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use cairn_proto::v1::consumer_client::ConsumerClient;
 use cairn_proto::v1::{FetchFormat, FetchRequest, FetchResponse, ListOffsetsRequest, OffsetSpec};
-use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 
 use crate::batches::{CrcCheck, FetchedBatches};
 use crate::connection::connect;
 use crate::error::ClientError;
+use crate::fetch_ahead::FetchAhead;
 
 /// Upper bound on the bytes of one poll's fetch answer.
 pub const POLL_MAX_BYTES: i32 = 1 << 20;
@@ -69,24 +67,7 @@ pub struct Consumer {
     topic: String,
     positions: BTreeMap<i32, i64>,
     next_partition: usize,
-    prefetch: Option<Prefetch>,
-}
-
-/// A fetch sent ahead of the round that wants it.
-#[derive(Debug)]
-struct Prefetch {
-    partition: i32,
-    offset: i64,
-    format: FetchFormat,
-    answer: JoinHandle<Result<FetchResponse, ClientError>>,
-}
-
-impl Drop for Consumer {
-    fn drop(&mut self) {
-        if let Some(prefetch) = self.prefetch.take() {
-            prefetch.answer.abort();
-        }
-    }
+    ahead: FetchAhead,
 }
 
 impl Consumer {
@@ -107,7 +88,7 @@ impl Consumer {
             topic: topic.to_string(),
             positions: BTreeMap::new(),
             next_partition: 0,
-            prefetch: None,
+            ahead: FetchAhead::default(),
         };
         let offsets = consumer.list_offsets(partitions, from).await?;
         consumer.positions = offsets;
@@ -230,23 +211,26 @@ impl Consumer {
             } else {
                 0
             };
-            let response = match self.take_prefetched(partition, offset, format, last).await {
+            let request = self.request(partition, offset, format, max_wait_ms);
+            let response = match self.ahead.take(&request).await {
                 Some(response) => response,
-                None => {
-                    let request = self.request(partition, offset, format, max_wait_ms);
-                    self.client.fetch(request).await?.into_inner()
-                }
+                None => self.client.fetch(request).await?.into_inner(),
             };
             // What the next fetch will be if nothing else moves: the next partition at its
             // position, or this one where this answer ends.
             // A partition read to its end has nothing to send ahead: a consumer that keeps up
             // would otherwise make two fetches for every one that finds records.
             let following = partitions[(idx + 1) % partitions.len()];
-            if following != partition {
+            let ahead = if following != partition {
                 let following_offset = self.positions.get(&following).copied().unwrap_or(0);
-                self.send_prefetch(following, following_offset, format);
-            } else if response.next_offset < response.high_watermark {
-                self.send_prefetch(partition, response.next_offset, format);
+                Some((following, following_offset))
+            } else {
+                (response.next_offset < response.high_watermark)
+                    .then_some((partition, response.next_offset))
+            };
+            if let Some((partition, offset)) = ahead {
+                let request = self.request(partition, offset, format, 0);
+                self.ahead.send(&self.client, request);
             }
             let (next, item) = accept(partition, offset, response)?;
             self.positions.insert(partition, next);
@@ -258,6 +242,7 @@ impl Consumer {
         Ok(None)
     }
 
+    /// A fetch of `partition` from `offset` in `format`.
     fn request(
         &self,
         partition: i32,
@@ -274,49 +259,6 @@ impl Consumer {
             format: format as i32,
             ..Default::default()
         }
-    }
-
-    /// Sends the fetch `partition` at `offset` ahead, answering at once, in place of any
-    /// earlier one.
-    fn send_prefetch(&mut self, partition: i32, offset: i64, format: FetchFormat) {
-        if let Some(stale) = self.prefetch.take() {
-            stale.answer.abort();
-        }
-        let request = self.request(partition, offset, format, 0);
-        let mut client = self.client.clone();
-        let answer =
-            tokio::spawn(
-                async move { Ok::<_, ClientError>(client.fetch(request).await?.into_inner()) },
-            );
-        self.prefetch = Some(Prefetch {
-            partition,
-            offset,
-            format,
-            answer,
-        });
-    }
-
-    /// The answer of the fetch sent ahead, if it asked for this partition, offset and format.
-    /// `None` sends the fetch anew: no prefetch matched, it failed to run, or it found nothing
-    /// where the round means to wait for records (`must_wait`), which an answer-at-once fetch
-    /// did not do.
-    async fn take_prefetched(
-        &mut self,
-        partition: i32,
-        offset: i64,
-        format: FetchFormat,
-        must_wait: bool,
-    ) -> Option<FetchResponse> {
-        let prefetch = self.prefetch.take()?;
-        if (prefetch.partition, prefetch.offset, prefetch.format) != (partition, offset, format) {
-            prefetch.answer.abort();
-            return None;
-        }
-        // A failed fetch is sent again rather than reported from here, so its error comes
-        // from a fetch this round made.
-        let response = prefetch.answer.await.ok()?.ok()?;
-        let empty = response.records.is_empty() && response.record_batches.is_empty();
-        (!(empty && must_wait)).then_some(response)
     }
 }
 

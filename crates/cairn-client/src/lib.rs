@@ -9,6 +9,7 @@
 //!   murmur2, retries with backoff under a delivery timeout, idempotent by default;
 //! - [`Consumer`]: reads assigned partitions from a [`Seek`] position by long polls, as
 //!   broker-decoded records or as raw batches decoded here ([`FetchedBatches`]);
+//! - `fetch_ahead`: the one fetch each consumer sends before the poll that wants it;
 //! - `batches`, `record_view`: checking and walking fetched RecordBatch v2 bytes in place, and
 //!   the borrowed [`RecordView`] both consumers hand out;
 //! - [`Replay`]: event-sourcing catch-up of a whole topic to the end offsets captured at start,
@@ -27,6 +28,7 @@ mod batches;
 mod connection;
 mod consumer;
 mod error;
+mod fetch_ahead;
 mod group;
 mod group_admin;
 mod grpc_stream;

@@ -2,8 +2,8 @@
 //! assigns partitions; this side reconciles inside `poll`: it commits and gives up revoked
 //! partitions before taking new ones, starts new ones at the group's committed offsets (or
 //! `auto.offset.reset`), fetches stored batches with its member epoch (so a fenced member
-//! cannot read) and decodes them here, and commits what `poll` returned (at-least-once) on an
-//! interval, on revoke and on close.
+//! cannot read), one fetch sent ahead ([`FetchAhead`]), decodes them here, and commits what
+//! `poll` returned (at-least-once) on an interval, on revoke and on close.
 //!
 //! - `config`: [`GroupConsumerConfig`], [`RebalanceListener`], [`TopicPartition`];
 //! - `heartbeat`: the background heartbeat task and the membership it shares with `poll`.
@@ -31,6 +31,7 @@ use crate::batches::{CrcCheck, FetchedBatches};
 use crate::connection::connect;
 use crate::consumer::ConsumedRecord;
 use crate::error::ClientError;
+use crate::fetch_ahead::FetchAhead;
 
 /// Where a newly assigned partition starts.
 struct Start {
@@ -60,6 +61,8 @@ pub struct GroupConsumer {
     ends_at_assignment: BTreeMap<TopicPartition, i64>,
     next_partition: usize,
     last_commit: Instant,
+    /// The fetch the next round will most likely start with, sent ahead.
+    ahead: FetchAhead,
 }
 
 impl std::fmt::Debug for GroupConsumer {
@@ -104,6 +107,7 @@ impl GroupConsumer {
             ends_at_assignment: BTreeMap::new(),
             next_partition: 0,
             last_commit: Instant::now(),
+            ahead: FetchAhead::default(),
         })
     }
 
@@ -518,20 +522,14 @@ impl GroupConsumer {
             let Some(&offset) = self.positions.get(p) else {
                 continue;
             };
-            let request = FetchRequest {
-                topic: p.topic.clone(),
-                partition: p.partition,
-                offset,
-                max_bytes: self.cfg.max_partition_fetch_bytes,
-                max_wait_ms: u32::try_from(wait.as_millis()).unwrap_or(u32::MAX),
-                format: FetchFormat::RecordBatches as i32,
-                group_id: self.cfg.group_id.clone(),
-                member_id: member_id.clone(),
-                member_epoch,
-                ..Default::default()
+            let max_wait_ms = u32::try_from(wait.as_millis()).unwrap_or(u32::MAX);
+            let request = self.fetch_request(p, offset, max_wait_ms, &member_id, member_epoch);
+            let answer = match self.ahead.take(&request).await {
+                Some(response) => Ok(response),
+                None => self.fetcher.fetch(request).await.map(|r| r.into_inner()),
             };
-            let response = match self.fetcher.fetch(request).await {
-                Ok(response) => response.into_inner(),
+            let response = match answer {
+                Ok(response) => response,
                 Err(status) => {
                     let err = ClientError::from(status);
                     match err.code() {
@@ -558,6 +556,19 @@ impl GroupConsumer {
                     }
                 }
             };
+            // What the next fetch will be if nothing moves: the next partition at its position,
+            // or this one where this answer ends unless that is the end.
+            let following = &partitions[(index + 1) % partitions.len()];
+            let ahead = if following != p {
+                self.positions.get(following).map(|&o| (following, o))
+            } else {
+                (response.next_offset < response.high_watermark)
+                    .then_some((p, response.next_offset))
+            };
+            if let Some((tp, offset)) = ahead {
+                let request = self.fetch_request(tp, offset, 0, &member_id, member_epoch);
+                self.ahead.send(&self.fetcher, request);
+            }
             // Stored batches, checked and decoded here: the broker only reads and sends.
             let batches = FetchedBatches::decode(
                 &p.topic,
@@ -580,5 +591,28 @@ impl GroupConsumer {
             }
         }
         Ok(Vec::new())
+    }
+
+    /// A fetch of stored batches of `p` from `offset`, as this member at `member_epoch`.
+    fn fetch_request(
+        &self,
+        p: &TopicPartition,
+        offset: i64,
+        max_wait_ms: u32,
+        member_id: &str,
+        member_epoch: i32,
+    ) -> FetchRequest {
+        FetchRequest {
+            topic: p.topic.clone(),
+            partition: p.partition,
+            offset,
+            max_bytes: self.cfg.max_partition_fetch_bytes,
+            max_wait_ms,
+            format: FetchFormat::RecordBatches as i32,
+            group_id: self.cfg.group_id.clone(),
+            member_id: member_id.to_string(),
+            member_epoch,
+            ..Default::default()
+        }
     }
 }
