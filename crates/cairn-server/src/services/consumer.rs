@@ -14,7 +14,6 @@ use cairn_proto::v1::{
 };
 use tokio::sync::mpsc;
 use tokio_stream::Stream;
-use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 
 use crate::metrics::{Metrics, Outcome, Transfer};
@@ -39,11 +38,12 @@ impl ConsumerService {
     }
 
     /// Reads and maps one unary fetch, waiting at most until shortly before `deadline`.
-    async fn read(
+    async fn read<T>(
         &self,
         request: &api::FetchRequest,
         deadline: Option<Duration>,
-    ) -> Result<(FetchResponse, Transfer), Status> {
+        shape: AnswerShaper<T>,
+    ) -> Result<(T, Transfer), Status> {
         let format = FetchFormat::try_from(request.format)
             .map_err(|_| invalid_request("unknown fetch format"))?;
         let mut max_wait = Duration::from_millis(u64::from(request.max_wait_ms));
@@ -76,9 +76,33 @@ impl ConsumerService {
             min_bytes: usize::try_from(request.min_bytes).unwrap_or(1).max(1),
         };
         let read = self.broker.fetch(&fetch).await.map_err(|e| to_status(&e))?;
-        let response = response(&read, request.offset, request.partition, format)?;
-        let returned = returned(&read, &response, format);
-        Ok((response, returned))
+        shape(&read, request.offset, request.partition, format)
+    }
+
+    /// Serves one `Fetch`, its answer shaped by `shape` (a `FetchResponse` for tonic's
+    /// encoder, or gRPC message bytes for the route that frames them itself), and records its
+    /// metrics.
+    pub(crate) async fn serve_fetch<T>(
+        &self,
+        request: api::FetchRequest,
+        deadline: Option<Duration>,
+        shape: AnswerShaper<T>,
+    ) -> Result<T, Status> {
+        let started = Instant::now();
+        let answered = self.read(&request, deadline, shape).await;
+        let (outcome, returned) = match &answered {
+            Ok((_, returned)) => (Outcome::Ok, *returned),
+            Err(_) => (Outcome::Error, Transfer::default()),
+        };
+        // Label by topic only once the broker knows it, so made-up names add no series.
+        let known = answered.is_ok() || self.broker.partition_count(&request.topic).is_ok();
+        self.metrics.record_fetch(
+            known.then_some(request.topic.as_str()),
+            outcome,
+            returned,
+            started.elapsed(),
+        );
+        answered.map(|(answer, _)| answer)
     }
 }
 
@@ -183,23 +207,12 @@ impl Consumer for ConsumerService {
         &self,
         request: Request<api::FetchRequest>,
     ) -> Result<Response<FetchResponse>, Status> {
-        let started = Instant::now();
-        let deadline = grpc_timeout(request.metadata());
-        let request = request.into_inner();
-        let answered = self.read(&request, deadline).await;
-        let (outcome, returned) = match &answered {
-            Ok((_, returned)) => (Outcome::Ok, *returned),
-            Err(_) => (Outcome::Error, Transfer::default()),
-        };
-        // Label by topic only once the broker knows it, so made-up names add no series.
-        let known = answered.is_ok() || self.broker.partition_count(&request.topic).is_ok();
-        self.metrics.record_fetch(
-            known.then_some(request.topic.as_str()),
-            outcome,
-            returned,
-            started.elapsed(),
-        );
-        answered.map(|(response, _)| Response::new(response))
+        // Served by `ConsumerRoutes` in a running broker, which frames the same answer without
+        // a copy of its batches; this is the same answer through tonic's encoder.
+        let deadline = grpc_timeout(request.metadata().as_ref());
+        self.serve_fetch(request.into_inner(), deadline, tonic_answer)
+            .await
+            .map(Response::new)
     }
 
     type SubscribeStream = FetchStream;
@@ -208,7 +221,7 @@ impl Consumer for ConsumerService {
         &self,
         request: Request<SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
-        // Served by `SubscribeRoute` in a running broker, which frames the same answers
+        // Served by `ConsumerRoutes` in a running broker, which frames the same answers
         // without copying their batches; this is the same stream through tonic's encoder.
         let answers = self.start_subscription(request.into_inner(), tonic_answer)?;
         Ok(Response::new(Box::pin(
@@ -321,8 +334,8 @@ pub(crate) fn batch_record_count(read: &ReadResult) -> u64 {
 }
 
 /// The client's deadline from the `grpc-timeout` header ("<digits><unit>", unit H M S m u n).
-fn grpc_timeout(metadata: &MetadataMap) -> Option<Duration> {
-    let value = metadata.get("grpc-timeout")?.to_str().ok()?;
+pub(crate) fn grpc_timeout(headers: &http::HeaderMap) -> Option<Duration> {
+    let value = headers.get("grpc-timeout")?.to_str().ok()?;
     let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
     let amount: u64 = digits.parse().ok()?;
     Some(match unit {

@@ -3,15 +3,15 @@
 
 mod admin;
 mod consumer;
+mod consumer_routes;
 mod groups;
 mod metadata;
 mod producer;
 mod record_encoding;
-mod subscribe_route;
 
 pub use admin::AdminService;
 pub use consumer::ConsumerService;
+pub use consumer_routes::ConsumerRoutes;
 pub use groups::GroupsService;
 pub use metadata::MetadataService;
 pub use producer::ProducerService;
-pub use subscribe_route::ConsumerRoutes;

@@ -1,7 +1,7 @@
 //! [`ConsumerRoutes`]: the `cairn.v1.Consumer` service as mounted in the broker. It serves
-//! `Subscribe` itself and hands every other method to tonic's generated server.
+//! `Subscribe` and `Fetch` itself and hands every other method to tonic's generated server.
 //!
-//! Why: tonic encodes each streamed message into a buffer of its own, so a raw-batch answer
+//! Why: tonic encodes each message into a buffer of its own, so a raw-batch answer
 //! (up to `max_bytes` of stored batches, read from the segment's memory map without a copy)
 //! would be copied once more before the socket write, on the core that also sends. Here each
 //! answer leaves as two chunks: the message's small fields with the gRPC prefix and the key
@@ -10,8 +10,9 @@
 //! stock client decodes the same `FetchResponse`; readers that keep a `bytes` field's
 //! buffer (Cairn's replay does) get the batches without any copy on either side.
 //!
-//! The reads are the ones [`ConsumerService::start_subscription`] makes for tonic's path, so
-//! both framings carry the same stream. Decoded-record answers are written straight from the
+//! The reads are the ones [`ConsumerService::start_subscription`] and
+//! [`ConsumerService::serve_fetch`] make for tonic's path, so both framings carry the same
+//! answers. Decoded-record answers are written straight from the
 //! stored batches by `record_encoding` (the same bytes prost would write, without a
 //! `cairn.v1.Record` value per record).
 
@@ -24,7 +25,7 @@ use cairn_broker::BrokerError;
 use cairn_log::ReadResult;
 use cairn_log::batch::Batch;
 use cairn_proto::v1::consumer_server::ConsumerServer;
-use cairn_proto::v1::{FetchFormat, FetchResponse, SubscribeRequest};
+use cairn_proto::v1::{FetchFormat, FetchRequest, FetchResponse, SubscribeRequest};
 use http::header::CONTENT_TYPE;
 use http::{HeaderMap, HeaderValue, Request, Response};
 use http_body::Frame;
@@ -36,13 +37,14 @@ use tonic::body::Body;
 use tonic::server::NamedService;
 use tower_service::Service;
 
-use super::consumer::{ConsumerService, FETCH_DECOMPRESS_LIMIT, batch_record_count};
+use super::consumer::{ConsumerService, FETCH_DECOMPRESS_LIMIT, batch_record_count, grpc_timeout};
 use super::record_encoding::encode_records;
 use crate::metrics::Transfer;
 use crate::status::to_status;
 
-/// The path of the method served here.
+/// The paths of the methods served here.
 const SUBSCRIBE_PATH: &str = "/cairn.v1.Consumer/Subscribe";
+const FETCH_PATH: &str = "/cairn.v1.Consumer/Fetch";
 /// The gRPC message prefix: compressed flag and length.
 const PREFIX_BYTES: usize = 5;
 /// `FetchResponse.record_batches`.
@@ -91,15 +93,28 @@ impl Service<Request<Body>> for ConsumerRoutes {
     }
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
-        if request.uri().path() != SUBSCRIBE_PATH {
-            return Box::pin(self.generated.call(request));
-        }
+        let fetch = match request.uri().path() {
+            SUBSCRIBE_PATH => false,
+            FETCH_PATH => true,
+            _ => return Box::pin(self.generated.call(request)),
+        };
         let service = self.service.clone();
         let (max_request, max_response) = (self.max_request_bytes, self.max_response_bytes);
         Box::pin(async move {
-            let answer = match read_request(request, max_request).await {
-                Ok(subscribe) => service.start_subscription(subscribe, wire_answer),
-                Err(status) => Err(status),
+            let answer = if fetch {
+                let deadline = grpc_timeout(request.headers());
+                match read_request::<FetchRequest>(request, max_request).await {
+                    Ok(fetch) => service
+                        .serve_fetch(fetch, deadline, wire_answer)
+                        .await
+                        .map(one_answer),
+                    Err(status) => Err(status),
+                }
+            } else {
+                match read_request::<SubscribeRequest>(request, max_request).await {
+                    Ok(subscribe) => service.start_subscription(subscribe, wire_answer),
+                    Err(status) => Err(status),
+                }
             };
             Ok(match answer {
                 Ok(answers) => {
@@ -120,11 +135,20 @@ impl Service<Request<Body>> for ConsumerRoutes {
     }
 }
 
-/// Reads the one request message of a `Subscribe` call.
-async fn read_request(
+/// A unary call's answer as the one-item stream the response body sends: the message, then
+/// an OK status when the stream ends.
+fn one_answer(answer: WireAnswer) -> mpsc::Receiver<Result<WireAnswer, Status>> {
+    let (sender, receiver) = mpsc::channel(1);
+    // A fresh channel of one has room for one.
+    let _ = sender.try_send(Ok(answer));
+    receiver
+}
+
+/// Reads the one request message of a `Subscribe` or `Fetch` call.
+async fn read_request<M: Message + Default>(
     request: Request<Body>,
     max_request_bytes: usize,
-) -> Result<SubscribeRequest, Status> {
+) -> Result<M, Status> {
     if let Some(encoding) = request.headers().get("grpc-encoding")
         && encoding != "identity"
     {
@@ -153,8 +177,13 @@ async fn read_request(
             message.len()
         )));
     }
-    SubscribeRequest::decode(message)
-        .map_err(|err| Status::invalid_argument(format!("malformed SubscribeRequest: {err}")))
+    M::decode(message).map_err(|err| {
+        let name = std::any::type_name::<M>()
+            .rsplit("::")
+            .next()
+            .unwrap_or("request");
+        Status::invalid_argument(format!("malformed {name}: {err}"))
+    })
 }
 
 /// The response body: each answer as gRPC messages, then the call's status as trailers.
