@@ -5,7 +5,9 @@
 //! sent, apart from the wait (partition, offset, format, size, group member and epoch all
 //! equal). Anything that moved in between (a seek, a revoked partition, a new member epoch, an
 //! offset reset) makes the requests differ, and the answer is dropped: a fetch only reads, so
-//! dropping one costs a read, never a record.
+//! dropping one costs a read, never a record. The broker checked a group member's epoch when
+//! it read the answer, not when the member uses it, so the group consumer also drops it unless
+//! the coordinator cannot have expired the member in between (`surely_a_member`).
 
 use cairn_proto::v1::consumer_client::ConsumerClient;
 use cairn_proto::v1::{FetchRequest, FetchResponse};

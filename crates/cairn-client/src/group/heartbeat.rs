@@ -6,7 +6,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cairn_proto::v1::groups_client::GroupsClient;
 use cairn_proto::v1::{ErrorCode, HeartbeatRequest, TopicPartitions};
@@ -41,6 +41,10 @@ pub(crate) struct Membership {
     pub fatal: Option<ClientError>,
     /// True once a join was answered.
     pub joined: bool,
+    /// When the last heartbeat the coordinator answered was sent. The coordinator cannot have
+    /// expired this member before that plus the session timeout, which is what lets `poll`
+    /// trust a fetch answer it got ahead of time.
+    pub answered_heartbeat_sent: Option<Instant>,
 }
 
 /// The running heartbeat task.
@@ -122,10 +126,12 @@ async fn run(
                 rebalance_timeout_ms: millis(cfg.rebalance_timeout),
             }
         };
+        let sent = Instant::now();
         let wait = match client.heartbeat(request).await {
             Ok(response) => {
                 let response = response.into_inner();
                 let mut m = shared.lock().unwrap_or_else(|e| e.into_inner());
+                m.answered_heartbeat_sent = Some(sent);
                 m.member_id = response.member_id;
                 m.epoch = response.member_epoch;
                 m.assigned = from_wire(&response.assignment);

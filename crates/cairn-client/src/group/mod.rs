@@ -384,6 +384,7 @@ impl GroupConsumer {
         if !lost {
             return false;
         }
+        self.ahead.cancel();
         let dropped: Vec<TopicPartition> = self.positions.keys().cloned().collect();
         self.positions.clear();
         self.committed.clear();
@@ -524,7 +525,15 @@ impl GroupConsumer {
             };
             let max_wait_ms = u32::try_from(wait.as_millis()).unwrap_or(u32::MAX);
             let request = self.fetch_request(p, offset, max_wait_ms, &member_id, member_epoch);
-            let answer = match self.ahead.take(&request).await {
+            let ahead = if self.surely_a_member() {
+                self.ahead.take(&request).await
+            } else {
+                // The answer was checked against this member's epoch when it was read; if the
+                // coordinator may have expired the member since, only a fetch now may tell.
+                self.ahead.cancel();
+                None
+            };
+            let answer = match ahead {
                 Some(response) => Ok(response),
                 None => self.fetcher.fetch(request).await.map(|r| r.into_inner()),
             };
@@ -591,6 +600,16 @@ impl GroupConsumer {
             }
         }
         Ok(Vec::new())
+    }
+
+    /// True while the coordinator cannot have expired this member: a heartbeat it answered was
+    /// sent less than a session timeout ago.
+    fn surely_a_member(&self) -> bool {
+        self.heartbeat.as_ref().is_some_and(|h| {
+            let m = h.shared.lock().unwrap_or_else(|e| e.into_inner());
+            m.answered_heartbeat_sent
+                .is_some_and(|sent| sent.elapsed() < self.cfg.session_timeout)
+        })
     }
 
     /// A fetch of stored batches of `p` from `offset`, as this member at `member_epoch`.
