@@ -21,7 +21,7 @@ use tonic::transport::Channel;
 use crate::batches::{CrcCheck, FetchedBatches};
 use crate::connection::connect;
 use crate::error::ClientError;
-use crate::fetch_ahead::FetchAhead;
+use crate::fetch_ahead::{FetchAhead, likely_next};
 
 /// Upper bound on the bytes of one poll's fetch answer.
 pub const POLL_MAX_BYTES: i32 = 1 << 20;
@@ -216,19 +216,9 @@ impl Consumer {
                 Some(response) => response,
                 None => self.client.fetch(request).await?.into_inner(),
             };
-            // What the next fetch will be if nothing else moves: the next partition at its
-            // position, or this one where this answer ends.
-            // A partition read to its end has nothing to send ahead: a consumer that keeps up
-            // would otherwise make two fetches for every one that finds records.
-            let following = partitions[(idx + 1) % partitions.len()];
-            let ahead = if following != partition {
-                let following_offset = self.positions.get(&following).copied().unwrap_or(0);
-                Some((following, following_offset))
-            } else {
-                (response.next_offset < response.high_watermark)
-                    .then_some((partition, response.next_offset))
-            };
-            if let Some((partition, offset)) = ahead {
+            if let Some((partition, offset)) =
+                likely_next(&partitions, idx, &self.positions, &response)
+            {
                 let request = self.request(partition, offset, format, 0);
                 self.ahead.send(&self.client, request);
             }

@@ -9,6 +9,8 @@
 //! it read the answer, not when the member uses it, so the group consumer also drops it unless
 //! the coordinator cannot have expired the member in between (`surely_a_member`).
 
+use std::collections::BTreeMap;
+
 use cairn_proto::v1::consumer_client::ConsumerClient;
 use cairn_proto::v1::{FetchRequest, FetchResponse};
 use tokio::task::JoinHandle;
@@ -69,8 +71,65 @@ impl FetchAhead {
     }
 }
 
+/// The fetch a round will most likely make after `answer`, the answer for
+/// `partitions[index]`, if nothing moves: the round's next partition at its position, or, with
+/// one partition, this one where `answer` ends. `None` when that is the partition's end: a
+/// consumer that keeps up would otherwise make two fetches for every one that finds records.
+pub(crate) fn likely_next<K: Ord + Clone>(
+    partitions: &[K],
+    index: usize,
+    positions: &BTreeMap<K, i64>,
+    answer: &FetchResponse,
+) -> Option<(K, i64)> {
+    let this = partitions.get(index)?;
+    let following = partitions.get((index + 1) % partitions.len())?;
+    if following != this {
+        return positions
+            .get(following)
+            .map(|&offset| (following.clone(), offset));
+    }
+    (answer.next_offset < answer.high_watermark).then(|| (this.clone(), answer.next_offset))
+}
+
 impl Drop for FetchAhead {
     fn drop(&mut self) {
         self.cancel();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(next_offset: i64, high_watermark: i64) -> FetchResponse {
+        FetchResponse {
+            next_offset,
+            high_watermark,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_next_partition_at_its_position_or_the_same_one_until_its_end() {
+        let positions = BTreeMap::from([(0, 10), (1, 20), (2, 30)]);
+        let partitions = [0, 1, 2];
+        assert_eq!(
+            likely_next(&partitions, 0, &positions, &answer(15, 99)),
+            Some((1, 20))
+        );
+        assert_eq!(
+            likely_next(&partitions, 2, &positions, &answer(35, 99)),
+            Some((0, 10)),
+            "the round wraps"
+        );
+        let one = [1];
+        assert_eq!(
+            likely_next(&one, 0, &positions, &answer(25, 99)),
+            Some((1, 25))
+        );
+        assert_eq!(likely_next(&one, 0, &positions, &answer(99, 99)), None);
+        assert_eq!(likely_next(&one, 5, &positions, &answer(25, 99)), None);
+        let empty: [i32; 0] = [];
+        assert_eq!(likely_next(&empty, 0, &positions, &answer(25, 99)), None);
     }
 }

@@ -31,7 +31,7 @@ use crate::batches::{CrcCheck, FetchedBatches};
 use crate::connection::connect;
 use crate::consumer::ConsumedRecord;
 use crate::error::ClientError;
-use crate::fetch_ahead::FetchAhead;
+use crate::fetch_ahead::{FetchAhead, likely_next};
 
 /// Where a newly assigned partition starts.
 struct Start {
@@ -565,17 +565,9 @@ impl GroupConsumer {
                     }
                 }
             };
-            // What the next fetch will be if nothing moves: the next partition at its position,
-            // or this one where this answer ends unless that is the end.
-            let following = &partitions[(index + 1) % partitions.len()];
-            let ahead = if following != p {
-                self.positions.get(following).map(|&o| (following, o))
-            } else {
-                (response.next_offset < response.high_watermark)
-                    .then_some((p, response.next_offset))
-            };
+            let ahead = likely_next(&partitions, index, &self.positions, &response);
             if let Some((tp, offset)) = ahead {
-                let request = self.fetch_request(tp, offset, 0, &member_id, member_epoch);
+                let request = self.fetch_request(&tp, offset, 0, &member_id, member_epoch);
                 self.ahead.send(&self.fetcher, request);
             }
             // Stored batches, checked and decoded here: the broker only reads and sends.
