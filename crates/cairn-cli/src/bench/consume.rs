@@ -70,18 +70,11 @@ pub async fn run(brokers: &str, args: BenchConsumeArgs) -> anyhow::Result<()> {
         })
         .collect();
     let max_bytes = i64::from(cairn_client::POLL_MAX_BYTES);
-    let copies = match &args.baseline_dir {
-        Some(dir) => {
-            eprintln!(
-                "copying {} partitions of {} into {} ...",
-                ranges.len(),
-                args.topic,
-                dir.display()
-            );
-            Some(Copies::make(dir, &args.topic, &ranges)?)
-        }
-        None => None,
-    };
+    let copies = args
+        .baseline_dir
+        .as_ref()
+        .map(|dir| Copies::make(dir, &args.topic, &ranges))
+        .transpose()?;
     let before = copies.as_ref().map(|c| limits(c, max_bytes)).transpose()?;
     let mut histogram = latency_histogram()?;
     let (mut records, mut bytes) = (0_u64, 0_u64);

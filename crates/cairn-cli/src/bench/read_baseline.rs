@@ -53,12 +53,17 @@ pub struct Reading {
 
 impl Copies {
     /// Copies the segment files of `topic`'s partitions from the broker's `data_dir` into a
-    /// scratch directory inside it and opens them.
+    /// scratch directory inside it and opens them, saying so on stderr (it can take a while).
     ///
     /// # Errors
     /// A partition directory that is missing or unreadable, a failed copy, or a log that will
     /// not open.
     pub fn make(data_dir: &Path, topic: &str, ranges: &[Range]) -> anyhow::Result<Copies> {
+        eprintln!(
+            "copying {} partitions of {topic} into {} ...",
+            ranges.len(),
+            data_dir.display()
+        );
         let scratch = tempfile::Builder::new()
             .prefix("cairn-bench-read-")
             .tempdir_in(data_dir)

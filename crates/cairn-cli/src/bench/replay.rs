@@ -88,18 +88,11 @@ pub async fn run(brokers: &str, args: BenchReplayArgs) -> anyhow::Result<()> {
     if total <= 0 {
         bail!("topic {} holds no records to replay", args.topic);
     }
-    let copies = match &args.baseline_dir {
-        Some(dir) => {
-            eprintln!(
-                "copying {} partitions of {} into {} ...",
-                ranges.len(),
-                args.topic,
-                dir.display()
-            );
-            Some(Copies::make(dir, &args.topic, &ranges)?)
-        }
-        None => None,
-    };
+    let copies = args
+        .baseline_dir
+        .as_ref()
+        .map(|dir| Copies::make(dir, &args.topic, &ranges))
+        .transpose()?;
     let max_bytes = i64::from(args.fetch_max_bytes);
     let mut results = Results::default();
     for round in 1..=args.rounds {
