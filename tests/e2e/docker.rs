@@ -83,19 +83,7 @@ fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
 }
 
 fn consumed(broker: &str) -> usize {
-    let out = cairn(&[
-        "--broker",
-        broker,
-        "consume",
-        "orders",
-        "--from",
-        "earliest",
-        "--until-end",
-    ])
-    .output()
-    .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    String::from_utf8(out.stdout).unwrap().lines().count()
+    consume_all_orders(broker).lines().count()
 }
 
 #[test]

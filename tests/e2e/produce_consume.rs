@@ -51,28 +51,7 @@ fn keyed_lines_round_trip_in_order_where_kafka_would_put_them() {
         String::from_utf8_lossy(&produced.stderr)
     );
 
-    let replay = |broker: &str| {
-        let consumed = cairn(&[
-            "--broker",
-            broker,
-            "consume",
-            "orders",
-            "--from",
-            "earliest",
-            "--until-end",
-            "--format",
-            "json",
-        ])
-        .output()
-        .unwrap();
-        assert!(
-            consumed.status.success(),
-            "{}",
-            String::from_utf8_lossy(&consumed.stderr)
-        );
-        String::from_utf8(consumed.stdout).unwrap()
-    };
-    let before_restart = replay(&broker);
+    let before_restart = consume_all_orders(&broker);
     let lines: Vec<serde_json::Value> = before_restart
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -140,7 +119,10 @@ fn keyed_lines_round_trip_in_order_where_kafka_would_put_them() {
         lines.sort();
         lines
     };
-    assert_eq!(sorted(&replay(&broker)), sorted(&before_restart));
+    assert_eq!(
+        sorted(&consume_all_orders(&broker)),
+        sorted(&before_restart)
+    );
     send(&server, libc::SIGTERM);
     assert!(wait_exit(server).status.success());
 }

@@ -133,3 +133,27 @@ pub fn produce_orders(broker: &str, range: std::ops::Range<usize>, customers: us
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `cairn consume orders --from earliest --until-end --format json` through the broker at
+/// `broker`: every record of the topic, one JSON line each; the command must succeed.
+pub fn consume_all_orders(broker: &str) -> String {
+    let out = cairn(&[
+        "--broker",
+        broker,
+        "consume",
+        "orders",
+        "--from",
+        "earliest",
+        "--until-end",
+        "--format",
+        "json",
+    ])
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
