@@ -108,7 +108,7 @@ pub struct Broker {
     pub(crate) cfg: BrokerConfig,
     pub(crate) clock: Arc<dyn Clock>,
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
-    producer_ids: Arc<ProducerIds>,
+    pub(crate) producer_ids: Arc<ProducerIds>,
     pub(crate) groups: Groups,
     /// Serializes admin operations, so two creates of one name cannot race.
     admin: tokio::sync::Mutex<()>,

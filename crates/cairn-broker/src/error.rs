@@ -230,6 +230,19 @@ pub enum BrokerError {
         /// The partition's high watermark.
         high_watermark: i64,
     },
+    /// A batch names a producer id this broker never issued (Kafka's `UNKNOWN_PRODUCER_ID`):
+    /// idempotent producers get their id from `InitProducerId`.
+    #[error("producer id {producer_id} was never issued by this broker: call InitProducerId")]
+    UnknownProducerId {
+        /// The id the batch carries.
+        producer_id: i64,
+    },
+    /// A batch has the transactional bit set (attributes bit 4): Cairn has no transaction
+    /// coordinator, so it refuses such batches rather than store records no one can commit.
+    #[error(
+        "transactional batches are not supported (attributes bit 4 is set): produce without a transactional id"
+    )]
+    TransactionsUnsupported,
 }
 
 impl BrokerError {

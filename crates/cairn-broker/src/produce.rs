@@ -102,8 +102,10 @@ impl Broker {
     ///
     /// # Errors
     /// [`BrokerError::UnknownTopic`], [`BrokerError::UnknownPartition`], an invalid batch or
-    /// record ([`BrokerError::Log`] with `InvalidBatch`), [`BrokerError::InvalidRequest`]. Errors
-    /// of single partitions are reported per partition.
+    /// record ([`BrokerError::Log`] with `InvalidBatch`), [`BrokerError::InvalidRequest`],
+    /// [`BrokerError::UnknownProducerId`] for a producer id never issued,
+    /// [`BrokerError::TransactionsUnsupported`] for a transactional batch. Errors of single
+    /// partitions are reported per partition.
     pub async fn produce(&self, request: ProduceRequest) -> Result<ProduceResult, BrokerError> {
         self.check_open()?;
         crate::broker::refuse_internal(&request.topic)?;
@@ -125,6 +127,10 @@ impl Broker {
                 batch
                     .check_producible()
                     .map_err(cairn_log::LogError::from)?;
+                if batch.header().attributes.is_transactional() {
+                    return Err(BrokerError::TransactionsUnsupported);
+                }
+                self.check_producer_id(batch.header().producer_id)?;
                 batch
                     .check_records(DECOMPRESS_CHECK_LIMIT)
                     .map_err(cairn_log::LogError::from)?;
@@ -150,6 +156,9 @@ impl Broker {
                             .to_string(),
                     ));
                 }
+                if let Some(producer) = request.producer {
+                    self.check_producer_id(producer.producer_id)?;
+                }
                 if compacted && records.iter().any(|r| r.key.is_none()) {
                     return Err(BrokerError::KeylessRecordOnCompactedTopic {
                         topic: topic.name.clone(),
@@ -163,6 +172,17 @@ impl Broker {
                     .await
             }
         }
+    }
+
+    /// Refuses a producer id this broker never issued (Kafka's `UNKNOWN_PRODUCER_ID`): without
+    /// this, a made-up id would be taken at sequence 0 and could collide with an id
+    /// `InitProducerId` hands out later, whose batches would then be refused or dropped as
+    /// duplicates. A negative id means "not idempotent" and passes.
+    fn check_producer_id(&self, producer_id: i64) -> Result<(), BrokerError> {
+        if producer_id >= 0 && !self.producer_ids.was_issued(producer_id) {
+            return Err(BrokerError::UnknownProducerId { producer_id });
+        }
+        Ok(())
     }
 
     async fn produce_records(

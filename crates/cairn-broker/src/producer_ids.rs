@@ -68,6 +68,14 @@ impl ProducerIds {
         state.0 += 1;
         Ok(id)
     }
+
+    /// True when `producer_id` may have been handed out, by this run or an earlier one: it is
+    /// below the next id to hand out (after a restart, the end of the last reserved block, so
+    /// every id issued before the restart counts, and ids skipped by the crash too).
+    pub(crate) fn was_issued(&self, producer_id: i64) -> bool {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        (0..state.0).contains(&producer_id)
+    }
 }
 
 #[cfg(test)]
@@ -82,7 +90,10 @@ mod tests {
         assert_eq!(first, vec![0, 1, 2]);
         drop(ids);
         let ids = ProducerIds::open(dir.path()).unwrap();
-        assert!(ids.next().unwrap() >= 3);
+        assert!(ids.was_issued(2), "ids survive a reopen");
+        let next = ids.next().unwrap();
+        assert!(next >= 3);
+        assert!(ids.was_issued(next) && !ids.was_issued(next + 1) && !ids.was_issued(-1));
         std::fs::write(dir.path().join(FILE_NAME), "garbage").unwrap();
         assert!(ProducerIds::open(dir.path()).is_err());
     }

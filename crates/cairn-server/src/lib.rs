@@ -3,7 +3,8 @@
 //!
 //! Code map:
 //! - `services`: the `cairn.v1` gRPC services (Producer, Consumer, Admin, Metadata);
-//! - `status`: the one mapping from broker and log errors to error codes and gRPC statuses;
+//! - `status`: the one mapping from broker and log errors (and the transport's own refusals,
+//!   through a layer over every service) to error codes and gRPC statuses;
 //! - `http`: `/health` and `/metrics` on the admin port;
 //! - [`metrics`]: produce and fetch counters and latency histograms; the services count into one
 //!   shared [`metrics::Metrics`] and `http` renders it (the broker never sees it);
@@ -170,6 +171,9 @@ pub async fn run(
         // update round trip; produce requests of batches are routinely bigger.
         .initial_stream_window_size(Some(HTTP2_STREAM_WINDOW_BYTES))
         .initial_connection_window_size(Some(HTTP2_CONNECTION_WINDOW_BYTES))
+        // Over every service: the transport's own refusals get Cairn's codes and ErrorInfo,
+        // and INTERNAL/UNAVAILABLE answers are logged (see `status`).
+        .layer(status::StatusLayer)
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -1,8 +1,24 @@
-//! The one place broker and log errors become API errors: a stable [`ErrorCode`] and a fitting
-//! gRPC status code, and a `tonic::Status` carrying a `google.rpc.ErrorInfo` whose `reason` is
-//! the code's name (see `proto/cairn/v1/common.proto`).
+//! The one place refusals become API errors: a stable [`ErrorCode`] and a fitting gRPC status
+//! code, and a `tonic::Status` carrying a `google.rpc.ErrorInfo` whose `reason` is the code's
+//! name (see `proto/cairn/v1/common.proto`).
+//!
+//! Three rules hold for every answer, whoever built it:
+//! - echoed input is cut short (`shorten`): messages and ErrorInfo values leave with at most a
+//!   64-character prefix of any name or value the client sent;
+//! - the transport's own refusals (an undecodable message, one over the size limit, an unknown
+//!   method) get their code and ErrorInfo here too: [`StatusLayer`] rewrites every status that
+//!   left a service without an ErrorInfo through [`transport_status`];
+//! - every INTERNAL or UNAVAILABLE answer is logged with its RPC and its whole cause, by
+//!   [`StatusLayer`], so no service can forget to.
+
+mod layer;
+mod shorten;
+
+pub use layer::{StatusLayer, StatusService};
+pub use shorten::{ECHO_PREFIX_CHARS, MESSAGE_MAX_CHARS, shorten_message, shorten_value};
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use cairn_broker::{BrokerError, SequenceError};
 use cairn_log::LogError;
@@ -33,6 +49,9 @@ pub fn classify(err: &BrokerError) -> (ErrorCode, Code) {
         }
         BrokerError::InvalidRequest(_) => (ErrorCode::InvalidRequest, Code::InvalidArgument),
         BrokerError::ShuttingDown => (ErrorCode::BrokerNotAvailable, Code::Unavailable),
+        BrokerError::Io { source, .. } if is_disk_full(source) => {
+            (ErrorCode::DiskFull, Code::ResourceExhausted)
+        }
         BrokerError::Io { .. } => (ErrorCode::Internal, Code::Internal),
         BrokerError::Log(log) => classify_log(log),
         BrokerError::KeylessRecordOnCompactedTopic { .. } => {
@@ -57,7 +76,32 @@ pub fn classify(err: &BrokerError) -> (ErrorCode, Code) {
             (ErrorCode::OffsetMetadataTooLarge, Code::InvalidArgument)
         }
         BrokerError::OffsetNotInRange { .. } => (ErrorCode::OffsetOutOfRange, Code::OutOfRange),
+        BrokerError::UnknownProducerId { .. } => {
+            (ErrorCode::UnknownProducerId, Code::FailedPrecondition)
+        }
+        BrokerError::TransactionsUnsupported => {
+            (ErrorCode::TransactionsUnsupported, Code::Unimplemented)
+        }
     }
+}
+
+/// True for the OS's "no space left on device" (and "quota exceeded", which a writer meets the
+/// same way): the same retriable DISK_FULL whether a produce or a create met it.
+fn is_disk_full(err: &std::io::Error) -> bool {
+    err.kind() == std::io::ErrorKind::StorageFull
+        || err.raw_os_error() == Some(libc_enospc())
+        || err.raw_os_error() == Some(libc_edquot())
+}
+
+/// ENOSPC on Linux (the only platform the broker runs on); spelled here to avoid a libc
+/// dependency for two numbers.
+const fn libc_enospc() -> i32 {
+    28
+}
+
+/// EDQUOT on Linux.
+const fn libc_edquot() -> i32 {
+    122
 }
 
 fn classify_log(err: &LogError) -> (ErrorCode, Code) {
@@ -69,6 +113,9 @@ fn classify_log(err: &LogError) -> (ErrorCode, Code) {
         LogError::NegativeMaxBytes(_) => (ErrorCode::InvalidRequest, Code::InvalidArgument),
         LogError::InvalidConfig { .. } => (ErrorCode::InvalidConfig, Code::InvalidArgument),
         LogError::DiskFull { .. } => (ErrorCode::DiskFull, Code::ResourceExhausted),
+        LogError::Io { source, .. } if is_disk_full(source) => {
+            (ErrorCode::DiskFull, Code::ResourceExhausted)
+        }
         LogError::QueueFull | LogError::SegmentFull { .. } => {
             (ErrorCode::Throttled, Code::ResourceExhausted)
         }
@@ -98,16 +145,42 @@ fn classify_log(err: &LogError) -> (ErrorCode, Code) {
     }
 }
 
-/// A gRPC status for `err`, with its ErrorInfo.
+/// A gRPC status for `err`, with its ErrorInfo: the message and the metadata values (which
+/// name the topic, group, member... the error is about) cut by [`shorten_message`] and
+/// [`shorten_value`]. The whole error, sources included, rides along as the status's `source`,
+/// where [`StatusLayer`] finds it to log.
 pub fn to_status(err: &BrokerError) -> tonic::Status {
     let (code, grpc) = classify(err);
-    status(code, grpc, err.to_string())
+    let mut status = status_with_metadata(code, grpc, err.to_string(), subject(err));
+    status.set_source(Arc::new(Cause::of(err)));
+    status
 }
 
-/// A gRPC status with an ErrorInfo for `code`.
+/// The message an error gets where it is reported one by one (a partition's result in a
+/// produce or list-offsets answer): cut as in [`to_status`].
+pub fn message(err: &BrokerError) -> String {
+    shorten_message(&err.to_string())
+}
+
+/// A gRPC status with an ErrorInfo for `code`; `message` is cut by [`shorten_message`].
 pub fn status(code: ErrorCode, grpc: Code, message: impl Into<String>) -> tonic::Status {
-    let details = ErrorDetails::with_error_info(code.as_str_name(), ERROR_DOMAIN, HashMap::new());
-    tonic::Status::with_error_details(grpc, message, details)
+    status_with_metadata(code, grpc, message.into(), Vec::new())
+}
+
+/// A gRPC status with an ErrorInfo for `code` whose metadata holds `metadata` (each value cut
+/// by [`shorten_value`]); `message` is cut by [`shorten_message`].
+pub fn status_with_metadata(
+    code: ErrorCode,
+    grpc: Code,
+    message: String,
+    metadata: Vec<(&'static str, String)>,
+) -> tonic::Status {
+    let metadata: HashMap<String, String> = metadata
+        .into_iter()
+        .map(|(key, value)| (key.to_string(), shorten_value(&value)))
+        .collect();
+    let details = ErrorDetails::with_error_info(code.as_str_name(), ERROR_DOMAIN, metadata);
+    tonic::Status::with_error_details(grpc, shorten_message(&message), details)
 }
 
 /// An INVALID_REQUEST status naming what is wrong with the request.
@@ -115,19 +188,155 @@ pub fn invalid_request(message: impl Into<String>) -> tonic::Status {
     status(ErrorCode::InvalidRequest, Code::InvalidArgument, message)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// The status a refusal that left without an ErrorInfo is answered with. Such a status comes
+/// from tonic itself, or from a service Cairn did not write (health, reflection):
+/// - prost's "failed to decode Protobuf message" and tonic's other refusals of the client's
+///   bytes (INTERNAL in tonic, "as per the gRPC status code doc", though the client is at
+///   fault) become INVALID_ARGUMENT/INVALID_REQUEST, as the Fetch route answers;
+/// - "decoded message length too large" (OUT_OF_RANGE in tonic) becomes
+///   RESOURCE_EXHAUSTED/REQUEST_TOO_LARGE, the code gRPC's own implementations use;
+/// - UNIMPLEMENTED (an unknown service or method, request compression) gets
+///   UNSUPPORTED_OPERATION;
+/// - on `cairn.v1` methods, any other code gets the reason that code stands for (INTERNAL when
+///   none fits); on other services (health's NOT_FOUND for an unknown service name) the status
+///   is theirs and only its message is cut.
+///
+/// Returns `None` when the status already carries an ErrorInfo or is OK: it stays as it is.
+pub fn transport_status(rpc: &str, answered: &tonic::Status) -> Option<tonic::Status> {
+    if answered.code() == Code::Ok || answered.get_details_error_info().is_some() {
+        return None;
+    }
+    let message = answered.message();
+    let (code, grpc) = match answered.code() {
+        Code::Internal if CLIENT_FAULTS.iter().any(|fault| message.starts_with(fault)) => {
+            (ErrorCode::InvalidRequest, Code::InvalidArgument)
+        }
+        Code::OutOfRange if message.starts_with(TONIC_TOO_LARGE) => {
+            (ErrorCode::RequestTooLarge, Code::ResourceExhausted)
+        }
+        Code::Unimplemented => (ErrorCode::UnsupportedOperation, Code::Unimplemented),
+        _ if !rpc.starts_with(CAIRN_RPC_PREFIX) => {
+            let shortened = shorten_message(message);
+            if shortened == message {
+                return None;
+            }
+            let mut kept = tonic::Status::with_details(
+                answered.code(),
+                shortened,
+                answered.details().to_vec().into(),
+            );
+            *kept.metadata_mut() = answered.metadata().clone();
+            return Some(kept);
+        }
+        Code::InvalidArgument => (ErrorCode::InvalidRequest, Code::InvalidArgument),
+        Code::DeadlineExceeded | Code::Cancelled => (ErrorCode::RequestTimedOut, answered.code()),
+        Code::Unavailable => (ErrorCode::BrokerNotAvailable, Code::Unavailable),
+        Code::ResourceExhausted => (ErrorCode::Throttled, Code::ResourceExhausted),
+        other => (ErrorCode::Internal, other),
+    };
+    let message = if message.is_empty() {
+        format!("{rpc}: {}", code.as_str_name())
+    } else {
+        message.to_string()
+    };
+    Some(status(code, grpc, message))
+}
 
-    #[test]
-    fn statuses_carry_the_error_code_name_as_reason() {
-        let status = to_status(&BrokerError::UnknownTopic {
-            topic: "orders".into(),
-        });
-        assert_eq!(status.code(), Code::NotFound);
-        assert!(status.message().contains("orders"));
-        let info = status.get_details_error_info().expect("an ErrorInfo");
-        assert_eq!(info.reason, "UNKNOWN_TOPIC_OR_PARTITION");
-        assert_eq!(info.domain, ERROR_DOMAIN);
+/// How the INTERNAL statuses tonic answers for the client's own bytes begin: prost's
+/// `DecodeError` (passed on by tonic's codec), a bad gRPC frame, a body cut short, a unary call
+/// without its message, a compressed message that does not decompress.
+const CLIENT_FAULTS: [&str; 5] = [
+    "failed to decode Protobuf message",
+    "protocol error:",
+    "Unexpected EOF decoding stream",
+    "Missing request message",
+    "Error decompressing:",
+];
+/// How tonic's decoder starts the message of a request over `max_decoding_message_size`.
+const TONIC_TOO_LARGE: &str = "Error, decoded message length too large";
+/// The path prefix of Cairn's own methods.
+const CAIRN_RPC_PREFIX: &str = "/cairn.v1.";
+
+/// What an error is about, as ErrorInfo metadata: the names a client may want to act on
+/// without parsing the message.
+fn subject(err: &BrokerError) -> Vec<(&'static str, String)> {
+    match err {
+        BrokerError::InvalidTopicName { name, .. } | BrokerError::TopicExists { name } => {
+            vec![("topic", name.clone())]
+        }
+        BrokerError::UnknownTopic { topic }
+        | BrokerError::InternalTopic { topic }
+        | BrokerError::KeylessRecordOnCompactedTopic { topic } => vec![("topic", topic.clone())],
+        BrokerError::UnknownPartition {
+            topic, partition, ..
+        } => vec![
+            ("topic", topic.clone()),
+            ("partition", partition.to_string()),
+        ],
+        BrokerError::OffsetNotInRange {
+            topic, partition, ..
+        } => vec![
+            ("topic", topic.clone()),
+            ("partition", partition.to_string()),
+        ],
+        BrokerError::UnknownConfig { key } => vec![("config", key.clone())],
+        BrokerError::InvalidConfig { key, .. } => vec![("config", (*key).to_string())],
+        BrokerError::InvalidGroupId { group, .. }
+        | BrokerError::UnknownGroup { group }
+        | BrokerError::NonEmptyGroup { group, .. }
+        | BrokerError::GroupBusy { group } => vec![("group_id", group.clone())],
+        BrokerError::UnknownMember { group, member }
+        | BrokerError::FencedMemberEpoch { group, member, .. }
+        | BrokerError::StaleMemberEpoch { group, member, .. } => {
+            vec![("group_id", group.clone()), ("member_id", member.clone())]
+        }
+        BrokerError::PartitionNotAssigned {
+            group,
+            member,
+            topic,
+            partition,
+        } => vec![
+            ("group_id", group.clone()),
+            ("member_id", member.clone()),
+            ("topic", topic.clone()),
+            ("partition", partition.to_string()),
+        ],
+        BrokerError::UnknownProducerId { producer_id } => {
+            vec![("producer_id", producer_id.to_string())]
+        }
+        _ => Vec::new(),
     }
 }
+
+/// The whole text of an error and its sources, uncut: what the log shows for an INTERNAL or
+/// UNAVAILABLE answer.
+#[derive(Debug)]
+pub struct Cause(String);
+
+impl Cause {
+    /// `err` and each source it does not already show in its own message.
+    pub fn of(err: &(dyn std::error::Error + 'static)) -> Cause {
+        let mut text = err.to_string();
+        let mut source = err.source();
+        while let Some(cause) = source {
+            let shown = cause.to_string();
+            if !text.contains(&shown) {
+                text.push_str(": ");
+                text.push_str(&shown);
+            }
+            source = cause.source();
+        }
+        Cause(text)
+    }
+}
+
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Cause {}
+
+#[cfg(test)]
+mod tests;

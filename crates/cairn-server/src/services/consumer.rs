@@ -264,7 +264,7 @@ impl Consumer for ConsumerService {
                         partition: partition as i32,
                         offset: -1,
                         error_code: classify(&err).0 as i32,
-                        error_message: err.to_string(),
+                        error_message: crate::status::message(&err),
                     },
                 },
             )

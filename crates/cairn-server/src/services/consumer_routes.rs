@@ -24,23 +24,24 @@ use bytes::{BufMut, Bytes, BytesMut};
 use cairn_broker::BrokerError;
 use cairn_log::ReadResult;
 use cairn_log::batch::Batch;
+use cairn_proto::v1::ErrorCode;
 use cairn_proto::v1::consumer_server::ConsumerServer;
 use cairn_proto::v1::{FetchFormat, FetchRequest, FetchResponse, SubscribeRequest};
 use http::header::CONTENT_TYPE;
 use http::{HeaderMap, HeaderValue, Request, Response};
 use http_body::Frame;
-use http_body_util::{BodyExt, Limited};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use prost::Message;
 use tokio::sync::mpsc;
-use tonic::Status;
 use tonic::body::Body;
 use tonic::server::NamedService;
+use tonic::{Code, Status};
 use tower_service::Service;
 
 use super::consumer::{ConsumerService, FETCH_DECOMPRESS_LIMIT, batch_record_count, grpc_timeout};
 use super::record_encoding::encode_records;
 use crate::metrics::Transfer;
-use crate::status::to_status;
+use crate::status::{invalid_request, status, to_status};
 
 /// The paths of the methods served here.
 const SUBSCRIBE_PATH: &str = "/cairn.v1.Consumer/Subscribe";
@@ -152,27 +153,41 @@ async fn read_request<M: Message + Default>(
     if let Some(encoding) = request.headers().get("grpc-encoding")
         && encoding != "identity"
     {
-        return Err(Status::unimplemented(format!(
-            "request compression {encoding:?} is not supported"
-        )));
+        return Err(status(
+            ErrorCode::UnsupportedOperation,
+            Code::Unimplemented,
+            format!("request compression {encoding:?} is not supported"),
+        ));
     }
     let limit = max_request_bytes.saturating_add(PREFIX_BYTES);
     let body = Limited::new(request.into_body(), limit)
         .collect()
         .await
-        .map_err(|err| Status::invalid_argument(format!("reading the request: {err}")))?
+        .map_err(|err| {
+            if err.is::<LengthLimitError>() {
+                status(
+                    ErrorCode::RequestTooLarge,
+                    Code::ResourceExhausted,
+                    format!("the request is larger than the limit of {max_request_bytes} bytes"),
+                )
+            } else {
+                invalid_request(format!("reading the request: {err}"))
+            }
+        })?
         .to_bytes();
     let Some((prefix, message)) = body.split_first_chunk::<PREFIX_BYTES>() else {
-        return Err(Status::invalid_argument("the request carries no message"));
+        return Err(invalid_request("the request carries no message"));
     };
     if prefix[0] != 0 {
-        return Err(Status::unimplemented(
+        return Err(status(
+            ErrorCode::UnsupportedOperation,
+            Code::Unimplemented,
             "compressed requests are not supported",
         ));
     }
     let length = u32::from_be_bytes([prefix[1], prefix[2], prefix[3], prefix[4]]) as usize;
     if message.len() != length {
-        return Err(Status::invalid_argument(format!(
+        return Err(invalid_request(format!(
             "the request message says {length} bytes but carries {}",
             message.len()
         )));
@@ -182,7 +197,7 @@ async fn read_request<M: Message + Default>(
             .rsplit("::")
             .next()
             .unwrap_or("request");
-        Status::invalid_argument(format!("malformed {name}: {err}"))
+        invalid_request(format!("malformed {name}: {err}"))
     })
 }
 
@@ -216,11 +231,16 @@ impl http_body::Body for AnswerBody {
         let outcome = match answer {
             Some(Ok(WireAnswer { head, batches })) => {
                 if wire_len(&head, batches.as_ref()) > self.max_response_bytes {
-                    Status::out_of_range(format!(
-                        "an answer of {} bytes exceeds the limit of {}",
-                        wire_len(&head, batches.as_ref()),
-                        self.max_response_bytes
-                    ))
+                    // Fetch caps max_bytes well below the limit, so this is our own bug.
+                    status(
+                        ErrorCode::Internal,
+                        Code::Internal,
+                        format!(
+                            "an answer of {} bytes exceeds the limit of {}",
+                            wire_len(&head, batches.as_ref()),
+                            self.max_response_bytes
+                        ),
+                    )
                 } else {
                     self.queued = batches;
                     return Poll::Ready(Some(Ok(Frame::data(head))));
@@ -234,7 +254,8 @@ impl http_body::Body for AnswerBody {
         let mut trailers = HeaderMap::new();
         if let Err(unencodable) = outcome.add_header(&mut trailers) {
             trailers.clear();
-            let _ = Status::internal(unencodable.message().to_string()).add_header(&mut trailers);
+            let _ = status(ErrorCode::Internal, Code::Internal, unencodable.message())
+                .add_header(&mut trailers);
         }
         Poll::Ready(Some(Ok(Frame::trailers(trailers))))
     }
@@ -308,9 +329,13 @@ fn frame_batches(fields: FetchResponse, batches: Bytes) -> Result<WireAnswer, St
     let length = fields.encoded_len() + batch_field;
     let mut head = BytesMut::with_capacity(PREFIX_BYTES + length - batches.len());
     put_prefix(length, &mut head)?;
-    fields
-        .encode(&mut head)
-        .map_err(|err| Status::internal(format!("encoding an answer: {err}")))?;
+    fields.encode(&mut head).map_err(|err| {
+        status(
+            ErrorCode::Internal,
+            Code::Internal,
+            format!("encoding an answer: {err}"),
+        )
+    })?;
     if batches.is_empty() {
         return Ok(WireAnswer {
             head: head.freeze(),
@@ -339,9 +364,13 @@ fn frame_records(
     let mut head = BytesMut::with_capacity(PREFIX_BYTES + fields.encoded_len());
     // The length is known once the records are written; it is patched in below.
     head.put_bytes(0, PREFIX_BYTES);
-    fields
-        .encode(&mut head)
-        .map_err(|err| Status::internal(format!("encoding an answer: {err}")))?;
+    fields.encode(&mut head).map_err(|err| {
+        status(
+            ErrorCode::Internal,
+            Code::Internal,
+            format!("encoding an answer: {err}"),
+        )
+    })?;
     let count = encode_records(batches, from, FETCH_DECOMPRESS_LIMIT, &mut head)
         .map_err(|err| to_status(&BrokerError::Log(cairn_log::LogError::from(err))))?;
     let mut prefix = BytesMut::with_capacity(PREFIX_BYTES);
@@ -358,8 +387,13 @@ fn frame_records(
 
 /// The gRPC prefix of an uncompressed message of `length` bytes.
 fn put_prefix(length: usize, out: &mut BytesMut) -> Result<(), Status> {
-    let length =
-        u32::try_from(length).map_err(|_| Status::out_of_range("an answer of over 4 GiB"))?;
+    let length = u32::try_from(length).map_err(|_| {
+        status(
+            ErrorCode::Internal,
+            Code::Internal,
+            "an answer of over 4 GiB",
+        )
+    })?;
     out.put_u8(0);
     out.put_u32(length);
     Ok(())

@@ -17,7 +17,7 @@ use cairn_proto::v1::{
 use tonic::{Request, Response, Status};
 
 use crate::metrics::{AcksLabel, Metrics, Outcome, Transfer};
-use crate::status::{classify, invalid_request, to_status};
+use crate::status::{classify, invalid_request, message, to_status};
 
 /// The Producer service.
 #[derive(Debug, Clone)]
@@ -192,7 +192,7 @@ fn answer(result: &ProduceResult) -> ProduceResponse {
                 .error
                 .as_ref()
                 .map_or((ErrorCode::None, String::new()), |e| {
-                    (classify(e).0, e.to_string())
+                    (classify(e).0, message(e))
                 });
             PartitionResult {
                 partition: p.partition as i32,
