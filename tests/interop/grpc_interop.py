@@ -1,6 +1,8 @@
 """A client no one on the Cairn team wrote: Python's grpcio, with stubs generated from proto/ by
 grpcio-tools, checks health and reflection, then creates a topic, produces and fetches through
-the generated stubs, and reads a typed error the standard way (google.rpc.Status details).
+the generated stubs, and reads typed errors the standard way (google.rpc.Status details): an
+unknown topic, a 10,000-character name (its echo once overflowed grpcio's metadata limit),
+undecodable bytes and an oversized request sent through grpcio's generic calls.
 
 Usage: grpc_interop.py HOST:PORT PROTO_DIR. Exits non-zero with a message on the first failure.
 """
@@ -30,6 +32,46 @@ def check(condition, what):
     if not condition:
         sys.exit("FAILED: " + what)
     print("ok:", what)
+
+
+def reasons_of(err):
+    status = rpc_status.from_call(err)
+    reasons = []
+    for detail in status.details if status else []:
+        info = error_details_pb2.ErrorInfo()
+        if detail.Unpack(info):
+            reasons.append(info.reason)
+    return reasons
+
+
+def refusal(call, *args, **kwargs):
+    try:
+        call(*args, **kwargs)
+    except grpc.RpcError as err:
+        return err
+    sys.exit("FAILED: a call that must be refused succeeded")
+
+
+def check_refusals(channel, admin, admin_pb2):
+    long_name = "n" * 10000
+    err = refusal(admin.CreateTopic, admin_pb2.CreateTopicRequest(name=long_name, partitions=1), timeout=10)
+    check(
+        err.code() == grpc.StatusCode.INVALID_ARGUMENT and reasons_of(err) == ["INVALID_TOPIC"] and len(err.details()) < 1200,
+        "a 10,000-character topic name is INVALID_ARGUMENT/INVALID_TOPIC with a short message",
+    )
+    for method in ("/cairn.v1.Producer/Produce", "/cairn.v1.Admin/CreateTopic", "/cairn.v1.Consumer/Fetch", "/cairn.v1.Groups/Heartbeat"):
+        call = channel.unary_unary(method, request_serializer=lambda _: b"\x0f", response_deserializer=lambda raw: raw)
+        err = refusal(call, None, timeout=10)
+        check(
+            err.code() == grpc.StatusCode.INVALID_ARGUMENT and reasons_of(err) == ["INVALID_REQUEST"],
+            "undecodable bytes to " + method + " are INVALID_ARGUMENT/INVALID_REQUEST",
+        )
+    call = channel.unary_unary("/cairn.v1.Producer/Produce", request_serializer=lambda raw: raw, response_deserializer=lambda raw: raw)
+    err = refusal(call, b"\0" * (17 << 20), timeout=30)
+    check(
+        err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and reasons_of(err) == ["REQUEST_TOO_LARGE"],
+        "a 17 MiB produce is RESOURCE_EXHAUSTED/REQUEST_TOO_LARGE",
+    )
 
 
 def main():
@@ -63,17 +105,9 @@ def main():
     fetched = consumer.Fetch(consumer_pb2.FetchRequest(topic=topic, partition=2, offset=0), timeout=10)
     check([r.value for r in fetched.records] == [r.value for r in records], "Fetch returned the same 20 values in order")
 
-    try:
-        consumer.Fetch(consumer_pb2.FetchRequest(topic="no-such-topic", partition=0, offset=0), timeout=10)
-        sys.exit("FAILED: a fetch of an unknown topic succeeded")
-    except grpc.RpcError as err:
-        status = rpc_status.from_call(err)
-        reasons = []
-        for detail in status.details if status else []:
-            info = error_details_pb2.ErrorInfo()
-            if detail.Unpack(info):
-                reasons.append(info.reason)
-        check(err.code() == grpc.StatusCode.NOT_FOUND and reasons == ["UNKNOWN_TOPIC_OR_PARTITION"], "errors carry a typed ErrorInfo")
+    err = refusal(consumer.Fetch, consumer_pb2.FetchRequest(topic="no-such-topic", partition=0, offset=0), timeout=10)
+    check(err.code() == grpc.StatusCode.NOT_FOUND and reasons_of(err) == ["UNKNOWN_TOPIC_OR_PARTITION"], "errors carry a typed ErrorInfo")
+    check_refusals(channel, admin, admin_pb2)
     print("python interop: all checks passed")
 
 
