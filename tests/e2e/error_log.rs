@@ -20,7 +20,10 @@ fn an_unavailable_answer_is_logged_with_its_rpc_and_cause() {
         .unwrap();
     assert!(!created.status.success(), "the create must fail");
     let told = String::from_utf8_lossy(&created.stderr);
-    assert!(told.contains("KAFKA_STORAGE_ERROR") || told.contains("blocked-0"), "{told}");
+    assert!(
+        told.contains("KAFKA_STORAGE_ERROR") || told.contains("blocked-0"),
+        "{told}"
+    );
 
     send(&server, libc::SIGTERM);
     let exit = wait_exit(server);
@@ -32,6 +35,9 @@ fn an_unavailable_answer_is_logged_with_its_rpc_and_cause() {
     assert!(line.contains("WARN"), "{line}");
     assert!(line.contains("/cairn.v1.Admin/CreateTopic"), "{line}");
     assert!(line.contains("KAFKA_STORAGE_ERROR"), "{line}");
-    assert!(line.contains(blocked.to_str().unwrap()), "the cause names the path: {line}");
+    assert!(
+        line.contains(blocked.to_str().unwrap()),
+        "the cause names the path: {line}"
+    );
     assert!(exit.status.success(), "{:?}", exit.status);
 }
