@@ -214,6 +214,9 @@ pub fn transport_status(rpc: &str, answered: &tonic::Status) -> Option<tonic::St
         Code::OutOfRange if message.starts_with(TONIC_TOO_LARGE) => {
             (ErrorCode::RequestTooLarge, Code::ResourceExhausted)
         }
+        Code::ResourceExhausted if message.starts_with(TONIC_DECOMPRESSED_TOO_LARGE) => {
+            (ErrorCode::RequestTooLarge, Code::ResourceExhausted)
+        }
         Code::Unimplemented => (ErrorCode::UnsupportedOperation, Code::Unimplemented),
         _ if !rpc.starts_with(CAIRN_RPC_PREFIX) => {
             let shortened = shorten_message(message);
@@ -234,8 +237,9 @@ pub fn transport_status(rpc: &str, answered: &tonic::Status) -> Option<tonic::St
         Code::ResourceExhausted => (ErrorCode::Throttled, Code::ResourceExhausted),
         other => (ErrorCode::Internal, other),
     };
+    // The path is the client's to choose: quoted, so a long one is cut like any echo.
     let message = if message.is_empty() {
-        format!("{rpc}: {}", code.as_str_name())
+        format!("{rpc:?}: {}", code.as_str_name())
     } else {
         message.to_string()
     };
@@ -254,6 +258,9 @@ const CLIENT_FAULTS: [&str; 5] = [
 ];
 /// How tonic's decoder starts the message of a request over `max_decoding_message_size`.
 const TONIC_TOO_LARGE: &str = "Error, decoded message length too large";
+/// How tonic's decoder starts the message of a compressed request that decompresses past the
+/// size limit.
+const TONIC_DECOMPRESSED_TOO_LARGE: &str = "Error decompressing: size limit";
 /// The path prefix of Cairn's own methods.
 const CAIRN_RPC_PREFIX: &str = "/cairn.v1.";
 

@@ -111,6 +111,16 @@ fn transport_refusals_get_cairn_codes_and_reasons() {
     assert_eq!(reason(&mapped), "UNSUPPORTED_OPERATION");
     assert!(mapped.message().contains("/nope.Service/Call"));
 
+    let long_path = format!("/{}/Call", "p".repeat(5000));
+    let mapped = transport_status(&long_path, &unknown).expect("mapped");
+    assert!(mapped.message().len() < 200, "{}", mapped.message());
+
+    let inflated = tonic::Status::resource_exhausted(
+        "Error decompressing: size limit, of 4194304 bytes, exceeded while decompressing message",
+    );
+    let mapped = transport_status(rpc, &inflated).expect("mapped");
+    assert_eq!(reason(&mapped), "REQUEST_TOO_LARGE");
+
     let internal = tonic::Status::internal("something broke");
     let mapped = transport_status(rpc, &internal).expect("mapped");
     assert_eq!(
