@@ -85,23 +85,13 @@ pub fn classify(err: &BrokerError) -> (ErrorCode, Code) {
     }
 }
 
-/// True for the OS's "no space left on device" (and "quota exceeded", which a writer meets the
-/// same way): the same retriable DISK_FULL whether a produce or a create met it.
+/// True for the OS's "no space left on device" (ENOSPC) and "quota exceeded" (EDQUOT), which a
+/// writer meets the same way: one retriable DISK_FULL whether a produce or a create met it.
 fn is_disk_full(err: &std::io::Error) -> bool {
-    err.kind() == std::io::ErrorKind::StorageFull
-        || err.raw_os_error() == Some(libc_enospc())
-        || err.raw_os_error() == Some(libc_edquot())
-}
-
-/// ENOSPC on Linux (the only platform the broker runs on); spelled here to avoid a libc
-/// dependency for two numbers.
-const fn libc_enospc() -> i32 {
-    28
-}
-
-/// EDQUOT on Linux.
-const fn libc_edquot() -> i32 {
-    122
+    matches!(
+        err.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    )
 }
 
 fn classify_log(err: &LogError) -> (ErrorCode, Code) {
