@@ -33,6 +33,7 @@ pub fn classify(err: &BrokerError) -> (ErrorCode, Code) {
         }
         BrokerError::InvalidRequest(_) => (ErrorCode::InvalidRequest, Code::InvalidArgument),
         BrokerError::ShuttingDown => (ErrorCode::BrokerNotAvailable, Code::Unavailable),
+        BrokerError::PartitionStopped { .. } => (ErrorCode::KafkaStorageError, Code::Unavailable),
         BrokerError::Io { .. } => (ErrorCode::Internal, Code::Internal),
         BrokerError::Log(log) => classify_log(log),
         BrokerError::KeylessRecordOnCompactedTopic { .. } => {
