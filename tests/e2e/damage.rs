@@ -326,3 +326,112 @@ async fn a_partition_whose_log_will_not_open_is_stopped_alone() {
     // Nothing of the stopped partition was deleted.
     assert_eq!(segments(&data.path().join("events-1")), held);
 }
+
+/// The path of `name` on `PATH`, if it is installed.
+fn installed(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(name))
+            .find(|p| p.is_file())
+    })
+}
+
+/// One record to `topic`/`partition` through a stock client, no retries: the error code of the
+/// partition's result (0 when acknowledged) or the call's status code.
+async fn produce_once(url: &str, topic: &str, partition: i32) -> Result<i32, tonic::Code> {
+    let mut producer = ProducerClient::connect(url.to_string()).await.unwrap();
+    producer
+        .produce(ProduceRequest {
+            topic: topic.into(),
+            partition: Some(partition),
+            payload: Some(Payload::Records(RecordList {
+                records: vec![Record {
+                    value: Some(b"after".to_vec().into()),
+                    ..Default::default()
+                }],
+            })),
+            ..Default::default()
+        })
+        .await
+        .map(|answer| answer.into_inner().results[0].error_code)
+        .map_err(|status| status.code())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_fsync_stops_its_partition_and_turns_health_not_serving() {
+    let (Some(fiu_run), Some(fiu_ctrl)) = (installed("fiu-run"), installed("fiu-ctrl")) else {
+        eprintln!(
+            "\n*** SKIPPED a_failed_fsync_stops_its_partition_and_turns_health_not_serving: \
+             libfiu's fiu-run/fiu-ctrl are not installed (Debian package fiu-utils; .ci/run \
+             installs it) ***\n"
+        );
+        return;
+    };
+    let data = tempfile::tempdir().unwrap();
+    let serve = serve_on_free_ports(data.path());
+    // The same command under libfiu's POSIX preload, whose fault points a test enables at run
+    // time through `fiu-ctrl` (Rust's fdatasync goes through glibc, where the preload sits).
+    let mut command = std::process::Command::new(fiu_run);
+    command
+        .arg("-x")
+        .arg(serve.get_program())
+        .args(serve.get_args())
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut server = command.spawn().unwrap();
+    let ready = wait_ready(&mut server);
+    let field = |name: &str| {
+        ready
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(name))
+            .unwrap()
+            .to_string()
+    };
+    let (grpc, http) = (field("grpc="), field("http="));
+    let url = format!("http://{grpc}");
+    create(&url, "events", 2).await;
+    assert_eq!(produce_once(&url, "events", 0).await, Ok(0));
+    assert!(cairn_health(&grpc).status.success());
+
+    let fiu = |command: &str| {
+        let status = std::process::Command::new(&fiu_ctrl)
+            .args(["-c", command, &server.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "fiu-ctrl -c {command:?} failed");
+    };
+    fiu("enable name=posix/io/sync/fdatasync");
+    let refused = produce_once(&url, "events", 0).await;
+    assert!(
+        matches!(refused, Ok(code) if code != 0) || refused == Err(tonic::Code::Unavailable),
+        "an unsynced write was acknowledged: {refused:?}"
+    );
+    fiu("disable name=posix/io/sync/fdatasync");
+
+    // The poisoned partition never takes a write again (no retried fsync, no ack), the other
+    // one does, and health says which is stopped and why.
+    let again = produce_once(&url, "events", 0).await;
+    assert!(
+        matches!(again, Ok(code) if code != 0) || again == Err(tonic::Code::Unavailable),
+        "{again:?}"
+    );
+    assert_eq!(produce_once(&url, "events", 1).await, Ok(0));
+    let deadline = Instant::now() + PATIENCE;
+    let text = loop {
+        let health = cairn_health(&grpc);
+        let text = String::from_utf8_lossy(&health.stdout).to_string();
+        if !health.status.success() {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "health stayed SERVING: {text}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(text.contains("NOT_SERVING"), "{text}");
+    assert!(text.contains("STOPPED events-0"), "{text}");
+    assert!(text.contains("fdatasync"), "{text}");
+    let (code, body) = http_get(&http, "/health");
+    assert_eq!(code, 503, "{body}");
+    stop(server);
+}
