@@ -15,7 +15,7 @@ use cairn_log::{Clock, Offset};
 
 use crate::error::BrokerError;
 use crate::group::Groups;
-use crate::partition::Partition;
+use crate::partition::{Partition, PartitionProblem};
 use crate::producer_ids::ProducerIds;
 use crate::topic_config::TopicConfig;
 use crate::topic_name::{CONSUMER_OFFSETS_TOPIC, is_internal, validate_topic_name};
@@ -136,6 +136,7 @@ impl Broker {
                     stored.partition_count,
                     stored.config,
                     &opener,
+                    OnOpenError::Stop,
                 )?;
                 topics.insert(stored.name, Arc::new(topic));
             }
@@ -216,7 +217,14 @@ impl Broker {
         let topic = blocking(move || {
             // Logs first, then the topic file: a crash in between leaves directories that no
             // topic owns, never a topic without its logs.
-            let topic = open_topic(&data_dir, &name_owned, partition_count, config, &clock)?;
+            let topic = open_topic(
+                &data_dir,
+                &name_owned,
+                partition_count,
+                config,
+                &clock,
+                OnOpenError::Fail,
+            )?;
             write_topic(&data_dir, &name_owned, partition_count, &overrides)?;
             Ok(topic)
         })
@@ -248,12 +256,20 @@ impl Broker {
         let partitions = topic.partitions.read().unwrap_or_else(|e| e.into_inner());
         let partitions = partitions
             .iter()
-            .map(|p| PartitionInfo {
-                partition: p.index,
-                leader: self.cfg.node_id,
-                replicas: vec![self.cfg.node_id],
-                log_start_offset: p.reader().log_start_offset(),
-                high_watermark: p.reader().high_watermark(),
+            .map(|p| {
+                // A stopped partition's offsets are unknown; it reports zeros and its health
+                // problem says why.
+                let (log_start_offset, high_watermark) =
+                    p.reader().map_or((Offset(0), Offset(0)), |r| {
+                        (r.log_start_offset(), r.high_watermark())
+                    });
+                PartitionInfo {
+                    partition: p.index,
+                    leader: self.cfg.node_id,
+                    replicas: vec![self.cfg.node_id],
+                    log_start_offset,
+                    high_watermark,
+                }
             })
             .collect();
         let config = topic.config.read().unwrap_or_else(|e| e.into_inner());
@@ -290,7 +306,9 @@ impl Broker {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         for partition in &partitions {
-            if let Err(err) = partition.writer.close().await {
+            if let Ok(writer) = partition.writer()
+                && let Err(err) = writer.close().await
+            {
                 tracing::warn!(topic = name, partition = partition.index, %err, "closing a deleted topic's partition");
             }
         }
@@ -344,9 +362,11 @@ impl Broker {
         );
         let added = blocking(move || {
             let log_config = config.to_log_config();
+            let topic_name: Arc<str> = Arc::from(name_owned.as_str());
             let added = (current..total)
                 .map(|idx| {
                     Partition::open(
+                        Arc::clone(&topic_name),
                         idx,
                         partition_dir(&data_dir, &name_owned, idx),
                         log_config.clone(),
@@ -408,9 +428,12 @@ impl Broker {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         for partition in partitions {
+            // A stopped partition takes the new configs when it opens again (from the file).
+            let Ok(writer) = partition.writer() else {
+                continue;
+            };
             let log_config = log_config.clone();
-            partition
-                .writer
+            writer
                 .with_log(move |log, _| log.set_config(log_config))
                 .await?;
         }
@@ -445,12 +468,39 @@ impl Broker {
                 .unwrap_or_else(|e| e.into_inner())
                 .clone();
             for partition in partitions {
-                if let Err(err) = partition.writer.close().await {
+                if let Ok(writer) = partition.writer()
+                    && let Err(err) = writer.close().await
+                {
                     tracing::warn!(topic = %topic.name, partition = partition.index, %err, "closing partition at shutdown");
                 }
             }
         }
         tracing::info!("broker closed");
+    }
+
+    /// Every partition that is stopped or damaged, by topic and partition: what health checks
+    /// and metrics report. Cheap: no I/O.
+    pub fn problems(&self) -> Vec<PartitionProblem> {
+        self.topics_snapshot()
+            .iter()
+            .flat_map(|topic| {
+                let partitions = topic.partitions.read().unwrap_or_else(|e| e.into_inner());
+                partitions
+                    .iter()
+                    .filter_map(|p| p.problem())
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// Every topic, internal ones included, as they are now.
+    pub(crate) fn topics_snapshot(&self) -> Vec<Arc<Topic>> {
+        self.topics
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
     }
 
     pub(crate) fn topic(&self, name: &str) -> Result<Arc<Topic>, BrokerError> {
@@ -493,17 +543,33 @@ fn check_partition_count(requested: i64) -> Result<u32, BrokerError> {
         })
 }
 
+/// How [`open_topic`] treats a partition log that will not open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum OnOpenError {
+    /// Fail: a topic being created must have every partition.
+    Fail,
+    /// Keep the partition stopped: at start-up, one bad directory must not keep the node down.
+    Stop,
+}
+
 fn open_topic(
     data_dir: &std::path::Path,
     name: &str,
     partition_count: u32,
     config: TopicConfig,
     clock: &Arc<dyn Clock>,
+    on_error: OnOpenError,
 ) -> Result<Topic, BrokerError> {
     let log_config = config.to_log_config();
+    let topic_name: Arc<str> = Arc::from(name);
     let partitions = (0..partition_count)
         .map(|idx| {
-            Partition::open(
+            let open = match on_error {
+                OnOpenError::Fail => Partition::open,
+                OnOpenError::Stop => Partition::open_or_stop,
+            };
+            open(
+                Arc::clone(&topic_name),
                 idx,
                 partition_dir(data_dir, name, idx),
                 log_config.clone(),

@@ -111,6 +111,17 @@ pub enum BrokerError {
     /// The broker is shutting down.
     #[error("the broker is shutting down")]
     ShuttingDown,
+    /// The partition takes no requests: its log would not open at start-up. It stays so until
+    /// an operator repairs it and restarts the node; nothing was deleted.
+    #[error("partition {topic}-{partition} is stopped: {reason}")]
+    PartitionStopped {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+        /// Why, as its log said at open.
+        reason: String,
+    },
     /// Clients may not write or administer an internal topic (Kafka's `INVALID_TOPIC_EXCEPTION`).
     #[error("topic {topic:?} is internal: only the broker writes it")]
     InternalTopic {

@@ -79,11 +79,17 @@ impl Broker {
             n => n.min(MAX_FETCH_MAX_BYTES),
         };
         let partition = self.topic(&request.topic)?.partition(request.partition)?;
-        let reader = partition.reader();
+        let reader = partition.reader()?;
+        let read_at = |offset, max_bytes| {
+            reader.read(offset, max_bytes).map_err(|err| {
+                partition.note_read_error(&err);
+                BrokerError::from(err)
+            })
+        };
         let mut watermark = reader.subscribe_high_watermark();
         let deadline = tokio::time::Instant::now() + request.max_wait.min(MAX_FETCH_WAIT);
         loop {
-            let read = reader.read(request.offset, max_bytes)?;
+            let read = read_at(request.offset, max_bytes)?;
             if read.data.len() >= request.min_bytes.max(1)
                 || tokio::time::Instant::now() >= deadline
             {
@@ -92,9 +98,7 @@ impl Broker {
             // Wake when the high watermark moves (or the writer goes away), or at the deadline.
             match tokio::time::timeout_at(deadline, watermark.changed()).await {
                 Ok(Ok(())) => {}
-                Ok(Err(_)) | Err(_) => {
-                    return reader.read(request.offset, max_bytes).map_err(Into::into);
-                }
+                Ok(Err(_)) | Err(_) => return read_at(request.offset, max_bytes),
             }
         }
     }
@@ -110,12 +114,13 @@ impl Broker {
         query: OffsetQuery,
     ) -> Result<Offset, BrokerError> {
         let partition = self.topic(topic)?.partition(partition)?;
-        let reader = partition.reader();
+        let reader = partition.reader()?;
         Ok(match query {
             OffsetQuery::Earliest => reader.log_start_offset(),
             OffsetQuery::Latest => reader.high_watermark(),
             OffsetQuery::Timestamp(ts) => reader
-                .offset_for_timestamp(ts)?
+                .offset_for_timestamp(ts)
+                .inspect_err(|err| partition.note_read_error(err))?
                 .unwrap_or_else(|| reader.high_watermark()),
         })
     }

@@ -21,7 +21,14 @@
 //!   reads, record decoding, offset lookups.
 //! - `group`: consumer groups: the assignor, the membership state machine (KIP-848), and
 //!   the coordinator that keeps committed offsets in `__consumer_offsets`.
+//! - `producer_snapshot`: the idempotent-producer state saved every few megabytes and at close,
+//!   so opening a partition reads a bounded tail of its log.
+//! - `scrub`: one rate-limited pass over every log after start-up that finds damage at rest.
 //! - `error`: [`BrokerError`], the crate's one error enum.
+//!
+//! Damage stays in its partition: a log that will not open leaves that partition stopped, a
+//! damaged batch is stepped over when state is rebuilt and answered `CorruptBatch` when read,
+//! and [`Broker::problems`] names every such partition. Nothing of it stops the node.
 //!
 //! Invariants across modules:
 //! - The topic-name, topic-config and producer-state modules are pure: no I/O, no clock, no global random number generator.
@@ -40,7 +47,9 @@ mod partition;
 mod produce;
 mod producer_filter;
 mod producer_ids;
+mod producer_snapshot;
 mod producer_state;
+mod scrub;
 mod sequencer;
 mod topic_config;
 mod topic_name;
@@ -65,12 +74,14 @@ pub use group::{
     MemberSpec, OffsetCommit, OffsetValue, PartitionLag, ResetTo, TopicPartition, assign,
     validate_group_id,
 };
+pub use partition::{Damage, PartitionCondition, PartitionProblem};
 pub use produce::{
     AckLevel, PartitionProduced, ProducePayload, ProduceRecord, ProduceRequest, ProduceResult,
 };
-pub use producer_filter::SequenceError;
+pub use producer_filter::{PRODUCER_SNAPSHOT_INTERVAL_BYTES, SequenceError};
 pub use producer_ids::PRODUCER_ID_BLOCK;
 pub use producer_state::{BATCHES_REMEMBERED, ProducerBatch, ProducerStates, SequenceCheck};
+pub use scrub::{DEFAULT_SCRUB_BYTES_PER_SEC, ScrubReport};
 pub use sequencer::MAX_ORDERING_WAIT;
 pub use topic_config::{CleanupPolicy, MAX_CONFIG_FILE_BYTES, TimestampType, TopicConfig};
 pub use topic_name::{

@@ -353,14 +353,21 @@ async fn append_one(
 ) -> Result<PartitionProduced, BrokerError> {
     let part = topic.partition(i64::from(partition))?;
     let record_count = batch.record_count();
-    let log_start_offset = part.reader().log_start_offset();
     let mut produced = PartitionProduced {
         partition,
         base_offset: None,
         record_count,
-        log_start_offset,
+        log_start_offset: Offset(0),
         error: None,
     };
+    let (writer, sequencer) = match (part.writer(), part.sequencer()) {
+        (Ok(writer), Ok(sequencer)) => (writer, sequencer),
+        (Err(err), _) | (_, Err(err)) => {
+            produced.error = Some(err);
+            return Ok(produced);
+        }
+    };
+    produced.log_start_offset = writer.reader().log_start_offset();
     let header = batch.header();
     let producer = (header.producer_id >= 0).then_some((
         header.producer_id,
@@ -369,17 +376,17 @@ async fn append_one(
         header.record_count,
     ));
     if let Some((id, epoch, sequence, _)) = producer {
-        part.sequencer.wait_turn(id, epoch, sequence).await;
+        sequencer.wait_turn(id, epoch, sequence).await;
     }
     let queued = if acks == AckLevel::None {
-        part.writer.try_append(vec![batch], Some(SINGLE_NODE_EPOCH))
+        writer.try_append(vec![batch], Some(SINGLE_NODE_EPOCH))
     } else {
-        part.writer
+        writer
             .queue_append(vec![batch], Some(SINGLE_NODE_EPOCH))
             .await
     };
     if let Some((id, epoch, sequence, records)) = producer {
-        part.sequencer.queued(id, epoch, sequence, records);
+        sequencer.queued(id, epoch, sequence, records);
     }
     let pending = match queued {
         Ok(pending) => pending,
@@ -396,6 +403,6 @@ async fn append_one(
         Ok(Err(err)) => produced.error = Some(err.into()),
         Err(_) => produced.error = Some(cairn_log::LogError::Closed.into()),
     }
-    produced.log_start_offset = part.reader().log_start_offset();
+    produced.log_start_offset = writer.reader().log_start_offset();
     Ok(produced)
 }

@@ -1,12 +1,19 @@
 //! The admission filter that enforces idempotent producers' sequences on a partition's writer
 //! thread (see `cairn_log::AppendFilter`): it keeps the committed [`ProducerStates`] and, during a
-//! group commit, a working copy that also holds what the group admitted so far.
+//! group commit, a working copy that also holds what the group admitted so far. It also keeps
+//! the state's snapshots (`producer_snapshot`): one every [`PRODUCER_SNAPSHOT_INTERVAL_BYTES`]
+//! of log and one at a clean close, so opening reads a bounded tail of the log, whatever it holds.
 
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use cairn_log::batch::Batch;
-use cairn_log::{Admission, AppendFilter, AppendInfo, EntryIndex, LogError, LogReader, Offset};
+use cairn_log::{
+    Admission, AppendFilter, AppendInfo, DamagedRange, EntryIndex, LogError, LogReader, Offset,
+};
 
+use crate::producer_snapshot;
 use crate::producer_state::{ProducerBatch, ProducerStates, SequenceCheck};
 
 /// Why an idempotent batch was refused.
@@ -44,40 +51,105 @@ pub enum SequenceError {
     SeveralBatches,
 }
 
-/// Sequence enforcement for one partition.
+/// Log bytes appended between two producer snapshots: what opening a partition reads at most
+/// after an unclean stop (after a clean one, nothing: a snapshot is written at close).
+pub const PRODUCER_SNAPSHOT_INTERVAL_BYTES: u64 = 16 << 20;
+
+/// What opening a partition's producer state did, for its log line and for health.
 #[derive(Debug, Default)]
+pub(crate) struct RebuildReport {
+    /// The snapshot the state started from, if one was usable.
+    pub(crate) snapshot_offset: Option<Offset>,
+    /// Batches read from the log after it.
+    pub(crate) batches_read: u64,
+    /// Damage met while reading: those batches' producers may be missing from the state.
+    pub(crate) damaged: Vec<DamagedRange>,
+}
+
+/// Sequence enforcement for one partition.
+#[derive(Debug)]
 pub(crate) struct ProducerFilter {
+    /// Where snapshots are written: the partition directory.
+    dir: PathBuf,
     committed: ProducerStates,
     working: Option<ProducerStates>,
+    /// Bytes admitted in the group being committed.
+    pending_bytes: u64,
+    /// Bytes committed since the last snapshot.
+    unsnapshotted_bytes: u64,
+    /// The log end the last snapshot was written at.
+    snapshot_offset: Option<Offset>,
+    /// Bytes between interval snapshots ([`PRODUCER_SNAPSHOT_INTERVAL_BYTES`]; tests use less).
+    snapshot_interval_bytes: u64,
 }
 
 impl ProducerFilter {
-    /// Rebuilds the producer states by reading the partition's log from its start: every
-    /// batch's producer fields are in its header.
-    pub(crate) fn rebuild(reader: &LogReader) -> Result<ProducerFilter, LogError> {
-        let mut states = ProducerStates::default();
-        let mut offset = reader.log_start_offset();
-        loop {
-            let read = reader.read(offset.as_i64(), 8 << 20)?;
-            if read.is_empty() {
-                break;
+    /// Restores the producer states of the partition in `dir`: from its newest usable snapshot,
+    /// then every batch of the log after it (the whole log when there is none). A damaged batch
+    /// is stepped over and reported, never a reason to fail: the partition must still open.
+    pub(crate) fn open(dir: &Path, reader: &LogReader) -> (ProducerFilter, RebuildReport) {
+        let log_end = reader.log_end_offset();
+        let snapshot = producer_snapshot::load_newest(dir, log_end, |err| {
+            tracing::warn!(%err, "producer snapshot skipped; an older one or the log is used");
+        })
+        .unwrap_or_else(|err| {
+            tracing::warn!(%err, "producer snapshots unreadable; rebuilding from the log");
+            None
+        });
+        let mut report = RebuildReport {
+            snapshot_offset: snapshot.as_ref().map(|s| s.offset),
+            ..RebuildReport::default()
+        };
+        let (mut states, from) = match snapshot {
+            Some(s) => (s.states, s.offset.max(reader.log_start_offset())),
+            None => (ProducerStates::default(), reader.log_start_offset()),
+        };
+        let scanned = reader.scan_batches(from.as_i64(), |batch| {
+            report.batches_read += 1;
+            if let Some(producer) = producer_batch(batch)
+                && producer.is_idempotent()
+            {
+                let last = batch
+                    .base_offset()
+                    .plus(batch.offset_count().saturating_sub(1));
+                states.record(&producer, batch.base_offset().0, last.0);
             }
-            for batch in read.batches() {
-                if let Some(producer) = producer_batch(&batch)
-                    && producer.is_idempotent()
-                {
-                    let last = batch
-                        .base_offset()
-                        .plus(batch.offset_count().saturating_sub(1));
-                    states.record(&producer, batch.base_offset().0, last.0);
-                }
+            ControlFlow::Continue(())
+        });
+        match scanned {
+            Ok(damaged) => report.damaged = damaged,
+            // The start lies outside the log only if the log changed under us, which nothing
+            // does before the writer starts; an empty state then is still safe (retries of
+            // lost batches are refused as unknown, not duplicated).
+            Err(err) => {
+                tracing::error!(%err, dir = %dir.display(), "reading producer state from the log")
             }
-            offset = read.next_offset;
         }
-        Ok(ProducerFilter {
+        let filter = ProducerFilter {
+            dir: dir.to_path_buf(),
             committed: states,
             working: None,
-        })
+            pending_bytes: 0,
+            unsnapshotted_bytes: 0,
+            snapshot_offset: report.snapshot_offset,
+            snapshot_interval_bytes: PRODUCER_SNAPSHOT_INTERVAL_BYTES,
+        };
+        (filter, report)
+    }
+
+    /// Writes a snapshot at `log_end` unless one is there already.
+    fn snapshot(&mut self, log_end: Offset, durable: bool) {
+        if self.snapshot_offset == Some(log_end) && !durable {
+            return;
+        }
+        match producer_snapshot::write(&self.dir, log_end, &self.committed, durable) {
+            Ok(()) => {
+                self.snapshot_offset = Some(log_end);
+                self.unsnapshotted_bytes = 0;
+            }
+            // A snapshot only saves reading at the next open: keep serving.
+            Err(err) => tracing::warn!(%err, "producer snapshot not written"),
+        }
     }
 }
 
@@ -100,6 +172,36 @@ fn reject(err: SequenceError) -> Admission {
 
 impl AppendFilter for ProducerFilter {
     fn admit(&mut self, batches: &[Batch], next_offset: Offset) -> Admission {
+        let admission = self.admit_sequences(batches, next_offset);
+        if matches!(admission, Admission::Append) {
+            self.pending_bytes += batches.iter().map(|b| b.len_bytes() as u64).sum::<u64>();
+        }
+        admission
+    }
+
+    fn commit(&mut self, log_end: Offset) {
+        if let Some(working) = self.working.take() {
+            self.committed = working;
+        }
+        self.unsnapshotted_bytes += std::mem::take(&mut self.pending_bytes);
+        if self.unsnapshotted_bytes >= self.snapshot_interval_bytes {
+            self.snapshot(log_end, false);
+        }
+    }
+
+    fn rollback(&mut self) {
+        self.working = None;
+        self.pending_bytes = 0;
+    }
+
+    fn close(&mut self, log_end: Offset) {
+        self.snapshot(log_end, true);
+    }
+}
+
+impl ProducerFilter {
+    /// The sequence rules for one request; see [`AppendFilter::admit`].
+    fn admit_sequences(&mut self, batches: &[Batch], next_offset: Offset) -> Admission {
         let idempotent: Vec<ProducerBatch> = batches
             .iter()
             .filter_map(producer_batch)
@@ -143,14 +245,132 @@ impl AppendFilter for ProducerFilter {
             }),
         }
     }
+}
 
-    fn commit(&mut self) {
-        if let Some(working) = self.working.take() {
-            self.committed = working;
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "test code")]
+mod tests {
+    use super::*;
+    use cairn_log::batch::{BatchBuilder, Compression, ProducerFields, RecordInput};
+    use cairn_log::{Log, LogConfig, LogWriter, ManualClock, WriterOptions};
+
+    fn idempotent_batch(producer_id: i64, base_sequence: i32) -> Batch {
+        let mut builder = BatchBuilder::new(Compression::None);
+        builder.set_producer(ProducerFields {
+            producer_id,
+            producer_epoch: 0,
+            base_sequence,
+        });
+        let value = [b'v'; 200];
+        for _ in 0..2 {
+            builder
+                .push(&RecordInput {
+                    key: None,
+                    value: Some(&value),
+                    headers: &[],
+                    timestamp_ms: 0,
+                })
+                .unwrap();
         }
+        Batch::validate(builder.build().unwrap()).unwrap()
     }
 
-    fn rollback(&mut self) {
-        self.working = None;
+    /// Opens the filter on `dir` and starts a writer with it, snapshotting every `interval`.
+    fn start(dir: &Path, interval: u64) -> (LogWriter, RebuildReport) {
+        let log = Log::open(dir, LogConfig::default(), 0).unwrap();
+        let (mut filter, report) = ProducerFilter::open(dir, &log.reader());
+        filter.snapshot_interval_bytes = interval;
+        let writer = LogWriter::spawn_filtered(
+            log,
+            Arc::new(ManualClock::new(0)),
+            WriterOptions::default(),
+            Some(Box::new(filter)),
+        )
+        .unwrap();
+        (writer, report)
+    }
+
+    /// The state a full read of the log gives (no snapshots).
+    fn rebuilt_from_the_log(dir: &Path) -> ProducerStates {
+        let scratch = tempfile::tempdir().unwrap();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_str().unwrap().to_string();
+            if !name.ends_with(".snapshot") && !name.ends_with(".lock") && path.is_file() {
+                std::fs::copy(&path, scratch.path().join(name)).unwrap();
+            }
+        }
+        let log = Log::open(scratch.path(), LogConfig::default(), 0).unwrap();
+        let (filter, report) = ProducerFilter::open(scratch.path(), &log.reader());
+        assert_eq!(report.snapshot_offset, None);
+        filter.committed
+    }
+
+    fn state_of(dir: &Path) -> (ProducerStates, RebuildReport) {
+        let log = Log::open(dir, LogConfig::default(), 0).unwrap();
+        let (filter, report) = ProducerFilter::open(dir, &log.reader());
+        (filter.committed, report)
+    }
+
+    #[test]
+    fn a_clean_close_leaves_a_snapshot_at_the_log_end_and_opening_reads_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (writer, _) = start(dir.path(), u64::MAX);
+        for seq in 0i32..20 {
+            writer
+                .append_blocking(
+                    vec![idempotent_batch(i64::from(seq % 3), (seq / 3) * 2)],
+                    None,
+                )
+                .unwrap();
+        }
+        writer.close_blocking().unwrap();
+        drop(writer);
+        let (states, report) = state_of(dir.path());
+        assert_eq!(report.snapshot_offset, Some(Offset(40)));
+        assert_eq!(report.batches_read, 0);
+        assert_eq!(states.len(), 3);
+        assert_eq!(states, rebuilt_from_the_log(dir.path()));
+    }
+
+    #[test]
+    fn after_a_crash_opening_reads_only_what_follows_the_last_interval_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let (writer, _) = start(dir.path(), 4096);
+        for seq in 0i32..50 {
+            writer
+                .append_blocking(
+                    vec![idempotent_batch(i64::from(seq % 4), (seq / 4) * 2)],
+                    None,
+                )
+                .unwrap();
+        }
+        // A crash: the files as they are while the writer still runs, no close.
+        let crashed = tempfile::tempdir().unwrap();
+        for entry in std::fs::read_dir(dir.path()).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_owned();
+            if path.is_file() && name != "lock" {
+                std::fs::copy(&path, crashed.path().join(name)).unwrap();
+            }
+        }
+        writer.close_blocking().unwrap();
+        let (states, report) = state_of(crashed.path());
+        let snapshot = report.snapshot_offset.expect("an interval snapshot");
+        assert!(
+            snapshot > Offset(0) && snapshot <= Offset(100),
+            "{snapshot:?}"
+        );
+        // Each interval is ~4 KiB of ~460-byte batches: fewer than a dozen batches read.
+        assert!(report.batches_read < 12, "{report:?}");
+        assert_eq!(states, rebuilt_from_the_log(crashed.path()));
+        // The restored state judges a retry as the uncrashed one did.
+        let mut filter_states = states;
+        let retry = producer_batch(&idempotent_batch(1, 22)).unwrap();
+        assert!(matches!(
+            filter_states.check(&retry),
+            SequenceCheck::Duplicate { .. }
+        ));
+        filter_states.record(&retry, 0, 0);
     }
 }

@@ -5,8 +5,8 @@
 //! gap in sequences is refused, and a fenced (older-epoch) producer is rejected.
 //!
 //! It does no I/O: the partition feeds it the producer fields of each batch before appending
-//! ([`ProducerStates::check`]) and the offsets after ([`ProducerStates::record`]), and rebuilds
-//! it on open by feeding it every batch of the log.
+//! ([`ProducerStates::check`]) and the offsets after ([`ProducerStates::record`]). On open it is
+//! restored from the newest snapshot (`producer_snapshot.rs`) and fed the batches after it.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -70,27 +70,41 @@ pub enum SequenceCheck {
     UnknownProducer,
 }
 
+/// One batch a producer wrote, as remembered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Written {
-    first_sequence: i32,
-    last_sequence: i32,
-    base_offset: u64,
-    last_offset: u64,
+pub(crate) struct Written {
+    pub(crate) first_sequence: i32,
+    pub(crate) last_sequence: i32,
+    pub(crate) base_offset: u64,
+    pub(crate) last_offset: u64,
 }
 
-#[derive(Clone, Debug, Default)]
-struct ProducerEntry {
-    epoch: i16,
-    batches: VecDeque<Written>,
+/// What is remembered of one producer: its epoch and its last batches, oldest first.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct ProducerEntry {
+    pub(crate) epoch: i16,
+    pub(crate) batches: VecDeque<Written>,
 }
 
 /// The producer state of one partition.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ProducerStates {
     producers: HashMap<i64, ProducerEntry>,
 }
 
 impl ProducerStates {
+    /// Every producer and what is remembered of it, for a snapshot.
+    pub(crate) fn entries(&self) -> impl Iterator<Item = (i64, &ProducerEntry)> {
+        self.producers.iter().map(|(&id, entry)| (id, entry))
+    }
+
+    /// Rebuilds the states from a snapshot's entries.
+    pub(crate) fn from_entries(entries: impl IntoIterator<Item = (i64, ProducerEntry)>) -> Self {
+        ProducerStates {
+            producers: entries.into_iter().collect(),
+        }
+    }
+
     /// Decides what to do with `batch`, without changing anything.
     pub fn check(&self, batch: &ProducerBatch) -> SequenceCheck {
         if !batch.is_idempotent() {

@@ -2,12 +2,13 @@
 //! check), one line per broker, and exits 0 only when every one does. It is made for scripts,
 //! container health checks and readiness probes: a broker that cannot be reached, answers
 //! anything but SERVING, or says nothing within `--timeout-ms` fails the check, and the line
-//! says which broker and why.
+//! says which broker and why. Under each broker's line come the partitions it reports stopped
+//! (the reason it is NOT_SERVING) or damaged (it serves, but reads of the damaged batches fail).
 
 use std::time::Duration;
 
 use anyhow::bail;
-use cairn_client::{HealthStatus, check_health};
+use cairn_client::{HealthStatus, check_health, node_health};
 use clap::Args;
 use futures_util::future::join_all;
 use serde::Serialize;
@@ -34,6 +35,56 @@ struct BrokerReport {
     /// Why there was no answer.
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+    /// Partitions the broker reports stopped or damaged.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    partitions: Vec<PartitionReport>,
+}
+
+/// One stopped or damaged partition of a broker's report.
+#[derive(Debug, Serialize)]
+struct PartitionReport {
+    topic: String,
+    partition: i32,
+    state: &'static str,
+    reason: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    location: String,
+    corrupt_reads: u64,
+}
+
+impl PartitionReport {
+    fn line(&self) -> String {
+        let mut line = format!(
+            "  {} {}-{}: {}",
+            self.state, self.topic, self.partition, self.reason
+        );
+        if !self.location.is_empty() {
+            line.push_str(&format!(" (at {})", self.location));
+        }
+        if self.corrupt_reads > 0 {
+            line.push_str(&format!("; {} reads refused", self.corrupt_reads));
+        }
+        line
+    }
+}
+
+/// The partitions a broker that answered reports as not well; none when it cannot say (an
+/// older broker, or no answer in time: the status line already tells that).
+async fn troubles(broker: &str, timeout: Duration) -> Vec<PartitionReport> {
+    match tokio::time::timeout(timeout, node_health(broker)).await {
+        Ok(Ok(troubles)) => troubles
+            .into_iter()
+            .map(|t| PartitionReport {
+                topic: t.topic,
+                partition: t.partition,
+                state: t.state,
+                reason: t.reason,
+                location: t.location,
+                corrupt_reads: t.corrupt_reads,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// Checks every broker of `brokers` at once and reports each.
@@ -59,10 +110,16 @@ pub async fn run(brokers: &str, args: HealthArgs) -> anyhow::Result<()> {
                 Some(format!("no answer within {} ms", args.timeout_ms)),
             ),
         };
+        let partitions = if error.is_none() {
+            troubles(broker, timeout).await
+        } else {
+            Vec::new()
+        };
         BrokerReport {
             broker: broker.to_string(),
             status,
             error,
+            partitions,
         }
     }))
     .await;
@@ -74,6 +131,9 @@ pub async fn run(brokers: &str, args: HealthArgs) -> anyhow::Result<()> {
                 match &report.error {
                     Some(error) => outln!("{} {}: {error}", report.broker, report.status)?,
                     None => outln!("{} {}", report.broker, report.status)?,
+                }
+                for partition in &report.partitions {
+                    outln!("{}", partition.line())?;
                 }
             }
         }

@@ -66,6 +66,66 @@ pub async fn check_health(broker: &str) -> Result<HealthStatus, ClientError> {
     })
 }
 
+/// A partition a broker reports as not well (`cairn.v1.Metadata/GetNodeHealth`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartitionTrouble {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// `STOPPED` (takes no requests; the node is NOT_SERVING) or `DAMAGED` (serves, but reads of
+    /// its damaged batches answer CORRUPT_MESSAGE).
+    pub state: &'static str,
+    /// Why, in the broker's words.
+    pub reason: String,
+    /// For damage: the segment file and position of the first damaged batch found.
+    pub location: String,
+    /// For damage: the lowest offset the damaged batch may hold.
+    pub offset: i64,
+    /// Reads answered CORRUPT_MESSAGE since the broker started.
+    pub corrupt_reads: u64,
+}
+
+/// Asks the broker at `broker` (one `host:port`) which of its partitions are stopped or
+/// damaged. Empty when all are well.
+///
+/// # Errors
+/// As [`check_health`]; a broker older than this call answers UNIMPLEMENTED.
+pub async fn node_health(broker: &str) -> Result<Vec<PartitionTrouble>, ClientError> {
+    use cairn_proto::v1::metadata_client::MetadataClient;
+    use cairn_proto::v1::{NodeHealthRequest, PartitionState};
+
+    let addresses = broker_addresses(broker)?;
+    if addresses.len() != 1 {
+        return Err(ClientError::InvalidArgument(format!(
+            "a health check asks one broker, not {} ({broker:?})",
+            addresses.len()
+        )));
+    }
+    let mut client = MetadataClient::new(connect(broker).await?);
+    let answer = client
+        .get_node_health(NodeHealthRequest {})
+        .await?
+        .into_inner();
+    Ok(answer
+        .partitions
+        .into_iter()
+        .map(|p| PartitionTrouble {
+            state: match p.state() {
+                PartitionState::Stopped => "STOPPED",
+                PartitionState::Damaged => "DAMAGED",
+                PartitionState::Unspecified => "UNKNOWN",
+            },
+            topic: p.topic,
+            partition: p.partition,
+            reason: p.reason,
+            location: p.location,
+            offset: p.offset,
+            corrupt_reads: p.corrupt_reads,
+        })
+        .collect())
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, reason = "test code")]
 mod tests {

@@ -18,7 +18,8 @@
 //!   what it polled (auto-commit on an interval, on revoke and on close), with rebalance
 //!   callbacks ([`RebalanceListener`]);
 //! - [`GroupAdmin`]: list, describe (with lag), reset offsets of, and delete groups;
-//! - [`check_health`]: the standard gRPC health check of one broker;
+//! - [`check_health`]: the standard gRPC health check of one broker; [`node_health`]: which of
+//!   its partitions are stopped or damaged;
 //! - [`ClientError`]: every failure, with the broker's stable error code when it sent one.
 //!
 //! The CLI's client commands are built on this crate.
@@ -54,7 +55,7 @@ pub use group::{
     TopicPartition,
 };
 pub use group_admin::GroupAdmin;
-pub use health::{HealthStatus, check_health};
+pub use health::{HealthStatus, PartitionTrouble, check_health, node_health};
 pub use producer::{
     DeliveryFuture, MAX_IN_FLIGHT_IDEMPOTENT, METADATA_MAX_AGE, OutgoingRecord, Placement,
     Producer, ProducerConfig,

@@ -27,8 +27,14 @@ pub trait AppendFilter: Send + std::fmt::Debug {
     /// Decides on `batches`, which would be written starting at `next_offset`. Admitting one
     /// must be remembered as pending, so that later requests of the same group see it.
     fn admit(&mut self, batches: &[Batch], next_offset: Offset) -> Admission;
-    /// Everything admitted since the last commit or rollback is durable.
-    fn commit(&mut self);
+    /// Everything admitted since the last commit or rollback is written under the log's flush
+    /// policy (the point at which it is acknowledged); the log now ends at `log_end`.
+    fn commit(&mut self, log_end: Offset);
     /// Everything admitted since the last commit or rollback was not written.
     fn rollback(&mut self);
+    /// The log is about to close cleanly at `log_end` (flushed, nothing pending): the filter
+    /// may save what it knows so that the next open need not rebuild it from the log.
+    fn close(&mut self, log_end: Offset) {
+        let _ = log_end;
+    }
 }

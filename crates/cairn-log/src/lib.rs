@@ -76,7 +76,7 @@ pub use config::{DirtyRatio, FlushPolicy, LogConfig};
 pub use error::LogError;
 pub use index::{ENTRY_INDEX_ENTRY_BYTES, OFFSET_INDEX_ENTRY_BYTES, TIME_INDEX_ENTRY_BYTES};
 pub use log::{AppendInfo, Log, RetentionOutcome};
-pub use reader::{LogReader, ReadResult};
+pub use reader::{DamagedRange, LogReader, ReadResult};
 pub use types::{EntryIndex, FilePos, LeaderEpoch, Offset, RelativeOffset};
 pub use writer::{
     LogWriter, MAX_GROUP_BYTES, MAX_GROUP_REQUESTS, RETENTION_CHECK_INTERVAL, WRITER_QUEUE_DEPTH,

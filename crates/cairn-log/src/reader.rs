@@ -3,6 +3,7 @@
 //! the writer's lock; what they return are zero-copy slices of mapped segments, always whole
 //! batches, each one's CRC checked on the way out. A damaged batch is an error, never data.
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -92,6 +93,12 @@ impl LogReader {
         self.shared.cleaner_counters.snapshot()
     }
 
+    /// Why the log stopped taking appends (a failed write or fsync), if it has. A poisoned log
+    /// still serves what it holds; it takes writes again only once reopened and recovered.
+    pub fn poisoned(&self) -> Option<String> {
+        self.shared.poisoned.get().cloned()
+    }
+
     /// A receiver that changes whenever the high watermark moves, for long polls.
     pub fn subscribe_high_watermark(&self) -> tokio::sync::watch::Receiver<Offset> {
         self.shared.high_watermark_tx.subscribe()
@@ -174,6 +181,88 @@ impl LogReader {
         }
         Ok(None)
     }
+}
+
+/// Damage met by [`LogReader::scan_batches`]: batches kept on disk but never served.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DamagedRange {
+    /// The segment file.
+    pub path: std::path::PathBuf,
+    /// Where the damage starts in it.
+    pub position: FilePos,
+    /// The lowest offset the damaged batches can hold (their own offsets are unknown).
+    pub from_offset: Offset,
+    /// What is wrong with the first damaged batch.
+    pub reason: String,
+}
+
+impl LogReader {
+    /// Calls `visit` with every readable batch whose base offset is at or after `from`, up to
+    /// the high watermark, in order, stepping over damaged batches instead of stopping at them
+    /// (searching byte by byte for the next valid batch where framing is lost), until `visit`
+    /// breaks. Meta entries are visited too. What was stepped over is returned, so the caller
+    /// can report it.
+    ///
+    /// For rebuilding state from the log at open, where one damaged batch must not make the
+    /// whole partition unusable; reads for consumers use [`LogReader::read`], which answers
+    /// damage with [`LogError::CorruptBatch`].
+    ///
+    /// # Errors
+    /// [`LogError::OffsetOutOfRange`] when `from` is outside `[log start, high watermark]`.
+    pub fn scan_batches(
+        &self,
+        from: i64,
+        mut visit: impl FnMut(&Batch) -> ControlFlow<()>,
+    ) -> Result<Vec<DamagedRange>, LogError> {
+        let snapshot = self.shared.snapshot();
+        let from = check_range(&snapshot, from)?;
+        let mut damaged = Vec::new();
+        let first = snapshot
+            .segments
+            .partition_point(|s| s.base_offset <= from)
+            .saturating_sub(1);
+        for view in snapshot.segments.iter().skip(first) {
+            let Some(end) = visible_end(&snapshot, view) else {
+                break;
+            };
+            if scan_segment(view, from, end, &mut visit, &mut damaged).is_break() {
+                break;
+            }
+        }
+        Ok(damaged)
+    }
+}
+
+/// One segment's part of [`LogReader::scan_batches`].
+fn scan_segment(
+    view: &SegmentView,
+    from: Offset,
+    end: FilePos,
+    visit: &mut impl FnMut(&Batch) -> ControlFlow<()>,
+    damaged: &mut Vec<DamagedRange>,
+) -> ControlFlow<()> {
+    let mut walker = start_walk(view, from, end);
+    let max_last = view.base_offset.plus(u64::from(u32::MAX));
+    while let Some(walked) = walker.next() {
+        match walked {
+            Ok(walked) if walked.batch.base_offset() >= from => visit(&walked.batch)?,
+            Ok(_) => {}
+            Err(err) => {
+                let floor = walker.offset_floor();
+                damaged.push(DamagedRange {
+                    path: view.log_path.to_path_buf(),
+                    position: err.position,
+                    from_offset: floor,
+                    reason: err.reason.to_string(),
+                });
+                match next_valid_after(&view.data, &err, end, floor, max_last, true) {
+                    Some(next) => walker.resume_at(next.position),
+                    None => return ControlFlow::Continue(()),
+                }
+            }
+        }
+    }
+    ControlFlow::Continue(())
 }
 
 fn check_range(snapshot: &Published, from: i64) -> Result<Offset, LogError> {

@@ -95,6 +95,7 @@ pub(crate) fn open_dir(
         published: RwLock::new(Arc::new(published)),
         high_watermark_tx,
         cleaner_counters: Default::default(),
+        poisoned: Default::default(),
     });
     let mut log = Log {
         dir: dir.to_path_buf(),

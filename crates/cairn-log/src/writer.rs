@@ -366,6 +366,7 @@ impl WriterLoop {
                 Ok(None) => {
                     // Every handle is gone: close cleanly.
                     self.stop_cleaner();
+                    self.close_filter();
                     if let Some(log) = self.log.take()
                         && let Err(err) = log.close()
                     {
@@ -467,6 +468,7 @@ impl WriterLoop {
             }
             Some(Command::Close { reply }) => {
                 self.stop_cleaner();
+                self.close_filter();
                 let result = self.log.take().map_or(Err(LogError::Closed), Log::close);
                 let _ = reply.send(result);
             }
@@ -518,7 +520,7 @@ impl WriterLoop {
         match outcome {
             Ok(results) => {
                 if let Some(filter) = self.filter.as_mut() {
-                    filter.commit();
+                    filter.commit(log.log_end_offset());
                 }
                 let mut written = results.into_iter();
                 for ((_, _, reply), decision) in group.into_iter().zip(decisions) {
@@ -543,6 +545,17 @@ impl WriterLoop {
                     let _ = reply.send(Err(result));
                 }
             }
+        }
+    }
+
+    /// Tells the filter the log closes, after a last flush, unless the log is poisoned (then
+    /// nothing after the failure is known durable, and the next open rebuilds from the log).
+    fn close_filter(&mut self) {
+        let (Some(log), Some(filter)) = (self.log.as_mut(), self.filter.as_mut()) else {
+            return;
+        };
+        if log.poisoned().is_none() && log.flush().is_ok() {
+            filter.close(log.log_end_offset());
         }
     }
 

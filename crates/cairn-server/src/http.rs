@@ -1,4 +1,5 @@
-//! The HTTP admin endpoint: `GET /health` (200 once serving) and `GET /metrics` (Prometheus
+//! The HTTP admin endpoint: `GET /health` (200 while serving, 503 while a partition is stopped,
+//! with a line per troubled partition) and `GET /metrics` (Prometheus
 //! text). A deliberately small HTTP/1.1 responder on tokio: one request per connection, bounded
 //! request size, no dependency on a web framework for two read-only routes. `/metrics` joins
 //! partition offsets read from the broker at scrape time with the request activity counted in
@@ -53,7 +54,10 @@ async fn answer(mut stream: TcpStream, broker: &Broker, metrics: &Metrics) -> st
     let mut parts = line.split(' ');
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     match (method, path) {
-        ("GET", "/health") => respond(&mut stream, "200 OK", "text/plain", "ok\n").await,
+        ("GET", "/health") => {
+            let (status, body) = health_page(broker);
+            respond(&mut stream, status, "text/plain", &body).await
+        }
         ("GET", "/metrics") => {
             respond(
                 &mut stream,
@@ -74,6 +78,22 @@ async fn answer(mut stream: TcpStream, broker: &Broker, metrics: &Metrics) -> st
             .await
         }
     }
+}
+
+/// `GET /health`: 200 and `ok` while the node serves, 503 and `not serving` while a partition
+/// is stopped; then one line per stopped or damaged partition.
+fn health_page(broker: &Broker) -> (&'static str, String) {
+    let problems = broker.problems();
+    let (status, mut body) = if crate::health::serving(&problems) {
+        ("200 OK", String::from("ok\n"))
+    } else {
+        ("503 Service Unavailable", String::from("not serving\n"))
+    };
+    for problem in &problems {
+        body.push_str(&crate::health::describe(problem));
+        body.push('\n');
+    }
+    (status, body)
 }
 
 async fn respond(
@@ -121,6 +141,7 @@ fn exposition(broker: &Broker, metrics: &Metrics) -> String {
     }
     out.push_str(&starts);
     metrics.render(&mut out);
+    crate::health::render_metrics(&broker.problems(), &mut out);
     crate::group_metrics::render(broker, &mut out);
     out
 }

@@ -5,6 +5,8 @@
 //! - `services`: the `cairn.v1` gRPC services (Producer, Consumer, Admin, Metadata);
 //! - `status`: the one mapping from broker and log errors (and the transport's own refusals,
 //!   through a layer over every service) to error codes and gRPC statuses;
+//! - [`health`]: the server-wide `grpc.health.v1` status kept in step with the partitions
+//!   (NOT_SERVING while one is stopped) and the detail that names them;
 //! - `http`: `/health` and `/metrics` on the admin port;
 //! - [`metrics`]: produce and fetch counters and latency histograms; the services count into one
 //!   shared [`metrics::Metrics`] and `http` renders it (the broker never sees it);
@@ -12,6 +14,7 @@
 //!   reflection (v1 and v1alpha), and serves until told to stop.
 
 mod group_metrics;
+pub mod health;
 mod http;
 pub mod metrics;
 pub mod services;
@@ -151,6 +154,13 @@ pub async fn run(
     health_reporter
         .set_serving::<GroupsServer<GroupsService>>()
         .await;
+    // A partition stopped at open (or poisoned later) turns the server-wide status NOT_SERVING.
+    let serving = health::set_now(&broker, &health_reporter).await;
+    let health_watch = tokio::spawn(health::watch(
+        Arc::clone(&broker),
+        health_reporter.clone(),
+        serving,
+    ));
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -160,6 +170,8 @@ pub async fn run(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
 
+    let scrub_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    spawn_scrub(Arc::clone(&broker), Arc::clone(&scrub_stop));
     let metrics = Arc::new(Metrics::new());
     let http = tokio::spawn(http::serve(
         http_listener,
@@ -215,7 +227,38 @@ pub async fn run(
         .await;
     tracing::info!("shutting down: closing partitions");
     http.abort();
+    health_watch.abort();
+    scrub_stop.store(true, std::sync::atomic::Ordering::Relaxed);
     broker.shutdown().await;
     served?;
     Ok(())
+}
+
+/// Starts the one scrub pass over every log on its own thread (see `cairn_broker`'s scrub): damage
+/// at rest shows on health and metrics without a consumer tripping on it first.
+fn spawn_scrub(broker: Arc<Broker>, stop: Arc<std::sync::atomic::AtomicBool>) {
+    let spawned = std::thread::Builder::new()
+        .name("cairn-scrub".to_string())
+        .spawn(move || {
+            let report = broker.scrub_blocking(cairn_broker::DEFAULT_SCRUB_BYTES_PER_SEC, &stop);
+            if report.damaged > 0 {
+                tracing::error!(
+                    partitions = report.partitions,
+                    batches = report.batches,
+                    bytes = report.bytes,
+                    damaged = report.damaged,
+                    "scrub found damaged batches (see health)"
+                );
+            } else {
+                tracing::info!(
+                    partitions = report.partitions,
+                    batches = report.batches,
+                    bytes = report.bytes,
+                    "scrub found no damage"
+                );
+            }
+        });
+    if let Err(err) = spawned {
+        tracing::warn!(%err, "no thread for the scrub; damage is found when read");
+    }
 }

@@ -49,6 +49,7 @@ pub fn classify(err: &BrokerError) -> (ErrorCode, Code) {
         }
         BrokerError::InvalidRequest(_) => (ErrorCode::InvalidRequest, Code::InvalidArgument),
         BrokerError::ShuttingDown => (ErrorCode::BrokerNotAvailable, Code::Unavailable),
+        BrokerError::PartitionStopped { .. } => (ErrorCode::KafkaStorageError, Code::Unavailable),
         BrokerError::Io { source, .. } if is_disk_full(source) => {
             (ErrorCode::DiskFull, Code::ResourceExhausted)
         }
@@ -265,6 +266,12 @@ fn subject(err: &BrokerError) -> Vec<(&'static str, String)> {
         | BrokerError::InternalTopic { topic }
         | BrokerError::KeylessRecordOnCompactedTopic { topic } => vec![("topic", topic.clone())],
         BrokerError::UnknownPartition {
+            topic, partition, ..
+        } => vec![
+            ("topic", topic.clone()),
+            ("partition", partition.to_string()),
+        ],
+        BrokerError::PartitionStopped {
             topic, partition, ..
         } => vec![
             ("topic", topic.clone()),

@@ -606,7 +606,7 @@ impl Broker {
         let part = self
             .topic(&partition.topic)?
             .partition(i64::from(partition.partition))?;
-        let reader = part.reader();
+        let reader = part.reader()?;
         Ok((
             reader.log_start_offset().as_i64(),
             reader.high_watermark().as_i64(),

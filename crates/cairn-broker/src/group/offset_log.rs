@@ -28,8 +28,13 @@ pub(crate) type OffsetsByGroup = BTreeMap<String, BTreeMap<TopicPartition, Offse
 /// Reads every partition of the offsets topic from its log start to its high watermark and
 /// applies the records in order. Blocking: call from a blocking thread (it runs once, at open).
 ///
+/// Damage stays where it is: a stopped partition is skipped (its groups' commits are unknown
+/// until it is repaired), and a damaged batch is stepped over and reported on its partition (the
+/// commits it held are lost from memory; a later commit of the same group and partition, which
+/// is what a consumer makes next, supersedes them anyway).
+///
 /// # Errors
-/// The log's read errors (a damaged batch is not skipped).
+/// None today; kept fallible for the replicated store.
 pub(crate) fn load(topic: &Topic) -> Result<OffsetsByGroup, BrokerError> {
     let partitions = topic
         .partitions
@@ -39,15 +44,43 @@ pub(crate) fn load(topic: &Topic) -> Result<OffsetsByGroup, BrokerError> {
     let mut offsets = OffsetsByGroup::new();
     let mut loaded = 0u64;
     for partition in partitions {
-        let reader = partition.reader();
+        let reader = match partition.reader() {
+            Ok(reader) => reader,
+            Err(err) => {
+                tracing::error!(%err, "committed offsets of a stopped partition not loaded");
+                continue;
+            }
+        };
         let mut at = reader.log_start_offset();
         let end = reader.high_watermark();
         while at < end {
-            let read = reader.read(at.as_i64(), LOAD_CHUNK_BYTES)?;
+            let read = reader
+                .read(at.as_i64(), LOAD_CHUNK_BYTES)
+                .map_err(BrokerError::from)
+                .and_then(|read| Ok((decode_records(&read, at, LOAD_DECOMPRESS_LIMIT)?, read)));
+            let (records, read) = match read {
+                Ok(found) => found,
+                Err(err) => {
+                    if let BrokerError::Log(log_err) = &err {
+                        partition.note_read_error(log_err);
+                    }
+                    match next_readable(reader, at) {
+                        Some(next) => {
+                            tracing::error!(%err, skipped_to = next.0, "committed offsets in a damaged batch not loaded");
+                            at = next;
+                            continue;
+                        }
+                        None => {
+                            tracing::error!(%err, "committed offsets after a damaged batch not loaded");
+                            break;
+                        }
+                    }
+                }
+            };
             if read.is_empty() {
                 break;
             }
-            for record in decode_records(&read, at, LOAD_DECOMPRESS_LIMIT)? {
+            for record in records {
                 loaded += 1;
                 apply_stored(
                     &mut offsets,
@@ -65,6 +98,19 @@ pub(crate) fn load(topic: &Topic) -> Result<OffsetsByGroup, BrokerError> {
         "committed offsets loaded"
     );
     Ok(offsets)
+}
+
+/// The base offset of the first readable batch after the damaged one holding `at`.
+fn next_readable(reader: &cairn_log::LogReader, at: Offset) -> Option<Offset> {
+    let mut next = None;
+    let _ = reader.scan_batches(at.as_i64(), |batch| {
+        if batch.base_offset() > at && !batch.is_meta() {
+            next = Some(batch.base_offset());
+            return std::ops::ControlFlow::Break(());
+        }
+        std::ops::ControlFlow::Continue(())
+    });
+    next
 }
 
 /// The records of `values` for `group` (a `None` value is a tombstone).

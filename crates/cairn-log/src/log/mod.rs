@@ -43,6 +43,9 @@ pub(crate) struct Shared {
     pub(crate) high_watermark_tx: tokio::sync::watch::Sender<Offset>,
     /// The cleaner's running totals, readable from any thread.
     pub(crate) cleaner_counters: CleanerCounters,
+    /// Why the log stopped taking appends, once it has: set once by the writer when it poisons
+    /// the log, read by health checks through [`LogReader::poisoned`].
+    pub(crate) poisoned: std::sync::OnceLock<String>,
 }
 
 impl Shared {
@@ -213,6 +216,7 @@ impl Log {
     pub(crate) fn poison(&mut self, reason: String) -> LogError {
         tracing::error!(dir = %self.dir.display(), %reason, "partition log stopped: no more appends until it is reopened and recovered");
         self.poisoned.get_or_insert(reason.clone());
+        let _ = self.shared.poisoned.set(reason.clone());
         LogError::Poisoned {
             dir: self.dir.clone(),
             reason,

@@ -3,9 +3,12 @@
 
 use std::sync::Arc;
 
-use cairn_broker::Broker;
+use cairn_broker::{Broker, PartitionCondition, PartitionProblem};
 use cairn_proto::v1::metadata_server::Metadata;
-use cairn_proto::v1::{MetadataRequest, MetadataResponse, Node, PartitionMetadata, TopicMetadata};
+use cairn_proto::v1::{
+    MetadataRequest, MetadataResponse, Node, NodeHealthRequest, NodeHealthResponse,
+    PartitionHealth, PartitionMetadata, PartitionState, TopicMetadata,
+};
 use tonic::{Request, Response, Status};
 
 /// The Metadata service.
@@ -61,4 +64,38 @@ impl Metadata for MetadataService {
             node_id,
         }))
     }
+
+    async fn get_node_health(
+        &self,
+        _request: Request<NodeHealthRequest>,
+    ) -> Result<Response<NodeHealthResponse>, Status> {
+        let problems = self.broker.problems();
+        Ok(Response::new(NodeHealthResponse {
+            node_id: self.broker.node_id(),
+            serving: crate::health::serving(&problems),
+            partitions: problems.into_iter().map(partition_health).collect(),
+        }))
+    }
+}
+
+fn partition_health(problem: PartitionProblem) -> PartitionHealth {
+    let mut health = PartitionHealth {
+        topic: problem.topic,
+        partition: i32::try_from(problem.partition).unwrap_or(i32::MAX),
+        corrupt_reads: problem.corrupt_reads,
+        ..PartitionHealth::default()
+    };
+    match problem.condition {
+        PartitionCondition::Stopped { reason } => {
+            health.set_state(PartitionState::Stopped);
+            health.reason = reason;
+        }
+        PartitionCondition::Damaged(damage) => {
+            health.set_state(PartitionState::Damaged);
+            health.reason = damage.reason;
+            health.location = damage.location;
+            health.offset = i64::try_from(damage.offset).unwrap_or(i64::MAX);
+        }
+    }
+    health
 }
