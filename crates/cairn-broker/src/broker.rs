@@ -275,6 +275,19 @@ impl Broker {
         })
     }
 
+    /// Bytes of record batches a partition holds (its `.log` files up to the high watermark;
+    /// see [`cairn_log::LogReader::size_bytes`]).
+    ///
+    /// # Errors
+    /// [`BrokerError::UnknownTopic`], [`BrokerError::UnknownPartition`].
+    pub fn partition_size_bytes(&self, topic: &str, partition: i64) -> Result<u64, BrokerError> {
+        Ok(self
+            .topic(topic)?
+            .partition(partition)?
+            .reader()
+            .size_bytes())
+    }
+
     /// Deletes a topic: its writers are closed, then its logs and file removed.
     ///
     /// # Errors
