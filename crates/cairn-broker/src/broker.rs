@@ -382,7 +382,12 @@ impl Broker {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .extend(added.into_iter().map(Arc::new));
-        tracing::info!(topic = name, partitions = total, "partitions added");
+        tracing::info!(
+            topic = name,
+            partitions = total,
+            previous_partitions = current,
+            "partitions added"
+        );
         self.describe_topic(name)
     }
 

@@ -328,10 +328,20 @@ impl Metrics {
     /// (which re-created the topic's counters after [`Metrics::forget_topic`]) is caught at
     /// the next scrape.
     pub fn retain_topics(&self, exists: impl Fn(&str) -> bool) {
-        self.topics
-            .write()
+        // Look under the read lock first: a scrape then never holds up the request handlers'
+        // lookups unless a topic really went.
+        let stale = self
+            .topics
+            .read()
             .unwrap_or_else(|e| e.into_inner())
-            .retain(|topic, _| exists(topic));
+            .keys()
+            .any(|topic| !exists(topic));
+        if stale {
+            self.topics
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .retain(|topic, _| exists(topic));
+        }
     }
 
     /// The counters of `topic`, created on first use. Pass only a topic the broker has
