@@ -209,6 +209,7 @@ impl Broker {
             });
         }
         let overrides = overrides_text(&config, &self.cfg.topic_defaults);
+        let configs_logged = overrides.trim_end().replace('\n', ",");
         let (data_dir, name_owned, clock) = (
             self.cfg.data_dir.clone(),
             name.to_string(),
@@ -233,7 +234,12 @@ impl Broker {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(name.to_string(), Arc::new(topic));
-        tracing::info!(topic = name, partitions = partition_count, "topic created");
+        tracing::info!(
+            topic = name,
+            partitions = partition_count,
+            configs = %configs_logged,
+            "topic created"
+        );
         self.describe_topic(name)
     }
 
@@ -283,6 +289,20 @@ impl Broker {
             partitions,
             configs,
         })
+    }
+
+    /// Bytes of record batches a partition holds (its `.log` files up to the high watermark;
+    /// see [`cairn_log::LogReader::size_bytes`]).
+    ///
+    /// # Errors
+    /// [`BrokerError::UnknownTopic`], [`BrokerError::UnknownPartition`],
+    /// [`BrokerError::PartitionStopped`].
+    pub fn partition_size_bytes(&self, topic: &str, partition: i64) -> Result<u64, BrokerError> {
+        Ok(self
+            .topic(topic)?
+            .partition(partition)?
+            .reader()?
+            .size_bytes())
     }
 
     /// Deletes a topic: its writers are closed, then its logs and file removed.
@@ -383,7 +403,12 @@ impl Broker {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .extend(added.into_iter().map(Arc::new));
-        tracing::info!(topic = name, partitions = total, "partitions added");
+        tracing::info!(
+            topic = name,
+            partitions = total,
+            previous_partitions = current,
+            "partitions added"
+        );
         self.describe_topic(name)
     }
 
@@ -407,6 +432,7 @@ impl Broker {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
+        let before = config.entries();
         let defaults = self.cfg.topic_defaults.entries();
         for key in delete {
             let default = defaults
@@ -437,6 +463,12 @@ impl Broker {
                 .with_log(move |log, _| log.set_config(log_config))
                 .await?;
         }
+        let after = topic
+            .config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .entries();
+        tracing::info!(topic = name, changes = %config_changes(&before, &after), "topic config changed");
         self.describe_topic(name)
     }
 
@@ -590,6 +622,23 @@ fn open_topic(
     })
 }
 
+/// `key: old -> new` for every config whose value differs, comma-separated; `none` when no
+/// value changed (an alter that set the values already in force).
+fn config_changes(before: &[(&'static str, String)], after: &[(&'static str, String)]) -> String {
+    let changes: Vec<String> = after
+        .iter()
+        .filter_map(|(key, new)| {
+            let old = before.iter().find(|(k, _)| k == key).map(|(_, v)| v);
+            (old != Some(new)).then(|| format!("{key}: {} -> {new}", old.map_or("unset", |v| v)))
+        })
+        .collect();
+    if changes.is_empty() {
+        "none".to_string()
+    } else {
+        changes.join(", ")
+    }
+}
+
 /// The `key=value` lines of the configs that differ from the defaults.
 fn overrides_text(config: &TopicConfig, defaults: &TopicConfig) -> String {
     let defaults = defaults.entries();
@@ -608,4 +657,23 @@ pub(crate) async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|join| BrokerError::InvalidRequest(format!("blocking task failed: {join}")))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_changes_name_old_and_new_values() {
+        let before = [
+            ("retention.ms", "1".to_string()),
+            ("segment.bytes", "9".to_string()),
+        ];
+        let after = [
+            ("retention.ms", "2".to_string()),
+            ("segment.bytes", "9".to_string()),
+        ];
+        assert_eq!(config_changes(&before, &after), "retention.ms: 1 -> 2");
+        assert_eq!(config_changes(&after, &after), "none");
+    }
 }

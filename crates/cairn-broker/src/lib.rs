@@ -18,7 +18,8 @@
 //! - `sequencer`: queues an idempotent producer's batches for a partition's writer in
 //!   sequence order, although gRPC may serve the requests carrying them out of order.
 //! - `produce`: routing records to partitions, encoding them, appending; `fetch`: long-poll
-//!   reads, record decoding, offset lookups.
+//!   reads, record decoding, offset lookups; `record_age`: the age of a group's next
+//!   unconsumed record (lag in seconds), one batch read per call.
 //! - `group`: consumer groups: the assignor, the membership state machine (KIP-848), and
 //!   the coordinator that keeps committed offsets in `__consumer_offsets`.
 //! - `producer_snapshot`: the idempotent-producer state saved every few megabytes and at close,
@@ -49,6 +50,7 @@ mod producer_filter;
 mod producer_ids;
 mod producer_snapshot;
 mod producer_state;
+mod record_age;
 mod scrub;
 mod sequencer;
 mod topic_config;

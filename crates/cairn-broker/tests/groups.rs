@@ -439,3 +439,70 @@ async fn sessions_expire_on_elapsed_time_not_on_wall_clock_steps() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn next_record_age_is_the_age_of_the_first_unconsumed_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let start_ms = 1_767_225_600_000;
+    let clock = Arc::new(ManualClock::new(start_ms));
+    let cfg = BrokerConfig {
+        data_dir: dir.path().to_path_buf(),
+        node_id: 1,
+        advertised_address: "127.0.0.1:7070".to_string(),
+        topic_defaults: TopicConfig::default(),
+        offsets_topic_partitions: 1,
+    };
+    let broker = Broker::open(cfg, Arc::clone(&clock) as Arc<dyn cairn_log::Clock>)
+        .await
+        .unwrap();
+    broker.create_topic("orders", 1, 1, &[]).await.unwrap();
+    produce(&broker, "orders", 0, 2).await; // offsets 0, 1 at start_ms
+    clock.advance(3_000);
+    produce(&broker, "orders", 0, 1).await; // offset 2 at start_ms + 3 s
+    clock.advance(4_000);
+    let age = |offset| broker.next_record_age_ms(&tp("orders", 0), offset).unwrap();
+    assert_eq!(age(0), 7_000);
+    assert_eq!(age(1), 7_000);
+    assert_eq!(age(2), 4_000);
+    assert_eq!(age(3), 0, "caught up: nothing to consume");
+    assert!(matches!(
+        broker.next_record_age_ms(&tp("gone", 0), 0),
+        Err(BrokerError::UnknownTopic { .. })
+    ));
+}
+
+#[tokio::test]
+async fn every_group_epoch_move_counts_as_one_rebalance() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = open(dir.path()).await;
+    broker.create_topic("orders", 2, 1, &[]).await.unwrap();
+    assert_eq!(broker.group_rebalance_count(), 0);
+    let first = join(&broker, "billing", &["orders"]);
+    assert_eq!(broker.group_rebalance_count(), 1);
+    join(&broker, "billing", &["orders"]);
+    assert_eq!(broker.group_rebalance_count(), 2);
+    // A plain heartbeat that changes nothing is no rebalance.
+    broker
+        .group_heartbeat(
+            "billing",
+            HeartbeatInput {
+                member_id: first.member_id.clone(),
+                member_epoch: first.member_epoch,
+                owned: first.assignment.clone(),
+                ..HeartbeatInput::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(broker.group_rebalance_count(), 2);
+    broker
+        .group_heartbeat(
+            "billing",
+            HeartbeatInput {
+                member_id: first.member_id,
+                member_epoch: -1,
+                ..HeartbeatInput::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(broker.group_rebalance_count(), 3);
+}

@@ -24,6 +24,9 @@ const SERVE_AFTER_HELP: &str = "\
 Each setting comes from its flag, else its CAIRN_* variable, else the --config file, else the
 default. Empty variables count as unset.
 
+Logs go to stderr, as text or (--log-format json) one JSON object per line. RUST_LOG filters
+them: default info; for example RUST_LOG=debug, or RUST_LOG=info,cairn_broker=debug.
+
 Examples:
   cairn serve
   cairn serve --data-dir /var/lib/cairn --grpc-addr 0.0.0.0:7070 \\
@@ -37,6 +40,7 @@ Config file (TOML):
   http_addr = \"127.0.0.1:7071\"
   node_id = 1
   advertised_address = \"cairn-1.example.com:7070\"
+  log_format = \"json\"
 
   [topic_defaults]
   \"retention.ms\" = \"3600000\"
@@ -133,6 +137,11 @@ pub struct ServeArgs {
     /// [env: CAIRN_ADVERTISED_ADDRESS] [default: the bound gRPC address]
     #[arg(long, value_name = "HOST:PORT")]
     pub advertised_address: Option<String>,
+
+    /// How log lines on stderr are written: text, or json (one JSON object per line); the
+    /// RUST_LOG variable filters them [env: CAIRN_LOG_FORMAT] [default: text]
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<String>,
 
     /// TOML config file; see below for its keys [env: CAIRN_CONFIG] [default: none]
     #[arg(long, value_name = "FILE", value_parser = any_path())]
@@ -238,6 +247,8 @@ mod tests {
             "CAIRN_HTTP_ADDR",
             "CAIRN_NODE_ID",
             "CAIRN_ADVERTISED_ADDRESS",
+            "CAIRN_LOG_FORMAT",
+            "RUST_LOG",
             "CAIRN_CONFIG",
             "CAIRN_BROKER",
         ] {

@@ -22,6 +22,7 @@ use serde::Deserialize;
 
 use crate::cli::ServeArgs;
 use crate::config_error::{ConfigError, Origin, TOPIC_DEFAULT_FLAG};
+use crate::logging::LogFormat;
 
 /// Data directory when none is given.
 pub const DEFAULT_DATA_DIR: &str = "./cairn-data";
@@ -72,6 +73,12 @@ const ADVERTISED_ADDRESS: Setting = Setting {
     file_key: "advertised_address",
 };
 
+const LOG_FORMAT: Setting = Setting {
+    flag: "--log-format",
+    var: "CAIRN_LOG_FORMAT",
+    file_key: "log_format",
+};
+
 /// The settings `cairn serve` runs with, every one checked: exactly the server's own config.
 pub use cairn_server::ServerConfig as ServeConfig;
 
@@ -98,6 +105,7 @@ struct FileConfig {
     http_addr: Option<toml::Value>,
     node_id: Option<toml::Value>,
     advertised_address: Option<toml::Value>,
+    log_format: Option<toml::Value>,
     topic_defaults: Option<toml::Value>,
 }
 
@@ -192,6 +200,32 @@ pub fn resolve(
     })
 }
 
+/// Resolves `cairn serve`'s log format as [`resolve`] resolves the other settings: the flag,
+/// else `CAIRN_LOG_FORMAT`, else the file's `log_format`, else text. Kept apart from
+/// [`ServeConfig`], which is the server's own config: the log is the binary's business.
+///
+/// # Errors
+/// As [`resolve`] for the file; [`ConfigError::InvalidValue`] for a format other than `text`
+/// or `json`; [`ConfigError::NotUnicode`].
+pub fn resolve_log_format(
+    args: &ServeArgs,
+    env: impl Fn(&str) -> Option<OsString>,
+    file: Option<ConfigFile<'_>>,
+) -> Result<LogFormat, ConfigError> {
+    let lower = Lower {
+        env,
+        file: file.map(parse_file).transpose()?,
+    };
+    let Some(given) = lower.pick(args.log_format.as_deref(), &LOG_FORMAT)? else {
+        return Ok(LogFormat::default());
+    };
+    LogFormat::from_name(&given.text).ok_or_else(|| ConfigError::InvalidValue {
+        origin: given.origin,
+        value: given.text.clone(),
+        reason: format!("expected {}", LogFormat::NAMES),
+    })
+}
+
 impl<E: Fn(&str) -> Option<OsString>> Lower<'_, E> {
     /// The winning text of a setting: the flag, else the variable, else the file key.
     fn pick(&self, flag: Option<&str>, setting: &Setting) -> Result<Option<Given>, ConfigError> {
@@ -270,6 +304,7 @@ fn parse_file(file: ConfigFile<'_>) -> Result<ParsedFile<'_>, ConfigError> {
         (HTTP_ADDR.file_key, config.http_addr),
         (NODE_ID.file_key, config.node_id),
         (ADVERTISED_ADDRESS.file_key, config.advertised_address),
+        (LOG_FORMAT.file_key, config.log_format),
     ];
     for (key, value) in scalars {
         let text = match (key, value) {

@@ -9,8 +9,10 @@
 //! - `config_error`: `ConfigError`, a bad flag, variable or config file, as one line.
 //! - `config_resolve`: `serve`'s settings from flags, `CAIRN_*` variables, the TOML config file
 //!   and defaults, per key, in that order. Pure, so every precedence case is a unit test.
-//! - `serve`: the I/O around it: reads the environment and the file, installs the signal
-//!   handlers, runs `cairn_server::run`.
+//! - `serve`: the I/O around it: reads the environment and the file, installs the log and the
+//!   signal handlers, runs `cairn_server::run`.
+//! - `logging`: the stderr log, text or JSON Lines, filtered by `RUST_LOG`; `serve` installs it
+//!   once its settings are resolved, every other command at start, as text.
 //!
 //! Invariants: logs go to stderr, so stdout carries only what scripts read (the server's ready
 //! line). A failure is one line on stderr, `error: ...`, and the exit status says whose it is:
@@ -33,18 +35,16 @@ mod consume;
 mod consume_group;
 mod group;
 mod health;
+mod logging;
 mod malloc_tuning;
 mod produce;
 mod replay;
 mod serve;
 mod topic;
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
-use tracing_subscriber::filter::LevelFilter;
 
 use crate::cli::{Cli, Command};
 use crate::config_error::ConfigError;
@@ -73,8 +73,11 @@ fn main() -> ExitCode {
 async fn run() -> ExitCode {
     // Prints help or a usage error itself, exiting 0 or 2.
     let cli = Cli::parse();
-    if let Err(message) = init_tracing() {
-        eprintln!("error: {message}");
+    // `serve` installs its log once its settings (the log format among them) are resolved.
+    if !matches!(cli.command, Command::Serve(_))
+        && let Err(err) = logging::init(logging::LogFormat::Text)
+    {
+        eprintln!("error: {err}");
         return ExitCode::from(EXIT_USAGE);
     }
     let result = match cli.command {
@@ -126,30 +129,6 @@ fn one_line(err: &anyhow::Error) -> String {
     }
     // A message with a line break of its own (some OS and library messages) is folded.
     line.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-/// Logs to stderr at `info`, or as `RUST_LOG` says.
-///
-/// # Errors
-/// `RUST_LOG` is set but not a valid filter: rather than run quieter or louder than asked.
-fn init_tracing() -> Result<(), String> {
-    let builder = EnvFilter::builder().with_default_directive(LevelFilter::INFO.into());
-    let filter = match std::env::var("RUST_LOG") {
-        Ok(text) if !text.trim().is_empty() => builder.parse(&text).map_err(|err| {
-            format!("invalid value {text:?} for environment variable RUST_LOG: {err}")
-        })?,
-        Ok(_) | Err(std::env::VarError::NotPresent) => builder.parse_lossy(""),
-        Err(std::env::VarError::NotUnicode(_)) => {
-            return Err("environment variable RUST_LOG is not valid UTF-8".to_string());
-        }
-    };
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        // Colour only for a person at a terminal; a log file or a pipe gets plain text.
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
-    Ok(())
 }
 
 #[cfg(test)]

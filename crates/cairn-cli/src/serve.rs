@@ -33,6 +33,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .zip(text.as_deref())
         .map(|(path, text)| ConfigFile { path, text });
     let cfg = config_resolve::resolve(&args, env, file)?;
+    let log_format = config_resolve::resolve_log_format(&args, env, file)?;
+    crate::logging::init(log_format)?;
     info!(
         data_dir = %cfg.data_dir.display(),
         grpc_addr = %cfg.grpc_addr,
@@ -40,6 +42,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         node_id = cfg.node_id,
         advertised_address = cfg.advertised_address.as_deref().unwrap_or("(bound gRPC address)"),
         config_file = %path.as_deref().map_or("(none)".into(), |p| p.display().to_string()),
+        %log_format,
         "starting broker"
     );
     let shutdown = shutdown_signal().context("cannot install the SIGTERM and SIGINT handlers")?;

@@ -14,6 +14,8 @@
 //!   record in sealed segments, planned and swapped in on the writer's thread, run off it.
 //! - [`LogWriter`]: the group-commit driver: one thread per partition that gathers concurrent
 //!   appends into one write and one `fdatasync`, under a named [`FlushPolicy`].
+//! - [`fsync_latency`]: the process-wide histogram of segment `fdatasync` durations, in
+//!   atomics, for the server's `/metrics`.
 //!
 //! Invariants across modules:
 //! - `cairn-log` never reads the wall clock: callers pass timestamps, and the writer takes a
@@ -58,6 +60,7 @@ mod config;
 mod error;
 #[cfg(feature = "fault-injection")]
 pub mod fault;
+mod fsync_stats;
 mod index;
 mod log;
 mod reader;
@@ -74,6 +77,7 @@ pub use clean::{
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{DirtyRatio, FlushPolicy, LogConfig};
 pub use error::LogError;
+pub use fsync_stats::{FSYNC_BUCKET_UPPER_NANOS, FsyncLatency, FsyncSnapshot, fsync_latency};
 pub use index::{ENTRY_INDEX_ENTRY_BYTES, OFFSET_INDEX_ENTRY_BYTES, TIME_INDEX_ENTRY_BYTES};
 pub use log::{AppendInfo, Log, RetentionOutcome};
 pub use reader::{DamagedRange, LogReader, ReadResult};

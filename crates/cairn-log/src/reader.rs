@@ -88,6 +88,22 @@ impl LogReader {
         self.shared.snapshot().log_end
     }
 
+    /// Bytes of record batches the log holds: every sealed segment's `.log` size plus the
+    /// active segment's bytes up to the high watermark. Index files are not counted (they are
+    /// caches), nor are appended bytes not yet visible.
+    pub fn size_bytes(&self) -> u64 {
+        let snapshot = self.shared.snapshot();
+        snapshot
+            .segments
+            .iter()
+            .map(|segment| match segment.sealed_bytes {
+                Some(bytes) => bytes.0,
+                None if segment.base_offset == snapshot.visible_base => snapshot.visible_pos.0,
+                None => 0,
+            })
+            .fold(0u64, |sum, bytes| sum.saturating_add(u64::from(bytes)))
+    }
+
     /// The compaction cleaner's running totals since the log was opened.
     pub fn cleaner_stats(&self) -> crate::clean::CleanerStats {
         self.shared.cleaner_counters.snapshot()

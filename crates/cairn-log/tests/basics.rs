@@ -323,3 +323,25 @@ fn batches_of_a_hand_made_read_result_are_crc_checked() {
     read.data = bytes::Bytes::from(data);
     assert_eq!(read.batches().count(), 1);
 }
+
+#[test]
+fn size_bytes_counts_the_batches_held_across_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), small_config(), 0).unwrap();
+    assert_eq!(log.reader().size_bytes(), 0);
+    let mut expected = 0u64;
+    for tag in 0..50u64 {
+        let b = batch(tag, 2, 30, 1000 + tag as i64);
+        expected += b.bytes().len() as u64;
+        log.append(std::slice::from_ref(&b), None, 0).unwrap();
+    }
+    assert!(log.segment_count() > 1, "segments: {}", log.segment_count());
+    let on_disk: u64 = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum();
+    assert_eq!(log.reader().size_bytes(), expected);
+    assert_eq!(on_disk, expected);
+}

@@ -35,10 +35,14 @@ fn failed_fsync_poisons_the_log_and_is_never_retried() {
         log.append(&[batch(tag, 2, 40, 0)], None, 0).unwrap();
     }
     let acked = read_all(&log.reader());
+    let failures_before = cairn_log::fsync_latency().snapshot().failure_count;
     fault::arm(dir.path(), FaultPoint::Sync, libc::EIO, 1);
     let err = log.append(&[batch(5, 2, 40, 0)], None, 0).unwrap_err();
     assert!(matches!(err, LogError::Poisoned { .. }), "{err}");
     assert!(!err.is_retriable());
+    // The operator sees it: the process-wide fsync histogram counts the failure (other tests
+    // in this binary may fail fsyncs concurrently, so at least one).
+    assert!(cairn_log::fsync_latency().snapshot().failure_count > failures_before);
     // The fault is spent, yet the log refuses: a retried fsync could "succeed" over pages the
     // kernel already dropped.
     let again = log.append(&[batch(6, 2, 40, 0)], None, 0).unwrap_err();

@@ -1,6 +1,10 @@
 //! Consumer-group figures for `/metrics`, read from the broker's coordinator at scrape time:
-//! members and state per group, and per partition the committed offset and the lag (high
-//! watermark minus committed offset), the figure operators alert on.
+//! members and state per group, rebalances, and per partition the committed offset, the lag in
+//! records (high watermark minus committed offset) and in seconds (the age of the next record
+//! not consumed), the figures operators alert on.
+//!
+//! Partitions of deleted topics are left out, so their series go with the topic. The lag in
+//! seconds costs one batch read per partition that is behind; partitions caught up cost none.
 
 use std::fmt::Write;
 
@@ -23,6 +27,9 @@ pub fn render(broker: &Broker, out: &mut String) {
     let mut lag = String::from(
         "# HELP cairn_group_lag Records of a partition the group has not committed yet (high watermark minus committed offset).\n# TYPE cairn_group_lag gauge\n",
     );
+    let mut lag_seconds = String::from(
+        "# HELP cairn_group_lag_seconds Age of the next record the group has not consumed in a partition with a committed offset (now minus its timestamp); 0 when caught up.\n# TYPE cairn_group_lag_seconds gauge\n",
+    );
     for listing in broker.list_groups().into_iter().take(MAX_GROUPS_EXPORTED) {
         let Ok(group) = broker.describe_group(&listing.group) else {
             continue;
@@ -33,12 +40,8 @@ pub fn render(broker: &Broker, out: &mut String) {
             "cairn_group_members{{group=\"{id}\"}} {}",
             group.members.len()
         );
-        for state in [
-            GroupState::Empty,
-            GroupState::Assigning,
-            GroupState::Stable,
-            GroupState::Dead,
-        ] {
+        // Not `Dead`: a deleted group is never listed, so that series could only be 0.
+        for state in [GroupState::Empty, GroupState::Assigning, GroupState::Stable] {
             let _ = writeln!(
                 states,
                 "cairn_group_state{{group=\"{id}\",state=\"{}\"}} {}",
@@ -47,6 +50,9 @@ pub fn render(broker: &Broker, out: &mut String) {
             );
         }
         for partition in &group.offsets {
+            if broker.partition_count(&partition.partition.topic).is_err() {
+                continue;
+            }
             let labels = format!(
                 "group=\"{id}\",topic=\"{}\",partition=\"{}\"",
                 partition.partition.topic, partition.partition.partition
@@ -56,13 +62,33 @@ pub fn render(broker: &Broker, out: &mut String) {
                     committed,
                     "cairn_group_committed_offset{{{labels}}} {offset}"
                 );
+                let age_ms = if partition.lag > 0 {
+                    broker.next_record_age_ms(&partition.partition, offset)
+                } else {
+                    Ok(0)
+                };
+                // A damaged batch at the offset leaves the series out rather than guessing.
+                if let Ok(age_ms) = age_ms {
+                    let _ = writeln!(
+                        lag_seconds,
+                        "cairn_group_lag_seconds{{{labels}}} {}",
+                        age_ms as f64 / 1000.0
+                    );
+                }
             }
             let _ = writeln!(lag, "cairn_group_lag{{{labels}}} {}", partition.lag);
         }
     }
-    for section in [members, states, committed, lag] {
+    for section in [members, states, committed, lag, lag_seconds] {
         out.push_str(&section);
     }
+    let _ = writeln!(
+        out,
+        "# HELP cairn_group_rebalances_total Target assignments recomputed (a group epoch moved: a join, leave, expiry, or subscription or partition count change), all groups.\n\
+         # TYPE cairn_group_rebalances_total counter\n\
+         cairn_group_rebalances_total {}",
+        broker.group_rebalance_count()
+    );
 }
 
 /// Escapes a label value as the Prometheus text format asks (group ids are free text).

@@ -2,8 +2,11 @@
 //! with a line per troubled partition) and `GET /metrics` (Prometheus
 //! text). A deliberately small HTTP/1.1 responder on tokio: one request per connection, bounded
 //! request size, no dependency on a web framework for two read-only routes. `/metrics` joins
-//! partition offsets read from the broker at scrape time with the request activity counted in
-//! [`Metrics`].
+//! partition offsets and sizes read from the broker at scrape time with the request activity
+//! counted in [`Metrics`], the log's fsync histogram, group figures and `process_*`.
+//!
+//! A scrape reads mapped segments (one batch per lagging group partition) and `/proc` files,
+//! so it is built on a blocking thread, never on a runtime worker.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -33,7 +36,11 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, metrics: Arc<Metr
     }
 }
 
-async fn answer(mut stream: TcpStream, broker: &Broker, metrics: &Metrics) -> std::io::Result<()> {
+async fn answer(
+    mut stream: TcpStream,
+    broker: &Arc<Broker>,
+    metrics: &Arc<Metrics>,
+) -> std::io::Result<()> {
     let mut head = Vec::with_capacity(512);
     let mut buf = [0u8; 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -59,13 +66,11 @@ async fn answer(mut stream: TcpStream, broker: &Broker, metrics: &Metrics) -> st
             respond(&mut stream, status, "text/plain", &body).await
         }
         ("GET", "/metrics") => {
-            respond(
-                &mut stream,
-                "200 OK",
-                "text/plain; version=0.0.4",
-                &exposition(broker, metrics),
-            )
-            .await
+            let (broker, metrics) = (Arc::clone(broker), Arc::clone(metrics));
+            let body = tokio::task::spawn_blocking(move || exposition(&broker, &metrics))
+                .await
+                .map_err(std::io::Error::other)?;
+            respond(&mut stream, "200 OK", "text/plain; version=0.0.4", &body).await
         }
         ("GET", _) => respond(&mut stream, "404 Not Found", "text/plain", "not found\n").await,
         _ => {
@@ -110,9 +115,12 @@ async fn respond(
     stream.shutdown().await
 }
 
-/// Partition offsets, produce and fetch activity, then consumer groups and their lag, in
-/// Prometheus text format.
+/// Partition offsets and sizes, request activity, fsync latency, then consumer groups and
+/// their lag, then the process, in Prometheus text format. Series of topics deleted since the
+/// last scrape are dropped first.
 fn exposition(broker: &Broker, metrics: &Metrics) -> String {
+    let topics = broker.list_topics(true);
+    metrics.retain_topics(|name| topics.binary_search_by(|t| t.as_str().cmp(name)).is_ok());
     let mut out = String::new();
     out.push_str(
         "# HELP cairn_partition_high_watermark The end of what is readable in a partition.\n",
@@ -121,7 +129,10 @@ fn exposition(broker: &Broker, metrics: &Metrics) -> String {
     let mut starts = String::from(
         "# HELP cairn_partition_log_start_offset The first offset still in a partition.\n# TYPE cairn_partition_log_start_offset gauge\n",
     );
-    for name in broker.list_topics(true) {
+    let mut sizes = String::from(
+        "# HELP cairn_partition_size_bytes Bytes of record batches a partition holds on disk (its .log files up to the high watermark; index files not counted).\n# TYPE cairn_partition_size_bytes gauge\n",
+    );
+    for name in topics {
         let Ok(info) = broker.describe_topic(&name) else {
             continue;
         };
@@ -137,11 +148,17 @@ fn exposition(broker: &Broker, metrics: &Metrics) -> String {
                 "cairn_partition_log_start_offset{{{labels}}} {}",
                 p.log_start_offset
             );
+            if let Ok(bytes) = broker.partition_size_bytes(&name, i64::from(p.partition)) {
+                let _ = writeln!(sizes, "cairn_partition_size_bytes{{{labels}}} {bytes}");
+            }
         }
     }
     out.push_str(&starts);
+    out.push_str(&sizes);
     metrics.render(&mut out);
     crate::health::render_metrics(&broker.problems(), &mut out);
+    crate::fsync_metrics::render(&cairn_log::fsync_latency().snapshot(), &mut out);
     crate::group_metrics::render(broker, &mut out);
+    crate::process_metrics::render(&mut out);
     out
 }

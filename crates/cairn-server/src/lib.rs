@@ -7,16 +7,19 @@
 //!   through a layer over every service) to error codes and gRPC statuses;
 //! - [`health`]: the server-wide `grpc.health.v1` status kept in step with the partitions
 //!   (NOT_SERVING while one is stopped) and the detail that names them;
-//! - `http`: `/health` and `/metrics` on the admin port;
+//! - `http`: `/health` and `/metrics` on the admin port, with `group_metrics`,
+//!   `fsync_metrics` and `process_metrics` rendering what is read at scrape time;
 //! - [`metrics`]: produce and fetch counters and latency histograms; the services count into one
 //!   shared [`metrics::Metrics`] and `http` renders it (the broker never sees it);
 //! - [`run`]: opens the broker, binds both ports, adds `grpc.health.v1.Health` and server
 //!   reflection (v1 and v1alpha), and serves until told to stop.
 
+mod fsync_metrics;
 mod group_metrics;
 pub mod health;
 mod http;
 pub mod metrics;
+mod process_metrics;
 pub mod services;
 pub mod status;
 
@@ -35,7 +38,8 @@ use cairn_proto::v1::metadata_server::MetadataServer;
 use cairn_proto::v1::producer_server::ProducerServer;
 use metrics::Metrics;
 use services::{
-    AdminService, ConsumerRoutes, ConsumerService, GroupsService, MetadataService, ProducerService,
+    AdminService, ConsumerRoutes, ConsumerService, CountedAdmin, CountedGroups, GroupsService,
+    MetadataService, ProducerService,
 };
 use tokio::net::TcpListener;
 use tokio_stream::StreamExt;
@@ -202,13 +206,19 @@ pub async fn run(
             MAX_RESPONSE_BYTES,
         ))
         .add_service(
-            AdminServer::new(AdminService::new(Arc::clone(&broker)))
-                .max_decoding_message_size(MAX_REQUEST_BYTES),
+            AdminServer::new(CountedAdmin::new(
+                AdminService::new(Arc::clone(&broker)),
+                Arc::clone(&metrics),
+            ))
+            .max_decoding_message_size(MAX_REQUEST_BYTES),
         )
         .add_service(MetadataServer::new(MetadataService::new(Arc::clone(
             &broker,
         ))))
-        .add_service(GroupsServer::new(GroupsService::new(Arc::clone(&broker))));
+        .add_service(GroupsServer::new(CountedGroups::new(
+            GroupsService::new(Arc::clone(&broker)),
+            Arc::clone(&metrics),
+        )));
     println!("cairn ready grpc={grpc_local} http={http_local}");
     tracing::info!(grpc = %grpc_local, http = %http_local, data_dir = %cfg.data_dir.display(), "serving");
     // Accepted sockets do not inherit tonic's own `tcp_nodelay` (that applies only to sockets

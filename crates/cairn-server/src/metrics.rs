@@ -1,6 +1,7 @@
-//! Produce and fetch activity for `GET /metrics`: per-topic request, record and byte counters and
-//! two latency histograms, kept in atomics by the gRPC handlers and rendered by the HTTP endpoint
-//! in the Prometheus text exposition format (version 0.0.4).
+//! Request activity for `GET /metrics`: per-topic produce, fetch and Subscribe counters, two
+//! latency histograms, Subscribe streams open (`streams`), and Admin and Groups calls by method
+//! and code (`rpc`), kept in atomics by the gRPC handlers and rendered by the HTTP endpoint in
+//! the Prometheus text exposition format (version 0.0.4).
 //!
 //! It deliberately knows nothing of the broker's rules, holds no partition-level series (rates
 //! per partition would multiply the label cardinality), and never blocks a request on I/O: a
@@ -19,8 +20,14 @@ use std::time::Duration;
 
 use cairn_broker::AckLevel;
 
+mod rpc;
+mod streams;
+
+pub use rpc::{ADMIN_METHODS, GROUP_METHODS, RpcCounters};
+pub use streams::{OpenStream, SubscribeStreams};
+
 /// Most topics that get series of their own; later topics are counted under `topic=""`.
-/// Each topic costs eight series in the exposition, so this bounds a scrape to about 33k lines
+/// Each topic costs ten series in the exposition, so this bounds a scrape to about 33k lines
 /// of counters however many topics are created and deleted over the broker's life.
 pub const MAX_TOPIC_SERIES: usize = 4096;
 
@@ -133,6 +140,8 @@ pub struct TopicCounters {
     fetch_error_count: AtomicU64,
     fetch_record_count: AtomicU64,
     fetch_bytes: AtomicU64,
+    subscribe_record_count: AtomicU64,
+    subscribe_bytes: AtomicU64,
 }
 
 impl TopicCounters {
@@ -156,15 +165,18 @@ impl TopicCounters {
             Outcome::Error => &self.fetch_error_count,
         }
         .fetch_add(1, Ordering::Relaxed);
-        self.count_delivery(returned);
-    }
-
-    /// Counts records and bytes sent to a consumer outside a unary fetch (one Subscribe
-    /// message); no request is counted.
-    pub fn count_delivery(&self, returned: Transfer) {
         self.fetch_record_count
             .fetch_add(returned.record_count, Ordering::Relaxed);
         self.fetch_bytes
+            .fetch_add(returned.bytes, Ordering::Relaxed);
+    }
+
+    /// Counts records and bytes sent on a Subscribe stream (one message); no request is
+    /// counted.
+    pub fn count_delivery(&self, returned: Transfer) {
+        self.subscribe_record_count
+            .fetch_add(returned.record_count, Ordering::Relaxed);
+        self.subscribe_bytes
             .fetch_add(returned.bytes, Ordering::Relaxed);
     }
 
@@ -178,6 +190,8 @@ impl TopicCounters {
             &self.fetch_error_count,
             &self.fetch_record_count,
             &self.fetch_bytes,
+            &self.subscribe_record_count,
+            &self.subscribe_bytes,
         ]
         .iter()
         .all(|c| c.load(Ordering::Relaxed) == 0)
@@ -242,8 +256,8 @@ impl Histogram {
     }
 }
 
-/// All produce and fetch metrics of one server, shared (as an `Arc`) by the gRPC services that
-/// count and the HTTP endpoint that renders.
+/// All request metrics of one server, shared (as an `Arc`) by the gRPC services that count and
+/// the HTTP endpoint that renders.
 #[derive(Debug)]
 pub struct Metrics {
     topics: RwLock<HashMap<String, Arc<TopicCounters>>>,
@@ -251,6 +265,11 @@ pub struct Metrics {
     unattributed: Arc<TopicCounters>,
     produce_latency: [Histogram; AcksLabel::ALL.len()],
     fetch_latency: Histogram,
+    subscribe_streams: SubscribeStreams,
+    /// Admin service calls by method and code.
+    pub admin_requests: RpcCounters<{ ADMIN_METHODS.len() }>,
+    /// Groups service calls by method and code.
+    pub group_requests: RpcCounters<{ GROUP_METHODS.len() }>,
 }
 
 impl Default for Metrics {
@@ -277,6 +296,51 @@ impl Metrics {
                 Histogram::new(),
             ],
             fetch_latency: Histogram::new(),
+            subscribe_streams: SubscribeStreams::default(),
+            admin_requests: RpcCounters::new(
+                "cairn_admin_requests_total",
+                "Admin service calls answered, by method and gRPC status code.",
+                ADMIN_METHODS,
+            ),
+            group_requests: RpcCounters::new(
+                "cairn_group_requests_total",
+                "Groups service calls answered (heartbeats, commits, group administration), by method and gRPC status code.",
+                GROUP_METHODS,
+            ),
+        }
+    }
+
+    /// The Subscribe stream counts.
+    pub fn subscribe_streams(&self) -> &SubscribeStreams {
+        &self.subscribe_streams
+    }
+
+    /// Drops the series of a deleted topic, so they leave the exposition; a topic created
+    /// again under the name starts from zero.
+    pub fn forget_topic(&self, topic: &str) {
+        self.topics
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(topic);
+    }
+
+    /// Drops the series of every topic `exists` says is gone: a delete that raced a request
+    /// (which re-created the topic's counters after [`Metrics::forget_topic`]) is caught at
+    /// the next scrape.
+    pub fn retain_topics(&self, exists: impl Fn(&str) -> bool) {
+        // Look under the read lock first: a scrape then never holds up the request handlers'
+        // lookups unless a topic really went.
+        let stale = self
+            .topics
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .any(|topic| !exists(topic));
+        if stale {
+            self.topics
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .retain(|topic, _| exists(topic));
         }
     }
 
@@ -374,6 +438,24 @@ impl Metrics {
             }
         }
         self.render_latency(out);
+        self.render_streams(out);
+        self.admin_requests.render(out);
+        self.group_requests.render(out);
+    }
+
+    fn render_streams(&self, out: &mut String) {
+        let streams = &self.subscribe_streams;
+        let _ = write!(
+            out,
+            "# HELP cairn_subscribe_streams_open Subscribe streams open now.\n\
+             # TYPE cairn_subscribe_streams_open gauge\n\
+             cairn_subscribe_streams_open {}\n\
+             # HELP cairn_subscribe_streams_opened_total Subscribe streams opened since the server started.\n\
+             # TYPE cairn_subscribe_streams_opened_total counter\n\
+             cairn_subscribe_streams_opened_total {}\n",
+            streams.open_count(),
+            streams.opened_count()
+        );
     }
 
     fn render_latency(&self, out: &mut String) {
@@ -406,7 +488,7 @@ struct CounterFamily {
 /// has that label, and the counter.
 type Sample<'a> = (Option<&'static str>, &'a AtomicU64);
 
-const COUNTER_FAMILIES: [CounterFamily; 6] = [
+const COUNTER_FAMILIES: [CounterFamily; 8] = [
     CounterFamily {
         name: "cairn_produce_requests_total",
         help: "Produce requests answered, by topic and outcome (error: the call failed or a partition refused its records). topic=\"\" counts requests not attributable to an existing topic.",
@@ -439,13 +521,23 @@ const COUNTER_FAMILIES: [CounterFamily; 6] = [
     },
     CounterFamily {
         name: "cairn_fetch_records_total",
-        help: "Records returned by Fetch and Subscribe, by topic: decoded records sent, or for raw record batches the record counts of their headers (a first batch that starts before the requested offset counts whole).",
+        help: "Records returned by unary Fetch requests, by topic: decoded records sent, or for raw record batches the record counts of their headers (a first batch that starts before the requested offset counts whole).",
         counters: |c| vec![(None, &c.fetch_record_count)],
     },
     CounterFamily {
         name: "cairn_fetch_bytes_total",
-        help: "Bytes of record batches read from the log for Fetch and Subscribe answers, by topic.",
+        help: "Bytes of record batches read from the log for unary Fetch answers, by topic.",
         counters: |c| vec![(None, &c.fetch_bytes)],
+    },
+    CounterFamily {
+        name: "cairn_subscribe_records_total",
+        help: "Records sent on Subscribe streams, by topic, counted as cairn_fetch_records_total counts them.",
+        counters: |c| vec![(None, &c.subscribe_record_count)],
+    },
+    CounterFamily {
+        name: "cairn_subscribe_bytes_total",
+        help: "Bytes of record batches read from the log for Subscribe stream messages, by topic.",
+        counters: |c| vec![(None, &c.subscribe_bytes)],
     },
 ];
 

@@ -345,9 +345,16 @@ async fn metrics_report_group_members_state_and_lag() {
         .await
         .unwrap();
     let mut producer = ProducerClient::connect(url.clone()).await.unwrap();
+    // Created a minute ago, so the lag in seconds has a known floor.
+    let minute_ago_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        - 60_000;
     let records = (0..7)
         .map(|i| Record {
             value: Some(format!("v{i}").into()),
+            timestamp_ms: minute_ago_ms + i,
             ..Default::default()
         })
         .collect();
@@ -401,6 +408,22 @@ async fn metrics_report_group_members_state_and_lag() {
     assert_eq!(sample(&body, &format!("cairn_group_lag{{{p0}}}")), 4.0);
     let p1 = "group=\"billing\",topic=\"orders\",partition=\"1\"";
     assert_eq!(sample(&body, &format!("cairn_group_lag{{{p1}}}")), 0.0);
+    // The next record to consume is offset 3, stamped a minute ago plus 3 ms; the bound above
+    // is only there to catch a unit mistake (milliseconds reported as seconds).
+    let lag_seconds = sample(&body, &format!("cairn_group_lag_seconds{{{p0}}}"));
+    assert!((59.99..3600.0).contains(&lag_seconds), "{lag_seconds}");
+    // No committed offset on partition 1: no age to report.
+    assert!(
+        !body.contains(&format!("cairn_group_lag_seconds{{{p1}}}")),
+        "{body}"
+    );
+    assert_eq!(sample(&body, "cairn_group_rebalances_total"), 1.0);
+    let heartbeats = "cairn_group_requests_total{method=\"Heartbeat\",code=\"OK\"}";
+    assert_eq!(sample(&body, heartbeats), 1.0);
+    let commits = "cairn_group_requests_total{method=\"CommitOffsets\",code=\"OK\"}";
+    assert_eq!(sample(&body, commits), 1.0);
+    let creates = "cairn_admin_requests_total{method=\"CreateTopic\",code=\"OK\"}";
+    assert_eq!(sample(&body, creates), 1.0);
     stop.send(()).unwrap();
     server.await.unwrap();
 }

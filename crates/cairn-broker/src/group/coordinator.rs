@@ -22,6 +22,7 @@ use cairn_codec::partition_for_key;
 use cairn_log::{Clock, Offset};
 
 use super::assignor::TopicPartition;
+use super::events::{self, HeartbeatFacts};
 use super::group_id::validate_group_id;
 use super::offset_log::{self, OffsetsByGroup};
 use super::offset_record::{MAX_OFFSET_METADATA_BYTES, OffsetValue};
@@ -58,6 +59,8 @@ pub(crate) struct Groups {
     /// stop halfway.
     writes: Arc<tokio::sync::Mutex<()>>,
     next_member: AtomicU64,
+    /// Target assignments recomputed (group epoch bumps) since the broker opened, all groups.
+    rebalance_count: Arc<AtomicU64>,
 }
 
 impl Groups {
@@ -65,6 +68,7 @@ impl Groups {
     /// coordinator is dropped.
     pub(crate) fn spawn_expiry(&self, clock: Arc<dyn Clock>) {
         let groups: Weak<Mutex<BTreeMap<String, Group>>> = Arc::downgrade(&self.groups);
+        let rebalance_count = Arc::clone(&self.rebalance_count);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(EXPIRY_CHECK_INTERVAL);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -77,8 +81,10 @@ impl Groups {
                 let mut groups = groups.lock().unwrap_or_else(|e| e.into_inner());
                 for (id, group) in groups.iter_mut() {
                     let counts = group.topic_counts().clone();
-                    for member in group.expire(&counts, now) {
-                        tracing::info!(group = %id, %member, "member removed: session or rebalance timeout");
+                    let expired = group.expire(&counts, now);
+                    if !expired.is_empty() {
+                        rebalance_count.fetch_add(1, Ordering::Relaxed);
+                        events::log_expired(id, &expired, group);
                     }
                 }
                 // A group without members keeps nothing worth memory: its offsets live apart.
@@ -145,6 +151,8 @@ impl Broker {
         let next = &self.groups.next_member;
         let node = self.cfg.node_id;
         let clock = &self.clock;
+        let facts = HeartbeatFacts::of(&input);
+        let epoch_before = groups.get(group_id).map_or(0, Group::epoch);
         let new_id = || {
             let n = next.fetch_add(1, Ordering::Relaxed);
             format!("cairn-{node}-{:x}-{n}", clock.now_ms())
@@ -161,6 +169,15 @@ impl Broker {
                 result
             }
         };
+        if events::log_heartbeat(
+            group_id,
+            &facts,
+            &result,
+            groups.get(group_id),
+            epoch_before,
+        ) {
+            self.groups.rebalance_count.fetch_add(1, Ordering::Relaxed);
+        }
         if result.is_ok() {
             self.groups
                 .dead
@@ -169,6 +186,13 @@ impl Broker {
                 .retain(|g| g != group_id);
         }
         result
+    }
+
+    /// How many times any group's target assignment was recomputed (its group epoch moved:
+    /// a join, a leave, an expiry, a subscription or partition count change) since the broker
+    /// opened.
+    pub fn group_rebalance_count(&self) -> u64 {
+        self.groups.rebalance_count.load(Ordering::Relaxed)
     }
 
     /// Commits offsets for a group, all or nothing, durably before returning.
@@ -334,14 +358,7 @@ impl Broker {
                 ),
             }
         };
-        let committed: BTreeMap<TopicPartition, i64> = self
-            .groups
-            .offsets
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(group_id)
-            .map(|m| m.iter().map(|(p, v)| (p.clone(), v.offset)).collect())
-            .unwrap_or_default();
+        let committed = self.committed_offsets(group_id);
         if members.is_empty() && committed.is_empty() && !self.group_has_state(group_id) {
             let dead = self.groups.dead.lock().unwrap_or_else(|e| e.into_inner());
             if dead.iter().any(|g| g == group_id) {
@@ -459,7 +476,9 @@ impl Broker {
                 committed: v.clone(),
             })
             .collect();
-        self.write_offsets(writes, group_id, values).await?;
+        let before = self.committed_offsets(group_id);
+        self.write_offsets(writes, group_id, values.clone()).await?;
+        events::log_reset(group_id, topic, &before, &values);
         Ok(result)
     }
 
@@ -494,6 +513,7 @@ impl Broker {
                 group: group_id.to_string(),
             });
         }
+        let offset_count = committed.len();
         if !committed.is_empty() {
             let tombstones = committed.into_iter().map(|p| (p, None)).collect();
             self.write_offsets(writes, group_id, tombstones).await?;
@@ -504,7 +524,7 @@ impl Broker {
             dead.remove(0);
         }
         dead.push(group_id.to_string());
-        tracing::info!(group = group_id, "group deleted");
+        events::log_deleted(group_id, offset_count);
         Ok(())
     }
 
@@ -611,6 +631,17 @@ impl Broker {
             reader.log_start_offset().as_i64(),
             reader.high_watermark().as_i64(),
         ))
+    }
+
+    /// A group's committed offsets by partition (empty for an unknown group).
+    fn committed_offsets(&self, group_id: &str) -> BTreeMap<TopicPartition, i64> {
+        self.groups
+            .offsets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(group_id)
+            .map(|m| m.iter().map(|(p, v)| (p.clone(), v.offset)).collect())
+            .unwrap_or_default()
     }
 
     fn group_has_state(&self, group_id: &str) -> bool {

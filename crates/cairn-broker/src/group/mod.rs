@@ -4,6 +4,7 @@
 //! - `state`: one group's membership state machine: joins, heartbeats, leaves, session
 //!   expiry, incremental revoke-then-assign, member epochs that fence zombies. Pure.
 //! - `offset_record`: the key and value layout of `__consumer_offsets` records (Kafka's).
+//! - `events`: the INFO log of joins, leaves, fencing, rebalances, offset resets and deletes.
 //! - `group_id`: the rules for group and member ids.
 //! - `coordinator`: the [`crate::Broker`] operations: heartbeat, commit, fetch offsets, list,
 //!   describe with lag, reset, delete; `types`: what they take and answer.
@@ -12,6 +13,7 @@
 
 mod assignor;
 mod coordinator;
+mod events;
 mod group_id;
 mod offset_log;
 mod offset_record;

@@ -177,6 +177,11 @@ impl Group {
         &self.topic_counts
     }
 
+    /// The target assignment: what the assignor wants each member to own, by member id.
+    pub fn target_assignment(&self) -> &BTreeMap<String, BTreeSet<TopicPartition>> {
+        &self.target
+    }
+
     /// The session timeout of the group's newest join (each member keeps its own).
     pub fn session_timeout_ms(&self) -> u32 {
         self.session_timeout_ms

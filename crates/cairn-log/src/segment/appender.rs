@@ -351,6 +351,13 @@ impl Segment {
     /// The fsync error. The caller must poison the log: the kernel may have dropped the dirty
     /// pages, so retrying could "succeed" over lost data.
     pub(crate) fn sync(&self) -> Result<(), std::io::Error> {
+        let started = std::time::Instant::now();
+        let result = self.sync_uncounted();
+        crate::fsync_stats::fsync_latency().observe(started.elapsed(), result.is_err());
+        result
+    }
+
+    fn sync_uncounted(&self) -> Result<(), std::io::Error> {
         #[cfg(feature = "fault-injection")]
         if let Some(err) = crate::fault::check(&self.log_path, crate::fault::FaultPoint::Sync) {
             return Err(err);

@@ -151,13 +151,22 @@ fn render_reports_counters_per_topic_and_outcome() {
     );
     let fetches = "cairn_fetch_requests_total{topic=\"orders\",outcome=\"ok\"}";
     assert_eq!(value(&out, fetches), 1.0);
+    // The Subscribe delivery is counted apart from the unary fetch.
     assert_eq!(
         value(&out, "cairn_fetch_records_total{topic=\"orders\"}"),
-        3.0
+        2.0
     );
     assert_eq!(
         value(&out, "cairn_fetch_bytes_total{topic=\"orders\"}"),
-        170.0
+        100.0
+    );
+    assert_eq!(
+        value(&out, "cairn_subscribe_records_total{topic=\"orders\"}"),
+        1.0
+    );
+    assert_eq!(
+        value(&out, "cairn_subscribe_bytes_total{topic=\"orders\"}"),
+        70.0
     );
     let leader = "cairn_produce_latency_seconds_count{acks=\"leader\"}";
     assert_eq!(value(&out, leader), 2.0);
@@ -190,6 +199,12 @@ fn every_family_has_help_and_type_once() {
         ("cairn_fetch_bytes_total", "counter"),
         ("cairn_produce_latency_seconds", "histogram"),
         ("cairn_fetch_latency_seconds", "histogram"),
+        ("cairn_subscribe_records_total", "counter"),
+        ("cairn_subscribe_bytes_total", "counter"),
+        ("cairn_subscribe_streams_open", "gauge"),
+        ("cairn_subscribe_streams_opened_total", "counter"),
+        ("cairn_admin_requests_total", "counter"),
+        ("cairn_group_requests_total", "counter"),
     ] {
         let help = format!("# HELP {family} ");
         assert_eq!(out.matches(&help).count(), 1, "{family} HELP in:\n{out}");
@@ -226,4 +241,64 @@ fn topics_past_the_cap_are_counted_unattributed() {
 fn label_values_are_escaped() {
     assert_eq!(escape_label_value("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
     assert_eq!(escape_label_value("orders.v1-x_y"), "orders.v1-x_y");
+}
+
+#[test]
+fn a_forgotten_or_vanished_topic_leaves_the_exposition() {
+    let metrics = Metrics::new();
+    let one = Transfer {
+        record_count: 1,
+        bytes: 10,
+    };
+    let acks = AcksLabel::Level(AckLevel::All);
+    for topic in ["a", "b", "c"] {
+        metrics.record_produce(Some(topic), acks, Outcome::Ok, one, Duration::ZERO);
+    }
+    metrics.forget_topic("a");
+    metrics.retain_topics(|topic| topic != "b");
+    let out = rendered(&metrics);
+    assert!(!out.contains("topic=\"a\""), "{out}");
+    assert!(!out.contains("topic=\"b\""), "{out}");
+    assert_eq!(value(&out, "cairn_produce_records_total{topic=\"c\"}"), 1.0);
+    // Created again, a topic starts from zero.
+    metrics.record_produce(Some("a"), acks, Outcome::Ok, one, Duration::ZERO);
+    let out = rendered(&metrics);
+    assert_eq!(value(&out, "cairn_produce_records_total{topic=\"a\"}"), 1.0);
+}
+
+#[test]
+fn subscribe_streams_are_open_while_their_guard_lives() {
+    let metrics = Arc::new(Metrics::new());
+    let first = OpenStream::open(Arc::clone(&metrics));
+    let second = OpenStream::open(Arc::clone(&metrics));
+    drop(first);
+    let out = rendered(&metrics);
+    assert_eq!(value(&out, "cairn_subscribe_streams_open"), 1.0);
+    assert_eq!(value(&out, "cairn_subscribe_streams_opened_total"), 2.0);
+    drop(second);
+    assert_eq!(metrics.subscribe_streams().open_count(), 0);
+}
+
+#[test]
+fn admin_and_group_calls_render_by_method_and_code() {
+    let metrics = Metrics::new();
+    let _ = metrics.admin_requests.counted("CreateTopic", Ok(()));
+    let _ = metrics
+        .group_requests
+        .counted::<()>("Heartbeat", Err(tonic::Status::not_found("member")));
+    let out = rendered(&metrics);
+    assert_eq!(
+        value(
+            &out,
+            "cairn_admin_requests_total{method=\"CreateTopic\",code=\"OK\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &out,
+            "cairn_group_requests_total{method=\"Heartbeat\",code=\"NOT_FOUND\"}"
+        ),
+        1.0
+    );
 }

@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
-use crate::metrics::{Metrics, Outcome, Transfer};
+use crate::metrics::{Metrics, OpenStream, Outcome, Transfer};
 use crate::status::{classify, invalid_request, to_status};
 
 /// Most bytes of decoded records one batch may expand to when a fetch decodes it.
@@ -140,7 +140,9 @@ impl ConsumerService {
         let broker = Arc::clone(&self.broker);
         // The topic exists (checked above), so it may label series; look it up once per stream.
         let counters = self.metrics.topic(&request.topic);
+        let stream = OpenStream::open(Arc::clone(&self.metrics));
         tokio::spawn(async move {
+            let _stream = stream;
             let mut offset = request.offset;
             loop {
                 let fetch = FetchRequest {

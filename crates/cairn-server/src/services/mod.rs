@@ -4,6 +4,7 @@
 mod admin;
 mod consumer;
 mod consumer_routes;
+mod counted;
 mod groups;
 mod metadata;
 mod producer;
@@ -12,6 +13,7 @@ mod record_encoding;
 pub use admin::AdminService;
 pub use consumer::ConsumerService;
 pub use consumer_routes::ConsumerRoutes;
+pub use counted::{CountedAdmin, CountedGroups};
 pub use groups::GroupsService;
 pub use metadata::MetadataService;
 pub use producer::ProducerService;

@@ -389,3 +389,18 @@ fn grpc_and_http_may_both_ask_for_any_free_port() {
     .unwrap();
     assert_eq!(cfg.grpc_addr, cfg.http_addr);
 }
+
+#[test]
+fn an_unknown_log_format_is_named_with_its_origin() {
+    let message = resolve_log_format(&args(&["--log-format", "xml"]), no_env, None)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        message,
+        "invalid value \"xml\" for --log-format: expected text or json"
+    );
+    let message = resolve_log_format(&args(&[]), no_env, file("log_format = 1\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains("log_format in config file"), "{message}");
+}

@@ -252,3 +252,28 @@ fn file_topic_defaults_may_be_an_inline_table() {
         topic_config(&[("flush.policy", "interval:100")])
     );
 }
+
+#[test]
+fn log_format_comes_from_flag_then_env_then_file_then_text() {
+    let json_file = file("log_format = \"json\"\n");
+    assert_eq!(
+        resolve_log_format(&args(&[]), no_env, None).unwrap(),
+        LogFormat::Text
+    );
+    assert_eq!(
+        resolve_log_format(&args(&[]), no_env, json_file).unwrap(),
+        LogFormat::Json
+    );
+    let text_env = env(&[("CAIRN_LOG_FORMAT", "text")]);
+    assert_eq!(
+        resolve_log_format(&args(&[]), &text_env, json_file).unwrap(),
+        LogFormat::Text
+    );
+    let flag = args(&["--log-format", "json"]);
+    assert_eq!(
+        resolve_log_format(&flag, &text_env, None).unwrap(),
+        LogFormat::Json
+    );
+    // The other settings ignore the key, and the file stays valid for them.
+    assert!(resolve(&args(&[]), no_env, json_file).is_ok());
+}

@@ -1,0 +1,152 @@
+//! [`CountedAdmin`] and [`CountedGroups`]: the Admin and Groups services behind a thin layer
+//! that counts every call by method and gRPC code in [`Metrics`], so the services themselves
+//! stay about mapping requests onto the broker. A deleted topic's series are dropped here too,
+//! once the delete succeeded.
+
+use std::sync::Arc;
+
+use cairn_proto::v1 as api;
+use cairn_proto::v1::admin_server::Admin;
+use cairn_proto::v1::groups_server::Groups;
+use tonic::{Request, Response, Status};
+
+use super::{AdminService, GroupsService};
+use crate::metrics::Metrics;
+
+/// The Admin service, counted in `cairn_admin_requests_total`.
+#[derive(Debug, Clone)]
+pub struct CountedAdmin {
+    inner: AdminService,
+    metrics: Arc<Metrics>,
+}
+
+impl CountedAdmin {
+    /// `inner`, counting its calls in `metrics`.
+    pub fn new(inner: AdminService, metrics: Arc<Metrics>) -> Self {
+        CountedAdmin { inner, metrics }
+    }
+
+    fn counted<T>(&self, method: &str, result: Result<T, Status>) -> Result<T, Status> {
+        self.metrics.admin_requests.counted(method, result)
+    }
+}
+
+#[tonic::async_trait]
+impl Admin for CountedAdmin {
+    async fn create_topic(
+        &self,
+        request: Request<api::CreateTopicRequest>,
+    ) -> Result<Response<api::CreateTopicResponse>, Status> {
+        self.counted("CreateTopic", self.inner.create_topic(request).await)
+    }
+
+    async fn list_topics(
+        &self,
+        request: Request<api::ListTopicsRequest>,
+    ) -> Result<Response<api::ListTopicsResponse>, Status> {
+        self.counted("ListTopics", self.inner.list_topics(request).await)
+    }
+
+    async fn describe_topic(
+        &self,
+        request: Request<api::DescribeTopicRequest>,
+    ) -> Result<Response<api::TopicDescription>, Status> {
+        self.counted("DescribeTopic", self.inner.describe_topic(request).await)
+    }
+
+    async fn delete_topic(
+        &self,
+        request: Request<api::DeleteTopicRequest>,
+    ) -> Result<Response<api::DeleteTopicResponse>, Status> {
+        let name = request.get_ref().name.clone();
+        let result = self.inner.delete_topic(request).await;
+        if result.is_ok() {
+            self.metrics.forget_topic(&name);
+        }
+        self.counted("DeleteTopic", result)
+    }
+
+    async fn add_partitions(
+        &self,
+        request: Request<api::AddPartitionsRequest>,
+    ) -> Result<Response<api::TopicDescription>, Status> {
+        self.counted("AddPartitions", self.inner.add_partitions(request).await)
+    }
+
+    async fn alter_configs(
+        &self,
+        request: Request<api::AlterConfigsRequest>,
+    ) -> Result<Response<api::TopicDescription>, Status> {
+        self.counted("AlterConfigs", self.inner.alter_configs(request).await)
+    }
+}
+
+/// The Groups service, counted in `cairn_group_requests_total`.
+#[derive(Debug, Clone)]
+pub struct CountedGroups {
+    inner: GroupsService,
+    metrics: Arc<Metrics>,
+}
+
+impl CountedGroups {
+    /// `inner`, counting its calls in `metrics`.
+    pub fn new(inner: GroupsService, metrics: Arc<Metrics>) -> Self {
+        CountedGroups { inner, metrics }
+    }
+
+    fn counted<T>(&self, method: &str, result: Result<T, Status>) -> Result<T, Status> {
+        self.metrics.group_requests.counted(method, result)
+    }
+}
+
+#[tonic::async_trait]
+impl Groups for CountedGroups {
+    async fn heartbeat(
+        &self,
+        request: Request<api::HeartbeatRequest>,
+    ) -> Result<Response<api::HeartbeatResponse>, Status> {
+        self.counted("Heartbeat", self.inner.heartbeat(request).await)
+    }
+
+    async fn commit_offsets(
+        &self,
+        request: Request<api::CommitOffsetsRequest>,
+    ) -> Result<Response<api::CommitOffsetsResponse>, Status> {
+        self.counted("CommitOffsets", self.inner.commit_offsets(request).await)
+    }
+
+    async fn fetch_offsets(
+        &self,
+        request: Request<api::FetchOffsetsRequest>,
+    ) -> Result<Response<api::FetchOffsetsResponse>, Status> {
+        self.counted("FetchOffsets", self.inner.fetch_offsets(request).await)
+    }
+
+    async fn list_groups(
+        &self,
+        request: Request<api::ListGroupsRequest>,
+    ) -> Result<Response<api::ListGroupsResponse>, Status> {
+        self.counted("ListGroups", self.inner.list_groups(request).await)
+    }
+
+    async fn describe_group(
+        &self,
+        request: Request<api::DescribeGroupRequest>,
+    ) -> Result<Response<api::GroupDescription>, Status> {
+        self.counted("DescribeGroup", self.inner.describe_group(request).await)
+    }
+
+    async fn reset_offsets(
+        &self,
+        request: Request<api::ResetOffsetsRequest>,
+    ) -> Result<Response<api::ResetOffsetsResponse>, Status> {
+        self.counted("ResetOffsets", self.inner.reset_offsets(request).await)
+    }
+
+    async fn delete_group(
+        &self,
+        request: Request<api::DeleteGroupRequest>,
+    ) -> Result<Response<api::DeleteGroupResponse>, Status> {
+        self.counted("DeleteGroup", self.inner.delete_group(request).await)
+    }
+}
