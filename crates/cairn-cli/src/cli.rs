@@ -37,6 +37,7 @@ Config file (TOML):
   http_addr = \"127.0.0.1:7071\"
   node_id = 1
   advertised_address = \"cairn-1.example.com:7070\"
+  max_partitions = 4096
 
   [topic_defaults]
   \"retention.ms\" = \"3600000\"
@@ -133,6 +134,11 @@ pub struct ServeArgs {
     /// [env: CAIRN_ADVERTISED_ADDRESS] [default: the bound gRPC address]
     #[arg(long, value_name = "HOST:PORT")]
     pub advertised_address: Option<String>,
+
+    /// Most partitions this node holds over all topics, __consumer_offsets included; creates
+    /// past it are refused [env: CAIRN_MAX_PARTITIONS] [default: 4096]
+    #[arg(long, value_name = "COUNT")]
+    pub max_partitions: Option<String>,
 
     /// TOML config file; see below for its keys [env: CAIRN_CONFIG] [default: none]
     #[arg(long, value_name = "FILE", value_parser = any_path())]

@@ -32,6 +32,10 @@ pub fn classify(err: &BrokerError) -> (ErrorCode, Code) {
             (ErrorCode::InvalidPartitions, Code::InvalidArgument)
         }
         BrokerError::InvalidRequest(_) => (ErrorCode::InvalidRequest, Code::InvalidArgument),
+        BrokerError::InsufficientDiskSpace { .. } => (ErrorCode::DiskFull, Code::ResourceExhausted),
+        BrokerError::TooManyPartitions { .. } => {
+            (ErrorCode::InvalidPartitions, Code::ResourceExhausted)
+        }
         BrokerError::ShuttingDown => (ErrorCode::BrokerNotAvailable, Code::Unavailable),
         BrokerError::Io { .. } => (ErrorCode::Internal, Code::Internal),
         BrokerError::Log(log) => classify_log(log),
