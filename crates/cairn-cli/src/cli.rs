@@ -137,7 +137,7 @@ pub struct ServeArgs {
 
     /// Most partitions this node holds over all topics, __consumer_offsets included; creates
     /// past it are refused [env: CAIRN_MAX_PARTITIONS] [default: 4096]
-    #[arg(long, value_name = "COUNT")]
+    #[arg(long, value_name = "COUNT", allow_negative_numbers = true)]
     pub max_partitions: Option<String>,
 
     /// TOML config file; see below for its keys [env: CAIRN_CONFIG] [default: none]

@@ -53,6 +53,7 @@ fn file_overrides_defaults() {
             node_id: 3,
             advertised_address: Some("file.example.com:1001".to_string()),
             topic_defaults: topic_config(&[("retention.ms", "1000"), ("segment.bytes", "4096")]),
+            max_partitions: 4096,
         }
     );
 }
