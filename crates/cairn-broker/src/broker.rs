@@ -675,3 +675,40 @@ pub(crate) async fn blocking<T: Send + 'static>(
         .await
         .map_err(|join| BrokerError::InvalidRequest(format!("blocking task failed: {join}")))?
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_met_while_creating_is_the_logs_retriable_disk_full() {
+        let path = PathBuf::from("/data/orders-0/00000000000000000000.index");
+        for errno in [libc::ENOSPC, libc::EDQUOT] {
+            let from_log = BrokerError::Log(LogError::io(
+                "open index",
+                &path,
+                std::io::Error::from_raw_os_error(errno),
+            ));
+            let from_topic_file = BrokerError::io(
+                "write topic file",
+                &path,
+                std::io::Error::from_raw_os_error(errno),
+            );
+            for err in [from_log, from_topic_file] {
+                match disk_full_or(err) {
+                    BrokerError::Log(err @ LogError::DiskFull { .. }) => {
+                        assert!(err.is_retriable());
+                        assert!(err.to_string().contains("orders-0"), "{err}");
+                    }
+                    other => panic!("expected DiskFull, got {other}"),
+                }
+            }
+        }
+        let other = BrokerError::io(
+            "write topic file",
+            &path,
+            std::io::Error::from_raw_os_error(libc::EIO),
+        );
+        assert!(matches!(disk_full_or(other), BrokerError::Io { .. }));
+    }
+}
