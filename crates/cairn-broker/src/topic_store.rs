@@ -217,6 +217,10 @@ pub fn remove_leftovers(data_dir: &Path, topics: &[StoredTopic]) -> Result<usize
             .iter()
             .any(|t| t.name == topic && partition < t.partition_count);
         if file_type.is_dir() && !owned {
+            if held_by_an_open_log(&path) {
+                tracing::warn!(directory = %path.display(), "a partition directory no topic owns is in use by another process; left alone");
+                continue;
+            }
             fs::remove_dir_all(&path).map_err(|e| BrokerError::io("remove leftover", &path, e))?;
             tracing::warn!(
                 directory = %path.display(), topic, partition,
@@ -229,6 +233,18 @@ pub fn remove_leftovers(data_dir: &Path, topics: &[StoredTopic]) -> Result<usize
         fsync_dir(data_dir)?;
     }
     Ok(removed)
+}
+
+/// True when another process's open log holds the directory's `.lock` (the `flock` every open
+/// log takes): another broker on the same data directory, in the middle of a create.
+fn held_by_an_open_log(dir: &Path) -> bool {
+    use std::os::fd::AsRawFd;
+    let Ok(file) = fs::File::open(dir.join(".lock")) else {
+        return false;
+    };
+    // SAFETY: a plain syscall on an fd we own; the lock, if taken, goes with the file.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    rc != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EWOULDBLOCK)
 }
 
 /// fsyncs a directory, making entries created, renamed or removed in it durable.
@@ -354,6 +370,9 @@ mod tests {
             fs::write(dir.path().join(gone).join("00000000000000000000.log"), "x").unwrap();
         }
         fs::write(topic_tmp_file(dir.path(), "ghost"), "partial").unwrap();
+        // An orphan another process's log holds open (its create is under way) stays.
+        fs::create_dir(dir.path().join("busy-0")).unwrap();
+        let log = cairn_log::Log::open(&dir.path().join("busy-0"), Default::default(), 0).unwrap();
         fs::write(dir.path().join("producer-ids.tmp"), "partial").unwrap();
         // A file with a partition-like name is not a partition: left alone.
         fs::write(dir.path().join("ghost-1"), "not a directory").unwrap();
@@ -368,6 +387,7 @@ mod tests {
             left,
             [
                 "backup-01",
+                "busy-0",
                 "ghost-1",
                 "lost+found",
                 "notes-2024",
@@ -381,5 +401,11 @@ mod tests {
             "acknowledged"
         );
         assert_eq!(remove_leftovers(dir.path(), &topics).unwrap(), 0);
+        drop(log);
+        assert_eq!(
+            remove_leftovers(dir.path(), &topics).unwrap(),
+            1,
+            "busy-0, now closed"
+        );
     }
 }
