@@ -11,19 +11,25 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use cairn_log::{Clock, Offset};
+use cairn_log::{Clock, LogError, Offset};
 
+use crate::disk_space::check_room_for_partitions;
 use crate::error::BrokerError;
 use crate::group::Groups;
 use crate::partition::{Partition, PartitionProblem};
 use crate::producer_ids::ProducerIds;
 use crate::topic_config::TopicConfig;
 use crate::topic_name::{CONSUMER_OFFSETS_TOPIC, is_internal, validate_topic_name};
-use crate::topic_store::{self, partition_dir, write_topic};
+use crate::topic_store::{self, partition_dir, topic_file, topic_tmp_file, write_topic};
 use cairn_codec::{StickyPartitioner, XorShift64};
 
 /// Most partitions one topic may have on this node (each holds a writer thread and open files).
 pub const MAX_PARTITIONS_PER_TOPIC: u32 = 1024;
+
+/// Most partitions this node holds over all topics, `__consumer_offsets` included, unless
+/// configured otherwise. Each partition holds a writer thread, about five open files and their
+/// maps; 4,096 stays well inside a default `vm.max_map_count` (65,530) and thread limits.
+pub const DEFAULT_MAX_PARTITIONS: u32 = 4096;
 
 /// Partitions of `__consumer_offsets` when the broker creates it (Kafka's default is 50; a
 /// partition here costs a writer thread, so fewer).
@@ -43,6 +49,10 @@ pub struct BrokerConfig {
     /// Partitions of `__consumer_offsets` when it is created (fixed afterwards: a group's
     /// partition is the hash of its id modulo this count).
     pub offsets_topic_partitions: u32,
+    /// Most partitions this node holds over all topics, `__consumer_offsets` included
+    /// (default [`DEFAULT_MAX_PARTITIONS`]). Creates past it are refused; topics already on
+    /// disk always open.
+    pub max_partitions: u32,
 }
 
 /// One partition's place and offsets, as `describe` reports it.
@@ -128,8 +138,10 @@ impl Broker {
         let topics = blocking(move || {
             std::fs::create_dir_all(&data_dir)
                 .map_err(|e| BrokerError::io("create data directory", &data_dir, e))?;
+            let stored_topics = topic_store::load_topics(&data_dir, &defaults)?;
+            topic_store::remove_leftovers(&data_dir, &stored_topics)?;
             let mut topics = BTreeMap::new();
-            for stored in topic_store::load_topics(&data_dir, &defaults)? {
+            for stored in stored_topics {
                 let topic = open_topic(
                     &data_dir,
                     &stored.name,
@@ -208,6 +220,7 @@ impl Broker {
                 name: name.to_string(),
             });
         }
+        self.check_partition_limit(partition_count)?;
         let overrides = overrides_text(&config, &self.cfg.topic_defaults);
         let configs_logged = overrides.trim_end().replace('\n', ",");
         let (data_dir, name_owned, clock) = (
@@ -216,18 +229,35 @@ impl Broker {
             Arc::clone(&self.clock),
         );
         let topic = blocking(move || {
+            check_room_for_partitions(&data_dir, partition_count)?;
             // Logs first, then the topic file: a crash in between leaves directories that no
-            // topic owns, never a topic without its logs.
-            let topic = open_topic(
+            // topic owns (removed at the next start), never a topic without its logs.
+            let created = open_topic(
                 &data_dir,
                 &name_owned,
                 partition_count,
                 config,
                 &clock,
                 OnOpenError::Fail,
-            )?;
-            write_topic(&data_dir, &name_owned, partition_count, &overrides)?;
-            Ok(topic)
+            )
+                .and_then(|topic| {
+                    match write_topic(&data_dir, &name_owned, partition_count, &overrides) {
+                        Ok(()) => Ok(topic),
+                        Err(err) => {
+                            close_partitions(
+                                &topic
+                                    .partitions
+                                    .into_inner()
+                                    .unwrap_or_else(|e| e.into_inner()),
+                            );
+                            Err(err)
+                        }
+                    }
+                });
+            created.map_err(|err| {
+                remove_failed_create(&data_dir, &name_owned, 0..partition_count, true);
+                disk_full_or(err)
+            })
         })
         .await?;
         self.topics
@@ -380,29 +410,40 @@ impl Broker {
             name.to_string(),
             Arc::clone(&self.clock),
         );
+        self.check_partition_limit(total - current)?;
         let added = blocking(move || {
+            check_room_for_partitions(&data_dir, total - current)?;
             let log_config = config.to_log_config();
-            let topic_name: Arc<str> = Arc::from(name_owned.as_str());
-            let added = (current..total)
-                .map(|idx| {
-                    Partition::open(
-                        Arc::clone(&topic_name),
-                        idx,
-                        partition_dir(&data_dir, &name_owned, idx),
-                        log_config.clone(),
-                        Arc::clone(&clock),
-                    )
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            write_topic(&data_dir, &name_owned, total, &overrides)?;
-            Ok(added)
+            let added =
+                open_partitions(
+                &data_dir,
+                &name_owned,
+                current..total,
+                &log_config,
+                &clock,
+                OnOpenError::Fail,
+            )
+                    .and_then(|added| {
+                        match write_topic(&data_dir, &name_owned, total, &overrides) {
+                            Ok(()) => Ok(added),
+                            Err(err) => {
+                                close_partitions(&added);
+                                Err(err)
+                            }
+                        }
+                    });
+            // Only the new partitions' directories go; the topic file keeps the old count.
+            added.map_err(|err| {
+                remove_failed_create(&data_dir, &name_owned, current..total, false);
+                disk_full_or(err)
+            })
         })
         .await?;
         topic
             .partitions
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .extend(added.into_iter().map(Arc::new));
+            .extend(added);
         tracing::info!(
             topic = name,
             partitions = total,
@@ -545,6 +586,29 @@ impl Broker {
             })
     }
 
+    /// Partitions held now, over all topics.
+    fn partition_total(&self) -> u64 {
+        let topics = self.topics.read().unwrap_or_else(|e| e.into_inner());
+        topics
+            .values()
+            .map(|topic| u64::from(topic.partition_count().get()))
+            .sum()
+    }
+
+    /// Refuses `adding` more partitions past [`BrokerConfig::max_partitions`]. Called under the
+    /// admin lock, so the count cannot change before the partitions are added.
+    fn check_partition_limit(&self, adding: u32) -> Result<(), BrokerError> {
+        let existing = self.partition_total();
+        if existing + u64::from(adding) > u64::from(self.cfg.max_partitions) {
+            return Err(BrokerError::TooManyPartitions {
+                requested: adding,
+                existing,
+                limit: self.cfg.max_partitions,
+            });
+        }
+        Ok(())
+    }
+
     pub(crate) fn check_open(&self) -> Result<(), BrokerError> {
         if self.shutting_down.load(Ordering::SeqCst) {
             Err(BrokerError::ShuttingDown)
@@ -593,23 +657,14 @@ fn open_topic(
     on_error: OnOpenError,
 ) -> Result<Topic, BrokerError> {
     let log_config = config.to_log_config();
-    let topic_name: Arc<str> = Arc::from(name);
-    let partitions = (0..partition_count)
-        .map(|idx| {
-            let open = match on_error {
-                OnOpenError::Fail => Partition::open,
-                OnOpenError::Stop => Partition::open_or_stop,
-            };
-            open(
-                Arc::clone(&topic_name),
-                idx,
-                partition_dir(data_dir, name, idx),
-                log_config.clone(),
-                Arc::clone(clock),
-            )
-            .map(Arc::new)
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let partitions = open_partitions(
+        data_dir,
+        name,
+        0..partition_count,
+        &log_config,
+        clock,
+        on_error,
+    )?;
     let seed = clock.now_ms() as u64
         ^ name
             .bytes()
@@ -636,6 +691,103 @@ fn config_changes(before: &[(&'static str, String)], after: &[(&'static str, Str
         "none".to_string()
     } else {
         changes.join(", ")
+    }
+}
+
+/// Opens partitions `range` of a topic. If one fails, those already opened are closed (their
+/// writer threads stopped, their files released) before the error is returned.
+fn open_partitions(
+    data_dir: &std::path::Path,
+    name: &str,
+    range: std::ops::Range<u32>,
+    log_config: &cairn_log::LogConfig,
+    clock: &Arc<dyn Clock>,
+    on_error: OnOpenError,
+) -> Result<Vec<Arc<Partition>>, BrokerError> {
+    let topic_name: Arc<str> = Arc::from(name);
+    let open = match on_error {
+        OnOpenError::Fail => Partition::open,
+        OnOpenError::Stop => Partition::open_or_stop,
+    };
+    let mut opened = Vec::with_capacity(range.len());
+    for idx in range {
+        let dir = partition_dir(data_dir, name, idx);
+        match open(
+            Arc::clone(&topic_name),
+            idx,
+            dir,
+            log_config.clone(),
+            Arc::clone(clock),
+        ) {
+            Ok(partition) => opened.push(Arc::new(partition)),
+            Err(err) => {
+                close_partitions(&opened);
+                return Err(err);
+            }
+        }
+    }
+    Ok(opened)
+}
+
+/// Closes partitions a failed create opened. Blocking.
+fn close_partitions(partitions: &[Arc<Partition>]) {
+    for partition in partitions {
+        if let Ok(writer) = partition.writer()
+            && let Err(err) = writer.close_blocking()
+        {
+            tracing::warn!(dir = %partition.dir.display(), %err, "closing a partition of a failed create");
+        }
+    }
+}
+
+/// Removes what a failed create left: the directories of partitions `range`, the temporary
+/// topic file and, for a new topic (`whole_topic`), its topic file if the rename happened
+/// before the failure. The topic was never reported created and the admin lock is held, so
+/// nothing here was ever acknowledged. Failures are logged: start-up removes what is left.
+fn remove_failed_create(
+    data_dir: &std::path::Path,
+    name: &str,
+    range: std::ops::Range<u32>,
+    whole_topic: bool,
+) {
+    let mut paths: Vec<PathBuf> = vec![topic_tmp_file(data_dir, name)];
+    if whole_topic {
+        paths.push(topic_file(data_dir, name));
+    }
+    for path in paths {
+        if let Err(err) = std::fs::remove_file(&path)
+            && err.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(file = %path.display(), %err, "cannot remove a file of a failed create; the next start will");
+        }
+    }
+    for idx in range {
+        let dir = partition_dir(data_dir, name, idx);
+        if let Err(err) = std::fs::remove_dir_all(&dir)
+            && err.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(dir = %dir.display(), %err, "cannot remove a directory of a failed create; the next start will");
+        }
+    }
+    if let Err(err) = topic_store::fsync_dir(data_dir) {
+        tracing::warn!(%err, "fsync of the data directory after a failed create");
+    }
+}
+
+/// A full disk met while creating (`ENOSPC`/`EDQUOT` from a log or a topic file) becomes the
+/// log's retriable `DiskFull`, so a create answers like a produce on a full disk.
+fn disk_full_or(err: BrokerError) -> BrokerError {
+    let full = |source: &std::io::Error| {
+        matches!(source.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+    };
+    match err {
+        BrokerError::Io { path, source, .. } if full(&source) => {
+            BrokerError::Log(LogError::DiskFull { path })
+        }
+        BrokerError::Log(LogError::Io { path, source, .. }) if full(&source) => {
+            BrokerError::Log(LogError::DiskFull { path })
+        }
+        other => other,
     }
 }
 
@@ -675,5 +827,37 @@ mod tests {
         ];
         assert_eq!(config_changes(&before, &after), "retention.ms: 1 -> 2");
         assert_eq!(config_changes(&after, &after), "none");
+    }
+
+    #[test]
+    fn a_full_disk_met_while_creating_is_the_logs_retriable_disk_full() {
+        let path = PathBuf::from("/data/orders-0/00000000000000000000.index");
+        for errno in [libc::ENOSPC, libc::EDQUOT] {
+            let from_log = BrokerError::Log(LogError::io(
+                "open index",
+                &path,
+                std::io::Error::from_raw_os_error(errno),
+            ));
+            let from_topic_file = BrokerError::io(
+                "write topic file",
+                &path,
+                std::io::Error::from_raw_os_error(errno),
+            );
+            for err in [from_log, from_topic_file] {
+                match disk_full_or(err) {
+                    BrokerError::Log(err @ LogError::DiskFull { .. }) => {
+                        assert!(err.is_retriable());
+                        assert!(err.to_string().contains("orders-0"), "{err}");
+                    }
+                    other => panic!("expected DiskFull, got {other}"),
+                }
+            }
+        }
+        let other = BrokerError::io(
+            "write topic file",
+            &path,
+            std::io::Error::from_raw_os_error(libc::EIO),
+        );
+        assert!(matches!(disk_full_or(other), BrokerError::Io { .. }));
     }
 }

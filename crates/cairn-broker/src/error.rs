@@ -94,6 +94,37 @@ pub enum BrokerError {
         /// Why it is rejected.
         reason: &'static str,
     },
+    /// A create or partition increase would take this node past its limit on partitions
+    /// (`--max-partitions`), which bounds the threads, files and maps partitions hold.
+    #[error(
+        "{requested} more partitions would exceed this node's limit of {limit} \
+         (it holds {existing}, __consumer_offsets included)"
+    )]
+    TooManyPartitions {
+        /// Partitions the request would add.
+        requested: u32,
+        /// Partitions the node holds now.
+        existing: u64,
+        /// The node's limit.
+        limit: u32,
+    },
+    /// The data directory's filesystem has too little free space for the partitions a create
+    /// would add ([`crate::PARTITION_DISK_BYTES`] each, plus [`crate::CREATE_MARGIN_BYTES`]).
+    /// Nothing was created; retriable once space is freed.
+    #[error(
+        "not enough disk space in {data_dir} for {partition_count} partitions: \
+         {needed_bytes} bytes needed (margin included), {available_bytes} free"
+    )]
+    InsufficientDiskSpace {
+        /// The data directory.
+        data_dir: std::path::PathBuf,
+        /// Partitions the request would add.
+        partition_count: u32,
+        /// Bytes the create needs free.
+        needed_bytes: u64,
+        /// Bytes free.
+        available_bytes: u64,
+    },
     /// A request is malformed (Kafka's `INVALID_REQUEST`).
     #[error("invalid request: {0}")]
     InvalidRequest(String),

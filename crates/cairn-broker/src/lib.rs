@@ -14,7 +14,9 @@
 //!   one partition: retries answered with their original offsets, gaps and zombies refused.
 //! - `broker`: [`Broker`], this node's topics and the admin operations on them; `partition`:
 //!   one partition's log and its group-committing writer; `topic_store`: topic files on disk
-//!   (`DATA/<topic>.topic`, logs in `DATA/<topic>-<partition>/`, Kafka's layout).
+//!   (`DATA/<topic>.topic`, logs in `DATA/<topic>-<partition>/`, Kafka's layout), and the
+//!   removal of what a crash mid-create left; `disk_space`: the free-space check before a
+//!   create.
 //! - `sequencer`: queues an idempotent producer's batches for a partition's writer in
 //!   sequence order, although gRPC may serve the requests carrying them out of order.
 //! - `produce`: routing records to partitions, encoding them, appending; `fetch`: long-poll
@@ -41,6 +43,7 @@
 mod broker;
 #[cfg(test)]
 mod compaction_tests;
+mod disk_space;
 mod error;
 mod fetch;
 mod group;
@@ -58,12 +61,13 @@ mod topic_name;
 mod topic_store;
 
 pub use broker::{
-    Broker, BrokerConfig, DEFAULT_OFFSETS_TOPIC_PARTITIONS, MAX_PARTITIONS_PER_TOPIC,
-    PartitionInfo, TopicInfo,
+    Broker, BrokerConfig, DEFAULT_MAX_PARTITIONS, DEFAULT_OFFSETS_TOPIC_PARTITIONS,
+    MAX_PARTITIONS_PER_TOPIC, PartitionInfo, TopicInfo,
 };
 pub use cairn_codec::{
     RandomSource, StickyPartitioner, XorShift64, murmur2, partition_for_key, to_positive,
 };
+pub use disk_space::{CREATE_MARGIN_BYTES, PARTITION_DISK_BYTES};
 pub use error::BrokerError;
 pub use fetch::{
     DEFAULT_FETCH_MAX_BYTES, FetchRequest, FetchedRecord, MAX_FETCH_MAX_BYTES, MAX_FETCH_WAIT,

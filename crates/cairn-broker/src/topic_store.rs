@@ -4,18 +4,28 @@
 //! `DATA/<topic>-<partition>/`, Kafka's layout.
 //!
 //! Files are written atomically (temporary file, fsync, rename, fsync of the directory), so a
-//! crash leaves the old file or the new one. A topic whose file is unreadable stops the broker's
-//! start with an error naming the file; nothing is deleted because of it.
+//! crash leaves the old file or the new one. The temporary file has a short name of its own
+//! (`.<hash>.topic.tmp`), not `<topic>.topic.tmp`: a 249-character topic name plus that suffix
+//! would pass the 255-byte limit of a file name. A topic whose file is unreadable stops the
+//! broker's start with an error naming the file; nothing is deleted because of it.
+//!
+//! A topic exists once its file does. Partition directories without one (a crash while a topic
+//! was created, or deleted, or while partitions were added) and temporary files are leftovers,
+//! removed at start by [`remove_leftovers`]; a committed topic's directories are never touched.
 
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::broker::MAX_PARTITIONS_PER_TOPIC;
 use crate::error::BrokerError;
 use crate::topic_config::{MAX_CONFIG_FILE_BYTES, TopicConfig};
 use crate::topic_name::validate_topic_name;
 
 const TOPIC_FILE_SUFFIX: &str = ".topic";
+/// Suffix of every temporary file the broker writes in the data directory; start-up removes
+/// them all (a rename that never happened leaves the old file authoritative).
+const TMP_SUFFIX: &str = ".tmp";
 const PARTITIONS_KEY: &str = "partitions=";
 
 /// A topic as persisted: its name, partition count and configs (overrides only).
@@ -39,6 +49,15 @@ pub fn partition_dir(data_dir: &Path, name: &str, partition: u32) -> PathBuf {
     data_dir.join(format!("{name}-{partition}"))
 }
 
+/// The temporary file a topic's file is written to before its rename: a fixed 27-byte name per
+/// topic (FNV-1a of the name), so it fits whatever the name's length.
+pub(crate) fn topic_tmp_file(data_dir: &Path, name: &str) -> PathBuf {
+    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    });
+    data_dir.join(format!(".{hash:016x}{TOPIC_FILE_SUFFIX}{TMP_SUFFIX}"))
+}
+
 /// Writes a topic's file atomically. `overrides` is the file text of the configs that differ
 /// from the defaults.
 ///
@@ -51,16 +70,27 @@ pub fn write_topic(
     overrides: &str,
 ) -> Result<(), BrokerError> {
     let path = topic_file(data_dir, name);
-    let tmp = data_dir.join(format!("{name}{TOPIC_FILE_SUFFIX}.tmp"));
+    let tmp = topic_tmp_file(data_dir, name);
     let text = format!("# cairn topic\n{PARTITIONS_KEY}{partition_count}\n{overrides}");
-    let mut file =
-        fs::File::create(&tmp).map_err(|e| BrokerError::io("create topic file", &tmp, e))?;
-    file.write_all(text.as_bytes())
-        .map_err(|e| BrokerError::io("write topic file", &tmp, e))?;
-    file.sync_all()
-        .map_err(|e| BrokerError::io("fsync topic file", &tmp, e))?;
-    fs::rename(&tmp, &path).map_err(|e| BrokerError::io("rename topic file", &path, e))?;
+    let written = write_and_sync(&tmp, text.as_bytes()).and_then(|()| {
+        fs::rename(&tmp, &path).map_err(|e| BrokerError::io("rename topic file", &path, e))
+    });
+    if let Err(err) = written {
+        // Leave nothing behind: start-up would remove it, but a failed create should not
+        // need a restart to be clean.
+        let _ = fs::remove_file(&tmp);
+        return Err(err);
+    }
     fsync_dir(data_dir)
+}
+
+fn write_and_sync(path: &Path, bytes: &[u8]) -> Result<(), BrokerError> {
+    let mut file =
+        fs::File::create(path).map_err(|e| BrokerError::io("create topic file", path, e))?;
+    file.write_all(bytes)
+        .map_err(|e| BrokerError::io("write topic file", path, e))?;
+    file.sync_all()
+        .map_err(|e| BrokerError::io("fsync topic file", path, e))
 }
 
 /// Reads every topic file in `data_dir`, applying each one's overrides to `defaults`.
@@ -141,6 +171,82 @@ pub fn remove_topic(data_dir: &Path, name: &str) -> Result<(), BrokerError> {
     fsync_dir(data_dir)
 }
 
+/// The topic and partition a directory name `<topic>-<partition>` stands for, if it is one: a
+/// valid topic name, then a partition number written as the broker writes it (no sign, no
+/// leading zero) below [`MAX_PARTITIONS_PER_TOPIC`].
+pub(crate) fn parse_partition_dir(dir_name: &str) -> Option<(&str, u32)> {
+    let (name, digits) = dir_name.rsplit_once('-')?;
+    let canonical = !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && (digits == "0" || !digits.starts_with('0'));
+    let partition: u32 = digits.parse().ok().filter(|_| canonical)?;
+    (partition < MAX_PARTITIONS_PER_TOPIC && validate_topic_name(name).is_ok())
+        .then_some((name, partition))
+}
+
+/// Removes what a crash left in `data_dir` around the committed `topics`: temporary files
+/// (`*.tmp`), and partition directories that no topic file owns (no topic of that name, or a
+/// partition number at or past its count). Each removal is logged at WARN. Entries that do not
+/// look like the broker's own (another name, a symlink, a file) are left alone.
+///
+/// # Errors
+/// [`BrokerError::Io`] listing the directory or removing a leftover.
+pub fn remove_leftovers(data_dir: &Path, topics: &[StoredTopic]) -> Result<usize, BrokerError> {
+    let mut removed = 0;
+    let entries =
+        fs::read_dir(data_dir).map_err(|e| BrokerError::io("list data directory", data_dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| BrokerError::io("list data directory", data_dir, e))?;
+        let (path, file_name) = (entry.path(), entry.file_name());
+        let Some(file_name) = file_name.to_str() else {
+            continue;
+        };
+        let file_type = entry
+            .file_type()
+            .map_err(|e| BrokerError::io("list data directory", &path, e))?;
+        if file_type.is_file() && file_name.ends_with(TMP_SUFFIX) {
+            fs::remove_file(&path).map_err(|e| BrokerError::io("remove leftover", &path, e))?;
+            tracing::warn!(file = %path.display(), "removed a temporary file left by a crash");
+            removed += 1;
+            continue;
+        }
+        let Some((topic, partition)) = parse_partition_dir(file_name) else {
+            continue;
+        };
+        let owned = topics
+            .iter()
+            .any(|t| t.name == topic && partition < t.partition_count);
+        if file_type.is_dir() && !owned {
+            if held_by_an_open_log(&path) {
+                tracing::warn!(directory = %path.display(), "a partition directory no topic owns is in use by another process; left alone");
+                continue;
+            }
+            fs::remove_dir_all(&path).map_err(|e| BrokerError::io("remove leftover", &path, e))?;
+            tracing::warn!(
+                directory = %path.display(), topic, partition,
+                "removed a partition directory no topic owns (left by a crash while a topic was created or deleted)"
+            );
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        fsync_dir(data_dir)?;
+    }
+    Ok(removed)
+}
+
+/// True when another process's open log holds the directory's `.lock` (the `flock` every open
+/// log takes): another broker on the same data directory, in the middle of a create.
+fn held_by_an_open_log(dir: &Path) -> bool {
+    use std::os::fd::AsRawFd;
+    let Ok(file) = fs::File::open(dir.join(".lock")) else {
+        return false;
+    };
+    // SAFETY: a plain syscall on an fd we own; the lock, if taken, goes with the file.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    rc != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EWOULDBLOCK)
+}
+
 /// fsyncs a directory, making entries created, renamed or removed in it durable.
 ///
 /// # Errors
@@ -197,6 +303,109 @@ mod tests {
         assert!(
             err.contains("orders.topic") && err.contains("no.such.key"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn every_file_name_of_a_249_character_topic_fits_name_max() {
+        let dir = tempfile::tempdir().unwrap();
+        let name = "n".repeat(crate::MAX_TOPIC_NAME_CHARS);
+        write_topic(dir.path(), &name, 1024, "").unwrap();
+        let topics = load_topics(dir.path(), &TopicConfig::default()).unwrap();
+        assert_eq!(topics[0].name, name);
+        assert_eq!(topics[0].partition_count, 1024);
+        let tmp = topic_tmp_file(dir.path(), &name);
+        assert_eq!(tmp.file_name().unwrap().len(), 27);
+        // The last partition's directory is the longest name: 249 + "-1023" = 254 bytes.
+        let last = partition_dir(dir.path(), &name, MAX_PARTITIONS_PER_TOPIC - 1);
+        assert_eq!(last.file_name().unwrap().len(), 254);
+        fs::create_dir(&last).unwrap();
+    }
+
+    #[test]
+    fn temporary_names_differ_between_topics_and_never_end_in_topic() {
+        let dir = Path::new("/data");
+        let a = topic_tmp_file(dir, "orders");
+        assert_ne!(a, topic_tmp_file(dir, "payments"));
+        assert_eq!(a, topic_tmp_file(dir, "orders"));
+        assert!(!a.to_str().unwrap().ends_with(TOPIC_FILE_SUFFIX));
+    }
+
+    #[test]
+    fn partition_directory_names_parse_only_as_the_broker_writes_them() {
+        assert_eq!(parse_partition_dir("orders-0"), Some(("orders", 0)));
+        assert_eq!(parse_partition_dir("a-1-1023"), Some(("a-1", 1023)));
+        for other in [
+            "orders",
+            "orders-",
+            "-0",
+            "orders-01",
+            "orders-1024",
+            "orders-+1",
+            "lost+found",
+            "a b-0",
+            "orders-x",
+        ] {
+            assert_eq!(parse_partition_dir(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn leftovers_go_and_committed_topics_and_foreign_entries_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let defaults = TopicConfig::default();
+        write_topic(dir.path(), "orders", 2, "").unwrap();
+        for kept in [
+            "orders-0",
+            "orders-1",
+            "lost+found",
+            "backup-01",
+            "notes-2024",
+        ] {
+            fs::create_dir(dir.path().join(kept)).unwrap();
+            fs::write(dir.path().join(kept).join("data"), "acknowledged").unwrap();
+        }
+        for gone in ["orders-2", "ghost-0", "ghost-7"] {
+            fs::create_dir(dir.path().join(gone)).unwrap();
+            fs::write(dir.path().join(gone).join("00000000000000000000.log"), "x").unwrap();
+        }
+        fs::write(topic_tmp_file(dir.path(), "ghost"), "partial").unwrap();
+        // An orphan another process's log holds open (its create is under way) stays.
+        fs::create_dir(dir.path().join("busy-0")).unwrap();
+        let log = cairn_log::Log::open(&dir.path().join("busy-0"), Default::default(), 0).unwrap();
+        fs::write(dir.path().join("producer-ids.tmp"), "partial").unwrap();
+        // A file with a partition-like name is not a partition: left alone.
+        fs::write(dir.path().join("ghost-1"), "not a directory").unwrap();
+        let topics = load_topics(dir.path(), &defaults).unwrap();
+        assert_eq!(remove_leftovers(dir.path(), &topics).unwrap(), 5);
+        let mut left: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                "backup-01",
+                "busy-0",
+                "ghost-1",
+                "lost+found",
+                "notes-2024",
+                "orders-0",
+                "orders-1",
+                "orders.topic"
+            ]
+        );
+        assert_eq!(
+            fs::read_to_string(dir.path().join("orders-1/data")).unwrap(),
+            "acknowledged"
+        );
+        assert_eq!(remove_leftovers(dir.path(), &topics).unwrap(), 0);
+        drop(log);
+        assert_eq!(
+            remove_leftovers(dir.path(), &topics).unwrap(),
+            1,
+            "busy-0, now closed"
         );
     }
 }

@@ -25,6 +25,7 @@ async fn open(dir: &std::path::Path) -> Broker {
         advertised_address: "127.0.0.1:7070".to_string(),
         topic_defaults: TopicConfig::default(),
         offsets_topic_partitions: cairn_broker::DEFAULT_OFFSETS_TOPIC_PARTITIONS,
+        max_partitions: cairn_broker::DEFAULT_MAX_PARTITIONS,
     };
     Broker::open(cfg, Arc::new(SystemClock)).await.unwrap()
 }

@@ -28,6 +28,7 @@ async fn open(dir: &std::path::Path) -> Broker {
         advertised_address: "127.0.0.1:7070".to_string(),
         topic_defaults: TopicConfig::default(),
         offsets_topic_partitions: 3,
+        max_partitions: cairn_broker::DEFAULT_MAX_PARTITIONS,
     };
     Broker::open(cfg, Arc::new(SystemClock)).await.unwrap()
 }
@@ -413,6 +414,7 @@ async fn sessions_expire_on_elapsed_time_not_on_wall_clock_steps() {
         advertised_address: "127.0.0.1:7070".to_string(),
         topic_defaults: TopicConfig::default(),
         offsets_topic_partitions: 1,
+        max_partitions: cairn_broker::DEFAULT_MAX_PARTITIONS,
     };
     let broker = Broker::open(cfg, Arc::clone(&clock) as Arc<dyn cairn_log::Clock>)
         .await
@@ -451,6 +453,7 @@ async fn next_record_age_is_the_age_of_the_first_unconsumed_record() {
         advertised_address: "127.0.0.1:7070".to_string(),
         topic_defaults: TopicConfig::default(),
         offsets_topic_partitions: 1,
+        max_partitions: cairn_broker::DEFAULT_MAX_PARTITIONS,
     };
     let broker = Broker::open(cfg, Arc::clone(&clock) as Arc<dyn cairn_log::Clock>)
         .await

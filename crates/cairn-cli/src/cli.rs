@@ -41,6 +41,7 @@ Config file (TOML):
   node_id = 1
   advertised_address = \"cairn-1.example.com:7070\"
   log_format = \"json\"
+  max_partitions = 4096
 
   [topic_defaults]
   \"retention.ms\" = \"3600000\"
@@ -142,6 +143,10 @@ pub struct ServeArgs {
     /// RUST_LOG variable filters them [env: CAIRN_LOG_FORMAT] [default: text]
     #[arg(long, value_name = "FORMAT")]
     pub log_format: Option<String>,
+    /// Most partitions this node holds over all topics, __consumer_offsets included; creates
+    /// past it are refused [env: CAIRN_MAX_PARTITIONS] [default: 4096]
+    #[arg(long, value_name = "COUNT", allow_negative_numbers = true)]
+    pub max_partitions: Option<String>,
 
     /// TOML config file; see below for its keys [env: CAIRN_CONFIG] [default: none]
     #[arg(long, value_name = "FILE", value_parser = any_path())]

@@ -34,6 +34,11 @@ pub const DEFAULT_HTTP_ADDR: SocketAddr =
     SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 7071));
 /// Node id when none is given.
 pub const DEFAULT_NODE_ID: i32 = 1;
+/// Smallest `max_partitions`: the node creates `__consumer_offsets` with this many partitions.
+pub const MIN_MAX_PARTITIONS: u32 = cairn_broker::DEFAULT_OFFSETS_TOPIC_PARTITIONS;
+/// Largest `max_partitions`: far past what one node's threads and maps can hold, so a typo of
+/// extra digits is caught.
+pub const MAX_MAX_PARTITIONS: u32 = 1 << 20;
 /// Largest config file read. A real one is a few hundred bytes; the limit stops a wrong path
 /// (a log, a device) from being read whole before it fails to parse.
 pub const MAX_CONFIG_FILE_BYTES: u64 = 1 << 20;
@@ -72,6 +77,11 @@ const ADVERTISED_ADDRESS: Setting = Setting {
     var: "CAIRN_ADVERTISED_ADDRESS",
     file_key: "advertised_address",
 };
+const MAX_PARTITIONS: Setting = Setting {
+    flag: "--max-partitions",
+    var: "CAIRN_MAX_PARTITIONS",
+    file_key: "max_partitions",
+};
 
 const LOG_FORMAT: Setting = Setting {
     flag: "--log-format",
@@ -106,6 +116,7 @@ struct FileConfig {
     node_id: Option<toml::Value>,
     advertised_address: Option<toml::Value>,
     log_format: Option<toml::Value>,
+    max_partitions: Option<toml::Value>,
     topic_defaults: Option<toml::Value>,
 }
 
@@ -189,6 +200,10 @@ pub fn resolve(
         .pick(args.advertised_address.as_deref(), &ADVERTISED_ADDRESS)?
         .map(check_advertised_address)
         .transpose()?;
+    let max_partitions = match lower.pick(args.max_partitions.as_deref(), &MAX_PARTITIONS)? {
+        Some(given) => parse_max_partitions(&given)?,
+        None => cairn_broker::DEFAULT_MAX_PARTITIONS,
+    };
     let topic_defaults = resolve_topic_defaults(&args.topic_defaults, lower.file.as_ref())?;
     Ok(ServeConfig {
         data_dir,
@@ -197,6 +212,7 @@ pub fn resolve(
         node_id,
         advertised_address,
         topic_defaults,
+        max_partitions,
     })
 }
 
@@ -305,12 +321,13 @@ fn parse_file(file: ConfigFile<'_>) -> Result<ParsedFile<'_>, ConfigError> {
         (NODE_ID.file_key, config.node_id),
         (ADVERTISED_ADDRESS.file_key, config.advertised_address),
         (LOG_FORMAT.file_key, config.log_format),
+        (MAX_PARTITIONS.file_key, config.max_partitions),
     ];
     for (key, value) in scalars {
         let text = match (key, value) {
             (_, None) => continue,
-            ("node_id", Some(toml::Value::Integer(id))) => id.to_string(),
-            ("node_id", Some(other)) => {
+            ("node_id" | "max_partitions", Some(toml::Value::Integer(id))) => id.to_string(),
+            ("node_id" | "max_partitions", Some(other)) => {
                 return Err(wrong_type(
                     parsed.origin(key),
                     &other,
@@ -375,6 +392,22 @@ fn parse_node_id(given: &Given) -> Result<i32, ConfigError> {
             origin: given.origin.clone(),
             value: given.text.clone(),
             reason: format!("expected an integer from 0 to {}", i32::MAX),
+        })
+}
+
+fn parse_max_partitions(given: &Given) -> Result<u32, ConfigError> {
+    given
+        .text
+        .parse::<u32>()
+        .ok()
+        .filter(|count| (MIN_MAX_PARTITIONS..=MAX_MAX_PARTITIONS).contains(count))
+        .ok_or_else(|| ConfigError::InvalidValue {
+            origin: given.origin.clone(),
+            value: given.text.clone(),
+            reason: format!(
+                "expected a partition count from {MIN_MAX_PARTITIONS} (__consumer_offsets) to \
+                 {MAX_MAX_PARTITIONS}"
+            ),
         })
 }
 

@@ -37,6 +37,7 @@ async fn start(dir: &std::path::Path) -> (String, oneshot::Sender<()>) {
         node_id: 1,
         advertised_address: None,
         topic_defaults: cairn_broker::TopicConfig::default(),
+        max_partitions: cairn_broker::DEFAULT_MAX_PARTITIONS,
     };
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(async move {

@@ -63,8 +63,9 @@ pub struct LogConfig {
     pub segment_bytes: u32,
     /// `segment.ms`: roll a non-empty segment this long after it was opened. Default 7 days.
     pub segment_ms: u64,
-    /// `segment.index.bytes`: preallocated size of each index file; a full index rolls the
-    /// segment. Default 10 MiB.
+    /// `segment.index.bytes`: the most each index file of a segment may grow to (files grow in
+    /// steps as entries need them); a full index rolls the segment. Default 10 MiB, at most
+    /// [`MAX_SEGMENT_INDEX_BYTES`].
     pub segment_index_bytes: u32,
     /// `index.interval.bytes`: log bytes between sparse index entries. Default 4096.
     pub index_interval_bytes: u32,
@@ -150,6 +151,13 @@ impl fmt::Display for DirtyRatio {
 const DAY_MS: u64 = 24 * 60 * 60 * 1000;
 /// Largest `segment.bytes`: file positions are 32-bit signed in Kafka's index format.
 pub const MAX_SEGMENT_BYTES: u32 = i32::MAX as u32;
+/// Largest `segment.index.bytes`. Index files grow in steps, so a large value costs no disk, but
+/// each active index maps its whole capacity and a segment may grow this much per index: 64 MiB
+/// already holds an `.entryindex` point every 512 bytes of a 2 GiB segment (the default 10 MiB,
+/// Kafka's, holds one every 4 KiB, the default `index.interval.bytes`).
+pub const MAX_SEGMENT_INDEX_BYTES: u32 = 64 << 20;
+/// Smallest `segment.index.bytes`: one entry of the largest index (`.entryindex`, 16 bytes).
+pub const MIN_SEGMENT_INDEX_BYTES: u32 = 16;
 /// Smallest `segment.bytes`: just above one 61-byte batch header, rounded up (Kafka allows 14,
 /// but a segment smaller than a header rolls before every batch).
 pub const MIN_SEGMENT_BYTES: u32 = 64;
@@ -222,8 +230,12 @@ impl LogConfig {
             }
             "segment.index.bytes" => {
                 let v = parse_u64(value).ok_or_else(|| bad("not a whole number of bytes"))?;
-                self.segment_index_bytes = in_range(v, 16, i32::MAX as u64)
-                    .ok_or_else(|| bad("must be between 16 and 2147483647"))?
+                self.segment_index_bytes = in_range(
+                    v,
+                    MIN_SEGMENT_INDEX_BYTES.into(),
+                    MAX_SEGMENT_INDEX_BYTES.into(),
+                )
+                .ok_or_else(|| bad("must be between 16 and 67108864 (64 MiB)"))?
                     as u32;
             }
             "index.interval.bytes" => {
@@ -355,6 +367,25 @@ mod tests {
         assert!(err.contains("no.such.key"), "{err}");
         assert!(cfg.set("flush.policy", "sometimes").is_err());
         assert!(cfg.set("flush.policy", "interval:0").is_err());
+    }
+
+    #[test]
+    fn segment_index_bytes_is_bounded_at_64_mib() {
+        let mut cfg = LogConfig::default();
+        cfg.set("segment.index.bytes", "67108864").unwrap();
+        assert_eq!(cfg.segment_index_bytes, MAX_SEGMENT_INDEX_BYTES);
+        cfg.set("segment.index.bytes", "16").unwrap();
+        for bad in ["67108865", "2147483647", "15", "0"] {
+            let err = cfg.set("segment.index.bytes", bad).unwrap_err().to_string();
+            assert!(
+                err.contains("segment.index.bytes") && err.contains("67108864"),
+                "{bad}: {err}"
+            );
+        }
+        assert_eq!(
+            cfg.segment_index_bytes, 16,
+            "a refused value changes nothing"
+        );
     }
 
     #[test]

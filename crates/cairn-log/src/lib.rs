@@ -75,7 +75,9 @@ pub use clean::{
     MAX_KEY_MAP_BYTES,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{DirtyRatio, FlushPolicy, LogConfig};
+pub use config::{
+    DirtyRatio, FlushPolicy, LogConfig, MAX_SEGMENT_INDEX_BYTES, MIN_SEGMENT_INDEX_BYTES,
+};
 pub use error::LogError;
 pub use fsync_stats::{FSYNC_BUCKET_UPPER_NANOS, FsyncLatency, FsyncSnapshot, fsync_latency};
 pub use index::{ENTRY_INDEX_ENTRY_BYTES, OFFSET_INDEX_ENTRY_BYTES, TIME_INDEX_ENTRY_BYTES};

@@ -237,6 +237,69 @@ fn real_full_disk_fails_appends_retriably_and_keeps_the_log_readable() {
     assert_eq!(log.log_end_offset(), Offset((acked + 1) * 8));
 }
 
+/// Index files grow in steps (`segments-format.md` §5.5): when the disk is full just as an
+/// index needs its next step, the append is refused as `DiskFull` before anything is written,
+/// the log stays readable, and appends resume once space is freed. Without the reservation the
+/// entry would be stored through the map into an unbacked page: `SIGBUS`.
+#[test]
+fn a_full_disk_when_an_index_must_grow_refuses_the_append_before_writing() {
+    let mount = tempfile::tempdir().unwrap();
+    let Some(_guard) = TmpfsMount::new(mount.path(), "1m") else {
+        loud_skip(
+            "a_full_disk_when_an_index_must_grow...: cannot mount a tmpfs (needs root); skipped",
+        );
+        return;
+    };
+    let dir = mount.path().join("orders-0");
+    // Every batch is an index point; the `.entryindex` (16-byte entries) fills its first
+    // 4096-byte step after 256 batches.
+    let cfg = LogConfig {
+        index_interval_bytes: 0,
+        retention_ms: None,
+        ..LogConfig::default()
+    };
+    // A batch length that leaves the 257th batch inside the log's last page, so only the index
+    // needs new disk space for it.
+    let value_bytes = (8..200)
+        .find(|&v| {
+            let len = batch(0, 1, v, 0).len_bytes();
+            (256 * len) % 4096 + len <= 4096
+        })
+        .unwrap();
+    let mut log = Log::open(&dir, cfg.clone(), 0).unwrap();
+    for tag in 0..256 {
+        log.append(&[batch(tag, 1, value_bytes, 0)], None, 0)
+            .unwrap();
+    }
+    let filler = std::fs::File::create(mount.path().join("filler")).unwrap();
+    let mut filled = 0i64;
+    // SAFETY: plain syscalls on an fd we own.
+    while unsafe { libc::posix_fallocate(std::os::fd::AsRawFd::as_raw_fd(&filler), filled, 4096) }
+        == 0
+    {
+        filled += 4096;
+    }
+    let size_before = log_file_sizes(&dir);
+    let err = log
+        .append(&[batch(256, 1, value_bytes, 0)], None, 0)
+        .unwrap_err();
+    assert!(matches!(err, LogError::DiskFull { .. }), "{err}");
+    assert!(err.is_retriable());
+    assert!(log.poisoned().is_none());
+    assert_eq!(log_file_sizes(&dir), size_before, "nothing was written");
+    assert_eq!(read_all(&log.reader()).len(), 256);
+    drop(filler);
+    std::fs::remove_file(mount.path().join("filler")).unwrap();
+    let info = log
+        .append(&[batch(256, 1, value_bytes, 0)], None, 0)
+        .unwrap();
+    assert_eq!(info[0].base_offset, Offset(256));
+    drop(log);
+    let log = Log::open(&dir, cfg, 0).unwrap();
+    assert_eq!(log.log_end_offset(), Offset(257));
+    assert_eq!(read_all(&log.reader()).len(), 257);
+}
+
 /// A tmpfs mounted for one test, unmounted on drop.
 struct TmpfsMount(std::path::PathBuf);
 

@@ -69,6 +69,9 @@ pub struct ServerConfig {
     pub advertised_address: Option<String>,
     /// Configs a topic gets unless it overrides them.
     pub topic_defaults: TopicConfig,
+    /// Most partitions the node holds, `__consumer_offsets` included (see
+    /// [`cairn_broker::BrokerConfig::max_partitions`]).
+    pub max_partitions: u32,
 }
 
 /// Why the server could not start or stopped.
@@ -139,6 +142,7 @@ pub async fn run(
             .unwrap_or_else(|| grpc_local.to_string()),
         topic_defaults: cfg.topic_defaults.clone(),
         offsets_topic_partitions: cairn_broker::DEFAULT_OFFSETS_TOPIC_PARTITIONS,
+        max_partitions: cfg.max_partitions,
     };
     let broker = Arc::new(Broker::open(broker_cfg, Arc::new(SystemClock)).await?);
 

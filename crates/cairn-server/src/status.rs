@@ -48,6 +48,10 @@ pub fn classify(err: &BrokerError) -> (ErrorCode, Code) {
             (ErrorCode::InvalidPartitions, Code::InvalidArgument)
         }
         BrokerError::InvalidRequest(_) => (ErrorCode::InvalidRequest, Code::InvalidArgument),
+        BrokerError::InsufficientDiskSpace { .. } => (ErrorCode::DiskFull, Code::ResourceExhausted),
+        BrokerError::TooManyPartitions { .. } => {
+            (ErrorCode::InvalidPartitions, Code::ResourceExhausted)
+        }
         BrokerError::ShuttingDown => (ErrorCode::BrokerNotAvailable, Code::Unavailable),
         BrokerError::PartitionStopped { .. } => (ErrorCode::KafkaStorageError, Code::Unavailable),
         BrokerError::Io { source, .. } if is_disk_full(source) => {

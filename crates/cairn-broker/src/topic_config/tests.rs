@@ -277,7 +277,7 @@ fn valid_pairs() -> impl Strategy<Value = Vec<(&'static str, String)>> {
     let log = (
         64u32..=i32::MAX as u32,
         1u64..=u64::MAX,
-        16u32..=i32::MAX as u32,
+        cairn_log::MIN_SEGMENT_INDEX_BYTES..=cairn_log::MAX_SEGMENT_INDEX_BYTES,
         0u32..=i32::MAX as u32,
         limit(),
         limit(),

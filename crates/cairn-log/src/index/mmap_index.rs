@@ -7,6 +7,13 @@
 //! then publishes the new entry count with `Release`; readers load the count with `Acquire` and
 //! read only entries below it.
 //!
+//! Disk space: an active index maps its whole capacity (`segment.index.bytes`) once, but the file
+//! behind the map grows in steps, each reserved with `posix_fallocate` *before* the writer stores
+//! into it. A store through a shared map into a hole of a full disk would be `SIGBUS`, not an
+//! error; reserving first turns a full disk into an `ENOSPC` the writer can refuse a produce
+//! with. The map never moves, so readers holding it are never disturbed by growth, and nobody
+//! ever touches the mapped pages past the end of the file (they would fault too).
+//!
 //! An index is a cache of its `.log` file: recovery rebuilds it whenever it looks wrong, so it is
 //! not fsynced on every append, only when its segment is sealed or the log is closed.
 
@@ -21,6 +28,13 @@ use crate::error::LogError;
 
 const WORD_BYTES: usize = 4;
 
+/// The first step an active index file grows by, and the smallest: one page, so an empty
+/// segment's three indexes cost three pages of disk.
+pub(crate) const MIN_GROWTH_BYTES: usize = 4096;
+/// The largest step: growth doubles the file up to here, then adds this much at a time, so a
+/// file is never more than one step (or twice its entries) larger than what it holds.
+pub(crate) const MAX_GROWTH_BYTES: usize = 1 << 20;
+
 /// An mmap'd index file of `words_per_entry` 32-bit words per entry.
 #[derive(Debug)]
 pub(crate) struct MmapIndex {
@@ -29,13 +43,23 @@ pub(crate) struct MmapIndex {
     map: Option<MmapRaw>,
     words_per_entry: usize,
     capacity_entries: usize,
+    /// Entries the file's reserved blocks can hold. Only the writer changes it, and it never
+    /// stores an entry at or past it.
+    allocated_entries: AtomicUsize,
     entry_count: AtomicUsize,
 }
 
 impl MmapIndex {
     /// Opens `path` for appending, keeping its first `keep_entries` entries (clamped to what the
-    /// file holds) and preallocating room for `max_bytes` so that a write through the map never
-    /// lands in a hole of a full disk (which would be `SIGBUS`, not an error).
+    /// file holds). The file is cut to those entries and then grown by one step, so what follows
+    /// them reads as zeros; the map covers room for `max_bytes` of entries, but the file only
+    /// ever grows as entries need it (see the module docs).
+    ///
+    /// A full disk at open is not an error: the index keeps only its kept entries' space and the
+    /// writer's next [`MmapIndex::reserve`] reports the full disk, where a produce can be refused.
+    ///
+    /// # Errors
+    /// Opening, sizing or mapping the file failed.
     pub(crate) fn open_active(
         path: &Path,
         words_per_entry: usize,
@@ -52,23 +76,29 @@ impl MmapIndex {
         let entry_bytes = words_per_entry * WORD_BYTES;
         let existing_entries = file_len(&file, path)? / entry_bytes;
         let capacity_entries = (max_bytes / entry_bytes).max(1);
-        let capacity_bytes = capacity_entries * entry_bytes;
-        file.set_len(capacity_bytes as u64)
+        let entry_count = keep_entries.min(existing_entries).min(capacity_entries);
+        // Cutting first drops stale entries (and the space of a file preallocated in full by an
+        // older version), so an untrimmed file is always its entries followed by zeros.
+        file.set_len((entry_count * entry_bytes) as u64)
             .map_err(|source| LogError::io("size index", path, source))?;
-        preallocate(&file, path, capacity_bytes)?;
+        // Mapping past the end of the file is allowed; the pages there are never touched.
         let map = MmapOptions::new()
-            .len(capacity_bytes)
+            .len(capacity_entries * entry_bytes)
             .map_raw(&file)
             .map_err(|source| LogError::io("map index", path, source))?;
-        let entry_count = keep_entries.min(existing_entries).min(capacity_entries);
-        Ok(MmapIndex {
+        let index = MmapIndex {
             path: path.to_path_buf(),
             file,
             map: Some(map),
             words_per_entry,
             capacity_entries,
+            allocated_entries: AtomicUsize::new(entry_count),
             entry_count: AtomicUsize::new(entry_count),
-        })
+        };
+        if let Err(err) = index.reserve(1) {
+            tracing::warn!(index = %path.display(), %err, "cannot reserve room for index entries; appends will be refused until space is freed");
+        }
+        Ok(index)
     }
 
     /// Opens a sealed segment's index read-only. Returns `None` when the file is missing or its
@@ -102,6 +132,7 @@ impl MmapIndex {
             map,
             words_per_entry,
             capacity_entries: len / entry_bytes,
+            allocated_entries: AtomicUsize::new(len / entry_bytes),
             entry_count: AtomicUsize::new(len / entry_bytes),
         }))
     }
@@ -125,14 +156,52 @@ impl MmapIndex {
         )
     }
 
+    /// Makes sure the file has reserved disk blocks for `extra` more entries than it holds
+    /// (clamped to the capacity: pushes past it fail anyway and roll the segment), growing it by
+    /// a step if not. Only the segment's single writer calls this, before writing the batches
+    /// those entries will point to, so a full disk refuses the write instead of faulting later.
+    ///
+    /// # Errors
+    /// The OS error of `posix_fallocate` (`ENOSPC` on a full disk) or of extending the file;
+    /// nothing changes then.
+    pub(crate) fn reserve(&self, extra: usize) -> std::io::Result<()> {
+        let needed = self.len().saturating_add(extra).min(self.capacity_entries);
+        let allocated = self.allocated_entries.load(Ordering::Relaxed);
+        if needed <= allocated {
+            return Ok(());
+        }
+        let target = growth_target(allocated, needed, self.capacity_entries, self.entry_bytes());
+        reserve_range(
+            &self.file,
+            allocated * self.entry_bytes(),
+            target * self.entry_bytes(),
+        )?;
+        self.allocated_entries.store(target, Ordering::Relaxed);
+        Ok(())
+    }
+
     /// Appends an entry. Only the segment's single writer calls this. Returns `false` when the
-    /// index is full (the caller rolls the segment).
+    /// index is full (the caller rolls the segment) or when the disk has no room to grow it (the
+    /// index just gets sparser: it is a cache, and the writer's next [`MmapIndex::reserve`]
+    /// reports the full disk).
     pub(crate) fn push(&self, words: &[u32]) -> bool {
         debug_assert_eq!(words.len(), self.words_per_entry);
         let count = self.entry_count.load(Ordering::Relaxed);
         if count >= self.capacity_entries {
             return false;
         }
+        if count >= self.allocated_entries.load(Ordering::Relaxed)
+            && let Err(err) = self.reserve(1)
+        {
+            tracing::warn!(index = %self.path.display(), %err, "cannot grow an index file; leaving the entry out");
+            return false;
+        }
+        // Never store past the reserved blocks: that page could be a hole of a full disk.
+        assert!(
+            count < self.allocated_entries.load(Ordering::Relaxed),
+            "index entry {count} past the reserved room of {}",
+            self.path.display()
+        );
         for (idx, value) in words.iter().enumerate() {
             self.atomic_word(count * self.words_per_entry + idx)
                 .store(value.to_be(), Ordering::Relaxed);
@@ -176,9 +245,21 @@ impl MmapIndex {
         self.file
             .set_len(bytes as u64)
             .map_err(|source| LogError::io("trim index", &self.path, source))?;
+        // The blocks past the entries are gone: a later push must reserve them again.
+        self.allocated_entries.store(self.len(), Ordering::Relaxed);
         self.file
             .sync_all()
             .map_err(|source| LogError::io("fsync index", &self.path, source))
+    }
+
+    fn entry_bytes(&self) -> usize {
+        self.words_per_entry * WORD_BYTES
+    }
+
+    /// Bytes of disk the file has reserved (its length while active), for tests and sizing.
+    #[cfg(test)]
+    pub(crate) fn allocated_bytes(&self) -> usize {
+        self.allocated_entries.load(Ordering::Relaxed) * self.entry_bytes()
     }
 
     fn atomic_word(&self, word_idx: usize) -> &AtomicU32 {
@@ -209,22 +290,33 @@ fn file_len(file: &File, path: &Path) -> Result<usize, LogError> {
     })
 }
 
-/// Reserves disk blocks for the whole file, so the disk cannot fill under the map later.
-pub(crate) fn preallocate(file: &File, path: &Path, bytes: usize) -> Result<(), LogError> {
-    if bytes == 0 {
+/// How many entries to grow a file holding room for `allocated` to, when `needed` must fit: at
+/// least `needed`, and otherwise by one step, which doubles the file from [`MIN_GROWTH_BYTES`]
+/// up to steps of [`MAX_GROWTH_BYTES`]; never past `capacity`. Whole entries only, so an
+/// untrimmed file is still a whole number of entries long.
+fn growth_target(allocated: usize, needed: usize, capacity: usize, entry_bytes: usize) -> usize {
+    let allocated_bytes = allocated * entry_bytes;
+    let step_bytes = allocated_bytes.clamp(MIN_GROWTH_BYTES, MAX_GROWTH_BYTES);
+    let target_bytes = (allocated_bytes + step_bytes).max(needed * entry_bytes);
+    (target_bytes / entry_bytes).max(needed).min(capacity)
+}
+
+/// Reserves disk blocks for bytes `from..to` of `file`, extending it to `to`. On filesystems
+/// without `fallocate` the file is extended sparse instead, as Kafka does.
+fn reserve_range(file: &File, from: usize, to: usize) -> std::io::Result<()> {
+    if to <= from {
         return Ok(());
     }
-    let len = libc::off_t::try_from(bytes).unwrap_or(libc::off_t::MAX);
+    let offset = libc::off_t::try_from(from).map_err(std::io::Error::other)?;
+    let len = libc::off_t::try_from(to - from).map_err(std::io::Error::other)?;
     // SAFETY: a plain syscall on an fd we own; no memory is passed.
-    let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) };
+    let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), offset, len) };
     match rc {
         0 => Ok(()),
-        // Filesystems without fallocate: fall back to a sparse file, as Kafka does.
-        libc::EOPNOTSUPP | libc::EINVAL => Ok(()),
-        errno => Err(LogError::io(
-            "preallocate index",
-            path,
-            std::io::Error::from_raw_os_error(errno),
-        )),
+        libc::EOPNOTSUPP | libc::EINVAL => file.set_len(to as u64),
+        errno => Err(std::io::Error::from_raw_os_error(errno)),
     }
 }
+
+#[cfg(test)]
+mod tests;

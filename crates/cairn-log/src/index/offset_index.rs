@@ -43,6 +43,11 @@ impl OffsetIndex {
         self.file.is_full()
     }
 
+    /// See [`MmapIndex::reserve`].
+    pub(crate) fn reserve(&self, extra: usize) -> std::io::Result<()> {
+        self.file.reserve(extra)
+    }
+
     pub(crate) fn entry(&self, idx: usize) -> (RelativeOffset, FilePos) {
         (
             RelativeOffset(self.file.word(idx, 0)),

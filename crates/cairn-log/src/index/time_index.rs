@@ -43,6 +43,11 @@ impl TimeIndex {
         self.file.is_full()
     }
 
+    /// See [`MmapIndex::reserve`].
+    pub(crate) fn reserve(&self, extra: usize) -> std::io::Result<()> {
+        self.file.reserve(extra)
+    }
+
     pub(crate) fn entry(&self, idx: usize) -> (i64, RelativeOffset) {
         let high = u64::from(self.file.word(idx, 0));
         let low = u64::from(self.file.word(idx, 1));

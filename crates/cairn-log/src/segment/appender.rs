@@ -54,7 +54,18 @@ impl SegmentIndexes {
         self.offset.is_full() || self.time.is_full() || self.entry.is_full()
     }
 
-    /// Fresh, preallocated index files holding `old`'s entries, for a sealed segment that
+    /// Reserves disk room in each index for `batch_count` more batches (each adds at most one
+    /// entry to each), so that indexing batches already written can never fault on a full disk.
+    ///
+    /// # Errors
+    /// The OS error (`ENOSPC` on a full disk); entries already reserved stay.
+    pub(crate) fn reserve(&self, batch_count: usize) -> std::io::Result<()> {
+        self.offset.reserve(batch_count)?;
+        self.time.reserve(batch_count)?;
+        self.entry.reserve(batch_count)
+    }
+
+    /// Fresh index files holding `old`'s entries, for a sealed segment that
     /// becomes active again. The old files are unlinked, not shrunk or regrown in place:
     /// readers of an older snapshot may still map them, and a later trim of a shared file could
     /// take pages out from under them (`SIGBUS`). Unlinked, the old inodes live as long as
@@ -253,7 +264,8 @@ impl Segment {
     /// leaves no partial batch; if even that fails the caller must poison the log.
     ///
     /// # Errors
-    /// The write error, with the state unchanged.
+    /// The write error, or the error reserving index room (`ENOSPC` on a full disk), with the
+    /// state unchanged.
     pub(crate) fn write_batches(
         &mut self,
         batches: &[(&Batch, [u8; 16])],
@@ -267,6 +279,9 @@ impl Segment {
             self.log_path.display()
         );
         let old_size = self.state.size;
+        // Room for the index entries first: once the batches are written they must be indexed,
+        // and a full disk is refused here, before anything is written.
+        self.indexes.reserve(batches.len())?;
         let mut slices = Vec::with_capacity(batches.len() * 2);
         for (batch, prefix) in batches {
             slices.push(IoSlice::new(prefix));

@@ -404,3 +404,26 @@ fn an_unknown_log_format_is_named_with_its_origin() {
         .to_string();
     assert!(message.contains("log_format in config file"), "{message}");
 }
+
+#[test]
+fn max_partitions_out_of_range_is_named_with_its_bounds() {
+    for count in ["0", "7", "1048577", "-1", "many", "4096.5"] {
+        let message = error_of(resolve(&args(&["--max-partitions", count]), no_env, None));
+        assert_eq!(
+            message,
+            format!(
+                "invalid value {count:?} for --max-partitions: expected a partition count from 8 \
+                 (__consumer_offsets) to 1048576"
+            )
+        );
+    }
+    let message = error_of(resolve(
+        &args(&[]),
+        no_env,
+        file("max_partitions = \"10\"\n"),
+    ));
+    assert!(
+        message.contains("max_partitions") && message.contains("expected an integer"),
+        "{message}"
+    );
+}

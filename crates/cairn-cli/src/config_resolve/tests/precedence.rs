@@ -17,8 +17,22 @@ fn defaults_apply_when_nothing_is_given() {
             node_id: 1,
             advertised_address: None,
             topic_defaults: TopicConfig::default(),
+            max_partitions: 4096,
         }
     );
+}
+
+#[test]
+fn max_partitions_comes_from_flag_then_variable_then_file() {
+    let from_file = file("max_partitions = 100\n");
+    let cfg = resolve(&args(&[]), no_env, from_file).unwrap();
+    assert_eq!(cfg.max_partitions, 100);
+    let variable = env(&[("CAIRN_MAX_PARTITIONS", "200")]);
+    let cfg = resolve(&args(&[]), variable, from_file).unwrap();
+    assert_eq!(cfg.max_partitions, 200);
+    let variable = env(&[("CAIRN_MAX_PARTITIONS", "200")]);
+    let cfg = resolve(&args(&["--max-partitions", "300"]), variable, from_file).unwrap();
+    assert_eq!(cfg.max_partitions, 300);
 }
 
 #[test]
@@ -39,6 +53,7 @@ fn file_overrides_defaults() {
             node_id: 3,
             advertised_address: Some("file.example.com:1001".to_string()),
             topic_defaults: topic_config(&[("retention.ms", "1000"), ("segment.bytes", "4096")]),
+            max_partitions: 4096,
         }
     );
 }

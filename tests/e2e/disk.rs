@@ -1,0 +1,318 @@
+//! Disk use through the real binary: a node starts and serves on a 64 MiB disk, an empty
+//! partition takes at most 1 MiB, a create too large for the disk is refused like a produce on a
+//! full disk (RESOURCE_EXHAUSTED, DISK_FULL) and leaves nothing behind, start-up removes what a
+//! crash mid-create left, the longest topic names work, and out-of-range sizes are refused.
+
+#![allow(clippy::unwrap_used, reason = "tests: a failure here is a failed test")]
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::process::{Output, Stdio};
+
+use cairn_client::{Admin, ClientError, ErrorCode};
+use common::*;
+
+/// A tmpfs of `size` mounted on `path` for one test, unmounted on drop. `None` (the test then
+/// skips, loudly) when mounting is not allowed: it needs root, which CI has.
+struct TmpfsMount(std::path::PathBuf);
+
+impl TmpfsMount {
+    fn new(path: &Path, size: &str) -> Option<TmpfsMount> {
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(path)
+            .stderr(Stdio::null())
+            .status()
+            .ok()?;
+        status.success().then(|| TmpfsMount(path.to_path_buf()))
+    }
+}
+
+impl Drop for TmpfsMount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+fn loud_skip(message: &str) {
+    let line = format!("\n*** SKIPPED: {message} ***\n");
+    // SAFETY: writing a valid buffer to fd 2, past the harness's capture.
+    unsafe { libc::write(2, line.as_ptr().cast(), line.len()) };
+}
+
+/// `cairn --broker BROKER ARGS...`, run to its end.
+fn cli(broker: &str, args: &[&str]) -> Output {
+    let mut full = vec!["--broker", broker];
+    full.extend_from_slice(args);
+    cairn(&full).output().unwrap()
+}
+
+fn assert_ok(output: &Output) {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Disk blocks allocated to a directory and everything in it (what `du` reports).
+fn allocated_bytes(path: &Path) -> u64 {
+    let meta = std::fs::symlink_metadata(path).unwrap();
+    let own = meta.blocks() * 512;
+    if !meta.is_dir() {
+        return own;
+    }
+    own + std::fs::read_dir(path)
+        .unwrap()
+        .map(|entry| allocated_bytes(&entry.unwrap().path()))
+        .sum::<u64>()
+}
+
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+fn stop(server: std::process::Child) -> String {
+    send(&server, libc::SIGTERM);
+    let output = wait_exit(server);
+    assert!(
+        output.status.success(),
+        "cairn serve exited with {}",
+        output.status
+    );
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_serves_on_a_64_mib_disk_and_refuses_a_create_the_disk_cannot_hold() {
+    let mount = tempfile::tempdir().unwrap();
+    let Some(_guard) = TmpfsMount::new(mount.path(), "64m") else {
+        loud_skip("a_node_serves_on_a_64_mib_disk...: cannot mount a tmpfs (needs root)");
+        return;
+    };
+    let data = mount.path().join("data");
+    let (server, broker) = start_broker(&data);
+    assert_ok(&cli(
+        &broker,
+        &["topic", "create", "orders", "--partitions", "3"],
+    ));
+    let empty = allocated_bytes(&data.join("orders-1"));
+    eprintln!("disk per empty partition: {empty} bytes allocated");
+    assert!(empty <= 1 << 20, "an empty partition takes {empty} bytes");
+    produce_orders(&broker, 0..200, 7);
+    assert_eq!(consume_all_orders(&broker).lines().count(), 200);
+
+    let before = names_in(&data);
+    let admin = Admin::connect(&broker).await.unwrap();
+    let err = admin
+        .create_topic("huge", 1024, 0, HashMap::new())
+        .await
+        .unwrap_err();
+    match &err {
+        ClientError::Broker {
+            code,
+            status,
+            message,
+            ..
+        } => {
+            assert_eq!(*code, ErrorCode::DiskFull, "{message}");
+            assert_eq!(*status, tonic::Code::ResourceExhausted, "{message}");
+            assert!(message.contains("1024 partitions"), "{message}");
+        }
+        other => panic!("expected a DISK_FULL refusal, got {other}"),
+    }
+    assert_eq!(names_in(&data), before, "the refused create left something");
+    // The node still serves, and a create that fits still works.
+    assert_ok(&cli(
+        &broker,
+        &["topic", "create", "payments", "--partitions", "2"],
+    ));
+    produce_orders(&broker, 200..210, 7);
+    assert_eq!(consume_all_orders(&broker).lines().count(), 210);
+    stop(server);
+}
+
+#[test]
+fn start_up_removes_what_a_crash_mid_create_left_and_logs_it() {
+    let data = tempfile::tempdir().unwrap();
+    let (server, broker) = start_broker(data.path());
+    assert_ok(&cli(
+        &broker,
+        &["topic", "create", "orders", "--partitions", "2"],
+    ));
+    produce_orders(&broker, 0..50, 5);
+    stop(server);
+    // What a crash between a create's logs and its topic file leaves: partition directories no
+    // topic file owns (one past a committed topic's count too), and a temporary topic file.
+    for leftover in ["ghost-0", "ghost-1", "orders-2"] {
+        let dir = data.path().join(leftover);
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("00000000000000000000.log"), b"").unwrap();
+    }
+    std::fs::write(
+        data.path().join(".00000000deadbeef.topic.tmp"),
+        "partitions=2\n",
+    )
+    .unwrap();
+
+    let (server, broker) = start_broker(data.path());
+    let names = names_in(data.path());
+    for gone in [
+        "ghost-0",
+        "ghost-1",
+        "orders-2",
+        ".00000000deadbeef.topic.tmp",
+    ] {
+        assert!(
+            !names.iter().any(|n| n == gone),
+            "{gone} survived: {names:?}"
+        );
+    }
+    assert_eq!(
+        consume_all_orders(&broker).lines().count(),
+        50,
+        "committed data kept"
+    );
+    assert_ok(&cli(
+        &broker,
+        &["topic", "create", "ghost", "--partitions", "1"],
+    ));
+    let log = stop(server);
+    let warned = log
+        .lines()
+        .filter(|line| line.contains("WARN") && line.contains("removed"))
+        .count();
+    assert_eq!(warned, 4, "one WARN line per removal:\n{log}");
+}
+
+#[test]
+fn a_249_character_topic_name_works_end_to_end() {
+    let data = tempfile::tempdir().unwrap();
+    let (server, broker) = start_broker(data.path());
+    let name = format!("{}-x_9.", "n".repeat(244));
+    assert_eq!(name.len(), 249);
+    assert_ok(&cli(
+        &broker,
+        &["topic", "create", &name, "--partitions", "3"],
+    ));
+    let mut producer = cairn(&["--broker", &broker, "produce", &name])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let input: String = (0..30).map(|i| format!("value-{i}\n")).collect();
+    producer
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    assert_ok(&producer.wait_with_output().unwrap());
+    stop(server);
+    let (server, broker) = start_broker(data.path());
+    let consumed = cli(
+        &broker,
+        &[
+            "consume",
+            &name,
+            "--from",
+            "earliest",
+            "--until-end",
+            "--format",
+            "json",
+        ],
+    );
+    assert_ok(&consumed);
+    assert_eq!(
+        String::from_utf8_lossy(&consumed.stdout).lines().count(),
+        30
+    );
+    assert_ok(&cli(&broker, &["topic", "delete", &name]));
+    assert!(
+        names_in(data.path()).iter().all(|n| !n.starts_with("nnn")),
+        "{:?}",
+        names_in(data.path())
+    );
+    stop(server);
+}
+
+#[test]
+fn sizes_and_limits_out_of_range_are_refused_with_the_key_named() {
+    let data = tempfile::tempdir().unwrap();
+    let mut serve = serve_on_free_ports(data.path());
+    serve.args(["--max-partitions", "12"]);
+    let mut server = serve.spawn().unwrap();
+    let ready = wait_ready(&mut server);
+    let broker = ready
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("grpc="))
+        .unwrap()
+        .to_string();
+
+    let refused = cli(
+        &broker,
+        &[
+            "topic",
+            "create",
+            "t",
+            "--config",
+            "segment.index.bytes=2147483647",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        stderr.contains("segment.index.bytes") && stderr.contains("67108864"),
+        "{stderr}"
+    );
+    assert_ok(&cli(
+        &broker,
+        &[
+            "topic",
+            "create",
+            "t",
+            "--config",
+            "segment.index.bytes=67108864",
+        ],
+    ));
+    // __consumer_offsets holds 8 of the 12; "t" 1 more.
+    let refused = cli(&broker, &["topic", "create", "u", "--partitions", "4"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        stderr.contains("limit of 12") && stderr.contains("InvalidPartitions"),
+        "{stderr}"
+    );
+    assert_ok(&cli(
+        &broker,
+        &["topic", "create", "u", "--partitions", "3"],
+    ));
+    stop(server);
+
+    for (flag, value, expect) in [
+        (
+            "--topic-default",
+            "segment.index.bytes=2147483647",
+            "segment.index.bytes",
+        ),
+        ("--max-partitions", "0", "--max-partitions"),
+    ] {
+        let output = serve_on_free_ports(data.path())
+            .args([flag, value])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{flag} {value} was accepted");
+        assert!(stderr.contains(expect), "{stderr}");
+    }
+}
