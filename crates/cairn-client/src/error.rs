@@ -196,6 +196,16 @@ impl ClientError {
 
 impl From<tonic::Status> for ClientError {
     fn from(status: tonic::Status) -> Self {
+        // The channel's own request deadline (`Timeouts::request`) surfaces as a CANCELLED
+        // status whose source is tonic's `TimeoutExpired`: it is a timeout, not a cancel.
+        if is_request_timeout(&status) {
+            return ClientError::Broker {
+                code: ErrorCode::RequestTimedOut,
+                status: tonic::Code::DeadlineExceeded,
+                message: "no answer within the request timeout".to_string(),
+                leader: None,
+            };
+        }
         let info = status.get_details_error_info();
         let code = info
             .as_ref()
@@ -218,6 +228,18 @@ impl From<tonic::Status> for ClientError {
             leader,
         }
     }
+}
+
+/// True when `status` is the client channel's request deadline running out.
+fn is_request_timeout(status: &tonic::Status) -> bool {
+    let mut source = std::error::Error::source(status);
+    while let Some(err) = source {
+        if err.is::<tonic::TimeoutExpired>() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
 }
 
 #[cfg(test)]

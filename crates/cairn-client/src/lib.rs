@@ -46,7 +46,7 @@ pub use cairn_proto::v1::{
     CommittedOffset, ErrorCode, GroupDescription, GroupListing, GroupMember, GroupState,
     PartitionDescription, PartitionLag, TopicDescription,
 };
-pub use connection::{CONNECT_TIMEOUT, connect};
+pub use connection::{CONNECT_TIMEOUT, Timeouts, connect, connect_with};
 pub use consumer::{ConsumedRecord, Consumer, MAX_RESPONSE_BYTES, POLL_MAX_BYTES, Seek};
 pub use error::ClientError;
 pub use group::{

@@ -28,7 +28,7 @@ pub use config::{
 use heartbeat::{Heartbeat, leave, to_wire};
 
 use crate::batches::{CrcCheck, FetchedBatches};
-use crate::connection::connect;
+use crate::connection::connect_with;
 use crate::consumer::ConsumedRecord;
 use crate::error::ClientError;
 use crate::fetch_ahead::{FetchAhead, likely_next};
@@ -91,7 +91,7 @@ impl GroupConsumer {
                 "subscribe needs at least one topic".to_string(),
             ));
         }
-        let channel = connect(brokers).await?;
+        let channel = connect_with(brokers, cfg.timeouts).await?;
         let groups = GroupsClient::new(channel.clone());
         let fetcher = ConsumerClient::new(channel).max_decoding_message_size(80 << 20);
         let topics = topics.iter().map(|t| t.to_string()).collect();
