@@ -7,14 +7,17 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use cairn_client::{
     ConsumedRecord, GroupConsumer, GroupConsumerConfig, OffsetReset, RebalanceListener,
     TopicPartition,
 };
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::consume::{ConsumeArgs, print_record};
+use crate::consume::ConsumeArgs;
+use crate::record_output::RecordOutput;
+use crate::target::Target;
+use crate::usage_error::usage_bail;
 
 /// How long one poll waits for new records.
 const POLL_WAIT: Duration = Duration::from_millis(200);
@@ -52,16 +55,21 @@ fn list(partitions: &[TopicPartition]) -> String {
 ///
 /// # Errors
 /// A bad flag combination, an unreachable broker, a bad group id, an unknown topic.
-pub async fn run(brokers: &str, args: ConsumeArgs, group: String) -> anyhow::Result<()> {
+pub async fn run(
+    target: &Target,
+    args: ConsumeArgs,
+    group: String,
+    output: RecordOutput,
+) -> anyhow::Result<()> {
     let reset = match args.from.as_str() {
         "earliest" => OffsetReset::Earliest,
         "latest" => OffsetReset::Latest,
-        other => bail!(
+        other => usage_bail!(
             "--from {other:?} with --group: use earliest or latest (they apply to partitions the group has no committed offset for; move committed offsets with `cairn group reset-offsets`)"
         ),
     };
     if args.partition.is_some() {
-        bail!("--partition cannot be combined with --group: the group assigns partitions");
+        usage_bail!("--partition cannot be combined with --group: the group assigns partitions");
     }
     let mut terminate =
         signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
@@ -71,16 +79,25 @@ pub async fn run(brokers: &str, args: ConsumeArgs, group: String) -> anyhow::Res
     cfg.client_id = format!("cairn-cli-{}", std::process::id());
     cfg.auto_offset_reset = reset;
     cfg.auto_commit_interval = COMMIT_INTERVAL;
+    cfg.timeouts = target.timeouts();
     if let Some(ms) = args.session_timeout_ms {
         cfg.session_timeout = Duration::from_millis(ms);
     }
     let listener = Box::new(LogRebalances {
         group: group.clone(),
     });
-    let mut consumer = GroupConsumer::subscribe(brokers, cfg, &[args.topic.as_str()], listener)
-        .await
-        .with_context(|| format!("joining group {group:?}"))?;
-    let result = consume(&mut consumer, &args, &mut terminate, &mut interrupt).await;
+    let mut consumer =
+        GroupConsumer::subscribe(&target.brokers, cfg, &[args.topic.as_str()], listener)
+            .await
+            .with_context(|| format!("joining group {group:?}"))?;
+    let result = consume(
+        &mut consumer,
+        &args,
+        &output,
+        &mut terminate,
+        &mut interrupt,
+    )
+    .await;
     let closed = consumer
         .close()
         .await
@@ -91,6 +108,7 @@ pub async fn run(brokers: &str, args: ConsumeArgs, group: String) -> anyhow::Res
 async fn consume(
     consumer: &mut GroupConsumer,
     args: &ConsumeArgs,
+    output: &RecordOutput,
     terminate: &mut tokio::signal::unix::Signal,
     interrupt: &mut tokio::signal::unix::Signal,
 ) -> anyhow::Result<()> {
@@ -123,7 +141,7 @@ async fn consume(
                 give_back.insert(partition, record.offset);
                 continue;
             }
-            match print_record(&mut out, record, args.format) {
+            match output.print(&mut out, record) {
                 Ok(()) => printed += 1,
                 Err(err) => {
                     // Not printed, so not committed: hand it and what follows back.

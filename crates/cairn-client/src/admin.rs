@@ -51,7 +51,12 @@ impl Admin {
         let request = MetadataRequest {
             topics: topics.to_vec(),
         };
-        Ok(self.metadata.clone().get_metadata(request).await?.into_inner())
+        Ok(self
+            .metadata
+            .clone()
+            .get_metadata(request)
+            .await?
+            .into_inner())
     }
 
     /// Creates a topic; `replication_factor` 0 means the broker default.

@@ -253,7 +253,14 @@ impl Consumer {
             let request = self.request(partition, offset, format, max_wait_ms);
             let response = match self.ahead.take(&request).await {
                 Some(response) => response,
-                None => self.client.fetch(request).await?.into_inner(),
+                None => self
+                    .client
+                    .fetch(request)
+                    .await
+                    .map_err(|status| {
+                        ClientError::from(status).in_partition(&self.topic, partition)
+                    })?
+                    .into_inner(),
             };
             if let Some((partition, offset)) =
                 likely_next(&partitions, idx, &self.positions, &response)

@@ -185,6 +185,25 @@ impl ClientError {
         }
     }
 
+    /// The same error, its message prefixed with `topic/partition: ` when the broker's own
+    /// message may not say which partition it is about (an offset out of range, say).
+    pub(crate) fn in_partition(self, topic: &str, partition: i32) -> ClientError {
+        match self {
+            ClientError::Broker {
+                code,
+                status,
+                message,
+                leader,
+            } => ClientError::Broker {
+                code,
+                status,
+                message: format!("{topic}/{partition}: {message}"),
+                leader,
+            },
+            other => other,
+        }
+    }
+
     /// The stable error code, if the broker sent one.
     pub fn code(&self) -> Option<ErrorCode> {
         match self {

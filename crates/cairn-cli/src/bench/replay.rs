@@ -79,7 +79,8 @@ struct Results {
 /// # Errors
 /// An unreachable broker, an unknown or empty topic, a failed fetch, or a baseline that
 /// cannot copy or read the partitions.
-pub async fn run(brokers: &str, args: BenchReplayArgs) -> anyhow::Result<()> {
+pub async fn run(target: &crate::target::Target, args: BenchReplayArgs) -> anyhow::Result<()> {
+    let brokers = target.brokers.as_str();
     if args.rounds == 0 {
         bail!("--rounds must be at least 1");
     }
