@@ -5,7 +5,7 @@
 //! commit and leave the group, so its partitions move to the other members at once.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use cairn_client::{
@@ -90,10 +90,18 @@ pub async fn run(
         GroupConsumer::subscribe(&target.brokers, cfg, &[args.topic.as_str()], listener)
             .await
             .with_context(|| format!("joining group {group:?}"))?;
+    let patience = Patience {
+        started: Instant::now(),
+        request_timeout: target.request_timeout(),
+        session_timeout: args
+            .session_timeout_ms
+            .map_or(DEFAULT_SESSION_TIMEOUT, Duration::from_millis),
+    };
     let result = consume(
         &mut consumer,
         &args,
         &output,
+        &patience,
         &mut terminate,
         &mut interrupt,
     )
@@ -109,6 +117,7 @@ async fn consume(
     consumer: &mut GroupConsumer,
     args: &ConsumeArgs,
     output: &RecordOutput,
+    patience: &Patience,
     terminate: &mut tokio::signal::unix::Signal,
     interrupt: &mut tokio::signal::unix::Signal,
 ) -> anyhow::Result<()> {
@@ -118,6 +127,7 @@ async fn consume(
         if args.max.is_some_and(|max| printed >= max) || (args.until_end && consumer.caught_up()) {
             return Ok(());
         }
+        patience.check(consumer)?;
         let records = tokio::select! {
             records = consumer.poll(POLL_WAIT) => records?,
             _ = terminate.recv() => return Ok(()),
@@ -156,6 +166,42 @@ async fn consume(
         }
         if let Some(err) = failed {
             return Err(err.context("writing a record to stdout"));
+        }
+    }
+}
+
+/// The session timeout the broker applies when `--session-timeout-ms` is not given.
+const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(45);
+
+/// How long the member waits on a coordinator that does not answer: the group consumer
+/// retries heartbeats for ever, so the command sets the limit. Until the first answer it is the
+/// request deadline (`--timeout`), as for any other command; once a member, the session
+/// timeout, after which the coordinator has given its partitions away anyway.
+struct Patience {
+    started: Instant,
+    request_timeout: Duration,
+    session_timeout: Duration,
+}
+
+impl Patience {
+    fn check(&self, consumer: &GroupConsumer) -> anyhow::Result<()> {
+        match consumer.last_answered_heartbeat() {
+            None if self.started.elapsed() > self.request_timeout => {
+                Err(cairn_client::ClientError::Broker {
+                    code: cairn_client::ErrorCode::RequestTimedOut,
+                    status: tonic::Code::DeadlineExceeded,
+                    message: "the group coordinator answered no heartbeat".to_string(),
+                    leader: None,
+                }
+                .into())
+            }
+            Some(sent) if sent.elapsed() > self.session_timeout.max(self.request_timeout) => {
+                anyhow::bail!(
+                    "the group coordinator has answered no heartbeat for {} s (the session timeout): this member has lost its partitions",
+                    sent.elapsed().as_secs()
+                )
+            }
+            _ => Ok(()),
         }
     }
 }

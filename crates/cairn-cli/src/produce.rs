@@ -252,18 +252,21 @@ impl Tally {
 
     /// How much was written, for an error message.
     fn summary(&self, topic: &str) -> String {
-        let through = if self.done_through == 0 {
-            "no line was acknowledged in full".to_string()
-        } else {
-            format!("every record up to line {} was", self.done_through)
-        };
         let failed = if self.failed > 0 {
             format!(", {} failed", self.failed)
         } else {
             String::new()
         };
+        let resume = if self.done_through == 0 {
+            "resume from line 1".to_string()
+        } else {
+            format!(
+                "every record up to line {} was, resume after it",
+                self.done_through
+            )
+        };
         format!(
-            "{} records were acknowledged by {topic}{failed} ({through}; resume after that line)",
+            "{} records were acknowledged by {topic}{failed} ({resume})",
             self.acknowledged
         )
     }

@@ -155,6 +155,18 @@ impl GroupConsumer {
             .unwrap_or_default()
     }
 
+    /// When the latest heartbeat the coordinator answered was sent; `None` until one was.
+    /// A caller that must not wait forever on a coordinator that never answers (the member
+    /// keeps retrying its heartbeats) gives up when this stays `None` or grows old.
+    pub fn last_answered_heartbeat(&self) -> Option<Instant> {
+        self.heartbeat.as_ref().and_then(|h| {
+            h.shared
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .answered_heartbeat_sent
+        })
+    }
+
     /// The high watermark of an owned partition when it was assigned to this member.
     pub fn end_at_assignment(&self, partition: &TopicPartition) -> Option<i64> {
         self.ends_at_assignment.get(partition).copied()
