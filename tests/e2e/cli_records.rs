@@ -305,9 +305,13 @@ fn a_failed_produce_says_what_was_acknowledged_and_bad_input_is_named() {
                 "--key-separator",
                 ":",
             ],
-            "cannot be used with",
+            "--key-separator applies to text input",
         ),
         (&["produce", "orders", "--value-encoding", "rot13"], "rot13"),
+        (
+            &["produce", "orders", "--partition=-1"],
+            "--partition must not be negative",
+        ),
     ] {
         let out = run(&broker, args, b"x\n");
         let stderr = String::from_utf8_lossy(&out.stderr);

@@ -57,7 +57,7 @@ pub struct ProduceArgs {
     #[arg(long, value_enum, default_value_t)]
     pub format: InputFormat,
     /// Split each text line at the first SEP into key and value (default: no key).
-    #[arg(long, value_name = "SEP", conflicts_with = "format")]
+    #[arg(long, value_name = "SEP")]
     pub key_separator: Option<String>,
     /// How keys are written in the input: text (the bytes as they are), base64 or hex.
     #[arg(long, value_enum, default_value_t, value_name = "ENCODING")]

@@ -154,6 +154,34 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn a_broker_that_never_answers_fails_the_call_with_request_timed_out() {
+        // Accepts and holds connections, answering nothing: a frozen or wedged broker.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let holder = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                held.push(stream);
+            }
+        });
+        let timeouts = Timeouts {
+            connect: CONNECT_TIMEOUT,
+            request: Some(Duration::from_millis(200)),
+        };
+        let admin = crate::Admin::connect_with(&address, timeouts)
+            .await
+            .unwrap();
+        let err = admin.list_topics(false).await.unwrap_err();
+        assert_eq!(
+            err.code(),
+            Some(cairn_proto::v1::ErrorCode::RequestTimedOut),
+            "{err}"
+        );
+        assert!(err.is_retriable() && err.outcome_unknown());
+        holder.abort();
+    }
+
     #[test]
     fn a_bad_entry_is_named() {
         for (brokers, why) in [

@@ -3,7 +3,9 @@
 //! the broker), never on the server crates.
 //!
 //! Code map:
-//! - `connection`: reaching the first answering broker of a `host:port` list;
+//! - `connection`: reaching the first answering broker of a `host:port` list, under
+//!   [`Timeouts`] (connect, and optionally every request: a broker that accepts and never
+//!   answers then fails calls with `RequestTimedOut` instead of hanging them);
 //! - [`Admin`]: topic administration;
 //! - [`Producer`]: batches records per partition (linger, size), partitions keys with Kafka's
 //!   murmur2, retries with backoff under a delivery timeout, idempotent by default;
