@@ -467,11 +467,11 @@ fn a_zombie_commit_is_refused_and_bad_input_gets_typed_errors() {
             "--topic",
             "orders",
             "--to",
-            "-3",
+            "-x",
         ],
     );
-    assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("negative"));
+    assert_eq!(bad.status.code(), Some(2), "a usage error: {bad:?}");
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--to \"-x\""));
     let out = tempfile::tempdir().unwrap();
     let active = member(&broker, out.path(), "active", "payments", &[]);
     stable_assignment(&broker, "payments", 1);

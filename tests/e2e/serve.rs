@@ -215,7 +215,7 @@ fn health_passes_only_when_every_broker_serves() {
     send(&server, libc::SIGCONT);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("no answer within 300 ms"),
+        String::from_utf8_lossy(&out.stdout).contains("no answer within 300ms"),
         "{out:?}"
     );
 

@@ -9,7 +9,8 @@
 //!   internal-topic convention (`__consumer_offsets`).
 //! - `topic_config`: [`TopicConfig`], the per-topic settings under Kafka's names: every
 //!   [`cairn_log::LogConfig`] key plus `cleanup.policy`, `delete.retention.ms` and
-//!   `message.timestamp.type`, and the `key=value` file they are persisted in.
+//!   `message.timestamp.type`, and the `key=value` file they are persisted in;
+//!   `topic_details`: what describe adds, each config's [`ConfigSource`] and partition sizes.
 //! - `producer_state`: [`ProducerStates`], the idempotent-producer sequence rules (KIP-98) of
 //!   one partition: retries answered with their original offsets, gaps and zombies refused.
 //! - `broker`: [`Broker`], this node's topics and the admin operations on them; `partition`:
@@ -57,6 +58,7 @@ mod record_age;
 mod scrub;
 mod sequencer;
 mod topic_config;
+mod topic_details;
 mod topic_name;
 mod topic_store;
 
@@ -90,6 +92,7 @@ pub use producer_state::{BATCHES_REMEMBERED, ProducerBatch, ProducerStates, Sequ
 pub use scrub::{DEFAULT_SCRUB_BYTES_PER_SEC, ScrubReport};
 pub use sequencer::MAX_ORDERING_WAIT;
 pub use topic_config::{CleanupPolicy, MAX_CONFIG_FILE_BYTES, TimestampType, TopicConfig};
+pub use topic_details::{ConfigSource, config_sources};
 pub use topic_name::{
     CONSUMER_OFFSETS_TOPIC, INTERNAL_TOPIC_PREFIX, MAX_TOPIC_NAME_CHARS, TopicName, TopicNameError,
     collides_with, has_collision_chars, is_internal, validate_topic_name,

@@ -8,6 +8,7 @@
 //! names the variable and the default by hand instead.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::builder::{OsStringValueParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
@@ -61,6 +62,27 @@ pub struct Cli {
     )]
     pub broker: String,
 
+    /// Deadline of each request to the broker, e.g. 30s, 500ms, 2m (a bare number is seconds)
+    /// [default: 30s; health: 5s]. `serve` ignores it.
+    #[arg(
+        long,
+        global = true,
+        env = "CAIRN_TIMEOUT",
+        value_name = "DURATION",
+        value_parser = crate::target::parse_duration
+    )]
+    pub timeout: Option<Duration>,
+
+    /// Deadline of connecting to a broker, e.g. 5s [default: 5s]. `serve` ignores it.
+    #[arg(
+        long,
+        global = true,
+        env = "CAIRN_CONNECT_TIMEOUT",
+        value_name = "DURATION",
+        value_parser = crate::target::parse_duration
+    )]
+    pub connect_timeout: Option<Duration>,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -78,14 +100,14 @@ pub enum Command {
         after_help = "Examples:\n  cairn topic create orders --partitions 6"
     )]
     Topic(crate::topic::TopicCommand),
-    /// Produce one record per stdin line.
+    /// Produce one record per stdin line (text, or JSON objects with --format json).
     #[command(
-        after_help = "Examples:\n  printf 'order-1:created\\norder-2:created\\n' | cairn produce orders --key-separator :"
+        after_help = "Examples:\n  printf 'order-1:created\\norder-2:created\\n' | cairn produce orders --key-separator :\n  echo '{\"key\":\"order-1\",\"value\":null}' | cairn produce customers --format json   # a tombstone\n  echo '{\"key\":\"b3JkZXI=\",\"value\":\"/wA=\",\"headers\":[[\"h\",\"AQ==\"]]}' | cairn produce raw --format json --key-encoding base64 --value-encoding base64\n\nOn failure, the error says how many records were acknowledged and up to which line every\nrecord was, so the input can be resumed after that line."
     )]
     Produce(crate::produce::ProduceArgs),
     /// Print records of a topic.
     #[command(
-        after_help = "Examples:\n  cairn consume orders --from earliest --until-end --format json\n  cairn consume orders --group inventory --from earliest"
+        after_help = "Examples:\n  cairn consume orders --from earliest --until-end --format json\n  cairn consume orders --from -10 --until-end --template '%p/%o %k => %v\\n'\n  cairn consume orders --from 2026-12-01T10:00:00Z --value-encoding base64 --format json\n  cairn consume orders --group inventory --from earliest"
     )]
     Consume(crate::consume::ConsumeArgs),
     /// List, describe, reset the offsets of, and delete consumer groups.
@@ -107,9 +129,12 @@ pub enum Command {
     Bench(crate::bench::BenchCommand),
     /// Check that brokers serve (the standard gRPC health check); exit 0 only if all do.
     #[command(
-        after_help = "Examples:\n  cairn health\n  cairn --broker 10.0.0.1:7070,10.0.0.2:7070 health --timeout-ms 2000 --format json"
+        after_help = "Examples:\n  cairn health\n  cairn --broker 10.0.0.1:7070,10.0.0.2:7070 health --timeout 2s --format json"
     )]
     Health(crate::health::HealthArgs),
+    /// Show the cluster as a broker sees it: node id, version, nodes, topics and partitions.
+    #[command(subcommand, after_help = "Examples:\n  cairn cluster info")]
+    Cluster(crate::cluster::ClusterCommand),
 }
 
 /// `cairn serve`'s flags as typed, before the environment, the config file and the defaults are

@@ -1,31 +1,48 @@
 //! `cairn consume TOPIC`: prints records from a starting point (`--from`), for every partition or
 //! one, until `--max` records, the end offsets captured at start (`--until-end`), or Ctrl-C.
-//! Text prints each value; `--format json` prints one object per line. Output is flushed record
-//! by record, so a pipe or file sees each record as it arrives.
+//! Text prints each value; `--format json` prints one object per line; `--template` prints any
+//! fields (see `template`). Output is flushed record by record, so a pipe or file sees each
+//! record as it arrives.
 
-use std::io::Write;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
-use cairn_client::{ConsumedRecord, Consumer, Seek};
+use anyhow::Context;
+use cairn_client::{Consumer, Seek};
 use clap::Args;
-use serde::Serialize;
 
+use crate::encoding::Encoding;
+use crate::position::Position;
+use crate::record_output::RecordOutput;
+use crate::target::Target;
+use crate::template::Template;
 use crate::topic::Format;
+use crate::usage_error::{usage, usage_bail};
 
-/// How long one poll waits for new records.
+/// How long one poll waits for new records (well inside any `--timeout`).
 const POLL_WAIT: Duration = Duration::from_millis(500);
+
+const FROM_HELP: &str = "Where to start: earliest, latest, an offset, -N (N records before the \
+end of each partition), +N (N after its start), @UNIX_MS or an ISO-8601 time such as \
+2026-12-01T10:00:00Z (the first record at or after it)";
+
+const TEMPLATE_HELP: &str = "Print each record through this pattern instead of --format: \
+%t topic, %p partition, %o offset, %T timestamp (ms), %k key, %v value, %K key length, \
+%S value size (-1 for null), %h headers (k=v,...), %% a percent sign; escapes \\n \\t \\r \\\\. \
+A null key or value prints as (null)";
 
 /// `cairn consume` arguments.
 #[derive(Debug, Args)]
 pub struct ConsumeArgs {
     /// The topic.
     pub topic: String,
-    /// Where to start: earliest, latest, an offset, or @UNIX_MS (first record at or after it).
+    /// Where to start (see the long help).
     #[arg(
         long,
         default_value = "latest",
-        value_name = "earliest|latest|OFFSET|@UNIX_MS"
+        value_name = "POSITION",
+        allow_hyphen_values = true,
+        help = FROM_HELP
     )]
     pub from: String,
     /// Read only this partition (default: all).
@@ -37,12 +54,24 @@ pub struct ConsumeArgs {
     /// Stop after this many records.
     #[arg(long)]
     pub max: Option<u64>,
-    /// Output format.
+    /// Output format: the value per line (null as "(null)"), or one JSON object per line
+    /// (null as null; what `produce --format json` reads back).
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
+    /// Print each record through this pattern (see the long help).
+    #[arg(long, value_name = "PATTERN", conflicts_with = "format", help = TEMPLATE_HELP)]
+    pub template: Option<String>,
+    /// How keys are printed. text: as they are (JSON output refuses keys that are not UTF-8
+    /// rather than alter them); base64 or hex: any bytes.
+    #[arg(long, value_enum, default_value_t, value_name = "ENCODING")]
+    pub key_encoding: Encoding,
+    /// How values and header values are printed, as for --key-encoding.
+    #[arg(long, value_enum, default_value_t, value_name = "ENCODING")]
+    pub value_encoding: Encoding,
     /// Consume as a member of this consumer group: the group assigns partitions, and what is
     /// printed is committed. `--from` then applies only to partitions without a committed
-    /// offset; `--until-end` stops at the ends captured when partitions were assigned.
+    /// offset (earliest or latest); `--until-end` stops at the ends captured when partitions
+    /// were assigned.
     #[arg(long, value_name = "GROUP")]
     pub group: Option<String>,
     /// With --group: how long the broker waits for this member's heartbeat before it moves its
@@ -51,64 +80,64 @@ pub struct ConsumeArgs {
     pub session_timeout_ms: Option<u64>,
 }
 
-#[derive(Serialize)]
-struct RecordJson<'a> {
-    topic: &'a str,
-    partition: i32,
-    offset: i64,
-    timestamp: i64,
-    key: Option<String>,
-    value: Option<String>,
-    headers: Vec<HeaderJson>,
-}
-
-#[derive(Serialize)]
-struct HeaderJson {
-    key: String,
-    value: Option<String>,
-}
-
-/// Parses a position flag (`--from`, `--to`): earliest, latest, an offset, or @UNIX_MS.
-///
-/// # Errors
-/// Text that is none of those, or a negative offset, naming `flag`.
-pub(crate) fn seek(flag: &str, text: &str) -> anyhow::Result<Seek> {
-    Ok(match text {
-        "earliest" => Seek::Earliest,
-        "latest" => Seek::Latest,
-        other => match other.strip_prefix('@') {
-            Some(ms) => Seek::Timestamp(ms.parse().with_context(|| {
-                format!("{flag} {other:?}: @ needs milliseconds since the epoch")
-            })?),
-            None => {
-                let offset: i64 = other.parse().with_context(|| {
-                    format!("{flag} {other:?}: expected earliest, latest, an offset or @UNIX_MS")
-                })?;
-                if offset < 0 {
-                    bail!("{flag} {other}: an offset must not be negative");
-                }
-                Seek::Offset(offset)
-            }
-        },
-    })
+impl ConsumeArgs {
+    /// The output settings these flags ask for.
+    ///
+    /// # Errors
+    /// A usage error for a bad template.
+    pub fn output(&self) -> anyhow::Result<RecordOutput> {
+        let template = self
+            .template
+            .as_deref()
+            .map(Template::parse)
+            .transpose()
+            .map_err(|why| usage(format!("--template: {why}")))?;
+        Ok(RecordOutput {
+            format: self.format,
+            template,
+            key_encoding: self.key_encoding,
+            value_encoding: self.value_encoding,
+        })
+    }
 }
 
 /// Runs `cairn consume`.
 ///
 /// # Errors
-/// A bad `--from`, an unreachable broker, an unknown topic or partition, an offset out of range.
-pub async fn run(brokers: &str, mut args: ConsumeArgs) -> anyhow::Result<()> {
+/// A bad `--from` or template, an unreachable or silent broker, an unknown topic or
+/// partition, an offset out of range (naming the partition), a failed write.
+pub async fn run(target: &Target, mut args: ConsumeArgs) -> anyhow::Result<()> {
+    let output = args.output()?;
     if let Some(group) = args.group.take() {
-        return crate::consume_group::run(brokers, args, group).await;
+        return crate::consume_group::run(target, args, group, output).await;
     }
-    let from = seek("--from", &args.from)?;
+    let from = Position::parse("--from", &args.from)?;
+    if args.partition.is_some_and(|p| p < 0) {
+        usage_bail!("--partition must not be negative");
+    }
     let partitions: Vec<i32> = args.partition.into_iter().collect();
-    let mut consumer = Consumer::assign(brokers, &args.topic, &partitions, from).await?;
-    let ends = if args.until_end {
+    let (seek, relative) = match from {
+        Position::Absolute(seek) => (seek, false),
+        Position::FromEnd(_) | Position::FromStart(_) => (Seek::Earliest, true),
+    };
+    let mut consumer = Consumer::assign_with(
+        &target.brokers,
+        &args.topic,
+        &partitions,
+        seek,
+        target.timeouts(),
+    )
+    .await?;
+    let needs_ends = args.until_end || relative || matches!(seek, Seek::Offset(_));
+    let ends = if needs_ends {
         Some(consumer.list_offsets(&partitions, Seek::Latest).await?)
     } else {
         None
     };
+    if let Some(ends) = &ends {
+        start_positions(&mut consumer, &args.topic, from, &partitions, ends).await?;
+    }
+    let ends = if args.until_end { ends } else { None };
     let mut printed = 0u64;
     let stdout = std::io::stdout();
     let mut interrupt = std::pin::pin!(tokio::signal::ctrl_c());
@@ -125,7 +154,7 @@ pub async fn run(brokers: &str, mut args: ConsumeArgs) -> anyhow::Result<()> {
             break;
         }
         let records = tokio::select! {
-            records = consumer.poll(POLL_WAIT) => records?,
+            records = consumer.poll(POLL_WAIT) => records.with_context(|| format!("reading {}", args.topic))?,
             _ = &mut interrupt => break,
         };
         let mut out = stdout.lock();
@@ -139,48 +168,41 @@ pub async fn run(brokers: &str, mut args: ConsumeArgs) -> anyhow::Result<()> {
             if args.max.is_some_and(|max| printed >= max) {
                 break;
             }
-            print_record(&mut out, &record, args.format)?;
+            output.print(&mut out, &record)?;
             printed += 1;
         }
     }
     Ok(())
 }
 
-/// Prints one record in `format` (a text line with its value, or a JSON object per line) and
-/// flushes, so a pipe or file sees each record as soon as it is read. `cairn replay` prints
-/// through this too, so both commands' output is the same.
-///
-/// # Errors
-/// A failed write.
-pub fn print_record(
-    out: &mut impl Write,
-    record: &ConsumedRecord,
-    format: Format,
+/// Sets each partition's start for the positions that depend on its bounds: a relative one
+/// (`-N`, `+N`), or an explicit offset, which must lie inside the partition: naming the
+/// partition and its range here beats an out-of-range error from the first fetch.
+async fn start_positions(
+    consumer: &mut Consumer,
+    topic: &str,
+    from: Position,
+    partitions: &[i32],
+    ends: &BTreeMap<i32, i64>,
 ) -> anyhow::Result<()> {
-    let text =
-        |b: &Option<bytes::Bytes>| b.as_ref().map(|b| String::from_utf8_lossy(b).into_owned());
-    match format {
-        Format::Text => writeln!(out, "{}", text(&record.value).unwrap_or_default())?,
-        Format::Json => {
-            let json = RecordJson {
-                topic: &record.topic,
-                partition: record.partition,
-                offset: record.offset,
-                timestamp: record.timestamp_ms,
-                key: text(&record.key),
-                value: text(&record.value),
-                headers: record
-                    .headers
-                    .iter()
-                    .map(|(k, v)| HeaderJson {
-                        key: k.clone(),
-                        value: text(v),
-                    })
-                    .collect(),
-            };
-            writeln!(out, "{}", serde_json::to_string(&json)?)?;
-        }
+    let starts = consumer.list_offsets(partitions, Seek::Earliest).await?;
+    for (&partition, &end) in ends {
+        let start = starts.get(&partition).copied().unwrap_or(0);
+        let offset = match from {
+            Position::Absolute(Seek::Offset(offset)) => {
+                if offset < start || offset > end {
+                    anyhow::bail!(
+                        "--from {offset} is out of range for {topic}/{partition}: it holds offsets {start} to {end} (the end is the next offset to be written)"
+                    );
+                }
+                offset
+            }
+            other => match other.relative_offset(start, end) {
+                Some(offset) => offset,
+                None => continue,
+            },
+        };
+        consumer.seek(partition, offset)?;
     }
-    out.flush()?;
     Ok(())
 }

@@ -5,16 +5,19 @@
 //! commit and leave the group, so its partitions move to the other members at once.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use cairn_client::{
     ConsumedRecord, GroupConsumer, GroupConsumerConfig, OffsetReset, RebalanceListener,
     TopicPartition,
 };
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::consume::{ConsumeArgs, print_record};
+use crate::consume::ConsumeArgs;
+use crate::record_output::RecordOutput;
+use crate::target::Target;
+use crate::usage_error::usage_bail;
 
 /// How long one poll waits for new records.
 const POLL_WAIT: Duration = Duration::from_millis(200);
@@ -52,16 +55,21 @@ fn list(partitions: &[TopicPartition]) -> String {
 ///
 /// # Errors
 /// A bad flag combination, an unreachable broker, a bad group id, an unknown topic.
-pub async fn run(brokers: &str, args: ConsumeArgs, group: String) -> anyhow::Result<()> {
+pub async fn run(
+    target: &Target,
+    args: ConsumeArgs,
+    group: String,
+    output: RecordOutput,
+) -> anyhow::Result<()> {
     let reset = match args.from.as_str() {
         "earliest" => OffsetReset::Earliest,
         "latest" => OffsetReset::Latest,
-        other => bail!(
+        other => usage_bail!(
             "--from {other:?} with --group: use earliest or latest (they apply to partitions the group has no committed offset for; move committed offsets with `cairn group reset-offsets`)"
         ),
     };
     if args.partition.is_some() {
-        bail!("--partition cannot be combined with --group: the group assigns partitions");
+        usage_bail!("--partition cannot be combined with --group: the group assigns partitions");
     }
     let mut terminate =
         signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
@@ -71,16 +79,33 @@ pub async fn run(brokers: &str, args: ConsumeArgs, group: String) -> anyhow::Res
     cfg.client_id = format!("cairn-cli-{}", std::process::id());
     cfg.auto_offset_reset = reset;
     cfg.auto_commit_interval = COMMIT_INTERVAL;
+    cfg.timeouts = target.timeouts();
     if let Some(ms) = args.session_timeout_ms {
         cfg.session_timeout = Duration::from_millis(ms);
     }
     let listener = Box::new(LogRebalances {
         group: group.clone(),
     });
-    let mut consumer = GroupConsumer::subscribe(brokers, cfg, &[args.topic.as_str()], listener)
-        .await
-        .with_context(|| format!("joining group {group:?}"))?;
-    let result = consume(&mut consumer, &args, &mut terminate, &mut interrupt).await;
+    let mut consumer =
+        GroupConsumer::subscribe(&target.brokers, cfg, &[args.topic.as_str()], listener)
+            .await
+            .with_context(|| format!("joining group {group:?}"))?;
+    let patience = Patience {
+        started: Instant::now(),
+        request_timeout: target.request_timeout(),
+        session_timeout: args
+            .session_timeout_ms
+            .map_or(DEFAULT_SESSION_TIMEOUT, Duration::from_millis),
+    };
+    let result = consume(
+        &mut consumer,
+        &args,
+        &output,
+        &patience,
+        &mut terminate,
+        &mut interrupt,
+    )
+    .await;
     let closed = consumer
         .close()
         .await
@@ -91,6 +116,8 @@ pub async fn run(brokers: &str, args: ConsumeArgs, group: String) -> anyhow::Res
 async fn consume(
     consumer: &mut GroupConsumer,
     args: &ConsumeArgs,
+    output: &RecordOutput,
+    patience: &Patience,
     terminate: &mut tokio::signal::unix::Signal,
     interrupt: &mut tokio::signal::unix::Signal,
 ) -> anyhow::Result<()> {
@@ -100,6 +127,7 @@ async fn consume(
         if args.max.is_some_and(|max| printed >= max) || (args.until_end && consumer.caught_up()) {
             return Ok(());
         }
+        patience.check(consumer)?;
         let records = tokio::select! {
             records = consumer.poll(POLL_WAIT) => records?,
             _ = terminate.recv() => return Ok(()),
@@ -123,7 +151,7 @@ async fn consume(
                 give_back.insert(partition, record.offset);
                 continue;
             }
-            match print_record(&mut out, record, args.format) {
+            match output.print(&mut out, record) {
                 Ok(()) => printed += 1,
                 Err(err) => {
                     // Not printed, so not committed: hand it and what follows back.
@@ -138,6 +166,42 @@ async fn consume(
         }
         if let Some(err) = failed {
             return Err(err.context("writing a record to stdout"));
+        }
+    }
+}
+
+/// The session timeout the broker applies when `--session-timeout-ms` is not given.
+const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(45);
+
+/// How long the member waits on a coordinator that does not answer: the group consumer
+/// retries heartbeats for ever, so the command sets the limit. Until the first answer it is the
+/// request deadline (`--timeout`), as for any other command; once a member, the session
+/// timeout, after which the coordinator has given its partitions away anyway.
+struct Patience {
+    started: Instant,
+    request_timeout: Duration,
+    session_timeout: Duration,
+}
+
+impl Patience {
+    fn check(&self, consumer: &GroupConsumer) -> anyhow::Result<()> {
+        match consumer.last_answered_heartbeat() {
+            None if self.started.elapsed() > self.request_timeout => {
+                Err(cairn_client::ClientError::Broker {
+                    code: cairn_client::ErrorCode::RequestTimedOut,
+                    status: tonic::Code::DeadlineExceeded,
+                    message: "the group coordinator answered no heartbeat".to_string(),
+                    leader: None,
+                }
+                .into())
+            }
+            Some(sent) if sent.elapsed() > self.session_timeout.max(self.request_timeout) => {
+                anyhow::bail!(
+                    "the group coordinator has answered no heartbeat for {} s (the session timeout): this member has lost its partitions",
+                    sent.elapsed().as_secs()
+                )
+            }
+            _ => Ok(()),
         }
     }
 }

@@ -1,9 +1,10 @@
 //! `cairn health`: asks each broker of `--broker` whether it serves (the standard gRPC health
 //! check), one line per broker, and exits 0 only when every one does. It is made for scripts,
 //! container health checks and readiness probes: a broker that cannot be reached, answers
-//! anything but SERVING, or says nothing within `--timeout-ms` fails the check, and the line
-//! says which broker and why. Under each broker's line come the partitions it reports stopped
-//! (the reason it is NOT_SERVING) or damaged (it serves, but reads of the damaged batches fail).
+//! anything but SERVING, or says nothing within `--timeout` (default 5 s here, connecting
+//! included) fails the check, and the line says which broker and why. Under each broker's line
+//! come the partitions it reports stopped (the reason it is NOT_SERVING) or damaged (it serves,
+//! but reads of the damaged batches fail).
 
 use std::time::Duration;
 
@@ -13,14 +14,16 @@ use clap::Args;
 use futures_util::future::join_all;
 use serde::Serialize;
 
+use crate::target::{DEFAULT_HEALTH_TIMEOUT, Target, show_duration};
 use crate::topic::Format;
+use crate::usage_error::usage_bail;
 
 /// `cairn health`'s flags.
 #[derive(Debug, Args)]
 pub struct HealthArgs {
-    /// How long to wait for each broker's answer, connecting included.
-    #[arg(long, default_value_t = 5000, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
-    pub timeout_ms: u64,
+    /// The same as `--timeout MSms`, kept for scripts written before `--timeout`.
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..=86_400_000))]
+    pub timeout_ms: Option<u64>,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
@@ -91,8 +94,19 @@ async fn troubles(broker: &str, timeout: Duration) -> Vec<PartitionReport> {
 ///
 /// # Errors
 /// `--broker` names no broker, or a broker does not serve (after the report is printed).
-pub async fn run(brokers: &str, args: HealthArgs) -> anyhow::Result<()> {
-    let list: Vec<&str> = brokers
+pub async fn run(target: &Target, args: HealthArgs) -> anyhow::Result<()> {
+    let timeout = match (args.timeout_ms, target.timeout) {
+        (Some(_), Some(_)) => {
+            usage_bail!(
+                "give --timeout or --timeout-ms, not both (--timeout-ms MS is --timeout MSms)"
+            )
+        }
+        (Some(ms), None) => Duration::from_millis(ms),
+        (None, Some(timeout)) => timeout,
+        (None, None) => DEFAULT_HEALTH_TIMEOUT,
+    };
+    let list: Vec<&str> = target
+        .brokers
         .split(',')
         .map(str::trim)
         .filter(|b| !b.is_empty())
@@ -100,14 +114,13 @@ pub async fn run(brokers: &str, args: HealthArgs) -> anyhow::Result<()> {
     if list.is_empty() {
         bail!("--broker names no broker");
     }
-    let timeout = Duration::from_millis(args.timeout_ms);
     let reports = join_all(list.iter().map(|&broker| async move {
         let (status, error) = match tokio::time::timeout(timeout, check_health(broker)).await {
             Ok(Ok(status)) => (status.as_str(), None),
             Ok(Err(err)) => ("UNREACHABLE", Some(crate::one_line(&err.into()))),
             Err(_) => (
                 "UNREACHABLE",
-                Some(format!("no answer within {} ms", args.timeout_ms)),
+                Some(format!("no answer within {}", show_duration(timeout))),
             ),
         };
         let partitions = if error.is_none() {

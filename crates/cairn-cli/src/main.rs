@@ -4,7 +4,14 @@
 //! Code map:
 //! - `cli`: the command-line grammar (clap derives); it checks no values.
 //! - `topic`, `produce`, `consume` (and `consume_group` for `--group`), `group`, `replay`,
-//!   `bench`, `health`: the client subcommands, one module each, over `cairn-client`.
+//!   `bench`, `health`, `cluster`: the client subcommands, one module each, over
+//!   `cairn-client`.
+//! - `target`: the broker list and the `--timeout`/`--connect-timeout` deadlines every client
+//!   command runs under; `usage_error`: `UsageError`, a flag value that cannot work (exit 2).
+//! - `position`: the one parser of positions (`--from`, `--to`): earliest, latest, offsets,
+//!   `-N`/`+N`, `@UNIX_MS` and ISO-8601 times.
+//! - `encoding`, `record_input`, `record_output`, `template`: records as the command line
+//!   reads and writes them, byte for byte (text, base64, hex; JSON Lines; kcat-style templates).
 //! - `malloc_tuning`: keeps glibc from returning received frame buffers to the kernel.
 //! - `config_error`: `ConfigError`, a bad flag, variable or config file, as one line.
 //! - `config_resolve`: `serve`'s settings from flags, `CAIRN_*` variables, the TOML config file
@@ -29,18 +36,26 @@ macro_rules! outln {
 
 mod bench;
 mod cli;
+mod cluster;
 mod config_error;
 mod config_resolve;
 mod consume;
 mod consume_group;
+mod encoding;
 mod group;
 mod health;
 mod logging;
 mod malloc_tuning;
+mod position;
 mod produce;
+mod record_input;
+mod record_output;
 mod replay;
 mod serve;
+mod target;
+mod template;
 mod topic;
+mod usage_error;
 
 use std::process::ExitCode;
 
@@ -48,6 +63,8 @@ use clap::Parser;
 
 use crate::cli::{Cli, Command};
 use crate::config_error::ConfigError;
+use crate::target::{DEFAULT_CONNECT_TIMEOUT, Target};
+use crate::usage_error::UsageError;
 
 /// Exit status for a bad flag, variable or config file, as clap uses for usage errors.
 const EXIT_USAGE: u8 = 2;
@@ -80,16 +97,23 @@ async fn run() -> ExitCode {
         eprintln!("error: {err}");
         return ExitCode::from(EXIT_USAGE);
     }
+    let target = Target {
+        brokers: cli.broker,
+        timeout: cli.timeout,
+        connect_timeout: cli.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
+    };
     let result = match cli.command {
         Command::Serve(args) => serve::serve(args).await,
-        Command::Topic(command) => topic::run(&cli.broker, command).await,
-        Command::Produce(args) => produce::run(&cli.broker, args).await,
-        Command::Consume(args) => consume::run(&cli.broker, args).await,
-        Command::Replay(args) => replay::run(&cli.broker, args).await,
-        Command::Bench(command) => bench::run(&cli.broker, command).await,
-        Command::Group(command) => group::run(&cli.broker, command).await,
-        Command::Health(args) => health::run(&cli.broker, args).await,
+        Command::Topic(command) => topic::run(&target, command).await,
+        Command::Produce(args) => produce::run(&target, args).await,
+        Command::Consume(args) => consume::run(&target, args).await,
+        Command::Replay(args) => replay::run(&target, args).await,
+        Command::Bench(command) => bench::run(&target, command).await,
+        Command::Group(command) => group::run(&target, command).await,
+        Command::Health(args) => health::run(&target, args).await,
+        Command::Cluster(command) => cluster::run(&target, command).await,
     };
+    let result = result.map_err(|err| target.explain(err));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         // Whoever read the output stopped reading: as for any Unix tool in a pipeline, that
@@ -97,7 +121,9 @@ async fn run() -> ExitCode {
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {}", one_line(&err));
-            let usage = err.chain().any(|cause| cause.is::<ConfigError>());
+            let usage = err
+                .chain()
+                .any(|cause| cause.is::<ConfigError>() || cause.is::<UsageError>());
             ExitCode::from(if usage { EXIT_USAGE } else { EXIT_FAILURE })
         }
     }
@@ -113,7 +139,7 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
 }
 
 /// The error and its causes on one line, `outer: inner: ...`.
-fn one_line(err: &anyhow::Error) -> String {
+pub(crate) fn one_line(err: &anyhow::Error) -> String {
     let mut line = String::new();
     for cause in err.chain() {
         let text = cause.to_string();

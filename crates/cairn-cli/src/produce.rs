@@ -1,16 +1,25 @@
-//! `cairn produce TOPIC`: one record per stdin line (`KEY SEP VALUE` with `--key-separator`),
-//! through the client's [`Producer`]: batched per partition, pipelined, idempotent (so retries
-//! keep each key's order and write nothing twice). Exits 0 only when every record was
-//! acknowledged; otherwise names the first record that failed and why.
+//! `cairn produce TOPIC`: one record per stdin line (`KEY SEP VALUE` with `--key-separator`, or
+//! a JSON object with `--format json`, see `record_input`), through the client's [`Producer`]:
+//! batched per partition, pipelined, idempotent (so retries keep each key's order and write
+//! nothing twice). Exits 0 only when every record was acknowledged.
+//!
+//! A failure (a bad line, a record the broker refused) stops reading input, waits for every
+//! record already sent, and then says how many were acknowledged and up to which line every
+//! record was, so the input can be resumed after that line without writing anything twice.
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use bytes::Bytes;
-use cairn_client::{Acks, Compression, DeliveryFuture, OutgoingRecord, Producer, ProducerConfig};
+use cairn_client::{Acks, Compression, DeliveryFuture, Producer, ProducerConfig};
 use clap::{Args, ValueEnum};
 use tokio::io::{AsyncBufReadExt, BufReader};
+
+use crate::encoding::Encoding;
+use crate::record_input::RecordInput;
+use crate::target::Target;
+use crate::usage_error::{usage, usage_bail};
 
 /// Most records whose results are awaited at once; past it, reading stdin waits for the oldest.
 /// The producer's buffer bounds memory too; this bounds the bookkeeping of line numbers.
@@ -28,21 +37,41 @@ pub enum AckArg {
     All,
 }
 
+/// How stdin is read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum InputFormat {
+    /// One record per line: the value, or KEY SEP VALUE with --key-separator.
+    #[default]
+    Text,
+    /// One JSON object per line: {"key", "value" (null: a tombstone), "headers" ({k: v} or
+    /// [[k, v], ...]), "partition", "timestamp" (ms or ISO-8601)}; reads `consume --format json`.
+    Json,
+}
+
 /// `cairn produce` arguments.
 #[derive(Debug, Args)]
 pub struct ProduceArgs {
     /// The topic.
     pub topic: String,
-    /// Split each line at the first SEP into key and value (default: no key).
+    /// Input format.
+    #[arg(long, value_enum, default_value_t)]
+    pub format: InputFormat,
+    /// Split each text line at the first SEP into key and value (default: no key).
     #[arg(long, value_name = "SEP")]
     pub key_separator: Option<String>,
+    /// How keys are written in the input: text (the bytes as they are), base64 or hex.
+    #[arg(long, value_enum, default_value_t, value_name = "ENCODING")]
+    pub key_encoding: Encoding,
+    /// How values, and header values in JSON input, are written: text, base64 or hex.
+    #[arg(long, value_enum, default_value_t, value_name = "ENCODING")]
+    pub value_encoding: Encoding,
     /// Send every record to this partition (default: Kafka's partitioner by key).
     #[arg(long)]
     pub partition: Option<i32>,
     /// How many replicas must have each record before it counts as produced.
     #[arg(long, value_enum, default_value_t)]
     pub acks: AckArg,
-    /// A header added to every record, repeatable.
+    /// A header added to every record (as text), repeatable.
     #[arg(long = "header", value_name = "KEY=VALUE")]
     pub headers: Vec<String>,
     /// Batch compression: none, gzip, snappy, lz4 or zstd.
@@ -64,22 +93,34 @@ fn parse_compression(name: &str) -> Result<Compression, String> {
 /// Runs `cairn produce`.
 ///
 /// # Errors
-/// A malformed line or header, an unreachable broker, or a record the broker did not
-/// acknowledge (with its reason).
-pub async fn run(brokers: &str, args: ProduceArgs) -> anyhow::Result<()> {
+/// A bad flag (a usage error), a malformed line, an unreachable or silent broker, or a record
+/// the broker did not acknowledge; each says how much was acknowledged first.
+pub async fn run(target: &Target, args: ProduceArgs) -> anyhow::Result<()> {
     let headers: Vec<(String, Option<Bytes>)> = args
         .headers
         .iter()
         .map(|pair| {
             let (key, value) = pair
                 .split_once('=')
-                .with_context(|| format!("--header {pair:?} is not KEY=VALUE"))?;
+                .ok_or_else(|| usage(format!("--header {pair:?} is not KEY=VALUE")))?;
             Ok((key.to_string(), Some(Bytes::from(value.to_string()))))
         })
         .collect::<anyhow::Result<_>>()?;
     if args.key_separator.as_deref() == Some("") {
-        bail!("--key-separator must not be empty");
+        usage_bail!("--key-separator must not be empty");
     }
+    if args.partition.is_some_and(|p| p < 0) {
+        usage_bail!("--partition must not be negative");
+    }
+    if args.format == InputFormat::Json && args.key_separator.is_some() {
+        usage_bail!("--key-separator applies to text input, not --format json");
+    }
+    let input = RecordInput {
+        json: args.format == InputFormat::Json,
+        key_separator: args.key_separator.as_ref().map(|s| s.as_bytes().to_vec()),
+        key_encoding: args.key_encoding,
+        value_encoding: args.value_encoding,
+    };
     let config = ProducerConfig {
         acks: match args.acks {
             AckArg::None => Acks::None,
@@ -92,57 +133,141 @@ pub async fn run(brokers: &str, args: ProduceArgs) -> anyhow::Result<()> {
         buffer_memory: (32 << 20_usize).max(args.batch_size.saturating_mul(4)),
         ..ProducerConfig::default()
     };
-    let producer = Producer::connect(brokers, config).await?;
-    let mut lines = BufReader::new(tokio::io::stdin()).lines();
-    let mut results: VecDeque<(usize, DeliveryFuture)> = VecDeque::new();
-    let (mut acknowledged, mut line_number) = (0_usize, 0_usize);
-    while let Some(line) = lines.next_line().await.context("reading stdin")? {
+    let producer = Producer::connect(&target.brokers, target.producer_config(config)).await?;
+    let mut tally = Tally::default();
+    let stopped = send_lines(&producer, &args, &input, &headers, &mut tally).await;
+    // Whatever stopped the input, every record already sent gets its answer before the
+    // report, so the count of acknowledged records is exact.
+    while !tally.results.is_empty() {
+        tally.await_oldest().await;
+    }
+    match (stopped, tally.first_failure.take()) {
+        (Ok(()), None) => {
+            eprintln!("produced {} records to {}", tally.acknowledged, args.topic);
+            Ok(())
+        }
+        // One line: the cause first, then what was written, which a script resuming the input
+        // needs whatever the cause.
+        (Err(err), _) => Err(anyhow::anyhow!(
+            "{}; {}",
+            crate::one_line(&target.explain(err)),
+            tally.summary(&args.topic)
+        )),
+        (Ok(()), Some((line, err))) => Err(anyhow::anyhow!(
+            "the record on line {line} was not produced to {}: {}; {}",
+            args.topic,
+            crate::one_line(&target.explain(err.into())),
+            tally.summary(&args.topic)
+        )),
+    }
+}
+
+/// Reads stdin and sends one record per line, until the input ends, a line is bad, or a
+/// record has failed.
+async fn send_lines(
+    producer: &Producer,
+    args: &ProduceArgs,
+    input: &RecordInput,
+    headers: &[(String, Option<Bytes>)],
+    tally: &mut Tally,
+) -> anyhow::Result<()> {
+    let mut stdin = BufReader::new(tokio::io::stdin());
+    let mut line = Vec::new();
+    let mut line_number = 0_usize;
+    while tally.first_failure.is_none() {
+        line.clear();
+        if stdin
+            .read_until(b'\n', &mut line)
+            .await
+            .context("reading stdin")?
+            == 0
+        {
+            break;
+        }
         line_number += 1;
-        let (key, value) = match &args.key_separator {
-            Some(sep) => {
-                let (key, value) = line
-                    .split_once(sep.as_str())
-                    .with_context(|| format!("line {line_number} has no key separator {sep:?}"))?;
-                (
-                    Some(Bytes::from(key.to_string())),
-                    Bytes::from(value.to_string()),
-                )
-            }
-            None => (None, Bytes::from(line)),
+        let text = line.strip_suffix(b"\n").unwrap_or(&line);
+        let text = text.strip_suffix(b"\r").unwrap_or(text);
+        let Some(mut record) = input
+            .parse(text)
+            .map_err(|why| anyhow::anyhow!("line {line_number}: {why}"))?
+        else {
+            tally.skipped(line_number);
+            continue;
         };
-        let record = OutgoingRecord {
-            partition: args.partition,
-            key,
-            value: Some(value),
-            headers: headers.clone(),
-            timestamp_ms: 0,
-        };
+        record.partition = record.partition.or(args.partition);
+        record.headers.extend(headers.iter().cloned());
         let delivery = producer
             .send(&args.topic, record)
             .await
             .with_context(|| format!("producing line {line_number} to {}", args.topic))?;
-        results.push_back((line_number, delivery));
-        while results.len() >= RESULTS_IN_FLIGHT {
-            acknowledged += await_oldest(&mut results, &args.topic).await?;
+        tally.results.push_back((line_number, delivery));
+        while tally.results.len() >= RESULTS_IN_FLIGHT {
+            tally.await_oldest().await;
         }
     }
-    while !results.is_empty() {
-        acknowledged += await_oldest(&mut results, &args.topic).await?;
-    }
-    eprintln!("produced {acknowledged} records to {}", args.topic);
     Ok(())
 }
 
-/// Waits for the oldest outstanding record; an error names its line.
-async fn await_oldest(
-    results: &mut VecDeque<(usize, DeliveryFuture)>,
-    topic: &str,
-) -> anyhow::Result<usize> {
-    let Some((line, delivery)) = results.pop_front() else {
-        return Ok(0);
-    };
-    delivery
-        .await
-        .with_context(|| format!("the record on line {line} was not produced to {topic}"))?;
-    Ok(1)
+/// What happened to the records sent so far.
+#[derive(Default)]
+struct Tally {
+    /// Records sent and not yet answered, in line order.
+    results: VecDeque<(usize, DeliveryFuture)>,
+    acknowledged: usize,
+    failed: usize,
+    /// The first record that failed: its line and why.
+    first_failure: Option<(usize, cairn_client::ClientError)>,
+    /// Every line up to this one was acknowledged (or skipped), while no record failed.
+    done_through: usize,
+}
+
+impl Tally {
+    /// Waits for the oldest outstanding record and counts its answer.
+    async fn await_oldest(&mut self) {
+        let Some((line, delivery)) = self.results.pop_front() else {
+            return;
+        };
+        match delivery.await {
+            Ok(_) => {
+                self.acknowledged += 1;
+                if self.first_failure.is_none() {
+                    self.done_through = line;
+                }
+            }
+            Err(err) => {
+                self.failed += 1;
+                if self.first_failure.is_none() {
+                    self.first_failure = Some((line, err));
+                }
+            }
+        }
+    }
+
+    /// A blank line that carried no record.
+    fn skipped(&mut self, line: usize) {
+        if self.results.is_empty() && self.first_failure.is_none() {
+            self.done_through = line;
+        }
+    }
+
+    /// How much was written, for an error message.
+    fn summary(&self, topic: &str) -> String {
+        let failed = if self.failed > 0 {
+            format!(", {} failed", self.failed)
+        } else {
+            String::new()
+        };
+        let resume = if self.done_through == 0 {
+            "resume from line 1".to_string()
+        } else {
+            format!(
+                "every record up to line {} was, resume after it",
+                self.done_through
+            )
+        };
+        format!(
+            "{} records were acknowledged by {topic}{failed} ({resume})",
+            self.acknowledged
+        )
+    }
 }

@@ -24,7 +24,9 @@ use clap::Args;
 use tokio::signal::unix::{SignalKind, signal};
 
 use self::progress_bar::{ProgressBar, REDRAW_INTERVAL, summary};
-use crate::consume::print_record;
+use crate::encoding::Encoding;
+use crate::record_output::RecordOutput;
+use crate::target::Target;
 use crate::topic::Format;
 
 /// How often the checkpoint file is replaced while records flow.
@@ -42,6 +44,12 @@ pub struct ReplayArgs {
     /// Output format, as `cairn consume`'s.
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
+    /// How keys are printed, as `cairn consume`'s.
+    #[arg(long, value_enum, default_value_t, value_name = "ENCODING")]
+    pub key_encoding: Encoding,
+    /// How values and header values are printed, as `cairn consume`'s.
+    #[arg(long, value_enum, default_value_t, value_name = "ENCODING")]
+    pub value_encoding: Encoding,
     /// After the captured end, keep waiting for and printing new records.
     #[arg(long)]
     pub follow: bool,
@@ -55,7 +63,7 @@ pub struct ReplayArgs {
 /// # Errors
 /// A malformed or unfitting checkpoint file (naming the file and line), an unreachable
 /// broker, an unknown topic, a failed fetch, or a failed write to stdout or the checkpoint.
-pub async fn run(brokers: &str, args: ReplayArgs) -> anyhow::Result<()> {
+pub async fn run(target: &Target, args: ReplayArgs) -> anyhow::Result<()> {
     let checkpoint = match &args.checkpoint {
         Some(path) => checkpoint_file::load(path)?,
         None => None,
@@ -63,9 +71,10 @@ pub async fn run(brokers: &str, args: ReplayArgs) -> anyhow::Result<()> {
     let config = ReplayConfig {
         checkpoint,
         follow: args.follow,
+        timeouts: target.timeouts(),
         ..ReplayConfig::default()
     };
-    let mut replay = Replay::start(brokers, &args.topic, config)
+    let mut replay = Replay::start(&target.brokers, &args.topic, config)
         .await
         .with_context(|| match &args.checkpoint {
             Some(path) => format!(
@@ -140,7 +149,13 @@ async fn print_all(
                 }
                 Some(Ok(record)) => {
                     let record = record.to_record(&args.topic);
-                    print_record(&mut stdout.lock(), &record, args.format)
+                    let output = RecordOutput {
+                        key_encoding: args.key_encoding,
+                        value_encoding: args.value_encoding,
+                        ..RecordOutput::plain(args.format)
+                    };
+                    output
+                        .print(&mut stdout.lock(), &record)
                         .context("writing stdout")
                         .map_err(Failure::Output)?;
                 }

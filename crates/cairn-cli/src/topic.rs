@@ -3,10 +3,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use anyhow::{Context, bail};
 use cairn_client::{Admin, TopicDescription};
 use clap::{Args, Subcommand, ValueEnum};
 use serde::Serialize;
+
+use crate::target::Target;
+use crate::usage_error::{usage, usage_bail};
 
 /// Output formats.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
@@ -38,8 +40,8 @@ pub enum TopicCommand {
         #[arg(long = "config", value_name = "KEY=VALUE")]
         configs: Vec<String>,
     },
-    /// List topics.
-    #[command(after_help = "Examples:\n  cairn topic list --format json")]
+    /// List topics with their partition counts.
+    #[command(after_help = "Examples:\n  cairn topic list\n  cairn topic list --format json")]
     List {
         /// Include internal topics (names starting with __).
         #[arg(long)]
@@ -48,7 +50,8 @@ pub enum TopicCommand {
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
-    /// Show a topic's partitions, offsets and configs.
+    /// Show a topic's partitions (offsets, size on disk) and configs (each with its source:
+    /// topic, broker default or built-in default).
     #[command(after_help = "Examples:\n  cairn topic describe orders --format json")]
     Describe(DescribeArgs),
     /// Delete a topic and its data.
@@ -96,8 +99,23 @@ pub struct DescribeArgs {
 ///
 /// # Errors
 /// Bad arguments, an unreachable broker, or the broker's refusal (with its reason).
-pub async fn run(brokers: &str, command: TopicCommand) -> anyhow::Result<()> {
-    let admin = Admin::connect(brokers).await?;
+pub async fn run(target: &Target, command: TopicCommand) -> anyhow::Result<()> {
+    // Check what can be checked before connecting, so a typo is reported as such.
+    match &command {
+        TopicCommand::Create { configs, .. } | TopicCommand::Alter { configs, .. } => {
+            parse_configs(configs)?;
+        }
+        _ => {}
+    }
+    if let TopicCommand::Alter {
+        configs, delete, ..
+    } = &command
+        && configs.is_empty()
+        && delete.is_empty()
+    {
+        usage_bail!("nothing to change: give --config KEY=VALUE or --delete-config KEY");
+    }
+    let admin = Admin::connect_with(&target.brokers, target.timeouts()).await?;
     match command {
         TopicCommand::Create {
             name,
@@ -119,17 +137,7 @@ pub async fn run(brokers: &str, command: TopicCommand) -> anyhow::Result<()> {
                 topic.partitions.len()
             )?;
         }
-        TopicCommand::List { internal, format } => {
-            let names = admin.list_topics(internal).await?;
-            match format {
-                Format::Json => outln!("{}", serde_json::to_string(&names)?)?,
-                Format::Text => {
-                    for name in &names {
-                        outln!("{name}")?;
-                    }
-                }
-            }
-        }
+        TopicCommand::List { internal, format } => list(&admin, internal, format).await?,
         TopicCommand::Describe(args) => {
             print_description(&admin.describe_topic(&args.name).await?, args.format)?
         }
@@ -142,9 +150,6 @@ pub async fn run(brokers: &str, command: TopicCommand) -> anyhow::Result<()> {
             configs,
             delete,
         } => {
-            if configs.is_empty() && delete.is_empty() {
-                bail!("nothing to change: give --config KEY=VALUE or --delete-config KEY");
-            }
             let topic = admin
                 .alter_configs(&name, parse_configs(&configs)?, delete)
                 .await?;
@@ -162,13 +167,57 @@ pub async fn run(brokers: &str, command: TopicCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One listed topic.
+#[derive(Serialize)]
+struct ListedJson {
+    name: String,
+    partitions: usize,
+}
+
+/// `topic list`: names from ListTopics, partition counts from the Metadata service.
+async fn list(admin: &Admin, internal: bool, format: Format) -> anyhow::Result<()> {
+    let names = admin.list_topics(internal).await?;
+    let metadata = if names.is_empty() {
+        Vec::new()
+    } else {
+        admin.metadata(&names).await?.topics
+    };
+    let listed: Vec<ListedJson> = names
+        .into_iter()
+        .map(|name| {
+            // A topic deleted between the two calls has no metadata: it lists with 0.
+            let partitions = metadata
+                .iter()
+                .find(|t| t.name == name)
+                .map_or(0, |t| t.partitions.len());
+            ListedJson { name, partitions }
+        })
+        .collect();
+    match format {
+        Format::Json => outln!("{}", serde_json::to_string(&listed)?)?,
+        Format::Text => {
+            let width = listed
+                .iter()
+                .map(|t| t.name.len())
+                .max()
+                .unwrap_or(0)
+                .max(4);
+            outln!("{:<width$}  PARTITIONS", "NAME")?;
+            for topic in &listed {
+                outln!("{:<width$}  {:>10}", topic.name, topic.partitions)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 fn parse_configs(configs: &[String]) -> anyhow::Result<HashMap<String, String>> {
     configs
         .iter()
         .map(|pair| {
             let (key, value) = pair
                 .split_once('=')
-                .with_context(|| format!("--config {pair:?} is not KEY=VALUE"))?;
+                .ok_or_else(|| usage(format!("--config {pair:?} is not KEY=VALUE")))?;
             Ok((key.trim().to_string(), value.trim().to_string()))
         })
         .collect()
@@ -180,6 +229,8 @@ struct DescribeJson<'a> {
     name: &'a str,
     partitions: Vec<PartitionJson>,
     configs: BTreeMap<&'a str, &'a str>,
+    /// Per key: topic, broker or default.
+    config_sources: BTreeMap<&'a str, &'a str>,
 }
 
 #[derive(Serialize)]
@@ -189,6 +240,7 @@ struct PartitionJson {
     replicas: Vec<i32>,
     log_start_offset: i64,
     high_watermark: i64,
+    size_bytes: i64,
 }
 
 fn print_description(topic: &TopicDescription, format: Format) -> anyhow::Result<()> {
@@ -201,7 +253,13 @@ fn print_description(topic: &TopicDescription, format: Format) -> anyhow::Result
             replicas: p.replicas.clone(),
             log_start_offset: p.log_start_offset,
             high_watermark: p.high_watermark,
+            size_bytes: p.size_bytes,
         })
+        .collect();
+    let sources: BTreeMap<&str, &str> = topic
+        .config_sources
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
     let configs: BTreeMap<&str, &str> = topic
         .configs
@@ -214,18 +272,25 @@ fn print_description(topic: &TopicDescription, format: Format) -> anyhow::Result
                 name: &topic.name,
                 partitions,
                 configs,
+                config_sources: sources,
             };
             outln!("{}", serde_json::to_string(&json)?)?;
         }
         Format::Text => {
-            outln!("topic {}  partitions {}", topic.name, partitions.len())?;
+            let total: i64 = partitions.iter().map(|p| p.size_bytes).sum();
             outln!(
-                "{:>9} {:>6} {:>10} {:>16} {:>16}",
+                "topic {}  partitions {}  size {total} bytes",
+                topic.name,
+                partitions.len()
+            )?;
+            outln!(
+                "{:>9} {:>6} {:>10} {:>16} {:>16} {:>14}",
                 "PARTITION",
                 "LEADER",
                 "REPLICAS",
                 "LOG START",
-                "HIGH WATERMARK"
+                "HIGH WATERMARK",
+                "SIZE (BYTES)"
             )?;
             for p in &partitions {
                 let replicas = p
@@ -235,17 +300,19 @@ fn print_description(topic: &TopicDescription, format: Format) -> anyhow::Result
                     .collect::<Vec<_>>()
                     .join(",");
                 outln!(
-                    "{:>9} {:>6} {:>10} {:>16} {:>16}",
+                    "{:>9} {:>6} {:>10} {:>16} {:>16} {:>14}",
                     p.partition,
                     p.leader,
                     replicas,
                     p.log_start_offset,
-                    p.high_watermark
+                    p.high_watermark,
+                    p.size_bytes
                 )?;
             }
-            outln!("configs:")?;
+            outln!("configs (source: topic, broker default, or built-in default):")?;
             for (key, value) in configs {
-                outln!("  {key}={value}")?;
+                let source = sources.get(key).copied().unwrap_or("unknown");
+                outln!("  {key}={value}  ({source})")?;
             }
         }
     }

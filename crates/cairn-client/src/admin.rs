@@ -4,19 +4,21 @@
 use std::collections::HashMap;
 
 use cairn_proto::v1::admin_client::AdminClient;
+use cairn_proto::v1::metadata_client::MetadataClient;
 use cairn_proto::v1::{
     AddPartitionsRequest, AlterConfigsRequest, CreateTopicRequest, DeleteTopicRequest,
-    DescribeTopicRequest, ListTopicsRequest, TopicDescription,
+    DescribeTopicRequest, ListTopicsRequest, MetadataRequest, MetadataResponse, TopicDescription,
 };
 use tonic::transport::Channel;
 
-use crate::connection::connect;
+use crate::connection::{Timeouts, connect_with};
 use crate::error::ClientError;
 
 /// A topic administration client.
 #[derive(Debug, Clone)]
 pub struct Admin {
     client: AdminClient<Channel>,
+    metadata: MetadataClient<Channel>,
 }
 
 impl Admin {
@@ -25,9 +27,36 @@ impl Admin {
     /// # Errors
     /// [`ClientError::Connect`] or [`ClientError::InvalidArgument`].
     pub async fn connect(brokers: &str) -> Result<Admin, ClientError> {
+        Admin::connect_with(brokers, Timeouts::default()).await
+    }
+
+    /// As [`Admin::connect`], with these deadlines on connecting and on every call.
+    ///
+    /// # Errors
+    /// [`ClientError::Connect`] or [`ClientError::InvalidArgument`].
+    pub async fn connect_with(brokers: &str, timeouts: Timeouts) -> Result<Admin, ClientError> {
+        let channel = connect_with(brokers, timeouts).await?;
         Ok(Admin {
-            client: AdminClient::new(connect(brokers).await?),
+            client: AdminClient::new(channel.clone()),
+            metadata: MetadataClient::new(channel),
         })
+    }
+
+    /// The cluster as the answering broker sees it: its node id and version, every node, and
+    /// the partitions of `topics` (empty: every topic but the internal ones).
+    ///
+    /// # Errors
+    /// [`ClientError::Broker`] or a transport failure.
+    pub async fn metadata(&self, topics: &[String]) -> Result<MetadataResponse, ClientError> {
+        let request = MetadataRequest {
+            topics: topics.to_vec(),
+        };
+        Ok(self
+            .metadata
+            .clone()
+            .get_metadata(request)
+            .await?
+            .into_inner())
     }
 
     /// Creates a topic; `replication_factor` 0 means the broker default.

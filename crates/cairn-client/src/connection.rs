@@ -9,28 +9,64 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::error::ClientError;
 
-/// How long to wait for a TCP connection to one broker.
+/// How long to wait for a TCP connection to one broker, unless [`Timeouts::connect`] says
+/// otherwise.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// HTTP/2 flow-control window per stream the client offers.
 pub const HTTP2_STREAM_WINDOW_BYTES: u32 = 8 << 20;
 /// HTTP/2 flow-control window per connection the client offers.
 pub const HTTP2_CONNECTION_WINDOW_BYTES: u32 = 32 << 20;
 
-/// Connects to the first reachable broker of `brokers` (`host:port`, comma-separated allowed).
+/// The deadlines of a client's connection: connecting to one broker, and each request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Longest wait for a TCP connection to one broker of the list. Default
+    /// [`CONNECT_TIMEOUT`].
+    pub connect: Duration,
+    /// Longest wait for each request's answer (its response head, for a stream), so a broker
+    /// that accepts connections but never answers fails the call instead of hanging it
+    /// (Kafka's `request.timeout.ms`). It must exceed any long-poll wait the caller asks for.
+    /// A request that runs out of time fails with [`ClientError::Broker`] and code
+    /// `RequestTimedOut`. Default `None`: no deadline.
+    pub request: Option<Duration>,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: CONNECT_TIMEOUT,
+            request: None,
+        }
+    }
+}
+
+/// Connects to the first reachable broker of `brokers` (`host:port`, comma-separated allowed),
+/// with the default [`Timeouts`].
 ///
 /// # Errors
 /// [`ClientError::InvalidArgument`] for a malformed address; [`ClientError::Connect`] when none
 /// answers.
 pub async fn connect(brokers: &str) -> Result<Channel, ClientError> {
+    connect_with(brokers, Timeouts::default()).await
+}
+
+/// As [`connect`], with these deadlines on connecting and on every request of the channel.
+///
+/// # Errors
+/// As [`connect`].
+pub async fn connect_with(brokers: &str, timeouts: Timeouts) -> Result<Channel, ClientError> {
     let mut last = None;
     for (_, origin) in broker_addresses(brokers)? {
-        let endpoint = Endpoint::from(origin)
-            .connect_timeout(CONNECT_TIMEOUT)
+        let mut endpoint = Endpoint::from(origin)
+            .connect_timeout(timeouts.connect)
             .tcp_nodelay(true)
             // HTTP/2's default 64 KiB windows would stall every batch or fetch answer larger
             // than that on a window update round trip.
             .initial_stream_window_size(HTTP2_STREAM_WINDOW_BYTES)
             .initial_connection_window_size(HTTP2_CONNECTION_WINDOW_BYTES);
+        if let Some(request) = timeouts.request {
+            endpoint = endpoint.timeout(request);
+        }
         match endpoint.connect().await {
             Ok(channel) => return Ok(channel),
             Err(err) => last = Some(err),
@@ -116,6 +152,34 @@ mod tests {
             vec!["c:80"],
             "no port means 80, as in any http URI"
         );
+    }
+
+    #[tokio::test]
+    async fn a_broker_that_never_answers_fails_the_call_with_request_timed_out() {
+        // Accepts and holds connections, answering nothing: a frozen or wedged broker.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let holder = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                held.push(stream);
+            }
+        });
+        let timeouts = Timeouts {
+            connect: CONNECT_TIMEOUT,
+            request: Some(Duration::from_millis(200)),
+        };
+        let admin = crate::Admin::connect_with(&address, timeouts)
+            .await
+            .unwrap();
+        let err = admin.list_topics(false).await.unwrap_err();
+        assert_eq!(
+            err.code(),
+            Some(cairn_proto::v1::ErrorCode::RequestTimedOut),
+            "{err}"
+        );
+        assert!(err.is_retriable() && err.outcome_unknown());
+        holder.abort();
     }
 
     #[test]

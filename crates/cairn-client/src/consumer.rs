@@ -19,7 +19,7 @@ use cairn_proto::v1::{FetchFormat, FetchRequest, FetchResponse, ListOffsetsReque
 use tonic::transport::Channel;
 
 use crate::batches::{CrcCheck, FetchedBatches};
-use crate::connection::connect;
+use crate::connection::{Timeouts, connect_with};
 use crate::error::ClientError;
 use crate::fetch_ahead::{FetchAhead, likely_next};
 
@@ -81,7 +81,22 @@ impl Consumer {
         partitions: &[i32],
         from: Seek,
     ) -> Result<Consumer, ClientError> {
-        let client = ConsumerClient::new(connect(brokers).await?)
+        Consumer::assign_with(brokers, topic, partitions, from, Timeouts::default()).await
+    }
+
+    /// As [`Consumer::assign`], with these deadlines on connecting and on every call; a
+    /// request deadline must exceed the `max_wait` of every poll.
+    ///
+    /// # Errors
+    /// As [`Consumer::assign`].
+    pub async fn assign_with(
+        brokers: &str,
+        topic: &str,
+        partitions: &[i32],
+        from: Seek,
+        timeouts: Timeouts,
+    ) -> Result<Consumer, ClientError> {
+        let client = ConsumerClient::new(connect_with(brokers, timeouts).await?)
             .max_decoding_message_size(MAX_RESPONSE_BYTES);
         let mut consumer = Consumer {
             client,
@@ -120,6 +135,30 @@ impl Consumer {
     /// The next offset to read, per assigned partition.
     pub fn positions(&self) -> &BTreeMap<i32, i64> {
         &self.positions
+    }
+
+    /// Moves an assigned partition's position: the next poll reads it from `offset` (a fetch
+    /// outside the partition's offsets fails with `OffsetOutOfRange`).
+    ///
+    /// # Errors
+    /// [`ClientError::InvalidArgument`] when the partition is not assigned or `offset` is
+    /// negative.
+    pub fn seek(&mut self, partition: i32, offset: i64) -> Result<(), ClientError> {
+        if offset < 0 {
+            return Err(ClientError::InvalidArgument(format!(
+                "cannot seek partition {partition} to negative offset {offset}"
+            )));
+        }
+        match self.positions.get_mut(&partition) {
+            Some(position) => {
+                *position = offset;
+                Ok(())
+            }
+            None => Err(ClientError::InvalidArgument(format!(
+                "partition {partition} of {} is not assigned",
+                self.topic
+            ))),
+        }
     }
 
     /// Reads what is available: tries each assigned partition in turn, waiting up to
@@ -214,7 +253,14 @@ impl Consumer {
             let request = self.request(partition, offset, format, max_wait_ms);
             let response = match self.ahead.take(&request).await {
                 Some(response) => response,
-                None => self.client.fetch(request).await?.into_inner(),
+                None => self
+                    .client
+                    .fetch(request)
+                    .await
+                    .map_err(|status| {
+                        ClientError::from(status).in_partition(&self.topic, partition)
+                    })?
+                    .into_inner(),
             };
             if let Some((partition, offset)) =
                 likely_next(&partitions, idx, &self.positions, &response)

@@ -185,6 +185,25 @@ impl ClientError {
         }
     }
 
+    /// The same error, its message prefixed with `topic/partition: ` when the broker's own
+    /// message may not say which partition it is about (an offset out of range, say).
+    pub(crate) fn in_partition(self, topic: &str, partition: i32) -> ClientError {
+        match self {
+            ClientError::Broker {
+                code,
+                status,
+                message,
+                leader,
+            } => ClientError::Broker {
+                code,
+                status,
+                message: format!("{topic}/{partition}: {message}"),
+                leader,
+            },
+            other => other,
+        }
+    }
+
     /// The stable error code, if the broker sent one.
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
@@ -196,6 +215,16 @@ impl ClientError {
 
 impl From<tonic::Status> for ClientError {
     fn from(status: tonic::Status) -> Self {
+        // The channel's own request deadline (`Timeouts::request`) surfaces as a CANCELLED
+        // status whose source is tonic's `TimeoutExpired`: it is a timeout, not a cancel.
+        if is_request_timeout(&status) {
+            return ClientError::Broker {
+                code: ErrorCode::RequestTimedOut,
+                status: tonic::Code::DeadlineExceeded,
+                message: "no answer within the request timeout".to_string(),
+                leader: None,
+            };
+        }
         let info = status.get_details_error_info();
         let code = info
             .as_ref()
@@ -218,6 +247,18 @@ impl From<tonic::Status> for ClientError {
             leader,
         }
     }
+}
+
+/// True when `status` is the client channel's request deadline running out.
+fn is_request_timeout(status: &tonic::Status) -> bool {
+    let mut source = std::error::Error::source(status);
+    while let Some(err) = source {
+        if err.is::<tonic::TimeoutExpired>() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
 }
 
 #[cfg(test)]

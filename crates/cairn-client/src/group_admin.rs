@@ -9,7 +9,7 @@ use cairn_proto::v1::{
 };
 use tonic::transport::Channel;
 
-use crate::connection::connect;
+use crate::connection::{Timeouts, connect_with};
 use crate::consumer::Seek;
 use crate::error::ClientError;
 
@@ -25,8 +25,19 @@ impl GroupAdmin {
     /// # Errors
     /// [`ClientError::Connect`] or [`ClientError::InvalidArgument`].
     pub async fn connect(brokers: &str) -> Result<GroupAdmin, ClientError> {
+        GroupAdmin::connect_with(brokers, Timeouts::default()).await
+    }
+
+    /// As [`GroupAdmin::connect`], with these deadlines on connecting and on every call.
+    ///
+    /// # Errors
+    /// [`ClientError::Connect`] or [`ClientError::InvalidArgument`].
+    pub async fn connect_with(
+        brokers: &str,
+        timeouts: Timeouts,
+    ) -> Result<GroupAdmin, ClientError> {
         Ok(GroupAdmin {
-            client: GroupsClient::new(connect(brokers).await?),
+            client: GroupsClient::new(connect_with(brokers, timeouts).await?),
         })
     }
 

@@ -3,7 +3,9 @@
 //! the broker), never on the server crates.
 //!
 //! Code map:
-//! - `connection`: reaching the first answering broker of a `host:port` list;
+//! - `connection`: reaching the first answering broker of a `host:port` list, under
+//!   [`Timeouts`] (connect, and optionally every request: a broker that accepts and never
+//!   answers then fails calls with `RequestTimedOut` instead of hanging them);
 //! - [`Admin`]: topic administration;
 //! - [`Producer`]: batches records per partition (linger, size), partitions keys with Kafka's
 //!   murmur2, retries with backoff under a delivery timeout, idempotent by default;
@@ -47,7 +49,7 @@ pub use cairn_proto::v1::{
     CommittedOffset, ErrorCode, GroupDescription, GroupListing, GroupMember, GroupState,
     PartitionDescription, PartitionLag, TopicDescription,
 };
-pub use connection::{CONNECT_TIMEOUT, connect};
+pub use connection::{CONNECT_TIMEOUT, Timeouts, connect, connect_with};
 pub use consumer::{ConsumedRecord, Consumer, MAX_RESPONSE_BYTES, POLL_MAX_BYTES, Seek};
 pub use error::ClientError;
 pub use group::{

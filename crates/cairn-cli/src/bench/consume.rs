@@ -42,13 +42,21 @@ pub struct BenchConsumeArgs {
 ///
 /// # Errors
 /// An unreachable broker, an unknown topic, or a failed fetch.
-pub async fn run(brokers: &str, args: BenchConsumeArgs) -> anyhow::Result<()> {
-    let topic = Admin::connect(brokers)
+pub async fn run(target: &crate::target::Target, args: BenchConsumeArgs) -> anyhow::Result<()> {
+    let brokers = target.brokers.as_str();
+    let topic = Admin::connect_with(brokers, target.timeouts())
         .await?
         .describe_topic(&args.topic)
         .await?;
     let partitions: Vec<i32> = topic.partitions.iter().map(|p| p.partition).collect();
-    let mut consumer = Consumer::assign(brokers, &args.topic, &partitions, Seek::Earliest).await?;
+    let mut consumer = Consumer::assign_with(
+        brokers,
+        &args.topic,
+        &partitions,
+        Seek::Earliest,
+        target.timeouts(),
+    )
+    .await?;
     let ends: Vec<(i32, i64)> = consumer
         .list_offsets(&partitions, Seek::Latest)
         .await?

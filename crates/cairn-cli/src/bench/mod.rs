@@ -64,10 +64,10 @@ pub enum BenchCommand {
 ///
 /// # Errors
 /// As the benchmark's own `run`.
-pub async fn run(brokers: &str, command: BenchCommand) -> anyhow::Result<()> {
+pub async fn run(target: &crate::target::Target, command: BenchCommand) -> anyhow::Result<()> {
     match command {
-        BenchCommand::Produce(args) => produce::run(brokers, args).await,
-        BenchCommand::Consume(args) => consume::run(brokers, args).await,
-        BenchCommand::Replay(args) => replay::run(brokers, args).await,
+        BenchCommand::Produce(args) => produce::run(target, args).await,
+        BenchCommand::Consume(args) => consume::run(target, args).await,
+        BenchCommand::Replay(args) => replay::run(target, args).await,
     }
 }

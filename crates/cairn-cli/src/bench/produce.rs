@@ -85,7 +85,8 @@ struct Outcome {
 ///
 /// # Errors
 /// Bad arguments, an unreachable broker, or records that were not acknowledged.
-pub async fn run(brokers: &str, args: BenchProduceArgs) -> anyhow::Result<()> {
+pub async fn run(target: &crate::target::Target, args: BenchProduceArgs) -> anyhow::Result<()> {
+    let brokers = target.brokers.as_str();
     if args.record_size == 0 || args.records == 0 || args.records_per_request == 0 {
         bail!("--record-size, --records and --records-per-request must be at least 1");
     }
@@ -104,7 +105,7 @@ pub async fn run(brokers: &str, args: BenchProduceArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
-    ensure_topic(brokers, &args).await?;
+    ensure_topic(target, &args).await?;
     let value = Bytes::from(vec![b'x'; args.record_size]);
     let template = OutgoingRecord {
         value: Some(value),
@@ -125,7 +126,7 @@ pub async fn run(brokers: &str, args: BenchProduceArgs) -> anyhow::Result<()> {
         buffer_memory: (64 << 20_usize).max(batch_size * args.in_flight * 4),
         ..ProducerConfig::default()
     };
-    let producer = Producer::connect(brokers, config).await?;
+    let producer = Producer::connect(brokers, target.producer_config(config)).await?;
     let (deliveries, receiver) = mpsc::unbounded_channel();
     let started = Instant::now();
     let collector = tokio::spawn(collect(receiver, started, args.record_size as u64));
@@ -178,8 +179,11 @@ pub async fn run(brokers: &str, args: BenchProduceArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn ensure_topic(brokers: &str, args: &BenchProduceArgs) -> anyhow::Result<()> {
-    let admin = Admin::connect(brokers).await?;
+async fn ensure_topic(
+    target: &crate::target::Target,
+    args: &BenchProduceArgs,
+) -> anyhow::Result<()> {
+    let admin = Admin::connect_with(&target.brokers, target.timeouts()).await?;
     match admin.describe_topic(&args.topic).await {
         Ok(topic) => {
             eprintln!(

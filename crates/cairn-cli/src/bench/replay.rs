@@ -79,11 +79,11 @@ struct Results {
 /// # Errors
 /// An unreachable broker, an unknown or empty topic, a failed fetch, or a baseline that
 /// cannot copy or read the partitions.
-pub async fn run(brokers: &str, args: BenchReplayArgs) -> anyhow::Result<()> {
+pub async fn run(target: &crate::target::Target, args: BenchReplayArgs) -> anyhow::Result<()> {
     if args.rounds == 0 {
         bail!("--rounds must be at least 1");
     }
-    let ranges = ranges(brokers, &args).await?;
+    let ranges = ranges(target, &args).await?;
     let total: i64 = ranges.iter().map(|r| r.end - r.start).sum();
     if total <= 0 {
         bail!("topic {} holds no records to replay", args.topic);
@@ -111,12 +111,12 @@ pub async fn run(brokers: &str, args: BenchReplayArgs) -> anyhow::Result<()> {
         if args.fetch_format != FetchFormatArg::Decoded {
             results
                 .raw
-                .push(replay(brokers, &args, ReplayFormat::RawBatches).await?);
+                .push(replay(target, &args, ReplayFormat::RawBatches).await?);
         }
         if args.fetch_format != FetchFormatArg::Raw {
             results
                 .decoded
-                .push(replay(brokers, &args, ReplayFormat::Decoded).await?);
+                .push(replay(target, &args, ReplayFormat::Decoded).await?);
         }
     }
     report(&args, &results)?;
@@ -124,8 +124,15 @@ pub async fn run(brokers: &str, args: BenchReplayArgs) -> anyhow::Result<()> {
 }
 
 /// Every partition's range: earliest offset to the current high watermark.
-async fn ranges(brokers: &str, args: &BenchReplayArgs) -> anyhow::Result<Vec<Range>> {
-    let replay = Replay::start(brokers, &args.topic, ReplayConfig::default()).await?;
+async fn ranges(
+    target: &crate::target::Target,
+    args: &BenchReplayArgs,
+) -> anyhow::Result<Vec<Range>> {
+    let config = ReplayConfig {
+        timeouts: target.timeouts(),
+        ..ReplayConfig::default()
+    };
+    let replay = Replay::start(&target.brokers, &args.topic, config).await?;
     Ok(replay
         .progress()
         .partitions
@@ -140,17 +147,18 @@ async fn ranges(brokers: &str, args: &BenchReplayArgs) -> anyhow::Result<Vec<Ran
 
 /// One whole replay; the caller's work is counting.
 async fn replay(
-    brokers: &str,
+    target: &crate::target::Target,
     args: &BenchReplayArgs,
     format: ReplayFormat,
 ) -> anyhow::Result<Reading> {
     let config = ReplayConfig {
         format,
         fetch_max_bytes: args.fetch_max_bytes,
+        timeouts: target.timeouts(),
         ..ReplayConfig::default()
     };
     let started = Instant::now();
-    let mut replay = Replay::start(brokers, &args.topic, config).await?;
+    let mut replay = Replay::start(&target.brokers, &args.topic, config).await?;
     let (mut records, mut bytes) = (0_u64, 0_u64);
     while let Some(chunk) = replay.next_chunk().await {
         for record in chunk? {

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::connection::Timeouts;
+
 /// One partition of a topic.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TopicPartition {
@@ -44,6 +46,10 @@ pub struct GroupConsumerConfig {
     pub rebalance_timeout: Duration,
     /// Bound on the bytes of one fetch per partition (`max.partition.fetch.bytes`).
     pub max_partition_fetch_bytes: i32,
+    /// Deadlines on connecting and on each heartbeat, fetch and commit (`request.timeout.ms`;
+    /// a request deadline must exceed the `max_wait` of every poll). Default: no request
+    /// deadline.
+    pub timeouts: Timeouts,
 }
 
 impl GroupConsumerConfig {
@@ -58,6 +64,7 @@ impl GroupConsumerConfig {
             session_timeout: Duration::from_secs(45),
             rebalance_timeout: Duration::from_secs(60),
             max_partition_fetch_bytes: 1 << 20,
+            timeouts: Timeouts::default(),
         }
     }
 }

@@ -28,7 +28,7 @@ pub use config::{
 use heartbeat::{Heartbeat, leave, to_wire};
 
 use crate::batches::{CrcCheck, FetchedBatches};
-use crate::connection::connect;
+use crate::connection::connect_with;
 use crate::consumer::ConsumedRecord;
 use crate::error::ClientError;
 use crate::fetch_ahead::{FetchAhead, likely_next};
@@ -91,7 +91,7 @@ impl GroupConsumer {
                 "subscribe needs at least one topic".to_string(),
             ));
         }
-        let channel = connect(brokers).await?;
+        let channel = connect_with(brokers, cfg.timeouts).await?;
         let groups = GroupsClient::new(channel.clone());
         let fetcher = ConsumerClient::new(channel).max_decoding_message_size(80 << 20);
         let topics = topics.iter().map(|t| t.to_string()).collect();
@@ -153,6 +153,18 @@ impl GroupConsumer {
                 (m.member_id.clone(), m.epoch)
             })
             .unwrap_or_default()
+    }
+
+    /// When the latest heartbeat the coordinator answered was sent; `None` until one was.
+    /// A caller that must not wait forever on a coordinator that never answers (the member
+    /// keeps retrying its heartbeats) gives up when this stays `None` or grows old.
+    pub fn last_answered_heartbeat(&self) -> Option<Instant> {
+        self.heartbeat.as_ref().and_then(|h| {
+            h.shared
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .answered_heartbeat_sent
+        })
     }
 
     /// The high watermark of an owned partition when it was assigned to this member.

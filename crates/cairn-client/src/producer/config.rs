@@ -42,8 +42,12 @@ pub struct ProducerConfig {
     pub retry_backoff: Duration,
     /// Longest pause between retries (`retry.backoff.max.ms`). Default 1 s.
     pub retry_backoff_max: Duration,
-    /// Longest wait for one produce request's answer (`request.timeout.ms`). Default 30 s.
+    /// Longest wait for one request's answer (`request.timeout.ms`): each produce, and the
+    /// producer id and metadata calls. Default 30 s.
     pub request_timeout: Duration,
+    /// Longest wait for a TCP connection to one broker
+    /// (`socket.connection.setup.timeout.ms`). Default [`crate::CONNECT_TIMEOUT`].
+    pub connect_timeout: Duration,
     /// Upper bound on the time from `send` to the record's result, retries included
     /// (`delivery.timeout.ms`). Default 120 s.
     pub delivery_timeout: Duration,
@@ -62,6 +66,7 @@ impl Default for ProducerConfig {
             retry_backoff: Duration::from_millis(100),
             retry_backoff_max: Duration::from_secs(1),
             request_timeout: Duration::from_secs(30),
+            connect_timeout: crate::CONNECT_TIMEOUT,
             delivery_timeout: Duration::from_secs(120),
         }
     }
@@ -103,8 +108,13 @@ impl ProducerConfig {
                 self.max_in_flight
             ));
         }
-        if self.request_timeout.is_zero() || self.delivery_timeout.is_zero() {
-            return fail("request_timeout and delivery_timeout must be above zero".into());
+        if self.request_timeout.is_zero()
+            || self.delivery_timeout.is_zero()
+            || self.connect_timeout.is_zero()
+        {
+            return fail(
+                "request_timeout, connect_timeout and delivery_timeout must be above zero".into(),
+            );
         }
         // Kafka's rule: every batch must get at least one full attempt.
         if self.delivery_timeout < self.linger + self.request_timeout {

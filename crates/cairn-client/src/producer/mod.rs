@@ -33,7 +33,7 @@ use tonic::transport::Channel;
 
 pub use config::{MAX_IN_FLIGHT_IDEMPOTENT, ProducerConfig};
 
-use crate::connection::connect;
+use crate::connection::{Timeouts, connect_with};
 use crate::error::ClientError;
 use sender::{Command, Sender};
 
@@ -164,7 +164,14 @@ impl Producer {
     /// or the broker's refusal of a producer id.
     pub async fn connect(brokers: &str, config: ProducerConfig) -> Result<Producer, ClientError> {
         config.validate()?;
-        let channel = connect(brokers).await?;
+        // Produce requests carry their own deadline (`request_timeout`, bounded by what is
+        // left of the delivery timeout); the channel's bounds the producer id and metadata
+        // calls too, so a broker that accepts and never answers fails `connect` and `send`.
+        let timeouts = Timeouts {
+            connect: config.connect_timeout,
+            request: Some(config.request_timeout),
+        };
+        let channel = connect_with(brokers, timeouts).await?;
         let client = ProducerClient::new(channel.clone()).max_decoding_message_size(64 << 20);
         let identity = if config.is_idempotent() {
             Some(init_producer_id(client.clone()).await?)

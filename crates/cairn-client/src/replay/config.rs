@@ -3,6 +3,7 @@
 //! `(prefetch_chunks + max_partitions_in_flight) * fetch_max_bytes`.
 
 use super::checkpoint::Checkpoint;
+use crate::connection::Timeouts;
 
 /// Default upper bound on one fetched chunk of a partition (one streamed fetch answer). Measured
 /// (BENCHMARKS.md): 256 KiB to 1 MiB chunks replay fastest; 8 MiB ones ran 20% slower, 16 MiB
@@ -47,6 +48,9 @@ pub struct ReplayConfig {
     /// Partitions fetched at once before they are caught up (at least 1). In follow mode a
     /// partition gives its turn up once it reaches the captured end.
     pub max_partitions_in_flight: usize,
+    /// Deadlines on connecting and on the offset lookups (not on the streams, which wait for
+    /// new records in follow mode). Default: no request deadline.
+    pub timeouts: Timeouts,
 }
 
 impl Default for ReplayConfig {
@@ -58,6 +62,7 @@ impl Default for ReplayConfig {
             fetch_max_bytes: DEFAULT_FETCH_MAX_BYTES,
             prefetch_chunks: DEFAULT_PREFETCH_CHUNKS,
             max_partitions_in_flight: DEFAULT_MAX_PARTITIONS_IN_FLIGHT,
+            timeouts: Timeouts::default(),
         }
     }
 }

@@ -42,7 +42,7 @@ pub use progress::{PartitionProgress, ReplayProgress};
 
 use self::chunk::{Chunk, ChunkCursor};
 use self::fetcher::{ChunkResult, PartitionFetch};
-use crate::connection::connect;
+use crate::connection::connect_with;
 use crate::consumer::{MAX_RESPONSE_BYTES, list_offsets};
 use crate::error::ClientError;
 use crate::record_view::RecordView;
@@ -107,7 +107,7 @@ impl Replay {
         config: ReplayConfig,
     ) -> Result<Replay, ClientError> {
         config.validate().map_err(ClientError::InvalidArgument)?;
-        let client = ConsumerClient::new(connect(brokers).await?)
+        let client = ConsumerClient::new(connect_with(brokers, config.timeouts).await?)
             .max_decoding_message_size(MAX_RESPONSE_BYTES);
         let streams = StreamChannel::connect(brokers).await?;
         let earliest = list_offsets(&client, topic, &[], OffsetSpec::Earliest, 0).await?;

@@ -45,7 +45,7 @@ impl Admin for AdminService {
             .await
             .map_err(|e| to_status(&e))?;
         Ok(Response::new(CreateTopicResponse {
-            topic: Some(describe(info)),
+            topic: Some(describe_in_full(&self.broker, info).await?),
         }))
     }
 
@@ -67,7 +67,7 @@ impl Admin for AdminService {
             .broker
             .describe_topic(&request.into_inner().name)
             .map_err(|e| to_status(&e))?;
-        Ok(Response::new(describe(info)))
+        Ok(Response::new(describe_in_full(&self.broker, info).await?))
     }
 
     async fn delete_topic(
@@ -91,7 +91,7 @@ impl Admin for AdminService {
             .add_partitions(&request.name, i64::from(request.total_count))
             .await
             .map_err(|e| to_status(&e))?;
-        Ok(Response::new(describe(info)))
+        Ok(Response::new(describe_in_full(&self.broker, info).await?))
     }
 
     async fn alter_configs(
@@ -105,11 +105,33 @@ impl Admin for AdminService {
             .alter_configs(&request.name, &set, &request.delete)
             .await
             .map_err(|e| to_status(&e))?;
-        Ok(Response::new(describe(info)))
+        Ok(Response::new(describe_in_full(&self.broker, info).await?))
     }
 }
 
-/// The API form of a topic description.
+/// [`describe`] plus what an operator asks the Admin service for: each config's source and
+/// each partition's size on disk.
+async fn describe_in_full(broker: &Broker, info: TopicInfo) -> Result<TopicDescription, Status> {
+    let sizes = broker
+        .partition_sizes(&info.name)
+        .await
+        .map_err(|e| to_status(&e))?;
+    let sources = broker
+        .config_sources(&info.name)
+        .map_err(|e| to_status(&e))?;
+    let mut description = describe(info);
+    // A partition added between the two calls has no size yet; it keeps 0.
+    for (partition, size) in description.partitions.iter_mut().zip(sizes) {
+        partition.size_bytes = i64::try_from(size).unwrap_or(i64::MAX);
+    }
+    description.config_sources = sources
+        .into_iter()
+        .map(|(key, source)| (key.to_string(), source.as_str().to_string()))
+        .collect();
+    Ok(description)
+}
+
+/// The API form of a topic description (offsets and configs; no sizes or sources).
 pub(crate) fn describe(info: TopicInfo) -> TopicDescription {
     TopicDescription {
         name: info.name,
@@ -122,8 +144,10 @@ pub(crate) fn describe(info: TopicInfo) -> TopicDescription {
                 replicas: p.replicas,
                 log_start_offset: p.log_start_offset.as_i64(),
                 high_watermark: p.high_watermark.as_i64(),
+                size_bytes: 0,
             })
             .collect(),
         configs: info.configs.into_iter().collect(),
+        config_sources: Default::default(),
     }
 }

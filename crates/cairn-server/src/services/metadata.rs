@@ -62,6 +62,7 @@ impl Metadata for MetadataService {
             nodes,
             topics,
             node_id,
+            version: env!("CARGO_PKG_VERSION").to_string(),
         }))
     }
 

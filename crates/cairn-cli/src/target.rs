@@ -1,0 +1,191 @@
+//! Where and how patiently the client commands talk to the broker: the global `--broker`,
+//! `--timeout` and `--connect-timeout` flags, resolved into one [`Target`] each command uses,
+//! and the duration syntax those flags take (`30s`, `500ms`, `2m`, or bare seconds).
+//!
+//! Every client command gets a deadline on each request, so a broker that accepts connections
+//! but never answers (stopped, wedged, or not a Cairn broker at all) fails the command with a
+//! message naming the address and the deadline, instead of hanging it.
+
+use std::time::Duration;
+
+use cairn_client::{ClientError, ErrorCode, ProducerConfig, Timeouts};
+
+/// Default deadline of each request, as Kafka's `request.timeout.ms`.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default deadline of `cairn health`'s whole check of one broker: a probe must answer fast.
+pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default deadline of a TCP connection to one broker.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = cairn_client::CONNECT_TIMEOUT;
+/// Longest deadline accepted: a day. Past it a deadline is no longer a deadline, and far
+/// larger values overflow the timer.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+
+/// The broker list and the deadlines of a client command.
+#[derive(Clone, Debug)]
+pub struct Target {
+    /// `host:port[,host:port...]` as given.
+    pub brokers: String,
+    /// `--timeout`, if given (commands apply their own default otherwise).
+    pub timeout: Option<Duration>,
+    /// `--connect-timeout`, or its default.
+    pub connect_timeout: Duration,
+}
+
+impl Target {
+    /// The deadline of each request: `--timeout` or [`DEFAULT_REQUEST_TIMEOUT`].
+    pub fn request_timeout(&self) -> Duration {
+        self.timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT)
+    }
+
+    /// The client library's deadlines for this command.
+    pub fn timeouts(&self) -> Timeouts {
+        Timeouts {
+            connect: self.connect_timeout,
+            request: Some(self.request_timeout()),
+        }
+    }
+
+    /// `config` with these deadlines, its delivery timeout raised if it must be to cover
+    /// linger plus one request.
+    pub fn producer_config(&self, config: ProducerConfig) -> ProducerConfig {
+        let request_timeout = self.request_timeout();
+        let delivery_timeout = config.delivery_timeout.max(config.linger + request_timeout);
+        ProducerConfig {
+            request_timeout,
+            connect_timeout: self.connect_timeout,
+            delivery_timeout,
+            ..config
+        }
+    }
+
+    /// `err` with a line a person can act on when it is a request deadline that ran out:
+    /// which brokers did not answer, within what, and which flag sets it.
+    pub fn explain(&self, err: anyhow::Error) -> anyhow::Error {
+        let timed_out = err.chain().any(|cause| {
+            matches!(
+                cause.downcast_ref::<ClientError>(),
+                Some(ClientError::Broker {
+                    code: ErrorCode::RequestTimedOut,
+                    status: tonic::Code::DeadlineExceeded,
+                    ..
+                })
+            )
+        });
+        if timed_out {
+            err.context(format!(
+                "no answer from {} within {} (set with --timeout)",
+                self.brokers,
+                show_duration(self.request_timeout())
+            ))
+        } else {
+            err
+        }
+    }
+}
+
+/// Parses a duration flag: a number with a unit `ms`, `s`, `m` or `h` (`30s`, `500ms`, `2m`),
+/// or a bare number of seconds. Above zero and at most [`MAX_TIMEOUT`].
+///
+/// # Errors
+/// A message for clap to print as a usage error.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().map_err(|_| {
+        format!("{text:?} is not a duration: use a whole number and a unit, e.g. 30s, 500ms, 2m")
+    })?;
+    let duration = match unit.trim() {
+        "ms" => Duration::from_millis(number),
+        "" | "s" => Duration::from_secs(number),
+        "m" | "min" => Duration::from_secs(number.saturating_mul(60)),
+        "h" => Duration::from_secs(number.saturating_mul(3600)),
+        other => {
+            return Err(format!(
+                "{text:?}: unknown unit {other:?}; use ms, s, m or h (e.g. 30s)"
+            ));
+        }
+    };
+    if duration.is_zero() {
+        return Err(format!("{text:?}: a timeout must be above zero"));
+    }
+    if duration > MAX_TIMEOUT {
+        return Err(format!("{text:?}: a timeout must be at most 24h"));
+    }
+    Ok(duration)
+}
+
+/// A duration as the flags take it: `500ms`, `30s`, `2m`.
+pub fn show_duration(duration: Duration) -> String {
+    let ms = duration.as_millis();
+    if ms % 60_000 == 0 {
+        format!("{}m", ms / 60_000)
+    } else if ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "test code")]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_a_unit_or_mean_seconds() {
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("7").unwrap(), Duration::from_secs(7));
+        assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn bad_durations_say_why() {
+        for (text, why) in [
+            ("", "not a duration"),
+            ("s", "not a duration"),
+            ("-1s", "not a duration"),
+            ("1.5s", "unknown unit"),
+            ("10 days", "unknown unit"),
+            ("0s", "above zero"),
+            ("25h", "at most 24h"),
+            ("99999999999999999999s", "not a duration"),
+        ] {
+            let err = parse_duration(text).unwrap_err();
+            assert!(err.contains(why), "{text:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn durations_print_as_typed() {
+        for text in ["500ms", "30s", "2m", "1500ms"] {
+            assert_eq!(show_duration(parse_duration(text).unwrap()), text);
+        }
+    }
+
+    #[test]
+    fn a_request_deadline_names_the_broker_and_the_flag() {
+        let target = Target {
+            brokers: "127.0.0.1:9".to_string(),
+            timeout: Some(Duration::from_secs(2)),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+        };
+        let timed_out = ClientError::Broker {
+            code: ErrorCode::RequestTimedOut,
+            status: tonic::Code::DeadlineExceeded,
+            message: "no answer".to_string(),
+            leader: None,
+        };
+        let line = format!("{:#}", target.explain(timed_out.into()));
+        assert!(line.starts_with("no answer from 127.0.0.1:9 within 2s (set with --timeout)"));
+        let other = ClientError::InvalidArgument("x".to_string());
+        assert_eq!(
+            format!("{:#}", target.explain(other.into())),
+            "invalid argument: x"
+        );
+    }
+}
