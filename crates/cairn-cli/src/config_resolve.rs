@@ -22,6 +22,10 @@ use serde::Deserialize;
 
 use crate::cli::ServeArgs;
 use crate::config_error::{ConfigError, Origin, TOPIC_DEFAULT_FLAG};
+use connection_limits::{
+    CONNECTIONS_MAX_IDLE_MS, HANDSHAKE_TIMEOUT_MS, INTEGER_FILE_KEYS, MAX_CONNECTIONS,
+    MAX_CONNECTIONS_PER_IP,
+};
 
 /// Data directory when none is given.
 pub const DEFAULT_DATA_DIR: &str = "./cairn-data";
@@ -99,6 +103,10 @@ struct FileConfig {
     node_id: Option<toml::Value>,
     advertised_address: Option<toml::Value>,
     topic_defaults: Option<toml::Value>,
+    max_connections: Option<toml::Value>,
+    max_connections_per_ip: Option<toml::Value>,
+    handshake_timeout_ms: Option<toml::Value>,
+    connections_max_idle_ms: Option<toml::Value>,
 }
 
 /// A config file whose shape is checked: known keys, each of the right TOML type. Its values
@@ -182,6 +190,7 @@ pub fn resolve(
         .map(check_advertised_address)
         .transpose()?;
     let topic_defaults = resolve_topic_defaults(&args.topic_defaults, lower.file.as_ref())?;
+    let connections = connection_limits::resolve(args, &lower)?;
     Ok(ServeConfig {
         data_dir,
         grpc_addr,
@@ -189,6 +198,7 @@ pub fn resolve(
         node_id,
         advertised_address,
         topic_defaults,
+        connections,
     })
 }
 
@@ -270,12 +280,23 @@ fn parse_file(file: ConfigFile<'_>) -> Result<ParsedFile<'_>, ConfigError> {
         (HTTP_ADDR.file_key, config.http_addr),
         (NODE_ID.file_key, config.node_id),
         (ADVERTISED_ADDRESS.file_key, config.advertised_address),
+        (MAX_CONNECTIONS.file_key, config.max_connections),
+        (
+            MAX_CONNECTIONS_PER_IP.file_key,
+            config.max_connections_per_ip,
+        ),
+        (HANDSHAKE_TIMEOUT_MS.file_key, config.handshake_timeout_ms),
+        (
+            CONNECTIONS_MAX_IDLE_MS.file_key,
+            config.connections_max_idle_ms,
+        ),
     ];
+    let is_integer_key = |key: &str| key == NODE_ID.file_key || INTEGER_FILE_KEYS.contains(&key);
     for (key, value) in scalars {
         let text = match (key, value) {
             (_, None) => continue,
-            ("node_id", Some(toml::Value::Integer(id))) => id.to_string(),
-            ("node_id", Some(other)) => {
+            (key, Some(toml::Value::Integer(id))) if is_integer_key(key) => id.to_string(),
+            (key, Some(other)) if is_integer_key(key) => {
                 return Err(wrong_type(
                     parsed.origin(key),
                     &other,
@@ -492,6 +513,8 @@ fn flatten_topic_defaults(
     }
     Ok(())
 }
+
+mod connection_limits;
 
 #[cfg(test)]
 mod tests;

@@ -30,6 +30,7 @@ async fn admin_calls_and_typed_errors() {
         node_id: 1,
         advertised_address: None,
         topic_defaults: cairn_broker::TopicConfig::default(),
+        connections: cairn_server::connections::ConnectionLimits::default(),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(run(cfg, async move {

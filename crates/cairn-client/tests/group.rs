@@ -37,6 +37,7 @@ async fn start(dir: &std::path::Path) -> (String, oneshot::Sender<()>) {
         node_id: 1,
         advertised_address: None,
         topic_defaults: cairn_broker::TopicConfig::default(),
+        connections: cairn_server::connections::ConnectionLimits::default(),
     };
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(async move {

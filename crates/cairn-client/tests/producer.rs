@@ -38,6 +38,7 @@ fn start(dir: &Path, grpc: SocketAddr, http: SocketAddr) -> (oneshot::Sender<()>
         node_id: 1,
         advertised_address: None,
         topic_defaults: cairn_broker::TopicConfig::default(),
+        connections: cairn_server::connections::ConnectionLimits::default(),
     };
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {

@@ -41,6 +41,7 @@ fn start(dir: &Path) -> (String, oneshot::Sender<()>, JoinHandle<()>) {
         node_id: 1,
         advertised_address: None,
         topic_defaults: cairn_broker::TopicConfig::default(),
+        connections: cairn_server::connections::ConnectionLimits::default(),
     };
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {

@@ -6,33 +6,66 @@
 
 use std::fmt::Write as _;
 use std::sync::Arc;
+use std::time::Duration;
 
 use cairn_broker::Broker;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 
+use crate::connections::{AcceptBackoff, ConnectionMetrics, Listener};
 use crate::metrics::Metrics;
 
 /// Largest request head read before answering 400.
 const MAX_REQUEST_HEAD_BYTES: usize = 8192;
+/// Most admin requests answered at once. The port is for a scraper and a health checker; the
+/// cap keeps it from taking descriptors the gRPC port's limit does not count, and a connection
+/// past it waits in the kernel's backlog rather than being refused.
+const MAX_CONCURRENT_REQUESTS: usize = 32;
+/// How long one admin connection may take to send its request and read the answer, so a
+/// client that stalls cannot hold one of the [`MAX_CONCURRENT_REQUESTS`] places.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves the endpoint until the task is dropped.
-pub async fn serve(listener: TcpListener, broker: Arc<Broker>, metrics: Arc<Metrics>) {
+/// Serves the endpoint until the task is dropped. Failed accepts (EMFILE when the descriptors
+/// run out) pause the loop instead of spinning it.
+pub async fn serve(
+    listener: TcpListener,
+    broker: Arc<Broker>,
+    metrics: Arc<Metrics>,
+    connection_metrics: Arc<ConnectionMetrics>,
+) {
+    let places = Arc::new(Semaphore::new(MAX_CONCURRENT_REQUESTS));
+    let mut backoff = AcceptBackoff::new(Listener::Http, Arc::clone(&connection_metrics));
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
+        let Ok(place) = Arc::clone(&places).acquire_owned().await else {
+            return; // The semaphore is never closed; nothing to serve without it.
         };
+        let (stream, _) = backoff.accept(&listener).await;
         let broker = Arc::clone(&broker);
         let metrics = Arc::clone(&metrics);
+        let connection_metrics = Arc::clone(&connection_metrics);
         tokio::spawn(async move {
-            if let Err(err) = answer(stream, &broker, &metrics).await {
-                tracing::debug!(%err, "http admin request failed");
+            let answered = tokio::time::timeout(
+                REQUEST_TIMEOUT,
+                answer(stream, &broker, &metrics, &connection_metrics),
+            )
+            .await;
+            match answered {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => tracing::debug!(%err, "http admin request failed"),
+                Err(_) => tracing::debug!("http admin request timed out"),
             }
+            drop(place);
         });
     }
 }
 
-async fn answer(mut stream: TcpStream, broker: &Broker, metrics: &Metrics) -> std::io::Result<()> {
+async fn answer(
+    mut stream: TcpStream,
+    broker: &Broker,
+    metrics: &Metrics,
+    connection_metrics: &ConnectionMetrics,
+) -> std::io::Result<()> {
     let mut head = Vec::with_capacity(512);
     let mut buf = [0u8; 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -59,7 +92,7 @@ async fn answer(mut stream: TcpStream, broker: &Broker, metrics: &Metrics) -> st
                 &mut stream,
                 "200 OK",
                 "text/plain; version=0.0.4",
-                &exposition(broker, metrics),
+                &exposition(broker, metrics, connection_metrics),
             )
             .await
         }
@@ -92,7 +125,11 @@ async fn respond(
 
 /// Partition offsets, produce and fetch activity, then consumer groups and their lag, in
 /// Prometheus text format.
-fn exposition(broker: &Broker, metrics: &Metrics) -> String {
+fn exposition(
+    broker: &Broker,
+    metrics: &Metrics,
+    connection_metrics: &ConnectionMetrics,
+) -> String {
     let mut out = String::new();
     out.push_str(
         "# HELP cairn_partition_high_watermark The end of what is readable in a partition.\n",
@@ -121,6 +158,7 @@ fn exposition(broker: &Broker, metrics: &Metrics) -> String {
     }
     out.push_str(&starts);
     metrics.render(&mut out);
+    connection_metrics.render(&mut out);
     crate::group_metrics::render(broker, &mut out);
     out
 }

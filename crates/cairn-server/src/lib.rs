@@ -5,11 +5,15 @@
 //! - `services`: the `cairn.v1` gRPC services (Producer, Consumer, Admin, Metadata);
 //! - `status`: the one mapping from broker and log errors to error codes and gRPC statuses;
 //! - `http`: `/health` and `/metrics` on the admin port;
+//! - [`connections`]: what the gRPC port lets in and for how long (connection limits, handshake
+//!   and idle timeouts, accept back-off); [`descriptor_limit`]: the open-file limit they rest on;
 //! - [`metrics`]: produce and fetch counters and latency histograms; the services count into one
 //!   shared [`metrics::Metrics`] and `http` renders it (the broker never sees it);
 //! - [`run`]: opens the broker, binds both ports, adds `grpc.health.v1.Health` and server
 //!   reflection (v1 and v1alpha), and serves until told to stop.
 
+pub mod connections;
+pub mod descriptor_limit;
 mod group_metrics;
 mod http;
 pub mod metrics;
@@ -29,12 +33,13 @@ use cairn_proto::v1::consumer_server::ConsumerServer;
 use cairn_proto::v1::groups_server::GroupsServer;
 use cairn_proto::v1::metadata_server::MetadataServer;
 use cairn_proto::v1::producer_server::ProducerServer;
+use connections::{ConnectionLimits, ConnectionMetrics, InFlightLayer};
+use descriptor_limit::DescriptorLimitError;
 use metrics::Metrics;
 use services::{
     AdminService, ConsumerRoutes, ConsumerService, GroupsService, MetadataService, ProducerService,
 };
 use tokio::net::TcpListener;
-use tokio_stream::StreamExt;
 
 /// Largest request the gRPC server decodes: a produce of up to 16 MiB of batches.
 pub const MAX_REQUEST_BYTES: usize = 16 << 20;
@@ -61,6 +66,8 @@ pub struct ServerConfig {
     pub advertised_address: Option<String>,
     /// Configs a topic gets unless it overrides them.
     pub topic_defaults: TopicConfig,
+    /// Limits on the gRPC port's connections.
+    pub connections: ConnectionLimits,
 }
 
 /// Why the server could not start or stopped.
@@ -84,6 +91,9 @@ pub enum ServerError {
     /// The reflection service could not load the API's descriptors.
     #[error("reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    /// The open-file limit, which the default connection limit derives from, is unreadable.
+    #[error("{0}")]
+    DescriptorLimit(#[from] DescriptorLimitError),
 }
 
 /// Opens the broker, binds both listeners, prints `cairn ready grpc=<addr> http=<addr>` on
@@ -160,12 +170,25 @@ pub async fn run(
         .build_v1alpha()?;
 
     let metrics = Arc::new(Metrics::new());
+    let connection_metrics = Arc::new(ConnectionMetrics::new());
     let http = tokio::spawn(http::serve(
         http_listener,
         Arc::clone(&broker),
         Arc::clone(&metrics),
+        Arc::clone(&connection_metrics),
     ));
+    let limits = cfg.connections.effective(descriptor_limit::current()?.soft);
+    tracing::info!(
+        max_connections = limits.max_connections,
+        max_connections_per_ip = limits.max_connections_per_ip,
+        handshake_timeout_ms = limits.handshake_timeout.as_millis() as u64,
+        connections_max_idle_ms = limits.idle_timeout.as_millis() as u64,
+        "gRPC connection limits"
+    );
     let router = tonic::transport::Server::builder()
+        // Counts each connection's requests in flight, which the idle timeout and eviction
+        // read so that they never close a connection under a request.
+        .layer(InFlightLayer)
         // HTTP/2's default 64 KiB windows stall every request larger than that on a window
         // update round trip; produce requests of batches are routinely bigger.
         .initial_stream_window_size(Some(HTTP2_STREAM_WINDOW_BYTES))
@@ -195,17 +218,7 @@ pub async fn run(
         .add_service(GroupsServer::new(GroupsService::new(Arc::clone(&broker))));
     println!("cairn ready grpc={grpc_local} http={http_local}");
     tracing::info!(grpc = %grpc_local, http = %http_local, data_dir = %cfg.data_dir.display(), "serving");
-    // Accepted sockets do not inherit tonic's own `tcp_nodelay` (that applies only to sockets
-    // it binds itself), and Nagle's algorithm holding back the tail of an answer behind the
-    // peer's delayed ACK cost whole milliseconds per produce request.
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc_listener).map(|stream| {
-        if let Ok(stream) = &stream
-            && let Err(err) = stream.set_nodelay(true)
-        {
-            tracing::warn!(%err, "cannot set TCP_NODELAY on an accepted connection");
-        }
-        stream
-    });
+    let incoming = connections::incoming(grpc_listener, limits, connection_metrics);
     let served = router
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await;

@@ -40,6 +40,7 @@ pub async fn start(dir: &std::path::Path) -> Started {
         node_id: 1,
         advertised_address: None,
         topic_defaults: TopicConfig::default(),
+        connections: cairn_server::connections::ConnectionLimits::default(),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {

@@ -17,6 +17,7 @@ fn defaults_apply_when_nothing_is_given() {
             node_id: 1,
             advertised_address: None,
             topic_defaults: TopicConfig::default(),
+            connections: ConnectionLimits::default(),
         }
     );
 }
@@ -39,6 +40,7 @@ fn file_overrides_defaults() {
             node_id: 3,
             advertised_address: Some("file.example.com:1001".to_string()),
             topic_defaults: topic_config(&[("retention.ms", "1000"), ("segment.bytes", "4096")]),
+            connections: ConnectionLimits::default(),
         }
     );
 }
