@@ -48,15 +48,15 @@ impl Drop for Broker {
     }
 }
 
-/// Starts `cairn serve EXTRA...`; with `nofile`, under that descriptor limit, soft and hard.
-fn start(extra: &[&str], nofile: Option<u64>) -> Broker {
+/// Starts `cairn serve EXTRA...`; with `nofile`, under that descriptor limit (soft, hard).
+fn start(extra: &[&str], nofile: Option<(u64, u64)>) -> Broker {
     let dir = tempfile::tempdir().unwrap();
     let mut command = serve_on_free_ports(dir.path());
     command.args(extra).stderr(Stdio::null());
-    if let Some(limit) = nofile {
+    if let Some((soft, hard)) = nofile {
         let limit = libc::rlimit {
-            rlim_cur: limit,
-            rlim_max: limit,
+            rlim_cur: soft,
+            rlim_max: hard,
         };
         // SAFETY: setrlimit is async-signal-safe and touches only the struct we pass.
         unsafe {
@@ -242,7 +242,7 @@ fn idle_flood_past_the_descriptor_limit_leaves_room_for_a_new_client_without_spi
     if !own_descriptors_suffice(4 * IDLE_CONNECTION_COUNT as u64) {
         return;
     }
-    let broker = start(&[], Some(BROKER_NOFILE));
+    let broker = start(&[], Some((BROKER_NOFILE, BROKER_NOFILE)));
     let idle = flood(broker.grpc, IDLE_CONNECTION_COUNT);
     // Every flood connection was let in and is still open, or was closed (to make room or
     // on a timeout), or was refused.
@@ -283,7 +283,7 @@ fn accepts_failing_with_emfile_pause_instead_of_spinning() {
             "--handshake-timeout-ms",
             "3600000",
         ],
-        Some(BROKER_NOFILE),
+        Some((BROKER_NOFILE, BROKER_NOFILE)),
     );
     let pid = broker.child.id();
     let idle: Vec<TcpStream> = (0..IDLE_CONNECTION_COUNT)
@@ -413,4 +413,25 @@ fn idle_timeout_closes_an_idle_http2_connection_but_not_one_with_a_stream_open()
         }
     });
     assert_eq!(closed_total(broker.http, "idle_timeout"), 1);
+}
+
+/// The soft and hard open-file limits of a running process, from `/proc/<pid>/limits`.
+fn open_file_limits(pid: u32) -> (String, String) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))
+        .unwrap();
+    let mut values = line["Max open files".len()..].split_whitespace();
+    (
+        values.next().unwrap().to_string(),
+        values.next().unwrap().to_string(),
+    )
+}
+
+#[test]
+fn serve_raises_the_soft_descriptor_limit_to_the_hard_limit() {
+    let broker = start(&[], Some((BROKER_NOFILE, 4 * BROKER_NOFILE)));
+    let hard = (4 * BROKER_NOFILE).to_string();
+    assert_eq!(open_file_limits(broker.child.id()), (hard.clone(), hard));
 }
