@@ -19,8 +19,9 @@ use std::process::{Child, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use cairn_proto::v1::SubscribeRequest;
 use cairn_proto::v1::consumer_client::ConsumerClient;
+use cairn_proto::v1::groups_client::GroupsClient;
+use cairn_proto::v1::{DescribeGroupRequest, HeartbeatRequest, SubscribeRequest};
 use common::*;
 
 /// The descriptor limit the broker runs under in the exhaustion tests (systemd's default).
@@ -434,4 +435,36 @@ fn serve_raises_the_soft_descriptor_limit_to_the_hard_limit() {
     let broker = start(&[], Some((BROKER_NOFILE, 4 * BROKER_NOFILE)));
     let hard = (4 * BROKER_NOFILE).to_string();
     assert_eq!(open_file_limits(broker.child.id()), (hard.clone(), hard));
+}
+
+/// The connection wrapper carries its own connect info; requests must still see the client's
+/// address, which a group member's description reports.
+#[test]
+fn requests_still_see_the_client_address() {
+    let broker = start(&[], None);
+    create_topic(broker.grpc);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let member = runtime.block_on(async {
+        let mut groups = GroupsClient::connect(format!("http://{}", broker.grpc))
+            .await
+            .unwrap();
+        groups
+            .heartbeat(HeartbeatRequest {
+                group_id: "inventory".into(),
+                member_epoch: 0,
+                subscribed_topics: vec!["orders".into()],
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let described = groups
+            .describe_group(DescribeGroupRequest {
+                group_id: "inventory".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        described.members.into_iter().next().unwrap()
+    });
+    assert!(member.host.starts_with("127.0.0.1:"), "{member:?}");
 }
