@@ -15,7 +15,7 @@ mod common;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -39,7 +39,14 @@ struct Broker {
     child: Child,
     grpc: SocketAddr,
     http: SocketAddr,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
+}
+
+impl Broker {
+    /// What the broker has logged so far.
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("serve.log")).unwrap()
+    }
 }
 
 impl Drop for Broker {
@@ -52,8 +59,9 @@ impl Drop for Broker {
 /// Starts `cairn serve EXTRA...`; with `nofile`, under that descriptor limit (soft, hard).
 fn start(extra: &[&str], nofile: Option<(u64, u64)>) -> Broker {
     let dir = tempfile::tempdir().unwrap();
-    let mut command = serve_on_free_ports(dir.path());
-    command.args(extra).stderr(Stdio::null());
+    let mut command = serve_on_free_ports(&dir.path().join("data"));
+    let log = std::fs::File::create(dir.path().join("serve.log")).unwrap();
+    command.args(extra).stderr(log);
     if let Some((soft, hard)) = nofile {
         let limit = libc::rlimit {
             rlim_cur: soft,
@@ -84,7 +92,7 @@ fn start(extra: &[&str], nofile: Option<(u64, u64)>) -> Broker {
         grpc: addr("grpc="),
         http: addr("http="),
         child,
-        _dir: dir,
+        dir,
     }
 }
 
@@ -300,6 +308,13 @@ fn accepts_failing_with_emfile_pause_instead_of_spinning() {
         (open_descriptor_count(pid) as u64) < BROKER_NOFILE / 2
     });
     assert!(metric(broker.http, "cairn_accept_errors_total{listener=\"grpc\"}") > 0);
+    let log = broker.log();
+    assert!(
+        log.contains("WARN")
+            && log.contains("accept failed")
+            && log.contains("Too many open files"),
+        "{log}"
+    );
     new_client_produces_and_fetches(broker.grpc);
 }
 
@@ -434,7 +449,21 @@ fn open_file_limits(pid: u32) -> (String, String) {
 fn serve_raises_the_soft_descriptor_limit_to_the_hard_limit() {
     let broker = start(&[], Some((BROKER_NOFILE, 4 * BROKER_NOFILE)));
     let hard = (4 * BROKER_NOFILE).to_string();
-    assert_eq!(open_file_limits(broker.child.id()), (hard.clone(), hard));
+    assert_eq!(
+        open_file_limits(broker.child.id()),
+        (hard.clone(), hard.clone())
+    );
+    let log = broker.log();
+    let line = log
+        .lines()
+        .find(|line| line.contains("open-file limit"))
+        .unwrap_or_else(|| panic!("no open-file limit line in\n{log}"));
+    assert!(line.contains("INFO"), "{line}");
+    assert!(
+        line.contains(&format!("soft_before={BROKER_NOFILE}")),
+        "{line}"
+    );
+    assert!(line.contains(&format!("hard={hard}")), "{line}");
 }
 
 /// The connection wrapper carries its own connect info; requests must still see the client's
