@@ -3,6 +3,7 @@
 //! [`incoming`] stream yields, so every limit here holds before hyper sees a byte.
 //!
 //! Code map:
+//! - `acceptor`: accepts, admits or refuses, and wraps each connection;
 //! - `accept_backoff`: accepts with a growing pause after a failed `accept(2)` (EMFILE, ENFILE,
 //!   ...), so a listener that stays readable while accepts fail cannot spin a core;
 //! - `registry`: the live connections, the total and per-client-IP limits, and which idle
@@ -19,6 +20,7 @@
 //! so a timeout or an eviction never cuts an answer short.
 
 mod accept_backoff;
+mod acceptor;
 mod connection_metrics;
 mod in_flight;
 mod preface;
@@ -28,12 +30,12 @@ mod tracked_stream;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub(crate) use accept_backoff::{AcceptBackoff, WarnThrottle};
+pub(crate) use accept_backoff::AcceptBackoff;
 pub use connection_metrics::{ClosedReason, ConnectionMetrics, Listener, RefusedReason};
 pub(crate) use in_flight::InFlightLayer;
 pub(crate) use tracked_stream::TrackedStream;
 
-use registry::{Admission, Registry};
+use acceptor::Acceptor;
 use tokio::net::TcpListener;
 
 /// How long a client may take from TCP accept to finishing its HTTP/2 preface and first SETTINGS
@@ -103,53 +105,17 @@ impl ConnectionLimits {
     }
 }
 
-/// The gRPC listener as a stream of admitted connections: accepts with back-off, refuses (accept
-/// then close at once, counted) what the limits do not let in, and wraps each admitted socket so
-/// it enforces the timeouts. The stream never ends and never yields an error, so tonic's own
-/// accept loop (which retries an error at once) never spins.
+/// The gRPC listener as a stream of admitted connections (see [`Acceptor`]). The stream never
+/// ends and never yields an error, so tonic's own accept loop (which retries an error at once)
+/// never spins.
 pub(crate) fn incoming(
     listener: TcpListener,
     limits: EffectiveLimits,
     metrics: Arc<ConnectionMetrics>,
 ) -> impl tokio_stream::Stream<Item = std::io::Result<TrackedStream>> {
-    let registry = Arc::new(Registry::new(limits, Arc::clone(&metrics)));
-    let backoff = AcceptBackoff::new(Listener::Grpc, Arc::clone(&metrics));
-    let state = (listener, backoff, registry);
-    let state = (state.0, state.1, state.2, WarnThrottle::default());
-    futures_util::stream::unfold(
-        state,
-        move |(listener, mut backoff, registry, mut refusals)| {
-            let metrics = Arc::clone(&metrics);
-            async move {
-                let stream = loop {
-                    let (stream, peer) = backoff.accept(&listener).await;
-                    match registry.admit(peer.ip()) {
-                        Admission::Admitted(registration) => {
-                            // Accepted sockets do not inherit tonic's own `tcp_nodelay` (that applies
-                            // only to sockets it binds itself), and Nagle's algorithm holding back the
-                            // tail of an answer behind the peer's delayed ACK cost whole milliseconds
-                            // per produce request.
-                            if let Err(err) = stream.set_nodelay(true) {
-                                tracing::warn!(%err, "cannot set TCP_NODELAY on an accepted connection");
-                            }
-                            break TrackedStream::new(stream, peer, registration, limits, metrics);
-                        }
-                        Admission::Refused(reason) => {
-                            metrics.count_refused(reason);
-                            if let Some(refused_count) = refusals.tick() {
-                                tracing::warn!(
-                                    %peer,
-                                    reason = reason.label(),
-                                    refused_count,
-                                    "refusing gRPC connections: connection limit reached"
-                                );
-                            }
-                            drop(stream);
-                        }
-                    }
-                };
-                Some((Ok(stream), (listener, backoff, registry, refusals)))
-            }
-        },
-    )
+    let acceptor = Acceptor::new(listener, limits, metrics);
+    futures_util::stream::unfold(acceptor, |mut acceptor| async move {
+        let stream = acceptor.next().await;
+        Some((Ok(stream), acceptor))
+    })
 }
