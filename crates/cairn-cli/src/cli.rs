@@ -43,6 +43,10 @@ Config file (TOML):
   advertised_address = \"cairn-1.example.com:7070\"
   log_format = \"json\"
   max_partitions = 4096
+  max_connections = 10000
+  max_connections_per_ip = 1000
+  handshake_timeout_ms = 10000
+  connections_max_idle_ms = 600000
 
   [topic_defaults]
   \"retention.ms\" = \"3600000\"
@@ -181,6 +185,29 @@ pub struct ServeArgs {
     /// Overrides the config file's [topic_defaults] key by key; a repeated key's last value wins
     #[arg(long = "topic-default", value_name = "KEY=VALUE")]
     pub topic_defaults: Vec<String>,
+
+    /// Most gRPC connections open at once. At the limit a new connection closes the oldest idle
+    /// one (first those that never finished their HTTP/2 handshake); if all are busy it is
+    /// refused [env: CAIRN_MAX_CONNECTIONS]
+    /// [default: half the open-file limit, which serve raises to the hard limit at start]
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<String>,
+
+    /// Most gRPC connections open at once from one client IP address; more are refused
+    /// [env: CAIRN_MAX_CONNECTIONS_PER_IP] [default: no limit but --max-connections]
+    #[arg(long, value_name = "N")]
+    pub max_connections_per_ip: Option<String>,
+
+    /// Time a new connection has to send its HTTP/2 preface and SETTINGS before it is closed
+    /// [env: CAIRN_HANDSHAKE_TIMEOUT_MS] [default: 10000]
+    #[arg(long, value_name = "MS")]
+    pub handshake_timeout_ms: Option<String>,
+
+    /// Time a connection may stay with no request in flight and nothing received before it is
+    /// closed (Kafka's connections.max.idle.ms) [env: CAIRN_CONNECTIONS_MAX_IDLE_MS]
+    /// [default: 600000, 10 minutes]
+    #[arg(long, value_name = "MS")]
+    pub connections_max_idle_ms: Option<String>,
 }
 
 /// Takes any path, even an empty one, which clap's own path parser refuses with a multi-line
@@ -281,6 +308,10 @@ mod tests {
             "RUST_LOG",
             "CAIRN_CONFIG",
             "CAIRN_BROKER",
+            "CAIRN_MAX_CONNECTIONS",
+            "CAIRN_MAX_CONNECTIONS_PER_IP",
+            "CAIRN_HANDSHAKE_TIMEOUT_MS",
+            "CAIRN_CONNECTIONS_MAX_IDLE_MS",
         ] {
             assert!(help.contains(var), "serve --help does not mention {var}");
         }

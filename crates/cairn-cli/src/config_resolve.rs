@@ -23,6 +23,10 @@ use serde::Deserialize;
 use crate::cli::ServeArgs;
 use crate::config_error::{ConfigError, Origin, TOPIC_DEFAULT_FLAG};
 use crate::logging::LogFormat;
+use connection_limits::{
+    CONNECTIONS_MAX_IDLE_MS, HANDSHAKE_TIMEOUT_MS, INTEGER_FILE_KEYS, MAX_CONNECTIONS,
+    MAX_CONNECTIONS_PER_IP,
+};
 
 /// Data directory when none is given.
 pub const DEFAULT_DATA_DIR: &str = "./cairn-data";
@@ -118,6 +122,10 @@ struct FileConfig {
     log_format: Option<toml::Value>,
     max_partitions: Option<toml::Value>,
     topic_defaults: Option<toml::Value>,
+    max_connections: Option<toml::Value>,
+    max_connections_per_ip: Option<toml::Value>,
+    handshake_timeout_ms: Option<toml::Value>,
+    connections_max_idle_ms: Option<toml::Value>,
 }
 
 /// A config file whose shape is checked: known keys, each of the right TOML type. Its values
@@ -205,6 +213,7 @@ pub fn resolve(
         None => cairn_broker::DEFAULT_MAX_PARTITIONS,
     };
     let topic_defaults = resolve_topic_defaults(&args.topic_defaults, lower.file.as_ref())?;
+    let connections = connection_limits::resolve(args, &lower)?;
     Ok(ServeConfig {
         data_dir,
         grpc_addr,
@@ -212,6 +221,7 @@ pub fn resolve(
         node_id,
         advertised_address,
         topic_defaults,
+        connections,
         max_partitions,
     })
 }
@@ -322,12 +332,25 @@ fn parse_file(file: ConfigFile<'_>) -> Result<ParsedFile<'_>, ConfigError> {
         (ADVERTISED_ADDRESS.file_key, config.advertised_address),
         (LOG_FORMAT.file_key, config.log_format),
         (MAX_PARTITIONS.file_key, config.max_partitions),
+        (MAX_CONNECTIONS.file_key, config.max_connections),
+        (
+            MAX_CONNECTIONS_PER_IP.file_key,
+            config.max_connections_per_ip,
+        ),
+        (HANDSHAKE_TIMEOUT_MS.file_key, config.handshake_timeout_ms),
+        (
+            CONNECTIONS_MAX_IDLE_MS.file_key,
+            config.connections_max_idle_ms,
+        ),
     ];
+    let is_integer_key = |key: &str| {
+        key == NODE_ID.file_key || key == MAX_PARTITIONS.file_key || INTEGER_FILE_KEYS.contains(&key)
+    };
     for (key, value) in scalars {
         let text = match (key, value) {
             (_, None) => continue,
-            ("node_id" | "max_partitions", Some(toml::Value::Integer(id))) => id.to_string(),
-            ("node_id" | "max_partitions", Some(other)) => {
+            (key, Some(toml::Value::Integer(id))) if is_integer_key(key) => id.to_string(),
+            (key, Some(other)) if is_integer_key(key) => {
                 return Err(wrong_type(
                     parsed.origin(key),
                     &other,
@@ -560,6 +583,8 @@ fn flatten_topic_defaults(
     }
     Ok(())
 }
+
+mod connection_limits;
 
 #[cfg(test)]
 mod tests;

@@ -45,6 +45,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         %log_format,
         "starting broker"
     );
+    // Every connection and segment file costs a descriptor, and the default connection limit
+    // is derived from this limit, so raise it before the server reads it. Failing to raise it
+    // is not fatal: the server then works, with fewer connections, under the old limit.
+    if let Err(err) = cairn_server::descriptor_limit::raise_to_hard() {
+        warn!(%err, "serving under the current open-file limit");
+    }
     let shutdown = shutdown_signal().context("cannot install the SIGTERM and SIGINT handlers")?;
     cairn_server::run(cfg, shutdown).await?;
     info!("broker stopped");

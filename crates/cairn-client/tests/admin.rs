@@ -31,6 +31,7 @@ async fn admin_calls_and_typed_errors() {
         advertised_address: None,
         topic_defaults: cairn_broker::TopicConfig::default(),
         max_partitions: cairn_broker::DEFAULT_MAX_PARTITIONS,
+        connections: cairn_server::connections::ConnectionLimits::default(),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(run(cfg, async move {

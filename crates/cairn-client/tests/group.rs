@@ -38,6 +38,7 @@ async fn start(dir: &std::path::Path) -> (String, oneshot::Sender<()>) {
         advertised_address: None,
         topic_defaults: cairn_broker::TopicConfig::default(),
         max_partitions: cairn_broker::DEFAULT_MAX_PARTITIONS,
+        connections: cairn_server::connections::ConnectionLimits::default(),
     };
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(async move {

@@ -39,6 +39,7 @@ fn start(dir: &Path, grpc: SocketAddr, http: SocketAddr) -> (oneshot::Sender<()>
         advertised_address: None,
         topic_defaults: cairn_broker::TopicConfig::default(),
         max_partitions: cairn_broker::DEFAULT_MAX_PARTITIONS,
+        connections: cairn_server::connections::ConnectionLimits::default(),
     };
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {

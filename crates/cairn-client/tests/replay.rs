@@ -42,6 +42,7 @@ fn start(dir: &Path) -> (String, oneshot::Sender<()>, JoinHandle<()>) {
         advertised_address: None,
         topic_defaults: cairn_broker::TopicConfig::default(),
         max_partitions: cairn_broker::DEFAULT_MAX_PARTITIONS,
+        connections: cairn_server::connections::ConnectionLimits::default(),
     };
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {

@@ -10,28 +10,56 @@
 
 use std::fmt::Write as _;
 use std::sync::Arc;
+use std::time::Duration;
 
 use cairn_broker::Broker;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 
+use crate::connections::{AcceptBackoff, ConnectionMetrics, Listener};
 use crate::metrics::Metrics;
 
 /// Largest request head read before answering 400.
 const MAX_REQUEST_HEAD_BYTES: usize = 8192;
+/// Most admin requests answered at once. The port is for a scraper and a health checker; the
+/// cap keeps it from taking descriptors the gRPC port's limit does not count, and a connection
+/// past it waits in the kernel's backlog rather than being refused.
+const MAX_CONCURRENT_REQUESTS: usize = 32;
+/// How long one admin connection may take to send its request and read the answer, so a
+/// client that stalls cannot hold one of the [`MAX_CONCURRENT_REQUESTS`] places.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves the endpoint until the task is dropped.
-pub async fn serve(listener: TcpListener, broker: Arc<Broker>, metrics: Arc<Metrics>) {
+/// Serves the endpoint until the task is dropped. Failed accepts (EMFILE when the descriptors
+/// run out) pause the loop instead of spinning it.
+pub async fn serve(
+    listener: TcpListener,
+    broker: Arc<Broker>,
+    metrics: Arc<Metrics>,
+    connection_metrics: Arc<ConnectionMetrics>,
+) {
+    let places = Arc::new(Semaphore::new(MAX_CONCURRENT_REQUESTS));
+    let mut backoff = AcceptBackoff::new(Listener::Http, Arc::clone(&connection_metrics));
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
+        let Ok(place) = Arc::clone(&places).acquire_owned().await else {
+            return; // The semaphore is never closed; nothing to serve without it.
         };
+        let (stream, _) = backoff.accept(&listener).await;
         let broker = Arc::clone(&broker);
         let metrics = Arc::clone(&metrics);
+        let connection_metrics = Arc::clone(&connection_metrics);
         tokio::spawn(async move {
-            if let Err(err) = answer(stream, &broker, &metrics).await {
-                tracing::debug!(%err, "http admin request failed");
+            let answered = tokio::time::timeout(
+                REQUEST_TIMEOUT,
+                answer(stream, &broker, &metrics, &connection_metrics),
+            )
+            .await;
+            match answered {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => tracing::debug!(%err, "http admin request failed"),
+                Err(_) => tracing::debug!("http admin request timed out"),
             }
+            drop(place);
         });
     }
 }
@@ -40,6 +68,7 @@ async fn answer(
     mut stream: TcpStream,
     broker: &Arc<Broker>,
     metrics: &Arc<Metrics>,
+    connection_metrics: &Arc<ConnectionMetrics>,
 ) -> std::io::Result<()> {
     let mut head = Vec::with_capacity(512);
     let mut buf = [0u8; 1024];
@@ -66,10 +95,16 @@ async fn answer(
             respond(&mut stream, status, "text/plain", &body).await
         }
         ("GET", "/metrics") => {
-            let (broker, metrics) = (Arc::clone(broker), Arc::clone(metrics));
-            let body = tokio::task::spawn_blocking(move || exposition(&broker, &metrics))
-                .await
-                .map_err(std::io::Error::other)?;
+            let (broker, metrics, connection_metrics) = (
+                Arc::clone(broker),
+                Arc::clone(metrics),
+                Arc::clone(connection_metrics),
+            );
+            let body = tokio::task::spawn_blocking(move || {
+                exposition(&broker, &metrics, &connection_metrics)
+            })
+            .await
+            .map_err(std::io::Error::other)?;
             respond(&mut stream, "200 OK", "text/plain; version=0.0.4", &body).await
         }
         ("GET", _) => respond(&mut stream, "404 Not Found", "text/plain", "not found\n").await,
@@ -115,10 +150,14 @@ async fn respond(
     stream.shutdown().await
 }
 
-/// Partition offsets and sizes, request activity, fsync latency, then consumer groups and
-/// their lag, then the process, in Prometheus text format. Series of topics deleted since the
-/// last scrape are dropped first.
-fn exposition(broker: &Broker, metrics: &Metrics) -> String {
+/// Partition offsets and sizes, request activity, partition health, fsync latency,
+/// connections, then consumer groups and their lag, then the process, in Prometheus text
+/// format. Series of topics deleted since the last scrape are dropped first.
+fn exposition(
+    broker: &Broker,
+    metrics: &Metrics,
+    connection_metrics: &ConnectionMetrics,
+) -> String {
     let topics = broker.list_topics(true);
     metrics.retain_topics(|name| topics.binary_search_by(|t| t.as_str().cmp(name)).is_ok());
     let mut out = String::new();
@@ -158,6 +197,7 @@ fn exposition(broker: &Broker, metrics: &Metrics) -> String {
     metrics.render(&mut out);
     crate::health::render_metrics(&broker.problems(), &mut out);
     crate::fsync_metrics::render(&cairn_log::fsync_latency().snapshot(), &mut out);
+    connection_metrics.render(&mut out);
     crate::group_metrics::render(broker, &mut out);
     crate::process_metrics::render(&mut out);
     out

@@ -9,12 +9,16 @@
 //!   (NOT_SERVING while one is stopped) and the detail that names them;
 //! - `http`: `/health` and `/metrics` on the admin port, with `group_metrics`,
 //!   `fsync_metrics` and `process_metrics` rendering what is read at scrape time;
+//! - [`connections`]: what the gRPC port lets in and for how long (connection limits, handshake
+//!   and idle timeouts, accept back-off); [`descriptor_limit`]: the open-file limit they rest on;
 //! - [`metrics`]: produce and fetch counters and latency histograms; the services count into one
 //!   shared [`metrics::Metrics`] and `http` renders it (the broker never sees it);
 //! - [`run`]: opens the broker, binds both ports, adds `grpc.health.v1.Health` and server
 //!   reflection (v1 and v1alpha), and serves until told to stop.
 
 mod fsync_metrics;
+pub mod connections;
+pub mod descriptor_limit;
 mod group_metrics;
 pub mod health;
 mod http;
@@ -36,13 +40,14 @@ use cairn_proto::v1::consumer_server::ConsumerServer;
 use cairn_proto::v1::groups_server::GroupsServer;
 use cairn_proto::v1::metadata_server::MetadataServer;
 use cairn_proto::v1::producer_server::ProducerServer;
+use connections::{ConnectionLimits, ConnectionMetrics, InFlightLayer};
+use descriptor_limit::DescriptorLimitError;
 use metrics::Metrics;
 use services::{
     AdminService, ConsumerRoutes, ConsumerService, CountedAdmin, CountedGroups, GroupsService,
     MetadataService, ProducerService,
 };
 use tokio::net::TcpListener;
-use tokio_stream::StreamExt;
 
 /// Largest request the gRPC server decodes: a produce of up to 16 MiB of batches.
 pub const MAX_REQUEST_BYTES: usize = 16 << 20;
@@ -72,6 +77,8 @@ pub struct ServerConfig {
     /// Most partitions the node holds, `__consumer_offsets` included (see
     /// [`cairn_broker::BrokerConfig::max_partitions`]).
     pub max_partitions: u32,
+    /// Limits on the gRPC port's connections.
+    pub connections: ConnectionLimits,
 }
 
 /// Why the server could not start or stopped.
@@ -95,6 +102,9 @@ pub enum ServerError {
     /// The reflection service could not load the API's descriptors.
     #[error("reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    /// The open-file limit, which the default connection limit derives from, is unreadable.
+    #[error("{0}")]
+    DescriptorLimit(#[from] DescriptorLimitError),
 }
 
 /// Opens the broker, binds both listeners, prints `cairn ready grpc=<addr> http=<addr>` on
@@ -181,12 +191,25 @@ pub async fn run(
     let scrub_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     spawn_scrub(Arc::clone(&broker), Arc::clone(&scrub_stop));
     let metrics = Arc::new(Metrics::new());
+    let connection_metrics = Arc::new(ConnectionMetrics::new());
     let http = tokio::spawn(http::serve(
         http_listener,
         Arc::clone(&broker),
         Arc::clone(&metrics),
+        Arc::clone(&connection_metrics),
     ));
+    let limits = cfg.connections.effective(descriptor_limit::current()?.soft);
+    tracing::info!(
+        max_connections = limits.max_connections,
+        max_connections_per_ip = limits.max_connections_per_ip,
+        handshake_timeout_ms = limits.handshake_timeout.as_millis() as u64,
+        connections_max_idle_ms = limits.idle_timeout.as_millis() as u64,
+        "gRPC connection limits"
+    );
     let router = tonic::transport::Server::builder()
+        // Counts each connection's requests in flight, which the idle timeout and eviction
+        // read so that they never close a connection under a request.
+        .layer(InFlightLayer)
         // HTTP/2's default 64 KiB windows stall every request larger than that on a window
         // update round trip; produce requests of batches are routinely bigger.
         .initial_stream_window_size(Some(HTTP2_STREAM_WINDOW_BYTES))
@@ -225,17 +248,7 @@ pub async fn run(
         )));
     println!("cairn ready grpc={grpc_local} http={http_local}");
     tracing::info!(grpc = %grpc_local, http = %http_local, data_dir = %cfg.data_dir.display(), "serving");
-    // Accepted sockets do not inherit tonic's own `tcp_nodelay` (that applies only to sockets
-    // it binds itself), and Nagle's algorithm holding back the tail of an answer behind the
-    // peer's delayed ACK cost whole milliseconds per produce request.
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc_listener).map(|stream| {
-        if let Ok(stream) = &stream
-            && let Err(err) = stream.set_nodelay(true)
-        {
-            tracing::warn!(%err, "cannot set TCP_NODELAY on an accepted connection");
-        }
-        stream
-    });
+    let incoming = connections::incoming(grpc_listener, limits, connection_metrics);
     let served = router
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await;

@@ -41,6 +41,7 @@ pub async fn start(dir: &std::path::Path) -> Started {
         advertised_address: None,
         topic_defaults: TopicConfig::default(),
         max_partitions: cairn_broker::DEFAULT_MAX_PARTITIONS,
+        connections: cairn_server::connections::ConnectionLimits::default(),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {

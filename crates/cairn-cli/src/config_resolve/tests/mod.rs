@@ -9,6 +9,7 @@ use clap::Parser;
 
 use super::*;
 use crate::cli::{Cli, Command};
+use cairn_server::connections::ConnectionLimits;
 
 const PATH: &str = "/etc/cairn.toml";
 
@@ -91,4 +92,5 @@ const FULL_FLAGS: [&str; 10] = [
 ];
 
 mod bad_input;
+mod connection_limits;
 mod precedence;

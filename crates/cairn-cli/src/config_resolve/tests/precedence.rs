@@ -18,6 +18,7 @@ fn defaults_apply_when_nothing_is_given() {
             advertised_address: None,
             topic_defaults: TopicConfig::default(),
             max_partitions: 4096,
+            connections: ConnectionLimits::default(),
         }
     );
 }
@@ -54,6 +55,7 @@ fn file_overrides_defaults() {
             advertised_address: Some("file.example.com:1001".to_string()),
             topic_defaults: topic_config(&[("retention.ms", "1000"), ("segment.bytes", "4096")]),
             max_partitions: 4096,
+            connections: ConnectionLimits::default(),
         }
     );
 }
