@@ -7,14 +7,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::batch::{Batch, BatchHeader, frame_len};
+use crate::batch::{Batch, BatchHeader, MAX_DECOMPRESSED_BATCH_BYTES, frame_len};
 use crate::error::LogError;
 use crate::log::{Published, Shared};
 use crate::segment::{BatchWalker, SegmentView, WalkError, WalkedBatch, next_valid_after};
 use crate::types::{FilePos, Offset, RelativeOffset};
-
-/// Largest records section a timestamp lookup will decompress.
-const TIMESTAMP_LOOKUP_DECOMPRESS_LIMIT: usize = 64 << 20;
 
 /// A read handle on one partition's log. Cheap to clone; safe to use from many threads.
 #[derive(Clone, Debug)]
@@ -281,7 +278,7 @@ fn first_record_at_or_after(
         reason,
     };
     let records = batch
-        .records(TIMESTAMP_LOOKUP_DECOMPRESS_LIMIT)
+        .records(MAX_DECOMPRESSED_BATCH_BYTES)
         .map_err(corrupt)?;
     for record in records.iter() {
         let record = record.map_err(corrupt)?;

@@ -23,7 +23,7 @@ use std::task::{Context, Poll};
 use bytes::{BufMut, Bytes, BytesMut};
 use cairn_broker::BrokerError;
 use cairn_log::ReadResult;
-use cairn_log::batch::Batch;
+use cairn_log::batch::{Batch, MAX_DECOMPRESSED_BATCH_BYTES};
 use cairn_proto::v1::consumer_server::ConsumerServer;
 use cairn_proto::v1::{FetchFormat, FetchRequest, FetchResponse, SubscribeRequest};
 use http::header::CONTENT_TYPE;
@@ -37,7 +37,7 @@ use tonic::body::Body;
 use tonic::server::NamedService;
 use tower_service::Service;
 
-use super::consumer::{ConsumerService, FETCH_DECOMPRESS_LIMIT, batch_record_count, grpc_timeout};
+use super::consumer::{ConsumerService, batch_record_count, grpc_timeout};
 use super::record_encoding::encode_records;
 use crate::metrics::Transfer;
 use crate::status::to_status;
@@ -342,7 +342,7 @@ fn frame_records(
     fields
         .encode(&mut head)
         .map_err(|err| Status::internal(format!("encoding an answer: {err}")))?;
-    let count = encode_records(batches, from, FETCH_DECOMPRESS_LIMIT, &mut head)
+    let count = encode_records(batches, from, MAX_DECOMPRESSED_BATCH_BYTES, &mut head)
         .map_err(|err| to_status(&BrokerError::Log(cairn_log::LogError::from(err))))?;
     let mut prefix = BytesMut::with_capacity(PREFIX_BYTES);
     put_prefix(head.len() - PREFIX_BYTES, &mut prefix)?;
