@@ -5,7 +5,8 @@
 //! The enum is deliberately not `#[non_exhaustive]`: `cairn-server` maps each variant to a
 //! status and a Kafka error code in one exhaustive `match`, so a new variant must be given one.
 
-use cairn_log::LogError;
+use cairn_log::batch::BatchError;
+use cairn_log::{LogError, Offset};
 
 use crate::topic_name::TopicNameError;
 
@@ -229,6 +230,15 @@ pub enum BrokerError {
         log_start_offset: i64,
         /// The partition's high watermark.
         high_watermark: i64,
+    },
+    /// A stored batch passed its CRC but its records break the consumer's rule (a record that
+    /// does not parse, or an offset delta outside the batch): corrupt data, never served.
+    #[error("corrupt records in the stored batch at offset {base_offset}: {reason}")]
+    CorruptRecords {
+        /// The batch's base offset.
+        base_offset: Offset,
+        /// What is wrong.
+        reason: BatchError,
     },
 }
 

@@ -135,8 +135,8 @@ impl Broker {
 /// Uncompressed keys, values and headers are zero-copy slices of the segment.
 ///
 /// # Errors
-/// `CorruptBatch`-like decode errors (a record that fails to parse, or an offset delta outside
-/// its batch), as [`BrokerError::Log`].
+/// [`BrokerError::CorruptRecords`] for a batch whose records cannot be decompressed or read,
+/// or whose offset deltas leave it.
 pub fn decode_records(
     read: &ReadResult,
     from: Offset,
@@ -144,14 +144,18 @@ pub fn decode_records(
 ) -> Result<Vec<FetchedRecord>, BrokerError> {
     let mut out = Vec::new();
     for batch in read.batches() {
-        let Some(batch) =
-            ConsumerBatch::new(batch, from, decompress_limit).map_err(cairn_log::LogError::from)?
+        let base_offset = batch.base_offset();
+        let corrupt = |reason| BrokerError::CorruptRecords {
+            base_offset,
+            reason,
+        };
+        let Some(batch) = ConsumerBatch::new(batch, from, decompress_limit).map_err(corrupt)?
         else {
             continue;
         };
         let data = batch.records_bytes();
         for record in batch.records() {
-            let record = record.map_err(cairn_log::LogError::from)?;
+            let record = record.map_err(corrupt)?;
             out.push(FetchedRecord {
                 offset: record.offset,
                 timestamp_ms: record.timestamp_ms,

@@ -57,6 +57,7 @@ pub fn classify(err: &BrokerError) -> (ErrorCode, Code) {
             (ErrorCode::OffsetMetadataTooLarge, Code::InvalidArgument)
         }
         BrokerError::OffsetNotInRange { .. } => (ErrorCode::OffsetOutOfRange, Code::OutOfRange),
+        BrokerError::CorruptRecords { .. } => (ErrorCode::CorruptMessage, Code::DataLoss),
     }
 }
 

@@ -21,7 +21,6 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use cairn_broker::BrokerError;
 use cairn_log::ReadResult;
 use cairn_log::batch::{Batch, MAX_DECOMPRESSED_BATCH_BYTES};
 use cairn_proto::v1::consumer_server::ConsumerServer;
@@ -343,7 +342,7 @@ fn frame_records(
         .encode(&mut head)
         .map_err(|err| Status::internal(format!("encoding an answer: {err}")))?;
     let count = encode_records(batches, from, MAX_DECOMPRESSED_BATCH_BYTES, &mut head)
-        .map_err(|err| to_status(&BrokerError::Log(cairn_log::LogError::from(err))))?;
+        .map_err(|err| to_status(&err))?;
     let mut prefix = BytesMut::with_capacity(PREFIX_BYTES);
     put_prefix(head.len() - PREFIX_BYTES, &mut prefix)?;
     head[..PREFIX_BYTES].copy_from_slice(&prefix);

@@ -12,8 +12,9 @@
 //! `Fetch` does); the tests hold the two against each other.
 
 use bytes::{BufMut, BytesMut};
+use cairn_broker::BrokerError;
 use cairn_log::Offset;
-use cairn_log::batch::{Batch, BatchError, ConsumerBatch, ConsumerRecord};
+use cairn_log::batch::{Batch, ConsumerBatch, ConsumerRecord};
 use prost::encoding::{encode_varint, encoded_len_varint};
 
 /// `FetchResponse.records`.
@@ -34,23 +35,29 @@ const HEADER_VALUE_KEY: u8 = (2 << 3) | 2;
 /// batches skipped, offset = base + delta); returns how many it wrote.
 ///
 /// # Errors
-/// A batch whose records cannot be decompressed (within `decompress_limit`) or read, or whose
-/// offset deltas leave the batch.
+/// [`BrokerError::CorruptRecords`] for a batch whose records cannot be decompressed (within
+/// `decompress_limit`) or read, or whose offset deltas leave the batch.
 pub(crate) fn encode_records(
     batches: impl Iterator<Item = Batch>,
     from: i64,
     decompress_limit: usize,
     out: &mut BytesMut,
-) -> Result<u64, BatchError> {
+) -> Result<u64, BrokerError> {
     // Every offset is at least 0, so a negative `from` wants them all, as 0 does.
     let from = Offset::from_i64(from).unwrap_or_default();
     let mut written = 0;
     for batch in batches {
-        let Some(batch) = ConsumerBatch::new(batch, from, decompress_limit)? else {
+        let base_offset = batch.base_offset();
+        let corrupt = |reason| BrokerError::CorruptRecords {
+            base_offset,
+            reason,
+        };
+        let Some(batch) = ConsumerBatch::new(batch, from, decompress_limit).map_err(corrupt)?
+        else {
             continue;
         };
         for record in batch.records() {
-            let record = record?;
+            let record = record.map_err(corrupt)?;
             let offset = record.offset.as_i64();
             let length = record_len(&record, offset);
             out.reserve(1 + encoded_len_varint(length as u64) + length);
