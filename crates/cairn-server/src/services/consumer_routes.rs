@@ -21,6 +21,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::{BufMut, Bytes, BytesMut};
+use cairn_codec::grpc_frame::{FrameError, PREFIX_BYTES, single_message};
 use cairn_log::ReadResult;
 use cairn_log::batch::{Batch, MAX_DECOMPRESSED_BATCH_BYTES};
 use cairn_proto::v1::consumer_server::ConsumerServer;
@@ -44,8 +45,6 @@ use crate::status::to_status;
 /// The paths of the methods served here.
 const SUBSCRIBE_PATH: &str = "/cairn.v1.Consumer/Subscribe";
 const FETCH_PATH: &str = "/cairn.v1.Consumer/Fetch";
-/// The gRPC message prefix: compressed flag and length.
-const PREFIX_BYTES: usize = 5;
 /// `FetchResponse.record_batches`.
 const RECORD_BATCHES_FIELD: u32 = 5;
 
@@ -161,21 +160,10 @@ async fn read_request<M: Message + Default>(
         .await
         .map_err(|err| Status::invalid_argument(format!("reading the request: {err}")))?
         .to_bytes();
-    let Some((prefix, message)) = body.split_first_chunk::<PREFIX_BYTES>() else {
-        return Err(Status::invalid_argument("the request carries no message"));
-    };
-    if prefix[0] != 0 {
-        return Err(Status::unimplemented(
-            "compressed requests are not supported",
-        ));
-    }
-    let length = u32::from_be_bytes([prefix[1], prefix[2], prefix[3], prefix[4]]) as usize;
-    if message.len() != length {
-        return Err(Status::invalid_argument(format!(
-            "the request message says {length} bytes but carries {}",
-            message.len()
-        )));
-    }
+    let message = single_message(&body, max_request_bytes).map_err(|err| match err {
+        FrameError::Compressed { .. } => Status::unimplemented(format!("the request: {err}")),
+        _ => Status::invalid_argument(format!("the request: {err}")),
+    })?;
     M::decode(message).map_err(|err| {
         let name = std::any::type_name::<M>()
             .rsplit("::")
@@ -343,8 +331,8 @@ fn frame_records(
         .map_err(|err| Status::internal(format!("encoding an answer: {err}")))?;
     let count = encode_records(batches, from, MAX_DECOMPRESSED_BATCH_BYTES, &mut head)
         .map_err(|err| to_status(&err))?;
-    let mut prefix = BytesMut::with_capacity(PREFIX_BYTES);
-    put_prefix(head.len() - PREFIX_BYTES, &mut prefix)?;
+    let prefix = cairn_codec::grpc_frame::prefix(head.len() - PREFIX_BYTES)
+        .map_err(|err| Status::out_of_range(format!("the answer: {err}")))?;
     head[..PREFIX_BYTES].copy_from_slice(&prefix);
     Ok((
         WireAnswer {
@@ -355,13 +343,10 @@ fn frame_records(
     ))
 }
 
-/// The gRPC prefix of an uncompressed message of `length` bytes.
+/// The gRPC prefix of an uncompressed answer of `length` bytes.
 fn put_prefix(length: usize, out: &mut BytesMut) -> Result<(), Status> {
-    let length =
-        u32::try_from(length).map_err(|_| Status::out_of_range("an answer of over 4 GiB"))?;
-    out.put_u8(0);
-    out.put_u32(length);
-    Ok(())
+    cairn_codec::grpc_frame::put_prefix(length, out)
+        .map_err(|err| Status::out_of_range(format!("the answer: {err}")))
 }
 
 #[cfg(test)]
@@ -373,9 +358,11 @@ mod tests {
         if let Some(batches) = &answer.batches {
             wire.extend_from_slice(batches);
         }
-        let length = u32::from_be_bytes([wire[1], wire[2], wire[3], wire[4]]) as usize;
-        assert_eq!((wire[0], length), (0, wire.len() - PREFIX_BYTES));
-        assert_eq!(length, wire_len(&answer.head, answer.batches.as_ref()));
+        let message = single_message(&wire, usize::MAX).unwrap();
+        assert_eq!(
+            message.len(),
+            wire_len(&answer.head, answer.batches.as_ref())
+        );
         wire
     }
 
