@@ -1,11 +1,14 @@
-//! Shared pieces of the `cairn-log` fuzz targets: the decompression limit they read under, an
-//! allocator that turns any oversized allocation into a crash, a walker that touches every part
-//! of a validated batch and cross-checks the decoder's answers against each other, and a header
-//! builder that wraps arbitrary bytes in a batch with a correct CRC.
+//! Shared pieces of Cairn's fuzz targets: the decompression limit they read under, an allocator
+//! that turns any oversized allocation into a crash, a walker that touches every part of a
+//! validated batch and cross-checks the decoder's answers against each other, a header builder
+//! that wraps arbitrary bytes in a batch with a correct CRC, and ([`log_dir`]) a real partition
+//! directory whose index and checkpoint files the file targets damage.
 //!
 //! It checks behaviour only through `cairn_codec::batch`'s public API, so a finding here is a bug a
 //! broker could hit. The invariant every target relies on: a decoder given bad bytes returns an
 //! error. A panic, an abort or an allocation past [`MAX_ALLOC_BYTES`] is a finding.
+
+pub mod log_dir;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;

@@ -35,6 +35,8 @@ mod broker;
 mod compaction_tests;
 mod error;
 mod fetch;
+#[doc(hidden)]
+pub mod fuzzing;
 mod group;
 mod partition;
 mod produce;

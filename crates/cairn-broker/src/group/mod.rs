@@ -14,7 +14,7 @@ mod assignor;
 mod coordinator;
 mod group_id;
 mod offset_log;
-mod offset_record;
+pub(crate) mod offset_record;
 mod state;
 mod types;
 
