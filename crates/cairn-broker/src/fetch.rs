@@ -1,6 +1,7 @@
 //! Reading: a long-poll fetch that waits on the partition's high watermark, decoding batches
-//! into records for clients that want them (zero-copy slices of the segment for uncompressed
-//! batches), and offset lookups.
+//! into records for clients that want them (by the consumer's rule of
+//! `cairn_codec::batch::ConsumerBatch`, the one the server's encoder and the client use too;
+//! zero-copy slices of the segment for uncompressed batches), and offset lookups.
 
 use std::time::Duration;
 

@@ -22,6 +22,8 @@
 //! - `group`: consumer groups: the assignor, the membership state machine (KIP-848), and
 //!   the coordinator that keeps committed offsets in `__consumer_offsets`.
 //! - `error`: [`BrokerError`], the crate's one error enum.
+//! - `fuzzing` (hidden): entry points for `fuzz/` into private decoders (offset records, the
+//!   text of a topic file). Not an API.
 //!
 //! Invariants across modules:
 //! - The topic-name, topic-config and producer-state modules are pure: no I/O, no clock, no global random number generator.

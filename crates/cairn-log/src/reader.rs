@@ -280,11 +280,11 @@ fn first_record_at_or_after(
     let records = batch
         .records(MAX_DECOMPRESSED_BATCH_BYTES)
         .map_err(corrupt)?;
-    for record in records.iter() {
+    for (record_idx, record) in (0..).zip(records.iter()) {
         let record = record.map_err(corrupt)?;
         if batch.record_timestamp(&record) >= timestamp_ms {
-            let delta = u64::try_from(record.offset_delta).unwrap_or(0);
-            return Ok(Some(batch.base_offset().plus(delta)));
+            let offset = batch.record_offset(&record, record_idx).map_err(corrupt)?;
+            return Ok(Some(offset));
         }
     }
     Ok(None)

@@ -111,11 +111,7 @@ impl ConsumerBatch {
 
     /// Walks the wanted records from `at`, a [`ConsumerRecords::position`] of this batch.
     pub fn resume(&self, at: WalkPosition) -> ConsumerRecords<'_> {
-        ConsumerRecords {
-            batch: self,
-            at,
-            last_delta: i64::from(self.batch.header().last_offset_delta),
-        }
+        ConsumerRecords { batch: self, at }
     }
 }
 
@@ -125,7 +121,6 @@ impl ConsumerBatch {
 pub struct ConsumerRecords<'a> {
     batch: &'a ConsumerBatch,
     at: WalkPosition,
-    last_delta: i64,
 }
 
 impl<'a> ConsumerRecords<'a> {
@@ -165,10 +160,14 @@ impl<'a> Iterator for ConsumerRecords<'a> {
                     return Some(Err(err));
                 }
             };
+            let offset = match batch.batch.record_offset(&record, self.at.record_idx) {
+                Ok(offset) => offset,
+                Err(err) => {
+                    self.at.done = true;
+                    return Some(Err(err));
+                }
+            };
             let delta = i64::from(record.offset_delta);
-            if delta < 0 || delta > self.last_delta {
-                return self.fail("offset delta outside the batch's offsets");
-            }
             if delta < self.at.min_delta {
                 return self.fail("offset delta not above the previous record's");
             }
@@ -181,8 +180,6 @@ impl<'a> Iterator for ConsumerRecords<'a> {
             {
                 return self.fail("bytes left after the last record");
             }
-            // Not negative (base offset and delta both checked) and inside the batch.
-            let offset = batch.batch.base_offset().plus(delta.unsigned_abs());
             if offset < batch.from {
                 continue;
             }

@@ -161,6 +161,30 @@ impl Batch {
         }
     }
 
+    /// The offset of `record`, one of this batch's records: the base offset plus its
+    /// `offsetDelta`. `record_idx` only labels the error.
+    ///
+    /// # Errors
+    /// [`BatchError::MalformedRecord`] when the delta is negative or past `lastOffsetDelta`: the
+    /// batch is corrupt, and no offset is made up for the record (`segments-format.md`,
+    /// "Records as a consumer sees them").
+    pub fn record_offset(
+        &self,
+        record: &super::record::Record<'_>,
+        record_idx: u32,
+    ) -> Result<Offset, BatchError> {
+        let delta = u64::try_from(record.offset_delta)
+            .ok()
+            .filter(|delta| *delta < self.offset_count())
+            .ok_or(BatchError::MalformedRecord {
+                record_idx,
+                reason: "offset delta outside the batch's offsets",
+            })?;
+        // Not past i64::MAX either: the base offset is checked non-negative, and the delta is
+        // at most i32::MAX.
+        Ok(self.base_offset().plus(delta))
+    }
+
     /// The records section, decompressed if needed (allocating at most `limit_bytes`).
     ///
     /// # Errors

@@ -123,10 +123,9 @@ pub(crate) fn is_compactable(batch: &Batch) -> bool {
     !batch.is_meta() && !attributes.is_control() && !attributes.is_transactional()
 }
 
-/// The offset of `record` in `batch`, if its delta is a valid one.
+/// The offset of `record` in `batch`, if its delta is a valid one (`Batch::record_offset`).
 pub(crate) fn record_offset(batch: &Batch, record: &Record<'_>) -> Option<Offset> {
-    let delta = u64::try_from(record.offset_delta).ok()?;
-    (delta < batch.offset_count()).then(|| batch.base_offset().plus(delta))
+    batch.record_offset(record, 0).ok()
 }
 
 /// Walks a segment's batches from its start up to `end`.
