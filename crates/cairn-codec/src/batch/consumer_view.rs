@@ -20,7 +20,7 @@
 
 use bytes::Bytes;
 
-use super::decode::Batch;
+use super::decode::{Batch, checked_delta};
 use super::error::BatchError;
 use super::record::{Headers, read_record};
 use crate::types::Offset;
@@ -111,7 +111,14 @@ impl ConsumerBatch {
 
     /// Walks the wanted records from `at`, a [`ConsumerRecords::position`] of this batch.
     pub fn resume(&self, at: WalkPosition) -> ConsumerRecords<'_> {
-        ConsumerRecords { batch: self, at }
+        let header = self.batch.header();
+        ConsumerRecords {
+            batch: self,
+            at,
+            base: self.batch.base_offset(),
+            last_delta: header.last_offset_delta,
+            record_count: self.batch.record_count(),
+        }
     }
 }
 
@@ -121,6 +128,10 @@ impl ConsumerBatch {
 pub struct ConsumerRecords<'a> {
     batch: &'a ConsumerBatch,
     at: WalkPosition,
+    /// Header fields kept at hand for the walk's checks.
+    base: Offset,
+    last_delta: i32,
+    record_count: u32,
 }
 
 impl<'a> ConsumerRecords<'a> {
@@ -146,7 +157,7 @@ impl<'a> Iterator for ConsumerRecords<'a> {
         let batch: &'a ConsumerBatch = self.batch;
         let records: &'a [u8] = &batch.records;
         loop {
-            if self.at.done || self.at.record_idx >= batch.batch.record_count() {
+            if self.at.done || self.at.record_idx >= self.record_count {
                 self.at.done = true;
                 return None;
             }
@@ -160,13 +171,11 @@ impl<'a> Iterator for ConsumerRecords<'a> {
                     return Some(Err(err));
                 }
             };
-            let offset = match batch.batch.record_offset(&record, self.at.record_idx) {
-                Ok(offset) => offset,
-                Err(err) => {
-                    self.at.done = true;
-                    return Some(Err(err));
-                }
+            // `Batch::record_offset`'s rule, with the header's fields at hand.
+            let Some(delta) = checked_delta(record.offset_delta, self.last_delta) else {
+                return self.fail("offset delta outside the batch's offsets");
             };
+            let offset = self.base.plus(delta);
             let delta = i64::from(record.offset_delta);
             if delta < self.at.min_delta {
                 return self.fail("offset delta not above the previous record's");
@@ -176,8 +185,7 @@ impl<'a> Iterator for ConsumerRecords<'a> {
             self.at.min_delta = delta + 1;
             // Checked here, not after the walk, so that a reader that stops at the last record
             // (it knows the count) still sees the damage.
-            if self.at.record_idx == batch.batch.record_count() && self.at.position != records.len()
-            {
+            if self.at.record_idx == self.record_count && self.at.position != records.len() {
                 return self.fail("bytes left after the last record");
             }
             if offset < batch.from {

@@ -173,13 +173,12 @@ impl Batch {
         record: &super::record::Record<'_>,
         record_idx: u32,
     ) -> Result<Offset, BatchError> {
-        let delta = u64::try_from(record.offset_delta)
-            .ok()
-            .filter(|delta| *delta < self.offset_count())
-            .ok_or(BatchError::MalformedRecord {
+        let delta = checked_delta(record.offset_delta, self.header.last_offset_delta).ok_or(
+            BatchError::MalformedRecord {
                 record_idx,
                 reason: "offset delta outside the batch's offsets",
-            })?;
+            },
+        )?;
         // Not past i64::MAX either: the base offset is checked non-negative, and the delta is
         // at most i32::MAX.
         Ok(self.base_offset().plus(delta))
@@ -324,6 +323,17 @@ pub fn frame_len(buf: &[u8]) -> Result<usize, BatchError> {
         });
     }
     Ok(total)
+}
+
+/// The rule of [`Batch::record_offset`] on the two numbers, for a walk that keeps the header's
+/// `lastOffsetDelta` at hand: the delta as an unsigned count when it lies in
+/// `0..=lastOffsetDelta`, `None` otherwise.
+#[inline]
+pub(crate) fn checked_delta(offset_delta: i32, last_offset_delta: i32) -> Option<u64> {
+    if offset_delta > last_offset_delta {
+        return None;
+    }
+    u64::try_from(offset_delta).ok()
 }
 
 /// Whether a header describes a meta entry: a control batch with no records that takes an entry
