@@ -186,7 +186,11 @@ impl<'a> Iterator for ConsumerRecords<'a> {
             // Checked here, not after the walk, so that a reader that stops at the last record
             // (it knows the count) still sees the damage.
             if self.at.record_idx == self.record_count && self.at.position != records.len() {
-                return self.fail("bytes left after the last record");
+                self.at.done = true;
+                return Some(Err(BatchError::MalformedRecord {
+                    record_idx: self.at.record_idx - 1,
+                    reason: "bytes left after the last record",
+                }));
             }
             if offset < batch.from {
                 continue;
