@@ -1,6 +1,7 @@
 //! Writes the seed inputs under `fuzz/seeds/<target>/`: real batches made by `BatchBuilder` with
 //! every codec, a meta entry from `encode_meta_entry`, and a run of them laid out as a segment
-//! is, so the fuzzers start from valid bytes rather than having to discover the format.
+//! is, so the fuzzers start from valid bytes rather than having to discover the format; and,
+//! in `file_seeds`, what Cairn writes for every other decoder a target covers.
 //!
 //! Run it with `cargo run --example make_seeds` from `fuzz/`. The output is deterministic (fixed
 //! timestamps and contents), so rerunning it leaves `git status` clean unless the format changed.
@@ -14,6 +15,9 @@ use cairn_codec::batch::{
     encode_meta_entry, rewrite_assigned_fields,
 };
 use cairn_codec::{LeaderEpoch, Offset};
+
+#[path = "make_seeds/file_seeds.rs"]
+mod file_seeds;
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -86,6 +90,7 @@ fn main() -> Result<()> {
         .unwrap_or_default()
         .to_vec();
     write_records_seed(&records_dir, "meta-entry.bin", [0, CONTROL_FLAG], &payload)?;
+    file_seeds::write(&seeds)?;
     println!("seeds written under {}", seeds.display());
     Ok(())
 }

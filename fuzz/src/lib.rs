@@ -1,19 +1,22 @@
-//! Shared pieces of the `cairn-log` fuzz targets: the decompression limit they read under, an
-//! allocator that turns any oversized allocation into a crash, a walker that touches every part
-//! of a validated batch and cross-checks the decoder's answers against each other, and a header
-//! builder that wraps arbitrary bytes in a batch with a correct CRC.
+//! Shared pieces of Cairn's fuzz targets: the decompression limit they read under, an allocator
+//! that turns any oversized allocation into a crash, a walker that touches every part of a
+//! validated batch and cross-checks the decoder's answers against each other, a header builder
+//! that wraps arbitrary bytes in a batch with a correct CRC, and ([`log_dir`]) a real partition
+//! directory whose index and checkpoint files the file targets damage.
 //!
 //! It checks behaviour only through `cairn_codec::batch`'s public API, so a finding here is a bug a
 //! broker could hit. The invariant every target relies on: a decoder given bad bytes returns an
 //! error. A panic, an abort or an allocation past [`MAX_ALLOC_BYTES`] is a finding.
+
+pub mod log_dir;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 
 use bytes::Bytes;
 use cairn_codec::batch::{
-    BATCH_HEADER_BYTES, Batch, BatchError, LOG_OVERHEAD_BYTES, MAGIC_V2, MAX_BATCH_BYTES,
-    batch_crc, field, rewrite_assigned_fields,
+    BATCH_HEADER_BYTES, Batch, BatchError, ConsumerBatch, LOG_OVERHEAD_BYTES, MAGIC_V2,
+    MAX_BATCH_BYTES, batch_crc, field, rewrite_assigned_fields,
 };
 use cairn_codec::{LeaderEpoch, Offset};
 
@@ -127,6 +130,7 @@ pub fn walk_batch(batch: &Batch) -> Walk {
         }
     };
     check_rewrite_keeps_valid(batch);
+    check_consumer_view(batch, checked.is_ok());
     Walk { checked, section }
 }
 
@@ -174,6 +178,104 @@ fn walk_records(records: &cairn_codec::batch::Records, record_count: u32) -> boo
         );
     }
     !failed && in_sequence
+}
+
+/// A record as the consumer walk yields it: offset, key, value, headers.
+type Seen<'a> = (
+    Offset,
+    Option<&'a [u8]>,
+    Option<&'a [u8]>,
+    Vec<(&'a [u8], Option<&'a [u8]>)>,
+);
+
+/// Walks `batch` as a consumer sees it (`ConsumerBatch`, the rule the broker, the server and
+/// the client share) and checks it against the plain record walk: control batches and meta
+/// entries yield nothing; otherwise each record is the plain walk's, at `base + delta`, inside
+/// the batch and strictly increasing; a batch `check_records` accepts yields every record
+/// without error; and a walk from an offset inside the batch yields exactly the records of the
+/// whole walk at or after it, stopping at the same error.
+fn check_consumer_view(batch: &Batch, records_checked: bool) {
+    let header = batch.header();
+    let base = batch.base_offset();
+    let whole = ConsumerBatch::new(batch.clone(), base, DECOMPRESS_LIMIT_BYTES);
+    if header.attributes.is_control() {
+        assert!(matches!(whole, Ok(None)), "a control batch yielded records");
+        return;
+    }
+    let (whole, records) = match (whole, batch.records(DECOMPRESS_LIMIT_BYTES)) {
+        (Ok(Some(whole)), Ok(records)) => (whole, records),
+        (Err(view), Err(plain)) => {
+            assert_eq!(view, plain, "the two walks failed differently");
+            return;
+        }
+        (view, plain) => panic!(
+            "the consumer walk ({:?}) and the record walk ({:?}) disagree on the batch",
+            view.map(|v| v.is_some()),
+            plain.map(|_| ())
+        ),
+    };
+    let (seen, failed) = consumer_walk(&whole);
+    let mut plain = records.iter();
+    let mut previous: Option<Offset> = None;
+    for (offset, key, value, headers) in &seen {
+        let raw = match plain.next() {
+            Some(Ok(raw)) => raw,
+            other => panic!("the consumer walk yielded a record the plain walk has not: {other:?}"),
+        };
+        assert_eq!((*key, *value), (raw.key, raw.value));
+        assert_eq!(*headers, raw.headers.iter().collect::<Vec<_>>());
+        let delta =
+            u64::try_from(raw.offset_delta).expect("a yielded record's delta is not negative");
+        assert_eq!(*offset, base.plus(delta));
+        assert!(
+            offset.as_i64() <= header.last_offset(),
+            "offset {offset} past the batch"
+        );
+        assert!(
+            previous.is_none_or(|p| p < *offset),
+            "offsets went back at {offset}"
+        );
+        previous = Some(*offset);
+    }
+    if records_checked {
+        assert!(
+            !failed,
+            "the consumer walk refused a batch check_records accepts"
+        );
+        assert_eq!(seen.len(), batch.record_count() as usize);
+    }
+    let middle = base.plus(u64::try_from(header.last_offset_delta / 2).unwrap_or(0));
+    let part = match ConsumerBatch::new(batch.clone(), middle, DECOMPRESS_LIMIT_BYTES) {
+        Ok(Some(part)) => part,
+        other => panic!("a walk from inside the batch found nothing: {other:?}"),
+    };
+    let (part_seen, part_failed) = consumer_walk(&part);
+    let expected: Vec<&Seen<'_>> = seen.iter().filter(|r| r.0 >= middle).collect();
+    assert_eq!(part_seen.iter().collect::<Vec<_>>(), expected);
+    assert_eq!(
+        part_failed, failed,
+        "the walk from {middle} ended differently"
+    );
+}
+
+/// The records a consumer walk yields, and whether it ended at an error.
+fn consumer_walk(batch: &ConsumerBatch) -> (Vec<Seen<'_>>, bool) {
+    let mut seen = Vec::new();
+    for item in batch.records() {
+        match item {
+            Ok(record) => seen.push((
+                record.offset,
+                record.key,
+                record.value,
+                record.headers.iter().collect(),
+            )),
+            Err(err) => {
+                let _ = err.to_string();
+                return (seen, true);
+            }
+        }
+    }
+    (seen, false)
 }
 
 fn check_rewrite_keeps_valid(batch: &Batch) {

@@ -5,7 +5,8 @@
 //! The enum is deliberately not `#[non_exhaustive]`: `cairn-server` maps each variant to a
 //! status and a Kafka error code in one exhaustive `match`, so a new variant must be given one.
 
-use cairn_log::LogError;
+use cairn_log::batch::BatchError;
+use cairn_log::{LogError, Offset};
 
 use crate::topic_name::TopicNameError;
 
@@ -285,6 +286,15 @@ pub enum BrokerError {
         "transactional batches are not supported (attributes bit 4 is set): produce without a transactional id"
     )]
     TransactionsUnsupported,
+    /// A stored batch passed its CRC but its records break the consumer's rule (a record that
+    /// does not parse, or an offset delta outside the batch): corrupt data, never served.
+    #[error("corrupt records in the stored batch at offset {base_offset}: {reason}")]
+    CorruptRecords {
+        /// The batch's base offset.
+        base_offset: Offset,
+        /// What is wrong.
+        reason: BatchError,
+    },
 }
 
 impl BrokerError {

@@ -1,10 +1,12 @@
 //! Reading: a long-poll fetch that waits on the partition's high watermark, decoding batches
-//! into records for clients that want them (zero-copy slices of the segment for uncompressed
-//! batches), and offset lookups.
+//! into records for clients that want them (by the consumer's rule of
+//! `cairn_codec::batch::ConsumerBatch`, the one the server's encoder and the client use too;
+//! zero-copy slices of the segment for uncompressed batches), and offset lookups.
 
 use std::time::Duration;
 
 use bytes::Bytes;
+use cairn_log::batch::ConsumerBatch;
 use cairn_log::{Offset, ReadResult};
 
 use crate::broker::Broker;
@@ -134,11 +136,13 @@ impl Broker {
     }
 }
 
-/// Decodes the records of `read` at or after `from`, skipping control batches. Uncompressed
-/// keys, values and headers are zero-copy slices of the segment.
+/// Decodes the records of `read` at or after `from` as a consumer sees them (the rule of
+/// `cairn_codec::batch::ConsumerBatch`: control batches skipped, offset = base + delta).
+/// Uncompressed keys, values and headers are zero-copy slices of the segment.
 ///
 /// # Errors
-/// `CorruptBatch`-like decode errors, as [`BrokerError::Log`].
+/// [`BrokerError::CorruptRecords`] for a batch whose records cannot be decompressed or read,
+/// or whose offset deltas leave it.
 pub fn decode_records(
     read: &ReadResult,
     from: Offset,
@@ -146,24 +150,21 @@ pub fn decode_records(
 ) -> Result<Vec<FetchedRecord>, BrokerError> {
     let mut out = Vec::new();
     for batch in read.batches() {
-        if batch.header().attributes.is_control() {
+        let base_offset = batch.base_offset();
+        let corrupt = |reason| BrokerError::CorruptRecords {
+            base_offset,
+            reason,
+        };
+        let Some(batch) = ConsumerBatch::new(batch, from, decompress_limit).map_err(corrupt)?
+        else {
             continue;
-        }
-        let records = batch
-            .records(decompress_limit)
-            .map_err(cairn_log::LogError::from)?;
-        let data = records.as_bytes();
-        for record in records.iter() {
-            let record = record.map_err(cairn_log::LogError::from)?;
-            let offset = batch
-                .base_offset()
-                .plus(u64::try_from(record.offset_delta).unwrap_or(0));
-            if offset < from {
-                continue;
-            }
+        };
+        let data = batch.records_bytes();
+        for record in batch.records() {
+            let record = record.map_err(corrupt)?;
             out.push(FetchedRecord {
-                offset,
-                timestamp_ms: batch.record_timestamp(&record),
+                offset: record.offset,
+                timestamp_ms: record.timestamp_ms,
                 key: record.key.map(|k| data.slice_ref(k)),
                 value: record.value.map(|v| data.slice_ref(v)),
                 headers: record

@@ -29,6 +29,8 @@
 //!   so opening a partition reads a bounded tail of its log.
 //! - `scrub`: one rate-limited pass over every log after start-up that finds damage at rest.
 //! - `error`: [`BrokerError`], the crate's one error enum.
+//! - `fuzzing` (hidden): entry points for `fuzz/` into private decoders (offset records, the
+//!   text of a topic file). Not an API.
 //!
 //! Damage stays in its partition: a log that will not open leaves that partition stopped, a
 //! damaged batch is stepped over when state is rebuilt and answered `CorruptBatch` when read,
@@ -47,6 +49,8 @@ mod compaction_tests;
 mod disk_space;
 mod error;
 mod fetch;
+#[doc(hidden)]
+pub mod fuzzing;
 mod group;
 mod partition;
 mod produce;

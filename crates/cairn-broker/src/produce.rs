@@ -11,10 +11,9 @@ use cairn_log::{LeaderEpoch, Offset};
 
 use crate::broker::{Broker, Topic};
 use crate::error::BrokerError;
+use cairn_codec::batch::MAX_DECOMPRESSED_BATCH_BYTES;
 use cairn_codec::partition_for_key;
 
-/// Most bytes a record batch may decompress to when the broker checks it.
-const DECOMPRESS_CHECK_LIMIT: usize = 64 << 20;
 /// The leader epoch a single node stamps on its batches (a cluster will use the Raft term).
 const SINGLE_NODE_EPOCH: LeaderEpoch = LeaderEpoch(0);
 
@@ -132,7 +131,7 @@ impl Broker {
                 }
                 self.check_producer_id(batch.header().producer_id)?;
                 batch
-                    .check_records(DECOMPRESS_CHECK_LIMIT)
+                    .check_records(MAX_DECOMPRESSED_BATCH_BYTES)
                     .map_err(cairn_log::LogError::from)?;
                 if compacted && has_keyless_record(&batch)? {
                     return Err(BrokerError::KeylessRecordOnCompactedTopic {
@@ -271,7 +270,7 @@ pub(crate) async fn append_internal(
 /// True when some record of a (validated) batch has a null key.
 fn has_keyless_record(batch: &Batch) -> Result<bool, BrokerError> {
     let records = batch
-        .records(DECOMPRESS_CHECK_LIMIT)
+        .records(MAX_DECOMPRESSED_BATCH_BYTES)
         .map_err(cairn_log::LogError::from)?;
     for record in records.iter() {
         if record.map_err(cairn_log::LogError::from)?.key.is_none() {

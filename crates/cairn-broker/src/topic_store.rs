@@ -132,6 +132,20 @@ fn read_topic(path: &Path, name: &str, defaults: &TopicConfig) -> Result<StoredT
         )));
     }
     let text = fs::read_to_string(path).map_err(|e| BrokerError::io("read topic file", path, e))?;
+    let (partition_count, config) = parse_topic_text(&text, defaults).map_err(unreadable)?;
+    Ok(StoredTopic {
+        name: name.to_string(),
+        partition_count,
+        config,
+    })
+}
+
+/// Decodes a topic file's text: its `partitions=N` line and its config lines over `defaults`.
+/// The reason on error names what is wrong (and the line, for a config line).
+pub(crate) fn parse_topic_text(
+    text: &str,
+    defaults: &TopicConfig,
+) -> Result<(u32, TopicConfig), String> {
     let mut partition_count = None;
     let mut config_lines = String::new();
     for line in text.lines() {
@@ -143,17 +157,12 @@ fn read_topic(path: &Path, name: &str, defaults: &TopicConfig) -> Result<StoredT
         }
         config_lines.push('\n');
     }
-    let partition_count =
-        partition_count.ok_or_else(|| unreadable("no valid partitions=N line".to_string()))?;
+    let partition_count = partition_count.ok_or("no valid partitions=N line")?;
     let mut config = defaults.clone();
     config
         .apply_file_text(&config_lines)
-        .map_err(|e| unreadable(e.to_string()))?;
-    Ok(StoredTopic {
-        name: name.to_string(),
-        partition_count,
-        config,
-    })
+        .map_err(|e| e.to_string())?;
+    Ok((partition_count, config))
 }
 
 /// Removes a topic's file (its partitions' directories are removed by the caller).

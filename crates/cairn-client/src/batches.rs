@@ -23,8 +23,11 @@
 //! offset and `lastOffsetDelta`, so counting records would step back into the gap and fetch the
 //! same batch forever.
 
-use bytes::Bytes;
-use cairn_codec::batch::{Batch, BatchError, Compression, Record, read_record};
+use cairn_codec::Offset;
+use cairn_codec::batch::{
+    Batch, BatchError, Compression, ConsumerBatch, ConsumerRecord, MAX_DECOMPRESSED_BATCH_BYTES,
+    WalkPosition,
+};
 use cairn_proto::v1::FetchResponse;
 
 use crate::error::ClientError;
@@ -38,10 +41,6 @@ pub(crate) enum CrcCheck {
     /// Just before the batch's first record is read, on the reader's thread.
     BeforeReading,
 }
-
-/// Most bytes one batch's records may decompress to; a larger one is refused as corrupt
-/// rather than allowed to exhaust memory (the broker's decoded path uses the same bound).
-pub const MAX_DECOMPRESSED_BATCH_BYTES: usize = 64 << 20;
 
 /// The batches of one raw fetch answer, validated, with the records a reader wants.
 ///
@@ -63,13 +62,11 @@ pub struct FetchedBatches {
 /// One data batch with at least one wanted record.
 #[derive(Clone, Debug)]
 struct DecodedBatch {
-    /// The batch as fetched (header and raw bytes), for its base offset and timestamps.
-    batch: Batch,
-    /// The records section, decompressed, starting at the first wanted record.
-    records: Bytes,
+    /// The batch and its records, decompressed, walked by the consumer's rule.
+    records: ConsumerBatch,
     /// The batch's CRC is still to be checked (before its first record is read).
     crc_pending: bool,
-    /// How many wanted records `records` holds from its start (later ones are past the end).
+    /// How many wanted records the walk yields before the end offset (later ones are past it).
     record_count: u32,
 }
 
@@ -78,7 +75,7 @@ struct DecodedBatch {
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Cursor {
     batch_idx: usize,
-    position: usize,
+    walk: WalkPosition,
     taken: u32,
 }
 
@@ -135,9 +132,9 @@ impl FetchedBatches {
             }
             previous_last = Some(last);
             next_offset = next_offset.max(last.saturating_add(1));
-            let past_end = until.is_some_and(|until| header.base_offset >= until);
-            // Control batches (transaction markers) take offsets but are not records to read.
-            if header.attributes.is_control() || last < from || past_end {
+            // Control batches (transaction markers) take offsets but hold no records to read;
+            // `wanted_records` leaves them out by the consumer's rule, with batches before `from`.
+            if until.is_some_and(|until| header.base_offset >= until) {
                 continue;
             }
             if let Some(mut decoded) = wanted_records(batch, from, until).map_err(corrupt)? {
@@ -225,30 +222,33 @@ impl FetchedBatches {
         cursor: &mut Cursor,
     ) -> Option<Result<RecordView<'_>, ClientError>> {
         let batch = self.batches.get(cursor.batch_idx)?;
+        let corrupt = |source| ClientError::CorruptBatch {
+            topic: self.topic.clone(),
+            partition: self.partition,
+            offset: batch.records.batch().header().base_offset,
+            source,
+        };
         if cursor.taken == 0
             && batch.crc_pending
-            && let Err(source) = batch.batch.verify_crc()
+            && let Err(source) = batch.records.batch().verify_crc()
         {
-            return Some(Err(ClientError::CorruptBatch {
-                topic: self.topic.clone(),
-                partition: self.partition,
-                offset: batch.batch.header().base_offset,
-                source,
-            }));
+            return Some(Err(corrupt(source)));
         }
-        let (record, end) = match record_at(&batch.records, cursor.position, cursor.taken) {
-            Ok(found) => found,
-            Err(source) => {
-                return Some(Err(ClientError::CorruptBatch {
-                    topic: self.topic.clone(),
-                    partition: self.partition,
-                    offset: batch.batch.header().base_offset,
-                    source,
-                }));
+        let mut walk = batch.records.resume(cursor.walk);
+        let record = match walk.next() {
+            Some(Ok(record)) => record,
+            Some(Err(source)) => return Some(Err(corrupt(source))),
+            // `record_count` came from a walk of the same bytes (or the header of a batch
+            // whose records are all wanted), so the walk cannot end before it.
+            None => {
+                return Some(Err(corrupt(BatchError::MalformedRecord {
+                    record_idx: cursor.taken,
+                    reason: "fewer records than the batch header counts",
+                })));
             }
         };
         cursor.taken += 1;
-        cursor.position = end;
+        cursor.walk = walk.position();
         if cursor.taken >= batch.record_count {
             *cursor = Cursor {
                 batch_idx: cursor.batch_idx + 1,
@@ -281,16 +281,19 @@ impl<'a> Iterator for FetchedRecords<'a> {
 }
 
 #[inline]
-fn view<'a>(partition: i32, batch: &'a DecodedBatch, record: &Record<'a>) -> RecordView<'a> {
-    let delta = i64::from(record.offset_delta);
+fn view<'a>(
+    partition: i32,
+    batch: &'a DecodedBatch,
+    record: &ConsumerRecord<'a>,
+) -> RecordView<'a> {
     RecordView {
         partition,
-        offset: batch.batch.header().base_offset.saturating_add(delta),
-        timestamp_ms: batch.batch.record_timestamp(record),
+        offset: record.offset.as_i64(),
+        timestamp_ms: record.timestamp_ms,
         key: record.key,
         value: record.value,
         headers: RecordHeaders::from_batch(record.headers),
-        backing: Backing::Batch(&batch.records),
+        backing: Backing::Batch(batch.records.records_bytes()),
     }
 }
 
@@ -300,64 +303,34 @@ fn wanted_records(
     from: i64,
     until: Option<i64>,
 ) -> Result<Option<DecodedBatch>, BatchError> {
-    let header = *batch.header();
-    let records = batch
-        .records(MAX_DECOMPRESSED_BATCH_BYTES)?
-        .as_bytes()
-        .clone();
-    let whole =
-        header.base_offset >= from && until.is_none_or(|until| header.last_offset() < until);
-    if whole {
-        let record_count = batch.record_count();
-        return Ok((record_count > 0).then_some(DecodedBatch {
-            batch,
-            records,
-            record_count,
-            crc_pending: false,
-        }));
-    }
-    // Only a batch straddling `from` or `until` gets here (the first or last of a read), so
-    // this walk is rare. With compaction gaps offset deltas are not record indexes, so each
-    // record's own delta decides.
-    let mut position = 0;
-    let mut first: Option<usize> = None;
-    let mut record_count = 0_u32;
-    for record_idx in 0..batch.record_count() {
-        let (record, end) = record_at(&records, position, record_idx)?;
-        let offset = header
-            .base_offset
-            .saturating_add(i64::from(record.offset_delta));
-        if until.is_some_and(|until| offset >= until) {
-            break;
+    // Every offset is at least 0, so a negative `from` wants them all, as 0 does.
+    let from = Offset::from_i64(from).unwrap_or_default();
+    let Some(records) = ConsumerBatch::new(batch, from, MAX_DECOMPRESSED_BATCH_BYTES)? else {
+        return Ok(None);
+    };
+    let last = records.batch().header().last_offset();
+    let record_count = if records.is_whole() && until.is_none_or(|until| last < until) {
+        records.batch().record_count()
+    } else {
+        // Only a batch straddling `from` or `until` gets here (the first or last of a read), so
+        // this walk is rare. With compaction gaps offset deltas are not record indexes, so each
+        // record's own offset decides.
+        let mut count = 0_u32;
+        for record in records.records() {
+            if until.is_some_and(|until| record.as_ref().is_ok_and(|r| r.offset.as_i64() >= until))
+            {
+                break;
+            }
+            record?;
+            count += 1;
         }
-        if offset >= from {
-            first.get_or_insert(position);
-            record_count += 1;
-        }
-        position = end;
-    }
-    Ok(first.map(|start| DecodedBatch {
-        batch,
-        records: records.slice(start..),
+        count
+    };
+    Ok((record_count > 0).then_some(DecodedBatch {
+        records,
         record_count,
         crc_pending: false,
     }))
-}
-
-/// Decodes the record starting at `position` of a records section; returns it and where the
-/// next record starts. `record_idx` only labels errors.
-#[inline]
-fn record_at(
-    records: &[u8],
-    position: usize,
-    record_idx: u32,
-) -> Result<(Record<'_>, usize), BatchError> {
-    let rest = records.get(position..).ok_or(BatchError::MalformedRecord {
-        record_idx,
-        reason: "record starts past the end of the batch",
-    })?;
-    let (record, used) = read_record(rest, record_idx)?;
-    Ok((record, position + used))
 }
 
 #[cfg(test)]

@@ -42,8 +42,9 @@ mod replay;
 mod stream_channel;
 
 pub use admin::Admin;
-pub use batches::{FetchedBatches, FetchedRecords, MAX_DECOMPRESSED_BATCH_BYTES};
+pub use batches::{FetchedBatches, FetchedRecords};
 pub use cairn_codec::batch::Compression;
+pub use cairn_codec::batch::MAX_DECOMPRESSED_BATCH_BYTES;
 pub use cairn_proto::v1::Acks;
 pub use cairn_proto::v1::{
     CommittedOffset, ErrorCode, GroupDescription, GroupListing, GroupMember, GroupState,

@@ -8,6 +8,9 @@
 //!   murmur2) and how keyless records are spread ([`StickyPartitioner`], KIP-480). The client
 //!   partitions before it batches, the broker when a request names no partition; both must pick
 //!   the same partition for a key.
+//! - [`grpc_frame`]: gRPC's 5-byte length-prefixed message framing and its limits, for the
+//!   calls the broker frames itself and the client reads without copying. Bytes only: each end
+//!   maps a [`grpc_frame::FrameError`] to its own status.
 //! - [`Offset`] and [`LeaderEpoch`], the two numbers a batch header carries.
 //!
 //! Why a crate of its own: the client must never depend on the server crates (`cairn-log` maps
@@ -15,6 +18,7 @@
 //! draws the same line: its record format lives in the clients library and the broker uses it.
 
 pub mod batch;
+pub mod grpc_frame;
 mod partitioner;
 mod types;
 

@@ -70,10 +70,7 @@ mod types;
 mod writer;
 
 pub use admission::{Admission, AppendFilter};
-pub use clean::{
-    CLEANER_DECOMPRESS_LIMIT_BYTES, CleanJob, CleanOutcome, CleanedSegments, CleanerStats,
-    MAX_KEY_MAP_BYTES,
-};
+pub use clean::{CleanJob, CleanOutcome, CleanedSegments, CleanerStats, MAX_KEY_MAP_BYTES};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
     DirtyRatio, FlushPolicy, LogConfig, MAX_SEGMENT_INDEX_BYTES, MIN_SEGMENT_INDEX_BYTES,

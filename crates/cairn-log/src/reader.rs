@@ -8,14 +8,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::batch::{Batch, BatchHeader, frame_len};
+use crate::batch::{Batch, BatchHeader, MAX_DECOMPRESSED_BATCH_BYTES, frame_len};
 use crate::error::LogError;
 use crate::log::{Published, Shared};
 use crate::segment::{BatchWalker, SegmentView, WalkError, WalkedBatch, next_valid_after};
 use crate::types::{FilePos, Offset, RelativeOffset};
-
-/// Largest records section a timestamp lookup will decompress.
-const TIMESTAMP_LOOKUP_DECOMPRESS_LIMIT: usize = 64 << 20;
 
 /// A read handle on one partition's log. Cheap to clone; safe to use from many threads.
 #[derive(Clone, Debug)]
@@ -386,13 +383,13 @@ fn first_record_at_or_after(
         reason,
     };
     let records = batch
-        .records(TIMESTAMP_LOOKUP_DECOMPRESS_LIMIT)
+        .records(MAX_DECOMPRESSED_BATCH_BYTES)
         .map_err(corrupt)?;
-    for record in records.iter() {
+    for (record_idx, record) in (0..).zip(records.iter()) {
         let record = record.map_err(corrupt)?;
         if batch.record_timestamp(&record) >= timestamp_ms {
-            let delta = u64::try_from(record.offset_delta).unwrap_or(0);
-            return Ok(Some(batch.base_offset().plus(delta)));
+            let offset = batch.record_offset(&record, record_idx).map_err(corrupt)?;
+            return Ok(Some(offset));
         }
     }
     Ok(None)

@@ -87,6 +87,7 @@ pub fn classify(err: &BrokerError) -> (ErrorCode, Code) {
         BrokerError::TransactionsUnsupported => {
             (ErrorCode::TransactionsUnsupported, Code::Unimplemented)
         }
+        BrokerError::CorruptRecords { .. } => (ErrorCode::CorruptMessage, Code::DataLoss),
     }
 }
 

@@ -16,7 +16,7 @@ mod coordinator;
 mod events;
 mod group_id;
 mod offset_log;
-mod offset_record;
+pub(crate) mod offset_record;
 mod state;
 mod types;
 

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use cairn_log::Offset;
+use cairn_log::batch::MAX_DECOMPRESSED_BATCH_BYTES;
 
 use super::assignor::TopicPartition;
 use super::offset_record::{
@@ -19,8 +20,6 @@ use crate::produce::ProduceRecord;
 
 /// Bytes read per step when loading `__consumer_offsets`.
 const LOAD_CHUNK_BYTES: i64 = 4 << 20;
-/// Most bytes one stored batch may decompress to when loading.
-const LOAD_DECOMPRESS_LIMIT: usize = 64 << 20;
 
 /// Committed offsets: group id, then partition.
 pub(crate) type OffsetsByGroup = BTreeMap<String, BTreeMap<TopicPartition, OffsetValue>>;
@@ -57,7 +56,7 @@ pub(crate) fn load(topic: &Topic) -> Result<OffsetsByGroup, BrokerError> {
             let read = reader
                 .read(at.as_i64(), LOAD_CHUNK_BYTES)
                 .map_err(BrokerError::from)
-                .and_then(|read| Ok((decode_records(&read, at, LOAD_DECOMPRESS_LIMIT)?, read)));
+                .and_then(|read| Ok((decode_records(&read, at, MAX_DECOMPRESSED_BATCH_BYTES)?, read)));
             let (records, read) = match read {
                 Ok(found) => found,
                 Err(err) => {

@@ -10,6 +10,14 @@ use std::io::{BufRead, Read, Write};
 
 use super::error::BatchError;
 
+/// Most bytes one batch's records section may decompress to, wherever Cairn decompresses one
+/// (produce checks, fetches, the client, timestamp lookups, the cleaner, the offsets topic). A
+/// larger section is refused as [`BatchError::DecompressedTooLarge`] rather than allowed to
+/// exhaust memory: a compressed batch of a few KiB can claim gigabytes. 64 MiB is far above any
+/// batch a producer sends (`max.message.bytes` counts compressed bytes, 1 MiB by default, and
+/// real data compresses 2-10x) and small enough for a few to be decompressed at once.
+pub const MAX_DECOMPRESSED_BATCH_BYTES: usize = 64 << 20;
+
 /// A compression codec, as coded in bits 0-2 of the batch attributes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Compression {

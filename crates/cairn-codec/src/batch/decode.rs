@@ -161,6 +161,29 @@ impl Batch {
         }
     }
 
+    /// The offset of `record`, one of this batch's records: the base offset plus its
+    /// `offsetDelta`. `record_idx` only labels the error.
+    ///
+    /// # Errors
+    /// [`BatchError::MalformedRecord`] when the delta is negative or past `lastOffsetDelta`: the
+    /// batch is corrupt, and no offset is made up for the record (`segments-format.md`,
+    /// "Records as a consumer sees them").
+    pub fn record_offset(
+        &self,
+        record: &super::record::Record<'_>,
+        record_idx: u32,
+    ) -> Result<Offset, BatchError> {
+        let delta = checked_delta(record.offset_delta, self.header.last_offset_delta).ok_or(
+            BatchError::MalformedRecord {
+                record_idx,
+                reason: "offset delta outside the batch's offsets",
+            },
+        )?;
+        // Not past i64::MAX either: the base offset is checked non-negative, and the delta is
+        // at most i32::MAX.
+        Ok(self.base_offset().plus(delta))
+    }
+
     /// The records section, decompressed if needed (allocating at most `limit_bytes`).
     ///
     /// # Errors
@@ -300,6 +323,17 @@ pub fn frame_len(buf: &[u8]) -> Result<usize, BatchError> {
         });
     }
     Ok(total)
+}
+
+/// The rule of [`Batch::record_offset`] on the two numbers, for a walk that keeps the header's
+/// `lastOffsetDelta` at hand: the delta as an unsigned count when it lies in
+/// `0..=lastOffsetDelta`, `None` otherwise.
+#[inline]
+pub(crate) fn checked_delta(offset_delta: i32, last_offset_delta: i32) -> Option<u64> {
+    if offset_delta > last_offset_delta {
+        return None;
+    }
+    u64::try_from(offset_delta).ok()
 }
 
 /// Whether a header describes a meta entry: a control batch with no records that takes an entry

@@ -177,6 +177,60 @@ pub fn encode_meta_entry(payload: &[u8], timestamp_ms: i64) -> Result<Bytes, Bat
     assemble(&header, payload)
 }
 
+/// A batch laid out field by field, for tests and fuzz seeds that need what a producer may not
+/// write: control batches, offset gaps left by compaction, deltas that are negative or out of
+/// order. Production code encodes with [`BatchBuilder`].
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug)]
+pub struct HandBatch<'a> {
+    /// The codec of the records section.
+    pub compression: Compression,
+    /// Sets the control bit (a transaction marker).
+    pub control: bool,
+    /// The `lastOffsetDelta` field.
+    pub last_offset_delta: i32,
+    /// Each record with the `offsetDelta` written for it.
+    pub records: &'a [(i32, RecordInput<'a>)],
+}
+
+/// Encodes a [`HandBatch`] with a correct CRC; `baseTimestamp` is the first record's.
+///
+/// # Errors
+/// As [`BatchBuilder::build`].
+#[doc(hidden)]
+pub fn encode_hand_batch(spec: &HandBatch<'_>) -> Result<Bytes, BatchError> {
+    let base_timestamp = spec.records.first().map_or(0, |(_, r)| r.timestamp_ms);
+    let mut max_timestamp = base_timestamp;
+    let mut records = Vec::new();
+    for (delta, record) in spec.records {
+        max_timestamp = max_timestamp.max(record.timestamp_ms);
+        let timestamp_delta = record.timestamp_ms.wrapping_sub(base_timestamp);
+        encode_record(&mut records, record, timestamp_delta, *delta)?;
+    }
+    let mut body = Vec::new();
+    let body = if spec.compression == Compression::None {
+        records
+    } else {
+        compress(spec.compression, &records, &mut body)?;
+        body
+    };
+    let mut attributes = Attributes::default().with_compression(spec.compression);
+    if spec.control {
+        attributes = attributes.with_control();
+    }
+    let record_count = i32::try_from(spec.records.len())
+        .map_err(|_| BatchError::TooLargeToEncode("more than i32::MAX records"))?;
+    let header = HeaderFields {
+        attributes,
+        last_offset_delta: spec.last_offset_delta,
+        base_timestamp,
+        max_timestamp,
+        producer: ProducerFields::NONE,
+        record_count,
+    };
+    assemble(&header, &body)
+}
+
 struct HeaderFields {
     attributes: Attributes,
     last_offset_delta: i32,

@@ -10,9 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::CleanOutcome;
 use super::batch_filter::{FilterContext, Filtered, filter_batch};
-use super::key_map::{
-    CLEANER_DECOMPRESS_LIMIT_BYTES, KeyMap, corrupt, last_producer_batches, walk_segment,
-};
+use super::key_map::{KeyMap, corrupt, last_producer_batches, walk_segment};
 use super::swap::{discard_staging, prepare_staging, seal_staging};
 use crate::batch::Batch;
 use crate::checkpoint::{CleanerCheckpoint, LogStart};
@@ -85,7 +83,7 @@ impl CleanJob {
             keys: &keys,
             now_ms: self.now_ms,
             delete_retention_ms: self.cfg.delete_retention_ms,
-            decompress_limit_bytes: CLEANER_DECOMPRESS_LIMIT_BYTES,
+            decompress_limit_bytes: crate::batch::MAX_DECOMPRESSED_BATCH_BYTES,
         };
         let mut outcome = CleanOutcome {
             ran: true,

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::batch::{Batch, Record};
+use crate::batch::{Batch, MAX_DECOMPRESSED_BATCH_BYTES, Record};
 use crate::error::LogError;
 use crate::segment::{BatchWalker, SegmentView, WalkError};
 use crate::types::{FilePos, Offset};
@@ -19,8 +19,6 @@ use crate::types::{FilePos, Offset};
 pub const MAX_KEY_MAP_BYTES: usize = 256 << 20;
 /// What one key costs in the map besides its bytes (the `Vec`, the offset, the table slot).
 const KEY_OVERHEAD_BYTES: usize = 48;
-/// Largest records section the cleaner decompresses; a batch beyond it is kept unchanged.
-pub const CLEANER_DECOMPRESS_LIMIT_BYTES: usize = 64 << 20;
 
 /// Each key's newest offset in the range being cleaned.
 #[derive(Debug, Default)]
@@ -66,7 +64,7 @@ impl KeyMap {
         }
         // A batch whose records cannot be read is kept whole by the filter, so its keys
         // supersede nothing: leaving them out of the map is what keeps older values alive.
-        let Ok(records) = batch.records(CLEANER_DECOMPRESS_LIMIT_BYTES) else {
+        let Ok(records) = batch.records(MAX_DECOMPRESSED_BATCH_BYTES) else {
             return;
         };
         let mut parsed = Vec::with_capacity(batch.record_count() as usize);
@@ -125,10 +123,9 @@ pub(crate) fn is_compactable(batch: &Batch) -> bool {
     !batch.is_meta() && !attributes.is_control() && !attributes.is_transactional()
 }
 
-/// The offset of `record` in `batch`, if its delta is a valid one.
+/// The offset of `record` in `batch`, if its delta is a valid one (`Batch::record_offset`).
 pub(crate) fn record_offset(batch: &Batch, record: &Record<'_>) -> Option<Offset> {
-    let delta = u64::try_from(record.offset_delta).ok()?;
-    (delta < batch.offset_count()).then(|| batch.base_offset().plus(delta))
+    batch.record_offset(record, 0).ok()
 }
 
 /// Walks a segment's batches from its start up to `end`.

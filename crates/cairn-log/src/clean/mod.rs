@@ -25,7 +25,7 @@ pub(crate) mod swap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use job::{CleanJob, CleanedSegments};
-pub use key_map::{CLEANER_DECOMPRESS_LIMIT_BYTES, MAX_KEY_MAP_BYTES};
+pub use key_map::MAX_KEY_MAP_BYTES;
 
 use crate::error::LogError;
 use crate::log::Log;

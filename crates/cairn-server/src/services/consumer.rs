@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cairn_broker::{Broker, FetchRequest, OffsetQuery, TopicPartition, decode_records};
+use cairn_log::batch::MAX_DECOMPRESSED_BATCH_BYTES;
 use cairn_log::{Offset, ReadResult};
 use cairn_proto::v1::consumer_server::Consumer;
 use cairn_proto::v1::{
@@ -19,8 +20,6 @@ use tonic::{Request, Response, Status};
 use crate::metrics::{Metrics, OpenStream, Outcome, Transfer};
 use crate::status::{classify, invalid_request, to_status};
 
-/// Most bytes of decoded records one batch may expand to when a fetch decodes it.
-pub(crate) const FETCH_DECOMPRESS_LIMIT: usize = 64 << 20;
 /// How long each wait of a subscription lasts before it reads again.
 const SUBSCRIBE_POLL: Duration = Duration::from_secs(5);
 
@@ -292,8 +291,8 @@ fn response(
         FetchFormat::RecordBatches => response.record_batches = read.data.clone(),
         FetchFormat::Records => {
             let from = Offset::from_i64(from).unwrap_or_default();
-            let records =
-                decode_records(read, from, FETCH_DECOMPRESS_LIMIT).map_err(|e| to_status(&e))?;
+            let records = decode_records(read, from, MAX_DECOMPRESSED_BATCH_BYTES)
+                .map_err(|e| to_status(&e))?;
             response.records = records
                 .into_iter()
                 .map(|r| api::Record {

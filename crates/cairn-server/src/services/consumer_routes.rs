@@ -21,9 +21,9 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use cairn_broker::BrokerError;
+use cairn_codec::grpc_frame::{FrameError, PREFIX_BYTES, single_message};
 use cairn_log::ReadResult;
-use cairn_log::batch::Batch;
+use cairn_log::batch::{Batch, MAX_DECOMPRESSED_BATCH_BYTES};
 use cairn_proto::v1::ErrorCode;
 use cairn_proto::v1::consumer_server::ConsumerServer;
 use cairn_proto::v1::{FetchFormat, FetchRequest, FetchResponse, SubscribeRequest};
@@ -38,7 +38,7 @@ use tonic::server::NamedService;
 use tonic::{Code, Status};
 use tower_service::Service;
 
-use super::consumer::{ConsumerService, FETCH_DECOMPRESS_LIMIT, batch_record_count, grpc_timeout};
+use super::consumer::{ConsumerService, batch_record_count, grpc_timeout};
 use super::record_encoding::encode_records;
 use crate::metrics::Transfer;
 use crate::status::{invalid_request, status, to_status};
@@ -46,8 +46,6 @@ use crate::status::{invalid_request, status, to_status};
 /// The paths of the methods served here.
 const SUBSCRIBE_PATH: &str = "/cairn.v1.Consumer/Subscribe";
 const FETCH_PATH: &str = "/cairn.v1.Consumer/Fetch";
-/// The gRPC message prefix: compressed flag and length.
-const PREFIX_BYTES: usize = 5;
 /// `FetchResponse.record_batches`.
 const RECORD_BATCHES_FIELD: u32 = 5;
 
@@ -175,23 +173,19 @@ async fn read_request<M: Message + Default>(
             }
         })?
         .to_bytes();
-    let Some((prefix, message)) = body.split_first_chunk::<PREFIX_BYTES>() else {
-        return Err(invalid_request("the request carries no message"));
-    };
-    if prefix[0] != 0 {
-        return Err(status(
+    let message = single_message(&body, max_request_bytes).map_err(|err| match err {
+        FrameError::Compressed { .. } => status(
             ErrorCode::UnsupportedOperation,
             Code::Unimplemented,
-            "compressed requests are not supported",
-        ));
-    }
-    let length = u32::from_be_bytes([prefix[1], prefix[2], prefix[3], prefix[4]]) as usize;
-    if message.len() != length {
-        return Err(invalid_request(format!(
-            "the request message says {length} bytes but carries {}",
-            message.len()
-        )));
-    }
+            format!("the request: {err}"),
+        ),
+        FrameError::TooLarge { .. } => status(
+            ErrorCode::RequestTooLarge,
+            Code::ResourceExhausted,
+            format!("the request: {err}"),
+        ),
+        _ => invalid_request(format!("the request: {err}")),
+    })?;
     M::decode(message).map_err(|err| {
         let name = std::any::type_name::<M>()
             .rsplit("::")
@@ -371,10 +365,15 @@ fn frame_records(
             format!("encoding an answer: {err}"),
         )
     })?;
-    let count = encode_records(batches, from, FETCH_DECOMPRESS_LIMIT, &mut head)
-        .map_err(|err| to_status(&BrokerError::Log(cairn_log::LogError::from(err))))?;
-    let mut prefix = BytesMut::with_capacity(PREFIX_BYTES);
-    put_prefix(head.len() - PREFIX_BYTES, &mut prefix)?;
+    let count = encode_records(batches, from, MAX_DECOMPRESSED_BATCH_BYTES, &mut head)
+        .map_err(|err| to_status(&err))?;
+    let prefix = cairn_codec::grpc_frame::prefix(head.len() - PREFIX_BYTES).map_err(|err| {
+        status(
+            ErrorCode::Internal,
+            Code::Internal,
+            format!("the answer: {err}"),
+        )
+    })?;
     head[..PREFIX_BYTES].copy_from_slice(&prefix);
     Ok((
         WireAnswer {
@@ -385,18 +384,15 @@ fn frame_records(
     ))
 }
 
-/// The gRPC prefix of an uncompressed message of `length` bytes.
+/// The gRPC prefix of an uncompressed answer of `length` bytes.
 fn put_prefix(length: usize, out: &mut BytesMut) -> Result<(), Status> {
-    let length = u32::try_from(length).map_err(|_| {
+    cairn_codec::grpc_frame::put_prefix(length, out).map_err(|err| {
         status(
             ErrorCode::Internal,
             Code::Internal,
-            "an answer of over 4 GiB",
+            format!("the answer: {err}"),
         )
-    })?;
-    out.put_u8(0);
-    out.put_u32(length);
-    Ok(())
+    })
 }
 
 #[cfg(test)]
@@ -408,9 +404,11 @@ mod tests {
         if let Some(batches) = &answer.batches {
             wire.extend_from_slice(batches);
         }
-        let length = u32::from_be_bytes([wire[1], wire[2], wire[3], wire[4]]) as usize;
-        assert_eq!((wire[0], length), (0, wire.len() - PREFIX_BYTES));
-        assert_eq!(length, wire_len(&answer.head, answer.batches.as_ref()));
+        let message = single_message(&wire, usize::MAX).unwrap();
+        assert_eq!(
+            message.len(),
+            wire_len(&answer.head, answer.batches.as_ref())
+        );
         wire
     }
 

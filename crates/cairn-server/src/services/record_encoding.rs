@@ -12,7 +12,9 @@
 //! `Fetch` does); the tests hold the two against each other.
 
 use bytes::{BufMut, BytesMut};
-use cairn_log::batch::{Batch, BatchError, Record};
+use cairn_broker::BrokerError;
+use cairn_log::Offset;
+use cairn_log::batch::{Batch, ConsumerBatch, ConsumerRecord};
 use prost::encoding::{encode_varint, encoded_len_varint};
 
 /// `FetchResponse.records`.
@@ -29,39 +31,39 @@ const HEADER_KEY_KEY: u8 = (1 << 3) | 2;
 const HEADER_VALUE_KEY: u8 = (2 << 3) | 2;
 
 /// Appends to `out`, as repeated `FetchResponse.records` fields, the records of `batches` at
-/// or after offset `from`, skipping control batches; returns how many it wrote.
+/// or after offset `from` as a consumer sees them (`cairn_codec::batch::ConsumerBatch`: control
+/// batches skipped, offset = base + delta); returns how many it wrote.
 ///
 /// # Errors
-/// A batch whose records cannot be decompressed (within `decompress_limit`) or read.
+/// [`BrokerError::CorruptRecords`] for a batch whose records cannot be decompressed (within
+/// `decompress_limit`) or read, or whose offset deltas leave the batch.
 pub(crate) fn encode_records(
     batches: impl Iterator<Item = Batch>,
     from: i64,
     decompress_limit: usize,
     out: &mut BytesMut,
-) -> Result<u64, BatchError> {
+) -> Result<u64, BrokerError> {
+    // Every offset is at least 0, so a negative `from` wants them all, as 0 does.
+    let from = Offset::from_i64(from).unwrap_or_default();
     let mut written = 0;
     for batch in batches {
-        // Meta entries are control batches too.
-        if batch.header().attributes.is_control() {
+        let base_offset = batch.base_offset();
+        let corrupt = |reason| BrokerError::CorruptRecords {
+            base_offset,
+            reason,
+        };
+        let Some(batch) = ConsumerBatch::new(batch, from, decompress_limit).map_err(corrupt)?
+        else {
             continue;
-        }
-        let base = batch.header().base_offset;
-        if batch.header().last_offset() < from {
-            continue;
-        }
-        let records = batch.records(decompress_limit)?;
-        for record in records.iter() {
-            let record = record?;
-            let offset = base.saturating_add(i64::from(record.offset_delta));
-            if offset < from {
-                continue;
-            }
-            let timestamp = batch.record_timestamp(&record);
-            let length = record_len(&record, timestamp, offset);
+        };
+        for record in batch.records() {
+            let record = record.map_err(corrupt)?;
+            let offset = record.offset.as_i64();
+            let length = record_len(&record, offset);
             out.reserve(1 + encoded_len_varint(length as u64) + length);
             out.put_u8(RECORDS_FIELD_KEY);
             encode_varint(length as u64, out);
-            put_record(&record, timestamp, offset, out);
+            put_record(&record, offset, out);
             written += 1;
         }
     }
@@ -69,16 +71,16 @@ pub(crate) fn encode_records(
 }
 
 /// The encoded length of one `Record` message (without its own key and length).
-fn record_len(record: &Record<'_>, timestamp: i64, offset: i64) -> usize {
+fn record_len(record: &ConsumerRecord<'_>, offset: i64) -> usize {
     let mut length = optional_bytes_len(record.key) + optional_bytes_len(record.value);
     for (key, value) in record.headers.iter() {
         let header = header_len(key, value);
         length += 1 + encoded_len_varint(header as u64) + header;
     }
-    length + int64_len(timestamp) + int64_len(offset)
+    length + int64_len(record.timestamp_ms) + int64_len(offset)
 }
 
-fn put_record(record: &Record<'_>, timestamp: i64, offset: i64, out: &mut BytesMut) {
+fn put_record(record: &ConsumerRecord<'_>, offset: i64, out: &mut BytesMut) {
     put_optional_bytes(KEY_KEY, record.key, out);
     put_optional_bytes(VALUE_KEY, record.value, out);
     for (key, value) in record.headers.iter() {
@@ -92,7 +94,7 @@ fn put_record(record: &Record<'_>, timestamp: i64, offset: i64, out: &mut BytesM
         }
         put_optional_bytes(HEADER_VALUE_KEY, value, out);
     }
-    put_int64(TIMESTAMP_KEY, timestamp, out);
+    put_int64(TIMESTAMP_KEY, record.timestamp_ms, out);
     put_int64(OFFSET_KEY, offset, out);
 }
 
