@@ -240,20 +240,20 @@ impl Broker {
                 &clock,
                 OnOpenError::Fail,
             )
-                .and_then(|topic| {
-                    match write_topic(&data_dir, &name_owned, partition_count, &overrides) {
-                        Ok(()) => Ok(topic),
-                        Err(err) => {
-                            close_partitions(
-                                &topic
-                                    .partitions
-                                    .into_inner()
-                                    .unwrap_or_else(|e| e.into_inner()),
-                            );
-                            Err(err)
-                        }
+            .and_then(|topic| {
+                match write_topic(&data_dir, &name_owned, partition_count, &overrides) {
+                    Ok(()) => Ok(topic),
+                    Err(err) => {
+                        close_partitions(
+                            &topic
+                                .partitions
+                                .into_inner()
+                                .unwrap_or_else(|e| e.into_inner()),
+                        );
+                        Err(err)
                     }
-                });
+                }
+            });
             created.map_err(|err| {
                 remove_failed_create(&data_dir, &name_owned, 0..partition_count, true);
                 disk_full_or(err)
@@ -414,8 +414,7 @@ impl Broker {
         let added = blocking(move || {
             check_room_for_partitions(&data_dir, total - current)?;
             let log_config = config.to_log_config();
-            let added =
-                open_partitions(
+            let added = open_partitions(
                 &data_dir,
                 &name_owned,
                 current..total,
@@ -423,15 +422,15 @@ impl Broker {
                 &clock,
                 OnOpenError::Fail,
             )
-                    .and_then(|added| {
-                        match write_topic(&data_dir, &name_owned, total, &overrides) {
-                            Ok(()) => Ok(added),
-                            Err(err) => {
-                                close_partitions(&added);
-                                Err(err)
-                            }
-                        }
-                    });
+            .and_then(|added| {
+                match write_topic(&data_dir, &name_owned, total, &overrides) {
+                    Ok(()) => Ok(added),
+                    Err(err) => {
+                        close_partitions(&added);
+                        Err(err)
+                    }
+                }
+            });
             // Only the new partitions' directories go; the topic file keeps the old count.
             added.map_err(|err| {
                 remove_failed_create(&data_dir, &name_owned, current..total, false);

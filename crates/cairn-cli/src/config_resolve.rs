@@ -344,7 +344,9 @@ fn parse_file(file: ConfigFile<'_>) -> Result<ParsedFile<'_>, ConfigError> {
         ),
     ];
     let is_integer_key = |key: &str| {
-        key == NODE_ID.file_key || key == MAX_PARTITIONS.file_key || INTEGER_FILE_KEYS.contains(&key)
+        key == NODE_ID.file_key
+            || key == MAX_PARTITIONS.file_key
+            || INTEGER_FILE_KEYS.contains(&key)
     };
     for (key, value) in scalars {
         let text = match (key, value) {

@@ -16,9 +16,9 @@
 //! - [`run`]: opens the broker, binds both ports, adds `grpc.health.v1.Health` and server
 //!   reflection (v1 and v1alpha), and serves until told to stop.
 
-mod fsync_metrics;
 pub mod connections;
 pub mod descriptor_limit;
+mod fsync_metrics;
 mod group_metrics;
 pub mod health;
 mod http;

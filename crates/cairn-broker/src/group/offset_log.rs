@@ -56,7 +56,12 @@ pub(crate) fn load(topic: &Topic) -> Result<OffsetsByGroup, BrokerError> {
             let read = reader
                 .read(at.as_i64(), LOAD_CHUNK_BYTES)
                 .map_err(BrokerError::from)
-                .and_then(|read| Ok((decode_records(&read, at, MAX_DECOMPRESSED_BATCH_BYTES)?, read)));
+                .and_then(|read| {
+                    Ok((
+                        decode_records(&read, at, MAX_DECOMPRESSED_BATCH_BYTES)?,
+                        read,
+                    ))
+                });
             let (records, read) = match read {
                 Ok(found) => found,
                 Err(err) => {
