@@ -57,25 +57,42 @@ async fn create(url: &str, name: &str, partitions: i32) {
 }
 
 async fn produce(url: &str, topic: &str, partition: i32, count: i64) {
-    let mut producer = ProducerClient::connect(url.to_string()).await.unwrap();
     for idx in 0..count {
-        let answer = producer
-            .produce(ProduceRequest {
-                topic: topic.into(),
-                partition: Some(partition),
-                payload: Some(Payload::Records(RecordList {
-                    records: vec![Record {
-                        value: Some(format!("{topic}-{partition}-{idx:0>80}").into()),
-                        ..Default::default()
-                    }],
-                })),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        assert_eq!(answer.results[0].error_code, 0, "{answer:?}");
+        let value = format!("{topic}-{partition}-{idx:0>80}");
+        let answer = produce_once(url, topic, partition, value.into_bytes()).await;
+        assert_eq!(answer, Ok(0), "{topic}-{partition} record {idx}");
     }
+}
+
+/// One record of `value` to `topic`/`partition` through a stock client, no retries: the error
+/// code of the partition's result (0 when acknowledged) or the call's status code.
+async fn produce_once(
+    url: &str,
+    topic: &str,
+    partition: i32,
+    value: Vec<u8>,
+) -> Result<i32, tonic::Code> {
+    let mut producer = ProducerClient::connect(url.to_string()).await.unwrap();
+    producer
+        .produce(ProduceRequest {
+            topic: topic.into(),
+            partition: Some(partition),
+            payload: Some(Payload::Records(RecordList {
+                records: vec![Record {
+                    value: Some(value.into()),
+                    ..Default::default()
+                }],
+            })),
+            ..Default::default()
+        })
+        .await
+        .map(|answer| answer.into_inner().results[0].error_code)
+        .map_err(|status| status.code())
+}
+
+/// True when a [`produce_once`] answer is a refusal (the record was not acknowledged).
+fn is_refusal(answer: &Result<i32, tonic::Code>) -> bool {
+    matches!(answer, Ok(code) if *code != 0) || *answer == Err(tonic::Code::Unavailable)
 }
 
 /// Reads one offset: `Ok(value)` or the refusal's code and ErrorInfo reason.
@@ -290,21 +307,11 @@ async fn a_partition_whose_log_will_not_open_is_stopped_alone() {
     let (code, reason) = read_at(&mut consumer, "events", 1, 0).await.unwrap_err();
     assert_eq!(code, tonic::Code::Unavailable);
     assert_eq!(reason, "KAFKA_STORAGE_ERROR");
-    let mut producer = ProducerClient::connect(url.clone()).await.unwrap();
-    let answer = producer
-        .produce(ProduceRequest {
-            topic: "events".into(),
-            partition: Some(1),
-            payload: Some(Payload::Records(RecordList {
-                records: vec![Record::default()],
-            })),
-            ..Default::default()
-        })
-        .await;
-    match answer {
-        Ok(answer) => assert_ne!(answer.into_inner().results[0].error_code, 0),
-        Err(status) => assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}"),
-    }
+    let refused = produce_once(&url, "events", 1, Vec::new()).await;
+    assert!(
+        is_refusal(&refused),
+        "a stopped partition took a write: {refused:?}"
+    );
     produce(&url, "events", 0, 1).await;
 
     let health = cairn_health(&grpc);
@@ -334,27 +341,6 @@ fn installed(name: &str) -> Option<PathBuf> {
             .map(|dir| dir.join(name))
             .find(|p| p.is_file())
     })
-}
-
-/// One record to `topic`/`partition` through a stock client, no retries: the error code of the
-/// partition's result (0 when acknowledged) or the call's status code.
-async fn produce_once(url: &str, topic: &str, partition: i32) -> Result<i32, tonic::Code> {
-    let mut producer = ProducerClient::connect(url.to_string()).await.unwrap();
-    producer
-        .produce(ProduceRequest {
-            topic: topic.into(),
-            partition: Some(partition),
-            payload: Some(Payload::Records(RecordList {
-                records: vec![Record {
-                    value: Some(b"after".to_vec().into()),
-                    ..Default::default()
-                }],
-            })),
-            ..Default::default()
-        })
-        .await
-        .map(|answer| answer.into_inner().results[0].error_code)
-        .map_err(|status| status.code())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -392,7 +378,10 @@ async fn a_failed_fsync_stops_its_partition_and_turns_health_not_serving() {
     let (grpc, http) = (field("grpc="), field("http="));
     let url = format!("http://{grpc}");
     create(&url, "events", 2).await;
-    assert_eq!(produce_once(&url, "events", 0).await, Ok(0));
+    assert_eq!(
+        produce_once(&url, "events", 0, b"after".to_vec()).await,
+        Ok(0)
+    );
     assert!(cairn_health(&grpc).status.success());
 
     let fiu = |command: &str| {
@@ -403,21 +392,21 @@ async fn a_failed_fsync_stops_its_partition_and_turns_health_not_serving() {
         assert!(status.success(), "fiu-ctrl -c {command:?} failed");
     };
     fiu("enable name=posix/io/sync/fdatasync");
-    let refused = produce_once(&url, "events", 0).await;
+    let refused = produce_once(&url, "events", 0, b"after".to_vec()).await;
     assert!(
-        matches!(refused, Ok(code) if code != 0) || refused == Err(tonic::Code::Unavailable),
+        is_refusal(&refused),
         "an unsynced write was acknowledged: {refused:?}"
     );
     fiu("disable name=posix/io/sync/fdatasync");
 
     // The poisoned partition never takes a write again (no retried fsync, no ack), the other
     // one does, and health says which is stopped and why.
-    let again = produce_once(&url, "events", 0).await;
-    assert!(
-        matches!(again, Ok(code) if code != 0) || again == Err(tonic::Code::Unavailable),
-        "{again:?}"
+    let again = produce_once(&url, "events", 0, b"after".to_vec()).await;
+    assert!(is_refusal(&again), "{again:?}");
+    assert_eq!(
+        produce_once(&url, "events", 1, b"after".to_vec()).await,
+        Ok(0)
     );
-    assert_eq!(produce_once(&url, "events", 1).await, Ok(0));
     let deadline = Instant::now() + PATIENCE;
     let text = loop {
         let health = cairn_health(&grpc);

@@ -141,14 +141,7 @@ impl LogReader {
         if from == snapshot.high_watermark {
             return Ok(empty);
         }
-        let first = snapshot
-            .segments
-            .partition_point(|s| s.base_offset <= from)
-            .saturating_sub(1);
-        for view in snapshot.segments.iter().skip(first) {
-            let Some(end) = visible_end(&snapshot, view) else {
-                break;
-            };
+        for (view, end) in visible_segments_from(&snapshot, from) {
             if let Some((data, next_offset)) = read_segment(view, from, end, max_bytes)? {
                 return Ok(ReadResult {
                     data,
@@ -230,14 +223,7 @@ impl LogReader {
         let snapshot = self.shared.snapshot();
         let from = check_range(&snapshot, from)?;
         let mut damaged = Vec::new();
-        let first = snapshot
-            .segments
-            .partition_point(|s| s.base_offset <= from)
-            .saturating_sub(1);
-        for view in snapshot.segments.iter().skip(first) {
-            let Some(end) = visible_end(&snapshot, view) else {
-                break;
-            };
+        for (view, end) in visible_segments_from(&snapshot, from) {
             if scan_segment(view, from, end, &mut visit, &mut damaged).is_break() {
                 break;
             }
@@ -289,6 +275,23 @@ fn check_range(snapshot: &Published, from: i64) -> Result<Offset, LogError> {
         return Err(out_of_range());
     }
     Ok(offset)
+}
+
+/// The segments from the one holding `from` on, each with how far readers may look into it,
+/// up to the last one with anything visible.
+fn visible_segments_from(
+    snapshot: &Published,
+    from: Offset,
+) -> impl Iterator<Item = (&SegmentView, FilePos)> {
+    let first = snapshot
+        .segments
+        .partition_point(|s| s.base_offset <= from)
+        .saturating_sub(1);
+    snapshot
+        .segments
+        .iter()
+        .skip(first)
+        .map_while(|view| Some((view, visible_end(snapshot, view)?)))
 }
 
 /// How far readers may look into `view`, or `None` if none of it is visible.
