@@ -8,6 +8,8 @@
     reason = "test code: a failed unwrap is a failed test"
 )]
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,22 +17,17 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use cairn_broker::{
     AckLevel, Broker, BrokerConfig, BrokerError, GroupState, HeartbeatInput, HeartbeatOutput,
-    OffsetCommit, ProducePayload, ProduceRecord, ProduceRequest, ResetTo, TopicConfig,
-    TopicPartition,
+    OffsetCommit, ProducePayload, ProduceRecord, ProduceRequest, ResetTo, TopicPartition,
 };
 use cairn_log::batch::Compression;
 use cairn_log::{ManualClock, SystemClock};
 
 async fn open(dir: &std::path::Path) -> Broker {
     let cfg = BrokerConfig {
-        data_dir: dir.to_path_buf(),
-        node_id: 1,
-        advertised_address: "127.0.0.1:7070".to_string(),
-        topic_defaults: TopicConfig::default(),
         offsets_topic_partitions: 3,
-        max_partitions: cairn_broker::DEFAULT_MAX_PARTITIONS,
+        ..common::config(dir)
     };
-    Broker::open(cfg, Arc::new(SystemClock)).await.unwrap()
+    common::open_with(cfg, Arc::new(SystemClock)).await
 }
 
 async fn produce(broker: &Broker, topic: &str, partition: i64, count: usize) {
@@ -409,16 +406,10 @@ async fn sessions_expire_on_elapsed_time_not_on_wall_clock_steps() {
     let start_ms = 1_767_225_600_000;
     let clock = Arc::new(ManualClock::new(start_ms));
     let cfg = BrokerConfig {
-        data_dir: dir.path().to_path_buf(),
-        node_id: 1,
-        advertised_address: "127.0.0.1:7070".to_string(),
-        topic_defaults: TopicConfig::default(),
         offsets_topic_partitions: 1,
-        max_partitions: cairn_broker::DEFAULT_MAX_PARTITIONS,
+        ..common::config(dir.path())
     };
-    let broker = Broker::open(cfg, Arc::clone(&clock) as Arc<dyn cairn_log::Clock>)
-        .await
-        .unwrap();
+    let broker = common::open_with(cfg, Arc::clone(&clock) as Arc<dyn cairn_log::Clock>).await;
     broker.create_topic("orders", 1, 1, &[]).await.unwrap();
     join(&broker, "billing", &["orders"]);
     let members = || {
@@ -448,16 +439,10 @@ async fn next_record_age_is_the_age_of_the_first_unconsumed_record() {
     let start_ms = 1_767_225_600_000;
     let clock = Arc::new(ManualClock::new(start_ms));
     let cfg = BrokerConfig {
-        data_dir: dir.path().to_path_buf(),
-        node_id: 1,
-        advertised_address: "127.0.0.1:7070".to_string(),
-        topic_defaults: TopicConfig::default(),
         offsets_topic_partitions: 1,
-        max_partitions: cairn_broker::DEFAULT_MAX_PARTITIONS,
+        ..common::config(dir.path())
     };
-    let broker = Broker::open(cfg, Arc::clone(&clock) as Arc<dyn cairn_log::Clock>)
-        .await
-        .unwrap();
+    let broker = common::open_with(cfg, Arc::clone(&clock) as Arc<dyn cairn_log::Clock>).await;
     broker.create_topic("orders", 1, 1, &[]).await.unwrap();
     produce(&broker, "orders", 0, 2).await; // offsets 0, 1 at start_ms
     clock.advance(3_000);
