@@ -140,8 +140,7 @@ fn cluster_info_topic_list_and_describe_show_what_an_operator_needs() {
     let refused = cli_with_input(&broker, &["topic", "describe", "nope"], b"");
     assert_eq!(refused.status.code(), Some(1), "{refused:?}");
 
-    send(&server, libc::SIGTERM);
-    assert!(wait_exit(server).status.success());
+    stop_broker(server);
 }
 
 #[test]
@@ -270,6 +269,5 @@ fn reset_offsets_dry_run_shows_old_and_new_and_moves_nothing() {
         "{stderr}"
     );
 
-    send(&server, libc::SIGTERM);
-    assert!(wait_exit(server).status.success());
+    stop_broker(server);
 }

@@ -234,8 +234,7 @@ fn binary_records_tombstones_and_templates_round_trip() {
     );
     assert_eq!(line, b"01=v\xff\xfe");
 
-    send(&server, libc::SIGTERM);
-    assert!(wait_exit(server).status.success());
+    stop_broker(server);
 }
 
 #[test]
@@ -313,8 +312,7 @@ fn a_failed_produce_says_what_was_acknowledged_and_bad_input_is_named() {
         "{stderr}"
     );
 
-    send(&server, libc::SIGTERM);
-    assert!(wait_exit(server).status.success());
+    stop_broker(server);
 }
 
 #[test]
@@ -395,6 +393,5 @@ fn start_positions_relative_timed_and_out_of_range() {
         );
     }
 
-    send(&server, libc::SIGTERM);
-    assert!(wait_exit(server).status.success());
+    stop_broker(server);
 }

@@ -113,8 +113,7 @@ fn a_frozen_broker_fails_commands_within_the_deadline_and_serves_again_after() {
     let listed = run_with_deadline(&broker, &["topic", "list"]);
     assert!(listed.status.success(), "{listed:?}");
 
-    send(&server, libc::SIGTERM);
-    assert!(wait_exit(server).status.success());
+    stop_broker(server);
 }
 
 #[test]

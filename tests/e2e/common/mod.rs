@@ -111,6 +111,12 @@ pub fn start_broker(data_dir: &Path) -> (Child, String) {
     start_command(serve_on_free_ports(data_dir))
 }
 
+/// Stops a broker from [`start_broker`] with SIGTERM; it must exit cleanly.
+pub fn stop_broker(server: Child) {
+    send(&server, libc::SIGTERM);
+    assert!(wait_exit(server).status.success());
+}
+
 /// `cairn --broker BROKER ARGS` run to its end, with nothing on stdin.
 pub fn cli(broker: &str, args: &[&str]) -> Output {
     let mut full = vec!["--broker", broker];
