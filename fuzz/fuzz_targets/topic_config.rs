@@ -10,7 +10,7 @@
 
 use cairn_broker::TopicConfig;
 use cairn_broker::fuzzing::parse_topic_file;
-use cairn_fuzz::CappedAllocator;
+use cairn_fuzz::{CappedAllocator, check_round_trip};
 use libfuzzer_sys::fuzz_target;
 
 #[global_allocator]
@@ -32,16 +32,12 @@ fuzz_target!(|data: &[u8]| {
         }
         Err(reason) => assert!(!reason.is_empty()),
     }
-    match TopicConfig::from_file_text(text) {
-        Ok(config) => {
-            let again = TopicConfig::from_file_text(&config.to_file_text());
-            assert!(
-                again.as_ref().is_ok_and(|again| *again == config),
-                "a config text did not round-trip: {again:?}"
-            );
-        }
-        Err(err) => {
-            let _ = err.to_string();
-        }
+    if let Some(err) = check_round_trip(
+        text,
+        TopicConfig::from_file_text,
+        TopicConfig::to_file_text,
+        "a config text",
+    ) {
+        let _ = err.to_string();
     }
 });

@@ -1,8 +1,9 @@
 //! Shared pieces of Cairn's fuzz targets: the decompression limit they read under, an allocator
 //! that turns any oversized allocation into a crash, a walker that touches every part of a
 //! validated batch and cross-checks the decoder's answers against each other, a header builder
-//! that wraps arbitrary bytes in a batch with a correct CRC, and ([`log_dir`]) a real partition
-//! directory whose index and checkpoint files the file targets damage.
+//! that wraps arbitrary bytes in a batch with a correct CRC, a round-trip check for the text
+//! formats ([`check_round_trip`]), and ([`log_dir`]) a real partition directory whose index and
+//! checkpoint files the file targets damage.
 //!
 //! It checks behaviour only through `cairn_codec::batch`'s public API, so a finding here is a bug a
 //! broker could hit. The invariant every target relies on: a decoder given bad bytes returns an
@@ -11,6 +12,7 @@
 pub mod log_dir;
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::fmt::Debug;
 use std::hint::black_box;
 
 use bytes::Bytes;
@@ -341,4 +343,30 @@ pub fn wrap_records(spec: &HeaderSpec, section: &[u8]) -> Option<Bytes> {
     out.get_mut(field::CRC..field::ATTRIBUTES)?
         .copy_from_slice(&crc.to_be_bytes());
     Some(Bytes::from(out))
+}
+
+/// Parses `text` with `parse`; when it parses, asserts that the value written back with `write`
+/// parses to the same value (`what` names the value in the panic). Returns the refusal when
+/// `text` does not parse, for the target to check as its parser promises.
+pub fn check_round_trip<T, E>(
+    text: &str,
+    parse: impl Fn(&str) -> Result<T, E>,
+    write: impl Fn(&T) -> String,
+    what: &str,
+) -> Option<E>
+where
+    T: PartialEq + Debug,
+    E: Debug,
+{
+    match parse(text) {
+        Ok(value) => {
+            let again = parse(&write(&value));
+            assert!(
+                again.as_ref().is_ok_and(|again| *again == value),
+                "{what} did not round-trip: {again:?}"
+            );
+            None
+        }
+        Err(err) => Some(err),
+    }
 }

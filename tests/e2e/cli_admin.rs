@@ -6,27 +6,13 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 
 use common::*;
 use serde_json::Value;
 
-fn run(broker: &str, args: &[&str], input: &[u8]) -> Output {
-    let mut full = vec!["--broker", broker];
-    full.extend_from_slice(args);
-    let mut child = cairn(&full)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let _ = child.stdin.take().unwrap().write_all(input);
-    child.wait_with_output().unwrap()
-}
-
 fn ok(broker: &str, args: &[&str], input: &[u8]) -> String {
-    let out = run(broker, args, input);
+    let out = cli_with_input(broker, args, input);
     assert!(
         out.status.success(),
         "{args:?}: {}",
@@ -44,14 +30,7 @@ fn json(broker: &str, args: &[&str]) -> Value {
 fn start_broker_with_retention_default(data: &std::path::Path) -> (std::process::Child, String) {
     let mut command: Command = serve_on_free_ports(data);
     command.args(["--topic-default", "retention.ms=3600000"]);
-    let mut child = command.spawn().unwrap();
-    let ready = wait_ready(&mut child);
-    let grpc = ready
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("grpc="))
-        .unwrap()
-        .to_string();
-    (child, grpc)
+    start_command(command)
 }
 
 #[test]
@@ -155,14 +134,13 @@ fn cluster_info_topic_list_and_describe_show_what_an_operator_needs() {
             "soon",
         ],
     ] {
-        let out = run(&broker, args, b"");
+        let out = cli_with_input(&broker, args, b"");
         assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
     }
-    let refused = run(&broker, &["topic", "describe", "nope"], b"");
+    let refused = cli_with_input(&broker, &["topic", "describe", "nope"], b"");
     assert_eq!(refused.status.code(), Some(1), "{refused:?}");
 
-    send(&server, libc::SIGTERM);
-    assert!(wait_exit(server).status.success());
+    stop_broker(server);
 }
 
 #[test]
@@ -270,7 +248,7 @@ fn reset_offsets_dry_run_shows_old_and_new_and_moves_nothing() {
         moved,
         serde_json::json!([{"topic": "orders", "partition": 0, "old": 3, "new": 1}])
     );
-    let beyond = run(
+    let beyond = cli_with_input(
         &broker,
         &[
             "group",
@@ -291,6 +269,5 @@ fn reset_offsets_dry_run_shows_old_and_new_and_moves_nothing() {
         "{stderr}"
     );
 
-    send(&server, libc::SIGTERM);
-    assert!(wait_exit(server).status.success());
+    stop_broker(server);
 }

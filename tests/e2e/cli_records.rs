@@ -7,28 +7,11 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Output, Stdio};
-
 use common::*;
 use serde_json::Value;
 
-/// `cairn --broker BROKER ARGS` with `input` on stdin.
-fn run(broker: &str, args: &[&str], input: &[u8]) -> Output {
-    let mut full = vec!["--broker", broker];
-    full.extend_from_slice(args);
-    let mut child = cairn(&full)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let _ = child.stdin.take().unwrap().write_all(input);
-    child.wait_with_output().unwrap()
-}
-
 fn ok(broker: &str, args: &[&str], input: &[u8]) -> Vec<u8> {
-    let out = run(broker, args, input);
+    let out = cli_with_input(broker, args, input);
     assert!(
         out.status.success(),
         "{args:?}: {}",
@@ -73,7 +56,7 @@ fn binary_records_tombstones_and_templates_round_trip() {
         hex(&[0xff, 0xfe]),
         hex(&all_bytes)
     );
-    let produced = run(
+    let produced = cli_with_input(
         &broker,
         &[
             "produce",
@@ -121,7 +104,7 @@ fn binary_records_tombstones_and_templates_round_trip() {
     expected.extend_from_slice(b"\n(null)\n\n");
     assert_eq!(text, expected);
     // ...and JSON refuses what it cannot carry instead of mangling it, as a usage error.
-    let refused = run(
+    let refused = cli_with_input(
         &broker,
         &[
             "consume",
@@ -163,7 +146,7 @@ fn binary_records_tombstones_and_templates_round_trip() {
              raw/1/2 1767225600000 k=6b v=0 a=AQ==|\n"
         )
     );
-    let bad_template = run(&broker, &["consume", "raw", "--template", "%q"], b"");
+    let bad_template = cli_with_input(&broker, &["consume", "raw", "--template", "%q"], b"");
     assert_eq!(bad_template.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad_template.stderr).contains("unknown code %q"));
 
@@ -251,8 +234,7 @@ fn binary_records_tombstones_and_templates_round_trip() {
     );
     assert_eq!(line, b"01=v\xff\xfe");
 
-    send(&server, libc::SIGTERM);
-    assert!(wait_exit(server).status.success());
+    stop_broker(server);
 }
 
 #[test]
@@ -261,7 +243,7 @@ fn a_failed_produce_says_what_was_acknowledged_and_bad_input_is_named() {
     let (server, broker) = start_broker(data.path());
     ok(&broker, &["topic", "create", "orders"], b"");
 
-    let out = run(
+    let out = cli_with_input(
         &broker,
         &["produce", "orders", "--format", "json"],
         b"{\"value\":\"a\"}\n{\"value\":\"b\"}\n{\"vaule\":\"c\"}\n{\"value\":\"d\"}\n",
@@ -279,7 +261,7 @@ fn a_failed_produce_says_what_was_acknowledged_and_bad_input_is_named() {
     let values = consume_all(&broker, "orders", &[]);
     assert_eq!(values, b"a\nb\n");
 
-    let refused = run(&broker, &["produce", "orders", "--partition", "5"], b"x\n");
+    let refused = cli_with_input(&broker, &["produce", "orders", "--partition", "5"], b"x\n");
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert_eq!(refused.status.code(), Some(1), "{stderr}");
     assert!(
@@ -313,12 +295,12 @@ fn a_failed_produce_says_what_was_acknowledged_and_bad_input_is_named() {
             "--partition must not be negative",
         ),
     ] {
-        let out = run(&broker, args, b"x\n");
+        let out = cli_with_input(&broker, args, b"x\n");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(stderr.contains(why), "{args:?}: {stderr}");
     }
-    let undecodable = run(
+    let undecodable = cli_with_input(
         &broker,
         &["produce", "orders", "--value-encoding", "hex"],
         b"0a\nxyz\n",
@@ -330,8 +312,7 @@ fn a_failed_produce_says_what_was_acknowledged_and_bad_input_is_named() {
         "{stderr}"
     );
 
-    send(&server, libc::SIGTERM);
-    assert!(wait_exit(server).status.success());
+    stop_broker(server);
 }
 
 #[test]
@@ -391,7 +372,7 @@ fn start_positions_relative_timed_and_out_of_range() {
     assert_eq!(values("@1796119680000", Some("0")), "0:v8 0:v9");
     assert_eq!(values("9", Some("0")), "0:v9");
 
-    let beyond = run(
+    let beyond = cli_with_input(
         &broker,
         &["consume", "events", "--from", "5", "--until-end"],
         b"",
@@ -403,7 +384,7 @@ fn start_positions_relative_timed_and_out_of_range() {
         "{stderr}"
     );
     for bad in ["soon", "-x", "2026-12-01T10:00:00", "2026-02-30"] {
-        let out = run(&broker, &["consume", "events", "--from", bad], b"");
+        let out = cli_with_input(&broker, &["consume", "events", "--from", bad], b"");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{bad}: {stderr}");
         assert!(
@@ -412,6 +393,5 @@ fn start_positions_relative_timed_and_out_of_range() {
         );
     }
 
-    send(&server, libc::SIGTERM);
-    assert!(wait_exit(server).status.success());
+    stop_broker(server);
 }

@@ -7,9 +7,8 @@
 
 mod common;
 
-use std::io::Write;
 use std::net::TcpListener;
-use std::process::{Output, Stdio};
+use std::process::Output;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -41,17 +40,9 @@ const COMMANDS: &[&[&str]] = &[
 
 /// `cairn --broker BROKER --timeout 1s ARGS` with `x\n` on stdin.
 fn run_with_deadline(broker: &str, args: &[&str]) -> Output {
-    let mut full = vec!["--broker", broker, "--timeout", "1s"];
+    let mut full = vec!["--timeout", "1s"];
     full.extend_from_slice(args);
-    let mut child = cairn(&full)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // The command may fail before it reads stdin; a closed pipe is fine then.
-    let _ = child.stdin.take().unwrap().write_all(b"x\n");
-    child.wait_with_output().unwrap()
+    cli_with_input(broker, &full, b"x\n")
 }
 
 fn assert_deadline_named(broker: &str, args: &[&str], out: &Output) {
@@ -122,8 +113,7 @@ fn a_frozen_broker_fails_commands_within_the_deadline_and_serves_again_after() {
     let listed = run_with_deadline(&broker, &["topic", "list"]);
     assert!(listed.status.success(), "{listed:?}");
 
-    send(&server, libc::SIGTERM);
-    assert!(wait_exit(server).status.success());
+    stop_broker(server);
 }
 
 #[test]

@@ -80,14 +80,7 @@ fn start(extra: &[&str], nofile: Option<(u64, u64)>) -> Broker {
     }
     let mut child = command.spawn().unwrap();
     let ready = wait_ready(&mut child);
-    let addr = |key: &str| -> SocketAddr {
-        ready
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix(key))
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
+    let addr = |key: &str| -> SocketAddr { ready_field(&ready, key).parse().unwrap() };
     Broker {
         grpc: addr("grpc="),
         http: addr("http="),
@@ -205,22 +198,9 @@ fn flood(addr: SocketAddr, count: usize) -> Vec<TcpStream> {
 }
 
 fn create_topic(grpc: SocketAddr) {
-    let grpc = grpc.to_string();
-    let out = cairn(&[
-        "--broker",
-        &grpc,
-        "topic",
-        "create",
-        "orders",
-        "--partitions",
-        "1",
-    ])
-    .output()
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    cli_ok(
+        &grpc.to_string(),
+        &["topic", "create", "orders", "--partitions", "1"],
     );
 }
 

@@ -45,12 +45,6 @@ fn loud_skip(message: &str) {
 }
 
 /// `cairn --broker BROKER ARGS...`, run to its end.
-fn cli(broker: &str, args: &[&str]) -> Output {
-    let mut full = vec!["--broker", broker];
-    full.extend_from_slice(args);
-    cairn(&full).output().unwrap()
-}
-
 fn assert_ok(output: &Output) {
     assert!(
         output.status.success(),

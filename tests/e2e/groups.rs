@@ -28,22 +28,6 @@ use serde_json::Value;
 /// One consumed record: (partition, offset, value).
 type Seen = (i64, i64, String);
 
-fn run(broker: &str, args: &[&str]) -> std::process::Output {
-    let mut full = vec!["--broker", broker];
-    full.extend_from_slice(args);
-    cairn(&full).output().unwrap()
-}
-
-fn ok(broker: &str, args: &[&str]) -> String {
-    let out = run(broker, args);
-    assert!(
-        out.status.success(),
-        "cairn {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 /// Starts a group member printing JSON lines into `dir/name.out`.
 fn member(broker: &str, dir: &Path, name: &str, group: &str, extra: &[&str]) -> Child {
     let out = File::create(dir.join(format!("{name}.out"))).unwrap();
@@ -85,7 +69,7 @@ fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
 }
 
 fn describe(broker: &str, group: &str) -> Value {
-    serde_json::from_str(&ok(
+    serde_json::from_str(&cli_ok(
         broker,
         &["group", "describe", group, "--format", "json"],
     ))
@@ -96,7 +80,7 @@ fn describe(broker: &str, group: &str) -> Value {
 /// ago may not have sent their first heartbeat, and the broker rightly answers GroupIdNotFound
 /// until one has.
 fn describe_once_joined(broker: &str, group: &str) -> Option<Value> {
-    let out = run(broker, &["group", "describe", group, "--format", "json"]);
+    let out = cli(broker, &["group", "describe", group, "--format", "json"]);
     if out.status.success() {
         return Some(serde_json::from_slice(&out.stdout).unwrap());
     }
@@ -152,7 +136,7 @@ fn three_members_share_six_partitions_exactly_once_and_a_second_group_gets_every
     let data = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
     let (server, broker) = start_broker(data.path());
-    ok(&broker, &["topic", "create", "orders", "--partitions", "6"]);
+    cli_ok(&broker, &["topic", "create", "orders", "--partitions", "6"]);
     let members: Vec<Child> = ["a", "b", "c"]
         .iter()
         .map(|name| member(&broker, out.path(), name, "inventory", &[]))
@@ -197,7 +181,7 @@ fn three_members_share_six_partitions_exactly_once_and_a_second_group_gets_every
     }
 
     // Fan-out: another group reads everything, independently.
-    let analytics = ok(
+    let analytics = cli_ok(
         &broker,
         &[
             "consume",
@@ -222,7 +206,7 @@ fn three_members_share_six_partitions_exactly_once_and_a_second_group_gets_every
         .collect();
     assert_eq!(analytics.lines().count(), records);
     assert_eq!(values_seen, values(0, records));
-    let listed = ok(&broker, &["group", "list"]);
+    let listed = cli_ok(&broker, &["group", "list"]);
     assert!(
         listed.contains("inventory") && listed.contains("analytics"),
         "{listed}"
@@ -234,10 +218,10 @@ fn three_members_share_six_partitions_exactly_once_and_a_second_group_gets_every
 fn a_restarted_broker_resumes_the_group_at_its_committed_offsets() {
     let data = tempfile::tempdir().unwrap();
     let (server, broker) = start_broker(data.path());
-    ok(&broker, &["topic", "create", "orders", "--partitions", "3"]);
+    cli_ok(&broker, &["topic", "create", "orders", "--partitions", "3"]);
     produce_orders(&broker, 0..900, 41);
     let consume = |broker: &str| {
-        ok(
+        cli_ok(
             broker,
             &[
                 "consume",
@@ -282,7 +266,7 @@ fn a_killed_member_loses_its_partitions_and_nothing_produced_afterwards_is_misse
     let data = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
     let (server, broker) = start_broker(data.path());
-    ok(&broker, &["topic", "create", "orders", "--partitions", "6"]);
+    cli_ok(&broker, &["topic", "create", "orders", "--partitions", "6"]);
     // Only the victim's session is short: members keep their own timeouts, and a survivor
     // with a 2 s session could itself be expired by a stall of this busy machine.
     let victim = member(
@@ -327,7 +311,7 @@ fn a_killed_member_loses_its_partitions_and_nothing_produced_afterwards_is_misse
 fn a_member_writing_into_a_closed_pipe_commits_nothing_it_did_not_print() {
     let data = tempfile::tempdir().unwrap();
     let (server, broker) = start_broker(data.path());
-    ok(&broker, &["topic", "create", "orders", "--partitions", "1"]);
+    cli_ok(&broker, &["topic", "create", "orders", "--partitions", "1"]);
     produce_orders(&broker, 0..10, 41);
     let args = [
         "--broker",
@@ -354,7 +338,7 @@ fn a_member_writing_into_a_closed_pipe_commits_nothing_it_did_not_print() {
     assert_eq!(offsets[0]["committed"], 0, "{offsets}");
     assert_eq!(offsets[0]["lag"], 10, "{offsets}");
 
-    let again = ok(&broker, &args[2..]);
+    let again = cli_ok(&broker, &args[2..]);
     assert_eq!(
         again.lines().count(),
         10,
@@ -367,7 +351,7 @@ fn a_member_writing_into_a_closed_pipe_commits_nothing_it_did_not_print() {
 fn a_zombie_commit_is_refused_and_bad_input_gets_typed_errors() {
     let data = tempfile::tempdir().unwrap();
     let (server, broker) = start_broker(data.path());
-    ok(&broker, &["topic", "create", "orders", "--partitions", "1"]);
+    cli_ok(&broker, &["topic", "create", "orders", "--partitions", "1"]);
     produce_orders(&broker, 0..10, 41);
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -455,10 +439,10 @@ fn a_zombie_commit_is_refused_and_bad_input_gets_typed_errors() {
     });
 
     // Through the CLI: typed errors naming the cause, and a reset refused while members exist.
-    let missing = run(&broker, &["group", "describe", "nobody"]);
+    let missing = cli(&broker, &["group", "describe", "nobody"]);
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("unknown group"));
-    let bad = run(
+    let bad = cli(
         &broker,
         &[
             "group",
@@ -475,7 +459,7 @@ fn a_zombie_commit_is_refused_and_bad_input_gets_typed_errors() {
     let out = tempfile::tempdir().unwrap();
     let active = member(&broker, out.path(), "active", "payments", &[]);
     stable_assignment(&broker, "payments", 1);
-    let refused = run(
+    let refused = cli(
         &broker,
         &[
             "group",
@@ -494,7 +478,7 @@ fn a_zombie_commit_is_refused_and_bad_input_gets_typed_errors() {
         String::from_utf8_lossy(&refused.stderr)
     );
     stop(active);
-    ok(
+    cli_ok(
         &broker,
         &[
             "group",
@@ -509,7 +493,7 @@ fn a_zombie_commit_is_refused_and_bad_input_gets_typed_errors() {
     let d = describe(&broker, "payments");
     assert_eq!(d["offsets"][0]["committed"], 2);
     assert_eq!(d["offsets"][0]["lag"], 8);
-    let beyond = run(
+    let beyond = cli(
         &broker,
         &[
             "group",
@@ -523,7 +507,7 @@ fn a_zombie_commit_is_refused_and_bad_input_gets_typed_errors() {
     );
     assert!(!beyond.status.success());
     assert!(String::from_utf8_lossy(&beyond.stderr).contains("outside"));
-    ok(&broker, &["group", "delete", "payments"]);
+    cli_ok(&broker, &["group", "delete", "payments"]);
     assert_eq!(describe(&broker, "payments")["state"], "dead");
     stop(server);
 }

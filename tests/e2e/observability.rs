@@ -14,22 +14,12 @@ mod common;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Output, Stdio};
+use std::process::Stdio;
 
-use common::{cairn, produce_orders, send, serve_on_free_ports, wait_exit, wait_ready};
+use common::{
+    cli_ok, produce_orders, ready_field, send, serve_on_free_ports, wait_exit, wait_ready,
+};
 use serde_json::Value;
-
-fn ok(broker: &str, args: &[&str]) -> String {
-    let mut full = vec!["--broker", broker];
-    full.extend_from_slice(args);
-    let out: Output = cairn(&full).output().unwrap();
-    assert!(
-        out.status.success(),
-        "cairn {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 fn scrape(http: &str) -> String {
     let mut stream = TcpStream::connect(http).unwrap();
@@ -81,18 +71,12 @@ fn metrics_and_json_log_show_a_session() {
         .stderr(Stdio::from(std::fs::File::create(&log_path).unwrap()));
     let mut child = command.spawn().unwrap();
     let ready = wait_ready(&mut child);
-    let addr = |prefix: &str| {
-        ready
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix(prefix))
-            .unwrap()
-            .to_string()
-    };
+    let addr = |prefix: &str| ready_field(&ready, prefix);
     let (broker, http) = (addr("grpc="), addr("http="));
 
-    ok(&broker, &["topic", "create", "orders", "--partitions", "2"]);
-    ok(&broker, &["topic", "create", "audit"]);
-    ok(
+    cli_ok(&broker, &["topic", "create", "orders", "--partitions", "2"]);
+    cli_ok(&broker, &["topic", "create", "audit"]);
+    cli_ok(
         &broker,
         &[
             "topic",
@@ -103,7 +87,7 @@ fn metrics_and_json_log_show_a_session() {
         ],
     );
     produce_orders(&broker, 0..40, 4);
-    ok(
+    cli_ok(
         &broker,
         &[
             "consume",
@@ -117,7 +101,7 @@ fn metrics_and_json_log_show_a_session() {
     );
     // Records the group has not consumed yet: a lag in records and in seconds.
     produce_orders(&broker, 40..50, 4);
-    ok(&broker, &["replay", "orders", "--format", "json"]);
+    cli_ok(&broker, &["replay", "orders", "--format", "json"]);
 
     let body = scrape(&http);
     let p0 = "topic=\"orders\",partition=\"0\"";
@@ -192,7 +176,7 @@ fn metrics_and_json_log_show_a_session() {
         "{body}"
     );
 
-    ok(&broker, &["topic", "delete", "orders"]);
+    cli_ok(&broker, &["topic", "delete", "orders"]);
     let body = scrape(&http);
     let left: Vec<&str> = body
         .lines()

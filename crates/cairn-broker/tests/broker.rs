@@ -6,29 +6,21 @@
     reason = "test code: a failed unwrap is a failed test"
 )]
 
+mod common;
+
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use cairn_broker::{
-    AckLevel, Broker, BrokerConfig, BrokerError, FetchRequest, OffsetQuery, ProducePayload,
-    ProduceRecord, ProduceRequest, TopicConfig, decode_records, partition_for_key,
+    AckLevel, Broker, BrokerError, FetchRequest, OffsetQuery, ProducePayload, ProduceRecord,
+    ProduceRequest, decode_records, partition_for_key,
 };
+use cairn_log::Offset;
 use cairn_log::batch::{BatchBuilder, Compression, RecordInput, encode_meta_entry};
-use cairn_log::{Offset, SystemClock};
 
-async fn open(dir: &std::path::Path) -> Broker {
-    let cfg = BrokerConfig {
-        data_dir: dir.to_path_buf(),
-        node_id: 1,
-        advertised_address: "127.0.0.1:7070".to_string(),
-        topic_defaults: TopicConfig::default(),
-        offsets_topic_partitions: cairn_broker::DEFAULT_OFFSETS_TOPIC_PARTITIONS,
-        max_partitions: cairn_broker::DEFAULT_MAX_PARTITIONS,
-    };
-    Broker::open(cfg, Arc::new(SystemClock)).await.unwrap()
-}
+use common::open;
 
 fn keyed(key: &str, value: &str) -> ProduceRecord {
     ProduceRecord {

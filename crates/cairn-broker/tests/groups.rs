@@ -8,6 +8,8 @@
     reason = "test code: a failed unwrap is a failed test"
 )]
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,22 +17,17 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use cairn_broker::{
     AckLevel, Broker, BrokerConfig, BrokerError, GroupState, HeartbeatInput, HeartbeatOutput,
-    OffsetCommit, ProducePayload, ProduceRecord, ProduceRequest, ResetTo, TopicConfig,
-    TopicPartition,
+    OffsetCommit, ProducePayload, ProduceRecord, ProduceRequest, ResetTo, TopicPartition,
 };
 use cairn_log::batch::Compression;
 use cairn_log::{ManualClock, SystemClock};
 
 async fn open(dir: &std::path::Path) -> Broker {
     let cfg = BrokerConfig {
-        data_dir: dir.to_path_buf(),
-        node_id: 1,
-        advertised_address: "127.0.0.1:7070".to_string(),
-        topic_defaults: TopicConfig::default(),
         offsets_topic_partitions: 3,
-        max_partitions: cairn_broker::DEFAULT_MAX_PARTITIONS,
+        ..common::config(dir)
     };
-    Broker::open(cfg, Arc::new(SystemClock)).await.unwrap()
+    common::open_with(cfg, Arc::new(SystemClock)).await
 }
 
 async fn produce(broker: &Broker, topic: &str, partition: i64, count: usize) {
@@ -403,23 +400,24 @@ async fn a_compacted_topic_refuses_records_without_a_key() {
     );
 }
 
+/// A broker over `dir` (one offsets partition) on a manual clock set to `start_ms`, with a
+/// one-partition `orders` topic.
+async fn open_on_manual_clock(dir: &std::path::Path, start_ms: i64) -> (Broker, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::new(start_ms));
+    let cfg = BrokerConfig {
+        offsets_topic_partitions: 1,
+        ..common::config(dir)
+    };
+    let broker = common::open_with(cfg, Arc::clone(&clock) as Arc<dyn cairn_log::Clock>).await;
+    broker.create_topic("orders", 1, 1, &[]).await.unwrap();
+    (broker, clock)
+}
+
 #[tokio::test]
 async fn sessions_expire_on_elapsed_time_not_on_wall_clock_steps() {
     let dir = tempfile::tempdir().unwrap();
     let start_ms = 1_767_225_600_000;
-    let clock = Arc::new(ManualClock::new(start_ms));
-    let cfg = BrokerConfig {
-        data_dir: dir.path().to_path_buf(),
-        node_id: 1,
-        advertised_address: "127.0.0.1:7070".to_string(),
-        topic_defaults: TopicConfig::default(),
-        offsets_topic_partitions: 1,
-        max_partitions: cairn_broker::DEFAULT_MAX_PARTITIONS,
-    };
-    let broker = Broker::open(cfg, Arc::clone(&clock) as Arc<dyn cairn_log::Clock>)
-        .await
-        .unwrap();
-    broker.create_topic("orders", 1, 1, &[]).await.unwrap();
+    let (broker, clock) = open_on_manual_clock(dir.path(), start_ms).await;
     join(&broker, "billing", &["orders"]);
     let members = || {
         broker
@@ -446,19 +444,7 @@ async fn sessions_expire_on_elapsed_time_not_on_wall_clock_steps() {
 async fn next_record_age_is_the_age_of_the_first_unconsumed_record() {
     let dir = tempfile::tempdir().unwrap();
     let start_ms = 1_767_225_600_000;
-    let clock = Arc::new(ManualClock::new(start_ms));
-    let cfg = BrokerConfig {
-        data_dir: dir.path().to_path_buf(),
-        node_id: 1,
-        advertised_address: "127.0.0.1:7070".to_string(),
-        topic_defaults: TopicConfig::default(),
-        offsets_topic_partitions: 1,
-        max_partitions: cairn_broker::DEFAULT_MAX_PARTITIONS,
-    };
-    let broker = Broker::open(cfg, Arc::clone(&clock) as Arc<dyn cairn_log::Clock>)
-        .await
-        .unwrap();
-    broker.create_topic("orders", 1, 1, &[]).await.unwrap();
+    let (broker, clock) = open_on_manual_clock(dir.path(), start_ms).await;
     produce(&broker, "orders", 0, 2).await; // offsets 0, 1 at start_ms
     clock.advance(3_000);
     produce(&broker, "orders", 0, 1).await; // offset 2 at start_ms + 3 s

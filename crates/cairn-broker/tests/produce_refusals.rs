@@ -7,33 +7,22 @@
     reason = "test code: a failed unwrap is a failed test"
 )]
 
-use std::sync::Arc;
+mod common;
 
 use bytes::Bytes;
 use cairn_broker::{
-    AckLevel, Broker, BrokerConfig, BrokerError, OffsetQuery, ProducePayload, ProduceRecord,
-    ProduceRequest, TopicConfig,
+    AckLevel, Broker, BrokerError, OffsetQuery, ProducePayload, ProduceRecord, ProduceRequest,
 };
 use cairn_log::batch::{BatchBuilder, Compression, ProducerFields, RecordInput, batch_crc};
-use cairn_log::{LogError, Offset, SystemClock};
+use cairn_log::{LogError, Offset};
+
+use common::open;
 
 /// `attributes` (int16) sits after baseOffset, batchLength, partitionLeaderEpoch, magic, crc.
 const ATTRIBUTES_POS: usize = 21;
 const CRC_POS: usize = 17;
 const TRANSACTIONAL_BIT: u16 = 1 << 4;
 const CONTROL_BIT: u16 = 1 << 5;
-
-async fn open(dir: &std::path::Path) -> Broker {
-    let cfg = BrokerConfig {
-        data_dir: dir.to_path_buf(),
-        node_id: 1,
-        advertised_address: "127.0.0.1:7070".to_string(),
-        topic_defaults: TopicConfig::default(),
-        offsets_topic_partitions: cairn_broker::DEFAULT_OFFSETS_TOPIC_PARTITIONS,
-        max_partitions: cairn_broker::DEFAULT_MAX_PARTITIONS,
-    };
-    Broker::open(cfg, Arc::new(SystemClock)).await.unwrap()
-}
 
 fn records(producer_id: i64) -> ProduceRequest {
     ProduceRequest {

@@ -6,25 +6,20 @@
     reason = "test code: a failed unwrap is a failed test"
 )]
 
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 
-use cairn_broker::{
-    Broker, BrokerConfig, BrokerError, DEFAULT_OFFSETS_TOPIC_PARTITIONS, MAX_TOPIC_NAME_CHARS,
-    TopicConfig,
-};
+use cairn_broker::{Broker, BrokerConfig, BrokerError, MAX_TOPIC_NAME_CHARS};
 use cairn_log::SystemClock;
 
 async fn open_with_limit(dir: &Path, max_partitions: u32) -> Broker {
     let cfg = BrokerConfig {
-        data_dir: dir.to_path_buf(),
-        node_id: 1,
-        advertised_address: "127.0.0.1:7070".to_string(),
-        topic_defaults: TopicConfig::default(),
-        offsets_topic_partitions: DEFAULT_OFFSETS_TOPIC_PARTITIONS,
         max_partitions,
+        ..common::config(dir)
     };
-    Broker::open(cfg, Arc::new(SystemClock)).await.unwrap()
+    common::open_with(cfg, Arc::new(SystemClock)).await
 }
 
 fn entries(dir: &Path) -> Vec<String> {

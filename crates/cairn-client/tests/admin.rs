@@ -6,47 +6,17 @@
 )]
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, TcpListener};
-use std::time::Duration;
 
 use cairn_client::{Admin, ClientError, ErrorCode};
-use cairn_server::{ServerConfig, run};
 
-fn free_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
+mod common;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_calls_and_typed_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let grpc = free_port();
-    let cfg = ServerConfig {
-        data_dir: dir.path().to_path_buf(),
-        grpc_addr: grpc,
-        http_addr: free_port(),
-        node_id: 1,
-        advertised_address: None,
-        topic_defaults: cairn_broker::TopicConfig::default(),
-        max_partitions: cairn_broker::DEFAULT_MAX_PARTITIONS,
-        connections: cairn_server::connections::ConnectionLimits::default(),
-    };
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(run(cfg, async move {
-        let _ = stopped.await;
-    }));
+    let (grpc, stop, server) = common::start(dir.path());
     let brokers = format!("127.0.0.1:1,{grpc}"); // the first address refuses; the second answers
-    let mut admin = None;
-    for _ in 0..200 {
-        if let Ok(connected) = Admin::connect(&brokers).await {
-            admin = Some(connected);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    let admin = admin.expect("the server came up");
+    let admin = common::admin(&brokers).await;
 
     let configs = HashMap::from([("retention.ms".to_string(), "60000".to_string())]);
     let created = admin.create_topic("orders", 3, 0, configs).await.unwrap();
@@ -108,5 +78,5 @@ async fn admin_calls_and_typed_errors() {
     let err = Admin::connect("127.0.0.1:1").await.unwrap_err();
     assert!(matches!(err, ClientError::Connect { .. }) && err.is_retriable());
     stop.send(()).unwrap();
-    server.await.unwrap().unwrap();
+    server.await.unwrap();
 }

@@ -13,67 +13,26 @@
 )]
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::time::Duration;
 
 use bytes::Bytes;
-use cairn_client::{Admin, ClientError, ConsumedRecord, Consumer, ErrorCode, Seek};
+use cairn_client::{ClientError, ConsumedRecord, Consumer, ErrorCode, Seek};
 use cairn_codec::batch::{
     Batch, BatchBuilder, Compression, HandBatch, RecordInput, encode_hand_batch, encode_meta_entry,
 };
 use cairn_log::{LeaderEpoch, Log, LogConfig};
 use cairn_proto::v1::consumer_client::ConsumerClient;
 use cairn_proto::v1::{FetchFormat, SubscribeRequest};
-use cairn_server::{ServerConfig, run};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+
+mod common;
+
+use common::{admin, start};
 
 /// Long enough for a healthy server; it only keeps a broken build from hanging the suite.
 const PATIENCE: Duration = Duration::from_secs(30);
 const TOPIC: &str = "view";
 const BAD_TOPIC: &str = "bad-delta";
-
-fn free_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
-/// A server over `dir` on a free port; dropping the sender stops it.
-fn start(dir: &Path) -> (String, oneshot::Sender<()>, JoinHandle<()>) {
-    let grpc = free_port();
-    let cfg = ServerConfig {
-        data_dir: dir.to_path_buf(),
-        grpc_addr: grpc,
-        http_addr: free_port(),
-        node_id: 1,
-        advertised_address: None,
-        topic_defaults: cairn_broker::TopicConfig::default(),
-        max_partitions: cairn_broker::DEFAULT_MAX_PARTITIONS,
-        connections: cairn_server::connections::ConnectionLimits::default(),
-    };
-    let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        run(cfg, async move {
-            let _ = stopped.await;
-        })
-        .await
-        .unwrap();
-    });
-    (grpc.to_string(), stop, server)
-}
-
-async fn admin(brokers: &str) -> Admin {
-    for _ in 0..400 {
-        if let Ok(admin) = Admin::connect(brokers).await {
-            return admin;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("the server did not come up at {brokers}");
-}
 
 /// A stored batch as the model sees it: its records' `(offset delta, record)` and whether a
 /// consumer reads them at all.

@@ -10,7 +10,6 @@
 )]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,44 +17,14 @@ use cairn_client::{
     Admin, ConsumedRecord, GroupAdmin, GroupConsumer, GroupConsumerConfig, OffsetReset,
     OutgoingRecord, Producer, ProducerConfig, RebalanceListener, TopicPartition,
 };
-use cairn_server::{ServerConfig, run};
 use tokio::sync::oneshot;
 
-fn free_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
+mod common;
 
 async fn start(dir: &std::path::Path) -> (String, oneshot::Sender<()>) {
-    let grpc = free_port();
-    let cfg = ServerConfig {
-        data_dir: dir.to_path_buf(),
-        grpc_addr: grpc,
-        http_addr: free_port(),
-        node_id: 1,
-        advertised_address: None,
-        topic_defaults: cairn_broker::TopicConfig::default(),
-        max_partitions: cairn_broker::DEFAULT_MAX_PARTITIONS,
-        connections: cairn_server::connections::ConnectionLimits::default(),
-    };
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(async move {
-        run(cfg, async move {
-            let _ = stopped.await;
-        })
-        .await
-        .unwrap();
-    });
-    let brokers = grpc.to_string();
-    for _ in 0..400 {
-        if Admin::connect(&brokers).await.is_ok() {
-            return (brokers, stop);
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("the server did not come up");
+    let (brokers, stop, _server) = common::start(dir);
+    common::admin(&brokers).await;
+    (brokers, stop)
 }
 
 async fn produce(brokers: &str, topic: &str, from: usize, count: usize) {

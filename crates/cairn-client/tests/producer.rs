@@ -8,59 +8,18 @@
 )]
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::{SocketAddr, TcpListener};
 use std::num::NonZeroU32;
-use std::path::Path;
 use std::time::Duration;
 
 use bytes::Bytes;
 use cairn_client::{
-    Admin, ClientError, ConsumedRecord, Consumer, ErrorCode, OutgoingRecord, Producer,
-    ProducerConfig, Seek,
+    ClientError, ConsumedRecord, Consumer, ErrorCode, OutgoingRecord, Producer, ProducerConfig,
+    Seek,
 };
-use cairn_server::{ServerConfig, run};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
-fn free_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
+mod common;
 
-/// A server on `grpc`/`http` over `dir`; dropping the sender stops it.
-fn start(dir: &Path, grpc: SocketAddr, http: SocketAddr) -> (oneshot::Sender<()>, JoinHandle<()>) {
-    let cfg = ServerConfig {
-        data_dir: dir.to_path_buf(),
-        grpc_addr: grpc,
-        http_addr: http,
-        node_id: 1,
-        advertised_address: None,
-        topic_defaults: cairn_broker::TopicConfig::default(),
-        max_partitions: cairn_broker::DEFAULT_MAX_PARTITIONS,
-        connections: cairn_server::connections::ConnectionLimits::default(),
-    };
-    let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        run(cfg, async move {
-            let _ = stopped.await;
-        })
-        .await
-        .unwrap();
-    });
-    (stop, server)
-}
-
-async fn admin(brokers: &str) -> Admin {
-    for _ in 0..400 {
-        if let Ok(admin) = Admin::connect(brokers).await {
-            return admin;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("the server did not come up at {brokers}");
-}
+use common::{admin, free_port, serve};
 
 /// Every record of `partitions` from the earliest offset to the end.
 async fn read_all(brokers: &str, topic: &str, partitions: i32) -> Vec<ConsumedRecord> {
@@ -107,7 +66,7 @@ fn check_exactly_once_in_order(
 async fn keyed_records_round_trip_in_order_where_kafka_would_put_them() {
     let dir = tempfile::tempdir().unwrap();
     let grpc = free_port();
-    let (_stop, _server) = start(dir.path(), grpc, free_port());
+    let (_stop, _server) = serve(dir.path(), grpc, free_port());
     let brokers = grpc.to_string();
     admin(&brokers)
         .await
@@ -168,7 +127,7 @@ async fn keyed_records_round_trip_in_order_where_kafka_would_put_them() {
 async fn a_broker_restart_mid_stream_loses_and_duplicates_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (grpc, http) = (free_port(), free_port());
-    let (stop, server) = start(dir.path(), grpc, http);
+    let (stop, server) = serve(dir.path(), grpc, http);
     let brokers = grpc.to_string();
     admin(&brokers)
         .await
@@ -198,7 +157,7 @@ async fn a_broker_restart_mid_stream_loses_and_duplicates_nothing() {
             drop(stop);
             server.await.unwrap();
             tokio::time::sleep(Duration::from_millis(300)).await;
-            _restarted = Some(start(dir.path(), grpc, http));
+            _restarted = Some(serve(dir.path(), grpc, http));
         }
         let key = format!("account-{}", i % 13);
         let n = expected.entry(key.clone()).or_default();
@@ -226,7 +185,7 @@ async fn a_broker_restart_mid_stream_loses_and_duplicates_nothing() {
 async fn bad_sends_are_typed_errors_and_the_producer_keeps_working() {
     let dir = tempfile::tempdir().unwrap();
     let grpc = free_port();
-    let (_stop, _server) = start(dir.path(), grpc, free_port());
+    let (_stop, _server) = serve(dir.path(), grpc, free_port());
     let brokers = grpc.to_string();
     let configs = HashMap::from([("max.message.bytes".to_string(), "2048".to_string())]);
     admin(&brokers)

@@ -69,6 +69,21 @@ impl Decoder for RawCodec {
     }
 }
 
+/// A channel to the server at `url`.
+async fn connect(url: &str) -> Channel {
+    Channel::from_shared(url.to_string())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+/// Stops the server and waits until it has stopped cleanly.
+async fn stop(started: common::Started) {
+    started.stop.send(()).unwrap();
+    started.server.await.unwrap();
+}
+
 /// Calls `path` with `message` as the request's bytes and returns the refusal (a stream's
 /// first error for streaming methods). Panics when the call succeeds.
 async fn raw_call(
@@ -141,11 +156,7 @@ fn cairn_methods() -> Vec<(String, bool)> {
 async fn undecodable_requests_are_invalid_argument_on_every_method() {
     let dir = tempfile::tempdir().unwrap();
     let started = common::start(dir.path()).await;
-    let channel = Channel::from_shared(started.url.clone())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let channel = connect(&started.url).await;
     let mut methods = cairn_methods();
     methods.push(("/grpc.health.v1.Health/Check".into(), false));
     methods.push(("/grpc.health.v1.Health/Watch".into(), false));
@@ -155,19 +166,14 @@ async fn undecodable_requests_are_invalid_argument_on_every_method() {
         let status = raw_call(&channel, &path, streaming, Bytes::from_static(UNDECODABLE)).await;
         assert_refusal(&path, &status, Code::InvalidArgument, "INVALID_REQUEST");
     }
-    started.stop.send(()).unwrap();
-    started.server.await.unwrap();
+    stop(started).await;
 }
 
 #[tokio::test]
 async fn oversized_requests_are_resource_exhausted_on_every_service() {
     let dir = tempfile::tempdir().unwrap();
     let started = common::start(dir.path()).await;
-    let channel = Channel::from_shared(started.url.clone())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let channel = connect(&started.url).await;
     let huge = Bytes::from(vec![0_u8; cairn_server::MAX_REQUEST_BYTES + 1]);
     let paths = [
         "/cairn.v1.Producer/Produce",
@@ -183,8 +189,7 @@ async fn oversized_requests_are_resource_exhausted_on_every_service() {
         let status = raw_call(&channel, path, false, huge.clone()).await;
         assert_refusal(path, &status, Code::ResourceExhausted, "REQUEST_TOO_LARGE");
     }
-    started.stop.send(()).unwrap();
-    started.server.await.unwrap();
+    stop(started).await;
 }
 
 #[tokio::test]
@@ -275,8 +280,7 @@ async fn a_ten_thousand_character_name_is_refused_with_a_short_message() {
         .await
         .unwrap_err();
     assert_refusal("config", &status, Code::InvalidArgument, "INVALID_CONFIG");
-    started.stop.send(()).unwrap();
-    started.server.await.unwrap();
+    stop(started).await;
 }
 
 /// A one-record batch of `producer_id` at sequence 0, with `extra` attribute bits set.
@@ -309,15 +313,7 @@ fn batch(producer_id: i64, extra: u16) -> Bytes {
 async fn unknown_producers_and_transactional_batches_are_refused_with_their_reasons() {
     let dir = tempfile::tempdir().unwrap();
     let started = common::start(dir.path()).await;
-    let mut admin = AdminClient::connect(started.url.clone()).await.unwrap();
-    admin
-        .create_topic(CreateTopicRequest {
-            name: "orders".into(),
-            partitions: 1,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    common::create_topic(&started.url, "orders", 1).await;
     let mut producer = ProducerClient::connect(started.url.clone()).await.unwrap();
     let status = producer
         .produce(ProduceRequest {
@@ -387,6 +383,5 @@ async fn unknown_producers_and_transactional_batches_are_refused_with_their_reas
         0,
         "nothing refused was written"
     );
-    started.stop.send(()).unwrap();
-    started.server.await.unwrap();
+    stop(started).await;
 }

@@ -8,9 +8,8 @@
 )]
 
 use cairn_log::batch::Batch;
-use cairn_proto::v1::admin_client::AdminClient;
 use cairn_proto::v1::consumer_client::ConsumerClient;
-use cairn_proto::v1::{CreateTopicRequest, FetchFormat, Record, SubscribeRequest};
+use cairn_proto::v1::{FetchFormat, Record, SubscribeRequest};
 use tonic_types::StatusExt;
 
 mod common;
@@ -45,16 +44,7 @@ async fn a_stock_client_reads_both_formats_and_typed_errors() {
     let Started {
         url, stop, server, ..
     } = start(dir.path()).await;
-    AdminClient::connect(url.clone())
-        .await
-        .unwrap()
-        .create_topic(CreateTopicRequest {
-            name: "orders".into(),
-            partitions: 1,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    common::create_topic(&url, "orders", 1).await;
     produce(&url, 0, 4).await;
     produce(&url, 4, 6).await;
     let mut consumer = ConsumerClient::connect(url.clone()).await.unwrap();

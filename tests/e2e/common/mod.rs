@@ -88,17 +88,66 @@ pub fn wait_exit(mut child: Child) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// The value after `key` (such as `grpc=`) in the ready line; the line must have it.
+pub fn ready_field(ready: &str, key: &str) -> String {
+    ready
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix(key))
+        .unwrap()
+        .to_string()
+}
+
+/// Spawns `command` (a `cairn serve`, as from [`serve_on_free_ports`]), waits until it is ready,
+/// and returns the child and its gRPC address (`host:port`).
+pub fn start_command(mut command: Command) -> (Child, String) {
+    let mut child = command.spawn().unwrap();
+    let ready = wait_ready(&mut child);
+    (child, ready_field(&ready, "grpc="))
+}
+
 /// Starts `cairn serve` on free loopback ports over `data_dir`, waits until it is ready, and
 /// returns the child and its gRPC address (`host:port`).
 pub fn start_broker(data_dir: &Path) -> (Child, String) {
-    let mut child = serve_on_free_ports(data_dir).spawn().unwrap();
-    let ready = wait_ready(&mut child);
-    let grpc = ready
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("grpc="))
-        .unwrap()
-        .to_string();
-    (child, grpc)
+    start_command(serve_on_free_ports(data_dir))
+}
+
+/// Stops a broker from [`start_broker`] with SIGTERM; it must exit cleanly.
+pub fn stop_broker(server: Child) {
+    send(&server, libc::SIGTERM);
+    assert!(wait_exit(server).status.success());
+}
+
+/// `cairn --broker BROKER ARGS` run to its end, with nothing on stdin.
+pub fn cli(broker: &str, args: &[&str]) -> Output {
+    let mut full = vec!["--broker", broker];
+    full.extend_from_slice(args);
+    cairn(&full).output().unwrap()
+}
+
+/// `cairn --broker BROKER ARGS` with `input` on stdin, run to its end.
+pub fn cli_with_input(broker: &str, args: &[&str], input: &[u8]) -> Output {
+    let mut full = vec!["--broker", broker];
+    full.extend_from_slice(args);
+    let mut child = cairn(&full)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The command may fail before it reads stdin; a closed pipe is fine then.
+    let _ = child.stdin.take().unwrap().write_all(input);
+    child.wait_with_output().unwrap()
+}
+
+/// [`cli`] that must succeed; its stdout.
+pub fn cli_ok(broker: &str, args: &[&str]) -> String {
+    let out = cli(broker, args);
+    assert!(
+        out.status.success(),
+        "cairn {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
 }
 
 /// `cairn produce orders --key-separator :` of the lines `customer-{i % customers}:order-{i}`

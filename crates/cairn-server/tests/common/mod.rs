@@ -12,7 +12,9 @@ use std::time::Duration;
 use cairn_broker::TopicConfig;
 use cairn_proto::v1::admin_client::AdminClient;
 use cairn_proto::v1::producer_client::ProducerClient;
-use cairn_proto::v1::{ProduceRequest, Record, RecordList, produce_request::Payload};
+use cairn_proto::v1::{
+    CreateTopicRequest, ProduceRequest, Record, RecordList, produce_request::Payload,
+};
 use cairn_server::{ServerConfig, run};
 
 pub fn free_port() -> SocketAddr {
@@ -64,6 +66,20 @@ pub async fn start(dir: &std::path::Path) -> Started {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     panic!("server did not come up at {url}");
+}
+
+/// Creates `name` with `partitions` through a stock client; the create must succeed.
+pub async fn create_topic(url: &str, name: &str, partitions: i32) {
+    AdminClient::connect(url.to_string())
+        .await
+        .unwrap()
+        .create_topic(CreateTopicRequest {
+            name: name.into(),
+            partitions,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
 }
 
 /// Produces `records` to `topic`/`partition` in one request through a stock client.
