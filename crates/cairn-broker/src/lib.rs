@@ -64,6 +64,7 @@ mod sequencer;
 mod topic_config;
 mod topic_details;
 mod topic_name;
+mod topic_open;
 mod topic_store;
 
 pub use broker::{
