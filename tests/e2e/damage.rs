@@ -23,23 +23,29 @@ use tonic_types::StatusExt;
 /// Records per partition; each produce request is one record, so one batch per offset.
 const RECORDS: i64 = 120;
 
-fn start(data: &Path) -> (std::process::Child, String, String) {
-    let mut child = serve_on_free_ports(data).spawn().unwrap();
+/// Spawns a `cairn serve` command, waits for its ready line, and returns the child with its gRPC
+/// and HTTP addresses.
+fn start_command_with_http(
+    mut command: std::process::Command,
+) -> (std::process::Child, String, String) {
+    let mut child = command.spawn().unwrap();
     let ready = wait_ready(&mut child);
-    let field = |name: &str| {
-        ready
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix(name))
-            .unwrap()
-            .to_string()
-    };
-    (child, field("grpc="), field("http="))
+    (
+        child,
+        ready_field(&ready, "grpc="),
+        ready_field(&ready, "http="),
+    )
 }
 
-fn stop(child: std::process::Child) {
-    send(&child, libc::SIGTERM);
-    let out = wait_exit(child);
-    assert!(out.status.success(), "serve failed: {out:?}");
+fn start(data: &Path) -> (std::process::Child, String, String) {
+    start_command_with_http(serve_on_free_ports(data))
+}
+
+/// Flips the bits of `mask` in the byte at `position` of `path`.
+fn flip_byte(path: &Path, position: usize, mask: u8) {
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes[position] ^= mask;
+    std::fs::write(path, bytes).unwrap();
 }
 
 async fn create(url: &str, name: &str, partitions: i32) {
@@ -190,7 +196,7 @@ async fn a_flipped_byte_in_a_sealed_segment_stays_in_its_batch() {
     for (topic, partition) in [("events", 0), ("events", 1), ("ledger", 0)] {
         produce(&url, topic, partition, RECORDS).await;
     }
-    stop(server);
+    stop_broker(server);
 
     // Flip one byte inside the records of the first batch of a sealed segment of events-0 (a
     // byte the CRC covers, past the 61-byte batch header).
@@ -204,9 +210,7 @@ async fn a_flipped_byte_in_a_sealed_segment_stays_in_its_batch() {
         .unwrap()
         .parse()
         .unwrap();
-    let mut bytes = std::fs::read(victim).unwrap();
-    bytes[70] ^= 0x5a;
-    std::fs::write(victim, bytes).unwrap();
+    flip_byte(victim, 70, 0x5a);
 
     let (server, grpc, http) = start(data.path());
     let url = format!("http://{grpc}");
@@ -258,7 +262,7 @@ async fn a_flipped_byte_in_a_sealed_segment_stays_in_its_batch() {
     );
     assert!(metrics.contains("cairn_partitions_damaged 1"), "{metrics}");
     assert!(metrics.contains("cairn_partitions_stopped 0"), "{metrics}");
-    stop(server);
+    stop_broker(server);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -268,11 +272,9 @@ async fn damage_at_rest_is_reported_before_anyone_reads_it() {
     let url = format!("http://{grpc}");
     create(&url, "events", 1).await;
     produce(&url, "events", 0, RECORDS).await;
-    stop(server);
+    stop_broker(server);
     let logs = segments(&data.path().join("events-0"));
-    let mut bytes = std::fs::read(&logs[0]).unwrap();
-    bytes[70] ^= 0x01;
-    std::fs::write(&logs[0], bytes).unwrap();
+    flip_byte(&logs[0], 70, 0x01);
 
     let (server, _grpc, http) = start(data.path());
     // No read was made: the scrub finds it.
@@ -281,7 +283,7 @@ async fn damage_at_rest_is_reported_before_anyone_reads_it() {
         "/metrics",
         "cairn_partition_unhealthy{topic=\"events\",partition=\"0\",state=\"damaged\"} 1",
     );
-    stop(server);
+    stop_broker(server);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -292,7 +294,7 @@ async fn a_partition_whose_log_will_not_open_is_stopped_alone() {
     create(&url, "events", 2).await;
     produce(&url, "events", 0, 10).await;
     produce(&url, "events", 1, 10).await;
-    stop(server);
+    stop_broker(server);
     // Unreadable metadata stops the partition with an operator error; it never deletes data.
     let checkpoint = data.path().join("events-1").join("log-start.checkpoint");
     std::fs::write(&checkpoint, b"not a checkpoint").unwrap();
@@ -329,7 +331,7 @@ async fn a_partition_whose_log_will_not_open_is_stopped_alone() {
         ),
         "{metrics}"
     );
-    stop(server);
+    stop_broker(server);
     // Nothing of the stopped partition was deleted.
     assert_eq!(segments(&data.path().join("events-1")), held);
 }
@@ -366,16 +368,7 @@ async fn a_failed_fsync_stops_its_partition_and_turns_health_not_serving() {
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
-    let mut server = command.spawn().unwrap();
-    let ready = wait_ready(&mut server);
-    let field = |name: &str| {
-        ready
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix(name))
-            .unwrap()
-            .to_string()
-    };
-    let (grpc, http) = (field("grpc="), field("http="));
+    let (server, grpc, http) = start_command_with_http(command);
     let url = format!("http://{grpc}");
     create(&url, "events", 2).await;
     assert_eq!(
@@ -422,5 +415,5 @@ async fn a_failed_fsync_stops_its_partition_and_turns_health_not_serving() {
     assert!(text.contains("fdatasync"), "{text}");
     let (code, body) = http_get(&http, "/health");
     assert_eq!(code, 503, "{body}");
-    stop(server);
+    stop_broker(server);
 }
