@@ -2,16 +2,12 @@
 //! from (the topic itself, the broker's topic defaults, or Cairn's built-in default), and how
 //! many bytes each partition's segment files take on disk.
 //!
-//! Both are read on demand, never cached: the sizes from the file system (a directory listing
-//! per partition, on a blocking thread), the sources by comparing the topic's config with the
-//! broker's defaults, the same comparison that decides what the topic file stores.
+//! Both are read on demand, never cached: the sizes from each partition's log (which keeps its
+//! segment sizes, so no I/O), the sources by comparing the topic's config with the broker's
+//! defaults, the same comparison that decides what the topic file stores.
 
-use std::path::Path;
-use std::sync::Arc;
-
-use crate::broker::{Broker, blocking};
+use crate::broker::Broker;
 use crate::error::BrokerError;
-use crate::partition::Partition;
 use crate::topic_config::TopicConfig;
 
 /// Where a topic config's effective value comes from.
@@ -82,42 +78,21 @@ impl Broker {
         Ok(config_sources(&config, &self.cfg.topic_defaults))
     }
 
-    /// Bytes of each partition's segment files (`*.log`, indexes excluded), in partition
-    /// order: what the partition's records take on disk, as Kafka's `kafka-log-dirs` reports.
+    /// Bytes of record batches each partition holds, in partition order: as
+    /// [`Broker::partition_size_bytes`] (the `.log` files up to the high watermark, indexes
+    /// excluded; what `/metrics` reports too), 0 for a stopped partition. No I/O: the log keeps
+    /// its segment sizes.
     ///
     /// # Errors
-    /// [`BrokerError::UnknownTopic`]; [`BrokerError::Io`] when a partition directory cannot be
-    /// listed. A segment removed by retention while it is listed counts as empty.
-    pub async fn partition_sizes(&self, name: &str) -> Result<Vec<u64>, BrokerError> {
-        let partitions: Vec<Arc<Partition>> = self
-            .topic(name)?
-            .partitions
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let dirs: Vec<_> = partitions.iter().map(|p| p.dir.clone()).collect();
-        blocking(move || dirs.iter().map(|dir| segment_bytes(dir)).collect()).await
+    /// [`BrokerError::UnknownTopic`].
+    pub fn partition_sizes(&self, name: &str) -> Result<Vec<u64>, BrokerError> {
+        let topic = self.topic(name)?;
+        let partitions = topic.partitions.read().unwrap_or_else(|e| e.into_inner());
+        Ok(partitions
+            .iter()
+            .map(|p| p.reader().map_or(0, |reader| reader.size_bytes()))
+            .collect())
     }
-}
-
-/// The summed length of the `.log` files in `dir`.
-fn segment_bytes(dir: &Path) -> Result<u64, BrokerError> {
-    let entries =
-        std::fs::read_dir(dir).map_err(|e| BrokerError::io("list partition directory", dir, e))?;
-    let mut total = 0_u64;
-    for entry in entries {
-        let entry = entry.map_err(|e| BrokerError::io("list partition directory", dir, e))?;
-        if entry.path().extension().is_none_or(|ext| ext != "log") {
-            continue;
-        }
-        match entry.metadata() {
-            Ok(meta) if meta.is_file() => total = total.saturating_add(meta.len()),
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(BrokerError::io("read segment size", &entry.path(), e)),
-        }
-    }
-    Ok(total)
 }
 
 #[cfg(test)]
@@ -157,16 +132,5 @@ mod tests {
         let topic = config(&[("retention.ms", "604800000")]);
         let sources = config_sources(&topic, &broker);
         assert_eq!(source_of(&sources, "retention.ms"), ConfigSource::Topic);
-    }
-
-    #[test]
-    fn segment_bytes_counts_only_log_files() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("00000000000000000000.log"), [0_u8; 10]).unwrap();
-        std::fs::write(dir.path().join("00000000000000000042.log"), [0_u8; 5]).unwrap();
-        std::fs::write(dir.path().join("00000000000000000000.index"), [0_u8; 99]).unwrap();
-        assert_eq!(segment_bytes(dir.path()).unwrap(), 15);
-        let missing = dir.path().join("gone");
-        assert!(segment_bytes(&missing).is_err());
     }
 }

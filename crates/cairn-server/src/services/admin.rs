@@ -114,7 +114,6 @@ impl Admin for AdminService {
 async fn describe_in_full(broker: &Broker, info: TopicInfo) -> Result<TopicDescription, Status> {
     let sizes = broker
         .partition_sizes(&info.name)
-        .await
         .map_err(|e| to_status(&e))?;
     let sources = broker
         .config_sources(&info.name)
