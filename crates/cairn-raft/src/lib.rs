@@ -11,9 +11,17 @@
 //! - `transport`: the [`PeerTransport`] contract (one call to one group on one peer, coalesced per
 //!   node pair by the implementation) and [`InboundCalls`], where a node hands calls it received
 //!   to its groups.
+//! - `wire`: the bytes of openraft's messages (record batches travel as slices, not copies);
+//!   `network`: openraft's network for one group over the shared transport; `groups`: the
+//!   registry of hosted groups that answers peers' calls.
 
+pub mod groups;
+pub mod network;
 pub mod transport;
 pub mod types;
+pub mod wire;
 
+pub use groups::{GroupRegistry, HostedGroup};
+pub use network::GroupNetwork;
 pub use transport::{InboundCalls, PeerTransport, RpcKind, TransportError};
 pub use types::{BatchData, GroupId, NodeId, PartitionRaft, PeerNode};
