@@ -14,9 +14,13 @@
 //! - `wire`: the bytes of openraft's messages (record batches travel as slices, not copies);
 //!   `network`: openraft's network for one group over the shared transport; `groups`: the
 //!   registry of hosted groups that answers peers' calls.
+//! - `testing` (feature `testing`): an in-memory store and in-process transport for tests and
+//!   measurements of many groups.
 
 pub mod groups;
 pub mod network;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod transport;
 pub mod types;
 pub mod wire;
