@@ -5,3 +5,6 @@
 
 pub mod mem_store;
 pub mod mem_transport;
+
+#[cfg(test)]
+mod tests;
