@@ -65,3 +65,6 @@ impl ClusterMetadata {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
