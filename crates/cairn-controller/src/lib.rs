@@ -35,6 +35,31 @@
 //! [`Reply::actions`] that are [`Action::is_for`] this node. At start-up, or after installing a
 //! snapshot ([`ClusterMetadata::from_snapshot`]), reconcile with
 //! [`ClusterMetadata::replicas_of`].
+//!
+//! ```
+//! use std::collections::BTreeMap;
+//! use cairn_controller::{Action, ClusterMetadata, Command, PeerSpec};
+//!
+//! # fn main() -> Result<(), cairn_controller::ControllerError> {
+//! let mut metadata = ClusterMetadata::new();
+//! let peers = (1..=3).map(|node| PeerSpec { node, addr: format!("10.0.0.{node}:7070") });
+//! let bootstrap = Command::Bootstrap { cluster_id: "c1".into(), peers: peers.collect(), at_ms: 0 };
+//! // What the controller log holds, and what each node reads back from it:
+//! metadata.apply(Command::decode(&bootstrap.encode())?)?;
+//! let create = Command::CreateTopic {
+//!     name: "orders".into(),
+//!     partition_count: 3,
+//!     replication_factor: 3,
+//!     configs: BTreeMap::new(),
+//! };
+//! let reply = metadata.apply(create)?;
+//! let mine: Vec<&Action> = reply.actions.iter().filter(|a| a.is_for(2)).collect();
+//! assert_eq!(mine.len(), 3); // node 2 hosts a replica of each partition
+//! assert_eq!(metadata.replicas_of(2).len(), 3);
+//! assert_eq!(ClusterMetadata::from_snapshot(&metadata.to_snapshot())?, metadata);
+//! # Ok(())
+//! # }
+//! ```
 
 mod action;
 mod apply;

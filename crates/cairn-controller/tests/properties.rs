@@ -11,11 +11,16 @@ use cairn_controller::{
 };
 use proptest::prelude::*;
 
-const NAMES: &[&str] = &["a", "b", "c", "d.e", "x_y-1", "", "..", "bad/name"];
+const NAMES: &[&str] = &["a", "b", "c", "d.e", "x_y-1"];
+const BAD_NAMES: &[&str] = &["", "..", "bad/name"];
 const CONFIG_KEYS: &[&str] = &["retention.ms", "segment.bytes", "cleanup.policy"];
 
 fn name() -> impl Strategy<Value = String> {
-    prop::sample::select(NAMES).prop_map(str::to_string)
+    prop_oneof![
+        6 => prop::sample::select(NAMES),
+        1 => prop::sample::select(BAD_NAMES),
+    ]
+    .prop_map(str::to_string)
 }
 
 fn configs() -> impl Strategy<Value = BTreeMap<String, String>> {
@@ -27,7 +32,13 @@ fn configs() -> impl Strategy<Value = BTreeMap<String, String>> {
 }
 
 fn addr() -> impl Strategy<Value = String> {
-    (0u8..8).prop_map(|n| if n == 0 { String::new() } else { format!("h{n}:7070") })
+    (0u8..8).prop_map(|n| {
+        if n == 0 {
+            String::new()
+        } else {
+            format!("h{n}:7070")
+        }
+    })
 }
 
 fn bootstrap(max_nodes: u64) -> impl Strategy<Value = Command> {
@@ -92,11 +103,75 @@ fn command() -> impl Strategy<Value = Command> {
     ]
 }
 
-fn script() -> impl Strategy<Value = Vec<Command>> {
-    (bootstrap(5), prop::collection::vec(command(), 1..60)).prop_map(|(first, mut rest)| {
-        rest.insert(0, first);
-        rest
-    })
+/// One step of a script. Leader reports are mostly drawn against the partitions that exist when
+/// the step runs (a strategy cannot see the state), so that they are not nearly all refused.
+#[derive(Clone, Debug)]
+enum Step {
+    Command(Command),
+    /// Report on the `partition_pick`-th partition (modulo their count): its
+    /// `leader_pick`-th replica leads, and the replicas whose bit is set in `isr_mask` are in
+    /// sync (the leader always added, unless `drop_leader`).
+    ReportOnExisting {
+        partition_pick: usize,
+        leader_pick: usize,
+        epoch: u64,
+        isr_mask: u8,
+        drop_leader: bool,
+    },
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        4 => command().prop_map(Step::Command),
+        1 => (any::<usize>(), any::<usize>(), 0u64..6, any::<u8>(), prop::bool::weighted(0.05))
+            .prop_map(|(partition_pick, leader_pick, epoch, isr_mask, drop_leader)| {
+                Step::ReportOnExisting { partition_pick, leader_pick, epoch, isr_mask, drop_leader }
+            }),
+    ]
+}
+
+fn resolve(step: Step, metadata: &ClusterMetadata) -> Command {
+    let Step::ReportOnExisting {
+        partition_pick,
+        leader_pick,
+        epoch,
+        isr_mask,
+        drop_leader,
+    } = step
+    else {
+        let Step::Command(command) = step else {
+            unreachable!()
+        };
+        return command;
+    };
+    let partitions: Vec<_> = metadata
+        .topics()
+        .values()
+        .flat_map(|t| &t.partitions)
+        .collect();
+    let Some(partition) = partitions.get(partition_pick % partitions.len().max(1)) else {
+        return Command::DeleteTopic { name: "a".into() };
+    };
+    let replicas = &partition.replicas;
+    let leader = replicas[leader_pick % replicas.len()];
+    let isr = replicas
+        .iter()
+        .enumerate()
+        .filter(|(idx, node)| {
+            (**node == leader && !drop_leader) || (**node != leader && isr_mask & (1 << idx) != 0)
+        })
+        .map(|(_, node)| *node)
+        .collect();
+    Command::ReportLeader {
+        group: partition.group,
+        leader,
+        epoch,
+        isr,
+    }
+}
+
+fn script() -> impl Strategy<Value = (Command, Vec<Step>)> {
+    (bootstrap(5), prop::collection::vec(step(), 1..60))
 }
 
 /// What nodes host according to the actions seen so far: (node, group) -> assignment.
@@ -108,7 +183,10 @@ fn act(hosted: &mut Hosted, action: &Action) {
             hosted.insert((*node, assignment.group), assignment.clone());
         }
         Action::DropReplica { node, group, .. } => {
-            assert!(hosted.remove(&(*node, *group)).is_some(), "dropped {group} not hosted");
+            assert!(
+                hosted.remove(&(*node, *group)).is_some(),
+                "dropped {group} not hosted"
+            );
         }
         Action::ConfigChanged {
             node,
@@ -130,7 +208,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
     #[test]
-    fn random_commands_keep_every_invariant(commands in script()) {
+    fn random_commands_keep_every_invariant((first, steps) in script()) {
         let mut metadata = ClusterMetadata::new();
         let mut twin = ClusterMetadata::new();
         let mut hosted = Hosted::new();
@@ -138,13 +216,18 @@ proptest! {
         let mut groups: BTreeSet<GroupId> = BTreeSet::new();
         let mut blocks: Vec<ProducerIdBlock> = Vec::new();
 
-        for command in commands {
-            let before = metadata.to_snapshot();
+        let steps = std::iter::once(Step::Command(first)).chain(steps);
+        for step in steps {
+            let command = resolve(step, &metadata);
+            let before = String::from_utf8_lossy(&metadata.to_snapshot()).into_owned();
             let result = metadata.apply(command.clone());
             prop_assert_eq!(&twin.apply(command.clone()), &result, "twins answered differently");
             prop_assert_eq!(&twin, &metadata);
             match &result {
-                Err(_) => prop_assert_eq!(metadata.to_snapshot(), before, "{:?} refused but changed", command),
+                Err(_) => {
+                    let after = String::from_utf8_lossy(&metadata.to_snapshot()).into_owned();
+                    prop_assert_eq!(after, before, "{:?} refused but changed", command);
+                }
                 Ok(reply) => {
                     for action in &reply.actions {
                         act(&mut hosted, action);
