@@ -3,19 +3,19 @@
 //!
 //! The rule, per partition, over the alive nodes and the replicas and preferred leaderships they
 //! already hold (all existing topics counted):
-//! 1. The replica set is always taken from the least-loaded nodes: if `R` nodes or more share the
-//!    lowest replica count, all `R` come from them; otherwise all of them are in, and the rest
-//!    come from the next count. Starting from a cluster whose counts differ by at most 1 (a fresh
-//!    one: all 0), they still do afterwards, whatever `R` each topic uses.
+//! 1. The replica set is always taken from the least-loaded nodes: every node whose replica
+//!    count is below the `R`-th lowest count is in, and the rest come from the nodes at that
+//!    count. Starting from a cluster whose counts differ by at most 1 (a fresh one: all 0), they
+//!    still do afterwards, whatever `R` each topic uses.
 //! 2. Within what rule 1 allows, the preferred leader (the first replica) is the node with the
 //!    fewest preferred leaderships, then the fewest replicas, then the lowest id.
 //! 3. The other members are the least-loaded by replicas; among equals, those with the *most*
 //!    leaderships go first. That keeps the nodes with few leaderships among the least-loaded ones
 //!    for the next partitions, where rule 2 wants them. With this, leaderships also differ by at
 //!    most 1 across the cluster when every topic has the same replication factor (checked by a
-//!    property test). With mixed factors no rule can promise both bounds (after an `R = 3` and an
-//!    `R = 2` partition on 3 nodes, an `R = 1` partition may have to break one), and replicas win:
-//!    they are what fills disks.
+//!    property test). With mixed factors the leadership bound can break: some states allow no
+//!    choice that keeps both (replicas 1, 2, 2 and leaderships 1, 0, 1 on three nodes, then an
+//!    `R = 1` partition), and replicas win, since they are what fills disks.
 //! 4. The followers are listed in node-id order, wrapping, starting after the leader, so the
 //!    second choice of leader spreads too.
 //!
@@ -131,24 +131,15 @@ impl Placer {
         replicas
     }
 
-    /// Rules 1 and 2: the leader comes from the lowest replica count if the set must lie wholly
-    /// there (at least `factor` nodes share it), else from any node.
+    /// Rules 1 and 2: the leader is one of the nodes a least-loaded replica set can hold, those
+    /// whose replica count is at most the `factor`-th lowest count.
     fn pick_leader(&self, factor: usize) -> NodeId {
-        let lowest = self
-            .loads
-            .values()
-            .map(|l| l.replica_count)
-            .min()
-            .unwrap_or(0);
-        let lowest_count = self
-            .loads
-            .values()
-            .filter(|l| l.replica_count == lowest)
-            .count();
-        let must_be_lowest = factor <= lowest_count;
+        let mut counts: Vec<u64> = self.loads.values().map(|l| l.replica_count).collect();
+        counts.sort_unstable();
+        let ceiling = counts.get(factor - 1).copied().unwrap_or(u64::MAX);
         self.loads
             .iter()
-            .filter(|(_, load)| !must_be_lowest || load.replica_count == lowest)
+            .filter(|(_, load)| load.replica_count <= ceiling)
             .min_by_key(|(node, load)| (load.leader_count, load.replica_count, **node))
             .map(|(node, _)| *node)
             .expect("place checked that at least one node is alive")
