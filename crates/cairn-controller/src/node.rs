@@ -1,0 +1,30 @@
+//! What the metadata records about one node: its address and whether placement may use it.
+//! Liveness here is a decision the controller log recorded (a `SetNodeState` command), never a
+//! clock reading, so every node agrees on it.
+
+use serde::{Deserialize, Serialize};
+
+/// Whether a node takes new replicas.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeState {
+    /// The node is up as far as the controller knows; placement puts replicas on it.
+    Alive,
+    /// The node was marked dead or taken out (by an operator or a failure detector that proposes
+    /// `SetNodeState`). Its existing replicas stay assigned (Raft copes with a missing member);
+    /// new replicas are placed elsewhere.
+    Fenced,
+}
+
+/// One registered node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeMeta {
+    /// `host:port` of the node's gRPC listener (clients and node-to-node traffic).
+    pub addr: String,
+    /// Whether placement may use it.
+    pub state: NodeState,
+    /// When the node was first registered, in ms since the Unix epoch, as the command said.
+    pub registered_at_ms: i64,
+    /// When `state` last changed (or the registration time), in ms since the Unix epoch.
+    pub state_changed_at_ms: i64,
+}

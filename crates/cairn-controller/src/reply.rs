@@ -1,0 +1,87 @@
+//! [`Reply`]: what applying an accepted command answers: the outcome for the proposer and the
+//! actions for the nodes. Serde, because the controller group's Raft response carries it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::action::Action;
+use crate::ids::{GroupId, NodeId, ProducerIdBlock, TopicId};
+use crate::node::NodeState;
+
+/// The result of an accepted command.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reply {
+    /// What happened, for the proposer's answer to its caller.
+    pub outcome: Outcome,
+    /// What nodes must do, in a deterministic order (see [`Action::is_for`]).
+    pub actions: Vec<Action>,
+}
+
+/// What an accepted command did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    /// The cluster was bootstrapped with this many nodes.
+    Bootstrapped {
+        /// Nodes registered.
+        node_count: usize,
+    },
+    /// `Bootstrap` came again for the same cluster; nothing changed.
+    AlreadyBootstrapped,
+    /// A node was added (`new`) or its address changed or stayed.
+    NodeRegistered {
+        /// The node.
+        node: NodeId,
+        /// True if it was not registered before.
+        new: bool,
+    },
+    /// A node's state is now `state`.
+    NodeStateSet {
+        /// The node.
+        node: NodeId,
+        /// Its state.
+        state: NodeState,
+    },
+    /// A topic was created; its partitions' groups are `first_group..first_group + count`.
+    TopicCreated {
+        /// The new topic's id.
+        topic_id: TopicId,
+        /// The group of partition 0.
+        first_group: GroupId,
+    },
+    /// A topic was deleted.
+    TopicDeleted {
+        /// The deleted topic's id.
+        topic_id: TopicId,
+    },
+    /// Topic configs were altered; `changed` is false if the command set what was already set.
+    ConfigsAltered {
+        /// The topic's id.
+        topic_id: TopicId,
+        /// True if any config changed.
+        changed: bool,
+    },
+    /// Partitions were added; the topic now has `partition_count`.
+    PartitionsAdded {
+        /// The topic's id.
+        topic_id: TopicId,
+        /// The new total.
+        partition_count: u32,
+    },
+    /// The leader report was recorded.
+    LeaderRecorded,
+    /// The leader report was older than what is held, and ignored.
+    StaleLeaderReport {
+        /// The epoch held, above the report's.
+        held_epoch: u64,
+    },
+    /// A producer-id block was handed out.
+    ProducerIds(ProducerIdBlock),
+}
+
+impl Reply {
+    pub(crate) fn bare(outcome: Outcome) -> Reply {
+        Reply {
+            outcome,
+            actions: Vec::new(),
+        }
+    }
+}
