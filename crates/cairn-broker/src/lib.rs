@@ -44,6 +44,7 @@
 //!   [`BrokerError`] naming what is wrong; nothing on those paths panics.
 
 mod broker;
+pub mod cluster;
 #[cfg(test)]
 mod compaction_tests;
 mod disk_space;

@@ -1,0 +1,19 @@
+//! The node as a member of a cluster: the controller Raft group that holds the cluster's
+//! metadata, and (to come) the replica manager that hosts this node's share of partition
+//! replicas. A node started without peers is a cluster of one and uses none of this: its
+//! partitions keep the local, single-replica implementation.
+//!
+//! - `controller_entry`: a controller command as a Raft entry (a one-record batch).
+//! - `controller_sm`: the controller group's openraft state machine over
+//!   [`cairn_controller::ClusterMetadata`], publishing each new version and this node's actions.
+
+pub mod controller_entry;
+pub mod controller_sm;
+
+pub use controller_entry::{ControllerEntryError, decode_command, encode_command};
+pub use controller_sm::{
+    ControllerEvent, ControllerRaft, ControllerResponse, ControllerStateMachine,
+};
+
+#[cfg(test)]
+mod tests;

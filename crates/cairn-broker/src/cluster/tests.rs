@@ -1,0 +1,123 @@
+//! The controller state machine driven entry by entry, without Raft or sockets.
+
+use std::collections::BTreeMap;
+
+use cairn_controller::{Action, Command, Outcome, PeerSpec};
+use openraft::storage::RaftStateMachine;
+use openraft::{Entry, EntryPayload, RaftSnapshotBuilder};
+
+use super::*;
+
+fn entry(index: u64, command: &Command) -> Entry<ControllerRaft> {
+    Entry {
+        log_id: cairn_raft::wire::log_id(1, index),
+        payload: EntryPayload::Normal(encode_command(command, 1_000).expect("encodes")),
+    }
+}
+
+fn bootstrap() -> Command {
+    Command::Bootstrap {
+        cluster_id: "c1".to_string(),
+        peers: (1..=3)
+            .map(|node| PeerSpec {
+                node,
+                addr: format!("127.0.0.1:70{node}0"),
+            })
+            .collect(),
+        at_ms: 1_000,
+    }
+}
+
+fn create(name: &str) -> Command {
+    Command::CreateTopic {
+        name: name.to_string(),
+        partition_count: 3,
+        replication_factor: 3,
+        configs: BTreeMap::new(),
+    }
+}
+
+#[tokio::test]
+async fn applied_commands_publish_metadata_and_hand_this_nodes_actions_over() {
+    let (mut sm, metadata, mut events) = ControllerStateMachine::new(2);
+    let answers = sm
+        .apply(vec![
+            Entry {
+                log_id: cairn_raft::wire::log_id(1, 0),
+                payload: EntryPayload::Blank,
+            },
+            entry(1, &bootstrap()),
+            entry(2, &create("orders")),
+            entry(3, &create("orders")),
+        ])
+        .await
+        .expect("applies");
+    assert_eq!(answers[0], ControllerResponse::NoCommand);
+    assert!(matches!(
+        &answers[2],
+        ControllerResponse::Applied(Ok(reply)) if matches!(reply.outcome, Outcome::TopicCreated { .. })
+    ));
+    assert!(matches!(&answers[3], ControllerResponse::Applied(Err(_))));
+    let published = metadata.borrow().clone();
+    assert_eq!(
+        published.topic("orders").map(|t| t.partitions.len()),
+        Some(3)
+    );
+    let ControllerEvent::Actions(actions) = events.try_recv().expect("actions for node 2") else {
+        panic!("expected actions");
+    };
+    let hosted = actions
+        .iter()
+        .filter(|a| matches!(a, Action::HostReplica { node: 2, .. }))
+        .count();
+    assert_eq!(
+        hosted, 3,
+        "replication factor 3 on 3 nodes: node 2 hosts every partition"
+    );
+    assert_eq!(
+        sm.applied_state().await.expect("state").0,
+        Some(cairn_raft::wire::log_id(1, 3))
+    );
+}
+
+#[tokio::test]
+async fn an_unreadable_entry_is_skipped_alike_everywhere() {
+    let (mut sm, metadata, _events) = ControllerStateMachine::new(1);
+    let answers = sm
+        .apply(vec![Entry {
+            log_id: cairn_raft::wire::log_id(1, 0),
+            payload: EntryPayload::Normal(cairn_raft::BatchData(bytes::Bytes::from_static(
+                b"garbage",
+            ))),
+        }])
+        .await
+        .expect("applies");
+    assert!(matches!(answers[0], ControllerResponse::Unreadable(_)));
+    assert!(metadata.borrow().topics().is_empty());
+}
+
+#[tokio::test]
+async fn a_snapshot_installs_on_another_node_and_asks_for_a_reconcile() {
+    let (mut leader, _, _) = ControllerStateMachine::new(1);
+    leader
+        .apply(vec![entry(0, &bootstrap()), entry(1, &create("payments"))])
+        .await
+        .expect("applies");
+    let snapshot = leader
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .expect("snapshot");
+    let (mut follower, metadata, mut events) = ControllerStateMachine::new(3);
+    follower
+        .install_snapshot(&snapshot.meta, snapshot.snapshot)
+        .await
+        .expect("installs");
+    assert!(metadata.borrow().topic("payments").is_some());
+    assert_eq!(events.try_recv().ok(), Some(ControllerEvent::Reset));
+    assert_eq!(
+        follower.applied_state().await.expect("state").0,
+        Some(cairn_raft::wire::log_id(1, 1))
+    );
+}
