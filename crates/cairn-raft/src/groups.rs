@@ -42,6 +42,8 @@ impl<C: CairnRaftConfig> HostedGroup for Raft<C> {
                         .map_err(|e| e.to_string())?;
                     Ok(wire::encode_snapshot_response(&resp))
                 }
+                // Groups that take forwarded proposals wrap their Raft in a handler of their own.
+                RpcKind::Propose => Err("this group takes no forwarded proposals".to_string()),
             }
         })
     }

@@ -20,6 +20,9 @@ pub enum RpcKind {
     Vote,
     /// InstallSnapshot (one chunk).
     InstallSnapshot,
+    /// A proposal forwarded to the group's leader by a node that is not (an admin call made on
+    /// any node reaches the controller leader this way); the answer is the applied result.
+    Propose,
 }
 
 impl RpcKind {
@@ -29,6 +32,7 @@ impl RpcKind {
             RpcKind::AppendEntries => 1,
             RpcKind::Vote => 2,
             RpcKind::InstallSnapshot => 3,
+            RpcKind::Propose => 4,
         }
     }
 
@@ -38,6 +42,7 @@ impl RpcKind {
             1 => Some(RpcKind::AppendEntries),
             2 => Some(RpcKind::Vote),
             3 => Some(RpcKind::InstallSnapshot),
+            4 => Some(RpcKind::Propose),
             _ => None,
         }
     }

@@ -3,13 +3,17 @@
 //! replicas. A node started without peers is a cluster of one and uses none of this: its
 //! partitions keep the local, single-replica implementation.
 //!
+//! - `controller`: [`Controller`], this node's member of the controller group: start-up,
+//!   proposals (forwarded to the leader from any node), the published metadata.
 //! - `controller_entry`: a controller command as a Raft entry (a one-record batch).
 //! - `controller_sm`: the controller group's openraft state machine over
 //!   [`cairn_controller::ClusterMetadata`], publishing each new version and this node's actions.
 
+pub mod controller;
 pub mod controller_entry;
 pub mod controller_sm;
 
+pub use controller::{ClusterError, Controller};
 pub use controller_entry::{ControllerEntryError, decode_command, encode_command};
 pub use controller_sm::{
     ControllerEvent, ControllerRaft, ControllerResponse, ControllerStateMachine,

@@ -121,3 +121,120 @@ async fn a_snapshot_installs_on_another_node_and_asks_for_a_reconcile() {
         Some(cairn_raft::wire::log_id(1, 1))
     );
 }
+
+mod three_controllers {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use cairn_controller::{Command, Outcome};
+    use cairn_raft::GroupRegistry;
+    use cairn_raft::testing::mem_store::MemLog;
+    use cairn_raft::testing::mem_transport::MemNetwork;
+    use openraft::Config;
+
+    use super::super::{ClusterError, Controller, ControllerRaft};
+    use super::{bootstrap, create};
+
+    async fn start(net: &Arc<MemNetwork>) -> Vec<Controller> {
+        let config = Arc::new(
+            Config {
+                heartbeat_interval: 50,
+                election_timeout_min: 200,
+                election_timeout_max: 400,
+                ..Config::default()
+            }
+            .validate()
+            .expect("valid"),
+        );
+        let peers = (1..=3).map(|id| (id, format!("n{id}"))).collect();
+        let mut out = Vec::new();
+        for id in 1..=3 {
+            let registry = Arc::new(GroupRegistry::new());
+            net.add_node(id, Arc::clone(&registry));
+            let (controller, _events) = Controller::start(
+                id,
+                &peers,
+                Arc::clone(&config),
+                net.transport(id),
+                &registry,
+                MemLog::<ControllerRaft>::default(),
+            )
+            .await
+            .expect("starts");
+            out.push(controller);
+        }
+        out
+    }
+
+    async fn wait_visible(controllers: &[Controller], topic: &str) {
+        for _ in 0..300 {
+            if controllers
+                .iter()
+                .all(|c| c.metadata().topic(topic).is_some())
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("{topic} not visible on every node");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_command_proposed_on_any_node_commits_everywhere_and_survives_the_leaders_loss() {
+        let net = MemNetwork::new();
+        let controllers = start(&net).await;
+        let timeout = Duration::from_secs(5);
+        controllers[0]
+            .propose(&bootstrap(), timeout)
+            .await
+            .expect("bootstrap");
+        // A follower's proposal is forwarded to the leader.
+        let leader = controllers[0].leader().expect("a leader");
+        let follower = controllers
+            .iter()
+            .find(|c| c.node_id() != leader)
+            .expect("a follower");
+        let reply = follower
+            .propose(&create("orders"), timeout)
+            .await
+            .expect("created through a follower");
+        assert!(matches!(reply.outcome, Outcome::TopicCreated { .. }));
+        wait_visible(&controllers, "orders").await;
+        let again = follower.propose(&create("orders"), timeout).await;
+        assert!(matches!(again, Err(ClusterError::Refused(_))), "{again:?}");
+
+        net.set_down(leader, true);
+        let survivor = controllers
+            .iter()
+            .find(|c| c.node_id() != leader)
+            .expect("a survivor");
+        survivor
+            .propose(&create("payments"), timeout)
+            .await
+            .expect("the majority elects a new leader and commits");
+        net.set_down(leader, false);
+        wait_visible(&controllers, "payments").await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn without_a_majority_a_proposal_fails_by_its_deadline() {
+        let net = MemNetwork::new();
+        let controllers = start(&net).await;
+        controllers[0]
+            .propose(&bootstrap(), Duration::from_secs(5))
+            .await
+            .expect("bootstrap");
+        net.set_down(2, true);
+        net.set_down(3, true);
+        let err = controllers[0]
+            .propose(
+                &Command::DeleteTopic {
+                    name: "x".to_string(),
+                },
+                Duration::from_millis(800),
+            )
+            .await
+            .expect_err("no majority");
+        assert!(matches!(err, ClusterError::NoLeader { .. }), "{err}");
+    }
+}

@@ -13,31 +13,50 @@ use openraft::{
 };
 
 use crate::types::{AppliedBatch, NodeId, PartitionRaft, PeerNode};
+use crate::wire::CairnRaftConfig;
 
-#[derive(Debug, Default)]
-struct LogInner {
+struct LogInner<C: CairnRaftConfig> {
     vote: Option<Vote<NodeId>>,
-    entries: BTreeMap<u64, Entry<PartitionRaft>>,
+    entries: BTreeMap<u64, Entry<C>>,
     last_purged: Option<LogId<NodeId>>,
 }
 
-/// An in-memory log; clones share it (openraft's reader is a clone).
-#[derive(Clone, Debug, Default)]
-pub struct MemLog {
-    inner: Arc<Mutex<LogInner>>,
+/// An in-memory log of any Cairn group; clones share it (openraft's reader is a clone).
+pub struct MemLog<C: CairnRaftConfig = PartitionRaft> {
+    inner: Arc<Mutex<LogInner<C>>>,
 }
 
-impl MemLog {
-    fn lock(&self) -> std::sync::MutexGuard<'_, LogInner> {
+impl<C: CairnRaftConfig> Clone for MemLog<C> {
+    fn clone(&self) -> Self {
+        MemLog {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<C: CairnRaftConfig> Default for MemLog<C> {
+    fn default() -> Self {
+        MemLog {
+            inner: Arc::new(Mutex::new(LogInner {
+                vote: None,
+                entries: BTreeMap::new(),
+                last_purged: None,
+            })),
+        }
+    }
+}
+
+impl<C: CairnRaftConfig> MemLog<C> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, LogInner<C>> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
-impl RaftLogReader<PartitionRaft> for MemLog {
+impl<C: CairnRaftConfig> RaftLogReader<C> for MemLog<C> {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
         &mut self,
         range: RB,
-    ) -> Result<Vec<Entry<PartitionRaft>>, StorageError<NodeId>> {
+    ) -> Result<Vec<Entry<C>>, StorageError<NodeId>> {
         Ok(self
             .lock()
             .entries
@@ -47,10 +66,10 @@ impl RaftLogReader<PartitionRaft> for MemLog {
     }
 }
 
-impl RaftLogStorage<PartitionRaft> for MemLog {
-    type LogReader = MemLog;
+impl<C: CairnRaftConfig> RaftLogStorage<C> for MemLog<C> {
+    type LogReader = MemLog<C>;
 
-    async fn get_log_state(&mut self) -> Result<LogState<PartitionRaft>, StorageError<NodeId>> {
+    async fn get_log_state(&mut self) -> Result<LogState<C>, StorageError<NodeId>> {
         let inner = self.lock();
         let last = inner.entries.values().next_back().map(|e| e.log_id);
         Ok(LogState {
@@ -59,7 +78,7 @@ impl RaftLogStorage<PartitionRaft> for MemLog {
         })
     }
 
-    async fn get_log_reader(&mut self) -> MemLog {
+    async fn get_log_reader(&mut self) -> MemLog<C> {
         self.clone()
     }
 
@@ -75,10 +94,10 @@ impl RaftLogStorage<PartitionRaft> for MemLog {
     async fn append<I>(
         &mut self,
         entries: I,
-        callback: LogFlushed<PartitionRaft>,
+        callback: LogFlushed<C>,
     ) -> Result<(), StorageError<NodeId>>
     where
-        I: IntoIterator<Item = Entry<PartitionRaft>> + Send,
+        I: IntoIterator<Item = Entry<C>> + Send,
         I::IntoIter: Send,
     {
         {
