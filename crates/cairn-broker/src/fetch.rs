@@ -1,16 +1,25 @@
-//! Reading: a long-poll fetch that waits on the partition's high watermark, decoding batches
-//! into records for clients that want them (by the consumer's rule of
-//! `cairn_codec::batch::ConsumerBatch`, the one the server's encoder and the client use too;
-//! zero-copy slices of the segment for uncompressed batches), and offset lookups.
+//! Reading, and the fetch rules: a group member's fetch is fenced first (it must own the
+//! partition at its current member epoch), then a long-poll read waits on the partition's high
+//! watermark for `min_bytes` up to `max_wait`; a [`Subscription`] is the same read repeated
+//! forever from where the last one ended. Also decoding batches into records for clients that
+//! want them (by the consumer's rule of `cairn_codec::batch::ConsumerBatch`, the one the
+//! server's encoder and the client use too; zero-copy slices of the segment for uncompressed
+//! batches), and offset lookups.
+//!
+//! These rules live here, not in the server, so every listener (gRPC today, the Kafka protocol
+//! later) applies the same ones and a handler only decodes, calls and encodes.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use cairn_log::batch::ConsumerBatch;
-use cairn_log::{Offset, ReadResult};
+use cairn_codec::Offset;
+use cairn_codec::batch::ConsumerBatch;
 
 use crate::broker::Broker;
 use crate::error::BrokerError;
+use crate::group::TopicPartition;
+use crate::partition::FetchedBatches;
 
 /// Default `max_bytes` when a request gives 0.
 pub const DEFAULT_FETCH_MAX_BYTES: i64 = 1 << 20;
@@ -18,6 +27,10 @@ pub const DEFAULT_FETCH_MAX_BYTES: i64 = 1 << 20;
 pub const MAX_FETCH_MAX_BYTES: i64 = 64 << 20;
 /// Longest a fetch may wait for data.
 pub const MAX_FETCH_WAIT: Duration = Duration::from_secs(30);
+/// How long each wait of a [`Subscription`] lasts before it looks the partition up and reads
+/// again: the longest a deleted topic's subscription goes on before it ends with
+/// `UnknownTopic`.
+pub const SUBSCRIBE_POLL: Duration = Duration::from_secs(5);
 
 /// A fetch request.
 #[derive(Clone, Debug)]
@@ -34,6 +47,33 @@ pub struct FetchRequest {
     pub max_wait: Duration,
     /// Bytes to wait for (at least 1).
     pub min_bytes: usize,
+    /// The consumer group member fetching, if any: it is fenced before anything is read.
+    pub group: Option<GroupFetch>,
+}
+
+/// Who fetches on behalf of a consumer group, for the fencing check (KIP-848): the member must
+/// own the partition at its current member epoch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupFetch {
+    /// The group.
+    pub group_id: String,
+    /// The member.
+    pub member_id: String,
+    /// The member's epoch.
+    pub member_epoch: i32,
+}
+
+/// A subscription to start: a partition read from `offset` onwards, one answer per read.
+#[derive(Clone, Debug)]
+pub struct SubscribeRequest {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i64,
+    /// The first offset wanted.
+    pub offset: i64,
+    /// Bound on the bytes of each answer (0: default; at least one batch is returned).
+    pub max_bytes: i64,
 }
 
 /// A record as fetched.
@@ -62,53 +102,160 @@ pub enum OffsetQuery {
     Timestamp(i64),
 }
 
-impl Broker {
-    /// Reads whole batches from a partition, waiting up to `max_wait` for `min_bytes`.
+/// A partition read from an offset onwards, one read after another: what a Subscribe stream
+/// carries. Holds no partition between reads, so a deleted topic or a broker shutting down
+/// ends it with that error at the next poll.
+#[derive(Debug)]
+pub struct Subscription {
+    broker: Arc<Broker>,
+    topic: String,
+    partition: i64,
+    offset: i64,
+    max_bytes: i64,
+}
+
+impl Subscription {
+    /// The offset the next read starts at.
+    pub fn position(&self) -> i64 {
+        self.offset
+    }
+
+    /// Waits for batches at the subscription's position and returns them, moving the position
+    /// past them. Waits as long as it takes (re-reading every [`SUBSCRIBE_POLL`]); a caller
+    /// that must stop earlier drops the future, which cancels the wait and leaves the position
+    /// where it was.
     ///
     /// # Errors
-    /// [`BrokerError::UnknownTopic`], [`BrokerError::UnknownPartition`],
-    /// [`BrokerError::InvalidRequest`] for a negative or oversized `max_bytes`, and the log's
-    /// `OffsetOutOfRange` and `CorruptBatch`.
-    pub async fn fetch(&self, request: &FetchRequest) -> Result<ReadResult, BrokerError> {
-        self.check_open()?;
-        let max_bytes = match request.max_bytes {
-            0 => DEFAULT_FETCH_MAX_BYTES,
-            n if n < 0 => {
-                return Err(BrokerError::InvalidRequest(format!(
-                    "max_bytes must not be negative, got {n}"
-                )));
-            }
-            n => n.min(MAX_FETCH_MAX_BYTES),
-        };
-        let partition = self.topic(&request.topic)?.partition(request.partition)?;
-        let reader = partition.reader()?;
-        let read_at = |offset, max_bytes| {
-            reader.read(offset, max_bytes).map_err(|err| {
-                partition.note_read_error(&err);
-                BrokerError::from(err)
-            })
-        };
-        let mut watermark = reader.subscribe_high_watermark();
-        let deadline = tokio::time::Instant::now() + request.max_wait.min(MAX_FETCH_WAIT);
+    /// As [`Broker::fetch`]: the stream should end with the error.
+    pub async fn next(&mut self) -> Result<FetchedBatches, BrokerError> {
         loop {
-            let read = read_at(request.offset, max_bytes)?;
-            if read.data.len() >= request.min_bytes.max(1)
-                || tokio::time::Instant::now() >= deadline
-            {
+            let read = self
+                .broker
+                .read_waiting(
+                    &self.topic,
+                    self.partition,
+                    self.offset,
+                    self.max_bytes,
+                    SUBSCRIBE_POLL,
+                    1,
+                )
+                .await?;
+            if !read.is_empty() {
+                self.offset = read.next_offset().as_i64();
                 return Ok(read);
             }
-            // Wake when the high watermark moves (or the writer goes away), or at the deadline.
-            match tokio::time::timeout_at(deadline, watermark.changed()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) | Err(_) => return read_at(request.offset, max_bytes),
+        }
+    }
+}
+
+impl Broker {
+    /// Reads whole batches from a partition, waiting up to `max_wait` for `min_bytes`. A group
+    /// member's fetch is fenced first.
+    ///
+    /// # Errors
+    /// For a group fetch: [`BrokerError::InvalidRequest`] for a negative partition, and the
+    /// group's refusals ([`BrokerError::UnknownMember`], [`BrokerError::FencedMemberEpoch`],
+    /// [`BrokerError::StaleMemberEpoch`], [`BrokerError::PartitionNotAssigned`]). Then
+    /// [`BrokerError::UnknownTopic`], [`BrokerError::UnknownPartition`],
+    /// [`BrokerError::InvalidRequest`] for a negative `max_bytes`,
+    /// [`BrokerError::PartitionStopped`], [`BrokerError::NotLeader`], and the log's
+    /// `OffsetOutOfRange` and `CorruptBatch`.
+    pub async fn fetch(&self, request: &FetchRequest) -> Result<FetchedBatches, BrokerError> {
+        if let Some(member) = &request.group {
+            self.check_member_fetch(member, &request.topic, request.partition)?;
+        }
+        self.read_waiting(
+            &request.topic,
+            request.partition,
+            request.offset,
+            request.max_bytes,
+            request.max_wait,
+            request.min_bytes,
+        )
+        .await
+    }
+
+    /// Checks a subscription and returns it, positioned at `request.offset`.
+    ///
+    /// # Errors
+    /// [`BrokerError::InvalidRequest`] for a negative `max_bytes`; [`BrokerError::UnknownTopic`],
+    /// [`BrokerError::UnknownPartition`], [`BrokerError::PartitionStopped`].
+    pub fn subscribe(
+        self: &Arc<Self>,
+        request: SubscribeRequest,
+    ) -> Result<Subscription, BrokerError> {
+        check_max_bytes(request.max_bytes)?;
+        // The partition must exist (and serve) before a stream is started for it.
+        self.topic(&request.topic)?
+            .partition(request.partition)?
+            .offsets()?;
+        Ok(Subscription {
+            broker: Arc::clone(self),
+            topic: request.topic,
+            partition: request.partition,
+            offset: request.offset,
+            max_bytes: request.max_bytes,
+        })
+    }
+
+    /// The long poll: reads, and while fewer than `min_bytes` came back and `max_wait` has not
+    /// passed, waits for the high watermark to move past what the read saw and reads again.
+    async fn read_waiting(
+        &self,
+        topic: &str,
+        partition: i64,
+        offset: i64,
+        max_bytes: i64,
+        max_wait: Duration,
+        min_bytes: usize,
+    ) -> Result<FetchedBatches, BrokerError> {
+        self.check_open()?;
+        let max_bytes = check_max_bytes(max_bytes)?;
+        let partition = self.topic(topic)?.partition(partition)?;
+        let deadline = tokio::time::Instant::now() + max_wait.min(MAX_FETCH_WAIT);
+        loop {
+            let read = partition.read(offset, max_bytes)?;
+            if read.data().len() >= min_bytes.max(1) || tokio::time::Instant::now() >= deadline {
+                return Ok(read);
+            }
+            // Wake when the high watermark moves past what this read saw (or the partition
+            // stops moving), or at the deadline.
+            if partition
+                .wait_for_high_watermark(read.high_watermark(), deadline)
+                .await
+                .is_none()
+            {
+                return partition.read(offset, max_bytes);
             }
         }
+    }
+
+    /// The fencing check before a group member's fetch.
+    fn check_member_fetch(
+        &self,
+        member: &GroupFetch,
+        topic: &str,
+        partition: i64,
+    ) -> Result<(), BrokerError> {
+        let partition = TopicPartition {
+            topic: topic.to_string(),
+            partition: u32::try_from(partition).map_err(|_| {
+                BrokerError::InvalidRequest(format!("negative partition {partition}"))
+            })?,
+        };
+        self.check_group_fetch(
+            &member.group_id,
+            &member.member_id,
+            member.member_epoch,
+            &partition,
+        )
     }
 
     /// Looks up an offset of one partition.
     ///
     /// # Errors
-    /// [`BrokerError::UnknownTopic`], [`BrokerError::UnknownPartition`], `CorruptBatch`.
+    /// [`BrokerError::UnknownTopic`], [`BrokerError::UnknownPartition`],
+    /// [`BrokerError::PartitionStopped`], `CorruptBatch`.
     pub fn list_offset(
         &self,
         topic: &str,
@@ -116,14 +263,13 @@ impl Broker {
         query: OffsetQuery,
     ) -> Result<Offset, BrokerError> {
         let partition = self.topic(topic)?.partition(partition)?;
-        let reader = partition.reader()?;
+        let offsets = partition.offsets()?;
         Ok(match query {
-            OffsetQuery::Earliest => reader.log_start_offset(),
-            OffsetQuery::Latest => reader.high_watermark(),
-            OffsetQuery::Timestamp(ts) => reader
-                .offset_for_timestamp(ts)
-                .inspect_err(|err| partition.note_read_error(err))?
-                .unwrap_or_else(|| reader.high_watermark()),
+            OffsetQuery::Earliest => offsets.log_start_offset,
+            OffsetQuery::Latest => offsets.high_watermark,
+            OffsetQuery::Timestamp(ts) => partition
+                .offset_for_timestamp(ts)?
+                .unwrap_or(offsets.high_watermark),
         })
     }
 
@@ -136,6 +282,17 @@ impl Broker {
     }
 }
 
+/// A request's `max_bytes`: 0 is the default, a negative one is refused, a large one capped.
+fn check_max_bytes(max_bytes: i64) -> Result<i64, BrokerError> {
+    match max_bytes {
+        0 => Ok(DEFAULT_FETCH_MAX_BYTES),
+        n if n < 0 => Err(BrokerError::InvalidRequest(format!(
+            "max_bytes must not be negative, got {n}"
+        ))),
+        n => Ok(n.min(MAX_FETCH_MAX_BYTES)),
+    }
+}
+
 /// Decodes the records of `read` at or after `from` as a consumer sees them (the rule of
 /// `cairn_codec::batch::ConsumerBatch`: control batches skipped, offset = base + delta).
 /// Uncompressed keys, values and headers are zero-copy slices of the segment.
@@ -144,7 +301,7 @@ impl Broker {
 /// [`BrokerError::CorruptRecords`] for a batch whose records cannot be decompressed or read,
 /// or whose offset deltas leave it.
 pub fn decode_records(
-    read: &ReadResult,
+    read: &FetchedBatches,
     from: Offset,
     decompress_limit: usize,
 ) -> Result<Vec<FetchedRecord>, BrokerError> {

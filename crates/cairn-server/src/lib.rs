@@ -32,8 +32,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use cairn_broker::{Broker, BrokerConfig, BrokerError, TopicConfig};
-use cairn_log::SystemClock;
+use cairn_broker::{Broker, BrokerConfig, BrokerError, SystemClock, TopicConfig};
 use cairn_proto::v1::FILE_DESCRIPTOR_SET;
 use cairn_proto::v1::admin_server::AdminServer;
 use cairn_proto::v1::consumer_server::ConsumerServer;

@@ -9,7 +9,7 @@
 
 use std::net::SocketAddr;
 
-use cairn_log::batch::{BatchBuilder, Compression, RecordInput};
+use cairn_codec::batch::{BatchBuilder, Compression, RecordInput};
 use cairn_proto::v1::admin_client::AdminClient;
 use cairn_proto::v1::consumer_client::ConsumerClient;
 use cairn_proto::v1::producer_client::ProducerClient;
