@@ -85,7 +85,8 @@ pub use broker::{
     MAX_PARTITIONS_PER_TOPIC, PartitionInfo, TopicInfo,
 };
 pub use cairn_codec::{
-    RandomSource, StickyPartitioner, XorShift64, murmur2, partition_for_key, to_positive,
+    LeaderEpoch, Offset, RandomSource, StickyPartitioner, XorShift64, murmur2, partition_for_key,
+    to_positive,
 };
 /// The clock the broker reads time from (`Broker::open` takes one), re-exported from
 /// `cairn-log` so callers need no dependency on the log to give it.

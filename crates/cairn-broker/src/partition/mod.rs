@@ -365,3 +365,6 @@ async fn wait_for_high_watermark(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
