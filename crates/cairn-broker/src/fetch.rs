@@ -102,6 +102,10 @@ pub enum OffsetQuery {
     Timestamp(i64),
 }
 
+/// One partition's answer to [`Broker::list_offsets`]: the partition and its offset, or why
+/// it has none.
+pub type PartitionOffsetLookup = (i64, Result<Offset, BrokerError>);
+
 /// A partition read from an offset onwards, one read after another: what a Subscribe stream
 /// carries. Holds no partition between reads, so a deleted topic or a broker shutting down
 /// ends it with that error at the next poll.
@@ -271,6 +275,32 @@ impl Broker {
                 .offset_for_timestamp(ts)?
                 .unwrap_or(offsets.high_watermark),
         })
+    }
+
+    /// Looks up an offset of each of `partitions` of a topic (every partition when it is
+    /// empty), in ascending order without repeats; each partition answers on its own, so one
+    /// unknown or stopped partition does not fail the others.
+    ///
+    /// # Errors
+    /// [`BrokerError::UnknownTopic`]; per partition, as [`Broker::list_offset`].
+    pub fn list_offsets(
+        &self,
+        topic: &str,
+        partitions: &[i64],
+        query: OffsetQuery,
+    ) -> Result<Vec<PartitionOffsetLookup>, BrokerError> {
+        let count = self.partition_count(topic)?;
+        let mut partitions: Vec<i64> = if partitions.is_empty() {
+            (0..i64::from(count)).collect()
+        } else {
+            partitions.to_vec()
+        };
+        partitions.sort_unstable();
+        partitions.dedup();
+        Ok(partitions
+            .into_iter()
+            .map(|partition| (partition, self.list_offset(topic, partition, query)))
+            .collect())
     }
 
     /// Number of partitions of a topic.

@@ -98,7 +98,8 @@ pub use disk_space::{CREATE_MARGIN_BYTES, PARTITION_DISK_BYTES};
 pub use error::BrokerError;
 pub use fetch::{
     DEFAULT_FETCH_MAX_BYTES, FetchRequest, FetchedRecord, GroupFetch, MAX_FETCH_MAX_BYTES,
-    MAX_FETCH_WAIT, OffsetQuery, SUBSCRIBE_POLL, SubscribeRequest, Subscription, decode_records,
+    MAX_FETCH_WAIT, OffsetQuery, PartitionOffsetLookup, SUBSCRIBE_POLL, SubscribeRequest,
+    Subscription, decode_records,
 };
 pub use group::{
     CommittedOffset, DEFAULT_REBALANCE_TIMEOUT_MS, DEFAULT_SESSION_TIMEOUT_MS, GroupDescription,

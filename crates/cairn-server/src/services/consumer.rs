@@ -39,9 +39,11 @@ impl ConsumerService {
     }
 
     /// Reads and maps one unary fetch, waiting at most until shortly before `deadline`.
+    /// The group and member ids are moved out of `request` (the caller keeps the rest), so a
+    /// group fetch allocates nothing more than a plain one.
     async fn read<T>(
         &self,
-        request: &api::FetchRequest,
+        request: &mut api::FetchRequest,
         deadline: Option<Duration>,
         shape: AnswerShaper<T>,
     ) -> Result<(T, Transfer), Status> {
@@ -53,8 +55,8 @@ impl ConsumerService {
             max_wait = max_wait.min(deadline.saturating_sub(Duration::from_millis(20)));
         }
         let group = (!request.group_id.is_empty()).then(|| GroupFetch {
-            group_id: request.group_id.clone(),
-            member_id: request.member_id.clone(),
+            group_id: std::mem::take(&mut request.group_id),
+            member_id: std::mem::take(&mut request.member_id),
             member_epoch: request.member_epoch,
         });
         let fetch = FetchRequest {
@@ -75,12 +77,12 @@ impl ConsumerService {
     /// metrics.
     pub(crate) async fn serve_fetch<T>(
         &self,
-        request: api::FetchRequest,
+        mut request: api::FetchRequest,
         deadline: Option<Duration>,
         shape: AnswerShaper<T>,
     ) -> Result<T, Status> {
         let started = Instant::now();
-        let answered = self.read(&request, deadline, shape).await;
+        let answered = self.read(&mut request, deadline, shape).await;
         let (outcome, returned) = match &answered {
             Ok((_, returned)) => (Outcome::Ok, *returned),
             Err(_) => (Outcome::Error, Transfer::default()),
@@ -216,34 +218,25 @@ impl Consumer for ConsumerService {
             Ok(OffsetSpec::Timestamp) => OffsetQuery::Timestamp(request.timestamp_ms),
             Err(_) => return Err(invalid_request("unknown offset spec")),
         };
-        let count = self
+        let partitions: Vec<i64> = request.partitions.iter().map(|&p| i64::from(p)).collect();
+        let offsets = self
             .broker
-            .partition_count(&request.topic)
-            .map_err(|e| to_status(&e))?;
-        let mut partitions: Vec<i64> = if request.partitions.is_empty() {
-            (0..i64::from(count)).collect()
-        } else {
-            request.partitions.iter().map(|&p| i64::from(p)).collect()
-        };
-        partitions.sort_unstable();
-        partitions.dedup();
-        let offsets = partitions
+            .list_offsets(&request.topic, &partitions, query)
+            .map_err(|e| to_status(&e))?
             .into_iter()
-            .map(
-                |partition| match self.broker.list_offset(&request.topic, partition, query) {
-                    Ok(offset) => PartitionOffset {
-                        partition: partition as i32,
-                        offset: offset.as_i64(),
-                        ..Default::default()
-                    },
-                    Err(err) => PartitionOffset {
-                        partition: partition as i32,
-                        offset: -1,
-                        error_code: classify(&err).0 as i32,
-                        error_message: crate::status::message(&err),
-                    },
+            .map(|(partition, found)| match found {
+                Ok(offset) => PartitionOffset {
+                    partition: partition as i32,
+                    offset: offset.as_i64(),
+                    ..Default::default()
                 },
-            )
+                Err(err) => PartitionOffset {
+                    partition: partition as i32,
+                    offset: -1,
+                    error_code: classify(&err).0 as i32,
+                    error_message: crate::status::message(&err),
+                },
+            })
             .collect();
         Ok(Response::new(ListOffsetsResponse { offsets }))
     }
