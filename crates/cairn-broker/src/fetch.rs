@@ -1,7 +1,7 @@
 //! Reading, and the fetch rules: a group member's fetch is fenced first (it must own the
 //! partition at its current member epoch), then a long-poll read waits on the partition's high
-//! watermark for `min_bytes` up to `max_wait`; a [`Subscription`] is the same read repeated
-//! forever from where the last one ended. Also decoding batches into records for clients that
+//! watermark for `min_bytes` up to `max_wait` (`subscription.rs` repeats that read forever from
+//! where the last one ended). Also decoding batches into records for clients that
 //! want them (by the consumer's rule of `cairn_codec::batch::ConsumerBatch`, the one the
 //! server's encoder and the client use too; zero-copy slices of the segment for uncompressed
 //! batches), and offset lookups.
@@ -9,7 +9,6 @@
 //! These rules live here, not in the server, so every listener (gRPC today, the Kafka protocol
 //! later) applies the same ones and a handler only decodes, calls and encodes.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -27,10 +26,6 @@ pub const DEFAULT_FETCH_MAX_BYTES: i64 = 1 << 20;
 pub const MAX_FETCH_MAX_BYTES: i64 = 64 << 20;
 /// Longest a fetch may wait for data.
 pub const MAX_FETCH_WAIT: Duration = Duration::from_secs(30);
-/// How long each wait of a [`Subscription`] lasts before it looks the partition up and reads
-/// again: the longest a deleted topic's subscription goes on before it ends with
-/// `UnknownTopic`.
-pub const SUBSCRIBE_POLL: Duration = Duration::from_secs(5);
 
 /// A fetch request.
 #[derive(Clone, Debug)]
@@ -63,19 +58,6 @@ pub struct GroupFetch {
     pub member_epoch: i32,
 }
 
-/// A subscription to start: a partition read from `offset` onwards, one answer per read.
-#[derive(Clone, Debug)]
-pub struct SubscribeRequest {
-    /// The topic.
-    pub topic: String,
-    /// The partition.
-    pub partition: i64,
-    /// The first offset wanted.
-    pub offset: i64,
-    /// Bound on the bytes of each answer (0: default; at least one batch is returned).
-    pub max_bytes: i64,
-}
-
 /// A record as fetched.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FetchedRecord {
@@ -106,52 +88,6 @@ pub enum OffsetQuery {
 /// it has none.
 pub type PartitionOffsetLookup = (i64, Result<Offset, BrokerError>);
 
-/// A partition read from an offset onwards, one read after another: what a Subscribe stream
-/// carries. Holds no partition between reads, so a deleted topic or a broker shutting down
-/// ends it with that error at the next poll.
-#[derive(Debug)]
-pub struct Subscription {
-    broker: Arc<Broker>,
-    topic: String,
-    partition: i64,
-    offset: i64,
-    max_bytes: i64,
-}
-
-impl Subscription {
-    /// The offset the next read starts at.
-    pub fn position(&self) -> i64 {
-        self.offset
-    }
-
-    /// Waits for batches at the subscription's position and returns them, moving the position
-    /// past them. Waits as long as it takes (re-reading every [`SUBSCRIBE_POLL`]); a caller
-    /// that must stop earlier drops the future, which cancels the wait and leaves the position
-    /// where it was.
-    ///
-    /// # Errors
-    /// As [`Broker::fetch`]: the stream should end with the error.
-    pub async fn next(&mut self) -> Result<FetchedBatches, BrokerError> {
-        loop {
-            let read = self
-                .broker
-                .read_waiting(
-                    &self.topic,
-                    self.partition,
-                    self.offset,
-                    self.max_bytes,
-                    SUBSCRIBE_POLL,
-                    1,
-                )
-                .await?;
-            if !read.is_empty() {
-                self.offset = read.next_offset().as_i64();
-                return Ok(read);
-            }
-        }
-    }
-}
-
 impl Broker {
     /// Reads whole batches from a partition, waiting up to `max_wait` for `min_bytes`. A group
     /// member's fetch is fenced first.
@@ -179,32 +115,9 @@ impl Broker {
         .await
     }
 
-    /// Checks a subscription and returns it, positioned at `request.offset`.
-    ///
-    /// # Errors
-    /// [`BrokerError::InvalidRequest`] for a negative `max_bytes`; [`BrokerError::UnknownTopic`],
-    /// [`BrokerError::UnknownPartition`], [`BrokerError::PartitionStopped`].
-    pub fn subscribe(
-        self: &Arc<Self>,
-        request: SubscribeRequest,
-    ) -> Result<Subscription, BrokerError> {
-        check_max_bytes(request.max_bytes)?;
-        // The partition must exist (and serve) before a stream is started for it.
-        self.topic(&request.topic)?
-            .partition(request.partition)?
-            .offsets()?;
-        Ok(Subscription {
-            broker: Arc::clone(self),
-            topic: request.topic,
-            partition: request.partition,
-            offset: request.offset,
-            max_bytes: request.max_bytes,
-        })
-    }
-
     /// The long poll: reads, and while fewer than `min_bytes` came back and `max_wait` has not
     /// passed, waits for the high watermark to move past what the read saw and reads again.
-    async fn read_waiting(
+    pub(crate) async fn read_waiting(
         &self,
         topic: &str,
         partition: i64,
@@ -313,7 +226,7 @@ impl Broker {
 }
 
 /// A request's `max_bytes`: 0 is the default, a negative one is refused, a large one capped.
-fn check_max_bytes(max_bytes: i64) -> Result<i64, BrokerError> {
+pub(crate) fn check_max_bytes(max_bytes: i64) -> Result<i64, BrokerError> {
     match max_bytes {
         0 => Ok(DEFAULT_FETCH_MAX_BYTES),
         n if n < 0 => Err(BrokerError::InvalidRequest(format!(

@@ -16,7 +16,7 @@
 //! - `broker`: [`Broker`], this node's topics and the admin operations on them;
 //!   `node_identity`: [`NodeIdentity`], who this node is to clients (id and address), the source
 //!   of every leader and node list the broker reports.
-//! - `partition/`: the seam between the broker and a partition's log. [`Partition`]'s
+//! - `partition/`: the seam between the broker and a partition's log. `Partition`'s
 //!   operations (append with an [`AckLevel`], read up to the high watermark, wait for it,
 //!   offsets, leader and epoch, health) are all the rest of the broker uses; `local.rs` is the
 //!   single-copy implementation (group-committing writer, idempotent-producer filter,
@@ -31,8 +31,9 @@
 //! - `sequencer`: queues an idempotent producer's batches for a partition's writer in
 //!   sequence order, although gRPC may serve the requests carrying them out of order.
 //! - `produce`: routing records to partitions, encoding them, appending; `fetch`: the fetch
-//!   rules (the group-fencing check, long-poll reads with a max wait and min bytes, and
-//!   [`Subscription`], the subscribe loop), record decoding, offset lookups; `record_age`: the age of a group's next
+//!   rules (the group-fencing check, long-poll reads with a max wait and min bytes), record
+//!   decoding, offset lookups; `subscription`: [`Subscription`], the subscribe loop over the
+//!   same long poll; `record_age`: the age of a group's next
 //!   unconsumed record (lag in seconds), one batch read per call.
 //! - `group`: consumer groups: the assignor, the membership state machine (KIP-848), and
 //!   the coordinator that keeps committed offsets in `__consumer_offsets`.
@@ -74,6 +75,7 @@ mod record_age;
 mod scrub;
 mod sequencer;
 mod storage_error;
+mod subscription;
 mod topic_config;
 mod topic_details;
 mod topic_name;
@@ -98,8 +100,7 @@ pub use disk_space::{CREATE_MARGIN_BYTES, PARTITION_DISK_BYTES};
 pub use error::BrokerError;
 pub use fetch::{
     DEFAULT_FETCH_MAX_BYTES, FetchRequest, FetchedRecord, GroupFetch, MAX_FETCH_MAX_BYTES,
-    MAX_FETCH_WAIT, OffsetQuery, PartitionOffsetLookup, SUBSCRIBE_POLL, SubscribeRequest,
-    Subscription, decode_records,
+    MAX_FETCH_WAIT, OffsetQuery, PartitionOffsetLookup, decode_records,
 };
 pub use group::{
     CommittedOffset, DEFAULT_REBALANCE_TIMEOUT_MS, DEFAULT_SESSION_TIMEOUT_MS, GroupDescription,
@@ -121,6 +122,7 @@ pub use producer_state::{BATCHES_REMEMBERED, ProducerBatch, ProducerStates, Sequ
 pub use scrub::{DEFAULT_SCRUB_BYTES_PER_SEC, ScrubReport};
 pub use sequencer::MAX_ORDERING_WAIT;
 pub use storage_error::{StorageError, StorageErrorKind};
+pub use subscription::{SUBSCRIBE_POLL, SubscribeRequest, Subscription};
 pub use topic_config::{CleanupPolicy, MAX_CONFIG_FILE_BYTES, TimestampType, TopicConfig};
 pub use topic_details::{ConfigSource, config_sources};
 pub use topic_name::{

@@ -368,8 +368,8 @@ async fn append_one(
     }
     // Read after the append: retention may have moved the start meanwhile. A stopped
     // partition's start is unknown, and its error says why.
-    if let Ok(offsets) = part.offsets() {
-        produced.log_start_offset = offsets.log_start_offset;
+    if let Ok(log_start_offset) = part.log_start_offset() {
+        produced.log_start_offset = log_start_offset;
     }
     Ok(produced)
 }

@@ -167,6 +167,11 @@ impl LocalReplica {
         }
     }
 
+    /// The log start offset now.
+    pub(super) fn log_start_offset(&self) -> Offset {
+        self.reader().log_start_offset()
+    }
+
     /// See [`LogReader::offset_for_timestamp`].
     pub(super) fn offset_for_timestamp(
         &self,

@@ -64,6 +64,13 @@ impl Replica {
         }
     }
 
+    /// See [`super::Partition::log_start_offset`].
+    pub(super) fn log_start_offset(&self) -> Offset {
+        match self {
+            Replica::Local(local) => local.log_start_offset(),
+        }
+    }
+
     /// See [`super::Partition::offset_for_timestamp`].
     pub(super) fn offset_for_timestamp(
         &self,
