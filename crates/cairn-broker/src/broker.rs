@@ -11,11 +11,13 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use cairn_log::{Clock, Offset};
+use cairn_codec::{LeaderEpoch, Offset};
+use cairn_log::Clock;
 
 use crate::disk_space::check_room_for_partitions;
 use crate::error::BrokerError;
 use crate::group::Groups;
+use crate::node_identity::NodeIdentity;
 use crate::partition::{Partition, PartitionProblem};
 use crate::producer_ids::ProducerIds;
 use crate::topic_config::TopicConfig;
@@ -58,15 +60,19 @@ pub struct BrokerConfig {
     pub max_partitions: u32,
 }
 
-/// One partition's place and offsets, as `describe` reports it.
+/// One partition's place and offsets, as `describe` and metadata report them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PartitionInfo {
     /// The partition.
     pub partition: u32,
-    /// Node id of the leader.
+    /// Node id of the leader (-1 while there is none).
     pub leader: i32,
+    /// The leader's epoch.
+    pub leader_epoch: LeaderEpoch,
     /// Node ids holding a copy, leader first.
     pub replicas: Vec<i32>,
+    /// Node ids whose copy is caught up with the leader, leader first.
+    pub in_sync_replicas: Vec<i32>,
     /// The earliest readable offset.
     pub log_start_offset: Offset,
     /// The end of what is readable.
@@ -119,6 +125,8 @@ impl Topic {
 #[derive(Debug)]
 pub struct Broker {
     pub(crate) cfg: BrokerConfig,
+    /// Who this node is; built from `cfg` at open.
+    node: NodeIdentity,
     pub(crate) clock: Arc<dyn Clock>,
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
     pub(crate) producer_ids: Arc<ProducerIds>,
@@ -161,7 +169,12 @@ impl Broker {
         tracing::info!(topics = topics.len(), data_dir = %cfg.data_dir.display(), "broker opened");
         let data_dir = cfg.data_dir.clone();
         let producer_ids = Arc::new(blocking(move || ProducerIds::open(&data_dir)).await?);
+        let node = NodeIdentity {
+            node_id: cfg.node_id,
+            advertised_address: cfg.advertised_address.clone(),
+        };
         let broker = Broker {
+            node,
             cfg,
             clock,
             topics: RwLock::new(topics),
@@ -176,12 +189,22 @@ impl Broker {
 
     /// This node's id.
     pub fn node_id(&self) -> i32 {
-        self.cfg.node_id
+        self.node.node_id
     }
 
     /// This node's client-facing address.
     pub fn advertised_address(&self) -> &str {
-        &self.cfg.advertised_address
+        &self.node.advertised_address
+    }
+
+    /// Who this node is: its id and the address clients reach it at.
+    pub fn node(&self) -> &NodeIdentity {
+        &self.node
+    }
+
+    /// Every node of the cluster as this node knows it, by id. A single node knows itself.
+    pub fn nodes(&self) -> Vec<NodeIdentity> {
+        vec![self.node.clone()]
     }
 
     /// Creates a topic with `partitions` partitions and the given config overrides.
@@ -298,16 +321,16 @@ impl Broker {
             .map(|p| {
                 // A stopped partition's offsets are unknown; it reports zeros and its health
                 // problem says why.
-                let (log_start_offset, high_watermark) =
-                    p.reader().map_or((Offset(0), Offset(0)), |r| {
-                        (r.log_start_offset(), r.high_watermark())
-                    });
+                let offsets = p.offsets().unwrap_or_default();
+                let leadership = p.leadership(&self.node);
                 PartitionInfo {
-                    partition: p.index,
-                    leader: self.cfg.node_id,
-                    replicas: vec![self.cfg.node_id],
-                    log_start_offset,
-                    high_watermark,
+                    partition: p.index(),
+                    leader: leadership.leader.unwrap_or(-1),
+                    leader_epoch: leadership.leader_epoch,
+                    replicas: leadership.replicas,
+                    in_sync_replicas: leadership.in_sync_replicas,
+                    log_start_offset: offsets.log_start_offset,
+                    high_watermark: offsets.high_watermark,
                 }
             })
             .collect();
@@ -324,18 +347,14 @@ impl Broker {
         })
     }
 
-    /// Bytes of record batches a partition holds (its `.log` files up to the high watermark;
-    /// see [`cairn_log::LogReader::size_bytes`]).
+    /// Bytes of record batches a partition holds: its `.log` files up to the high watermark,
+    /// indexes excluded.
     ///
     /// # Errors
     /// [`BrokerError::UnknownTopic`], [`BrokerError::UnknownPartition`],
     /// [`BrokerError::PartitionStopped`].
     pub fn partition_size_bytes(&self, topic: &str, partition: i64) -> Result<u64, BrokerError> {
-        Ok(self
-            .topic(topic)?
-            .partition(partition)?
-            .reader()?
-            .size_bytes())
+        self.topic(topic)?.partition(partition)?.size_bytes()
     }
 
     /// Deletes a topic: its writers are closed, then its logs and file removed.
@@ -359,14 +378,12 @@ impl Broker {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         for partition in &partitions {
-            if let Ok(writer) = partition.writer()
-                && let Err(err) = writer.close().await
-            {
-                tracing::warn!(topic = name, partition = partition.index, %err, "closing a deleted topic's partition");
+            if let Err(err) = partition.close().await {
+                tracing::warn!(topic = name, partition = partition.index(), %err, "closing a deleted topic's partition");
             }
         }
         let (data_dir, name_owned) = (self.cfg.data_dir.clone(), name.to_string());
-        let dirs: Vec<PathBuf> = partitions.iter().map(|p| p.dir.clone()).collect();
+        let dirs: Vec<PathBuf> = partitions.iter().map(|p| p.dir().to_path_buf()).collect();
         blocking(move || {
             // The topic file goes first: a crash then leaves orphan directories, never a topic
             // whose logs are half gone.
@@ -498,13 +515,7 @@ impl Broker {
             .clone();
         for partition in partitions {
             // A stopped partition takes the new configs when it opens again (from the file).
-            let Ok(writer) = partition.writer() else {
-                continue;
-            };
-            let log_config = log_config.clone();
-            writer
-                .with_log(move |log, _| log.set_config(log_config))
-                .await?;
+            partition.set_config(log_config.clone()).await?;
         }
         let after = topic
             .config
@@ -536,10 +547,8 @@ impl Broker {
                 .unwrap_or_else(|e| e.into_inner())
                 .clone();
             for partition in partitions {
-                if let Ok(writer) = partition.writer()
-                    && let Err(err) = writer.close().await
-                {
-                    tracing::warn!(topic = %topic.name, partition = partition.index, %err, "closing partition at shutdown");
+                if let Err(err) = partition.close().await {
+                    tracing::warn!(topic = %topic.name, partition = partition.index(), %err, "closing partition at shutdown");
                 }
             }
         }

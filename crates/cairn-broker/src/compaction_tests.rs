@@ -76,8 +76,9 @@ async fn a_cleaned_last_batch_keeps_the_producers_sequence() {
             .unwrap();
         let partition = broker.topic("accounts").unwrap().partition(0).unwrap();
         let outcome = partition
-            .writer()
+            .local_for_test()
             .unwrap()
+            .writer()
             .with_log(|log, now| {
                 log.roll(now)?;
                 log.clean(now)

@@ -1,13 +1,17 @@
 //! `BrokerError`: everything that can go wrong in the broker, with what an operator or a client
 //! needs to act on it (the topic name, the config key and value, the file line). Errors from the
-//! log cross into it through `From`.
+//! log cross into it through `From`, wrapped as a [`StorageError`] so the broker's API names no
+//! `cairn-log` type.
 //!
 //! The enum is deliberately not `#[non_exhaustive]`: `cairn-server` maps each variant to a
 //! status and a Kafka error code in one exhaustive `match`, so a new variant must be given one.
 
-use cairn_log::batch::BatchError;
-use cairn_log::{LogError, Offset};
+use cairn_codec::Offset;
+use cairn_codec::batch::BatchError;
+use cairn_log::LogError;
 
+use crate::partition::LeaderHint;
+use crate::storage_error::StorageError;
 use crate::topic_name::TopicNameError;
 
 /// An error from the broker.
@@ -62,9 +66,9 @@ pub enum BrokerError {
         #[source]
         source: Box<BrokerError>,
     },
-    /// The partition log failed.
+    /// The partition log failed; [`StorageError::kind`] says how.
     #[error(transparent)]
-    Log(#[from] LogError),
+    Log(#[from] StorageError),
     /// No topic has that name (Kafka's `UNKNOWN_TOPIC_OR_PARTITION`).
     #[error("unknown topic {topic:?}")]
     UnknownTopic {
@@ -153,6 +157,19 @@ pub enum BrokerError {
         partition: u32,
         /// Why, as its log said at open.
         reason: String,
+    },
+    /// This node does not lead the partition, so it takes no produce or fetch for it (Kafka's
+    /// `NOT_LEADER_OR_FOLLOWER`, error code 6). Retriable: the client refreshes its metadata,
+    /// or goes straight to `leader` when given, and sends again. A single-node broker never
+    /// answers it (it leads every partition it holds).
+    #[error("this node does not lead {topic}-{partition}{}", leader_text(leader.as_ref()))]
+    NotLeader {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+        /// The leader, when this node knows one.
+        leader: Option<LeaderHint>,
     },
     /// Clients may not write or administer an internal topic (Kafka's `INVALID_TOPIC_EXCEPTION`).
     #[error("topic {topic:?} is internal: only the broker writes it")]
@@ -297,7 +314,36 @@ pub enum BrokerError {
     },
 }
 
+/// The end of a [`BrokerError::NotLeader`] message: who leads, as far as this node knows.
+fn leader_text(leader: Option<&LeaderHint>) -> String {
+    match leader {
+        Some(LeaderHint {
+            node_id,
+            address: Some(address),
+        }) => format!("; node {node_id} at {address} does"),
+        Some(LeaderHint {
+            node_id,
+            address: None,
+        }) => format!("; node {node_id} does"),
+        None => "; no leader is known yet".to_string(),
+    }
+}
+
+impl From<LogError> for BrokerError {
+    fn from(err: LogError) -> BrokerError {
+        BrokerError::Log(StorageError::from(err))
+    }
+}
+
 impl BrokerError {
+    /// The log's error inside, if this is one: for the broker's own decisions.
+    pub(crate) fn log_error(&self) -> Option<&LogError> {
+        match self {
+            BrokerError::Log(storage) => Some(storage.log()),
+            _ => None,
+        }
+    }
+
     /// An I/O error with its operation and path.
     pub fn io(op: &'static str, path: &std::path::Path, source: std::io::Error) -> BrokerError {
         BrokerError::Io {
@@ -327,5 +373,25 @@ mod tests {
         );
         let source = std::error::Error::source(&err).expect("the line error keeps its cause");
         assert!(source.to_string().contains("no.such"));
+    }
+
+    #[test]
+    fn not_leader_names_the_leader_when_known() {
+        let err = |leader| BrokerError::NotLeader {
+            topic: "orders".into(),
+            partition: 2,
+            leader,
+        };
+        let known = err(Some(LeaderHint {
+            node_id: 3,
+            address: Some("10.0.0.3:7070".into()),
+        }))
+        .to_string();
+        assert!(
+            known.contains("orders-2") && known.contains("10.0.0.3:7070"),
+            "{known}"
+        );
+        let unknown = err(None).to_string();
+        assert!(unknown.contains("no leader"), "{unknown}");
     }
 }

@@ -13,15 +13,27 @@
 //!   `topic_details`: what describe adds, each config's [`ConfigSource`] and partition sizes.
 //! - `producer_state`: [`ProducerStates`], the idempotent-producer sequence rules (KIP-98) of
 //!   one partition: retries answered with their original offsets, gaps and zombies refused.
-//! - `broker`: [`Broker`], this node's topics and the admin operations on them; `partition`:
-//!   one partition's log and its group-committing writer; `topic_store`: topic files on disk
+//! - `broker`: [`Broker`], this node's topics and the admin operations on them;
+//!   `node_identity`: [`NodeIdentity`], who this node is to clients (id and address), the source
+//!   of every leader and node list the broker reports.
+//! - `partition/`: the seam between the broker and a partition's log. `Partition`'s
+//!   operations (append with an [`AckLevel`], read up to the high watermark, wait for it,
+//!   offsets, leader and epoch, health) are all the rest of the broker uses; `local.rs` is the
+//!   single-copy implementation (group-committing writer, idempotent-producer filter,
+//!   sequencer), and a replicated one slots in beside it. Reads come back as
+//!   [`FetchedBatches`], zero-copy slices of the segments.
+//! - `storage_error`: [`StorageError`], a log failure as the broker's API shows it (with a
+//!   [`StorageErrorKind`] for callers to classify), so no `cairn-log` type crosses the API.
+//! - `topic_store`: topic files on disk
 //!   (`DATA/<topic>.topic`, logs in `DATA/<topic>-<partition>/`, Kafka's layout), and the
 //!   removal of what a crash mid-create left; `disk_space`: the free-space check before a
 //!   create.
 //! - `sequencer`: queues an idempotent producer's batches for a partition's writer in
 //!   sequence order, although gRPC may serve the requests carrying them out of order.
-//! - `produce`: routing records to partitions, encoding them, appending; `fetch`: long-poll
-//!   reads, record decoding, offset lookups; `record_age`: the age of a group's next
+//! - `produce`: routing records to partitions, encoding them, appending; `fetch`: the fetch
+//!   rules (the group-fencing check, long-poll reads with a max wait and min bytes), record
+//!   decoding, offset lookups; `subscription`: [`Subscription`], the subscribe loop over the
+//!   same long poll; `record_age`: the age of a group's next
 //!   unconsumed record (lag in seconds), one batch read per call.
 //! - `group`: consumer groups: the assignor, the membership state machine (KIP-848), and
 //!   the coordinator that keeps committed offsets in `__consumer_offsets`.
@@ -53,6 +65,7 @@ mod fetch;
 #[doc(hidden)]
 pub mod fuzzing;
 mod group;
+mod node_identity;
 mod partition;
 mod produce;
 mod producer_filter;
@@ -62,6 +75,8 @@ mod producer_state;
 mod record_age;
 mod scrub;
 mod sequencer;
+mod storage_error;
+mod subscription;
 mod topic_config;
 mod topic_details;
 mod topic_name;
@@ -73,13 +88,20 @@ pub use broker::{
     MAX_PARTITIONS_PER_TOPIC, PartitionInfo, TopicInfo,
 };
 pub use cairn_codec::{
-    RandomSource, StickyPartitioner, XorShift64, murmur2, partition_for_key, to_positive,
+    LeaderEpoch, Offset, RandomSource, StickyPartitioner, XorShift64, murmur2, partition_for_key,
+    to_positive,
 };
+/// The clock the broker reads time from (`Broker::open` takes one), re-exported from
+/// `cairn-log` so callers need no dependency on the log to give it.
+pub use cairn_log::{Clock, ManualClock, SystemClock};
+/// The process-wide histogram of segment `fdatasync` durations, re-exported from `cairn-log`
+/// for the server's `/metrics` (the broker adds nothing to it).
+pub use cairn_log::{FSYNC_BUCKET_UPPER_NANOS, FsyncLatency, FsyncSnapshot, fsync_latency};
 pub use disk_space::{CREATE_MARGIN_BYTES, PARTITION_DISK_BYTES};
 pub use error::BrokerError;
 pub use fetch::{
-    DEFAULT_FETCH_MAX_BYTES, FetchRequest, FetchedRecord, MAX_FETCH_MAX_BYTES, MAX_FETCH_WAIT,
-    OffsetQuery, decode_records,
+    DEFAULT_FETCH_MAX_BYTES, FetchRequest, FetchedRecord, GroupFetch, MAX_FETCH_MAX_BYTES,
+    MAX_FETCH_WAIT, OffsetQuery, PartitionOffsetLookup, decode_records,
 };
 pub use group::{
     CommittedOffset, DEFAULT_REBALANCE_TIMEOUT_MS, DEFAULT_SESSION_TIMEOUT_MS, GroupDescription,
@@ -88,7 +110,10 @@ pub use group::{
     MemberSpec, OffsetCommit, OffsetValue, PartitionLag, ResetTo, TopicPartition, assign,
     validate_group_id,
 };
-pub use partition::{Damage, PartitionCondition, PartitionProblem};
+pub use node_identity::NodeIdentity;
+pub use partition::{
+    Damage, FetchedBatches, LeaderHint, Leadership, PartitionCondition, PartitionProblem,
+};
 pub use produce::{
     AckLevel, PartitionProduced, ProducePayload, ProduceRecord, ProduceRequest, ProduceResult,
 };
@@ -97,6 +122,8 @@ pub use producer_ids::PRODUCER_ID_BLOCK;
 pub use producer_state::{BATCHES_REMEMBERED, ProducerBatch, ProducerStates, SequenceCheck};
 pub use scrub::{DEFAULT_SCRUB_BYTES_PER_SEC, ScrubReport};
 pub use sequencer::MAX_ORDERING_WAIT;
+pub use storage_error::{StorageError, StorageErrorKind};
+pub use subscription::{SUBSCRIBE_POLL, SubscribeRequest, Subscription};
 pub use topic_config::{CleanupPolicy, MAX_CONFIG_FILE_BYTES, TimestampType, TopicConfig};
 pub use topic_details::{ConfigSource, config_sources};
 pub use topic_name::{

@@ -6,16 +6,14 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use cairn_log::batch::{Batch, BatchBuilder, Compression, ProducerFields, RecordInput};
-use cairn_log::{LeaderEpoch, Offset};
+use cairn_codec::Offset;
+use cairn_codec::batch::{Batch, BatchBuilder, Compression, ProducerFields, RecordInput};
+use cairn_log::LogError;
 
 use crate::broker::{Broker, Topic};
 use crate::error::BrokerError;
 use cairn_codec::batch::MAX_DECOMPRESSED_BATCH_BYTES;
 use cairn_codec::partition_for_key;
-
-/// The leader epoch a single node stamps on its batches (a cluster will use the Raft term).
-const SINGLE_NODE_EPOCH: LeaderEpoch = LeaderEpoch(0);
 
 /// A record to produce.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -45,14 +43,22 @@ pub enum ProducePayload {
 }
 
 /// How many copies must have the records before the broker answers.
+///
+/// With one replica (a single node, or replication factor 1) `Leader` and `All` are the same
+/// event: the one copy met the flush policy, which is also a majority of one. The partition
+/// still handles them apart (see `partition/local.rs`), because a replicated partition does not:
+/// there `Leader` answers after the leader's own write and `All` after the commit index passes
+/// the batch.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum AckLevel {
-    /// Every in-sync replica, each after meeting the topic's flush policy.
+    /// A majority of the replicas has the batch, each under the topic's flush policy: it is
+    /// committed (readable by consumers) and survives the loss of a minority of nodes.
     #[default]
     All,
-    /// The leader, after meeting the topic's flush policy.
+    /// This replica (the leader) has the batch under the topic's flush policy; it may be lost
+    /// if the leader fails before the followers copy it.
     Leader,
-    /// Nothing: the answer comes once the append is queued.
+    /// Nothing: the answer comes once the append is queued (no offset is returned).
     None,
 }
 
@@ -101,7 +107,7 @@ impl Broker {
     ///
     /// # Errors
     /// [`BrokerError::UnknownTopic`], [`BrokerError::UnknownPartition`], an invalid batch or
-    /// record ([`BrokerError::Log`] with `InvalidBatch`), [`BrokerError::InvalidRequest`],
+    /// record ([`BrokerError::Log`] of kind `InvalidBatch`), [`BrokerError::InvalidRequest`],
     /// [`BrokerError::UnknownProducerId`] for a producer id never issued,
     /// [`BrokerError::TransactionsUnsupported`] for a transactional batch. Errors of single
     /// partitions are reported per partition.
@@ -122,23 +128,21 @@ impl Broker {
                         "a pre-encoded record batch needs a partition".to_string(),
                     )
                 })?;
-                let batch = Batch::validate(bytes).map_err(cairn_log::LogError::from)?;
-                batch
-                    .check_producible()
-                    .map_err(cairn_log::LogError::from)?;
+                let batch = Batch::validate(bytes).map_err(LogError::from)?;
+                batch.check_producible().map_err(LogError::from)?;
                 if batch.header().attributes.is_transactional() {
                     return Err(BrokerError::TransactionsUnsupported);
                 }
                 self.check_producer_id(batch.header().producer_id)?;
                 batch
                     .check_records(MAX_DECOMPRESSED_BATCH_BYTES)
-                    .map_err(cairn_log::LogError::from)?;
+                    .map_err(LogError::from)?;
                 if compacted && has_keyless_record(&batch)? {
                     return Err(BrokerError::KeylessRecordOnCompactedTopic {
                         topic: topic.name.clone(),
                     });
                 }
-                let partition = topic.partition(index)?.index;
+                let partition = topic.partition(index)?.index();
                 let produced = append_one(&topic, partition, batch, request.acks).await?;
                 Ok(ProduceResult {
                     partitions: vec![produced],
@@ -271,9 +275,9 @@ pub(crate) async fn append_internal(
 fn has_keyless_record(batch: &Batch) -> Result<bool, BrokerError> {
     let records = batch
         .records(MAX_DECOMPRESSED_BATCH_BYTES)
-        .map_err(cairn_log::LogError::from)?;
+        .map_err(LogError::from)?;
     for record in records.iter() {
-        if record.map_err(cairn_log::LogError::from)?.key.is_none() {
+        if record.map_err(LogError::from)?.key.is_none() {
             return Ok(true);
         }
     }
@@ -287,7 +291,7 @@ fn route(
     records: &[ProduceRecord],
 ) -> Result<Vec<u32>, BrokerError> {
     if let Some(index) = partition {
-        let partition = topic.partition(index)?.index;
+        let partition = topic.partition(index)?.index();
         return Ok(vec![partition; records.len()]);
     }
     let count = topic.partition_count();
@@ -338,10 +342,10 @@ fn encode<'a>(
             headers: &headers,
             timestamp_ms,
         };
-        builder.push(&input).map_err(cairn_log::LogError::from)?;
+        builder.push(&input).map_err(LogError::from)?;
     }
-    let bytes = builder.build().map_err(cairn_log::LogError::from)?;
-    Ok(Batch::validate(bytes).map_err(cairn_log::LogError::from)?)
+    let bytes = builder.build().map_err(LogError::from)?;
+    Ok(Batch::validate(bytes).map_err(LogError::from)?)
 }
 
 async fn append_one(
@@ -351,57 +355,21 @@ async fn append_one(
     acks: AckLevel,
 ) -> Result<PartitionProduced, BrokerError> {
     let part = topic.partition(i64::from(partition))?;
-    let record_count = batch.record_count();
     let mut produced = PartitionProduced {
         partition,
         base_offset: None,
-        record_count,
+        record_count: batch.record_count(),
         log_start_offset: Offset(0),
         error: None,
     };
-    let (writer, sequencer) = match (part.writer(), part.sequencer()) {
-        (Ok(writer), Ok(sequencer)) => (writer, sequencer),
-        (Err(err), _) | (_, Err(err)) => {
-            produced.error = Some(err);
-            return Ok(produced);
-        }
-    };
-    produced.log_start_offset = writer.reader().log_start_offset();
-    let header = batch.header();
-    let producer = (header.producer_id >= 0).then_some((
-        header.producer_id,
-        header.producer_epoch,
-        header.base_sequence,
-        header.record_count,
-    ));
-    if let Some((id, epoch, sequence, _)) = producer {
-        sequencer.wait_turn(id, epoch, sequence).await;
+    match part.append(batch, acks).await {
+        Ok(base_offset) => produced.base_offset = base_offset,
+        Err(err) => produced.error = Some(err),
     }
-    let queued = if acks == AckLevel::None {
-        writer.try_append(vec![batch], Some(SINGLE_NODE_EPOCH))
-    } else {
-        writer
-            .queue_append(vec![batch], Some(SINGLE_NODE_EPOCH))
-            .await
-    };
-    if let Some((id, epoch, sequence, records)) = producer {
-        sequencer.queued(id, epoch, sequence, records);
+    // Read after the append: retention may have moved the start meanwhile. A stopped
+    // partition's start is unknown, and its error says why.
+    if let Ok(log_start_offset) = part.log_start_offset() {
+        produced.log_start_offset = log_start_offset;
     }
-    let pending = match queued {
-        Ok(pending) => pending,
-        Err(err) => {
-            produced.error = Some(err.into());
-            return Ok(produced);
-        }
-    };
-    if acks == AckLevel::None {
-        return Ok(produced);
-    }
-    match pending.await {
-        Ok(Ok(infos)) => produced.base_offset = infos.first().map(|info| info.base_offset),
-        Ok(Err(err)) => produced.error = Some(err.into()),
-        Err(_) => produced.error = Some(cairn_log::LogError::Closed.into()),
-    }
-    produced.log_start_offset = writer.reader().log_start_offset();
     Ok(produced)
 }

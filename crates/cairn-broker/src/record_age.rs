@@ -6,7 +6,7 @@
 //! record's timestamp), so a caller bounds the calls it makes, for example one per committed
 //! partition per metrics scrape.
 
-use cairn_log::Offset;
+use cairn_codec::Offset;
 
 use crate::broker::Broker;
 use crate::error::BrokerError;
@@ -38,18 +38,16 @@ impl Broker {
         let part = self
             .topic(&partition.topic)?
             .partition(i64::from(partition.partition))?;
-        let reader = part.reader()?;
+        let offsets = part.offsets()?;
         let mut from = Offset::from_i64(offset)
             .unwrap_or_default()
-            .max(reader.log_start_offset());
+            .max(offsets.log_start_offset);
         for _ in 0..MAX_BATCHES_SKIPPED {
-            if from >= reader.high_watermark() {
+            if from >= part.offsets()?.high_watermark {
                 return Ok(0);
             }
             // One byte asks for the one batch holding `from`: reads never split a batch.
-            let read = reader
-                .read(from.as_i64(), 1)
-                .inspect_err(|err| part.note_read_error(err))?;
+            let read = part.read(from.as_i64(), 1)?;
             if let Some(record) = decode_records(&read, from, AGE_DECOMPRESS_LIMIT_BYTES)?.first() {
                 return Ok(self
                     .clock
@@ -57,10 +55,10 @@ impl Broker {
                     .saturating_sub(record.timestamp_ms)
                     .max(0));
             }
-            if read.next_offset <= from {
+            if read.next_offset() <= from {
                 return Ok(0);
             }
-            from = read.next_offset;
+            from = read.next_offset();
         }
         Ok(0)
     }

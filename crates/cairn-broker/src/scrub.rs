@@ -45,11 +45,11 @@ impl Broker {
                 if stop.load(Ordering::Relaxed) {
                     return report;
                 }
-                let Ok(reader) = partition.reader() else {
+                let Ok(offsets) = partition.offsets() else {
                     continue;
                 };
                 report.partitions += 1;
-                let scanned = reader.scan_batches(reader.log_start_offset().as_i64(), |batch| {
+                let scanned = partition.scan_batches(offsets.log_start_offset.as_i64(), |batch| {
                     report.batches += 1;
                     report.bytes += batch.len_bytes() as u64;
                     pace(started, report.bytes, bytes_per_sec);

@@ -353,7 +353,7 @@ fn from_log_error(err: LogError) -> BrokerError {
         LogError::InvalidConfig { key, value, reason } => {
             BrokerError::InvalidConfig { key, value, reason }
         }
-        other => BrokerError::Log(other),
+        other => BrokerError::from(other),
     }
 }
 

@@ -90,7 +90,7 @@ impl Broker {
         let partitions = topic.partitions.read().unwrap_or_else(|e| e.into_inner());
         Ok(partitions
             .iter()
-            .map(|p| p.reader().map_or(0, |reader| reader.size_bytes()))
+            .map(|p| p.size_bytes().unwrap_or(0))
             .collect())
     }
 }

@@ -7,6 +7,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use cairn_codec::{StickyPartitioner, XorShift64};
 use cairn_log::{Clock, LogError};
 
+use crate::storage_error::is_disk_full;
+
 use crate::broker::Topic;
 use crate::error::BrokerError;
 use crate::partition::Partition;
@@ -89,10 +91,8 @@ pub(crate) fn open_partitions(
 /// Closes partitions a failed create opened. Blocking.
 pub(crate) fn close_partitions(partitions: &[Arc<Partition>]) {
     for partition in partitions {
-        if let Ok(writer) = partition.writer()
-            && let Err(err) = writer.close_blocking()
-        {
-            tracing::warn!(dir = %partition.dir.display(), %err, "closing a partition of a failed create");
+        if let Err(err) = partition.close_blocking() {
+            tracing::warn!(dir = %partition.dir().display(), %err, "closing a partition of a failed create");
         }
     }
 }
@@ -134,18 +134,15 @@ pub(crate) fn remove_failed_create(
 /// A full disk met while creating (`ENOSPC`/`EDQUOT` from a log or a topic file) becomes the
 /// log's retriable `DiskFull`, so a create answers like a produce on a full disk.
 pub(crate) fn disk_full_or(err: BrokerError) -> BrokerError {
-    let full = |source: &std::io::Error| {
-        matches!(source.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+    let path = match &err {
+        BrokerError::Io { path, source, .. } if is_disk_full(source) => path,
+        BrokerError::Log(storage) => match storage.log() {
+            LogError::Io { path, source, .. } if is_disk_full(source) => path,
+            _ => return err,
+        },
+        _ => return err,
     };
-    match err {
-        BrokerError::Io { path, source, .. } if full(&source) => {
-            BrokerError::Log(LogError::DiskFull { path })
-        }
-        BrokerError::Log(LogError::Io { path, source, .. }) if full(&source) => {
-            BrokerError::Log(LogError::DiskFull { path })
-        }
-        other => other,
-    }
+    BrokerError::from(LogError::DiskFull { path: path.clone() })
 }
 
 #[cfg(test)]
@@ -156,7 +153,7 @@ mod tests {
     fn a_full_disk_met_while_creating_is_the_logs_retriable_disk_full() {
         let path = PathBuf::from("/data/orders-0/00000000000000000000.index");
         for errno in [libc::ENOSPC, libc::EDQUOT] {
-            let from_log = BrokerError::Log(LogError::io(
+            let from_log = BrokerError::from(LogError::io(
                 "open index",
                 &path,
                 std::io::Error::from_raw_os_error(errno),
@@ -168,7 +165,8 @@ mod tests {
             );
             for err in [from_log, from_topic_file] {
                 match disk_full_or(err) {
-                    BrokerError::Log(err @ LogError::DiskFull { .. }) => {
+                    BrokerError::Log(err) => {
+                        assert!(matches!(err.log(), LogError::DiskFull { .. }), "{err}");
                         assert!(err.is_retriable());
                         assert!(err.to_string().contains("orders-0"), "{err}");
                     }

@@ -10,11 +10,12 @@
 mod common;
 
 use bytes::Bytes;
+use cairn_broker::StorageErrorKind;
 use cairn_broker::{
     AckLevel, Broker, BrokerError, OffsetQuery, ProducePayload, ProduceRecord, ProduceRequest,
 };
+use cairn_log::Offset;
 use cairn_log::batch::{BatchBuilder, Compression, ProducerFields, RecordInput, batch_crc};
-use cairn_log::{LogError, Offset};
 
 use common::open;
 
@@ -143,7 +144,7 @@ async fn transactional_and_control_batches_are_refused_with_their_reasons() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, BrokerError::Log(LogError::InvalidBatch(_))),
+        matches!(&err, BrokerError::Log(e) if e.kind() == StorageErrorKind::InvalidBatch),
         "{err:?}"
     );
     assert_eq!(end_offset(&broker), Offset(0), "nothing was written");

@@ -4,9 +4,9 @@
 
 use std::fmt::Write as _;
 
-use cairn_log::{FSYNC_BUCKET_UPPER_NANOS, FsyncSnapshot};
+use cairn_broker::{FSYNC_BUCKET_UPPER_NANOS, FsyncSnapshot};
 
-/// Appends the fsync families for `snapshot` (normally `cairn_log::fsync_latency().snapshot()`).
+/// Appends the fsync families for `snapshot` (normally `cairn_broker::fsync_latency().snapshot()`).
 pub fn render(snapshot: &FsyncSnapshot, out: &mut String) {
     out.push_str(
         "# HELP cairn_log_fsync_seconds Duration of fdatasync calls on segment files (group commits, flushes and seals), all partitions.\n\
@@ -42,7 +42,7 @@ pub fn render(snapshot: &FsyncSnapshot, out: &mut String) {
 mod tests {
     use std::time::Duration;
 
-    use cairn_log::FsyncLatency;
+    use cairn_broker::FsyncLatency;
 
     use super::*;
 

@@ -196,7 +196,7 @@ fn exposition(
     out.push_str(&sizes);
     metrics.render(&mut out);
     crate::health::render_metrics(&broker.problems(), &mut out);
-    crate::fsync_metrics::render(&cairn_log::fsync_latency().snapshot(), &mut out);
+    crate::fsync_metrics::render(&cairn_broker::fsync_latency().snapshot(), &mut out);
     connection_metrics.render(&mut out);
     crate::group_metrics::render(broker, &mut out);
     crate::process_metrics::render(&mut out);

@@ -3,8 +3,9 @@
 //!
 //! Code map:
 //! - `services`: the `cairn.v1` gRPC services (Producer, Consumer, Admin, Metadata);
-//! - `status`: the one mapping from broker and log errors (and the transport's own refusals,
-//!   through a layer over every service) to error codes and gRPC statuses;
+//! - `status`: the one mapping from broker errors (storage failures by their
+//!   `StorageErrorKind`; the transport's own refusals, through a layer over every service) to
+//!   error codes and gRPC statuses;
 //! - [`health`]: the server-wide `grpc.health.v1` status kept in step with the partitions
 //!   (NOT_SERVING while one is stopped) and the detail that names them;
 //! - `http`: `/health` and `/metrics` on the admin port, with `group_metrics`,
@@ -32,8 +33,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use cairn_broker::{Broker, BrokerConfig, BrokerError, TopicConfig};
-use cairn_log::SystemClock;
+use cairn_broker::{Broker, BrokerConfig, BrokerError, SystemClock, TopicConfig};
 use cairn_proto::v1::FILE_DESCRIPTOR_SET;
 use cairn_proto::v1::admin_server::AdminServer;
 use cairn_proto::v1::consumer_server::ConsumerServer;

@@ -20,8 +20,7 @@ pub use shorten::{ECHO_PREFIX_CHARS, MESSAGE_MAX_CHARS, shorten_message, shorten
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use cairn_broker::{BrokerError, SequenceError};
-use cairn_log::LogError;
+use cairn_broker::{BrokerError, LeaderHint, StorageErrorKind};
 use cairn_proto::v1::ErrorCode;
 use tonic::Code;
 use tonic_types::{ErrorDetails, StatusExt};
@@ -58,7 +57,12 @@ pub fn classify(err: &BrokerError) -> (ErrorCode, Code) {
             (ErrorCode::DiskFull, Code::ResourceExhausted)
         }
         BrokerError::Io { .. } => (ErrorCode::Internal, Code::Internal),
-        BrokerError::Log(log) => classify_log(log),
+        BrokerError::Log(storage) => classify_storage(storage.kind()),
+        // FAILED_PRECONDITION, as `common.proto` promises for NOT_LEADER: the request is fine
+        // but this node is the wrong one to take it; the client must act (refresh metadata, or
+        // go to the leader named in the ErrorInfo) before sending again. UNAVAILABLE would
+        // invite a blind retry to the same node.
+        BrokerError::NotLeader { .. } => (ErrorCode::NotLeader, Code::FailedPrecondition),
         BrokerError::KeylessRecordOnCompactedTopic { .. } => {
             (ErrorCode::InvalidRecord, Code::InvalidArgument)
         }
@@ -100,44 +104,29 @@ fn is_disk_full(err: &std::io::Error) -> bool {
     )
 }
 
-fn classify_log(err: &LogError) -> (ErrorCode, Code) {
-    match err {
-        LogError::InvalidBatch(_) => (ErrorCode::InvalidRecord, Code::InvalidArgument),
-        LogError::BatchTooLarge { .. } => (ErrorCode::RecordTooLarge, Code::InvalidArgument),
-        LogError::CorruptBatch { .. } => (ErrorCode::CorruptMessage, Code::DataLoss),
-        LogError::OffsetOutOfRange { .. } => (ErrorCode::OffsetOutOfRange, Code::OutOfRange),
-        LogError::NegativeMaxBytes(_) => (ErrorCode::InvalidRequest, Code::InvalidArgument),
-        LogError::InvalidConfig { .. } => (ErrorCode::InvalidConfig, Code::InvalidArgument),
-        LogError::DiskFull { .. } => (ErrorCode::DiskFull, Code::ResourceExhausted),
-        LogError::Io { source, .. } if is_disk_full(source) => {
-            (ErrorCode::DiskFull, Code::ResourceExhausted)
+/// The API error code and gRPC status code of a kind of storage failure.
+fn classify_storage(kind: StorageErrorKind) -> (ErrorCode, Code) {
+    match kind {
+        StorageErrorKind::InvalidBatch => (ErrorCode::InvalidRecord, Code::InvalidArgument),
+        StorageErrorKind::BatchTooLarge => (ErrorCode::RecordTooLarge, Code::InvalidArgument),
+        StorageErrorKind::CorruptBatch => (ErrorCode::CorruptMessage, Code::DataLoss),
+        StorageErrorKind::OffsetOutOfRange => (ErrorCode::OffsetOutOfRange, Code::OutOfRange),
+        StorageErrorKind::InvalidRequest => (ErrorCode::InvalidRequest, Code::InvalidArgument),
+        StorageErrorKind::InvalidConfig => (ErrorCode::InvalidConfig, Code::InvalidArgument),
+        StorageErrorKind::DiskFull => (ErrorCode::DiskFull, Code::ResourceExhausted),
+        StorageErrorKind::Busy => (ErrorCode::Throttled, Code::ResourceExhausted),
+        StorageErrorKind::Closed => (ErrorCode::BrokerNotAvailable, Code::Unavailable),
+        StorageErrorKind::Unavailable => (ErrorCode::KafkaStorageError, Code::Unavailable),
+        StorageErrorKind::OutOfOrderSequence => {
+            (ErrorCode::OutOfOrderSequence, Code::FailedPrecondition)
         }
-        LogError::QueueFull | LogError::SegmentFull { .. } => {
-            (ErrorCode::Throttled, Code::ResourceExhausted)
+        StorageErrorKind::FencedProducerEpoch => {
+            (ErrorCode::InvalidProducerEpoch, Code::FailedPrecondition)
         }
-        LogError::Closed => (ErrorCode::BrokerNotAvailable, Code::Unavailable),
-        LogError::Poisoned { .. }
-        | LogError::Io { .. }
-        | LogError::DamagedSegment { .. }
-        | LogError::CorruptCheckpoint { .. }
-        | LogError::Locked { .. } => (ErrorCode::KafkaStorageError, Code::Unavailable),
-        LogError::Rejected(reason) => match reason.downcast_ref::<SequenceError>() {
-            Some(SequenceError::OutOfOrder { .. }) => {
-                (ErrorCode::OutOfOrderSequence, Code::FailedPrecondition)
-            }
-            Some(SequenceError::FencedEpoch { .. }) => {
-                (ErrorCode::InvalidProducerEpoch, Code::FailedPrecondition)
-            }
-            Some(SequenceError::UnknownProducer { .. }) => {
-                (ErrorCode::UnknownProducerId, Code::FailedPrecondition)
-            }
-            Some(SequenceError::SeveralBatches) | None => {
-                (ErrorCode::InvalidRequest, Code::InvalidArgument)
-            }
-        },
-        LogError::TruncateBelowHighWatermark { .. }
-        | LogError::InvalidHighWatermark { .. }
-        | LogError::CleanerKeyMapFull { .. } => (ErrorCode::Internal, Code::Internal),
+        StorageErrorKind::UnknownProducer => {
+            (ErrorCode::UnknownProducerId, Code::FailedPrecondition)
+        }
+        StorageErrorKind::Internal => (ErrorCode::Internal, Code::Internal),
     }
 }
 
@@ -312,6 +301,23 @@ fn subject(err: &BrokerError) -> Vec<(&'static str, String)> {
         ],
         BrokerError::UnknownProducerId { producer_id } => {
             vec![("producer_id", producer_id.to_string())]
+        }
+        BrokerError::NotLeader {
+            topic,
+            partition,
+            leader,
+        } => {
+            let mut metadata = vec![
+                ("topic", topic.clone()),
+                ("partition", partition.to_string()),
+            ];
+            if let Some(LeaderHint { node_id, address }) = leader {
+                metadata.push(("leader_id", node_id.to_string()));
+                if let Some(address) = address {
+                    metadata.push(("leader", address.clone()));
+                }
+            }
+            metadata
         }
         _ => Vec::new(),
     }

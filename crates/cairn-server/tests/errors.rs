@@ -10,7 +10,7 @@
 mod common;
 
 use bytes::{Buf, BufMut, Bytes};
-use cairn_log::batch::{BatchBuilder, Compression, ProducerFields, RecordInput, batch_crc};
+use cairn_codec::batch::{BatchBuilder, Compression, ProducerFields, RecordInput, batch_crc};
 use cairn_proto::v1::admin_client::AdminClient;
 use cairn_proto::v1::consumer_client::ConsumerClient;
 use cairn_proto::v1::groups_client::GroupsClient;

@@ -9,7 +9,7 @@
 
 use std::net::SocketAddr;
 
-use cairn_log::batch::{BatchBuilder, Compression, RecordInput};
+use cairn_codec::batch::{BatchBuilder, Compression, RecordInput};
 use cairn_proto::v1::admin_client::AdminClient;
 use cairn_proto::v1::consumer_client::ConsumerClient;
 use cairn_proto::v1::producer_client::ProducerClient;
@@ -424,6 +424,45 @@ async fn metrics_report_group_members_state_and_lag() {
     assert_eq!(sample(&body, commits), 1.0);
     let creates = "cairn_admin_requests_total{method=\"CreateTopic\",code=\"OK\"}";
     assert_eq!(sample(&body, creates), 1.0);
+    stop.send(()).unwrap();
+    server.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_names_leaders_replicas_and_nodes_from_the_broker() {
+    use cairn_proto::v1::MetadataRequest;
+    use cairn_proto::v1::metadata_client::MetadataClient;
+
+    let dir = tempfile::tempdir().unwrap();
+    let Started {
+        url, stop, server, ..
+    } = start(dir.path()).await;
+    common::create_topic(&url, "orders", 2).await;
+    let answer = MetadataClient::connect(url.clone())
+        .await
+        .unwrap()
+        .get_metadata(MetadataRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    // The test server is node 1 and advertises its bound gRPC address.
+    assert_eq!(answer.node_id, 1);
+    assert_eq!(answer.nodes.len(), 1, "{:?}", answer.nodes);
+    assert_eq!(answer.nodes[0].node_id, 1);
+    assert_eq!(format!("http://{}", answer.nodes[0].address), url);
+    let topic = answer
+        .topics
+        .iter()
+        .find(|t| t.name == "orders")
+        .expect("the topic is listed");
+    assert_eq!(topic.partitions.len(), 2);
+    for (index, partition) in topic.partitions.iter().enumerate() {
+        assert_eq!(partition.partition, index as i32);
+        assert_eq!(partition.leader_id, 1, "a single node leads everything");
+        assert_eq!(partition.leader_epoch, 0);
+        assert_eq!(partition.replicas, vec![1]);
+        assert_eq!(partition.in_sync_replicas, vec![1]);
+    }
     stop.send(()).unwrap();
     server.await.unwrap();
 }

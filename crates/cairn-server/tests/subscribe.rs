@@ -7,7 +7,7 @@
     reason = "test code: a failed unwrap is a failed test"
 )]
 
-use cairn_log::batch::Batch;
+use cairn_codec::batch::Batch;
 use cairn_proto::v1::consumer_client::ConsumerClient;
 use cairn_proto::v1::{FetchFormat, Record, SubscribeRequest};
 use tonic_types::StatusExt;

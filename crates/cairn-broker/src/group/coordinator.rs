@@ -458,7 +458,7 @@ impl Broker {
             };
             let partition = TopicPartition {
                 topic: topic.to_string(),
-                partition: self.topic(topic)?.partition(index)?.index,
+                partition: self.topic(topic)?.partition(index)?.index(),
             };
             self.check_offset_in_range(&partition, offset.as_i64())?;
             let value = OffsetValue {
@@ -626,10 +626,10 @@ impl Broker {
         let part = self
             .topic(&partition.topic)?
             .partition(i64::from(partition.partition))?;
-        let reader = part.reader()?;
+        let offsets = part.offsets()?;
         Ok((
-            reader.log_start_offset().as_i64(),
-            reader.high_watermark().as_i64(),
+            offsets.log_start_offset.as_i64(),
+            offsets.high_watermark.as_i64(),
         ))
     }
 

@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use cairn_log::Offset;
-use cairn_log::batch::MAX_DECOMPRESSED_BATCH_BYTES;
+use cairn_codec::Offset;
+use cairn_codec::batch::MAX_DECOMPRESSED_BATCH_BYTES;
 
 use super::assignor::TopicPartition;
 use super::offset_record::{
@@ -16,6 +16,7 @@ use super::offset_record::{
 use crate::broker::Topic;
 use crate::error::BrokerError;
 use crate::fetch::decode_records;
+use crate::partition::Partition;
 use crate::produce::ProduceRecord;
 
 /// Bytes read per step when loading `__consumer_offsets`.
@@ -43,19 +44,19 @@ pub(crate) fn load(topic: &Topic) -> Result<OffsetsByGroup, BrokerError> {
     let mut offsets = OffsetsByGroup::new();
     let mut loaded = 0u64;
     for partition in partitions {
-        let reader = match partition.reader() {
-            Ok(reader) => reader,
+        let bounds = match partition.offsets() {
+            Ok(bounds) => bounds,
             Err(err) => {
                 tracing::error!(%err, "committed offsets of a stopped partition not loaded");
                 continue;
             }
         };
-        let mut at = reader.log_start_offset();
-        let end = reader.high_watermark();
+        let mut at = bounds.log_start_offset;
+        let end = bounds.high_watermark;
         while at < end {
-            let read = reader
+            // A damaged batch met here is counted and remembered by the partition's read.
+            let read = partition
                 .read(at.as_i64(), LOAD_CHUNK_BYTES)
-                .map_err(BrokerError::from)
                 .and_then(|read| {
                     Ok((
                         decode_records(&read, at, MAX_DECOMPRESSED_BATCH_BYTES)?,
@@ -64,22 +65,17 @@ pub(crate) fn load(topic: &Topic) -> Result<OffsetsByGroup, BrokerError> {
                 });
             let (records, read) = match read {
                 Ok(found) => found,
-                Err(err) => {
-                    if let BrokerError::Log(log_err) = &err {
-                        partition.note_read_error(log_err);
+                Err(err) => match next_readable(&partition, at) {
+                    Some(next) => {
+                        tracing::error!(%err, skipped_to = next.0, "committed offsets in a damaged batch not loaded");
+                        at = next;
+                        continue;
                     }
-                    match next_readable(reader, at) {
-                        Some(next) => {
-                            tracing::error!(%err, skipped_to = next.0, "committed offsets in a damaged batch not loaded");
-                            at = next;
-                            continue;
-                        }
-                        None => {
-                            tracing::error!(%err, "committed offsets after a damaged batch not loaded");
-                            break;
-                        }
+                    None => {
+                        tracing::error!(%err, "committed offsets after a damaged batch not loaded");
+                        break;
                     }
-                }
+                },
             };
             if read.is_empty() {
                 break;
@@ -93,7 +89,7 @@ pub(crate) fn load(topic: &Topic) -> Result<OffsetsByGroup, BrokerError> {
                     record.offset,
                 );
             }
-            at = read.next_offset;
+            at = read.next_offset();
         }
     }
     tracing::info!(
@@ -105,9 +101,9 @@ pub(crate) fn load(topic: &Topic) -> Result<OffsetsByGroup, BrokerError> {
 }
 
 /// The base offset of the first readable batch after the damaged one holding `at`.
-fn next_readable(reader: &cairn_log::LogReader, at: Offset) -> Option<Offset> {
+fn next_readable(partition: &Partition, at: Offset) -> Option<Offset> {
     let mut next = None;
-    let _ = reader.scan_batches(at.as_i64(), |batch| {
+    let _ = partition.scan_batches(at.as_i64(), |batch| {
         if batch.base_offset() > at && !batch.is_meta() {
             next = Some(batch.base_offset());
             return std::ops::ControlFlow::Break(());

@@ -1,13 +1,18 @@
 //! `cairn.v1.Consumer`: long-poll fetch, server-streaming subscribe, offset lookups. Fetches
-//! and subscribe messages are counted in [`Metrics`]; offset lookups are not.
+//! and subscribe messages are counted in [`Metrics`]; offset lookups are not. The fetch rules
+//! (group fencing, waiting for data, the subscribe loop) are the broker's: each call here
+//! decodes, calls the broker and encodes.
 
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cairn_broker::{Broker, FetchRequest, OffsetQuery, TopicPartition, decode_records};
-use cairn_log::batch::MAX_DECOMPRESSED_BATCH_BYTES;
-use cairn_log::{Offset, ReadResult};
+use cairn_broker::{
+    Broker, FetchRequest, FetchedBatches, GroupFetch, OffsetQuery, SubscribeRequest as Subscribe,
+    decode_records,
+};
+use cairn_codec::Offset;
+use cairn_codec::batch::MAX_DECOMPRESSED_BATCH_BYTES;
 use cairn_proto::v1::consumer_server::Consumer;
 use cairn_proto::v1::{
     self as api, FetchFormat, FetchResponse, Header, ListOffsetsRequest, ListOffsetsResponse,
@@ -19,9 +24,6 @@ use tonic::{Request, Response, Status};
 
 use crate::metrics::{Metrics, OpenStream, Outcome, Transfer};
 use crate::status::{classify, invalid_request, to_status};
-
-/// How long each wait of a subscription lasts before it reads again.
-const SUBSCRIBE_POLL: Duration = Duration::from_secs(5);
 
 /// The Consumer service.
 #[derive(Debug, Clone)]
@@ -37,9 +39,11 @@ impl ConsumerService {
     }
 
     /// Reads and maps one unary fetch, waiting at most until shortly before `deadline`.
+    /// The group and member ids are moved out of `request` (the caller keeps the rest), so a
+    /// group fetch allocates nothing more than a plain one.
     async fn read<T>(
         &self,
-        request: &api::FetchRequest,
+        request: &mut api::FetchRequest,
         deadline: Option<Duration>,
         shape: AnswerShaper<T>,
     ) -> Result<(T, Transfer), Status> {
@@ -50,22 +54,11 @@ impl ConsumerService {
             // Answer a little before the client gives up, so it gets the (possibly empty) data.
             max_wait = max_wait.min(deadline.saturating_sub(Duration::from_millis(20)));
         }
-        if !request.group_id.is_empty() {
-            let partition = TopicPartition {
-                topic: request.topic.clone(),
-                partition: u32::try_from(request.partition).map_err(|_| {
-                    invalid_request(format!("negative partition {}", request.partition))
-                })?,
-            };
-            self.broker
-                .check_group_fetch(
-                    &request.group_id,
-                    &request.member_id,
-                    request.member_epoch,
-                    &partition,
-                )
-                .map_err(|e| to_status(&e))?;
-        }
+        let group = (!request.group_id.is_empty()).then(|| GroupFetch {
+            group_id: std::mem::take(&mut request.group_id),
+            member_id: std::mem::take(&mut request.member_id),
+            member_epoch: request.member_epoch,
+        });
         let fetch = FetchRequest {
             topic: request.topic.clone(),
             partition: i64::from(request.partition),
@@ -73,6 +66,7 @@ impl ConsumerService {
             max_bytes: i64::from(request.max_bytes),
             max_wait,
             min_bytes: usize::try_from(request.min_bytes).unwrap_or(1).max(1),
+            group,
         };
         let read = self.broker.fetch(&fetch).await.map_err(|e| to_status(&e))?;
         shape(&read, request.offset, request.partition, format)
@@ -83,12 +77,12 @@ impl ConsumerService {
     /// metrics.
     pub(crate) async fn serve_fetch<T>(
         &self,
-        request: api::FetchRequest,
+        mut request: api::FetchRequest,
         deadline: Option<Duration>,
         shape: AnswerShaper<T>,
     ) -> Result<T, Status> {
         let started = Instant::now();
-        let answered = self.read(&request, deadline, shape).await;
+        let answered = self.read(&mut request, deadline, shape).await;
         let (outcome, returned) = match &answered {
             Ok((_, returned)) => (Outcome::Ok, *returned),
             Err(_) => (Outcome::Error, Transfer::default()),
@@ -121,51 +115,34 @@ impl ConsumerService {
     ) -> Result<mpsc::Receiver<Result<T, Status>>, Status> {
         let format = FetchFormat::try_from(request.format)
             .map_err(|_| invalid_request("unknown fetch format"))?;
-        if request.max_bytes < 0 {
-            return Err(invalid_request(format!(
-                "max_bytes must not be negative, got {}",
-                request.max_bytes
-            )));
-        }
-        // Check the partition exists before starting the stream.
-        self.broker
-            .list_offset(
-                &request.topic,
-                i64::from(request.partition),
-                OffsetQuery::Latest,
-            )
+        // Checks max_bytes and that the partition exists before the stream starts.
+        let mut subscription = self
+            .broker
+            .subscribe(Subscribe {
+                topic: request.topic.clone(),
+                partition: i64::from(request.partition),
+                offset: request.offset,
+                max_bytes: i64::from(request.max_bytes),
+            })
             .map_err(|e| to_status(&e))?;
         let (tx, rx) = mpsc::channel(1);
-        let broker = Arc::clone(&self.broker);
         // The topic exists (checked above), so it may label series; look it up once per stream.
         let counters = self.metrics.topic(&request.topic);
         let stream = OpenStream::open(Arc::clone(&self.metrics));
         tokio::spawn(async move {
             let _stream = stream;
-            let mut offset = request.offset;
             loop {
-                let fetch = FetchRequest {
-                    topic: request.topic.clone(),
-                    partition: i64::from(request.partition),
-                    offset,
-                    max_bytes: i64::from(request.max_bytes),
-                    max_wait: SUBSCRIBE_POLL,
-                    min_bytes: 1,
+                let from = subscription.position();
+                // A consumer that left ends the wait for data at once.
+                let read = tokio::select! {
+                    read = subscription.next() => read,
+                    () = tx.closed() => return,
                 };
-                let (message, delivered) = match broker.fetch(&fetch).await {
-                    Ok(read) if read.is_empty() => {
-                        if tx.is_closed() {
-                            return;
-                        }
-                        continue;
-                    }
-                    Ok(read) => {
-                        offset = read.next_offset.as_i64();
-                        match shape(&read, fetch.offset, request.partition, format) {
-                            Ok((message, delivered)) => (Ok(message), delivered),
-                            Err(status) => (Err(status), Transfer::default()),
-                        }
-                    }
+                let (message, delivered) = match read {
+                    Ok(read) => match shape(&read, from, request.partition, format) {
+                        Ok((message, delivered)) => (Ok(message), delivered),
+                        Err(status) => (Err(status), Transfer::default()),
+                    },
                     Err(err) => (Err(to_status(&err)), Transfer::default()),
                 };
                 let failed = message.is_err();
@@ -188,11 +165,11 @@ type FetchStream = Pin<Box<dyn Stream<Item = Result<FetchResponse, Status>> + Se
 /// Makes one read of a subscription (from the offset it started at, for a partition, in a
 /// format) into an answer, with what it delivers for the metrics.
 pub(crate) type AnswerShaper<T> =
-    fn(&ReadResult, i64, i32, FetchFormat) -> Result<(T, Transfer), Status>;
+    fn(&FetchedBatches, i64, i32, FetchFormat) -> Result<(T, Transfer), Status>;
 
 /// A subscription's answer as a `FetchResponse`, for tonic's encoder.
 fn tonic_answer(
-    read: &ReadResult,
+    read: &FetchedBatches,
     from: i64,
     partition: i32,
     format: FetchFormat,
@@ -241,54 +218,45 @@ impl Consumer for ConsumerService {
             Ok(OffsetSpec::Timestamp) => OffsetQuery::Timestamp(request.timestamp_ms),
             Err(_) => return Err(invalid_request("unknown offset spec")),
         };
-        let count = self
+        let partitions: Vec<i64> = request.partitions.iter().map(|&p| i64::from(p)).collect();
+        let offsets = self
             .broker
-            .partition_count(&request.topic)
-            .map_err(|e| to_status(&e))?;
-        let mut partitions: Vec<i64> = if request.partitions.is_empty() {
-            (0..i64::from(count)).collect()
-        } else {
-            request.partitions.iter().map(|&p| i64::from(p)).collect()
-        };
-        partitions.sort_unstable();
-        partitions.dedup();
-        let offsets = partitions
+            .list_offsets(&request.topic, &partitions, query)
+            .map_err(|e| to_status(&e))?
             .into_iter()
-            .map(
-                |partition| match self.broker.list_offset(&request.topic, partition, query) {
-                    Ok(offset) => PartitionOffset {
-                        partition: partition as i32,
-                        offset: offset.as_i64(),
-                        ..Default::default()
-                    },
-                    Err(err) => PartitionOffset {
-                        partition: partition as i32,
-                        offset: -1,
-                        error_code: classify(&err).0 as i32,
-                        error_message: crate::status::message(&err),
-                    },
+            .map(|(partition, found)| match found {
+                Ok(offset) => PartitionOffset {
+                    partition: partition as i32,
+                    offset: offset.as_i64(),
+                    ..Default::default()
                 },
-            )
+                Err(err) => PartitionOffset {
+                    partition: partition as i32,
+                    offset: -1,
+                    error_code: classify(&err).0 as i32,
+                    error_message: crate::status::message(&err),
+                },
+            })
             .collect();
         Ok(Response::new(ListOffsetsResponse { offsets }))
     }
 }
 
 fn response(
-    read: &ReadResult,
+    read: &FetchedBatches,
     from: i64,
     partition: i32,
     format: FetchFormat,
 ) -> Result<FetchResponse, Status> {
     let mut response = FetchResponse {
-        high_watermark: read.high_watermark.as_i64(),
-        log_start_offset: read.log_start_offset.as_i64(),
-        next_offset: read.next_offset.as_i64(),
+        high_watermark: read.high_watermark().as_i64(),
+        log_start_offset: read.log_start_offset().as_i64(),
+        next_offset: read.next_offset().as_i64(),
         partition,
         ..Default::default()
     };
     match format {
-        FetchFormat::RecordBatches => response.record_batches = read.data.clone(),
+        FetchFormat::RecordBatches => response.record_batches = read.data().clone(),
         FetchFormat::Records => {
             let from = Offset::from_i64(from).unwrap_or_default();
             let records = decode_records(read, from, MAX_DECOMPRESSED_BATCH_BYTES)
@@ -317,19 +285,19 @@ fn response(
 
 /// Records and bytes a fetch answer carries: decoded records as sent, or for raw batches the
 /// record counts of their headers (meta entries count none). Bytes are the batches read.
-fn returned(read: &ReadResult, response: &FetchResponse, format: FetchFormat) -> Transfer {
+fn returned(read: &FetchedBatches, response: &FetchResponse, format: FetchFormat) -> Transfer {
     let record_count = match format {
         FetchFormat::Records => response.records.len() as u64,
         FetchFormat::RecordBatches => batch_record_count(read),
     };
     Transfer {
         record_count,
-        bytes: read.data.len() as u64,
+        bytes: read.data().len() as u64,
     }
 }
 
 /// The records in a read's batches, from their headers (meta entries count none).
-pub(crate) fn batch_record_count(read: &ReadResult) -> u64 {
+pub(crate) fn batch_record_count(read: &FetchedBatches) -> u64 {
     // The log verified these CRCs on the read, so this walks headers only.
     read.batches().map(|b| u64::from(b.record_count())).sum()
 }

@@ -21,9 +21,9 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::{BufMut, Bytes, BytesMut};
+use cairn_broker::FetchedBatches;
+use cairn_codec::batch::{Batch, MAX_DECOMPRESSED_BATCH_BYTES};
 use cairn_codec::grpc_frame::{FrameError, PREFIX_BYTES, single_message};
-use cairn_log::ReadResult;
-use cairn_log::batch::{Batch, MAX_DECOMPRESSED_BATCH_BYTES};
 use cairn_proto::v1::ErrorCode;
 use cairn_proto::v1::consumer_server::ConsumerServer;
 use cairn_proto::v1::{FetchFormat, FetchRequest, FetchResponse, SubscribeRequest};
@@ -273,23 +273,24 @@ fn wire_len(head: &Bytes, batches: Option<&Bytes>) -> usize {
 /// A subscription's read as gRPC message bytes: stored batches untouched, or records encoded
 /// straight from them (see `record_encoding`).
 fn wire_answer(
-    read: &ReadResult,
+    read: &FetchedBatches,
     from: i64,
     partition: i32,
     format: FetchFormat,
 ) -> Result<(WireAnswer, Transfer), Status> {
     let fields = FetchResponse {
-        high_watermark: read.high_watermark.as_i64(),
-        log_start_offset: read.log_start_offset.as_i64(),
-        next_offset: read.next_offset.as_i64(),
+        high_watermark: read.high_watermark().as_i64(),
+        log_start_offset: read.log_start_offset().as_i64(),
+        next_offset: read.next_offset().as_i64(),
         partition,
         ..Default::default()
     };
-    let bytes = read.data.len() as u64;
+    let bytes = read.data().len() as u64;
     match format {
         FetchFormat::RecordBatches => {
             let record_count = batch_record_count(read);
-            let answer = frame_batches(fields, read.data.clone())?;
+            // A reference-counted clone of the segment slice: the batches are not copied.
+            let answer = frame_batches(fields, read.data().clone())?;
             Ok((
                 answer,
                 Transfer {

@@ -1,5 +1,7 @@
-//! `cairn.v1.Metadata`: which nodes exist and who leads each partition. On a single node, this
-//! node leads everything; the shape is the cluster's, so clients need not change later.
+//! `cairn.v1.Metadata`: which nodes exist and who leads each partition. Every fact comes from
+//! the broker (each partition's leadership, the nodes it knows); nothing is made up here. On a
+//! single node, that node leads everything; the shape is the cluster's, so clients need not
+//! change later.
 
 use std::sync::Arc;
 
@@ -46,18 +48,24 @@ impl Metadata for MetadataService {
                     .partitions
                     .into_iter()
                     .map(|p| PartitionMetadata {
-                        partition: p.partition as i32,
+                        partition: i32::try_from(p.partition).unwrap_or(i32::MAX),
                         leader_id: p.leader,
-                        leader_epoch: 0,
+                        leader_epoch: p.leader_epoch.0,
                         replicas: p.replicas,
+                        in_sync_replicas: p.in_sync_replicas,
                     })
                     .collect(),
             })
             .collect();
-        let nodes = vec![Node {
-            node_id,
-            address: self.broker.advertised_address().to_string(),
-        }];
+        let nodes = self
+            .broker
+            .nodes()
+            .into_iter()
+            .map(|node| Node {
+                node_id: node.node_id,
+                address: node.advertised_address,
+            })
+            .collect();
         Ok(Response::new(MetadataResponse {
             nodes,
             topics,

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use cairn_broker::{
     AckLevel, Broker, ProducePayload, ProduceRecord, ProduceRequest, ProduceResult,
 };
-use cairn_log::batch::{Compression, ProducerFields};
+use cairn_codec::batch::{Compression, ProducerFields};
 use cairn_proto::v1::producer_server::Producer;
 use cairn_proto::v1::{
     self as api, Acks, ErrorCode, InitProducerIdRequest, InitProducerIdResponse, PartitionResult,

@@ -13,8 +13,8 @@
 
 use bytes::{BufMut, BytesMut};
 use cairn_broker::BrokerError;
-use cairn_log::Offset;
-use cairn_log::batch::{Batch, ConsumerBatch, ConsumerRecord};
+use cairn_codec::Offset;
+use cairn_codec::batch::{Batch, ConsumerBatch, ConsumerRecord};
 use prost::encoding::{encode_varint, encoded_len_varint};
 
 /// `FetchResponse.records`.

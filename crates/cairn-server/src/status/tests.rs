@@ -71,13 +71,9 @@ fn a_full_disk_is_disk_full_wherever_it_is_met() {
         classify(&create),
         (ErrorCode::DiskFull, Code::ResourceExhausted)
     );
-    let log = BrokerError::Log(LogError::Io {
-        op: "preallocate",
-        path: "/d/t-0/0.index".into(),
-        source: enospc(),
-    });
+    // A log's own ENOSPC is classified DiskFull by the broker (see its `StorageError::kind`).
     assert_eq!(
-        classify(&log),
+        classify_storage(StorageErrorKind::DiskFull),
         (ErrorCode::DiskFull, Code::ResourceExhausted)
     );
     let other = BrokerError::io(
@@ -86,6 +82,31 @@ fn a_full_disk_is_disk_full_wherever_it_is_met() {
         std::io::Error::other("x"),
     );
     assert_eq!(classify(&other), (ErrorCode::Internal, Code::Internal));
+}
+
+#[test]
+fn not_leader_is_a_failed_precondition_naming_the_leader() {
+    let status = to_status(&BrokerError::NotLeader {
+        topic: "orders".into(),
+        partition: 2,
+        leader: Some(LeaderHint {
+            node_id: 3,
+            address: Some("10.0.0.3:7070".into()),
+        }),
+    });
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert_eq!(reason(&status), "NOT_LEADER");
+    let info = status.get_details_error_info().expect("an ErrorInfo");
+    assert_eq!(info.metadata["leader"], "10.0.0.3:7070");
+    assert_eq!(info.metadata["leader_id"], "3");
+    assert_eq!(info.metadata["partition"], "2");
+    let unknown = to_status(&BrokerError::NotLeader {
+        topic: "orders".into(),
+        partition: 2,
+        leader: None,
+    });
+    let info = unknown.get_details_error_info().expect("an ErrorInfo");
+    assert!(!info.metadata.contains_key("leader"), "{info:?}");
 }
 
 #[test]

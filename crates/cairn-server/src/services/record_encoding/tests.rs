@@ -4,8 +4,8 @@
 #![allow(clippy::unwrap_used, reason = "test code")]
 
 use bytes::{Bytes, BytesMut};
-use cairn_log::batch::{BatchBuilder, Compression, RecordInput, rewrite_assigned_fields};
-use cairn_log::{LeaderEpoch, Offset};
+use cairn_codec::batch::{BatchBuilder, Compression, RecordInput, rewrite_assigned_fields};
+use cairn_codec::{LeaderEpoch, Offset};
 use cairn_proto::v1::{FetchResponse, Header, Record as ApiRecord};
 use prost::Message;
 
