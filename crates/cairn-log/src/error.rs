@@ -76,6 +76,14 @@ pub enum LogError {
         /// The high watermark (the end of what is readable).
         high_watermark: Offset,
     },
+    /// A read by entry index asked for an entry below the log start entry.
+    #[error("entry {requested} is below the log start entry {log_start_entry}")]
+    EntryOutOfRange {
+        /// The entry index asked for.
+        requested: crate::types::EntryIndex,
+        /// The first entry still in the log.
+        log_start_entry: crate::types::EntryIndex,
+    },
     /// A read asked for a negative number of bytes.
     #[error("max bytes must not be negative, got {0}")]
     NegativeMaxBytes(i64),
@@ -98,6 +106,16 @@ pub enum LogError {
         current: Offset,
         /// The log end offset.
         log_end: Offset,
+    },
+    /// A reset asked for a start the log cannot have.
+    #[error("cannot reset the log to start at entry {entry}, offset {offset}: {reason}")]
+    InvalidReset {
+        /// The entry index asked for.
+        entry: crate::types::EntryIndex,
+        /// The offset asked for.
+        offset: Offset,
+        /// Why it is refused.
+        reason: &'static str,
     },
     /// The disk is full: the append was not written. Retriable; the log stays readable.
     #[error("disk full writing {path}; the append was not written and can be retried")]
