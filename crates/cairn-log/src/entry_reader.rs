@@ -187,10 +187,14 @@ fn walk_segment(
         .entry
         .lookup(wanted)
         .filter(|p| p.entry >= view.base_entry && p.position <= end);
-    let (mut entry, position, expected) = point.map_or(
-        (view.base_entry, FilePos(0), view.base_offset),
-        |p| (p.entry, p.position, p.relative_offset.absolute(view.base_offset)),
-    );
+    let (mut entry, position, expected) =
+        point.map_or((view.base_entry, FilePos(0), view.base_offset), |p| {
+            (
+                p.entry,
+                p.position,
+                p.relative_offset.absolute(view.base_offset),
+            )
+        });
     let walker = BatchWalker::new(view.data.clone(), position, end, Some(expected))
         .allow_gaps(view.compacted);
     for walked in walker {

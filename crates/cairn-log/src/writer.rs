@@ -66,9 +66,7 @@ pub struct WrittenAppend {
 enum Command {
     Append(QueuedAppend),
     Task(LogTask),
-    Close {
-        reply: Reply<()>,
-    },
+    Close { reply: Reply<()> },
 }
 
 /// How often the writer checks retention and whether a compaction is due, by default (Kafka's

@@ -1,5 +1,9 @@
 //! Reads by entry index up to the log end (what a Raft leader ships), reset, deletion by entry,
 //! the entry floor, and the writer's written-then-durable append.
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers outside #[test] functions: a failure is a failed test"
+)]
 
 mod common;
 
@@ -19,7 +23,8 @@ fn meta(payload: &[u8]) -> Batch {
 fn entries_past_the_high_watermark_are_readable_by_index_with_terms_and_dense_offsets() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = Log::open_replica(dir.path(), small_config(), 0).unwrap();
-    log.append(&[meta(b"noop")], Some(LeaderEpoch(1)), 0).unwrap();
+    log.append(&[meta(b"noop")], Some(LeaderEpoch(1)), 0)
+        .unwrap();
     for tag in 0..60u64 {
         let term = if tag < 30 { 1 } else { 2 };
         log.append(&[batch(tag, 3, 40, 0)], Some(LeaderEpoch(term)), 0)
@@ -33,7 +38,9 @@ fn entries_past_the_high_watermark_are_readable_by_index_with_terms_and_dense_of
     assert_eq!(log.high_watermark(), Offset(0), "nothing committed yet");
     let reader = log.reader();
     assert_eq!(reader.entry_bounds(), (EntryIndex(0), EntryIndex(62)));
-    let all = reader.read_entries(EntryIndex(0), usize::MAX, usize::MAX).unwrap();
+    let all = reader
+        .read_entries(EntryIndex(0), usize::MAX, usize::MAX)
+        .unwrap();
     assert_eq!(all.len(), 62);
     let mut next_offset = Offset(0);
     for (idx, entry) in all.iter().enumerate() {
@@ -56,9 +63,17 @@ fn entries_past_the_high_watermark_are_readable_by_index_with_terms_and_dense_of
         vec![40, 41, 42, 43, 44]
     );
     assert_eq!(reader.read_entries(EntryIndex(40), 5, 1).unwrap().len(), 1);
-    assert!(reader.read_entries(EntryIndex(62), 5, 1).unwrap().is_empty());
+    assert!(
+        reader
+            .read_entries(EntryIndex(62), 5, 1)
+            .unwrap()
+            .is_empty()
+    );
     let last = reader.last_entry().unwrap().unwrap();
-    assert_eq!((last.entry, last.leader_epoch), (EntryIndex(61), LeaderEpoch(2)));
+    assert_eq!(
+        (last.entry, last.leader_epoch),
+        (EntryIndex(61), LeaderEpoch(2))
+    );
     // Truncation of the uncommitted suffix, then reads see the shorter log.
     log.set_high_watermark(Offset(30)).unwrap();
     log.truncate_entries_from(EntryIndex(20)).unwrap();
@@ -80,7 +95,10 @@ fn reset_starts_an_empty_log_at_the_given_entry_and_offset_and_survives_reopen()
     log.reset(EntryIndex(100), Offset(500), 0).unwrap();
     let reader = log.reader();
     assert_eq!(reader.entry_bounds(), (EntryIndex(100), EntryIndex(100)));
-    assert_eq!((log.log_start_offset(), log.high_watermark()), (Offset(500), Offset(500)));
+    assert_eq!(
+        (log.log_start_offset(), log.high_watermark()),
+        (Offset(500), Offset(500))
+    );
     assert!(matches!(
         reader.read_entries(EntryIndex(5), 1, 1),
         Err(LogError::EntryOutOfRange { .. })
@@ -88,7 +106,10 @@ fn reset_starts_an_empty_log_at_the_given_entry_and_offset_and_survives_reopen()
     let placed = log
         .append(&[batch(7, 3, 10, 0)], Some(LeaderEpoch(4)), 0)
         .unwrap();
-    assert_eq!((placed[0].entry, placed[0].base_offset), (EntryIndex(100), Offset(500)));
+    assert_eq!(
+        (placed[0].entry, placed[0].base_offset),
+        (EntryIndex(100), Offset(500))
+    );
     drop(log);
     let log = Log::open_replica(dir.path(), small_config(), 0).unwrap();
     assert_eq!(log.log_start_entry(), EntryIndex(100));
@@ -117,7 +138,10 @@ fn deletion_by_entry_takes_whole_committed_segments_and_the_floor_holds_retentio
     let outcome = log.delete_segments_before_entry(EntryIndex(25)).unwrap();
     assert!(outcome.deleted_segments > 0);
     let start = log.log_start_entry();
-    assert!(start <= EntryIndex(25) && start > EntryIndex(0), "start {start}");
+    assert!(
+        start <= EntryIndex(25) && start > EntryIndex(0),
+        "start {start}"
+    );
     let first = log.reader().read_entries(start, 1, 0).unwrap();
     assert_eq!(first[0].header.base_offset, log.log_start_offset());
     // With the floor at 25, retention (wanting everything gone) stops below it.
@@ -132,7 +156,10 @@ async fn written_answer_comes_before_durable_and_entries_are_readable_by_then() 
     let log = Log::open_replica(dir.path(), small_config(), 0).unwrap();
     let writer = LogWriter::spawn(log, Arc::new(ManualClock::new(0))).unwrap();
     let pending = writer
-        .queue_append_written(vec![meta(b"noop"), batch(1, 2, 10, 0)], Some(LeaderEpoch(3)))
+        .queue_append_written(
+            vec![meta(b"noop"), batch(1, 2, 10, 0)],
+            Some(LeaderEpoch(3)),
+        )
         .await
         .unwrap();
     let written = pending.written.await.unwrap().unwrap();
@@ -142,7 +169,11 @@ async fn written_answer_comes_before_durable_and_entries_are_readable_by_then() 
         .read_entries(EntryIndex(0), 10, usize::MAX)
         .unwrap();
     assert_eq!(entries.len(), 2);
-    assert_eq!(writer.reader().high_watermark(), Offset(0), "not visible by offset");
+    assert_eq!(
+        writer.reader().high_watermark(),
+        Offset(0),
+        "not visible by offset"
+    );
     let durable = pending.durable.await.unwrap().unwrap();
     assert_eq!(durable, written);
     writer.close().await.unwrap();

@@ -104,7 +104,10 @@ mod tests {
     fn applied_state_round_trips() {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(read_applied(dir.path()).unwrap(), None);
-        let nodes = BTreeMap::from([(1, PeerNode { addr: "a:1".into() }), (2, PeerNode { addr: "b:2".into() })]);
+        let nodes = BTreeMap::from([
+            (1, PeerNode { addr: "a:1".into() }),
+            (2, PeerNode { addr: "b:2".into() }),
+        ]);
         let membership = Membership::new(vec![nodes.keys().copied().collect()], nodes);
         let state = AppliedState {
             last_applied: Some(log_id(3, 40)),

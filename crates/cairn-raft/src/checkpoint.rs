@@ -90,7 +90,8 @@ pub(crate) fn read_verified(
     if len > (HEADER_BYTES + MAX_PAYLOAD_BYTES + 4) as u64 {
         return Err(corrupt("larger than any checkpoint"));
     }
-    let bytes = fs::read(&path).map_err(|source| RaftStorageError::io("read checkpoint", &path, source))?;
+    let bytes =
+        fs::read(&path).map_err(|source| RaftStorageError::io("read checkpoint", &path, source))?;
     let (body, crc) = bytes
         .split_last_chunk::<4>()
         .filter(|(body, _)| body.len() >= HEADER_BYTES)
@@ -149,7 +150,10 @@ mod tests {
     #[test]
     fn round_trips_and_every_flipped_bit_is_caught() {
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(read_verified(dir.path(), "x.checkpoint", Kind::Vote).unwrap(), None);
+        assert_eq!(
+            read_verified(dir.path(), "x.checkpoint", Kind::Vote).unwrap(),
+            None
+        );
         write_atomic(dir.path(), "x.checkpoint", Kind::Vote, b"hello").unwrap();
         assert_eq!(
             read_verified(dir.path(), "x.checkpoint", Kind::Vote).unwrap(),

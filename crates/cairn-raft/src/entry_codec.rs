@@ -81,8 +81,12 @@ fn meta(payload: &[u8]) -> Result<Bytes, String> {
 pub fn decode_entry<C: CairnRaftConfig>(stored: LogEntry) -> Result<Entry<C>, RaftStorageError> {
     let index = stored.header.entry.0;
     let corrupt = |reason: String| RaftStorageError::CorruptEntry { index, reason };
-    let term = u64::try_from(stored.header.leader_epoch.0)
-        .map_err(|_| corrupt(format!("epoch {} is not a term", stored.header.leader_epoch.0)))?;
+    let term = u64::try_from(stored.header.leader_epoch.0).map_err(|_| {
+        corrupt(format!(
+            "epoch {} is not a term",
+            stored.header.leader_epoch.0
+        ))
+    })?;
     let log_id: LogId<NodeId> = log_id(term, index);
     if !stored.header.is_meta {
         return Ok(Entry {
@@ -99,7 +103,11 @@ pub fn decode_entry<C: CairnRaftConfig>(stored: LogEntry) -> Result<Entry<C>, Ra
                 .map_err(|e| corrupt(format!("membership does not decode: {e}")))?;
             EntryPayload::Membership(membership)
         }
-        _ => return Err(corrupt("a meta entry that is not a Raft blank or membership entry".into())),
+        _ => {
+            return Err(corrupt(
+                "a meta entry that is not a Raft blank or membership entry".into(),
+            ));
+        }
     };
     Ok(Entry { log_id, payload })
 }

@@ -51,7 +51,9 @@ pub enum RaftStorageError {
         reason: String,
     },
     /// Entries to append do not continue the log (openraft never asks for this).
-    #[error("append would leave a hole: the log's next entry is {expected}, the first given is {got}")]
+    #[error(
+        "append would leave a hole: the log's next entry is {expected}, the first given is {got}"
+    )]
     Hole {
         /// The next entry index of the log.
         expected: u64,

@@ -16,8 +16,8 @@ use std::fmt::Debug;
 use std::marker::PhantomData;
 use std::ops::{Bound, RangeBounds};
 
-use cairn_log::{EntryIndex, LeaderEpoch, LogError};
 use cairn_log::batch::Batch;
+use cairn_log::{EntryIndex, LeaderEpoch, LogError};
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{Entry, LogId, OptionalSend, RaftLogReader, StorageError, Vote};
 
@@ -107,7 +107,10 @@ fn read_range<C: CairnRaftConfig>(
         return Ok(Vec::new());
     }
     let count = usize::try_from(end - first).unwrap_or(usize::MAX);
-    let stored = match raft_log.reader().read_entries(EntryIndex(first), count, max_bytes) {
+    let stored = match raft_log
+        .reader()
+        .read_entries(EntryIndex(first), count, max_bytes)
+    {
         // A purge moved the log start meanwhile: those entries are gone, which is allowed.
         Err(LogError::EntryOutOfRange { .. }) => return Ok(Vec::new()),
         other => other?,
@@ -162,7 +165,11 @@ impl<C: CairnRaftConfig> RaftLogStorage<C> for CairnLogStorage<C> {
         Ok(self.raft_log.vote())
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<C>) -> Result<(), StorageError<NodeId>>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<C>,
+    ) -> Result<(), StorageError<NodeId>>
     where
         I: IntoIterator<Item = Entry<C>> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -172,7 +179,9 @@ impl<C: CairnRaftConfig> RaftLogStorage<C> for CairnLogStorage<C> {
             Ok(Some(durable)) => {
                 // The flush runs on the writer thread; hear about it off this call.
                 tokio::spawn(async move {
-                    let result = durable.await.map_err(|err| std::io::Error::other(err.to_string()));
+                    let result = durable
+                        .await
+                        .map_err(|err| std::io::Error::other(err.to_string()));
                     callback.log_io_completed(result);
                 });
                 Ok(())
@@ -195,12 +204,16 @@ impl<C: CairnRaftConfig> RaftLogStorage<C> for CairnLogStorage<C> {
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
-        self.raft_log.purge(log_id).await.map_err(|e| e.write_logs())
+        self.raft_log
+            .purge(log_id)
+            .await
+            .map_err(|e| e.write_logs())
     }
 }
 
 /// A future that resolves once appended entries meet the flush policy.
-type Durable = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), RaftStorageError>> + Send>>;
+type Durable =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), RaftStorageError>> + Send>>;
 
 /// Writes `entries` and returns, once they are readable, a future for their durability (`None`
 /// when there was nothing to write).
@@ -211,7 +224,10 @@ async fn append_entries<C: CairnRaftConfig>(
     // Entries at or below the purge point are already covered by a snapshot: nothing to
     // write (openraft's suite appends such entries after a purge).
     let first_kept = raft_log.first_entry().0;
-    let skip = entries.iter().take_while(|e| e.log_id.index < first_kept).count();
+    let skip = entries
+        .iter()
+        .take_while(|e| e.log_id.index < first_kept)
+        .count();
     let entries = &entries[skip..];
     let Some(first) = entries.first() else {
         return Ok(None);

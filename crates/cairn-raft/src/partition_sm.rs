@@ -92,18 +92,25 @@ impl PartitionStateMachine {
         &self.applied
     }
 
-    async fn apply_entries(&mut self, entries: Vec<Entry<PartitionRaft>>) -> Result<Vec<AppliedBatch>, RaftStorageError> {
+    async fn apply_entries(
+        &mut self,
+        entries: Vec<Entry<PartitionRaft>>,
+    ) -> Result<Vec<AppliedBatch>, RaftStorageError> {
         let Some(first) = entries.first().map(|e| e.log_id.index) else {
             return Ok(Vec::new());
         };
         let headers = self.headers_from(first, entries.len())?;
+        let headers_from = headers.first().map_or(0, |h| h.entry.0);
         let mut replies = Vec::with_capacity(entries.len());
         let mut next_offset = self.applied.next_offset;
         for entry in &entries {
-            let header = headers
-                .iter()
-                .find(|h| h.entry.0 == entry.log_id.index)
-                .filter(|h| i64::from(h.leader_epoch.0) == entry.log_id.leader_id.term as i64);
+            // Headers are contiguous from their first entry, as the entries are.
+            let header = entry
+                .log_id
+                .index
+                .checked_sub(headers_from)
+                .and_then(|k| headers.get(usize::try_from(k).ok()?))
+                .filter(|h| h.entry.0 == entry.log_id.index && same_term(h, entry.log_id));
             match header {
                 Some(h) => {
                     replies.push(AppliedBatch {
@@ -124,7 +131,8 @@ impl PartitionStateMachine {
                 }
             }
             if let EntryPayload::Membership(membership) = &entry.payload {
-                self.applied.membership = StoredMembership::new(Some(entry.log_id), membership.clone());
+                self.applied.membership =
+                    StoredMembership::new(Some(entry.log_id), membership.clone());
             }
             self.applied.last_applied = Some(entry.log_id);
         }
@@ -171,7 +179,11 @@ impl PartitionStateMachine {
         Ok(())
     }
 
-    async fn install(&mut self, meta: &SnapshotMeta<NodeId, PeerNode>, data: Vec<u8>) -> Result<(), RaftStorageError> {
+    async fn install(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, PeerNode>,
+        data: Vec<u8>,
+    ) -> Result<(), RaftStorageError> {
         let payload = decode_snapshot(&data)?;
         if payload.last_log_id != meta.last_log_id {
             return Err(RaftStorageError::Snapshot {
@@ -189,7 +201,7 @@ impl PartitionStateMachine {
         if let Some(last) = meta.last_log_id {
             let local = self.raft_log.reader().entry_header(EntryIndex(last.index));
             let matches = matches!(&local, Ok(Some(h)) if h.entry >= self.raft_log.first_entry()
-                && i64::from(h.leader_epoch.0) == last.leader_id.term as i64);
+                && same_term(h, last));
             // The applied state and the purge point first: a crash before the reset leaves a
             // log that ends before the purge point, which the next open starts over.
             save_applied(&self.raft_log, applied.clone()).await?;
@@ -220,7 +232,8 @@ impl RaftStateMachine<PartitionRaft> for PartitionStateMachine {
 
     async fn applied_state(
         &mut self,
-    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, PeerNode>), StorageError<NodeId>> {
+    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, PeerNode>), StorageError<NodeId>>
+    {
         Ok((self.applied.last_applied, self.applied.membership.clone()))
     }
 
@@ -243,7 +256,9 @@ impl RaftStateMachine<PartitionRaft> for PartitionStateMachine {
         }
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
         Ok(Box::new(Cursor::new(Vec::new())))
     }
 
@@ -257,7 +272,9 @@ impl RaftStateMachine<PartitionRaft> for PartitionStateMachine {
             .map_err(|e| e.snapshot())
     }
 
-    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<PartitionRaft>>, StorageError<NodeId>> {
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<PartitionRaft>>, StorageError<NodeId>> {
         Ok(lock(&self.current).clone().map(|stored| Snapshot {
             meta: stored.meta,
             snapshot: Box::new(Cursor::new(stored.data)),
@@ -286,7 +303,10 @@ impl PartitionSnapshotBuilder {
         // behind a purge point (which never passes the last snapshot).
         save_applied(&self.raft_log, self.applied.clone()).await?;
         let snapshot_id = match last {
-            Some(id) => format!("{}-{}-{}", id.leader_id.term, id.index, self.applied.next_offset),
+            Some(id) => format!(
+                "{}-{}-{}",
+                id.leader_id.term, id.index, self.applied.next_offset
+            ),
             None => format!("empty-{}", self.applied.next_offset),
         };
         let meta = SnapshotMeta {
@@ -322,18 +342,24 @@ pub fn decode_snapshot(data: &[u8]) -> Result<SnapshotPayload, RaftStorageError>
             reason: format!("{} bytes, over the {MAX_SNAPSHOT_BYTES} limit", data.len()),
         });
     }
-    let payload: SnapshotPayload = serde_json::from_slice(data).map_err(|e| RaftStorageError::Snapshot {
-        reason: format!("payload does not decode: {e}"),
-    })?;
-    let consistent = payload
-        .last_log_id
-        .map_or(payload.next_entry == 0, |id| id.index.checked_add(1) == Some(payload.next_entry));
+    let payload: SnapshotPayload =
+        serde_json::from_slice(data).map_err(|e| RaftStorageError::Snapshot {
+            reason: format!("payload does not decode: {e}"),
+        })?;
+    let consistent = payload.last_log_id.map_or(payload.next_entry == 0, |id| {
+        id.index.checked_add(1) == Some(payload.next_entry)
+    });
     if !consistent || i64::try_from(payload.next_offset).is_err() {
         return Err(RaftStorageError::Snapshot {
             reason: "next entry or next offset out of range".into(),
         });
     }
     Ok(payload)
+}
+
+/// True when the stored entry was written in the term of `log_id`.
+fn same_term(header: &EntryHeader, log_id: LogId<NodeId>) -> bool {
+    u64::try_from(header.leader_epoch.0).ok() == Some(log_id.leader_id.term)
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -49,7 +49,11 @@ impl RaftLog {
     /// # Errors
     /// The log's open errors; [`RaftStorageError::CorruptCheckpoint`] for unreadable Raft
     /// metadata (nothing is deleted because of it).
-    pub fn open(dir: &Path, cfg: LogConfig, clock: Arc<dyn Clock>) -> Result<RaftLog, RaftStorageError> {
+    pub fn open(
+        dir: &Path,
+        cfg: LogConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<RaftLog, RaftStorageError> {
         let mut log = Log::open_replica(dir, cfg, clock.now_ms())?;
         let vote = read_vote(dir)?;
         let purged = read_purged(dir)?;
@@ -169,7 +173,12 @@ impl RaftLog {
     }
 }
 
-fn purge_log(dir: &Path, log: &mut Log, upto: LogId<NodeId>, now_ms: i64) -> Result<(), RaftStorageError> {
+fn purge_log(
+    dir: &Path,
+    log: &mut Log,
+    upto: LogId<NodeId>,
+    now_ms: i64,
+) -> Result<(), RaftStorageError> {
     // The purge point first: after a crash the entries below it are gone from the Raft log
     // whether or not their segments are.
     write_purged(dir, upto)?;
@@ -193,7 +202,9 @@ fn reconcile(
     applied: Option<&AppliedState>,
     now_ms: i64,
 ) -> Result<(), RaftStorageError> {
-    let first_kept = purged.map_or(log.log_start_entry(), |p| EntryIndex(p.index.saturating_add(1)));
+    let first_kept = purged.map_or(log.log_start_entry(), |p| {
+        EntryIndex(p.index.saturating_add(1))
+    });
     if log.next_entry() < first_kept {
         // Where the purged entries' records ended on the leader, if the applied state knows
         // it: offsets must be the leader's, whatever this log held.

@@ -12,8 +12,13 @@ use openraft::testing::{StoreBuilder, Suite};
 /// Builds a fresh storage in its own temporary directory (kept alive as the suite's guard).
 struct CairnStoreBuilder;
 
-impl StoreBuilder<PartitionRaft, CairnLogStorage<PartitionRaft>, PartitionStateMachine, tempfile::TempDir>
-    for CairnStoreBuilder
+impl
+    StoreBuilder<
+        PartitionRaft,
+        CairnLogStorage<PartitionRaft>,
+        PartitionStateMachine,
+        tempfile::TempDir,
+    > for CairnStoreBuilder
 {
     async fn build(
         &self,

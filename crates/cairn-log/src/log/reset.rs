@@ -25,7 +25,12 @@ impl Log {
     /// [`LogError::InvalidReset`] for an offset too large for a segment name; I/O errors,
     /// after which the log is poisoned and the next open finds either the old log start over
     /// an empty log or the new one.
-    pub fn reset(&mut self, entry: EntryIndex, offset: Offset, now_ms: i64) -> Result<(), LogError> {
+    pub fn reset(
+        &mut self,
+        entry: EntryIndex,
+        offset: Offset,
+        now_ms: i64,
+    ) -> Result<(), LogError> {
         self.check_writable()?;
         if offset.0 > MAX_SEGMENT_BASE {
             return Err(LogError::InvalidReset {

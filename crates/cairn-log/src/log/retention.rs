@@ -59,14 +59,20 @@ impl Log {
         let sealed = &self.segments[..self.segments.len() - 1];
         let count = sealed
             .iter()
-            .take_while(|s| s.state.next_entry <= entry && s.state.next_offset <= self.high_watermark)
+            .take_while(|s| {
+                s.state.next_entry <= entry && s.state.next_offset <= self.high_watermark
+            })
             .count();
         self.delete_prefix(count, "raft purge")
     }
 
     /// Deletes the first `count` segments: checkpoints the new log start first, then retires
     /// the files and unlinks them off the writer's path.
-    fn delete_prefix(&mut self, count: usize, why: &'static str) -> Result<RetentionOutcome, LogError> {
+    fn delete_prefix(
+        &mut self,
+        count: usize,
+        why: &'static str,
+    ) -> Result<RetentionOutcome, LogError> {
         if count == 0 {
             return Ok(RetentionOutcome {
                 log_start_offset: self.log_start.offset,
