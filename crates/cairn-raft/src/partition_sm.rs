@@ -193,28 +193,42 @@ impl PartitionStateMachine {
                 ),
             });
         }
-        let applied = AppliedState {
+        let mut applied = AppliedState {
             last_applied: meta.last_log_id,
             next_offset: payload.next_offset,
             membership: meta.last_membership.clone(),
         };
         if let Some(last) = meta.last_log_id {
-            let local = self.raft_log.reader().entry_header(EntryIndex(last.index));
-            let matches = matches!(&local, Ok(Some(h)) if h.entry >= self.raft_log.first_entry()
-                && same_term(h, last));
-            // The applied state and the purge point first: a crash before the reset leaves a
-            // log that ends before the purge point, which the next open starts over.
-            save_applied(&self.raft_log, applied.clone()).await?;
-            if !matches {
-                self.raft_log.save_purged(last).await?;
-                let (entry, offset) = (EntryIndex(payload.next_entry), Offset(payload.next_offset));
-                self.raft_log
-                    .with_log(move |log, now_ms| log.reset(entry, offset, now_ms))
-                    .await??;
-            } else {
-                // The log already holds the snapshot's last entry: keep what follows it (openraft
-                // still counts on those entries) and commit up to it.
-                self.move_high_watermark(payload.next_offset).await?;
+            let first_entry = self.raft_log.first_entry();
+            let local = match self.raft_log.reader().entry_header(EntryIndex(last.index)) {
+                Ok(Some(h)) if h.entry >= first_entry && same_term(&h, last) => Some(h),
+                _ => None,
+            };
+            match local {
+                Some(header) => {
+                    // The log already holds the snapshot's last entry: keep what follows it
+                    // (openraft still counts on those entries) and commit up to it, at this
+                    // log's own boundary (the same as the leader's, offsets being a function of
+                    // the log).
+                    if header.next_offset.0 != payload.next_offset {
+                        tracing::warn!(dir = %self.raft_log.dir().display(), local = %header.next_offset, leader = payload.next_offset, "snapshot's next offset differs from this log's");
+                    }
+                    applied.next_offset = header.next_offset.0;
+                    save_applied(&self.raft_log, applied.clone()).await?;
+                    self.move_high_watermark(header.next_offset.0).await?;
+                }
+                None => {
+                    // The applied state and the purge point first: a crash before the reset
+                    // leaves a log that ends before the purge point, which the next open
+                    // starts over.
+                    save_applied(&self.raft_log, applied.clone()).await?;
+                    self.raft_log.save_purged(last).await?;
+                    let (entry, offset) =
+                        (EntryIndex(payload.next_entry), Offset(payload.next_offset));
+                    self.raft_log
+                        .with_log(move |log, now_ms| log.reset(entry, offset, now_ms))
+                        .await??;
+                }
             }
         }
         self.applied = applied;

@@ -289,9 +289,14 @@ impl Log {
             .published
             .write()
             .unwrap_or_else(|e| e.into_inner()) = Arc::new(published);
-        self.shared
-            .high_watermark_tx
-            .send_replace(self.high_watermark);
+        // Only a moved watermark wakes long polls: a publish of newly written (not yet visible)
+        // bytes, which every group commit now makes, must not wake them for nothing.
+        let high_watermark = self.high_watermark;
+        self.shared.high_watermark_tx.send_if_modified(|current| {
+            let moved = *current != high_watermark;
+            *current = high_watermark;
+            moved
+        });
     }
 
     /// True when cutting at `pos` in segment `idx` would remove bytes readers may see.
