@@ -103,7 +103,13 @@ fn crash_copy(from: &Path, to: &Path) {
         let file = file.unwrap();
         let name = file.file_name();
         if name != ".lock" && file.file_type().unwrap().is_file() {
-            std::fs::copy(file.path(), to.join(&name)).unwrap();
+            // A retired segment file may be unlinked by the background delete meanwhile.
+            match std::fs::copy(file.path(), to.join(&name)) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                other => {
+                    other.unwrap();
+                }
+            }
         }
     }
 }
