@@ -54,11 +54,12 @@ impl LogReader {
 
     /// Reads whole entries from entry `from` on, up to `max_entries` and about `max_bytes`
     /// (always at least one entry when `from` is in the log, however large), across segments,
-    /// up to the last entry written. Returns fewer (or none) at the log end.
+    /// up to the last entry written. Returns fewer at the log end, and none when `from` is past
+    /// it or below the log start entry.
     ///
     /// # Errors
-    /// [`LogError::EntryOutOfRange`] below the log start entry; [`LogError::CorruptBatch`]
-    /// when an entry on the way fails its checks (it is never returned).
+    /// [`LogError::CorruptBatch`] when an entry on the way fails its checks (it is never
+    /// returned).
     pub fn read_entries(
         &self,
         from: EntryIndex,
@@ -142,13 +143,9 @@ impl LogReader {
             .read()
             .unwrap_or_else(|e| e.into_inner());
         let snapshot = self.shared.snapshot();
-        if from < snapshot.log_start_entry {
-            return Err(LogError::EntryOutOfRange {
-                requested: from,
-                log_start_entry: snapshot.log_start_entry,
-            });
-        }
-        if from >= snapshot.next_entry {
+        // Entries below the log start are gone (retention, a purge, a reset): a read of them
+        // finds nothing, as one past the end does; callers compare with `entry_bounds`.
+        if from < snapshot.log_start_entry || from >= snapshot.next_entry {
             return Ok(());
         }
         let first = snapshot

@@ -66,7 +66,8 @@ pub enum LogError {
         /// What is wrong.
         reason: String,
     },
-    /// A read or truncation asked for an offset outside the log.
+    /// A read or truncation asked for an offset outside the log (or a reset for an offset no
+    /// segment can start at).
     #[error("offset {requested} is out of range [{log_start}, {high_watermark}]")]
     OffsetOutOfRange {
         /// The offset asked for.
@@ -75,14 +76,6 @@ pub enum LogError {
         log_start: Offset,
         /// The high watermark (the end of what is readable).
         high_watermark: Offset,
-    },
-    /// A read by entry index asked for an entry below the log start entry.
-    #[error("entry {requested} is below the log start entry {log_start_entry}")]
-    EntryOutOfRange {
-        /// The entry index asked for.
-        requested: crate::types::EntryIndex,
-        /// The first entry still in the log.
-        log_start_entry: crate::types::EntryIndex,
     },
     /// A read asked for a negative number of bytes.
     #[error("max bytes must not be negative, got {0}")]
@@ -106,16 +99,6 @@ pub enum LogError {
         current: Offset,
         /// The log end offset.
         log_end: Offset,
-    },
-    /// A reset asked for a start the log cannot have.
-    #[error("cannot reset the log to start at entry {entry}, offset {offset}: {reason}")]
-    InvalidReset {
-        /// The entry index asked for.
-        entry: crate::types::EntryIndex,
-        /// The offset asked for.
-        offset: Offset,
-        /// Why it is refused.
-        reason: &'static str,
     },
     /// The disk is full: the append was not written. Retriable; the log stays readable.
     #[error("disk full writing {path}; the append was not written and can be retried")]

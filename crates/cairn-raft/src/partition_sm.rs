@@ -21,7 +21,7 @@
 use std::io::Cursor;
 use std::sync::{Arc, Mutex};
 
-use cairn_log::{EntryHeader, EntryIndex, LogError, Offset};
+use cairn_log::{EntryHeader, EntryIndex, Offset};
 use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
 use openraft::{
     Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, StorageError, StoredMembership,
@@ -148,14 +148,10 @@ impl PartitionStateMachine {
     fn headers_from(&self, first: u64, count: usize) -> Result<Vec<EntryHeader>, RaftStorageError> {
         let from = EntryIndex(first).max(self.raft_log.first_entry());
         let skipped = usize::try_from(from.0 - first).unwrap_or(usize::MAX);
-        match self
+        Ok(self
             .raft_log
             .reader()
-            .entry_headers(from, count.saturating_sub(skipped))
-        {
-            Err(LogError::EntryOutOfRange { .. }) => Ok(Vec::new()),
-            other => Ok(other?),
-        }
+            .entry_headers(from, count.saturating_sub(skipped))?)
     }
 
     async fn move_high_watermark(&mut self, next_offset: u64) -> Result<(), RaftStorageError> {

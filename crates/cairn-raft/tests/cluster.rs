@@ -64,12 +64,8 @@ impl RaftNetworkFactory<PartitionRaft> for Router {
     }
 }
 
-impl Connection {
-    fn raft<E: std::error::Error>(&self) -> Result<NodeRaft, RPCError<u64, PeerNode, E>> {
-        self.router
-            .get(self.target)
-            .ok_or_else(|| RPCError::Unreachable(Unreachable::new(&Down(self.target))))
-    }
+fn unreachable<E: std::error::Error>(target: u64) -> RPCError<u64, PeerNode, E> {
+    RPCError::Unreachable(Unreachable::new(&Down(target)))
 }
 
 impl RaftNetwork<PartitionRaft> for Connection {
@@ -78,7 +74,9 @@ impl RaftNetwork<PartitionRaft> for Connection {
         rpc: AppendEntriesRequest<PartitionRaft>,
         _option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, PeerNode, RaftError<u64>>> {
-        let raft = self.raft()?;
+        let Some(raft) = self.router.get(self.target) else {
+            return Err(unreachable(self.target));
+        };
         raft.append_entries(rpc)
             .await
             .map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
@@ -92,7 +90,9 @@ impl RaftNetwork<PartitionRaft> for Connection {
         InstallSnapshotResponse<u64>,
         RPCError<u64, PeerNode, RaftError<u64, InstallSnapshotError>>,
     > {
-        let raft = self.raft()?;
+        let Some(raft) = self.router.get(self.target) else {
+            return Err(unreachable(self.target));
+        };
         raft.install_snapshot(rpc)
             .await
             .map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
@@ -103,7 +103,9 @@ impl RaftNetwork<PartitionRaft> for Connection {
         rpc: VoteRequest<u64>,
         _option: RPCOption,
     ) -> Result<VoteResponse<u64>, RPCError<u64, PeerNode, RaftError<u64>>> {
-        let raft = self.raft()?;
+        let Some(raft) = self.router.get(self.target) else {
+            return Err(unreachable(self.target));
+        };
         raft.vote(rpc)
             .await
             .map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))

@@ -22,7 +22,7 @@ impl Log {
     /// (the files are unlinked, never cut); new reads see the empty log.
     ///
     /// # Errors
-    /// [`LogError::InvalidReset`] for an offset too large for a segment name; I/O errors,
+    /// [`LogError::OffsetOutOfRange`] for an offset too large for a segment name; I/O errors,
     /// after which the log is poisoned and the next open finds either the old log start over
     /// an empty log or the new one.
     pub fn reset(
@@ -33,10 +33,11 @@ impl Log {
     ) -> Result<(), LogError> {
         self.check_writable()?;
         if offset.0 > MAX_SEGMENT_BASE {
-            return Err(LogError::InvalidReset {
-                entry,
-                offset,
-                reason: "the offset is past the largest segment base offset",
+            // No segment file name can carry it (offset arithmetic on the segment would overflow).
+            return Err(LogError::OffsetOutOfRange {
+                requested: i64::try_from(offset.0).unwrap_or(i64::MAX),
+                log_start: self.log_start.offset,
+                high_watermark: self.high_watermark,
             });
         }
         self.last_now_ms = self.last_now_ms.max(now_ms);
