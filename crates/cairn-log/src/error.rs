@@ -66,7 +66,8 @@ pub enum LogError {
         /// What is wrong.
         reason: String,
     },
-    /// A read or truncation asked for an offset outside the log.
+    /// A read or truncation asked for an offset outside the log (or a reset for an offset no
+    /// segment can start at).
     #[error("offset {requested} is out of range [{log_start}, {high_watermark}]")]
     OffsetOutOfRange {
         /// The offset asked for.

@@ -57,6 +57,7 @@ mod checkpoint;
 mod clean;
 mod clock;
 mod config;
+mod entry_reader;
 mod error;
 #[cfg(feature = "fault-injection")]
 pub mod fault;
@@ -75,6 +76,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
     DirtyRatio, FlushPolicy, LogConfig, MAX_SEGMENT_INDEX_BYTES, MIN_SEGMENT_INDEX_BYTES,
 };
+pub use entry_reader::{EntryHeader, LogEntry};
 pub use error::LogError;
 pub use fsync_stats::{FSYNC_BUCKET_UPPER_NANOS, FsyncLatency, FsyncSnapshot, fsync_latency};
 pub use index::{ENTRY_INDEX_ENTRY_BYTES, OFFSET_INDEX_ENTRY_BYTES, TIME_INDEX_ENTRY_BYTES};
@@ -83,5 +85,5 @@ pub use reader::{DamagedRange, LogReader, ReadResult};
 pub use types::{EntryIndex, FilePos, LeaderEpoch, Offset, RelativeOffset};
 pub use writer::{
     LogWriter, MAX_GROUP_BYTES, MAX_GROUP_REQUESTS, RETENTION_CHECK_INTERVAL, WRITER_QUEUE_DEPTH,
-    WriterOptions,
+    WriterOptions, WrittenAppend,
 };

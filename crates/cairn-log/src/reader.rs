@@ -17,7 +17,7 @@ use crate::types::{FilePos, Offset, RelativeOffset};
 /// A read handle on one partition's log. Cheap to clone; safe to use from many threads.
 #[derive(Clone, Debug)]
 pub struct LogReader {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
 }
 
 /// The result of a read: whole batches laid end to end, as stored.

@@ -89,6 +89,9 @@ pub(crate) fn open_dir(
         visible_base: log_start.offset,
         visible_pos: FilePos(0),
         log_end: active.state.next_offset,
+        log_start_entry: log_start.entry,
+        next_entry: active.state.next_entry,
+        written_pos: active.state.size,
     };
     let (high_watermark_tx, _) = tokio::sync::watch::channel(high_watermark);
     let shared = Arc::new(Shared {
@@ -96,6 +99,7 @@ pub(crate) fn open_dir(
         high_watermark_tx,
         cleaner_counters: Default::default(),
         poisoned: Default::default(),
+        cut_lock: Default::default(),
     });
     let mut log = Log {
         dir: dir.to_path_buf(),
@@ -111,6 +115,7 @@ pub(crate) fn open_dir(
         shared,
         cleaner,
         next_delete_horizon_ms: None,
+        entry_floor: None,
     };
     log.publish();
     tracing::debug!(dir = %dir.display(), log_start = %log.log_start_offset(), log_end = %log.log_end_offset(), segments = log.segment_count(), "log opened");

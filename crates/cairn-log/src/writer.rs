@@ -41,19 +41,32 @@ pub const MAX_GROUP_BYTES: usize = 8 << 20;
 
 type Reply<T> = oneshot::Sender<Result<T, LogError>>;
 type LogTask = Box<dyn FnOnce(&mut Log, i64) + Send>;
-/// One queued append: its batches, the epoch to stamp, and where to answer.
-type QueuedAppend = (Vec<Batch>, Option<LeaderEpoch>, Reply<Vec<AppendInfo>>);
+/// One queued append: its batches, the epoch to stamp, where to answer once the flush policy
+/// is met, and (for a Raft log) where to answer as soon as it is written.
+struct QueuedAppend {
+    batches: Vec<Batch>,
+    epoch: Option<LeaderEpoch>,
+    reply: Reply<Vec<AppendInfo>>,
+    written: Option<Reply<Vec<AppendInfo>>>,
+}
+
+/// The two answers of [`LogWriter::queue_append_written`].
+#[derive(Debug)]
+pub struct WrittenAppend {
+    /// Resolves once the batches are written: readable by entry index
+    /// ([`LogReader::read_entries`]), neither durable nor visible to readers by offset yet.
+    /// Never resolves `Ok` for a request that was not written.
+    pub written: oneshot::Receiver<Result<Vec<AppendInfo>, LogError>>,
+    /// Resolves once the flush policy is met for the batches (after the group's `fdatasync`
+    /// under `always`), or with the error that stopped it (an fsync failure poisons the log and
+    /// is never retried).
+    pub durable: oneshot::Receiver<Result<Vec<AppendInfo>, LogError>>,
+}
 
 enum Command {
-    Append {
-        batches: Vec<Batch>,
-        epoch: Option<LeaderEpoch>,
-        reply: Reply<Vec<AppendInfo>>,
-    },
+    Append(QueuedAppend),
     Task(LogTask),
-    Close {
-        reply: Reply<()>,
-    },
+    Close { reply: Reply<()> },
 }
 
 /// How often the writer checks retention and whether a compaction is due, by default (Kafka's
@@ -85,7 +98,7 @@ pub struct LogWriter {
 impl std::fmt::Debug for Command {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            Command::Append { .. } => "Append",
+            Command::Append(_) => "Append",
             Command::Task(_) => "Task",
             Command::Close { .. } => "Close",
         })
@@ -177,6 +190,31 @@ impl LogWriter {
         let (command, rx) = Command::append(batches, epoch);
         self.tx.send(command).await.map_err(|_| LogError::Closed)?;
         Ok(rx)
+    }
+
+    /// Queues an append whose two moments are reported apart (what a Raft log needs: openraft's
+    /// `append` returns once entries are readable, and its flush callback fires once they are
+    /// durable). Appends are carried out in the order they were queued, and appends queued
+    /// together are written and fsynced as one group. Nothing becomes visible to readers by
+    /// offset: under [`Log::open_replica`] only `set_high_watermark` does that.
+    ///
+    /// # Errors
+    /// [`LogError::Closed`] if the writer has stopped.
+    pub async fn queue_append_written(
+        &self,
+        batches: Vec<Batch>,
+        epoch: Option<LeaderEpoch>,
+    ) -> Result<WrittenAppend, LogError> {
+        let (reply, durable) = oneshot::channel();
+        let (written_reply, written) = oneshot::channel();
+        let command = Command::Append(QueuedAppend {
+            batches,
+            epoch,
+            reply,
+            written: Some(written_reply),
+        });
+        self.tx.send(command).await.map_err(|_| LogError::Closed)?;
+        Ok(WrittenAppend { written, durable })
     }
 
     /// Like [`LogWriter::append`] but fails at once with [`LogError::QueueFull`] instead of
@@ -275,11 +313,12 @@ impl Command {
     ) {
         let (reply, rx) = oneshot::channel();
         (
-            Command::Append {
+            Command::Append(QueuedAppend {
                 batches,
                 epoch,
                 reply,
-            },
+                written: None,
+            }),
             rx,
         )
     }
@@ -430,13 +469,9 @@ impl WriterLoop {
         let mut group_bytes = 0;
         let mut after_group = None;
         match first {
-            Command::Append {
-                batches,
-                epoch,
-                reply,
-            } => {
-                group_bytes += batches.iter().map(Batch::len_bytes).sum::<usize>();
-                group.push((batches, epoch, reply));
+            Command::Append(append) => {
+                group_bytes += append.batches.iter().map(Batch::len_bytes).sum::<usize>();
+                group.push(append);
             }
             other => after_group = Some(other),
         }
@@ -445,13 +480,9 @@ impl WriterLoop {
             && group_bytes < MAX_GROUP_BYTES
         {
             match self.rx.try_recv() {
-                Ok(Command::Append {
-                    batches,
-                    epoch,
-                    reply,
-                }) => {
-                    group_bytes += batches.iter().map(Batch::len_bytes).sum::<usize>();
-                    group.push((batches, epoch, reply));
+                Ok(Command::Append(append)) => {
+                    group_bytes += append.batches.iter().map(Batch::len_bytes).sum::<usize>();
+                    group.push(append);
                 }
                 Ok(other) => after_group = Some(other),
                 Err(_) => break,
@@ -472,14 +503,17 @@ impl WriterLoop {
                 let result = self.log.take().map_or(Err(LogError::Closed), Log::close);
                 let _ = reply.send(result);
             }
-            Some(Command::Append { .. }) | None => {}
+            Some(Command::Append(_)) | None => {}
         }
     }
 
-    fn commit_group(&mut self, group: Vec<QueuedAppend>) {
+    fn commit_group(&mut self, mut group: Vec<QueuedAppend>) {
         let Some(log) = self.log.as_mut() else {
-            for (_, _, reply) in group {
-                let _ = reply.send(Err(LogError::Closed));
+            for append in group {
+                let _ = append.reply.send(Err(LogError::Closed));
+                if let Some(written) = append.written {
+                    let _ = written.send(Err(LogError::Closed));
+                }
             }
             return;
         };
@@ -487,7 +521,7 @@ impl WriterLoop {
         // filter can judge a retry of a request earlier in this very group.
         let mut next_offset = log.log_end_offset();
         let mut decisions = Vec::with_capacity(group.len());
-        for (batches, _, _) in &group {
+        for QueuedAppend { batches, .. } in &group {
             let decision = match log.check_request(batches) {
                 Err(err) => Admission::Reject(err),
                 Ok(()) => match self.filter.as_mut() {
@@ -504,11 +538,12 @@ impl WriterLoop {
             .iter()
             .zip(&decisions)
             .filter(|(_, d)| matches!(d, Admission::Append))
-            .map(|((b, e, _), _)| (b.as_slice(), *e))
+            .map(|(append, _)| (append.batches.as_slice(), append.epoch))
             .collect();
         let outcome = log
             .append_group(&requests, self.clock.now_ms())
             .and_then(|results| {
+                report_written(&mut group, &decisions, &results);
                 log.commit()?;
                 Ok(results)
             });
@@ -523,7 +558,7 @@ impl WriterLoop {
                     filter.commit(log.log_end_offset());
                 }
                 let mut written = results.into_iter();
-                for ((_, _, reply), decision) in group.into_iter().zip(decisions) {
+                for (QueuedAppend { reply, .. }, decision) in group.into_iter().zip(decisions) {
                     let result = match decision {
                         Admission::Append => written.next().unwrap_or(Err(LogError::Closed)),
                         Admission::Duplicate(infos) => Ok(infos),
@@ -536,12 +571,17 @@ impl WriterLoop {
                 if let Some(filter) = self.filter.as_mut() {
                     filter.rollback();
                 }
-                for ((_, _, reply), decision) in group.into_iter().zip(decisions) {
+                for (append, decision) in group.into_iter().zip(decisions) {
+                    let QueuedAppend { reply, written, .. } = append;
                     let result = match decision {
                         Admission::Reject(rejected) => rejected,
                         // A duplicate may point into this failed group: fail it too.
                         Admission::Append | Admission::Duplicate(_) => err.duplicate(),
                     };
+                    if let Some(written) = written {
+                        // Not reported written yet (the write failed): report the failure.
+                        let _ = written.send(Err(result.duplicate()));
+                    }
                     let _ = reply.send(Err(result));
                 }
             }
@@ -566,6 +606,34 @@ impl WriterLoop {
             && let Err(err) = log.flush()
         {
             tracing::error!(%err, "interval flush failed");
+        }
+    }
+}
+
+/// Answers the requests that asked to hear when their batches are written, right after the
+/// group's write and before its flush: a Raft leader may ship them (and openraft's `append`
+/// return) while the fsync runs. Each such answer is taken, so the failure path below does not
+/// answer it twice.
+fn report_written(
+    group: &mut [QueuedAppend],
+    decisions: &[Admission],
+    results: &[Result<Vec<AppendInfo>, LogError>],
+) {
+    let mut results = results.iter();
+    for (append, decision) in group.iter_mut().zip(decisions) {
+        let result = match decision {
+            Admission::Append => results.next(),
+            Admission::Duplicate(_) | Admission::Reject(_) => None,
+        };
+        if let Some(written) = append.written.take() {
+            let answer = match (decision, result) {
+                (Admission::Append, Some(Ok(infos))) => Ok(infos.clone()),
+                (Admission::Append, Some(Err(err))) => Err(err.duplicate()),
+                (Admission::Duplicate(infos), _) => Ok(infos.clone()),
+                (Admission::Reject(err), _) => Err(err.duplicate()),
+                (Admission::Append, None) => Err(LogError::Closed),
+            };
+            let _ = written.send(answer);
         }
     }
 }

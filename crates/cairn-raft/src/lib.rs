@@ -8,6 +8,15 @@
 //! Code map:
 //! - `types`: the ids ([`NodeId`], [`GroupId`]), the node record ([`PeerNode`]), the entry
 //!   payload ([`BatchData`]) and the partition group's openraft type config ([`PartitionRaft`]).
+//! - `raft_log`: [`RaftLog`], one group's storage in its partition directory (the `cairn-log`
+//!   log and writer thread, the vote, the purge point), shared by:
+//! - `log_storage`: openraft's log storage over it ([`CairnLogStorage`]), generic over the type
+//!   configs [`CairnRaftConfig`] names (partitions and the controller), with `entry_codec`
+//!   turning entries into batches (normal entries) or meta entries (blank, membership);
+//! - `partition_sm`: the partition's state machine ([`PartitionStateMachine`]): applying moves
+//!   the high watermark; snapshots are metadata only.
+//! - `vote_file`, `purge_file`, `applied_file` (over `checkpoint`): the small checksummed,
+//!   atomically written Raft metadata files (`segments-format.md`, "Raft metadata files").
 //! - `transport`: the [`PeerTransport`] contract (one call to one group on one peer, coalesced per
 //!   node pair by the implementation) and [`InboundCalls`], where a node hands calls it received
 //!   to its groups.
@@ -17,15 +26,30 @@
 //! - `testing` (feature `testing`): an in-memory store and in-process transport for tests and
 //!   measurements of many groups.
 
+pub mod applied_file;
+mod checkpoint;
+pub mod entry_codec;
+pub mod error;
 pub mod groups;
+pub mod log_storage;
 pub mod network;
+pub mod partition_sm;
+pub mod purge_file;
+pub mod raft_log;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod transport;
 pub mod types;
+pub mod vote_file;
 pub mod wire;
 
+pub use applied_file::AppliedState;
+pub use entry_codec::CairnRaftConfig;
+pub use error::RaftStorageError;
 pub use groups::{GroupRegistry, HostedGroup};
+pub use log_storage::{CairnLogReader, CairnLogStorage};
 pub use network::GroupNetwork;
+pub use partition_sm::{PartitionSnapshotBuilder, PartitionStateMachine};
+pub use raft_log::RaftLog;
 pub use transport::{InboundCalls, PeerTransport, RpcKind, TransportError};
-pub use types::{BatchData, GroupId, NodeId, PartitionRaft, PeerNode};
+pub use types::{AppliedBatch, BatchData, GroupId, NodeId, PartitionRaft, PeerNode};

@@ -22,21 +22,10 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use openraft::{CommittedLeaderId, Entry, LeaderId, LogId, Membership, RaftTypeConfig, Vote};
+use openraft::{CommittedLeaderId, Entry, LeaderId, LogId, Membership, Vote};
 
+pub use crate::entry_codec::CairnRaftConfig;
 use crate::types::{BatchData, NodeId, PeerNode};
-
-/// The type configurations whose messages this module encodes: every Cairn Raft group (the
-/// partitions' and the controller's) stores record batches under node ids and addresses.
-pub trait CairnRaftConfig:
-    RaftTypeConfig<NodeId = NodeId, Node = PeerNode, D = BatchData, Entry = Entry<Self>>
-{
-}
-
-impl<C> CairnRaftConfig for C where
-    C: RaftTypeConfig<NodeId = NodeId, Node = PeerNode, D = BatchData, Entry = Entry<C>>
-{
-}
 
 /// Why received bytes are not a message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -82,7 +82,9 @@ impl Log {
             let max_ts = segment.state.max_timestamp;
             let old_enough =
                 lag_ms == 0 || max_ts == i64::MIN || now_ms.saturating_sub(max_ts) >= lag_ms;
-            if !(visible && old_enough) {
+            // Cleaning drops and renumbers entries: never where Raft still reads by index.
+            let floor_ok = self.below_entry_floor(segment.state.next_entry);
+            if !(visible && old_enough && floor_ok) {
                 break;
             }
             count += 1;

@@ -86,6 +86,9 @@ impl Log {
         if let Err(err) = self.write_staged(&staged) {
             return Err(self.undo_group(group_start, err));
         }
+        // Entry reads (a Raft leader shipping entries) see the group from here on; readers by
+        // offset still stop at the visible end, which only the flush policy or the caller moves.
+        self.publish_high_watermark();
         Ok(results)
     }
 

@@ -6,6 +6,7 @@
 //! existing directory is `crate::recovery`, and compaction is `crate::clean`.
 
 mod append;
+mod reset;
 mod retention;
 mod truncate;
 
@@ -33,6 +34,12 @@ pub(crate) struct Published {
     pub(crate) visible_base: Offset,
     pub(crate) visible_pos: FilePos,
     pub(crate) log_end: Offset,
+    /// The first entry index still in the log, and the one the next entry will get.
+    pub(crate) log_start_entry: EntryIndex,
+    pub(crate) next_entry: EntryIndex,
+    /// Bytes written to the active segment (the last of `segments`), visible or not: how far
+    /// reads by entry index may look, since a Raft leader ships entries before they commit.
+    pub(crate) written_pos: FilePos,
 }
 
 /// State shared between the writer and its readers.
@@ -46,6 +53,11 @@ pub(crate) struct Shared {
     /// Why the log stopped taking appends, once it has: set once by the writer when it poisons
     /// the log, read by health checks through [`LogReader::poisoned`].
     pub(crate) poisoned: std::sync::OnceLock<String>,
+    /// Held for writing while the writer cuts the log (truncation, reset), and for reading by
+    /// reads of entries past the visible end. Those bytes can be cut away, and touching a mapped
+    /// page past the end of a shortened file is `SIGBUS`; so such reads copy the bytes under
+    /// this lock instead of handing out slices of the mapping.
+    pub(crate) cut_lock: RwLock<()>,
 }
 
 impl Shared {
@@ -87,6 +99,10 @@ pub struct Log {
     /// The earliest delete horizon of a tombstone the last clean kept: a clean is due then even
     /// if the dirty ratio says not. Not persisted; after a reopen the dirty ratio decides.
     pub(crate) next_delete_horizon_ms: Option<i64>,
+    /// Entries at or above this index are still needed by entry index (a Raft group that has
+    /// not purged them): retention and compaction leave every segment holding one alone.
+    /// `None` (the default) sets no floor. Not persisted; the replication layer sets it at open.
+    pub(crate) entry_floor: Option<EntryIndex>,
 }
 
 impl Log {
@@ -148,6 +164,25 @@ impl Log {
     /// The first entry index still in the log.
     pub fn log_start_entry(&self) -> EntryIndex {
         self.log_start.entry
+    }
+
+    /// Sets the entry floor: retention and compaction never touch a segment holding an entry
+    /// at or above `floor` (`None`: no floor). A Raft group sets it to the first entry it has
+    /// not purged, so that deleting or renumbering entries stays its decision
+    /// (`segments-format.md`, "Raft log storage").
+    pub fn set_entry_floor(&mut self, floor: Option<EntryIndex>) {
+        self.entry_floor = floor;
+    }
+
+    /// The entry floor in force (see [`Log::set_entry_floor`]).
+    pub fn entry_floor(&self) -> Option<EntryIndex> {
+        self.entry_floor
+    }
+
+    /// True when the segment starting at `base_entry` and ending before `next_entry` is wholly
+    /// below the entry floor.
+    pub(crate) fn below_entry_floor(&self, next_entry: EntryIndex) -> bool {
+        self.entry_floor.is_none_or(|floor| next_entry <= floor)
     }
 
     /// The end of what readers may see.
@@ -245,15 +280,23 @@ impl Log {
             visible_base,
             visible_pos,
             log_end: self.log_end_offset(),
+            log_start_entry: self.log_start.entry,
+            next_entry: self.next_entry(),
+            written_pos: self.active().state.size,
         };
         *self
             .shared
             .published
             .write()
             .unwrap_or_else(|e| e.into_inner()) = Arc::new(published);
-        self.shared
-            .high_watermark_tx
-            .send_replace(self.high_watermark);
+        // Only a moved watermark wakes long polls: a publish of newly written (not yet visible)
+        // bytes, which every group commit now makes, must not wake them for nothing.
+        let high_watermark = self.high_watermark;
+        self.shared.high_watermark_tx.send_if_modified(|current| {
+            let moved = *current != high_watermark;
+            *current = high_watermark;
+            moved
+        });
     }
 
     /// True when cutting at `pos` in segment `idx` would remove bytes readers may see.

@@ -2,6 +2,8 @@
 //! moving the high watermark. Truncation never reaches at or below the high watermark, which is
 //! what makes it safe for readers holding zero-copy slices of the mapped segments.
 
+use std::sync::Arc;
+
 use super::Log;
 use crate::batch::BatchHeader;
 use crate::checkpoint::fsync_dir;
@@ -132,12 +134,22 @@ impl Log {
             self.segments[idx].base_offset,
             self.visible
         );
+        // Entry readers copying bytes past the visible end must not see the file shrink under
+        // them: they hold this lock for reading while they copy.
+        let shared = Arc::clone(&self.shared);
+        let _cutting = shared.cut_lock.write().unwrap_or_else(|e| e.into_inner());
         match self.cut_unchecked(idx, pos) {
             Ok(()) => {
                 self.publish();
                 Ok(())
             }
-            Err(err) => Err(self.poison(format!("truncation failed part-way: {err}"))),
+            Err(err) => {
+                let err = self.poison(format!("truncation failed part-way: {err}"));
+                // Publish what the segment list says now, so entry readers never walk past a
+                // file that was cut.
+                self.publish();
+                Err(err)
+            }
         }
     }
 

@@ -469,6 +469,7 @@ impl Segment {
     pub(crate) fn view(&self) -> SegmentView {
         SegmentView {
             base_offset: self.base_offset,
+            base_entry: self.base_entry,
             log_path: Arc::clone(&self.log_path),
             // Readers of the active segment stop at the published visible end; a sealed
             // segment's view is cut to its size so no reader can step past the file.

@@ -8,12 +8,14 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::appender::SegmentIndexes;
-use crate::types::{FilePos, Offset};
+use crate::types::{EntryIndex, FilePos, Offset};
 
 /// A reader's handle on one segment.
 #[derive(Clone, Debug)]
 pub(crate) struct SegmentView {
     pub(crate) base_offset: Offset,
+    /// The entry index of the segment's first entry.
+    pub(crate) base_entry: EntryIndex,
     pub(crate) log_path: Arc<PathBuf>,
     /// The mapped `.log`. For the active segment the mapping can be longer than the file: only
     /// bytes below the published visible end may be touched.

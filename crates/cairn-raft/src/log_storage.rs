@@ -1,0 +1,309 @@
+//! openraft's `RaftLogStorage` and `RaftLogReader` over a `cairn-log` log ([`RaftLog`]): the
+//! Raft log *is* the partition's segment log, so a replica writes and fsyncs each batch once.
+//!
+//! - Append goes through the log's group-committing writer: the batches of one call (one
+//!   request per run of entries with the same term) are queued together, `append` returns once
+//!   they are written (readable by entry index, as openraft requires), and openraft's flush
+//!   callback fires once the flush policy is met (after the group's `fdatasync` under
+//!   `always`). An fsync failure poisons the log and reaches openraft as an error; it is never
+//!   retried and then acknowledged.
+//! - Truncate is `Log::truncate_entries_from`; purge is the purge point plus whole segments
+//!   (`RaftLog::purge`).
+//! - Reads serve entries from the first unpurged one to the log end, uncommitted ones included;
+//!   they read mapped pages on the calling task (recent entries, normally in the page cache).
+
+use std::fmt::Debug;
+use std::marker::PhantomData;
+use std::ops::{Bound, RangeBounds};
+
+use cairn_log::batch::Batch;
+use cairn_log::{EntryIndex, LeaderEpoch, LogError};
+use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
+use openraft::{Entry, LogId, OptionalSend, RaftLogReader, StorageError, Vote};
+
+use crate::entry_codec::{CairnRaftConfig, decode_entry, encode_entry, epoch_of_term};
+use crate::error::RaftStorageError;
+use crate::purge_file::log_id;
+use crate::raft_log::RaftLog;
+use crate::types::NodeId;
+
+/// Bytes a replication read (`limited_get_log_entries`) gathers, at most (one entry more if
+/// the first alone is larger).
+pub const REPLICATION_READ_BYTES: usize = 4 << 20;
+
+/// openraft's log storage for a group of type config `C` over a [`RaftLog`].
+#[derive(Debug)]
+pub struct CairnLogStorage<C> {
+    raft_log: RaftLog,
+    _config: PhantomData<fn() -> C>,
+}
+
+/// openraft's log reader (one per replication stream) over a [`RaftLog`].
+#[derive(Debug)]
+pub struct CairnLogReader<C> {
+    raft_log: RaftLog,
+    _config: PhantomData<fn() -> C>,
+}
+
+impl<C> CairnLogStorage<C> {
+    /// The log storage of the group stored in `raft_log`.
+    pub fn new(raft_log: RaftLog) -> Self {
+        CairnLogStorage {
+            raft_log,
+            _config: PhantomData,
+        }
+    }
+
+    /// The underlying storage.
+    pub fn raft_log(&self) -> &RaftLog {
+        &self.raft_log
+    }
+}
+
+impl<C: CairnRaftConfig> RaftLogReader<C> for CairnLogStorage<C> {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry<C>>, StorageError<NodeId>> {
+        read_range(&self.raft_log, &range, usize::MAX).map_err(|e| e.read_logs())
+    }
+}
+
+impl<C: CairnRaftConfig> RaftLogReader<C> for CairnLogReader<C> {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry<C>>, StorageError<NodeId>> {
+        read_range(&self.raft_log, &range, usize::MAX).map_err(|e| e.read_logs())
+    }
+
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<Entry<C>>, StorageError<NodeId>> {
+        read_range(&self.raft_log, &(start..end), REPLICATION_READ_BYTES).map_err(|e| e.read_logs())
+    }
+}
+
+/// The entries of `range` the Raft log holds, up to about `max_bytes`.
+fn read_range<C: CairnRaftConfig>(
+    raft_log: &RaftLog,
+    range: &impl RangeBounds<u64>,
+    max_bytes: usize,
+) -> Result<Vec<Entry<C>>, RaftStorageError> {
+    let start = match range.start_bound() {
+        Bound::Included(&x) => x,
+        Bound::Excluded(&x) => x.saturating_add(1),
+        Bound::Unbounded => 0,
+    };
+    let end = match range.end_bound() {
+        Bound::Included(&x) => x.saturating_add(1),
+        Bound::Excluded(&x) => x,
+        Bound::Unbounded => u64::MAX,
+    };
+    let first = raft_log.first_entry().0.max(start);
+    if first >= end {
+        return Ok(Vec::new());
+    }
+    let count = usize::try_from(end - first).unwrap_or(usize::MAX);
+    // Entries a concurrent purge took are simply not returned, which openraft allows.
+    let stored = raft_log
+        .reader()
+        .read_entries(EntryIndex(first), count, max_bytes)?;
+    stored.into_iter().map(decode_entry::<C>).collect()
+}
+
+impl<C: CairnRaftConfig> RaftLogStorage<C> for CairnLogStorage<C> {
+    type LogReader = CairnLogReader<C>;
+
+    async fn get_log_state(&mut self) -> Result<LogState<C>, StorageError<NodeId>> {
+        let purged = self.raft_log.purged();
+        let last = self
+            .raft_log
+            .reader()
+            .last_entry()
+            .map_err(|e| RaftStorageError::from(e).read_logs())?;
+        let last_in_log = match last {
+            Some(header) if header.entry >= self.raft_log.first_entry() => {
+                let term = u64::try_from(header.leader_epoch.0).map_err(|_| {
+                    RaftStorageError::CorruptEntry {
+                        index: header.entry.0,
+                        reason: format!("epoch {} is not a term", header.leader_epoch.0),
+                    }
+                    .read_logs()
+                })?;
+                Some(log_id(term, header.entry.0))
+            }
+            _ => None,
+        };
+        Ok(LogState {
+            last_purged_log_id: purged,
+            last_log_id: last_in_log.or(purged),
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        CairnLogReader {
+            raft_log: self.raft_log.clone(),
+            _config: PhantomData,
+        }
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError<NodeId>> {
+        self.raft_log
+            .save_vote(*vote)
+            .await
+            .map_err(|e| e.write_vote())
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError<NodeId>> {
+        Ok(self.raft_log.vote())
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<C>,
+    ) -> Result<(), StorageError<NodeId>>
+    where
+        I: IntoIterator<Item = Entry<C>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let entries: Vec<Entry<C>> = entries.into_iter().collect();
+        match append_entries(&self.raft_log, &entries).await {
+            Ok(Some(durable)) => {
+                // The flush runs on the writer thread; hear about it off this call.
+                tokio::spawn(async move {
+                    let result = durable
+                        .await
+                        .map_err(|err| std::io::Error::other(err.to_string()));
+                    callback.log_io_completed(result);
+                });
+                Ok(())
+            }
+            Ok(None) => {
+                callback.log_io_completed(Ok(()));
+                Ok(())
+            }
+            Err(err) => Err(err.write_logs()),
+        }
+    }
+
+    async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
+        let from = EntryIndex(log_id.index);
+        self.raft_log
+            .with_log(move |log, _| log.truncate_entries_from(from))
+            .await
+            .and_then(|result| Ok(result?))
+            .map_err(|e| e.write_logs())
+    }
+
+    async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
+        self.raft_log
+            .purge(log_id)
+            .await
+            .map_err(|e| e.write_logs())
+    }
+}
+
+/// A future that resolves once appended entries meet the flush policy.
+type Durable =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), RaftStorageError>> + Send>>;
+
+/// Writes `entries` and returns, once they are readable, a future for their durability (`None`
+/// when there was nothing to write).
+async fn append_entries<C: CairnRaftConfig>(
+    raft_log: &RaftLog,
+    entries: &[Entry<C>],
+) -> Result<Option<Durable>, RaftStorageError> {
+    // Entries at or below the purge point are already covered by a snapshot: nothing to
+    // write (openraft's suite appends such entries after a purge).
+    let first_kept = raft_log.first_entry().0;
+    let skip = entries
+        .iter()
+        .take_while(|e| e.log_id.index < first_kept)
+        .count();
+    let entries = &entries[skip..];
+    let Some(first) = entries.first() else {
+        return Ok(None);
+    };
+    let first_index = first.log_id.index;
+    for (k, entry) in entries.iter().enumerate() {
+        let expected = first_index.saturating_add(k as u64);
+        if entry.log_id.index != expected {
+            return Err(RaftStorageError::Hole {
+                expected,
+                got: entry.log_id.index,
+            });
+        }
+    }
+    prepare_position(raft_log, first_index).await?;
+    let mut pending = Vec::new();
+    let mut next_index = first_index;
+    for (epoch, batches) in runs_by_term(entries)? {
+        let count = batches.len() as u64;
+        let queued = raft_log
+            .writer()
+            .queue_append_written(batches, Some(epoch))
+            .await?;
+        pending.push((next_index, count, queued));
+        next_index += count;
+    }
+    let mut durable = Vec::with_capacity(pending.len());
+    for (expected, count, queued) in pending {
+        let infos = queued.written.await.map_err(|_| LogError::Closed)??;
+        // The log numbers entries itself; it must agree with openraft.
+        let got = infos.first().map_or(expected, |info| info.entry.0);
+        if got != expected || infos.len() as u64 != count {
+            return Err(RaftStorageError::Hole { expected, got });
+        }
+        durable.push(queued.durable);
+    }
+    Ok(Some(Box::pin(async move {
+        for receiver in durable {
+            receiver.await.map_err(|_| LogError::Closed)??;
+        }
+        Ok(())
+    })))
+}
+
+/// Makes the log's next entry `first_index`: it already is (the normal case), or the Raft log
+/// is empty and starts over there (openraft appending after a purge past the end).
+async fn prepare_position(raft_log: &RaftLog, first_index: u64) -> Result<(), RaftStorageError> {
+    let (_, next) = raft_log.reader().entry_bounds();
+    if next.0 == first_index {
+        return Ok(());
+    }
+    let empty = next <= raft_log.first_entry();
+    if !(empty && first_index > next.0) {
+        return Err(RaftStorageError::Hole {
+            expected: next.0,
+            got: first_index,
+        });
+    }
+    let start = EntryIndex(first_index);
+    raft_log
+        .with_log(move |log, now_ms| {
+            let offset = log.log_end_offset();
+            log.reset(start, offset, now_ms)
+        })
+        .await??;
+    Ok(())
+}
+
+/// The entries as batches, one run per term (a request carries one epoch).
+fn runs_by_term<C: CairnRaftConfig>(
+    entries: &[Entry<C>],
+) -> Result<Vec<(LeaderEpoch, Vec<Batch>)>, RaftStorageError> {
+    let mut runs: Vec<(LeaderEpoch, Vec<Batch>)> = Vec::new();
+    for entry in entries {
+        let epoch = epoch_of_term(entry.log_id.leader_id.term)?;
+        let batch = encode_entry(entry)?;
+        match runs.last_mut() {
+            Some((run_epoch, batches)) if *run_epoch == epoch => batches.push(batch),
+            _ => runs.push((epoch, vec![batch])),
+        }
+    }
+    Ok(runs)
+}

@@ -1,0 +1,232 @@
+//! [`RaftLog`]: one Raft group's storage in one partition directory, shared by its log storage
+//! (`log_storage`) and its state machine (`partition_sm`): the `cairn-log` log and its writer
+//! thread, the vote, and the purge point.
+//!
+//! Every write (appends, truncation, purges, vote and checkpoint files) runs on the log's single
+//! writer thread, in the order issued: openraft requires its log and vote I/O serialized, and the
+//! fsyncs stay off the async runtime. The one invariant: the Raft log is the log's entries from
+//! `max(purge point + 1, log start entry)` to its end; nothing below that is ever read.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use cairn_log::{Clock, EntryIndex, Log, LogConfig, LogError, LogReader, LogWriter, Offset};
+use openraft::{LogId, Vote};
+
+use crate::applied_file::{AppliedState, read_applied};
+use crate::error::RaftStorageError;
+use crate::purge_file::{read_purged, write_purged};
+use crate::types::NodeId;
+use crate::vote_file::{read_vote, write_vote};
+
+/// A Raft group's storage over one partition log. Cheap to clone (a handle).
+#[derive(Clone, Debug)]
+pub struct RaftLog {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    dir: PathBuf,
+    writer: LogWriter,
+    reader: LogReader,
+    state: Mutex<State>,
+    /// The applied state found at open, for the state machine to start from.
+    recovered_applied: Option<AppliedState>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct State {
+    vote: Option<Vote<NodeId>>,
+    purged: Option<LogId<NodeId>>,
+}
+
+impl RaftLog {
+    /// Opens (or creates) the group's storage in `dir`: the log as a replica (nothing visible
+    /// until applied), the vote, the purge point and the applied state, then starts the log's
+    /// writer thread. The high watermark is put back where the applied state left it.
+    ///
+    /// # Errors
+    /// The log's open errors; [`RaftStorageError::CorruptCheckpoint`] for unreadable Raft
+    /// metadata (nothing is deleted because of it).
+    pub fn open(
+        dir: &Path,
+        cfg: LogConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<RaftLog, RaftStorageError> {
+        let mut log = Log::open_replica(dir, cfg, clock.now_ms())?;
+        let vote = read_vote(dir)?;
+        let purged = read_purged(dir)?;
+        let applied = read_applied(dir)?;
+        reconcile(&mut log, purged, applied.as_ref(), clock.now_ms())?;
+        let writer = LogWriter::spawn(log, clock)?;
+        let reader = writer.reader().clone();
+        Ok(RaftLog {
+            inner: Arc::new(Inner {
+                dir: dir.to_path_buf(),
+                writer,
+                reader,
+                state: Mutex::new(State { vote, purged }),
+                recovered_applied: applied,
+            }),
+        })
+    }
+
+    /// The log's writer (group commit); the broker closes it on shutdown.
+    pub fn writer(&self) -> &LogWriter {
+        &self.inner.writer
+    }
+
+    /// A reader of the log. Reads by offset see only applied (committed) data.
+    pub fn reader(&self) -> &LogReader {
+        &self.inner.reader
+    }
+
+    /// The partition directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// The applied state found at open.
+    pub fn recovered_applied(&self) -> Option<&AppliedState> {
+        self.inner.recovered_applied.as_ref()
+    }
+
+    /// The saved vote.
+    pub fn vote(&self) -> Option<Vote<NodeId>> {
+        self.state().vote
+    }
+
+    /// The log id of the last purged entry.
+    pub fn purged(&self) -> Option<LogId<NodeId>> {
+        self.state().purged
+    }
+
+    /// The first entry index of the Raft log: past the purge point and the log start.
+    pub fn first_entry(&self) -> EntryIndex {
+        let (log_start, _) = self.inner.reader.entry_bounds();
+        let after_purge = self
+            .purged()
+            .map_or(EntryIndex(0), |p| EntryIndex(p.index.saturating_add(1)));
+        log_start.max(after_purge)
+    }
+
+    /// Saves `vote` durably (on the writer thread, after every write issued before it).
+    ///
+    /// # Errors
+    /// I/O errors writing the file; [`LogError::Closed`].
+    pub async fn save_vote(&self, vote: Vote<NodeId>) -> Result<(), RaftStorageError> {
+        let dir = self.inner.dir.clone();
+        self.inner
+            .writer
+            .with_log(move |_, _| write_vote(&dir, &vote))
+            .await??;
+        self.state().vote = Some(vote);
+        Ok(())
+    }
+
+    /// Purges the Raft log up to `upto` inclusive: saves the purge point, then deletes the
+    /// whole segments below it (an entry above it in the same segment keeps the segment) and
+    /// lets retention and compaction reach that far. A purge past the log end starts the log
+    /// over, empty, at the entry after `upto`, at the current log end offset. A purge at or
+    /// below the current purge point does nothing.
+    ///
+    /// # Errors
+    /// I/O errors; the log's errors (a failure part-way poisons the log).
+    pub async fn purge(&self, upto: LogId<NodeId>) -> Result<(), RaftStorageError> {
+        if self.purged() >= Some(upto) {
+            return Ok(());
+        }
+        let dir = self.inner.dir.clone();
+        self.inner
+            .writer
+            .with_log(move |log, now_ms| purge_log(&dir, log, upto, now_ms))
+            .await??;
+        self.state().purged = Some(upto);
+        Ok(())
+    }
+
+    /// Records `upto` as the purge point without touching the log (the state machine resets
+    /// the log itself when it installs a snapshot). Runs on the writer thread.
+    pub(crate) async fn save_purged(&self, upto: LogId<NodeId>) -> Result<(), RaftStorageError> {
+        let dir = self.inner.dir.clone();
+        self.inner
+            .writer
+            .with_log(move |_, _| write_purged(&dir, upto))
+            .await??;
+        let mut state = self.state();
+        state.purged = state.purged.max(Some(upto));
+        Ok(())
+    }
+
+    /// Runs `task` on the writer thread with the log (see [`LogWriter::with_log`]).
+    pub(crate) async fn with_log<R: Send + 'static>(
+        &self,
+        task: impl FnOnce(&mut Log, i64) -> R + Send + 'static,
+    ) -> Result<R, RaftStorageError> {
+        Ok(self.inner.writer.with_log(task).await?)
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        // The state is two plain values replaced whole; a panic elsewhere cannot tear them.
+        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn purge_log(
+    dir: &Path,
+    log: &mut Log,
+    upto: LogId<NodeId>,
+    now_ms: i64,
+) -> Result<(), RaftStorageError> {
+    // The purge point first: after a crash the entries below it are gone from the Raft log
+    // whether or not their segments are.
+    write_purged(dir, upto)?;
+    let first_kept = EntryIndex(upto.index.saturating_add(1));
+    if log.next_entry() < first_kept {
+        let offset = log.log_end_offset();
+        log.reset(first_kept, offset, now_ms)?;
+    }
+    log.set_entry_floor(Some(first_kept));
+    log.delete_segments_before_entry(first_kept)?;
+    Ok(())
+}
+
+/// Brings the log in line with the Raft metadata at open: a log that ends at or before the
+/// purge point (a crash inside a snapshot install, which saves the purge point before it
+/// resets the log) starts over after it; the entry floor holds retention below the purge point;
+/// the high watermark goes back to the last applied entry.
+fn reconcile(
+    log: &mut Log,
+    purged: Option<LogId<NodeId>>,
+    applied: Option<&AppliedState>,
+    now_ms: i64,
+) -> Result<(), RaftStorageError> {
+    let first_kept = purged.map_or(log.log_start_entry(), |p| {
+        EntryIndex(p.index.saturating_add(1))
+    });
+    if log.next_entry() < first_kept {
+        // Where the purged entries' records ended on the leader, if the applied state knows
+        // it: offsets must be the leader's, whatever this log held.
+        let offset = applied
+            .filter(|a| a.last_applied == purged)
+            .map_or(log.log_end_offset(), |a| Offset(a.next_offset));
+        tracing::warn!(dir = %log.dir().display(), next_entry = %log.next_entry(), %first_kept, "log ends before the Raft purge point; starting it over there");
+        log.reset(first_kept, offset, now_ms)?;
+    }
+    log.set_entry_floor(Some(first_kept.max(log.log_start_entry())));
+    if let Some(applied) = applied {
+        let target = Offset(applied.next_offset).min(log.log_end_offset());
+        if target > log.high_watermark()
+            && let Err(err) = log.set_high_watermark(target)
+        {
+            // Not a batch boundary of this log (it lost a tail under a relaxed flush policy):
+            // openraft applies again from the leader's commit index and moves it then.
+            tracing::warn!(dir = %log.dir().display(), %err, "high watermark not restored at open");
+            if matches!(err, LogError::Poisoned { .. }) {
+                return Err(err.into());
+            }
+        }
+    }
+    Ok(())
+}

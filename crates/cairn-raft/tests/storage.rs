@@ -1,0 +1,323 @@
+//! Cairn's own tests of the Raft storage over `cairn-log`: crashes, truncation, terms, dense
+//! offsets, snapshots, and fsync failures.
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers outside #[test] functions: a failure is a failed test"
+)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use cairn_log::batch::{Batch, BatchBuilder, Compression, RecordInput};
+use cairn_log::fault::{FaultPoint, arm};
+use cairn_log::{EntryIndex, LogConfig, Offset, SystemClock};
+use cairn_raft::purge_file::log_id;
+use cairn_raft::{
+    BatchData, CairnLogStorage, PartitionRaft, PartitionStateMachine, PeerNode, RaftLog,
+};
+use openraft::storage::{RaftLogStorage, RaftLogStorageExt, RaftStateMachine};
+use openraft::{Entry, EntryPayload, LogId, Membership, RaftLogReader, RaftSnapshotBuilder, Vote};
+
+type Storage = CairnLogStorage<PartitionRaft>;
+
+fn open(dir: &Path) -> (RaftLog, Storage, PartitionStateMachine) {
+    let raft_log = RaftLog::open(dir, LogConfig::default(), Arc::new(SystemClock)).unwrap();
+    let storage = CairnLogStorage::new(raft_log.clone());
+    let sm = PartitionStateMachine::new(raft_log.clone());
+    (raft_log, storage, sm)
+}
+
+fn records(count: usize, tag: &str) -> Bytes {
+    let mut builder = BatchBuilder::new(Compression::None);
+    for idx in 0..count {
+        let value = format!("{tag}-{idx}");
+        builder
+            .push(&RecordInput {
+                key: None,
+                value: Some(value.as_bytes()),
+                headers: &[],
+                timestamp_ms: 1,
+            })
+            .unwrap();
+    }
+    builder.build().unwrap()
+}
+
+fn normal(term: u64, index: u64, count: usize) -> Entry<PartitionRaft> {
+    Entry {
+        log_id: log_id(term, index),
+        payload: EntryPayload::Normal(BatchData(records(count, &format!("{term}/{index}")))),
+    }
+}
+
+fn blank(term: u64, index: u64) -> Entry<PartitionRaft> {
+    Entry {
+        log_id: log_id(term, index),
+        payload: EntryPayload::Blank,
+    }
+}
+
+fn membership(term: u64, index: u64) -> Entry<PartitionRaft> {
+    let nodes = [
+        (
+            1,
+            PeerNode {
+                addr: "127.0.0.1:7070".into(),
+            },
+        ),
+        (
+            2,
+            PeerNode {
+                addr: "127.0.0.1:7080".into(),
+            },
+        ),
+    ];
+    let membership = Membership::new(
+        vec![[1, 2].into()],
+        nodes
+            .into_iter()
+            .collect::<std::collections::BTreeMap<_, _>>(),
+    );
+    Entry {
+        log_id: log_id(term, index),
+        payload: EntryPayload::Membership(membership),
+    }
+}
+
+async fn log_ids(storage: &mut Storage) -> Vec<LogId<u64>> {
+    storage
+        .try_get_log_entries(0..)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.log_id)
+        .collect()
+}
+
+/// What a crash leaves: the directory's files as they are now, without a clean close (the copy
+/// is opened while the original writer still runs, so no clean-shutdown marker exists).
+fn crash_copy(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for file in std::fs::read_dir(from).unwrap() {
+        let file = file.unwrap();
+        let name = file.file_name();
+        if name != ".lock" && file.file_type().unwrap().is_file() {
+            // A retired segment file may be unlinked by the background delete meanwhile.
+            match std::fs::copy(file.path(), to.join(&name)) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                other => {
+                    other.unwrap();
+                }
+            }
+        }
+    }
+}
+
+fn partition(dir: &tempfile::TempDir, name: &str) -> PathBuf {
+    dir.path().join(name)
+}
+
+#[tokio::test]
+async fn reopen_after_a_crash_keeps_the_vote_the_entries_and_their_terms() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_raft_log, mut storage, _sm) = open(&partition(&dir, "p-0"));
+    storage.save_vote(&Vote::new(3, 2)).await.unwrap();
+    storage
+        .blocking_append([
+            membership(1, 0),
+            blank(2, 1),
+            normal(2, 2, 3),
+            normal(3, 3, 1),
+        ])
+        .await
+        .unwrap();
+    let before = log_ids(&mut storage).await;
+    crash_copy(&partition(&dir, "p-0"), &partition(&dir, "p-crash"));
+
+    let (_raft_log, mut reopened, _sm) = open(&partition(&dir, "p-crash"));
+    assert_eq!(reopened.read_vote().await.unwrap(), Some(Vote::new(3, 2)));
+    assert_eq!(log_ids(&mut reopened).await, before);
+    assert_eq!(
+        before
+            .iter()
+            .map(|id| id.leader_id.term)
+            .collect::<Vec<_>>(),
+        vec![1, 2, 2, 3],
+        "terms survive as each batch's partitionLeaderEpoch"
+    );
+    let entries = reopened.try_get_log_entries(0..4).await.unwrap();
+    assert!(matches!(entries[0].payload, EntryPayload::Membership(_)));
+    assert!(matches!(entries[1].payload, EntryPayload::Blank));
+    let state = reopened.get_log_state().await.unwrap();
+    assert_eq!(state.last_log_id, Some(log_id(3, 3)));
+    assert_eq!(state.last_purged_log_id, None);
+}
+
+#[tokio::test]
+async fn truncating_an_uncommitted_suffix_makes_room_for_the_new_leaders_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let (raft_log, mut storage, mut sm) = open(&partition(&dir, "p-0"));
+    let first: Vec<_> = (0..8).map(|i| normal(1, i, 2)).collect();
+    storage.blocking_append(first.clone()).await.unwrap();
+    sm.apply(first[..3].to_vec()).await.unwrap();
+    assert_eq!(raft_log.reader().high_watermark(), Offset(6));
+    // Entry 2 is applied (committed): truncating it is refused; from 3 on it is allowed.
+    assert!(storage.truncate(log_id(1, 2)).await.is_err());
+    storage.truncate(log_id(1, 5)).await.unwrap();
+    assert_eq!(
+        storage.get_log_state().await.unwrap().last_log_id,
+        Some(log_id(1, 4))
+    );
+    storage
+        .blocking_append([blank(2, 5), normal(2, 6, 1)])
+        .await
+        .unwrap();
+    let ids = log_ids(&mut storage).await;
+    assert_eq!(ids.len(), 7);
+    assert_eq!(ids[5], log_id(2, 5));
+    assert_eq!(ids[6], log_id(2, 6));
+    // Offsets continue densely after the truncation point: entry 4 ended at 10.
+    let replies = sm
+        .apply((3..5).map(|i| normal(1, i, 2)).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    assert_eq!(replies.last().unwrap().next_offset, 10);
+    let replies = sm.apply([blank(2, 5), normal(2, 6, 1)]).await.unwrap();
+    assert_eq!((replies[1].base_offset, replies[1].next_offset), (10, 11));
+}
+
+#[tokio::test]
+async fn entries_without_records_take_no_offset_and_applying_moves_the_high_watermark() {
+    let dir = tempfile::tempdir().unwrap();
+    let (raft_log, mut storage, mut sm) = open(&partition(&dir, "p-0"));
+    let entries = vec![
+        membership(1, 0),
+        blank(1, 1),
+        normal(1, 2, 3),
+        blank(2, 3),
+        normal(2, 4, 2),
+    ];
+    storage.blocking_append(entries.clone()).await.unwrap();
+    assert_eq!(
+        raft_log.reader().high_watermark(),
+        Offset(0),
+        "nothing visible before apply"
+    );
+    let replies = sm.apply(entries[..3].to_vec()).await.unwrap();
+    let offsets: Vec<_> = replies
+        .iter()
+        .map(|r| (r.base_offset, r.next_offset))
+        .collect();
+    assert_eq!(offsets, vec![(0, 0), (0, 0), (0, 3)]);
+    assert_eq!(raft_log.reader().high_watermark(), Offset(3));
+    let replies = sm.apply(entries[3..].to_vec()).await.unwrap();
+    let offsets: Vec<_> = replies
+        .iter()
+        .map(|r| (r.base_offset, r.next_offset))
+        .collect();
+    assert_eq!(offsets, vec![(3, 3), (3, 5)]);
+    assert_eq!(raft_log.reader().high_watermark(), Offset(5));
+    let (applied, membership) = sm.applied_state().await.unwrap();
+    assert_eq!(applied, Some(log_id(2, 4)));
+    assert_eq!(membership.log_id(), &Some(log_id(1, 0)));
+    // A consumer's read by offset sees the records, densely from 0.
+    let read = raft_log.reader().read(0, 1 << 20).unwrap();
+    let data: Vec<Batch> = read.batches().filter(|b| !b.is_meta()).collect();
+    assert_eq!(
+        data.iter().map(|b| b.base_offset().0).collect::<Vec<_>>(),
+        vec![0, 3]
+    );
+}
+
+#[tokio::test]
+async fn a_far_behind_follower_installs_a_snapshot_and_continues_at_the_leaders_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let (leader_log, mut leader, mut leader_sm) = open(&partition(&dir, "leader"));
+    let entries: Vec<_> = (0..10).map(|i| normal(1, i, 4)).collect();
+    leader.blocking_append(entries.clone()).await.unwrap();
+    leader_sm.apply(entries).await.unwrap();
+    let snapshot = leader_sm
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .unwrap();
+    leader.purge(log_id(1, 9)).await.unwrap();
+    assert_eq!(
+        leader.get_log_state().await.unwrap().last_log_id,
+        Some(log_id(1, 9))
+    );
+    assert_eq!(leader_log.reader().high_watermark(), Offset(40));
+
+    let (follower_log, mut follower, mut follower_sm) = open(&partition(&dir, "follower"));
+    follower
+        .blocking_append([normal(1, 0, 4), normal(1, 1, 4)])
+        .await
+        .unwrap();
+    let mut received = follower_sm.begin_receiving_snapshot().await.unwrap();
+    *received = *snapshot.snapshot;
+    follower_sm
+        .install_snapshot(&snapshot.meta, received)
+        .await
+        .unwrap();
+    follower.purge(log_id(1, 9)).await.unwrap();
+    assert_eq!(
+        follower_log.reader().entry_bounds(),
+        (EntryIndex(10), EntryIndex(10))
+    );
+    assert_eq!(follower_log.reader().high_watermark(), Offset(40));
+    follower.blocking_append([normal(2, 10, 3)]).await.unwrap();
+    let replies = follower_sm.apply([normal(2, 10, 3)]).await.unwrap();
+    assert_eq!((replies[0].base_offset, replies[0].next_offset), (40, 43));
+    // The applied state and purge point survive a reopen.
+    drop((follower, follower_sm, follower_log));
+    crash_copy(
+        &partition(&dir, "follower"),
+        &partition(&dir, "follower-crash"),
+    );
+    let (reopened_log, mut reopened, mut reopened_sm) = open(&partition(&dir, "follower-crash"));
+    let (applied, _) = reopened_sm.applied_state().await.unwrap();
+    assert!(
+        applied >= Some(log_id(1, 9)),
+        "applied state at or past the purge point"
+    );
+    let state = reopened.get_log_state().await.unwrap();
+    assert_eq!(state.last_purged_log_id, Some(log_id(1, 9)));
+    assert_eq!(state.last_log_id, Some(log_id(2, 10)));
+    assert!(reopened_log.reader().high_watermark() >= Offset(40));
+}
+
+#[tokio::test]
+async fn a_failed_fsync_reaches_openraft_as_an_error_and_is_never_acknowledged_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = partition(&dir, "p-0");
+    let (_raft_log, mut storage, _sm) = open(&path);
+    storage.blocking_append([blank(1, 0)]).await.unwrap();
+    arm(&path, FaultPoint::Sync, 5, 1);
+    assert!(storage.blocking_append([normal(1, 1, 2)]).await.is_err());
+    // The log is poisoned: later appends fail rather than acknowledge over lost pages.
+    assert!(storage.blocking_append([normal(1, 2, 2)]).await.is_err());
+}
+
+#[tokio::test]
+async fn damaged_vote_file_stops_the_open_without_deleting_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = partition(&dir, "p-0");
+    {
+        let (raft_log, mut storage, _sm) = open(&path);
+        storage.save_vote(&Vote::new(5, 1)).await.unwrap();
+        storage.blocking_append([blank(5, 0)]).await.unwrap();
+        raft_log.writer().close().await.unwrap();
+    }
+    let vote_path = path.join(cairn_raft::vote_file::VOTE_FILE);
+    let mut bytes = std::fs::read(&vote_path).unwrap();
+    bytes[20] ^= 0xff;
+    std::fs::write(&vote_path, &bytes).unwrap();
+    let err = RaftLog::open(&path, LogConfig::default(), Arc::new(SystemClock)).unwrap_err();
+    assert!(
+        matches!(err, cairn_raft::RaftStorageError::CorruptCheckpoint { .. }),
+        "{err}"
+    );
+    assert!(vote_path.exists());
+}
