@@ -137,6 +137,12 @@ impl ProducerFilter {
         (filter, report)
     }
 
+    /// The producer states as restored, for a replicated partition's leader, which checks
+    /// sequences before proposing instead of at the writer.
+    pub(crate) fn into_states(self) -> ProducerStates {
+        self.committed
+    }
+
     /// Writes a snapshot at `log_end` unless one is there already.
     fn snapshot(&mut self, log_end: Offset, durable: bool) {
         if self.snapshot_offset == Some(log_end) && !durable {

@@ -16,6 +16,12 @@ pub enum RaftStorageError {
     /// The partition log refused or failed (an fsync failure poisons it for good).
     #[error(transparent)]
     Log(#[from] LogError),
+    /// Entries did not become durable on this node in time (see `RaftLog::wait_durable`).
+    #[error("entries up to offset {end} not durable on this node in time")]
+    DurableWaitTimedOut {
+        /// The offset waited for.
+        end: u64,
+    },
     /// A file operation on a Raft checkpoint failed.
     #[error("{op} {path}: {source}")]
     Io {

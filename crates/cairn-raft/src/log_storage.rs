@@ -193,9 +193,13 @@ impl<C: CairnRaftConfig> RaftLogStorage<C> for CairnLogStorage<C> {
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
         let from = EntryIndex(log_id.index);
         self.raft_log
-            .with_log(move |log, _| log.truncate_entries_from(from))
+            .with_log(move |log, _| {
+                log.truncate_entries_from(from)?;
+                Ok::<_, LogError>(log.log_end_offset())
+            })
             .await
             .and_then(|result| Ok(result?))
+            .map(|end| self.raft_log.note_truncated(end))
             .map_err(|e| e.write_logs())
     }
 
@@ -260,9 +264,13 @@ async fn append_entries<C: CairnRaftConfig>(
         }
         durable.push(queued.durable);
     }
+    let raft_log = raft_log.clone();
     Ok(Some(Box::pin(async move {
         for receiver in durable {
-            receiver.await.map_err(|_| LogError::Closed)??;
+            let infos = receiver.await.map_err(|_| LogError::Closed)??;
+            if let Some(end) = infos.iter().map(|i| i.next_offset).max() {
+                raft_log.note_durable(end);
+            }
         }
         Ok(())
     })))

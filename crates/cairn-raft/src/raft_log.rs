@@ -33,6 +33,9 @@ struct Inner {
     state: Mutex<State>,
     /// The applied state found at open, for the state machine to start from.
     recovered_applied: Option<AppliedState>,
+    /// The log end offset up to which appended entries meet the flush policy (what a leader's
+    /// `acks=leader` waits for). Truncation lowers it.
+    durable: tokio::sync::watch::Sender<Offset>,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -61,6 +64,8 @@ impl RaftLog {
         reconcile(&mut log, purged, applied.as_ref(), clock.now_ms())?;
         let writer = LogWriter::spawn(log, clock)?;
         let reader = writer.reader().clone();
+        // Everything recovered at open is on disk.
+        let (durable, _) = tokio::sync::watch::channel(reader.log_end_offset());
         Ok(RaftLog {
             inner: Arc::new(Inner {
                 dir: dir.to_path_buf(),
@@ -68,6 +73,7 @@ impl RaftLog {
                 reader,
                 state: Mutex::new(State { vote, purged }),
                 recovered_applied: applied,
+                durable,
             }),
         })
     }
@@ -157,6 +163,48 @@ impl RaftLog {
         let mut state = self.state();
         state.purged = state.purged.max(Some(upto));
         Ok(())
+    }
+
+    /// Records that appended entries up to `end` (the offset after them) meet the flush policy.
+    pub(crate) fn note_durable(&self, end: Offset) {
+        self.inner.durable.send_if_modified(|d| {
+            let moved = end > *d;
+            *d = (*d).max(end);
+            moved
+        });
+    }
+
+    /// Lowers the durable end after a truncation left the log ending at `end`.
+    pub(crate) fn note_truncated(&self, end: Offset) {
+        self.inner.durable.send_if_modified(|d| {
+            let moved = end < *d;
+            *d = (*d).min(end);
+            moved
+        });
+    }
+
+    /// Waits until the entries ending at `end` meet the flush policy on this node.
+    ///
+    /// # Errors
+    /// [`RaftStorageError::DurableWaitTimedOut`] once `deadline` passes first (the log may have
+    /// failed, or stopped appending).
+    pub async fn wait_durable(
+        &self,
+        end: Offset,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), RaftStorageError> {
+        let mut durable = self.inner.durable.subscribe();
+        loop {
+            if *durable.borrow_and_update() >= end {
+                return Ok(());
+            }
+            match tokio::time::timeout_at(deadline, durable.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => {
+                    return Err(RaftStorageError::DurableWaitTimedOut { end: end.0 });
+                }
+            }
+        }
     }
 
     /// Runs `task` on the writer thread with the log (see [`LogWriter::with_log`]).

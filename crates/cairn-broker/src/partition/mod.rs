@@ -20,6 +20,7 @@ mod health;
 mod leadership;
 mod local;
 mod replica;
+mod replicated;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

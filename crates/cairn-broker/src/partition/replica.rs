@@ -16,6 +16,7 @@ use cairn_log::{DamagedRange, LogConfig, ReadResult};
 use super::PartitionOffsets;
 use super::leadership::Leadership;
 use super::local::LocalReplica;
+use super::replicated::ReplicatedReplica;
 use crate::error::BrokerError;
 use crate::node_identity::NodeIdentity;
 use crate::produce::AckLevel;
@@ -25,6 +26,8 @@ use crate::produce::AckLevel;
 pub(super) enum Replica {
     /// The only copy, on this node.
     Local(LocalReplica),
+    /// One copy of a partition replicated by its own Raft group.
+    Replicated(ReplicatedReplica),
 }
 
 impl Replica {
@@ -36,6 +39,7 @@ impl Replica {
     ) -> Result<Option<Offset>, BrokerError> {
         match self {
             Replica::Local(local) => local.append(batch, acks).await,
+            Replica::Replicated(replicated) => replicated.append(batch, acks).await,
         }
     }
 
@@ -43,6 +47,7 @@ impl Replica {
     pub(super) fn read(&self, from: i64, max_bytes: i64) -> Result<ReadResult, BrokerError> {
         match self {
             Replica::Local(local) => local.read(from, max_bytes),
+            Replica::Replicated(replicated) => replicated.read(from, max_bytes),
         }
     }
 
@@ -54,6 +59,7 @@ impl Replica {
     ) -> Option<Offset> {
         match self {
             Replica::Local(local) => local.wait_for_high_watermark(offset, deadline).await,
+            Replica::Replicated(replicated) => replicated.wait_for_high_watermark(offset, deadline).await,
         }
     }
 
@@ -61,6 +67,7 @@ impl Replica {
     pub(super) fn offsets(&self) -> PartitionOffsets {
         match self {
             Replica::Local(local) => local.offsets(),
+            Replica::Replicated(replicated) => replicated.offsets(),
         }
     }
 
@@ -68,6 +75,7 @@ impl Replica {
     pub(super) fn log_start_offset(&self) -> Offset {
         match self {
             Replica::Local(local) => local.log_start_offset(),
+            Replica::Replicated(replicated) => replicated.log_start_offset(),
         }
     }
 
@@ -78,6 +86,7 @@ impl Replica {
     ) -> Result<Option<Offset>, BrokerError> {
         match self {
             Replica::Local(local) => local.offset_for_timestamp(timestamp_ms),
+            Replica::Replicated(replicated) => replicated.offset_for_timestamp(timestamp_ms),
         }
     }
 
@@ -85,6 +94,7 @@ impl Replica {
     pub(super) fn leadership(&self, this_node: &NodeIdentity) -> Leadership {
         match self {
             Replica::Local(local) => local.leadership(this_node),
+            Replica::Replicated(replicated) => replicated.leadership(this_node),
         }
     }
 
@@ -92,6 +102,7 @@ impl Replica {
     pub(super) fn size_bytes(&self) -> u64 {
         match self {
             Replica::Local(local) => local.size_bytes(),
+            Replica::Replicated(replicated) => replicated.size_bytes(),
         }
     }
 
@@ -103,6 +114,7 @@ impl Replica {
     ) -> Result<Vec<DamagedRange>, BrokerError> {
         match self {
             Replica::Local(local) => local.scan_batches(from, visit),
+            Replica::Replicated(replicated) => replicated.scan_batches(from, visit),
         }
     }
 
@@ -110,6 +122,7 @@ impl Replica {
     pub(super) fn poisoned(&self) -> Option<String> {
         match self {
             Replica::Local(local) => local.poisoned(),
+            Replica::Replicated(replicated) => replicated.poisoned(),
         }
     }
 
@@ -117,6 +130,7 @@ impl Replica {
     pub(super) async fn set_config(&self, cfg: LogConfig) -> Result<(), BrokerError> {
         match self {
             Replica::Local(local) => local.set_config(cfg).await,
+            Replica::Replicated(replicated) => replicated.set_config(cfg).await,
         }
     }
 
@@ -124,6 +138,7 @@ impl Replica {
     pub(super) async fn close(&self) -> Result<(), BrokerError> {
         match self {
             Replica::Local(local) => local.close().await,
+            Replica::Replicated(replicated) => replicated.close().await,
         }
     }
 
@@ -131,6 +146,7 @@ impl Replica {
     pub(super) fn close_blocking(&self) -> Result<(), BrokerError> {
         match self {
             Replica::Local(local) => local.close_blocking(),
+            Replica::Replicated(replicated) => replicated.close_blocking(),
         }
     }
 }

@@ -1,0 +1,557 @@
+//! [`ReplicatedReplica`]: this node's copy of a partition replicated by its own Raft group
+//! (openraft over the partition's segment log, `cairn-raft`). Only the leader takes appends and
+//! serves reads; a follower answers [`BrokerError::NotLeader`] naming the leader it knows.
+//!
+//! How an append goes: an idempotent producer's batch waits its turn behind its predecessor
+//! (the [`Sequencer`], as on a single node), then, under the leader's proposal lock, is checked
+//! against the producer state, given the offsets it will get, and handed to openraft
+//! (`client_write_ff`), which stamps the term and appends it to the log, replicates it, and
+//! applies it once a majority has it; applying moves the high watermark. `acks=all` answers
+//! then; `acks=leader` once this node's own log has it under the flush policy.
+//!
+//! Offsets are known before the write: the leader's log grows only by its own proposals, in
+//! proposal order, and each takes as many offsets as it spans (a leader's no-op takes none). So
+//! the proposal lock keeps a *predicted* log end, and the producer state records each accepted
+//! batch at its predicted offsets at once, which is what lets a retry that arrives while the
+//! original is still in flight be recognised as a duplicate. A duplicate is answered with the
+//! original's offsets only once those are committed. The prediction and producer state belong
+//! to one term: when this node wins an election it waits until everything in its log is
+//! applied (its no-op commits), then rebuilds both from the log. Losing leadership throws them
+//! away; nothing acknowledged depends on them.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn_codec::batch::Batch;
+use cairn_codec::{LeaderEpoch, Offset};
+use cairn_log::{Clock, DamagedRange, LogConfig, LogError, LogReader, ReadResult};
+use cairn_raft::{
+    BatchData, CairnLogStorage, GroupId, GroupNetwork, GroupRegistry, NodeId,
+    PartitionRaft, PartitionStateMachine, PeerNode, PeerTransport, RaftLog,
+};
+use openraft::error::ClientWriteError;
+use openraft::{Config, Raft, RaftMetrics, ServerState};
+use tokio::sync::Mutex as AsyncMutex;
+
+use super::leadership::{LeaderHint, Leadership};
+use super::{PartitionOffsets, wait_for_high_watermark};
+use crate::error::BrokerError;
+use crate::node_identity::NodeIdentity;
+use crate::produce::AckLevel;
+use crate::producer_filter::{ProducerFilter, SequenceError};
+use crate::producer_state::{ProducerBatch, ProducerStates, SequenceCheck};
+use crate::sequencer::Sequencer;
+
+/// Longest a new leader waits for its log to be applied before it takes appends; past it the
+/// append is refused as retriable (the client retries, by then the leader is ready).
+const LEADER_READY_WAIT: Duration = Duration::from_secs(5);
+
+/// A follower is in sync while its copy is at most this many entries behind the leader's log.
+const IN_SYNC_MAX_ENTRIES_BEHIND: u64 = 1_000;
+
+/// What a group needs from the node to start: who it is, how to reach peers, where peers'
+/// calls arrive, and the Raft timings.
+#[derive(Clone)]
+pub(crate) struct GroupContext {
+    /// This node.
+    pub(crate) me: NodeId,
+    /// The shared node-to-node transport.
+    pub(crate) transport: Arc<dyn PeerTransport>,
+    /// Where this node's groups are registered for peers' calls.
+    pub(crate) registry: Arc<GroupRegistry>,
+    /// The openraft configuration every partition group uses.
+    pub(crate) config: Arc<Config>,
+}
+
+/// The leader's proposal state, valid for one term.
+#[derive(Debug, Default)]
+struct ProposalState {
+    /// The term it was built for; `None` until built (or after leadership was lost).
+    term: Option<u64>,
+    /// The offset the next proposal gets.
+    next_offset: u64,
+    /// Producer states including every accepted proposal, at its predicted offsets.
+    producers: ProducerStates,
+}
+
+/// This node's copy of a Raft-replicated partition.
+pub(crate) struct ReplicatedReplica {
+    topic: Arc<str>,
+    index: u32,
+    group: GroupId,
+    me: NodeId,
+    raft: Raft<PartitionRaft>,
+    raft_log: RaftLog,
+    registry: Arc<GroupRegistry>,
+    sequencer: Sequencer,
+    proposals: AsyncMutex<ProposalState>,
+}
+
+impl std::fmt::Debug for ReplicatedReplica {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplicatedReplica")
+            .field("topic", &self.topic)
+            .field("index", &self.index)
+            .field("group", &self.group)
+            .finish_non_exhaustive()
+    }
+}
+
+fn node_i32(node: NodeId) -> i32 {
+    i32::try_from(node).unwrap_or(i32::MAX)
+}
+
+impl ReplicatedReplica {
+    /// Opens the partition's log in `dir` as a Raft replica, starts its group and registers it
+    /// for peers' calls. On a group's first start (an empty log), every replica initializes it
+    /// with the same members, which openraft allows, so no replica waits for another.
+    ///
+    /// # Errors
+    /// The log's open errors; openraft's start errors as [`BrokerError::Internal`]-like
+    /// storage errors.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn start(
+        topic: Arc<str>,
+        index: u32,
+        dir: &Path,
+        cfg: LogConfig,
+        clock: Arc<dyn Clock>,
+        group: GroupId,
+        members: BTreeMap<NodeId, PeerNode>,
+        ctx: &GroupContext,
+    ) -> Result<ReplicatedReplica, BrokerError> {
+        let open_dir = dir.to_path_buf();
+        let raft_log = tokio::task::spawn_blocking(move || RaftLog::open(&open_dir, cfg, clock))
+            .await
+            .map_err(|e| raft_failure(&topic, index, format!("opening the log: {e}")))?
+            .map_err(|e| raft_failure(&topic, index, e.to_string()))?;
+        let raft = Raft::new(
+            ctx.me,
+            Arc::clone(&ctx.config),
+            GroupNetwork::new(Arc::clone(&ctx.transport), group),
+            CairnLogStorage::<PartitionRaft>::new(raft_log.clone()),
+            PartitionStateMachine::new(raft_log.clone()),
+        )
+        .await
+        .map_err(|e| raft_failure(&topic, index, e.to_string()))?;
+        ctx.registry.insert(group, Arc::new(raft.clone()));
+        let initialized = raft
+            .is_initialized()
+            .await
+            .map_err(|e| raft_failure(&topic, index, e.to_string()))?;
+        if !initialized && let Err(e) = raft.initialize(members).await {
+            // A peer's first message may have made this replica a member already.
+            tracing::debug!(topic = %topic, partition = index, error = %e, "group already initialized");
+        }
+        Ok(ReplicatedReplica {
+            topic,
+            index,
+            group,
+            me: ctx.me,
+            raft,
+            raft_log,
+            registry: Arc::clone(&ctx.registry),
+            sequencer: Sequencer::default(),
+            proposals: AsyncMutex::new(ProposalState::default()),
+        })
+    }
+
+    fn reader(&self) -> &LogReader {
+        self.raft_log.reader()
+    }
+
+    fn metrics(&self) -> RaftMetrics<NodeId, PeerNode> {
+        self.raft.metrics().borrow().clone()
+    }
+
+    /// The refusal a non-leader gives, naming the leader when known.
+    fn not_leader(&self, metrics: &RaftMetrics<NodeId, PeerNode>) -> BrokerError {
+        let leader = metrics.current_leader.map(|id| LeaderHint {
+            node_id: node_i32(id),
+            address: metrics
+                .membership_config
+                .membership()
+                .get_node(&id)
+                .map(|n| n.addr.clone()),
+        });
+        BrokerError::NotLeader {
+            topic: self.topic.to_string(),
+            partition: self.index,
+            leader,
+        }
+    }
+
+    /// Refuses unless this node leads the group now.
+    fn check_leader(&self) -> Result<u64, BrokerError> {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        if metrics.state == ServerState::Leader {
+            Ok(metrics.current_term)
+        } else {
+            Err(self.not_leader(&metrics))
+        }
+    }
+
+    /// Makes the proposal state valid for the current term: waits until this new leader has
+    /// applied its whole log (its no-op committed), then rebuilds the producer states and the
+    /// predicted log end from it.
+    async fn ready(&self, state: &mut ProposalState, term: u64) -> Result<(), BrokerError> {
+        if state.term == Some(term) {
+            return Ok(());
+        }
+        state.term = None;
+        let mut metrics = self.raft.metrics();
+        let deadline = tokio::time::Instant::now() + LEADER_READY_WAIT;
+        loop {
+            {
+                let m = metrics.borrow_and_update();
+                if m.state != ServerState::Leader || m.current_term != term {
+                    return Err(self.not_leader(&m));
+                }
+                let applied = m.last_applied.map(|l| l.index);
+                if applied.is_some() && applied >= m.last_log_index {
+                    break;
+                }
+            }
+            if tokio::time::timeout_at(deadline, metrics.changed())
+                .await
+                .is_err()
+            {
+                return Err(BrokerError::NotLeader {
+                    topic: self.topic.to_string(),
+                    partition: self.index,
+                    leader: None,
+                });
+            }
+        }
+        let dir = self.raft_log.dir().to_path_buf();
+        let reader = self.reader().clone();
+        let (producers, next_offset) = tokio::task::spawn_blocking(move || {
+            let (filter, report) = ProducerFilter::open(&dir, &reader);
+            for d in &report.damaged {
+                tracing::error!(segment = %d.path.display(), position = d.position.0, reason = %d.reason, "damaged batch while rebuilding producer state");
+            }
+            (filter.into_states(), reader.log_end_offset().0)
+        })
+        .await
+        .map_err(|e| raft_failure(&self.topic, self.index, e.to_string()))?;
+        *state = ProposalState {
+            term: Some(term),
+            next_offset,
+            producers,
+        };
+        tracing::info!(topic = %self.topic, partition = self.index, term, next_offset, "leading the partition");
+        Ok(())
+    }
+
+    /// Appends one batch through Raft and answers as `acks` asks (see the module docs).
+    ///
+    /// # Errors
+    /// [`BrokerError::NotLeader`]; a sequence refusal; the group's failure. Nothing is
+    /// acknowledged then.
+    pub(super) async fn append(
+        &self,
+        batch: Batch,
+        acks: AckLevel,
+    ) -> Result<Option<Offset>, BrokerError> {
+        self.check_leader()?;
+        let header = *batch.header();
+        let producer = (header.producer_id >= 0).then_some(ProducerBatch {
+            producer_id: header.producer_id,
+            producer_epoch: header.producer_epoch,
+            base_sequence: header.base_sequence,
+            record_count: header.last_offset_delta.saturating_add(1),
+        });
+        if let Some(p) = &producer {
+            self.sequencer
+                .wait_turn(p.producer_id, p.producer_epoch, p.base_sequence)
+                .await;
+        }
+        let span = batch.offset_count();
+        let mut state = self.proposals.lock().await;
+        let term = match self.check_leader() {
+            Ok(term) => term,
+            Err(e) => {
+                state.term = None;
+                return Err(e);
+            }
+        };
+        self.ready(&mut state, term).await?;
+        if let Some(p) = &producer {
+            match state.producers.check(p) {
+                SequenceCheck::Append => {}
+                SequenceCheck::Duplicate {
+                    base_offset,
+                    last_offset,
+                } => {
+                    drop(state);
+                    return self.answer_duplicate(base_offset, last_offset, acks).await;
+                }
+                refusal => return Err(sequence_refusal(p, refusal)),
+            }
+        }
+        let base = state.next_offset;
+        let end = base.saturating_add(span);
+        let written = self
+            .raft
+            .client_write_ff(BatchData(batch.into_bytes()))
+            .await
+            .map_err(|e| raft_failure(&self.topic, self.index, e.to_string()));
+        if let Some(p) = &producer {
+            self.sequencer
+                .queued(p.producer_id, p.producer_epoch, p.base_sequence, p.record_count);
+        }
+        let pending = match written {
+            Ok(pending) => pending,
+            Err(e) => {
+                state.term = None;
+                return Err(e);
+            }
+        };
+        state.next_offset = end;
+        if let Some(p) = &producer {
+            state.producers.record(p, base, end.saturating_sub(1));
+        }
+        drop(state);
+        match acks {
+            AckLevel::None => Ok(None),
+            AckLevel::Leader => {
+                self.raft_log
+                    .wait_durable(Offset(end), tokio::time::Instant::now() + LEADER_READY_WAIT)
+                    .await
+                    .map_err(|e| raft_failure(&self.topic, self.index, e.to_string()))?;
+                Ok(Some(Offset(base)))
+            }
+            AckLevel::All => match pending.await {
+                Ok(Ok(response)) => {
+                    let landed = response.data.base_offset;
+                    if u64::try_from(landed).ok() != Some(base) {
+                        // The prediction is wrong only through a bug; the batch is committed
+                        // at `landed`, which is the truth to answer. Rebuild next time.
+                        tracing::error!(topic = %self.topic, partition = self.index, predicted = base, landed, "offset prediction missed");
+                        self.proposals.lock().await.term = None;
+                    }
+                    Ok(Some(Offset(u64::try_from(landed).unwrap_or(base))))
+                }
+                Ok(Err(ClientWriteError::ForwardToLeader(_))) | Err(_) => {
+                    self.proposals.lock().await.term = None;
+                    Err(self.not_leader(&self.metrics()))
+                }
+                Ok(Err(e)) => Err(raft_failure(&self.topic, self.index, e.to_string())),
+            },
+        }
+    }
+
+    /// Answers a retried batch with its original offsets, once they are committed (or, for
+    /// `acks=leader`, once this node has them).
+    async fn answer_duplicate(
+        &self,
+        base: u64,
+        last: u64,
+        acks: AckLevel,
+    ) -> Result<Option<Offset>, BrokerError> {
+        let end = Offset(last.saturating_add(1));
+        match acks {
+            AckLevel::None => return Ok(None),
+            AckLevel::Leader => {
+                self.raft_log
+                    .wait_durable(end, tokio::time::Instant::now() + LEADER_READY_WAIT)
+                    .await
+                    .map_err(|e| raft_failure(&self.topic, self.index, e.to_string()))?;
+            }
+            AckLevel::All => {
+                let deadline = tokio::time::Instant::now() + LEADER_READY_WAIT;
+                if wait_for_high_watermark(self.reader(), Offset(last), deadline)
+                    .await
+                    .is_none()
+                {
+                    return Err(self.not_leader(&self.metrics()));
+                }
+            }
+        }
+        Ok(Some(Offset(base)))
+    }
+
+    /// Reads committed batches; only the leader serves reads.
+    ///
+    /// # Errors
+    /// [`BrokerError::NotLeader`]; the log's read errors.
+    pub(super) fn read(&self, from: i64, max_bytes: i64) -> Result<ReadResult, BrokerError> {
+        self.check_leader()?;
+        Ok(self.reader().read(from, max_bytes)?)
+    }
+
+    /// See [`super::Partition::wait_for_high_watermark`].
+    pub(super) async fn wait_for_high_watermark(
+        &self,
+        offset: Offset,
+        deadline: tokio::time::Instant,
+    ) -> Option<Offset> {
+        wait_for_high_watermark(self.reader(), offset, deadline).await
+    }
+
+    /// The offsets of this copy (a follower's high watermark trails the leader's by the time
+    /// it takes to hear of a commit).
+    pub(super) fn offsets(&self) -> PartitionOffsets {
+        let reader = self.reader();
+        PartitionOffsets {
+            log_start_offset: reader.log_start_offset(),
+            high_watermark: reader.high_watermark(),
+            log_end_offset: reader.log_end_offset(),
+        }
+    }
+
+    /// The log start offset now.
+    pub(super) fn log_start_offset(&self) -> Offset {
+        self.reader().log_start_offset()
+    }
+
+    /// See [`LogReader::offset_for_timestamp`].
+    pub(super) fn offset_for_timestamp(
+        &self,
+        timestamp_ms: i64,
+    ) -> Result<Option<Offset>, BrokerError> {
+        Ok(self.reader().offset_for_timestamp(timestamp_ms)?)
+    }
+
+    /// The leader, term and members as this copy's Raft group knows them. In-sync replicas are
+    /// the leader's view (followers within [`IN_SYNC_MAX_ENTRIES_BEHIND`] of its log); a
+    /// follower reports every member.
+    pub(super) fn leadership(&self, _this_node: &NodeIdentity) -> Leadership {
+        let m = self.metrics();
+        let mut replicas: Vec<i32> = m
+            .membership_config
+            .membership()
+            .voter_ids()
+            .map(node_i32)
+            .collect();
+        let leader = m.current_leader.map(node_i32);
+        if let Some(l) = leader
+            && let Some(pos) = replicas.iter().position(|r| *r == l)
+        {
+            replicas.swap(0, pos);
+        }
+        let in_sync_replicas = match &m.replication {
+            Some(progress) => {
+                let last = m.last_log_index.unwrap_or(0);
+                let mut isr: Vec<i32> = replicas
+                    .iter()
+                    .copied()
+                    .filter(|r| {
+                        u64::try_from(*r).ok().is_some_and(|id| {
+                            progress.get(&id).is_some_and(|matched| {
+                                let at = matched.map_or(0, |l| l.index + 1);
+                                last.saturating_add(1).saturating_sub(at)
+                                    <= IN_SYNC_MAX_ENTRIES_BEHIND
+                            })
+                        })
+                    })
+                    .collect();
+                isr.sort_by_key(|r| (Some(*r) != leader, *r));
+                isr
+            }
+            None => replicas.clone(),
+        };
+        Leadership {
+            leader,
+            leader_epoch: LeaderEpoch(i32::try_from(m.current_term).unwrap_or(i32::MAX)),
+            replicas,
+            in_sync_replicas,
+        }
+    }
+
+    /// Bytes of record batches this copy holds.
+    pub(super) fn size_bytes(&self) -> u64 {
+        self.reader().size_bytes()
+    }
+
+    /// See [`LogReader::scan_batches`].
+    pub(super) fn scan_batches(
+        &self,
+        from: i64,
+        visit: impl FnMut(&Batch) -> std::ops::ControlFlow<()>,
+    ) -> Result<Vec<DamagedRange>, BrokerError> {
+        Ok(self.reader().scan_batches(from, visit)?)
+    }
+
+    /// Why the log stopped taking writes, if it has.
+    pub(super) fn poisoned(&self) -> Option<String> {
+        self.reader().poisoned()
+    }
+
+    /// Applies a changed topic config to the log.
+    ///
+    /// # Errors
+    /// The log's `Closed`.
+    pub(super) async fn set_config(&self, cfg: LogConfig) -> Result<(), BrokerError> {
+        self.raft_log
+            .writer()
+            .with_log(move |log, _| log.set_config(cfg))
+            .await?;
+        Ok(())
+    }
+
+    /// Stops the group (it answers peers no more) and closes the log cleanly.
+    ///
+    /// # Errors
+    /// The close's I/O error.
+    pub(super) async fn close(&self) -> Result<(), BrokerError> {
+        self.registry.remove(self.group);
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(topic = %self.topic, partition = self.index, error = %e, "raft group did not stop cleanly");
+        }
+        self.raft_log.writer().close().await?;
+        Ok(())
+    }
+
+    /// Like [`ReplicatedReplica::close`], for blocking threads: the group's tasks stop when
+    /// the runtime does; the log closes here.
+    ///
+    /// # Errors
+    /// The close's I/O error.
+    pub(super) fn close_blocking(&self) -> Result<(), BrokerError> {
+        self.registry.remove(self.group);
+        self.raft_log.writer().close_blocking()?;
+        Ok(())
+    }
+
+    /// This node's id in the group.
+    pub(super) fn node_id(&self) -> NodeId {
+        self.me
+    }
+}
+
+/// A sequence refusal, as the local filter words it.
+fn sequence_refusal(p: &ProducerBatch, check: SequenceCheck) -> BrokerError {
+    let err = match check {
+        SequenceCheck::OutOfOrder { expected, found } => SequenceError::OutOfOrder {
+            producer_id: p.producer_id,
+            expected,
+            found,
+        },
+        SequenceCheck::FencedEpoch { current, found } => SequenceError::FencedEpoch {
+            producer_id: p.producer_id,
+            current,
+            found,
+        },
+        SequenceCheck::UnknownProducer
+        | SequenceCheck::Append
+        | SequenceCheck::Duplicate { .. } => SequenceError::UnknownProducer {
+            producer_id: p.producer_id,
+        },
+    };
+    BrokerError::from(LogError::Rejected(Arc::new(err)))
+}
+
+/// A failure of the group's machinery (openraft stopped, a task panicked): retriable for the
+/// client, logged for the operator.
+fn raft_failure(topic: &str, index: u32, reason: String) -> BrokerError {
+    tracing::error!(topic, partition = index, %reason, "replicated partition failure");
+    BrokerError::PartitionStopped {
+        topic: topic.to_string(),
+        partition: index,
+        reason,
+    }
+}
