@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use cairn_log::{Clock, Offset};
 
+use crate::cluster_spec::{ClusterSpec, ClusterSpecError};
 use crate::disk_space::check_room_for_partitions;
 use crate::error::BrokerError;
 use crate::group::Groups;
@@ -43,8 +44,9 @@ pub const DEFAULT_OFFSETS_TOPIC_PARTITIONS: u32 = 8;
 pub struct BrokerConfig {
     /// Where topics and their logs live.
     pub data_dir: PathBuf,
-    /// This node's id.
-    pub node_id: i32,
+    /// The cluster this node starts in: its id, its peers, the Raft timings and the default
+    /// replication factor. [`ClusterSpec::default`] is a cluster of one, node 1.
+    pub cluster: ClusterSpec,
     /// The address clients reach this node at ("host:port").
     pub advertised_address: String,
     /// Configs a topic gets unless it overrides them.
@@ -129,18 +131,23 @@ pub struct Broker {
 }
 
 impl Broker {
-    /// Opens the broker: creates the data directory if needed and opens (recovering) every
+    /// Opens the broker: creates the data directory if needed, checks it belongs to this node
+    /// (`node.meta`, claimed if the directory has none yet), and opens (recovering) every
     /// topic's partitions.
     ///
     /// # Errors
-    /// I/O errors, an unreadable topic file, or a partition log that will not open.
+    /// [`BrokerError::NodeIdentity`] when the directory is another node's or its `node.meta` is
+    /// unreadable (nothing else is touched then); I/O errors, an unreadable topic file, or a
+    /// partition log that will not open.
     pub async fn open(cfg: BrokerConfig, clock: Arc<dyn Clock>) -> Result<Broker, BrokerError> {
         let data_dir = cfg.data_dir.clone();
         let defaults = cfg.topic_defaults.clone();
+        let cluster = cfg.cluster.clone();
         let opener = Arc::clone(&clock);
         let topics = blocking(move || {
             std::fs::create_dir_all(&data_dir)
                 .map_err(|e| BrokerError::io("create data directory", &data_dir, e))?;
+            crate::node_identity::check_or_claim(&data_dir, &cluster)?;
             let stored_topics = topic_store::load_topics(&data_dir, &defaults)?;
             topic_store::remove_leftovers(&data_dir, &stored_topics)?;
             let mut topics = BTreeMap::new();
@@ -176,7 +183,12 @@ impl Broker {
 
     /// This node's id.
     pub fn node_id(&self) -> i32 {
-        self.cfg.node_id
+        self.cfg.cluster.wire_node_id()
+    }
+
+    /// The cluster this node started in.
+    pub fn cluster(&self) -> &ClusterSpec {
+        &self.cfg.cluster
     }
 
     /// This node's client-facing address.
@@ -185,10 +197,13 @@ impl Broker {
     }
 
     /// Creates a topic with `partitions` partitions and the given config overrides.
+    /// `replication_factor` 0 means the cluster's default; any other value must be from 1 to
+    /// the node count.
     ///
     /// # Errors
     /// [`BrokerError::InvalidTopicName`], [`BrokerError::TopicExists`],
-    /// [`BrokerError::InvalidPartitions`], config errors naming the key, I/O errors.
+    /// [`BrokerError::InvalidPartitions`], [`BrokerError::InvalidReplicationFactor`], config
+    /// errors naming the key, I/O errors.
     pub async fn create_topic(
         &self,
         name: &str,
@@ -197,11 +212,21 @@ impl Broker {
         configs: &[(String, String)],
     ) -> Result<TopicInfo, BrokerError> {
         refuse_internal(name)?;
-        if !(0..=1).contains(&replication_factor) {
-            return Err(BrokerError::InvalidRequest(format!(
-                "replication factor {replication_factor} is more than this single node can hold (1)"
-            )));
-        }
+        // Every node holds every partition until the controller places replicas, so the factor
+        // is checked here and not used yet.
+        self.cfg
+            .cluster
+            .replication_factor(replication_factor)
+            .map_err(|err| match err {
+                ClusterSpecError::InvalidReplicationFactor {
+                    requested,
+                    node_count,
+                } => BrokerError::InvalidReplicationFactor {
+                    requested,
+                    node_count,
+                },
+                other => BrokerError::InvalidRequest(other.to_string()),
+            })?;
         self.create_topic_unchecked(name, partitions, configs).await
     }
 
@@ -304,8 +329,8 @@ impl Broker {
                     });
                 PartitionInfo {
                     partition: p.index,
-                    leader: self.cfg.node_id,
-                    replicas: vec![self.cfg.node_id],
+                    leader: self.node_id(),
+                    replicas: vec![self.node_id()],
                     log_start_offset,
                     high_watermark,
                 }
