@@ -503,8 +503,7 @@ impl ClusterSpec {
 /// # Errors
 /// [`ClusterSpecError::InvalidNodeId`] naming the text.
 pub fn parse_node_id(text: &str) -> Result<u64, ClusterSpecError> {
-    text.trim()
-        .parse::<u64>()
+    text.parse::<u64>()
         .ok()
         .filter(|id| (1..=MAX_NODE_ID).contains(id))
         .ok_or_else(|| ClusterSpecError::InvalidNodeId {
