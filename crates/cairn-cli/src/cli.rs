@@ -71,7 +71,9 @@ Config file (TOML):
 #[derive(Debug, Parser)]
 #[command(name = "cairn", version, after_help = CAIRN_AFTER_HELP)]
 pub struct Cli {
-    /// Brokers the client commands connect to (comma-separated). `serve` ignores it.
+    /// Brokers the client commands connect to, comma-separated: tried in order until one
+    /// answers, each within --connect-timeout; a failure names every address tried. `serve`
+    /// ignores it.
     #[arg(
         long,
         global = true,
