@@ -111,6 +111,10 @@ pub struct Cli {
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "parsed once per process; boxing `serve`'s flags would save nothing that matters"
+)]
 pub enum Command {
     /// Run a broker: serve the gRPC API and the HTTP admin endpoint until SIGTERM or SIGINT.
     #[command(after_help = SERVE_AFTER_HELP)]

@@ -203,7 +203,7 @@ pub(super) fn resolve<E: Fn(&str) -> Option<OsString>>(
         let context = match &source {
             ClusterSpecError::InvalidDefaultReplicationFactor { .. } => factor
                 .as_ref()
-                .map_or_else(String::new, |given| invalid_context(given)),
+                .map_or_else(String::new, invalid_context),
             ClusterSpecError::NodeIdRequired { .. } => {
                 format!("invalid {}", origin_text(peers_origin.as_ref()))
             }
