@@ -60,7 +60,7 @@ fn bad_flag_value_is_one_line_and_status_2() {
     assert_eq!(status, Some(2));
     assert_eq!(
         line,
-        "error: invalid value \"abc\" for --node-id: expected an integer from 0 to 2147483647"
+        "error: invalid value \"abc\" for --node-id: expected an integer from 1 to 2147483647"
     );
     assert!(!data_dir.exists(), "nothing is created for a bad setting");
 }

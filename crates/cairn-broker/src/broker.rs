@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use cairn_codec::{LeaderEpoch, Offset};
 use cairn_log::Clock;
 
+use crate::cluster_spec::{ClusterSpec, ClusterSpecError};
 use crate::disk_space::check_room_for_partitions;
 use crate::error::BrokerError;
 use crate::group::Groups;
@@ -45,8 +46,9 @@ pub const DEFAULT_OFFSETS_TOPIC_PARTITIONS: u32 = 8;
 pub struct BrokerConfig {
     /// Where topics and their logs live.
     pub data_dir: PathBuf,
-    /// This node's id.
-    pub node_id: i32,
+    /// The cluster this node starts in: its id, its peers, the Raft timings and the default
+    /// replication factor. [`ClusterSpec::default`] is a cluster of one, node 1.
+    pub cluster: ClusterSpec,
     /// The address clients reach this node at ("host:port").
     pub advertised_address: String,
     /// Configs a topic gets unless it overrides them.
@@ -137,18 +139,23 @@ pub struct Broker {
 }
 
 impl Broker {
-    /// Opens the broker: creates the data directory if needed and opens (recovering) every
+    /// Opens the broker: creates the data directory if needed, checks it belongs to this node
+    /// (`node.meta`, claimed if the directory has none yet), and opens (recovering) every
     /// topic's partitions.
     ///
     /// # Errors
-    /// I/O errors, an unreadable topic file, or a partition log that will not open.
+    /// [`BrokerError::NodeMeta`] when the directory is another node's or its `node.meta` is
+    /// unreadable (nothing else is touched then); I/O errors, an unreadable topic file, or a
+    /// partition log that will not open.
     pub async fn open(cfg: BrokerConfig, clock: Arc<dyn Clock>) -> Result<Broker, BrokerError> {
         let data_dir = cfg.data_dir.clone();
         let defaults = cfg.topic_defaults.clone();
+        let cluster = cfg.cluster.clone();
         let opener = Arc::clone(&clock);
         let topics = blocking(move || {
             std::fs::create_dir_all(&data_dir)
                 .map_err(|e| BrokerError::io("create data directory", &data_dir, e))?;
+            crate::node_meta::check_or_claim(&data_dir, &cluster)?;
             let stored_topics = topic_store::load_topics(&data_dir, &defaults)?;
             topic_store::remove_leftovers(&data_dir, &stored_topics)?;
             let mut topics = BTreeMap::new();
@@ -170,7 +177,7 @@ impl Broker {
         let data_dir = cfg.data_dir.clone();
         let producer_ids = Arc::new(blocking(move || ProducerIds::open(&data_dir)).await?);
         let node = NodeIdentity {
-            node_id: cfg.node_id,
+            node_id: cfg.cluster.wire_node_id(),
             advertised_address: cfg.advertised_address.clone(),
         };
         let broker = Broker {
@@ -192,6 +199,11 @@ impl Broker {
         self.node.node_id
     }
 
+    /// The cluster this node started in.
+    pub fn cluster(&self) -> &ClusterSpec {
+        &self.cfg.cluster
+    }
+
     /// This node's client-facing address.
     pub fn advertised_address(&self) -> &str {
         &self.node.advertised_address
@@ -208,10 +220,13 @@ impl Broker {
     }
 
     /// Creates a topic with `partitions` partitions and the given config overrides.
+    /// `replication_factor` 0 means the cluster's default; any other value must be from 1 to
+    /// the node count.
     ///
     /// # Errors
     /// [`BrokerError::InvalidTopicName`], [`BrokerError::TopicExists`],
-    /// [`BrokerError::InvalidPartitions`], config errors naming the key, I/O errors.
+    /// [`BrokerError::InvalidPartitions`], [`BrokerError::InvalidReplicationFactor`], config
+    /// errors naming the key, I/O errors.
     pub async fn create_topic(
         &self,
         name: &str,
@@ -220,11 +235,21 @@ impl Broker {
         configs: &[(String, String)],
     ) -> Result<TopicInfo, BrokerError> {
         refuse_internal(name)?;
-        if !(0..=1).contains(&replication_factor) {
-            return Err(BrokerError::InvalidRequest(format!(
-                "replication factor {replication_factor} is more than this single node can hold (1)"
-            )));
-        }
+        // Every node holds every partition until the controller places replicas, so the factor
+        // is checked here and not used yet.
+        self.cfg
+            .cluster
+            .replication_factor(replication_factor)
+            .map_err(|err| match err {
+                ClusterSpecError::InvalidReplicationFactor {
+                    requested,
+                    node_count,
+                } => BrokerError::InvalidReplicationFactor {
+                    requested,
+                    node_count,
+                },
+                other => BrokerError::InvalidRequest(other.to_string()),
+            })?;
         self.create_topic_unchecked(name, partitions, configs).await
     }
 

@@ -21,7 +21,7 @@ use crate::{
 async fn open(dir: &std::path::Path) -> Broker {
     let cfg = BrokerConfig {
         data_dir: dir.to_path_buf(),
-        node_id: 1,
+        cluster: crate::ClusterSpec::default(),
         advertised_address: "127.0.0.1:7070".to_string(),
         topic_defaults: TopicConfig::default(),
         offsets_topic_partitions: DEFAULT_OFFSETS_TOPIC_PARTITIONS,

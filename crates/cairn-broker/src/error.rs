@@ -12,6 +12,7 @@ use cairn_log::LogError;
 
 use crate::partition::LeaderHint;
 use crate::storage_error::StorageError;
+use crate::node_meta::NodeMetaError;
 use crate::topic_name::TopicNameError;
 
 /// An error from the broker.
@@ -130,6 +131,23 @@ pub enum BrokerError {
         /// Bytes free.
         available_bytes: u64,
     },
+    /// A topic's replication factor is below 1 or above the cluster's node count (Kafka's
+    /// `INVALID_REPLICATION_FACTOR`).
+    #[error(
+        "invalid replication factor {requested}: the cluster has {node_count} node{} \
+         (a replication factor must be from 1 to {node_count})",
+        if *node_count == 1 { "" } else { "s" }
+    )]
+    InvalidReplicationFactor {
+        /// The factor asked for.
+        requested: i64,
+        /// Nodes in the cluster.
+        node_count: usize,
+    },
+    /// The data directory is not this node's, or its `node.meta` is unreadable (checked at
+    /// open, before anything else in the directory is touched).
+    #[error("{0}")]
+    NodeMeta(#[from] NodeMetaError),
     /// A request is malformed (Kafka's `INVALID_REQUEST`).
     #[error("invalid request: {0}")]
     InvalidRequest(String),

@@ -40,6 +40,10 @@
 //! - `producer_snapshot`: the idempotent-producer state saved every few megabytes and at close,
 //!   so opening a partition reads a bounded tail of its log.
 //! - `scrub`: one rate-limited pass over every log after start-up that finds damage at rest.
+//! - `cluster_spec`: [`ClusterSpec`], the static cluster a node starts in (its id, the peer
+//!   list, the Raft timings, the default replication factor), parsed and checked, pure;
+//!   `node_meta`: `DATA/node.meta`, which node (and cluster) the data directory belongs to,
+//!   checked at open before anything else in the directory is touched.
 //! - `error`: [`BrokerError`], the crate's one error enum.
 //! - `fuzzing` (hidden): entry points for `fuzz/` into private decoders (offset records, the
 //!   text of a topic file). Not an API.
@@ -57,6 +61,7 @@
 
 mod broker;
 pub mod cluster;
+mod cluster_spec;
 #[cfg(test)]
 mod compaction_tests;
 mod disk_space;
@@ -66,6 +71,7 @@ mod fetch;
 pub mod fuzzing;
 mod group;
 mod node_identity;
+pub mod node_meta;
 mod partition;
 mod produce;
 mod producer_filter;
@@ -97,6 +103,12 @@ pub use cairn_log::{Clock, ManualClock, SystemClock};
 /// The process-wide histogram of segment `fdatasync` durations, re-exported from `cairn-log`
 /// for the server's `/metrics` (the broker adds nothing to it).
 pub use cairn_log::{FSYNC_BUCKET_UPPER_NANOS, FsyncLatency, FsyncSnapshot, fsync_latency};
+pub use cluster_spec::{
+    ClusterSpec, ClusterSpecError, DEFAULT_ELECTION_TIMEOUT_MAX_MS,
+    DEFAULT_ELECTION_TIMEOUT_MIN_MS, DEFAULT_HEARTBEAT_MS, DEFAULT_NODE_ID,
+    DEFAULT_REPLICATION_FACTOR_CAP, MAX_ELECTION_TIMEOUT_MS, MAX_NODE_ID, MAX_PEERS, RaftTimings,
+    host_port_problem, parse_node_id, parse_peers, peers_from_entries,
+};
 pub use disk_space::{CREATE_MARGIN_BYTES, PARTITION_DISK_BYTES};
 pub use error::BrokerError;
 pub use fetch::{

@@ -9,7 +9,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use cairn_broker::TopicConfig;
+use cairn_broker::{ClusterSpecError, TopicConfig};
 
 /// The flag that sets one topic default; [`Origin::TopicDefaultFlag`] names it.
 pub const TOPIC_DEFAULT_FLAG: &str = "--topic-default";
@@ -113,6 +113,17 @@ pub enum ConfigError {
         path: PathBuf,
         /// The limit.
         max_bytes: u64,
+    },
+    /// A cluster setting (peer list, node id, Raft timings, default replication factor, or the
+    /// listen address against the peer list) that the cluster rules refuse.
+    #[error("{context}: {source}")]
+    Cluster {
+        /// Which settings, and where they came from: `invalid value "..." for --peers`, or
+        /// `--node-id 4 with --peers` for a disagreement between two.
+        context: String,
+        /// What the rules say is wrong.
+        #[source]
+        source: ClusterSpecError,
     },
     /// Both listeners were given the same fixed address, so the second bind would fail.
     #[error("gRPC address ({grpc}) and HTTP address ({http}) are both {addr}; they must differ")]

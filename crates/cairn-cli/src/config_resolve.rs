@@ -6,6 +6,10 @@
 //! The invariant: a [`ServeConfig`] holds only checked values, and a rejected value is reported
 //! as one line naming where it came from (the flag, the variable or the file key) and the value.
 //!
+//! The cluster settings (`--peers`, the Raft timings, the default replication factor, and the
+//! listen and advertised addresses they imply) are resolved in `cluster`, which states the
+//! decisions behind them.
+//!
 //! Only the winning value of a key is checked: a bad `CAIRN_NODE_ID` under a good `--node-id`
 //! is not an error, since the flag is how an operator overrides it. The file is the exception in
 //! part: it must parse, hold only known keys, and give each key the right TOML type, because it
@@ -14,10 +18,10 @@
 
 use std::collections::HashSet;
 use std::ffi::OsString;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 
-use cairn_broker::{BrokerError, TopicConfig};
+use cairn_broker::{BrokerError, TopicConfig, host_port_problem};
 use serde::Deserialize;
 
 use crate::cli::ServeArgs;
@@ -36,8 +40,6 @@ pub const DEFAULT_GRPC_ADDR: SocketAddr =
 /// HTTP admin listen address when none is given.
 pub const DEFAULT_HTTP_ADDR: SocketAddr =
     SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 7071));
-/// Node id when none is given.
-pub const DEFAULT_NODE_ID: i32 = 1;
 /// Smallest `max_partitions`: the node creates `__consumer_offsets` with this many partitions.
 pub const MIN_MAX_PARTITIONS: u32 = cairn_broker::DEFAULT_OFFSETS_TOPIC_PARTITIONS;
 /// Largest `max_partitions`: far past what one node's threads and maps can hold, so a typo of
@@ -122,6 +124,7 @@ struct FileConfig {
     log_format: Option<toml::Value>,
     max_partitions: Option<toml::Value>,
     topic_defaults: Option<toml::Value>,
+    cluster: Option<toml::Value>,
     max_connections: Option<toml::Value>,
     max_connections_per_ip: Option<toml::Value>,
     handshake_timeout_ms: Option<toml::Value>,
@@ -136,6 +139,9 @@ struct ParsedFile<'a> {
     values: Vec<(&'static str, String)>,
     /// `[topic_defaults]`, flattened to `(Kafka name, value)` pairs, sorted by name.
     topic_defaults: Vec<(String, String)>,
+    /// `[cluster] peers` written as a table, as `(id text, address)` pairs (the string form is
+    /// among `values`).
+    peer_table: Option<Vec<(String, String)>>,
 }
 
 /// A value as given, before it is checked, with where it came from.
@@ -178,7 +184,8 @@ pub fn config_path(
 /// The first problem found, as a [`ConfigError`] naming the flag, variable or file key and the
 /// value: [`ConfigError::MalformedFile`] for bad TOML or an unknown key,
 /// [`ConfigError::WrongType`], [`ConfigError::InvalidValue`], [`ConfigError::UnknownTopicKey`],
-/// [`ConfigError::NotUnicode`] or [`ConfigError::SameAddress`].
+/// [`ConfigError::NotUnicode`], [`ConfigError::SameAddress`] or [`ConfigError::Cluster`] (a
+/// peer list, node id, Raft timing or default replication factor the cluster rules refuse).
 pub fn resolve(
     args: &ServeArgs,
     env: impl Fn(&str) -> Option<OsString>,
@@ -189,8 +196,13 @@ pub fn resolve(
         file: file.map(parse_file).transpose()?,
     };
     let data_dir = resolve_data_dir(args, &lower)?;
+    let cluster = cluster::resolve(args, &lower)?;
     let grpc = lower.pick(args.grpc_addr.as_deref(), &GRPC_ADDR)?;
-    let grpc_addr = grpc.as_ref().map_or(Ok(DEFAULT_GRPC_ADDR), parse_addr)?;
+    let grpc_given = match &grpc {
+        Some(given) => Some((parse_addr(given)?, given)),
+        None => None,
+    };
+    let grpc_addr = cluster::listen_address(&cluster, grpc_given, DEFAULT_GRPC_ADDR)?;
     let http = lower.pick(args.http_addr.as_deref(), &HTTP_ADDR)?;
     let http_addr = http.as_ref().map_or(Ok(DEFAULT_HTTP_ADDR), parse_addr)?;
     if grpc_addr == http_addr && grpc_addr.port() != 0 {
@@ -200,14 +212,12 @@ pub fn resolve(
             addr: grpc_addr,
         });
     }
-    let node_id = match lower.pick(args.node_id.as_deref(), &NODE_ID)? {
-        Some(given) => parse_node_id(&given)?,
-        None => DEFAULT_NODE_ID,
-    };
+    // The node's peer address serves clients too unless told otherwise.
     let advertised_address = lower
         .pick(args.advertised_address.as_deref(), &ADVERTISED_ADDRESS)?
         .map(check_advertised_address)
-        .transpose()?;
+        .transpose()?
+        .or_else(|| cluster.spec.own_address().map(str::to_string));
     let max_partitions = match lower.pick(args.max_partitions.as_deref(), &MAX_PARTITIONS)? {
         Some(given) => parse_max_partitions(&given)?,
         None => cairn_broker::DEFAULT_MAX_PARTITIONS,
@@ -218,7 +228,7 @@ pub fn resolve(
         data_dir,
         grpc_addr,
         http_addr,
-        node_id,
+        cluster: cluster.spec,
         advertised_address,
         topic_defaults,
         connections,
@@ -323,6 +333,7 @@ fn parse_file(file: ConfigFile<'_>) -> Result<ParsedFile<'_>, ConfigError> {
         path: file.path,
         values: Vec::new(),
         topic_defaults: Vec::new(),
+        peer_table: None,
     };
     let scalars = [
         (DATA_DIR.file_key, config.data_dir),
@@ -369,6 +380,9 @@ fn parse_file(file: ConfigFile<'_>) -> Result<ParsedFile<'_>, ConfigError> {
     if let Some(value) = &config.topic_defaults {
         parsed.topic_defaults = file_topic_defaults(&parsed, value)?;
     }
+    if let Some(value) = &config.cluster {
+        cluster::read_file_table(&mut parsed, value)?;
+    }
     Ok(parsed)
 }
 
@@ -407,19 +421,6 @@ fn parse_addr(given: &Given) -> Result<SocketAddr, ConfigError> {
     })
 }
 
-fn parse_node_id(given: &Given) -> Result<i32, ConfigError> {
-    given
-        .text
-        .parse::<i32>()
-        .ok()
-        .filter(|id| *id >= 0)
-        .ok_or_else(|| ConfigError::InvalidValue {
-            origin: given.origin.clone(),
-            value: given.text.clone(),
-            reason: format!("expected an integer from 0 to {}", i32::MAX),
-        })
-}
-
 fn parse_max_partitions(given: &Given) -> Result<u32, ConfigError> {
     given
         .text
@@ -440,7 +441,7 @@ fn parse_max_partitions(given: &Given) -> Result<u32, ConfigError> {
 /// address, or an IPv6 address in brackets, and a port from 1. It is not resolved here: the
 /// name is for clients, and need not resolve on the broker's own host.
 fn check_advertised_address(given: Given) -> Result<String, ConfigError> {
-    match advertised_address_problem(&given.text) {
+    match host_port_problem(&given.text) {
         None => Ok(given.text),
         Some(reason) => Err(ConfigError::InvalidValue {
             origin: given.origin,
@@ -448,32 +449,6 @@ fn check_advertised_address(given: Given) -> Result<String, ConfigError> {
             reason: format!("{reason}; expected HOST:PORT, such as cairn-1.example.com:7070"),
         }),
     }
-}
-
-fn advertised_address_problem(text: &str) -> Option<&'static str> {
-    if text.contains("://") {
-        return Some("a URL scheme is not allowed");
-    }
-    let Some((host, port)) = text.rsplit_once(':') else {
-        return Some("no port");
-    };
-    if !port.parse::<u16>().is_ok_and(|port| port != 0) {
-        return Some("the port must be from 1 to 65535");
-    }
-    if let Some(inner) = host.strip_prefix('[') {
-        let is_ipv6 = inner
-            .strip_suffix(']')
-            .is_some_and(|ip| ip.parse::<Ipv6Addr>().is_ok());
-        return (!is_ipv6).then_some("a bracketed host must be an IPv6 address");
-    }
-    if host.is_empty() {
-        return Some("no host");
-    }
-    if host.contains(':') {
-        return Some("an IPv6 host must be in brackets");
-    }
-    let host_chars = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_');
-    (!host.chars().all(host_chars)).then_some("the host may hold only letters, digits, - . and _")
 }
 
 /// The topic defaults: the file's `[topic_defaults]`, then each `--topic-default` in order (so a
@@ -586,6 +561,7 @@ fn flatten_topic_defaults(
     Ok(())
 }
 
+mod cluster;
 mod connection_limits;
 
 #[cfg(test)]

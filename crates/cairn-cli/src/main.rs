@@ -23,7 +23,8 @@
 //!
 //! Invariants: logs go to stderr, so stdout carries only what scripts read (the server's ready
 //! line). A failure is one line on stderr, `error: ...`, and the exit status says whose it is:
-//! 2 for a usage or config mistake (clap's own usage errors too), 1 for anything else.
+//! 2 for a usage or config mistake (clap's own usage errors too, and a data directory that
+//! belongs to another node id), 1 for anything else.
 
 /// `println!` that hands back the write's error instead of panicking: stdout may be a pipe
 /// whose reader has gone (`cairn topic list | head -1`). `main` ends quietly on that error.
@@ -59,6 +60,7 @@ mod usage_error;
 
 use std::process::ExitCode;
 
+use cairn_broker::node_meta::NodeMetaError;
 use clap::Parser;
 
 use crate::cli::{Cli, Command};
@@ -121,9 +123,14 @@ async fn run() -> ExitCode {
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {}", one_line(&err));
-            let usage = err
-                .chain()
-                .any(|cause| cause.is::<ConfigError>() || cause.is::<UsageError>());
+            let usage = err.chain().any(|cause| {
+                cause.is::<ConfigError>()
+                    || cause.is::<UsageError>()
+                    // A data directory that is another node's: the flags are what to fix.
+                    || cause
+                        .downcast_ref::<NodeMetaError>()
+                        .is_some_and(NodeMetaError::is_config_mistake)
+            });
             ExitCode::from(if usage { EXIT_USAGE } else { EXIT_FAILURE })
         }
     }

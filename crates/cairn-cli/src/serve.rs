@@ -39,7 +39,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         data_dir = %cfg.data_dir.display(),
         grpc_addr = %cfg.grpc_addr,
         http_addr = %cfg.http_addr,
-        node_id = cfg.node_id,
+        node_id = cfg.cluster.node_id(),
+        nodes = cfg.cluster.node_count(),
+        peers = %peers_text(&cfg.cluster),
+        raft = %cfg.cluster.timings(),
+        default_replication_factor = cfg.cluster.default_replication_factor(),
         advertised_address = cfg.advertised_address.as_deref().unwrap_or("(bound gRPC address)"),
         config_file = %path.as_deref().map_or("(none)".into(), |p| p.display().to_string()),
         %log_format,
@@ -55,6 +59,19 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     cairn_server::run(cfg, shutdown).await?;
     info!("broker stopped");
     Ok(())
+}
+
+/// The peer list as `--peers` takes it, or `(none: a cluster of one)`.
+fn peers_text(cluster: &cairn_broker::ClusterSpec) -> String {
+    if cluster.peers().is_empty() {
+        return "(none: a cluster of one)".to_string();
+    }
+    let entries: Vec<String> = cluster
+        .peers()
+        .iter()
+        .map(|(id, address)| format!("{id}={address}"))
+        .collect();
+    entries.join(",")
 }
 
 /// Reads the config file whole, up to [`MAX_CONFIG_FILE_BYTES`].

@@ -25,7 +25,7 @@ pub enum Format {
 pub enum TopicCommand {
     /// Create a topic.
     #[command(
-        after_help = "Examples:\n  cairn topic create orders --partitions 6 --config retention.ms=604800000"
+        after_help = "Examples:\n  cairn topic create orders --partitions 6 --config retention.ms=604800000\n  cairn topic create payments --partitions 3 --replication-factor 3"
     )]
     Create {
         /// The topic name ([a-zA-Z0-9._-], 1-249 characters).
@@ -33,9 +33,10 @@ pub enum TopicCommand {
         /// Number of partitions.
         #[arg(long, default_value_t = 1)]
         partitions: i32,
-        /// Copies of each partition (a single node holds 1).
-        #[arg(long, default_value_t = 0)]
-        replication_factor: i32,
+        /// Copies of each partition, from 1 to the cluster's node count (a single node holds 1)
+        /// [default: the cluster's --default-replication-factor].
+        #[arg(long, value_name = "R", allow_negative_numbers = true)]
+        replication_factor: Option<i32>,
         /// A config that differs from the default (Kafka's names), repeatable.
         #[arg(long = "config", value_name = "KEY=VALUE")]
         configs: Vec<String>,
@@ -102,7 +103,20 @@ pub struct DescribeArgs {
 pub async fn run(target: &Target, command: TopicCommand) -> anyhow::Result<()> {
     // Check what can be checked before connecting, so a typo is reported as such.
     match &command {
-        TopicCommand::Create { configs, .. } | TopicCommand::Alter { configs, .. } => {
+        TopicCommand::Create {
+            configs,
+            replication_factor,
+            ..
+        } => {
+            parse_configs(configs)?;
+            if let Some(factor) = replication_factor.filter(|factor| *factor < 1) {
+                usage_bail!(
+                    "--replication-factor {factor}: a topic needs at least 1 copy of each \
+                     partition (leave the flag out for the cluster's default)"
+                );
+            }
+        }
+        TopicCommand::Alter { configs, .. } => {
             parse_configs(configs)?;
         }
         _ => {}
@@ -127,7 +141,8 @@ pub async fn run(target: &Target, command: TopicCommand) -> anyhow::Result<()> {
                 .create_topic(
                     &name,
                     partitions,
-                    replication_factor,
+                    // 0 asks for the cluster's default, as the API defines it.
+                    replication_factor.unwrap_or(0),
                     parse_configs(&configs)?,
                 )
                 .await?;

@@ -59,11 +59,14 @@ impl Admin {
             .into_inner())
     }
 
-    /// Creates a topic; `replication_factor` 0 means the broker default.
+    /// Creates a topic with `replication_factor` copies of each partition; 0 means the
+    /// cluster's default (`min(3, nodes)` unless the broker was told otherwise; 1 on a single
+    /// node).
     ///
     /// # Errors
-    /// [`ClientError::Broker`] with `InvalidTopic`, `TopicAlreadyExists`, `InvalidPartitions` or
-    /// `InvalidConfig` naming the problem.
+    /// [`ClientError::Broker`] with `InvalidTopic`, `TopicAlreadyExists`, `InvalidPartitions`,
+    /// `InvalidConfig`, or `InvalidReplicationFactor` (below 1, or above the node count)
+    /// naming the problem.
     pub async fn create_topic(
         &self,
         name: &str,

@@ -1,13 +1,16 @@
-//! Connecting to a broker: the first of a `host:port` list that answers. One gRPC channel
-//! (HTTP/2, multiplexed) serves every call of a client.
+//! Connecting to a broker: the first of a bootstrap list (`host:port,host:port,...`) that
+//! answers, tried in the order given, each within the connect timeout, so one dead node of a
+//! cluster costs a caller at most that timeout. One gRPC channel (HTTP/2, multiplexed) to the
+//! broker that answered serves every call of a client; finding each partition's leader is the
+//! metadata's job, not this list's.
 
-use std::sync::Arc;
+use std::error::Error as _;
 use std::time::Duration;
 
 use http::Uri;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::error::ClientError;
+use crate::error::{ClientError, ConnectAttempt};
 
 /// How long to wait for a TCP connection to one broker, unless [`Timeouts::connect`] says
 /// otherwise.
@@ -51,12 +54,20 @@ pub async fn connect(brokers: &str) -> Result<Channel, ClientError> {
 }
 
 /// As [`connect`], with these deadlines on connecting and on every request of the channel.
+/// Each address is tried once, in the order given, within `timeouts.connect`.
 ///
 /// # Errors
-/// As [`connect`].
+/// [`ClientError::InvalidArgument`] for a malformed address or an empty list (before anything
+/// is dialled); [`ClientError::Connect`] naming every address tried and why it failed.
 pub async fn connect_with(brokers: &str, timeouts: Timeouts) -> Result<Channel, ClientError> {
-    let mut last = None;
-    for (_, origin) in broker_addresses(brokers)? {
+    let addresses = broker_addresses(brokers)?;
+    if addresses.is_empty() {
+        return Err(ClientError::InvalidArgument(
+            "no broker address given".to_string(),
+        ));
+    }
+    let mut attempts = Vec::with_capacity(addresses.len());
+    for (address, origin) in addresses {
         let mut endpoint = Endpoint::from(origin)
             .connect_timeout(timeouts.connect)
             .tcp_nodelay(true)
@@ -69,18 +80,29 @@ pub async fn connect_with(brokers: &str, timeouts: Timeouts) -> Result<Channel, 
         }
         match endpoint.connect().await {
             Ok(channel) => return Ok(channel),
-            Err(err) => last = Some(err),
+            Err(err) => attempts.push(ConnectAttempt {
+                address,
+                reason: causes(&err),
+            }),
         }
     }
-    match last {
-        Some(source) => Err(ClientError::Connect {
-            brokers: brokers.to_string(),
-            source: Arc::new(source),
-        }),
-        None => Err(ClientError::InvalidArgument(
-            "no broker address given".to_string(),
-        )),
+    Err(ClientError::Connect { attempts })
+}
+
+/// An error and its causes on one line: tonic's own message ("transport error") says nothing
+/// of what went wrong, its sources do ("Connection refused").
+fn causes(err: &tonic::transport::Error) -> String {
+    let mut line = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        source = cause.source();
     }
+    line
 }
 
 /// The brokers of a comma-separated list, each as `host:port` and as the `http://` URI
@@ -180,6 +202,54 @@ mod tests {
         );
         assert!(err.is_retriable() && err.outcome_unknown());
         holder.abort();
+    }
+
+    #[tokio::test]
+    async fn the_first_broker_that_answers_is_used_and_failures_name_every_address() {
+        let closed = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .to_string()
+        };
+        let (dead_a, dead_b) = (closed(), closed());
+        let err = connect(&format!("{dead_a},{dead_b}")).await.unwrap_err();
+        let ClientError::Connect { attempts } = &err else {
+            panic!("not a connect error: {err}");
+        };
+        let tried: Vec<&str> = attempts.iter().map(|a| a.address.as_str()).collect();
+        assert_eq!(
+            tried,
+            [dead_a.as_str(), dead_b.as_str()],
+            "in the order given"
+        );
+        let message = err.to_string();
+        assert!(
+            message.starts_with(&format!("cannot reach a broker at {dead_a} (")),
+            "{message}"
+        );
+        assert!(message.contains(&format!(", {dead_b} (")), "{message}");
+        assert!(
+            attempts.iter().all(|a| a.reason.contains("refused")),
+            "{attempts:?}"
+        );
+        // A live listener after a dead address: the list moves on to it. (It accepts and
+        // holds connections, which is all connecting needs.)
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let live = listener.local_addr().unwrap().to_string();
+        let holder = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                held.push(stream);
+            }
+        });
+        connect(&format!("{dead_a},{live}")).await.unwrap();
+        holder.abort();
+        assert!(matches!(
+            connect(" , ").await,
+            Err(ClientError::InvalidArgument(_))
+        ));
     }
 
     #[test]

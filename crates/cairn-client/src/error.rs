@@ -2,7 +2,6 @@
 //! stable [`ErrorCode`] (from the status's `google.rpc.ErrorInfo` reason), so callers branch on
 //! the code, never on message text.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_codec::batch::BatchError;
@@ -27,14 +26,12 @@ pub enum ClientError {
         /// For `NotLeader`: the leader's address.
         leader: Option<String>,
     },
-    /// No broker of the list could be reached.
-    #[error("cannot reach a broker at {brokers}: {source}")]
+    /// No broker of the list could be reached: each address was tried once, in order, each
+    /// within the connect timeout.
+    #[error("cannot reach a broker at {}", show_attempts(attempts))]
     Connect {
-        /// The addresses tried.
-        brokers: String,
-        /// The last failure.
-        #[source]
-        source: Arc<tonic::transport::Error>,
+        /// Every address tried, in order, with why it failed.
+        attempts: Vec<ConnectAttempt>,
     },
     /// A produced record was not acknowledged within the producer's delivery timeout
     /// (retries included). It may or may not have been written.
@@ -113,6 +110,23 @@ pub enum ClientError {
         /// The partition's high watermark.
         high_watermark: i64,
     },
+}
+
+/// One failed attempt to connect to a broker of the bootstrap list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnectAttempt {
+    /// The address, `host:port`.
+    pub address: String,
+    /// Why it failed: the transport error and its causes, on one line.
+    pub reason: String,
+}
+
+fn show_attempts(attempts: &[ConnectAttempt]) -> String {
+    let shown: Vec<String> = attempts
+        .iter()
+        .map(|attempt| format!("{} ({})", attempt.address, attempt.reason))
+        .collect();
+    shown.join(", ")
 }
 
 impl ClientError {

@@ -52,7 +52,7 @@ pub use cairn_proto::v1::{
 };
 pub use connection::{CONNECT_TIMEOUT, Timeouts, connect, connect_with};
 pub use consumer::{ConsumedRecord, Consumer, MAX_RESPONSE_BYTES, POLL_MAX_BYTES, Seek};
-pub use error::ClientError;
+pub use error::{ClientError, ConnectAttempt};
 pub use group::{
     GroupConsumer, GroupConsumerConfig, NoopListener, OffsetReset, RebalanceListener,
     TopicPartition,

@@ -51,13 +51,14 @@ struct Shared {
 }
 
 impl StreamChannel {
-    /// Connects to the first reachable broker of `brokers` (`host:port`, comma-separated).
+    /// Connects to the first reachable broker of `brokers` (`host:port`, comma-separated),
+    /// tried in the order given.
     ///
     /// # Errors
     /// [`ClientError::InvalidArgument`] for a malformed address; [`ClientError::Broker`] with
-    /// status `UNAVAILABLE` (retriable) when none answers.
+    /// status `UNAVAILABLE` (retriable), naming every address tried, when none answers.
     pub(crate) async fn connect(brokers: &str) -> Result<StreamChannel, ClientError> {
-        let mut last = None;
+        let mut failures: Vec<String> = Vec::new();
         for (address, origin) in broker_addresses(brokers)? {
             match open(&address).await {
                 Ok(sender) => {
@@ -69,13 +70,17 @@ impl StreamChannel {
                         }),
                     });
                 }
-                Err(status) => last = Some(status),
+                Err(status) => failures.push(status.message().to_string()),
             }
         }
-        Err(last.map_or_else(
-            || ClientError::InvalidArgument("no broker address given".to_string()),
-            ClientError::from,
-        ))
+        if failures.is_empty() {
+            return Err(ClientError::InvalidArgument(
+                "no broker address given".to_string(),
+            ));
+        }
+        Err(ClientError::from(tonic::Status::unavailable(
+            failures.join("; "),
+        )))
     }
 
     /// The URI of `path` (`/package.Service/Method`) on this broker.

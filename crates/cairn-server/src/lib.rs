@@ -33,7 +33,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use cairn_broker::{Broker, BrokerConfig, BrokerError, SystemClock, TopicConfig};
+use cairn_broker::{Broker, BrokerConfig, BrokerError, ClusterSpec, SystemClock, TopicConfig};
 use cairn_proto::v1::FILE_DESCRIPTOR_SET;
 use cairn_proto::v1::admin_server::AdminServer;
 use cairn_proto::v1::consumer_server::ConsumerServer;
@@ -68,8 +68,9 @@ pub struct ServerConfig {
     pub grpc_addr: SocketAddr,
     /// The HTTP admin listen address (port 0 picks a free port).
     pub http_addr: SocketAddr,
-    /// This node's id.
-    pub node_id: i32,
+    /// The cluster this node starts in (its id among them); [`ClusterSpec::default`] is a
+    /// cluster of one, node 1, as a lone broker always was.
+    pub cluster: ClusterSpec,
     /// The address clients are told to use; default: the bound gRPC address.
     pub advertised_address: Option<String>,
     /// Configs a topic gets unless it overrides them.
@@ -145,7 +146,7 @@ pub async fn run(
         })?;
     let broker_cfg = BrokerConfig {
         data_dir: cfg.data_dir.clone(),
-        node_id: cfg.node_id,
+        cluster: cfg.cluster.clone(),
         advertised_address: cfg
             .advertised_address
             .clone()

@@ -46,7 +46,12 @@ pub fn classify(err: &BrokerError) -> (ErrorCode, Code) {
         BrokerError::InvalidPartitions { .. } => {
             (ErrorCode::InvalidPartitions, Code::InvalidArgument)
         }
+        BrokerError::InvalidReplicationFactor { .. } => {
+            (ErrorCode::InvalidReplicationFactor, Code::InvalidArgument)
+        }
         BrokerError::InvalidRequest(_) => (ErrorCode::InvalidRequest, Code::InvalidArgument),
+        // Only met at open, before any request is served.
+        BrokerError::NodeMeta(_) => (ErrorCode::Internal, Code::Internal),
         BrokerError::InsufficientDiskSpace { .. } => (ErrorCode::DiskFull, Code::ResourceExhausted),
         BrokerError::TooManyPartitions { .. } => {
             (ErrorCode::InvalidPartitions, Code::ResourceExhausted)

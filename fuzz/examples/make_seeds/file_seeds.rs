@@ -1,6 +1,6 @@
 //! Seeds for the targets beyond record batches: gRPC framing, the files of a partition
 //! directory (index and checkpoint files, taken from `cairn_fuzz::log_dir`'s real template
-//! log), offset records, topic files and replay checkpoints. Each is what Cairn itself writes,
+//! log), offset records, topic files, replay checkpoints and `node.meta`. Each is what Cairn itself writes,
 //! so the fuzzers start from valid inputs and mutate from there.
 
 use std::collections::BTreeMap;
@@ -9,6 +9,7 @@ use std::path::Path;
 
 use cairn_broker::TopicConfig;
 use cairn_broker::fuzzing::{OffsetKey, encode_key, encode_value};
+use cairn_broker::node_meta::{ClusterId, NodeMeta};
 use cairn_broker::{OffsetValue, TopicPartition};
 use cairn_client::Checkpoint;
 use cairn_codec::grpc_frame::put_prefix;
@@ -24,6 +25,7 @@ pub fn write(seeds: &Path) -> Result<()> {
     offset_record(&seeds.join("offset_record"))?;
     topic_config(&seeds.join("topic_config"))?;
     replay_checkpoint(&seeds.join("replay_checkpoint"))?;
+    node_meta(&seeds.join("node_meta"))?;
     Ok(())
 }
 
@@ -133,4 +135,18 @@ fn replay_checkpoint(dir: &Path) -> Result<()> {
     let offsets = BTreeMap::from([(0, 1_000), (1, 0), (7, 42)]);
     let checkpoint = Checkpoint::new("orders", offsets)?;
     seed(dir, "checkpoint.txt", checkpoint.to_text().as_bytes())
+}
+
+/// A node's identity before the controller named its cluster, and after.
+fn node_meta(dir: &Path) -> Result<()> {
+    let unnamed = NodeMeta {
+        node_id: 1,
+        cluster_id: None,
+    };
+    seed(dir, "node-1.bin", &unnamed.encode())?;
+    let joined = NodeMeta {
+        node_id: 3,
+        cluster_id: Some(ClusterId(*b"cairn-cluster-01")),
+    };
+    seed(dir, "node-3-joined.bin", &joined.encode())
 }

@@ -149,7 +149,7 @@ impl Broker {
             });
         }
         let next = &self.groups.next_member;
-        let node = self.cfg.node_id;
+        let node = self.node_id();
         let clock = &self.clock;
         let facts = HeartbeatFacts::of(&input);
         let epoch_before = groups.get(group_id).map_or(0, Group::epoch);

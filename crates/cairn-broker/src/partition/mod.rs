@@ -322,7 +322,7 @@ impl Partition {
     pub(crate) fn local_for_test(&self) -> Option<&LocalReplica> {
         match &self.state {
             State::Serving(Replica::Local(local)) => Some(local),
-            State::Stopped { .. } => None,
+            State::Serving(Replica::Replicated(_)) | State::Stopped { .. } => None,
         }
     }
 

@@ -20,7 +20,7 @@ use cairn_log::{Clock, SystemClock};
 pub fn config(dir: &Path) -> BrokerConfig {
     BrokerConfig {
         data_dir: dir.to_path_buf(),
-        node_id: 1,
+        cluster: cairn_broker::ClusterSpec::default(),
         advertised_address: "127.0.0.1:7070".to_string(),
         topic_defaults: TopicConfig::default(),
         offsets_topic_partitions: cairn_broker::DEFAULT_OFFSETS_TOPIC_PARTITIONS,

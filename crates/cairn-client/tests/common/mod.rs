@@ -37,7 +37,7 @@ pub fn serve(
         data_dir: dir.to_path_buf(),
         grpc_addr: grpc,
         http_addr: http,
-        node_id: 1,
+        cluster: cairn_broker::ClusterSpec::default(),
         advertised_address: None,
         topic_defaults: cairn_broker::TopicConfig::default(),
         max_partitions: cairn_broker::DEFAULT_MAX_PARTITIONS,

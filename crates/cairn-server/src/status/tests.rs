@@ -64,6 +64,21 @@ fn unknown_producers_and_transactions_have_their_reasons() {
 }
 
 #[test]
+fn a_replication_factor_past_the_cluster_is_invalid_replication_factor() {
+    let status = to_status(&BrokerError::InvalidReplicationFactor {
+        requested: 2,
+        node_count: 1,
+    });
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(reason(&status), "INVALID_REPLICATION_FACTOR");
+    assert!(
+        status.message().contains("replication factor 2") && status.message().contains("1 node"),
+        "{}",
+        status.message()
+    );
+}
+
+#[test]
 fn a_full_disk_is_disk_full_wherever_it_is_met() {
     let enospc = || std::io::Error::from_raw_os_error(28);
     let create = BrokerError::io("create", std::path::Path::new("/d/t-0"), enospc());

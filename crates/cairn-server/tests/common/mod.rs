@@ -39,7 +39,7 @@ pub async fn start(dir: &std::path::Path) -> Started {
         data_dir: dir.to_path_buf(),
         grpc_addr: grpc,
         http_addr: http,
-        node_id: 1,
+        cluster: cairn_broker::ClusterSpec::default(),
         advertised_address: None,
         topic_defaults: TopicConfig::default(),
         max_partitions: cairn_broker::DEFAULT_MAX_PARTITIONS,

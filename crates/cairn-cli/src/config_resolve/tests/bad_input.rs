@@ -59,7 +59,7 @@ fn node_id_in_the_file_must_be_an_integer() {
 
 #[test]
 fn file_node_id_out_of_range_is_named() {
-    for id in ["-1", "2147483648", "9223372036854775807"] {
+    for id in ["0", "-1", "2147483648", "9223372036854775807"] {
         let message = error_of(resolve(
             &args(&[]),
             no_env,
@@ -69,7 +69,7 @@ fn file_node_id_out_of_range_is_named() {
             message,
             format!(
                 "invalid value \"{id}\" for node_id in config file /etc/cairn.toml: expected an \
-                 integer from 0 to 2147483647"
+                 integer from 1 to 2147483647"
             )
         );
     }
@@ -203,20 +203,22 @@ fn ipv6_listen_addresses_are_accepted() {
 
 #[test]
 fn bad_node_id_flag_is_named() {
-    for id in ["abc", "-1", "2147483648", "1.5", " 1", ""] {
+    for id in ["abc", "0", "-1", "2147483648", "1.5", " 1", ""] {
         let message = error_of(resolve(&args(&["--node-id", id]), no_env, None));
         assert_eq!(
             message,
-            format!("invalid value {id:?} for --node-id: expected an integer from 0 to 2147483647")
+            format!("invalid value {id:?} for --node-id: expected an integer from 1 to 2147483647")
         );
     }
 }
 
 #[test]
-fn node_id_zero_and_max_are_accepted() {
-    for (text, id) in [("0", 0), ("2147483647", i32::MAX)] {
+fn node_id_one_and_max_are_accepted() {
+    // Zero is refused above: the API's proto3 fields cannot tell node 0 from "no node".
+    for (text, id) in [("1", 1), ("2147483647", cairn_broker::MAX_NODE_ID)] {
         let cfg = resolve(&args(&["--node-id", text]), no_env, None).unwrap();
-        assert_eq!(cfg.node_id, id);
+        assert_eq!(cfg.cluster.node_id(), id);
+        assert!(cfg.cluster.is_single_node());
     }
 }
 
@@ -225,7 +227,7 @@ fn bad_node_id_variable_is_named() {
     let message = error_of(resolve(&args(&[]), env(&[("CAIRN_NODE_ID", "one")]), None));
     assert_eq!(
         message,
-        "invalid value \"one\" for environment variable CAIRN_NODE_ID: expected an integer from 0 \
+        "invalid value \"one\" for environment variable CAIRN_NODE_ID: expected an integer from 1 \
          to 2147483647"
     );
 }

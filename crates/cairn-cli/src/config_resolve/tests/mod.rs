@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::os::unix::ffi::OsStringExt;
 
-use cairn_broker::CleanupPolicy;
+use cairn_broker::{CleanupPolicy, ClusterSpec};
 use clap::Parser;
 
 use super::*;
@@ -92,5 +92,6 @@ const FULL_FLAGS: [&str; 10] = [
 ];
 
 mod bad_input;
+mod cluster;
 mod connection_limits;
 mod precedence;

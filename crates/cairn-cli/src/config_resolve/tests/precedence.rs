@@ -14,7 +14,7 @@ fn defaults_apply_when_nothing_is_given() {
             data_dir: PathBuf::from("./cairn-data"),
             grpc_addr: addr("127.0.0.1:7070"),
             http_addr: addr("127.0.0.1:7071"),
-            node_id: 1,
+            cluster: ClusterSpec::default(),
             advertised_address: None,
             topic_defaults: TopicConfig::default(),
             max_partitions: 4096,
@@ -51,7 +51,7 @@ fn file_overrides_defaults() {
             data_dir: PathBuf::from("/file/data"),
             grpc_addr: addr("10.0.0.1:1001"),
             http_addr: addr("10.0.0.1:1002"),
-            node_id: 3,
+            cluster: ClusterSpec::single_node(3).unwrap(),
             advertised_address: Some("file.example.com:1001".to_string()),
             topic_defaults: topic_config(&[("retention.ms", "1000"), ("segment.bytes", "4096")]),
             max_partitions: 4096,
@@ -66,7 +66,7 @@ fn environment_overrides_file() {
     assert_eq!(cfg.data_dir, PathBuf::from("/env/data"));
     assert_eq!(cfg.grpc_addr, addr("10.0.0.2:2001"));
     assert_eq!(cfg.http_addr, addr("10.0.0.2:2002"));
-    assert_eq!(cfg.node_id, 4);
+    assert_eq!(cfg.cluster.node_id(), 4);
     assert_eq!(
         cfg.advertised_address.as_deref(),
         Some("env.example.com:2001")
@@ -79,7 +79,7 @@ fn environment_overrides_defaults() {
     assert_eq!(cfg.data_dir, PathBuf::from("/env/data"));
     assert_eq!(cfg.grpc_addr, addr("10.0.0.2:2001"));
     assert_eq!(cfg.http_addr, addr("10.0.0.2:2002"));
-    assert_eq!(cfg.node_id, 4);
+    assert_eq!(cfg.cluster.node_id(), 4);
     assert_eq!(
         cfg.advertised_address.as_deref(),
         Some("env.example.com:2001")
@@ -92,7 +92,7 @@ fn flags_override_environment_and_file() {
     assert_eq!(cfg.data_dir, PathBuf::from("/flag/data"));
     assert_eq!(cfg.grpc_addr, addr("10.0.0.3:3001"));
     assert_eq!(cfg.http_addr, addr("10.0.0.3:3002"));
-    assert_eq!(cfg.node_id, 5);
+    assert_eq!(cfg.cluster.node_id(), 5);
     assert_eq!(
         cfg.advertised_address.as_deref(),
         Some("flag.example.com:3001")
@@ -103,7 +103,7 @@ fn flags_override_environment_and_file() {
 fn flags_override_defaults() {
     let cfg = resolve(&args(&FULL_FLAGS), no_env, None).unwrap();
     assert_eq!(cfg.data_dir, PathBuf::from("/flag/data"));
-    assert_eq!(cfg.node_id, 5);
+    assert_eq!(cfg.cluster.node_id(), 5);
     assert_eq!(cfg.grpc_addr, addr("10.0.0.3:3001"));
 }
 
@@ -117,7 +117,7 @@ fn each_key_takes_its_own_highest_source() {
     .unwrap();
     assert_eq!(cfg.grpc_addr, addr("10.0.0.3:3001"), "from the flag");
     assert_eq!(cfg.http_addr, addr("10.0.0.2:2002"), "from the environment");
-    assert_eq!(cfg.node_id, 3, "from the file");
+    assert_eq!(cfg.cluster.node_id(), 3, "from the file");
     assert_eq!(cfg.data_dir, PathBuf::from("./cairn-data"), "the default");
     assert_eq!(cfg.advertised_address, None, "the default");
 }
@@ -137,7 +137,7 @@ fn a_bad_value_under_a_winning_source_is_not_read() {
         file("grpc_addr = \"nowhere\"\n"),
     )
     .unwrap();
-    assert_eq!(cfg.node_id, 7);
+    assert_eq!(cfg.cluster.node_id(), 7);
     assert_eq!(cfg.grpc_addr, addr("10.0.0.3:3001"));
 }
 
