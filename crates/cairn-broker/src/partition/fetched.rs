@@ -21,6 +21,18 @@ pub struct FetchedBatches {
 
 impl FetchedBatches {
     pub(crate) fn new(read: ReadResult) -> FetchedBatches {
+        debug_assert!(
+            read.next_offset <= read.high_watermark,
+            "read ends at {} beyond the high watermark {}",
+            read.next_offset,
+            read.high_watermark
+        );
+        debug_assert!(
+            read.log_start_offset <= read.high_watermark,
+            "log start {} beyond the high watermark {}",
+            read.log_start_offset,
+            read.high_watermark
+        );
         FetchedBatches { read }
     }
 

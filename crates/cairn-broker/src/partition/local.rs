@@ -160,11 +160,26 @@ impl LocalReplica {
     /// The log start offset, high watermark and log end offset now.
     pub(super) fn offsets(&self) -> PartitionOffsets {
         let reader = self.reader();
-        PartitionOffsets {
+        // Read in this order, each bound only grows on a single copy (nothing is truncated
+        // here), so the three stay ordered even though appends go on between the reads.
+        let offsets = PartitionOffsets {
             log_start_offset: reader.log_start_offset(),
             high_watermark: reader.high_watermark(),
             log_end_offset: reader.log_end_offset(),
-        }
+        };
+        debug_assert!(
+            offsets.log_start_offset <= offsets.high_watermark,
+            "log start {} beyond the high watermark {}",
+            offsets.log_start_offset,
+            offsets.high_watermark
+        );
+        debug_assert!(
+            offsets.high_watermark <= offsets.log_end_offset,
+            "high watermark {} beyond the log end {}",
+            offsets.high_watermark,
+            offsets.log_end_offset
+        );
+        offsets
     }
 
     /// The log start offset now.
