@@ -11,6 +11,7 @@
 
 pub mod controller;
 pub mod controller_entry;
+pub mod directory;
 pub mod controller_sm;
 
 pub use controller::{ClusterError, Controller};

@@ -39,6 +39,8 @@ use crate::produce::AckLevel;
 use health::DamageRecord;
 use local::LocalReplica;
 use replica::Replica;
+use replicated::ReplicatedReplica;
+pub(crate) use replicated::{GroupContext, LeaderReport};
 
 /// A partition's offsets at one moment.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -69,6 +71,20 @@ enum State {
     Stopped {
         reason: String,
     },
+    /// Other nodes hold this partition (replicas are placed on some nodes of the cluster);
+    /// this node only knows, from the cluster metadata, who leads it.
+    Elsewhere {
+        group: cairn_raft::GroupId,
+        directory: Arc<dyn LeaderDirectory>,
+    },
+}
+
+/// Where a node looks up the leadership of partitions it does not hold: the cluster metadata.
+pub(crate) trait LeaderDirectory: Send + Sync + std::fmt::Debug {
+    /// The leadership of group `group` as the metadata last recorded it.
+    fn leadership(&self, group: cairn_raft::GroupId) -> Option<Leadership>;
+    /// The client address of node `node`.
+    fn address(&self, node: i32) -> Option<String>;
 }
 
 impl Partition {
@@ -129,6 +145,65 @@ impl Partition {
         }
     }
 
+    /// Starts this node's copy of a partition replicated by Raft group `group` (see
+    /// `replicated.rs`), opening its log in `dir`.
+    ///
+    /// # Errors
+    /// The log's open errors; the group's start errors.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn start_replicated(
+        topic: Arc<str>,
+        index: u32,
+        dir: PathBuf,
+        cfg: LogConfig,
+        clock: Arc<dyn Clock>,
+        group: cairn_raft::GroupId,
+        members: std::collections::BTreeMap<cairn_raft::NodeId, cairn_raft::PeerNode>,
+        ctx: &GroupContext,
+    ) -> Result<Partition, BrokerError> {
+        let replica = ReplicatedReplica::start(
+            Arc::clone(&topic),
+            index,
+            &dir,
+            cfg,
+            clock,
+            group,
+            members,
+            ctx,
+        )
+        .await?;
+        Ok(Partition {
+            topic,
+            index,
+            dir,
+            state: State::Serving(Replica::Replicated(replica)),
+            damage: DamageRecord::default(),
+        })
+    }
+
+    /// A partition of a topic that other nodes hold: every call is answered with the leader
+    /// the cluster metadata names.
+    pub(crate) fn elsewhere(
+        topic: Arc<str>,
+        index: u32,
+        dir: PathBuf,
+        group: cairn_raft::GroupId,
+        directory: Arc<dyn LeaderDirectory>,
+    ) -> Partition {
+        Partition {
+            topic,
+            index,
+            dir,
+            state: State::Elsewhere { group, directory },
+            damage: DamageRecord::default(),
+        }
+    }
+
+    /// Whether this node holds a copy of the partition (it is not [`Partition::elsewhere`]).
+    pub(crate) fn is_held_here(&self) -> bool {
+        !matches!(self.state, State::Elsewhere { .. })
+    }
+
     /// The partition's number in its topic.
     pub(crate) fn index(&self) -> u32 {
         self.index
@@ -181,7 +256,7 @@ impl Partition {
     ) -> Option<Offset> {
         match &self.state {
             State::Serving(replica) => replica.wait_for_high_watermark(offset, deadline).await,
-            State::Stopped { .. } => None,
+            State::Stopped { .. } | State::Elsewhere { .. } => None,
         }
     }
 
@@ -221,6 +296,14 @@ impl Partition {
     pub(crate) fn leadership(&self, this_node: &NodeIdentity) -> Leadership {
         match &self.state {
             State::Serving(replica) => replica.leadership(this_node),
+            State::Elsewhere { group, directory } => {
+                directory.leadership(*group).unwrap_or(Leadership {
+                    leader: None,
+                    leader_epoch: cairn_codec::LeaderEpoch(0),
+                    replicas: Vec::new(),
+                    in_sync_replicas: Vec::new(),
+                })
+            }
             State::Stopped { .. } => Leadership {
                 leader: Some(this_node.node_id),
                 leader_epoch: cairn_codec::LeaderEpoch(0),
@@ -260,7 +343,7 @@ impl Partition {
     pub(crate) async fn set_config(&self, cfg: LogConfig) -> Result<(), BrokerError> {
         match &self.state {
             State::Serving(replica) => replica.set_config(cfg).await,
-            State::Stopped { .. } => Ok(()),
+            State::Stopped { .. } | State::Elsewhere { .. } => Ok(()),
         }
     }
 
@@ -272,7 +355,7 @@ impl Partition {
     pub(crate) async fn close(&self) -> Result<(), BrokerError> {
         match &self.state {
             State::Serving(replica) => replica.close().await,
-            State::Stopped { .. } => Ok(()),
+            State::Stopped { .. } | State::Elsewhere { .. } => Ok(()),
         }
     }
 
@@ -283,7 +366,7 @@ impl Partition {
     pub(crate) fn close_blocking(&self) -> Result<(), BrokerError> {
         match &self.state {
             State::Serving(replica) => replica.close_blocking(),
-            State::Stopped { .. } => Ok(()),
+            State::Stopped { .. } | State::Elsewhere { .. } => Ok(()),
         }
     }
 
@@ -301,6 +384,7 @@ impl Partition {
     /// poisoned by a failed write or fsync) before damaged.
     pub(crate) fn problem(&self) -> Option<PartitionProblem> {
         let condition = match &self.state {
+            State::Elsewhere { .. } => return None,
             State::Stopped { reason } => PartitionCondition::Stopped {
                 reason: reason.clone(),
             },
@@ -322,7 +406,9 @@ impl Partition {
     pub(crate) fn local_for_test(&self) -> Option<&LocalReplica> {
         match &self.state {
             State::Serving(Replica::Local(local)) => Some(local),
-            State::Serving(Replica::Replicated(_)) | State::Stopped { .. } => None,
+            State::Serving(Replica::Replicated(_))
+            | State::Stopped { .. }
+            | State::Elsewhere { .. } => None,
         }
     }
 
@@ -333,6 +419,17 @@ impl Partition {
     fn replica(&self) -> Result<&Replica, BrokerError> {
         match &self.state {
             State::Serving(replica) => Ok(replica),
+            State::Elsewhere { group, directory } => Err(BrokerError::NotLeader {
+                topic: self.topic.to_string(),
+                partition: self.index,
+                leader: directory
+                    .leadership(*group)
+                    .and_then(|l| l.leader)
+                    .map(|node_id| LeaderHint {
+                        node_id,
+                        address: directory.address(node_id),
+                    }),
+            }),
             State::Stopped { reason } => Err(BrokerError::PartitionStopped {
                 topic: self.topic.to_string(),
                 partition: self.index,

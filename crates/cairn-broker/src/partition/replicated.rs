@@ -63,6 +63,57 @@ pub(crate) struct GroupContext {
     pub(crate) registry: Arc<GroupRegistry>,
     /// The openraft configuration every partition group uses.
     pub(crate) config: Arc<Config>,
+    /// Where a group says that this node became its leader, for the controller's metadata.
+    pub(crate) leader_reports: tokio::sync::mpsc::UnboundedSender<LeaderReport>,
+}
+
+/// "This node leads group `group` in term `term`", sent when it happens so the cluster
+/// metadata (what every node tells clients) follows elections without any produce traffic.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct LeaderReport {
+    /// The group.
+    pub(crate) group: GroupId,
+    /// This node.
+    pub(crate) leader: NodeId,
+    /// The term it leads in.
+    pub(crate) term: u64,
+    /// The group's voters.
+    pub(crate) members: Vec<NodeId>,
+}
+
+/// Watches a group's metrics and reports each term this node wins. Ends when the group stops.
+fn spawn_leader_reports(
+    raft: &Raft<PartitionRaft>,
+    group: GroupId,
+    me: NodeId,
+    reports: tokio::sync::mpsc::UnboundedSender<LeaderReport>,
+) {
+    let mut metrics = raft.metrics();
+    tokio::spawn(async move {
+        let mut reported = None;
+        loop {
+            let report = {
+                let m = metrics.borrow_and_update();
+                (m.state == ServerState::Leader && reported != Some(m.current_term)).then(|| {
+                    LeaderReport {
+                        group,
+                        leader: me,
+                        term: m.current_term,
+                        members: m.membership_config.membership().voter_ids().collect(),
+                    }
+                })
+            };
+            if let Some(report) = report {
+                reported = Some(report.term);
+                if reports.send(report).is_err() {
+                    return;
+                }
+            }
+            if metrics.changed().await.is_err() {
+                return;
+            }
+        }
+    });
 }
 
 /// The leader's proposal state, valid for one term.
@@ -137,6 +188,7 @@ impl ReplicatedReplica {
         .await
         .map_err(|e| raft_failure(&topic, index, e.to_string()))?;
         ctx.registry.insert(group, Arc::new(raft.clone()));
+        spawn_leader_reports(&raft, group, ctx.me, ctx.leader_reports.clone());
         let initialized = raft
             .is_initialized()
             .await
