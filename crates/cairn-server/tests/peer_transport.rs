@@ -24,7 +24,7 @@ use cairn_server::peer::{
 };
 use futures_util::future::join_all;
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 
@@ -41,15 +41,17 @@ const LONG_MS: u64 = 60_000;
 
 /// The fake groups of one node. Echo groups answer `from|group|kind|payload`.
 struct FakeGroups {
-    slow_entered: Notify,
-    slow_release: Arc<Notify>,
+    /// A permit per slow call that started.
+    slow_entered: Arc<Semaphore>,
+    /// A permit lets one slow call finish.
+    slow_release: Arc<Semaphore>,
 }
 
 impl FakeGroups {
     fn new() -> Arc<Self> {
         Arc::new(Self {
-            slow_entered: Notify::new(),
-            slow_release: Arc::new(Notify::new()),
+            slow_entered: Arc::new(Semaphore::new(0)),
+            slow_release: Arc::new(Semaphore::new(0)),
         })
     }
 }
@@ -69,10 +71,11 @@ impl InboundCalls for FakeGroups {
         };
         match group.0 {
             SLOW_GROUP => {
-                self.slow_entered.notify_one();
+                let entered = Arc::clone(&self.slow_entered);
                 let release = Arc::clone(&self.slow_release);
                 Box::pin(async move {
-                    release.notified().await;
+                    entered.add_permits(1);
+                    release.acquire().await.unwrap().forget();
                     Ok(echo)
                 })
             }
@@ -115,6 +118,10 @@ async fn serve(
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(
         tonic::transport::Server::builder()
+            // As a node's listener must: without pings of its own, a graceful shutdown waits
+            // forever on a connection from a peer that went silent (paused, partitioned).
+            .http2_keepalive_interval(Some(limits.keepalive_interval))
+            .http2_keepalive_timeout(Some(limits.keepalive_timeout))
             .add_service(service)
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
                 let _ = stopped.await;
@@ -287,17 +294,62 @@ async fn a_slow_call_does_not_hold_back_a_fast_one() {
         LONG_MS,
     );
     let slow = tokio::spawn(slow);
-    slow_group.slow_entered.notified().await;
+    slow_group.slow_entered.acquire().await.unwrap().forget();
     // The slow call is running on node 2 and cannot finish until released: the fast call's
     // answer can only come past it.
     let fast = call(&nodes[0].links, 2, 1).await.unwrap();
     assert_eq!(fast, echo_of(1, 1, RpcKind::AppendEntries, b"hi"));
     assert!(!slow.is_finished());
-    slow_group.slow_release.notify_one();
+    slow_group.slow_release.add_permits(1);
     assert_eq!(
         slow.await.unwrap().unwrap(),
         echo_of(1, SLOW_GROUP, RpcKind::AppendEntries, b"slow")
     );
+    for node in nodes {
+        node.served.shut_down().await;
+    }
+}
+
+#[tokio::test]
+async fn a_stream_runs_at_most_its_limit_of_calls_at_once() {
+    let limits = PeerLimits {
+        max_in_flight_calls_per_stream: 2,
+        ..PeerLimits::default()
+    };
+    let nodes = cluster(2, limits).await;
+    let groups = Arc::clone(&nodes[1].groups);
+    let slow_call = || {
+        tokio::spawn(nodes[0].links.call(
+            2,
+            GroupId(SLOW_GROUP),
+            RpcKind::AppendEntries,
+            Bytes::from_static(b"slow"),
+            LONG_MS,
+        ))
+    };
+    let slow = [slow_call(), slow_call()];
+    groups.slow_entered.acquire_many(2).await.unwrap().forget();
+    // Both places are taken: node 2 stops reading the stream, so this call waits behind them.
+    let fast = tokio::spawn(nodes[0].links.call(
+        2,
+        GroupId(1),
+        RpcKind::AppendEntries,
+        Bytes::from_static(b"hi"),
+        LONG_MS,
+    ));
+    // However long this waits, a correct node cannot have answered; a short wait is enough
+    // to catch one that ignores the limit.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!fast.is_finished(), "a third call ran beside two slow ones");
+    groups.slow_release.add_permits(1);
+    assert_eq!(
+        fast.await.unwrap().unwrap(),
+        echo_of(1, 1, RpcKind::AppendEntries, b"hi")
+    );
+    groups.slow_release.add_permits(1);
+    for call in slow {
+        call.await.unwrap().unwrap();
+    }
     for node in nodes {
         node.served.shut_down().await;
     }
@@ -320,6 +372,102 @@ async fn calls_to_a_peer_that_is_down_fail_as_unreachable_without_waiting() {
     }
     assert_eq!(metrics.count(2, PeerCounter::CallsUnreachable), 3);
     assert_eq!(metrics.count(2, PeerCounter::StreamsOpened), 0);
+}
+
+#[tokio::test]
+async fn a_peer_that_accepts_but_never_answers_is_unreachable_after_the_open_timeout() {
+    // A paused process: its kernel still accepts connections, nothing speaks on them.
+    let listener = bind().await;
+    let addr = listener.local_addr().unwrap();
+    let held = tokio::spawn(async move {
+        let mut held = Vec::new();
+        loop {
+            let (socket, _) = listener.accept().await.unwrap();
+            held.push(socket);
+        }
+    });
+    let limits = PeerLimits {
+        open_timeout: Duration::from_millis(200),
+        ..PeerLimits::default()
+    };
+    let links = PeerLinks::new(
+        Arc::new(NodeIdentity::new(1, None)),
+        BTreeMap::from([(2, addr.to_string())]),
+        limits,
+        Arc::new(PeerMetrics::new()),
+    );
+    match call(&links, 2, 1).await {
+        Err(TransportError::Unreachable { node: 2, reason }) => {
+            assert!(reason.contains("within 200 ms"), "{reason}");
+        }
+        other => panic!("expected Unreachable, got {other:?}"),
+    }
+    held.abort();
+}
+
+/// A TCP proxy in front of `upstream` that can stop forwarding, as a paused (SIGSTOP) node or a
+/// network partition would: the connection stays open and carries nothing.
+async fn pausable_proxy(upstream: SocketAddr) -> (SocketAddr, tokio::sync::watch::Sender<bool>) {
+    let listener = bind().await;
+    let addr = listener.local_addr().unwrap();
+    let (paused, paused_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        loop {
+            let Ok((client, _)) = listener.accept().await else {
+                return;
+            };
+            let server = tokio::net::TcpStream::connect(upstream).await.unwrap();
+            let (client_rx, client_tx) = client.into_split();
+            let (server_rx, server_tx) = server.into_split();
+            tokio::spawn(forward(client_rx, server_tx, paused_rx.clone()));
+            tokio::spawn(forward(server_rx, client_tx, paused_rx.clone()));
+        }
+    });
+    (addr, paused)
+}
+
+async fn forward(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut paused: tokio::sync::watch::Receiver<bool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        let read = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(read) => read,
+        };
+        if paused.wait_for(|paused| !paused).await.is_err() {
+            return;
+        }
+        if to.write_all(&buf[..read]).await.is_err() {
+            return;
+        }
+    }
+}
+
+#[tokio::test]
+async fn calls_waiting_on_a_peer_that_stops_answering_fail_as_unreachable() {
+    let limits = PeerLimits {
+        keepalive_interval: Duration::from_millis(100),
+        keepalive_timeout: Duration::from_millis(200),
+        ..PeerLimits::default()
+    };
+    let nodes = cluster(2, limits).await;
+    let (proxy, paused) = pausable_proxy(nodes[1].addr).await;
+    let links = &nodes[0].links;
+    links.set_peer(2, proxy.to_string());
+    call(links, 2, 1).await.unwrap();
+    paused.send_replace(true);
+    // The deadline is a minute; the link's keepalive notices the silence long before.
+    match call(links, 2, 1).await {
+        Err(TransportError::Unreachable { node: 2, .. }) => {}
+        other => panic!("expected Unreachable from a silent peer, got {other:?}"),
+    }
+    for node in nodes {
+        node.served.shut_down().await;
+    }
 }
 
 #[tokio::test]
@@ -641,6 +789,47 @@ async fn streams_without_a_hello_or_for_another_node_or_cluster_are_refused() {
         }
         other => panic!("expected Unreachable naming the mix-up, got {other:?}"),
     }
+    for node in nodes {
+        node.served.shut_down().await;
+    }
+}
+
+#[tokio::test]
+async fn a_new_stream_from_a_node_ends_its_old_one() {
+    let nodes = cluster(1, PeerLimits::default()).await;
+    let first_hello = || CallFrame {
+        hello: hello(5, 1, "test-cluster"),
+        calls: Vec::new(),
+    };
+    let (_old_frames, old) = raw_stream(nodes[0].addr, first_hello()).await;
+    let mut old = old.unwrap();
+    let (new_frames, new) = raw_stream(nodes[0].addr, first_hello()).await;
+    let mut new = new.unwrap();
+    // Node 5's old stream is dead on its side as far as node 1 can tell: node 1 ends it.
+    let ended = old.message().await.unwrap_err();
+    assert_eq!(ended.code(), tonic::Code::Aborted);
+    new_frames
+        .send(CallFrame {
+            hello: None,
+            calls: vec![Call {
+                call_id: 1,
+                group: 2,
+                kind: RpcKind::AppendEntries.code(),
+                payload: Bytes::from_static(b"n"),
+            }],
+        })
+        .await
+        .unwrap();
+    let frame = new.message().await.unwrap().unwrap();
+    assert_eq!(
+        frame.replies[0].outcome,
+        Some(reply::Outcome::Payload(echo_of(
+            5,
+            2,
+            RpcKind::AppendEntries,
+            b"n"
+        )))
+    );
     for node in nodes {
         node.served.shut_down().await;
     }

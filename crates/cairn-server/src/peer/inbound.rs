@@ -19,6 +19,7 @@ use prost::Message as _;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tonic::{Status, Streaming};
 
+use super::callers::CallerSlot;
 use super::frame::drain_ready;
 use super::limits::{CALL_OVERHEAD_BYTES, PeerLimits};
 use super::metrics::{PeerCounter, PeerCounters};
@@ -39,6 +40,8 @@ enum ReadEnd {
     Failed(Status),
     /// The node is shutting down.
     Closing,
+    /// A newer stream from the same caller took this one's place.
+    Superseded,
 }
 
 /// The state of one inbound stream (see the module doc).
@@ -48,6 +51,7 @@ pub(crate) struct InboundStream {
     pub(crate) limits: PeerLimits,
     pub(crate) counters: Arc<PeerCounters>,
     pub(crate) closing: watch::Receiver<bool>,
+    pub(crate) slot: CallerSlot,
 }
 
 impl InboundStream {
@@ -77,11 +81,10 @@ impl InboundStream {
         match end {
             // Calls still running answer; the stream ends once the last reply is sent.
             ReadEnd::Finished => {
-                let mut closing = self.closing.clone();
                 tokio::select! {
                     _ = writer => {}
-                    () = closed(&mut closing) => {
-                        let _ = frames_out.try_send(Err(shutting_down()));
+                    end = self.stopped() => {
+                        let _ = frames_out.try_send(Err(end.status()));
                     }
                 }
             }
@@ -89,10 +92,18 @@ impl InboundStream {
                 tracing::debug!(peer = self.from, %status, "inbound stream from peer failed");
                 writer.abort();
             }
-            ReadEnd::Closing => {
+            ReadEnd::Closing | ReadEnd::Superseded => {
                 writer.abort();
-                let _ = frames_out.try_send(Err(shutting_down()));
+                let _ = frames_out.try_send(Err(end.status()));
             }
+        }
+    }
+
+    /// Resolves when the stream must end whatever its caller does.
+    async fn stopped(&mut self) -> ReadEnd {
+        tokio::select! {
+            () = closed(&mut self.closing) => ReadEnd::Closing,
+            () = self.slot.superseded() => ReadEnd::Superseded,
         }
     }
 
@@ -103,7 +114,6 @@ impl InboundStream {
         places: &Arc<Semaphore>,
         replies: &mpsc::Sender<Answered>,
     ) -> ReadEnd {
-        let mut closing = self.closing.clone();
         let mut calls = first_calls;
         loop {
             for call in calls.drain(..) {
@@ -115,14 +125,14 @@ impl InboundStream {
                             // The semaphore is never closed.
                             Err(_) => return ReadEnd::Closing,
                         },
-                        () = closed(&mut closing) => return ReadEnd::Closing,
+                        end = self.stopped() => return end,
                     },
                 };
                 self.dispatch(call, place, replies);
             }
             let next = tokio::select! {
                 next = calls_in.message() => next,
-                () = closed(&mut closing) => return ReadEnd::Closing,
+                end = self.stopped() => return end,
             };
             match next {
                 Ok(Some(frame)) => {
@@ -258,8 +268,16 @@ fn reply_bytes(reply: &Reply) -> usize {
     body + CALL_OVERHEAD_BYTES
 }
 
-fn shutting_down() -> Status {
-    Status::unavailable("this node is shutting down")
+impl ReadEnd {
+    /// The status a stream stopped by this node ends with.
+    fn status(&self) -> Status {
+        match self {
+            ReadEnd::Superseded => {
+                Status::aborted("a newer stream from the same node replaced this one")
+            }
+            _ => Status::unavailable("this node is shutting down"),
+        }
+    }
 }
 
 /// Resolves once the node closes its `Peer` service; never if the handle is dropped unclosed.

@@ -20,7 +20,8 @@
 //!   into frames (`frame`) and a reader resolving `pending` calls from reply frames;
 //! - [`PeerService`] (`service`): checks each stream's hello ([`NodeIdentity`], `identity`) and
 //!   runs it as an `inbound` stream: calls dispatched concurrently, at most a bounded number per
-//!   stream, replies coalesced as they complete;
+//!   stream, replies coalesced as they complete; a caller's newer stream ends its older one
+//!   (`callers`), so a peer that vanished without closing leaves nothing behind;
 //! - [`PeerLimits`] (`limits`): every bound, with its default and why;
 //! - [`PeerMetrics`] (`metrics`): frames, calls and bytes per peer each way, for `/metrics`.
 //!
@@ -29,6 +30,7 @@
 //! need it; in practice a link keeps its queue's order).
 
 mod backoff;
+mod callers;
 mod frame;
 mod identity;
 mod inbound;

@@ -4,6 +4,7 @@
 //!
 //! A stream lives as long as its caller keeps it, which would hold a graceful server shutdown
 //! open forever; [`PeerServiceHandle::close`] ends every stream (and refuses new ones) first.
+//! A caller has one current stream (`callers`): a new one from the same node ends the old one.
 
 use std::sync::Arc;
 
@@ -14,6 +15,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::callers::Callers;
 use super::identity::NodeIdentity;
 use super::inbound::InboundStream;
 use super::limits::PeerLimits;
@@ -31,6 +33,7 @@ pub struct PeerService {
     limits: PeerLimits,
     metrics: Arc<PeerMetrics>,
     closing: watch::Receiver<bool>,
+    callers: Arc<Callers>,
 }
 
 impl std::fmt::Debug for PeerService {
@@ -73,6 +76,7 @@ pub fn peer_server(
         limits,
         metrics,
         closing,
+        callers: Arc::new(Callers::default()),
     };
     let server = PeerServer::new(service)
         .max_decoding_message_size(limits.max_message_bytes())
@@ -130,6 +134,7 @@ impl Peer for PeerService {
             limits: self.limits,
             counters: self.metrics.peer(from),
             closing: self.closing.clone(),
+            slot: self.callers.enter(from),
         };
         tokio::spawn(stream.serve(first, calls_in, frames_out));
         Ok(Response::new(ReceiverStream::new(frames_rx)))
