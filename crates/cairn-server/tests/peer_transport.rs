@@ -283,6 +283,40 @@ async fn concurrent_calls_of_many_groups_share_frames() {
 }
 
 #[tokio::test]
+async fn calls_soon_after_a_frame_wait_for_the_interval_and_share_the_next() {
+    let limits = PeerLimits {
+        frame_interval_min: Duration::from_secs(1),
+        ..PeerLimits::default()
+    };
+    let nodes = cluster(2, limits).await;
+    call(&nodes[0].links, 2, 1).await.unwrap();
+    let frames_before = nodes[0].metrics.count(2, PeerCounter::FramesSent);
+    let first = tokio::spawn(nodes[0].links.call(
+        2,
+        GroupId(1),
+        RpcKind::AppendEntries,
+        Bytes::from_static(b"a"),
+        LONG_MS,
+    ));
+    // Unpaced, the first call would be sent and answered by now; paced, it waits for the
+    // interval since the warm-up call's frame.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let second = call(&nodes[0].links, 2, 2).await.unwrap();
+    assert_eq!(second, echo_of(1, 2, RpcKind::AppendEntries, b"hi"));
+    assert_eq!(
+        first.await.unwrap().unwrap(),
+        echo_of(1, 1, RpcKind::AppendEntries, b"a")
+    );
+    assert_eq!(
+        nodes[0].metrics.count(2, PeerCounter::FramesSent) - frames_before,
+        1
+    );
+    for node in nodes {
+        node.served.shut_down().await;
+    }
+}
+
+#[tokio::test]
 async fn a_slow_call_does_not_hold_back_a_fast_one() {
     let nodes = cluster(2, PeerLimits::default()).await;
     let slow_group = Arc::clone(&nodes[1].groups);

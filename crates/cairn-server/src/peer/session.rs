@@ -9,11 +9,13 @@ use cairn_proto::cluster::v1::{CallFrame, ReplyFrame, reply};
 use cairn_raft::TransportError;
 use prost::Message as _;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
 use tonic::transport::Endpoint;
 
 use super::frame::drain_ready;
+use super::limits::PeerLimits;
 use super::link::{LinkShared, Outgoing};
 use super::metrics::PeerCounter;
 use crate::{HTTP2_CONNECTION_WINDOW_BYTES, HTTP2_STREAM_WINDOW_BYTES};
@@ -127,6 +129,7 @@ async fn write_calls(
 ) -> SessionEnd {
     let limits = shared.limits;
     let mut next = Some(first);
+    let mut last_frame_at: Option<Instant> = None;
     loop {
         let head = match next.take() {
             Some(outgoing) => outgoing,
@@ -135,6 +138,7 @@ async fn write_calls(
                 None => return SessionEnd::LinkClosed,
             },
         };
+        pace(last_frame_at, &head, queue, &limits).await;
         let drained = drain_ready(
             head,
             queue,
@@ -161,6 +165,26 @@ async fn write_calls(
         if frames.send(frame).await.is_err() {
             return SessionEnd::Broken("the stream to the peer closed".to_string());
         }
+        last_frame_at = Some(Instant::now());
+    }
+}
+
+/// Waits out the rest of [`PeerLimits::frame_interval_min`] since the last frame, so that calls
+/// arriving meanwhile join the next frame; a frame that is full already leaves at once.
+async fn pace(
+    last_frame_at: Option<Instant>,
+    head: &Outgoing,
+    queue: &mpsc::Receiver<Outgoing>,
+    limits: &PeerLimits,
+) {
+    let Some(last) = last_frame_at else {
+        return;
+    };
+    let ready_at = last + limits.frame_interval_min;
+    let full = queue.len().saturating_add(1) >= limits.max_calls_per_frame
+        || head.call.payload.len() >= limits.frame_payload_bytes_target;
+    if !full && Instant::now() < ready_at {
+        tokio::time::sleep_until(ready_at).await;
     }
 }
 
