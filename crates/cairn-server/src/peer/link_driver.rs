@@ -4,6 +4,7 @@
 //! retries on its own schedule, and a stale retry could arrive after a newer call.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -12,6 +13,9 @@ use super::backoff::Backoff;
 use super::link::{LinkShared, LinkState, Outgoing};
 use super::metrics::PeerCounter;
 use super::session::{self, SessionEnd};
+
+/// A year: the stand-in for a pause that overflows the clock.
+const FOREVER_SECS: u64 = 365 * 24 * 3600;
 
 /// Drives the link until it is dropped (its queue closes).
 pub(crate) async fn drive(shared: Arc<LinkShared>, mut queue: mpsc::Receiver<Outgoing>) {
@@ -53,7 +57,11 @@ pub(crate) async fn drive(shared: Arc<LinkShared>, mut queue: mpsc::Receiver<Out
             );
         }
         let pause = backoff.failed();
-        let until = Instant::now() + pause;
+        // A pause too long for the clock (a misconfigured maximum) is as good as forever.
+        let now = Instant::now();
+        let until = now
+            .checked_add(pause)
+            .unwrap_or_else(|| now + Duration::from_secs(FOREVER_SECS));
         let reason = format!("{reason} (next attempt in {} ms)", pause.as_millis());
         shared.set_state(LinkState::Down {
             until,

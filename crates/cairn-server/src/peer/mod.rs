@@ -25,6 +25,16 @@
 //! - [`PeerLimits`] (`limits`): every bound, with its default and why;
 //! - [`PeerMetrics`] (`metrics`): frames, calls and bytes per peer each way, for `/metrics`.
 //!
+//! Wiring, at start-up (one [`NodeIdentity`], one [`PeerMetrics`] shared by both sides; the
+//! server's `Metrics` holds the one `/metrics` renders, see `Metrics::peer_metrics`):
+//! `PeerLinks::new(identity, peers, limits, metrics)` is the transport every group calls
+//! through; `peer_server(identity, inbound, limits, metrics)` gives the service to add to the
+//! gRPC router and a [`PeerServiceHandle`] to `close()` when shutdown begins (before the router
+//! drains, which an open peer stream would otherwise hold forever). The router should also send
+//! HTTP/2 keepalive pings (`http2_keepalive_interval`/`http2_keepalive_timeout`, e.g. from
+//! [`PeerLimits`]): a peer that went silent without closing (paused, partitioned) otherwise keeps
+//! its connection, and a graceful shutdown waits on it forever.
+//!
 //! What it does not do: retry calls (Raft retries), authenticate peers (the hello's node and
 //! cluster ids catch misconfiguration, not attackers), or order calls of one group (Raft does not
 //! need it; in practice a link keeps its queue's order).

@@ -180,7 +180,10 @@ async fn pace(
     let Some(last) = last_frame_at else {
         return;
     };
-    let ready_at = last + limits.frame_interval_min;
+    // An interval too long for the clock (misconfigured) is taken as no pacing.
+    let Some(ready_at) = last.checked_add(limits.frame_interval_min) else {
+        return;
+    };
     let full = queue.len().saturating_add(1) >= limits.max_calls_per_frame
         || head.call.payload.len() >= limits.frame_payload_bytes_target;
     if !full && Instant::now() < ready_at {
