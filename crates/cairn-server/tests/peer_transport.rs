@@ -889,3 +889,116 @@ fn a_call_outside_a_runtime_is_unreachable_not_a_panic() {
         Some(Err(TransportError::Unreachable { node: 2, .. }))
     ));
 }
+
+/// A call of the mixed load below, and what may come of it.
+struct Expected {
+    target: NodeId,
+    group: u64,
+    payload: Bytes,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_call_resolves_once_with_its_own_answer_while_a_peer_restarts() {
+    let limits = PeerLimits {
+        reconnect_backoff_min: Duration::from_millis(5),
+        reconnect_backoff_max: Duration::from_millis(20),
+        ..PeerLimits::default()
+    };
+    let mut nodes = cluster(3, limits).await;
+    let node3 = nodes.pop().unwrap();
+    let addr3 = node3.addr;
+    let links = Arc::new(std::mem::replace(
+        &mut nodes[0].links,
+        PeerLinks::new(
+            Arc::new(NodeIdentity::new(1, None)),
+            BTreeMap::new(),
+            limits,
+            Arc::new(PeerMetrics::new()),
+        ),
+    ));
+    // A fixed-seed LCG: the mix is the same on every run.
+    let mut seed: u64 = 0x5eed;
+    let mut next = move || {
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        seed >> 33
+    };
+    let mut spawn_calls = |count: u64, first_id: u64| {
+        (first_id..first_id + count)
+            .map(|id| {
+                let target = 2 + next() % 2;
+                let group = match next() % 10 {
+                    0 => REFUSING_GROUP,
+                    1 => SILENT_GROUP,
+                    _ => ECHO_GROUPS + id,
+                };
+                let payload = Bytes::from(id.to_be_bytes().to_vec());
+                let timeout_ms = if group == SILENT_GROUP { 20 } else { LONG_MS };
+                let call = links.call(
+                    target,
+                    GroupId(group),
+                    RpcKind::AppendEntries,
+                    payload.clone(),
+                    timeout_ms,
+                );
+                let expected = Expected {
+                    target,
+                    group,
+                    payload,
+                };
+                (expected, tokio::spawn(call))
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut calls = spawn_calls(1500, 0);
+    // Some answers first, so node 3 goes down with calls in flight rather than before any.
+    let mut finished = Vec::new();
+    for (expected, call) in calls.drain(..50) {
+        finished.push((expected, call.await.unwrap()));
+    }
+    node3.served.shut_down().await;
+    let listener = TcpListener::bind(addr3).await.unwrap();
+    let restarted = serve(
+        listener,
+        Arc::new(NodeIdentity::new(3, Some("test-cluster".into()))),
+        FakeGroups::new(),
+        limits,
+        Arc::new(PeerMetrics::new()),
+    )
+    .await;
+    calls.extend(spawn_calls(1500, 1500));
+
+    for (expected, call) in calls {
+        finished.push((expected, call.await.unwrap()));
+    }
+    let mut answered = 0;
+    for (expected, outcome) in finished {
+        match (&outcome, expected.group) {
+            (Ok(answer), group) if group >= ECHO_GROUPS => {
+                assert_eq!(
+                    *answer,
+                    echo_of(1, group, RpcKind::AppendEntries, &expected.payload)
+                );
+                answered += 1;
+            }
+            (Err(TransportError::Refused { node, .. }), REFUSING_GROUP) => {
+                assert_eq!(*node, expected.target);
+            }
+            (Err(TransportError::Timeout { node, .. }), SILENT_GROUP) => {
+                assert_eq!(*node, expected.target);
+            }
+            // Node 3 restarts: its calls may find it down; node 2's never do.
+            (Err(TransportError::Unreachable { node: 3, .. }), _) if expected.target == 3 => {}
+            _ => panic!(
+                "call to node {} group {} ended {outcome:?}",
+                expected.target, expected.group
+            ),
+        }
+    }
+    assert!(answered > 0);
+    restarted.shut_down().await;
+    for node in nodes {
+        node.served.shut_down().await;
+    }
+}

@@ -233,10 +233,16 @@ async fn read_replies(mut replies: Streaming<ReplyFrame>, shared: &LinkShared) -
 /// at the top.
 fn chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut text = err.to_string();
+    let mut previous = text.clone();
     let mut source = err.source();
     while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
+        let cause_text = cause.to_string();
+        // hyper wraps errors in ones that repeat their message; once is enough.
+        if cause_text != previous {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        previous = cause_text;
         source = cause.source();
     }
     text
