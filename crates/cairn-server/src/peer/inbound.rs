@@ -5,7 +5,11 @@
 //! pushes back on the caller.
 //!
 //! Nothing a peer sends can panic this node: an unknown kind, or a handler that refuses, fails,
-//! or panics, becomes a `refused` reply to that one call.
+//! or panics, becomes a `refused` reply to that one call; a frame that does not decode ends the
+//! stream (tonic's decoder reports it), and the caller opens a new one.
+//!
+//! A stream ends when its caller ends it (calls still running answer first), when the node
+//! closes its `Peer` service, or when a newer stream from the same caller supersedes it.
 
 use std::future::pending;
 use std::panic::AssertUnwindSafe;
