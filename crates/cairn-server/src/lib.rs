@@ -14,6 +14,10 @@
 //!   and idle timeouts, accept back-off); [`descriptor_limit`]: the open-file limit they rest on;
 //! - [`metrics`]: produce and fetch counters and latency histograms; the services count into one
 //!   shared [`metrics::Metrics`] and `http` renders it (the broker never sees it);
+//! - [`peer`]: node-to-node traffic (`cairn.cluster.v1.Peer`): [`peer::PeerLinks`], the
+//!   `cairn_raft::PeerTransport` every Raft group calls through (one stream per peer, calls
+//!   coalesced into frames), and [`peer::peer_server`], the service that hands peers' calls to
+//!   the node's groups;
 //! - [`run`]: opens the broker, binds both ports, adds `grpc.health.v1.Health` and server
 //!   reflection (v1 and v1alpha), and serves until told to stop.
 
@@ -24,6 +28,7 @@ mod group_metrics;
 pub mod health;
 mod http;
 pub mod metrics;
+pub mod peer;
 mod process_metrics;
 pub mod services;
 pub mod status;

@@ -1,6 +1,6 @@
 //! Request activity for `GET /metrics`: per-topic produce, fetch and Subscribe counters, two
-//! latency histograms, Subscribe streams open (`streams`), and Admin and Groups calls by method
-//! and code (`rpc`), kept in atomics by the gRPC handlers and rendered by the HTTP endpoint in
+//! latency histograms, Subscribe streams open (`streams`), Admin and Groups calls by method
+//! and code (`rpc`), and node-to-node traffic per peer (held here, counted by `peer`), kept in atomics by the gRPC handlers and rendered by the HTTP endpoint in
 //! the Prometheus text exposition format (version 0.0.4).
 //!
 //! It deliberately knows nothing of the broker's rules, holds no partition-level series (rates
@@ -270,6 +270,8 @@ pub struct Metrics {
     pub admin_requests: RpcCounters<{ ADMIN_METHODS.len() }>,
     /// Groups service calls by method and code.
     pub group_requests: RpcCounters<{ GROUP_METHODS.len() }>,
+    /// Node-to-node traffic per peer; hand it to the node's `PeerLinks` and `Peer` service.
+    peer: Arc<crate::peer::PeerMetrics>,
 }
 
 impl Default for Metrics {
@@ -297,6 +299,7 @@ impl Metrics {
             ],
             fetch_latency: Histogram::new(),
             subscribe_streams: SubscribeStreams::default(),
+            peer: Arc::new(crate::peer::PeerMetrics::new()),
             admin_requests: RpcCounters::new(
                 "cairn_admin_requests_total",
                 "Admin service calls answered, by method and gRPC status code.",
@@ -441,6 +444,13 @@ impl Metrics {
         self.render_streams(out);
         self.admin_requests.render(out);
         self.group_requests.render(out);
+        self.peer.render(out);
+    }
+
+    /// The node-to-node traffic counters rendered with these metrics (nothing while no peer
+    /// was seen), for the node's [`crate::peer::PeerLinks`] and [`crate::peer::peer_server`].
+    pub fn peer_metrics(&self) -> &Arc<crate::peer::PeerMetrics> {
+        &self.peer
     }
 
     fn render_streams(&self, out: &mut String) {
