@@ -98,6 +98,9 @@ pub(crate) struct Topic {
     pub(crate) config: RwLock<TopicConfig>,
     pub(crate) partitions: RwLock<Vec<Arc<Partition>>>,
     pub(crate) sticky: Mutex<StickyPartitioner<XorShift64>>,
+    /// The cluster metadata's id of the topic, for a replicated topic (`None`: this node's own,
+    /// single-copy topic). A topic deleted and created again gets a new id.
+    pub(crate) topic_id: Option<u64>,
 }
 
 impl Topic {
@@ -130,11 +133,14 @@ pub struct Broker {
     /// Who this node is; built from `cfg` at open.
     node: NodeIdentity,
     pub(crate) clock: Arc<dyn Clock>,
-    topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+    pub(crate) topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+    /// The cluster machinery, once [`Broker::join_cluster`] started it (never for a cluster of
+    /// one).
+    pub(crate) cluster_runtime: std::sync::OnceLock<Arc<crate::cluster::ClusterRuntime>>,
     pub(crate) producer_ids: Arc<ProducerIds>,
     pub(crate) groups: Groups,
     /// Serializes admin operations, so two creates of one name cannot race.
-    admin: tokio::sync::Mutex<()>,
+    pub(crate) admin: tokio::sync::Mutex<()>,
     shutting_down: AtomicBool,
 }
 
@@ -187,6 +193,7 @@ impl Broker {
             topics: RwLock::new(topics),
             producer_ids,
             groups: Groups::default(),
+            cluster_runtime: std::sync::OnceLock::new(),
             admin: tokio::sync::Mutex::new(()),
             shutting_down: AtomicBool::new(false),
         };
@@ -216,7 +223,8 @@ impl Broker {
 
     /// Every node of the cluster as this node knows it, by id. A single node knows itself.
     pub fn nodes(&self) -> Vec<NodeIdentity> {
-        vec![self.node.clone()]
+        self.cluster_nodes()
+            .unwrap_or_else(|| vec![self.node.clone()])
     }
 
     /// Creates a topic with `partitions` partitions and the given config overrides.
@@ -235,8 +243,11 @@ impl Broker {
         configs: &[(String, String)],
     ) -> Result<TopicInfo, BrokerError> {
         refuse_internal(name)?;
-        // Every node holds every partition until the controller places replicas, so the factor
-        // is checked here and not used yet.
+        if let Some(runtime) = self.runtime() {
+            return self
+                .create_replicated_topic(runtime, name, partitions, replication_factor, configs)
+                .await;
+        }
         self.cfg
             .cluster
             .replication_factor(replication_factor)
@@ -388,6 +399,11 @@ impl Broker {
     /// [`BrokerError::UnknownTopic`], I/O errors.
     pub async fn delete_topic(&self, name: &str) -> Result<(), BrokerError> {
         refuse_internal(name)?;
+        if let Some(runtime) = self.runtime()
+            && self.topic(name).is_ok_and(|t| t.topic_id.is_some())
+        {
+            return self.delete_replicated_topic(runtime, name).await;
+        }
         let _admin = self.admin.lock().await;
         let topic = self
             .topics
@@ -658,7 +674,7 @@ pub(crate) fn refuse_internal(name: &str) -> Result<(), BrokerError> {
     Ok(())
 }
 
-fn check_partition_count(requested: i64) -> Result<u32, BrokerError> {
+pub(crate) fn check_partition_count(requested: i64) -> Result<u32, BrokerError> {
     u32::try_from(requested)
         .ok()
         .filter(|count| (1..=MAX_PARTITIONS_PER_TOPIC).contains(count))

@@ -165,6 +165,10 @@ pub enum BrokerError {
     /// The broker is shutting down.
     #[error("the broker is shutting down")]
     ShuttingDown,
+    /// The cluster's controller did not take an admin command in time: no majority of the
+    /// nodes is up, or an election is under way. Retriable; the command may still commit.
+    #[error("the cluster controller is unavailable: {0}")]
+    ControllerUnavailable(String),
     /// The partition takes no requests: its log would not open at start-up. It stays so until
     /// an operator repairs it and restarts the node; nothing was deleted.
     #[error("partition {topic}-{partition} is stopped: {reason}")]

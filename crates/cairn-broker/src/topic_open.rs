@@ -50,6 +50,7 @@ pub(crate) fn open_topic(
         config: RwLock::new(config),
         partitions: RwLock::new(partitions),
         sticky: Mutex::new(StickyPartitioner::new(XorShift64::new(seed))),
+        topic_id: None,
     })
 }
 

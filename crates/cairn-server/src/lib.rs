@@ -204,6 +204,38 @@ pub async fn run(
         Arc::clone(&metrics),
         Arc::clone(&connection_metrics),
     ));
+    // Node-to-node traffic: every Raft group of this node answers peers through one registry,
+    // and calls them through one link per peer (`peer`). A cluster of one mounts none of it.
+    let peer_limits = peer::PeerLimits::default();
+    let mut peer_handle = None;
+    let peer_service = if cfg.cluster.is_single_node() {
+        None
+    } else {
+        let identity = Arc::new(peer::NodeIdentity::new(cfg.cluster.node_id(), None));
+        let registry = Arc::new(cairn_raft::GroupRegistry::new());
+        let (service, handle) = peer::peer_server(
+            Arc::clone(&identity),
+            Arc::clone(&registry) as Arc<dyn cairn_raft::InboundCalls>,
+            peer_limits,
+            Arc::clone(metrics.peer_metrics()),
+        );
+        let links = Arc::new(peer::PeerLinks::new(
+            identity,
+            cfg.cluster.peers().clone(),
+            peer_limits,
+            Arc::clone(metrics.peer_metrics()),
+        ));
+        broker.join_cluster(links, registry).await?;
+        peer_handle = Some(handle);
+        Some(service)
+    };
+    let shutdown = async move {
+        shutdown.await;
+        // An open peer stream would otherwise hold the graceful shutdown forever.
+        if let Some(handle) = peer_handle {
+            handle.close();
+        }
+    };
     let limits = cfg.connections.effective(descriptor_limit::current()?.soft);
     tracing::info!(
         max_connections = limits.max_connections,
@@ -220,6 +252,10 @@ pub async fn run(
         // update round trip; produce requests of batches are routinely bigger.
         .initial_stream_window_size(Some(HTTP2_STREAM_WINDOW_BYTES))
         .initial_connection_window_size(Some(HTTP2_CONNECTION_WINDOW_BYTES))
+        // A peer or client that went silent without closing (paused, partitioned) is found
+        // by keepalive; a graceful shutdown would otherwise wait on its connection forever.
+        .http2_keepalive_interval(Some(peer_limits.keepalive_interval))
+        .http2_keepalive_timeout(Some(peer_limits.keepalive_timeout))
         // Over every service: the transport's own refusals get Cairn's codes and ErrorInfo,
         // and INTERNAL/UNAVAILABLE answers are logged (see `status`).
         .layer(status::StatusLayer)
@@ -251,7 +287,8 @@ pub async fn run(
         .add_service(GroupsServer::new(CountedGroups::new(
             GroupsService::new(Arc::clone(&broker)),
             Arc::clone(&metrics),
-        )));
+        )))
+        .add_optional_service(peer_service);
     println!("cairn ready grpc={grpc_local} http={http_local}");
     tracing::info!(grpc = %grpc_local, http = %http_local, data_dir = %cfg.data_dir.display(), "serving");
     let incoming = connections::incoming(grpc_listener, limits, connection_metrics);

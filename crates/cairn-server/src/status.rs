@@ -57,6 +57,7 @@ pub fn classify(err: &BrokerError) -> (ErrorCode, Code) {
             (ErrorCode::InvalidPartitions, Code::ResourceExhausted)
         }
         BrokerError::ShuttingDown => (ErrorCode::BrokerNotAvailable, Code::Unavailable),
+        BrokerError::ControllerUnavailable(_) => (ErrorCode::BrokerNotAvailable, Code::Unavailable),
         BrokerError::PartitionStopped { .. } => (ErrorCode::KafkaStorageError, Code::Unavailable),
         BrokerError::Io { source, .. } if is_disk_full(source) => {
             (ErrorCode::DiskFull, Code::ResourceExhausted)

@@ -5,16 +5,23 @@
 //!
 //! - `controller`: [`Controller`], this node's member of the controller group: start-up,
 //!   proposals (forwarded to the leader from any node), the published metadata.
+//! - `runtime`: [`ClusterRuntime`], the controller member plus the tasks that follow the
+//!   metadata (bootstrap, leader reports, reconcile); `broker_cluster`: the broker's side
+//!   (joining, holding this node's share of partitions, admin calls through the controller);
+//!   `directory`: leaders of partitions held elsewhere, from the metadata.
 //! - `controller_entry`: a controller command as a Raft entry (a one-record batch).
 //! - `controller_sm`: the controller group's openraft state machine over
 //!   [`cairn_controller::ClusterMetadata`], publishing each new version and this node's actions.
 
+mod broker_cluster;
 pub mod controller;
 pub mod controller_entry;
 pub mod directory;
+pub mod runtime;
 pub mod controller_sm;
 
 pub use controller::{ClusterError, Controller};
+pub use runtime::ClusterRuntime;
 pub use controller_entry::{ControllerEntryError, decode_command, encode_command};
 pub use controller_sm::{
     ControllerEvent, ControllerRaft, ControllerResponse, ControllerStateMachine,

@@ -132,7 +132,6 @@ pub(crate) struct ReplicatedReplica {
     topic: Arc<str>,
     index: u32,
     group: GroupId,
-    me: NodeId,
     raft: Raft<PartitionRaft>,
     raft_log: RaftLog,
     registry: Arc<GroupRegistry>,
@@ -201,7 +200,6 @@ impl ReplicatedReplica {
             topic,
             index,
             group,
-            me: ctx.me,
             raft,
             raft_log,
             registry: Arc::clone(&ctx.registry),
@@ -567,11 +565,6 @@ impl ReplicatedReplica {
         self.registry.remove(self.group);
         self.raft_log.writer().close_blocking()?;
         Ok(())
-    }
-
-    /// This node's id in the group.
-    pub(super) fn node_id(&self) -> NodeId {
-        self.me
     }
 }
 

@@ -1,0 +1,333 @@
+//! The broker in a cluster: joining it, holding this node's share of the partitions as the
+//! committed metadata says (reconcile), and admin calls that go through the controller instead
+//! of this node's topic files.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use cairn_codec::{StickyPartitioner, XorShift64};
+use cairn_controller::{ClusterMetadata, Command, TopicMeta};
+use cairn_raft::{GroupId, GroupRegistry, NodeId, PeerNode, PeerTransport};
+
+use super::runtime::{ADMIN_TIMEOUT, ClusterRuntime, REPLICAS_DIR, cluster_error};
+use crate::broker::{Broker, Topic, TopicInfo, blocking, refuse_internal};
+use crate::error::BrokerError;
+use crate::node_identity::NodeIdentity;
+use crate::partition::{LeaderDirectory, Partition};
+use crate::topic_config::TopicConfig;
+use crate::topic_name::{is_internal, validate_topic_name};
+
+/// How often an admin call looks for its committed effect on this node.
+const EFFECT_POLL: Duration = Duration::from_millis(20);
+
+impl Broker {
+    /// Joins the cluster of this node's [`crate::ClusterSpec`]: starts its controller group
+    /// member over `transport` (peers' calls arrive through `registry`) and the tasks that
+    /// keep this node's partitions in line with the metadata. A cluster of one does nothing:
+    /// its partitions stay single copies, exactly as before clustering.
+    ///
+    /// # Errors
+    /// The metadata log's open errors; openraft's start errors.
+    pub async fn join_cluster(
+        self: &Arc<Self>,
+        transport: Arc<dyn PeerTransport>,
+        registry: Arc<GroupRegistry>,
+    ) -> Result<(), BrokerError> {
+        if self.cfg.cluster.is_single_node() {
+            return Ok(());
+        }
+        let runtime = ClusterRuntime::start(
+            self,
+            self.cfg.cluster.clone(),
+            Arc::clone(&self.clock),
+            transport,
+            registry,
+        )
+        .await?;
+        // Set once: `join_cluster` runs once at start-up.
+        let _ = self.cluster_runtime.set(runtime);
+        Ok(())
+    }
+
+    /// The cluster machinery, when this node runs with peers.
+    pub(crate) fn runtime(&self) -> Option<&Arc<ClusterRuntime>> {
+        self.cluster_runtime.get()
+    }
+
+    /// The nodes of the cluster with their client addresses (this node alone for a cluster of
+    /// one).
+    pub(crate) fn cluster_nodes(&self) -> Option<Vec<NodeIdentity>> {
+        let runtime = self.runtime()?;
+        let metadata = runtime.directory.current();
+        let nodes: Vec<NodeIdentity> = if metadata.nodes().is_empty() {
+            runtime
+                .spec
+                .peers()
+                .iter()
+                .map(|(id, addr)| NodeIdentity {
+                    node_id: i32::try_from(*id).unwrap_or(i32::MAX),
+                    advertised_address: addr.clone(),
+                })
+                .collect()
+        } else {
+            metadata
+                .nodes()
+                .iter()
+                .map(|(id, meta)| NodeIdentity {
+                    node_id: i32::try_from(*id).unwrap_or(i32::MAX),
+                    advertised_address: meta.addr.clone(),
+                })
+                .collect()
+        };
+        Some(nodes)
+    }
+
+    /// Creates a replicated topic through the controller, and answers once this node holds
+    /// it as committed.
+    pub(crate) async fn create_replicated_topic(
+        &self,
+        runtime: &ClusterRuntime,
+        name: &str,
+        partitions: i64,
+        replication_factor: i64,
+        configs: &[(String, String)],
+    ) -> Result<TopicInfo, BrokerError> {
+        refuse_internal(name)?;
+        validate_topic_name(name)?;
+        let partition_count = crate::broker::check_partition_count(partitions)?;
+        let replication_factor = runtime
+            .spec
+            .replication_factor(replication_factor)
+            .map_err(|_| BrokerError::InvalidReplicationFactor {
+                requested: replication_factor,
+                node_count: runtime.spec.node_count(),
+            })?;
+        let mut config = self.cfg.topic_defaults.clone();
+        config.set_all(configs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+        let command = Command::CreateTopic {
+            name: name.to_string(),
+            partition_count,
+            replication_factor: u16::try_from(replication_factor).unwrap_or(u16::MAX),
+            configs: configs.iter().cloned().collect(),
+        };
+        runtime
+            .controller
+            .propose(&command, ADMIN_TIMEOUT)
+            .await
+            .map_err(cluster_error)?;
+        self.wait_for(|b| {
+            b.topic(name)
+                .ok()
+                .is_some_and(|t| t.partition_count().get() == partition_count)
+        })
+        .await?;
+        tracing::info!(topic = name, partitions = partition_count, replication_factor, "topic created in the cluster");
+        self.describe_topic(name)
+    }
+
+    /// Deletes a replicated topic through the controller, answering once this node let it go.
+    pub(crate) async fn delete_replicated_topic(
+        &self,
+        runtime: &ClusterRuntime,
+        name: &str,
+    ) -> Result<(), BrokerError> {
+        refuse_internal(name)?;
+        runtime
+            .controller
+            .propose(
+                &Command::DeleteTopic {
+                    name: name.to_string(),
+                },
+                ADMIN_TIMEOUT,
+            )
+            .await
+            .map_err(cluster_error)?;
+        self.wait_for(|b| b.topic(name).is_err()).await?;
+        tracing::info!(topic = name, "topic deleted in the cluster");
+        Ok(())
+    }
+
+    /// Waits until `done` holds on this node (the reconcile of a committed command).
+    async fn wait_for(&self, done: impl Fn(&Broker) -> bool) -> Result<(), BrokerError> {
+        let deadline = tokio::time::Instant::now() + ADMIN_TIMEOUT;
+        while !done(self) {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(BrokerError::ControllerUnavailable(
+                    "the command committed but this node did not apply it in time".to_string(),
+                ));
+            }
+            tokio::time::sleep(EFFECT_POLL).await;
+        }
+        Ok(())
+    }
+
+    /// Brings the topics this node holds in line with `metadata`: opens the partitions of new
+    /// topics (this node's replicas as Raft copies, the rest as pointers to their leaders),
+    /// and closes and removes topics the metadata no longer has. Topics that exist only on this
+    /// node (the local `__consumer_offsets`) are left alone.
+    pub(crate) async fn reconcile(
+        &self,
+        runtime: &ClusterRuntime,
+        metadata: &ClusterMetadata,
+    ) -> Result<(), BrokerError> {
+        let _admin = self.admin.lock().await;
+        let held: BTreeMap<String, Option<u64>> = self
+            .topics
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(name, topic)| (name.clone(), topic.topic_id))
+            .collect();
+        let wanted: BTreeSet<&String> = metadata.topics().keys().collect();
+        for (name, topic_id) in &held {
+            let Some(id) = topic_id else { continue };
+            let current = metadata.topic(name).map(|t| t.id.0);
+            if current != Some(*id) {
+                self.drop_replicated_topic(name).await;
+            }
+        }
+        for name in wanted {
+            let Some(meta) = metadata.topic(name) else {
+                continue;
+            };
+            let present = self
+                .topics
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(name.as_str())
+                .map(|t| t.topic_id);
+            match present {
+                Some(Some(id)) if id == meta.id.0 => {}
+                Some(None) if is_internal(name) => {}
+                Some(_) => {
+                    tracing::warn!(topic = %name, "a local topic has the name of a cluster topic; the local one stays");
+                }
+                None => self.open_replicated_topic(runtime, metadata, name, meta).await?,
+            }
+        }
+        Ok(())
+    }
+
+    async fn open_replicated_topic(
+        &self,
+        runtime: &ClusterRuntime,
+        metadata: &ClusterMetadata,
+        name: &str,
+        meta: &TopicMeta,
+    ) -> Result<(), BrokerError> {
+        let mut config: TopicConfig = self.cfg.topic_defaults.clone();
+        if let Err(e) = config.set_all(meta.configs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        {
+            tracing::warn!(topic = name, error = %e, "a cluster topic's configs do not apply here; defaults used");
+        }
+        let log_config = config.to_log_config();
+        let me: NodeId = runtime.spec.node_id();
+        let directory: Arc<dyn LeaderDirectory> = runtime.directory.clone();
+        let topic_name: Arc<str> = Arc::from(name);
+        let replicas_dir = self.cfg.data_dir.join(REPLICAS_DIR);
+        let mut partitions = Vec::with_capacity(meta.partitions.len());
+        for (index, partition) in meta.partitions.iter().enumerate() {
+            let index = u32::try_from(index).unwrap_or(u32::MAX);
+            let group = GroupId(partition.group.0);
+            let dir = replicas_dir.join(format!("{name}-{index}.g{}", group.0));
+            if !partition.replicas.contains(&me) {
+                partitions.push(Arc::new(Partition::elsewhere(
+                    Arc::clone(&topic_name),
+                    index,
+                    dir,
+                    group,
+                    Arc::clone(&directory),
+                )));
+                continue;
+            }
+            let members: BTreeMap<NodeId, PeerNode> = partition
+                .replicas
+                .iter()
+                .map(|node| {
+                    let addr = metadata
+                        .node(*node)
+                        .map(|n| n.addr.clone())
+                        .unwrap_or_default();
+                    (*node, PeerNode { addr })
+                })
+                .collect();
+            let create: PathBuf = dir.clone();
+            blocking(move || {
+                std::fs::create_dir_all(&create)
+                    .map_err(|e| BrokerError::io("create replica directory", &create, e))
+            })
+            .await?;
+            let opened = Partition::start_replicated(
+                Arc::clone(&topic_name),
+                index,
+                dir,
+                log_config.clone(),
+                Arc::clone(&self.clock),
+                group,
+                members,
+                &runtime.ctx,
+            )
+            .await;
+            match opened {
+                Ok(p) => partitions.push(Arc::new(p)),
+                Err(e) => {
+                    for p in &partitions {
+                        let _ = p.close().await;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        let seed = self.clock.now_ms() as u64 ^ meta.id.0;
+        let topic = Topic {
+            name: name.to_string(),
+            config: RwLock::new(config),
+            partitions: RwLock::new(partitions),
+            sticky: Mutex::new(StickyPartitioner::new(XorShift64::new(seed))),
+            topic_id: Some(meta.id.0),
+        };
+        self.topics
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_string(), Arc::new(topic));
+        tracing::info!(topic = name, partitions = meta.partitions.len(), "holding cluster topic");
+        Ok(())
+    }
+
+    /// Closes a replicated topic's copies on this node and removes their directories.
+    async fn drop_replicated_topic(&self, name: &str) {
+        let topic = self
+            .topics
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
+        let Some(topic) = topic else { return };
+        let partitions: Vec<Arc<Partition>> = topic
+            .partitions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for partition in &partitions {
+            if !partition.is_held_here() {
+                continue;
+            }
+            if let Err(err) = partition.close().await {
+                tracing::warn!(topic = name, partition = partition.index(), %err, "closing a deleted topic's copy");
+            }
+            let dir = partition.dir().to_path_buf();
+            let removed = blocking(move || match std::fs::remove_dir_all(&dir) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    Err(BrokerError::io("delete replica directory", &dir, e))
+                }
+                _ => Ok(()),
+            })
+            .await;
+            if let Err(err) = removed {
+                tracing::warn!(topic = name, %err, "removing a deleted topic's copy");
+            }
+        }
+        tracing::info!(topic = name, "released cluster topic");
+    }
+}

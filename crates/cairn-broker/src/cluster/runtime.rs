@@ -1,0 +1,250 @@
+//! The node's cluster machinery once it runs with peers: the controller group, the Raft
+//! settings every group shares, and the tasks that keep the node in line with the committed
+//! metadata: the bootstrap proposal, the reconcile loop that hosts this node's share of the
+//! partitions, and the leader reports that keep the metadata's leaders current.
+//!
+//! Reconciling is level-triggered: each new metadata version is compared with what the node
+//! holds, so a restart, a missed action or a snapshot install all converge the same way.
+
+use std::sync::{Arc, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use cairn_controller::{Command, ControllerError, PeerSpec};
+use cairn_log::{Clock, LogConfig};
+use cairn_raft::{CairnLogStorage, GroupRegistry, PeerTransport, RaftLog};
+use openraft::{Config, SnapshotPolicy};
+use tokio::sync::mpsc;
+
+use super::controller::{ClusterError, Controller};
+use super::controller_sm::ControllerRaft;
+use super::directory::MetadataDirectory;
+use crate::broker::Broker;
+use crate::cluster_spec::ClusterSpec;
+use crate::error::BrokerError;
+use crate::partition::{GroupContext, LeaderReport};
+
+/// Where the controller group's log lives in the data directory.
+pub const METADATA_LOG_DIR: &str = "cluster/metadata";
+/// Where this node's partition replicas live in the data directory (one directory per group,
+/// so a topic deleted and created again never meets its old files).
+pub const REPLICAS_DIR: &str = "replicas";
+
+/// How long an admin call waits for the controller to commit its command.
+pub const ADMIN_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The node's cluster machinery.
+pub struct ClusterRuntime {
+    pub(crate) spec: ClusterSpec,
+    pub(crate) controller: Controller,
+    pub(crate) ctx: GroupContext,
+    pub(crate) directory: Arc<MetadataDirectory>,
+}
+
+impl std::fmt::Debug for ClusterRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterRuntime")
+            .field("node", &self.spec.node_id())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The openraft settings of every group on this node, from the spec's timings. Snapshots are
+/// never taken on a schedule: a partition's log is its own history (retention, not Raft,
+/// decides what goes), and the controller's log is small.
+fn raft_config(spec: &ClusterSpec, name: &str) -> Result<Config, BrokerError> {
+    let timings = spec.timings();
+    Config {
+        cluster_name: name.to_string(),
+        heartbeat_interval: timings.heartbeat_ms(),
+        election_timeout_min: timings.election_timeout_min_ms(),
+        election_timeout_max: timings.election_timeout_max_ms(),
+        snapshot_policy: SnapshotPolicy::Never,
+        // A restarted follower is caught up from the log, never by a snapshot while the
+        // leader still holds the entries.
+        max_in_snapshot_log_to_keep: u64::MAX,
+        ..Config::default()
+    }
+    .validate()
+    .map_err(|e| BrokerError::InvalidRequest(format!("raft settings: {e}")))
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// A fresh cluster id: 16 random bytes as hex. Every node proposes one at start; the first to
+/// commit wins and the others' are refused as a mismatch, which is expected.
+fn fresh_cluster_id() -> String {
+    let mut bytes = [0u8; 16];
+    let filled = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes));
+    if filled.is_err() {
+        // No /dev/urandom: time and pid are unique enough to tell clusters apart.
+        let seed = now_ms() as u64 ^ (u64::from(std::process::id()) << 32);
+        bytes[..8].copy_from_slice(&seed.to_le_bytes());
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl ClusterRuntime {
+    /// Starts the controller group member of this node over its metadata log and the tasks
+    /// that follow the metadata. `broker` is held weakly: the tasks end with it.
+    ///
+    /// # Errors
+    /// The metadata log's open errors; openraft's start errors.
+    pub(crate) async fn start(
+        broker: &Arc<Broker>,
+        spec: ClusterSpec,
+        clock: Arc<dyn Clock>,
+        transport: Arc<dyn PeerTransport>,
+        registry: Arc<GroupRegistry>,
+    ) -> Result<Arc<ClusterRuntime>, BrokerError> {
+        let me = spec.node_id();
+        let dir = broker.cfg.data_dir.join(METADATA_LOG_DIR);
+        let open_clock = Arc::clone(&clock);
+        let metadata_log = crate::broker::blocking(move || {
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| BrokerError::io("create metadata log directory", &dir, e))?;
+            RaftLog::open(&dir, LogConfig::default(), open_clock)
+                .map_err(|e| BrokerError::InvalidRequest(format!("metadata log: {e}")))
+        })
+        .await?;
+        let controller_config = Arc::new(raft_config(&spec, "controller")?);
+        let partition_config = Arc::new(raft_config(&spec, "partitions")?);
+        let (controller, _events) = Controller::start(
+            me,
+            spec.peers(),
+            controller_config,
+            Arc::clone(&transport),
+            &registry,
+            CairnLogStorage::<ControllerRaft>::new(metadata_log),
+        )
+        .await
+        .map_err(cluster_error)?;
+        let directory = Arc::new(MetadataDirectory::new(controller.subscribe()));
+        let (reports_tx, reports_rx) = mpsc::unbounded_channel();
+        let runtime = Arc::new(ClusterRuntime {
+            spec,
+            controller,
+            ctx: GroupContext {
+                me,
+                transport,
+                registry,
+                config: partition_config,
+                leader_reports: reports_tx,
+            },
+            directory,
+        });
+        tokio::spawn(bootstrap(Arc::clone(&runtime)));
+        tokio::spawn(report_leaders(Arc::clone(&runtime), reports_rx));
+        tokio::spawn(follow_metadata(Arc::downgrade(broker), Arc::clone(&runtime)));
+        Ok(runtime)
+    }
+}
+
+/// Maps a controller failure to the broker's error.
+pub(crate) fn cluster_error(err: ClusterError) -> BrokerError {
+    match err {
+        ClusterError::Refused(refusal) => controller_refusal(refusal),
+        other => BrokerError::ControllerUnavailable(other.to_string()),
+    }
+}
+
+/// Maps a refusal of the metadata rules to the broker's typed error.
+fn controller_refusal(refusal: ControllerError) -> BrokerError {
+    match refusal {
+        ControllerError::TopicExists { name, .. } => BrokerError::TopicExists { name },
+        ControllerError::UnknownTopic { name } => BrokerError::UnknownTopic { topic: name },
+        ControllerError::ReplicationFactorTooLarge {
+            requested,
+            alive_node_count,
+            ..
+        } => BrokerError::InvalidReplicationFactor {
+            requested: i64::from(requested),
+            node_count: alive_node_count,
+        },
+        other => BrokerError::InvalidRequest(other.to_string()),
+    }
+}
+
+/// Proposes the cluster's bootstrap until it is committed (by this node's proposal or
+/// another's), then records the cluster id in `node.meta`.
+async fn bootstrap(runtime: Arc<ClusterRuntime>) {
+    let peers: Vec<PeerSpec> = runtime
+        .spec
+        .peers()
+        .iter()
+        .map(|(node, addr)| PeerSpec {
+            node: *node,
+            addr: addr.clone(),
+        })
+        .collect();
+    loop {
+        if runtime.controller.metadata().is_bootstrapped() {
+            break;
+        }
+        let command = Command::Bootstrap {
+            cluster_id: fresh_cluster_id(),
+            peers: peers.clone(),
+            at_ms: now_ms(),
+        };
+        match runtime.controller.propose(&command, ADMIN_TIMEOUT).await {
+            Ok(_) | Err(ClusterError::Refused(_)) => {}
+            Err(e) => tracing::info!(error = %e, "cluster not formed yet; waiting for a majority of the peers"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let metadata = runtime.controller.metadata();
+    tracing::info!(
+        cluster_id = metadata.cluster_id().unwrap_or("?"),
+        node = runtime.spec.node_id(),
+        nodes = metadata.nodes().len(),
+        "cluster formed"
+    );
+}
+
+/// Turns leader reports into `ReportLeader` commands, keeping only the newest per group.
+async fn report_leaders(
+    runtime: Arc<ClusterRuntime>,
+    mut reports: mpsc::UnboundedReceiver<LeaderReport>,
+) {
+    while let Some(first) = reports.recv().await {
+        let mut batch = vec![first];
+        while let Ok(more) = reports.try_recv() {
+            batch.push(more);
+        }
+        batch.sort_by_key(|r| (r.group, std::cmp::Reverse(r.term)));
+        batch.dedup_by_key(|r| r.group);
+        for report in batch {
+            let command = Command::ReportLeader {
+                group: cairn_controller::GroupId(report.group.0),
+                leader: report.leader,
+                epoch: report.term,
+                isr: report.members.clone(),
+            };
+            if let Err(e) = runtime.controller.propose(&command, ADMIN_TIMEOUT).await {
+                tracing::debug!(group = report.group.0, error = %e, "leader report not recorded");
+            }
+        }
+    }
+}
+
+/// Reconciles the broker with every new metadata version until the broker goes away.
+async fn follow_metadata(broker: Weak<Broker>, runtime: Arc<ClusterRuntime>) {
+    let mut metadata = runtime.controller.subscribe();
+    loop {
+        let current = Arc::clone(&metadata.borrow_and_update());
+        let Some(node) = broker.upgrade() else {
+            return;
+        };
+        if let Err(e) = node.reconcile(&runtime, &current).await {
+            tracing::warn!(error = %e, "reconciling with the cluster metadata; retrying at the next change");
+        }
+        drop(node);
+        if metadata.changed().await.is_err() {
+            return;
+        }
+    }
+}
