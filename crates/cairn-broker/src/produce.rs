@@ -182,7 +182,13 @@ impl Broker {
     /// `InitProducerId` hands out later, whose batches would then be refused or dropped as
     /// duplicates. A negative id means "not idempotent" and passes.
     fn check_producer_id(&self, producer_id: i64) -> Result<(), BrokerError> {
-        if producer_id >= 0 && !self.producer_ids.was_issued(producer_id) {
+        let issued = match self.runtime() {
+            // In a cluster any node may have issued it: every id below the controller's next
+            // free one was handed to some node.
+            Some(runtime) => runtime.producer_id_was_issued(producer_id),
+            None => self.producer_ids.was_issued(producer_id),
+        };
+        if producer_id >= 0 && !issued {
             return Err(BrokerError::UnknownProducerId { producer_id });
         }
         Ok(())

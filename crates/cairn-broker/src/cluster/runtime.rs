@@ -38,7 +38,12 @@ pub struct ClusterRuntime {
     pub(crate) controller: Controller,
     pub(crate) ctx: GroupContext,
     pub(crate) directory: Arc<MetadataDirectory>,
+    /// The producer-id block this node hands ids out of: (next, end).
+    producer_ids: tokio::sync::Mutex<(u64, u64)>,
 }
+
+/// Producer ids a node takes from the controller at a time.
+const PRODUCER_ID_BLOCK_LEN: u64 = 1_000;
 
 impl std::fmt::Debug for ClusterRuntime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -136,11 +141,55 @@ impl ClusterRuntime {
                 leader_reports: reports_tx,
             },
             directory,
+            producer_ids: tokio::sync::Mutex::new((0, 0)),
         });
         tokio::spawn(bootstrap(Arc::clone(&runtime)));
         tokio::spawn(report_leaders(Arc::clone(&runtime), reports_rx));
         tokio::spawn(follow_metadata(Arc::downgrade(broker), Arc::clone(&runtime)));
         Ok(runtime)
+    }
+}
+
+impl ClusterRuntime {
+    /// A producer id unique in the cluster: from this node's block, taking a new block from
+    /// the controller when it runs out.
+    ///
+    /// # Errors
+    /// [`BrokerError::ControllerUnavailable`] when no block could be had.
+    pub(crate) async fn next_producer_id(&self) -> Result<i64, BrokerError> {
+        let mut block = self.producer_ids.lock().await;
+        if block.0 >= block.1 {
+            let reply = self
+                .controller
+                .propose(
+                    &Command::AllocateProducerIds {
+                        node: self.spec.node_id(),
+                        block_len: PRODUCER_ID_BLOCK_LEN,
+                    },
+                    ADMIN_TIMEOUT,
+                )
+                .await
+                .map_err(cluster_error)?;
+            match reply.outcome {
+                cairn_controller::Outcome::ProducerIds(ids) => *block = (ids.first, ids.end()),
+                other => {
+                    return Err(BrokerError::ControllerUnavailable(format!(
+                        "unexpected answer to a producer-id request: {other:?}"
+                    )));
+                }
+            }
+        }
+        let id = block.0;
+        block.0 += 1;
+        i64::try_from(id).map_err(|_| {
+            BrokerError::ControllerUnavailable("producer ids exhausted".to_string())
+        })
+    }
+
+    /// Whether some node may have handed out `producer_id`.
+    pub(crate) fn producer_id_was_issued(&self, producer_id: i64) -> bool {
+        u64::try_from(producer_id)
+            .is_ok_and(|id| id < self.directory.current().next_producer_id())
     }
 }
 
