@@ -45,6 +45,7 @@ impl RaftLog {
     /// Opens (or creates) the group's storage in `dir`: the log as a replica (nothing visible
     /// until applied), the vote, the purge point and the applied state, then starts the log's
     /// writer thread. The high watermark is put back where the applied state left it.
+    /// Blocking (directory scan, fsyncs): call it off the async runtime.
     ///
     /// # Errors
     /// The log's open errors; [`RaftStorageError::CorruptCheckpoint`] for unreadable Raft
@@ -109,6 +110,21 @@ impl RaftLog {
             .purged()
             .map_or(EntryIndex(0), |p| EntryIndex(p.index.saturating_add(1)));
         log_start.max(after_purge)
+    }
+
+    /// The last entry index retention would delete up to (inclusive), if the entry floor did
+    /// not hold it back: what to purge through Raft for retention to happen (build a snapshot
+    /// first; openraft purges no further than its last snapshot). `None` when retention would
+    /// delete nothing.
+    ///
+    /// # Errors
+    /// [`LogError::Closed`] if the writer has stopped.
+    pub async fn retention_purge_index(&self) -> Result<Option<u64>, RaftStorageError> {
+        self.with_log(|log, now_ms| {
+            log.retention_entry_bound(now_ms)
+                .and_then(|bound| bound.0.checked_sub(1))
+        })
+        .await
     }
 
     /// Saves `vote` durably (on the writer thread, after every write issued before it).

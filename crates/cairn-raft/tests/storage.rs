@@ -321,3 +321,46 @@ async fn damaged_vote_file_stops_the_open_without_deleting_anything() {
     );
     assert!(vote_path.exists());
 }
+
+#[tokio::test]
+async fn retention_goes_through_a_raft_purge_and_only_whole_segments_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LogConfig {
+        segment_bytes: 1024,
+        retention_bytes: Some(1),
+        ..LogConfig::default()
+    };
+    let raft_log = RaftLog::open(&partition(&dir, "p-0"), cfg, Arc::new(SystemClock)).unwrap();
+    let mut storage = CairnLogStorage::<PartitionRaft>::new(raft_log.clone());
+    let mut sm = PartitionStateMachine::new(raft_log.clone());
+    let entries: Vec<_> = (0..40).map(|i| normal(1, i, 3)).collect();
+    storage.blocking_append(entries.clone()).await.unwrap();
+    sm.apply(entries).await.unwrap();
+    // The log's own retention pass deletes nothing Raft has not purged.
+    raft_log
+        .writer()
+        .with_log(|log, now| log.enforce_retention(now))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(raft_log.reader().entry_bounds().0, EntryIndex(0));
+    let upto = raft_log.retention_purge_index().await.unwrap().unwrap();
+    assert!(
+        upto > 0 && upto < 39,
+        "retention would delete up to entry {upto}"
+    );
+    sm.get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .unwrap();
+    storage.purge(log_id(1, upto)).await.unwrap();
+    let (start, _) = raft_log.reader().entry_bounds();
+    assert_eq!(
+        start,
+        EntryIndex(upto + 1),
+        "the segments below the purge point went"
+    );
+    let ids = storage.try_get_log_entries(0..).await.unwrap();
+    assert_eq!(ids.first().unwrap().log_id.index, upto + 1);
+}
