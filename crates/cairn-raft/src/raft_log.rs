@@ -141,11 +141,13 @@ impl RaftLog {
         Ok(())
     }
 
-    /// Purges the Raft log up to `upto` inclusive: saves the purge point, then deletes the
-    /// whole segments below it (an entry above it in the same segment keeps the segment) and
-    /// lets retention and compaction reach that far. A purge past the log end starts the log
-    /// over, empty, at the entry after `upto`, at the current log end offset. A purge at or
-    /// below the current purge point does nothing.
+    /// Purges the Raft log up to `upto` inclusive: saves the purge point (entries at or below
+    /// it are never read again), raises the entry floor to the entry after it, and runs a
+    /// retention pass, which may now delete the whole segments below it that `retention.ms` /
+    /// `retention.bytes` let go. Raft's purge allows deletion; retention decides it, so
+    /// openraft's snapshot policy never shortens what consumers can read. A purge past the log
+    /// end starts the log over, empty, at the entry after `upto`, at the current log end
+    /// offset. A purge at or below the current purge point does nothing.
     ///
     /// # Errors
     /// I/O errors; the log's errors (a failure part-way poisons the log).
@@ -204,7 +206,7 @@ fn purge_log(
         log.reset(first_kept, offset, now_ms)?;
     }
     log.set_entry_floor(Some(first_kept));
-    log.delete_segments_before_entry(first_kept)?;
+    log.enforce_retention(now_ms)?;
     Ok(())
 }
 
