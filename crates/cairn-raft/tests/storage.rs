@@ -364,3 +364,40 @@ async fn retention_goes_through_a_raft_purge_and_only_whole_segments_go() {
     let ids = storage.try_get_log_entries(0..).await.unwrap();
     assert_eq!(ids.first().unwrap().log_id.index, upto + 1);
 }
+
+#[tokio::test]
+async fn a_crash_inside_a_snapshot_install_is_finished_at_the_next_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = partition(&dir, "p-0");
+    {
+        let (raft_log, mut storage, _sm) = open(&path);
+        storage
+            .blocking_append([normal(1, 0, 2), normal(1, 1, 2)])
+            .await
+            .unwrap();
+        raft_log.writer().close().await.unwrap();
+    }
+    // What an install leaves when it crashes after saving the applied state and the purge
+    // point but before resetting the log: a log that ends before the purge point.
+    let applied = cairn_raft::AppliedState {
+        last_applied: Some(log_id(3, 50)),
+        next_offset: 700,
+        membership: Default::default(),
+    };
+    cairn_raft::applied_file::write_applied(&path, &applied).unwrap();
+    cairn_raft::purge_file::write_purged(&path, log_id(3, 50)).unwrap();
+
+    let (raft_log, mut storage, mut sm) = open(&path);
+    assert_eq!(
+        raft_log.reader().entry_bounds(),
+        (EntryIndex(51), EntryIndex(51))
+    );
+    assert_eq!(raft_log.reader().high_watermark(), Offset(700));
+    let state = storage.get_log_state().await.unwrap();
+    assert_eq!(state.last_purged_log_id, Some(log_id(3, 50)));
+    assert_eq!(state.last_log_id, Some(log_id(3, 50)));
+    assert_eq!(sm.applied_state().await.unwrap().0, Some(log_id(3, 50)));
+    storage.blocking_append([normal(4, 51, 1)]).await.unwrap();
+    let replies = sm.apply([normal(4, 51, 1)]).await.unwrap();
+    assert_eq!((replies[0].base_offset, replies[0].next_offset), (700, 701));
+}
