@@ -83,6 +83,21 @@ fn produce(bytes: Bytes, producer: Option<ProducerFields>) -> ProduceRequest {
     }
 }
 
+/// Produces on one node: the base offset, or the partition's error.
+async fn produce_on(
+    node: &Node,
+    bytes: Bytes,
+    producer: Option<ProducerFields>,
+) -> Result<i64, BrokerError> {
+    let mut result = node.broker.produce(produce(bytes, producer)).await?;
+    let produced = result.partitions.remove(0);
+    match (produced.error, produced.base_offset) {
+        (Some(err), _) => Err(err),
+        (None, Some(offset)) => Ok(i64::try_from(offset.0).unwrap()),
+        (None, None) => panic!("acks=all answered without an offset"),
+    }
+}
+
 /// The node that takes a produce to partition 0, trying every live one until one does.
 async fn produce_anywhere(
     nodes: &[Node],
@@ -92,11 +107,8 @@ async fn produce_anywhere(
 ) -> (u64, i64) {
     for _ in 0..400 {
         for node in nodes.iter().filter(|n| Some(n.id) != skip) {
-            match node.broker.produce(produce(bytes.clone(), producer)).await {
-                Ok(result) => {
-                    let offset = result.partitions[0].base_offset.unwrap().0;
-                    return (node.id, i64::try_from(offset).unwrap());
-                }
+            match produce_on(node, bytes.clone(), producer).await {
+                Ok(offset) => return (node.id, offset),
                 Err(BrokerError::NotLeader { .. }) | Err(BrokerError::PartitionStopped { .. }) => {}
                 Err(other) => panic!("node {}: {other}", node.id),
             }
@@ -149,21 +161,47 @@ async fn a_replicated_partition_fails_over_without_loss_or_duplicates() {
         .await
         .expect("created through node 2");
     assert_eq!(info.partitions.len(), 1);
+    // Every node applies the committed create within a heartbeat or so.
     for node in &nodes {
-        assert!(node.broker.list_topics(false).contains(&"orders".to_string()));
+        let mut waited = 0;
+        while !node
+            .broker
+            .list_topics(false)
+            .contains(&"orders".to_string())
+        {
+            assert!(waited < 200, "node {} never saw the topic", node.id);
+            tokio::time::sleep(Duration::from_millis(25)).await;
+            waited += 1;
+        }
     }
 
-    let (leader, first) = produce_anywhere(&nodes, None, batch(&["a", "b"], ProducerFields::NONE), None).await;
+    let (leader, first) =
+        produce_anywhere(&nodes, None, batch(&["a", "b"], ProducerFields::NONE), None).await;
     assert_eq!(first, 0);
-    // Followers refuse and name the leader.
+    // Followers refuse, and name the leader once they have heard from it (a follower that has
+    // not yet says it knows none).
     for node in nodes.iter().filter(|n| n.id != leader) {
-        match node.broker.produce(produce(batch(&["x"], ProducerFields::NONE), None)).await {
-            Err(BrokerError::NotLeader { leader: Some(hint), .. }) => {
-                assert_eq!(hint.node_id, i32::try_from(leader).unwrap());
-                assert_eq!(hint.address.as_deref(), Some(format!("node-{leader}:7070").as_str()));
+        let mut named = false;
+        for _ in 0..200 {
+            match produce_on(node, batch(&["x"], ProducerFields::NONE), None).await {
+                Err(BrokerError::NotLeader {
+                    leader: Some(hint), ..
+                }) => {
+                    assert_eq!(hint.node_id, i32::try_from(leader).unwrap());
+                    assert_eq!(
+                        hint.address.as_deref(),
+                        Some(format!("node-{leader}:7070").as_str())
+                    );
+                    named = true;
+                    break;
+                }
+                Err(BrokerError::NotLeader { leader: None, .. }) => {
+                    tokio::time::sleep(Duration::from_millis(25)).await;
+                }
+                other => panic!("node {} answered {other:?}", node.id),
             }
-            other => panic!("node {} answered {other:?}", node.id),
         }
+        assert!(named, "node {} never named the leader", node.id);
     }
 
     // An idempotent producer writes once, then the leader is cut off.
@@ -179,10 +217,20 @@ async fn a_replicated_partition_fails_over_without_loss_or_duplicates() {
 
     net.set_down(leader, true);
     // The retry reaches the new leader, which answers it with the original offset.
-    let (second, retried) = produce_anywhere(&nodes, Some(leader), idempotent.clone(), Some(fields)).await;
+    let (second, retried) =
+        produce_anywhere(&nodes, Some(leader), idempotent.clone(), Some(fields)).await;
     assert_ne!(second, leader);
-    assert_eq!(retried, 2, "a retry after failover is answered, not duplicated");
-    let (_, next) = produce_anywhere(&nodes, Some(leader), batch(&["f"], ProducerFields::NONE), None).await;
+    assert_eq!(
+        retried, 2,
+        "a retry after failover is answered, not duplicated"
+    );
+    let (_, next) = produce_anywhere(
+        &nodes,
+        Some(leader),
+        batch(&["f"], ProducerFields::NONE),
+        None,
+    )
+    .await;
     assert_eq!(next, 5);
 
     net.set_down(leader, false);
@@ -199,7 +247,10 @@ async fn a_replicated_partition_fails_over_without_loss_or_duplicates() {
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    assert!(matches!(read_all(old).await, Err(BrokerError::NotLeader { .. })));
+    assert!(matches!(
+        read_all(old).await,
+        Err(BrokerError::NotLeader { .. })
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -212,7 +263,13 @@ async fn a_replication_factor_above_the_node_count_is_refused_by_name() {
         .await
         .expect_err("4 replicas on 3 nodes");
     assert!(
-        matches!(err, BrokerError::InvalidReplicationFactor { requested: 4, node_count: 3 }),
+        matches!(
+            err,
+            BrokerError::InvalidReplicationFactor {
+                requested: 4,
+                node_count: 3
+            }
+        ),
         "{err:?}"
     );
 }

@@ -16,16 +16,16 @@
 mod broker_cluster;
 pub mod controller;
 pub mod controller_entry;
+pub mod controller_sm;
 pub mod directory;
 pub mod runtime;
-pub mod controller_sm;
 
 pub use controller::{ClusterError, Controller};
-pub use runtime::ClusterRuntime;
 pub use controller_entry::{ControllerEntryError, decode_command, encode_command};
 pub use controller_sm::{
     ControllerEvent, ControllerRaft, ControllerResponse, ControllerStateMachine,
 };
+pub use runtime::ClusterRuntime;
 
 #[cfg(test)]
 mod tests;

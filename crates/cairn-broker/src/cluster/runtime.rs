@@ -42,6 +42,9 @@ pub struct ClusterRuntime {
     producer_ids: tokio::sync::Mutex<(u64, u64)>,
 }
 
+/// Longest a produce waits for this node's metadata to show its producer id's allocation.
+const PRODUCER_ID_CATCH_UP: Duration = Duration::from_secs(2);
+
 /// Producer ids a node takes from the controller at a time.
 const PRODUCER_ID_BLOCK_LEN: u64 = 1_000;
 
@@ -145,7 +148,10 @@ impl ClusterRuntime {
         });
         tokio::spawn(bootstrap(Arc::clone(&runtime)));
         tokio::spawn(report_leaders(Arc::clone(&runtime), reports_rx));
-        tokio::spawn(follow_metadata(Arc::downgrade(broker), Arc::clone(&runtime)));
+        tokio::spawn(follow_metadata(
+            Arc::downgrade(broker),
+            Arc::clone(&runtime),
+        ));
         Ok(runtime)
     }
 }
@@ -181,15 +187,29 @@ impl ClusterRuntime {
         }
         let id = block.0;
         block.0 += 1;
-        i64::try_from(id).map_err(|_| {
-            BrokerError::ControllerUnavailable("producer ids exhausted".to_string())
-        })
+        i64::try_from(id)
+            .map_err(|_| BrokerError::ControllerUnavailable("producer ids exhausted".to_string()))
     }
 
-    /// Whether some node may have handed out `producer_id`.
-    pub(crate) fn producer_id_was_issued(&self, producer_id: i64) -> bool {
-        u64::try_from(producer_id)
-            .is_ok_and(|id| id < self.directory.current().next_producer_id())
+    /// Whether some node may have handed out `producer_id`, waiting up to
+    /// [`PRODUCER_ID_CATCH_UP`] for this node's metadata to show the allocation.
+    pub(crate) async fn wait_producer_id_issued(&self, producer_id: i64) -> bool {
+        let Ok(id) = u64::try_from(producer_id) else {
+            return false;
+        };
+        let mut metadata = self.controller.subscribe();
+        let deadline = tokio::time::Instant::now() + PRODUCER_ID_CATCH_UP;
+        loop {
+            if id < metadata.borrow_and_update().next_producer_id() {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, metadata.changed())
+                .await
+                .map_or(true, |changed| changed.is_err())
+            {
+                return false;
+            }
+        }
     }
 }
 
@@ -241,7 +261,9 @@ async fn bootstrap(runtime: Arc<ClusterRuntime>) {
         };
         match runtime.controller.propose(&command, ADMIN_TIMEOUT).await {
             Ok(_) | Err(ClusterError::Refused(_)) => {}
-            Err(e) => tracing::info!(error = %e, "cluster not formed yet; waiting for a majority of the peers"),
+            Err(e) => {
+                tracing::info!(error = %e, "cluster not formed yet; waiting for a majority of the peers")
+            }
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

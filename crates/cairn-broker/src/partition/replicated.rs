@@ -28,8 +28,8 @@ use cairn_codec::batch::Batch;
 use cairn_codec::{LeaderEpoch, Offset};
 use cairn_log::{Clock, DamagedRange, LogConfig, LogError, LogReader, ReadResult};
 use cairn_raft::{
-    BatchData, CairnLogStorage, GroupId, GroupNetwork, GroupRegistry, NodeId,
-    PartitionRaft, PartitionStateMachine, PeerNode, PeerTransport, RaftLog,
+    BatchData, CairnLogStorage, GroupId, GroupNetwork, GroupRegistry, NodeId, PartitionRaft,
+    PartitionStateMachine, PeerNode, PeerTransport, RaftLog,
 };
 use openraft::error::ClientWriteError;
 use openraft::{Config, Raft, RaftMetrics, ServerState};
@@ -350,8 +350,12 @@ impl ReplicatedReplica {
             .await
             .map_err(|e| raft_failure(&self.topic, self.index, e.to_string()));
         if let Some(p) = &producer {
-            self.sequencer
-                .queued(p.producer_id, p.producer_epoch, p.base_sequence, p.record_count);
+            self.sequencer.queued(
+                p.producer_id,
+                p.producer_epoch,
+                p.base_sequence,
+                p.record_count,
+            );
         }
         let pending = match written {
             Ok(pending) => pending,
