@@ -71,7 +71,7 @@ led_by() {
 rm -rf "$DATA"; mkdir -p "$DATA"
 for n in 1 2 3; do start_node "$n"; done
 for n in 1 2 3; do until grep -q '^cairn ready' "$DATA/n$n.out"; do sleep 0.05; done; done
-until grep -q 'cluster formed' "$DATA/n1.log" 2>/dev/null || [ "$("$BIN" --broker 127.0.0.1:17271 cluster info 2>/dev/null | grep -c '^  [0-9]')" -ge 3 ]; do sleep 0.1; done
+for n in 1 2 3; do until grep -q 'cluster formed' "$DATA/n$n.log" 2>/dev/null; do sleep 0.1; done; done
 sleep 1
 declare -A RSS0
 for n in 1 2 3; do RSS0[$n]=$(rss_kib "${PIDS[$n]}"); done

@@ -73,7 +73,7 @@ pub fn init(format: LogFormat) -> Result<(), ConfigError> {
 }
 
 /// What is logged when `RUST_LOG` is not set.
-const DEFAULT_DIRECTIVES: &str = "openraft=off";
+const DEFAULT_DIRECTIVES: &str = "info,openraft=off";
 
 fn filter() -> Result<EnvFilter, ConfigError> {
     let builder = EnvFilter::builder().with_default_directive(LevelFilter::INFO.into());

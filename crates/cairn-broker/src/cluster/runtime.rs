@@ -234,6 +234,10 @@ fn controller_refusal(refusal: ControllerError) -> BrokerError {
             requested: i64::from(requested),
             node_count: alive_node_count,
         },
+        // The cluster forms within moments of a majority starting: retriable.
+        ControllerError::NotBootstrapped => {
+            BrokerError::ControllerUnavailable(ControllerError::NotBootstrapped.to_string())
+        }
         other => BrokerError::InvalidRequest(other.to_string()),
     }
 }
