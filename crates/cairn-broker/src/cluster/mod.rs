@@ -8,7 +8,8 @@
 //! - `runtime`: [`ClusterRuntime`], the controller member plus the tasks that follow the
 //!   metadata (bootstrap, leader reports, reconcile); `broker_cluster`: the broker's side
 //!   (joining, holding this node's share of partitions, admin calls through the controller);
-//!   `directory`: leaders of partitions held elsewhere, from the metadata.
+//!   `directory`: leaders of partitions held elsewhere, from the metadata; `liveness`: one
+//!   probe per node pair, and elections steered to one survivor per group when a peer dies.
 //! - `controller_entry`: a controller command as a Raft entry (a one-record batch).
 //! - `controller_sm`: the controller group's openraft state machine over
 //!   [`cairn_controller::ClusterMetadata`], publishing each new version and this node's actions.
@@ -18,6 +19,7 @@ pub mod controller;
 pub mod controller_entry;
 pub mod controller_sm;
 pub mod directory;
+pub(crate) mod liveness;
 pub mod runtime;
 
 pub use controller::{ClusterError, Controller};

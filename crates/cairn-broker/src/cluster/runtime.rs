@@ -133,6 +133,19 @@ impl ClusterRuntime {
         .map_err(cluster_error)?;
         let directory = Arc::new(MetadataDirectory::new(controller.subscribe()));
         let (reports_tx, reports_rx) = mpsc::unbounded_channel();
+        let held: super::liveness::HeldGroups = Arc::default();
+        let timings = spec.timings();
+        tokio::spawn(super::liveness::run(
+            me,
+            spec.peers().keys().copied().collect(),
+            Arc::clone(&transport),
+            Arc::clone(&held),
+            super::liveness::LivenessTimings {
+                probe_every: Duration::from_millis(timings.heartbeat_ms()),
+                dead_after: Duration::from_millis(timings.election_timeout_min_ms()),
+                lease: Duration::from_millis(timings.election_timeout_max_ms()),
+            },
+        ));
         let runtime = Arc::new(ClusterRuntime {
             spec,
             controller,
@@ -142,6 +155,7 @@ impl ClusterRuntime {
                 registry,
                 config: partition_config,
                 leader_reports: reports_tx,
+                held,
             },
             directory,
             producer_ids: tokio::sync::Mutex::new((0, 0)),
