@@ -176,7 +176,7 @@ impl Partition {
             topic,
             index,
             dir,
-            state: State::Serving(Replica::Replicated(replica)),
+            state: State::Serving(Replica::Replicated(Box::new(replica))),
             damage: DamageRecord::default(),
         })
     }

@@ -27,7 +27,7 @@ pub(super) enum Replica {
     /// The only copy, on this node.
     Local(LocalReplica),
     /// One copy of a partition replicated by its own Raft group.
-    Replicated(ReplicatedReplica),
+    Replicated(Box<ReplicatedReplica>),
 }
 
 impl Replica {
