@@ -236,6 +236,7 @@ pub async fn run(
             handle.close();
         }
     };
+    let keepalive = (!cfg.cluster.is_single_node()).then_some(());
     let limits = cfg.connections.effective(descriptor_limit::current()?.soft);
     tracing::info!(
         max_connections = limits.max_connections,
@@ -252,10 +253,11 @@ pub async fn run(
         // update round trip; produce requests of batches are routinely bigger.
         .initial_stream_window_size(Some(HTTP2_STREAM_WINDOW_BYTES))
         .initial_connection_window_size(Some(HTTP2_CONNECTION_WINDOW_BYTES))
-        // A peer or client that went silent without closing (paused, partitioned) is found
-        // by keepalive; a graceful shutdown would otherwise wait on its connection forever.
-        .http2_keepalive_interval(Some(peer_limits.keepalive_interval))
-        .http2_keepalive_timeout(Some(peer_limits.keepalive_timeout))
+        // In a cluster, a peer that went silent without closing (paused, partitioned) is found
+        // by keepalive; a graceful shutdown would otherwise wait on its connection forever. A
+        // single node keeps its connection handling as it was (idle and handshake timeouts).
+        .http2_keepalive_interval(keepalive.map(|_| peer_limits.keepalive_interval))
+        .http2_keepalive_timeout(keepalive.map(|_| peer_limits.keepalive_timeout))
         // Over every service: the transport's own refusals get Cairn's codes and ErrorInfo,
         // and INTERNAL/UNAVAILABLE answers are logged (see `status`).
         .layer(status::StatusLayer)
