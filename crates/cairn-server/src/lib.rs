@@ -211,7 +211,12 @@ pub async fn run(
     let peer_service = if cfg.cluster.is_single_node() {
         None
     } else {
-        let identity = Arc::new(peer::NodeIdentity::new(cfg.cluster.node_id(), None));
+        // A data directory that joined a cluster before carries its id in every hello, so the
+        // peers of another cluster refuse it and it refuses them.
+        let identity = Arc::new(peer::NodeIdentity::new(
+            cfg.cluster.node_id(),
+            broker.recorded_cluster_id()?,
+        ));
         let registry = Arc::new(cairn_raft::GroupRegistry::new());
         let (service, handle) = peer::peer_server(
             Arc::clone(&identity),
@@ -220,12 +225,25 @@ pub async fn run(
             Arc::clone(metrics.peer_metrics()),
         );
         let links = Arc::new(peer::PeerLinks::new(
-            identity,
+            Arc::clone(&identity),
             cfg.cluster.peers().clone(),
             peer_limits,
             Arc::clone(metrics.peer_metrics()),
         ));
         broker.join_cluster(links, registry).await?;
+        let (learner, formed) = (Arc::clone(&identity), Arc::clone(&broker));
+        tokio::spawn(async move {
+            // Once the cluster has formed, the hello names it.
+            loop {
+                if let Some(id) = formed.cluster_id() {
+                    if learner.cluster_id().is_none() {
+                        learner.set_cluster_id(id);
+                    }
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        });
         peer_handle = Some(handle);
         Some(service)
     };

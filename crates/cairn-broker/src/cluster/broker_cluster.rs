@@ -51,6 +51,23 @@ impl Broker {
         Ok(())
     }
 
+    /// The cluster's id once the cluster has formed (32 hex digits); `None` on a cluster of one
+    /// and before the first bootstrap commits.
+    pub fn cluster_id(&self) -> Option<String> {
+        let metadata = self.runtime()?.directory.current();
+        metadata.cluster_id().map(str::to_string)
+    }
+
+    /// The cluster this data directory was recorded as belonging to (`node.meta`), if any.
+    ///
+    /// # Errors
+    /// An unreadable `node.meta`.
+    pub fn recorded_cluster_id(&self) -> Result<Option<String>, BrokerError> {
+        Ok(crate::node_meta::read(&self.cfg.data_dir)?
+            .and_then(|meta| meta.cluster_id)
+            .map(|id| id.to_string()))
+    }
+
     /// The cluster machinery, when this node runs with peers.
     pub(crate) fn runtime(&self) -> Option<&Arc<ClusterRuntime>> {
         self.cluster_runtime.get()

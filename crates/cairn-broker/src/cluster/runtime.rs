@@ -38,6 +38,8 @@ pub struct ClusterRuntime {
     pub(crate) controller: Controller,
     pub(crate) ctx: GroupContext,
     pub(crate) directory: Arc<MetadataDirectory>,
+    /// The node's data directory (for `node.meta`).
+    data_dir: std::path::PathBuf,
     /// The producer-id block this node hands ids out of: (next, end).
     producer_ids: tokio::sync::Mutex<(u64, u64)>,
 }
@@ -158,6 +160,7 @@ impl ClusterRuntime {
                 held,
             },
             directory,
+            data_dir: broker.cfg.data_dir.clone(),
             producer_ids: tokio::sync::Mutex::new((0, 0)),
         });
         tokio::spawn(bootstrap(Arc::clone(&runtime)));
@@ -286,12 +289,46 @@ async fn bootstrap(runtime: Arc<ClusterRuntime>) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let metadata = runtime.controller.metadata();
+    let cluster_id = metadata.cluster_id().unwrap_or("?").to_string();
     tracing::info!(
-        cluster_id = metadata.cluster_id().unwrap_or("?"),
+        cluster_id = %cluster_id,
         node = runtime.spec.node_id(),
         nodes = metadata.nodes().len(),
         "cluster formed"
     );
+    remember_cluster_id(&runtime.data_dir, &cluster_id).await;
+}
+
+/// Records the cluster's id in `node.meta`, so this data directory answers for this cluster
+/// only from now on (its peer hello carries the id, and peers of another cluster refuse it).
+async fn remember_cluster_id(data_dir: &std::path::Path, cluster_id: &str) {
+    let Some(id) = parse_cluster_id(cluster_id) else {
+        tracing::error!(
+            cluster_id,
+            "the cluster id is not 32 hex digits; not recorded in node.meta"
+        );
+        return;
+    };
+    let dir = data_dir.to_path_buf();
+    let recorded = crate::broker::blocking(move || {
+        crate::node_meta::set_cluster_id(&dir, id).map_err(BrokerError::from)
+    })
+    .await;
+    if let Err(e) = recorded {
+        tracing::error!(error = %e, "this data directory belongs to another cluster: it must not serve this one; stop the node and give it an empty data directory");
+    }
+}
+
+/// The 16 bytes of a cluster id written as 32 hex digits.
+pub(crate) fn parse_cluster_id(text: &str) -> Option<crate::node_meta::ClusterId> {
+    if text.len() != 32 || !text.is_ascii() {
+        return None;
+    }
+    let mut bytes = [0u8; 16];
+    for (i, byte) in bytes.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(crate::node_meta::ClusterId(bytes))
 }
 
 /// Turns leader reports into `ReportLeader` commands, keeping only the newest per group.

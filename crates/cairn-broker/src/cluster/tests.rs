@@ -238,3 +238,18 @@ mod three_controllers {
         assert!(matches!(err, ClusterError::NoLeader { .. }), "{err}");
     }
 }
+
+#[test]
+fn cluster_ids_parse_from_their_hex_form_only() {
+    let id = super::runtime::parse_cluster_id("00ff10203040506070809a0b0c0d0e0f").expect("hex");
+    assert_eq!(id.to_string(), "00ff10203040506070809a0b0c0d0e0f");
+    for bad in [
+        "",
+        "00ff",
+        "zz".repeat(16).as_str(),
+        &"0".repeat(33),
+        "é".repeat(16).as_str(),
+    ] {
+        assert!(super::runtime::parse_cluster_id(bad).is_none(), "{bad:?}");
+    }
+}
