@@ -573,6 +573,9 @@ impl Broker {
     /// I/O errors persisting the id block.
     pub async fn init_producer_id(&self) -> Result<(i64, i16), BrokerError> {
         self.check_open()?;
+        if let Some(runtime) = self.runtime() {
+            return Ok((runtime.next_producer_id().await?, 0));
+        }
         let ids = Arc::clone(&self.producer_ids);
         Ok((blocking(move || ids.next()).await?, 0))
     }

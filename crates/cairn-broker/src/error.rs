@@ -10,9 +10,9 @@ use cairn_codec::Offset;
 use cairn_codec::batch::BatchError;
 use cairn_log::LogError;
 
+use crate::node_meta::NodeMetaError;
 use crate::partition::LeaderHint;
 use crate::storage_error::StorageError;
-use crate::node_meta::NodeMetaError;
 use crate::topic_name::TopicNameError;
 
 /// An error from the broker.

@@ -269,10 +269,7 @@ pub fn write(data_dir: &Path, identity: &NodeMeta) -> Result<(), NodeMetaError> 
 /// [`NodeMetaError::NodeIdMismatch`], [`NodeMetaError::UnclaimedData`],
 /// [`NodeMetaError::Unreadable`], [`NodeMetaError::Io`]. None of them changes the
 /// directory.
-pub fn check_or_claim(
-    data_dir: &Path,
-    spec: &ClusterSpec,
-) -> Result<NodeMeta, NodeMetaError> {
+pub fn check_or_claim(data_dir: &Path, spec: &ClusterSpec) -> Result<NodeMeta, NodeMetaError> {
     if let Some(identity) = read(data_dir)? {
         if identity.node_id != spec.node_id() {
             return Err(NodeMetaError::NodeIdMismatch {
@@ -311,10 +308,7 @@ pub fn check_or_claim(
 /// [`NodeMetaError::ClusterIdMismatch`]; [`NodeMetaError::Unreadable`] or
 /// [`NodeMetaError::Io`], and a missing file as `Io` with `NotFound` (the node's identity is
 /// claimed at open, so it exists by the time a controller speaks).
-pub fn set_cluster_id(
-    data_dir: &Path,
-    cluster_id: ClusterId,
-) -> Result<NodeMeta, NodeMetaError> {
+pub fn set_cluster_id(data_dir: &Path, cluster_id: ClusterId) -> Result<NodeMeta, NodeMetaError> {
     let path = data_dir.join(NODE_META_FILE);
     let Some(identity) = read(data_dir)? else {
         return Err(io("read", &path)(std::io::Error::from(

@@ -133,7 +133,7 @@ impl Broker {
                 if batch.header().attributes.is_transactional() {
                     return Err(BrokerError::TransactionsUnsupported);
                 }
-                self.check_producer_id(batch.header().producer_id)?;
+                self.check_producer_id(batch.header().producer_id).await?;
                 batch
                     .check_records(MAX_DECOMPRESSED_BATCH_BYTES)
                     .map_err(LogError::from)?;
@@ -160,7 +160,7 @@ impl Broker {
                     ));
                 }
                 if let Some(producer) = request.producer {
-                    self.check_producer_id(producer.producer_id)?;
+                    self.check_producer_id(producer.producer_id).await?;
                 }
                 if compacted && records.iter().any(|r| r.key.is_none()) {
                     return Err(BrokerError::KeylessRecordOnCompactedTopic {
@@ -181,8 +181,15 @@ impl Broker {
     /// this, a made-up id would be taken at sequence 0 and could collide with an id
     /// `InitProducerId` hands out later, whose batches would then be refused or dropped as
     /// duplicates. A negative id means "not idempotent" and passes.
-    fn check_producer_id(&self, producer_id: i64) -> Result<(), BrokerError> {
-        if producer_id >= 0 && !self.producer_ids.was_issued(producer_id) {
+    async fn check_producer_id(&self, producer_id: i64) -> Result<(), BrokerError> {
+        let issued = match self.runtime() {
+            // In a cluster any node may have issued it: every id below the controller's next
+            // free one was handed to some node (this node's copy of the metadata may trail the
+            // allocation by a heartbeat, so it waits a moment for it).
+            Some(runtime) => runtime.wait_producer_id_issued(producer_id).await,
+            None => self.producer_ids.was_issued(producer_id),
+        };
+        if producer_id >= 0 && !issued {
             return Err(BrokerError::UnknownProducerId { producer_id });
         }
         Ok(())

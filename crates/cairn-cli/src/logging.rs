@@ -72,6 +72,9 @@ pub fn init(format: LogFormat) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// What is logged when `RUST_LOG` is not set.
+const DEFAULT_DIRECTIVES: &str = "info,openraft=off";
+
 fn filter() -> Result<EnvFilter, ConfigError> {
     let builder = EnvFilter::builder().with_default_directive(LevelFilter::INFO.into());
     match std::env::var(FILTER_VAR) {
@@ -84,7 +87,10 @@ fn filter() -> Result<EnvFilter, ConfigError> {
                     reason: err.to_string(),
                 })
         }
-        Ok(_) | Err(std::env::VarError::NotPresent) => Ok(builder.parse_lossy("")),
+        // openraft reports every election round and every unreachable peer of every group
+        // (hundreds of lines a second while a node of a many-partition cluster is down); Cairn
+        // logs the transitions that matter itself. `RUST_LOG=info,openraft=info` shows them.
+        Ok(_) | Err(std::env::VarError::NotPresent) => Ok(builder.parse_lossy(DEFAULT_DIRECTIVES)),
         Err(std::env::VarError::NotUnicode(_)) => Err(ConfigError::NotUnicode { var: FILTER_VAR }),
     }
 }

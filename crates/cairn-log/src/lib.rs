@@ -10,6 +10,8 @@
 //! - [`Log`]: a partition directory: the segment list, appends, reads, roll, truncation,
 //!   retention, recovery. Owned by one writer; readers use [`LogReader`] and never take the
 //!   writer's lock.
+//! - `entry_reader`: reads by entry index (the Raft log index) up to the log end, uncommitted
+//!   entries included, for replication ([`LogReader::read_entries`]).
 //! - `clean`: compaction (`cleanup.policy=compact`): a cleaner that keeps each key's newest
 //!   record in sealed segments, planned and swapped in on the writer's thread, run off it.
 //! - [`LogWriter`]: the group-commit driver: one thread per partition that gathers concurrent
@@ -25,8 +27,10 @@
 //!   inside a segment below the cleaner checkpoint, batches it dropped leave gaps (a kept
 //!   batch's base offset is then above the previous one's next offset), but every segment still
 //!   starts at its base offset and ends at the next segment's, and kept offsets never move.
-//! - Nothing past the high watermark is readable, and nothing at or below it is ever truncated,
-//!   so a reader's zero-copy slice of a mapped segment never outlives its bytes.
+//! - Nothing past the high watermark is readable by offset, and nothing at or below it is ever
+//!   truncated, so a reader's zero-copy slice of a mapped segment never outlives its bytes.
+//!   Reads by entry index go further (a Raft leader ships uncommitted entries): what lies past
+//!   the visible end is copied under a lock that truncation and reset take, never sliced.
 //! - A failed write or fsync poisons the log: it takes no more appends and acknowledges nothing.
 //!
 //! The on-disk format is specified in `segments-format.md` at the repository root.

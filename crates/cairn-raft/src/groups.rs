@@ -44,6 +44,7 @@ impl<C: CairnRaftConfig> HostedGroup for Raft<C> {
                 }
                 // Groups that take forwarded proposals wrap their Raft in a handler of their own.
                 RpcKind::Propose => Err("this group takes no forwarded proposals".to_string()),
+                RpcKind::Ping => Ok(Bytes::new()),
             }
         })
     }
@@ -101,6 +102,9 @@ impl InboundCalls for GroupRegistry {
         kind: RpcKind,
         payload: Bytes,
     ) -> BoxFuture<'static, Result<Bytes, String>> {
+        if kind == RpcKind::Ping {
+            return Box::pin(async { Ok(Bytes::new()) });
+        }
         match self.read().get(&group) {
             Some(handler) => handler.handle(kind, payload),
             None => {

@@ -9,14 +9,14 @@
 //! the leader's; the records before that point are not copied (that follower's log starts
 //! there, as after retention).
 //!
-//! Retention and Raft: a replicated log deletes segments only through Raft's purge. The broker
-//! asks the log what retention would delete (`Log::retention_entry_bound`), triggers a snapshot
-//! and a purge up to the entry before that bound; the purge saves the purge point, then deletes
-//! whole segments below it. Until then the log's entry floor keeps its own retention pass (and
-//! compaction, which renumbers entries) off every segment holding an unpurged entry, so
-//! openraft never finds an entry missing that it still counts on. A purge never passes the
-//! last snapshot, and a snapshot never passes what was applied, so every purged entry was
-//! committed and applied.
+//! Retention and Raft: a segment goes only when retention wants it gone *and* Raft has purged
+//! every entry in it. The log's entry floor (the first unpurged entry) keeps its retention pass
+//! (and compaction, which renumbers entries) off every segment holding an unpurged entry, so
+//! openraft never finds an entry missing that it still counts on; each purge raises the floor
+//! and runs a retention pass. So that retention is not held back for long, the broker asks how
+//! far retention would go (`RaftLog::retention_purge_index`), triggers a snapshot and a purge
+//! up to there. A purge never passes the last snapshot, and a snapshot never passes what was
+//! applied, so every purged entry was committed and applied.
 
 use std::io::Cursor;
 use std::sync::{Arc, Mutex};

@@ -48,6 +48,7 @@ impl RaftLog {
     /// Opens (or creates) the group's storage in `dir`: the log as a replica (nothing visible
     /// until applied), the vote, the purge point and the applied state, then starts the log's
     /// writer thread. The high watermark is put back where the applied state left it.
+    /// Blocking (directory scan, fsyncs): call it off the async runtime.
     ///
     /// # Errors
     /// The log's open errors; [`RaftStorageError::CorruptCheckpoint`] for unreadable Raft
@@ -117,6 +118,21 @@ impl RaftLog {
         log_start.max(after_purge)
     }
 
+    /// The last entry index retention would delete up to (inclusive), if the entry floor did
+    /// not hold it back: what to purge through Raft for retention to happen (build a snapshot
+    /// first; openraft purges no further than its last snapshot). `None` when retention would
+    /// delete nothing.
+    ///
+    /// # Errors
+    /// [`LogError::Closed`] if the writer has stopped.
+    pub async fn retention_purge_index(&self) -> Result<Option<u64>, RaftStorageError> {
+        self.with_log(|log, now_ms| {
+            log.retention_entry_bound(now_ms)
+                .and_then(|bound| bound.0.checked_sub(1))
+        })
+        .await
+    }
+
     /// Saves `vote` durably (on the writer thread, after every write issued before it).
     ///
     /// # Errors
@@ -131,11 +147,13 @@ impl RaftLog {
         Ok(())
     }
 
-    /// Purges the Raft log up to `upto` inclusive: saves the purge point, then deletes the
-    /// whole segments below it (an entry above it in the same segment keeps the segment) and
-    /// lets retention and compaction reach that far. A purge past the log end starts the log
-    /// over, empty, at the entry after `upto`, at the current log end offset. A purge at or
-    /// below the current purge point does nothing.
+    /// Purges the Raft log up to `upto` inclusive: saves the purge point (entries at or below
+    /// it are never read again), raises the entry floor to the entry after it, and runs a
+    /// retention pass, which may now delete the whole segments below it that `retention.ms` /
+    /// `retention.bytes` let go. Raft's purge allows deletion; retention decides it, so
+    /// openraft's snapshot policy never shortens what consumers can read. A purge past the log
+    /// end starts the log over, empty, at the entry after `upto`, at the current log end
+    /// offset. A purge at or below the current purge point does nothing.
     ///
     /// # Errors
     /// I/O errors; the log's errors (a failure part-way poisons the log).
@@ -236,7 +254,7 @@ fn purge_log(
         log.reset(first_kept, offset, now_ms)?;
     }
     log.set_entry_floor(Some(first_kept));
-    log.delete_segments_before_entry(first_kept)?;
+    log.enforce_retention(now_ms)?;
     Ok(())
 }
 

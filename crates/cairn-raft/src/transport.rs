@@ -23,6 +23,9 @@ pub enum RpcKind {
     /// A proposal forwarded to the group's leader by a node that is not (an admin call made on
     /// any node reaches the controller leader this way); the answer is the applied result.
     Propose,
+    /// A node-level liveness probe, one per node pair and interval whatever the number of
+    /// groups; answered by the node, not by a group (the group id is ignored).
+    Ping,
 }
 
 impl RpcKind {
@@ -33,6 +36,7 @@ impl RpcKind {
             RpcKind::Vote => 2,
             RpcKind::InstallSnapshot => 3,
             RpcKind::Propose => 4,
+            RpcKind::Ping => 5,
         }
     }
 
@@ -43,6 +47,7 @@ impl RpcKind {
             2 => Some(RpcKind::Vote),
             3 => Some(RpcKind::InstallSnapshot),
             4 => Some(RpcKind::Propose),
+            5 => Some(RpcKind::Ping),
             _ => None,
         }
     }

@@ -1,5 +1,6 @@
 //! Three openraft nodes in one process, each on its own partition log, talking through an
-//! in-memory router: replication through the log storage, commit moving the high watermark,
+//! in-memory router (which can cut a node off): replication through the log storage, commit
+//! moving the high watermark, an isolated leader truncating its uncommitted suffix on return,
 //! a follower that restarts after the leader purged its log (it catches up by installing a
 //! snapshot and continues at the leader's offsets), and a leader that stops.
 #![allow(
@@ -8,7 +9,7 @@
     reason = "test helpers outside #[test] functions: a failure is a failed test"
 )]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -36,16 +37,44 @@ const WAIT: Duration = Duration::from_secs(60);
 #[derive(Clone, Default)]
 struct Router {
     nodes: Arc<Mutex<BTreeMap<u64, NodeRaft>>>,
+    /// Nodes cut off from every other node (a network partition).
+    isolated: Arc<Mutex<BTreeSet<u64>>>,
 }
 
 impl Router {
     fn get(&self, id: u64) -> Option<NodeRaft> {
         self.nodes.lock().unwrap().get(&id).cloned()
     }
+
+    /// The target's Raft if a message from `from` reaches it.
+    fn reach(&self, from: u64, target: u64) -> Option<NodeRaft> {
+        let isolated = self.isolated.lock().unwrap();
+        if isolated.contains(&from) || isolated.contains(&target) {
+            return None;
+        }
+        drop(isolated);
+        self.get(target)
+    }
+
+    fn isolate(&self, id: u64, cut: bool) {
+        let mut isolated = self.isolated.lock().unwrap();
+        if cut {
+            isolated.insert(id);
+        } else {
+            isolated.remove(&id);
+        }
+    }
+}
+
+/// One node's view of the network.
+struct NodeNetwork {
+    router: Router,
+    from: u64,
 }
 
 struct Connection {
     router: Router,
+    from: u64,
     target: u64,
 }
 
@@ -53,12 +82,13 @@ struct Connection {
 #[error("node {0} is down")]
 struct Down(u64);
 
-impl RaftNetworkFactory<PartitionRaft> for Router {
+impl RaftNetworkFactory<PartitionRaft> for NodeNetwork {
     type Network = Connection;
 
     async fn new_client(&mut self, target: u64, _node: &PeerNode) -> Connection {
         Connection {
-            router: self.clone(),
+            router: self.router.clone(),
+            from: self.from,
             target,
         }
     }
@@ -74,7 +104,7 @@ impl RaftNetwork<PartitionRaft> for Connection {
         rpc: AppendEntriesRequest<PartitionRaft>,
         _option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, PeerNode, RaftError<u64>>> {
-        let Some(raft) = self.router.get(self.target) else {
+        let Some(raft) = self.router.reach(self.from, self.target) else {
             return Err(unreachable(self.target));
         };
         raft.append_entries(rpc)
@@ -90,7 +120,7 @@ impl RaftNetwork<PartitionRaft> for Connection {
         InstallSnapshotResponse<u64>,
         RPCError<u64, PeerNode, RaftError<u64, InstallSnapshotError>>,
     > {
-        let Some(raft) = self.router.get(self.target) else {
+        let Some(raft) = self.router.reach(self.from, self.target) else {
             return Err(unreachable(self.target));
         };
         raft.install_snapshot(rpc)
@@ -103,7 +133,7 @@ impl RaftNetwork<PartitionRaft> for Connection {
         rpc: VoteRequest<u64>,
         _option: RPCOption,
     ) -> Result<VoteResponse<u64>, RPCError<u64, PeerNode, RaftError<u64>>> {
-        let Some(raft) = self.router.get(self.target) else {
+        let Some(raft) = self.router.reach(self.from, self.target) else {
             return Err(unreachable(self.target));
         };
         raft.vote(rpc)
@@ -122,14 +152,13 @@ fn log_config() -> LogConfig {
     }
 }
 
-fn raft_config() -> Arc<Config> {
+fn raft_config(snapshot_policy: SnapshotPolicy) -> Arc<Config> {
     let config = Config {
         cluster_name: "cairn-test".into(),
         heartbeat_interval: 100,
         election_timeout_min: 500,
         election_timeout_max: 1000,
-        // Snapshot and purge often, so a restarted follower needs a snapshot.
-        snapshot_policy: SnapshotPolicy::LogsSinceLast(10),
+        snapshot_policy,
         max_in_snapshot_log_to_keep: 0,
         purge_batch_size: 1,
         ..Default::default()
@@ -154,13 +183,16 @@ async fn open_log(dir: &Path) -> RaftLog {
     }
 }
 
-async fn start(router: &Router, root: &Path, id: u64) -> LogReader {
+async fn start(router: &Router, root: &Path, id: u64, policy: SnapshotPolicy) -> LogReader {
     let raft_log = open_log(&root.join(format!("node-{id}"))).await;
     let reader = raft_log.reader().clone();
     let raft = Raft::new(
         id,
-        raft_config(),
-        router.clone(),
+        raft_config(policy),
+        NodeNetwork {
+            router: router.clone(),
+            from: id,
+        },
         CairnLogStorage::new(raft_log.clone()),
         PartitionStateMachine::new(raft_log),
     )
@@ -265,11 +297,13 @@ fn assert_same_records(readers: &[&LogReader]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_replicate_through_the_segment_log_and_survive_restarts() {
+    // Snapshot and purge often, so a restarted follower needs a snapshot.
+    let policy = SnapshotPolicy::LogsSinceLast(10);
     let root = tempfile::tempdir().unwrap();
     let router = Router::default();
     let mut readers = BTreeMap::new();
     for id in 1..=3 {
-        readers.insert(id, start(&router, root.path(), id).await);
+        readers.insert(id, start(&router, root.path(), id, policy.clone()).await);
     }
     let members: BTreeMap<u64, PeerNode> = (1..=3)
         .map(|id| {
@@ -307,7 +341,10 @@ async fn three_nodes_replicate_through_the_segment_log_and_survive_restarts() {
         .unwrap();
 
     // It comes back, installs a snapshot, and continues at the leader's offsets.
-    readers.insert(follower, start(&router, root.path(), follower).await);
+    readers.insert(
+        follower,
+        start(&router, root.path(), follower, policy.clone()).await,
+    );
     wait_applied(&router, &[follower], last).await;
     let last = write(&router, &[1, 2, 3], 60..70).await;
     wait_applied(&router, &[1, 2, 3], last).await;
@@ -330,4 +367,77 @@ async fn three_nodes_replicate_through_the_segment_log_and_survive_restarts() {
     for id in rest {
         stop(&router, id).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_isolated_leaders_uncommitted_suffix_is_truncated_when_it_rejoins() {
+    // No snapshots: the old leader must catch up through its log, truncating what conflicts.
+    let policy = SnapshotPolicy::Never;
+    let root = tempfile::tempdir().unwrap();
+    let router = Router::default();
+    let mut readers = BTreeMap::new();
+    for id in 1..=3 {
+        readers.insert(id, start(&router, root.path(), id, policy.clone()).await);
+    }
+    let members: BTreeMap<u64, PeerNode> = (1..=3)
+        .map(|id| {
+            (
+                id,
+                PeerNode {
+                    addr: format!("node-{id}"),
+                },
+            )
+        })
+        .collect();
+    router.get(1).unwrap().initialize(members).await.unwrap();
+    let last = write(&router, &[1, 2, 3], 0..5).await;
+    wait_applied(&router, &[1, 2, 3], last).await;
+
+    // The leader is cut off and takes writes it can never commit: they land in its log only.
+    let old = leader(&router, &[1, 2, 3]).await;
+    router.isolate(old, true);
+    let old_raft = router.get(old).unwrap();
+    let mut pending = Vec::new();
+    for tag in 100..103 {
+        pending.push(
+            old_raft
+                .client_write_ff(BatchData(records(tag)))
+                .await
+                .unwrap(),
+        );
+    }
+    old_raft
+        .wait(Some(WAIT))
+        .log_index_at_least(Some(last + 3), "the isolated leader appended its writes")
+        .await
+        .unwrap();
+    assert_eq!(
+        readers[&old].high_watermark(),
+        Offset(10),
+        "nothing of them is visible"
+    );
+
+    // The other two elect a leader and commit other entries at the same indexes.
+    let rest: Vec<u64> = (1..=3).filter(|&id| id != old).collect();
+    let last = write(&router, &rest, 5..9).await;
+    wait_applied(&router, &rest, last).await;
+
+    // Back in the cluster, the old leader drops its uncommitted suffix and takes the new one.
+    router.isolate(old, false);
+    wait_applied(&router, &[old], last).await;
+    let last = write(&router, &[1, 2, 3], 9..10).await;
+    wait_applied(&router, &[1, 2, 3], last).await;
+    assert_eq!(readers[&old].high_watermark(), Offset(20));
+    assert_same_records(&[&readers[&1], &readers[&2], &readers[&3]]);
+    let stored = batches(&readers[&old], Offset(0));
+    assert!(
+        stored
+            .iter()
+            .all(|(_, bytes)| !bytes.windows(10).any(|w| w == b"record 100")),
+        "the isolated leader's writes are gone"
+    );
+    for id in 1..=3 {
+        stop(&router, id).await;
+    }
+    drop(pending);
 }

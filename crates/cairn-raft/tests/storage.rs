@@ -321,3 +321,83 @@ async fn damaged_vote_file_stops_the_open_without_deleting_anything() {
     );
     assert!(vote_path.exists());
 }
+
+#[tokio::test]
+async fn retention_goes_through_a_raft_purge_and_only_whole_segments_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LogConfig {
+        segment_bytes: 1024,
+        retention_bytes: Some(1),
+        ..LogConfig::default()
+    };
+    let raft_log = RaftLog::open(&partition(&dir, "p-0"), cfg, Arc::new(SystemClock)).unwrap();
+    let mut storage = CairnLogStorage::<PartitionRaft>::new(raft_log.clone());
+    let mut sm = PartitionStateMachine::new(raft_log.clone());
+    let entries: Vec<_> = (0..40).map(|i| normal(1, i, 3)).collect();
+    storage.blocking_append(entries.clone()).await.unwrap();
+    sm.apply(entries).await.unwrap();
+    // The log's own retention pass deletes nothing Raft has not purged.
+    raft_log
+        .writer()
+        .with_log(|log, now| log.enforce_retention(now))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(raft_log.reader().entry_bounds().0, EntryIndex(0));
+    let upto = raft_log.retention_purge_index().await.unwrap().unwrap();
+    assert!(
+        upto > 0 && upto < 39,
+        "retention would delete up to entry {upto}"
+    );
+    sm.get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .unwrap();
+    storage.purge(log_id(1, upto)).await.unwrap();
+    let (start, _) = raft_log.reader().entry_bounds();
+    assert_eq!(
+        start,
+        EntryIndex(upto + 1),
+        "the segments below the purge point went"
+    );
+    let ids = storage.try_get_log_entries(0..).await.unwrap();
+    assert_eq!(ids.first().unwrap().log_id.index, upto + 1);
+}
+
+#[tokio::test]
+async fn a_crash_inside_a_snapshot_install_is_finished_at_the_next_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = partition(&dir, "p-0");
+    {
+        let (raft_log, mut storage, _sm) = open(&path);
+        storage
+            .blocking_append([normal(1, 0, 2), normal(1, 1, 2)])
+            .await
+            .unwrap();
+        raft_log.writer().close().await.unwrap();
+    }
+    // What an install leaves when it crashes after saving the applied state and the purge
+    // point but before resetting the log: a log that ends before the purge point.
+    let applied = cairn_raft::AppliedState {
+        last_applied: Some(log_id(3, 50)),
+        next_offset: 700,
+        membership: Default::default(),
+    };
+    cairn_raft::applied_file::write_applied(&path, &applied).unwrap();
+    cairn_raft::purge_file::write_purged(&path, log_id(3, 50)).unwrap();
+
+    let (raft_log, mut storage, mut sm) = open(&path);
+    assert_eq!(
+        raft_log.reader().entry_bounds(),
+        (EntryIndex(51), EntryIndex(51))
+    );
+    assert_eq!(raft_log.reader().high_watermark(), Offset(700));
+    let state = storage.get_log_state().await.unwrap();
+    assert_eq!(state.last_purged_log_id, Some(log_id(3, 50)));
+    assert_eq!(state.last_log_id, Some(log_id(3, 50)));
+    assert_eq!(sm.applied_state().await.unwrap().0, Some(log_id(3, 50)));
+    storage.blocking_append([normal(4, 51, 1)]).await.unwrap();
+    let replies = sm.apply([normal(4, 51, 1)]).await.unwrap();
+    assert_eq!((replies[0].base_offset, replies[0].next_offset), (700, 701));
+}

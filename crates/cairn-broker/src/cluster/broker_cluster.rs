@@ -123,7 +123,12 @@ impl Broker {
                 .is_some_and(|t| t.partition_count().get() == partition_count)
         })
         .await?;
-        tracing::info!(topic = name, partitions = partition_count, replication_factor, "topic created in the cluster");
+        tracing::info!(
+            topic = name,
+            partitions = partition_count,
+            replication_factor,
+            "topic created in the cluster"
+        );
         self.describe_topic(name)
     }
 
@@ -204,7 +209,10 @@ impl Broker {
                 Some(_) => {
                     tracing::warn!(topic = %name, "a local topic has the name of a cluster topic; the local one stays");
                 }
-                None => self.open_replicated_topic(runtime, metadata, name, meta).await?,
+                None => {
+                    self.open_replicated_topic(runtime, metadata, name, meta)
+                        .await?
+                }
             }
         }
         Ok(())
@@ -218,8 +226,7 @@ impl Broker {
         meta: &TopicMeta,
     ) -> Result<(), BrokerError> {
         let mut config: TopicConfig = self.cfg.topic_defaults.clone();
-        if let Err(e) = config.set_all(meta.configs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        {
+        if let Err(e) = config.set_all(meta.configs.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
             tracing::warn!(topic = name, error = %e, "a cluster topic's configs do not apply here; defaults used");
         }
         let log_config = config.to_log_config();
@@ -292,7 +299,11 @@ impl Broker {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(name.to_string(), Arc::new(topic));
-        tracing::info!(topic = name, partitions = meta.partitions.len(), "holding cluster topic");
+        tracing::info!(
+            topic = name,
+            partitions = meta.partitions.len(),
+            "holding cluster topic"
+        );
         Ok(())
     }
 

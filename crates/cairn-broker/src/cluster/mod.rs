@@ -8,7 +8,8 @@
 //! - `runtime`: [`ClusterRuntime`], the controller member plus the tasks that follow the
 //!   metadata (bootstrap, leader reports, reconcile); `broker_cluster`: the broker's side
 //!   (joining, holding this node's share of partitions, admin calls through the controller);
-//!   `directory`: leaders of partitions held elsewhere, from the metadata.
+//!   `directory`: leaders of partitions held elsewhere, from the metadata; `liveness`: one
+//!   probe per node pair, and elections steered to one survivor per group when a peer dies.
 //! - `controller_entry`: a controller command as a Raft entry (a one-record batch).
 //! - `controller_sm`: the controller group's openraft state machine over
 //!   [`cairn_controller::ClusterMetadata`], publishing each new version and this node's actions.
@@ -16,16 +17,17 @@
 mod broker_cluster;
 pub mod controller;
 pub mod controller_entry;
-pub mod directory;
-pub mod runtime;
 pub mod controller_sm;
+pub mod directory;
+pub(crate) mod liveness;
+pub mod runtime;
 
 pub use controller::{ClusterError, Controller};
-pub use runtime::ClusterRuntime;
 pub use controller_entry::{ControllerEntryError, decode_command, encode_command};
 pub use controller_sm::{
     ControllerEvent, ControllerRaft, ControllerResponse, ControllerStateMachine,
 };
+pub use runtime::ClusterRuntime;
 
 #[cfg(test)]
 mod tests;

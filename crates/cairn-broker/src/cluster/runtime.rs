@@ -38,7 +38,15 @@ pub struct ClusterRuntime {
     pub(crate) controller: Controller,
     pub(crate) ctx: GroupContext,
     pub(crate) directory: Arc<MetadataDirectory>,
+    /// The producer-id block this node hands ids out of: (next, end).
+    producer_ids: tokio::sync::Mutex<(u64, u64)>,
 }
+
+/// Longest a produce waits for this node's metadata to show its producer id's allocation.
+const PRODUCER_ID_CATCH_UP: Duration = Duration::from_secs(2);
+
+/// Producer ids a node takes from the controller at a time.
+const PRODUCER_ID_BLOCK_LEN: u64 = 1_000;
 
 impl std::fmt::Debug for ClusterRuntime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -125,6 +133,19 @@ impl ClusterRuntime {
         .map_err(cluster_error)?;
         let directory = Arc::new(MetadataDirectory::new(controller.subscribe()));
         let (reports_tx, reports_rx) = mpsc::unbounded_channel();
+        let held: super::liveness::HeldGroups = Arc::default();
+        let timings = spec.timings();
+        tokio::spawn(super::liveness::run(
+            me,
+            spec.peers().keys().copied().collect(),
+            Arc::clone(&transport),
+            Arc::clone(&held),
+            super::liveness::LivenessTimings {
+                probe_every: Duration::from_millis(timings.heartbeat_ms()),
+                dead_after: Duration::from_millis(timings.election_timeout_min_ms()),
+                lease: Duration::from_millis(timings.election_timeout_max_ms()),
+            },
+        ));
         let runtime = Arc::new(ClusterRuntime {
             spec,
             controller,
@@ -134,13 +155,75 @@ impl ClusterRuntime {
                 registry,
                 config: partition_config,
                 leader_reports: reports_tx,
+                held,
             },
             directory,
+            producer_ids: tokio::sync::Mutex::new((0, 0)),
         });
         tokio::spawn(bootstrap(Arc::clone(&runtime)));
         tokio::spawn(report_leaders(Arc::clone(&runtime), reports_rx));
-        tokio::spawn(follow_metadata(Arc::downgrade(broker), Arc::clone(&runtime)));
+        tokio::spawn(follow_metadata(
+            Arc::downgrade(broker),
+            Arc::clone(&runtime),
+        ));
         Ok(runtime)
+    }
+}
+
+impl ClusterRuntime {
+    /// A producer id unique in the cluster: from this node's block, taking a new block from
+    /// the controller when it runs out.
+    ///
+    /// # Errors
+    /// [`BrokerError::ControllerUnavailable`] when no block could be had.
+    pub(crate) async fn next_producer_id(&self) -> Result<i64, BrokerError> {
+        let mut block = self.producer_ids.lock().await;
+        if block.0 >= block.1 {
+            let reply = self
+                .controller
+                .propose(
+                    &Command::AllocateProducerIds {
+                        node: self.spec.node_id(),
+                        block_len: PRODUCER_ID_BLOCK_LEN,
+                    },
+                    ADMIN_TIMEOUT,
+                )
+                .await
+                .map_err(cluster_error)?;
+            match reply.outcome {
+                cairn_controller::Outcome::ProducerIds(ids) => *block = (ids.first, ids.end()),
+                other => {
+                    return Err(BrokerError::ControllerUnavailable(format!(
+                        "unexpected answer to a producer-id request: {other:?}"
+                    )));
+                }
+            }
+        }
+        let id = block.0;
+        block.0 += 1;
+        i64::try_from(id)
+            .map_err(|_| BrokerError::ControllerUnavailable("producer ids exhausted".to_string()))
+    }
+
+    /// Whether some node may have handed out `producer_id`, waiting up to
+    /// [`PRODUCER_ID_CATCH_UP`] for this node's metadata to show the allocation.
+    pub(crate) async fn wait_producer_id_issued(&self, producer_id: i64) -> bool {
+        let Ok(id) = u64::try_from(producer_id) else {
+            return false;
+        };
+        let mut metadata = self.controller.subscribe();
+        let deadline = tokio::time::Instant::now() + PRODUCER_ID_CATCH_UP;
+        loop {
+            if id < metadata.borrow_and_update().next_producer_id() {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, metadata.changed())
+                .await
+                .map_or(true, |changed| changed.is_err())
+            {
+                return false;
+            }
+        }
     }
 }
 
@@ -165,6 +248,10 @@ fn controller_refusal(refusal: ControllerError) -> BrokerError {
             requested: i64::from(requested),
             node_count: alive_node_count,
         },
+        // The cluster forms within moments of a majority starting: retriable.
+        ControllerError::NotBootstrapped => {
+            BrokerError::ControllerUnavailable(ControllerError::NotBootstrapped.to_string())
+        }
         other => BrokerError::InvalidRequest(other.to_string()),
     }
 }
@@ -192,7 +279,9 @@ async fn bootstrap(runtime: Arc<ClusterRuntime>) {
         };
         match runtime.controller.propose(&command, ADMIN_TIMEOUT).await {
             Ok(_) | Err(ClusterError::Refused(_)) => {}
-            Err(e) => tracing::info!(error = %e, "cluster not formed yet; waiting for a majority of the peers"),
+            Err(e) => {
+                tracing::info!(error = %e, "cluster not formed yet; waiting for a majority of the peers")
+            }
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

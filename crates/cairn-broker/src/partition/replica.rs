@@ -59,7 +59,9 @@ impl Replica {
     ) -> Option<Offset> {
         match self {
             Replica::Local(local) => local.wait_for_high_watermark(offset, deadline).await,
-            Replica::Replicated(replicated) => replicated.wait_for_high_watermark(offset, deadline).await,
+            Replica::Replicated(replicated) => {
+                replicated.wait_for_high_watermark(offset, deadline).await
+            }
         }
     }
 

@@ -28,8 +28,8 @@ use cairn_codec::batch::Batch;
 use cairn_codec::{LeaderEpoch, Offset};
 use cairn_log::{Clock, DamagedRange, LogConfig, LogError, LogReader, ReadResult};
 use cairn_raft::{
-    BatchData, CairnLogStorage, GroupId, GroupNetwork, GroupRegistry, NodeId,
-    PartitionRaft, PartitionStateMachine, PeerNode, PeerTransport, RaftLog,
+    BatchData, CairnLogStorage, GroupId, GroupNetwork, GroupRegistry, NodeId, PartitionRaft,
+    PartitionStateMachine, PeerNode, PeerTransport, RaftLog,
 };
 use openraft::error::ClientWriteError;
 use openraft::{Config, Raft, RaftMetrics, ServerState};
@@ -65,6 +65,8 @@ pub(crate) struct GroupContext {
     pub(crate) config: Arc<Config>,
     /// Where a group says that this node became its leader, for the controller's metadata.
     pub(crate) leader_reports: tokio::sync::mpsc::UnboundedSender<LeaderReport>,
+    /// The partition groups held here, for the node-level liveness to steer their elections.
+    pub(crate) held: crate::cluster::liveness::HeldGroups,
 }
 
 /// "This node leads group `group` in term `term`", sent when it happens so the cluster
@@ -135,6 +137,7 @@ pub(crate) struct ReplicatedReplica {
     raft: Raft<PartitionRaft>,
     raft_log: RaftLog,
     registry: Arc<GroupRegistry>,
+    held: crate::cluster::liveness::HeldGroups,
     sequencer: Sequencer,
     proposals: AsyncMutex<ProposalState>,
 }
@@ -187,6 +190,10 @@ impl ReplicatedReplica {
         .await
         .map_err(|e| raft_failure(&topic, index, e.to_string()))?;
         ctx.registry.insert(group, Arc::new(raft.clone()));
+        ctx.held
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(group, raft.clone());
         spawn_leader_reports(&raft, group, ctx.me, ctx.leader_reports.clone());
         let initialized = raft
             .is_initialized()
@@ -203,6 +210,7 @@ impl ReplicatedReplica {
             raft,
             raft_log,
             registry: Arc::clone(&ctx.registry),
+            held: Arc::clone(&ctx.held),
             sequencer: Sequencer::default(),
             proposals: AsyncMutex::new(ProposalState::default()),
         })
@@ -350,8 +358,12 @@ impl ReplicatedReplica {
             .await
             .map_err(|e| raft_failure(&self.topic, self.index, e.to_string()));
         if let Some(p) = &producer {
-            self.sequencer
-                .queued(p.producer_id, p.producer_epoch, p.base_sequence, p.record_count);
+            self.sequencer.queued(
+                p.producer_id,
+                p.producer_epoch,
+                p.base_sequence,
+                p.record_count,
+            );
         }
         let pending = match written {
             Ok(pending) => pending,
@@ -549,6 +561,10 @@ impl ReplicatedReplica {
     /// The close's I/O error.
     pub(super) async fn close(&self) -> Result<(), BrokerError> {
         self.registry.remove(self.group);
+        self.held
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.group);
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(topic = %self.topic, partition = self.index, error = %e, "raft group did not stop cleanly");
         }
@@ -563,6 +579,10 @@ impl ReplicatedReplica {
     /// The close's I/O error.
     pub(super) fn close_blocking(&self) -> Result<(), BrokerError> {
         self.registry.remove(self.group);
+        self.held
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.group);
         self.raft_log.writer().close_blocking()?;
         Ok(())
     }

@@ -201,9 +201,9 @@ pub(super) fn resolve<E: Fn(&str) -> Option<OsString>>(
     let factor_text = factor.as_ref().map(|given| given.text.as_str());
     let spec = ClusterSpec::new(node_id, peers, timings, factor_text).map_err(|source| {
         let context = match &source {
-            ClusterSpecError::InvalidDefaultReplicationFactor { .. } => factor
-                .as_ref()
-                .map_or_else(String::new, invalid_context),
+            ClusterSpecError::InvalidDefaultReplicationFactor { .. } => {
+                factor.as_ref().map_or_else(String::new, invalid_context)
+            }
             ClusterSpecError::NodeIdRequired { .. } => {
                 format!("invalid {}", origin_text(peers_origin.as_ref()))
             }

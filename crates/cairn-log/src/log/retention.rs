@@ -46,8 +46,8 @@ impl Log {
     }
 
     /// Deletes the leading sealed segments whose entries all lie below `entry` (and whose
-    /// offsets all lie below the high watermark), whatever retention says: the physical part of
-    /// a Raft purge. The log start offset and entry move to the first segment kept; entries
+    /// offsets all lie below the high watermark), whatever retention says: an explicit deletion
+    /// by entry index. The log start offset and entry move to the first segment kept; entries
     /// below `entry` in it stay on disk until a later call can delete the whole segment.
     ///
     /// # Errors

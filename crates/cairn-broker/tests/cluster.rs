@@ -1,0 +1,275 @@
+//! Three brokers in one process, joined by the in-process transport (`cairn-raft`'s `testing`
+//! feature): a replicated topic created on any node appears on all, only the leader takes
+//! produce and fetch (others name it), a cut-off leader is replaced with nothing acknowledged
+//! lost, and an idempotent producer's retry after the failover is answered, not duplicated.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test helpers: a failure is a failed test"
+)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use cairn_broker::{
+    AckLevel, Broker, BrokerError, ClusterSpec, FetchRequest, ProducePayload, ProduceRequest,
+    RaftTimings,
+};
+use cairn_codec::batch::{BatchBuilder, Compression, ProducerFields, RecordInput};
+use cairn_log::SystemClock;
+use cairn_raft::GroupRegistry;
+use cairn_raft::testing::mem_transport::MemNetwork;
+use tempfile::TempDir;
+
+struct Node {
+    id: u64,
+    broker: Arc<Broker>,
+    _dir: TempDir,
+}
+
+async fn cluster(net: &Arc<MemNetwork>) -> Vec<Node> {
+    let peers: BTreeMap<u64, String> = (1..=3).map(|id| (id, format!("node-{id}:7070"))).collect();
+    let timings = RaftTimings::parse(Some("300..600"), Some("50")).unwrap();
+    let mut nodes = Vec::new();
+    for id in 1..=3u64 {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = common::config(dir.path());
+        cfg.cluster = ClusterSpec::new(Some(id), peers.clone(), timings, None).unwrap();
+        cfg.advertised_address = format!("node-{id}:7070");
+        let broker = Arc::new(Broker::open(cfg, Arc::new(SystemClock)).await.unwrap());
+        let registry = Arc::new(GroupRegistry::new());
+        net.add_node(id, Arc::clone(&registry));
+        broker
+            .join_cluster(net.transport(id), registry)
+            .await
+            .unwrap();
+        nodes.push(Node {
+            id,
+            broker,
+            _dir: dir,
+        });
+    }
+    nodes
+}
+
+fn batch(values: &[&str], producer: ProducerFields) -> Bytes {
+    let mut builder = BatchBuilder::new(Compression::None);
+    builder.set_producer(producer);
+    for v in values {
+        builder
+            .push(&RecordInput {
+                key: None,
+                value: Some(v.as_bytes()),
+                headers: &[],
+                timestamp_ms: 1_000,
+            })
+            .unwrap();
+    }
+    builder.build().unwrap()
+}
+
+fn produce(bytes: Bytes, producer: Option<ProducerFields>) -> ProduceRequest {
+    ProduceRequest {
+        topic: "orders".into(),
+        partition: Some(0),
+        acks: AckLevel::All,
+        payload: ProducePayload::Batch(bytes),
+        producer,
+    }
+}
+
+/// Produces on one node: the base offset, or the partition's error.
+async fn produce_on(
+    node: &Node,
+    bytes: Bytes,
+    producer: Option<ProducerFields>,
+) -> Result<i64, BrokerError> {
+    let mut result = node.broker.produce(produce(bytes, producer)).await?;
+    let produced = result.partitions.remove(0);
+    match (produced.error, produced.base_offset) {
+        (Some(err), _) => Err(err),
+        (None, Some(offset)) => Ok(i64::try_from(offset.0).unwrap()),
+        (None, None) => panic!("acks=all answered without an offset"),
+    }
+}
+
+/// The node that takes a produce to partition 0, trying every live one until one does.
+async fn produce_anywhere(
+    nodes: &[Node],
+    skip: Option<u64>,
+    bytes: Bytes,
+    producer: Option<ProducerFields>,
+) -> (u64, i64) {
+    for _ in 0..400 {
+        for node in nodes.iter().filter(|n| Some(n.id) != skip) {
+            match produce_on(node, bytes.clone(), producer).await {
+                Ok(offset) => return (node.id, offset),
+                Err(BrokerError::NotLeader { .. }) | Err(BrokerError::PartitionStopped { .. }) => {}
+                Err(other) => panic!("node {}: {other}", node.id),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("no node took the produce");
+}
+
+fn values(data: &Bytes) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = data.clone();
+    while !rest.is_empty() {
+        let len = cairn_codec::batch::frame_len(&rest).unwrap();
+        let b = cairn_codec::batch::Batch::validate(rest.split_to(len)).unwrap();
+        if b.is_meta() {
+            continue;
+        }
+        for r in b.records(1 << 20).unwrap().iter() {
+            let r = r.unwrap();
+            out.push(String::from_utf8_lossy(r.value.unwrap()).to_string());
+        }
+    }
+    out
+}
+
+async fn read_all(node: &Node) -> Result<Vec<String>, BrokerError> {
+    let fetched = node
+        .broker
+        .fetch(&FetchRequest {
+            topic: "orders".into(),
+            partition: 0,
+            offset: 0,
+            max_bytes: 1 << 20,
+            max_wait: Duration::ZERO,
+            min_bytes: 0,
+            group: None,
+        })
+        .await?;
+    Ok(values(&Bytes::copy_from_slice(fetched.data())))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replicated_partition_fails_over_without_loss_or_duplicates() {
+    let net = MemNetwork::new();
+    let nodes = cluster(&net).await;
+    let info = nodes[1]
+        .broker
+        .create_topic("orders", 1, 3, &[])
+        .await
+        .expect("created through node 2");
+    assert_eq!(info.partitions.len(), 1);
+    // Every node applies the committed create within a heartbeat or so.
+    for node in &nodes {
+        let mut waited = 0;
+        while !node
+            .broker
+            .list_topics(false)
+            .contains(&"orders".to_string())
+        {
+            assert!(waited < 200, "node {} never saw the topic", node.id);
+            tokio::time::sleep(Duration::from_millis(25)).await;
+            waited += 1;
+        }
+    }
+
+    let (leader, first) =
+        produce_anywhere(&nodes, None, batch(&["a", "b"], ProducerFields::NONE), None).await;
+    assert_eq!(first, 0);
+    // Followers refuse, and name the leader once they have heard from it (a follower that has
+    // not yet says it knows none).
+    for node in nodes.iter().filter(|n| n.id != leader) {
+        let mut named = false;
+        for _ in 0..200 {
+            match produce_on(node, batch(&["x"], ProducerFields::NONE), None).await {
+                Err(BrokerError::NotLeader {
+                    leader: Some(hint), ..
+                }) => {
+                    assert_eq!(hint.node_id, i32::try_from(leader).unwrap());
+                    assert_eq!(
+                        hint.address.as_deref(),
+                        Some(format!("node-{leader}:7070").as_str())
+                    );
+                    named = true;
+                    break;
+                }
+                Err(BrokerError::NotLeader { leader: None, .. }) => {
+                    tokio::time::sleep(Duration::from_millis(25)).await;
+                }
+                other => panic!("node {} answered {other:?}", node.id),
+            }
+        }
+        assert!(named, "node {} never named the leader", node.id);
+    }
+
+    // An idempotent producer writes once, then the leader is cut off.
+    let (pid, epoch) = nodes[0].broker.init_producer_id().await.unwrap();
+    let fields = ProducerFields {
+        producer_id: pid,
+        producer_epoch: epoch,
+        base_sequence: 0,
+    };
+    let idempotent = batch(&["c", "d", "e"], fields);
+    let (_, at) = produce_anywhere(&nodes, None, idempotent.clone(), Some(fields)).await;
+    assert_eq!(at, 2);
+
+    net.set_down(leader, true);
+    // The retry reaches the new leader, which answers it with the original offset.
+    let (second, retried) =
+        produce_anywhere(&nodes, Some(leader), idempotent.clone(), Some(fields)).await;
+    assert_ne!(second, leader);
+    assert_eq!(
+        retried, 2,
+        "a retry after failover is answered, not duplicated"
+    );
+    let (_, next) = produce_anywhere(
+        &nodes,
+        Some(leader),
+        batch(&["f"], ProducerFields::NONE),
+        None,
+    )
+    .await;
+    assert_eq!(next, 5);
+
+    net.set_down(leader, false);
+    let new_leader = nodes.iter().find(|n| n.id == second).unwrap();
+    assert_eq!(
+        read_all(new_leader).await.unwrap(),
+        ["a", "b", "c", "d", "e", "f"]
+    );
+    // The old leader catches up and then refuses reads, naming the new leader.
+    let old = nodes.iter().find(|n| n.id == leader).unwrap();
+    for _ in 0..200 {
+        if matches!(read_all(old).await, Err(BrokerError::NotLeader { .. })) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(matches!(
+        read_all(old).await,
+        Err(BrokerError::NotLeader { .. })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replication_factor_above_the_node_count_is_refused_by_name() {
+    let net = MemNetwork::new();
+    let nodes = cluster(&net).await;
+    let err = nodes[0]
+        .broker
+        .create_topic("orders", 1, 4, &[])
+        .await
+        .expect_err("4 replicas on 3 nodes");
+    assert!(
+        matches!(
+            err,
+            BrokerError::InvalidReplicationFactor {
+                requested: 4,
+                node_count: 3
+            }
+        ),
+        "{err:?}"
+    );
+}
