@@ -108,7 +108,11 @@ impl Admin {
         let request = ListTopicsRequest { include_internal };
         self.router
             .on_any_node(|channel| async move {
-                Ok(admin(channel).list_topics(request).await?.into_inner().names)
+                Ok(admin(channel)
+                    .list_topics(request)
+                    .await?
+                    .into_inner()
+                    .names)
             })
             .await
     }

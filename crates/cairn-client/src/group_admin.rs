@@ -93,7 +93,13 @@ impl GroupAdmin {
         self.router
             .on_any_node(|channel| {
                 let request = request.clone();
-                async move { Ok(groups(channel).fetch_offsets(request).await?.into_inner().offsets) }
+                async move {
+                    Ok(groups(channel)
+                        .fetch_offsets(request)
+                        .await?
+                        .into_inner()
+                        .offsets)
+                }
             })
             .await
     }
@@ -125,7 +131,13 @@ impl GroupAdmin {
         self.router
             .on_any_node(|channel| {
                 let request = request.clone();
-                async move { Ok(groups(channel).reset_offsets(request).await?.into_inner().offsets) }
+                async move {
+                    Ok(groups(channel)
+                        .reset_offsets(request)
+                        .await?
+                        .into_inner()
+                        .offsets)
+                }
             })
             .await
     }

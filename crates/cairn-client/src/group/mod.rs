@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use cairn_proto::v1::groups_client::GroupsClient;
 use cairn_proto::v1::{
-    CommitOffsetsRequest, ErrorCode, FetchFormat, FetchOffsetsRequest, FetchRequest,
-    OffsetCommit, OffsetSpec,
+    CommitOffsetsRequest, ErrorCode, FetchFormat, FetchOffsetsRequest, FetchRequest, OffsetCommit,
+    OffsetSpec,
 };
 use tonic::transport::Channel;
 

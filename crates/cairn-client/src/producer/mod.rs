@@ -32,8 +32,8 @@ use cairn_proto::v1::producer_client::ProducerClient;
 use cairn_proto::v1::{ErrorCode, InitProducerIdRequest};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-pub use config::{MAX_IN_FLIGHT_IDEMPOTENT, ProducerConfig};
 pub use crate::routing::METADATA_MAX_AGE;
+pub use config::{MAX_IN_FLIGHT_IDEMPOTENT, ProducerConfig};
 
 use crate::connection::Timeouts;
 use crate::error::ClientError;

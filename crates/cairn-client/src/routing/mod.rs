@@ -16,5 +16,5 @@ mod router;
 
 pub use leader_cache::METADATA_MAX_AGE;
 pub(crate) use offsets::list_offsets;
-pub use router::{METADATA_REFRESH_INTERVAL, METADATA_REQUEST_TIMEOUT};
 pub(crate) use router::Router;
+pub use router::{METADATA_REFRESH_INTERVAL, METADATA_REQUEST_TIMEOUT};

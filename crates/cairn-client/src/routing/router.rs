@@ -72,7 +72,9 @@ struct Shared {
 /// Locks a mutex whose data stays valid even if a holder panicked (each update is one
 /// assignment or map operation).
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Router {
@@ -150,7 +152,8 @@ impl Router {
         topic: &str,
         max_age: Duration,
     ) -> Result<Option<usize>, ClientError> {
-        if let Some(count) = lock(&self.shared.cache).partition_count(topic, Instant::now(), max_age)
+        if let Some(count) =
+            lock(&self.shared.cache).partition_count(topic, Instant::now(), max_age)
         {
             return Ok(Some(count));
         }
@@ -276,8 +279,8 @@ impl Router {
             if self.shared.reads.load(Ordering::Acquire) != reads_before {
                 return Ok(());
             }
-            let wait = lock(&self.shared.cache)
-                .refresh_wait(Instant::now(), METADATA_REFRESH_INTERVAL);
+            let wait =
+                lock(&self.shared.cache).refresh_wait(Instant::now(), METADATA_REFRESH_INTERVAL);
             if !wait.is_zero() {
                 tokio::time::sleep(wait).await;
             }

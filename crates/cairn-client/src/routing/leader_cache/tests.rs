@@ -49,7 +49,10 @@ fn an_empty_cache_asks_for_metadata_and_then_routes_each_partition_to_its_leader
     assert_eq!(cache.lookup("orders", 0, now, RETRY), leader("n1:1"));
     assert_eq!(cache.lookup("orders", 1, now, RETRY), leader("n2:1"));
     assert_eq!(cache.lookup("orders", 2, now, RETRY), leader("n3:1"));
-    assert_eq!(cache.partition_count("orders", now, METADATA_MAX_AGE), Some(3));
+    assert_eq!(
+        cache.partition_count("orders", now, METADATA_MAX_AGE),
+        Some(3)
+    );
     assert!(cache.is_cluster());
 }
 
@@ -68,11 +71,17 @@ fn the_answering_node_is_reached_where_the_client_reached_it() {
         version: String::new(),
     };
     cache.apply(&single, "127.0.0.1:7070", &asked(), now);
-    assert_eq!(cache.lookup("orders", 1, now, RETRY), leader("127.0.0.1:7070"));
+    assert_eq!(
+        cache.lookup("orders", 1, now, RETRY),
+        leader("127.0.0.1:7070")
+    );
     assert!(!cache.is_cluster());
     // A hint naming the advertised address maps to the same reachable one.
     cache.on_not_leader("orders", 0, Some("0.0.0.0:7070"));
-    assert_eq!(cache.lookup("orders", 0, now, RETRY), leader("127.0.0.1:7070"));
+    assert_eq!(
+        cache.lookup("orders", 0, now, RETRY),
+        leader("127.0.0.1:7070")
+    );
 }
 
 #[test]
@@ -145,7 +154,10 @@ fn metadata_older_than_its_max_age_is_read_again() {
     cache.apply(&metadata(1, &[1]), "n1:1", &asked(), now);
     let later = now + METADATA_MAX_AGE;
     assert_eq!(cache.lookup("orders", 0, later, RETRY), Lookup::Refresh);
-    assert_eq!(cache.partition_count("orders", later, METADATA_MAX_AGE), None);
+    assert_eq!(
+        cache.partition_count("orders", later, METADATA_MAX_AGE),
+        None
+    );
 }
 
 #[test]
