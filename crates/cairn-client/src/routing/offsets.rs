@@ -66,9 +66,8 @@ pub(crate) async fn list_offsets(
                             err.code() == Some(ErrorCode::NotLeader)
                                 && router.on_error(topic, partition, &route.address, err)
                         });
-                        if !moved && pending.remove(&partition) {
-                            found.insert(partition, answer);
-                        } else if moved && attempt == OFFSETS_ATTEMPTS {
+                        // A partition that moved is asked again, unless this was the last round.
+                        if (!moved || attempt == OFFSETS_ATTEMPTS) && pending.remove(&partition) {
                             found.insert(partition, answer);
                         }
                     }
