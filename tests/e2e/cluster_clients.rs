@@ -226,3 +226,74 @@ async fn a_leader_killed_mid_produce_loses_and_duplicates_nothing() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_resumes_on_the_new_leader_without_skipping_or_repeating() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = start_cluster(dir.path(), 3);
+    let leaders = cluster
+        .create_topic(&cluster.addresses[0], TOPIC, 3, 3)
+        .await;
+    let victim = leaders[0];
+    let victim_index = usize::try_from(victim - 1).unwrap();
+    let brokers = cluster.bootstrap_from(victim_index);
+    // Small batches, so the replay below reads many chunks per partition.
+    let config = ProducerConfig {
+        batch_size: 512,
+        ..ProducerConfig::default()
+    };
+    let producer = Producer::connect(&brokers, config).await.unwrap();
+    const TOTAL: usize = 3000;
+    let mut deliveries = Vec::with_capacity(TOTAL);
+    for i in 0..TOTAL {
+        let record = OutgoingRecord {
+            partition: Some(i32::try_from(i % 3).unwrap()),
+            ..OutgoingRecord::keyed(format!("k{i}"), format!("v{i}"))
+        };
+        deliveries.push(producer.send(TOPIC, record).await.unwrap());
+    }
+    producer.flush().await.unwrap();
+    for delivery in deliveries {
+        delivery.await.unwrap();
+    }
+
+    // One batch per chunk and one chunk queued: most of the topic is still on the brokers
+    // when the leader dies.
+    let replay_config = cairn_client::ReplayConfig {
+        fetch_max_bytes: 1,
+        prefetch_chunks: 1,
+        ..cairn_client::ReplayConfig::default()
+    };
+    let mut replay = cairn_client::Replay::start(&brokers, TOPIC, replay_config)
+        .await
+        .unwrap();
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    let mut last_offset: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut handed_out = 0_usize;
+    while let Some(record) = replay.next().await {
+        let record = record.unwrap_or_else(|err| panic!("after {handed_out} records: {err}"));
+        let value = String::from_utf8(record.value.unwrap().to_vec()).unwrap();
+        let record = (record.partition, record.offset);
+        let (partition, offset) = record;
+        if let Some(previous) = last_offset.insert(partition, offset) {
+            assert!(
+                offset > previous,
+                "partition {partition} went from {previous} to {offset}"
+            );
+        }
+        *seen.entry(value).or_default() += 1;
+        handed_out += 1;
+        if handed_out == 100 {
+            cluster.kill(victim);
+        }
+    }
+    let lost = (0..TOTAL)
+        .filter(|i| !seen.contains_key(&format!("v{i}")))
+        .count();
+    let duplicates: usize = seen.values().map(|&n| n - 1).sum();
+    assert_eq!(
+        (lost, duplicates, seen.len()),
+        (0, 0, TOTAL),
+        "records skipped: {lost}; repeated: {duplicates}"
+    );
+}
