@@ -227,25 +227,11 @@ async fn a_leader_killed_mid_produce_loses_and_duplicates_nothing() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_replay_resumes_on_the_new_leader_without_skipping_or_repeating() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cluster = start_cluster(dir.path(), 3);
-    let leaders = cluster
-        .create_topic(&cluster.addresses[0], TOPIC, 3, 3)
-        .await;
-    let victim = leaders[0];
-    let victim_index = usize::try_from(victim - 1).unwrap();
-    let brokers = cluster.bootstrap_from(victim_index);
-    // Small batches, so the replay below reads many chunks per partition.
-    let config = ProducerConfig {
-        batch_size: 512,
-        ..ProducerConfig::default()
-    };
-    let producer = Producer::connect(&brokers, config).await.unwrap();
-    const TOTAL: usize = 3000;
-    let mut deliveries = Vec::with_capacity(TOTAL);
-    for i in 0..TOTAL {
+/// Sends records `v{from}`..`v{to}` round-robin over the partitions and waits for each
+/// acknowledgement.
+async fn produce_range(producer: &Producer, from: usize, to: usize) {
+    let mut deliveries = Vec::with_capacity(to - from);
+    for i in from..to {
         let record = OutgoingRecord {
             partition: Some(i32::try_from(i % 3).unwrap()),
             ..OutgoingRecord::keyed(format!("k{i}"), format!("v{i}"))
@@ -256,12 +242,28 @@ async fn a_replay_resumes_on_the_new_leader_without_skipping_or_repeating() {
     for delivery in deliveries {
         delivery.await.unwrap();
     }
+}
 
-    // One batch per chunk and one chunk queued: most of the topic is still on the brokers
-    // when the leader dies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_following_replay_resumes_on_the_new_leader_without_skipping_or_repeating() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = start_cluster(dir.path(), 3);
+    let leaders = cluster
+        .create_topic(&cluster.addresses[0], TOPIC, 3, 3)
+        .await;
+    let victim = leaders[0];
+    let victim_index = usize::try_from(victim - 1).unwrap();
+    let brokers = cluster.bootstrap_from(victim_index);
+    let producer = Producer::connect(&brokers, ProducerConfig::default())
+        .await
+        .unwrap();
+    const HALF: usize = 1500;
+    produce_range(&producer, 0, HALF).await;
+
+    // Following: once caught up, each partition's subscription waits for new records, so the
+    // records written after the kill can only come through a subscription to the new leader.
     let replay_config = cairn_client::ReplayConfig {
-        fetch_max_bytes: 1,
-        prefetch_chunks: 1,
+        follow: true,
         ..cairn_client::ReplayConfig::default()
     };
     let mut replay = cairn_client::Replay::start(&brokers, TOPIC, replay_config)
@@ -269,12 +271,22 @@ async fn a_replay_resumes_on_the_new_leader_without_skipping_or_repeating() {
         .unwrap();
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     let mut last_offset: BTreeMap<i32, i64> = BTreeMap::new();
-    let mut handed_out = 0_usize;
-    while let Some(record) = replay.next().await {
-        let record = record.unwrap_or_else(|err| panic!("after {handed_out} records: {err}"));
+    let deadline = Instant::now() + PATIENCE;
+    let mut killed = false;
+    while seen.len() < 2 * HALF {
+        if seen.len() == HALF && !killed {
+            cluster.kill(victim);
+            killed = true;
+            produce_range(&producer, HALF, 2 * HALF).await;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        let next = tokio::time::timeout(left, replay.next()).await;
+        let Ok(Some(record)) = next else {
+            panic!("the replay stopped after {} records", seen.len());
+        };
+        let record = record.unwrap_or_else(|err| panic!("after {} records: {err}", seen.len()));
         let value = String::from_utf8(record.value.unwrap().to_vec()).unwrap();
-        let record = (record.partition, record.offset);
-        let (partition, offset) = record;
+        let (partition, offset) = (record.partition, record.offset);
         if let Some(previous) = last_offset.insert(partition, offset) {
             assert!(
                 offset > previous,
@@ -282,18 +294,70 @@ async fn a_replay_resumes_on_the_new_leader_without_skipping_or_repeating() {
             );
         }
         *seen.entry(value).or_default() += 1;
-        handed_out += 1;
-        if handed_out == 100 {
-            cluster.kill(victim);
-        }
     }
-    let lost = (0..TOTAL)
+    let lost = (0..2 * HALF)
         .filter(|i| !seen.contains_key(&format!("v{i}")))
         .count();
     let duplicates: usize = seen.values().map(|&n| n - 1).sum();
     assert_eq!(
-        (lost, duplicates, seen.len()),
-        (0, 0, TOTAL),
+        (lost, duplicates),
+        (0, 0),
         "records skipped: {lost}; repeated: {duplicates}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_polls_on_through_a_leader_kill_without_skipping_or_repeating() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = start_cluster(dir.path(), 3);
+    let leaders = cluster
+        .create_topic(&cluster.addresses[0], TOPIC, 3, 3)
+        .await;
+    let victim = leaders[0];
+    let victim_index = usize::try_from(victim - 1).unwrap();
+    let brokers = cluster.bootstrap_from(victim_index);
+    let producer = Producer::connect(&brokers, ProducerConfig::default())
+        .await
+        .unwrap();
+    const HALF: usize = 1500;
+    produce_range(&producer, 0, HALF).await;
+
+    let mut consumer = Consumer::assign(&brokers, TOPIC, &[], Seek::Earliest)
+        .await
+        .unwrap();
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    let mut last_offset: BTreeMap<i32, i64> = BTreeMap::new();
+    let deadline = Instant::now() + PATIENCE;
+    let mut killed = false;
+    while seen.len() < 2 * HALF {
+        assert!(
+            Instant::now() < deadline,
+            "consumed only {} records",
+            seen.len()
+        );
+        if seen.len() >= HALF && !killed {
+            cluster.kill(victim);
+            killed = true;
+            produce_range(&producer, HALF, 2 * HALF).await;
+        }
+        let records = consumer
+            .poll(Duration::from_millis(200))
+            .await
+            .unwrap_or_else(|err| panic!("after {} records: {err}", seen.len()));
+        for record in records {
+            if let Some(previous) = last_offset.insert(record.partition, record.offset) {
+                assert!(
+                    record.offset > previous,
+                    "partition {} went from {previous} to {}",
+                    record.partition,
+                    record.offset
+                );
+            }
+            let value = String::from_utf8(record.value.unwrap().to_vec()).unwrap();
+            *seen.entry(value).or_default() += 1;
+        }
+    }
+    let duplicates: usize = seen.values().map(|&n| n - 1).sum();
+    assert_eq!(duplicates, 0, "records repeated: {duplicates}");
+    assert_eq!(seen.len(), 2 * HALF);
 }
