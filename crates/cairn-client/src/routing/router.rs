@@ -360,3 +360,6 @@ pub(crate) fn is_transport_failure(error: &ClientError) -> bool {
         _ => false,
     }
 }
+
+#[cfg(test)]
+mod tests;
