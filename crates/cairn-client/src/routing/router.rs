@@ -295,8 +295,8 @@ impl Router {
         Ok(())
     }
 
-    /// One `GetMetadata` for `topics`, asked of the any node first, then of each other node
-    /// until one answers.
+    /// One `GetMetadata` for `topics`, asked of the any node first, then of each other known
+    /// node and each bootstrap address until one answers.
     async fn read_metadata(
         &self,
         topics: &[String],
@@ -304,9 +304,14 @@ impl Router {
     ) -> Result<(Arc<str>, MetadataResponse), ClientError> {
         let first = self.any_node();
         let mut routes = vec![first.clone()];
-        for node in nodes {
-            if *node != first.address {
-                routes.push(self.route_to(Arc::clone(node)));
+        let bootstrap = self
+            .shared
+            .bootstrap
+            .iter()
+            .map(|(address, _)| Arc::from(address.as_str()));
+        for node in nodes.iter().cloned().chain(bootstrap) {
+            if !routes.iter().any(|route| route.address == node) {
+                routes.push(self.route_to(node));
             }
         }
         let deadline = self
@@ -315,13 +320,21 @@ impl Router {
             .request
             .unwrap_or(METADATA_REQUEST_TIMEOUT);
         let mut last_error = None;
-        for route in routes {
+        for (index, route) in routes.into_iter().enumerate() {
             let mut client = MetadataClient::new(route.channel.clone());
             let request = MetadataRequest {
                 topics: topics.to_vec(),
             };
             let error = match tokio::time::timeout(deadline, client.get_metadata(request)).await {
-                Ok(Ok(response)) => return Ok((route.address, response.into_inner())),
+                Ok(Ok(response)) => {
+                    if index > 0 {
+                        // The any node could not be reached: calls without a partition move
+                        // to this one, which just answered, rather than wait on a dead node.
+                        tracing::debug!(from = %first.address, to = %route.address, "failing over to another node");
+                        *lock(&self.shared.any) = route.clone();
+                    }
+                    return Ok((route.address, response.into_inner()));
+                }
                 Ok(Err(status)) => ClientError::from(status),
                 Err(_) => ClientError::Broker {
                     code: ErrorCode::RequestTimedOut,
