@@ -238,6 +238,18 @@ fn parse_configs(configs: &[String]) -> anyhow::Result<HashMap<String, String>> 
         .collect()
 }
 
+/// Node ids as `1,2,3`, or `-` for none.
+fn node_list(nodes: &[i32]) -> String {
+    if nodes.is_empty() {
+        return "-".to_string();
+    }
+    nodes
+        .iter()
+        .map(i32::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// The JSON shape of `topic describe`.
 #[derive(Serialize)]
 struct DescribeJson<'a> {
@@ -253,6 +265,7 @@ struct PartitionJson {
     partition: i32,
     leader: i32,
     replicas: Vec<i32>,
+    in_sync_replicas: Vec<i32>,
     log_start_offset: i64,
     high_watermark: i64,
     size_bytes: i64,
@@ -266,6 +279,7 @@ fn print_description(topic: &TopicDescription, format: Format) -> anyhow::Result
             partition: p.partition,
             leader: p.leader,
             replicas: p.replicas.clone(),
+            in_sync_replicas: p.in_sync_replicas.clone(),
             log_start_offset: p.log_start_offset,
             high_watermark: p.high_watermark,
             size_bytes: p.size_bytes,
@@ -299,26 +313,28 @@ fn print_description(topic: &TopicDescription, format: Format) -> anyhow::Result
                 partitions.len()
             )?;
             outln!(
-                "{:>9} {:>6} {:>10} {:>16} {:>16} {:>14}",
+                "{:>9} {:>6} {:>10} {:>10} {:>16} {:>16} {:>14}",
                 "PARTITION",
                 "LEADER",
                 "REPLICAS",
+                "ISR",
                 "LOG START",
                 "HIGH WATERMARK",
                 "SIZE (BYTES)"
             )?;
             for p in &partitions {
-                let replicas = p
-                    .replicas
-                    .iter()
-                    .map(i32::to_string)
-                    .collect::<Vec<_>>()
-                    .join(",");
+                // No leader yet (-1) and no in-sync copy read better as "-" than as blanks.
+                let leader = if p.leader < 0 {
+                    "-".to_string()
+                } else {
+                    p.leader.to_string()
+                };
                 outln!(
-                    "{:>9} {:>6} {:>10} {:>16} {:>16} {:>14}",
+                    "{:>9} {:>6} {:>10} {:>10} {:>16} {:>16} {:>14}",
                     p.partition,
-                    p.leader,
-                    replicas,
+                    leader,
+                    node_list(&p.replicas),
+                    node_list(&p.in_sync_replicas),
                     p.log_start_offset,
                     p.high_watermark,
                     p.size_bytes

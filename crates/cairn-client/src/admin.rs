@@ -1,5 +1,7 @@
 //! `Admin`: topic administration (create, list, describe, delete, add partitions, alter
-//! configs) over `cairn.v1.Admin`.
+//! configs) over `cairn.v1.Admin`. Any node takes these calls (a cluster forwards them to its
+//! controller), so they go to the node the client connected to, and to the next answering
+//! address of the bootstrap list or the known nodes when that one cannot be reached.
 
 use std::collections::HashMap;
 
@@ -11,14 +13,19 @@ use cairn_proto::v1::{
 };
 use tonic::transport::Channel;
 
-use crate::connection::{Timeouts, connect_with};
+use crate::connection::Timeouts;
 use crate::error::ClientError;
+use crate::routing::Router;
 
 /// A topic administration client.
 #[derive(Debug, Clone)]
 pub struct Admin {
-    client: AdminClient<Channel>,
-    metadata: MetadataClient<Channel>,
+    router: Router,
+}
+
+/// An admin API client on `channel`.
+fn admin(channel: Channel) -> AdminClient<Channel> {
+    AdminClient::new(channel)
 }
 
 impl Admin {
@@ -35,10 +42,8 @@ impl Admin {
     /// # Errors
     /// [`ClientError::Connect`] or [`ClientError::InvalidArgument`].
     pub async fn connect_with(brokers: &str, timeouts: Timeouts) -> Result<Admin, ClientError> {
-        let channel = connect_with(brokers, timeouts).await?;
         Ok(Admin {
-            client: AdminClient::new(channel.clone()),
-            metadata: MetadataClient::new(channel),
+            router: Router::connect(brokers, timeouts).await?,
         })
     }
 
@@ -51,12 +56,15 @@ impl Admin {
         let request = MetadataRequest {
             topics: topics.to_vec(),
         };
-        Ok(self
-            .metadata
-            .clone()
-            .get_metadata(request)
-            .await?
-            .into_inner())
+        self.router
+            .on_any_node(|channel| {
+                let request = request.clone();
+                async move {
+                    let answer = MetadataClient::new(channel).get_metadata(request).await?;
+                    Ok(answer.into_inner())
+                }
+            })
+            .await
     }
 
     /// Creates a topic with `replication_factor` copies of each partition; 0 means the
@@ -81,11 +89,12 @@ impl Admin {
             configs,
         };
         let response = self
-            .client
-            .clone()
-            .create_topic(request)
-            .await?
-            .into_inner();
+            .router
+            .on_any_node(|channel| {
+                let request = request.clone();
+                async move { Ok(admin(channel).create_topic(request).await?.into_inner()) }
+            })
+            .await?;
         response.topic.ok_or_else(|| {
             ClientError::InvalidArgument("the broker sent no topic description".to_string())
         })
@@ -96,13 +105,16 @@ impl Admin {
     /// # Errors
     /// [`ClientError::Broker`] or a transport failure.
     pub async fn list_topics(&self, include_internal: bool) -> Result<Vec<String>, ClientError> {
-        Ok(self
-            .client
-            .clone()
-            .list_topics(ListTopicsRequest { include_internal })
-            .await?
-            .into_inner()
-            .names)
+        let request = ListTopicsRequest { include_internal };
+        self.router
+            .on_any_node(|channel| async move {
+                Ok(admin(channel)
+                    .list_topics(request)
+                    .await?
+                    .into_inner()
+                    .names)
+            })
+            .await
     }
 
     /// Partitions, leaders, offsets and configs of a topic.
@@ -110,14 +122,15 @@ impl Admin {
     /// # Errors
     /// [`ClientError::Broker`] with `UnknownTopicOrPartition`.
     pub async fn describe_topic(&self, name: &str) -> Result<TopicDescription, ClientError> {
-        Ok(self
-            .client
-            .clone()
-            .describe_topic(DescribeTopicRequest {
-                name: name.to_string(),
+        let request = DescribeTopicRequest {
+            name: name.to_string(),
+        };
+        self.router
+            .on_any_node(|channel| {
+                let request = request.clone();
+                async move { Ok(admin(channel).describe_topic(request).await?.into_inner()) }
             })
-            .await?
-            .into_inner())
+            .await
     }
 
     /// Deletes a topic and its data.
@@ -125,13 +138,18 @@ impl Admin {
     /// # Errors
     /// [`ClientError::Broker`] with `UnknownTopicOrPartition`.
     pub async fn delete_topic(&self, name: &str) -> Result<(), ClientError> {
-        self.client
-            .clone()
-            .delete_topic(DeleteTopicRequest {
-                name: name.to_string(),
+        let request = DeleteTopicRequest {
+            name: name.to_string(),
+        };
+        self.router
+            .on_any_node(|channel| {
+                let request = request.clone();
+                async move {
+                    admin(channel).delete_topic(request).await?;
+                    Ok(())
+                }
             })
-            .await?;
-        Ok(())
+            .await
     }
 
     /// Raises a topic's partition count to `total_count`.
@@ -147,12 +165,12 @@ impl Admin {
             name: name.to_string(),
             total_count,
         };
-        Ok(self
-            .client
-            .clone()
-            .add_partitions(request)
-            .await?
-            .into_inner())
+        self.router
+            .on_any_node(|channel| {
+                let request = request.clone();
+                async move { Ok(admin(channel).add_partitions(request).await?.into_inner()) }
+            })
+            .await
     }
 
     /// Sets configs (and returns removed keys to their defaults).
@@ -170,11 +188,11 @@ impl Admin {
             set,
             delete,
         };
-        Ok(self
-            .client
-            .clone()
-            .alter_configs(request)
-            .await?
-            .into_inner())
+        self.router
+            .on_any_node(|channel| {
+                let request = request.clone();
+                async move { Ok(admin(channel).alter_configs(request).await?.into_inner()) }
+            })
+            .await
     }
 }

@@ -1,8 +1,8 @@
 //! Connecting to a broker: the first of a bootstrap list (`host:port,host:port,...`) that
 //! answers, tried in the order given, each within the connect timeout, so one dead node of a
-//! cluster costs a caller at most that timeout. One gRPC channel (HTTP/2, multiplexed) to the
-//! broker that answered serves every call of a client; finding each partition's leader is the
-//! metadata's job, not this list's.
+//! cluster costs a caller at most that timeout. Every channel the client opens, to a bootstrap
+//! address or to a partition's leader, has the same transport settings ([`endpoint`]); which
+//! node a call goes to is the `routing` module's job, not this list's.
 
 use std::error::Error as _;
 use std::time::Duration;
@@ -66,27 +66,46 @@ pub async fn connect_with(brokers: &str, timeouts: Timeouts) -> Result<Channel, 
             "no broker address given".to_string(),
         ));
     }
+    let (_, channel) = connect_first(&addresses, timeouts).await?;
+    Ok(channel)
+}
+
+/// The first of `addresses` that answers, in the order given, each within `timeouts.connect`,
+/// as its `host:port` and a connected channel.
+///
+/// # Errors
+/// [`ClientError::Connect`] naming every address tried and why it failed.
+pub(crate) async fn connect_first(
+    addresses: &[(String, Uri)],
+    timeouts: Timeouts,
+) -> Result<(String, Channel), ClientError> {
     let mut attempts = Vec::with_capacity(addresses.len());
     for (address, origin) in addresses {
-        let mut endpoint = Endpoint::from(origin)
-            .connect_timeout(timeouts.connect)
-            .tcp_nodelay(true)
-            // HTTP/2's default 64 KiB windows would stall every batch or fetch answer larger
-            // than that on a window update round trip.
-            .initial_stream_window_size(HTTP2_STREAM_WINDOW_BYTES)
-            .initial_connection_window_size(HTTP2_CONNECTION_WINDOW_BYTES);
-        if let Some(request) = timeouts.request {
-            endpoint = endpoint.timeout(request);
-        }
-        match endpoint.connect().await {
-            Ok(channel) => return Ok(channel),
+        match endpoint(origin.clone(), timeouts).connect().await {
+            Ok(channel) => return Ok((address.clone(), channel)),
             Err(err) => attempts.push(ConnectAttempt {
-                address,
+                address: address.clone(),
                 reason: causes(&err),
             }),
         }
     }
     Err(ClientError::Connect { attempts })
+}
+
+/// The endpoint of one broker with the client's transport settings: these deadlines, no
+/// Nagle delay, and wide HTTP/2 windows. Every channel of the client is made from one.
+pub(crate) fn endpoint(origin: Uri, timeouts: Timeouts) -> Endpoint {
+    let mut endpoint = Endpoint::from(origin)
+        .connect_timeout(timeouts.connect)
+        .tcp_nodelay(true)
+        // HTTP/2's default 64 KiB windows would stall every batch or fetch answer larger
+        // than that on a window update round trip.
+        .initial_stream_window_size(HTTP2_STREAM_WINDOW_BYTES)
+        .initial_connection_window_size(HTTP2_CONNECTION_WINDOW_BYTES);
+    if let Some(request) = timeouts.request {
+        endpoint = endpoint.timeout(request);
+    }
+    endpoint
 }
 
 /// An error and its causes on one line: tonic's own message ("transport error") says nothing

@@ -9,19 +9,29 @@
 //! As soon as an answer arrives, the fetch the next round will start with is sent ahead
 //! ([`FetchAhead`]), so the broker reads and sends the next chunk while this one is decoded and
 //! handled.
+//!
+//! In a cluster each fetch goes to its partition's leader (the `routing` module). A fetch that
+//! meets `NOT_LEADER` or a dead leader leaves the partition's position where it was and skips
+//! it for this round; the next round asks the new leader from the same offset, so nothing is
+//! skipped or handed out twice.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use cairn_proto::v1::consumer_client::ConsumerClient;
-use cairn_proto::v1::{FetchFormat, FetchRequest, FetchResponse, ListOffsetsRequest, OffsetSpec};
+use cairn_proto::v1::{FetchFormat, FetchRequest, FetchResponse, OffsetSpec};
 use tonic::transport::Channel;
 
 use crate::batches::{CrcCheck, FetchedBatches};
-use crate::connection::{Timeouts, connect_with};
+use crate::connection::Timeouts;
 use crate::error::ClientError;
 use crate::fetch_ahead::{FetchAhead, likely_next};
+use crate::routing::Router;
+
+/// Pause at the end of a poll round in which a partition's leader moved and nothing was
+/// found, so a consumer polling in a loop during an election does not spin on it.
+pub(crate) const REROUTE_PAUSE: Duration = Duration::from_millis(100);
 
 /// Upper bound on the bytes of one poll's fetch answer.
 pub const POLL_MAX_BYTES: i32 = 1 << 20;
@@ -63,7 +73,7 @@ pub struct ConsumedRecord {
 /// A consumer of explicitly assigned partitions of one topic.
 #[derive(Debug)]
 pub struct Consumer {
-    client: ConsumerClient<Channel>,
+    router: Router,
     topic: String,
     positions: BTreeMap<i32, i64>,
     next_partition: usize,
@@ -96,10 +106,9 @@ impl Consumer {
         from: Seek,
         timeouts: Timeouts,
     ) -> Result<Consumer, ClientError> {
-        let client = ConsumerClient::new(connect_with(brokers, timeouts).await?)
-            .max_decoding_message_size(MAX_RESPONSE_BYTES);
+        let router = Router::connect(brokers, timeouts).await?;
         let mut consumer = Consumer {
-            client,
+            router,
             topic: topic.to_string(),
             positions: BTreeMap::new(),
             next_partition: 0,
@@ -125,7 +134,7 @@ impl Consumer {
             Seek::Timestamp(ts) => (OffsetSpec::Timestamp, ts),
         };
         let offsets =
-            list_offsets(&self.client, &self.topic, partitions, spec, timestamp_ms).await?;
+            list_offsets(&self.router, &self.topic, partitions, spec, timestamp_ms).await?;
         Ok(match seek {
             Seek::Offset(offset) => offsets.into_keys().map(|p| (p, offset)).collect(),
             _ => offsets,
@@ -238,6 +247,8 @@ impl Consumer {
         mut accept: impl FnMut(i32, i64, FetchResponse) -> Result<(i64, Option<T>), ClientError>,
     ) -> Result<Option<T>, ClientError> {
         let partitions: Vec<i32> = self.positions.keys().copied().collect();
+        let started = Instant::now();
+        let mut rerouted = false;
         for step in 0..partitions.len() {
             let idx = (self.next_partition + step) % partitions.len();
             let Some(&partition) = partitions.get(idx) else {
@@ -251,22 +262,32 @@ impl Consumer {
                 0
             };
             let request = self.request(partition, offset, format, max_wait_ms);
+            let route = self.router.route(&self.topic, partition).await;
             let response = match self.ahead.take(&request).await {
                 Some(response) => response,
-                None => self
-                    .client
-                    .fetch(request)
-                    .await
-                    .map_err(|status| {
-                        ClientError::from(status).in_partition(&self.topic, partition)
-                    })?
-                    .into_inner(),
+                None => match consumer_client(route.channel.clone()).fetch(request).await {
+                    Ok(response) => response.into_inner(),
+                    Err(status) => {
+                        let err = ClientError::from(status);
+                        if self
+                            .router
+                            .on_error(&self.topic, partition, &route.address, &err)
+                        {
+                            // The position stays: the next round asks the new leader.
+                            tracing::debug!(topic = %self.topic, partition, %err, "leader moved");
+                            rerouted = true;
+                            continue;
+                        }
+                        return Err(err.in_partition(&self.topic, partition));
+                    }
+                },
             };
             if let Some((partition, offset)) =
                 likely_next(&partitions, idx, &self.positions, &response)
             {
                 let request = self.request(partition, offset, format, 0);
-                self.ahead.send(&self.client, request);
+                let ahead = self.router.route(&self.topic, partition).await;
+                self.ahead.send(&consumer_client(ahead.channel), request);
             }
             let (next, item) = accept(partition, offset, response)?;
             self.positions.insert(partition, next);
@@ -274,6 +295,10 @@ impl Consumer {
                 self.next_partition = (idx + 1) % partitions.len();
                 return Ok(item);
             }
+        }
+        if rerouted {
+            let left = max_wait.saturating_sub(started.elapsed());
+            tokio::time::sleep(left.min(REROUTE_PAUSE)).await;
         }
         Ok(None)
     }
@@ -298,37 +323,29 @@ impl Consumer {
     }
 }
 
-/// One `ListOffsets` call: the offsets `spec` finds in `partitions` of `topic` (empty: all).
+/// A consumer API client on `channel`, taking answers up to [`MAX_RESPONSE_BYTES`].
+pub(crate) fn consumer_client(channel: Channel) -> ConsumerClient<Channel> {
+    ConsumerClient::new(channel).max_decoding_message_size(MAX_RESPONSE_BYTES)
+}
+
+/// The offsets `spec` finds in `partitions` of `topic` (empty: all), each asked of its
+/// partition's leader.
 ///
 /// # Errors
 /// [`ClientError::Broker`] with `UnknownTopicOrPartition` for an unknown topic or partition
-/// (the first partition the broker could not answer for), or the call's own failure.
+/// (the first partition no node could answer for), or the call's own failure.
 pub(crate) async fn list_offsets(
-    client: &ConsumerClient<Channel>,
+    router: &Router,
     topic: &str,
     partitions: &[i32],
     spec: OffsetSpec,
     timestamp_ms: i64,
 ) -> Result<BTreeMap<i32, i64>, ClientError> {
-    let request = ListOffsetsRequest {
-        topic: topic.to_string(),
-        partitions: partitions.to_vec(),
-        spec: spec as i32,
-        timestamp_ms,
-    };
-    let response = client.clone().list_offsets(request).await?.into_inner();
+    let answers =
+        crate::routing::list_offsets(router, topic, partitions, spec, timestamp_ms).await?;
     let mut offsets = BTreeMap::new();
-    for answer in response.offsets {
-        if answer.error_code != 0 {
-            return Err(ClientError::Broker {
-                code: cairn_proto::v1::ErrorCode::try_from(answer.error_code)
-                    .unwrap_or(cairn_proto::v1::ErrorCode::Internal),
-                status: tonic::Code::NotFound,
-                message: answer.error_message,
-                leader: None,
-            });
-        }
-        offsets.insert(answer.partition, answer.offset);
+    for (partition, answer) in answers {
+        offsets.insert(partition, answer?);
     }
     Ok(offsets)
 }

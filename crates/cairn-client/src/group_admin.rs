@@ -1,6 +1,8 @@
 //! `GroupAdmin`: consumer-group administration over `cairn.v1.Groups`: list, describe (members,
 //! assignments, committed offsets and lag), read committed offsets, reset them, delete a group.
-//! Answers are the API's own message types, re-exported at the crate root.
+//! Answers are the API's own message types, re-exported at the crate root. The calls go to
+//! the node the client connected to, and fail over along the bootstrap list and the known
+//! nodes when it cannot be reached, as [`crate::Admin`]'s do.
 
 use cairn_proto::v1::groups_client::GroupsClient;
 use cairn_proto::v1::{
@@ -9,14 +11,20 @@ use cairn_proto::v1::{
 };
 use tonic::transport::Channel;
 
-use crate::connection::{Timeouts, connect_with};
+use crate::connection::Timeouts;
 use crate::consumer::Seek;
 use crate::error::ClientError;
+use crate::routing::Router;
 
 /// A consumer-group administration client.
 #[derive(Debug, Clone)]
 pub struct GroupAdmin {
-    client: GroupsClient<Channel>,
+    router: Router,
+}
+
+/// A groups API client on `channel`.
+fn groups(channel: Channel) -> GroupsClient<Channel> {
+    GroupsClient::new(channel)
 }
 
 impl GroupAdmin {
@@ -37,7 +45,7 @@ impl GroupAdmin {
         timeouts: Timeouts,
     ) -> Result<GroupAdmin, ClientError> {
         Ok(GroupAdmin {
-            client: GroupsClient::new(connect_with(brokers, timeouts).await?),
+            router: Router::connect(brokers, timeouts).await?,
         })
     }
 
@@ -46,12 +54,12 @@ impl GroupAdmin {
     /// # Errors
     /// [`ClientError`] from the broker.
     pub async fn list_groups(&self) -> Result<Vec<GroupListing>, ClientError> {
-        let response = self
-            .client
-            .clone()
-            .list_groups(ListGroupsRequest {})
-            .await?;
-        Ok(response.into_inner().groups)
+        self.router
+            .on_any_node(|channel| async move {
+                let answer = groups(channel).list_groups(ListGroupsRequest {}).await?;
+                Ok(answer.into_inner().groups)
+            })
+            .await
     }
 
     /// A group's state, members with their assignments, and offsets with lag.
@@ -62,12 +70,12 @@ impl GroupAdmin {
         let request = DescribeGroupRequest {
             group_id: group_id.to_string(),
         };
-        Ok(self
-            .client
-            .clone()
-            .describe_group(request)
-            .await?
-            .into_inner())
+        self.router
+            .on_any_node(|channel| {
+                let request = request.clone();
+                async move { Ok(groups(channel).describe_group(request).await?.into_inner()) }
+            })
+            .await
     }
 
     /// A group's committed offsets (every one).
@@ -82,13 +90,18 @@ impl GroupAdmin {
             group_id: group_id.to_string(),
             partitions: Vec::new(),
         };
-        Ok(self
-            .client
-            .clone()
-            .fetch_offsets(request)
-            .await?
-            .into_inner()
-            .offsets)
+        self.router
+            .on_any_node(|channel| {
+                let request = request.clone();
+                async move {
+                    Ok(groups(channel)
+                        .fetch_offsets(request)
+                        .await?
+                        .into_inner()
+                        .offsets)
+                }
+            })
+            .await
     }
 
     /// Moves a group's committed offsets of `topic` (all partitions when `partitions` is
@@ -115,13 +128,18 @@ impl GroupAdmin {
             partitions: partitions.to_vec(),
             to: Some(to),
         };
-        Ok(self
-            .client
-            .clone()
-            .reset_offsets(request)
-            .await?
-            .into_inner()
-            .offsets)
+        self.router
+            .on_any_node(|channel| {
+                let request = request.clone();
+                async move {
+                    Ok(groups(channel)
+                        .reset_offsets(request)
+                        .await?
+                        .into_inner()
+                        .offsets)
+                }
+            })
+            .await
     }
 
     /// Deletes a group and its committed offsets. Refused while it has members.
@@ -132,7 +150,14 @@ impl GroupAdmin {
         let request = DeleteGroupRequest {
             group_id: group_id.to_string(),
         };
-        self.client.clone().delete_group(request).await?;
-        Ok(())
+        self.router
+            .on_any_node(|channel| {
+                let request = request.clone();
+                async move {
+                    groups(channel).delete_group(request).await?;
+                    Ok(())
+                }
+            })
+            .await
     }
 }

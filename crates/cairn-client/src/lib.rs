@@ -6,6 +6,9 @@
 //! - `connection`: reaching the first answering broker of a `host:port` list, under
 //!   [`Timeouts`] (connect, and optionally every request: a broker that accepts and never
 //!   answers then fails calls with `RequestTimedOut` instead of hanging them);
+//! - `routing`: which node each call goes to in a cluster: a partition's calls to its leader
+//!   (from `GetMetadata`, corrected by `NOT_LEADER` hints), the rest to any node, failing over
+//!   along the bootstrap list. Every client below is built on it;
 //! - [`Admin`]: topic administration;
 //! - [`Producer`]: batches records per partition (linger, size), partitions keys with Kafka's
 //!   murmur2, retries with backoff under a delivery timeout, idempotent by default;
@@ -39,6 +42,7 @@ mod health;
 mod producer;
 mod record_view;
 mod replay;
+mod routing;
 mod stream_channel;
 
 pub use admin::Admin;
@@ -70,3 +74,4 @@ pub use replay::{
     RETRY_ATTEMPTS, RETRY_BACKOFF_INITIAL, RETRY_BACKOFF_MAX, Replay, ReplayChunk, ReplayConfig,
     ReplayFormat, ReplayProgress,
 };
+pub use routing::{METADATA_REFRESH_INTERVAL, METADATA_REQUEST_TIMEOUT};

@@ -51,36 +51,25 @@ struct Shared {
 }
 
 impl StreamChannel {
-    /// Connects to the first reachable broker of `brokers` (`host:port`, comma-separated),
-    /// tried in the order given.
+    /// A channel to the one broker at `address` (`host:port`) that connects on its first
+    /// call, as a replay's fetch task for a partition led there needs.
     ///
     /// # Errors
-    /// [`ClientError::InvalidArgument`] for a malformed address; [`ClientError::Broker`] with
-    /// status `UNAVAILABLE` (retriable), naming every address tried, when none answers.
-    pub(crate) async fn connect(brokers: &str) -> Result<StreamChannel, ClientError> {
-        let mut failures: Vec<String> = Vec::new();
-        for (address, origin) in broker_addresses(brokers)? {
-            match open(&address).await {
-                Ok(sender) => {
-                    return Ok(StreamChannel {
-                        shared: Arc::new(Shared {
-                            address,
-                            origin,
-                            sender: Mutex::new(Some(sender)),
-                        }),
-                    });
-                }
-                Err(status) => failures.push(status.message().to_string()),
-            }
-        }
-        if failures.is_empty() {
-            return Err(ClientError::InvalidArgument(
-                "no broker address given".to_string(),
-            ));
-        }
-        Err(ClientError::from(tonic::Status::unavailable(
-            failures.join("; "),
-        )))
+    /// [`ClientError::InvalidArgument`] unless `address` is one well-formed address.
+    pub(crate) fn lazy(address: &str) -> Result<StreamChannel, ClientError> {
+        let mut addresses = broker_addresses(address)?;
+        let (Some((address, origin)), None) = (addresses.pop(), addresses.pop()) else {
+            return Err(ClientError::InvalidArgument(format!(
+                "{address:?} is not one broker address"
+            )));
+        };
+        Ok(StreamChannel {
+            shared: Arc::new(Shared {
+                address,
+                origin,
+                sender: Mutex::new(None),
+            }),
+        })
     }
 
     /// The URI of `path` (`/package.Service/Method`) on this broker.

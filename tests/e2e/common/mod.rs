@@ -10,6 +10,8 @@
     reason = "test helpers: a failure here is a failed test"
 )]
 
+pub mod cluster;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};

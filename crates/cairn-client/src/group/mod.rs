@@ -5,6 +5,10 @@
 //! cannot read), one fetch sent ahead ([`FetchAhead`]), decodes them here, and commits what
 //! `poll` returned (at-least-once) on an interval, on revoke and on close.
 //!
+//! Fetches and offset lookups go to each partition's leader (the `routing` module), as a
+//! plain [`crate::Consumer`]'s do; the group calls (heartbeat, offsets) stay on the node the
+//! member connected to.
+//!
 //! - `config`: [`GroupConsumerConfig`], [`RebalanceListener`], [`TopicPartition`];
 //! - `heartbeat`: the background heartbeat task and the membership it shares with `poll`.
 
@@ -14,11 +18,10 @@ mod heartbeat;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use cairn_proto::v1::consumer_client::ConsumerClient;
 use cairn_proto::v1::groups_client::GroupsClient;
 use cairn_proto::v1::{
-    CommitOffsetsRequest, ErrorCode, FetchFormat, FetchOffsetsRequest, FetchRequest,
-    ListOffsetsRequest, OffsetCommit, OffsetSpec,
+    CommitOffsetsRequest, ErrorCode, FetchFormat, FetchOffsetsRequest, FetchRequest, OffsetCommit,
+    OffsetSpec,
 };
 use tonic::transport::Channel;
 
@@ -28,10 +31,10 @@ pub use config::{
 use heartbeat::{Heartbeat, leave, to_wire};
 
 use crate::batches::{CrcCheck, FetchedBatches};
-use crate::connection::connect_with;
-use crate::consumer::ConsumedRecord;
+use crate::consumer::{ConsumedRecord, REROUTE_PAUSE, consumer_client};
 use crate::error::ClientError;
 use crate::fetch_ahead::{FetchAhead, likely_next};
+use crate::routing::Router;
 
 /// Where a newly assigned partition starts.
 struct Start {
@@ -50,7 +53,7 @@ const MAX_FETCH_WAIT: Duration = Duration::from_millis(100);
 pub struct GroupConsumer {
     cfg: GroupConsumerConfig,
     groups: GroupsClient<Channel>,
-    fetcher: ConsumerClient<Channel>,
+    router: Router,
     heartbeat: Option<Heartbeat>,
     listener: Box<dyn RebalanceListener>,
     /// Next offset to read per owned partition.
@@ -91,15 +94,14 @@ impl GroupConsumer {
                 "subscribe needs at least one topic".to_string(),
             ));
         }
-        let channel = connect_with(brokers, cfg.timeouts).await?;
-        let groups = GroupsClient::new(channel.clone());
-        let fetcher = ConsumerClient::new(channel).max_decoding_message_size(80 << 20);
+        let router = Router::connect(brokers, cfg.timeouts).await?;
+        let groups = GroupsClient::new(router.any_node().channel);
         let topics = topics.iter().map(|t| t.to_string()).collect();
         let heartbeat = Heartbeat::start(groups.clone(), &cfg, topics);
         Ok(GroupConsumer {
             cfg,
             groups,
-            fetcher,
+            router,
             heartbeat: Some(heartbeat),
             listener,
             positions: BTreeMap::new(),
@@ -491,21 +493,11 @@ impl GroupConsumer {
         partitions: &[i32],
         spec: OffsetSpec,
     ) -> Result<BTreeMap<i32, i64>, ClientError> {
-        let response = self
-            .fetcher
-            .list_offsets(ListOffsetsRequest {
-                topic: topic.to_string(),
-                partitions: partitions.to_vec(),
-                spec: spec as i32,
-                timestamp_ms: 0,
-            })
-            .await?
-            .into_inner();
-        Ok(response
-            .offsets
+        let answers =
+            crate::routing::list_offsets(&self.router, topic, partitions, spec, 0).await?;
+        Ok(answers
             .into_iter()
-            .filter(|o| o.error_code == 0)
-            .map(|o| (o.partition, o.offset))
+            .filter_map(|(partition, offset)| Some((partition, offset.ok()?)))
             .collect())
     }
 
@@ -521,6 +513,7 @@ impl GroupConsumer {
             return Ok(Vec::new());
         }
         let (member_id, member_epoch) = self.member();
+        let mut rerouted = false;
         for step in 0..partitions.len() {
             let index = (self.next_partition + step) % partitions.len();
             let p = &partitions[index];
@@ -545,14 +538,26 @@ impl GroupConsumer {
                 self.ahead.cancel();
                 None
             };
+            let route = self.router.route(&p.topic, p.partition).await;
             let answer = match ahead {
                 Some(response) => Ok(response),
-                None => self.fetcher.fetch(request).await.map(|r| r.into_inner()),
+                None => consumer_client(route.channel.clone())
+                    .fetch(request)
+                    .await
+                    .map(|r| r.into_inner()),
             };
             let response = match answer {
                 Ok(response) => response,
                 Err(status) => {
                     let err = ClientError::from(status);
+                    if self
+                        .router
+                        .on_error(&p.topic, p.partition, &route.address, &err)
+                    {
+                        // The position stays: the next round asks the new leader.
+                        rerouted = true;
+                        continue;
+                    }
                     match err.code() {
                         // Membership moved under us: the heartbeat task will say how.
                         Some(
@@ -580,7 +585,8 @@ impl GroupConsumer {
             let ahead = likely_next(&partitions, index, &self.positions, &response);
             if let Some((tp, offset)) = ahead {
                 let request = self.fetch_request(&tp, offset, 0, &member_id, member_epoch);
-                self.ahead.send(&self.fetcher, request);
+                let leader = self.router.route(&tp.topic, tp.partition).await;
+                self.ahead.send(&consumer_client(leader.channel), request);
             }
             // Stored batches, checked and decoded here: the broker only reads and sends.
             let batches = FetchedBatches::decode(
@@ -602,6 +608,10 @@ impl GroupConsumer {
                 self.next_partition = (index + 1) % partitions.len();
                 return Ok(records);
             }
+        }
+        if rerouted {
+            let left = deadline.saturating_duration_since(Instant::now());
+            tokio::time::sleep(left.min(REROUTE_PAUSE)).await;
         }
         Ok(Vec::new())
     }

@@ -9,6 +9,11 @@
 //! (KIP-480). By default the producer is idempotent: it takes a producer id from the broker and
 //! numbers its batches per partition, so a retry is never written twice and never out of order.
 //!
+//! In a cluster each batch goes to its partition's leader (the `routing` module). `NOT_LEADER`
+//! and a dead leader are retried like any retriable failure, within the delivery timeout and
+//! with the same producer id, epoch and sequence, so the new leader answers a retry of a batch
+//! it already holds with the batch's original offset.
+//!
 //! Code map: `config` (the knobs), `partition_queue` (one partition's batches and the retry
 //! and sequence rules), `sender` (the background task and its requests), this file (the handle
 //! and topic metadata).
@@ -17,29 +22,23 @@ mod config;
 mod partition_queue;
 mod sender;
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use cairn_proto::v1::metadata_client::MetadataClient;
 use cairn_proto::v1::producer_client::ProducerClient;
-use cairn_proto::v1::{ErrorCode, InitProducerIdRequest, MetadataRequest};
+use cairn_proto::v1::{ErrorCode, InitProducerIdRequest};
 use tokio::sync::{Semaphore, mpsc, oneshot};
-use tonic::transport::Channel;
 
+pub use crate::routing::METADATA_MAX_AGE;
 pub use config::{MAX_IN_FLIGHT_IDEMPOTENT, ProducerConfig};
 
-use crate::connection::{Timeouts, connect_with};
+use crate::connection::Timeouts;
 use crate::error::ClientError;
+use crate::routing::Router;
 use sender::{Command, Sender};
-
-/// How long a topic's partition count is trusted before it is asked for again (Kafka's
-/// `metadata.max.age.ms`), so partitions added to a topic are used.
-pub const METADATA_MAX_AGE: Duration = Duration::from_secs(300);
 
 /// Bytes a record costs beyond its key, value and headers in the producer's buffer accounting:
 /// the varint framing and deltas of one record, rounded up.
@@ -121,8 +120,7 @@ impl Future for DeliveryFuture {
 struct Inner {
     commands: mpsc::UnboundedSender<Command>,
     buffer: Arc<Semaphore>,
-    metadata: MetadataClient<Channel>,
-    partition_counts: Mutex<HashMap<String, (u32, Instant)>>,
+    router: Router,
     config: Arc<ProducerConfig>,
 }
 
@@ -171,23 +169,21 @@ impl Producer {
             connect: config.connect_timeout,
             request: Some(config.request_timeout),
         };
-        let channel = connect_with(brokers, timeouts).await?;
-        let client = ProducerClient::new(channel.clone()).max_decoding_message_size(64 << 20);
+        let router = Router::connect(brokers, timeouts).await?;
         let identity = if config.is_idempotent() {
-            Some(init_producer_id(client.clone()).await?)
+            Some(init_producer_id(&router).await?)
         } else {
             None
         };
         let config = Arc::new(config);
         let (commands, receiver) = mpsc::unbounded_channel();
-        let sender = Sender::new(client, Arc::clone(&config), identity);
+        let sender = Sender::new(router.clone(), Arc::clone(&config), identity);
         tokio::spawn(sender.run(receiver));
         Ok(Producer {
             inner: Arc::new(Inner {
                 commands,
                 buffer: Arc::new(Semaphore::new(config.buffer_memory)),
-                metadata: MetadataClient::new(channel),
-                partition_counts: Mutex::new(HashMap::new()),
+                router,
                 config,
             }),
         })
@@ -275,48 +271,31 @@ impl Producer {
     }
 
     async fn partition_count(&self, topic: &str) -> Result<u32, ClientError> {
-        if let Ok(counts) = self.inner.partition_counts.lock()
-            && let Some(&(count, fetched)) = counts.get(topic)
-            && fetched.elapsed() < METADATA_MAX_AGE
-        {
-            return Ok(count);
-        }
-        let response = self
-            .inner
-            .metadata
-            .clone()
-            .get_metadata(MetadataRequest {
-                topics: vec![topic.to_string()],
-            })
+        self.inner
+            .router
+            .partition_count(topic, METADATA_MAX_AGE)
             .await?
-            .into_inner();
-        let count = response
-            .topics
-            .iter()
-            .find(|t| t.name == topic)
-            .and_then(|t| u32::try_from(t.partitions.len()).ok())
+            .and_then(|count| u32::try_from(count).ok())
             .filter(|&count| count > 0)
             .ok_or_else(|| {
                 ClientError::local(
                     ErrorCode::UnknownTopicOrPartition,
                     format!("topic {topic:?} does not exist"),
                 )
-            })?;
-        if let Ok(mut counts) = self.inner.partition_counts.lock() {
-            counts.insert(topic.to_string(), (count, Instant::now()));
-        }
-        Ok(count)
+            })
     }
 }
 
-/// Asks the broker for a producer id and epoch (Kafka's InitProducerId).
-pub(crate) async fn init_producer_id(
-    mut client: ProducerClient<Channel>,
-) -> Result<ProducerIdentity, ClientError> {
-    let response = client
-        .init_producer_id(InitProducerIdRequest {})
-        .await?
-        .into_inner();
+/// Asks any node for a producer id and epoch (Kafka's InitProducerId).
+pub(crate) async fn init_producer_id(router: &Router) -> Result<ProducerIdentity, ClientError> {
+    let response = router
+        .on_any_node(|channel| async move {
+            let answer = ProducerClient::new(channel)
+                .init_producer_id(InitProducerIdRequest {})
+                .await?;
+            Ok(answer.into_inner())
+        })
+        .await?;
     let producer_epoch = i16::try_from(response.producer_epoch).map_err(|_| {
         ClientError::local(
             ErrorCode::Internal,

@@ -13,12 +13,15 @@ use cairn_codec::{StickyPartitioner, XorShift64, partition_for_key};
 use cairn_proto::v1::producer_client::ProducerClient;
 use cairn_proto::v1::{ErrorCode, ProduceRequest, produce_request::Payload};
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
-use tonic::transport::Channel;
 
 use super::config::ProducerConfig;
 use super::partition_queue::{PartitionQueue, Reply, SendTicket};
 use super::{OutgoingRecord, ProducerIdentity, init_producer_id};
 use crate::error::ClientError;
+use crate::routing::Router;
+
+/// Largest produce answer decoded: far above any real one (a partition result per partition).
+const MAX_PRODUCE_RESPONSE_BYTES: usize = 64 << 20;
 
 /// Commands from producer handles.
 pub(crate) enum Command {
@@ -58,7 +61,7 @@ struct TopicQueues {
 
 /// The background task's state.
 pub(crate) struct Sender {
-    client: ProducerClient<Channel>,
+    router: Router,
     config: Arc<ProducerConfig>,
     identity: Option<ProducerIdentity>,
     topics: HashMap<Arc<str>, TopicQueues>,
@@ -72,9 +75,10 @@ pub(crate) struct Sender {
 }
 
 impl Sender {
-    /// A task that sends through `client`; `identity` is `Some` for an idempotent producer.
+    /// A task that sends each batch to its partition's leader through `router`; `identity`
+    /// is `Some` for an idempotent producer.
     pub fn new(
-        client: ProducerClient<Channel>,
+        router: Router,
         config: Arc<ProducerConfig>,
         identity: Option<ProducerIdentity>,
     ) -> Sender {
@@ -83,7 +87,7 @@ impl Sender {
             .duration_since(UNIX_EPOCH)
             .map_or(0x5eed, |d| d.as_nanos() as u64);
         Sender {
-            client,
+            router,
             config,
             identity,
             topics: HashMap::new(),
@@ -279,19 +283,23 @@ impl Sender {
         {
             self.identity_request = true;
             self.identity_retry_at = None;
-            let client = self.client.clone();
+            let router = self.router.clone();
             let events = self.events.clone();
             tokio::spawn(async move {
-                let _ = events.send(Event::Identity(init_producer_id(client).await));
+                let _ = events.send(Event::Identity(init_producer_id(&router).await));
             });
         }
     }
 
     fn spawn_request(&self, topic: Arc<str>, partition: i32, ticket: SendTicket) {
-        let mut client = self.client.clone();
+        let router = self.router.clone();
         let events = self.events.clone();
         let acks = self.config.acks;
         tokio::spawn(async move {
+            // Routing may read metadata first: the ticket's deadline covers it too.
+            let started = tokio::time::Instant::now();
+            let route = tokio::time::timeout(ticket.timeout, router.route(&topic, partition)).await;
+            let timeout = ticket.timeout.saturating_sub(started.elapsed());
             let mut request = tonic::Request::new(ProduceRequest {
                 topic: topic.to_string(),
                 partition: Some(partition),
@@ -300,19 +308,33 @@ impl Sender {
                 producer: None,
                 compression: String::new(),
             });
-            request.set_timeout(ticket.timeout);
-            // The grpc-timeout header makes the broker give up; this bounds a broker that
-            // never answers at all.
-            let answer = tokio::time::timeout(ticket.timeout, client.produce(request)).await;
-            let result = match answer {
-                Ok(Ok(response)) => first_partition_result(response.into_inner()),
-                Ok(Err(status)) => Err(ClientError::from(status)),
-                Err(_) => Err(ClientError::Broker {
-                    code: ErrorCode::RequestTimedOut,
-                    status: tonic::Code::DeadlineExceeded,
-                    message: format!("no answer within {:?}", ticket.timeout),
-                    leader: None,
-                }),
+            let timed_out = || ClientError::Broker {
+                code: ErrorCode::RequestTimedOut,
+                status: tonic::Code::DeadlineExceeded,
+                message: format!("no answer within {:?}", ticket.timeout),
+                leader: None,
+            };
+            let result = match route {
+                Ok(route) if !timeout.is_zero() => {
+                    request.set_timeout(timeout);
+                    let mut client = ProducerClient::new(route.channel)
+                        .max_decoding_message_size(MAX_PRODUCE_RESPONSE_BYTES);
+                    // The grpc-timeout header makes the broker give up; this bounds a broker
+                    // that never answers at all.
+                    let answer = tokio::time::timeout(timeout, client.produce(request)).await;
+                    let result = match answer {
+                        Ok(Ok(response)) => first_partition_result(response.into_inner()),
+                        Ok(Err(status)) => Err(ClientError::from(status)),
+                        Err(_) => Err(timed_out()),
+                    };
+                    if let Err(error) = &result {
+                        // Tells the router where the retry should go; the queue decides whether
+                        // there is one.
+                        router.on_error(&topic, partition, &route.address, error);
+                    }
+                    result
+                }
+                Ok(_) | Err(_) => Err(timed_out()),
             };
             let _ = events.send(Event::Produced {
                 topic,

@@ -8,9 +8,11 @@
 //! The bounded queue to the caller is the backpressure: when the caller is slow this task stops
 //! reading the stream, the stream's window fills, and the broker stops reading the log.
 //!
-//! A retriable failure (a broker restart, a reset connection) re-subscribes from the offset
-//! after the last chunk queued, with backoff, so nothing is skipped or read twice; any other
-//! failure is queued as the partition's last item.
+//! A retriable failure (a broker restart, a reset connection, a leader that moved or died)
+//! re-subscribes from the offset after the last chunk queued, with backoff, so nothing is
+//! skipped or read twice; any other failure is queued as the partition's last item. Each
+//! subscription goes to the partition's leader as the router knows it, and each failure is
+//! reported to the router first, so a re-subscription goes to the new leader.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,7 +26,7 @@ use crate::batches::{CrcCheck, FetchedBatches};
 use crate::consumer::MAX_RESPONSE_BYTES;
 use crate::error::ClientError;
 use crate::grpc_stream::{ServerStream, server_streaming};
-use crate::stream_channel::StreamChannel;
+use crate::routing::Router;
 
 /// Consecutive retriable failures after which a partition's error is handed to the caller.
 pub const RETRY_ATTEMPTS: u32 = 8;
@@ -42,7 +44,7 @@ pub(crate) type ChunkResult = Result<Chunk, ClientError>;
 /// Everything one partition's fetch task needs.
 #[derive(Debug)]
 pub(crate) struct PartitionFetch {
-    pub(crate) channel: StreamChannel,
+    pub(crate) router: Router,
     pub(crate) topic: String,
     pub(crate) partition: i32,
     pub(crate) start: i64,
@@ -63,6 +65,8 @@ impl PartitionFetch {
         let mut turn: Option<OwnedSemaphorePermit> = Some(turn);
         let mut position = self.start;
         let mut stream: Option<ServerStream<FetchResponse>> = None;
+        // The node the current subscription went to, to report its failures against.
+        let mut leader: Arc<str> = Arc::from("");
         let mut failures = 0_u32;
         loop {
             if position >= self.end {
@@ -74,7 +78,7 @@ impl PartitionFetch {
             }
             let next = match stream.as_mut() {
                 Some(stream) => stream.message().await.map_err(ClientError::from),
-                None => match self.subscribe(position).await {
+                None => match self.subscribe(position, &mut leader).await {
                     Ok(opened) => {
                         stream = Some(opened);
                         continue;
@@ -108,7 +112,10 @@ impl PartitionFetch {
             };
             stream = None;
             failures += 1;
-            if !failure.is_retriable() || failures > RETRY_ATTEMPTS {
+            let moved = self
+                .router
+                .on_error(&self.topic, self.partition, &leader, &failure);
+            if !(failure.is_retriable() || moved) || failures > RETRY_ATTEMPTS {
                 let _ = queue.send(Err(failure)).await;
                 return;
             }
@@ -116,7 +123,15 @@ impl PartitionFetch {
         }
     }
 
-    async fn subscribe(&mut self, offset: i64) -> Result<ServerStream<FetchResponse>, ClientError> {
+    /// Subscribes at `offset` on the partition's leader, whose address goes to `leader`.
+    async fn subscribe(
+        &mut self,
+        offset: i64,
+        leader: &mut Arc<str>,
+    ) -> Result<ServerStream<FetchResponse>, ClientError> {
+        let route = self.router.route(&self.topic, self.partition).await;
+        *leader = Arc::clone(&route.address);
+        let channel = self.router.stream_channel(&route)?;
         let format = match self.format {
             ReplayFormat::RawBatches => FetchFormat::RecordBatches,
             ReplayFormat::Decoded => FetchFormat::Records,
@@ -128,7 +143,7 @@ impl PartitionFetch {
             max_bytes: self.max_bytes,
             format: format as i32,
         };
-        Ok(server_streaming(&self.channel, SUBSCRIBE_PATH, &request, MAX_RESPONSE_BYTES).await?)
+        Ok(server_streaming(&channel, SUBSCRIBE_PATH, &request, MAX_RESPONSE_BYTES).await?)
     }
 
     /// Checks and trims one answer that continued from `position`.

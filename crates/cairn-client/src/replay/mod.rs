@@ -28,7 +28,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use cairn_proto::v1::OffsetSpec;
-use cairn_proto::v1::consumer_client::ConsumerClient;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
@@ -42,11 +41,10 @@ pub use progress::{PartitionProgress, ReplayProgress};
 
 use self::chunk::{Chunk, ChunkCursor};
 use self::fetcher::{ChunkResult, PartitionFetch};
-use crate::connection::connect_with;
-use crate::consumer::{MAX_RESPONSE_BYTES, list_offsets};
+use crate::consumer::list_offsets;
 use crate::error::ClientError;
 use crate::record_view::RecordView;
-use crate::stream_channel::StreamChannel;
+use crate::routing::Router;
 
 /// A replay of one topic. Create it with [`Replay::start`], then call [`Replay::next`] until
 /// it returns `None`.
@@ -107,11 +105,9 @@ impl Replay {
         config: ReplayConfig,
     ) -> Result<Replay, ClientError> {
         config.validate().map_err(ClientError::InvalidArgument)?;
-        let client = ConsumerClient::new(connect_with(brokers, config.timeouts).await?)
-            .max_decoding_message_size(MAX_RESPONSE_BYTES);
-        let streams = StreamChannel::connect(brokers).await?;
-        let earliest = list_offsets(&client, topic, &[], OffsetSpec::Earliest, 0).await?;
-        let latest = list_offsets(&client, topic, &[], OffsetSpec::Latest, 0).await?;
+        let router = Router::connect(brokers, config.timeouts).await?;
+        let earliest = list_offsets(&router, topic, &[], OffsetSpec::Earliest, 0).await?;
+        let latest = list_offsets(&router, topic, &[], OffsetSpec::Latest, 0).await?;
         let plans = plan::plan(topic, &earliest, &latest, config.checkpoint.as_ref())?;
         let (sender, queue) = mpsc::channel(config.prefetch_chunks);
         let turns = Arc::new(Semaphore::new(config.max_partitions_in_flight));
@@ -121,7 +117,7 @@ impl Replay {
                 continue;
             }
             let fetch = PartitionFetch {
-                channel: streams.clone(),
+                router: router.clone(),
                 topic: topic.to_string(),
                 partition: plan.partition,
                 start: plan.start,

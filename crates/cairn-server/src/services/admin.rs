@@ -144,6 +144,7 @@ pub(crate) fn describe(info: TopicInfo) -> TopicDescription {
                 log_start_offset: p.log_start_offset.as_i64(),
                 high_watermark: p.high_watermark.as_i64(),
                 size_bytes: 0,
+                in_sync_replicas: p.in_sync_replicas,
             })
             .collect(),
         configs: info.configs.into_iter().collect(),

@@ -1,0 +1,363 @@
+//! End-to-end checks that clients find partition leaders in a real three-node cluster: a
+//! producer and the CLI bootstrapped from one node write to every partition (each led by
+//! whichever node won its election), and every record is read back from any other node; and a
+//! producer keeps every record acknowledged exactly once while the leader of a partition is
+//! killed with SIGKILL under it.
+
+#![allow(clippy::unwrap_used, reason = "tests: a failure here is a failed test")]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use cairn_client::{Consumer, OutgoingRecord, Producer, ProducerConfig, Seek};
+
+mod common;
+
+use common::cluster::{Cluster, start_cluster};
+use common::*;
+
+const TOPIC: &str = "orders";
+
+/// Every record of `TOPIC` as `(partition, offset, value)`, read from the node list `brokers`
+/// until each partition's high watermark (looked up first).
+async fn consume_all(brokers: &str) -> Vec<(i32, i64, String)> {
+    let mut consumer = Consumer::assign(brokers, TOPIC, &[], Seek::Earliest)
+        .await
+        .unwrap();
+    let ends = consumer.list_offsets(&[], Seek::Latest).await.unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    let mut records = Vec::new();
+    while consumer
+        .positions()
+        .iter()
+        .any(|(p, position)| position < ends.get(p).unwrap())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "consuming never reached {ends:?}"
+        );
+        for record in consumer.poll(Duration::from_millis(200)).await.unwrap() {
+            let value = String::from_utf8(record.value.unwrap().to_vec()).unwrap();
+            records.push((record.partition, record.offset, value));
+        }
+    }
+    records
+}
+
+/// The index (0-based) of a node that does not lead some partition: bootstrapping from it
+/// makes the client route at least one partition elsewhere.
+fn not_leading_all(leaders: &[i32]) -> usize {
+    (1..=3)
+        .find(|id| leaders.iter().any(|leader| leader != id))
+        .map(|id| usize::try_from(id - 1).unwrap())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_on_one_node_writes_every_partition_and_reads_them_back_from_any_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster: Cluster = start_cluster(dir.path(), 3);
+    let leaders = cluster
+        .create_topic(&cluster.addresses[0], TOPIC, 3, 3)
+        .await;
+    let home = not_leading_all(&leaders);
+    let home_address = cluster.addresses[home].clone();
+
+    // The Rust producer, told about one node only.
+    let producer = Producer::connect(&home_address, ProducerConfig::default())
+        .await
+        .unwrap();
+    let mut deliveries = Vec::new();
+    for i in 0..300 {
+        let record = OutgoingRecord::keyed(format!("customer-{}", i % 17), format!("rust-{i}"));
+        deliveries.push(producer.send(TOPIC, record).await.unwrap());
+    }
+    producer.flush().await.unwrap();
+    let mut placed = BTreeSet::new();
+    for delivery in deliveries {
+        let placement = delivery.await.unwrap();
+        assert!(placed.insert((placement.partition, placement.offset)));
+    }
+    let partitions: BTreeSet<i32> = placed.iter().map(|(p, _)| *p).collect();
+    assert_eq!(
+        partitions.len(),
+        3,
+        "the keys spread over every partition: {partitions:?}"
+    );
+
+    // The CLI, told about the same node, as a user would try it.
+    let input: String = (0..30).map(|i| format!("k{i}:cli-{i}\n")).collect();
+    let mut child = cairn(&[
+        "--broker",
+        &home_address,
+        "produce",
+        TOPIC,
+        "--key-separator",
+        ":",
+    ])
+    .stdin(Stdio::piped())
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "cairn produce through node {}: {}",
+        home + 1,
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Read back from each other node alone.
+    for other in (0..3).filter(|&i| i != home) {
+        let records = consume_all(&cluster.addresses[other]).await;
+        let values: BTreeSet<&str> = records.iter().map(|(_, _, v)| v.as_str()).collect();
+        assert_eq!(records.len(), 330, "from node {}", other + 1);
+        assert_eq!(values.len(), 330, "no duplicates from node {}", other + 1);
+        for (partition, offset, value) in &records {
+            if value.starts_with("rust-") {
+                assert!(placed.contains(&(*partition, *offset)), "{value}");
+            }
+        }
+    }
+    let text = cli_ok(&cluster.addresses[home], &["topic", "describe", TOPIC]);
+    assert!(text.contains("ISR"), "{text}");
+    let consumed = consume_with_cli(&cluster.bootstrap_from((home + 1) % 3));
+    assert_eq!(consumed.lines().count(), 330, "{consumed}");
+}
+
+/// `cairn consume orders --from earliest --until-end --format json` through `brokers`.
+fn consume_with_cli(brokers: &str) -> String {
+    let out = cairn(&[
+        "--broker",
+        brokers,
+        "consume",
+        TOPIC,
+        "--from",
+        "earliest",
+        "--until-end",
+        "--format",
+        "json",
+    ])
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_killed_mid_produce_loses_and_duplicates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = start_cluster(dir.path(), 3);
+    let leaders = cluster
+        .create_topic(&cluster.addresses[0], TOPIC, 3, 3)
+        .await;
+    let victim = leaders[0];
+    let victim_index = usize::try_from(victim - 1).unwrap();
+    // The victim first in the list: its death also takes the client's bootstrap node.
+    let brokers = cluster.bootstrap_from(victim_index);
+    let producer = Producer::connect(&brokers, ProducerConfig::default())
+        .await
+        .unwrap();
+
+    const TOTAL: usize = 3000;
+    const KILL_AT: usize = 1000;
+    let mut deliveries = Vec::with_capacity(TOTAL);
+    for i in 0..TOTAL {
+        let record = OutgoingRecord {
+            partition: Some(i32::try_from(i % 3).unwrap()),
+            ..OutgoingRecord::keyed(format!("k{i}"), format!("v{i}"))
+        };
+        deliveries.push(producer.send(TOPIC, record).await.unwrap());
+        if i == KILL_AT {
+            cluster.kill(victim);
+        }
+        if i % 100 == 0 {
+            // Lets batches leave while the loop goes on, so the kill lands mid-stream.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    producer.flush().await.unwrap();
+    let mut acknowledged = BTreeMap::new();
+    for (i, delivery) in deliveries.into_iter().enumerate() {
+        let placement = delivery
+            .await
+            .unwrap_or_else(|err| panic!("record {i} not acknowledged: {err}"));
+        acknowledged.insert(format!("v{i}"), (placement.partition, placement.offset));
+    }
+    assert_eq!(acknowledged.len(), TOTAL);
+
+    let survivor = (victim_index + 1) % 3;
+    cluster
+        .wait_for_leaders(&cluster.addresses[survivor], TOPIC)
+        .await;
+    let records = consume_all(&cluster.addresses[survivor]).await;
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    for (_, _, value) in &records {
+        *seen.entry(value.as_str()).or_default() += 1;
+    }
+    let lost = acknowledged
+        .keys()
+        .filter(|v| !seen.contains_key(v.as_str()))
+        .count();
+    let duplicates: usize = seen.values().map(|&n| n - 1).sum();
+    assert_eq!(
+        (lost, duplicates),
+        (0, 0),
+        "acknowledged writes lost: {lost} of {TOTAL}; duplicates: {duplicates}"
+    );
+    for (partition, offset, value) in &records {
+        assert_eq!(
+            acknowledged.get(value),
+            Some(&(*partition, *offset)),
+            "{value} was acknowledged where it was read"
+        );
+    }
+}
+
+/// Sends records `v{from}`..`v{to}` round-robin over the partitions and waits for each
+/// acknowledgement.
+async fn produce_range(producer: &Producer, from: usize, to: usize) {
+    let mut deliveries = Vec::with_capacity(to - from);
+    for i in from..to {
+        let record = OutgoingRecord {
+            partition: Some(i32::try_from(i % 3).unwrap()),
+            ..OutgoingRecord::keyed(format!("k{i}"), format!("v{i}"))
+        };
+        deliveries.push(producer.send(TOPIC, record).await.unwrap());
+    }
+    producer.flush().await.unwrap();
+    for delivery in deliveries {
+        delivery.await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_following_replay_resumes_on_the_new_leader_without_skipping_or_repeating() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = start_cluster(dir.path(), 3);
+    let leaders = cluster
+        .create_topic(&cluster.addresses[0], TOPIC, 3, 3)
+        .await;
+    let victim = leaders[0];
+    let victim_index = usize::try_from(victim - 1).unwrap();
+    let brokers = cluster.bootstrap_from(victim_index);
+    let producer = Producer::connect(&brokers, ProducerConfig::default())
+        .await
+        .unwrap();
+    const HALF: usize = 1500;
+    produce_range(&producer, 0, HALF).await;
+
+    // Following: once caught up, each partition's subscription waits for new records, so the
+    // records written after the kill can only come through a subscription to the new leader.
+    let replay_config = cairn_client::ReplayConfig {
+        follow: true,
+        ..cairn_client::ReplayConfig::default()
+    };
+    let mut replay = cairn_client::Replay::start(&brokers, TOPIC, replay_config)
+        .await
+        .unwrap();
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    let mut last_offset: BTreeMap<i32, i64> = BTreeMap::new();
+    let deadline = Instant::now() + PATIENCE;
+    let mut killed = false;
+    while seen.len() < 2 * HALF {
+        if seen.len() == HALF && !killed {
+            cluster.kill(victim);
+            killed = true;
+            produce_range(&producer, HALF, 2 * HALF).await;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        let next = tokio::time::timeout(left, replay.next()).await;
+        let Ok(Some(record)) = next else {
+            panic!("the replay stopped after {} records", seen.len());
+        };
+        let record = record.unwrap_or_else(|err| panic!("after {} records: {err}", seen.len()));
+        let value = String::from_utf8(record.value.unwrap().to_vec()).unwrap();
+        let (partition, offset) = (record.partition, record.offset);
+        if let Some(previous) = last_offset.insert(partition, offset) {
+            assert!(
+                offset > previous,
+                "partition {partition} went from {previous} to {offset}"
+            );
+        }
+        *seen.entry(value).or_default() += 1;
+    }
+    let lost = (0..2 * HALF)
+        .filter(|i| !seen.contains_key(&format!("v{i}")))
+        .count();
+    let duplicates: usize = seen.values().map(|&n| n - 1).sum();
+    assert_eq!(
+        (lost, duplicates),
+        (0, 0),
+        "records skipped: {lost}; repeated: {duplicates}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_polls_on_through_a_leader_kill_without_skipping_or_repeating() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = start_cluster(dir.path(), 3);
+    let leaders = cluster
+        .create_topic(&cluster.addresses[0], TOPIC, 3, 3)
+        .await;
+    let victim = leaders[0];
+    let victim_index = usize::try_from(victim - 1).unwrap();
+    let brokers = cluster.bootstrap_from(victim_index);
+    let producer = Producer::connect(&brokers, ProducerConfig::default())
+        .await
+        .unwrap();
+    const HALF: usize = 1500;
+    produce_range(&producer, 0, HALF).await;
+
+    let mut consumer = Consumer::assign(&brokers, TOPIC, &[], Seek::Earliest)
+        .await
+        .unwrap();
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    let mut last_offset: BTreeMap<i32, i64> = BTreeMap::new();
+    let deadline = Instant::now() + PATIENCE;
+    let mut killed = false;
+    while seen.len() < 2 * HALF {
+        assert!(
+            Instant::now() < deadline,
+            "consumed only {} records",
+            seen.len()
+        );
+        if seen.len() >= HALF && !killed {
+            cluster.kill(victim);
+            killed = true;
+            produce_range(&producer, HALF, 2 * HALF).await;
+        }
+        let records = consumer
+            .poll(Duration::from_millis(200))
+            .await
+            .unwrap_or_else(|err| panic!("after {} records: {err}", seen.len()));
+        for record in records {
+            if let Some(previous) = last_offset.insert(record.partition, record.offset) {
+                assert!(
+                    record.offset > previous,
+                    "partition {} went from {previous} to {}",
+                    record.partition,
+                    record.offset
+                );
+            }
+            let value = String::from_utf8(record.value.unwrap().to_vec()).unwrap();
+            *seen.entry(value).or_default() += 1;
+        }
+    }
+    let duplicates: usize = seen.values().map(|&n| n - 1).sum();
+    assert_eq!(duplicates, 0, "records repeated: {duplicates}");
+    assert_eq!(seen.len(), 2 * HALF);
+}

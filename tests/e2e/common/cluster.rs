@@ -1,0 +1,174 @@
+//! A cluster of real `cairn serve` processes on loopback: N nodes started with `--peers` on free
+//! ports, each logging to a file in the test's directory, killed when the test ends.
+
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{PATIENCE, cairn, send, wait_ready};
+
+/// The nodes of a running cluster. Dropping it SIGKILLs every node still running.
+pub struct Cluster {
+    /// Node `i + 1`'s process, `None` once killed.
+    pub nodes: Vec<Option<Child>>,
+    /// Node `i + 1`'s gRPC address, `host:port`.
+    pub addresses: Vec<String>,
+    /// Where node `i + 1` logs.
+    pub logs: Vec<PathBuf>,
+}
+
+/// A loopback address nothing listens on (bound and released).
+fn free_address() -> String {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string()
+}
+
+/// Starts `count` nodes (ids 1 to `count`) of one cluster over `dir`, and waits until each
+/// prints its ready line. The cluster itself forms in the background: see
+/// [`Cluster::wait_for_leaders`].
+pub fn start_cluster(dir: &Path, count: usize) -> Cluster {
+    let addresses: Vec<String> = (0..count).map(|_| free_address()).collect();
+    let peers: Vec<String> = addresses
+        .iter()
+        .enumerate()
+        .map(|(i, address)| format!("{}={address}", i + 1))
+        .collect();
+    let peers = peers.join(",");
+    let mut cluster = Cluster {
+        nodes: Vec::new(),
+        addresses: addresses.clone(),
+        logs: Vec::new(),
+    };
+    for (i, address) in addresses.iter().enumerate() {
+        let node_id = (i + 1).to_string();
+        let data_dir = dir.join(format!("node-{node_id}"));
+        let log = dir.join(format!("node-{node_id}.log"));
+        let mut command = cairn(&[
+            "serve",
+            "--node-id",
+            &node_id,
+            "--peers",
+            &peers,
+            "--grpc-addr",
+            address,
+            "--http-addr",
+            &free_address(),
+            "--data-dir",
+            data_dir.to_str().unwrap(),
+        ]);
+        command
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(File::create(&log).unwrap());
+        let mut child = command.spawn().unwrap();
+        wait_ready(&mut child);
+        cluster.nodes.push(Some(child));
+        cluster.logs.push(log);
+    }
+    cluster
+}
+
+impl Cluster {
+    /// Every node's address, comma-separated, the one at `first` (0-based) first.
+    pub fn bootstrap_from(&self, first: usize) -> String {
+        let mut list = vec![self.addresses[first].clone()];
+        list.extend(
+            self.addresses
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != first)
+                .map(|(_, a)| a.clone()),
+        );
+        list.join(",")
+    }
+
+    /// SIGKILLs node `node_id` (1-based).
+    pub fn kill(&mut self, node_id: i32) {
+        let index = usize::try_from(node_id - 1).unwrap();
+        if let Some(mut child) = self.nodes[index].take() {
+            send(&child, libc::SIGKILL);
+            let _ = child.wait();
+        }
+    }
+
+    /// Creates `topic` through the node at `address` once the cluster has formed (retrying
+    /// while the controller has no majority yet), then waits until every partition has a
+    /// leader, and returns each partition's leader id.
+    pub async fn create_topic(
+        &self,
+        address: &str,
+        topic: &str,
+        partitions: i32,
+        replication_factor: i32,
+    ) -> Vec<i32> {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let created = match cairn_client::Admin::connect(address).await {
+                Ok(admin) => {
+                    admin
+                        .create_topic(topic, partitions, replication_factor, Default::default())
+                        .await
+                }
+                Err(err) => Err(err),
+            };
+            match created {
+                Ok(_) => break,
+                Err(err) if err.code() == Some(cairn_client::ErrorCode::TopicAlreadyExists) => {
+                    break;
+                }
+                Err(err) => {
+                    assert!(
+                        Instant::now() < deadline,
+                        "the cluster never took the topic: {err}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+        self.wait_for_leaders(address, topic).await
+    }
+
+    /// Waits until the metadata (as the node at `address` sees it) names a leader for every
+    /// partition of `topic` that is a node still running; returns the leader ids.
+    pub async fn wait_for_leaders(&self, address: &str, topic: &str) -> Vec<i32> {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Ok(admin) = cairn_client::Admin::connect(address).await
+                && let Ok(metadata) = admin.metadata(&[topic.to_string()]).await
+                && let Some(found) = metadata.topics.iter().find(|t| t.name == topic)
+            {
+                let leaders: Vec<i32> = found.partitions.iter().map(|p| p.leader_id).collect();
+                let alive = |id: i32| {
+                    usize::try_from(id - 1)
+                        .ok()
+                        .and_then(|i| self.nodes.get(i))
+                        .is_some_and(Option::is_some)
+                };
+                if !leaders.is_empty() && leaders.iter().all(|&id| alive(id)) {
+                    return leaders;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no leader for every partition of {topic}; logs in {:?}",
+                self.logs
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for child in self.nodes.iter_mut().filter_map(Option::take) {
+            let mut child = child;
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
