@@ -40,7 +40,10 @@ async fn consume_all(brokers: &str) -> Vec<(i32, i64, String)> {
         .iter()
         .any(|(p, position)| position < ends.get(p).unwrap())
     {
-        assert!(Instant::now() < deadline, "consuming never reached {ends:?}");
+        assert!(
+            Instant::now() < deadline,
+            "consuming never reached {ends:?}"
+        );
         for record in consumer.poll(Duration::from_millis(200)).await.unwrap() {
             let value = String::from_utf8(record.value.unwrap().to_vec()).unwrap();
             records.push((record.partition, record.offset, value));
@@ -51,22 +54,31 @@ async fn consume_all(brokers: &str) -> Vec<(i32, i64, String)> {
 
 /// A producer writing `v0`, `v1`, ... round-robin over the partitions until stopped; returns
 /// what was acknowledged (value -> partition, offset) and how many sends failed.
-fn spawn_producer(
+async fn spawn_producer(
     brokers: String,
     stop: Arc<AtomicBool>,
 ) -> tokio::task::JoinHandle<(BTreeMap<String, (i32, i64)>, usize, usize)> {
+    // Connected (its producer id taken) before any fault starts.
+    let producer = Producer::connect(&brokers, ProducerConfig::default())
+        .await
+        .unwrap();
     tokio::spawn(async move {
-        let producer = Producer::connect(&brokers, ProducerConfig::default())
-            .await
-            .unwrap();
         let mut deliveries = Vec::new();
+        let mut refused = 0;
         let mut i = 0usize;
         while !stop.load(Ordering::Relaxed) {
             let record = OutgoingRecord {
                 partition: Some(i32::try_from(i % 3).unwrap()),
                 ..OutgoingRecord::keyed(format!("k{i}"), format!("v{i}"))
             };
-            deliveries.push((i, producer.send(TOPIC, record).await.unwrap()));
+            match producer.send(TOPIC, record).await {
+                Ok(delivery) => deliveries.push((i, delivery)),
+                // Not taken (e.g. no node answered a metadata lookup): not acknowledged either.
+                Err(_) => {
+                    refused += 1;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
             i += 1;
             if i % 20 == 0 {
                 tokio::time::sleep(Duration::from_millis(10)).await;
@@ -74,7 +86,7 @@ fn spawn_producer(
         }
         let _ = producer.flush().await;
         let mut acknowledged = BTreeMap::new();
-        let mut failed = 0;
+        let mut failed = refused;
         for (i, delivery) in deliveries {
             match delivery.await {
                 Ok(placement) => {
@@ -89,15 +101,25 @@ fn spawn_producer(
 
 /// Checks every acknowledged record is read exactly once where it was acknowledged; returns
 /// (lost, duplicates).
-fn tally(acknowledged: &BTreeMap<String, (i32, i64)>, records: &[(i32, i64, String)]) -> (usize, usize) {
+fn tally(
+    acknowledged: &BTreeMap<String, (i32, i64)>,
+    records: &[(i32, i64, String)],
+) -> (usize, usize) {
     let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
     for (partition, offset, value) in records {
         *seen.entry(value.as_str()).or_default() += 1;
         if let Some(at) = acknowledged.get(value) {
-            assert_eq!(at, &(*partition, *offset), "{value} read away from where it was acknowledged");
+            assert_eq!(
+                at,
+                &(*partition, *offset),
+                "{value} read away from where it was acknowledged"
+            );
         }
     }
-    let lost = acknowledged.keys().filter(|v| !seen.contains_key(v.as_str())).count();
+    let lost = acknowledged
+        .keys()
+        .filter(|v| !seen.contains_key(v.as_str()))
+        .count();
     let duplicates = seen.values().map(|&n| n - 1).sum();
     (lost, duplicates)
 }
@@ -151,16 +173,20 @@ async fn wait_replicas_agree(dir: &Path) {
 /// The live node leading `partition` now.
 async fn leader_of(cluster: &Cluster, partition: usize) -> i32 {
     let alive = (0..3).find(|i| cluster.is_running(i + 1)).unwrap();
-    cluster.wait_for_leaders(&cluster.addresses[alive], TOPIC).await[partition]
+    cluster
+        .wait_for_leaders(&cluster.addresses[alive], TOPIC)
+        .await[partition]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_and_a_paused_leader_lose_nothing_and_replicas_agree() {
     let dir = tempfile::tempdir().unwrap();
     let mut cluster = start_cluster(dir.path(), 3);
-    cluster.create_topic(&cluster.addresses[0], TOPIC, PARTITIONS, 3).await;
+    cluster
+        .create_topic(&cluster.addresses[0], TOPIC, PARTITIONS, 3)
+        .await;
     let stop = Arc::new(AtomicBool::new(false));
-    let producing = spawn_producer(cluster.bootstrap_from(0), Arc::clone(&stop));
+    let producing = spawn_producer(cluster.bootstrap_from(0), Arc::clone(&stop)).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     let killed = leader_of(&cluster, 0).await;
@@ -184,7 +210,11 @@ async fn a_killed_and_a_paused_leader_lose_nothing_and_replicas_agree() {
         acknowledged.len(),
         acknowledged.len()
     );
-    assert!(acknowledged.len() > sent / 2, "too few acknowledged: {} of {sent}", acknowledged.len());
+    assert!(
+        acknowledged.len() > sent / 2,
+        "too few acknowledged: {} of {sent}",
+        acknowledged.len()
+    );
     assert_eq!((lost, duplicates), (0, 0));
     wait_replicas_agree(dir.path()).await;
 }
@@ -214,9 +244,11 @@ async fn a_seeded_loop_of_kills_and_pauses_loses_and_duplicates_nothing() {
     let mut rng = Rng(seed.max(1));
     let dir = tempfile::tempdir().unwrap();
     let mut cluster = start_cluster(dir.path(), 3);
-    cluster.create_topic(&cluster.addresses[0], TOPIC, PARTITIONS, 3).await;
+    cluster
+        .create_topic(&cluster.addresses[0], TOPIC, PARTITIONS, 3)
+        .await;
     let stop = Arc::new(AtomicBool::new(false));
-    let producing = spawn_producer(cluster.bootstrap_from(0), Arc::clone(&stop));
+    let producing = spawn_producer(cluster.bootstrap_from(0), Arc::clone(&stop)).await;
     let started = Instant::now();
     for round in 0..rounds {
         // One node at a time, so a majority always remains: a leader half of the time.

@@ -1,7 +1,6 @@
 //! A cluster of real `cairn serve` processes on loopback: N nodes started with `--peers` on free
 //! ports, each logging to a file in the test's directory, killed when the test ends.
 
-use std::fs::File;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
@@ -17,6 +16,8 @@ pub struct Cluster {
     pub addresses: Vec<String>,
     /// Where node `i + 1` logs.
     pub logs: Vec<PathBuf>,
+    /// Node `i + 1`'s `serve` arguments, to restart it as it was.
+    args: Vec<Vec<String>>,
 }
 
 /// A loopback address nothing listens on (bound and released).
@@ -43,12 +44,13 @@ pub fn start_cluster(dir: &Path, count: usize) -> Cluster {
         nodes: Vec::new(),
         addresses: addresses.clone(),
         logs: Vec::new(),
+        args: Vec::new(),
     };
     for (i, address) in addresses.iter().enumerate() {
         let node_id = (i + 1).to_string();
         let data_dir = dir.join(format!("node-{node_id}"));
         let log = dir.join(format!("node-{node_id}.log"));
-        let mut command = cairn(&[
+        let args: Vec<String> = [
             "serve",
             "--node-id",
             &node_id,
@@ -60,17 +62,34 @@ pub fn start_cluster(dir: &Path, count: usize) -> Cluster {
             &free_address(),
             "--data-dir",
             data_dir.to_str().unwrap(),
-        ]);
-        command
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(File::create(&log).unwrap());
-        let mut child = command.spawn().unwrap();
-        wait_ready(&mut child);
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+        let child = spawn_node(&args, &log);
         cluster.nodes.push(Some(child));
         cluster.logs.push(log);
+        cluster.args.push(args);
     }
     cluster
+}
+
+/// Starts one node with `args`, appending its log to `log`, and waits for its ready line.
+fn spawn_node(args: &[String], log: &Path) -> Child {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut command = cairn(&args);
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    command
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(log);
+    let mut child = command.spawn().unwrap();
+    wait_ready(&mut child);
+    child
 }
 
 impl Cluster {
@@ -85,6 +104,35 @@ impl Cluster {
                 .map(|(_, a)| a.clone()),
         );
         list.join(",")
+    }
+
+    /// Whether node `node` (1-based) is running (not killed; a paused node counts).
+    pub fn is_running(&self, node: usize) -> bool {
+        self.nodes.get(node - 1).is_some_and(Option::is_some)
+    }
+
+    /// Starts node `node_id` (1-based) again as it was, over its data, after [`Cluster::kill`].
+    pub fn restart(&mut self, node_id: i32) {
+        let index = usize::try_from(node_id - 1).unwrap();
+        assert!(self.nodes[index].is_none(), "node {node_id} is running");
+        let child = spawn_node(&self.args[index], &self.logs[index]);
+        self.nodes[index] = Some(child);
+    }
+
+    /// SIGSTOPs node `node_id` (1-based): it holds its sockets and answers nothing.
+    pub fn pause(&self, node_id: i32) {
+        let index = usize::try_from(node_id - 1).unwrap();
+        if let Some(child) = &self.nodes[index] {
+            send(child, libc::SIGSTOP);
+        }
+    }
+
+    /// SIGCONTs node `node_id` (1-based) after [`Cluster::pause`].
+    pub fn resume(&self, node_id: i32) {
+        let index = usize::try_from(node_id - 1).unwrap();
+        if let Some(child) = &self.nodes[index] {
+            send(child, libc::SIGCONT);
+        }
     }
 
     /// SIGKILLs node `node_id` (1-based).
@@ -167,6 +215,8 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         for child in self.nodes.iter_mut().filter_map(Option::take) {
             let mut child = child;
+            // A paused node must be woken to die promptly.
+            send(&child, libc::SIGCONT);
             let _ = child.kill();
             let _ = child.wait();
         }
