@@ -187,10 +187,11 @@ impl Router {
         false
     }
 
-    /// Runs `call` on the any-node channel. When that node cannot be reached (UNAVAILABLE),
-    /// the next answering address of the bootstrap list and the known nodes becomes the any
-    /// node and `call` runs once more there. Only UNAVAILABLE fails over: it means the call
-    /// was not carried out, so even a call that is not idempotent is safe to send again.
+    /// Runs `call` on the any-node channel. When that node cannot be reached (UNAVAILABLE, or a
+    /// failed connection attempt), the next answering address of the bootstrap list and the
+    /// known nodes becomes the any node and `call` runs once more there. Only those fail over:
+    /// they mean the call was not carried out, so even a call that is not idempotent is safe to
+    /// send again.
     ///
     /// # Errors
     /// The call's failure, or the first node's when no other answers.
@@ -202,7 +203,7 @@ impl Router {
         let first = self.any_node();
         match call(first.channel).await {
             Ok(answer) => Ok(answer),
-            Err(status) if status.code() == tonic::Code::Unavailable => {
+            Err(status) if unreachable(&status) => {
                 let error = ClientError::from(status);
                 match self.fail_over(&first.address).await {
                     Some(next) => Ok(call(next.channel).await?),
@@ -376,3 +377,11 @@ pub(crate) fn is_transport_failure(error: &ClientError) -> bool {
 
 #[cfg(test)]
 mod tests;
+
+/// Whether `status` says the node was not reached: UNAVAILABLE, or the transport error a lazily
+/// connected channel answers when its connection attempt fails (code UNKNOWN, message
+/// "transport error", as tonic words it), such as a node killed a moment ago.
+fn unreachable(status: &tonic::Status) -> bool {
+    status.code() == tonic::Code::Unavailable
+        || (status.code() == tonic::Code::Unknown && status.message() == "transport error")
+}

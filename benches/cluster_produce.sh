@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Produce throughput and latency with replication factor 3 and acks=all against replication
+# factor 1, in the same run on the same three-node cluster (issue 13): three `cairn serve`
+# processes on loopback, topic `rf1` (3 partitions, one copy each, spread over the nodes) and
+# topic `rf3` (3 partitions, three copies), `cairn bench produce` against each in turn, ROUNDS
+# times interleaved. All three nodes and the client share this machine's cores, so replication
+# factor 3 also pays for its followers' CPU here, which separate machines would not.
+#
+# Usage, from the repository root after `cargo build --release`:
+#   benches/cluster_produce.sh
+# Environment: BIN (target/release/cairn), DATA (/var/tmp/cairn-produce), ROUNDS (3),
+# RECORDS (200000), SIZE (1024), PER_REQUEST (1000), IN_FLIGHT (5), RATE (0: as fast as taken).
+set -euo pipefail
+
+BIN=${BIN:-target/release/cairn}
+DATA=${DATA:-/var/tmp/cairn-produce}
+ROUNDS=${ROUNDS:-3}
+RECORDS=${RECORDS:-200000}
+SIZE=${SIZE:-1024}
+PER_REQUEST=${PER_REQUEST:-1000}
+IN_FLIGHT=${IN_FLIGHT:-5}
+RATE=${RATE:-0}
+PEERS="1=127.0.0.1:17471,2=127.0.0.1:17472,3=127.0.0.1:17473"
+BROKERS="127.0.0.1:17471,127.0.0.1:17472,127.0.0.1:17473"
+
+[ -x "$BIN" ] || { echo "cluster_produce.sh: no $BIN; run cargo build --release first" >&2; exit 2; }
+
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+
+rm -rf "$DATA"; mkdir -p "$DATA"
+for n in 1 2 3; do
+  "$BIN" serve --node-id "$n" --peers "$PEERS" --grpc-addr "127.0.0.1:1747$n" \
+    --http-addr "127.0.0.1:1748$n" --data-dir "$DATA/n$n" >"$DATA/n$n.out" 2>"$DATA/n$n.log" &
+  PIDS+=($!)
+done
+for n in 1 2 3; do until grep -q 'cluster formed' "$DATA/n$n.log" 2>/dev/null; do sleep 0.1; done; done
+for rf in 1 3; do
+  "$BIN" --broker "$BROKERS" topic create "rf$rf" --partitions 3 --replication-factor "$rf" >/dev/null
+done
+sleep 3
+
+cpu() { local t=0; for p in "${PIDS[@]}"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$t"; }
+TICK=$(getconf CLK_TCK)
+for round in $(seq 1 "$ROUNDS"); do
+  for rf in 1 3; do
+    c0=$(cpu)
+    line=$("$BIN" --broker "$BROKERS" bench produce --topic "rf$rf" --records "$RECORDS" \
+      --record-size "$SIZE" --records-per-request "$PER_REQUEST" --in-flight "$IN_FLIGHT" \
+      --rate "$RATE" --acks all 2>&1 | tr '\n' ' ')
+    c1=$(cpu)
+    echo "round $round rf$rf: brokers' CPU $(echo "scale=2; ($c1 - $c0) / $TICK" | bc) s | $line"
+  done
+done
