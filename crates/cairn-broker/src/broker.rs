@@ -450,6 +450,7 @@ impl Broker {
     /// [`BrokerError::UnknownTopic`], [`BrokerError::InvalidPartitions`], I/O errors.
     pub async fn add_partitions(&self, name: &str, total: i64) -> Result<TopicInfo, BrokerError> {
         refuse_internal(name)?;
+        self.refuse_replicated(name, "adding partitions")?;
         let _admin = self.admin.lock().await;
         let topic = self.topic(name)?;
         let current = topic.partition_count().get();
@@ -526,6 +527,7 @@ impl Broker {
     ) -> Result<TopicInfo, BrokerError> {
         // A retention policy on the offsets topic would delete acknowledged commits.
         refuse_internal(name)?;
+        self.refuse_replicated(name, "altering configs")?;
         let _admin = self.admin.lock().await;
         let topic = self.topic(name)?;
         let mut config = topic
@@ -578,6 +580,18 @@ impl Broker {
         }
         let ids = Arc::clone(&self.producer_ids);
         Ok((blocking(move || ids.next()).await?, 0))
+    }
+
+    /// Refuses `operation` on a replicated topic (one the cluster metadata owns), which would
+    /// otherwise change this node's copy alone.
+    fn refuse_replicated(&self, name: &str, operation: &'static str) -> Result<(), BrokerError> {
+        if self.topic(name).is_ok_and(|t| t.topic_id.is_some()) {
+            return Err(BrokerError::NotYetReplicated {
+                operation,
+                topic: name.to_string(),
+            });
+        }
+        Ok(())
     }
 
     /// Closes every partition cleanly (finishing queued appends) and refuses further work.

@@ -165,6 +165,15 @@ pub enum BrokerError {
     /// The broker is shutting down.
     #[error("the broker is shutting down")]
     ShuttingDown,
+    /// An admin operation a replicated topic does not take yet (its change must go through the
+    /// controller so that every node applies it; issue 14 brings it). Nothing changed.
+    #[error("{operation} is not supported yet for a replicated topic ({topic}); nothing changed")]
+    NotYetReplicated {
+        /// The operation.
+        operation: &'static str,
+        /// The topic.
+        topic: String,
+    },
     /// The cluster's controller did not take an admin command in time: no majority of the
     /// nodes is up, or an election is under way. Retriable; the command may still commit.
     #[error("the cluster controller is unavailable: {0}")]

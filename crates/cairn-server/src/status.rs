@@ -58,6 +58,9 @@ pub fn classify(err: &BrokerError) -> (ErrorCode, Code) {
         }
         BrokerError::ShuttingDown => (ErrorCode::BrokerNotAvailable, Code::Unavailable),
         BrokerError::ControllerUnavailable(_) => (ErrorCode::BrokerNotAvailable, Code::Unavailable),
+        BrokerError::NotYetReplicated { .. } => {
+            (ErrorCode::UnsupportedOperation, Code::Unimplemented)
+        }
         BrokerError::PartitionStopped { .. } => (ErrorCode::KafkaStorageError, Code::Unavailable),
         BrokerError::Io { source, .. } if is_disk_full(source) => {
             (ErrorCode::DiskFull, Code::ResourceExhausted)
