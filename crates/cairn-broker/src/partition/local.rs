@@ -13,14 +13,12 @@ use std::sync::Arc;
 use cairn_codec::batch::Batch;
 use cairn_codec::{LeaderEpoch, Offset};
 use cairn_log::{
-    AppendInfo, Clock, DamagedRange, Log, LogConfig, LogError, LogReader, LogWriter, ReadResult,
-    WriterOptions,
+    AppendInfo, Clock, Log, LogConfig, LogError, LogReader, LogWriter, ReadResult, WriterOptions,
 };
 use tokio::sync::oneshot;
 
 use super::health::Damage;
 use super::leadership::Leadership;
-use super::{PartitionOffsets, wait_for_high_watermark};
 use crate::error::BrokerError;
 use crate::node_identity::NodeIdentity;
 use crate::produce::AckLevel;
@@ -147,54 +145,6 @@ impl LocalReplica {
         Ok(self.reader().read(from, max_bytes)?)
     }
 
-    /// Waits until the high watermark is past `offset` or `deadline` comes; see
-    /// [`super::Partition::wait_for_high_watermark`].
-    pub(super) async fn wait_for_high_watermark(
-        &self,
-        offset: Offset,
-        deadline: tokio::time::Instant,
-    ) -> Option<Offset> {
-        wait_for_high_watermark(self.reader(), offset, deadline).await
-    }
-
-    /// The log start offset, high watermark and log end offset now.
-    pub(super) fn offsets(&self) -> PartitionOffsets {
-        let reader = self.reader();
-        // Read in this order, each bound only grows on a single copy (nothing is truncated
-        // here), so the three stay ordered even though appends go on between the reads.
-        let offsets = PartitionOffsets {
-            log_start_offset: reader.log_start_offset(),
-            high_watermark: reader.high_watermark(),
-            log_end_offset: reader.log_end_offset(),
-        };
-        debug_assert!(
-            offsets.log_start_offset <= offsets.high_watermark,
-            "log start {} beyond the high watermark {}",
-            offsets.log_start_offset,
-            offsets.high_watermark
-        );
-        debug_assert!(
-            offsets.high_watermark <= offsets.log_end_offset,
-            "high watermark {} beyond the log end {}",
-            offsets.high_watermark,
-            offsets.log_end_offset
-        );
-        offsets
-    }
-
-    /// The log start offset now.
-    pub(super) fn log_start_offset(&self) -> Offset {
-        self.reader().log_start_offset()
-    }
-
-    /// See [`LogReader::offset_for_timestamp`].
-    pub(super) fn offset_for_timestamp(
-        &self,
-        timestamp_ms: i64,
-    ) -> Result<Option<Offset>, BrokerError> {
-        Ok(self.reader().offset_for_timestamp(timestamp_ms)?)
-    }
-
     /// This node leads, at epoch 0, and is the only replica (so the only in-sync one).
     pub(super) fn leadership(&self, this_node: &NodeIdentity) -> Leadership {
         Leadership {
@@ -203,36 +153,6 @@ impl LocalReplica {
             replicas: vec![this_node.node_id],
             in_sync_replicas: vec![this_node.node_id],
         }
-    }
-
-    /// See [`LogReader::size_bytes`].
-    pub(super) fn size_bytes(&self) -> u64 {
-        self.reader().size_bytes()
-    }
-
-    /// See [`LogReader::scan_batches`].
-    pub(super) fn scan_batches(
-        &self,
-        from: i64,
-        visit: impl FnMut(&Batch) -> std::ops::ControlFlow<()>,
-    ) -> Result<Vec<DamagedRange>, BrokerError> {
-        Ok(self.reader().scan_batches(from, visit)?)
-    }
-
-    /// Why the log stopped taking appends (a failed write or fsync), if it has.
-    pub(super) fn poisoned(&self) -> Option<String> {
-        self.reader().poisoned()
-    }
-
-    /// Applies a changed topic config to the log, between group commits.
-    ///
-    /// # Errors
-    /// `Closed` if the writer has stopped.
-    pub(super) async fn set_config(&self, cfg: LogConfig) -> Result<(), BrokerError> {
-        Ok(self
-            .writer
-            .with_log(move |log, _| log.set_config(cfg))
-            .await?)
     }
 
     /// Finishes queued appends, then closes the log cleanly.
@@ -251,13 +171,13 @@ impl LocalReplica {
         Ok(self.writer.close_blocking()?)
     }
 
-    /// The writer, for tests that drive the log directly (rolls, cleans).
-    #[cfg(test)]
+    /// The log's writer (config changes; tests drive the log through it: rolls, cleans).
     pub(crate) fn writer(&self) -> &LogWriter {
         &self.writer
     }
 
-    fn reader(&self) -> &LogReader {
+    /// The log's reader.
+    pub(super) fn reader(&self) -> &LogReader {
         self.writer.reader()
     }
 }

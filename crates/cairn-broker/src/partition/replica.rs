@@ -1,6 +1,7 @@
 //! [`Replica`]: which implementation holds a serving partition's log on this node. Today there
-//! is one, [`LocalReplica`] (a single copy); a Raft-replicated one is meant to join it as a
-//! second variant, answering the same calls, so nothing outside `partition/` changes.
+//! are two, [`LocalReplica`] (a single copy) and [`ReplicatedReplica`] (a Raft group), answering
+//! the same calls, so nothing outside `partition/` knows which. Answers that are the log's alone
+//! (offsets, sizes, scans, config) are written once here over the implementation's reader.
 //!
 //! Why an enum and not a trait object: the calls are `async` and on the produce and fetch hot
 //! paths. A `dyn` trait would box each call's future (an allocation per request) or need
@@ -11,12 +12,12 @@
 
 use cairn_codec::Offset;
 use cairn_codec::batch::Batch;
-use cairn_log::{DamagedRange, LogConfig, ReadResult};
+use cairn_log::{DamagedRange, LogConfig, LogReader, LogWriter, ReadResult};
 
-use super::PartitionOffsets;
 use super::leadership::Leadership;
 use super::local::LocalReplica;
 use super::replicated::ReplicatedReplica;
+use super::{PartitionOffsets, wait_for_high_watermark};
 use crate::error::BrokerError;
 use crate::node_identity::NodeIdentity;
 use crate::produce::AckLevel;
@@ -51,34 +52,62 @@ impl Replica {
         }
     }
 
+    /// The log both implementations read through: every read-side answer below that does not
+    /// depend on who leads is the log's, so it is written once here.
+    fn reader(&self) -> &LogReader {
+        match self {
+            Replica::Local(local) => local.reader(),
+            Replica::Replicated(replicated) => replicated.reader(),
+        }
+    }
+
+    /// The log's writer, for changes that are the log's alone (its config).
+    fn writer(&self) -> &LogWriter {
+        match self {
+            Replica::Local(local) => local.writer(),
+            Replica::Replicated(replicated) => replicated.writer(),
+        }
+    }
+
     /// See [`super::Partition::wait_for_high_watermark`].
     pub(super) async fn wait_for_high_watermark(
         &self,
         offset: Offset,
         deadline: tokio::time::Instant,
     ) -> Option<Offset> {
-        match self {
-            Replica::Local(local) => local.wait_for_high_watermark(offset, deadline).await,
-            Replica::Replicated(replicated) => {
-                replicated.wait_for_high_watermark(offset, deadline).await
-            }
-        }
+        wait_for_high_watermark(self.reader(), offset, deadline).await
     }
 
-    /// See [`super::Partition::offsets`].
+    /// See [`super::Partition::offsets`]. A replicated copy's high watermark trails its
+    /// leader's by the time it takes to hear of a commit.
     pub(super) fn offsets(&self) -> PartitionOffsets {
-        match self {
-            Replica::Local(local) => local.offsets(),
-            Replica::Replicated(replicated) => replicated.offsets(),
-        }
+        let reader = self.reader();
+        // Read in this order: the start and the high watermark only grow, and the log end
+        // never drops below the high watermark (truncation never cuts what is visible), so the
+        // three stay ordered although appends go on between the reads.
+        let offsets = PartitionOffsets {
+            log_start_offset: reader.log_start_offset(),
+            high_watermark: reader.high_watermark(),
+            log_end_offset: reader.log_end_offset(),
+        };
+        debug_assert!(
+            offsets.log_start_offset <= offsets.high_watermark,
+            "log start {} beyond the high watermark {}",
+            offsets.log_start_offset,
+            offsets.high_watermark
+        );
+        debug_assert!(
+            offsets.high_watermark <= offsets.log_end_offset,
+            "high watermark {} beyond the log end {}",
+            offsets.high_watermark,
+            offsets.log_end_offset
+        );
+        offsets
     }
 
     /// See [`super::Partition::log_start_offset`].
     pub(super) fn log_start_offset(&self) -> Offset {
-        match self {
-            Replica::Local(local) => local.log_start_offset(),
-            Replica::Replicated(replicated) => replicated.log_start_offset(),
-        }
+        self.reader().log_start_offset()
     }
 
     /// See [`super::Partition::offset_for_timestamp`].
@@ -86,26 +115,20 @@ impl Replica {
         &self,
         timestamp_ms: i64,
     ) -> Result<Option<Offset>, BrokerError> {
-        match self {
-            Replica::Local(local) => local.offset_for_timestamp(timestamp_ms),
-            Replica::Replicated(replicated) => replicated.offset_for_timestamp(timestamp_ms),
-        }
+        Ok(self.reader().offset_for_timestamp(timestamp_ms)?)
     }
 
     /// See [`super::Partition::leadership`].
     pub(super) fn leadership(&self, this_node: &NodeIdentity) -> Leadership {
         match self {
             Replica::Local(local) => local.leadership(this_node),
-            Replica::Replicated(replicated) => replicated.leadership(this_node),
+            Replica::Replicated(replicated) => replicated.leadership(),
         }
     }
 
     /// See [`super::Partition::size_bytes`].
     pub(super) fn size_bytes(&self) -> u64 {
-        match self {
-            Replica::Local(local) => local.size_bytes(),
-            Replica::Replicated(replicated) => replicated.size_bytes(),
-        }
+        self.reader().size_bytes()
     }
 
     /// See [`super::Partition::scan_batches`].
@@ -114,26 +137,20 @@ impl Replica {
         from: i64,
         visit: impl FnMut(&Batch) -> std::ops::ControlFlow<()>,
     ) -> Result<Vec<DamagedRange>, BrokerError> {
-        match self {
-            Replica::Local(local) => local.scan_batches(from, visit),
-            Replica::Replicated(replicated) => replicated.scan_batches(from, visit),
-        }
+        Ok(self.reader().scan_batches(from, visit)?)
     }
 
     /// Why this copy stopped taking appends (a failed write or fsync), if it has.
     pub(super) fn poisoned(&self) -> Option<String> {
-        match self {
-            Replica::Local(local) => local.poisoned(),
-            Replica::Replicated(replicated) => replicated.poisoned(),
-        }
+        self.reader().poisoned()
     }
 
     /// See [`super::Partition::set_config`].
     pub(super) async fn set_config(&self, cfg: LogConfig) -> Result<(), BrokerError> {
-        match self {
-            Replica::Local(local) => local.set_config(cfg).await,
-            Replica::Replicated(replicated) => replicated.set_config(cfg).await,
-        }
+        Ok(self
+            .writer()
+            .with_log(move |log, _| log.set_config(cfg))
+            .await?)
     }
 
     /// See [`super::Partition::close`].

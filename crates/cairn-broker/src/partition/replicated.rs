@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use cairn_codec::batch::Batch;
 use cairn_codec::{LeaderEpoch, Offset};
-use cairn_log::{Clock, DamagedRange, LogConfig, LogError, LogReader, ReadResult};
+use cairn_log::{Clock, LogConfig, LogError, LogReader, ReadResult};
 use cairn_raft::{
     BatchData, CairnLogStorage, GroupId, GroupNetwork, GroupRegistry, NodeId, PartitionRaft,
     PartitionStateMachine, PeerNode, PeerTransport, RaftLog,
@@ -36,9 +36,8 @@ use openraft::{Config, Raft, RaftMetrics, ServerState};
 use tokio::sync::Mutex as AsyncMutex;
 
 use super::leadership::{LeaderHint, Leadership};
-use super::{PartitionOffsets, wait_for_high_watermark};
+use super::wait_for_high_watermark;
 use crate::error::BrokerError;
-use crate::node_identity::NodeIdentity;
 use crate::produce::AckLevel;
 use crate::producer_filter::{ProducerFilter, SequenceError};
 use crate::producer_state::{ProducerBatch, ProducerStates, SequenceCheck};
@@ -216,8 +215,14 @@ impl ReplicatedReplica {
         })
     }
 
-    fn reader(&self) -> &LogReader {
+    /// The log's reader. Reads by offset see only committed (applied) data.
+    pub(super) fn reader(&self) -> &LogReader {
         self.raft_log.reader()
+    }
+
+    /// The log's writer.
+    pub(super) fn writer(&self) -> &cairn_log::LogWriter {
+        self.raft_log.writer()
     }
 
     fn metrics(&self) -> RaftMetrics<NodeId, PeerNode> {
@@ -445,43 +450,10 @@ impl ReplicatedReplica {
         Ok(self.reader().read(from, max_bytes)?)
     }
 
-    /// See [`super::Partition::wait_for_high_watermark`].
-    pub(super) async fn wait_for_high_watermark(
-        &self,
-        offset: Offset,
-        deadline: tokio::time::Instant,
-    ) -> Option<Offset> {
-        wait_for_high_watermark(self.reader(), offset, deadline).await
-    }
-
-    /// The offsets of this copy (a follower's high watermark trails the leader's by the time
-    /// it takes to hear of a commit).
-    pub(super) fn offsets(&self) -> PartitionOffsets {
-        let reader = self.reader();
-        PartitionOffsets {
-            log_start_offset: reader.log_start_offset(),
-            high_watermark: reader.high_watermark(),
-            log_end_offset: reader.log_end_offset(),
-        }
-    }
-
-    /// The log start offset now.
-    pub(super) fn log_start_offset(&self) -> Offset {
-        self.reader().log_start_offset()
-    }
-
-    /// See [`LogReader::offset_for_timestamp`].
-    pub(super) fn offset_for_timestamp(
-        &self,
-        timestamp_ms: i64,
-    ) -> Result<Option<Offset>, BrokerError> {
-        Ok(self.reader().offset_for_timestamp(timestamp_ms)?)
-    }
-
     /// The leader, term and members as this copy's Raft group knows them. In-sync replicas are
     /// the leader's view (followers within [`IN_SYNC_MAX_ENTRIES_BEHIND`] of its log); a
     /// follower reports every member.
-    pub(super) fn leadership(&self, _this_node: &NodeIdentity) -> Leadership {
+    pub(super) fn leadership(&self) -> Leadership {
         let m = self.metrics();
         let mut replicas: Vec<i32> = m
             .membership_config
@@ -522,37 +494,6 @@ impl ReplicatedReplica {
             replicas,
             in_sync_replicas,
         }
-    }
-
-    /// Bytes of record batches this copy holds.
-    pub(super) fn size_bytes(&self) -> u64 {
-        self.reader().size_bytes()
-    }
-
-    /// See [`LogReader::scan_batches`].
-    pub(super) fn scan_batches(
-        &self,
-        from: i64,
-        visit: impl FnMut(&Batch) -> std::ops::ControlFlow<()>,
-    ) -> Result<Vec<DamagedRange>, BrokerError> {
-        Ok(self.reader().scan_batches(from, visit)?)
-    }
-
-    /// Why the log stopped taking writes, if it has.
-    pub(super) fn poisoned(&self) -> Option<String> {
-        self.reader().poisoned()
-    }
-
-    /// Applies a changed topic config to the log.
-    ///
-    /// # Errors
-    /// The log's `Closed`.
-    pub(super) async fn set_config(&self, cfg: LogConfig) -> Result<(), BrokerError> {
-        self.raft_log
-            .writer()
-            .with_log(move |log, _| log.set_config(cfg))
-            .await?;
-        Ok(())
     }
 
     /// Stops the group (it answers peers no more) and closes the log cleanly.
