@@ -15,36 +15,10 @@ use cairn_client::{Consumer, OutgoingRecord, Producer, ProducerConfig, Seek};
 
 mod common;
 
-use common::cluster::{Cluster, start_cluster};
+use common::cluster::{Cluster, consume_all, start_cluster};
 use common::*;
 
 const TOPIC: &str = "orders";
-
-/// Every record of `TOPIC` as `(partition, offset, value)`, read from the node list `brokers`
-/// until each partition's high watermark (looked up first).
-async fn consume_all(brokers: &str) -> Vec<(i32, i64, String)> {
-    let mut consumer = Consumer::assign(brokers, TOPIC, &[], Seek::Earliest)
-        .await
-        .unwrap();
-    let ends = consumer.list_offsets(&[], Seek::Latest).await.unwrap();
-    let deadline = Instant::now() + PATIENCE;
-    let mut records = Vec::new();
-    while consumer
-        .positions()
-        .iter()
-        .any(|(p, position)| position < ends.get(p).unwrap())
-    {
-        assert!(
-            Instant::now() < deadline,
-            "consuming never reached {ends:?}"
-        );
-        for record in consumer.poll(Duration::from_millis(200)).await.unwrap() {
-            let value = String::from_utf8(record.value.unwrap().to_vec()).unwrap();
-            records.push((record.partition, record.offset, value));
-        }
-    }
-    records
-}
 
 /// The index (0-based) of a node that does not lead some partition: bootstrapping from it
 /// makes the client route at least one partition elsewhere.
@@ -118,7 +92,7 @@ async fn a_client_on_one_node_writes_every_partition_and_reads_them_back_from_an
 
     // Read back from each other node alone.
     for other in (0..3).filter(|&i| i != home) {
-        let records = consume_all(&cluster.addresses[other]).await;
+        let records = consume_all(&cluster.addresses[other], TOPIC).await;
         let values: BTreeSet<&str> = records.iter().map(|(_, _, v)| v.as_str()).collect();
         assert_eq!(records.len(), 330, "from node {}", other + 1);
         assert_eq!(values.len(), 330, "no duplicates from node {}", other + 1);
@@ -203,7 +177,7 @@ async fn a_leader_killed_mid_produce_loses_and_duplicates_nothing() {
     cluster
         .wait_for_leaders(&cluster.addresses[survivor], TOPIC)
         .await;
-    let records = consume_all(&cluster.addresses[survivor]).await;
+    let records = consume_all(&cluster.addresses[survivor], TOPIC).await;
     let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
     for (_, _, value) in &records {
         *seen.entry(value.as_str()).or_default() += 1;

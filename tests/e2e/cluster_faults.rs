@@ -14,11 +14,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use cairn_client::{Consumer, OutgoingRecord, Producer, ProducerConfig, Seek};
+use cairn_client::{OutgoingRecord, Producer, ProducerConfig};
 
 mod common;
 
-use common::cluster::{Cluster, start_cluster};
+use common::cluster::{Cluster, consume_all, start_cluster};
 use common::*;
 
 const TOPIC: &str = "orders";
@@ -26,31 +26,6 @@ const PARTITIONS: i32 = 3;
 
 /// Longer than the default election timeout's upper end (2 s) plus openraft's lease.
 const PAUSE: Duration = Duration::from_secs(5);
-
-/// Every record of `TOPIC` as `(partition, offset, value)`, up to each partition's end.
-async fn consume_all(brokers: &str) -> Vec<(i32, i64, String)> {
-    let mut consumer = Consumer::assign(brokers, TOPIC, &[], Seek::Earliest)
-        .await
-        .unwrap();
-    let ends = consumer.list_offsets(&[], Seek::Latest).await.unwrap();
-    let deadline = Instant::now() + PATIENCE;
-    let mut records = Vec::new();
-    while consumer
-        .positions()
-        .iter()
-        .any(|(p, position)| position < ends.get(p).unwrap())
-    {
-        assert!(
-            Instant::now() < deadline,
-            "consuming never reached {ends:?}"
-        );
-        for record in consumer.poll(Duration::from_millis(200)).await.unwrap() {
-            let value = String::from_utf8(record.value.unwrap().to_vec()).unwrap();
-            records.push((record.partition, record.offset, value));
-        }
-    }
-    records
-}
 
 /// A producer writing `v0`, `v1`, ... round-robin over the partitions until stopped; returns
 /// what was acknowledged (value -> partition, offset) and how many sends failed.
@@ -203,7 +178,7 @@ async fn a_killed_and_a_paused_leader_lose_nothing_and_replicas_agree() {
 
     stop.store(true, Ordering::Relaxed);
     let (acknowledged, failed, sent) = producing.await.unwrap();
-    let records = consume_all(&cluster.bootstrap_from(0)).await;
+    let records = consume_all(&cluster.bootstrap_from(0), TOPIC).await;
     let (lost, duplicates) = tally(&acknowledged, &records);
     println!(
         "sent {sent}, acknowledged {}, failed {failed}; acknowledged writes lost: {lost} of {}; duplicates: {duplicates}",
@@ -273,7 +248,7 @@ async fn a_seeded_loop_of_kills_and_pauses_loses_and_duplicates_nothing() {
     }
     stop.store(true, Ordering::Relaxed);
     let (acknowledged, failed, sent) = producing.await.unwrap();
-    let records = consume_all(&cluster.bootstrap_from(0)).await;
+    let records = consume_all(&cluster.bootstrap_from(0), TOPIC).await;
     let (lost, duplicates) = tally(&acknowledged, &records);
     println!(
         "seed {seed}, {rounds} rounds in {:.0?}: sent {sent}, failed {failed}; acknowledged writes lost: {lost} of {}; duplicates: {duplicates}",

@@ -7,6 +7,7 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use super::{PATIENCE, cairn, send, wait_ready};
+use cairn_client::{Consumer, Seek};
 
 /// The nodes of a running cluster. Dropping it SIGKILLs every node still running.
 pub struct Cluster {
@@ -209,6 +210,32 @@ impl Cluster {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+}
+
+/// Every record of `topic` as `(partition, offset, value)`, read from the node list `brokers`
+/// until each partition's high watermark (looked up first).
+pub async fn consume_all(brokers: &str, topic: &str) -> Vec<(i32, i64, String)> {
+    let mut consumer = Consumer::assign(brokers, topic, &[], Seek::Earliest)
+        .await
+        .unwrap();
+    let ends = consumer.list_offsets(&[], Seek::Latest).await.unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    let mut records = Vec::new();
+    while consumer
+        .positions()
+        .iter()
+        .any(|(p, position)| position < ends.get(p).unwrap())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "consuming never reached {ends:?}"
+        );
+        for record in consumer.poll(Duration::from_millis(200)).await.unwrap() {
+            let value = String::from_utf8(record.value.unwrap().to_vec()).unwrap();
+            records.push((record.partition, record.offset, value));
+        }
+    }
+    records
 }
 
 impl Drop for Cluster {
