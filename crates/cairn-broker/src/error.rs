@@ -202,6 +202,32 @@ pub enum BrokerError {
         /// The leader, when this node knows one.
         leader: Option<LeaderHint>,
     },
+    /// In a cluster, this node does not coordinate the group: the leader of the group's
+    /// partition of `__consumer_offsets` does. The client sends the call there (or asks which
+    /// node that is) and retries.
+    #[error("this node does not coordinate group {group:?}{}", leader_text(coordinator.as_ref()))]
+    NotCoordinator {
+        /// The group.
+        group: String,
+        /// The coordinator, when this node knows it.
+        coordinator: Option<LeaderHint>,
+    },
+    /// No node coordinates the group right now: its offsets partition has no leader (an
+    /// election is under way, or the cluster has not created `__consumer_offsets` yet).
+    #[error(
+        "no node coordinates group {group:?} right now: its offsets partition is electing a leader; retry shortly"
+    )]
+    CoordinatorNotAvailable {
+        /// The group.
+        group: String,
+    },
+    /// This node has just become the group's coordinator and is reading its committed offsets
+    /// back from the replicated log.
+    #[error("this node is loading the committed offsets of group {group:?}; retry shortly")]
+    CoordinatorLoadInProgress {
+        /// The group.
+        group: String,
+    },
     /// Clients may not write or administer an internal topic (Kafka's `INVALID_TOPIC_EXCEPTION`).
     #[error("topic {topic:?} is internal: only the broker writes it")]
     InternalTopic {

@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use cairn_broker::{
-    AckLevel, Broker, BrokerError, ClusterSpec, FetchRequest, ProducePayload, ProduceRequest,
-    RaftTimings,
+    AckLevel, Broker, BrokerError, ClusterSpec, FetchRequest, OffsetCommit, ProducePayload,
+    ProduceRequest, RaftTimings, TopicPartition,
 };
 use cairn_codec::batch::{BatchBuilder, Compression, ProducerFields, RecordInput};
 use cairn_log::SystemClock;
@@ -272,4 +272,110 @@ async fn a_replication_factor_above_the_node_count_is_refused_by_name() {
         ),
         "{err:?}"
     );
+}
+
+/// What one node says when asked for group `g`'s offsets of `orders-0`: `Ok(offset)` from the
+/// coordinator (`None` when nothing is committed), or its refusal.
+fn committed_on(node: &Node) -> Result<Option<i64>, BrokerError> {
+    let asked = TopicPartition {
+        topic: "orders".into(),
+        partition: 0,
+    };
+    let answer = node.broker.fetch_offsets("g", &[asked])?;
+    Ok(answer[0].committed.as_ref().map(|v| v.offset))
+}
+
+/// Waits until exactly one live node coordinates `g` and the others name it; returns its id.
+async fn coordinator(nodes: &[Node], skip: Option<u64>) -> u64 {
+    for _ in 0..400 {
+        let mut answering = Vec::new();
+        let mut named = Vec::new();
+        for node in nodes.iter().filter(|n| Some(n.id) != skip) {
+            match committed_on(node) {
+                Ok(_) => answering.push(node.id),
+                Err(BrokerError::NotCoordinator {
+                    coordinator: Some(hint),
+                    ..
+                }) => named.push(hint),
+                Err(
+                    BrokerError::NotCoordinator {
+                        coordinator: None, ..
+                    }
+                    | BrokerError::CoordinatorLoadInProgress { .. }
+                    | BrokerError::CoordinatorNotAvailable { .. },
+                ) => {}
+                Err(other) => panic!("node {}: {other}", node.id),
+            }
+        }
+        if let [id] = answering[..]
+            && named.len() == nodes.len() - 1 - usize::from(skip.is_some())
+        {
+            for hint in named {
+                assert_eq!(hint.node_id, i32::try_from(id).unwrap());
+                assert_eq!(hint.address, Some(format!("node-{id}:7070")));
+            }
+            return id;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("no single coordinator for the group");
+}
+
+fn commit(offset: i64) -> Vec<OffsetCommit> {
+    vec![OffsetCommit {
+        partition: TopicPartition {
+            topic: "orders".into(),
+            partition: 0,
+        },
+        offset,
+        metadata: String::new(),
+    }]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_offsets_survive_the_loss_of_their_coordinator() {
+    let net = MemNetwork::new();
+    let nodes = cluster(&net).await;
+    nodes[0]
+        .broker
+        .create_topic("orders", 1, 3, &[])
+        .await
+        .expect("created");
+    let first = coordinator(&nodes, None).await;
+    let on = |id: u64| nodes.iter().find(|n| n.id == id).unwrap();
+    // Only the coordinator takes the commit; it is replicated before it is answered.
+    for other in nodes.iter().filter(|n| n.id != first) {
+        let refused = other.broker.commit_offsets("g", "", -1, &commit(3)).await;
+        assert!(
+            matches!(refused, Err(BrokerError::NotCoordinator { .. })),
+            "{refused:?}"
+        );
+    }
+    on(first)
+        .broker
+        .commit_offsets("g", "", -1, &commit(3))
+        .await
+        .expect("committed on the coordinator");
+    assert_eq!(committed_on(on(first)).unwrap(), Some(3));
+    assert_eq!(
+        on(first).broker.find_coordinator("g").unwrap().node_id,
+        i32::try_from(first).unwrap()
+    );
+
+    // The coordinator is cut off: another node leads the offsets partition, reads the commit
+    // back, and takes the next one.
+    net.set_down(first, true);
+    let second = coordinator(&nodes, Some(first)).await;
+    assert_ne!(second, first);
+    assert_eq!(committed_on(on(second)).unwrap(), Some(3));
+    on(second)
+        .broker
+        .commit_offsets("g", "", -1, &commit(5))
+        .await
+        .expect("committed on the new coordinator");
+
+    // Back in touch, the old coordinator lets go of the group and names the new one.
+    net.set_down(first, false);
+    assert_eq!(coordinator(&nodes, None).await, second);
+    assert_eq!(committed_on(on(second)).unwrap(), Some(5));
 }

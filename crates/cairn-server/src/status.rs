@@ -72,6 +72,13 @@ pub fn classify(err: &BrokerError) -> (ErrorCode, Code) {
         // go to the leader named in the ErrorInfo) before sending again. UNAVAILABLE would
         // invite a blind retry to the same node.
         BrokerError::NotLeader { .. } => (ErrorCode::NotLeader, Code::FailedPrecondition),
+        BrokerError::NotCoordinator { .. } => (ErrorCode::NotCoordinator, Code::FailedPrecondition),
+        BrokerError::CoordinatorNotAvailable { .. } => {
+            (ErrorCode::CoordinatorNotAvailable, Code::Unavailable)
+        }
+        BrokerError::CoordinatorLoadInProgress { .. } => {
+            (ErrorCode::CoordinatorLoadInProgress, Code::Unavailable)
+        }
         BrokerError::KeylessRecordOnCompactedTopic { .. } => {
             (ErrorCode::InvalidRecord, Code::InvalidArgument)
         }
@@ -291,7 +298,9 @@ fn subject(err: &BrokerError) -> Vec<(&'static str, String)> {
         BrokerError::InvalidGroupId { group, .. }
         | BrokerError::UnknownGroup { group }
         | BrokerError::NonEmptyGroup { group, .. }
-        | BrokerError::GroupBusy { group } => vec![("group_id", group.clone())],
+        | BrokerError::GroupBusy { group }
+        | BrokerError::CoordinatorNotAvailable { group }
+        | BrokerError::CoordinatorLoadInProgress { group } => vec![("group_id", group.clone())],
         BrokerError::UnknownMember { group, member }
         | BrokerError::FencedMemberEpoch { group, member, .. }
         | BrokerError::StaleMemberEpoch { group, member, .. } => {
@@ -321,6 +330,16 @@ fn subject(err: &BrokerError) -> Vec<(&'static str, String)> {
                 ("partition", partition.to_string()),
             ];
             if let Some(LeaderHint { node_id, address }) = leader {
+                metadata.push(("leader_id", node_id.to_string()));
+                if let Some(address) = address {
+                    metadata.push(("leader", address.clone()));
+                }
+            }
+            metadata
+        }
+        BrokerError::NotCoordinator { group, coordinator } => {
+            let mut metadata = vec![("group_id", group.clone())];
+            if let Some(LeaderHint { node_id, address }) = coordinator {
                 metadata.push(("leader_id", node_id.to_string()));
                 if let Some(address) = address {
                     metadata.push(("leader", address.clone()));

@@ -48,6 +48,9 @@ impl Broker {
         .await?;
         // Set once: `join_cluster` runs once at start-up.
         let _ = self.cluster_runtime.set(runtime);
+        tokio::spawn(crate::group::follow_offsets_leadership(Arc::downgrade(
+            self,
+        )));
         Ok(())
     }
 

@@ -22,6 +22,7 @@ use crate::broker::Broker;
 use crate::cluster_spec::ClusterSpec;
 use crate::error::BrokerError;
 use crate::partition::{GroupContext, LeaderReport};
+use crate::topic_name::CONSUMER_OFFSETS_TOPIC;
 
 /// Where the controller group's log lives in the data directory.
 pub const METADATA_LOG_DIR: &str = "cluster/metadata";
@@ -163,7 +164,10 @@ impl ClusterRuntime {
             data_dir: broker.cfg.data_dir.clone(),
             producer_ids: tokio::sync::Mutex::new((0, 0)),
         });
-        tokio::spawn(bootstrap(Arc::clone(&runtime)));
+        tokio::spawn(bootstrap(
+            Arc::clone(&runtime),
+            broker.cfg.offsets_topic_partitions,
+        ));
         tokio::spawn(report_leaders(Arc::clone(&runtime), reports_rx));
         tokio::spawn(follow_metadata(
             Arc::downgrade(broker),
@@ -260,8 +264,9 @@ fn controller_refusal(refusal: ControllerError) -> BrokerError {
 }
 
 /// Proposes the cluster's bootstrap until it is committed (by this node's proposal or
-/// another's), then records the cluster id in `node.meta`.
-async fn bootstrap(runtime: Arc<ClusterRuntime>) {
+/// another's), then records the cluster id in `node.meta` and makes sure the cluster has its
+/// replicated `__consumer_offsets`.
+async fn bootstrap(runtime: Arc<ClusterRuntime>, offsets_topic_partitions: u32) {
     let peers: Vec<PeerSpec> = runtime
         .spec
         .peers()
@@ -297,6 +302,45 @@ async fn bootstrap(runtime: Arc<ClusterRuntime>) {
         "cluster formed"
     );
     remember_cluster_id(&runtime.data_dir, &cluster_id).await;
+    create_offsets_topic(&runtime, offsets_topic_partitions).await;
+}
+
+/// Proposes the cluster's `__consumer_offsets` (compacted, `partitions` partitions, three copies
+/// or one per node when fewer) until the metadata has it. Every node proposes it once the
+/// cluster forms; the controller takes the first and refuses the others as existing. The
+/// partition count is the first proposer's: it can never change, since it places groups.
+async fn create_offsets_topic(runtime: &ClusterRuntime, partitions: u32) {
+    let replication_factor = u16::try_from(runtime.spec.node_count().min(3)).unwrap_or(3);
+    let command = Command::CreateTopic {
+        name: CONSUMER_OFFSETS_TOPIC.to_string(),
+        partition_count: partitions,
+        replication_factor,
+        configs: [("cleanup.policy".to_string(), "compact".to_string())]
+            .into_iter()
+            .collect(),
+    };
+    while runtime
+        .controller
+        .metadata()
+        .topic(CONSUMER_OFFSETS_TOPIC)
+        .is_none()
+    {
+        match runtime.controller.propose(&command, ADMIN_TIMEOUT).await {
+            Ok(_) => {
+                tracing::info!(
+                    partitions,
+                    replication_factor,
+                    "created the cluster's {CONSUMER_OFFSETS_TOPIC}"
+                );
+                return;
+            }
+            Err(ClusterError::Refused(ControllerError::TopicExists { .. })) => return,
+            Err(e) => {
+                tracing::info!(error = %e, "{CONSUMER_OFFSETS_TOPIC} not created yet; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
 }
 
 /// Records the cluster's id in `node.meta`, so this data directory answers for this cluster

@@ -22,6 +22,7 @@ use cairn_codec::partition_for_key;
 use cairn_log::{Clock, Offset};
 
 use super::assignor::TopicPartition;
+use super::coordination::{Coordination, lock};
 use super::events::{self, HeartbeatFacts};
 use super::group_id::validate_group_id;
 use super::offset_log::{self, OffsetsByGroup};
@@ -61,9 +62,33 @@ pub(crate) struct Groups {
     next_member: AtomicU64,
     /// Target assignments recomputed (group epoch bumps) since the broker opened, all groups.
     rebalance_count: Arc<AtomicU64>,
+    /// Which groups this node answers for (every group, or those of the offsets partitions it
+    /// leads in a cluster).
+    coordination: Mutex<Coordination>,
 }
 
 impl Groups {
+    /// Which groups this node answers for, locked.
+    pub(super) fn coordination(&self) -> std::sync::MutexGuard<'_, Coordination> {
+        lock(&self.coordination)
+    }
+
+    /// Holds off offset writes (commits, resets, deletes) until the guard is dropped.
+    pub(super) async fn write_lock(&self) -> tokio::sync::OwnedMutexGuard<()> {
+        Arc::clone(&self.writes).lock_owned().await
+    }
+
+    /// Keeps the members and committed offsets of only the groups `keep` names.
+    pub(super) fn retain_groups(&self, keep: impl Fn(&String) -> bool) {
+        lock(&self.groups).retain(|id, _| keep(id));
+        lock(&self.offsets).retain(|id, _| keep(id));
+    }
+
+    /// Adds committed offsets read back from the log.
+    pub(super) fn add_offsets(&self, offsets: OffsetsByGroup) {
+        lock(&self.offsets).extend(offsets);
+    }
+
     /// Starts the task that removes members whose session timed out. It stops when the
     /// coordinator is dropped.
     pub(crate) fn spawn_expiry(&self, clock: Arc<dyn Clock>) {
@@ -96,8 +121,15 @@ impl Groups {
 
 impl Broker {
     /// Creates `__consumer_offsets` if it does not exist and loads every committed offset from
-    /// it. Called once by [`Broker::open`].
+    /// it. Called once by [`Broker::open`]. In a cluster the topic is the cluster's, replicated,
+    /// created by the controller; this node answers for no group until it leads one of its
+    /// partitions (see `coordination`).
     pub(crate) async fn open_groups(&self) -> Result<(), BrokerError> {
+        self.groups.spawn_expiry(Arc::clone(&self.clock));
+        if !self.cfg.cluster.is_single_node() {
+            *self.groups.coordination() = Coordination::Partitions(BTreeMap::new());
+            return Ok(());
+        }
         if self.topic(CONSUMER_OFFSETS_TOPIC).is_err() {
             let partitions = i64::from(self.cfg.offsets_topic_partitions);
             let configs = [("cleanup.policy".to_string(), "compact".to_string())];
@@ -105,13 +137,8 @@ impl Broker {
                 .await?;
         }
         let topic = self.topic(CONSUMER_OFFSETS_TOPIC)?;
-        let offsets = blocking(move || offset_log::load(&topic)).await?;
-        *self
-            .groups
-            .offsets
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = offsets;
-        self.groups.spawn_expiry(Arc::clone(&self.clock));
+        let offsets = blocking(move || Ok(offset_log::load(&topic))).await?;
+        *lock(&self.groups.offsets) = offsets;
         Ok(())
     }
 
@@ -127,6 +154,7 @@ impl Broker {
     ) -> Result<HeartbeatOutput, BrokerError> {
         self.check_open()?;
         validate_group_id(group_id)?;
+        self.check_coordinator(group_id)?;
         let topics = self.partition_counts();
         let now = session_clock_ms(&*self.clock);
         let mut groups = self.groups.groups.lock().unwrap_or_else(|e| e.into_inner());
@@ -211,6 +239,7 @@ impl Broker {
     ) -> Result<(), BrokerError> {
         self.check_open()?;
         validate_group_id(group_id)?;
+        self.check_coordinator(group_id)?;
         if commits.is_empty() {
             return Err(BrokerError::InvalidRequest(
                 "no offsets to commit".to_string(),
@@ -255,6 +284,13 @@ impl Broker {
         partition: &TopicPartition,
     ) -> Result<(), BrokerError> {
         validate_group_id(group_id)?;
+        if self.check_coordinator(group_id).is_err() {
+            // In a cluster a partition's leader is often not the group's coordinator, and only
+            // the coordinator knows the members. Fetches are reads: they are not fenced there,
+            // as Kafka does not fence them; commits, which are what a zombie could spoil, are
+            // fenced by the coordinator.
+            return Ok(());
+        }
         let groups = self.groups.groups.lock().unwrap_or_else(|e| e.into_inner());
         match groups.get(group_id) {
             Some(group) => group.check_owner(member_id, member_epoch, [partition]),
@@ -276,6 +312,7 @@ impl Broker {
         partitions: &[TopicPartition],
     ) -> Result<Vec<CommittedOffset>, BrokerError> {
         validate_group_id(group_id)?;
+        self.check_coordinator(group_id)?;
         let offsets = self
             .groups
             .offsets
@@ -339,6 +376,7 @@ impl Broker {
     /// [`BrokerError::InvalidGroupId`], [`BrokerError::UnknownGroup`].
     pub fn describe_group(&self, group_id: &str) -> Result<GroupDescription, BrokerError> {
         validate_group_id(group_id)?;
+        self.check_coordinator(group_id)?;
         let (state, epoch, session_timeout_ms, members, subscribed) = {
             let groups = self.groups.groups.lock().unwrap_or_else(|e| e.into_inner());
             match groups.get(group_id) {
@@ -424,6 +462,7 @@ impl Broker {
     ) -> Result<Vec<CommittedOffset>, BrokerError> {
         self.check_open()?;
         validate_group_id(group_id)?;
+        self.check_coordinator(group_id)?;
         let count = self.partition_count(topic)?;
         let partitions: BTreeSet<i64> = if partitions.is_empty() {
             (0..i64::from(count)).collect()
@@ -490,6 +529,7 @@ impl Broker {
     pub async fn delete_group(&self, group_id: &str) -> Result<(), BrokerError> {
         self.check_open()?;
         validate_group_id(group_id)?;
+        self.check_coordinator(group_id)?;
         let writes = Arc::clone(&self.groups.writes).lock_owned().await;
         let _busy = self.mark_busy(group_id)?;
         let committed: Vec<TopicPartition> = self
@@ -544,6 +584,7 @@ impl Broker {
         let records = offset_log::records(group_id, &values);
         let now_ms = self.clock.now_ms();
         let offsets = Arc::clone(&self.groups.offsets);
+        let group_id_for_errors = group_id.to_string();
         let group_id = group_id.to_string();
         let task = tokio::spawn(async move {
             let _writes = writes;
@@ -556,6 +597,7 @@ impl Broker {
         });
         task.await
             .map_err(|e| BrokerError::InvalidRequest(format!("offset write task failed: {e}")))?
+            .map_err(|e| self.as_coordinator_error(&group_id_for_errors, e))
     }
 
     /// Marks a group as being reset or deleted, once it has no members; joins are refused
@@ -607,6 +649,23 @@ impl Broker {
         partition: &TopicPartition,
         offset: i64,
     ) -> Result<(), BrokerError> {
+        if !matches!(*self.groups.coordination(), Coordination::All) {
+            // In a cluster the coordinator is often not the partition's leader and cannot see
+            // its high watermark (a follower's lags): only the partition's existence and the
+            // sign are checked, as Kafka's coordinator checks no bound at all.
+            self.topic(&partition.topic)?
+                .partition(i64::from(partition.partition))?;
+            if offset < 0 {
+                return Err(BrokerError::OffsetNotInRange {
+                    topic: partition.topic.clone(),
+                    partition: partition.partition,
+                    offset,
+                    log_start_offset: 0,
+                    high_watermark: 0,
+                });
+            }
+            return Ok(());
+        }
         let (start, end) = self.partition_bounds(partition)?;
         // Below the log start is allowed, as in Kafka: a slow group's offset may fall behind
         // retention and the consumer then resets. Past the end or negative is a client bug.

@@ -8,10 +8,13 @@
 //! - `group_id`: the rules for group and member ids.
 //! - `coordinator`: the [`crate::Broker`] operations: heartbeat, commit, fetch offsets, list,
 //!   describe with lag, reset, delete; `types`: what they take and answer.
+//! - `coordination`: which groups this node answers for; in a cluster, taking over and letting
+//!   go of the groups of the `__consumer_offsets` partitions it comes to lead or stops leading.
 //! - `offset_log`: `__consumer_offsets` as the store of committed offsets: load at open,
 //!   records of a commit, applying a record (one code path for loading and committing).
 
 mod assignor;
+mod coordination;
 mod coordinator;
 mod events;
 mod group_id;
@@ -21,6 +24,7 @@ mod state;
 mod types;
 
 pub use assignor::{MemberSpec, TopicPartition, assign};
+pub(crate) use coordination::follow_offsets_leadership;
 pub(crate) use coordinator::Groups;
 pub use group_id::{MAX_GROUP_ID_CHARS, validate_group_id};
 pub use offset_record::{MAX_OFFSET_METADATA_BYTES, OffsetValue};

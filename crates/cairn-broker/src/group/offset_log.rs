@@ -14,7 +14,6 @@ use super::offset_record::{
     DecodedKey, OffsetKey, OffsetValue, decode_key, decode_value, encode_key, encode_value,
 };
 use crate::broker::Topic;
-use crate::error::BrokerError;
 use crate::fetch::decode_records;
 use crate::partition::Partition;
 use crate::produce::ProduceRecord;
@@ -27,77 +26,86 @@ pub(crate) type OffsetsByGroup = BTreeMap<String, BTreeMap<TopicPartition, Offse
 
 /// Reads every partition of the offsets topic from its log start to its high watermark and
 /// applies the records in order. Blocking: call from a blocking thread (it runs once, at open).
-///
-/// Damage stays where it is: a stopped partition is skipped (its groups' commits are unknown
-/// until it is repaired), and a damaged batch is stepped over and reported on its partition (the
-/// commits it held are lost from memory; a later commit of the same group and partition, which
-/// is what a consumer makes next, supersedes them anyway).
-///
-/// # Errors
-/// None today; kept fallible for the replicated store.
-pub(crate) fn load(topic: &Topic) -> Result<OffsetsByGroup, BrokerError> {
+pub(crate) fn load(topic: &Topic) -> OffsetsByGroup {
     let partitions = topic
         .partitions
         .read()
         .unwrap_or_else(|e| e.into_inner())
         .clone();
     let mut offsets = OffsetsByGroup::new();
-    let mut loaded = 0u64;
     for partition in partitions {
-        let bounds = match partition.offsets() {
-            Ok(bounds) => bounds,
-            Err(err) => {
-                tracing::error!(%err, "committed offsets of a stopped partition not loaded");
-                continue;
-            }
-        };
-        let mut at = bounds.log_start_offset;
-        let end = bounds.high_watermark;
-        while at < end {
-            // A damaged batch met here is counted and remembered by the partition's read.
-            let read = partition
-                .read(at.as_i64(), LOAD_CHUNK_BYTES)
-                .and_then(|read| {
-                    Ok((
-                        decode_records(&read, at, MAX_DECOMPRESSED_BATCH_BYTES)?,
-                        read,
-                    ))
-                });
-            let (records, read) = match read {
-                Ok(found) => found,
-                Err(err) => match next_readable(&partition, at) {
-                    Some(next) => {
-                        tracing::error!(%err, skipped_to = next.0, "committed offsets in a damaged batch not loaded");
-                        at = next;
-                        continue;
-                    }
-                    None => {
-                        tracing::error!(%err, "committed offsets after a damaged batch not loaded");
-                        break;
-                    }
-                },
-            };
-            if read.is_empty() {
-                break;
-            }
-            for record in records {
-                loaded += 1;
-                apply_stored(
-                    &mut offsets,
-                    record.key.as_deref(),
-                    record.value.as_deref(),
-                    record.offset,
-                );
-            }
-            at = read.next_offset();
-        }
+        // Each group's records are all in one partition, so the partitions' groups are apart.
+        offsets.extend(load_partition(&partition));
     }
-    tracing::info!(
+    tracing::info!(groups = offsets.len(), "committed offsets loaded");
+    offsets
+}
+
+/// Reads one partition of the offsets topic from its log start to its high watermark and
+/// applies its records in order: the groups that partition holds. Blocking: call from a
+/// blocking thread (at open, and when a node becomes a partition's coordinator).
+///
+/// Damage stays where it is: a stopped partition is skipped (its groups' commits are unknown
+/// until it is repaired), and a damaged batch is stepped over and reported on its partition (the
+/// commits it held are lost from memory; a later commit of the same group and partition, which
+/// is what a consumer makes next, supersedes them anyway).
+pub(crate) fn load_partition(partition: &Partition) -> OffsetsByGroup {
+    let mut offsets = OffsetsByGroup::new();
+    let mut loaded = 0u64;
+    let bounds = match partition.offsets() {
+        Ok(bounds) => bounds,
+        Err(err) => {
+            tracing::error!(%err, partition = partition.index(), "committed offsets of a stopped partition not loaded");
+            return offsets;
+        }
+    };
+    let mut at = bounds.log_start_offset;
+    let end = bounds.high_watermark;
+    while at < end {
+        // A damaged batch met here is counted and remembered by the partition's read.
+        let read = partition
+            .read(at.as_i64(), LOAD_CHUNK_BYTES)
+            .and_then(|read| {
+                Ok((
+                    decode_records(&read, at, MAX_DECOMPRESSED_BATCH_BYTES)?,
+                    read,
+                ))
+            });
+        let (records, read) = match read {
+            Ok(found) => found,
+            Err(err) => match next_readable(partition, at) {
+                Some(next) => {
+                    tracing::error!(%err, skipped_to = next.0, "committed offsets in a damaged batch not loaded");
+                    at = next;
+                    continue;
+                }
+                None => {
+                    tracing::error!(%err, "committed offsets after a damaged batch not loaded");
+                    break;
+                }
+            },
+        };
+        if read.is_empty() {
+            break;
+        }
+        for record in records {
+            loaded += 1;
+            apply_stored(
+                &mut offsets,
+                record.key.as_deref(),
+                record.value.as_deref(),
+                record.offset,
+            );
+        }
+        at = read.next_offset();
+    }
+    tracing::debug!(
+        partition = partition.index(),
         records = loaded,
         groups = offsets.len(),
-        "committed offsets loaded"
+        "committed offsets of one partition loaded"
     );
-    Ok(offsets)
+    offsets
 }
 
 /// The base offset of the first readable batch after the damaged one holding `at`.

@@ -232,6 +232,18 @@ impl Partition {
         self.replica()?.append(batch, acks).await
     }
 
+    /// Waits until this node leads the partition with everything it holds committed and
+    /// applied, so a read from the log start to the high watermark sees every record ever
+    /// acknowledged, and returns the leader's term (0 for a single copy, which always leads).
+    /// What a new group coordinator waits for before it reads its groups' offsets back.
+    ///
+    /// # Errors
+    /// [`BrokerError::PartitionStopped`]; [`BrokerError::NotLeader`] where another node leads
+    /// or leadership moved while waiting.
+    pub(crate) async fn lead(&self) -> Result<u64, BrokerError> {
+        self.replica()?.lead().await
+    }
+
     /// Reads whole batches starting with the one holding `from`, up to `max_bytes` (at least
     /// one batch), never past the high watermark. A read that meets a damaged batch is counted
     /// and remembered for health reports.

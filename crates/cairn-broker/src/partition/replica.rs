@@ -44,6 +44,14 @@ impl Replica {
         }
     }
 
+    /// See [`super::Partition::lead`].
+    pub(super) async fn lead(&self) -> Result<u64, BrokerError> {
+        match self {
+            Replica::Local(_) => Ok(0),
+            Replica::Replicated(replicated) => replicated.lead().await,
+        }
+    }
+
     /// See [`super::Partition::read`].
     pub(super) fn read(&self, from: i64, max_bytes: i64) -> Result<ReadResult, BrokerError> {
         match self {

@@ -309,6 +309,25 @@ impl ReplicatedReplica {
         Ok(())
     }
 
+    /// Waits until this node leads the group with its whole log applied (so the high watermark
+    /// covers every entry it holds, and reads up to it see everything ever committed), and
+    /// returns the term it leads in.
+    ///
+    /// # Errors
+    /// [`BrokerError::NotLeader`] when another node leads, or leadership moved while waiting.
+    pub(super) async fn lead(&self) -> Result<u64, BrokerError> {
+        let mut state = self.proposals.lock().await;
+        let term = match self.check_leader() {
+            Ok(term) => term,
+            Err(e) => {
+                state.term = None;
+                return Err(e);
+            }
+        };
+        self.ready(&mut state, term).await?;
+        Ok(term)
+    }
+
     /// Appends one batch through Raft and answers as `acks` asks (see the module docs).
     ///
     /// # Errors

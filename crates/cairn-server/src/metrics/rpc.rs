@@ -43,7 +43,7 @@ pub const ADMIN_METHODS: [&str; 6] = [
 ];
 
 /// The Groups service's methods, as they appear in the `method` label.
-pub const GROUP_METHODS: [&str; 7] = [
+pub const GROUP_METHODS: [&str; 8] = [
     "Heartbeat",
     "CommitOffsets",
     "FetchOffsets",
@@ -51,6 +51,7 @@ pub const GROUP_METHODS: [&str; 7] = [
     "DescribeGroup",
     "ResetOffsets",
     "DeleteGroup",
+    "FindCoordinator",
 ];
 
 /// Counts of one service's calls, by method (an index into its method list) and code.

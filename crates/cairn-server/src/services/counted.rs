@@ -149,4 +149,14 @@ impl Groups for CountedGroups {
     ) -> Result<Response<api::DeleteGroupResponse>, Status> {
         self.counted("DeleteGroup", self.inner.delete_group(request).await)
     }
+
+    async fn find_coordinator(
+        &self,
+        request: Request<api::FindCoordinatorRequest>,
+    ) -> Result<Response<api::FindCoordinatorResponse>, Status> {
+        self.counted(
+            "FindCoordinator",
+            self.inner.find_coordinator(request).await,
+        )
+    }
 }

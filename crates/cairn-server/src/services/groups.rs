@@ -201,6 +201,20 @@ impl Groups for GroupsService {
             .map_err(|e| to_status(&e))?;
         Ok(Response::new(api::DeleteGroupResponse {}))
     }
+
+    async fn find_coordinator(
+        &self,
+        request: Request<api::FindCoordinatorRequest>,
+    ) -> Result<Response<api::FindCoordinatorResponse>, Status> {
+        let node = self
+            .broker
+            .find_coordinator(&request.into_inner().group_id)
+            .map_err(|e| to_status(&e))?;
+        Ok(Response::new(api::FindCoordinatorResponse {
+            node_id: node.node_id,
+            address: node.advertised_address,
+        }))
+    }
 }
 
 fn partition(topic: &str, partition: i32) -> Result<TopicPartition, Status> {
