@@ -8,17 +8,14 @@
 
 #![allow(clippy::unwrap_used, reason = "tests: a failure here is a failed test")]
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use cairn_client::{OutgoingRecord, Producer, ProducerConfig};
-
 mod common;
 
-use common::cluster::{Cluster, consume_all, start_cluster};
+use common::cluster::{Cluster, consume_all, spawn_producer, start_cluster, tally};
 use common::*;
 
 const TOPIC: &str = "orders";
@@ -26,78 +23,6 @@ const PARTITIONS: i32 = 3;
 
 /// Longer than the default election timeout's upper end (2 s) plus openraft's lease.
 const PAUSE: Duration = Duration::from_secs(5);
-
-/// A producer writing `v0`, `v1`, ... round-robin over the partitions until stopped; returns
-/// what was acknowledged (value -> partition, offset) and how many sends failed.
-async fn spawn_producer(
-    brokers: String,
-    stop: Arc<AtomicBool>,
-) -> tokio::task::JoinHandle<(BTreeMap<String, (i32, i64)>, usize, usize)> {
-    // Connected (its producer id taken) before any fault starts.
-    let producer = Producer::connect(&brokers, ProducerConfig::default())
-        .await
-        .unwrap();
-    tokio::spawn(async move {
-        let mut deliveries = Vec::new();
-        let mut refused = 0;
-        let mut i = 0usize;
-        while !stop.load(Ordering::Relaxed) {
-            let record = OutgoingRecord {
-                partition: Some(i32::try_from(i % 3).unwrap()),
-                ..OutgoingRecord::keyed(format!("k{i}"), format!("v{i}"))
-            };
-            match producer.send(TOPIC, record).await {
-                Ok(delivery) => deliveries.push((i, delivery)),
-                // Not taken (e.g. no node answered a metadata lookup): not acknowledged either.
-                Err(_) => {
-                    refused += 1;
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-            i += 1;
-            if i % 20 == 0 {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        }
-        let _ = producer.flush().await;
-        let mut acknowledged = BTreeMap::new();
-        let mut failed = refused;
-        for (i, delivery) in deliveries {
-            match delivery.await {
-                Ok(placement) => {
-                    acknowledged.insert(format!("v{i}"), (placement.partition, placement.offset));
-                }
-                Err(_) => failed += 1,
-            }
-        }
-        (acknowledged, failed, i)
-    })
-}
-
-/// Checks every acknowledged record is read exactly once where it was acknowledged; returns
-/// (lost, duplicates).
-fn tally(
-    acknowledged: &BTreeMap<String, (i32, i64)>,
-    records: &[(i32, i64, String)],
-) -> (usize, usize) {
-    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
-    for (partition, offset, value) in records {
-        *seen.entry(value.as_str()).or_default() += 1;
-        if let Some(at) = acknowledged.get(value) {
-            assert_eq!(
-                at,
-                &(*partition, *offset),
-                "{value} read away from where it was acknowledged"
-            );
-        }
-    }
-    let lost = acknowledged
-        .keys()
-        .filter(|v| !seen.contains_key(v.as_str()))
-        .count();
-    let duplicates = seen.values().map(|&n| n - 1).sum();
-    (lost, duplicates)
-}
 
 /// The bytes of every `.log` segment of partition `partition`'s copy on node `node`, in order.
 fn replica_bytes(dir: &Path, node: usize, partition: i32) -> Vec<u8> {
@@ -161,7 +86,7 @@ async fn a_killed_and_a_paused_leader_lose_nothing_and_replicas_agree() {
         .create_topic(&cluster.addresses[0], TOPIC, PARTITIONS, 3)
         .await;
     let stop = Arc::new(AtomicBool::new(false));
-    let producing = spawn_producer(cluster.bootstrap_from(0), Arc::clone(&stop)).await;
+    let producing = spawn_producer(cluster.bootstrap_from(0), TOPIC, Arc::clone(&stop)).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     let killed = leader_of(&cluster, 0).await;
@@ -223,7 +148,7 @@ async fn a_seeded_loop_of_kills_and_pauses_loses_and_duplicates_nothing() {
         .create_topic(&cluster.addresses[0], TOPIC, PARTITIONS, 3)
         .await;
     let stop = Arc::new(AtomicBool::new(false));
-    let producing = spawn_producer(cluster.bootstrap_from(0), Arc::clone(&stop)).await;
+    let producing = spawn_producer(cluster.bootstrap_from(0), TOPIC, Arc::clone(&stop)).await;
     let started = Instant::now();
     for round in 0..rounds {
         // One node at a time, so a majority always remains: a leader half of the time.

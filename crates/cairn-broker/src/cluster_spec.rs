@@ -309,6 +309,7 @@ pub struct ClusterSpec {
     peers: BTreeMap<u64, String>,
     timings: RaftTimings,
     default_replication_factor: u32,
+    retention_purge_interval: std::time::Duration,
 }
 
 impl Default for ClusterSpec {
@@ -319,6 +320,7 @@ impl Default for ClusterSpec {
             peers: BTreeMap::new(),
             timings: RaftTimings::default(),
             default_replication_factor: 1,
+            retention_purge_interval: cairn_log::RETENTION_CHECK_INTERVAL,
         }
     }
 }
@@ -382,6 +384,7 @@ impl ClusterSpec {
             peers,
             timings,
             default_replication_factor,
+            retention_purge_interval: cairn_log::RETENTION_CHECK_INTERVAL,
         })
     }
 
@@ -419,6 +422,19 @@ impl ClusterSpec {
     /// The Raft timings.
     pub fn timings(&self) -> RaftTimings {
         self.timings
+    }
+
+    /// How often each replicated partition asks whether retention wants segments that Raft
+    /// still holds, and then snapshots and purges so that it can have them: the retention
+    /// check of a single copy ([`cairn_log::RETENTION_CHECK_INTERVAL`], 5 minutes, by default).
+    pub fn retention_purge_interval(&self) -> std::time::Duration {
+        self.retention_purge_interval
+    }
+
+    /// This spec with another [`ClusterSpec::retention_purge_interval`] (tests shorten it).
+    pub fn with_retention_purge_interval(mut self, every: std::time::Duration) -> ClusterSpec {
+        self.retention_purge_interval = every;
+        self
     }
 
     /// Replicas a topic gets when its create names none: by default `min(3, node count)`.

@@ -1,7 +1,9 @@
 //! Three brokers in one process, joined by the in-process transport (`cairn-raft`'s `testing`
 //! feature): a replicated topic created on any node appears on all, only the leader takes
 //! produce and fetch (others name it), a cut-off leader is replaced with nothing acknowledged
-//! lost, and an idempotent producer's retry after the failover is answered, not duplicated.
+//! lost, and an idempotent producer's retry after the failover is answered, not duplicated;
+//! committed offsets outlive their coordinator; retention deletes from a replicated log, and a
+//! copy that fell behind the leader's log start catches up by snapshot.
 
 #![allow(
     clippy::unwrap_used,
@@ -39,7 +41,9 @@ async fn cluster(net: &Arc<MemNetwork>) -> Vec<Node> {
     for id in 1..=3u64 {
         let dir = tempfile::tempdir().unwrap();
         let mut cfg = common::config(dir.path());
-        cfg.cluster = ClusterSpec::new(Some(id), peers.clone(), timings, None).unwrap();
+        cfg.cluster = ClusterSpec::new(Some(id), peers.clone(), timings, None)
+            .unwrap()
+            .with_retention_purge_interval(Duration::from_millis(100));
         cfg.advertised_address = format!("node-{id}:7070");
         let broker = Arc::new(Broker::open(cfg, Arc::new(SystemClock)).await.unwrap());
         let registry = Arc::new(GroupRegistry::new());
@@ -136,12 +140,16 @@ fn values(data: &Bytes) -> Vec<String> {
 }
 
 async fn read_all(node: &Node) -> Result<Vec<String>, BrokerError> {
+    read_from(node, 0).await
+}
+
+async fn read_from(node: &Node, offset: i64) -> Result<Vec<String>, BrokerError> {
     let fetched = node
         .broker
         .fetch(&FetchRequest {
             topic: "orders".into(),
             partition: 0,
-            offset: 0,
+            offset,
             max_bytes: 1 << 20,
             max_wait: Duration::ZERO,
             min_bytes: 0,
@@ -378,4 +386,95 @@ async fn committed_offsets_survive_the_loss_of_their_coordinator() {
     net.set_down(first, false);
     assert_eq!(coordinator(&nodes, None).await, second);
     assert_eq!(committed_on(on(second)).unwrap(), Some(5));
+}
+
+/// Partition 0 of `orders` on `node`: (log start offset, high watermark), as its copy has them.
+fn bounds(node: &Node) -> (i64, i64) {
+    let info = node.broker.describe_topic("orders").unwrap();
+    let p = &info.partitions[0];
+    (
+        i64::try_from(p.log_start_offset.0).unwrap(),
+        i64::try_from(p.high_watermark.0).unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_runs_on_a_replicated_partition_and_a_follower_behind_it_catches_up() {
+    let net = MemNetwork::new();
+    let nodes = cluster(&net).await;
+    let configs = [
+        ("segment.bytes".to_string(), "1024".to_string()),
+        ("retention.bytes".to_string(), "2048".to_string()),
+    ];
+    nodes[0]
+        .broker
+        .create_topic("orders", 1, 3, &configs)
+        .await
+        .expect("created");
+    let (leader, _) =
+        produce_anywhere(&nodes, None, batch(&["v0"], ProducerFields::NONE), None).await;
+    let lagging = nodes.iter().find(|n| n.id != leader).unwrap().id;
+    let on = |id: u64| nodes.iter().find(|n| n.id == id).unwrap();
+    // One follower misses everything from here on, while retention deletes the start of the
+    // leader's log (and of the other follower's).
+    net.set_down(lagging, true);
+    let pad = "x".repeat(100);
+    for i in 1..80 {
+        let value = format!("v{i}-{pad}");
+        produce_anywhere(
+            &nodes,
+            Some(lagging),
+            batch(&[value.as_str()], ProducerFields::NONE),
+            None,
+        )
+        .await;
+    }
+    let mut waited = 0;
+    while bounds(on(leader)).0 == 0 {
+        assert!(
+            waited < 400,
+            "retention never deleted from the leader's log"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        waited += 1;
+    }
+    let (start, end) = bounds(on(leader));
+    assert_eq!(end, 80);
+    let kept = read_from(on(leader), start).await.unwrap();
+    assert!(kept.len() < 80, "retention kept everything");
+
+    // Back in touch, the lagging copy cannot be sent the entries it missed (they are gone): it
+    // gets a snapshot, starts its log over at the leader's log start, and fetches the rest.
+    net.set_down(lagging, false);
+    let mut waited = 0;
+    loop {
+        let (lag_start, lag_end) = bounds(on(lagging));
+        if lag_end == end && lag_start > 0 {
+            break;
+        }
+        assert!(
+            waited < 400,
+            "the lagging copy never caught up: {lag_start}..{lag_end}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        waited += 1;
+    }
+    // With the old leader cut off, whichever copy leads serves the same records at the same
+    // offsets.
+    net.set_down(leader, true);
+    let (next_leader, at) = produce_anywhere(
+        &nodes,
+        Some(leader),
+        batch(&["after"], ProducerFields::NONE),
+        None,
+    )
+    .await;
+    assert_eq!(at, 80);
+    let (new_start, _) = bounds(on(next_leader));
+    let served = read_from(on(next_leader), start.max(new_start))
+        .await
+        .unwrap();
+    let skip = usize::try_from(start.max(new_start) - start).unwrap();
+    assert_eq!(&served[..served.len() - 1], &kept[skip..]);
+    assert_eq!(served.last().map(String::as_str), Some("after"));
 }

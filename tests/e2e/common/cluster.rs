@@ -1,13 +1,16 @@
 //! A cluster of real `cairn serve` processes on loopback: N nodes started with `--peers` on free
 //! ports, each logging to a file in the test's directory, killed when the test ends.
 
+use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::{PATIENCE, cairn, send, wait_ready};
-use cairn_client::{Consumer, Seek};
+use cairn_client::{Consumer, OutgoingRecord, Producer, ProducerConfig, Seek};
 
 /// The nodes of a running cluster. Dropping it SIGKILLs every node still running.
 pub struct Cluster {
@@ -236,6 +239,79 @@ pub async fn consume_all(brokers: &str, topic: &str) -> Vec<(i32, i64, String)> 
         }
     }
     records
+}
+
+/// A producer writing `v0`, `v1`, ... round-robin over three partitions of `topic` until stopped; returns
+/// what was acknowledged (value -> partition, offset) and how many sends failed.
+pub async fn spawn_producer(
+    brokers: String,
+    topic: &'static str,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<(BTreeMap<String, (i32, i64)>, usize, usize)> {
+    // Connected (its producer id taken) before any fault starts.
+    let producer = Producer::connect(&brokers, ProducerConfig::default())
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        let mut deliveries = Vec::new();
+        let mut refused = 0;
+        let mut i = 0usize;
+        while !stop.load(Ordering::Relaxed) {
+            let record = OutgoingRecord {
+                partition: Some(i32::try_from(i % 3).unwrap()),
+                ..OutgoingRecord::keyed(format!("k{i}"), format!("v{i}"))
+            };
+            match producer.send(topic, record).await {
+                Ok(delivery) => deliveries.push((i, delivery)),
+                // Not taken (e.g. no node answered a metadata lookup): not acknowledged either.
+                Err(_) => {
+                    refused += 1;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+            i += 1;
+            if i % 20 == 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        let _ = producer.flush().await;
+        let mut acknowledged = BTreeMap::new();
+        let mut failed = refused;
+        for (i, delivery) in deliveries {
+            match delivery.await {
+                Ok(placement) => {
+                    acknowledged.insert(format!("v{i}"), (placement.partition, placement.offset));
+                }
+                Err(_) => failed += 1,
+            }
+        }
+        (acknowledged, failed, i)
+    })
+}
+
+/// Checks every acknowledged record is read exactly once where it was acknowledged; returns
+/// (lost, duplicates).
+pub fn tally(
+    acknowledged: &BTreeMap<String, (i32, i64)>,
+    records: &[(i32, i64, String)],
+) -> (usize, usize) {
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    for (partition, offset, value) in records {
+        *seen.entry(value.as_str()).or_default() += 1;
+        if let Some(at) = acknowledged.get(value) {
+            assert_eq!(
+                at,
+                &(*partition, *offset),
+                "{value} read away from where it was acknowledged"
+            );
+        }
+    }
+    let lost = acknowledged
+        .keys()
+        .filter(|v| !seen.contains_key(v.as_str()))
+        .count();
+    let duplicates = seen.values().map(|&n| n - 1).sum();
+    (lost, duplicates)
 }
 
 impl Drop for Cluster {

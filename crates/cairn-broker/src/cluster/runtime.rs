@@ -61,7 +61,8 @@ impl std::fmt::Debug for ClusterRuntime {
 
 /// The openraft settings of every group on this node, from the spec's timings. Snapshots are
 /// never taken on a schedule: a partition's log is its own history (retention, not Raft,
-/// decides what goes), and the controller's log is small.
+/// decides what goes: each replica snapshots and purges only as far as retention wants, see
+/// `partition::replicated`), and the controller's log is small.
 fn raft_config(spec: &ClusterSpec, name: &str) -> Result<Config, BrokerError> {
     let timings = spec.timings();
     Config {
@@ -149,6 +150,7 @@ impl ClusterRuntime {
                 lease: Duration::from_millis(timings.election_timeout_max_ms()),
             },
         ));
+        let retention_purge_interval = spec.retention_purge_interval();
         let runtime = Arc::new(ClusterRuntime {
             spec,
             controller,
@@ -159,6 +161,7 @@ impl ClusterRuntime {
                 config: partition_config,
                 leader_reports: reports_tx,
                 held,
+                retention_purge_interval,
             },
             directory,
             data_dir: broker.cfg.data_dir.clone(),

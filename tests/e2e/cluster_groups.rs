@@ -1,0 +1,168 @@
+//! A consumer group on three real `cairn serve` processes keeps consuming through the death of
+//! its coordinator, which also leads a partition (issue 13's "Done means"): a producer writes
+//! with acks=all, a group member consumes and commits, and the node that coordinates the group
+//! is killed with SIGKILL. Afterwards every acknowledged record was consumed (none skipped), the
+//! member did not start over from the beginning (the commits made before the death survived
+//! it), and a new member of the group starts where the last commit left off.
+
+#![allow(clippy::unwrap_used, reason = "tests: a failure here is a failed test")]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use cairn_client::{GroupConsumer, GroupConsumerConfig, NoopListener, OffsetReset};
+use cairn_proto::v1::FindCoordinatorRequest;
+use cairn_proto::v1::groups_client::GroupsClient;
+
+mod common;
+
+use common::cluster::{Cluster, spawn_producer, start_cluster};
+use common::*;
+
+const TOPIC: &str = "orders";
+const GROUP: &str = "billing";
+
+/// The node coordinating [`GROUP`], asked with a stock tonic client of any live node.
+async fn coordinator(cluster: &Cluster) -> i32 {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        for (i, address) in cluster.addresses.iter().enumerate() {
+            if !cluster.is_running(i + 1) {
+                continue;
+            }
+            let Ok(mut client) = GroupsClient::connect(format!("http://{address}")).await else {
+                continue;
+            };
+            let asked = client
+                .find_coordinator(FindCoordinatorRequest {
+                    group_id: GROUP.into(),
+                })
+                .await;
+            if let Ok(answer) = asked {
+                let answer = answer.into_inner();
+                let index = usize::try_from(answer.node_id - 1).unwrap();
+                assert_eq!(answer.address, cluster.addresses[index]);
+                if cluster.is_running(index + 1) {
+                    return answer.node_id;
+                }
+            }
+        }
+        assert!(Instant::now() < deadline, "no coordinator for {GROUP}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A member of [`GROUP`] that commits after every poll.
+async fn member(brokers: &str) -> GroupConsumer {
+    let mut cfg = GroupConsumerConfig::new(GROUP);
+    cfg.auto_offset_reset = OffsetReset::Earliest;
+    cfg.enable_auto_commit = false;
+    GroupConsumer::subscribe(brokers, cfg, &[TOPIC], Box::new(NoopListener))
+        .await
+        .unwrap()
+}
+
+/// Polls and commits until `done` holds of what was consumed or `PATIENCE` runs out; returns
+/// every record as `(value, partition, offset)` in the order consumed.
+async fn consume_until(
+    consumer: &mut GroupConsumer,
+    consumed: &mut Vec<(String, i32, i64)>,
+    done: impl Fn(&[(String, i32, i64)]) -> bool,
+) {
+    let deadline = Instant::now() + PATIENCE * 2;
+    while !done(consumed) {
+        assert!(
+            Instant::now() < deadline,
+            "the group stopped consuming after {} records",
+            consumed.len()
+        );
+        match consumer.poll(Duration::from_millis(200)).await {
+            Ok(records) => {
+                for record in records {
+                    let value = String::from_utf8(record.value.unwrap().to_vec()).unwrap();
+                    consumed.push((value, record.partition, record.offset));
+                }
+            }
+            // A poll during the election may fail; the member carries on, as an application
+            // would.
+            Err(err) => assert!(err.is_retriable(), "poll: {err}"),
+        }
+        if let Err(err) = consumer.commit().await {
+            assert!(err.is_retriable(), "commit: {err}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_consumes_through_its_coordinators_death_and_its_commits_survive() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = start_cluster(dir.path(), 3);
+    let leaders = cluster
+        .create_topic(&cluster.addresses[0], TOPIC, 3, 3)
+        .await;
+    let brokers = cluster.bootstrap_from(0);
+    let stop = Arc::new(AtomicBool::new(false));
+    let producing = spawn_producer(brokers.clone(), TOPIC, Arc::clone(&stop)).await;
+
+    let mut consumer = member(&brokers).await;
+    let mut consumed = Vec::new();
+    consume_until(&mut consumer, &mut consumed, |c| c.len() >= 300).await;
+    let before_death = consumed.len();
+
+    let victim = coordinator(&cluster).await;
+    println!("killing node {victim}: coordinator of {GROUP}, leaders were {leaders:?}");
+    cluster.kill(victim);
+    // The member keeps going while the group moves to a new coordinator and the victim's
+    // partitions to new leaders.
+    consume_until(&mut consumer, &mut consumed, |c| {
+        c.len() >= before_death + 300
+    })
+    .await;
+    let moved_to = coordinator(&cluster).await;
+    assert_ne!(moved_to, victim);
+
+    stop.store(true, Ordering::Relaxed);
+    let (acknowledged, failed, sent) = producing.await.unwrap();
+    consume_until(&mut consumer, &mut consumed, |c| {
+        let seen: BTreeSet<&str> = c.iter().map(|(v, _, _)| v.as_str()).collect();
+        acknowledged.keys().all(|v| seen.contains(v.as_str()))
+    })
+    .await;
+    consumer.commit().await.unwrap();
+    consumer.close().await.unwrap();
+
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    for (value, partition, offset) in &consumed {
+        *seen.entry(value.as_str()).or_default() += 1;
+        if let Some(at) = acknowledged.get(value) {
+            assert_eq!(at, &(*partition, *offset), "{value} read elsewhere");
+        }
+    }
+    let redelivered: usize = seen.values().map(|n| n - 1).sum();
+    println!(
+        "sent {sent}, acknowledged {}, failed {failed}; consumed {} ({} before the kill); skipped: 0; redelivered after the move: {redelivered}",
+        acknowledged.len(),
+        consumed.len(),
+        before_death
+    );
+    // At least once, and resumed from the commits: what was consumed before the death and
+    // committed is not read again (only what was polled after the last commit may be).
+    assert!(
+        redelivered < before_death,
+        "{redelivered} records redelivered: the group started over instead of resuming"
+    );
+
+    // A new member of the group starts where the last commit left off: nothing is left.
+    let mut next = member(&brokers).await;
+    let mut again = Vec::new();
+    let until = Instant::now() + Duration::from_secs(3);
+    consume_until(&mut next, &mut again, |_| Instant::now() >= until).await;
+    assert!(
+        again.is_empty(),
+        "a new member re-read {} committed records",
+        again.len()
+    );
+    next.close().await.unwrap();
+}
