@@ -143,20 +143,46 @@ async fn read_all(node: &Node) -> Result<Vec<String>, BrokerError> {
     read_from(node, 0).await
 }
 
-async fn read_from(node: &Node, offset: i64) -> Result<Vec<String>, BrokerError> {
-    let fetched = node
-        .broker
-        .fetch(&FetchRequest {
-            topic: "orders".into(),
-            partition: 0,
-            offset,
-            max_bytes: 1 << 20,
-            max_wait: Duration::ZERO,
-            min_bytes: 0,
-            group: None,
-        })
-        .await?;
-    Ok(values(&Bytes::copy_from_slice(fetched.data())))
+/// Every record of partition 0 from `offset` to the high watermark (a fetch stops at the end
+/// of a segment, so one per segment).
+async fn read_from(node: &Node, mut offset: i64) -> Result<Vec<String>, BrokerError> {
+    let mut out = Vec::new();
+    loop {
+        let fetched = node
+            .broker
+            .fetch(&FetchRequest {
+                topic: "orders".into(),
+                partition: 0,
+                offset,
+                max_bytes: 1 << 20,
+                max_wait: Duration::ZERO,
+                min_bytes: 0,
+                group: None,
+            })
+            .await?;
+        let data = Bytes::copy_from_slice(fetched.data());
+        if data.is_empty() {
+            return Ok(out);
+        }
+        offset = next_offset(&data);
+        out.extend(values(&data));
+    }
+}
+
+/// The offset after the last batch in `data`.
+fn next_offset(data: &Bytes) -> i64 {
+    let mut rest = data.clone();
+    let mut next = 0;
+    while !rest.is_empty() {
+        let len = cairn_codec::batch::frame_len(&rest).unwrap();
+        let b = cairn_codec::batch::Batch::validate(rest.split_to(len)).unwrap();
+        if b.is_meta() {
+            continue;
+        }
+        let header = b.header();
+        next = header.base_offset + i64::from(header.last_offset_delta) + 1;
+    }
+    next
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

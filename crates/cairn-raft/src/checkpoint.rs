@@ -27,7 +27,23 @@ pub(crate) enum Kind {
     Vote = 1,
     Purged = 2,
     Applied = 3,
+    Snapshot = 4,
 }
+
+impl Kind {
+    /// The largest payload a file of this kind may hold: a state machine snapshot carries a
+    /// whole cluster's metadata (about 150 bytes per partition), the rest a few hundred bytes.
+    fn max_payload(self) -> usize {
+        match self {
+            Kind::Snapshot => MAX_SNAPSHOT_PAYLOAD_BYTES,
+            Kind::Vote | Kind::Purged | Kind::Applied => MAX_PAYLOAD_BYTES,
+        }
+    }
+}
+
+/// The largest state machine snapshot file payload: room for hundreds of thousands of
+/// partitions' metadata; a larger length is damage, refused before allocating.
+pub(crate) const MAX_SNAPSHOT_PAYLOAD_BYTES: usize = 256 << 20;
 
 /// Writes `payload` as file `name` of `dir`, atomically and durably.
 pub(crate) fn write_atomic(
@@ -37,7 +53,7 @@ pub(crate) fn write_atomic(
     payload: &[u8],
 ) -> Result<(), RaftStorageError> {
     let path = dir.join(name);
-    if payload.len() > MAX_PAYLOAD_BYTES {
+    if payload.len() > kind.max_payload() {
         return Err(RaftStorageError::CorruptCheckpoint {
             path,
             reason: format!("payload of {} bytes is over the limit", payload.len()),
@@ -87,7 +103,7 @@ pub(crate) fn read_verified(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(source) => return Err(RaftStorageError::io("stat checkpoint", &path, source)),
     };
-    if len > (HEADER_BYTES + MAX_PAYLOAD_BYTES + 4) as u64 {
+    if len > (HEADER_BYTES + kind.max_payload() + 4) as u64 {
         return Err(corrupt("larger than any checkpoint"));
     }
     let bytes =
@@ -109,7 +125,7 @@ pub(crate) fn read_verified(
         return Err(corrupt("wrong kind of checkpoint"));
     }
     let length = u32::from_be_bytes([body[12], body[13], body[14], body[15]]) as usize;
-    if length > MAX_PAYLOAD_BYTES || body.len() != HEADER_BYTES + length {
+    if length > kind.max_payload() || body.len() != HEADER_BYTES + length {
         return Err(corrupt("payload length does not match the file"));
     }
     Ok(Some(body[HEADER_BYTES..].to_vec()))
@@ -129,6 +145,22 @@ impl<'a> PayloadReader<'a> {
         let (&first, rest) = self.rest.split_first()?;
         self.rest = rest;
         Some(first)
+    }
+
+    pub(crate) fn u32(&mut self) -> Option<u32> {
+        let (head, rest) = self.rest.split_first_chunk::<4>()?;
+        self.rest = rest;
+        Some(u32::from_be_bytes(*head))
+    }
+
+    /// The next `len` bytes.
+    pub(crate) fn bytes(&mut self, len: usize) -> Option<&'a [u8]> {
+        if self.rest.len() < len {
+            return None;
+        }
+        let (head, rest) = self.rest.split_at(len);
+        self.rest = rest;
+        Some(head)
     }
 
     pub(crate) fn u64(&mut self) -> Option<u64> {

@@ -36,6 +36,7 @@ pub mod network;
 pub mod partition_sm;
 pub mod purge_file;
 pub mod raft_log;
+pub mod snapshot_file;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod transport;

@@ -253,6 +253,15 @@ fn purge_log(
         let offset = log.log_end_offset();
         log.reset(first_kept, offset, now_ms)?;
     }
+    // Purged entries are committed and applied (a purge never passes the last snapshot), so
+    // the high watermark may stand past them. A partition's already does; a group whose state
+    // machine keeps no high watermark (the controller's) gets one here, without which retention
+    // would keep every segment.
+    if let Some(last) = log.reader().entry_header(EntryIndex(upto.index))?
+        && last.next_offset > log.high_watermark()
+    {
+        log.set_high_watermark(last.next_offset)?;
+    }
     log.set_entry_floor(Some(first_kept));
     log.enforce_retention(now_ms)?;
     Ok(())

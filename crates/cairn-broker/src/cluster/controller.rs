@@ -94,10 +94,12 @@ impl Controller {
     /// `registry`; the first start of a node initializes the group with every peer as a voter
     /// (every node does, with the same membership, which openraft allows, so the cluster forms
     /// whatever order the nodes start in). Returns the controller and the receiver of the
-    /// events the replica manager acts on.
+    /// events the replica manager acts on. `snapshot_dir` keeps the state machine's snapshots
+    /// on disk, which lets the log be purged behind them (`None`: in memory, never purged).
     ///
     /// # Errors
-    /// [`ClusterError::Start`] if openraft will not start over the storage.
+    /// [`ClusterError::Start`] if openraft will not start over the storage, or the saved
+    /// snapshot is unreadable.
     pub async fn start<LS: RaftLogStorage<ControllerRaft>>(
         me: NodeId,
         peers: &BTreeMap<NodeId, String>,
@@ -105,8 +107,12 @@ impl Controller {
         transport: Arc<dyn PeerTransport>,
         registry: &GroupRegistry,
         log: LS,
+        snapshot_dir: Option<std::path::PathBuf>,
     ) -> Result<(Controller, mpsc::UnboundedReceiver<ControllerEvent>), ClusterError> {
-        let (sm, metadata, events) = ControllerStateMachine::new(me);
+        let (sm, metadata, events) = match snapshot_dir {
+            Some(dir) => ControllerStateMachine::open(me, dir).map_err(ClusterError::Start)?,
+            None => ControllerStateMachine::new(me),
+        };
         let raft = Raft::new(
             me,
             config,

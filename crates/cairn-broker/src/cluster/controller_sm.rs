@@ -3,8 +3,14 @@
 //! the new metadata is published (readers hold an `Arc` of a consistent version, never a lock),
 //! and the actions meant for this node go to the replica manager. Snapshots are the metadata's
 //! own versioned bytes; openraft carries the last log id and membership beside them.
+//!
+//! The metadata lives in memory, so a snapshot is also written to disk (`cairn_raft::
+//! snapshot_file`) before openraft learns of it: openraft purges the log only up to a snapshot,
+//! and a restarted node starts from the file and applies only the entries after it. That is
+//! what lets the controller's log be compacted instead of growing with every leader report.
 
 use std::io::Cursor;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use cairn_controller::{Action, ClusterMetadata, ControllerError, Reply};
@@ -68,6 +74,8 @@ pub struct ControllerStateMachine {
     state: Arc<Mutex<State>>,
     published: Arc<watch::Sender<Arc<ClusterMetadata>>>,
     events: mpsc::UnboundedSender<ControllerEvent>,
+    /// Where snapshots are kept on disk; `None` keeps them in memory only (tests).
+    snapshot_dir: Option<Arc<PathBuf>>,
 }
 
 impl ControllerStateMachine {
@@ -88,10 +96,69 @@ impl ControllerStateMachine {
                 state: Arc::new(Mutex::new(State::default())),
                 published: Arc::new(published),
                 events,
+                snapshot_dir: None,
             },
             metadata,
             event_receiver,
         )
+    }
+
+    /// A state machine for node `me` that keeps its snapshots in `dir`, starting from the
+    /// snapshot saved there, if any (the metadata, applied log id and membership it covers).
+    ///
+    /// # Errors
+    /// A damaged snapshot file or metadata that does not decode: the controller must not start
+    /// from nothing when it had a past.
+    #[allow(clippy::type_complexity, reason = "the same triple as `new`")]
+    pub fn open(
+        me: NodeId,
+        dir: PathBuf,
+    ) -> Result<
+        (
+            ControllerStateMachine,
+            watch::Receiver<Arc<ClusterMetadata>>,
+            mpsc::UnboundedReceiver<ControllerEvent>,
+        ),
+        String,
+    > {
+        let (mut sm, metadata, events) = ControllerStateMachine::new(me);
+        if let Some((meta, data)) =
+            cairn_raft::snapshot_file::read_snapshot(&dir).map_err(|e| e.to_string())?
+        {
+            let restored = ClusterMetadata::from_snapshot(&data)
+                .map_err(|e| format!("controller snapshot in {}: {e}", dir.display()))?;
+            let mut state = sm.lock();
+            state.metadata = restored;
+            state.last_applied = meta.last_log_id;
+            state.membership = meta.last_membership.clone();
+            state.snapshot = Some((meta, data));
+            sm.publish(&state.metadata);
+            drop(state);
+        }
+        sm.snapshot_dir = Some(Arc::new(dir));
+        Ok((sm, metadata, events))
+    }
+
+    /// Saves a snapshot to disk (when this state machine keeps them there) before anyone may
+    /// rely on it.
+    async fn persist(
+        &self,
+        meta: &SnapshotMeta<NodeId, PeerNode>,
+        data: &[u8],
+    ) -> Result<(), StorageError<NodeId>> {
+        let Some(dir) = self.snapshot_dir.clone() else {
+            return Ok(());
+        };
+        let (meta, data) = (meta.clone(), data.to_vec());
+        let written = tokio::task::spawn_blocking(move || {
+            cairn_raft::snapshot_file::write_snapshot(&dir, &meta, &data)
+        })
+        .await;
+        match written {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(StorageIOError::write_snapshot(None, &e).into()),
+            Err(e) => Err(StorageIOError::write_snapshot(None, &e).into()),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -111,19 +178,24 @@ fn io_error(e: impl std::error::Error + 'static) -> StorageError<NodeId> {
 
 impl RaftSnapshotBuilder<ControllerRaft> for ControllerStateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<ControllerRaft>, StorageError<NodeId>> {
-        let mut state = self.lock();
-        state.snapshots_built += 1;
-        let data = state.metadata.to_snapshot();
-        let meta = SnapshotMeta {
-            last_log_id: state.last_applied,
-            last_membership: state.membership.clone(),
-            snapshot_id: format!(
-                "{}-{}",
-                state.last_applied.map_or(0, |l| l.index),
-                state.snapshots_built
-            ),
+        let (meta, data) = {
+            let mut state = self.lock();
+            state.snapshots_built += 1;
+            let data = state.metadata.to_snapshot();
+            let meta = SnapshotMeta {
+                last_log_id: state.last_applied,
+                last_membership: state.membership.clone(),
+                snapshot_id: format!(
+                    "{}-{}",
+                    state.last_applied.map_or(0, |l| l.index),
+                    state.snapshots_built
+                ),
+            };
+            (meta, data)
         };
-        state.snapshot = Some((meta.clone(), data.clone()));
+        // On disk before openraft hears of it: it may purge the log up to it at once.
+        self.persist(&meta, &data).await?;
+        self.lock().snapshot = Some((meta.clone(), data.clone()));
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),
@@ -207,6 +279,7 @@ impl RaftStateMachine<ControllerRaft> for ControllerStateMachine {
     ) -> Result<(), StorageError<NodeId>> {
         let data = snapshot.into_inner();
         let metadata = ClusterMetadata::from_snapshot(&data).map_err(io_error)?;
+        self.persist(meta, &data).await?;
         {
             let mut state = self.lock();
             state.metadata = metadata;

@@ -80,6 +80,39 @@ fn raft_config(spec: &ClusterSpec, name: &str) -> Result<Config, BrokerError> {
     .map_err(|e| BrokerError::InvalidRequest(format!("raft settings: {e}")))
 }
 
+/// Entries the controller's log takes between two snapshots: leader reports are most of them
+/// (one per election of any partition), so a cluster with many partitions snapshots every few
+/// elections' worth of them rather than replaying its whole history at each start.
+const CONTROLLER_SNAPSHOT_EVERY: u64 = 1024;
+
+/// Entries kept behind the controller's snapshot, so a node that was down briefly catches up
+/// from the log rather than by the whole metadata.
+const CONTROLLER_ENTRIES_KEPT: u64 = 1024;
+
+/// The controller group's openraft settings: the partitions' timings, but snapshots every
+/// [`CONTROLLER_SNAPSHOT_EVERY`] entries (saved to disk by its state machine) and the log purged
+/// behind them.
+fn controller_raft_config(spec: &ClusterSpec) -> Result<Config, BrokerError> {
+    Config {
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(CONTROLLER_SNAPSHOT_EVERY),
+        max_in_snapshot_log_to_keep: CONTROLLER_ENTRIES_KEPT,
+        ..raft_config(spec, "controller")?
+    }
+    .validate()
+    .map_err(|e| BrokerError::InvalidRequest(format!("raft settings: {e}")))
+}
+
+/// The metadata log's settings: small segments, and every segment Raft has purged deleted
+/// (retention by size with a limit of 0; the entry floor keeps what Raft has not purged).
+pub(super) fn metadata_log_config() -> LogConfig {
+    LogConfig {
+        segment_bytes: 1 << 20,
+        retention_bytes: Some(0),
+        retention_ms: None,
+        ..LogConfig::default()
+    }
+}
+
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -116,14 +149,15 @@ impl ClusterRuntime {
         let me = spec.node_id();
         let dir = broker.cfg.data_dir.join(METADATA_LOG_DIR);
         let open_clock = Arc::clone(&clock);
+        let snapshot_dir = dir.clone();
         let metadata_log = crate::broker::blocking(move || {
             std::fs::create_dir_all(&dir)
                 .map_err(|e| BrokerError::io("create metadata log directory", &dir, e))?;
-            RaftLog::open(&dir, LogConfig::default(), open_clock)
+            RaftLog::open(&dir, metadata_log_config(), open_clock)
                 .map_err(|e| BrokerError::InvalidRequest(format!("metadata log: {e}")))
         })
         .await?;
-        let controller_config = Arc::new(raft_config(&spec, "controller")?);
+        let controller_config = Arc::new(controller_raft_config(&spec)?);
         let partition_config = Arc::new(raft_config(&spec, "partitions")?);
         let (controller, _events) = Controller::start(
             me,
@@ -132,6 +166,7 @@ impl ClusterRuntime {
             Arc::clone(&transport),
             &registry,
             CairnLogStorage::<ControllerRaft>::new(metadata_log),
+            Some(snapshot_dir),
         )
         .await
         .map_err(cluster_error)?;

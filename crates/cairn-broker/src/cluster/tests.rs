@@ -97,6 +97,39 @@ async fn an_unreadable_entry_is_skipped_alike_everywhere() {
 }
 
 #[tokio::test]
+async fn a_node_restarts_from_its_saved_snapshot() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (mut first, _, _) =
+        ControllerStateMachine::open(1, dir.path().to_path_buf()).expect("opens empty");
+    first
+        .apply(vec![entry(0, &bootstrap()), entry(1, &create("payments"))])
+        .await
+        .expect("applies");
+    first
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .expect("snapshot");
+    // A restart: a new state machine over the same directory, before any entry is applied.
+    let (mut again, metadata, _) =
+        ControllerStateMachine::open(1, dir.path().to_path_buf()).expect("opens");
+    assert!(metadata.borrow().topic("payments").is_some());
+    assert_eq!(
+        again.applied_state().await.expect("state").0,
+        Some(cairn_raft::wire::log_id(1, 1))
+    );
+    assert!(again.get_current_snapshot().await.expect("read").is_some());
+
+    // A damaged file stops the start instead of starting from nothing.
+    let path = dir.path().join(cairn_raft::snapshot_file::SNAPSHOT_FILE);
+    let mut bytes = std::fs::read(&path).expect("read");
+    bytes[20] ^= 1;
+    std::fs::write(&path, bytes).expect("write");
+    assert!(ControllerStateMachine::open(1, dir.path().to_path_buf()).is_err());
+}
+
+#[tokio::test]
 async fn a_snapshot_installs_on_another_node_and_asks_for_a_reconcile() {
     let (mut leader, _, _) = ControllerStateMachine::new(1);
     leader
@@ -158,6 +191,7 @@ mod three_controllers {
                 net.transport(id),
                 &registry,
                 MemLog::<ControllerRaft>::default(),
+                None,
             )
             .await
             .expect("starts");
@@ -251,5 +285,128 @@ fn cluster_ids_parse_from_their_hex_form_only() {
         "é".repeat(16).as_str(),
     ] {
         assert!(super::runtime::parse_cluster_id(bad).is_none(), "{bad:?}");
+    }
+}
+
+mod compaction {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use cairn_log::SystemClock;
+    use cairn_raft::testing::mem_transport::MemNetwork;
+    use cairn_raft::{CairnLogStorage, GroupRegistry, RaftLog};
+    use openraft::{Config, SnapshotPolicy};
+
+    use super::super::{Controller, ControllerRaft};
+    use super::{bootstrap, create};
+
+    fn config() -> Arc<Config> {
+        Arc::new(
+            Config {
+                heartbeat_interval: 50,
+                election_timeout_min: 200,
+                election_timeout_max: 400,
+                snapshot_policy: SnapshotPolicy::LogsSinceLast(8),
+                max_in_snapshot_log_to_keep: 2,
+                ..Config::default()
+            }
+            .validate()
+            .expect("valid"),
+        )
+    }
+
+    /// Node `id`'s controller over a real metadata log in `dir`, snapshots kept beside it.
+    async fn start_node(net: &Arc<MemNetwork>, id: u64, dir: &Path) -> (Controller, RaftLog) {
+        let peers: BTreeMap<u64, String> = (1..=3).map(|id| (id, format!("n{id}"))).collect();
+        let registry = Arc::new(GroupRegistry::new());
+        net.add_node(id, Arc::clone(&registry));
+        // A restarted node's old writer thread lets go of the directory a moment after its
+        // last handle is dropped.
+        let mut opened = None;
+        for _ in 0..200 {
+            match RaftLog::open(
+                dir,
+                super::super::runtime::metadata_log_config(),
+                Arc::new(SystemClock),
+            ) {
+                Ok(log) => {
+                    opened = Some(log);
+                    break;
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        }
+        let log = opened.expect("opens");
+        let (controller, _events) = Controller::start(
+            id,
+            &peers,
+            config(),
+            net.transport(id),
+            &registry,
+            CairnLogStorage::<ControllerRaft>::new(log.clone()),
+            Some(dir.to_path_buf()),
+        )
+        .await
+        .expect("starts");
+        (controller, log)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_log_is_purged_behind_a_saved_snapshot_and_a_restart_starts_from_it() {
+        let net = MemNetwork::new();
+        let dirs: Vec<tempfile::TempDir> =
+            (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+        let mut nodes = Vec::new();
+        for (id, dir) in (1..=3).zip(&dirs) {
+            nodes.push(start_node(&net, id, dir.path()).await);
+        }
+        let timeout = Duration::from_secs(5);
+        nodes[0]
+            .0
+            .propose(&bootstrap(), timeout)
+            .await
+            .expect("bootstrap");
+        for i in 0..20 {
+            nodes[0]
+                .0
+                .propose(&create(&format!("t{i}")), timeout)
+                .await
+                .expect("created");
+        }
+        let snapshot = dirs[2]
+            .path()
+            .join(cairn_raft::snapshot_file::SNAPSHOT_FILE);
+        for _ in 0..300 {
+            if snapshot.exists() && nodes[2].1.purged().is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(snapshot.exists(), "node 3 saved no snapshot");
+        let purged = nodes[2].1.purged().expect("node 3 purged its log").index;
+        assert!(purged > 0);
+
+        // Node 3 restarts over the same directory: before it hears from anyone, it already has
+        // what the snapshot covers (the purged entries are gone from its log).
+        let (controller, log) = nodes.pop().expect("node 3");
+        controller.raft().shutdown().await.expect("stops");
+        drop(controller);
+        drop(log);
+        let (restarted, _log) = start_node(&net, 3, dirs[2].path()).await;
+        let known = restarted.metadata();
+        assert!(
+            known.is_bootstrapped(),
+            "the snapshot's metadata is there at once"
+        );
+        assert!(known.topic("t0").is_some());
+        for _ in 0..300 {
+            if restarted.metadata().topic("t19").is_some() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the restarted node never caught up with the entries after its snapshot");
     }
 }
