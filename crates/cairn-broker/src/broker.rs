@@ -116,6 +116,15 @@ impl Topic {
             })
     }
 
+    /// The topic's partitions as they are now (a copy of the list: adding partitions later
+    /// does not change it, and no lock is held while the caller works through it).
+    pub(crate) fn partitions_now(&self) -> Vec<Arc<Partition>> {
+        self.partitions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     pub(crate) fn partition_count(&self) -> NonZeroU32 {
         let count = self
             .partitions
@@ -413,11 +422,7 @@ impl Broker {
         let topic = topic.ok_or_else(|| BrokerError::UnknownTopic {
             topic: name.to_string(),
         })?;
-        let partitions: Vec<Arc<Partition>> = topic
-            .partitions
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let partitions: Vec<Arc<Partition>> = topic.partitions_now();
         for partition in &partitions {
             if let Err(err) = partition.close().await {
                 tracing::warn!(topic = name, partition = partition.index(), %err, "closing a deleted topic's partition");
@@ -551,11 +556,7 @@ impl Broker {
         blocking(move || write_topic(&data_dir, &name_owned, partition_count, &overrides)).await?;
         let log_config = config.to_log_config();
         *topic.config.write().unwrap_or_else(|e| e.into_inner()) = config;
-        let partitions: Vec<Arc<Partition>> = topic
-            .partitions
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let partitions: Vec<Arc<Partition>> = topic.partitions_now();
         for partition in partitions {
             // A stopped partition takes the new configs when it opens again (from the file).
             partition.set_config(log_config.clone()).await?;
@@ -599,11 +600,7 @@ impl Broker {
         self.shutting_down.store(true, Ordering::SeqCst);
         let _admin = self.admin.lock().await;
         for topic in self.topics_snapshot() {
-            let partitions: Vec<Arc<Partition>> = topic
-                .partitions
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone();
+            let partitions: Vec<Arc<Partition>> = topic.partitions_now();
             for partition in partitions {
                 if let Err(err) = partition.close().await {
                     tracing::warn!(topic = %topic.name, partition = partition.index(), %err, "closing partition at shutdown");

@@ -36,11 +36,7 @@ impl Broker {
         let started = Instant::now();
         let topics: Vec<Arc<Topic>> = self.topics_snapshot();
         for topic in topics {
-            let partitions = topic
-                .partitions
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone();
+            let partitions = topic.partitions_now();
             for partition in partitions {
                 if stop.load(Ordering::Relaxed) {
                     return report;

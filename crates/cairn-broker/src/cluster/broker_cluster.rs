@@ -335,11 +335,7 @@ impl Broker {
             .unwrap_or_else(|e| e.into_inner())
             .remove(name);
         let Some(topic) = topic else { return };
-        let partitions: Vec<Arc<Partition>> = topic
-            .partitions
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let partitions: Vec<Arc<Partition>> = topic.partitions_now();
         for partition in &partitions {
             if !partition.is_held_here() {
                 continue;

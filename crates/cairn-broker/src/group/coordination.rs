@@ -184,11 +184,7 @@ pub(crate) async fn follow_offsets_leadership(broker: Weak<Broker>) {
             continue;
         };
         let count = topic.partition_count();
-        let partitions: Vec<Arc<Partition>> = topic
-            .partitions
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let partitions: Vec<Arc<Partition>> = topic.partitions_now();
         for partition in partitions {
             let index = partition.index();
             let leadership = partition.leadership(node.node());

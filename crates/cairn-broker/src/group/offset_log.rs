@@ -27,11 +27,7 @@ pub(crate) type OffsetsByGroup = BTreeMap<String, BTreeMap<TopicPartition, Offse
 /// Reads every partition of the offsets topic from its log start to its high watermark and
 /// applies the records in order. Blocking: call from a blocking thread (it runs once, at open).
 pub(crate) fn load(topic: &Topic) -> OffsetsByGroup {
-    let partitions = topic
-        .partitions
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
+    let partitions = topic.partitions_now();
     let mut offsets = OffsetsByGroup::new();
     for partition in partitions {
         // Each group's records are all in one partition, so the partitions' groups are apart.

@@ -375,6 +375,15 @@ impl ReplicatedReplica {
     /// # Errors
     /// [`BrokerError::NotLeader`] when another node leads, or leadership moved while waiting.
     pub(super) async fn lead(&self) -> Result<u64, BrokerError> {
+        Ok(self.ready_proposals().await?.1)
+    }
+
+    /// Takes the proposal lock once this node leads with its proposal state valid for the
+    /// current term (see [`ReplicatedReplica::ready`]); a refusal also forgets the state, so the
+    /// next leadership rebuilds it.
+    async fn ready_proposals(
+        &self,
+    ) -> Result<(tokio::sync::MutexGuard<'_, ProposalState>, u64), BrokerError> {
         let mut state = self.proposals.lock().await;
         let term = match self.check_leader() {
             Ok(term) => term,
@@ -384,7 +393,7 @@ impl ReplicatedReplica {
             }
         };
         self.ready(&mut state, term).await?;
-        Ok(term)
+        Ok((state, term))
     }
 
     /// Appends one batch through Raft and answers as `acks` asks (see the module docs).
@@ -411,15 +420,7 @@ impl ReplicatedReplica {
                 .await;
         }
         let span = batch.offset_count();
-        let mut state = self.proposals.lock().await;
-        let term = match self.check_leader() {
-            Ok(term) => term,
-            Err(e) => {
-                state.term = None;
-                return Err(e);
-            }
-        };
-        self.ready(&mut state, term).await?;
+        let (mut state, _term) = self.ready_proposals().await?;
         if let Some(p) = &producer {
             match state.producers.check(p) {
                 SequenceCheck::Append => {}
