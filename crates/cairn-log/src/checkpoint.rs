@@ -6,18 +6,20 @@
 //! An unreadable checkpoint is an operator error: the log refuses to open rather than guess,
 //! and never deletes data because of it.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::fs::{self, File};
 use std::path::Path;
 
 use crate::error::LogError;
+use crate::sealed_file::{SealedFormat, read_sealed, write_sealed};
 use crate::types::{EntryIndex, Offset};
 
-const MAGIC: &[u8; 8] = b"CAIRNCKP";
-const VERSION: u16 = 1;
-const HEADER_BYTES: usize = 8 + 2 + 2 + 4;
-/// No checkpoint payload is anywhere near this; a larger length field is damage.
-const MAX_PAYLOAD_BYTES: usize = 4096;
+/// The log's checkpoints: magic `CAIRNCKP`, version 1; no payload is anywhere near 4 KiB, so a
+/// larger length field is damage.
+const FORMAT: SealedFormat = SealedFormat {
+    magic: b"CAIRNCKP",
+    version: 1,
+    max_payload: 4096,
+};
 
 /// File name of the log start checkpoint.
 pub(crate) const LOG_START_FILE: &str = "log-start.checkpoint";
@@ -144,59 +146,11 @@ fn two_u64(payload: &[u8]) -> Option<(u64, u64)> {
 }
 
 fn write_atomic(dir: &Path, name: &str, kind: Kind, payload: &[u8]) -> Result<(), LogError> {
-    let mut bytes = Vec::with_capacity(HEADER_BYTES + payload.len() + 4);
-    bytes.extend_from_slice(MAGIC);
-    bytes.extend_from_slice(&VERSION.to_be_bytes());
-    bytes.extend_from_slice(&(kind as u16).to_be_bytes());
-    bytes.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-    bytes.extend_from_slice(payload);
-    let crc = crc32c::crc32c(&bytes);
-    bytes.extend_from_slice(&crc.to_be_bytes());
-
-    let tmp = dir.join(format!("{name}.tmp"));
-    let path = dir.join(name);
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)
-        .map_err(|source| LogError::io("create checkpoint", &tmp, source))?;
-    file.write_all(&bytes)
-        .map_err(|source| LogError::io("write checkpoint", &tmp, source))?;
-    file.sync_all()
-        .map_err(|source| LogError::io("fsync checkpoint", &tmp, source))?;
-    fs::rename(&tmp, &path).map_err(|source| LogError::io("rename checkpoint", &path, source))?;
-    fsync_dir(dir)
+    write_sealed(dir, name, FORMAT, kind as u16, payload).map_err(LogError::from)
 }
 
 fn read_verified(path: &Path, kind: Kind) -> Result<Option<Vec<u8>>, LogError> {
-    let bytes = match fs::read(path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => return Err(LogError::io("read checkpoint", path, source)),
-    };
-    let (body, crc) = bytes
-        .split_last_chunk::<4>()
-        .filter(|(body, _)| body.len() >= HEADER_BYTES)
-        .ok_or_else(|| corrupt(path, "shorter than a checkpoint header"))?;
-    if crc32c::crc32c(body) != u32::from_be_bytes(*crc) {
-        return Err(corrupt(path, "checksum mismatch"));
-    }
-    if &body[..8] != MAGIC {
-        return Err(corrupt(path, "bad magic"));
-    }
-    let version = u16::from_be_bytes([body[8], body[9]]);
-    if version != VERSION {
-        return Err(corrupt(path, "unknown version"));
-    }
-    if u16::from_be_bytes([body[10], body[11]]) != kind as u16 {
-        return Err(corrupt(path, "wrong checkpoint kind"));
-    }
-    let length = u32::from_be_bytes([body[12], body[13], body[14], body[15]]) as usize;
-    if length > MAX_PAYLOAD_BYTES || body.len() != HEADER_BYTES + length {
-        return Err(corrupt(path, "payload length does not match the file"));
-    }
-    Ok(Some(body[HEADER_BYTES..].to_vec()))
+    read_sealed(path, FORMAT, kind as u16).map_err(LogError::from)
 }
 
 fn corrupt(path: &Path, reason: &str) -> LogError {

@@ -161,6 +161,25 @@ pub enum LogError {
     Closed,
 }
 
+impl From<crate::sealed_file::SealedFileError> for LogError {
+    fn from(err: crate::sealed_file::SealedFileError) -> LogError {
+        match err {
+            crate::sealed_file::SealedFileError::Io {
+                operation,
+                path,
+                source,
+            } => LogError::Io {
+                op: operation,
+                path,
+                source,
+            },
+            crate::sealed_file::SealedFileError::Corrupt { path, reason } => {
+                LogError::CorruptCheckpoint { path, reason }
+            }
+        }
+    }
+}
+
 impl LogError {
     /// An I/O error with its operation and path.
     pub fn io(op: &'static str, path: &Path, source: std::io::Error) -> LogError {

@@ -70,6 +70,7 @@ mod index;
 mod log;
 mod reader;
 mod recovery;
+mod sealed_file;
 mod segment;
 mod types;
 mod writer;
@@ -86,6 +87,7 @@ pub use fsync_stats::{FSYNC_BUCKET_UPPER_NANOS, FsyncLatency, FsyncSnapshot, fsy
 pub use index::{ENTRY_INDEX_ENTRY_BYTES, OFFSET_INDEX_ENTRY_BYTES, TIME_INDEX_ENTRY_BYTES};
 pub use log::{AppendInfo, Log, RetentionOutcome};
 pub use reader::{DamagedRange, LogReader, ReadResult};
+pub use sealed_file::{SealedFileError, SealedFormat, read_sealed, write_sealed};
 pub use types::{EntryIndex, FilePos, LeaderEpoch, Offset, RelativeOffset};
 pub use writer::{
     LogWriter, MAX_GROUP_BYTES, MAX_GROUP_REQUESTS, RETENTION_CHECK_INTERVAL, WRITER_QUEUE_DEPTH,

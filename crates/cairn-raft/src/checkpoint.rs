@@ -7,15 +7,14 @@
 //! ever deleted because of one. The temporary files end in `.checkpoint.tmp`, which the log's
 //! open removes as leftovers of an interrupted write.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
 use std::path::Path;
+
+use cairn_log::{SealedFormat, read_sealed, write_sealed};
 
 use crate::error::RaftStorageError;
 
 const MAGIC: &[u8; 8] = b"CAIRNRFT";
 const VERSION: u16 = 1;
-const HEADER_BYTES: usize = 8 + 2 + 2 + 4;
 /// The largest payload: an applied state carries a membership as JSON, a few hundred bytes for
 /// a realistic group; anything near this limit is damage, checked before allocating.
 pub(crate) const MAX_PAYLOAD_BYTES: usize = 64 * 1024;
@@ -31,12 +30,16 @@ pub(crate) enum Kind {
 }
 
 impl Kind {
-    /// The largest payload a file of this kind may hold: a state machine snapshot carries a
+    /// The family's layout with this kind's size bound: a state machine snapshot carries a
     /// whole cluster's metadata (about 150 bytes per partition), the rest a few hundred bytes.
-    fn max_payload(self) -> usize {
-        match self {
-            Kind::Snapshot => MAX_SNAPSHOT_PAYLOAD_BYTES,
-            Kind::Vote | Kind::Purged | Kind::Applied => MAX_PAYLOAD_BYTES,
+    fn format(self) -> SealedFormat {
+        SealedFormat {
+            magic: MAGIC,
+            version: VERSION,
+            max_payload: match self {
+                Kind::Snapshot => MAX_SNAPSHOT_PAYLOAD_BYTES,
+                Kind::Vote | Kind::Purged | Kind::Applied => MAX_PAYLOAD_BYTES,
+            },
         }
     }
 }
@@ -52,39 +55,7 @@ pub(crate) fn write_atomic(
     kind: Kind,
     payload: &[u8],
 ) -> Result<(), RaftStorageError> {
-    let path = dir.join(name);
-    if payload.len() > kind.max_payload() {
-        return Err(RaftStorageError::CorruptCheckpoint {
-            path,
-            reason: format!("payload of {} bytes is over the limit", payload.len()),
-        });
-    }
-    let mut bytes = Vec::with_capacity(HEADER_BYTES + payload.len() + 4);
-    bytes.extend_from_slice(MAGIC);
-    bytes.extend_from_slice(&VERSION.to_be_bytes());
-    bytes.extend_from_slice(&(kind as u16).to_be_bytes());
-    bytes.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-    bytes.extend_from_slice(payload);
-    let crc = crc32c::crc32c(&bytes);
-    bytes.extend_from_slice(&crc.to_be_bytes());
-
-    let tmp = dir.join(format!("{name}.tmp"));
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)
-        .map_err(|source| RaftStorageError::io("create checkpoint", &tmp, source))?;
-    file.write_all(&bytes)
-        .map_err(|source| RaftStorageError::io("write checkpoint", &tmp, source))?;
-    file.sync_all()
-        .map_err(|source| RaftStorageError::io("fsync checkpoint", &tmp, source))?;
-    fs::rename(&tmp, &path)
-        .map_err(|source| RaftStorageError::io("rename checkpoint", &path, source))?;
-    // The rename is durable only once the directory entry is.
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|source| RaftStorageError::io("fsync directory", dir, source))
+    write_sealed(dir, name, kind.format(), kind as u16, payload).map_err(RaftStorageError::from)
 }
 
 /// Reads file `name` of `dir`: `None` if it does not exist, its payload if every check passes.
@@ -93,42 +64,7 @@ pub(crate) fn read_verified(
     name: &str,
     kind: Kind,
 ) -> Result<Option<Vec<u8>>, RaftStorageError> {
-    let path = dir.join(name);
-    let corrupt = |reason: &str| RaftStorageError::CorruptCheckpoint {
-        path: path.clone(),
-        reason: reason.to_string(),
-    };
-    let len = match fs::metadata(&path) {
-        Ok(meta) => meta.len(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => return Err(RaftStorageError::io("stat checkpoint", &path, source)),
-    };
-    if len > (HEADER_BYTES + kind.max_payload() + 4) as u64 {
-        return Err(corrupt("larger than any checkpoint"));
-    }
-    let bytes =
-        fs::read(&path).map_err(|source| RaftStorageError::io("read checkpoint", &path, source))?;
-    let (body, crc) = bytes
-        .split_last_chunk::<4>()
-        .filter(|(body, _)| body.len() >= HEADER_BYTES)
-        .ok_or_else(|| corrupt("shorter than a checkpoint header"))?;
-    if crc32c::crc32c(body) != u32::from_be_bytes(*crc) {
-        return Err(corrupt("checksum mismatch"));
-    }
-    if &body[..8] != MAGIC {
-        return Err(corrupt("bad magic"));
-    }
-    if u16::from_be_bytes([body[8], body[9]]) != VERSION {
-        return Err(corrupt("unknown version"));
-    }
-    if u16::from_be_bytes([body[10], body[11]]) != kind as u16 {
-        return Err(corrupt("wrong kind of checkpoint"));
-    }
-    let length = u32::from_be_bytes([body[12], body[13], body[14], body[15]]) as usize;
-    if length > kind.max_payload() || body.len() != HEADER_BYTES + length {
-        return Err(corrupt("payload length does not match the file"));
-    }
-    Ok(Some(body[HEADER_BYTES..].to_vec()))
+    read_sealed(&dir.join(name), kind.format(), kind as u16).map_err(RaftStorageError::from)
 }
 
 /// A checked big-endian reader over a payload.
@@ -177,6 +113,8 @@ impl<'a> PayloadReader<'a> {
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
     use super::*;
 
     #[test]

@@ -74,15 +74,26 @@ pub enum RaftStorageError {
     },
 }
 
-impl RaftStorageError {
-    pub(crate) fn io(op: &'static str, path: &std::path::Path, source: std::io::Error) -> Self {
-        RaftStorageError::Io {
-            op,
-            path: path.to_path_buf(),
-            source,
+impl From<cairn_log::SealedFileError> for RaftStorageError {
+    fn from(err: cairn_log::SealedFileError) -> RaftStorageError {
+        match err {
+            cairn_log::SealedFileError::Io {
+                operation,
+                path,
+                source,
+            } => RaftStorageError::Io {
+                op: operation,
+                path,
+                source,
+            },
+            cairn_log::SealedFileError::Corrupt { path, reason } => {
+                RaftStorageError::CorruptCheckpoint { path, reason }
+            }
         }
     }
+}
 
+impl RaftStorageError {
     /// As openraft's error for a failed log write.
     pub(crate) fn write_logs(&self) -> StorageError<NodeId> {
         StorageIOError::write_logs(AnyError::new(self)).into()
