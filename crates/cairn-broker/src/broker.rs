@@ -175,6 +175,15 @@ impl Broker {
             topic_store::remove_leftovers(&data_dir, &stored_topics)?;
             let mut topics = BTreeMap::new();
             for stored in stored_topics {
+                if stored.name == CONSUMER_OFFSETS_TOPIC && !cluster.is_single_node() {
+                    // Written by a build that kept a local copy in a cluster: the cluster's
+                    // offsets live in its replicated topic, and a local one would make this
+                    // node answer for every group.
+                    tracing::warn!(
+                        "a local {CONSUMER_OFFSETS_TOPIC} is left on disk, unused: a cluster keeps committed offsets in its replicated one"
+                    );
+                    continue;
+                }
                 let topic = open_topic(
                     &data_dir,
                     &stored.name,
