@@ -23,7 +23,8 @@ pub enum ClientError {
         status: tonic::Code,
         /// The broker's explanation.
         message: String,
-        /// For `NotLeader`: the leader's address.
+        /// For `NotLeader`: the leader's address; for `NotCoordinator`: the coordinator's
+        /// (`host:port`, from the status's ErrorInfo metadata "leader", when the node knew it).
         leader: Option<String>,
     },
     /// No broker of the list could be reached: each address was tried once, in order, each
@@ -131,7 +132,8 @@ fn show_attempts(attempts: &[ConnectAttempt]) -> String {
 
 impl ClientError {
     /// True when the same call may succeed if retried (a full disk or queue, a timeout, a broker
-    /// that is starting or moving leadership).
+    /// that is starting or moving leadership, a group coordinator that moved, is being elected
+    /// or is loading the group).
     pub fn is_retriable(&self) -> bool {
         match self {
             ClientError::Broker { code, status, .. } => {
@@ -142,6 +144,9 @@ impl ClientError {
                         | ErrorCode::RequestTimedOut
                         | ErrorCode::NotLeader
                         | ErrorCode::BrokerNotAvailable
+                        | ErrorCode::NotCoordinator
+                        | ErrorCode::CoordinatorNotAvailable
+                        | ErrorCode::CoordinatorLoadInProgress
                 ) || matches!(
                     status,
                     tonic::Code::Unavailable | tonic::Code::DeadlineExceeded
@@ -289,6 +294,52 @@ mod tests {
         assert!(timeout.is_retriable() && timeout.outcome_unknown());
         let bad = ClientError::from(tonic::Status::invalid_argument("nope"));
         assert!(!bad.is_retriable() && !bad.outcome_unknown());
+    }
+
+    /// A status as the broker sends it: `code`'s name as the ErrorInfo reason, with `metadata`.
+    fn broker_status(
+        status: tonic::Code,
+        code: ErrorCode,
+        metadata: &[(&str, &str)],
+    ) -> tonic::Status {
+        let metadata = metadata
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<std::collections::HashMap<_, _>>();
+        tonic::Status::with_error_details(
+            status,
+            "refused",
+            tonic_types::ErrorDetails::with_error_info(code.as_str_name(), "cairn", metadata),
+        )
+    }
+
+    #[test]
+    fn coordinator_errors_are_retriable_refusals_and_not_coordinator_carries_the_hint() {
+        let moved = ClientError::from(broker_status(
+            tonic::Code::FailedPrecondition,
+            ErrorCode::NotCoordinator,
+            &[("leader", "n2:7070"), ("leader_id", "2")],
+        ));
+        assert_eq!(moved.code(), Some(ErrorCode::NotCoordinator));
+        assert!(
+            matches!(&moved, ClientError::Broker { leader: Some(l), .. } if l == "n2:7070"),
+            "{moved:?}"
+        );
+        assert!(moved.is_retriable() && !moved.outcome_unknown());
+        for code in [
+            ErrorCode::CoordinatorNotAvailable,
+            ErrorCode::CoordinatorLoadInProgress,
+        ] {
+            let error = ClientError::from(broker_status(tonic::Code::Unavailable, code, &[]));
+            assert_eq!(error.code(), Some(code));
+            assert!(
+                error.is_retriable() && !error.outcome_unknown(),
+                "{error:?}"
+            );
+        }
+        // Retriable by its code alone, whatever the status says.
+        let moved_local = ClientError::local(ErrorCode::NotCoordinator, "moved");
+        assert!(moved_local.is_retriable());
     }
 
     #[test]
