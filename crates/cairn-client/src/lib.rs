@@ -7,8 +7,9 @@
 //!   [`Timeouts`] (connect, and optionally every request: a broker that accepts and never
 //!   answers then fails calls with `RequestTimedOut` instead of hanging them);
 //! - `routing`: which node each call goes to in a cluster: a partition's calls to its leader
-//!   (from `GetMetadata`, corrected by `NOT_LEADER` hints), the rest to any node, failing over
-//!   along the bootstrap list. Every client below is built on it;
+//!   (from `GetMetadata`, corrected by `NOT_LEADER` hints), a group's calls to its coordinator
+//!   (from `FindCoordinator`, corrected by `NOT_COORDINATOR` hints), the rest to any node,
+//!   failing over along the bootstrap list. Every client below is built on it;
 //! - [`Admin`]: topic administration;
 //! - [`Producer`]: batches records per partition (linger, size), partitions keys with Kafka's
 //!   murmur2, retries with backoff under a delivery timeout, idempotent by default;
@@ -74,4 +75,4 @@ pub use replay::{
     RETRY_ATTEMPTS, RETRY_BACKOFF_INITIAL, RETRY_BACKOFF_MAX, Replay, ReplayChunk, ReplayConfig,
     ReplayFormat, ReplayProgress,
 };
-pub use routing::{METADATA_REFRESH_INTERVAL, METADATA_REQUEST_TIMEOUT};
+pub use routing::{COORDINATOR_RETRY_TIMEOUT, METADATA_REFRESH_INTERVAL, METADATA_REQUEST_TIMEOUT};

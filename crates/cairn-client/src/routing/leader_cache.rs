@@ -203,14 +203,37 @@ impl LeaderCache {
         self.nodes.values().cloned().collect()
     }
 
+    /// The address this client reaches node `node_id` at, if the last metadata read listed it.
+    pub(crate) fn node_address(&self, node_id: i32) -> Option<Arc<str>> {
+        self.nodes.get(&node_id).cloned()
+    }
+
+    /// True once a metadata read listed the cluster's nodes.
+    pub(crate) fn knows_nodes(&self) -> bool {
+        !self.nodes.is_empty()
+    }
+
+    /// The topics a metadata read that is only after the nodes should ask for: every topic
+    /// cached (so the read refreshes them too), or `fallback` when none is, because an empty
+    /// list would ask for every topic of the cluster.
+    pub(crate) fn topics_cached_or(&self, fallback: &str) -> Vec<String> {
+        let mut topics: Vec<String> = self.topics.keys().cloned().collect();
+        if topics.is_empty() {
+            topics.push(fallback.to_string());
+        }
+        topics.sort();
+        topics
+    }
+
     /// True when the metadata lists more than one node: a transport failure of one is then a
     /// reason to look for the partition elsewhere rather than to fail the call.
     pub(crate) fn is_cluster(&self) -> bool {
         self.nodes.len() > 1
     }
 
-    /// The address this client reaches the node advertised at `address` by.
-    fn reach(&self, address: &str) -> Arc<str> {
+    /// The address this client reaches the node advertised at `address` by: the address it
+    /// dialled for the node that answered the metadata, else `address` itself.
+    pub(crate) fn reach(&self, address: &str) -> Arc<str> {
         if let Some(alias) = self.aliases.get(address) {
             return Arc::clone(alias);
         }

@@ -25,7 +25,9 @@ use cairn_proto::v1::metadata_client::MetadataClient;
 use cairn_proto::v1::{ErrorCode, MetadataRequest, MetadataResponse};
 use http::Uri;
 use tonic::transport::Channel;
+use tonic_types::StatusExt;
 
+use super::coordinator_cache::CoordinatorCache;
 use super::leader_cache::{LeaderCache, Lookup};
 use crate::connection::{Timeouts, broker_addresses, connect_first, endpoint};
 use crate::error::ClientError;
@@ -59,6 +61,8 @@ struct Shared {
     bootstrap: Vec<(String, Uri)>,
     timeouts: Timeouts,
     cache: Mutex<LeaderCache>,
+    /// Each group's coordinator (the `coordinator` child module's state).
+    coordinators: Mutex<CoordinatorCache>,
     channels: Mutex<HashMap<Arc<str>, Channel>>,
     streams: Mutex<HashMap<Arc<str>, StreamChannel>>,
     /// The node calls without a partition go to.
@@ -99,6 +103,7 @@ impl Router {
                 bootstrap,
                 timeouts,
                 cache: Mutex::new(LeaderCache::default()),
+                coordinators: Mutex::new(CoordinatorCache::default()),
                 channels: Mutex::new(channels),
                 streams: Mutex::new(HashMap::new()),
                 any: Mutex::new(Route { address, channel }),
@@ -252,7 +257,7 @@ impl Router {
 
     /// The channel to `address`, made (unconnected) on first use. An address the metadata
     /// sent that is not a valid URI routes to the any node, which will answer NOT_LEADER.
-    fn route_to(&self, address: Arc<str>) -> Route {
+    pub(crate) fn route_to(&self, address: Arc<str>) -> Route {
         let mut channels = lock(&self.shared.channels);
         if let Some(channel) = channels.get(&address) {
             return Route {
@@ -286,12 +291,16 @@ impl Router {
                 tokio::time::sleep(wait).await;
             }
         }
-        let (topics, nodes) = {
-            let cache = lock(&self.shared.cache);
-            (cache.topics_to_ask(topic), cache.node_addresses())
-        };
-        let (address, response) = self.read_metadata(&topics, &nodes).await?;
-        lock(&self.shared.cache).apply(&response, &address, &topics, Instant::now());
+        let topics = lock(&self.shared.cache).topics_to_ask(topic);
+        self.read_and_apply(&topics).await
+    }
+
+    /// Reads metadata for `topics` from the first node that answers and takes it in. The
+    /// caller holds the `refreshing` turn.
+    async fn read_and_apply(&self, topics: &[String]) -> Result<(), ClientError> {
+        let nodes = lock(&self.shared.cache).node_addresses();
+        let (address, response) = self.read_metadata(topics, &nodes).await?;
+        lock(&self.shared.cache).apply(&response, &address, topics, Instant::now());
         self.shared.reads.fetch_add(1, Ordering::AcqRel);
         Ok(())
     }
@@ -375,13 +384,22 @@ pub(crate) fn is_transport_failure(error: &ClientError) -> bool {
     }
 }
 
+mod coordinator;
+pub use coordinator::COORDINATOR_RETRY_TIMEOUT;
 #[cfg(test)]
 mod tests;
 
 /// Whether `status` says the node was not reached: UNAVAILABLE, or the transport error a lazily
 /// connected channel answers when its connection attempt fails (code UNKNOWN, message
-/// "transport error", as tonic words it), such as a node killed a moment ago.
+/// "transport error", as tonic words it), such as a node killed a moment ago. A status that
+/// carries a broker error code other than `BROKER_NOT_AVAILABLE` is the node's own answer
+/// (`COORDINATOR_NOT_AVAILABLE` and `GROUP_BUSY` are UNAVAILABLE too), not a failure to reach
+/// it, so it does not move calls to another node.
 fn unreachable(status: &tonic::Status) -> bool {
-    status.code() == tonic::Code::Unavailable
-        || (status.code() == tonic::Code::Unknown && status.message() == "transport error")
+    let transport = status.code() == tonic::Code::Unavailable
+        || (status.code() == tonic::Code::Unknown && status.message() == "transport error");
+    transport
+        && status
+            .get_details_error_info()
+            .is_none_or(|info| info.reason == ErrorCode::BrokerNotAvailable.as_str_name())
 }
