@@ -3,6 +3,12 @@
 //! heartbeat thread is separate from `poll`). It only talks to the coordinator and records what
 //! it says in [`Membership`]; the polling side acts on it (revoke, assign, drop lost
 //! partitions) and reports back what it owns.
+//!
+//! Each beat asks the router for the group's coordinator and reports a failure back to it, so
+//! after `NOT_COORDINATOR` the next beat goes to the node named, and after an election to the
+//! node `FindCoordinator` names then. A new coordinator does not know this member and answers
+//! `UNKNOWN_MEMBER_ID`: the member rejoins like any fenced member, and the polling side takes
+//! its partitions again at the committed offsets, which the new coordinator holds.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -11,12 +17,13 @@ use std::time::{Duration, Instant};
 use cairn_proto::v1::groups_client::GroupsClient;
 use cairn_proto::v1::{ErrorCode, HeartbeatRequest, TopicPartitions};
 use tokio::sync::Notify;
-use tonic::transport::Channel;
 
 use super::config::{GroupConsumerConfig, TopicPartition};
 use crate::error::ClientError;
+use crate::routing::{Router, retry_pause};
 
-/// Wait before retrying after a heartbeat failed for a reason that may pass.
+/// Wait before retrying after a heartbeat failed for a reason that may pass, other than a
+/// coordinator move (whose pauses `retry_pause` gives).
 const RETRY_BACKOFF: Duration = Duration::from_millis(250);
 
 /// What the member and its coordinator last agreed, shared by the heartbeat task and `poll`.
@@ -57,12 +64,9 @@ pub(crate) struct Heartbeat {
 }
 
 impl Heartbeat {
-    /// Starts heartbeating: the first beat joins the group.
-    pub fn start(
-        client: GroupsClient<Channel>,
-        cfg: &GroupConsumerConfig,
-        topics: Vec<String>,
-    ) -> Heartbeat {
+    /// Starts heartbeating to the group's coordinator, as `router` finds it: the first beat
+    /// joins the group.
+    pub fn start(router: Router, cfg: &GroupConsumerConfig, topics: Vec<String>) -> Heartbeat {
         let shared = Arc::new(Mutex::new(Membership {
             member_id: new_member_id(&cfg.client_id),
             ..Membership::default()
@@ -70,7 +74,7 @@ impl Heartbeat {
         let wake = Arc::new(Notify::new());
         let stop = Arc::new(Notify::new());
         let task = tokio::spawn(run(
-            client,
+            router,
             cfg.clone(),
             topics,
             Arc::clone(&shared),
@@ -100,13 +104,16 @@ impl Drop for Heartbeat {
 }
 
 async fn run(
-    mut client: GroupsClient<Channel>,
+    router: Router,
     cfg: GroupConsumerConfig,
     topics: Vec<String>,
     shared: Arc<Mutex<Membership>>,
     wake: Arc<Notify>,
     stop: Arc<Notify>,
 ) {
+    // Consecutive reroutes, for `retry_pause`: reset by every answer.
+    let mut reroutes = 0_u32;
+    let mut hinted_before = false;
     loop {
         let request = {
             let m = shared.lock().unwrap_or_else(|e| e.into_inner());
@@ -126,9 +133,13 @@ async fn run(
                 rebalance_timeout_ms: millis(cfg.rebalance_timeout),
             }
         };
+        let route = router.coordinator(&cfg.group_id).await;
         let sent = Instant::now();
-        let wait = match client.heartbeat(request).await {
+        let answer = GroupsClient::new(route.channel).heartbeat(request).await;
+        let wait = match answer {
             Ok(response) => {
+                reroutes = 0;
+                hinted_before = false;
                 let response = response.into_inner();
                 let mut m = shared.lock().unwrap_or_else(|e| e.into_inner());
                 m.answered_heartbeat_sent = Some(sent);
@@ -141,6 +152,7 @@ async fn run(
             }
             Err(status) => {
                 let err = ClientError::from(status);
+                let rerouted = router.on_coordinator_error(&cfg.group_id, &route.address, &err);
                 let mut m = shared.lock().unwrap_or_else(|e| e.into_inner());
                 match err.code() {
                     Some(ErrorCode::UnknownMemberId | ErrorCode::FencedMemberEpoch) => {
@@ -151,6 +163,15 @@ async fn run(
                         m.complete = false;
                         m.joined = false;
                         Duration::ZERO
+                    }
+                    _ if rerouted => {
+                        tracing::debug!(group = %cfg.group_id, from = %route.address, %err, "heartbeat rerouted");
+                        let pause = retry_pause(&err, hinted_before, reroutes);
+                        hinted_before = crate::routing::is_hint(&err);
+                        if !pause.is_zero() {
+                            reroutes = reroutes.saturating_add(1);
+                        }
+                        pause
                     }
                     _ if err.is_retriable() || matches!(err, ClientError::Connect { .. }) => {
                         tracing::debug!(group = %cfg.group_id, %err, "heartbeat failed; retrying");
@@ -171,24 +192,37 @@ async fn run(
     }
 }
 
-/// Sends the heartbeat that leaves the group.
+/// Sends the heartbeat that leaves the group to its coordinator, following it while it moves
+/// (until the router's coordinator deadline). A coordinator that does not know the member
+/// (it took over after the member's last beat) counts as left: the member is not in the group.
+///
+/// # Errors
+/// The coordinator's refusal, or the last coordinator error once the deadline is near.
 pub(crate) async fn leave(
-    client: &mut GroupsClient<Channel>,
+    router: &Router,
     group_id: &str,
     member_id: &str,
 ) -> Result<(), ClientError> {
     if member_id.is_empty() {
         return Ok(());
     }
-    client
-        .heartbeat(HeartbeatRequest {
-            group_id: group_id.to_string(),
-            member_id: member_id.to_string(),
-            member_epoch: -1,
-            ..HeartbeatRequest::default()
+    let request = HeartbeatRequest {
+        group_id: group_id.to_string(),
+        member_id: member_id.to_string(),
+        member_epoch: -1,
+        ..HeartbeatRequest::default()
+    };
+    let left = router
+        .on_coordinator(group_id, router.coordinator_deadline(), |channel| {
+            let request = request.clone();
+            async move { GroupsClient::new(channel).heartbeat(request).await }
         })
-        .await?;
-    Ok(())
+        .await;
+    match left {
+        Err(err) if err.code() == Some(ErrorCode::UnknownMemberId) => Ok(()),
+        Err(err) => Err(err),
+        Ok(_) => Ok(()),
+    }
 }
 
 pub(crate) fn to_wire(set: &BTreeSet<TopicPartition>) -> Vec<TopicPartitions> {
@@ -237,4 +271,58 @@ fn new_member_id(client_id: &str) -> String {
 
 fn millis(d: Duration) -> u32 {
     u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "test code")]
+
+    use std::sync::atomic::Ordering;
+
+    use super::*;
+    use crate::connection::Timeouts;
+    use crate::routing::fake_cluster::FakeCluster;
+
+    /// Waits (up to ten seconds) until `done` holds of the membership.
+    async fn wait_for(heartbeat: &Heartbeat, what: &str, done: impl Fn(&Membership) -> bool) {
+        for _ in 0..1000 {
+            if done(&heartbeat.shared.lock().unwrap()) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("{what} did not happen");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn heartbeats_follow_a_moved_coordinator_and_rejoin_there() {
+        let cluster = FakeCluster::start(2, Some(2), |port| format!("127.0.0.1:{port}")).await;
+        let router = Router::connect(cluster.address(1), Timeouts::default())
+            .await
+            .unwrap();
+        let cfg = GroupConsumerConfig::new("g");
+        let mut heartbeat = Heartbeat::start(router, &cfg, vec!["orders".to_string()]);
+        wait_for(&heartbeat, "the join at node 2", |m| {
+            m.joined && m.epoch == 1
+        })
+        .await;
+        assert_eq!(cluster.nodes[&1].heartbeats.load(Ordering::SeqCst), 0);
+
+        // Node 1 takes over: node 2 names it, and node 1 does not know the member.
+        cluster.elect(Some(1));
+        wait_for(&heartbeat, "the member being told it was lost", |m| m.lost).await;
+        heartbeat.shared.lock().unwrap().lost = false;
+        wait_for(&heartbeat, "the rejoin at node 1", |m| {
+            m.joined && m.epoch == 1
+        })
+        .await;
+        let node1 = &cluster.nodes[&1];
+        wait_for(&heartbeat, "heartbeats to node 1 after the rejoin", |_| {
+            node1.heartbeats.load(Ordering::SeqCst) >= 3
+        })
+        .await;
+        assert!(heartbeat.shared.lock().unwrap().fatal.is_none());
+        assert_eq!(cluster.finds(), 1, "the hint was enough");
+        heartbeat.stop().await;
+    }
 }

@@ -6,8 +6,11 @@
 //! `poll` returned (at-least-once) on an interval, on revoke and on close.
 //!
 //! Fetches and offset lookups go to each partition's leader (the `routing` module), as a
-//! plain [`crate::Consumer`]'s do; the group calls (heartbeat, offsets) stay on the node the
-//! member connected to.
+//! plain [`crate::Consumer`]'s do; the group calls (heartbeat, commits, committed offsets,
+//! leave) go to the group's coordinator, and follow it when it moves. A new coordinator does
+//! not know the member: the heartbeat task rejoins, and the partitions the member gets then
+//! start at the committed offsets read from the new coordinator, so records polled since the
+//! last commit are read again (at-least-once) and none are skipped.
 //!
 //! - `config`: [`GroupConsumerConfig`], [`RebalanceListener`], [`TopicPartition`];
 //! - `heartbeat`: the background heartbeat task and the membership it shares with `poll`.
@@ -23,7 +26,6 @@ use cairn_proto::v1::{
     CommitOffsetsRequest, ErrorCode, FetchFormat, FetchOffsetsRequest, FetchRequest, OffsetCommit,
     OffsetSpec,
 };
-use tonic::transport::Channel;
 
 pub use config::{
     GroupConsumerConfig, NoopListener, OffsetReset, RebalanceListener, TopicPartition,
@@ -52,7 +54,6 @@ const MAX_FETCH_WAIT: Duration = Duration::from_millis(100);
 /// A member of a consumer group, reading the partitions the group assigns it.
 pub struct GroupConsumer {
     cfg: GroupConsumerConfig,
-    groups: GroupsClient<Channel>,
     router: Router,
     heartbeat: Option<Heartbeat>,
     listener: Box<dyn RebalanceListener>,
@@ -95,12 +96,10 @@ impl GroupConsumer {
             ));
         }
         let router = Router::connect(brokers, cfg.timeouts).await?;
-        let groups = GroupsClient::new(router.any_node().channel);
         let topics = topics.iter().map(|t| t.to_string()).collect();
-        let heartbeat = Heartbeat::start(groups.clone(), &cfg, topics);
+        let heartbeat = Heartbeat::start(router.clone(), &cfg, topics);
         Ok(GroupConsumer {
             cfg,
-            groups,
             router,
             heartbeat: Some(heartbeat),
             listener,
@@ -202,7 +201,7 @@ impl GroupConsumer {
     pub async fn poll(&mut self, max_wait: Duration) -> Result<Vec<ConsumedRecord>, ClientError> {
         let deadline = Instant::now() + max_wait;
         loop {
-            self.reconcile().await?;
+            self.reconcile(deadline).await?;
             if self.cfg.enable_auto_commit
                 && self.last_commit.elapsed() >= self.cfg.auto_commit_interval
             {
@@ -217,17 +216,26 @@ impl GroupConsumer {
         }
     }
 
-    /// Commits the positions of every owned partition (what `poll` returned so far).
+    /// Commits the positions of every owned partition (what `poll` returned so far), to the
+    /// group's coordinator. While the coordinator moves (`NOT_COORDINATOR`, an election, a
+    /// new coordinator loading the group, an unreachable coordinator in a cluster) the commit
+    /// follows it and is retried, until the request timeout (or
+    /// [`crate::COORDINATOR_RETRY_TIMEOUT`] without one) has passed since the call; then the
+    /// last such error is returned, and [`ClientError::is_retriable`] is true for it. Auto-commits
+    /// (on the interval, before a revoke, on close) take the same path.
     ///
     /// # Errors
-    /// [`ClientError`] from the broker: a fenced member's commit is refused.
+    /// [`ClientError`] from the broker: a fenced member's commit is refused (a new coordinator
+    /// refuses it with `UnknownMemberId` until the member has rejoined); a coordinator that
+    /// stayed unavailable, as above.
     pub async fn commit(&mut self) -> Result<(), ClientError> {
         self.drop_lost();
         let positions = self.positions.clone();
         self.commit_positions(&positions).await
     }
 
-    /// Commits the given offsets (the next offset to read per partition) with `metadata`.
+    /// Commits the given offsets (the next offset to read per partition) with `metadata`,
+    /// following the coordinator as [`GroupConsumer::commit`] does.
     ///
     /// # Errors
     /// [`ClientError`] from the broker.
@@ -269,7 +277,7 @@ impl GroupConsumer {
                     .unwrap_or_else(|e| e.into_inner())
                     .member_id
                     .clone();
-                leave(&mut self.groups, &self.cfg.group_id, &member_id).await
+                leave(&self.router, &self.cfg.group_id, &member_id).await
             }
             None => Ok(()),
         };
@@ -312,7 +320,16 @@ impl GroupConsumer {
                 })
                 .collect(),
         };
-        self.groups.commit_offsets(request).await?;
+        // Safe to send again: the same offsets under the same member epoch, and a coordinator
+        // that has since seen the member rejoin refuses the stale epoch.
+        let group = self.cfg.group_id.clone();
+        let deadline = self.router.coordinator_deadline();
+        self.router
+            .on_coordinator(&group, deadline, |channel| {
+                let request = request.clone();
+                async move { GroupsClient::new(channel).commit_offsets(request).await }
+            })
+            .await?;
         for (p, offset) in offsets {
             self.committed.insert(p.clone(), *offset);
         }
@@ -320,8 +337,10 @@ impl GroupConsumer {
     }
 
     /// Acts on what the coordinator said: drops lost partitions, commits and gives up revoked
-    /// ones, then takes newly assigned ones at their committed offsets.
-    async fn reconcile(&mut self) -> Result<(), ClientError> {
+    /// ones, then takes newly assigned ones at their committed offsets. When those cannot be
+    /// read by `deadline` for a reason that may pass (the coordinator is moving), the new
+    /// partitions wait for the next call: none is taken from a guess.
+    async fn reconcile(&mut self, deadline: Instant) -> Result<(), ClientError> {
         let Some(heartbeat) = &self.heartbeat else {
             return Err(ClientError::Closed);
         };
@@ -368,7 +387,14 @@ impl GroupConsumer {
             .cloned()
             .collect();
         if !added.is_empty() {
-            let starts = self.start_positions(&added).await?;
+            let starts = match self.start_positions(&added, deadline).await {
+                Ok(starts) => starts,
+                Err(err) if err.is_retriable() => {
+                    tracing::debug!(group = %self.cfg.group_id, %err, "start positions not read yet; retrying at the next poll");
+                    return Ok(());
+                }
+                Err(err) => return Err(err),
+            };
             for (p, start) in starts {
                 self.positions.insert(p.clone(), start.position);
                 // Only a real commit counts as committed: a position from `auto.offset.reset`
@@ -420,20 +446,28 @@ impl GroupConsumer {
         wake.notify_one();
     }
 
-    /// Where each partition starts: the committed offset (or the `auto_offset_reset`
-    /// position), and its high watermark.
+    /// Where each partition starts: the committed offset, read from the coordinator (following
+    /// it until `deadline`, or for one attempt when that has passed), or the
+    /// `auto_offset_reset` position; and its high watermark.
     async fn start_positions(
         &mut self,
         partitions: &[TopicPartition],
+        deadline: Instant,
     ) -> Result<BTreeMap<TopicPartition, Start>, ClientError> {
+        let request = FetchOffsetsRequest {
+            group_id: self.cfg.group_id.clone(),
+            partitions: to_wire(&partitions.iter().cloned().collect()),
+        };
         let committed = self
-            .groups
-            .fetch_offsets(FetchOffsetsRequest {
-                group_id: self.cfg.group_id.clone(),
-                partitions: to_wire(&partitions.iter().cloned().collect()),
+            .router
+            .on_coordinator(&self.cfg.group_id, deadline, |channel| {
+                let request = request.clone();
+                async move {
+                    let answer = GroupsClient::new(channel).fetch_offsets(request).await?;
+                    Ok(answer.into_inner())
+                }
             })
-            .await?
-            .into_inner();
+            .await?;
         let committed: BTreeMap<TopicPartition, i64> = committed
             .offsets
             .into_iter()

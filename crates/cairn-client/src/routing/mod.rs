@@ -22,6 +22,7 @@ mod leader_cache;
 mod offsets;
 mod router;
 
+pub(crate) use coordinator_cache::{is_hint, retry_pause};
 pub use leader_cache::METADATA_MAX_AGE;
 pub(crate) use offsets::list_offsets;
 pub use router::{COORDINATOR_RETRY_TIMEOUT, METADATA_REFRESH_INTERVAL, METADATA_REQUEST_TIMEOUT};
