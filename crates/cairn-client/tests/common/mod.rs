@@ -71,3 +71,38 @@ pub async fn admin(brokers: &str) -> Admin {
     }
     panic!("the server did not come up at {brokers}");
 }
+
+/// Node `node_id` of a cluster whose nodes (id to gRPC address) are `peers`, over `dir`, on
+/// its address in `peers`; dropping the sender stops it, and the handle ends once it has.
+pub fn serve_in_cluster(
+    dir: &Path,
+    node_id: u64,
+    peers: &std::collections::BTreeMap<u64, String>,
+) -> (oneshot::Sender<()>, JoinHandle<()>) {
+    let cluster = cairn_broker::ClusterSpec::new(
+        Some(node_id),
+        peers.clone(),
+        cairn_broker::RaftTimings::default(),
+        None,
+    )
+    .unwrap();
+    let cfg = ServerConfig {
+        data_dir: dir.to_path_buf(),
+        grpc_addr: peers[&node_id].parse().unwrap(),
+        http_addr: free_port(),
+        cluster,
+        advertised_address: None,
+        topic_defaults: cairn_broker::TopicConfig::default(),
+        max_partitions: cairn_broker::DEFAULT_MAX_PARTITIONS,
+        connections: cairn_server::connections::ConnectionLimits::default(),
+    };
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        run(cfg, async move {
+            let _ = stopped.await;
+        })
+        .await
+        .unwrap();
+    });
+    (stop, server)
+}
