@@ -133,7 +133,11 @@ fn show_attempts(attempts: &[ConnectAttempt]) -> String {
 impl ClientError {
     /// True when the same call may succeed if retried (a full disk or queue, a timeout, a broker
     /// that is starting or moving leadership, a group coordinator that moved, is being elected
-    /// or is loading the group).
+    /// or is loading the group). A group member's refusals (`UnknownMemberId`,
+    /// `FencedMemberEpoch`, `StaleMemberEpoch`) count too: a [`crate::GroupConsumer`] rejoins by
+    /// itself (as it must after its coordinator moved, since a new coordinator does not know
+    /// it), and its next commit, under the new member epoch, may succeed. The refused commit's
+    /// offsets are not committed; the records since the last commit are read again.
     pub fn is_retriable(&self) -> bool {
         match self {
             ClientError::Broker { code, status, .. } => {
@@ -147,6 +151,9 @@ impl ClientError {
                         | ErrorCode::NotCoordinator
                         | ErrorCode::CoordinatorNotAvailable
                         | ErrorCode::CoordinatorLoadInProgress
+                        | ErrorCode::UnknownMemberId
+                        | ErrorCode::FencedMemberEpoch
+                        | ErrorCode::StaleMemberEpoch
                 ) || matches!(
                     status,
                     tonic::Code::Unavailable | tonic::Code::DeadlineExceeded
@@ -340,6 +347,15 @@ mod tests {
         // Retriable by its code alone, whatever the status says.
         let moved_local = ClientError::local(ErrorCode::NotCoordinator, "moved");
         assert!(moved_local.is_retriable());
+        // A member a new coordinator does not know rejoins; its next commit may succeed.
+        let unknown = ClientError::from(broker_status(
+            tonic::Code::FailedPrecondition,
+            ErrorCode::UnknownMemberId,
+            &[],
+        ));
+        assert!(unknown.is_retriable() && !unknown.outcome_unknown());
+        let bad_group = ClientError::local(ErrorCode::InvalidGroupId, "bad");
+        assert!(!bad_group.is_retriable());
     }
 
     #[test]

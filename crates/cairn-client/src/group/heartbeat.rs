@@ -52,6 +52,23 @@ pub(crate) struct Membership {
     /// expired this member before that plus the session timeout, which is what lets `poll`
     /// trust a fetch answer it got ahead of time.
     pub answered_heartbeat_sent: Option<Instant>,
+    /// How many times this member was fenced: a caller that saw the membership before a call
+    /// tells by it whether the heartbeat task has fenced (and maybe rejoined) since, which the
+    /// epoch alone cannot (a new coordinator may give the old epoch number again).
+    pub fence_count: u64,
+}
+
+impl Membership {
+    /// The coordinator does not know this member (or not under its epoch): every partition is
+    /// lost (the polling side drops them without committing) and the next beat rejoins.
+    pub fn fence(&mut self) {
+        self.fence_count += 1;
+        self.lost = true;
+        self.epoch = 0;
+        self.assigned.clear();
+        self.complete = false;
+        self.joined = false;
+    }
 }
 
 /// The running heartbeat task.
@@ -157,11 +174,7 @@ async fn run(
                 match err.code() {
                     Some(ErrorCode::UnknownMemberId | ErrorCode::FencedMemberEpoch) => {
                         tracing::warn!(group = %cfg.group_id, member = %m.member_id, %err, "fenced by the coordinator; rejoining");
-                        m.lost = true;
-                        m.epoch = 0;
-                        m.assigned.clear();
-                        m.complete = false;
-                        m.joined = false;
+                        m.fence();
                         Duration::ZERO
                     }
                     _ if rerouted => {

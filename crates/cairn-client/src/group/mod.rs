@@ -226,8 +226,11 @@ impl GroupConsumer {
     ///
     /// # Errors
     /// [`ClientError`] from the broker: a fenced member's commit is refused (a new coordinator
-    /// refuses it with `UnknownMemberId` until the member has rejoined); a coordinator that
-    /// stayed unavailable, as above.
+    /// refuses it with `UnknownMemberId` until the member has rejoined). Such a refusal fences
+    /// the member at once: the next `poll` drops its partitions without committing (the
+    /// listener hears `on_partitions_lost`) and takes them again at the committed offsets
+    /// after the rejoin. A coordinator that stayed unavailable, as above. Both are
+    /// [`ClientError::is_retriable`]: the member carries on, and a later commit may succeed.
     pub async fn commit(&mut self) -> Result<(), ClientError> {
         self.drop_lost();
         let positions = self.positions.clone();
@@ -238,16 +241,24 @@ impl GroupConsumer {
     /// following the coordinator as [`GroupConsumer::commit`] does.
     ///
     /// # Errors
-    /// [`ClientError`] from the broker.
+    /// [`ClientError`] from the broker, as for [`GroupConsumer::commit`]; `FencedMemberEpoch`
+    /// without sending anything when the member was found fenced since the last call (its
+    /// partitions are dropped: the offsets given may be another member's to commit now).
     pub async fn commit_offsets(
         &mut self,
         offsets: &BTreeMap<TopicPartition, i64>,
         metadata: &str,
     ) -> Result<(), ClientError> {
         if self.drop_lost() {
-            return Err(ClientError::InvalidArgument(
-                "this member was fenced and lost its partitions; nothing was committed".to_string(),
-            ));
+            // Retriable, as the refusal that fenced the member: it is rejoining, and a commit
+            // of what it reads after that may succeed.
+            return Err(ClientError::Broker {
+                code: ErrorCode::FencedMemberEpoch,
+                status: tonic::Code::FailedPrecondition,
+                message: "this member was fenced and lost its partitions; nothing was committed"
+                    .to_string(),
+                leader: None,
+            });
         }
         self.send_commit(offsets, metadata).await
     }
@@ -306,6 +317,12 @@ impl GroupConsumer {
         metadata: &str,
     ) -> Result<(), ClientError> {
         let (member_id, member_epoch) = self.member();
+        let fence_count = self.heartbeat.as_ref().map(|h| {
+            h.shared
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .fence_count
+        });
         let request = CommitOffsetsRequest {
             group_id: self.cfg.group_id.clone(),
             member_id,
@@ -324,12 +341,34 @@ impl GroupConsumer {
         // that has since seen the member rejoin refuses the stale epoch.
         let group = self.cfg.group_id.clone();
         let deadline = self.router.coordinator_deadline();
-        self.router
+        let committed = self
+            .router
             .on_coordinator(&group, deadline, |channel| {
                 let request = request.clone();
                 async move { GroupsClient::new(channel).commit_offsets(request).await }
             })
-            .await?;
+            .await;
+        if let Err(err) = committed {
+            if matches!(
+                err.code(),
+                Some(ErrorCode::UnknownMemberId | ErrorCode::FencedMemberEpoch)
+            ) && let Some(heartbeat) = &self.heartbeat
+            {
+                // The coordinator (perhaps a new one) does not know this member at the epoch
+                // the commit carried. Unless the heartbeat task has fenced it since the commit
+                // was sent, the member is fenced now: the next poll drops its partitions
+                // before fetching more records it could not commit, and the heartbeat task,
+                // woken, rejoins at once instead of after its interval or backoff.
+                {
+                    let mut m = heartbeat.shared.lock().unwrap_or_else(|e| e.into_inner());
+                    if member_epoch != 0 && Some(m.fence_count) == fence_count {
+                        m.fence();
+                    }
+                }
+                heartbeat.wake.notify_one();
+            }
+            return Err(err);
+        }
         for (p, offset) in offsets {
             self.committed.insert(p.clone(), *offset);
         }
@@ -683,3 +722,6 @@ impl GroupConsumer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -4,8 +4,8 @@
 //! It exists so the client's coordinator routing can be driven through moves, elections and
 //! dead nodes deterministically, without the broker's replication behind it.
 //!
-//! Only `FindCoordinator`, `Heartbeat`, `FetchOffsets`, `ListGroups` and `GetMetadata` do
-//! anything; the other calls answer UNIMPLEMENTED.
+//! Only `FindCoordinator`, `Heartbeat`, `CommitOffsets`, `FetchOffsets`, `ListGroups` and
+//! `GetMetadata` do anything; the other calls answer UNIMPLEMENTED.
 
 #![allow(clippy::unwrap_used, reason = "test code")]
 
@@ -36,6 +36,8 @@ pub(crate) struct Truth {
     pub coordinator: Option<i32>,
     /// True while the coordinator is loading the groups' offsets.
     pub loading: bool,
+    /// The heartbeat interval the coordinator gives (at least 50 ms).
+    pub heartbeat_interval_ms: u32,
 }
 
 impl Truth {
@@ -59,6 +61,8 @@ pub(crate) struct FakeNode {
     pub finds: AtomicUsize,
     pub heartbeats: AtomicUsize,
     pub fetches: AtomicUsize,
+    /// Commits taken.
+    pub commits: AtomicUsize,
     pub metadata_reads: AtomicUsize,
 }
 
@@ -125,18 +129,33 @@ impl Groups for FakeNode {
         Ok(Response::new(HeartbeatResponse {
             member_id: request.member_id,
             member_epoch,
-            heartbeat_interval_ms: 50,
+            heartbeat_interval_ms: self.truth.lock().unwrap().heartbeat_interval_ms.max(50),
             assignment: Vec::new(),
             session_timeout_ms: 45_000,
             assignment_complete: true,
         }))
     }
 
+    /// Takes a commit from a member that joined at this node, and counts it.
     async fn commit_offsets(
         &self,
-        _request: Request<CommitOffsetsRequest>,
+        request: Request<CommitOffsetsRequest>,
     ) -> Result<Response<CommitOffsetsResponse>, Status> {
-        Err(Status::unimplemented("fake"))
+        self.check_coordinator()?;
+        if !self
+            .members
+            .lock()
+            .unwrap()
+            .contains(&request.into_inner().member_id)
+        {
+            return Err(refusal(
+                ErrorCode::UnknownMemberId,
+                Code::FailedPrecondition,
+                &[],
+            ));
+        }
+        self.commits.fetch_add(1, Ordering::SeqCst);
+        Ok(Response::new(CommitOffsetsResponse::default()))
     }
 
     /// Answers one offset whose partition is this node's id, so a test sees who answered.
@@ -268,6 +287,7 @@ impl FakeCluster {
                 .collect(),
             coordinator,
             loading: false,
+            heartbeat_interval_ms: 50,
         }));
         let mut nodes = BTreeMap::new();
         let mut stops = BTreeMap::new();
@@ -280,6 +300,7 @@ impl FakeCluster {
                 finds: AtomicUsize::new(0),
                 heartbeats: AtomicUsize::new(0),
                 fetches: AtomicUsize::new(0),
+                commits: AtomicUsize::new(0),
                 metadata_reads: AtomicUsize::new(0),
             });
             let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
