@@ -8,67 +8,21 @@
 
 #![allow(clippy::unwrap_used, reason = "tests: a failure here is a failed test")]
 
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 mod common;
 
-use common::cluster::{Cluster, consume_all, spawn_producer, start_cluster, tally};
-use common::*;
+use common::cluster::{
+    Cluster, consume_all, spawn_producer, start_cluster, tally, wait_replicas_agree,
+};
 
 const TOPIC: &str = "orders";
 const PARTITIONS: i32 = 3;
 
 /// Longer than the default election timeout's upper end (2 s) plus openraft's lease.
 const PAUSE: Duration = Duration::from_secs(5);
-
-/// The bytes of every `.log` segment of partition `partition`'s copy on node `node`, in order.
-fn replica_bytes(dir: &Path, node: usize, partition: i32) -> Vec<u8> {
-    let replicas = dir.join(format!("node-{node}")).join("replicas");
-    let Ok(entries) = std::fs::read_dir(&replicas) else {
-        return Vec::new();
-    };
-    let prefix = format!("{TOPIC}-{partition}.g");
-    let mut bytes = Vec::new();
-    for entry in entries.flatten() {
-        if !entry.file_name().to_string_lossy().starts_with(&prefix) {
-            continue;
-        }
-        let mut segments: Vec<_> = std::fs::read_dir(entry.path())
-            .unwrap()
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "log"))
-            .collect();
-        segments.sort();
-        for segment in segments {
-            bytes.extend(std::fs::read(segment).unwrap());
-        }
-    }
-    bytes
-}
-
-/// Waits until every partition's three copies hold the same bytes (followers catch up within
-/// moments once nothing is being written).
-async fn wait_replicas_agree(dir: &Path) {
-    let deadline = Instant::now() + PATIENCE;
-    for partition in 0..PARTITIONS {
-        loop {
-            let copies: Vec<Vec<u8>> = (1..=3).map(|n| replica_bytes(dir, n, partition)).collect();
-            if !copies[0].is_empty() && copies.iter().all(|c| c == &copies[0]) {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "partition {partition}'s replicas differ: {:?} bytes",
-                copies.iter().map(Vec::len).collect::<Vec<_>>()
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-}
 
 /// The live node leading `partition` now.
 async fn leader_of(cluster: &Cluster, partition: usize) -> i32 {
@@ -116,7 +70,7 @@ async fn a_killed_and_a_paused_leader_lose_nothing_and_replicas_agree() {
         acknowledged.len()
     );
     assert_eq!((lost, duplicates), (0, 0));
-    wait_replicas_agree(dir.path()).await;
+    wait_replicas_agree(dir.path(), TOPIC, PARTITIONS).await;
 }
 
 /// A tiny deterministic generator, so a seed repeats a run's choices exactly.
@@ -181,5 +135,5 @@ async fn a_seeded_loop_of_kills_and_pauses_loses_and_duplicates_nothing() {
         acknowledged.len()
     );
     assert_eq!((lost, duplicates), (0, 0), "seed {seed}");
-    wait_replicas_agree(dir.path()).await;
+    wait_replicas_agree(dir.path(), TOPIC, PARTITIONS).await;
 }

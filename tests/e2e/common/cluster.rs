@@ -22,6 +22,8 @@ pub struct Cluster {
     pub logs: Vec<PathBuf>,
     /// Node `i + 1`'s `serve` arguments, to restart it as it was.
     args: Vec<Vec<String>>,
+    /// Node `i + 1`'s network namespace, when it runs in one (`common::netns`).
+    namespaces: Vec<Option<String>>,
 }
 
 /// A loopback address nothing listens on (bound and released).
@@ -38,6 +40,25 @@ fn free_address() -> String {
 /// [`Cluster::wait_for_leaders`].
 pub fn start_cluster(dir: &Path, count: usize) -> Cluster {
     let addresses: Vec<String> = (0..count).map(|_| free_address()).collect();
+    let http: Vec<String> = (0..count).map(|_| free_address()).collect();
+    start_nodes(dir, addresses, http, vec![None; count])
+}
+
+/// Starts one node per host of `net` (ids 1 to its node count), each in its own namespace and
+/// listening on its own address there.
+pub fn start_cluster_in(dir: &Path, net: &super::netns::TestNet, count: usize) -> Cluster {
+    let addresses = (1..=count).map(|n| format!("{}:7070", net.ip(n))).collect();
+    let http = (1..=count).map(|n| format!("{}:7071", net.ip(n))).collect();
+    let namespaces = (1..=count).map(|n| Some(net.namespace(n))).collect();
+    start_nodes(dir, addresses, http, namespaces)
+}
+
+fn start_nodes(
+    dir: &Path,
+    addresses: Vec<String>,
+    http: Vec<String>,
+    namespaces: Vec<Option<String>>,
+) -> Cluster {
     let peers: Vec<String> = addresses
         .iter()
         .enumerate()
@@ -49,6 +70,7 @@ pub fn start_cluster(dir: &Path, count: usize) -> Cluster {
         addresses: addresses.clone(),
         logs: Vec::new(),
         args: Vec::new(),
+        namespaces: namespaces.clone(),
     };
     for (i, address) in addresses.iter().enumerate() {
         let node_id = (i + 1).to_string();
@@ -63,14 +85,14 @@ pub fn start_cluster(dir: &Path, count: usize) -> Cluster {
             "--grpc-addr",
             address,
             "--http-addr",
-            &free_address(),
+            &http[i],
             "--data-dir",
             data_dir.to_str().unwrap(),
         ]
         .iter()
         .map(|a| a.to_string())
         .collect();
-        let child = spawn_node(&args, &log);
+        let child = spawn_node(&args, &log, namespaces[i].as_deref());
         cluster.nodes.push(Some(child));
         cluster.logs.push(log);
         cluster.args.push(args);
@@ -78,10 +100,22 @@ pub fn start_cluster(dir: &Path, count: usize) -> Cluster {
     cluster
 }
 
-/// Starts one node with `args`, appending its log to `log`, and waits for its ready line.
-fn spawn_node(args: &[String], log: &Path) -> Child {
+/// Starts one node with `args` (in namespace `namespace`, if any), appending its log to `log`,
+/// and waits for its ready line.
+fn spawn_node(args: &[String], log: &Path, namespace: Option<&str>) -> Child {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut command = cairn(&args);
+    let mut command = match namespace {
+        // `ip netns exec` replaces itself with the program: the child's pid is the node's.
+        Some(ns) => {
+            let mut command = std::process::Command::new(super::netns::ip_program());
+            command
+                .args(["netns", "exec", ns, env!("CARGO_BIN_EXE_cairn")])
+                .args(&args)
+                .env_clear();
+            command
+        }
+        None => cairn(&args),
+    };
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -119,7 +153,11 @@ impl Cluster {
     pub fn restart(&mut self, node_id: i32) {
         let index = usize::try_from(node_id - 1).unwrap();
         assert!(self.nodes[index].is_none(), "node {node_id} is running");
-        let child = spawn_node(&self.args[index], &self.logs[index]);
+        let child = spawn_node(
+            &self.args[index],
+            &self.logs[index],
+            self.namespaces[index].as_deref(),
+        );
         self.nodes[index] = Some(child);
     }
 
@@ -312,6 +350,54 @@ pub fn tally(
         .count();
     let duplicates = seen.values().map(|&n| n - 1).sum();
     (lost, duplicates)
+}
+
+/// The bytes of every `.log` segment of partition `partition`'s copy on node `node`, in order.
+pub fn replica_bytes(dir: &Path, topic: &str, node: usize, partition: i32) -> Vec<u8> {
+    let replicas = dir.join(format!("node-{node}")).join("replicas");
+    let Ok(entries) = std::fs::read_dir(&replicas) else {
+        return Vec::new();
+    };
+    let prefix = format!("{topic}-{partition}.g");
+    let mut bytes = Vec::new();
+    for entry in entries.flatten() {
+        if !entry.file_name().to_string_lossy().starts_with(&prefix) {
+            continue;
+        }
+        let mut segments: Vec<_> = std::fs::read_dir(entry.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "log"))
+            .collect();
+        segments.sort();
+        for segment in segments {
+            bytes.extend(std::fs::read(segment).unwrap());
+        }
+    }
+    bytes
+}
+
+/// Waits until every partition of `topic`'s three copies hold the same bytes (followers catch up within
+/// moments once nothing is being written).
+pub async fn wait_replicas_agree(dir: &Path, topic: &str, partitions: i32) {
+    let deadline = Instant::now() + PATIENCE;
+    for partition in 0..partitions {
+        loop {
+            let copies: Vec<Vec<u8>> = (1..=3)
+                .map(|n| replica_bytes(dir, topic, n, partition))
+                .collect();
+            if !copies[0].is_empty() && copies.iter().all(|c| c == &copies[0]) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "partition {partition}'s replicas differ: {:?} bytes",
+                copies.iter().map(Vec::len).collect::<Vec<_>>()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
 }
 
 impl Drop for Cluster {

@@ -11,6 +11,7 @@
 )]
 
 pub mod cluster;
+pub mod netns;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;

@@ -1,9 +1,17 @@
 //! Node-level liveness, and elections steered by it. Each node probes each peer once per
 //! heartbeat interval (one small call per node pair, however many groups they share). When a
-//! peer stops answering, every group it led here gets exactly one candidate: the live replica
-//! with the lowest node id (every survivor computes the same one from the same facts). That
-//! candidate calls an election as soon as openraft's leader lease, which makes followers refuse
-//! votes for `election_timeout_max` after the leader's last word, has run out.
+//! peer stops answering, every group it led here gets exactly one candidate per round: in the
+//! first round the live replica with the lowest node id, in the next the next one, and so on
+//! (every survivor computes the same one from the same facts). The candidate calls an election
+//! as soon as openraft's leader lease, which makes followers refuse votes for
+//! `election_timeout_max` after the leader's last word, has run out.
+//!
+//! Why the candidate changes between rounds: a candidate wins only with a log at least as
+//! complete as a majority's, and the lowest id may hold less than another survivor (the dead
+//! leader's last entries reached one follower only). Each of its failed elections raised the
+//! term, which resets the other survivors' own election timers, so always asking the same node
+//! kept a partition leaderless for as long as the steering lasted; a network partition test
+//! found it.
 //!
 //! Why: with openraft's own randomized timers alone, the two survivors of each of hundreds of
 //! groups time out independently, and some pairs time out together and split their votes, round
@@ -33,6 +41,10 @@ pub(crate) struct LivenessTimings {
     /// (the election timeout's upper end).
     pub(crate) lease: Duration,
 }
+
+/// Rounds of elections called for a dead peer's groups: each live replica gets at least two
+/// turns with three replicas.
+const TAKE_OVER_ROUNDS: usize = 6;
 
 /// Probes every peer and steers elections of the groups a dead peer led. Ends when `groups`
 /// is the last handle (the broker is gone).
@@ -114,8 +126,9 @@ async fn futures_join_all<F: std::future::Future>(
     out
 }
 
-/// For each group `dead` led where this node is the designated candidate, calls an election
-/// once the lease is over, and again a few times while the group still has no live leader.
+/// For each group `dead` led that still has no live leader, calls an election where this node
+/// is the round's designated candidate, once the lease is over, and again for a few rounds
+/// (each with the next live replica as the candidate) while the group stays leaderless.
 async fn take_over(
     me: NodeId,
     dead_peer: NodeId,
@@ -125,7 +138,8 @@ async fn take_over(
     timings: LivenessTimings,
 ) {
     tokio::time::sleep_until(lease_ends).await;
-    for attempt in 0..5u32 {
+    for attempt in 0..TAKE_OVER_ROUNDS {
+        let mut leaderless = 0usize;
         let candidates: Vec<Raft<PartitionRaft>> = groups
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -133,28 +147,34 @@ async fn take_over(
             .filter(|raft| {
                 let m = raft.metrics();
                 let m = m.borrow();
-                let leaderless = m.current_leader.is_none_or(|l| l == dead_peer)
-                    && m.state != ServerState::Leader;
-                let designated = m
+                if m.current_leader.is_some_and(|l| l != dead_peer)
+                    || m.state == ServerState::Leader
+                {
+                    return false;
+                }
+                leaderless += 1;
+                let mut live: Vec<NodeId> = m
                     .membership_config
                     .membership()
                     .voter_ids()
                     .filter(|v| *v != dead_peer && !dead.get(v).copied().unwrap_or(false))
-                    .min()
-                    == Some(me);
-                leaderless && designated
+                    .collect();
+                live.sort_unstable();
+                !live.is_empty() && live[attempt % live.len()] == me
             })
             .cloned()
             .collect();
-        if candidates.is_empty() {
+        if leaderless == 0 {
             return;
         }
-        tracing::info!(
-            dead_peer,
-            groups = candidates.len(),
-            attempt,
-            "calling elections for groups a dead peer led"
-        );
+        if !candidates.is_empty() {
+            tracing::info!(
+                dead_peer,
+                groups = candidates.len(),
+                attempt,
+                "calling elections for groups a dead peer led"
+            );
+        }
         for raft in &candidates {
             if let Err(e) = raft.trigger().elect().await {
                 tracing::debug!(error = %e, "election not called");
