@@ -92,7 +92,7 @@ fn start_nodes(
         .iter()
         .map(|a| a.to_string())
         .collect();
-        let child = spawn_node(&args, &log, namespaces[i].as_deref());
+        let child = spawn_node(&args, &log, namespaces[i].as_deref(), &[]);
         cluster.nodes.push(Some(child));
         cluster.logs.push(log);
         cluster.args.push(args);
@@ -100,21 +100,31 @@ fn start_nodes(
     cluster
 }
 
-/// Starts one node with `args` (in namespace `namespace`, if any), appending its log to `log`,
-/// and waits for its ready line.
-fn spawn_node(args: &[String], log: &Path, namespace: Option<&str>) -> Child {
+/// Starts one node with `args` (in namespace `namespace`, if any, and under `wrapper`, a
+/// program and its arguments that run the binary, such as `fiu-run -x`), appending its log to
+/// `log`, and waits for its ready line.
+fn spawn_node(args: &[String], log: &Path, namespace: Option<&str>, wrapper: &[&str]) -> Child {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut command = match namespace {
-        // `ip netns exec` replaces itself with the program: the child's pid is the node's.
-        Some(ns) => {
-            let mut command = std::process::Command::new(super::netns::ip_program());
-            command
-                .args(["netns", "exec", ns, env!("CARGO_BIN_EXE_cairn")])
-                .args(&args)
-                .env_clear();
+    let mut command = match (namespace, wrapper) {
+        (None, []) => cairn(&args),
+        // `ip netns exec` and the wrappers replace themselves with the program: the child's
+        // pid is the node's.
+        _ => {
+            let mut line: Vec<&str> = Vec::new();
+            if let Some(ns) = namespace {
+                line.extend(["netns", "exec", ns]);
+            }
+            line.extend(wrapper);
+            line.push(env!("CARGO_BIN_EXE_cairn"));
+            line.extend(&args);
+            let (program, rest) = match namespace {
+                Some(_) => (super::netns::ip_program(), &line[..]),
+                None => (line[0], &line[1..]),
+            };
+            let mut command = std::process::Command::new(program);
+            command.args(rest).env_clear();
             command
         }
-        None => cairn(&args),
     };
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -151,14 +161,27 @@ impl Cluster {
 
     /// Starts node `node_id` (1-based) again as it was, over its data, after [`Cluster::kill`].
     pub fn restart(&mut self, node_id: i32) {
+        self.restart_wrapped(node_id, &[]);
+    }
+
+    /// As [`Cluster::restart`], with the binary run by `wrapper` (e.g. `["fiu-run", "-x"]`,
+    /// `["faketime", "+2h"]`; absolute paths, as the environment is cleared).
+    pub fn restart_wrapped(&mut self, node_id: i32, wrapper: &[&str]) {
         let index = usize::try_from(node_id - 1).unwrap();
         assert!(self.nodes[index].is_none(), "node {node_id} is running");
         let child = spawn_node(
             &self.args[index],
             &self.logs[index],
             self.namespaces[index].as_deref(),
+            wrapper,
         );
         self.nodes[index] = Some(child);
+    }
+
+    /// Node `node_id`'s process id while it runs.
+    pub fn pid(&self, node_id: i32) -> Option<u32> {
+        let index = usize::try_from(node_id - 1).ok()?;
+        self.nodes.get(index)?.as_ref().map(Child::id)
     }
 
     /// SIGSTOPs node `node_id` (1-based): it holds its sockets and answers nothing.
