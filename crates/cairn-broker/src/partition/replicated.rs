@@ -573,7 +573,7 @@ impl ReplicatedReplica {
                     .filter(|r| {
                         u64::try_from(*r)
                             .ok()
-                            .is_some_and(|id| self.is_in_sync(&m, id))
+                            .is_some_and(|id| is_in_sync(&m, id, &self.reachability))
                     })
                     .collect();
                 isr.sort_by_key(|r| (Some(*r) != leader, *r));
@@ -587,19 +587,6 @@ impl ReplicatedReplica {
             replicas,
             in_sync_replicas,
         }
-    }
-
-    /// Whether replica `node` is in sync as the leader whose metrics are `m` sees it: this node
-    /// itself, or a follower whose node the liveness probes reach and whose copy is at most
-    /// [`IN_SYNC_MAX_ENTRIES_BEHIND`] entries behind the leader's log. Without the reachability
-    /// check a dead follower would stay in sync for as long as nothing is written (its matched
-    /// index stops where it was), as Kafka's time-based rule would not allow.
-    fn is_in_sync(&self, m: &RaftMetrics<NodeId, PeerNode>, node: NodeId) -> bool {
-        if node == m.id {
-            return true;
-        }
-        !self.reachability.is_unreachable(node)
-            && follower_lag_entries(m, node).is_some_and(|lag| lag <= IN_SYNC_MAX_ENTRIES_BEHIND)
     }
 
     /// Adds this copy to `status`: whether it leads, whether any leader is known, and, where
@@ -617,7 +604,7 @@ impl ReplicatedReplica {
         status.leader_count += 1;
         let mut out_of_sync = false;
         for node in m.membership_config.membership().voter_ids() {
-            if !self.is_in_sync(&m, node) {
+            if !is_in_sync(&m, node, &self.reachability) {
                 out_of_sync = true;
             }
             if node == m.id {
@@ -670,6 +657,23 @@ impl ReplicatedReplica {
     }
 }
 
+/// Whether replica `node` is in sync as the leader whose metrics are `m` sees it: the leader
+/// itself, or a follower whose node the liveness probes reach and whose copy is at most
+/// [`IN_SYNC_MAX_ENTRIES_BEHIND`] entries behind the leader's log. Without the reachability
+/// check a dead follower would stay in sync for as long as nothing is written (its matched
+/// index stops where it was), which Kafka's time-based rule would not allow.
+fn is_in_sync(
+    m: &RaftMetrics<NodeId, PeerNode>,
+    node: NodeId,
+    reachability: &crate::cluster::liveness::PeerReachability,
+) -> bool {
+    if node == m.id {
+        return true;
+    }
+    !reachability.is_unreachable(node)
+        && follower_lag_entries(m, node).is_some_and(|lag| lag <= IN_SYNC_MAX_ENTRIES_BEHIND)
+}
+
 /// Entries of the leader's log (whose metrics are `m`) that follower `node` does not hold yet:
 /// the leader's last log index minus the follower's matched index, counting every entry when
 /// nothing is matched. `None` when `m` is not a leader's or `node` is not replicated to.
@@ -710,5 +714,67 @@ fn raft_failure(topic: &str, index: u32, reason: String) -> BrokerError {
         topic: topic.to_string(),
         partition: index,
         reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A leader's metrics (node 1) with `last` as its last log index and these followers'
+    /// matched indexes.
+    fn leader_metrics(
+        last: Option<u64>,
+        matched: &[(NodeId, Option<u64>)],
+    ) -> RaftMetrics<NodeId, PeerNode> {
+        let mut m = RaftMetrics::new_initial(1);
+        m.state = ServerState::Leader;
+        m.last_log_index = last;
+        m.replication = Some(
+            matched
+                .iter()
+                .map(|(node, index)| (*node, index.map(|i| cairn_raft::wire::log_id(1, i))))
+                .collect(),
+        );
+        m
+    }
+
+    #[test]
+    fn follower_lag_is_the_leaders_last_index_minus_the_followers_matched_one() {
+        let m = leader_metrics(Some(10), &[(1, Some(10)), (2, Some(7)), (3, None)]);
+        assert_eq!(follower_lag_entries(&m, 1), Some(0));
+        assert_eq!(follower_lag_entries(&m, 2), Some(3));
+        // Nothing matched yet: every entry, index 0 included, is missing.
+        assert_eq!(follower_lag_entries(&m, 3), Some(11));
+        assert_eq!(follower_lag_entries(&m, 4), None, "not replicated to");
+    }
+
+    #[test]
+    fn a_follower_is_in_sync_while_reachable_and_close_behind() {
+        use crate::cluster::liveness::PeerReachability;
+        let behind = IN_SYNC_MAX_ENTRIES_BEHIND;
+        let m = leader_metrics(
+            Some(2 * behind),
+            &[(2, Some(behind)), (3, Some(behind - 1))],
+        );
+        let reachability = PeerReachability::default();
+        assert!(is_in_sync(&m, 1, &reachability), "the leader itself");
+        assert!(is_in_sync(&m, 2, &reachability), "exactly the limit behind");
+        assert!(!is_in_sync(&m, 3, &reachability), "one past the limit");
+        // Node 2 stops answering probes: its matched index has not moved, yet it is out.
+        reachability.publish(&[(2, true), (3, false)].into_iter().collect());
+        assert!(!is_in_sync(&m, 2, &reachability), "unreachable");
+        assert!(
+            is_in_sync(&m, 1, &reachability),
+            "the leader is never unreachable to itself"
+        );
+    }
+
+    #[test]
+    fn a_follower_has_no_lag_figures() {
+        let mut m = leader_metrics(Some(10), &[]);
+        m.state = ServerState::Follower;
+        m.replication = None;
+        assert_eq!(follower_lag_entries(&m, 2), None);
     }
 }
