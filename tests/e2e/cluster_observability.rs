@@ -3,7 +3,8 @@
 //! after one node is killed with SIGKILL, a survivor's describe shows it unreachable and the
 //! survivors' `/metrics` show it down (`cairn_cluster_node_up{node="K"} 0`) with partitions
 //! under-replicated; once it is restarted, every node reports it up and no partition
-//! under-replicated.
+//! under-replicated. A single node describes a cluster of one and its `/metrics` has no
+//! `cairn_cluster_*` series.
 
 #![allow(clippy::unwrap_used, reason = "tests: a failure here is a failed test")]
 
@@ -212,4 +213,42 @@ async fn describe_and_metrics_follow_a_node_killed_and_restarted() {
         || describe(&cluster.addresses[2]),
         healthy,
     );
+}
+
+#[test]
+fn a_single_node_describes_a_cluster_of_one_and_exports_no_cluster_series() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = serve_on_free_ports(&dir.path().join("data"))
+        .spawn()
+        .unwrap();
+    let ready = wait_ready(&mut child);
+    let (broker, http) = (ready_field(&ready, "grpc="), ready_field(&ready, "http="));
+    cli_ok(&broker, &["topic", "create", "orders", "--partitions", "2"]);
+    let described: Value = serde_json::from_str(&cli_ok(
+        &broker,
+        &["cluster", "describe", "--format", "json"],
+    ))
+    .unwrap();
+    assert_eq!(described["cluster_id"], Value::Null, "{described}");
+    assert_eq!(described["controller_id"], Value::Null, "{described}");
+    assert_eq!(described["answering_node_id"], 1, "{described}");
+    let nodes = described["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 1, "{described}");
+    let node = &nodes[0];
+    assert_eq!(node["address"], broker.as_str(), "{described}");
+    assert_eq!(node["state"], "alive", "{described}");
+    assert_eq!(node["is_controller"], false, "{described}");
+    // Every partition of every topic: orders' 2 and whatever the node keeps for itself
+    // (its local __consumer_offsets), each one replica and one leadership.
+    let replicas = node["replicas"].as_u64().unwrap();
+    assert!(replicas >= 2, "{described}");
+    assert_eq!(node["leaders"].as_u64(), Some(replicas), "{described}");
+    let text = cli_ok(&broker, &["cluster", "describe"]);
+    assert!(
+        text.starts_with("cluster (none), controller (none), as node 1 sees it\n"),
+        "{text}"
+    );
+    let body = scrape(&http).unwrap();
+    assert!(!body.contains("cairn_cluster_"), "{body}");
+    stop_broker(child);
 }
