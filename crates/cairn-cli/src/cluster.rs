@@ -1,8 +1,13 @@
 //! `cairn cluster info`: what the broker answering says about the cluster, from the Metadata
 //! service: its node id and software version, every node with its address, and every topic with
 //! its partition count (internal topics excluded, as the service leaves them out).
+//!
+//! `cairn cluster describe`: the cluster as the answering node sees it, from the Admin
+//! service's DescribeCluster: the cluster id, the controller leader, and every node with its
+//! reachability, whether it is the controller, and its replica and leader counts.
 
-use cairn_client::Admin;
+use anyhow::Context as _;
+use cairn_client::{Admin, DescribeClusterResponse, NodeReachability};
 use clap::Subcommand;
 use serde::Serialize;
 
@@ -19,6 +24,74 @@ pub enum ClusterCommand {
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
+    /// Show the cluster id, the controller leader, and every node as the answering node sees
+    /// it: alive or unreachable, controller or not, replicas and leaderships held.
+    #[command(
+        after_help = "Examples:\n  cairn cluster describe\n  cairn --broker 127.0.0.1:7172 cluster describe --format json\n\nReachability is the answering node's view (its liveness probes); ask another node for its own."
+    )]
+    Describe {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+}
+
+#[derive(Serialize)]
+struct DescribeJson {
+    /// The cluster id; `null` on a single node or before the cluster forms.
+    cluster_id: Option<String>,
+    /// The controller leader's node id; `null` while there is none (and on a single node).
+    controller_id: Option<i32>,
+    /// The node that answered.
+    answering_node_id: i32,
+    nodes: Vec<DescribedNodeJson>,
+}
+
+#[derive(Serialize)]
+struct DescribedNodeJson {
+    node_id: i32,
+    address: String,
+    /// "alive" or "unreachable".
+    state: &'static str,
+    is_controller: bool,
+    replicas: i32,
+    leaders: i32,
+}
+
+impl DescribeJson {
+    /// The API answer in the command's terms; an unknown reachability value (a newer broker)
+    /// is an error rather than a guess.
+    fn from_response(response: DescribeClusterResponse) -> anyhow::Result<DescribeJson> {
+        let nodes = response
+            .nodes
+            .into_iter()
+            .map(|node| {
+                let state = match NodeReachability::try_from(node.reachability) {
+                    Ok(NodeReachability::Alive) => "alive",
+                    Ok(NodeReachability::Unreachable) => "unreachable",
+                    Err(_) => anyhow::bail!(
+                        "node {} has a reachability this client does not know ({})",
+                        node.node_id,
+                        node.reachability
+                    ),
+                };
+                Ok(DescribedNodeJson {
+                    node_id: node.node_id,
+                    address: node.address,
+                    state,
+                    is_controller: node.is_controller,
+                    replicas: node.replica_count,
+                    leaders: node.leader_count,
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(DescribeJson {
+            cluster_id: (!response.cluster_id.is_empty()).then_some(response.cluster_id),
+            controller_id: (response.controller_id >= 0).then_some(response.controller_id),
+            answering_node_id: response.answering_node_id,
+            nodes,
+        })
+    }
 }
 
 #[derive(Serialize)]
@@ -50,7 +123,10 @@ struct TopicJson {
 /// # Errors
 /// An unreachable or silent broker.
 pub async fn run(target: &Target, command: ClusterCommand) -> anyhow::Result<()> {
-    let ClusterCommand::Info { format } = command;
+    let format = match command {
+        ClusterCommand::Info { format } => format,
+        ClusterCommand::Describe { format } => return describe(target, format).await,
+    };
     let admin = Admin::connect_with(&target.brokers, target.timeouts()).await?;
     let metadata = admin.metadata(&[]).await?;
     let info = InfoJson {
@@ -101,6 +177,50 @@ pub async fn run(target: &Target, command: ClusterCommand) -> anyhow::Result<()>
             outln!("topics: {} with {partitions} partitions", info.topics.len())?;
             for topic in &info.topics {
                 outln!("  {}  {}", topic.name, topic.partitions)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs `cairn cluster describe`.
+async fn describe(target: &Target, format: Format) -> anyhow::Result<()> {
+    let admin = Admin::connect_with(&target.brokers, target.timeouts()).await?;
+    let response = admin
+        .describe_cluster()
+        .await
+        .context("describing the cluster")?;
+    let described = DescribeJson::from_response(response)?;
+    match format {
+        Format::Json => outln!("{}", serde_json::to_string_pretty(&described)?)?,
+        Format::Text => {
+            outln!(
+                "cluster {}, controller {}, as node {} sees it",
+                described.cluster_id.as_deref().unwrap_or("(none)"),
+                described
+                    .controller_id
+                    .map_or_else(|| "(none)".to_string(), |id| id.to_string()),
+                described.answering_node_id
+            )?;
+            outln!(
+                "{:>4}  {:<21}  {:<11}  {:<10}  {:>8}  {:>7}",
+                "NODE",
+                "ADDRESS",
+                "STATE",
+                "CONTROLLER",
+                "REPLICAS",
+                "LEADERS"
+            )?;
+            for node in &described.nodes {
+                outln!(
+                    "{:>4}  {:<21}  {:<11}  {:<10}  {:>8}  {:>7}",
+                    node.node_id,
+                    node.address,
+                    node.state,
+                    if node.is_controller { "yes" } else { "" },
+                    node.replicas,
+                    node.leaders
+                )?;
             }
         }
     }

@@ -1,5 +1,5 @@
 //! `Admin`: topic administration (create, list, describe, delete, add partitions, alter
-//! configs) over `cairn.v1.Admin`. Any node takes these calls (a cluster forwards them to its
+//! configs) and the cluster's description over `cairn.v1.Admin`. Any node takes these calls (a cluster forwards them to its
 //! controller), so they go to the node the client connected to, and to the next answering
 //! address of the bootstrap list or the known nodes when that one cannot be reached.
 
@@ -9,7 +9,8 @@ use cairn_proto::v1::admin_client::AdminClient;
 use cairn_proto::v1::metadata_client::MetadataClient;
 use cairn_proto::v1::{
     AddPartitionsRequest, AlterConfigsRequest, CreateTopicRequest, DeleteTopicRequest,
-    DescribeTopicRequest, ListTopicsRequest, MetadataRequest, MetadataResponse, TopicDescription,
+    DescribeClusterRequest, DescribeClusterResponse, DescribeTopicRequest, ListTopicsRequest,
+    MetadataRequest, MetadataResponse, TopicDescription,
 };
 use tonic::transport::Channel;
 
@@ -113,6 +114,26 @@ impl Admin {
                     .await?
                     .into_inner()
                     .names)
+            })
+            .await
+    }
+
+    /// The cluster as the answering node sees it (Kafka's DescribeCluster): the cluster id,
+    /// the controller leader, and every node with its reachability from the answering node and
+    /// its replica and leader counts. `answering_node_id` says which node answered: the first
+    /// reachable address of the bootstrap list, so a caller that wants one node's view
+    /// connects to that node alone. A single node answers a cluster of one (see the proto).
+    ///
+    /// # Errors
+    /// A transport failure on every address; [`ClientError::Broker`] from a broker without
+    /// the call (`Unimplemented`).
+    pub async fn describe_cluster(&self) -> Result<DescribeClusterResponse, ClientError> {
+        self.router
+            .on_any_node(|channel| async move {
+                Ok(admin(channel)
+                    .describe_cluster(DescribeClusterRequest {})
+                    .await?
+                    .into_inner())
             })
             .await
     }

@@ -151,7 +151,8 @@ async fn respond(
 }
 
 /// Partition offsets and sizes, request activity, partition health, fsync latency,
-/// connections, then consumer groups and their lag, then the process, in Prometheus text
+/// connections, then consumer groups and their lag, then replication (in a cluster only),
+/// then the process, in Prometheus text
 /// format. Series of topics deleted since the last scrape are dropped first.
 fn exposition(
     broker: &Broker,
@@ -199,6 +200,9 @@ fn exposition(
     crate::fsync_metrics::render(&cairn_broker::fsync_latency().snapshot(), &mut out);
     connection_metrics.render(&mut out);
     crate::group_metrics::render(broker, &mut out);
+    if let Some(status) = broker.replication_status() {
+        crate::cluster_metrics::render(&status, &mut out);
+    }
     crate::process_metrics::render(&mut out);
     out
 }

@@ -9,7 +9,8 @@
 //! - [`health`]: the server-wide `grpc.health.v1` status kept in step with the partitions
 //!   (NOT_SERVING while one is stopped) and the detail that names them;
 //! - `http`: `/health` and `/metrics` on the admin port, with `group_metrics`,
-//!   `fsync_metrics` and `process_metrics` rendering what is read at scrape time;
+//!   `cluster_metrics` (only on a node in a cluster), `fsync_metrics` and `process_metrics`
+//!   rendering what is read at scrape time;
 //! - [`connections`]: what the gRPC port lets in and for how long (connection limits, handshake
 //!   and idle timeouts, accept back-off); [`descriptor_limit`]: the open-file limit they rest on;
 //! - [`metrics`]: produce and fetch counters and latency histograms; the services count into one
@@ -21,6 +22,7 @@
 //! - [`run`]: opens the broker, binds both ports, adds `grpc.health.v1.Health` and server
 //!   reflection (v1 and v1alpha), and serves until told to stop.
 
+mod cluster_metrics;
 pub mod connections;
 pub mod descriptor_limit;
 mod fsync_metrics;

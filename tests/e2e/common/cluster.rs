@@ -18,6 +18,8 @@ pub struct Cluster {
     pub nodes: Vec<Option<Child>>,
     /// Node `i + 1`'s gRPC address, `host:port`.
     pub addresses: Vec<String>,
+    /// Node `i + 1`'s HTTP address (`/metrics`, `/health`), `host:port`.
+    pub http_addresses: Vec<String>,
     /// Where node `i + 1` logs.
     pub logs: Vec<PathBuf>,
     /// Node `i + 1`'s `serve` arguments, to restart it as it was.
@@ -68,6 +70,7 @@ fn start_nodes(
     let mut cluster = Cluster {
         nodes: Vec::new(),
         addresses: addresses.clone(),
+        http_addresses: http.clone(),
         logs: Vec::new(),
         args: Vec::new(),
         namespaces: namespaces.clone(),

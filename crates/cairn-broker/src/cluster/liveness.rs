@@ -13,6 +13,11 @@
 //! kept a partition leaderless for as long as the steering lasted; a network partition test
 //! found it.
 //!
+//! The loop also publishes what it finds ([`PeerReachability`]), for what the node tells
+//! operators (`DescribeCluster`, `cairn_cluster_node_up`) and for the in-sync replica rule: a
+//! follower on a node the probes cannot reach is not counted in sync, however close its copy
+//! was when it went silent. It is this node's view only; nothing is proposed to the controller.
+//!
 //! Why: with openraft's own randomized timers alone, the two survivors of each of hundreds of
 //! groups time out independently, and some pairs time out together and split their votes, round
 //! after round; a 1,000-partition failover measured 30 s to its last leader. openraft's timers
@@ -30,6 +35,37 @@ use tokio::time::Instant;
 /// The partition groups this node holds, by id, for steering their elections.
 pub(crate) type HeldGroups = Arc<RwLock<HashMap<GroupId, Raft<PartitionRaft>>>>;
 
+/// Which peers this node's probes find unreachable now, as the liveness loop last published
+/// it. Cheap to clone (one `Arc`); a peer not listed (this node, or before the first probe)
+/// counts as reachable.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct PeerReachability(Arc<RwLock<BTreeMap<NodeId, bool>>>);
+
+impl PeerReachability {
+    /// Whether the last probes found `node` silent past the dead-after time.
+    pub(crate) fn is_unreachable(&self, node: NodeId) -> bool {
+        self.0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&node)
+            .copied()
+            .unwrap_or(false)
+    }
+
+    /// Every probed peer with whether it is unreachable, by node id.
+    pub(crate) fn snapshot(&self) -> BTreeMap<NodeId, bool> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces the published view with `dead` (peer to unreachable).
+    pub(crate) fn publish(&self, dead: &BTreeMap<NodeId, bool>) {
+        let mut published = self.0.write().unwrap_or_else(|e| e.into_inner());
+        if *published != *dead {
+            published.clone_from(dead);
+        }
+    }
+}
+
 /// How a node probes its peers and when it calls elections.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct LivenessTimings {
@@ -46,13 +82,15 @@ pub(crate) struct LivenessTimings {
 /// turns with three replicas.
 const TAKE_OVER_ROUNDS: usize = 6;
 
-/// Probes every peer and steers elections of the groups a dead peer led. Ends when `groups`
-/// is the last handle (the broker is gone).
+/// Probes every peer, publishes which are unreachable in `reachability` after each round, and
+/// steers elections of the groups a dead peer led. Ends when `groups` is the last handle (the
+/// broker is gone).
 pub(crate) async fn run(
     me: NodeId,
     peers: Vec<NodeId>,
     transport: Arc<dyn PeerTransport>,
     groups: HeldGroups,
+    reachability: PeerReachability,
     timings: LivenessTimings,
 ) {
     let started = Instant::now();
@@ -62,6 +100,7 @@ pub(crate) async fn run(
         .map(|p| (*p, started))
         .collect();
     let mut dead: BTreeMap<NodeId, bool> = last_seen.keys().map(|p| (*p, false)).collect();
+    reachability.publish(&dead);
     let mut ticker = tokio::time::interval(timings.probe_every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let timeout_ms = u64::try_from(timings.probe_every.as_millis())
@@ -111,6 +150,7 @@ pub(crate) async fn run(
                 tracing::info!(peer, "peer answering again");
             }
         }
+        reachability.publish(&dead);
     }
 }
 

@@ -10,6 +10,9 @@
 //!   (joining, holding this node's share of partitions, admin calls through the controller);
 //!   `directory`: leaders of partitions held elsewhere, from the metadata; `liveness`: one
 //!   probe per node pair, and elections steered to one survivor per group when a peer dies.
+//! - `describe`: [`ClusterDescription`], `DescribeCluster` as this node sees the cluster;
+//!   `replication_status`: [`ReplicationStatus`], the replication figures `/metrics` reports
+//!   (leaderships, under-replicated and offline partitions, follower lag, peers reached).
 //! - `controller_entry`: a controller command as a Raft entry (a one-record batch).
 //! - `controller_sm`: the controller group's openraft state machine over
 //!   [`cairn_controller::ClusterMetadata`], publishing each new version and this node's actions.
@@ -18,8 +21,10 @@ mod broker_cluster;
 pub mod controller;
 pub mod controller_entry;
 pub mod controller_sm;
+pub mod describe;
 pub mod directory;
 pub(crate) mod liveness;
+pub mod replication_status;
 pub mod runtime;
 
 pub use controller::{ClusterError, Controller};
@@ -27,6 +32,8 @@ pub use controller_entry::{ControllerEntryError, decode_command, encode_command}
 pub use controller_sm::{
     ControllerEvent, ControllerRaft, ControllerResponse, ControllerStateMachine,
 };
+pub use describe::{ClusterDescription, NodeDescription, Reachability};
+pub use replication_status::{FollowerLag, NodeUp, ReplicationStatus};
 pub use runtime::ClusterRuntime;
 
 #[cfg(test)]

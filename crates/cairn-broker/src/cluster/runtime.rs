@@ -173,12 +173,14 @@ impl ClusterRuntime {
         let directory = Arc::new(MetadataDirectory::new(controller.subscribe()));
         let (reports_tx, reports_rx) = mpsc::unbounded_channel();
         let held: super::liveness::HeldGroups = Arc::default();
+        let reachability = super::liveness::PeerReachability::default();
         let timings = spec.timings();
         tokio::spawn(super::liveness::run(
             me,
             spec.peers().keys().copied().collect(),
             Arc::clone(&transport),
             Arc::clone(&held),
+            reachability.clone(),
             super::liveness::LivenessTimings {
                 probe_every: Duration::from_millis(timings.heartbeat_ms()),
                 dead_after: Duration::from_millis(timings.election_timeout_min_ms()),
@@ -197,6 +199,8 @@ impl ClusterRuntime {
                 leader_reports: reports_tx,
                 held,
                 retention_purge_interval,
+                reachability,
+                elections: Arc::default(),
             },
             directory,
             data_dir: broker.cfg.data_dir.clone(),

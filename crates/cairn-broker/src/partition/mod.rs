@@ -392,6 +392,15 @@ impl Partition {
         self.damage.note_scanned(range);
     }
 
+    /// Adds this node's copy to `status` when it is a Raft-replicated one (see
+    /// [`crate::cluster::replication_status`]); a single copy, a stopped partition and a
+    /// partition held elsewhere add nothing.
+    pub(crate) fn add_replication(&self, status: &mut crate::cluster::ReplicationStatus) {
+        if let State::Serving(Replica::Replicated(replicated)) = &self.state {
+            replicated.add_replication(status);
+        }
+    }
+
     /// What is wrong with the partition, if anything: stopped (would not open, or its log was
     /// poisoned by a failed write or fsync) before damaged.
     pub(crate) fn problem(&self) -> Option<PartitionProblem> {

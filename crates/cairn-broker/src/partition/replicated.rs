@@ -22,6 +22,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use cairn_codec::batch::Batch;
@@ -37,6 +38,7 @@ use tokio::sync::Mutex as AsyncMutex;
 
 use super::leadership::{LeaderHint, Leadership};
 use super::wait_for_high_watermark;
+use crate::cluster::replication_status::{FollowerLag, ReplicationStatus};
 use crate::error::BrokerError;
 use crate::produce::AckLevel;
 use crate::producer_filter::{ProducerFilter, SequenceError};
@@ -68,6 +70,12 @@ pub(crate) struct GroupContext {
     pub(crate) held: crate::cluster::liveness::HeldGroups,
     /// How often each replica lets Raft purge what retention wants gone.
     pub(crate) retention_purge_interval: std::time::Duration,
+    /// Which peers the node-level liveness probes cannot reach: a follower there is not in
+    /// sync.
+    pub(crate) reachability: crate::cluster::liveness::PeerReachability,
+    /// Times a group on this node became leader (each term won counts once), for
+    /// `cairn_cluster_elections_total`.
+    pub(crate) elections: Arc<AtomicU64>,
 }
 
 /// "This node leads group `group` in term `term`", sent when it happens so the cluster
@@ -84,12 +92,14 @@ pub(crate) struct LeaderReport {
     pub(crate) members: Vec<NodeId>,
 }
 
-/// Watches a group's metrics and reports each term this node wins. Ends when the group stops.
+/// Watches a group's metrics and reports each term this node wins, counting it in
+/// `elections`. Ends when the group stops.
 fn spawn_leader_reports(
     raft: &Raft<PartitionRaft>,
     group: GroupId,
     me: NodeId,
     reports: tokio::sync::mpsc::UnboundedSender<LeaderReport>,
+    elections: Arc<AtomicU64>,
 ) {
     let mut metrics = raft.metrics();
     tokio::spawn(async move {
@@ -108,6 +118,7 @@ fn spawn_leader_reports(
             };
             if let Some(report) = report {
                 reported = Some(report.term);
+                elections.fetch_add(1, Ordering::Relaxed);
                 if reports.send(report).is_err() {
                     return;
                 }
@@ -139,6 +150,7 @@ pub(crate) struct ReplicatedReplica {
     raft_log: RaftLog,
     registry: Arc<GroupRegistry>,
     held: crate::cluster::liveness::HeldGroups,
+    reachability: crate::cluster::liveness::PeerReachability,
     sequencer: Sequencer,
     proposals: AsyncMutex<ProposalState>,
 }
@@ -251,7 +263,13 @@ impl ReplicatedReplica {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(group, raft.clone());
-        spawn_leader_reports(&raft, group, ctx.me, ctx.leader_reports.clone());
+        spawn_leader_reports(
+            &raft,
+            group,
+            ctx.me,
+            ctx.leader_reports.clone(),
+            Arc::clone(&ctx.elections),
+        );
         spawn_retention_purges(raft.clone(), raft_log.clone(), ctx.retention_purge_interval);
         let initialized = raft
             .is_initialized()
@@ -269,6 +287,7 @@ impl ReplicatedReplica {
             raft_log,
             registry: Arc::clone(&ctx.registry),
             held: Arc::clone(&ctx.held),
+            reachability: ctx.reachability.clone(),
             sequencer: Sequencer::default(),
             proposals: AsyncMutex::new(ProposalState::default()),
         })
@@ -547,19 +566,14 @@ impl ReplicatedReplica {
             replicas.swap(0, pos);
         }
         let in_sync_replicas = match &m.replication {
-            Some(progress) => {
-                let last = m.last_log_index.unwrap_or(0);
+            Some(_) => {
                 let mut isr: Vec<i32> = replicas
                     .iter()
                     .copied()
                     .filter(|r| {
-                        u64::try_from(*r).ok().is_some_and(|id| {
-                            progress.get(&id).is_some_and(|matched| {
-                                let at = matched.map_or(0, |l| l.index + 1);
-                                last.saturating_add(1).saturating_sub(at)
-                                    <= IN_SYNC_MAX_ENTRIES_BEHIND
-                            })
-                        })
+                        u64::try_from(*r)
+                            .ok()
+                            .is_some_and(|id| is_in_sync(&m, id, &self.reachability))
                     })
                     .collect();
                 isr.sort_by_key(|r| (Some(*r) != leader, *r));
@@ -572,6 +586,41 @@ impl ReplicatedReplica {
             leader_epoch: LeaderEpoch(i32::try_from(m.current_term).unwrap_or(i32::MAX)),
             replicas,
             in_sync_replicas,
+        }
+    }
+
+    /// Adds this copy to `status`: whether it leads, whether any leader is known, and, where
+    /// it leads, whether a replica is out of sync and how far behind each follower is. Reads
+    /// the group's metrics once.
+    pub(super) fn add_replication(&self, status: &mut ReplicationStatus) {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        if m.current_leader.is_none() {
+            status.offline_count += 1;
+        }
+        if m.state != ServerState::Leader {
+            return;
+        }
+        status.leader_count += 1;
+        let mut out_of_sync = false;
+        for node in m.membership_config.membership().voter_ids() {
+            if !is_in_sync(&m, node, &self.reachability) {
+                out_of_sync = true;
+            }
+            if node == m.id {
+                continue;
+            }
+            if let Some(lag_entries) = follower_lag_entries(&m, node) {
+                status.follower_lags.push(FollowerLag {
+                    topic: Arc::clone(&self.topic),
+                    partition: self.index,
+                    follower: node_i32(node),
+                    lag_entries,
+                });
+            }
+        }
+        if out_of_sync {
+            status.under_replicated_count += 1;
         }
     }
 
@@ -608,6 +657,33 @@ impl ReplicatedReplica {
     }
 }
 
+/// Whether replica `node` is in sync as the leader whose metrics are `m` sees it: the leader
+/// itself, or a follower whose node the liveness probes reach and whose copy is at most
+/// [`IN_SYNC_MAX_ENTRIES_BEHIND`] entries behind the leader's log. Without the reachability
+/// check a dead follower would stay in sync for as long as nothing is written (its matched
+/// index stops where it was), which Kafka's time-based rule would not allow.
+fn is_in_sync(
+    m: &RaftMetrics<NodeId, PeerNode>,
+    node: NodeId,
+    reachability: &crate::cluster::liveness::PeerReachability,
+) -> bool {
+    if node == m.id {
+        return true;
+    }
+    !reachability.is_unreachable(node)
+        && follower_lag_entries(m, node).is_some_and(|lag| lag <= IN_SYNC_MAX_ENTRIES_BEHIND)
+}
+
+/// Entries of the leader's log (whose metrics are `m`) that follower `node` does not hold yet:
+/// the leader's last log index minus the follower's matched index, counting every entry when
+/// nothing is matched. `None` when `m` is not a leader's or `node` is not replicated to.
+fn follower_lag_entries(m: &RaftMetrics<NodeId, PeerNode>, node: NodeId) -> Option<u64> {
+    let matched = m.replication.as_ref()?.get(&node)?;
+    let end = m.last_log_index.map_or(0, |last| last.saturating_add(1));
+    let at = matched.map_or(0, |l| l.index.saturating_add(1));
+    Some(end.saturating_sub(at))
+}
+
 /// A sequence refusal, as the local filter words it.
 fn sequence_refusal(p: &ProducerBatch, check: SequenceCheck) -> BrokerError {
     let err = match check {
@@ -638,5 +714,67 @@ fn raft_failure(topic: &str, index: u32, reason: String) -> BrokerError {
         topic: topic.to_string(),
         partition: index,
         reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A leader's metrics (node 1) with `last` as its last log index and these followers'
+    /// matched indexes.
+    fn leader_metrics(
+        last: Option<u64>,
+        matched: &[(NodeId, Option<u64>)],
+    ) -> RaftMetrics<NodeId, PeerNode> {
+        let mut m = RaftMetrics::new_initial(1);
+        m.state = ServerState::Leader;
+        m.last_log_index = last;
+        m.replication = Some(
+            matched
+                .iter()
+                .map(|(node, index)| (*node, index.map(|i| cairn_raft::wire::log_id(1, i))))
+                .collect(),
+        );
+        m
+    }
+
+    #[test]
+    fn follower_lag_is_the_leaders_last_index_minus_the_followers_matched_one() {
+        let m = leader_metrics(Some(10), &[(1, Some(10)), (2, Some(7)), (3, None)]);
+        assert_eq!(follower_lag_entries(&m, 1), Some(0));
+        assert_eq!(follower_lag_entries(&m, 2), Some(3));
+        // Nothing matched yet: every entry, index 0 included, is missing.
+        assert_eq!(follower_lag_entries(&m, 3), Some(11));
+        assert_eq!(follower_lag_entries(&m, 4), None, "not replicated to");
+    }
+
+    #[test]
+    fn a_follower_is_in_sync_while_reachable_and_close_behind() {
+        use crate::cluster::liveness::PeerReachability;
+        let behind = IN_SYNC_MAX_ENTRIES_BEHIND;
+        let m = leader_metrics(
+            Some(2 * behind),
+            &[(2, Some(behind)), (3, Some(behind - 1))],
+        );
+        let reachability = PeerReachability::default();
+        assert!(is_in_sync(&m, 1, &reachability), "the leader itself");
+        assert!(is_in_sync(&m, 2, &reachability), "exactly the limit behind");
+        assert!(!is_in_sync(&m, 3, &reachability), "one past the limit");
+        // Node 2 stops answering probes: its matched index has not moved, yet it is out.
+        reachability.publish(&[(2, true), (3, false)].into_iter().collect());
+        assert!(!is_in_sync(&m, 2, &reachability), "unreachable");
+        assert!(
+            is_in_sync(&m, 1, &reachability),
+            "the leader is never unreachable to itself"
+        );
+    }
+
+    #[test]
+    fn a_follower_has_no_lag_figures() {
+        let mut m = leader_metrics(Some(10), &[]);
+        m.state = ServerState::Follower;
+        m.replication = None;
+        assert_eq!(follower_lag_entries(&m, 2), None);
     }
 }

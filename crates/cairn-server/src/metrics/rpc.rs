@@ -33,13 +33,14 @@ const CODE_NAMES: [&str; 17] = [
 ];
 
 /// The Admin service's methods, as they appear in the `method` label.
-pub const ADMIN_METHODS: [&str; 6] = [
+pub const ADMIN_METHODS: [&str; 7] = [
     "CreateTopic",
     "ListTopics",
     "DescribeTopic",
     "DeleteTopic",
     "AddPartitions",
     "AlterConfigs",
+    "DescribeCluster",
 ];
 
 /// The Groups service's methods, as they appear in the `method` label.

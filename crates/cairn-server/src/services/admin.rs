@@ -1,13 +1,16 @@
-//! `cairn.v1.Admin`: topic administration, mapped onto the broker.
+//! `cairn.v1.Admin`: topic administration and the cluster's description, mapped onto the
+//! broker.
 
 use std::sync::Arc;
 
+use cairn_broker::cluster::{ClusterDescription, Reachability};
 use cairn_broker::{Broker, TopicInfo};
 use cairn_proto::v1::admin_server::Admin;
 use cairn_proto::v1::{
-    AddPartitionsRequest, AlterConfigsRequest, CreateTopicRequest, CreateTopicResponse,
-    DeleteTopicRequest, DeleteTopicResponse, DescribeTopicRequest, ListTopicsRequest,
-    ListTopicsResponse, PartitionDescription, TopicDescription,
+    AddPartitionsRequest, AlterConfigsRequest, ClusterNode, CreateTopicRequest,
+    CreateTopicResponse, DeleteTopicRequest, DeleteTopicResponse, DescribeClusterRequest,
+    DescribeClusterResponse, DescribeTopicRequest, ListTopicsRequest, ListTopicsResponse,
+    NodeReachability, PartitionDescription, TopicDescription,
 };
 use tonic::{Request, Response, Status};
 
@@ -106,6 +109,39 @@ impl Admin for AdminService {
             .await
             .map_err(|e| to_status(&e))?;
         Ok(Response::new(describe_in_full(&self.broker, info).await?))
+    }
+
+    async fn describe_cluster(
+        &self,
+        _request: Request<DescribeClusterRequest>,
+    ) -> Result<Response<DescribeClusterResponse>, Status> {
+        Ok(Response::new(cluster_description(
+            self.broker.describe_cluster(),
+        )))
+    }
+}
+
+/// The API form of a cluster description: absent ids become `""` and -1, as the proto says.
+fn cluster_description(description: ClusterDescription) -> DescribeClusterResponse {
+    DescribeClusterResponse {
+        cluster_id: description.cluster_id.unwrap_or_default(),
+        controller_id: description.controller_id.unwrap_or(-1),
+        answering_node_id: description.answering_node_id,
+        nodes: description
+            .nodes
+            .into_iter()
+            .map(|node| ClusterNode {
+                node_id: node.node_id,
+                address: node.address,
+                reachability: match node.reachability {
+                    Reachability::Alive => NodeReachability::Alive,
+                    Reachability::Unreachable => NodeReachability::Unreachable,
+                } as i32,
+                is_controller: node.is_controller,
+                replica_count: i32::try_from(node.replica_count).unwrap_or(i32::MAX),
+                leader_count: i32::try_from(node.leader_count).unwrap_or(i32::MAX),
+            })
+            .collect(),
     }
 }
 

@@ -79,6 +79,16 @@ impl Admin for CountedAdmin {
     ) -> Result<Response<api::TopicDescription>, Status> {
         self.counted("AlterConfigs", self.inner.alter_configs(request).await)
     }
+
+    async fn describe_cluster(
+        &self,
+        request: Request<api::DescribeClusterRequest>,
+    ) -> Result<Response<api::DescribeClusterResponse>, Status> {
+        self.counted(
+            "DescribeCluster",
+            self.inner.describe_cluster(request).await,
+        )
+    }
 }
 
 /// The Groups service, counted in `cairn_group_requests_total`.

@@ -1,0 +1,153 @@
+//! Replication figures for `/metrics` on a node in a cluster (the `cairn_cluster_*` series),
+//! from the broker's [`ReplicationStatus`] read at scrape time. A single node has no cluster
+//! machinery and renders none of them, so its exposition is unchanged.
+//!
+//! Follower lag is the one series per partition: one per follower of each partition led here,
+//! so a node leading a third of 1,000 partitions with three copies renders about 670 lines.
+
+use std::fmt::Write as _;
+
+use cairn_broker::cluster::ReplicationStatus;
+
+/// Appends the cluster series to `out`.
+pub fn render(status: &ReplicationStatus, out: &mut String) {
+    gauge(
+        out,
+        "cairn_cluster_leaders",
+        "Partitions whose Raft group this node leads.",
+        status.leader_count,
+    );
+    gauge(
+        out,
+        "cairn_cluster_under_replicated_partitions",
+        "Partitions this node leads with fewer in-sync replicas than replicas (a follower over 1000 entries behind, or on a node this node's probes cannot reach).",
+        status.under_replicated_count,
+    );
+    gauge(
+        out,
+        "cairn_cluster_offline_partitions",
+        "Partitions held on this node whose group knows no leader.",
+        status.offline_count,
+    );
+    let _ = writeln!(
+        out,
+        "# HELP cairn_cluster_elections_total Times a partition group on this node became leader (each term won counts once) since the process started.\n\
+         # TYPE cairn_cluster_elections_total counter\n\
+         cairn_cluster_elections_total {}",
+        status.elections_total
+    );
+    let _ = writeln!(
+        out,
+        "# HELP cairn_cluster_controller_leader The controller leader's node id as this node knows it; -1 when there is none.\n\
+         # TYPE cairn_cluster_controller_leader gauge\n\
+         cairn_cluster_controller_leader {}",
+        status.controller_leader.unwrap_or(-1)
+    );
+    out.push_str(
+        "# HELP cairn_cluster_node_up 1 while a node answers this node's liveness probes, 0 once it has been silent past the election timeout (this node is always 1).\n# TYPE cairn_cluster_node_up gauge\n",
+    );
+    for node in &status.nodes_up {
+        let _ = writeln!(
+            out,
+            "cairn_cluster_node_up{{node=\"{}\"}} {}",
+            node.node_id,
+            u8::from(node.up)
+        );
+    }
+    out.push_str(
+        "# HELP cairn_cluster_follower_lag_entries Raft entries a follower of a partition led by this node lacks (the leader's last log index minus the follower's matched index).\n# TYPE cairn_cluster_follower_lag_entries gauge\n",
+    );
+    for lag in &status.follower_lags {
+        // Topic names are [a-zA-Z0-9._-] only: nothing to escape.
+        let _ = writeln!(
+            out,
+            "cairn_cluster_follower_lag_entries{{topic=\"{}\",partition=\"{}\",follower=\"{}\"}} {}",
+            lag.topic, lag.partition, lag.follower, lag.lag_entries
+        );
+    }
+}
+
+fn gauge(out: &mut String, name: &str, help: &str, value: u64) {
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use cairn_broker::cluster::{FollowerLag, NodeUp};
+
+    use super::*;
+
+    #[test]
+    fn renders_every_family_with_help_type_and_labels() {
+        let status = ReplicationStatus {
+            leader_count: 2,
+            under_replicated_count: 1,
+            offline_count: 3,
+            elections_total: 5,
+            controller_leader: None,
+            nodes_up: vec![
+                NodeUp {
+                    node_id: 1,
+                    up: true,
+                },
+                NodeUp {
+                    node_id: 2,
+                    up: false,
+                },
+            ],
+            follower_lags: vec![FollowerLag {
+                topic: Arc::from("orders"),
+                partition: 4,
+                follower: 2,
+                lag_entries: 17,
+            }],
+        };
+        let mut out = String::new();
+        render(&status, &mut out);
+        for line in [
+            "cairn_cluster_leaders 2",
+            "cairn_cluster_under_replicated_partitions 1",
+            "cairn_cluster_offline_partitions 3",
+            "cairn_cluster_elections_total 5",
+            "cairn_cluster_controller_leader -1",
+            "cairn_cluster_node_up{node=\"1\"} 1",
+            "cairn_cluster_node_up{node=\"2\"} 0",
+            "cairn_cluster_follower_lag_entries{topic=\"orders\",partition=\"4\",follower=\"2\"} 17",
+            "# TYPE cairn_cluster_elections_total counter",
+            "# TYPE cairn_cluster_follower_lag_entries gauge",
+        ] {
+            assert!(
+                out.lines().any(|l| l == line),
+                "missing {line:?} in:\n{out}"
+            );
+        }
+        // Every sample's family has exactly one HELP and one TYPE line.
+        for family in [
+            "cairn_cluster_leaders",
+            "cairn_cluster_under_replicated_partitions",
+            "cairn_cluster_offline_partitions",
+            "cairn_cluster_elections_total",
+            "cairn_cluster_controller_leader",
+            "cairn_cluster_node_up",
+            "cairn_cluster_follower_lag_entries",
+        ] {
+            let help = format!("# HELP {family} ");
+            let kind = format!("# TYPE {family} ");
+            assert_eq!(
+                out.lines().filter(|l| l.starts_with(&help)).count(),
+                1,
+                "{family}"
+            );
+            assert_eq!(
+                out.lines().filter(|l| l.starts_with(&kind)).count(),
+                1,
+                "{family}"
+            );
+        }
+    }
+}

@@ -1,0 +1,254 @@
+//! What an operator sees of a three-node cluster through the real binary: `cairn cluster
+//! describe --format json` names three alive nodes, one controller and every replica placed;
+//! after one node is killed with SIGKILL, a survivor's describe shows it unreachable and the
+//! survivors' `/metrics` show it down (`cairn_cluster_node_up{node="K"} 0`) with partitions
+//! under-replicated; once it is restarted, every node reports it up and no partition
+//! under-replicated. A single node describes a cluster of one and its `/metrics` has no
+//! `cairn_cluster_*` series.
+
+#![allow(clippy::unwrap_used, reason = "tests: a failure here is a failed test")]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+mod common;
+
+use common::cluster::{Cluster, start_cluster};
+use common::*;
+
+const TOPIC: &str = "orders";
+
+/// Replicas the metadata places: `orders` (3 partitions x 3) and the cluster's
+/// `__consumer_offsets` (8 partitions x 3).
+const REPLICAS_PLACED: u64 = 3 * 3 + 8 * 3;
+
+/// The node killed and restarted.
+const VICTIM: i32 = 3;
+
+/// `/metrics` of the node whose HTTP address is `http`, or `None` while it does not answer.
+fn scrape(http: &str) -> Option<String> {
+    let mut stream = TcpStream::connect(http).ok()?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: cairn\r\n\r\n")
+        .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_string())
+}
+
+/// The value of the one sample of `series` (a name with its labels, or a bare name).
+fn sample(body: &str, series: &str) -> Option<f64> {
+    let prefix = format!("{series} ");
+    let values: Vec<f64> = body
+        .lines()
+        .filter_map(|line| line.strip_prefix(&prefix))
+        .map(|value| value.parse().unwrap())
+        .collect();
+    assert!(
+        values.len() <= 1,
+        "more than one {series} sample in:\n{body}"
+    );
+    values.first().copied()
+}
+
+/// `cairn cluster describe --format json` through the node at `address` alone.
+fn describe(address: &str) -> Option<Value> {
+    let out = cli(address, &["cluster", "describe", "--format", "json"]);
+    out.status
+        .success()
+        .then(|| serde_json::from_slice(&out.stdout).unwrap())
+}
+
+/// Each node's `state` in a describe answer, by node id.
+fn states(described: &Value) -> Vec<(i64, String)> {
+    described["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["node_id"].as_i64().unwrap(),
+                n["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Polls `check` every 200 ms until it holds, failing with `what` and the last value seen
+/// after `PATIENCE`.
+fn eventually<T: std::fmt::Debug>(
+    cluster: &Cluster,
+    what: &str,
+    mut probe: impl FnMut() -> T,
+    check: impl Fn(&T) -> bool,
+) -> T {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let seen = probe();
+        if check(&seen) {
+            return seen;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: never; last seen {seen:?}; logs in {:?}",
+            cluster.logs
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Whether a describe answer names three alive nodes, a controller among them that is the one
+/// node flagged as it, and every replica placed.
+fn healthy(described: &Option<Value>) -> bool {
+    let Some(d) = described else {
+        return false;
+    };
+    let nodes = d["nodes"].as_array().unwrap();
+    let controllers: Vec<i64> = nodes
+        .iter()
+        .filter(|n| n["is_controller"].as_bool().unwrap())
+        .map(|n| n["node_id"].as_i64().unwrap())
+        .collect();
+    let replicas: u64 = nodes.iter().map(|n| n["replicas"].as_u64().unwrap()).sum();
+    d["cluster_id"].as_str().is_some_and(|id| id.len() == 32)
+        && states(d) == [1, 2, 3].map(|id| (id, "alive".to_string()))
+        && d["controller_id"].as_i64().is_some()
+        && controllers == [d["controller_id"].as_i64().unwrap()]
+        && replicas == REPLICAS_PLACED
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describe_and_metrics_follow_a_node_killed_and_restarted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster: Cluster = start_cluster(dir.path(), 3);
+    cluster
+        .create_topic(&cluster.addresses[0], TOPIC, 3, 3)
+        .await;
+    let first = cluster.addresses[0].clone();
+    let described = eventually(
+        &cluster,
+        "describe shows 3 alive nodes, one controller, every replica",
+        || describe(&first),
+        healthy,
+    )
+    .unwrap();
+    assert_eq!(described["answering_node_id"], 1, "{described}");
+    let leaders: u64 = described["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["leaders"].as_u64().unwrap())
+        .sum();
+    assert!(leaders <= 11, "more leaders than partitions: {described}");
+
+    cluster.kill(VICTIM);
+    let victim_up = format!("cairn_cluster_node_up{{node=\"{VICTIM}\"}}");
+    let survivors = [0usize, 1];
+    eventually(
+        &cluster,
+        "describe from node 1 shows the killed node unreachable",
+        || describe(&first).map(|d| states(&d)),
+        |seen| {
+            seen.as_deref()
+                == Some(&[
+                    (1, "alive".to_string()),
+                    (2, "alive".to_string()),
+                    (3, "unreachable".to_string()),
+                ])
+        },
+    );
+    let seen = eventually(
+        &cluster,
+        "every survivor reports the killed node down, and one of them some partition under-replicated",
+        || {
+            survivors
+                .map(|i| {
+                    let body = scrape(&cluster.http_addresses[i]).unwrap_or_default();
+                    (
+                        sample(&body, &victim_up),
+                        sample(&body, "cairn_cluster_under_replicated_partitions"),
+                    )
+                })
+                .to_vec()
+        },
+        |seen| {
+            seen.iter().all(|(up, _)| *up == Some(0.0))
+                && seen.iter().any(|(_, under)| under.is_some_and(|u| u > 0.0))
+        },
+    );
+    eprintln!("survivors (node up, under-replicated): {seen:?}");
+
+    cluster.restart(VICTIM);
+    for i in 0..3 {
+        let http = cluster.http_addresses[i].clone();
+        eventually(
+            &cluster,
+            &format!(
+                "node {} reports every node up and nothing under-replicated",
+                i + 1
+            ),
+            || {
+                let body = scrape(&http).unwrap_or_default();
+                (
+                    [1, 2, 3]
+                        .map(|n| sample(&body, &format!("cairn_cluster_node_up{{node=\"{n}\"}}"))),
+                    sample(&body, "cairn_cluster_under_replicated_partitions"),
+                    sample(&body, "cairn_cluster_controller_leader"),
+                )
+            },
+            |(up, under, controller)| {
+                up.iter().all(|u| *u == Some(1.0))
+                    && *under == Some(0.0)
+                    && controller.is_some_and(|c| (1.0..=3.0).contains(&c))
+            },
+        );
+    }
+    eventually(
+        &cluster,
+        "describe from the restarted node shows the cluster whole again",
+        || describe(&cluster.addresses[2]),
+        healthy,
+    );
+}
+
+#[test]
+fn a_single_node_describes_a_cluster_of_one_and_exports_no_cluster_series() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = serve_on_free_ports(&dir.path().join("data"))
+        .spawn()
+        .unwrap();
+    let ready = wait_ready(&mut child);
+    let (broker, http) = (ready_field(&ready, "grpc="), ready_field(&ready, "http="));
+    cli_ok(&broker, &["topic", "create", "orders", "--partitions", "2"]);
+    let described: Value = serde_json::from_str(&cli_ok(
+        &broker,
+        &["cluster", "describe", "--format", "json"],
+    ))
+    .unwrap();
+    assert_eq!(described["cluster_id"], Value::Null, "{described}");
+    assert_eq!(described["controller_id"], Value::Null, "{described}");
+    assert_eq!(described["answering_node_id"], 1, "{described}");
+    let nodes = described["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 1, "{described}");
+    let node = &nodes[0];
+    assert_eq!(node["address"], broker.as_str(), "{described}");
+    assert_eq!(node["state"], "alive", "{described}");
+    assert_eq!(node["is_controller"], false, "{described}");
+    // Every partition of every topic: orders' 2 and whatever the node keeps for itself
+    // (its local __consumer_offsets), each one replica and one leadership.
+    let replicas = node["replicas"].as_u64().unwrap();
+    assert!(replicas >= 2, "{described}");
+    assert_eq!(node["leaders"].as_u64(), Some(replicas), "{described}");
+    let text = cli_ok(&broker, &["cluster", "describe"]);
+    assert!(
+        text.starts_with("cluster (none), controller (none), as node 1 sees it\n"),
+        "{text}"
+    );
+    let body = scrape(&http).unwrap();
+    assert!(!body.contains("cairn_cluster_"), "{body}");
+    stop_broker(child);
+}
