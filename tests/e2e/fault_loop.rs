@@ -219,8 +219,14 @@ async fn a_seeded_fault_loop_counts_no_anomaly() {
 
     let records = consume_all(&cluster.bootstrap_from(0), TOPIC).await;
     let (lost, duplicates) = tally(&acknowledged, &records);
-    let again = consume_all(&cluster.bootstrap_from(2), TOPIC).await;
-    let reads_differ = usize::from(again != records);
+    // The same records at the same offsets, whichever node a reader starts from (a poll
+    // interleaves partitions as answers arrive, so both are compared in offset order).
+    let mut again = consume_all(&cluster.bootstrap_from(2), TOPIC).await;
+    let mut first = records.clone();
+    first.sort();
+    again.sort();
+    let reads_differ = first.iter().zip(&again).filter(|(a, b)| a != b).count()
+        + first.len().abs_diff(again.len());
     let acked_values: BTreeSet<&str> = acknowledged.keys().map(String::as_str).collect();
     let failed_but_read = records
         .iter()
@@ -282,7 +288,7 @@ async fn a_seeded_fault_loop_counts_no_anomaly() {
     println!("acknowledged writes lost: {lost} of {}", acknowledged.len());
     println!("duplicates: {duplicates}");
     println!("partitions whose copies differ: {copies_differ} of {PARTITIONS}");
-    println!("reads that differ between two nodes: {reads_differ}");
+    println!("records that differ between two reads: {reads_differ}");
     println!(
         "writes not acknowledged but read (indeterminate, allowed): {failed_but_read} of {failed}"
     );
