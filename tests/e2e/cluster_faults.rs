@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 mod common;
 
 use common::cluster::{
-    Cluster, consume_all, spawn_producer, start_cluster, tally, wait_replicas_agree,
+    Cluster, Rng, consume_all, fault_seed_and_rounds, spawn_producer, start_cluster, tally,
+    wait_replicas_agree,
 };
 
 const TOPIC: &str = "orders";
@@ -73,28 +74,9 @@ async fn a_killed_and_a_paused_leader_lose_nothing_and_replicas_agree() {
     wait_replicas_agree(dir.path(), TOPIC, PARTITIONS).await;
 }
 
-/// A tiny deterministic generator, so a seed repeats a run's choices exactly.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_seeded_loop_of_kills_and_pauses_loses_and_duplicates_nothing() {
-    let seed: u64 = std::env::var("CAIRN_FAULT_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0x5eed_ca12);
-    let rounds: usize = std::env::var("CAIRN_FAULT_ROUNDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(4);
+    let (seed, rounds) = fault_seed_and_rounds(0x5eed_ca12, 4);
     let mut rng = Rng(seed.max(1));
     let dir = tempfile::tempdir().unwrap();
     let mut cluster = start_cluster(dir.path(), 3);

@@ -25,25 +25,14 @@ use cairn_client::{GroupConsumer, GroupConsumerConfig, NoopListener, OffsetReset
 mod common;
 
 use common::cluster::{
-    Cluster, consume_all, replica_bytes, spawn_producer, start_cluster, start_cluster_in, tally,
+    Cluster, Rng, consume_all, fault_seed_and_rounds, replica_bytes, spawn_producer, start_cluster,
+    start_cluster_in, tally,
 };
 use common::netns::TestNet;
 use common::*;
 
 const TOPIC: &str = "orders";
 const PARTITIONS: i32 = 3;
-
-/// A tiny deterministic generator, so a seed repeats a run's choices exactly.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
 
 /// One round's fault.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -131,14 +120,7 @@ async fn spawn_member(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_seeded_fault_loop_counts_no_anomaly() {
-    let seed: u64 = std::env::var("CAIRN_FAULT_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0x0fa1_7100);
-    let rounds: usize = std::env::var("CAIRN_FAULT_ROUNDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(6);
+    let (seed, rounds) = fault_seed_and_rounds(0x0fa1_7100, 6);
     let mut rng = Rng(seed.max(1));
     let net = TestNet::create(3);
     let fiu = installed("fiu-run").zip(installed("fiu-ctrl"));

@@ -426,6 +426,33 @@ pub async fn wait_replicas_agree(dir: &Path, topic: &str, partitions: i32) {
     }
 }
 
+/// A tiny deterministic generator, so a seed repeats a fault loop's choices exactly.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next number (xorshift64).
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+/// A fault loop's seed and round count: `CAIRN_FAULT_SEED` and `CAIRN_FAULT_ROUNDS` when set,
+/// else the defaults given.
+pub fn fault_seed_and_rounds(default_seed: u64, default_rounds: usize) -> (u64, usize) {
+    let seed = std::env::var("CAIRN_FAULT_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default_seed);
+    let rounds = std::env::var("CAIRN_FAULT_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default_rounds);
+    (seed, rounds)
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
         for child in self.nodes.iter_mut().filter_map(Option::take) {

@@ -151,39 +151,22 @@ impl TestNet {
         self.cut_one_way(b, a);
     }
 
-    /// Drops every packet node `from` sends to node `to` (what `to` sends still arrives).
+    /// Drops every packet node `from` sends to node `to` (what `to` sends still arrives): on
+    /// the way out of `from` and on the way into `to`.
     pub fn cut_one_way(&self, from: usize, to: usize) {
-        let ns = self.namespace(from);
+        self.drop_rule(from, "OUTPUT", "-d", to);
+        self.drop_rule(to, "INPUT", "-s", from);
+    }
+
+    /// Adds an iptables rule in node `node`'s namespace dropping what `chain` sees with `peer`'s
+    /// address as `direction` (`-s` or `-d`).
+    fn drop_rule(&self, node: usize, chain: &str, direction: &str, peer: usize) {
+        let ns = self.namespace(node);
+        let ip = self.ip(peer);
         run(
             "ip",
             &[
-                "netns",
-                "exec",
-                &ns,
-                "iptables",
-                "-A",
-                "OUTPUT",
-                "-d",
-                &self.ip(to),
-                "-j",
-                "DROP",
-            ],
-        )
-        .unwrap();
-        let ns = self.namespace(to);
-        run(
-            "ip",
-            &[
-                "netns",
-                "exec",
-                &ns,
-                "iptables",
-                "-A",
-                "INPUT",
-                "-s",
-                &self.ip(from),
-                "-j",
-                "DROP",
+                "netns", "exec", &ns, "iptables", "-A", chain, direction, &ip, "-j", "DROP",
             ],
         )
         .unwrap();
