@@ -40,21 +40,6 @@ fn scrape(http: &str) -> Option<String> {
     head.starts_with("HTTP/1.1 200").then(|| body.to_string())
 }
 
-/// The value of the one sample of `series` (a name with its labels, or a bare name).
-fn sample(body: &str, series: &str) -> Option<f64> {
-    let prefix = format!("{series} ");
-    let values: Vec<f64> = body
-        .lines()
-        .filter_map(|line| line.strip_prefix(&prefix))
-        .map(|value| value.parse().unwrap())
-        .collect();
-    assert!(
-        values.len() <= 1,
-        "more than one {series} sample in:\n{body}"
-    );
-    values.first().copied()
-}
-
 /// `cairn cluster describe --format json` through the node at `address` alone.
 fn describe(address: &str) -> Option<Value> {
     let out = cli(address, &["cluster", "describe", "--format", "json"]);
@@ -169,8 +154,8 @@ async fn describe_and_metrics_follow_a_node_killed_and_restarted() {
                 .map(|i| {
                     let body = scrape(&cluster.http_addresses[i]).unwrap_or_default();
                     (
-                        sample(&body, &victim_up),
-                        sample(&body, "cairn_cluster_under_replicated_partitions"),
+                        metric_sample(&body, &victim_up),
+                        metric_sample(&body, "cairn_cluster_under_replicated_partitions"),
                     )
                 })
                 .to_vec()
@@ -194,10 +179,11 @@ async fn describe_and_metrics_follow_a_node_killed_and_restarted() {
             || {
                 let body = scrape(&http).unwrap_or_default();
                 (
-                    [1, 2, 3]
-                        .map(|n| sample(&body, &format!("cairn_cluster_node_up{{node=\"{n}\"}}"))),
-                    sample(&body, "cairn_cluster_under_replicated_partitions"),
-                    sample(&body, "cairn_cluster_controller_leader"),
+                    [1, 2, 3].map(|n| {
+                        metric_sample(&body, &format!("cairn_cluster_node_up{{node=\"{n}\"}}"))
+                    }),
+                    metric_sample(&body, "cairn_cluster_under_replicated_partitions"),
+                    metric_sample(&body, "cairn_cluster_controller_leader"),
                 )
             },
             |(up, under, controller)| {

@@ -33,16 +33,10 @@ fn scrape(http: &str) -> String {
     body.to_string()
 }
 
-/// The value of the one sample line for `series` (a name with its labels, or a bare name).
+/// The value of the one sample line for `series`, which must be there.
 fn sample(body: &str, series: &str) -> f64 {
-    let prefix = format!("{series} ");
-    let values: Vec<f64> = body
-        .lines()
-        .filter_map(|line| line.strip_prefix(&prefix))
-        .map(|value| value.parse().unwrap())
-        .collect();
-    assert_eq!(values.len(), 1, "want one {series} sample in:\n{body}");
-    values[0]
+    common::metric_sample(body, series)
+        .unwrap_or_else(|| panic!("want one {series} sample in:\n{body}"))
 }
 
 /// The JSON log lines (every stderr line must be one) that carry `message`.

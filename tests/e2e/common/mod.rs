@@ -209,3 +209,19 @@ pub fn consume_all_orders(broker: &str) -> String {
     );
     String::from_utf8(out.stdout).unwrap()
 }
+
+/// The value of the one sample of `series` (a name with its labels, or a bare name) in a
+/// Prometheus text body, or `None` when there is none; more than one fails the test.
+pub fn metric_sample(body: &str, series: &str) -> Option<f64> {
+    let prefix = format!("{series} ");
+    let values: Vec<f64> = body
+        .lines()
+        .filter_map(|line| line.strip_prefix(&prefix))
+        .map(|value| value.parse().unwrap())
+        .collect();
+    assert!(
+        values.len() <= 1,
+        "more than one {series} sample in:\n{body}"
+    );
+    values.first().copied()
+}

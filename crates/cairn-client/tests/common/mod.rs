@@ -43,15 +43,7 @@ pub fn serve(
         max_partitions: cairn_broker::DEFAULT_MAX_PARTITIONS,
         connections: cairn_server::connections::ConnectionLimits::default(),
     };
-    let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        run(cfg, async move {
-            let _ = stopped.await;
-        })
-        .await
-        .unwrap();
-    });
-    (stop, server)
+    spawn_server(cfg)
 }
 
 /// A server over `dir` on free ports, and its gRPC address; dropping the sender stops it.
@@ -96,6 +88,12 @@ pub fn serve_in_cluster(
         max_partitions: cairn_broker::DEFAULT_MAX_PARTITIONS,
         connections: cairn_server::connections::ConnectionLimits::default(),
     };
+    spawn_server(cfg)
+}
+
+/// Runs a server with `cfg` until the returned sender is dropped; the task panics if the server
+/// fails, so awaiting the handle checks a clean stop.
+fn spawn_server(cfg: ServerConfig) -> (oneshot::Sender<()>, JoinHandle<()>) {
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         run(cfg, async move {
