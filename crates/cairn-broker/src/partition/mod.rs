@@ -21,6 +21,7 @@ mod leadership;
 mod local;
 mod replica;
 mod replicated;
+mod retention_purge;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -165,62 +165,6 @@ impl std::fmt::Debug for ReplicatedReplica {
     }
 }
 
-/// Lets retention work on a replicated log. Retention may delete a segment only once Raft has
-/// purged every entry in it (see `cairn_raft::partition_sm`), and openraft purges only what a
-/// snapshot covers; so every `every`, each replica asks how far retention would go, builds a
-/// (metadata-only) snapshot reaching there if it has none, and purges up to it. Each replica
-/// does this for its own log: retention is a function of the log, so the copies delete the
-/// same segments. A follower that later needs entries its leader purged gets the snapshot and
-/// starts its log over at the leader's log start, as a Kafka follower does. The task ends with
-/// the group.
-fn spawn_retention_purges(
-    raft: Raft<PartitionRaft>,
-    raft_log: RaftLog,
-    every: std::time::Duration,
-) {
-    tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(every).await;
-            let upto = match raft_log.retention_purge_index().await {
-                Ok(Some(upto)) => upto,
-                Ok(None) => continue,
-                // The log has closed: the group is gone.
-                Err(_) => return,
-            };
-            let (applied, snapshot) = {
-                let m = raft.metrics();
-                let m = m.borrow();
-                (m.last_applied.map(|l| l.index), m.snapshot.map(|l| l.index))
-            };
-            // Only what was applied can be in a snapshot, so only that can go.
-            let Some(upto) = applied.map(|applied| applied.min(upto)) else {
-                continue;
-            };
-            if snapshot < Some(upto) {
-                if raft.trigger().snapshot().await.is_err() {
-                    return;
-                }
-                let mut metrics = raft.metrics();
-                let built = tokio::time::timeout(
-                    SNAPSHOT_WAIT,
-                    metrics.wait_for(|m| m.snapshot.map(|l| l.index) >= Some(upto)),
-                )
-                .await;
-                if !matches!(built, Ok(Ok(_))) {
-                    continue;
-                }
-            }
-            if raft.trigger().purge_log(upto).await.is_err() {
-                return;
-            }
-            tracing::debug!(dir = %raft_log.dir().display(), upto, "purged for retention");
-        }
-    });
-}
-
-/// How long a retention purge waits for the snapshot it asked for.
-const SNAPSHOT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
-
 fn node_i32(node: NodeId) -> i32 {
     i32::try_from(node).unwrap_or(i32::MAX)
 }
@@ -270,7 +214,11 @@ impl ReplicatedReplica {
             ctx.leader_reports.clone(),
             Arc::clone(&ctx.elections),
         );
-        spawn_retention_purges(raft.clone(), raft_log.clone(), ctx.retention_purge_interval);
+        super::retention_purge::spawn_retention_purges(
+            raft.clone(),
+            raft_log.clone(),
+            ctx.retention_purge_interval,
+        );
         let initialized = raft
             .is_initialized()
             .await
