@@ -61,6 +61,21 @@ async fn cluster(net: &Arc<MemNetwork>) -> Vec<Node> {
     nodes
 }
 
+/// Creates `orders` (one partition, three copies) through `node`, retrying while the cluster is
+/// still forming (the controller answers `ControllerUnavailable` until its first leader commits).
+async fn create_orders(node: &Node, configs: &[(String, String)]) {
+    for _ in 0..100 {
+        match node.broker.create_topic("orders", 1, 3, configs).await {
+            Ok(_) => return,
+            Err(BrokerError::ControllerUnavailable(_)) => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(other) => panic!("create: {other}"),
+        }
+    }
+    panic!("the cluster never took the create");
+}
+
 fn batch(values: &[&str], producer: ProducerFields) -> Bytes {
     let mut builder = BatchBuilder::new(Compression::None);
     builder.set_producer(producer);
@@ -370,11 +385,7 @@ fn commit(offset: i64) -> Vec<OffsetCommit> {
 async fn committed_offsets_survive_the_loss_of_their_coordinator() {
     let net = MemNetwork::new();
     let nodes = cluster(&net).await;
-    nodes[0]
-        .broker
-        .create_topic("orders", 1, 3, &[])
-        .await
-        .expect("created");
+    create_orders(&nodes[0], &[]).await;
     let first = coordinator(&nodes, None).await;
     let on = |id: u64| nodes.iter().find(|n| n.id == id).unwrap();
     // Only the coordinator takes the commit; it is replicated before it is answered.
@@ -432,11 +443,7 @@ async fn retention_runs_on_a_replicated_partition_and_a_follower_behind_it_catch
         ("segment.bytes".to_string(), "1024".to_string()),
         ("retention.bytes".to_string(), "2048".to_string()),
     ];
-    nodes[0]
-        .broker
-        .create_topic("orders", 1, 3, &configs)
-        .await
-        .expect("created");
+    create_orders(&nodes[0], &configs).await;
     let (leader, _) =
         produce_anywhere(&nodes, None, batch(&["v0"], ProducerFields::NONE), None).await;
     let lagging = nodes.iter().find(|n| n.id != leader).unwrap().id;
