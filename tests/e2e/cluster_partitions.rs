@@ -67,10 +67,7 @@ async fn isolate_a_leader(cut: Cut) {
     let Some(net) = TestNet::create(3) else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    if std::env::var_os("CAIRN_KEEP_TEST_DIR").is_some() {
-        println!("logs in {}", dir.path().display());
-    }
+    let dir = TestDir::new();
     let cluster = start_cluster_in(dir.path(), &net, 3);
     cluster
         .create_topic(&cluster.addresses[0], TOPIC, PARTITIONS, 3)
@@ -149,9 +146,6 @@ async fn isolate_a_leader(cut: Cut) {
     // The old leader's uncommitted suffix is gone: every copy holds the same bytes.
     wait_replicas_agree(dir.path(), TOPIC, PARTITIONS).await;
     drop(cluster);
-    if std::env::var_os("CAIRN_KEEP_TEST_DIR").is_some() {
-        let _ = dir.keep();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

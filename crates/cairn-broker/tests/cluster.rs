@@ -20,7 +20,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use cairn_broker::{
     AckLevel, Broker, BrokerError, ClusterSpec, FetchRequest, OffsetCommit, ProducePayload,
-    ProduceRequest, RaftTimings, TopicPartition,
+    ProduceRequest, RaftTimings, TopicInfo, TopicPartition,
 };
 use cairn_codec::batch::{BatchBuilder, Compression, ProducerFields, RecordInput};
 use cairn_log::SystemClock;
@@ -61,12 +61,20 @@ async fn cluster(net: &Arc<MemNetwork>) -> Vec<Node> {
     nodes
 }
 
-/// Creates `orders` (one partition, three copies) through `node`, retrying while the cluster is
-/// still forming (the controller answers `ControllerUnavailable` until its first leader commits).
-async fn create_orders(node: &Node, configs: &[(String, String)]) {
+/// Creates `orders` (one partition, three copies) through `nodes[through]`, retrying while the
+/// cluster is still forming (the controller answers `ControllerUnavailable` until its first
+/// leader commits), and waits until every node has it.
+async fn create_orders(nodes: &[Node], through: usize, configs: &[(String, String)]) -> TopicInfo {
     for _ in 0..100 {
-        match node.broker.create_topic("orders", 1, 3, configs).await {
-            Ok(_) => return,
+        match nodes[through]
+            .broker
+            .create_topic("orders", 1, 3, configs)
+            .await
+        {
+            Ok(info) => {
+                wait_orders_everywhere(nodes).await;
+                return info;
+            }
             Err(BrokerError::ControllerUnavailable(_)) => {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
@@ -74,6 +82,23 @@ async fn create_orders(node: &Node, configs: &[(String, String)]) {
         }
     }
     panic!("the cluster never took the create");
+}
+
+/// Waits until every node has applied the committed create of `orders` (within a heartbeat
+/// or so).
+async fn wait_orders_everywhere(nodes: &[Node]) {
+    for node in nodes {
+        let mut waited = 0;
+        while !node
+            .broker
+            .list_topics(false)
+            .contains(&"orders".to_string())
+        {
+            assert!(waited < 200, "node {} never saw the topic", node.id);
+            tokio::time::sleep(Duration::from_millis(25)).await;
+            waited += 1;
+        }
+    }
 }
 
 fn batch(values: &[&str], producer: ProducerFields) -> Bytes {
@@ -204,25 +229,9 @@ fn next_offset(data: &Bytes) -> i64 {
 async fn a_replicated_partition_fails_over_without_loss_or_duplicates() {
     let net = MemNetwork::new();
     let nodes = cluster(&net).await;
-    let info = nodes[1]
-        .broker
-        .create_topic("orders", 1, 3, &[])
-        .await
-        .expect("created through node 2");
+    // Created through a node other than the first.
+    let info = create_orders(&nodes, 1, &[]).await;
     assert_eq!(info.partitions.len(), 1);
-    // Every node applies the committed create within a heartbeat or so.
-    for node in &nodes {
-        let mut waited = 0;
-        while !node
-            .broker
-            .list_topics(false)
-            .contains(&"orders".to_string())
-        {
-            assert!(waited < 200, "node {} never saw the topic", node.id);
-            tokio::time::sleep(Duration::from_millis(25)).await;
-            waited += 1;
-        }
-    }
 
     let (leader, first) =
         produce_anywhere(&nodes, None, batch(&["a", "b"], ProducerFields::NONE), None).await;
@@ -385,7 +394,7 @@ fn commit(offset: i64) -> Vec<OffsetCommit> {
 async fn committed_offsets_survive_the_loss_of_their_coordinator() {
     let net = MemNetwork::new();
     let nodes = cluster(&net).await;
-    create_orders(&nodes[0], &[]).await;
+    create_orders(&nodes, 0, &[]).await;
     let first = coordinator(&nodes, None).await;
     let on = |id: u64| nodes.iter().find(|n| n.id == id).unwrap();
     // Only the coordinator takes the commit; it is replicated before it is answered.
@@ -443,7 +452,7 @@ async fn retention_runs_on_a_replicated_partition_and_a_follower_behind_it_catch
         ("segment.bytes".to_string(), "1024".to_string()),
         ("retention.bytes".to_string(), "2048".to_string()),
     ];
-    create_orders(&nodes[0], &configs).await;
+    create_orders(&nodes, 0, &configs).await;
     let (leader, _) =
         produce_anywhere(&nodes, None, batch(&["v0"], ProducerFields::NONE), None).await;
     let lagging = nodes.iter().find(|n| n.id != leader).unwrap().id;
@@ -510,4 +519,76 @@ async fn retention_runs_on_a_replicated_partition_and_a_follower_behind_it_catch
     let skip = usize::try_from(start.max(new_start) - start).unwrap();
     assert_eq!(&served[..served.len() - 1], &kept[skip..]);
     assert_eq!(served.last().map(String::as_str), Some("after"));
+}
+
+/// A leader cut off with an uncommitted idempotent batch is asked to take it again (a client
+/// retry). While the retry waits, the majority elects another leader and commits other records
+/// at the same offsets; the old leader rejoins, drops its uncommitted batch and copies them.
+/// The retry must then not be answered with the batch's old offsets, which hold other records:
+/// that would acknowledge a write that no copy holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_waiting_on_a_deposed_leader_is_not_answered_with_offsets_it_lost() {
+    let net = MemNetwork::new();
+    let nodes = cluster(&net).await;
+    create_orders(&nodes, 0, &[]).await;
+    let (leader, first) =
+        produce_anywhere(&nodes, None, batch(&["a", "b"], ProducerFields::NONE), None).await;
+    assert_eq!(first, 0);
+    let (pid, epoch) = nodes[0].broker.init_producer_id().await.unwrap();
+    let fields = ProducerFields {
+        producer_id: pid,
+        producer_epoch: epoch,
+        base_sequence: 0,
+    };
+    let idempotent = batch(&["c", "d", "e"], fields);
+
+    net.set_down(leader, true);
+    let old = nodes.iter().find(|n| n.id == leader).unwrap();
+    let original = {
+        let broker = Arc::clone(&old.broker);
+        let bytes = idempotent.clone();
+        tokio::spawn(async move { broker.produce(produce(bytes, Some(fields))).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let retry = {
+        let broker = Arc::clone(&old.broker);
+        let bytes = idempotent.clone();
+        tokio::spawn(async move { broker.produce(produce(bytes, Some(fields))).await })
+    };
+    // The majority moves on and fills offsets 2..=4 with other records.
+    let (second, at) = produce_anywhere(
+        &nodes,
+        Some(leader),
+        batch(&["x", "y", "z"], ProducerFields::NONE),
+        None,
+    )
+    .await;
+    assert_eq!(at, 2);
+    net.set_down(leader, false);
+
+    let new_leader = nodes.iter().find(|n| n.id == second).unwrap();
+    let log = read_all(new_leader).await.unwrap();
+    assert_eq!(log, ["a", "b", "x", "y", "z"]);
+    for (name, answer) in [("original", original), ("retry", retry)] {
+        let mut answer = answer.await.unwrap();
+        let answered = match &mut answer {
+            Ok(result) => {
+                let produced = result.partitions.remove(0);
+                produced
+                    .error
+                    .is_none()
+                    .then_some(produced.base_offset)
+                    .flatten()
+            }
+            Err(_) => None,
+        };
+        if let Some(offset) = answered {
+            let at = usize::try_from(offset.0).unwrap();
+            assert_eq!(
+                log.get(at).map(String::as_str),
+                Some("c"),
+                "the {name} was acknowledged at offset {at}, which holds another record"
+            );
+        }
+    }
 }

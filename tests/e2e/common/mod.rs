@@ -225,3 +225,34 @@ pub fn metric_sample(body: &str, series: &str) -> Option<f64> {
     );
     values.first().copied()
 }
+
+/// A test's scratch directory: removed when dropped, unless `CAIRN_KEEP_TEST_DIR` is set, in
+/// which case it is kept from the start (a failing assertion must not delete the node logs a
+/// developer needs to read) and its path is printed.
+pub struct TestDir {
+    path: std::path::PathBuf,
+    _removed_on_drop: Option<tempfile::TempDir>,
+}
+
+impl TestDir {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        if std::env::var_os("CAIRN_KEEP_TEST_DIR").is_some() {
+            let path = dir.keep();
+            println!("test directory kept: {}", path.display());
+            Self {
+                path,
+                _removed_on_drop: None,
+            }
+        } else {
+            Self {
+                path: dir.path().to_owned(),
+                _removed_on_drop: Some(dir),
+            }
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}

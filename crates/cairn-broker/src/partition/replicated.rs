@@ -387,7 +387,7 @@ impl ReplicatedReplica {
                 .await;
         }
         let span = batch.offset_count();
-        let (mut state, _term) = self.ready_proposals().await?;
+        let (mut state, term) = self.ready_proposals().await?;
         if let Some(p) = &producer {
             match state.producers.check(p) {
                 SequenceCheck::Append => {}
@@ -396,7 +396,9 @@ impl ReplicatedReplica {
                     last_offset,
                 } => {
                     drop(state);
-                    return self.answer_duplicate(base_offset, last_offset, acks).await;
+                    return self
+                        .answer_duplicate(base_offset, last_offset, acks, term)
+                        .await;
                 }
                 refusal => return Err(sequence_refusal(p, refusal)),
             }
@@ -435,6 +437,7 @@ impl ReplicatedReplica {
                     .wait_durable(Offset(end), tokio::time::Instant::now() + LEADER_READY_WAIT)
                     .await
                     .map_err(|e| raft_failure(&self.topic, self.index, e.to_string()))?;
+                self.still_leading(term)?;
                 Ok(Some(Offset(base)))
             }
             AckLevel::All => match pending.await {
@@ -458,12 +461,21 @@ impl ReplicatedReplica {
     }
 
     /// Answers a retried batch with its original offsets, once they are committed (or, for
-    /// `acks=leader`, once this node has them).
+    /// `acks=leader`, once this node has them), if this node still leads in `term`, the term
+    /// whose proposal state found the batch.
+    ///
+    /// The batch may be one this leader proposed and has not committed yet. If it loses the
+    /// leadership meanwhile, the next leader drops that batch and commits other records at the
+    /// same offsets, and this node, now its follower, copies them: the high watermark passes
+    /// the offsets all the same. Only a node that led throughout knows they hold this batch (a
+    /// leader never rewrites its own log), so anything else is a refusal the client retries
+    /// at the new leader (found by a CI fault loop that counted 6 acknowledged writes lost).
     async fn answer_duplicate(
         &self,
         base: u64,
         last: u64,
         acks: AckLevel,
+        term: u64,
     ) -> Result<Option<Offset>, BrokerError> {
         let end = Offset(last.saturating_add(1));
         match acks {
@@ -484,7 +496,17 @@ impl ReplicatedReplica {
                 }
             }
         }
+        self.still_leading(term)?;
         Ok(Some(Offset(base)))
+    }
+
+    /// Refuses unless this node leads now in `term`, and so has led since `term` began: terms
+    /// only grow, and a leader leaves its term only for a later one.
+    fn still_leading(&self, term: u64) -> Result<(), BrokerError> {
+        match self.check_leader()? {
+            now if now == term => Ok(()),
+            _ => Err(self.not_leader(&self.metrics())),
+        }
     }
 
     /// Reads committed batches; only the leader serves reads.
