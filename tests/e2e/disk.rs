@@ -14,29 +14,8 @@ use std::path::Path;
 use std::process::{Output, Stdio};
 
 use cairn_client::{Admin, ClientError, ErrorCode};
+use common::tmpfs::TmpfsMount;
 use common::*;
-
-/// A tmpfs of `size` mounted on `path` for one test, unmounted on drop. `None` (the test then
-/// skips, loudly) when mounting is not allowed: it needs root, which CI has.
-struct TmpfsMount(std::path::PathBuf);
-
-impl TmpfsMount {
-    fn new(path: &Path, size: &str) -> Option<TmpfsMount> {
-        let status = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(path)
-            .stderr(Stdio::null())
-            .status()
-            .ok()?;
-        status.success().then(|| TmpfsMount(path.to_path_buf()))
-    }
-}
-
-impl Drop for TmpfsMount {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg(&self.0).status();
-    }
-}
 
 fn loud_skip(message: &str) {
     let line = format!("\n*** SKIPPED: {message} ***\n");

@@ -3,8 +3,9 @@
 //! producer writing with acks=all and a consumer group member consuming and committing, while
 //! each round does one fault to one node: SIGKILL and restart, SIGSTOP and SIGCONT, a network
 //! partition cutting the node off both ways or one way, or its disk failing every fsync (libfiu's
-//! `fiu-run -x`, then a restart). Faults a machine cannot do (no root, no libfiu) are left out,
-//! and the run says so.
+//! `fiu-run -x`, then a restart), its disk filling up (each node has its own tmpfs), or its wall
+//! clock jumping hours ahead or back (libfaketime). Faults a machine cannot do (no root, no
+//! libfiu, no libfaketime) are left out, and the run says so.
 //!
 //! The checker counts Jepsen's anomaly classes and prints one line per class with the seed:
 //! acknowledged writes lost, duplicates, copies of a partition that differ (the same offset
@@ -29,6 +30,7 @@ use common::cluster::{
     start_cluster_in, tally,
 };
 use common::netns::TestNet;
+use common::tmpfs::TmpfsMount;
 use common::*;
 
 const TOPIC: &str = "orders";
@@ -42,7 +44,16 @@ enum Fault {
     CutBothWays,
     CutOneWay,
     FsyncFails,
+    DiskFull,
+    ClockJump,
 }
+
+/// Where libfaketime's preload library is, when installed.
+const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+
+/// The size of each node's own disk (a tmpfs) when the test can mount one: ample for the
+/// loop's writes, small enough to fill in a moment.
+const NODE_DISK: &str = "256m";
 
 /// Where an installed program is, if it is.
 fn installed(program: &str) -> Option<String> {
@@ -140,6 +151,24 @@ async fn a_seeded_fault_loop_counts_no_anomaly() {
         eprintln!("NOTE: no libfiu (fiu-run, fiu-ctrl) here: the loop runs without fsync failures");
     }
     let dir = TestDir::new();
+    // Each node on its own small disk, so one of them can fill up (declared before the
+    // cluster, so the nodes die before their disks are unmounted).
+    let disks: Vec<TmpfsMount> = (1..=3)
+        .map_while(|n| TmpfsMount::new(&dir.path().join(format!("node-{n}")), NODE_DISK))
+        .collect();
+    if disks.len() == 3 {
+        faults.push(Fault::DiskFull);
+    } else {
+        eprintln!("NOTE: cannot mount a tmpfs per node (needs root): the loop runs without full disks");
+    }
+    if std::path::Path::new(LIBFAKETIME).exists() {
+        faults.push(Fault::ClockJump);
+    } else {
+        eprintln!("NOTE: no libfaketime here: the loop runs without clock jumps");
+    }
+    let clock_files: Vec<std::path::PathBuf> = (1..=3)
+        .map(|n| dir.path().join(format!("node-{n}.faketime")))
+        .collect();
     let mut cluster: Cluster = match &net {
         Some(net) => start_cluster_in(dir.path(), net, 3),
         None => start_cluster(dir.path(), 3),
@@ -196,6 +225,40 @@ async fn a_seeded_fault_loop_counts_no_anomaly() {
                 // A log whose fsync failed never takes a write again: the node restarts.
                 cluster.kill(node);
                 cluster.restart(node);
+            }
+            Fault::DiskFull => {
+                let filler = disks[index - 1].fill("filler");
+                tokio::time::sleep(hold).await;
+                std::fs::remove_file(filler).unwrap();
+                // A copy whose append failed has stopped its group (it says so in its log);
+                // the operator frees space and restarts the node.
+                cluster.kill(node);
+                cluster.restart(node);
+            }
+            Fault::ClockJump => {
+                // The wall clock steps, as under an NTP correction or a bad RTC; the monotonic
+                // clock does not (its jumps look like a pause, which `Pause` covers).
+                let file = &clock_files[index - 1];
+                std::fs::write(file, "+0").unwrap();
+                let preload = format!("LD_PRELOAD={LIBFAKETIME}");
+                let timestamps = format!("FAKETIME_TIMESTAMP_FILE={}", file.display());
+                cluster.kill(node);
+                cluster.restart_wrapped(
+                    node,
+                    &[
+                        "/usr/bin/env",
+                        &preload,
+                        &timestamps,
+                        "FAKETIME_CACHE_DURATION=1",
+                        "FAKETIME_DONT_FAKE_MONOTONIC=1",
+                    ],
+                );
+                let hours = 1 + rng.next() % 48;
+                let sign = if rng.next() % 2 == 0 { '+' } else { '-' };
+                println!("  clock of node {node} jumps {sign}{hours}h, then back");
+                std::fs::write(file, format!("{sign}{hours}h")).unwrap();
+                tokio::time::sleep(hold).await;
+                std::fs::write(file, "+0").unwrap();
             }
         }
         tokio::time::sleep(Duration::from_millis(1500 + rng.next() % 1500)).await;
