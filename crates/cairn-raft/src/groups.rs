@@ -23,6 +23,11 @@ impl<C: CairnRaftConfig> HostedGroup for Raft<C> {
     fn handle(&self, kind: RpcKind, payload: Bytes) -> BoxFuture<'static, Result<Bytes, String>> {
         let raft = self.clone();
         Box::pin(async move {
+            // A core that quit on a storage failure would log an error for every call handed
+            // to it (a leader sends many a second); refuse them here, once, by name.
+            if let Err(fatal) = &raft.metrics().borrow().running_state {
+                return Err(format!("this copy of the group stopped: {fatal}"));
+            }
             match kind {
                 RpcKind::AppendEntries => {
                     let req = wire::decode_append::<C>(payload).map_err(|e| e.to_string())?;

@@ -148,9 +148,16 @@ impl Replica {
         Ok(self.reader().scan_batches(from, visit)?)
     }
 
-    /// Why this copy stopped taking appends (a failed write or fsync), if it has.
+    /// Why this copy stopped taking appends (a failed write or fsync, or, for a Raft group,
+    /// any storage failure that stopped its openraft core, such as a full disk), if it has.
     pub(super) fn poisoned(&self) -> Option<String> {
-        self.reader().poisoned()
+        match self {
+            Replica::Local(local) => local.reader().poisoned(),
+            Replica::Replicated(replicated) => replicated
+                .reader()
+                .poisoned()
+                .or_else(|| replicated.stopped()),
+        }
     }
 
     /// See [`super::Partition::set_config`].

@@ -272,6 +272,16 @@ impl ReplicatedReplica {
         }
     }
 
+    /// Why this copy's openraft core quit, if it did: a storage failure (a full disk, a failed
+    /// write) is fatal to it, and only a restart of the node brings the copy back, so health
+    /// and metrics report the partition stopped here while the other copies keep its majority.
+    pub(super) fn stopped(&self) -> Option<String> {
+        match &self.raft.metrics().borrow().running_state {
+            Ok(()) => None,
+            Err(fatal) => Some(format!("its Raft group stopped: {fatal}")),
+        }
+    }
+
     /// Refuses unless this node leads the group now.
     fn check_leader(&self) -> Result<u64, BrokerError> {
         let metrics = self.raft.metrics();
