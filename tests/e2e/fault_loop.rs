@@ -159,7 +159,9 @@ async fn a_seeded_fault_loop_counts_no_anomaly() {
     if disks.len() == 3 {
         faults.push(Fault::DiskFull);
     } else {
-        eprintln!("NOTE: cannot mount a tmpfs per node (needs root): the loop runs without full disks");
+        eprintln!(
+            "NOTE: cannot mount a tmpfs per node (needs root): the loop runs without full disks"
+        );
     }
     if std::path::Path::new(LIBFAKETIME).exists() {
         faults.push(Fault::ClockJump);
