@@ -189,6 +189,22 @@ pub enum BrokerError {
         /// Why, as its log said at open.
         reason: String,
     },
+    /// The append was proposed to the partition's Raft group, but this node lost the
+    /// leadership (or stopped waiting) before learning whether it was committed: it may be in
+    /// the log or not. Answered as `REQUEST_TIMED_OUT` (gRPC `DEADLINE_EXCEEDED`, which says
+    /// the same: the change may have happened). Retriable: an idempotent producer's retry with
+    /// the same sequence is answered with the original offsets if it was committed, and
+    /// appended once if not; a producer must never give the batch's sequence numbers to other
+    /// records, which a definitive refusal such as `NOT_LEADER` would allow.
+    #[error("the append to {topic}-{partition} may or may not have been committed: {reason}")]
+    AppendOutcomeUnknown {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+        /// What cut the wait short.
+        reason: String,
+    },
     /// This node does not lead the partition, so it takes no produce or fetch for it (Kafka's
     /// `NOT_LEADER_OR_FOLLOWER`, error code 6). Retriable: the client refreshes its metadata,
     /// or goes straight to `leader` when given, and sends again. A single-node broker never

@@ -62,6 +62,9 @@ pub fn classify(err: &BrokerError) -> (ErrorCode, Code) {
             (ErrorCode::UnsupportedOperation, Code::Unimplemented)
         }
         BrokerError::PartitionStopped { .. } => (ErrorCode::KafkaStorageError, Code::Unavailable),
+        BrokerError::AppendOutcomeUnknown { .. } => {
+            (ErrorCode::RequestTimedOut, Code::DeadlineExceeded)
+        }
         BrokerError::Io { source, .. } if is_disk_full(source) => {
             (ErrorCode::DiskFull, Code::ResourceExhausted)
         }
@@ -282,6 +285,9 @@ fn subject(err: &BrokerError) -> Vec<(&'static str, String)> {
             ("partition", partition.to_string()),
         ],
         BrokerError::PartitionStopped {
+            topic, partition, ..
+        }
+        | BrokerError::AppendOutcomeUnknown {
             topic, partition, ..
         } => vec![
             ("topic", topic.clone()),

@@ -119,9 +119,15 @@ impl Broker {
     }
 
     /// Whether a group operation that meets `err` from the offsets log should answer as a
-    /// coordinator refusal: the append found this node no longer leads the partition.
+    /// coordinator refusal: the append found this node no longer leads the partition, or lost
+    /// the leadership before its record was known committed (a commit is safe to send again,
+    /// so the client finds the new coordinator and does).
     pub(crate) fn as_coordinator_error(&self, group_id: &str, err: BrokerError) -> BrokerError {
         match err {
+            BrokerError::AppendOutcomeUnknown { .. } => BrokerError::NotCoordinator {
+                group: group_id.to_string(),
+                coordinator: None,
+            },
             BrokerError::NotLeader { leader, .. } => BrokerError::NotCoordinator {
                 group: group_id.to_string(),
                 coordinator: leader.map(|hint| LeaderHint {

@@ -440,13 +440,14 @@ impl ReplicatedReplica {
             state.producers.record(p, base, end.saturating_sub(1));
         }
         drop(state);
+        // From here the batch is in the Raft log: any failure leaves its fate open.
         match acks {
             AckLevel::None => Ok(None),
             AckLevel::Leader => {
                 self.raft_log
                     .wait_durable(Offset(end), tokio::time::Instant::now() + LEADER_READY_WAIT)
                     .await
-                    .map_err(|e| raft_failure(&self.topic, self.index, e.to_string()))?;
+                    .map_err(|e| self.outcome_unknown(e.to_string()))?;
                 self.still_leading(term)?;
                 Ok(Some(Offset(base)))
             }
@@ -463,9 +464,9 @@ impl ReplicatedReplica {
                 }
                 Ok(Err(ClientWriteError::ForwardToLeader(_))) | Err(_) => {
                     self.proposals.lock().await.term = None;
-                    Err(self.not_leader(&self.metrics()))
+                    Err(self.outcome_unknown("this node lost the leadership".to_string()))
                 }
-                Ok(Err(e)) => Err(raft_failure(&self.topic, self.index, e.to_string())),
+                Ok(Err(e)) => Err(self.outcome_unknown(e.to_string())),
             },
         }
     }
@@ -494,7 +495,7 @@ impl ReplicatedReplica {
                 self.raft_log
                     .wait_durable(end, tokio::time::Instant::now() + LEADER_READY_WAIT)
                     .await
-                    .map_err(|e| raft_failure(&self.topic, self.index, e.to_string()))?;
+                    .map_err(|e| self.outcome_unknown(e.to_string()))?;
             }
             AckLevel::All => {
                 let deadline = tokio::time::Instant::now() + LEADER_READY_WAIT;
@@ -502,7 +503,7 @@ impl ReplicatedReplica {
                     .await
                     .is_none()
                 {
-                    return Err(self.not_leader(&self.metrics()));
+                    return Err(self.outcome_unknown("not committed in time".to_string()));
                 }
             }
         }
@@ -511,11 +512,25 @@ impl ReplicatedReplica {
     }
 
     /// Refuses unless this node leads now in `term`, and so has led since `term` began: terms
-    /// only grow, and a leader leaves its term only for a later one.
+    /// only grow, and a leader leaves its term only for a later one. Called after a batch was
+    /// proposed, so the refusal leaves its fate open.
     fn still_leading(&self, term: u64) -> Result<(), BrokerError> {
-        match self.check_leader()? {
-            now if now == term => Ok(()),
-            _ => Err(self.not_leader(&self.metrics())),
+        match self.check_leader() {
+            Ok(now) if now == term => Ok(()),
+            _ => Err(self.outcome_unknown("this node lost the leadership".to_string())),
+        }
+    }
+
+    /// The answer for a batch that reached the Raft log (here or through an earlier attempt)
+    /// when this node cannot say whether it was committed. A `NOT_LEADER` here would tell the
+    /// client nothing was written, and a producer may then give the batch's sequence numbers
+    /// to other records, which the next leader would answer as duplicates of this batch: a
+    /// fault loop lost 19 acknowledged records that way.
+    fn outcome_unknown(&self, reason: String) -> BrokerError {
+        BrokerError::AppendOutcomeUnknown {
+            topic: self.topic.to_string(),
+            partition: self.index,
+            reason,
         }
     }
 
