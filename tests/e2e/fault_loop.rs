@@ -70,8 +70,13 @@ struct MemberLog {
     records: Vec<(i32, i64, String)>,
     /// A record below a position whose commit the coordinator acknowledged, read again.
     backwards: usize,
+    /// The first few such reads that followed a record read in order, as (partition, offset
+    /// committed, offset delivered).
+    went_back: Vec<(i32, i64, i64)>,
     /// A record delivered after a gap in its partition's offsets within one run of positions.
     skips: usize,
+    /// The first few skips, as (partition, offset expected, offset delivered).
+    skipped: Vec<(i32, i64, i64)>,
 }
 
 /// A group member consuming and committing after every poll until `stop`.
@@ -93,8 +98,14 @@ async fn spawn_member(
             if let Ok(records) = consumer.poll(Duration::from_millis(200)).await {
                 for record in records {
                     let (p, at) = (record.partition, record.offset);
-                    if at < committed.get(&p).copied().unwrap_or(0) {
+                    let commit = committed.get(&p).copied().unwrap_or(0);
+                    if at < commit {
                         log.backwards += 1;
+                        if log.went_back.len() < 5
+                            && log.went_back.last().is_none_or(|(q, _, _)| *q != p)
+                        {
+                            log.went_back.push((p, commit, at));
+                        }
                     }
                     // A position moved back (a rejoin resumes at the commit) starts a new run;
                     // forward, offsets are dense (only records take offsets).
@@ -102,6 +113,9 @@ async fn spawn_member(
                         && at > *expected
                     {
                         log.skips += 1;
+                        if log.skipped.len() < 5 {
+                            log.skipped.push((p, *expected, at));
+                        }
                     }
                     next_expected.insert(p, at + 1);
                     let value = String::from_utf8(record.value.unwrap().to_vec()).unwrap();
@@ -348,10 +362,16 @@ async fn a_seeded_fault_loop_counts_no_anomaly() {
         "group positions gone back past an acknowledged commit: {}",
         member_log.backwards
     );
+    for (partition, commit, delivered) in &member_log.went_back {
+        println!("  partition {partition}: committed {commit}, then delivered {delivered}");
+    }
     println!(
         "group positions that skipped a record: {}",
         member_log.skips
     );
+    for (partition, expected, delivered) in &member_log.skipped {
+        println!("  partition {partition}: expected offset {expected}, delivered {delivered}");
+    }
     println!("acknowledged records the group never consumed: {group_missed}");
     assert_eq!(
         (lost, duplicates, copies_differ, reads_differ),

@@ -153,6 +153,35 @@ impl LogReader {
         Ok(empty)
     }
 
+    /// [`LogReader::read`], except that an offset past the high watermark but not past the
+    /// log end (appended here, not yet known committed) reads as empty instead of out of
+    /// range, as a Kafka leader answers between its high watermark and log end. A Raft
+    /// leader's high watermark trails what it holds for a moment after an election, until its
+    /// first entry commits; a consumer whose position came from the previous leader must wait
+    /// then, not be told its position does not exist (it would reset to the earliest or
+    /// latest offset, re-reading or skipping records).
+    ///
+    /// # Errors
+    /// As [`LogReader::read`], with the range `[log start, log end]`.
+    pub fn read_up_to_log_end(&self, from: i64, max_bytes: i64) -> Result<ReadResult, LogError> {
+        match self.read(from, max_bytes) {
+            Err(LogError::OffsetOutOfRange {
+                high_watermark,
+                log_start,
+                ..
+            }) if from > high_watermark.as_i64() && from <= self.log_end_offset().as_i64() => {
+                Ok(ReadResult {
+                    data: Bytes::new(),
+                    next_offset: Offset::from_i64(from).unwrap_or(high_watermark),
+                    high_watermark,
+                    log_start_offset: log_start,
+                    crc_checked: true,
+                })
+            }
+            other => other,
+        }
+    }
+
     /// The first offset whose record timestamp is at or after `timestamp_ms` (Kafka's
     /// ListOffsets by timestamp), or `None` when no visible record is that recent.
     ///

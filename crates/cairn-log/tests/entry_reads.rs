@@ -206,3 +206,43 @@ fn uncommitted_entries_read_by_index_outlive_their_truncation() {
     let now = reader.read_entries(EntryIndex(5), 1, 0).unwrap();
     assert_eq!(now[0].header.leader_epoch, LeaderEpoch(2));
 }
+
+#[test]
+fn a_read_between_the_high_watermark_and_the_log_end_is_empty_only_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open_replica(dir.path(), small_config(), 0).unwrap();
+    for tag in 0..4u64 {
+        log.append(&[batch(tag, 5, 40, 0)], Some(LeaderEpoch(1)), 0)
+            .unwrap();
+    }
+    log.set_high_watermark(Offset(10)).unwrap();
+    let reader = log.reader();
+    assert_eq!(reader.log_end_offset(), Offset(20));
+    // What a new Raft leader answers a consumer whose position the previous one gave.
+    for from in [11, 15, 20] {
+        assert!(
+            reader.read(from, 1 << 20).is_err(),
+            "plain reads stop at the high watermark"
+        );
+        let read = reader.read_up_to_log_end(from, 1 << 20).unwrap();
+        assert!(
+            read.data.is_empty(),
+            "nothing past the high watermark is served"
+        );
+        assert_eq!(read.next_offset, Offset(u64::try_from(from).unwrap()));
+        assert_eq!(read.high_watermark, Offset(10));
+    }
+    assert!(
+        !reader
+            .read_up_to_log_end(5, 1 << 20)
+            .unwrap()
+            .data
+            .is_empty()
+    );
+    for from in [21, -1] {
+        assert!(
+            reader.read_up_to_log_end(from, 1 << 20).is_err(),
+            "{from} is out of range"
+        );
+    }
+}

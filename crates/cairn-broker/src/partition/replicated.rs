@@ -540,7 +540,7 @@ impl ReplicatedReplica {
     /// [`BrokerError::NotLeader`]; the log's read errors.
     pub(super) fn read(&self, from: i64, max_bytes: i64) -> Result<ReadResult, BrokerError> {
         self.check_leader()?;
-        Ok(self.reader().read(from, max_bytes)?)
+        Ok(self.reader().read_up_to_log_end(from, max_bytes)?)
     }
 
     /// The leader, term and members as this copy's Raft group knows them. In-sync replicas are
