@@ -269,10 +269,15 @@ fn the_compose_cluster_keeps_every_acknowledged_record_when_a_container_is_kille
     project.compose_ok(&["up", "--detach"]);
     let containers: Vec<String> = SERVICES.iter().map(|s| project.container(s)).collect();
     for (service, container) in SERVICES.iter().zip(&containers) {
-        wait_for(&project, &format!("docker to report {service} healthy"), || {
-            let health = docker(&["inspect", "--format", "{{.State.Health.Status}}", container]);
-            String::from_utf8_lossy(&health.stdout).trim() == "healthy"
-        });
+        wait_for(
+            &project,
+            &format!("docker to report {service} healthy"),
+            || {
+                let health =
+                    docker(&["inspect", "--format", "{{.State.Health.Status}}", container]);
+                String::from_utf8_lossy(&health.stdout).trim() == "healthy"
+            },
+        );
     }
     let all = (1..=3)
         .map(|n| project.address(n))
@@ -307,18 +312,20 @@ fn the_compose_cluster_keeps_every_acknowledged_record_when_a_container_is_kille
 
     // Kill the controller's node: the metadata group and that node's partition leaderships
     // must both move.
-    let described: Value = serde_json::from_str(&cli_ok(
-        &all,
-        &["cluster", "describe", "--format", "json"],
-    ))
-    .unwrap();
+    let described: Value =
+        serde_json::from_str(&cli_ok(&all, &["cluster", "describe", "--format", "json"])).unwrap();
     let victim = usize::try_from(described["controller_id"].as_i64().unwrap()).unwrap();
     assert!((1..=3).contains(&victim), "{described}");
     let victim_container = &containers[victim - 1];
     eprintln!("killing node {victim} (the controller), container {victim_container}");
     let killed = docker(&["kill", victim_container]);
     assert!(killed.status.success(), "docker kill: {killed:?}");
-    let running = docker(&["inspect", "--format", "{{.State.Running}}", victim_container]);
+    let running = docker(&[
+        "inspect",
+        "--format",
+        "{{.State.Running}}",
+        victim_container,
+    ]);
     assert_eq!(String::from_utf8_lossy(&running.stdout).trim(), "false");
 
     let survivors = (1..=3)
@@ -344,5 +351,9 @@ fn the_compose_cluster_keeps_every_acknowledged_record_when_a_container_is_kille
         .collect();
     assert!(missing.is_empty(), "acknowledged records lost: {missing:?}");
     assert!(repeated.is_empty(), "records read twice: {repeated:?}");
-    assert_eq!(counts.len(), 2 * RECORDS_PER_ROUND, "records never produced");
+    assert_eq!(
+        counts.len(),
+        2 * RECORDS_PER_ROUND,
+        "records never produced"
+    );
 }

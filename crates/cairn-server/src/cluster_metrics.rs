@@ -221,7 +221,12 @@ mod tests {
 
     #[test]
     fn lag_seconds_are_exact_milliseconds() {
-        for (ms, shown) in [(0, "0.000"), (7, "0.007"), (1_000, "1.000"), (61_250, "61.250")] {
+        for (ms, shown) in [
+            (0, "0.000"),
+            (7, "0.007"),
+            (1_000, "1.000"),
+            (61_250, "61.250"),
+        ] {
             assert_eq!(Seconds(ms).to_string(), shown);
         }
     }

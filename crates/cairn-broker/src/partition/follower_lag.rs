@@ -150,7 +150,11 @@ mod tests {
         assert_eq!(follower_lag_ms(&history, &m, 2, 6_500), Some(0));
         assert_eq!(follower_lag_ms(&history, &m, 3, 6_500), Some(4_500));
         assert_eq!(follower_lag_entries(&m, 3), Some(5));
-        assert_eq!(follower_lag_ms(&history, &m, 4, 6_500), None, "not replicated to");
+        assert_eq!(
+            follower_lag_ms(&history, &m, 4, 6_500),
+            None,
+            "not replicated to"
+        );
         // Leadership lost: the history goes with it.
         let mut lost = m.clone();
         lost.state = ServerState::Follower;

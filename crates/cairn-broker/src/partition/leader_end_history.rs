@@ -180,7 +180,11 @@ mod tests {
             let t = step * 200;
             end += 1;
             history.observe(t, TERM, end, [end - 1]);
-            assert_eq!(history.lag_ms(end - 1, t + 40), 40, "one append behind, 40 ms old");
+            assert_eq!(
+                history.lag_ms(end - 1, t + 40),
+                40,
+                "one append behind, 40 ms old"
+            );
             history.observe(t + 50, TERM, end, [end]);
             assert_eq!(history.lag_ms(end, t + 60), 0);
         }

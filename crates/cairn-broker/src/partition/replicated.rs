@@ -110,11 +110,11 @@ fn spawn_metrics_watch(
         loop {
             let report = {
                 let m = metrics.borrow_and_update();
-                super::follower_lag::observe(
-                    &mut lag_history.lock().unwrap_or_else(|e| e.into_inner()),
-                    &m,
-                    clock.monotonic_ms(),
-                );
+                {
+                    let mut history = lag_history.lock().unwrap_or_else(|e| e.into_inner());
+                    // Read under the lock, as a scrape does, so the history's times ascend.
+                    super::follower_lag::observe(&mut history, &m, clock.monotonic_ms());
+                }
                 (m.state == ServerState::Leader && reported != Some(m.current_term)).then(|| {
                     LeaderReport {
                         group,
@@ -202,10 +202,11 @@ impl ReplicatedReplica {
     ) -> Result<ReplicatedReplica, BrokerError> {
         let open_dir = dir.to_path_buf();
         let open_clock = Arc::clone(&clock);
-        let raft_log = tokio::task::spawn_blocking(move || RaftLog::open(&open_dir, cfg, open_clock))
-            .await
-            .map_err(|e| raft_failure(&topic, index, format!("opening the log: {e}")))?
-            .map_err(|e| raft_failure(&topic, index, e.to_string()))?;
+        let raft_log =
+            tokio::task::spawn_blocking(move || RaftLog::open(&open_dir, cfg, open_clock))
+                .await
+                .map_err(|e| raft_failure(&topic, index, format!("opening the log: {e}")))?
+                .map_err(|e| raft_failure(&topic, index, e.to_string()))?;
         let raft = Raft::new(
             ctx.me,
             Arc::clone(&ctx.config),
@@ -583,10 +584,11 @@ impl ReplicatedReplica {
     /// entries and in time. Reads the group's metrics once, and feeds them to the lag history
     /// first, so the figures are as of now.
     pub(super) fn add_replication(&self, status: &mut ReplicationStatus) {
-        let now_ms = self.clock.monotonic_ms();
         let metrics = self.raft.metrics();
         let m = metrics.borrow();
         let mut history = self.lag_history.lock().unwrap_or_else(|e| e.into_inner());
+        // Read under the lock, as the metrics watcher does, so the history's times ascend.
+        let now_ms = self.clock.monotonic_ms();
         super::follower_lag::observe(&mut history, &m, now_ms);
         if m.current_leader.is_none() {
             status.offline_count += 1;
