@@ -2,9 +2,11 @@
 //! describe --format json` names three alive nodes, one controller and every replica placed;
 //! after one node is killed with SIGKILL, a survivor's describe shows it unreachable and the
 //! survivors' `/metrics` show it down (`cairn_cluster_node_up{node="K"} 0`) with partitions
-//! under-replicated; once it is restarted, every node reports it up and no partition
-//! under-replicated. A single node describes a cluster of one and its `/metrics` has no
-//! `cairn_cluster_*` series.
+//! under-replicated, and once records are produced without it, a survivor reports it behind in
+//! entries and in seconds; once it is restarted, every node reports it up, no partition
+//! under-replicated and no follower behind, and the controller state agrees across nodes (one
+//! leader, the one every node names). A single node describes a cluster of one and its
+//! `/metrics` has no `cairn_cluster_*` series.
 
 #![allow(clippy::unwrap_used, reason = "tests: a failure here is a failed test")]
 
@@ -46,6 +48,19 @@ fn describe(address: &str) -> Option<Value> {
     out.status
         .success()
         .then(|| serde_json::from_slice(&out.stdout).unwrap())
+}
+
+/// Every sample of the family `name` in a Prometheus text body: its labels (the text between
+/// the braces) and value.
+fn samples(body: &str, name: &str) -> Vec<(String, f64)> {
+    let prefix = format!("{name}{{");
+    body.lines()
+        .filter_map(|line| line.strip_prefix(&prefix))
+        .map(|rest| {
+            let (labels, value) = rest.split_once("} ").unwrap();
+            (labels.to_string(), value.parse().unwrap())
+        })
+        .collect()
 }
 
 /// Each node's `state` in a describe answer, by node id.
@@ -167,6 +182,41 @@ async fn describe_and_metrics_follow_a_node_killed_and_restarted() {
     );
     eprintln!("survivors (node up, under-replicated): {seen:?}");
 
+    // Records the killed node does not get: a survivor leading a partition of the topic sees
+    // it fall behind, in entries and in time alike.
+    produce_orders(&first, 0..200, 17);
+    let victim_label = format!("follower=\"{VICTIM}\"");
+    let behind = eventually(
+        &cluster,
+        "a survivor reports the killed node behind in entries and in seconds",
+        || {
+            survivors
+                .iter()
+                .flat_map(|i| {
+                    let body = scrape(&cluster.http_addresses[*i]).unwrap_or_default();
+                    let entries = samples(&body, "cairn_cluster_follower_lag_entries");
+                    samples(&body, "cairn_cluster_follower_lag_seconds")
+                        .into_iter()
+                        .filter(|(labels, _)| labels.contains(&victim_label))
+                        .map(|(labels, seconds)| {
+                            let lacking =
+                                entries.iter().find(|(l, _)| *l == labels).map(|(_, e)| *e);
+                            (labels, lacking, seconds)
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .collect::<Vec<_>>()
+        },
+        |seen| {
+            seen.iter().any(|(labels, lacking, seconds)| {
+                labels.contains(&format!("topic=\"{TOPIC}\""))
+                    && lacking.is_some_and(|e| e > 0.0)
+                    && *seconds > 0.0
+            })
+        },
+    );
+    eprintln!("the killed node behind (series, entries, seconds): {behind:?}");
+
     cluster.restart(VICTIM);
     for i in 0..3 {
         let http = cluster.http_addresses[i].clone();
@@ -184,15 +234,48 @@ async fn describe_and_metrics_follow_a_node_killed_and_restarted() {
                     }),
                     metric_sample(&body, "cairn_cluster_under_replicated_partitions"),
                     metric_sample(&body, "cairn_cluster_controller_leader"),
+                    samples(&body, "cairn_cluster_follower_lag_seconds"),
                 )
             },
-            |(up, under, controller)| {
+            |(up, under, controller, lag_seconds)| {
                 up.iter().all(|u| *u == Some(1.0))
                     && *under == Some(0.0)
                     && controller.is_some_and(|c| (1.0..=3.0).contains(&c))
+                    && lag_seconds.iter().all(|(_, s)| *s == 0.0)
             },
         );
     }
+    // The controller state agrees: every node names the same leader, that node alone says it
+    // leads, and every node has a term and has applied metadata.
+    let controller = eventually(
+        &cluster,
+        "one controller leader, named by every node, the only one in the leader role",
+        || {
+            (0..3)
+                .map(|i| {
+                    let body = scrape(&cluster.http_addresses[i]).unwrap_or_default();
+                    (
+                        metric_sample(&body, "cairn_cluster_controller_leader"),
+                        metric_sample(&body, "cairn_cluster_controller_role{role=\"leader\"}"),
+                        metric_sample(&body, "cairn_cluster_controller_term"),
+                        metric_sample(&body, "cairn_cluster_controller_applied_index"),
+                    )
+                })
+                .collect::<Vec<_>>()
+        },
+        |nodes| {
+            let leader = nodes[0].0;
+            let leading: Vec<usize> = (0..3).filter(|i| nodes[*i].1 == Some(1.0)).collect();
+            leader.is_some_and(|l| l >= 1.0)
+                && nodes.iter().all(|n| n.0 == leader)
+                && leading.len() == 1
+                && leader == Some((leading[0] + 1) as f64)
+                && nodes
+                    .iter()
+                    .all(|n| n.2.is_some_and(|t| t >= 1.0) && n.3.is_some_and(|a| a >= 0.0))
+        },
+    );
+    eprintln!("controller (leader, is leader, term, applied) by node: {controller:?}");
     eventually(
         &cluster,
         "describe from the restarted node shows the cluster whole again",

@@ -2,12 +2,13 @@
 //! from the broker's [`ReplicationStatus`] read at scrape time. A single node has no cluster
 //! machinery and renders none of them, so its exposition is unchanged.
 //!
-//! Follower lag is the one series per partition: one per follower of each partition led here,
-//! so a node leading a third of 1,000 partitions with three copies renders about 670 lines.
+//! Follower lag is the one family per partition, in two units: one series per follower of each
+//! partition led here, so a node leading a third of 1,000 partitions with three copies renders
+//! about 670 lines of each.
 
 use std::fmt::Write as _;
 
-use cairn_broker::cluster::ReplicationStatus;
+use cairn_broker::cluster::{ControllerRole, ReplicationStatus};
 
 /// Appends the cluster series to `out`.
 pub fn render(status: &ReplicationStatus, out: &mut String) {
@@ -44,6 +45,32 @@ pub fn render(status: &ReplicationStatus, out: &mut String) {
         status.controller_leader.unwrap_or(-1)
     );
     out.push_str(
+        "# HELP cairn_cluster_controller_role This node's role in the controller Raft group: 1 for the role it has, 0 for the others (the leader is the active controller).\n# TYPE cairn_cluster_controller_role gauge\n",
+    );
+    for role in ControllerRole::ALL {
+        let _ = writeln!(
+            out,
+            "cairn_cluster_controller_role{{role=\"{}\"}} {}",
+            role.as_str(),
+            u8::from(role == status.controller_role)
+        );
+    }
+    gauge(
+        out,
+        "cairn_cluster_controller_term",
+        "The controller group's Raft term as this node knows it; it grows with each controller election.",
+        status.controller_term,
+    );
+    let _ = writeln!(
+        out,
+        "# HELP cairn_cluster_controller_applied_index Raft index of the last cluster metadata entry this node applied; -1 before the first. A node behind the others for long serves stale metadata.\n\
+         # TYPE cairn_cluster_controller_applied_index gauge\n\
+         cairn_cluster_controller_applied_index {}",
+        status
+            .controller_applied_index
+            .map_or(-1, |i| i64::try_from(i).unwrap_or(i64::MAX))
+    );
+    out.push_str(
         "# HELP cairn_cluster_node_up 1 while a node answers this node's liveness probes, 0 once it has been silent past the election timeout (this node is always 1).\n# TYPE cairn_cluster_node_up gauge\n",
     );
     for node in &status.nodes_up {
@@ -64,6 +91,28 @@ pub fn render(status: &ReplicationStatus, out: &mut String) {
             "cairn_cluster_follower_lag_entries{{topic=\"{}\",partition=\"{}\",follower=\"{}\"}} {}",
             lag.topic, lag.partition, lag.follower, lag.lag_entries
         );
+    }
+    out.push_str(
+        "# HELP cairn_cluster_follower_lag_seconds How long a follower of a partition led by this node has been behind: seconds since the leader's log first grew past the end of the follower's copy, 0 while it holds everything the leader has (Kafka's time since the follower was last caught up). Counted from when this node became leader at the earliest; a silent follower with nothing to copy reads 0 (see cairn_cluster_node_up).\n# TYPE cairn_cluster_follower_lag_seconds gauge\n",
+    );
+    for lag in &status.follower_lags {
+        let _ = writeln!(
+            out,
+            "cairn_cluster_follower_lag_seconds{{topic=\"{}\",partition=\"{}\",follower=\"{}\"}} {}",
+            lag.topic,
+            lag.partition,
+            lag.follower,
+            Seconds(lag.lag_ms)
+        );
+    }
+}
+
+/// Milliseconds shown as seconds with three decimals, exactly (no float rounding).
+struct Seconds(u64);
+
+impl std::fmt::Display for Seconds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{:03}", self.0 / 1_000, self.0 % 1_000)
     }
 }
 
@@ -90,6 +139,9 @@ mod tests {
             offline_count: 3,
             elections_total: 5,
             controller_leader: None,
+            controller_role: ControllerRole::Candidate,
+            controller_term: 9,
+            controller_applied_index: None,
             nodes_up: vec![
                 NodeUp {
                     node_id: 1,
@@ -105,6 +157,7 @@ mod tests {
                 partition: 4,
                 follower: 2,
                 lag_entries: 17,
+                lag_ms: 2_045,
             }],
         };
         let mut out = String::new();
@@ -118,6 +171,11 @@ mod tests {
             "cairn_cluster_node_up{node=\"1\"} 1",
             "cairn_cluster_node_up{node=\"2\"} 0",
             "cairn_cluster_follower_lag_entries{topic=\"orders\",partition=\"4\",follower=\"2\"} 17",
+            "cairn_cluster_follower_lag_seconds{topic=\"orders\",partition=\"4\",follower=\"2\"} 2.045",
+            "cairn_cluster_controller_role{role=\"candidate\"} 1",
+            "cairn_cluster_controller_role{role=\"leader\"} 0",
+            "cairn_cluster_controller_term 9",
+            "cairn_cluster_controller_applied_index -1",
             "# TYPE cairn_cluster_elections_total counter",
             "# TYPE cairn_cluster_follower_lag_entries gauge",
         ] {
@@ -135,6 +193,10 @@ mod tests {
             "cairn_cluster_controller_leader",
             "cairn_cluster_node_up",
             "cairn_cluster_follower_lag_entries",
+            "cairn_cluster_follower_lag_seconds",
+            "cairn_cluster_controller_role",
+            "cairn_cluster_controller_term",
+            "cairn_cluster_controller_applied_index",
         ] {
             let help = format!("# HELP {family} ");
             let kind = format!("# TYPE {family} ");
@@ -148,6 +210,24 @@ mod tests {
                 1,
                 "{family}"
             );
+        }
+        // One role is set, whichever it is.
+        let roles_set = out
+            .lines()
+            .filter(|l| l.starts_with("cairn_cluster_controller_role{") && l.ends_with(" 1"))
+            .count();
+        assert_eq!(roles_set, 1, "{out}");
+    }
+
+    #[test]
+    fn lag_seconds_are_exact_milliseconds() {
+        for (ms, shown) in [
+            (0, "0.000"),
+            (7, "0.007"),
+            (1_000, "1.000"),
+            (61_250, "61.250"),
+        ] {
+            assert_eq!(Seconds(ms).to_string(), shown);
         }
     }
 }

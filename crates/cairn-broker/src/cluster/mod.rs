@@ -33,7 +33,7 @@ pub use controller_sm::{
     ControllerEvent, ControllerRaft, ControllerResponse, ControllerStateMachine,
 };
 pub use describe::{ClusterDescription, NodeDescription, Reachability};
-pub use replication_status::{FollowerLag, NodeUp, ReplicationStatus};
+pub use replication_status::{ControllerRole, FollowerLag, NodeUp, ReplicationStatus};
 pub use runtime::ClusterRuntime;
 
 #[cfg(test)]

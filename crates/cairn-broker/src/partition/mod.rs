@@ -16,7 +16,9 @@
 //! it is answered.
 
 mod fetched;
+mod follower_lag;
 mod health;
+mod leader_end_history;
 mod leadership;
 mod local;
 mod replica;

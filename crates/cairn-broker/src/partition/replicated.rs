@@ -21,8 +21,8 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cairn_codec::batch::Batch;
@@ -36,6 +36,8 @@ use openraft::error::ClientWriteError;
 use openraft::{Config, Raft, RaftMetrics, ServerState};
 use tokio::sync::Mutex as AsyncMutex;
 
+use super::follower_lag::{follower_lag_entries, follower_lag_ms, is_in_sync};
+use super::leader_end_history::LeaderEndHistory;
 use super::leadership::{LeaderHint, Leadership};
 use super::wait_for_high_watermark;
 use crate::cluster::replication_status::{FollowerLag, ReplicationStatus};
@@ -48,9 +50,6 @@ use crate::sequencer::Sequencer;
 /// Longest a new leader waits for its log to be applied before it takes appends; past it the
 /// append is refused as retriable (the client retries, by then the leader is ready).
 const LEADER_READY_WAIT: Duration = Duration::from_secs(5);
-
-/// A follower is in sync while its copy is at most this many entries behind the leader's log.
-const IN_SYNC_MAX_ENTRIES_BEHIND: u64 = 1_000;
 
 /// What a group needs from the node to start: who it is, how to reach peers, where peers'
 /// calls arrive, and the Raft timings.
@@ -92,14 +91,18 @@ pub(crate) struct LeaderReport {
     pub(crate) members: Vec<NodeId>,
 }
 
-/// Watches a group's metrics and reports each term this node wins, counting it in
-/// `elections`. Ends when the group stops.
-fn spawn_leader_reports(
+/// Watches a group's metrics: reports each term this node wins, counting it in `elections`,
+/// and feeds every change to `lag_history` at `clock`'s monotonic time, so a follower's lag in
+/// seconds is as fine as the metrics' own updates, not as coarse as the scrapes. Ends when
+/// the group stops.
+fn spawn_metrics_watch(
     raft: &Raft<PartitionRaft>,
     group: GroupId,
     me: NodeId,
     reports: tokio::sync::mpsc::UnboundedSender<LeaderReport>,
     elections: Arc<AtomicU64>,
+    lag_history: Arc<Mutex<LeaderEndHistory>>,
+    clock: Arc<dyn Clock>,
 ) {
     let mut metrics = raft.metrics();
     tokio::spawn(async move {
@@ -107,6 +110,11 @@ fn spawn_leader_reports(
         loop {
             let report = {
                 let m = metrics.borrow_and_update();
+                {
+                    let mut history = lag_history.lock().unwrap_or_else(|e| e.into_inner());
+                    // Read under the lock, as a scrape does, so the history's times ascend.
+                    super::follower_lag::observe(&mut history, &m, clock.monotonic_ms());
+                }
                 (m.state == ServerState::Leader && reported != Some(m.current_term)).then(|| {
                     LeaderReport {
                         group,
@@ -153,6 +161,10 @@ pub(crate) struct ReplicatedReplica {
     reachability: crate::cluster::liveness::PeerReachability,
     sequencer: Sequencer,
     proposals: AsyncMutex<ProposalState>,
+    /// When the leader's log grew past each end this term, for followers' lag in seconds.
+    lag_history: Arc<Mutex<LeaderEndHistory>>,
+    /// The broker's clock; its monotonic reading times follower lag.
+    clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for ReplicatedReplica {
@@ -189,10 +201,12 @@ impl ReplicatedReplica {
         ctx: &GroupContext,
     ) -> Result<ReplicatedReplica, BrokerError> {
         let open_dir = dir.to_path_buf();
-        let raft_log = tokio::task::spawn_blocking(move || RaftLog::open(&open_dir, cfg, clock))
-            .await
-            .map_err(|e| raft_failure(&topic, index, format!("opening the log: {e}")))?
-            .map_err(|e| raft_failure(&topic, index, e.to_string()))?;
+        let open_clock = Arc::clone(&clock);
+        let raft_log =
+            tokio::task::spawn_blocking(move || RaftLog::open(&open_dir, cfg, open_clock))
+                .await
+                .map_err(|e| raft_failure(&topic, index, format!("opening the log: {e}")))?
+                .map_err(|e| raft_failure(&topic, index, e.to_string()))?;
         let raft = Raft::new(
             ctx.me,
             Arc::clone(&ctx.config),
@@ -207,12 +221,15 @@ impl ReplicatedReplica {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(group, raft.clone());
-        spawn_leader_reports(
+        let lag_history = Arc::new(Mutex::new(LeaderEndHistory::default()));
+        spawn_metrics_watch(
             &raft,
             group,
             ctx.me,
             ctx.leader_reports.clone(),
             Arc::clone(&ctx.elections),
+            Arc::clone(&lag_history),
+            Arc::clone(&clock),
         );
         super::retention_purge::spawn_retention_purges(
             raft.clone(),
@@ -238,6 +255,8 @@ impl ReplicatedReplica {
             reachability: ctx.reachability.clone(),
             sequencer: Sequencer::default(),
             proposals: AsyncMutex::new(ProposalState::default()),
+            lag_history,
+            clock,
         })
     }
 
@@ -544,7 +563,8 @@ impl ReplicatedReplica {
     }
 
     /// The leader, term and members as this copy's Raft group knows them. In-sync replicas are
-    /// the leader's view (followers within [`IN_SYNC_MAX_ENTRIES_BEHIND`] of its log); a
+    /// the leader's view (followers within
+    /// [`IN_SYNC_MAX_ENTRIES_BEHIND`](super::follower_lag::IN_SYNC_MAX_ENTRIES_BEHIND) of its log); a
     /// follower reports every member.
     pub(super) fn leadership(&self) -> Leadership {
         let m = self.metrics();
@@ -585,11 +605,16 @@ impl ReplicatedReplica {
     }
 
     /// Adds this copy to `status`: whether it leads, whether any leader is known, and, where
-    /// it leads, whether a replica is out of sync and how far behind each follower is. Reads
-    /// the group's metrics once.
+    /// it leads, whether a replica is out of sync and how far behind each follower is, in
+    /// entries and in time. Reads the group's metrics once, and feeds them to the lag history
+    /// first, so the figures are as of now.
     pub(super) fn add_replication(&self, status: &mut ReplicationStatus) {
         let metrics = self.raft.metrics();
         let m = metrics.borrow();
+        let mut history = self.lag_history.lock().unwrap_or_else(|e| e.into_inner());
+        // Read under the lock, as the metrics watcher does, so the history's times ascend.
+        let now_ms = self.clock.monotonic_ms();
+        super::follower_lag::observe(&mut history, &m, now_ms);
         if m.current_leader.is_none() {
             status.offline_count += 1;
         }
@@ -605,12 +630,16 @@ impl ReplicatedReplica {
             if node == m.id {
                 continue;
             }
-            if let Some(lag_entries) = follower_lag_entries(&m, node) {
+            if let (Some(lag_entries), Some(lag_ms)) = (
+                follower_lag_entries(&m, node),
+                follower_lag_ms(&history, &m, node, now_ms),
+            ) {
                 status.follower_lags.push(FollowerLag {
                     topic: Arc::clone(&self.topic),
                     partition: self.index,
                     follower: node_i32(node),
                     lag_entries,
+                    lag_ms,
                 });
             }
         }
@@ -652,33 +681,6 @@ impl ReplicatedReplica {
     }
 }
 
-/// Whether replica `node` is in sync as the leader whose metrics are `m` sees it: the leader
-/// itself, or a follower whose node the liveness probes reach and whose copy is at most
-/// [`IN_SYNC_MAX_ENTRIES_BEHIND`] entries behind the leader's log. Without the reachability
-/// check a dead follower would stay in sync for as long as nothing is written (its matched
-/// index stops where it was), which Kafka's time-based rule would not allow.
-fn is_in_sync(
-    m: &RaftMetrics<NodeId, PeerNode>,
-    node: NodeId,
-    reachability: &crate::cluster::liveness::PeerReachability,
-) -> bool {
-    if node == m.id {
-        return true;
-    }
-    !reachability.is_unreachable(node)
-        && follower_lag_entries(m, node).is_some_and(|lag| lag <= IN_SYNC_MAX_ENTRIES_BEHIND)
-}
-
-/// Entries of the leader's log (whose metrics are `m`) that follower `node` does not hold yet:
-/// the leader's last log index minus the follower's matched index, counting every entry when
-/// nothing is matched. `None` when `m` is not a leader's or `node` is not replicated to.
-fn follower_lag_entries(m: &RaftMetrics<NodeId, PeerNode>, node: NodeId) -> Option<u64> {
-    let matched = m.replication.as_ref()?.get(&node)?;
-    let end = m.last_log_index.map_or(0, |last| last.saturating_add(1));
-    let at = matched.map_or(0, |l| l.index.saturating_add(1));
-    Some(end.saturating_sub(at))
-}
-
 /// A sequence refusal, as the local filter words it.
 fn sequence_refusal(p: &ProducerBatch, check: SequenceCheck) -> BrokerError {
     let err = match check {
@@ -709,67 +711,5 @@ fn raft_failure(topic: &str, index: u32, reason: String) -> BrokerError {
         topic: topic.to_string(),
         partition: index,
         reason,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A leader's metrics (node 1) with `last` as its last log index and these followers'
-    /// matched indexes.
-    fn leader_metrics(
-        last: Option<u64>,
-        matched: &[(NodeId, Option<u64>)],
-    ) -> RaftMetrics<NodeId, PeerNode> {
-        let mut m = RaftMetrics::new_initial(1);
-        m.state = ServerState::Leader;
-        m.last_log_index = last;
-        m.replication = Some(
-            matched
-                .iter()
-                .map(|(node, index)| (*node, index.map(|i| cairn_raft::wire::log_id(1, i))))
-                .collect(),
-        );
-        m
-    }
-
-    #[test]
-    fn follower_lag_is_the_leaders_last_index_minus_the_followers_matched_one() {
-        let m = leader_metrics(Some(10), &[(1, Some(10)), (2, Some(7)), (3, None)]);
-        assert_eq!(follower_lag_entries(&m, 1), Some(0));
-        assert_eq!(follower_lag_entries(&m, 2), Some(3));
-        // Nothing matched yet: every entry, index 0 included, is missing.
-        assert_eq!(follower_lag_entries(&m, 3), Some(11));
-        assert_eq!(follower_lag_entries(&m, 4), None, "not replicated to");
-    }
-
-    #[test]
-    fn a_follower_is_in_sync_while_reachable_and_close_behind() {
-        use crate::cluster::liveness::PeerReachability;
-        let behind = IN_SYNC_MAX_ENTRIES_BEHIND;
-        let m = leader_metrics(
-            Some(2 * behind),
-            &[(2, Some(behind)), (3, Some(behind - 1))],
-        );
-        let reachability = PeerReachability::default();
-        assert!(is_in_sync(&m, 1, &reachability), "the leader itself");
-        assert!(is_in_sync(&m, 2, &reachability), "exactly the limit behind");
-        assert!(!is_in_sync(&m, 3, &reachability), "one past the limit");
-        // Node 2 stops answering probes: its matched index has not moved, yet it is out.
-        reachability.publish(&[(2, true), (3, false)].into_iter().collect());
-        assert!(!is_in_sync(&m, 2, &reachability), "unreachable");
-        assert!(
-            is_in_sync(&m, 1, &reachability),
-            "the leader is never unreachable to itself"
-        );
-    }
-
-    #[test]
-    fn a_follower_has_no_lag_figures() {
-        let mut m = leader_metrics(Some(10), &[]);
-        m.state = ServerState::Follower;
-        m.replication = None;
-        assert_eq!(follower_lag_entries(&m, 2), None);
     }
 }
