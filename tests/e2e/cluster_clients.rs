@@ -335,3 +335,90 @@ async fn a_consumer_polls_on_through_a_leader_kill_without_skipping_or_repeating
     assert_eq!(duplicates, 0, "records repeated: {duplicates}");
     assert_eq!(seen.len(), 2 * HALF);
 }
+
+/// Nodes that listen on `127.0.0.1:PORT` and peer there, but tell clients `localhost:PORT` (as
+/// a node behind NAT or a container's published port advertises another name): metadata,
+/// `DescribeCluster` and a follower's `NOT_LEADER` hint all give the advertised addresses, and
+/// a client that only knows those names produces and consumes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_are_given_each_nodes_advertised_address_not_its_peer_address() {
+    use cairn_proto::v1::producer_client::ProducerClient;
+    use cairn_proto::v1::{ProduceRequest, Record, RecordList, produce_request};
+    use tonic_types::StatusExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let advertised = |address: &str| address.replace("127.0.0.1", "localhost");
+    let cluster =
+        common::cluster::start_cluster_advertising(dir.path(), 3, |a| Some(advertised(a)));
+    let leaders = cluster
+        .create_topic(&cluster.addresses[0], TOPIC, 3, 3)
+        .await;
+    let wanted: BTreeSet<String> = cluster.addresses.iter().map(|a| advertised(a)).collect();
+    // Each node publishes its address once the cluster forms: wait for all three.
+    let admin = cairn_client::Admin::connect(&cluster.addresses[1])
+        .await
+        .unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let metadata = admin.metadata(&[TOPIC.to_string()]).await.unwrap();
+        let given: BTreeSet<String> = metadata.nodes.iter().map(|n| n.address.clone()).collect();
+        if given == wanted {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "metadata gives {given:?}, not {wanted:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let described = admin.describe_cluster().await.unwrap();
+    let described: BTreeSet<String> = described.nodes.iter().map(|n| n.address.clone()).collect();
+    assert_eq!(described, wanted);
+
+    // A follower of partition 0 names its leader by the advertised address.
+    let leader = leaders[0];
+    let follower = (1..=3).find(|n| *n != leader).unwrap();
+    let follower_address = &cluster.addresses[usize::try_from(follower - 1).unwrap()];
+    let mut client = ProducerClient::connect(format!("http://{follower_address}"))
+        .await
+        .unwrap();
+    let refused = client
+        .produce(ProduceRequest {
+            topic: TOPIC.to_string(),
+            partition: Some(0),
+            payload: Some(produce_request::Payload::Records(RecordList {
+                records: vec![Record {
+                    value: Some(b"x".to_vec().into()),
+                    ..Record::default()
+                }],
+            })),
+            ..ProduceRequest::default()
+        })
+        .await
+        .unwrap_err();
+    let info = refused
+        .get_details_error_info()
+        .expect("NOT_LEADER carries ErrorInfo");
+    let leader_address = &cluster.addresses[usize::try_from(leader - 1).unwrap()];
+    assert_eq!(
+        info.metadata.get("leader"),
+        Some(&advertised(leader_address)),
+        "{refused:?}"
+    );
+
+    // A client that only knows the advertised names writes and reads every partition.
+    let brokers = wanted.iter().cloned().collect::<Vec<_>>().join(",");
+    let producer = Producer::connect(&brokers, ProducerConfig::default())
+        .await
+        .unwrap();
+    for i in 0..30 {
+        let record = OutgoingRecord {
+            partition: Some(i % 3),
+            ..OutgoingRecord::keyed(format!("k{i}"), format!("v{i}"))
+        };
+        producer.send(TOPIC, record).await.unwrap().await.unwrap();
+    }
+    let read = consume_all(&brokers, TOPIC).await;
+    assert_eq!(read.len(), 30);
+    drop(cluster);
+}

@@ -65,6 +65,15 @@ pub enum Command {
         /// When it was proposed.
         at_ms: i64,
     },
+    /// Sets where clients reach a registered node (see [`crate::NodeMeta::client_addr`]):
+    /// each node proposes its own `--advertised-address` once the cluster has formed, and
+    /// `None` when it advertises its peer address.
+    AdvertiseNode {
+        /// The node.
+        node: NodeId,
+        /// Its client address, `HOST:PORT`, or `None` for its peer address.
+        client_addr: Option<String>,
+    },
     /// Marks a node alive or fenced (see [`NodeState`]).
     SetNodeState {
         /// The node.
@@ -240,6 +249,14 @@ mod tests {
                 node: 2,
                 state: NodeState::Fenced,
                 at_ms: 7,
+            },
+            Command::AdvertiseNode {
+                node: 2,
+                client_addr: Some("public:9092".into()),
+            },
+            Command::AdvertiseNode {
+                node: 2,
+                client_addr: None,
             },
             create(),
             Command::DeleteTopic { name: "t".into() },

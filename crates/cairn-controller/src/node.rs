@@ -27,4 +27,16 @@ pub struct NodeMeta {
     pub registered_at_ms: i64,
     /// When `state` last changed (or the registration time), in ms since the Unix epoch.
     pub state_changed_at_ms: i64,
+    /// Where clients reach the node (its `--advertised-address`) when that is not `addr`, as
+    /// behind NAT or a container's published port; `None`: at `addr`. Absent from metadata
+    /// written before it existed, which therefore reads as `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_addr: Option<String>,
+}
+
+impl NodeMeta {
+    /// The address clients are given for this node: its advertised address, else `addr`.
+    pub fn client_address(&self) -> &str {
+        self.client_addr.as_deref().unwrap_or(&self.addr)
+    }
 }

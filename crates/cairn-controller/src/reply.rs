@@ -33,6 +33,11 @@ pub enum Outcome {
         /// True if it was not registered before.
         new: bool,
     },
+    /// A node's client address is now as `AdvertiseNode` said (or already was).
+    NodeAdvertised {
+        /// The node.
+        node: NodeId,
+    },
     /// A node's state is now `state`.
     NodeStateSet {
         /// The node.

@@ -41,9 +41,27 @@ fn free_address() -> String {
 /// prints its ready line. The cluster itself forms in the background: see
 /// [`Cluster::wait_for_leaders`].
 pub fn start_cluster(dir: &Path, count: usize) -> Cluster {
+    start_cluster_advertising(dir, count, |_| None)
+}
+
+/// [`start_cluster`], with node `i + 1` started with `--advertised-address advertise(its
+/// listening address)` where that gives one.
+pub fn start_cluster_advertising(
+    dir: &Path,
+    count: usize,
+    advertise: impl Fn(&str) -> Option<String>,
+) -> Cluster {
     let addresses: Vec<String> = (0..count).map(|_| free_address()).collect();
     let http: Vec<String> = (0..count).map(|_| free_address()).collect();
-    start_nodes(dir, addresses, http, vec![None; count])
+    let extra = addresses
+        .iter()
+        .map(|a| {
+            advertise(a)
+                .map(|to| vec!["--advertised-address".to_string(), to])
+                .unwrap_or_default()
+        })
+        .collect();
+    start_nodes(dir, addresses, http, vec![None; count], extra)
 }
 
 /// Starts one node per host of `net` (ids 1 to its node count), each in its own namespace and
@@ -52,7 +70,7 @@ pub fn start_cluster_in(dir: &Path, net: &super::netns::TestNet, count: usize) -
     let addresses = (1..=count).map(|n| format!("{}:7070", net.ip(n))).collect();
     let http = (1..=count).map(|n| format!("{}:7071", net.ip(n))).collect();
     let namespaces = (1..=count).map(|n| Some(net.namespace(n))).collect();
-    start_nodes(dir, addresses, http, namespaces)
+    start_nodes(dir, addresses, http, namespaces, vec![Vec::new(); count])
 }
 
 fn start_nodes(
@@ -60,6 +78,7 @@ fn start_nodes(
     addresses: Vec<String>,
     http: Vec<String>,
     namespaces: Vec<Option<String>>,
+    extra_args: Vec<Vec<String>>,
 ) -> Cluster {
     let peers: Vec<String> = addresses
         .iter()
@@ -94,6 +113,7 @@ fn start_nodes(
         ]
         .iter()
         .map(|a| a.to_string())
+        .chain(extra_args[i].iter().cloned())
         .collect();
         let child = spawn_node(&args, &log, namespaces[i].as_deref(), &[]);
         cluster.nodes.push(Some(child));

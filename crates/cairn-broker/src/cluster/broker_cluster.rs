@@ -97,7 +97,7 @@ impl Broker {
                 .iter()
                 .map(|(id, meta)| NodeIdentity {
                     node_id: i32::try_from(*id).unwrap_or(i32::MAX),
-                    advertised_address: meta.addr.clone(),
+                    advertised_address: meta.client_address().to_string(),
                 })
                 .collect()
         };

@@ -136,7 +136,7 @@ pub(crate) fn describe_metadata(
         metadata
             .nodes()
             .iter()
-            .map(|(id, meta)| (*id, meta.addr.as_str()))
+            .map(|(id, meta)| (*id, meta.client_address()))
             .collect()
     };
     let nodes = addresses

@@ -53,6 +53,8 @@ impl LeaderDirectory for MetadataDirectory {
 
     fn address(&self, node: i32) -> Option<String> {
         let node = u64::try_from(node).ok()?;
-        self.current().node(node).map(|n| n.addr.clone())
+        self.current()
+            .node(node)
+            .map(|n| n.client_address().to_string())
     }
 }

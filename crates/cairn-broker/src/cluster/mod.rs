@@ -13,10 +13,12 @@
 //! - `describe`: [`ClusterDescription`], `DescribeCluster` as this node sees the cluster;
 //!   `replication_status`: [`ReplicationStatus`], the replication figures `/metrics` reports
 //!   (leaderships, under-replicated and offline partitions, follower lag, peers reached).
+//! - `advertise`: this node's client address (`--advertised-address`) in the metadata.
 //! - `controller_entry`: a controller command as a Raft entry (a one-record batch).
 //! - `controller_sm`: the controller group's openraft state machine over
 //!   [`cairn_controller::ClusterMetadata`], publishing each new version and this node's actions.
 
+mod advertise;
 mod broker_cluster;
 pub mod controller;
 pub mod controller_entry;

@@ -201,6 +201,7 @@ impl ClusterRuntime {
                 retention_purge_interval,
                 reachability,
                 elections: Arc::default(),
+                directory: Arc::clone(&directory),
             },
             directory,
             data_dir: broker.cfg.data_dir.clone(),
@@ -209,6 +210,7 @@ impl ClusterRuntime {
         tokio::spawn(bootstrap(
             Arc::clone(&runtime),
             broker.cfg.offsets_topic_partitions,
+            broker.cfg.advertised_address.clone(),
         ));
         tokio::spawn(report_leaders(Arc::clone(&runtime), reports_rx));
         tokio::spawn(follow_metadata(
@@ -306,9 +308,13 @@ fn controller_refusal(refusal: ControllerError) -> BrokerError {
 }
 
 /// Proposes the cluster's bootstrap until it is committed (by this node's proposal or
-/// another's), then records the cluster id in `node.meta` and makes sure the cluster has its
-/// replicated `__consumer_offsets`.
-async fn bootstrap(runtime: Arc<ClusterRuntime>, offsets_topic_partitions: u32) {
+/// another's), then records the cluster id in `node.meta`, publishes this node's client
+/// address, and makes sure the cluster has its replicated `__consumer_offsets`.
+async fn bootstrap(
+    runtime: Arc<ClusterRuntime>,
+    offsets_topic_partitions: u32,
+    advertised_address: String,
+) {
     let peers: Vec<PeerSpec> = runtime
         .spec
         .peers()
@@ -344,6 +350,7 @@ async fn bootstrap(runtime: Arc<ClusterRuntime>, offsets_topic_partitions: u32) 
         "cluster formed"
     );
     remember_cluster_id(&runtime.data_dir, &cluster_id).await;
+    super::advertise::publish_client_address(&runtime, &advertised_address).await;
     create_offsets_topic(&runtime, offsets_topic_partitions).await;
 }
 

@@ -75,6 +75,9 @@ pub(crate) struct GroupContext {
     /// Times a group on this node became leader (each term won counts once), for
     /// `cairn_cluster_elections_total`.
     pub(crate) elections: Arc<AtomicU64>,
+    /// The cluster metadata, for the address a `NOT_LEADER` hint gives clients (a node's
+    /// advertised address, which the Raft membership's peer address may not be).
+    pub(crate) directory: Arc<crate::cluster::directory::MetadataDirectory>,
 }
 
 /// "This node leads group `group` in term `term`", sent when it happens so the cluster
@@ -159,6 +162,7 @@ pub(crate) struct ReplicatedReplica {
     registry: Arc<GroupRegistry>,
     held: crate::cluster::liveness::HeldGroups,
     reachability: crate::cluster::liveness::PeerReachability,
+    directory: Arc<crate::cluster::directory::MetadataDirectory>,
     sequencer: Sequencer,
     proposals: AsyncMutex<ProposalState>,
     /// When the leader's log grew past each end this term, for followers' lag in seconds.
@@ -253,6 +257,7 @@ impl ReplicatedReplica {
             registry: Arc::clone(&ctx.registry),
             held: Arc::clone(&ctx.held),
             reachability: ctx.reachability.clone(),
+            directory: Arc::clone(&ctx.directory),
             sequencer: Sequencer::default(),
             proposals: AsyncMutex::new(ProposalState::default()),
             lag_history,
@@ -278,11 +283,15 @@ impl ReplicatedReplica {
     fn not_leader(&self, metrics: &RaftMetrics<NodeId, PeerNode>) -> BrokerError {
         let leader = metrics.current_leader.map(|id| LeaderHint {
             node_id: node_i32(id),
-            address: metrics
-                .membership_config
-                .membership()
-                .get_node(&id)
-                .map(|n| n.addr.clone()),
+            address: self
+                .directory
+                .current()
+                .node(id)
+                .map(|n| n.client_address().to_string())
+                .or_else(|| {
+                    let membership = metrics.membership_config.membership();
+                    membership.get_node(&id).map(|n| n.addr.clone())
+                }),
         });
         BrokerError::NotLeader {
             topic: self.topic.to_string(),

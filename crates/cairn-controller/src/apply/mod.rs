@@ -38,6 +38,7 @@ impl ClusterMetadata {
                 at_ms,
             } => self.bootstrap(cluster_id, peers, at_ms),
             Command::RegisterNode { node, addr, at_ms } => self.register_node(node, addr, at_ms),
+            Command::AdvertiseNode { node, client_addr } => self.advertise_node(node, client_addr),
             Command::SetNodeState { node, state, at_ms } => self.set_node_state(node, state, at_ms),
             Command::CreateTopic {
                 name,

@@ -1,4 +1,5 @@
-//! Node commands: bootstrap from the static peer list, register a node, mark it alive or fenced.
+//! Node commands: bootstrap from the static peer list, register a node, set where clients reach
+//! it, mark it alive or fenced.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -79,6 +80,22 @@ impl ClusterMetadata {
         })
     }
 
+    pub(super) fn advertise_node(
+        &mut self,
+        node: NodeId,
+        client_addr: Option<String>,
+    ) -> Result<Reply, ControllerError> {
+        if client_addr.as_deref() == Some("") {
+            return Err(ControllerError::EmptyNodeAddress { node });
+        }
+        let meta = self
+            .nodes
+            .get_mut(&node)
+            .ok_or(ControllerError::UnknownNode { node })?;
+        meta.client_addr = client_addr;
+        Ok(Reply::bare(Outcome::NodeAdvertised { node }))
+    }
+
     pub(super) fn set_node_state(
         &mut self,
         node: NodeId,
@@ -129,5 +146,6 @@ fn alive_node(addr: String, at_ms: i64) -> NodeMeta {
         state: NodeState::Alive,
         registered_at_ms: at_ms,
         state_changed_at_ms: at_ms,
+        client_addr: None,
     }
 }

@@ -1,4 +1,4 @@
-//! Bootstrap, RegisterNode and SetNodeState.
+//! Bootstrap, RegisterNode, AdvertiseNode and SetNodeState.
 
 use super::*;
 use crate::node::NodeState;
@@ -244,4 +244,54 @@ fn set_node_state_of_an_unknown_node_is_refused() {
         refused(&mut metadata, command),
         ControllerError::UnknownNode { node: 9 }
     );
+}
+
+#[test]
+fn advertise_node_sets_and_clears_where_clients_reach_a_node() {
+    let mut metadata = cluster(3);
+    assert_eq!(metadata.node(2).unwrap().client_address(), "10.0.0.2:7070");
+    let reply = metadata
+        .apply(Command::AdvertiseNode {
+            node: 2,
+            client_addr: Some("broker-2.example:9092".into()),
+        })
+        .unwrap();
+    assert_eq!(reply.outcome, Outcome::NodeAdvertised { node: 2 });
+    let node = metadata.node(2).unwrap();
+    assert_eq!(
+        node.addr, "10.0.0.2:7070",
+        "peers still dial the peer address"
+    );
+    assert_eq!(node.client_address(), "broker-2.example:9092");
+    metadata
+        .apply(Command::AdvertiseNode {
+            node: 2,
+            client_addr: None,
+        })
+        .unwrap();
+    assert_eq!(metadata.node(2).unwrap().client_address(), "10.0.0.2:7070");
+    metadata.check_invariants().unwrap();
+}
+
+#[test]
+fn advertise_node_refuses_an_unknown_node_and_an_empty_address() {
+    let mut metadata = cluster(3);
+    let before = metadata.clone();
+    let unknown = Command::AdvertiseNode {
+        node: 9,
+        client_addr: Some("a:1".into()),
+    };
+    assert_eq!(
+        refused(&mut metadata, unknown),
+        ControllerError::UnknownNode { node: 9 }
+    );
+    let empty = Command::AdvertiseNode {
+        node: 1,
+        client_addr: Some(String::new()),
+    };
+    assert_eq!(
+        refused(&mut metadata, empty),
+        ControllerError::EmptyNodeAddress { node: 1 }
+    );
+    assert_eq!(metadata, before, "nothing changed");
 }
