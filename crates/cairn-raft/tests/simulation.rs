@@ -62,8 +62,19 @@ fn options(seed: u64, bug: DiskBug) -> SimOptions {
     }
 }
 
+/// Logs to stderr when `RUST_LOG` is set (for replaying one seed); silent otherwise.
+fn init_logs() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
+}
+
 #[test]
 fn partition_group_keeps_acknowledged_writes_under_faults() {
+    init_logs();
     let failures = run_seeds("partition_group", CI_SEEDS, |seed| {
         run_seed(Arc::new(Partition), seed, options(seed, DiskBug::None))
     });

@@ -69,6 +69,8 @@ pub struct SimCluster<G: SimGroup> {
     observer: Observer,
     nodes: BTreeMap<NodeId, SimNode<G::C>>,
     live: LiveNodes<G::C>,
+    /// Each node's place in a seeded order, which spaces the election timeouts apart.
+    election_rank: BTreeMap<NodeId, u64>,
 }
 
 /// The group id the simulated group uses on every node.
@@ -93,6 +95,7 @@ impl<G: SimGroup> SimCluster<G> {
             observer: Observer::default(),
             nodes: BTreeMap::new(),
             live: Arc::default(),
+            election_rank: election_ranks(seed, node_count),
         };
         for id in 1..=node_count {
             let disk = SimDisk::new(SimRng::keyed(seed, &[u64::from(b'D'), id]), bug);
@@ -140,11 +143,18 @@ impl<G: SimGroup> SimCluster<G> {
         let Some(node) = self.nodes.get_mut(&id) else {
             return Ok(());
         };
+        // Processes do not start in the same millisecond; without this stagger every node's
+        // timer ticks at the same virtual instants.
         let life = self.net.start_node(id, Arc::clone(&node.registry));
-        // A fixed election timeout per node and life, drawn from the seed: openraft would draw it
-        // from an unseeded thread RNG within `min..max`, so the range is made one tick wide.
-        let timeout_ms = SimRng::keyed(self.seed, &[u64::from(b'E'), id, life])
-            .range(3 * HEARTBEAT_MS, 6 * HEARTBEAT_MS);
+        let mut rng = SimRng::keyed(self.seed, &[u64::from(b'E'), id, life]);
+        tokio::time::sleep(Duration::from_millis(rng.range(0, HEARTBEAT_MS))).await;
+        // openraft draws its election timeout once per start, from an unseeded thread RNG within
+        // `min..max`, so the range is made one millisecond wide around a seeded value. The values
+        // are a heartbeat (one timer tick) apart between nodes: on an exact virtual clock, nodes
+        // whose timeouts round to the same tick start every election together and split the
+        // vote forever (seed 315 of an earlier schedule did, from start-up on).
+        let rank = self.election_rank.get(&id).copied().unwrap_or(0);
+        let timeout_ms = (3 + rank) * HEARTBEAT_MS + rng.range(0, HEARTBEAT_MS / 5);
         let config = Config {
             cluster_name: "sim".to_string(),
             heartbeat_interval: HEARTBEAT_MS,
@@ -224,6 +234,11 @@ impl<G: SimGroup> SimCluster<G> {
             Fault::Heal => self.net.heal(),
             Fault::Crash(id) => self.crash_node(*id).await,
             Fault::Restart(id) => self.start_node(*id).await?,
+            Fault::Reboot { node, down_ms } => {
+                self.crash_node(*node).await;
+                tokio::time::sleep(Duration::from_millis(*down_ms)).await;
+                self.start_node(*node).await?;
+            }
             Fault::Network(profile) => self.net.set_profile(*profile),
         }
         Ok(())
@@ -250,7 +265,10 @@ impl<G: SimGroup> SimCluster<G> {
         let barrier = self.group.write(u64::MAX, 0);
         let index = loop {
             if tokio::time::Instant::now() >= deadline {
-                return Err(SimFailure::NoProgress("no write committed after healing".into()));
+                return Err(SimFailure::NoProgress(format!(
+                    "no write committed after healing; {}",
+                    self.states()
+                )));
             }
             if let Some(index) = self.try_write(&barrier).await {
                 break index;
@@ -265,14 +283,29 @@ impl<G: SimGroup> SimCluster<G> {
             )
             .await;
             if !matches!(caught_up, Ok(Ok(_))) {
-                let m = raft.metrics().borrow().clone();
                 return Err(SimFailure::NoProgress(format!(
-                    "node {} applied {:?}, not index {index}, after healing",
-                    m.id, m.last_applied
+                    "not every node applied index {index} after healing; {}",
+                    self.states()
                 )));
             }
         }
         Ok(index)
+    }
+
+    /// Each live node's Raft state, for a failure message.
+    fn states(&self) -> String {
+        let states: Vec<String> = self
+            .live_rafts()
+            .iter()
+            .map(|raft| {
+                let m = raft.metrics().borrow().clone();
+                format!(
+                    "node {} {:?} vote {} last log {:?} applied {:?} leader {:?}",
+                    m.id, m.state, m.vote, m.last_log_index, m.last_applied, m.current_leader
+                )
+            })
+            .collect();
+        states.join("; ")
     }
 
     /// Writes `data` through whichever node believes it leads; the index it was acknowledged at.
@@ -348,6 +381,18 @@ impl<G: SimGroup> SimCluster<G> {
         }
         self.live.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
+}
+
+/// A seeded permutation of the nodes: node -> rank `0..node_count`.
+fn election_ranks(seed: u64, node_count: u64) -> BTreeMap<NodeId, u64> {
+    let mut rng = SimRng::keyed(seed, &[u64::from(b'R')]);
+    let mut keyed: Vec<(u64, NodeId)> = (1..=node_count).map(|id| (rng.next_u64(), id)).collect();
+    keyed.sort_unstable();
+    keyed
+        .into_iter()
+        .enumerate()
+        .map(|(rank, (_, id))| (id, u64::try_from(rank).unwrap_or(0)))
+        .collect()
 }
 
 /// Reports every leadership a node's metrics show to the observer.

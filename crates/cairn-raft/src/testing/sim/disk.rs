@@ -101,7 +101,12 @@ impl<C: CairnRaftConfig> SimDisk<C> {
         let life = self.lock().life;
         let flusher = tokio::spawn(async move {
             while let Some(callback) = queue.recv().await {
-                let delay = disk.lock().rng.range(0, 8);
+                // Mostly quick, sometimes a latency spike: a slow fsync widens the window in
+                // which an entry is readable (and replicated) but not yet durable.
+                let delay = {
+                    let rng = &mut disk.lock().rng;
+                    if rng.chance(50) { rng.range(8, 150) } else { rng.range(0, 8) }
+                };
                 tokio::time::sleep(Duration::from_millis(delay)).await;
                 {
                     let mut state = disk.lock();

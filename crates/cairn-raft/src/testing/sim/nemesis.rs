@@ -31,6 +31,14 @@ pub enum Fault {
     Crash(NodeId),
     /// Start a crashed node again from its disk.
     Restart(NodeId),
+    /// Crash a node and start it again `down_ms` later: a process restart, often quicker than
+    /// an election, so the node may come back into the term it left.
+    Reboot {
+        /// The node.
+        node: NodeId,
+        /// How long it stays down.
+        down_ms: u64,
+    },
     /// Change how lossy, slow and disorderly the network is.
     Network(FaultProfile),
 }
@@ -43,6 +51,7 @@ impl fmt::Display for Fault {
             Fault::Heal => f.write_str("heal"),
             Fault::Crash(node) => write!(f, "crash node {node}"),
             Fault::Restart(node) => write!(f, "restart node {node}"),
+            Fault::Reboot { node, down_ms } => write!(f, "reboot node {node} ({down_ms} ms down)"),
             Fault::Network(p) => write!(
                 f,
                 "network loss {}‰ dup {}‰ delay {}..{} ms, long {}‰ up to {} ms",
@@ -105,6 +114,16 @@ pub fn schedule(seed: u64, node_count: u64, duration_ms: u64) -> Vec<(u64, Fault
                 Some(node) => Fault::Restart(node),
                 None => Fault::Heal,
             },
+            8 => {
+                let up: Vec<NodeId> = nodes.iter().copied().filter(|n| !down.contains(n)).collect();
+                match rng.pick(&up) {
+                    Some(node) => Fault::Reboot {
+                        node,
+                        down_ms: rng.range(0, 300),
+                    },
+                    None => Fault::Heal,
+                }
+            }
             _ => Fault::Network(FaultProfile::random(&mut rng)),
         };
         out.push((at_ms, fault));
