@@ -97,10 +97,11 @@ impl SimGroup for ControllerGroup {
 
 #[test]
 fn controller_group_agrees_on_metadata_under_faults() {
-    let failures = run_seeds("controller_group", CI_SEEDS, |seed| {
+    let replay = "cargo test -p cairn-broker --test controller_simulation -- --nocapture";
+    let failures = run_seeds("controller_group", replay, CI_SEEDS, |seed| {
         let opts = SimOptions {
             node_count: if seed % 2 == 1 { 3 } else { 5 },
-            fault_ms: 10_000,
+            fault_ms: 20_000,
             client_count: 3,
             bug: DiskBug::None,
         };

@@ -56,7 +56,7 @@ impl SimGroup for Partition {
 fn options(seed: u64, bug: DiskBug) -> SimOptions {
     SimOptions {
         node_count: if seed % 2 == 1 { 3 } else { 5 },
-        fault_ms: 10_000,
+        fault_ms: 20_000,
         client_count: 3,
         bug,
     }
@@ -75,10 +75,23 @@ fn init_logs() {
 #[test]
 fn partition_group_keeps_acknowledged_writes_under_faults() {
     init_logs();
-    let failures = run_seeds("partition_group", CI_SEEDS, |seed| {
+    let replay = "cargo test -p cairn-raft --features testing --test simulation partition_group -- --nocapture";
+    let failures = run_seeds("partition_group", replay, CI_SEEDS, |seed| {
         run_seed(Arc::new(Partition), seed, options(seed, DiskBug::None))
     });
     assert!(failures.is_empty(), "failing seeds: {failures:?}");
+}
+
+/// A seed replays: two runs of it end with the same leaders per term and the same acknowledged
+/// writes at the same log ids.
+#[test]
+fn a_seed_replays_the_same_run() {
+    for seed in [7, 8] {
+        let first = run_seed(Arc::new(Partition), seed, options(seed, DiskBug::None));
+        let second = run_seed(Arc::new(Partition), seed, options(seed, DiskBug::None));
+        let (first, second) = (first.expect("seed passes"), second.expect("seed passes"));
+        assert_eq!(first, second, "seed {seed} ran differently the second time");
+    }
 }
 
 /// The checker can fail: a disk that loses a flushed entry in a crash breaks the promise openraft

@@ -13,12 +13,12 @@ use openraft::storage::RaftStateMachine;
 use openraft::{Config, Raft, ServerState, SnapshotPolicy};
 use tokio::task::JoinHandle;
 
+use super::SimFailure;
 use super::disk::{DiskBug, SimDisk};
 use super::nemesis::Fault;
 use super::network::{FaultProfile, SimNetwork};
 use super::observer::{Observed, Observer, describe};
 use super::rng::SimRng;
-use super::SimFailure;
 use crate::groups::GroupRegistry;
 use crate::network::GroupNetwork;
 use crate::types::{BatchData, GroupId, NodeId, PeerNode};
@@ -108,7 +108,14 @@ impl<G: SimGroup> SimCluster<G> {
             cluster.start_node(id).await?;
         }
         let members: BTreeMap<NodeId, PeerNode> = (1..=node_count)
-            .map(|id| (id, PeerNode { addr: format!("sim-{id}") }))
+            .map(|id| {
+                (
+                    id,
+                    PeerNode {
+                        addr: format!("sim-{id}"),
+                    },
+                )
+            })
             .collect();
         for raft in cluster.live_rafts() {
             // A peer's vote may reach a node before its own initialize and make it a member;
@@ -166,14 +173,14 @@ impl<G: SimGroup> SimCluster<G> {
         }
         .validate()
         .map_err(|e| SimFailure::Start(e.to_string()))?;
-        self.observer.new_life(id);
+        self.observer.new_life(id, life);
         let (sm, digest) = self.group.state_machine(id);
         let raft = Raft::new(
             id,
             Arc::new(config),
             GroupNetwork::new(self.net.transport(id, life), GROUP),
             node.disk.open(),
-            Observed::new(sm, id, self.observer.clone()),
+            Observed::new(sm, (id, life), self.observer.clone()),
         )
         .await
         .map_err(|e| SimFailure::Start(e.to_string()))?;

@@ -61,6 +61,8 @@ impl<C: CairnRaftConfig> Clone for SimDisk<C> {
 pub struct SimLog<C: CairnRaftConfig> {
     disk: SimDisk<C>,
     flushes: mpsc::UnboundedSender<LogFlushed<C>>,
+    /// The disk's life this handle writes in; after a crash its writes go nowhere.
+    life: u64,
 }
 
 impl<C: CairnRaftConfig> Clone for SimLog<C> {
@@ -68,7 +70,17 @@ impl<C: CairnRaftConfig> Clone for SimLog<C> {
         SimLog {
             disk: self.disk.clone(),
             flushes: self.flushes.clone(),
+            life: self.life,
         }
+    }
+}
+
+impl<C: CairnRaftConfig> SimLog<C> {
+    /// The disk, if this handle's life is the current one: an openraft that is still stopping
+    /// after its node crashed must not write to the disk of the node's next life.
+    fn live_disk(&self) -> Option<std::sync::MutexGuard<'_, DiskState<C>>> {
+        let state = self.disk.lock();
+        (state.life == self.life).then_some(state)
     }
 }
 
@@ -105,7 +117,11 @@ impl<C: CairnRaftConfig> SimDisk<C> {
                 // which an entry is readable (and replicated) but not yet durable.
                 let delay = {
                     let rng = &mut disk.lock().rng;
-                    if rng.chance(50) { rng.range(8, 150) } else { rng.range(0, 8) }
+                    if rng.chance(50) {
+                        rng.range(8, 150)
+                    } else {
+                        rng.range(0, 8)
+                    }
                 };
                 tokio::time::sleep(Duration::from_millis(delay)).await;
                 {
@@ -125,6 +141,7 @@ impl<C: CairnRaftConfig> SimDisk<C> {
         SimLog {
             disk: self.clone(),
             flushes,
+            life,
         }
     }
 
@@ -138,7 +155,9 @@ impl<C: CairnRaftConfig> SimDisk<C> {
         if let Some(dirty_from) = state.dirty_from.take() {
             let unflushed = state.entries.range(dirty_from..).count();
             let kept = match state.bug {
-                DiskBug::None => state.rng.range(0, u64::try_from(unflushed).unwrap_or(0) + 1),
+                DiskBug::None => state
+                    .rng
+                    .range(0, u64::try_from(unflushed).unwrap_or(0) + 1),
                 DiskBug::ForgetsFlushedTail => 0,
             };
             state.entries.split_off(&(dirty_from + kept));
@@ -186,7 +205,9 @@ impl<C: CairnRaftConfig> RaftLogStorage<C> for SimLog<C> {
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError<NodeId>> {
-        self.disk.lock().vote = Some(*vote);
+        if let Some(mut state) = self.live_disk() {
+            state.vote = Some(*vote);
+        }
         Ok(())
     }
 
@@ -203,8 +224,7 @@ impl<C: CairnRaftConfig> RaftLogStorage<C> for SimLog<C> {
         I: IntoIterator<Item = Entry<C>> + Send,
         I::IntoIter: Send,
     {
-        {
-            let mut state = self.disk.lock();
+        if let Some(mut state) = self.live_disk() {
             for entry in entries {
                 let index = entry.log_id.index;
                 if let Some(last) = state.entries.keys().next_back() {
@@ -223,7 +243,9 @@ impl<C: CairnRaftConfig> RaftLogStorage<C> for SimLog<C> {
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
-        let mut state = self.disk.lock();
+        let Some(mut state) = self.live_disk() else {
+            return Ok(());
+        };
         state.entries.split_off(&log_id.index);
         if state.dirty_from.is_some_and(|d| d >= log_id.index) {
             state.dirty_from = None;
@@ -232,7 +254,9 @@ impl<C: CairnRaftConfig> RaftLogStorage<C> for SimLog<C> {
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
-        let mut state = self.disk.lock();
+        let Some(mut state) = self.live_disk() else {
+            return Ok(());
+        };
         let kept = state.entries.split_off(&(log_id.index + 1));
         state.entries = kept;
         state.last_purged = Some(log_id);

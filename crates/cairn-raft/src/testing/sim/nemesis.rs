@@ -101,7 +101,11 @@ pub fn schedule(seed: u64, node_count: u64, duration_ms: u64) -> Vec<(u64, Fault
             }
             3 | 4 => Fault::Heal,
             5 | 6 if down.len() < minority => {
-                let up: Vec<NodeId> = nodes.iter().copied().filter(|n| !down.contains(n)).collect();
+                let up: Vec<NodeId> = nodes
+                    .iter()
+                    .copied()
+                    .filter(|n| !down.contains(n))
+                    .collect();
                 match rng.pick(&up) {
                     Some(node) => {
                         down.insert(node);
@@ -115,7 +119,11 @@ pub fn schedule(seed: u64, node_count: u64, duration_ms: u64) -> Vec<(u64, Fault
                 None => Fault::Heal,
             },
             8 => {
-                let up: Vec<NodeId> = nodes.iter().copied().filter(|n| !down.contains(n)).collect();
+                let up: Vec<NodeId> = nodes
+                    .iter()
+                    .copied()
+                    .filter(|n| !down.contains(n))
+                    .collect();
                 match rng.pick(&up) {
                     Some(node) => Fault::Reboot {
                         node,

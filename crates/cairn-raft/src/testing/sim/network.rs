@@ -64,7 +64,10 @@ impl FaultProfile {
 
     fn leg_delay(&self, rng: &mut SimRng) -> Duration {
         let ms = if rng.chance(self.long_delay_per_mille) {
-            rng.range(self.delay_max_ms, self.long_delay_max_ms.max(self.delay_max_ms + 1))
+            rng.range(
+                self.delay_max_ms,
+                self.long_delay_max_ms.max(self.delay_max_ms + 1),
+            )
         } else {
             rng.range(self.delay_min_ms, self.delay_max_ms)
         };

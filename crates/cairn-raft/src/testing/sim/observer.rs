@@ -16,6 +16,7 @@ use bytes::Bytes;
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{Entry, EntryPayload, LogId, SnapshotMeta, StorageError, StoredMembership};
 
+use super::rng::mix;
 use crate::types::{BatchData, NodeId, PeerNode};
 use crate::wire::CairnRaftConfig;
 
@@ -29,6 +30,8 @@ struct ObserverState {
     applied_at: BTreeMap<u64, AppliedEntry>,
     /// What each node applied in its current life, in order.
     applied_by: BTreeMap<NodeId, Vec<AppliedEntry>>,
+    /// Each node's current life.
+    life_of: BTreeMap<NodeId, u64>,
     /// The leader seen for each term.
     leader_of_term: BTreeMap<u64, NodeId>,
     /// Acknowledged writes: index -> (log id, payload).
@@ -60,7 +63,14 @@ pub fn describe((log_id, payload): &AppliedEntry) -> String {
         .map(|b| char::from(*b))
         .filter(|c| c.is_ascii_graphic() || *c == ' ')
         .collect();
-    let tail: String = text.chars().rev().take(32).collect::<Vec<_>>().into_iter().rev().collect();
+    let tail: String = text
+        .chars()
+        .rev()
+        .take(32)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
     format!("{log_id} {tail:?}")
 }
 
@@ -69,26 +79,27 @@ impl Observer {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Node `node` starts a new life with an empty state machine.
-    pub fn new_life(&self, node: NodeId) {
-        self.lock().applied_by.insert(node, Vec::new());
+    /// Node `node` starts life number `life` with an empty state machine.
+    pub fn new_life(&self, node: NodeId, life: u64) {
+        let mut state = self.lock();
+        state.applied_by.insert(node, Vec::new());
+        state.life_of.insert(node, life);
     }
 
-    fn applied(&self, node: NodeId, entry: AppliedEntry) {
+    fn applied(&self, (node, life): (NodeId, u64), entry: AppliedEntry) {
         let mut state = self.lock();
         let index = entry.0.index;
-        let mine = state.applied_by.entry(node).or_default();
-        if let Some(prev) = mine.last() {
-            if prev.0.index + 1 != index {
-                let msg = format!("node {node} applied index {index} after {}", prev.0.index);
+        // An earlier life still stopping may apply a last entry: it counts for the agreement
+        // check below, not for the current life's list.
+        if state.life_of.get(&node) == Some(&life) {
+            let mine = state.applied_by.entry(node).or_default();
+            let prev = mine.last().map(|(log_id, _)| log_id.index);
+            mine.push(entry.clone());
+            if let Some(prev) = prev.filter(|p| p + 1 != index) {
+                let msg = format!("node {node} applied index {index} after {prev}");
                 state.violations.push(msg);
             }
         }
-        state
-            .applied_by
-            .entry(node)
-            .or_default()
-            .push(entry.clone());
         match state.applied_at.get(&index) {
             Some(first) if *first != entry => {
                 let msg = format!(
@@ -168,6 +179,23 @@ impl Observer {
     pub fn terms_led(&self) -> usize {
         self.lock().leader_of_term.len()
     }
+
+    /// A fingerprint of the run's outcome: each term's leader and each acknowledged write (its
+    /// log id and a CRC of its payload). Two runs of one seed that behaved alike share it.
+    pub fn fingerprint(&self) -> u64 {
+        let state = self.lock();
+        let leaders = state
+            .leader_of_term
+            .iter()
+            .fold(0, |h, (term, node)| mix(mix(h, *term), *node));
+        state.acked.values().fold(leaders, |h, (log_id, payload)| {
+            let crc = payload.as_ref().map_or(0, |p| crc32c::crc32c(p));
+            mix(
+                mix(mix(h, log_id.leader_id.term), log_id.index),
+                u64::from(crc),
+            )
+        })
+    }
 }
 
 /// A state machine wrapped so that the [`Observer`] sees every entry it applies. Snapshots pass
@@ -175,15 +203,17 @@ impl Observer {
 pub struct Observed<S> {
     inner: S,
     node: NodeId,
+    life: u64,
     observer: Observer,
 }
 
 impl<S> Observed<S> {
-    /// Wraps `inner`, the state machine of `node`.
-    pub fn new(inner: S, node: NodeId, observer: Observer) -> Observed<S> {
+    /// Wraps `inner`, the state machine of `node` in life number `life`.
+    pub fn new(inner: S, (node, life): (NodeId, u64), observer: Observer) -> Observed<S> {
         Observed {
             inner,
             node,
+            life,
             observer,
         }
     }
@@ -211,7 +241,7 @@ where
         let entries: Vec<Entry<C>> = entries.into_iter().collect();
         for entry in &entries {
             self.observer
-                .applied(self.node, (entry.log_id, payload_of(entry)));
+                .applied((self.node, self.life), (entry.log_id, payload_of(entry)));
         }
         self.inner.apply(entries).await
     }

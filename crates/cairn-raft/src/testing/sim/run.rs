@@ -35,7 +35,7 @@ pub struct SimOptions {
 }
 
 /// What a passing run did, for the summary line.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SimSummary {
     /// Writes acknowledged to clients.
     pub acked: u64,
@@ -47,6 +47,8 @@ pub struct SimSummary {
     pub terms: u64,
     /// The network's counters.
     pub net: NetStats,
+    /// [`super::Observer::fingerprint`]: equal for two runs of a seed that behaved alike.
+    pub fingerprint: u64,
 }
 
 thread_local! {
@@ -97,7 +99,8 @@ async fn simulate<G: SimGroup>(
     seed: u64,
     opts: SimOptions,
 ) -> Result<SimSummary, SimFailure> {
-    let mut cluster = SimCluster::start(Arc::clone(&group), seed, opts.node_count, opts.bug).await?;
+    let mut cluster =
+        SimCluster::start(Arc::clone(&group), seed, opts.node_count, opts.bug).await?;
     let (stop, stopped) = watch::channel(false);
     let clients: Vec<_> = (0..opts.client_count)
         .map(|client| {
@@ -136,6 +139,7 @@ async fn simulate<G: SimGroup>(
         faults: u64::try_from(plan.len()).unwrap_or(u64::MAX),
         terms: u64::try_from(cluster.observer().terms_led()).unwrap_or(u64::MAX),
         net: cluster.network().stats(),
+        fingerprint: cluster.observer().fingerprint(),
     };
     cluster.shutdown().await;
     let violations = cluster.observer().violations();
@@ -148,7 +152,11 @@ async fn simulate<G: SimGroup>(
 /// The seeds to run: the one in `CAIRN_SIM_SEED`, else `1..=CAIRN_SIM_SEEDS`, else
 /// `1..=default_count`.
 pub fn seeds(default_count: u64) -> Vec<u64> {
-    let var = |name: &str| std::env::var(name).ok().and_then(|v| v.trim().parse::<u64>().ok());
+    let var = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
     match (var("CAIRN_SIM_SEED"), var("CAIRN_SIM_SEEDS")) {
         (Some(seed), _) => vec![seed],
         (None, Some(count)) => (1..=count).collect(),
@@ -156,10 +164,12 @@ pub fn seeds(default_count: u64) -> Vec<u64> {
     }
 }
 
-/// Runs `run` for every seed of [`seeds`], prints one line per seed and a replay hint per failure,
+/// Runs `run` for every seed of [`seeds`], prints one line per seed and, per failure, the command
+/// that replays it (`replay`, the cargo command that runs this test, after `CAIRN_SIM_SEED=<n>`),
 /// and returns the failing seeds with their failures.
 pub fn run_seeds(
     name: &str,
+    replay: &str,
     default_count: u64,
     run: impl Fn(u64) -> Result<SimSummary, SimFailure>,
 ) -> Vec<(u64, String)> {
@@ -170,8 +180,9 @@ pub fn run_seeds(
         let outcome = catch_unwind(AssertUnwindSafe(|| run(*seed)));
         match outcome {
             Ok(Ok(s)) => println!(
-                "{name} seed {seed}: ok, {} acked, {} failed, {} faults, {} terms, {:?}",
-                s.acked, s.failed, s.faults, s.terms, s.net
+                "{name} seed {seed}: ok, {} acked, {} failed, {} faults, {} terms, {:?}, \
+                 fingerprint {:016x}",
+                s.acked, s.failed, s.faults, s.terms, s.net, s.fingerprint
             ),
             Ok(Err(failure)) => failures.push((*seed, failure.to_string())),
             Err(_) => failures.push((*seed, "panicked".to_string())),
@@ -179,7 +190,7 @@ pub fn run_seeds(
     }
     for (seed, failure) in &failures {
         eprintln!("{name} seed {seed} FAILED: {failure}");
-        eprintln!("  replay: CAIRN_SIM_SEED={seed} cargo test <package> --test <file> {name}");
+        eprintln!("  replay: CAIRN_SIM_SEED={seed} {replay}");
     }
     println!(
         "{name}: {} seeds, {} failed, in {:.1} s",
