@@ -135,6 +135,19 @@ impl<G: SimGroup> SimCluster<G> {
         &self.net
     }
 
+    /// The disk of node `id`.
+    pub fn disk(&self, id: NodeId) -> Option<SimDisk<G::C>> {
+        self.nodes.get(&id).map(|n| n.disk.clone())
+    }
+
+    /// The node that believes it leads, if one is live and does.
+    pub fn leader(&self) -> Option<(NodeId, Raft<G::C>)> {
+        let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        live.iter()
+            .find(|(_, raft)| raft.metrics().borrow().state == ServerState::Leader)
+            .map(|(id, raft)| (*id, raft.clone()))
+    }
+
     /// The live nodes' openraft handles (shared with the clients).
     pub fn live(&self) -> LiveNodes<G::C> {
         Arc::clone(&self.live)

@@ -42,6 +42,8 @@ struct DiskState<C: CairnRaftConfig> {
     flusher: Option<JoinHandle<()>>,
     rng: SimRng,
     bug: DiskBug,
+    /// Flushes wait while set; a crash then keeps none of the unflushed entries.
+    stalled: bool,
 }
 
 /// One node's disk; it outlives the node's crashes. Clones share it.
@@ -97,6 +99,7 @@ impl<C: CairnRaftConfig> SimDisk<C> {
                 flusher: None,
                 rng,
                 bug,
+                stalled: false,
             })),
         }
     }
@@ -124,6 +127,9 @@ impl<C: CairnRaftConfig> SimDisk<C> {
                     }
                 };
                 tokio::time::sleep(Duration::from_millis(delay)).await;
+                while disk.lock().stalled {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
                 {
                     let mut state = disk.lock();
                     if state.life != life {
@@ -155,16 +161,22 @@ impl<C: CairnRaftConfig> SimDisk<C> {
         if let Some(dirty_from) = state.dirty_from.take() {
             let unflushed = state.entries.range(dirty_from..).count();
             let kept = match state.bug {
-                DiskBug::None => state
+                DiskBug::None if !state.stalled => state
                     .rng
                     .range(0, u64::try_from(unflushed).unwrap_or(0) + 1),
-                DiskBug::ForgetsFlushedTail => 0,
+                DiskBug::None | DiskBug::ForgetsFlushedTail => 0,
             };
             state.entries.split_off(&(dirty_from + kept));
         }
         if state.bug == DiskBug::ForgetsFlushedTail {
             state.entries.pop_last();
         }
+    }
+
+    /// Holds every flush back (`true`) until released (`false`): a disk whose fsync hangs. A
+    /// crash while held loses every unflushed entry.
+    pub fn stall_flushes(&self, stalled: bool) {
+        self.lock().stalled = stalled;
     }
 
     /// The entries on the disk now (visible ones, flushed or not), for the checker.

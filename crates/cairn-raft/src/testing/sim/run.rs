@@ -164,6 +164,17 @@ pub fn seeds(default_count: u64) -> Vec<u64> {
     }
 }
 
+/// Logs to the test's output when `RUST_LOG` is set (to read a replayed seed's Raft traffic);
+/// silent otherwise.
+fn init_logs() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
+}
+
 /// Runs `run` for every seed of [`seeds`], prints one line per seed and, per failure, the command
 /// that replays it (`replay`, the cargo command that runs this test, after `CAIRN_SIM_SEED=<n>`),
 /// and returns the failing seeds with their failures.
@@ -173,6 +184,7 @@ pub fn run_seeds(
     default_count: u64,
     run: impl Fn(u64) -> Result<SimSummary, SimFailure>,
 ) -> Vec<(u64, String)> {
+    init_logs();
     let began = Instant::now();
     let mut failures = Vec::new();
     let all = seeds(default_count);
