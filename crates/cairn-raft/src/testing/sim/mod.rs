@@ -8,7 +8,8 @@
 //! replays with `CAIRN_SIM_SEED`.
 //!
 //! What is not deterministic: openraft's election timeout is drawn from an unseeded thread RNG,
-//! so each node is given a one-tick-wide range (a fixed, seeded timeout per node and life); and
+//! so each node is given a one-millisecond range (a seeded timeout per node and life, a heartbeat
+//! apart between nodes so that elections on the exact virtual clock do not tie forever); and
 //! tokio's `select!` picks at random among ready branches, which openraft's core avoids
 //! (`biased`) but its replication backoff does not. The fault schedule is drawn up front and each
 //! message's fate is keyed by its link and number, so a replay injects the same faults even if
