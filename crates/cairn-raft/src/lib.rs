@@ -24,7 +24,8 @@
 //!   `network`: openraft's network for one group over the shared transport; `groups`: the
 //!   registry of hosted groups that answers peers' calls.
 //! - `testing` (feature `testing`): an in-memory store and in-process transport for tests and
-//!   measurements of many groups.
+//!   measurements of many groups, and `testing::sim`, which runs a group under a seeded
+//!   simulation of network faults, crashes and a virtual clock.
 
 pub mod applied_file;
 mod checkpoint;

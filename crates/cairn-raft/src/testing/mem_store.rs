@@ -12,7 +12,7 @@ use openraft::{
     StoredMembership, Vote,
 };
 
-use crate::types::{AppliedBatch, NodeId, PartitionRaft, PeerNode};
+use crate::types::{AppliedBatch, BatchData, NodeId, PartitionRaft, PeerNode};
 use crate::wire::CairnRaftConfig;
 
 struct LogInner<C: CairnRaftConfig> {
@@ -129,10 +129,14 @@ struct SmInner {
     last_applied: Option<LogId<NodeId>>,
     membership: StoredMembership<NodeId, PeerNode>,
     applied_batches: u64,
+    /// CRC-32C over every applied batch's bytes, in order: equal on replicas that applied the
+    /// same batches.
+    applied_crc: u32,
     snapshot: Option<(SnapshotMeta<NodeId, PeerNode>, Vec<u8>)>,
 }
 
-/// A state machine that counts applied batches; snapshots hold only metadata.
+/// A state machine that counts applied batches and checksums them in order; snapshots hold only
+/// metadata.
 #[derive(Clone, Debug, Default)]
 pub struct MemStateMachine {
     inner: Arc<Mutex<SmInner>>,
@@ -146,6 +150,13 @@ impl MemStateMachine {
     /// How many record batches were applied.
     pub fn applied_batches(&self) -> u64 {
         self.lock().applied_batches
+    }
+
+    /// How many batches were applied and the CRC-32C over their bytes in apply order: two
+    /// replicas that applied the same batches in the same order report the same pair.
+    pub fn applied_digest(&self) -> (u64, u32) {
+        let inner = self.lock();
+        (inner.applied_batches, inner.applied_crc)
     }
 }
 
@@ -186,7 +197,10 @@ impl RaftStateMachine<PartitionRaft> for MemStateMachine {
         for entry in entries {
             inner.last_applied = Some(entry.log_id);
             match entry.payload {
-                EntryPayload::Normal(_) => inner.applied_batches += 1,
+                EntryPayload::Normal(BatchData(bytes)) => {
+                    inner.applied_batches += 1;
+                    inner.applied_crc = crc32c::crc32c_append(inner.applied_crc, &bytes);
+                }
                 EntryPayload::Membership(m) => {
                     inner.membership = StoredMembership::new(Some(entry.log_id), m);
                 }
