@@ -201,6 +201,7 @@ impl ClusterRuntime {
                 retention_purge_interval,
                 reachability,
                 elections: Arc::default(),
+                leaving: Arc::default(),
             },
             directory,
             data_dir: broker.cfg.data_dir.clone(),

@@ -22,7 +22,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use cairn_codec::batch::Batch;
@@ -76,6 +76,9 @@ pub(crate) struct GroupContext {
     /// Times a group on this node became leader (each term won counts once), for
     /// `cairn_cluster_elections_total`.
     pub(crate) elections: Arc<AtomicU64>,
+    /// Set once this node begins handing its leaderships over before it stops
+    /// (`cluster::handover`): from then on its replicas propose nothing.
+    pub(crate) leaving: Arc<AtomicBool>,
 }
 
 /// "This node leads group `group` in term `term`", sent when it happens so the cluster
@@ -153,6 +156,8 @@ pub(crate) struct ReplicatedReplica {
     reachability: crate::cluster::liveness::PeerReachability,
     sequencer: Sequencer,
     proposals: AsyncMutex<ProposalState>,
+    /// The node is leaving: checked under the proposal lock (see [`GroupContext::leaving`]).
+    leaving: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for ReplicatedReplica {
@@ -238,6 +243,7 @@ impl ReplicatedReplica {
             reachability: ctx.reachability.clone(),
             sequencer: Sequencer::default(),
             proposals: AsyncMutex::new(ProposalState::default()),
+            leaving: Arc::clone(&ctx.leaving),
         })
     }
 
@@ -352,6 +358,15 @@ impl ReplicatedReplica {
         &self,
     ) -> Result<(tokio::sync::MutexGuard<'_, ProposalState>, u64), BrokerError> {
         let mut state = self.proposals.lock().await;
+        // A leaving node hands its leaderships over; a proposal now would grow the log its
+        // successor must match first (see `stop_proposing`). The client retries elsewhere.
+        if self.leaving.load(Ordering::SeqCst) {
+            return Err(BrokerError::NotLeader {
+                topic: self.topic.to_string(),
+                partition: self.index,
+                leader: None,
+            });
+        }
         let term = match self.check_leader() {
             Ok(term) => term,
             Err(e) => {
@@ -592,6 +607,29 @@ impl ReplicatedReplica {
         if out_of_sync {
             status.under_replicated_count += 1;
         }
+    }
+
+    /// Once the node is leaving ([`GroupContext::leaving`] set), waits until no proposal is on
+    /// its way into the group (each is submitted under the proposal lock, which checks the
+    /// flag), up to `deadline`; answers the group to hand over when this node leads it.
+    pub(super) async fn stop_proposing(
+        &self,
+        deadline: tokio::time::Instant,
+    ) -> Option<(GroupId, Raft<PartitionRaft>)> {
+        debug_assert!(
+            self.leaving.load(Ordering::SeqCst),
+            "stop proposing before leaving"
+        );
+        // A new leader may hold the lock while its log applies (up to LEADER_READY_WAIT):
+        // such a group is left to its followers' elections rather than hold up the others.
+        drop(
+            tokio::time::timeout_at(deadline, self.proposals.lock())
+                .await
+                .ok()?,
+        );
+        self.check_leader()
+            .ok()
+            .map(|_| (self.group, self.raft.clone()))
     }
 
     /// Stops the group (it answers peers no more) and closes the log cleanly.
