@@ -193,7 +193,7 @@ pub async fn hand_over<C: CairnRaftConfig>(
                 && m.vote.leader_id.voted_for == Some(successor)
                 && seconded.as_ref() != Some(&m.vote)
             {
-                seconded = Some(m.vote.clone());
+                seconded = Some(m.vote);
                 ask_to_campaign(&m, group, successor, transport, retry).await;
             }
             deadline
@@ -220,7 +220,7 @@ async fn ask_to_campaign(
     timeout: Duration,
 ) -> bool {
     let req = CampaignRequest {
-        vote: m.vote.clone(),
+        vote: m.vote,
         last_log_index: m.last_log_index,
     };
     let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
