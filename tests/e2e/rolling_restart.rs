@@ -188,6 +188,8 @@ async fn rolling_restart(stop: Stop, down: Duration) -> (Duration, Duration) {
     let probes: Vec<_> = (0..PARTITIONS)
         .map(|p| spawn_probe(probe_producer.clone(), p, Arc::clone(&stopping)))
         .collect();
+    // The first appends to a new leader wait for it to be ready; measure the floor after.
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let steady_from = Instant::now();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let steady_to = Instant::now();

@@ -15,6 +15,7 @@
 //! are in the successor's log and commit in its term, where a retried idempotent batch is
 //! recognised as a duplicate.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -64,34 +65,35 @@ impl Broker {
         // from now until each has a new leader, and must not wait on the controller's (the
         // successors' leader reports to the controller are retried until it has a leader).
         let controller = {
-            let runtime = std::sync::Arc::clone(runtime);
+            let runtime = Arc::clone(runtime);
             tokio::spawn(async move { runtime.controller.hand_over(deadline).await })
         };
-        let mut led = Vec::new();
+        // Every partition at once: each waits on its proposal lock and then on a vote round
+        // trip, not on CPU, and one slow partition (a new leader still applying its log holds
+        // the lock) must not hold up the others.
+        let mut handovers = JoinSet::new();
         for topic in self.topics_snapshot() {
             for partition in topic.partitions_now() {
-                if let Some(group) = partition.stop_proposing(deadline).await {
-                    led.push(group);
-                }
+                let transport = Arc::clone(&runtime.ctx.transport);
+                handovers.spawn(async move {
+                    let (group, raft) = partition.stop_proposing(deadline).await?;
+                    let outcome =
+                        cairn_raft::hand_over(&raft, group, transport.as_ref(), deadline).await;
+                    Some((group, outcome))
+                });
             }
         }
-        let partitions_led = led.len();
-        // All at once: each waits on a vote round trip, not on CPU.
-        let mut handovers = JoinSet::new();
-        for (group, raft) in led {
-            let transport = std::sync::Arc::clone(&runtime.ctx.transport);
-            handovers.spawn(async move {
-                let outcome =
-                    cairn_raft::hand_over(&raft, group, transport.as_ref(), deadline).await;
-                (group, outcome)
-            });
-        }
-        let mut partitions_moved = 0;
+        let (mut partitions_led, mut partitions_moved) = (0, 0);
         while let Some(handed) = handovers.join_next().await {
             match handed {
-                Ok((_, HandoverOutcome::Moved { .. })) => partitions_moved += 1,
-                Ok((group, outcome)) => {
-                    tracing::info!(%group, ?outcome, "partition leadership not handed over")
+                Ok(None) => {}
+                Ok(Some((_, HandoverOutcome::Moved { .. }))) => {
+                    partitions_led += 1;
+                    partitions_moved += 1;
+                }
+                Ok(Some((group, outcome))) => {
+                    partitions_led += 1;
+                    tracing::info!(%group, ?outcome, "partition leadership not handed over");
                 }
                 Err(e) => tracing::warn!(error = %e, "a handover task failed"),
             }

@@ -358,6 +358,13 @@ impl ReplicatedReplica {
         &self,
     ) -> Result<(tokio::sync::MutexGuard<'_, ProposalState>, u64), BrokerError> {
         let mut state = self.proposals.lock().await;
+        let term = match self.check_leader() {
+            Ok(term) => term,
+            Err(e) => {
+                state.term = None;
+                return Err(e);
+            }
+        };
         // A leaving node hands its leaderships over; a proposal now would grow the log its
         // successor must match first (see `stop_proposing`). The client retries elsewhere.
         if self.leaving.load(Ordering::SeqCst) {
@@ -367,13 +374,6 @@ impl ReplicatedReplica {
                 leader: None,
             });
         }
-        let term = match self.check_leader() {
-            Ok(term) => term,
-            Err(e) => {
-                state.term = None;
-                return Err(e);
-            }
-        };
         self.ready(&mut state, term).await?;
         Ok((state, term))
     }
@@ -620,8 +620,8 @@ impl ReplicatedReplica {
             self.leaving.load(Ordering::SeqCst),
             "stop proposing before leaving"
         );
-        // A new leader may hold the lock while its log applies (up to LEADER_READY_WAIT):
-        // such a group is left to its followers' elections rather than hold up the others.
+        // A new leader may hold the lock while its log applies (up to LEADER_READY_WAIT); past
+        // the deadline its group is left to its followers' elections.
         drop(
             tokio::time::timeout_at(deadline, self.proposals.lock())
                 .await
