@@ -55,6 +55,8 @@ struct Probe {
     acks: Vec<Instant>,
     acknowledged: BTreeMap<String, (i32, i64)>,
     failed: usize,
+    /// Why sends failed, by error text.
+    failures: BTreeMap<String, usize>,
 }
 
 impl Probe {
@@ -99,8 +101,9 @@ fn spawn_probe(
                 }
                 // Not acknowledged (delivery timed out, no broker answered): not counted as
                 // written either.
-                Err(_) => {
+                Err(err) => {
                     probe.failed += 1;
+                    *probe.failures.entry(err.to_string()).or_default() += 1;
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
             }
@@ -205,6 +208,10 @@ async fn rolling_restart(stop: Stop, down: Duration) -> (Duration, Duration) {
         probed.push(probe.await.unwrap());
     }
     let probe_failed: usize = probed.iter().map(|p| p.failed).sum();
+    let mut failures: BTreeMap<&str, usize> = BTreeMap::new();
+    for (reason, count) in probed.iter().flat_map(|p| p.failures.iter()) {
+        *failures.entry(reason.as_str()).or_default() += count;
+    }
     for probe in &probed {
         acknowledged.extend(probe.acknowledged.clone());
     }
@@ -240,6 +247,9 @@ async fn rolling_restart(stop: Stop, down: Duration) -> (Duration, Duration) {
         "{name}: rolling restart took {rolling_took:.0?}; load: sent {sent}, acknowledged {load_acknowledged}, failed {load_failed}; probes: acknowledged {}, failed {probe_failed}",
         acknowledged.len() - load_acknowledged
     );
+    for (reason, count) in &failures {
+        println!("{name}: {count} probe sends failed: {reason}");
+    }
     println!(
         "{name}: acknowledged writes lost: {lost} of {}; duplicates: {duplicates}; longest refusal {worst:.0?}",
         acknowledged.len(),
