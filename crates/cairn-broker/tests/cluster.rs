@@ -3,7 +3,8 @@
 //! produce and fetch (others name it), a cut-off leader is replaced with nothing acknowledged
 //! lost, and an idempotent producer's retry after the failover is answered, not duplicated;
 //! committed offsets outlive their coordinator; retention deletes from a replicated log, and a
-//! copy that fell behind the leader's log start catches up by snapshot.
+//! copy that fell behind the leader's log start catches up by snapshot; a node leaving cleanly
+//! hands its leaderships over and takes no more appends.
 
 #![allow(
     clippy::unwrap_used,
@@ -309,6 +310,36 @@ async fn a_replicated_partition_fails_over_without_loss_or_duplicates() {
         read_all(old).await,
         Err(BrokerError::NotLeader { .. })
     ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leaving_node_hands_its_leaderships_over_and_takes_no_more_appends() {
+    let net = MemNetwork::new();
+    let nodes = cluster(&net).await;
+    create_orders(&nodes, 0, &[]).await;
+    let (leader, _) =
+        produce_anywhere(&nodes, None, batch(&["a", "b"], ProducerFields::NONE), None).await;
+    let leaving = nodes.iter().find(|n| n.id == leader).unwrap();
+
+    let report = leaving.broker.hand_over_leaderships().await;
+    assert!(report.partitions_led >= 1, "{report:?}");
+    // Whether or not every group moved within the bound, the leaving node proposes nothing.
+    assert!(matches!(
+        produce_on(leaving, batch(&["x"], ProducerFields::NONE), None).await,
+        Err(BrokerError::NotLeader { .. })
+    ));
+    let (successor, at) = produce_anywhere(
+        &nodes,
+        Some(leader),
+        batch(&["c"], ProducerFields::NONE),
+        None,
+    )
+    .await;
+    assert_ne!(successor, leader);
+    assert_eq!(at, 2, "nothing acknowledged before the handover was lost");
+    let successor = nodes.iter().find(|n| n.id == successor).unwrap();
+    assert_eq!(read_all(successor).await.unwrap(), ["a", "b", "c"]);
+    leaving.broker.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -19,7 +19,8 @@ use crate::config_error::ConfigError;
 use crate::config_resolve::{self, ConfigFile, MAX_CONFIG_FILE_BYTES};
 
 /// Runs a broker with the settings from `args`, the environment and the config file, until
-/// SIGTERM or SIGINT; then the server finishes in-flight appends and closes the logs.
+/// SIGTERM or SIGINT; then a node in a cluster hands its leaderships over to other nodes, and
+/// the server finishes in-flight appends and closes the logs.
 ///
 /// # Errors
 /// A [`ConfigError`] (in the chain) for a bad setting or an unreadable config file, before

@@ -50,6 +50,7 @@ impl<C: CairnRaftConfig> HostedGroup for Raft<C> {
                 // Groups that take forwarded proposals wrap their Raft in a handler of their own.
                 RpcKind::Propose => Err("this group takes no forwarded proposals".to_string()),
                 RpcKind::Ping => Ok(Bytes::new()),
+                RpcKind::Campaign => crate::handover::answer_campaign(&raft, payload).await,
             }
         })
     }

@@ -23,6 +23,9 @@
 //! - `wire`: the bytes of openraft's messages (record batches travel as slices, not copies);
 //!   `network`: openraft's network for one group over the shared transport; `groups`: the
 //!   registry of hosted groups that answers peers' calls.
+//! - `handover`: a leaving leader hands each group it leads to a caught-up follower
+//!   ([`hand_over`]); a follower stands for election only when its leader asks in the current
+//!   term (the [`RpcKind::Campaign`] call).
 //! - `testing` (feature `testing`): an in-memory store and in-process transport for tests and
 //!   measurements of many groups, and `testing::sim`, which runs a group under a seeded
 //!   simulation of network faults, crashes and a virtual clock.
@@ -32,6 +35,7 @@ mod checkpoint;
 pub mod entry_codec;
 pub mod error;
 pub mod groups;
+pub mod handover;
 pub mod log_storage;
 pub mod network;
 pub mod partition_sm;
@@ -49,6 +53,7 @@ pub use applied_file::AppliedState;
 pub use entry_codec::CairnRaftConfig;
 pub use error::RaftStorageError;
 pub use groups::{GroupRegistry, HostedGroup};
+pub use handover::{HandoverOutcome, hand_over};
 pub use log_storage::{CairnLogReader, CairnLogStorage};
 pub use network::GroupNetwork;
 pub use partition_sm::{PartitionSnapshotBuilder, PartitionStateMachine};

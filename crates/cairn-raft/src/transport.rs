@@ -26,6 +26,10 @@ pub enum RpcKind {
     /// A node-level liveness probe, one per node pair and interval whatever the number of
     /// groups; answered by the node, not by a group (the group id is ignored).
     Ping,
+    /// The group's leader, about to stop, asks this replica to stand for election now (a
+    /// leadership handover, `crate::handover`). The replica stands only while it follows that
+    /// leader in that term with the log the leader names, so a late request changes nothing.
+    Campaign,
 }
 
 impl RpcKind {
@@ -37,6 +41,7 @@ impl RpcKind {
             RpcKind::InstallSnapshot => 3,
             RpcKind::Propose => 4,
             RpcKind::Ping => 5,
+            RpcKind::Campaign => 6,
         }
     }
 
@@ -48,6 +53,7 @@ impl RpcKind {
             3 => Some(RpcKind::InstallSnapshot),
             4 => Some(RpcKind::Propose),
             5 => Some(RpcKind::Ping),
+            6 => Some(RpcKind::Campaign),
             _ => None,
         }
     }

@@ -15,6 +15,8 @@
 //! - Vote request: vote, last log id. Vote answer: vote, `granted u8`, last log id.
 //! - InstallSnapshot request: vote, `u32` + JSON snapshot meta, `offset u64`, `done u8`,
 //!   `u32` + data. InstallSnapshot answer: vote.
+//! - Campaign request: the leader's vote, then its last log index (`u8` 0 absent, or 1 and
+//!   `index u64`). Campaign answer: `started u8`.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use openraft::entry::EntryPayload;
@@ -421,6 +423,66 @@ pub fn decode_snapshot_response(
     let vote = r.vote()?;
     r.finish()?;
     Ok(InstallSnapshotResponse { vote })
+}
+
+/// A leader's request that a follower stand for election (`RpcKind::Campaign`): the leader's
+/// vote, which names it and its term, and the index of its last log entry, which the follower
+/// must hold (see `crate::handover`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CampaignRequest {
+    /// The asking leader's vote (its term and id, committed).
+    pub vote: Vote<NodeId>,
+    /// The index of the leader's last log entry; `None` for an empty log.
+    pub last_log_index: Option<u64>,
+}
+
+/// Encodes a Campaign request.
+pub fn encode_campaign(req: &CampaignRequest) -> Bytes {
+    let mut buf = BytesMut::with_capacity(32);
+    put_vote(&mut buf, &req.vote);
+    match req.last_log_index {
+        Some(index) => {
+            buf.put_u8(1);
+            buf.put_u64_le(index);
+        }
+        None => buf.put_u8(0),
+    }
+    buf.freeze()
+}
+
+/// Decodes a Campaign request.
+///
+/// # Errors
+/// [`WireError`].
+pub fn decode_campaign(bytes: Bytes) -> Result<CampaignRequest, WireError> {
+    let mut r = Reader { buf: bytes };
+    let vote = r.vote()?;
+    let last_log_index = if r.flag("last_log_index")? {
+        Some(r.u64("last_log_index")?)
+    } else {
+        None
+    };
+    r.finish()?;
+    Ok(CampaignRequest {
+        vote,
+        last_log_index,
+    })
+}
+
+/// Encodes a Campaign answer: whether the follower started an election.
+pub fn encode_campaign_answer(started: bool) -> Bytes {
+    Bytes::copy_from_slice(&[u8::from(started)])
+}
+
+/// Decodes a Campaign answer.
+///
+/// # Errors
+/// [`WireError`].
+pub fn decode_campaign_answer(bytes: Bytes) -> Result<bool, WireError> {
+    let mut r = Reader { buf: bytes };
+    let started = r.flag("campaign started")?;
+    r.finish()?;
+    Ok(started)
 }
 
 #[cfg(test)]

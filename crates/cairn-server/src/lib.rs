@@ -20,7 +20,8 @@
 //!   coalesced into frames), and [`peer::peer_server`], the service that hands peers' calls to
 //!   the node's groups;
 //! - [`run`]: opens the broker, binds both ports, adds `grpc.health.v1.Health` and server
-//!   reflection (v1 and v1alpha), and serves until told to stop.
+//!   reflection (v1 and v1alpha), and serves until told to stop (a node in a cluster hands its
+//!   leaderships over first).
 
 mod cluster_metrics;
 pub mod connections;
@@ -116,8 +117,10 @@ pub enum ServerError {
 }
 
 /// Opens the broker, binds both listeners, prints `cairn ready grpc=<addr> http=<addr>` on
-/// stdout once serving, and runs until `shutdown` resolves; then stops accepting calls, lets
-/// in-flight ones finish, and closes every log cleanly.
+/// stdout once serving, and runs until `shutdown` resolves; then, on a node in a cluster,
+/// hands its leaderships over to other nodes (bounded by a few election timeouts, see
+/// [`cairn_broker::Broker::hand_over_leaderships`]), stops accepting calls, lets in-flight ones
+/// finish, and closes every log cleanly.
 ///
 /// # Errors
 /// [`ServerError`] naming what failed.
@@ -249,8 +252,15 @@ pub async fn run(
         peer_handle = Some(handle);
         Some(service)
     };
+    let leaving = Arc::clone(&broker);
     let shutdown = async move {
         shutdown.await;
+        // In a cluster, this node's leaderships go to caught-up followers first, while it still
+        // serves: its successors need its vote and its acknowledgements, and clients sent away
+        // retry at them. A partition then refuses writes for a vote round trip rather than an
+        // election timeout. A cluster of one returns at once.
+        leaving.hand_over_leaderships().await;
+        drop(leaving);
         // An open peer stream would otherwise hold the graceful shutdown forever.
         if let Some(handle) = peer_handle {
             handle.close();

@@ -223,6 +223,73 @@ impl Cluster {
         }
     }
 
+    /// SIGTERMs node `node_id` (1-based), a clean stop (a node in a cluster hands its
+    /// leaderships over first), and waits for it to exit without blocking the runtime; returns
+    /// its exit status. A node still running after [`PATIENCE`] is SIGKILLed and fails the test.
+    pub async fn stop(&mut self, node_id: i32) -> std::process::ExitStatus {
+        let index = usize::try_from(node_id - 1).unwrap();
+        let mut child = self.nodes[index].take().expect("the node is running");
+        send(&child, libc::SIGTERM);
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "node {node_id} did not exit after SIGTERM; log in {:?}",
+                    self.logs[index]
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Node `node_id`'s (1-based) `/metrics` body, or `None` while it does not answer.
+    pub fn metrics(&self, node_id: i32) -> Option<String> {
+        let index = usize::try_from(node_id - 1).ok()?;
+        scrape_metrics(self.http_addresses.get(index)?)
+    }
+
+    /// Waits until every node runs and each one's `/metrics` reports every node up, no
+    /// partition under-replicated or without a leader, and a controller leader, and the nodes
+    /// together lead `groups` partition groups (every one: a node killed and restarted at once
+    /// leads nothing, although its peers may not have noticed it was gone). The cluster is
+    /// whole again then; a restarted node has caught up.
+    pub async fn wait_healthy(&self, groups: usize) {
+        let deadline = Instant::now() + PATIENCE;
+        let count = self.nodes.len();
+        loop {
+            let bodies: Vec<Option<String>> = (1..=count)
+                .map(|node| {
+                    self.is_running(node)
+                        .then(|| self.metrics(i32::try_from(node).unwrap()))
+                        .flatten()
+                })
+                .collect();
+            let led: f64 = bodies
+                .iter()
+                .flatten()
+                .filter_map(|body| super::metric_sample(body, "cairn_cluster_leaders"))
+                .sum();
+            let healthy = bodies
+                .iter()
+                .all(|body| body.as_deref().is_some_and(|body| whole(body, count)))
+                && led == groups as f64;
+            if healthy {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the cluster did not become whole again; logs in {:?}",
+                self.logs
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// SIGKILLs node `node_id` (1-based).
     pub fn kill(&mut self, node_id: i32) {
         let index = usize::try_from(node_id - 1).unwrap();
@@ -297,6 +364,31 @@ impl Cluster {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+}
+
+/// Whether a node's `/metrics` body shows a whole cluster of `count` nodes: every node up,
+/// nothing under-replicated or leaderless, a controller leader known.
+fn whole(body: &str, count: usize) -> bool {
+    let sample = |series: &str| super::metric_sample(body, series);
+    (1..=count).all(|n| sample(&format!("cairn_cluster_node_up{{node=\"{n}\"}}")) == Some(1.0))
+        && sample("cairn_cluster_under_replicated_partitions") == Some(0.0)
+        && sample("cairn_cluster_offline_partitions") == Some(0.0)
+        && sample("cairn_cluster_controller_leader").is_some_and(|c| c >= 1.0)
+}
+
+/// `GET /metrics` of the node whose HTTP address is `http`, or `None` while it does not
+/// answer with 200.
+pub fn scrape_metrics(http: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(http).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: cairn\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_string())
 }
 
 /// Every record of `topic` as `(partition, offset, value)`, read from the node list `brokers`

@@ -11,8 +11,8 @@ use bytes::Bytes;
 use cairn_controller::{ClusterMetadata, Command, ControllerError, Reply};
 use cairn_raft::transport::BoxFuture;
 use cairn_raft::{
-    BatchData, GroupId, GroupNetwork, GroupRegistry, HostedGroup, NodeId, PeerNode, PeerTransport,
-    RpcKind, TransportError,
+    BatchData, GroupId, GroupNetwork, GroupRegistry, HandoverOutcome, HostedGroup, NodeId,
+    PeerNode, PeerTransport, RpcKind, TransportError,
 };
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::storage::RaftLogStorage;
@@ -23,6 +23,7 @@ use super::controller_entry::encode_command;
 use super::controller_sm::{
     ControllerEvent, ControllerRaft, ControllerResponse, ControllerStateMachine,
 };
+use super::proposal_gate::ProposalGate;
 
 /// Why a controller operation did not complete.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +54,9 @@ pub enum ClusterError {
 /// How long a proposal waits between tries while there is no leader to take it.
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
 
+/// Why a leaving node takes no controller proposal (the proposer retries at the next leader).
+const LEAVING: &str = "this node is handing the controller leadership over before it stops";
+
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -65,11 +69,15 @@ pub struct Controller {
     raft: Raft<ControllerRaft>,
     metadata: watch::Receiver<Arc<ClusterMetadata>>,
     transport: Arc<dyn PeerTransport>,
+    /// Every proposal made on this node, its own and those forwarded to it, passes here; a
+    /// leaving node closes it before handing the leadership over.
+    gate: Arc<ProposalGate>,
 }
 
 /// Answers peers' calls for the controller group, forwarded proposals included.
 struct ControllerHandler {
     raft: Raft<ControllerRaft>,
+    gate: Arc<ProposalGate>,
 }
 
 impl HostedGroup for ControllerHandler {
@@ -77,8 +85,11 @@ impl HostedGroup for ControllerHandler {
         if kind != RpcKind::Propose {
             return self.raft.handle(kind, payload);
         }
-        let raft = self.raft.clone();
+        let (raft, gate) = (self.raft.clone(), Arc::clone(&self.gate));
         Box::pin(async move {
+            let Some(_inside) = gate.enter().await else {
+                return Err(LEAVING.to_string());
+            };
             match raft.client_write(BatchData(payload)).await {
                 Ok(written) => serde_json::to_vec(&written.data)
                     .map(Bytes::from)
@@ -122,9 +133,13 @@ impl Controller {
         )
         .await
         .map_err(|e| ClusterError::Start(e.to_string()))?;
+        let gate = Arc::new(ProposalGate::default());
         registry.insert(
             GroupId::CONTROLLER,
-            Arc::new(ControllerHandler { raft: raft.clone() }),
+            Arc::new(ControllerHandler {
+                raft: raft.clone(),
+                gate: Arc::clone(&gate),
+            }),
         );
         let initialized = raft
             .is_initialized()
@@ -147,6 +162,7 @@ impl Controller {
                 raft,
                 metadata,
                 transport,
+                gate,
             },
             events,
         ))
@@ -202,7 +218,24 @@ impl Controller {
                     last,
                 });
             }
-            match tokio::time::timeout(left, self.raft.client_write(entry.clone())).await {
+            let Some(inside) = self.gate.enter().await else {
+                // Leaving: nothing is proposed here any more; the next leader takes it.
+                match self.leader() {
+                    Some(leader) if leader != self.me => {
+                        match self.forward(leader, &entry, left).await {
+                            Ok(response) => return answer(response),
+                            Err(e) => last = Some(e),
+                        }
+                    }
+                    _ => last = Some(LEAVING.to_string()),
+                }
+                tokio::time::sleep(RETRY_PAUSE.min(timeout.saturating_sub(started.elapsed())))
+                    .await;
+                continue;
+            };
+            let written = tokio::time::timeout(left, self.raft.client_write(entry.clone())).await;
+            drop(inside);
+            match written {
                 Err(_) => continue,
                 Ok(Ok(written)) => return answer(written.data),
                 Ok(Err(RaftError::Fatal(f))) => return Err(ClusterError::Stopped(f.to_string())),
@@ -221,6 +254,22 @@ impl Controller {
             }
             tokio::time::sleep(RETRY_PAUSE.min(timeout.saturating_sub(started.elapsed()))).await;
         }
+    }
+
+    /// Stops proposing to the controller group from this node (see [`ProposalGate`]) and, if
+    /// this node leads it, hands the leadership to a caught-up follower, waiting up to
+    /// `deadline` (see [`cairn_raft::hand_over`]).
+    pub(crate) async fn hand_over(&self, deadline: tokio::time::Instant) -> HandoverOutcome {
+        if !self.gate.close(deadline).await {
+            return HandoverOutcome::TimedOut;
+        }
+        cairn_raft::hand_over(
+            &self.raft,
+            GroupId::CONTROLLER,
+            self.transport.as_ref(),
+            deadline,
+        )
+        .await
     }
 
     async fn forward(

@@ -10,6 +10,9 @@
 //!   (joining, holding this node's share of partitions, admin calls through the controller);
 //!   `directory`: leaders of partitions held elsewhere, from the metadata; `liveness`: one
 //!   probe per node pair, and elections steered to one survivor per group when a peer dies.
+//! - `handover`: a clean stop hands this node's leaderships (controller, then partitions) to
+//!   caught-up followers first ([`HandoverReport`]); `proposal_gate`: how the controller stops
+//!   proposing from a leaving node.
 //! - `describe`: [`ClusterDescription`], `DescribeCluster` as this node sees the cluster;
 //!   `replication_status`: [`ReplicationStatus`], the replication figures `/metrics` reports
 //!   (leaderships, under-replicated and offline partitions, follower lag, peers reached).
@@ -25,7 +28,9 @@ pub mod controller_entry;
 pub mod controller_sm;
 pub mod describe;
 pub mod directory;
+pub mod handover;
 pub(crate) mod liveness;
+mod proposal_gate;
 pub mod replication_status;
 pub mod runtime;
 
@@ -35,6 +40,7 @@ pub use controller_sm::{
     ControllerEvent, ControllerRaft, ControllerResponse, ControllerStateMachine,
 };
 pub use describe::{ClusterDescription, NodeDescription, Reachability};
+pub use handover::{HANDOVER_TIMEOUT_ELECTIONS, HandoverReport};
 pub use replication_status::{ControllerRole, FollowerLag, NodeUp, ReplicationStatus};
 pub use runtime::ClusterRuntime;
 

@@ -202,6 +202,7 @@ impl ClusterRuntime {
                 reachability,
                 elections: Arc::default(),
                 directory: Arc::clone(&directory),
+                leaving: Arc::default(),
             },
             directory,
             data_dir: broker.cfg.data_dir.clone(),

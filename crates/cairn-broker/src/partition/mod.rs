@@ -217,6 +217,25 @@ impl Partition {
         &self.dir
     }
 
+    /// Once this node is leaving the cluster, waits (up to `deadline`) until nothing is being
+    /// proposed to the partition's Raft group, and answers the group when this node leads it,
+    /// for a handover. `None` for a single copy, a partition held elsewhere or stopped, or a
+    /// group led elsewhere.
+    pub(crate) async fn stop_proposing(
+        &self,
+        deadline: tokio::time::Instant,
+    ) -> Option<(
+        cairn_raft::GroupId,
+        openraft::Raft<cairn_raft::PartitionRaft>,
+    )> {
+        match &self.state {
+            State::Serving(Replica::Replicated(replicated)) => {
+                replicated.stop_proposing(deadline).await
+            }
+            _ => None,
+        }
+    }
+
     /// Appends one validated batch and answers as `acks` asks: at once once queued
     /// ([`AckLevel::None`], no offset), once this replica has it under the topic's flush
     /// policy ([`AckLevel::Leader`]), or once it is committed ([`AckLevel::All`]). An idempotent

@@ -21,7 +21,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -78,6 +78,9 @@ pub(crate) struct GroupContext {
     /// The cluster metadata, for the address a `NOT_LEADER` hint gives clients (a node's
     /// advertised address, which the Raft membership's peer address may not be).
     pub(crate) directory: Arc<crate::cluster::directory::MetadataDirectory>,
+    /// Set once this node begins handing its leaderships over before it stops
+    /// (`cluster::handover`): from then on its replicas propose nothing.
+    pub(crate) leaving: Arc<AtomicBool>,
 }
 
 /// "This node leads group `group` in term `term`", sent when it happens so the cluster
@@ -169,6 +172,8 @@ pub(crate) struct ReplicatedReplica {
     lag_history: Arc<Mutex<LeaderEndHistory>>,
     /// The broker's clock; its monotonic reading times follower lag.
     clock: Arc<dyn Clock>,
+    /// The node is leaving: checked under the proposal lock (see [`GroupContext::leaving`]).
+    leaving: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for ReplicatedReplica {
@@ -262,6 +267,7 @@ impl ReplicatedReplica {
             proposals: AsyncMutex::new(ProposalState::default()),
             lag_history,
             clock,
+            leaving: Arc::clone(&ctx.leaving),
         })
     }
 
@@ -397,6 +403,15 @@ impl ReplicatedReplica {
                 return Err(e);
             }
         };
+        // A leaving node hands its leaderships over; a proposal now would grow the log its
+        // successor must match first (see `stop_proposing`). The client retries elsewhere.
+        if self.leaving.load(Ordering::SeqCst) {
+            return Err(BrokerError::NotLeader {
+                topic: self.topic.to_string(),
+                partition: self.index,
+                leader: None,
+            });
+        }
         self.ready(&mut state, term).await?;
         Ok((state, term))
     }
@@ -655,6 +670,29 @@ impl ReplicatedReplica {
         if out_of_sync {
             status.under_replicated_count += 1;
         }
+    }
+
+    /// Once the node is leaving ([`GroupContext::leaving`] set), waits until no proposal is on
+    /// its way into the group (each is submitted under the proposal lock, which checks the
+    /// flag), up to `deadline`; answers the group to hand over when this node leads it.
+    pub(super) async fn stop_proposing(
+        &self,
+        deadline: tokio::time::Instant,
+    ) -> Option<(GroupId, Raft<PartitionRaft>)> {
+        debug_assert!(
+            self.leaving.load(Ordering::SeqCst),
+            "stop proposing before leaving"
+        );
+        // A new leader may hold the lock while its log applies (up to LEADER_READY_WAIT); past
+        // the deadline its group is left to its followers' elections.
+        drop(
+            tokio::time::timeout_at(deadline, self.proposals.lock())
+                .await
+                .ok()?,
+        );
+        self.check_leader()
+            .ok()
+            .map(|_| (self.group, self.raft.clone()))
     }
 
     /// Stops the group (it answers peers no more) and closes the log cleanly.

@@ -217,6 +217,37 @@ fn arbitrary_bytes_never_panic() {
         let _ = decode_vote(b.clone());
         let _ = decode_vote_response(b.clone());
         let _ = decode_snapshot::<PartitionRaft>(b.clone());
-        let _ = decode_snapshot_response(b);
+        let _ = decode_snapshot_response(b.clone());
+        let _ = decode_campaign(b.clone());
+        let _ = decode_campaign_answer(b);
     }
+}
+
+#[test]
+fn campaign_requests_and_answers_round_trip() {
+    for req in [
+        CampaignRequest {
+            vote: vote(7, Some(2), true),
+            last_log_index: Some(41),
+        },
+        CampaignRequest {
+            vote: vote(1, Some(1), true),
+            last_log_index: None,
+        },
+    ] {
+        assert_eq!(
+            decode_campaign(encode_campaign(&req)).expect("decodes"),
+            req
+        );
+    }
+    for started in [true, false] {
+        assert_eq!(
+            decode_campaign_answer(encode_campaign_answer(started)).expect("decodes"),
+            started
+        );
+    }
+    assert!(matches!(
+        decode_campaign_answer(Bytes::from_static(&[2])),
+        Err(WireError::BadTag { .. })
+    ));
 }
