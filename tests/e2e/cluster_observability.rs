@@ -10,15 +10,13 @@
 
 #![allow(clippy::unwrap_used, reason = "tests: a failure here is a failed test")]
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 mod common;
 
-use common::cluster::{Cluster, start_cluster};
+use common::cluster::{Cluster, scrape_metrics, start_cluster};
 use common::*;
 
 const TOPIC: &str = "orders";
@@ -29,18 +27,6 @@ const REPLICAS_PLACED: u64 = 3 * 3 + 8 * 3;
 
 /// The node killed and restarted.
 const VICTIM: i32 = 3;
-
-/// `/metrics` of the node whose HTTP address is `http`, or `None` while it does not answer.
-fn scrape(http: &str) -> Option<String> {
-    let mut stream = TcpStream::connect(http).ok()?;
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: cairn\r\n\r\n")
-        .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let (head, body) = response.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.1 200").then(|| body.to_string())
-}
 
 /// `cairn cluster describe --format json` through the node at `address` alone.
 fn describe(address: &str) -> Option<Value> {
@@ -167,7 +153,7 @@ async fn describe_and_metrics_follow_a_node_killed_and_restarted() {
         || {
             survivors
                 .map(|i| {
-                    let body = scrape(&cluster.http_addresses[i]).unwrap_or_default();
+                    let body = scrape_metrics(&cluster.http_addresses[i]).unwrap_or_default();
                     (
                         metric_sample(&body, &victim_up),
                         metric_sample(&body, "cairn_cluster_under_replicated_partitions"),
@@ -193,7 +179,7 @@ async fn describe_and_metrics_follow_a_node_killed_and_restarted() {
             survivors
                 .iter()
                 .flat_map(|i| {
-                    let body = scrape(&cluster.http_addresses[*i]).unwrap_or_default();
+                    let body = scrape_metrics(&cluster.http_addresses[*i]).unwrap_or_default();
                     let entries = samples(&body, "cairn_cluster_follower_lag_entries");
                     samples(&body, "cairn_cluster_follower_lag_seconds")
                         .into_iter()
@@ -227,7 +213,7 @@ async fn describe_and_metrics_follow_a_node_killed_and_restarted() {
                 i + 1
             ),
             || {
-                let body = scrape(&http).unwrap_or_default();
+                let body = scrape_metrics(&http).unwrap_or_default();
                 (
                     [1, 2, 3].map(|n| {
                         metric_sample(&body, &format!("cairn_cluster_node_up{{node=\"{n}\"}}"))
@@ -253,7 +239,7 @@ async fn describe_and_metrics_follow_a_node_killed_and_restarted() {
         || {
             (0..3)
                 .map(|i| {
-                    let body = scrape(&cluster.http_addresses[i]).unwrap_or_default();
+                    let body = scrape_metrics(&cluster.http_addresses[i]).unwrap_or_default();
                     (
                         metric_sample(&body, "cairn_cluster_controller_leader"),
                         metric_sample(&body, "cairn_cluster_controller_role{role=\"leader\"}"),
@@ -317,7 +303,7 @@ fn a_single_node_describes_a_cluster_of_one_and_exports_no_cluster_series() {
         text.starts_with("cluster (none), controller (none), as node 1 sees it\n"),
         "{text}"
     );
-    let body = scrape(&http).unwrap();
+    let body = scrape_metrics(&http).unwrap();
     assert!(!body.contains("cairn_cluster_"), "{body}");
     stop_broker(child);
 }
