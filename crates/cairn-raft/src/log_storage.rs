@@ -157,8 +157,20 @@ impl<C: CairnRaftConfig> RaftLogStorage<C> for CairnLogStorage<C> {
             .map_err(|e| e.write_vote())
     }
 
+    /// The saved vote, never as committed. openraft calls this only at start-up, where a
+    /// committed vote for this node restores it as leader of that same term at once
+    /// (`Engine::startup`). But this log answers reads before its fsync: a leader whose
+    /// followers flushed and committed an entry it had not flushed itself loses that entry in
+    /// a power failure, and restored as leader of the same term it would write another entry
+    /// under the lost one's log id, which the followers would take for the entry they hold.
+    /// Read back uncommitted, the vote still binds this node in that term (it votes for no one
+    /// else there), but it starts as a follower and leads again only through an election of a
+    /// later term, whose new entries cannot share a log id with anything committed before.
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError<NodeId>> {
-        Ok(self.raft_log.vote())
+        Ok(self.raft_log.vote().map(|vote| Vote {
+            committed: false,
+            ..vote
+        }))
     }
 
     async fn append<I>(

@@ -401,3 +401,18 @@ async fn a_crash_inside_a_snapshot_install_is_finished_at_the_next_open() {
     let replies = sm.apply([normal(4, 51, 1)]).await.unwrap();
     assert_eq!((replies[0].base_offset, replies[0].next_offset), (700, 701));
 }
+
+/// A committed vote, read back at start-up, is an uncommitted vote for the same leader in the
+/// same term: the node does not restore itself as leader of a term in which it may have lost
+/// entries it never flushed (see `CairnLogStorage::read_vote`).
+#[tokio::test]
+async fn a_committed_vote_reads_back_uncommitted_for_the_same_leader_and_term() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_raft_log, mut storage, _sm) = open(&partition(&dir, "p-0"));
+    storage.save_vote(&Vote::new_committed(4, 1)).await.unwrap();
+    crash_copy(&partition(&dir, "p-0"), &partition(&dir, "p-crash"));
+    let (_raft_log, mut reopened, _sm) = open(&partition(&dir, "p-crash"));
+    let vote = reopened.read_vote().await.unwrap().unwrap();
+    assert_eq!(vote, Vote::new(4, 1));
+    assert!(!vote.is_committed());
+}
