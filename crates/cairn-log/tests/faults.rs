@@ -82,7 +82,7 @@ fn failed_write_poisons_and_leaves_no_partial_batch() {
     );
     drop(log);
     fault::disarm(dir.path());
-    let log = Log::open(dir.path(), small_config(), 0).unwrap();
+    let log = reopen(dir.path(), small_config());
     assert_eq!(log.log_end_offset(), Offset(2));
 }
 
@@ -233,7 +233,7 @@ fn real_full_disk_fails_appends_retriably_and_keeps_the_log_readable() {
     let info = log.append(&[batch(acked, 8, 1000, 0)], None, 0).unwrap();
     assert_eq!(info[0].base_offset, Offset(acked * 8));
     drop(log);
-    let log = Log::open(&dir, cfg, 0).unwrap();
+    let log = reopen(&dir, cfg);
     assert_eq!(log.log_end_offset(), Offset((acked + 1) * 8));
 }
 
@@ -295,7 +295,7 @@ fn a_full_disk_when_an_index_must_grow_refuses_the_append_before_writing() {
         .unwrap();
     assert_eq!(info[0].base_offset, Offset(256));
     drop(log);
-    let log = Log::open(&dir, cfg, 0).unwrap();
+    let log = reopen(&dir, cfg);
     assert_eq!(log.log_end_offset(), Offset(257));
     assert_eq!(read_all(&log.reader()).len(), 257);
 }
@@ -348,9 +348,23 @@ fn a_failed_truncation_poisons_and_a_poisoned_log_shows_nothing_new() {
     assert_eq!(read_all(&log.reader()).len(), 2);
     drop(log);
     fault::disarm(dir.path());
-    let log = Log::open(dir.path(), small_config(), 0).unwrap();
+    let log = reopen(dir.path(), small_config());
     assert!(
         log.log_end_offset() >= Offset(8),
         "the visible prefix survives"
     );
+}
+
+/// Opens the log in `dir` just closed by this test. Another test in this binary spawns
+/// `mount`: a child between its fork and exec holds a copy of every open descriptor, the log's
+/// directory lock included, so the lock can outlive the close by a moment (a CI run met
+/// `Locked` here once).
+fn reopen(dir: &Path, cfg: LogConfig) -> Log {
+    for _ in 0..100 {
+        match Log::open(dir, cfg.clone(), 0) {
+            Err(LogError::Locked { .. }) => std::thread::sleep(Duration::from_millis(10)),
+            other => return other.unwrap(),
+        }
+    }
+    panic!("{} stayed locked after its log closed", dir.display());
 }
