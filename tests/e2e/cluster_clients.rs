@@ -104,31 +104,8 @@ async fn a_client_on_one_node_writes_every_partition_and_reads_them_back_from_an
     }
     let text = cli_ok(&cluster.addresses[home], &["topic", "describe", TOPIC]);
     assert!(text.contains("ISR"), "{text}");
-    let consumed = consume_with_cli(&cluster.bootstrap_from((home + 1) % 3));
+    let consumed = consume_json_with_cli(&cluster.bootstrap_from((home + 1) % 3), TOPIC);
     assert_eq!(consumed.lines().count(), 330, "{consumed}");
-}
-
-/// `cairn consume orders --from earliest --until-end --format json` through `brokers`.
-fn consume_with_cli(brokers: &str) -> String {
-    let out = cairn(&[
-        "--broker",
-        brokers,
-        "consume",
-        TOPIC,
-        "--from",
-        "earliest",
-        "--until-end",
-        "--format",
-        "json",
-    ])
-    .output()
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -188,26 +188,9 @@ fn produce(brokers: &str, range: std::ops::Range<usize>) -> Output {
 /// Every `order-{i}` value of the topic read from the earliest offset to the end, with how many
 /// times each was read.
 fn consume_counts(brokers: &str) -> BTreeMap<usize, usize> {
-    let out = cairn(&[
-        "--broker",
-        brokers,
-        "consume",
-        TOPIC,
-        "--from",
-        "earliest",
-        "--until-end",
-        "--format",
-        "json",
-    ])
-    .output()
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "consume: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let lines = consume_json_with_cli(brokers, TOPIC);
     let mut counts = BTreeMap::new();
-    for line in String::from_utf8(out.stdout).unwrap().lines() {
+    for line in lines.lines() {
         let record: Value = serde_json::from_str(line).unwrap();
         let value = record["value"].as_str().unwrap();
         let i: usize = value.strip_prefix("order-").unwrap().parse().unwrap();

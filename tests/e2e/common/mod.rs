@@ -257,3 +257,27 @@ impl TestDir {
         &self.path
     }
 }
+
+/// `cairn consume TOPIC --from earliest --until-end --format json` through `brokers`: the
+/// JSON lines it printed (it must succeed).
+pub fn consume_json_with_cli(brokers: &str, topic: &str) -> String {
+    let out = cairn(&[
+        "--broker",
+        brokers,
+        "consume",
+        topic,
+        "--from",
+        "earliest",
+        "--until-end",
+        "--format",
+        "json",
+    ])
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "consume: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
