@@ -310,6 +310,8 @@ pub struct ClusterSpec {
     timings: RaftTimings,
     default_replication_factor: u32,
     retention_purge_interval: std::time::Duration,
+    /// The node joins a cluster that runs already (`--join`) instead of forming one.
+    joins_existing: bool,
 }
 
 impl Default for ClusterSpec {
@@ -321,6 +323,7 @@ impl Default for ClusterSpec {
             timings: RaftTimings::default(),
             default_replication_factor: 1,
             retention_purge_interval: cairn_log::RETENTION_CHECK_INTERVAL,
+            joins_existing: false,
         }
     }
 }
@@ -385,6 +388,7 @@ impl ClusterSpec {
             timings,
             default_replication_factor,
             retention_purge_interval: cairn_log::RETENTION_CHECK_INTERVAL,
+            joins_existing: false,
         })
     }
 
@@ -429,6 +433,20 @@ impl ClusterSpec {
     /// check of a single copy ([`cairn_log::RETENTION_CHECK_INTERVAL`], 5 minutes, by default).
     pub fn retention_purge_interval(&self) -> std::time::Duration {
         self.retention_purge_interval
+    }
+
+    /// Whether the node joins a cluster that runs already (`serve --join`): it neither forms
+    /// the controller group nor proposes its bootstrap, and waits for a member's
+    /// `cairn cluster add-node` to bring it in. A node that was brought in once is a member
+    /// from then on; the flag changes nothing at its later starts.
+    pub fn joins_existing_cluster(&self) -> bool {
+        self.joins_existing
+    }
+
+    /// This spec with [`ClusterSpec::joins_existing_cluster`] set.
+    pub fn with_join(mut self, joins_existing: bool) -> ClusterSpec {
+        self.joins_existing = joins_existing;
+        self
     }
 
     /// This spec with another [`ClusterSpec::retention_purge_interval`] (tests shorten it).

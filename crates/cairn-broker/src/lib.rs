@@ -103,6 +103,7 @@ pub use cairn_log::{Clock, ManualClock, SystemClock};
 /// The process-wide histogram of segment `fdatasync` durations, re-exported from `cairn-log`
 /// for the server's `/metrics` (the broker adds nothing to it).
 pub use cairn_log::{FSYNC_BUCKET_UPPER_NANOS, FsyncLatency, FsyncSnapshot, fsync_latency};
+pub use cluster::PartitionPlan;
 pub use cluster_spec::{
     ClusterSpec, ClusterSpecError, DEFAULT_ELECTION_TIMEOUT_MAX_MS,
     DEFAULT_ELECTION_TIMEOUT_MIN_MS, DEFAULT_HEARTBEAT_MS, DEFAULT_NODE_ID,

@@ -192,6 +192,13 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ID=HOST:PORT[,...]")]
     pub peers: Option<String>,
 
+    /// Join a cluster that runs already instead of forming one: the node waits until a
+    /// member's `cairn cluster add-node --node-id ID --address HOST:PORT` brings it in. Give
+    /// --peers with this node's entry and the members' (their current list plus this node).
+    /// Needed only at the node's first start
+    #[arg(long, requires = "peers")]
+    pub join: bool,
+
     /// Raft election timeout range: a follower that hears no leader for a random time in it
     /// stands for election. The default fails over in a few seconds without needless elections
     /// on a busy 2-core machine [env: CAIRN_RAFT_ELECTION_TIMEOUT_MS]

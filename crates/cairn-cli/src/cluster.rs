@@ -34,6 +34,34 @@ pub enum ClusterCommand {
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
+    /// Add a node to the running cluster. Start it first with `cairn serve --join` and its
+    /// own --node-id and --peers entry; this makes it a member, after which new topics and
+    /// `cairn topic reassign` place replicas on it.
+    #[command(
+        after_help = "Examples:\n  cairn cluster add-node --node-id 4 --address 10.0.0.4:7070"
+    )]
+    AddNode {
+        /// The new node's id, used by no node of the cluster.
+        #[arg(long, value_name = "ID")]
+        node_id: i32,
+        /// The new node's gRPC address, HOST:PORT, as in its --peers entry.
+        #[arg(long, value_name = "HOST:PORT")]
+        address: String,
+    },
+    /// Remove a node: each partition replica it holds moves to another node first, then it
+    /// leaves the cluster (stop its process after that). Refused, with nothing moved, when a
+    /// partition would be left short of its replication factor.
+    #[command(
+        after_help = "Examples:\n  cairn cluster remove-node --node-id 3\n  cairn cluster remove-node --node-id 3 --wait"
+    )]
+    RemoveNode {
+        /// The node's id.
+        #[arg(long, value_name = "ID")]
+        node_id: i32,
+        /// Wait until the node has left the cluster (its replicas moved), printing progress.
+        #[arg(long)]
+        wait: bool,
+    },
 }
 
 #[derive(Serialize)]
@@ -56,6 +84,8 @@ struct DescribedNodeJson {
     is_controller: bool,
     replicas: i32,
     leaders: i32,
+    /// Whether it is being removed (its replicas are moving away).
+    leaving: bool,
 }
 
 impl DescribeJson {
@@ -82,6 +112,7 @@ impl DescribeJson {
                     is_controller: node.is_controller,
                     replicas: node.replica_count,
                     leaders: node.leader_count,
+                    leaving: node.leaving,
                 })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
@@ -126,6 +157,12 @@ pub async fn run(target: &Target, command: ClusterCommand) -> anyhow::Result<()>
     let format = match command {
         ClusterCommand::Info { format } => format,
         ClusterCommand::Describe { format } => return describe(target, format).await,
+        ClusterCommand::AddNode { node_id, address } => {
+            return add_node(target, node_id, &address).await;
+        }
+        ClusterCommand::RemoveNode { node_id, wait } => {
+            return remove_node(target, node_id, wait).await;
+        }
     };
     let admin = Admin::connect_with(&target.brokers, target.timeouts()).await?;
     let metadata = admin.metadata(&[]).await?;
@@ -216,7 +253,11 @@ async fn describe(target: &Target, format: Format) -> anyhow::Result<()> {
                     "{:>4}  {:<21}  {:<11}  {:<10}  {:>8}  {:>7}",
                     node.node_id,
                     node.address,
-                    node.state,
+                    if node.leaving {
+                        format!("{},leaving", node.state)
+                    } else {
+                        node.state.to_string()
+                    },
                     if node.is_controller { "yes" } else { "" },
                     node.replicas,
                     node.leaders
@@ -224,5 +265,54 @@ async fn describe(target: &Target, format: Format) -> anyhow::Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+/// Runs `cairn cluster add-node`.
+async fn add_node(target: &Target, node_id: i32, address: &str) -> anyhow::Result<()> {
+    let admin = Admin::connect_with(&target.brokers, target.timeouts()).await?;
+    let response = admin
+        .add_node(node_id, address)
+        .await
+        .with_context(|| format!("adding node {node_id} at {address}"))?;
+    outln!(
+        "node {node_id} added; the cluster has {} nodes",
+        response.nodes.len()
+    )?;
+    Ok(())
+}
+
+/// How often `remove-node --wait` looks at the cluster.
+const REMOVAL_POLL: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Runs `cairn cluster remove-node`.
+async fn remove_node(target: &Target, node_id: i32, wait: bool) -> anyhow::Result<()> {
+    let admin = Admin::connect_with(&target.brokers, target.timeouts()).await?;
+    let moving = admin
+        .remove_node(node_id)
+        .await
+        .with_context(|| format!("removing node {node_id}"))?;
+    outln!("removing node {node_id}: {moving} partitions moving to other nodes")?;
+    if !wait {
+        return Ok(());
+    }
+    let mut last_shown = None;
+    loop {
+        let described = admin.describe_cluster().await?;
+        match described.nodes.iter().find(|n| n.node_id == node_id) {
+            None => break,
+            Some(node) => {
+                if last_shown != Some(node.replica_count) {
+                    outln!(
+                        "  node {node_id} still holds {} replicas",
+                        node.replica_count
+                    )?;
+                    last_shown = Some(node.replica_count);
+                }
+            }
+        }
+        tokio::time::sleep(REMOVAL_POLL).await;
+    }
+    outln!("node {node_id} has left the cluster; its process can be stopped")?;
     Ok(())
 }

@@ -228,7 +228,7 @@ pub fn resolve(
         data_dir,
         grpc_addr,
         http_addr,
-        cluster: cluster.spec,
+        cluster: cluster.spec.with_join(args.join),
         advertised_address,
         topic_defaults,
         connections,

@@ -34,6 +34,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .zip(text.as_deref())
         .map(|(path, text)| ConfigFile { path, text });
     let cfg = config_resolve::resolve(&args, env, file)?;
+    if cfg.cluster.joins_existing_cluster() && cfg.cluster.is_single_node() {
+        anyhow::bail!(
+            "--join needs --peers with this node's entry and at least one member of the cluster it joins"
+        );
+    }
     let log_format = config_resolve::resolve_log_format(&args, env, file)?;
     crate::logging::init(log_format)?;
     info!(

@@ -84,6 +84,25 @@ pub enum TopicCommand {
         #[arg(long)]
         to: i32,
     },
+    /// Move partitions to other nodes (a cluster only). New replicas join each partition's
+    /// group, catch up, and take over; the ones left out then drop their copies. Writes go
+    /// on meanwhile.
+    #[command(after_help = "Examples:
+  cairn topic reassign orders --partition 0 --replicas 2,3,4
+  cairn topic reassign orders --partition 1 --replicas 4,1,2 --partition 2 --replicas 3,4,1
+
+The first replica is the preferred leader. List as many replicas as the topic's replication factor.
+Watch the move with `cairn topic describe` (its replicas change when it is done).")]
+    Reassign {
+        /// The topic.
+        name: String,
+        /// A partition to move, repeatable; each takes the --replicas at the same place.
+        #[arg(long = "partition", value_name = "N", required = true)]
+        partitions: Vec<i32>,
+        /// The partition's new replicas, node ids separated by commas, repeatable.
+        #[arg(long = "replicas", value_name = "ID,ID,...", required = true)]
+        replicas: Vec<String>,
+    },
 }
 
 /// `cairn topic describe` arguments.
@@ -169,6 +188,17 @@ pub async fn run(target: &Target, command: TopicCommand) -> anyhow::Result<()> {
                 .alter_configs(&name, parse_configs(&configs)?, delete)
                 .await?;
             print_description(&topic, Format::Text)?;
+        }
+        TopicCommand::Reassign {
+            name,
+            partitions,
+            replicas,
+        } => {
+            let moves = reassignment_plan(&name, &partitions, &replicas)?;
+            let (moving, reordered) = admin.reassign_partitions(&moves).await?;
+            outln!(
+                "reassignment started: {moving} partitions moving, {reordered} with a new preferred leader only"
+            )?;
         }
         TopicCommand::AddPartitions { name, to } => {
             let topic = admin.add_partitions(&name, to).await?;
@@ -348,4 +378,60 @@ fn print_description(topic: &TopicDescription, format: Format) -> anyhow::Result
         }
     }
     Ok(())
+}
+
+/// The moves `cairn topic reassign` asks for: each `--partition` with the `--replicas` at the
+/// same place.
+fn reassignment_plan(
+    topic: &str,
+    partitions: &[i32],
+    replicas: &[String],
+) -> anyhow::Result<Vec<(String, i32, Vec<i32>)>> {
+    if partitions.len() != replicas.len() {
+        anyhow::bail!(
+            "{} --partition and {} --replicas given; give one --replicas for each --partition",
+            partitions.len(),
+            replicas.len()
+        );
+    }
+    partitions
+        .iter()
+        .zip(replicas)
+        .map(|(partition, list)| {
+            let nodes = list
+                .split(',')
+                .map(|id| {
+                    id.trim().parse::<i32>().map_err(|_| {
+                        anyhow::anyhow!(
+                            "--replicas {list:?}: {id:?} is not a node id; expected ids such as 1,2,3"
+                        )
+                    })
+                })
+                .collect::<anyhow::Result<Vec<i32>>>()?;
+            Ok((topic.to_string(), *partition, nodes))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod reassign_tests {
+    use super::reassignment_plan;
+
+    #[test]
+    fn a_plan_pairs_partitions_with_replica_lists() {
+        let plan = reassignment_plan("t", &[0, 2], &["1,2,3".into(), "4, 5,6".into()]).unwrap();
+        assert_eq!(
+            plan,
+            vec![
+                ("t".to_string(), 0, vec![1, 2, 3]),
+                ("t".to_string(), 2, vec![4, 5, 6])
+            ]
+        );
+        let error = reassignment_plan("t", &[0], &["1,x".into()]).unwrap_err();
+        assert!(
+            error.to_string().contains("\"x\" is not a node id"),
+            "{error}"
+        );
+        assert!(reassignment_plan("t", &[0, 1], &["1".into()]).is_err());
+    }
 }

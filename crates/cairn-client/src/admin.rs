@@ -8,9 +8,10 @@ use std::collections::HashMap;
 use cairn_proto::v1::admin_client::AdminClient;
 use cairn_proto::v1::metadata_client::MetadataClient;
 use cairn_proto::v1::{
-    AddPartitionsRequest, AlterConfigsRequest, CreateTopicRequest, DeleteTopicRequest,
-    DescribeClusterRequest, DescribeClusterResponse, DescribeTopicRequest, ListTopicsRequest,
-    MetadataRequest, MetadataResponse, TopicDescription,
+    AddNodeRequest, AddPartitionsRequest, AlterConfigsRequest, CreateTopicRequest,
+    DeleteTopicRequest, DescribeClusterRequest, DescribeClusterResponse, DescribeTopicRequest,
+    ListTopicsRequest, MetadataRequest, MetadataResponse, PartitionReassignment,
+    ReassignPartitionsRequest, RemoveNodeRequest, TopicDescription,
 };
 use tonic::transport::Channel;
 
@@ -134,6 +135,80 @@ impl Admin {
                     .describe_cluster(DescribeClusterRequest {})
                     .await?
                     .into_inner())
+            })
+            .await
+    }
+
+    /// Adds node `node_id` at `address` (its gRPC address, as in its own `--peers` entry) to
+    /// the running cluster; the node must be running, started with `--join`. Answers the
+    /// cluster's description.
+    ///
+    /// # Errors
+    /// [`ClientError::Broker`] naming a refusal (an id or address in use, a cluster of one).
+    pub async fn add_node(
+        &self,
+        node_id: i32,
+        address: &str,
+    ) -> Result<DescribeClusterResponse, ClientError> {
+        let request = AddNodeRequest {
+            node_id,
+            address: address.to_string(),
+        };
+        self.router
+            .on_any_node(|channel| {
+                let request = request.clone();
+                async move { Ok(admin(channel).add_node(request).await?.into_inner()) }
+            })
+            .await
+    }
+
+    /// Starts removing node `node_id`: its replicas move to other nodes first. Answers how
+    /// many partitions are moving.
+    ///
+    /// # Errors
+    /// [`ClientError::Broker`] naming a refusal (an unknown node, the last node, a partition
+    /// that no other node can take).
+    pub async fn remove_node(&self, node_id: i32) -> Result<i32, ClientError> {
+        self.router
+            .on_any_node(|channel| async move {
+                Ok(admin(channel)
+                    .remove_node(RemoveNodeRequest { node_id })
+                    .await?
+                    .into_inner()
+                    .partitions_moving)
+            })
+            .await
+    }
+
+    /// Moves partitions to new replica sets: (topic, partition, replicas) each, the first
+    /// replica the preferred leader. Answers (partitions moving, partitions reordered).
+    ///
+    /// # Errors
+    /// [`ClientError::Broker`] naming the first bad move; nothing moves then.
+    pub async fn reassign_partitions(
+        &self,
+        moves: &[(String, i32, Vec<i32>)],
+    ) -> Result<(i32, i32), ClientError> {
+        let request = ReassignPartitionsRequest {
+            partitions: moves
+                .iter()
+                .map(|(topic, partition, replicas)| PartitionReassignment {
+                    topic: topic.clone(),
+                    partition: *partition,
+                    replicas: replicas.clone(),
+                })
+                .collect(),
+        };
+        self.router
+            .on_any_node(|channel| {
+                let request = request.clone();
+                async move {
+                    let answer = admin(channel)
+                        .reassign_partitions(request)
+                        .await?
+                        .into_inner();
+                    Ok((answer.moving, answer.reordered))
+                }
             })
             .await
     }

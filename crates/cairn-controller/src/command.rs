@@ -127,6 +127,48 @@ pub enum Command {
         /// The replicas in sync with it, itself included.
         isr: Vec<NodeId>,
     },
+    /// Adds a node to a running cluster (`cairn cluster add-node`): unlike `RegisterNode`, an id
+    /// or address already in the metadata is refused, so a typo cannot move a live node. The
+    /// controller leader then makes the node a member of the controller group.
+    AddNode {
+        /// The new node's id.
+        node: NodeId,
+        /// Its gRPC address (node-to-node traffic).
+        addr: String,
+        /// When it was proposed.
+        at_ms: i64,
+    },
+    /// Starts removing a node (`cairn cluster remove-node`): it takes no new replicas, and each
+    /// of its replicas is moved to another alive node (a reassignment per partition). Refused,
+    /// with nothing moved, when some partition has no node to take its copy.
+    RemoveNode {
+        /// The node to remove.
+        node: NodeId,
+        /// When it was proposed.
+        at_ms: i64,
+    },
+    /// Drops a removed node from the metadata once it hosts no replica; the controller leader
+    /// proposes it after taking the node out of the controller group.
+    ForgetNode {
+        /// The node, in state `Leaving` and hosting nothing.
+        node: NodeId,
+    },
+    /// Moves partitions to new replica sets (`cairn topic reassign`). Each partition's group
+    /// leader adds the new replicas as learners, waits for them to catch up, changes the group's
+    /// membership, and then proposes `CompleteReassignment`. All or nothing: one bad move refuses
+    /// the whole plan.
+    ReassignPartitions {
+        /// The moves, at most one per partition.
+        moves: Vec<PartitionMove>,
+    },
+    /// A partition group's membership now is its reassignment's target: the target becomes the
+    /// replica set, and replicas left out drop their copies.
+    CompleteReassignment {
+        /// The partition's group.
+        group: GroupId,
+        /// The group's voters, as its leader committed them (must equal the target).
+        replicas: Vec<NodeId>,
+    },
     /// Hands a node the next block of idempotent-producer ids.
     AllocateProducerIds {
         /// The node that asks.
@@ -134,6 +176,19 @@ pub enum Command {
         /// How many ids, `1..=MAX_PRODUCER_ID_BLOCK_LEN`.
         block_len: u64,
     },
+}
+
+/// One partition's new replica set in a [`Command::ReassignPartitions`] plan.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartitionMove {
+    /// The topic's name.
+    pub topic: String,
+    /// The partition's index.
+    pub partition: u32,
+    /// The new replicas, as many as the topic's replication factor; the first is the new
+    /// preferred leader.
+    pub replicas: Vec<NodeId>,
 }
 
 #[derive(Serialize)]
@@ -278,6 +333,24 @@ mod tests {
             Command::AllocateProducerIds {
                 node: 1,
                 block_len: 1000,
+            },
+            Command::AddNode {
+                node: 4,
+                addr: "h:4".into(),
+                at_ms: 8,
+            },
+            Command::RemoveNode { node: 4, at_ms: 9 },
+            Command::ForgetNode { node: 4 },
+            Command::ReassignPartitions {
+                moves: vec![PartitionMove {
+                    topic: "t".into(),
+                    partition: 0,
+                    replicas: vec![2, 3, 4],
+                }],
+            },
+            Command::CompleteReassignment {
+                group: GroupId(9),
+                replicas: vec![2, 3, 4],
             },
         ];
         for command in commands {

@@ -253,6 +253,131 @@ pub enum ControllerError {
         /// The parser's message (line and column included).
         reason: String,
     },
+    /// `AddNode` named an id the metadata already has.
+    #[error("node id {node} is already in use by the node at {addr:?}; pick another id")]
+    NodeIdInUse {
+        /// The id.
+        node: NodeId,
+        /// The address of the node that has it.
+        addr: String,
+    },
+    /// Removing the node would leave the cluster without nodes.
+    #[error("node {node} is the cluster's last node; it can't be removed")]
+    LastNode {
+        /// The node.
+        node: NodeId,
+    },
+    /// The node is already being removed.
+    #[error("node {node} is already being removed")]
+    NodeLeaving {
+        /// The node.
+        node: NodeId,
+    },
+    /// A removed node's replica has no node to move to: every other alive node already holds
+    /// a copy of the partition, so removing it would leave the partition short of its
+    /// replication factor.
+    #[error(
+        "removing node {node} would leave {topic}-{partition} with {remaining} of its \
+         {replication_factor} replicas: no other alive node can take its copy; add a node first"
+    )]
+    NoReplacement {
+        /// The node to remove.
+        node: NodeId,
+        /// The partition's topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+        /// Replicas left without the node.
+        remaining: usize,
+        /// The topic's replication factor.
+        replication_factor: u16,
+    },
+    /// A partition's reassignment has not finished, so another cannot start.
+    #[error(
+        "{topic}-{partition} is being reassigned already (to {target:?}); wait until it is done"
+    )]
+    ReassignmentInProgress {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+        /// Where it is moving.
+        target: Vec<NodeId>,
+    },
+    /// A reassignment names a partition the topic does not have.
+    #[error(
+        "topic {topic:?} has {partition_count} partitions; partition {partition} does not exist"
+    )]
+    UnknownPartition {
+        /// The topic.
+        topic: String,
+        /// The partition asked for.
+        partition: u32,
+        /// How many it has.
+        partition_count: u32,
+    },
+    /// A reassignment's replica count is not the topic's replication factor: fewer would lose
+    /// copies, and the topic keeps one factor for all its partitions.
+    #[error(
+        "{topic}-{partition}: the plan lists {requested} replicas; the topic's replication \
+         factor is {replication_factor}"
+    )]
+    ReplicaCountMismatch {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+        /// Replicas in the plan.
+        requested: usize,
+        /// The topic's factor.
+        replication_factor: u16,
+    },
+    /// A reassignment lists a node twice for one partition.
+    #[error("{topic}-{partition}: node {node} appears twice in the plan")]
+    DuplicateReplica {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+        /// The node.
+        node: NodeId,
+    },
+    /// A reassignment moves a partition twice in one plan.
+    #[error("{topic}-{partition} appears twice in the plan")]
+    DuplicateMove {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+    },
+    /// A reassignment puts a copy on a node that is not alive (fenced or leaving).
+    #[error("node {node} is {state}; it can't take new replicas")]
+    NodeNotAlive {
+        /// The node.
+        node: NodeId,
+        /// Its state, in words.
+        state: String,
+    },
+    /// A reassignment plan with no moves.
+    #[error("the reassignment plan has no moves")]
+    EmptyPlan,
+    /// `CompleteReassignment` for a group with no reassignment, or a membership that is not its
+    /// target (a late or repeated report).
+    #[error("{group} has no reassignment to {replicas:?} pending")]
+    NoSuchReassignment {
+        /// The group.
+        group: GroupId,
+        /// The membership reported.
+        replicas: Vec<NodeId>,
+    },
+    /// `ForgetNode` for a node that is not leaving or still hosts copies.
+    #[error("node {node} can't be forgotten yet: {reason}")]
+    NodeNotRemovable {
+        /// The node.
+        node: NodeId,
+        /// Why not.
+        reason: String,
+    },
     /// A snapshot decoded but breaks an invariant the state machine keeps.
     #[error("controller snapshot is inconsistent: {reason}")]
     CorruptSnapshot {

@@ -106,11 +106,28 @@ impl ClusterMetadata {
             if let Some(node) = replicas.iter().find(|n| !self.nodes.contains_key(n)) {
                 return Err(format!("{at}: replica {node} is not a registered node"));
             }
-            if let Some(leader) = partition.leader.filter(|l| !replicas.contains(l)) {
+            if let Some(target) = &partition.target {
+                let targets: BTreeSet<_> = target.iter().collect();
+                if target.len() != usize::from(topic.replication_factor)
+                    || targets.len() != target.len()
+                    || targets == distinct
+                {
+                    return Err(format!(
+                        "{at}: reassignment target {target:?} is not a new set of {} nodes",
+                        topic.replication_factor
+                    ));
+                }
+                if let Some(node) = target.iter().find(|n| !self.nodes.contains_key(n)) {
+                    return Err(format!("{at}: target {node} is not a registered node"));
+                }
+            }
+            let hosts = partition.hosts();
+            if let Some(leader) = partition.leader.filter(|l| !hosts.contains(l)) {
                 return Err(format!("{at}: leader {leader} is not a replica"));
             }
+            let hosts: BTreeSet<_> = hosts.iter().collect();
             let isr: BTreeSet<_> = partition.isr.iter().collect();
-            if isr.len() != partition.isr.len() || !isr.is_subset(&distinct) {
+            if isr.len() != partition.isr.len() || !isr.is_subset(&hosts) {
                 return Err(format!(
                     "{at}: in-sync replicas {:?} are not a set of replicas",
                     partition.isr
@@ -186,6 +203,25 @@ mod tests {
             ),
             ("leader 9", Box::new(|m| partition(m).leader = Some(9))),
             ("in-sync", Box::new(|m| partition(m).isr = vec![9])),
+            (
+                "reassignment target",
+                Box::new(|m| partition(m).target = Some(vec![3])),
+            ),
+            (
+                "reassignment target",
+                Box::new(|m| {
+                    let same = partition(m).replicas.clone();
+                    partition(m).target = Some(same);
+                }),
+            ),
+            (
+                "target 9",
+                Box::new(|m| {
+                    let mut moved = partition(m).replicas.clone();
+                    moved[0] = 9;
+                    partition(m).target = Some(moved);
+                }),
+            ),
             ("reused", Box::new(|m| partition(m).group = GroupId(2))),
             ("not yet given", Box::new(|m| m.next_group_id = GroupId(2))),
             ("group 0", Box::new(|m| partition(m).group = GroupId(0))),

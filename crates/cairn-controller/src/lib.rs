@@ -76,7 +76,7 @@ mod topic;
 
 pub use action::{Action, ReplicaAssignment};
 pub use apply::{MAX_PRODUCER_ID, MAX_PRODUCER_ID_BLOCK_LEN};
-pub use command::{COMMAND_FORMAT_VERSION, Command, PeerSpec};
+pub use command::{COMMAND_FORMAT_VERSION, Command, PartitionMove, PeerSpec};
 pub use error::{ControllerError, Encoded, IdKind, TopicNameRule};
 pub use ids::{GroupId, NodeId, ProducerIdBlock, TopicId};
 pub use metadata::{ClusterMetadata, PartitionRef};

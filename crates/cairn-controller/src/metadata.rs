@@ -110,7 +110,7 @@ impl ClusterMetadata {
         })
     }
 
-    /// Every replica `node` must host, in group order. A node calls this at start-up (and after
+    /// Every replica `node` must host (a reassignment's new members included), in group order. A node calls this at start-up (and after
     /// installing a controller snapshot) to open what it should host and drop what it should
     /// not, instead of relying on having seen every action.
     pub fn replicas_of(&self, node: NodeId) -> Vec<ReplicaAssignment> {
@@ -120,7 +120,7 @@ impl ClusterMetadata {
             .flat_map(|(topic, topic_meta)| {
                 (0u32..)
                     .zip(&topic_meta.partitions)
-                    .filter(|(_, meta)| meta.replicas.contains(&node))
+                    .filter(|(_, meta)| meta.is_hosted_on(node))
                     .map(move |(partition, meta)| assignment(topic, topic_meta, partition, meta))
             })
             .collect();

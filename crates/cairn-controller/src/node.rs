@@ -14,6 +14,9 @@ pub enum NodeState {
     /// `SetNodeState`). Its existing replicas stay assigned (Raft copes with a missing member);
     /// new replicas are placed elsewhere.
     Fenced,
+    /// The node is being removed (`RemoveNode`): it takes no new replicas, its replicas are
+    /// being moved away, and once it hosts none it leaves the controller group and the metadata.
+    Leaving,
 }
 
 /// One registered node.

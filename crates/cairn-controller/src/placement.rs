@@ -145,6 +145,22 @@ impl Placer {
             .expect("place checked that at least one node is alive")
     }
 
+    /// The alive node to take over a copy from a node being removed: the one with the fewest
+    /// replicas (then the lowest id) among those not in `exclude` (the partition's other
+    /// replicas and the leaving node). Its count goes up, so the next replacement spreads.
+    pub(crate) fn replacement(&mut self, exclude: &[NodeId]) -> Option<NodeId> {
+        let chosen = self
+            .loads
+            .iter()
+            .filter(|(node, _)| !exclude.contains(node))
+            .min_by_key(|(node, load)| (load.replica_count, **node))
+            .map(|(node, _)| *node)?;
+        if let Some(load) = self.loads.get_mut(&chosen) {
+            load.replica_count += 1;
+        }
+        Some(chosen)
+    }
+
     fn load(&self, node: NodeId) -> Load {
         self.loads.get(&node).copied().unwrap_or_default()
     }

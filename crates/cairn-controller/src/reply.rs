@@ -80,6 +80,36 @@ pub enum Outcome {
     },
     /// A producer-id block was handed out.
     ProducerIds(ProducerIdBlock),
+    /// `AddNode` registered the node.
+    NodeAdded {
+        /// The node.
+        node: NodeId,
+    },
+    /// `RemoveNode` marked the node leaving and started moving its replicas.
+    NodeRemoving {
+        /// The node.
+        node: NodeId,
+        /// Partitions whose copy on it is moving.
+        moving: usize,
+    },
+    /// `ForgetNode` dropped the node from the metadata.
+    NodeForgotten {
+        /// The node.
+        node: NodeId,
+    },
+    /// `ReassignPartitions` accepted the plan.
+    ReassignmentStarted {
+        /// Partitions whose replica set changes (their groups change membership).
+        moving: usize,
+        /// Partitions whose replicas stay but are reordered (a new preferred leader), recorded
+        /// at once.
+        reordered: usize,
+    },
+    /// `CompleteReassignment` recorded the group's new replica set.
+    ReassignmentCompleted {
+        /// The group.
+        group: GroupId,
+    },
 }
 
 impl Reply {

@@ -43,6 +43,11 @@ pub struct PartitionMeta {
     pub leader_epoch: u64,
     /// The in-sync replicas last reported (the whole replica set until a report comes).
     pub isr: Vec<NodeId>,
+    /// The replica set a reassignment is moving the partition to, until its group's leader
+    /// reports the move done (`CompleteReassignment`). Nodes in it and not in `replicas` host a
+    /// copy that joins the group as a learner. Absent from metadata written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<Vec<NodeId>>,
 }
 
 impl PartitionMeta {
@@ -55,7 +60,25 @@ impl PartitionMeta {
             replicas,
             leader: None,
             leader_epoch: 0,
+            target: None,
         }
+    }
+
+    /// Every node that must host a copy: the replicas, and during a reassignment the target's
+    /// new members too. In replica order, then the target's additions in its order.
+    pub fn hosts(&self) -> Vec<NodeId> {
+        let mut hosts = self.replicas.clone();
+        for node in self.target.iter().flatten() {
+            if !hosts.contains(node) {
+                hosts.push(*node);
+            }
+        }
+        hosts
+    }
+
+    /// Whether `node` must host a copy (see [`PartitionMeta::hosts`]).
+    pub fn is_hosted_on(&self, node: NodeId) -> bool {
+        self.replicas.contains(&node) || self.target.iter().flatten().any(|n| *n == node)
     }
 }
 

@@ -98,8 +98,12 @@ fn command() -> impl Strategy<Value = Command> {
                 epoch,
                 isr,
             }),
-        2 => (node, prop::sample::select(&[0u64, 1, 10, 1000, u64::MAX][..]))
+        2 => (node.clone(), prop::sample::select(&[0u64, 1, 10, 1000, u64::MAX][..]))
             .prop_map(|(node, block_len)| Command::AllocateProducerIds { node, block_len }),
+        1 => (node.clone(), addr(), 0i64..100)
+            .prop_map(|(node, addr, at_ms)| Command::AddNode { node, addr, at_ms }),
+        1 => (node.clone(), 0i64..100).prop_map(|(node, at_ms)| Command::RemoveNode { node, at_ms }),
+        1 => node.prop_map(|node| Command::ForgetNode { node }),
     ]
 }
 
@@ -118,6 +122,16 @@ enum Step {
         isr_mask: u8,
         drop_leader: bool,
     },
+    /// Move the `partition_pick`-th partition to the nodes picked by `nodes` (ids modulo 8,
+    /// so some are unknown or repeated and refused).
+    ReassignExisting {
+        partition_pick: usize,
+        nodes: Vec<u64>,
+    },
+    /// Complete the `partition_pick`-th pending reassignment, as its group leader would.
+    CompleteExisting {
+        partition_pick: usize,
+    },
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -127,10 +141,50 @@ fn step() -> impl Strategy<Value = Step> {
             .prop_map(|(partition_pick, leader_pick, epoch, isr_mask, drop_leader)| {
                 Step::ReportOnExisting { partition_pick, leader_pick, epoch, isr_mask, drop_leader }
             }),
+        1 => (any::<usize>(), prop::collection::vec(0u64..8, 1..5))
+            .prop_map(|(partition_pick, nodes)| Step::ReassignExisting { partition_pick, nodes }),
+        1 => any::<usize>().prop_map(|partition_pick| Step::CompleteExisting { partition_pick }),
     ]
 }
 
 fn resolve(step: Step, metadata: &ClusterMetadata) -> Command {
+    if let Step::ReassignExisting {
+        partition_pick,
+        nodes,
+    } = &step
+    {
+        let partitions: Vec<(String, u32)> = metadata
+            .topics()
+            .iter()
+            .flat_map(|(name, t)| (0u32..).take(t.partitions.len()).map(|i| (name.clone(), i)))
+            .collect();
+        let Some((topic, partition)) = partitions.get(partition_pick % partitions.len().max(1))
+        else {
+            return Command::DeleteTopic { name: "a".into() };
+        };
+        return Command::ReassignPartitions {
+            moves: vec![cairn_controller::PartitionMove {
+                topic: topic.clone(),
+                partition: *partition,
+                replicas: nodes.clone(),
+            }],
+        };
+    }
+    if let Step::CompleteExisting { partition_pick } = &step {
+        let pending: Vec<_> = metadata
+            .topics()
+            .values()
+            .flat_map(|t| &t.partitions)
+            .filter_map(|p| p.target.clone().map(|t| (p.group, t)))
+            .collect();
+        let Some((group, replicas)) = pending.get(partition_pick % pending.len().max(1)) else {
+            return Command::DeleteTopic { name: "a".into() };
+        };
+        return Command::CompleteReassignment {
+            group: *group,
+            replicas: replicas.clone(),
+        };
+    }
     let Step::ReportOnExisting {
         partition_pick,
         leader_pick,

@@ -109,6 +109,17 @@ pub trait PeerTransport: Send + Sync + 'static {
         payload: Bytes,
         timeout_ms: u64,
     ) -> BoxFuture<'static, Result<Bytes, TransportError>>;
+
+    /// Reaches `node` at `addr` from now on: a node added to the cluster, or one that moved.
+    /// Transports with a fixed address book (in-memory and simulated ones) ignore it.
+    fn set_peer_address(&self, node: NodeId, addr: &str) {
+        let _ = (node, addr);
+    }
+
+    /// Forgets `node`: it left the cluster. Transports with a fixed address book ignore it.
+    fn forget_peer(&self, node: NodeId) {
+        let _ = node;
+    }
 }
 
 /// Where a node hands the calls its peers sent it: the registry of the groups it hosts. The

@@ -177,6 +177,49 @@ impl Cluster {
         list.join(",")
     }
 
+    /// Starts one more node (the next id) on loopback with `--join` and a `--peers` list of
+    /// every node so far plus itself, data under `dir`, and waits for its ready line; returns
+    /// its id. It stays outside the cluster until `cairn cluster add-node` brings it in.
+    pub fn start_joining_node(&mut self, dir: &Path) -> i32 {
+        let node_id = self.nodes.len() + 1;
+        let address = free_address();
+        let http = free_address();
+        let mut peers: Vec<String> = self
+            .addresses
+            .iter()
+            .enumerate()
+            .map(|(i, a)| format!("{}={a}", i + 1))
+            .collect();
+        peers.push(format!("{node_id}={address}"));
+        let data_dir = dir.join(format!("node-{node_id}"));
+        let log = dir.join(format!("node-{node_id}.log"));
+        let args: Vec<String> = [
+            "serve",
+            "--node-id",
+            &node_id.to_string(),
+            "--peers",
+            &peers.join(","),
+            "--join",
+            "--grpc-addr",
+            &address,
+            "--http-addr",
+            &http,
+            "--data-dir",
+            data_dir.to_str().unwrap(),
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+        let child = spawn_node(&args, &log, None, &[]);
+        self.nodes.push(Some(child));
+        self.addresses.push(address);
+        self.http_addresses.push(http);
+        self.logs.push(log);
+        self.args.push(args);
+        self.namespaces.push(None);
+        i32::try_from(node_id).unwrap()
+    }
+
     /// Whether node `node` (1-based) is running (not killed; a paused node counts).
     pub fn is_running(&self, node: usize) -> bool {
         self.nodes.get(node - 1).is_some_and(Option::is_some)
@@ -519,11 +562,17 @@ pub fn replica_bytes(dir: &Path, topic: &str, node: usize, partition: i32) -> Ve
 /// Waits until every partition of `topic`'s three copies hold the same bytes (followers catch up within
 /// moments once nothing is being written).
 pub async fn wait_replicas_agree(dir: &Path, topic: &str, partitions: i32) {
+    wait_copies_agree(dir, topic, partitions, &[1, 2, 3]).await;
+}
+
+/// [`wait_replicas_agree`] over the copies of nodes `nodes`.
+pub async fn wait_copies_agree(dir: &Path, topic: &str, partitions: i32, nodes: &[usize]) {
     let deadline = Instant::now() + PATIENCE;
     for partition in 0..partitions {
         loop {
-            let copies: Vec<Vec<u8>> = (1..=3)
-                .map(|n| replica_bytes(dir, topic, n, partition))
+            let copies: Vec<Vec<u8>> = nodes
+                .iter()
+                .map(|n| replica_bytes(dir, topic, *n, partition))
                 .collect();
             if !copies[0].is_empty() && copies.iter().all(|c| c == &copies[0]) {
                 break;

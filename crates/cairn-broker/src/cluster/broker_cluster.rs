@@ -3,19 +3,18 @@
 //! of this node's topic files.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use cairn_codec::{StickyPartitioner, XorShift64};
 use cairn_controller::{ClusterMetadata, Command, TopicMeta};
-use cairn_raft::{GroupId, GroupRegistry, NodeId, PeerNode, PeerTransport};
+use cairn_raft::{GroupRegistry, PeerTransport};
 
-use super::runtime::{ADMIN_TIMEOUT, ClusterRuntime, REPLICAS_DIR, cluster_error};
-use crate::broker::{Broker, Topic, TopicInfo, blocking, refuse_internal};
+use super::runtime::{ADMIN_TIMEOUT, ClusterRuntime, cluster_error};
+use crate::broker::{Broker, Topic, TopicInfo, refuse_internal};
 use crate::error::BrokerError;
 use crate::node_identity::NodeIdentity;
-use crate::partition::{LeaderDirectory, Partition};
+use crate::partition::Partition;
 use crate::topic_config::TopicConfig;
 use crate::topic_name::{is_internal, validate_topic_name};
 
@@ -224,7 +223,11 @@ impl Broker {
                 .get(name.as_str())
                 .map(|t| t.topic_id);
             match present {
-                Some(Some(id)) if id == meta.id.0 => {}
+                Some(Some(id)) if id == meta.id.0 => {
+                    let topic = self.topic(name)?;
+                    self.reconcile_partitions(runtime, metadata, &topic, meta)
+                        .await?;
+                }
                 Some(None) if is_internal(name) => {}
                 Some(_) => {
                     tracing::warn!(topic = %name, "a local topic has the name of a cluster topic; the local one stays");
@@ -250,53 +253,20 @@ impl Broker {
             tracing::warn!(topic = name, error = %e, "a cluster topic's configs do not apply here; defaults used");
         }
         let log_config = config.to_log_config();
-        let me: NodeId = runtime.spec.node_id();
-        let directory: Arc<dyn LeaderDirectory> = runtime.directory.clone();
         let topic_name: Arc<str> = Arc::from(name);
-        let replicas_dir = self.cfg.data_dir.join(REPLICAS_DIR);
         let mut partitions = Vec::with_capacity(meta.partitions.len());
         for (index, partition) in meta.partitions.iter().enumerate() {
             let index = u32::try_from(index).unwrap_or(u32::MAX);
-            let group = GroupId(partition.group.0);
-            let dir = replicas_dir.join(format!("{name}-{index}.g{}", group.0));
-            if !partition.replicas.contains(&me) {
-                partitions.push(Arc::new(Partition::elsewhere(
-                    Arc::clone(&topic_name),
+            let opened = self
+                .open_partition_here(
+                    runtime,
+                    metadata,
+                    &topic_name,
                     index,
-                    dir,
-                    group,
-                    Arc::clone(&directory),
-                )));
-                continue;
-            }
-            let members: BTreeMap<NodeId, PeerNode> = partition
-                .replicas
-                .iter()
-                .map(|node| {
-                    let addr = metadata
-                        .node(*node)
-                        .map(|n| n.addr.clone())
-                        .unwrap_or_default();
-                    (*node, PeerNode { addr })
-                })
-                .collect();
-            let create: PathBuf = dir.clone();
-            blocking(move || {
-                std::fs::create_dir_all(&create)
-                    .map_err(|e| BrokerError::io("create replica directory", &create, e))
-            })
-            .await?;
-            let opened = Partition::start_replicated(
-                Arc::clone(&topic_name),
-                index,
-                dir,
-                log_config.clone(),
-                Arc::clone(&self.clock),
-                group,
-                members,
-                &runtime.ctx,
-            )
-            .await;
+                    partition,
+                    log_config.clone(),
+                )
+                .await;
             match opened {
                 Ok(p) => partitions.push(Arc::new(p)),
                 Err(e) => {
@@ -337,22 +307,8 @@ impl Broker {
         let Some(topic) = topic else { return };
         let partitions: Vec<Arc<Partition>> = topic.partitions_now();
         for partition in &partitions {
-            if !partition.is_held_here() {
-                continue;
-            }
-            if let Err(err) = partition.close().await {
-                tracing::warn!(topic = name, partition = partition.index(), %err, "closing a deleted topic's copy");
-            }
-            let dir = partition.dir().to_path_buf();
-            let removed = blocking(move || match std::fs::remove_dir_all(&dir) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    Err(BrokerError::io("delete replica directory", &dir, e))
-                }
-                _ => Ok(()),
-            })
-            .await;
-            if let Err(err) = removed {
-                tracing::warn!(topic = name, %err, "removing a deleted topic's copy");
+            if partition.is_held_here() {
+                super::replica_set::release_copy(partition).await;
             }
         }
         tracing::info!(topic = name, "released cluster topic");

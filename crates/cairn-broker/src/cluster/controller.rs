@@ -103,6 +103,7 @@ impl HostedGroup for ControllerHandler {
 impl Controller {
     /// Starts this node's member of the controller group over `log` and registers it with
     /// `registry`; the first start of a node initializes the group with every peer as a voter
+    /// (none when `peers` is empty: the node joins a running group as a learner)
     /// (every node does, with the same membership, which openraft allows, so the cluster forms
     /// whatever order the nodes start in). Returns the controller and the receiver of the
     /// events the replica manager acts on. `snapshot_dir` keeps the state machine's snapshots
@@ -145,7 +146,9 @@ impl Controller {
             .is_initialized()
             .await
             .map_err(|e| ClusterError::Start(e.to_string()))?;
-        if !initialized {
+        // A node joining a running cluster has an empty `peers`: its group's leader brings it
+        // in (`cairn cluster add-node`); forming a group of its own would split the cluster.
+        if !initialized && !peers.is_empty() {
             let members: BTreeMap<NodeId, PeerNode> = peers
                 .iter()
                 .map(|(id, addr)| (*id, PeerNode { addr: addr.clone() }))

@@ -55,6 +55,8 @@ pub struct NodeDescription {
     pub replica_count: u32,
     /// Partitions whose last reported leader is this node.
     pub leader_count: u32,
+    /// Whether it is being removed: its replicas are moving away.
+    pub leaving: bool,
 }
 
 impl Broker {
@@ -95,6 +97,7 @@ impl Broker {
                 is_controller: false,
                 replica_count: partition_count,
                 leader_count: partition_count,
+                leaving: false,
             }],
         }
     }
@@ -117,7 +120,7 @@ pub(crate) fn describe_metadata(
     let mut counts: BTreeMap<NodeId, (u32, u32)> = BTreeMap::new();
     for topic in metadata.topics().values() {
         for partition in &topic.partitions {
-            for replica in &partition.replicas {
+            for replica in &partition.hosts() {
                 let count = counts.entry(*replica).or_default();
                 count.0 = count.0.saturating_add(1);
             }
@@ -154,6 +157,9 @@ pub(crate) fn describe_metadata(
                 is_controller: controller == Some(id),
                 replica_count,
                 leader_count,
+                leaving: metadata
+                    .node(id)
+                    .is_some_and(|n| n.state == cairn_controller::NodeState::Leaving),
             }
         })
         .collect();

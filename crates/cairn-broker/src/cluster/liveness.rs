@@ -88,6 +88,7 @@ const TAKE_OVER_ROUNDS: usize = 6;
 pub(crate) async fn run(
     me: NodeId,
     peers: Vec<NodeId>,
+    metadata: tokio::sync::watch::Receiver<Arc<cairn_controller::ClusterMetadata>>,
     transport: Arc<dyn PeerTransport>,
     groups: HeldGroups,
     reachability: PeerReachability,
@@ -111,6 +112,7 @@ pub(crate) async fn run(
         if Arc::strong_count(&groups) == 1 {
             return;
         }
+        follow_membership(me, &metadata, &mut last_seen, &mut dead);
         let probes = last_seen.keys().map(|peer| {
             let call = transport.call(
                 *peer,
@@ -151,6 +153,28 @@ pub(crate) async fn run(
             }
         }
         reachability.publish(&dead);
+    }
+}
+
+/// Probes the nodes the metadata lists once the cluster has formed (nodes are added and
+/// removed while it runs); before that, the static peer list.
+fn follow_membership(
+    me: NodeId,
+    metadata: &tokio::sync::watch::Receiver<Arc<cairn_controller::ClusterMetadata>>,
+    last_seen: &mut BTreeMap<NodeId, Instant>,
+    dead: &mut BTreeMap<NodeId, bool>,
+) {
+    let current = Arc::clone(&metadata.borrow());
+    if !current.is_bootstrapped() {
+        return;
+    }
+    let nodes = current.nodes();
+    last_seen.retain(|peer, _| nodes.contains_key(peer));
+    dead.retain(|peer, _| nodes.contains_key(peer));
+    let now = Instant::now();
+    for peer in nodes.keys().filter(|p| **p != me) {
+        last_seen.entry(*peer).or_insert(now);
+        dead.entry(*peer).or_insert(false);
     }
 }
 

@@ -16,6 +16,10 @@
 //! - `describe`: [`ClusterDescription`], `DescribeCluster` as this node sees the cluster;
 //!   `replication_status`: [`ReplicationStatus`], the replication figures `/metrics` reports
 //!   (leaderships, under-replicated and offline partitions, follower lag, peers reached).
+//! - `membership`: the controller leader makes registered nodes controller voters and takes
+//!   removed ones out (then forgets them); `reassignment`: a partition's group leader moves the
+//!   group to its reassignment target (learners first, then the membership change);
+//!   `replica_set`: this node opens the copies it gains and releases those it loses.
 //! - `advertise`: this node's client address (`--advertised-address`) in the metadata.
 //! - `controller_entry`: a controller command as a Raft entry (a one-record batch).
 //! - `controller_sm`: the controller group's openraft state machine over
@@ -30,7 +34,11 @@ pub mod describe;
 pub mod directory;
 pub mod handover;
 pub(crate) mod liveness;
+mod membership;
+mod membership_admin;
 mod proposal_gate;
+mod reassignment;
+mod replica_set;
 pub mod replication_status;
 pub mod runtime;
 
@@ -41,6 +49,7 @@ pub use controller_sm::{
 };
 pub use describe::{ClusterDescription, NodeDescription, Reachability};
 pub use handover::{HANDOVER_TIMEOUT_ELECTIONS, HandoverReport};
+pub use membership_admin::PartitionPlan;
 pub use replication_status::{ControllerRole, FollowerLag, NodeUp, ReplicationStatus};
 pub use runtime::ClusterRuntime;
 

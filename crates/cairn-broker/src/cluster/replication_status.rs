@@ -145,10 +145,14 @@ impl Broker {
         };
         let me = runtime.spec.node_id();
         let reachability = runtime.ctx.reachability.snapshot();
-        status.nodes_up = runtime
-            .spec
-            .peers()
-            .keys()
+        let metadata = runtime.directory.current();
+        let nodes: Vec<cairn_raft::NodeId> = if metadata.nodes().is_empty() {
+            runtime.spec.peers().keys().copied().collect()
+        } else {
+            metadata.nodes().keys().copied().collect()
+        };
+        status.nodes_up = nodes
+            .iter()
             .map(|node| NodeUp {
                 node_id: i32::try_from(*node).unwrap_or(i32::MAX),
                 up: *node == me || !reachability.get(node).copied().unwrap_or(false),

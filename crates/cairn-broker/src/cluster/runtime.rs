@@ -6,6 +6,7 @@
 //! Reconciling is level-triggered: each new metadata version is compared with what the node
 //! holds, so a restart, a missed action or a snapshot install all converge the same way.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -113,7 +114,7 @@ pub(super) fn metadata_log_config() -> LogConfig {
     }
 }
 
-fn now_ms() -> i64 {
+pub(super) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
@@ -159,9 +160,15 @@ impl ClusterRuntime {
         .await?;
         let controller_config = Arc::new(controller_raft_config(&spec)?);
         let partition_config = Arc::new(raft_config(&spec, "partitions")?);
+        let no_peers = BTreeMap::new();
+        let initial_members = if spec.joins_existing_cluster() {
+            &no_peers
+        } else {
+            spec.peers()
+        };
         let (controller, _events) = Controller::start(
             me,
-            spec.peers(),
+            initial_members,
             controller_config,
             Arc::clone(&transport),
             &registry,
@@ -178,6 +185,7 @@ impl ClusterRuntime {
         tokio::spawn(super::liveness::run(
             me,
             spec.peers().keys().copied().collect(),
+            controller.subscribe(),
             Arc::clone(&transport),
             Arc::clone(&held),
             reachability.clone(),
@@ -214,6 +222,8 @@ impl ClusterRuntime {
             broker.cfg.advertised_address.clone(),
         ));
         tokio::spawn(report_leaders(Arc::clone(&runtime), reports_rx));
+        tokio::spawn(super::reassignment::run(Arc::clone(&runtime)));
+        tokio::spawn(super::membership::run(Arc::clone(&runtime)));
         tokio::spawn(follow_metadata(
             Arc::downgrade(broker),
             Arc::clone(&runtime),
@@ -325,9 +335,20 @@ async fn bootstrap(
             addr: addr.clone(),
         })
         .collect();
+    let joins = runtime.spec.joins_existing_cluster();
+    if joins {
+        tracing::info!(
+            node = runtime.spec.node_id(),
+            "joining a running cluster: waiting for a member's `cairn cluster add-node`"
+        );
+    }
     loop {
         if runtime.controller.metadata().is_bootstrapped() {
             break;
+        }
+        if joins {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
         }
         let command = Command::Bootstrap {
             cluster_id: fresh_cluster_id(),
@@ -454,8 +475,12 @@ async fn report_leaders(
 /// Reconciles the broker with every new metadata version until the broker goes away.
 async fn follow_metadata(broker: Weak<Broker>, runtime: Arc<ClusterRuntime>) {
     let mut metadata = runtime.controller.subscribe();
+    let mut known_peers = BTreeSet::new();
+    let mut told_removed = false;
     loop {
         let current = Arc::clone(&metadata.borrow_and_update());
+        follow_peer_addresses(&runtime, &current, &mut known_peers);
+        note_own_removal(&runtime, &current, &mut told_removed);
         let Some(node) = broker.upgrade() else {
             return;
         };
@@ -466,5 +491,50 @@ async fn follow_metadata(broker: Weak<Broker>, runtime: Arc<ClusterRuntime>) {
         if metadata.changed().await.is_err() {
             return;
         }
+    }
+}
+
+/// Keeps the transport's address book in line with the registered nodes: a node added to the
+/// cluster is reached at its address, and a node forgotten is no longer called. Before the
+/// cluster forms, the static peer list stands.
+fn follow_peer_addresses(
+    runtime: &ClusterRuntime,
+    metadata: &cairn_controller::ClusterMetadata,
+    known: &mut BTreeSet<cairn_raft::NodeId>,
+) {
+    if !metadata.is_bootstrapped() {
+        return;
+    }
+    let me = runtime.spec.node_id();
+    for (node, meta) in metadata.nodes() {
+        if *node != me {
+            runtime.ctx.transport.set_peer_address(*node, &meta.addr);
+        }
+    }
+    for gone in known.iter().filter(|n| metadata.node(**n).is_none()) {
+        tracing::info!(node = gone, "node left the cluster; no longer calling it");
+        runtime.ctx.transport.forget_peer(*gone);
+    }
+    *known = metadata.nodes().keys().copied().collect();
+}
+
+/// Tells the operator once that this node, being removed, holds nothing any more: it is then
+/// taken out of the controller group, after which it hears no more metadata and can be
+/// stopped.
+fn note_own_removal(
+    runtime: &ClusterRuntime,
+    metadata: &cairn_controller::ClusterMetadata,
+    told: &mut bool,
+) {
+    let me = runtime.spec.node_id();
+    let leaving = metadata
+        .node(me)
+        .is_some_and(|n| n.state == cairn_controller::NodeState::Leaving);
+    if leaving && !*told && metadata.replicas_of(me).is_empty() {
+        tracing::warn!(
+            node = me,
+            "this node's replicas have all moved to other nodes and it is leaving the cluster; stop it once `cairn cluster describe` no longer lists it"
+        );
+        *told = true;
     }
 }

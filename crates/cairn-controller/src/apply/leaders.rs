@@ -21,7 +21,7 @@ impl ClusterMetadata {
             .partition_of_group(group)
             .ok_or(ControllerError::UnknownGroup { group })?;
         let (topic, partition, held) = (found.topic.to_string(), found.partition, found.meta);
-        check_report(group, &held.replicas, leader, &isr)?;
+        check_report(group, &held.hosts(), leader, &isr)?;
         if epoch < held.leader_epoch {
             return Ok(Reply::bare(Outcome::StaleLeaderReport {
                 held_epoch: held.leader_epoch,
@@ -50,7 +50,8 @@ impl ClusterMetadata {
     }
 }
 
-/// The leader and every in-sync replica must be replicas of the group, the in-sync set must hold
+/// The leader and every in-sync replica must be replicas of the group (a reassignment's new
+/// members count: one may lead before the move is recorded complete), the in-sync set must hold
 /// the leader (a leader is always in sync with itself) and name no node twice.
 fn check_report(
     group: GroupId,

@@ -7,8 +7,10 @@
 //! and the same actions.
 
 mod leaders;
+mod membership;
 mod nodes;
 mod producer_ids;
+mod reassign;
 
 pub use producer_ids::{MAX_PRODUCER_ID, MAX_PRODUCER_ID_BLOCK_LEN};
 mod topics;
@@ -60,6 +62,13 @@ impl ClusterMetadata {
                 epoch,
                 isr,
             } => self.report_leader(group, leader, epoch, isr),
+            Command::AddNode { node, addr, at_ms } => self.add_node(node, addr, at_ms),
+            Command::RemoveNode { node, at_ms } => self.remove_node(node, at_ms),
+            Command::ForgetNode { node } => self.forget_node(node),
+            Command::ReassignPartitions { moves } => self.reassign_partitions(moves),
+            Command::CompleteReassignment { group, replicas } => {
+                self.complete_reassignment(group, replicas)
+            }
             Command::AllocateProducerIds { node, block_len } => {
                 self.allocate_producer_ids(node, block_len)
             }

@@ -68,13 +68,15 @@ impl ClusterMetadata {
         let actions = (0u32..)
             .zip(&topic.partitions)
             .flat_map(|(partition, meta)| {
-                meta.replicas.iter().map(move |node| Action::DropReplica {
-                    node: *node,
-                    group: meta.group,
-                    topic: name.to_string(),
-                    topic_id: topic.id,
-                    partition,
-                })
+                meta.hosts()
+                    .into_iter()
+                    .map(move |node| Action::DropReplica {
+                        node,
+                        group: meta.group,
+                        topic: name.to_string(),
+                        topic_id: topic.id,
+                        partition,
+                    })
             })
             .collect();
         Ok(Reply {
@@ -109,7 +111,7 @@ impl ClusterMetadata {
             let hosts: BTreeSet<NodeId> = topic
                 .partitions
                 .iter()
-                .flat_map(|p| p.replicas.iter().copied())
+                .flat_map(PartitionMeta::hosts)
                 .collect();
             actions = hosts
                 .into_iter()

@@ -33,7 +33,7 @@ const CODE_NAMES: [&str; 17] = [
 ];
 
 /// The Admin service's methods, as they appear in the `method` label.
-pub const ADMIN_METHODS: [&str; 7] = [
+pub const ADMIN_METHODS: [&str; 10] = [
     "CreateTopic",
     "ListTopics",
     "DescribeTopic",
@@ -41,6 +41,9 @@ pub const ADMIN_METHODS: [&str; 7] = [
     "AddPartitions",
     "AlterConfigs",
     "DescribeCluster",
+    "AddNode",
+    "RemoveNode",
+    "ReassignPartitions",
 ];
 
 /// The Groups service's methods, as they appear in the `method` label.

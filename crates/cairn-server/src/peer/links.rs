@@ -125,4 +125,12 @@ impl PeerTransport for PeerLinks {
             None => Box::pin(ready(Err(TransportError::UnknownPeer(target)))),
         }
     }
+
+    fn set_peer_address(&self, node: NodeId, addr: &str) {
+        self.set_peer(node, addr.to_string());
+    }
+
+    fn forget_peer(&self, node: NodeId) {
+        self.remove_peer(node);
+    }
 }

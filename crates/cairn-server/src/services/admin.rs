@@ -7,10 +7,11 @@ use cairn_broker::cluster::{ClusterDescription, Reachability};
 use cairn_broker::{Broker, TopicInfo};
 use cairn_proto::v1::admin_server::Admin;
 use cairn_proto::v1::{
-    AddPartitionsRequest, AlterConfigsRequest, ClusterNode, CreateTopicRequest,
+    AddNodeRequest, AddPartitionsRequest, AlterConfigsRequest, ClusterNode, CreateTopicRequest,
     CreateTopicResponse, DeleteTopicRequest, DeleteTopicResponse, DescribeClusterRequest,
     DescribeClusterResponse, DescribeTopicRequest, ListTopicsRequest, ListTopicsResponse,
-    NodeReachability, PartitionDescription, TopicDescription,
+    NodeReachability, PartitionDescription, ReassignPartitionsRequest, ReassignPartitionsResponse,
+    RemoveNodeRequest, RemoveNodeResponse, TopicDescription,
 };
 use tonic::{Request, Response, Status};
 
@@ -119,6 +120,58 @@ impl Admin for AdminService {
             self.broker.describe_cluster(),
         )))
     }
+
+    async fn add_node(
+        &self,
+        request: Request<AddNodeRequest>,
+    ) -> Result<Response<DescribeClusterResponse>, Status> {
+        let request = request.into_inner();
+        let description = self
+            .broker
+            .add_node(i64::from(request.node_id), &request.address)
+            .await
+            .map_err(|e| to_status(&e))?;
+        Ok(Response::new(cluster_description(description)))
+    }
+
+    async fn remove_node(
+        &self,
+        request: Request<RemoveNodeRequest>,
+    ) -> Result<Response<RemoveNodeResponse>, Status> {
+        let moving = self
+            .broker
+            .remove_node(i64::from(request.into_inner().node_id))
+            .await
+            .map_err(|e| to_status(&e))?;
+        Ok(Response::new(RemoveNodeResponse {
+            partitions_moving: i32::try_from(moving).unwrap_or(i32::MAX),
+        }))
+    }
+
+    async fn reassign_partitions(
+        &self,
+        request: Request<ReassignPartitionsRequest>,
+    ) -> Result<Response<ReassignPartitionsResponse>, Status> {
+        let moves: Vec<cairn_broker::PartitionPlan> = request
+            .into_inner()
+            .partitions
+            .into_iter()
+            .map(|p| cairn_broker::PartitionPlan {
+                topic: p.topic,
+                partition: i64::from(p.partition),
+                replicas: p.replicas.into_iter().map(i64::from).collect(),
+            })
+            .collect();
+        let (moving, reordered) = self
+            .broker
+            .reassign_partitions(moves)
+            .await
+            .map_err(|e| to_status(&e))?;
+        Ok(Response::new(ReassignPartitionsResponse {
+            moving: i32::try_from(moving).unwrap_or(i32::MAX),
+            reordered: i32::try_from(reordered).unwrap_or(i32::MAX),
+        }))
+    }
 }
 
 /// The API form of a cluster description: absent ids become `""` and -1, as the proto says.
@@ -138,6 +191,7 @@ fn cluster_description(description: ClusterDescription) -> DescribeClusterRespon
                     Reachability::Unreachable => NodeReachability::Unreachable,
                 } as i32,
                 is_controller: node.is_controller,
+                leaving: node.leaving,
                 replica_count: i32::try_from(node.replica_count).unwrap_or(i32::MAX),
                 leader_count: i32::try_from(node.leader_count).unwrap_or(i32::MAX),
             })

@@ -89,6 +89,30 @@ impl Admin for CountedAdmin {
             self.inner.describe_cluster(request).await,
         )
     }
+
+    async fn add_node(
+        &self,
+        request: Request<api::AddNodeRequest>,
+    ) -> Result<Response<api::DescribeClusterResponse>, Status> {
+        self.counted("AddNode", self.inner.add_node(request).await)
+    }
+
+    async fn remove_node(
+        &self,
+        request: Request<api::RemoveNodeRequest>,
+    ) -> Result<Response<api::RemoveNodeResponse>, Status> {
+        self.counted("RemoveNode", self.inner.remove_node(request).await)
+    }
+
+    async fn reassign_partitions(
+        &self,
+        request: Request<api::ReassignPartitionsRequest>,
+    ) -> Result<Response<api::ReassignPartitionsResponse>, Status> {
+        self.counted(
+            "ReassignPartitions",
+            self.inner.reassign_partitions(request).await,
+        )
+    }
 }
 
 /// The Groups service, counted in `cairn_group_requests_total`.

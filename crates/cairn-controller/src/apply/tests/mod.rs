@@ -2,6 +2,7 @@
 //! [`refused`], which also checks that it left the state unchanged.
 
 mod leaders;
+mod membership;
 mod nodes;
 mod producer_ids;
 mod queries;

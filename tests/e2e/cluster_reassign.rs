@@ -1,0 +1,241 @@
+//! End-to-end checks of membership changes through the real `cairn` binary, as an operator
+//! runs them on a live cluster under load: a fourth node started with `--join` is added with
+//! `cairn cluster add-node`, a partition is moved onto it with `cairn topic reassign`, and
+//! node 1 is removed with `cairn cluster remove-node --wait`, which moves every replica it held
+//! first. An idempotent acks=all producer writes throughout; every acknowledged record must be
+//! read back once, from the nodes that remain. The refusals of item 5's bad input are checked
+//! through the CLI: a used id, an unknown node, a plan that loses replicas, a removal that
+//! would leave partitions short.
+
+#![allow(clippy::unwrap_used, reason = "tests: a failure here is a failed test")]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+mod common;
+
+use common::cluster::{
+    consume_all, replica_bytes, spawn_producer, start_cluster, tally, wait_copies_agree,
+};
+use common::*;
+
+/// Runs the CLI against `broker`; (success, stdout, stderr).
+fn cli(broker: &str, args: &[&str]) -> (bool, String, String) {
+    let mut all = vec!["--broker", broker];
+    all.extend_from_slice(args);
+    let out = cairn(&all).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A refused CLI call: it must fail, and its error must contain `expected`.
+fn refused(broker: &str, args: &[&str], expected: &str) {
+    let (ok, stdout, stderr) = cli(broker, args);
+    assert!(!ok, "{args:?} succeeded: {stdout}");
+    assert!(
+        stderr.contains(expected),
+        "{args:?}: {stderr:?} does not say {expected:?}"
+    );
+}
+
+/// Partition `partition`'s replicas as `cairn topic describe` reports them.
+async fn replicas_of(broker: &str, topic: &str, partition: i32) -> Vec<i32> {
+    let admin = cairn_client::Admin::connect(broker).await.unwrap();
+    let description = admin.describe_topic(topic).await.unwrap();
+    let mut replicas = description
+        .partitions
+        .iter()
+        .find(|p| p.partition == partition)
+        .map(|p| p.replicas.clone())
+        .unwrap_or_default();
+    replicas.sort_unstable();
+    replicas
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_added_takes_a_partition_and_a_node_removed_hands_its_replicas_over_under_load() {
+    let dir = TestDir::new();
+    let mut cluster = start_cluster(dir.path(), 3);
+    cluster
+        .create_topic(&cluster.addresses[0], "moves", 3, 3)
+        .await;
+    let broker = cluster.addresses[1].clone();
+
+    // Three nodes and replication factor 3: no node can take node 2's copies.
+    refused(
+        &broker,
+        &["cluster", "remove-node", "--node-id", "2"],
+        "no other alive node can take its copy",
+    );
+    refused(
+        &broker,
+        &[
+            "cluster",
+            "add-node",
+            "--node-id",
+            "2",
+            "--address",
+            "127.0.0.1:1",
+        ],
+        "already in use",
+    );
+    refused(
+        &broker,
+        &[
+            "cluster",
+            "add-node",
+            "--node-id",
+            "0",
+            "--address",
+            "127.0.0.1:1",
+        ],
+        "node id 0",
+    );
+    refused(
+        &broker,
+        &["cluster", "remove-node", "--node-id", "9"],
+        "not a registered node",
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let producer = spawn_producer(cluster.bootstrap_from(1), "moves", Arc::clone(&stop)).await;
+
+    let four = cluster.start_joining_node(dir.path());
+    let four_address = cluster.addresses[3].clone();
+    let (ok, stdout, stderr) = cli(
+        &broker,
+        &[
+            "cluster",
+            "add-node",
+            "--node-id",
+            "4",
+            "--address",
+            &four_address,
+        ],
+    );
+    assert!(ok, "add-node: {stderr}");
+    assert!(stdout.contains("node 4 added"), "{stdout}");
+    assert_eq!(four, 4);
+
+    refused(
+        &broker,
+        &[
+            "topic",
+            "reassign",
+            "moves",
+            "--partition",
+            "0",
+            "--replicas",
+            "4,1",
+        ],
+        "replication factor is 3",
+    );
+    refused(
+        &broker,
+        &[
+            "topic",
+            "reassign",
+            "moves",
+            "--partition",
+            "0",
+            "--replicas",
+            "4,1,9",
+        ],
+        "not a registered node",
+    );
+    refused(
+        &broker,
+        &[
+            "topic",
+            "reassign",
+            "moves",
+            "--partition",
+            "7",
+            "--replicas",
+            "4,1,2",
+        ],
+        "partition 7 does not exist",
+    );
+    let (ok, stdout, stderr) = cli(
+        &broker,
+        &[
+            "topic",
+            "reassign",
+            "moves",
+            "--partition",
+            "0",
+            "--replicas",
+            "4,1,2",
+        ],
+    );
+    assert!(ok, "reassign: {stderr}");
+    assert!(stdout.contains("1 partitions moving"), "{stdout}");
+    let deadline = Instant::now() + PATIENCE;
+    while replicas_of(&broker, "moves", 0).await != vec![1, 2, 4] {
+        assert!(
+            Instant::now() < deadline,
+            "partition 0 never moved to 4,1,2; logs in {:?}",
+            cluster.logs
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Node 1 goes: each of its copies moves to the node of 2, 3, 4 that lacks one.
+    let (ok, stdout, stderr) = cli(
+        &broker,
+        &["cluster", "remove-node", "--node-id", "1", "--wait"],
+    );
+    assert!(ok, "remove-node: {stderr}\n{stdout}");
+    assert!(stdout.contains("node 1 has left the cluster"), "{stdout}");
+    for partition in 0..3 {
+        assert_eq!(
+            replicas_of(&broker, "moves", partition).await,
+            vec![2, 3, 4],
+            "partition {partition}"
+        );
+    }
+    let (ok, stdout, _) = cli(&broker, &["cluster", "describe", "--format", "json"]);
+    assert!(ok);
+    let described: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let ids: Vec<i64> = described["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["node_id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, vec![2, 3, 4]);
+    // Once gone, the node can be stopped: the cluster does not miss it.
+    cluster.kill(1);
+
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, Ordering::Relaxed);
+    let (acknowledged, failed, sent) = producer.await.unwrap();
+    assert!(!acknowledged.is_empty(), "nothing was acknowledged");
+    let remaining = [
+        cluster.addresses[1].clone(),
+        cluster.addresses[2].clone(),
+        cluster.addresses[3].clone(),
+    ]
+    .join(",");
+    let records = consume_all(&remaining, "moves").await;
+    let (lost, duplicates) = tally(&acknowledged, &records);
+    eprintln!(
+        "sent {sent}, acknowledged {}, failed {failed}, read {}, lost {lost}, duplicates {duplicates}",
+        acknowledged.len(),
+        records.len()
+    );
+    assert_eq!(lost, 0, "acknowledged records lost");
+    assert_eq!(duplicates, 0, "records read twice");
+    // The copies that joined are byte for byte the others', and node 1 kept none.
+    wait_copies_agree(dir.path(), "moves", 3, &[2, 3, 4]).await;
+    for partition in 0..3 {
+        assert!(
+            replica_bytes(dir.path(), "moves", 1, partition).is_empty(),
+            "node 1 still holds a copy of partition {partition}"
+        );
+    }
+}
