@@ -239,3 +239,46 @@ async fn a_node_added_takes_a_partition_and_a_node_removed_hands_its_replicas_ov
         );
     }
 }
+
+/// A machine that died for good: its node is removed while it is down, and the survivors
+/// rebuild its copies on the remaining node from the live replicas.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_node_is_removed_and_its_copies_are_rebuilt_from_the_survivors() {
+    let dir = TestDir::new();
+    let mut cluster = start_cluster(dir.path(), 4);
+    cluster.create_topic(&cluster.addresses[0], "orphans", 4, 3).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let producer = spawn_producer(cluster.bootstrap_from(0), "orphans", Arc::clone(&stop)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    cluster.kill(2);
+    let broker = cluster.addresses[0].clone();
+    let (ok, stdout, stderr) = cli(
+        &broker,
+        &["cluster", "remove-node", "--node-id", "2", "--wait"],
+    );
+    assert!(ok, "remove-node: {stderr}\n{stdout}");
+    for partition in 0..4 {
+        let replicas = replicas_of(&broker, "orphans", partition).await;
+        assert!(!replicas.contains(&2), "partition {partition}: {replicas:?}");
+        assert_eq!(replicas.len(), 3, "partition {partition}: {replicas:?}");
+    }
+
+    stop.store(true, Ordering::Relaxed);
+    let (acknowledged, failed, sent) = producer.await.unwrap();
+    let survivors = [1, 3, 4]
+        .iter()
+        .map(|n| cluster.addresses[n - 1].clone())
+        .collect::<Vec<_>>()
+        .join(",");
+    let records = consume_all(&survivors, "orphans").await;
+    let (lost, duplicates) = tally(&acknowledged, &records);
+    eprintln!(
+        "sent {sent}, acknowledged {}, failed {failed}, lost {lost}, duplicates {duplicates}",
+        acknowledged.len()
+    );
+    assert!(!acknowledged.is_empty(), "nothing was acknowledged");
+    assert_eq!(lost, 0, "acknowledged records lost");
+    assert_eq!(duplicates, 0, "records read twice");
+    wait_copies_agree(dir.path(), "orphans", 4, &[1, 3, 4]).await;
+}

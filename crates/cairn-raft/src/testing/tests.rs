@@ -17,8 +17,8 @@ struct Replica {
     sm: MemStateMachine,
 }
 
-async fn cluster(net: &Arc<MemNetwork>, groups: u64) -> Vec<BTreeMap<u64, Replica>> {
-    let config = Arc::new(
+fn config() -> Arc<Config> {
+    Arc::new(
         Config {
             heartbeat_interval: 50,
             election_timeout_min: 200,
@@ -27,7 +27,11 @@ async fn cluster(net: &Arc<MemNetwork>, groups: u64) -> Vec<BTreeMap<u64, Replic
         }
         .validate()
         .expect("valid config"),
-    );
+    )
+}
+
+async fn cluster(net: &Arc<MemNetwork>, groups: u64) -> Vec<BTreeMap<u64, Replica>> {
+    let config = config();
     let registries: BTreeMap<u64, Arc<GroupRegistry>> = (1..=3)
         .map(|id| (id, Arc::new(GroupRegistry::new())))
         .collect();
@@ -223,4 +227,81 @@ async fn a_leader_within_its_lease_still_hands_over() {
     // Just elected: the leader refuses its own successor's first election (lease), steps down
     // at the successor's higher term, and the successor's next election wins.
     hand_over_and_check(Duration::ZERO).await;
+}
+
+/// A copy of group 1 on a new node `id`, empty and not initialized: it joins when a leader
+/// adds it.
+async fn joining_replica(net: &Arc<MemNetwork>, id: u64) -> Replica {
+    let registry = Arc::new(GroupRegistry::new());
+    net.add_node(id, Arc::clone(&registry));
+    let sm = MemStateMachine::default();
+    let raft = Raft::new(
+        id,
+        config(),
+        GroupNetwork::new(net.transport(id), GroupId(1)),
+        MemLog::default(),
+        sm.clone(),
+    )
+    .await
+    .expect("raft starts");
+    registry.insert(GroupId(1), Arc::new(raft.clone()));
+    Replica { raft, sm }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn voters_move_onto_a_new_node_and_off_the_leader_without_losing_an_entry() {
+    let net = MemNetwork::new();
+    let mut groups = cluster(&net, 1).await;
+    let replicas = &mut groups[0];
+    let leader = leader_of(replicas, None).await;
+    for n in 0..20 {
+        replicas[&leader].raft.client_write(batch(n)).await.expect("write");
+    }
+    replicas.insert(4, joining_replica(&net, 4).await);
+    // The new set leaves the leader out: it must hand the group over by committing the new
+    // membership, not by dropping entries.
+    let target: BTreeMap<u64, PeerNode> = (1..=4u64)
+        .filter(|id| *id != leader)
+        .map(|id| {
+            (
+                id,
+                PeerNode {
+                    addr: format!("n{id}"),
+                },
+            )
+        })
+        .collect();
+    crate::move_voters(&replicas[&leader].raft, &target, Duration::from_secs(10))
+        .await
+        .expect("voters moved");
+    let next = leader_of(replicas, Some(leader)).await;
+    assert!(target.contains_key(&next), "leader {next} is not in the new set");
+    for n in 20..25 {
+        replicas[&next].raft.client_write(batch(n)).await.expect("write");
+    }
+    for id in target.keys() {
+        wait_applied(&replicas[id], 25).await;
+    }
+    let voters: Vec<u64> = replicas[&next]
+        .raft
+        .metrics()
+        .borrow()
+        .membership_config
+        .membership()
+        .voter_ids()
+        .collect();
+    assert_eq!(voters, target.keys().copied().collect::<Vec<_>>());
+    // Repeating the move (a new leader taking over an unfinished one) changes nothing.
+    crate::move_voters(&replicas[&next].raft, &target, Duration::from_secs(10))
+        .await
+        .expect("a repeated move is a no-op");
+    // Only a leader moves voters.
+    let follower = *target.keys().find(|id| **id != next).expect("a follower");
+    assert!(matches!(
+        crate::move_voters(&replicas[&follower].raft, &target, Duration::from_secs(1)).await,
+        Err(crate::MembershipChangeError::NotLeader)
+    ));
+    for r in replicas.values() {
+        r.raft.shutdown().await.expect("shutdown");
+    }
 }
