@@ -120,6 +120,20 @@ async fn a_node_added_takes_a_partition_and_a_node_removed_hands_its_replicas_ov
     assert!(ok, "add-node: {stderr}");
     assert!(stdout.contains("node 4 added"), "{stdout}");
     assert_eq!(four, 4);
+    // It becomes a voter of the controller group once it has caught up on the metadata.
+    let deadline = Instant::now() + PATIENCE;
+    while !cluster.metrics(4).is_some_and(|body| {
+        metric_sample(&body, "cairn_cluster_controller_role{role=\"follower\"}") == Some(1.0)
+    }) {
+        assert!(
+            Instant::now() < deadline,
+            "node 4 never joined the controller group"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // A move onto a node that is down waits for it, showing what it adds and removes.
+    cluster.kill(4);
 
     refused(
         &broker,
@@ -174,6 +188,23 @@ async fn a_node_added_takes_a_partition_and_a_node_removed_hands_its_replicas_ov
     );
     assert!(ok, "reassign: {stderr}");
     assert!(stdout.contains("1 partitions moving"), "{stdout}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (ok, stdout, _) = cli(&broker, &["topic", "describe", "moves", "--format", "json"]);
+    assert!(ok);
+    let described: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let moving = &described["partitions"][0];
+    assert_eq!(
+        moving["adding_replicas"],
+        serde_json::json!([4]),
+        "{moving}"
+    );
+    assert_eq!(
+        moving["removing_replicas"],
+        serde_json::json!([3]),
+        "{moving}"
+    );
+    assert_eq!(replicas_of(&broker, "moves", 0).await, vec![1, 2, 3]);
+    cluster.restart(4);
     let deadline = Instant::now() + PATIENCE;
     while replicas_of(&broker, "moves", 0).await != vec![1, 2, 4] {
         assert!(
@@ -246,7 +277,9 @@ async fn a_node_added_takes_a_partition_and_a_node_removed_hands_its_replicas_ov
 async fn a_dead_node_is_removed_and_its_copies_are_rebuilt_from_the_survivors() {
     let dir = TestDir::new();
     let mut cluster = start_cluster(dir.path(), 4);
-    cluster.create_topic(&cluster.addresses[0], "orphans", 4, 3).await;
+    cluster
+        .create_topic(&cluster.addresses[0], "orphans", 4, 3)
+        .await;
     let stop = Arc::new(AtomicBool::new(false));
     let producer = spawn_producer(cluster.bootstrap_from(0), "orphans", Arc::clone(&stop)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -260,7 +293,10 @@ async fn a_dead_node_is_removed_and_its_copies_are_rebuilt_from_the_survivors() 
     assert!(ok, "remove-node: {stderr}\n{stdout}");
     for partition in 0..4 {
         let replicas = replicas_of(&broker, "orphans", partition).await;
-        assert!(!replicas.contains(&2), "partition {partition}: {replicas:?}");
+        assert!(
+            !replicas.contains(&2),
+            "partition {partition}: {replicas:?}"
+        );
         assert_eq!(replicas.len(), 3, "partition {partition}: {replicas:?}");
     }
 

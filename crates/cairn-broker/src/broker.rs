@@ -75,6 +75,10 @@ pub struct PartitionInfo {
     pub replicas: Vec<i32>,
     /// Node ids whose copy is caught up with the leader, leader first.
     pub in_sync_replicas: Vec<i32>,
+    /// During a reassignment (Kafka's KIP-455 fields): nodes joining the replica set.
+    pub adding_replicas: Vec<i32>,
+    /// During a reassignment: nodes leaving the replica set once the move is done.
+    pub removing_replicas: Vec<i32>,
     /// The earliest readable offset.
     pub log_start_offset: Offset,
     /// The end of what is readable.
@@ -369,10 +373,13 @@ impl Broker {
     /// [`BrokerError::UnknownTopic`].
     pub fn describe_topic(&self, name: &str) -> Result<TopicInfo, BrokerError> {
         let topic = self.topic(name)?;
+        let moves = self.pending_moves(name);
         let partitions = topic.partitions.read().unwrap_or_else(|e| e.into_inner());
         let partitions = partitions
             .iter()
             .map(|p| {
+                let (adding_replicas, removing_replicas) =
+                    moves.get(p.index() as usize).cloned().unwrap_or_default();
                 // A stopped partition's offsets are unknown; it reports zeros and its health
                 // problem says why.
                 let offsets = p.offsets().unwrap_or_default();
@@ -383,6 +390,8 @@ impl Broker {
                     leader_epoch: leadership.leader_epoch,
                     replicas: leadership.replicas,
                     in_sync_replicas: leadership.in_sync_replicas,
+                    adding_replicas,
+                    removing_replicas,
                     log_start_offset: offsets.log_start_offset,
                     high_watermark: offsets.high_watermark,
                 }

@@ -296,6 +296,9 @@ struct PartitionJson {
     leader: i32,
     replicas: Vec<i32>,
     in_sync_replicas: Vec<i32>,
+    /// During a reassignment: nodes joining and leaving the replica set (empty otherwise).
+    adding_replicas: Vec<i32>,
+    removing_replicas: Vec<i32>,
     log_start_offset: i64,
     high_watermark: i64,
     size_bytes: i64,
@@ -310,6 +313,8 @@ fn print_description(topic: &TopicDescription, format: Format) -> anyhow::Result
             leader: p.leader,
             replicas: p.replicas.clone(),
             in_sync_replicas: p.in_sync_replicas.clone(),
+            adding_replicas: p.adding_replicas.clone(),
+            removing_replicas: p.removing_replicas.clone(),
             log_start_offset: p.log_start_offset,
             high_watermark: p.high_watermark,
             size_bytes: p.size_bytes,
@@ -368,6 +373,14 @@ fn print_description(topic: &TopicDescription, format: Format) -> anyhow::Result
                     p.log_start_offset,
                     p.high_watermark,
                     p.size_bytes
+                )?;
+            }
+            for p in partitions.iter().filter(|p| !p.adding_replicas.is_empty()) {
+                outln!(
+                    "partition {} is moving: adding {}, then removing {}",
+                    p.partition,
+                    node_list(&p.adding_replicas),
+                    node_list(&p.removing_replicas)
                 )?;
             }
             outln!("configs (source: topic, broker default, or built-in default):")?;

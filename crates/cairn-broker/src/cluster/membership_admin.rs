@@ -133,6 +133,37 @@ impl Broker {
         Ok(started)
     }
 
+    /// For each partition of `topic`, the nodes a pending reassignment adds and removes (both
+    /// empty when none is pending, on a cluster of one, or for a local topic).
+    pub(crate) fn pending_moves(&self, topic: &str) -> Vec<(Vec<i32>, Vec<i32>)> {
+        let Some(runtime) = self.runtime() else {
+            return Vec::new();
+        };
+        let metadata = runtime.directory.current();
+        let Some(meta) = metadata.topic(topic) else {
+            return Vec::new();
+        };
+        let wire = |n: &u64| i32::try_from(*n).unwrap_or(i32::MAX);
+        meta.partitions
+            .iter()
+            .map(|p| match &p.target {
+                Some(target) => (
+                    target
+                        .iter()
+                        .filter(|n| !p.replicas.contains(n))
+                        .map(wire)
+                        .collect(),
+                    p.replicas
+                        .iter()
+                        .filter(|n| !target.contains(n))
+                        .map(wire)
+                        .collect(),
+                ),
+                None => (Vec::new(), Vec::new()),
+            })
+            .collect()
+    }
+
     fn membership_runtime(&self, what: &str) -> Result<&ClusterRuntime, BrokerError> {
         self.runtime().map(|r| r.as_ref()).ok_or_else(|| {
             BrokerError::InvalidRequest(format!(

@@ -255,7 +255,11 @@ async fn voters_move_onto_a_new_node_and_off_the_leader_without_losing_an_entry(
     let replicas = &mut groups[0];
     let leader = leader_of(replicas, None).await;
     for n in 0..20 {
-        replicas[&leader].raft.client_write(batch(n)).await.expect("write");
+        replicas[&leader]
+            .raft
+            .client_write(batch(n))
+            .await
+            .expect("write");
     }
     replicas.insert(4, joining_replica(&net, 4).await);
     // The new set leaves the leader out: it must hand the group over by committing the new
@@ -275,9 +279,16 @@ async fn voters_move_onto_a_new_node_and_off_the_leader_without_losing_an_entry(
         .await
         .expect("voters moved");
     let next = leader_of(replicas, Some(leader)).await;
-    assert!(target.contains_key(&next), "leader {next} is not in the new set");
+    assert!(
+        target.contains_key(&next),
+        "leader {next} is not in the new set"
+    );
     for n in 20..25 {
-        replicas[&next].raft.client_write(batch(n)).await.expect("write");
+        replicas[&next]
+            .raft
+            .client_write(batch(n))
+            .await
+            .expect("write");
     }
     for id in target.keys() {
         wait_applied(&replicas[id], 25).await;

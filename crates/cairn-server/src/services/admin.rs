@@ -235,6 +235,8 @@ pub(crate) fn describe(info: TopicInfo) -> TopicDescription {
                 high_watermark: p.high_watermark.as_i64(),
                 size_bytes: 0,
                 in_sync_replicas: p.in_sync_replicas,
+                adding_replicas: p.adding_replicas,
+                removing_replicas: p.removing_replicas,
             })
             .collect(),
         configs: info.configs.into_iter().collect(),
