@@ -271,8 +271,8 @@ async fn a_node_added_takes_a_partition_and_a_node_removed_hands_its_replicas_ov
     }
 }
 
-/// A machine that died for good: its node is removed while it is down, and the survivors
-/// rebuild its copies on the remaining node from the live replicas.
+/// A machine that died for good, and it ran the controller: its node is removed while it is
+/// down, and the survivors rebuild its copies on the remaining node from the live replicas.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_node_is_removed_and_its_copies_are_rebuilt_from_the_survivors() {
     let dir = TestDir::new();
@@ -284,17 +284,40 @@ async fn a_dead_node_is_removed_and_its_copies_are_rebuilt_from_the_survivors() 
     let producer = spawn_producer(cluster.bootstrap_from(0), "orphans", Arc::clone(&stop)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    cluster.kill(2);
-    let broker = cluster.addresses[0].clone();
+    // The node to lose is the controller leader: its removal is decided by its successor.
+    let deadline = Instant::now() + PATIENCE;
+    let gone = loop {
+        let (ok, stdout, _) = cli(
+            &cluster.addresses[0],
+            &["cluster", "describe", "--format", "json"],
+        );
+        let described: Option<serde_json::Value> =
+            ok.then(|| serde_json::from_str(&stdout).ok()).flatten();
+        if let Some(id) = described.and_then(|d| d["controller_id"].as_i64()) {
+            break id;
+        }
+        assert!(Instant::now() < deadline, "no controller leader known");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let gone_index = usize::try_from(gone - 1).unwrap();
+    let survivors: Vec<usize> = (1..=4).filter(|n| *n != gone_index + 1).collect();
+    cluster.kill(i32::try_from(gone).unwrap());
+    let broker = cluster.addresses[survivors[0] - 1].clone();
     let (ok, stdout, stderr) = cli(
         &broker,
-        &["cluster", "remove-node", "--node-id", "2", "--wait"],
+        &[
+            "cluster",
+            "remove-node",
+            "--node-id",
+            &gone.to_string(),
+            "--wait",
+        ],
     );
     assert!(ok, "remove-node: {stderr}\n{stdout}");
     for partition in 0..4 {
         let replicas = replicas_of(&broker, "orphans", partition).await;
         assert!(
-            !replicas.contains(&2),
+            !replicas.contains(&i32::try_from(gone).unwrap()),
             "partition {partition}: {replicas:?}"
         );
         assert_eq!(replicas.len(), 3, "partition {partition}: {replicas:?}");
@@ -302,19 +325,19 @@ async fn a_dead_node_is_removed_and_its_copies_are_rebuilt_from_the_survivors() 
 
     stop.store(true, Ordering::Relaxed);
     let (acknowledged, failed, sent) = producer.await.unwrap();
-    let survivors = [1, 3, 4]
+    let remaining = survivors
         .iter()
         .map(|n| cluster.addresses[n - 1].clone())
         .collect::<Vec<_>>()
         .join(",");
-    let records = consume_all(&survivors, "orphans").await;
+    let records = consume_all(&remaining, "orphans").await;
     let (lost, duplicates) = tally(&acknowledged, &records);
     eprintln!(
-        "sent {sent}, acknowledged {}, failed {failed}, lost {lost}, duplicates {duplicates}",
+        "removed node {gone} (the controller leader) while down; sent {sent}, acknowledged {}, failed {failed}, lost {lost}, duplicates {duplicates}",
         acknowledged.len()
     );
     assert!(!acknowledged.is_empty(), "nothing was acknowledged");
     assert_eq!(lost, 0, "acknowledged records lost");
     assert_eq!(duplicates, 0, "records read twice");
-    wait_copies_agree(dir.path(), "orphans", 4, &[1, 3, 4]).await;
+    wait_copies_agree(dir.path(), "orphans", 4, &survivors).await;
 }
