@@ -725,8 +725,8 @@ impl ReplicatedReplica {
     /// does.
     ///
     /// # Errors
-    /// [`NotMovedReason::NotLeading`], [`NotMovedReason::NodeLeaving`],
-    /// [`NotMovedReason::HandoverTimedOut`], [`NotMovedReason::GroupStopped`].
+    /// `NotMovedReason::NotLeading`, `NodeLeaving`, `HandoverTimedOut` or `GroupStopped`
+    /// (`cluster::leader_balance`).
     pub(super) async fn move_leadership_to(
         &self,
         successor: NodeId,
