@@ -154,6 +154,8 @@ pub struct Broker {
     pub(crate) groups: Groups,
     /// Serializes admin operations, so two creates of one name cannot race.
     pub(crate) admin: tokio::sync::Mutex<()>,
+    /// Preferred-leader balancing's counters and back-off (used only in a cluster).
+    pub(crate) leader_balancer: crate::cluster::leader_balance::LeaderBalancer,
     shutting_down: AtomicBool,
 }
 
@@ -217,6 +219,7 @@ impl Broker {
             groups: Groups::default(),
             cluster_runtime: std::sync::OnceLock::new(),
             admin: tokio::sync::Mutex::new(()),
+            leader_balancer: Default::default(),
             shutting_down: AtomicBool::new(false),
         };
         broker.open_groups().await?;

@@ -10,9 +10,16 @@
 //! With no peers the node is a cluster of one, which behaves exactly as a single broker did
 //! before clustering.
 
+mod leader_balance;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+
+pub use leader_balance::{
+    DEFAULT_LEADER_BALANCE_INTERVAL_MS, DEFAULT_MOVES_PER_PASS, LeaderBalanceSettings,
+    MAX_LEADER_BALANCE_INTERVAL_MS, SETTLE_INTERVALS,
+};
 
 /// Largest node id: the API carries node ids as `int32`, so a larger one could not be named
 /// in a metadata answer.
@@ -125,6 +132,15 @@ pub enum ClusterSpecError {
         text: String,
         /// What is wrong with it.
         reason: String,
+    },
+    /// A leader balance interval that is not a whole number of milliseconds from 0 (off) to
+    /// [`MAX_LEADER_BALANCE_INTERVAL_MS`].
+    #[error(
+        "leader balance interval {text:?} must be a whole number of milliseconds from 0 (off) to {MAX_LEADER_BALANCE_INTERVAL_MS}"
+    )]
+    InvalidLeaderBalanceInterval {
+        /// The value as given.
+        text: String,
     },
     /// A default replication factor outside `1..=` the node count.
     #[error(
@@ -310,6 +326,7 @@ pub struct ClusterSpec {
     timings: RaftTimings,
     default_replication_factor: u32,
     retention_purge_interval: std::time::Duration,
+    leader_balance: LeaderBalanceSettings,
     /// The node joins a cluster that runs already (`--join`) instead of forming one.
     joins_existing: bool,
 }
@@ -321,6 +338,7 @@ impl Default for ClusterSpec {
             node_id: DEFAULT_NODE_ID,
             peers: BTreeMap::new(),
             timings: RaftTimings::default(),
+            leader_balance: LeaderBalanceSettings::default(),
             default_replication_factor: 1,
             retention_purge_interval: cairn_log::RETENTION_CHECK_INTERVAL,
             joins_existing: false,
@@ -385,6 +403,7 @@ impl ClusterSpec {
         Ok(ClusterSpec {
             node_id,
             peers,
+            leader_balance: LeaderBalanceSettings::default(),
             timings,
             default_replication_factor,
             retention_purge_interval: cairn_log::RETENTION_CHECK_INTERVAL,
@@ -452,6 +471,18 @@ impl ClusterSpec {
     /// This spec with another [`ClusterSpec::retention_purge_interval`] (tests shorten it).
     pub fn with_retention_purge_interval(mut self, every: std::time::Duration) -> ClusterSpec {
         self.retention_purge_interval = every;
+        self
+    }
+
+    /// How this node moves its leaderships back to their preferred replicas
+    /// (`cluster::leader_balance`).
+    pub fn leader_balance(&self) -> LeaderBalanceSettings {
+        self.leader_balance
+    }
+
+    /// This spec with other [`ClusterSpec::leader_balance`] settings.
+    pub fn with_leader_balance(mut self, settings: LeaderBalanceSettings) -> ClusterSpec {
+        self.leader_balance = settings;
         self
     }
 

@@ -65,7 +65,8 @@ Config file (TOML):
   peers = { 1 = \"10.0.0.1:7070\", 2 = \"10.0.0.2:7070\", 3 = \"10.0.0.3:7070\" }
   raft_election_timeout_ms = \"1000..2000\"
   raft_heartbeat_ms = 250
-  default_replication_factor = 3";
+  default_replication_factor = 3
+  leader_balance_interval_ms = 10000";
 
 /// Cairn, a Kafka-style event-streaming log.
 #[derive(Debug, Parser)]
@@ -218,6 +219,14 @@ pub struct ServeArgs {
     /// [config: [cluster] default_replication_factor] [default: min(3, nodes); 1 alone]
     #[arg(long, value_name = "R", allow_negative_numbers = true)]
     pub default_replication_factor: Option<String>,
+
+    /// How often this node moves the partition leaderships it holds back to their preferred
+    /// replicas (the first replica of each partition) where those are alive and in sync; a
+    /// returning node gets them back once it has answered for three intervals. 0 turns it off
+    /// (`cairn cluster balance-leaders` still works) [env: CAIRN_LEADER_BALANCE_INTERVAL_MS]
+    /// [config: [cluster] leader_balance_interval_ms] [default: 10000]
+    #[arg(long, value_name = "MS", allow_negative_numbers = true)]
+    pub leader_balance_interval_ms: Option<String>,
 
     /// Address clients are told to reach this broker at
     /// [env: CAIRN_ADVERTISED_ADDRESS] [default: the bound gRPC address]

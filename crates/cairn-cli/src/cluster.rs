@@ -5,6 +5,11 @@
 //! `cairn cluster describe`: the cluster as the answering node sees it, from the Admin
 //! service's DescribeCluster: the cluster id, the controller leader, and every node with its
 //! reachability, whether it is the controller, and its replica and leader counts.
+//!
+//! `cairn cluster balance-leaders`: leaderships back to their preferred replicas now, on every
+//! node (`balance_leaders`).
+
+mod balance_leaders;
 
 use anyhow::Context as _;
 use cairn_client::{Admin, DescribeClusterResponse, NodeReachability};
@@ -61,6 +66,24 @@ pub enum ClusterCommand {
         /// Wait until the node has left the cluster (its replicas moved), printing progress.
         #[arg(long)]
         wait: bool,
+    },
+    /// Move partition leaderships back to their preferred replicas (the first replica of each
+    /// partition) now, where those are alive and in sync; every node is asked in turn, and
+    /// reports what moved and why the rest stayed.
+    #[command(
+        name = "balance-leaders",
+        after_help = "Examples:\n  cairn cluster balance-leaders\n  cairn cluster balance-leaders --topic orders --max-moves 10 --format json\n\nNodes also do this on their own every --leader-balance-interval-ms (default 10 s) once a returning node has answered for three intervals; this command does not wait. A pass that moves many leaderships may need a longer --timeout."
+    )]
+    BalanceLeaders {
+        /// Only this topic's partitions (default: every topic, internal ones too).
+        #[arg(long)]
+        topic: Option<String>,
+        /// Most leaderships each node moves; 0 means the node's own bound (64).
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(i32).range(0..))]
+        max_moves: i32,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
     },
 }
 
@@ -155,6 +178,11 @@ struct TopicJson {
 /// An unreachable or silent broker.
 pub async fn run(target: &Target, command: ClusterCommand) -> anyhow::Result<()> {
     let format = match command {
+        ClusterCommand::BalanceLeaders {
+            topic,
+            max_moves,
+            format,
+        } => return balance_leaders::run(target, topic.as_deref(), max_moves, format).await,
         ClusterCommand::Info { format } => format,
         ClusterCommand::Describe { format } => return describe(target, format).await,
         ClusterCommand::AddNode { node_id, address } => {

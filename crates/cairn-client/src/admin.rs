@@ -1,5 +1,5 @@
 //! `Admin`: topic administration (create, list, describe, delete, add partitions, alter
-//! configs) and the cluster's description over `cairn.v1.Admin`. Any node takes these calls (a cluster forwards them to its
+//! configs), the cluster's description and preferred-leader balancing over `cairn.v1.Admin`. Any node takes these calls (a cluster forwards them to its
 //! controller), so they go to the node the client connected to, and to the next answering
 //! address of the bootstrap list or the known nodes when that one cannot be reached.
 
@@ -8,10 +8,11 @@ use std::collections::HashMap;
 use cairn_proto::v1::admin_client::AdminClient;
 use cairn_proto::v1::metadata_client::MetadataClient;
 use cairn_proto::v1::{
-    AddNodeRequest, AddPartitionsRequest, AlterConfigsRequest, CreateTopicRequest,
-    DeleteTopicRequest, DescribeClusterRequest, DescribeClusterResponse, DescribeTopicRequest,
-    ListTopicsRequest, MetadataRequest, MetadataResponse, PartitionReassignment,
-    ReassignPartitionsRequest, RemoveNodeRequest, TopicDescription,
+    AddNodeRequest, AddPartitionsRequest, AlterConfigsRequest, BalanceLeadersRequest,
+    BalanceLeadersResponse, CreateTopicRequest, DeleteTopicRequest, DescribeClusterRequest,
+    DescribeClusterResponse, DescribeTopicRequest, ListTopicsRequest, MetadataRequest,
+    MetadataResponse, PartitionReassignment, ReassignPartitionsRequest, RemoveNodeRequest,
+    TopicDescription,
 };
 use tonic::transport::Channel;
 
@@ -209,6 +210,33 @@ impl Admin {
                         .into_inner();
                     Ok((answer.moving, answer.reordered))
                 }
+            })
+            .await
+    }
+
+    /// Asks the node this client reaches (the first answering address) to move the partition
+    /// leaderships it holds back to their preferred replicas now, at most `max_moves` of them
+    /// (0: the node's own bound), of `topic` only when given. Each node moves only what it
+    /// leads, so balancing the whole cluster takes one call per node: connect to each node's
+    /// address (from [`Admin::describe_cluster`]) and check the answer's `answering_node_id`,
+    /// since a node that cannot be reached is passed over for the next one.
+    ///
+    /// # Errors
+    /// [`ClientError::Broker`] with `UnknownTopicOrPartition` for an unknown topic, or
+    /// `InvalidRequest` for a negative `max_moves`; a transport failure.
+    pub async fn balance_leaders(
+        &self,
+        topic: Option<&str>,
+        max_moves: i32,
+    ) -> Result<BalanceLeadersResponse, ClientError> {
+        let request = BalanceLeadersRequest {
+            topic: topic.unwrap_or_default().to_string(),
+            max_moves,
+        };
+        self.router
+            .on_any_node(|channel| {
+                let request = request.clone();
+                async move { Ok(admin(channel).balance_leaders(request).await?.into_inner()) }
             })
             .await
     }

@@ -52,9 +52,9 @@ pub use cairn_codec::batch::Compression;
 pub use cairn_codec::batch::MAX_DECOMPRESSED_BATCH_BYTES;
 pub use cairn_proto::v1::Acks;
 pub use cairn_proto::v1::{
-    ClusterNode, CommittedOffset, DescribeClusterResponse, ErrorCode, GroupDescription,
-    GroupListing, GroupMember, GroupState, NodeReachability, PartitionDescription, PartitionLag,
-    TopicDescription,
+    BalanceLeadersResponse, ClusterNode, CommittedOffset, DescribeClusterResponse, ErrorCode,
+    GroupDescription, GroupListing, GroupMember, GroupState, LeaderMoved, LeaderNotMoved,
+    LeaderNotMovedReason, NodeReachability, PartitionDescription, PartitionLag, TopicDescription,
 };
 pub use connection::{CONNECT_TIMEOUT, Timeouts, connect, connect_with};
 pub use consumer::{ConsumedRecord, Consumer, MAX_RESPONSE_BYTES, POLL_MAX_BYTES, Seek};

@@ -1,5 +1,6 @@
 //! Leadership handover, for a node about to stop: each group it leads goes to a caught-up
-//! follower before the node leaves, so a planned restart costs a group about one vote round trip
+//! follower before the node leaves (or, for preferred-leader balancing, to one named follower:
+//! [`hand_over_to`]), so a planned restart costs a group about one vote round trip
 //! instead of a leader lease plus an election timeout. It moves leadership only; it never
 //! decides what is committed, and it does not stop proposals (the caller must, first: see
 //! [`hand_over`]).
@@ -101,17 +102,11 @@ pub fn should_campaign(
 /// remaining nodes; adding one per refusal moves on to the next follower. `None` when `m` is
 /// not a leader's or no follower is caught up.
 pub fn pick_successor(m: &RaftMetrics<NodeId, PeerNode>, turn: u64) -> Option<NodeId> {
-    let matched = m.replication.as_ref()?;
     let caught_up: Vec<NodeId> = m
         .membership_config
         .membership()
         .voter_ids()
-        .filter(|voter| *voter != m.id)
-        .filter(|voter| {
-            matched
-                .get(voter)
-                .is_some_and(|log_id| log_id.map(|l| l.index) >= m.last_log_index)
-        })
+        .filter(|voter| is_caught_up(m, *voter))
         .collect();
     let count = u64::try_from(caught_up.len()).ok().filter(|n| *n > 0)?;
     let idx = usize::try_from(turn % count).ok()?;
@@ -131,6 +126,63 @@ pub fn pick_successor(m: &RaftMetrics<NodeId, PeerNode>, turn: u64) -> Option<No
 pub async fn hand_over<C: CairnRaftConfig>(
     raft: &Raft<C>,
     group: GroupId,
+    transport: &dyn PeerTransport,
+    deadline: Instant,
+) -> HandoverOutcome {
+    hand_over_inner(raft, group, None, transport, deadline).await
+}
+
+/// As [`hand_over`], to one named follower only: `successor` is asked to stand once its copy
+/// matches the leader's whole log, and no other follower is asked, even if `successor` refuses
+/// or never catches up (then the outcome is [`HandoverOutcome::TimedOut`] and, unless the
+/// asked election raised the term meanwhile, this node still leads in the same term). What
+/// preferred-leader balancing uses: it moves a leadership to one particular replica, and a
+/// move to any other would only need moving again.
+///
+/// The caller's duty is [`hand_over`]'s: stop proposing first. `successor` must be a voter
+/// of the group other than this node; anything else is never caught up and times out.
+pub async fn hand_over_to<C: CairnRaftConfig>(
+    raft: &Raft<C>,
+    group: GroupId,
+    successor: NodeId,
+    transport: &dyn PeerTransport,
+    deadline: Instant,
+) -> HandoverOutcome {
+    hand_over_inner(raft, group, Some(successor), transport, deadline).await
+}
+
+/// The follower a handover asks next: the named one once it is caught up, or by
+/// [`pick_successor`]'s turn when none is named.
+fn next_successor(
+    m: &RaftMetrics<NodeId, PeerNode>,
+    named: Option<NodeId>,
+    turn: u64,
+) -> Option<NodeId> {
+    match named {
+        None => pick_successor(m, turn),
+        Some(successor) => is_caught_up(m, successor).then_some(successor),
+    }
+}
+
+/// Whether voter `node` (not the leader itself) holds the whole log of the leader whose
+/// metrics are `m`.
+fn is_caught_up(m: &RaftMetrics<NodeId, PeerNode>, node: NodeId) -> bool {
+    node != m.id
+        && m.membership_config
+            .membership()
+            .voter_ids()
+            .any(|v| v == node)
+        && m.replication.as_ref().is_some_and(|matched| {
+            matched
+                .get(&node)
+                .is_some_and(|log_id| log_id.map(|l| l.index) >= m.last_log_index)
+        })
+}
+
+async fn hand_over_inner<C: CairnRaftConfig>(
+    raft: &Raft<C>,
+    group: GroupId,
+    named: Option<NodeId>,
     transport: &dyn PeerTransport,
     deadline: Instant,
 ) -> HandoverOutcome {
@@ -158,7 +210,7 @@ pub async fn hand_over<C: CairnRaftConfig>(
         let now = Instant::now();
         let wake = if leading {
             if now >= next_ask {
-                match pick_successor(&m, turn) {
+                match next_successor(&m, named, turn) {
                     Some(successor) => {
                         asked = Some(successor);
                         if !ask_to_campaign(&m, group, successor, transport, retry).await {
@@ -166,7 +218,8 @@ pub async fn hand_over<C: CairnRaftConfig>(
                         }
                         next_ask = Instant::now() + retry;
                     }
-                    // No follower has the whole log yet: look again when one reports progress.
+                    // No (or not the named) follower has the whole log yet: look again when one
+                    // reports progress.
                     None => next_ask = now + NO_SUCCESSOR_POLL,
                 }
                 next_ask
@@ -417,6 +470,20 @@ mod tests {
             pick_successor(&empty, 1),
             Some(3),
             "an empty log is matched by anyone"
+        );
+    }
+
+    #[test]
+    fn a_named_successor_is_asked_only_once_caught_up() {
+        let m = leader(Some(9), &[(1, Some(9)), (2, Some(8)), (3, Some(9))]);
+        assert_eq!(next_successor(&m, Some(2), 0), None, "node 2 lacks entry 9");
+        assert_eq!(next_successor(&m, Some(3), 0), Some(3));
+        assert_eq!(next_successor(&m, Some(1), 0), None, "the leader itself");
+        assert_eq!(next_successor(&m, Some(4), 0), None, "not a voter");
+        assert_eq!(
+            next_successor(&m, None, 0),
+            Some(3),
+            "unnamed: any caught up"
         );
     }
 

@@ -24,7 +24,8 @@
 //!   `network`: openraft's network for one group over the shared transport; `groups`: the
 //!   registry of hosted groups that answers peers' calls.
 //! - `handover`: a leaving leader hands each group it leads to a caught-up follower
-//!   ([`hand_over`]); a follower stands for election only when its leader asks in the current
+//!   ([`hand_over`]), or to one named follower ([`hand_over_to`], preferred-leader balancing);
+//!   a follower stands for election only when its leader asks in the current
 //!   term (the [`RpcKind::Campaign`] call).
 //! - `testing` (feature `testing`): an in-memory store and in-process transport for tests and
 //!   measurements of many groups, and `testing::sim`, which runs a group under a seeded
@@ -54,7 +55,7 @@ pub use applied_file::AppliedState;
 pub use entry_codec::CairnRaftConfig;
 pub use error::RaftStorageError;
 pub use groups::{GroupRegistry, HostedGroup};
-pub use handover::{HandoverOutcome, hand_over};
+pub use handover::{HandoverOutcome, hand_over, hand_over_to};
 pub use log_storage::{CairnLogReader, CairnLogStorage};
 pub use membership_change::{MembershipChangeError, move_voters};
 pub use network::GroupNetwork;

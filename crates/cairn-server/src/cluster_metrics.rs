@@ -1,5 +1,5 @@
 //! Replication figures for `/metrics` on a node in a cluster (the `cairn_cluster_*` series),
-//! from the broker's [`ReplicationStatus`] read at scrape time. A single node has no cluster
+//! from the broker's [`ReplicationStatus`] and [`LeaderBalanceStatus`] read at scrape time. A single node has no cluster
 //! machinery and renders none of them, so its exposition is unchanged.
 //!
 //! Follower lag is the one family per partition, in two units: one series per follower of each
@@ -8,7 +8,7 @@
 
 use std::fmt::Write as _;
 
-use cairn_broker::cluster::{ControllerRole, ReplicationStatus};
+use cairn_broker::cluster::{ControllerRole, LeaderBalanceStatus, ReplicationStatus};
 
 /// Appends the cluster series to `out`.
 pub fn render(status: &ReplicationStatus, out: &mut String) {
@@ -105,6 +105,26 @@ pub fn render(status: &ReplicationStatus, out: &mut String) {
             Seconds(lag.lag_ms)
         );
     }
+}
+
+/// Appends the preferred-leader balancing series to `out`.
+pub fn render_leader_balance(status: &LeaderBalanceStatus, out: &mut String) {
+    gauge(
+        out,
+        "cairn_cluster_preferred_leader_imbalance",
+        "Partitions this node leads whose preferred replica (the first in the metadata) is another node; summed over the nodes, the cluster's partitions led off their preferred replicas.",
+        status.imbalance_count,
+    );
+    let _ = writeln!(
+        out,
+        "# HELP cairn_cluster_leader_balance_moves_total Leaderships this node moved back to their preferred replicas (automatic and asked-for passes) since the process started.\n\
+         # TYPE cairn_cluster_leader_balance_moves_total counter\n\
+         cairn_cluster_leader_balance_moves_total {}\n\
+         # HELP cairn_cluster_leader_balance_failed_moves_total Moves to a preferred replica this node started that failed (the replica did not take over in time, the leadership went elsewhere, the group stopped); the old leader keeps leading.\n\
+         # TYPE cairn_cluster_leader_balance_failed_moves_total counter\n\
+         cairn_cluster_leader_balance_failed_moves_total {}",
+        status.moves_total, status.failed_moves_total
+    );
 }
 
 /// Milliseconds shown as seconds with three decimals, exactly (no float rounding).
@@ -217,6 +237,31 @@ mod tests {
             .filter(|l| l.starts_with("cairn_cluster_controller_role{") && l.ends_with(" 1"))
             .count();
         assert_eq!(roles_set, 1, "{out}");
+    }
+
+    #[test]
+    fn renders_the_balancing_series_with_help_and_type() {
+        let status = LeaderBalanceStatus {
+            imbalance_count: 4,
+            moves_total: 7,
+            failed_moves_total: 1,
+        };
+        let mut out = String::new();
+        render_leader_balance(&status, &mut out);
+        for line in [
+            "cairn_cluster_preferred_leader_imbalance 4",
+            "cairn_cluster_leader_balance_moves_total 7",
+            "cairn_cluster_leader_balance_failed_moves_total 1",
+            "# TYPE cairn_cluster_preferred_leader_imbalance gauge",
+            "# TYPE cairn_cluster_leader_balance_moves_total counter",
+            "# TYPE cairn_cluster_leader_balance_failed_moves_total counter",
+        ] {
+            assert!(
+                out.lines().any(|l| l == line),
+                "missing {line:?} in:\n{out}"
+            );
+        }
+        assert_eq!(out.lines().filter(|l| l.starts_with("# HELP ")).count(), 3);
     }
 
     #[test]

@@ -203,6 +203,9 @@ fn exposition(
     if let Some(status) = broker.replication_status() {
         crate::cluster_metrics::render(&status, &mut out);
     }
+    if let Some(status) = broker.leader_balance_status() {
+        crate::cluster_metrics::render_leader_balance(&status, &mut out);
+    }
     crate::process_metrics::render(&mut out);
     out
 }

@@ -64,6 +64,15 @@ pub fn start_cluster_advertising(
     start_nodes(dir, addresses, http, vec![None; count], extra)
 }
 
+/// [`start_cluster`], with `extra` appended to every node's `serve` arguments (e.g.
+/// `["--leader-balance-interval-ms", "500"]`).
+pub fn start_cluster_with(dir: &Path, count: usize, extra: &[&str]) -> Cluster {
+    let addresses: Vec<String> = (0..count).map(|_| free_address()).collect();
+    let http: Vec<String> = (0..count).map(|_| free_address()).collect();
+    let extra: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
+    start_nodes(dir, addresses, http, vec![None; count], vec![extra; count])
+}
+
 /// Starts one node per host of `net` (ids 1 to its node count), each in its own namespace and
 /// listening on its own address there.
 pub fn start_cluster_in(dir: &Path, net: &super::netns::TestNet, count: usize) -> Cluster {

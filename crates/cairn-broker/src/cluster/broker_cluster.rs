@@ -50,6 +50,10 @@ impl Broker {
         tokio::spawn(crate::group::follow_offsets_leadership(Arc::downgrade(
             self,
         )));
+        tokio::spawn(super::leader_balance::run(
+            Arc::downgrade(self),
+            self.cfg.cluster.leader_balance(),
+        ));
         Ok(())
     }
 

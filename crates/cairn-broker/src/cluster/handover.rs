@@ -4,8 +4,9 @@
 //! refuses writes for about one vote round trip and its new leader's first commit, instead of
 //! the leader lease plus an election timeout a crash costs (the figures are in BENCHMARKS.md).
 //!
-//! What it does not do: move leaderships back when the node returns (there is no preferred
-//! leader yet), or hold the stop up for long. It is bounded by [`HANDOVER_TIMEOUT_ELECTIONS`]
+//! What it does not do: move leaderships back when the node returns (preferred-leader
+//! balancing does that, `cluster::leader_balance`, with the same primitive aimed at one named
+//! replica), or hold the stop up for long. It is bounded by [`HANDOVER_TIMEOUT_ELECTIONS`]
 //! election timeouts: a group still led here then is left to its followers' elections, exactly
 //! as a stop without handover would.
 //!

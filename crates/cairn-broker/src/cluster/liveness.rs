@@ -36,33 +36,65 @@ use tokio::time::Instant;
 pub(crate) type HeldGroups = Arc<RwLock<HashMap<GroupId, Raft<PartitionRaft>>>>;
 
 /// Which peers this node's probes find unreachable now, as the liveness loop last published
-/// it. Cheap to clone (one `Arc`); a peer not listed (this node, or before the first probe)
-/// counts as reachable.
+/// it, and since when each has been in that state. Cheap to clone (one `Arc`); a peer not
+/// listed (this node, or before the first probe) counts as reachable.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct PeerReachability(Arc<RwLock<BTreeMap<NodeId, bool>>>);
+pub(crate) struct PeerReachability(Arc<RwLock<Published>>);
+
+/// What the liveness loop last published.
+#[derive(Debug, Default)]
+struct Published {
+    /// Peer to unreachable.
+    dead: BTreeMap<NodeId, bool>,
+    /// When each peer entered its current state, as the publishing side saw it (the first
+    /// publish counts as a change for every peer).
+    since: BTreeMap<NodeId, Instant>,
+}
 
 impl PeerReachability {
     /// Whether the last probes found `node` silent past the dead-after time.
     pub(crate) fn is_unreachable(&self, node: NodeId) -> bool {
-        self.0
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&node)
-            .copied()
-            .unwrap_or(false)
+        self.read().dead.get(&node).copied().unwrap_or(false)
+    }
+
+    /// How long `node` has been reachable without a break, as of `now`; `None` while it is
+    /// unreachable, or when it was never probed (this node itself). What preferred-leader
+    /// balancing waits on, so a node that keeps coming and going does not pull leaderships
+    /// back each time it returns.
+    pub(crate) fn reachable_for(&self, node: NodeId, now: Instant) -> Option<Duration> {
+        let published = self.read();
+        match published.dead.get(&node) {
+            Some(false) => published
+                .since
+                .get(&node)
+                .map(|since| now.saturating_duration_since(*since)),
+            _ => None,
+        }
     }
 
     /// Every probed peer with whether it is unreachable, by node id.
     pub(crate) fn snapshot(&self) -> BTreeMap<NodeId, bool> {
-        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.read().dead.clone()
     }
 
-    /// Replaces the published view with `dead` (peer to unreachable).
+    /// Replaces the published view with `dead` (peer to unreachable), noting the time of each
+    /// peer's change of state.
     pub(crate) fn publish(&self, dead: &BTreeMap<NodeId, bool>) {
+        let now = Instant::now();
         let mut published = self.0.write().unwrap_or_else(|e| e.into_inner());
-        if *published != *dead {
-            published.clone_from(dead);
+        if published.dead == *dead {
+            return;
         }
+        for (peer, is_dead) in dead {
+            if published.dead.get(peer) != Some(is_dead) {
+                published.since.insert(*peer, now);
+            }
+        }
+        published.dead.clone_from(dead);
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Published> {
+        self.0.read().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -245,5 +277,36 @@ async fn take_over(
             }
         }
         tokio::time::sleep(timings.lease / 2 + timings.probe_every).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_counts_as_reachable_from_its_last_return_only() {
+        let reachability = PeerReachability::default();
+        let view = |dead: bool| BTreeMap::from([(2, dead), (3, false)]);
+        reachability.publish(&view(false));
+        tokio::time::advance(Duration::from_secs(5)).await;
+        let reachable = |r: &PeerReachability| r.reachable_for(2, Instant::now());
+        assert_eq!(reachable(&reachability), Some(Duration::from_secs(5)));
+        reachability.publish(&view(true));
+        assert_eq!(reachable(&reachability), None, "unreachable");
+        tokio::time::advance(Duration::from_secs(1)).await;
+        reachability.publish(&view(false));
+        tokio::time::advance(Duration::from_secs(2)).await;
+        reachability.publish(&view(false));
+        assert_eq!(
+            reachable(&reachability),
+            Some(Duration::from_secs(2)),
+            "counted from the return, not from the first probe"
+        );
+        assert_eq!(
+            reachability.reachable_for(1, Instant::now()),
+            None,
+            "never probed"
+        );
     }
 }

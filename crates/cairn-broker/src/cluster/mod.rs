@@ -12,7 +12,8 @@
 //!   probe per node pair, and elections steered to one survivor per group when a peer dies.
 //! - `handover`: a clean stop hands this node's leaderships (controller, then partitions) to
 //!   caught-up followers first ([`HandoverReport`]); `proposal_gate`: how the controller stops
-//!   proposing from a leaving node.
+//!   proposing from a leaving node; `leader_balance`: leaderships this node holds go back to
+//!   their preferred replicas, on a timer and on demand ([`LeaderBalanceReport`]).
 //! - `describe`: [`ClusterDescription`], `DescribeCluster` as this node sees the cluster;
 //!   `replication_status`: [`ReplicationStatus`], the replication figures `/metrics` reports
 //!   (leaderships, under-replicated and offline partitions, follower lag, peers reached).
@@ -33,6 +34,7 @@ pub mod controller_sm;
 pub mod describe;
 pub mod directory;
 pub mod handover;
+pub mod leader_balance;
 pub(crate) mod liveness;
 mod membership;
 mod membership_admin;
@@ -49,6 +51,10 @@ pub use controller_sm::{
 };
 pub use describe::{ClusterDescription, NodeDescription, Reachability};
 pub use handover::{HANDOVER_TIMEOUT_ELECTIONS, HandoverReport};
+pub use leader_balance::{
+    LeaderBalanceReport, LeaderBalanceStatus, LeaderMove, LeaderNotMoved, MOVES_IN_FLIGHT,
+    NotMovedReason,
+};
 pub use membership_admin::PartitionPlan;
 pub use replication_status::{ControllerRole, FollowerLag, NodeUp, ReplicationStatus};
 pub use runtime::ClusterRuntime;

@@ -695,6 +695,67 @@ impl ReplicatedReplica {
             .map(|_| (self.group, self.raft.clone()))
     }
 
+    /// The group's id.
+    pub(super) fn group(&self) -> GroupId {
+        self.group
+    }
+
+    /// Where this copy stands for balancing towards `preferred`
+    /// (see [`super::preferred_leader::preferred_leader_state`]).
+    pub(super) fn preferred_leader_state(
+        &self,
+        preferred: NodeId,
+    ) -> super::preferred_leader::PreferredLeaderState {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        super::preferred_leader::preferred_leader_state(&m, preferred, &self.reachability)
+    }
+
+    /// Hands the leadership to `successor` (`cairn_raft::hand_over_to`), up to `deadline`,
+    /// and answers the node that leads after the move.
+    ///
+    /// The proposal lock is the gate, as for a leaving node's handover: it is held for the
+    /// whole move, so once it is taken no proposal is on its way into the log and none starts
+    /// until the move is over, and the successor is asked to stand against a log that no
+    /// longer grows. Appends wait on the lock rather than being refused: after a move they find
+    /// this node a follower and answer `NotLeader` naming the new leader; after a failed move
+    /// they go on here as if nothing happened, with the proposal state still valid (this node
+    /// still leads in the same term and its log only ever grows by its own proposals). A move
+    /// whose election changed the term leaves the state for `ready` to rebuild, as any new term
+    /// does.
+    ///
+    /// # Errors
+    /// `NotMovedReason::NotLeading`, `NodeLeaving`, `HandoverTimedOut` or `GroupStopped`
+    /// (`cluster::leader_balance`).
+    pub(super) async fn move_leadership_to(
+        &self,
+        successor: NodeId,
+        transport: &dyn PeerTransport,
+        deadline: tokio::time::Instant,
+    ) -> Result<NodeId, crate::cluster::leader_balance::NotMovedReason> {
+        use crate::cluster::leader_balance::NotMovedReason;
+        // A new leader may hold the lock while its log applies (up to LEADER_READY_WAIT).
+        let Ok(gate) = tokio::time::timeout_at(deadline, self.proposals.lock()).await else {
+            return Err(NotMovedReason::HandoverTimedOut);
+        };
+        // A leaving node's own handover owns its leaderships from the moment it began.
+        if self.leaving.load(Ordering::SeqCst) {
+            return Err(NotMovedReason::NodeLeaving);
+        }
+        if self.check_leader().is_err() {
+            return Err(NotMovedReason::NotLeading);
+        }
+        let outcome =
+            cairn_raft::hand_over_to(&self.raft, self.group, successor, transport, deadline).await;
+        drop(gate);
+        match outcome {
+            cairn_raft::HandoverOutcome::Moved { to } => Ok(to),
+            cairn_raft::HandoverOutcome::NotLeading => Err(NotMovedReason::NotLeading),
+            cairn_raft::HandoverOutcome::TimedOut => Err(NotMovedReason::HandoverTimedOut),
+            cairn_raft::HandoverOutcome::Stopped => Err(NotMovedReason::GroupStopped),
+        }
+    }
+
     /// Stops the group (it answers peers no more) and closes the log cleanly.
     ///
     /// # Errors

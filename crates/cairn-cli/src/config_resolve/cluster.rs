@@ -20,8 +20,8 @@ use std::ffi::OsString;
 use std::net::SocketAddr;
 
 use cairn_broker::{
-    ClusterSpec, ClusterSpecError, MAX_NODE_ID, RaftTimings, parse_node_id, parse_peers,
-    peers_from_entries,
+    ClusterSpec, ClusterSpecError, LeaderBalanceSettings, MAX_NODE_ID, RaftTimings, parse_node_id,
+    parse_peers, peers_from_entries,
 };
 
 use super::{Given, Lower, NODE_ID, ParsedFile, Setting};
@@ -48,17 +48,27 @@ pub(super) const DEFAULT_REPLICATION_FACTOR: Setting = Setting {
     var: "CAIRN_DEFAULT_REPLICATION_FACTOR",
     file_key: "[cluster] default_replication_factor",
 };
+pub(super) const LEADER_BALANCE_INTERVAL: Setting = Setting {
+    flag: "--leader-balance-interval-ms",
+    var: "CAIRN_LEADER_BALANCE_INTERVAL_MS",
+    file_key: "[cluster] leader_balance_interval_ms",
+};
 /// The node id may also sit in `[cluster]`, beside the peers it must be one of.
 pub(super) const CLUSTER_NODE_ID_KEY: &str = "[cluster] node_id";
 
 /// The `[cluster]` table's keys: (name in the table, name in messages, is an integer).
-const TABLE_KEYS: [(&str, &str, bool); 4] = [
+const TABLE_KEYS: [(&str, &str, bool); 5] = [
     ("node_id", CLUSTER_NODE_ID_KEY, true),
     ("raft_election_timeout_ms", ELECTION_TIMEOUT.file_key, false),
     ("raft_heartbeat_ms", HEARTBEAT.file_key, true),
     (
         "default_replication_factor",
         DEFAULT_REPLICATION_FACTOR.file_key,
+        true,
+    ),
+    (
+        "leader_balance_interval_ms",
+        LEADER_BALANCE_INTERVAL.file_key,
         true,
     ),
 ];
@@ -218,6 +228,16 @@ pub(super) fn resolve<E: Fn(&str) -> Option<OsString>>(
         };
         ConfigError::Cluster { context, source }
     })?;
+    let balance = lower.pick(
+        args.leader_balance_interval_ms.as_deref(),
+        &LEADER_BALANCE_INTERVAL,
+    )?;
+    let settings = LeaderBalanceSettings::parse(balance.as_ref().map(|g| g.text.as_str()))
+        .map_err(|source| ConfigError::Cluster {
+            context: balance.as_ref().map_or_else(String::new, invalid_context),
+            source,
+        })?;
+    let spec = spec.with_leader_balance(settings);
     Ok(Resolved { spec, peers_origin })
 }
 

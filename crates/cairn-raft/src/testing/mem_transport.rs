@@ -1,7 +1,9 @@
 //! A transport that hands each call straight to the target node's registry, in process, and
-//! counts calls. A node can be cut off (calls to and from it fail as unreachable).
+//! counts calls. A node can be cut off (calls to and from it fail as unreachable), and calls of
+//! one kind can be dropped network-wide (to make one protocol step fail, such as a handover's
+//! campaign request).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -16,6 +18,7 @@ use crate::types::{GroupId, NodeId};
 pub struct MemNetwork {
     nodes: Mutex<BTreeMap<NodeId, Arc<GroupRegistry>>>,
     down: Mutex<BTreeSet<NodeId>>,
+    dropped_kinds: Mutex<HashSet<RpcKind>>,
     calls: AtomicU64,
 }
 
@@ -40,6 +43,17 @@ impl MemNetwork {
             set.insert(id);
         } else {
             set.remove(&id);
+        }
+    }
+
+    /// Drops every call of `kind` (`true`: it fails as unreachable) or lets them through again
+    /// (`false`).
+    pub fn set_dropped(&self, kind: RpcKind, dropped: bool) {
+        let mut set = self.dropped_kinds.lock().unwrap_or_else(|e| e.into_inner());
+        if dropped {
+            set.insert(kind);
+        } else {
+            set.remove(&kind);
         }
     }
 
@@ -75,7 +89,12 @@ impl PeerTransport for MemTransport {
         let down = {
             let set = self.net.down.lock().unwrap_or_else(|e| e.into_inner());
             set.contains(&target) || set.contains(&self.from)
-        };
+        } || self
+            .net
+            .dropped_kinds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&kind);
         let registry = self
             .net
             .nodes

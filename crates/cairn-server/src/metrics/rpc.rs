@@ -33,7 +33,7 @@ const CODE_NAMES: [&str; 17] = [
 ];
 
 /// The Admin service's methods, as they appear in the `method` label.
-pub const ADMIN_METHODS: [&str; 10] = [
+pub const ADMIN_METHODS: [&str; 11] = [
     "CreateTopic",
     "ListTopics",
     "DescribeTopic",
@@ -41,6 +41,7 @@ pub const ADMIN_METHODS: [&str; 10] = [
     "AddPartitions",
     "AlterConfigs",
     "DescribeCluster",
+    "BalanceLeaders",
     "AddNode",
     "RemoveNode",
     "ReassignPartitions",

@@ -1,17 +1,20 @@
-//! `cairn.v1.Admin`: topic administration and the cluster's description, mapped onto the
-//! broker.
+//! `cairn.v1.Admin`: topic administration, the cluster's description, membership changes and
+//! preferred-leader balancing on demand, mapped onto the broker.
 
 use std::sync::Arc;
 
-use cairn_broker::cluster::{ClusterDescription, Reachability};
+use cairn_broker::cluster::{
+    ClusterDescription, LeaderBalanceReport, NotMovedReason, Reachability,
+};
 use cairn_broker::{Broker, TopicInfo};
 use cairn_proto::v1::admin_server::Admin;
 use cairn_proto::v1::{
-    AddNodeRequest, AddPartitionsRequest, AlterConfigsRequest, ClusterNode, CreateTopicRequest,
-    CreateTopicResponse, DeleteTopicRequest, DeleteTopicResponse, DescribeClusterRequest,
-    DescribeClusterResponse, DescribeTopicRequest, ListTopicsRequest, ListTopicsResponse,
-    NodeReachability, PartitionDescription, ReassignPartitionsRequest, ReassignPartitionsResponse,
-    RemoveNodeRequest, RemoveNodeResponse, TopicDescription,
+    AddNodeRequest, AddPartitionsRequest, AlterConfigsRequest, BalanceLeadersRequest,
+    BalanceLeadersResponse, ClusterNode, CreateTopicRequest, CreateTopicResponse,
+    DeleteTopicRequest, DeleteTopicResponse, DescribeClusterRequest, DescribeClusterResponse,
+    DescribeTopicRequest, LeaderMoved, LeaderNotMoved, LeaderNotMovedReason, ListTopicsRequest,
+    ListTopicsResponse, NodeReachability, PartitionDescription, ReassignPartitionsRequest,
+    ReassignPartitionsResponse, RemoveNodeRequest, RemoveNodeResponse, TopicDescription,
 };
 use tonic::{Request, Response, Status};
 
@@ -171,6 +174,65 @@ impl Admin for AdminService {
             moving: i32::try_from(moving).unwrap_or(i32::MAX),
             reordered: i32::try_from(reordered).unwrap_or(i32::MAX),
         }))
+    }
+
+    async fn balance_leaders(
+        &self,
+        request: Request<BalanceLeadersRequest>,
+    ) -> Result<Response<BalanceLeadersResponse>, Status> {
+        let request = request.into_inner();
+        let topic = (!request.topic.is_empty()).then_some(request.topic.as_str());
+        let report = self
+            .broker
+            .balance_leaders(topic, i64::from(request.max_moves))
+            .await
+            .map_err(|e| to_status(&e))?;
+        Ok(Response::new(balance_report(report)))
+    }
+}
+
+/// The API form of a balancing pass's report.
+fn balance_report(report: LeaderBalanceReport) -> BalanceLeadersResponse {
+    let partition = |p: u32| i32::try_from(p).unwrap_or(i32::MAX);
+    BalanceLeadersResponse {
+        answering_node_id: report.node_id,
+        moved: report
+            .moved
+            .into_iter()
+            .map(|m| LeaderMoved {
+                topic: m.topic,
+                partition: partition(m.partition),
+                from_node_id: m.from,
+                to_node_id: m.to,
+            })
+            .collect(),
+        not_moved: report
+            .not_moved
+            .into_iter()
+            .map(|n| LeaderNotMoved {
+                detail: n.reason.to_string(),
+                reason: not_moved_reason(n.reason) as i32,
+                topic: n.topic,
+                partition: partition(n.partition),
+                leader_node_id: n.leader,
+                preferred_node_id: n.preferred,
+            })
+            .collect(),
+    }
+}
+
+fn not_moved_reason(reason: NotMovedReason) -> LeaderNotMovedReason {
+    match reason {
+        NotMovedReason::PreferredNotAVoter => LeaderNotMovedReason::PreferredNotAVoter,
+        NotMovedReason::PreferredUnreachable => LeaderNotMovedReason::PreferredUnreachable,
+        NotMovedReason::PreferredSettling { .. } => LeaderNotMovedReason::PreferredSettling,
+        NotMovedReason::PreferredNotInSync { .. } => LeaderNotMovedReason::PreferredNotInSync,
+        NotMovedReason::NotLeading => LeaderNotMovedReason::NotLeading,
+        NotMovedReason::NodeLeaving => LeaderNotMovedReason::NodeLeaving,
+        NotMovedReason::HandoverTimedOut => LeaderNotMovedReason::HandoverTimedOut,
+        NotMovedReason::GroupStopped => LeaderNotMovedReason::GroupStopped,
+        NotMovedReason::Deferred => LeaderNotMovedReason::Deferred,
+        NotMovedReason::BackingOff => LeaderNotMovedReason::BackingOff,
     }
 }
 

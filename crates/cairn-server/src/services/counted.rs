@@ -113,6 +113,13 @@ impl Admin for CountedAdmin {
             self.inner.reassign_partitions(request).await,
         )
     }
+
+    async fn balance_leaders(
+        &self,
+        request: Request<api::BalanceLeadersRequest>,
+    ) -> Result<Response<api::BalanceLeadersResponse>, Status> {
+        self.counted("BalanceLeaders", self.inner.balance_leaders(request).await)
+    }
 }
 
 /// The Groups service, counted in `cairn_group_requests_total`.

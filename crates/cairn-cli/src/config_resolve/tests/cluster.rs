@@ -297,3 +297,48 @@ fn bad_timings_and_replication_factors_are_named() {
         "{message}"
     );
 }
+
+#[test]
+fn the_leader_balance_interval_comes_from_flag_variable_or_file_and_zero_turns_it_off() {
+    use std::time::Duration;
+    let interval = |cfg: ServeConfig| cfg.cluster.leader_balance().interval;
+    let peers = ["--node-id", "1", "--peers", PEERS];
+    let cfg = resolve(&args(&peers), no_env, None).unwrap();
+    assert_eq!(interval(cfg), Some(Duration::from_secs(10)), "the default");
+    let flagged: Vec<&str> = peers
+        .iter()
+        .copied()
+        .chain(["--leader-balance-interval-ms", "0"])
+        .collect();
+    assert_eq!(
+        interval(resolve(&args(&flagged), no_env, None).unwrap()),
+        None
+    );
+    let variables = env(&[("CAIRN_LEADER_BALANCE_INTERVAL_MS", "500")]);
+    let cfg = resolve(&args(&peers), variables, None).unwrap();
+    assert_eq!(interval(cfg), Some(Duration::from_millis(500)));
+    let cfg = resolve(
+        &args(&peers),
+        no_env,
+        file("[cluster]\nleader_balance_interval_ms = 2000\n"),
+    )
+    .unwrap();
+    assert_eq!(interval(cfg), Some(Duration::from_secs(2)));
+
+    let bad: Vec<&str> = peers
+        .iter()
+        .copied()
+        .chain(["--leader-balance-interval-ms", "-5"])
+        .collect();
+    let (source, message) = cluster_error(resolve(&args(&bad), no_env, None));
+    assert_eq!(
+        source,
+        ClusterSpecError::InvalidLeaderBalanceInterval {
+            text: "-5".to_string()
+        }
+    );
+    assert!(
+        message.contains("--leader-balance-interval-ms"),
+        "{message}"
+    );
+}
