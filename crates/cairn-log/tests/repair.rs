@@ -1,0 +1,127 @@
+//! Repair of damaged entries in place (`LogReader::damaged_entries`, `Log::repair_entries`), on
+//! real files: a byte flipped inside a batch's CRC range while the log is open is found by
+//! entry index, a good copy of the same entry rewrites it at the same position and it reads
+//! back byte for byte; copies that cannot be those entries are refused without a byte written.
+
+#![allow(clippy::unwrap_used, reason = "tests: a failure here is a failed test")]
+
+mod common;
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use cairn_log::batch::field;
+use cairn_log::{EntryIndex, LogError};
+use common::damage::{Placed, assert_readable, layout, rolled_log};
+
+/// XORs `mask` into one byte of `path` in place (segment files are preallocated: never read
+/// or rewrite the whole file).
+fn flip_in_place(path: &Path, position: usize, mask: u8) {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    let mut byte = [0u8; 1];
+    file.read_exact_at(&mut byte, position as u64).unwrap();
+    byte[0] ^= mask;
+    file.write_all_at(&byte, position as u64).unwrap();
+}
+
+fn bytes_at(path: &Path, placed: &Placed) -> Vec<u8> {
+    let mut out = vec![0u8; placed.len];
+    File::open(path)
+        .unwrap()
+        .read_exact_at(&mut out, placed.position as u64)
+        .unwrap();
+    out
+}
+
+fn middle_of_records(placed: &Placed) -> usize {
+    placed.position + field::RECORDS + (placed.len - field::RECORDS) / 2
+}
+
+#[test]
+fn a_damaged_entry_is_found_by_index_and_rewritten_in_place_from_a_good_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, model) = rolled_log(dir.path(), 2, 6);
+    let segments = layout(dir.path(), &model);
+    let first = (&segments[0], segments[0].batches[3]);
+    let second = (&segments[1], segments[1].batches[2]);
+    for (segment, placed) in [first, second] {
+        flip_in_place(
+            &segment.path_in(dir.path()),
+            middle_of_records(&placed),
+            0x5a,
+        );
+    }
+    let reader = log.reader();
+    assert!(matches!(
+        reader.read(model[3].base.as_i64(), 1 << 20),
+        Err(LogError::CorruptBatch { .. })
+    ));
+
+    let found = reader.damaged_entries(EntryIndex(u64::MAX));
+    assert_eq!(found.len(), 2, "{found:?}");
+    for (range, (segment, placed)) in found.iter().zip([first, second]) {
+        let stored = &model[placed.idx];
+        assert_eq!(range.first_entry, stored.entry);
+        assert_eq!(range.entry_count, 1);
+        assert_eq!(range.base_offset, stored.base);
+        assert_eq!(range.next_offset, Some(model[placed.idx + 1].base));
+        assert_eq!(range.path, segment.path_in(dir.path()));
+        assert_eq!(range.position.as_u64(), placed.position as u64);
+        assert_eq!(range.len_bytes(), placed.len as u64);
+        log.repair_entries(range, std::slice::from_ref(&stored.bytes))
+            .unwrap();
+        assert_eq!(
+            bytes_at(&segment.path_in(dir.path()), &placed),
+            stored.bytes.as_ref()
+        );
+    }
+    assert!(reader.damaged_entries(EntryIndex(u64::MAX)).is_empty());
+    for stored in &model {
+        assert_readable(&reader, stored.base, 1, &model);
+    }
+    // A second repair of the same span finds it valid and writes nothing.
+    log.repair_entries(&found[0], std::slice::from_ref(&model[3].bytes))
+        .unwrap();
+}
+
+#[test]
+fn copies_that_cannot_be_the_damaged_entries_are_refused_and_nothing_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, model) = rolled_log(dir.path(), 1, 8);
+    let segment = &layout(dir.path(), &model)[0];
+    let placed = segment.batches[4];
+    let path = segment.path_in(dir.path());
+    flip_in_place(&path, middle_of_records(&placed), 0x01);
+    let damaged = bytes_at(&path, &placed);
+    let range = log.reader().damaged_entries(EntryIndex(u64::MAX)).remove(0);
+
+    let mut flipped = model[4].bytes.to_vec();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 0x10;
+    let wrong = [
+        vec![model[3].bytes.clone()],
+        vec![model[5].bytes.clone()],
+        vec![model[4].bytes.clone(), model[5].bytes.clone()],
+        vec![],
+        vec![bytes::Bytes::from(flipped)],
+    ];
+    for copies in wrong {
+        match log.repair_entries(&range, &copies) {
+            Err(LogError::RepairRefused { .. }) => {}
+            other => panic!("copies of {} batches: {other:?}", copies.len()),
+        }
+        assert_eq!(bytes_at(&path, &placed), damaged, "a refused repair wrote");
+    }
+    // Past the committed end: refused too.
+    let mut beyond = range.clone();
+    beyond.end = cairn_log::FilePos(u32::MAX);
+    assert!(matches!(
+        log.repair_entries(&beyond, std::slice::from_ref(&model[4].bytes)),
+        Err(LogError::RepairRefused { .. })
+    ));
+}
