@@ -66,9 +66,24 @@ impl LogReader {
         max_entries: usize,
         max_bytes: usize,
     ) -> Result<Vec<LogEntry>, LogError> {
+        match self.read_entries_until_damage(from, max_entries, max_bytes) {
+            (_, Some(damage)) => Err(damage),
+            (entries, None) => Ok(entries),
+        }
+    }
+
+    /// [`LogReader::read_entries`], except that the entries before a damaged one are returned
+    /// with the damage, instead of the damage alone: a Raft leader ships what it can and never
+    /// the damaged entry. The damaged entry and everything after it are not returned.
+    pub fn read_entries_until_damage(
+        &self,
+        from: EntryIndex,
+        max_entries: usize,
+        max_bytes: usize,
+    ) -> (Vec<LogEntry>, Option<LogError>) {
         let mut entries = Vec::new();
         let mut total_bytes = 0usize;
-        self.walk_entries(from, |walked, header, zero_copy| {
+        let walked = self.walk_entries(from, |walked, header, zero_copy| {
             let len = walked.batch.len_bytes();
             if entries.len() >= max_entries
                 || (!entries.is_empty() && total_bytes.saturating_add(len) > max_bytes)
@@ -83,8 +98,8 @@ impl LogReader {
             };
             entries.push(LogEntry { header, batch });
             ControlFlow::Continue(())
-        })?;
-        Ok(entries)
+        });
+        (entries, walked.err())
     }
 
     /// The headers of up to `max_entries` entries from entry `from` on (no bytes copied).
