@@ -11,6 +11,7 @@ use std::ops::ControlFlow;
 
 use bytes::Bytes;
 
+use crate::batch::{Batch, BatchHeader};
 use crate::error::LogError;
 use crate::log::Published;
 use crate::reader::LogReader;
@@ -97,7 +98,13 @@ impl LogReader {
                 Bytes::copy_from_slice(walked.batch.bytes())
             };
             entries.push(LogEntry { header, batch });
-            ControlFlow::Continue(())
+            // Stop now rather than at the next entry: it may be damaged, and a read that has
+            // all it wants must not fail on what lies after it.
+            if entries.len() >= max_entries {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
         });
         (entries, walked.err())
     }
@@ -117,7 +124,11 @@ impl LogReader {
                 return ControlFlow::Break(());
             }
             headers.push(header);
-            ControlFlow::Continue(())
+            if headers.len() >= max_entries {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
         })?;
         Ok(headers)
     }
@@ -209,19 +220,72 @@ fn walk_segment(
         });
     let walker = BatchWalker::new(view.data.clone(), position, end, Some(expected))
         .allow_gaps(view.compacted);
-    for walked in walker {
-        let walked = walked.map_err(|err| LogError::CorruptBatch {
-            path: view.log_path.to_path_buf(),
-            position: err.position,
-            offset: expected,
-            reason: err.reason,
-        })?;
+    let mut walker = walker;
+    while let Some(walked) = walker.next() {
+        let walked = match walked {
+            Ok(walked) => walked,
+            // A damaged entry before the one wanted is stepped over when its own header proves
+            // where the next entry starts, so one damaged batch does not make every later entry
+            // of its segment unreadable (openraft reads them to apply new entries).
+            Err(err)
+                if entry < wanted
+                    && let Some(next) = step_over(view, &err, end, walker.offset_floor()) =>
+            {
+                walker.resume_at(next);
+                entry = entry.plus(1);
+                continue;
+            }
+            Err(err) => {
+                return Err(LogError::CorruptBatch {
+                    path: view.log_path.to_path_buf(),
+                    position: err.position,
+                    offset: expected,
+                    reason: err.reason,
+                });
+            }
+        };
         if entry >= wanted && visit(&walked, entry).is_break() {
             return Ok(ControlFlow::Break(()));
         }
         entry = entry.plus(1);
     }
     Ok(ControlFlow::Continue(()))
+}
+
+/// Where the entry after the damaged one at `err` starts, if that is certain: the damaged
+/// batch's header (read without its CRC) has the base offset `expected`, and its length leads
+/// to the segment's written end or to a valid batch whose base offset is exactly the one the
+/// damaged header's last offset delta says comes next. A damaged length or offset delta fails
+/// this, and the read fails as before rather than number the entries after it wrongly.
+fn step_over(
+    view: &SegmentView,
+    err: &crate::segment::WalkError,
+    end: FilePos,
+    expected: Offset,
+) -> Option<FilePos> {
+    let skip = err.skip_to?;
+    let damaged = view.data.get(err.position.as_usize()..end.as_usize())?;
+    let header = BatchHeader::parse(damaged).ok()?;
+    if header.base_offset != expected.as_i64() || header.last_offset_delta < -1 {
+        return None;
+    }
+    let next = header
+        .base_offset
+        .checked_add(i64::from(header.last_offset_delta))?
+        .checked_add(1)?;
+    if skip >= end {
+        return (skip == end).then_some(skip);
+    }
+    let following = view
+        .data
+        .slice(skip.as_usize()..end.as_usize().min(view.data.len()));
+    let batch = Batch::validate_prefix(&following).ok()?;
+    let chains = if view.compacted {
+        batch.header().base_offset >= next
+    } else {
+        batch.header().base_offset == next
+    };
+    chains.then_some(skip)
 }
 
 fn header_of(walked: &WalkedBatch, entry: EntryIndex) -> EntryHeader {

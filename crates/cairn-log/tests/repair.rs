@@ -125,3 +125,30 @@ fn copies_that_cannot_be_the_damaged_entries_are_refused_and_nothing_is_written(
         Err(LogError::RepairRefused { .. })
     ));
 }
+
+#[test]
+fn entries_after_a_damaged_one_read_by_index_and_the_damaged_one_never_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, model) = rolled_log(dir.path(), 1, 8);
+    let segment = &layout(dir.path(), &model)[0];
+    let placed = segment.batches[2];
+    flip_in_place(
+        &segment.path_in(dir.path()),
+        middle_of_records(&placed),
+        0x04,
+    );
+    let reader = log.reader();
+    for stored in model.iter().filter(|s| s.entry != model[2].entry) {
+        let got = reader.read_entries(stored.entry, 1, 1 << 20).unwrap();
+        assert_eq!(got.len(), 1, "entry {}", stored.entry);
+        assert_eq!(got[0].batch, stored.bytes, "entry {}", stored.entry);
+    }
+    assert!(matches!(
+        reader.read_entries(model[2].entry, 1, 1 << 20),
+        Err(LogError::CorruptBatch { .. })
+    ));
+    // A read across the damage returns what precedes it, with the damage.
+    let (before, damage) = reader.read_entries_until_damage(model[0].entry, 8, 1 << 20);
+    assert_eq!(before.len(), 2);
+    assert!(matches!(damage, Some(LogError::CorruptBatch { .. })));
+}
