@@ -11,11 +11,10 @@ use std::ops::ControlFlow;
 
 use bytes::Bytes;
 
-use crate::batch::{Batch, BatchHeader};
 use crate::error::LogError;
 use crate::log::Published;
 use crate::reader::LogReader;
-use crate::segment::{BatchWalker, SegmentView, WalkedBatch};
+use crate::segment::{BatchWalker, SegmentView, WalkedBatch, step_over_damaged};
 use crate::types::{EntryIndex, FilePos, LeaderEpoch, Offset};
 
 /// What the log knows of one entry, without its bytes.
@@ -229,9 +228,15 @@ fn walk_segment(
             // of its segment unreadable (openraft reads them to apply new entries).
             Err(err)
                 if entry < wanted
-                    && let Some(next) = step_over(view, &err, end, walker.offset_floor()) =>
+                    && let Some(stepped) = step_over_damaged(
+                        &view.data,
+                        &err,
+                        end,
+                        walker.offset_floor(),
+                        view.compacted,
+                    ) =>
             {
-                walker.resume_at(next);
+                walker.resume_at(stepped.next_position);
                 entry = entry.plus(1);
                 continue;
             }
@@ -250,42 +255,6 @@ fn walk_segment(
         entry = entry.plus(1);
     }
     Ok(ControlFlow::Continue(()))
-}
-
-/// Where the entry after the damaged one at `err` starts, if that is certain: the damaged
-/// batch's header (read without its CRC) has the base offset `expected`, and its length leads
-/// to the segment's written end or to a valid batch whose base offset is exactly the one the
-/// damaged header's last offset delta says comes next. A damaged length or offset delta fails
-/// this, and the read fails as before rather than number the entries after it wrongly.
-fn step_over(
-    view: &SegmentView,
-    err: &crate::segment::WalkError,
-    end: FilePos,
-    expected: Offset,
-) -> Option<FilePos> {
-    let skip = err.skip_to?;
-    let damaged = view.data.get(err.position.as_usize()..end.as_usize())?;
-    let header = BatchHeader::parse(damaged).ok()?;
-    if header.base_offset != expected.as_i64() || header.last_offset_delta < -1 {
-        return None;
-    }
-    let next = header
-        .base_offset
-        .checked_add(i64::from(header.last_offset_delta))?
-        .checked_add(1)?;
-    if skip >= end {
-        return (skip == end).then_some(skip);
-    }
-    let following = view
-        .data
-        .slice(skip.as_usize()..end.as_usize().min(view.data.len()));
-    let batch = Batch::validate_prefix(&following).ok()?;
-    let chains = if view.compacted {
-        batch.header().base_offset >= next
-    } else {
-        batch.header().base_offset == next
-    };
-    chains.then_some(skip)
 }
 
 fn header_of(walked: &WalkedBatch, entry: EntryIndex) -> EntryHeader {

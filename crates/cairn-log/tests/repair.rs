@@ -152,3 +152,32 @@ fn entries_after_a_damaged_one_read_by_index_and_the_damaged_one_never_does() {
     assert_eq!(before.len(), 2);
     assert!(matches!(damage, Some(LogError::CorruptBatch { .. })));
 }
+
+#[test]
+fn the_high_watermark_and_a_truncation_pass_a_damaged_committed_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    // No index point inside the segment: every walk starts at its first batch.
+    let cfg = cairn_log::LogConfig {
+        index_interval_bytes: 1 << 20,
+        ..common::damage::roll_by_hand_config()
+    };
+    let mut log = cairn_log::Log::open_replica(dir.path(), cfg, 0).unwrap();
+    let mut model = Vec::new();
+    for tag in 0..6 {
+        common::damage::append_data(&mut log, &mut model, tag, 2, 16, 1_000);
+    }
+    log.set_high_watermark(model[2].next).unwrap();
+    let segment = &layout(dir.path(), &model)[0];
+    let placed = segment.batches[1];
+    flip_in_place(
+        &segment.path_in(dir.path()),
+        middle_of_records(&placed),
+        0x08,
+    );
+    // Raft commits entries after the damaged one (the high watermark moves past it) and
+    // truncates an uncommitted suffix behind it.
+    log.set_high_watermark(model[4].next).unwrap();
+    log.truncate_entries_from(model[5].entry).unwrap();
+    assert_eq!(log.next_entry(), model[5].entry);
+    assert_eq!(log.reader().high_watermark(), model[4].next);
+}
