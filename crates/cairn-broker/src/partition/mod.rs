@@ -17,6 +17,7 @@
 
 mod fetched;
 mod follower_lag;
+mod heal;
 mod health;
 mod leader_end_history;
 mod leadership;
@@ -64,7 +65,8 @@ pub(crate) struct Partition {
     index: u32,
     dir: PathBuf,
     state: State,
-    damage: DamageRecord,
+    /// Shared with a replicated copy's healer, which clears it once healed.
+    damage: Arc<DamageRecord>,
 }
 
 #[derive(Debug)]
@@ -109,7 +111,7 @@ impl Partition {
             index,
             dir,
             state: State::Serving(Replica::Local(local)),
-            damage: DamageRecord::starting_with(damage),
+            damage: Arc::new(DamageRecord::starting_with(damage)),
         })
     }
 
@@ -142,7 +144,7 @@ impl Partition {
                     state: State::Stopped {
                         reason: err.to_string(),
                     },
-                    damage: DamageRecord::default(),
+                    damage: Arc::default(),
                 })
             }
         }
@@ -164,6 +166,7 @@ impl Partition {
         members: std::collections::BTreeMap<cairn_raft::NodeId, cairn_raft::PeerNode>,
         ctx: &GroupContext,
     ) -> Result<Partition, BrokerError> {
+        let damage: Arc<DamageRecord> = Arc::default();
         let replica = ReplicatedReplica::start(
             Arc::clone(&topic),
             index,
@@ -173,6 +176,7 @@ impl Partition {
             group,
             members,
             ctx,
+            Arc::clone(&damage),
         )
         .await?;
         Ok(Partition {
@@ -180,7 +184,7 @@ impl Partition {
             index,
             dir,
             state: State::Serving(Replica::Replicated(Box::new(replica))),
-            damage: DamageRecord::default(),
+            damage,
         })
     }
 
@@ -198,7 +202,7 @@ impl Partition {
             index,
             dir,
             state: State::Elsewhere { group, directory },
-            damage: DamageRecord::default(),
+            damage: Arc::default(),
         }
     }
 
@@ -412,6 +416,15 @@ impl Partition {
             "damaged batch found by the scrub: kept on disk, never served; the partition serves every other offset"
         );
         self.damage.note_scanned(range);
+        self.wake_healer();
+    }
+
+    /// Tells a replicated copy's healer that damage was met (a single copy has no peer to heal
+    /// from).
+    fn wake_healer(&self) {
+        if let State::Serving(Replica::Replicated(replicated)) = &self.state {
+            replicated.note_damage();
+        }
     }
 
     /// Adds this node's copy to `status` when it is a Raft-replicated one (see
@@ -491,6 +504,9 @@ impl Partition {
                 topic = %self.topic, partition = self.index, %err,
                 "damaged batch read: answered CORRUPT_MESSAGE; the partition serves every other offset"
             );
+        }
+        if matches!(log_err, LogError::CorruptBatch { .. }) {
+            self.wake_healer();
         }
     }
 }

@@ -1,5 +1,7 @@
 //! A transport that hands each call straight to the target node's registry, in process, and
-//! counts calls. A node can be cut off (calls to and from it fail as unreachable).
+//! counts calls. A node can be cut off (calls to and from it fail as unreachable), and one kind
+//! of call can be blocked everywhere (to keep a damaged replica from healing while a test
+//! watches what it does meanwhile).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,6 +18,7 @@ use crate::types::{GroupId, NodeId};
 pub struct MemNetwork {
     nodes: Mutex<BTreeMap<NodeId, Arc<GroupRegistry>>>,
     down: Mutex<BTreeSet<NodeId>>,
+    blocked: Mutex<BTreeSet<u32>>,
     calls: AtomicU64,
 }
 
@@ -40,6 +43,16 @@ impl MemNetwork {
             set.insert(id);
         } else {
             set.remove(&id);
+        }
+    }
+
+    /// Makes every call of `kind` fail as unreachable (`true`), or lets them through again.
+    pub fn block_kind(&self, kind: RpcKind, blocked: bool) {
+        let mut set = self.blocked.lock().unwrap_or_else(|e| e.into_inner());
+        if blocked {
+            set.insert(kind.code());
+        } else {
+            set.remove(&kind.code());
         }
     }
 
@@ -75,7 +88,12 @@ impl PeerTransport for MemTransport {
         let down = {
             let set = self.net.down.lock().unwrap_or_else(|e| e.into_inner());
             set.contains(&target) || set.contains(&self.from)
-        };
+        } || self
+            .net
+            .blocked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&kind.code());
         let registry = self
             .net
             .nodes
