@@ -133,7 +133,8 @@ fn batch(values: &[String]) -> Bytes {
 /// Produces `values` as one batch at `acks=all` on whichever live node leads: that node and
 /// the batch's base offset.
 async fn produce(nodes: &[Node], skip: Option<u64>, values: &[String]) -> (u64, i64) {
-    for _ in 0..800 {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while tokio::time::Instant::now() < deadline {
         for node in nodes.iter().filter(|n| Some(n.id) != skip) {
             let req = ProduceRequest {
                 topic: "orders".into(),
@@ -142,7 +143,13 @@ async fn produce(nodes: &[Node], skip: Option<u64>, values: &[String]) -> (u64, 
                 payload: ProducePayload::Batch(batch(values)),
                 producer: None,
             };
-            let mut result = node.broker.produce(req).await.unwrap();
+            // Bounded, so a test of a copy that misbehaves fails instead of hanging.
+            let Ok(result) =
+                tokio::time::timeout(Duration::from_secs(10), node.broker.produce(req)).await
+            else {
+                panic!("node {}: a produce took over 10 s", node.id);
+            };
+            let mut result = result.unwrap();
             let produced = result.partitions.remove(0);
             match (produced.error, produced.base_offset) {
                 (None, Some(offset)) => return (node.id, i64::try_from(offset.0).unwrap()),
@@ -171,9 +178,9 @@ async fn produce_some(nodes: &[Node], skip: Option<u64>, tag: &str) -> (u64, Vec
 
 /// One fetch of `orders-0` at `offset` on `node`.
 async fn fetch(node: &Node, offset: i64) -> Result<Bytes, BrokerError> {
-    let fetched = node
-        .broker
-        .fetch(&FetchRequest {
+    let fetched = tokio::time::timeout(
+        Duration::from_secs(10),
+        node.broker.fetch(&FetchRequest {
             topic: "orders".into(),
             partition: 0,
             offset,
@@ -181,8 +188,10 @@ async fn fetch(node: &Node, offset: i64) -> Result<Bytes, BrokerError> {
             max_wait: Duration::ZERO,
             min_bytes: 0,
             group: None,
-        })
-        .await?;
+        }),
+    )
+    .await
+    .expect("a fetch took over 10 s")?;
     Ok(Bytes::copy_from_slice(fetched.data()))
 }
 
