@@ -11,8 +11,10 @@
 //! truncated and no entry moves, so the log never goes backwards under Raft.
 //!
 //! The invariant: a repair writes only inside a span that fails validation now, only inside
-//! what is visible (committed), and only batches that pass their CRC and whose offsets chain
-//! exactly from the last good batch before the span to the first good batch after it.
+//! what is written, and only batches that pass their CRC and whose offsets chain exactly from
+//! the last good batch before the span to the first good batch after it. Which entries are
+//! committed is the caller's knowledge (`upto`); it runs on the writer's thread, so no
+//! truncation or append moves the span meanwhile.
 
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
@@ -21,7 +23,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::batch::Batch;
 use crate::error::LogError;
-use crate::log::{Log, Published};
+use crate::log::Log;
 use crate::reader::LogReader;
 use crate::segment::{BatchWalker, SegmentView, count_framed, next_valid_after};
 use crate::types::{EntryIndex, FilePos, Offset};
@@ -36,7 +38,7 @@ pub struct DamagedEntries {
     pub segment_base: Offset,
     /// Where the first damaged batch starts.
     pub position: FilePos,
-    /// Where the damaged span ends: the next valid batch, or the visible end of the segment.
+    /// Where the damaged span ends: the next valid batch, or the written end of the segment.
     pub end: FilePos,
     /// The entry index of the first damaged batch.
     pub first_entry: EntryIndex,
@@ -60,18 +62,23 @@ impl DamagedEntries {
 }
 
 impl LogReader {
-    /// Every damaged span among the visible (committed) entries below `upto`, in order. Walks
-    /// each segment from its start (a full read: run it off the async runtime).
+    /// Every damaged span among the entries below `upto`, in order, up to the last entry
+    /// written. The caller bounds `upto` by what it knows is committed. Walks each segment from
+    /// its start (a full read: run it off the async runtime), holding off truncation meanwhile
+    /// (bytes past the visible end could otherwise be cut under the walk).
     pub fn damaged_entries(&self, upto: EntryIndex) -> Vec<DamagedEntries> {
+        let _no_cuts = self
+            .shared
+            .cut_lock
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
         let snapshot = self.shared.snapshot();
         let mut found = Vec::new();
         for view in snapshot.segments.iter() {
             if view.base_entry >= upto {
                 break;
             }
-            let Some(end) = visible_end(&snapshot, view) else {
-                break;
-            };
+            let end = view.sealed_bytes.unwrap_or(snapshot.written_pos);
             damaged_in_segment(view, end, upto, &mut found);
         }
         found
@@ -124,17 +131,6 @@ fn damaged_in_segment(
     }
 }
 
-/// How far into `view` bytes are visible (committed), or `None` if none are.
-fn visible_end(snapshot: &Published, view: &SegmentView) -> Option<FilePos> {
-    if view.base_offset > snapshot.visible_base {
-        return None;
-    }
-    if view.base_offset == snapshot.visible_base {
-        return Some(snapshot.visible_pos);
-    }
-    view.sealed_bytes
-}
-
 impl Log {
     /// Rewrites the damaged span `range` (from [`LogReader::damaged_entries`]) with `batches`,
     /// good copies of the same entries, at the same position, then `fdatasync`s the segment.
@@ -162,11 +158,11 @@ impl Log {
             .iter()
             .find(|v| v.base_offset == range.segment_base && *v.log_path == range.path)
             .ok_or_else(|| refuse("the segment is gone".to_string()))?;
-        let visible = visible_end(&snapshot, view).unwrap_or(FilePos(0));
-        if range.end > visible || range.position >= range.end {
+        let written = view.sealed_bytes.unwrap_or(snapshot.written_pos);
+        if range.end > written || range.position >= range.end {
             return Err(refuse(format!(
-                "span {}..{} is not inside the committed bytes (up to {})",
-                range.position.0, range.end.0, visible.0
+                "span {}..{} is not inside the written bytes (up to {})",
+                range.position.0, range.end.0, written.0
             )));
         }
         let replacement = check_replacement(range, batches, view.compacted).map_err(refuse)?;

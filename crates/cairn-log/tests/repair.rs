@@ -117,7 +117,7 @@ fn copies_that_cannot_be_the_damaged_entries_are_refused_and_nothing_is_written(
         }
         assert_eq!(bytes_at(&path, &placed), damaged, "a refused repair wrote");
     }
-    // Past the committed end: refused too.
+    // Past the written end: refused too.
     let mut beyond = range.clone();
     beyond.end = cairn_log::FilePos(u32::MAX);
     assert!(matches!(

@@ -19,19 +19,17 @@
 //! finds no damage.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use bytes::Bytes;
-use cairn_log::{DamagedEntries, EntryIndex, LogError, LogReader};
-use cairn_raft::wire::FetchRequest;
+use cairn_log::{DamagedEntries, EntryIndex, LogReader};
 use cairn_raft::{
-    GroupId, HandoverOutcome, NodeId, PartitionRaft, PeerTransport, RaftLog, RaftStorageError,
-    Standing,
+    GroupId, HandoverOutcome, NodeId, PartitionRaft, PeerTransport, RaftLog, Standing,
 };
 use openraft::{Raft, ServerState};
 use tokio::sync::Mutex as AsyncMutex;
 
+use super::heal_span::{SpanError, SpanRepair};
 use super::health::{Damage, DamageRecord};
 use super::replicated::ProposalState;
 
@@ -41,9 +39,6 @@ pub(crate) const HEAL_RETRY_MIN: Duration = Duration::from_millis(200);
 
 /// The longest wait between heal attempts.
 pub(crate) const HEAL_RETRY_MAX: Duration = Duration::from_secs(10);
-
-/// How long one fetch from a peer may take.
-const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long a damaged leader tries to hand its leadership over before it tries again.
 const HANDOVER_WAIT: Duration = Duration::from_secs(5);
@@ -125,7 +120,9 @@ impl Healer {
             Ok(spans) => spans,
             Err(reason) => return Attempt::Retry(reason),
         };
-        if spans.is_empty() && !leading {
+        // A leader also steps down for damage among its uncommitted entries, which it can
+        // never ship; Raft replaces or commits them under the next leader.
+        if spans.is_empty() && !(leading && self.tail_damaged()) {
             self.stand_again(&[]);
             return Attempt::Clean;
         }
@@ -133,9 +130,18 @@ impl Healer {
         if leading && let Err(reason) = self.step_down().await {
             return Attempt::Retry(reason);
         }
+        let repair = SpanRepair {
+            topic: &self.topic,
+            index: self.index,
+            group: self.group,
+            transport: self.transport.as_ref(),
+            raft_log: &self.raft_log,
+            heals: &self.heals,
+        };
+        let peers = self.peers();
         for span in &spans {
-            match self.heal_span(span).await {
-                Ok(()) => {}
+            match repair.heal(&peers, span).await {
+                Ok(_) => {}
                 Err(SpanError::Stopped(reason)) => return Attempt::Stopped(reason),
                 Err(SpanError::Retry(reason)) => return Attempt::Retry(reason),
             }
@@ -163,6 +169,17 @@ impl Healer {
         })
         .await
         .map_err(|e| format!("damage scan failed: {e}"))
+    }
+
+    /// Whether an entry past the applied ones reads damaged (a walk of the uncommitted tail,
+    /// which is short).
+    fn tail_damaged(&self) -> bool {
+        let applied = self.raft.metrics().borrow().last_applied.map(|l| l.index);
+        let from = applied.map_or(0, |a| a.saturating_add(1));
+        self.raft_log
+            .reader()
+            .entry_headers(EntryIndex(from), usize::MAX)
+            .is_err()
     }
 
     /// Stops this copy from standing for leader, and records `first` as its damage.
@@ -222,71 +239,6 @@ impl Healer {
         }
     }
 
-    /// Fetches good copies of `span`'s entries from a peer and rewrites them in place. Peers
-    /// are tried in turn, the known leader first.
-    async fn heal_span(&self, span: &DamagedEntries) -> Result<(), SpanError> {
-        let mut last_reason = "no peer to fetch from".to_string();
-        for peer in self.peers() {
-            let batches = match self.fetch_span(peer, span).await {
-                Ok(batches) => batches,
-                Err(reason) => {
-                    last_reason = format!("node {peer}: {reason}");
-                    continue;
-                }
-            };
-            match self.raft_log.repair(span.clone(), batches).await {
-                Ok(()) => {
-                    self.heals.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(
-                        topic = %self.topic, partition = self.index, from_node = peer,
-                        segment = %span.path.display(), position = span.position.0,
-                        first_entry = span.first_entry.0, entries = span.entry_count,
-                        base_offset = span.base_offset.0,
-                        next_offset = span.next_offset.map(|o| o.0),
-                        "healed damaged committed entries in place with copies from a peer"
-                    );
-                    return Ok(());
-                }
-                Err(RaftStorageError::Log(LogError::RepairRefused { reason, .. })) => {
-                    last_reason = format!("node {peer}'s copies refused: {reason}");
-                }
-                Err(other) => return Err(SpanError::Stopped(other.to_string())),
-            }
-        }
-        Err(SpanError::Retry(last_reason))
-    }
-
-    /// Every entry of `span`, from `peer`, in as many fetches as its size needs.
-    async fn fetch_span(&self, peer: NodeId, span: &DamagedEntries) -> Result<Vec<Bytes>, String> {
-        let mut batches: Vec<Bytes> = Vec::new();
-        let mut fetched_bytes = 0u64;
-        while (batches.len() as u64) < span.entry_count {
-            let wanted = span.entry_count - batches.len() as u64;
-            let bytes_left = span.len_bytes().saturating_sub(fetched_bytes).max(1);
-            let req = FetchRequest {
-                from: span.first_entry.0 + batches.len() as u64,
-                max_entries: u32::try_from(wanted).unwrap_or(u32::MAX),
-                max_bytes: u32::try_from(bytes_left).unwrap_or(u32::MAX),
-            };
-            let timeout_ms = FETCH_TIMEOUT.as_millis() as u64;
-            let got = cairn_raft::fetch_entries(
-                self.transport.as_ref(),
-                peer,
-                self.group,
-                req,
-                timeout_ms,
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-            if got.is_empty() {
-                return Err(format!("has not applied entry {} yet", req.from));
-            }
-            fetched_bytes += got.iter().map(|b| b.len() as u64).sum::<u64>();
-            batches.extend(got);
-        }
-        Ok(batches)
-    }
-
     /// The group's other voters, the known leader first.
     fn peers(&self) -> Vec<NodeId> {
         let metrics = self.raft.metrics();
@@ -300,12 +252,4 @@ impl Healer {
         peers.sort_by_key(|id| Some(*id) != m.current_leader);
         peers
     }
-}
-
-/// Why one span was not healed.
-enum SpanError {
-    /// No peer gave good copies yet.
-    Retry(String),
-    /// The log stopped (the rewrite's write or fsync failed).
-    Stopped(String),
 }

@@ -9,7 +9,9 @@
 //! Damage stays in its partition: a log that will not open at start-up leaves the partition
 //! *stopped* (every call on it answers [`BrokerError::PartitionStopped`], the other partitions
 //! serve), and a damaged batch met by a read or by opening is remembered as the partition's
-//! damage, which health and metrics report. Neither ever stops the node.
+//! damage, which health and metrics report. Neither ever stops the node. A Raft-replicated copy
+//! also hands its damage to its healer (`heal.rs`), which rewrites the damaged committed entries
+//! with a peer's copies and clears the damage once none is left.
 //!
 //! The invariant a caller relies on: nothing at or past the high watermark is ever returned by
 //! a read, and an append acknowledged at [`AckLevel::All`] is committed (readable) by the time
@@ -18,6 +20,7 @@
 mod fetched;
 mod follower_lag;
 mod heal;
+mod heal_span;
 mod health;
 mod leader_end_history;
 mod leadership;

@@ -18,6 +18,11 @@
 //! to one term: when this node wins an election it waits until everything in its log is
 //! applied (its no-op commits), then rebuilds both from the log. Losing leadership throws them
 //! away; nothing acknowledged depends on them.
+//!
+//! A copy that holds damaged committed entries proposes nothing and stands for no election
+//! until its healer (`heal.rs`) has rewritten them from a peer; peers' calls reach the group
+//! through `cairn_raft::PartitionGroup`, which serves their entry fetches from this log and
+//! refuses handover campaigns meanwhile.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -38,6 +43,7 @@ use tokio::sync::Mutex as AsyncMutex;
 
 use super::follower_lag::{follower_lag_entries, follower_lag_ms, is_in_sync};
 use super::heal::Healer;
+use super::heal_span::{SpanRepair, heal_before_start};
 use super::health::DamageRecord;
 use super::leader_end_history::LeaderEndHistory;
 use super::leadership::{LeaderHint, Leadership};
@@ -52,6 +58,10 @@ use crate::sequencer::Sequencer;
 /// Longest a new leader waits for its log to be applied before it takes appends; past it the
 /// append is refused as retriable (the client retries, by then the leader is ready).
 const LEADER_READY_WAIT: Duration = Duration::from_secs(5);
+
+/// Longest a copy whose damaged entries keep its group from starting tries to heal them from a
+/// peer before it gives up and reports the partition stopped (peers may be starting too).
+const HEAL_BEFORE_START_BUDGET: Duration = Duration::from_secs(15);
 
 /// What a group needs from the node to start: who it is, how to reach peers, where peers'
 /// calls arrive, and the Raft timings.
@@ -228,15 +238,29 @@ impl ReplicatedReplica {
                 .await
                 .map_err(|e| raft_failure(&topic, index, format!("opening the log: {e}")))?
                 .map_err(|e| raft_failure(&topic, index, e.to_string()))?;
-        let raft = Raft::new(
-            ctx.me,
-            Arc::clone(&ctx.config),
-            GroupNetwork::new(Arc::clone(&ctx.transport), group),
-            CairnLogStorage::<PartitionRaft>::new(raft_log.clone()),
-            PartitionStateMachine::new(raft_log.clone()),
-        )
-        .await
-        .map_err(|e| raft_failure(&topic, index, e.to_string()))?;
+        let raft = match start_raft(ctx, group, &raft_log).await {
+            Ok(raft) => raft,
+            Err(first) => {
+                // openraft reads the log at start-up and will not start over a damaged entry:
+                // heal what is committed from a peer first, then try once more.
+                let peers: Vec<NodeId> =
+                    members.keys().copied().filter(|id| *id != ctx.me).collect();
+                let repair = SpanRepair {
+                    topic: &topic,
+                    index,
+                    group,
+                    transport: ctx.transport.as_ref(),
+                    raft_log: &raft_log,
+                    heals: &ctx.heals,
+                };
+                if !heal_before_start(&repair, &peers, HEAL_BEFORE_START_BUDGET).await {
+                    return Err(raft_failure(&topic, index, first.to_string()));
+                }
+                start_raft(ctx, group, &raft_log)
+                    .await
+                    .map_err(|e| raft_failure(&topic, index, e.to_string()))?
+            }
+        };
         let standing = Standing::default();
         ctx.registry.insert(
             group,
@@ -773,6 +797,22 @@ impl ReplicatedReplica {
         self.raft_log.writer().close_blocking()?;
         Ok(())
     }
+}
+
+/// Starts the group's openraft instance over `raft_log`.
+async fn start_raft(
+    ctx: &GroupContext,
+    group: GroupId,
+    raft_log: &RaftLog,
+) -> Result<Raft<PartitionRaft>, openraft::error::Fatal<NodeId>> {
+    Raft::new(
+        ctx.me,
+        Arc::clone(&ctx.config),
+        GroupNetwork::new(Arc::clone(&ctx.transport), group),
+        CairnLogStorage::<PartitionRaft>::new(raft_log.clone()),
+        PartitionStateMachine::new(raft_log.clone()),
+    )
+    .await
 }
 
 /// A sequence refusal, as the local filter words it.
