@@ -437,3 +437,42 @@ async fn a_copy_whose_fsync_fails_stops_and_says_so_while_the_majority_serves() 
 fn libc_eio() -> i32 {
     5
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_handing_over_passes_a_damaged_follower_by() {
+    let net = MemNetwork::new();
+    let nodes = cluster(&net).await;
+    create_orders(&nodes).await;
+    let (leader_id, acknowledged) = produce_some(&nodes, None, "a").await;
+    let leader = nodes.iter().find(|n| n.id == leader_id).unwrap();
+    // The handover asks the caught-up followers in turn, starting at the group's id
+    // (`cairn_raft::handover::pick_successor`): for this group, the one with the higher id.
+    // That one is damaged, so it must refuse, and the other must take over.
+    let followers: Vec<&Node> = nodes.iter().filter(|n| n.id != leader_id).collect();
+    for follower in &followers {
+        eventually("the followers applied every entry", || {
+            caught_up(follower, leader)
+        })
+        .await;
+    }
+    net.block_kind(RpcKind::FetchEntries, true);
+    let damaged_copy = followers[1];
+    let healthy = followers[0];
+    let segment = damaged_copy.segment();
+    let (position, len) = find_batch(&segment, 3).expect("the batch at offset 3");
+    flip_inside(&segment, position, len);
+    scrub(damaged_copy).await;
+    eventually("the scrub reported the damage", || damaged(damaged_copy)).await;
+
+    let report = leader.broker.hand_over_leaderships().await;
+    assert_eq!(report.partitions_moved, report.partitions_led, "{report:?}");
+    let (now, _) = produce(&nodes, Some(leader_id), &["b".to_string()]).await;
+    assert_eq!(now, healthy.id, "leadership went to the damaged copy");
+
+    net.block_kind(RpcKind::FetchEntries, false);
+    eventually("the damaged copy healed", || heals(damaged_copy) == 1).await;
+    let healthy_node = nodes.iter().find(|n| n.id == healthy.id).unwrap();
+    let mut expected = acknowledged;
+    expected.push("b".to_string());
+    assert_eq!(read_all(healthy_node).await.unwrap(), expected);
+}
