@@ -79,8 +79,9 @@ impl Healer {
     /// starts a heal, retried with backoff until the committed range is clean or the group
     /// stops.
     pub(super) fn spawn(self) -> tokio::task::JoinHandle<()> {
+        // Subscribed before the task runs, so a report made meanwhile is not missed.
+        let mut reports = self.raft_log.subscribe_damage();
         tokio::spawn(async move {
-            let mut reports = self.raft_log.subscribe_damage();
             while reports.changed().await.is_ok() {
                 self.heal().await;
                 // A leader's replication reports the same damage every few milliseconds until

@@ -242,7 +242,7 @@ impl ReplicatedReplica {
             Ok(raft) => raft,
             Err(first) => {
                 // openraft reads the log at start-up and will not start over a damaged entry:
-                // heal what is committed from a peer first, then try once more.
+                // heal the damaged entries from a peer first, then try once more.
                 let peers: Vec<NodeId> =
                     members.keys().copied().filter(|id| *id != ctx.me).collect();
                 let repair = SpanRepair {
