@@ -20,8 +20,9 @@
 //!   operations (append with an [`AckLevel`], read up to the high watermark, wait for it,
 //!   offsets, leader and epoch, health) are all the rest of the broker uses; `local.rs` is the
 //!   single-copy implementation (group-committing writer, idempotent-producer filter,
-//!   sequencer), and a replicated one slots in beside it. Reads come back as
-//!   [`FetchedBatches`], zero-copy slices of the segments.
+//!   sequencer), `replicated.rs` the Raft-replicated one, whose `heal.rs` rewrites damaged
+//!   committed entries with a peer's copies (`heal_span.rs`) while the copy stands for no
+//!   election. Reads come back as [`FetchedBatches`], zero-copy slices of the segments.
 //! - `storage_error`: [`StorageError`], a log failure as the broker's API shows it (with a
 //!   [`StorageErrorKind`] for callers to classify), so no `cairn-log` type crosses the API.
 //! - `topic_store`: topic files on disk
@@ -50,7 +51,8 @@
 //!
 //! Damage stays in its partition: a log that will not open leaves that partition stopped, a
 //! damaged batch is stepped over when state is rebuilt and answered `CorruptBatch` when read,
-//! and [`Broker::problems`] names every such partition. Nothing of it stops the node.
+//! and [`Broker::problems`] names every such partition. Nothing of it stops the node. A
+//! replicated copy heals its damage from a peer and is then reported well again.
 //!
 //! Invariants across modules:
 //! - The topic-name, topic-config and producer-state modules are pure: no I/O, no clock, no global random number generator.

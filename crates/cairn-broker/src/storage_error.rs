@@ -78,7 +78,8 @@ impl StorageError {
             },
             LogError::TruncateBelowHighWatermark { .. }
             | LogError::InvalidHighWatermark { .. }
-            | LogError::CleanerKeyMapFull { .. } => Kind::Internal,
+            | LogError::CleanerKeyMapFull { .. }
+            | LogError::RepairRefused { .. } => Kind::Internal,
         }
     }
 

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use crate::error::LogError;
 use crate::log::Published;
 use crate::reader::LogReader;
-use crate::segment::{BatchWalker, SegmentView, WalkedBatch};
+use crate::segment::{BatchWalker, SegmentView, WalkedBatch, step_over_damaged};
 use crate::types::{EntryIndex, FilePos, LeaderEpoch, Offset};
 
 /// What the log knows of one entry, without its bytes.
@@ -66,9 +66,24 @@ impl LogReader {
         max_entries: usize,
         max_bytes: usize,
     ) -> Result<Vec<LogEntry>, LogError> {
+        match self.read_entries_until_damage(from, max_entries, max_bytes) {
+            (_, Some(damage)) => Err(damage),
+            (entries, None) => Ok(entries),
+        }
+    }
+
+    /// [`LogReader::read_entries`], except that the entries before a damaged one are returned
+    /// with the damage, instead of the damage alone: a Raft leader ships what it can and never
+    /// the damaged entry. The damaged entry and everything after it are not returned.
+    pub fn read_entries_until_damage(
+        &self,
+        from: EntryIndex,
+        max_entries: usize,
+        max_bytes: usize,
+    ) -> (Vec<LogEntry>, Option<LogError>) {
         let mut entries = Vec::new();
         let mut total_bytes = 0usize;
-        self.walk_entries(from, |walked, header, zero_copy| {
+        let walked = self.walk_entries(from, |walked, header, zero_copy| {
             let len = walked.batch.len_bytes();
             if entries.len() >= max_entries
                 || (!entries.is_empty() && total_bytes.saturating_add(len) > max_bytes)
@@ -82,9 +97,15 @@ impl LogReader {
                 Bytes::copy_from_slice(walked.batch.bytes())
             };
             entries.push(LogEntry { header, batch });
-            ControlFlow::Continue(())
-        })?;
-        Ok(entries)
+            // Stop now rather than at the next entry: it may be damaged, and a read that has
+            // all it wants must not fail on what lies after it.
+            if entries.len() >= max_entries {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        });
+        (entries, walked.err())
     }
 
     /// The headers of up to `max_entries` entries from entry `from` on (no bytes copied).
@@ -102,7 +123,11 @@ impl LogReader {
                 return ControlFlow::Break(());
             }
             headers.push(header);
-            ControlFlow::Continue(())
+            if headers.len() >= max_entries {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
         })?;
         Ok(headers)
     }
@@ -194,13 +219,36 @@ fn walk_segment(
         });
     let walker = BatchWalker::new(view.data.clone(), position, end, Some(expected))
         .allow_gaps(view.compacted);
-    for walked in walker {
-        let walked = walked.map_err(|err| LogError::CorruptBatch {
-            path: view.log_path.to_path_buf(),
-            position: err.position,
-            offset: expected,
-            reason: err.reason,
-        })?;
+    let mut walker = walker;
+    while let Some(walked) = walker.next() {
+        let walked = match walked {
+            Ok(walked) => walked,
+            // A damaged entry before the one wanted is stepped over when its own header proves
+            // where the next entry starts, so one damaged batch does not make every later entry
+            // of its segment unreadable (openraft reads them to apply new entries).
+            Err(err)
+                if entry < wanted
+                    && let Some(stepped) = step_over_damaged(
+                        &view.data,
+                        &err,
+                        end,
+                        walker.offset_floor(),
+                        view.compacted,
+                    ) =>
+            {
+                walker.resume_at(stepped.next_position);
+                entry = entry.plus(1);
+                continue;
+            }
+            Err(err) => {
+                return Err(LogError::CorruptBatch {
+                    path: view.log_path.to_path_buf(),
+                    position: err.position,
+                    offset: expected,
+                    reason: err.reason,
+                });
+            }
+        };
         if entry >= wanted && visit(&walked, entry).is_break() {
             return Ok(ControlFlow::Break(()));
         }

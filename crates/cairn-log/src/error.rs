@@ -58,6 +58,18 @@ pub enum LogError {
         /// Where the next valid batch starts.
         next_valid: FilePos,
     },
+    /// A repair of damaged entries was refused: the copies given cannot be the entries of the
+    /// damaged span (wrong count, length, CRC or offsets), or the span is no longer there.
+    /// Nothing was written.
+    #[error("repair of {path} at position {position} refused: {reason}")]
+    RepairRefused {
+        /// The segment file.
+        path: PathBuf,
+        /// Where the damaged span starts.
+        position: FilePos,
+        /// Why the copies do not fit.
+        reason: String,
+    },
     /// A metadata file (checkpoint or marker) failed its checksum or format check.
     #[error("unreadable metadata file {path}: {reason}")]
     CorruptCheckpoint {

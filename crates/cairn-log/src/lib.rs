@@ -12,6 +12,9 @@
 //!   writer's lock.
 //! - `entry_reader`: reads by entry index (the Raft log index) up to the log end, uncommitted
 //!   entries included, for replication ([`LogReader::read_entries`]).
+//! - `repair`: damaged entries by entry index ([`LogReader::damaged_entries`]) and their
+//!   rewrite in place with a peer's good copies ([`Log::repair_entries`]), for a Raft replica
+//!   that heals; it checks the copies fill the damaged span exactly and never truncates.
 //! - `clean`: compaction (`cleanup.policy=compact`): a cleaner that keeps each key's newest
 //!   record in sealed segments, planned and swapped in on the writer's thread, run off it.
 //! - [`LogWriter`]: the group-commit driver: one thread per partition that gathers concurrent
@@ -70,6 +73,7 @@ mod index;
 mod log;
 mod reader;
 mod recovery;
+mod repair;
 mod sealed_file;
 mod segment;
 mod types;
@@ -87,6 +91,7 @@ pub use fsync_stats::{FSYNC_BUCKET_UPPER_NANOS, FsyncLatency, FsyncSnapshot, fsy
 pub use index::{ENTRY_INDEX_ENTRY_BYTES, OFFSET_INDEX_ENTRY_BYTES, TIME_INDEX_ENTRY_BYTES};
 pub use log::{AppendInfo, Log, RetentionOutcome};
 pub use reader::{DamagedRange, LogReader, ReadResult};
+pub use repair::DamagedEntries;
 pub use sealed_file::{SealedFileError, SealedFormat, read_sealed, write_sealed};
 pub use types::{EntryIndex, FilePos, LeaderEpoch, Offset, RelativeOffset};
 pub use writer::{

@@ -51,6 +51,8 @@ impl<C: CairnRaftConfig> HostedGroup for Raft<C> {
                 RpcKind::Propose => Err("this group takes no forwarded proposals".to_string()),
                 RpcKind::Ping => Ok(Bytes::new()),
                 RpcKind::Campaign => crate::handover::answer_campaign(&raft, payload).await,
+                // Partition groups answer fetches through `PartitionGroup`, which has the log.
+                RpcKind::FetchEntries => Err("this group serves no entry fetches".to_string()),
             }
         })
     }

@@ -27,6 +27,11 @@
 //!   ([`hand_over`]), or to one named follower ([`hand_over_to`], preferred-leader balancing);
 //!   a follower stands for election only when its leader asks in the current
 //!   term (the [`RpcKind::Campaign`] call).
+//! - `fetch`: a replica holding damaged committed entries fetches good copies from a peer
+//!   ([`RpcKind::FetchEntries`], answered only up to the peer's applied index, CRC-checked by
+//!   the asker); `partition_group`: a partition group's handler of peers' calls
+//!   ([`PartitionGroup`]), which serves those fetches from its log and refuses handover
+//!   campaigns while its copy is damaged ([`Standing`]).
 //! - `testing` (feature `testing`): an in-memory store and in-process transport for tests and
 //!   measurements of many groups, and `testing::sim`, which runs a group under a seeded
 //!   simulation of network faults, crashes and a virtual clock.
@@ -35,11 +40,13 @@ pub mod applied_file;
 mod checkpoint;
 pub mod entry_codec;
 pub mod error;
+pub mod fetch;
 pub mod groups;
 pub mod handover;
 pub mod log_storage;
 pub mod membership_change;
 pub mod network;
+pub mod partition_group;
 pub mod partition_sm;
 pub mod purge_file;
 pub mod raft_log;
@@ -54,11 +61,13 @@ pub mod wire;
 pub use applied_file::AppliedState;
 pub use entry_codec::CairnRaftConfig;
 pub use error::RaftStorageError;
+pub use fetch::{FetchError, fetch_entries};
 pub use groups::{GroupRegistry, HostedGroup};
 pub use handover::{HandoverOutcome, hand_over, hand_over_to};
 pub use log_storage::{CairnLogReader, CairnLogStorage};
 pub use membership_change::{MembershipChangeError, move_voters};
 pub use network::GroupNetwork;
+pub use partition_group::{PartitionGroup, Standing};
 pub use partition_sm::{PartitionSnapshotBuilder, PartitionStateMachine};
 pub use raft_log::RaftLog;
 pub use transport::{InboundCalls, PeerTransport, RpcKind, TransportError};

@@ -11,6 +11,8 @@
 //!   (`RaftLog::purge`).
 //! - Reads serve entries from the first unpurged one to the log end, uncommitted ones included;
 //!   they read mapped pages on the calling task (recent entries, normally in the page cache).
+//!   A damaged entry is never returned: a replication read stops before it and reports it
+//!   (`RaftLog::note_damage`); any other read fails with the damage.
 
 use std::fmt::Debug;
 use std::marker::PhantomData;
@@ -82,8 +84,35 @@ impl<C: CairnRaftConfig> RaftLogReader<C> for CairnLogReader<C> {
         start: u64,
         end: u64,
     ) -> Result<Vec<Entry<C>>, StorageError<NodeId>> {
-        read_range(&self.raft_log, &(start..end), REPLICATION_READ_BYTES).map_err(|e| e.read_logs())
+        read_for_replication(&self.raft_log, start, end).map_err(|e| e.read_logs())
     }
+}
+
+/// The entries `[start, end)` a leader ships to a follower, up to the first damaged one: a
+/// damaged entry is never shipped, and a storage error here would stop the whole group
+/// (openraft's core quits on one), so the entries before it are returned, possibly none
+/// (openraft then sends a heartbeat and asks again), and the damage is reported to the
+/// replica's healer, which hands the leadership to a follower with a good copy.
+fn read_for_replication<C: CairnRaftConfig>(
+    raft_log: &RaftLog,
+    start: u64,
+    end: u64,
+) -> Result<Vec<Entry<C>>, RaftStorageError> {
+    let first = raft_log.first_entry().0.max(start);
+    if first >= end {
+        return Ok(Vec::new());
+    }
+    let count = usize::try_from(end - first).unwrap_or(usize::MAX);
+    let (stored, damage) = raft_log.reader().read_entries_until_damage(
+        EntryIndex(first),
+        count,
+        REPLICATION_READ_BYTES,
+    );
+    if let Some(err) = damage {
+        tracing::error!(dir = %raft_log.dir().display(), %err, shipped = stored.len(), "damaged entry met while replicating: not shipped");
+        raft_log.note_damage();
+    }
+    stored.into_iter().map(decode_entry::<C>).collect()
 }
 
 /// The entries of `range` the Raft log holds, up to about `max_bytes`.

@@ -10,7 +10,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use cairn_log::{Clock, EntryIndex, Log, LogConfig, LogError, LogReader, LogWriter, Offset};
+use cairn_log::{
+    Clock, DamagedEntries, EntryIndex, Log, LogConfig, LogError, LogReader, LogWriter, Offset,
+};
 use openraft::{LogId, Vote};
 
 use crate::applied_file::{AppliedState, read_applied};
@@ -36,6 +38,9 @@ struct Inner {
     /// The log end offset up to which appended entries meet the flush policy (what a leader's
     /// `acks=leader` waits for). Truncation lowers it.
     durable: tokio::sync::watch::Sender<Offset>,
+    /// Counts damage met by reads of this log that the broker does not see (a leader's
+    /// replication reads), so the replica's healer wakes on it.
+    damage_seen: tokio::sync::watch::Sender<u64>,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -67,6 +72,7 @@ impl RaftLog {
         let reader = writer.reader().clone();
         // Everything recovered at open is on disk.
         let (durable, _) = tokio::sync::watch::channel(reader.log_end_offset());
+        let (damage_seen, _) = tokio::sync::watch::channel(0);
         Ok(RaftLog {
             inner: Arc::new(Inner {
                 dir: dir.to_path_buf(),
@@ -75,6 +81,7 @@ impl RaftLog {
                 state: Mutex::new(State { vote, purged }),
                 recovered_applied: applied,
                 durable,
+                damage_seen,
             }),
         })
     }
@@ -223,6 +230,36 @@ impl RaftLog {
                 }
             }
         }
+    }
+
+    /// Says that a read met a damaged batch in this log: wakes whoever
+    /// [subscribed](RaftLog::subscribe_damage) (the replica's healer).
+    pub fn note_damage(&self) {
+        self.inner
+            .damage_seen
+            .send_modify(|seen| *seen = seen.wrapping_add(1));
+    }
+
+    /// A receiver that changes each time [`RaftLog::note_damage`] is called.
+    pub fn subscribe_damage(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.damage_seen.subscribe()
+    }
+
+    /// Rewrites the damaged committed entries `range` in place with `batches`, good copies
+    /// fetched from a peer (see [`Log::repair_entries`]), on the writer thread, after every
+    /// write issued before it. Durable when it returns `Ok`.
+    ///
+    /// # Errors
+    /// The log's `RepairRefused` (nothing written) or `Poisoned` (the write or fsync failed);
+    /// [`LogError::Closed`].
+    pub async fn repair(
+        &self,
+        range: DamagedEntries,
+        batches: Vec<bytes::Bytes>,
+    ) -> Result<(), RaftStorageError> {
+        self.with_log(move |log, _| log.repair_entries(&range, &batches))
+            .await??;
+        Ok(())
     }
 
     /// Runs `task` on the writer thread with the log (see [`LogWriter::with_log`]).

@@ -30,6 +30,10 @@ pub enum RpcKind {
     /// leadership handover, `crate::handover`). The replica stands only while it follows that
     /// leader in that term with the log the leader names, so a late request changes nothing.
     Campaign,
+    /// A replica that found a damaged batch in its committed range asks a peer for the
+    /// committed entries it lost (`crate::fetch`); the peer answers from its own log, never past
+    /// what it has applied, and the asker checks every batch's CRC.
+    FetchEntries,
 }
 
 impl RpcKind {
@@ -42,6 +46,7 @@ impl RpcKind {
             RpcKind::Propose => 4,
             RpcKind::Ping => 5,
             RpcKind::Campaign => 6,
+            RpcKind::FetchEntries => 7,
         }
     }
 
@@ -54,6 +59,7 @@ impl RpcKind {
             4 => Some(RpcKind::Propose),
             5 => Some(RpcKind::Ping),
             6 => Some(RpcKind::Campaign),
+            7 => Some(RpcKind::FetchEntries),
             _ => None,
         }
     }

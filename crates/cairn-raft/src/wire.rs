@@ -17,6 +17,8 @@
 //!   `u32` + data. InstallSnapshot answer: vote.
 //! - Campaign request: the leader's vote, then its last log index (`u8` 0 absent, or 1 and
 //!   `index u64`). Campaign answer: `started u8`.
+//! - FetchEntries request: `from u64`, `max_entries u32`, `max_bytes u32`. FetchEntries
+//!   answer: `count u32`, then per entry `len u32` and `len` bytes (the batch as stored).
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use openraft::entry::EntryPayload;
@@ -57,6 +59,16 @@ pub enum WireError {
         field: &'static str,
         /// serde's message.
         reason: String,
+    },
+    /// A count above the limit the receiver set.
+    #[error("{field} {count} above the limit {max}")]
+    TooMany {
+        /// The field.
+        field: &'static str,
+        /// The count found.
+        count: u32,
+        /// The limit.
+        max: u32,
     },
     /// Bytes left after the message.
     #[error("{0} unexpected bytes after the message")]
@@ -483,6 +495,77 @@ pub fn decode_campaign_answer(bytes: Bytes) -> Result<bool, WireError> {
     let started = r.flag("campaign started")?;
     r.finish()?;
     Ok(started)
+}
+
+/// A damaged replica's request for committed entries (`RpcKind::FetchEntries`): up to
+/// `max_entries` entries from index `from`, about `max_bytes` in all (at least one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FetchRequest {
+    /// The first entry index wanted.
+    pub from: u64,
+    /// Entries wanted, at most.
+    pub max_entries: u32,
+    /// Bytes wanted, about (one entry more if the first alone is larger).
+    pub max_bytes: u32,
+}
+
+/// Encodes a FetchEntries request.
+pub fn encode_fetch(req: &FetchRequest) -> Bytes {
+    let mut buf = BytesMut::with_capacity(16);
+    buf.put_u64_le(req.from);
+    buf.put_u32_le(req.max_entries);
+    buf.put_u32_le(req.max_bytes);
+    buf.freeze()
+}
+
+/// Decodes a FetchEntries request.
+///
+/// # Errors
+/// [`WireError`].
+pub fn decode_fetch(bytes: Bytes) -> Result<FetchRequest, WireError> {
+    let mut r = Reader { buf: bytes };
+    let req = FetchRequest {
+        from: r.u64("fetch from")?,
+        max_entries: r.u32("fetch max_entries")?,
+        max_bytes: r.u32("fetch max_bytes")?,
+    };
+    r.finish()?;
+    Ok(req)
+}
+
+/// Encodes a FetchEntries answer: the entries' batches, in order.
+pub fn encode_fetch_answer(batches: &[Bytes]) -> Bytes {
+    let total: usize = batches.iter().map(|b| b.len() + 4).sum();
+    let mut buf = BytesMut::with_capacity(4 + total);
+    buf.put_u32_le(u32::try_from(batches.len()).unwrap_or(u32::MAX));
+    for batch in batches {
+        put_len_prefixed(&mut buf, batch);
+    }
+    buf.freeze()
+}
+
+/// Decodes a FetchEntries answer into zero-copy slices of `bytes`, at most `max_entries` of
+/// them (a count above it is refused before anything is allocated for it).
+///
+/// # Errors
+/// [`WireError`].
+pub fn decode_fetch_answer(bytes: Bytes, max_entries: u32) -> Result<Vec<Bytes>, WireError> {
+    let mut r = Reader { buf: bytes };
+    let count = r.u32("fetch answer count")?;
+    if count > max_entries {
+        return Err(WireError::TooMany {
+            field: "fetched entries",
+            count,
+            max: max_entries,
+        });
+    }
+    // Each entry needs at least its 4-byte length: never reserve for more than the bytes hold.
+    let mut batches = Vec::with_capacity((count as usize).min(r.buf.remaining() / 4));
+    for _ in 0..count {
+        batches.push(r.bytes("fetched batch")?);
+    }
+    r.finish()?;
+    Ok(batches)
 }
 
 #[cfg(test)]

@@ -39,6 +39,13 @@ pub fn render(status: &ReplicationStatus, out: &mut String) {
     );
     let _ = writeln!(
         out,
+        "# HELP cairn_cluster_heals_total Damaged spans of committed entries this node's copies rewrote with a peer's good copies since the process started.\n\
+         # TYPE cairn_cluster_heals_total counter\n\
+         cairn_cluster_heals_total {}",
+        status.heals_total
+    );
+    let _ = writeln!(
+        out,
         "# HELP cairn_cluster_controller_leader The controller leader's node id as this node knows it; -1 when there is none.\n\
          # TYPE cairn_cluster_controller_leader gauge\n\
          cairn_cluster_controller_leader {}",
@@ -158,6 +165,7 @@ mod tests {
             under_replicated_count: 1,
             offline_count: 3,
             elections_total: 5,
+            heals_total: 2,
             controller_leader: None,
             controller_role: ControllerRole::Candidate,
             controller_term: 9,
@@ -187,6 +195,7 @@ mod tests {
             "cairn_cluster_under_replicated_partitions 1",
             "cairn_cluster_offline_partitions 3",
             "cairn_cluster_elections_total 5",
+            "cairn_cluster_heals_total 2",
             "cairn_cluster_controller_leader -1",
             "cairn_cluster_node_up{node=\"1\"} 1",
             "cairn_cluster_node_up{node=\"2\"} 0",
@@ -210,6 +219,7 @@ mod tests {
             "cairn_cluster_under_replicated_partitions",
             "cairn_cluster_offline_partitions",
             "cairn_cluster_elections_total",
+            "cairn_cluster_heals_total",
             "cairn_cluster_controller_leader",
             "cairn_cluster_node_up",
             "cairn_cluster_follower_lag_entries",

@@ -30,6 +30,9 @@ pub struct ReplicationStatus {
     /// Times a group on this node became leader since the process started (each term won
     /// counts once).
     pub elections_total: u64,
+    /// Damaged spans of committed entries this node's copies rewrote with a peer's good
+    /// copies since the process started (`partition::heal`).
+    pub heals_total: u64,
     /// The controller leader's node id as this node knows it; `None` while there is none.
     pub controller_leader: Option<i32>,
     /// This node's role in the controller group.
@@ -134,6 +137,7 @@ impl Broker {
             let m = metrics.borrow();
             ReplicationStatus {
                 elections_total: runtime.ctx.elections.load(Ordering::Relaxed),
+                heals_total: runtime.ctx.heals.load(Ordering::Relaxed),
                 controller_leader: m
                     .current_leader
                     .map(|id| i32::try_from(id).unwrap_or(i32::MAX)),

@@ -211,6 +211,7 @@ impl ClusterRuntime {
                 elections: Arc::default(),
                 directory: Arc::clone(&directory),
                 leaving: Arc::default(),
+                heals: Arc::default(),
             },
             directory,
             data_dir: broker.cfg.data_dir.clone(),

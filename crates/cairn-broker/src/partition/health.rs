@@ -1,6 +1,7 @@
 //! What a partition reports about its own trouble: the first damaged batch seen (by opening,
 //! a read or the scrub) and how many reads met damage. Health checks and metrics read it; no
 //! decision about serving is taken from it (a damaged batch is refused by the read itself).
+//! A Raft-replicated copy that heals its damage from a peer clears it (`heal`).
 //!
 //! Only the first damage is kept: an operator acts on a partition, not on each batch, and a
 //! count that only grows is all a metric needs.
@@ -107,6 +108,21 @@ impl DamageRecord {
         if first.is_none() {
             *first = Some(Damage::from(range));
         }
+    }
+
+    /// Keeps `damage` (found by the healer's scan) if it is the first.
+    pub(super) fn note_found(&self, damage: Damage) {
+        let mut first = self.first.lock().unwrap_or_else(|e| e.into_inner());
+        if first.is_none() {
+            *first = Some(damage);
+        }
+    }
+
+    /// Forgets the damage: a replicated copy rewrote every damaged committed entry with a
+    /// peer's good copy, and a scan found none left. The count of damaged reads stays (it
+    /// only grows).
+    pub(super) fn clear(&self) {
+        *self.first.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     /// The first damage seen, if any.

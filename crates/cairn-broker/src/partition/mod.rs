@@ -9,7 +9,9 @@
 //! Damage stays in its partition: a log that will not open at start-up leaves the partition
 //! *stopped* (every call on it answers [`BrokerError::PartitionStopped`], the other partitions
 //! serve), and a damaged batch met by a read or by opening is remembered as the partition's
-//! damage, which health and metrics report. Neither ever stops the node.
+//! damage, which health and metrics report. Neither ever stops the node. A Raft-replicated copy
+//! also hands its damage to its healer (`heal.rs`), which rewrites the damaged committed entries
+//! with a peer's copies and clears the damage once none is left.
 //!
 //! The invariant a caller relies on: nothing at or past the high watermark is ever returned by
 //! a read, and an append acknowledged at [`AckLevel::All`] is committed (readable) by the time
@@ -17,6 +19,8 @@
 
 mod fetched;
 mod follower_lag;
+mod heal;
+mod heal_span;
 mod health;
 mod leader_end_history;
 mod leadership;
@@ -66,7 +70,8 @@ pub(crate) struct Partition {
     index: u32,
     dir: PathBuf,
     state: State,
-    damage: DamageRecord,
+    /// Shared with a replicated copy's healer, which clears it once healed.
+    damage: Arc<DamageRecord>,
 }
 
 #[derive(Debug)]
@@ -111,7 +116,7 @@ impl Partition {
             index,
             dir,
             state: State::Serving(Replica::Local(local)),
-            damage: DamageRecord::starting_with(damage),
+            damage: Arc::new(DamageRecord::starting_with(damage)),
         })
     }
 
@@ -144,7 +149,7 @@ impl Partition {
                     state: State::Stopped {
                         reason: err.to_string(),
                     },
-                    damage: DamageRecord::default(),
+                    damage: Arc::default(),
                 })
             }
         }
@@ -166,6 +171,7 @@ impl Partition {
         members: std::collections::BTreeMap<cairn_raft::NodeId, cairn_raft::PeerNode>,
         ctx: &GroupContext,
     ) -> Result<Partition, BrokerError> {
+        let damage: Arc<DamageRecord> = Arc::default();
         let replica = ReplicatedReplica::start(
             Arc::clone(&topic),
             index,
@@ -175,6 +181,7 @@ impl Partition {
             group,
             members,
             ctx,
+            Arc::clone(&damage),
         )
         .await?;
         Ok(Partition {
@@ -182,7 +189,7 @@ impl Partition {
             index,
             dir,
             state: State::Serving(Replica::Replicated(Box::new(replica))),
-            damage: DamageRecord::default(),
+            damage,
         })
     }
 
@@ -200,7 +207,7 @@ impl Partition {
             index,
             dir,
             state: State::Elsewhere { group, directory },
-            damage: DamageRecord::default(),
+            damage: Arc::default(),
         }
     }
 
@@ -414,6 +421,15 @@ impl Partition {
             "damaged batch found by the scrub: kept on disk, never served; the partition serves every other offset"
         );
         self.damage.note_scanned(range);
+        self.wake_healer();
+    }
+
+    /// Tells a replicated copy's healer that damage was met (a single copy has no peer to heal
+    /// from).
+    fn wake_healer(&self) {
+        if let State::Serving(Replica::Replicated(replicated)) = &self.state {
+            replicated.note_damage();
+        }
     }
 
     /// Adds this node's copy to `status` when it is a Raft-replicated one (see
@@ -493,6 +509,9 @@ impl Partition {
                 topic = %self.topic, partition = self.index, %err,
                 "damaged batch read: answered CORRUPT_MESSAGE; the partition serves every other offset"
             );
+        }
+        if matches!(log_err, LogError::CorruptBatch { .. }) {
+            self.wake_healer();
         }
     }
 }

@@ -18,6 +18,11 @@
 //! to one term: when this node wins an election it waits until everything in its log is
 //! applied (its no-op commits), then rebuilds both from the log. Losing leadership throws them
 //! away; nothing acknowledged depends on them.
+//!
+//! A copy that holds damaged committed entries proposes nothing and stands for no election
+//! until its healer (`heal.rs`) has rewritten them from a peer; peers' calls reach the group
+//! through `cairn_raft::PartitionGroup`, which serves their entry fetches from this log and
+//! refuses handover campaigns meanwhile.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -29,14 +34,17 @@ use cairn_codec::batch::Batch;
 use cairn_codec::{LeaderEpoch, Offset};
 use cairn_log::{Clock, LogConfig, LogError, LogReader, ReadResult};
 use cairn_raft::{
-    BatchData, CairnLogStorage, GroupId, GroupNetwork, GroupRegistry, NodeId, PartitionRaft,
-    PartitionStateMachine, PeerNode, PeerTransport, RaftLog,
+    BatchData, CairnLogStorage, GroupId, GroupNetwork, GroupRegistry, NodeId, PartitionGroup,
+    PartitionRaft, PartitionStateMachine, PeerNode, PeerTransport, RaftLog, Standing,
 };
 use openraft::error::ClientWriteError;
 use openraft::{Config, Raft, RaftMetrics, ServerState};
 use tokio::sync::Mutex as AsyncMutex;
 
 use super::follower_lag::{follower_lag_entries, follower_lag_ms, is_in_sync};
+use super::heal::Healer;
+use super::heal_span::{SpanRepair, heal_before_start};
+use super::health::DamageRecord;
 use super::leader_end_history::LeaderEndHistory;
 use super::leadership::{LeaderHint, Leadership};
 use super::wait_for_high_watermark;
@@ -50,6 +58,10 @@ use crate::sequencer::Sequencer;
 /// Longest a new leader waits for its log to be applied before it takes appends; past it the
 /// append is refused as retriable (the client retries, by then the leader is ready).
 const LEADER_READY_WAIT: Duration = Duration::from_secs(5);
+
+/// Longest a copy whose damaged entries keep its group from starting tries to heal them from a
+/// peer before it gives up and reports the partition stopped (peers may be starting too).
+const HEAL_BEFORE_START_BUDGET: Duration = Duration::from_secs(15);
 
 /// What a group needs from the node to start: who it is, how to reach peers, where peers'
 /// calls arrive, and the Raft timings.
@@ -81,6 +93,8 @@ pub(crate) struct GroupContext {
     /// Set once this node begins handing its leaderships over before it stops
     /// (`cluster::handover`): from then on its replicas propose nothing.
     pub(crate) leaving: Arc<AtomicBool>,
+    /// Damaged spans this node's copies healed from a peer, for `cairn_cluster_heals_total`.
+    pub(crate) heals: Arc<AtomicU64>,
 }
 
 /// "This node leads group `group` in term `term`", sent when it happens so the cluster
@@ -146,9 +160,9 @@ fn spawn_metrics_watch(
 
 /// The leader's proposal state, valid for one term.
 #[derive(Debug, Default)]
-struct ProposalState {
+pub(super) struct ProposalState {
     /// The term it was built for; `None` until built (or after leadership was lost).
-    term: Option<u64>,
+    pub(super) term: Option<u64>,
     /// The offset the next proposal gets.
     next_offset: u64,
     /// Producer states including every accepted proposal, at its predicted offsets.
@@ -167,7 +181,14 @@ pub(crate) struct ReplicatedReplica {
     reachability: crate::cluster::liveness::PeerReachability,
     directory: Arc<crate::cluster::directory::MetadataDirectory>,
     sequencer: Sequencer,
-    proposals: AsyncMutex<ProposalState>,
+    /// Shared with the healer, which takes it to stop proposals before a damaged leader hands
+    /// its leadership over.
+    proposals: Arc<AsyncMutex<ProposalState>>,
+    /// Cleared while this copy holds damaged committed entries: it then proposes nothing and
+    /// stands for no election (see `heal`).
+    standing: Standing,
+    /// The healer's task, aborted when the copy closes.
+    healer: tokio::task::JoinHandle<()>,
     /// When the leader's log grew past each end this term, for followers' lag in seconds.
     lag_history: Arc<Mutex<LeaderEndHistory>>,
     /// The broker's clock; its monotonic reading times follower lag.
@@ -208,6 +229,7 @@ impl ReplicatedReplica {
         group: GroupId,
         members: BTreeMap<NodeId, PeerNode>,
         ctx: &GroupContext,
+        damage: Arc<DamageRecord>,
     ) -> Result<ReplicatedReplica, BrokerError> {
         let open_dir = dir.to_path_buf();
         let open_clock = Arc::clone(&clock);
@@ -216,16 +238,38 @@ impl ReplicatedReplica {
                 .await
                 .map_err(|e| raft_failure(&topic, index, format!("opening the log: {e}")))?
                 .map_err(|e| raft_failure(&topic, index, e.to_string()))?;
-        let raft = Raft::new(
-            ctx.me,
-            Arc::clone(&ctx.config),
-            GroupNetwork::new(Arc::clone(&ctx.transport), group),
-            CairnLogStorage::<PartitionRaft>::new(raft_log.clone()),
-            PartitionStateMachine::new(raft_log.clone()),
-        )
-        .await
-        .map_err(|e| raft_failure(&topic, index, e.to_string()))?;
-        ctx.registry.insert(group, Arc::new(raft.clone()));
+        let raft = match start_raft(ctx, group, &raft_log).await {
+            Ok(raft) => raft,
+            Err(first) => {
+                // openraft reads the log at start-up and will not start over a damaged entry:
+                // heal the damaged entries from a peer first, then try once more.
+                let peers: Vec<NodeId> =
+                    members.keys().copied().filter(|id| *id != ctx.me).collect();
+                let repair = SpanRepair {
+                    topic: &topic,
+                    index,
+                    group,
+                    transport: ctx.transport.as_ref(),
+                    raft_log: &raft_log,
+                    heals: &ctx.heals,
+                };
+                if !heal_before_start(&repair, &peers, HEAL_BEFORE_START_BUDGET).await {
+                    return Err(raft_failure(&topic, index, first.to_string()));
+                }
+                start_raft(ctx, group, &raft_log)
+                    .await
+                    .map_err(|e| raft_failure(&topic, index, e.to_string()))?
+            }
+        };
+        let standing = Standing::default();
+        ctx.registry.insert(
+            group,
+            Arc::new(PartitionGroup::new(
+                raft.clone(),
+                raft_log.clone(),
+                standing.clone(),
+            )),
+        );
         ctx.held
             .write()
             .unwrap_or_else(|e| e.into_inner())
@@ -253,6 +297,22 @@ impl ReplicatedReplica {
             // A peer's first message may have made this replica a member already.
             tracing::debug!(topic = %topic, partition = index, error = %e, "group already initialized");
         }
+        let proposals = Arc::new(AsyncMutex::new(ProposalState::default()));
+        let healer = Healer {
+            topic: Arc::clone(&topic),
+            index,
+            group,
+            me: ctx.me,
+            raft: raft.clone(),
+            raft_log: raft_log.clone(),
+            transport: Arc::clone(&ctx.transport),
+            standing: standing.clone(),
+            held: Arc::clone(&ctx.held),
+            damage,
+            proposals: Arc::clone(&proposals),
+            heals: Arc::clone(&ctx.heals),
+        }
+        .spawn();
         Ok(ReplicatedReplica {
             topic,
             index,
@@ -264,7 +324,9 @@ impl ReplicatedReplica {
             reachability: ctx.reachability.clone(),
             directory: Arc::clone(&ctx.directory),
             sequencer: Sequencer::default(),
-            proposals: AsyncMutex::new(ProposalState::default()),
+            proposals,
+            standing,
+            healer,
             lag_history,
             clock,
             leaving: Arc::clone(&ctx.leaving),
@@ -405,7 +467,8 @@ impl ReplicatedReplica {
         };
         // A leaving node hands its leaderships over; a proposal now would grow the log its
         // successor must match first (see `stop_proposing`). The client retries elsewhere.
-        if self.leaving.load(Ordering::SeqCst) {
+        // A damaged copy proposes nothing: it is handing its leadership over (see `heal`).
+        if self.leaving.load(Ordering::SeqCst) || !self.standing.may_stand() {
             return Err(BrokerError::NotLeader {
                 topic: self.topic.to_string(),
                 partition: self.index,
@@ -756,11 +819,18 @@ impl ReplicatedReplica {
         }
     }
 
+    /// Says that a read here met a damaged batch: the healer looks for damage in the committed
+    /// range and heals it from a peer.
+    pub(super) fn note_damage(&self) {
+        self.raft_log.note_damage();
+    }
+
     /// Stops the group (it answers peers no more) and closes the log cleanly.
     ///
     /// # Errors
     /// The close's I/O error.
     pub(super) async fn close(&self) -> Result<(), BrokerError> {
+        self.healer.abort();
         self.registry.remove(self.group);
         self.held
             .write()
@@ -779,6 +849,7 @@ impl ReplicatedReplica {
     /// # Errors
     /// The close's I/O error.
     pub(super) fn close_blocking(&self) -> Result<(), BrokerError> {
+        self.healer.abort();
         self.registry.remove(self.group);
         self.held
             .write()
@@ -787,6 +858,22 @@ impl ReplicatedReplica {
         self.raft_log.writer().close_blocking()?;
         Ok(())
     }
+}
+
+/// Starts the group's openraft instance over `raft_log`.
+async fn start_raft(
+    ctx: &GroupContext,
+    group: GroupId,
+    raft_log: &RaftLog,
+) -> Result<Raft<PartitionRaft>, openraft::error::Fatal<NodeId>> {
+    Raft::new(
+        ctx.me,
+        Arc::clone(&ctx.config),
+        GroupNetwork::new(Arc::clone(&ctx.transport), group),
+        CairnLogStorage::<PartitionRaft>::new(raft_log.clone()),
+        PartitionStateMachine::new(raft_log.clone()),
+    )
+    .await
 }
 
 /// A sequence refusal, as the local filter words it.

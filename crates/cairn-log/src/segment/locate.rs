@@ -2,7 +2,7 @@
 //! a short walk. Used to place the high watermark and to cut the log on truncation.
 
 use super::appender::Segment;
-use super::walker::{BatchWalker, WalkError};
+use super::walker::{BatchWalker, SteppedOver, WalkError, step_over_damaged};
 use crate::index::EntryPoint;
 use crate::types::{EntryIndex, FilePos, Offset, RelativeOffset};
 
@@ -20,9 +20,8 @@ impl Segment {
         let start = RelativeOffset::between(offset, self.base_offset)
             .and_then(|rel| self.indexes.entry.last_before_offset(rel))
             .unwrap_or(self.start_point());
-        self.walk_from(start, |walked| {
-            let batch = &walked.batch;
-            batch.base_offset() >= offset || (!batch.is_meta() && walked.next_offset() > offset)
+        self.walk_from(start, |at| {
+            at.base_offset >= offset || (!at.is_meta && at.next_offset > offset)
         })
     }
 
@@ -56,19 +55,42 @@ impl Segment {
         }
     }
 
+    /// Walks from `start` to the first batch `is_target` accepts: its position and entry.
+    /// A damaged batch is judged by its header when [`step_over_damaged`] vouches for it (so
+    /// one damaged committed batch does not stop the high watermark or a truncation behind it);
+    /// otherwise the damage is the error.
     fn walk_from(
         &self,
         start: EntryPoint,
-        mut is_target: impl FnMut(&super::WalkedBatch) -> bool,
+        mut is_target: impl FnMut(&SteppedOver) -> bool,
     ) -> Result<Option<(FilePos, EntryIndex)>, WalkError> {
         let expected = start.relative_offset.absolute(self.base_offset);
-        let walker = BatchWalker::new(self.data(), start.position, self.state.size, Some(expected))
+        let data = self.data();
+        let end = self.state.size;
+        let mut walker = BatchWalker::new(data.clone(), start.position, end, Some(expected))
             .allow_gaps(self.compacted);
         let mut entry = start.entry;
-        for walked in walker {
-            let walked = walked?;
-            if is_target(&walked) {
-                return Ok(Some((walked.position, entry)));
+        while let Some(walked) = walker.next() {
+            let (position, at) = match walked {
+                Ok(walked) => (
+                    walked.position,
+                    SteppedOver {
+                        next_position: walked.end(),
+                        base_offset: walked.batch.base_offset(),
+                        next_offset: walked.next_offset(),
+                        is_meta: walked.batch.is_meta(),
+                    },
+                ),
+                Err(err) => {
+                    let floor = walker.offset_floor();
+                    let stepped = step_over_damaged(&data, &err, end, floor, self.compacted)
+                        .ok_or_else(|| err.clone())?;
+                    walker.resume_at(stepped.next_position);
+                    (err.position, stepped)
+                }
+            };
+            if is_target(&at) {
+                return Ok(Some((position, entry)));
             }
             entry = entry.plus(1);
         }

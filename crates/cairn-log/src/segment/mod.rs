@@ -10,7 +10,9 @@ mod walker;
 
 pub(crate) use appender::Segment;
 pub(crate) use view::SegmentView;
-pub(crate) use walker::{BatchWalker, WalkError, WalkedBatch, next_valid_after};
+pub(crate) use walker::{
+    BatchWalker, WalkError, WalkedBatch, count_framed, next_valid_after, step_over_damaged,
+};
 
 use std::path::{Path, PathBuf};
 

@@ -15,7 +15,9 @@ use bytes::Bytes;
 
 use super::appender::{Segment, SegmentIndexes, SegmentState, map_log, open_for_append};
 use super::segment_path;
-use super::walker::{BatchWalker, any_valid_batch_from, count_framed, next_valid_after};
+use super::walker::{
+    BatchWalker, any_valid_batch_from, count_framed, next_valid_after, step_over_damaged,
+};
 use crate::config::LogConfig;
 use crate::error::LogError;
 use crate::index::{EntryIndexFile, EntryPoint, OffsetIndex, TimeIndex};
@@ -223,10 +225,25 @@ pub(crate) fn walk_tail(
         offset_of_max_timestamp: last_time.map_or(base, |(_, rel)| rel.absolute(base)),
         bytes_since_index: 0,
     };
-    let walker = BatchWalker::new(data.clone(), from.position, end, Some(state.next_offset))
+    let mut walker = BatchWalker::new(data.clone(), from.position, end, Some(state.next_offset))
         .allow_gaps(gaps);
-    for walked in walker {
-        let walked = walked?;
+    while let Some(walked) = walker.next() {
+        let walked = match walked {
+            Ok(walked) => walked,
+            // A damaged batch kept inside committed data (a replica heals it later) must not
+            // stop a truncation behind it, which would poison the log: it is counted when its
+            // header proves where the next batch starts. Its timestamps are not trusted.
+            Err(err) => {
+                let floor = walker.offset_floor();
+                let stepped =
+                    step_over_damaged(data, &err, end, floor, gaps).ok_or_else(|| err.clone())?;
+                walker.resume_at(stepped.next_position);
+                state.next_offset = stepped.next_offset;
+                state.next_entry = state.next_entry.plus(1);
+                state.size = stepped.next_position;
+                continue;
+            }
+        };
         let header = walked.batch.header();
         if !walked.batch.is_meta() && header.max_timestamp > state.max_timestamp {
             state.max_timestamp = header.max_timestamp;

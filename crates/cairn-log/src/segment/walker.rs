@@ -8,7 +8,7 @@
 
 use bytes::Bytes;
 
-use crate::batch::{Batch, BatchError, frame_len};
+use crate::batch::{Batch, BatchError, BatchHeader, frame_len, is_meta_header};
 use crate::types::{FilePos, Offset};
 
 /// A batch met by the walk.
@@ -215,6 +215,65 @@ pub(crate) fn next_valid_after(
     BatchWalker::new(data.clone(), found, end, None)
         .next()?
         .ok()
+}
+
+/// A damaged batch a walk may step over: its own header (read without its CRC) says where the
+/// next batch starts and which offsets it held, and both are confirmed by what follows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SteppedOver {
+    /// Where the next batch starts (or the end of the walk).
+    pub(crate) next_position: FilePos,
+    /// The damaged batch's base offset.
+    pub(crate) base_offset: Offset,
+    /// The offset after it (its base offset for a meta entry).
+    pub(crate) next_offset: Offset,
+    /// True when its header is a meta entry's.
+    pub(crate) is_meta: bool,
+}
+
+/// Whether the damaged batch at `err` can be stepped over without losing count of entries: its
+/// header has the base offset `expected` (at least it, in a compacted segment), and its length
+/// leads to `end` or to a valid batch whose base offset is exactly the one its last offset
+/// delta says comes next (at least it, in a compacted segment). A damaged length or offset
+/// delta fails this, and the caller fails as before rather than number what follows wrongly.
+pub(crate) fn step_over_damaged(
+    data: &Bytes,
+    err: &WalkError,
+    end: FilePos,
+    expected: Offset,
+    compacted: bool,
+) -> Option<SteppedOver> {
+    let end = FilePos(u32::try_from(end.as_usize().min(data.len())).ok()?);
+    let skip = err.skip_to.filter(|s| *s <= end)?;
+    let header = BatchHeader::parse(data.get(err.position.as_usize()..end.as_usize())?).ok()?;
+    let base_fits = if compacted {
+        header.base_offset >= expected.as_i64()
+    } else {
+        header.base_offset == expected.as_i64()
+    };
+    if !base_fits || header.last_offset_delta < -1 {
+        return None;
+    }
+    let next = header
+        .base_offset
+        .checked_add(i64::from(header.last_offset_delta))?
+        .checked_add(1)?;
+    let stepped = SteppedOver {
+        next_position: skip,
+        base_offset: Offset::from_i64(header.base_offset)?,
+        next_offset: Offset::from_i64(next)?,
+        is_meta: is_meta_header(&header),
+    };
+    if skip == end {
+        return Some(stepped);
+    }
+    let following = Batch::validate_prefix(&data.slice(skip.as_usize()..end.as_usize())).ok()?;
+    let chains = if compacted {
+        following.header().base_offset >= next
+    } else {
+        following.header().base_offset == next
+    };
+    chains.then_some(stepped)
 }
 
 /// Where the first batch that passes framing and CRC starts, at or after `from`, whatever its

@@ -1,7 +1,7 @@
 //! A transport that hands each call straight to the target node's registry, in process, and
 //! counts calls. A node can be cut off (calls to and from it fail as unreachable), and calls of
 //! one kind can be dropped network-wide (to make one protocol step fail, such as a handover's
-//! campaign request).
+//! campaign request, or to keep a damaged replica from healing while a test watches it).
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -251,3 +251,34 @@ fn campaign_requests_and_answers_round_trip() {
         Err(WireError::BadTag { .. })
     ));
 }
+
+#[test]
+fn fetch_requests_and_answers_round_trip_and_refuse_what_does_not_fit() {
+    let req = FetchRequest {
+        from: 41,
+        max_entries: 3,
+        max_bytes: 1 << 20,
+    };
+    assert_eq!(decode_fetch(encode_fetch(&req)), Ok(req));
+    let batches = [Bytes::from_static(b"one"), Bytes::from_static(b"")];
+    let answer = encode_fetch_answer(&batches);
+    assert_eq!(decode_fetch_answer(answer.clone(), 3).unwrap(), batches);
+    assert_eq!(
+        decode_fetch_answer(answer.clone(), 1).err(),
+        Some(WireError::TooMany {
+            field: "fetched entries",
+            count: 2,
+            max: 1
+        })
+    );
+    for len in 0..answer.len() {
+        assert!(
+            decode_fetch_answer(answer.slice(..len), 3).is_err(),
+            "prefix of {len}"
+        );
+    }
+    // A count far beyond the bytes present is refused before anything is allocated for it.
+    let huge = Bytes::from(u32::MAX.to_le_bytes().to_vec());
+    assert!(decode_fetch_answer(huge.clone(), u32::MAX).is_err());
+    assert!(decode_fetch(Bytes::from_static(b"short")).is_err());
+}
