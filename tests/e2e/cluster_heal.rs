@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::cluster::{Cluster, consume_all, spawn_producer, start_cluster, tally};
+use common::cluster::{
+    Cluster, consume_all, spawn_producer, start_cluster, tally, wait_replicas_agree,
+};
 
 const TOPIC: &str = "orders";
 
@@ -163,5 +165,47 @@ async fn a_follower_damaged_while_stopped_heals_after_restart_and_nothing_is_los
             .collect();
         panic!("{lost} acknowledged records not read back, at {missing:?}");
     }
+    assert_eq!(duplicates, 0);
+}
+
+/// The last batch of a stopped follower's segment is damaged, where start-up recovery may take
+/// it for a torn write rather than damage to heal: whichever path the follower takes, it must
+/// be caught up again with the leader's copy, no node may panic, and nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_whose_last_batch_is_damaged_is_caught_up_again_and_no_node_panics() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = start_cluster(dir.path(), 3);
+    cluster
+        .create_topic(&cluster.addresses[0], TOPIC, PARTITIONS, 3)
+        .await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let producing = spawn_producer(cluster.bootstrap_from(0), TOPIC, Arc::clone(&stop)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    let (acknowledged, _, _) = producing.await.unwrap();
+    assert!(!acknowledged.is_empty(), "nothing acknowledged");
+
+    let leader = cluster.wait_for_leaders(&cluster.addresses[0], TOPIC).await[0];
+    let follower = (1..=3).find(|n| *n != leader).unwrap();
+    cluster.stop(follower).await;
+    let segment = first_segment(dir.path(), follower);
+    let batches = data_batches(&segment);
+    let (position, len) = *batches.last().expect("a batch");
+    flip_inside(&segment, position, len);
+
+    cluster.restart(follower);
+    cluster.wait_healthy(GROUPS).await;
+    wait_replicas_agree(dir.path(), TOPIC, PARTITIONS).await;
+    for (index, log) in cluster.logs.iter().enumerate() {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        assert!(
+            !text.contains("panicked"),
+            "node {} panicked; log in {log:?}",
+            index + 1
+        );
+    }
+    let records = consume_all(&cluster.bootstrap_from(0), TOPIC).await;
+    let (lost, duplicates) = tally(&acknowledged, &records);
+    assert_eq!(lost, 0, "acknowledged records lost");
     assert_eq!(duplicates, 0);
 }
