@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 
 mod common;
 
+use common::TestDir;
 use common::cluster::{
-    Cluster, Rng, consume_all, fault_seed_and_rounds, spawn_producer, start_cluster, tally,
+    Cluster, Rng, consume_all, fault_seed_and_rounds, spawn_producer, start_cluster, tally_in,
     wait_replicas_agree,
 };
 
@@ -35,7 +36,7 @@ async fn leader_of(cluster: &Cluster, partition: usize) -> i32 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_and_a_paused_leader_lose_nothing_and_replicas_agree() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = TestDir::new();
     let mut cluster = start_cluster(dir.path(), 3);
     cluster
         .create_topic(&cluster.addresses[0], TOPIC, PARTITIONS, 3)
@@ -59,7 +60,7 @@ async fn a_killed_and_a_paused_leader_lose_nothing_and_replicas_agree() {
     stop.store(true, Ordering::Relaxed);
     let (acknowledged, failed, sent) = producing.await.unwrap();
     let records = consume_all(&cluster.bootstrap_from(0), TOPIC).await;
-    let (lost, duplicates) = tally(&acknowledged, &records);
+    let (lost, duplicates) = tally_in(dir.path(), TOPIC, 3, &acknowledged, &records);
     println!(
         "sent {sent}, acknowledged {}, failed {failed}; acknowledged writes lost: {lost} of {}; duplicates: {duplicates}",
         acknowledged.len(),
@@ -78,7 +79,7 @@ async fn a_killed_and_a_paused_leader_lose_nothing_and_replicas_agree() {
 async fn a_seeded_loop_of_kills_and_pauses_loses_and_duplicates_nothing() {
     let (seed, rounds) = fault_seed_and_rounds(0x5eed_ca12, 4);
     let mut rng = Rng(seed.max(1));
-    let dir = tempfile::tempdir().unwrap();
+    let dir = TestDir::new();
     let mut cluster = start_cluster(dir.path(), 3);
     cluster
         .create_topic(&cluster.addresses[0], TOPIC, PARTITIONS, 3)
@@ -110,7 +111,7 @@ async fn a_seeded_loop_of_kills_and_pauses_loses_and_duplicates_nothing() {
     stop.store(true, Ordering::Relaxed);
     let (acknowledged, failed, sent) = producing.await.unwrap();
     let records = consume_all(&cluster.bootstrap_from(0), TOPIC).await;
-    let (lost, duplicates) = tally(&acknowledged, &records);
+    let (lost, duplicates) = tally_in(dir.path(), TOPIC, 3, &acknowledged, &records);
     println!(
         "seed {seed}, {rounds} rounds in {:.0?}: sent {sent}, failed {failed}; acknowledged writes lost: {lost} of {}; duplicates: {duplicates}",
         started.elapsed(),

@@ -27,7 +27,7 @@ mod common;
 
 use common::cluster::{
     Cluster, Rng, consume_all, fault_seed_and_rounds, replica_bytes, spawn_producer, start_cluster,
-    start_cluster_in, tally,
+    start_cluster_in, tally_in,
 };
 use common::netns::TestNet;
 use common::tmpfs::TmpfsMount;
@@ -283,7 +283,7 @@ async fn a_seeded_fault_loop_counts_no_anomaly() {
     let (acknowledged, failed, sent) = producing.await.unwrap();
 
     let records = consume_all(&cluster.bootstrap_from(0), TOPIC).await;
-    let (lost, duplicates) = tally(&acknowledged, &records);
+    let (lost, duplicates) = tally_in(dir.path(), TOPIC, 3, &acknowledged, &records);
     // The same records at the same offsets, whichever node a reader starts from (a poll
     // interleaves partitions as answers arrive, so both are compared in offset order).
     let mut again = consume_all(&cluster.bootstrap_from(2), TOPIC).await;

@@ -123,6 +123,7 @@ fn start_nodes(
         .iter()
         .map(|a| a.to_string())
         .chain(extra_args[i].iter().cloned())
+        .chain(serve_args_from_env())
         .collect();
         let child = spawn_node(&args, &log, namespaces[i].as_deref(), &[]);
         cluster.nodes.push(Some(child));
@@ -130,6 +131,15 @@ fn start_nodes(
         cluster.args.push(args);
     }
     cluster
+}
+
+/// Extra `serve` arguments for every node of every cluster from `CAIRN_TEST_SERVE_ARGS`
+/// (whitespace-separated), to rerun a test under other settings without editing it, e.g.
+/// `CAIRN_TEST_SERVE_ARGS="--leader-balance-interval-ms 200"`.
+fn serve_args_from_env() -> Vec<String> {
+    std::env::var("CAIRN_TEST_SERVE_ARGS")
+        .map(|args| args.split_whitespace().map(str::to_string).collect())
+        .unwrap_or_default()
 }
 
 /// Starts one node with `args` (in namespace `namespace`, if any, and under `wrapper`, a
@@ -505,40 +515,103 @@ pub async fn spawn_producer(
         let _ = producer.flush().await;
         let mut acknowledged = BTreeMap::new();
         let mut failed = refused;
+        // Why deliveries failed, by error code, for the run's printout: a definite refusal
+        // (a producer or topic the answering node did not know) reads differently from a
+        // timeout whose outcome is unknown.
+        let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
         for (i, delivery) in deliveries {
             match delivery.await {
                 Ok(placement) => {
                     acknowledged.insert(format!("v{i}"), (placement.partition, placement.offset));
                 }
-                Err(_) => failed += 1,
+                Err(error) => {
+                    failed += 1;
+                    let kind = match error.code() {
+                        Some(code) => format!("{code:?}"),
+                        None => error.to_string().chars().take(40).collect(),
+                    };
+                    let reason = format!("{kind} (outcome unknown: {})", error.outcome_unknown());
+                    *reasons.entry(reason).or_default() += 1;
+                }
             }
+        }
+        if !reasons.is_empty() || refused > 0 {
+            println!("sends refused before queuing: {refused}; deliveries failed: {reasons:?}");
         }
         (acknowledged, failed, i)
     })
 }
 
 /// Checks every acknowledged record is read exactly once where it was acknowledged; returns
-/// (lost, duplicates).
+/// (lost, duplicates). A record read away from where it was acknowledged fails the test with
+/// every offset its value was read at.
 pub fn tally(
     acknowledged: &BTreeMap<String, (i32, i64)>,
     records: &[(i32, i64, String)],
 ) -> (usize, usize) {
-    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    tally_with(acknowledged, records, |_, _| String::new())
+}
+
+/// [`tally`] over a cluster in `dir` (nodes 1 to `nodes`) holding `topic`: a failure also
+/// names, for each misplaced value, every batch of every copy that holds it (term, producer
+/// id, epoch and sequence), and every duplicate is printed the same way.
+pub fn tally_in(
+    dir: &Path,
+    topic: &str,
+    nodes: usize,
+    acknowledged: &BTreeMap<String, (i32, i64)>,
+    records: &[(i32, i64, String)],
+) -> (usize, usize) {
+    tally_with(acknowledged, records, |partition, value| {
+        super::placement::describe_placements(dir, topic, nodes, partition, value)
+    })
+}
+
+/// Values printed in full when a run finds more duplicates than this.
+const DUPLICATES_DESCRIBED: usize = 10;
+
+fn tally_with(
+    acknowledged: &BTreeMap<String, (i32, i64)>,
+    records: &[(i32, i64, String)],
+    describe: impl Fn(i32, &str) -> String,
+) -> (usize, usize) {
+    let mut seen: BTreeMap<&str, Vec<(i32, i64)>> = BTreeMap::new();
     for (partition, offset, value) in records {
-        *seen.entry(value.as_str()).or_default() += 1;
-        if let Some(at) = acknowledged.get(value) {
-            assert_eq!(
-                at,
-                &(*partition, *offset),
-                "{value} read away from where it was acknowledged"
+        seen.entry(value.as_str())
+            .or_default()
+            .push((*partition, *offset));
+    }
+    let mut report = String::new();
+    let mut misplaced = 0;
+    let mut duplicates_described = 0;
+    for (value, at) in &seen {
+        let acked = acknowledged.get(*value);
+        let away = acked.is_some_and(|a| at.iter().any(|r| r != a));
+        let duplicated = at.len() > 1 && duplicates_described < DUPLICATES_DESCRIBED;
+        misplaced += usize::from(away);
+        duplicates_described += usize::from(duplicated);
+        if away || duplicated {
+            let _ = std::fmt::Write::write_fmt(
+                &mut report,
+                format_args!(
+                    "{value}: acknowledged at {acked:?}, read at {at:?}\n{}",
+                    describe(at[0].0, value)
+                ),
             );
         }
     }
+    if !report.is_empty() {
+        println!("placements of misplaced or duplicated records:\n{report}");
+    }
+    assert_eq!(
+        misplaced, 0,
+        "{misplaced} records read away from where they were acknowledged:\n{report}"
+    );
     let lost = acknowledged
         .keys()
         .filter(|v| !seen.contains_key(v.as_str()))
         .count();
-    let duplicates = seen.values().map(|&n| n - 1).sum();
+    let duplicates = seen.values().map(|at| at.len() - 1).sum();
     (lost, duplicates)
 }
 

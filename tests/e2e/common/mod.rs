@@ -12,6 +12,7 @@
 
 pub mod cluster;
 pub mod netns;
+pub mod placement;
 pub mod tmpfs;
 
 use std::io::{BufRead, BufReader, Write};

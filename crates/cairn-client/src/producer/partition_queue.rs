@@ -10,6 +10,13 @@
 //! expired while its outcome was unknown may or may not be in the log, so no sequence number
 //! after it can be trusted: the partition waits for a fresh producer id and starts again at 0.
 //!
+//! The invariant that keeps an idempotent producer from writing a record twice: a batch that
+//! may be in the log (it was sent and met an error that leaves its outcome open) is only ever
+//! sent again with the producer id and sequence it had then, which the broker recognises as a
+//! duplicate. Under a new producer id it would be a new batch to the broker, so when the
+//! partition starts over under one, each such batch fails with the ambiguous error it met
+//! instead of going out again; only batches known not to be written move to the new id.
+//!
 //! Pure state: no I/O and no clock (callers pass `now`), so every path has a unit test.
 
 use std::collections::VecDeque;
@@ -72,11 +79,20 @@ struct SealedBatch {
     attempts: u32,
     state: BatchState,
     last_error: Option<ClientError>,
-    /// Sent at least once without a definite answer: it may be in the log.
-    maybe_written: bool,
+    /// The last error that left its outcome open, once it was sent at least once without a
+    /// definite answer (it may be in the log then): what the batch fails with if it can never
+    /// be sent again under its own sequence.
+    ambiguous_error: Option<ClientError>,
     /// Its last send went out while an earlier batch was unanswered, so the broker may have
     /// seen it first: a gap in sequence is then no surprise.
     sent_behind_others: bool,
+}
+
+impl SealedBatch {
+    /// Sent at least once without a definite answer: it may be in the log.
+    fn maybe_written(&self) -> bool {
+        self.ambiguous_error.is_some()
+    }
 }
 
 /// Why and until when the queue sends one batch at a time.
@@ -227,7 +243,7 @@ impl PartitionQueue {
             attempts: 0,
             state: BatchState::Ready,
             last_error: None,
-            maybe_written: false,
+            ambiguous_error: None,
             sent_behind_others: false,
         });
     }
@@ -362,11 +378,19 @@ impl PartitionQueue {
             idempotent && !gap_explained && code == Some(ErrorCode::UnknownProducerId);
         let retriable = error.is_retriable() || error.outcome_unknown() || gap_explained;
         let batch = &mut self.sealed[index];
-        batch.maybe_written |= error.outcome_unknown();
+        if error.outcome_unknown() {
+            batch.ambiguous_error = Some(error.clone());
+        }
         batch.last_error = Some(error.clone());
         let (expired, attempts) = (now >= batch.deadline, batch.attempts);
         if expired {
             self.drop_batch(index, None, now);
+        } else if lost_producer && batch.maybe_written() {
+            // An earlier attempt may be in the log under this producer id, whatever the node
+            // that answered now knows of it (a restarted node's metadata may trail the
+            // cluster's): sent again under a new id, it would be written a second time.
+            let ambiguous = batch.ambiguous_error.clone();
+            self.drop_batch(index, ambiguous, now);
         } else if retriable || lost_producer {
             self.sealed[index].state = BatchState::Ready;
             let retry_at = now + self.config.backoff(attempts);
@@ -405,11 +429,10 @@ impl PartitionQueue {
             attempts: batch.attempts,
             last_error: batch.last_error.clone().map(Box::new),
         });
-        for reply in batch.replies {
-            let _ = reply.send(Err(error.clone()));
-        }
+        let maybe_written = batch.maybe_written();
+        fail(batch, &error);
         if self.identity.is_some() {
-            self.enter_recovery(now, !batch.maybe_written, batch.maybe_written);
+            self.enter_recovery(now, !maybe_written, maybe_written);
         }
     }
 
@@ -471,10 +494,26 @@ impl PartitionQueue {
         self.in_flight == 0 && self.recovery.as_ref().is_some_and(|r| r.new_identity)
     }
 
-    /// Starts over under a fresh producer id: sequences from 0.
+    /// Starts over under a fresh producer id: sequences from 0. Every batch that may already
+    /// be in the log fails here with the ambiguous error it met (see the module docs); the
+    /// others are renumbered under the new id.
     pub fn set_identity(&mut self, identity: ProducerIdentity) {
+        debug_assert_eq!(
+            self.in_flight, 0,
+            "a new producer id while requests are out"
+        );
         self.identity = Some(identity);
         self.sealed.retain(|b| b.state != BatchState::Acked);
+        let (unsure, sure): (VecDeque<SealedBatch>, VecDeque<SealedBatch>) =
+            std::mem::take(&mut self.sealed)
+                .into_iter()
+                .partition(SealedBatch::maybe_written);
+        self.sealed = sure;
+        for mut batch in unsure {
+            if let Some(error) = batch.ambiguous_error.take() {
+                fail(batch, &error);
+            }
+        }
         self.front_sequence = 0;
         self.next_sequence = 0;
         if let Some(recovery) = &mut self.recovery {
@@ -510,6 +549,13 @@ impl PartitionQueue {
             .map(|b| b.deadline)
             .min();
         [linger, retry, expiry].into_iter().flatten().min()
+    }
+}
+
+/// Answers every record of `batch` with `error`, releasing its share of the buffer.
+fn fail(batch: SealedBatch, error: &ClientError) {
+    for reply in batch.replies {
+        let _ = reply.send(Err(error.clone()));
     }
 }
 

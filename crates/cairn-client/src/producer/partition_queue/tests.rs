@@ -437,3 +437,96 @@ fn no_wake_up_is_due_while_the_queue_can_only_wait_for_answers() {
         "now the backoff is what waits"
     );
 }
+
+/// A transport failure mid-request (the leader was SIGKILLed): the batch may be in the log.
+fn connection_lost() -> ClientError {
+    ClientError::Broker {
+        code: ErrorCode::BrokerNotAvailable,
+        status: tonic::Code::Unavailable,
+        message: "connection reset".into(),
+        leader: None,
+    }
+}
+
+#[test]
+fn a_batch_that_may_be_written_is_never_resent_under_a_new_producer_id() {
+    let mut f = Fixture::new(Some(PID));
+    full_batches(&mut f, 2);
+    let t = f.queue.poll_send(f.at(0));
+    // The leader dies with both batches out: the next leader may commit either.
+    f.queue
+        .on_failure(t[0].batch_id, connection_lost(), f.at(10));
+    f.queue
+        .on_failure(t[1].batch_id, connection_lost(), f.at(10));
+    let probe = f.queue.poll_send(f.at(200));
+    assert_eq!(sequence_of(&probe[0]), (7, 0, 1));
+    // The probe reaches a node that calls the producer unknown (a restarted node whose
+    // metadata trails the cluster's). Sent again as producer 9, sequence 0, either batch would
+    // be a new batch to the leader, written a second time if its first attempt committed.
+    f.queue.on_failure(
+        probe[0].batch_id,
+        refused(ErrorCode::UnknownProducerId),
+        f.at(201),
+    );
+    // Records sent after this start over under the new producer id.
+    full_batches_at(&mut f, 1, 300);
+    assert!(f.queue.needs_identity());
+    f.queue.set_identity(ProducerIdentity {
+        producer_id: 9,
+        producer_epoch: 0,
+    });
+    for record in 0..2 {
+        let failure = f.result(record).unwrap().unwrap_err();
+        assert!(
+            failure.outcome_unknown(),
+            "record {record} fails as indeterminate, not as refused: {failure}"
+        );
+    }
+    let sent: Vec<_> = f
+        .queue
+        .poll_send(f.at(2_000))
+        .iter()
+        .map(sequence_of)
+        .collect();
+    assert_eq!(sent, [(9, 0, 1)], "only the batch never sent goes out");
+}
+
+#[test]
+fn a_new_producer_id_fails_the_batches_behind_that_may_be_written_and_renumbers_the_rest() {
+    let mut f = Fixture::new(Some(PID));
+    full_batches(&mut f, 3);
+    let t = f.queue.poll_send(f.at(0));
+    f.queue
+        .on_failure(t[0].batch_id, connection_lost(), f.at(10));
+    f.queue
+        .on_failure(t[1].batch_id, connection_lost(), f.at(10));
+    // Batch 2 was refused outright: not written.
+    f.queue
+        .on_failure(t[2].batch_id, refused(ErrorCode::NotLeader), f.at(10));
+    let probe = f.queue.poll_send(f.at(200));
+    // Refused for good, though an earlier attempt may be in the log: only a new id is safe
+    // for what follows (as after an expiry).
+    f.queue.on_failure(
+        probe[0].batch_id,
+        refused(ErrorCode::UnknownTopicOrPartition),
+        f.at(201),
+    );
+    assert_eq!(
+        f.result(0).unwrap().unwrap_err().code(),
+        Some(ErrorCode::UnknownTopicOrPartition)
+    );
+    assert!(f.queue.needs_identity());
+    f.queue.set_identity(ProducerIdentity {
+        producer_id: 9,
+        producer_epoch: 0,
+    });
+    assert!(
+        f.result(1).unwrap().unwrap_err().outcome_unknown(),
+        "batch 1 may be in the log under producer 7: it fails, as indeterminate"
+    );
+    assert!(f.result(2).is_none(), "batch 2 is still to be sent");
+    let resent = f.queue.poll_send(f.at(2_000));
+    assert_eq!(sequence_of(&resent[0]), (9, 0, 1));
+    f.queue.on_success(resent[0].batch_id, 4);
+    assert_eq!(f.result(2).unwrap().unwrap().offset, 4);
+}
