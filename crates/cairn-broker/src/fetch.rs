@@ -180,6 +180,7 @@ impl Broker {
         query: OffsetQuery,
     ) -> Result<Offset, BrokerError> {
         let partition = self.topic(topic)?.partition(partition)?;
+        partition.check_serves_offsets()?;
         let offsets = partition.offsets()?;
         Ok(match query {
             OffsetQuery::Earliest => offsets.log_start_offset,

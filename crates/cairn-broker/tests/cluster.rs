@@ -261,7 +261,26 @@ async fn a_replicated_partition_fails_over_without_loss_or_duplicates() {
             }
         }
         assert!(named, "node {} never named the leader", node.id);
+        // Offset lookups too: a follower's high watermark may trail the leader's.
+        assert!(
+            matches!(
+                node.broker
+                    .list_offset("orders", 0, cairn_broker::OffsetQuery::Latest),
+                Err(BrokerError::NotLeader { .. })
+            ),
+            "node {} answered an offset lookup as a follower",
+            node.id
+        );
     }
+    let leading = nodes.iter().find(|n| n.id == leader).unwrap();
+    assert_eq!(
+        leading
+            .broker
+            .list_offset("orders", 0, cairn_broker::OffsetQuery::Latest)
+            .unwrap()
+            .0,
+        2
+    );
 
     // An idempotent producer writes once, then the leader is cut off.
     let (pid, epoch) = nodes[0].broker.init_producer_id().await.unwrap();

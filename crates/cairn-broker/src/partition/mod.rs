@@ -311,6 +311,20 @@ impl Partition {
         Ok(self.replica()?.offsets())
     }
 
+    /// Refuses unless this copy may answer offset lookups: a replicated copy only while it
+    /// leads (a follower's high watermark trails the leader's, and its log start may differ
+    /// under retention, so a consumer asking it for the latest offset would stop short, as
+    /// Kafka's ListOffsets is refused by a follower with NOT_LEADER_OR_FOLLOWER).
+    ///
+    /// # Errors
+    /// [`BrokerError::NotLeader`], [`BrokerError::PartitionStopped`].
+    pub(crate) fn check_serves_offsets(&self) -> Result<(), BrokerError> {
+        match self.replica()? {
+            Replica::Replicated(replicated) => replicated.check_leader().map(|_| ()),
+            _ => Ok(()),
+        }
+    }
+
     /// The log start offset now: [`Partition::offsets`]' first field, at a third of the cost
     /// (one look at the published log state), for the produce path.
     ///

@@ -379,7 +379,7 @@ impl ReplicatedReplica {
     }
 
     /// Refuses unless this node leads the group now.
-    fn check_leader(&self) -> Result<u64, BrokerError> {
+    pub(super) fn check_leader(&self) -> Result<u64, BrokerError> {
         let metrics = self.raft.metrics();
         let metrics = metrics.borrow();
         if metrics.state == ServerState::Leader {

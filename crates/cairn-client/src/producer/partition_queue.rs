@@ -376,7 +376,13 @@ impl PartitionQueue {
         // batches were all deleted by retention, say); only a fresh producer id helps.
         let lost_producer =
             idempotent && !gap_explained && code == Some(ErrorCode::UnknownProducerId);
-        let retriable = error.is_retriable() || error.outcome_unknown() || gap_explained;
+        // The topic existed when the record was taken (`send` checks the metadata), so an
+        // unknown topic now is most likely a node that has just restarted and has not caught up
+        // on the cluster metadata yet: retried within the delivery timeout, as Kafka's producer
+        // treats UNKNOWN_TOPIC_OR_PARTITION. A topic deleted meanwhile fails at the deadline.
+        let unknown_topic = code == Some(ErrorCode::UnknownTopicOrPartition);
+        let retriable =
+            error.is_retriable() || error.outcome_unknown() || gap_explained || unknown_topic;
         let batch = &mut self.sealed[index];
         if error.outcome_unknown() {
             batch.ambiguous_error = Some(error.clone());

@@ -209,6 +209,27 @@ fn a_retriable_failure_drains_backs_off_then_resends_in_order_one_at_a_time() {
 }
 
 #[test]
+fn an_unknown_topic_from_a_node_that_lags_the_metadata_is_retried_with_the_same_sequence() {
+    let mut f = Fixture::new(Some(PID));
+    full_batches(&mut f, 1);
+    let t = f.queue.poll_send(f.at(0));
+    f.queue.on_failure(
+        t[0].batch_id,
+        refused(ErrorCode::UnknownTopicOrPartition),
+        f.at(1),
+    );
+    assert!(
+        f.result(0).is_none(),
+        "not failed: the node may be catching up"
+    );
+    let retry = f.queue.poll_send(f.at(200));
+    assert_eq!(retry.len(), 1);
+    assert_eq!(sequence_of(&retry[0]), sequence_of(&t[0]));
+    f.queue.on_success(retry[0].batch_id, 0);
+    assert_eq!(f.result(0).unwrap().unwrap().offset, 0);
+}
+
+#[test]
 fn a_refused_batch_fails_alone_and_the_batches_behind_it_are_renumbered() {
     let mut f = Fixture::new(Some(PID));
     full_batches(&mut f, 3);
@@ -508,12 +529,12 @@ fn a_new_producer_id_fails_the_batches_behind_that_may_be_written_and_renumbers_
     // for what follows (as after an expiry).
     f.queue.on_failure(
         probe[0].batch_id,
-        refused(ErrorCode::UnknownTopicOrPartition),
+        refused(ErrorCode::RecordTooLarge),
         f.at(201),
     );
     assert_eq!(
         f.result(0).unwrap().unwrap_err().code(),
-        Some(ErrorCode::UnknownTopicOrPartition)
+        Some(ErrorCode::RecordTooLarge)
     );
     assert!(f.queue.needs_identity());
     f.queue.set_identity(ProducerIdentity {
