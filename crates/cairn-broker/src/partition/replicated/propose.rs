@@ -1,0 +1,281 @@
+//! The append path of a replicated copy: making the proposal state valid for this leader's
+//! term, checking a batch against the producer state under the proposal lock, proposing it,
+//! and answering a retry of a batch already proposed (see the parent module's docs for the
+//! reasoning). Kept apart from the copy's start-up, reads and reports, which do not touch it.
+
+use super::*;
+
+impl ReplicatedReplica {
+    /// Makes the proposal state valid for the current term: waits until this new leader has
+    /// applied its whole log (its no-op committed), then rebuilds the producer states and the
+    /// predicted log end from it.
+    async fn ready(&self, state: &mut ProposalState, term: u64) -> Result<(), BrokerError> {
+        if state.term == Some(term) {
+            return Ok(());
+        }
+        state.term = None;
+        let mut metrics = self.raft.metrics();
+        let deadline = tokio::time::Instant::now() + LEADER_READY_WAIT;
+        loop {
+            {
+                let m = metrics.borrow_and_update();
+                if m.state != ServerState::Leader || m.current_term != term {
+                    return Err(self.not_leader(&m));
+                }
+                let applied = m.last_applied.map(|l| l.index);
+                if applied.is_some() && applied >= m.last_log_index {
+                    break;
+                }
+            }
+            if tokio::time::timeout_at(deadline, metrics.changed())
+                .await
+                .is_err()
+            {
+                return Err(BrokerError::NotLeader {
+                    topic: self.topic.to_string(),
+                    partition: self.index,
+                    leader: None,
+                });
+            }
+        }
+        let dir = self.raft_log.dir().to_path_buf();
+        let reader = self.reader().clone();
+        let (producers, next_offset) = tokio::task::spawn_blocking(move || {
+            let (filter, report) = ProducerFilter::open(&dir, &reader);
+            for d in &report.damaged {
+                tracing::error!(segment = %d.path.display(), position = d.position.0, reason = %d.reason, "damaged batch while rebuilding producer state");
+            }
+            (filter.into_states(), reader.log_end_offset().0)
+        })
+        .await
+        .map_err(|e| raft_failure(&self.topic, self.index, e.to_string()))?;
+        *state = ProposalState {
+            term: Some(term),
+            next_offset,
+            producers,
+        };
+        tracing::info!(topic = %self.topic, partition = self.index, term, next_offset, "leading the partition");
+        Ok(())
+    }
+
+    /// Waits until this node leads the group with its whole log applied (so the high watermark
+    /// covers every entry it holds, and reads up to it see everything ever committed), and
+    /// returns the term it leads in.
+    ///
+    /// # Errors
+    /// [`BrokerError::NotLeader`] when another node leads, or leadership moved while waiting.
+    pub(in crate::partition) async fn lead(&self) -> Result<u64, BrokerError> {
+        Ok(self.ready_proposals().await?.1)
+    }
+
+    /// Takes the proposal lock once this node leads with its proposal state valid for the
+    /// current term (see [`ReplicatedReplica::ready`]); a refusal also forgets the state, so the
+    /// next leadership rebuilds it.
+    async fn ready_proposals(
+        &self,
+    ) -> Result<(tokio::sync::MutexGuard<'_, ProposalState>, u64), BrokerError> {
+        let mut state = self.proposals.lock().await;
+        let term = match self.check_leader() {
+            Ok(term) => term,
+            Err(e) => {
+                state.term = None;
+                return Err(e);
+            }
+        };
+        // A leaving node hands its leaderships over; a proposal now would grow the log its
+        // successor must match first (see `stop_proposing`). The client retries elsewhere.
+        // A damaged copy proposes nothing: it is handing its leadership over (see `heal`).
+        if self.leaving.load(Ordering::SeqCst) || !self.standing.may_stand() {
+            return Err(BrokerError::NotLeader {
+                topic: self.topic.to_string(),
+                partition: self.index,
+                leader: None,
+            });
+        }
+        self.ready(&mut state, term).await?;
+        Ok((state, term))
+    }
+
+    /// Appends one batch through Raft and answers as `acks` asks (see the module docs).
+    ///
+    /// # Errors
+    /// [`BrokerError::NotLeader`]; a sequence refusal; the group's failure. Nothing is
+    /// acknowledged then.
+    pub(in crate::partition) async fn append(
+        &self,
+        batch: Batch,
+        acks: AckLevel,
+    ) -> Result<Option<Offset>, BrokerError> {
+        self.check_leader()?;
+        let header = *batch.header();
+        let producer = (header.producer_id >= 0).then_some(ProducerBatch {
+            producer_id: header.producer_id,
+            producer_epoch: header.producer_epoch,
+            base_sequence: header.base_sequence,
+            record_count: header.last_offset_delta.saturating_add(1),
+        });
+        if let Some(p) = &producer {
+            self.sequencer
+                .wait_turn(p.producer_id, p.producer_epoch, p.base_sequence)
+                .await;
+        }
+        let span = batch.offset_count();
+        let (mut state, term) = self.ready_proposals().await?;
+        if let Some(p) = &producer {
+            match state.producers.check(p) {
+                SequenceCheck::Append => {}
+                SequenceCheck::Duplicate {
+                    base_offset,
+                    last_offset,
+                } => {
+                    drop(state);
+                    return self
+                        .answer_duplicate(base_offset, last_offset, acks, term)
+                        .await;
+                }
+                refusal => return Err(sequence_refusal(p, refusal)),
+            }
+        }
+        let base = state.next_offset;
+        let end = base.saturating_add(span);
+        let written = self
+            .raft
+            .client_write_ff(BatchData(batch.into_bytes()))
+            .await
+            .map_err(|e| raft_failure(&self.topic, self.index, e.to_string()));
+        if let Some(p) = &producer {
+            self.sequencer.queued(
+                p.producer_id,
+                p.producer_epoch,
+                p.base_sequence,
+                p.record_count,
+            );
+        }
+        let pending = match written {
+            Ok(pending) => pending,
+            Err(e) => {
+                state.term = None;
+                return Err(e);
+            }
+        };
+        state.next_offset = end;
+        if let Some(p) = &producer {
+            state.producers.record(p, base, end.saturating_sub(1));
+        }
+        drop(state);
+        // From here the batch is in the Raft log: any failure leaves its fate open.
+        match acks {
+            AckLevel::None => Ok(None),
+            AckLevel::Leader => {
+                self.raft_log
+                    .wait_durable(Offset(end), tokio::time::Instant::now() + LEADER_READY_WAIT)
+                    .await
+                    .map_err(|e| self.outcome_unknown(e.to_string()))?;
+                self.still_leading(term)?;
+                Ok(Some(Offset(base)))
+            }
+            AckLevel::All => match pending.await {
+                Ok(Ok(response)) => {
+                    let landed = response.data.base_offset;
+                    if u64::try_from(landed).ok() != Some(base) {
+                        // The prediction is wrong only through a bug; the batch is committed
+                        // at `landed`, which is the truth to answer. Rebuild next time.
+                        tracing::error!(topic = %self.topic, partition = self.index, predicted = base, landed, "offset prediction missed");
+                        self.proposals.lock().await.term = None;
+                    }
+                    Ok(Some(Offset(u64::try_from(landed).unwrap_or(base))))
+                }
+                Ok(Err(ClientWriteError::ForwardToLeader(_))) | Err(_) => {
+                    self.proposals.lock().await.term = None;
+                    Err(self.outcome_unknown("this node lost the leadership".to_string()))
+                }
+                Ok(Err(e)) => Err(self.outcome_unknown(e.to_string())),
+            },
+        }
+    }
+
+    /// Answers a retried batch with its original offsets, once they are committed (or, for
+    /// `acks=leader`, once this node has them), if this node still leads in `term`, the term
+    /// whose proposal state found the batch.
+    ///
+    /// The batch may be one this leader proposed and has not committed yet. If it loses the
+    /// leadership meanwhile, the next leader drops that batch and commits other records at the
+    /// same offsets, and this node, now its follower, copies them: the high watermark passes
+    /// the offsets all the same. Only a node that led throughout knows they hold this batch (a
+    /// leader never rewrites its own log), so anything else is a refusal the client retries
+    /// at the new leader (found by a CI fault loop that counted 6 acknowledged writes lost).
+    async fn answer_duplicate(
+        &self,
+        base: u64,
+        last: u64,
+        acks: AckLevel,
+        term: u64,
+    ) -> Result<Option<Offset>, BrokerError> {
+        let end = Offset(last.saturating_add(1));
+        match acks {
+            AckLevel::None => return Ok(None),
+            AckLevel::Leader => {
+                self.raft_log
+                    .wait_durable(end, tokio::time::Instant::now() + LEADER_READY_WAIT)
+                    .await
+                    .map_err(|e| self.outcome_unknown(e.to_string()))?;
+            }
+            AckLevel::All => {
+                let deadline = tokio::time::Instant::now() + LEADER_READY_WAIT;
+                if wait_for_high_watermark(self.reader(), Offset(last), deadline)
+                    .await
+                    .is_none()
+                {
+                    return Err(self.outcome_unknown("not committed in time".to_string()));
+                }
+            }
+        }
+        self.still_leading(term)?;
+        Ok(Some(Offset(base)))
+    }
+
+    /// Refuses unless this node leads now in `term`, and so has led since `term` began: terms
+    /// only grow, and a leader leaves its term only for a later one. Called after a batch was
+    /// proposed, so the refusal leaves its fate open.
+    fn still_leading(&self, term: u64) -> Result<(), BrokerError> {
+        match self.check_leader() {
+            Ok(now) if now == term => Ok(()),
+            _ => Err(self.outcome_unknown("this node lost the leadership".to_string())),
+        }
+    }
+
+    /// The answer for a batch that reached the Raft log (here or through an earlier attempt)
+    /// when this node cannot say whether it was committed. A `NOT_LEADER` here would tell the
+    /// client nothing was written, and a producer may then give the batch's sequence numbers
+    /// to other records, which the next leader would answer as duplicates of this batch: a
+    /// fault loop lost 19 acknowledged records that way.
+    fn outcome_unknown(&self, reason: String) -> BrokerError {
+        BrokerError::AppendOutcomeUnknown {
+            topic: self.topic.to_string(),
+            partition: self.index,
+            reason,
+        }
+    }
+}
+
+/// A sequence refusal, as the local filter words it.
+fn sequence_refusal(p: &ProducerBatch, check: SequenceCheck) -> BrokerError {
+    let err = match check {
+        SequenceCheck::OutOfOrder { expected, found } => SequenceError::OutOfOrder {
+            producer_id: p.producer_id,
+            expected,
+            found,
+        },
+        SequenceCheck::FencedEpoch { current, found } => SequenceError::FencedEpoch {
+            producer_id: p.producer_id,
+            current,
+            found,
+        },
+        SequenceCheck::UnknownProducer
+        | SequenceCheck::Append
+        | SequenceCheck::Duplicate { .. } => SequenceError::UnknownProducer {
+            producer_id: p.producer_id,
+        },
+    };
+    BrokerError::from(LogError::Rejected(Arc::new(err)))
+}
