@@ -9,6 +9,7 @@
 
 #![allow(clippy::unwrap_used, reason = "tests: a failure here is a failed test")]
 
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -103,10 +104,10 @@ fn metric(cluster: &Cluster, node: i32, name: &str) -> Option<u64> {
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_follower_damaged_while_stopped_heals_after_restart_and_nothing_is_lost() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cluster = start_cluster(dir.path(), 3);
+/// Three nodes, `TOPIC` written for 2 s by an idempotent `acks=all` producer, then a follower
+/// of partition 0 stopped cleanly: the cluster, what was acknowledged, and the follower's id.
+async fn stopped_follower_after_load(dir: &Path) -> (Cluster, BTreeMap<String, (i32, i64)>, i32) {
+    let mut cluster = start_cluster(dir, 3);
     cluster
         .create_topic(&cluster.addresses[0], TOPIC, PARTITIONS, 3)
         .await;
@@ -120,6 +121,13 @@ async fn a_follower_damaged_while_stopped_heals_after_restart_and_nothing_is_los
     let leader = cluster.wait_for_leaders(&cluster.addresses[0], TOPIC).await[0];
     let follower = (1..=3).find(|n| *n != leader).unwrap();
     cluster.stop(follower).await;
+    (cluster, acknowledged, follower)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_damaged_while_stopped_heals_after_restart_and_nothing_is_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut cluster, acknowledged, follower) = stopped_follower_after_load(dir.path()).await;
     let segment = first_segment(dir.path(), follower);
     let batches = data_batches(&segment);
     assert!(batches.len() >= 3, "too few batches: {}", batches.len());
@@ -174,20 +182,7 @@ async fn a_follower_damaged_while_stopped_heals_after_restart_and_nothing_is_los
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_whose_last_batch_is_damaged_is_caught_up_again_and_no_node_panics() {
     let dir = tempfile::tempdir().unwrap();
-    let mut cluster = start_cluster(dir.path(), 3);
-    cluster
-        .create_topic(&cluster.addresses[0], TOPIC, PARTITIONS, 3)
-        .await;
-    let stop = Arc::new(AtomicBool::new(false));
-    let producing = spawn_producer(cluster.bootstrap_from(0), TOPIC, Arc::clone(&stop)).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    stop.store(true, Ordering::Relaxed);
-    let (acknowledged, _, _) = producing.await.unwrap();
-    assert!(!acknowledged.is_empty(), "nothing acknowledged");
-
-    let leader = cluster.wait_for_leaders(&cluster.addresses[0], TOPIC).await[0];
-    let follower = (1..=3).find(|n| *n != leader).unwrap();
-    cluster.stop(follower).await;
+    let (mut cluster, acknowledged, follower) = stopped_follower_after_load(dir.path()).await;
     let segment = first_segment(dir.path(), follower);
     let batches = data_batches(&segment);
     let (position, len) = *batches.last().expect("a batch");
