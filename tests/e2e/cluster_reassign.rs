@@ -42,6 +42,19 @@ fn refused(broker: &str, args: &[&str], expected: &str) {
     );
 }
 
+/// `cairn topic reassign moves --partition P --replicas LIST`'s arguments.
+fn reassign_moves(partition: &'static str, replicas: &'static str) -> [&'static str; 7] {
+    [
+        "topic",
+        "reassign",
+        "moves",
+        "--partition",
+        partition,
+        "--replicas",
+        replicas,
+    ]
+}
+
 /// Partition `partition`'s replicas as `cairn topic describe` reports them.
 async fn replicas_of(broker: &str, topic: &str, partition: i32) -> Vec<i32> {
     let admin = cairn_client::Admin::connect(broker).await.unwrap();
@@ -137,55 +150,20 @@ async fn a_node_added_takes_a_partition_and_a_node_removed_hands_its_replicas_ov
 
     refused(
         &broker,
-        &[
-            "topic",
-            "reassign",
-            "moves",
-            "--partition",
-            "0",
-            "--replicas",
-            "4,1",
-        ],
+        &reassign_moves("0", "4,1"),
         "replication factor is 3",
     );
     refused(
         &broker,
-        &[
-            "topic",
-            "reassign",
-            "moves",
-            "--partition",
-            "0",
-            "--replicas",
-            "4,1,9",
-        ],
+        &reassign_moves("0", "4,1,9"),
         "not a registered node",
     );
     refused(
         &broker,
-        &[
-            "topic",
-            "reassign",
-            "moves",
-            "--partition",
-            "7",
-            "--replicas",
-            "4,1,2",
-        ],
+        &reassign_moves("7", "4,1,2"),
         "partition 7 does not exist",
     );
-    let (ok, stdout, stderr) = cli(
-        &broker,
-        &[
-            "topic",
-            "reassign",
-            "moves",
-            "--partition",
-            "0",
-            "--replicas",
-            "4,1,2",
-        ],
-    );
+    let (ok, stdout, stderr) = cli(&broker, &reassign_moves("0", "4,1,2"));
     assert!(ok, "reassign: {stderr}");
     assert!(stdout.contains("1 partitions moving"), "{stdout}");
     tokio::time::sleep(Duration::from_secs(2)).await;
