@@ -73,16 +73,7 @@ pub(super) async fn run(runtime: Arc<ClusterRuntime>) {
                 {
                     continue;
                 }
-                let voters: BTreeMap<NodeId, PeerNode> = target
-                    .iter()
-                    .map(|node| {
-                        let addr = current
-                            .node(*node)
-                            .map(|n| n.addr.clone())
-                            .unwrap_or_default();
-                        (*node, PeerNode { addr })
-                    })
-                    .collect();
+                let voters = super::replica_set::group_members(&current, target);
                 let target = target.clone();
                 let runtime = Arc::clone(&runtime);
                 let driving = Arc::clone(&driving);

@@ -28,6 +28,24 @@ pub(super) fn replica_dir(data_dir: &Path, topic: &str, index: u32, group: Group
         .join(format!("{topic}-{index}.g{}", group.0))
 }
 
+/// Raft group members for `nodes`, each with its peer address from `metadata` (empty for a
+/// node it does not list: the transport's address book is what calls use).
+pub(super) fn group_members(
+    metadata: &ClusterMetadata,
+    nodes: &[NodeId],
+) -> BTreeMap<NodeId, PeerNode> {
+    nodes
+        .iter()
+        .map(|node| {
+            let addr = metadata
+                .node(*node)
+                .map(|n| n.addr.clone())
+                .unwrap_or_default();
+            (*node, PeerNode { addr })
+        })
+        .collect()
+}
+
 impl Broker {
     /// Opens what this node holds of partition `index` of `topic`: its copy when the metadata
     /// has it host one, else a pointer to the partition's leader.
@@ -59,17 +77,7 @@ impl Broker {
         // A member of the replica set initializes the group on its first start; a copy added
         // by a reassignment joins as a learner, brought in by the leader.
         let members: BTreeMap<NodeId, PeerNode> = if partition.replicas.contains(&me) {
-            partition
-                .replicas
-                .iter()
-                .map(|node| {
-                    let addr = metadata
-                        .node(*node)
-                        .map(|n| n.addr.clone())
-                        .unwrap_or_default();
-                    (*node, PeerNode { addr })
-                })
-                .collect()
+            group_members(metadata, &partition.replicas)
         } else {
             BTreeMap::new()
         };
