@@ -14,23 +14,26 @@
 //! with the same producer id, epoch and sequence, so the new leader answers a retry of a batch
 //! it already holds with the batch's original offset.
 //!
-//! Code map: `config` (the knobs), `partition_queue` (one partition's batches and the retry
-//! and sequence rules), `sender` (the background task and its requests), this file (the handle
-//! and topic metadata).
+//! Code map: `config` (the knobs), `accumulator` (the queues `send` appends to),
+//! `partition_queue` (one partition's batches and the retry and sequence rules), `delivery`
+//! (the per-batch result each record's future reads), `sender` (the background task and its
+//! requests), this file (the handle and topic metadata).
 
+mod accumulator;
 mod config;
+mod delivery;
+mod dispatch;
 mod partition_queue;
 mod sender;
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use cairn_proto::v1::producer_client::ProducerClient;
 use cairn_proto::v1::{ErrorCode, InitProducerIdRequest};
 use tokio::sync::{Semaphore, mpsc, oneshot};
+
+pub use delivery::DeliveryFuture;
 
 pub use crate::routing::METADATA_MAX_AGE;
 pub use config::{MAX_IN_FLIGHT_IDEMPOTENT, ProducerConfig};
@@ -38,6 +41,7 @@ pub use config::{MAX_IN_FLIGHT_IDEMPOTENT, ProducerConfig};
 use crate::connection::Timeouts;
 use crate::error::ClientError;
 use crate::routing::Router;
+use dispatch::Dispatcher;
 use sender::{Command, Sender};
 
 /// Bytes a record costs beyond its key, value and headers in the producer's buffer accounting:
@@ -100,25 +104,9 @@ pub(crate) struct ProducerIdentity {
     pub producer_epoch: i16,
 }
 
-/// The result of one [`Producer::send`]: resolves when the record is acknowledged (its
-/// placement) or has failed for good (retries and the delivery timeout exhausted).
-#[derive(Debug)]
-pub struct DeliveryFuture {
-    receiver: oneshot::Receiver<Result<Placement, ClientError>>,
-}
-
-impl Future for DeliveryFuture {
-    type Output = Result<Placement, ClientError>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.receiver)
-            .poll(cx)
-            .map(|result| result.unwrap_or(Err(ClientError::Closed)))
-    }
-}
-
 struct Inner {
     commands: mpsc::UnboundedSender<Command>,
+    dispatcher: Arc<Dispatcher>,
     buffer: Arc<Semaphore>,
     router: Router,
     config: Arc<ProducerConfig>,
@@ -177,11 +165,17 @@ impl Producer {
         };
         let config = Arc::new(config);
         let (commands, receiver) = mpsc::unbounded_channel();
-        let sender = Sender::new(router.clone(), Arc::clone(&config), identity);
+        let dispatcher = Arc::new(Dispatcher::new(
+            router.clone(),
+            Arc::clone(&config),
+            identity,
+        ));
+        let sender = Sender::new(Arc::clone(&config), Arc::clone(&dispatcher));
         tokio::spawn(sender.run(receiver));
         Ok(Producer {
             inner: Arc::new(Inner {
                 commands,
+                dispatcher,
                 buffer: Arc::new(Semaphore::new(config.buffer_memory)),
                 router,
                 config,
@@ -201,6 +195,89 @@ impl Producer {
         record: OutgoingRecord,
     ) -> Result<DeliveryFuture, ClientError> {
         let partition_count = self.partition_count(topic).await?;
+        let size = self.check_record(topic, partition_count, &record)?;
+        let permit = Arc::clone(&self.inner.buffer)
+            .acquire_many_owned(size)
+            .await
+            .map_err(|_| ClientError::Closed)?;
+        let mut accumulator = self.inner.dispatcher.lock();
+        let (delivery, changed) =
+            accumulator.append(topic, partition_count, &record, size as usize, permit);
+        match changed {
+            Some(partition) => self
+                .inner
+                .dispatcher
+                .dispatch(accumulator, topic, &[partition]),
+            None => drop(accumulator),
+        }
+        Ok(delivery)
+    }
+
+    /// Queues many records for `topic` at once: for callers that already hold them, it takes
+    /// the buffer and the producer's lock once per buffer-full instead of once per record.
+    /// Every record is checked before any is queued, so a bad one refuses the whole call.
+    /// Returns each record's future, in order.
+    ///
+    /// # Errors
+    /// As [`Producer::send`], for any of the records.
+    pub async fn send_all(
+        &self,
+        topic: &str,
+        records: Vec<OutgoingRecord>,
+    ) -> Result<Vec<DeliveryFuture>, ClientError> {
+        let partition_count = self.partition_count(topic).await?;
+        let sizes = records
+            .iter()
+            .map(|record| self.check_record(topic, partition_count, record))
+            .collect::<Result<Vec<u32>, ClientError>>()?;
+        let limit = self.inner.config.buffer_memory;
+        let mut deliveries = Vec::with_capacity(records.len());
+        let mut start = 0;
+        while start < records.len() {
+            // As many records as the whole buffer can hold at once (at least one: each fits).
+            let mut end = start;
+            let mut total = 0_usize;
+            while end < records.len() && (end == start || total + sizes[end] as usize <= limit) {
+                total += sizes[end] as usize;
+                end += 1;
+            }
+            let mut permit = Arc::clone(&self.inner.buffer)
+                .acquire_many_owned(u32::try_from(total).unwrap_or(u32::MAX))
+                .await
+                .map_err(|_| ClientError::Closed)?;
+            let mut changed = Vec::new();
+            let mut accumulator = self.inner.dispatcher.lock();
+            for (record, &size) in records[start..end].iter().zip(&sizes[start..end]) {
+                let Some(share) = permit.split(size as usize) else {
+                    return Err(ClientError::local(
+                        ErrorCode::Internal,
+                        "the producer's buffer accounting went wrong",
+                    ));
+                };
+                let (delivery, partition) =
+                    accumulator.append(topic, partition_count, record, size as usize, share);
+                deliveries.push(delivery);
+                if let Some(partition) = partition
+                    && !changed.contains(&partition)
+                {
+                    changed.push(partition);
+                }
+            }
+            self.inner
+                .dispatcher
+                .dispatch(accumulator, topic, &changed);
+            start = end;
+        }
+        Ok(deliveries)
+    }
+
+    /// Checks `record` against the topic and the buffer; returns what it takes of the buffer.
+    fn check_record(
+        &self,
+        topic: &str,
+        partition_count: u32,
+        record: &OutgoingRecord,
+    ) -> Result<u32, ClientError> {
         if let Some(partition) = record.partition
             && u32::try_from(partition).map_or(true, |p| p >= partition_count)
         {
@@ -212,7 +289,7 @@ impl Producer {
             ));
         }
         let size = record.buffered_size();
-        let permits = u32::try_from(size)
+        u32::try_from(size)
             .ok()
             .filter(|&p| p as usize <= self.inner.config.buffer_memory)
             .ok_or_else(|| {
@@ -223,24 +300,7 @@ impl Producer {
                         self.inner.config.buffer_memory
                     ),
                 )
-            })?;
-        let permit = Arc::clone(&self.inner.buffer)
-            .acquire_many_owned(permits)
-            .await
-            .map_err(|_| ClientError::Closed)?;
-        let (reply, receiver) = oneshot::channel();
-        self.inner
-            .commands
-            .send(Command::Send {
-                topic: topic.into(),
-                partition_count,
-                record,
-                size,
-                reply,
-                permit,
             })
-            .map_err(|_| ClientError::Closed)?;
-        Ok(DeliveryFuture { receiver })
     }
 
     /// Sends every record queued so far at once (ignoring linger) and waits until each has

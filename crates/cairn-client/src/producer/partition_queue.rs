@@ -27,14 +27,23 @@ use bytes::Bytes;
 use cairn_codec::batch::{BatchBuilder, ProducerFields, RecordInput, rewrite_producer_fields};
 use cairn_proto::v1::ErrorCode;
 use tokio::sync::OwnedSemaphorePermit;
-use tokio::sync::oneshot;
 
+use super::ProducerIdentity;
 use super::config::ProducerConfig;
-use super::{Placement, ProducerIdentity};
+use super::delivery::{BatchCompleter, DeliveryFuture};
 use crate::error::ClientError;
 
-/// Where one record's result goes.
-pub(crate) type Reply = oneshot::Sender<Result<Placement, ClientError>>;
+/// What [`PartitionQueue::append`] did, beyond taking the record.
+#[derive(Debug)]
+pub(crate) struct Appended {
+    /// The record's result.
+    pub delivery: DeliveryFuture,
+    /// A batch was sealed: a sticky partitioner moves on, and the sender has one to send.
+    pub sealed: bool,
+    /// The record opened a new batch: the sender must send it at once (nothing is in
+    /// flight) or time its linger.
+    pub opened: bool,
+}
 
 /// A batch to send now, handed to the sender.
 #[derive(Debug)]
@@ -48,10 +57,10 @@ pub(crate) struct SendTicket {
     pub timeout: Duration,
 }
 
-/// Records being gathered into the next batch.
+/// Records being gathered into the next batch (their bytes are in the queue's builder).
 struct OpenBatch {
-    builder: BatchBuilder,
-    replies: Vec<Reply>,
+    completer: BatchCompleter,
+    records: u32,
     permit: Option<OwnedSemaphorePermit>,
     bytes: usize,
     created: Instant,
@@ -73,7 +82,8 @@ struct SealedBatch {
     bytes: Bytes,
     record_count: i32,
     base_sequence: i32,
-    replies: Vec<Reply>,
+    /// Answers the batch's records; `None` once answered.
+    completer: Option<BatchCompleter>,
     permit: Option<OwnedSemaphorePermit>,
     deadline: Instant,
     attempts: u32,
@@ -112,6 +122,8 @@ pub(crate) struct PartitionQueue {
     partition: i32,
     config: Arc<ProducerConfig>,
     identity: Option<ProducerIdentity>,
+    /// Encodes the open batch; kept from batch to batch so its buffer is allocated once.
+    builder: BatchBuilder,
     open: Option<OpenBatch>,
     sealed: VecDeque<SealedBatch>,
     in_flight: usize,
@@ -139,6 +151,7 @@ impl PartitionQueue {
     ) -> Self {
         PartitionQueue {
             partition,
+            builder: BatchBuilder::new(config.compression),
             config,
             identity,
             open: None,
@@ -152,39 +165,44 @@ impl PartitionQueue {
     }
 
     /// Adds one record of about `size` bytes, holding `permit` (its share of the producer's
-    /// buffer) until it is answered. Returns whether this sealed a batch, so a sticky
-    /// partitioner knows to move on. An encoding failure is answered on `reply` at once.
+    /// buffer) until it is answered. A record that cannot be encoded is answered at once.
+    /// `now` is read only when the record opens a batch (a clock read per record is a
+    /// measurable share of the hot path).
     pub fn append(
         &mut self,
         record: &RecordInput<'_>,
         size: usize,
-        reply: Reply,
         permit: OwnedSemaphorePermit,
-        now: Instant,
-    ) -> bool {
+        now: impl FnOnce() -> Instant,
+    ) -> Appended {
         let mut sealed = false;
         if self.open.as_ref().is_some_and(|open| {
-            !open.replies.is_empty() && open.bytes + size > self.config.batch_size
+            open.records > 0 && open.bytes + size > self.config.batch_size
         }) {
             self.seal();
             sealed = true;
         }
-        let compression = self.config.compression;
+        if let Err(err) = self.builder.push(record) {
+            return Appended {
+                delivery: DeliveryFuture::ready(Err(ClientError::local(
+                    ErrorCode::InvalidRecord,
+                    format!("cannot encode the record: {err}"),
+                ))),
+                sealed,
+                opened: false,
+            };
+        }
+        let opened = self.open.is_none();
+        let partition = self.partition;
         let open = self.open.get_or_insert_with(|| OpenBatch {
-            builder: BatchBuilder::new(compression),
-            replies: Vec::new(),
+            completer: BatchCompleter::new(partition),
+            records: 0,
             permit: None,
             bytes: 0,
-            created: now,
+            created: now(),
         });
-        if let Err(err) = open.builder.push(record) {
-            let _ = reply.send(Err(ClientError::local(
-                ErrorCode::InvalidRecord,
-                format!("cannot encode the record: {err}"),
-            )));
-            return sealed;
-        }
-        open.replies.push(reply);
+        let delivery = open.completer.delivery(open.records);
+        open.records += 1;
         open.bytes += size;
         match &mut open.permit {
             Some(held) => held.merge(permit),
@@ -194,19 +212,23 @@ impl PartitionQueue {
             self.seal();
             sealed = true;
         }
-        sealed
+        Appended {
+            delivery,
+            sealed,
+            opened,
+        }
     }
 
     /// Encodes the open batch, if any, and queues it for sending (also what flush and close
     /// do, regardless of linger).
     pub fn seal(&mut self) {
-        let Some(mut open) = self.open.take() else {
+        let Some(open) = self.open.take() else {
             return;
         };
-        let count = i32::try_from(open.replies.len()).unwrap_or(i32::MAX);
+        let count = i32::try_from(open.records).unwrap_or(i32::MAX);
         let base_sequence = match self.identity {
             Some(identity) => {
-                open.builder.set_producer(ProducerFields {
+                self.builder.set_producer(ProducerFields {
                     producer_id: identity.producer_id,
                     producer_epoch: identity.producer_epoch,
                     base_sequence: self.next_sequence,
@@ -215,16 +237,13 @@ impl PartitionQueue {
             }
             None => -1,
         };
-        let bytes = match open.builder.build() {
+        let bytes = match self.builder.build() {
             Ok(bytes) => bytes,
             Err(err) => {
-                let error = ClientError::local(
+                open.completer.complete(Err(ClientError::local(
                     ErrorCode::InvalidRecord,
                     format!("cannot encode the batch: {err}"),
-                );
-                for reply in open.replies {
-                    let _ = reply.send(Err(error.clone()));
-                }
+                )));
                 return;
             }
         };
@@ -237,7 +256,7 @@ impl PartitionQueue {
             bytes,
             record_count: count,
             base_sequence,
-            replies: open.replies,
+            completer: Some(open.completer),
             permit: open.permit,
             deadline: open.created + self.config.delivery_timeout,
             attempts: 0,
@@ -279,7 +298,7 @@ impl PartitionQueue {
             && self
                 .open
                 .as_ref()
-                .is_some_and(|open| now >= open.created + self.config.linger)
+                .is_some_and(|open| now >= open.created + self.linger())
         {
             self.seal();
         }
@@ -329,16 +348,8 @@ impl PartitionQueue {
         }
         batch.state = BatchState::Acked;
         self.in_flight -= 1;
-        for (index, reply) in batch.replies.drain(..).enumerate() {
-            let offset = if base_offset < 0 {
-                -1
-            } else {
-                base_offset + index as i64
-            };
-            let _ = reply.send(Ok(Placement {
-                partition: self.partition,
-                offset,
-            }));
+        if let Some(completer) = batch.completer.take() {
+            completer.complete(Ok(base_offset));
         }
         batch.permit = None;
         if self
@@ -415,10 +426,11 @@ impl PartitionQueue {
         {
             self.seal();
         }
-        while let Some(index) = self
-            .sealed
-            .iter()
-            .position(|b| b.state == BatchState::Ready && now >= b.deadline)
+        // Deadlines grow with the queue (each is its batch's creation plus the same timeout),
+        // so only the oldest batch waiting to be sent can be the next to expire. Scanning the
+        // whole queue here made every send cost as much as the queue is long.
+        while let Some(index) = self.first_ready()
+            && now >= self.sealed[index].deadline
         {
             self.drop_batch(index, None, now);
         }
@@ -528,6 +540,28 @@ impl PartitionQueue {
         }
     }
 
+    /// The oldest batch waiting to be (re)sent. Only acknowledged and in-flight batches (at
+    /// most `max_in_flight` of them) can be ahead of it, so this is a short scan however long
+    /// the queue is.
+    fn first_ready(&self) -> Option<usize> {
+        self.sealed
+            .iter()
+            .position(|b| b.state == BatchState::Ready)
+    }
+
+    /// How long the open batch waits for more records: not at all while the partition has
+    /// nothing in flight, the configured linger otherwise. Batching only pays when requests
+    /// queue behind one another; a record that finds the partition idle goes at once, so low
+    /// load gets the round trip's latency and high load still gets full batches (the rule of
+    /// Nagle's algorithm, with the acknowledgement as the signal).
+    fn linger(&self) -> Duration {
+        if self.in_flight == 0 {
+            Duration::ZERO
+        } else {
+            self.config.linger
+        }
+    }
+
     /// Nothing open, queued or in flight.
     pub fn is_idle(&self) -> bool {
         self.open.is_none() && self.sealed.is_empty()
@@ -542,26 +576,21 @@ impl PartitionQueue {
             .open
             .as_ref()
             .filter(|_| can_send)
-            .map(|open| open.created + self.config.linger.min(self.config.delivery_timeout));
+            .map(|open| open.created + self.linger().min(self.config.delivery_timeout));
         let retry = self
             .recovery
             .as_ref()
             .filter(|r| self.in_flight == 0 && !r.new_identity)
             .map(|r| r.retry_at);
-        let expiry = self
-            .sealed
-            .iter()
-            .filter(|b| b.state == BatchState::Ready)
-            .map(|b| b.deadline)
-            .min();
+        let expiry = self.first_ready().map(|index| self.sealed[index].deadline);
         [linger, retry, expiry].into_iter().flatten().min()
     }
 }
 
 /// Answers every record of `batch` with `error`, releasing its share of the buffer.
 fn fail(batch: SealedBatch, error: &ClientError) {
-    for reply in batch.replies {
-        let _ = reply.send(Err(error.clone()));
+    if let Some(completer) = batch.completer {
+        completer.complete(Err(error.clone()));
     }
 }
 

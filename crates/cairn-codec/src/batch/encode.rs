@@ -42,7 +42,11 @@ impl Default for ProducerFields {
 pub struct BatchBuilder {
     compression: Compression,
     producer: ProducerFields,
+    /// Room for the header, then the encoded records.
     records: Vec<u8>,
+    /// What the last uncompressed batch took, reserved when the next one starts: the buffer
+    /// is handed over with each batch, and growing a new one by doubling would copy it again.
+    capacity_hint: usize,
     compressed: Vec<u8>,
     base_timestamp: i64,
     max_timestamp: i64,
@@ -79,6 +83,11 @@ impl BatchBuilder {
         }
         self.max_timestamp = self.max_timestamp.max(record.timestamp_ms);
         let timestamp_delta = record.timestamp_ms.wrapping_sub(self.base_timestamp);
+        if self.records.is_empty() {
+            // Room for the header, written in place by `build`.
+            self.records.reserve(self.capacity_hint.max(BATCH_HEADER_BYTES));
+            self.records.resize(BATCH_HEADER_BYTES, 0);
+        }
         encode_record(
             &mut self.records,
             record,
@@ -101,7 +110,7 @@ impl BatchBuilder {
 
     /// Uncompressed size of the batch if built now.
     pub fn uncompressed_bytes(&self) -> usize {
-        BATCH_HEADER_BYTES + self.records.len()
+        self.records.len().max(BATCH_HEADER_BYTES)
     }
 
     /// Encodes the pushed records as one batch and resets the builder for the next one.
@@ -116,13 +125,6 @@ impl BatchBuilder {
             ));
         }
         let compression = self.compression;
-        let body: &[u8] = if compression == Compression::None {
-            &self.records
-        } else {
-            self.compressed.clear();
-            compress(compression, &self.records, &mut self.compressed)?;
-            &self.compressed
-        };
         let header = HeaderFields {
             attributes: Attributes::default().with_compression(compression),
             last_offset_delta: self.record_count - 1,
@@ -131,7 +133,24 @@ impl BatchBuilder {
             producer: self.producer,
             record_count: self.record_count,
         };
-        let batch = assemble(&header, body)?;
+        let batch = if compression == Compression::None {
+            // The records already follow room for the header: write it there and hand the
+            // buffer over, instead of copying the whole batch behind a new header.
+            let body_len = self.records.len() - BATCH_HEADER_BYTES;
+            let head = header_bytes(&header, body_len)?;
+            self.records[..BATCH_HEADER_BYTES].copy_from_slice(&head);
+            seal_crc(&mut self.records);
+            self.capacity_hint = self.records.len();
+            Bytes::from(std::mem::take(&mut self.records))
+        } else {
+            self.compressed.clear();
+            compress(
+                compression,
+                &self.records[BATCH_HEADER_BYTES..],
+                &mut self.compressed,
+            )?;
+            assemble(&header, &self.compressed)?
+        };
         self.records.clear();
         self.record_count = 0;
         self.producer = ProducerFields::NONE;
@@ -240,27 +259,48 @@ struct HeaderFields {
     record_count: i32,
 }
 
-fn assemble(header: &HeaderFields, body: &[u8]) -> Result<Bytes, BatchError> {
-    let total = BATCH_HEADER_BYTES + body.len();
-    let batch_length = i32::try_from(total - LOG_OVERHEAD_BYTES)
+/// The header of a batch whose records section is `body_len` bytes, CRC left zero.
+fn header_bytes(
+    header: &HeaderFields,
+    body_len: usize,
+) -> Result<[u8; BATCH_HEADER_BYTES], BatchError> {
+    let batch_length = i32::try_from(BATCH_HEADER_BYTES + body_len - LOG_OVERHEAD_BYTES)
         .map_err(|_| BatchError::TooLargeToEncode("batch longer than i32::MAX bytes"))?;
-    let mut out = Vec::with_capacity(total);
-    out.extend_from_slice(&0i64.to_be_bytes());
-    out.extend_from_slice(&batch_length.to_be_bytes());
-    out.extend_from_slice(&(-1i32).to_be_bytes());
-    out.push(MAGIC_V2 as u8);
-    out.extend_from_slice(&0u32.to_be_bytes());
-    out.extend_from_slice(&header.attributes.0.to_be_bytes());
-    out.extend_from_slice(&header.last_offset_delta.to_be_bytes());
-    out.extend_from_slice(&header.base_timestamp.to_be_bytes());
-    out.extend_from_slice(&header.max_timestamp.to_be_bytes());
-    out.extend_from_slice(&header.producer.producer_id.to_be_bytes());
-    out.extend_from_slice(&header.producer.producer_epoch.to_be_bytes());
-    out.extend_from_slice(&header.producer.base_sequence.to_be_bytes());
-    out.extend_from_slice(&header.record_count.to_be_bytes());
-    debug_assert_eq!(out.len(), BATCH_HEADER_BYTES);
+    let mut out = [0_u8; BATCH_HEADER_BYTES];
+    let fields: [&[u8]; 13] = [
+        &0i64.to_be_bytes(),
+        &batch_length.to_be_bytes(),
+        &(-1i32).to_be_bytes(),
+        &[MAGIC_V2 as u8],
+        &0u32.to_be_bytes(),
+        &header.attributes.0.to_be_bytes(),
+        &header.last_offset_delta.to_be_bytes(),
+        &header.base_timestamp.to_be_bytes(),
+        &header.max_timestamp.to_be_bytes(),
+        &header.producer.producer_id.to_be_bytes(),
+        &header.producer.producer_epoch.to_be_bytes(),
+        &header.producer.base_sequence.to_be_bytes(),
+        &header.record_count.to_be_bytes(),
+    ];
+    let mut at = 0;
+    for field in fields {
+        out[at..at + field.len()].copy_from_slice(field);
+        at += field.len();
+    }
+    debug_assert_eq!(at, BATCH_HEADER_BYTES);
+    Ok(out)
+}
+
+/// Computes the CRC of the whole batch in `batch` and writes it into its header.
+fn seal_crc(batch: &mut [u8]) {
+    let crc = batch_crc(batch).expect("the buffer holds a whole header");
+    batch[field::CRC..field::ATTRIBUTES].copy_from_slice(&crc.to_be_bytes());
+}
+
+fn assemble(header: &HeaderFields, body: &[u8]) -> Result<Bytes, BatchError> {
+    let mut out = Vec::with_capacity(BATCH_HEADER_BYTES + body.len());
+    out.extend_from_slice(&header_bytes(header, body.len())?);
     out.extend_from_slice(body);
-    let crc = batch_crc(&out).expect("the buffer holds a whole header");
-    out[field::CRC..field::ATTRIBUTES].copy_from_slice(&crc.to_be_bytes());
+    seal_crc(&mut out);
     Ok(Bytes::from(out))
 }

@@ -7,8 +7,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use cairn_codec::batch::{Batch, RecordInput};
 use cairn_proto::v1::ErrorCode;
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::Semaphore;
 
+use std::future::Future;
+
+use super::super::Placement;
 use super::*;
 
 const PID: ProducerIdentity = ProducerIdentity {
@@ -16,7 +19,7 @@ const PID: ProducerIdentity = ProducerIdentity {
     producer_epoch: 0,
 };
 
-type Results = Vec<oneshot::Receiver<Result<Placement, ClientError>>>;
+type Results = Vec<DeliveryFuture>;
 
 fn config() -> Arc<ProducerConfig> {
     Arc::new(ProducerConfig {
@@ -60,17 +63,22 @@ impl Fixture {
             headers: &[],
             timestamp_ms: 1,
         };
-        let (reply, receiver) = oneshot::channel();
-        self.results.push(receiver);
         let permit = Arc::clone(&self.buffer)
             .try_acquire_many_owned(size as u32)
             .expect("buffer room");
         let at = self.at(ms);
-        self.queue.append(&record, size, reply, permit, at)
+        let appended = self.queue.append(&record, size, permit, || at);
+        self.results.push(appended.delivery);
+        appended.sealed
     }
 
+    /// The record's result if it has one (it is taken: ask once per record).
     fn result(&mut self, index: usize) -> Option<Result<Placement, ClientError>> {
-        self.results[index].try_recv().ok()
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        match std::pin::Pin::new(&mut self.results[index]).poll(&mut context) {
+            std::task::Poll::Ready(result) => Some(result),
+            std::task::Poll::Pending => None,
+        }
     }
 }
 
@@ -115,22 +123,48 @@ fn full_batches_at(fixture: &mut Fixture, count: usize, ms: u64) {
 }
 
 #[test]
-fn records_wait_for_linger_or_a_full_batch() {
+fn a_record_that_finds_the_partition_idle_goes_at_once() {
     let mut f = Fixture::new(Some(PID));
     assert!(!f.append(40, 0));
+    assert_eq!(
+        f.queue.next_wakeup(),
+        Some(f.at(0)),
+        "nothing in flight: no linger"
+    );
+    let tickets = f.queue.poll_send(f.at(0));
+    assert_eq!(tickets.len(), 1);
+    assert_eq!(sequence_of(&tickets[0]), (7, 0, 1));
+}
+
+#[test]
+fn behind_a_request_in_flight_records_wait_for_linger_or_a_full_batch() {
+    let mut f = Fixture::new(Some(PID));
+    f.append(40, 0);
+    let first = f.queue.poll_send(f.at(0));
+    assert_eq!(first.len(), 1);
     assert!(!f.append(40, 1));
+    assert!(!f.append(40, 2));
     assert!(
-        f.queue.poll_send(f.at(4)).is_empty(),
+        f.queue.poll_send(f.at(5)).is_empty(),
         "neither full nor lingered"
     );
-    assert_eq!(f.queue.next_wakeup(), Some(f.at(5)));
-    let tickets = f.queue.poll_send(f.at(5));
+    assert_eq!(f.queue.next_wakeup(), Some(f.at(6)));
+    let tickets = f.queue.poll_send(f.at(6));
     assert_eq!(tickets.len(), 1);
-    assert_eq!(sequence_of(&tickets[0]), (7, 0, 2));
+    assert_eq!(sequence_of(&tickets[0]), (7, 1, 2));
     // A record that would overflow the open batch seals it and starts the next one.
     assert!(!f.append(60, 10));
     assert!(f.append(60, 10));
-    assert_eq!(sequence_of(&f.queue.poll_send(f.at(10))[0]), (7, 2, 1));
+    let third = f.queue.poll_send(f.at(10)).remove(0);
+    assert_eq!(sequence_of(&third), (7, 3, 1));
+    // Once every request is answered, what is open goes without waiting out its linger.
+    f.queue.on_success(first[0].batch_id, 0);
+    f.queue.on_success(tickets[0].batch_id, 1);
+    assert!(f.queue.poll_send(f.at(11)).is_empty(), "one still in flight");
+    f.queue.on_success(third.batch_id, 3);
+    let last = f.queue.poll_send(f.at(11));
+    assert_eq!(last.len(), 1, "sent at 11 ms, before its linger ends at 15 ms");
+    assert_eq!(sequence_of(&last[0]), (7, 4, 1));
 }
 
 #[test]

@@ -1,0 +1,248 @@
+//! The producer's record accumulator: every partition queue, behind one lock that
+//! [`Producer::send`](super::Producer::send) and the background task share.
+//!
+//! `send` encodes its record straight into the partition's open batch under the lock, as
+//! Kafka's `RecordAccumulator` does, instead of passing it to the task through a channel: the
+//! channel cost an allocation and a task wake-up per record, more than the encoding itself. The
+//! task is woken only when there is something for it to do: a batch was sealed, or a batch was
+//! opened and must either go at once or have its linger timed.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use cairn_codec::batch::RecordInput;
+use cairn_codec::{StickyPartitioner, XorShift64, partition_for_key};
+use tokio::sync::OwnedSemaphorePermit;
+
+use super::config::ProducerConfig;
+use super::delivery::DeliveryFuture;
+use super::partition_queue::{PartitionQueue, SendTicket};
+use super::{OutgoingRecord, ProducerIdentity};
+use crate::error::ClientError;
+
+/// A topic's queues and its sticky partitioner for keyless records.
+struct TopicQueues {
+    partitions: HashMap<i32, PartitionQueue>,
+    sticky: StickyPartitioner<XorShift64>,
+}
+
+/// A batch to send: the topic and partition it goes to, and the request's contents.
+pub(crate) struct Outgoing {
+    pub topic: Arc<str>,
+    pub partition: i32,
+    pub ticket: SendTicket,
+}
+
+/// Every partition queue of one producer.
+pub(crate) struct Accumulator {
+    config: Arc<ProducerConfig>,
+    identity: Option<ProducerIdentity>,
+    topics: HashMap<Arc<str>, TopicQueues>,
+    seed: u64,
+    /// When the background task plans to wake next: a queue that needs it sooner wakes it.
+    task_wakes_at: Option<Instant>,
+    /// The background task waits for every queue to go idle (a flush or close).
+    task_waits_for_idle: bool,
+}
+
+impl Accumulator {
+    /// No queues yet; `identity` is `Some` for an idempotent producer.
+    pub fn new(config: Arc<ProducerConfig>, identity: Option<ProducerIdentity>) -> Accumulator {
+        let seed = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0x5eed, |d| d.as_nanos() as u64);
+        Accumulator {
+            config,
+            identity,
+            topics: HashMap::new(),
+            seed,
+            task_wakes_at: None,
+            task_waits_for_idle: false,
+        }
+    }
+
+    /// Adds `record` (of `size` bytes by the buffer's accounting, holding `permit`) to its
+    /// partition's open batch. Returns its result and, when the record sealed or opened a
+    /// batch, its partition: that queue may have something to send now.
+    pub fn append(
+        &mut self,
+        topic: &str,
+        partition_count: u32,
+        record: &OutgoingRecord,
+        size: usize,
+        permit: OwnedSemaphorePermit,
+    ) -> (DeliveryFuture, Option<i32>) {
+        let count = NonZeroU32::new(partition_count).unwrap_or(NonZeroU32::MIN);
+        let queues = match self.topics.get_mut(topic) {
+            Some(queues) => queues,
+            None => {
+                self.seed = self.seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+                let sticky = StickyPartitioner::new(XorShift64::new(self.seed));
+                self.topics.entry(Arc::from(topic)).or_insert(TopicQueues {
+                    partitions: HashMap::new(),
+                    sticky,
+                })
+            }
+        };
+        let keyless = record.partition.is_none() && record.key.is_none();
+        let partition = match (record.partition, &record.key) {
+            (Some(partition), _) => partition,
+            (None, Some(key)) => partition_for_key(key, count) as i32,
+            (None, None) => queues.sticky.partition(count) as i32,
+        };
+        let headers: Vec<(&[u8], Option<&[u8]>)> = record
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_bytes(), v.as_deref()))
+            .collect();
+        let timestamp_ms = if record.timestamp_ms == 0 {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64)
+        } else {
+            record.timestamp_ms
+        };
+        let input = RecordInput {
+            key: record.key.as_deref(),
+            value: record.value.as_deref(),
+            headers: &headers,
+            timestamp_ms,
+        };
+        let identity = self.identity;
+        let config = &self.config;
+        let queue = queues
+            .partitions
+            .entry(partition)
+            .or_insert_with(|| PartitionQueue::new(partition, Arc::clone(config), identity));
+        let appended = queue.append(&input, size, permit, Instant::now);
+        if keyless && appended.sealed {
+            queues.sticky.on_new_batch(partition as u32, count);
+        }
+        let changed = (appended.sealed || appended.opened).then_some(partition);
+        (appended.delivery, changed)
+    }
+
+    /// Adds to `outgoing` what `topic`/`partition`'s queue can send now. Returns whether the
+    /// background task must look: the queue needs a fresh producer id, has something due
+    /// before the task planned to wake, or went idle while the task waits for that.
+    pub fn poll_partition(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        now: Instant,
+        outgoing: &mut Vec<Outgoing>,
+    ) -> bool {
+        let Some(queue) = self
+            .topics
+            .get_mut(topic)
+            .and_then(|queues| queues.partitions.get_mut(&partition))
+        else {
+            return false;
+        };
+        let tickets = queue.poll_send(now);
+        let attention = queue.needs_identity()
+            || (self.task_waits_for_idle && queue.is_idle())
+            || queue
+                .next_wakeup()
+                .is_some_and(|at| self.task_wakes_at.is_none_or(|planned| at < planned));
+        if !tickets.is_empty()
+            && let Some((name, _)) = self.topics.get_key_value(topic)
+        {
+            outgoing.extend(tickets.into_iter().map(|ticket| Outgoing {
+                topic: Arc::clone(name),
+                partition,
+                ticket,
+            }));
+        }
+        attention
+    }
+
+    /// The background task will sleep until `at`, or until all is idle if `waits_for_idle`.
+    pub fn plan_wakeup(&mut self, at: Instant, waits_for_idle: bool) {
+        self.task_wakes_at = Some(at);
+        self.task_waits_for_idle = waits_for_idle;
+    }
+
+    /// Seals every open batch (flush and close send what they hold regardless of linger).
+    pub fn seal_all(&mut self) {
+        for queue in self.queues_mut() {
+            queue.seal();
+        }
+    }
+
+    /// The batches to send now, and whether a queue waits for a fresh producer id.
+    pub fn poll(&mut self, now: Instant) -> (Vec<Outgoing>, bool) {
+        let mut needs_identity = false;
+        let mut outgoing = Vec::new();
+        for (topic, queues) in &mut self.topics {
+            for (&partition, queue) in &mut queues.partitions {
+                for ticket in queue.poll_send(now) {
+                    outgoing.push(Outgoing {
+                        topic: Arc::clone(topic),
+                        partition,
+                        ticket,
+                    });
+                }
+                needs_identity |= queue.needs_identity();
+            }
+        }
+        (outgoing, needs_identity)
+    }
+
+    /// The broker's answer to batch `batch_id` of `topic`/`partition`.
+    pub fn on_produced(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        batch_id: u64,
+        result: Result<i64, ClientError>,
+        now: Instant,
+    ) {
+        let Some(queue) = self
+            .topics
+            .get_mut(topic)
+            .and_then(|q| q.partitions.get_mut(&partition))
+        else {
+            return;
+        };
+        match result {
+            Ok(base_offset) => queue.on_success(batch_id, base_offset),
+            Err(error) => {
+                tracing::debug!(%topic, partition, %error, "produce request failed");
+                queue.on_failure(batch_id, error, now);
+            }
+        }
+    }
+
+    /// A fresh producer id: the queues that waited for one start over under it.
+    pub fn set_identity(&mut self, identity: ProducerIdentity) {
+        self.identity = Some(identity);
+        for queue in self.queues_mut() {
+            if queue.needs_identity() {
+                queue.set_identity(identity);
+            }
+        }
+    }
+
+    /// Nothing open, queued or in flight anywhere.
+    pub fn is_idle(&self) -> bool {
+        self.queues().all(PartitionQueue::is_idle)
+    }
+
+    /// The earliest instant at which a queue has something to do without an answer arriving.
+    pub fn next_wakeup(&self) -> Option<Instant> {
+        self.queues().filter_map(PartitionQueue::next_wakeup).min()
+    }
+
+    fn queues(&self) -> impl Iterator<Item = &PartitionQueue> {
+        self.topics.values().flat_map(|q| q.partitions.values())
+    }
+
+    fn queues_mut(&mut self) -> impl Iterator<Item = &mut PartitionQueue> {
+        self.topics
+            .values_mut()
+            .flat_map(|q| q.partitions.values_mut())
+    }
+}

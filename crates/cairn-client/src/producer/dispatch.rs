@@ -1,0 +1,176 @@
+//! The produce hot path's dispatcher: the record accumulator behind its lock, and the requests
+//! that carry its batches.
+//!
+//! Whoever changes a partition's queue sends what that queue releases, from its own task: the
+//! caller of `send` when its record sealed or opened a batch, a request's task when its answer
+//! frees a slot. Waking a background task for each of those was two thread hand-offs per
+//! request, which at low load cost more than the broker's fsync. The background task
+//! (`sender`) is left what has no caller: lingers, retries and expiries coming due, a fresh
+//! producer id, flush and close; a queue change that needs it sooner than it planned to wake
+//! notifies it.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use cairn_proto::v1::producer_client::ProducerClient;
+use cairn_proto::v1::{ErrorCode, ProduceRequest, produce_request::Payload};
+use tokio::sync::Notify;
+
+use super::ProducerIdentity;
+use super::accumulator::{Accumulator, Outgoing};
+use super::config::ProducerConfig;
+use crate::error::ClientError;
+use crate::routing::Router;
+
+/// Largest produce answer decoded: far above any real one (a partition result per partition).
+const MAX_PRODUCE_RESPONSE_BYTES: usize = 64 << 20;
+
+/// What producer handles, request tasks and the background task share.
+pub(crate) struct Dispatcher {
+    router: Router,
+    config: Arc<ProducerConfig>,
+    accumulator: Mutex<Accumulator>,
+    /// Wakes the background task: something is due sooner than it planned to wake, a queue
+    /// needs a fresh producer id, or a flush may be answered.
+    pub wake: Notify,
+}
+
+impl Dispatcher {
+    /// The queues of a producer with `config` sending through `router`; `identity` is `Some`
+    /// when idempotent.
+    pub fn new(
+        router: Router,
+        config: Arc<ProducerConfig>,
+        identity: Option<ProducerIdentity>,
+    ) -> Dispatcher {
+        Dispatcher {
+            router,
+            accumulator: Mutex::new(Accumulator::new(Arc::clone(&config), identity)),
+            config,
+            wake: Notify::new(),
+        }
+    }
+
+    /// The queues. Every change to them completes before the lock is released, so a panic
+    /// elsewhere cannot leave them half-changed, and a poisoned lock is still safe to use.
+    pub fn lock(&self) -> MutexGuard<'_, Accumulator> {
+        self.accumulator
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The router the producer's requests go through.
+    pub fn router(&self) -> &Router {
+        &self.router
+    }
+
+    /// Sends what the queues of `topic`'s `partitions` release now, from the calling task,
+    /// and wakes the background task if one of them needs it.
+    pub fn dispatch(
+        self: &Arc<Self>,
+        mut accumulator: MutexGuard<'_, Accumulator>,
+        topic: &str,
+        partitions: &[i32],
+    ) {
+        let now = Instant::now();
+        let mut outgoing = Vec::new();
+        let mut attention = false;
+        for &partition in partitions {
+            attention |= accumulator.poll_partition(topic, partition, now, &mut outgoing);
+        }
+        drop(accumulator);
+        for batch in outgoing {
+            self.spawn_request(batch);
+        }
+        if attention {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Sends one batch on its own task; the answer goes back into its queue, and what that
+    /// releases is sent from the same task.
+    pub fn spawn_request(self: &Arc<Self>, batch: Outgoing) {
+        let dispatcher = Arc::clone(self);
+        tokio::spawn(async move {
+            let Outgoing {
+                topic,
+                partition,
+                ticket,
+            } = batch;
+            let batch_id = ticket.batch_id;
+            let result = dispatcher.request(&topic, partition, ticket).await;
+            let mut accumulator = dispatcher.lock();
+            accumulator.on_produced(&topic, partition, batch_id, result, Instant::now());
+            dispatcher.dispatch(accumulator, &topic, &[partition]);
+        });
+    }
+
+    async fn request(
+        &self,
+        topic: &Arc<str>,
+        partition: i32,
+        ticket: super::partition_queue::SendTicket,
+    ) -> Result<i64, ClientError> {
+        let router = &self.router;
+        let acks = self.config.acks;
+        // Routing may read metadata first: the ticket's deadline covers it too.
+        let started = tokio::time::Instant::now();
+        let route = tokio::time::timeout(ticket.timeout, router.route(topic, partition)).await;
+        let timeout = ticket.timeout.saturating_sub(started.elapsed());
+        let mut request = tonic::Request::new(ProduceRequest {
+            topic: topic.to_string(),
+            partition: Some(partition),
+            acks: acks as i32,
+            payload: Some(Payload::RecordBatch(ticket.bytes)),
+            producer: None,
+            compression: String::new(),
+        });
+        let timed_out = || ClientError::Broker {
+            code: ErrorCode::RequestTimedOut,
+            status: tonic::Code::DeadlineExceeded,
+            message: format!("no answer within {:?}", ticket.timeout),
+            leader: None,
+        };
+        match route {
+            Ok(route) if !timeout.is_zero() => {
+                request.set_timeout(timeout);
+                let mut client = ProducerClient::new(route.channel)
+                    .max_decoding_message_size(MAX_PRODUCE_RESPONSE_BYTES);
+                // The grpc-timeout header makes the broker give up; this bounds a broker
+                // that never answers at all.
+                let answer = tokio::time::timeout(timeout, client.produce(request)).await;
+                let result = match answer {
+                    Ok(Ok(response)) => first_partition_result(response.into_inner()),
+                    Ok(Err(status)) => Err(ClientError::from(status)),
+                    Err(_) => Err(timed_out()),
+                };
+                if let Err(error) = &result {
+                    // Tells the router where the retry should go; the queue decides whether
+                    // there is one.
+                    router.on_error(topic, partition, &route.address, error);
+                }
+                result
+            }
+            Ok(_) | Err(_) => Err(timed_out()),
+        }
+    }
+}
+
+/// The one partition result of a single-partition produce answer, as an offset or an error.
+fn first_partition_result(response: cairn_proto::v1::ProduceResponse) -> Result<i64, ClientError> {
+    let Some(result) = response.results.first() else {
+        return Err(ClientError::local(
+            ErrorCode::Internal,
+            "the broker answered a produce request without a partition result",
+        ));
+    };
+    if result.error_code != ErrorCode::None as i32 {
+        return Err(ClientError::Broker {
+            code: ErrorCode::try_from(result.error_code).unwrap_or(ErrorCode::Internal),
+            status: tonic::Code::Ok,
+            message: result.error_message.clone(),
+            leader: None,
+        });
+    }
+    Ok(result.base_offset)
+}
