@@ -6,16 +6,17 @@
 //! `--rate` the intended time comes from the schedule, not from when `send` got to run, so a
 //! stalled client or broker shows up in the percentiles instead of silently slowing the
 //! schedule (the coordinated-omission trap). Without `--rate` it is the moment `send` was called.
+//!
+//! Order matters: every flag is checked (`produce_flags`) and the topic looked up before the
+//! baseline writes anything or the topic is created, so a run that cannot work leaves nothing
+//! behind.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use bytes::Bytes;
-use cairn_client::{
-    Acks, Admin, ClientError, DeliveryFuture, ErrorCode, OutgoingRecord, Producer, ProducerConfig,
-};
+use cairn_client::{Admin, ClientError, DeliveryFuture, ErrorCode, Producer};
 use clap::Args;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
@@ -24,6 +25,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use super::baseline::{self, Baseline};
+use super::produce_flags::{check_batch_fits, check_flags, record_template};
 use super::report::{
     Percentiles, Throughput, latency_histogram, progress, progress_done, record_latency,
 };
@@ -36,7 +38,7 @@ pub struct BenchProduceArgs {
     /// Topic to write; created with --partitions and --flush-policy if it does not exist.
     #[arg(long, default_value = "cairn-bench")]
     pub topic: String,
-    /// Partitions of a topic the benchmark creates.
+    /// Partitions of a topic the benchmark creates (1 to 1024).
     #[arg(long, default_value_t = 1)]
     pub partitions: i32,
     /// flush.policy of a topic the benchmark creates: always, os or interval:MS.
@@ -51,16 +53,17 @@ pub struct BenchProduceArgs {
     /// Records per produce request (the client's batch size is set to fit exactly this many).
     #[arg(long, default_value_t = 64)]
     pub records_per_request: usize,
-    /// Produce requests in flight per partition (at most 5: the producer is idempotent).
+    /// Produce requests in flight per partition: 1 to 5 (the producer is idempotent), or up to
+    /// 1024 with --acks none.
     #[arg(long, default_value_t = 5)]
     pub in_flight: usize,
     /// How many replicas must have each batch.
     #[arg(long, value_enum, default_value_t)]
     pub acks: AckArg,
-    /// Records per second to offer (0: as fast as the broker takes them).
+    /// Records per second to offer, up to 10,000,000 (0: as fast as the broker takes them).
     #[arg(long, default_value_t = 0)]
     pub rate: u64,
-    /// How long a batch waits to fill before it is sent.
+    /// How long a batch waits to fill before it is sent (0 to 60000).
     #[arg(long, value_name = "MS", default_value_t = 5)]
     pub linger_ms: u64,
     /// Also measure raw write+fdatasync and the log's own append rate in a scratch directory
@@ -84,12 +87,14 @@ struct Outcome {
 /// Runs `cairn bench produce`.
 ///
 /// # Errors
-/// Bad arguments, an unreachable broker, or records that were not acknowledged.
+/// A flag out of range (a usage error, before anything is created), an unreachable broker,
+/// or records that were not acknowledged.
 pub async fn run(target: &crate::target::Target, args: BenchProduceArgs) -> anyhow::Result<()> {
     let brokers = target.brokers.as_str();
-    if args.record_size == 0 || args.records == 0 || args.records_per_request == 0 {
-        bail!("--record-size, --records and --records-per-request must be at least 1");
-    }
+    let config = check_flags(&args)?;
+    let admin = Admin::connect_with(&target.brokers, target.timeouts()).await?;
+    let existing = existing_topic(&admin, &args).await?;
+    check_batch_fits(&args, existing.as_ref().and_then(|t| t.max_message_bytes))?;
     let baseline = match &args.baseline_dir {
         Some(dir) => {
             eprintln!(
@@ -97,35 +102,18 @@ pub async fn run(target: &crate::target::Target, args: BenchProduceArgs) -> anyh
                 dir.display()
             );
             let batch = baseline::sample_batch(args.records_per_request, args.record_size)?;
-            Some(baseline::measure(
-                dir,
-                &batch,
-                args.records_per_request.max(1),
-            )?)
+            Some(baseline::measure(dir, &batch, args.records_per_request)?)
         }
         None => None,
     };
-    ensure_topic(target, &args).await?;
-    let value = Bytes::from(vec![b'x'; args.record_size]);
-    let template = OutgoingRecord {
-        value: Some(value),
-        ..OutgoingRecord::default()
-    };
-    // The producer fills a batch by its own accounting of record size, so this holds exactly
-    // --records-per-request records.
-    let batch_size = args.records_per_request * template.buffered_size();
-    let config = ProducerConfig {
-        acks: match args.acks {
-            AckArg::None => Acks::None,
-            AckArg::Leader => Acks::Leader,
-            AckArg::All => Acks::All,
-        },
-        batch_size,
-        linger: Duration::from_millis(args.linger_ms),
-        max_in_flight: args.in_flight,
-        buffer_memory: (64 << 20_usize).max(batch_size * args.in_flight * 4),
-        ..ProducerConfig::default()
-    };
+    match existing {
+        Some(topic) => eprintln!(
+            "using the existing topic {} ({} partitions)",
+            args.topic, topic.partitions
+        ),
+        None => create_topic(&admin, &args).await?,
+    }
+    let template = record_template(args.record_size);
     let producer = Producer::connect(brokers, target.producer_config(config)).await?;
     let (deliveries, receiver) = mpsc::unbounded_channel();
     let started = Instant::now();
@@ -179,30 +167,38 @@ pub async fn run(target: &crate::target::Target, args: BenchProduceArgs) -> anyh
     Ok(())
 }
 
-async fn ensure_topic(
-    target: &crate::target::Target,
+/// What the run needs to know of a topic that already exists.
+struct ExistingTopic {
+    partitions: usize,
+    /// Its `max.message.bytes`, if the broker reported one that parses.
+    max_message_bytes: Option<u64>,
+}
+
+/// The topic, if it exists. Creates nothing.
+async fn existing_topic(
+    admin: &Admin,
     args: &BenchProduceArgs,
-) -> anyhow::Result<()> {
-    let admin = Admin::connect_with(&target.brokers, target.timeouts()).await?;
+) -> anyhow::Result<Option<ExistingTopic>> {
     match admin.describe_topic(&args.topic).await {
-        Ok(topic) => {
-            eprintln!(
-                "using the existing topic {} ({} partitions)",
-                args.topic,
-                topic.partitions.len()
-            );
-            Ok(())
-        }
-        Err(err) if err.code() == Some(ErrorCode::UnknownTopicOrPartition) => {
-            let configs = HashMap::from([("flush.policy".to_string(), args.flush_policy.clone())]);
-            admin
-                .create_topic(&args.topic, args.partitions, 0, configs)
-                .await
-                .with_context(|| format!("creating the benchmark topic {}", args.topic))?;
-            Ok(())
-        }
+        Ok(topic) => Ok(Some(ExistingTopic {
+            partitions: topic.partitions.len(),
+            max_message_bytes: topic
+                .configs
+                .get("max.message.bytes")
+                .and_then(|v| v.parse().ok()),
+        })),
+        Err(err) if err.code() == Some(ErrorCode::UnknownTopicOrPartition) => Ok(None),
         Err(err) => Err(err.into()),
     }
+}
+
+async fn create_topic(admin: &Admin, args: &BenchProduceArgs) -> anyhow::Result<()> {
+    let configs = HashMap::from([("flush.policy".to_string(), args.flush_policy.clone())]);
+    admin
+        .create_topic(&args.topic, args.partitions, 0, configs)
+        .await
+        .with_context(|| format!("creating the benchmark topic {}", args.topic))?;
+    Ok(())
 }
 
 /// Awaits every delivery as it completes, recording its latency, and prints progress.
