@@ -1,7 +1,7 @@
 //! `cairn bench produce` and `cairn bench consume` through the real binary: the JSON report
-//! carries every figure a script reads, the records really are in the topic, the baseline is
-//! measured in the same run, and bad arguments are one-line usage errors that leave no topic
-//! and no scratch file behind.
+//! carries every figure a script reads (the broker's CPU included), the records really are in
+//! the topic, the baseline is measured in the same run, and bad arguments are one-line usage
+//! errors that leave no topic and no scratch file behind.
 
 #![allow(clippy::unwrap_used, reason = "tests: a failure here is a failed test")]
 
@@ -12,7 +12,10 @@ use common::*;
 #[test]
 fn bench_produce_and_consume_report_what_they_did() {
     let data = tempfile::tempdir().unwrap();
-    let (server, broker) = start_broker(data.path());
+    let mut server = serve_on_free_ports(data.path()).spawn().unwrap();
+    let ready = wait_ready(&mut server);
+    let (broker, http) = (ready_field(&ready, "grpc="), ready_field(&ready, "http="));
+    let metrics = format!("http://{http}/metrics");
     let bench = |args: &[&str]| {
         let mut full = vec!["--broker", broker.as_str(), "bench"];
         full.extend_from_slice(args);
@@ -33,6 +36,8 @@ fn bench_produce_and_consume_report_what_they_did() {
         "50",
         "--baseline-dir",
         scratch.path().to_str().unwrap(),
+        "--broker-metrics",
+        metrics.as_str(),
         "--format",
         "json",
     ]);
@@ -54,6 +59,22 @@ fn bench_produce_and_consume_report_what_they_did() {
     assert!(0.0 < p50 && p50 <= p99 && p99 <= max, "{latency}");
     assert!(report["baseline"]["raw_fsync_mb_per_sec"].as_f64().unwrap() > 0.0);
     assert!(report["baseline"]["ratio_to_log_append"].as_f64().unwrap() > 0.0);
+    assert!(
+        report["baseline"]["ratio_to_laid_out_fsync"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    let fsync = &report["baseline"]["fsync_4k_latency_ms"];
+    assert!(fsync["p50"].as_f64().unwrap() > 0.0, "{fsync}");
+    let after = &report["baseline"]["fsync_4k_latency_after_ms"];
+    assert!(after["p50"].as_f64().unwrap() > 0.0, "{after}");
+    assert!(report["latency_from"].as_str().unwrap().contains("buffer"));
+    assert!(report["service_time_ms"].is_null(), "not measured yet");
+    let cpu = &report["cpu"];
+    assert!(cpu["bench_seconds_per_gb"].as_f64().unwrap() > 0.0, "{cpu}");
+    assert!(cpu["broker_seconds"].as_f64().unwrap() >= 0.0, "{cpu}");
+    assert!(cpu["broker_unknown_reason"].is_null(), "{cpu}");
     assert_eq!(
         std::fs::read_dir(scratch.path()).unwrap().count(),
         0,
