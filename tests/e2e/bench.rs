@@ -1,6 +1,7 @@
 //! `cairn bench produce` and `cairn bench consume` through the real binary: the JSON report
-//! carries every figure a script reads, the records really are in the topic, the baseline is
-//! measured in the same run, and bad arguments are one-line errors.
+//! carries every figure a script reads (the broker's CPU included), the records really are in
+//! the topic, the baseline is measured in the same run, and bad arguments are one-line usage
+//! errors that leave no topic and no scratch file behind.
 
 #![allow(clippy::unwrap_used, reason = "tests: a failure here is a failed test")]
 
@@ -11,7 +12,10 @@ use common::*;
 #[test]
 fn bench_produce_and_consume_report_what_they_did() {
     let data = tempfile::tempdir().unwrap();
-    let (server, broker) = start_broker(data.path());
+    let mut server = serve_on_free_ports(data.path()).spawn().unwrap();
+    let ready = wait_ready(&mut server);
+    let (broker, http) = (ready_field(&ready, "grpc="), ready_field(&ready, "http="));
+    let metrics = format!("http://{http}/metrics");
     let bench = |args: &[&str]| {
         let mut full = vec!["--broker", broker.as_str(), "bench"];
         full.extend_from_slice(args);
@@ -32,6 +36,8 @@ fn bench_produce_and_consume_report_what_they_did() {
         "50",
         "--baseline-dir",
         scratch.path().to_str().unwrap(),
+        "--broker-metrics",
+        metrics.as_str(),
         "--format",
         "json",
     ]);
@@ -53,6 +59,22 @@ fn bench_produce_and_consume_report_what_they_did() {
     assert!(0.0 < p50 && p50 <= p99 && p99 <= max, "{latency}");
     assert!(report["baseline"]["raw_fsync_mb_per_sec"].as_f64().unwrap() > 0.0);
     assert!(report["baseline"]["ratio_to_log_append"].as_f64().unwrap() > 0.0);
+    assert!(
+        report["baseline"]["ratio_to_laid_out_fsync"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    let fsync = &report["baseline"]["fsync_4k_latency_ms"];
+    assert!(fsync["p50"].as_f64().unwrap() > 0.0, "{fsync}");
+    let after = &report["baseline"]["fsync_4k_latency_after_ms"];
+    assert!(after["p50"].as_f64().unwrap() > 0.0, "{after}");
+    assert!(report["latency_from"].as_str().unwrap().contains("buffer"));
+    assert!(report["service_time_ms"].is_null(), "not measured yet");
+    let cpu = &report["cpu"];
+    assert!(cpu["bench_seconds_per_gb"].as_f64().unwrap() > 0.0, "{cpu}");
+    assert!(cpu["broker_seconds"].as_f64().unwrap() >= 0.0, "{cpu}");
+    assert!(cpu["broker_unknown_reason"].is_null(), "{cpu}");
     assert_eq!(
         std::fs::read_dir(scratch.path()).unwrap().count(),
         0,
@@ -142,4 +164,79 @@ fn bench_produce_and_consume_report_what_they_did() {
 
     send(&server, libc::SIGTERM);
     assert!(wait_exit(server).status.success());
+}
+
+#[test]
+fn bench_flags_out_of_range_are_refused_before_anything_is_created() {
+    let data = tempfile::tempdir().unwrap();
+    let (server, broker) = start_broker(data.path());
+    let scratch = tempfile::tempdir_in(data.path()).unwrap();
+    let scratch_dir = scratch.path().to_str().unwrap();
+    let run = |args: &[&str]| {
+        let mut full = vec!["--broker", broker.as_str(), "bench"];
+        full.extend_from_slice(args);
+        let out = cairn(&full).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    for (flags, expected) in [
+        (
+            &["--in-flight", "6"][..],
+            "--in-flight 6 is out of range: 1..=5",
+        ),
+        (
+            &["--partitions", "5000"],
+            "--partitions 5000 is out of range",
+        ),
+        (&["--flush-policy", "never"], "--flush-policy \"never\""),
+        // 2,000 records of 1 KiB make a batch above max.message.bytes: the broker would refuse
+        // every request, after the topic had been made.
+        (&["--records-per-request", "2000"], "max.message.bytes"),
+    ] {
+        let mut args = vec![
+            "produce",
+            "--topic",
+            "never-made",
+            "--baseline-dir",
+            scratch_dir,
+        ];
+        args.extend_from_slice(flags);
+        let (code, stderr) = run(&args);
+        assert_eq!(code, Some(2), "{flags:?}: {stderr}");
+        assert!(
+            stderr.trim().lines().count() == 1 && stderr.contains(expected),
+            "{flags:?}: {stderr}"
+        );
+    }
+    let listed = cli_ok(&broker, &["topic", "list"]);
+    assert!(
+        !listed.contains("never-made"),
+        "no topic was made: {listed}"
+    );
+    assert_eq!(
+        std::fs::read_dir(scratch.path()).unwrap().count(),
+        0,
+        "no baseline ran"
+    );
+
+    // The replay's baseline copies partitions; a bad flag must stop it before the copy.
+    cli_ok(&broker, &["topic", "create", "orders"]);
+    produce_orders(&broker, 0..10, 2);
+    let (code, stderr) = run(&[
+        "replay",
+        "--topic",
+        "orders",
+        "--fetch-max-bytes",
+        "0",
+        "--baseline-dir",
+        data.path().to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--fetch-max-bytes 0 is out of range") && !stderr.contains("copying"),
+        "{stderr}"
+    );
+    stop_broker(server);
 }

@@ -1,7 +1,9 @@
 //! The machine's own limits, measured in the same run as the end-to-end figures so that ratios
 //! stay meaningful on a shared, noisy machine: raw `write` + `fdatasync` of batch-sized chunks
-//! to a file, and `cairn-log` appending the same batches with `flush.policy=always`, both in a
-//! scratch directory that should sit on the broker's disk.
+//! appended to a new file, the same into a laid-out file and 4 KiB synced writes as fio measures
+//! them (`fsync_baseline`), and `cairn-log` appending the same batches with
+//! `flush.policy=always`, all in a scratch directory that should sit on the broker's disk and
+//! is removed afterwards.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -13,14 +15,23 @@ use bytes::Bytes;
 use cairn_log::batch::{Batch, BatchBuilder, Compression, RecordInput};
 use cairn_log::{LeaderEpoch, Log, LogConfig};
 
+use super::fsync_baseline;
+use super::report::Percentiles;
+
 /// How long each baseline runs.
 pub const BASELINE_DURATION: Duration = Duration::from_secs(3);
 
-/// Both baselines, in bytes per second.
+/// Every baseline of a run: rates in bytes per second, latencies in milliseconds.
 #[derive(Clone, Copy, Debug)]
 pub struct Baseline {
-    /// Raw `write` + `fdatasync` of each batch.
+    /// Raw `write` + `fdatasync` of each batch, appended to a new file.
     pub raw_bytes_per_sec: f64,
+    /// `write` + `fdatasync` of each batch into a laid-out file, as fio measures it.
+    pub laid_out_bytes_per_sec: f64,
+    /// Latency of a 4 KiB `write` + `fdatasync` into a laid-out file, as fio measures it.
+    pub small_fsync_latency: Percentiles,
+    /// How many 4 KiB writes `small_fsync_latency` covers.
+    pub small_fsync_ops: u64,
     /// `Log::append` of each batch under `flush.policy=always` (one writer, no gRPC).
     pub log_bytes_per_sec: f64,
     /// Records in the batch written.
@@ -33,6 +44,11 @@ impl Baseline {
     /// Raw fsync'd writes as records per second of the benchmark's record shape.
     pub fn raw_records_per_sec(&self) -> f64 {
         self.raw_bytes_per_sec / self.batch_bytes.max(1) as f64 * self.batch_records as f64
+    }
+
+    /// Writes into a laid-out file as records per second of the benchmark's record shape.
+    pub fn laid_out_records_per_sec(&self) -> f64 {
+        self.laid_out_bytes_per_sec / self.batch_bytes.max(1) as f64 * self.batch_records as f64
     }
 
     /// Log appends as records per second of the benchmark's record shape.
@@ -59,8 +75,8 @@ pub fn sample_batch(records: usize, record_size: usize) -> anyhow::Result<Bytes>
     Ok(builder.build()?)
 }
 
-/// Measures both baselines in a scratch directory under `dir`, with `batch` (holding
-/// `batch_records` records) as the unit.
+/// Measures every baseline in a scratch directory under `dir`, with `batch` (holding
+/// `batch_records` records) as the unit of the rates.
 ///
 /// # Errors
 /// If the scratch directory cannot be made or written, or the log refuses the batch.
@@ -70,9 +86,16 @@ pub fn measure(dir: &Path, batch: &Bytes, batch_records: usize) -> anyhow::Resul
         .tempdir_in(dir)
         .with_context(|| format!("creating a scratch directory in {}", dir.display()))?;
     let raw_bytes_per_sec = raw_fsync(&scratch.path().join("raw"), batch)?;
+    let laid_out_bytes_per_sec =
+        fsync_baseline::sequential(&scratch.path().join("laid-out"), batch.len())?;
+    let (small_fsync_latency, small_fsync_ops) =
+        fsync_baseline::small_write_latency(&scratch.path().join("small"))?;
     let log_bytes_per_sec = log_append(&scratch.path().join("log"), batch)?;
     Ok(Baseline {
         raw_bytes_per_sec,
+        laid_out_bytes_per_sec,
+        small_fsync_latency,
+        small_fsync_ops,
         log_bytes_per_sec,
         batch_records,
         batch_bytes: batch.len(),

@@ -2,17 +2,26 @@
 //! figures a script can compare across runs (`--format json`). See BENCHMARKS.md for how the
 //! published figures were taken.
 //!
-//! Code map: `produce`, `consume` and `replay` are the benchmarks; `baseline` measures the
-//! machine's raw fsync'd writes and the log's own appends in the same run, `read_baseline` the
-//! log's own reads of the partitions a replay or consume reads, `loopback_baseline` the bare socket's, and
-//! `cpu_ceiling` the fastest replay those allow; `report` holds the histogram,
-//! percentiles, rates and the progress line.
+//! Code map: `produce`, `consume` and `replay` are the benchmarks; `produce_flags` checks
+//! produce's flags before anything is created and `produce_report` prints its figures;
+//! `baseline` measures the machine's raw fsync'd writes and the log's own appends in the same
+//! run, `fsync_baseline` the same writes and 4 KiB fsync latency the way fio does,
+//! `broker_cpu` reads the broker's CPU time from its `/metrics`, `read_baseline` the
+//! log's own reads of the partitions a replay or consume reads, `loopback_baseline` the bare
+//! socket's, and `cpu_ceiling` the fastest replay those allow (and this process's CPU time);
+//! `report` holds the histogram, percentiles, rates, CPU per GB and the progress line.
+//!
+//! Every benchmark checks its flags before it creates a topic or a scratch file.
 
 mod baseline;
+mod broker_cpu;
 mod consume;
 mod cpu_ceiling;
+mod fsync_baseline;
 mod loopback_baseline;
 mod produce;
+mod produce_flags;
+mod produce_report;
 mod read_baseline;
 mod replay;
 mod report;

@@ -1,11 +1,16 @@
 //! `cairn bench produce`: drives the real client `Producer` against a running broker and reports
-//! records/s, MB/s and per-record latency percentiles, optionally next to the machine's raw
-//! fsync'd write bandwidth and the log's own append rate measured in the same run.
+//! records/s, MB/s, per-record latency percentiles and CPU-seconds per GB at both ends,
+//! optionally next to the machine's disk limits measured in the same run (`baseline`).
 //!
 //! Latency is measured from a record's *intended* send time to its acknowledgement. At a fixed
 //! `--rate` the intended time comes from the schedule, not from when `send` got to run, so a
 //! stalled client or broker shows up in the percentiles instead of silently slowing the
-//! schedule (the coordinated-omission trap). Without `--rate` it is the moment `send` was called.
+//! schedule (the coordinated-omission trap). Without `--rate` it is the moment `send` was
+//! called, so the figure includes the wait in the producer's buffer.
+//!
+//! Order matters: every flag is checked (`produce_flags`) and the topic looked up before the
+//! baseline writes anything or the topic is created, so a run that cannot work leaves nothing
+//! behind.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -15,19 +20,18 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use bytes::Bytes;
-use cairn_client::{
-    Acks, Admin, ClientError, DeliveryFuture, ErrorCode, OutgoingRecord, Producer, ProducerConfig,
-};
+use cairn_client::{Admin, ClientError, DeliveryFuture, ErrorCode, Producer};
 use clap::Args;
 use hdrhistogram::Histogram;
-use serde_json::json;
 use tokio::sync::mpsc;
 
 use super::baseline::{self, Baseline};
-use super::report::{
-    Percentiles, Throughput, latency_histogram, progress, progress_done, record_latency,
-};
+use super::broker_cpu::MetricsEndpoint;
+use super::cpu_ceiling::process_cpu_time;
+use super::fsync_baseline;
+use super::produce_flags::{check_batch_fits, check_flags, record_template};
+use super::produce_report::{Measured, report};
+use super::report::{Percentiles, latency_histogram, progress, progress_done, record_latency};
 use super::{OutputFormat, PROGRESS_INTERVAL};
 use crate::produce::AckArg;
 
@@ -37,7 +41,7 @@ pub struct BenchProduceArgs {
     /// Topic to write; created with --partitions and --flush-policy if it does not exist.
     #[arg(long, default_value = "cairn-bench")]
     pub topic: String,
-    /// Partitions of a topic the benchmark creates.
+    /// Partitions of a topic the benchmark creates (1 to 1024).
     #[arg(long, default_value_t = 1)]
     pub partitions: i32,
     /// flush.policy of a topic the benchmark creates: always, os or interval:MS.
@@ -52,22 +56,31 @@ pub struct BenchProduceArgs {
     /// Records per produce request (the client's batch size is set to fit exactly this many).
     #[arg(long, default_value_t = 64)]
     pub records_per_request: usize,
-    /// Produce requests in flight per partition (at most 5: the producer is idempotent).
+    /// Produce requests in flight per partition: 1 to 5 (the producer is idempotent), or up to
+    /// 1024 with --acks none.
     #[arg(long, default_value_t = 5)]
     pub in_flight: usize,
     /// How many replicas must have each batch.
     #[arg(long, value_enum, default_value_t)]
     pub acks: AckArg,
-    /// Records per second to offer (0: as fast as the broker takes them).
+    /// Records per second to offer, up to 10,000,000 (0: as fast as the broker takes them; the
+    /// latency then mostly measures the producer's queue).
     #[arg(long, default_value_t = 0)]
     pub rate: u64,
-    /// How long a batch waits to fill before it is sent.
+    /// How long a batch waits to fill before it is sent (0 to 60000).
     #[arg(long, value_name = "MS", default_value_t = 5)]
     pub linger_ms: u64,
-    /// Also measure raw write+fdatasync and the log's own append rate in a scratch directory
-    /// here (put it on the broker's disk), and report the end-to-end figures as ratios.
+    /// Also measure, in a scratch directory here (put it on the broker's disk), write+fdatasync
+    /// of each request's batch (appended, and into a laid-out file as fio does), 4 KiB
+    /// write+fdatasync latency, and the log's own appends; report the end-to-end figures as
+    /// ratios and latency targets.
     #[arg(long, value_name = "DIR")]
     pub baseline_dir: Option<PathBuf>,
+    /// The broker's HTTP metrics, for its CPU time: http://HOST:PORT[/PATH]. Default: port
+    /// 7071 on the --broker host when --broker is one address on port 7070 (a `cairn serve`
+    /// without flags); otherwise the broker's CPU is reported as unknown.
+    #[arg(long, value_name = "URL", value_parser = MetricsEndpoint::parse)]
+    pub broker_metrics: Option<MetricsEndpoint>,
     /// Output format of the final report.
     #[arg(long, value_enum, default_value_t)]
     pub format: OutputFormat,
@@ -85,51 +98,133 @@ struct Outcome {
 /// Runs `cairn bench produce`.
 ///
 /// # Errors
-/// Bad arguments, an unreachable broker, or records that were not acknowledged.
+/// A flag out of range (a usage error, before anything is created), an unreachable broker,
+/// a baseline that cannot write its scratch files, or records that were not acknowledged.
 pub async fn run(target: &crate::target::Target, args: BenchProduceArgs) -> anyhow::Result<()> {
-    let brokers = target.brokers.as_str();
-    if args.record_size == 0 || args.records == 0 || args.records_per_request == 0 {
-        bail!("--record-size, --records and --records-per-request must be at least 1");
-    }
+    let config = check_flags(&args)?;
+    let admin = Admin::connect_with(&target.brokers, target.timeouts()).await?;
+    let existing = existing_topic(&admin, &args).await?;
+    check_batch_fits(&args, existing.as_ref().and_then(|t| t.max_message_bytes))?;
     let baseline = match &args.baseline_dir {
-        Some(dir) => {
-            eprintln!(
-                "measuring raw write+fdatasync and log appends in {} ...",
-                dir.display()
-            );
-            let batch = baseline::sample_batch(args.records_per_request, args.record_size)?;
-            Some(baseline::measure(
-                dir,
-                &batch,
-                args.records_per_request.max(1),
-            )?)
-        }
+        Some(dir) => Some(measure_baseline(dir, &args)?),
         None => None,
     };
-    ensure_topic(target, &args).await?;
-    let value = Bytes::from(vec![b'x'; args.record_size]);
-    let template = OutgoingRecord {
-        value: Some(value),
-        ..OutgoingRecord::default()
-    };
-    // The producer fills a batch by its own accounting of record size, so this holds exactly
-    // --records-per-request records.
-    let batch_size = args.records_per_request * template.buffered_size();
-    let config = ProducerConfig {
-        acks: match args.acks {
-            AckArg::None => Acks::None,
-            AckArg::Leader => Acks::Leader,
-            AckArg::All => Acks::All,
-        },
-        batch_size,
-        linger: Duration::from_millis(args.linger_ms),
-        max_in_flight: args.in_flight,
-        buffer_memory: (64 << 20_usize).max(batch_size * args.in_flight * 4),
-        ..ProducerConfig::default()
-    };
-    let producer = Producer::connect(brokers, target.producer_config(config)).await?;
-    let (deliveries, receiver) = mpsc::unbounded_channel();
+    match existing {
+        Some(topic) => eprintln!(
+            "using the existing topic {} ({} partitions)",
+            args.topic, topic.partitions
+        ),
+        None => create_topic(&admin, &args).await?,
+    }
+    let metrics = MetricsEndpoint::resolve(args.broker_metrics.as_ref(), &target.brokers);
+    let broker_cpu_before = broker_cpu_seconds(&metrics, &args.topic).await;
+    let bench_cpu_before = process_cpu_time()?;
+    let buffer_memory = config.buffer_memory;
+    let producer = Producer::connect(&target.brokers, target.producer_config(config)).await?;
     let started = Instant::now();
+    let outcome = produce_all(&producer, &args, started).await?;
+    let bench_cpu = process_cpu_time()?.saturating_sub(bench_cpu_before);
+    let broker_cpu_after = broker_cpu_seconds(&metrics, &args.topic).await;
+    let fsync_after = match &args.baseline_dir {
+        Some(dir) => Some(fsync_baseline::small_write_latency_in(dir)?),
+        None => None,
+    };
+    let broker_cpu = broker_cpu_before
+        .and_then(|before| broker_cpu_after.map(|after| (after - before).max(0.0)));
+    let measured = Measured {
+        acknowledged: outcome.acknowledged,
+        failed: outcome.failed,
+        elapsed: outcome.finished.duration_since(started),
+        latency: Percentiles::of(&outcome.histogram),
+        service_time: service_time(&producer),
+        buffer_memory,
+        bench_cpu,
+        broker_cpu,
+        broker_metrics_url: metrics.as_ref().ok().map(MetricsEndpoint::url),
+        baseline,
+        fsync_after,
+    };
+    report(&args, &measured)?;
+    if let Some(error) = outcome.first_error {
+        bail!(
+            "{} of {} records were not acknowledged; the first failure: {error}",
+            outcome.failed,
+            args.records
+        );
+    }
+    Ok(())
+}
+
+/// The request round trip percentiles, once the producer reports them (`Producer::stats()`,
+/// which the producer rewrite of issue 15 adds): wire it in here. Until then there is no
+/// figure, and the report says so.
+fn service_time(_producer: &Producer) -> Option<Percentiles> {
+    None
+}
+
+/// The broker's CPU seconds so far, read off the runtime's workers.
+async fn broker_cpu_seconds(
+    endpoint: &Result<MetricsEndpoint, String>,
+    topic: &str,
+) -> Result<f64, String> {
+    let endpoint = endpoint.clone()?;
+    let topic = topic.to_string();
+    tokio::task::spawn_blocking(move || endpoint.cpu_seconds(&topic))
+        .await
+        .map_err(|err| format!("the metrics scrape failed: {err}"))?
+}
+
+fn measure_baseline(dir: &std::path::Path, args: &BenchProduceArgs) -> anyhow::Result<Baseline> {
+    eprintln!(
+        "measuring write+fdatasync (appended, and into a laid-out file), 4 KiB fsync latency and log appends in {} ...",
+        dir.display()
+    );
+    let batch = baseline::sample_batch(args.records_per_request, args.record_size)?;
+    baseline::measure(dir, &batch, args.records_per_request)
+}
+
+/// What the run needs to know of a topic that already exists.
+struct ExistingTopic {
+    partitions: usize,
+    /// Its `max.message.bytes`, if the broker reported one that parses.
+    max_message_bytes: Option<u64>,
+}
+
+/// The topic, if it exists. Creates nothing.
+async fn existing_topic(
+    admin: &Admin,
+    args: &BenchProduceArgs,
+) -> anyhow::Result<Option<ExistingTopic>> {
+    match admin.describe_topic(&args.topic).await {
+        Ok(topic) => Ok(Some(ExistingTopic {
+            partitions: topic.partitions.len(),
+            max_message_bytes: topic
+                .configs
+                .get("max.message.bytes")
+                .and_then(|v| v.parse().ok()),
+        })),
+        Err(err) if err.code() == Some(ErrorCode::UnknownTopicOrPartition) => Ok(None),
+        Err(err) => Err(err.into()),
+    }
+}
+
+async fn create_topic(admin: &Admin, args: &BenchProduceArgs) -> anyhow::Result<()> {
+    let configs = HashMap::from([("flush.policy".to_string(), args.flush_policy.clone())]);
+    admin
+        .create_topic(&args.topic, args.partitions, 0, configs)
+        .await
+        .with_context(|| format!("creating the benchmark topic {}", args.topic))?;
+    Ok(())
+}
+
+/// Sends `--records` records on the schedule and waits for every result.
+async fn produce_all(
+    producer: &Producer,
+    args: &BenchProduceArgs,
+    started: Instant,
+) -> anyhow::Result<Outcome> {
+    let template = record_template(args.record_size);
+    let (deliveries, receiver) = mpsc::unbounded_channel();
     let collector = tokio::spawn(collect(receiver, started, args.record_size as u64));
     // Deliveries go to the collector in chunks: a channel message per record would cost the
     // client more than the producer's own work on it. At a fixed rate each goes at once, so
@@ -183,42 +278,7 @@ pub async fn run(target: &crate::target::Target, args: BenchProduceArgs) -> anyh
     producer.flush().await?;
     let outcome = collector.await.context("the result collector failed")??;
     progress_done();
-    let elapsed = outcome.finished.duration_since(started);
-    report(&args, &outcome, elapsed, baseline)?;
-    if let Some(error) = outcome.first_error {
-        bail!(
-            "{} of {} records were not acknowledged; the first failure: {error}",
-            outcome.failed,
-            args.records
-        );
-    }
-    Ok(())
-}
-
-async fn ensure_topic(
-    target: &crate::target::Target,
-    args: &BenchProduceArgs,
-) -> anyhow::Result<()> {
-    let admin = Admin::connect_with(&target.brokers, target.timeouts()).await?;
-    match admin.describe_topic(&args.topic).await {
-        Ok(topic) => {
-            eprintln!(
-                "using the existing topic {} ({} partitions)",
-                args.topic,
-                topic.partitions.len()
-            );
-            Ok(())
-        }
-        Err(err) if err.code() == Some(ErrorCode::UnknownTopicOrPartition) => {
-            let configs = HashMap::from([("flush.policy".to_string(), args.flush_policy.clone())]);
-            admin
-                .create_topic(&args.topic, args.partitions, 0, configs)
-                .await
-                .with_context(|| format!("creating the benchmark topic {}", args.topic))?;
-            Ok(())
-        }
-        Err(err) => Err(err.into()),
-    }
+    Ok(outcome)
 }
 
 /// Waits until `instant`, to within the OS's timer slack (tens of microseconds).
@@ -332,84 +392,4 @@ async fn collect(
         first_error,
         finished: Instant::now(),
     })
-}
-
-fn report(
-    args: &BenchProduceArgs,
-    outcome: &Outcome,
-    elapsed: Duration,
-    baseline: Option<Baseline>,
-) -> std::io::Result<()> {
-    let bytes = outcome.acknowledged * args.record_size as u64;
-    let rate = Throughput::of(outcome.acknowledged, bytes, elapsed);
-    let latency = Percentiles::of(&outcome.histogram);
-    // Ratios compare records/s of the same record shape, so batch framing counts the same
-    // on both sides.
-    let ratios = baseline.map(|b| {
-        (
-            b,
-            rate.records_per_sec / b.raw_records_per_sec().max(1e-9),
-            rate.records_per_sec / b.log_records_per_sec().max(1e-9),
-        )
-    });
-    match args.format {
-        OutputFormat::Json => {
-            let mut object = json!({
-                "bench": "produce",
-                "topic": args.topic,
-                "records": outcome.acknowledged,
-                "failed": outcome.failed,
-                "seconds": elapsed.as_secs_f64(),
-                "records_per_sec": rate.records_per_sec,
-                "mb_per_sec": rate.mb_per_sec,
-                "latency_ms": latency.to_json(),
-                "settings": {
-                    "record_size": args.record_size,
-                    "records_per_request": args.records_per_request,
-                    "in_flight": args.in_flight,
-                    "acks": format!("{:?}", args.acks).to_lowercase(),
-                    "rate": args.rate,
-                    "linger_ms": args.linger_ms,
-                },
-            });
-            if let Some((b, to_raw, to_log)) = ratios {
-                object["baseline"] = json!({
-                    "raw_fsync_mb_per_sec": b.raw_bytes_per_sec / 1e6,
-                    "raw_fsync_records_per_sec": b.raw_records_per_sec(),
-                    "log_append_mb_per_sec": b.log_bytes_per_sec / 1e6,
-                    "log_append_records_per_sec": b.log_records_per_sec(),
-                    "ratio_to_raw_fsync": to_raw,
-                    "ratio_to_log_append": to_log,
-                });
-            }
-            outln!("{object}")?;
-        }
-        OutputFormat::Text => {
-            outln!(
-                "produced {} records of {} bytes in {:.2} s: {:.0} records/s, {:.1} MB/s",
-                outcome.acknowledged,
-                args.record_size,
-                elapsed.as_secs_f64(),
-                rate.records_per_sec,
-                rate.mb_per_sec
-            )?;
-            outln!("latency (intended send to ack): {}", latency.to_text())?;
-            if let Some((b, to_raw, to_log)) = ratios {
-                outln!(
-                    "same run: raw write+fdatasync {:.0} records/s ({:.1} MB/s), log append {:.0} records/s ({:.1} MB/s)",
-                    b.raw_records_per_sec(),
-                    b.raw_bytes_per_sec / 1e6,
-                    b.log_records_per_sec(),
-                    b.log_bytes_per_sec / 1e6,
-                )?;
-                outln!(
-                    "end to end = {to_raw:.2}x raw fsync'd writes, {to_log:.2}x the log's own appends"
-                )?;
-            }
-            if outcome.failed > 0 {
-                outln!("{} records failed", outcome.failed)?;
-            }
-        }
-    }
-    Ok(())
 }

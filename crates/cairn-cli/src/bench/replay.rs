@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::bail;
-use cairn_client::{Replay, ReplayConfig, ReplayFormat};
+use cairn_client::{MAX_FETCH_MAX_BYTES, Replay, ReplayConfig, ReplayFormat};
 use clap::{Args, ValueEnum};
 use serde_json::{Value, json};
 
@@ -23,6 +23,7 @@ use super::cpu_ceiling::{self, ceiling};
 use super::loopback_baseline::loopback_tcp;
 use super::read_baseline::{Copies, Range, Reading};
 use super::report::Throughput;
+use crate::usage_error::usage_bail;
 
 /// `cairn bench replay` arguments.
 #[derive(Debug, Args)]
@@ -74,15 +75,17 @@ struct Results {
     ceiling: Vec<Reading>,
 }
 
+/// Most rounds of one run: each round reads the whole topic two to five times.
+pub const MAX_ROUNDS: u32 = 100;
+
 /// Runs `cairn bench replay`.
 ///
 /// # Errors
-/// An unreachable broker, an unknown or empty topic, a failed fetch, or a baseline that
-/// cannot copy or read the partitions.
+/// A flag out of range (a usage error, before the baseline copies anything), an unreachable
+/// broker, an unknown or empty topic, a failed fetch, or a baseline that cannot copy or read
+/// the partitions.
 pub async fn run(target: &crate::target::Target, args: BenchReplayArgs) -> anyhow::Result<()> {
-    if args.rounds == 0 {
-        bail!("--rounds must be at least 1");
-    }
+    check_flags(&args)?;
     let ranges = ranges(target, &args).await?;
     let total: i64 = ranges.iter().map(|r| r.end - r.start).sum();
     if total <= 0 {
@@ -120,6 +123,21 @@ pub async fn run(target: &crate::target::Target, args: BenchReplayArgs) -> anyho
         }
     }
     report(&args, &results)?;
+    Ok(())
+}
+
+/// Refuses flags out of range before the baseline copies the partitions: the client would
+/// refuse a bad `--fetch-max-bytes` only at the first replay, after the copy.
+fn check_flags(args: &BenchReplayArgs) -> anyhow::Result<()> {
+    if !(1..=MAX_ROUNDS).contains(&args.rounds) {
+        usage_bail!("--rounds {} is out of range: 1..={MAX_ROUNDS}", args.rounds);
+    }
+    if !(1..=MAX_FETCH_MAX_BYTES).contains(&args.fetch_max_bytes) {
+        usage_bail!(
+            "--fetch-max-bytes {} is out of range: 1..={MAX_FETCH_MAX_BYTES}",
+            args.fetch_max_bytes
+        );
+    }
     Ok(())
 }
 
@@ -315,6 +333,45 @@ mod tests {
             records,
             bytes: records * 100,
             elapsed: Duration::from_millis(millis),
+        }
+    }
+
+    #[test]
+    fn flags_out_of_range_are_refused_by_name() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Command {
+            #[command(flatten)]
+            args: BenchReplayArgs,
+        }
+        let check = |flags: &[&str]| {
+            let mut line = vec!["bench-replay"];
+            line.extend_from_slice(flags);
+            let parsed = Command::try_parse_from(line).map_err(|e| e.to_string())?;
+            check_flags(&parsed.args).map_err(|e| {
+                assert!(e.is::<crate::usage_error::UsageError>());
+                e.to_string()
+            })
+        };
+        assert_eq!(check(&[]), Ok(()));
+        for (flags, expected) in [
+            (
+                &["--rounds", "0"][..],
+                "--rounds 0 is out of range: 1..=100",
+            ),
+            (&["--rounds", "101"], "--rounds 101 is out of range"),
+            (
+                &["--fetch-max-bytes", "0"],
+                "--fetch-max-bytes 0 is out of range",
+            ),
+            (
+                &["--fetch-max-bytes=-5"],
+                "--fetch-max-bytes -5 is out of range",
+            ),
+            (&["--fetch-max-bytes", "67108865"], "1..=67108864"),
+        ] {
+            let message = check(flags).expect_err("refused");
+            assert!(message.contains(expected), "{flags:?}: {message}");
         }
     }
 

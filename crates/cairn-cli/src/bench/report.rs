@@ -1,5 +1,6 @@
-//! What a benchmark run reports: throughput, latency percentiles from an HDR histogram, and the
-//! same figures as one JSON object for scripts. Also the progress line printed while it runs.
+//! What a benchmark run reports: throughput, latency percentiles from an HDR histogram, CPU per
+//! GB, and the same figures as one JSON object for scripts. Also the progress line printed
+//! while it runs.
 
 use std::io::Write;
 use std::time::Duration;
@@ -73,6 +74,28 @@ impl Percentiles {
     }
 }
 
+/// The line of a produce report that gives the service time: the round trip of one produce
+/// request, from its send to the broker's answer, with no time in the producer's buffer.
+/// `None` until the producer reports it (`Producer::stats()`, being added with the producer
+/// rewrite of issue 15); the line then says so rather than show a made-up figure.
+pub fn service_time_line(service_time: Option<Percentiles>) -> String {
+    match service_time {
+        Some(p) => format!(
+            "service time (produce request round trip, no queueing): {}",
+            p.to_text()
+        ),
+        None => "service time (produce request round trip): not measured; the producer does not report it yet".to_string(),
+    }
+}
+
+/// CPU-seconds spent per GB (10^9 bytes) of `bytes`; zero bytes give zero, not infinity.
+pub fn cpu_seconds_per_gb(cpu_seconds: f64, bytes: u64) -> f64 {
+    if bytes == 0 {
+        return 0.0;
+    }
+    cpu_seconds / (bytes as f64 / 1e9)
+}
+
 /// Throughput of `records` records and `bytes` bytes over `elapsed`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Throughput {
@@ -137,6 +160,28 @@ mod tests {
         assert_eq!(Percentiles::of(&histogram).max, 0.0);
         record_latency(&mut histogram, Duration::from_secs(100_000));
         assert!(Percentiles::of(&histogram).max <= MAX_LATENCY_MICROS as f64 / 1000.0 * 1.01);
+    }
+
+    #[test]
+    fn the_service_time_line_never_makes_up_a_figure() {
+        assert!(service_time_line(None).contains("not measured"));
+        let p = Percentiles {
+            p50: 1.0,
+            p99: 2.0,
+            p999: 3.0,
+            max: 4.0,
+        };
+        let line = service_time_line(Some(p));
+        assert!(
+            line.contains("round trip") && line.contains("p50 1.00 ms"),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn cpu_per_gb_scales_by_the_bytes() {
+        assert_eq!(cpu_seconds_per_gb(2.0, 500_000_000), 4.0);
+        assert_eq!(cpu_seconds_per_gb(2.0, 0), 0.0);
     }
 
     #[test]
