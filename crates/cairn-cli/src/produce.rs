@@ -77,11 +77,12 @@ pub struct ProduceArgs {
     /// Batch compression: none, gzip, snappy, lz4 or zstd.
     #[arg(long, default_value = "none", value_parser = parse_compression)]
     pub compression: Compression,
-    /// How long a batch waits for more records before it is sent (Kafka's linger.ms).
+    /// How long a batch waits for more records while its partition has a request in flight
+    /// (Kafka's linger.ms); a partition with nothing in flight sends at once.
     #[arg(long, value_name = "MS", default_value_t = 5)]
     pub linger_ms: u64,
-    /// Bytes of records that fill a batch (Kafka's batch.size).
-    #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024)]
+    /// Bytes of records that fill a batch (Kafka's batch.size; the library's default).
+    #[arg(long, value_name = "BYTES", default_value_t = 256 * 1024)]
     pub batch_size: usize,
 }
 

@@ -67,7 +67,7 @@ pub use group_admin::GroupAdmin;
 pub use health::{HealthStatus, PartitionTrouble, check_health, node_health};
 pub use producer::{
     DeliveryFuture, MAX_IN_FLIGHT_IDEMPOTENT, METADATA_MAX_AGE, OutgoingRecord, Placement,
-    Producer, ProducerConfig,
+    Producer, ProducerConfig, ProducerStats,
 };
 pub use record_view::{RecordHeaders, RecordView};
 pub use replay::{

@@ -121,9 +121,7 @@ impl DeliveryFuture {
 impl std::fmt::Debug for DeliveryFuture {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.0 {
-            Delivery::InBatch {
-                outcome, index, ..
-            } => f
+            Delivery::InBatch { outcome, index, .. } => f
                 .debug_struct("DeliveryFuture")
                 .field("partition", &outcome.partition)
                 .field("index_in_batch", index)

@@ -19,6 +19,7 @@ use tokio::sync::Notify;
 use super::ProducerIdentity;
 use super::accumulator::{Accumulator, Outgoing};
 use super::config::ProducerConfig;
+use super::stats::RequestStats;
 use crate::error::ClientError;
 use crate::routing::Router;
 
@@ -30,6 +31,8 @@ pub(crate) struct Dispatcher {
     router: Router,
     config: Arc<ProducerConfig>,
     accumulator: Mutex<Accumulator>,
+    /// Every produce request's round trip.
+    pub stats: RequestStats,
     /// Wakes the background task: something is due sooner than it planned to wake, a queue
     /// needs a fresh producer id, or a flush may be answered.
     pub wake: Notify,
@@ -47,6 +50,7 @@ impl Dispatcher {
             router,
             accumulator: Mutex::new(Accumulator::new(Arc::clone(&config), identity)),
             config,
+            stats: RequestStats::new(),
             wake: Notify::new(),
         }
     }
@@ -138,12 +142,15 @@ impl Dispatcher {
                     .max_decoding_message_size(MAX_PRODUCE_RESPONSE_BYTES);
                 // The grpc-timeout header makes the broker give up; this bounds a broker
                 // that never answers at all.
+                let sent = Instant::now();
                 let answer = tokio::time::timeout(timeout, client.produce(request)).await;
+                let round_trip = sent.elapsed();
                 let result = match answer {
                     Ok(Ok(response)) => first_partition_result(response.into_inner()),
                     Ok(Err(status)) => Err(ClientError::from(status)),
                     Err(_) => Err(timed_out()),
                 };
+                self.stats.record(round_trip, result.is_err());
                 if let Err(error) = &result {
                     // Tells the router where the retry should go; the queue decides whether
                     // there is one.

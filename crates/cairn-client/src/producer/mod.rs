@@ -25,6 +25,7 @@ mod delivery;
 mod dispatch;
 mod partition_queue;
 mod sender;
+mod stats;
 
 use std::sync::Arc;
 
@@ -34,6 +35,7 @@ use cairn_proto::v1::{ErrorCode, InitProducerIdRequest};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 pub use delivery::DeliveryFuture;
+pub use stats::ProducerStats;
 
 pub use crate::routing::METADATA_MAX_AGE;
 pub use config::{MAX_IN_FLIGHT_IDEMPOTENT, ProducerConfig};
@@ -263,9 +265,7 @@ impl Producer {
                     changed.push(partition);
                 }
             }
-            self.inner
-                .dispatcher
-                .dispatch(accumulator, topic, &changed);
+            self.inner.dispatcher.dispatch(accumulator, topic, &changed);
             start = end;
         }
         Ok(deliveries)
@@ -323,6 +323,12 @@ impl Producer {
     /// As [`Producer::flush`].
     pub async fn close(self) -> Result<(), ClientError> {
         self.flush().await
+    }
+
+    /// Figures about the produce requests sent so far: how many, how many failed, and their
+    /// round trips (the service time, apart from the time records waited in the buffer).
+    pub fn stats(&self) -> ProducerStats {
+        self.inner.dispatcher.stats.snapshot()
     }
 
     /// The settings in use.

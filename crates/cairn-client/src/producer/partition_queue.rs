@@ -176,9 +176,11 @@ impl PartitionQueue {
         now: impl FnOnce() -> Instant,
     ) -> Appended {
         let mut sealed = false;
-        if self.open.as_ref().is_some_and(|open| {
-            open.records > 0 && open.bytes + size > self.config.batch_size
-        }) {
+        if self
+            .open
+            .as_ref()
+            .is_some_and(|open| open.records > 0 && open.bytes + size > self.config.batch_size)
+        {
             self.seal();
             sealed = true;
         }

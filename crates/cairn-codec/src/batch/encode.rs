@@ -85,7 +85,8 @@ impl BatchBuilder {
         let timestamp_delta = record.timestamp_ms.wrapping_sub(self.base_timestamp);
         if self.records.is_empty() {
             // Room for the header, written in place by `build`.
-            self.records.reserve(self.capacity_hint.max(BATCH_HEADER_BYTES));
+            self.records
+                .reserve(self.capacity_hint.max(BATCH_HEADER_BYTES));
             self.records.resize(BATCH_HEADER_BYTES, 0);
         }
         encode_record(

@@ -160,10 +160,17 @@ fn behind_a_request_in_flight_records_wait_for_linger_or_a_full_batch() {
     // Once every request is answered, what is open goes without waiting out its linger.
     f.queue.on_success(first[0].batch_id, 0);
     f.queue.on_success(tickets[0].batch_id, 1);
-    assert!(f.queue.poll_send(f.at(11)).is_empty(), "one still in flight");
+    assert!(
+        f.queue.poll_send(f.at(11)).is_empty(),
+        "one still in flight"
+    );
     f.queue.on_success(third.batch_id, 3);
     let last = f.queue.poll_send(f.at(11));
-    assert_eq!(last.len(), 1, "sent at 11 ms, before its linger ends at 15 ms");
+    assert_eq!(
+        last.len(),
+        1,
+        "sent at 11 ms, before its linger ends at 15 ms"
+    );
     assert_eq!(sequence_of(&last[0]), (7, 4, 1));
 }
 
