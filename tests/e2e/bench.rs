@@ -70,7 +70,16 @@ fn bench_produce_and_consume_report_what_they_did() {
     let after = &report["baseline"]["fsync_4k_latency_after_ms"];
     assert!(after["p50"].as_f64().unwrap() > 0.0, "{after}");
     assert!(report["latency_from"].as_str().unwrap().contains("buffer"));
-    assert!(report["service_time_ms"].is_null(), "not measured yet");
+    let service = &report["service_time_ms"];
+    let (service_p50, service_max) = (
+        service["p50"].as_f64().unwrap(),
+        service["max"].as_f64().unwrap(),
+    );
+    assert!(
+        // Within the service histogram's 6.25% buckets.
+        0.0 < service_p50 && service_p50 <= service_max && service_p50 <= max * 1.07,
+        "a request's round trip is part of its records' latency: {service} vs {latency}"
+    );
     let cpu = &report["cpu"];
     assert!(cpu["bench_seconds_per_gb"].as_f64().unwrap() > 0.0, "{cpu}");
     assert!(cpu["broker_seconds"].as_f64().unwrap() >= 0.0, "{cpu}");
