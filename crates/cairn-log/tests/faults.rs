@@ -71,7 +71,9 @@ fn failed_write_poisons_and_leaves_no_partial_batch() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = Log::open(dir.path(), small_config(), 0).unwrap();
     log.append(&[batch(0, 2, 40, 0)], None, 0).unwrap();
-    let size_before = log_file_sizes(dir.path());
+    // A failed write cuts the file back to the data end, and the space reserved ahead of it
+    // goes too (`segments-format.md` §7.2): the file is then exactly the batches before it.
+    let size_before = log.size_bytes();
     fault::arm(dir.path(), FaultPoint::Write, libc::EIO, 1);
     let err = log.append(&[batch(1, 2, 40, 0)], None, 0).unwrap_err();
     assert!(matches!(err, LogError::Poisoned { .. }), "{err}");
@@ -91,7 +93,8 @@ fn full_disk_is_retriable_and_takes_no_offset() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = Log::open(dir.path(), small_config(), 0).unwrap();
     log.append(&[batch(0, 2, 40, 0)], None, 0).unwrap();
-    let size_before = log_file_sizes(dir.path());
+    // Cut back to the data end, reserved space included: a full disk gets it back.
+    let size_before = log.size_bytes();
     fault::arm(dir.path(), FaultPoint::Write, libc::ENOSPC, 1);
     let err = log.append(&[batch(1, 2, 40, 0)], None, 0).unwrap_err();
     assert!(matches!(err, LogError::DiskFull { .. }), "{err}");
