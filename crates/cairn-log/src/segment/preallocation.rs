@@ -48,11 +48,19 @@ impl Preallocation {
     /// `data_end`; on any failure the write that follows extends the file itself, so nothing
     /// here is an error the caller sees. A segment already past the cap (one holding only meta
     /// entries, which never rolls) is not preallocated.
-    pub(crate) fn reserve_ahead(&mut self, file: &File, path: &Path, data_end: u64, cap_bytes: u64) {
+    pub(crate) fn reserve_ahead(
+        &mut self,
+        file: &File,
+        path: &Path,
+        data_end: u64,
+        cap_bytes: u64,
+    ) {
         if !self.supported || data_end <= self.file_bytes {
             return;
         }
-        let ahead = data_end.saturating_add(PREALLOCATE_STEP_BYTES).min(cap_bytes);
+        let ahead = data_end
+            .saturating_add(PREALLOCATE_STEP_BYTES)
+            .min(cap_bytes);
         if ahead < data_end {
             return;
         }

@@ -8,9 +8,7 @@
 
 use bytes::Bytes;
 
-use crate::batch::{
-    BATCH_HEADER_BYTES, Batch, BatchError, BatchHeader, frame_len, is_meta_header,
-};
+use crate::batch::{BATCH_HEADER_BYTES, Batch, BatchError, BatchHeader, frame_len, is_meta_header};
 use crate::types::{FilePos, Offset};
 
 /// A batch met by the walk.
