@@ -17,7 +17,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use memmap2::MmapOptions;
 
-use super::preallocation::{Preallocation, write_all_vectored_at};
+use super::preallocation::{Preallocation, is_disk_full, write_all_vectored_at};
 use super::view::SegmentView;
 use super::{INDEX_EXTENSIONS, segment_path};
 use crate::batch::{Batch, BatchHeader};
@@ -293,7 +293,16 @@ impl Segment {
         let old_size = self.state.size;
         // Room for the index entries first: once the batches are written they must be indexed,
         // and a full disk is refused here, before anything is written.
-        self.indexes.reserve(batches.len())?;
+        if let Err(err) = self.indexes.reserve(batches.len()) {
+            if !is_disk_full(&err) || self.space.file_bytes <= old_size.as_u64() {
+                return Err(err);
+            }
+            // The log's own reserved space may be what the index step needs: give it back
+            // and try once more, so a nearly full disk still takes what fits.
+            self.file.set_len(old_size.as_u64())?;
+            self.space.file_bytes = old_size.as_u64();
+            self.indexes.reserve(batches.len())?;
+        }
         let mut slices = Vec::with_capacity(batches.len() * 2);
         let mut total_bytes = 0u64;
         for (batch, prefix) in batches {

@@ -95,7 +95,8 @@ impl Preallocation {
     }
 }
 
-fn is_disk_full(err: &std::io::Error) -> bool {
+/// True for the errors of a full disk or quota (`ENOSPC`, `EDQUOT`).
+pub(crate) fn is_disk_full(err: &std::io::Error) -> bool {
     matches!(err.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
 }
 
