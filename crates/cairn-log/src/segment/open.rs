@@ -5,7 +5,10 @@
 //! batch of the *active* segment that hold no valid batch are a torn write and are cut. Damage
 //! followed by valid batches is never cut, because those batches may have been acknowledged:
 //! a damaged batch whose length is intact is skipped (and reported as corrupt when read); damage
-//! that hides where the next batch starts makes the open fail with an operator error.
+//! that hides where the next batch starts makes the open fail with an operator error. One more
+//! rule comes from the space reserved ahead of the active segment's data (`preallocation.rs`):
+//! zeros where a batch header should start are where the writes stopped, so the data ends there
+//! whatever follows them (`segments-format.md` §8.3, "Zero tail").
 
 use std::fs::File;
 use std::path::Path;
