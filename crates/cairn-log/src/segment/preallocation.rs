@@ -87,7 +87,10 @@ impl Preallocation {
                     return;
                 }
                 Err(err) => {
-                    tracing::warn!(segment = %path.display(), %err, "preallocating segment space failed; the write extends the file");
+                    // Unexpected (`EIO`, `EPERM`, `EFBIG`): stop trying for this segment, so
+                    // every append does not log it again; the write reports its own errors.
+                    tracing::warn!(segment = %path.display(), %err, "preallocating segment space failed; this segment's appends extend the file");
+                    self.supported = false;
                     return;
                 }
             }
