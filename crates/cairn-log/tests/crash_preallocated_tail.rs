@@ -236,3 +236,35 @@ fn a_damaged_length_that_jumps_into_the_reserved_zeros_does_not_cut_intact_batch
         "a refused open changed the file"
     );
 }
+
+#[test]
+fn copies_holding_the_same_batches_have_identical_files_however_they_were_written() {
+    // Replicas compare (and heal) segment files byte for byte: the reserved tail must depend
+    // only on the data end, not on how appends were grouped or whether the log restarted.
+    // Segments big enough that the cap (segment.bytes + max.message.bytes) is not what decides
+    // how far the files are reserved.
+    let big = LogConfig {
+        segment_bytes: 64 << 20,
+        ..config()
+    };
+    let one_by_one = tempfile::tempdir().unwrap();
+    let grouped = tempfile::tempdir().unwrap();
+    let batches: Vec<_> = (0..30).map(|tag| batch(tag, 2, 100, 0)).collect();
+    let mut a = Log::open(one_by_one.path(), big.clone(), 0).unwrap();
+    for b in &batches {
+        a.append(std::slice::from_ref(b), None, 0).unwrap();
+    }
+    let mut b = Log::open(grouped.path(), big.clone(), 0).unwrap();
+    b.append(&batches[..1], None, 0).unwrap();
+    drop(b); // crash: recovery cuts the reserved tail, the next append reserves again
+    let mut b = Log::open(grouped.path(), big.clone(), 0).unwrap();
+    for group in batches[1..].chunks(3) {
+        b.append(group, None, 0).unwrap();
+    }
+    let (a_path, b_path) = (
+        &log_files(one_by_one.path())[0],
+        &log_files(grouped.path())[0],
+    );
+    assert!(file_len(a_path) > a.size_bytes(), "no space reserved");
+    assert_eq!(fs::read(a_path).unwrap(), fs::read(b_path).unwrap());
+}

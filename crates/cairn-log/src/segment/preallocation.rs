@@ -16,9 +16,9 @@ use std::io::IoSlice;
 use std::os::fd::AsRawFd;
 use std::path::Path;
 
-/// How far past the data end the active segment's file is reserved at a time: one `fallocate`
-/// (and one inode size change) per 8 MiB of appends, while a segment that is closed cleanly or
-/// sealed gives back at most this much when it is trimmed.
+/// The unit the active segment's file is reserved in: one `fallocate` (and one inode size
+/// change) per 8 MiB of appends, while a segment that is closed cleanly or sealed gives back at
+/// most this much when it is trimmed.
 pub(crate) const PREALLOCATE_STEP_BYTES: u64 = 8 << 20;
 
 /// What the writer knows about the space behind one segment file.
@@ -43,11 +43,17 @@ impl Preallocation {
     }
 
     /// Makes sure, if it can, that the file reaches at least `data_end` before a write up to
-    /// there: reserves up to `data_end + PREALLOCATE_STEP_BYTES`, capped at `cap_bytes` (a full
-    /// segment plus one largest batch, past which the segment rolls). On `ENOSPC` it tries just
-    /// `data_end`; on any failure the write that follows extends the file itself, so nothing
-    /// here is an error the caller sees. A segment already past the cap (one holding only meta
-    /// entries, which never rolls) is not preallocated.
+    /// there: reserves up to the next multiple of `PREALLOCATE_STEP_BYTES` at or above
+    /// `data_end`, capped at `cap_bytes` (a full segment plus one largest batch, past which the
+    /// segment rolls). On `ENOSPC` it tries just `data_end`; on any failure the write that
+    /// follows extends the file itself, so nothing here is an error the caller sees. A segment
+    /// already past the cap (one holding only meta entries, which never rolls) is not
+    /// preallocated.
+    ///
+    /// Rounding to whole steps, rather than reserving a step past wherever the data ends now,
+    /// makes the file's length a function of its data end alone (while space lasts): replicas
+    /// that hold the same batches have identical files, however their appends were grouped or
+    /// restarted, and each reservation is step-aligned.
     pub(crate) fn reserve_ahead(
         &mut self,
         file: &File,
@@ -59,7 +65,8 @@ impl Preallocation {
             return;
         }
         let ahead = data_end
-            .saturating_add(PREALLOCATE_STEP_BYTES)
+            .div_ceil(PREALLOCATE_STEP_BYTES)
+            .saturating_mul(PREALLOCATE_STEP_BYTES)
             .min(cap_bytes);
         if ahead < data_end {
             return;
