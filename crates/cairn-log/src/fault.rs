@@ -10,7 +10,7 @@ use std::sync::Mutex;
 /// Where a fault strikes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FaultPoint {
-    /// The `writev` of appended batches.
+    /// The `pwritev` of appended batches.
     Write,
     /// The `fdatasync` of a segment.
     Sync,

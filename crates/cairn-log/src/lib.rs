@@ -35,6 +35,10 @@
 //!   Reads by entry index go further (a Raft leader ships uncommitted entries): what lies past
 //!   the visible end is copied under a lock that truncation and reset take, never sliced.
 //! - A failed write or fsync poisons the log: it takes no more appends and acknowledges nothing.
+//! - A segment's data ends where its state says, not where its file does: the active segment's
+//!   `.log` is reserved ahead with `fallocate` (zeros past the data, so an append's `fdatasync`
+//!   rarely changes the inode's size), and is cut back to its data when sealed, closed cleanly
+//!   or truncated. Recovery takes zeros where a batch header should start for the end.
 //!
 //! The on-disk format is specified in `segments-format.md` at the repository root.
 //!

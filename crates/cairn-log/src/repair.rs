@@ -179,8 +179,8 @@ impl Log {
         Ok(())
     }
 
-    /// `pwrite`s `bytes` at the span's position through a descriptor of its own (the segment's
-    /// append descriptor may be `O_APPEND`, which would ignore the position), then
+    /// `pwrite`s `bytes` at the span's position through a descriptor of its own (the writer's
+    /// descriptor belongs to the active segment only; the span may lie in a sealed one), then
     /// `fdatasync`s. Any failure poisons the log.
     fn write_in_place(&mut self, range: &DamagedEntries, bytes: &[u8]) -> Result<(), LogError> {
         let written = std::fs::OpenOptions::new()

@@ -1,6 +1,6 @@
 //! [`LogWriter`]: the group-commit driver of one partition. A dedicated thread owns the
 //! [`Log`]; appends arrive on a bounded queue, and the thread drains up to
-//! [`MAX_GROUP_REQUESTS`] requests or [`MAX_GROUP_BYTES`] bytes, writes them with one `writev`,
+//! [`MAX_GROUP_REQUESTS`] requests or [`MAX_GROUP_BYTES`] bytes, writes them with one `pwritev`,
 //! meets the flush policy once (one `fdatasync` under `always`), and only then answers each
 //! request. A request cancelled by its caller after it was queued is still written whole or not
 //! at all: the thread never writes half a request.

@@ -89,7 +89,12 @@ fn recovery_keeps_a_damaged_batch_in_the_active_segment_and_serves_its_neighbour
             let damaged = fs::read(&path).unwrap();
 
             let mut log = Log::open(dir.path(), config(), 0).unwrap();
-            assert_unchanged(&path, &damaged, "recovery changed the segment");
+            // Only the zeros reserved past the data end (after a crash) may go.
+            assert_unchanged(
+                &path,
+                &damaged[..active.size],
+                "recovery changed the segment",
+            );
             assert_only_damaged_unreadable(&log, &path, &model, &[victim.idx]);
             let mut grown = model.clone();
             let base = append_data(&mut log, &mut grown, 7777, 2, 10, 99_999);
@@ -181,10 +186,11 @@ fn recovery_steps_over_consecutive_damaged_batches_in_the_active_segment() {
     }
     let damaged = fs::read(&path).unwrap();
     let log = Log::open(dir.path(), config(), 0).unwrap();
-    assert_eq!(
-        fs::metadata(&path).unwrap().len(),
-        damaged.len() as u64,
-        "recovery cut valid batches after the damage"
+    // Only the zeros reserved past the data end may go.
+    assert_unchanged(
+        &path,
+        &damaged[..active.size],
+        "recovery cut valid batches after the damage",
     );
     assert_only_damaged_unreadable(&log, &path, &model, &[victims[0].idx, victims[1].idx]);
 }
@@ -207,7 +213,7 @@ fn recovery_rejects_a_base_offset_that_goes_backwards_after_a_damaged_batch() {
     let mut log = Log::open(dir.path(), config(), 0).unwrap();
     assert_eq!(
         fs::metadata(&path).unwrap().len(),
-        bytes.len() as u64,
+        active.size as u64,
         "recovery cut valid batches after the damage"
     );
     assert_only_damaged_unreadable(&log, &path, &model, &[damaged.idx, moved.idx]);
@@ -255,7 +261,7 @@ fn recovery_never_believes_a_base_offset_beyond_the_segment_after_a_damaged_batc
                     };
                     assert_unchanged(
                         &path,
-                        &bytes,
+                        &bytes[..segment.size],
                         "recovery changed the segment (cut valid batches after the damage)",
                     );
                     assert_only_damaged_unreadable(&log, &path, &model, &[damaged.idx, moved.idx]);
@@ -299,7 +305,7 @@ fn recovery_never_cuts_an_intact_batch_that_contradicts_one_accepted_after_damag
     };
     assert_unchanged(
         &path,
-        &bytes,
+        &bytes[..active.size],
         "recovery changed the segment (cut intact batches after the damage)",
     );
     let reader = log.reader();

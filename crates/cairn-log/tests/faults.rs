@@ -71,7 +71,9 @@ fn failed_write_poisons_and_leaves_no_partial_batch() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = Log::open(dir.path(), small_config(), 0).unwrap();
     log.append(&[batch(0, 2, 40, 0)], None, 0).unwrap();
-    let size_before = log_file_sizes(dir.path());
+    // A failed write cuts the file back to the data end, and the space reserved ahead of it
+    // goes too (`segments-format.md` §7.2): the file is then exactly the batches before it.
+    let size_before = log.size_bytes();
     fault::arm(dir.path(), FaultPoint::Write, libc::EIO, 1);
     let err = log.append(&[batch(1, 2, 40, 0)], None, 0).unwrap_err();
     assert!(matches!(err, LogError::Poisoned { .. }), "{err}");
@@ -91,7 +93,8 @@ fn full_disk_is_retriable_and_takes_no_offset() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = Log::open(dir.path(), small_config(), 0).unwrap();
     log.append(&[batch(0, 2, 40, 0)], None, 0).unwrap();
-    let size_before = log_file_sizes(dir.path());
+    // Cut back to the data end, reserved space included: a full disk gets it back.
+    let size_before = log.size_bytes();
     fault::arm(dir.path(), FaultPoint::Write, libc::ENOSPC, 1);
     let err = log.append(&[batch(1, 2, 40, 0)], None, 0).unwrap_err();
     assert!(matches!(err, LogError::DiskFull { .. }), "{err}");
@@ -295,6 +298,57 @@ fn a_full_disk_when_an_index_must_grow_refuses_the_append_before_writing() {
         .unwrap();
     assert_eq!(info[0].base_offset, Offset(256));
     drop(log);
+    let log = reopen(&dir, cfg);
+    assert_eq!(log.log_end_offset(), Offset(257));
+    assert_eq!(read_all(&log.reader()).len(), 257);
+}
+
+/// The active segment's `.log` holds space reserved ahead of its data (`segments-format.md`
+/// §7.2). When the disk is full just as an index needs its next step, that reservation is given
+/// back so the index can grow: a nearly full disk still takes what fits, rather than refusing
+/// appends while the log sits on reserved space it cannot use.
+#[test]
+fn a_full_disk_takes_the_index_step_from_the_logs_reserved_space() {
+    let mount = tempfile::tempdir().unwrap();
+    let Some(_guard) = TmpfsMount::new(mount.path(), "1m") else {
+        loud_skip(
+            "a_full_disk_takes_the_index_step...: cannot mount a tmpfs (needs root); skipped",
+        );
+        return;
+    };
+    let dir = mount.path().join("orders-0");
+    // Reservations are capped at segment.bytes + max.message.bytes: about 576 KiB here, which
+    // the 1 MiB disk can hold. Every batch is an index point, so the `.entryindex` (16-byte
+    // entries) needs its second step at the 257th batch.
+    let cfg = LogConfig {
+        index_interval_bytes: 0,
+        segment_bytes: 512 << 10,
+        max_message_bytes: 64 << 10,
+        retention_ms: None,
+        ..LogConfig::default()
+    };
+    let mut log = Log::open(&dir, cfg.clone(), 0).unwrap();
+    for tag in 0..256 {
+        log.append(&[batch(tag, 1, 100, 0)], None, 0).unwrap();
+    }
+    assert!(
+        log_file_sizes(&dir) > log.size_bytes(),
+        "the active segment holds no reserved space"
+    );
+    let filler = std::fs::File::create(mount.path().join("filler")).unwrap();
+    let mut filled = 0i64;
+    // SAFETY: plain syscalls on an fd we own.
+    while unsafe { libc::posix_fallocate(std::os::fd::AsRawFd::as_raw_fd(&filler), filled, 4096) }
+        == 0
+    {
+        filled += 4096;
+    }
+    let info = log.append(&[batch(256, 1, 100, 0)], None, 0).unwrap();
+    assert_eq!(info[0].base_offset, Offset(256));
+    assert!(log.poisoned().is_none());
+    drop(log);
+    drop(filler);
+    std::fs::remove_file(mount.path().join("filler")).unwrap();
     let log = reopen(&dir, cfg);
     assert_eq!(log.log_end_offset(), Offset(257));
     assert_eq!(read_all(&log.reader()).len(), 257);

@@ -1,5 +1,5 @@
 //! Appending: offsets and entry indexes are assigned here and nowhere else, batches are written
-//! in one `writev` per segment touched, and the high watermark moves only once the flush policy
+//! in one `pwritev` per segment touched, and the high watermark moves only once the flush policy
 //! is met. A request is all or nothing: it is checked whole before any byte is written, and an
 //! I/O failure undoes the whole group.
 

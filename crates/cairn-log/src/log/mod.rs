@@ -195,7 +195,9 @@ impl Log {
         self.segments.len()
     }
 
-    /// Bytes in all segment files.
+    /// Bytes of batches in all segments, written or not yet flushed. Not the files' lengths:
+    /// the active segment's file also holds space reserved ahead of its data
+    /// (`segments-format.md` §7.2).
     pub fn size_bytes(&self) -> u64 {
         self.segments.iter().map(|s| s.state.size.as_u64()).sum()
     }

@@ -2,19 +2,22 @@
 //! (size, next offset, next entry, largest timestamp). Only the partition's single writer owns a
 //! `Segment`; readers get [`SegmentView`]s.
 //!
-//! Appends are written with one `writev` per call and are not fsynced here: the log decides when
-//! to `fdatasync` (the flush policy). Index entries are added only after the bytes they point to
-//! have been written, and the indexes are fsynced only when the segment is sealed or closed,
-//! because recovery can always rebuild them.
+//! Appends are written with one `pwritev` per call at the data end, into space reserved ahead
+//! with `fallocate` (`preallocation.rs`), and are not fsynced here: the log decides when to
+//! `fdatasync` (the flush policy). So the active segment's file may be longer than its data;
+//! sealing and truncating cut it back to exactly the data. Index entries are added only after
+//! the bytes they point to have been written, and the indexes are fsynced only when the segment
+//! is sealed or closed, because recovery can always rebuild them.
 
 use std::fs::{File, OpenOptions};
-use std::io::{IoSlice, Write};
+use std::io::IoSlice;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use memmap2::MmapOptions;
 
+use super::preallocation::{Preallocation, is_disk_full, write_all_vectored_at};
 use super::view::SegmentView;
 use super::{INDEX_EXTENSIONS, segment_path};
 use crate::batch::{Batch, BatchHeader};
@@ -146,6 +149,9 @@ pub(crate) struct Segment {
     pub(crate) dir: PathBuf,
     pub(crate) log_path: Arc<PathBuf>,
     file: File,
+    /// The space reserved behind the data end. `state.size` is the data end; the file may be
+    /// longer (zeros reserved for the next appends) until the segment is sealed or truncated.
+    space: Preallocation,
     data: Bytes,
     pub(crate) indexes: Arc<SegmentIndexes>,
     pub(crate) state: SegmentState,
@@ -166,7 +172,7 @@ impl Segment {
         now_ms: i64,
     ) -> Result<Segment, LogError> {
         let log_path = segment_path(dir, base, "log");
-        let file = open_for_append(&log_path)?;
+        let file = open_for_write(&log_path)?;
         file.set_len(0)
             .map_err(|source| LogError::io("create segment", &log_path, source))?;
         let indexes = SegmentIndexes::open_active(dir, base, cfg, [0, 0, 0])?;
@@ -196,12 +202,14 @@ impl Segment {
     ) -> Result<Segment, LogError> {
         let log_path = Arc::new(segment_path(dir, base, "log"));
         let data = map_log(&file, &log_path, active_map_bytes(cfg, state.size))?;
+        let file_bytes = file_len(&file, &log_path)?;
         Ok(Segment {
             base_offset: base,
             base_entry,
             dir: dir.to_path_buf(),
             log_path,
             file,
+            space: Preallocation::new(file_bytes),
             data,
             indexes: Arc::new(indexes),
             state,
@@ -227,6 +235,8 @@ impl Segment {
             dir: dir.to_path_buf(),
             log_path: Arc::new(segment_path(dir, base, "log")),
             file,
+            // A sealed segment's file was opened at its exact length, and is never written.
+            space: Preallocation::new(state.size.as_u64()),
             data,
             indexes,
             state,
@@ -259,9 +269,11 @@ impl Segment {
         too_big || too_old || offsets_overflow || self.indexes.is_full()
     }
 
-    /// Writes `batches` (with their assigned prefixes) at the end of the file in one `writev`,
-    /// then indexes them. On error the file is cut back to its previous size, so a failed append
-    /// leaves no partial batch; if even that fails the caller must poison the log.
+    /// Writes `batches` (with their assigned prefixes) at the data end in one `pwritev`, into
+    /// space reserved ahead when the filesystem allows (`segments-format.md` §7.2), then indexes
+    /// them. On error the file is cut back to the data end (giving back any reserved space), so
+    /// a failed append leaves no partial batch; if even that fails the caller must poison the
+    /// log.
     ///
     /// # Errors
     /// The write error, or the error reserving index room (`ENOSPC` on a full disk), with the
@@ -281,17 +293,40 @@ impl Segment {
         let old_size = self.state.size;
         // Room for the index entries first: once the batches are written they must be indexed,
         // and a full disk is refused here, before anything is written.
-        self.indexes.reserve(batches.len())?;
+        if let Err(err) = self.indexes.reserve(batches.len()) {
+            if !is_disk_full(&err) || self.space.file_bytes <= old_size.as_u64() {
+                return Err(err);
+            }
+            // The log's own reserved space may be what the index step needs: give it back
+            // and try once more, so a nearly full disk still takes what fits.
+            self.file.set_len(old_size.as_u64())?;
+            self.space.file_bytes = old_size.as_u64();
+            self.indexes.reserve(batches.len())?;
+        }
         let mut slices = Vec::with_capacity(batches.len() * 2);
+        let mut total_bytes = 0u64;
         for (batch, prefix) in batches {
             slices.push(IoSlice::new(prefix));
             slices.push(IoSlice::new(&batch.bytes()[16..]));
+            total_bytes += batch.len_bytes() as u64;
         }
-        if let Err(err) = self
-            .injected_write_fault(&slices)
-            .map_or_else(|| write_all_vectored(&mut self.file, &mut slices), Err)
-        {
+        // Best effort: on a full disk or a filesystem without `fallocate` the write below
+        // extends the file itself, and a full disk surfaces as its `ENOSPC`, as it always did.
+        let cap_bytes = u64::from(cfg.segment_bytes) + u64::from(cfg.max_message_bytes);
+        self.space.reserve_ahead(
+            &self.file,
+            &self.log_path,
+            old_size.as_u64() + total_bytes,
+            cap_bytes,
+        );
+        if let Err(err) = self.injected_write_fault(&slices).map_or_else(
+            || write_all_vectored_at(&self.file, &mut slices, old_size.as_u64()),
+            Err,
+        ) {
+            // Cut at the data end, not just the torn bytes: on a full disk the reserved space
+            // is given back too.
             self.file.set_len(old_size.as_u64())?;
+            self.space.file_bytes = old_size.as_u64();
             return Err(err);
         }
         let mut position = old_size;
@@ -384,9 +419,12 @@ impl Segment {
     /// written (a partial write, as a full disk produces) and then the error is returned.
     #[cfg(feature = "fault-injection")]
     fn injected_write_fault(&mut self, slices: &[IoSlice<'_>]) -> Option<std::io::Error> {
+        use std::os::unix::fs::FileExt;
         let err = crate::fault::check(&self.log_path, crate::fault::FaultPoint::Write)?;
         if let Some(first) = slices.first() {
-            let _ = self.file.write(&first[..first.len() / 2]);
+            let _ = self
+                .file
+                .write_at(&first[..first.len() / 2], self.state.size.as_u64());
         }
         Some(err)
     }
@@ -396,9 +434,16 @@ impl Segment {
         None
     }
 
-    /// Seals the segment for a roll or a clean close: fsyncs the log, trims and fsyncs the
-    /// indexes. Readers are unaffected.
+    /// Seals the segment for a roll or a clean close: cuts the `.log` to its data end (the space
+    /// reserved ahead goes, so a sealed or cleanly closed segment is exactly its batches), fsyncs
+    /// it, trims and fsyncs the indexes. Readers are unaffected: they never read past the data
+    /// end.
     pub(crate) fn seal(&mut self) -> Result<(), LogError> {
+        self.file
+            .set_len(self.state.size.as_u64())
+            .map_err(|source| LogError::io("trim segment", &self.log_path, source))?;
+        self.space.file_bytes = self.state.size.as_u64();
+        // One fdatasync makes both the data and the new length durable.
         self.sync()
             .map_err(|source| LogError::io("fsync segment", &self.log_path, source))?;
         self.indexes.trim_and_sync()?;
@@ -408,12 +453,15 @@ impl Segment {
 
     /// Cuts the file at `position` and the indexes with it, setting the state that recovery or
     /// the caller computed for the new end. Only the writer calls this, and only above the high
-    /// watermark, so no reader holds bytes past the cut.
+    /// watermark, so no reader holds bytes past the cut. Reserved space past the cut goes with
+    /// it, and the next append reserves fresh (zeroed) space from there, so no byte of the cut
+    /// data can reappear past the data end.
     pub(crate) fn truncate(&mut self, state: SegmentState) -> Result<(), LogError> {
         let position = state.size;
         self.file
             .set_len(position.as_u64())
             .map_err(|source| LogError::io("truncate segment", &self.log_path, source))?;
+        self.space.file_bytes = position.as_u64();
         // From here the file is shorter: the state must say so even if the fsync below fails,
         // or a later walk would read past the end of the file.
         self.indexes.offset.truncate_from_position(position);
@@ -435,7 +483,8 @@ impl Segment {
             cfg,
             &self.indexes,
         )?);
-        self.file = open_for_append(&self.log_path)?;
+        self.file = open_for_write(&self.log_path)?;
+        self.space = Preallocation::new(file_len(&self.file, &self.log_path)?);
         self.data = map_log(
             &self.file,
             &self.log_path,
@@ -494,15 +543,24 @@ impl Segment {
     }
 }
 
-/// Opens (creating if needed) a segment file in append mode: every write lands at the current
-/// end of the file, including after a truncation, so no write can leave a hole.
-pub(crate) fn open_for_append(path: &Path) -> Result<File, LogError> {
+/// Opens (creating if needed) a segment file for positional writes. Not `O_APPEND`: the file
+/// may run past the data end (space reserved ahead), and appends go at the data end, which only
+/// the writer's state knows (`SegmentState::size`).
+pub(crate) fn open_for_write(path: &Path) -> Result<File, LogError> {
     OpenOptions::new()
         .read(true)
-        .append(true)
+        .write(true)
         .create(true)
+        .truncate(false)
         .open(path)
         .map_err(|source| LogError::io("open segment", path, source))
+}
+
+/// The file's length now.
+fn file_len(file: &File, path: &Path) -> Result<u64, LogError> {
+    file.metadata()
+        .map(|meta| meta.len())
+        .map_err(|source| LogError::io("stat segment", path, source))
 }
 
 /// How much of the file to map for the active segment: room for a full segment plus one
@@ -524,24 +582,4 @@ pub(crate) fn map_log(file: &File, path: &Path, len: usize) -> Result<Bytes, Log
     let map = unsafe { MmapOptions::new().len(len).map(file) }
         .map_err(|source| LogError::io("map segment", path, source))?;
     Ok(Bytes::from_owner(map))
-}
-
-fn write_all_vectored(file: &mut File, mut slices: &mut [IoSlice<'_>]) -> std::io::Result<()> {
-    // IOV_MAX is 1024 on Linux; write in chunks below it.
-    const MAX_IOVECS: usize = 1024;
-    while !slices.is_empty() {
-        let chunk = slices.len().min(MAX_IOVECS);
-        match file.write_vectored(&slices[..chunk]) {
-            Ok(0) => {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::WriteZero,
-                    "write returned 0",
-                ));
-            }
-            Ok(written) => IoSlice::advance_slices(&mut slices, written),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }

@@ -5,6 +5,7 @@
 mod appender;
 mod locate;
 pub(crate) mod open;
+mod preallocation;
 mod view;
 mod walker;
 

@@ -5,7 +5,10 @@
 //! batch of the *active* segment that hold no valid batch are a torn write and are cut. Damage
 //! followed by valid batches is never cut, because those batches may have been acknowledged:
 //! a damaged batch whose length is intact is skipped (and reported as corrupt when read); damage
-//! that hides where the next batch starts makes the open fail with an operator error.
+//! that hides where the next batch starts makes the open fail with an operator error. One more
+//! rule comes from the space reserved ahead of the active segment's data (`preallocation.rs`):
+//! zeros where a batch header should start are where the writes stopped, so the data ends there
+//! whatever follows them (`segments-format.md` §8.3, "Zero tail").
 
 use std::fs::File;
 use std::path::Path;
@@ -13,10 +16,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::appender::{Segment, SegmentIndexes, SegmentState, map_log, open_for_append};
+use super::appender::{Segment, SegmentIndexes, SegmentState, map_log, open_for_write};
 use super::segment_path;
 use super::walker::{
-    BatchWalker, any_valid_batch_from, count_framed, next_valid_after, step_over_damaged,
+    BatchWalker, any_valid_batch_from, count_framed, next_valid_after, starts_zero_run,
+    step_over_damaged,
 };
 use crate::config::LogConfig;
 use crate::error::LogError;
@@ -80,7 +84,7 @@ pub(crate) fn open_active(
 ) -> Result<Segment, LogError> {
     if clean {
         let log_path = segment_path(dir, hints.base, "log");
-        let file = open_for_append(&log_path)?;
+        let file = open_for_write(&log_path)?;
         let size = file_size(&file, &log_path)?;
         let data = map_log(&file, &log_path, size.as_usize())?;
         if let Some((indexes, state, base_entry)) = load_trusted(dir, hints, &data, size)? {
@@ -278,7 +282,7 @@ fn rebuild(
 ) -> Result<Segment, LogError> {
     let base = hints.base;
     let log_path = segment_path(dir, base, "log");
-    let file = open_for_append(&log_path)?;
+    let file = open_for_write(&log_path)?;
     let size = file_size(&file, &log_path)?;
     let base_entry = hints.base_entry.unwrap_or_else(|| {
         tracing::warn!(segment = %log_path.display(), "base entry index unknown; assuming one entry per offset before it");
@@ -312,6 +316,16 @@ fn rebuild(
             }
             Err(err) => err,
         };
+        if policy == TailPolicy::Active && ends_in_reserved_space(&data, err.position, size) {
+            return cut_tail(
+                segment,
+                policy,
+                err.position,
+                size,
+                hints,
+                "zeros where the next batch would start: space reserved ahead, never written",
+            );
+        }
         let min_base = segment.state.next_offset;
         let max_last = base.plus(u64::from(u32::MAX));
         let Some(next_valid) =
@@ -360,6 +374,22 @@ fn rebuild(
         walker.resume_at(next_valid);
     }
     Ok(segment)
+}
+
+/// True when the invalid bytes at `from` lead, following whatever batch lengths still frame,
+/// to a run of zeros where the next batch header would start, and hold no valid batch on the
+/// way (`segments-format.md` §8.3, "Zero tail"). The active segment's file is reserved ahead of
+/// its data with `fallocate`, so after a crash that is where the writes stopped: nothing after
+/// it was acknowledged, since the `fdatasync` that acknowledged it would have made those header
+/// bytes durable too. Whatever lies past the zeros (a later page of the same unsynced write that
+/// reached the disk first) is torn, not damage to keep.
+///
+/// The search for a valid batch on the way matters: a damaged length can jump over intact
+/// batches straight into the reserved zeros, and those batches may have been acknowledged.
+fn ends_in_reserved_space(data: &Bytes, from: FilePos, size: FilePos) -> bool {
+    let (_, framed_end) = count_framed(data, from, size);
+    starts_zero_run(data, framed_end, size)
+        && (framed_end == from || any_valid_batch_from(data, from, framed_end).is_none())
 }
 
 /// Accounts for damaged batches kept in `[from, to)`: each still occupies an entry index (their

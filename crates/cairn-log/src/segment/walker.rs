@@ -8,7 +8,7 @@
 
 use bytes::Bytes;
 
-use crate::batch::{Batch, BatchError, BatchHeader, frame_len, is_meta_header};
+use crate::batch::{BATCH_HEADER_BYTES, Batch, BatchError, BatchHeader, frame_len, is_meta_header};
 use crate::types::{FilePos, Offset};
 
 /// A batch met by the walk.
@@ -285,6 +285,21 @@ pub(crate) fn any_valid_batch_from(data: &Bytes, from: FilePos, end: FilePos) ->
         return Some(from);
     }
     find_next_valid_batch(data, from, end, Offset(0), Offset(u64::MAX))
+}
+
+/// True when `data` holds zeros at `position` for a whole batch header, or up to `end` if less
+/// remains: no batch starts there (a header's `batchLength` is at least 49 and its magic is 2),
+/// and in the active segment it is space reserved ahead with `fallocate` that no write reached
+/// (`segments-format.md` §8.3, "Zero tail"). False at or past `end`.
+pub(crate) fn starts_zero_run(data: &Bytes, position: FilePos, end: FilePos) -> bool {
+    let end = end.as_usize().min(data.len());
+    let start = position.as_usize();
+    if start >= end {
+        return false;
+    }
+    let probe_end = (start + BATCH_HEADER_BYTES).min(end);
+    data.get(start..probe_end)
+        .is_some_and(|bytes| bytes.iter().all(|&b| b == 0))
 }
 
 /// Follows batch lengths (framing only, no CRC) from `from` towards `end`: how many batches it

@@ -300,6 +300,7 @@ impl Placed {
 pub struct SegmentFile {
     pub base: Offset,
     pub name: String,
+    /// Where the data ends: after a crash the active segment's file runs on in reserved zeros.
     pub size: usize,
     pub batches: Vec<Placed>,
 }
@@ -336,8 +337,16 @@ pub fn log_files(dir: &Path) -> Vec<(Offset, String)> {
 pub fn layout(dir: &Path, model: &[Stored]) -> Vec<SegmentFile> {
     let mut idx = 0;
     let mut segments = Vec::new();
-    for (base, name) in log_files(dir) {
-        let bytes = fs::read(dir.join(&name)).unwrap();
+    let files = log_files(dir);
+    let last = files.len().saturating_sub(1);
+    for (file_idx, (base, name)) in files.into_iter().enumerate() {
+        let mut bytes = fs::read(dir.join(&name)).unwrap();
+        if file_idx == last {
+            // After a crash the active segment may end in zeros reserved ahead of its data
+            // (`segments-format.md` §7.2); the data ends where they start.
+            let data_end = zero_tail_start(&bytes, model[idx..].iter().map(|s| s.bytes.len()));
+            bytes.truncate(data_end);
+        }
         let mut batches = Vec::new();
         let mut position = 0;
         while position < bytes.len() {
@@ -369,6 +378,19 @@ pub fn layout(dir: &Path, model: &[Stored]) -> Vec<SegmentFile> {
         "the segment files hold fewer batches than the model"
     );
     segments
+}
+
+/// Where the batches of lengths `lens` (the model's, from this file's first batch) stop and
+/// only zeros follow: the data end of a crashed active segment whose file was preallocated.
+fn zero_tail_start(bytes: &[u8], lens: impl Iterator<Item = usize>) -> usize {
+    let mut position = 0;
+    for len in lens {
+        if position >= bytes.len() || bytes[position..].iter().all(|&b| b == 0) {
+            return position;
+        }
+        position += len;
+    }
+    position.min(bytes.len())
 }
 
 /// A fresh temporary copy of the (flat) directory `from`.
