@@ -37,7 +37,7 @@ pub const WRITER_QUEUE_DEPTH: usize = 1024;
 /// Most requests gathered into one group commit.
 pub const MAX_GROUP_REQUESTS: usize = 512;
 /// Most bytes gathered into one group commit.
-pub const MAX_GROUP_BYTES: usize = 1 << 20;
+pub const MAX_GROUP_BYTES: usize = 8 << 20;
 
 type Reply<T> = oneshot::Sender<Result<T, LogError>>;
 type LogTask = Box<dyn FnOnce(&mut Log, i64) + Send>;
