@@ -635,7 +635,8 @@ pub fn replica_bytes(dir: &Path, topic: &str, node: usize, partition: i32) -> Ve
             .collect();
         segments.sort();
         for segment in segments {
-            bytes.extend(std::fs::read(segment).unwrap());
+            let data = std::fs::read(segment).unwrap();
+            bytes.extend_from_slice(&data[..super::segment_data_end(&data)]);
         }
     }
     bytes

@@ -282,3 +282,22 @@ pub fn consume_json_with_cli(brokers: &str, topic: &str) -> String {
     );
     String::from_utf8(out.stdout).unwrap()
 }
+
+/// Where a segment file's batches end: the active segment's file is reserved ahead of its
+/// data (zeros past the end, `segments-format.md` §7), and how far ahead depends on when the
+/// copy last closed or recovered, which replicas need not share.
+pub fn segment_data_end(segment: &[u8]) -> usize {
+    let mut position = 0;
+    while let Some(header) = segment.get(position..position + 12) {
+        let length = i32::from_be_bytes([header[8], header[9], header[10], header[11]]);
+        let Ok(length) = usize::try_from(length) else {
+            break;
+        };
+        let end = position + 12 + length;
+        if length == 0 || end > segment.len() {
+            break;
+        }
+        position = end;
+    }
+    position
+}
