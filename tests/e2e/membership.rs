@@ -7,11 +7,11 @@
 
 #![allow(clippy::unwrap_used, reason = "tests: a failure here is a failed test")]
 
-use std::net::TcpListener;
 use std::process::{Command, Stdio};
 
 mod common;
 
+use common::cluster::free_address;
 use common::*;
 
 /// Runs a `cairn serve` expected to fail; its exit status and its last stderr line (the error;
@@ -25,15 +25,6 @@ fn refused(mut command: Command) -> (Option<i32>, String) {
     );
     let last = stderr.lines().last().unwrap_or_default().to_string();
     (output.status.code(), last)
-}
-
-/// A free loopback port's address (bound and released: nothing listens there).
-fn free_address() -> String {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .to_string()
 }
 
 #[test]
