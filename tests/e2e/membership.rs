@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 
 mod common;
 
-use common::cluster::free_address;
+use common::ports::free_address;
 use common::*;
 
 /// Runs a `cairn serve` expected to fail; its exit status and its last stderr line (the error;

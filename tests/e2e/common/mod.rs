@@ -13,6 +13,7 @@
 pub mod cluster;
 pub mod netns;
 pub mod placement;
+pub mod ports;
 pub mod tmpfs;
 
 use std::io::{BufRead, BufReader, Write};
