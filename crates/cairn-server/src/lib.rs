@@ -2,6 +2,8 @@
 //! broker and maps results and errors; it holds no produce, fetch or topic rule.
 //!
 //! Code map:
+//! - [`caller`]: what the transport proved about a request's caller (TLS, a verified client
+//!   certificate), as request extensions for the layers that authenticate and authorize;
 //! - `services`: the `cairn.v1` gRPC services (Producer, Consumer, Admin, Metadata);
 //! - `status`: the one mapping from broker errors (storage failures by their
 //!   `StorageErrorKind`; the transport's own refusals, through a layer over every service) to
@@ -23,6 +25,7 @@
 //!   reflection (v1 and v1alpha), and serves until told to stop (a node in a cluster hands its
 //!   leaderships over first).
 
+pub mod caller;
 mod cluster_metrics;
 pub mod connections;
 pub mod descriptor_limit;
