@@ -23,7 +23,7 @@ use foldhash::fast::RandomState;
 
 use cairn_codec::batch::RecordInput;
 use cairn_codec::{StickyPartitioner, XorShift64, partition_for_key};
-use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::Semaphore;
 
 use super::config::ProducerConfig;
 use super::delivery::DeliveryFuture;
@@ -61,6 +61,8 @@ pub(crate) fn wall_clock_ms() -> i64 {
 /// Every partition queue of one producer.
 pub(crate) struct Accumulator {
     config: Arc<ProducerConfig>,
+    /// The producer's buffer, which records' bytes are taken from and batches give back to.
+    buffer: Arc<Semaphore>,
     identity: Option<ProducerIdentity>,
     topics: FastMap<Arc<str>, TopicQueues>,
     seed: u64,
@@ -71,13 +73,19 @@ pub(crate) struct Accumulator {
 }
 
 impl Accumulator {
-    /// No queues yet; `identity` is `Some` for an idempotent producer.
-    pub fn new(config: Arc<ProducerConfig>, identity: Option<ProducerIdentity>) -> Accumulator {
+    /// No queues yet; `identity` is `Some` for an idempotent producer; `buffer` the producer's
+    /// buffer.
+    pub fn new(
+        config: Arc<ProducerConfig>,
+        identity: Option<ProducerIdentity>,
+        buffer: Arc<Semaphore>,
+    ) -> Accumulator {
         let seed = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0x5eed, |d| d.as_nanos() as u64);
         Accumulator {
             config,
+            buffer,
             identity,
             topics: FastMap::default(),
             seed,
@@ -96,29 +104,13 @@ impl Accumulator {
 
     /// Records `topic`'s partition count as read from the router at `now_ms`.
     pub fn set_partition_count(&mut self, topic: &str, count: u32, now_ms: i64) {
-        self.topic_queues(topic).partition_count = Some((count, now_ms));
+        topic_queues(&mut self.topics, &mut self.seed, topic).partition_count =
+            Some((count, now_ms));
     }
 
-    fn topic_queues(&mut self, topic: &str) -> &mut TopicQueues {
-        if !self.topics.contains_key(topic) {
-            self.seed = self.seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let sticky = StickyPartitioner::new(XorShift64::new(self.seed));
-            self.topics.insert(
-                Arc::from(topic),
-                TopicQueues {
-                    partitions: FastMap::default(),
-                    sticky,
-                    partition_count: None,
-                },
-            );
-        }
-        self.topics
-            .get_mut(topic)
-            .expect("the topic's queues were inserted above")
-    }
-
-    /// Adds `record` (of `size` bytes by the buffer's accounting, holding `permit`) to its
-    /// partition's open batch, stamped `now_ms` unless it carries its own timestamp. Returns
+    /// Adds `record` (of `size` bytes by the buffer's accounting, which the caller took from
+    /// the buffer and forgot) to its partition's open batch, stamped `now_ms` unless it carries
+    /// its own timestamp. Returns
     /// its result and, when the record sealed or opened a batch, its partition: that queue
     /// may have something to send now.
     pub fn append(
@@ -127,13 +119,10 @@ impl Accumulator {
         partition_count: u32,
         record: &OutgoingRecord,
         size: usize,
-        permit: OwnedSemaphorePermit,
         now_ms: i64,
     ) -> (DeliveryFuture, Option<i32>) {
         let count = NonZeroU32::new(partition_count).unwrap_or(NonZeroU32::MIN);
-        let identity = self.identity;
-        let config = Arc::clone(&self.config);
-        let queues = self.topic_queues(topic);
+        let queues = topic_queues(&mut self.topics, &mut self.seed, topic);
         let keyless = record.partition.is_none() && record.key.is_none();
         let partition = match (record.partition, &record.key) {
             (Some(partition), _) => partition,
@@ -156,11 +145,10 @@ impl Accumulator {
             headers: &headers,
             timestamp_ms,
         };
-        let queue = queues
-            .partitions
-            .entry(partition)
-            .or_insert_with(|| PartitionQueue::new(partition, config, identity));
-        let appended = queue.append(&input, size, permit, Instant::now);
+        let queue = queues.partitions.entry(partition).or_insert_with(|| {
+            PartitionQueue::new(partition, Arc::clone(&self.config), self.identity)
+        });
+        let appended = queue.append(&input, size, &self.buffer, Instant::now);
         if keyless && appended.sealed {
             queues.sticky.on_new_batch(partition as u32, count);
         }
@@ -289,4 +277,29 @@ impl Accumulator {
             .values_mut()
             .flat_map(|q| q.partitions.values_mut())
     }
+}
+
+/// `topic`'s queues, made (with a sticky partitioner seeded from `seed`) on its first record.
+/// A function of the two fields rather than a method, so that the caller can hold the
+/// accumulator's other fields at the same time.
+fn topic_queues<'a>(
+    topics: &'a mut FastMap<Arc<str>, TopicQueues>,
+    seed: &mut u64,
+    topic: &str,
+) -> &'a mut TopicQueues {
+    if !topics.contains_key(topic) {
+        *seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let sticky = StickyPartitioner::new(XorShift64::new(*seed));
+        topics.insert(
+            Arc::from(topic),
+            TopicQueues {
+                partitions: FastMap::default(),
+                sticky,
+                partition_count: None,
+            },
+        );
+    }
+    topics
+        .get_mut(topic)
+        .expect("the topic's queues were inserted above")
 }

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use cairn_proto::v1::{ErrorCode, ProduceRequest};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 
 use super::ProducerIdentity;
 use super::accumulator::{Accumulator, Outgoing};
@@ -40,15 +40,16 @@ pub(crate) struct Dispatcher {
 
 impl Dispatcher {
     /// The queues of a producer with `config` sending through `router`; `identity` is `Some`
-    /// when idempotent.
+    /// when idempotent; `buffer` is the producer's buffer.
     pub fn new(
         router: Router,
         config: Arc<ProducerConfig>,
         identity: Option<ProducerIdentity>,
+        buffer: Arc<Semaphore>,
     ) -> Dispatcher {
         Dispatcher {
             router,
-            accumulator: Mutex::new(Accumulator::new(Arc::clone(&config), identity)),
+            accumulator: Mutex::new(Accumulator::new(Arc::clone(&config), identity, buffer)),
             config,
             stats: RequestStats::new(),
             wake: Notify::new(),

@@ -16,12 +16,14 @@
 //!
 //! Code map: `config` (the knobs), `accumulator` (the queues `send` appends to),
 //! `partition_queue` (one partition's batches and the retry and sequence rules), `delivery`
-//! (the per-batch result each record's future reads), `dispatch` (who sends what a queue
+//! (the per-batch result each record's future reads), `buffer_share` (a batch's bytes of
+//! `buffer_memory`), `dispatch` (who sends what a queue
 //! releases, and the requests), `produce_call` (the Produce call without copying the batch),
 //! `stats` (request round trips), `sender` (the background task: timers, producer ids, flush
 //! and close), this file (the handle and topic metadata).
 
 mod accumulator;
+mod buffer_share;
 mod config;
 mod delivery;
 mod dispatch;
@@ -171,10 +173,12 @@ impl Producer {
         };
         let config = Arc::new(config);
         let (commands, receiver) = mpsc::unbounded_channel();
+        let buffer = Arc::new(Semaphore::new(config.buffer_memory));
         let dispatcher = Arc::new(Dispatcher::new(
             router.clone(),
             Arc::clone(&config),
             identity,
+            Arc::clone(&buffer),
         ));
         let sender = Sender::new(Arc::clone(&config), Arc::clone(&dispatcher));
         tokio::spawn(sender.run(receiver));
@@ -182,7 +186,7 @@ impl Producer {
             inner: Arc::new(Inner {
                 commands,
                 dispatcher,
-                buffer: Arc::new(Semaphore::new(config.buffer_memory)),
+                buffer,
                 router,
                 config,
             }),
@@ -203,19 +207,17 @@ impl Producer {
         let now_ms = wall_clock_ms();
         let partition_count = self.partition_count(topic, now_ms).await?;
         let size = self.check_record(topic, partition_count, &record)?;
-        let permit = Arc::clone(&self.inner.buffer)
-            .acquire_many_owned(size)
+        // The record's batch gives these bytes back (see `buffer_share`). Nothing between
+        // here and `append` can stop this call, so none are lost.
+        self.inner
+            .buffer
+            .acquire_many(size)
             .await
-            .map_err(|_| ClientError::Closed)?;
+            .map_err(|_| ClientError::Closed)?
+            .forget();
         let mut accumulator = self.inner.dispatcher.lock();
-        let (delivery, changed) = accumulator.append(
-            topic,
-            partition_count,
-            &record,
-            size as usize,
-            permit,
-            now_ms,
-        );
+        let (delivery, changed) =
+            accumulator.append(topic, partition_count, &record, size as usize, now_ms);
         match changed {
             Some(partition) => self
                 .inner
@@ -244,7 +246,8 @@ impl Producer {
             .iter()
             .map(|record| self.check_record(topic, partition_count, record))
             .collect::<Result<Vec<u32>, ClientError>>()?;
-        let limit = self.inner.config.buffer_memory;
+        // The semaphore takes at most u32::MAX permits at once; each record fits by itself.
+        let limit = self.inner.config.buffer_memory.min(u32::MAX as usize);
         let mut deliveries = Vec::with_capacity(records.len());
         let mut start = 0;
         while start < records.len() {
@@ -255,27 +258,19 @@ impl Producer {
                 total += sizes[end] as usize;
                 end += 1;
             }
-            let mut permit = Arc::clone(&self.inner.buffer)
-                .acquire_many_owned(u32::try_from(total).unwrap_or(u32::MAX))
+            // Each record's batch gives its bytes back (see `buffer_share`); nothing between
+            // here and the appends can stop this call, so none are lost.
+            self.inner
+                .buffer
+                .acquire_many(u32::try_from(total).unwrap_or(u32::MAX))
                 .await
-                .map_err(|_| ClientError::Closed)?;
+                .map_err(|_| ClientError::Closed)?
+                .forget();
             let mut changed = Vec::new();
             let mut accumulator = self.inner.dispatcher.lock();
             for (record, &size) in records[start..end].iter().zip(&sizes[start..end]) {
-                let Some(share) = permit.split(size as usize) else {
-                    return Err(ClientError::local(
-                        ErrorCode::Internal,
-                        "the producer's buffer accounting went wrong",
-                    ));
-                };
-                let (delivery, partition) = accumulator.append(
-                    topic,
-                    partition_count,
-                    record,
-                    size as usize,
-                    share,
-                    now_ms,
-                );
+                let (delivery, partition) =
+                    accumulator.append(topic, partition_count, record, size as usize, now_ms);
                 deliveries.push(delivery);
                 if let Some(partition) = partition
                     && !changed.contains(&partition)

@@ -26,9 +26,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use cairn_codec::batch::{BatchBuilder, ProducerFields, RecordInput, rewrite_producer_fields};
 use cairn_proto::v1::ErrorCode;
-use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::Semaphore;
 
 use super::ProducerIdentity;
+use super::buffer_share::BufferShare;
 use super::config::ProducerConfig;
 use super::delivery::{BatchCompleter, DeliveryFuture};
 use crate::error::ClientError;
@@ -61,7 +62,7 @@ pub(crate) struct SendTicket {
 struct OpenBatch {
     completer: BatchCompleter,
     records: u32,
-    permit: Option<OwnedSemaphorePermit>,
+    share: BufferShare,
     bytes: usize,
     created: Instant,
 }
@@ -84,7 +85,8 @@ struct SealedBatch {
     base_sequence: i32,
     /// Answers the batch's records; `None` once answered.
     completer: Option<BatchCompleter>,
-    permit: Option<OwnedSemaphorePermit>,
+    /// Its bytes of the producer's buffer; `None` once answered.
+    share: Option<BufferShare>,
     deadline: Instant,
     attempts: u32,
     state: BatchState,
@@ -164,15 +166,16 @@ impl PartitionQueue {
         }
     }
 
-    /// Adds one record of about `size` bytes, holding `permit` (its share of the producer's
-    /// buffer) until it is answered. A record that cannot be encoded is answered at once.
-    /// `now` is read only when the record opens a batch (a clock read per record is a
-    /// measurable share of the hot path).
+    /// Adds one record of about `size` bytes, which the caller took from `buffer` (the
+    /// producer's buffer) and forgot: its batch gives them back once answered, and a record
+    /// that cannot be encoded, answered at once, gives them back at once. `now` is read only
+    /// when the record opens a batch (a clock read per record is a measurable share of the hot
+    /// path).
     pub fn append(
         &mut self,
         record: &RecordInput<'_>,
         size: usize,
-        permit: OwnedSemaphorePermit,
+        buffer: &Arc<Semaphore>,
         now: impl FnOnce() -> Instant,
     ) -> Appended {
         let mut sealed = false;
@@ -185,6 +188,7 @@ impl PartitionQueue {
             sealed = true;
         }
         if let Err(err) = self.builder.push(record) {
+            buffer.add_permits(size);
             return Appended {
                 delivery: DeliveryFuture::ready(Err(ClientError::local(
                     ErrorCode::InvalidRecord,
@@ -199,17 +203,14 @@ impl PartitionQueue {
         let open = self.open.get_or_insert_with(|| OpenBatch {
             completer: BatchCompleter::new(partition),
             records: 0,
-            permit: None,
+            share: BufferShare::new(buffer),
             bytes: 0,
             created: now(),
         });
         let delivery = open.completer.delivery(open.records);
         open.records += 1;
         open.bytes += size;
-        match &mut open.permit {
-            Some(held) => held.merge(permit),
-            None => open.permit = Some(permit),
-        }
+        open.share.add(size);
         if open.bytes >= self.config.batch_size {
             self.seal();
             sealed = true;
@@ -259,7 +260,7 @@ impl PartitionQueue {
             record_count: count,
             base_sequence,
             completer: Some(open.completer),
-            permit: open.permit,
+            share: Some(open.share),
             deadline: open.created + self.config.delivery_timeout,
             attempts: 0,
             state: BatchState::Ready,
@@ -353,7 +354,7 @@ impl PartitionQueue {
         if let Some(completer) = batch.completer.take() {
             completer.complete(Ok(base_offset));
         }
-        batch.permit = None;
+        batch.share = None;
         if self
             .recovery
             .as_ref()

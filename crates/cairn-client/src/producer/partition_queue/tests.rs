@@ -63,11 +63,12 @@ impl Fixture {
             headers: &[],
             timestamp_ms: 1,
         };
-        let permit = Arc::clone(&self.buffer)
-            .try_acquire_many_owned(size as u32)
-            .expect("buffer room");
+        self.buffer
+            .try_acquire_many(size as u32)
+            .expect("buffer room")
+            .forget();
         let at = self.at(ms);
-        let appended = self.queue.append(&record, size, permit, || at);
+        let appended = self.queue.append(&record, size, &self.buffer, || at);
         self.results.push(appended.delivery);
         appended.sealed
     }
