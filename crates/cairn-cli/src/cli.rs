@@ -56,6 +56,9 @@ Config file (TOML):
   max_connections_per_ip = 1000
   handshake_timeout_ms = 10000
   connections_max_idle_ms = 600000
+  authorization = \"on\"
+  super_users = \"User:admin\"
+  tls_principal_from = \"cn\"
 
   [topic_defaults]
   \"retention.ms\" = \"3600000\"
@@ -241,6 +244,24 @@ pub struct ServeArgs {
     /// past it are refused [env: CAIRN_MAX_PARTITIONS] [default: 4096]
     #[arg(long, value_name = "COUNT", allow_negative_numbers = true)]
     pub max_partitions: Option<String>,
+
+    /// Enforce ACLs: on denies everything the ACLs (`cairn acl add`) do not allow, except to
+    /// super users; off lets every caller do everything [env: CAIRN_AUTHORIZATION]
+    /// [default: off]
+    #[arg(long, value_name = "on|off")]
+    pub authorization: Option<String>,
+
+    /// Principals that bypass ACLs, comma-separated, e.g. User:admin,User:node-1 (give every
+    /// node's certificate principal when authorization is on in a cluster)
+    /// [env: CAIRN_SUPER_USERS] [default: none]
+    #[arg(long, value_name = "User:NAME,...")]
+    pub super_users: Option<String>,
+
+    /// Which name of a verified client certificate becomes its principal: cn (subject common
+    /// name), san-dns or san-uri (first such subject alternative name)
+    /// [env: CAIRN_TLS_PRINCIPAL_FROM] [default: cn]
+    #[arg(long, value_name = "cn|san-dns|san-uri")]
+    pub tls_principal_from: Option<String>,
 
     /// TOML config file; see below for its keys [env: CAIRN_CONFIG] [default: none]
     #[arg(long, value_name = "FILE", value_parser = any_path())]
