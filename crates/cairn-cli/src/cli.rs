@@ -108,6 +108,19 @@ pub struct Cli {
     )]
     pub connect_timeout: Option<Duration>,
 
+    /// User to authenticate as (the password comes from --password-file or --password-env;
+    /// brokers accept passwords over TLS, or on a loopback-only listener). `serve` ignores it.
+    #[arg(long, global = true, env = "CAIRN_USER", value_name = "NAME")]
+    pub user: Option<String>,
+
+    /// File whose first line is --user's password.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+
+    /// Environment variable holding --user's password.
+    #[arg(long, global = true, value_name = "VAR")]
+    pub password_env: Option<String>,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -161,6 +174,19 @@ pub enum Command {
         after_help = "Examples:\n  cairn health\n  cairn --broker 10.0.0.1:7070,10.0.0.2:7070 health --timeout 2s --format json"
     )]
     Health(crate::health::HealthArgs),
+    /// Add, remove and list the users that authenticate by password.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  cairn user add alice --password-file alice.pw\n  CAIRN_NEW_PASSWORD=... cairn user add alice --password-env CAIRN_NEW_PASSWORD\n  cairn user list"
+    )]
+    User(crate::user::UserCommand),
+    /// Add, remove and list ACLs (Kafka's model: principal, host, operation, resource, allow or
+    /// deny; deny wins).
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  cairn acl add --allow-principal User:alice --operation write --topic orders\n  cairn acl add --allow-principal User:bob --operation read --topic pay --resource-pattern-type prefixed --group billing\n  cairn acl add --deny-principal User:mallory --operation all --topic '*'\n  cairn acl list"
+    )]
+    Acl(crate::acl::AclCommand),
     /// Show the cluster as a broker sees it: node id, version, nodes, topics and partitions.
     #[command(subcommand, after_help = "Examples:\n  cairn cluster info")]
     Cluster(crate::cluster::ClusterCommand),
