@@ -73,6 +73,42 @@ pub fn principal_name(der: &[u8], from: CertPrincipalFrom) -> Result<String, &'s
 mod tests {
     use super::*;
 
+    /// A self-signed certificate (made with openssl for this test) whose subject is
+    /// `O=Cairn tests, CN=alice`, with the SANs `DNS:alice.example` and
+    /// `URI:spiffe://cairn/alice`, as base64 of its DER.
+    const ALICE_CERT_DER_BASE64: &str = concat!(
+        "MIIB0zCCAXmgAwIBAgIUIkhABnevq2dVfOdUuUWmr+b5dyYwCgYIKoZIzj0EAwIwJjEUMBIGA1UECgwLQ2Fpcm4g",
+        "dGVzdHMxDjAMBgNVBAMMBWFsaWNlMB4XDTI2MTIwNTA0MTY0M1oXDTM2MTIwMjA0MTY0M1owJjEUMBIGA1UECgwL",
+        "Q2Fpcm4gdGVzdHMxDjAMBgNVBAMMBWFsaWNlMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEEwJDm+PlHdPrcz0F",
+        "rYrBiJFYdrfAZfcwfesvuDgdQjOsqzwMX4AdgHULWIcK22inOZAlrKpKQ0Z7bAdLts/Xi6OBhDCBgTAdBgNVHQ4E",
+        "FgQUFkZkYK6p5wWDUczRGaLu1wmHIrAwHwYDVR0jBBgwFoAUFkZkYK6p5wWDUczRGaLu1wmHIrAwDwYDVR0TAQH/",
+        "BAUwAwEB/zAuBgNVHREEJzAlgg1hbGljZS5leGFtcGxlhhRzcGlmZmU6Ly9jYWlybi9hbGljZTAKBggqhkjOPQQD",
+        "AgNIADBFAiEA48gt/OTGrIINKEjHprAI0jomq0CBgQ/W6ZuRmN1FvLECIARjn5bv139XmcrOgemZcNmwXRV0oOTj",
+        "cLaI6JoTTlBh",
+    );
+
+    #[test]
+    fn each_mapping_picks_its_name() {
+        use base64::Engine;
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(ALICE_CERT_DER_BASE64)
+            .unwrap();
+        assert_eq!(
+            principal_name(&der, CertPrincipalFrom::Cn).unwrap(),
+            "alice"
+        );
+        assert_eq!(
+            principal_name(&der, CertPrincipalFrom::SanDns).unwrap(),
+            "alice.example"
+        );
+        assert_eq!(
+            principal_name(&der, CertPrincipalFrom::SanUri).unwrap(),
+            "spiffe://cairn/alice"
+        );
+        // A cut certificate does not parse.
+        assert!(principal_name(&der[..der.len() / 2], CertPrincipalFrom::Cn).is_err());
+    }
+
     #[test]
     fn garbage_is_not_a_certificate() {
         for der in [&b""[..], b"\x30\x03\x02\x01\x01", &[0xff; 64]] {

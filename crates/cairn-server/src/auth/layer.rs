@@ -266,3 +266,164 @@ fn refused(shared: &Shared, refusal: Refusal, host: Option<IpAddr>) -> Response<
     )
     .into_http()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::future::Ready;
+
+    use cairn_broker::{BrokerConfig, ClusterSpec, SystemClock, TopicConfig};
+
+    use super::*;
+
+    /// Answers 200 with the principal the layer put in the request, in a header.
+    #[derive(Clone)]
+    struct Echo;
+
+    impl Service<Request<()>> for Echo {
+        type Response = Response<Body>;
+        type Error = Infallible;
+        type Future = Ready<Result<Response<Body>, Infallible>>;
+
+        fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, request: Request<()>) -> Self::Future {
+            let principal = request
+                .extensions()
+                .get::<Principal>()
+                .map_or("none".to_string(), |p| p.name().to_string());
+            let mut response = Response::new(Body::empty());
+            response
+                .headers_mut()
+                .insert("x-principal", principal.parse().unwrap());
+            std::future::ready(Ok(response))
+        }
+    }
+
+    async fn layer(dir: &std::path::Path, plaintext_ok: bool) -> AuthLayer {
+        let cfg = BrokerConfig {
+            data_dir: dir.to_path_buf(),
+            cluster: ClusterSpec::default(),
+            advertised_address: "127.0.0.1:1".to_string(),
+            topic_defaults: TopicConfig::default(),
+            offsets_topic_partitions: 1,
+            max_partitions: cairn_broker::DEFAULT_MAX_PARTITIONS,
+        };
+        let broker = Arc::new(Broker::open(cfg, Arc::new(SystemClock)).await.unwrap());
+        broker
+            .upsert_user("alice", b"alice-pw".to_vec())
+            .await
+            .unwrap();
+        AuthLayer::new(
+            AuthConfig::default(),
+            plaintext_ok,
+            broker,
+            Arc::new(AuthMetrics::default()),
+        )
+        .unwrap()
+    }
+
+    async fn principal_of(layer: &AuthLayer, request: Request<()>) -> Result<String, String> {
+        let response = layer.layer(Echo).call(request).await.unwrap();
+        match response.headers().get("x-principal") {
+            Some(value) => Ok(value.to_str().unwrap().to_string()),
+            None => Err(response
+                .headers()
+                .get("grpc-status")
+                .map_or("?".to_string(), |v| v.to_str().unwrap().to_string())),
+        }
+    }
+
+    fn request(path: &str) -> Request<()> {
+        Request::builder().uri(path).body(()).unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn principal_comes_from_password_then_certificate_then_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let layer = layer(dir.path(), false).await;
+        let path = "/cairn.v1.Producer/Produce";
+        assert_eq!(
+            principal_of(&layer, request(path)).await,
+            Ok("User:ANONYMOUS".to_string())
+        );
+
+        // A password over plaintext on a non-loopback listener: refused unchecked (16 is
+        // UNAUTHENTICATED).
+        let mut with_password = request(path);
+        with_password.headers_mut().insert(
+            http::header::AUTHORIZATION,
+            basic::header_value("alice", b"alice-pw").parse().unwrap(),
+        );
+        assert_eq!(
+            principal_of(&layer, with_password).await,
+            Err("16".to_string())
+        );
+
+        let mut over_tls = request(path);
+        over_tls.extensions_mut().insert(OverTls);
+        over_tls.headers_mut().insert(
+            http::header::AUTHORIZATION,
+            basic::header_value("alice", b"alice-pw").parse().unwrap(),
+        );
+        assert_eq!(
+            principal_of(&layer, over_tls).await,
+            Ok("User:alice".to_string())
+        );
+
+        let mut garbage_cert = request(path);
+        garbage_cert
+            .extensions_mut()
+            .insert(ClientCertificate(Arc::from(&b"not a certificate"[..])));
+        assert_eq!(
+            principal_of(&layer, garbage_cert).await,
+            Err("16".to_string())
+        );
+
+        // Health stays open whatever is sent.
+        let mut health = request("/grpc.health.v1.Health/Check");
+        health
+            .headers_mut()
+            .insert(http::header::AUTHORIZATION, "Basic !!".parse().unwrap());
+        assert_eq!(principal_of(&layer, health).await, Ok("none".to_string()));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_changed_password_invalidates_the_cached_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let layer = layer(dir.path(), true).await;
+        let send = |password: &'static [u8]| {
+            let mut request = request("/cairn.v1.Admin/ListTopics");
+            request.headers_mut().insert(
+                http::header::AUTHORIZATION,
+                basic::header_value("alice", password).parse().unwrap(),
+            );
+            request
+        };
+        assert_eq!(
+            principal_of(&layer, send(b"alice-pw")).await,
+            Ok("User:alice".to_string())
+        );
+        layer
+            .shared
+            .broker
+            .upsert_user("alice", b"new-pw".to_vec())
+            .await
+            .unwrap();
+        assert_eq!(
+            principal_of(&layer, send(b"alice-pw")).await,
+            Err("16".to_string())
+        );
+        assert_eq!(
+            principal_of(&layer, send(b"new-pw")).await,
+            Ok("User:alice".to_string())
+        );
+        layer.shared.broker.delete_user("alice").await.unwrap();
+        assert_eq!(
+            principal_of(&layer, send(b"new-pw")).await,
+            Err("16".to_string())
+        );
+    }
+}
