@@ -111,6 +111,48 @@ fn acls_deny_then_allow_a_password_users_produce_and_wrong_passwords_are_refused
     );
     assert!(produced.status.success(), "{}", stderr(&produced));
 
+    // Reading needs Read: denied, then allowed on the consume and the replay paths, and on a
+    // group's (Read on the group too).
+    let consume = ["consume", "orders", "--from", "earliest", "--until-end"];
+    let denied = as_user(&broker, "alice", &alice_pw, &consume, b"");
+    assert!(!denied.status.success());
+    assert!(
+        stderr(&denied).contains("TopicAuthorizationFailed"),
+        "{}",
+        stderr(&denied)
+    );
+    let granted = as_user(
+        &broker,
+        "admin",
+        &admin_pw,
+        &[
+            "acl",
+            "add",
+            "--allow-principal",
+            "User:alice",
+            "--operation",
+            "read",
+            "--topic",
+            "orders",
+            "--group",
+            "billing",
+        ],
+        b"",
+    );
+    assert!(granted.status.success(), "{}", stderr(&granted));
+    let group = [
+        "consume", "orders", "--group", "billing", "--from", "earliest", "--max", "2",
+    ];
+    for args in [&consume[..], &["replay", "orders"], &group[..]] {
+        let read = as_user(&broker, "alice", &alice_pw, args, b"");
+        assert!(read.status.success(), "{args:?}: {}", stderr(&read));
+        assert_eq!(
+            String::from_utf8_lossy(&read.stdout),
+            "one\ntwo\n",
+            "{args:?}"
+        );
+    }
+
     // A malformed ACL names its field; alice may not list ACLs (Describe on the cluster).
     let bad = as_user(
         &broker,
