@@ -106,8 +106,10 @@ async fn a_denied_produce_names_the_resource_and_an_acl_then_allows_it() {
     );
 
     let mut admin = AdminClient::connect(server.url.clone()).await.unwrap();
+    // Only from the loopback address the client connects from: the host must be known.
     let acl = Acl {
         principal: "User:alice".into(),
+        host: "127.0.0.1".into(),
         operation: "write".into(),
         resource_type: "topic".into(),
         resource_name: "ord".into(),
