@@ -301,6 +301,15 @@ pub async fn run(
         passwords_over_plaintext = grpc_local.ip().is_loopback(),
         "authentication and authorization"
     );
+    if cfg.auth.authorization && !cfg.cluster.is_single_node() {
+        // The peer service needs ClusterAction; a node without a client certificate calls its
+        // peers as User:ANONYMOUS, and a cluster whose nodes may not replicate never forms.
+        tracing::warn!(
+            "authorization is on in a cluster: each node's principal (its client certificate's, \
+             or User:ANONYMOUS without one) must be a super user or hold ClusterAction on the \
+             cluster, or the nodes cannot replicate"
+        );
+    }
     let router = tonic::transport::Server::builder()
         // Counts each connection's requests in flight, which the idle timeout and eviction
         // read so that they never close a connection under a request.
