@@ -54,6 +54,62 @@ fn python_grpcio_client_talks_to_the_real_broker() {
     );
 }
 
+#[test]
+fn python_grpcio_client_authenticates_by_password_and_is_denied_by_acls() {
+    let python_ready = Command::new("python3")
+        .args(["-c", PYTHON_MODULES])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !python_ready {
+        loud_skip(
+            "python3 with grpcio, grpcio-tools, grpcio-health-checking, grpcio-reflection and grpcio-status is not installed",
+        );
+        return;
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let data = tempfile::tempdir().unwrap();
+    let secrets = tempfile::tempdir().unwrap();
+    // Users and the topic first, with authorization off (the operator's bootstrap).
+    let (open, grpc) = start_broker(data.path());
+    for (user, password) in [("alice", "alice-pw"), ("admin", "admin-pw")] {
+        let file = secrets.path().join(user);
+        std::fs::write(&file, password).unwrap();
+        cli_ok(
+            &grpc,
+            &[
+                "user",
+                "add",
+                user,
+                "--new-password-file",
+                file.to_str().unwrap(),
+            ],
+        );
+    }
+    cli_ok(&grpc, &["topic", "create", "orders"]);
+    stop_broker(open);
+    let mut secured = serve_on_free_ports(data.path());
+    secured.args(["--authorization", "on", "--super-users", "User:admin"]);
+    let (child, grpc) = start_command(secured);
+    let output = Command::new("python3")
+        .arg(root.join("tests/interop/grpc_interop.py"))
+        .arg(&grpc)
+        .arg(root.join("proto"))
+        .arg("auth")
+        .output()
+        .unwrap();
+    stop_broker(child);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "python auth interop failed:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("python interop: all auth checks passed"),
+        "{stdout}"
+    );
+}
+
 /// Writes straight to the process's stderr, past the test harness's capture, so a skip is seen.
 fn loud_skip(why: &str) {
     let line = format!("\n*** SKIPPED python_grpcio_client_talks_to_the_real_broker: {why} ***\n");

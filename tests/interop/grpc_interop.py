@@ -4,8 +4,16 @@ the generated stubs, and reads typed errors the standard way (google.rpc.Status 
 unknown topic, a 10,000-character name (its echo once overflowed grpcio's metadata limit),
 undecodable bytes and an oversized request sent through grpcio's generic calls.
 
-Usage: grpc_interop.py HOST:PORT PROTO_DIR. Exits non-zero with a message on the first failure.
+With a third argument `auth` it checks authentication and authorization instead, against a
+broker started with `--authorization on --super-users User:admin` that has the users alice
+(password alice-pw) and admin (admin-pw) and the topic `orders`: passwords go as
+`authorization: Basic ...` call metadata, the standard way, over plaintext loopback.
+
+Usage: grpc_interop.py HOST:PORT PROTO_DIR [auth]. Exits non-zero with a message on the first
+failure.
 """
+
+import base64
 
 import os
 import sys
@@ -74,6 +82,48 @@ def check_refusals(channel, admin, admin_pb2):
     )
 
 
+def basic(user, password):
+    token = base64.b64encode((user + ":" + password).encode()).decode()
+    return [("authorization", "Basic " + token)]
+
+
+def check_auth(channel, admin_pb2, admin_pb2_grpc, common_pb2, producer_pb2, producer_pb2_grpc):
+    admin = admin_pb2_grpc.AdminStub(channel)
+    producer = producer_pb2_grpc.ProducerStub(channel)
+    request = producer_pb2.ProduceRequest(
+        topic="orders", partition=0, records=producer_pb2.RecordList(records=[common_pb2.Record(value=b"paid")])
+    )
+    err = refusal(producer.Produce, request, metadata=basic("alice", "alice-pw"), timeout=10)
+    check(
+        err.code() == grpc.StatusCode.PERMISSION_DENIED
+        and reasons_of(err) == ["TOPIC_AUTHORIZATION_FAILED"]
+        and "User:alice" in err.details()
+        and "orders" in err.details(),
+        "a produce the ACLs do not allow is PERMISSION_DENIED/TOPIC_AUTHORIZATION_FAILED naming principal and topic",
+    )
+    err = refusal(producer.Produce, request, metadata=basic("alice", "wrong-pw"), timeout=10)
+    check(
+        err.code() == grpc.StatusCode.UNAUTHENTICATED and reasons_of(err) == ["SASL_AUTHENTICATION_FAILED"],
+        "a wrong password is UNAUTHENTICATED/SASL_AUTHENTICATION_FAILED",
+    )
+    err = refusal(admin.ListAcls, admin_pb2.ListAclsRequest(), timeout=10)
+    check(
+        err.code() == grpc.StatusCode.PERMISSION_DENIED and reasons_of(err) == ["CLUSTER_AUTHORIZATION_FAILED"],
+        "an anonymous ListAcls is PERMISSION_DENIED/CLUSTER_AUTHORIZATION_FAILED",
+    )
+    acl = admin_pb2.Acl(principal="User:alice", operation="Write", resource_type="Topic", resource_name="orders")
+    admin.CreateAcls(admin_pb2.CreateAclsRequest(acls=[acl]), metadata=basic("admin", "admin-pw"), timeout=10)
+    produced = producer.Produce(request, metadata=basic("alice", "alice-pw"), timeout=10)
+    check(len(produced.placements) == 1, "after the super user's CreateAcls, alice's produce is placed")
+    bad = admin_pb2.Acl(principal="User:alice", operation="Fly", resource_type="Topic", resource_name="orders")
+    err = refusal(admin.CreateAcls, admin_pb2.CreateAclsRequest(acls=[bad]), metadata=basic("admin", "admin-pw"), timeout=10)
+    check(
+        err.code() == grpc.StatusCode.INVALID_ARGUMENT and reasons_of(err) == ["INVALID_REQUEST"] and "operation" in err.details(),
+        "an unknown operation is INVALID_ARGUMENT naming the field",
+    )
+    print("python interop: all auth checks passed")
+
+
 def main():
     address, proto_dir = sys.argv[1], sys.argv[2]
     out_dir = tempfile.mkdtemp(prefix="cairn-interop-")
@@ -81,6 +131,9 @@ def main():
     from cairn.v1 import admin_pb2, admin_pb2_grpc, common_pb2, consumer_pb2, consumer_pb2_grpc, producer_pb2, producer_pb2_grpc
 
     channel = grpc.insecure_channel(address)
+    if len(sys.argv) > 3 and sys.argv[3] == "auth":
+        check_auth(channel, admin_pb2, admin_pb2_grpc, common_pb2, producer_pb2, producer_pb2_grpc)
+        return
     health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service="cairn.v1.Producer"), timeout=10)
     check(health.status == health_pb2.HealthCheckResponse.SERVING, "health says SERVING")
 

@@ -156,6 +156,9 @@ pub struct Broker {
     pub(crate) admin: tokio::sync::Mutex<()>,
     /// Preferred-leader balancing's counters and back-off (used only in a cluster).
     pub(crate) leader_balancer: crate::cluster::leader_balance::LeaderBalancer,
+    /// Users and ACLs of a cluster of one (`DATA/security.json`); unused in a cluster, whose
+    /// metadata holds them.
+    pub(crate) local_security: RwLock<Arc<cairn_controller::Security>>,
     shutting_down: AtomicBool,
 }
 
@@ -206,6 +209,8 @@ impl Broker {
         tracing::info!(topics = topics.len(), data_dir = %cfg.data_dir.display(), "broker opened");
         let data_dir = cfg.data_dir.clone();
         let producer_ids = Arc::new(blocking(move || ProducerIds::open(&data_dir)).await?);
+        let data_dir = cfg.data_dir.clone();
+        let local_security = blocking(move || crate::security_store::load(&data_dir)).await?;
         let node = NodeIdentity {
             node_id: cfg.cluster.wire_node_id(),
             advertised_address: cfg.advertised_address.clone(),
@@ -220,6 +225,7 @@ impl Broker {
             cluster_runtime: std::sync::OnceLock::new(),
             admin: tokio::sync::Mutex::new(()),
             leader_balancer: Default::default(),
+            local_security: RwLock::new(Arc::new(local_security)),
             shutting_down: AtomicBool::new(false),
         };
         broker.open_groups().await?;

@@ -151,6 +151,28 @@ pub enum BrokerError {
     /// A request is malformed (Kafka's `INVALID_REQUEST`).
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    /// A user name or password breaks the rules (`cairn user add`).
+    #[error("user {name:?}: {reason}")]
+    InvalidUser {
+        /// The name as given.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// No such user.
+    #[error("user {name:?} does not exist")]
+    UnknownUser {
+        /// The name.
+        name: String,
+    },
+    /// An ACL with a malformed field (`cairn acl add`).
+    #[error("ACL field {field}: {reason}")]
+    InvalidAcl {
+        /// `principal`, `host`, `resource_name`, ...
+        field: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// A broker metadata file could not be read or written.
     #[error("{op} {path}: {source}")]
     Io {

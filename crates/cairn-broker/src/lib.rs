@@ -45,6 +45,8 @@
 //!   list, the Raft timings, the default replication factor), parsed and checked, pure;
 //!   `node_meta`: `DATA/node.meta`, which node (and cluster) the data directory belongs to,
 //!   checked at open before anything else in the directory is touched.
+//! - `security_admin`: users and ACLs, in the cluster metadata or (a cluster of one) in
+//!   `DATA/security.json` (`security_store`), read as a [`SecurityView`].
 //! - `error`: [`BrokerError`], the crate's one error enum.
 //! - `fuzzing` (hidden): entry points for `fuzz/` into private decoders (offset records, the
 //!   text of a topic file). Not an API.
@@ -82,6 +84,8 @@ mod producer_snapshot;
 mod producer_state;
 mod record_age;
 mod scrub;
+mod security_admin;
+mod security_store;
 mod sequencer;
 mod storage_error;
 mod subscription;
@@ -137,6 +141,7 @@ pub use producer_filter::{PRODUCER_SNAPSHOT_INTERVAL_BYTES, SequenceError};
 pub use producer_ids::PRODUCER_ID_BLOCK;
 pub use producer_state::{BATCHES_REMEMBERED, ProducerBatch, ProducerStates, SequenceCheck};
 pub use scrub::{DEFAULT_SCRUB_BYTES_PER_SEC, ScrubReport};
+pub use security_admin::SecurityView;
 pub use sequencer::MAX_ORDERING_WAIT;
 pub use storage_error::{StorageError, StorageErrorKind};
 pub use subscription::{SUBSCRIBE_POLL, SubscribeRequest, Subscription};

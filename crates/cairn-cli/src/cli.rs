@@ -56,6 +56,9 @@ Config file (TOML):
   max_connections_per_ip = 1000
   handshake_timeout_ms = 10000
   connections_max_idle_ms = 600000
+  authorization = \"on\"
+  super_users = \"User:admin\"
+  tls_principal_from = \"cn\"
 
   [topic_defaults]
   \"retention.ms\" = \"3600000\"
@@ -104,6 +107,19 @@ pub struct Cli {
         value_parser = crate::target::parse_duration
     )]
     pub connect_timeout: Option<Duration>,
+
+    /// User to authenticate as (the password comes from --password-file or --password-env;
+    /// brokers accept passwords over TLS, or on a loopback-only listener). `serve` ignores it.
+    #[arg(long, global = true, env = "CAIRN_USER", value_name = "NAME")]
+    pub user: Option<String>,
+
+    /// File whose first line is --user's password.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+
+    /// Environment variable holding --user's password.
+    #[arg(long, global = true, value_name = "VAR")]
+    pub password_env: Option<String>,
 
     /// What to do.
     #[command(subcommand)]
@@ -158,6 +174,19 @@ pub enum Command {
         after_help = "Examples:\n  cairn health\n  cairn --broker 10.0.0.1:7070,10.0.0.2:7070 health --timeout 2s --format json"
     )]
     Health(crate::health::HealthArgs),
+    /// Add, remove and list the users that authenticate by password.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  cairn user add alice --password-file alice.pw\n  CAIRN_NEW_PASSWORD=... cairn user add alice --password-env CAIRN_NEW_PASSWORD\n  cairn user list"
+    )]
+    User(crate::user::UserCommand),
+    /// Add, remove and list ACLs (Kafka's model: principal, host, operation, resource, allow or
+    /// deny; deny wins).
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  cairn acl add --allow-principal User:alice --operation write --topic orders\n  cairn acl add --allow-principal User:bob --operation read --topic pay --resource-pattern-type prefixed --group billing\n  cairn acl add --deny-principal User:mallory --operation all --topic '*'\n  cairn acl list"
+    )]
+    Acl(crate::acl::AclCommand),
     /// Show the cluster as a broker sees it: node id, version, nodes, topics and partitions.
     #[command(subcommand, after_help = "Examples:\n  cairn cluster info")]
     Cluster(crate::cluster::ClusterCommand),
@@ -241,6 +270,24 @@ pub struct ServeArgs {
     /// past it are refused [env: CAIRN_MAX_PARTITIONS] [default: 4096]
     #[arg(long, value_name = "COUNT", allow_negative_numbers = true)]
     pub max_partitions: Option<String>,
+
+    /// Enforce ACLs: on denies everything the ACLs (`cairn acl add`) do not allow, except to
+    /// super users; off lets every caller do everything [env: CAIRN_AUTHORIZATION]
+    /// [default: off]
+    #[arg(long, value_name = "on|off")]
+    pub authorization: Option<String>,
+
+    /// Principals that bypass ACLs, comma-separated, e.g. User:admin,User:node-1 (give every
+    /// node's certificate principal when authorization is on in a cluster)
+    /// [env: CAIRN_SUPER_USERS] [default: none]
+    #[arg(long, value_name = "User:NAME,...")]
+    pub super_users: Option<String>,
+
+    /// Which name of a verified client certificate becomes its principal: cn (subject common
+    /// name), san-dns or san-uri (first such subject alternative name)
+    /// [env: CAIRN_TLS_PRINCIPAL_FROM] [default: cn]
+    #[arg(long, value_name = "cn|san-dns|san-uri")]
+    pub tls_principal_from: Option<String>,
 
     /// TOML config file; see below for its keys [env: CAIRN_CONFIG] [default: none]
     #[arg(long, value_name = "FILE", value_parser = any_path())]

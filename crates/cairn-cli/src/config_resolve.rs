@@ -129,6 +129,9 @@ struct FileConfig {
     max_connections_per_ip: Option<toml::Value>,
     handshake_timeout_ms: Option<toml::Value>,
     connections_max_idle_ms: Option<toml::Value>,
+    authorization: Option<toml::Value>,
+    super_users: Option<toml::Value>,
+    tls_principal_from: Option<toml::Value>,
 }
 
 /// A config file whose shape is checked: known keys, each of the right TOML type. Its values
@@ -224,6 +227,7 @@ pub fn resolve(
     };
     let topic_defaults = resolve_topic_defaults(&args.topic_defaults, lower.file.as_ref())?;
     let connections = connection_limits::resolve(args, &lower)?;
+    let auth = auth::resolve(args, &lower)?;
     Ok(ServeConfig {
         data_dir,
         grpc_addr,
@@ -233,6 +237,7 @@ pub fn resolve(
         topic_defaults,
         connections,
         max_partitions,
+        auth,
     })
 }
 
@@ -353,6 +358,9 @@ fn parse_file(file: ConfigFile<'_>) -> Result<ParsedFile<'_>, ConfigError> {
             CONNECTIONS_MAX_IDLE_MS.file_key,
             config.connections_max_idle_ms,
         ),
+        (auth::AUTHORIZATION.file_key, config.authorization),
+        (auth::SUPER_USERS.file_key, config.super_users),
+        (auth::TLS_PRINCIPAL_FROM.file_key, config.tls_principal_from),
     ];
     let is_integer_key = |key: &str| {
         key == NODE_ID.file_key
@@ -561,6 +569,7 @@ fn flatten_topic_defaults(
     Ok(())
 }
 
+mod auth;
 mod cluster;
 mod connection_limits;
 

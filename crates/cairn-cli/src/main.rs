@@ -35,6 +35,7 @@ macro_rules! outln {
     }};
 }
 
+mod acl;
 mod bench;
 mod cli;
 mod cluster;
@@ -57,6 +58,7 @@ mod target;
 mod template;
 mod topic;
 mod usage_error;
+mod user;
 
 use std::process::ExitCode;
 
@@ -107,10 +109,22 @@ async fn run() -> ExitCode {
         eprintln!("error: {err}");
         return ExitCode::from(EXIT_USAGE);
     }
+    let credentials = match crate::target::credentials(
+        cli.user.as_deref(),
+        cli.password_file.as_deref(),
+        cli.password_env.as_deref(),
+    ) {
+        Ok(credentials) => credentials,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
     let target = Target {
         brokers: cli.broker,
         timeout: cli.timeout,
         connect_timeout: cli.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
+        credentials,
     };
     let result = match cli.command {
         Command::Serve(args) => serve::serve(args).await,
@@ -120,6 +134,8 @@ async fn run() -> ExitCode {
         Command::Replay(args) => replay::run(&target, args).await,
         Command::Bench(command) => bench::run(&target, command).await,
         Command::Group(command) => group::run(&target, command).await,
+        Command::User(command) => user::run(&target, command).await,
+        Command::Acl(command) => acl::run(&target, command).await,
         Command::Health(args) => health::run(&target, args).await,
         Command::Cluster(command) => cluster::run(&target, command).await,
     };

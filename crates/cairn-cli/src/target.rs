@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use cairn_client::{ClientError, ErrorCode, ProducerConfig, Timeouts};
+use cairn_client::{ClientError, Credentials, ErrorCode, ProducerConfig, Timeouts};
 
 /// Default deadline of each request, as Kafka's `request.timeout.ms`.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -20,6 +20,47 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = cairn_client::CONNECT_TIMEOUT;
 /// larger values overflow the timer.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
+/// The credentials of `--user`, with the password read from `--password-file` (its first
+/// line) or the variable `--password-env` names. Never from a flag's value: a password on the
+/// command line shows in `ps` and shell history.
+///
+/// # Errors
+/// A message for the person at the keyboard (never containing the password): a password
+/// source without `--user` or the other way round, both sources, an unreadable file, an unset
+/// variable, an empty password.
+pub fn credentials(
+    user: Option<&str>,
+    password_file: Option<&std::path::Path>,
+    password_env: Option<&str>,
+) -> Result<Option<Credentials>, String> {
+    let password = match (password_file, password_env) {
+        (Some(_), Some(_)) => {
+            return Err("give --password-file or --password-env, not both".to_string());
+        }
+        (Some(path), None) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read --password-file {}: {e}", path.display()))?;
+            Some(text.lines().next().unwrap_or("").to_string())
+        }
+        (None, Some(var)) => Some(
+            std::env::var(var)
+                .map_err(|_| format!("--password-env {var}: the variable is not set"))?,
+        ),
+        (None, None) => None,
+    };
+    match (user, password) {
+        (None, None) => Ok(None),
+        (Some(_), None) => Err("--user needs --password-file or --password-env".to_string()),
+        (None, Some(_)) => Err("a password was given without --user".to_string()),
+        (Some(_), Some(password)) if password.is_empty() => {
+            Err("the password is empty".to_string())
+        }
+        (Some(user), Some(password)) => Credentials::new(user, password.as_bytes())
+            .map(Some)
+            .map_err(|e| e.to_string()),
+    }
+}
+
 /// The broker list and the deadlines of a client command.
 #[derive(Clone, Debug)]
 pub struct Target {
@@ -29,6 +70,9 @@ pub struct Target {
     pub timeout: Option<Duration>,
     /// `--connect-timeout`, or its default.
     pub connect_timeout: Duration,
+    /// `--user` with the password from `--password-file` or `--password-env`, sent with every
+    /// call; `None`: anonymous.
+    pub credentials: Option<Credentials>,
 }
 
 impl Target {
@@ -42,6 +86,7 @@ impl Target {
         Timeouts {
             connect: self.connect_timeout,
             request: Some(self.request_timeout()),
+            credentials: self.credentials.clone(),
         }
     }
 
@@ -54,6 +99,7 @@ impl Target {
             request_timeout,
             connect_timeout: self.connect_timeout,
             delivery_timeout,
+            credentials: self.credentials.clone(),
             ..config
         }
     }
@@ -168,11 +214,35 @@ mod tests {
     }
 
     #[test]
+    fn credentials_need_a_user_and_exactly_one_password_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pw");
+        std::fs::write(&file, "s3cret\nignored\n").unwrap();
+        let found = credentials(Some("alice"), Some(&file), None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.user(), "alice");
+        assert!(!format!("{found:?}").contains("s3cret"));
+        assert_eq!(credentials(None, None, None), Ok(None));
+        for wrong in [
+            credentials(Some("alice"), None, None),
+            credentials(None, Some(&file), None),
+            credentials(Some("alice"), Some(&file), Some("X")),
+            credentials(Some("alice"), None, Some("CAIRN_TEST_SURELY_UNSET_VAR")),
+            credentials(Some("alice"), Some(&dir.path().join("missing")), None),
+        ] {
+            let message = wrong.unwrap_err();
+            assert!(!message.contains("s3cret"), "{message}");
+        }
+    }
+
+    #[test]
     fn a_request_deadline_names_the_broker_and_the_flag() {
         let target = Target {
             brokers: "127.0.0.1:9".to_string(),
             timeout: Some(Duration::from_secs(2)),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            credentials: None,
         };
         let timed_out = ClientError::Broker {
             code: ErrorCode::RequestTimedOut,

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 
+use crate::routing::AuthChannel;
 use cairn_proto::v1::admin_client::AdminClient;
 use cairn_proto::v1::metadata_client::MetadataClient;
 use cairn_proto::v1::{
@@ -14,7 +15,6 @@ use cairn_proto::v1::{
     MetadataResponse, PartitionReassignment, ReassignPartitionsRequest, RemoveNodeRequest,
     TopicDescription,
 };
-use tonic::transport::Channel;
 
 use crate::connection::Timeouts;
 use crate::error::ClientError;
@@ -27,7 +27,7 @@ pub struct Admin {
 }
 
 /// An admin API client on `channel`.
-fn admin(channel: Channel) -> AdminClient<Channel> {
+fn admin(channel: AuthChannel) -> AdminClient<AuthChannel> {
     AdminClient::new(channel)
 }
 
@@ -316,6 +316,117 @@ impl Admin {
             .on_any_node(|channel| {
                 let request = request.clone();
                 async move { Ok(admin(channel).alter_configs(request).await?.into_inner()) }
+            })
+            .await
+    }
+
+    /// Adds user `name` with `password`, or sets the password of an existing user; answers
+    /// true if the user is new. The broker stores a salted SCRAM-SHA-256 credential, never
+    /// the password; send this only over TLS (or to a loopback-only broker).
+    ///
+    /// # Errors
+    /// [`ClientError::Broker`] with `InvalidRequest` for a bad name or empty password, or an
+    /// authorization failure.
+    pub async fn upsert_user(&self, name: &str, password: &str) -> Result<bool, ClientError> {
+        let request = cairn_proto::v1::UpsertUserRequest {
+            name: name.to_string(),
+            password: password.to_string(),
+        };
+        self.router
+            .on_any_node(|channel| {
+                let request = request.clone();
+                async move {
+                    Ok(admin(channel)
+                        .upsert_user(request)
+                        .await?
+                        .into_inner()
+                        .created)
+                }
+            })
+            .await
+    }
+
+    /// Removes user `name` (its ACLs stay).
+    ///
+    /// # Errors
+    /// [`ClientError::Broker`] with `ResourceNotFound` for an unknown user.
+    pub async fn delete_user(&self, name: &str) -> Result<(), ClientError> {
+        let request = cairn_proto::v1::DeleteUserRequest {
+            name: name.to_string(),
+        };
+        self.router
+            .on_any_node(|channel| {
+                let request = request.clone();
+                async move {
+                    admin(channel).delete_user(request).await?;
+                    Ok(())
+                }
+            })
+            .await
+    }
+
+    /// Every user, by name, with how its password is stored.
+    ///
+    /// # Errors
+    /// [`ClientError::Broker`] or a transport failure.
+    pub async fn list_users(&self) -> Result<Vec<cairn_proto::v1::UserDescription>, ClientError> {
+        self.router
+            .on_any_node(|channel| async move {
+                Ok(admin(channel)
+                    .list_users(cairn_proto::v1::ListUsersRequest {})
+                    .await?
+                    .into_inner()
+                    .users)
+            })
+            .await
+    }
+
+    /// Adds ACLs, all or none.
+    ///
+    /// # Errors
+    /// [`ClientError::Broker`] with `InvalidRequest` naming the bad field.
+    pub async fn create_acls(&self, acls: Vec<cairn_proto::v1::Acl>) -> Result<(), ClientError> {
+        let request = cairn_proto::v1::CreateAclsRequest { acls };
+        self.router
+            .on_any_node(|channel| {
+                let request = request.clone();
+                async move {
+                    admin(channel).create_acls(request).await?;
+                    Ok(())
+                }
+            })
+            .await
+    }
+
+    /// Removes exactly these ACLs.
+    ///
+    /// # Errors
+    /// [`ClientError::Broker`] with `InvalidRequest` naming a bad field.
+    pub async fn delete_acls(&self, acls: Vec<cairn_proto::v1::Acl>) -> Result<(), ClientError> {
+        let request = cairn_proto::v1::DeleteAclsRequest { acls };
+        self.router
+            .on_any_node(|channel| {
+                let request = request.clone();
+                async move {
+                    admin(channel).delete_acls(request).await?;
+                    Ok(())
+                }
+            })
+            .await
+    }
+
+    /// Every ACL.
+    ///
+    /// # Errors
+    /// [`ClientError::Broker`] or a transport failure.
+    pub async fn list_acls(&self) -> Result<Vec<cairn_proto::v1::Acl>, ClientError> {
+        self.router
+            .on_any_node(|channel| async move {
+                Ok(admin(channel)
+                    .list_acls(cairn_proto::v1::ListAclsRequest {})
+                    .await?
+                    .into_inner()
+                    .acls)
             })
             .await
     }

@@ -20,8 +20,9 @@ pub const HTTP2_STREAM_WINDOW_BYTES: u32 = 8 << 20;
 /// HTTP/2 flow-control window per connection the client offers.
 pub const HTTP2_CONNECTION_WINDOW_BYTES: u32 = 32 << 20;
 
-/// The deadlines of a client's connection: connecting to one broker, and each request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The settings of a client's connections: the deadlines of connecting to one broker and of
+/// each request, and the credentials sent with every call.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Timeouts {
     /// Longest wait for a TCP connection to one broker of the list. Default
     /// [`CONNECT_TIMEOUT`].
@@ -32,6 +33,9 @@ pub struct Timeouts {
     /// A request that runs out of time fails with [`ClientError::Broker`] and code
     /// `RequestTimedOut`. Default `None`: no deadline.
     pub request: Option<Duration>,
+    /// The user and password sent with every call (see [`crate::Credentials`]); default
+    /// `None`: the anonymous principal.
+    pub credentials: Option<crate::Credentials>,
 }
 
 impl Default for Timeouts {
@@ -39,6 +43,7 @@ impl Default for Timeouts {
         Timeouts {
             connect: CONNECT_TIMEOUT,
             request: None,
+            credentials: None,
         }
     }
 }
@@ -66,7 +71,7 @@ pub async fn connect_with(brokers: &str, timeouts: Timeouts) -> Result<Channel, 
             "no broker address given".to_string(),
         ));
     }
-    let (_, channel) = connect_first(&addresses, timeouts).await?;
+    let (_, channel) = connect_first(&addresses, &timeouts).await?;
     Ok(channel)
 }
 
@@ -77,7 +82,7 @@ pub async fn connect_with(brokers: &str, timeouts: Timeouts) -> Result<Channel, 
 /// [`ClientError::Connect`] naming every address tried and why it failed.
 pub(crate) async fn connect_first(
     addresses: &[(String, Uri)],
-    timeouts: Timeouts,
+    timeouts: &Timeouts,
 ) -> Result<(String, Channel), ClientError> {
     let mut attempts = Vec::with_capacity(addresses.len());
     for (address, origin) in addresses {
@@ -94,7 +99,7 @@ pub(crate) async fn connect_first(
 
 /// The endpoint of one broker with the client's transport settings: these deadlines, no
 /// Nagle delay, and wide HTTP/2 windows. Every channel of the client is made from one.
-pub(crate) fn endpoint(origin: Uri, timeouts: Timeouts) -> Endpoint {
+pub(crate) fn endpoint(origin: Uri, timeouts: &Timeouts) -> Endpoint {
     let mut endpoint = Endpoint::from(origin)
         .connect_timeout(timeouts.connect)
         .tcp_nodelay(true)
@@ -209,6 +214,7 @@ mod tests {
         let timeouts = Timeouts {
             connect: CONNECT_TIMEOUT,
             request: Some(Duration::from_millis(200)),
+            ..Timeouts::default()
         };
         let admin = crate::Admin::connect_with(&address, timeouts)
             .await

@@ -18,10 +18,10 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use crate::routing::AuthChannel;
 use bytes::Bytes;
 use cairn_proto::v1::consumer_client::ConsumerClient;
 use cairn_proto::v1::{FetchFormat, FetchRequest, FetchResponse, OffsetSpec};
-use tonic::transport::Channel;
 
 use crate::batches::{CrcCheck, FetchedBatches};
 use crate::connection::Timeouts;
@@ -324,7 +324,7 @@ impl Consumer {
 }
 
 /// A consumer API client on `channel`, taking answers up to [`MAX_RESPONSE_BYTES`].
-pub(crate) fn consumer_client(channel: Channel) -> ConsumerClient<Channel> {
+pub(crate) fn consumer_client(channel: AuthChannel) -> ConsumerClient<AuthChannel> {
     ConsumerClient::new(channel).max_decoding_message_size(MAX_RESPONSE_BYTES)
 }
 

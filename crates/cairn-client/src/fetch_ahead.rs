@@ -11,10 +11,10 @@
 
 use std::collections::BTreeMap;
 
+use crate::routing::AuthChannel;
 use cairn_proto::v1::consumer_client::ConsumerClient;
 use cairn_proto::v1::{FetchRequest, FetchResponse};
 use tokio::task::JoinHandle;
-use tonic::transport::Channel;
 
 /// At most one fetch in flight ahead of the poll that will want it.
 #[derive(Debug, Default)]
@@ -31,7 +31,7 @@ struct Pending {
 
 impl FetchAhead {
     /// Sends `request` now, answering at once, in place of any fetch sent ahead before.
-    pub(crate) fn send(&mut self, client: &ConsumerClient<Channel>, request: FetchRequest) {
+    pub(crate) fn send(&mut self, client: &ConsumerClient<AuthChannel>, request: FetchRequest) {
         self.cancel();
         let request = FetchRequest {
             max_wait_ms: 0,

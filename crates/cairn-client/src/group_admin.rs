@@ -12,11 +12,11 @@ use cairn_proto::v1::groups_client::GroupsClient;
 use std::collections::BTreeMap;
 use std::future::Future;
 
+use crate::routing::AuthChannel;
 use cairn_proto::v1::{
     CommittedOffset, DeleteGroupRequest, DescribeGroupRequest, FetchOffsetsRequest,
     GroupDescription, GroupListing, ListGroupsRequest, ResetOffsetsRequest, reset_offsets_request,
 };
-use tonic::transport::Channel;
 
 use crate::connection::Timeouts;
 use crate::consumer::Seek;
@@ -30,7 +30,7 @@ pub struct GroupAdmin {
 }
 
 /// A groups API client on `channel`.
-fn groups(channel: Channel) -> GroupsClient<Channel> {
+fn groups(channel: AuthChannel) -> GroupsClient<AuthChannel> {
     GroupsClient::new(channel)
 }
 
@@ -113,7 +113,7 @@ impl GroupAdmin {
     /// Runs `call` on `group_id`'s coordinator, following it as the module doc says.
     async fn on_coordinator<T, F, Fut>(&self, group_id: &str, call: F) -> Result<T, ClientError>
     where
-        F: FnMut(Channel) -> Fut,
+        F: FnMut(AuthChannel) -> Fut,
         Fut: Future<Output = Result<T, tonic::Status>>,
     {
         let deadline = self.router.coordinator_deadline();

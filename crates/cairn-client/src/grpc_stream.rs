@@ -53,13 +53,18 @@ pub(crate) async fn server_streaming<Q: Message, M: Message + Default>(
     request
         .encode(&mut body)
         .map_err(|e| tonic::Status::internal(format!("encoding the request: {e}")))?;
-    let http_request = Request::builder()
+    let mut http_request = Request::builder()
         .method(Method::POST)
         .uri(channel.uri(path)?)
         .header(http::header::CONTENT_TYPE, "application/grpc")
         .header(http::header::TE, HeaderValue::from_static("trailers"))
         .body(Full::new(body.freeze()))
         .map_err(|e| tonic::Status::internal(format!("building the request: {e}")))?;
+    if let Some(value) = channel.authorization() {
+        http_request
+            .headers_mut()
+            .insert(http::header::AUTHORIZATION, value);
+    }
     let response = channel.send(http_request).await?;
     if response.status() != StatusCode::OK {
         return Err(tonic::Status::unavailable(format!(

@@ -34,6 +34,7 @@ mod admin;
 mod batches;
 mod connection;
 mod consumer;
+mod credentials;
 mod error;
 mod fetch_ahead;
 mod group;
@@ -52,12 +53,14 @@ pub use cairn_codec::batch::Compression;
 pub use cairn_codec::batch::MAX_DECOMPRESSED_BATCH_BYTES;
 pub use cairn_proto::v1::Acks;
 pub use cairn_proto::v1::{
-    BalanceLeadersResponse, ClusterNode, CommittedOffset, DescribeClusterResponse, ErrorCode,
+    Acl, BalanceLeadersResponse, ClusterNode, CommittedOffset, DescribeClusterResponse, ErrorCode,
     GroupDescription, GroupListing, GroupMember, GroupState, LeaderMoved, LeaderNotMoved,
     LeaderNotMovedReason, NodeReachability, PartitionDescription, PartitionLag, TopicDescription,
+    UserDescription,
 };
 pub use connection::{CONNECT_TIMEOUT, Timeouts, connect, connect_with};
 pub use consumer::{ConsumedRecord, Consumer, MAX_RESPONSE_BYTES, POLL_MAX_BYTES, Seek};
+pub use credentials::Credentials;
 pub use error::{ClientError, ConnectAttempt};
 pub use group::{
     GroupConsumer, GroupConsumerConfig, NoopListener, OffsetReset, RebalanceListener,

@@ -48,6 +48,8 @@ struct Shared {
     origin: Uri,
     /// The live connection, if any; replaced when it fails.
     sender: Mutex<Option<SendRequest<Full<Bytes>>>>,
+    /// Sent with every call, as the tonic channels send them.
+    credentials: Option<crate::Credentials>,
 }
 
 impl StreamChannel {
@@ -56,7 +58,10 @@ impl StreamChannel {
     ///
     /// # Errors
     /// [`ClientError::InvalidArgument`] unless `address` is one well-formed address.
-    pub(crate) fn lazy(address: &str) -> Result<StreamChannel, ClientError> {
+    pub(crate) fn lazy(
+        address: &str,
+        credentials: Option<crate::Credentials>,
+    ) -> Result<StreamChannel, ClientError> {
         let mut addresses = broker_addresses(address)?;
         let (Some((address, origin)), None) = (addresses.pop(), addresses.pop()) else {
             return Err(ClientError::InvalidArgument(format!(
@@ -68,8 +73,17 @@ impl StreamChannel {
                 address,
                 origin,
                 sender: Mutex::new(None),
+                credentials,
             }),
         })
+    }
+
+    /// The `authorization` header value to send, if the client has credentials.
+    pub(crate) fn authorization(&self) -> Option<http::HeaderValue> {
+        self.shared
+            .credentials
+            .as_ref()
+            .map(crate::Credentials::header)
     }
 
     /// The URI of `path` (`/package.Service/Method`) on this broker.

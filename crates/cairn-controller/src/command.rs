@@ -17,6 +17,12 @@
 //! the fields, or to what `apply` does with a committed command (placement included), takes a
 //! new version, and a build keeps applying the old versions the old way for logs written before.
 //! Maps are JSON objects with keys sorted; node ids are JSON integers.
+//!
+//! The user and ACL commands (`upsert_user`, `delete_user`, `create_acls`, `delete_acls`) are
+//! new variants of version 1: they change no existing command's fields or meaning, so logs
+//! written before them read as before. A build without them refuses such an entry as a decode
+//! error, so every node of a cluster must run a build that has them before users or ACLs are
+//! added.
 
 use std::collections::BTreeMap;
 
@@ -175,6 +181,29 @@ pub enum Command {
         node: NodeId,
         /// How many ids, `1..=MAX_PRODUCER_ID_BLOCK_LEN`.
         block_len: u64,
+    },
+    /// Adds a user or replaces its credential (`cairn user add`). The credential is derived
+    /// by the proposer, which picks the salt; the password itself is never in the log.
+    UpsertUser {
+        /// The user name.
+        name: String,
+        /// Its SCRAM-SHA-256 credential.
+        credential: crate::security::scram::ScramCredential,
+    },
+    /// Removes a user (`cairn user remove`); its ACLs stay.
+    DeleteUser {
+        /// The user name.
+        name: String,
+    },
+    /// Adds ACLs, all or none (`cairn acl add`).
+    CreateAcls {
+        /// The ACLs.
+        acls: Vec<crate::security::acl::AclBinding>,
+    },
+    /// Removes exactly these ACLs (`cairn acl remove`).
+    DeleteAcls {
+        /// The ACLs.
+        acls: Vec<crate::security::acl::AclBinding>,
     },
 }
 
@@ -352,6 +381,29 @@ mod tests {
                 group: GroupId(9),
                 replicas: vec![2, 3, 4],
             },
+            Command::UpsertUser {
+                name: "alice".into(),
+                credential: crate::security::scram::ScramCredential::derive(
+                    b"pw",
+                    b"saltsalt",
+                    4096,
+                ),
+            },
+            Command::DeleteUser {
+                name: "alice".into(),
+            },
+            Command::CreateAcls {
+                acls: vec![crate::security::acl::AclBinding {
+                    principal: "User:alice".into(),
+                    host: "*".into(),
+                    operation: crate::security::acl::AclOperation::Write,
+                    resource_type: crate::security::acl::ResourceType::Topic,
+                    resource_name: "orders".into(),
+                    pattern_type: crate::security::acl::PatternType::Prefixed,
+                    permission: crate::security::acl::Permission::Deny,
+                }],
+            },
+            Command::DeleteAcls { acls: vec![] },
         ];
         for command in commands {
             assert_eq!(Command::decode(&command.encode()), Ok(command));

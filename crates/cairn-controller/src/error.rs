@@ -384,4 +384,21 @@ pub enum ControllerError {
         /// The first invariant found broken.
         reason: String,
     },
+    /// A user name or credential breaks the rules of `security/`.
+    #[error("user {name:?}: {reason}")]
+    InvalidUser {
+        /// The user name as given.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// `DeleteUser` for a user that does not exist.
+    #[error("user {name:?} does not exist")]
+    UnknownUser {
+        /// The name.
+        name: String,
+    },
+    /// An ACL with a malformed field.
+    #[error(transparent)]
+    InvalidAcl(crate::security::acl::AclFieldError),
 }

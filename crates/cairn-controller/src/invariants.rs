@@ -24,6 +24,7 @@ impl ClusterMetadata {
         if self.cluster_id.is_some() && self.nodes.is_empty() {
             return Err("a bootstrapped cluster without nodes".into());
         }
+        self.security.check_invariants()?;
         let mut addrs = BTreeSet::new();
         for (node, meta) in &self.nodes {
             if meta.addr.is_empty() || !addrs.insert(meta.addr.as_str()) {

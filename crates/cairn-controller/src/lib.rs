@@ -11,6 +11,8 @@
 //! - `placement.rs`: which nodes host a new partition and which one leads it.
 //! - [`Reply`], [`Outcome`], [`Action`], [`ReplicaAssignment`]: what applying answers.
 //! - `snapshot.rs`: the state as bytes for the controller group's snapshots, versioned too.
+//! - [`security`] (`security/`): users with SCRAM credentials and Kafka-style ACLs, their
+//!   checks and the ACL matching rules; part of the metadata, and also kept by a single node.
 //! - `invariants.rs`: the invariants as one check, run on every decoded snapshot.
 //! - [`ControllerError`]: every refusal, typed.
 //!
@@ -71,6 +73,7 @@ mod metadata;
 mod node;
 mod placement;
 mod reply;
+pub mod security;
 mod snapshot;
 mod topic;
 
@@ -82,6 +85,7 @@ pub use ids::{GroupId, NodeId, ProducerIdBlock, TopicId};
 pub use metadata::{ClusterMetadata, PartitionRef};
 pub use node::{NodeMeta, NodeState};
 pub use reply::{Outcome, Reply};
+pub use security::Security;
 pub use snapshot::SNAPSHOT_FORMAT_VERSION;
 pub use topic::{
     MAX_PARTITIONS_PER_TOPIC, MAX_TOPIC_NAME_CHARS, PartitionMeta, TopicMeta, check_topic_name,

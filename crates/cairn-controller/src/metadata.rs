@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::action::ReplicaAssignment;
 use crate::ids::{GroupId, NodeId, ProducerIdBlock, TopicId};
 use crate::node::NodeMeta;
+use crate::security::Security;
 use crate::topic::{PartitionMeta, TopicMeta};
 
 /// The whole cluster metadata, as every node computes it from the committed controller log.
@@ -28,6 +29,10 @@ pub struct ClusterMetadata {
     pub(crate) next_producer_id: u64,
     /// The last block handed to each node.
     pub(crate) producer_id_blocks: BTreeMap<NodeId, ProducerIdBlock>,
+    /// Users and ACLs. Absent from snapshots written before they existed (and from new ones
+    /// while empty), hence the default.
+    #[serde(default, skip_serializing_if = "Security::is_empty")]
+    pub(crate) security: Security,
 }
 
 /// One partition found by its group, with the topic it belongs to.
@@ -60,6 +65,7 @@ impl ClusterMetadata {
             next_group_id: GroupId::FIRST_PARTITION,
             next_producer_id: 0,
             producer_id_blocks: BTreeMap::new(),
+            security: Security::new(),
         }
     }
 
@@ -141,6 +147,11 @@ impl ClusterMetadata {
     /// The first producer id of the next block to be handed out.
     pub fn next_producer_id(&self) -> u64 {
         self.next_producer_id
+    }
+
+    /// The users and ACLs.
+    pub fn security(&self) -> &Security {
+        &self.security
     }
 
     /// The last producer-id block handed to `node`, if any.

@@ -105,6 +105,23 @@ pub enum Outcome {
         /// at once.
         reordered: usize,
     },
+    /// `UpsertUser` stored the credential; `created` is false if it replaced one.
+    UserUpserted {
+        /// True if the user is new.
+        created: bool,
+    },
+    /// `DeleteUser` removed the user.
+    UserDeleted,
+    /// `CreateAcls` added this many new ACLs (the others were there already).
+    AclsCreated {
+        /// New ACLs.
+        added: usize,
+    },
+    /// `DeleteAcls` removed this many ACLs (the others were not there).
+    AclsDeleted {
+        /// Removed ACLs.
+        removed: usize,
+    },
     /// `CompleteReassignment` recorded the group's new replica set.
     ReassignmentCompleted {
         /// The group.

@@ -5,7 +5,9 @@
 //! UTF-8 JSON of one object: `"v"`, the format version (`1`), and `"metadata"`, the state with its
 //! fields `cluster_id` (string or null), `nodes` (object keyed by node id), `topics` (object keyed
 //! by name), `next_topic_id`, `next_group_id`, `next_producer_id` (integers) and
-//! `producer_id_blocks` (object keyed by node id). Maps are sorted, so equal states give equal
+//! `producer_id_blocks` (object keyed by node id), and `security` (users with their SCRAM
+//! credentials, and the ACLs; left out while both are empty, so snapshots written before users
+//! existed still load, as the same state). Maps are sorted, so equal states give equal
 //! bytes. Unknown fields are refused, and so is another version (as for commands). Where the
 //! bytes live (a snapshot file next to the controller log) is the storage's concern and is
 //! documented with it in `segments-format.md`.

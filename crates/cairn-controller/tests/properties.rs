@@ -104,6 +104,64 @@ fn command() -> impl Strategy<Value = Command> {
             .prop_map(|(node, addr, at_ms)| Command::AddNode { node, addr, at_ms }),
         1 => (node.clone(), 0i64..100).prop_map(|(node, at_ms)| Command::RemoveNode { node, at_ms }),
         1 => node.prop_map(|node| Command::ForgetNode { node }),
+        2 => security_command(),
+    ]
+}
+
+/// User and ACL commands, some valid and some not (bad names, weak credentials, malformed ACLs).
+fn security_command() -> impl Strategy<Value = Command> {
+    use cairn_controller::security::acl::{
+        AclBinding, AclOperation, PatternType, Permission, ResourceType,
+    };
+    use cairn_controller::security::scram::ScramCredential;
+    let user = prop::sample::select(&["alice", "bob", "", "a b"][..]);
+    let acl = (
+        prop::sample::select(&["User:alice", "User:*", "alice", "User:"][..]),
+        prop::sample::select(&["*", "10.0.0.1", "host"][..]),
+        prop::sample::select(&AclOperation::ALL[..]),
+        prop::sample::select(
+            &[
+                ResourceType::Topic,
+                ResourceType::Group,
+                ResourceType::Cluster,
+            ][..],
+        ),
+        prop::sample::select(&["orders", "or", "*", "", "cairn-cluster"][..]),
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(
+            |(principal, host, operation, resource_type, name, prefixed, allow)| AclBinding {
+                principal: principal.into(),
+                host: host.into(),
+                operation,
+                resource_type,
+                resource_name: name.into(),
+                pattern_type: if prefixed {
+                    PatternType::Prefixed
+                } else {
+                    PatternType::Literal
+                },
+                permission: if allow {
+                    Permission::Allow
+                } else {
+                    Permission::Deny
+                },
+            },
+        );
+    prop_oneof![
+        (user.clone(), prop::sample::select(&[4096u32, 1][..])).prop_map(|(name, iterations)| {
+            // Derived once per case with the cheapest accepted count; iterations 1 is refused.
+            let mut credential = ScramCredential::derive(b"pw", b"saltsalt", 4096);
+            credential.iterations = iterations;
+            Command::UpsertUser {
+                name: name.into(),
+                credential,
+            }
+        }),
+        user.prop_map(|name| Command::DeleteUser { name: name.into() }),
+        prop::collection::vec(acl.clone(), 0..3).prop_map(|acls| Command::CreateAcls { acls }),
+        prop::collection::vec(acl, 0..3).prop_map(|acls| Command::DeleteAcls { acls }),
     ]
 }
 

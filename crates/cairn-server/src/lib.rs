@@ -2,6 +2,8 @@
 //! broker and maps results and errors; it holds no produce, fetch or topic rule.
 //!
 //! Code map:
+//! - [`auth`]: the layer that gives each request its principal (certificate or password) and
+//!   the authorization policy over the ACLs that services consult, with the audit log;
 //! - [`caller`]: what the transport proved about a request's caller (TLS, a verified client
 //!   certificate), as request extensions for the layers that authenticate and authorize;
 //! - `services`: the `cairn.v1` gRPC services (Producer, Consumer, Admin, Metadata);
@@ -25,6 +27,7 @@
 //!   reflection (v1 and v1alpha), and serves until told to stop (a node in a cluster hands its
 //!   leaderships over first).
 
+pub mod auth;
 pub mod caller;
 mod cluster_metrics;
 pub mod connections;
@@ -93,6 +96,8 @@ pub struct ServerConfig {
     pub max_partitions: u32,
     /// Limits on the gRPC port's connections.
     pub connections: ConnectionLimits,
+    /// Authentication and authorization (see [`auth`]).
+    pub auth: auth::AuthConfig,
 }
 
 /// Why the server could not start or stopped.
@@ -119,6 +124,9 @@ pub enum ServerError {
     /// The open-file limit, which the default connection limit derives from, is unreadable.
     #[error("{0}")]
     DescriptorLimit(#[from] DescriptorLimitError),
+    /// The OS gave no random numbers (for the password cache's key).
+    #[error("no random numbers from the OS: {0}")]
+    Random(#[from] getrandom::Error),
 }
 
 /// Opens the broker, binds both listeners, prints `cairn ready grpc=<addr> http=<addr>` on
@@ -280,6 +288,28 @@ pub async fn run(
         connections_max_idle_ms = limits.idle_timeout.as_millis() as u64,
         "gRPC connection limits"
     );
+    // Passwords over plaintext only where no other machine can connect (see `auth`).
+    let auth_layer = auth::AuthLayer::new(
+        cfg.auth.clone(),
+        grpc_local.ip().is_loopback(),
+        Arc::clone(&broker),
+        Arc::clone(metrics.auth_metrics()),
+    )?;
+    tracing::info!(
+        authorization = cfg.auth.authorization,
+        super_users = cfg.auth.super_users.len(),
+        passwords_over_plaintext = grpc_local.ip().is_loopback(),
+        "authentication and authorization"
+    );
+    if cfg.auth.authorization && !cfg.cluster.is_single_node() {
+        // The peer service needs ClusterAction; a node without a client certificate calls its
+        // peers as User:ANONYMOUS, and a cluster whose nodes may not replicate never forms.
+        tracing::warn!(
+            "authorization is on in a cluster: each node's principal (its client certificate's, \
+             or User:ANONYMOUS without one) must be a super user or hold ClusterAction on the \
+             cluster, or the nodes cannot replicate"
+        );
+    }
     let router = tonic::transport::Server::builder()
         // Counts each connection's requests in flight, which the idle timeout and eviction
         // read so that they never close a connection under a request.
@@ -299,6 +329,8 @@ pub async fn run(
         // Over every service: the transport's own refusals get Cairn's codes and ErrorInfo,
         // and INTERNAL/UNAVAILABLE answers are logged (see `status`).
         .layer(status::StatusLayer)
+        // Innermost: every call gets its principal, or is refused, before any service runs.
+        .layer(auth_layer)
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -272,6 +272,8 @@ pub struct Metrics {
     pub group_requests: RpcCounters<{ GROUP_METHODS.len() }>,
     /// Node-to-node traffic per peer; hand it to the node's `PeerLinks` and `Peer` service.
     peer: Arc<crate::peer::PeerMetrics>,
+    /// Failed logins and denied requests; hand it to the `AuthLayer`.
+    auth: Arc<crate::auth::AuthMetrics>,
 }
 
 impl Default for Metrics {
@@ -300,6 +302,7 @@ impl Metrics {
             fetch_latency: Histogram::new(),
             subscribe_streams: SubscribeStreams::default(),
             peer: Arc::new(crate::peer::PeerMetrics::new()),
+            auth: Arc::new(crate::auth::AuthMetrics::default()),
             admin_requests: RpcCounters::new(
                 "cairn_admin_requests_total",
                 "Admin service calls answered, by method and gRPC status code.",
@@ -445,6 +448,12 @@ impl Metrics {
         self.admin_requests.render(out);
         self.group_requests.render(out);
         self.peer.render(out);
+        self.auth.render(out);
+    }
+
+    /// The authentication and authorization counters rendered with these metrics.
+    pub fn auth_metrics(&self) -> &Arc<crate::auth::AuthMetrics> {
+        &self.auth
     }
 
     /// The node-to-node traffic counters rendered with these metrics (nothing while no peer

@@ -49,7 +49,10 @@ pub fn classify(err: &BrokerError) -> (ErrorCode, Code) {
         BrokerError::InvalidReplicationFactor { .. } => {
             (ErrorCode::InvalidReplicationFactor, Code::InvalidArgument)
         }
-        BrokerError::InvalidRequest(_) => (ErrorCode::InvalidRequest, Code::InvalidArgument),
+        BrokerError::InvalidRequest(_)
+        | BrokerError::InvalidUser { .. }
+        | BrokerError::InvalidAcl { .. } => (ErrorCode::InvalidRequest, Code::InvalidArgument),
+        BrokerError::UnknownUser { .. } => (ErrorCode::ResourceNotFound, Code::NotFound),
         // Only met at open, before any request is served.
         BrokerError::NodeMeta(_) => (ErrorCode::Internal, Code::Internal),
         BrokerError::InsufficientDiskSpace { .. } => (ErrorCode::DiskFull, Code::ResourceExhausted),
@@ -300,6 +303,10 @@ fn subject(err: &BrokerError) -> Vec<(&'static str, String)> {
             ("partition", partition.to_string()),
         ],
         BrokerError::UnknownConfig { key } => vec![("config", key.clone())],
+        BrokerError::InvalidUser { name, .. } | BrokerError::UnknownUser { name } => {
+            vec![("user", name.clone())]
+        }
+        BrokerError::InvalidAcl { field, .. } => vec![("field", field.clone())],
         BrokerError::InvalidConfig { key, .. } => vec![("config", (*key).to_string())],
         BrokerError::InvalidGroupId { group, .. }
         | BrokerError::UnknownGroup { group }

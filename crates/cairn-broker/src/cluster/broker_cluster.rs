@@ -178,7 +178,7 @@ impl Broker {
     }
 
     /// Waits until `done` holds on this node (the reconcile of a committed command).
-    async fn wait_for(&self, done: impl Fn(&Broker) -> bool) -> Result<(), BrokerError> {
+    pub(crate) async fn wait_for(&self, done: impl Fn(&Broker) -> bool) -> Result<(), BrokerError> {
         let deadline = tokio::time::Instant::now() + ADMIN_TIMEOUT;
         while !done(self) {
             if tokio::time::Instant::now() >= deadline {

@@ -315,6 +315,9 @@ fn controller_refusal(refusal: ControllerError) -> BrokerError {
         ControllerError::NotBootstrapped => {
             BrokerError::ControllerUnavailable(ControllerError::NotBootstrapped.to_string())
         }
+        other @ (ControllerError::InvalidUser { .. }
+        | ControllerError::UnknownUser { .. }
+        | ControllerError::InvalidAcl(_)) => crate::security_admin::security_refusal(other),
         other => BrokerError::InvalidRequest(other.to_string()),
     }
 }

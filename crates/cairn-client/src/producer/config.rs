@@ -58,6 +58,9 @@ pub struct ProducerConfig {
     /// Upper bound on the time from `send` to the record's result, retries included
     /// (`delivery.timeout.ms`). Default 120 s.
     pub delivery_timeout: Duration,
+    /// The user and password sent with every call (see [`crate::Credentials`]). Default
+    /// `None`: the anonymous principal.
+    pub credentials: Option<crate::Credentials>,
 }
 
 impl Default for ProducerConfig {
@@ -75,6 +78,7 @@ impl Default for ProducerConfig {
             request_timeout: Duration::from_secs(30),
             connect_timeout: crate::CONNECT_TIMEOUT,
             delivery_timeout: Duration::from_secs(120),
+            credentials: None,
         }
     }
 }

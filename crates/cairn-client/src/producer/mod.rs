@@ -164,6 +164,7 @@ impl Producer {
         let timeouts = Timeouts {
             connect: config.connect_timeout,
             request: Some(config.request_timeout),
+            credentials: config.credentials.clone(),
         };
         let router = Router::connect(brokers, timeouts).await?;
         let identity = if config.is_idempotent() {

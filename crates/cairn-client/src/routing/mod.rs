@@ -25,5 +25,5 @@ mod router;
 pub(crate) use coordinator_cache::{is_hint, retry_pause};
 pub use leader_cache::METADATA_MAX_AGE;
 pub(crate) use offsets::list_offsets;
+pub(crate) use router::{AuthChannel, Router, is_transport_failure};
 pub use router::{COORDINATOR_RETRY_TIMEOUT, METADATA_REFRESH_INTERVAL, METADATA_REQUEST_TIMEOUT};
-pub(crate) use router::{Router, is_transport_failure};

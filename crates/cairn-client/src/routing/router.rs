@@ -24,7 +24,13 @@ use std::time::{Duration, Instant};
 use cairn_proto::v1::metadata_client::MetadataClient;
 use cairn_proto::v1::{ErrorCode, MetadataRequest, MetadataResponse};
 use http::Uri;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
+
+use crate::credentials::CallCredentials;
+
+/// A channel whose calls carry the client's credentials, if it has any.
+pub(crate) type AuthChannel = InterceptedService<Channel, CallCredentials>;
 use tonic_types::StatusExt;
 
 use super::coordinator_cache::CoordinatorCache;
@@ -47,7 +53,7 @@ pub(crate) struct Route {
     /// `host:port`, as the cache knows the node.
     pub address: Arc<str>,
     /// The channel to it.
-    pub channel: Channel,
+    pub channel: AuthChannel,
 }
 
 /// The client's routing: cheap to clone, clones share channels and the cache.
@@ -63,7 +69,7 @@ struct Shared {
     cache: Mutex<LeaderCache>,
     /// Each group's coordinator (the `coordinator` child module's state).
     coordinators: Mutex<CoordinatorCache>,
-    channels: Mutex<HashMap<Arc<str>, Channel>>,
+    channels: Mutex<HashMap<Arc<str>, AuthChannel>>,
     streams: Mutex<HashMap<Arc<str>, StreamChannel>>,
     /// The node calls without a partition go to.
     any: Mutex<Route>,
@@ -71,6 +77,11 @@ struct Shared {
     refreshing: tokio::sync::Mutex<()>,
     /// Completed metadata reads, so a caller that waited for another's read need not repeat it.
     reads: AtomicU64,
+}
+
+/// `channel`, sending the credentials of `timeouts` (if any) with each call.
+fn with_credentials(channel: Channel, timeouts: &Timeouts) -> AuthChannel {
+    InterceptedService::new(channel, CallCredentials(timeouts.credentials.clone()))
 }
 
 /// Locks a mutex whose data stays valid even if a holder panicked (each update is one
@@ -95,7 +106,8 @@ impl Router {
                 "no broker address given".to_string(),
             ));
         }
-        let (address, channel) = connect_first(&bootstrap, timeouts).await?;
+        let (address, channel) = connect_first(&bootstrap, &timeouts).await?;
+        let channel = with_credentials(channel, &timeouts);
         let address: Arc<str> = Arc::from(address);
         let channels = HashMap::from([(Arc::clone(&address), channel.clone())]);
         Ok(Router {
@@ -142,7 +154,7 @@ impl Router {
         if let Some(stream) = streams.get(&route.address) {
             return Ok(stream.clone());
         }
-        let stream = StreamChannel::lazy(&route.address)?;
+        let stream = StreamChannel::lazy(&route.address, self.shared.timeouts.credentials.clone())?;
         streams.insert(Arc::clone(&route.address), stream.clone());
         Ok(stream)
     }
@@ -202,7 +214,7 @@ impl Router {
     /// The call's failure, or the first node's when no other answers.
     pub(crate) async fn on_any_node<T, F, Fut>(&self, mut call: F) -> Result<T, ClientError>
     where
-        F: FnMut(Channel) -> Fut,
+        F: FnMut(AuthChannel) -> Fut,
         Fut: Future<Output = Result<T, tonic::Status>>,
     {
         let first = self.any_node();
@@ -238,9 +250,10 @@ impl Router {
                 candidates.push((node.to_string(), uri));
             }
         }
-        let (address, channel) = connect_first(&candidates, self.shared.timeouts)
+        let (address, channel) = connect_first(&candidates, &self.shared.timeouts)
             .await
             .ok()?;
+        let channel = with_credentials(channel, &self.shared.timeouts);
         let route = Route {
             address: Arc::from(address),
             channel,
@@ -270,7 +283,10 @@ impl Router {
             drop(channels);
             return self.any_node();
         };
-        let channel = endpoint(uri, self.shared.timeouts).connect_lazy();
+        let channel = with_credentials(
+            endpoint(uri, &self.shared.timeouts).connect_lazy(),
+            &self.shared.timeouts,
+        );
         channels.insert(Arc::clone(&address), channel.clone());
         Route { address, channel }
     }

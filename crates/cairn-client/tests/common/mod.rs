@@ -42,6 +42,7 @@ pub fn serve(
         topic_defaults: cairn_broker::TopicConfig::default(),
         max_partitions: cairn_broker::DEFAULT_MAX_PARTITIONS,
         connections: cairn_server::connections::ConnectionLimits::default(),
+        auth: cairn_server::auth::AuthConfig::default(),
     };
     spawn_server(cfg)
 }
@@ -87,6 +88,7 @@ pub fn serve_in_cluster(
         topic_defaults: cairn_broker::TopicConfig::default(),
         max_partitions: cairn_broker::DEFAULT_MAX_PARTITIONS,
         connections: cairn_server::connections::ConnectionLimits::default(),
+        auth: cairn_server::auth::AuthConfig::default(),
     };
     spawn_server(cfg)
 }

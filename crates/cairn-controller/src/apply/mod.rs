@@ -11,6 +11,7 @@ mod membership;
 mod nodes;
 mod producer_ids;
 mod reassign;
+mod security;
 
 pub use producer_ids::{MAX_PRODUCER_ID, MAX_PRODUCER_ID_BLOCK_LEN};
 mod topics;
@@ -72,6 +73,10 @@ impl ClusterMetadata {
             Command::AllocateProducerIds { node, block_len } => {
                 self.allocate_producer_ids(node, block_len)
             }
+            Command::UpsertUser { name, credential } => self.upsert_user(name, credential),
+            Command::DeleteUser { name } => self.delete_user(&name),
+            Command::CreateAcls { acls } => self.create_acls(acls),
+            Command::DeleteAcls { acls } => Ok(self.delete_acls(&acls)),
         }
     }
 }

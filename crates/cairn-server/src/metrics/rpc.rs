@@ -33,7 +33,7 @@ const CODE_NAMES: [&str; 17] = [
 ];
 
 /// The Admin service's methods, as they appear in the `method` label.
-pub const ADMIN_METHODS: [&str; 11] = [
+pub const ADMIN_METHODS: [&str; 17] = [
     "CreateTopic",
     "ListTopics",
     "DescribeTopic",
@@ -45,6 +45,12 @@ pub const ADMIN_METHODS: [&str; 11] = [
     "AddNode",
     "RemoveNode",
     "ReassignPartitions",
+    "UpsertUser",
+    "DeleteUser",
+    "ListUsers",
+    "CreateAcls",
+    "DeleteAcls",
+    "ListAcls",
 ];
 
 /// The Groups service's methods, as they appear in the `method` label.

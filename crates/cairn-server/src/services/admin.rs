@@ -7,6 +7,11 @@ use cairn_broker::cluster::{
     ClusterDescription, LeaderBalanceReport, NotMovedReason, Reachability,
 };
 use cairn_broker::{Broker, TopicInfo};
+use cairn_controller::security::acl::AclOperation::{
+    Alter, AlterConfigs, Create, Delete, Describe,
+};
+use cairn_controller::security::acl::CLUSTER_RESOURCE_NAME;
+use cairn_controller::security::acl::ResourceType::{Cluster, Topic};
 use cairn_proto::v1::admin_server::Admin;
 use cairn_proto::v1::{
     AddNodeRequest, AddPartitionsRequest, AlterConfigsRequest, BalanceLeadersRequest,
@@ -17,6 +22,8 @@ use cairn_proto::v1::{
     ReassignPartitionsResponse, RemoveNodeRequest, RemoveNodeResponse, TopicDescription,
 };
 use tonic::{Request, Response, Status};
+
+use crate::auth::{CallerContext, allowed, authorize, authorize_caller};
 
 use crate::status::to_status;
 
@@ -35,10 +42,61 @@ impl AdminService {
 
 #[tonic::async_trait]
 impl Admin for AdminService {
+    async fn upsert_user(
+        &self,
+        request: Request<cairn_proto::v1::UpsertUserRequest>,
+    ) -> Result<Response<cairn_proto::v1::UpsertUserResponse>, Status> {
+        super::admin_security::upsert_user(&self.broker, request.into_inner()).await
+    }
+
+    async fn delete_user(
+        &self,
+        request: Request<cairn_proto::v1::DeleteUserRequest>,
+    ) -> Result<Response<cairn_proto::v1::DeleteUserResponse>, Status> {
+        super::admin_security::delete_user(&self.broker, request.into_inner()).await
+    }
+
+    async fn list_users(
+        &self,
+        _request: Request<cairn_proto::v1::ListUsersRequest>,
+    ) -> Result<Response<cairn_proto::v1::ListUsersResponse>, Status> {
+        Ok(Response::new(super::admin_security::list_users(
+            &self.broker,
+        )))
+    }
+
+    async fn create_acls(
+        &self,
+        request: Request<cairn_proto::v1::CreateAclsRequest>,
+    ) -> Result<Response<cairn_proto::v1::CreateAclsResponse>, Status> {
+        super::admin_security::create_acls(&self.broker, request.into_inner()).await
+    }
+
+    async fn delete_acls(
+        &self,
+        request: Request<cairn_proto::v1::DeleteAclsRequest>,
+    ) -> Result<Response<cairn_proto::v1::DeleteAclsResponse>, Status> {
+        super::admin_security::delete_acls(&self.broker, request.into_inner()).await
+    }
+
+    async fn list_acls(
+        &self,
+        _request: Request<cairn_proto::v1::ListAclsRequest>,
+    ) -> Result<Response<cairn_proto::v1::ListAclsResponse>, Status> {
+        Ok(Response::new(super::admin_security::list_acls(
+            &self.broker,
+        )))
+    }
+
     async fn create_topic(
         &self,
         request: Request<CreateTopicRequest>,
     ) -> Result<Response<CreateTopicResponse>, Status> {
+        // Kafka's rule: Create on the cluster, or else on the topic.
+        let caller = request.extensions().get::<CallerContext>();
+        if !allowed(caller, Create, Cluster, CLUSTER_RESOURCE_NAME) {
+            authorize_caller(caller, Create, Topic, &request.get_ref().name)?;
+        }
         let request = request.into_inner();
         let configs: Vec<(String, String)> = request.configs.into_iter().collect();
         let info = self
@@ -60,9 +118,13 @@ impl Admin for AdminService {
         &self,
         request: Request<ListTopicsRequest>,
     ) -> Result<Response<ListTopicsResponse>, Status> {
+        let caller = request.extensions().get::<CallerContext>();
         let names = self
             .broker
-            .list_topics(request.into_inner().include_internal);
+            .list_topics(request.get_ref().include_internal)
+            .into_iter()
+            .filter(|name| allowed(caller, Describe, Topic, name))
+            .collect();
         Ok(Response::new(ListTopicsResponse { names }))
     }
 
@@ -70,6 +132,7 @@ impl Admin for AdminService {
         &self,
         request: Request<DescribeTopicRequest>,
     ) -> Result<Response<TopicDescription>, Status> {
+        authorize(&request, Describe, Topic, &request.get_ref().name)?;
         let info = self
             .broker
             .describe_topic(&request.into_inner().name)
@@ -81,6 +144,7 @@ impl Admin for AdminService {
         &self,
         request: Request<DeleteTopicRequest>,
     ) -> Result<Response<DeleteTopicResponse>, Status> {
+        authorize(&request, Delete, Topic, &request.get_ref().name)?;
         self.broker
             .delete_topic(&request.into_inner().name)
             .await
@@ -92,6 +156,7 @@ impl Admin for AdminService {
         &self,
         request: Request<AddPartitionsRequest>,
     ) -> Result<Response<TopicDescription>, Status> {
+        authorize(&request, Alter, Topic, &request.get_ref().name)?;
         let request = request.into_inner();
         let info = self
             .broker
@@ -105,6 +170,7 @@ impl Admin for AdminService {
         &self,
         request: Request<AlterConfigsRequest>,
     ) -> Result<Response<TopicDescription>, Status> {
+        authorize(&request, AlterConfigs, Topic, &request.get_ref().name)?;
         let request = request.into_inner();
         let set: Vec<(String, String)> = request.set.into_iter().collect();
         let info = self

@@ -22,8 +22,11 @@ use tokio::sync::mpsc;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
+use crate::auth::authorize;
 use crate::metrics::{Metrics, OpenStream, Outcome, Transfer};
 use crate::status::{classify, invalid_request, to_status};
+use cairn_controller::security::acl::AclOperation::Read;
+use cairn_controller::security::acl::ResourceType::Topic;
 
 /// The Consumer service.
 #[derive(Debug, Clone)]
@@ -188,6 +191,7 @@ impl Consumer for ConsumerService {
         // Served by `ConsumerRoutes` in a running broker, which frames the same answer without
         // a copy of its batches; this is the same answer through tonic's encoder.
         let deadline = grpc_timeout(request.metadata().as_ref());
+        authorize(&request, Read, Topic, &request.get_ref().topic)?;
         self.serve_fetch(request.into_inner(), deadline, tonic_answer)
             .await
             .map(Response::new)
@@ -201,6 +205,7 @@ impl Consumer for ConsumerService {
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         // Served by `ConsumerRoutes` in a running broker, which frames the same answers
         // without copying their batches; this is the same stream through tonic's encoder.
+        authorize(&request, Read, Topic, &request.get_ref().topic)?;
         let answers = self.start_subscription(request.into_inner(), tonic_answer)?;
         Ok(Response::new(Box::pin(
             tokio_stream::wrappers::ReceiverStream::new(answers),
@@ -211,6 +216,7 @@ impl Consumer for ConsumerService {
         &self,
         request: Request<ListOffsetsRequest>,
     ) -> Result<Response<ListOffsetsResponse>, Status> {
+        authorize(&request, Read, Topic, &request.get_ref().topic)?;
         let request = request.into_inner();
         let query = match OffsetSpec::try_from(request.spec) {
             Ok(OffsetSpec::Earliest) => OffsetQuery::Earliest,

@@ -40,8 +40,10 @@ use tower_service::Service;
 
 use super::consumer::{ConsumerService, batch_record_count, grpc_timeout};
 use super::record_encoding::encode_records;
+use crate::auth::{CallerContext, authorize_caller};
 use crate::metrics::Transfer;
 use crate::status::{invalid_request, status, to_status};
+use cairn_controller::security::acl::{AclOperation, ResourceType};
 
 /// The paths of the methods served here.
 const SUBSCRIBE_PATH: &str = "/cairn.v1.Consumer/Subscribe";
@@ -99,19 +101,32 @@ impl Service<Request<Body>> for ConsumerRoutes {
         };
         let service = self.service.clone();
         let (max_request, max_response) = (self.max_request_bytes, self.max_response_bytes);
+        let caller = request.extensions().get::<CallerContext>().cloned();
         Box::pin(async move {
+            let read_topic = |topic: &str| {
+                authorize_caller(
+                    caller.as_ref(),
+                    AclOperation::Read,
+                    ResourceType::Topic,
+                    topic,
+                )
+            };
             let answer = if fetch {
                 let deadline = grpc_timeout(request.headers());
                 match read_request::<FetchRequest>(request, max_request).await {
-                    Ok(fetch) => service
-                        .serve_fetch(fetch, deadline, wire_answer)
-                        .await
-                        .map(one_answer),
+                    Ok(fetch) => match read_topic(&fetch.topic) {
+                        Ok(()) => service
+                            .serve_fetch(fetch, deadline, wire_answer)
+                            .await
+                            .map(one_answer),
+                        Err(status) => Err(status),
+                    },
                     Err(status) => Err(status),
                 }
             } else {
                 match read_request::<SubscribeRequest>(request, max_request).await {
-                    Ok(subscribe) => service.start_subscription(subscribe, wire_answer),
+                    Ok(subscribe) => read_topic(&subscribe.topic)
+                        .and_then(|()| service.start_subscription(subscribe, wire_answer)),
                     Err(status) => Err(status),
                 }
             };

@@ -33,6 +33,48 @@ impl CountedAdmin {
 
 #[tonic::async_trait]
 impl Admin for CountedAdmin {
+    async fn upsert_user(
+        &self,
+        request: Request<api::UpsertUserRequest>,
+    ) -> Result<Response<api::UpsertUserResponse>, Status> {
+        self.counted("UpsertUser", self.inner.upsert_user(request).await)
+    }
+
+    async fn delete_user(
+        &self,
+        request: Request<api::DeleteUserRequest>,
+    ) -> Result<Response<api::DeleteUserResponse>, Status> {
+        self.counted("DeleteUser", self.inner.delete_user(request).await)
+    }
+
+    async fn list_users(
+        &self,
+        request: Request<api::ListUsersRequest>,
+    ) -> Result<Response<api::ListUsersResponse>, Status> {
+        self.counted("ListUsers", self.inner.list_users(request).await)
+    }
+
+    async fn create_acls(
+        &self,
+        request: Request<api::CreateAclsRequest>,
+    ) -> Result<Response<api::CreateAclsResponse>, Status> {
+        self.counted("CreateAcls", self.inner.create_acls(request).await)
+    }
+
+    async fn delete_acls(
+        &self,
+        request: Request<api::DeleteAclsRequest>,
+    ) -> Result<Response<api::DeleteAclsResponse>, Status> {
+        self.counted("DeleteAcls", self.inner.delete_acls(request).await)
+    }
+
+    async fn list_acls(
+        &self,
+        request: Request<api::ListAclsRequest>,
+    ) -> Result<Response<api::ListAclsResponse>, Status> {
+        self.counted("ListAcls", self.inner.list_acls(request).await)
+    }
+
     async fn create_topic(
         &self,
         request: Request<api::CreateTopicRequest>,

@@ -1,6 +1,10 @@
 //! `cairn.v1.Groups`: consumer-group heartbeats, offset commits and group administration,
 //! mapped onto the broker's coordinator.
 
+use cairn_controller::security::acl::AclOperation::{Delete, Describe, Read};
+use cairn_controller::security::acl::ResourceType::{Group, Topic};
+
+use crate::auth::{CallerContext, allowed, authorize};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -32,6 +36,9 @@ impl Groups for GroupsService {
         &self,
         request: Request<api::HeartbeatRequest>,
     ) -> Result<Response<api::HeartbeatResponse>, Status> {
+        // Joining and staying in a group is Read on the group (Kafka's JoinGroup/Heartbeat);
+        // the topics it subscribes to are read by fetches, which are checked themselves.
+        authorize(&request, Read, Group, &request.get_ref().group_id)?;
         let host = request
             .remote_addr()
             .map(|a| a.to_string())
@@ -67,6 +74,11 @@ impl Groups for GroupsService {
         &self,
         request: Request<api::CommitOffsetsRequest>,
     ) -> Result<Response<api::CommitOffsetsResponse>, Status> {
+        // Kafka's OffsetCommit: Read on the group and on each topic committed.
+        authorize(&request, Read, Group, &request.get_ref().group_id)?;
+        for offset in &request.get_ref().offsets {
+            authorize(&request, Read, Topic, &offset.topic)?;
+        }
         let request = request.into_inner();
         let commits = request
             .offsets
@@ -95,6 +107,11 @@ impl Groups for GroupsService {
         &self,
         request: Request<api::FetchOffsetsRequest>,
     ) -> Result<Response<api::FetchOffsetsResponse>, Status> {
+        // Kafka's OffsetFetch: Describe on the group and on each topic asked for.
+        authorize(&request, Describe, Group, &request.get_ref().group_id)?;
+        for entry in &request.get_ref().partitions {
+            authorize(&request, Describe, Topic, &entry.topic)?;
+        }
         let request = request.into_inner();
         let wanted: Vec<TopicPartition> =
             partitions_from(&request.partitions)?.into_iter().collect();
@@ -109,12 +126,14 @@ impl Groups for GroupsService {
 
     async fn list_groups(
         &self,
-        _request: Request<api::ListGroupsRequest>,
+        request: Request<api::ListGroupsRequest>,
     ) -> Result<Response<api::ListGroupsResponse>, Status> {
+        let caller = request.extensions().get::<CallerContext>();
         let groups = self
             .broker
             .list_groups()
             .into_iter()
+            .filter(|g| allowed(caller, Describe, Group, &g.group))
             .map(|g| api::GroupListing {
                 group_id: g.group,
                 state: state_to(g.state) as i32,
@@ -128,6 +147,7 @@ impl Groups for GroupsService {
         &self,
         request: Request<api::DescribeGroupRequest>,
     ) -> Result<Response<api::GroupDescription>, Status> {
+        authorize(&request, Describe, Group, &request.get_ref().group_id)?;
         let group = self
             .broker
             .describe_group(&request.into_inner().group_id)
@@ -168,6 +188,9 @@ impl Groups for GroupsService {
         &self,
         request: Request<api::ResetOffsetsRequest>,
     ) -> Result<Response<api::ResetOffsetsResponse>, Status> {
+        // Kafka's AlterConsumerGroupOffsets: Read on the group and the topic.
+        authorize(&request, Read, Group, &request.get_ref().group_id)?;
+        authorize(&request, Read, Topic, &request.get_ref().topic)?;
         let request = request.into_inner();
         let to = match request.to {
             Some(api::reset_offsets_request::To::Earliest(true)) => ResetTo::Earliest,
@@ -195,6 +218,7 @@ impl Groups for GroupsService {
         &self,
         request: Request<api::DeleteGroupRequest>,
     ) -> Result<Response<api::DeleteGroupResponse>, Status> {
+        authorize(&request, Delete, Group, &request.get_ref().group_id)?;
         self.broker
             .delete_group(&request.into_inner().group_id)
             .await
@@ -206,6 +230,7 @@ impl Groups for GroupsService {
         &self,
         request: Request<api::FindCoordinatorRequest>,
     ) -> Result<Response<api::FindCoordinatorResponse>, Status> {
+        authorize(&request, Describe, Group, &request.get_ref().group_id)?;
         let node = self
             .broker
             .find_coordinator(&request.into_inner().group_id)

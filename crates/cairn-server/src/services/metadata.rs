@@ -6,12 +6,16 @@
 use std::sync::Arc;
 
 use cairn_broker::{Broker, PartitionCondition, PartitionProblem};
+use cairn_controller::security::acl::AclOperation::Describe;
+use cairn_controller::security::acl::ResourceType::Topic;
 use cairn_proto::v1::metadata_server::Metadata;
 use cairn_proto::v1::{
     MetadataRequest, MetadataResponse, Node, NodeHealthRequest, NodeHealthResponse,
     PartitionHealth, PartitionMetadata, PartitionState, TopicMetadata,
 };
 use tonic::{Request, Response, Status};
+
+use crate::auth::{CallerContext, allowed, authorize_caller};
 
 /// The Metadata service.
 #[derive(Debug, Clone)]
@@ -32,10 +36,20 @@ impl Metadata for MetadataService {
         &self,
         request: Request<MetadataRequest>,
     ) -> Result<Response<MetadataResponse>, Status> {
+        let caller = request.extensions().get::<CallerContext>().cloned();
         let asked = request.into_inner().topics;
-        let names = if asked.is_empty() {
-            self.broker.list_topics(false)
+        // As Kafka: a listing leaves out the topics the caller may not describe; a topic asked
+        // for by name and not describable is refused by name, so a client learns why.
+        let names: Vec<String> = if asked.is_empty() {
+            self.broker
+                .list_topics(false)
+                .into_iter()
+                .filter(|name| allowed(caller.as_ref(), Describe, Topic, name))
+                .collect()
         } else {
+            for name in &asked {
+                authorize_caller(caller.as_ref(), Describe, Topic, name)?;
+            }
             asked
         };
         let node_id = self.broker.node_id();

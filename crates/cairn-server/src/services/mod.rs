@@ -2,6 +2,7 @@
 //! result; no produce, fetch or topic rule lives here.
 
 mod admin;
+mod admin_security;
 mod consumer;
 mod consumer_routes;
 mod counted;

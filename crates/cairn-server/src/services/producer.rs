@@ -16,8 +16,11 @@ use cairn_proto::v1::{
 };
 use tonic::{Request, Response, Status};
 
+use crate::auth::authorize;
 use crate::metrics::{AcksLabel, Metrics, Outcome, Transfer};
 use crate::status::{classify, invalid_request, message, to_status};
+use cairn_controller::security::acl::AclOperation::Write;
+use cairn_controller::security::acl::ResourceType::Topic;
 
 /// The Producer service.
 #[derive(Debug, Clone)]
@@ -70,6 +73,7 @@ impl Producer for ProducerService {
         request: Request<api::ProduceRequest>,
     ) -> Result<Response<ProduceResponse>, Status> {
         let started = Instant::now();
+        authorize(&request, Write, Topic, &request.get_ref().topic)?;
         let request = request.into_inner();
         let topic = request.topic.clone();
         let acks = match Acks::try_from(request.acks) {

@@ -33,6 +33,14 @@ pub struct Started {
 }
 
 pub async fn start(dir: &std::path::Path) -> Started {
+    start_with_auth(dir, cairn_server::auth::AuthConfig::default()).await
+}
+
+/// As [`start`], with authentication and authorization set up as `auth` says.
+pub async fn start_with_auth(
+    dir: &std::path::Path,
+    auth: cairn_server::auth::AuthConfig,
+) -> Started {
     let grpc = free_port();
     let http = free_port();
     let cfg = ServerConfig {
@@ -44,6 +52,7 @@ pub async fn start(dir: &std::path::Path) -> Started {
         topic_defaults: TopicConfig::default(),
         max_partitions: cairn_broker::DEFAULT_MAX_PARTITIONS,
         connections: cairn_server::connections::ConnectionLimits::default(),
+        auth,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {

@@ -15,9 +15,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use super::AuthChannel;
 use cairn_proto::v1::groups_client::GroupsClient;
 use cairn_proto::v1::{ErrorCode, FindCoordinatorRequest};
-use tonic::transport::Channel;
 
 use super::{METADATA_REQUEST_TIMEOUT, Route, Router, lock};
 use crate::error::ClientError;
@@ -103,7 +103,7 @@ impl Router {
         mut call: F,
     ) -> Result<T, ClientError>
     where
-        F: FnMut(Channel) -> Fut,
+        F: FnMut(AuthChannel) -> Fut,
         Fut: Future<Output = Result<T, tonic::Status>>,
     {
         let mut hinted_before = false;

@@ -28,6 +28,7 @@ fn serve(
         topic_defaults: cairn_broker::TopicConfig::default(),
         max_partitions: cairn_broker::DEFAULT_MAX_PARTITIONS,
         connections: cairn_server::connections::ConnectionLimits::default(),
+        auth: cairn_server::auth::AuthConfig::default(),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {

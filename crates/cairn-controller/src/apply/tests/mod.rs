@@ -6,6 +6,7 @@ mod membership;
 mod nodes;
 mod producer_ids;
 mod queries;
+mod security;
 mod topics;
 
 use std::collections::BTreeMap;

@@ -1,0 +1,36 @@
+//! `UpsertUser`, `DeleteUser`, `CreateAcls`, `DeleteAcls`: the users and ACLs part of the
+//! metadata. The rules live in [`crate::Security`], which a single node also uses; this file
+//! only wraps them in replies. None of these commands produces an action: nodes read users
+//! and ACLs from the published metadata on each request.
+
+use crate::error::ControllerError;
+use crate::metadata::ClusterMetadata;
+use crate::reply::{Outcome, Reply};
+use crate::security::acl::AclBinding;
+use crate::security::scram::ScramCredential;
+
+impl ClusterMetadata {
+    pub(super) fn upsert_user(
+        &mut self,
+        name: String,
+        credential: ScramCredential,
+    ) -> Result<Reply, ControllerError> {
+        let created = self.security.upsert_user(name, credential)?;
+        Ok(Reply::bare(Outcome::UserUpserted { created }))
+    }
+
+    pub(super) fn delete_user(&mut self, name: &str) -> Result<Reply, ControllerError> {
+        self.security.delete_user(name)?;
+        Ok(Reply::bare(Outcome::UserDeleted))
+    }
+
+    pub(super) fn create_acls(&mut self, acls: Vec<AclBinding>) -> Result<Reply, ControllerError> {
+        let added = self.security.create_acls(acls)?;
+        Ok(Reply::bare(Outcome::AclsCreated { added }))
+    }
+
+    pub(super) fn delete_acls(&mut self, acls: &[AclBinding]) -> Reply {
+        let removed = self.security.delete_acls(acls);
+        Reply::bare(Outcome::AclsDeleted { removed })
+    }
+}
