@@ -6,7 +6,7 @@
 //! and a `bytes` field be written as its tag, its length and then its bytes, so the request goes
 //! out as two chunks: a small one (the gRPC frame header, the other fields encoded by prost, the
 //! batch field's tag and length) and the batch's own `Bytes`, which h2 writes without copying.
-//! The call uses the same [`Channel`] (connection, TLS, load balancing) as every other one, and
+//! The call goes through the same channel (connection, TLS, credentials) as every other one, and
 //! the answer is decoded by tonic as usual, so its statuses and error details are tonic's.
 
 use std::time::Duration;
@@ -19,8 +19,8 @@ use std::task::{Context, Poll};
 use http_body::{Body, Frame, SizeHint};
 use prost::Message;
 use tonic::codec::{BufferSettings, Streaming};
-use tonic::codegen::Service;
-use tonic::transport::Channel;
+use tonic::client::GrpcService;
+use tonic::codegen::StdError;
 use tonic::{Code, Status};
 use tonic_prost::ProstDecoder;
 
@@ -37,13 +37,18 @@ const MAX_TIMEOUT_MILLIS: u128 = 99_999_999;
 /// # Errors
 /// The call's [`Status`]: the transport's failure, the broker's refusal, or an answer that
 /// does not decode (or exceeds `max_response_bytes`).
-pub(crate) async fn produce(
-    mut channel: Channel,
+pub(crate) async fn produce<S>(
+    mut channel: S,
     request: &ProduceRequest,
     batch: Bytes,
     timeout: Duration,
     max_response_bytes: usize,
-) -> Result<ProduceResponse, Status> {
+) -> Result<ProduceResponse, Status>
+where
+    S: GrpcService<tonic::body::Body>,
+    S::ResponseBody: Body<Data = Bytes> + Send + 'static,
+    <S::ResponseBody as Body>::Error: Into<StdError>,
+{
     let body = TwoChunks {
         head: Some(head(request, batch.len())?),
         batch: Some(batch),
