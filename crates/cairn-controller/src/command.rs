@@ -22,7 +22,7 @@
 //! new variants of version 1: they change no existing command's fields or meaning, so logs
 //! written before them read as before. A build without them refuses such an entry as a decode
 //! error, so every node of a cluster must run a build that has them before users or ACLs are
-//! added.
+//! added. The same holds for the quota commands (`set_quota`, `remove_quota`).
 
 use std::collections::BTreeMap;
 
@@ -204,6 +204,19 @@ pub enum Command {
     DeleteAcls {
         /// The ACLs.
         acls: Vec<crate::security::acl::AclBinding>,
+    },
+    /// Sets the limits given for a principal or the default, keeping its others
+    /// (`cairn quota set`).
+    SetQuota {
+        /// Whom for.
+        entity: crate::security::quota::QuotaEntity,
+        /// The limits to set.
+        limits: crate::security::quota::QuotaLimits,
+    },
+    /// Removes every limit of a principal or of the default (`cairn quota remove`).
+    RemoveQuota {
+        /// Whom for.
+        entity: crate::security::quota::QuotaEntity,
     },
 }
 
@@ -404,6 +417,17 @@ mod tests {
                 }],
             },
             Command::DeleteAcls { acls: vec![] },
+            Command::SetQuota {
+                entity: crate::security::quota::QuotaEntity::Principal("User:alice".into()),
+                limits: crate::security::quota::QuotaLimits {
+                    producer_byte_rate: Some(1 << 20),
+                    max_topics: Some(4),
+                    ..Default::default()
+                },
+            },
+            Command::RemoveQuota {
+                entity: crate::security::quota::QuotaEntity::Default,
+            },
         ];
         for command in commands {
             assert_eq!(Command::decode(&command.encode()), Ok(command));

@@ -122,6 +122,10 @@ pub enum Outcome {
         /// Removed ACLs.
         removed: usize,
     },
+    /// `SetQuota` stored the limits.
+    QuotaSet,
+    /// `RemoveQuota` removed the entity's limits.
+    QuotaRemoved,
     /// `CompleteReassignment` recorded the group's new replica set.
     ReassignmentCompleted {
         /// The group.
