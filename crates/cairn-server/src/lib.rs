@@ -39,6 +39,7 @@ mod http;
 pub mod metrics;
 pub mod peer;
 mod process_metrics;
+pub mod quota;
 pub mod services;
 pub mod status;
 
@@ -320,8 +321,14 @@ pub async fn run(
         // Over every service: the transport's own refusals get Cairn's codes and ErrorInfo,
         // and INTERNAL/UNAVAILABLE answers are logged (see `status`).
         .layer(status::StatusLayer)
-        // Innermost: every call gets its principal, or is refused, before any service runs.
+        // Every call gets its principal, or is refused, before any service runs.
         .layer(auth_layer)
+        // Innermost: after authentication (quotas are per principal), around the services
+        // (whose answers report the bytes they moved).
+        .layer(quota::QuotaLayer::new(
+            Arc::clone(&broker),
+            Arc::clone(metrics.quota_metrics()),
+        ))
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

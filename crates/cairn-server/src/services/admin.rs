@@ -88,6 +88,27 @@ impl Admin for AdminService {
         )))
     }
 
+    async fn set_quota(
+        &self,
+        request: Request<cairn_proto::v1::SetQuotaRequest>,
+    ) -> Result<Response<cairn_proto::v1::SetQuotaResponse>, Status> {
+        super::admin_quota::set_quota(&self.broker, request.into_inner()).await
+    }
+
+    async fn remove_quota(
+        &self,
+        request: Request<cairn_proto::v1::RemoveQuotaRequest>,
+    ) -> Result<Response<cairn_proto::v1::RemoveQuotaResponse>, Status> {
+        super::admin_quota::remove_quota(&self.broker, request.into_inner()).await
+    }
+
+    async fn list_quotas(
+        &self,
+        _request: Request<cairn_proto::v1::ListQuotasRequest>,
+    ) -> Result<Response<cairn_proto::v1::ListQuotasResponse>, Status> {
+        Ok(Response::new(super::admin_quota::list_quotas(&self.broker)))
+    }
+
     async fn create_topic(
         &self,
         request: Request<CreateTopicRequest>,

@@ -42,6 +42,7 @@ use super::consumer::{ConsumerService, batch_record_count, grpc_timeout};
 use super::record_encoding::encode_records;
 use crate::auth::{CallerContext, authorize_caller};
 use crate::metrics::Transfer;
+use crate::quota::{Usage, UsedBytes};
 use crate::status::{invalid_request, status, to_status};
 use cairn_controller::security::acl::{AclOperation, ResourceType};
 
@@ -111,25 +112,31 @@ impl Service<Request<Body>> for ConsumerRoutes {
                     topic,
                 )
             };
-            let answer = if fetch {
-                let deadline = grpc_timeout(request.headers());
-                match read_request::<FetchRequest>(request, max_request).await {
-                    Ok(fetch) => match read_topic(&fetch.topic) {
-                        Ok(()) => service
-                            .serve_fetch(fetch, deadline, wire_answer)
-                            .await
-                            .map(one_answer),
+            // What the consumer byte-rate quota counts for a fetch: the answer's bytes.
+            let mut fetched_bytes = 0u64;
+            let answer =
+                if fetch {
+                    let deadline = grpc_timeout(request.headers());
+                    match read_request::<FetchRequest>(request, max_request).await {
+                        Ok(fetch) => match read_topic(&fetch.topic) {
+                            Ok(()) => service.serve_fetch(fetch, deadline, wire_answer).await.map(
+                                |answer| {
+                                    fetched_bytes =
+                                        wire_len(&answer.head, answer.batches.as_ref()) as u64;
+                                    one_answer(answer)
+                                },
+                            ),
+                            Err(status) => Err(status),
+                        },
                         Err(status) => Err(status),
-                    },
-                    Err(status) => Err(status),
-                }
-            } else {
-                match read_request::<SubscribeRequest>(request, max_request).await {
-                    Ok(subscribe) => read_topic(&subscribe.topic)
-                        .and_then(|()| service.start_subscription(subscribe, wire_answer)),
-                    Err(status) => Err(status),
-                }
-            };
+                    }
+                } else {
+                    match read_request::<SubscribeRequest>(request, max_request).await {
+                        Ok(subscribe) => read_topic(&subscribe.topic)
+                            .and_then(|()| service.start_subscription(subscribe, wire_answer)),
+                        Err(status) => Err(status),
+                    }
+                };
             Ok(match answer {
                 Ok(answers) => {
                     let mut response = Response::new(Body::new(AnswerBody {
@@ -141,6 +148,10 @@ impl Service<Request<Body>> for ConsumerRoutes {
                     response
                         .headers_mut()
                         .insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+                    response.extensions_mut().insert(UsedBytes(Usage {
+                        produced_bytes: 0,
+                        fetched_bytes,
+                    }));
                     response
                 }
                 Err(status) => status.into_http(),
