@@ -210,6 +210,81 @@ impl Broker {
         Ok(())
     }
 
+    /// Checks that `principal` may create `topics` more topics with `partitions` more
+    /// partitions under its `max_topics` and `max_partitions` quotas, counted by the creation
+    /// ledger. Concurrent creations by one principal are checked against the same count, so
+    /// they may pass a limit by the creations in flight.
+    ///
+    /// # Errors
+    /// [`BrokerError::CreationQuotaExceeded`] naming the limit.
+    pub fn check_creation_quota(
+        &self,
+        principal: &str,
+        topics: u64,
+        partitions: u64,
+    ) -> Result<(), BrokerError> {
+        self.security()
+            .quotas()
+            .check_creation(principal, topics, partitions)
+            .map_err(|(limit, detail)| BrokerError::CreationQuotaExceeded {
+                limit: limit.to_string(),
+                principal: principal.to_string(),
+                detail,
+            })
+    }
+
+    /// Records in the creation ledger that `principal` created `topic`, which has
+    /// `partitions` partitions now.
+    ///
+    /// # Errors
+    /// As for [`Broker::upsert_user`].
+    pub async fn record_topic_creator(
+        &self,
+        topic: &str,
+        principal: &str,
+        partitions: u64,
+    ) -> Result<(), BrokerError> {
+        let (local_topic, local_principal) = (topic.to_string(), principal.to_string());
+        self.change_security(
+            Command::RecordTopicCreator {
+                topic: topic.to_string(),
+                principal: principal.to_string(),
+                partitions,
+            },
+            |s| {
+                s.quotas_mut()
+                    .record_creation(local_topic, local_principal, partitions)
+            },
+            |s| {
+                s.quotas()
+                    .creation(topic)
+                    .is_some_and(|c| c.principal == principal && c.partitions == partitions)
+            },
+        )
+        .await
+    }
+
+    /// Forgets a deleted `topic` in the creation ledger (nothing to do if it is not there).
+    ///
+    /// # Errors
+    /// As for [`Broker::upsert_user`].
+    pub async fn forget_topic_creator(&self, topic: &str) -> Result<(), BrokerError> {
+        if self.security().quotas().creation(topic).is_none() {
+            return Ok(());
+        }
+        self.change_security(
+            Command::ForgetTopicCreator {
+                topic: topic.to_string(),
+            },
+            |s| {
+                s.quotas_mut().forget_creation(topic);
+                Ok(())
+            },
+            |s| s.quotas().creation(topic).is_none(),
+        )
+        .await
+    }
+
     /// Applies `command` through the controller (a cluster), then waits until
     /// [`Broker::security`] shows `applied`; or, on a cluster of one, makes the same change
     /// with `local` and saves it to the local file.

@@ -22,7 +22,8 @@
 //! new variants of version 1: they change no existing command's fields or meaning, so logs
 //! written before them read as before. A build without them refuses such an entry as a decode
 //! error, so every node of a cluster must run a build that has them before users or ACLs are
-//! added. The same holds for the quota commands (`set_quota`, `remove_quota`).
+//! added. The same holds for the quota commands (`set_quota`, `remove_quota`,
+//! `record_topic_creator`, `forget_topic_creator`).
 
 use std::collections::BTreeMap;
 
@@ -217,6 +218,21 @@ pub enum Command {
     RemoveQuota {
         /// Whom for.
         entity: crate::security::quota::QuotaEntity,
+    },
+    /// Records in the creation ledger that `principal` created `topic`, which has
+    /// `partitions` partitions now (after a topic is created or grows).
+    RecordTopicCreator {
+        /// The topic.
+        topic: String,
+        /// `User:NAME`.
+        principal: String,
+        /// Its partitions.
+        partitions: u64,
+    },
+    /// Forgets a deleted topic in the creation ledger (nothing if it is not there).
+    ForgetTopicCreator {
+        /// The topic.
+        topic: String,
     },
 }
 
@@ -427,6 +443,14 @@ mod tests {
             },
             Command::RemoveQuota {
                 entity: crate::security::quota::QuotaEntity::Default,
+            },
+            Command::RecordTopicCreator {
+                topic: "orders".into(),
+                principal: "User:alice".into(),
+                partitions: 3,
+            },
+            Command::ForgetTopicCreator {
+                topic: "orders".into(),
             },
         ];
         for command in commands {

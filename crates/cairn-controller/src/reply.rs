@@ -126,6 +126,8 @@ pub enum Outcome {
     QuotaSet,
     /// `RemoveQuota` removed the entity's limits.
     QuotaRemoved,
+    /// `RecordTopicCreator` or `ForgetTopicCreator` updated the creation ledger.
+    TopicCreatorRecorded,
     /// `CompleteReassignment` recorded the group's new replica set.
     ReassignmentCompleted {
         /// The group.

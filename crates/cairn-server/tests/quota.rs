@@ -1,6 +1,7 @@
 //! Quotas through the real gRPC stack, in process: a produce over its principal's byte-rate
 //! quota is answered late, successfully, with the `cairn-throttle-time-ms` header, and
-//! `/metrics` shows the throttle time; bad quotas are typed INVALID_ARGUMENT naming the field.
+//! `/metrics` shows the throttle time; creations past max_topics or max_partitions are refused
+//! with QUOTA_EXCEEDED naming the limit; bad quotas are typed INVALID_ARGUMENT naming the field.
 
 #![allow(
     clippy::unwrap_used,
@@ -12,8 +13,9 @@ mod common;
 use cairn_proto::v1::admin_client::AdminClient;
 use cairn_proto::v1::producer_client::ProducerClient;
 use cairn_proto::v1::{
-    ListQuotasRequest, ProduceRequest, QuotaEntity, QuotaLimits, Record, RecordList,
-    RemoveQuotaRequest, SetQuotaRequest, produce_request::Payload, quota_entity::Entity,
+    AddPartitionsRequest, CreateTopicRequest, DeleteTopicRequest, ListQuotasRequest,
+    ProduceRequest, QuotaEntity, QuotaLimits, Record, RecordList, RemoveQuotaRequest,
+    SetQuotaRequest, produce_request::Payload, quota_entity::Entity,
 };
 use tonic::Code;
 
@@ -169,5 +171,55 @@ async fn bad_quotas_are_invalid_argument_naming_the_field() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
+    server.stop.send(()).unwrap();
+}
+
+#[tokio::test]
+async fn creations_past_max_topics_or_max_partitions_are_refused_naming_the_limit() {
+    use tonic_types::StatusExt;
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::start(dir.path()).await;
+    let mut admin = AdminClient::connect(server.url.clone()).await.unwrap();
+    admin
+        .set_quota(SetQuotaRequest {
+            entity: default_entity(),
+            limits: Some(QuotaLimits {
+                max_topics: Some(1),
+                max_partitions: Some(3),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+    let create = |name: &str, partitions: i32| CreateTopicRequest {
+        name: name.into(),
+        partitions,
+        ..Default::default()
+    };
+    let limit_of = |status: tonic::Status| {
+        assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+        let info = status.get_details_error_info().unwrap();
+        assert_eq!(info.reason, "QUOTA_EXCEEDED");
+        info.metadata.get("limit").cloned().unwrap_or_default()
+    };
+    admin.create_topic(create("a", 2)).await.unwrap();
+    let refused = admin.create_topic(create("b", 1)).await.unwrap_err();
+    assert_eq!(limit_of(refused), "max_topics");
+    // Deleting a topic gives its room back.
+    admin
+        .delete_topic(DeleteTopicRequest { name: "a".into() })
+        .await
+        .unwrap();
+    let refused = admin.create_topic(create("b", 4)).await.unwrap_err();
+    assert_eq!(limit_of(refused), "max_partitions");
+    admin.create_topic(create("b", 3)).await.unwrap();
+    let refused = admin
+        .add_partitions(AddPartitionsRequest {
+            name: "b".into(),
+            total_count: 4,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(limit_of(refused), "max_partitions");
     server.stop.send(()).unwrap();
 }

@@ -79,6 +79,12 @@ impl ClusterMetadata {
             Command::DeleteAcls { acls } => Ok(self.delete_acls(&acls)),
             Command::SetQuota { entity, limits } => self.set_quota(entity, limits),
             Command::RemoveQuota { entity } => self.remove_quota(&entity),
+            Command::RecordTopicCreator {
+                topic,
+                principal,
+                partitions,
+            } => self.record_topic_creator(topic, principal, partitions),
+            Command::ForgetTopicCreator { topic } => Ok(self.forget_topic_creator(&topic)),
         }
     }
 }

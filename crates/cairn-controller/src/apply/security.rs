@@ -48,4 +48,21 @@ impl ClusterMetadata {
         self.security.quotas_mut().remove(entity)?;
         Ok(Reply::bare(Outcome::QuotaRemoved))
     }
+
+    pub(super) fn record_topic_creator(
+        &mut self,
+        topic: String,
+        principal: String,
+        partitions: u64,
+    ) -> Result<Reply, ControllerError> {
+        self.security
+            .quotas_mut()
+            .record_creation(topic, principal, partitions)?;
+        Ok(Reply::bare(Outcome::TopicCreatorRecorded))
+    }
+
+    pub(super) fn forget_topic_creator(&mut self, topic: &str) -> Reply {
+        self.security.quotas_mut().forget_creation(topic);
+        Reply::bare(Outcome::TopicCreatorRecorded)
+    }
 }

@@ -4,7 +4,14 @@
 //! `DATA/security.json` on a cluster of one.
 //!
 //! This module only stores and checks limits; measuring rates and delaying answers is the
-//! server's job. A limit is resolved field by field: the principal's own value if it set one,
+//! server's job.
+//!
+//! Creation limits (`max_topics`, `max_partitions`) count against what a principal created: the
+//! quotas keep a ledger of which principal created each topic and how many partitions it has
+//! (recorded after a creation or an added partition, forgotten when the topic is deleted), and
+//! the broker checks a creation against it before making it. The ledger is kept for every
+//! principal, with or without a limit, so a limit set later counts what was created before.
+//! Topics created before this ledger existed belong to nobody. A limit is resolved field by field: the principal's own value if it set one,
 //! else the default's, else none (unlimited). Every stored limit is at least 1: a quota of zero
 //! would stall a client forever rather than throttle it, so it is refused.
 
@@ -122,12 +129,125 @@ pub struct Quotas {
     default: Option<QuotaLimits>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     principals: BTreeMap<String, QuotaLimits>,
+    /// Who created each topic, by topic name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    created: BTreeMap<String, Creation>,
+}
+
+/// One topic's creator and its partition count, in the creation ledger.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Creation {
+    /// `User:NAME` (or `User:ANONYMOUS`).
+    pub principal: String,
+    /// The topic's partitions.
+    pub partitions: u64,
+}
+
+/// What a principal created, as the ledger counts it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CreatedCount {
+    /// Topics.
+    pub topics: u64,
+    /// Partitions over those topics.
+    pub partitions: u64,
 }
 
 impl Quotas {
     /// True if no quota is set.
     pub fn is_empty(&self) -> bool {
-        self.default.is_none() && self.principals.is_empty()
+        self.default.is_none() && self.principals.is_empty() && self.created.is_empty()
+    }
+
+    /// Records that `principal` created `topic`, which now has `partitions` partitions
+    /// (replacing what the ledger held for that topic).
+    ///
+    /// # Errors
+    /// [`ControllerError::InvalidQuota`] for an empty principal; nothing changes then.
+    pub fn record_creation(
+        &mut self,
+        topic: String,
+        principal: String,
+        partitions: u64,
+    ) -> Result<(), ControllerError> {
+        if principal.is_empty() {
+            return Err(invalid("principal", "the creator's principal is empty"));
+        }
+        self.created.insert(
+            topic,
+            Creation {
+                principal,
+                partitions,
+            },
+        );
+        Ok(())
+    }
+
+    /// Forgets `topic` (deleted); answers whether the ledger had it.
+    pub fn forget_creation(&mut self, topic: &str) -> bool {
+        self.created.remove(topic).is_some()
+    }
+
+    /// Who created `topic`, if the ledger knows.
+    pub fn creation(&self, topic: &str) -> Option<&Creation> {
+        self.created.get(topic)
+    }
+
+    /// What `principal` created, by the ledger.
+    pub fn created_by(&self, principal: &str) -> CreatedCount {
+        self.created
+            .values()
+            .filter(|c| c.principal == principal)
+            .fold(CreatedCount::default(), |n, c| CreatedCount {
+                topics: n.topics + 1,
+                partitions: n.partitions.saturating_add(c.partitions),
+            })
+    }
+
+    /// Checks that `principal` may create `topics` more topics with `partitions` more
+    /// partitions in all under its effective `max_topics` and `max_partitions`.
+    ///
+    /// # Errors
+    /// The name of the limit it would pass (`max_topics` or `max_partitions`) and a sentence
+    /// with the counts.
+    pub fn check_creation(
+        &self,
+        principal: &str,
+        topics: u64,
+        partitions: u64,
+    ) -> Result<(), (&'static str, String)> {
+        let limits = self.effective(principal);
+        let now = self.created_by(principal);
+        let checks = [
+            (
+                "max_topics",
+                "topics",
+                limits.max_topics,
+                now.topics,
+                topics,
+            ),
+            (
+                "max_partitions",
+                "partitions",
+                limits.max_partitions,
+                now.partitions,
+                partitions,
+            ),
+        ];
+        for (limit_name, what, limit, have, adding) in checks {
+            if let Some(limit) = limit
+                && adding > 0
+                && have.saturating_add(adding) > limit
+            {
+                return Err((
+                    limit_name,
+                    format!(
+                        "{principal} created {have} {what}; {adding} more would pass its {limit_name} of {limit}"
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The limits set for exactly `entity` (no default applied).
@@ -194,6 +314,11 @@ impl Quotas {
 
     /// Checks what a decoded snapshot must hold.
     pub(crate) fn check_invariants(&self) -> Result<(), String> {
+        for (topic, creation) in &self.created {
+            if creation.principal.is_empty() {
+                return Err(format!("topic {topic:?} created by an empty principal"));
+            }
+        }
         for (entity, limits) in self.entries() {
             entity.check().map_err(|e| e.to_string())?;
             limits
@@ -259,6 +384,45 @@ mod tests {
             Err(ControllerError::UnknownQuota { .. })
         ));
         assert!(quotas.is_empty());
+    }
+
+    #[test]
+    fn creations_count_against_their_creator_until_deleted() {
+        let mut quotas = Quotas::default();
+        let limits = QuotaLimits {
+            max_topics: Some(2),
+            max_partitions: Some(5),
+            ..QuotaLimits::default()
+        };
+        quotas.set(alice(), limits).unwrap();
+        quotas
+            .record_creation("a".into(), "User:alice".into(), 3)
+            .unwrap();
+        quotas
+            .record_creation("b".into(), "User:bob".into(), 9)
+            .unwrap();
+        assert!(
+            quotas
+                .record_creation("x".into(), String::new(), 1)
+                .is_err()
+        );
+        assert_eq!(quotas.check_creation("User:alice", 1, 2), Ok(()));
+        assert_eq!(
+            quotas.check_creation("User:alice", 1, 3).unwrap_err().0,
+            "max_partitions"
+        );
+        quotas
+            .record_creation("c".into(), "User:alice".into(), 1)
+            .unwrap();
+        assert_eq!(
+            quotas.check_creation("User:alice", 1, 1).unwrap_err().0,
+            "max_topics"
+        );
+        // Adding partitions to an existing topic is not a new topic.
+        assert_eq!(quotas.check_creation("User:alice", 0, 1), Ok(()));
+        assert!(quotas.forget_creation("c"));
+        assert_eq!(quotas.check_creation("User:alice", 1, 1), Ok(()));
+        assert_eq!(quotas.check_creation("User:bob", 100, 100), Ok(()));
     }
 
     #[test]

@@ -174,3 +174,36 @@ fn refused_quota_commands_change_nothing() {
     ));
     assert!(metadata.security().is_empty());
 }
+
+#[test]
+fn the_creation_ledger_applies_and_survives_a_snapshot() {
+    let mut metadata = cluster(1);
+    metadata
+        .apply(Command::RecordTopicCreator {
+            topic: "orders".into(),
+            principal: "User:alice".into(),
+            partitions: 4,
+        })
+        .unwrap();
+    let restored = ClusterMetadata::from_snapshot(&metadata.to_snapshot()).unwrap();
+    assert_eq!(restored, metadata);
+    let quotas = restored.security().quotas();
+    assert_eq!(quotas.created_by("User:alice").partitions, 4);
+    metadata
+        .apply(Command::ForgetTopicCreator {
+            topic: "orders".into(),
+        })
+        .unwrap();
+    assert!(metadata.security().is_empty());
+    assert!(matches!(
+        refused(
+            &mut metadata,
+            Command::RecordTopicCreator {
+                topic: "t".into(),
+                principal: String::new(),
+                partitions: 1,
+            }
+        ),
+        ControllerError::InvalidQuota { .. }
+    ));
+}
