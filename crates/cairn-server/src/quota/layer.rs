@@ -4,6 +4,10 @@
 //! answer's [`UsedBytes`] extension, and if the principal is over a quota it sleeps the delay
 //! before handing the answer on, with the `cairn-throttle-time-ms` header saying how long.
 //!
+//! A streaming answer (Subscribe, which replay uses) cannot be delayed as a whole: the layer
+//! puts a [`StreamQuota`] in the request's extensions, and the stream charges each answer's
+//! bytes to it and pauses before its next answer by the delay it owes.
+//!
 //! Node-to-node calls, health and reflection are never throttled, and a principal without
 //! rate quotas costs one look-up per call. The delay is cut to end before the client's
 //! deadline (`grpc-timeout`), so a throttled call is late but never timed out by its throttle.
@@ -15,6 +19,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use cairn_broker::Broker;
+use cairn_controller::security::quota::QuotaLimits;
 use http::{HeaderValue, Request, Response};
 use tonic::body::Body;
 use tower_layer::Layer;
@@ -30,6 +35,43 @@ pub const THROTTLE_HEADER: &str = "cairn-throttle-time-ms";
 /// What a service tells the layer it moved for a call, as an extension of its answer.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct UsedBytes(pub Usage);
+
+/// A principal's consumer byte-rate quota, for a streaming answer to charge as it sends.
+#[derive(Clone, Debug)]
+pub struct StreamQuota {
+    shared: Arc<Shared>,
+    principal: Principal,
+    limits: QuotaLimits,
+}
+
+impl StreamQuota {
+    /// Records `fetched_bytes` sent on the stream; answers how long to pause before the next
+    /// answer (zero if under the quota), and counts it in the metrics.
+    pub fn charge(&self, fetched_bytes: u64) -> Duration {
+        let usage = Usage {
+            produced_bytes: 0,
+            fetched_bytes,
+        };
+        // Only the byte rate: the stream is one request, counted when it was opened.
+        let limits = QuotaLimits {
+            consumer_byte_rate: self.limits.consumer_byte_rate,
+            ..QuotaLimits::default()
+        };
+        match self
+            .shared
+            .throttler
+            .record(self.principal.name(), &limits, usage)
+        {
+            Some(throttle) => {
+                self.shared
+                    .metrics
+                    .count(self.principal.name(), throttle.kind, throttle.delay);
+                throttle.delay
+            }
+            None => Duration::ZERO,
+        }
+    }
+}
 
 /// How much of the client's deadline a throttle leaves for the answer to travel.
 const DEADLINE_MARGIN: Duration = Duration::from_millis(100);
@@ -92,7 +134,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<B>) -> Self::Future {
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
         // The clone that was polled ready serves this request (tower's rule).
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
@@ -112,6 +154,13 @@ where
             let (Some(principal), true) = (principal, has_rates) else {
                 return inner.call(request).await;
             };
+            if limits.consumer_byte_rate.is_some() {
+                request.extensions_mut().insert(StreamQuota {
+                    shared: Arc::clone(&shared),
+                    principal: principal.clone(),
+                    limits,
+                });
+            }
             let deadline = crate::services::grpc_timeout(request.headers());
             let mut response = inner.call(request).await?;
             let used = response

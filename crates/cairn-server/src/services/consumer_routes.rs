@@ -17,6 +17,7 @@
 //! `cairn.v1.Record` value per record).
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -42,7 +43,7 @@ use super::consumer::{ConsumerService, batch_record_count, grpc_timeout};
 use super::record_encoding::encode_records;
 use crate::auth::{CallerContext, authorize_caller};
 use crate::metrics::Transfer;
-use crate::quota::{Usage, UsedBytes};
+use crate::quota::{StreamQuota, Usage, UsedBytes};
 use crate::status::{invalid_request, status, to_status};
 use cairn_controller::security::acl::{AclOperation, ResourceType};
 
@@ -103,6 +104,10 @@ impl Service<Request<Body>> for ConsumerRoutes {
         let service = self.service.clone();
         let (max_request, max_response) = (self.max_request_bytes, self.max_response_bytes);
         let caller = request.extensions().get::<CallerContext>().cloned();
+        // Subscribe answers are charged to the caller's consumer byte-rate quota one by one.
+        let quota = (!fetch)
+            .then(|| request.extensions().get::<StreamQuota>().cloned())
+            .flatten();
         Box::pin(async move {
             let read_topic = |topic: &str| {
                 authorize_caller(
@@ -144,6 +149,8 @@ impl Service<Request<Body>> for ConsumerRoutes {
                         max_response_bytes: max_response,
                         queued: None,
                         done: false,
+                        quota,
+                        pause: None,
                     }));
                     response
                         .headers_mut()
@@ -228,6 +235,10 @@ struct AnswerBody {
     /// The batches of the answer whose head was just sent.
     queued: Option<Bytes>,
     done: bool,
+    /// The caller's consumer byte-rate quota, for a Subscribe stream.
+    quota: Option<StreamQuota>,
+    /// The throttle owed before the next answer (the stream is over its quota).
+    pause: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl http_body::Body for AnswerBody {
@@ -243,6 +254,12 @@ impl http_body::Body for AnswerBody {
         }
         if self.done {
             return Poll::Ready(None);
+        }
+        if let Some(pause) = self.pause.as_mut() {
+            if pause.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            self.pause = None;
         }
         let answer = match self.answers.poll_recv(cx) {
             Poll::Pending => return Poll::Pending,
@@ -262,6 +279,12 @@ impl http_body::Body for AnswerBody {
                         ),
                     )
                 } else {
+                    if let Some(quota) = &self.quota {
+                        let delay = quota.charge(wire_len(&head, batches.as_ref()) as u64);
+                        if !delay.is_zero() {
+                            self.pause = Some(Box::pin(tokio::time::sleep(delay)));
+                        }
+                    }
                     self.queued = batches;
                     return Poll::Ready(Some(Ok(Frame::data(head))));
                 }
