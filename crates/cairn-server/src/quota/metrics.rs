@@ -10,10 +10,13 @@ use std::time::Duration;
 
 use super::throttler::QuotaKind;
 
+/// A series' labels: the principal and the kind's label.
+type SeriesKey = (String, &'static str);
+
 /// Throttle time and count per principal and kind.
 #[derive(Debug, Default)]
 pub struct QuotaMetrics {
-    throttled: Mutex<BTreeMap<(String, &'static str), (Duration, u64)>>,
+    throttled: Mutex<BTreeMap<SeriesKey, (Duration, u64)>>,
 }
 
 impl QuotaMetrics {
