@@ -274,3 +274,39 @@ async fn a_subscribe_stream_over_its_consumer_quota_is_paused_and_counted() {
     );
     server.stop.send(()).unwrap();
 }
+
+#[tokio::test]
+async fn calls_over_the_request_rate_are_delayed_and_answered() {
+    use cairn_proto::v1::ListTopicsRequest;
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::start(dir.path()).await;
+    let mut admin = AdminClient::connect(server.url.clone()).await.unwrap();
+    admin
+        .set_quota(SetQuotaRequest {
+            entity: default_entity(),
+            limits: Some(QuotaLimits {
+                request_rate: Some(2),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+    // Two calls a second: the second is within the one-second burst, later ones are delayed.
+    let mut throttled = 0;
+    for _ in 0..4 {
+        let answer = admin
+            .list_topics(ListTopicsRequest::default())
+            .await
+            .unwrap();
+        throttled += usize::from(answer.metadata().get("cairn-throttle-time-ms").is_some());
+    }
+    assert!(throttled >= 1, "no call was throttled");
+    let text = metrics(server.http).await;
+    assert!(
+        text.contains(
+            "cairn_quota_throttled_requests_total{principal=\"User:ANONYMOUS\",kind=\"request\"}"
+        ),
+        "{text}"
+    );
+    server.stop.send(()).unwrap();
+}
