@@ -36,6 +36,11 @@ pub const THROTTLE_HEADER: &str = "cairn-throttle-time-ms";
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct UsedBytes(pub Usage);
 
+/// Put in a request's extensions when its principal has a rate quota: services measure the
+/// bytes they move (for [`UsedBytes`]) only then, so calls without quotas pay nothing.
+#[derive(Clone, Copy, Debug)]
+pub struct Metered;
+
 /// A principal's consumer byte-rate quota, for a streaming answer to charge as it sends.
 #[derive(Clone, Debug)]
 pub struct StreamQuota {
@@ -154,6 +159,7 @@ where
             let (Some(principal), true) = (principal, has_rates) else {
                 return inner.call(request).await;
             };
+            request.extensions_mut().insert(Metered);
             if limits.consumer_byte_rate.is_some() {
                 request.extensions_mut().insert(StreamQuota {
                     shared: Arc::clone(&shared),

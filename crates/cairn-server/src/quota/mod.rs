@@ -17,7 +17,7 @@ mod metrics;
 mod throttler;
 mod window;
 
-pub use layer::{QuotaLayer, QuotaService, StreamQuota, THROTTLE_HEADER, UsedBytes};
+pub use layer::{Metered, QuotaLayer, QuotaService, StreamQuota, THROTTLE_HEADER, UsedBytes};
 pub use metrics::QuotaMetrics;
 pub use throttler::{MAX_THROTTLE, QuotaKind, Throttle, Throttler, Usage};
 pub use window::RateWindow;
