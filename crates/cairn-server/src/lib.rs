@@ -4,6 +4,8 @@
 //! Code map:
 //! - [`auth`]: the layer that gives each request its principal (certificate or password) and
 //!   the authorization policy over the ACLs that services consult, with the audit log;
+//! - [`quota`]: the layer after `auth` that throttles a principal over its produce, fetch or
+//!   request rate by delaying its answers (never failing them), with the throttle metrics;
 //! - [`caller`]: what the transport proved about a request's caller (TLS, a verified client
 //!   certificate), as request extensions for the layers that authenticate and authorize;
 //! - `services`: the `cairn.v1` gRPC services (Producer, Consumer, Admin, Metadata);
