@@ -225,7 +225,7 @@ async fn creations_past_max_topics_or_max_partitions_are_refused_naming_the_limi
 }
 
 #[tokio::test]
-async fn a_subscribe_stream_over_its_consumer_quota_is_paused_and_counted() {
+async fn a_subscribe_answer_over_its_consumer_quota_is_held_back_and_counted() {
     use cairn_proto::v1::consumer_client::ConsumerClient;
     use cairn_proto::v1::{FetchFormat, SubscribeRequest};
     let dir = tempfile::tempdir().unwrap();
@@ -243,7 +243,7 @@ async fn a_subscribe_stream_over_its_consumer_quota_is_paused_and_counted() {
         .set_quota(SetQuotaRequest {
             entity: default_entity(),
             limits: Some(QuotaLimits {
-                consumer_byte_rate: Some(1_000),
+                consumer_byte_rate: Some(3_000),
                 ..Default::default()
             }),
         })
@@ -261,8 +261,8 @@ async fn a_subscribe_stream_over_its_consumer_quota_is_paused_and_counted() {
         .await
         .unwrap()
         .into_inner();
-    // The first answer goes at once (6 kB, past the quota); the stream then owes a pause, and
-    // the throttle is counted when the answer is charged. No timing is asserted here.
+    // The first answer (6 kB, past the one second's worth of 3 kB/s) is held back about a
+    // second, and the throttle is counted. No timing is asserted here.
     let first = stream.message().await.unwrap().unwrap();
     assert!(!first.records.is_empty());
     let text = metrics(server.http).await;

@@ -6,7 +6,7 @@
 //!
 //! A streaming answer (Subscribe, which replay uses) cannot be delayed as a whole: the layer
 //! puts a [`StreamQuota`] in the request's extensions, and the stream charges each answer's
-//! bytes to it and pauses before its next answer by the delay it owes.
+//! bytes to it and holds the answer back by the delay it owes before sending it.
 //!
 //! Node-to-node calls, health and reflection are never throttled, and a principal without
 //! rate quotas costs one look-up per call. The delay is cut to end before the client's
@@ -50,8 +50,8 @@ pub struct StreamQuota {
 }
 
 impl StreamQuota {
-    /// Records `fetched_bytes` sent on the stream; answers how long to pause before the next
-    /// answer (zero if under the quota), and counts it in the metrics.
+    /// Records `fetched_bytes` about to be sent on the stream; answers how long to hold them
+    /// back (zero if under the quota), and counts it in the metrics.
     pub fn charge(&self, fetched_bytes: u64) -> Duration {
         let usage = Usage {
             produced_bytes: 0,

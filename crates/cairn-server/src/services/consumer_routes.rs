@@ -20,6 +20,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use cairn_broker::FetchedBatches;
@@ -104,7 +105,8 @@ impl Service<Request<Body>> for ConsumerRoutes {
         let service = self.service.clone();
         let (max_request, max_response) = (self.max_request_bytes, self.max_response_bytes);
         let caller = request.extensions().get::<CallerContext>().cloned();
-        // Subscribe answers are charged to the caller's consumer byte-rate quota one by one.
+        // Subscribe answers are charged to the caller's consumer byte-rate quota one by one, and
+        // each one over it is held back by its delay.
         let quota = (!fetch)
             .then(|| request.extensions().get::<StreamQuota>().cloned())
             .flatten();
@@ -151,6 +153,7 @@ impl Service<Request<Body>> for ConsumerRoutes {
                         done: false,
                         quota,
                         pause: None,
+                        held: None,
                     }));
                     response
                         .headers_mut()
@@ -237,8 +240,18 @@ struct AnswerBody {
     done: bool,
     /// The caller's consumer byte-rate quota, for a Subscribe stream.
     quota: Option<StreamQuota>,
-    /// The throttle owed before the next answer (the stream is over its quota).
+    /// The throttle the held answer waits out (the stream is over its quota).
     pause: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// The answer that waits for the pause to end.
+    held: Option<WireAnswer>,
+}
+
+impl AnswerBody {
+    /// Sends an answer's head now and queues its batches for the next frame.
+    fn send(&mut self, answer: WireAnswer) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+        self.queued = answer.batches;
+        Poll::Ready(Some(Ok(Frame::data(answer.head))))
+    }
 }
 
 impl http_body::Body for AnswerBody {
@@ -260,33 +273,43 @@ impl http_body::Body for AnswerBody {
                 return Poll::Pending;
             }
             self.pause = None;
+            if let Some(answer) = self.held.take() {
+                return self.send(answer);
+            }
         }
         let answer = match self.answers.poll_recv(cx) {
             Poll::Pending => return Poll::Pending,
             Poll::Ready(answer) => answer,
         };
         let outcome = match answer {
-            Some(Ok(WireAnswer { head, batches })) => {
-                if wire_len(&head, batches.as_ref()) > self.max_response_bytes {
+            Some(Ok(answer)) => {
+                let answer_bytes = wire_len(&answer.head, answer.batches.as_ref());
+                if answer_bytes > self.max_response_bytes {
                     // Fetch caps max_bytes well below the limit, so this is our own bug.
                     status(
                         ErrorCode::Internal,
                         Code::Internal,
                         format!(
-                            "an answer of {} bytes exceeds the limit of {}",
-                            wire_len(&head, batches.as_ref()),
+                            "an answer of {answer_bytes} bytes exceeds the limit of {}",
                             self.max_response_bytes
                         ),
                     )
                 } else {
-                    if let Some(quota) = &self.quota {
-                        let delay = quota.charge(wire_len(&head, batches.as_ref()) as u64);
-                        if !delay.is_zero() {
-                            self.pause = Some(Box::pin(tokio::time::sleep(delay)));
-                        }
+                    let delay = self
+                        .quota
+                        .as_ref()
+                        .map_or(Duration::ZERO, |q| q.charge(answer_bytes as u64));
+                    if delay.is_zero() {
+                        return self.send(answer);
                     }
-                    self.queued = batches;
-                    return Poll::Ready(Some(Ok(Frame::data(head))));
+                    // Over the quota: this answer waits out its delay before it is sent.
+                    let mut pause = Box::pin(tokio::time::sleep(delay));
+                    if pause.as_mut().poll(cx).is_ready() {
+                        return self.send(answer);
+                    }
+                    self.pause = Some(pause);
+                    self.held = Some(answer);
+                    return Poll::Pending;
                 }
             }
             Some(Err(status)) => status,
