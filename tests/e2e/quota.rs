@@ -1,8 +1,8 @@
 //! Quotas through the real binary: `cairn quota set` gives a password user a producer byte
 //! rate, and `cairn bench produce` as that user is slowed to the quota (measured over about ten
 //! seconds, not above it by more than 10%) without a single failed record, while `/metrics`
-//! shows the throttle time under the user's principal. Bad quota flags are refused by the CLI
-//! before anything is sent.
+//! shows the throttle time under the user's principal. A default consumer byte rate slows
+//! `cairn replay` the same way. Bad quota flags are refused by the CLI before anything is sent.
 
 #![allow(clippy::unwrap_used, reason = "tests: a failure here is a failed test")]
 
@@ -127,6 +127,70 @@ fn a_producer_byte_rate_quota_slows_a_producer_to_its_rate_without_errors() {
 
     cli_ok(&broker, &["quota", "remove", "--principal", "User:alice"]);
     assert_eq!(cli_ok(&broker, &["quota", "list"]).trim(), "");
+    stop_broker(server);
+}
+
+#[test]
+fn a_consumer_byte_rate_quota_slows_a_replay_to_its_rate() {
+    const CONSUMER_BYTE_RATE: f64 = 500_000.0;
+    let data = tempfile::tempdir().unwrap();
+    let mut server = serve_on_free_ports(data.path()).spawn().unwrap();
+    let ready = wait_ready(&mut server);
+    let (broker, http) = (ready_field(&ready, "grpc="), ready_field(&ready, "http="));
+    cli_ok(
+        &broker,
+        &["topic", "create", "history", "--partitions", "1"],
+    );
+    // 3 MB of record values, written before any quota.
+    cli_ok(
+        &broker,
+        &[
+            "bench",
+            "produce",
+            "--topic",
+            "history",
+            "--records",
+            "3000",
+            "--record-size",
+            "1000",
+            "--format",
+            "json",
+        ],
+    );
+    cli_ok(
+        &broker,
+        &[
+            "quota",
+            "set",
+            "--default",
+            "--consumer-byte-rate",
+            "500000",
+        ],
+    );
+    let started = std::time::Instant::now();
+    let out = cli(&broker, &["replay", "history", "--format", "json"]);
+    let seconds = started.elapsed().as_secs_f64();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rate = 3_000_000.0 / seconds;
+    println!(
+        "throttled replay: {rate:.0} B/s of record values over {seconds:.1} s against a quota of {CONSUMER_BYTE_RATE:.0} B/s ({:.1}%)",
+        100.0 * rate / CONSUMER_BYTE_RATE
+    );
+    // The quota counts answer bytes (values and their framing), so at the quota the values
+    // arrive a little under it; a slow machine only reads lower.
+    assert!(rate <= CONSUMER_BYTE_RATE * 1.1, "rate {rate:.0} B/s");
+    assert!(rate >= CONSUMER_BYTE_RATE * 0.5, "rate {rate:.0} B/s");
+    let body = http_get(&http, "/metrics");
+    let throttled = metric_sample(
+        &body,
+        "cairn_quota_throttle_seconds_total{principal=\"User:ANONYMOUS\",kind=\"fetch\"}",
+    )
+    .unwrap_or(0.0);
+    assert!(throttled > 1.0, "{body}");
     stop_broker(server);
 }
 
