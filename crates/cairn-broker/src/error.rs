@@ -173,6 +173,32 @@ pub enum BrokerError {
         /// What is wrong.
         reason: String,
     },
+    /// A quota with a bad field (`cairn quota set`): a limit below 1, none set, or a
+    /// principal not `User:NAME`.
+    #[error("quota field {field}: {reason}")]
+    InvalidQuota {
+        /// `principal`, `producer_byte_rate`, ...
+        field: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// `cairn quota remove` for a principal (or the default) that has no quota.
+    #[error("no quota for {entity}")]
+    UnknownQuota {
+        /// `User:NAME` or `<default>`.
+        entity: String,
+    },
+    /// Creating a topic would take its creator past its `max_topics` or `max_partitions`
+    /// quota (Kafka's `THROTTLING_QUOTA_EXCEEDED` for creations; refused, not delayed).
+    #[error("quota {limit} of {principal} exceeded: {detail}")]
+    CreationQuotaExceeded {
+        /// `max_topics` or `max_partitions`.
+        limit: String,
+        /// `User:NAME`.
+        principal: String,
+        /// The count, the request and the limit.
+        detail: String,
+    },
     /// A broker metadata file could not be read or written.
     #[error("{op} {path}: {source}")]
     Io {

@@ -1,4 +1,4 @@
-//! Users and ACLs as the broker keeps them: in the cluster metadata when this node is part of a
+//! Users, ACLs and quotas as the broker keeps them: in the cluster metadata when this node is part of a
 //! cluster (changed through controller commands, so a change made on one node takes effect on
 //! every node once committed), or in `DATA/security.json` when it is a cluster of one (see
 //! `security_store.rs`). Either way the rules are [`Security`]'s, and readers get a
@@ -11,6 +11,7 @@ use std::ops::Deref;
 use std::sync::Arc;
 
 use cairn_controller::security::acl::AclBinding;
+use cairn_controller::security::quota::{QuotaEntity, QuotaLimits};
 use cairn_controller::security::scram::{
     DEFAULT_SCRAM_ITERATIONS, SCRAM_SALT_BYTES, ScramCredential,
 };
@@ -153,6 +154,137 @@ impl Broker {
         Ok(())
     }
 
+    /// Sets the limits `limits` names for `entity`, keeping its others. In a cluster it
+    /// answers once this node applied the change.
+    ///
+    /// # Errors
+    /// [`BrokerError::InvalidQuota`] naming the bad field; as for [`Broker::upsert_user`].
+    pub async fn set_quota(
+        &self,
+        entity: QuotaEntity,
+        limits: QuotaLimits,
+    ) -> Result<(), BrokerError> {
+        entity.check().map_err(security_refusal)?;
+        limits.check().map_err(security_refusal)?;
+        let wanted = self
+            .security()
+            .quotas()
+            .get(&entity)
+            .copied()
+            .unwrap_or_default()
+            .merged(limits);
+        let (local, key) = (entity.clone(), entity.clone());
+        self.change_security(
+            Command::SetQuota {
+                entity: entity.clone(),
+                limits,
+            },
+            |s| s.quotas_mut().set(local, limits),
+            |s| s.quotas().get(&key) == Some(&wanted),
+        )
+        .await?;
+        tracing::info!(entity = %entity, "quota set");
+        Ok(())
+    }
+
+    /// Removes every limit of `entity`.
+    ///
+    /// # Errors
+    /// [`BrokerError::UnknownQuota`]; as for [`Broker::upsert_user`].
+    pub async fn remove_quota(&self, entity: QuotaEntity) -> Result<(), BrokerError> {
+        if self.security().quotas().get(&entity).is_none() {
+            return Err(BrokerError::UnknownQuota {
+                entity: entity.to_string(),
+            });
+        }
+        let (local, key) = (entity.clone(), entity.clone());
+        self.change_security(
+            Command::RemoveQuota {
+                entity: entity.clone(),
+            },
+            |s| s.quotas_mut().remove(&local),
+            |s| s.quotas().get(&key).is_none(),
+        )
+        .await?;
+        tracing::info!(entity = %entity, "quota removed");
+        Ok(())
+    }
+
+    /// Checks that `principal` may create `topics` more topics with `partitions` more
+    /// partitions under its `max_topics` and `max_partitions` quotas, counted by the creation
+    /// ledger. Concurrent creations by one principal are checked against the same count, so
+    /// they may pass a limit by the creations in flight.
+    ///
+    /// # Errors
+    /// [`BrokerError::CreationQuotaExceeded`] naming the limit.
+    pub fn check_creation_quota(
+        &self,
+        principal: &str,
+        topics: u64,
+        partitions: u64,
+    ) -> Result<(), BrokerError> {
+        self.security()
+            .quotas()
+            .check_creation(principal, topics, partitions)
+            .map_err(|(limit, detail)| BrokerError::CreationQuotaExceeded {
+                limit: limit.to_string(),
+                principal: principal.to_string(),
+                detail,
+            })
+    }
+
+    /// Records in the creation ledger that `principal` created `topic`, which has
+    /// `partitions` partitions now.
+    ///
+    /// # Errors
+    /// As for [`Broker::upsert_user`].
+    pub async fn record_topic_creator(
+        &self,
+        topic: &str,
+        principal: &str,
+        partitions: u64,
+    ) -> Result<(), BrokerError> {
+        let (local_topic, local_principal) = (topic.to_string(), principal.to_string());
+        self.change_security(
+            Command::RecordTopicCreator {
+                topic: topic.to_string(),
+                principal: principal.to_string(),
+                partitions,
+            },
+            |s| {
+                s.quotas_mut()
+                    .record_creation(local_topic, local_principal, partitions)
+            },
+            |s| {
+                s.quotas()
+                    .creation(topic)
+                    .is_some_and(|c| c.principal == principal && c.partitions == partitions)
+            },
+        )
+        .await
+    }
+
+    /// Forgets a deleted `topic` in the creation ledger (nothing to do if it is not there).
+    ///
+    /// # Errors
+    /// As for [`Broker::upsert_user`].
+    pub async fn forget_topic_creator(&self, topic: &str) -> Result<(), BrokerError> {
+        if self.security().quotas().creation(topic).is_none() {
+            return Ok(());
+        }
+        self.change_security(
+            Command::ForgetTopicCreator {
+                topic: topic.to_string(),
+            },
+            |s| {
+                s.quotas_mut().forget_creation(topic);
+                Ok(())
+            },
+            |s| s.quotas().creation(topic).is_none(),
+        )
+        .await
+    }
+
     /// Applies `command` through the controller (a cluster), then waits until
     /// [`Broker::security`] shows `applied`; or, on a cluster of one, makes the same change
     /// with `local` and saves it to the local file.
@@ -193,6 +325,10 @@ pub(crate) fn security_refusal(refusal: ControllerError) -> BrokerError {
             field: e.field,
             reason: e.reason,
         },
+        ControllerError::InvalidQuota { field, reason } => {
+            BrokerError::InvalidQuota { field, reason }
+        }
+        ControllerError::UnknownQuota { entity } => BrokerError::UnknownQuota { entity },
         other => BrokerError::InvalidRequest(other.to_string()),
     }
 }

@@ -1,4 +1,4 @@
-//! `DATA/security.json`: the users and ACLs of a node that is a cluster of one, which has no
+//! `DATA/security.json`: the users, ACLs and quotas of a node that is a cluster of one, which has no
 //! controller log to keep them in. The state is the same [`Security`] type the cluster metadata
 //! holds, changed by the same methods, so a rule is never written twice.
 //!

@@ -642,3 +642,63 @@ async fn a_retry_waiting_on_a_deposed_leader_is_not_answered_with_offsets_it_los
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quota_set_on_one_node_applies_on_every_node() {
+    use cairn_controller::security::quota::{QuotaEntity, QuotaLimits};
+    let net = MemNetwork::new();
+    let nodes = cluster(&net).await;
+    let alice = QuotaEntity::Principal("User:alice".into());
+    let limits = QuotaLimits {
+        producer_byte_rate: Some(1_000),
+        max_topics: Some(2),
+        ..QuotaLimits::default()
+    };
+    // The controller answers ControllerUnavailable until the cluster has formed.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match nodes[1].broker.set_quota(alice.clone(), limits).await {
+            Ok(()) => break,
+            Err(BrokerError::ControllerUnavailable(_)) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(err) => panic!("{err:?}"),
+        }
+    }
+    nodes[2]
+        .broker
+        .record_topic_creator("t", "User:alice", 3)
+        .await
+        .unwrap();
+    for node in &nodes {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let security = node.broker.security();
+            let quotas = security.quotas();
+            if quotas.get(&alice) == Some(&limits) && quotas.creation("t").is_some() {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "node {} never saw the quota",
+                node.id
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let err = nodes[0]
+        .broker
+        .set_quota(
+            alice,
+            QuotaLimits {
+                request_rate: Some(0),
+                ..QuotaLimits::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, BrokerError::InvalidQuota { ref field, .. } if field == "request_rate"),
+        "{err:?}"
+    );
+}

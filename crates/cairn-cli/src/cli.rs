@@ -187,6 +187,13 @@ pub enum Command {
         after_help = "Examples:\n  cairn acl add --allow-principal User:alice --operation write --topic orders\n  cairn acl add --allow-principal User:bob --operation read --topic pay --resource-pattern-type prefixed --group billing\n  cairn acl add --deny-principal User:mallory --operation all --topic '*'\n  cairn acl list"
     )]
     Acl(crate::acl::AclCommand),
+    /// Set, remove and list client quotas (per principal, or a default): byte and request
+    /// rates enforced by delaying answers, and how many topics and partitions one may create.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  cairn quota set --principal User:alice --producer-byte-rate 1048576\n  cairn quota set --default --request-rate 500 --max-topics 20\n  cairn quota remove --principal User:alice\n  cairn quota list"
+    )]
+    Quota(crate::quota::QuotaCommand),
     /// Show the cluster as a broker sees it: node id, version, nodes, topics and partitions.
     #[command(subcommand, after_help = "Examples:\n  cairn cluster info")]
     Cluster(crate::cluster::ClusterCommand),

@@ -50,6 +50,7 @@ mod logging;
 mod malloc_tuning;
 mod position;
 mod produce;
+mod quota;
 mod record_input;
 mod record_output;
 mod replay;
@@ -136,6 +137,7 @@ async fn run() -> ExitCode {
         Command::Group(command) => group::run(&target, command).await,
         Command::User(command) => user::run(&target, command).await,
         Command::Acl(command) => acl::run(&target, command).await,
+        Command::Quota(command) => quota::run(&target, command).await,
         Command::Health(args) => health::run(&target, args).await,
         Command::Cluster(command) => cluster::run(&target, command).await,
     };

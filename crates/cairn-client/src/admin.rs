@@ -430,4 +430,66 @@ impl Admin {
             })
             .await
     }
+
+    /// Sets the limits given for a principal or the default, keeping its others.
+    ///
+    /// # Errors
+    /// [`ClientError::Broker`] with `InvalidRequest` naming the bad field.
+    pub async fn set_quota(
+        &self,
+        entity: cairn_proto::v1::QuotaEntity,
+        limits: cairn_proto::v1::QuotaLimits,
+    ) -> Result<(), ClientError> {
+        let request = cairn_proto::v1::SetQuotaRequest {
+            entity: Some(entity),
+            limits: Some(limits),
+        };
+        self.router
+            .on_any_node(|channel| {
+                let request = request.clone();
+                async move {
+                    admin(channel).set_quota(request).await?;
+                    Ok(())
+                }
+            })
+            .await
+    }
+
+    /// Removes every limit of a principal or the default.
+    ///
+    /// # Errors
+    /// [`ClientError::Broker`] with `ResourceNotFound` if it has none.
+    pub async fn remove_quota(
+        &self,
+        entity: cairn_proto::v1::QuotaEntity,
+    ) -> Result<(), ClientError> {
+        let request = cairn_proto::v1::RemoveQuotaRequest {
+            entity: Some(entity),
+        };
+        self.router
+            .on_any_node(|channel| {
+                let request = request.clone();
+                async move {
+                    admin(channel).remove_quota(request).await?;
+                    Ok(())
+                }
+            })
+            .await
+    }
+
+    /// Every quota, the default first.
+    ///
+    /// # Errors
+    /// [`ClientError::Broker`] or a transport failure.
+    pub async fn list_quotas(&self) -> Result<Vec<cairn_proto::v1::QuotaDescription>, ClientError> {
+        self.router
+            .on_any_node(|channel| async move {
+                Ok(admin(channel)
+                    .list_quotas(cairn_proto::v1::ListQuotasRequest {})
+                    .await?
+                    .into_inner()
+                    .quotas)
+            })
+            .await
+    }
 }

@@ -55,8 +55,8 @@ pub use cairn_proto::v1::Acks;
 pub use cairn_proto::v1::{
     Acl, BalanceLeadersResponse, ClusterNode, CommittedOffset, DescribeClusterResponse, ErrorCode,
     GroupDescription, GroupListing, GroupMember, GroupState, LeaderMoved, LeaderNotMoved,
-    LeaderNotMovedReason, NodeReachability, PartitionDescription, PartitionLag, TopicDescription,
-    UserDescription,
+    LeaderNotMovedReason, NodeReachability, PartitionDescription, PartitionLag, QuotaDescription,
+    QuotaEntity, QuotaLimits, TopicDescription, UserDescription, quota_entity,
 };
 pub use connection::{CONNECT_TIMEOUT, Timeouts, connect, connect_with};
 pub use consumer::{ConsumedRecord, Consumer, MAX_RESPONSE_BYTES, POLL_MAX_BYTES, Seek};

@@ -22,7 +22,8 @@
 //! new variants of version 1: they change no existing command's fields or meaning, so logs
 //! written before them read as before. A build without them refuses such an entry as a decode
 //! error, so every node of a cluster must run a build that has them before users or ACLs are
-//! added.
+//! added. The same holds for the quota commands (`set_quota`, `remove_quota`,
+//! `record_topic_creator`, `forget_topic_creator`).
 
 use std::collections::BTreeMap;
 
@@ -204,6 +205,34 @@ pub enum Command {
     DeleteAcls {
         /// The ACLs.
         acls: Vec<crate::security::acl::AclBinding>,
+    },
+    /// Sets the limits given for a principal or the default, keeping its others
+    /// (`cairn quota set`).
+    SetQuota {
+        /// Whom for.
+        entity: crate::security::quota::QuotaEntity,
+        /// The limits to set.
+        limits: crate::security::quota::QuotaLimits,
+    },
+    /// Removes every limit of a principal or of the default (`cairn quota remove`).
+    RemoveQuota {
+        /// Whom for.
+        entity: crate::security::quota::QuotaEntity,
+    },
+    /// Records in the creation ledger that `principal` created `topic`, which has
+    /// `partitions` partitions now (after a topic is created or grows).
+    RecordTopicCreator {
+        /// The topic.
+        topic: String,
+        /// `User:NAME`.
+        principal: String,
+        /// Its partitions.
+        partitions: u64,
+    },
+    /// Forgets a deleted topic in the creation ledger (nothing if it is not there).
+    ForgetTopicCreator {
+        /// The topic.
+        topic: String,
     },
 }
 
@@ -404,6 +433,25 @@ mod tests {
                 }],
             },
             Command::DeleteAcls { acls: vec![] },
+            Command::SetQuota {
+                entity: crate::security::quota::QuotaEntity::Principal("User:alice".into()),
+                limits: crate::security::quota::QuotaLimits {
+                    producer_byte_rate: Some(1 << 20),
+                    max_topics: Some(4),
+                    ..Default::default()
+                },
+            },
+            Command::RemoveQuota {
+                entity: crate::security::quota::QuotaEntity::Default,
+            },
+            Command::RecordTopicCreator {
+                topic: "orders".into(),
+                principal: "User:alice".into(),
+                partitions: 3,
+            },
+            Command::ForgetTopicCreator {
+                topic: "orders".into(),
+            },
         ];
         for command in commands {
             assert_eq!(Command::decode(&command.encode()), Ok(command));

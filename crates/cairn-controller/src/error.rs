@@ -401,4 +401,18 @@ pub enum ControllerError {
     /// An ACL with a malformed field.
     #[error(transparent)]
     InvalidAcl(crate::security::acl::AclFieldError),
+    /// A quota with a bad field: a limit below 1, none set, or a principal not `User:NAME`.
+    #[error("quota field {field}: {reason}")]
+    InvalidQuota {
+        /// `principal`, `producer_byte_rate`, ...
+        field: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// `RemoveQuota` for an entity that has none.
+    #[error("no quota for {entity}")]
+    UnknownQuota {
+        /// `User:NAME` or `<default>`.
+        entity: String,
+    },
 }

@@ -11,7 +11,7 @@
 //! - `placement.rs`: which nodes host a new partition and which one leads it.
 //! - [`Reply`], [`Outcome`], [`Action`], [`ReplicaAssignment`]: what applying answers.
 //! - `snapshot.rs`: the state as bytes for the controller group's snapshots, versioned too.
-//! - [`security`] (`security/`): users with SCRAM credentials and Kafka-style ACLs, their
+//! - [`security`] (`security/`): users with SCRAM credentials, Kafka-style ACLs and client quotas, their
 //!   checks and the ACL matching rules; part of the metadata, and also kept by a single node.
 //! - `invariants.rs`: the invariants as one check, run on every decoded snapshot.
 //! - [`ControllerError`]: every refusal, typed.

@@ -122,6 +122,12 @@ pub enum Outcome {
         /// Removed ACLs.
         removed: usize,
     },
+    /// `SetQuota` stored the limits.
+    QuotaSet,
+    /// `RemoveQuota` removed the entity's limits.
+    QuotaRemoved,
+    /// `RecordTopicCreator` or `ForgetTopicCreator` updated the creation ledger.
+    TopicCreatorRecorded,
     /// `CompleteReassignment` recorded the group's new replica set.
     ReassignmentCompleted {
         /// The group.

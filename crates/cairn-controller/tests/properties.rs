@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use cairn_controller::security::quota::QuotaEntity;
 use cairn_controller::{
     Action, ClusterMetadata, Command, GroupId, NodeId, NodeState, Outcome, PeerSpec,
     ProducerIdBlock, ReplicaAssignment, Reply, TopicId,
@@ -113,6 +114,7 @@ fn security_command() -> impl Strategy<Value = Command> {
     use cairn_controller::security::acl::{
         AclBinding, AclOperation, PatternType, Permission, ResourceType,
     };
+    use cairn_controller::security::quota::QuotaLimits;
     use cairn_controller::security::scram::ScramCredential;
     let user = prop::sample::select(&["alice", "bob", "", "a b"][..]);
     let acl = (
@@ -162,6 +164,32 @@ fn security_command() -> impl Strategy<Value = Command> {
         user.prop_map(|name| Command::DeleteUser { name: name.into() }),
         prop::collection::vec(acl.clone(), 0..3).prop_map(|acls| Command::CreateAcls { acls }),
         prop::collection::vec(acl, 0..3).prop_map(|acls| Command::DeleteAcls { acls }),
+        (
+            quota_entity(),
+            prop::option::of(0u64..3),
+            prop::option::of(0u64..3)
+        )
+            .prop_map(
+                |(entity, producer_byte_rate, max_topics)| Command::SetQuota {
+                    entity,
+                    // Zero and all-absent limits are refused, and must change nothing.
+                    limits: QuotaLimits {
+                        producer_byte_rate,
+                        max_topics,
+                        ..QuotaLimits::default()
+                    },
+                }
+            ),
+        quota_entity().prop_map(|entity| Command::RemoveQuota { entity }),
+    ]
+}
+
+/// A quota's entity: the default, a user, or a malformed principal (refused).
+fn quota_entity() -> impl Strategy<Value = QuotaEntity> {
+    prop_oneof![
+        Just(QuotaEntity::Default),
+        prop::sample::select(&["User:alice", "User:bob", "alice"][..])
+            .prop_map(|p| QuotaEntity::Principal(p.to_string())),
     ]
 }
 

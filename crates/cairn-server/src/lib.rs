@@ -4,6 +4,8 @@
 //! Code map:
 //! - [`auth`]: the layer that gives each request its principal (certificate or password) and
 //!   the authorization policy over the ACLs that services consult, with the audit log;
+//! - [`quota`]: the layer after `auth` that throttles a principal over its produce, fetch or
+//!   request rate by delaying its answers (never failing them), with the throttle metrics;
 //! - [`caller`]: what the transport proved about a request's caller (TLS, a verified client
 //!   certificate), as request extensions for the layers that authenticate and authorize;
 //! - `services`: the `cairn.v1` gRPC services (Producer, Consumer, Admin, Metadata);
@@ -39,6 +41,7 @@ mod http;
 pub mod metrics;
 pub mod peer;
 mod process_metrics;
+pub mod quota;
 pub mod services;
 pub mod status;
 
@@ -329,8 +332,14 @@ pub async fn run(
         // Over every service: the transport's own refusals get Cairn's codes and ErrorInfo,
         // and INTERNAL/UNAVAILABLE answers are logged (see `status`).
         .layer(status::StatusLayer)
-        // Innermost: every call gets its principal, or is refused, before any service runs.
+        // Every call gets its principal, or is refused, before any service runs.
         .layer(auth_layer)
+        // Innermost: after authentication (quotas are per principal), around the services
+        // (whose answers report the bytes they moved).
+        .layer(quota::QuotaLayer::new(
+            Arc::clone(&broker),
+            Arc::clone(metrics.quota_metrics()),
+        ))
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -274,6 +274,8 @@ pub struct Metrics {
     peer: Arc<crate::peer::PeerMetrics>,
     /// Failed logins and denied requests; hand it to the `AuthLayer`.
     auth: Arc<crate::auth::AuthMetrics>,
+    /// Throttle time per principal; hand it to the `QuotaLayer`.
+    quota: Arc<crate::quota::QuotaMetrics>,
 }
 
 impl Default for Metrics {
@@ -303,6 +305,7 @@ impl Metrics {
             subscribe_streams: SubscribeStreams::default(),
             peer: Arc::new(crate::peer::PeerMetrics::new()),
             auth: Arc::new(crate::auth::AuthMetrics::default()),
+            quota: Arc::new(crate::quota::QuotaMetrics::default()),
             admin_requests: RpcCounters::new(
                 "cairn_admin_requests_total",
                 "Admin service calls answered, by method and gRPC status code.",
@@ -449,6 +452,12 @@ impl Metrics {
         self.group_requests.render(out);
         self.peer.render(out);
         self.auth.render(out);
+        self.quota.render(out);
+    }
+
+    /// The quota throttle counters rendered with these metrics.
+    pub fn quota_metrics(&self) -> &Arc<crate::quota::QuotaMetrics> {
+        &self.quota
     }
 
     /// The authentication and authorization counters rendered with these metrics.

@@ -51,8 +51,14 @@ pub fn classify(err: &BrokerError) -> (ErrorCode, Code) {
         }
         BrokerError::InvalidRequest(_)
         | BrokerError::InvalidUser { .. }
-        | BrokerError::InvalidAcl { .. } => (ErrorCode::InvalidRequest, Code::InvalidArgument),
-        BrokerError::UnknownUser { .. } => (ErrorCode::ResourceNotFound, Code::NotFound),
+        | BrokerError::InvalidAcl { .. }
+        | BrokerError::InvalidQuota { .. } => (ErrorCode::InvalidRequest, Code::InvalidArgument),
+        BrokerError::UnknownUser { .. } | BrokerError::UnknownQuota { .. } => {
+            (ErrorCode::ResourceNotFound, Code::NotFound)
+        }
+        BrokerError::CreationQuotaExceeded { .. } => {
+            (ErrorCode::QuotaExceeded, Code::ResourceExhausted)
+        }
         // Only met at open, before any request is served.
         BrokerError::NodeMeta(_) => (ErrorCode::Internal, Code::Internal),
         BrokerError::InsufficientDiskSpace { .. } => (ErrorCode::DiskFull, Code::ResourceExhausted),
@@ -306,7 +312,13 @@ fn subject(err: &BrokerError) -> Vec<(&'static str, String)> {
         BrokerError::InvalidUser { name, .. } | BrokerError::UnknownUser { name } => {
             vec![("user", name.clone())]
         }
-        BrokerError::InvalidAcl { field, .. } => vec![("field", field.clone())],
+        BrokerError::InvalidAcl { field, .. } | BrokerError::InvalidQuota { field, .. } => {
+            vec![("field", field.clone())]
+        }
+        BrokerError::UnknownQuota { entity } => vec![("entity", entity.clone())],
+        BrokerError::CreationQuotaExceeded {
+            limit, principal, ..
+        } => vec![("limit", limit.clone()), ("principal", principal.clone())],
         BrokerError::InvalidConfig { key, .. } => vec![("config", (*key).to_string())],
         BrokerError::InvalidGroupId { group, .. }
         | BrokerError::UnknownGroup { group }

@@ -317,7 +317,9 @@ fn controller_refusal(refusal: ControllerError) -> BrokerError {
         }
         other @ (ControllerError::InvalidUser { .. }
         | ControllerError::UnknownUser { .. }
-        | ControllerError::InvalidAcl(_)) => crate::security_admin::security_refusal(other),
+        | ControllerError::InvalidAcl(_)
+        | ControllerError::InvalidQuota { .. }
+        | ControllerError::UnknownQuota { .. }) => crate::security_admin::security_refusal(other),
         other => BrokerError::InvalidRequest(other.to_string()),
     }
 }

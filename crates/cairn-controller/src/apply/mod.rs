@@ -77,6 +77,14 @@ impl ClusterMetadata {
             Command::DeleteUser { name } => self.delete_user(&name),
             Command::CreateAcls { acls } => self.create_acls(acls),
             Command::DeleteAcls { acls } => Ok(self.delete_acls(&acls)),
+            Command::SetQuota { entity, limits } => self.set_quota(entity, limits),
+            Command::RemoveQuota { entity } => self.remove_quota(&entity),
+            Command::RecordTopicCreator {
+                topic,
+                principal,
+                partitions,
+            } => self.record_topic_creator(topic, principal, partitions),
+            Command::ForgetTopicCreator { topic } => Ok(self.forget_topic_creator(&topic)),
         }
     }
 }

@@ -1,5 +1,5 @@
-//! [`Security`]: the users (with their SCRAM credentials) and the ACLs of the cluster, and the
-//! changes to them. It is part of [`crate::ClusterMetadata`] (changed by the `UpsertUser`,
+//! [`Security`]: the users (with their SCRAM credentials), the ACLs and the client quotas
+//! ([`quota`]) of the cluster, and the changes to them. It is part of [`crate::ClusterMetadata`] (changed by the `UpsertUser`,
 //! `DeleteUser`, `CreateAcls` and `DeleteAcls` commands), and a node that is a cluster of one
 //! keeps the same type in a file of its own, changed by the same methods, so the rules are one.
 //!
@@ -7,6 +7,7 @@
 //! picked the salt), and nothing is logged here, so no secret can reach a log from this module.
 
 pub mod acl;
+pub mod quota;
 pub mod scram;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -15,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ControllerError;
 use acl::AclBinding;
+use quota::Quotas;
 use scram::ScramCredential;
 
 /// Longest user name, in characters.
@@ -28,6 +30,10 @@ pub struct Security {
     users: BTreeMap<String, ScramCredential>,
     #[serde(default)]
     acls: BTreeSet<AclBinding>,
+    /// Absent from states written before quotas existed (and while there are none), so those
+    /// read unchanged.
+    #[serde(default, skip_serializing_if = "Quotas::is_empty")]
+    quotas: Quotas,
 }
 
 impl Security {
@@ -39,7 +45,17 @@ impl Security {
     /// True with no users and no ACLs (such a state is left out of snapshots, so a snapshot
     /// of a cluster that never used them reads exactly as before they existed).
     pub fn is_empty(&self) -> bool {
-        self.users.is_empty() && self.acls.is_empty()
+        self.users.is_empty() && self.acls.is_empty() && self.quotas.is_empty()
+    }
+
+    /// The client quotas.
+    pub fn quotas(&self) -> &Quotas {
+        &self.quotas
+    }
+
+    /// The client quotas, to change (see [`Quotas::set`] and [`Quotas::remove`]).
+    pub fn quotas_mut(&mut self) -> &mut Quotas {
+        &mut self.quotas
     }
 
     /// The users by name.
@@ -121,7 +137,7 @@ impl Security {
         for acl in &self.acls {
             acl.check().map_err(|e| e.to_string())?;
         }
-        Ok(())
+        self.quotas.check_invariants()
     }
 }
 

@@ -28,9 +28,13 @@ pub(super) fn rule_for(path: &str) -> PathRule {
         return PathRule::InService;
     };
     match method {
-        "DescribeCluster" | "ListUsers" | "ListAcls" => PathRule::Cluster(AclOperation::Describe),
+        "DescribeCluster" | "ListUsers" | "ListAcls" | "ListQuotas" => {
+            PathRule::Cluster(AclOperation::Describe)
+        }
         "BalanceLeaders" | "AddNode" | "RemoveNode" | "ReassignPartitions" | "UpsertUser"
-        | "DeleteUser" | "CreateAcls" | "DeleteAcls" => PathRule::Cluster(AclOperation::Alter),
+        | "DeleteUser" | "CreateAcls" | "DeleteAcls" | "SetQuota" | "RemoveQuota" => {
+            PathRule::Cluster(AclOperation::Alter)
+        }
         _ => PathRule::InService,
     }
 }

@@ -33,7 +33,7 @@ const CODE_NAMES: [&str; 17] = [
 ];
 
 /// The Admin service's methods, as they appear in the `method` label.
-pub const ADMIN_METHODS: [&str; 17] = [
+pub const ADMIN_METHODS: [&str; 20] = [
     "CreateTopic",
     "ListTopics",
     "DescribeTopic",
@@ -51,6 +51,9 @@ pub const ADMIN_METHODS: [&str; 17] = [
     "CreateAcls",
     "DeleteAcls",
     "ListAcls",
+    "SetQuota",
+    "RemoveQuota",
+    "ListQuotas",
 ];
 
 /// The Groups service's methods, as they appear in the `method` label.

@@ -40,6 +40,31 @@ impl AdminService {
     }
 }
 
+impl AdminService {
+    /// Records `topic`'s creator in the creation ledger. A failure is logged, not answered:
+    /// the topic exists, and a missing entry only under-counts its creator.
+    async fn record_creator(&self, topic: &str, creator: &str, partitions: u64) {
+        if let Err(err) = self
+            .broker
+            .record_topic_creator(topic, creator, partitions)
+            .await
+        {
+            tracing::warn!(topic, creator, %err, "the creation ledger missed a topic");
+        }
+    }
+}
+
+/// The request's principal (`User:NAME`), anonymous if the auth layer put none.
+fn principal_of<T>(request: &Request<T>) -> String {
+    request
+        .extensions()
+        .get::<crate::caller::Principal>()
+        .map_or_else(
+            || crate::caller::ANONYMOUS_PRINCIPAL.to_string(),
+            |p| p.name().to_string(),
+        )
+}
+
 #[tonic::async_trait]
 impl Admin for AdminService {
     async fn upsert_user(
@@ -88,6 +113,27 @@ impl Admin for AdminService {
         )))
     }
 
+    async fn set_quota(
+        &self,
+        request: Request<cairn_proto::v1::SetQuotaRequest>,
+    ) -> Result<Response<cairn_proto::v1::SetQuotaResponse>, Status> {
+        super::admin_quota::set_quota(&self.broker, request.into_inner()).await
+    }
+
+    async fn remove_quota(
+        &self,
+        request: Request<cairn_proto::v1::RemoveQuotaRequest>,
+    ) -> Result<Response<cairn_proto::v1::RemoveQuotaResponse>, Status> {
+        super::admin_quota::remove_quota(&self.broker, request.into_inner()).await
+    }
+
+    async fn list_quotas(
+        &self,
+        _request: Request<cairn_proto::v1::ListQuotasRequest>,
+    ) -> Result<Response<cairn_proto::v1::ListQuotasResponse>, Status> {
+        Ok(Response::new(super::admin_quota::list_quotas(&self.broker)))
+    }
+
     async fn create_topic(
         &self,
         request: Request<CreateTopicRequest>,
@@ -97,7 +143,13 @@ impl Admin for AdminService {
         if !allowed(caller, Create, Cluster, CLUSTER_RESOURCE_NAME) {
             authorize_caller(caller, Create, Topic, &request.get_ref().name)?;
         }
+        let creator = principal_of(&request);
         let request = request.into_inner();
+        // Refused, not delayed: a creation past max_topics or max_partitions (see `quota`).
+        let partitions = u64::try_from(request.partitions).unwrap_or(0);
+        self.broker
+            .check_creation_quota(&creator, 1, partitions)
+            .map_err(|e| to_status(&e))?;
         let configs: Vec<(String, String)> = request.configs.into_iter().collect();
         let info = self
             .broker
@@ -109,6 +161,8 @@ impl Admin for AdminService {
             )
             .await
             .map_err(|e| to_status(&e))?;
+        let created = info.partitions.len() as u64;
+        self.record_creator(&request.name, &creator, created).await;
         Ok(Response::new(CreateTopicResponse {
             topic: Some(describe_in_full(&self.broker, info).await?),
         }))
@@ -145,10 +199,15 @@ impl Admin for AdminService {
         request: Request<DeleteTopicRequest>,
     ) -> Result<Response<DeleteTopicResponse>, Status> {
         authorize(&request, Delete, Topic, &request.get_ref().name)?;
+        let name = request.into_inner().name;
         self.broker
-            .delete_topic(&request.into_inner().name)
+            .delete_topic(&name)
             .await
             .map_err(|e| to_status(&e))?;
+        if let Err(err) = self.broker.forget_topic_creator(&name).await {
+            // The topic is gone; a stale ledger entry only over-counts its creator.
+            tracing::warn!(topic = %name, %err, "the creation ledger kept a deleted topic");
+        }
         Ok(Response::new(DeleteTopicResponse {}))
     }
 
@@ -157,12 +216,36 @@ impl Admin for AdminService {
         request: Request<AddPartitionsRequest>,
     ) -> Result<Response<TopicDescription>, Status> {
         authorize(&request, Alter, Topic, &request.get_ref().name)?;
+        let caller = principal_of(&request);
         let request = request.into_inner();
+        // Added partitions count against the topic's creator (the caller if the ledger does
+        // not know the topic).
+        let creation = self
+            .broker
+            .security()
+            .quotas()
+            .creation(&request.name)
+            .cloned();
+        let creator = creation.as_ref().map_or(caller, |c| c.principal.clone());
+        let before = self
+            .broker
+            .partition_count(&request.name)
+            .map_err(|e| to_status(&e))?;
+        let adding = u64::try_from(request.total_count)
+            .unwrap_or(0)
+            .saturating_sub(u64::from(before));
+        self.broker
+            .check_creation_quota(&creator, 0, adding)
+            .map_err(|e| to_status(&e))?;
         let info = self
             .broker
             .add_partitions(&request.name, i64::from(request.total_count))
             .await
             .map_err(|e| to_status(&e))?;
+        if creation.is_some() {
+            let now = info.partitions.len() as u64;
+            self.record_creator(&request.name, &creator, now).await;
+        }
         Ok(Response::new(describe_in_full(&self.broker, info).await?))
     }
 

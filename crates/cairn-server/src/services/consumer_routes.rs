@@ -17,8 +17,10 @@
 //! `cairn.v1.Record` value per record).
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use cairn_broker::FetchedBatches;
@@ -42,6 +44,7 @@ use super::consumer::{ConsumerService, batch_record_count, grpc_timeout};
 use super::record_encoding::encode_records;
 use crate::auth::{CallerContext, authorize_caller};
 use crate::metrics::Transfer;
+use crate::quota::{StreamQuota, Usage, UsedBytes};
 use crate::status::{invalid_request, status, to_status};
 use cairn_controller::security::acl::{AclOperation, ResourceType};
 
@@ -102,6 +105,11 @@ impl Service<Request<Body>> for ConsumerRoutes {
         let service = self.service.clone();
         let (max_request, max_response) = (self.max_request_bytes, self.max_response_bytes);
         let caller = request.extensions().get::<CallerContext>().cloned();
+        // Subscribe answers are charged to the caller's consumer byte-rate quota one by one, and
+        // each one over it is held back by its delay.
+        let quota = (!fetch)
+            .then(|| request.extensions().get::<StreamQuota>().cloned())
+            .flatten();
         Box::pin(async move {
             let read_topic = |topic: &str| {
                 authorize_caller(
@@ -111,25 +119,31 @@ impl Service<Request<Body>> for ConsumerRoutes {
                     topic,
                 )
             };
-            let answer = if fetch {
-                let deadline = grpc_timeout(request.headers());
-                match read_request::<FetchRequest>(request, max_request).await {
-                    Ok(fetch) => match read_topic(&fetch.topic) {
-                        Ok(()) => service
-                            .serve_fetch(fetch, deadline, wire_answer)
-                            .await
-                            .map(one_answer),
+            // What the consumer byte-rate quota counts for a fetch: the answer's bytes.
+            let mut fetched_bytes = 0u64;
+            let answer =
+                if fetch {
+                    let deadline = grpc_timeout(request.headers());
+                    match read_request::<FetchRequest>(request, max_request).await {
+                        Ok(fetch) => match read_topic(&fetch.topic) {
+                            Ok(()) => service.serve_fetch(fetch, deadline, wire_answer).await.map(
+                                |answer| {
+                                    fetched_bytes =
+                                        wire_len(&answer.head, answer.batches.as_ref()) as u64;
+                                    one_answer(answer)
+                                },
+                            ),
+                            Err(status) => Err(status),
+                        },
                         Err(status) => Err(status),
-                    },
-                    Err(status) => Err(status),
-                }
-            } else {
-                match read_request::<SubscribeRequest>(request, max_request).await {
-                    Ok(subscribe) => read_topic(&subscribe.topic)
-                        .and_then(|()| service.start_subscription(subscribe, wire_answer)),
-                    Err(status) => Err(status),
-                }
-            };
+                    }
+                } else {
+                    match read_request::<SubscribeRequest>(request, max_request).await {
+                        Ok(subscribe) => read_topic(&subscribe.topic)
+                            .and_then(|()| service.start_subscription(subscribe, wire_answer)),
+                        Err(status) => Err(status),
+                    }
+                };
             Ok(match answer {
                 Ok(answers) => {
                     let mut response = Response::new(Body::new(AnswerBody {
@@ -137,10 +151,17 @@ impl Service<Request<Body>> for ConsumerRoutes {
                         max_response_bytes: max_response,
                         queued: None,
                         done: false,
+                        quota,
+                        pause: None,
+                        held: None,
                     }));
                     response
                         .headers_mut()
                         .insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+                    response.extensions_mut().insert(UsedBytes(Usage {
+                        produced_bytes: 0,
+                        fetched_bytes,
+                    }));
                     response
                 }
                 Err(status) => status.into_http(),
@@ -217,6 +238,20 @@ struct AnswerBody {
     /// The batches of the answer whose head was just sent.
     queued: Option<Bytes>,
     done: bool,
+    /// The caller's consumer byte-rate quota, for a Subscribe stream.
+    quota: Option<StreamQuota>,
+    /// The throttle the held answer waits out (the stream is over its quota).
+    pause: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// The answer that waits for the pause to end.
+    held: Option<WireAnswer>,
+}
+
+impl AnswerBody {
+    /// Sends an answer's head now and queues its batches for the next frame.
+    fn send(&mut self, answer: WireAnswer) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+        self.queued = answer.batches;
+        Poll::Ready(Some(Ok(Frame::data(answer.head))))
+    }
 }
 
 impl http_body::Body for AnswerBody {
@@ -233,26 +268,48 @@ impl http_body::Body for AnswerBody {
         if self.done {
             return Poll::Ready(None);
         }
+        if let Some(pause) = self.pause.as_mut() {
+            if pause.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            self.pause = None;
+            if let Some(answer) = self.held.take() {
+                return self.send(answer);
+            }
+        }
         let answer = match self.answers.poll_recv(cx) {
             Poll::Pending => return Poll::Pending,
             Poll::Ready(answer) => answer,
         };
         let outcome = match answer {
-            Some(Ok(WireAnswer { head, batches })) => {
-                if wire_len(&head, batches.as_ref()) > self.max_response_bytes {
+            Some(Ok(answer)) => {
+                let answer_bytes = wire_len(&answer.head, answer.batches.as_ref());
+                if answer_bytes > self.max_response_bytes {
                     // Fetch caps max_bytes well below the limit, so this is our own bug.
                     status(
                         ErrorCode::Internal,
                         Code::Internal,
                         format!(
-                            "an answer of {} bytes exceeds the limit of {}",
-                            wire_len(&head, batches.as_ref()),
+                            "an answer of {answer_bytes} bytes exceeds the limit of {}",
                             self.max_response_bytes
                         ),
                     )
                 } else {
-                    self.queued = batches;
-                    return Poll::Ready(Some(Ok(Frame::data(head))));
+                    let delay = self
+                        .quota
+                        .as_ref()
+                        .map_or(Duration::ZERO, |q| q.charge(answer_bytes as u64));
+                    if delay.is_zero() {
+                        return self.send(answer);
+                    }
+                    // Over the quota: this answer waits out its delay before it is sent.
+                    let mut pause = Box::pin(tokio::time::sleep(delay));
+                    if pause.as_mut().poll(cx).is_ready() {
+                        return self.send(answer);
+                    }
+                    self.pause = Some(pause);
+                    self.held = Some(answer);
+                    return Poll::Pending;
                 }
             }
             Some(Err(status)) => status,

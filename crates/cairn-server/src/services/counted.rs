@@ -75,6 +75,27 @@ impl Admin for CountedAdmin {
         self.counted("ListAcls", self.inner.list_acls(request).await)
     }
 
+    async fn set_quota(
+        &self,
+        request: Request<api::SetQuotaRequest>,
+    ) -> Result<Response<api::SetQuotaResponse>, Status> {
+        self.counted("SetQuota", self.inner.set_quota(request).await)
+    }
+
+    async fn remove_quota(
+        &self,
+        request: Request<api::RemoveQuotaRequest>,
+    ) -> Result<Response<api::RemoveQuotaResponse>, Status> {
+        self.counted("RemoveQuota", self.inner.remove_quota(request).await)
+    }
+
+    async fn list_quotas(
+        &self,
+        request: Request<api::ListQuotasRequest>,
+    ) -> Result<Response<api::ListQuotasResponse>, Status> {
+        self.counted("ListQuotas", self.inner.list_quotas(request).await)
+    }
+
     async fn create_topic(
         &self,
         request: Request<api::CreateTopicRequest>,

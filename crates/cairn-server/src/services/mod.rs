@@ -2,8 +2,10 @@
 //! result; no produce, fetch or topic rule lives here.
 
 mod admin;
+mod admin_quota;
 mod admin_security;
 mod consumer;
+pub(crate) use consumer::grpc_timeout;
 mod consumer_routes;
 mod counted;
 mod groups;

@@ -18,6 +18,7 @@ use tonic::{Request, Response, Status};
 
 use crate::auth::authorize;
 use crate::metrics::{AcksLabel, Metrics, Outcome, Transfer};
+use crate::quota::{Metered, Usage, UsedBytes};
 use crate::status::{classify, invalid_request, message, to_status};
 use cairn_controller::security::acl::AclOperation::Write;
 use cairn_controller::security::acl::ResourceType::Topic;
@@ -74,6 +75,12 @@ impl Producer for ProducerService {
     ) -> Result<Response<ProduceResponse>, Status> {
         let started = Instant::now();
         authorize(&request, Write, Topic, &request.get_ref().topic)?;
+        // What the producer byte-rate quota counts: the request as received (measured only
+        // for a principal with a rate quota: it walks a record list).
+        let produced_bytes = match request.extensions().get::<Metered>() {
+            Some(_) => prost::Message::encoded_len(request.get_ref()) as u64,
+            None => 0,
+        };
         let request = request.into_inner();
         let topic = request.topic.clone();
         let acks = match Acks::try_from(request.acks) {
@@ -94,7 +101,14 @@ impl Producer for ProducerService {
             transfer,
             started.elapsed(),
         );
-        answered.map(|(response, _, _)| Response::new(response))
+        answered.map(|(response, _, _)| {
+            let mut response = Response::new(response);
+            response.extensions_mut().insert(UsedBytes(Usage {
+                produced_bytes,
+                fetched_bytes: 0,
+            }));
+            response
+        })
     }
 
     async fn init_producer_id(

@@ -101,3 +101,109 @@ fn deleting_a_user_keeps_its_acls_and_delete_acls_counts() {
     assert_eq!(reply.outcome, Outcome::AclsDeleted { removed: 1 });
     assert!(metadata.security().is_empty());
 }
+
+#[test]
+fn quotas_apply_and_survive_a_snapshot() {
+    use crate::security::quota::{QuotaEntity, QuotaLimits};
+    let mut metadata = cluster(3);
+    let limits = QuotaLimits {
+        producer_byte_rate: Some(1024),
+        max_partitions: Some(6),
+        ..QuotaLimits::default()
+    };
+    let alice = QuotaEntity::Principal("User:alice".into());
+    let reply = metadata
+        .apply(Command::SetQuota {
+            entity: alice.clone(),
+            limits,
+        })
+        .unwrap();
+    assert_eq!(reply.outcome, Outcome::QuotaSet);
+    assert!(reply.actions.is_empty());
+    let default = QuotaLimits {
+        request_rate: Some(50),
+        ..QuotaLimits::default()
+    };
+    metadata
+        .apply(Command::SetQuota {
+            entity: QuotaEntity::Default,
+            limits: default,
+        })
+        .unwrap();
+    let restored = ClusterMetadata::from_snapshot(&metadata.to_snapshot()).unwrap();
+    assert_eq!(restored, metadata);
+    assert_eq!(restored.security().quotas().get(&alice), Some(&limits));
+    assert_eq!(
+        restored
+            .security()
+            .quotas()
+            .effective("User:alice")
+            .request_rate,
+        Some(50)
+    );
+    let reply = metadata
+        .apply(Command::RemoveQuota { entity: alice })
+        .unwrap();
+    assert_eq!(reply.outcome, Outcome::QuotaRemoved);
+    assert_eq!(metadata.security().quotas().entries().len(), 1);
+}
+
+#[test]
+fn refused_quota_commands_change_nothing() {
+    use crate::security::quota::{QuotaEntity, QuotaLimits};
+    let mut metadata = cluster(1);
+    let zero = Command::SetQuota {
+        entity: QuotaEntity::Default,
+        limits: QuotaLimits {
+            consumer_byte_rate: Some(0),
+            ..QuotaLimits::default()
+        },
+    };
+    assert!(matches!(
+        refused(&mut metadata, zero),
+        ControllerError::InvalidQuota { ref field, .. } if field == "consumer_byte_rate"
+    ));
+    assert!(matches!(
+        refused(
+            &mut metadata,
+            Command::RemoveQuota {
+                entity: QuotaEntity::Default
+            }
+        ),
+        ControllerError::UnknownQuota { .. }
+    ));
+    assert!(metadata.security().is_empty());
+}
+
+#[test]
+fn the_creation_ledger_applies_and_survives_a_snapshot() {
+    let mut metadata = cluster(1);
+    metadata
+        .apply(Command::RecordTopicCreator {
+            topic: "orders".into(),
+            principal: "User:alice".into(),
+            partitions: 4,
+        })
+        .unwrap();
+    let restored = ClusterMetadata::from_snapshot(&metadata.to_snapshot()).unwrap();
+    assert_eq!(restored, metadata);
+    let quotas = restored.security().quotas();
+    assert_eq!(quotas.created_by("User:alice").partitions, 4);
+    metadata
+        .apply(Command::ForgetTopicCreator {
+            topic: "orders".into(),
+        })
+        .unwrap();
+    assert!(metadata.security().is_empty());
+    assert!(matches!(
+        refused(
+            &mut metadata,
+            Command::RecordTopicCreator {
+                topic: "t".into(),
+                principal: String::new(),
+                partitions: 1,
+            }
+        ),
+        ControllerError::InvalidQuota { .. }
+    ));
+}
