@@ -129,6 +129,10 @@ struct FileConfig {
     max_connections_per_ip: Option<toml::Value>,
     handshake_timeout_ms: Option<toml::Value>,
     connections_max_idle_ms: Option<toml::Value>,
+    tls_cert: Option<toml::Value>,
+    tls_key: Option<toml::Value>,
+    tls_client_ca: Option<toml::Value>,
+    allow_plaintext: Option<toml::Value>,
 }
 
 /// A config file whose shape is checked: known keys, each of the right TOML type. Its values
@@ -224,6 +228,7 @@ pub fn resolve(
     };
     let topic_defaults = resolve_topic_defaults(&args.topic_defaults, lower.file.as_ref())?;
     let connections = connection_limits::resolve(args, &lower)?;
+    let (tls, allow_plaintext) = tls::resolve(args, &lower)?;
     Ok(ServeConfig {
         data_dir,
         grpc_addr,
@@ -233,6 +238,8 @@ pub fn resolve(
         topic_defaults,
         connections,
         max_partitions,
+        tls,
+        allow_plaintext,
     })
 }
 
@@ -353,6 +360,10 @@ fn parse_file(file: ConfigFile<'_>) -> Result<ParsedFile<'_>, ConfigError> {
             CONNECTIONS_MAX_IDLE_MS.file_key,
             config.connections_max_idle_ms,
         ),
+        (tls::TLS_CERT.file_key, config.tls_cert),
+        (tls::TLS_KEY.file_key, config.tls_key),
+        (tls::TLS_CLIENT_CA.file_key, config.tls_client_ca),
+        (tls::ALLOW_PLAINTEXT.file_key, config.allow_plaintext),
     ];
     let is_integer_key = |key: &str| {
         key == NODE_ID.file_key
@@ -362,6 +373,12 @@ fn parse_file(file: ConfigFile<'_>) -> Result<ParsedFile<'_>, ConfigError> {
     for (key, value) in scalars {
         let text = match (key, value) {
             (_, None) => continue,
+            (key, Some(toml::Value::Boolean(flag))) if key == tls::ALLOW_PLAINTEXT.file_key => {
+                flag.to_string()
+            }
+            (key, Some(other)) if key == tls::ALLOW_PLAINTEXT.file_key => {
+                return Err(wrong_type(parsed.origin(key), &other, "expected true or false"));
+            }
             (key, Some(toml::Value::Integer(id))) if is_integer_key(key) => id.to_string(),
             (key, Some(other)) if is_integer_key(key) => {
                 return Err(wrong_type(
@@ -563,6 +580,7 @@ fn flatten_topic_defaults(
 
 mod cluster;
 mod connection_limits;
+mod tls;
 
 #[cfg(test)]
 mod tests;

@@ -45,6 +45,7 @@ mod record_view;
 mod replay;
 mod routing;
 mod stream_channel;
+mod tls;
 
 pub use admin::Admin;
 pub use batches::{FetchedBatches, FetchedRecords};
@@ -64,7 +65,10 @@ pub use group::{
     TopicPartition,
 };
 pub use group_admin::GroupAdmin;
-pub use health::{HealthStatus, PartitionTrouble, check_health, node_health};
+pub use tls::ClientTls;
+pub use health::{
+    HealthStatus, PartitionTrouble, check_health, check_health_with, node_health, node_health_with,
+};
 pub use producer::{
     DeliveryFuture, MAX_IN_FLIGHT_IDEMPOTENT, METADATA_MAX_AGE, OutgoingRecord, Placement,
     Producer, ProducerConfig, ProducerStats,

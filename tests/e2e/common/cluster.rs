@@ -70,7 +70,9 @@ pub fn start_cluster_in(dir: &Path, net: &super::netns::TestNet, count: usize) -
     let addresses = (1..=count).map(|n| format!("{}:7070", net.ip(n))).collect();
     let http = (1..=count).map(|n| format!("{}:7071", net.ip(n))).collect();
     let namespaces = (1..=count).map(|n| Some(net.namespace(n))).collect();
-    start_nodes(dir, addresses, http, namespaces, vec![Vec::new(); count])
+    // The namespaces' addresses are not loopback: plaintext there must be asked for.
+    let plaintext = vec!["--allow-plaintext".to_string()];
+    start_nodes(dir, addresses, http, namespaces, vec![plaintext; count])
 }
 
 fn start_nodes(

@@ -95,7 +95,7 @@ impl GroupConsumer {
                 "subscribe needs at least one topic".to_string(),
             ));
         }
-        let router = Router::connect(brokers, cfg.timeouts).await?;
+        let router = Router::connect(brokers, cfg.timeouts.clone()).await?;
         let topics = topics.iter().map(|t| t.to_string()).collect();
         let heartbeat = Heartbeat::start(router.clone(), &cfg, topics);
         Ok(GroupConsumer {

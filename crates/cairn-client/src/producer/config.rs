@@ -58,6 +58,8 @@ pub struct ProducerConfig {
     /// Upper bound on the time from `send` to the record's result, retries included
     /// (`delivery.timeout.ms`). Default 120 s.
     pub delivery_timeout: Duration,
+    /// TLS for every connection (see [`crate::Timeouts::tls`]). Default `None`: plaintext.
+    pub tls: Option<crate::ClientTls>,
 }
 
 impl Default for ProducerConfig {
@@ -75,6 +77,7 @@ impl Default for ProducerConfig {
             request_timeout: Duration::from_secs(30),
             connect_timeout: crate::CONNECT_TIMEOUT,
             delivery_timeout: Duration::from_secs(120),
+            tls: None,
         }
     }
 }

@@ -158,6 +158,7 @@ impl Producer {
         let timeouts = Timeouts {
             connect: config.connect_timeout,
             request: Some(config.request_timeout),
+            tls: config.tls.clone(),
         };
         let router = Router::connect(brokers, timeouts).await?;
         let identity = if config.is_idempotent() {

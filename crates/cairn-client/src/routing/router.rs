@@ -29,7 +29,7 @@ use tonic_types::StatusExt;
 
 use super::coordinator_cache::CoordinatorCache;
 use super::leader_cache::{LeaderCache, Lookup};
-use crate::connection::{Timeouts, broker_addresses, connect_first, endpoint};
+use crate::connection::{Timeouts, broker_addresses, connect_first, lazy_channel};
 use crate::error::ClientError;
 use crate::stream_channel::StreamChannel;
 
@@ -95,7 +95,7 @@ impl Router {
                 "no broker address given".to_string(),
             ));
         }
-        let (address, channel) = connect_first(&bootstrap, timeouts).await?;
+        let (address, channel) = connect_first(&bootstrap, &timeouts).await?;
         let address: Arc<str> = Arc::from(address);
         let channels = HashMap::from([(Arc::clone(&address), channel.clone())]);
         Ok(Router {
@@ -142,7 +142,7 @@ impl Router {
         if let Some(stream) = streams.get(&route.address) {
             return Ok(stream.clone());
         }
-        let stream = StreamChannel::lazy(&route.address)?;
+        let stream = StreamChannel::lazy(&route.address, self.shared.timeouts.tls.clone())?;
         streams.insert(Arc::clone(&route.address), stream.clone());
         Ok(stream)
     }
@@ -238,7 +238,7 @@ impl Router {
                 candidates.push((node.to_string(), uri));
             }
         }
-        let (address, channel) = connect_first(&candidates, self.shared.timeouts)
+        let (address, channel) = connect_first(&candidates, &self.shared.timeouts)
             .await
             .ok()?;
         let route = Route {
@@ -270,7 +270,7 @@ impl Router {
             drop(channels);
             return self.any_node();
         };
-        let channel = endpoint(uri, self.shared.timeouts).connect_lazy();
+        let channel = lazy_channel(uri, &self.shared.timeouts);
         channels.insert(Arc::clone(&address), channel.clone());
         Route { address, channel }
     }

@@ -42,6 +42,8 @@ pub fn serve(
         topic_defaults: cairn_broker::TopicConfig::default(),
         max_partitions: cairn_broker::DEFAULT_MAX_PARTITIONS,
         connections: cairn_server::connections::ConnectionLimits::default(),
+        tls: None,
+        allow_plaintext: false,
     };
     spawn_server(cfg)
 }
@@ -87,6 +89,8 @@ pub fn serve_in_cluster(
         topic_defaults: cairn_broker::TopicConfig::default(),
         max_partitions: cairn_broker::DEFAULT_MAX_PARTITIONS,
         connections: cairn_server::connections::ConnectionLimits::default(),
+        tls: None,
+        allow_plaintext: false,
     };
     spawn_server(cfg)
 }

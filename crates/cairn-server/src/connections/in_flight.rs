@@ -4,7 +4,8 @@
 //! so a connection is never closed under a request.
 //!
 //! It also puts tonic's usual [`TcpConnectInfo`] back into the request, since the connection's
-//! own connect info (which carries the count) replaces it.
+//! own connect info (which carries the count) replaces it, and, on a TLS connection, the
+//! [`OverTls`] and [`ClientCertificate`] extensions the authentication layers read.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -14,6 +15,7 @@ use http_body::{Body, Frame, SizeHint};
 use tower_service::Service;
 
 use super::registry::RequestGuard;
+use crate::caller::{ClientCertificate, OverTls};
 use super::tracked_stream::ConnectionInfo;
 
 /// Wraps a service in [`InFlight`].
@@ -53,6 +55,14 @@ where
         let connection = req.extensions().get::<ConnectionInfo>().cloned();
         let guard = connection.map(|info| {
             req.extensions_mut().insert(info.tcp);
+            // Every request follows the completed handshake, so the outcome is set; if it
+            // were not, the request gets neither extension and counts as plaintext.
+            if let Some(Some(certificate)) = info.tls.as_ref().map(|tls| tls.client_certificate()) {
+                req.extensions_mut().insert(OverTls);
+                if let Some(der) = certificate {
+                    req.extensions_mut().insert(ClientCertificate(der));
+                }
+            }
             info.state.request_started()
         });
         let answer = self.inner.call(req);

@@ -19,6 +19,8 @@ fn defaults_apply_when_nothing_is_given() {
             topic_defaults: TopicConfig::default(),
             max_partitions: 4096,
             connections: ConnectionLimits::default(),
+            tls: None,
+            allow_plaintext: false,
         }
     );
 }
@@ -56,6 +58,8 @@ fn file_overrides_defaults() {
             topic_defaults: topic_config(&[("retention.ms", "1000"), ("segment.bytes", "4096")]),
             max_partitions: 4096,
             connections: ConnectionLimits::default(),
+            tls: None,
+            allow_plaintext: false,
         }
     );
 }
