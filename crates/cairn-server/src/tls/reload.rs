@@ -64,16 +64,18 @@ impl TlsState {
     /// on SIGHUP, until the task is aborted.
     pub fn spawn_watch(&self) -> tokio::task::JoinHandle<()> {
         let state = self.clone();
+        // Installed here, not in the task: SIGHUP's default action ends the process, so the
+        // handler must be in place before `run` prints its ready line.
+        let mut hangup =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+                Ok(hangup) => Some(hangup),
+                Err(err) => {
+                    tracing::warn!(%err, "no SIGHUP handler: TLS files reload only when they change");
+                    None
+                }
+            };
+        let mut seen = state.fingerprints();
         tokio::spawn(async move {
-            let mut hangup =
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-                    Ok(hangup) => Some(hangup),
-                    Err(err) => {
-                        tracing::warn!(%err, "no SIGHUP handler: TLS files reload only when they change");
-                        None
-                    }
-                };
-            let mut seen = state.fingerprints();
             let mut poll = tokio::time::interval(RELOAD_POLL_INTERVAL);
             loop {
                 let signalled = tokio::select! {
