@@ -11,7 +11,9 @@
 # certificate is valid for its name, localhost and 127.0.0.1 (subjectAltName): clients and peers
 # check the name or address they dial against it, so add the addresses your nodes are reached at
 # with CAIRN_CERT_SANS="IP:10.0.0.1,DNS:cairn-1.example.com" (applied to every node).
-# Needs openssl. Existing files are replaced.
+# Needs openssl. A CA already in DIR (ca.crt and ca.key) is kept, so running the script again
+# rotates the node and client certificates under the same CA (the nodes pick them up without a
+# restart); the other files are replaced.
 set -eu
 
 dir=${1:-"$(dirname "$0")/certs"}
@@ -24,25 +26,32 @@ mkdir -p "$dir"
 cd "$dir"
 
 # The CA: EC P-256, self-signed, allowed to sign certificates only.
-openssl ecparam -name prime256v1 -genkey -noout -out ca.key
-openssl req -x509 -new -key ca.key -sha256 -days "$days" -subj "/CN=Cairn test CA" \
-    -addext "basicConstraints=critical,CA:TRUE" \
-    -addext "keyUsage=critical,keyCertSign,cRLSign" -out ca.crt
+if [ ! -f ca.key ] || [ ! -f ca.crt ]; then
+    openssl ecparam -name prime256v1 -genkey -noout -out ca.key
+    openssl req -x509 -new -key ca.key -sha256 -days "$days" -subj "/CN=Cairn test CA" \
+        -addext "basicConstraints=critical,CA:TRUE" \
+        -addext "keyUsage=critical,keyCertSign,cRLSign" -out ca.crt
+fi
 
 # One certificate signed by the CA: $1 file name, $2 common name, $3 subjectAltName list,
 # $4 extended key usage.
 issue() {
     openssl ecparam -name prime256v1 -genkey -noout -out "$1.key.ec"
     # PKCS#8, which every TLS library reads.
-    openssl pkcs8 -topk8 -nocrypt -in "$1.key.ec" -out "$1.key"
+    openssl pkcs8 -topk8 -nocrypt -in "$1.key.ec" -out "$1.key.new"
     rm -f "$1.key.ec"
-    openssl req -new -key "$1.key" -subj "/CN=$2" -out "$1.csr"
+    openssl req -new -key "$1.key.new" -subj "/CN=$2" -out "$1.csr"
     printf 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=%s\nsubjectAltName=%s\n' \
         "$4" "$3" > "$1.ext"
     openssl x509 -req -in "$1.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -sha256 \
-        -days "$days" -extfile "$1.ext" -out "$1.crt"
+        -days "$days" -extfile "$1.ext" -out "$1.crt.new"
     rm -f "$1.csr" "$1.ext"
-    chmod 0644 "$1.key"
+    chmod 0644 "$1.key.new"
+    # Each file replaced whole by a rename, the key first: a node re-reading them mid-way finds
+    # a key that does not match yet, logs it, keeps its old pair, and takes the new pair once
+    # the certificate lands.
+    mv "$1.key.new" "$1.key"
+    mv "$1.crt.new" "$1.crt"
 }
 
 for node in $nodes; do
