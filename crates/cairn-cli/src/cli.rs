@@ -32,7 +32,8 @@ them: default info; for example RUST_LOG=debug, or RUST_LOG=info,cairn_broker=de
 Examples:
   cairn serve
   cairn serve --data-dir /var/lib/cairn --grpc-addr 0.0.0.0:7070 \\
-      --advertised-address cairn-1.example.com:7070 --node-id 1
+      --advertised-address cairn-1.example.com:7070 --node-id 1 \\
+      --tls-cert node.crt --tls-key node.key --tls-client-ca ca.crt
   cairn serve --config /etc/cairn.toml --topic-default retention.ms=3600000 \\
       --topic-default flush.policy=always
   cairn serve --node-id 2 --peers 1=10.0.0.1:7070,2=10.0.0.2:7070,3=10.0.0.3:7070 \\
