@@ -38,7 +38,13 @@ fn create_topic(broker: &str, tls: &[String], topic: &str, partitions: &str) {
     let deadline = Instant::now() + PATIENCE;
     loop {
         let args = [
-            "topic", "create", topic, "--partitions", partitions, "--replication-factor", "3",
+            "topic",
+            "create",
+            topic,
+            "--partitions",
+            partitions,
+            "--replication-factor",
+            "3",
         ];
         let out = run(broker, tls, &args, b"");
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -108,13 +114,25 @@ async fn a_node_with_an_untrusted_certificate_cannot_join() {
     let _ = run(
         &broker,
         &tls,
-        &["cluster", "add-node", "--node-id", &four.to_string(), "--address", &address],
+        &[
+            "cluster",
+            "add-node",
+            "--node-id",
+            &four.to_string(),
+            "--address",
+            &address,
+        ],
         b"",
     );
     let to_four = client_tls_args(&rogue_ca.cert, Some(&client));
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
-        let out = run(&address, &to_four, &["--timeout", "2s", "topic", "list"], b"");
+        let out = run(
+            &address,
+            &to_four,
+            &["--timeout", "2s", "topic", "list"],
+            b"",
+        );
         let listed = String::from_utf8_lossy(&out.stdout);
         assert!(
             !listed.contains("orders"),

@@ -80,7 +80,13 @@ fn python_grpcio_client_connects_over_tls_and_is_refused_without_a_trusted_certi
     let output = Command::new("python3")
         .arg(root.join("tests/interop/grpc_tls_interop.py"))
         .arg(&grpc)
-        .args([&ca.cert, &client.cert, &client.key, &stranger.cert, &stranger.key])
+        .args([
+            &ca.cert,
+            &client.cert,
+            &client.key,
+            &stranger.cert,
+            &stranger.key,
+        ])
         .output()
         .unwrap();
     send(&child, libc::SIGTERM);

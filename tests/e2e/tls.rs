@@ -64,35 +64,70 @@ fn clients_produce_consume_replay_and_check_health_over_tls() {
     let tls = client_tls_args(&ca.cert, None);
 
     ok(
-        &run(&broker, &tls, &["topic", "create", "orders", "--partitions", "2"], b""),
+        &run(
+            &broker,
+            &tls,
+            &["topic", "create", "orders", "--partitions", "2"],
+            b"",
+        ),
         "topic create",
     );
     ok(
-        &run(&broker, &tls, &["produce", "orders", "--key-separator", ":"], b"a:one\nb:two\n"),
+        &run(
+            &broker,
+            &tls,
+            &["produce", "orders", "--key-separator", ":"],
+            b"a:one\nb:two\n",
+        ),
         "produce",
     );
     let consumed = ok(
-        &run(&broker, &tls, &["consume", "orders", "--from", "earliest", "--until-end"], b""),
+        &run(
+            &broker,
+            &tls,
+            &["consume", "orders", "--from", "earliest", "--until-end"],
+            b"",
+        ),
         "consume",
     );
-    assert!(consumed.contains("one") && consumed.contains("two"), "{consumed}");
+    assert!(
+        consumed.contains("one") && consumed.contains("two"),
+        "{consumed}"
+    );
     let replayed = ok(&run(&broker, &tls, &["replay", "orders"], b""), "replay");
-    assert!(replayed.contains("one") && replayed.contains("two"), "{replayed}");
+    assert!(
+        replayed.contains("one") && replayed.contains("two"),
+        "{replayed}"
+    );
     ok(&run(&broker, &tls, &["health"], b""), "health");
     // An https:// address with the CA is the same TLS.
     let https = format!("https://{broker}");
-    let listed = ok(&run(&https, &tls, &["topic", "list"], b""), "https:// topic list");
+    let listed = ok(
+        &run(&https, &tls, &["topic", "list"], b""),
+        "https:// topic list",
+    );
     assert!(listed.contains("orders"), "{listed}");
 
     // A plaintext client gets no answer from a TLS listener.
-    refused(&run(&broker, &[], &["topic", "list"], b""), "plaintext topic list");
+    refused(
+        &run(&broker, &[], &["topic", "list"], b""),
+        "plaintext topic list",
+    );
     // An https:// address without a CA is refused before dialling, saying what is missing.
-    let err = refused(&run(&https, &[], &["topic", "list"], b""), "https without a CA");
+    let err = refused(
+        &run(&https, &[], &["topic", "list"], b""),
+        "https without a CA",
+    );
     assert!(err.contains("--tls-ca"), "{err}");
     // A CA that did not sign the broker's certificate is refused at the handshake.
     let other = TestCa::new(dir.path(), "other");
     let err = refused(
-        &run(&broker, &client_tls_args(&other.cert, None), &["topic", "list"], b""),
+        &run(
+            &broker,
+            &client_tls_args(&other.cert, None),
+            &["topic", "list"],
+            b"",
+        ),
         "topic list trusting another CA",
     );
     assert!(err.to_lowercase().contains("certificate"), "{err}");
@@ -113,14 +148,27 @@ fn mtls_refuses_clients_without_a_certificate_of_the_trusted_ca() {
     );
 
     let trusted = client_tls_args(&ca.cert, Some(&client));
-    ok(&run(&broker, &trusted, &["topic", "create", "t"], b""), "trusted client");
+    ok(
+        &run(&broker, &trusted, &["topic", "create", "t"], b""),
+        "trusted client",
+    );
     ok(&run(&broker, &trusted, &["health"], b""), "trusted health");
     refused(
-        &run(&broker, &client_tls_args(&ca.cert, None), &["topic", "list"], b""),
+        &run(
+            &broker,
+            &client_tls_args(&ca.cert, None),
+            &["topic", "list"],
+            b"",
+        ),
         "client without a certificate",
     );
     refused(
-        &run(&broker, &client_tls_args(&ca.cert, Some(&stranger)), &["topic", "list"], b""),
+        &run(
+            &broker,
+            &client_tls_args(&ca.cert, Some(&stranger)),
+            &["topic", "list"],
+            b"",
+        ),
         "client with another CA's certificate",
     );
     stop_broker(server);
@@ -132,12 +180,17 @@ fn a_rotated_certificate_is_used_by_new_connections_and_old_ones_stay() {
     let first_ca = TestCa::new(dir.path(), "first");
     let second_ca = TestCa::new(dir.path(), "second");
     let node = first_ca.issue(dir.path(), "node", "node-1", 1);
-    let (server, broker, http) =
-        start_with(&dir.path().join("data"), &serve_tls_args(&node, None));
+    let (server, broker, http) = start_with(&dir.path().join("data"), &serve_tls_args(&node, None));
     let first = client_tls_args(&first_ca.cert, None);
     let second = client_tls_args(&second_ca.cert, None);
-    ok(&run(&broker, &first, &["topic", "create", "events"], b""), "create");
-    refused(&run(&broker, &second, &["topic", "list"], b""), "second CA before rotation");
+    ok(
+        &run(&broker, &first, &["topic", "create", "events"], b""),
+        "create",
+    );
+    refused(
+        &run(&broker, &second, &["topic", "list"], b""),
+        "second CA before rotation",
+    );
     assert_eq!(presented_serial(&http, &first_ca.cert), 1);
 
     // A consumer that follows the topic holds a connection made under the first certificate.
@@ -150,24 +203,42 @@ fn a_rotated_certificate_is_used_by_new_connections_and_old_ones_stay() {
         .spawn()
         .unwrap();
     let lines = read_lines(&mut follower);
-    ok(&run(&broker, &first, &["produce", "events"], b"before\n"), "produce before");
+    ok(
+        &run(&broker, &first, &["produce", "events"], b"before\n"),
+        "produce before",
+    );
     wait_for_line(&lines, "before");
 
     // Rotation: a certificate from another CA (so that which one a connection sees is plain),
     // written over the files; no signal, no restart.
     second_ca.issue(dir.path(), "node", "node-1-rotated", 2);
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !run(&broker, &second, &["topic", "list"], b"").status.success() {
-        assert!(Instant::now() < deadline, "the rotated certificate was never served");
+    while !run(&broker, &second, &["topic", "list"], b"")
+        .status
+        .success()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the rotated certificate was never served"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
-    refused(&run(&broker, &first, &["topic", "list"], b""), "first CA after rotation");
+    refused(
+        &run(&broker, &first, &["topic", "list"], b""),
+        "first CA after rotation",
+    );
     assert_eq!(presented_serial(&http, &second_ca.cert), 2);
 
     // The follower's connection, made before, still carries records produced after.
-    ok(&run(&broker, &second, &["produce", "events"], b"after\n"), "produce after");
+    ok(
+        &run(&broker, &second, &["produce", "events"], b"after\n"),
+        "produce after",
+    );
     wait_for_line(&lines, "after");
-    assert!(follower.try_wait().unwrap().is_none(), "the old connection was dropped");
+    assert!(
+        follower.try_wait().unwrap().is_none(),
+        "the old connection was dropped"
+    );
     follower.kill().unwrap();
     let _ = follower.wait();
     stop_broker(server);
@@ -186,7 +257,10 @@ fn a_bad_new_certificate_is_logged_and_the_old_one_stays_in_use() {
     std::fs::write(&node.cert, "not a certificate\n").unwrap();
     send(&server, libc::SIGHUP);
     std::thread::sleep(Duration::from_secs(3));
-    ok(&run(&broker, &tls, &["topic", "list"], b""), "after a bad reload");
+    ok(
+        &run(&broker, &tls, &["topic", "list"], b""),
+        "after a bad reload",
+    );
     send(&server, libc::SIGTERM);
     let output = wait_exit(server);
     let log = String::from_utf8_lossy(&output.stderr);
@@ -200,13 +274,25 @@ fn plaintext_on_a_non_loopback_address_is_refused_unless_asked_for() {
     let data = dir.path().join("data");
     let data = data.to_str().unwrap();
     let base = [
-        "serve", "--data-dir", data, "--grpc-addr", "0.0.0.0:0", "--http-addr", "127.0.0.1:0",
+        "serve",
+        "--data-dir",
+        data,
+        "--grpc-addr",
+        "0.0.0.0:0",
+        "--http-addr",
+        "127.0.0.1:0",
     ];
     let out = cairn(&base).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{err}");
-    assert!(err.contains("0.0.0.0") && err.contains("--allow-plaintext"), "{err}");
-    assert!(!Path::new(data).exists(), "nothing is opened before the refusal");
+    assert!(
+        err.contains("0.0.0.0") && err.contains("--allow-plaintext"),
+        "{err}"
+    );
+    assert!(
+        !Path::new(data).exists(),
+        "nothing is opened before the refusal"
+    );
 
     let mut allowed: Vec<&str> = base.to_vec();
     allowed.push("--allow-plaintext");
@@ -237,10 +323,22 @@ fn bad_tls_files_stop_the_node_with_a_line_naming_the_file() {
         key: node.key.clone(),
     };
     for (args, names, says) in [
-        (serve_tls_args(&swapped, None), "node.key", "holds no certificate"),
-        (serve_tls_args(&mismatched, None), "other.key", "does not match"),
+        (
+            serve_tls_args(&swapped, None),
+            "node.key",
+            "holds no certificate",
+        ),
+        (
+            serve_tls_args(&mismatched, None),
+            "other.key",
+            "does not match",
+        ),
         (serve_tls_args(&missing, None), "missing.crt", "cannot read"),
-        (serve_tls_args(&node, Some(&empty_ca)), "empty-ca.crt", "holds no certificate"),
+        (
+            serve_tls_args(&node, Some(&empty_ca)),
+            "empty-ca.crt",
+            "holds no certificate",
+        ),
     ] {
         let mut command = serve_on_free_ports(&dir.path().join("data"));
         command.args(&args);
@@ -248,7 +346,10 @@ fn bad_tls_files_stop_the_node_with_a_line_naming_the_file() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{args:?}: started");
         assert!(err.contains(names) && err.contains(says), "{args:?}: {err}");
-        assert!(!err.contains("PRIVATE KEY-----"), "{args:?}: key material: {err}");
+        assert!(
+            !err.contains("PRIVATE KEY-----"),
+            "{args:?}: key material: {err}"
+        );
     }
 }
 
@@ -282,7 +383,11 @@ fn https_get(address: &str, ca: &Path, path: &str) -> (Vec<u8>, String) {
     let connection = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
     let socket = std::net::TcpStream::connect(address).unwrap();
     let mut tls = rustls::StreamOwned::new(connection, socket);
-    write!(tls, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        tls,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut response = Vec::new();
     // A peer closing without close_notify is reported as an error after the data; the data
     // read so far is the answer.
@@ -307,7 +412,10 @@ fn presented_serial(address: &str, ca: &Path) -> u64 {
         .fold(0, |acc, &b| (acc << 8) | u64::from(b))
 }
 
-#[allow(deprecated, reason = "ring, as the broker uses; see cairn-server's tls::configs")]
+#[allow(
+    deprecated,
+    reason = "ring, as the broker uses; see cairn-server's tls::configs"
+)]
 fn provider() -> rustls::crypto::CryptoProvider {
     rustls::crypto::ring::default_provider()
 }

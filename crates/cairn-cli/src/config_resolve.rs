@@ -377,7 +377,11 @@ fn parse_file(file: ConfigFile<'_>) -> Result<ParsedFile<'_>, ConfigError> {
                 flag.to_string()
             }
             (key, Some(other)) if key == tls::ALLOW_PLAINTEXT.file_key => {
-                return Err(wrong_type(parsed.origin(key), &other, "expected true or false"));
+                return Err(wrong_type(
+                    parsed.origin(key),
+                    &other,
+                    "expected true or false",
+                ));
             }
             (key, Some(toml::Value::Integer(id))) if is_integer_key(key) => id.to_string(),
             (key, Some(other)) if is_integer_key(key) => {

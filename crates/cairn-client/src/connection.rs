@@ -198,9 +198,7 @@ pub(crate) fn broker_addresses(brokers: &str) -> Result<Vec<(String, Uri)>, Clie
                 )));
             }
             // As with any http:// (https://) URI, no port means 80 (443).
-            let port = authority
-                .port_u16()
-                .unwrap_or(if https { 443 } else { 80 });
+            let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
             Ok((format!("{}:{port}", authority.host()), uri))
         })
         .collect()

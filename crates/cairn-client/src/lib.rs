@@ -65,7 +65,6 @@ pub use group::{
     TopicPartition,
 };
 pub use group_admin::GroupAdmin;
-pub use tls::ClientTls;
 pub use health::{
     HealthStatus, PartitionTrouble, check_health, check_health_with, node_health, node_health_with,
 };
@@ -81,3 +80,4 @@ pub use replay::{
     ReplayFormat, ReplayProgress,
 };
 pub use routing::{COORDINATOR_RETRY_TIMEOUT, METADATA_REFRESH_INTERVAL, METADATA_REQUEST_TIMEOUT};
+pub use tls::ClientTls;

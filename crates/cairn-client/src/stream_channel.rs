@@ -142,9 +142,9 @@ async fn open(
                 .await
                 .map_err(|err| unavailable("timed out connecting to", &err))?
                 .map_err(|err| unavailable("cannot connect to", &err))?;
-            stream.set_nodelay(true).map_err(|err| {
-                unavailable("cannot set TCP_NODELAY on the connection to", &err)
-            })?;
+            stream
+                .set_nodelay(true)
+                .map_err(|err| unavailable("cannot set TCP_NODELAY on the connection to", &err))?;
             handshake(address, TokioIo::new(stream)).await
         }
     }

@@ -50,7 +50,9 @@ impl ClientTls {
     ) -> Result<ClientTls, ClientError> {
         let mut roots = RootCertStore::empty();
         for ca_cert in certificates(ca, "CA")? {
-            roots.add(ca_cert).map_err(|err| tls_error(ca, err.to_string()))?;
+            roots
+                .add(ca_cert)
+                .map_err(|err| tls_error(ca, err.to_string()))?;
         }
         let builder = ClientConfig::builder_with_provider(Arc::new(ring_provider()))
             .with_protocol_versions(&[&rustls::version::TLS13])
@@ -59,9 +61,8 @@ impl ClientTls {
         let config = match (cert, key) {
             (Some(cert), Some(key)) => {
                 let chain = certificates(cert, "client certificate")?;
-                let key_der = PrivateKeyDer::from_pem_slice(&read(key)?).map_err(|_| {
-                    tls_error(key, "holds no readable PEM private key".to_string())
-                })?;
+                let key_der = PrivateKeyDer::from_pem_slice(&read(key)?)
+                    .map_err(|_| tls_error(key, "holds no readable PEM private key".to_string()))?;
                 builder
                     .with_client_auth_cert(chain, key_der)
                     .map_err(|err| match err {
@@ -102,7 +103,11 @@ impl ClientTls {
             .ok_or_else(|| invalid(format!("no host in {uri}")))?;
         let port = uri
             .port_u16()
-            .unwrap_or(if uri.scheme_str() == Some("https") { 443 } else { 80 });
+            .unwrap_or(if uri.scheme_str() == Some("https") {
+                443
+            } else {
+                80
+            });
         let bare = host.trim_start_matches('[').trim_end_matches(']');
         let name = ServerName::try_from(bare.to_string())
             .map_err(|err| invalid(format!("{host:?} is not a host name: {err}")))?;
@@ -143,7 +148,10 @@ impl tower_service::Service<Uri> for TlsConnector {
 /// rustls's `ring` provider, deprecated since rustls 0.23.48 for lacking post-quantum key
 /// exchange; the provider that has it (aws-lc-rs) needs cmake to build, which this project does
 /// not require. TLS 1.3 with X25519 stays sound.
-#[allow(deprecated, reason = "see the doc comment: ring is chosen for its build, knowingly")]
+#[allow(
+    deprecated,
+    reason = "see the doc comment: ring is chosen for its build, knowingly"
+)]
 fn ring_provider() -> rustls::crypto::CryptoProvider {
     rustls::crypto::ring::default_provider()
 }

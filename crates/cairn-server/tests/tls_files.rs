@@ -37,8 +37,7 @@ impl Ca {
     fn leaf(&self, expired: bool) -> (String, String) {
         let key = KeyPair::generate().unwrap();
         let mut params =
-            CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-                .unwrap();
+            CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
         params.distinguished_name.push(DnType::CommonName, "node");
         if expired {
             params.not_before = date_time_ymd(2000, 1, 1);
@@ -73,7 +72,10 @@ fn good_files_load_into_all_three_configurations() {
     let (_dir, files, _ca) = good();
     let configs = files.load(now()).unwrap();
     assert_eq!(configs.grpc.alpn_protocols, vec![b"h2".to_vec()]);
-    assert!(configs.peer.is_some(), "a client CA gives the peer links mTLS");
+    assert!(
+        configs.peer.is_some(),
+        "a client CA gives the peer links mTLS"
+    );
     assert!(configs.not_after_unix_secs > now());
     let without_ca = TlsFiles {
         client_ca: None,
@@ -82,6 +84,9 @@ fn good_files_load_into_all_three_configurations() {
     assert!(without_ca.load(now()).unwrap().peer.is_none());
 }
 
+/// Whether an error is the one a case expects.
+type Expected = fn(&TlsError) -> bool;
+
 #[test]
 fn each_bad_file_is_a_typed_error_naming_it() {
     let (dir, files, ca) = good();
@@ -89,14 +94,22 @@ fn each_bad_file_is_a_typed_error_naming_it() {
     let other_key = KeyPair::generate().unwrap().serialize_pem();
     let (expired_cert, expired_key) = ca.leaf(true);
     let garbage = "-----BEGIN CERTIFICATE-----\n!!!! not base64 !!!!\n-----END CERTIFICATE-----\n";
-    let cases: Vec<(&str, TlsFiles, fn(&TlsError) -> bool)> = vec![
+    let cases: Vec<(&str, TlsFiles, Expected)> = vec![
         (
             "missing.crt",
             TlsFiles {
                 cert: dir.path().join("missing.crt"),
                 ..files.clone()
             },
-            |e| matches!(e, TlsError::Read { what: "certificate", .. }),
+            |e| {
+                matches!(
+                    e,
+                    TlsError::Read {
+                        what: "certificate",
+                        ..
+                    }
+                )
+            },
         ),
         (
             "garbage.crt",
@@ -112,7 +125,15 @@ fn each_bad_file_is_a_typed_error_naming_it() {
                 cert: write(dir.path(), "only-key.crt", &key_text),
                 ..files.clone()
             },
-            |e| matches!(e, TlsError::NoCertificate { what: "certificate", .. }),
+            |e| {
+                matches!(
+                    e,
+                    TlsError::NoCertificate {
+                        what: "certificate",
+                        ..
+                    }
+                )
+            },
         ),
         (
             "cert-as.key",
@@ -145,7 +166,15 @@ fn each_bad_file_is_a_typed_error_naming_it() {
                 client_ca: Some(write(dir.path(), "empty-ca.crt", "# no certificates\n")),
                 ..files.clone()
             },
-            |e| matches!(e, TlsError::NoCertificate { what: "client CA", .. }),
+            |e| {
+                matches!(
+                    e,
+                    TlsError::NoCertificate {
+                        what: "client CA",
+                        ..
+                    }
+                )
+            },
         ),
     ];
     let key_body: String = key_text
@@ -156,7 +185,10 @@ fn each_bad_file_is_a_typed_error_naming_it() {
         let err = bad.load(now()).unwrap_err();
         assert!(expected(&err), "{name}: {err:?}");
         let message = err.to_string();
-        assert!(message.contains(name), "{name}: the message names the file: {message}");
+        assert!(
+            message.contains(name),
+            "{name}: the message names the file: {message}"
+        );
         assert!(
             !message.contains(&key_body[..16]),
             "{name}: key material in {message}"
@@ -170,8 +202,14 @@ fn a_failed_reload_keeps_the_configuration_in_force_and_a_good_one_replaces_it()
     let state = TlsState::load(files.clone()).unwrap();
     let first = state.current();
     write(dir.path(), "node.crt", "half a file");
-    assert!(matches!(state.reload(), Err(TlsError::NoCertificate { .. })));
-    assert!(Arc::ptr_eq(&first, &state.current()), "the old configuration stays");
+    assert!(matches!(
+        state.reload(),
+        Err(TlsError::NoCertificate { .. })
+    ));
+    assert!(
+        Arc::ptr_eq(&first, &state.current()),
+        "the old configuration stays"
+    );
     let (cert, key) = ca.leaf(false);
     write(dir.path(), "node.crt", &cert);
     write(dir.path(), "node.key", &key);

@@ -40,8 +40,7 @@ impl TestCa {
     pub fn issue(&self, dir: &Path, file_name: &str, name: &str, serial: u64) -> CertFiles {
         let key = KeyPair::generate().unwrap();
         let mut params =
-            CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-                .unwrap();
+            CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
         params.distinguished_name.push(DnType::CommonName, name);
         params.serial_number = Some(SerialNumber::from(serial));
         let cert = params.signed_by(&key, &self.issuer).unwrap();

@@ -74,10 +74,16 @@ pub(super) fn resolve<E: Fn(&str) -> Option<OsString>>(
             client_ca: client_ca.map(|(path, _)| path),
         }),
         (Some((_, given)), None) => {
-            return Err(invalid(&given, "a TLS certificate needs its key (--tls-key)"));
+            return Err(invalid(
+                &given,
+                "a TLS certificate needs its key (--tls-key)",
+            ));
         }
         (None, Some((_, given))) => {
-            return Err(invalid(&given, "a TLS key needs its certificate (--tls-cert)"));
+            return Err(invalid(
+                &given,
+                "a TLS key needs its certificate (--tls-cert)",
+            ));
         }
         (None, None) => {
             if let Some((_, given)) = client_ca {
@@ -99,4 +105,3 @@ fn invalid(given: &Given, reason: &str) -> ConfigError {
         reason: reason.to_string(),
     }
 }
-

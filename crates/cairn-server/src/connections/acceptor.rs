@@ -71,7 +71,10 @@ impl Acceptor {
                 tracing::warn!(%err, "cannot set TCP_NODELAY on an accepted connection");
             }
             let metrics = Arc::clone(&self.metrics);
-            let tls = self.tls.as_ref().map(|state| Arc::clone(&state.current().grpc));
+            let tls = self
+                .tls
+                .as_ref()
+                .map(|state| Arc::clone(&state.current().grpc));
             return TrackedStream::new(stream, tls, peer, registration, self.limits, metrics);
         }
     }

@@ -15,8 +15,8 @@ use http_body::{Body, Frame, SizeHint};
 use tower_service::Service;
 
 use super::registry::RequestGuard;
-use crate::caller::{ClientCertificate, OverTls};
 use super::tracked_stream::ConnectionInfo;
+use crate::caller::{ClientCertificate, OverTls};
 
 /// Wraps a service in [`InFlight`].
 #[derive(Clone, Copy, Debug, Default)]
@@ -115,10 +115,10 @@ mod tests {
     use tower_layer::Layer as _;
 
     use super::*;
+    use crate::connections::EffectiveLimits;
     use crate::connections::connection_metrics::ConnectionMetrics;
     use crate::connections::registry::{Admission, Registry};
     use crate::connections::server_io::TlsOutcome;
-    use crate::connections::EffectiveLimits;
 
     /// What the service under the layer saw in one request: (over TLS, the client certificate).
     async fn seen(tls: Option<Arc<TlsOutcome>>) -> (bool, Option<Arc<[u8]>>) {

@@ -46,7 +46,8 @@ pub(crate) enum ServerIo {
     Plain(TcpStream),
     /// The TLS handshake is under way.
     Handshaking {
-        accept: tokio_rustls::Accept<TcpStream>,
+        // Boxed like the established stream: the TLS state is large, a plain socket small.
+        accept: Box<tokio_rustls::Accept<TcpStream>>,
         outcome: Arc<TlsOutcome>,
     },
     /// TLS is established.
@@ -74,7 +75,7 @@ impl ServerIo {
         config: Arc<rustls::ServerConfig>,
         outcome: Arc<TlsOutcome>,
     ) -> Self {
-        let accept = tokio_rustls::TlsAcceptor::from(config).accept(tcp);
+        let accept = Box::new(tokio_rustls::TlsAcceptor::from(config).accept(tcp));
         ServerIo::Handshaking { accept, outcome }
     }
 
@@ -83,7 +84,7 @@ impl ServerIo {
         let ServerIo::Handshaking { accept, outcome } = self else {
             return Poll::Ready(Ok(()));
         };
-        match ready!(Pin::new(accept).poll(cx)) {
+        match ready!(Pin::new(accept.as_mut()).poll(cx)) {
             Ok(stream) => {
                 let certificate = stream
                     .get_ref()

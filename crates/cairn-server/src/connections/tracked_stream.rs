@@ -74,7 +74,10 @@ impl TrackedStream {
         let (io, tls) = match tls {
             Some(config) => {
                 let outcome = Arc::new(TlsOutcome::default());
-                (ServerIo::tls(io, config, Arc::clone(&outcome)), Some(outcome))
+                (
+                    ServerIo::tls(io, config, Arc::clone(&outcome)),
+                    Some(outcome),
+                )
             }
             None => (ServerIo::Plain(io), None),
         };

@@ -53,7 +53,10 @@ pub struct TlsConfigs {
 /// rustls's `ring` provider. Deprecated since rustls 0.23.48 because `ring` has no
 /// post-quantum key exchange; the provider that has one (aws-lc-rs) needs cmake and a C
 /// toolchain to build, which this project does not require. TLS 1.3 with X25519 stays sound.
-#[allow(deprecated, reason = "see the doc comment: ring is chosen for its build, knowingly")]
+#[allow(
+    deprecated,
+    reason = "see the doc comment: ring is chosen for its build, knowingly"
+)]
 fn ring_provider() -> CryptoProvider {
     rustls::crypto::ring::default_provider()
 }

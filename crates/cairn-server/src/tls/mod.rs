@@ -19,8 +19,8 @@
 
 mod configs;
 mod error;
-mod pem_files;
 mod peer_connector;
+mod pem_files;
 mod reload;
 mod validity;
 

@@ -42,8 +42,9 @@ impl PeerConnector {
             _ => return Err(format!("peer address {address:?} has no port")),
         };
         let host = host.trim_start_matches('[').trim_end_matches(']');
-        let server_name = ServerName::try_from(host.to_string())
-            .map_err(|err| format!("peer address {address:?}: {host:?} is not a host name: {err}"))?;
+        let server_name = ServerName::try_from(host.to_string()).map_err(|err| {
+            format!("peer address {address:?}: {host:?} is not a host name: {err}")
+        })?;
         Ok(Self {
             state,
             address: bare.to_string(),

@@ -66,14 +66,14 @@ impl TlsState {
         let state = self.clone();
         // Installed here, not in the task: SIGHUP's default action ends the process, so the
         // handler must be in place before `run` prints its ready line.
-        let mut hangup =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-                Ok(hangup) => Some(hangup),
-                Err(err) => {
-                    tracing::warn!(%err, "no SIGHUP handler: TLS files reload only when they change");
-                    None
-                }
-            };
+        let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        {
+            Ok(hangup) => Some(hangup),
+            Err(err) => {
+                tracing::warn!(%err, "no SIGHUP handler: TLS files reload only when they change");
+                None
+            }
+        };
         let mut seen = state.fingerprints();
         tokio::spawn(async move {
             let mut poll = tokio::time::interval(RELOAD_POLL_INTERVAL);
@@ -130,5 +130,7 @@ fn log_loaded(files: &TlsFiles, configs: &TlsConfigs) {
 fn now_unix_secs() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| i64::try_from(since.as_secs()).unwrap_or(i64::MAX))
+        .map_or(0, |since| {
+            i64::try_from(since.as_secs()).unwrap_or(i64::MAX)
+        })
 }

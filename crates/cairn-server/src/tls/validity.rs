@@ -29,9 +29,7 @@ pub(crate) fn not_after(der: &[u8]) -> Result<NotAfter, String> {
     }
     // serialNumber, signature, issuer: skipped whole.
     for field in ["serialNumber", "signature", "issuer"] {
-        tbs = tlv(tbs)
-            .ok_or_else(|| format!("truncated {field}"))?
-            .2;
+        tbs = tlv(tbs).ok_or_else(|| format!("truncated {field}"))?.2;
     }
     let (validity, _) = expect(tbs, SEQUENCE, "validity")?;
     let (_, _, after_not_before) = tlv(validity).ok_or("truncated notBefore")?;
@@ -77,17 +75,34 @@ fn parse_time(tag: u8, bytes: &[u8]) -> Result<NotAfter, String> {
     let (year, rest) = match tag {
         UTC_TIME if text.len() == 13 => {
             let short = digits(text, 0, 2)?;
-            (if short >= 50 { 1900 + short } else { 2000 + short }, 2)
+            (
+                if short >= 50 {
+                    1900 + short
+                } else {
+                    2000 + short
+                },
+                2,
+            )
         }
         GENERALIZED_TIME if text.len() == 15 => (digits(text, 0, 4)?, 4),
-        _ => return Err(format!("notAfter {text:?} is not a UTCTime or GeneralizedTime")),
+        _ => {
+            return Err(format!(
+                "notAfter {text:?} is not a UTCTime or GeneralizedTime"
+            ));
+        }
     };
     if !text.ends_with('Z') {
         return Err(format!("notAfter {text:?} is not in UTC"));
     }
     let field = |idx: usize| digits(text, rest + idx * 2, 2);
-    let (month, day, hour, minute, second) = (field(0)?, field(1)?, field(2)?, field(3)?, field(4)?);
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+    let (month, day, hour, minute, second) =
+        (field(0)?, field(1)?, field(2)?, field(3)?, field(4)?);
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
         return Err(format!("notAfter {text:?} is not a valid time"));
     }
     let days = days_from_civil(year, month, day);
@@ -128,12 +143,21 @@ mod tests {
         let generalized = parse_time(GENERALIZED_TIME, b"20261205034000Z").unwrap();
         assert_eq!(generalized.unix_secs, 1_796_442_000);
         assert_eq!(generalized.text, "2026-12-05 03:40:00 UTC");
-        assert_eq!(parse_time(UTC_TIME, b"491231235959Z").unwrap().unix_secs, 2_524_607_999);
+        assert_eq!(
+            parse_time(UTC_TIME, b"491231235959Z").unwrap().unix_secs,
+            2_524_607_999
+        );
     }
 
     #[test]
     fn malformed_input_is_an_error_not_a_panic() {
-        for der in [&b""[..], b"\x30", b"\x30\x84\xff\xff\xff\xff", b"\x30\x02\x30\x00", b"\x30\x80"] {
+        for der in [
+            &b""[..],
+            b"\x30",
+            b"\x30\x84\xff\xff\xff\xff",
+            b"\x30\x02\x30\x00",
+            b"\x30\x80",
+        ] {
             assert!(not_after(der).is_err(), "{der:?}");
         }
         assert!(parse_time(UTC_TIME, b"70013100000Z").is_err());

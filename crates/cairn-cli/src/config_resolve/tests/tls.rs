@@ -57,11 +57,36 @@ fn tls_files_come_from_the_file_then_env_then_flags() {
 fn tls_shape_mistakes_name_the_setting() {
     for (argv, vars, text, expected) in [
         (&["--tls-cert", "/c.pem"][..], &[][..], "", "--tls-cert"),
-        (&[][..], &[("CAIRN_TLS_KEY", "/k.pem")][..], "", "CAIRN_TLS_KEY"),
-        (&[][..], &[][..], "tls_client_ca = \"/ca.pem\"\n", "tls_client_ca"),
-        (&["--tls-cert", "", "--tls-key", "/k"][..], &[][..], "", "must not be empty"),
-        (&[][..], &[("CAIRN_ALLOW_PLAINTEXT", "yes")][..], "", "true or false"),
-        (&[][..], &[][..], "allow_plaintext = \"yes\"\n", "allow_plaintext"),
+        (
+            &[][..],
+            &[("CAIRN_TLS_KEY", "/k.pem")][..],
+            "",
+            "CAIRN_TLS_KEY",
+        ),
+        (
+            &[][..],
+            &[][..],
+            "tls_client_ca = \"/ca.pem\"\n",
+            "tls_client_ca",
+        ),
+        (
+            &["--tls-cert", "", "--tls-key", "/k"][..],
+            &[][..],
+            "",
+            "must not be empty",
+        ),
+        (
+            &[][..],
+            &[("CAIRN_ALLOW_PLAINTEXT", "yes")][..],
+            "",
+            "true or false",
+        ),
+        (
+            &[][..],
+            &[][..],
+            "allow_plaintext = \"yes\"\n",
+            "allow_plaintext",
+        ),
     ] {
         let from_file = (!text.is_empty()).then(|| file(text)).flatten();
         let err = resolve(&args(argv), env(vars), from_file)
