@@ -1,9 +1,10 @@
 //! End-to-end TLS through the real `cairn` binary: a broker serving TLS 1.3, the CLI producing,
 //! consuming, replaying and checking health over it with `--tls-ca` (or an `https://` address),
-//! a plaintext client refused, mTLS refusing clients without a certificate of the trusted CA, a
-//! certificate rotated on disk picked up by new connections while old ones stay, plaintext on a
-//! non-loopback address refused, bad TLS files stopping the node with a line naming them, and
-//! the HTTP admin endpoint over TLS. Certificates are made by the tests (`common::tls`).
+//! a plaintext client refused, a certificate for another host refused by the client, mTLS
+//! refusing clients without a certificate of the trusted CA, a certificate rotated on disk
+//! picked up by new connections while old ones stay, plaintext on a non-loopback address
+//! refused, bad TLS files stopping the node with a line naming them, and the HTTP admin
+//! endpoint over TLS. Certificates are made by the tests (`common::tls`).
 
 #![allow(clippy::unwrap_used, reason = "tests: a failure here is a failed test")]
 
@@ -131,6 +132,25 @@ fn clients_produce_consume_replay_and_check_health_over_tls() {
         "topic list trusting another CA",
     );
     assert!(err.to_lowercase().contains("certificate"), "{err}");
+    stop_broker(server);
+}
+
+#[test]
+fn a_certificate_for_another_host_is_refused_by_the_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path(), "ca");
+    let node = ca.issue_for(dir.path(), "node", "node-9", 1, &["cairn-9.example.com"]);
+    let (server, broker, _) = start_with(&dir.path().join("data"), &serve_tls_args(&node, None));
+    let err = refused(
+        &run(
+            &broker,
+            &client_tls_args(&ca.cert, None),
+            &["topic", "list"],
+            b"",
+        ),
+        "topic list to 127.0.0.1 with a certificate for another host",
+    );
+    assert!(err.contains("NotValidForName"), "{err}");
     stop_broker(server);
 }
 
