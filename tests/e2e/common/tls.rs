@@ -38,9 +38,21 @@ impl TestCa {
     /// A certificate for `name` (its CN) valid for 127.0.0.1 and localhost, with serial
     /// `serial`, written to `dir/file_name.crt` and `.key` (replacing what is there).
     pub fn issue(&self, dir: &Path, file_name: &str, name: &str, serial: u64) -> CertFiles {
+        self.issue_for(dir, file_name, name, serial, &["127.0.0.1", "localhost"])
+    }
+
+    /// [`TestCa::issue`], valid for the names and addresses `sans` only.
+    pub fn issue_for(
+        &self,
+        dir: &Path,
+        file_name: &str,
+        name: &str,
+        serial: u64,
+        sans: &[&str],
+    ) -> CertFiles {
         let key = KeyPair::generate().unwrap();
-        let mut params =
-            CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+        let sans: Vec<String> = sans.iter().map(|san| san.to_string()).collect();
+        let mut params = CertificateParams::new(sans).unwrap();
         params.distinguished_name.push(DnType::CommonName, name);
         params.serial_number = Some(SerialNumber::from(serial));
         let cert = params.signed_by(&key, &self.issuer).unwrap();
