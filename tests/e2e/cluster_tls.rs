@@ -145,3 +145,49 @@ async fn a_node_with_an_untrusted_certificate_cannot_join() {
     wait_replicas_agree(dir.path(), "orders", 1).await;
     assert!(replica_bytes(dir.path(), "orders", 4, 0).is_empty());
 }
+
+/// The control for the test above: the same steps with a certificate of the cluster's CA, and
+/// node 4 learns the cluster's topics. Without it, "never learned them" could pass for any
+/// reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_a_trusted_certificate_joins() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut cluster, ca, client) = start_tls_cluster(dir.path());
+    let tls = client_tls_args(&ca.cert, Some(&client));
+    let broker = cluster.bootstrap_from(0);
+    create_topic(&broker, &tls, "orders", "1");
+    let trusted = ca.issue(dir.path(), "node-4", "node-4", 4);
+    let four =
+        cluster.start_joining_node_with(dir.path(), &serve_tls_args(&trusted, Some(&ca.cert)));
+    let address = cluster.addresses[3].clone();
+    let added = run(
+        &broker,
+        &tls,
+        &[
+            "cluster",
+            "add-node",
+            "--node-id",
+            &four.to_string(),
+            "--address",
+            &address,
+        ],
+        b"",
+    );
+    assert!(
+        added.status.success(),
+        "add-node: {}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let out = run(&address, &tls, &["--timeout", "2s", "topic", "list"], b"");
+        if String::from_utf8_lossy(&out.stdout).contains("orders") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node 4 never learned the cluster's topics"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
