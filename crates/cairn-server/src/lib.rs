@@ -134,7 +134,7 @@ pub enum ServerError {
     Tls(#[from] TlsError),
     /// A listener would serve plaintext on a non-loopback address.
     #[error(
-        "refusing to serve plaintext {listener} on non-loopback address {addr}: configure TLS (--tls-cert and --tls-key) or pass --allow-plaintext"
+        "refusing to serve plaintext {listener} on non-loopback address {addr}: configure TLS (--tls-cert and --tls-key) or pass --allow-plaintext (CAIRN_ALLOW_PLAINTEXT=true)"
     )]
     PlaintextRefused {
         /// "gRPC" or "HTTP".
@@ -387,14 +387,15 @@ pub async fn run(
 /// [`ServerError::Tls`], [`ServerError::PlaintextRefused`] or [`ServerError::PeerTlsWithoutCa`].
 fn check_security(cfg: &ServerConfig) -> Result<Option<TlsState>, ServerError> {
     let Some(files) = &cfg.tls else {
-        if !cfg.allow_plaintext {
-            for (listener, addr) in [("gRPC", cfg.grpc_addr), ("HTTP", cfg.http_addr)] {
-                if !addr.ip().is_loopback() {
-                    return Err(ServerError::PlaintextRefused { listener, addr });
-                }
+        for (listener, addr) in [("gRPC", cfg.grpc_addr), ("HTTP", cfg.http_addr)] {
+            if addr.ip().is_loopback() {
+                continue;
             }
+            if !cfg.allow_plaintext {
+                return Err(ServerError::PlaintextRefused { listener, addr });
+            }
+            tracing::warn!(listener, %addr, "serving plaintext on a non-loopback address, as allowed");
         }
-        tracing::warn!("serving plaintext: no TLS configured");
         return Ok(None);
     };
     if !cfg.cluster.is_single_node() && files.client_ca.is_none() {
