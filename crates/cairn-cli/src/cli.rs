@@ -298,7 +298,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N")]
     pub max_connections_per_ip: Option<String>,
 
-    /// Time a new connection has to send its HTTP/2 preface and SETTINGS before it is closed
+    /// Time a new connection has to finish its TLS handshake (with TLS on) and send its HTTP/2
+    /// preface and SETTINGS before it is closed
     /// [env: CAIRN_HANDSHAKE_TIMEOUT_MS] [default: 10000]
     #[arg(long, value_name = "MS")]
     pub handshake_timeout_ms: Option<String>,

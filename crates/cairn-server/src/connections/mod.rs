@@ -42,7 +42,7 @@ use acceptor::Acceptor;
 use tokio::net::TcpListener;
 
 /// How long a client may take from TCP accept to finishing its HTTP/2 preface and first SETTINGS
-/// frame, when not configured. A real client does this in one round trip; ten seconds allows a
+/// frame (its TLS handshake included, with TLS on), when not configured. A real client does this in one round trip; ten seconds allows a
 /// slow network and still frees a descriptor held by a port scanner or a stuck client soon.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a connection may sit with no request in flight and no bytes from the client before
