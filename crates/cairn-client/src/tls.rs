@@ -176,3 +176,66 @@ fn tls_error(path: &Path, reason: String) -> ClientError {
         reason,
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "test code")]
+mod tests {
+    use rcgen::{CertificateParams, KeyPair};
+
+    use super::*;
+
+    /// A self-signed certificate and its key, and another key, as PEM files in `dir`.
+    fn files(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec!["localhost".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let paths = (dir.join("c.crt"), dir.join("c.key"), dir.join("other.key"));
+        std::fs::write(&paths.0, cert.pem()).unwrap();
+        std::fs::write(&paths.1, key.serialize_pem()).unwrap();
+        std::fs::write(&paths.2, KeyPair::generate().unwrap().serialize_pem()).unwrap();
+        paths
+    }
+
+    fn reason(result: Result<ClientTls, ClientError>) -> String {
+        match result {
+            Err(ClientError::Tls { path, reason }) => format!("{}: {reason}", path.display()),
+            Err(other) => panic!("not a TLS error: {other}"),
+            Ok(_) => panic!("accepted"),
+        }
+    }
+
+    #[test]
+    fn good_files_load_and_each_mistake_names_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key, other_key) = files(dir.path());
+        ClientTls::from_pem_files(&cert, None, None).unwrap();
+        ClientTls::from_pem_files(&cert, Some(&cert), Some(&key)).unwrap();
+        let missing = dir.path().join("missing.crt");
+        let err = reason(ClientTls::from_pem_files(&missing, None, None));
+        assert!(
+            err.contains("missing.crt") && err.contains("cannot be read"),
+            "{err}"
+        );
+        let err = reason(ClientTls::from_pem_files(&key, None, None));
+        assert!(
+            err.contains("c.key") && err.contains("no CA certificate"),
+            "{err}"
+        );
+        let err = reason(ClientTls::from_pem_files(&cert, Some(&cert), None));
+        assert!(err.contains("needs its key"), "{err}");
+        let err = reason(ClientTls::from_pem_files(
+            &cert,
+            Some(&cert),
+            Some(&other_key),
+        ));
+        assert!(
+            err.contains("other.key") && err.contains("does not match"),
+            "{err}"
+        );
+        let err = reason(ClientTls::from_pem_files(&cert, Some(&cert), Some(&cert)));
+        assert!(err.contains("no readable PEM private key"), "{err}");
+        assert!(!err.contains("PRIVATE KEY-----"), "{err}");
+    }
+}
