@@ -383,6 +383,19 @@ fn the_http_admin_endpoint_serves_over_tls() {
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
     let (_, metrics) = https_get(&http, &ca.cert, "/metrics");
     assert!(metrics.contains("cairn_"), "{metrics}");
+    let not_after = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("cairn_tls_certificate_not_after_seconds "))
+        .unwrap_or_else(|| panic!("no certificate expiry in {metrics}"));
+    // rcgen's default validity runs to 4096.
+    assert!(
+        not_after.parse::<i64>().unwrap() > 4_000_000_000,
+        "{not_after}"
+    );
+    assert!(
+        metrics.contains("cairn_tls_reload_failures_total 0"),
+        "{metrics}"
+    );
     stop_broker(server);
 }
 

@@ -54,17 +54,18 @@ pub async fn serve(
         let broker = Arc::clone(&broker);
         let metrics = Arc::clone(&metrics);
         let connection_metrics = Arc::clone(&connection_metrics);
-        let tls = tls.as_ref().map(|state| Arc::clone(&state.current().http));
+        let tls = tls.clone();
         tokio::spawn(async move {
             let answered = tokio::time::timeout(REQUEST_TIMEOUT, async {
-                match tls {
+                let state = tls.as_ref();
+                match state.map(|state| Arc::clone(&state.current().http)) {
                     Some(config) => {
                         let stream = tokio_rustls::TlsAcceptor::from(config)
                             .accept(stream)
                             .await?;
-                        answer(stream, &broker, &metrics, &connection_metrics).await
+                        answer(stream, &broker, &metrics, &connection_metrics, state).await
                     }
-                    None => answer(stream, &broker, &metrics, &connection_metrics).await,
+                    None => answer(stream, &broker, &metrics, &connection_metrics, state).await,
                 }
             })
             .await;
@@ -83,6 +84,7 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
     broker: &Arc<Broker>,
     metrics: &Arc<Metrics>,
     connection_metrics: &Arc<ConnectionMetrics>,
+    tls: Option<&TlsState>,
 ) -> std::io::Result<()> {
     let mut head = Vec::with_capacity(512);
     let mut buf = [0u8; 1024];
@@ -114,11 +116,14 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
                 Arc::clone(metrics),
                 Arc::clone(connection_metrics),
             );
-            let body = tokio::task::spawn_blocking(move || {
+            let mut body = tokio::task::spawn_blocking(move || {
                 exposition(&broker, &metrics, &connection_metrics)
             })
             .await
             .map_err(std::io::Error::other)?;
+            if let Some(tls) = tls {
+                body.push_str(&tls.metrics_text());
+            }
             respond(&mut stream, "200 OK", "text/plain; version=0.0.4", &body).await
         }
         ("GET", _) => respond(&mut stream, "404 Not Found", "text/plain", "not found\n").await,

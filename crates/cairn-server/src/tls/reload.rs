@@ -3,8 +3,10 @@
 //! reload never drops one. A reload that fails (a half-written file, a key that no longer
 //! matches) is logged and the configuration in force stays.
 
+use std::fmt::Write as _;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -19,6 +21,8 @@ pub const RELOAD_POLL_INTERVAL: Duration = Duration::from_secs(2);
 pub struct TlsState {
     files: TlsFiles,
     current: Arc<RwLock<Arc<TlsConfigs>>>,
+    /// Reloads that failed, the configuration in force kept.
+    reload_failures: Arc<AtomicU64>,
 }
 
 /// What identifies one version of a file: a rotation writes a new file (new inode) or rewrites
@@ -36,6 +40,7 @@ impl TlsState {
         Ok(Self {
             files,
             current: Arc::new(RwLock::new(Arc::new(configs))),
+            reload_failures: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -54,7 +59,9 @@ impl TlsState {
     /// # Errors
     /// [`TlsError`] naming the file that cannot be used.
     pub fn reload(&self) -> Result<(), TlsError> {
-        let configs = self.files.load(now_unix_secs())?;
+        let configs = self.files.load(now_unix_secs()).inspect_err(|_| {
+            self.reload_failures.fetch_add(1, Ordering::Relaxed);
+        })?;
         log_loaded(&self.files, &configs);
         *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(configs);
         Ok(())
@@ -96,6 +103,23 @@ impl TlsState {
                 }
             }
         })
+    }
+
+    /// The TLS figures of `/metrics`, in Prometheus text: when the certificate in force expires
+    /// (for an alert well before it does) and how many reloads failed.
+    pub fn metrics_text(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "# HELP cairn_tls_certificate_not_after_seconds When the node's TLS certificate in force expires (Unix time).\n# TYPE cairn_tls_certificate_not_after_seconds gauge\ncairn_tls_certificate_not_after_seconds {}",
+            self.current().not_after_unix_secs
+        );
+        let _ = writeln!(
+            out,
+            "# HELP cairn_tls_reload_failures_total Reloads of the TLS files that failed (the files in force stayed).\n# TYPE cairn_tls_reload_failures_total counter\ncairn_tls_reload_failures_total {}",
+            self.reload_failures.load(Ordering::Relaxed)
+        );
+        out
     }
 
     fn fingerprints(&self) -> Vec<Fingerprint> {
