@@ -210,6 +210,13 @@ fn a_failed_reload_keeps_the_configuration_in_force_and_a_good_one_replaces_it()
         Arc::ptr_eq(&first, &state.current()),
         "the old configuration stays"
     );
+    assert!(
+        state
+            .metrics_text()
+            .contains("cairn_tls_reload_failures_total 1"),
+        "{}",
+        state.metrics_text()
+    );
     let (cert, key) = ca.leaf(false);
     write(dir.path(), "node.crt", &cert);
     write(dir.path(), "node.key", &key);
