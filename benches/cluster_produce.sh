@@ -6,6 +6,13 @@
 # times interleaved. All three nodes and the client share this machine's cores, so replication
 # factor 3 also pays for its followers' CPU here, which separate machines would not.
 #
+# The bounds, measured in the same run after each round: every brokers' and client's CPU-second
+# (from /proc and the bench's own report) against the machine's cores, and, with `fio`
+# installed, the disk's write+fdatasync bandwidth with three writers at once (one per node).
+# Replication factor 3 writes every byte three times to this one disk, so it can reach at most
+# a third of that figure; where replication factor 1 is near the disk's limit, 0.5x is out of
+# reach on one machine whatever the software does.
+#
 # Usage, from the repository root after `cargo build --release`:
 #   benches/cluster_produce.sh
 # Environment: BIN (target/release/cairn), DATA (/var/tmp/cairn-produce), ROUNDS (3),
@@ -52,4 +59,12 @@ for round in $(seq 1 "$ROUNDS"); do
     c1=$(cpu)
     echo "round $round rf$rf: brokers' CPU $(echo "scale=2; ($c1 - $c0) / $TICK" | bc) s | $line"
   done
+  if command -v fio >/dev/null 2>&1; then
+    bw=$(fio --name=disk-bound --directory="$DATA" --rw=write --bs=1M --size=256M --numjobs=3 \
+      --fdatasync=1 --group_reporting --output-format=terse 2>/dev/null | awk -F';' '{print $48}')
+    rm -f "$DATA"/disk-bound.*
+    echo "round $round disk: fio 1 MiB write+fdatasync, 3 writers: $((bw * 1024 / 1000000)) MB/s in all; rf3 writes each byte 3 times, so at most $((bw * 1024 / 3000000)) MB/s"
+  else
+    echo "round $round disk: fio not installed, no disk bound measured"
+  fi
 done

@@ -296,6 +296,18 @@ pub fn decode_append<C: CairnRaftConfig>(
     })
 }
 
+/// Whether an encoded AppendEntries request carries entries (a heartbeat carries none),
+/// read from its header without decoding the entries; `None` if the header does not decode.
+/// The node-to-node transport paces heartbeats into shared frames but sends entries at once,
+/// since a produce request waits on them.
+pub fn append_carries_entries(bytes: &Bytes) -> Option<bool> {
+    let mut r = Reader { buf: bytes.clone() };
+    r.vote().ok()?;
+    r.log_id("prev_log_id").ok()?;
+    r.log_id("leader_commit").ok()?;
+    Some(r.u32("entry count").ok()? > 0)
+}
+
 /// Encodes an AppendEntries answer.
 pub fn encode_append_response(resp: &AppendEntriesResponse<NodeId>) -> Bytes {
     let mut buf = BytesMut::with_capacity(32);

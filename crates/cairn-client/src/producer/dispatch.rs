@@ -12,13 +12,13 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use cairn_proto::v1::producer_client::ProducerClient;
-use cairn_proto::v1::{ErrorCode, ProduceRequest, produce_request::Payload};
+use cairn_proto::v1::{ErrorCode, ProduceRequest};
 use tokio::sync::Notify;
 
 use super::ProducerIdentity;
 use super::accumulator::{Accumulator, Outgoing};
 use super::config::ProducerConfig;
+use super::produce_call;
 use super::stats::RequestStats;
 use crate::error::ClientError;
 use crate::routing::Router;
@@ -121,14 +121,14 @@ impl Dispatcher {
         let started = tokio::time::Instant::now();
         let route = tokio::time::timeout(ticket.timeout, router.route(topic, partition)).await;
         let timeout = ticket.timeout.saturating_sub(started.elapsed());
-        let mut request = tonic::Request::new(ProduceRequest {
+        let request = ProduceRequest {
             topic: topic.to_string(),
             partition: Some(partition),
             acks: acks as i32,
-            payload: Some(Payload::RecordBatch(ticket.bytes)),
+            payload: None,
             producer: None,
             compression: String::new(),
-        });
+        };
         let timed_out = || ClientError::Broker {
             code: ErrorCode::RequestTimedOut,
             status: tonic::Code::DeadlineExceeded,
@@ -137,16 +137,20 @@ impl Dispatcher {
         };
         match route {
             Ok(route) if !timeout.is_zero() => {
-                request.set_timeout(timeout);
-                let mut client = ProducerClient::new(route.channel)
-                    .max_decoding_message_size(MAX_PRODUCE_RESPONSE_BYTES);
                 // The grpc-timeout header makes the broker give up; this bounds a broker
                 // that never answers at all.
                 let sent = Instant::now();
-                let answer = tokio::time::timeout(timeout, client.produce(request)).await;
+                let call = produce_call::produce(
+                    route.channel,
+                    &request,
+                    ticket.bytes,
+                    timeout,
+                    MAX_PRODUCE_RESPONSE_BYTES,
+                );
+                let answer = tokio::time::timeout(timeout, call).await;
                 let round_trip = sent.elapsed();
                 let result = match answer {
-                    Ok(Ok(response)) => first_partition_result(response.into_inner()),
+                    Ok(Ok(response)) => first_partition_result(response),
                     Ok(Err(status)) => Err(ClientError::from(status)),
                     Err(_) => Err(timed_out()),
                 };

@@ -1,8 +1,8 @@
-//! `Producer`: appends records the way Kafka's producer does. `send` hands a record to a
-//! background task and returns at once with a [`DeliveryFuture`]; the task groups records into
-//! one RecordBatch v2 per partition (until `batch_size` bytes or `linger`), sends each batch as a
-//! pre-encoded batch the broker stores without re-encoding, keeps up to `max_in_flight` requests
-//! per partition, and retries with backoff until the delivery timeout.
+//! `Producer`: appends records the way Kafka's producer does. `send` encodes a record into its
+//! partition's open RecordBatch v2 and returns at once with a [`DeliveryFuture`]; a batch goes
+//! when full (`batch_size`), at once when its partition has nothing in flight, else after
+//! `linger`, as a pre-encoded batch the broker stores without re-encoding; up to
+//! `max_in_flight` requests per partition, retried with backoff until the delivery timeout.
 //!
 //! Records with a key go to Kafka's murmur2 partition of the key, computed here with the same
 //! code the broker uses (`cairn-codec`); keyless records stick to one partition per batch
@@ -16,14 +16,17 @@
 //!
 //! Code map: `config` (the knobs), `accumulator` (the queues `send` appends to),
 //! `partition_queue` (one partition's batches and the retry and sequence rules), `delivery`
-//! (the per-batch result each record's future reads), `sender` (the background task and its
-//! requests), this file (the handle and topic metadata).
+//! (the per-batch result each record's future reads), `dispatch` (who sends what a queue
+//! releases, and the requests), `produce_call` (the Produce call without copying the batch),
+//! `stats` (request round trips), `sender` (the background task: timers, producer ids, flush
+//! and close), this file (the handle and topic metadata).
 
 mod accumulator;
 mod config;
 mod delivery;
 mod dispatch;
 mod partition_queue;
+mod produce_call;
 mod sender;
 mod stats;
 
@@ -43,6 +46,7 @@ pub use config::{MAX_IN_FLIGHT_IDEMPOTENT, ProducerConfig};
 use crate::connection::Timeouts;
 use crate::error::ClientError;
 use crate::routing::Router;
+use accumulator::wall_clock_ms;
 use dispatch::Dispatcher;
 use sender::{Command, Sender};
 
@@ -197,15 +201,22 @@ impl Producer {
         topic: &str,
         record: OutgoingRecord,
     ) -> Result<DeliveryFuture, ClientError> {
-        let partition_count = self.partition_count(topic).await?;
+        let now_ms = wall_clock_ms();
+        let partition_count = self.partition_count(topic, now_ms).await?;
         let size = self.check_record(topic, partition_count, &record)?;
         let permit = Arc::clone(&self.inner.buffer)
             .acquire_many_owned(size)
             .await
             .map_err(|_| ClientError::Closed)?;
         let mut accumulator = self.inner.dispatcher.lock();
-        let (delivery, changed) =
-            accumulator.append(topic, partition_count, &record, size as usize, permit);
+        let (delivery, changed) = accumulator.append(
+            topic,
+            partition_count,
+            &record,
+            size as usize,
+            permit,
+            now_ms,
+        );
         match changed {
             Some(partition) => self
                 .inner
@@ -228,7 +239,8 @@ impl Producer {
         topic: &str,
         records: Vec<OutgoingRecord>,
     ) -> Result<Vec<DeliveryFuture>, ClientError> {
-        let partition_count = self.partition_count(topic).await?;
+        let now_ms = wall_clock_ms();
+        let partition_count = self.partition_count(topic, now_ms).await?;
         let sizes = records
             .iter()
             .map(|record| self.check_record(topic, partition_count, record))
@@ -257,8 +269,14 @@ impl Producer {
                         "the producer's buffer accounting went wrong",
                     ));
                 };
-                let (delivery, partition) =
-                    accumulator.append(topic, partition_count, record, size as usize, share);
+                let (delivery, partition) = accumulator.append(
+                    topic,
+                    partition_count,
+                    record,
+                    size as usize,
+                    share,
+                    now_ms,
+                );
                 deliveries.push(delivery);
                 if let Some(partition) = partition
                     && !changed.contains(&partition)
@@ -337,7 +355,21 @@ impl Producer {
         &self.inner.config
     }
 
-    async fn partition_count(&self, topic: &str) -> Result<u32, ClientError> {
+    /// `topic`'s partition count: the accumulator's copy, or the router's metadata when that
+    /// copy is missing or older than [`METADATA_MAX_AGE`] at `now_ms`.
+    async fn partition_count(&self, topic: &str, now_ms: i64) -> Result<u32, ClientError> {
+        if let Some(count) = self.inner.dispatcher.lock().partition_count(topic, now_ms) {
+            return Ok(count);
+        }
+        let count = self.read_partition_count(topic).await?;
+        self.inner
+            .dispatcher
+            .lock()
+            .set_partition_count(topic, count, now_ms);
+        Ok(count)
+    }
+
+    async fn read_partition_count(&self, topic: &str) -> Result<u32, ClientError> {
         self.inner
             .router
             .partition_count(topic, METADATA_MAX_AGE)

@@ -282,3 +282,19 @@ fn fetch_requests_and_answers_round_trip_and_refuse_what_does_not_fit() {
     assert!(decode_fetch_answer(huge.clone(), u32::MAX).is_err());
     assert!(decode_fetch(Bytes::from_static(b"short")).is_err());
 }
+
+#[test]
+fn a_heartbeat_is_told_from_an_append_by_its_header() {
+    let with_entries = encode_append(&sample_append());
+    assert_eq!(append_carries_entries(&with_entries), Some(true));
+    let mut heartbeat = sample_append();
+    heartbeat.entries.clear();
+    heartbeat.prev_log_id = None;
+    assert_eq!(
+        append_carries_entries(&encode_append(&heartbeat)),
+        Some(false)
+    );
+    // A header cut short (or another call's payload) is not taken for either.
+    assert_eq!(append_carries_entries(&with_entries.slice(..5)), None);
+    assert_eq!(append_carries_entries(&Bytes::new()), None);
+}

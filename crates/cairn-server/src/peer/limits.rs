@@ -21,10 +21,11 @@ pub struct PeerLimits {
     pub frame_payload_bytes_target: usize,
     /// Most calls (or replies) in one frame.
     pub max_calls_per_frame: usize,
-    /// The least time between two frames of calls on a link: a call that arrives sooner after
-    /// the previous frame waits for the rest of the interval, and whatever else arrives
-    /// meanwhile leaves in the same frame (a paced Kafka `linger.ms`); a call on a link quiet
-    /// for longer leaves at once. Zero sends every frame at once.
+    /// The least time between two frames of calls on a link, for frames headed by a heartbeat
+    /// or a ping: such a call arriving sooner after the previous frame waits for the rest of
+    /// the interval, and whatever else arrives meanwhile leaves in the same frame (a paced Kafka
+    /// `linger.ms`); on a link quiet for longer it leaves at once. Calls somebody waits on
+    /// (entries, votes, proposals) are never paced. Zero sends every frame at once.
     ///
     /// Why pace: heartbeats of independent groups arrive spread over the heartbeat interval, so
     /// unpaced most leave in frames of their own, and a frame costs CPU at both ends (task
@@ -33,13 +34,10 @@ pub struct PeerLimits {
     /// process, this 2-core machine shared with other builds, so ranges over runs): unpaced,
     /// ~1 call per frame and 12-16% of a core in all; paced at 1 ms, ~8 calls per frame and
     /// 7-11%; the groups' timers alone take 4-5%. So pacing about halves what the transport
-    /// costs. The cost: a call that follows the previous frame within the interval waits for
-    /// the rest of it (tokio's timers round up to the millisecond), so a lone chain of calls,
-    /// each sent when the last is answered, runs at ~500 round trips a second instead of
-    /// ~20,000. openraft replicates each group one AppendEntries at a time (carrying every
-    /// entry pending), so a hot partition's `acks=all` produce can pay 1-2 ms more per
-    /// replication round; with `flush.policy=always` its fsync takes about that anyway. Set
-    /// zero where that latency matters more than idle CPU.
+    /// costs. Pacing entries too cost each replication round up to a timer tick (tokio's
+    /// timers round up to the millisecond; openraft replicates each group one AppendEntries at
+    /// a time), which showed as milliseconds of `acks=all` produce latency under load, so
+    /// entries leave at once (see `session::paced`).
     pub frame_interval_min: Duration,
     /// Calls queued per peer before callers wait (up to their deadline) for room.
     pub call_queue_depth: usize,

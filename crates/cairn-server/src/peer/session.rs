@@ -5,8 +5,8 @@
 //! loop could stall on the send while the peer stalls on its replies, each waiting for the other.
 
 use cairn_proto::cluster::v1::peer_client::PeerClient;
-use cairn_proto::cluster::v1::{CallFrame, ReplyFrame, reply};
-use cairn_raft::TransportError;
+use cairn_proto::cluster::v1::{Call, CallFrame, ReplyFrame, reply};
+use cairn_raft::{RpcKind, TransportError};
 use prost::Message as _;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -175,7 +175,8 @@ async fn write_calls(
 }
 
 /// Waits out the rest of [`PeerLimits::frame_interval_min`] since the last frame, so that calls
-/// arriving meanwhile join the next frame; a frame that is full already leaves at once.
+/// arriving meanwhile join the next frame; a frame that is full already leaves at once, and so
+/// does one headed by a call somebody waits on (see [`paced`]).
 async fn pace(
     last_frame_at: Option<Instant>,
     head: &Outgoing,
@@ -191,8 +192,25 @@ async fn pace(
     };
     let full = queue.len().saturating_add(1) >= limits.max_calls_per_frame
         || head.call.payload.len() >= limits.frame_payload_bytes_target;
-    if !full && Instant::now() < ready_at {
+    if !full && paced(&head.call) && Instant::now() < ready_at {
         tokio::time::sleep_until(ready_at).await;
+    }
+}
+
+/// Whether `call` may wait for the pacing interval: heartbeats and pings, which recur on the
+/// groups' timers and are only worth sharing frames. Entries, votes, proposals and the rest
+/// leave at once: an `acks=all` produce waits on its entries' round trip, and pacing them made
+/// each replication round wait up to a timer tick (tokio rounds up to the millisecond), which
+/// measured as milliseconds of replication-factor-3 produce latency under load. A call that
+/// queues behind a paced head still waits out the rest of the interval with it; heartbeats are
+/// a few per second per group, so that is rare.
+fn paced(call: &Call) -> bool {
+    match RpcKind::from_code(call.kind) {
+        Some(RpcKind::Ping) => true,
+        Some(RpcKind::AppendEntries) => {
+            cairn_raft::wire::append_carries_entries(&call.payload) == Some(false)
+        }
+        _ => false,
     }
 }
 
