@@ -67,6 +67,10 @@ fn start(cleanup: &mut Cleanup, name: &str) -> String {
         "127.0.0.1::7070",
         "--volume",
         &volume,
+        // The image listens on 0.0.0.0 and this test gives it no certificate: plaintext must
+        // be asked for (the port is published on the host's loopback only).
+        "--env",
+        "CAIRN_ALLOW_PLAINTEXT=true",
         &cleanup.image,
     ]);
     let port = docker_ok(&["port", name, "7070/tcp"]);

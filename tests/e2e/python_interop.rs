@@ -1,6 +1,8 @@
 //! A client no one here wrote: Python's grpcio with stubs that grpcio-tools generates from
-//! `proto/`, against the real `cairn serve` (see `tests/interop/grpc_interop.py`). Skipped, loudly,
-//! when Python or its gRPC packages are missing; `.ci/run` installs them.
+//! `proto/`, against the real `cairn serve` (see `tests/interop/grpc_interop.py`), and over TLS
+//! with `grpc.ssl_channel_credentials` against a broker requiring client certificates
+//! (`tests/interop/grpc_tls_interop.py`). Skipped, loudly, when Python or its gRPC packages are
+//! missing; `.ci/run` installs them.
 
 #![allow(clippy::unwrap_used, reason = "tests: a failure here is a failed test")]
 
@@ -9,6 +11,7 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
+use common::tls::TestCa;
 use common::*;
 
 const PYTHON_MODULES: &str =
@@ -110,9 +113,56 @@ fn python_grpcio_client_authenticates_by_password_and_is_denied_by_acls() {
     );
 }
 
+#[test]
+fn python_grpcio_client_connects_over_tls_and_is_refused_without_a_trusted_certificate() {
+    let python_ready = Command::new("python3")
+        .args(["-c", "import grpc, grpc_health.v1"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !python_ready {
+        loud_skip("python3 with grpcio and grpcio-health-checking is not installed (TLS case)");
+        return;
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path(), "ca");
+    let other = TestCa::new(dir.path(), "other");
+    let node = ca.issue(dir.path(), "node", "node-1", 1);
+    let client = ca.issue(dir.path(), "client", "python", 2);
+    let stranger = other.issue(dir.path(), "stranger", "stranger", 3);
+    let mut command = serve_on_free_ports(&dir.path().join("data"));
+    command.args(common::tls::serve_tls_args(&node, Some(&ca.cert)));
+    let (child, grpc) = start_command(command);
+    let output = Command::new("python3")
+        .arg(root.join("tests/interop/grpc_tls_interop.py"))
+        .arg(&grpc)
+        .args([
+            &ca.cert,
+            &client.cert,
+            &client.key,
+            &stranger.cert,
+            &stranger.key,
+        ])
+        .output()
+        .unwrap();
+    send(&child, libc::SIGTERM);
+    let exit = wait_exit(child);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "python TLS interop failed:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("python tls interop: all checks passed"),
+        "{stdout}"
+    );
+    assert!(exit.status.success(), "the broker did not stop cleanly");
+}
+
 /// Writes straight to the process's stderr, past the test harness's capture, so a skip is seen.
 fn loud_skip(why: &str) {
-    let line = format!("\n*** SKIPPED python_grpcio_client_talks_to_the_real_broker: {why} ***\n");
+    let line = format!("\n*** SKIPPED python interop: {why} ***\n");
     // SAFETY: writing a valid buffer to fd 2.
     unsafe { libc::write(2, line.as_ptr().cast(), line.len()) };
 }

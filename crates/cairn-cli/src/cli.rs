@@ -32,11 +32,17 @@ them: default info; for example RUST_LOG=debug, or RUST_LOG=info,cairn_broker=de
 Examples:
   cairn serve
   cairn serve --data-dir /var/lib/cairn --grpc-addr 0.0.0.0:7070 \\
-      --advertised-address cairn-1.example.com:7070 --node-id 1
+      --advertised-address cairn-1.example.com:7070 --node-id 1 \\
+      --tls-cert node.crt --tls-key node.key --tls-client-ca ca.crt
   cairn serve --config /etc/cairn.toml --topic-default retention.ms=3600000 \\
       --topic-default flush.policy=always
   cairn serve --node-id 2 --peers 1=10.0.0.1:7070,2=10.0.0.2:7070,3=10.0.0.3:7070 \\
       --data-dir /var/lib/cairn
+
+TLS: --tls-cert and --tls-key (PEM) put TLS 1.3 on the gRPC and HTTP listeners and the links
+between nodes; --tls-client-ca then requires client certificates (mTLS) and verifies the other
+nodes. The files are re-read when they change, or on SIGHUP, without dropping connections. A
+listener on a non-loopback address without TLS is refused unless --allow-plaintext is given.
 
 Without --peers the node is a cluster of one, as a lone broker always was. With --peers, every
 node is given the same list and its own --node-id; it listens on its own entry's address unless
@@ -59,6 +65,10 @@ Config file (TOML):
   authorization = \"on\"
   super_users = \"User:admin\"
   tls_principal_from = \"cn\"
+  tls_cert = \"/etc/cairn/node.crt\"
+  tls_key = \"/etc/cairn/node.key\"
+  tls_client_ca = \"/etc/cairn/ca.crt\"
+  allow_plaintext = false
 
   [topic_defaults]
   \"retention.ms\" = \"3600000\"
@@ -120,10 +130,34 @@ pub struct Cli {
     /// Environment variable holding --user's password.
     #[arg(long, global = true, value_name = "VAR")]
     pub password_env: Option<String>,
+    /// TLS files: the client commands' CA, certificate and key; `serve`'s certificate and key.
+    #[command(flatten)]
+    pub tls: TlsArgs,
 
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The TLS files, global so that they may follow any subcommand. For the client commands:
+/// `--tls-ca` turns TLS on (as does an `https://` broker address) and `--tls-cert`/`--tls-key`
+/// are the client certificate for brokers that require one (mTLS). For `serve`: `--tls-cert`
+/// and `--tls-key` are the node's own certificate and key, and `--tls-ca` is not used.
+/// Each falls back to its `CAIRN_TLS_*` variable (read by `target` and `config_resolve`, so that
+/// `serve` reports where a bad value came from).
+#[derive(Debug, Default, Clone, PartialEq, Eq, Args)]
+pub struct TlsArgs {
+    /// PEM file of the CA(s) that signed the brokers' certificates; turns TLS on for the client
+    /// commands [env: CAIRN_TLS_CA]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub tls_ca: Option<String>,
+    /// PEM certificate (chain): the client's, for brokers that require one; with `serve`, the
+    /// node's own [env: CAIRN_TLS_CERT] [config: tls_cert]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub tls_cert: Option<String>,
+    /// PEM private key of --tls-cert [env: CAIRN_TLS_KEY] [config: tls_key]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub tls_key: Option<String>,
 }
 
 /// The subcommands.
@@ -317,7 +351,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N")]
     pub max_connections_per_ip: Option<String>,
 
-    /// Time a new connection has to send its HTTP/2 preface and SETTINGS before it is closed
+    /// Time a new connection has to finish its TLS handshake (with TLS on) and send its HTTP/2
+    /// preface and SETTINGS before it is closed
     /// [env: CAIRN_HANDSHAKE_TIMEOUT_MS] [default: 10000]
     #[arg(long, value_name = "MS")]
     pub handshake_timeout_ms: Option<String>,
@@ -327,6 +362,21 @@ pub struct ServeArgs {
     /// [default: 600000, 10 minutes]
     #[arg(long, value_name = "MS")]
     pub connections_max_idle_ms: Option<String>,
+
+    /// PEM file of the CA(s) whose client certificates are accepted: every gRPC client must
+    /// then present one (mTLS), and in a cluster the other nodes are verified against it
+    /// (required there once TLS is on) [env: CAIRN_TLS_CLIENT_CA] [config: tls_client_ca]
+    #[arg(long, value_name = "FILE")]
+    pub tls_client_ca: Option<String>,
+
+    /// Serve plaintext on a non-loopback address (refused without it when no --tls-cert is
+    /// given) [env: CAIRN_ALLOW_PLAINTEXT=true] [config: allow_plaintext = true]
+    #[arg(long)]
+    pub allow_plaintext: bool,
+
+    /// The global --tls-cert and --tls-key, copied here by `main` (see [`TlsArgs`]).
+    #[arg(skip)]
+    pub tls: TlsArgs,
 }
 
 /// Takes any path, even an empty one, which clap's own path parser refuses with a multi-line
@@ -435,6 +485,10 @@ mod tests {
             "CAIRN_RAFT_ELECTION_TIMEOUT_MS",
             "CAIRN_RAFT_HEARTBEAT_MS",
             "CAIRN_DEFAULT_REPLICATION_FACTOR",
+            "CAIRN_TLS_CERT",
+            "CAIRN_TLS_KEY",
+            "CAIRN_TLS_CLIENT_CA",
+            "CAIRN_ALLOW_PLAINTEXT",
         ] {
             assert!(help.contains(var), "serve --help does not mention {var}");
         }

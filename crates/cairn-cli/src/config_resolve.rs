@@ -132,6 +132,10 @@ struct FileConfig {
     authorization: Option<toml::Value>,
     super_users: Option<toml::Value>,
     tls_principal_from: Option<toml::Value>,
+    tls_cert: Option<toml::Value>,
+    tls_key: Option<toml::Value>,
+    tls_client_ca: Option<toml::Value>,
+    allow_plaintext: Option<toml::Value>,
 }
 
 /// A config file whose shape is checked: known keys, each of the right TOML type. Its values
@@ -228,6 +232,7 @@ pub fn resolve(
     let topic_defaults = resolve_topic_defaults(&args.topic_defaults, lower.file.as_ref())?;
     let connections = connection_limits::resolve(args, &lower)?;
     let auth = auth::resolve(args, &lower)?;
+    let (tls, allow_plaintext) = tls::resolve(args, &lower)?;
     Ok(ServeConfig {
         data_dir,
         grpc_addr,
@@ -238,6 +243,8 @@ pub fn resolve(
         connections,
         max_partitions,
         auth,
+        tls,
+        allow_plaintext,
     })
 }
 
@@ -361,6 +368,10 @@ fn parse_file(file: ConfigFile<'_>) -> Result<ParsedFile<'_>, ConfigError> {
         (auth::AUTHORIZATION.file_key, config.authorization),
         (auth::SUPER_USERS.file_key, config.super_users),
         (auth::TLS_PRINCIPAL_FROM.file_key, config.tls_principal_from),
+        (tls::TLS_CERT.file_key, config.tls_cert),
+        (tls::TLS_KEY.file_key, config.tls_key),
+        (tls::TLS_CLIENT_CA.file_key, config.tls_client_ca),
+        (tls::ALLOW_PLAINTEXT.file_key, config.allow_plaintext),
     ];
     let is_integer_key = |key: &str| {
         key == NODE_ID.file_key
@@ -370,6 +381,16 @@ fn parse_file(file: ConfigFile<'_>) -> Result<ParsedFile<'_>, ConfigError> {
     for (key, value) in scalars {
         let text = match (key, value) {
             (_, None) => continue,
+            (key, Some(toml::Value::Boolean(flag))) if key == tls::ALLOW_PLAINTEXT.file_key => {
+                flag.to_string()
+            }
+            (key, Some(other)) if key == tls::ALLOW_PLAINTEXT.file_key => {
+                return Err(wrong_type(
+                    parsed.origin(key),
+                    &other,
+                    "expected true or false",
+                ));
+            }
             (key, Some(toml::Value::Integer(id))) if is_integer_key(key) => id.to_string(),
             (key, Some(other)) if is_integer_key(key) => {
                 return Err(wrong_type(
@@ -572,6 +593,7 @@ fn flatten_topic_defaults(
 mod auth;
 mod cluster;
 mod connection_limits;
+mod tls;
 
 #[cfg(test)]
 mod tests;

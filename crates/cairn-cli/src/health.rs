@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use anyhow::bail;
-use cairn_client::{HealthStatus, check_health, node_health};
+use cairn_client::{HealthStatus, Timeouts, check_health_with, node_health_with};
 use clap::Args;
 use futures_util::future::join_all;
 use serde::Serialize;
@@ -73,8 +73,8 @@ impl PartitionReport {
 
 /// The partitions a broker that answered reports as not well; none when it cannot say (an
 /// older broker, or no answer in time: the status line already tells that).
-async fn troubles(broker: &str, timeout: Duration) -> Vec<PartitionReport> {
-    match tokio::time::timeout(timeout, node_health(broker)).await {
+async fn troubles(broker: &str, timeout: Duration, timeouts: Timeouts) -> Vec<PartitionReport> {
+    match tokio::time::timeout(timeout, node_health_with(broker, timeouts)).await {
         Ok(Ok(troubles)) => troubles
             .into_iter()
             .map(|t| PartitionReport {
@@ -115,7 +115,12 @@ pub async fn run(target: &Target, args: HealthArgs) -> anyhow::Result<()> {
         bail!("--broker names no broker");
     }
     let reports = join_all(list.iter().map(|&broker| async move {
-        let (status, error) = match tokio::time::timeout(timeout, check_health(broker)).await {
+        let timeouts = Timeouts {
+            tls: target.tls.clone(),
+            ..Timeouts::default()
+        };
+        let checked = tokio::time::timeout(timeout, check_health_with(broker, timeouts.clone()));
+        let (status, error) = match checked.await {
             Ok(Ok(status)) => (status.as_str(), None),
             Ok(Err(err)) => ("UNREACHABLE", Some(crate::one_line(&err.into()))),
             Err(_) => (
@@ -124,7 +129,7 @@ pub async fn run(target: &Target, args: HealthArgs) -> anyhow::Result<()> {
             ),
         };
         let partitions = if error.is_none() {
-            troubles(broker, timeout).await
+            troubles(broker, timeout, timeouts).await
         } else {
             Vec::new()
         };

@@ -121,14 +121,32 @@ async fn run() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
+    // `serve` reads the TLS files as its own certificate (see `cli::TlsArgs`), never as a
+    // client's.
+    let tls = if matches!(cli.command, Command::Serve(_)) {
+        Ok(None)
+    } else {
+        target::client_tls(&cli.tls, |var| std::env::var_os(var))
+    };
+    let tls = match tls {
+        Ok(tls) => tls,
+        Err(err) => {
+            eprintln!("error: {}", one_line(&err));
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
     let target = Target {
         brokers: cli.broker,
         timeout: cli.timeout,
         connect_timeout: cli.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
         credentials,
+        tls,
     };
     let result = match cli.command {
-        Command::Serve(args) => serve::serve(args).await,
+        Command::Serve(mut args) => {
+            args.tls = cli.tls;
+            serve::serve(args).await
+        }
         Command::Topic(command) => topic::run(&target, command).await,
         Command::Produce(args) => produce::run(&target, args).await,
         Command::Consume(args) => consume::run(&target, args).await,

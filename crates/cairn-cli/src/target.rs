@@ -1,14 +1,20 @@
 //! Where and how patiently the client commands talk to the broker: the global `--broker`,
-//! `--timeout` and `--connect-timeout` flags, resolved into one [`Target`] each command uses,
-//! and the duration syntax those flags take (`30s`, `500ms`, `2m`, or bare seconds).
+//! `--timeout`, `--connect-timeout` and `--tls-*` flags, resolved into one [`Target`] each
+//! command uses, and the duration syntax those flags take (`30s`, `500ms`, `2m`, or bare
+//! seconds).
 //!
 //! Every client command gets a deadline on each request, so a broker that accepts connections
 //! but never answers (stopped, wedged, or not a Cairn broker at all) fails the command with a
 //! message naming the address and the deadline, instead of hanging it.
 
+use std::ffi::OsString;
+use std::path::Path;
 use std::time::Duration;
 
-use cairn_client::{ClientError, Credentials, ErrorCode, ProducerConfig, Timeouts};
+use anyhow::Context;
+use cairn_client::{ClientError, ClientTls, Credentials, ErrorCode, ProducerConfig, Timeouts};
+
+use crate::cli::TlsArgs;
 
 /// Default deadline of each request, as Kafka's `request.timeout.ms`.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -73,6 +79,8 @@ pub struct Target {
     /// `--user` with the password from `--password-file` or `--password-env`, sent with every
     /// call; `None`: anonymous.
     pub credentials: Option<Credentials>,
+    /// TLS to the brokers (`--tls-ca`, with `--tls-cert` and `--tls-key` for mTLS).
+    pub tls: Option<ClientTls>,
 }
 
 impl Target {
@@ -87,6 +95,7 @@ impl Target {
             connect: self.connect_timeout,
             request: Some(self.request_timeout()),
             credentials: self.credentials.clone(),
+            tls: self.tls.clone(),
         }
     }
 
@@ -100,6 +109,7 @@ impl Target {
             connect_timeout: self.connect_timeout,
             delivery_timeout,
             credentials: self.credentials.clone(),
+            tls: self.tls.clone(),
             ..config
         }
     }
@@ -127,6 +137,40 @@ impl Target {
             err
         }
     }
+}
+
+/// The client's TLS from `--tls-ca`, `--tls-cert` and `--tls-key`, each else its
+/// `CAIRN_TLS_*` variable (read through `env`): `None` (plaintext) without a CA.
+///
+/// # Errors
+/// A certificate or key without a CA, or a file the client cannot use (named, with why).
+pub fn client_tls(
+    args: &TlsArgs,
+    env: impl Fn(&str) -> Option<OsString>,
+) -> anyhow::Result<Option<ClientTls>> {
+    let pick = |flag: &Option<String>, var: &str| {
+        flag.clone()
+            .map(OsString::from)
+            .or_else(|| env(var).filter(|value| !value.is_empty()))
+    };
+    let ca = pick(&args.tls_ca, "CAIRN_TLS_CA");
+    let cert = pick(&args.tls_cert, "CAIRN_TLS_CERT");
+    let key = pick(&args.tls_key, "CAIRN_TLS_KEY");
+    let Some(ca) = ca else {
+        if cert.is_some() || key.is_some() {
+            anyhow::bail!(
+                "--tls-cert and --tls-key need --tls-ca (the CA that verifies the broker)"
+            );
+        }
+        return Ok(None);
+    };
+    let tls = ClientTls::from_pem_files(
+        Path::new(&ca),
+        cert.as_deref().map(Path::new),
+        key.as_deref().map(Path::new),
+    )
+    .context("cannot set up TLS")?;
+    Ok(Some(tls))
 }
 
 /// Parses a duration flag: a number with a unit `ms`, `s`, `m` or `h` (`30s`, `500ms`, `2m`),
@@ -243,6 +287,7 @@ mod tests {
             timeout: Some(Duration::from_secs(2)),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             credentials: None,
+            tls: None,
         };
         let timed_out = ClientError::Broker {
             code: ErrorCode::RequestTimedOut,

@@ -2,7 +2,8 @@
 //! answers, tried in the order given, each within the connect timeout, so one dead node of a
 //! cluster costs a caller at most that timeout. Every channel the client opens, to a bootstrap
 //! address or to a partition's leader, has the same transport settings ([`endpoint`]); which
-//! node a call goes to is the `routing` module's job, not this list's.
+//! node a call goes to is the `routing` module's job, not this list's. With
+//! [`Timeouts::tls`] set, every one of those channels is TLS (see [`ClientTls`]).
 
 use std::error::Error as _;
 use std::time::Duration;
@@ -11,6 +12,7 @@ use http::Uri;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::error::{ClientError, ConnectAttempt};
+use crate::tls::ClientTls;
 
 /// How long to wait for a TCP connection to one broker, unless [`Timeouts::connect`] says
 /// otherwise.
@@ -20,8 +22,10 @@ pub const HTTP2_STREAM_WINDOW_BYTES: u32 = 8 << 20;
 /// HTTP/2 flow-control window per connection the client offers.
 pub const HTTP2_CONNECTION_WINDOW_BYTES: u32 = 32 << 20;
 
-/// The settings of a client's connections: the deadlines of connecting to one broker and of
-/// each request, and the credentials sent with every call.
+/// How a client's connections are made: the deadlines of connecting to one broker and of each
+/// request, whether they are TLS, and the credentials sent with every call. (Named for the
+/// deadlines it first held; TLS and credentials joined them because every connection of the
+/// client is opened with them.)
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Timeouts {
     /// Longest wait for a TCP connection to one broker of the list. Default
@@ -36,6 +40,9 @@ pub struct Timeouts {
     /// The user and password sent with every call (see [`crate::Credentials`]); default
     /// `None`: the anonymous principal.
     pub credentials: Option<crate::Credentials>,
+    /// TLS for every connection, verifying the brokers' certificates; `None`: plaintext
+    /// (and a broker address written `https://` is refused, having no CA to verify it with).
+    pub tls: Option<ClientTls>,
 }
 
 impl Default for Timeouts {
@@ -44,6 +51,7 @@ impl Default for Timeouts {
             connect: CONNECT_TIMEOUT,
             request: None,
             credentials: None,
+            tls: None,
         }
     }
 }
@@ -84,9 +92,23 @@ pub(crate) async fn connect_first(
     addresses: &[(String, Uri)],
     timeouts: &Timeouts,
 ) -> Result<(String, Channel), ClientError> {
+    if timeouts.tls.is_none()
+        && let Some((address, _)) = addresses
+            .iter()
+            .find(|(_, origin)| origin.scheme_str() == Some("https"))
+    {
+        return Err(ClientError::InvalidArgument(format!(
+            "broker address {address:?} asks for TLS (https://) but no CA was given to verify it (--tls-ca)"
+        )));
+    }
     let mut attempts = Vec::with_capacity(addresses.len());
     for (address, origin) in addresses {
-        match endpoint(origin.clone(), timeouts).connect().await {
+        let endpoint = endpoint(origin.clone(), timeouts);
+        let connected = match &timeouts.tls {
+            Some(tls) => endpoint.connect_with_connector(tls.connector()).await,
+            None => endpoint.connect().await,
+        };
+        match connected {
             Ok(channel) => return Ok((address.clone(), channel)),
             Err(err) => attempts.push(ConnectAttempt {
                 address: address.clone(),
@@ -97,9 +119,18 @@ pub(crate) async fn connect_first(
     Err(ClientError::Connect { attempts })
 }
 
+/// A channel to one broker, connected on first use, TLS when `timeouts.tls` says so.
+pub(crate) fn lazy_channel(origin: Uri, timeouts: &Timeouts) -> Channel {
+    let endpoint = endpoint(origin, timeouts);
+    match &timeouts.tls {
+        Some(tls) => endpoint.connect_with_connector_lazy(tls.connector()),
+        None => endpoint.connect_lazy(),
+    }
+}
+
 /// The endpoint of one broker with the client's transport settings: these deadlines, no
 /// Nagle delay, and wide HTTP/2 windows. Every channel of the client is made from one.
-pub(crate) fn endpoint(origin: Uri, timeouts: &Timeouts) -> Endpoint {
+fn endpoint(origin: Uri, timeouts: &Timeouts) -> Endpoint {
     let mut endpoint = Endpoint::from(origin)
         .connect_timeout(timeouts.connect)
         .tcp_nodelay(true)
@@ -130,7 +161,8 @@ fn causes(err: &tonic::transport::Error) -> String {
 }
 
 /// The brokers of a comma-separated list, each as `host:port` and as the `http://` URI
-/// requests name. An entry may carry the `http://` scheme already.
+/// requests name. An entry may carry the `http://` or `https://` scheme already (`https://`
+/// needs [`Timeouts::tls`]).
 ///
 /// # Errors
 /// [`ClientError::InvalidArgument`] naming the first malformed entry.
@@ -151,8 +183,11 @@ pub(crate) fn broker_addresses(brokers: &str) -> Result<Vec<(String, Uri)>, Clie
             let uri: Uri = url
                 .parse()
                 .map_err(|e: http::uri::InvalidUri| bad(e.to_string()))?;
-            if uri.scheme_str() != Some("http") {
-                return Err(bad("only http:// (plaintext gRPC) is supported".to_string()));
+            let https = uri.scheme_str() == Some("https");
+            if uri.scheme_str() != Some("http") && !https {
+                return Err(bad(
+                    "only http:// (plaintext) and https:// (TLS) are supported".to_string(),
+                ));
             }
             let authority = uri.authority().ok_or_else(|| bad("no host".to_string()))?;
             // `http` hands back no port for one that is not a number (`host:x`), which would
@@ -167,8 +202,8 @@ pub(crate) fn broker_addresses(brokers: &str) -> Result<Vec<(String, Uri)>, Clie
                     "port {port:?} is not a number from 0 to 65535"
                 )));
             }
-            // As with any http:// URI, no port means 80.
-            let port = authority.port_u16().unwrap_or(80);
+            // As with any http:// (https://) URI, no port means 80 (443).
+            let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
             Ok((format!("{}:{port}", authority.host()), uri))
         })
         .collect()
@@ -197,6 +232,16 @@ mod tests {
             hosts("c"),
             vec!["c:80"],
             "no port means 80, as in any http URI"
+        );
+        assert_eq!(hosts("https://d"), vec!["d:443"]);
+    }
+
+    #[tokio::test]
+    async fn an_https_address_without_a_ca_is_refused_before_dialling() {
+        let err = connect("https://127.0.0.1:9").await.unwrap_err();
+        assert!(
+            matches!(&err, ClientError::InvalidArgument(m) if m.contains("--tls-ca")),
+            "{err}"
         );
     }
 
@@ -282,7 +327,7 @@ mod tests {
         for (brokers, why) in [
             ("a:1,b:x", "\"x\" is not a number"),
             ("a:70000", "\"70000\" is not a number"),
-            ("https://a:1", "only http://"),
+            ("ftp://a:1", "only http://"),
         ] {
             let err = broker_addresses(brokers).unwrap_err().to_string();
             assert!(err.contains(why), "{brokers}: {err}");

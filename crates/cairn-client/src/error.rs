@@ -52,6 +52,14 @@ pub enum ClientError {
     /// An argument is invalid before anything is sent.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// A TLS file (CA, client certificate or key) cannot be used.
+    #[error("TLS file {path}: {reason}")]
+    Tls {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong with it (never its contents).
+        reason: String,
+    },
     /// Fetched record batches failed the client's own checks (framing, CRC-32C, header
     /// consistency, a malformed record, decompression): the bytes were damaged on the way or
     /// the broker served a bad batch. Nothing from the damaged batch was handed out.
@@ -161,6 +169,7 @@ impl ClientError {
             }
             ClientError::Connect { .. } => true,
             ClientError::InvalidArgument(_)
+            | ClientError::Tls { .. }
             | ClientError::DeliveryTimeout { .. }
             | ClientError::Closed
             | ClientError::CorruptBatch { .. }
@@ -192,6 +201,7 @@ impl ClientError {
             ClientError::DeliveryTimeout { .. } => true,
             ClientError::Connect { .. }
             | ClientError::InvalidArgument(_)
+            | ClientError::Tls { .. }
             | ClientError::Closed
             | ClientError::CorruptBatch { .. }
             | ClientError::MalformedCheckpoint { .. }

@@ -7,7 +7,7 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-use crate::connection::{broker_addresses, connect};
+use crate::connection::{Timeouts, broker_addresses, connect_with};
 use crate::error::ClientError;
 
 /// What a broker answered to a health check of the server as a whole (service name `""`).
@@ -43,6 +43,17 @@ impl HealthStatus {
 /// [`ClientError::Connect`] when it cannot be reached; [`ClientError::Broker`] when it answers
 /// the check with an error (for example a server without the health service).
 pub async fn check_health(broker: &str) -> Result<HealthStatus, ClientError> {
+    check_health_with(broker, Timeouts::default()).await
+}
+
+/// As [`check_health`], connecting with `timeouts` (its deadlines and TLS).
+///
+/// # Errors
+/// As [`check_health`].
+pub async fn check_health_with(
+    broker: &str,
+    timeouts: Timeouts,
+) -> Result<HealthStatus, ClientError> {
     let addresses = broker_addresses(broker)?;
     if addresses.len() != 1 {
         return Err(ClientError::InvalidArgument(format!(
@@ -50,7 +61,7 @@ pub async fn check_health(broker: &str) -> Result<HealthStatus, ClientError> {
             addresses.len()
         )));
     }
-    let mut client = HealthClient::new(connect(broker).await?);
+    let mut client = HealthClient::new(connect_with(broker, timeouts).await?);
     let answer = client
         .check(HealthCheckRequest {
             service: String::new(),
@@ -92,6 +103,17 @@ pub struct PartitionTrouble {
 /// # Errors
 /// As [`check_health`]; a broker older than this call answers UNIMPLEMENTED.
 pub async fn node_health(broker: &str) -> Result<Vec<PartitionTrouble>, ClientError> {
+    node_health_with(broker, Timeouts::default()).await
+}
+
+/// As [`node_health`], connecting with `timeouts` (its deadlines and TLS).
+///
+/// # Errors
+/// As [`node_health`].
+pub async fn node_health_with(
+    broker: &str,
+    timeouts: Timeouts,
+) -> Result<Vec<PartitionTrouble>, ClientError> {
     use cairn_proto::v1::metadata_client::MetadataClient;
     use cairn_proto::v1::{NodeHealthRequest, PartitionState};
 
@@ -102,7 +124,7 @@ pub async fn node_health(broker: &str) -> Result<Vec<PartitionTrouble>, ClientEr
             addresses.len()
         )));
     }
-    let mut client = MetadataClient::new(connect(broker).await?);
+    let mut client = MetadataClient::new(connect_with(broker, timeouts).await?);
     let answer = client
         .get_node_health(NodeHealthRequest {})
         .await?

@@ -46,6 +46,7 @@ mod record_view;
 mod replay;
 mod routing;
 mod stream_channel;
+mod tls;
 
 pub use admin::Admin;
 pub use batches::{FetchedBatches, FetchedRecords};
@@ -67,7 +68,9 @@ pub use group::{
     TopicPartition,
 };
 pub use group_admin::GroupAdmin;
-pub use health::{HealthStatus, PartitionTrouble, check_health, node_health};
+pub use health::{
+    HealthStatus, PartitionTrouble, check_health, check_health_with, node_health, node_health_with,
+};
 pub use producer::{
     DeliveryFuture, MAX_IN_FLIGHT_IDEMPOTENT, METADATA_MAX_AGE, OutgoingRecord, Placement,
     Producer, ProducerConfig, ProducerStats,
@@ -80,3 +83,4 @@ pub use replay::{
     ReplayFormat, ReplayProgress,
 };
 pub use routing::{COORDINATOR_RETRY_TIMEOUT, METADATA_REFRESH_INTERVAL, METADATA_REQUEST_TIMEOUT};
+pub use tls::ClientTls;

@@ -30,6 +30,7 @@ use crate::connection::{
     CONNECT_TIMEOUT, HTTP2_CONNECTION_WINDOW_BYTES, HTTP2_STREAM_WINDOW_BYTES, broker_addresses,
 };
 use crate::error::ClientError;
+use crate::tls::ClientTls;
 
 /// The largest HTTP/2 frame this transport accepts: the protocol's maximum, so that any answer
 /// (at most [`crate::MAX_FETCH_MAX_BYTES`] of batches) can arrive in one frame.
@@ -46,6 +47,8 @@ struct Shared {
     /// `host:port` of the broker.
     address: String,
     origin: Uri,
+    /// TLS for the connections, when the client has it.
+    tls: Option<ClientTls>,
     /// The live connection, if any; replaced when it fails.
     sender: Mutex<Option<SendRequest<Full<Bytes>>>>,
     /// Sent with every call, as the tonic channels send them.
@@ -54,13 +57,14 @@ struct Shared {
 
 impl StreamChannel {
     /// A channel to the one broker at `address` (`host:port`) that connects on its first
-    /// call, as a replay's fetch task for a partition led there needs.
+    /// call, as a replay's fetch task for a partition led there needs; over TLS with `tls`.
     ///
     /// # Errors
     /// [`ClientError::InvalidArgument`] unless `address` is one well-formed address.
     pub(crate) fn lazy(
         address: &str,
         credentials: Option<crate::Credentials>,
+        tls: Option<ClientTls>,
     ) -> Result<StreamChannel, ClientError> {
         let mut addresses = broker_addresses(address)?;
         let (Some((address, origin)), None) = (addresses.pop(), addresses.pop()) else {
@@ -72,6 +76,7 @@ impl StreamChannel {
             shared: Arc::new(Shared {
                 address,
                 origin,
+                tls,
                 sender: Mutex::new(None),
                 credentials,
             }),
@@ -120,30 +125,57 @@ impl Shared {
             return Ok(sender.clone());
         }
         *slot = None;
-        let sender = open(&self.address).await?;
+        let sender = open(&self.address, &self.origin, self.tls.as_ref()).await?;
         *slot = Some(sender.clone());
         Ok(sender)
     }
 }
 
-/// Opens one HTTP/2 connection to `address` and spawns its driver.
-async fn open(address: &str) -> Result<SendRequest<Full<Bytes>>, tonic::Status> {
+/// Opens one HTTP/2 connection to `address` (TLS to `origin`'s host with `tls`) and spawns its
+/// driver.
+async fn open(
+    address: &str,
+    origin: &Uri,
+    tls: Option<&ClientTls>,
+) -> Result<SendRequest<Full<Bytes>>, tonic::Status> {
     let unavailable = |what: &str, err: &dyn std::fmt::Display| {
         tonic::Status::unavailable(format!("{what} {address}: {err}"))
     };
-    let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(address))
-        .await
-        .map_err(|err| unavailable("timed out connecting to", &err))?
-        .map_err(|err| unavailable("cannot connect to", &err))?;
-    stream
-        .set_nodelay(true)
-        .map_err(|err| unavailable("cannot set TCP_NODELAY on the connection to", &err))?;
+    match tls {
+        Some(tls) => {
+            let stream = tokio::time::timeout(CONNECT_TIMEOUT, tls.connect(origin))
+                .await
+                .map_err(|err| unavailable("timed out connecting to", &err))?
+                .map_err(|err| unavailable("cannot connect (TLS) to", &err))?;
+            handshake(address, TokioIo::new(stream)).await
+        }
+        None => {
+            let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(address))
+                .await
+                .map_err(|err| unavailable("timed out connecting to", &err))?
+                .map_err(|err| unavailable("cannot connect to", &err))?;
+            stream
+                .set_nodelay(true)
+                .map_err(|err| unavailable("cannot set TCP_NODELAY on the connection to", &err))?;
+            handshake(address, TokioIo::new(stream)).await
+        }
+    }
+}
+
+/// The HTTP/2 handshake over `io`, with the connection's driver spawned.
+async fn handshake<I>(address: &str, io: I) -> Result<SendRequest<Full<Bytes>>, tonic::Status>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let unavailable = |what: &str, err: &dyn std::fmt::Display| {
+        tonic::Status::unavailable(format!("{what} {address}: {err}"))
+    };
     let (sender, connection) = Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
         .initial_stream_window_size(HTTP2_STREAM_WINDOW_BYTES)
         .initial_connection_window_size(HTTP2_CONNECTION_WINDOW_BYTES)
         .max_frame_size(STREAM_MAX_FRAME_BYTES)
-        .handshake(TokioIo::new(stream))
+        .handshake(io)
         .await
         .map_err(|err| unavailable("HTTP/2 handshake failed with", &err))?;
     tokio::spawn(async move {

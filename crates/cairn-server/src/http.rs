@@ -5,6 +5,10 @@
 //! partition offsets and sizes read from the broker at scrape time with the request activity
 //! counted in [`Metrics`], the log's fsync histogram, group figures and `process_*`.
 //!
+//! With TLS configured, each connection is TLS 1.3 under the configuration in force when it
+//! was accepted (no client certificate asked: see `tls`), its handshake inside the same
+//! per-connection deadline as the request.
+//!
 //! A scrape reads mapped segments (one batch per lagging group partition) and `/proc` files,
 //! so it is built on a blocking thread, never on a runtime worker.
 
@@ -13,12 +17,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_broker::Broker;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::connections::{AcceptBackoff, ConnectionMetrics, Listener};
 use crate::metrics::Metrics;
+use crate::tls::TlsState;
 
 /// Largest request head read before answering 400.
 const MAX_REQUEST_HEAD_BYTES: usize = 8192;
@@ -30,13 +35,14 @@ const MAX_CONCURRENT_REQUESTS: usize = 32;
 /// client that stalls cannot hold one of the [`MAX_CONCURRENT_REQUESTS`] places.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves the endpoint until the task is dropped. Failed accepts (EMFILE when the descriptors
-/// run out) pause the loop instead of spinning it.
+/// Serves the endpoint until the task is dropped, over TLS under `tls` when given. Failed
+/// accepts (EMFILE when the descriptors run out) pause the loop instead of spinning it.
 pub async fn serve(
     listener: TcpListener,
     broker: Arc<Broker>,
     metrics: Arc<Metrics>,
     connection_metrics: Arc<ConnectionMetrics>,
+    tls: Option<TlsState>,
 ) {
     let places = Arc::new(Semaphore::new(MAX_CONCURRENT_REQUESTS));
     let mut backoff = AcceptBackoff::new(Listener::Http, Arc::clone(&connection_metrics));
@@ -48,11 +54,20 @@ pub async fn serve(
         let broker = Arc::clone(&broker);
         let metrics = Arc::clone(&metrics);
         let connection_metrics = Arc::clone(&connection_metrics);
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let answered = tokio::time::timeout(
-                REQUEST_TIMEOUT,
-                answer(stream, &broker, &metrics, &connection_metrics),
-            )
+            let answered = tokio::time::timeout(REQUEST_TIMEOUT, async {
+                let state = tls.as_ref();
+                match state.map(|state| Arc::clone(&state.current().http)) {
+                    Some(config) => {
+                        let stream = tokio_rustls::TlsAcceptor::from(config)
+                            .accept(stream)
+                            .await?;
+                        answer(stream, &broker, &metrics, &connection_metrics, state).await
+                    }
+                    None => answer(stream, &broker, &metrics, &connection_metrics, state).await,
+                }
+            })
             .await;
             match answered {
                 Ok(Ok(())) => {}
@@ -64,11 +79,12 @@ pub async fn serve(
     }
 }
 
-async fn answer(
-    mut stream: TcpStream,
+async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
     broker: &Arc<Broker>,
     metrics: &Arc<Metrics>,
     connection_metrics: &Arc<ConnectionMetrics>,
+    tls: Option<&TlsState>,
 ) -> std::io::Result<()> {
     let mut head = Vec::with_capacity(512);
     let mut buf = [0u8; 1024];
@@ -100,11 +116,14 @@ async fn answer(
                 Arc::clone(metrics),
                 Arc::clone(connection_metrics),
             );
-            let body = tokio::task::spawn_blocking(move || {
+            let mut body = tokio::task::spawn_blocking(move || {
                 exposition(&broker, &metrics, &connection_metrics)
             })
             .await
             .map_err(std::io::Error::other)?;
+            if let Some(tls) = tls {
+                body.push_str(&tls.metrics_text());
+            }
             respond(&mut stream, "200 OK", "text/plain; version=0.0.4", &body).await
         }
         ("GET", _) => respond(&mut stream, "404 Not Found", "text/plain", "not found\n").await,
@@ -136,8 +155,8 @@ fn health_page(broker: &Broker) -> (&'static str, String) {
     (status, body)
 }
 
-async fn respond(
-    stream: &mut TcpStream,
+async fn respond<S: AsyncWrite + Unpin>(
+    stream: &mut S,
     status: &str,
     content_type: &str,
     body: &str,

@@ -19,6 +19,9 @@
 //!   rendering what is read at scrape time;
 //! - [`connections`]: what the gRPC port lets in and for how long (connection limits, handshake
 //!   and idle timeouts, accept back-off); [`descriptor_limit`]: the open-file limit they rest on;
+//! - [`tls`]: TLS 1.3 on both listeners and the peer links, from the certificate, key and
+//!   client CA files, reloaded when they change or on SIGHUP; a node bound to a non-loopback
+//!   address without TLS refuses to start unless plaintext was asked for;
 //! - [`metrics`]: produce and fetch counters and latency histograms; the services count into one
 //!   shared [`metrics::Metrics`] and `http` renders it (the broker never sees it);
 //! - [`peer`]: node-to-node traffic (`cairn.cluster.v1.Peer`): [`peer::PeerLinks`], the
@@ -44,6 +47,7 @@ mod process_metrics;
 pub mod quota;
 pub mod services;
 pub mod status;
+pub mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -64,6 +68,7 @@ use services::{
     AdminService, ConsumerRoutes, ConsumerService, CountedAdmin, CountedGroups, GroupsService,
     MetadataService, ProducerService,
 };
+use tls::{TlsError, TlsFiles, TlsState};
 use tokio::net::TcpListener;
 
 /// Largest request the gRPC server decodes: a produce of up to 16 MiB of batches.
@@ -101,6 +106,11 @@ pub struct ServerConfig {
     pub connections: ConnectionLimits,
     /// Authentication and authorization (see [`auth`]).
     pub auth: auth::AuthConfig,
+    /// TLS on the gRPC and HTTP listeners and the peer links; `None`: plaintext.
+    pub tls: Option<TlsFiles>,
+    /// Lets a listener without TLS bind a non-loopback address (`--allow-plaintext`); loopback
+    /// addresses may always be plaintext.
+    pub allow_plaintext: bool,
 }
 
 /// Why the server could not start or stopped.
@@ -130,6 +140,24 @@ pub enum ServerError {
     /// The OS gave no random numbers (for the password cache's key).
     #[error("no random numbers from the OS: {0}")]
     Random(#[from] getrandom::Error),
+    /// A TLS file cannot be used.
+    #[error("{0}")]
+    Tls(#[from] TlsError),
+    /// A listener would serve plaintext on a non-loopback address.
+    #[error(
+        "refusing to serve plaintext {listener} on non-loopback address {addr}: configure TLS (--tls-cert and --tls-key) or pass --allow-plaintext (CAIRN_ALLOW_PLAINTEXT=true)"
+    )]
+    PlaintextRefused {
+        /// "gRPC" or "HTTP".
+        listener: &'static str,
+        /// The address.
+        addr: SocketAddr,
+    },
+    /// A node in a cluster has TLS but no CA to verify its peers with.
+    #[error(
+        "a node in a cluster with TLS needs --tls-client-ca: it verifies the other nodes' certificates (mTLS between nodes)"
+    )]
+    PeerTlsWithoutCa,
 }
 
 /// Opens the broker, binds both listeners, prints `cairn ready grpc=<addr> http=<addr>` on
@@ -144,6 +172,7 @@ pub async fn run(
     cfg: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    let tls = check_security(&cfg)?;
     let grpc_listener =
         TcpListener::bind(cfg.grpc_addr)
             .await
@@ -224,7 +253,9 @@ pub async fn run(
         Arc::clone(&broker),
         Arc::clone(&metrics),
         Arc::clone(&connection_metrics),
+        tls.clone(),
     ));
+    let tls_watch = tls.as_ref().map(TlsState::spawn_watch);
     // Node-to-node traffic: every Raft group of this node answers peers through one registry,
     // and calls them through one link per peer (`peer`). A cluster of one mounts none of it.
     let peer_limits = peer::PeerLimits::default();
@@ -245,11 +276,12 @@ pub async fn run(
             peer_limits,
             Arc::clone(metrics.peer_metrics()),
         );
-        let links = Arc::new(peer::PeerLinks::new(
+        let links = Arc::new(peer::PeerLinks::new_with_tls(
             Arc::clone(&identity),
             cfg.cluster.peers().clone(),
             peer_limits,
             Arc::clone(metrics.peer_metrics()),
+            tls.clone(),
         ));
         broker.join_cluster(links, registry).await?;
         let (learner, formed) = (Arc::clone(&identity), Arc::clone(&broker));
@@ -372,17 +404,45 @@ pub async fn run(
         .add_optional_service(peer_service);
     println!("cairn ready grpc={grpc_local} http={http_local}");
     tracing::info!(grpc = %grpc_local, http = %http_local, data_dir = %cfg.data_dir.display(), "serving");
-    let incoming = connections::incoming(grpc_listener, limits, connection_metrics);
+    let incoming = connections::incoming(grpc_listener, limits, connection_metrics, tls);
     let served = router
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await;
     tracing::info!("shutting down: closing partitions");
     http.abort();
     health_watch.abort();
+    if let Some(watch) = tls_watch {
+        watch.abort();
+    }
     scrub_stop.store(true, std::sync::atomic::Ordering::Relaxed);
     broker.shutdown().await;
     served?;
     Ok(())
+}
+
+/// Loads the TLS files, if any, and refuses what would run open: plaintext on a non-loopback
+/// address without `allow_plaintext`, or a cluster node with TLS but no CA to verify its peers.
+/// Checked before anything is bound or opened, so a mistake costs nothing but the start.
+///
+/// # Errors
+/// [`ServerError::Tls`], [`ServerError::PlaintextRefused`] or [`ServerError::PeerTlsWithoutCa`].
+fn check_security(cfg: &ServerConfig) -> Result<Option<TlsState>, ServerError> {
+    let Some(files) = &cfg.tls else {
+        for (listener, addr) in [("gRPC", cfg.grpc_addr), ("HTTP", cfg.http_addr)] {
+            if addr.ip().is_loopback() {
+                continue;
+            }
+            if !cfg.allow_plaintext {
+                return Err(ServerError::PlaintextRefused { listener, addr });
+            }
+            tracing::warn!(listener, %addr, "serving plaintext on a non-loopback address, as allowed");
+        }
+        return Ok(None);
+    };
+    if !cfg.cluster.is_single_node() && files.client_ca.is_none() {
+        return Err(ServerError::PeerTlsWithoutCa);
+    }
+    Ok(Some(TlsState::load(files.clone())?))
 }
 
 /// Starts the one scrub pass over every log on its own thread (see `cairn_broker`'s scrub): damage

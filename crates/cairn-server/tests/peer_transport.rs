@@ -291,26 +291,58 @@ async fn calls_soon_after_a_frame_wait_for_the_interval_and_share_the_next() {
     let nodes = cluster(2, limits).await;
     call(&nodes[0].links, 2, 1).await.unwrap();
     let frames_before = nodes[0].metrics.count(2, PeerCounter::FramesSent);
-    let first = tokio::spawn(nodes[0].links.call(
-        2,
-        GroupId(1),
-        RpcKind::AppendEntries,
-        Bytes::from_static(b"a"),
-        LONG_MS,
-    ));
+    // Pings (like heartbeats) are the calls that are paced.
+    let ping = |group: u64, payload: &'static [u8]| {
+        nodes[0].links.call(
+            2,
+            GroupId(group),
+            RpcKind::Ping,
+            Bytes::from_static(payload),
+            LONG_MS,
+        )
+    };
+    let first = tokio::spawn(ping(1, b"a"));
     // Unpaced, the first call would be sent and answered by now; paced, it waits for the
     // interval since the warm-up call's frame.
     tokio::time::sleep(Duration::from_millis(20)).await;
-    let second = call(&nodes[0].links, 2, 2).await.unwrap();
-    assert_eq!(second, echo_of(1, 2, RpcKind::AppendEntries, b"hi"));
+    let second = ping(2, b"b").await.unwrap();
+    assert_eq!(second, echo_of(1, 2, RpcKind::Ping, b"b"));
     assert_eq!(
         first.await.unwrap().unwrap(),
-        echo_of(1, 1, RpcKind::AppendEntries, b"a")
+        echo_of(1, 1, RpcKind::Ping, b"a")
     );
     assert_eq!(
         nodes[0].metrics.count(2, PeerCounter::FramesSent) - frames_before,
         1
     );
+    for node in nodes {
+        node.served.shut_down().await;
+    }
+}
+
+#[tokio::test]
+async fn calls_somebody_waits_on_are_not_paced() {
+    let limits = PeerLimits {
+        frame_interval_min: Duration::from_secs(3600),
+        ..PeerLimits::default()
+    };
+    let nodes = cluster(2, limits).await;
+    call(&nodes[0].links, 2, 1).await.unwrap();
+    // Within the (hour-long) interval since that frame: a vote, and an AppendEntries that is
+    // not a heartbeat (its payload does not decode as one, so it is taken for entries), each
+    // leave in a frame of their own at once.
+    for kind in [RpcKind::Vote, RpcKind::AppendEntries, RpcKind::Propose] {
+        let answer = tokio::time::timeout(
+            Duration::from_secs(60),
+            nodes[0]
+                .links
+                .call(2, GroupId(7), kind, Bytes::from_static(b"now"), LONG_MS),
+        )
+        .await
+        .expect("an unpaced call is answered without waiting out the interval")
+        .unwrap();
+        assert_eq!(answer, echo_of(1, 7, kind, b"now"));
+    }
     for node in nodes {
         node.served.shut_down().await;
     }

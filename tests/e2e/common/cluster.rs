@@ -70,7 +70,9 @@ pub fn start_cluster_in(dir: &Path, net: &super::netns::TestNet, count: usize) -
     let addresses = (1..=count).map(|n| format!("{}:7070", net.ip(n))).collect();
     let http = (1..=count).map(|n| format!("{}:7071", net.ip(n))).collect();
     let namespaces = (1..=count).map(|n| Some(net.namespace(n))).collect();
-    start_nodes(dir, addresses, http, namespaces, vec![Vec::new(); count])
+    // The namespaces' addresses are not loopback: plaintext there must be asked for.
+    let plaintext = vec!["--allow-plaintext".to_string()];
+    start_nodes(dir, addresses, http, namespaces, vec![plaintext; count])
 }
 
 fn start_nodes(
@@ -191,6 +193,12 @@ impl Cluster {
     /// every node so far plus itself, data under `dir`, and waits for its ready line; returns
     /// its id. It stays outside the cluster until `cairn cluster add-node` brings it in.
     pub fn start_joining_node(&mut self, dir: &Path) -> i32 {
+        self.start_joining_node_with(dir, &[])
+    }
+
+    /// [`Cluster::start_joining_node`], with `extra` appended to its `serve` arguments (e.g. its
+    /// own TLS files).
+    pub fn start_joining_node_with(&mut self, dir: &Path, extra: &[String]) -> i32 {
         let node_id = self.nodes.len() + 1;
         let address = free_address();
         let http = free_address();
@@ -219,6 +227,7 @@ impl Cluster {
         ]
         .iter()
         .map(|a| a.to_string())
+        .chain(extra.iter().cloned())
         .collect();
         let child = spawn_node(&args, &log, None, &[]);
         self.nodes.push(Some(child));

@@ -14,6 +14,7 @@ pub mod cluster;
 pub mod netns;
 pub mod placement;
 pub mod ports;
+pub mod tls;
 pub mod tmpfs;
 
 use std::io::{BufRead, BufReader, Write};

@@ -61,6 +61,8 @@ pub struct ProducerConfig {
     /// The user and password sent with every call (see [`crate::Credentials`]). Default
     /// `None`: the anonymous principal.
     pub credentials: Option<crate::Credentials>,
+    /// TLS for every connection (see [`crate::Timeouts::tls`]). Default `None`: plaintext.
+    pub tls: Option<crate::ClientTls>,
 }
 
 impl Default for ProducerConfig {
@@ -79,6 +81,7 @@ impl Default for ProducerConfig {
             connect_timeout: crate::CONNECT_TIMEOUT,
             delivery_timeout: Duration::from_secs(120),
             credentials: None,
+            tls: None,
         }
     }
 }

@@ -165,6 +165,7 @@ impl Producer {
             connect: config.connect_timeout,
             request: Some(config.request_timeout),
             credentials: config.credentials.clone(),
+            tls: config.tls.clone(),
         };
         let router = Router::connect(brokers, timeouts).await?;
         let identity = if config.is_idempotent() {

@@ -18,8 +18,8 @@ use std::task::{Context, Poll};
 
 use http_body::{Body, Frame, SizeHint};
 use prost::Message;
-use tonic::codec::{BufferSettings, Streaming};
 use tonic::client::GrpcService;
+use tonic::codec::{BufferSettings, Streaming};
 use tonic::codegen::StdError;
 use tonic::{Code, Status};
 use tonic_prost::ProstDecoder;

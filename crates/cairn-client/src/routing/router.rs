@@ -35,7 +35,7 @@ use tonic_types::StatusExt;
 
 use super::coordinator_cache::CoordinatorCache;
 use super::leader_cache::{LeaderCache, Lookup};
-use crate::connection::{Timeouts, broker_addresses, connect_first, endpoint};
+use crate::connection::{Timeouts, broker_addresses, connect_first, lazy_channel};
 use crate::error::ClientError;
 use crate::stream_channel::StreamChannel;
 
@@ -154,7 +154,11 @@ impl Router {
         if let Some(stream) = streams.get(&route.address) {
             return Ok(stream.clone());
         }
-        let stream = StreamChannel::lazy(&route.address, self.shared.timeouts.credentials.clone())?;
+        let stream = StreamChannel::lazy(
+            &route.address,
+            self.shared.timeouts.credentials.clone(),
+            self.shared.timeouts.tls.clone(),
+        )?;
         streams.insert(Arc::clone(&route.address), stream.clone());
         Ok(stream)
     }
@@ -284,7 +288,7 @@ impl Router {
             return self.any_node();
         };
         let channel = with_credentials(
-            endpoint(uri, &self.shared.timeouts).connect_lazy(),
+            lazy_channel(uri, &self.shared.timeouts),
             &self.shared.timeouts,
         );
         channels.insert(Arc::clone(&address), channel.clone());

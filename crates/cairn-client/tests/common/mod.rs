@@ -43,6 +43,8 @@ pub fn serve(
         max_partitions: cairn_broker::DEFAULT_MAX_PARTITIONS,
         connections: cairn_server::connections::ConnectionLimits::default(),
         auth: cairn_server::auth::AuthConfig::default(),
+        tls: None,
+        allow_plaintext: false,
     };
     spawn_server(cfg)
 }
@@ -89,6 +91,8 @@ pub fn serve_in_cluster(
         max_partitions: cairn_broker::DEFAULT_MAX_PARTITIONS,
         connections: cairn_server::connections::ConnectionLimits::default(),
         auth: cairn_server::auth::AuthConfig::default(),
+        tls: None,
+        allow_plaintext: false,
     };
     spawn_server(cfg)
 }

@@ -10,6 +10,7 @@ use super::accept_backoff::{AcceptBackoff, WarnThrottle};
 use super::connection_metrics::{ConnectionMetrics, Listener};
 use super::registry::{Admission, Registry};
 use super::{EffectiveLimits, TrackedStream};
+use crate::tls::TlsState;
 
 /// The accept state of the gRPC listener.
 #[derive(Debug)]
@@ -20,14 +21,17 @@ pub(crate) struct Acceptor {
     refusals: WarnThrottle,
     limits: EffectiveLimits,
     metrics: Arc<ConnectionMetrics>,
+    tls: Option<TlsState>,
 }
 
 impl Acceptor {
-    /// Accepts from `listener` under `limits`, counting into `metrics`.
+    /// Accepts from `listener` under `limits`, counting into `metrics`; with `tls`, each
+    /// connection is TLS under the configuration in force when it is accepted.
     pub(crate) fn new(
         listener: TcpListener,
         limits: EffectiveLimits,
         metrics: Arc<ConnectionMetrics>,
+        tls: Option<TlsState>,
     ) -> Self {
         Self {
             listener,
@@ -36,6 +40,7 @@ impl Acceptor {
             refusals: WarnThrottle::default(),
             limits,
             metrics,
+            tls,
         }
     }
 
@@ -66,7 +71,11 @@ impl Acceptor {
                 tracing::warn!(%err, "cannot set TCP_NODELAY on an accepted connection");
             }
             let metrics = Arc::clone(&self.metrics);
-            return TrackedStream::new(stream, peer, registration, self.limits, metrics);
+            let tls = self
+                .tls
+                .as_ref()
+                .map(|state| Arc::clone(&state.current().grpc));
+            return TrackedStream::new(stream, tls, peer, registration, self.limits, metrics);
         }
     }
 }

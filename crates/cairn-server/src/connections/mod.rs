@@ -10,6 +10,8 @@
 //!   connection makes room for a new one when the total is reached;
 //! - `preface`: counts the bytes of the client's HTTP/2 connection preface and first SETTINGS
 //!   frame, which is what "handshake done" means here;
+//! - `server_io`: the socket, or TLS over it with the handshake done on the connection's own
+//!   task (never in the accept loop);
 //! - `tracked_stream`: the accepted socket as tonic sees it; it closes its connection on the
 //!   handshake timeout, the idle timeout, or eviction;
 //! - `in_flight`: a tower layer counting each connection's requests in flight, from the call
@@ -25,6 +27,7 @@ mod connection_metrics;
 mod in_flight;
 mod preface;
 mod registry;
+mod server_io;
 mod tracked_stream;
 
 use std::sync::Arc;
@@ -39,7 +42,7 @@ use acceptor::Acceptor;
 use tokio::net::TcpListener;
 
 /// How long a client may take from TCP accept to finishing its HTTP/2 preface and first SETTINGS
-/// frame, when not configured. A real client does this in one round trip; ten seconds allows a
+/// frame (its TLS handshake included, with TLS on), when not configured. A real client does this in one round trip; ten seconds allows a
 /// slow network and still frees a descriptor held by a port scanner or a stuck client soon.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a connection may sit with no request in flight and no bytes from the client before
@@ -105,15 +108,17 @@ impl ConnectionLimits {
     }
 }
 
-/// The gRPC listener as a stream of admitted connections (see [`Acceptor`]). The stream never
+/// The gRPC listener as a stream of admitted connections (see [`Acceptor`]), TLS under `tls`
+/// when given. The stream never
 /// ends and never yields an error, so tonic's own accept loop (which retries an error at once)
 /// never spins.
 pub(crate) fn incoming(
     listener: TcpListener,
     limits: EffectiveLimits,
     metrics: Arc<ConnectionMetrics>,
+    tls: Option<crate::tls::TlsState>,
 ) -> impl tokio_stream::Stream<Item = std::io::Result<TrackedStream>> {
-    let acceptor = Acceptor::new(listener, limits, metrics);
+    let acceptor = Acceptor::new(listener, limits, metrics, tls);
     futures_util::stream::unfold(acceptor, |mut acceptor| async move {
         let stream = acceptor.next().await;
         Some((Ok(stream), acceptor))

@@ -25,6 +25,7 @@ use super::EffectiveLimits;
 use super::connection_metrics::{ClosedReason, ConnectionMetrics};
 use super::preface::PrefaceProgress;
 use super::registry::{ConnectionState, Registration};
+use super::server_io::{ServerIo, TlsOutcome};
 
 /// What tonic puts in each request's extensions for this connection: the usual TCP addresses
 /// (copied back as [`TcpConnectInfo`] by the in-flight layer, so `Request::remote_addr` works)
@@ -33,13 +34,16 @@ use super::registry::{ConnectionState, Registration};
 pub(crate) struct ConnectionInfo {
     pub(crate) tcp: TcpConnectInfo,
     pub(crate) state: Arc<ConnectionState>,
+    /// On a TLS listener, what the connection's handshake proved.
+    pub(crate) tls: Option<Arc<TlsOutcome>>,
 }
 
 /// An admitted connection (see the module doc).
 #[derive(Debug)]
 pub(crate) struct TrackedStream {
-    io: TcpStream,
+    io: ServerIo,
     tcp: TcpConnectInfo,
+    tls: Option<Arc<TlsOutcome>>,
     registration: Registration,
     preface: PrefaceProgress,
     handshake_done: bool,
@@ -52,9 +56,11 @@ pub(crate) struct TrackedStream {
 }
 
 impl TrackedStream {
-    /// Wraps a connection just admitted; its handshake timeout starts now.
+    /// Wraps a connection just admitted; its handshake timeout starts now, and covers the TLS
+    /// handshake (under `tls`, when given) as well as the HTTP/2 one.
     pub(crate) fn new(
         io: TcpStream,
+        tls: Option<Arc<rustls::ServerConfig>>,
         peer: SocketAddr,
         registration: Registration,
         limits: EffectiveLimits,
@@ -65,9 +71,20 @@ impl TrackedStream {
             local_addr: io.local_addr().ok(),
             remote_addr: Some(peer),
         };
+        let (io, tls) = match tls {
+            Some(config) => {
+                let outcome = Arc::new(TlsOutcome::default());
+                (
+                    ServerIo::tls(io, config, Arc::clone(&outcome)),
+                    Some(outcome),
+                )
+            }
+            None => (ServerIo::Plain(io), None),
+        };
         Self {
             io,
             tcp,
+            tls,
             registration,
             preface: PrefaceProgress::default(),
             handshake_done: false,
@@ -147,6 +164,7 @@ impl Connected for TrackedStream {
         ConnectionInfo {
             tcp: self.tcp.clone(),
             state: Arc::clone(self.registration.state()),
+            tls: self.tls.clone(),
         }
     }
 }

@@ -24,6 +24,7 @@ use super::limits::PeerLimits;
 use super::link_driver;
 use super::metrics::{PeerCounter, PeerCounters};
 use super::pending::{PendingCalls, ReplyTx};
+use crate::tls::TlsState;
 
 /// A call on its way to the writer, with where its outcome goes.
 #[derive(Debug)]
@@ -53,6 +54,8 @@ pub(crate) struct LinkShared {
     pub(crate) limits: PeerLimits,
     pub(crate) identity: Arc<NodeIdentity>,
     pub(crate) counters: Arc<PeerCounters>,
+    /// TLS for the link's connections, when the node runs TLS.
+    pub(crate) tls: Option<TlsState>,
     pub(crate) pending: PendingCalls,
     state: Mutex<LinkState>,
     next_call_id: AtomicU64,
@@ -108,6 +111,7 @@ impl Link {
         identity: Arc<NodeIdentity>,
         limits: PeerLimits,
         counters: Arc<PeerCounters>,
+        tls: Option<TlsState>,
     ) -> Self {
         let (queue, queue_rx) = mpsc::channel(limits.call_queue_depth.max(1));
         let shared = Arc::new(LinkShared {
@@ -116,6 +120,7 @@ impl Link {
             limits,
             identity,
             counters,
+            tls,
             pending: PendingCalls::default(),
             state: Mutex::new(LinkState::Idle),
             next_call_id: AtomicU64::new(0),

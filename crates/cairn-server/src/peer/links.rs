@@ -14,6 +14,7 @@ use super::identity::NodeIdentity;
 use super::limits::PeerLimits;
 use super::link::Link;
 use super::metrics::PeerMetrics;
+use crate::tls::TlsState;
 
 /// This node's links to its peers (see the module doc). Addresses are `host:port` of each
 /// peer's gRPC listener (an `http://` URI is taken as is).
@@ -22,6 +23,7 @@ pub struct PeerLinks {
     identity: Arc<NodeIdentity>,
     limits: PeerLimits,
     metrics: Arc<PeerMetrics>,
+    tls: Option<TlsState>,
     links: RwLock<HashMap<NodeId, Arc<Link>>>,
 }
 
@@ -34,10 +36,24 @@ impl PeerLinks {
         limits: PeerLimits,
         metrics: Arc<PeerMetrics>,
     ) -> Self {
+        Self::new_with_tls(identity, peers, limits, metrics, None)
+    }
+
+    /// As [`PeerLinks::new`]; with `tls`, every link is TLS 1.3 with this node's certificate
+    /// as its client certificate, and verifies each peer's certificate against the client CA
+    /// and the host of the peer's address.
+    pub fn new_with_tls(
+        identity: Arc<NodeIdentity>,
+        peers: BTreeMap<NodeId, String>,
+        limits: PeerLimits,
+        metrics: Arc<PeerMetrics>,
+        tls: Option<TlsState>,
+    ) -> Self {
         let links = Self {
             identity,
             limits,
             metrics,
+            tls,
             links: RwLock::new(HashMap::new()),
         };
         links.set_peers(peers);
@@ -97,6 +113,7 @@ impl PeerLinks {
             Arc::clone(&self.identity),
             self.limits,
             self.metrics.peer(node),
+            self.tls.clone(),
         )
     }
 }

@@ -71,10 +71,15 @@ async fn open_unbounded(shared: &LinkShared) -> Result<Session, String> {
         .keep_alive_while_idle(true)
         .initial_stream_window_size(Some(HTTP2_STREAM_WINDOW_BYTES))
         .initial_connection_window_size(Some(HTTP2_CONNECTION_WINDOW_BYTES));
-    let channel = endpoint
-        .connect()
-        .await
-        .map_err(|err| format!("connect to {}: {}", shared.addr, chain(&err)))?;
+    let connected = match &shared.tls {
+        Some(tls) => {
+            let connector = crate::tls::PeerConnector::new(tls.clone(), &shared.addr)?;
+            endpoint.connect_with_connector(connector).await
+        }
+        None => endpoint.connect().await,
+    };
+    let channel =
+        connected.map_err(|err| format!("connect to {}: {}", shared.addr, chain(&err)))?;
     let mut client = PeerClient::new(channel)
         .max_decoding_message_size(limits.max_message_bytes())
         .max_encoding_message_size(limits.max_message_bytes());

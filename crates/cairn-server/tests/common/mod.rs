@@ -53,6 +53,8 @@ pub async fn start_with_auth(
         max_partitions: cairn_broker::DEFAULT_MAX_PARTITIONS,
         connections: cairn_server::connections::ConnectionLimits::default(),
         auth,
+        tls: None,
+        allow_plaintext: false,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {

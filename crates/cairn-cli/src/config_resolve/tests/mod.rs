@@ -16,9 +16,10 @@ const PATH: &str = "/etc/cairn.toml";
 /// `cairn serve ARGV...` through the real clap grammar.
 fn args(argv: &[&str]) -> ServeArgs {
     let cli = Cli::try_parse_from(["cairn", "serve"].iter().chain(argv)).unwrap();
-    let Command::Serve(args) = cli.command else {
+    let Command::Serve(mut args) = cli.command else {
         panic!("parsed as another command");
     };
+    args.tls = cli.tls;
     args
 }
 
@@ -95,3 +96,4 @@ mod bad_input;
 mod cluster;
 mod connection_limits;
 mod precedence;
+mod tls;

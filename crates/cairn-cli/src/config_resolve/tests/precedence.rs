@@ -20,6 +20,8 @@ fn defaults_apply_when_nothing_is_given() {
             max_partitions: 4096,
             connections: ConnectionLimits::default(),
             auth: cairn_server::auth::AuthConfig::default(),
+            tls: None,
+            allow_plaintext: false,
         }
     );
 }
@@ -58,6 +60,8 @@ fn file_overrides_defaults() {
             max_partitions: 4096,
             connections: ConnectionLimits::default(),
             auth: cairn_server::auth::AuthConfig::default(),
+            tls: None,
+            allow_plaintext: false,
         }
     );
 }

@@ -29,6 +29,8 @@ fn serve(
         max_partitions: cairn_broker::DEFAULT_MAX_PARTITIONS,
         connections: cairn_server::connections::ConnectionLimits::default(),
         auth: cairn_server::auth::AuthConfig::default(),
+        tls: None,
+        allow_plaintext: false,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
