@@ -191,3 +191,80 @@ async fn a_node_with_a_trusted_certificate_joins() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificates_name_principals_and_acls_govern_a_secured_cluster() {
+    // mTLS between nodes and to clients, with authorization on: the nodes' certificate names
+    // their principal (User:cairn-node), a super user so that they may call each other; the
+    // operator's certificate names User:admin, also a super user; alice has a certificate from
+    // the same CA and nothing else.
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path(), "ca");
+    let node = ca.issue(dir.path(), "node", "cairn-node", 1);
+    let admin = ca.issue(dir.path(), "admin", "admin", 2);
+    let alice = ca.issue(dir.path(), "alice", "alice", 3);
+    let mut serve = serve_tls_args(&node, Some(&ca.cert));
+    serve.extend(
+        [
+            "--authorization",
+            "on",
+            "--super-users",
+            "User:cairn-node,User:admin",
+        ]
+        .map(String::from),
+    );
+    let serve: Vec<&str> = serve.iter().map(String::as_str).collect();
+    let cluster = start_cluster_with(dir.path(), 3, &serve);
+    let as_admin = client_tls_args(&ca.cert, Some(&admin));
+    let as_alice = client_tls_args(&ca.cert, Some(&alice));
+    let first = cluster.addresses[0].clone();
+    let third = cluster.addresses[2].clone();
+    create_topic(&first, &as_admin, "payments", "1");
+    produce(&first, &as_admin, "payments", 0..20);
+    // The nodes replicate to each other under authorization (their principal is a super user).
+    wait_replicas_agree(dir.path(), "payments", 1).await;
+
+    let denied = run(&third, &as_alice, &["produce", "payments"], b"a\n");
+    assert!(!denied.status.success(), "alice wrote without an ACL");
+    let stderr = String::from_utf8_lossy(&denied.stderr);
+    assert!(
+        stderr.contains("User:alice") && stderr.to_lowercase().contains("payments"),
+        "the denial names the principal and the topic: {stderr}"
+    );
+
+    // An ACL added through node 1 lets alice write through node 3 once committed.
+    let added = run(
+        &first,
+        &as_admin,
+        &[
+            "acl",
+            "add",
+            "--allow-principal",
+            "User:alice",
+            "--operation",
+            "write",
+            "--topic",
+            "payments",
+        ],
+        b"",
+    );
+    assert!(
+        added.status.success(),
+        "acl add: {}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let out = run(&third, &as_alice, &["produce", "payments"], b"from-alice\n");
+        if out.status.success() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "alice still denied on node 3: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    wait_replicas_agree(dir.path(), "payments", 1).await;
+}
