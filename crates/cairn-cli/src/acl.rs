@@ -99,8 +99,11 @@ pub async fn run(target: &Target, command: AclCommand) -> anyhow::Result<()> {
         AclCommand::Add(args) => {
             let acls = expand(&args)?;
             let count = acls.len();
-            admin.create_acls(acls).await?;
+            let warnings = admin.create_acls(acls).await?;
             println!("added {count} ACL(s)");
+            for warning in warnings {
+                eprintln!("warning: {warning}");
+            }
         }
         AclCommand::Remove(args) => {
             let acls = expand(&args)?;

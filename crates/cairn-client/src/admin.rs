@@ -381,18 +381,22 @@ impl Admin {
             .await
     }
 
-    /// Adds ACLs, all or none.
+    /// Adds ACLs, all or none. Returns the broker's warnings about ACLs it accepted but that
+    /// may be mistakes (a principal that is no user, for one).
     ///
     /// # Errors
     /// [`ClientError::Broker`] with `InvalidRequest` naming the bad field.
-    pub async fn create_acls(&self, acls: Vec<cairn_proto::v1::Acl>) -> Result<(), ClientError> {
+    pub async fn create_acls(
+        &self,
+        acls: Vec<cairn_proto::v1::Acl>,
+    ) -> Result<Vec<String>, ClientError> {
         let request = cairn_proto::v1::CreateAclsRequest { acls };
         self.router
             .on_any_node(|channel| {
                 let request = request.clone();
                 async move {
-                    admin(channel).create_acls(request).await?;
-                    Ok(())
+                    let answer = admin(channel).create_acls(request).await?;
+                    Ok(answer.into_inner().warnings)
                 }
             })
             .await

@@ -131,14 +131,32 @@ async fn a_denied_produce_names_the_resource_and_an_acl_then_allows_it() {
         reason_and(&refused, "resource_type"),
         ("CLUSTER_AUTHORIZATION_FAILED".into(), "Cluster".into())
     );
-    admin
+    let ghost = Acl {
+        principal: "User:ghost".into(),
+        ..acl.clone()
+    };
+    let accepted = admin
         .create_acls(as_user(
             CreateAclsRequest { acls: vec![acl] },
             "admin",
             "admin-pw",
         ))
         .await
-        .unwrap();
+        .unwrap()
+        .into_inner();
+    assert!(accepted.warnings.is_empty(), "{:?}", accepted.warnings);
+    // A principal that is no user is accepted (a certificate may name it), with a warning.
+    let doubtful = admin
+        .create_acls(as_user(
+            CreateAclsRequest { acls: vec![ghost] },
+            "admin",
+            "admin-pw",
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(doubtful.warnings.len(), 1, "{:?}", doubtful.warnings);
+    assert!(doubtful.warnings[0].contains("User:ghost"));
     producer
         .produce(as_user(produce_one("orders"), "alice", "alice-pw"))
         .await

@@ -63,6 +63,7 @@ pub(super) async fn create_acls(
 ) -> Result<Response<api::CreateAclsResponse>, Status> {
     let acls = parse_all(request.acls)?;
     let security = broker.security();
+    let mut warnings = Vec::new();
     for acl in &acls {
         let user = acl.principal.strip_prefix("User:").unwrap_or("");
         if user != "*" && security.user(user).is_none() {
@@ -70,10 +71,17 @@ pub(super) async fn create_acls(
                 principal = %acl.principal,
                 "ACL for a principal that is not a user (fine for a certificate's principal)"
             );
+            let warning = format!(
+                "{} is not a user: the ACL applies only if a client certificate names this principal",
+                acl.principal
+            );
+            if !warnings.contains(&warning) {
+                warnings.push(warning);
+            }
         }
     }
     broker.create_acls(acls).await.map_err(|e| to_status(&e))?;
-    Ok(Response::new(api::CreateAclsResponse {}))
+    Ok(Response::new(api::CreateAclsResponse { warnings }))
 }
 
 /// Removes ACLs.
