@@ -11,6 +11,7 @@
 )]
 
 pub mod cluster;
+pub mod docker;
 pub mod netns;
 pub mod placement;
 pub mod ports;
