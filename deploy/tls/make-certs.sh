@@ -23,6 +23,10 @@ days=${CAIRN_CERT_DAYS:-365}
 extra_sans=${CAIRN_CERT_SANS:-}
 
 mkdir -p "$dir"
+# Readable by the container's user whatever the umask: under umask 077 the directory and the
+# certificates would be the owner's only, and every node would stop at start-up unable to read
+# its files through the bind mount.
+chmod 0755 "$dir"
 cd "$dir"
 
 # The CA: EC P-256, self-signed, allowed to sign certificates only.
@@ -31,6 +35,9 @@ if [ ! -f ca.key ] || [ ! -f ca.crt ]; then
     openssl req -x509 -new -key ca.key -sha256 -days "$days" -subj "/CN=Cairn test CA" \
         -addext "basicConstraints=critical,CA:TRUE" \
         -addext "keyUsage=critical,keyCertSign,cRLSign" -out ca.crt
+    # The CA certificate is public (nodes and clients load it); its key stays the owner's.
+    chmod 0644 ca.crt
+    chmod 0600 ca.key
 fi
 
 # One certificate signed by the CA: $1 file name, $2 common name, $3 subjectAltName list,
@@ -46,7 +53,7 @@ issue() {
     openssl x509 -req -in "$1.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -sha256 \
         -days "$days" -extfile "$1.ext" -out "$1.crt.new"
     rm -f "$1.csr" "$1.ext"
-    chmod 0644 "$1.key.new"
+    chmod 0644 "$1.key.new" "$1.crt.new"
     # Each file replaced whole by a rename, the key first: a node re-reading them mid-way finds
     # a key that does not match yet, logs it, keeps its old pair, and takes the new pair once
     # the certificate lands.
