@@ -6,7 +6,11 @@
 # unprivileged user (10001) can read them from a bind mount.
 #
 #   deploy/tls/make-certs.sh [DIR] [NODE_NAME...]
+#   deploy/tls/make-certs.sh --client NAME [DIR]
 #
+# The second form issues one more client certificate, NAME.crt and NAME.key with the common
+# name NAME (so the principal User:NAME), under the CA already in DIR, and touches nothing else:
+# how a user of a cluster with authorization on gets a certificate for ACLs to name.
 # DIR defaults to deploy/tls/certs; node names default to cairn-1 cairn-2 cairn-3. Every node
 # certificate is valid for its name, localhost and 127.0.0.1 (subjectAltName): clients and peers
 # check the name or address they dial against it, so add the addresses your nodes are reached at
@@ -16,12 +20,23 @@
 # restart); the other files are replaced.
 set -eu
 
+client=
+if [ "${1:-}" = --client ]; then
+    [ $# -ge 2 ] || { echo "usage: $0 --client NAME [DIR]" >&2; exit 2; }
+    client=$2
+    shift 2
+fi
 dir=${1:-"$(dirname "$0")/certs"}
 [ $# -gt 0 ] && shift
 nodes=${*:-"cairn-1 cairn-2 cairn-3"}
 days=${CAIRN_CERT_DAYS:-365}
 extra_sans=${CAIRN_CERT_SANS:-}
 
+if [ -n "$client" ] && { [ ! -f "$dir/ca.key" ] || [ ! -f "$dir/ca.crt" ]; }; then
+    # A new CA here would sign a certificate no node trusts.
+    echo "error: no CA (ca.crt and ca.key) in $dir; run $0 ${dir} first" >&2
+    exit 2
+fi
 mkdir -p "$dir"
 # Readable by the container's user whatever the umask: under umask 077 the directory and the
 # certificates would be the owner's only, and every node would stop at start-up unable to read
@@ -60,6 +75,13 @@ issue() {
     mv "$1.key.new" "$1.key"
     mv "$1.crt.new" "$1.crt"
 }
+
+if [ -n "$client" ]; then
+    issue "$client" "$client" "DNS:$client" "clientAuth"
+    rm -f ca.srl
+    echo "made in $dir: $client.crt and $client.key (principal User:$client)"
+    exit 0
+fi
 
 for node in $nodes; do
     sans="DNS:$node,DNS:localhost,IP:127.0.0.1"
