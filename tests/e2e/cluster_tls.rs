@@ -71,6 +71,31 @@ fn produce(broker: &str, tls: &[String], topic: &str, range: std::ops::Range<usi
     );
 }
 
+/// Starts node 4 with `cert` (trusting `ca`) and asks the cluster through `broker` to add it:
+/// (node 4's address, the `cluster add-node` output).
+fn add_fourth_node(
+    cluster: &mut Cluster,
+    dir: &Path,
+    cert: &CertFiles,
+    ca: &TestCa,
+    broker: &str,
+    tls: &[String],
+) -> (String, Output) {
+    let four = cluster.start_joining_node_with(dir, &serve_tls_args(cert, Some(&ca.cert)));
+    let address = cluster.addresses[3].clone();
+    let node_id = four.to_string();
+    let args = [
+        "cluster",
+        "add-node",
+        "--node-id",
+        &node_id,
+        "--address",
+        &address,
+    ];
+    let added = run(broker, tls, &args, b"");
+    (address, added)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_three_node_cluster_with_mtls_between_nodes_keeps_replicating() {
     let dir = tempfile::tempdir().unwrap();
@@ -108,22 +133,8 @@ async fn a_node_with_an_untrusted_certificate_cannot_join() {
     // Node 4 trusts the cluster's CA, but its own certificate comes from another one.
     let rogue_ca = TestCa::new(dir.path(), "rogue");
     let rogue = rogue_ca.issue(dir.path(), "rogue", "node-4", 4);
-    let four = cluster.start_joining_node_with(dir.path(), &serve_tls_args(&rogue, Some(&ca.cert)));
-    let address = cluster.addresses[3].clone();
     // Whether the membership change is accepted or not, nothing may flow to or from node 4.
-    let _ = run(
-        &broker,
-        &tls,
-        &[
-            "cluster",
-            "add-node",
-            "--node-id",
-            &four.to_string(),
-            "--address",
-            &address,
-        ],
-        b"",
-    );
+    let (address, _) = add_fourth_node(&mut cluster, dir.path(), &rogue, &ca, &broker, &tls);
     let to_four = client_tls_args(&rogue_ca.cert, Some(&client));
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
@@ -157,22 +168,7 @@ async fn a_node_with_a_trusted_certificate_joins() {
     let broker = cluster.bootstrap_from(0);
     create_topic(&broker, &tls, "orders", "1");
     let trusted = ca.issue(dir.path(), "node-4", "node-4", 4);
-    let four =
-        cluster.start_joining_node_with(dir.path(), &serve_tls_args(&trusted, Some(&ca.cert)));
-    let address = cluster.addresses[3].clone();
-    let added = run(
-        &broker,
-        &tls,
-        &[
-            "cluster",
-            "add-node",
-            "--node-id",
-            &four.to_string(),
-            "--address",
-            &address,
-        ],
-        b"",
-    );
+    let (address, added) = add_fourth_node(&mut cluster, dir.path(), &trusted, &ca, &broker, &tls);
     assert!(
         added.status.success(),
         "add-node: {}",

@@ -20,9 +20,8 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use common::docker::{Project, compose_or_skip, wait_for};
 use common::*;
@@ -47,16 +46,9 @@ const MAKE_CERTS: &str = concat!(
 /// `cairn ARGS` with only the variables `env` (the README configures the CLI with `export
 /// CAIRN_BROKER=... CAIRN_TLS_*=...`), `input` on stdin, run to its end.
 fn run(env: &[(&str, String)], args: &[&str], input: &[u8]) -> Output {
-    let mut child = cairn(args)
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // The command may fail before it reads stdin (a refused client); a closed pipe is fine then.
-    let _ = child.stdin.take().unwrap().write_all(input);
-    child.wait_with_output().unwrap()
+    let mut command = cairn(args);
+    command.envs(env.iter().map(|(k, v)| (k, v)));
+    run_with_input(command, input)
 }
 
 fn stderr(out: &Output) -> String {

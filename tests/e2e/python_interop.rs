@@ -19,14 +19,10 @@ const PYTHON_MODULES: &str =
 
 #[test]
 fn python_grpcio_client_talks_to_the_real_broker() {
-    let python_ready = Command::new("python3")
-        .args(["-c", PYTHON_MODULES])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !python_ready {
-        loud_skip(
-            "python3 with grpcio, grpcio-tools, grpcio-health-checking, grpcio-reflection and grpcio-status is not installed",
-        );
+    if !python_has(
+        PYTHON_MODULES,
+        "python3 with grpcio, grpcio-tools, grpcio-health-checking, grpcio-reflection and grpcio-status is not installed",
+    ) {
         return;
     }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -59,14 +55,10 @@ fn python_grpcio_client_talks_to_the_real_broker() {
 
 #[test]
 fn python_grpcio_client_authenticates_by_password_and_is_denied_by_acls() {
-    let python_ready = Command::new("python3")
-        .args(["-c", PYTHON_MODULES])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !python_ready {
-        loud_skip(
-            "python3 with grpcio, grpcio-tools, grpcio-health-checking, grpcio-reflection and grpcio-status is not installed",
-        );
+    if !python_has(
+        PYTHON_MODULES,
+        "python3 with grpcio, grpcio-tools, grpcio-health-checking, grpcio-reflection and grpcio-status is not installed",
+    ) {
         return;
     }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -115,12 +107,10 @@ fn python_grpcio_client_authenticates_by_password_and_is_denied_by_acls() {
 
 #[test]
 fn python_grpcio_client_connects_over_tls_and_is_refused_without_a_trusted_certificate() {
-    let python_ready = Command::new("python3")
-        .args(["-c", "import grpc, grpc_health.v1"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !python_ready {
-        loud_skip("python3 with grpcio and grpcio-health-checking is not installed (TLS case)");
+    if !python_has(
+        "import grpc, grpc_health.v1",
+        "python3 with grpcio and grpcio-health-checking is not installed (TLS case)",
+    ) {
         return;
     }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -158,6 +148,18 @@ fn python_grpcio_client_connects_over_tls_and_is_refused_without_a_trusted_certi
         "{stdout}"
     );
     assert!(exit.status.success(), "the broker did not stop cleanly");
+}
+
+/// Whether python3 can run `imports`; if not, says `missing` loudly (the caller skips).
+fn python_has(imports: &str, missing: &str) -> bool {
+    let ready = Command::new("python3")
+        .args(["-c", imports])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ready {
+        loud_skip(missing);
+    }
+    ready
 }
 
 /// Writes straight to the process's stderr, past the test harness's capture, so a skip is seen.

@@ -51,22 +51,34 @@ async fn metrics(http: std::net::SocketAddr) -> String {
     text
 }
 
+/// Sets the default quota's `limits` (for every principal without one of its own).
+async fn set_default_quota(
+    admin: &mut AdminClient<tonic::transport::Channel>,
+    limits: QuotaLimits,
+) {
+    admin
+        .set_quota(SetQuotaRequest {
+            entity: default_entity(),
+            limits: Some(limits),
+        })
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn a_produce_over_quota_is_delayed_not_failed_and_says_so() {
     let dir = tempfile::tempdir().unwrap();
     let server = common::start(dir.path()).await;
     common::create_topic(&server.url, "orders", 1).await;
     let mut admin = AdminClient::connect(server.url.clone()).await.unwrap();
-    admin
-        .set_quota(SetQuotaRequest {
-            entity: default_entity(),
-            limits: Some(QuotaLimits {
-                producer_byte_rate: Some(1_000),
-                ..Default::default()
-            }),
-        })
-        .await
-        .unwrap();
+    set_default_quota(
+        &mut admin,
+        QuotaLimits {
+            producer_byte_rate: Some(1_000),
+            ..Default::default()
+        },
+    )
+    .await;
     let listed = admin
         .list_quotas(ListQuotasRequest {})
         .await
@@ -180,17 +192,15 @@ async fn creations_past_max_topics_or_max_partitions_are_refused_naming_the_limi
     let dir = tempfile::tempdir().unwrap();
     let server = common::start(dir.path()).await;
     let mut admin = AdminClient::connect(server.url.clone()).await.unwrap();
-    admin
-        .set_quota(SetQuotaRequest {
-            entity: default_entity(),
-            limits: Some(QuotaLimits {
-                max_topics: Some(1),
-                max_partitions: Some(3),
-                ..Default::default()
-            }),
-        })
-        .await
-        .unwrap();
+    set_default_quota(
+        &mut admin,
+        QuotaLimits {
+            max_topics: Some(1),
+            max_partitions: Some(3),
+            ..Default::default()
+        },
+    )
+    .await;
     let create = |name: &str, partitions: i32| CreateTopicRequest {
         name: name.into(),
         partitions,
@@ -239,16 +249,14 @@ async fn a_subscribe_answer_over_its_consumer_quota_is_held_back_and_counted() {
         common::produce(&server.url, "orders", 0, vec![record]).await;
     }
     let mut admin = AdminClient::connect(server.url.clone()).await.unwrap();
-    admin
-        .set_quota(SetQuotaRequest {
-            entity: default_entity(),
-            limits: Some(QuotaLimits {
-                consumer_byte_rate: Some(3_000),
-                ..Default::default()
-            }),
-        })
-        .await
-        .unwrap();
+    set_default_quota(
+        &mut admin,
+        QuotaLimits {
+            consumer_byte_rate: Some(3_000),
+            ..Default::default()
+        },
+    )
+    .await;
     let mut consumer = ConsumerClient::connect(server.url.clone()).await.unwrap();
     let mut stream = consumer
         .subscribe(SubscribeRequest {
@@ -281,16 +289,14 @@ async fn calls_over_the_request_rate_are_delayed_and_answered() {
     let dir = tempfile::tempdir().unwrap();
     let server = common::start(dir.path()).await;
     let mut admin = AdminClient::connect(server.url.clone()).await.unwrap();
-    admin
-        .set_quota(SetQuotaRequest {
-            entity: default_entity(),
-            limits: Some(QuotaLimits {
-                request_rate: Some(2),
-                ..Default::default()
-            }),
-        })
-        .await
-        .unwrap();
+    set_default_quota(
+        &mut admin,
+        QuotaLimits {
+            request_rate: Some(2),
+            ..Default::default()
+        },
+    )
+    .await;
     // Two calls a second: the second is within the one-second burst, later ones are delayed.
     let mut throttled = 0;
     for _ in 0..4 {

@@ -136,7 +136,12 @@ pub fn cli(broker: &str, args: &[&str]) -> Output {
 pub fn cli_with_input(broker: &str, args: &[&str], input: &[u8]) -> Output {
     let mut full = vec!["--broker", broker];
     full.extend_from_slice(args);
-    let mut child = cairn(&full)
+    run_with_input(cairn(&full), input)
+}
+
+/// `command` (a `cairn` invocation) with `input` on stdin, run to its end.
+pub fn run_with_input(mut command: Command, input: &[u8]) -> Output {
+    let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
