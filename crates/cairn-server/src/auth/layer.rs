@@ -205,9 +205,12 @@ async fn authenticate(shared: &Shared, presented: Presented) -> Result<Principal
         }
         return check_password(shared, credentials).await;
     }
-    if let Some(ClientCertificate(der)) = presented.certificate {
-        return principal_name(&der, shared.cfg.principal_from)
-            .map(|name| Principal::user(&name, Proof::Certificate))
+    if let Some(certificate) = presented.certificate {
+        let from = shared.cfg.principal_from;
+        return certificate
+            .principal(|der| {
+                principal_name(der, from).map(|name| Principal::user(&name, Proof::Certificate))
+            })
             .map_err(|detail| Refusal {
                 reason: FailureReason::BadCertificate,
                 detail,
@@ -376,7 +379,7 @@ mod tests {
         let mut garbage_cert = request(path);
         garbage_cert
             .extensions_mut()
-            .insert(ClientCertificate(Arc::from(&b"not a certificate"[..])));
+            .insert(ClientCertificate::new(Arc::from(&b"not a certificate"[..])));
         assert_eq!(
             principal_of(&layer, garbage_cert).await,
             Err("16".to_string())

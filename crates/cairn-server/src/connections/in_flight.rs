@@ -5,7 +5,7 @@
 //!
 //! It also puts tonic's usual [`TcpConnectInfo`] back into the request, since the connection's
 //! own connect info (which carries the count) replaces it, and, on a TLS connection, the
-//! [`OverTls`] and [`ClientCertificate`] extensions the authentication layers read.
+//! [`OverTls`] and [`ClientCertificate`](crate::caller::ClientCertificate) extensions the authentication layers read.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -16,7 +16,7 @@ use tower_service::Service;
 
 use super::registry::RequestGuard;
 use super::tracked_stream::ConnectionInfo;
-use crate::caller::{ClientCertificate, OverTls};
+use crate::caller::OverTls;
 
 /// Wraps a service in [`InFlight`].
 #[derive(Clone, Copy, Debug, Default)]
@@ -59,8 +59,8 @@ where
             // were not, the request gets neither extension and counts as plaintext.
             if let Some(Some(certificate)) = info.tls.as_ref().map(|tls| tls.client_certificate()) {
                 req.extensions_mut().insert(OverTls);
-                if let Some(der) = certificate {
-                    req.extensions_mut().insert(ClientCertificate(der));
+                if let Some(certificate) = certificate {
+                    req.extensions_mut().insert(certificate);
                 }
             }
             info.state.request_started()
@@ -145,8 +145,8 @@ mod tests {
             let over_tls = req.extensions().get::<OverTls>().is_some();
             let cert = req
                 .extensions()
-                .get::<ClientCertificate>()
-                .map(|c| Arc::clone(&c.0));
+                .get::<crate::caller::ClientCertificate>()
+                .map(|c| Arc::clone(c.der()));
             (over_tls, cert)
         });
         let mut service = InFlightLayer.layer(inner);

@@ -18,16 +18,18 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
+use crate::caller::ClientCertificate;
+
 /// What one connection's TLS handshake proved, set when it completes.
 #[derive(Debug, Default)]
 pub(crate) struct TlsOutcome {
-    done: OnceLock<Option<Arc<[u8]>>>,
+    done: OnceLock<Option<ClientCertificate>>,
 }
 
 impl TlsOutcome {
     /// `None` until the handshake completed; then `Some(the client's end-entity certificate,
     /// DER, if it presented one)`.
-    pub(crate) fn client_certificate(&self) -> Option<Option<Arc<[u8]>>> {
+    pub(crate) fn client_certificate(&self) -> Option<Option<ClientCertificate>> {
         self.done.get().cloned()
     }
 
@@ -35,7 +37,7 @@ impl TlsOutcome {
     #[cfg(test)]
     pub(crate) fn completed(certificate: Option<Arc<[u8]>>) -> Self {
         let outcome = Self::default();
-        let _ = outcome.done.set(certificate);
+        let _ = outcome.done.set(certificate.map(ClientCertificate::new));
         outcome
     }
 }
@@ -91,7 +93,7 @@ impl ServerIo {
                     .1
                     .peer_certificates()
                     .and_then(|chain| chain.first())
-                    .map(|cert| Arc::<[u8]>::from(cert.as_ref()));
+                    .map(|cert| ClientCertificate::new(Arc::<[u8]>::from(cert.as_ref())));
                 // Set once: this is the only place, and the state leaves Handshaking below.
                 let _ = outcome.done.set(certificate);
                 *self = ServerIo::Tls(Box::new(stream));
