@@ -9,6 +9,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use cairn_codec::batch::Batch;
 use cairn_codec::{LeaderEpoch, Offset};
@@ -35,6 +36,33 @@ pub(crate) struct LocalReplica {
     writer: LogWriter,
     /// Puts idempotent producers' batches into the writer's queue in sequence order.
     sequencer: Sequencer,
+    /// Appends that have entered [`LocalReplica::append`] and not yet left it. One alone may
+    /// be written on its caller's thread when the writer is idle
+    /// ([`LogWriter::queue_append_or_write`]); with others on their way, it queues, so that the
+    /// writer gathers them into one group commit.
+    appends_in_progress: AtomicUsize,
+}
+
+/// Counts one append in [`LocalReplica::appends_in_progress`] for as long as it lives, however
+/// the append ends (answered, failed, or its caller gone).
+struct InProgress<'a>(&'a AtomicUsize);
+
+impl<'a> InProgress<'a> {
+    fn enter(count: &'a AtomicUsize) -> InProgress<'a> {
+        count.fetch_add(1, Ordering::AcqRel);
+        InProgress(count)
+    }
+
+    /// Whether this is the only append in progress.
+    fn alone(&self) -> bool {
+        self.0.load(Ordering::Acquire) == 1
+    }
+}
+
+impl Drop for InProgress<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// The result of one queued append, as the writer answers it.
@@ -77,6 +105,7 @@ impl LocalReplica {
         let replica = LocalReplica {
             writer,
             sequencer: Sequencer::default(),
+            appends_in_progress: AtomicUsize::new(0),
         };
         Ok((replica, damage))
     }
@@ -94,6 +123,7 @@ impl LocalReplica {
         batch: Batch,
         acks: AckLevel,
     ) -> Result<Option<Offset>, BrokerError> {
+        let in_progress = InProgress::enter(&self.appends_in_progress);
         let header = batch.header();
         let producer = (header.producer_id >= 0).then_some((
             header.producer_id,
@@ -106,6 +136,10 @@ impl LocalReplica {
         }
         let queued = if acks == AckLevel::None {
             self.writer.try_append(vec![batch], Some(SINGLE_NODE_EPOCH))
+        } else if in_progress.alone() {
+            self.writer
+                .queue_append_or_write(vec![batch], Some(SINGLE_NODE_EPOCH))
+                .await
         } else {
             self.writer
                 .queue_append(vec![batch], Some(SINGLE_NODE_EPOCH))

@@ -1,0 +1,138 @@
+//! `LogWriter::queue_append_or_write`: an idle writer's append is carried out on the caller's
+//! thread, and that never reorders it ahead of appends queued before it, never skips the flush
+//! policy, and fails exactly as the writer thread would on a failed fsync.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn_log::fault::{self, FaultPoint};
+use cairn_log::{FlushPolicy, Log, LogConfig, LogError, LogWriter, Offset, SystemClock};
+use common::{batch, read_all, small_config};
+
+/// An idle writer: the append is answered by the time the call returns (no hand-off to the
+/// thread). The writer may hold its lock for a moment after its previous command, so this
+/// retries a few times before it calls that a failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_writer_lets_the_caller_write_and_fsync() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), small_config(), 0).unwrap();
+    let writer = LogWriter::spawn(log, Arc::new(SystemClock)).unwrap();
+    let mut inline = 0;
+    for tag in 0..20u64 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let mut answer = writer
+            .queue_append_or_write(vec![batch(tag, 1, 20, 0)], None)
+            .await
+            .unwrap();
+        if let Ok(result) = answer.try_recv() {
+            assert_eq!(result.unwrap()[0].base_offset, Offset(tag));
+            inline += 1;
+        } else {
+            assert_eq!(answer.await.unwrap().unwrap()[0].base_offset, Offset(tag));
+        }
+    }
+    assert!(inline > 0, "no append was written on the caller's thread");
+    // Answered means durable under `always`: what a crash right now would keep.
+    assert_eq!(writer.reader().high_watermark(), Offset(20));
+    writer.close().await.unwrap();
+    let reopened = Log::open(dir.path(), small_config(), 0).unwrap();
+    assert_eq!(read_all(&reopened.reader()).len(), 20);
+}
+
+/// Appends queued to the thread and appends offered to be written inline, interleaved from one
+/// caller: each gets offsets after every append queued before it, whichever path it took.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writing_inline_never_overtakes_a_queued_append() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), small_config(), 0).unwrap();
+    let writer = LogWriter::spawn(log, Arc::new(SystemClock)).unwrap();
+    let mut answers = Vec::new();
+    for tag in 0..400u64 {
+        let batches = vec![batch(tag, 1, 20, 0)];
+        let answer = if tag % 3 == 0 {
+            writer.queue_append(batches, None).await.unwrap()
+        } else {
+            writer.queue_append_or_write(batches, None).await.unwrap()
+        };
+        answers.push(answer);
+        if tag % 50 == 0 {
+            // Let the writer go idle now and then, so both paths are taken.
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+    for (tag, answer) in answers.into_iter().enumerate() {
+        let infos = answer.await.unwrap().unwrap();
+        assert_eq!(infos[0].base_offset, Offset(tag as u64), "append {tag}");
+    }
+    writer.close().await.unwrap();
+}
+
+/// Under `interval:<ms>` the thread owns the flush timer, so the caller never writes itself;
+/// the append still lands and is flushed on time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interval_flush_policy_keeps_appends_on_the_writer_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LogConfig {
+        flush_policy: FlushPolicy::IntervalMs(10),
+        ..small_config()
+    };
+    let log = Log::open(dir.path(), cfg, 0).unwrap();
+    let writer = LogWriter::spawn(log, Arc::new(SystemClock)).unwrap();
+    for tag in 0..5u64 {
+        let answer = writer
+            .queue_append_or_write(vec![batch(tag, 1, 20, 0)], None)
+            .await
+            .unwrap();
+        assert_eq!(answer.await.unwrap().unwrap()[0].base_offset, Offset(tag));
+    }
+    assert_eq!(read_all(writer.reader()).len(), 5);
+    writer.close().await.unwrap();
+}
+
+/// A failed fsync on the caller's thread poisons the log as it does on the writer's: the
+/// append is refused, and so is every later one, inline or queued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_inline_fsync_poisons_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), small_config(), 0).unwrap();
+    let writer = LogWriter::spawn(log, Arc::new(SystemClock)).unwrap();
+    writer.append(vec![batch(0, 1, 10, 0)], None).await.unwrap();
+    fault::arm(dir.path(), FaultPoint::Sync, libc::EIO, 1);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let failed = writer
+        .queue_append_or_write(vec![batch(1, 1, 10, 0)], None)
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            failed,
+            Err(LogError::Poisoned { .. }) | Err(LogError::Io { .. })
+        ),
+        "{failed:?}"
+    );
+    for tag in 2..4u64 {
+        let later = writer
+            .queue_append_or_write(vec![batch(tag, 1, 10, 0)], None)
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        assert!(
+            later.is_err(),
+            "append {tag} after a failed fsync: {later:?}"
+        );
+    }
+    let queued = writer.append(vec![batch(9, 1, 10, 0)], None).await;
+    assert!(queued.is_err(), "{queued:?}");
+    assert_eq!(writer.reader().high_watermark(), Offset(1));
+    fault::disarm(dir.path());
+}
