@@ -252,7 +252,7 @@ async fn produce_all(
         if due <= sent {
             hand_over(&deliveries, &mut chunk)?;
             let next = started + Duration::from_secs_f64(sent as f64 / args.rate as f64);
-            wait_until(next).await;
+            wait_until(next, args.rate <= ON_WORKER_PACING_MAX_RATE).await;
             continue;
         }
         while sent < due {
@@ -290,20 +290,25 @@ async fn produce_all(
     Ok(outcome)
 }
 
+/// The highest `--rate` paced on the runtime's worker itself (see [`wait_until`]).
+const ON_WORKER_PACING_MAX_RATE: u64 = 1000;
+
 /// Waits until `instant`, to within a few microseconds.
 ///
 /// Tokio's timer rounds a deadline up to its next millisecond tick, which would add up to a
 /// millisecond to every record's measured latency at a fixed rate (the latency counts from the
 /// scheduled time): at 200 records/s that is more than the broker's whole fsync. So the last
-/// stretch is a thread sleep, and its last [`SPIN_BEFORE`] a spin, since a sleeping thread
-/// wakes tens of microseconds late on a virtual machine and that too would count as latency.
+/// stretch is a thread sleep with a 1 ns timer slack.
 ///
-/// The thread sleep stays on the runtime's worker on purpose: `block_in_place` would hand the
-/// worker's queue to another thread, and the send that follows would then wake a worker to run
-/// its request, a hand-off the producer does not have outside this bench. The worker is never
-/// needed meanwhile: the tokio sleep before has let it run what was queued, and the other
-/// worker serves the connection.
-async fn wait_until(instant: Instant) {
+/// At low rates (`on_worker`) the thread sleep stays on the runtime's worker and its last
+/// [`SPIN_BEFORE`] is a spin: `block_in_place` would hand the worker's queue to another thread,
+/// and the send that follows would then wake a worker to run its request (a hand-off the
+/// producer does not have outside this bench), and a sleeping thread wakes tens of
+/// microseconds late on a virtual machine. Nothing else needs that worker meanwhile: the
+/// tokio sleep before has let it run what was queued, and sends are milliseconds apart. At
+/// higher rates sends are microseconds apart, so holding the worker would starve the
+/// producer's own tasks queued on it: the sleep then leaves the worker (`block_in_place`).
+async fn wait_until(instant: Instant, on_worker: bool) {
     const TIMER_TICK: Duration = Duration::from_millis(2);
     const SPIN_BEFORE: Duration = Duration::from_micros(60);
     if let Some(early) = instant.checked_sub(TIMER_TICK)
@@ -311,8 +316,8 @@ async fn wait_until(instant: Instant) {
     {
         tokio::time::sleep_until(early.into()).await;
     }
-    if let Some(sleep_until) = instant.checked_sub(SPIN_BEFORE) {
-        let left = sleep_until.saturating_duration_since(Instant::now());
+    let precise_sleep = |until: Instant| {
+        let left = until.saturating_duration_since(Instant::now());
         if !left.is_zero() {
             // Linux lets a sleeping thread oversleep by its timer slack, 50 µs by default;
             // 1 ns asks for the wake-up on time.
@@ -320,6 +325,15 @@ async fn wait_until(instant: Instant) {
             unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1_u64) };
             std::thread::sleep(left);
         }
+    };
+    if !on_worker {
+        if Instant::now() < instant {
+            tokio::task::block_in_place(|| precise_sleep(instant));
+        }
+        return;
+    }
+    if let Some(sleep_until) = instant.checked_sub(SPIN_BEFORE) {
+        precise_sleep(sleep_until);
     }
     while Instant::now() < instant {
         std::hint::spin_loop();
