@@ -13,7 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_log::fault::{self, FaultPoint};
-use cairn_log::{FlushPolicy, Log, LogConfig, LogError, LogWriter, Offset, SystemClock};
+use cairn_log::{
+    FlushPolicy, LeaderEpoch, Log, LogConfig, LogError, LogWriter, Offset, SystemClock,
+};
 use common::{batch, read_all, small_config};
 
 /// An idle writer: the append is answered by the time the call returns (no hand-off to the
@@ -135,4 +137,39 @@ async fn a_failed_inline_fsync_poisons_the_log() {
     assert!(queued.is_err(), "{queued:?}");
     assert_eq!(writer.reader().high_watermark(), Offset(1));
     fault::disarm(dir.path());
+}
+
+/// The Raft follower's variant: on an idle writer both answers, written and durable, are in
+/// by the time the call returns; on a busy one they come as from `queue_append_written`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_append_on_an_idle_writer_is_written_and_durable_on_return() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), small_config(), 0).unwrap();
+    let writer = LogWriter::spawn(log, Arc::new(SystemClock)).unwrap();
+    let mut inline = 0;
+    for tag in 0..20u64 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let mut answers = writer
+            .queue_append_written_or_write(vec![batch(tag, 1, 20, 0)], Some(LeaderEpoch(1)))
+            .await
+            .unwrap();
+        match (answers.written.try_recv(), answers.durable.try_recv()) {
+            (Ok(written), Ok(durable)) => {
+                assert_eq!(written.unwrap()[0].base_offset, Offset(tag));
+                assert_eq!(durable.unwrap()[0].base_offset, Offset(tag));
+                inline += 1;
+            }
+            (written, _) => {
+                let written = match written {
+                    Ok(written) => written,
+                    Err(_) => answers.written.await.unwrap(),
+                };
+                assert_eq!(written.unwrap()[0].base_offset, Offset(tag));
+                let durable = answers.durable.await.unwrap().unwrap();
+                assert_eq!(durable[0].base_offset, Offset(tag));
+            }
+        }
+    }
+    assert!(inline > 0, "no append was written on the caller's thread");
+    writer.close().await.unwrap();
 }

@@ -6,7 +6,9 @@
 //!   they are written (readable by entry index, as openraft requires), and openraft's flush
 //!   callback fires once the flush policy is met (after the group's `fdatasync` under
 //!   `always`). An fsync failure poisons the log and reaches openraft as an error; it is never
-//!   retried and then acknowledged.
+//!   retried and then acknowledged. On a follower whose writer is idle, the append is written
+//!   and fsynced on openraft's task instead, and the callback fires before `append` returns
+//!   ([`CairnLogStorage::on_node`]).
 //! - Truncate is `Log::truncate_entries_from`; purge is the purge point plus whole segments
 //!   (`RaftLog::purge`).
 //! - Reads serve entries from the first unpurged one to the log end, uncommitted ones included;
@@ -37,6 +39,9 @@ pub const REPLICATION_READ_BYTES: usize = 4 << 20;
 #[derive(Debug)]
 pub struct CairnLogStorage<C> {
     raft_log: RaftLog,
+    /// This node, once known ([`CairnLogStorage::on_node`]): while another node leads, appends
+    /// may be written on openraft's own task when the writer is idle.
+    me: Option<NodeId>,
     _config: PhantomData<fn() -> C>,
 }
 
@@ -52,8 +57,31 @@ impl<C> CairnLogStorage<C> {
     pub fn new(raft_log: RaftLog) -> Self {
         CairnLogStorage {
             raft_log,
+            me: None,
             _config: PhantomData,
         }
+    }
+
+    /// The same storage, told that it is node `me`'s. Then, while the stored vote names another
+    /// node as leader, an append finding the writer idle is written and fsynced on the calling
+    /// task (`LogWriter::queue_append_written_or_write`): a follower answers its leader only
+    /// after the fsync anyway, and this saves the hand-offs to the writer thread and back, and
+    /// the task that would wait for the flush. The leader keeps queueing, so that its fsync
+    /// overlaps the shipping of the same entries to its followers.
+    #[must_use]
+    pub fn on_node(mut self, me: NodeId) -> Self {
+        self.me = Some(me);
+        self
+    }
+
+    /// Whether an append may be written on the calling task (see [`CairnLogStorage::on_node`]).
+    fn follows_another(&self) -> bool {
+        let Some(me) = self.me else { return false };
+        self.raft_log.vote().is_some_and(|vote| {
+            vote.leader_id()
+                .voted_for()
+                .is_some_and(|leader| leader != me)
+        })
     }
 
     /// The underlying storage.
@@ -212,8 +240,17 @@ impl<C: CairnRaftConfig> RaftLogStorage<C> for CairnLogStorage<C> {
         I::IntoIter: OptionalSend,
     {
         let entries: Vec<Entry<C>> = entries.into_iter().collect();
-        match append_entries(&self.raft_log, &entries).await {
-            Ok(Some(durable)) => {
+        let inline = self.follows_another();
+        match append_entries(&self.raft_log, &entries, inline).await {
+            Ok(Some(mut durable)) => {
+                // Written on this task: the flush is already met, so report it at once.
+                let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                if let std::task::Poll::Ready(result) = durable.as_mut().poll(&mut cx) {
+                    callback.log_io_completed(
+                        result.map_err(|err| std::io::Error::other(err.to_string())),
+                    );
+                    return Ok(());
+                }
                 // The flush runs on the writer thread; hear about it off this call.
                 tokio::spawn(async move {
                     let result = durable
@@ -257,10 +294,12 @@ type Durable =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), RaftStorageError>> + Send>>;
 
 /// Writes `entries` and returns, once they are readable, a future for their durability (`None`
-/// when there was nothing to write).
+/// when there was nothing to write). `inline`: the caller may write them itself when the
+/// writer is idle.
 async fn append_entries<C: CairnRaftConfig>(
     raft_log: &RaftLog,
     entries: &[Entry<C>],
+    inline: bool,
 ) -> Result<Option<Durable>, RaftStorageError> {
     // Entries at or below the purge point are already covered by a snapshot: nothing to
     // write (openraft's suite appends such entries after a purge).
@@ -288,10 +327,14 @@ async fn append_entries<C: CairnRaftConfig>(
     let mut next_index = first_index;
     for (epoch, batches) in runs_by_term(entries)? {
         let count = batches.len() as u64;
-        let queued = raft_log
-            .writer()
-            .queue_append_written(batches, Some(epoch))
-            .await?;
+        let writer = raft_log.writer();
+        let queued = if inline {
+            writer
+                .queue_append_written_or_write(batches, Some(epoch))
+                .await?
+        } else {
+            writer.queue_append_written(batches, Some(epoch)).await?
+        };
         pending.push((next_index, count, queued));
         next_index += count;
     }

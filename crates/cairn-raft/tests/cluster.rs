@@ -193,7 +193,8 @@ async fn start(router: &Router, root: &Path, id: u64, policy: SnapshotPolicy) ->
             router: router.clone(),
             from: id,
         },
-        CairnLogStorage::new(raft_log.clone()),
+        // As the broker does: followers write on openraft's task when their writer is idle.
+        CairnLogStorage::new(raft_log.clone()).on_node(id),
         PartitionStateMachine::new(raft_log),
     )
     .await

@@ -10,7 +10,12 @@ use openraft::StorageError;
 use openraft::testing::{StoreBuilder, Suite};
 
 /// Builds a fresh storage in its own temporary directory (kept alive as the suite's guard).
-struct CairnStoreBuilder;
+/// With `on_node`, the storage is told it is that node's, so appends made while the stored vote
+/// names another node take the follower's path (written on the calling task when the writer is
+/// idle).
+struct CairnStoreBuilder {
+    on_node: Option<u64>,
+}
 
 impl
     StoreBuilder<
@@ -38,11 +43,23 @@ impl
         )
         .expect("a fresh partition log opens");
         let storage = CairnLogStorage::new(raft_log.clone());
+        let storage = match self.on_node {
+            Some(me) => storage.on_node(me),
+            None => storage,
+        };
         Ok((dir, storage, PartitionStateMachine::new(raft_log)))
     }
 }
 
 #[test]
 fn openraft_storage_suite_passes() {
-    Suite::test_all(CairnStoreBuilder).expect("openraft's storage suite");
+    Suite::test_all(CairnStoreBuilder { on_node: None }).expect("openraft's storage suite");
+}
+
+/// The suite's votes name node 0; told it is node 99, the storage takes the follower's path for
+/// every append made after a vote (written on the calling task when the writer is idle).
+#[test]
+fn openraft_storage_suite_passes_on_a_follower() {
+    Suite::test_all(CairnStoreBuilder { on_node: Some(99) })
+        .expect("openraft's storage suite, appending as a follower");
 }

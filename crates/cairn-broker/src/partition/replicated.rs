@@ -621,7 +621,7 @@ async fn start_raft(
         ctx.me,
         Arc::clone(&ctx.config),
         GroupNetwork::new(Arc::clone(&ctx.transport), group),
-        CairnLogStorage::<PartitionRaft>::new(raft_log.clone()),
+        CairnLogStorage::<PartitionRaft>::new(raft_log.clone()).on_node(ctx.me),
         PartitionStateMachine::new(raft_log.clone()),
     )
     .await

@@ -304,16 +304,29 @@ impl LogWriter {
         batches: Vec<Batch>,
         epoch: Option<LeaderEpoch>,
     ) -> Result<WrittenAppend, LogError> {
-        let (reply, durable) = oneshot::channel();
-        let (written_reply, written) = oneshot::channel();
-        let command = Command::Append(QueuedAppend {
-            batches,
-            epoch,
-            reply,
-            written: Some(written_reply),
-        });
-        self.send(command).await?;
-        Ok(WrittenAppend { written, durable })
+        let (append, answers) = QueuedAppend::written(batches, epoch);
+        self.send(Command::Append(append)).await?;
+        Ok(answers)
+    }
+
+    /// Like [`LogWriter::queue_append_written`], except that an idle writer lets the caller
+    /// write and meet the flush policy itself, as [`LogWriter::queue_append_or_write`] does;
+    /// both answers are then resolved when this returns. For a Raft follower, whose reply to
+    /// its leader waits for the fsync anyway; a leader should queue, so that its own fsync
+    /// runs while it ships the entries.
+    ///
+    /// # Errors
+    /// [`LogError::Closed`] if the writer has stopped.
+    pub async fn queue_append_written_or_write(
+        &self,
+        batches: Vec<Batch>,
+        epoch: Option<LeaderEpoch>,
+    ) -> Result<WrittenAppend, LogError> {
+        let (append, answers) = QueuedAppend::written(batches, epoch);
+        if let Err(append) = self.shared.write_if_idle(append) {
+            self.send(Command::Append(append)).await?;
+        }
+        Ok(answers)
     }
 
     /// Like [`LogWriter::append`] but fails at once with [`LogError::QueueFull`] instead of
@@ -415,6 +428,21 @@ impl LogWriter {
             return Err(LogError::Closed);
         }
         Ok(())
+    }
+}
+
+impl QueuedAppend {
+    /// An append that reports both moments, and the receivers of the two answers.
+    fn written(batches: Vec<Batch>, epoch: Option<LeaderEpoch>) -> (QueuedAppend, WrittenAppend) {
+        let (reply, durable) = oneshot::channel();
+        let (written_reply, written) = oneshot::channel();
+        let append = QueuedAppend {
+            batches,
+            epoch,
+            reply,
+            written: Some(written_reply),
+        };
+        (append, WrittenAppend { written, durable })
     }
 }
 
