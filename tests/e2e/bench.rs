@@ -249,3 +249,52 @@ fn bench_flags_out_of_range_are_refused_before_anything_is_created() {
     );
     stop_broker(server);
 }
+
+/// `--rate` paces sends, at a low rate (a timer and a spin) and a high one (thread sleeps):
+/// never faster than asked, and every record acknowledged.
+#[test]
+fn bench_produce_paces_low_and_high_rates() {
+    let data = tempfile::tempdir().unwrap();
+    let mut server = serve_on_free_ports(data.path()).spawn().unwrap();
+    let ready = wait_ready(&mut server);
+    let broker = ready_field(&ready, "grpc=");
+    for (topic, rate, records) in [("slow", "400", "200"), ("fast", "5000", "2000")] {
+        let produced = cairn(&[
+            "--broker",
+            broker.as_str(),
+            "bench",
+            "produce",
+            "--topic",
+            topic,
+            "--records",
+            records,
+            "--rate",
+            rate,
+            "--in-flight",
+            "1",
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+        assert!(
+            produced.status.success(),
+            "{}",
+            String::from_utf8_lossy(&produced.stderr)
+        );
+        let report: serde_json::Value = serde_json::from_slice(&produced.stdout).unwrap();
+        assert_eq!(report["records"].as_u64().unwrap().to_string(), records);
+        assert_eq!(report["failed"], 0);
+        let asked: f64 = rate.parse().unwrap();
+        let reached = report["records_per_sec"].as_f64().unwrap();
+        // The first record goes at once, so a short run reads a little over the rate.
+        assert!(
+            reached <= asked * 1.05,
+            "{topic}: {reached} records/s against --rate {asked}"
+        );
+        assert!(reached > 0.0, "{topic}: {report}");
+        let latency = &report["latency_ms"];
+        assert!(latency["p50"].as_f64().unwrap() > 0.0, "{topic}: {latency}");
+    }
+    stop_broker(server);
+}

@@ -19,6 +19,7 @@ mod consume;
 mod cpu_ceiling;
 mod fsync_baseline;
 mod loopback_baseline;
+mod pacer;
 mod produce;
 mod produce_flags;
 mod produce_report;

@@ -29,6 +29,7 @@ use super::baseline::{self, Baseline};
 use super::broker_cpu::MetricsEndpoint;
 use super::cpu_ceiling::process_cpu_time;
 use super::fsync_baseline;
+use super::pacer::Pacer;
 use super::produce_flags::{check_batch_fits, check_flags, record_template};
 use super::produce_report::{Measured, report};
 use super::report::{Percentiles, latency_histogram, progress, progress_done, record_latency};
@@ -242,6 +243,8 @@ async fn produce_all(
     let mut chunk = Vec::with_capacity(chunk_size);
     let mut sent = 0_u64;
     let mut last_clock = started;
+    let pacer =
+        (args.rate > 0).then(|| Pacer::new(Duration::from_secs_f64(1.0 / args.rate as f64)));
     while sent < args.records {
         let due = if args.rate == 0 {
             args.records
@@ -252,7 +255,9 @@ async fn produce_all(
         if due <= sent {
             hand_over(&deliveries, &mut chunk)?;
             let next = started + Duration::from_secs_f64(sent as f64 / args.rate as f64);
-            wait_until(next, args.rate <= ON_WORKER_PACING_MAX_RATE).await;
+            if let Some(pacer) = &pacer {
+                pacer.wait_until(next).await;
+            }
             continue;
         }
         while sent < due {
@@ -288,56 +293,6 @@ async fn produce_all(
     let outcome = collector.await.context("the result collector failed")??;
     progress_done();
     Ok(outcome)
-}
-
-/// The highest `--rate` paced on the runtime's worker itself (see [`wait_until`]).
-const ON_WORKER_PACING_MAX_RATE: u64 = 1000;
-
-/// Waits until `instant`, to within a few microseconds.
-///
-/// Tokio's timer rounds a deadline up to its next millisecond tick, which would add up to a
-/// millisecond to every record's measured latency at a fixed rate (the latency counts from the
-/// scheduled time): at 200 records/s that is more than the broker's whole fsync. So the last
-/// stretch is a thread sleep with a 1 ns timer slack.
-///
-/// At low rates (`on_worker`) the thread sleep stays on the runtime's worker and its last
-/// [`SPIN_BEFORE`] is a spin: `block_in_place` would hand the worker's queue to another thread,
-/// and the send that follows would then wake a worker to run its request (a hand-off the
-/// producer does not have outside this bench), and a sleeping thread wakes tens of
-/// microseconds late on a virtual machine. Nothing else needs that worker meanwhile: the
-/// tokio sleep before has let it run what was queued, and sends are milliseconds apart. At
-/// higher rates sends are microseconds apart, so holding the worker would starve the
-/// producer's own tasks queued on it: the sleep then leaves the worker (`block_in_place`).
-async fn wait_until(instant: Instant, on_worker: bool) {
-    const TIMER_TICK: Duration = Duration::from_millis(2);
-    const SPIN_BEFORE: Duration = Duration::from_micros(60);
-    if let Some(early) = instant.checked_sub(TIMER_TICK)
-        && Instant::now() < early
-    {
-        tokio::time::sleep_until(early.into()).await;
-    }
-    let precise_sleep = |until: Instant| {
-        let left = until.saturating_duration_since(Instant::now());
-        if !left.is_zero() {
-            // Linux lets a sleeping thread oversleep by its timer slack, 50 µs by default;
-            // 1 ns asks for the wake-up on time.
-            // SAFETY: PR_SET_TIMERSLACK takes a plain integer and changes only this thread.
-            unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1_u64) };
-            std::thread::sleep(left);
-        }
-    };
-    if !on_worker {
-        if Instant::now() < instant {
-            tokio::task::block_in_place(|| precise_sleep(instant));
-        }
-        return;
-    }
-    if let Some(sleep_until) = instant.checked_sub(SPIN_BEFORE) {
-        precise_sleep(sleep_until);
-    }
-    while Instant::now() < instant {
-        std::hint::spin_loop();
-    }
 }
 
 /// Records sent between two clock reads when no rate is set.
