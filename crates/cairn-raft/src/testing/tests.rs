@@ -151,6 +151,14 @@ async fn a_write_to_a_follower_names_the_leader() {
         .copied()
         .find(|id| *id != leader)
         .unwrap_or(0);
+    // A leader counts itself elected before its first append reaches the followers: until
+    // then a follower has no leader to name (seen under CI's load).
+    for _ in 0..500 {
+        if replicas[&follower].raft.metrics().borrow().current_leader == Some(leader) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let err = replicas[&follower]
         .raft
         .client_write(batch(0))
