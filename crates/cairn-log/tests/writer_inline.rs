@@ -18,16 +18,13 @@ use cairn_log::{
 };
 use common::{batch, read_all, small_config};
 
-/// An idle writer: the append is answered by the time the call returns (no hand-off to the
-/// thread). The writer may hold its lock for a moment after its previous command, so this
-/// retries a few times before it calls that a failure.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_idle_writer_lets_the_caller_write_and_fsync() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = Log::open(dir.path(), small_config(), 0).unwrap();
-    let writer = LogWriter::spawn(log, Arc::new(SystemClock)).unwrap();
+/// Offers `count` appends (tags from `first`) to be written inline, a few milliseconds apart so
+/// that the writer is idle, checks each lands at its offset, and returns how many were answered
+/// by the time the call returned (written on the caller's thread). The writer may hold its lock
+/// for a moment after its previous command, so not every one need be.
+async fn offer_idle_appends(writer: &LogWriter, first: u64, count: u64) -> u64 {
     let mut inline = 0;
-    for tag in 0..20u64 {
+    for tag in first..first + count {
         tokio::time::sleep(Duration::from_millis(5)).await;
         let mut answer = writer
             .queue_append_or_write(vec![batch(tag, 1, 20, 0)], None)
@@ -40,12 +37,66 @@ async fn an_idle_writer_lets_the_caller_write_and_fsync() {
             assert_eq!(answer.await.unwrap().unwrap()[0].base_offset, Offset(tag));
         }
     }
+    inline
+}
+
+/// An idle writer: the append is answered by the time the call returns (no hand-off to the
+/// thread), and answered means durable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_writer_lets_the_caller_write_and_fsync() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), small_config(), 0).unwrap();
+    let writer = LogWriter::spawn(log, Arc::new(SystemClock)).unwrap();
+    let inline = offer_idle_appends(&writer, 0, 20).await;
     assert!(inline > 0, "no append was written on the caller's thread");
     // Answered means durable under `always`: what a crash right now would keep.
     assert_eq!(writer.reader().high_watermark(), Offset(20));
     writer.close().await.unwrap();
     let reopened = Log::open(dir.path(), small_config(), 0).unwrap();
     assert_eq!(read_all(&reopened.reader()).len(), 20);
+}
+
+/// A caller that gives up while waiting for queue space takes its place in the count of
+/// queued commands with it: once the queue drains, callers write inline again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_wait_for_queue_space_does_not_stop_inline_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), small_config(), 0).unwrap();
+    let writer = LogWriter::spawn(log, Arc::new(SystemClock)).unwrap();
+    // Hold the writer thread in a task until released, and fill its queue behind it.
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let holding = tokio::spawn({
+        let writer = writer.clone();
+        async move { writer.with_log(move |_, _| held.recv().is_ok()).await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut queued = Vec::new();
+    let mut tag = 0;
+    loop {
+        match writer.try_append(vec![batch(tag, 1, 20, 0)], None) {
+            Ok(answer) => queued.push(answer),
+            Err(LogError::QueueFull) => break,
+            Err(other) => panic!("{other}"),
+        }
+        tag += 1;
+    }
+    let abandoned = tokio::time::timeout(
+        Duration::from_millis(20),
+        writer.queue_append(vec![batch(tag, 1, 20, 0)], None),
+    )
+    .await;
+    assert!(abandoned.is_err(), "the queue had space after all");
+    release.send(()).unwrap();
+    assert!(holding.await.unwrap().unwrap());
+    for answer in queued {
+        answer.await.unwrap().unwrap();
+    }
+    let inline = offer_idle_appends(&writer, tag, 20).await;
+    assert!(
+        inline > 0,
+        "no append was written inline after the abandoned wait"
+    );
+    writer.close().await.unwrap();
 }
 
 /// Appends queued to the thread and appends offered to be written inline, interleaved from one

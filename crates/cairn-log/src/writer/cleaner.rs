@@ -3,48 +3,30 @@
 //! runs between group commits like every other change to the log.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use super::queue::QueueHandle;
 use super::{Command, LogTask};
 use crate::clean::CleanJob;
 use crate::error::LogError;
 
-/// A way to queue commands on a writer that does not keep it alive: weak, so the writer still
-/// stops when every [`super::LogWriter`] is dropped. It counts what it queues in the writer's
-/// outstanding commands, as every sender must (see [`super::Shared`]).
-#[derive(Clone)]
-pub(super) struct QueueHandle {
-    pub(super) tx: mpsc::WeakSender<Command>,
-    pub(super) outstanding: Arc<AtomicUsize>,
-}
-
-impl QueueHandle {
-    /// Queues `command` without blocking: retries while the queue is full, and gives up when
-    /// the writer is gone or the clean was cancelled.
-    fn hand_back(&self, mut command: Command, cancel: &AtomicBool) {
-        loop {
-            let Some(tx) = self.tx.upgrade() else { return };
-            self.outstanding.fetch_add(1, Ordering::AcqRel);
-            match tx.try_send(command) {
-                Ok(()) => return,
-                Err(mpsc::error::TrySendError::Closed(_)) => {
-                    self.outstanding.fetch_sub(1, Ordering::AcqRel);
-                    return;
-                }
-                Err(mpsc::error::TrySendError::Full(back)) => {
-                    self.outstanding.fetch_sub(1, Ordering::AcqRel);
-                    command = back;
-                }
-            }
-            drop(tx);
-            if cancel.load(Ordering::Acquire) {
-                return;
-            }
-            std::thread::sleep(CLEANER_HANDBACK_RETRY);
+/// Queues `command` without blocking: retries while the queue is full, and gives up when the
+/// writer is gone or the clean was cancelled.
+fn hand_back(queue: &QueueHandle, mut command: Command, cancel: &AtomicBool) {
+    loop {
+        let Some(tx) = queue.upgrade() else { return };
+        match tx.try_send(command) {
+            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => return,
+            Err(mpsc::error::TrySendError::Full(back)) => command = back,
         }
+        drop(tx);
+        if cancel.load(Ordering::Acquire) {
+            return;
+        }
+        std::thread::sleep(CLEANER_HANDBACK_RETRY);
     }
 }
 
@@ -79,7 +61,7 @@ impl CleanerThread {
                     }
                     finish_done.store(true, Ordering::Release);
                 });
-                queue.hand_back(Command::Task(finish), &thread_cancel);
+                hand_back(&queue, Command::Task(finish), &thread_cancel);
                 // Delivered or not, nothing of this clean is left to wait for: either the
                 // writer ran (or will run) the task, or it is gone and the next open removes
                 // the staging directory.

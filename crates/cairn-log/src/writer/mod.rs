@@ -28,15 +28,15 @@
 //! a clean carries no state from one run to the next.
 
 mod cleaner;
+mod queue;
 mod state;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use self::cleaner::QueueHandle;
+use self::queue::{Outstanding, Queue};
 use self::state::WriterState;
 use crate::admission::AppendFilter;
 use crate::batch::Batch;
@@ -105,7 +105,7 @@ impl Default for WriterOptions {
 /// A handle on a partition's writer thread. Clone it to append from many tasks.
 #[derive(Clone)]
 pub struct LogWriter {
-    tx: mpsc::Sender<Command>,
+    queue: Queue,
     shared: Arc<Shared>,
     reader: LogReader,
 }
@@ -123,11 +123,12 @@ struct Shared {
     /// The writer's state: held by the thread for each group commit, or by a caller that
     /// writes its own append while the writer is idle.
     state: Mutex<WriterState>,
-    /// Commands sent to the queue and not yet carried out. Every sender adds one before it
-    /// sends, and the thread takes off what it carried out while it still holds `state`; so a
-    /// caller holding `state` that reads zero knows no earlier command is waiting, and writing
-    /// its own append first keeps the order in which appends were queued.
-    outstanding: Arc<AtomicUsize>,
+    /// Commands sent to the queue and not yet carried out. Every send counts one before the
+    /// thread can see it ([`Queue`]), and the thread takes off what it carried out while it
+    /// still holds `state`; so a caller holding `state` that reads zero knows no earlier
+    /// command is waiting, and writing its own append first keeps the order in which appends
+    /// were queued.
+    outstanding: Outstanding,
 }
 
 impl Shared {
@@ -142,7 +143,7 @@ impl Shared {
     /// Carries out `append` on this thread if the writer is idle (nothing outstanding, its
     /// state free) and may run inline (see [`WriterState::runs_inline`]); hands it back if not.
     fn write_if_idle(&self, append: QueuedAppend) -> Result<(), QueuedAppend> {
-        if self.outstanding.load(Ordering::Acquire) != 0 {
+        if !self.outstanding.is_zero() {
             return Err(append);
         }
         let mut state = match self.state.try_lock() {
@@ -150,7 +151,7 @@ impl Shared {
             Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
             Err(TryLockError::WouldBlock) => return Err(append),
         };
-        if self.outstanding.load(Ordering::Acquire) != 0 || !state.runs_inline() {
+        if !self.outstanding.is_zero() || !state.runs_inline() {
             return Err(append);
         }
         state.commit_timed(vec![append]);
@@ -202,13 +203,9 @@ impl LogWriter {
         options: WriterOptions,
         filter: Option<Box<dyn AppendFilter>>,
     ) -> Result<LogWriter, LogError> {
-        let (tx, rx) = mpsc::channel(WRITER_QUEUE_DEPTH);
+        let outstanding = Outstanding::default();
+        let (queue, rx) = Queue::new(WRITER_QUEUE_DEPTH, outstanding.clone());
         let reader = log.reader();
-        let outstanding = Arc::new(AtomicUsize::new(0));
-        let queue = QueueHandle {
-            tx: tx.downgrade(),
-            outstanding: Arc::clone(&outstanding),
-        };
         let name = format!(
             "cairn-log-{}",
             log.dir()
@@ -218,7 +215,13 @@ impl LogWriter {
         );
         let dir = log.dir().to_path_buf();
         let shared = Arc::new(Shared {
-            state: Mutex::new(WriterState::new(log, queue, clock, options, filter)),
+            state: Mutex::new(WriterState::new(
+                log,
+                queue.downgrade(),
+                clock,
+                options,
+                filter,
+            )),
             outstanding,
         });
         let thread_shared = Arc::clone(&shared);
@@ -226,7 +229,11 @@ impl LogWriter {
             .name(name)
             .spawn(move || run(&thread_shared, rx))
             .map_err(|source| LogError::io("start writer thread", &dir, source))?;
-        Ok(LogWriter { tx, shared, reader })
+        Ok(LogWriter {
+            queue,
+            shared,
+            reader,
+        })
     }
 
     /// A reader of the same log.
@@ -260,7 +267,7 @@ impl LogWriter {
         epoch: Option<LeaderEpoch>,
     ) -> Result<oneshot::Receiver<Result<Vec<AppendInfo>, LogError>>, LogError> {
         let (command, rx) = Command::append(batches, epoch);
-        self.send(command).await?;
+        self.queue.send(command).await?;
         Ok(rx)
     }
 
@@ -278,16 +285,8 @@ impl LogWriter {
         batches: Vec<Batch>,
         epoch: Option<LeaderEpoch>,
     ) -> Result<oneshot::Receiver<Result<Vec<AppendInfo>, LogError>>, LogError> {
-        let (reply, rx) = oneshot::channel();
-        let append = QueuedAppend {
-            batches,
-            epoch,
-            reply,
-            written: None,
-        };
-        if let Err(append) = self.shared.write_if_idle(append) {
-            self.send(Command::Append(append)).await?;
-        }
+        let (append, rx) = QueuedAppend::new(batches, epoch);
+        self.write_or_queue(append).await?;
         Ok(rx)
     }
 
@@ -305,7 +304,7 @@ impl LogWriter {
         epoch: Option<LeaderEpoch>,
     ) -> Result<WrittenAppend, LogError> {
         let (append, answers) = QueuedAppend::written(batches, epoch);
-        self.send(Command::Append(append)).await?;
+        self.queue.send(Command::Append(append)).await?;
         Ok(answers)
     }
 
@@ -323,9 +322,7 @@ impl LogWriter {
         epoch: Option<LeaderEpoch>,
     ) -> Result<WrittenAppend, LogError> {
         let (append, answers) = QueuedAppend::written(batches, epoch);
-        if let Err(append) = self.shared.write_if_idle(append) {
-            self.send(Command::Append(append)).await?;
-        }
+        self.write_or_queue(append).await?;
         Ok(answers)
     }
 
@@ -340,13 +337,9 @@ impl LogWriter {
         epoch: Option<LeaderEpoch>,
     ) -> Result<oneshot::Receiver<Result<Vec<AppendInfo>, LogError>>, LogError> {
         let (command, rx) = Command::append(batches, epoch);
-        self.shared.outstanding.fetch_add(1, Ordering::AcqRel);
-        self.tx.try_send(command).map_err(|e| {
-            self.shared.outstanding.fetch_sub(1, Ordering::AcqRel);
-            match e {
-                mpsc::error::TrySendError::Full(_) => LogError::QueueFull,
-                mpsc::error::TrySendError::Closed(_) => LogError::Closed,
-            }
+        self.queue.try_send(command).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => LogError::QueueFull,
+            mpsc::error::TrySendError::Closed(_) => LogError::Closed,
         })?;
         Ok(rx)
     }
@@ -404,7 +397,7 @@ impl LogWriter {
     }
 
     async fn call<T>(&self, (command, rx): (Command, oneshot::Receiver<T>)) -> Result<T, LogError> {
-        self.send(command).await?;
+        self.queue.send(command).await?;
         rx.await.map_err(|_| LogError::Closed)
     }
 
@@ -412,26 +405,39 @@ impl LogWriter {
         &self,
         (command, rx): (Command, oneshot::Receiver<T>),
     ) -> Result<T, LogError> {
-        self.shared.outstanding.fetch_add(1, Ordering::AcqRel);
-        if self.tx.blocking_send(command).is_err() {
-            self.shared.outstanding.fetch_sub(1, Ordering::AcqRel);
-            return Err(LogError::Closed);
-        }
+        self.queue.blocking_send(command)?;
         rx.blocking_recv().map_err(|_| LogError::Closed)
     }
 
-    /// Queues `command`, counted as outstanding from before it can be seen (see [`Shared`]).
-    async fn send(&self, command: Command) -> Result<(), LogError> {
-        self.shared.outstanding.fetch_add(1, Ordering::AcqRel);
-        if self.tx.send(command).await.is_err() {
-            self.shared.outstanding.fetch_sub(1, Ordering::AcqRel);
-            return Err(LogError::Closed);
+    /// Carries out `append` on this thread if the writer is idle (see
+    /// [`Shared::write_if_idle`]); queues it if not.
+    async fn write_or_queue(&self, append: QueuedAppend) -> Result<(), LogError> {
+        match self.shared.write_if_idle(append) {
+            Ok(()) => Ok(()),
+            Err(append) => self.queue.send(Command::Append(append)).await,
         }
-        Ok(())
     }
 }
 
 impl QueuedAppend {
+    /// An append answered once the flush policy is met, and the receiver of its answer.
+    fn new(
+        batches: Vec<Batch>,
+        epoch: Option<LeaderEpoch>,
+    ) -> (
+        QueuedAppend,
+        oneshot::Receiver<Result<Vec<AppendInfo>, LogError>>,
+    ) {
+        let (reply, rx) = oneshot::channel();
+        let append = QueuedAppend {
+            batches,
+            epoch,
+            reply,
+            written: None,
+        };
+        (append, rx)
+    }
+
     /// An append that reports both moments, and the receivers of the two answers.
     fn written(batches: Vec<Batch>, epoch: Option<LeaderEpoch>) -> (QueuedAppend, WrittenAppend) {
         let (reply, durable) = oneshot::channel();
@@ -454,16 +460,8 @@ impl Command {
         Command,
         oneshot::Receiver<Result<Vec<AppendInfo>, LogError>>,
     ) {
-        let (reply, rx) = oneshot::channel();
-        (
-            Command::Append(QueuedAppend {
-                batches,
-                epoch,
-                reply,
-                written: None,
-            }),
-            rx,
-        )
+        let (append, rx) = QueuedAppend::new(batches, epoch);
+        (Command::Append(append), rx)
     }
 
     fn task<R: Send + 'static>(
@@ -508,7 +506,7 @@ fn run(shared: &Shared, mut rx: mpsc::Receiver<Command>) {
                 Ok(Some(command)) => {
                     let mut state = shared.lock();
                     let taken = state.handle(command, &mut rx);
-                    shared.outstanding.fetch_sub(taken, Ordering::AcqRel);
+                    shared.outstanding.carried_out(taken);
                 }
                 // Every handle is gone: close cleanly.
                 Ok(None) => shared.lock().close_unattended(),

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use super::cleaner::{CleanerThread, QueueHandle};
+use super::cleaner::CleanerThread;
+use super::queue::QueueHandle;
 use super::{Command, MAX_GROUP_BYTES, MAX_GROUP_REQUESTS, QueuedAppend, WriterOptions};
 use crate::admission::{Admission, AppendFilter};
 use crate::batch::Batch;
