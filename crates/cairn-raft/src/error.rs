@@ -22,6 +22,10 @@ pub enum RaftStorageError {
         /// The offset waited for.
         end: u64,
     },
+    /// A flush of this log failed: the log is poisoned and nothing written since becomes
+    /// durable on this node (an fsync error is never retried).
+    #[error("a flush of this log failed: entries written since are not durable on this node")]
+    FlushFailed,
     /// A file operation on a Raft checkpoint failed.
     #[error("{op} {path}: {source}")]
     Io {

@@ -14,7 +14,11 @@
 //!   configs [`CairnRaftConfig`] names (partitions and the controller), with `entry_codec`
 //!   turning entries into batches (normal entries) or meta entries (blank, membership);
 //! - `partition_sm`: the partition's state machine ([`PartitionStateMachine`]): applying moves
-//!   the high watermark; snapshots are metadata only.
+//!   the high watermark, once the entries are durable on this node; snapshots are metadata only.
+//! - `durable`: how far the log meets its flush policy, by offset and entry, which `acks=leader`,
+//!   the state machine and `commit_bound` ([`CommitBound`]: the commit a leader tells followers,
+//!   at most its own durable entries) wait for; together they let a leader ship entries while
+//!   its own fsync runs (`CairnLogStorage::shipping_before_flush`).
 //! - `vote_file`, `purge_file`, `applied_file` (over `checkpoint`): the small checksummed,
 //!   atomically written Raft metadata files (`segments-format.md`, "Raft metadata files").
 //! - `transport`: the [`PeerTransport`] contract (one call to one group on one peer, coalesced per
@@ -38,6 +42,8 @@
 
 pub mod applied_file;
 mod checkpoint;
+pub mod commit_bound;
+mod durable;
 pub mod entry_codec;
 pub mod error;
 pub mod fetch;
@@ -59,6 +65,7 @@ pub mod vote_file;
 pub mod wire;
 
 pub use applied_file::AppliedState;
+pub use commit_bound::CommitBound;
 pub use entry_codec::CairnRaftConfig;
 pub use error::RaftStorageError;
 pub use fetch::{FetchError, fetch_entries};

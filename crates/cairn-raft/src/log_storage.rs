@@ -25,6 +25,7 @@ use cairn_log::{EntryIndex, LeaderEpoch, LogError};
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{Entry, LogId, OptionalSend, RaftLogReader, StorageError, Vote};
 
+use crate::durable::DurableEnd;
 use crate::entry_codec::{CairnRaftConfig, decode_entry, encode_entry, epoch_of_term};
 use crate::error::RaftStorageError;
 use crate::purge_file::log_id;
@@ -42,6 +43,9 @@ pub struct CairnLogStorage<C> {
     /// This node, once known ([`CairnLogStorage::on_node`]): while another node leads, appends
     /// may be written on openraft's own task when the writer is idle.
     me: Option<NodeId>,
+    /// While this node leads, report appends flushed once written
+    /// ([`CairnLogStorage::shipping_before_flush`]).
+    ship_before_flush: bool,
     _config: PhantomData<fn() -> C>,
 }
 
@@ -58,6 +62,7 @@ impl<C> CairnLogStorage<C> {
         CairnLogStorage {
             raft_log,
             me: None,
+            ship_before_flush: false,
             _config: PhantomData,
         }
     }
@@ -66,11 +71,34 @@ impl<C> CairnLogStorage<C> {
     /// node as leader, an append finding the writer idle is written and fsynced on the calling
     /// task (`LogWriter::queue_append_written_or_write`): a follower answers its leader only
     /// after the fsync anyway, and this saves the hand-offs to the writer thread and back, and
-    /// the task that would wait for the flush. The leader keeps queueing, so that its fsync
-    /// overlaps the shipping of the same entries to its followers.
+    /// the task that would wait for the flush. The leader keeps queueing, so that the
+    /// appends of proposals arriving during its fsync gather into the next group commit.
     #[must_use]
     pub fn on_node(mut self, me: NodeId) -> Self {
         self.me = Some(me);
+        self
+    }
+
+    /// The same storage, reporting a leader's appends flushed to openraft as soon as they are
+    /// written, while the fsync runs on the writer thread. Needs [`CairnLogStorage::on_node`]
+    /// (without it nothing changes).
+    ///
+    /// Why: openraft 0.9's core waits for the flush callback of each leader append before it
+    /// does anything else, shipping the same entries included, so the leader's fsync and its
+    /// followers' ran one after the other, and proposals arriving meanwhile could not join
+    /// the leader's group commit. Reporting at once lets the entries leave while the fsync
+    /// runs. openraft then counts the leader's copy towards a commit before it is durable, so
+    /// this is safe only with the other two halves, which hold every effect of a commit until
+    /// the leader's copy is durable too: the group's network must bound the commit it tells
+    /// followers ([`crate::commit_bound::CommitBound`]), and the state machine must apply an
+    /// entry only once it is durable here ([`crate::PartitionStateMachine`] does). Then an
+    /// entry is applied (made visible, answered) on a node, or known committed by a follower,
+    /// only once the leader and at least one follower hold it durably, exactly as before.
+    /// A follower's appends keep the strict order: its answer to the leader counts towards
+    /// the commit.
+    #[must_use]
+    pub fn shipping_before_flush(mut self) -> Self {
+        self.ship_before_flush = true;
         self
     }
 
@@ -82,6 +110,17 @@ impl<C> CairnLogStorage<C> {
                 .voted_for()
                 .is_some_and(|leader| leader != me)
         })
+    }
+
+    /// Whether a leader's append is reported flushed once written (see
+    /// [`CairnLogStorage::shipping_before_flush`]): the stored vote is this node's own.
+    fn reports_written(&self) -> bool {
+        let Some(me) = self.me.filter(|_| self.ship_before_flush) else {
+            return false;
+        };
+        self.raft_log
+            .vote()
+            .is_some_and(|vote| vote.leader_id().voted_for() == Some(me))
     }
 
     /// The underlying storage.
@@ -241,7 +280,20 @@ impl<C: CairnRaftConfig> RaftLogStorage<C> for CairnLogStorage<C> {
     {
         let entries: Vec<Entry<C>> = entries.into_iter().collect();
         let inline = self.follows_another();
+        let report_written = self.reports_written();
         match append_entries(&self.raft_log, &entries, inline).await {
+            Ok(Some(durable)) if report_written => {
+                // Written: openraft may ship the entries now. Their durability is tracked
+                // apart (`RaftLog::note_durable`), and the commit waits for it.
+                callback.log_io_completed(Ok(()));
+                let dir = self.raft_log.dir().to_path_buf();
+                tokio::spawn(async move {
+                    if let Err(err) = durable.await {
+                        tracing::error!(dir = %dir.display(), %err, "a leader's flush failed after its entries were shipped: nothing of them is applied, and the group stops");
+                    }
+                });
+                Ok(())
+            }
             Ok(Some(mut durable)) => {
                 // Written on this task: the flush is already met, so report it at once.
                 let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
@@ -277,7 +329,12 @@ impl<C: CairnRaftConfig> RaftLogStorage<C> for CairnLogStorage<C> {
             })
             .await
             .and_then(|result| Ok(result?))
-            .map(|end| self.raft_log.note_truncated(end))
+            .map(|offset| {
+                self.raft_log.note_truncated(DurableEnd {
+                    offset,
+                    entry: from,
+                });
+            })
             .map_err(|e| e.write_logs())
     }
 
@@ -350,14 +407,28 @@ async fn append_entries<C: CairnRaftConfig>(
     }
     let raft_log = raft_log.clone();
     Ok(Some(Box::pin(async move {
-        for receiver in durable {
-            let infos = receiver.await.map_err(|_| LogError::Closed)??;
-            if let Some(end) = infos.iter().map(|i| i.next_offset).max() {
-                raft_log.note_durable(end);
-            }
+        let result = note_durable_as_flushed(&raft_log, durable).await;
+        if result.is_err() {
+            raft_log.note_flush_failed();
         }
-        Ok(())
+        result
     })))
+}
+
+/// Waits for each queued append of one call to meet the flush policy, recording how far the
+/// log is durable after each.
+async fn note_durable_as_flushed(
+    raft_log: &RaftLog,
+    durable: Vec<tokio::sync::oneshot::Receiver<Result<Vec<cairn_log::AppendInfo>, LogError>>>,
+) -> Result<(), RaftStorageError> {
+    for receiver in durable {
+        let infos = receiver.await.map_err(|_| LogError::Closed)??;
+        let end = infos.iter().map(|i| i.next_offset).max();
+        if let (Some(end), Some(last)) = (end, infos.iter().max_by_key(|i| i.entry)) {
+            raft_log.note_durable(end, last.entry, last.leader_epoch);
+        }
+    }
+    Ok(())
 }
 
 /// Makes the log's next entry `first_index`: it already is (the normal case), or the Raft log
@@ -375,12 +446,16 @@ async fn prepare_position(raft_log: &RaftLog, first_index: u64) -> Result<(), Ra
         });
     }
     let start = EntryIndex(first_index);
-    raft_log
+    let offset = raft_log
         .with_log(move |log, now_ms| {
             let offset = log.log_end_offset();
-            log.reset(start, offset, now_ms)
+            log.reset(start, offset, now_ms).map(|()| offset)
         })
         .await??;
+    raft_log.note_restarted(DurableEnd {
+        offset,
+        entry: start,
+    });
     Ok(())
 }
 

@@ -12,6 +12,7 @@ use openraft::raft::{
     VoteRequest, VoteResponse,
 };
 
+use crate::commit_bound::CommitBound;
 use crate::transport::{PeerTransport, RpcKind, TransportError};
 use crate::types::{GroupId, NodeId, PeerNode};
 use crate::wire::{self, CairnRaftConfig, WireError};
@@ -21,12 +22,26 @@ use crate::wire::{self, CairnRaftConfig, WireError};
 pub struct GroupNetwork {
     transport: Arc<dyn PeerTransport>,
     group: GroupId,
+    commit_bound: Option<CommitBound>,
 }
 
 impl GroupNetwork {
     /// The network of group `group` over `transport`.
     pub fn new(transport: Arc<dyn PeerTransport>, group: GroupId) -> GroupNetwork {
-        GroupNetwork { transport, group }
+        GroupNetwork {
+            transport,
+            group,
+            commit_bound: None,
+        }
+    }
+
+    /// The same network, telling followers no entry committed past what `bound` allows (this
+    /// node's durable entries): the half of `CairnLogStorage::shipping_before_flush` that
+    /// lives here.
+    #[must_use]
+    pub fn bounding_commit(mut self, bound: CommitBound) -> GroupNetwork {
+        self.commit_bound = Some(bound);
+        self
     }
 }
 
@@ -35,6 +50,7 @@ pub struct PeerClient {
     transport: Arc<dyn PeerTransport>,
     group: GroupId,
     target: NodeId,
+    commit_bound: Option<CommitBound>,
 }
 
 impl<C: CairnRaftConfig> RaftNetworkFactory<C> for GroupNetwork {
@@ -45,6 +61,7 @@ impl<C: CairnRaftConfig> RaftNetworkFactory<C> for GroupNetwork {
             transport: Arc::clone(&self.transport),
             group: self.group,
             target,
+            commit_bound: self.commit_bound.clone(),
         }
     }
 }
@@ -93,9 +110,12 @@ impl PeerClient {
 impl<C: CairnRaftConfig> RaftNetwork<C> for PeerClient {
     async fn append_entries(
         &mut self,
-        rpc: AppendEntriesRequest<C>,
+        mut rpc: AppendEntriesRequest<C>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, PeerNode, RaftError<NodeId>>> {
+        if let Some(bound) = &self.commit_bound {
+            rpc.leader_commit = bound.clamp(rpc.leader_commit);
+        }
         let answer = self
             .call(RpcKind::AppendEntries, wire::encode_append(&rpc), &option)
             .await?;

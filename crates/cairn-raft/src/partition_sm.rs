@@ -29,6 +29,7 @@ use openraft::{
 use serde::{Deserialize, Serialize};
 
 use crate::applied_file::{APPLIED_CHECKPOINT_ENTRIES, AppliedState, write_applied};
+use crate::durable::DurableEnd;
 use crate::error::RaftStorageError;
 use crate::raft_log::RaftLog;
 use crate::types::{AppliedBatch, NodeId, PartitionRaft, PeerNode};
@@ -96,9 +97,21 @@ impl PartitionStateMachine {
         &mut self,
         entries: Vec<Entry<PartitionRaft>>,
     ) -> Result<Vec<AppliedBatch>, RaftStorageError> {
-        let Some(first) = entries.first().map(|e| e.log_id.index) else {
+        let (Some(first), Some(last)) = (
+            entries.first().map(|e| e.log_id.index),
+            entries.last().map(|e| e.log_id.index),
+        ) else {
             return Ok(Vec::new());
         };
+        // Applied only once durable here: a leader reports its appends flushed to openraft
+        // before they are (`CairnLogStorage::shipping_before_flush`), so openraft may call an
+        // entry committed that only one follower holds durably. Nothing of it is made visible
+        // or answered until this node holds it too. (A follower's entries are durable by the
+        // time openraft can apply them; this passes at once.) An entry this log does not hold
+        // has nothing to wait for.
+        let held_end = self.raft_log.reader().entry_bounds().1;
+        let durable_end = EntryIndex(last.saturating_add(1)).min(held_end);
+        self.raft_log.wait_entries_durable(durable_end).await?;
         let headers = self.headers_from(first, entries.len())?;
         let headers_from = headers.first().map_or(0, |h| h.entry.0);
         let mut replies = Vec::with_capacity(entries.len());
@@ -156,8 +169,10 @@ impl PartitionStateMachine {
 
     async fn move_high_watermark(&mut self, next_offset: u64) -> Result<(), RaftStorageError> {
         let target = Offset(next_offset);
+        // Memory only (no I/O), so it may run on this task's thread when the writer is idle:
+        // at low load that saves two thread wake-ups on the path of every acks=all answer.
         self.raft_log
-            .with_log(move |log, _| {
+            .with_log_inline_if_idle(move |log, _| {
                 if target > log.high_watermark() {
                     log.set_high_watermark(target)
                 } else {
@@ -224,6 +239,7 @@ impl PartitionStateMachine {
                     self.raft_log
                         .with_log(move |log, now_ms| log.reset(entry, offset, now_ms))
                         .await??;
+                    self.raft_log.note_restarted(DurableEnd { offset, entry });
                 }
             }
         }

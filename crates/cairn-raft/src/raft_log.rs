@@ -11,11 +11,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use cairn_log::{
-    Clock, DamagedEntries, EntryIndex, Log, LogConfig, LogError, LogReader, LogWriter, Offset,
+    Clock, DamagedEntries, EntryIndex, LeaderEpoch, Log, LogConfig, LogError, LogReader, LogWriter,
+    Offset,
 };
 use openraft::{LogId, Vote};
 
 use crate::applied_file::{AppliedState, read_applied};
+use crate::durable::{DurableEnd, DurableTracker, NotReached};
 use crate::error::RaftStorageError;
 use crate::purge_file::{read_purged, write_purged};
 use crate::types::NodeId;
@@ -35,9 +37,10 @@ struct Inner {
     state: Mutex<State>,
     /// The applied state found at open, for the state machine to start from.
     recovered_applied: Option<AppliedState>,
-    /// The log end offset up to which appended entries meet the flush policy (what a leader's
-    /// `acks=leader` waits for). Truncation lowers it.
-    durable: tokio::sync::watch::Sender<Offset>,
+    /// How far appended entries meet the flush policy (what a leader's `acks=leader`, the
+    /// state machine and the commit a leader tells its followers wait for). Truncation
+    /// lowers it.
+    durable: DurableTracker,
     /// Counts damage met by reads of this log that the broker does not see (a leader's
     /// replication reads), so the replica's healer wakes on it.
     damage_seen: tokio::sync::watch::Sender<u64>,
@@ -71,7 +74,10 @@ impl RaftLog {
         let writer = LogWriter::spawn(log, clock)?;
         let reader = writer.reader().clone();
         // Everything recovered at open is on disk.
-        let (durable, _) = tokio::sync::watch::channel(reader.log_end_offset());
+        let durable = DurableTracker::new(DurableEnd {
+            offset: reader.log_end_offset(),
+            entry: reader.entry_bounds().1,
+        });
         let (damage_seen, _) = tokio::sync::watch::channel(0);
         Ok(RaftLog {
             inner: Arc::new(Inner {
@@ -190,46 +196,80 @@ impl RaftLog {
         Ok(())
     }
 
-    /// Records that appended entries up to `end` (the offset after them) meet the flush policy.
-    pub(crate) fn note_durable(&self, end: Offset) {
-        self.inner.durable.send_if_modified(|d| {
-            let moved = end > *d;
-            *d = (*d).max(end);
-            moved
+    /// Records that appended entries up to `last` (the last entry of a flushed group, with the
+    /// epoch it was written in) and offset `end` meet the flush policy, unless the log no
+    /// longer holds `last` as written (truncated or restarted since: see
+    /// [`DurableTracker::advance`]).
+    pub(crate) fn note_durable(&self, end: Offset, last: EntryIndex, epoch: LeaderEpoch) {
+        let durable = DurableEnd {
+            offset: end,
+            entry: EntryIndex(last.0.saturating_add(1)),
+        };
+        self.inner.durable.advance(durable, || {
+            self.inner
+                .reader
+                .entry_headers(last, 1)
+                .ok()
+                .and_then(|headers| headers.first().copied())
+                .is_some_and(|h| h.entry == last && h.leader_epoch == epoch)
         });
     }
 
     /// Lowers the durable end after a truncation left the log ending at `end`.
-    pub(crate) fn note_truncated(&self, end: Offset) {
-        self.inner.durable.send_if_modified(|d| {
-            let moved = end < *d;
-            *d = (*d).min(end);
-            moved
-        });
+    pub(crate) fn note_truncated(&self, end: DurableEnd) {
+        self.inner.durable.lower(end);
+    }
+
+    /// Sets the durable end after the log started over, empty, at `end`.
+    pub(crate) fn note_restarted(&self, end: DurableEnd) {
+        self.inner.durable.restart_at(end);
+    }
+
+    /// Records that a flush of this log failed: nothing written since becomes durable, and
+    /// every wait for it fails.
+    pub(crate) fn note_flush_failed(&self) {
+        self.inner.durable.fail();
+    }
+
+    /// The index after the last entry that meets the flush policy on this node.
+    pub(crate) fn durable_entry_end(&self) -> EntryIndex {
+        self.inner.durable.end().entry
     }
 
     /// Waits until the entries ending at `end` meet the flush policy on this node.
     ///
     /// # Errors
     /// [`RaftStorageError::DurableWaitTimedOut`] once `deadline` passes first (the log may have
-    /// failed, or stopped appending).
+    /// failed, or stopped appending); [`RaftStorageError::FlushFailed`] once a flush failed.
     pub async fn wait_durable(
         &self,
         end: Offset,
         deadline: tokio::time::Instant,
     ) -> Result<(), RaftStorageError> {
-        let mut durable = self.inner.durable.subscribe();
-        loop {
-            if *durable.borrow_and_update() >= end {
-                return Ok(());
-            }
-            match tokio::time::timeout_at(deadline, durable.changed()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) | Err(_) => {
-                    return Err(RaftStorageError::DurableWaitTimedOut { end: end.0 });
-                }
-            }
-        }
+        self.inner
+            .durable
+            .wait(|d| d.offset >= end, Some(deadline))
+            .await
+            .map_err(|why| match why {
+                NotReached::TimedOut => RaftStorageError::DurableWaitTimedOut { end: end.0 },
+                NotReached::Failed => RaftStorageError::FlushFailed,
+            })
+    }
+
+    /// Waits until every entry before `end` meets the flush policy on this node, however long
+    /// that takes (a stuck disk holds it, as it holds everything else of this log).
+    ///
+    /// # Errors
+    /// [`RaftStorageError::FlushFailed`] once a flush failed: they never will.
+    pub(crate) async fn wait_entries_durable(
+        &self,
+        end: EntryIndex,
+    ) -> Result<(), RaftStorageError> {
+        self.inner
+            .durable
+            .wait(|d| d.entry >= end, None)
+            .await
+            .map_err(|_| RaftStorageError::FlushFailed)
     }
 
     /// Says that a read met a damaged batch in this log: wakes whoever
@@ -268,6 +308,15 @@ impl RaftLog {
         task: impl FnOnce(&mut Log, i64) -> R + Send + 'static,
     ) -> Result<R, RaftStorageError> {
         Ok(self.inner.writer.with_log(task).await?)
+    }
+
+    /// Runs a quick `task` with the log, on this thread when the writer is idle (see
+    /// [`LogWriter::with_log_inline_if_idle`]).
+    pub(crate) async fn with_log_inline_if_idle<R: Send + 'static>(
+        &self,
+        task: impl FnOnce(&mut Log, i64) -> R + Send + 'static,
+    ) -> Result<R, RaftStorageError> {
+        Ok(self.inner.writer.with_log_inline_if_idle(task).await?)
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {

@@ -34,8 +34,9 @@ use cairn_codec::batch::Batch;
 use cairn_codec::{LeaderEpoch, Offset};
 use cairn_log::{Clock, LogConfig, LogError, LogReader, ReadResult};
 use cairn_raft::{
-    BatchData, CairnLogStorage, GroupId, GroupNetwork, GroupRegistry, NodeId, PartitionGroup,
-    PartitionRaft, PartitionStateMachine, PeerNode, PeerTransport, RaftLog, Standing,
+    BatchData, CairnLogStorage, CommitBound, GroupId, GroupNetwork, GroupRegistry, NodeId,
+    PartitionGroup, PartitionRaft, PartitionStateMachine, PeerNode, PeerTransport, RaftLog,
+    Standing,
 };
 use openraft::error::ClientWriteError;
 use openraft::{Config, Raft, RaftMetrics, ServerState};
@@ -620,8 +621,14 @@ async fn start_raft(
     Raft::new(
         ctx.me,
         Arc::clone(&ctx.config),
-        GroupNetwork::new(Arc::clone(&ctx.transport), group),
-        CairnLogStorage::<PartitionRaft>::new(raft_log.clone()).on_node(ctx.me),
+        // The leader ships entries while its fsync runs; the network's bound and the state
+        // machine's wait for durability keep every commit's effects behind a durable majority
+        // (see `CairnLogStorage::shipping_before_flush`).
+        GroupNetwork::new(Arc::clone(&ctx.transport), group)
+            .bounding_commit(CommitBound::new(raft_log.clone())),
+        CairnLogStorage::<PartitionRaft>::new(raft_log.clone())
+            .on_node(ctx.me)
+            .shipping_before_flush(),
         PartitionStateMachine::new(raft_log.clone()),
     )
     .await

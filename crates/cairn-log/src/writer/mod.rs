@@ -140,22 +140,42 @@ impl Shared {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Carries out `append` on this thread if the writer is idle (nothing outstanding, its
-    /// state free) and may run inline (see [`WriterState::runs_inline`]); hands it back if not.
-    fn write_if_idle(&self, append: QueuedAppend) -> Result<(), QueuedAppend> {
+    /// The writer's state, if the writer is idle: nothing outstanding and the state free. The
+    /// count is read again under the lock, since a command sent meanwhile must go first.
+    fn idle_state(&self) -> Option<MutexGuard<'_, WriterState>> {
         if !self.outstanding.is_zero() {
-            return Err(append);
+            return None;
         }
-        let mut state = match self.state.try_lock() {
+        let state = match self.state.try_lock() {
             Ok(state) => state,
             Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
-            Err(TryLockError::WouldBlock) => return Err(append),
+            Err(TryLockError::WouldBlock) => return None,
         };
-        if !self.outstanding.is_zero() || !state.runs_inline() {
-            return Err(append);
+        self.outstanding.is_zero().then_some(state)
+    }
+
+    /// Carries out `append` on this thread if the writer is idle (see [`Shared::idle_state`])
+    /// and may run inline (see [`WriterState::runs_inline`]); hands it back if not.
+    fn write_if_idle(&self, append: QueuedAppend) -> Result<(), QueuedAppend> {
+        match self.idle_state() {
+            Some(mut state) if state.runs_inline() => {
+                state.commit_timed(vec![append]);
+                Ok(())
+            }
+            _ => Err(append),
         }
-        state.commit_timed(vec![append]);
-        Ok(())
+    }
+
+    /// Runs `task` on this thread if the writer is idle (see [`Shared::idle_state`]); hands it
+    /// back if not.
+    fn run_if_idle<R, F: FnOnce(&mut Log, i64) -> R>(
+        &self,
+        task: F,
+    ) -> Result<Result<R, LogError>, F> {
+        match self.idle_state() {
+            Some(mut state) => Ok(state.run_task(task)),
+            None => Err(task),
+        }
     }
 }
 
@@ -367,6 +387,25 @@ impl LogWriter {
         task: impl FnOnce(&mut Log, i64) -> R + Send + 'static,
     ) -> Result<R, LogError> {
         self.call(Command::task(task)).await
+    }
+
+    /// Like [`LogWriter::with_log`], except that when the writer is idle (nothing queued, no
+    /// group commit running) `task` runs on the calling thread before this returns, in the
+    /// same order relative to queued commands. That saves waking the writer thread and then
+    /// the caller, which at low load is most of a high-watermark move's cost (see the module's
+    /// docs). Only for quick tasks that never block on I/O, since the caller may be an async
+    /// worker; anything that may fsync or wait belongs in [`LogWriter::with_log`].
+    ///
+    /// # Errors
+    /// [`LogError::Closed`] if the writer has stopped.
+    pub async fn with_log_inline_if_idle<R: Send + 'static>(
+        &self,
+        task: impl FnOnce(&mut Log, i64) -> R + Send + 'static,
+    ) -> Result<R, LogError> {
+        match self.shared.run_if_idle(task) {
+            Ok(result) => result,
+            Err(task) => self.with_log(task).await,
+        }
     }
 
     /// Like [`LogWriter::with_log`], for threads outside an async runtime.

@@ -177,9 +177,8 @@ impl WriterState {
         }
         match after_group {
             Some(Command::Task(task)) => {
-                if let Some(log) = self.log.as_mut() {
-                    task(log, self.clock.now_ms());
-                }
+                // A closed log drops the task, and with it the caller's reply: it sees `Closed`.
+                let _ = self.run_task(task);
             }
             Some(Command::Close { reply }) => {
                 self.stop_cleaner();
@@ -203,6 +202,19 @@ impl WriterState {
                 FlushPolicy::Always | FlushPolicy::Os
             ) && log.poisoned().is_none()
         }) && self.last_commit <= INLINE_COMMIT_LIMIT
+    }
+
+    /// Runs `task` on the log with the clock's current time, as the thread runs a queued
+    /// [`Command::Task`]; [`LogError::Closed`] once the log is closed.
+    pub(super) fn run_task<R>(
+        &mut self,
+        task: impl FnOnce(&mut Log, i64) -> R,
+    ) -> Result<R, LogError> {
+        let now = self.clock.now_ms();
+        self.log
+            .as_mut()
+            .map(|log| task(log, now))
+            .ok_or(LogError::Closed)
     }
 
     /// Writes `group` as one group commit and remembers how long it took.
