@@ -1,6 +1,7 @@
-//! `LogWriter::queue_append_or_write`: an idle writer's append is carried out on the caller's
-//! thread, and that never reorders it ahead of appends queued before it, never skips the flush
-//! policy, and fails exactly as the writer thread would on a failed fsync.
+//! `LogWriter::queue_append_or_write` (and `with_log_inline_if_idle` for quick tasks): an idle
+//! writer's append is carried out on the caller's thread, and that never reorders it ahead of
+//! appends queued before it, never skips the flush policy, and fails exactly as the writer
+//! thread would on a failed fsync.
 
 #![allow(
     clippy::unwrap_used,
@@ -222,5 +223,57 @@ async fn a_follower_append_on_an_idle_writer_is_written_and_durable_on_return() 
         }
     }
     assert!(inline > 0, "no append was written on the caller's thread");
+    writer.close().await.unwrap();
+}
+
+/// `with_log_inline_if_idle`: on an idle writer the task runs on the caller's thread; behind a
+/// queued command it waits its turn on the writer thread, so it never sees the log before what
+/// was queued ahead of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quick_task_runs_on_the_caller_when_idle_and_in_order_when_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), small_config(), 0).unwrap();
+    let writer = LogWriter::spawn(log, Arc::new(SystemClock)).unwrap();
+    let caller = std::thread::current().id();
+    let mut on_caller = 0;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let ran_on = writer
+            .with_log_inline_if_idle(|_, _| std::thread::current().id())
+            .await
+            .unwrap();
+        on_caller += u32::from(ran_on == caller);
+    }
+    assert!(on_caller > 0, "no task ran on the caller's thread");
+
+    // Hold the writer thread, queue an append behind it, then ask for the log end.
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let holding = tokio::spawn({
+        let writer = writer.clone();
+        async move { writer.with_log(move |_, _| held.recv().is_ok()).await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let queued = writer
+        .queue_append(vec![batch(0, 3, 20, 0)], None)
+        .await
+        .unwrap();
+    let end = tokio::spawn({
+        let writer = writer.clone();
+        async move {
+            writer
+                .with_log_inline_if_idle(|log, _| log.log_end_offset())
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!end.is_finished(), "the task ran while the writer was busy");
+    release.send(()).unwrap();
+    assert!(holding.await.unwrap().unwrap());
+    queued.await.unwrap().unwrap();
+    assert_eq!(
+        end.await.unwrap().unwrap(),
+        Offset(3),
+        "the task overtook the append queued before it"
+    );
     writer.close().await.unwrap();
 }
