@@ -296,16 +296,28 @@ pub fn decode_append<C: CairnRaftConfig>(
     })
 }
 
-/// Whether an encoded AppendEntries request carries entries (a heartbeat carries none),
-/// read from its header without decoding the entries; `None` if the header does not decode.
-/// The node-to-node transport paces heartbeats into shared frames but sends entries at once,
-/// since a produce request waits on them.
-pub fn append_carries_entries(bytes: &Bytes) -> Option<bool> {
+/// What the node-to-node transport reads from an encoded AppendEntries request's header,
+/// without decoding its entries, to decide whether the call may wait to share a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AppendSummary {
+    /// The index of the commit the leader tells (`None`: nothing committed yet).
+    pub leader_commit: Option<u64>,
+    /// Whether it carries entries (a heartbeat or a commit update carries none).
+    pub carries_entries: bool,
+}
+
+/// The [`AppendSummary`] of an encoded AppendEntries request; `None` if the header does not
+/// decode.
+pub fn append_summary(bytes: &Bytes) -> Option<AppendSummary> {
     let mut r = Reader { buf: bytes.clone() };
     r.vote().ok()?;
     r.log_id("prev_log_id").ok()?;
-    r.log_id("leader_commit").ok()?;
-    Some(r.u32("entry count").ok()? > 0)
+    let leader_commit = r.log_id("leader_commit").ok()?.map(|id| id.index);
+    let carries_entries = r.u32("entry count").ok()? > 0;
+    Some(AppendSummary {
+        leader_commit,
+        carries_entries,
+    })
 }
 
 /// Encodes an AppendEntries answer.

@@ -285,16 +285,32 @@ fn fetch_requests_and_answers_round_trip_and_refuse_what_does_not_fit() {
 
 #[test]
 fn a_heartbeat_is_told_from_an_append_by_its_header() {
-    let with_entries = encode_append(&sample_append());
-    assert_eq!(append_carries_entries(&with_entries), Some(true));
+    let request = sample_append();
+    let with_entries = encode_append(&request);
+    assert_eq!(
+        append_summary(&with_entries),
+        Some(AppendSummary {
+            leader_commit: request.leader_commit.map(|id| id.index),
+            carries_entries: true,
+        })
+    );
     let mut heartbeat = sample_append();
     heartbeat.entries.clear();
     heartbeat.prev_log_id = None;
+    heartbeat.leader_commit = Some(log_id(3, 41));
     assert_eq!(
-        append_carries_entries(&encode_append(&heartbeat)),
-        Some(false)
+        append_summary(&encode_append(&heartbeat)),
+        Some(AppendSummary {
+            leader_commit: Some(41),
+            carries_entries: false,
+        })
+    );
+    heartbeat.leader_commit = None;
+    assert_eq!(
+        append_summary(&encode_append(&heartbeat)).map(|s| s.leader_commit),
+        Some(None)
     );
     // A header cut short (or another call's payload) is not taken for either.
-    assert_eq!(append_carries_entries(&with_entries.slice(..5)), None);
-    assert_eq!(append_carries_entries(&Bytes::new()), None);
+    assert_eq!(append_summary(&with_entries.slice(..5)), None);
+    assert_eq!(append_summary(&Bytes::new()), None);
 }

@@ -49,6 +49,7 @@ mod link;
 mod link_driver;
 mod links;
 mod metrics;
+mod pacing;
 mod pending;
 mod service;
 mod session;

@@ -5,19 +5,18 @@
 //! loop could stall on the send while the peer stalls on its replies, each waiting for the other.
 
 use cairn_proto::cluster::v1::peer_client::PeerClient;
-use cairn_proto::cluster::v1::{Call, CallFrame, ReplyFrame, reply};
-use cairn_raft::{RpcKind, TransportError};
+use cairn_proto::cluster::v1::{CallFrame, ReplyFrame, reply};
+use cairn_raft::TransportError;
 use prost::Message as _;
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
 use tonic::transport::Endpoint;
 
 use super::frame::drain_ready;
-use super::limits::PeerLimits;
 use super::link::{LinkShared, Outgoing};
 use super::metrics::PeerCounter;
+use super::pacing::Pacer;
 use crate::{HTTP2_CONNECTION_WINDOW_BYTES, HTTP2_STREAM_WINDOW_BYTES};
 
 /// Frames handed to tonic ahead of the one being sent. Small on purpose: while a frame waits,
@@ -134,7 +133,7 @@ async fn write_calls(
 ) -> SessionEnd {
     let limits = shared.limits;
     let mut next = Some(first);
-    let mut last_frame_at: Option<Instant> = None;
+    let mut pacer = Pacer::default();
     loop {
         let head = match next.take() {
             Some(outgoing) => outgoing,
@@ -143,7 +142,7 @@ async fn write_calls(
                 None => return SessionEnd::LinkClosed,
             },
         };
-        pace(last_frame_at, &head, queue, &limits).await;
+        pacer.wait_turn(&head, queue, &limits).await;
         let drained = drain_ready(
             head,
             queue,
@@ -162,6 +161,7 @@ async fn write_calls(
         if calls.is_empty() {
             continue;
         }
+        pacer.sending(&calls);
         let frame = CallFrame { hello: None, calls };
         let counters = &shared.counters;
         counters.incr(PeerCounter::FramesSent);
@@ -170,47 +170,7 @@ async fn write_calls(
         if frames.send(frame).await.is_err() {
             return SessionEnd::Broken("the stream to the peer closed".to_string());
         }
-        last_frame_at = Some(Instant::now());
-    }
-}
-
-/// Waits out the rest of [`PeerLimits::frame_interval_min`] since the last frame, so that calls
-/// arriving meanwhile join the next frame; a frame that is full already leaves at once, and so
-/// does one headed by a call somebody waits on (see [`paced`]).
-async fn pace(
-    last_frame_at: Option<Instant>,
-    head: &Outgoing,
-    queue: &mpsc::Receiver<Outgoing>,
-    limits: &PeerLimits,
-) {
-    let Some(last) = last_frame_at else {
-        return;
-    };
-    // An interval too long for the clock (misconfigured) is taken as no pacing.
-    let Some(ready_at) = last.checked_add(limits.frame_interval_min) else {
-        return;
-    };
-    let full = queue.len().saturating_add(1) >= limits.max_calls_per_frame
-        || head.call.payload.len() >= limits.frame_payload_bytes_target;
-    if !full && paced(&head.call) && Instant::now() < ready_at {
-        tokio::time::sleep_until(ready_at).await;
-    }
-}
-
-/// Whether `call` may wait for the pacing interval: heartbeats and pings, which recur on the
-/// groups' timers and are only worth sharing frames. Entries, votes, proposals and the rest
-/// leave at once: an `acks=all` produce waits on its entries' round trip, and pacing them made
-/// each replication round wait up to a timer tick (tokio rounds up to the millisecond), which
-/// measured as milliseconds of replication-factor-3 produce latency under load. A call that
-/// queues behind a paced head still waits out the rest of the interval with it; heartbeats are
-/// a few per second per group, so that is rare.
-fn paced(call: &Call) -> bool {
-    match RpcKind::from_code(call.kind) {
-        Some(RpcKind::Ping) => true,
-        Some(RpcKind::AppendEntries) => {
-            cairn_raft::wire::append_carries_entries(&call.payload) == Some(false)
-        }
-        _ => false,
+        pacer.sent();
     }
 }
 
