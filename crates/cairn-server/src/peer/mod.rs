@@ -17,7 +17,8 @@
 //! - [`PeerLinks`] (`links`): the address book and one `link::Link` per peer; a link queues
 //!   calls and a `link_driver` task per peer opens the stream lazily, reopens it after a pause
 //!   (`backoff`) while failing calls fast, and runs a `session`: a writer coalescing queued calls
-//!   into frames (`frame`) and a reader resolving `pending` calls from reply frames;
+//!   into frames (`frame`), holding only recurring calls back to share them (`pacing`), and a
+//!   reader resolving `pending` calls from reply frames;
 //! - [`PeerService`] (`service`): checks each stream's hello ([`NodeIdentity`], `identity`) and
 //!   runs it as an `inbound` stream: calls dispatched concurrently, at most a bounded number per
 //!   stream, replies coalesced as they complete; a caller's newer stream ends its older one
