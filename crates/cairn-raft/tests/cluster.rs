@@ -15,7 +15,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use cairn_log::batch::{BatchBuilder, Compression, RecordInput};
 use cairn_log::{LogConfig, LogError, LogReader, Offset, SystemClock};
 use cairn_raft::{
     BatchData, CairnLogStorage, PartitionRaft, PartitionStateMachine, PeerNode, RaftLog,
@@ -28,6 +27,10 @@ use openraft::raft::{
     VoteRequest, VoteResponse,
 };
 use openraft::{Config, Raft, SnapshotPolicy};
+
+mod common;
+
+use common::records;
 
 type NodeRaft = Raft<PartitionRaft>;
 
@@ -208,22 +211,6 @@ async fn stop(router: &Router, id: u64) {
     raft.shutdown().await.unwrap();
 }
 
-fn records(tag: u64) -> Bytes {
-    let mut builder = BatchBuilder::new(Compression::None);
-    for idx in 0..2 {
-        let value = format!("record {tag}.{idx}");
-        builder
-            .push(&RecordInput {
-                key: None,
-                value: Some(value.as_bytes()),
-                headers: &[],
-                timestamp_ms: 1,
-            })
-            .unwrap();
-    }
-    builder.build().unwrap()
-}
-
 async fn leader(router: &Router, among: &[u64]) -> u64 {
     let any = router.get(among[0]).unwrap();
     let metrics = any
@@ -243,7 +230,10 @@ async fn write(router: &Router, among: &[u64], tags: std::ops::Range<u64>) -> u6
     for tag in tags {
         let id = leader(router, among).await;
         let raft = router.get(id).unwrap();
-        let response = raft.client_write(BatchData(records(tag))).await.unwrap();
+        let response = raft
+            .client_write(BatchData(records(2, &format!("record {tag}"))))
+            .await
+            .unwrap();
         assert_eq!(
             response.data.next_offset - response.data.base_offset,
             2,
@@ -402,7 +392,7 @@ async fn an_isolated_leaders_uncommitted_suffix_is_truncated_when_it_rejoins() {
     for tag in 100..103 {
         pending.push(
             old_raft
-                .client_write_ff(BatchData(records(tag)))
+                .client_write_ff(BatchData(records(2, &format!("record {tag}"))))
                 .await
                 .unwrap(),
         );

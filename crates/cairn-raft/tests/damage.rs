@@ -13,32 +13,16 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use cairn_log::batch::{BatchBuilder, Compression, RecordInput, field};
+use cairn_log::batch::field;
 use cairn_log::{EntryIndex, LogConfig, SystemClock};
-use cairn_raft::purge_file::log_id;
 use cairn_raft::wire::{FetchRequest, decode_fetch_answer, encode_fetch};
-use cairn_raft::{BatchData, CairnLogStorage, PartitionRaft, PartitionStateMachine, RaftLog};
+use cairn_raft::{CairnLogStorage, PartitionRaft, PartitionStateMachine, RaftLog};
+use openraft::RaftLogReader;
 use openraft::storage::{RaftLogStorage, RaftLogStorageExt, RaftStateMachine};
-use openraft::{Entry, EntryPayload, RaftLogReader};
 
-fn normal(term: u64, index: u64) -> Entry<PartitionRaft> {
-    let mut builder = BatchBuilder::new(Compression::None);
-    for idx in 0..3 {
-        let value = format!("{index}-{idx}");
-        builder
-            .push(&RecordInput {
-                key: None,
-                value: Some(value.as_bytes()),
-                headers: &[],
-                timestamp_ms: 1,
-            })
-            .unwrap();
-    }
-    Entry {
-        log_id: log_id(term, index),
-        payload: EntryPayload::Normal(BatchData(builder.build().unwrap())),
-    }
-}
+mod common;
+
+use common::normal;
 
 /// Flips a byte in the middle of the records of the `nth` batch of `segment` (batches found by
 /// their length fields; the file is preallocated, so it is never read whole).
@@ -70,7 +54,7 @@ async fn a_damaged_committed_entry_is_never_shipped_and_heals_from_a_good_copy()
     let raft_log = RaftLog::open(&path, LogConfig::default(), Arc::new(SystemClock)).unwrap();
     let mut storage = CairnLogStorage::<PartitionRaft>::new(raft_log.clone());
     let mut sm = PartitionStateMachine::new(raft_log.clone());
-    let entries: Vec<_> = (0..6).map(|i| normal(1, i)).collect();
+    let entries: Vec<_> = (0..6).map(|i| normal(1, i, 3)).collect();
     storage.blocking_append(entries.clone()).await.unwrap();
     sm.apply(entries).await.unwrap();
     let good = raft_log

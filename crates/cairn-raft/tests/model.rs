@@ -10,14 +10,16 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use bytes::Bytes;
-use cairn_log::batch::{BatchBuilder, Compression, RecordInput};
 use cairn_log::{LogConfig, Offset, SystemClock};
 use cairn_raft::purge_file::log_id;
 use cairn_raft::{BatchData, CairnLogStorage, PartitionRaft, PartitionStateMachine, RaftLog};
 use openraft::storage::{RaftLogStorage, RaftLogStorageExt, RaftStateMachine};
 use openraft::{Entry, EntryPayload, RaftLogReader, RaftSnapshotBuilder};
 use proptest::prelude::*;
+
+mod common;
+
+use common::records;
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -115,27 +117,11 @@ impl Harness {
     }
 }
 
-fn records(count: usize, index: u64) -> Bytes {
-    let mut builder = BatchBuilder::new(Compression::None);
-    for idx in 0..count {
-        let value = format!("{index}-{idx}");
-        builder
-            .push(&RecordInput {
-                key: None,
-                value: Some(value.as_bytes()),
-                headers: &[],
-                timestamp_ms: 1,
-            })
-            .unwrap();
-    }
-    builder.build().unwrap()
-}
-
 fn entry(term: u64, index: u64, records_count: usize) -> Entry<PartitionRaft> {
     let payload = if records_count == 0 {
         EntryPayload::Blank
     } else {
-        EntryPayload::Normal(BatchData(records(records_count, index)))
+        EntryPayload::Normal(BatchData(records(records_count, &index.to_string())))
     };
     Entry {
         log_id: log_id(term, index),

@@ -13,17 +13,17 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use cairn_log::batch::{BatchBuilder, Compression, RecordInput};
 use cairn_log::fault::{FaultPoint, arm};
 use cairn_log::{LeaderEpoch, LogConfig, Offset, SystemClock};
 use cairn_raft::entry_codec::encode_entry;
 use cairn_raft::purge_file::log_id;
-use cairn_raft::{
-    BatchData, CairnLogStorage, CommitBound, PartitionRaft, PartitionStateMachine, RaftLog,
-};
+use cairn_raft::{CairnLogStorage, CommitBound, PartitionRaft, PartitionStateMachine, RaftLog};
+use openraft::Vote;
 use openraft::storage::{RaftLogStorageExt, RaftStateMachine};
-use openraft::{Entry, EntryPayload, Vote};
+
+mod common;
+
+use common::normal;
 
 const ME: u64 = 1;
 
@@ -49,37 +49,17 @@ async fn open_leader(
     (raft_log, storage, sm, bound)
 }
 
-fn normal(index: u64, count: usize) -> Entry<PartitionRaft> {
-    let mut builder = BatchBuilder::new(Compression::None);
-    for idx in 0..count {
-        let value = format!("{index}-{idx}");
-        builder
-            .push(&RecordInput {
-                key: None,
-                value: Some(value.as_bytes()),
-                headers: &[],
-                timestamp_ms: 1,
-            })
-            .unwrap();
-    }
-    let data: Bytes = builder.build().unwrap();
-    Entry {
-        log_id: log_id(1, index),
-        payload: EntryPayload::Normal(BatchData(data)),
-    }
-}
-
 #[tokio::test]
 async fn entries_written_but_not_durable_are_neither_applied_nor_told_committed() {
     let dir = tempfile::tempdir().unwrap();
     let (raft_log, mut storage, mut sm, bound) = open_leader(dir.path()).await;
-    let durable = vec![normal(0, 2), normal(1, 3)];
+    let durable = vec![normal(1, 0, 2), normal(1, 1, 3)];
     storage.blocking_append(durable.clone()).await.unwrap();
     sm.apply(durable).await.unwrap();
     assert_eq!(raft_log.reader().high_watermark(), Offset(5));
 
     // Entries 2 and 3 are written, and durability is never reported for them.
-    let pending = vec![normal(2, 1), normal(3, 1)];
+    let pending = vec![normal(1, 2, 1), normal(1, 3, 1)];
     let batches = pending.iter().map(|e| encode_entry(e).unwrap()).collect();
     raft_log
         .writer()
@@ -103,12 +83,12 @@ async fn entries_written_but_not_durable_are_neither_applied_nor_told_committed(
 async fn a_leader_append_is_reported_at_once_and_a_failed_fsync_stops_the_apply() {
     let dir = tempfile::tempdir().unwrap();
     let (raft_log, mut storage, mut sm, bound) = open_leader(dir.path()).await;
-    let first = vec![normal(0, 2)];
+    let first = vec![normal(1, 0, 2)];
     storage.blocking_append(first.clone()).await.unwrap();
     sm.apply(first).await.unwrap();
 
     arm(dir.path(), FaultPoint::Sync, 5, 1);
-    let lost = vec![normal(1, 4)];
+    let lost = vec![normal(1, 1, 4)];
     // Reported flushed once written, before the fsync that fails.
     storage.blocking_append(lost.clone()).await.unwrap();
     let applied = tokio::time::timeout(Duration::from_secs(10), sm.apply(lost))
@@ -118,7 +98,7 @@ async fn a_leader_append_is_reported_at_once_and_a_failed_fsync_stops_the_apply(
     assert_eq!(raft_log.reader().high_watermark(), Offset(2));
     assert_eq!(bound.clamp(Some(log_id(1, 1))), Some(log_id(1, 0)));
     // The log is poisoned: the next append fails.
-    assert!(storage.blocking_append([normal(2, 1)]).await.is_err());
+    assert!(storage.blocking_append([normal(1, 2, 1)]).await.is_err());
 }
 
 #[tokio::test]
@@ -130,10 +110,10 @@ async fn a_follower_append_still_waits_for_its_fsync() {
     let mut storage = CairnLogStorage::<PartitionRaft>::new(raft_log.clone())
         .on_node(ME)
         .shipping_before_flush();
-    storage.blocking_append([normal(0, 1)]).await.unwrap();
+    storage.blocking_append([normal(1, 0, 1)]).await.unwrap();
     arm(dir.path(), FaultPoint::Sync, 5, 1);
     assert!(
-        storage.blocking_append([normal(1, 1)]).await.is_err(),
+        storage.blocking_append([normal(1, 1, 1)]).await.is_err(),
         "a follower reported an append flushed over a failed fsync"
     );
 }

@@ -8,16 +8,17 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use bytes::Bytes;
-use cairn_log::batch::{Batch, BatchBuilder, Compression, RecordInput};
+use cairn_log::batch::Batch;
 use cairn_log::fault::{FaultPoint, arm};
 use cairn_log::{EntryIndex, LogConfig, Offset, SystemClock};
 use cairn_raft::purge_file::log_id;
-use cairn_raft::{
-    BatchData, CairnLogStorage, PartitionRaft, PartitionStateMachine, PeerNode, RaftLog,
-};
+use cairn_raft::{CairnLogStorage, PartitionRaft, PartitionStateMachine, PeerNode, RaftLog};
 use openraft::storage::{RaftLogStorage, RaftLogStorageExt, RaftStateMachine};
 use openraft::{Entry, EntryPayload, LogId, Membership, RaftLogReader, RaftSnapshotBuilder, Vote};
+
+mod common;
+
+use common::normal;
 
 type Storage = CairnLogStorage<PartitionRaft>;
 
@@ -26,29 +27,6 @@ fn open(dir: &Path) -> (RaftLog, Storage, PartitionStateMachine) {
     let storage = CairnLogStorage::new(raft_log.clone());
     let sm = PartitionStateMachine::new(raft_log.clone());
     (raft_log, storage, sm)
-}
-
-fn records(count: usize, tag: &str) -> Bytes {
-    let mut builder = BatchBuilder::new(Compression::None);
-    for idx in 0..count {
-        let value = format!("{tag}-{idx}");
-        builder
-            .push(&RecordInput {
-                key: None,
-                value: Some(value.as_bytes()),
-                headers: &[],
-                timestamp_ms: 1,
-            })
-            .unwrap();
-    }
-    builder.build().unwrap()
-}
-
-fn normal(term: u64, index: u64, count: usize) -> Entry<PartitionRaft> {
-    Entry {
-        log_id: log_id(term, index),
-        payload: EntryPayload::Normal(BatchData(records(count, &format!("{term}/{index}")))),
-    }
 }
 
 fn blank(term: u64, index: u64) -> Entry<PartitionRaft> {
