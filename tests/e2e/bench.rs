@@ -255,34 +255,26 @@ fn bench_flags_out_of_range_are_refused_before_anything_is_created() {
 #[test]
 fn bench_produce_paces_low_and_high_rates() {
     let data = tempfile::tempdir().unwrap();
-    let mut server = serve_on_free_ports(data.path()).spawn().unwrap();
-    let ready = wait_ready(&mut server);
-    let broker = ready_field(&ready, "grpc=");
+    let (server, broker) = start_broker(data.path());
     for (topic, rate, records) in [("slow", "400", "200"), ("fast", "5000", "2000")] {
-        let produced = cairn(&[
-            "--broker",
-            broker.as_str(),
-            "bench",
-            "produce",
-            "--topic",
-            topic,
-            "--records",
-            records,
-            "--rate",
-            rate,
-            "--in-flight",
-            "1",
-            "--format",
-            "json",
-        ])
-        .output()
-        .unwrap();
-        assert!(
-            produced.status.success(),
-            "{}",
-            String::from_utf8_lossy(&produced.stderr)
+        let produced = cli_ok(
+            &broker,
+            &[
+                "bench",
+                "produce",
+                "--topic",
+                topic,
+                "--records",
+                records,
+                "--rate",
+                rate,
+                "--in-flight",
+                "1",
+                "--format",
+                "json",
+            ],
         );
-        let report: serde_json::Value = serde_json::from_slice(&produced.stdout).unwrap();
+        let report: serde_json::Value = serde_json::from_str(&produced).unwrap();
         assert_eq!(report["records"].as_u64().unwrap().to_string(), records);
         assert_eq!(report["failed"], 0);
         let asked: f64 = rate.parse().unwrap();
