@@ -11,12 +11,11 @@
 mod common;
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cairn_log::fault::{self, FaultPoint};
-use cairn_log::{FlushPolicy, Log, LogConfig, LogError, LogWriter, Offset, SystemClock};
-use common::{batch, read_all, small_config};
+use cairn_log::{FlushPolicy, Log, LogConfig, LogError, Offset};
+use common::{batch, read_all, small_config, spawn_writer};
 
 fn log_file_sizes(dir: &Path) -> u64 {
     std::fs::read_dir(dir)
@@ -113,8 +112,7 @@ fn full_disk_is_retriable_and_takes_no_offset() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_commit_gives_concurrent_appenders_dense_distinct_offsets() {
     let dir = tempfile::tempdir().unwrap();
-    let log = Log::open(dir.path(), small_config(), 0).unwrap();
-    let writer = LogWriter::spawn(log, Arc::new(SystemClock)).unwrap();
+    let writer = spawn_writer(dir.path(), small_config());
     let tasks: Vec<_> = (0..8u64)
         .map(|producer| {
             let writer = writer.clone();
@@ -153,8 +151,7 @@ async fn group_commit_gives_concurrent_appenders_dense_distinct_offsets() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_group_fsync_fails_every_waiter_and_every_later_append() {
     let dir = tempfile::tempdir().unwrap();
-    let log = Log::open(dir.path(), small_config(), 0).unwrap();
-    let writer = LogWriter::spawn(log, Arc::new(SystemClock)).unwrap();
+    let writer = spawn_writer(dir.path(), small_config());
     writer.append(vec![batch(0, 1, 10, 0)], None).await.unwrap();
     fault::arm(dir.path(), FaultPoint::Sync, libc::EIO, 1);
     let tasks: Vec<_> = (0..16u64)
@@ -178,8 +175,7 @@ async fn interval_policy_acknowledges_from_page_cache_then_fsyncs_in_the_backgro
         flush_policy: FlushPolicy::IntervalMs(20),
         ..small_config()
     };
-    let log = Log::open(dir.path(), cfg, 0).unwrap();
-    let writer = LogWriter::spawn(log, Arc::new(SystemClock)).unwrap();
+    let writer = spawn_writer(dir.path(), cfg);
     // The fsync will fail; under interval:<ms> the append is acknowledged before it runs.
     fault::arm(dir.path(), FaultPoint::Sync, libc::EIO, 1);
     writer.append(vec![batch(0, 1, 10, 0)], None).await.unwrap();

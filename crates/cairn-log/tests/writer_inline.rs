@@ -10,14 +10,11 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_log::fault::{self, FaultPoint};
-use cairn_log::{
-    FlushPolicy, LeaderEpoch, Log, LogConfig, LogError, LogWriter, Offset, SystemClock,
-};
-use common::{batch, read_all, small_config};
+use cairn_log::{FlushPolicy, LeaderEpoch, Log, LogConfig, LogError, LogWriter, Offset};
+use common::{batch, read_all, small_config, spawn_writer};
 
 /// Offers `count` appends (tags from `first`) to be written inline, a few milliseconds apart so
 /// that the writer is idle, checks each lands at its offset, and returns how many were answered
@@ -41,13 +38,38 @@ async fn offer_idle_appends(writer: &LogWriter, first: u64, count: u64) -> u64 {
     inline
 }
 
+/// The writer thread, held inside a task of its own until [`HeldWriter::release`]: commands
+/// sent meanwhile queue behind it.
+struct HeldWriter {
+    release: std::sync::mpsc::Sender<()>,
+    holding: tokio::task::JoinHandle<Result<bool, LogError>>,
+}
+
+impl HeldWriter {
+    /// Holds `writer`'s thread, once it has surely started on the holding task.
+    async fn hold(writer: &LogWriter) -> HeldWriter {
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let holding = tokio::spawn({
+            let writer = writer.clone();
+            async move { writer.with_log(move |_, _| held.recv().is_ok()).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        HeldWriter { release, holding }
+    }
+
+    /// Lets the writer thread go on, and waits until the holding task has finished.
+    async fn release(self) {
+        self.release.send(()).unwrap();
+        assert!(self.holding.await.unwrap().unwrap());
+    }
+}
+
 /// An idle writer: the append is answered by the time the call returns (no hand-off to the
 /// thread), and answered means durable.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_writer_lets_the_caller_write_and_fsync() {
     let dir = tempfile::tempdir().unwrap();
-    let log = Log::open(dir.path(), small_config(), 0).unwrap();
-    let writer = LogWriter::spawn(log, Arc::new(SystemClock)).unwrap();
+    let writer = spawn_writer(dir.path(), small_config());
     let inline = offer_idle_appends(&writer, 0, 20).await;
     assert!(inline > 0, "no append was written on the caller's thread");
     // Answered means durable under `always`: what a crash right now would keep.
@@ -62,15 +84,9 @@ async fn an_idle_writer_lets_the_caller_write_and_fsync() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_abandoned_wait_for_queue_space_does_not_stop_inline_writes() {
     let dir = tempfile::tempdir().unwrap();
-    let log = Log::open(dir.path(), small_config(), 0).unwrap();
-    let writer = LogWriter::spawn(log, Arc::new(SystemClock)).unwrap();
-    // Hold the writer thread in a task until released, and fill its queue behind it.
-    let (release, held) = std::sync::mpsc::channel::<()>();
-    let holding = tokio::spawn({
-        let writer = writer.clone();
-        async move { writer.with_log(move |_, _| held.recv().is_ok()).await }
-    });
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let writer = spawn_writer(dir.path(), small_config());
+    // Hold the writer thread, and fill its queue behind it.
+    let held = HeldWriter::hold(&writer).await;
     let mut queued = Vec::new();
     let mut tag = 0;
     loop {
@@ -87,8 +103,7 @@ async fn an_abandoned_wait_for_queue_space_does_not_stop_inline_writes() {
     )
     .await;
     assert!(abandoned.is_err(), "the queue had space after all");
-    release.send(()).unwrap();
-    assert!(holding.await.unwrap().unwrap());
+    held.release().await;
     for answer in queued {
         answer.await.unwrap().unwrap();
     }
@@ -105,8 +120,7 @@ async fn an_abandoned_wait_for_queue_space_does_not_stop_inline_writes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writing_inline_never_overtakes_a_queued_append() {
     let dir = tempfile::tempdir().unwrap();
-    let log = Log::open(dir.path(), small_config(), 0).unwrap();
-    let writer = LogWriter::spawn(log, Arc::new(SystemClock)).unwrap();
+    let writer = spawn_writer(dir.path(), small_config());
     let mut answers = Vec::new();
     for tag in 0..400u64 {
         let batches = vec![batch(tag, 1, 20, 0)];
@@ -137,8 +151,7 @@ async fn an_interval_flush_policy_keeps_appends_on_the_writer_thread() {
         flush_policy: FlushPolicy::IntervalMs(10),
         ..small_config()
     };
-    let log = Log::open(dir.path(), cfg, 0).unwrap();
-    let writer = LogWriter::spawn(log, Arc::new(SystemClock)).unwrap();
+    let writer = spawn_writer(dir.path(), cfg);
     for tag in 0..5u64 {
         let answer = writer
             .queue_append_or_write(vec![batch(tag, 1, 20, 0)], None)
@@ -155,8 +168,7 @@ async fn an_interval_flush_policy_keeps_appends_on_the_writer_thread() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_inline_fsync_poisons_the_log() {
     let dir = tempfile::tempdir().unwrap();
-    let log = Log::open(dir.path(), small_config(), 0).unwrap();
-    let writer = LogWriter::spawn(log, Arc::new(SystemClock)).unwrap();
+    let writer = spawn_writer(dir.path(), small_config());
     writer.append(vec![batch(0, 1, 10, 0)], None).await.unwrap();
     fault::arm(dir.path(), FaultPoint::Sync, libc::EIO, 1);
     tokio::time::sleep(Duration::from_millis(5)).await;
@@ -196,8 +208,7 @@ async fn a_failed_inline_fsync_poisons_the_log() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_append_on_an_idle_writer_is_written_and_durable_on_return() {
     let dir = tempfile::tempdir().unwrap();
-    let log = Log::open(dir.path(), small_config(), 0).unwrap();
-    let writer = LogWriter::spawn(log, Arc::new(SystemClock)).unwrap();
+    let writer = spawn_writer(dir.path(), small_config());
     let mut inline = 0;
     for tag in 0..20u64 {
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -232,8 +243,7 @@ async fn a_follower_append_on_an_idle_writer_is_written_and_durable_on_return() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_quick_task_runs_on_the_caller_when_idle_and_in_order_when_not() {
     let dir = tempfile::tempdir().unwrap();
-    let log = Log::open(dir.path(), small_config(), 0).unwrap();
-    let writer = LogWriter::spawn(log, Arc::new(SystemClock)).unwrap();
+    let writer = spawn_writer(dir.path(), small_config());
     let caller = std::thread::current().id();
     let mut on_caller = 0;
     for _ in 0..20 {
@@ -247,12 +257,7 @@ async fn a_quick_task_runs_on_the_caller_when_idle_and_in_order_when_not() {
     assert!(on_caller > 0, "no task ran on the caller's thread");
 
     // Hold the writer thread, queue an append behind it, then ask for the log end.
-    let (release, held) = std::sync::mpsc::channel::<()>();
-    let holding = tokio::spawn({
-        let writer = writer.clone();
-        async move { writer.with_log(move |_, _| held.recv().is_ok()).await }
-    });
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let held = HeldWriter::hold(&writer).await;
     let queued = writer
         .queue_append(vec![batch(0, 3, 20, 0)], None)
         .await
@@ -267,8 +272,7 @@ async fn a_quick_task_runs_on_the_caller_when_idle_and_in_order_when_not() {
     });
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(!end.is_finished(), "the task ran while the writer was busy");
-    release.send(()).unwrap();
-    assert!(holding.await.unwrap().unwrap());
+    held.release().await;
     queued.await.unwrap().unwrap();
     assert_eq!(
         end.await.unwrap().unwrap(),

@@ -13,9 +13,12 @@ pub mod damage;
 /// Keyed records for the compaction tests.
 pub mod keyed;
 
+use std::path::Path;
+use std::sync::Arc;
+
 use bytes::Bytes;
 use cairn_log::batch::{Batch, BatchBuilder, Compression, RecordInput};
-use cairn_log::{LogConfig, LogReader, Offset};
+use cairn_log::{Log, LogConfig, LogReader, LogWriter, Offset, SystemClock};
 
 /// A batch of `count` records whose values encode `tag` and their index.
 pub fn batch(tag: u64, count: usize, value_bytes: usize, timestamp_ms: i64) -> Batch {
@@ -45,6 +48,12 @@ pub fn small_config() -> LogConfig {
         retention_ms: None,
         ..LogConfig::default()
     }
+}
+
+/// Opens the log in `dir` with `cfg` and starts its writer thread on the system clock.
+pub fn spawn_writer(dir: &Path, cfg: LogConfig) -> LogWriter {
+    let log = Log::open(dir, cfg, 0).unwrap();
+    LogWriter::spawn(log, Arc::new(SystemClock)).unwrap()
 }
 
 /// Reads every visible batch from the log start, returning (base offset, bytes after the
