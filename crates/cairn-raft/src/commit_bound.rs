@@ -40,22 +40,25 @@ impl CommitBound {
             return Some(committed);
         }
         let last = EntryIndex(durable_end.0.checked_sub(1)?);
-        let purged = self.raft_log.purged();
+        // Purged entries were committed and applied: the purge point is always safe to claim.
+        let purge_point = self
+            .raft_log
+            .purged()
+            .filter(|p| p.index <= committed.index);
         if last < self.raft_log.first_entry() {
-            // Only purged entries are durable: they were committed and applied.
-            return purged.filter(|p| p.index <= committed.index);
+            return purge_point;
         }
         match self.raft_log.reader().entry_headers(last, 1) {
             Ok(headers) => match headers.first() {
                 Some(h) if h.entry == last => u64::try_from(h.leader_epoch.0)
                     .ok()
                     .map(|term| log_id(term, last.0)),
-                // Purged or truncated meanwhile: claim no more than the purge point.
-                _ => purged.filter(|p| p.index <= committed.index),
+                // Purged or truncated meanwhile.
+                _ => purge_point,
             },
             Err(err) => {
                 tracing::warn!(dir = %self.raft_log.dir().display(), %err, "cannot read the last durable entry; telling followers of no commit past the purge point");
-                purged.filter(|p| p.index <= committed.index)
+                purge_point
             }
         }
     }

@@ -102,25 +102,15 @@ impl<C> CairnLogStorage<C> {
         self
     }
 
-    /// Whether an append may be written on the calling task (see [`CairnLogStorage::on_node`]).
-    fn follows_another(&self) -> bool {
-        let Some(me) = self.me else { return false };
-        self.raft_log.vote().is_some_and(|vote| {
-            vote.leader_id()
-                .voted_for()
-                .is_some_and(|leader| leader != me)
-        })
-    }
-
-    /// Whether a leader's append is reported flushed once written (see
-    /// [`CairnLogStorage::shipping_before_flush`]): the stored vote is this node's own.
-    fn reports_written(&self) -> bool {
-        let Some(me) = self.me.filter(|_| self.ship_before_flush) else {
-            return false;
-        };
-        self.raft_log
-            .vote()
-            .is_some_and(|vote| vote.leader_id().voted_for() == Some(me))
+    /// Whom the stored vote names as leader, seen from this node: `Some(true)` this node,
+    /// `Some(false)` another, `None` if this node is unknown ([`CairnLogStorage::on_node`]) or
+    /// the vote names no one. An append may be written on the calling task while another node
+    /// leads, and reported flushed once written while this one does (with
+    /// [`CairnLogStorage::shipping_before_flush`]).
+    fn led_by_me(&self) -> Option<bool> {
+        let me = self.me?;
+        let vote = self.raft_log.vote()?;
+        vote.leader_id().voted_for().map(|leader| leader == me)
     }
 
     /// The underlying storage.
@@ -279,8 +269,9 @@ impl<C: CairnRaftConfig> RaftLogStorage<C> for CairnLogStorage<C> {
         I::IntoIter: OptionalSend,
     {
         let entries: Vec<Entry<C>> = entries.into_iter().collect();
-        let inline = self.follows_another();
-        let report_written = self.reports_written();
+        let led_by_me = self.led_by_me();
+        let inline = led_by_me == Some(false);
+        let report_written = self.ship_before_flush && led_by_me == Some(true);
         match append_entries(&self.raft_log, &entries, inline).await {
             Ok(Some(durable)) if report_written => {
                 // Written: openraft may ship the entries now. Their durability is tracked
