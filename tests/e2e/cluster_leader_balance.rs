@@ -4,7 +4,8 @@
 //! --format json` even out again, every node's `/metrics` shows no partition off its preferred
 //! replica and the survivors count their moves, and no write acknowledged meanwhile is lost.
 //! With automatic balancing off, `cairn cluster balance-leaders` moves the leaderships back on
-//! demand and reports them; it refuses an unknown topic and a negative bound by name.
+//! demand and reports them; it refuses an unknown topic and a negative bound by name. A new
+//! topic needs no move: its preferred replicas lead it from its first election.
 
 #![allow(clippy::unwrap_used, reason = "tests: a failure here is a failed test")]
 
@@ -152,6 +153,43 @@ async fn leaders_even_out_after_a_node_restarts_and_no_acknowledged_write_is_los
     let answered = report["nodes"].as_array().unwrap();
     assert_eq!(answered.len(), 3, "{out}");
     assert!(answered.iter().all(|n| n["answered"] == true), "{out}");
+}
+
+/// A new topic is led by its preferred replicas as soon as it has leaders: each partition's
+/// first replica calls the first election, so no partition waits out an election timeout and
+/// none needs a balancing move later. Automatic balancing is off and the election timeout long,
+/// so a replica that stood on its own timer would win, stay leader, and show here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_topic_is_led_by_its_preferred_replicas_from_the_start() {
+    let dir = TestDir::new();
+    let cluster = start_cluster_with(
+        dir.path(),
+        3,
+        &[
+            "--leader-balance-interval-ms",
+            "0",
+            "--raft-election-timeout-ms",
+            "3000..6000",
+        ],
+    );
+    let first = cluster.addresses[0].clone();
+    cluster.create_topic(&first, "fresh", 6, 3).await;
+    // `__consumer_offsets` (8) and `fresh` (6).
+    cluster.wait_healthy(8 + 6).await;
+    let imbalance: Vec<Option<f64>> = (1..=3)
+        .map(|node| {
+            cluster
+                .metrics(node)
+                .and_then(|body| metric_sample(&body, "cairn_cluster_preferred_leader_imbalance"))
+        })
+        .collect();
+    assert_eq!(
+        imbalance,
+        vec![Some(0.0); 3],
+        "partitions led off their preferred replicas, per node; leaders {:?}; logs in {:?}",
+        leaders_per_node(&first),
+        cluster.logs
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -95,6 +95,7 @@ impl Broker {
             Arc::clone(&self.clock),
             group,
             members,
+            partition.replicas.first() == Some(&me),
             &runtime.ctx,
         )
         .await

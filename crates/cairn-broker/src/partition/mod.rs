@@ -18,6 +18,7 @@
 //! it is answered.
 
 mod fetched;
+mod first_election;
 mod follower_lag;
 mod heal;
 mod heal_span;
@@ -156,7 +157,8 @@ impl Partition {
     }
 
     /// Starts this node's copy of a partition replicated by Raft group `group` (see
-    /// `replicated.rs`), opening its log in `dir`.
+    /// `replicated.rs`), opening its log in `dir`; `preferred` when this node is the
+    /// partition's first replica, which calls a new group's first election.
     ///
     /// # Errors
     /// The log's open errors; the group's start errors.
@@ -169,6 +171,7 @@ impl Partition {
         clock: Arc<dyn Clock>,
         group: cairn_raft::GroupId,
         members: std::collections::BTreeMap<cairn_raft::NodeId, cairn_raft::PeerNode>,
+        preferred: bool,
         ctx: &GroupContext,
     ) -> Result<Partition, BrokerError> {
         let damage: Arc<DamageRecord> = Arc::default();
@@ -180,6 +183,7 @@ impl Partition {
             clock,
             group,
             members,
+            preferred,
             ctx,
             Arc::clone(&damage),
         )

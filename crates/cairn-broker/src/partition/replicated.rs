@@ -217,7 +217,9 @@ fn node_i32(node: NodeId) -> i32 {
 impl ReplicatedReplica {
     /// Opens the partition's log in `dir` as a Raft replica, starts its group and registers it
     /// for peers' calls. On a group's first start (an empty log), every replica initializes it
-    /// with the same members, which openraft allows, so no replica waits for another.
+    /// with the same members, which openraft allows, so no replica waits for another, and the
+    /// replica that is `preferred` (the first of the partition's replicas) calls the first
+    /// election at once (`first_election.rs`).
     ///
     /// # Errors
     /// The log's open errors; openraft's start errors as [`BrokerError::Internal`]-like
@@ -231,6 +233,7 @@ impl ReplicatedReplica {
         clock: Arc<dyn Clock>,
         group: GroupId,
         members: BTreeMap<NodeId, PeerNode>,
+        preferred: bool,
         ctx: &GroupContext,
         damage: Arc<DamageRecord>,
     ) -> Result<ReplicatedReplica, BrokerError> {
@@ -296,9 +299,20 @@ impl ReplicatedReplica {
             .is_initialized()
             .await
             .map_err(|e| raft_failure(&topic, index, e.to_string()))?;
-        if !initialized && let Err(e) = raft.initialize(members).await {
-            // A peer's first message may have made this replica a member already.
-            tracing::debug!(topic = %topic, partition = index, error = %e, "group already initialized");
+        if !initialized {
+            match raft.initialize(members).await {
+                Ok(()) if preferred => super::first_election::spawn_first_election(
+                    raft.clone(),
+                    Arc::clone(&topic),
+                    index,
+                    Duration::from_millis(ctx.config.election_timeout_min),
+                ),
+                Ok(()) => {}
+                // A peer's first message may have made this replica a member already.
+                Err(e) => {
+                    tracing::debug!(topic = %topic, partition = index, error = %e, "group already initialized");
+                }
+            }
         }
         let proposals = Arc::new(AsyncMutex::new(ProposalState::default()));
         let healer = Healer {
