@@ -104,18 +104,7 @@ impl ProducerFilter {
             Some(s) => (s.states, s.offset.max(reader.log_start_offset())),
             None => (ProducerStates::default(), reader.log_start_offset()),
         };
-        let scanned = reader.scan_batches(from.as_i64(), |batch| {
-            report.batches_read += 1;
-            if let Some(producer) = producer_batch(batch)
-                && producer.is_idempotent()
-            {
-                let last = batch
-                    .base_offset()
-                    .plus(batch.offset_count().saturating_sub(1));
-                states.record(&producer, batch.base_offset().0, last.0);
-            }
-            ControlFlow::Continue(())
-        });
+        let scanned = record_batches(&mut states, reader, from, None, &mut report.batches_read);
         match scanned {
             Ok(damaged) => report.damaged = damaged,
             // The start lies outside the log only if the log changed under us, which nothing
@@ -137,12 +126,6 @@ impl ProducerFilter {
         (filter, report)
     }
 
-    /// The producer states as restored, for a replicated partition's leader, which checks
-    /// sequences before proposing instead of at the writer.
-    pub(crate) fn into_states(self) -> ProducerStates {
-        self.committed
-    }
-
     /// Writes a snapshot at `log_end` unless one is there already.
     fn snapshot(&mut self, log_end: Offset, durable: bool) {
         if self.snapshot_offset == Some(log_end) && !durable {
@@ -157,6 +140,36 @@ impl ProducerFilter {
             Err(err) => tracing::warn!(%err, "producer snapshot not written"),
         }
     }
+}
+
+/// Records in `states` the idempotent producers' batches of `reader`'s visible log from offset
+/// `from` up to `end` (the visible end when `None`), counting the batches read in `read`.
+/// Returns the damaged ranges stepped over.
+///
+/// # Errors
+/// [`LogError`] when `from` lies outside the log.
+pub(crate) fn record_batches(
+    states: &mut ProducerStates,
+    reader: &LogReader,
+    from: Offset,
+    end: Option<Offset>,
+    read: &mut u64,
+) -> Result<Vec<DamagedRange>, LogError> {
+    reader.scan_batches(from.as_i64(), |batch| {
+        if end.is_some_and(|end| batch.base_offset() >= end) {
+            return ControlFlow::Break(());
+        }
+        *read += 1;
+        if let Some(producer) = producer_batch(batch)
+            && producer.is_idempotent()
+        {
+            let last = batch
+                .base_offset()
+                .plus(batch.offset_count().saturating_sub(1));
+            states.record(&producer, batch.base_offset().0, last.0);
+        }
+        ControlFlow::Continue(())
+    })
 }
 
 fn producer_batch(batch: &Batch) -> Option<ProducerBatch> {
@@ -255,12 +268,13 @@ impl ProducerFilter {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, reason = "test code")]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use cairn_log::batch::{BatchBuilder, Compression, ProducerFields, RecordInput};
     use cairn_log::{Log, LogConfig, LogWriter, ManualClock, WriterOptions};
 
-    fn idempotent_batch(producer_id: i64, base_sequence: i32) -> Batch {
+    /// An idempotent batch of two records from `producer_id` at `base_sequence`.
+    pub(crate) fn idempotent_batch(producer_id: i64, base_sequence: i32) -> Batch {
         let mut builder = BatchBuilder::new(Compression::None);
         builder.set_producer(ProducerFields {
             producer_id,

@@ -27,6 +27,7 @@ mod leader_end_history;
 mod leadership;
 mod local;
 mod preferred_leader;
+mod producer_tracker;
 mod replica;
 mod replicated;
 mod retention_purge;

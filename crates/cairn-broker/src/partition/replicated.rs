@@ -50,11 +50,12 @@ mod propose;
 use super::health::DamageRecord;
 use super::leader_end_history::LeaderEndHistory;
 use super::leadership::{LeaderHint, Leadership};
+use super::producer_tracker::{SharedTracker, spawn_producer_tracking};
 use super::wait_for_high_watermark;
 use crate::cluster::replication_status::{FollowerLag, ReplicationStatus};
 use crate::error::BrokerError;
 use crate::produce::AckLevel;
-use crate::producer_filter::{ProducerFilter, SequenceError};
+use crate::producer_filter::SequenceError;
 use crate::producer_state::{ProducerBatch, ProducerStates, SequenceCheck};
 use crate::sequencer::Sequencer;
 
@@ -114,19 +115,24 @@ pub(crate) struct LeaderReport {
     pub(crate) members: Vec<NodeId>,
 }
 
-/// Watches a group's metrics: reports each term this node wins, counting it in `elections`,
-/// and feeds every change to `lag_history` at `clock`'s monotonic time, so a follower's lag in
-/// seconds is as fine as the metrics' own updates, not as coarse as the scrapes. Ends when
-/// the group stops.
+/// Watches a group's metrics: publishes the newest term this node knows in `known_term`
+/// (proposals in flight watch it, and it changes only with the term), reports each term this
+/// node wins to `ctx.leader_reports`, counting it in `ctx.elections`, and feeds every change to
+/// `lag_history` at `clock`'s monotonic time, so a follower's lag in seconds is as fine as the
+/// metrics' own updates, not as coarse as the scrapes. Ends when the group stops.
 fn spawn_metrics_watch(
     raft: &Raft<PartitionRaft>,
     group: GroupId,
-    me: NodeId,
-    reports: tokio::sync::mpsc::UnboundedSender<LeaderReport>,
-    elections: Arc<AtomicU64>,
+    ctx: &GroupContext,
     lag_history: Arc<Mutex<LeaderEndHistory>>,
     clock: Arc<dyn Clock>,
+    known_term: tokio::sync::watch::Sender<u64>,
 ) {
+    let (me, reports, elections) = (
+        ctx.me,
+        ctx.leader_reports.clone(),
+        Arc::clone(&ctx.elections),
+    );
     let mut metrics = raft.metrics();
     tokio::spawn(async move {
         let mut reported = None;
@@ -138,6 +144,13 @@ fn spawn_metrics_watch(
                     // Read under the lock, as a scrape does, so the history's times ascend.
                     super::follower_lag::observe(&mut history, &m, clock.monotonic_ms());
                 }
+                known_term.send_if_modified(|known| {
+                    let newer = m.current_term > *known;
+                    if newer {
+                        *known = m.current_term;
+                    }
+                    newer
+                });
                 (m.state == ServerState::Leader && reported != Some(m.current_term)).then(|| {
                     LeaderReport {
                         group,
@@ -148,6 +161,7 @@ fn spawn_metrics_watch(
                 })
             };
             if let Some(report) = report {
+                tracing::debug!(group = group.0, term = report.term, "won the election");
                 reported = Some(report.term);
                 elections.fetch_add(1, Ordering::Relaxed);
                 if reports.send(report).is_err() {
@@ -192,6 +206,14 @@ pub(crate) struct ReplicatedReplica {
     standing: Standing,
     /// The healer's task, aborted when the copy closes.
     healer: tokio::task::JoinHandle<()>,
+    /// The producer states of the committed log, kept current in the background so that a
+    /// new leadership reads only the log's last moments (`producer_tracker.rs`).
+    producer_tracker: SharedTracker,
+    /// The task that keeps `producer_tracker` current, aborted when the copy closes.
+    producer_tracking: tokio::task::JoinHandle<()>,
+    /// The newest Raft term this copy knows: once it passes the term a proposal was made in,
+    /// this node no longer leads that term and says so to the proposal's client at once.
+    known_term: tokio::sync::watch::Receiver<u64>,
     /// When the leader's log grew past each end this term, for followers' lag in seconds.
     lag_history: Arc<Mutex<LeaderEndHistory>>,
     /// The broker's clock; its monotonic reading times follower lag.
@@ -281,14 +303,14 @@ impl ReplicatedReplica {
             .unwrap_or_else(|e| e.into_inner())
             .insert(group, raft.clone());
         let lag_history = Arc::new(Mutex::new(LeaderEndHistory::default()));
+        let (known_term_sender, known_term) = tokio::sync::watch::channel(0);
         spawn_metrics_watch(
             &raft,
             group,
-            ctx.me,
-            ctx.leader_reports.clone(),
-            Arc::clone(&ctx.elections),
+            ctx,
             Arc::clone(&lag_history),
             Arc::clone(&clock),
+            known_term_sender,
         );
         super::retention_purge::spawn_retention_purges(
             raft.clone(),
@@ -330,6 +352,13 @@ impl ReplicatedReplica {
             heals: Arc::clone(&ctx.heals),
         }
         .spawn();
+        let producer_tracker = SharedTracker::default();
+        let producer_tracking = spawn_producer_tracking(
+            Arc::clone(&producer_tracker),
+            raft_log.reader().clone(),
+            Arc::clone(&topic),
+            index,
+        );
         Ok(ReplicatedReplica {
             topic,
             index,
@@ -344,6 +373,9 @@ impl ReplicatedReplica {
             proposals,
             standing,
             healer,
+            producer_tracker,
+            producer_tracking,
+            known_term,
             lag_history,
             clock,
             leaving: Arc::clone(&ctx.leaving),
@@ -597,6 +629,7 @@ impl ReplicatedReplica {
     /// The close's I/O error.
     pub(super) async fn close(&self) -> Result<(), BrokerError> {
         self.healer.abort();
+        self.producer_tracking.abort();
         self.registry.remove(self.group);
         self.held
             .write()
@@ -616,6 +649,7 @@ impl ReplicatedReplica {
     /// The close's I/O error.
     pub(super) fn close_blocking(&self) -> Result<(), BrokerError> {
         self.healer.abort();
+        self.producer_tracking.abort();
         self.registry.remove(self.group);
         self.held
             .write()

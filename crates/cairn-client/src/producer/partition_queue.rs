@@ -398,6 +398,12 @@ impl PartitionQueue {
         let retriable =
             error.is_retriable() || error.outcome_unknown() || gap_explained || unknown_topic;
         let batch = &mut self.sealed[index];
+        // A `NOT_LEADER` naming the new leader sends the retry there at once, as Kafka's
+        // producer does since KIP-951: the backoff is for waiting out an election, and this one
+        // is over. Only the first such answer in a row skips it, so two nodes naming each other
+        // cannot make the batch bounce between them without pause.
+        let straight_to_new_leader =
+            names_the_leader(&error) && !batch.last_error.as_ref().is_some_and(names_the_leader);
         if error.outcome_unknown() {
             batch.ambiguous_error = Some(error.clone());
         }
@@ -413,7 +419,11 @@ impl PartitionQueue {
             self.drop_batch(index, ambiguous, now);
         } else if retriable || lost_producer {
             self.sealed[index].state = BatchState::Ready;
-            let retry_at = now + self.config.backoff(attempts);
+            let retry_at = if straight_to_new_leader {
+                now
+            } else {
+                now + self.config.backoff(attempts)
+            };
             self.enter_recovery(retry_at, false, lost_producer);
         } else {
             self.drop_batch(index, Some(error), now);
@@ -595,6 +605,18 @@ fn fail(batch: SealedBatch, error: &ClientError) {
     if let Some(completer) = batch.completer {
         completer.complete(Err(error.clone()));
     }
+}
+
+/// Whether `error` is a `NOT_LEADER` that names the partition's leader.
+fn names_the_leader(error: &ClientError) -> bool {
+    matches!(
+        error,
+        ClientError::Broker {
+            code: ErrorCode::NotLeader,
+            leader: Some(leader),
+            ..
+        } if !leader.is_empty()
+    )
 }
 
 #[cfg(test)]

@@ -15,7 +15,8 @@ impl ReplicatedReplica {
         }
         state.term = None;
         let mut metrics = self.raft.metrics();
-        let deadline = tokio::time::Instant::now() + LEADER_READY_WAIT;
+        let waited_from = tokio::time::Instant::now();
+        let deadline = waited_from + LEADER_READY_WAIT;
         loop {
             {
                 let m = metrics.borrow_and_update();
@@ -38,14 +39,17 @@ impl ReplicatedReplica {
                 });
             }
         }
-        let dir = self.raft_log.dir().to_path_buf();
+        let applied_ms = waited_from.elapsed().as_millis();
+        // The background tracker has recorded the committed log up to its last pass; only the
+        // rest is read here (`producer_tracker.rs`).
+        let started = tokio::time::Instant::now();
         let reader = self.reader().clone();
+        let tracker = Arc::clone(&self.producer_tracker);
+        let (topic, index) = (Arc::clone(&self.topic), self.index);
         let (producers, next_offset) = tokio::task::spawn_blocking(move || {
-            let (filter, report) = ProducerFilter::open(&dir, &reader);
-            for d in &report.damaged {
-                tracing::error!(segment = %d.path.display(), position = d.position.0, reason = %d.reason, "damaged batch while rebuilding producer state");
-            }
-            (filter.into_states(), reader.log_end_offset().0)
+            let mut tracker = tracker.lock().unwrap_or_else(|e| e.into_inner());
+            let states = tracker.catch_up(&reader, &topic, index).clone();
+            (states, reader.log_end_offset().0)
         })
         .await
         .map_err(|e| raft_failure(&self.topic, self.index, e.to_string()))?;
@@ -54,7 +58,8 @@ impl ReplicatedReplica {
             next_offset,
             producers,
         };
-        tracing::info!(topic = %self.topic, partition = self.index, term, next_offset, "leading the partition");
+        let producer_state_ms = started.elapsed().as_millis();
+        tracing::info!(topic = %self.topic, partition = self.index, term, next_offset, applied_ms, producer_state_ms, "leading the partition");
         Ok(())
     }
 
@@ -174,23 +179,48 @@ impl ReplicatedReplica {
                 self.still_leading(term)?;
                 Ok(Some(Offset(base)))
             }
-            AckLevel::All => match pending.await {
-                Ok(Ok(response)) => {
-                    let landed = response.data.base_offset;
-                    if u64::try_from(landed).ok() != Some(base) {
-                        // The prediction is wrong only through a bug; the batch is committed
-                        // at `landed`, which is the truth to answer. Rebuild next time.
-                        tracing::error!(topic = %self.topic, partition = self.index, predicted = base, landed, "offset prediction missed");
-                        self.proposals.lock().await.term = None;
+            AckLevel::All => {
+                // A leader that has voted for a newer term's candidate (a handover, an
+                // election) may learn only much later whether its proposals committed: it
+                // answers them when it applies them, and it hears of the commit from the new
+                // leader. Measured on a leadership move at 20,000 records/s, its clients waited
+                // about 0.5 s for that. So the answer goes at once: outcome unknown, which the
+                // client retries under the same sequence at the new leader, and the new leader
+                // answers it as a duplicate if it was committed.
+                let mut known_term = self.known_term.clone();
+                let superseded = async move {
+                    // An error means the group stopped: the proposal's own answer says so.
+                    if known_term.wait_for(|known| *known > term).await.is_err() {
+                        std::future::pending::<()>().await;
                     }
-                    Ok(Some(Offset(u64::try_from(landed).unwrap_or(base))))
+                };
+                let answered = tokio::select! {
+                    answered = pending => answered,
+                    () = superseded => {
+                        self.proposals.lock().await.term = None;
+                        return Err(self.outcome_unknown(
+                            "this node lost the leadership".to_string(),
+                        ));
+                    }
+                };
+                match answered {
+                    Ok(Ok(response)) => {
+                        let landed = response.data.base_offset;
+                        if u64::try_from(landed).ok() != Some(base) {
+                            // The prediction is wrong only through a bug; the batch is committed
+                            // at `landed`, which is the truth to answer. Rebuild next time.
+                            tracing::error!(topic = %self.topic, partition = self.index, predicted = base, landed, "offset prediction missed");
+                            self.proposals.lock().await.term = None;
+                        }
+                        Ok(Some(Offset(u64::try_from(landed).unwrap_or(base))))
+                    }
+                    Ok(Err(ClientWriteError::ForwardToLeader(_))) | Err(_) => {
+                        self.proposals.lock().await.term = None;
+                        Err(self.outcome_unknown("this node lost the leadership".to_string()))
+                    }
+                    Ok(Err(e)) => Err(self.outcome_unknown(e.to_string())),
                 }
-                Ok(Err(ClientWriteError::ForwardToLeader(_))) | Err(_) => {
-                    self.proposals.lock().await.term = None;
-                    Err(self.outcome_unknown("this node lost the leadership".to_string()))
-                }
-                Ok(Err(e)) => Err(self.outcome_unknown(e.to_string())),
-            },
+            }
         }
     }
 

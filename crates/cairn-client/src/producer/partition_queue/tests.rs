@@ -250,6 +250,55 @@ fn a_retriable_failure_drains_backs_off_then_resends_in_order_one_at_a_time() {
     assert_eq!(rest, [1, 2], "pipelining resumes after the probe succeeds");
 }
 
+/// A `NOT_LEADER` answer, naming the leader when `hint` is set.
+fn not_leader(hint: Option<&str>) -> ClientError {
+    ClientError::Broker {
+        code: ErrorCode::NotLeader,
+        status: tonic::Code::FailedPrecondition,
+        message: "not the leader".into(),
+        leader: hint.map(Into::into),
+    }
+}
+
+#[test]
+fn a_not_leader_naming_the_new_leader_is_retried_at_once_but_only_once_in_a_row() {
+    let mut f = Fixture::new(Some(PID));
+    full_batches(&mut f, 2);
+    let t = f.queue.poll_send(f.at(0));
+    f.queue
+        .on_failure(t[0].batch_id, not_leader(Some("10.0.0.2:7070")), f.at(1));
+    f.queue
+        .on_failure(t[1].batch_id, not_leader(Some("10.0.0.2:7070")), f.at(1));
+    let probe = f.queue.poll_send(f.at(1));
+    assert_eq!(probe.len(), 1, "no backoff: the new leader is known");
+    assert_eq!(sequence_of(&probe[0]).1, 0, "same sequence");
+    // The named node does not lead either (it named another): now the backoff waits.
+    f.queue.on_failure(
+        probe[0].batch_id,
+        not_leader(Some("10.0.0.3:7070")),
+        f.at(2),
+    );
+    assert!(f.queue.poll_send(f.at(50)).is_empty(), "backing off");
+    assert_eq!(
+        f.queue.poll_send(f.at(202)).len(),
+        1,
+        "second attempt's backoff"
+    );
+}
+
+#[test]
+fn a_not_leader_naming_no_leader_waits_the_backoff() {
+    let mut f = Fixture::new(Some(PID));
+    full_batches(&mut f, 1);
+    let t = f.queue.poll_send(f.at(0));
+    f.queue.on_failure(t[0].batch_id, not_leader(None), f.at(1));
+    assert!(
+        f.queue.poll_send(f.at(50)).is_empty(),
+        "an election may be under way"
+    );
+    assert_eq!(f.queue.poll_send(f.at(101)).len(), 1);
+}
+
 #[test]
 fn an_unknown_topic_from_a_node_that_lags_the_metadata_is_retried_with_the_same_sequence() {
     let mut f = Fixture::new(Some(PID));
