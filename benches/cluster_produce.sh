@@ -27,22 +27,10 @@ SIZE=${SIZE:-1024}
 PER_REQUEST=${PER_REQUEST:-1000}
 IN_FLIGHT=${IN_FLIGHT:-5}
 RATE=${RATE:-0}
-PEERS="1=127.0.0.1:17471,2=127.0.0.1:17472,3=127.0.0.1:17473"
-BROKERS="127.0.0.1:17471,127.0.0.1:17472,127.0.0.1:17473"
-
 [ -x "$BIN" ] || { echo "cluster_produce.sh: no $BIN; run cargo build --release first" >&2; exit 2; }
 
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done; }
-trap cleanup EXIT
-
-rm -rf "$DATA"; mkdir -p "$DATA"
-for n in 1 2 3; do
-  "$BIN" serve --node-id "$n" --peers "$PEERS" --grpc-addr "127.0.0.1:1747$n" \
-    --http-addr "127.0.0.1:1748$n" --data-dir "$DATA/n$n" >"$DATA/n$n.out" 2>"$DATA/n$n.log" &
-  PIDS+=($!)
-done
-for n in 1 2 3; do until grep -q 'cluster formed' "$DATA/n$n.log" 2>/dev/null; do sleep 0.1; done; done
+. "$(dirname "$0")/three_nodes.sh"
+start_three_nodes 1747 1748
 for rf in 1 3; do
   "$BIN" --broker "$BROKERS" topic create "rf$rf" --partitions 3 --replication-factor "$rf" >/dev/null
 done

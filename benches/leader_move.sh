@@ -23,22 +23,10 @@ DATA=${DATA:-/var/tmp/cairn-leader-move}
 TOPICS=${TOPICS:-6}
 MOVES=${MOVES:-4}
 FILL_RECORDS=${FILL_RECORDS:-300000}
-PEERS="1=127.0.0.1:17571,2=127.0.0.1:17572,3=127.0.0.1:17573"
-BROKERS="127.0.0.1:17571,127.0.0.1:17572,127.0.0.1:17573"
-
 [ -x "$BIN" ] || { echo "leader_move.sh: no $BIN; run cargo build --release first" >&2; exit 2; }
 
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done; }
-trap cleanup EXIT
-
-rm -rf "$DATA"; mkdir -p "$DATA"
-for n in 1 2 3; do
-  "$BIN" serve --node-id "$n" --peers "$PEERS" --grpc-addr "127.0.0.1:1757$n" \
-    --http-addr "127.0.0.1:1758$n" --data-dir "$DATA/n$n" >"$DATA/n$n.out" 2>"$DATA/n$n.log" &
-  PIDS+=($!)
-done
-for n in 1 2 3; do until grep -q 'cluster formed' "$DATA/n$n.log" 2>/dev/null; do sleep 0.1; done; done
+. "$(dirname "$0")/three_nodes.sh"
+start_three_nodes 1757 1758
 
 ms() { echo $(( $(date +%s%N) / 1000000 )); }
 for i in $(seq 1 "$TOPICS"); do
