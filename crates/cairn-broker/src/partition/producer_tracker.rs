@@ -33,41 +33,73 @@ pub(crate) struct ProducerTracker {
     next: Offset,
     /// Batches read from the log so far, over every pass.
     read: u64,
+    /// A pass stepped over damaged batches since the last full read.
+    damaged: bool,
 }
 
 /// A tracker shared by a copy's background pass and its leadership's start.
 pub(crate) type SharedTracker = Arc<Mutex<ProducerTracker>>;
 
 impl ProducerTracker {
-    /// Records the committed batches from where the last pass stopped up to `reader`'s high
-    /// watermark now (from the log start the first time, or after retention passed `next`),
-    /// and returns the states. A damaged batch is stepped over and logged: its producer may be
-    /// missing, which a retry answers as an unknown producer, never as a duplicate.
-    pub(crate) fn catch_up(
+    /// The background pass: records the committed batches from where the last pass stopped up
+    /// to `reader`'s high watermark now. Does nothing while an earlier pass met damage (see
+    /// [`ProducerTracker::for_leadership`]).
+    pub(crate) fn catch_up(&mut self, reader: &LogReader, topic: &str, index: u32) {
+        if !self.damaged {
+            self.pass(reader, topic, index);
+        }
+    }
+
+    /// The states a new leadership starts from: the committed log up to `reader`'s high
+    /// watermark now. If a pass stepped over damaged batches, their producers may be missing
+    /// while later batches of theirs are recorded, so a retry of a damaged batch could be
+    /// taken for a new one and written twice: the whole log is read again then, as the copy
+    /// stands for election only once it has healed (`heal.rs`).
+    pub(crate) fn for_leadership(
         &mut self,
         reader: &LogReader,
         topic: &str,
         index: u32,
     ) -> &ProducerStates {
+        if self.damaged {
+            *self = ProducerTracker {
+                read: self.read,
+                ..ProducerTracker::default()
+            };
+        }
+        self.pass(reader, topic, index);
+        &self.states
+    }
+
+    fn pass(&mut self, reader: &LogReader, topic: &str, index: u32) {
+        let start = reader.log_start_offset();
+        if start > self.next {
+            // The log no longer holds what lies between the last pass and its start: a
+            // follower's log restarted at a leader's snapshot, or retention passed batches no
+            // pass had read. What was recorded before may be stale (a producer whose later
+            // batches are gone would look further behind than it is), so start over from the
+            // log start, as a full read would.
+            self.states = ProducerStates::default();
+        }
         let end = reader.high_watermark();
-        let from = self.next.max(reader.log_start_offset());
+        let from = self.next.max(start);
         if from >= end {
-            return &self.states;
+            return;
         }
         match record_batches(&mut self.states, reader, from, Some(end), &mut self.read) {
             Ok(damaged) => {
                 for d in &damaged {
                     tracing::error!(topic, partition = index, segment = %d.path.display(), position = d.position.0, reason = %d.reason, "damaged batch while reading producer state");
                 }
+                self.damaged |= !damaged.is_empty();
                 self.next = end;
             }
             // Only if retention moved the log start past `from` meanwhile: the next pass
-            // starts from the new log start.
+            // starts over from the new log start.
             Err(err) => {
                 tracing::debug!(topic, partition = index, %err, "producer state pass skipped");
             }
         }
-        &self.states
     }
 }
 
@@ -127,7 +159,8 @@ mod tests {
         log.set_high_watermark(Offset(2)).unwrap();
 
         let mut tracker = ProducerTracker::default();
-        let states = tracker.catch_up(&reader, "t", 0);
+        tracker.catch_up(&reader, "t", 0);
+        let states = &tracker.states;
         assert!(matches!(
             states.check(&batch_of(1, 0)),
             SequenceCheck::Duplicate { .. }
@@ -145,7 +178,7 @@ mod tests {
         assert_eq!((tracker.next, tracker.read), (Offset(2), 1));
 
         log.set_high_watermark(Offset(4)).unwrap();
-        let states = tracker.catch_up(&reader, "t", 0);
+        let states = tracker.for_leadership(&reader, "t", 0);
         assert!(matches!(
             states.check(&batch_of(2, 0)),
             SequenceCheck::Duplicate { .. }
@@ -161,5 +194,63 @@ mod tests {
         );
         tracker.catch_up(&reader, "t", 0);
         assert_eq!(tracker.read, 2, "nothing new, nothing read");
+    }
+
+    #[test]
+    fn after_damage_the_background_waits_and_the_next_leadership_reads_the_whole_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = Log::open_replica(dir.path(), LogConfig::default(), 0).unwrap();
+        let reader = log.reader();
+        log.append(&[idempotent_batch(1, 0)], None, 0).unwrap();
+        log.set_high_watermark(Offset(2)).unwrap();
+        let mut tracker = ProducerTracker::default();
+        tracker.catch_up(&reader, "t", 0);
+        // As if that pass had stepped over a damaged batch (a heal rewrites it later).
+        tracker.damaged = true;
+        log.append(&[idempotent_batch(1, 2)], None, 0).unwrap();
+        log.set_high_watermark(Offset(4)).unwrap();
+        tracker.catch_up(&reader, "t", 0);
+        assert_eq!(
+            tracker.read, 1,
+            "no background pass over a copy with damage"
+        );
+        let states = tracker.for_leadership(&reader, "t", 0);
+        assert!(matches!(
+            states.check(&batch_of(1, 2)),
+            SequenceCheck::Duplicate { .. }
+        ));
+        assert_eq!(
+            (tracker.read, tracker.damaged),
+            (3, false),
+            "the whole log read again, and no damage found"
+        );
+    }
+
+    #[test]
+    fn a_log_restarted_past_the_last_pass_starts_the_states_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = Log::open_replica(dir.path(), LogConfig::default(), 0).unwrap();
+        let reader = log.reader();
+        log.append(&[idempotent_batch(1, 0)], None, 0).unwrap();
+        log.set_high_watermark(Offset(2)).unwrap();
+        let mut tracker = ProducerTracker::default();
+        tracker.catch_up(&reader, "t", 0);
+        // A follower far behind installs its leader's snapshot: its log starts over at 10, and
+        // whatever producer 1 wrote at offsets 2 to 9 this copy never saw.
+        log.reset(cairn_log::EntryIndex(5), Offset(10), 0).unwrap();
+        log.append(&[idempotent_batch(2, 0)], None, 0).unwrap();
+        log.set_high_watermark(Offset(12)).unwrap();
+        let states = tracker.for_leadership(&reader, "t", 0);
+        assert!(
+            matches!(
+                states.check(&batch_of(1, 4)),
+                SequenceCheck::UnknownProducer
+            ),
+            "producer 1's next batch is not judged against a state that misses its last ones"
+        );
+        assert!(matches!(
+            states.check(&batch_of(2, 0)),
+            SequenceCheck::Duplicate { .. }
+        ));
     }
 }

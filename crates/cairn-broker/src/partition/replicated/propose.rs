@@ -48,7 +48,7 @@ impl ReplicatedReplica {
         let (topic, index) = (Arc::clone(&self.topic), self.index);
         let (producers, next_offset) = tokio::task::spawn_blocking(move || {
             let mut tracker = tracker.lock().unwrap_or_else(|e| e.into_inner());
-            let states = tracker.catch_up(&reader, &topic, index).clone();
+            let states = tracker.for_leadership(&reader, &topic, index).clone();
             (states, reader.log_end_offset().0)
         })
         .await
@@ -195,9 +195,11 @@ impl ReplicatedReplica {
                     }
                 };
                 let answered = tokio::select! {
+                    // An answer already there wins: the write committed.
+                    biased;
                     answered = pending => answered,
                     () = superseded => {
-                        self.proposals.lock().await.term = None;
+                        self.forget_proposal_state(term).await;
                         return Err(self.outcome_unknown(
                             "this node lost the leadership".to_string(),
                         ));
@@ -210,12 +212,12 @@ impl ReplicatedReplica {
                             // The prediction is wrong only through a bug; the batch is committed
                             // at `landed`, which is the truth to answer. Rebuild next time.
                             tracing::error!(topic = %self.topic, partition = self.index, predicted = base, landed, "offset prediction missed");
-                            self.proposals.lock().await.term = None;
+                            self.forget_proposal_state(term).await;
                         }
                         Ok(Some(Offset(u64::try_from(landed).unwrap_or(base))))
                     }
                     Ok(Err(ClientWriteError::ForwardToLeader(_))) | Err(_) => {
-                        self.proposals.lock().await.term = None;
+                        self.forget_proposal_state(term).await;
                         Err(self.outcome_unknown("this node lost the leadership".to_string()))
                     }
                     Ok(Err(e)) => Err(self.outcome_unknown(e.to_string())),
@@ -262,6 +264,16 @@ impl ReplicatedReplica {
         }
         self.still_leading(term)?;
         Ok(Some(Offset(base)))
+    }
+
+    /// Drops the proposal state if it is still `term`'s, so the next proposal rebuilds it. A
+    /// state built since for a later term is left alone: its proposals may be on their way into
+    /// the log, and a rebuild now would miss them.
+    async fn forget_proposal_state(&self, term: u64) {
+        let mut state = self.proposals.lock().await;
+        if state.term == Some(term) {
+            state.term = None;
+        }
     }
 
     /// Refuses unless this node leads now in `term`, and so has led since `term` began: terms
