@@ -148,49 +148,48 @@ mod tests {
         }
     }
 
-    #[test]
-    fn only_committed_batches_are_recorded_and_each_pass_reads_on_from_the_last() {
+    fn is_duplicate(states: &ProducerStates, producer_id: i64, base_sequence: i32) -> bool {
+        matches!(
+            states.check(&batch_of(producer_id, base_sequence)),
+            SequenceCheck::Duplicate { .. }
+        )
+    }
+
+    /// A replica's log holding producer 1's first batch (offsets 0 and 1), committed, and a
+    /// tracker whose first pass has read it.
+    fn tracked_log() -> (tempfile::TempDir, Log, LogReader, ProducerTracker) {
         let dir = tempfile::tempdir().unwrap();
         let mut log = Log::open_replica(dir.path(), LogConfig::default(), 0).unwrap();
         let reader = log.reader();
         log.append(&[idempotent_batch(1, 0)], None, 0).unwrap();
-        log.append(&[idempotent_batch(2, 0)], None, 0).unwrap();
-        // Producer 1's batch (offsets 0 and 1) is committed; producer 2's is not yet.
         log.set_high_watermark(Offset(2)).unwrap();
-
         let mut tracker = ProducerTracker::default();
         tracker.catch_up(&reader, "t", 0);
-        let states = &tracker.states;
+        (dir, log, reader, tracker)
+    }
+
+    #[test]
+    fn only_committed_batches_are_recorded_and_each_pass_reads_on_from_the_last() {
+        let (_dir, mut log, reader, mut tracker) = tracked_log();
+        assert!(is_duplicate(&tracker.states, 1, 0));
         assert!(matches!(
-            states.check(&batch_of(1, 0)),
-            SequenceCheck::Duplicate { .. }
-        ));
-        assert!(matches!(
-            states.check(&batch_of(1, 2)),
+            tracker.states.check(&batch_of(1, 2)),
             SequenceCheck::Append
         ));
-        // Recorded, a retry of an uncommitted batch would be answered as a duplicate of
-        // records a new leader may have truncated.
-        assert!(matches!(
-            states.check(&batch_of(2, 0)),
-            SequenceCheck::Append
-        ));
+        // Producer 2's batch is written but not committed. Recorded, a retry of it would be
+        // answered as a duplicate of records a new leader may have truncated.
+        log.append(&[idempotent_batch(2, 0)], None, 0).unwrap();
+        tracker.catch_up(&reader, "t", 0);
+        assert!(!is_duplicate(&tracker.states, 2, 0));
         assert_eq!((tracker.next, tracker.read), (Offset(2), 1));
 
         log.set_high_watermark(Offset(4)).unwrap();
         let states = tracker.for_leadership(&reader, "t", 0);
-        assert!(matches!(
-            states.check(&batch_of(2, 0)),
-            SequenceCheck::Duplicate { .. }
-        ));
-        assert!(matches!(
-            states.check(&batch_of(1, 0)),
-            SequenceCheck::Duplicate { .. }
-        ));
+        assert!(is_duplicate(states, 2, 0) && is_duplicate(states, 1, 0));
         assert_eq!(
             (tracker.next, tracker.read),
             (Offset(4), 2),
-            "the second pass read only the newly committed batch"
+            "the pass read only the newly committed batch"
         );
         tracker.catch_up(&reader, "t", 0);
         assert_eq!(tracker.read, 2, "nothing new, nothing read");
@@ -198,13 +197,7 @@ mod tests {
 
     #[test]
     fn after_damage_the_background_waits_and_the_next_leadership_reads_the_whole_log() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut log = Log::open_replica(dir.path(), LogConfig::default(), 0).unwrap();
-        let reader = log.reader();
-        log.append(&[idempotent_batch(1, 0)], None, 0).unwrap();
-        log.set_high_watermark(Offset(2)).unwrap();
-        let mut tracker = ProducerTracker::default();
-        tracker.catch_up(&reader, "t", 0);
+        let (_dir, mut log, reader, mut tracker) = tracked_log();
         // As if that pass had stepped over a damaged batch (a heal rewrites it later).
         tracker.damaged = true;
         log.append(&[idempotent_batch(1, 2)], None, 0).unwrap();
@@ -215,10 +208,7 @@ mod tests {
             "no background pass over a copy with damage"
         );
         let states = tracker.for_leadership(&reader, "t", 0);
-        assert!(matches!(
-            states.check(&batch_of(1, 2)),
-            SequenceCheck::Duplicate { .. }
-        ));
+        assert!(is_duplicate(states, 1, 2));
         assert_eq!(
             (tracker.read, tracker.damaged),
             (3, false),
@@ -228,13 +218,7 @@ mod tests {
 
     #[test]
     fn a_log_restarted_past_the_last_pass_starts_the_states_over() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut log = Log::open_replica(dir.path(), LogConfig::default(), 0).unwrap();
-        let reader = log.reader();
-        log.append(&[idempotent_batch(1, 0)], None, 0).unwrap();
-        log.set_high_watermark(Offset(2)).unwrap();
-        let mut tracker = ProducerTracker::default();
-        tracker.catch_up(&reader, "t", 0);
+        let (_dir, mut log, reader, mut tracker) = tracked_log();
         // A follower far behind installs its leader's snapshot: its log starts over at 10, and
         // whatever producer 1 wrote at offsets 2 to 9 this copy never saw.
         log.reset(cairn_log::EntryIndex(5), Offset(10), 0).unwrap();
@@ -248,9 +232,6 @@ mod tests {
             ),
             "producer 1's next batch is not judged against a state that misses its last ones"
         );
-        assert!(matches!(
-            states.check(&batch_of(2, 0)),
-            SequenceCheck::Duplicate { .. }
-        ));
+        assert!(is_duplicate(states, 2, 0));
     }
 }
