@@ -16,8 +16,11 @@
 //! original is still in flight be recognised as a duplicate. A duplicate is answered with the
 //! original's offsets only once those are committed. The prediction and producer state belong
 //! to one term: when this node wins an election it waits until everything in its log is
-//! applied (its no-op commits), then rebuilds both from the log. Losing leadership throws them
-//! away; nothing acknowledged depends on them. That append path lives in `replicated/propose.rs`.
+//! applied (its no-op commits), then rebuilds both from the log, the producer state from what
+//! every copy keeps of its committed log in the background (`producer_tracker.rs`) plus the
+//! rest. Losing leadership throws them away; nothing acknowledged depends on them. Once this
+//! node knows a newer term, its appends still waiting for their commit are answered outcome
+//! unknown at once. That append path lives in `replicated/propose.rs`.
 //!
 //! A copy that holds damaged committed entries proposes nothing and stands for no election
 //! until its healer (`heal.rs`) has rewritten them from a peer; peers' calls reach the group
