@@ -30,6 +30,9 @@ use crate::sequencer::Sequencer;
 /// uses the Raft term).
 const SINGLE_NODE_EPOCH: LeaderEpoch = LeaderEpoch(0);
 
+/// The one term of a single node's partition, for its sequencer's lanes.
+const SINGLE_NODE_TERM: u64 = 0;
+
 /// A partition's only copy, on this node.
 #[derive(Debug)]
 pub(crate) struct LocalReplica {
@@ -132,7 +135,9 @@ impl LocalReplica {
             header.record_count,
         ));
         if let Some((id, epoch, sequence, _)) = producer {
-            self.sequencer.wait_turn(id, epoch, sequence).await;
+            self.sequencer
+                .wait_turn(id, epoch, sequence, SINGLE_NODE_TERM)
+                .await;
         }
         let queued = if acks == AckLevel::None {
             self.writer.try_append(vec![batch], Some(SINGLE_NODE_EPOCH))
@@ -146,7 +151,8 @@ impl LocalReplica {
                 .await
         };
         if let Some((id, epoch, sequence, records)) = producer {
-            self.sequencer.queued(id, epoch, sequence, records);
+            self.sequencer
+                .queued(id, epoch, sequence, records, SINGLE_NODE_TERM);
         }
         let pending = queued?;
         match acks {

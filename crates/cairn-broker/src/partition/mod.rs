@@ -25,6 +25,7 @@ mod heal_span;
 mod health;
 mod leader_end_history;
 mod leadership;
+mod likely_leader;
 mod local;
 mod preferred_leader;
 mod producer_tracker;

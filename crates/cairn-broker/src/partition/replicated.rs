@@ -53,6 +53,7 @@ mod propose;
 use super::health::DamageRecord;
 use super::leader_end_history::LeaderEndHistory;
 use super::leadership::{LeaderHint, Leadership};
+use super::likely_leader::likely_leader;
 use super::producer_tracker::{SharedTracker, spawn_producer_tracking};
 use super::wait_for_high_watermark;
 use crate::cluster::replication_status::{FollowerLag, ReplicationStatus};
@@ -399,9 +400,10 @@ impl ReplicatedReplica {
         self.raft.metrics().borrow().clone()
     }
 
-    /// The refusal a non-leader gives, naming the leader when known.
+    /// The refusal a non-leader gives, naming the leader when known, or else the candidate
+    /// this node voted for in the current term (see [`likely_leader`]).
     fn not_leader(&self, metrics: &RaftMetrics<NodeId, PeerNode>) -> BrokerError {
-        let leader = metrics.current_leader.map(|id| LeaderHint {
+        let leader = likely_leader(metrics).map(|id| LeaderHint {
             node_id: node_i32(id),
             address: self
                 .directory

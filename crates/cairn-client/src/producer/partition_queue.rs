@@ -419,12 +419,18 @@ impl PartitionQueue {
             self.drop_batch(index, ambiguous, now);
         } else if retriable || lost_producer {
             self.sealed[index].state = BatchState::Ready;
-            let retry_at = if straight_to_new_leader {
-                now
+            if straight_to_new_leader {
+                self.enter_recovery(now, false, lost_producer);
+                // Whatever backoff another batch's answer set was for an election, and this
+                // answer says it is over: the whole queue goes to the new leader now. (On a
+                // leadership move the old leader's first answers name no leader yet; their
+                // backoff held the records about 0.1 s after the new leader was known.)
+                if let Some(recovery) = self.recovery.as_mut() {
+                    recovery.retry_at = now;
+                }
             } else {
-                now + self.config.backoff(attempts)
-            };
-            self.enter_recovery(retry_at, false, lost_producer);
+                self.enter_recovery(now + self.config.backoff(attempts), false, lost_producer);
+            }
         } else {
             self.drop_batch(index, Some(error), now);
         }

@@ -111,7 +111,7 @@ impl ReplicatedReplica {
         batch: Batch,
         acks: AckLevel,
     ) -> Result<Option<Offset>, BrokerError> {
-        self.check_leader()?;
+        let term_seen = self.check_leader()?;
         let header = *batch.header();
         let producer = (header.producer_id >= 0).then_some(ProducerBatch {
             producer_id: header.producer_id,
@@ -120,9 +120,21 @@ impl ReplicatedReplica {
             record_count: header.last_offset_delta.saturating_add(1),
         });
         if let Some(p) = &producer {
-            self.sequencer
-                .wait_turn(p.producer_id, p.producer_epoch, p.base_sequence)
-                .await;
+            // Ordering is for this term only: once a newer one is known, the predecessor this
+            // batch waits for goes to the new leader, and the client is better told so now
+            // (the proposal lock below answers NOT_LEADER naming it). Waiting out the full
+            // bound here held every batch behind this one for half a second on a leadership
+            // move (see the sequencer's docs).
+            let turn = self.sequencer.wait_turn(
+                p.producer_id,
+                p.producer_epoch,
+                p.base_sequence,
+                term_seen,
+            );
+            tokio::select! {
+                () = turn => {}
+                () = self.newer_term_known(term_seen) => {}
+            }
         }
         let span = batch.offset_count();
         let (mut state, term) = self.ready_proposals().await?;
@@ -154,6 +166,7 @@ impl ReplicatedReplica {
                 p.producer_epoch,
                 p.base_sequence,
                 p.record_count,
+                term,
             );
         }
         let pending = match written {
@@ -187,13 +200,7 @@ impl ReplicatedReplica {
                 // about 0.5 s for that. So the answer goes at once: outcome unknown, which the
                 // client retries under the same sequence at the new leader, and the new leader
                 // answers it as a duplicate if it was committed.
-                let mut known_term = self.known_term.clone();
-                let superseded = async move {
-                    // An error means the group stopped: the proposal's own answer says so.
-                    if known_term.wait_for(|known| *known > term).await.is_err() {
-                        std::future::pending::<()>().await;
-                    }
-                };
+                let superseded = self.newer_term_known(term);
                 let answered = tokio::select! {
                     // An answer already there wins: the write committed.
                     biased;
@@ -291,6 +298,18 @@ impl ReplicatedReplica {
     /// client nothing was written, and a producer may then give the batch's sequence numbers
     /// to other records, which the next leader would answer as duplicates of this batch: a
     /// fault loop lost 19 acknowledged records that way.
+    /// Resolves once this node knows a term newer than `term` (it voted for another
+    /// candidate, or heard from a newer leader); never, if the group stops first (whatever
+    /// waits on it then gets its answer from the group).
+    fn newer_term_known(&self, term: u64) -> impl Future<Output = ()> + Send + 'static {
+        let mut known_term = self.known_term.clone();
+        async move {
+            if known_term.wait_for(|known| *known > term).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
     fn outcome_unknown(&self, reason: String) -> BrokerError {
         BrokerError::AppendOutcomeUnknown {
             topic: self.topic.to_string(),

@@ -287,6 +287,25 @@ fn a_not_leader_naming_the_new_leader_is_retried_at_once_but_only_once_in_a_row(
 }
 
 #[test]
+fn a_not_leader_naming_the_new_leader_ends_the_backoff_another_batch_set() {
+    let mut f = Fixture::new(Some(PID));
+    full_batches(&mut f, 2);
+    let t = f.queue.poll_send(f.at(0));
+    // The old leader's first answer comes while the election runs, the next once it is over.
+    f.queue.on_failure(t[0].batch_id, not_leader(None), f.at(1));
+    assert!(f.queue.poll_send(f.at(5)).is_empty(), "backing off");
+    f.queue
+        .on_failure(t[1].batch_id, not_leader(Some("10.0.0.2:7070")), f.at(10));
+    let probe = f.queue.poll_send(f.at(10));
+    assert_eq!(probe.len(), 1, "the new leader is known: no more backoff");
+    assert_eq!(
+        sequence_of(&probe[0]).1,
+        0,
+        "resent from the front, same sequence"
+    );
+}
+
+#[test]
 fn a_not_leader_naming_no_leader_waits_the_backoff() {
     let mut f = Fixture::new(Some(PID));
     full_batches(&mut f, 1);
