@@ -263,7 +263,8 @@ pub enum BrokerError {
         topic: String,
         /// The partition.
         partition: u32,
-        /// The leader, when this node knows one.
+        /// The leader, when this node knows one; during an election, the candidate this
+        /// node's vote names (`partition::likely_leader`).
         leader: Option<LeaderHint>,
     },
     /// In a cluster, this node does not coordinate the group: the leader of the group's

@@ -29,7 +29,8 @@ use tokio::sync::Notify;
 /// microseconds; one that takes longer is lost or refused, and the client recovers either way.
 pub const MAX_ORDERING_WAIT: Duration = Duration::from_millis(500);
 
-/// Longest a batch of a producer this partition has not queued anything for yet waits, when
+/// Longest a batch of a producer this partition has not queued anything for yet (in this
+/// term) waits, when
 /// its sequence is not 0: the producer's first batch is probably a request away. Shorter than
 /// [`MAX_ORDERING_WAIT`] because after a broker restart a producer resumes mid-sequence, and
 /// its first batch here then waits for nothing.
@@ -95,6 +96,9 @@ impl Sequencer {
                     .then_some(deadline),
                     // This batch's term is over: whoever leads now orders it.
                     Some(lane) if lane.term > term => None,
+                    // An older term's lane that says this batch is next (no other leader took
+                    // any of the producer's batches in between) lets it go at once.
+                    Some(lane) if lane.epoch == epoch && lane.next == base_sequence => None,
                     Some(_) | None => (base_sequence != 0).then_some(new_producer_deadline),
                 },
                 Err(_) => None,
@@ -211,7 +215,15 @@ mod tests {
             NEW_PRODUCER_WAIT,
             "waits as for a producer not seen in this term, not for sequence 100"
         );
+        // Led again in term 6 with no other leader in between: the lane says 950 is next.
         sequencer.queued(1, 0, 900, 50, 5);
+        let started = tokio::time::Instant::now();
+        sequencer.wait_turn(1, 0, 950, 6).await;
+        assert_eq!(
+            started.elapsed(),
+            Duration::ZERO,
+            "next in line, whatever the term"
+        );
         sequencer.queued(1, 0, 100, 50, 3); // a slow request of the old term
         {
             let lanes = sequencer.lanes.lock().expect("not poisoned");

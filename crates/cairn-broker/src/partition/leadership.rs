@@ -9,7 +9,7 @@ use cairn_codec::LeaderEpoch;
 /// Where a client should send what this node refused because it does not lead the partition.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LeaderHint {
-    /// The leader's node id.
+    /// The leader's node id (or, during an election, the likeliest winner's).
     pub node_id: i32,
     /// The leader's client address ("host:port"), when this node knows it.
     pub address: Option<String>,

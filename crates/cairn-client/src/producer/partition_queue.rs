@@ -421,10 +421,12 @@ impl PartitionQueue {
             self.sealed[index].state = BatchState::Ready;
             if straight_to_new_leader {
                 self.enter_recovery(now, false, lost_producer);
-                // Whatever backoff another batch's answer set was for an election, and this
-                // answer says it is over: the whole queue goes to the new leader now. (On a
-                // leadership move the old leader's first answers name no leader yet; their
-                // backoff held the records about 0.1 s after the new leader was known.)
+                // A backoff another batch's answer set gives way: most often it waited out an
+                // election, and this answer says it is over, so the queue goes to the new
+                // leader now. (On a leadership move the old leader's first answers named no
+                // leader yet; their backoff held the records about 0.1 s after the new leader
+                // was known.) Were it for something else (a throttle, a full disk), one batch
+                // goes now, and its answer sets the backoff again.
                 if let Some(recovery) = self.recovery.as_mut() {
                     recovery.retry_at = now;
                 }

@@ -111,7 +111,7 @@ impl ReplicatedReplica {
         batch: Batch,
         acks: AckLevel,
     ) -> Result<Option<Offset>, BrokerError> {
-        let term_seen = self.check_leader()?;
+        let mut term_seen = self.check_leader()?;
         let header = *batch.header();
         let producer = (header.producer_id >= 0).then_some(ProducerBatch {
             producer_id: header.producer_id,
@@ -125,15 +125,22 @@ impl ReplicatedReplica {
             // (the proposal lock below answers NOT_LEADER naming it). Waiting out the full
             // bound here held every batch behind this one for half a second on a leadership
             // move (see the sequencer's docs).
-            let turn = self.sequencer.wait_turn(
-                p.producer_id,
-                p.producer_epoch,
-                p.base_sequence,
-                term_seen,
-            );
-            tokio::select! {
-                () = turn => {}
-                () = self.newer_term_known(term_seen) => {}
+            // A node that has won a newer term meanwhile orders the batch in that term.
+            loop {
+                let turn = self.sequencer.wait_turn(
+                    p.producer_id,
+                    p.producer_epoch,
+                    p.base_sequence,
+                    term_seen,
+                );
+                tokio::select! {
+                    () = turn => break,
+                    () = self.newer_term_known(term_seen) => {}
+                }
+                match self.check_leader() {
+                    Ok(now) if now > term_seen => term_seen = now,
+                    _ => break,
+                }
             }
         }
         let span = batch.offset_count();
@@ -293,11 +300,6 @@ impl ReplicatedReplica {
         }
     }
 
-    /// The answer for a batch that reached the Raft log (here or through an earlier attempt)
-    /// when this node cannot say whether it was committed. A `NOT_LEADER` here would tell the
-    /// client nothing was written, and a producer may then give the batch's sequence numbers
-    /// to other records, which the next leader would answer as duplicates of this batch: a
-    /// fault loop lost 19 acknowledged records that way.
     /// Resolves once this node knows a term newer than `term` (it voted for another
     /// candidate, or heard from a newer leader); never, if the group stops first (whatever
     /// waits on it then gets its answer from the group).
@@ -310,6 +312,11 @@ impl ReplicatedReplica {
         }
     }
 
+    /// The answer for a batch that reached the Raft log (here or through an earlier attempt)
+    /// when this node cannot say whether it was committed. A `NOT_LEADER` here would tell the
+    /// client nothing was written, and a producer may then give the batch's sequence numbers
+    /// to other records, which the next leader would answer as duplicates of this batch: a
+    /// fault loop lost 19 acknowledged records that way.
     fn outcome_unknown(&self, reason: String) -> BrokerError {
         BrokerError::AppendOutcomeUnknown {
             topic: self.topic.to_string(),
