@@ -458,3 +458,62 @@ async fn a_pass_asked_for_refuses_bad_input_by_name() {
     assert!(report.moved.is_empty() && report.not_moved.is_empty());
     assert!(single.leader_balance_status().is_none());
 }
+
+/// A new partition whose preferred replica is down still gets a leader: its other replicas
+/// initialize the group themselves once no election has reached them within the shortest
+/// election timeout (only the preferred replica initializes a new group at once), and take
+/// writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_partition_whose_preferred_replica_is_down_still_gets_a_leader() {
+    let net = MemNetwork::new();
+    let nodes: Vec<Arc<Node>> = cluster(&net, None)
+        .await
+        .into_iter()
+        .map(Arc::new)
+        .collect();
+    // The cluster forms whole (its controller's first election), then node 3 is cut off.
+    create_orders(&nodes, 1).await;
+    net.set_down(3, true);
+    let up = &nodes[..2];
+    let deadline = Instant::now() + PATIENCE;
+    let info = loop {
+        match up[0].broker.create_topic("payments", 6, 3, &[]).await {
+            Ok(info) => break info,
+            Err(BrokerError::ControllerUnavailable(_)) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(other) => panic!("create: {other}"),
+        }
+    };
+    assert!(
+        info.partitions.iter().all(|p| p.replicas.len() == 3),
+        "each partition names its three replicas from the start: {:?}",
+        info.partitions
+    );
+    // Six partitions over three nodes: two prefer node 3, and every one must take a write.
+    for partition in 0..6 {
+        'taken: loop {
+            assert!(
+                Instant::now() < deadline,
+                "partition {partition} never took a write with node 3 cut off"
+            );
+            for node in up {
+                let result = node
+                    .broker
+                    .produce(ProduceRequest {
+                        topic: "payments".into(),
+                        partition: Some(i64::from(partition)),
+                        acks: AckLevel::All,
+                        payload: ProducePayload::Batch(batch("paid")),
+                        producer: None,
+                    })
+                    .await
+                    .unwrap();
+                if result.partitions[0].error.is_none() {
+                    break 'taken;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}

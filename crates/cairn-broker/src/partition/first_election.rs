@@ -9,8 +9,16 @@
 //! winners are not the preferred replica, so the automatic leader balancing moves them a few
 //! seconds later, and each move is a pause for the producers writing to that partition.
 //!
-//! So the preferred replica calls an election again, in a newer term that the others' votes go
-//! to, as soon as its copy is initialized, and again while no leader shows. Raft's
+//! So only the preferred replica initializes the group at once, and it calls an election again
+//! while no leader shows. The other replicas create their copies uninitialized: a copy that has
+//! neither voted nor logged anything grants the preferred replica its vote, and the leader's
+//! first append gives it the membership. (Initialized on every replica, a copy created a moment
+//! before another replica's own first vote request reached it could grant that one instead:
+//! that replica won, and its leader lease then kept the preferred replica's election out. The
+//! end-to-end test of this behaviour failed about one run in two that way.) A replica that no
+//! election has reached when the shortest election timeout has passed (the preferred replica
+//! is down, say) initializes the group itself, and the replicas' own timers elect a leader as
+//! they did before. Raft's
 //! safety does not depend on who stands (see `cairn_raft::handover`); this only decides who
 //! stands first. A fresh group has no leader, so no follower's leader lease refuses the vote.
 //! Its peers may not have created their copies yet when the vote asks (each node creates its
@@ -18,11 +26,53 @@
 //! called again every [`RETRY_EVERY`], until a leader is known or the shortest election timeout
 //! has passed: after that the replicas' own timers would have stood anyway.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use cairn_raft::PartitionRaft;
+use cairn_raft::{NodeId, PartitionRaft, PeerNode};
 use openraft::Raft;
 use tokio::time::Instant;
+
+/// Initializes a new group on its preferred replica and calls its first election
+/// ([`spawn_first_election`]). An error means a peer's first message made this replica a
+/// member already, or the group shut down: nothing to do either way.
+pub(super) async fn initialize_and_elect(
+    raft: Raft<PartitionRaft>,
+    members: BTreeMap<NodeId, PeerNode>,
+    topic: std::sync::Arc<str>,
+    index: u32,
+    election_timeout: Duration,
+) {
+    match raft.initialize(members).await {
+        Ok(()) => spawn_first_election(raft, topic, index, election_timeout),
+        Err(e) => {
+            tracing::debug!(topic = %topic, partition = index, error = %e, "group already initialized");
+        }
+    }
+}
+
+/// On a replica that is not the preferred one, initializes a new group in the background
+/// after `election_timeout`, unless an election or the leader reached the copy by then (which
+/// initializes it).
+pub(super) fn initialize_unless_reached(
+    raft: Raft<PartitionRaft>,
+    members: BTreeMap<NodeId, PeerNode>,
+    topic: std::sync::Arc<str>,
+    index: u32,
+    election_timeout: Duration,
+) {
+    tokio::spawn(async move {
+        tokio::time::sleep(election_timeout).await;
+        // An error: the group shut down meanwhile.
+        if raft.is_initialized().await.unwrap_or(true) {
+            return;
+        }
+        tracing::info!(topic = %topic, partition = index, "no election reached this replica of a new partition; it initializes the group itself");
+        if let Err(e) = raft.initialize(members).await {
+            tracing::debug!(topic = %topic, partition = index, error = %e, "group already initialized");
+        }
+    });
+}
 
 /// How long the preferred replica waits for a leader to show before it calls the election
 /// again.

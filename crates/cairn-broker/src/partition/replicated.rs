@@ -195,6 +195,9 @@ pub(crate) struct ReplicatedReplica {
     topic: Arc<str>,
     index: u32,
     group: GroupId,
+    /// The replicas the group was started with: reported while this copy's group holds no
+    /// membership yet (a new partition's copy that no election or leader has reached).
+    assigned: Vec<i32>,
     raft: Raft<PartitionRaft>,
     raft_log: RaftLog,
     registry: Arc<GroupRegistry>,
@@ -242,10 +245,10 @@ fn node_i32(node: NodeId) -> i32 {
 
 impl ReplicatedReplica {
     /// Opens the partition's log in `dir` as a Raft replica, starts its group and registers it
-    /// for peers' calls. On a group's first start (an empty log), every replica initializes it
-    /// with the same members, which openraft allows, so no replica waits for another, and the
-    /// replica that is `preferred` (the first of the partition's replicas) calls the first
-    /// election at once (`first_election.rs`).
+    /// for peers' calls. On a group's first start (an empty log), the replica that is
+    /// `preferred` (the first of the partition's replicas) initializes it and calls the first
+    /// election at once; the others initialize it themselves only if no election reached them
+    /// within the shortest election timeout (`first_election.rs`).
     ///
     /// # Errors
     /// The log's open errors; openraft's start errors as [`BrokerError::Internal`]-like
@@ -321,23 +324,30 @@ impl ReplicatedReplica {
             raft_log.clone(),
             ctx.retention_purge_interval,
         );
+        let assigned: Vec<i32> = members.keys().copied().map(node_i32).collect();
         let initialized = raft
             .is_initialized()
             .await
             .map_err(|e| raft_failure(&topic, index, e.to_string()))?;
         if !initialized {
-            match raft.initialize(members).await {
-                Ok(()) if preferred => super::first_election::spawn_first_election(
+            let election_timeout = Duration::from_millis(ctx.config.election_timeout_min);
+            if preferred {
+                super::first_election::initialize_and_elect(
                     raft.clone(),
+                    members,
                     Arc::clone(&topic),
                     index,
-                    Duration::from_millis(ctx.config.election_timeout_min),
-                ),
-                Ok(()) => {}
-                // A peer's first message may have made this replica a member already.
-                Err(e) => {
-                    tracing::debug!(topic = %topic, partition = index, error = %e, "group already initialized");
-                }
+                    election_timeout,
+                )
+                .await;
+            } else {
+                super::first_election::initialize_unless_reached(
+                    raft.clone(),
+                    members,
+                    Arc::clone(&topic),
+                    index,
+                    election_timeout,
+                );
             }
         }
         let proposals = Arc::new(AsyncMutex::new(ProposalState::default()));
@@ -367,6 +377,7 @@ impl ReplicatedReplica {
             topic,
             index,
             group,
+            assigned,
             raft,
             raft_log,
             registry: Arc::clone(&ctx.registry),
@@ -464,6 +475,9 @@ impl ReplicatedReplica {
             .voter_ids()
             .map(node_i32)
             .collect();
+        if replicas.is_empty() {
+            replicas.clone_from(&self.assigned);
+        }
         let leader = m.current_leader.map(node_i32);
         if let Some(l) = leader
             && let Some(pos) = replicas.iter().position(|r| *r == l)
