@@ -30,10 +30,9 @@ use tokio::sync::Notify;
 pub const MAX_ORDERING_WAIT: Duration = Duration::from_millis(500);
 
 /// Longest a batch of a producer this partition has not queued anything for yet (in this
-/// term) waits, when
-/// its sequence is not 0: the producer's first batch is probably a request away. Shorter than
-/// [`MAX_ORDERING_WAIT`] because after a broker restart a producer resumes mid-sequence, and
-/// its first batch here then waits for nothing.
+/// term) waits, when its sequence is not 0: the producer's first batch is probably a request
+/// away. Shorter than [`MAX_ORDERING_WAIT`] because after a broker restart a producer resumes
+/// mid-sequence, and its first batch here then waits for nothing.
 pub const NEW_PRODUCER_WAIT: Duration = Duration::from_millis(20);
 
 /// Producers remembered per partition; past this the table is cleared (ordering is an

@@ -124,10 +124,20 @@ fn batch(value: &str) -> Bytes {
 
 /// Produces one record to `partition` on `node` with `acks=all`: its offset, or the error.
 async fn produce_on(node: &Node, partition: u32, value: &str) -> Result<u64, BrokerError> {
+    produce_to(node, "orders", partition, value).await
+}
+
+/// As [`produce_on`], to `topic`.
+async fn produce_to(
+    node: &Node,
+    topic: &str,
+    partition: u32,
+    value: &str,
+) -> Result<u64, BrokerError> {
     let mut result = node
         .broker
         .produce(ProduceRequest {
-            topic: "orders".into(),
+            topic: topic.into(),
             partition: Some(i64::from(partition)),
             acks: AckLevel::All,
             payload: ProducePayload::Batch(batch(value)),
@@ -498,18 +508,10 @@ async fn a_new_partition_whose_preferred_replica_is_down_still_gets_a_leader() {
                 "partition {partition} never took a write with node 3 cut off"
             );
             for node in up {
-                let result = node
-                    .broker
-                    .produce(ProduceRequest {
-                        topic: "payments".into(),
-                        partition: Some(i64::from(partition)),
-                        acks: AckLevel::All,
-                        payload: ProducePayload::Batch(batch("paid")),
-                        producer: None,
-                    })
+                if produce_to(node, "payments", partition, "paid")
                     .await
-                    .unwrap();
-                if result.partitions[0].error.is_none() {
+                    .is_ok()
+                {
                     break 'taken;
                 }
             }

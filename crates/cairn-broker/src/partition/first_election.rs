@@ -18,9 +18,8 @@
 //! end-to-end test of this behaviour failed about one run in two that way.) A replica that no
 //! election has reached when the shortest election timeout has passed (the preferred replica
 //! is down, say) initializes the group itself, and the replicas' own timers elect a leader as
-//! they did before. Raft's
-//! safety does not depend on who stands (see `cairn_raft::handover`); this only decides who
-//! stands first. A fresh group has no leader, so no follower's leader lease refuses the vote.
+//! they did before. Raft's safety does not depend on who stands (see `cairn_raft::handover`);
+//! this only decides who stands first. A fresh group has no leader, so no follower's leader lease refuses the vote.
 //! Its peers may not have created their copies yet when the vote asks (each node creates its
 //! copies when it applies the topic's metadata), in which case the election fails and is
 //! called again every [`RETRY_EVERY`], until a leader is known or the shortest election timeout
@@ -34,8 +33,7 @@ use openraft::Raft;
 use tokio::time::Instant;
 
 /// Initializes a new group on its preferred replica and calls its first election
-/// ([`spawn_first_election`]). An error means a peer's first message made this replica a
-/// member already, or the group shut down: nothing to do either way.
+/// ([`spawn_first_election`]).
 pub(super) async fn initialize_and_elect(
     raft: Raft<PartitionRaft>,
     members: BTreeMap<NodeId, PeerNode>,
@@ -43,11 +41,8 @@ pub(super) async fn initialize_and_elect(
     index: u32,
     election_timeout: Duration,
 ) {
-    match raft.initialize(members).await {
-        Ok(()) => spawn_first_election(raft, topic, index, election_timeout),
-        Err(e) => {
-            tracing::debug!(topic = %topic, partition = index, error = %e, "group already initialized");
-        }
+    if initialize(&raft, members, &topic, index).await {
+        spawn_first_election(raft, topic, index, election_timeout);
     }
 }
 
@@ -68,10 +63,25 @@ pub(super) fn initialize_unless_reached(
             return;
         }
         tracing::info!(topic = %topic, partition = index, "no election reached this replica of a new partition; it initializes the group itself");
-        if let Err(e) = raft.initialize(members).await {
-            tracing::debug!(topic = %topic, partition = index, error = %e, "group already initialized");
-        }
+        initialize(&raft, members, &topic, index).await;
     });
+}
+
+/// Initializes the group with `members`; false when it was initialized already (a peer's
+/// first message made this replica a member) or shut down, nothing to do either way.
+async fn initialize(
+    raft: &Raft<PartitionRaft>,
+    members: BTreeMap<NodeId, PeerNode>,
+    topic: &str,
+    index: u32,
+) -> bool {
+    match raft.initialize(members).await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::debug!(topic = %topic, partition = index, error = %e, "group already initialized");
+            false
+        }
+    }
 }
 
 /// How long the preferred replica waits for a leader to show before it calls the election

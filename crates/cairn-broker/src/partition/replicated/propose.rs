@@ -111,7 +111,7 @@ impl ReplicatedReplica {
         batch: Batch,
         acks: AckLevel,
     ) -> Result<Option<Offset>, BrokerError> {
-        let mut term_seen = self.check_leader()?;
+        let term_seen = self.check_leader()?;
         let header = *batch.header();
         let producer = (header.producer_id >= 0).then_some(ProducerBatch {
             producer_id: header.producer_id,
@@ -120,28 +120,7 @@ impl ReplicatedReplica {
             record_count: header.last_offset_delta.saturating_add(1),
         });
         if let Some(p) = &producer {
-            // Ordering is for this term only: once a newer one is known, the predecessor this
-            // batch waits for goes to the new leader, and the client is better told so now
-            // (the proposal lock below answers NOT_LEADER naming it). Waiting out the full
-            // bound here held every batch behind this one for half a second on a leadership
-            // move (see the sequencer's docs).
-            // A node that has won a newer term meanwhile orders the batch in that term.
-            loop {
-                let turn = self.sequencer.wait_turn(
-                    p.producer_id,
-                    p.producer_epoch,
-                    p.base_sequence,
-                    term_seen,
-                );
-                tokio::select! {
-                    () = turn => break,
-                    () = self.newer_term_known(term_seen) => {}
-                }
-                match self.check_leader() {
-                    Ok(now) if now > term_seen => term_seen = now,
-                    _ => break,
-                }
-            }
+            self.wait_turn(p, term_seen).await;
         }
         let span = batch.offset_count();
         let (mut state, term) = self.ready_proposals().await?;
@@ -236,6 +215,29 @@ impl ReplicatedReplica {
                     }
                     Ok(Err(e)) => Err(self.outcome_unknown(e.to_string())),
                 }
+            }
+        }
+    }
+
+    /// Waits for `p`'s turn in the sequencer (see `sequencer.rs`), in the term this node leads.
+    ///
+    /// Ordering is for one term only: once a newer one is known, the predecessor this batch
+    /// waits for goes to the new leader, and the client is better told so now (the proposal
+    /// lock answers NOT_LEADER naming it). Waiting out the full bound here held every batch
+    /// behind this one for half a second on a leadership move. A node that has won the newer
+    /// term meanwhile orders the batch in that term.
+    async fn wait_turn(&self, p: &ProducerBatch, mut term: u64) {
+        loop {
+            let turn =
+                self.sequencer
+                    .wait_turn(p.producer_id, p.producer_epoch, p.base_sequence, term);
+            tokio::select! {
+                () = turn => return,
+                () = self.newer_term_known(term) => {}
+            }
+            match self.check_leader() {
+                Ok(now) if now > term => term = now,
+                _ => return,
             }
         }
     }
