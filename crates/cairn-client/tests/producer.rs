@@ -1,5 +1,6 @@
 //! `Producer` against an in-process server on loopback: keyed records land where Kafka's
-//! partitioner puts them, in order, exactly once; a broker restart in the middle of a stream
+//! partitioner puts them, in order, exactly once; keyless records sent one at a time still move
+//! between partitions; a broker restart in the middle of a stream
 //! is ridden out by retries without a loss or a duplicate (idempotence across the restart).
 
 #![allow(
@@ -121,6 +122,55 @@ async fn keyed_records_round_trip_in_order_where_kafka_would_put_them() {
         );
     }
     check_exactly_once_in_order(&records, &expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyless_records_sent_one_at_a_time_move_between_partitions() {
+    // Low load: each record is acknowledged before the next is sent, so each leaves alone in a
+    // batch that never fills. The partitioner must still move on after twice a batch's worth of
+    // bytes (KIP-794), not keep every keyless record on one partition until some batch fills.
+    let dir = tempfile::tempdir().unwrap();
+    let grpc = free_port();
+    let (_stop, _server) = serve(dir.path(), grpc, free_port());
+    let brokers = grpc.to_string();
+    admin(&brokers)
+        .await
+        .create_topic("events", 3, 0, HashMap::new())
+        .await
+        .unwrap();
+    let batch_size = 4096;
+    let config = ProducerConfig {
+        batch_size,
+        ..ProducerConfig::default()
+    };
+    let producer = Producer::connect(&brokers, config).await.unwrap();
+    let mut placed = Vec::new();
+    for i in 0..600 {
+        let record = OutgoingRecord {
+            value: Some(Bytes::from(format!("{i:0>100}"))),
+            ..OutgoingRecord::default()
+        };
+        let delivery = producer.send("events", record).await.unwrap();
+        placed.push(delivery.await.unwrap().partition);
+    }
+    // The longest stay: 2 * batch_size bytes of records of more than 100 bytes each.
+    let most = 2 * batch_size / 100;
+    let mut runs = Vec::new();
+    let mut run = 1;
+    for pair in placed.windows(2) {
+        if pair[0] == pair[1] {
+            run += 1;
+        } else {
+            runs.push(run);
+            run = 1;
+        }
+    }
+    runs.push(run);
+    assert!(
+        runs.iter().all(|&r| r <= most),
+        "a partition kept more than {most} records in a row: {runs:?}"
+    );
+    assert!(runs.len() >= 600 / most, "too few moves: {runs:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

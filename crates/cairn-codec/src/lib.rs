@@ -5,9 +5,9 @@
 //!   compression codecs, CRC-32C and Cairn's meta entries. The broker stores what a client's
 //!   [`batch::BatchBuilder`] produced without re-encoding it, so both sides must share this code.
 //! - `partitioner`: which partition a keyed record belongs to ([`partition_for_key`], Kafka's
-//!   murmur2) and how keyless records are spread ([`StickyPartitioner`], KIP-480). The client
-//!   partitions before it batches, the broker when a request names no partition; both must pick
-//!   the same partition for a key.
+//!   murmur2) and how keyless records are spread ([`StickyPartitioner`], KIP-794 and KIP-480).
+//!   The client partitions before it batches, the broker when a request names no partition;
+//!   both must pick the same partition for a key.
 //! - [`grpc_frame`]: gRPC's 5-byte length-prefixed message framing and its limits, for the
 //!   calls the broker frames itself and the client reads without copying. Bytes only: each end
 //!   maps a [`grpc_frame::FrameError`] to its own status.

@@ -5,9 +5,10 @@
 //! Cairn client, a Kafka client and the broker all agree on where a key lives. Changing any of
 //! it moves existing keys to other partitions and breaks per-key order: treat it as frozen.
 //!
-//! A record without a key goes where [`StickyPartitioner`] says (KIP-480): one partition until
-//! the batch for it is complete, then another picked at random. This module does no I/O and owns
-//! no random generator: randomness is injected through [`RandomSource`] so tests replay exactly.
+//! A record without a key goes where [`StickyPartitioner`] says: one partition for a while (until
+//! it has taken a batch's worth of bytes, KIP-794, or until its batch is complete, KIP-480), then
+//! another picked at random. This module does no I/O and owns no random generator: randomness is
+//! injected through [`RandomSource`] so tests replay exactly.
 
 use std::num::NonZeroU32;
 
@@ -108,18 +109,25 @@ impl RandomSource for XorShift64 {
     }
 }
 
-/// Kafka's sticky partitioner for keyless records (KIP-480): every keyless record goes to the
-/// same partition until the producer signals, with [`StickyPartitioner::on_new_batch`], that the
-/// batch for that partition is complete; then it moves to another partition picked at random.
-/// Large batches, fewer requests, and an even spread over time.
+/// Kafka's sticky partitioner for keyless records: every keyless record goes to the same
+/// partition for a while, then to another picked at random. Large batches, fewer requests, and
+/// an even spread over time. Two rules for "a while", one per caller:
+/// - [`StickyPartitioner::on_keyless_append`], Kafka's rule since 3.3 (KIP-794), for a producer
+///   that batches: move on once the partition has taken `batch_size` bytes and its batch is
+///   full, or `2 * batch_size` bytes whatever its batch holds. Counting bytes rather than
+///   batches is what keeps the spread even at low load, where every record leaves alone in a
+///   batch of its own and no batch is ever full.
+/// - [`StickyPartitioner::on_new_batch`], KIP-480's rule: move on at every batch boundary, for
+///   a caller whose batch is already whole (the broker, routing one request's keyless records).
 ///
-/// This is KIP-480's rule (switch on a batch boundary), not KIP-794's later refinement (switch
-/// after `batch.size` bytes, weighted by broker queue depth); that one needs producer state this
-/// pure module does not have.
+/// KIP-794's other half, weighting the next partition by how deep its broker's queue is, is
+/// not done: the next partition is drawn uniformly.
 #[derive(Clone, Debug)]
 pub struct StickyPartitioner<R = XorShift64> {
     random: R,
     current: Option<u32>,
+    /// Bytes of keyless records the current partition has taken since it was picked.
+    taken: usize,
 }
 
 impl<R: RandomSource> StickyPartitioner<R> {
@@ -128,6 +136,7 @@ impl<R: RandomSource> StickyPartitioner<R> {
         StickyPartitioner {
             random,
             current: None,
+            taken: 0,
         }
     }
 
@@ -155,6 +164,31 @@ impl<R: RandomSource> StickyPartitioner<R> {
         }
     }
 
+    /// Counts `bytes` of a keyless record just added to `partition`'s batch, and moves on as
+    /// KIP-794 does: once the sticky partition has taken `batch_size` bytes and the record's
+    /// batch is full (`batch_full`: it will not take another record), or once it has taken
+    /// `2 * batch_size` bytes whatever its batch holds. Waiting for a full batch keeps a
+    /// switch from leaving a fragment behind; the cap bounds how long a partition whose
+    /// batches never fill (low load) keeps every record. An append to another partition than
+    /// the sticky one changes nothing.
+    pub fn on_keyless_append(
+        &mut self,
+        partition: u32,
+        bytes: usize,
+        batch_full: bool,
+        batch_size: usize,
+        partition_count: NonZeroU32,
+    ) {
+        if self.current != Some(partition) {
+            return;
+        }
+        self.taken = self.taken.saturating_add(bytes);
+        let enough = self.taken >= batch_size && batch_full;
+        if enough || self.taken >= batch_size.saturating_mul(2) {
+            self.switch(partition_count, Some(partition));
+        }
+    }
+
     /// The sticky partition, if one has been picked.
     pub fn current(&self) -> Option<u32> {
         self.current
@@ -163,6 +197,7 @@ impl<R: RandomSource> StickyPartitioner<R> {
     fn switch(&mut self, partition_count: NonZeroU32, avoid: Option<u32>) -> u32 {
         let next = pick_partition(&mut self.random, partition_count, avoid);
         self.current = Some(next);
+        self.taken = 0;
         next
     }
 }

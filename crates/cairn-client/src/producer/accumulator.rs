@@ -149,8 +149,19 @@ impl Accumulator {
             PartitionQueue::new(partition, Arc::clone(&self.config), self.identity)
         });
         let appended = queue.append(&input, size, &self.buffer, Instant::now);
-        if keyless && appended.sealed {
-            queues.sticky.on_new_batch(partition as u32, count);
+        if keyless {
+            // A batch sent before it filled does not move the partitioner (KIP-794): at low
+            // load every record leaves alone, and moving per batch would scatter them one by
+            // one, while never moving (the rule before this one) kept every keyless record on
+            // one partition until some batch filled.
+            let batch_full = !queue.is_filling();
+            queues.sticky.on_keyless_append(
+                partition as u32,
+                size,
+                batch_full,
+                self.config.batch_size,
+                count,
+            );
         }
         let changed = (appended.sealed || appended.opened).then_some(partition);
         (appended.delivery, changed)

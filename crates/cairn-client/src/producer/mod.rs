@@ -5,9 +5,10 @@
 //! `max_in_flight` requests per partition, retried with backoff until the delivery timeout.
 //!
 //! Records with a key go to Kafka's murmur2 partition of the key, computed here with the same
-//! code the broker uses (`cairn-codec`); keyless records stick to one partition per batch
-//! (KIP-480). By default the producer is idempotent: it takes a producer id from the broker and
-//! numbers its batches per partition, so a retry is never written twice and never out of order.
+//! code the broker uses (`cairn-codec`); keyless records stick to one partition until it has
+//! taken a batch's worth of bytes (KIP-794), then move to another. By default the producer is
+//! idempotent: it takes a producer id from the broker and numbers its batches per partition, so
+//! a retry is never written twice and never out of order.
 //!
 //! In a cluster each batch goes to its partition's leader (the `routing` module). `NOT_LEADER`
 //! and a dead leader are retried like any retriable failure, within the delivery timeout and

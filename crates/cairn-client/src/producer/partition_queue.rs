@@ -39,7 +39,7 @@ use crate::error::ClientError;
 pub(crate) struct Appended {
     /// The record's result.
     pub delivery: DeliveryFuture,
-    /// A batch was sealed: a sticky partitioner moves on, and the sender has one to send.
+    /// A batch was sealed: the sender has one to send.
     pub sealed: bool,
     /// The record opened a new batch: the sender must send it at once (nothing is in
     /// flight) or time its linger.
@@ -581,6 +581,11 @@ impl PartitionQueue {
         } else {
             self.config.linger
         }
+    }
+
+    /// A batch is open and takes more records: the last record did not fill it.
+    pub fn is_filling(&self) -> bool {
+        self.open.is_some()
     }
 
     /// Nothing open, queued or in flight.

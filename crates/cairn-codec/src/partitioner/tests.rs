@@ -152,6 +152,58 @@ fn sticky_partitioner_with_one_partition_stays_on_it() {
 }
 
 #[test]
+fn keyless_appends_move_on_after_a_batch_worth_of_bytes_once_the_batch_is_full() {
+    let mut sticky = StickyPartitioner::new(Scripted(vec![2, 0]));
+    assert_eq!(sticky.partition(count(4)), 2);
+    // 100 bytes of a 250-byte batch size, then 200 (300 taken) but the batch is not full:
+    // stay, so that the switch does not leave a fragment behind.
+    sticky.on_keyless_append(2, 100, false, 250, count(4));
+    sticky.on_keyless_append(2, 200, false, 250, count(4));
+    assert_eq!(sticky.partition(count(4)), 2);
+    // The next record fills the batch: move on (drawn 0 of the 3 others is partition 0).
+    sticky.on_keyless_append(2, 100, true, 250, count(4));
+    assert_eq!(sticky.partition(count(4)), 0);
+}
+
+#[test]
+fn keyless_appends_to_a_batch_that_never_fills_move_on_at_twice_the_batch_size() {
+    // Low load: every record leaves alone, so no batch is ever full.
+    let mut sticky = StickyPartitioner::new(Scripted(vec![1, 1]));
+    assert_eq!(sticky.partition(count(3)), 1);
+    for _ in 0..4 {
+        sticky.on_keyless_append(1, 100, false, 250, count(3));
+        assert_eq!(sticky.partition(count(3)), 1);
+    }
+    // The fifth record makes 500 bytes, twice the batch size.
+    sticky.on_keyless_append(1, 100, false, 250, count(3));
+    assert_eq!(sticky.partition(count(3)), 2);
+    // The count starts again on the new partition.
+    sticky.on_keyless_append(2, 400, false, 250, count(3));
+    assert_eq!(sticky.partition(count(3)), 2);
+}
+
+#[test]
+fn a_full_batch_before_a_batch_worth_of_bytes_does_not_move_the_partitioner() {
+    // A batch sealed small (a record too big for what was left) is full, but the partition has
+    // not yet taken batch_size bytes.
+    let mut sticky = StickyPartitioner::new(Scripted(vec![0, 1]));
+    assert_eq!(sticky.partition(count(2)), 0);
+    sticky.on_keyless_append(0, 100, true, 250, count(2));
+    assert_eq!(sticky.partition(count(2)), 0);
+}
+
+#[test]
+fn keyless_appends_to_another_partition_change_nothing() {
+    let mut sticky = StickyPartitioner::new(Scripted(vec![3, 0]));
+    assert_eq!(sticky.partition(count(5)), 3);
+    // Records the caller routed elsewhere (an explicit partition) are not the sticky one's.
+    sticky.on_keyless_append(1, 10_000, true, 250, count(5));
+    assert_eq!(sticky.partition(count(5)), 3);
+    sticky.on_keyless_append(3, 249, false, 250, count(5));
+    assert_eq!(sticky.partition(count(5)), 3);
+}
+
+#[test]
 fn sticky_partitioner_repicks_when_the_topic_shrinks() {
     let mut sticky = StickyPartitioner::new(Scripted(vec![9, 1]));
     assert_eq!(sticky.partition(count(10)), 9);
@@ -222,6 +274,34 @@ proptest! {
     ) {
         let partition_count = count(partitions);
         prop_assert!(partition_for_key(&key, partition_count) < partitions);
+    }
+
+    #[test]
+    fn a_partition_keeps_at_most_twice_a_batch_worth_while_batches_never_fill(
+        seed in any::<u64>(),
+        partitions in 2u32..8,
+        sizes in proptest::collection::vec(1usize..300, 200..2000),
+    ) {
+        // Each partition picked keeps between batch_size and 2 * batch_size + one record's bytes.
+        let batch_size = 1000;
+        let partition_count = count(partitions);
+        let mut sticky = StickyPartitioner::new(XorShift64::new(seed));
+        let mut current = sticky.partition(partition_count);
+        let mut taken = 0;
+        for size in sizes {
+            prop_assert_eq!(sticky.partition(partition_count), current);
+            sticky.on_keyless_append(current, size, false, batch_size, partition_count);
+            taken += size;
+            let next = sticky.partition(partition_count);
+            prop_assert!(next < partitions);
+            if next != current {
+                prop_assert!(taken >= 2 * batch_size && taken < 2 * batch_size + 300);
+                current = next;
+                taken = 0;
+            } else {
+                prop_assert!(taken < 2 * batch_size);
+            }
+        }
     }
 
     #[test]
