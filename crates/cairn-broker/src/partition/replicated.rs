@@ -20,7 +20,9 @@
 //! every copy keeps of its committed log in the background (`producer_tracker.rs`) plus the
 //! rest. Losing leadership throws them away; nothing acknowledged depends on them. Once this
 //! node knows a newer term, its appends still waiting for their commit are answered outcome
-//! unknown at once. That append path lives in `replicated/propose.rs`.
+//! unknown at once. That append path lives in `replicated/propose.rs`; the watch on the group's
+//! metrics that tells it of a newer term, and tells the cluster of a won one, in
+//! `replicated/metrics_watch.rs`.
 //!
 //! A copy that holds damaged committed entries proposes nothing and stands for no election
 //! until its healer (`heal.rs`) has rewritten them from a peer; peers' calls reach the group
@@ -49,6 +51,7 @@ use super::follower_lag::{follower_lag_entries, follower_lag_ms, is_in_sync};
 use super::heal::Healer;
 use super::heal_span::{SpanRepair, heal_before_start};
 
+mod metrics_watch;
 mod propose;
 use super::health::DamageRecord;
 use super::leader_end_history::LeaderEndHistory;
@@ -62,6 +65,8 @@ use crate::produce::AckLevel;
 use crate::producer_filter::SequenceError;
 use crate::producer_state::{ProducerBatch, ProducerStates, SequenceCheck};
 use crate::sequencer::Sequencer;
+pub(crate) use metrics_watch::LeaderReport;
+use metrics_watch::spawn_metrics_watch;
 
 /// Longest a new leader waits for its log to be applied before it takes appends; past it the
 /// append is refused as retriable (the client retries, by then the leader is ready).
@@ -103,80 +108,6 @@ pub(crate) struct GroupContext {
     pub(crate) leaving: Arc<AtomicBool>,
     /// Damaged spans this node's copies healed from a peer, for `cairn_cluster_heals_total`.
     pub(crate) heals: Arc<AtomicU64>,
-}
-
-/// "This node leads group `group` in term `term`", sent when it happens so the cluster
-/// metadata (what every node tells clients) follows elections without any produce traffic.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct LeaderReport {
-    /// The group.
-    pub(crate) group: GroupId,
-    /// This node.
-    pub(crate) leader: NodeId,
-    /// The term it leads in.
-    pub(crate) term: u64,
-    /// The group's voters.
-    pub(crate) members: Vec<NodeId>,
-}
-
-/// Watches a group's metrics: publishes the newest term this node knows in `known_term`
-/// (proposals in flight watch it, and it changes only with the term), reports each term this
-/// node wins to `ctx.leader_reports`, counting it in `ctx.elections`, and feeds every change to
-/// `lag_history` at `clock`'s monotonic time, so a follower's lag in seconds is as fine as the
-/// metrics' own updates, not as coarse as the scrapes. Ends when the group stops.
-fn spawn_metrics_watch(
-    raft: &Raft<PartitionRaft>,
-    group: GroupId,
-    ctx: &GroupContext,
-    lag_history: Arc<Mutex<LeaderEndHistory>>,
-    clock: Arc<dyn Clock>,
-    known_term: tokio::sync::watch::Sender<u64>,
-) {
-    let (me, reports, elections) = (
-        ctx.me,
-        ctx.leader_reports.clone(),
-        Arc::clone(&ctx.elections),
-    );
-    let mut metrics = raft.metrics();
-    tokio::spawn(async move {
-        let mut reported = None;
-        loop {
-            let report = {
-                let m = metrics.borrow_and_update();
-                {
-                    let mut history = lag_history.lock().unwrap_or_else(|e| e.into_inner());
-                    // Read under the lock, as a scrape does, so the history's times ascend.
-                    super::follower_lag::observe(&mut history, &m, clock.monotonic_ms());
-                }
-                known_term.send_if_modified(|known| {
-                    let newer = m.current_term > *known;
-                    if newer {
-                        *known = m.current_term;
-                    }
-                    newer
-                });
-                (m.state == ServerState::Leader && reported != Some(m.current_term)).then(|| {
-                    LeaderReport {
-                        group,
-                        leader: me,
-                        term: m.current_term,
-                        members: m.membership_config.membership().voter_ids().collect(),
-                    }
-                })
-            };
-            if let Some(report) = report {
-                tracing::debug!(group = group.0, term = report.term, "won the election");
-                reported = Some(report.term);
-                elections.fetch_add(1, Ordering::Relaxed);
-                if reports.send(report).is_err() {
-                    return;
-                }
-            }
-            if metrics.changed().await.is_err() {
-                return;
-            }
-        }
-    });
 }
 
 /// The leader's proposal state, valid for one term.
