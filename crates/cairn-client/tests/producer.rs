@@ -22,6 +22,38 @@ mod common;
 
 use common::{admin, free_port, serve};
 
+/// A broker on loopback with a data directory of its own and one topic; dropping it stops the
+/// broker and removes the directory.
+struct Broker {
+    brokers: String,
+    _stop: tokio::sync::oneshot::Sender<()>,
+    _server: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+/// Starts a [`Broker`] and creates `topic` with `partitions` and `configs` on it.
+async fn broker_with_topic(
+    topic: &str,
+    partitions: i32,
+    configs: HashMap<String, String>,
+) -> Broker {
+    let dir = tempfile::tempdir().unwrap();
+    let grpc = free_port();
+    let (stop, server) = serve(dir.path(), grpc, free_port());
+    let brokers = grpc.to_string();
+    admin(&brokers)
+        .await
+        .create_topic(topic, partitions, 0, configs)
+        .await
+        .unwrap();
+    Broker {
+        brokers,
+        _stop: stop,
+        _server: server,
+        _dir: dir,
+    }
+}
+
 /// Every record of `partitions` from the earliest offset to the end.
 async fn read_all(brokers: &str, topic: &str, partitions: i32) -> Vec<ConsumedRecord> {
     let all: Vec<i32> = (0..partitions).collect();
@@ -65,15 +97,8 @@ fn check_exactly_once_in_order(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keyed_records_round_trip_in_order_where_kafka_would_put_them() {
-    let dir = tempfile::tempdir().unwrap();
-    let grpc = free_port();
-    let (_stop, _server) = serve(dir.path(), grpc, free_port());
-    let brokers = grpc.to_string();
-    admin(&brokers)
-        .await
-        .create_topic("orders", 4, 0, HashMap::new())
-        .await
-        .unwrap();
+    let broker = broker_with_topic("orders", 4, HashMap::new()).await;
+    let brokers = broker.brokers.clone();
     let producer = Producer::connect(&brokers, ProducerConfig::default())
         .await
         .unwrap();
@@ -129,15 +154,8 @@ async fn keyless_records_sent_one_at_a_time_move_between_partitions() {
     // Low load: each record is acknowledged before the next is sent, so each leaves alone in a
     // batch that never fills. The partitioner must still move on after twice a batch's worth of
     // bytes (KIP-794), not keep every keyless record on one partition until some batch fills.
-    let dir = tempfile::tempdir().unwrap();
-    let grpc = free_port();
-    let (_stop, _server) = serve(dir.path(), grpc, free_port());
-    let brokers = grpc.to_string();
-    admin(&brokers)
-        .await
-        .create_topic("events", 3, 0, HashMap::new())
-        .await
-        .unwrap();
+    let broker = broker_with_topic("events", 3, HashMap::new()).await;
+    let brokers = broker.brokers.clone();
     let batch_size = 4096;
     let config = ProducerConfig {
         batch_size,
@@ -233,16 +251,9 @@ async fn a_broker_restart_mid_stream_loses_and_duplicates_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_sends_are_typed_errors_and_the_producer_keeps_working() {
-    let dir = tempfile::tempdir().unwrap();
-    let grpc = free_port();
-    let (_stop, _server) = serve(dir.path(), grpc, free_port());
-    let brokers = grpc.to_string();
     let configs = HashMap::from([("max.message.bytes".to_string(), "2048".to_string())]);
-    admin(&brokers)
-        .await
-        .create_topic("small", 1, 0, configs)
-        .await
-        .unwrap();
+    let broker = broker_with_topic("small", 1, configs).await;
+    let brokers = broker.brokers.clone();
     let producer = Producer::connect(&brokers, ProducerConfig::default())
         .await
         .unwrap();
