@@ -1,5 +1,7 @@
-//! The group coordinator: the [`Broker`] operations on consumer groups and their committed
-//! offsets, over the pure [`Group`] state machine and the `__consumer_offsets` topic.
+//! The group coordinator: the [`Broker`] operations of a consumer group's members (heartbeat,
+//! commit, fetch offsets) over the pure [`Group`] state machine and the `__consumer_offsets`
+//! topic, and the state, locks and checks that `group_admin` (list, describe, reset, delete)
+//! shares.
 //!
 //! Committed offsets live in memory for reads and in `__consumer_offsets` for durability: a
 //! commit is appended (and fsynced under the topic's flush policy) before it is applied in
@@ -19,7 +21,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use cairn_codec::partition_for_key;
-use cairn_log::{Clock, Offset};
+use cairn_log::Clock;
 
 use super::assignor::TopicPartition;
 use super::coordination::{Coordination, lock};
@@ -27,20 +29,17 @@ use super::events::{self, HeartbeatFacts};
 use super::group_id::validate_group_id;
 use super::offset_log::{self, OffsetsByGroup};
 use super::offset_record::{MAX_OFFSET_METADATA_BYTES, OffsetValue};
-use super::state::{Group, GroupState, HeartbeatInput, HeartbeatOutput};
-use super::types::{
-    CommittedOffset, GroupDescription, GroupListing, OffsetCommit, PartitionLag, ResetTo,
-};
+use super::state::{Group, HeartbeatInput, HeartbeatOutput};
+use super::types::{CommittedOffset, OffsetCommit};
 use crate::broker::{Broker, blocking};
 use crate::error::BrokerError;
-use crate::fetch::OffsetQuery;
 use crate::produce::append_internal;
 use crate::topic_name::CONSUMER_OFFSETS_TOPIC;
 
 /// How often silent members are looked for.
 const EXPIRY_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 /// Deleted groups remembered (to describe them as dead) before the oldest is forgotten.
-const DEAD_GROUPS_REMEMBERED: usize = 1024;
+pub(super) const DEAD_GROUPS_REMEMBERED: usize = 1024;
 
 /// The coordinator's state, shared with the expiry task and with offset writes.
 ///
@@ -49,16 +48,16 @@ const DEAD_GROUPS_REMEMBERED: usize = 1024;
 /// `.await`.
 #[derive(Debug, Default)]
 pub(crate) struct Groups {
-    groups: Arc<Mutex<BTreeMap<String, Group>>>,
-    offsets: Arc<Mutex<OffsetsByGroup>>,
-    dead: Mutex<Vec<String>>,
+    pub(super) groups: Arc<Mutex<BTreeMap<String, Group>>>,
+    pub(super) offsets: Arc<Mutex<OffsetsByGroup>>,
+    pub(super) dead: Mutex<Vec<String>>,
     /// Groups a reset or delete is working on: joins wait (a retriable error) until it is done,
     /// so no member reads offsets that are about to move.
     busy: Mutex<BTreeSet<String>>,
     /// Serializes writes to `__consumer_offsets`, so memory follows the log's order. Owned
     /// guards travel into the task that appends and applies, which a cancelled caller cannot
     /// stop halfway.
-    writes: Arc<tokio::sync::Mutex<()>>,
+    pub(super) writes: Arc<tokio::sync::Mutex<()>>,
     next_member: AtomicU64,
     /// Target assignments recomputed (group epoch bumps) since the broker opened, all groups.
     rebalance_count: Arc<AtomicU64>,
@@ -344,236 +343,12 @@ impl Broker {
             .collect())
     }
 
-    /// Every group with members or committed offsets, sorted by id.
-    pub fn list_groups(&self) -> Vec<GroupListing> {
-        let groups = self.groups.groups.lock().unwrap_or_else(|e| e.into_inner());
-        let offsets = self
-            .groups
-            .offsets
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let ids: BTreeSet<&String> = groups
-            .iter()
-            .filter(|(id, g)| g.member_count() > 0 || offsets.contains_key(*id))
-            .map(|(id, _)| id)
-            .chain(offsets.keys())
-            .collect();
-        ids.into_iter()
-            .map(|id| {
-                let group = groups.get(id);
-                GroupListing {
-                    group: id.clone(),
-                    state: group.map_or(GroupState::Empty, Group::state),
-                    members: group.map_or(0, Group::member_count),
-                }
-            })
-            .collect()
-    }
-
-    /// Describes a group: state, members, committed offsets and lag.
-    ///
-    /// # Errors
-    /// [`BrokerError::InvalidGroupId`], [`BrokerError::UnknownGroup`].
-    pub fn describe_group(&self, group_id: &str) -> Result<GroupDescription, BrokerError> {
-        validate_group_id(group_id)?;
-        self.check_coordinator(group_id)?;
-        let (state, epoch, session_timeout_ms, members, subscribed) = {
-            let groups = self.groups.groups.lock().unwrap_or_else(|e| e.into_inner());
-            match groups.get(group_id) {
-                Some(g) => (
-                    g.state(),
-                    g.epoch(),
-                    g.session_timeout_ms(),
-                    g.describe_members(),
-                    g.subscribed_topics(),
-                ),
-                None => (
-                    GroupState::Empty,
-                    0,
-                    super::state::DEFAULT_SESSION_TIMEOUT_MS,
-                    Vec::new(),
-                    BTreeSet::new(),
-                ),
-            }
-        };
-        let committed = self.committed_offsets(group_id);
-        if members.is_empty() && committed.is_empty() && !self.group_has_state(group_id) {
-            let dead = self.groups.dead.lock().unwrap_or_else(|e| e.into_inner());
-            if dead.iter().any(|g| g == group_id) {
-                return Ok(GroupDescription {
-                    group: group_id.to_string(),
-                    state: GroupState::Dead,
-                    epoch: 0,
-                    session_timeout_ms,
-                    members: Vec::new(),
-                    offsets: Vec::new(),
-                });
-            }
-            return Err(BrokerError::UnknownGroup {
-                group: group_id.to_string(),
-            });
-        }
-        let mut partitions: BTreeSet<TopicPartition> = committed.keys().cloned().collect();
-        for topic in &subscribed {
-            if let Ok(count) = self.partition_count(topic) {
-                partitions.extend((0..count).map(|partition| TopicPartition {
-                    topic: topic.clone(),
-                    partition,
-                }));
-            }
-        }
-        let offsets = partitions
-            .into_iter()
-            .map(|p| {
-                let committed = committed.get(&p).copied();
-                let (start, end) = self.partition_bounds(&p).unwrap_or((0, 0));
-                let lag = (end - committed.unwrap_or(start)).max(0);
-                PartitionLag {
-                    partition: p,
-                    committed,
-                    end,
-                    lag,
-                }
-            })
-            .collect();
-        Ok(GroupDescription {
-            group: group_id.to_string(),
-            state,
-            epoch,
-            session_timeout_ms,
-            members,
-            offsets,
-        })
-    }
-
-    /// Moves a group's committed offsets for a topic (all its partitions when `partitions` is
-    /// empty). Refused while the group has members.
-    ///
-    /// # Errors
-    /// [`BrokerError::InvalidGroupId`], [`BrokerError::NonEmptyGroup`],
-    /// [`BrokerError::UnknownTopic`], [`BrokerError::UnknownPartition`],
-    /// [`BrokerError::OffsetNotInRange`], storage errors.
-    pub async fn reset_offsets(
-        &self,
-        group_id: &str,
-        topic: &str,
-        partitions: &[i64],
-        to: ResetTo,
-    ) -> Result<Vec<CommittedOffset>, BrokerError> {
-        self.check_open()?;
-        validate_group_id(group_id)?;
-        self.check_coordinator(group_id)?;
-        let count = self.partition_count(topic)?;
-        let partitions: BTreeSet<i64> = if partitions.is_empty() {
-            (0..i64::from(count)).collect()
-        } else {
-            partitions.iter().copied().collect()
-        };
-        let writes = Arc::clone(&self.groups.writes).lock_owned().await;
-        let _busy = self.mark_busy(group_id)?;
-        let now = self.clock.now_ms();
-        let mut values = Vec::with_capacity(partitions.len());
-        for index in partitions {
-            let offset = match to {
-                ResetTo::Earliest => self.list_offset(topic, index, OffsetQuery::Earliest)?,
-                ResetTo::Latest => self.list_offset(topic, index, OffsetQuery::Latest)?,
-                ResetTo::Timestamp(ms) => {
-                    self.list_offset(topic, index, OffsetQuery::Timestamp(ms))?
-                }
-                ResetTo::Offset(offset) => {
-                    let start = self.list_offset(topic, index, OffsetQuery::Earliest)?;
-                    Offset::from_i64(offset)
-                        .filter(|o| *o >= start)
-                        .ok_or_else(|| BrokerError::OffsetNotInRange {
-                            topic: topic.to_string(),
-                            partition: u32::try_from(index).unwrap_or(0),
-                            offset,
-                            log_start_offset: start.as_i64(),
-                            high_watermark: self
-                                .list_offset(topic, index, OffsetQuery::Latest)
-                                .map_or(0, |o| o.as_i64()),
-                        })?
-                }
-            };
-            let partition = TopicPartition {
-                topic: topic.to_string(),
-                partition: self.topic(topic)?.partition(index)?.index(),
-            };
-            self.check_offset_in_range(&partition, offset.as_i64())?;
-            let value = OffsetValue {
-                offset: offset.as_i64(),
-                leader_epoch: -1,
-                metadata: String::new(),
-                commit_timestamp_ms: now,
-            };
-            values.push((partition, Some(value)));
-        }
-        let result = values
-            .iter()
-            .map(|(p, v)| CommittedOffset {
-                partition: p.clone(),
-                committed: v.clone(),
-            })
-            .collect();
-        let before = self.committed_offsets(group_id);
-        self.write_offsets(writes, group_id, values.clone()).await?;
-        events::log_reset(group_id, topic, &before, &values);
-        Ok(result)
-    }
-
-    /// Deletes a group and its committed offsets. Refused while it has members.
-    ///
-    /// # Errors
-    /// [`BrokerError::InvalidGroupId`], [`BrokerError::UnknownGroup`],
-    /// [`BrokerError::NonEmptyGroup`], storage errors.
-    pub async fn delete_group(&self, group_id: &str) -> Result<(), BrokerError> {
-        self.check_open()?;
-        validate_group_id(group_id)?;
-        self.check_coordinator(group_id)?;
-        let writes = Arc::clone(&self.groups.writes).lock_owned().await;
-        let _busy = self.mark_busy(group_id)?;
-        let committed: Vec<TopicPartition> = self
-            .groups
-            .offsets
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(group_id)
-            .map(|m| m.keys().cloned().collect())
-            .unwrap_or_default();
-        // `mark_busy` saw no members and keeps joins out, so only an empty group is removed.
-        let had_state = self
-            .groups
-            .groups
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(group_id)
-            .is_some();
-        if committed.is_empty() && !had_state {
-            return Err(BrokerError::UnknownGroup {
-                group: group_id.to_string(),
-            });
-        }
-        let offset_count = committed.len();
-        if !committed.is_empty() {
-            let tombstones = committed.into_iter().map(|p| (p, None)).collect();
-            self.write_offsets(writes, group_id, tombstones).await?;
-        }
-        let mut dead = self.groups.dead.lock().unwrap_or_else(|e| e.into_inner());
-        dead.retain(|g| g != group_id);
-        if dead.len() >= DEAD_GROUPS_REMEMBERED {
-            dead.remove(0);
-        }
-        dead.push(group_id.to_string());
-        events::log_deleted(group_id, offset_count);
-        Ok(())
-    }
-
     /// Appends `values` (a `None` is a tombstone) to the group's partition of
     /// `__consumer_offsets`, then applies them in memory. `writes` is the caller's guard of the
     /// write lock: it moves into a task that finishes the append and the apply even when the
     /// caller's future is dropped (a client gone, a deadline), so memory never misses a record
     /// the log has.
-    async fn write_offsets(
+    pub(super) async fn write_offsets(
         &self,
         writes: tokio::sync::OwnedMutexGuard<()>,
         group_id: &str,
@@ -602,7 +377,7 @@ impl Broker {
 
     /// Marks a group as being reset or deleted, once it has no members; joins are refused
     /// with [`BrokerError::GroupBusy`] until the returned guard is dropped.
-    fn mark_busy(&self, group_id: &str) -> Result<BusyGuard<'_>, BrokerError> {
+    pub(super) fn mark_busy(&self, group_id: &str) -> Result<BusyGuard<'_>, BrokerError> {
         let groups = self.groups.groups.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(members) = groups
             .get(group_id)
@@ -622,7 +397,7 @@ impl Broker {
         })
     }
 
-    fn check_member_owns(
+    pub(super) fn check_member_owns(
         &self,
         group_id: &str,
         member_id: &str,
@@ -644,7 +419,7 @@ impl Broker {
         }
     }
 
-    fn check_offset_in_range(
+    pub(super) fn check_offset_in_range(
         &self,
         partition: &TopicPartition,
         offset: i64,
@@ -681,7 +456,10 @@ impl Broker {
         Ok(())
     }
 
-    fn partition_bounds(&self, partition: &TopicPartition) -> Result<(i64, i64), BrokerError> {
+    pub(super) fn partition_bounds(
+        &self,
+        partition: &TopicPartition,
+    ) -> Result<(i64, i64), BrokerError> {
         let part = self
             .topic(&partition.topic)?
             .partition(i64::from(partition.partition))?;
@@ -693,7 +471,7 @@ impl Broker {
     }
 
     /// A group's committed offsets by partition (empty for an unknown group).
-    fn committed_offsets(&self, group_id: &str) -> BTreeMap<TopicPartition, i64> {
+    pub(super) fn committed_offsets(&self, group_id: &str) -> BTreeMap<TopicPartition, i64> {
         self.groups
             .offsets
             .lock()
@@ -703,7 +481,7 @@ impl Broker {
             .unwrap_or_default()
     }
 
-    fn group_has_state(&self, group_id: &str) -> bool {
+    pub(super) fn group_has_state(&self, group_id: &str) -> bool {
         self.groups
             .groups
             .lock()
@@ -713,7 +491,7 @@ impl Broker {
     }
 
     /// Every topic's partition count.
-    fn partition_counts(&self) -> BTreeMap<String, u32> {
+    pub(super) fn partition_counts(&self) -> BTreeMap<String, u32> {
         self.list_topics(false)
             .into_iter()
             .filter_map(|name| self.partition_count(&name).ok().map(|c| (name, c)))
@@ -722,7 +500,7 @@ impl Broker {
 }
 
 /// Clears a group's busy mark when a reset or delete ends, however it ends.
-struct BusyGuard<'a> {
+pub(super) struct BusyGuard<'a> {
     busy: &'a Mutex<BTreeSet<String>>,
     group: String,
 }

@@ -6,8 +6,9 @@
 //! - `offset_record`: the key and value layout of `__consumer_offsets` records (Kafka's).
 //! - `events`: the INFO log of joins, leaves, fencing, rebalances, offset resets and deletes.
 //! - `group_id`: the rules for group and member ids.
-//! - `coordinator`: the [`crate::Broker`] operations: heartbeat, commit, fetch offsets, list,
-//!   describe with lag, reset, delete; `types`: what they take and answer.
+//! - `coordinator`: the [`crate::Broker`] operations of a group's members: heartbeat, commit,
+//!   fetch offsets; `group_admin`: an operator's: list, describe with lag, reset, delete;
+//!   `types`: what they take and answer.
 //! - `coordination`: which groups this node answers for; in a cluster, taking over and letting
 //!   go of the groups of the `__consumer_offsets` partitions it comes to lead or stops leading.
 //! - `offset_log`: `__consumer_offsets` as the store of committed offsets: load at open,
@@ -17,6 +18,7 @@ mod assignor;
 mod coordination;
 mod coordinator;
 mod events;
+mod group_admin;
 mod group_id;
 mod offset_log;
 pub(crate) mod offset_record;
