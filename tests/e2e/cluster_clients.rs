@@ -399,3 +399,36 @@ async fn clients_are_given_each_nodes_advertised_address_not_its_peer_address() 
     assert_eq!(read.len(), 30);
     drop(cluster);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn produce_to_a_cluster_without_a_majority_gives_up_after_its_timeout() {
+    // Two of three nodes gone: the survivor answers, but no write can commit. The record is
+    // retried (NOT_LEADER, unreachable leader) until it runs out of time, which `--timeout`
+    // sets for the command, not the client library's two-minute delivery timeout.
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = start_cluster(dir.path(), 3);
+    cluster
+        .create_topic(&cluster.addresses[0], TOPIC, 1, 3)
+        .await;
+    // A first produce through node 1 while the cluster is whole: node 1 then holds a block of
+    // producer ids, so the next producer's id comes at once and its record is what waits.
+    let first = cli_with_input(&cluster.addresses[0], &["produce", TOPIC], b"kept\n");
+    assert!(first.status.success(), "{first:?}");
+    cluster.kill(2);
+    cluster.kill(3);
+    let started = Instant::now();
+    let out = cli_with_input(
+        &cluster.addresses[0],
+        &["--timeout", "3s", "produce", TOPIC],
+        b"lost\n",
+    );
+    let took = started.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("0 records were acknowledged"),
+        "the failure says what was written: {stderr}"
+    );
+    // 3 s plus the linger and one last request; it was 120 s.
+    assert!(took < Duration::from_secs(30), "took {took:?}: {stderr}");
+}

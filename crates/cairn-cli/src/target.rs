@@ -99,11 +99,13 @@ impl Target {
         }
     }
 
-    /// `config` with these deadlines, its delivery timeout raised if it must be to cover
-    /// linger plus one request.
+    /// `config` with these deadlines. A command gives up after `--timeout`, so that is also how
+    /// long a record may take to be acknowledged, retries included (its delivery timeout, plus
+    /// its linger), not the library's two minutes: a produce to a cluster with no majority
+    /// otherwise ran for 120 s whatever `--timeout` said.
     pub fn producer_config(&self, config: ProducerConfig) -> ProducerConfig {
         let request_timeout = self.request_timeout();
-        let delivery_timeout = config.delivery_timeout.max(config.linger + request_timeout);
+        let delivery_timeout = config.linger + request_timeout;
         ProducerConfig {
             request_timeout,
             connect_timeout: self.connect_timeout,
