@@ -85,9 +85,9 @@ Config file (TOML):
 #[derive(Debug, Parser)]
 #[command(name = "cairn", version, after_help = CAIRN_AFTER_HELP)]
 pub struct Cli {
-    /// Brokers the client commands connect to, comma-separated: tried in order until one
-    /// answers, each within --connect-timeout; a failure names every address tried. `serve`
-    /// ignores it.
+    /// Brokers the client commands connect to, comma-separated (a host without a port is on
+    /// 7070): tried in order until one answers, each within --connect-timeout; a failure names
+    /// every address tried. `serve` ignores it.
     #[arg(
         long,
         global = true,
@@ -97,8 +97,9 @@ pub struct Cli {
     )]
     pub broker: String,
 
-    /// Deadline of each request to the broker, e.g. 30s, 500ms, 2m (a bare number is seconds)
-    /// [default: 30s; health: 5s]. `serve` ignores it.
+    /// Deadline of each request to the broker, e.g. 30s, 500ms, 2m (a bare number is seconds),
+    /// and for `produce` of each record's acknowledgement, retries included [default: 30s;
+    /// health: 5s]. `serve` ignores it.
     #[arg(
         long,
         global = true,

@@ -160,9 +160,14 @@ fn causes(err: &tonic::transport::Error) -> String {
     line
 }
 
+/// The port a broker address written without a scheme or port (`localhost`) means: the one
+/// `cairn serve` listens on by default. (An `http://` or `https://` URI without a port means
+/// 80 or 443, as any URI does.)
+pub const DEFAULT_BROKER_PORT: u16 = 7070;
+
 /// The brokers of a comma-separated list, each as `host:port` and as the `http://` URI
 /// requests name. An entry may carry the `http://` or `https://` scheme already (`https://`
-/// needs [`Timeouts::tls`]).
+/// needs [`Timeouts::tls`]); one with neither scheme nor port is on [`DEFAULT_BROKER_PORT`].
 ///
 /// # Errors
 /// [`ClientError::InvalidArgument`] naming the first malformed entry.
@@ -172,17 +177,24 @@ pub(crate) fn broker_addresses(brokers: &str) -> Result<Vec<(String, Uri)>, Clie
         .map(str::trim)
         .filter(|a| !a.is_empty())
         .map(|address| {
-            let url = if address.contains("://") {
-                address.to_string()
-            } else {
-                format!("http://{address}")
-            };
             let bad = |why: String| {
                 ClientError::InvalidArgument(format!("bad broker address {address:?}: {why}"))
             };
-            let uri: Uri = url
-                .parse()
-                .map_err(|e: http::uri::InvalidUri| bad(e.to_string()))?;
+            let parse = |url: String| {
+                url.parse::<Uri>()
+                    .map_err(|e: http::uri::InvalidUri| bad(e.to_string()))
+            };
+            let uri = if address.contains("://") {
+                parse(address.to_string())?
+            } else {
+                let uri = parse(format!("http://{address}"))?;
+                match uri.authority() {
+                    Some(authority) if written_port(authority.as_str()).is_none() => {
+                        parse(format!("http://{address}:{DEFAULT_BROKER_PORT}"))?
+                    }
+                    _ => uri,
+                }
+            };
             let https = uri.scheme_str() == Some("https");
             if uri.scheme_str() != Some("http") && !https {
                 return Err(bad(
@@ -192,21 +204,27 @@ pub(crate) fn broker_addresses(brokers: &str) -> Result<Vec<(String, Uri)>, Clie
             let authority = uri.authority().ok_or_else(|| bad("no host".to_string()))?;
             // `http` hands back no port for one that is not a number (`host:x`), which would
             // then quietly mean 80: refuse it instead.
-            let written_port = authority
-                .as_str()
-                .rsplit_once(':')
-                .map(|(_, port)| port)
-                .filter(|port| !port.contains(']'));
-            if let Some(port) = written_port.filter(|port| port.parse::<u16>().is_err()) {
+            if let Some(port) =
+                written_port(authority.as_str()).filter(|port| port.parse::<u16>().is_err())
+            {
                 return Err(bad(format!(
                     "port {port:?} is not a number from 0 to 65535"
                 )));
             }
             // As with any http:// (https://) URI, no port means 80 (443).
             let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
-            Ok((format!("{}:{port}", authority.host()), uri))
+            let host_port = format!("{}:{port}", authority.host());
+            Ok((host_port, uri))
         })
         .collect()
+}
+
+/// The port as written after an authority's host (`host:port`, `[v6]:port`), if any.
+fn written_port(authority: &str) -> Option<&str> {
+    let after_host = authority
+        .rfind(']')
+        .map_or(authority, |end| &authority[end + 1..]);
+    after_host.rsplit_once(':').map(|(_, port)| port)
 }
 
 #[cfg(test)]
@@ -229,9 +247,16 @@ mod tests {
             vec!["a:1", "b:2", "[::1]:3"]
         );
         assert_eq!(
-            hosts("c"),
+            hosts("c,[::1]"),
+            vec!["c:7070", "[::1]:7070"],
+            "no scheme and no port: the port `cairn serve` listens on by default"
+        );
+        let (_, uri) = broker_addresses("c").unwrap().remove(0);
+        assert_eq!(uri.port_u16(), Some(7070), "requests go to that port too");
+        assert_eq!(
+            hosts("http://c"),
             vec!["c:80"],
-            "no port means 80, as in any http URI"
+            "a URI without a port means 80, as any http URI does"
         );
         assert_eq!(hosts("https://d"), vec!["d:443"]);
     }

@@ -59,7 +59,7 @@ pub use cairn_proto::v1::{
     LeaderNotMovedReason, NodeReachability, PartitionDescription, PartitionLag, QuotaDescription,
     QuotaEntity, QuotaLimits, TopicDescription, UserDescription, quota_entity,
 };
-pub use connection::{CONNECT_TIMEOUT, Timeouts, connect, connect_with};
+pub use connection::{CONNECT_TIMEOUT, DEFAULT_BROKER_PORT, Timeouts, connect, connect_with};
 pub use consumer::{ConsumedRecord, Consumer, MAX_RESPONSE_BYTES, POLL_MAX_BYTES, Seek};
 pub use credentials::Credentials;
 pub use error::{ClientError, ConnectAttempt};
