@@ -124,6 +124,10 @@ fn cluster_info_topic_list_and_describe_show_what_an_operator_needs() {
     for args in [
         &["topic", "alter", "orders"][..],
         &["topic", "create", "x", "--config", "nokey"],
+        &["topic", "create", "x", "--partitions", "0"],
+        &["topic", "create", "x", "--partitions", "-1"],
+        &["topic", "create", "x", "--partitions", "1025"],
+        &["topic", "add-partitions", "orders", "--to", "-3"],
         &[
             "group",
             "reset-offsets",
@@ -136,6 +140,11 @@ fn cluster_info_topic_list_and_describe_show_what_an_operator_needs() {
     ] {
         let out = cli_with_input(&broker, args, b"");
         assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !stderr.contains("use '--"),
+            "no advice to quote a number: {stderr}"
+        );
     }
     let refused = cli_with_input(&broker, &["topic", "describe", "nope"], b"");
     assert_eq!(refused.status.code(), Some(1), "{refused:?}");

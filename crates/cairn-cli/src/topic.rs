@@ -30,8 +30,8 @@ pub enum TopicCommand {
     Create {
         /// The topic name ([a-zA-Z0-9._-], 1-249 characters).
         name: String,
-        /// Number of partitions.
-        #[arg(long, default_value_t = 1)]
+        /// Number of partitions, from 1 to 1024.
+        #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
         partitions: i32,
         /// Copies of each partition, from 1 to the cluster's node count (a single node holds 1)
         /// [default: the cluster's --default-replication-factor].
@@ -80,8 +80,8 @@ pub enum TopicCommand {
     AddPartitions {
         /// The topic.
         name: String,
-        /// The new total number of partitions.
-        #[arg(long)]
+        /// The new total number of partitions, up to 1024.
+        #[arg(long, allow_negative_numbers = true)]
         to: i32,
     },
     /// Move partitions to other nodes (a cluster only). New replicas join each partition's
@@ -115,6 +115,15 @@ pub struct DescribeArgs {
     pub format: Format,
 }
 
+/// Refuses a partition count no topic can have, before connecting (a usage error, exit 2).
+fn check_partition_count(flag: &str, count: i32) -> anyhow::Result<()> {
+    let most = cairn_broker::MAX_PARTITIONS_PER_TOPIC;
+    if count < 1 || count.unsigned_abs() > most {
+        usage_bail!("{flag} {count}: a topic has from 1 to {most} partitions");
+    }
+    Ok(())
+}
+
 /// Runs a topic subcommand against `brokers`.
 ///
 /// # Errors
@@ -125,9 +134,11 @@ pub async fn run(target: &Target, command: TopicCommand) -> anyhow::Result<()> {
         TopicCommand::Create {
             configs,
             replication_factor,
+            partitions,
             ..
         } => {
             parse_configs(configs)?;
+            check_partition_count("--partitions", *partitions)?;
             if let Some(factor) = replication_factor.filter(|factor| *factor < 1) {
                 usage_bail!(
                     "--replication-factor {factor}: a topic needs at least 1 copy of each \
@@ -137,6 +148,9 @@ pub async fn run(target: &Target, command: TopicCommand) -> anyhow::Result<()> {
         }
         TopicCommand::Alter { configs, .. } => {
             parse_configs(configs)?;
+        }
+        TopicCommand::AddPartitions { to, .. } => {
+            check_partition_count("--to", *to)?;
         }
         _ => {}
     }
