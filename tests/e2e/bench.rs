@@ -141,6 +141,11 @@ fn bench_produce_and_consume_report_what_they_did() {
     );
     let report: serde_json::Value = serde_json::from_slice(&consumed.stdout).unwrap();
     assert_eq!(report["records"], 3000);
+    let stderr = String::from_utf8_lossy(&consumed.stderr);
+    assert!(
+        !stderr.contains("WARN") && !stderr.contains("clean shutdown"),
+        "recovering the baseline's copy of a live log is not reported as damage: {stderr}"
+    );
     assert!(
         report["baseline_full_decode_records_per_sec"]
             .as_f64()
