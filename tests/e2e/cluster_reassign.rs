@@ -55,16 +55,21 @@ fn reassign_moves(partition: &'static str, replicas: &'static str) -> [&'static 
     ]
 }
 
-/// Partition `partition`'s replicas as `cairn topic describe` reports them.
-async fn replicas_of(broker: &str, topic: &str, partition: i32) -> Vec<i32> {
+/// Partition `partition`'s replicas in the order `cairn topic describe` reports them.
+async fn replicas_in_order(broker: &str, topic: &str, partition: i32) -> Vec<i32> {
     let admin = cairn_client::Admin::connect(broker).await.unwrap();
     let description = admin.describe_topic(topic).await.unwrap();
-    let mut replicas = description
+    description
         .partitions
         .iter()
         .find(|p| p.partition == partition)
         .map(|p| p.replicas.clone())
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// Partition `partition`'s replicas as `cairn topic describe` reports them, sorted.
+async fn replicas_of(broker: &str, topic: &str, partition: i32) -> Vec<i32> {
+    let mut replicas = replicas_in_order(broker, topic, partition).await;
     replicas.sort_unstable();
     replicas
 }
@@ -192,6 +197,11 @@ async fn a_node_added_takes_a_partition_and_a_node_removed_hands_its_replicas_ov
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    assert_eq!(
+        replicas_in_order(&broker, "moves", 0).await,
+        vec![4, 1, 2],
+        "describe lists the replicas as assigned, the preferred leader first"
+    );
 
     // Node 1 goes: each of its copies moves to the node of 2, 3, 4 that lacks one.
     let (ok, stdout, stderr) = cli(

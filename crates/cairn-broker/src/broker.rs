@@ -274,13 +274,15 @@ impl Broker {
     /// [`BrokerError::UnknownTopic`].
     pub fn describe_topic(&self, name: &str) -> Result<TopicInfo, BrokerError> {
         let topic = self.topic(name)?;
-        let moves = self.pending_moves(name);
+        let assignments = self.assignments(name);
         let partitions = topic.partitions.read().unwrap_or_else(|e| e.into_inner());
         let partitions = partitions
             .iter()
             .map(|p| {
-                let (adding_replicas, removing_replicas) =
-                    moves.get(p.index() as usize).cloned().unwrap_or_default();
+                let assigned = assignments
+                    .get(p.index() as usize)
+                    .cloned()
+                    .unwrap_or_default();
                 // A stopped partition's offsets are unknown; it reports zeros and its health
                 // problem says why.
                 let offsets = p.offsets().unwrap_or_default();
@@ -289,10 +291,17 @@ impl Broker {
                     partition: p.index(),
                     leader: leadership.leader.unwrap_or(-1),
                     leader_epoch: leadership.leader_epoch,
-                    replicas: leadership.replicas,
+                    // In assignment order, as Kafka shows them, where the cluster metadata
+                    // has them: the group's voters put the leader first, which hid the
+                    // preferred leader (and moved with every election).
+                    replicas: if assigned.replicas.is_empty() {
+                        leadership.replicas
+                    } else {
+                        assigned.replicas
+                    },
                     in_sync_replicas: leadership.in_sync_replicas,
-                    adding_replicas,
-                    removing_replicas,
+                    adding_replicas: assigned.adding,
+                    removing_replicas: assigned.removing,
                     log_start_offset: offsets.log_start_offset,
                     high_watermark: offsets.high_watermark,
                 }

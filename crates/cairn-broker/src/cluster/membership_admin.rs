@@ -133,9 +133,10 @@ impl Broker {
         Ok(started)
     }
 
-    /// For each partition of `topic`, the nodes a pending reassignment adds and removes (both
-    /// empty when none is pending, on a cluster of one, or for a local topic).
-    pub(crate) fn pending_moves(&self, topic: &str) -> Vec<(Vec<i32>, Vec<i32>)> {
+    /// For each partition of `topic`, as the cluster metadata assigns it: its replicas in
+    /// assignment order (the first is the preferred leader), and the nodes a pending
+    /// reassignment adds and removes. Empty on a cluster of one and for a local topic.
+    pub(crate) fn assignments(&self, topic: &str) -> Vec<PartitionAssignment> {
         let Some(runtime) = self.runtime() else {
             return Vec::new();
         };
@@ -146,20 +147,27 @@ impl Broker {
         let wire = |n: &u64| i32::try_from(*n).unwrap_or(i32::MAX);
         meta.partitions
             .iter()
-            .map(|p| match &p.target {
-                Some(target) => (
-                    target
-                        .iter()
-                        .filter(|n| !p.replicas.contains(n))
-                        .map(wire)
-                        .collect(),
-                    p.replicas
-                        .iter()
-                        .filter(|n| !target.contains(n))
-                        .map(wire)
-                        .collect(),
-                ),
-                None => (Vec::new(), Vec::new()),
+            .map(|p| {
+                let (adding, removing) = match &p.target {
+                    Some(target) => (
+                        target
+                            .iter()
+                            .filter(|n| !p.replicas.contains(n))
+                            .map(wire)
+                            .collect(),
+                        p.replicas
+                            .iter()
+                            .filter(|n| !target.contains(n))
+                            .map(wire)
+                            .collect(),
+                    ),
+                    None => (Vec::new(), Vec::new()),
+                };
+                PartitionAssignment {
+                    replicas: p.replicas.iter().map(wire).collect(),
+                    adding,
+                    removing,
+                }
             })
             .collect()
     }
@@ -182,4 +190,16 @@ fn check_node_id(node_id: i64) -> Result<u64, BrokerError> {
                 "node id {node_id} is not a whole number from 1 to {MAX_NODE_ID}"
             ))
         })
+}
+
+/// One partition's replicas as the cluster metadata assigns them (see
+/// [`Broker::assignments`]).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct PartitionAssignment {
+    /// The replicas in assignment order: the first is the preferred leader.
+    pub(crate) replicas: Vec<i32>,
+    /// Nodes a pending reassignment adds.
+    pub(crate) adding: Vec<i32>,
+    /// Nodes a pending reassignment removes.
+    pub(crate) removing: Vec<i32>,
 }
