@@ -71,7 +71,7 @@ pub struct PartitionInfo {
     pub leader: i32,
     /// The leader's epoch.
     pub leader_epoch: LeaderEpoch,
-    /// Node ids holding a copy, leader first.
+    /// Node ids holding a copy, in assignment order: the first is the preferred leader.
     pub replicas: Vec<i32>,
     /// Node ids whose copy is caught up with the leader, leader first.
     pub in_sync_replicas: Vec<i32>,
