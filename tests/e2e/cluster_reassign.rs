@@ -227,6 +227,19 @@ async fn a_node_added_takes_a_partition_and_a_node_removed_hands_its_replicas_ov
         .map(|n| n["node_id"].as_i64().unwrap())
         .collect();
     assert_eq!(ids, vec![2, 3, 4]);
+    // `--wait` returned once nothing named node 1 any more: not as the controller, not as a
+    // partition's leader.
+    let controller = described["controller_id"].as_i64();
+    assert!(
+        controller.is_some_and(|id| id != 1),
+        "controller {controller:?} right after remove-node --wait"
+    );
+    let (ok, stdout, _) = cli(&broker, &["topic", "describe", "moves", "--format", "json"]);
+    assert!(ok);
+    let topic: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    for partition in topic["partitions"].as_array().unwrap() {
+        assert_ne!(partition["leader"], 1, "{partition}");
+    }
     // Once gone, the node can be stopped: the cluster does not miss it.
     cluster.kill(1);
 

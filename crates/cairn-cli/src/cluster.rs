@@ -341,6 +341,34 @@ async fn remove_node(target: &Target, node_id: i32, wait: bool) -> anyhow::Resul
         }
         tokio::time::sleep(REMOVAL_POLL).await;
     }
+    // Gone from the node list is not yet settled: a removed controller, or leaderships the
+    // node held, are re-elected on the others a few seconds later, and until then `cluster
+    // describe` and `topic describe` would still name it. Return once nothing does.
+    let mut said = false;
+    while still_named(&admin, node_id).await? {
+        if !said {
+            outln!(
+                "  node {node_id} has no replicas left; waiting for the controller and leaders it held to move"
+            )?;
+            said = true;
+        }
+        tokio::time::sleep(REMOVAL_POLL).await;
+    }
     outln!("node {node_id} has left the cluster; its process can be stopped")?;
     Ok(())
+}
+
+/// Whether the cluster, as the node answering sees it, still names `node_id` as its
+/// controller, or has no controller yet, or names it leader of some partition.
+async fn still_named(admin: &Admin, node_id: i32) -> anyhow::Result<bool> {
+    let described = admin.describe_cluster().await?;
+    if described.controller_id == node_id || described.controller_id < 0 {
+        return Ok(true);
+    }
+    let metadata = admin.metadata(&[]).await?;
+    Ok(metadata
+        .topics
+        .iter()
+        .flat_map(|t| &t.partitions)
+        .any(|p| p.leader_id == node_id))
 }
