@@ -129,17 +129,38 @@ impl Target {
                 })
             )
         });
+        // What tonic reports when the far end speaks HTTP but not gRPC: the broker's own
+        // metrics port (HTTP/1.1), or another server. Its words name no address.
+        let not_grpc = err.chain().any(|cause| {
+            let text = cause.to_string();
+            NOT_GRPC_SIGNS.iter().any(|sign| text.contains(sign))
+        });
         if timed_out {
             err.context(format!(
                 "no answer from {} within {} (set with --timeout)",
                 self.brokers,
                 show_duration(self.request_timeout())
             ))
+        } else if not_grpc {
+            err.context(format!(
+                "{} did not answer as a Cairn broker: is it the gRPC address? (`cairn serve` \
+                 takes gRPC on 7070 and serves /metrics over HTTP on 7071 by default)",
+                self.brokers
+            ))
         } else {
             err
         }
     }
 }
+
+/// Words in an error that mean the far end answered HTTP, but not gRPC (see
+/// [`Target::explain`]).
+const NOT_GRPC_SIGNS: &[&str] = &[
+    "h2 protocol error",
+    "grpc-status header missing",
+    "invalid HTTP version",
+    "frame with invalid size",
+];
 
 /// The client's TLS from `--tls-ca`, `--tls-cert` and `--tls-key`, each else its
 /// `CAIRN_TLS_*` variable (read through `env`): `None` (plaintext) without a CA.
@@ -303,6 +324,18 @@ mod tests {
         assert_eq!(
             format!("{:#}", target.explain(other.into())),
             "invalid argument: x"
+        );
+        // The metrics port (HTTP/1.1) given as --broker: the line names the address.
+        let http_only = ClientError::Broker {
+            code: ErrorCode::BrokerNotAvailable,
+            status: tonic::Code::Unknown,
+            message: "h2 protocol error: http2 error".to_string(),
+            leader: None,
+        };
+        let line = format!("{:#}", target.explain(http_only.into()));
+        assert!(
+            line.starts_with("127.0.0.1:9 did not answer as a Cairn broker"),
+            "{line}"
         );
     }
 }
