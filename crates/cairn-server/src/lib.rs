@@ -316,9 +316,14 @@ pub async fn run(
     };
     let keepalive = (!cfg.cluster.is_single_node()).then_some(());
     let limits = cfg.connections.effective(descriptor_limit::current()?.soft);
+    // No per-address limit is held as u64::MAX; the log says "none" rather than that number.
+    let per_ip = match limits.max_connections_per_ip {
+        u64::MAX => "none".to_string(),
+        n => n.to_string(),
+    };
     tracing::info!(
         max_connections = limits.max_connections,
-        max_connections_per_ip = limits.max_connections_per_ip,
+        max_connections_per_ip = %per_ip,
         handshake_timeout_ms = limits.handshake_timeout.as_millis() as u64,
         connections_max_idle_ms = limits.idle_timeout.as_millis() as u64,
         "gRPC connection limits"
