@@ -399,13 +399,19 @@ pub async fn run(
             ))
             .max_decoding_message_size(MAX_REQUEST_BYTES),
         )
-        .add_service(MetadataServer::new(MetadataService::new(Arc::clone(
-            &broker,
-        ))))
-        .add_service(GroupsServer::new(CountedGroups::new(
-            GroupsService::new(Arc::clone(&broker)),
-            Arc::clone(&metrics),
-        )))
+        // Every service takes requests up to the same size, as common.proto says; tonic's
+        // default (4 MiB) had left Metadata and Groups below the others.
+        .add_service(
+            MetadataServer::new(MetadataService::new(Arc::clone(&broker)))
+                .max_decoding_message_size(MAX_REQUEST_BYTES),
+        )
+        .add_service(
+            GroupsServer::new(CountedGroups::new(
+                GroupsService::new(Arc::clone(&broker)),
+                Arc::clone(&metrics),
+            ))
+            .max_decoding_message_size(MAX_REQUEST_BYTES),
+        )
         .add_optional_service(peer_service);
     println!("cairn ready grpc={grpc_local} http={http_local}");
     tracing::info!(grpc = %grpc_local, http = %http_local, data_dir = %cfg.data_dir.display(), "serving");
