@@ -495,3 +495,42 @@ async fn every_group_epoch_move_counts_as_one_rebalance() {
         .unwrap();
     assert_eq!(broker.group_rebalance_count(), 3);
 }
+
+#[tokio::test]
+async fn a_heartbeat_naming_an_impossible_topic_or_epoch_is_refused_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = open(dir.path()).await;
+    let long = "x".repeat(250);
+    for bad in ["", "bad/name", "..", long.as_str()] {
+        let err = broker
+            .group_heartbeat(
+                "inventory",
+                HeartbeatInput {
+                    client_id: "test".into(),
+                    subscribed: Some([bad.to_string()].into()),
+                    ..HeartbeatInput::default()
+                },
+            )
+            .unwrap_err();
+        assert!(
+            matches!(err, cairn_broker::BrokerError::InvalidTopicName { .. }),
+            "{bad:?}: {err}"
+        );
+    }
+    // Nothing was kept: the group was never made.
+    assert!(broker.describe_group("inventory").is_err());
+    // An epoch that means nothing is named as such, not as an unknown member.
+    let err = broker
+        .group_heartbeat(
+            "inventory",
+            HeartbeatInput {
+                member_epoch: -2,
+                ..HeartbeatInput::default()
+            },
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("member epoch -2"), "{err}");
+    // A topic that does not exist yet is a valid subscription.
+    let member = join(&broker, "inventory", &["created-later"]);
+    assert!(member.assignment.is_empty());
+}

@@ -153,6 +153,11 @@ impl Broker {
     ) -> Result<HeartbeatOutput, BrokerError> {
         self.check_open()?;
         validate_group_id(group_id)?;
+        // A topic that does not exist yet may be subscribed to (it is assigned once created),
+        // but one that could never exist is refused, rather than kept in the group's state.
+        for topic in input.subscribed.iter().flatten() {
+            crate::topic_name::validate_topic_name(topic)?;
+        }
         self.check_coordinator(group_id)?;
         let topics = self.partition_counts();
         let now = session_clock_ms(&*self.clock);
@@ -168,6 +173,10 @@ impl Broker {
             return Err(BrokerError::GroupBusy {
                 group: group_id.to_string(),
             });
+        }
+        // Before "no such member": an epoch that means nothing is the mistake to name.
+        if input.member_epoch < -1 {
+            return Err(super::state::invalid_member_epoch(input.member_epoch));
         }
         if input.member_epoch != 0 && !groups.contains_key(group_id) {
             return Err(BrokerError::UnknownMember {

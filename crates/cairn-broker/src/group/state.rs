@@ -276,11 +276,7 @@ impl Group {
                 self.check_heartbeat_epoch(&input.member_id, epoch, &input.owned)?;
                 input.member_id.clone()
             }
-            epoch => {
-                return Err(BrokerError::InvalidRequest(format!(
-                    "member epoch {epoch}: use 0 to join, -1 to leave, or the epoch last given"
-                )));
-            }
+            epoch => return Err(invalid_member_epoch(epoch)),
         };
         if input.member_epoch > 0 && input.subscribed.as_ref().is_some_and(BTreeSet::is_empty) {
             return Err(BrokerError::InvalidRequest(
@@ -602,6 +598,13 @@ fn check_timeout(what: &str, value: u32, default: u32) -> Result<u32, BrokerErro
             "{what} {v} ms is outside {MIN_SESSION_TIMEOUT_MS}..={MAX_SESSION_TIMEOUT_MS} ms"
         ))),
     }
+}
+
+/// The error for a member epoch below -1: none means anything.
+pub(super) fn invalid_member_epoch(epoch: i32) -> BrokerError {
+    BrokerError::InvalidRequest(format!(
+        "member epoch {epoch}: use 0 to join, -1 to leave, or the epoch last given"
+    ))
 }
 
 #[cfg(test)]
