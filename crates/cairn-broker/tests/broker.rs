@@ -150,6 +150,23 @@ async fn topic_admin_validates_names_counts_and_configs() {
             .await
             .is_err()
     );
+    // One key both set and deleted is refused, naming it, and nothing changes.
+    let both = broker
+        .alter_configs(
+            "orders",
+            &[("retention.ms".into(), "1000".into())],
+            &["retention.ms".into()],
+        )
+        .await
+        .unwrap_err();
+    assert!(both.to_string().contains("retention.ms"), "{both}");
+    assert!(
+        broker
+            .describe_topic("orders")
+            .unwrap()
+            .configs
+            .contains(&("retention.ms".to_string(), "604800000".to_string()))
+    );
 
     broker.shutdown().await;
     drop(broker);

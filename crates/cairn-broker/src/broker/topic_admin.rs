@@ -256,6 +256,13 @@ impl Broker {
     ) -> Result<TopicInfo, BrokerError> {
         // A retention policy on the offsets topic would delete acknowledged commits.
         refuse_internal(name)?;
+        // Kafka refuses a key given twice; here "set" then "delete" would quietly keep the set
+        // value, which a caller meaning to delete would not see.
+        if let Some((key, _)) = set.iter().find(|(key, _)| delete.contains(key)) {
+            return Err(BrokerError::InvalidRequest(format!(
+                "config {key:?} is both set and deleted in one request: give it once"
+            )));
+        }
         self.refuse_replicated(name, "altering configs")?;
         let _admin = self.admin.lock().await;
         let topic = self.topic(name)?;
