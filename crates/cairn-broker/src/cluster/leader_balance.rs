@@ -268,7 +268,7 @@ impl Broker {
             Ok(n) => Some(n),
             Err(_) => {
                 return Err(BrokerError::InvalidRequest(format!(
-                    "moves_max {moves_max}: expected 0 (the node's per-pass bound) or more"
+                    "max_moves {moves_max}: expected 0 (the node's per-pass bound) or more"
                 )));
             }
         };
