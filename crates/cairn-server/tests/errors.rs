@@ -193,6 +193,29 @@ async fn oversized_requests_are_resource_exhausted_on_every_service() {
 }
 
 #[tokio::test]
+async fn requests_over_tonics_default_limit_are_decoded_by_every_service() {
+    // 5 MiB: above tonic's 4 MiB default, below MAX_REQUEST_BYTES. Every Cairn service decodes
+    // it (and refuses its zeros as undecodable), none answers REQUEST_TOO_LARGE.
+    let dir = tempfile::tempdir().unwrap();
+    let started = common::start(dir.path()).await;
+    let channel = connect(&started.url).await;
+    let large = Bytes::from(vec![0_u8; 5 << 20]);
+    let paths = [
+        "/cairn.v1.Producer/Produce",
+        "/cairn.v1.Consumer/Fetch",
+        "/cairn.v1.Admin/CreateTopic",
+        "/cairn.v1.Groups/Heartbeat",
+        "/cairn.v1.Groups/DescribeGroup",
+        "/cairn.v1.Metadata/GetMetadata",
+    ];
+    for path in paths {
+        let status = raw_call(&channel, path, false, large.clone()).await;
+        assert_refusal(path, &status, Code::InvalidArgument, "INVALID_REQUEST");
+    }
+    stop(started).await;
+}
+
+#[tokio::test]
 async fn a_ten_thousand_character_name_is_refused_with_a_short_message() {
     let dir = tempfile::tempdir().unwrap();
     let started = common::start(dir.path()).await;
