@@ -169,6 +169,28 @@ pub fn to_status(err: &BrokerError) -> tonic::Status {
     status
 }
 
+/// [`to_status`] for an error of a call on one partition: when the error does not name the
+/// partition itself (a log's "offset -1 is out of range", a record too large), its metadata
+/// and message are given the request's `topic` and `partition`, as common.proto promises.
+pub fn to_status_in(err: &BrokerError, topic: &str, partition: i64) -> tonic::Status {
+    let mut metadata = subject(err);
+    if metadata.iter().any(|(key, _)| *key == "topic") {
+        return to_status(err);
+    }
+    metadata.push(("topic", topic.to_string()));
+    metadata.push(("partition", partition.to_string()));
+    let (code, grpc) = classify(err);
+    let text = err.to_string();
+    let message = if text.contains(&format!("{topic}-{partition}")) {
+        text
+    } else {
+        format!("{topic}-{partition}: {text}")
+    };
+    let mut status = status_with_metadata(code, grpc, message, metadata);
+    status.set_source(Arc::new(Cause::of(err)));
+    status
+}
+
 /// The message an error gets where it is reported one by one (a partition's result in a
 /// produce or list-offsets answer): cut as in [`to_status`].
 pub fn message(err: &BrokerError) -> String {

@@ -119,10 +119,15 @@ async fn a_stock_client_reads_both_formats_and_typed_errors() {
         .unwrap()
         .into_inner();
     let err = stream.message().await.unwrap_err();
+    let info = err.get_details_error_info().unwrap();
+    assert_eq!(info.reason, "OFFSET_OUT_OF_RANGE");
+    // The log's own words do not name the partition; the answer does, in metadata and message.
     assert_eq!(
-        err.get_details_error_info().unwrap().reason,
-        "OFFSET_OUT_OF_RANGE"
+        (info.metadata["topic"].as_str(), info.metadata["partition"].as_str()),
+        ("orders", "0"),
+        "{err:?}"
     );
+    assert!(err.message().starts_with("orders-0: "), "{err:?}");
 
     stop.send(()).unwrap();
     server.await.unwrap();

@@ -24,7 +24,7 @@ use tonic::{Request, Response, Status};
 
 use crate::auth::authorize;
 use crate::metrics::{Metrics, OpenStream, Outcome, Transfer};
-use crate::status::{classify, invalid_request, to_status};
+use crate::status::{classify, invalid_request, to_status, to_status_in};
 use cairn_controller::security::acl::AclOperation::Read;
 use cairn_controller::security::acl::ResourceType::Topic;
 
@@ -71,7 +71,11 @@ impl ConsumerService {
             min_bytes: usize::try_from(request.min_bytes).unwrap_or(1).max(1),
             group,
         };
-        let read = self.broker.fetch(&fetch).await.map_err(|e| to_status(&e))?;
+        let read = self
+            .broker
+            .fetch(&fetch)
+            .await
+            .map_err(|e| to_status_in(&e, &fetch.topic, fetch.partition))?;
         shape(&read, request.offset, request.partition, format)
     }
 
@@ -127,7 +131,7 @@ impl ConsumerService {
                 offset: request.offset,
                 max_bytes: i64::from(request.max_bytes),
             })
-            .map_err(|e| to_status(&e))?;
+            .map_err(|e| to_status_in(&e, &request.topic, i64::from(request.partition)))?;
         let (tx, rx) = mpsc::channel(1);
         // The topic exists (checked above), so it may label series; look it up once per stream.
         let counters = self.metrics.topic(&request.topic);
@@ -146,7 +150,14 @@ impl ConsumerService {
                         Ok((message, delivered)) => (Ok(message), delivered),
                         Err(status) => (Err(status), Transfer::default()),
                     },
-                    Err(err) => (Err(to_status(&err)), Transfer::default()),
+                    Err(err) => (
+                        Err(to_status_in(
+                            &err,
+                            &request.topic,
+                            i64::from(request.partition),
+                        )),
+                        Transfer::default(),
+                    ),
                 };
                 let failed = message.is_err();
                 if tx.send(message).await.is_err() {

@@ -19,7 +19,7 @@ use tonic::{Request, Response, Status};
 use crate::auth::authorize;
 use crate::metrics::{AcksLabel, Metrics, Outcome, Transfer};
 use crate::quota::{Metered, Usage, UsedBytes};
-use crate::status::{classify, invalid_request, message, to_status};
+use crate::status::{classify, invalid_request, message, to_status, to_status_in};
 use cairn_controller::security::acl::AclOperation::Write;
 use cairn_controller::security::acl::ResourceType::Topic;
 
@@ -43,20 +43,21 @@ impl ProducerService {
         request: api::ProduceRequest,
     ) -> Result<(ProduceResponse, Outcome, Transfer), Status> {
         let (broker_request, payload_bytes) = decode(request)?;
+        let topic = broker_request.topic.clone();
         let result = self
             .broker
             .produce(broker_request)
             .await
             .map_err(|e| to_status(&e))?;
-        if let Some(err) = result
+        if let Some((partition, err)) = result
             .partitions
             .iter()
             .all(|p| p.error.is_some())
             .then(|| result.partitions.first())
             .flatten()
-            .and_then(|p| p.error.as_ref())
+            .and_then(|p| Some((p.partition, p.error.as_ref()?)))
         {
-            return Err(to_status(err));
+            return Err(to_status_in(err, &topic, i64::from(partition)));
         }
         let outcome = if result.partitions.iter().any(|p| p.error.is_some()) {
             Outcome::Error
