@@ -169,11 +169,20 @@ async fn undecodable_requests_are_invalid_argument_on_every_method() {
     stop(started).await;
 }
 
-#[tokio::test]
-async fn oversized_requests_are_resource_exhausted_on_every_service() {
+/// Sends `body` to each unary method of `paths` on a fresh broker and checks each refusal.
+async fn each_refuses(paths: &[&str], body: Bytes, code: Code, reason: &str) {
     let dir = tempfile::tempdir().unwrap();
     let started = common::start(dir.path()).await;
     let channel = connect(&started.url).await;
+    for path in paths {
+        let status = raw_call(&channel, path, false, body.clone()).await;
+        assert_refusal(path, &status, code, reason);
+    }
+    stop(started).await;
+}
+
+#[tokio::test]
+async fn oversized_requests_are_resource_exhausted_on_every_service() {
     let huge = Bytes::from(vec![0_u8; cairn_server::MAX_REQUEST_BYTES + 1]);
     let paths = [
         "/cairn.v1.Producer/Produce",
@@ -185,20 +194,13 @@ async fn oversized_requests_are_resource_exhausted_on_every_service() {
         "/cairn.v1.Metadata/GetMetadata",
         "/grpc.health.v1.Health/Check",
     ];
-    for path in paths {
-        let status = raw_call(&channel, path, false, huge.clone()).await;
-        assert_refusal(path, &status, Code::ResourceExhausted, "REQUEST_TOO_LARGE");
-    }
-    stop(started).await;
+    each_refuses(&paths, huge, Code::ResourceExhausted, "REQUEST_TOO_LARGE").await;
 }
 
 #[tokio::test]
 async fn requests_over_tonics_default_limit_are_decoded_by_every_service() {
     // 5 MiB: above tonic's 4 MiB default, below MAX_REQUEST_BYTES. Every Cairn service decodes
     // it (and refuses its zeros as undecodable), none answers REQUEST_TOO_LARGE.
-    let dir = tempfile::tempdir().unwrap();
-    let started = common::start(dir.path()).await;
-    let channel = connect(&started.url).await;
     let large = Bytes::from(vec![0_u8; 5 << 20]);
     let paths = [
         "/cairn.v1.Producer/Produce",
@@ -208,11 +210,7 @@ async fn requests_over_tonics_default_limit_are_decoded_by_every_service() {
         "/cairn.v1.Groups/DescribeGroup",
         "/cairn.v1.Metadata/GetMetadata",
     ];
-    for path in paths {
-        let status = raw_call(&channel, path, false, large.clone()).await;
-        assert_refusal(path, &status, Code::InvalidArgument, "INVALID_REQUEST");
-    }
-    stop(started).await;
+    each_refuses(&paths, large, Code::InvalidArgument, "INVALID_REQUEST").await;
 }
 
 #[tokio::test]

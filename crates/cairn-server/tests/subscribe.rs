@@ -123,7 +123,10 @@ async fn a_stock_client_reads_both_formats_and_typed_errors() {
     assert_eq!(info.reason, "OFFSET_OUT_OF_RANGE");
     // The log's own words do not name the partition; the answer does, in metadata and message.
     assert_eq!(
-        (info.metadata["topic"].as_str(), info.metadata["partition"].as_str()),
+        (
+            info.metadata["topic"].as_str(),
+            info.metadata["partition"].as_str()
+        ),
         ("orders", "0"),
         "{err:?}"
     );
