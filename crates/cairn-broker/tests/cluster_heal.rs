@@ -61,8 +61,13 @@ impl Node {
 }
 
 async fn cluster(net: &Arc<MemNetwork>) -> Vec<Node> {
+    cluster_with_elections(net, "300..600").await
+}
+
+/// Three nodes on `net` whose election timeouts range over `elections` (milliseconds).
+async fn cluster_with_elections(net: &Arc<MemNetwork>, elections: &str) -> Vec<Node> {
     let peers: BTreeMap<u64, String> = (1..=3).map(|id| (id, format!("node-{id}:7070"))).collect();
-    let timings = RaftTimings::parse(Some("300..600"), Some("50")).unwrap();
+    let timings = RaftTimings::parse(Some(elections), Some("50")).unwrap();
     let mut nodes = Vec::new();
     for id in 1..=3u64 {
         let dir = tempfile::tempdir().unwrap();
@@ -441,7 +446,10 @@ fn libc_eio() -> i32 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_handing_over_passes_a_damaged_follower_by() {
     let net = MemNetwork::new();
-    let nodes = cluster(&net).await;
+    // A handover is bounded by two election timeouts; at 600 ms that bound (1.2 s) ran out
+    // once under CI's load, before the refusal and the second candidate's vote were through.
+    // The default range gives it 4 s, as a node has in production.
+    let nodes = cluster_with_elections(&net, "1000..2000").await;
     create_orders(&nodes).await;
     let (leader_id, acknowledged) = produce_some(&nodes, None, "a").await;
     let leader = nodes.iter().find(|n| n.id == leader_id).unwrap();
