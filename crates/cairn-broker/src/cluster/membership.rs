@@ -101,7 +101,7 @@ fn wanted_voters(metadata: &ClusterMetadata) -> BTreeMap<NodeId, PeerNode> {
 }
 
 /// Nodes being removed whose replicas have all moved away.
-pub(super) fn removable(metadata: &ClusterMetadata) -> Vec<NodeId> {
+fn removable(metadata: &ClusterMetadata) -> Vec<NodeId> {
     metadata
         .nodes()
         .iter()
