@@ -46,6 +46,12 @@ struct Node {
     _dir: TempDir,
 }
 
+/// [`cluster`] with the default balancing interval, each node shared (for tasks that outlive
+/// a borrow).
+async fn shared_cluster(net: &Arc<MemNetwork>) -> Vec<Arc<Node>> {
+    cluster(net, None).await.into_iter().map(Arc::new).collect()
+}
+
 /// Three nodes balancing leaderships every `interval` (`None`: only when asked).
 async fn cluster(net: &Arc<MemNetwork>, interval: Option<Duration>) -> Vec<Node> {
     let peers: BTreeMap<u64, String> = (1..=3).map(|id| (id, format!("node-{id}:7070"))).collect();
@@ -380,11 +386,7 @@ async fn leaderships_return_to_a_node_that_comes_back_and_no_acknowledged_write_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_move_that_fails_leaves_the_old_leader_leading_and_taking_writes() {
     let net = MemNetwork::new();
-    let nodes: Vec<Arc<Node>> = cluster(&net, None)
-        .await
-        .into_iter()
-        .map(Arc::new)
-        .collect();
+    let nodes = shared_cluster(&net).await;
     create_orders(&nodes, 1).await;
     assert!(produce_anywhere(&nodes, 0, "a").await);
     // Placement makes node 1 the preferred replica of `orders`' one partition, whether the
@@ -476,11 +478,7 @@ async fn a_pass_asked_for_refuses_bad_input_by_name() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_partition_whose_preferred_replica_is_down_still_gets_a_leader() {
     let net = MemNetwork::new();
-    let nodes: Vec<Arc<Node>> = cluster(&net, None)
-        .await
-        .into_iter()
-        .map(Arc::new)
-        .collect();
+    let nodes = shared_cluster(&net).await;
     // The cluster forms whole (its controller's first election), then node 3 is cut off.
     create_orders(&nodes, 1).await;
     net.set_down(3, true);

@@ -213,8 +213,7 @@ pub(crate) fn broker_addresses(brokers: &str) -> Result<Vec<(String, Uri)>, Clie
             }
             // As with any http:// (https://) URI, no port means 80 (443).
             let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
-            let host_port = format!("{}:{port}", authority.host());
-            Ok((host_port, uri))
+            Ok((format!("{}:{port}", authority.host()), uri))
         })
         .collect()
 }
