@@ -83,6 +83,21 @@ impl StorageError {
         }
     }
 
+    /// The idempotent producer a sequence refusal is about (an out-of-order sequence, a fenced
+    /// epoch, an unknown producer), so an answer can name it as the broker's own
+    /// `UnknownProducerId` does; `None` for every other failure.
+    pub fn producer_id(&self) -> Option<i64> {
+        let LogError::Rejected(reason) = &self.0 else {
+            return None;
+        };
+        match reason.downcast_ref::<SequenceError>()? {
+            SequenceError::OutOfOrder { producer_id, .. }
+            | SequenceError::FencedEpoch { producer_id, .. }
+            | SequenceError::UnknownProducer { producer_id } => Some(*producer_id),
+            SequenceError::SeveralBatches => None,
+        }
+    }
+
     /// True for failures a producer may retry as they are (the same request can succeed
     /// later).
     pub fn is_retriable(&self) -> bool {
@@ -155,5 +170,27 @@ mod tests {
             rejected(SequenceError::SeveralBatches),
             StorageErrorKind::InvalidRequest
         );
+    }
+
+    #[test]
+    fn sequence_refusals_name_their_producer() {
+        let rejected =
+            |err: SequenceError| StorageError::from(LogError::Rejected(std::sync::Arc::new(err)));
+        let out_of_order = rejected(SequenceError::OutOfOrder {
+            producer_id: 7,
+            expected: 1,
+            found: 5,
+        });
+        assert_eq!(out_of_order.producer_id(), Some(7));
+        let fenced = rejected(SequenceError::FencedEpoch {
+            producer_id: 8,
+            current: 2,
+            found: 1,
+        });
+        assert_eq!(fenced.producer_id(), Some(8));
+        let unknown = rejected(SequenceError::UnknownProducer { producer_id: 9 });
+        assert_eq!(unknown.producer_id(), Some(9));
+        assert_eq!(rejected(SequenceError::SeveralBatches).producer_id(), None);
+        assert_eq!(StorageError::from(LogError::Closed).producer_id(), None);
     }
 }

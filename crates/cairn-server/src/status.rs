@@ -367,6 +367,13 @@ fn subject(err: &BrokerError) -> Vec<(&'static str, String)> {
         BrokerError::UnknownProducerId { producer_id } => {
             vec![("producer_id", producer_id.to_string())]
         }
+        // A partition's sequence refusal (OUT_OF_ORDER_SEQUENCE, INVALID_PRODUCER_EPOCH) names
+        // its producer as the broker's own UNKNOWN_PRODUCER_ID does; `to_status_in` adds the
+        // topic and partition.
+        BrokerError::Log(storage) => storage
+            .producer_id()
+            .map(|producer_id| vec![("producer_id", producer_id.to_string())])
+            .unwrap_or_default(),
         BrokerError::NotLeader {
             topic,
             partition,

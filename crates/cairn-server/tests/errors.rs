@@ -406,3 +406,42 @@ async fn unknown_producers_and_transactional_batches_are_refused_with_their_reas
     );
     stop(started).await;
 }
+
+#[tokio::test]
+async fn a_sequence_gap_names_the_producer_topic_and_partition() {
+    let dir = tempfile::tempdir().unwrap();
+    let started = common::start(dir.path()).await;
+    common::create_topic(&started.url, "orders", 2).await;
+    let mut producer = ProducerClient::connect(started.url.clone()).await.unwrap();
+    let issued = producer
+        .init_producer_id(cairn_proto::v1::InitProducerIdRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let at = |base_sequence: i32| ProduceRequest {
+        topic: "orders".into(),
+        partition: Some(1),
+        producer: Some(ProducerIdentity {
+            producer_id: issued.producer_id,
+            producer_epoch: issued.producer_epoch,
+            base_sequence,
+        }),
+        payload: Some(Payload::Records(RecordList {
+            records: vec![Record::default()],
+        })),
+        ..Default::default()
+    };
+    producer.produce(at(0)).await.unwrap();
+    let status = producer.produce(at(5)).await.unwrap_err();
+    assert_refusal(
+        "gap",
+        &status,
+        Code::FailedPrecondition,
+        "OUT_OF_ORDER_SEQUENCE",
+    );
+    let metadata = status.get_details_error_info().unwrap().metadata;
+    assert_eq!(metadata["producer_id"], issued.producer_id.to_string());
+    assert_eq!(metadata["topic"], "orders");
+    assert_eq!(metadata["partition"], "1");
+    stop(started).await;
+}
