@@ -413,11 +413,13 @@ pub(crate) fn refuse_internal(name: &str) -> Result<(), BrokerError> {
     Ok(())
 }
 
-pub(crate) fn check_partition_count(requested: i64) -> Result<u32, BrokerError> {
+/// `requested` as a partition count for `topic`, if it is in 1..=1024.
+pub(crate) fn check_partition_count(topic: &str, requested: i64) -> Result<u32, BrokerError> {
     u32::try_from(requested)
         .ok()
         .filter(|count| (1..=MAX_PARTITIONS_PER_TOPIC).contains(count))
-        .ok_or(BrokerError::InvalidPartitions {
+        .ok_or_else(|| BrokerError::InvalidPartitions {
+            topic: topic.to_string(),
             requested,
             reason: "must be between 1 and 1024",
         })

@@ -93,8 +93,11 @@ pub enum BrokerError {
         name: String,
     },
     /// A partition count is out of range (Kafka's `INVALID_PARTITIONS`).
-    #[error("invalid partition count {requested}: {reason}")]
+    #[error("invalid partition count {requested} for topic {topic}: {reason}")]
     InvalidPartitions {
+        /// The topic being created or grown: a client that creates or grows several at once
+        /// must learn which one was refused.
+        topic: String,
         /// The count asked for.
         requested: i64,
         /// Why it is rejected.

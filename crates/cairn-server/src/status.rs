@@ -308,6 +308,7 @@ fn subject(err: &BrokerError) -> Vec<(&'static str, String)> {
         }
         BrokerError::UnknownTopic { topic }
         | BrokerError::InternalTopic { topic }
+        | BrokerError::InvalidPartitions { topic, .. }
         | BrokerError::KeylessRecordOnCompactedTopic { topic } => vec![("topic", topic.clone())],
         BrokerError::UnknownPartition {
             topic, partition, ..

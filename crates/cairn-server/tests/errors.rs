@@ -445,3 +445,26 @@ async fn a_sequence_gap_names_the_producer_topic_and_partition() {
     assert_eq!(metadata["partition"], "1");
     stop(started).await;
 }
+
+#[tokio::test]
+async fn a_refused_partition_count_names_its_topic() {
+    let dir = tempfile::tempdir().unwrap();
+    let started = common::start(dir.path()).await;
+    common::create_topic(&started.url, "orders", 3).await;
+    let mut admin = AdminClient::connect(started.url.clone()).await.unwrap();
+    for total_count in [2, 5000] {
+        let status = admin
+            .add_partitions(cairn_proto::v1::AddPartitionsRequest {
+                name: "orders".into(),
+                total_count,
+            })
+            .await
+            .unwrap_err();
+        let what = format!("to {total_count}");
+        assert_refusal(&what, &status, Code::InvalidArgument, "INVALID_PARTITIONS");
+        assert!(status.message().contains("orders"), "{}", status.message());
+        let metadata = status.get_details_error_info().unwrap().metadata;
+        assert_eq!(metadata["topic"], "orders", "{what}");
+    }
+    stop(started).await;
+}

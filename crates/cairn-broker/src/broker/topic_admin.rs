@@ -63,7 +63,7 @@ impl Broker {
         configs: &[(String, String)],
     ) -> Result<TopicInfo, BrokerError> {
         validate_topic_name(name)?;
-        let partition_count = check_partition_count(partitions)?;
+        let partition_count = check_partition_count(name, partitions)?;
         let mut config = self.cfg.topic_defaults.clone();
         config.set_all(configs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
         let _admin = self.admin.lock().await;
@@ -183,9 +183,10 @@ impl Broker {
         let _admin = self.admin.lock().await;
         let topic = self.topic(name)?;
         let current = topic.partition_count().get();
-        let total = check_partition_count(total)?;
+        let total = check_partition_count(name, total)?;
         if total <= current {
             return Err(BrokerError::InvalidPartitions {
+                topic: name.to_string(),
                 requested: i64::from(total),
                 reason: "a topic's partition count can only grow",
             });

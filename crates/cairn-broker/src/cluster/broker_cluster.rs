@@ -119,7 +119,7 @@ impl Broker {
     ) -> Result<TopicInfo, BrokerError> {
         refuse_internal(name)?;
         validate_topic_name(name)?;
-        let partition_count = crate::broker::check_partition_count(partitions)?;
+        let partition_count = crate::broker::check_partition_count(name, partitions)?;
         let replication_factor = runtime
             .spec
             .replication_factor(replication_factor)
