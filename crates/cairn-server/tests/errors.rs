@@ -468,3 +468,55 @@ async fn a_refused_partition_count_names_its_topic() {
     }
     stop(started).await;
 }
+
+#[tokio::test]
+async fn a_heartbeat_owning_a_negative_partition_is_refused_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let started = common::start(dir.path()).await;
+    common::create_topic(&started.url, "orders", 2).await;
+    let mut groups = GroupsClient::connect(started.url.clone()).await.unwrap();
+    let joined = groups
+        .heartbeat(HeartbeatRequest {
+            group_id: "billing".into(),
+            subscribed_topics: vec!["orders".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let owning = |partitions: Vec<i32>| HeartbeatRequest {
+        group_id: "billing".into(),
+        member_id: joined.member_id.clone(),
+        member_epoch: joined.member_epoch,
+        owned_partitions: vec![cairn_proto::v1::TopicPartitions {
+            topic: "orders".into(),
+            partitions,
+        }],
+        ..Default::default()
+    };
+    let status = groups.heartbeat(owning(vec![0, -3])).await.unwrap_err();
+    assert_refusal(
+        "negative",
+        &status,
+        Code::InvalidArgument,
+        "INVALID_REQUEST",
+    );
+    assert!(
+        status.message().contains("-3") && status.message().contains("orders"),
+        "{}",
+        status.message()
+    );
+    // Past the partition count: ignored, as Kafka's coordinator does (see HeartbeatInput).
+    let answer = groups
+        .heartbeat(owning(vec![0, 1, 9]))
+        .await
+        .unwrap()
+        .into_inner();
+    let assigned: Vec<i32> = answer
+        .assignment
+        .iter()
+        .flat_map(|t| t.partitions.clone())
+        .collect();
+    assert_eq!(assigned, vec![0, 1]);
+    stop(started).await;
+}

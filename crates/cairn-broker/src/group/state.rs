@@ -77,7 +77,15 @@ pub struct HeartbeatInput {
     pub host: String,
     /// A new subscription (required on a join); `None` keeps the current one.
     pub subscribed: Option<BTreeSet<String>>,
-    /// The partitions the member owns now.
+    /// The partitions the member owns now. They are only compared with what the member was
+    /// granted: a granted partition it no longer lists is released, and a heartbeat at the
+    /// previous epoch must list granted ones only. A listed partition the coordinator does not
+    /// know (past the topic's partition count, or of an unknown topic) is therefore ignored,
+    /// not refused, as Kafka's coordinator does (KIP-848: ConsumerGroupHeartbeat validates the
+    /// member id and epoch, not the owned partitions). A member lists what it was given under
+    /// an earlier view: the topic may since have been deleted, or re-created with fewer
+    /// partitions, and refusing its heartbeat would keep it from ever hearing its new
+    /// assignment. Negative indexes never get here: the API refuses them as malformed.
     pub owned: BTreeSet<TopicPartition>,
     /// 0 for the default.
     pub session_timeout_ms: u32,

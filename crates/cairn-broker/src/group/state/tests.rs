@@ -507,3 +507,22 @@ fn each_member_keeps_its_own_session_timeout() {
     let out = beat(&mut group, &mut patient, &t, 2_100);
     assert_eq!(out.session_timeout_ms, DEFAULT_SESSION_TIMEOUT_MS);
 }
+
+#[test]
+fn owned_partitions_that_do_not_exist_are_ignored_as_kafka_does() {
+    let t = topics(&[("orders", 2)]);
+    let mut group = Group::new("g");
+    let mut client = join(&mut group, "a", &["orders"], &t, 0);
+    assert_eq!(client.owned.len(), 2);
+    // Beyond the count, and of a topic the coordinator does not know (yet): neither is granted
+    // nor held against the member.
+    client.owned.insert(tp("orders", 7));
+    client.owned.insert(tp("later", 0));
+    let out = beat(&mut group, &mut client, &t, 10);
+    assert_eq!(out.assignment, [tp("orders", 0), tp("orders", 1)].into());
+    assert!(out.assignment_complete);
+    assert_eq!(group.state(), GroupState::Stable);
+    let members = group.describe_members();
+    assert_eq!(members[0].assignment, out.assignment);
+    assert_exclusive(&group);
+}
