@@ -520,3 +520,38 @@ async fn a_heartbeat_owning_a_negative_partition_is_refused_naming_it() {
     assert_eq!(assigned, vec![0, 1]);
     stop(started).await;
 }
+
+#[tokio::test]
+async fn a_fetch_naming_a_member_without_its_group_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let started = common::start(dir.path()).await;
+    common::create_topic(&started.url, "orders", 1).await;
+    let mut consumer = ConsumerClient::connect(started.url.clone()).await.unwrap();
+    for (member_id, member_epoch) in [("cairn-1-zombie", 0), ("", 3)] {
+        let status = consumer
+            .fetch(FetchRequest {
+                topic: "orders".into(),
+                member_id: member_id.into(),
+                member_epoch,
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        let what = format!("{member_id:?} at {member_epoch}");
+        assert_refusal(&what, &status, Code::InvalidArgument, "INVALID_REQUEST");
+        let message = status.message();
+        assert!(
+            message.contains("member_id") && message.contains("group_id"),
+            "{what}: {message}"
+        );
+    }
+    // Neither set: a plain fetch.
+    consumer
+        .fetch(FetchRequest {
+            topic: "orders".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    stop(started).await;
+}

@@ -57,11 +57,7 @@ impl ConsumerService {
             // Answer a little before the client gives up, so it gets the (possibly empty) data.
             max_wait = max_wait.min(deadline.saturating_sub(Duration::from_millis(20)));
         }
-        let group = (!request.group_id.is_empty()).then(|| GroupFetch {
-            group_id: std::mem::take(&mut request.group_id),
-            member_id: std::mem::take(&mut request.member_id),
-            member_epoch: request.member_epoch,
-        });
+        let group = group_fetch(request)?;
         let fetch = FetchRequest {
             topic: request.topic.clone(),
             partition: i64::from(request.partition),
@@ -172,6 +168,29 @@ impl ConsumerService {
         });
         Ok(rx)
     }
+}
+
+/// The group member a fetch is made for, moved out of `request`: `None` for a plain fetch.
+///
+/// # Errors
+/// INVALID_REQUEST for a member id or member epoch without a group id: the caller meant a
+/// member's fetch, and serving it unchecked would let a fenced member (a zombie) read a
+/// partition the group moved away from it.
+fn group_fetch(request: &mut api::FetchRequest) -> Result<Option<GroupFetch>, Status> {
+    if request.group_id.is_empty() {
+        if !request.member_id.is_empty() || request.member_epoch != 0 {
+            return Err(invalid_request(
+                "member_id and member_epoch are for a group member's fetch: set group_id too \
+                 (or leave member_id and member_epoch unset for a plain fetch)",
+            ));
+        }
+        return Ok(None);
+    }
+    Ok(Some(GroupFetch {
+        group_id: std::mem::take(&mut request.group_id),
+        member_id: std::mem::take(&mut request.member_id),
+        member_epoch: request.member_epoch,
+    }))
 }
 
 type FetchStream = Pin<Box<dyn Stream<Item = Result<FetchResponse, Status>> + Send>>;
