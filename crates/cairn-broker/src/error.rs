@@ -311,6 +311,18 @@ pub enum BrokerError {
         /// The topic.
         topic: String,
     },
+    /// A produced record's timestamp is below -1 (Kafka's `INVALID_TIMESTAMP`): Kafka's
+    /// producer refuses any negative timestamp, and -1 is Kafka's "no timestamp".
+    #[error(
+        "record {record_idx} has timestamp {timestamp_ms}: use milliseconds since the Unix epoch, \
+         0 for the broker's time now, or -1 for none"
+    )]
+    InvalidTimestamp {
+        /// The record's position in the request, from 0.
+        record_idx: usize,
+        /// The timestamp it carried.
+        timestamp_ms: i64,
+    },
     /// A group id breaks the rules (Kafka's `INVALID_GROUP_ID`).
     #[error("invalid group id {group:?}: {reason}")]
     InvalidGroupId {

@@ -24,7 +24,8 @@ pub struct ProduceRecord {
     pub value: Option<Bytes>,
     /// Headers, in order; a `None` value is null.
     pub headers: Vec<(Bytes, Option<Bytes>)>,
-    /// Create time in milliseconds; 0 means "now" on the broker's clock.
+    /// Create time in milliseconds; 0 means "now" on the broker's clock, -1 "no timestamp"
+    /// (stored as -1, Kafka's `NO_TIMESTAMP`). Below -1 is refused.
     pub timestamp_ms: i64,
 }
 
@@ -162,6 +163,7 @@ impl Broker {
                 if let Some(producer) = request.producer {
                     self.check_producer_id(producer.producer_id).await?;
                 }
+                check_timestamps(&records)?;
                 if compacted && records.iter().any(|r| r.key.is_none()) {
                     return Err(BrokerError::KeylessRecordOnCompactedTopic {
                         topic: topic.name.clone(),
@@ -278,6 +280,25 @@ pub(crate) async fn append_internal(
         .ok_or_else(|| BrokerError::InvalidRequest("internal append returned no offset".into()))
 }
 
+/// Refuses a plain record whose timestamp is below -1. Here the broker builds the batch, so it
+/// checks what Kafka's producer checks before encoding (`ProducerRecord` refuses a negative
+/// timestamp; a missing one is sent as -1, `NO_TIMESTAMP`). A pre-encoded batch is the client's
+/// encoding and is stored as sent, as Kafka's broker does under its default
+/// `message.timestamp.before.max.ms`.
+fn check_timestamps(records: &[ProduceRecord]) -> Result<(), BrokerError> {
+    let refused = records
+        .iter()
+        .enumerate()
+        .find(|(_, record)| record.timestamp_ms < -1);
+    match refused {
+        Some((record_idx, record)) => Err(BrokerError::InvalidTimestamp {
+            record_idx,
+            timestamp_ms: record.timestamp_ms,
+        }),
+        None => Ok(()),
+    }
+}
+
 /// True when some record of a (validated) batch has a null key.
 fn has_keyless_record(batch: &Batch) -> Result<bool, BrokerError> {
     let records = batch
@@ -379,4 +400,30 @@ async fn append_one(
         produced.log_start_offset = log_start_offset;
     }
     Ok(produced)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stamped(timestamp_ms: i64) -> ProduceRecord {
+        ProduceRecord {
+            timestamp_ms,
+            ..ProduceRecord::default()
+        }
+    }
+
+    #[test]
+    fn timestamps_below_minus_one_are_refused_naming_the_first() {
+        let taken = [stamped(0), stamped(-1), stamped(1_700_000_000_000)];
+        assert!(check_timestamps(&taken).is_ok());
+        let refused = [stamped(1), stamped(-2), stamped(i64::MIN)];
+        assert!(matches!(
+            check_timestamps(&refused),
+            Err(BrokerError::InvalidTimestamp {
+                record_idx: 1,
+                timestamp_ms: -2
+            })
+        ));
+    }
 }

@@ -94,6 +94,9 @@ pub fn classify(err: &BrokerError) -> (ErrorCode, Code) {
         BrokerError::KeylessRecordOnCompactedTopic { .. } => {
             (ErrorCode::InvalidRecord, Code::InvalidArgument)
         }
+        BrokerError::InvalidTimestamp { .. } => {
+            (ErrorCode::InvalidTimestamp, Code::InvalidArgument)
+        }
         BrokerError::InternalTopic { .. } => (ErrorCode::InvalidTopic, Code::InvalidArgument),
         BrokerError::InvalidGroupId { .. } => (ErrorCode::InvalidGroupId, Code::InvalidArgument),
         BrokerError::UnknownGroup { .. } => (ErrorCode::GroupIdNotFound, Code::NotFound),
@@ -331,6 +334,9 @@ fn subject(err: &BrokerError) -> Vec<(&'static str, String)> {
             ("topic", topic.clone()),
             ("partition", partition.to_string()),
         ],
+        BrokerError::InvalidTimestamp { record_idx, .. } => {
+            vec![("record_index", record_idx.to_string())]
+        }
         BrokerError::UnknownConfig { key } => vec![("config", key.clone())],
         BrokerError::InvalidUser { name, .. } | BrokerError::UnknownUser { name } => {
             vec![("user", name.clone())]

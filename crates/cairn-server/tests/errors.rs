@@ -555,3 +555,39 @@ async fn a_fetch_naming_a_member_without_its_group_is_refused() {
         .unwrap();
     stop(started).await;
 }
+
+#[tokio::test]
+async fn a_timestamp_below_minus_one_is_refused_naming_its_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let started = common::start(dir.path()).await;
+    common::create_topic(&started.url, "orders", 1).await;
+    let mut producer = ProducerClient::connect(started.url.clone()).await.unwrap();
+    let stamped = |timestamps: &[i64]| ProduceRequest {
+        topic: "orders".into(),
+        partition: Some(0),
+        payload: Some(Payload::Records(RecordList {
+            records: timestamps
+                .iter()
+                .map(|&timestamp_ms| Record {
+                    value: Some(b"v".to_vec().into()),
+                    timestamp_ms,
+                    ..Default::default()
+                })
+                .collect(),
+        })),
+        ..Default::default()
+    };
+    let status = producer.produce(stamped(&[5, -1, -5])).await.unwrap_err();
+    assert_refusal("-5", &status, Code::InvalidArgument, "INVALID_TIMESTAMP");
+    let metadata = status.get_details_error_info().unwrap().metadata;
+    assert_eq!(metadata["record_index"], "2");
+    assert!(
+        status.message().contains("record 2") && status.message().contains("-5"),
+        "{}",
+        status.message()
+    );
+    // -1 is Kafka's "no timestamp": taken, and nothing of the refused request was written.
+    let written = producer.produce(stamped(&[-1])).await.unwrap().into_inner();
+    assert_eq!(written.results[0].base_offset, 0);
+    stop(started).await;
+}
