@@ -13,6 +13,11 @@
 # a third of that figure; where replication factor 1 is near the disk's limit, 0.5x is out of
 # reach on one machine whatever the software does.
 #
+# With a --rate (RATE), each round also runs `cairn bench floor` for one copy and for three at
+# the same shape: the least ack latency this disk and loopback allow, with no broker. Its
+# rf3 p99 is a lower bound for any rf3 here; where it exceeds twice Cairn's rf1 p99, the 2x
+# target is out of reach on this machine whatever the software does.
+#
 # Usage, from the repository root after `cargo build --release`:
 #   benches/cluster_produce.sh
 # Environment: BIN (target/release/cairn), DATA (/var/tmp/cairn-produce), ROUNDS (3),
@@ -38,6 +43,7 @@ sleep 3
 
 cpu() { local t=0; for p in "${PIDS[@]}"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$t"; }
 TICK=$(getconf CLK_TCK)
+declare -A p99 floor
 for round in $(seq 1 "$ROUNDS"); do
   for rf in 1 3; do
     c0=$(cpu)
@@ -46,7 +52,21 @@ for round in $(seq 1 "$ROUNDS"); do
       --rate "$RATE" --acks all 2>&1 | tr '\n' ' ')
     c1=$(cpu)
     echo "round $round rf$rf: brokers' CPU $(echo "scale=2; ($c1 - $c0) / $TICK" | bc) s | $line"
+    p99[$rf]=$(echo "$line" | sed -n 's/.*ack latency ([^)]*): p50 [0-9.]* ms, p99 \([0-9.]*\) ms.*/\1/p')
   done
+  if [ "$RATE" != 0 ]; then
+    for rf in 1 3; do
+      out=$("$BIN" bench floor --dir "$DATA" --replicas "$rf" --partitions 3 --rate "$RATE" \
+        --records "$RECORDS" --record-size "$SIZE" --records-per-request "$PER_REQUEST" | tr '\n' ' ')
+      floor[$rf]=$(echo "$out" | sed -n 's/.*record latency ([^)]*): p50 [0-9.]* ms, p99 \([0-9.]*\) ms.*/\1/p')
+      echo "round $round floor rf$rf: $out"
+    done
+    echo "round $round p99: Cairn rf3/rf1 $(echo "scale=2; ${p99[3]} / ${p99[1]}" | bc)x;" \
+      "the floor's rf3/rf1 $(echo "scale=2; ${floor[3]} / ${floor[1]}" | bc)x;" \
+      "Cairn over its floor: rf1 $(echo "scale=2; ${p99[1]} / ${floor[1]}" | bc)x," \
+      "rf3 $(echo "scale=2; ${p99[3]} / ${floor[3]}" | bc)x;" \
+      "the floor's rf3 against twice Cairn's rf1: ${floor[3]} ms vs $(echo "scale=2; 2 * ${p99[1]}" | bc) ms"
+  fi
   if command -v fio >/dev/null 2>&1; then
     bw=$(fio --name=disk-bound --directory="$DATA" --rw=write --bs=1M --size=256M --numjobs=3 \
       --fdatasync=1 --group_reporting --output-format=terse 2>/dev/null | awk -F';' '{print $48}')

@@ -109,7 +109,7 @@ fn small_writes_timed(
 
 /// A new file of `len` bytes with its blocks allocated and the allocation synced, so the
 /// timed writes change data only.
-fn laid_out(path: &Path, len: u64) -> anyhow::Result<File> {
+pub(super) fn laid_out(path: &Path, len: u64) -> anyhow::Result<File> {
     let file = OpenOptions::new()
         .create_new(true)
         .read(true)
@@ -137,7 +137,7 @@ fn write_and_sync(file: &File, path: &Path, chunk: &[u8], position: u64) -> anyh
 
 /// Where the write after one at `position` goes: right after it, or back at the start when
 /// another would not fit before `len`.
-fn next_position(position: u64, write_bytes: u64, len: u64) -> u64 {
+pub(super) fn next_position(position: u64, write_bytes: u64, len: u64) -> u64 {
     let next = position + write_bytes;
     if next + write_bytes > len { 0 } else { next }
 }

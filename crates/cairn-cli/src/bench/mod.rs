@@ -9,6 +9,8 @@
 //! `broker_cpu` reads the broker's CPU time from its `/metrics`, `read_baseline` the
 //! log's own reads of the partitions a replay or consume reads, `loopback_baseline` the bare
 //! socket's, and `cpu_ceiling` the fastest replay those allow (and this process's CPU time);
+//! `replica_floor` (`cairn bench floor`) is the least ack latency the disk and loopback allow
+//! a paced produce with N copies, with no broker at all;
 //! `report` holds the histogram, percentiles, rates, CPU per GB and the progress line.
 //!
 //! Every benchmark checks its flags before it creates a topic or a scratch file.
@@ -25,6 +27,7 @@ mod produce_flags;
 mod produce_report;
 mod read_baseline;
 mod replay;
+mod replica_floor;
 mod report;
 
 use std::time::Duration;
@@ -34,6 +37,7 @@ use clap::{Subcommand, ValueEnum};
 pub use consume::BenchConsumeArgs;
 pub use produce::BenchProduceArgs;
 pub use replay::BenchReplayArgs;
+pub use replica_floor::BenchFloorArgs;
 
 /// How often the progress line on stderr is refreshed.
 pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
@@ -68,6 +72,13 @@ pub enum BenchCommand {
         after_help = "Examples:\n  cairn bench replay --topic orders --baseline-dir ./cairn-data\n  cairn bench replay --topic orders --fetch-format raw --rounds 5 --format json"
     )]
     Replay(BenchReplayArgs),
+    /// The least ack latency this machine allows a paced produce with N copies: leaders and
+    /// followers as threads writing and fsyncing scratch files, talking over loopback, with no
+    /// broker. Needs no running broker.
+    #[command(
+        after_help = "Examples:\n  cairn bench floor --dir ./cairn-data --replicas 1 --rate 20000\n  cairn bench floor --dir ./cairn-data --replicas 3 --rate 20000 --format json"
+    )]
+    Floor(BenchFloorArgs),
 }
 
 /// Runs a `cairn bench` subcommand.
@@ -79,5 +90,8 @@ pub async fn run(target: &crate::target::Target, command: BenchCommand) -> anyho
         BenchCommand::Produce(args) => produce::run(target, args).await,
         BenchCommand::Consume(args) => consume::run(target, args).await,
         BenchCommand::Replay(args) => replay::run(target, args).await,
+        BenchCommand::Floor(args) => {
+            tokio::task::spawn_blocking(move || replica_floor::run(&args)).await?
+        }
     }
 }
