@@ -311,6 +311,14 @@ pub enum BrokerError {
         /// The topic.
         topic: String,
     },
+    /// A request names one partition twice where each must be named once (a ListOffsets).
+    #[error("partition {partition} of topic {topic} is asked for more than once: ask once")]
+    DuplicatePartition {
+        /// The topic.
+        topic: String,
+        /// The partition named twice.
+        partition: i64,
+    },
     /// A produced record's timestamp is below -1 (Kafka's `INVALID_TIMESTAMP`): Kafka's
     /// producer refuses any negative timestamp, and -1 is Kafka's "no timestamp".
     #[error(

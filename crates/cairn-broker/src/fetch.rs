@@ -192,11 +192,12 @@ impl Broker {
     }
 
     /// Looks up an offset of each of `partitions` of a topic (every partition when it is
-    /// empty), in ascending order without repeats; each partition answers on its own, so one
-    /// unknown or stopped partition does not fail the others.
+    /// empty), in ascending order; each partition answers on its own, so one unknown or
+    /// stopped partition does not fail the others.
     ///
     /// # Errors
-    /// [`BrokerError::UnknownTopic`]; per partition, as [`Broker::list_offset`].
+    /// [`BrokerError::UnknownTopic`]; [`BrokerError::DuplicatePartition`] for a partition
+    /// asked for twice; per partition, as [`Broker::list_offset`].
     pub fn list_offsets(
         &self,
         topic: &str,
@@ -210,7 +211,20 @@ impl Broker {
             partitions.to_vec()
         };
         partitions.sort_unstable();
-        partitions.dedup();
+        // Refused rather than answered once: a caller that pairs answers with the partitions
+        // it asked for would be one short. Kafka answers each repeat with INVALID_REQUEST in
+        // its place, as its ListOffsets response has no error but per partition; a gRPC call
+        // has its status for a malformed request.
+        let repeated = partitions.windows(2).find_map(|pair| match pair {
+            [a, b] if a == b => Some(*a),
+            _ => None,
+        });
+        if let Some(partition) = repeated {
+            return Err(BrokerError::DuplicatePartition {
+                topic: topic.to_string(),
+                partition,
+            });
+        }
         Ok(partitions
             .into_iter()
             .map(|partition| (partition, self.list_offset(topic, partition, query)))

@@ -50,6 +50,7 @@ pub fn classify(err: &BrokerError) -> (ErrorCode, Code) {
             (ErrorCode::InvalidReplicationFactor, Code::InvalidArgument)
         }
         BrokerError::InvalidRequest(_)
+        | BrokerError::DuplicatePartition { .. }
         | BrokerError::InvalidUser { .. }
         | BrokerError::InvalidAcl { .. }
         | BrokerError::InvalidQuota { .. } => (ErrorCode::InvalidRequest, Code::InvalidArgument),
@@ -331,6 +332,10 @@ fn subject(err: &BrokerError) -> Vec<(&'static str, String)> {
         BrokerError::OffsetNotInRange {
             topic, partition, ..
         } => vec![
+            ("topic", topic.clone()),
+            ("partition", partition.to_string()),
+        ],
+        BrokerError::DuplicatePartition { topic, partition } => vec![
             ("topic", topic.clone()),
             ("partition", partition.to_string()),
         ],

@@ -591,3 +591,38 @@ async fn a_timestamp_below_minus_one_is_refused_naming_its_record() {
     assert_eq!(written.results[0].base_offset, 0);
     stop(started).await;
 }
+
+#[tokio::test]
+async fn list_offsets_naming_a_partition_twice_is_refused_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let started = common::start(dir.path()).await;
+    common::create_topic(&started.url, "orders", 3).await;
+    let mut consumer = ConsumerClient::connect(started.url.clone()).await.unwrap();
+    let status = consumer
+        .list_offsets(cairn_proto::v1::ListOffsetsRequest {
+            topic: "orders".into(),
+            partitions: vec![2, 0, 2],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_refusal("twice", &status, Code::InvalidArgument, "INVALID_REQUEST");
+    let metadata = status.get_details_error_info().unwrap().metadata;
+    assert_eq!(
+        (metadata["topic"].as_str(), metadata["partition"].as_str()),
+        ("orders", "2")
+    );
+    // Each once: one answer per partition asked for.
+    let answer = consumer
+        .list_offsets(cairn_proto::v1::ListOffsetsRequest {
+            topic: "orders".into(),
+            partitions: vec![2, 0],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let answered: Vec<i32> = answer.offsets.iter().map(|o| o.partition).collect();
+    assert_eq!(answered, vec![0, 2]);
+    stop(started).await;
+}
