@@ -259,3 +259,62 @@ async fn reqwest_metrics(http: std::net::SocketAddr) -> String {
     stream.read_to_string(&mut text).await.unwrap();
     text
 }
+
+/// Counts WARN events of targets under `target` on the thread it is the default for.
+struct WarnCounter {
+    target: &'static str,
+    count: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl tracing::Subscriber for WarnCounter {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        let metadata = event.metadata();
+        if *metadata.level() == tracing::Level::WARN && metadata.target().starts_with(self.target) {
+            self.count
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+// One thread (tokio's default test runtime), so the server's handlers log to this thread's
+// subscriber.
+#[tokio::test]
+async fn many_acls_for_principals_that_are_not_users_log_one_warning() {
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let _logging = tracing::subscriber::set_default(WarnCounter {
+        target: "cairn_server::services::admin_security",
+        count: std::sync::Arc::clone(&count),
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::start(dir.path()).await;
+    let mut admin = AdminClient::connect(server.url.clone()).await.unwrap();
+    let acls: Vec<Acl> = (0..1000)
+        .map(|i| Acl {
+            principal: format!("User:cert-{}", i % 500),
+            operation: "read".into(),
+            resource_type: "topic".into(),
+            resource_name: format!("t{i}"),
+            ..Default::default()
+        })
+        .collect();
+    let answer = admin
+        .create_acls(CreateAclsRequest { acls })
+        .await
+        .unwrap()
+        .into_inner();
+    // The answer still warns once per principal; the log, once per request.
+    assert_eq!(answer.warnings.len(), 500);
+    assert_eq!(count.load(std::sync::atomic::Ordering::Relaxed), 1);
+    server.stop.send(()).unwrap();
+    server.server.await.unwrap();
+}

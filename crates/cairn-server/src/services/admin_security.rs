@@ -3,8 +3,11 @@
 //! typed INVALID_ARGUMENT naming the field for anything unknown. Who may call them (Alter or
 //! Describe on the cluster) is checked by the auth layer before they run.
 //!
-//! An ACL for a principal that is not a user is accepted with a warning in the log, as Kafka
-//! does: principals also come from client certificates, which no user list names.
+//! An ACL for a principal that is not a user is accepted with a warning, as Kafka does:
+//! principals also come from client certificates, which no user list names. The answer warns
+//! once per such principal; the log, once per request.
+
+use std::collections::HashSet;
 
 use cairn_broker::Broker;
 use cairn_controller::security::acl::{
@@ -14,7 +17,7 @@ use cairn_proto::v1 as api;
 use cairn_proto::v1::ErrorCode;
 use tonic::{Code, Response, Status};
 
-use crate::status::{status_with_metadata, to_status};
+use crate::status::{shorten_value, status_with_metadata, to_status};
 
 /// Adds or replaces a user.
 pub(super) async fn upsert_user(
@@ -62,26 +65,62 @@ pub(super) async fn create_acls(
     request: api::CreateAclsRequest,
 ) -> Result<Response<api::CreateAclsResponse>, Status> {
     let acls = parse_all(request.acls)?;
-    let security = broker.security();
-    let mut warnings = Vec::new();
-    for acl in &acls {
-        let user = acl.principal.strip_prefix("User:").unwrap_or("");
-        if user != "*" && security.user(user).is_none() {
-            tracing::warn!(
-                principal = %acl.principal,
-                "ACL for a principal that is not a user (fine for a certificate's principal)"
-            );
-            let warning = format!(
-                "{} is not a user: the ACL applies only if a client certificate names this principal",
-                acl.principal
-            );
-            if !warnings.contains(&warning) {
-                warnings.push(warning);
-            }
-        }
-    }
+    let acl_count = acls.len();
+    let strangers = non_user_principals(broker, &acls);
     broker.create_acls(acls).await.map_err(|e| to_status(&e))?;
+    if !strangers.is_empty() {
+        log_non_users(acl_count, &strangers);
+    }
+    let warnings = strangers
+        .iter()
+        .map(|principal| {
+            format!(
+                "{principal} is not a user: the ACL applies only if a client certificate names \
+                 this principal"
+            )
+        })
+        .collect();
     Ok(Response::new(api::CreateAclsResponse { warnings }))
+}
+
+/// How many of a request's non-user principals its log line names; the rest are counted.
+const LOGGED_PRINCIPALS_MAX: usize = 5;
+
+/// The distinct principals of `acls` that are not users (nor `User:*`), in request order.
+fn non_user_principals(broker: &Broker, acls: &[AclBinding]) -> Vec<String> {
+    let security = broker.security();
+    let mut seen = HashSet::new();
+    acls.iter()
+        .map(|acl| acl.principal.as_str())
+        .filter(|principal| {
+            let user = principal.strip_prefix("User:").unwrap_or("");
+            user != "*" && security.user(user).is_none()
+        })
+        .filter(|principal| seen.insert(*principal))
+        .map(str::to_string)
+        .collect()
+}
+
+/// One WARN line for a request's ACLs whose principals are not users, however many there are:
+/// a request of 10,000 such ACLs is one operator action, not 10,000 log lines.
+fn log_non_users(acl_count: usize, strangers: &[String]) {
+    let mut named: Vec<String> = strangers
+        .iter()
+        .take(LOGGED_PRINCIPALS_MAX)
+        .map(|principal| shorten_value(principal))
+        .collect();
+    if strangers.len() > LOGGED_PRINCIPALS_MAX {
+        named.push(format!(
+            "and {} more",
+            strangers.len() - LOGGED_PRINCIPALS_MAX
+        ));
+    }
+    tracing::warn!(
+        acl_count,
+        principal_count = strangers.len(),
+        principals = %named.join(", "),
+        "ACLs added for principals that are not users (fine for certificates' principals)"
+    );
 }
 
 /// Removes ACLs.
