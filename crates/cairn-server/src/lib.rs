@@ -235,13 +235,18 @@ pub async fn run(
         health_reporter.clone(),
         serving,
     ));
+    // Each version lists every service the port answers, the other reflection version
+    // included, as grpc-go's does: tonic-reflection adds only its own version's
+    // descriptors, so a client asking v1alpha would not learn that v1 answers too.
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
         .build_v1()?;
     let reflection_v1alpha = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
 
     let scrub_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));

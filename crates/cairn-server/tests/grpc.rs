@@ -466,3 +466,77 @@ async fn metadata_names_leaders_replicas_and_nodes_from_the_broker() {
     stop.send(()).unwrap();
     server.await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reflection_lists_both_of_its_versions_through_either() {
+    use tonic_reflection::pb::{v1, v1alpha};
+    let dir = tempfile::tempdir().unwrap();
+    let Started {
+        url, stop, server, ..
+    } = start(dir.path()).await;
+    let channel = tonic::transport::Channel::from_shared(url)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+
+    let ask = v1::ServerReflectionRequest {
+        message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(
+            String::new(),
+        )),
+        ..Default::default()
+    };
+    let answer = v1::server_reflection_client::ServerReflectionClient::new(channel.clone())
+        .server_reflection_info(tokio_stream::iter([ask]))
+        .await
+        .unwrap()
+        .into_inner()
+        .message()
+        .await
+        .unwrap()
+        .unwrap();
+    let Some(v1::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+        answer.message_response
+    else {
+        panic!("v1: {answer:?}");
+    };
+    let through_v1: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+
+    let ask = v1alpha::ServerReflectionRequest {
+        message_request: Some(
+            v1alpha::server_reflection_request::MessageRequest::ListServices(String::new()),
+        ),
+        ..Default::default()
+    };
+    let answer = v1alpha::server_reflection_client::ServerReflectionClient::new(channel)
+        .server_reflection_info(tokio_stream::iter([ask]))
+        .await
+        .unwrap()
+        .into_inner()
+        .message()
+        .await
+        .unwrap()
+        .unwrap();
+    let Some(v1alpha::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+        answer.message_response
+    else {
+        panic!("v1alpha: {answer:?}");
+    };
+    let through_v1alpha: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+
+    for names in [&through_v1, &through_v1alpha] {
+        for service in [
+            "grpc.reflection.v1.ServerReflection",
+            "grpc.reflection.v1alpha.ServerReflection",
+            "grpc.health.v1.Health",
+            "cairn.v1.Producer",
+        ] {
+            assert!(
+                names.iter().any(|n| n == service),
+                "{service} not in {names:?}"
+            );
+        }
+    }
+    stop.send(()).unwrap();
+    server.await.unwrap();
+}
