@@ -55,6 +55,20 @@ fn reassign_moves(partition: &'static str, replicas: &'static str) -> [&'static 
     ]
 }
 
+/// `GET /health` of the node whose HTTP address is `http`, whatever its status; empty while it
+/// does not answer.
+fn health_page(http: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(http) else {
+        return String::new();
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = stream.write_all(b"GET /health HTTP/1.1\r\nHost: cairn\r\nConnection: close\r\n\r\n");
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response
+}
+
 /// Partition `partition`'s replicas in the order `cairn topic describe` reports them.
 async fn replicas_in_order(broker: &str, topic: &str, partition: i32) -> Vec<i32> {
     let admin = cairn_client::Admin::connect(broker).await.unwrap();
@@ -239,6 +253,21 @@ async fn a_node_added_takes_a_partition_and_a_node_removed_hands_its_replicas_ov
     let topic: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     for partition in topic["partitions"].as_array().unwrap() {
         assert_ne!(partition["leader"], 1, "{partition}");
+    }
+    // The removed node still runs, on its last view of the cluster: its health says it should
+    // be stopped (NOT_SERVING), and why.
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let (ok, stdout, _) = cli(&cluster.addresses[0], &["health"]);
+        let page = health_page(&cluster.http_addresses[0]);
+        if !ok && stdout.contains("NOT_SERVING") && page.contains("has left the cluster") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node 1 still serving after it left: {stdout} / {page}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // Once gone, the node can be stopped: the cluster does not miss it.
     cluster.kill(1);

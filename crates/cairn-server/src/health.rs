@@ -1,5 +1,6 @@
 //! The node's health as `grpc.health.v1` reports it: SERVING unless a partition is stopped (its
-//! log would not open, or a write or fsync failed and poisoned it). A partition that merely holds
+//! log would not open, or a write or fsync failed and poisoned it), or the node has been taken
+//! out of its cluster. A partition that merely holds
 //! damaged batches keeps the node SERVING: it serves every other offset, and restarting the node
 //! would not mend it. The detail (which partitions, why) is `cairn.v1.Metadata/GetNodeHealth`
 //! and `GET /health`.
@@ -25,6 +26,17 @@ pub fn serving(problems: &[PartitionProblem]) -> bool {
         .any(|p| matches!(p.condition, PartitionCondition::Stopped { .. }))
 }
 
+/// The node's status: [`serving`], and still a member of its cluster. A node taken out with
+/// `cairn cluster remove-node` keeps running on its last view of the cluster until it is
+/// stopped; NOT_SERVING says so to whatever checks it.
+pub fn node_serving(broker: &Broker, problems: &[PartitionProblem]) -> bool {
+    serving(problems) && !broker.has_left_cluster()
+}
+
+/// The line that says why a node that has left its cluster does not serve.
+pub const LEFT_CLUSTER: &str =
+    "this node has left the cluster (cairn cluster remove-node): its process can be stopped";
+
 /// One line per problem, for `GET /health` and the log.
 pub fn describe(problem: &PartitionProblem) -> String {
     match &problem.condition {
@@ -48,8 +60,8 @@ pub fn describe(problem: &PartitionProblem) -> String {
 /// health check already tells the truth.
 pub async fn set_now(broker: &Broker, reporter: &HealthReporter) -> bool {
     let problems = broker.problems();
-    let now_serving = serving(&problems);
-    report(&problems, now_serving, reporter).await;
+    let now_serving = node_serving(broker, &problems);
+    report(broker, &problems, now_serving, reporter).await;
     now_serving
 }
 
@@ -60,22 +72,31 @@ pub async fn watch(broker: Arc<Broker>, reporter: HealthReporter, mut was_servin
     loop {
         ticker.tick().await;
         let problems = broker.problems();
-        let now_serving = serving(&problems);
+        let now_serving = node_serving(&broker, &problems);
         if now_serving != was_serving {
             was_serving = now_serving;
-            report(&problems, now_serving, &reporter).await;
+            report(&broker, &problems, now_serving, &reporter).await;
         }
     }
 }
 
-async fn report(problems: &[PartitionProblem], serving: bool, reporter: &HealthReporter) {
+async fn report(
+    broker: &Broker,
+    problems: &[PartitionProblem],
+    serving: bool,
+    reporter: &HealthReporter,
+) {
     if serving {
         reporter
             .set_service_status("", ServingStatus::Serving)
             .await;
     } else {
-        let detail: Vec<String> = problems.iter().map(describe).collect();
-        tracing::error!(problems = ?detail, "health: NOT_SERVING while a partition is stopped");
+        if broker.has_left_cluster() {
+            tracing::warn!("health: NOT_SERVING: {LEFT_CLUSTER}");
+        } else {
+            let detail: Vec<String> = problems.iter().map(describe).collect();
+            tracing::error!(problems = ?detail, "health: NOT_SERVING while a partition is stopped");
+        }
         reporter
             .set_service_status("", ServingStatus::NotServing)
             .await;

@@ -140,14 +140,18 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// `GET /health`: 200 and `ok` while the node serves, 503 and `not serving` while a partition
-/// is stopped; then one line per stopped or damaged partition.
+/// is stopped or the node has left its cluster; then a line for each reason.
 fn health_page(broker: &Broker) -> (&'static str, String) {
     let problems = broker.problems();
-    let (status, mut body) = if crate::health::serving(&problems) {
+    let (status, mut body) = if crate::health::node_serving(broker, &problems) {
         ("200 OK", String::from("ok\n"))
     } else {
         ("503 Service Unavailable", String::from("not serving\n"))
     };
+    if broker.has_left_cluster() {
+        body.push_str(crate::health::LEFT_CLUSTER);
+        body.push('\n');
+    }
     for problem in &problems {
         body.push_str(&crate::health::describe(problem));
         body.push('\n');

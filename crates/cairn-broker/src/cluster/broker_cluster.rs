@@ -74,6 +74,16 @@ impl Broker {
             .map(|id| id.to_string()))
     }
 
+    /// Whether this node has been taken out of the cluster (`cairn cluster remove-node`): the
+    /// metadata it last applied marks it leaving with no replica left, after which the
+    /// controller drops it from its group and the node hears no more. It keeps answering from
+    /// that last view, so health turns NOT_SERVING to say it should be stopped.
+    pub fn has_left_cluster(&self) -> bool {
+        self.runtime().is_some_and(|runtime| {
+            super::membership::removable(&runtime.directory.current()).contains(&runtime.ctx.me)
+        })
+    }
+
     /// The cluster machinery, when this node runs with peers.
     pub(crate) fn runtime(&self) -> Option<&Arc<ClusterRuntime>> {
         self.cluster_runtime.get()

@@ -22,6 +22,10 @@ const RETRY_EVERY: Duration = Duration::from_secs(1);
 /// How long a new node gets to catch up on the metadata log before the attempt is retried.
 const CATCH_UP: Duration = Duration::from_secs(30);
 
+/// How long the leader waits for a node being removed to hold the entry that emptied it, before
+/// it drops the node from the voters anyway ([`leavers_hold_their_removal`]).
+const LEAVER_CATCH_UP: Duration = Duration::from_secs(5);
+
 /// Keeps the controller group's voters in line with the metadata's nodes until the controller
 /// goes away.
 pub(super) async fn run(runtime: Arc<ClusterRuntime>) {
@@ -50,11 +54,26 @@ pub(super) async fn run(runtime: Arc<ClusterRuntime>) {
         if voters.is_empty() {
             continue;
         }
+        if !voters.contains_key(&runtime.ctx.me) {
+            // This leader is the one being dropped. It hands the leadership over first and
+            // lets the next leader drop it, as the Raft thesis advises: a leader that commits
+            // its own removal steps down and then applies `ForgetNode` of itself, after which
+            // its metadata no longer names it at all, and it cannot tell that it has left. It
+            // takes no more proposals (it hosts nothing, and is on its way out).
+            let deadline = tokio::time::Instant::now() + ADMIN_TIMEOUT;
+            let outcome = runtime.controller.hand_over(deadline).await;
+            tracing::info!(
+                ?outcome,
+                "controller leadership handed over before this node leaves the cluster"
+            );
+            continue;
+        }
         for (node, peer) in &voters {
             if *node != runtime.ctx.me {
                 runtime.ctx.transport.set_peer_address(*node, &peer.addr);
             }
         }
+        leavers_hold_their_removal(raft, &voters).await;
         match move_voters(raft, &voters, CATCH_UP).await {
             Ok(()) => {}
             Err(MembershipChangeError::NotLeader) => continue,
@@ -81,6 +100,53 @@ pub(super) async fn run(runtime: Arc<ClusterRuntime>) {
     }
 }
 
+/// Waits, up to [`LEAVER_CATCH_UP`], until each voter that `voters` drops holds every entry this
+/// leader has applied, the one that emptied it included. Joint consensus commits the change
+/// without the leaving node, and after it the node hears nothing more: without this wait it
+/// could be cut off before it learns that it has left, and keep answering as a member (health
+/// SERVING, itself as controller) from its last view. A node that is down does not hold the
+/// removal up past the bound: removing a dead node is what `remove-node` is for.
+async fn leavers_hold_their_removal(
+    raft: &openraft::Raft<super::controller_sm::ControllerRaft>,
+    voters: &BTreeMap<NodeId, PeerNode>,
+) {
+    let (leaving, applied) = {
+        let metrics = raft.metrics().borrow().clone();
+        let leaving: Vec<NodeId> = metrics
+            .membership_config
+            .membership()
+            .voter_ids()
+            .filter(|node| !voters.contains_key(node))
+            .collect();
+        (leaving, metrics.last_applied.map_or(0, |id| id.index))
+    };
+    if leaving.is_empty() {
+        return;
+    }
+    let held = raft
+        .wait(Some(LEAVER_CATCH_UP))
+        .metrics(
+            |m| {
+                let matched = |node: &NodeId| {
+                    m.replication
+                        .as_ref()
+                        .and_then(|r| r.get(node).copied().flatten())
+                        .map_or(0, |id| id.index)
+                };
+                leaving.iter().all(|node| matched(node) >= applied)
+            },
+            "leaving voters hold their removal",
+        )
+        .await;
+    if held.is_err() {
+        tracing::warn!(
+            nodes = ?leaving,
+            index = applied,
+            "a node being removed has not caught up on its removal; it leaves the controller group anyway, and if it still runs it answers from its last view until stopped"
+        );
+    }
+}
+
 /// The controller group's voters the metadata asks for: every registered node but those being
 /// removed that host no replica any more (they leave the voters, then the metadata).
 fn wanted_voters(metadata: &ClusterMetadata) -> BTreeMap<NodeId, PeerNode> {
@@ -101,7 +167,7 @@ fn wanted_voters(metadata: &ClusterMetadata) -> BTreeMap<NodeId, PeerNode> {
 }
 
 /// Nodes being removed whose replicas have all moved away.
-fn removable(metadata: &ClusterMetadata) -> Vec<NodeId> {
+pub(super) fn removable(metadata: &ClusterMetadata) -> Vec<NodeId> {
     metadata
         .nodes()
         .iter()

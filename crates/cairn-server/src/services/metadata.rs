@@ -95,7 +95,7 @@ impl Metadata for MetadataService {
         let problems = self.broker.problems();
         Ok(Response::new(NodeHealthResponse {
             node_id: self.broker.node_id(),
-            serving: crate::health::serving(&problems),
+            serving: crate::health::node_serving(&self.broker, &problems),
             partitions: problems.into_iter().map(partition_health).collect(),
         }))
     }
