@@ -260,7 +260,7 @@ async fn a_node_added_takes_a_partition_and_a_node_removed_hands_its_replicas_ov
     loop {
         let (ok, stdout, _) = cli(&cluster.addresses[0], &["health"]);
         let page = health_page(&cluster.http_addresses[0]);
-        if !ok && stdout.contains("NOT_SERVING") && page.contains("has left the cluster") {
+        if !ok && stdout.contains("NOT_SERVING") && page.contains("taken out of the cluster") {
             break;
         }
         assert!(

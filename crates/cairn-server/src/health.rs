@@ -1,8 +1,7 @@
 //! The node's health as `grpc.health.v1` reports it: SERVING unless a partition is stopped (its
 //! log would not open, or a write or fsync failed and poisoned it), or the node has been taken
-//! out of its cluster. A partition that merely holds
-//! damaged batches keeps the node SERVING: it serves every other offset, and restarting the node
-//! would not mend it. The detail (which partitions, why) is `cairn.v1.Metadata/GetNodeHealth`
+//! out of its cluster. A partition that merely holds damaged batches keeps the node SERVING: it
+//! serves every other offset, and restarting the node would not mend it. The detail (which partitions, why) is `cairn.v1.Metadata/GetNodeHealth`
 //! and `GET /health`.
 //!
 //! The status is polled from the broker rather than pushed by it: the broker knows nothing of
@@ -33,9 +32,10 @@ pub fn node_serving(broker: &Broker, problems: &[PartitionProblem]) -> bool {
     serving(problems) && !broker.has_left_cluster()
 }
 
-/// The line that says why a node that has left its cluster does not serve.
-pub const LEFT_CLUSTER: &str =
-    "this node has left the cluster (cairn cluster remove-node): its process can be stopped";
+/// The line that says why a node taken out of its cluster does not serve. It does not say the
+/// process can be stopped now: until the controller has dropped it from its voters, stopping
+/// it can hold the removal up (in a two-node cluster the change needs both).
+pub const LEFT_CLUSTER: &str = "this node is taken out of the cluster (cairn cluster remove-node) and serves nothing: stop its process once remove-node --wait has returned";
 
 /// One line per problem, for `GET /health` and the log.
 pub fn describe(problem: &PartitionProblem) -> String {

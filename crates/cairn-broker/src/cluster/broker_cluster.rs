@@ -75,9 +75,9 @@ impl Broker {
     }
 
     /// Whether this node has been taken out of the cluster (`cairn cluster remove-node`): the
-    /// metadata it last applied marks it leaving with no replica left, after which the
-    /// controller drops it from its group and the node hears no more. It keeps answering from
-    /// that last view, so health turns NOT_SERVING to say it should be stopped.
+    /// metadata it last applied marks it leaving with no replica left. The controller then
+    /// drops it from its group, once it holds that entry, and the node hears no more. It keeps
+    /// answering from that last view, so health turns NOT_SERVING to say it is on its way out.
     pub fn has_left_cluster(&self) -> bool {
         self.runtime().is_some_and(|runtime| {
             super::membership::removable(&runtime.directory.current()).contains(&runtime.ctx.me)

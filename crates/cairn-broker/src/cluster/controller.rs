@@ -259,6 +259,28 @@ impl Controller {
         }
     }
 
+    /// As [`Self::hand_over`], to `successor` only (see [`cairn_raft::hand_over_to`]): what a
+    /// leader being removed uses, so that the leadership goes to a node that stays. The gate
+    /// stays closed for the life of the process: a node taken out of the cluster proposes
+    /// nothing more, and one forgotten and then added back must be restarted first.
+    pub(crate) async fn hand_over_to(
+        &self,
+        successor: NodeId,
+        deadline: tokio::time::Instant,
+    ) -> HandoverOutcome {
+        if !self.gate.close(deadline).await {
+            return HandoverOutcome::TimedOut;
+        }
+        cairn_raft::hand_over_to(
+            &self.raft,
+            GroupId::CONTROLLER,
+            successor,
+            self.transport.as_ref(),
+            deadline,
+        )
+        .await
+    }
+
     /// Stops proposing to the controller group from this node (see [`ProposalGate`]) and, if
     /// this node leads it, hands the leadership to a caught-up follower, waiting up to
     /// `deadline` (see [`cairn_raft::hand_over`]).

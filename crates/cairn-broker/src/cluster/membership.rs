@@ -55,17 +55,29 @@ pub(super) async fn run(runtime: Arc<ClusterRuntime>) {
             continue;
         }
         if !voters.contains_key(&runtime.ctx.me) {
-            // This leader is the one being dropped. It hands the leadership over first and
-            // lets the next leader drop it, as the Raft thesis advises: a leader that commits
-            // its own removal steps down and then applies `ForgetNode` of itself, after which
-            // its metadata no longer names it at all, and it cannot tell that it has left. It
-            // takes no more proposals (it hosts nothing, and is on its way out).
+            // This leader is the one being dropped. It hands the leadership over first, to a
+            // node that stays, and lets that leader drop it, as the Raft thesis advises: a
+            // leader that commits its own removal steps down and then applies `ForgetNode` of
+            // itself, after which its metadata no longer names it at all, and it cannot tell
+            // that it has left. Handing over to any voter instead could ping-pong between two
+            // nodes removed together. It takes no more proposals (it hosts nothing).
+            let Some(successor) = most_caught_up(raft, &voters, runtime.ctx.me) else {
+                continue;
+            };
             let deadline = tokio::time::Instant::now() + ADMIN_TIMEOUT;
-            let outcome = runtime.controller.hand_over(deadline).await;
-            tracing::info!(
-                ?outcome,
-                "controller leadership handed over before this node leaves the cluster"
-            );
+            match runtime.controller.hand_over_to(successor, deadline).await {
+                cairn_raft::HandoverOutcome::Moved { to } => {
+                    tracing::info!(
+                        to,
+                        "controller leadership handed over before this node leaves the cluster"
+                    );
+                }
+                outcome => tracing::warn!(
+                    successor,
+                    ?outcome,
+                    "controller leadership not handed over before this node leaves the cluster; retrying"
+                ),
+            }
             continue;
         }
         for (node, peer) in &voters {
@@ -133,18 +145,43 @@ async fn leavers_hold_their_removal(
                         .and_then(|r| r.get(node).copied().flatten())
                         .map_or(0, |id| id.index)
                 };
-                leaving.iter().all(|node| matched(node) >= applied)
+                // A leader that lost its leadership meanwhile stops waiting: the next one
+                // decides afresh.
+                m.state != ServerState::Leader
+                    || leaving.iter().all(|node| matched(node) >= applied)
             },
             "leaving voters hold their removal",
         )
         .await;
-    if held.is_err() {
+    let still_leading = raft.metrics().borrow().state == ServerState::Leader;
+    if held.is_err() && still_leading {
         tracing::warn!(
             nodes = ?leaving,
             index = applied,
             "a node being removed has not caught up on its removal; it leaves the controller group anyway, and if it still runs it answers from its last view until stopped"
         );
     }
+}
+
+/// The voter in `voters` other than `me` that holds the most of this leader's log, if any.
+fn most_caught_up(
+    raft: &openraft::Raft<super::controller_sm::ControllerRaft>,
+    voters: &BTreeMap<NodeId, PeerNode>,
+    me: NodeId,
+) -> Option<NodeId> {
+    let metrics = raft.metrics().borrow().clone();
+    let matched = |node: &NodeId| {
+        metrics
+            .replication
+            .as_ref()
+            .and_then(|r| r.get(node).copied().flatten())
+            .map(|id| id.index)
+    };
+    voters
+        .keys()
+        .filter(|node| **node != me)
+        .max_by_key(|node| (matched(node), std::cmp::Reverse(**node)))
+        .copied()
 }
 
 /// The controller group's voters the metadata asks for: every registered node but those being
