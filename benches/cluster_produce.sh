@@ -14,9 +14,12 @@
 # reach on one machine whatever the software does.
 #
 # With a --rate (RATE), each round also runs `cairn bench floor` for one copy and for three at
-# the same shape: the least ack latency this disk and loopback allow, with no broker. Its
-# rf3 p99 is a lower bound for any rf3 here; where it exceeds twice Cairn's rf1 p99, the 2x
-# target is out of reach on this machine whatever the software does.
+# the same shape: the ack latency this disk and loopback allow with no broker, Raft or gRPC,
+# each partition's leader shipping a request to its followers, then writing and fsyncing it,
+# acknowledged once a majority has it. It keeps one request in flight per partition, as the
+# producer does at a rate the disk keeps up with (a batch leaves when the one ahead returns).
+# Its rf3/rf1 p99 ratio is what the machine itself makes of a third copy; where its rf3 p99
+# exceeds twice Cairn's rf1 p99, the 2x target is out of reach here for any implementation.
 #
 # Usage, from the repository root after `cargo build --release`:
 #   benches/cluster_produce.sh

@@ -137,7 +137,7 @@ fn write_and_sync(file: &File, path: &Path, chunk: &[u8], position: u64) -> anyh
 
 /// Where the write after one at `position` goes: right after it, or back at the start when
 /// another would not fit before `len`.
-pub(super) fn next_position(position: u64, write_bytes: u64, len: u64) -> u64 {
+fn next_position(position: u64, write_bytes: u64, len: u64) -> u64 {
     let next = position + write_bytes;
     if next + write_bytes > len { 0 } else { next }
 }

@@ -33,7 +33,7 @@ use serde_json::json;
 
 use super::OutputFormat;
 use super::cpu_ceiling::process_cpu_time;
-use super::fsync_baseline::{laid_out, next_position};
+use super::fsync_baseline::laid_out;
 use super::report::{Percentiles, latency_histogram, record_latency};
 
 /// Bytes of a batch's header in the log's format, added to each emulated request.
@@ -41,6 +41,8 @@ const BATCH_HEADER_BYTES: usize = 61;
 /// Bytes a record adds to its value in a batch without key or headers (length, attributes,
 /// deltas and counts as varints), near enough for the disk.
 const RECORD_OVERHEAD_BYTES: usize = 12;
+/// Largest request the emulation sends: the broker's limit on a request, 16 MiB.
+const MAX_REQUEST_BYTES: usize = 16 << 20;
 /// Largest file a replica lays out; longer runs wrap around to its start, as fio's
 /// `--time_based` does.
 const MAX_REPLICA_FILE_BYTES: u64 = 256 << 20;
@@ -118,6 +120,18 @@ impl Shape {
         ((global - p) / self.partitions as u64 + 1).min(total)
     }
 
+    /// Where the write after one of `written` bytes at `position` goes: right after it, or
+    /// back at the file's start when the largest request would not fit before its end.
+    fn position_after(&self, position: u64, written: usize) -> u64 {
+        let largest = self.request_bytes(self.records_per_request) as u64;
+        let next = position + written as u64;
+        if next + largest > self.file_bytes() {
+            0
+        } else {
+            next
+        }
+    }
+
     /// The size each replica lays out: the partition's bytes, bounded.
     fn file_bytes(&self) -> u64 {
         let largest = self.request_bytes(self.records_per_request) as u64;
@@ -144,17 +158,26 @@ fn check(args: &BenchFloorArgs) -> anyhow::Result<Shape> {
         1,
         100_000,
     )?;
-    if !args.dir.is_dir() {
-        bail!("--dir {}: no such directory", args.dir.display());
-    }
-    Ok(Shape {
+    let shape = Shape {
         replicas: args.replicas,
         partitions: args.partitions,
         rate: args.rate,
         records: args.records,
         record_size: args.record_size,
         records_per_request: args.records_per_request,
-    })
+    };
+    let largest = shape.request_bytes(shape.records_per_request);
+    if largest > MAX_REQUEST_BYTES {
+        bail!(
+            "--records-per-request {} of --record-size {} makes requests of {largest} bytes, over the {MAX_REQUEST_BYTES}-byte limit",
+            args.records_per_request,
+            args.record_size
+        );
+    }
+    if !args.dir.is_dir() {
+        bail!("--dir {}: no such directory", args.dir.display());
+    }
+    Ok(shape)
 }
 
 /// One partition's threads: its leader's, which returns the figures, and its followers'.
@@ -170,6 +193,23 @@ struct LeaderRun {
     requests: u64,
 }
 
+/// What a follower's connection tells its leader.
+enum Heard {
+    /// Follower `.0` holds every request up to number `.1`.
+    Answer(usize, u64),
+    /// Follower `.0` hung up or failed: it answers nothing more.
+    Gone(usize),
+}
+
+/// What a whole run measured.
+struct Figures {
+    latency: Histogram<u64>,
+    service: Histogram<u64>,
+    requests: u64,
+    elapsed: Duration,
+    cpu: Duration,
+}
+
 /// Runs `cairn bench floor`.
 ///
 /// # Errors
@@ -177,42 +217,12 @@ struct LeaderRun {
 /// that cannot be made, written or synced.
 pub fn run(args: &BenchFloorArgs) -> anyhow::Result<()> {
     let shape = check(args)?;
-    let scratch = tempfile::Builder::new()
-        .prefix("cairn-bench-floor-")
-        .tempdir_in(&args.dir)
-        .with_context(|| format!("creating a scratch directory in {}", args.dir.display()))?;
-    let cpu_before = process_cpu_time()?;
-    let started = Instant::now();
-    let mut leaders = Vec::with_capacity(shape.partitions);
-    for partition in 0..shape.partitions {
-        let dir = scratch.path().join(partition.to_string());
-        std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        leaders.push(start_partition(shape, partition, &dir)?);
-    }
-    let mut latency = latency_histogram()?;
-    let mut service = latency_histogram()?;
-    let mut requests = 0;
-    for threads in leaders {
-        let run = threads
-            .leader
-            .join()
-            .map_err(|_| anyhow::anyhow!("a leader thread panicked"))??;
-        // A follower that failed would leave the rest to answer, and the figures would be
-        // another shape's: its error fails the run.
-        for follower in threads.followers {
-            follower
-                .join()
-                .map_err(|_| anyhow::anyhow!("a follower thread panicked"))??;
-        }
-        latency.add(&run.latency)?;
-        service.add(&run.service)?;
-        requests += run.requests;
-    }
-    let elapsed = started.elapsed();
-    let cpu = process_cpu_time()?.saturating_sub(cpu_before);
-    let latency = Percentiles::of(&latency);
-    let service = Percentiles::of(&service);
+    let figures = measure(shape, &args.dir)?;
+    let latency = Percentiles::of(&figures.latency);
+    let service = Percentiles::of(&figures.service);
+    let requests = figures.requests;
     let per_request = shape.records as f64 / requests.max(1) as f64;
+    let (elapsed, cpu) = (figures.elapsed.as_secs_f64(), figures.cpu.as_secs_f64());
     match args.format {
         OutputFormat::Json => println!(
             "{}",
@@ -221,10 +231,10 @@ pub fn run(args: &BenchFloorArgs) -> anyhow::Result<()> {
                 "rate": shape.rate, "records": shape.records,
                 "record_size": shape.record_size,
                 "records_per_request": shape.records_per_request,
-                "elapsed_seconds": elapsed.as_secs_f64(),
+                "elapsed_seconds": elapsed,
                 "latency_ms": latency.to_json(), "service_time_ms": service.to_json(),
                 "requests": requests, "records_per_request_mean": per_request,
-                "cpu_seconds": cpu.as_secs_f64(),
+                "cpu_seconds": cpu,
             })
         ),
         OutputFormat::Text => {
@@ -252,53 +262,94 @@ pub fn run(args: &BenchFloorArgs) -> anyhow::Result<()> {
                 service.to_text()
             );
             println!(
-                "{requests} requests ({per_request:.1} records each), {:.1} s, {:.2} CPU-s (every thread of this process)",
-                elapsed.as_secs_f64(),
-                cpu.as_secs_f64()
+                "{requests} requests ({per_request:.1} records each), {elapsed:.1} s, {cpu:.2} CPU-s (every thread of this process)"
             );
         }
     }
     Ok(())
 }
 
+/// Runs the emulation in a scratch directory under `dir`, removed afterwards.
+fn measure(shape: Shape, dir: &Path) -> anyhow::Result<Figures> {
+    let scratch = tempfile::Builder::new()
+        .prefix("cairn-bench-floor-")
+        .tempdir_in(dir)
+        .with_context(|| format!("creating a scratch directory in {}", dir.display()))?;
+    let cpu_before = process_cpu_time()?;
+    let started = Instant::now();
+    let mut partitions = Vec::with_capacity(shape.partitions);
+    for partition in 0..shape.partitions {
+        let dir = scratch.path().join(partition.to_string());
+        std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        partitions.push(start_partition(shape, partition, &dir)?);
+    }
+    let mut figures = Figures {
+        latency: latency_histogram()?,
+        service: latency_histogram()?,
+        requests: 0,
+        elapsed: Duration::ZERO,
+        cpu: Duration::ZERO,
+    };
+    for threads in partitions {
+        let led = threads
+            .leader
+            .join()
+            .map_err(|_| anyhow::anyhow!("a leader thread panicked"))?;
+        // A follower's failure is the root cause of its leader's (a broken pipe), and a run
+        // whose follower failed measured another shape: its error fails the run first.
+        for follower in threads.followers {
+            follower
+                .join()
+                .map_err(|_| anyhow::anyhow!("a follower thread panicked"))?
+                .context("a follower failed")?;
+        }
+        let led = led?;
+        figures.latency.add(&led.latency)?;
+        figures.service.add(&led.service)?;
+        figures.requests += led.requests;
+    }
+    figures.elapsed = started.elapsed();
+    figures.cpu = process_cpu_time()?.saturating_sub(cpu_before);
+    Ok(figures)
+}
+
 /// Starts one partition's followers and leader.
 fn start_partition(shape: Shape, partition: usize, dir: &Path) -> anyhow::Result<PartitionThreads> {
-    let (answers_tx, answers) = mpsc::channel();
+    let (heard_tx, heard) = mpsc::channel();
     let mut streams = Vec::with_capacity(shape.replicas - 1);
     let mut followers = Vec::with_capacity(shape.replicas - 1);
     for follower in 0..shape.replicas - 1 {
         let listener = TcpListener::bind("127.0.0.1:0").context("binding a loopback socket")?;
-        let addr = listener.local_addr()?;
+        // Connected before the follower's thread starts: the listener's backlog holds the
+        // connection, and a failed connect leaves no thread waiting in `accept`.
+        let stream =
+            TcpStream::connect(listener.local_addr()?).context("connecting to a follower")?;
+        stream.set_nodelay(true)?;
         let file = laid_out(
             &dir.join(format!("follower-{follower}")),
             shape.file_bytes(),
         )?;
-        let len = shape.file_bytes();
-        followers.push(thread::spawn(move || follow(listener, file, len)));
-        let stream = TcpStream::connect(addr).context("connecting to a follower")?;
-        stream.set_nodelay(true)?;
+        followers.push(thread::spawn(move || follow(listener, file, shape)));
         let mut reader = stream.try_clone()?;
-        let answers_tx = answers_tx.clone();
+        let heard_tx = heard_tx.clone();
+        // Reads every answer to the end, even once the leader has stopped listening, so that
+        // a follower behind it never blocks on a full socket.
         thread::spawn(move || {
             let mut seq = [0_u8; 8];
             while reader.read_exact(&mut seq).is_ok() {
-                if answers_tx
-                    .send((follower, u64::from_le_bytes(seq)))
-                    .is_err()
-                {
-                    break;
-                }
+                let _ = heard_tx.send(Heard::Answer(follower, u64::from_le_bytes(seq)));
             }
+            let _ = heard_tx.send(Heard::Gone(follower));
         });
         streams.push(stream);
     }
-    drop(answers_tx);
+    drop(heard_tx);
     let file = laid_out(&dir.join("leader"), shape.file_bytes())?;
     let leader = thread::spawn(move || {
-        let run = lead(shape, partition, &file, &mut streams, &answers);
-        // Hang up either way, so that the followers and their readers end.
+        let run = lead(shape, partition, &file, &mut streams, &heard);
+        // Done sending, either way: each follower ends once it has written what it was sent.
         for stream in &streams {
-            let _ = stream.shutdown(std::net::Shutdown::Both);
+            let _ = stream.shutdown(std::net::Shutdown::Write);
         }
         run
     });
@@ -306,17 +357,21 @@ fn start_partition(shape: Shape, partition: usize, dir: &Path) -> anyhow::Result
 }
 
 /// A partition's leader: sends each request as the producer would, and times it.
+///
+/// It ships to its followers one after the other, as a single writer; a follower so far
+/// behind that its socket buffer is full would hold the others up, which at these request
+/// sizes takes megabytes of backlog.
 fn lead(
     shape: Shape,
     partition: usize,
     file: &File,
     followers: &mut [TcpStream],
-    answers: &mpsc::Receiver<(usize, u64)>,
+    heard: &mpsc::Receiver<Heard>,
 ) -> anyhow::Result<LeaderRun> {
     let total = shape.records_of(partition);
     let payload = vec![b'x'; shape.request_bytes(shape.records_per_request)];
-    let len = shape.file_bytes();
     let mut answered = vec![0_u64; followers.len()];
+    let mut gone = vec![false; followers.len()];
     let mut run = LeaderRun {
         latency: latency_histogram()?,
         service: latency_histogram()?,
@@ -338,7 +393,7 @@ fn lead(
         let sent = Instant::now();
         let mut header = [0_u8; 12];
         header[..8].copy_from_slice(&seq.to_le_bytes());
-        header[8..].copy_from_slice(&(bytes.len() as u32).to_le_bytes());
+        header[8..].copy_from_slice(&u32::try_from(bytes.len())?.to_le_bytes());
         for stream in followers.iter_mut() {
             stream.write_all(&header).context("sending to a follower")?;
             stream.write_all(bytes).context("sending to a follower")?;
@@ -346,12 +401,15 @@ fn lead(
         file.write_all_at(bytes, position)
             .context("writing the leader's file")?;
         file.sync_data().context("fdatasync of the leader's file")?;
-        position = next_position(position, bytes.len() as u64, len);
+        position = shape.position_after(position, bytes.len());
         while answered.iter().filter(|&&a| a >= seq).count() < shape.answers_needed() {
-            let (follower, acked) = answers
-                .recv()
-                .context("a follower stopped before it answered")?;
-            answered[follower] = acked;
+            if gone.iter().filter(|g| !**g).count() < shape.answers_needed() {
+                bail!("too few followers left to acknowledge request {seq}");
+            }
+            match heard.recv().context("every follower stopped")? {
+                Heard::Answer(follower, acked) => answered[follower] = acked,
+                Heard::Gone(follower) => gone[follower] = true,
+            }
         }
         let acked = Instant::now();
         record_latency(&mut run.service, acked - sent);
@@ -365,10 +423,11 @@ fn lead(
 }
 
 /// A follower: writes and syncs each request it is sent, then answers with its number, until
-/// its leader hangs up.
-fn follow(listener: TcpListener, file: File, len: u64) -> anyhow::Result<()> {
+/// its leader is done sending.
+fn follow(listener: TcpListener, file: File, shape: Shape) -> anyhow::Result<()> {
     let (mut stream, _) = listener.accept()?;
     stream.set_nodelay(true)?;
+    let largest = shape.request_bytes(shape.records_per_request);
     let mut buf = Vec::new();
     let mut position = 0_u64;
     let mut header = [0_u8; 12];
@@ -376,12 +435,15 @@ fn follow(listener: TcpListener, file: File, len: u64) -> anyhow::Result<()> {
         let seq = &header[..8];
         let mut bytes = [0_u8; 4];
         bytes.copy_from_slice(&header[8..]);
-        let bytes = u32::from_le_bytes(bytes) as usize;
+        let bytes = usize::try_from(u32::from_le_bytes(bytes))?;
+        if bytes > largest {
+            bail!("a request of {bytes} bytes, over the largest of {largest}");
+        }
         buf.resize(bytes, 0);
         stream.read_exact(&mut buf)?;
         file.write_all_at(&buf, position)?;
         file.sync_data()?;
-        position = next_position(position, bytes as u64, len);
+        position = shape.position_after(position, bytes);
         stream.write_all(seq)?;
     }
     Ok(())
@@ -429,23 +491,34 @@ mod tests {
     fn every_record_is_acknowledged_through_real_followers() {
         let dir = tempfile::tempdir().unwrap();
         for replicas in [1, 3] {
-            let args = BenchFloorArgs {
-                dir: dir.path().to_path_buf(),
+            let shape = Shape {
                 replicas,
                 partitions: 2,
                 rate: 2000,
-                records: 200,
+                records: 201,
                 record_size: 100,
                 records_per_request: 8,
-                format: OutputFormat::Json,
             };
-            run(&args).unwrap();
+            let figures = measure(shape, dir.path()).unwrap();
+            assert_eq!(figures.latency.len(), 201, "one latency per record");
+            assert_eq!(figures.service.len(), figures.requests);
+            assert!(figures.requests >= 201_u64.div_ceil(8));
         }
         assert_eq!(
             std::fs::read_dir(dir.path()).unwrap().count(),
             0,
             "scratch removed"
         );
+    }
+
+    #[test]
+    fn writes_wrap_before_the_largest_request_would_pass_the_end() {
+        let s = shape(3, 10);
+        let (largest, len) = (s.request_bytes(4) as u64, s.file_bytes());
+        assert_eq!(len, 2 * largest);
+        assert_eq!(s.position_after(0, 10), 10);
+        assert_eq!(s.position_after(len - largest - 10, 10), len - largest);
+        assert_eq!(s.position_after(len - largest - 10, 11), 0);
     }
 
     #[test]
@@ -463,6 +536,11 @@ mod tests {
         };
         let err = run(&args).unwrap_err().to_string();
         assert!(err.contains("--replicas 6"), "{err}");
+        args.replicas = 3;
+        (args.records_per_request, args.record_size) = (100_000, 1 << 20);
+        let err = run(&args).unwrap_err().to_string();
+        assert!(err.contains("over the 16777216-byte limit"), "{err}");
+        (args.records_per_request, args.record_size) = (1, 10);
         args.replicas = 3;
         args.rate = 0;
         assert!(run(&args).unwrap_err().to_string().contains("--rate 0"));
