@@ -277,6 +277,21 @@ async fn bad_sends_are_typed_errors_and_the_producer_keeps_working() {
         .unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::UnknownTopicOrPartition));
 
+    // A create time before the epoch (below -1, "none") is refused before it is queued, as
+    // the broker refuses it in plain records.
+    let err = producer
+        .send(
+            "small",
+            OutgoingRecord {
+                timestamp_ms: -5,
+                ..OutgoingRecord::keyed("k", "v")
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::InvalidTimestamp));
+    assert!(err.to_string().contains("-5"), "{err}");
+
     // Too large for the topic: refused by the broker. A batch fails as a whole, as in Kafka,
     // so the neighbours here are flushed into batches of their own.
     let before = producer

@@ -68,7 +68,8 @@ pub struct OutgoingRecord {
     pub value: Option<Bytes>,
     /// Headers, in order.
     pub headers: Vec<(String, Option<Bytes>)>,
-    /// Create time in milliseconds since the epoch; 0 means now.
+    /// Create time in milliseconds since the epoch; 0 means now, -1 none, and below -1 is
+    /// refused ([`ErrorCode::InvalidTimestamp`]).
     pub timestamp_ms: i64,
 }
 
@@ -200,8 +201,8 @@ impl Producer {
     /// while the buffer is full). The returned future gives the record's placement.
     ///
     /// # Errors
-    /// Unknown topic or partition (checked against the broker's metadata), a record larger than
-    /// the whole buffer, or a closed producer.
+    /// Unknown topic or partition (checked against the broker's metadata), a timestamp below
+    /// -1, a record larger than the whole buffer, or a closed producer.
     pub async fn send(
         &self,
         topic: &str,
@@ -301,6 +302,17 @@ impl Producer {
                 ErrorCode::UnknownTopicOrPartition,
                 format!(
                     "topic {topic:?} has partitions 0..{partition_count}; partition {partition} does not exist"
+                ),
+            ));
+        }
+        if record.timestamp_ms < -1 {
+            // As the broker refuses it in plain records (and Kafka's client any negative
+            // one): a create time before the epoch is a caller's bug, not a time.
+            return Err(ClientError::local(
+                ErrorCode::InvalidTimestamp,
+                format!(
+                    "timestamp_ms {} is before the epoch: use 0 for now, or -1 for none",
+                    record.timestamp_ms
                 ),
             ));
         }
