@@ -35,6 +35,7 @@ use super::OutputFormat;
 use super::cpu_ceiling::process_cpu_time;
 use super::fsync_baseline::laid_out;
 use super::report::{Percentiles, latency_histogram, record_latency};
+use crate::usage_error::usage_bail;
 
 /// Bytes of a batch's header in the log's format, added to each emulated request.
 const BATCH_HEADER_BYTES: usize = 61;
@@ -140,10 +141,12 @@ impl Shape {
     }
 }
 
+/// The run's shape from `args`; a flag out of range or a missing `--dir` is a usage error
+/// (`cairn` exits 2), found before anything is written.
 fn check(args: &BenchFloorArgs) -> anyhow::Result<Shape> {
     let within = |name: &str, value: u64, low: u64, high: u64| {
         if value < low || value > high {
-            bail!("--{name} {value} is out of range: it must be {low} to {high}");
+            usage_bail!("--{name} {value} is out of range: it must be {low} to {high}");
         }
         Ok(())
     };
@@ -168,14 +171,14 @@ fn check(args: &BenchFloorArgs) -> anyhow::Result<Shape> {
     };
     let largest = shape.request_bytes(shape.records_per_request);
     if largest > MAX_REQUEST_BYTES {
-        bail!(
+        usage_bail!(
             "--records-per-request {} of --record-size {} makes requests of {largest} bytes, over the {MAX_REQUEST_BYTES}-byte limit",
             args.records_per_request,
             args.record_size
         );
     }
     if !args.dir.is_dir() {
-        bail!("--dir {}: no such directory", args.dir.display());
+        usage_bail!("--dir {}: no such directory", args.dir.display());
     }
     Ok(shape)
 }
