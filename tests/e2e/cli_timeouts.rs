@@ -1,7 +1,8 @@
 //! Deadlines of the client commands, through the real binary: a listener that accepts and never
 //! answers, and a broker frozen by SIGSTOP, fail every command within `--timeout` with a line
 //! naming the address and the deadline, instead of hanging it; a refused connection names the
-//! address tried; a bad deadline is a usage error (exit 2).
+//! address tried; a bad deadline is a usage error (exit 2). A consumer that has read rides
+//! through a broker restart on the same address, and keeps reading after it.
 
 #![allow(clippy::unwrap_used, reason = "tests: a failure here is a failed test")]
 
@@ -154,4 +155,79 @@ fn a_refused_connection_names_the_address_and_bad_deadlines_are_usage_errors() {
         assert_eq!(out.status.code(), Some(2), "{flags:?}: {stderr}");
         assert!(stderr.contains(why), "{flags:?}: {stderr}");
     }
+}
+
+/// `cairn serve` over `data` listening on `grpc`, ready.
+fn serve_at(data: &std::path::Path, grpc: &str) -> std::process::Child {
+    let mut command = cairn(&[
+        "serve",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--grpc-addr",
+        grpc,
+        "--http-addr",
+        "127.0.0.1:0",
+    ]);
+    command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    start_command(command).0
+}
+
+#[test]
+fn a_consumer_that_has_read_rides_through_a_broker_restart() {
+    let data = tempfile::tempdir().unwrap();
+    let grpc = common::ports::free_address();
+    let server = serve_at(data.path(), &grpc);
+    cli_ok(&grpc, &["topic", "create", "orders"]);
+    let out_dir = tempfile::tempdir().unwrap();
+    let spawn_consumer = |name: &str, extra: &[&str]| {
+        let mut args = vec!["--broker", &grpc, "consume", "orders", "--from", "earliest"];
+        args.extend_from_slice(extra);
+        let stdout = std::fs::File::create(out_dir.path().join(format!("{name}.out"))).unwrap();
+        let stderr = std::fs::File::create(out_dir.path().join(format!("{name}.err"))).unwrap();
+        cairn(&args).stdout(stdout).stderr(stderr).spawn().unwrap()
+    };
+    let plain = spawn_consumer("plain", &[]);
+    let grouped = spawn_consumer("group", &["--group", "g"]);
+    let read = |name: &str, ext: &str| {
+        std::fs::read_to_string(out_dir.path().join(format!("{name}.{ext}"))).unwrap_or_default()
+    };
+    let wait_for = |name: &str, lines: &[&str]| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !lines
+            .iter()
+            .all(|l| read(name, "out").lines().any(|x| x == *l))
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{name} consumer printed {:?}; stderr {:?}",
+                read(name, "out"),
+                read(name, "err")
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    cli_with_input(&grpc, &["produce", "orders"], b"before\n");
+    wait_for("plain", &["before"]);
+    wait_for("group", &["before"]);
+
+    // A restart on the same address: both keep polling through it, as a Kafka consumer
+    // reconnects, instead of exiting at the first refused connection.
+    stop_broker(server);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let server = serve_at(data.path(), &grpc);
+    cli_with_input(&grpc, &["produce", "orders"], b"after\n");
+    wait_for("plain", &["before", "after"]);
+    wait_for("group", &["before", "after"]);
+    assert!(
+        read("plain", "err").contains("retrying for up to 30 s"),
+        "{}",
+        read("plain", "err")
+    );
+    for consumer in [plain, grouped] {
+        send(&consumer, libc::SIGINT);
+        assert!(wait_exit(consumer).status.success());
+    }
+    stop_broker(server);
 }

@@ -7,7 +7,6 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use anyhow::Context;
 use cairn_client::{Consumer, Seek};
 use clap::Args;
 
@@ -141,6 +140,8 @@ pub async fn run(target: &Target, mut args: ConsumeArgs) -> anyhow::Result<()> {
     let mut printed = 0u64;
     let stdout = std::io::stdout();
     let mut interrupt = std::pin::pin!(tokio::signal::ctrl_c());
+    let mut outage = crate::outage::Outage::new(target.request_timeout());
+    let reading = format!("reading {}", args.topic);
     loop {
         if args.max.is_some_and(|max| printed >= max) {
             break;
@@ -153,9 +154,19 @@ pub async fn run(target: &Target, mut args: ConsumeArgs) -> anyhow::Result<()> {
         {
             break;
         }
-        let records = tokio::select! {
-            records = consumer.poll(POLL_WAIT) => records.with_context(|| format!("reading {}", args.topic))?,
+        let polled = tokio::select! {
+            records = consumer.poll(POLL_WAIT) => records,
             _ = &mut interrupt => break,
+        };
+        let records = match polled {
+            Ok(records) => {
+                outage.on_success(&reading);
+                records
+            }
+            Err(err) => {
+                outage.on_error(err, &reading).await?;
+                continue;
+            }
         };
         let mut out = stdout.lock();
         for record in records {

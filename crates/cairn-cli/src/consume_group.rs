@@ -123,15 +123,28 @@ async fn consume(
 ) -> anyhow::Result<()> {
     let stdout = std::io::stdout();
     let mut printed = 0u64;
+    // The heartbeats have their own limit (`patience`); this one is for the polls.
+    let mut outage = crate::outage::Outage::new(patience.request_timeout);
+    let reading = format!("reading {}", args.topic);
     loop {
         if args.max.is_some_and(|max| printed >= max) || (args.until_end && consumer.caught_up()) {
             return Ok(());
         }
         patience.check(consumer)?;
-        let records = tokio::select! {
-            records = consumer.poll(POLL_WAIT) => records?,
+        let polled = tokio::select! {
+            records = consumer.poll(POLL_WAIT) => records,
             _ = terminate.recv() => return Ok(()),
             _ = interrupt.recv() => return Ok(()),
+        };
+        let records = match polled {
+            Ok(records) => {
+                outage.on_success(&reading);
+                records
+            }
+            Err(err) => {
+                outage.on_error(err, &reading).await?;
+                continue;
+            }
         };
         // The first record of each partition that is not printed: its position goes back there,
         // so the commit covers exactly what was printed.
@@ -197,8 +210,10 @@ impl Patience {
             }
             Some(sent) if sent.elapsed() > self.session_timeout.max(self.request_timeout) => {
                 anyhow::bail!(
-                    "the group coordinator has answered no heartbeat for {} s (the session timeout): this member has lost its partitions",
-                    sent.elapsed().as_secs()
+                    "the group coordinator has answered no heartbeat for {} s (longer than the session timeout, {} s, and --timeout, {} s): this member has lost its partitions",
+                    sent.elapsed().as_secs(),
+                    self.session_timeout.as_secs_f64(),
+                    self.request_timeout.as_secs_f64()
                 )
             }
             _ => Ok(()),

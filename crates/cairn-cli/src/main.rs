@@ -48,6 +48,7 @@ mod group;
 mod health;
 mod logging;
 mod malloc_tuning;
+mod outage;
 mod position;
 mod produce;
 mod quota;
