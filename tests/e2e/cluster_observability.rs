@@ -3,7 +3,8 @@
 //! after one node is killed with SIGKILL, a survivor's describe shows it unreachable and the
 //! survivors' `/metrics` show it down (`cairn_cluster_node_up{node="K"} 0`) with partitions
 //! under-replicated, and once records are produced without it, a survivor reports it behind in
-//! entries and in seconds; once it is restarted, every node reports it up, no partition
+//! entries and in seconds, and every survivor leaves it out of each partition's in-sync
+//! replicas, leader or not; once it is restarted, every node reports it up, no partition
 //! under-replicated and no follower behind, and the controller state agrees across nodes (one
 //! leader, the one every node names). A single node describes a cluster of one and its
 //! `/metrics` has no `cairn_cluster_*` series.
@@ -202,6 +203,21 @@ async fn describe_and_metrics_follow_a_node_killed_and_restarted() {
         },
     );
     eprintln!("the killed node behind (series, entries, seconds): {behind:?}");
+    // Every survivor, leader of a partition or not, leaves the killed node out of every
+    // partition's in-sync replicas: a follower gives what the leader reported.
+    for i in survivors {
+        let address = cluster.addresses[i].clone();
+        eventually(
+            &cluster,
+            &format!("node {} leaves the killed node out of every ISR", i + 1),
+            || isr_sets(&address),
+            |sets| {
+                sets.as_ref().is_some_and(|sets| {
+                    sets.len() == 3 && sets.iter().all(|isr| !isr.contains(&VICTIM))
+                })
+            },
+        );
+    }
 
     cluster.restart(VICTIM);
     for i in 0..3 {
@@ -268,6 +284,37 @@ async fn describe_and_metrics_follow_a_node_killed_and_restarted() {
         || describe(&cluster.addresses[2]),
         healthy,
     );
+    for i in 0..3 {
+        let address = cluster.addresses[i].clone();
+        eventually(
+            &cluster,
+            &format!("node {} names all three replicas in sync again", i + 1),
+            || isr_sets(&address),
+            |sets| {
+                sets.as_ref()
+                    .is_some_and(|sets| sets.len() == 3 && sets.iter().all(|isr| isr.len() == 3))
+            },
+        );
+    }
+}
+
+/// Each partition's in-sync replicas of the topic as `cairn topic describe --format json`
+/// through `address` gives them; `None` while it fails.
+fn isr_sets(address: &str) -> Option<Vec<Vec<i32>>> {
+    let out = cli(address, &["topic", "describe", TOPIC, "--format", "json"]);
+    let described: Value = serde_json::from_slice(&out.stdout).ok()?;
+    described["partitions"]
+        .as_array()?
+        .iter()
+        .map(|p| {
+            p["in_sync_replicas"].as_array().map(|isr| {
+                isr.iter()
+                    .filter_map(|n| n.as_i64())
+                    .map(|n| n as i32)
+                    .collect()
+            })
+        })
+        .collect()
 }
 
 #[test]

@@ -452,7 +452,8 @@ pub(crate) fn parse_cluster_id(text: &str) -> Option<crate::node_meta::ClusterId
     Some(crate::node_meta::ClusterId(bytes))
 }
 
-/// Turns leader reports into `ReportLeader` commands, keeping only the newest per group.
+/// Turns leader reports (elections won, in-sync sets changed) into `ReportLeader` commands,
+/// keeping only the newest per group.
 async fn report_leaders(
     runtime: Arc<ClusterRuntime>,
     mut reports: mpsc::UnboundedReceiver<LeaderReport>,
@@ -462,6 +463,10 @@ async fn report_leaders(
         while let Ok(more) = reports.try_recv() {
             batch.push(more);
         }
+        // The newest report of each group: the highest term, and of one term the last sent
+        // (a leader reports its in-sync set again as it changes). Reversed first, so that the
+        // stable sort keeps the later of equal terms in front.
+        batch.reverse();
         batch.sort_by_key(|r| (r.group, std::cmp::Reverse(r.term)));
         batch.dedup_by_key(|r| r.group);
         for report in batch {

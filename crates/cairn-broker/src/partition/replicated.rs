@@ -396,8 +396,10 @@ impl ReplicatedReplica {
 
     /// The leader, term and members as this copy's Raft group knows them. In-sync replicas are
     /// the leader's view (followers within
-    /// [`IN_SYNC_MAX_ENTRIES_BEHIND`](super::follower_lag::IN_SYNC_MAX_ENTRIES_BEHIND) of its log); a
-    /// follower reports every member.
+    /// [`IN_SYNC_MAX_ENTRIES_BEHIND`](super::follower_lag::IN_SYNC_MAX_ENTRIES_BEHIND) of its log,
+    /// and reachable); a follower, which cannot see them, gives the set its leader last
+    /// reported to the cluster metadata (as any Kafka broker gives the controller's ISR), and
+    /// every member only while the metadata has none.
     pub(super) fn leadership(&self) -> Leadership {
         let m = self.metrics();
         let mut replicas: Vec<i32> = m
@@ -429,7 +431,14 @@ impl ReplicatedReplica {
                 isr.sort_by_key(|r| (Some(*r) != leader, *r));
                 isr
             }
-            None => replicas.clone(),
+            None => {
+                use super::LeaderDirectory as _;
+                self.directory
+                    .leadership(self.group)
+                    .map(|recorded| recorded.in_sync_replicas)
+                    .filter(|isr| !isr.is_empty())
+                    .unwrap_or_else(|| replicas.clone())
+            }
         };
         Leadership {
             leader,

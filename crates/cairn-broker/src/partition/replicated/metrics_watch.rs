@@ -1,7 +1,9 @@
 //! The watch on a replicated partition's Raft metrics: the newest term this node knows (which
-//! proposals in flight wait on), a [`LeaderReport`] for each term this node wins (so the
-//! cluster metadata follows elections without produce traffic), and every change fed to the
-//! follower-lag history. One task per group, ending with the group.
+//! proposals in flight wait on), a [`LeaderReport`] for each term this node wins and for each
+//! change of its in-sync replicas while it leads (so the cluster metadata, which every node
+//! answers describes from, follows elections and a follower falling behind or dropping out
+//! without produce traffic), and every change fed to the follower-lag history. One task per
+//! group, ending with the group.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -13,8 +15,9 @@ use openraft::{Raft, ServerState};
 use super::GroupContext;
 use crate::partition::leader_end_history::LeaderEndHistory;
 
-/// "This node leads group `group` in term `term`", sent when it happens so the cluster
-/// metadata (what every node tells clients) follows elections without any produce traffic.
+/// "This node leads group `group` in term `term`, with these replicas in sync", sent when it
+/// happens so the cluster metadata (what every node tells clients) follows elections and the
+/// in-sync set without any produce traffic.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct LeaderReport {
     /// The group.
@@ -23,7 +26,8 @@ pub(crate) struct LeaderReport {
     pub(crate) leader: NodeId,
     /// The term it leads in.
     pub(crate) term: u64,
-    /// The group's voters.
+    /// The replicas in sync with the leader, the leader included: every voter when it has
+    /// just won, then as it sees them.
     pub(crate) members: Vec<NodeId>,
 }
 
@@ -40,14 +44,21 @@ pub(super) fn spawn_metrics_watch(
     clock: Arc<dyn Clock>,
     known_term: tokio::sync::watch::Sender<u64>,
 ) {
-    let (me, reports, elections) = (
+    let (me, reports, elections, reachability) = (
         ctx.me,
         ctx.leader_reports.clone(),
         Arc::clone(&ctx.elections),
+        ctx.reachability.clone(),
     );
     let mut metrics = raft.metrics();
     tokio::spawn(async move {
-        let mut reported = None;
+        // The term of the last report, and the in-sync set it gave.
+        let mut reported: Option<(u64, Vec<NodeId>)> = None;
+        // A follower that stops answering changes no metric of the leader's while nothing is
+        // written: look again now and then, as the liveness probes mark it unreachable.
+        let mut tick = tokio::time::interval(ISR_RECHECK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut ticked = false;
         loop {
             let report = {
                 let m = metrics.borrow_and_update();
@@ -63,26 +74,55 @@ pub(super) fn spawn_metrics_watch(
                     }
                     newer
                 });
-                (m.state == ServerState::Leader && reported != Some(m.current_term)).then(|| {
-                    LeaderReport {
-                        group,
-                        leader: me,
-                        term: m.current_term,
-                        members: m.membership_config.membership().voter_ids().collect(),
-                    }
+                let won = reported
+                    .as_ref()
+                    .is_none_or(|(term, _)| *term != m.current_term);
+                let members: Vec<NodeId> = if won {
+                    m.membership_config.membership().voter_ids().collect()
+                } else {
+                    m.membership_config
+                        .membership()
+                        .voter_ids()
+                        .filter(|node| {
+                            crate::partition::follower_lag::is_in_sync(&m, *node, &reachability)
+                        })
+                        .collect()
+                };
+                // The in-sync set is compared on the ticks only: a follower near the lag
+                // bound under load would otherwise make a controller proposal per flap.
+                let changed =
+                    won || (ticked && reported.as_ref().is_some_and(|(_, isr)| *isr != members));
+                (m.state == ServerState::Leader && changed).then(|| {
+                    (
+                        won,
+                        LeaderReport {
+                            group,
+                            leader: me,
+                            term: m.current_term,
+                            members,
+                        },
+                    )
                 })
             };
-            if let Some(report) = report {
-                tracing::debug!(group = group.0, term = report.term, "won the election");
-                reported = Some(report.term);
-                elections.fetch_add(1, Ordering::Relaxed);
+            if let Some((won, report)) = report {
+                if won {
+                    tracing::debug!(group = group.0, term = report.term, "won the election");
+                    elections.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    tracing::info!(group = group.0, term = report.term, isr = ?report.members, "in-sync replicas changed");
+                }
+                reported = Some((report.term, report.members.clone()));
                 if reports.send(report).is_err() {
                     return;
                 }
             }
-            if metrics.changed().await.is_err() {
-                return;
-            }
+            ticked = tokio::select! {
+                changed = metrics.changed() => if changed.is_err() { return } else { false },
+                _ = tick.tick() => true,
+            };
         }
     });
 }
+
+/// How often a leader looks at its in-sync replicas again without a metrics change.
+const ISR_RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
