@@ -158,15 +158,8 @@ pub async fn run(target: &Target, mut args: ConsumeArgs) -> anyhow::Result<()> {
             records = consumer.poll(POLL_WAIT) => records,
             _ = &mut interrupt => break,
         };
-        let records = match polled {
-            Ok(records) => {
-                outage.on_success(&reading);
-                records
-            }
-            Err(err) => {
-                outage.on_error(err, &reading).await?;
-                continue;
-            }
+        let Some(records) = outage.settle(polled, &reading).await? else {
+            continue;
         };
         let mut out = stdout.lock();
         for record in records {

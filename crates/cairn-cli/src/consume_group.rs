@@ -136,15 +136,8 @@ async fn consume(
             _ = terminate.recv() => return Ok(()),
             _ = interrupt.recv() => return Ok(()),
         };
-        let records = match polled {
-            Ok(records) => {
-                outage.on_success(&reading);
-                records
-            }
-            Err(err) => {
-                outage.on_error(err, &reading).await?;
-                continue;
-            }
+        let Some(records) = outage.settle(polled, &reading).await? else {
+            continue;
         };
         // The first record of each partition that is not printed: its position goes back there,
         // so the commit covers exactly what was printed.

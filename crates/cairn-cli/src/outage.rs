@@ -33,6 +33,28 @@ impl Outage {
         }
     }
 
+    /// What a poll's result means for the command: its records, `None` after a failure it
+    /// rides through (poll again), or the command's error ([`Outage::on_error`]).
+    ///
+    /// # Errors
+    /// As [`Outage::on_error`].
+    pub async fn settle<T>(
+        &mut self,
+        polled: Result<T, ClientError>,
+        what: &str,
+    ) -> anyhow::Result<Option<T>> {
+        match polled {
+            Ok(records) => {
+                self.on_success(what);
+                Ok(Some(records))
+            }
+            Err(err) => {
+                self.on_error(err, what).await?;
+                Ok(None)
+            }
+        }
+    }
+
     /// A poll succeeded: the outage, if any, is over.
     pub fn on_success(&mut self, what: &str) {
         self.reached = true;
