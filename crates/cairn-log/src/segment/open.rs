@@ -443,8 +443,19 @@ fn cut_tail(
         }
         cut_at = framed_end;
     }
-    tracing::warn!(segment = %path, position = cut_at.0, dropped_bytes = size.0 - cut_at.0, %reason,
-        "cutting an incomplete tail (a write torn by a crash, or trailing garbage)");
+    // Nothing but reserved zeros past the last batch is what any stop without a clean
+    // shutdown (a SIGKILL, a crash) leaves in the active segment: routine, not a torn write.
+    let data = segment.data_upto(size);
+    let only_zeros = data
+        .get(cut_at.0 as usize..size.0 as usize)
+        .is_some_and(|tail| tail.iter().all(|b| *b == 0));
+    if only_zeros {
+        tracing::info!(segment = %path, position = cut_at.0, trimmed_bytes = size.0 - cut_at.0,
+            "trimming the space reserved past the last batch (the segment was not closed cleanly)");
+    } else {
+        tracing::warn!(segment = %path, position = cut_at.0, dropped_bytes = size.0 - cut_at.0, %reason,
+            "cutting an incomplete tail (a write torn by a crash, or trailing garbage)");
+    }
     let mut state = segment.state;
     state.size = cut_at;
     segment.truncate(state)?;
