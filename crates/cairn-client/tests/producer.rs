@@ -276,6 +276,11 @@ async fn bad_sends_are_typed_errors_and_the_producer_keeps_working() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::UnknownTopicOrPartition));
+    assert!(
+        err.to_string()
+            .contains("has 1 partition (0 to 0); partition 5"),
+        "{err}"
+    );
 
     // A create time before the epoch (below -1, "none") is refused before it is queued, as
     // the broker refuses it in plain records.

@@ -301,7 +301,9 @@ impl Producer {
             return Err(ClientError::local(
                 ErrorCode::UnknownTopicOrPartition,
                 format!(
-                    "topic {topic:?} has partitions 0..{partition_count}; partition {partition} does not exist"
+                    "topic {topic:?} has {partition_count} partition{} (0 to {}); partition {partition} does not exist",
+                    if partition_count == 1 { "" } else { "s" },
+                    partition_count.saturating_sub(1)
                 ),
             ));
         }
