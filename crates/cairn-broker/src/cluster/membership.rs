@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use cairn_controller::{ClusterMetadata, Command, NodeState};
 use cairn_raft::{MembershipChangeError, NodeId, PeerNode, move_voters};
+
+use crate::partition::follower_lag::follower_end;
 use openraft::ServerState;
 
 use super::runtime::{ADMIN_TIMEOUT, ClusterRuntime};
@@ -122,7 +124,7 @@ async fn leavers_hold_their_removal(
     raft: &openraft::Raft<super::controller_sm::ControllerRaft>,
     voters: &BTreeMap<NodeId, PeerNode>,
 ) {
-    let (leaving, applied) = {
+    let (leaving, applied_end) = {
         let metrics = raft.metrics().borrow().clone();
         let leaving: Vec<NodeId> = metrics
             .membership_config
@@ -130,7 +132,7 @@ async fn leavers_hold_their_removal(
             .voter_ids()
             .filter(|node| !voters.contains_key(node))
             .collect();
-        (leaving, metrics.last_applied.map_or(0, |id| id.index))
+        (leaving, metrics.last_applied.map_or(0, |id| id.index + 1))
     };
     if leaving.is_empty() {
         return;
@@ -139,16 +141,12 @@ async fn leavers_hold_their_removal(
         .wait(Some(LEAVER_CATCH_UP))
         .metrics(
             |m| {
-                let matched = |node: &NodeId| {
-                    m.replication
-                        .as_ref()
-                        .and_then(|r| r.get(node).copied().flatten())
-                        .map_or(0, |id| id.index)
-                };
                 // A leader that lost its leadership meanwhile stops waiting: the next one
                 // decides afresh.
                 m.state != ServerState::Leader
-                    || leaving.iter().all(|node| matched(node) >= applied)
+                    || leaving
+                        .iter()
+                        .all(|node| follower_end(m, *node).unwrap_or(0) >= applied_end)
             },
             "leaving voters hold their removal",
         )
@@ -157,7 +155,7 @@ async fn leavers_hold_their_removal(
     if held.is_err() && still_leading {
         tracing::warn!(
             nodes = ?leaving,
-            index = applied,
+            index = applied_end.saturating_sub(1),
             "a node being removed has not caught up on its removal; it leaves the controller group anyway, and if it still runs it answers from its last view until stopped"
         );
     }
@@ -170,17 +168,10 @@ fn most_caught_up(
     me: NodeId,
 ) -> Option<NodeId> {
     let metrics = raft.metrics().borrow().clone();
-    let matched = |node: &NodeId| {
-        metrics
-            .replication
-            .as_ref()
-            .and_then(|r| r.get(node).copied().flatten())
-            .map(|id| id.index)
-    };
     voters
         .keys()
         .filter(|node| **node != me)
-        .max_by_key(|node| (matched(node), std::cmp::Reverse(**node)))
+        .max_by_key(|node| (follower_end(&metrics, **node), std::cmp::Reverse(**node)))
         .copied()
 }
 

@@ -21,7 +21,7 @@ fn leader_end(m: &RaftMetrics<NodeId, PeerNode>) -> u64 {
 /// The end of follower `node`'s copy as the leader whose metrics are `m` knows it (its matched
 /// index plus one, 0 when nothing is matched); `None` when `m` is not a leader's or `node` is
 /// not replicated to.
-fn follower_end(m: &RaftMetrics<NodeId, PeerNode>, node: NodeId) -> Option<u64> {
+pub(crate) fn follower_end(m: &RaftMetrics<NodeId, PeerNode>, node: NodeId) -> Option<u64> {
     let matched = m.replication.as_ref()?.get(&node)?;
     Some(matched.as_ref().map_or(0, |l| l.index.saturating_add(1)))
 }

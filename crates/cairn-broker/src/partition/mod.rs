@@ -19,7 +19,7 @@
 
 mod fetched;
 mod first_election;
-mod follower_lag;
+pub(crate) mod follower_lag;
 mod heal;
 mod heal_span;
 mod health;

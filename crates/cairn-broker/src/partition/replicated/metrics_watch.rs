@@ -74,25 +74,28 @@ pub(super) fn spawn_metrics_watch(
                     }
                     newer
                 });
-                let won = reported
-                    .as_ref()
-                    .is_none_or(|(term, _)| *term != m.current_term);
-                let members: Vec<NodeId> = if won {
-                    m.membership_config.membership().voter_ids().collect()
-                } else {
-                    m.membership_config
-                        .membership()
-                        .voter_ids()
+                let leading = m.state == ServerState::Leader;
+                let won = leading
+                    && reported
+                        .as_ref()
+                        .is_none_or(|(term, _)| *term != m.current_term);
+                let voters = m.membership_config.membership().voter_ids();
+                if won {
+                    Some((true, voters.collect()))
+                } else if leading && ticked {
+                    // The in-sync set is looked at on the ticks only: a follower near the lag
+                    // bound under load would otherwise make a controller proposal per flap.
+                    let isr: Vec<NodeId> = voters
                         .filter(|node| {
                             crate::partition::follower_lag::is_in_sync(&m, *node, &reachability)
                         })
-                        .collect()
-                };
-                // The in-sync set is compared on the ticks only: a follower near the lag
-                // bound under load would otherwise make a controller proposal per flap.
-                let changed =
-                    won || (ticked && reported.as_ref().is_some_and(|(_, isr)| *isr != members));
-                (m.state == ServerState::Leader && changed).then(|| {
+                        .collect();
+                    let changed = reported.as_ref().is_some_and(|(_, held)| *held != isr);
+                    changed.then_some((false, isr))
+                } else {
+                    None
+                }
+                .map(|(won, members)| {
                     (
                         won,
                         LeaderReport {
