@@ -317,12 +317,18 @@ fn rebuild(
             Err(err) => err,
         };
         if policy == TailPolicy::Active && ends_in_reserved_space(&data, err.position, size) {
+            let tail = if starts_zero_run(&data, err.position, size) {
+                Tail::Reserved
+            } else {
+                Tail::Torn
+            };
             return cut_tail(
                 segment,
                 policy,
                 err.position,
                 size,
                 hints,
+                tail,
                 "zeros where the next batch would start: space reserved ahead, never written",
             );
         }
@@ -351,6 +357,7 @@ fn rebuild(
                 err.position,
                 size,
                 hints,
+                Tail::Torn,
                 &err.reason.to_string(),
             );
         };
@@ -407,6 +414,15 @@ fn step_over_damage(segment: &mut Segment, data: &Bytes, from: FilePos, to: File
     segment.state.size = to;
 }
 
+/// What a cut tail starts with, for how loudly it is logged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Tail {
+    /// Zeros right after the last batch: space reserved ahead that no write reached.
+    Reserved,
+    /// Anything else: a torn write, or garbage.
+    Torn,
+}
+
 /// Handles damage after which no valid batch follows. In the active segment that is a torn
 /// write (or trailing garbage) and is cut. In a sealed segment, damaged batches whose lengths
 /// still chain are kept (they hold entry indexes and unknown offsets); only bytes past where
@@ -418,6 +434,7 @@ fn cut_tail(
     position: FilePos,
     size: FilePos,
     hints: SegmentHints,
+    tail: Tail,
     reason: &str,
 ) -> Result<Segment, LogError> {
     let path = segment.log_path.display().to_string();
@@ -443,13 +460,11 @@ fn cut_tail(
         }
         cut_at = framed_end;
     }
-    // Nothing but reserved zeros past the last batch is what any stop without a clean
-    // shutdown (a SIGKILL, a crash) leaves in the active segment: routine, not a torn write.
-    let data = segment.data_upto(size);
-    let only_zeros = data
-        .get(cut_at.0 as usize..size.0 as usize)
-        .is_some_and(|tail| tail.iter().all(|b| *b == 0));
-    if only_zeros {
+    // Reserved zeros right after the last batch are what any stop without a clean shutdown (a
+    // SIGKILL, a crash) leaves in the active segment: routine, not a torn write. Told by the
+    // caller, which has looked at the first header's worth; scanning the whole reserved tail
+    // would add megabytes of reads per partition to a start-up after a crash.
+    if tail == Tail::Reserved {
         tracing::info!(segment = %path, position = cut_at.0, trimmed_bytes = size.0 - cut_at.0,
             "trimming the space reserved past the last batch (the segment was not closed cleanly)");
     } else {
