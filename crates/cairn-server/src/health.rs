@@ -1,8 +1,8 @@
 //! The node's health as `grpc.health.v1` reports it: SERVING unless a partition is stopped (its
 //! log would not open, or a write or fsync failed and poisoned it), or the node has been taken
 //! out of its cluster. A partition that merely holds damaged batches keeps the node SERVING: it
-//! serves every other offset, and restarting the node would not mend it. The detail (which partitions, why) is `cairn.v1.Metadata/GetNodeHealth`
-//! and `GET /health`.
+//! serves every other offset, and restarting the node would not mend it. The detail (which
+//! partitions, why) is `cairn.v1.Metadata/GetNodeHealth` and `GET /health`.
 //!
 //! The status is polled from the broker rather than pushed by it: the broker knows nothing of
 //! gRPC, and a poll per second over in-memory state costs nothing.
