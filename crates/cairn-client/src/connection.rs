@@ -171,6 +171,20 @@ pub const DEFAULT_BROKER_PORT: u16 = 7070;
 ///
 /// # Errors
 /// [`ClientError::InvalidArgument`] naming the first malformed entry.
+/// The one broker `address` names, as `broker_addresses` reads it: its `host:port` and URI.
+///
+/// # Errors
+/// [`ClientError::InvalidArgument`] unless `address` is one well-formed address.
+pub(crate) fn one_broker_address(address: &str) -> Result<(String, Uri), ClientError> {
+    let mut addresses = broker_addresses(address)?;
+    match (addresses.pop(), addresses.pop()) {
+        (Some(one), None) => Ok(one),
+        _ => Err(ClientError::InvalidArgument(format!(
+            "{address:?} is not one broker address"
+        ))),
+    }
+}
+
 pub(crate) fn broker_addresses(brokers: &str) -> Result<Vec<(String, Uri)>, ClientError> {
     brokers
         .split(',')

@@ -23,12 +23,12 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::client::conn::http2::{Builder, SendRequest};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 
 use crate::connection::{
-    CONNECT_TIMEOUT, HTTP2_CONNECTION_WINDOW_BYTES, HTTP2_STREAM_WINDOW_BYTES, broker_addresses,
+    CONNECT_TIMEOUT, HTTP2_CONNECTION_WINDOW_BYTES, HTTP2_STREAM_WINDOW_BYTES, one_broker_address,
 };
+use crate::dial::dial;
 use crate::error::ClientError;
 use crate::tls::ClientTls;
 
@@ -66,12 +66,7 @@ impl StreamChannel {
         credentials: Option<crate::Credentials>,
         tls: Option<ClientTls>,
     ) -> Result<StreamChannel, ClientError> {
-        let mut addresses = broker_addresses(address)?;
-        let (Some((address, origin)), None) = (addresses.pop(), addresses.pop()) else {
-            return Err(ClientError::InvalidArgument(format!(
-                "{address:?} is not one broker address"
-            )));
-        };
+        let (address, origin) = one_broker_address(address)?;
         Ok(StreamChannel {
             shared: Arc::new(Shared {
                 address,
@@ -138,28 +133,8 @@ async fn open(
     origin: &Uri,
     tls: Option<&ClientTls>,
 ) -> Result<SendRequest<Full<Bytes>>, tonic::Status> {
-    let unavailable = |what: &str, err: &dyn std::fmt::Display| {
-        tonic::Status::unavailable(format!("{what} {address}: {err}"))
-    };
-    match tls {
-        Some(tls) => {
-            let stream = tokio::time::timeout(CONNECT_TIMEOUT, tls.connect(origin))
-                .await
-                .map_err(|err| unavailable("timed out connecting to", &err))?
-                .map_err(|err| unavailable("cannot connect (TLS) to", &err))?;
-            handshake(address, TokioIo::new(stream)).await
-        }
-        None => {
-            let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(address))
-                .await
-                .map_err(|err| unavailable("timed out connecting to", &err))?
-                .map_err(|err| unavailable("cannot connect to", &err))?;
-            stream
-                .set_nodelay(true)
-                .map_err(|err| unavailable("cannot set TCP_NODELAY on the connection to", &err))?;
-            handshake(address, TokioIo::new(stream)).await
-        }
-    }
+    let io = dial(address, origin, tls, CONNECT_TIMEOUT).await?;
+    handshake(address, TokioIo::new(io)).await
 }
 
 /// The HTTP/2 handshake over `io`, with the connection's driver spawned.

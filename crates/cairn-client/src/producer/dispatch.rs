@@ -18,7 +18,6 @@ use tokio::sync::{Notify, Semaphore};
 use super::ProducerIdentity;
 use super::accumulator::{Accumulator, Outgoing};
 use super::config::ProducerConfig;
-use super::produce_call;
 use super::stats::RequestStats;
 use crate::error::ClientError;
 use crate::routing::Router;
@@ -141,13 +140,9 @@ impl Dispatcher {
                 // The grpc-timeout header makes the broker give up; this bounds a broker
                 // that never answers at all.
                 let sent = Instant::now();
-                let call = produce_call::produce(
-                    route.channel,
-                    &request,
-                    ticket.bytes,
-                    timeout,
-                    MAX_PRODUCE_RESPONSE_BYTES,
-                );
+                let channel = router.produce_channel(&route)?;
+                let call =
+                    channel.produce(&request, ticket.bytes, timeout, MAX_PRODUCE_RESPONSE_BYTES);
                 let answer = tokio::time::timeout(timeout, call).await;
                 let round_trip = sent.elapsed();
                 let result = match answer {

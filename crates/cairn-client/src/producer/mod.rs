@@ -29,7 +29,7 @@ mod config;
 mod delivery;
 mod dispatch;
 mod partition_queue;
-mod produce_call;
+pub(crate) mod produce_call;
 mod sender;
 mod stats;
 

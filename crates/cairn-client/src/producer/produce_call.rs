@@ -1,4 +1,5 @@
-//! The Produce call with the record batch sent as it is, not copied into the request.
+//! The Produce call's bytes: the request with the record batch sent as it is, not copied into
+//! it, and the answer decoded as tonic's generated client would.
 //!
 //! tonic's generated client encodes a message with prost into its own buffer, so the batch (the
 //! whole request, near enough) is copied once per send: profiled at 1,000 x 1 KiB per request,
@@ -6,69 +7,66 @@
 //! and a `bytes` field be written as its tag, its length and then its bytes, so the request goes
 //! out as two chunks: a small one (the gRPC frame header, the other fields encoded by prost, the
 //! batch field's tag and length) and the batch's own `Bytes`, which h2 writes without copying.
-//! The call goes through the same channel (connection, TLS, credentials) as every other one, and
-//! the answer is decoded by tonic as usual, so its statuses and error details are tonic's.
+//! [`crate::produce_channel::ProduceChannel`] sends them; the answer is decoded by tonic's own
+//! decoder, so its statuses and error details are tonic's.
 
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use cairn_proto::v1::{ProduceRequest, ProduceResponse};
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
-use http_body::{Body, Frame, SizeHint};
+use http_body::Body;
 use prost::Message;
-use tonic::client::GrpcService;
 use tonic::codec::{BufferSettings, Streaming};
 use tonic::codegen::StdError;
 use tonic::{Code, Status};
 use tonic_prost::ProstDecoder;
 
 /// The Produce method's path.
-const PRODUCE_PATH: &str = "/cairn.v1.Producer/Produce";
+pub(crate) const PRODUCE_PATH: &str = "/cairn.v1.Producer/Produce";
 /// `ProduceRequest.record_batch`: field 5, wire type 2 (length-delimited).
 const RECORD_BATCH_TAG: u8 = (5 << 3) | 2;
 /// The largest `grpc-timeout` value in milliseconds the header's eight digits can carry.
 const MAX_TIMEOUT_MILLIS: u128 = 99_999_999;
 
-/// Sends `request` (whose `payload` must be unset) with `batch` as its `record_batch`, asking
-/// the broker to give up after `timeout`; answers as tonic's generated `produce` would.
+/// The request's HTTP head: a gRPC call to `uri` (the broker's Produce method) that the broker
+/// gives up on after `timeout`, carrying `authorization` when the client has credentials.
 ///
 /// # Errors
-/// The call's [`Status`]: the transport's failure, the broker's refusal, or an answer that
-/// does not decode (or exceeds `max_response_bytes`).
-pub(crate) async fn produce<S>(
-    mut channel: S,
-    request: &ProduceRequest,
-    batch: Bytes,
+/// `INTERNAL` if the head cannot be built (a bad URI).
+pub(crate) fn request_head(
+    uri: http::Uri,
     timeout: Duration,
+    authorization: Option<http::HeaderValue>,
+) -> Result<http::Request<()>, Status> {
+    let millis = timeout.as_millis().clamp(1, MAX_TIMEOUT_MILLIS);
+    let mut builder = http::Request::builder()
+        .method(http::Method::POST)
+        .uri(uri)
+        .header(http::header::CONTENT_TYPE, "application/grpc")
+        .header(http::header::TE, "trailers")
+        .header("grpc-timeout", format!("{millis}m"));
+    if let Some(authorization) = authorization {
+        builder = builder.header(http::header::AUTHORIZATION, authorization);
+    }
+    builder
+        .body(())
+        .map_err(|e| Status::internal(format!("cannot build the produce request: {e}")))
+}
+
+/// The broker's answer to a produce request, from its HTTP response.
+///
+/// # Errors
+/// The call's [`Status`]: the broker's refusal, an answer that is not gRPC, or one that does
+/// not decode (or exceeds `max_response_bytes`).
+pub(crate) async fn answer<B>(
+    response: http::Response<B>,
     max_response_bytes: usize,
 ) -> Result<ProduceResponse, Status>
 where
-    S: GrpcService<tonic::body::Body>,
-    S::ResponseBody: Body<Data = Bytes> + Send + 'static,
-    <S::ResponseBody as Body>::Error: Into<StdError>,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<StdError>,
 {
-    let body = TwoChunks {
-        head: Some(head(request, batch.len())?),
-        batch: Some(batch),
-    };
-    let millis = timeout.as_millis().clamp(1, MAX_TIMEOUT_MILLIS);
-    let http_request = http::Request::builder()
-        .method(http::Method::POST)
-        .uri(PRODUCE_PATH)
-        .header(http::header::CONTENT_TYPE, "application/grpc")
-        .header(http::header::TE, "trailers")
-        .header("grpc-timeout", format!("{millis}m"))
-        .body(tonic::body::Body::new(body))
-        .map_err(|e| Status::internal(format!("cannot build the produce request: {e}")))?;
-    std::future::poll_fn(|cx| channel.poll_ready(cx))
-        .await
-        .map_err(|e| Status::from_error(e.into()))?;
-    let response = channel
-        .call(http_request)
-        .await
-        .map_err(|e| Status::from_error(e.into()))?;
     // A refusal before any message comes as a "trailers-only" answer: its status is in the
     // headers, and there is no body to decode.
     if let Some(status) = Status::from_header_map(response.headers())
@@ -77,6 +75,12 @@ where
         return Err(status);
     }
     let status_code = response.status();
+    if status_code != http::StatusCode::OK {
+        return Err(Status::unavailable(format!(
+            "the server answered HTTP {status_code} without a gRPC status: \
+             is this address the broker's gRPC port?"
+        )));
+    }
     let mut answer = Streaming::new_response(
         ProstDecoder::<ProduceResponse>::new(BufferSettings::default()),
         response.into_body(),
@@ -95,7 +99,7 @@ where
 
 /// Everything before the batch: the gRPC frame header (uncompressed, and the whole message's
 /// length), `request`'s other fields, and the batch field's tag and length.
-fn head(request: &ProduceRequest, batch_len: usize) -> Result<Bytes, Status> {
+pub(crate) fn head(request: &ProduceRequest, batch_len: usize) -> Result<Bytes, Status> {
     let fields = request.encoded_len();
     let batch_field = 1 + prost::encoding::encoded_len_varint(batch_len as u64) + batch_len;
     let message_len = u32::try_from(fields + batch_field)
@@ -109,34 +113,6 @@ fn head(request: &ProduceRequest, batch_len: usize) -> Result<Bytes, Status> {
     head.put_u8(RECORD_BATCH_TAG);
     prost::encoding::encode_varint(batch_len as u64, &mut head);
     Ok(head.freeze())
-}
-
-/// A request body of two chunks, each sent as it is.
-struct TwoChunks {
-    head: Option<Bytes>,
-    batch: Option<Bytes>,
-}
-
-impl Body for TwoChunks {
-    type Data = Bytes;
-    type Error = Status;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
-        let next = self.head.take().or_else(|| self.batch.take());
-        Poll::Ready(next.map(|chunk| Ok(Frame::data(chunk))))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.head.is_none() && self.batch.is_none()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        let len = |chunk: &Option<Bytes>| chunk.as_ref().map_or(0, |b| b.len() as u64);
-        SizeHint::with_exact(len(&self.head) + len(&self.batch))
-    }
 }
 
 #[cfg(test)]

@@ -37,6 +37,7 @@ use super::coordinator_cache::CoordinatorCache;
 use super::leader_cache::{LeaderCache, Lookup};
 use crate::connection::{Timeouts, broker_addresses, connect_first, lazy_channel};
 use crate::error::ClientError;
+use crate::produce_channel::ProduceChannel;
 use crate::stream_channel::StreamChannel;
 
 /// Shortest time between two metadata reads that errors asked for, so a storm of failures
@@ -71,6 +72,8 @@ struct Shared {
     coordinators: Mutex<CoordinatorCache>,
     channels: Mutex<HashMap<Arc<str>, AuthChannel>>,
     streams: Mutex<HashMap<Arc<str>, StreamChannel>>,
+    /// The producer's connections, one per node (see [`ProduceChannel`]).
+    produce: Mutex<HashMap<Arc<str>, ProduceChannel>>,
     /// The node calls without a partition go to.
     any: Mutex<Route>,
     /// One metadata read at a time; the others wait for its answer.
@@ -118,6 +121,7 @@ impl Router {
                 coordinators: Mutex::new(CoordinatorCache::default()),
                 channels: Mutex::new(channels),
                 streams: Mutex::new(HashMap::new()),
+                produce: Mutex::new(HashMap::new()),
                 any: Mutex::new(Route { address, channel }),
                 refreshing: tokio::sync::Mutex::new(()),
                 reads: AtomicU64::new(0),
@@ -161,6 +165,17 @@ impl Router {
         )?;
         streams.insert(Arc::clone(&route.address), stream.clone());
         Ok(stream)
+    }
+
+    /// The producer's transport to `route`'s node, opened on first use.
+    pub(crate) fn produce_channel(&self, route: &Route) -> Result<ProduceChannel, ClientError> {
+        let mut channels = lock(&self.shared.produce);
+        if let Some(channel) = channels.get(&route.address) {
+            return Ok(channel.clone());
+        }
+        let channel = ProduceChannel::lazy(&route.address, self.shared.timeouts.clone())?;
+        channels.insert(Arc::clone(&route.address), channel.clone());
+        Ok(channel)
     }
 
     /// How many partitions `topic` has: from the cache when read less than `max_age` ago,
