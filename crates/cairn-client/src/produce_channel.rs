@@ -91,19 +91,48 @@ impl ProduceChannel {
     }
 
     /// Sends `request` (whose `payload` must be unset) with `batch` as its `record_batch`,
-    /// asking the broker to give up after `timeout`; answers as tonic's generated `produce`
-    /// would.
+    /// asking the broker to give up after `timeout` and giving up itself once it has passed;
+    /// answers as tonic's generated `produce` would.
     ///
     /// # Errors
     /// The call's [`tonic::Status`]: `UNAVAILABLE` when the broker cannot be reached or the
-    /// connection breaks, the broker's refusal, or an answer that does not decode (or exceeds
-    /// `max_response_bytes`).
+    /// connection breaks, `DEADLINE_EXCEEDED` past `timeout`, the broker's refusal, or an
+    /// answer that does not decode (or exceeds `max_response_bytes`).
     pub(crate) async fn produce(
         &self,
         request: &ProduceRequest,
         batch: Bytes,
         timeout: Duration,
         max_response_bytes: usize,
+    ) -> Result<ProduceResponse, tonic::Status> {
+        let mut sent_on = None;
+        let call = self.call(request, batch, timeout, max_response_bytes, &mut sent_on);
+        match tokio::time::timeout(timeout, call).await {
+            Ok(answer) => answer,
+            Err(_) => {
+                // A connection that leaves a request unanswered past its deadline may be
+                // half-open (a host gone without a FIN or a reset, which TCP notices only after
+                // many minutes of retransmits): the retry dials a new one.
+                if let Some(generation) = sent_on {
+                    self.shared.forget(generation);
+                }
+                Err(tonic::Status::deadline_exceeded(format!(
+                    "no answer from {} within {timeout:?}",
+                    self.shared.address
+                )))
+            }
+        }
+    }
+
+    /// [`ProduceChannel::produce`] without its deadline; sets `sent_on` to the generation of
+    /// the connection the request went out on.
+    async fn call(
+        &self,
+        request: &ProduceRequest,
+        batch: Bytes,
+        timeout: Duration,
+        max_response_bytes: usize,
+        sent_on: &mut Option<u64>,
     ) -> Result<ProduceResponse, tonic::Status> {
         let head = produce_call::head(request, batch.len())?;
         let authorization = self
@@ -115,11 +144,12 @@ impl ProduceChannel {
         let http_head =
             produce_call::request_head(self.shared.produce_uri.clone(), timeout, authorization)?;
         let (mut sender, generation) = self.shared.ready_sender().await?;
-        let broken = |err: h2::Error| self.shared.broken(generation, &err);
-        let (response, mut body) = sender.send_request(http_head, false).map_err(broken)?;
-        body.send_data(head, false).map_err(broken)?;
-        body.send_data(batch, true).map_err(broken)?;
-        let response = response.await.map_err(broken)?;
+        *sent_on = Some(generation);
+        let failed = |err: h2::Error| self.shared.failed(generation, &err);
+        let (response, mut body) = sender.send_request(http_head, false).map_err(failed)?;
+        body.send_data(head, false).map_err(failed)?;
+        body.send_data(batch, true).map_err(failed)?;
+        let response = response.await.map_err(failed)?;
         produce_call::answer(response.map(H2Body::new), max_response_bytes).await
     }
 }
@@ -128,7 +158,7 @@ impl Shared {
     /// A sender ready for a new stream on a live connection: the current one, or a new one if
     /// it has failed.
     ///
-    /// Also returns the connection's generation, for [`Shared::broken`].
+    /// Also returns the connection's generation, for [`Shared::failed`].
     async fn ready_sender(&self) -> Result<(SendRequest<Bytes>, u64), tonic::Status> {
         let (sender, generation) = {
             let live = self.live();
@@ -160,7 +190,7 @@ impl Shared {
         let ready = sender
             .ready()
             .await
-            .map_err(|err| self.broken(generation, &err))?;
+            .map_err(|err| self.failed(generation, &err))?;
         Ok((ready, generation))
     }
 
@@ -201,20 +231,38 @@ impl Shared {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The call's status for an `h2` failure on connection `generation`: `UNAVAILABLE`,
-    /// whether the connection broke or the broker reset the stream, so the producer retries it
-    /// (an idempotent producer's sequence numbers keep a retry from being written twice).
+    /// The call's status for an `h2` failure on connection `generation`, with the codes
+    /// tonic gives them (gRPC's HTTP/2 error mapping): `UNAVAILABLE` for a broken connection
+    /// or a refused stream, which the producer retries (an idempotent producer's sequence
+    /// numbers keep a retry from being written twice).
     ///
-    /// The connection is dropped from the slot, so the retry dials a new one: a connection the
-    /// broker has sent GOAWAY on (shutting down, or closing it as idle) refuses new streams
-    /// while it still reads as ready. Calls already on it finish there.
-    fn broken(&self, generation: u64, err: &h2::Error) -> tonic::Status {
+    /// Unless the broker reset just this stream, the connection is dropped from the slot, so
+    /// the retry dials a new one; calls already on it finish there.
+    fn failed(&self, generation: u64, err: &h2::Error) -> tonic::Status {
+        let only_this_stream = err.is_reset() && !err.is_go_away();
+        if !only_this_stream {
+            self.forget(generation);
+        }
+        let code = match err.reason() {
+            None | Some(h2::Reason::REFUSED_STREAM) => tonic::Code::Unavailable,
+            Some(h2::Reason::CANCEL) => tonic::Code::Cancelled,
+            Some(h2::Reason::ENHANCE_YOUR_CALM) => tonic::Code::ResourceExhausted,
+            Some(h2::Reason::INADEQUATE_SECURITY) => tonic::Code::PermissionDenied,
+            Some(_) => tonic::Code::Internal,
+        };
+        tonic::Status::new(
+            code,
+            format!("produce request to {} failed: {err}", self.address),
+        )
+    }
+
+    /// Drops connection `generation` from the slot (if it is still the live one), so the next
+    /// call dials a new connection.
+    fn forget(&self, generation: u64) {
         let mut live = self.live();
         if live.generation == generation {
             live.sender = None;
         }
-        drop(live);
-        tonic::Status::unavailable(format!("produce request to {} failed: {err}", self.address))
     }
 }
 
@@ -270,5 +318,77 @@ impl Body for H2Body {
 
     fn is_end_stream(&self) -> bool {
         self.trailers_done || self.stream.is_end_stream()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A broker whose host has gone silent (the connection is open, nothing answers) fails a
+    /// call at its deadline, and the next call does not wait on the same dead connection but
+    /// dials a new one.
+    #[tokio::test]
+    async fn a_call_past_its_deadline_leaves_its_connection_for_a_new_one() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binds");
+        let address = listener.local_addr().expect("has an address").to_string();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&accepted);
+        let silent = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                held.push(socket);
+            }
+        });
+        let channel = ProduceChannel::lazy(&address, Timeouts::default()).expect("an address");
+        let request = ProduceRequest {
+            topic: "orders".to_string(),
+            ..ProduceRequest::default()
+        };
+        for attempt in 1..=2 {
+            let status = channel
+                .produce(
+                    &request,
+                    Bytes::from_static(b"batch"),
+                    Duration::from_millis(200),
+                    1 << 20,
+                )
+                .await
+                .expect_err("nothing answers");
+            assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status}");
+            assert!(status.message().contains(&address), "{status}");
+            assert_eq!(accepted.load(Ordering::SeqCst), attempt);
+        }
+        silent.abort();
+    }
+
+    /// An answer that is not gRPC is coded as gRPC's HTTP mapping codes it: only "try again"
+    /// answers are retriable.
+    #[test]
+    fn http_answers_without_a_grpc_status_keep_their_meaning() {
+        for (http, code) in [
+            (401, tonic::Code::Unauthenticated),
+            (403, tonic::Code::PermissionDenied),
+            (404, tonic::Code::Unimplemented),
+            (503, tonic::Code::Unavailable),
+            (500, tonic::Code::Unknown),
+        ] {
+            let status = http::StatusCode::from_u16(http).expect("a status");
+            let response = http::Response::builder()
+                .status(status)
+                .body(http_body_util::Empty::<Bytes>::new())
+                .expect("a response");
+            let answer = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .expect("a runtime")
+                .block_on(produce_call::answer(response, 1 << 20));
+            let refusal = answer.expect_err("not gRPC");
+            assert_eq!(refusal.code(), code, "HTTP {http}");
+            assert!(refusal.message().contains("gRPC port"), "{refusal}");
+        }
     }
 }

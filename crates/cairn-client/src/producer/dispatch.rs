@@ -137,19 +137,18 @@ impl Dispatcher {
         };
         match route {
             Ok(route) if !timeout.is_zero() => {
-                // The grpc-timeout header makes the broker give up; this bounds a broker
-                // that never answers at all.
+                // The grpc-timeout header makes the broker give up; the channel's own deadline
+                // bounds a broker that never answers at all.
                 let sent = Instant::now();
-                let channel = router.produce_channel(&route)?;
-                let call =
-                    channel.produce(&request, ticket.bytes, timeout, MAX_PRODUCE_RESPONSE_BYTES);
-                let answer = tokio::time::timeout(timeout, call).await;
-                let round_trip = sent.elapsed();
-                let result = match answer {
-                    Ok(Ok(response)) => first_partition_result(response),
-                    Ok(Err(status)) => Err(ClientError::from(status)),
-                    Err(_) => Err(timed_out()),
+                let result = match router.produce_channel(&route) {
+                    Ok(channel) => channel
+                        .produce(&request, ticket.bytes, timeout, MAX_PRODUCE_RESPONSE_BYTES)
+                        .await
+                        .map_err(ClientError::from)
+                        .and_then(first_partition_result),
+                    Err(error) => Err(error),
                 };
+                let round_trip = sent.elapsed();
                 self.stats.record(round_trip, result.is_err());
                 if let Err(error) = &result {
                     // Tells the router where the retry should go; the queue decides whether

@@ -76,10 +76,7 @@ where
     }
     let status_code = response.status();
     if status_code != http::StatusCode::OK {
-        return Err(Status::unavailable(format!(
-            "the server answered HTTP {status_code} without a gRPC status: \
-             is this address the broker's gRPC port?"
-        )));
+        return Err(not_grpc(status_code));
     }
     let mut answer = Streaming::new_response(
         ProstDecoder::<ProduceResponse>::new(BufferSettings::default()),
@@ -95,6 +92,30 @@ where
     // Reads to the trailers, where a failure after the message would show.
     answer.trailers().await?;
     Ok(message)
+}
+
+/// The status of an HTTP answer without a gRPC status (a proxy's, or a server that is not a
+/// broker's gRPC port), coded as gRPC's HTTP mapping (and tonic) code it, so that only the
+/// answers that say "try again" are retried.
+fn not_grpc(status_code: http::StatusCode) -> Status {
+    let code = match status_code {
+        http::StatusCode::BAD_REQUEST => Code::Internal,
+        http::StatusCode::UNAUTHORIZED => Code::Unauthenticated,
+        http::StatusCode::FORBIDDEN => Code::PermissionDenied,
+        http::StatusCode::NOT_FOUND => Code::Unimplemented,
+        http::StatusCode::TOO_MANY_REQUESTS
+        | http::StatusCode::BAD_GATEWAY
+        | http::StatusCode::SERVICE_UNAVAILABLE
+        | http::StatusCode::GATEWAY_TIMEOUT => Code::Unavailable,
+        _ => Code::Unknown,
+    };
+    Status::new(
+        code,
+        format!(
+            "the server answered HTTP {status_code} without a gRPC status: is this address \
+             the broker's gRPC port?"
+        ),
+    )
 }
 
 /// Everything before the batch: the gRPC frame header (uncompressed, and the whole message's
