@@ -69,6 +69,7 @@ fn bench_produce_and_consume_report_what_they_did() {
     assert!(fsync["p50"].as_f64().unwrap() > 0.0, "{fsync}");
     let after = &report["baseline"]["fsync_4k_latency_after_ms"];
     assert!(after["p50"].as_f64().unwrap() > 0.0, "{after}");
+    assert!(report.get("fsync_4k_paced").is_none(), "unpaced: {report}");
     assert!(report["latency_from"].as_str().unwrap().contains("buffer"));
     let service = &report["service_time_ms"];
     let (service_p50, service_max) = (
@@ -256,11 +257,14 @@ fn bench_flags_out_of_range_are_refused_before_anything_is_created() {
 }
 
 /// `--rate` paces sends, at a low rate (a timer and a spin) and a high one (thread sleeps):
-/// never faster than asked, and every record acknowledged.
+/// never faster than asked, and every record acknowledged. With `--baseline-dir`, a low rate
+/// also reads the disk's own fsync latency at that rate, a high one does not.
 #[test]
 fn bench_produce_paces_low_and_high_rates() {
     let data = tempfile::tempdir().unwrap();
     let (server, broker) = start_broker(data.path());
+    let scratch = tempfile::tempdir_in(data.path()).unwrap();
+    let scratch = scratch.path().to_str().unwrap();
     for (topic, rate, records) in [("slow", "400", "200"), ("fast", "5000", "2000")] {
         let produced = cli_ok(
             &broker,
@@ -275,6 +279,8 @@ fn bench_produce_paces_low_and_high_rates() {
                 rate,
                 "--in-flight",
                 "1",
+                "--baseline-dir",
+                scratch,
                 "--format",
                 "json",
             ],
@@ -292,6 +298,17 @@ fn bench_produce_paces_low_and_high_rates() {
         assert!(reached > 0.0, "{topic}: {report}");
         let latency = &report["latency_ms"];
         assert!(latency["p50"].as_f64().unwrap() > 0.0, "{topic}: {latency}");
+        let paced = &report["fsync_4k_paced"];
+        if topic == "slow" {
+            assert_eq!(paced["interval_ms"].as_f64(), Some(2.5), "{paced}");
+            assert!(paced["writes"].as_u64().unwrap() > 0, "{paced}");
+            let fsync_p50 = paced["latency_ms"]["p50"].as_f64().unwrap();
+            let over = paced["ack_over_fsync_ms"]["p50"].as_f64().unwrap();
+            let ack_p50 = latency["p50"].as_f64().unwrap();
+            assert!(fsync_p50 > 0.0 && (fsync_p50 + over - ack_p50).abs() < 1e-9);
+        } else {
+            assert!(paced.is_null(), "{topic}: {paced}");
+        }
     }
     stop_broker(server);
 }

@@ -31,7 +31,7 @@ use super::cpu_ceiling::process_cpu_time;
 use super::fsync_baseline;
 use super::pacer::Pacer;
 use super::produce_flags::{check_batch_fits, check_flags, record_template};
-use super::produce_report::{Measured, report};
+use super::produce_report::{Measured, PacedFsync, report};
 use super::report::{Percentiles, latency_histogram, progress, progress_done, record_latency};
 use super::{OutputFormat, PROGRESS_INTERVAL};
 use crate::produce::AckArg;
@@ -130,6 +130,10 @@ pub async fn run(target: &crate::target::Target, args: BenchProduceArgs) -> anyh
         Some(dir) => Some(fsync_baseline::small_write_latency_in(dir)?),
         None => None,
     };
+    let fsync_paced = match &args.baseline_dir {
+        Some(dir) => paced_fsync(dir, args.rate)?,
+        None => None,
+    };
     let broker_cpu = broker_cpu_before
         .and_then(|before| broker_cpu_after.map(|after| (after - before).max(0.0)));
     let measured = Measured {
@@ -144,6 +148,7 @@ pub async fn run(target: &crate::target::Target, args: BenchProduceArgs) -> anyh
         broker_metrics_url: metrics.as_ref().ok().map(MetricsEndpoint::url),
         baseline,
         fsync_after,
+        fsync_paced,
     };
     report(&args, &measured)?;
     if let Some(error) = outcome.first_error {
@@ -154,6 +159,26 @@ pub async fn run(target: &crate::target::Target, args: BenchProduceArgs) -> anyh
         );
     }
     Ok(())
+}
+
+/// The fastest rate (sends per second) at which the paced fsync reading is taken: above it
+/// sends are under a millisecond apart, the disk is never idle for long, and the back-to-back
+/// reading already says what it gives.
+const PACED_FSYNC_MAX_RATE: u64 = 1_000;
+
+/// The disk's own 4 KiB write+fdatasync latency with writes spaced as a paced run's sends
+/// (`rate` per second), or `None` when the run is not paced slowly enough for it to differ.
+fn paced_fsync(dir: &std::path::Path, rate: u64) -> anyhow::Result<Option<PacedFsync>> {
+    if rate == 0 || rate > PACED_FSYNC_MAX_RATE {
+        return Ok(None);
+    }
+    let interval = Duration::from_secs_f64(1.0 / rate as f64);
+    let (latency, writes) = fsync_baseline::paced_small_write_latency_in(dir, interval)?;
+    Ok(Some(PacedFsync {
+        latency,
+        writes,
+        interval,
+    }))
 }
 
 /// The produce requests' round trips as the producer measured them (to within 6.25%).

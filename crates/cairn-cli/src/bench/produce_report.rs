@@ -50,6 +50,29 @@ pub struct Measured {
     /// 4 KiB `write` + `fdatasync` latency measured again after the run, and how many writes
     /// it covers (with `--baseline-dir`).
     pub fsync_after: Option<(Percentiles, u64)>,
+    /// 4 KiB `write` + `fdatasync` latency with the writes spaced as the run's sends were
+    /// (with `--baseline-dir` and a `--rate` of at most 1,000/s): what the disk gives one
+    /// write at this rate.
+    pub fsync_paced: Option<PacedFsync>,
+}
+
+/// The disk's own latency at a paced run's rate (see
+/// `fsync_baseline::paced_small_write_latency_in`).
+#[derive(Clone, Copy, Debug)]
+pub struct PacedFsync {
+    /// Its percentiles.
+    pub latency: Percentiles,
+    /// How many writes they cover.
+    pub writes: u64,
+    /// The time between two writes' starts: the run's time between sends.
+    pub interval: Duration,
+}
+
+impl PacedFsync {
+    /// The ack latency's p50 and p99 over the paced fsync's, in milliseconds.
+    fn ack_over(&self, ack: &Percentiles) -> (f64, f64) {
+        (ack.p50 - self.latency.p50, ack.p99 - self.latency.p99)
+    }
 }
 
 /// Prints the report of a run on stdout.
@@ -148,6 +171,15 @@ fn to_json(args: &BenchProduceArgs, m: &Measured) -> Value {
             "ratio_to_log_append": to_log,
             "ratio_to_raw_fsync": to_raw,
             "ack_target_ms": { "p50": p50_target, "p99": p99_target },
+        });
+    }
+    if let Some(paced) = &m.fsync_paced {
+        let (p50_over, p99_over) = paced.ack_over(&m.latency);
+        object["fsync_4k_paced"] = json!({
+            "interval_ms": paced.interval.as_secs_f64() * 1e3,
+            "writes": paced.writes,
+            "latency_ms": paced.latency.to_json(),
+            "ack_over_fsync_ms": { "p50": p50_over, "p99": p99_over },
         });
     }
     object
@@ -256,5 +288,21 @@ fn text_baseline(
     };
     outln!(
         "ack targets (from the faster fsync reading): p50 <= fsync p50 + {ACK_P50_OVER_FSYNC_MS} ms = {p50_target:.2} ms, p99 <= fsync p99 + {ACK_P99_OVER_FSYNC_MS} ms = {p99_target:.2} ms; {verdict}"
-    )
+    )?;
+    if let Some(paced) = &m.fsync_paced {
+        let (p50_over, p99_over) = paced.ack_over(&m.latency);
+        let mark = |over: f64, allowed: f64| if over <= allowed { "within" } else { "above" };
+        outln!(
+            "4 KiB write+fdatasync paced as the run's sends (one every {:.2} ms, {} writes): {}",
+            paced.interval.as_secs_f64() * 1e3,
+            paced.writes,
+            paced.latency.to_text()
+        )?;
+        outln!(
+            "over the disk's own latency at this rate (the paced reading): ack p50 + {p50_over:.2} ms ({} {ACK_P50_OVER_FSYNC_MS} ms), p99 + {p99_over:.2} ms ({} {ACK_P99_OVER_FSYNC_MS} ms)",
+            mark(p50_over, ACK_P50_OVER_FSYNC_MS),
+            mark(p99_over, ACK_P99_OVER_FSYNC_MS)
+        )?;
+    }
+    Ok(())
 }
