@@ -139,14 +139,15 @@ fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
 
 /// Reads from `stream` until the broker closes it (EOF or reset); panics if it stays open
 /// for [`PATIENCE`].
-fn read_until_closed(mut stream: TcpStream) {
+fn read_until_closed(mut stream: TcpStream) -> Vec<u8> {
     stream.set_read_timeout(Some(PATIENCE)).unwrap();
     let mut buf = [0u8; 4096];
+    let mut read = Vec::new();
     loop {
         match stream.read(&mut buf) {
-            Ok(0) => return,
-            Ok(_) => continue,
-            Err(err) if err.kind() == ErrorKind::ConnectionReset => return,
+            Ok(0) => return read,
+            Ok(n) => read.extend_from_slice(&buf[..n]),
+            Err(err) if err.kind() == ErrorKind::ConnectionReset => return read,
             Err(err) => panic!("the broker did not close the connection: {err}"),
         }
     }
@@ -331,14 +332,32 @@ fn per_ip_limit_refuses_the_excess_from_that_ip_only_and_counts_it() {
     wait_until("two connections are open", || {
         metric(broker.http, "cairn_connections_open") == 2
     });
-    read_until_closed(TcpStream::connect(broker.grpc).unwrap());
+    // Told why before it is closed: a GOAWAY whose text names the limit.
+    let told = read_until_closed(TcpStream::connect(broker.grpc).unwrap());
+    let told = String::from_utf8_lossy(&told);
+    assert!(
+        told.contains("already has 2 connections open (--max-connections-per-ip)"),
+        "{told:?}"
+    );
     assert_eq!(refused_total(broker.http, "max_connections_per_ip"), 1);
     assert_eq!(refused_total(broker.http, "max_connections"), 0);
+    // A client refused so fails at once and says which limit, not "broken pipe" retries
+    // until its deadline.
+    let refused = cli_with_input(
+        &broker.grpc.to_string(),
+        &["--timeout", "30s", "produce", "orders"],
+        b"x\n",
+    );
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("(--max-connections-per-ip)"), "{stderr}");
+    assert!(!stderr.contains("gRPC address"), "{stderr}");
+    assert_eq!(refused_total(broker.http, "max_connections_per_ip"), 2);
     let other_ip = connect_from("127.0.0.2", broker.grpc);
     wait_until("the other IP's connection is open", || {
         metric(broker.http, "cairn_connections_open") == 3
     });
-    assert_eq!(refused_total(broker.http, "max_connections_per_ip"), 1);
+    assert_eq!(refused_total(broker.http, "max_connections_per_ip"), 2);
     drop((kept, other_ip));
 }
 

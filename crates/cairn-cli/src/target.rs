@@ -134,7 +134,9 @@ impl Target {
         let not_grpc = err.chain().any(|cause| {
             let text = cause.to_string();
             NOT_GRPC_SIGNS.iter().any(|sign| text.contains(sign))
-        });
+        }) && !err
+            .chain()
+            .any(|cause| cause.to_string().contains(REFUSED_BY_A_LIMIT));
         if timed_out {
             err.context(format!(
                 "no answer from {} within {} (set with --timeout)",
@@ -152,6 +154,11 @@ impl Target {
         }
     }
 }
+
+/// The part of a broker's refusal of a connection over one of its limits that its GOAWAY
+/// carries (`cairn-server`'s `connections::refusal`): a broker that did answer, so not a
+/// wrong port.
+const REFUSED_BY_A_LIMIT: &str = "(--max-connections";
 
 /// Words in an error that mean the far end answered HTTP, but not gRPC (see
 /// [`Target::explain`]).

@@ -279,10 +279,28 @@ impl From<tonic::Status> for ClientError {
         ClientError::Broker {
             code,
             status: status.code(),
-            message: status.message().to_string(),
+            message: with_causes(&status),
             leader,
         }
     }
+}
+
+/// `status`'s message followed by each cause under it that adds something: tonic's own words
+/// for a transport failure ("h2 protocol error: http2 error") name nothing, while the causes
+/// carry what happened, such as the broker's GOAWAY text saying which connection limit refused
+/// the client.
+fn with_causes(status: &tonic::Status) -> String {
+    let mut message = status.message().to_string();
+    let mut source = std::error::Error::source(status);
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    message
 }
 
 /// True when `status` is the client channel's request deadline running out.

@@ -1,6 +1,6 @@
 //! The gRPC port's accept step: take the next connection (pausing after failed accepts), ask
 //! the registry whether it may stay, and either wrap it in a [`TrackedStream`] or close it at
-//! once, counted and (at most every few seconds) logged at WARN.
+//! once, counted, told why (`refusal`) and (at most every few seconds) logged at WARN.
 
 use std::sync::Arc;
 
@@ -8,6 +8,7 @@ use tokio::net::TcpListener;
 
 use super::accept_backoff::{AcceptBackoff, WarnThrottle};
 use super::connection_metrics::{ConnectionMetrics, Listener};
+use super::refusal;
 use super::registry::{Admission, Registry};
 use super::{EffectiveLimits, TrackedStream};
 use crate::tls::TlsState;
@@ -59,6 +60,9 @@ impl Acceptor {
                             refused_count,
                             "refusing gRPC connections: connection limit reached"
                         );
+                    }
+                    if self.tls.is_none() {
+                        refusal::tell(&stream, reason, self.limits);
                     }
                     drop(stream);
                     continue;

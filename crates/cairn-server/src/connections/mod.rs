@@ -26,6 +26,7 @@ mod acceptor;
 mod connection_metrics;
 mod in_flight;
 mod preface;
+mod refusal;
 mod registry;
 mod server_io;
 mod tracked_stream;
