@@ -147,17 +147,7 @@ fn endpoint(origin: Uri, timeouts: &Timeouts) -> Endpoint {
 /// An error and its causes on one line: tonic's own message ("transport error") says nothing
 /// of what went wrong, its sources do ("Connection refused").
 fn causes(err: &tonic::transport::Error) -> String {
-    let mut line = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !line.contains(&text) {
-            line.push_str(": ");
-            line.push_str(&text);
-        }
-        source = cause.source();
-    }
-    line
+    crate::error::line_with_causes(err.to_string(), err.source())
 }
 
 /// The port a broker address written without a scheme or port (`localhost`) means: the one

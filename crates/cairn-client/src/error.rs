@@ -290,17 +290,27 @@ impl From<tonic::Status> for ClientError {
 /// carry what happened, such as the broker's GOAWAY text saying which connection limit refused
 /// the client.
 fn with_causes(status: &tonic::Status) -> String {
-    let mut message = status.message().to_string();
-    let mut source = std::error::Error::source(status);
+    line_with_causes(
+        status.message().to_string(),
+        std::error::Error::source(status),
+    )
+}
+
+/// `head` followed by each error of the chain from `source` down whose text `head` does not
+/// already hold, on one line.
+pub(crate) fn line_with_causes(
+    mut head: String,
+    mut source: Option<&(dyn std::error::Error + 'static)>,
+) -> String {
     while let Some(cause) = source {
         let text = cause.to_string();
-        if !message.contains(&text) {
-            message.push_str(": ");
-            message.push_str(&text);
+        if !head.contains(&text) {
+            head.push_str(": ");
+            head.push_str(&text);
         }
         source = cause.source();
     }
-    message
+    head
 }
 
 /// True when `status` is the client channel's request deadline running out.
