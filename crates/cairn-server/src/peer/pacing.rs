@@ -21,7 +21,14 @@ pub(super) struct Pacer {
     /// Group id to the highest `leader_commit` index sent on this link. One small entry per
     /// group that ever sent here, as many as the node's groups.
     commits_told: HashMap<u64, u64>,
+    /// Group id to when an AppendEntries of it carrying entries last left on this link.
+    entries_sent_at: HashMap<u64, Instant>,
 }
+
+/// How long after a group's entries left its empty AppendEntries still leave at once (see
+/// [`Pacer::paced`]): far above a busy group's gaps between requests, far below the
+/// heartbeat interval of an idle one.
+const ACTIVE_GROUP_WINDOW: std::time::Duration = std::time::Duration::from_millis(100);
 
 impl Pacer {
     /// Waits out the rest of [`PeerLimits::frame_interval_min`] since the last frame, so that
@@ -53,8 +60,14 @@ impl Pacer {
             if RpcKind::from_code(call.kind) != Some(RpcKind::AppendEntries) {
                 continue;
             }
-            let told = cairn_raft::wire::append_summary(&call.payload)
-                .and_then(|summary| summary.leader_commit);
+            let summary = cairn_raft::wire::append_summary(&call.payload);
+            if summary
+                .as_ref()
+                .is_some_and(|summary| summary.carries_entries)
+            {
+                self.entries_sent_at.insert(call.group, Instant::now());
+            }
+            let told = summary.and_then(|summary| summary.leader_commit);
             if let Some(index) = told {
                 let known = self.commits_told.entry(call.group).or_insert(index);
                 *known = (*known).max(index);
@@ -77,13 +90,24 @@ impl Pacer {
     /// p50 1.95 -> 1.15 ms without pacing). A call queued behind a paced head still waits out
     /// the rest of the interval with it; heartbeats are a few per second per group, so that is
     /// rare.
+    ///
+    /// Nor does any empty AppendEntries of a group whose entries left in the last
+    /// [`ACTIVE_GROUP_WINDOW`]: the leader bounds the commit it tells followers by its own
+    /// durable end (`cairn_raft`'s `CommitBound`), so while its fdatasync runs a commit update
+    /// goes out lowered to one already told and reads as a heartbeat; paced, it held that
+    /// follower's next entries back for up to the interval, a millisecond or two of a busy
+    /// group's tail. Only idle groups' heartbeats share frames.
     fn paced(&self, call: &Call) -> bool {
         match RpcKind::from_code(call.kind) {
             Some(RpcKind::Ping) => true,
             Some(RpcKind::AppendEntries) => match cairn_raft::wire::append_summary(&call.payload) {
                 Some(summary) if !summary.carries_entries => {
                     let told = self.commits_told.get(&call.group).copied();
-                    summary.leader_commit <= told
+                    let active = self
+                        .entries_sent_at
+                        .get(&call.group)
+                        .is_some_and(|at| at.elapsed() < ACTIVE_GROUP_WINDOW);
+                    summary.leader_commit <= told && !active
                 }
                 _ => false,
             },
@@ -136,6 +160,15 @@ mod tests {
         // Other groups keep their own record; a group with nothing committed only heartbeats.
         assert!(!pacer.paced(&append(8, Some(1), 0)));
         assert!(pacer.paced(&append(9, None, 0)));
+        // Entries of group 9 just left: its empty AppendEntries, even one telling an old
+        // commit, leave at once while it is busy.
+        pacer.sending(&[append(9, Some(1), 1)]);
+        assert!(!pacer.paced(&append(9, Some(1), 0)));
+        assert!(!pacer.paced(&append(9, None, 0)));
+        pacer
+            .entries_sent_at
+            .insert(9, Instant::now() - ACTIVE_GROUP_WINDOW * 2);
+        assert!(pacer.paced(&append(9, Some(1), 0)), "idle again: paced");
         let ping = Call {
             call_id: 2,
             group: 0,
