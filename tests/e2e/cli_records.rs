@@ -395,3 +395,55 @@ fn start_positions_relative_timed_and_out_of_range() {
 
     stop_broker(server);
 }
+
+/// `message.timestamp.type=LogAppendTime`: the broker stamps each batch with its own clock, so
+/// a record reads the time it was appended whatever the producer set; a CreateTime topic keeps
+/// the producer's timestamp.
+#[test]
+fn log_append_time_topics_carry_the_brokers_time() {
+    let data = tempfile::tempdir().unwrap();
+    let (server, broker) = start_broker(data.path());
+    ok(
+        &broker,
+        &[
+            "topic",
+            "create",
+            "stamped",
+            "--config",
+            "message.timestamp.type=LogAppendTime",
+        ],
+        b"",
+    );
+    ok(&broker, &["topic", "create", "as-sent"], b"");
+    let now_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+    };
+    let before = now_ms();
+    for topic in ["stamped", "as-sent"] {
+        ok(
+            &broker,
+            &["produce", topic, "--format", "json"],
+            b"{\"key\":\"k\",\"value\":\"v1\",\"timestamp\":1000}\n{\"value\":\"v2\",\"timestamp\":2000}\n",
+        );
+    }
+    let after = now_ms();
+    let stamped = json_lines(&consume_all(&broker, "stamped", &["--format", "json"]));
+    assert_eq!(stamped.len(), 2);
+    for record in &stamped {
+        let at = record["timestamp"].as_i64().unwrap();
+        assert!(
+            before <= at && at <= after,
+            "{record}: not within {before}..={after}"
+        );
+    }
+    let as_sent = json_lines(&consume_all(&broker, "as-sent", &["--format", "json"]));
+    let times: Vec<i64> = as_sent
+        .iter()
+        .map(|r| r["timestamp"].as_i64().unwrap())
+        .collect();
+    assert_eq!(times, [1000, 2000]);
+    stop_broker(server);
+}

@@ -12,6 +12,7 @@ use cairn_log::LogError;
 
 use crate::broker::{Broker, Topic};
 use crate::error::BrokerError;
+use crate::topic_config::TimestampType;
 use cairn_codec::batch::MAX_DECOMPRESSED_BATCH_BYTES;
 use cairn_codec::partition_for_key;
 
@@ -116,12 +117,17 @@ impl Broker {
         self.check_open()?;
         crate::broker::refuse_internal(&request.topic)?;
         let topic = self.topic(&request.topic)?;
-        let compacted = topic
-            .config
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .cleanup_policy
-            .compacts();
+        let (compacted, timestamp_type) = {
+            let config = topic.config.read().unwrap_or_else(|e| e.into_inner());
+            (
+                config.cleanup_policy.compacts(),
+                config.message_timestamp_type,
+            )
+        };
+        // Kafka's LogAppendTime: the broker's clock, read once per request, stamps every batch
+        // it appends (the leader stamps, so every replica stores the same bytes).
+        let append_time =
+            (timestamp_type == TimestampType::LogAppendTime).then(|| self.clock.now_ms());
         match request.payload {
             ProducePayload::Batch(bytes) => {
                 let index = request.partition.ok_or_else(|| {
@@ -144,7 +150,8 @@ impl Broker {
                     });
                 }
                 let partition = topic.partition(index)?.index();
-                let produced = append_one(&topic, partition, batch, request.acks).await?;
+                let produced =
+                    append_one(&topic, partition, batch, request.acks, append_time).await?;
                 Ok(ProduceResult {
                     partitions: vec![produced],
                     placements: Vec::new(),
@@ -172,6 +179,7 @@ impl Broker {
                 let encoding = Encoding {
                     compression,
                     producer: request.producer.unwrap_or(ProducerFields::NONE),
+                    append_time,
                 };
                 self.produce_records(&topic, request.partition, request.acks, &records, encoding)
                     .await
@@ -224,8 +232,9 @@ impl Broker {
                 .map(|(r, _)| r);
             let batch = encode(mine, encoding, now_ms)?;
             let topic = Arc::clone(topic);
+            let append_time = encoding.append_time;
             appends.push(tokio::spawn(async move {
-                append_one(&topic, partition, batch, acks).await
+                append_one(&topic, partition, batch, acks, append_time).await
             }));
         }
         let mut produced = Vec::with_capacity(appends.len());
@@ -269,9 +278,10 @@ pub(crate) async fn append_internal(
     let encoding = Encoding {
         compression: Compression::None,
         producer: ProducerFields::NONE,
+        append_time: None,
     };
     let batch = encode(records.iter(), encoding, now_ms)?;
-    let produced = append_one(topic, partition, batch, AckLevel::All).await?;
+    let produced = append_one(topic, partition, batch, AckLevel::All, None).await?;
     if let Some(err) = produced.error {
         return Err(err);
     }
@@ -344,6 +354,8 @@ fn route(
 struct Encoding {
     compression: Compression,
     producer: ProducerFields,
+    /// The broker's append time, when the topic's timestamps are LogAppendTime.
+    append_time: Option<i64>,
 }
 
 fn encode<'a>(
@@ -376,12 +388,19 @@ fn encode<'a>(
     Ok(Batch::validate(bytes).map_err(LogError::from)?)
 }
 
+/// Appends `batch` to `partition` of `topic`, stamped with `append_time` first when the topic's
+/// timestamps are LogAppendTime.
 async fn append_one(
     topic: &Topic,
     partition: u32,
     batch: Batch,
     acks: AckLevel,
+    append_time: Option<i64>,
 ) -> Result<PartitionProduced, BrokerError> {
+    let batch = match append_time {
+        Some(now_ms) => batch.with_log_append_time(now_ms),
+        None => batch,
+    };
     let part = topic.partition(i64::from(partition))?;
     let mut produced = PartitionProduced {
         partition,

@@ -254,6 +254,32 @@ impl Batch {
         Ok(())
     }
 
+    /// This batch stamped with the broker's append time, as Kafka's broker stamps a batch for a
+    /// topic with `message.timestamp.type=LogAppendTime`: the timestamp-type attribute set and
+    /// `maxTimestamp` replaced by `append_time_ms`, so that every record reads that time (see
+    /// [`Batch::record_timestamp`]); the records themselves are untouched. Both fields are under
+    /// the CRC, so the batch is copied and its CRC computed again.
+    #[must_use]
+    pub fn with_log_append_time(&self, append_time_ms: i64) -> Batch {
+        let mut bytes = self.bytes.to_vec();
+        let attributes = self.header.attributes.with_log_append_time();
+        bytes[field::ATTRIBUTES..field::LAST_OFFSET_DELTA]
+            .copy_from_slice(&attributes.0.to_be_bytes());
+        bytes[field::MAX_TIMESTAMP..field::PRODUCER_ID]
+            .copy_from_slice(&append_time_ms.to_be_bytes());
+        let crc = crc32c::crc32c(&bytes[field::ATTRIBUTES..]);
+        bytes[field::CRC..field::ATTRIBUTES].copy_from_slice(&crc.to_be_bytes());
+        Batch {
+            bytes: Bytes::from(bytes),
+            header: BatchHeader {
+                attributes,
+                max_timestamp: append_time_ms,
+                crc,
+                ..self.header
+            },
+        }
+    }
+
     /// The first 16 bytes of this batch as the log stores it: `baseOffset` and
     /// `partitionLeaderEpoch` replaced, `batchLength` kept. These fields are outside the CRC.
     pub fn assigned_prefix(&self, base_offset: Offset, epoch: LeaderEpoch) -> [u8; 16] {

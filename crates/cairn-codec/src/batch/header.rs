@@ -95,6 +95,12 @@ impl Attributes {
         Attributes((self.0 & !Self::COMPRESSION_MASK) | i16::from(codec.code()))
     }
 
+    /// These attributes with the timestamp type set to LogAppendTime.
+    #[must_use]
+    pub fn with_log_append_time(self) -> Attributes {
+        Attributes(self.0 | Self::TIMESTAMP_TYPE_LOG_APPEND)
+    }
+
     /// These attributes with the control bit set.
     pub fn with_control(self) -> Attributes {
         Attributes(self.0 | Self::CONTROL)

@@ -325,3 +325,39 @@ fn rewriting_producer_fields_keeps_the_batch_valid_and_changes_only_them() {
         "a short buffer is left untouched"
     );
 }
+
+/// Stamping a batch with the broker's append time sets the timestamp type and `maxTimestamp`,
+/// keeps the CRC valid, and makes every record read the append time.
+#[test]
+fn a_batch_stamped_with_log_append_time_reads_that_time_everywhere() {
+    let mut builder = BatchBuilder::new(Compression::None);
+    for (i, ts) in [1_000_i64, 2_000].into_iter().enumerate() {
+        let value = [b'v', i as u8];
+        builder
+            .push(&RecordInput {
+                key: None,
+                value: Some(&value),
+                headers: &[],
+                timestamp_ms: ts,
+            })
+            .unwrap();
+    }
+    let batch = Batch::validate(builder.build().unwrap()).unwrap();
+    assert!(!batch.header().attributes.is_log_append_time());
+    let stamped = batch.with_log_append_time(1_796_000_000_000);
+    let reread = Batch::validate(stamped.bytes().clone()).expect("the CRC is valid");
+    assert_eq!(reread, stamped);
+    assert!(reread.header().attributes.is_log_append_time());
+    assert_eq!(reread.header().max_timestamp, 1_796_000_000_000);
+    assert_eq!(
+        reread.header().base_timestamp,
+        batch.header().base_timestamp,
+        "the records' own times are kept"
+    );
+    let records = reread.records(1 << 20).unwrap();
+    let times: Vec<i64> = records
+        .iter()
+        .map(|record| reread.record_timestamp(&record.unwrap()))
+        .collect();
+    assert_eq!(times, [1_796_000_000_000, 1_796_000_000_000]);
+}
