@@ -231,3 +231,54 @@ fn a_consumer_that_has_read_rides_through_a_broker_restart() {
     }
     stop_broker(server);
 }
+
+/// A bootstrap list moves past an address that takes connections but is not a broker: one
+/// that answers HTTP/1.1 (the broker's own metrics port, say) and one that never answers. Each
+/// is probed within `--connect-timeout`, and the command runs on the broker after them.
+#[test]
+fn a_bootstrap_list_moves_past_addresses_that_are_not_brokers() {
+    let data = tempfile::tempdir().unwrap();
+    let (server, broker) = start_broker(data.path());
+    cli_ok(&broker, &["topic", "create", "orders"]);
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let http = TcpListener::bind("127.0.0.1:0").unwrap();
+    let http_address = http.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for stream in http.incoming() {
+            use std::io::{Read, Write};
+            let Ok(mut stream) = stream else { continue };
+            let mut request = [0u8; 1024];
+            let _ = stream.read(&mut request);
+            let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n");
+        }
+    });
+    let list = format!("{http_address},{},{broker}", silent.local_addr().unwrap());
+    for _ in 0..3 {
+        let out = cli_with_input(
+            &list,
+            &[
+                "--connect-timeout",
+                "1s",
+                "--timeout",
+                "10s",
+                "produce",
+                "orders",
+            ],
+            b"x\n",
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        assert!(stderr.contains("produced 1 records to orders"), "{stderr}");
+    }
+    // With only the HTTP address, the error says it may not be a broker's gRPC port (how
+    // sure it can be depends on whether the client read the server's 400 before its close).
+    let out = cli_with_input(&http_address, &["produce", "orders"], b"x\n");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("did not answer as a Cairn broker") || stderr.contains("not a gRPC port"),
+        "{stderr}"
+    );
+    stop_broker(server);
+    drop(silent);
+}

@@ -350,14 +350,21 @@ fn per_ip_limit_refuses_the_excess_from_that_ip_only_and_counts_it() {
     );
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert_eq!(refused.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("(--max-connections-per-ip)"), "{stderr}");
+    // The GOAWAY's text when the client read it before the close, else the probe's guess;
+    // both name the limit.
+    assert!(stderr.contains("--max-connections-per-ip"), "{stderr}");
     assert!(!stderr.contains("gRPC address"), "{stderr}");
-    assert_eq!(refused_total(broker.http, "max_connections_per_ip"), 2);
+    // Its channel may dial again once before it gives up.
+    let refused = refused_total(broker.http, "max_connections_per_ip");
+    assert!((2..=3).contains(&refused), "{refused}");
     let other_ip = connect_from("127.0.0.2", broker.grpc);
     wait_until("the other IP's connection is open", || {
         metric(broker.http, "cairn_connections_open") == 3
     });
-    assert_eq!(refused_total(broker.http, "max_connections_per_ip"), 2);
+    assert_eq!(
+        refused_total(broker.http, "max_connections_per_ip"),
+        refused
+    );
     drop((kept, other_ip));
 }
 

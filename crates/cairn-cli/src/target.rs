@@ -163,6 +163,8 @@ const REFUSED_BY_A_LIMIT: &str = "(--max-connections";
 /// Words in an error that mean the far end answered HTTP, but not gRPC (see
 /// [`Target::explain`]).
 const NOT_GRPC_SIGNS: &[&str] = &[
+    // The client's own probe of a bootstrap address (`cairn_client`'s `connect_first`).
+    "did not answer gRPC",
     "h2 protocol error",
     "grpc-status header missing",
     "invalid HTTP version",

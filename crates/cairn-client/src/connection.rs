@@ -102,21 +102,95 @@ pub(crate) async fn connect_first(
         )));
     }
     let mut attempts = Vec::with_capacity(addresses.len());
-    for (address, origin) in addresses {
+    for (i, (address, origin)) in addresses.iter().enumerate() {
+        let last = i + 1 == addresses.len();
         let endpoint = endpoint(origin.clone(), timeouts);
         let connected = match &timeouts.tls {
             Some(tls) => endpoint.connect_with_connector(tls.connector()).await,
             None => endpoint.connect().await,
         };
-        match connected {
-            Ok(channel) => return Ok((address.clone(), channel)),
-            Err(err) => attempts.push(ConnectAttempt {
-                address: address.clone(),
-                reason: causes(&err),
-            }),
-        }
+        let reason = match connected {
+            Ok(channel) => match answers_grpc(&channel, timeouts.connect).await {
+                Probe::Answered => return Ok((address.clone(), channel)),
+                // The last hope: the call itself will wait for it within its own deadline,
+                // and say so in the words of a request that timed out.
+                Probe::Silent(_) if last => return Ok((address.clone(), channel)),
+                Probe::Silent(reason) | Probe::NotGrpc(reason) => reason,
+            },
+            Err(err) => causes(&err),
+        };
+        attempts.push(ConnectAttempt {
+            address: address.clone(),
+            reason,
+        });
     }
     Err(ClientError::Connect { attempts })
+}
+
+/// What a freshly connected server made of a gRPC health check.
+enum Probe {
+    /// It answered gRPC (whatever it answered).
+    Answered,
+    /// No answer in time: a process that accepts and never answers, or one frozen.
+    Silent(String),
+    /// An answer that is not gRPC: the broker's metrics port (HTTP/1.1), another server.
+    NotGrpc(String),
+}
+
+/// Whether the server behind a freshly connected `channel` answers gRPC, asked with a health
+/// check (which needs no credentials) within `timeout`. A connection only proves that something
+/// listens: the broker's metrics port, another server, or a process that accepts and never
+/// answers all take one, and without this the first call failed or hung there instead of the
+/// list moving on to the next address. Any gRPC answer counts, a refusal included, except
+/// `UNAVAILABLE` (a broker shutting down, or a transport failure).
+async fn answers_grpc(channel: &Channel, timeout: Duration) -> Probe {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_client::HealthClient;
+    let mut client = HealthClient::new(channel.clone());
+    let check = client.check(HealthCheckRequest {
+        service: String::new(),
+    });
+    let silent = || Probe::Silent(format!("connected, but no gRPC answer within {timeout:?}"));
+    match tokio::time::timeout(timeout, check).await {
+        Err(_) => silent(),
+        Ok(Ok(_)) => Probe::Answered,
+        Ok(Err(status)) if is_grpc_answer(&status) => Probe::Answered,
+        // The channel's own request deadline (`Timeouts::request`) ran out first.
+        Ok(Err(status)) if crate::error::is_request_timeout(&status) => silent(),
+        Ok(Err(status)) => {
+            let why = crate::error::line_with_causes(
+                status.message().to_string(),
+                std::error::Error::source(&status),
+            );
+            if why.contains("--max-connections") {
+                // A broker's refusal over a limit, its GOAWAY read in time (`cairn-server`'s
+                // `connections::refusal`).
+                Probe::NotGrpc(format!("connected, but {why}"))
+            } else if CLOSED_SIGNS.iter().any(|sign| why.contains(sign)) {
+                Probe::NotGrpc(format!(
+                    "connected, but the server closed the connection without a gRPC answer \
+                     (not a gRPC port, or a broker refusing connections past its \
+                     --max-connections or --max-connections-per-ip): {why}"
+                ))
+            } else {
+                Probe::NotGrpc(format!("connected, but it did not answer gRPC: {why}"))
+            }
+        }
+    }
+}
+
+/// Words of a transport failure that mean the far end closed the connection rather than
+/// answering something that is not gRPC.
+const CLOSED_SIGNS: &[&str] = &["connection closed", "broken pipe", "connection reset"];
+
+/// True when `status` came from a gRPC server that answered (whatever it answered), not from
+/// the transport failing to get an answer.
+fn is_grpc_answer(status: &tonic::Status) -> bool {
+    std::error::Error::source(status).is_none()
+        && !matches!(
+            status.code(),
+            tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Internal
+        )
 }
 
 /// A channel to one broker, connected on first use, TLS when `timeouts.tls` says so.

@@ -314,7 +314,7 @@ pub(crate) fn line_with_causes(
 }
 
 /// True when `status` is the client channel's request deadline running out.
-fn is_request_timeout(status: &tonic::Status) -> bool {
+pub(crate) fn is_request_timeout(status: &tonic::Status) -> bool {
     let mut source = std::error::Error::source(status);
     while let Some(err) = source {
         if err.is::<tonic::TimeoutExpired>() {

@@ -62,9 +62,8 @@ impl Acceptor {
                         );
                     }
                     if self.tls.is_none() {
-                        refusal::tell(&stream, reason, self.limits);
+                        refusal::tell(stream, reason, self.limits);
                     }
-                    drop(stream);
                     continue;
                 }
             };

@@ -5,6 +5,10 @@
 //! error, so the operator reads the limit's name instead. On a TLS port nothing is written
 //! (the client expects a TLS handshake first), and the connection is only closed.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::EffectiveLimits;
@@ -18,12 +22,47 @@ const ENHANCE_YOUR_CALM: u32 = 0xb;
 const SETTINGS: u8 = 0x4;
 const GOAWAY: u8 = 0x7;
 
-/// Writes the preface and a GOAWAY naming `reason` to `stream`, if the socket takes it without
-/// waiting; a refused connection never holds up the accept loop.
-pub(crate) fn tell(stream: &TcpStream, reason: RefusedReason, limits: EffectiveLimits) {
+/// Refused connections being read to their end at once, at most [`MAX_LINGERING`].
+static LINGERING: AtomicUsize = AtomicUsize::new(0);
+
+/// The most refused connections read to their end at once; past it they are closed at once.
+const MAX_LINGERING: usize = 64;
+
+/// How long a refused connection is read before it is closed anyway.
+const LINGER: Duration = Duration::from_millis(500);
+
+/// Writes the preface and a GOAWAY naming `reason` to `stream` (if the socket takes it without
+/// waiting: a refused connection never holds up the accept loop), then closes it.
+///
+/// Closing a socket with the client's unread preface in it makes the kernel answer with a
+/// reset, and a reset makes the client's kernel drop what it has not read yet: the GOAWAY. So
+/// the connection is shut for writing and read to its end (the client closes on the GOAWAY),
+/// for at most [`LINGER`], by at most [`MAX_LINGERING`] connections at once; in a flood past
+/// that the rest are closed at once, as before.
+pub(crate) fn tell(stream: TcpStream, reason: RefusedReason, limits: EffectiveLimits) {
     let frames = frames(&message(reason, limits));
     // A new socket's send buffer is empty: the bytes fit, or the peer is already gone.
-    let _ = stream.try_write(&frames);
+    if stream.try_write(&frames).is_err() {
+        return;
+    }
+    if LINGERING.fetch_add(1, Ordering::Relaxed) >= MAX_LINGERING {
+        LINGERING.fetch_sub(1, Ordering::Relaxed);
+        return;
+    }
+    tokio::spawn(async move {
+        let mut stream = stream;
+        let _ = stream.shutdown().await;
+        let mut sink = [0_u8; 1024];
+        let _ = tokio::time::timeout(LINGER, async {
+            while let Ok(read) = stream.read(&mut sink).await {
+                if read == 0 {
+                    break;
+                }
+            }
+        })
+        .await;
+        LINGERING.fetch_sub(1, Ordering::Relaxed);
+    });
 }
 
 /// The debug text of the GOAWAY for `reason`.
