@@ -109,17 +109,19 @@ fn clients_produce_consume_replay_and_check_health_over_tls() {
     );
     assert!(listed.contains("orders"), "{listed}");
 
-    // A plaintext client gets no answer from a TLS listener.
-    refused(
+    // A plaintext client gets no answer from a TLS listener, and is pointed at --tls-ca.
+    let err = refused(
         &run(&broker, &[], &["topic", "list"], b""),
         "plaintext topic list",
     );
+    assert!(err.contains("--tls-ca"), "{err}");
     // An https:// address without a CA is refused before dialling, saying what is missing.
     let err = refused(
         &run(&https, &[], &["topic", "list"], b""),
         "https without a CA",
     );
     assert!(err.contains("--tls-ca"), "{err}");
+    assert!(err.contains(&format!("\"{https}\"")), "{err}");
     // A CA that did not sign the broker's certificate is refused at the handshake.
     let other = TestCa::new(dir.path(), "other");
     let err = refused(

@@ -137,16 +137,41 @@ impl Target {
         }) && !err
             .chain()
             .any(|cause| cause.to_string().contains(REFUSED_BY_A_LIMIT));
+        let says = |sign: &str| err.chain().any(|cause| cause.to_string().contains(sign));
         if timed_out {
             err.context(format!(
                 "no answer from {} within {} (set with --timeout)",
                 self.brokers,
                 show_duration(self.request_timeout())
             ))
+        } else if self.tls.is_some() && says(TLS_TO_PLAINTEXT) {
+            err.context(format!(
+                "{} does not speak TLS: drop --tls-ca (and CAIRN_TLS_CA) to reach it in \
+                 plaintext, or give the broker's TLS address",
+                self.brokers
+            ))
+        } else if self.tls.is_some() && says(CLIENT_CERTIFICATE_REQUIRED) {
+            err.context(format!(
+                "{} requires a client certificate (mTLS): give --tls-cert and --tls-key",
+                self.brokers
+            ))
+        } else if self.tls.is_none() && says(CLOSED_WITHOUT_AN_ANSWER) {
+            err.context(format!(
+                "{} closed the connection without answering; if the broker serves TLS, give \
+                 its CA with --tls-ca",
+                self.brokers
+            ))
         } else if not_grpc {
+            // A TLS listener reads a plaintext client's HTTP/2 preface as a bad TLS record
+            // and closes, which looks the same as a port that is not gRPC.
+            let tls_hint = if self.tls.is_none() {
+                "; or, if the broker serves TLS, give its CA with --tls-ca"
+            } else {
+                ""
+            };
             err.context(format!(
                 "{} did not answer as a Cairn broker: is it the gRPC address? (`cairn serve` \
-                 takes gRPC on 7070 and serves /metrics over HTTP on 7071 by default)",
+                 takes gRPC on 7070 and serves /metrics over HTTP on 7071 by default){tls_hint}",
                 self.brokers
             ))
         } else {
@@ -154,6 +179,17 @@ impl Target {
         }
     }
 }
+
+/// The client's words for a server that took the connection and closed it without a gRPC
+/// answer (`cairn_client`'s bootstrap probe): a TLS port reached in plaintext among others.
+const CLOSED_WITHOUT_AN_ANSWER: &str = "closed the connection without a gRPC answer";
+
+/// What rustls says when a TLS client is answered in plaintext: the broker's HTTP/2 bytes read
+/// as a TLS record of no known type.
+const TLS_TO_PLAINTEXT: &str = "InvalidContentType";
+
+/// The alert a broker that requires client certificates sends a client that gave none.
+const CLIENT_CERTIFICATE_REQUIRED: &str = "CertificateRequired";
 
 /// The part of a broker's refusal of a connection over one of its limits that its GOAWAY
 /// carries (`cairn-server`'s `connections::refusal`): a broker that did answer, so not a
@@ -341,10 +377,51 @@ mod tests {
             message: "h2 protocol error: http2 error".to_string(),
             leader: None,
         };
-        let line = format!("{:#}", target.explain(http_only.into()));
+        let line = format!("{:#}", target.explain(http_only.clone().into()));
         assert!(
             line.starts_with("127.0.0.1:9 did not answer as a Cairn broker"),
             "{line}"
         );
+        assert!(line.contains("give its CA with --tls-ca"), "{line}");
+    }
+
+    /// A TLS client told the broker speaks plaintext, or wants a client certificate, is told
+    /// which flag to change, naming the broker.
+    #[test]
+    fn tls_mismatches_name_the_flag_to_change() {
+        let ca = tempfile::tempdir().unwrap();
+        let generated = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        let ca_file = ca.path().join("ca.pem");
+        std::fs::write(&ca_file, generated.cert.pem()).unwrap();
+        let target = Target {
+            brokers: "127.0.0.1:9".to_string(),
+            timeout: None,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            credentials: None,
+            tls: Some(ClientTls::from_pem_files(&ca_file, None, None).unwrap()),
+        };
+        let failed = |text: &str| {
+            anyhow::Error::from(ClientError::InvalidArgument("connect".to_string()))
+                .context(text.to_string())
+        };
+        let line = format!(
+            "{:#}",
+            target.explain(failed(
+                "received corrupt message of type InvalidContentType"
+            ))
+        );
+        assert!(line.starts_with("127.0.0.1:9 does not speak TLS"), "{line}");
+        let line = format!(
+            "{:#}",
+            target.explain(failed("received fatal alert: CertificateRequired"))
+        );
+        assert!(
+            line.starts_with("127.0.0.1:9 requires a client certificate"),
+            "{line}"
+        );
+        let line = format!("{:#}", target.explain(failed(CLOSED_WITHOUT_AN_ANSWER)));
+        assert!(!line.contains("--tls-ca"), "TLS is on already: {line}");
+        let line = format!("{:#}", target.explain(failed("h2 protocol error")));
+        assert!(!line.contains("--tls-ca"), "TLS is on already: {line}");
     }
 }

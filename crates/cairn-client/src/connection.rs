@@ -98,7 +98,7 @@ pub(crate) async fn connect_first(
             .find(|(_, origin)| origin.scheme_str() == Some("https"))
     {
         return Err(ClientError::InvalidArgument(format!(
-            "broker address {address:?} asks for TLS (https://) but no CA was given to verify it (--tls-ca)"
+            "broker address \"https://{address}\" asks for TLS but no CA was given to verify it (--tls-ca)"
         )));
     }
     let mut attempts = Vec::with_capacity(addresses.len());
@@ -169,8 +169,8 @@ async fn answers_grpc(channel: &Channel, timeout: Duration) -> Probe {
             } else if CLOSED_SIGNS.iter().any(|sign| why.contains(sign)) {
                 Probe::NotGrpc(format!(
                     "connected, but the server closed the connection without a gRPC answer \
-                     (not a gRPC port, or a broker refusing connections past its \
-                     --max-connections or --max-connections-per-ip): {why}"
+                     (not a gRPC port, a TLS port reached in plaintext, or a broker refusing \
+                     connections past its --max-connections or --max-connections-per-ip): {why}"
                 ))
             } else {
                 Probe::NotGrpc(format!("connected, but it did not answer gRPC: {why}"))
