@@ -70,7 +70,7 @@ pub fn sequential(path: &Path, write_bytes: usize) -> anyhow::Result<f64> {
 /// # Errors
 /// The file cannot be made, laid out, written or synced.
 pub fn small_write_latency(path: &Path) -> anyhow::Result<(Percentiles, u64)> {
-    small_writes_timed(path, SMALL_DURATION, SMALL_MAX_OPS)
+    small_writes(path, SMALL_DURATION, SMALL_MAX_OPS, None)
 }
 
 /// [`small_write_latency`] in a scratch directory of its own under `dir`, removed afterwards:
@@ -80,11 +80,7 @@ pub fn small_write_latency(path: &Path) -> anyhow::Result<(Percentiles, u64)> {
 /// # Errors
 /// As [`small_write_latency`], or the scratch directory cannot be made.
 pub fn small_write_latency_in(dir: &Path) -> anyhow::Result<(Percentiles, u64)> {
-    let scratch = tempfile::Builder::new()
-        .prefix("cairn-bench-fsync-")
-        .tempdir_in(dir)
-        .with_context(|| format!("creating a scratch directory in {}", dir.display()))?;
-    small_write_latency(&scratch.path().join("small"))
+    small_write_latency(&scratch_in(dir)?.path().join("small"))
 }
 
 /// Latency of 4 KiB `write` + `fdatasync` started `interval` apart (a paced run's schedule),
@@ -102,24 +98,30 @@ pub fn paced_small_write_latency_in(
     dir: &Path,
     interval: Duration,
 ) -> anyhow::Result<(Percentiles, u64)> {
-    let scratch = tempfile::Builder::new()
-        .prefix("cairn-bench-fsync-paced-")
-        .tempdir_in(dir)
-        .with_context(|| format!("creating a scratch directory in {}", dir.display()))?;
+    let scratch = scratch_in(dir)?;
     let path = scratch.path().join("small");
-    // Linux lets a sleeping thread oversleep by its timer slack, 50 µs by default; 1 ns asks
-    // for the wake-up on time, as the bench's own pacing does.
-    // SAFETY: PR_SET_TIMERSLACK takes a plain integer and changes only this thread.
-    unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1_u64) };
-    small_writes(&path, SMALL_DURATION, SMALL_MAX_OPS, Some(interval))
+    // On a thread of its own: the timer slack below is a thread's setting, which a caller's
+    // thread (a runtime worker) should not be left with.
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                // Linux lets a sleeping thread oversleep by its timer slack, 50 µs by default;
+                // 1 ns asks for the wake-up on time, as the bench's own pacing does.
+                // SAFETY: PR_SET_TIMERSLACK takes a plain integer and changes only this thread.
+                unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1_u64) };
+                small_writes(&path, SMALL_DURATION, SMALL_MAX_OPS, Some(interval))
+            })
+            .join()
+            .map_err(|_| anyhow::anyhow!("the paced fsync measurement panicked"))?
+    })
 }
 
-fn small_writes_timed(
-    path: &Path,
-    duration: Duration,
-    max_ops: u64,
-) -> anyhow::Result<(Percentiles, u64)> {
-    small_writes(path, duration, max_ops, None)
+/// A scratch directory under `dir` for one measurement, removed when dropped.
+fn scratch_in(dir: &Path) -> anyhow::Result<tempfile::TempDir> {
+    tempfile::Builder::new()
+        .prefix("cairn-bench-fsync-")
+        .tempdir_in(dir)
+        .with_context(|| format!("creating a scratch directory in {}", dir.display()))
 }
 
 /// `write` + `fdatasync` of 4 KiB at a time for `duration` or `max_ops` writes, back to back,
@@ -202,7 +204,7 @@ mod tests {
     fn the_latency_baseline_times_real_synced_writes_in_a_laid_out_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("small");
-        let (latency, ops) = small_writes_timed(&path, SMALL_DURATION, 50).unwrap();
+        let (latency, ops) = small_writes(&path, SMALL_DURATION, 50, None).unwrap();
         assert_eq!(ops, 50);
         assert!(0.0 < latency.p50 && latency.p50 <= latency.p99);
         assert_eq!(std::fs::metadata(&path).unwrap().len(), SMALL_FILE_BYTES);
