@@ -229,12 +229,6 @@ fn causes(err: &tonic::transport::Error) -> String {
 /// 80 or 443, as any URI does.)
 pub const DEFAULT_BROKER_PORT: u16 = 7070;
 
-/// The brokers of a comma-separated list, each as `host:port` and as the `http://` URI
-/// requests name. An entry may carry the `http://` or `https://` scheme already (`https://`
-/// needs [`Timeouts::tls`]); one with neither scheme nor port is on [`DEFAULT_BROKER_PORT`].
-///
-/// # Errors
-/// [`ClientError::InvalidArgument`] naming the first malformed entry.
 /// The one broker `address` names, as `broker_addresses` reads it: its `host:port` and URI.
 ///
 /// # Errors
@@ -249,6 +243,12 @@ pub(crate) fn one_broker_address(address: &str) -> Result<(String, Uri), ClientE
     }
 }
 
+/// The brokers of a comma-separated list, each as `host:port` and as the `http://` URI
+/// requests name. An entry may carry the `http://` or `https://` scheme already (`https://`
+/// needs [`Timeouts::tls`]); one with neither scheme nor port is on [`DEFAULT_BROKER_PORT`].
+///
+/// # Errors
+/// [`ClientError::InvalidArgument`] naming the first malformed entry.
 pub(crate) fn broker_addresses(brokers: &str) -> Result<Vec<(String, Uri)>, ClientError> {
     brokers
         .split(',')

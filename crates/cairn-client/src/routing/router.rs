@@ -89,6 +89,21 @@ fn with_credentials(channel: Channel, timeouts: &Timeouts) -> AuthChannel {
 
 /// Locks a mutex whose data stays valid even if a holder panicked (each update is one
 /// assignment or map operation).
+/// The transport of `transports` to the node at `address`, made with `make` on first use.
+fn per_node<T: Clone>(
+    transports: &Mutex<HashMap<Arc<str>, T>>,
+    address: &Arc<str>,
+    make: impl FnOnce() -> Result<T, ClientError>,
+) -> Result<T, ClientError> {
+    let mut transports = lock(transports);
+    if let Some(transport) = transports.get(address) {
+        return Ok(transport.clone());
+    }
+    let transport = make()?;
+    transports.insert(Arc::clone(address), transport.clone());
+    Ok(transport)
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
@@ -154,28 +169,20 @@ impl Router {
 
     /// The replay transport to `route`'s node, opened on first use.
     pub(crate) fn stream_channel(&self, route: &Route) -> Result<StreamChannel, ClientError> {
-        let mut streams = lock(&self.shared.streams);
-        if let Some(stream) = streams.get(&route.address) {
-            return Ok(stream.clone());
-        }
-        let stream = StreamChannel::lazy(
-            &route.address,
-            self.shared.timeouts.credentials.clone(),
-            self.shared.timeouts.tls.clone(),
-        )?;
-        streams.insert(Arc::clone(&route.address), stream.clone());
-        Ok(stream)
+        per_node(&self.shared.streams, &route.address, || {
+            StreamChannel::lazy(
+                &route.address,
+                self.shared.timeouts.credentials.clone(),
+                self.shared.timeouts.tls.clone(),
+            )
+        })
     }
 
     /// The producer's transport to `route`'s node, opened on first use.
     pub(crate) fn produce_channel(&self, route: &Route) -> Result<ProduceChannel, ClientError> {
-        let mut channels = lock(&self.shared.produce);
-        if let Some(channel) = channels.get(&route.address) {
-            return Ok(channel.clone());
-        }
-        let channel = ProduceChannel::lazy(&route.address, self.shared.timeouts.clone())?;
-        channels.insert(Arc::clone(&route.address), channel.clone());
-        Ok(channel)
+        per_node(&self.shared.produce, &route.address, || {
+            ProduceChannel::lazy(&route.address, self.shared.timeouts.clone())
+        })
     }
 
     /// How many partitions `topic` has: from the cache when read less than `max_age` ago,
