@@ -18,11 +18,18 @@ use super::link::Outgoing;
 #[derive(Debug, Default)]
 pub(super) struct Pacer {
     last_frame_at: Option<Instant>,
-    /// Group id to the highest `leader_commit` index sent on this link. One small entry per
-    /// group that ever sent here, as many as the node's groups.
-    commits_told: HashMap<u64, u64>,
-    /// Group id to when an AppendEntries of it carrying entries last left on this link.
-    entries_sent_at: HashMap<u64, Instant>,
+    /// What each group's AppendEntries told on this link. One small entry per group that ever
+    /// sent here, as many as the node's groups.
+    groups: HashMap<u64, GroupSent>,
+}
+
+/// What one group's AppendEntries have told the peer on a link.
+#[derive(Debug, Default)]
+struct GroupSent {
+    /// The highest `leader_commit` index sent.
+    commit_told: Option<u64>,
+    /// When an AppendEntries carrying entries last left.
+    entries_at: Option<Instant>,
 }
 
 /// How long after a group's entries left its empty AppendEntries still leave at once (see
@@ -60,17 +67,18 @@ impl Pacer {
             if RpcKind::from_code(call.kind) != Some(RpcKind::AppendEntries) {
                 continue;
             }
-            let summary = cairn_raft::wire::append_summary(&call.payload);
-            if summary
-                .as_ref()
-                .is_some_and(|summary| summary.carries_entries)
-            {
-                self.entries_sent_at.insert(call.group, Instant::now());
+            let Some(summary) = cairn_raft::wire::append_summary(&call.payload) else {
+                continue;
+            };
+            if !summary.carries_entries && summary.leader_commit.is_none() {
+                continue;
             }
-            let told = summary.and_then(|summary| summary.leader_commit);
-            if let Some(index) = told {
-                let known = self.commits_told.entry(call.group).or_insert(index);
-                *known = (*known).max(index);
+            let sent = self.groups.entry(call.group).or_default();
+            if summary.carries_entries {
+                sent.entries_at = Some(Instant::now());
+            }
+            if let Some(index) = summary.leader_commit {
+                sent.commit_told = sent.commit_told.max(Some(index));
             }
         }
     }
@@ -102,10 +110,10 @@ impl Pacer {
             Some(RpcKind::Ping) => true,
             Some(RpcKind::AppendEntries) => match cairn_raft::wire::append_summary(&call.payload) {
                 Some(summary) if !summary.carries_entries => {
-                    let told = self.commits_told.get(&call.group).copied();
-                    let active = self
-                        .entries_sent_at
-                        .get(&call.group)
+                    let sent = self.groups.get(&call.group);
+                    let told = sent.and_then(|sent| sent.commit_told);
+                    let active = sent
+                        .and_then(|sent| sent.entries_at)
                         .is_some_and(|at| at.elapsed() < ACTIVE_GROUP_WINDOW);
                     summary.leader_commit <= told && !active
                 }
@@ -165,9 +173,8 @@ mod tests {
         pacer.sending(&[append(9, Some(1), 1)]);
         assert!(!pacer.paced(&append(9, Some(1), 0)));
         assert!(!pacer.paced(&append(9, None, 0)));
-        pacer
-            .entries_sent_at
-            .insert(9, Instant::now() - ACTIVE_GROUP_WINDOW * 2);
+        pacer.groups.entry(9).or_default().entries_at =
+            Some(Instant::now() - ACTIVE_GROUP_WINDOW * 2);
         assert!(pacer.paced(&append(9, Some(1), 0)), "idle again: paced");
         let ping = Call {
             call_id: 2,
