@@ -13,6 +13,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
+use std::time::Instant;
 
 use super::Placement;
 use crate::error::ClientError;
@@ -21,8 +22,9 @@ use crate::error::ClientError;
 enum OutcomeState {
     /// No answer yet; the wakers of the records polled so far.
     Waiting(Vec<Waker>),
-    /// The broker's answer: the base offset (-1 when it gave none), or the error.
-    Done(Result<i64, ClientError>),
+    /// The broker's answer: the base offset (-1 when it gave none), or the error, and when
+    /// the producer had it.
+    Done(Result<i64, ClientError>, Instant),
 }
 
 /// The answer shared by one batch's records.
@@ -80,7 +82,8 @@ impl BatchCompleter {
             return;
         }
         self.done = true;
-        let previous = std::mem::replace(&mut *self.outcome.lock(), OutcomeState::Done(result));
+        let answered = OutcomeState::Done(result, Instant::now());
+        let previous = std::mem::replace(&mut *self.outcome.lock(), answered);
         // Wake outside the lock: a woken task on another thread polls at once.
         if let OutcomeState::Waiting(wakers) = previous {
             wakers.into_iter().for_each(Waker::wake);
@@ -102,8 +105,9 @@ enum Delivery {
         /// Where this future's waker sits in the batch's list, once it has been polled.
         waker_slot: Option<usize>,
     },
-    /// Answered before it joined a batch (it could not be encoded); `None` once taken.
-    Ready(Option<Result<Placement, ClientError>>),
+    /// Answered before it joined a batch (it could not be encoded), and when; `None` once
+    /// taken.
+    Ready(Option<Result<Placement, ClientError>>, Instant),
 }
 
 /// The result of one [`Producer::send`](super::Producer::send): resolves when the record is
@@ -114,7 +118,25 @@ pub struct DeliveryFuture(Delivery);
 impl DeliveryFuture {
     /// A future already answered with `result`.
     pub(crate) fn ready(result: Result<Placement, ClientError>) -> DeliveryFuture {
-        DeliveryFuture(Delivery::Ready(Some(result)))
+        DeliveryFuture(Delivery::Ready(Some(result), Instant::now()))
+    }
+
+    /// When the producer had this record's answer (the broker's acknowledgement, the final
+    /// failure, or the refusal of a record that never joined a batch), or `None` before that.
+    /// Once it is `Some`, the future is ready.
+    ///
+    /// This is the instant Kafka's producer calls a record's callback on its I/O thread, and
+    /// what a latency measurement should read: awaiting the future adds the wake-up of the
+    /// awaiting task, which depends on where the caller's runtime runs it, and a caller that
+    /// awaits records in batches would otherwise count its own batching as the broker's.
+    pub fn answered_at(&self) -> Option<Instant> {
+        match &self.0 {
+            Delivery::InBatch { outcome, .. } => match &*outcome.lock() {
+                OutcomeState::Done(_, at) => Some(*at),
+                OutcomeState::Waiting(_) => None,
+            },
+            Delivery::Ready(_, at) => Some(*at),
+        }
     }
 }
 
@@ -126,7 +148,7 @@ impl std::fmt::Debug for DeliveryFuture {
                 .field("partition", &outcome.partition)
                 .field("index_in_batch", index)
                 .finish(),
-            Delivery::Ready(result) => f
+            Delivery::Ready(result, _) => f
                 .debug_struct("DeliveryFuture")
                 .field("ready", result)
                 .finish(),
@@ -139,7 +161,7 @@ impl Future for DeliveryFuture {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match &mut self.get_mut().0 {
-            Delivery::Ready(result) => {
+            Delivery::Ready(result, _) => {
                 Poll::Ready(result.take().unwrap_or(Err(ClientError::Closed)))
             }
             Delivery::InBatch {
@@ -150,7 +172,7 @@ impl Future for DeliveryFuture {
                 let partition = outcome.partition;
                 let mut state = outcome.lock();
                 match &mut *state {
-                    OutcomeState::Done(Ok(base_offset)) => {
+                    OutcomeState::Done(Ok(base_offset), _) => {
                         let offset = if *base_offset < 0 {
                             -1
                         } else {
@@ -158,7 +180,7 @@ impl Future for DeliveryFuture {
                         };
                         Poll::Ready(Ok(Placement { partition, offset }))
                     }
-                    OutcomeState::Done(Err(error)) => Poll::Ready(Err(error.clone())),
+                    OutcomeState::Done(Err(error), _) => Poll::Ready(Err(error.clone())),
                     OutcomeState::Waiting(wakers) => {
                         match waker_slot.and_then(|slot| wakers.get_mut(slot)) {
                             Some(waker) => waker.clone_from(cx.waker()),
@@ -212,6 +234,20 @@ mod tests {
         batch.complete(Err(ClientError::Closed));
         let result = waiter.await.expect("the waiting task finishes");
         assert!(matches!(result, Err(ClientError::Closed)));
+    }
+
+    #[tokio::test]
+    async fn a_record_knows_when_it_was_answered_once_it_was() {
+        let batch = BatchCompleter::new(0);
+        let record = batch.delivery(0);
+        assert_eq!(record.answered_at(), None);
+        let before = Instant::now();
+        batch.complete(Ok(7));
+        let answered = record.answered_at().expect("answered after complete");
+        assert!(answered >= before && answered <= Instant::now());
+        assert_eq!(record.await.ok().map(|p| p.offset), Some(7));
+        let refused = DeliveryFuture::ready(Err(ClientError::Closed));
+        assert!(refused.answered_at().is_some());
     }
 
     #[tokio::test]
