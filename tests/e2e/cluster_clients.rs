@@ -178,6 +178,63 @@ async fn a_leader_killed_mid_produce_loses_and_duplicates_nothing() {
     }
 }
 
+/// A leader that stops answering for good (SIGSTOP: its connections stay open) costs
+/// `cairn produce` seconds, not its `--timeout`: the producer's connection misses a PING and
+/// is closed, and the waiting requests go to the new leader. Before, the one request stuck on
+/// the paused leader used the record's whole delivery timeout and the command failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_paused_for_good_costs_the_cli_producer_seconds_not_its_timeout() {
+    const LINES: usize = 120;
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = start_cluster(dir.path(), 3);
+    let leaders = cluster
+        .create_topic(&cluster.addresses[0], "paused", 1, 3)
+        .await;
+    let victim = leaders[0];
+    let others: Vec<String> = (1..=3)
+        .filter(|id| *id != victim)
+        .map(|id| cluster.addresses[usize::try_from(id - 1).unwrap()].clone())
+        .collect();
+    let brokers = others.join(",");
+    let mut child = cairn(&[
+        "--broker",
+        &brokers,
+        "--timeout",
+        "20s",
+        "produce",
+        "paused",
+    ])
+    .stdin(Stdio::piped())
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    for line in 0..LINES {
+        if line == LINES / 3 {
+            cluster.pause(victim);
+        }
+        stdin.write_all(format!("v{line}\n").as_bytes()).unwrap();
+        stdin.flush().unwrap();
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    drop(stdin);
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "cairn produce: {stderr}");
+    let records = consume_all(&brokers, "paused").await;
+    let values: Vec<&str> = records.iter().map(|(_, _, v)| v.as_str()).collect();
+    let wanted: Vec<String> = (0..LINES).map(|line| format!("v{line}")).collect();
+    assert_eq!(
+        values, wanted,
+        "every line once, in order; produce said: {stderr}"
+    );
+    cluster.resume(victim);
+}
+
 /// Sends records `v{from}`..`v{to}` round-robin over the partitions and waits for each
 /// acknowledgement.
 async fn produce_range(producer: &Producer, from: usize, to: usize) {

@@ -6,13 +6,17 @@
 //! A failure (a bad line, a record the broker refused) stops reading input, waits for every
 //! record already sent, and then says how many were acknowledged and up to which line every
 //! record was, so the input can be resumed after that line without writing anything twice.
+//!
+//! While a record waits for its answer longer than [`WAIT_NOTICE_EVERY`] (a leader change, an
+//! unreachable broker), a line on stderr says so and what the latest failed request was told,
+//! since the producer retries in silence until `--timeout`.
 
 use std::collections::VecDeque;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bytes::Bytes;
-use cairn_client::{Acks, Compression, DeliveryFuture, Producer, ProducerConfig};
+use cairn_client::{Acks, Compression, DeliveryFuture, Producer, ProducerConfig, RequestFailure};
 use clap::{Args, ValueEnum};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -24,6 +28,10 @@ use crate::usage_error::{usage, usage_bail};
 /// Most records whose results are awaited at once; past it, reading stdin waits for the oldest.
 /// The producer's buffer bounds memory too; this bounds the bookkeeping of line numbers.
 pub const RESULTS_IN_FLIGHT: usize = 100_000;
+
+/// How long the oldest record waits for its answer before stderr says what it waits for, and
+/// how often it says so again.
+const WAIT_NOTICE_EVERY: Duration = Duration::from_secs(2);
 
 /// Acknowledgement levels on the command line.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
@@ -140,7 +148,7 @@ pub async fn run(target: &Target, args: ProduceArgs) -> anyhow::Result<()> {
     // Whatever stopped the input, every record already sent gets its answer before the
     // report, so the count of acknowledged records is exact.
     while !tally.results.is_empty() {
-        tally.await_oldest().await;
+        tally.await_oldest(&producer).await;
     }
     match (stopped, tally.first_failure.take()) {
         (Ok(()), None) => {
@@ -203,10 +211,32 @@ async fn send_lines(
             .with_context(|| format!("producing line {line_number} to {}", args.topic))?;
         tally.results.push_back((line_number, delivery));
         while tally.results.len() >= RESULTS_IN_FLIGHT {
-            tally.await_oldest().await;
+            tally.await_oldest(producer).await;
         }
     }
     Ok(())
+}
+
+/// The line `produce` prints while the record on `line` has waited since `since`, naming the
+/// latest failed request if it failed while this record waited (an older one says nothing
+/// about this wait).
+fn waiting_notice(
+    line: usize,
+    since: Instant,
+    failure: Option<&RequestFailure>,
+    now: Instant,
+) -> String {
+    let waited = now.saturating_duration_since(since).as_secs();
+    let cause = match failure {
+        Some(failure) if failure.at + WAIT_NOTICE_EVERY >= since => format!(
+            "the latest request failed {:.1} s ago at {}: {}",
+            now.saturating_duration_since(failure.at).as_secs_f64(),
+            failure.broker,
+            failure.error.replace('\n', " ")
+        ),
+        _ => "no request has failed; the broker has not answered yet".to_string(),
+    };
+    format!("waiting {waited} s for the answer to line {line}, retrying until --timeout; {cause}")
 }
 
 /// What happened to the records sent so far.
@@ -224,11 +254,26 @@ struct Tally {
 
 impl Tally {
     /// Waits for the oldest outstanding record and counts its answer.
-    async fn await_oldest(&mut self) {
-        let Some((line, delivery)) = self.results.pop_front() else {
+    async fn await_oldest(&mut self, producer: &Producer) {
+        let Some((line, mut delivery)) = self.results.pop_front() else {
             return;
         };
-        match delivery.await {
+        let waiting_since = Instant::now();
+        let result = loop {
+            match tokio::time::timeout(WAIT_NOTICE_EVERY, &mut delivery).await {
+                Ok(result) => break result,
+                Err(_) => eprintln!(
+                    "{}",
+                    waiting_notice(
+                        line,
+                        waiting_since,
+                        producer.stats().last_failure(),
+                        Instant::now()
+                    )
+                ),
+            }
+        };
+        match result {
             Ok(_) => {
                 self.acknowledged += 1;
                 if self.first_failure.is_none() {
@@ -270,5 +315,45 @@ impl Tally {
             "{} records were acknowledged by {topic}{failed} ({resume})",
             self.acknowledged
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(at: Instant) -> RequestFailure {
+        RequestFailure {
+            at,
+            broker: "127.0.0.1:7173".to_string(),
+            error: "not the leader\nof orders-0".to_string(),
+        }
+    }
+
+    #[test]
+    fn a_wait_names_the_failure_that_happened_during_it() {
+        let since = Instant::now();
+        let now = since + Duration::from_secs(4);
+        let notice = waiting_notice(
+            12,
+            since,
+            Some(&failure(since + Duration::from_secs(3))),
+            now,
+        );
+        assert_eq!(
+            notice,
+            "waiting 4 s for the answer to line 12, retrying until --timeout; the latest request \
+             failed 1.0 s ago at 127.0.0.1:7173: not the leader of orders-0"
+        );
+    }
+
+    #[test]
+    fn a_failure_long_before_the_wait_is_not_blamed_for_it() {
+        let old = Instant::now();
+        let since = old + Duration::from_secs(60);
+        let notice = waiting_notice(3, since, Some(&failure(old)), since + WAIT_NOTICE_EVERY);
+        assert!(notice.ends_with("no request has failed; the broker has not answered yet"));
+        let notice = waiting_notice(3, since, None, since + WAIT_NOTICE_EVERY);
+        assert!(notice.starts_with("waiting 2 s for the answer to line 3"));
     }
 }

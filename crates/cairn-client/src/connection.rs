@@ -21,6 +21,19 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const HTTP2_STREAM_WINDOW_BYTES: u32 = 8 << 20;
 /// HTTP/2 flow-control window per connection the client offers.
 pub const HTTP2_CONNECTION_WINDOW_BYTES: u32 = 32 << 20;
+/// How long a connection with calls outstanding may stay silent before the client sends an
+/// HTTP/2 PING to learn whether the broker is still there.
+///
+/// Why: a broker that is paused or whose host froze keeps its TCP connections open (the
+/// kernel still acknowledges), so a call to it waits out its whole deadline, and a produce
+/// whose one request hung used its whole delivery timeout on it: with the leader stopped
+/// (SIGSTOP), `cairn produce` failed its record after 30 s although a new leader had been
+/// elected within seconds. A PING is answered by the broker's connection task whatever its
+/// disk or its partitions do, so only a broker that is not running at all misses it.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2);
+/// How long the client waits for the answer to that PING before it closes the connection, so
+/// its calls fail as `UNAVAILABLE` and are retried (a producer's on the partition's new leader).
+pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// How a client's connections are made: the deadlines of connecting to one broker and of each
 /// request, whether they are TLS, and the credentials sent with every call. (Named for the
@@ -211,7 +224,10 @@ fn endpoint(origin: Uri, timeouts: &Timeouts) -> Endpoint {
         // HTTP/2's default 64 KiB windows would stall every batch or fetch answer larger
         // than that on a window update round trip.
         .initial_stream_window_size(HTTP2_STREAM_WINDOW_BYTES)
-        .initial_connection_window_size(HTTP2_CONNECTION_WINDOW_BYTES);
+        .initial_connection_window_size(HTTP2_CONNECTION_WINDOW_BYTES)
+        .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+        .keep_alive_while_idle(false);
     if let Some(request) = timeouts.request {
         endpoint = endpoint.timeout(request);
     }

@@ -75,7 +75,7 @@ pub use health::{
 };
 pub use producer::{
     DeliveryFuture, MAX_IN_FLIGHT_IDEMPOTENT, METADATA_MAX_AGE, OutgoingRecord, Placement,
-    Producer, ProducerConfig, ProducerStats,
+    Producer, ProducerConfig, ProducerStats, RequestFailure,
 };
 pub use record_view::{RecordHeaders, RecordView};
 pub use replay::{

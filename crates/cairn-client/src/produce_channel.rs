@@ -16,7 +16,12 @@
 //! the producer is kept: `TCP_NODELAY`, TLS, credentials, the client's wide flow-control
 //! windows, and a new connection once the old one has failed (a broker restart), with the
 //! failure reported as `UNAVAILABLE`, which the producer retries.
+//!
+//! Like the tonic channels ([`crate::connection::KEEPALIVE_INTERVAL`]), a connection with
+//! requests outstanding is PINGed, and closed when the broker does not answer the PING in
+//! time: a paused leader then costs its requests seconds, not their delivery timeout.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -30,7 +35,10 @@ use http_body::{Body, Frame};
 use std::pin::Pin;
 
 use crate::connection::one_broker_address;
-use crate::connection::{HTTP2_CONNECTION_WINDOW_BYTES, HTTP2_STREAM_WINDOW_BYTES, Timeouts};
+use crate::connection::{
+    HTTP2_CONNECTION_WINDOW_BYTES, HTTP2_STREAM_WINDOW_BYTES, KEEPALIVE_INTERVAL,
+    KEEPALIVE_TIMEOUT, Timeouts,
+};
 use crate::dial::{BrokerIo, dial};
 use crate::error::ClientError;
 use crate::producer::produce_call;
@@ -58,8 +66,32 @@ struct Shared {
 
 #[derive(Debug, Default)]
 struct Live {
-    sender: Option<SendRequest<Bytes>>,
+    connection: Option<Connected>,
     generation: u64,
+}
+
+/// One open connection: where new streams start, and how many calls wait on it (which the
+/// keepalive watch reads).
+#[derive(Clone, Debug)]
+struct Connected {
+    sender: SendRequest<Bytes>,
+    outstanding: Arc<AtomicUsize>,
+}
+
+/// Counts a call as outstanding on its connection for as long as it lives.
+struct Outstanding(Arc<AtomicUsize>);
+
+impl Outstanding {
+    fn new(count: &Arc<AtomicUsize>) -> Outstanding {
+        count.fetch_add(1, Ordering::Relaxed);
+        Outstanding(Arc::clone(count))
+    }
+}
+
+impl Drop for Outstanding {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl ProduceChannel {
@@ -143,7 +175,9 @@ impl ProduceChannel {
             .map(crate::Credentials::header);
         let http_head =
             produce_call::request_head(self.shared.produce_uri.clone(), timeout, authorization)?;
-        let (mut sender, generation) = self.shared.ready_sender().await?;
+        let (connected, generation) = self.shared.ready_sender().await?;
+        let _outstanding = Outstanding::new(&connected.outstanding);
+        let mut sender = connected.sender;
         *sent_on = Some(generation);
         let failed = |err: h2::Error| self.shared.failed(generation, &err);
         let (response, mut body) = sender.send_request(http_head, false).map_err(failed)?;
@@ -159,43 +193,61 @@ impl Shared {
     /// it has failed.
     ///
     /// Also returns the connection's generation, for [`Shared::failed`].
-    async fn ready_sender(&self) -> Result<(SendRequest<Bytes>, u64), tonic::Status> {
-        let (sender, generation) = {
+    async fn ready_sender(&self) -> Result<(Connected, u64), tonic::Status> {
+        let (connected, generation) = {
             let live = self.live();
-            (live.sender.clone(), live.generation)
+            (live.connection.clone(), live.generation)
         };
-        if let Some(sender) = sender
-            && let Ok(ready) = sender.ready().await
+        if let Some(connected) = connected
+            && let Ok(ready) = connected.sender.clone().ready().await
         {
-            return Ok((ready, generation));
+            let outstanding = connected.outstanding;
+            return Ok((
+                Connected {
+                    sender: ready,
+                    outstanding,
+                },
+                generation,
+            ));
         }
         let _connecting = self.connecting.lock().await;
         let current = {
             let live = self.live();
             (live.generation != generation)
-                .then(|| live.sender.clone().map(|sender| (sender, live.generation)))
+                .then(|| live.connection.clone().map(|c| (c, live.generation)))
                 .flatten()
         };
         // Another call reconnected while this one waited: use its connection.
-        let (sender, generation) = match current {
+        let (connected, generation) = match current {
             Some(current) => current,
             None => {
-                let sender = self.open().await?;
+                let connected = self.open().await?;
                 let mut live = self.live();
                 live.generation += 1;
-                live.sender = Some(sender.clone());
-                (sender, live.generation)
+                live.connection = Some(connected.clone());
+                (connected, live.generation)
             }
         };
-        let ready = sender
+        let Connected {
+            sender,
+            outstanding,
+        } = connected;
+        let sender = sender
             .ready()
             .await
             .map_err(|err| self.failed(generation, &err))?;
-        Ok((ready, generation))
+        Ok((
+            Connected {
+                sender,
+                outstanding,
+            },
+            generation,
+        ))
     }
 
-    /// Opens one HTTP/2 connection and spawns the task that drives it.
-    async fn open(&self) -> Result<SendRequest<Bytes>, tonic::Status> {
+    /// Opens one HTTP/2 connection and spawns the task that drives it, and the task that
+    /// PINGs it while calls wait on it.
+    async fn open(&self) -> Result<Connected, tonic::Status> {
         let io = dial(
             &self.address,
             &self.origin,
@@ -203,7 +255,7 @@ impl Shared {
             self.timeouts.connect,
         )
         .await?;
-        let (sender, connection) = h2::client::Builder::new()
+        let (sender, mut connection) = h2::client::Builder::new()
             .initial_window_size(HTTP2_STREAM_WINDOW_BYTES)
             .initial_connection_window_size(HTTP2_CONNECTION_WINDOW_BYTES)
             .handshake::<Box<dyn BrokerIo>, Bytes>(io)
@@ -216,12 +268,25 @@ impl Shared {
                 ))
             })?;
         let address = Arc::clone(&self.address);
-        tokio::spawn(async move {
+        let ping_pong = connection.ping_pong();
+        let driver = tokio::spawn(async move {
             if let Err(err) = connection.await {
                 tracing::debug!(%address, error = %err, "produce connection closed");
             }
         });
-        Ok(sender)
+        let outstanding = Arc::new(AtomicUsize::new(0));
+        if let Some(ping_pong) = ping_pong {
+            tokio::spawn(keep_alive(
+                ping_pong,
+                Arc::clone(&outstanding),
+                driver,
+                Arc::clone(&self.address),
+            ));
+        }
+        Ok(Connected {
+            sender,
+            outstanding,
+        })
     }
 
     /// The live connection's slot; a panic elsewhere cannot leave it half-changed.
@@ -261,7 +326,50 @@ impl Shared {
     fn forget(&self, generation: u64) {
         let mut live = self.live();
         if live.generation == generation {
-            live.sender = None;
+            live.connection = None;
+        }
+    }
+}
+
+/// Watches one connection while calls wait on it: every [`KEEPALIVE_INTERVAL`] with a call
+/// outstanding, a PING, and when its answer has not come within [`KEEPALIVE_TIMEOUT`], the
+/// connection's task is stopped. Dropping the `h2` connection fails every stream on it with a
+/// broken pipe, which the calls report as `UNAVAILABLE` (and drop the connection from the
+/// slot), so the producer retries, on the new leader if there is one. Ends with the
+/// connection.
+async fn keep_alive(
+    mut ping_pong: h2::PingPong,
+    outstanding: Arc<AtomicUsize>,
+    driver: tokio::task::JoinHandle<()>,
+    address: Arc<str>,
+) {
+    let mut ticks = tokio::time::interval(KEEPALIVE_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        if driver.is_finished() {
+            return;
+        }
+        if outstanding.load(Ordering::Relaxed) == 0 {
+            continue;
+        }
+        if ping_pong.send_ping(h2::Ping::opaque()).is_err() {
+            return;
+        }
+        let pong = std::future::poll_fn(|cx| ping_pong.poll_pong(cx));
+        match tokio::time::timeout(KEEPALIVE_TIMEOUT, pong).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) => return,
+            Err(_) => {
+                tracing::warn!(
+                    %address,
+                    "broker did not answer a PING within {KEEPALIVE_TIMEOUT:?}; closing the \
+                     produce connection so its requests are retried"
+                );
+                driver.abort();
+                return;
+            }
         }
     }
 }
@@ -363,6 +471,36 @@ mod tests {
             assert!(status.message().contains(&address), "{status}");
             assert_eq!(accepted.load(Ordering::SeqCst), attempt);
         }
+        silent.abort();
+    }
+
+    /// A broker that stops answering while a request waits (a paused process: its kernel
+    /// keeps the connection open) fails the request as `UNAVAILABLE` once a PING goes
+    /// unanswered, long before the request's own deadline, so the producer retries it.
+    #[tokio::test]
+    async fn a_request_on_a_connection_that_misses_a_ping_fails_before_its_deadline() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binds");
+        let address = listener.local_addr().expect("has an address").to_string();
+        let silent = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        let channel = ProduceChannel::lazy(&address, Timeouts::default()).expect("an address");
+        let request = ProduceRequest {
+            topic: "orders".to_string(),
+            ..ProduceRequest::default()
+        };
+        let deadline = (KEEPALIVE_INTERVAL + KEEPALIVE_TIMEOUT) * 4;
+        let status = channel
+            .produce(&request, Bytes::from_static(b"batch"), deadline, 1 << 20)
+            .await
+            .expect_err("nothing answers");
+        assert_eq!(status.code(), tonic::Code::Unavailable, "{status}");
+        assert!(status.message().contains(&address), "{status}");
         silent.abort();
     }
 

@@ -26,7 +26,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::sync::Mutex;
 
 use crate::connection::{
-    CONNECT_TIMEOUT, HTTP2_CONNECTION_WINDOW_BYTES, HTTP2_STREAM_WINDOW_BYTES, one_broker_address,
+    CONNECT_TIMEOUT, HTTP2_CONNECTION_WINDOW_BYTES, HTTP2_STREAM_WINDOW_BYTES, KEEPALIVE_INTERVAL,
+    KEEPALIVE_TIMEOUT, one_broker_address,
 };
 use crate::dial::dial;
 use crate::error::ClientError;
@@ -150,6 +151,9 @@ where
         .initial_stream_window_size(HTTP2_STREAM_WINDOW_BYTES)
         .initial_connection_window_size(HTTP2_CONNECTION_WINDOW_BYTES)
         .max_frame_size(STREAM_MAX_FRAME_BYTES)
+        .keep_alive_interval(KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+        .keep_alive_while_idle(false)
         .handshake(io)
         .await
         .map_err(|err| unavailable("HTTP/2 handshake failed with", &err))?;

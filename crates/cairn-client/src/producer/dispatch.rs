@@ -151,6 +151,7 @@ impl Dispatcher {
                 let round_trip = sent.elapsed();
                 self.stats.record(round_trip, result.is_err());
                 if let Err(error) = &result {
+                    self.stats.record_failure(&route.address, error);
                     // Tells the router where the retry should go; the queue decides whether
                     // there is one.
                     router.on_error(topic, partition, &route.address, error);

@@ -41,7 +41,7 @@ use cairn_proto::v1::{ErrorCode, InitProducerIdRequest};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 pub use delivery::DeliveryFuture;
-pub use stats::ProducerStats;
+pub use stats::{ProducerStats, RequestFailure};
 
 pub use crate::routing::METADATA_MAX_AGE;
 pub use config::{MAX_IN_FLIGHT_IDEMPOTENT, ProducerConfig};

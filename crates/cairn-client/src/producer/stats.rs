@@ -8,8 +8,11 @@
 //! user who sees a p50 of hundreds of milliseconds needs to know that the broker answered each
 //! request in a millisecond or two.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use crate::error::ClientError;
 
 /// Buckets per power of two: a value is known to within 1/16 (6.25%).
 const SUB_BUCKETS: u64 = 16;
@@ -44,6 +47,20 @@ fn bucket_upper(index: usize) -> u64 {
 pub(crate) struct RequestStats {
     failed: AtomicU64,
     buckets: Box<[AtomicU64]>,
+    /// The latest failed request (locked only when a request fails).
+    last_failure: Mutex<Option<RequestFailure>>,
+}
+
+/// A produce request that failed: retried by the producer unless the error is final or the
+/// record's delivery timeout has passed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestFailure {
+    /// When its answer (or the lack of one) came.
+    pub at: Instant,
+    /// The broker it was sent to.
+    pub broker: String,
+    /// What went wrong, as one line.
+    pub error: String,
 }
 
 impl RequestStats {
@@ -52,7 +69,21 @@ impl RequestStats {
         RequestStats {
             failed: AtomicU64::new(0),
             buckets: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+            last_failure: Mutex::new(None),
         }
+    }
+
+    /// Keeps `error`, the answer of a request sent to `broker`, as the latest failure.
+    pub fn record_failure(&self, broker: &str, error: &ClientError) {
+        let failure = RequestFailure {
+            at: Instant::now(),
+            broker: broker.to_string(),
+            error: error.to_string(),
+        };
+        *self
+            .last_failure
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(failure);
     }
 
     /// One request answered after `round_trip`; `failed` if the answer was an error.
@@ -69,6 +100,11 @@ impl RequestStats {
     /// A copy of the figures so far.
     pub fn snapshot(&self) -> ProducerStats {
         ProducerStats {
+            last_failure: self
+                .last_failure
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone(),
             failed_requests: self.failed.load(Ordering::Relaxed),
             buckets: self
                 .buckets
@@ -84,6 +120,7 @@ impl RequestStats {
 pub struct ProducerStats {
     failed_requests: u64,
     buckets: Vec<u64>,
+    last_failure: Option<RequestFailure>,
 }
 
 impl ProducerStats {
@@ -95,6 +132,12 @@ impl ProducerStats {
     /// Of those, how many were answered with an error or not at all.
     pub fn failed_requests(&self) -> u64 {
         self.failed_requests
+    }
+
+    /// The latest of those failures: what a caller whose records wait can tell its user (a
+    /// leader change, an unreachable broker) while the producer retries.
+    pub fn last_failure(&self) -> Option<&RequestFailure> {
+        self.last_failure.as_ref()
     }
 
     /// The `quantile` (0.0 to 1.0) of the requests' round trips, from sending a request to
