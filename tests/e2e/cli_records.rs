@@ -268,6 +268,21 @@ fn a_failed_produce_says_what_was_acknowledged_and_bad_input_is_named() {
         stderr.contains("partition 5") && stderr.contains("0 records were acknowledged"),
         "{stderr}"
     );
+    // The same from a line's own "partition" (consume --format json piped into another
+    // topic) says which field chose it and how to let the key choose instead.
+    let refused = cli_with_input(
+        &broker,
+        &["produce", "orders", "--format", "json"],
+        b"{\"value\":\"x\",\"partition\":5}\n",
+    );
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("its \"partition\": 5 chose the partition")
+            && stderr.contains("del(.partition)")
+            && stderr.contains("partition 5 does not exist"),
+        "{stderr}"
+    );
 
     for (args, why) in [
         (

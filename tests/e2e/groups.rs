@@ -175,6 +175,18 @@ fn three_members_share_six_partitions_exactly_once_and_a_second_group_gets_every
     assert_eq!(got, values(0, records));
     let d = describe(&broker, "inventory");
     assert_eq!(d["state"], "empty", "clean shutdowns leave the group");
+    assert_eq!(
+        d["coordinator"],
+        broker.as_str(),
+        "one node coordinates every group"
+    );
+    let text = cli_ok(&broker, &["group", "describe", "inventory"]);
+    assert!(
+        text.starts_with(&format!(
+            "group inventory  coordinator {broker}  state empty"
+        )),
+        "{text}"
+    );
     for o in d["offsets"].as_array().unwrap() {
         assert_eq!(o["committed"], o["end"], "{o}");
         assert_eq!(o["lag"], 0);

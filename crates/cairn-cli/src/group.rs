@@ -68,6 +68,8 @@ pub enum GroupCommand {
 #[derive(Serialize)]
 struct GroupJson {
     group: String,
+    /// The coordinator's address: the node that answered.
+    coordinator: String,
     state: &'static str,
     members: Vec<MemberJson>,
     offsets: Vec<OffsetJson>,
@@ -157,10 +159,13 @@ pub async fn run(target: &Target, command: GroupCommand) -> anyhow::Result<()> {
             }
         }
         GroupCommand::Describe { group, format } => {
-            let described = admin.describe_group(&group).await?;
+            let (described, coordinator) = admin.describe_group_at(&group).await?;
             match format {
-                Format::Json => outln!("{}", serde_json::to_string_pretty(&to_json(described))?)?,
-                Format::Text => print_text(&described)?,
+                Format::Json => outln!(
+                    "{}",
+                    serde_json::to_string_pretty(&to_json(described, coordinator))?
+                )?,
+                Format::Text => print_text(&described, &coordinator)?,
             }
         }
         GroupCommand::ResetOffsets {
@@ -348,9 +353,10 @@ fn print_moves(moves: &[Move], format: Format, dry_run: bool) -> anyhow::Result<
     Ok(())
 }
 
-fn to_json(g: GroupDescription) -> GroupJson {
+fn to_json(g: GroupDescription, coordinator: String) -> GroupJson {
     GroupJson {
         group: g.group_id,
+        coordinator,
         state: state_name(g.state),
         members: g
             .members
@@ -388,9 +394,9 @@ fn to_json(g: GroupDescription) -> GroupJson {
     }
 }
 
-fn print_text(g: &GroupDescription) -> std::io::Result<()> {
+fn print_text(g: &GroupDescription, coordinator: &str) -> std::io::Result<()> {
     outln!(
-        "group {}  state {}  epoch {}  session timeout {} ms",
+        "group {}  coordinator {coordinator}  state {}  epoch {}  session timeout {} ms",
         g.group_id,
         state_name(g.state),
         g.group_epoch,

@@ -203,12 +203,22 @@ async fn send_lines(
             tally.skipped(line_number);
             continue;
         };
+        let chosen_by_line = record.partition;
         record.partition = record.partition.or(args.partition);
         record.headers.extend(headers.iter().cloned());
-        let delivery = producer
-            .send(&args.topic, record)
-            .await
-            .with_context(|| format!("producing line {line_number} to {}", args.topic))?;
+        let delivery = producer.send(&args.topic, record).await.with_context(|| {
+            match chosen_by_line {
+                // `consume --format json` writes each record's partition, so piping it into
+                // another topic (a dead-letter topic with fewer partitions) lands here.
+                Some(partition) => format!(
+                    "producing line {line_number} to {} (its \"partition\": {partition} chose the \
+                     partition; drop the field, e.g. with jq -c 'del(.partition)', to let the \
+                     key choose)",
+                    args.topic
+                ),
+                None => format!("producing line {line_number} to {}", args.topic),
+            }
+        })?;
         tally.results.push_back((line_number, delivery));
         while tally.results.len() >= RESULTS_IN_FLIGHT {
             tally.await_oldest(producer).await;

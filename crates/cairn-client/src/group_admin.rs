@@ -125,14 +125,32 @@ impl GroupAdmin {
     /// # Errors
     /// `GroupIdNotFound`, `InvalidGroupId`.
     pub async fn describe_group(&self, group_id: &str) -> Result<GroupDescription, ClientError> {
+        self.describe_group_at(group_id)
+            .await
+            .map(|(description, _)| description)
+    }
+
+    /// [`GroupAdmin::describe_group`], and the address (`host:port`) of the group's coordinator,
+    /// the node that answered it.
+    ///
+    /// # Errors
+    /// As [`GroupAdmin::describe_group`].
+    pub async fn describe_group_at(
+        &self,
+        group_id: &str,
+    ) -> Result<(GroupDescription, String), ClientError> {
         let request = DescribeGroupRequest {
             group_id: group_id.to_string(),
         };
-        self.on_coordinator(group_id, |channel| {
-            let request = request.clone();
-            async move { Ok(groups(channel).describe_group(request).await?.into_inner()) }
-        })
-        .await
+        let deadline = self.router.coordinator_deadline();
+        let (description, coordinator) = self
+            .router
+            .on_coordinator_at(group_id, deadline, |channel| {
+                let request = request.clone();
+                async move { Ok(groups(channel).describe_group(request).await?.into_inner()) }
+            })
+            .await?;
+        Ok((description, coordinator.to_string()))
     }
 
     /// A group's committed offsets (every one).

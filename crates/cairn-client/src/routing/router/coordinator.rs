@@ -100,8 +100,28 @@ impl Router {
         &self,
         group: &str,
         deadline: Instant,
-        mut call: F,
+        call: F,
     ) -> Result<T, ClientError>
+    where
+        F: FnMut(AuthChannel) -> Fut,
+        Fut: Future<Output = Result<T, tonic::Status>>,
+    {
+        self.on_coordinator_at(group, deadline, call)
+            .await
+            .map(|(answer, _)| answer)
+    }
+
+    /// [`Router::on_coordinator`], also returning the address of the node that answered: the
+    /// group's coordinator, for a call only the coordinator answers.
+    ///
+    /// # Errors
+    /// As [`Router::on_coordinator`].
+    pub(crate) async fn on_coordinator_at<T, F, Fut>(
+        &self,
+        group: &str,
+        deadline: Instant,
+        mut call: F,
+    ) -> Result<(T, Arc<str>), ClientError>
     where
         F: FnMut(AuthChannel) -> Fut,
         Fut: Future<Output = Result<T, tonic::Status>>,
@@ -111,7 +131,7 @@ impl Router {
         loop {
             let route = self.coordinator(group).await;
             let error = match call(route.channel).await {
-                Ok(answer) => return Ok(answer),
+                Ok(answer) => return Ok((answer, route.address)),
                 Err(status) => ClientError::from(status),
             };
             if !self.on_coordinator_error(group, &route.address, &error) {
