@@ -144,6 +144,11 @@ async fn produce_on(
 }
 
 /// The node that takes a produce to partition 0, trying every live one until one does.
+///
+/// An append whose outcome is unknown (the node lost the leadership while it waited for the
+/// commit, which a loaded machine's election churn can cause) is tried again too: a caller
+/// that needs each batch once passes an idempotent one, whose retry is answered with the
+/// original offset if the first try was committed.
 async fn produce_anywhere(
     nodes: &[Node],
     skip: Option<u64>,
@@ -154,7 +159,9 @@ async fn produce_anywhere(
         for node in nodes.iter().filter(|n| Some(n.id) != skip) {
             match produce_on(node, bytes.clone(), producer).await {
                 Ok(offset) => return (node.id, offset),
-                Err(BrokerError::NotLeader { .. }) | Err(BrokerError::PartitionStopped { .. }) => {}
+                Err(BrokerError::NotLeader { .. })
+                | Err(BrokerError::PartitionStopped { .. })
+                | Err(BrokerError::AppendOutcomeUnknown { .. }) => {}
                 Err(other) => panic!("node {}: {other}", node.id),
             }
         }
@@ -503,6 +510,8 @@ async fn retention_runs_on_a_replicated_partition_and_a_follower_behind_it_catch
         ("retention.bytes".to_string(), "2048".to_string()),
     ];
     create_orders(&nodes, 0, &configs).await;
+    // For the write after the leader is cut off, which may meet an election and be retried.
+    let (pid, epoch) = nodes[0].broker.init_producer_id().await.unwrap();
     let (leader, _) =
         produce_anywhere(&nodes, None, batch(&["v0"], ProducerFields::NONE), None).await;
     let lagging = nodes.iter().find(|n| n.id != leader).unwrap().id;
@@ -554,11 +563,16 @@ async fn retention_runs_on_a_replicated_partition_and_a_follower_behind_it_catch
     // With the old leader cut off, whichever copy leads serves the same records at the same
     // offsets.
     net.set_down(leader, true);
+    let fields = ProducerFields {
+        producer_id: pid,
+        producer_epoch: epoch,
+        base_sequence: 0,
+    };
     let (next_leader, at) = produce_anywhere(
         &nodes,
         Some(leader),
-        batch(&["after"], ProducerFields::NONE),
-        None,
+        batch(&["after"], fields),
+        Some(fields),
     )
     .await;
     assert_eq!(at, 80);

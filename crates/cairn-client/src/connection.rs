@@ -28,8 +28,10 @@ pub const HTTP2_CONNECTION_WINDOW_BYTES: u32 = 32 << 20;
 /// kernel still acknowledges), so a call to it waits out its whole deadline, and a produce
 /// whose one request hung used its whole delivery timeout on it: with the leader stopped
 /// (SIGSTOP), `cairn produce` failed its record after 30 s although a new leader had been
-/// elected within seconds. A PING is answered by the broker's connection task whatever its
-/// disk or its partitions do, so only a broker that is not running at all misses it.
+/// elected within seconds. A PING is answered by the broker's connection task, not by the
+/// partition the call waits on, so a slow fsync or a long Fetch wait does not trip it; a disk
+/// that stalls every runtime worker of the broker in an fsync for longer than
+/// [`KEEPALIVE_TIMEOUT`] does, and costs the calls a retry, which idempotence makes safe.
 pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2);
 /// How long the client waits for the answer to that PING before it closes the connection, so
 /// its calls fail as `UNAVAILABLE` and are retried (a producer's on the partition's new leader).
