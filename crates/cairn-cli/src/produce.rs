@@ -12,11 +12,17 @@
 //! since the producer retries in silence until `--timeout`.
 
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use anyhow::Context as _;
 use bytes::Bytes;
-use cairn_client::{Acks, Compression, DeliveryFuture, Producer, ProducerConfig, RequestFailure};
+use cairn_client::{
+    Acks, ClientError, Compression, DeliveryFuture, Placement, Producer, ProducerConfig,
+    RequestFailure,
+};
 use clap::{Args, ValueEnum};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -183,14 +189,24 @@ async fn send_lines(
     let mut stdin = BufReader::new(tokio::io::stdin());
     let mut line = Vec::new();
     let mut line_number = 0_usize;
+    // Input may pause for long (`tail -f | cairn produce`): a record that waits meanwhile is
+    // still told about.
+    let mut ticks = tokio::time::interval(WAIT_NOTICE_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while tally.first_failure.is_none() {
         line.clear();
-        if stdin
-            .read_until(b'\n', &mut line)
-            .await
-            .context("reading stdin")?
-            == 0
-        {
+        let read = loop {
+            tokio::select! {
+                // Cancel-safe as used: bytes read before a tick stay in `line`, and the next
+                // call appends the rest of the line.
+                read = stdin.read_until(b'\n', &mut line) => break read,
+                _ = ticks.tick() => {
+                    tally.count_answered();
+                    tally.notice_waiting(producer, Instant::now());
+                }
+            }
+        };
+        if read.context("reading stdin")? == 0 {
             break;
         }
         line_number += 1;
@@ -219,7 +235,9 @@ async fn send_lines(
                 None => format!("producing line {line_number} to {}", args.topic),
             }
         })?;
-        tally.results.push_back((line_number, delivery));
+        tally
+            .results
+            .push_back((line_number, Instant::now(), delivery));
         while tally.results.len() >= RESULTS_IN_FLIGHT {
             tally.await_oldest(producer).await;
         }
@@ -252,12 +270,14 @@ fn waiting_notice(
 /// What happened to the records sent so far.
 #[derive(Default)]
 struct Tally {
-    /// Records sent and not yet answered, in line order.
-    results: VecDeque<(usize, DeliveryFuture)>,
+    /// Records sent and not yet counted, in line order: line, when sent, answer.
+    results: VecDeque<(usize, Instant, DeliveryFuture)>,
+    /// When stderr last said what a record waits for.
+    last_notice: Option<Instant>,
     acknowledged: usize,
     failed: usize,
     /// The first record that failed: its line and why.
-    first_failure: Option<(usize, cairn_client::ClientError)>,
+    first_failure: Option<(usize, ClientError)>,
     /// Every line up to this one was acknowledged (or skipped), while no record failed.
     done_through: usize,
 }
@@ -265,24 +285,40 @@ struct Tally {
 impl Tally {
     /// Waits for the oldest outstanding record and counts its answer.
     async fn await_oldest(&mut self, producer: &Producer) {
-        let Some((line, mut delivery)) = self.results.pop_front() else {
-            return;
-        };
-        let waiting_since = Instant::now();
         let result = loop {
-            match tokio::time::timeout(WAIT_NOTICE_EVERY, &mut delivery).await {
+            let Some((_, _, delivery)) = self.results.front_mut() else {
+                return;
+            };
+            let waited = tokio::time::timeout(WAIT_NOTICE_EVERY, delivery).await;
+            match waited {
                 Ok(result) => break result,
-                Err(_) => eprintln!(
-                    "{}",
-                    waiting_notice(
-                        line,
-                        waiting_since,
-                        producer.stats().last_failure(),
-                        Instant::now()
-                    )
-                ),
+                Err(_) => self.notice_waiting(producer, Instant::now()),
             }
         };
+        if let Some((line, _, _)) = self.results.pop_front() {
+            self.count(line, result);
+        }
+    }
+
+    /// Counts the records at the front that have their answers, without waiting.
+    fn count_answered(&mut self) {
+        while let Some((_, _, delivery)) = self.results.front_mut() {
+            if delivery.answered_at().is_none() {
+                return;
+            }
+            // Answered, so ready at the first poll; the waker is never called.
+            let mut context = Context::from_waker(Waker::noop());
+            let Poll::Ready(result) = Pin::new(delivery).poll(&mut context) else {
+                return;
+            };
+            if let Some((line, _, _)) = self.results.pop_front() {
+                self.count(line, result);
+            }
+        }
+    }
+
+    /// Counts the answer of the record on `line`.
+    fn count(&mut self, line: usize, result: Result<Placement, ClientError>) {
         match result {
             Ok(_) => {
                 self.acknowledged += 1;
@@ -297,6 +333,29 @@ impl Tally {
                 }
             }
         }
+    }
+
+    /// Says on stderr what the oldest unanswered record waits for, once it has waited
+    /// [`WAIT_NOTICE_EVERY`], and again at most that often.
+    fn notice_waiting(&mut self, producer: &Producer, now: Instant) {
+        let Some((line, sent, delivery)) = self.results.front() else {
+            return;
+        };
+        let quiet = self
+            .last_notice
+            .is_some_and(|last| now.saturating_duration_since(last) < WAIT_NOTICE_EVERY);
+        if delivery.answered_at().is_some()
+            || now.saturating_duration_since(*sent) < WAIT_NOTICE_EVERY
+            || quiet
+        {
+            return;
+        }
+        let stats = producer.stats();
+        eprintln!(
+            "{}",
+            waiting_notice(*line, *sent, stats.last_failure(), now)
+        );
+        self.last_notice = Some(now);
     }
 
     /// A blank line that carried no record.

@@ -22,7 +22,8 @@ pub const HTTP2_STREAM_WINDOW_BYTES: u32 = 8 << 20;
 /// HTTP/2 flow-control window per connection the client offers.
 pub const HTTP2_CONNECTION_WINDOW_BYTES: u32 = 32 << 20;
 /// How long a connection with calls outstanding may stay silent before the client sends an
-/// HTTP/2 PING to learn whether the broker is still there.
+/// HTTP/2 PING to learn whether the broker is still there (on the producer's own connection,
+/// how often it PINGs while calls wait).
 ///
 /// Why: a broker that is paused or whose host froze keeps its TCP connections open (the
 /// kernel still acknowledges), so a call to it waits out its whole deadline, and a produce

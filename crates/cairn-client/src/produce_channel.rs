@@ -78,6 +78,17 @@ struct Connected {
     outstanding: Arc<AtomicUsize>,
 }
 
+impl Connected {
+    /// This connection once it can take a new stream.
+    async fn ready(self) -> Result<Connected, h2::Error> {
+        let sender = self.sender.ready().await?;
+        Ok(Connected {
+            sender,
+            outstanding: self.outstanding,
+        })
+    }
+}
+
 /// Counts a call as outstanding on its connection for as long as it lives.
 struct Outstanding(Arc<AtomicUsize>);
 
@@ -199,16 +210,9 @@ impl Shared {
             (live.connection.clone(), live.generation)
         };
         if let Some(connected) = connected
-            && let Ok(ready) = connected.sender.clone().ready().await
+            && let Ok(ready) = connected.ready().await
         {
-            let outstanding = connected.outstanding;
-            return Ok((
-                Connected {
-                    sender: ready,
-                    outstanding,
-                },
-                generation,
-            ));
+            return Ok((ready, generation));
         }
         let _connecting = self.connecting.lock().await;
         let current = {
@@ -228,21 +232,11 @@ impl Shared {
                 (connected, live.generation)
             }
         };
-        let Connected {
-            sender,
-            outstanding,
-        } = connected;
-        let sender = sender
+        let ready = connected
             .ready()
             .await
             .map_err(|err| self.failed(generation, &err))?;
-        Ok((
-            Connected {
-                sender,
-                outstanding,
-            },
-            generation,
-        ))
+        Ok((ready, generation))
     }
 
     /// Opens one HTTP/2 connection and spawns the task that drives it, and the task that
@@ -345,6 +339,7 @@ async fn keep_alive(
 ) {
     let mut ticks = tokio::time::interval(KEEPALIVE_INTERVAL);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first tick is at once; a new connection needs no PING.
     ticks.tick().await;
     loop {
         ticks.tick().await;
