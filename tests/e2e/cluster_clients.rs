@@ -235,6 +235,64 @@ async fn a_leader_paused_for_good_costs_the_cli_producer_seconds_not_its_timeout
     cluster.resume(victim);
 }
 
+/// A batch over the topic's `max.message.bytes` on a replicated partition is refused by its
+/// leader before it is proposed (not retried), and the partition goes on taking appends on
+/// every node. It used to reach the Raft log's storage, which refused it as a write failure
+/// and stopped the group: the node reported NOT_SERVING and the producer retried
+/// `NOT_LEADER` against the stopped leader until its timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_over_max_message_bytes_is_refused_and_the_partition_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = start_cluster(dir.path(), 3);
+    let brokers = cluster.bootstrap_from(0);
+    cli_ok(
+        &brokers,
+        &[
+            "topic",
+            "create",
+            "tiny",
+            "--partitions",
+            "1",
+            "--replication-factor",
+            "3",
+            "--config",
+            "max.message.bytes=200",
+        ],
+    );
+    cluster
+        .wait_for_leaders(&cluster.addresses[0], "tiny")
+        .await;
+    let big = format!("{}\n", "x".repeat(500));
+    let out = cli_with_input(
+        &brokers,
+        &["--timeout", "20s", "produce", "tiny"],
+        big.as_bytes(),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("exceeds max.message.bytes = 200") && !stderr.contains("delivery timeout"),
+        "refused at once, not retried: {stderr}"
+    );
+    let out = cli_with_input(&brokers, &["produce", "tiny"], b"small\n");
+    assert!(
+        out.status.success(),
+        "the partition still takes appends: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for address in &cluster.addresses {
+        let health = cli(address, &["health"]);
+        assert!(
+            health.status.success(),
+            "{address}: {}",
+            String::from_utf8_lossy(&health.stdout)
+        );
+    }
+    let records = consume_all(&brokers, "tiny").await;
+    let values: Vec<&str> = records.iter().map(|(_, _, v)| v.as_str()).collect();
+    assert_eq!(values, ["small"]);
+}
+
 /// Sends records `v{from}`..`v{to}` round-robin over the partitions and waits for each
 /// acknowledgement.
 async fn produce_range(producer: &Producer, from: usize, to: usize) {

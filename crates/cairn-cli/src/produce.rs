@@ -202,6 +202,10 @@ async fn send_lines(
                 read = stdin.read_until(b'\n', &mut line) => break read,
                 _ = ticks.tick() => {
                     tally.count_answered();
+                    if tally.first_failure.is_some() {
+                        // A record failed: stop reading even while the input is idle.
+                        return Ok(());
+                    }
                     tally.notice_waiting(producer, Instant::now());
                 }
             }

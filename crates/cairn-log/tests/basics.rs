@@ -69,6 +69,18 @@ fn bad_reads_are_typed_errors() {
     assert_eq!(log.log_end_offset(), Offset(5));
 }
 
+/// A replica's log stores a batch over `max.message.bytes`: its group's leader decided it
+/// (and checked the limit before proposing); a Raft log that refused it could not go on.
+#[test]
+fn a_replica_log_stores_a_decided_batch_over_max_message_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open_replica(dir.path(), small_config(), 0).unwrap();
+    let big = batch(0, 1, 2 << 20, 0);
+    let infos = log.append(&[big], None, 0).unwrap();
+    assert_eq!(infos.len(), 1);
+    assert_eq!(log.log_end_offset(), Offset(1));
+}
+
 #[test]
 fn meta_entries_take_entry_indexes_but_no_offsets() {
     let dir = tempfile::tempdir().unwrap();

@@ -162,6 +162,9 @@ impl Replica {
 
     /// See [`super::Partition::set_config`].
     pub(super) async fn set_config(&self, cfg: LogConfig) -> Result<(), BrokerError> {
+        if let Replica::Replicated(replicated) = self {
+            replicated.set_max_message_bytes(cfg.max_message_bytes);
+        }
         Ok(self
             .writer()
             .with_log(move |log, _| log.set_config(cfg))

@@ -31,7 +31,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -158,6 +158,10 @@ pub(crate) struct ReplicatedReplica {
     clock: Arc<dyn Clock>,
     /// The node is leaving: checked under the proposal lock (see [`GroupContext::leaving`]).
     leaving: Arc<AtomicBool>,
+    /// The topic's `max.message.bytes`, checked before a batch is proposed: a replica's log
+    /// stores every entry its group decided whatever its size, so the leader is where the
+    /// limit holds. Kept current by [`ReplicatedReplica::set_max_message_bytes`].
+    max_message_bytes: AtomicU32,
 }
 
 impl std::fmt::Debug for ReplicatedReplica {
@@ -199,6 +203,7 @@ impl ReplicatedReplica {
     ) -> Result<ReplicatedReplica, BrokerError> {
         let open_dir = dir.to_path_buf();
         let open_clock = Arc::clone(&clock);
+        let max_message_bytes = AtomicU32::new(cfg.max_message_bytes);
         let raft_log =
             tokio::task::spawn_blocking(move || RaftLog::open(&open_dir, cfg, open_clock))
                 .await
@@ -325,7 +330,19 @@ impl ReplicatedReplica {
             lag_history,
             clock,
             leaving: Arc::clone(&ctx.leaving),
+            max_message_bytes,
         })
+    }
+
+    /// The topic's `max.message.bytes` changed: batches proposed from now on are checked
+    /// against `bytes`.
+    pub(super) fn set_max_message_bytes(&self, bytes: u32) {
+        self.max_message_bytes.store(bytes, Ordering::Relaxed);
+    }
+
+    /// The limit a batch must keep to before it is proposed.
+    pub(super) fn max_message_bytes(&self) -> usize {
+        self.max_message_bytes.load(Ordering::Relaxed) as usize
     }
 
     /// The log's reader. Reads by offset see only committed (applied) data.

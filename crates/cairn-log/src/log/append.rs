@@ -167,6 +167,9 @@ impl Log {
     }
 
     pub(crate) fn check_request(&self, request: &[Batch]) -> Result<(), LogError> {
+        if !self.enforces_message_size() {
+            return Ok(());
+        }
         let max_bytes = self.cfg.max_message_bytes as usize;
         for batch in request {
             if batch.len_bytes() > max_bytes {
@@ -177,6 +180,15 @@ impl Log {
             }
         }
         Ok(())
+    }
+
+    /// Whether appends over `max.message.bytes` are refused here. Not in a replica's log
+    /// ([`Log::open_replica`]): its entries were admitted by its group's leader, which checks
+    /// the limit before it proposes, and storage that refused a decided entry would stop the
+    /// group (a Raft log cannot skip an entry), as would a follower whose copy of the topic's
+    /// config changed after the leader took the entry.
+    fn enforces_message_size(&self) -> bool {
+        self.high_watermark_follows_end
     }
 
     /// Assigns offsets to one batch, rolling first if it does not fit the active segment.

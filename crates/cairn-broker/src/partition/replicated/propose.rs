@@ -112,6 +112,16 @@ impl ReplicatedReplica {
         acks: AckLevel,
     ) -> Result<Option<Offset>, BrokerError> {
         let term_seen = self.check_leader()?;
+        // Here and not in storage: every copy must store what the group decides (see
+        // `max_message_bytes`), so a batch over the limit must never be proposed.
+        let max_bytes = self.max_message_bytes();
+        if batch.len_bytes() > max_bytes {
+            return Err(LogError::BatchTooLarge {
+                size_bytes: batch.len_bytes(),
+                max_bytes,
+            }
+            .into());
+        }
         let header = *batch.header();
         let producer = (header.producer_id >= 0).then_some(ProducerBatch {
             producer_id: header.producer_id,
