@@ -76,9 +76,21 @@ fn a_replica_log_stores_a_decided_batch_over_max_message_bytes() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = Log::open_replica(dir.path(), small_config(), 0).unwrap();
     let big = batch(0, 1, 2 << 20, 0);
-    let infos = log.append(&[big], None, 0).unwrap();
+    let infos = log.append(std::slice::from_ref(&big), None, 0).unwrap();
     assert_eq!(infos.len(), 1);
-    assert_eq!(log.log_end_offset(), Offset(1));
+    log.append(&[batch(1, 1, 10, 0)], None, 0).unwrap();
+    log.commit().unwrap();
+    log.set_high_watermark(Offset(2)).unwrap();
+    assert_eq!(log.log_end_offset(), Offset(2));
+    let first = log.reader().read(0, 4 << 20).unwrap();
+    assert_eq!(
+        first.batches().next().map(|b| b.len_bytes()),
+        Some(big.len_bytes())
+    );
+    // Recovery reads it back too.
+    drop(log);
+    let log = Log::open_replica(dir.path(), small_config(), 0).unwrap();
+    assert_eq!(log.log_end_offset(), Offset(2));
 }
 
 #[test]
