@@ -429,11 +429,9 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    /// A broker whose host has gone silent (the connection is open, nothing answers) fails a
-    /// call at its deadline, and the next call does not wait on the same dead connection but
-    /// dials a new one.
-    #[tokio::test]
-    async fn a_call_past_its_deadline_leaves_its_connection_for_a_new_one() {
+    /// A listener that accepts connections, holds them open and never answers, as a paused
+    /// or frozen broker's kernel does: its address, how many it accepted, and its task.
+    async fn silent_broker() -> (String, Arc<AtomicUsize>, tokio::task::JoinHandle<()>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("binds");
@@ -447,11 +445,24 @@ mod tests {
                 held.push(socket);
             }
         });
-        let channel = ProduceChannel::lazy(&address, Timeouts::default()).expect("an address");
-        let request = ProduceRequest {
+        (address, accepted, silent)
+    }
+
+    fn orders_request() -> ProduceRequest {
+        ProduceRequest {
             topic: "orders".to_string(),
             ..ProduceRequest::default()
-        };
+        }
+    }
+
+    /// A broker whose host has gone silent (the connection is open, nothing answers) fails a
+    /// call at its deadline, and the next call does not wait on the same dead connection but
+    /// dials a new one.
+    #[tokio::test]
+    async fn a_call_past_its_deadline_leaves_its_connection_for_a_new_one() {
+        let (address, accepted, silent) = silent_broker().await;
+        let channel = ProduceChannel::lazy(&address, Timeouts::default()).expect("an address");
+        let request = orders_request();
         for attempt in 1..=2 {
             let status = channel
                 .produce(
@@ -474,21 +485,9 @@ mod tests {
     /// unanswered, long before the request's own deadline, so the producer retries it.
     #[tokio::test]
     async fn a_request_on_a_connection_that_misses_a_ping_fails_before_its_deadline() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("binds");
-        let address = listener.local_addr().expect("has an address").to_string();
-        let silent = tokio::spawn(async move {
-            let mut held = Vec::new();
-            while let Ok((socket, _)) = listener.accept().await {
-                held.push(socket);
-            }
-        });
+        let (address, _, silent) = silent_broker().await;
         let channel = ProduceChannel::lazy(&address, Timeouts::default()).expect("an address");
-        let request = ProduceRequest {
-            topic: "orders".to_string(),
-            ..ProduceRequest::default()
-        };
+        let request = orders_request();
         let deadline = (KEEPALIVE_INTERVAL + KEEPALIVE_TIMEOUT) * 4;
         let status = channel
             .produce(&request, Bytes::from_static(b"batch"), deadline, 1 << 20)
