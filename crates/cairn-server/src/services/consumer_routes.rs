@@ -25,14 +25,13 @@ use std::time::Duration;
 use bytes::{BufMut, Bytes, BytesMut};
 use cairn_broker::FetchedBatches;
 use cairn_codec::batch::{Batch, MAX_DECOMPRESSED_BATCH_BYTES};
-use cairn_codec::grpc_frame::{FrameError, PREFIX_BYTES, single_message};
+use cairn_codec::grpc_frame::PREFIX_BYTES;
 use cairn_proto::v1::ErrorCode;
 use cairn_proto::v1::consumer_server::ConsumerServer;
 use cairn_proto::v1::{FetchFormat, FetchRequest, FetchResponse, SubscribeRequest};
 use http::header::CONTENT_TYPE;
 use http::{HeaderMap, HeaderValue, Request, Response};
 use http_body::Frame;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
 use prost::Message;
 use tokio::sync::mpsc;
 use tonic::body::Body;
@@ -42,10 +41,11 @@ use tower_service::Service;
 
 use super::consumer::{ConsumerService, batch_record_count, grpc_timeout};
 use super::record_encoding::encode_records;
+use super::unary::read_request;
 use crate::auth::{CallerContext, authorize_caller};
 use crate::metrics::Transfer;
 use crate::quota::{StreamQuota, Usage, UsedBytes};
-use crate::status::{invalid_request, status, to_status};
+use crate::status::{status, to_status};
 use cairn_controller::security::acl::{AclOperation, ResourceType};
 
 /// The paths of the methods served here.
@@ -177,58 +177,6 @@ fn one_answer(answer: WireAnswer) -> mpsc::Receiver<Result<WireAnswer, Status>> 
     // A fresh channel of one has room for one.
     let _ = sender.try_send(Ok(answer));
     receiver
-}
-
-/// Reads the one request message of a `Subscribe` or `Fetch` call.
-async fn read_request<M: Message + Default>(
-    request: Request<Body>,
-    max_request_bytes: usize,
-) -> Result<M, Status> {
-    if let Some(encoding) = request.headers().get("grpc-encoding")
-        && encoding != "identity"
-    {
-        return Err(status(
-            ErrorCode::UnsupportedOperation,
-            Code::Unimplemented,
-            format!("request compression {encoding:?} is not supported"),
-        ));
-    }
-    let limit = max_request_bytes.saturating_add(PREFIX_BYTES);
-    let body = Limited::new(request.into_body(), limit)
-        .collect()
-        .await
-        .map_err(|err| {
-            if err.is::<LengthLimitError>() {
-                status(
-                    ErrorCode::RequestTooLarge,
-                    Code::ResourceExhausted,
-                    format!("the request is larger than the limit of {max_request_bytes} bytes"),
-                )
-            } else {
-                invalid_request(format!("reading the request: {err}"))
-            }
-        })?
-        .to_bytes();
-    let message = single_message(&body, max_request_bytes).map_err(|err| match err {
-        FrameError::Compressed { .. } => status(
-            ErrorCode::UnsupportedOperation,
-            Code::Unimplemented,
-            format!("the request: {err}"),
-        ),
-        FrameError::TooLarge { .. } => status(
-            ErrorCode::RequestTooLarge,
-            Code::ResourceExhausted,
-            format!("the request: {err}"),
-        ),
-        _ => invalid_request(format!("the request: {err}")),
-    })?;
-    M::decode(message).map_err(|err| {
-        let name = std::any::type_name::<M>()
-            .rsplit("::")
-            .next()
-            .unwrap_or("request");
-        invalid_request(format!("malformed {name}: {err}"))
-    })
 }
 
 /// The response body: each answer as gRPC messages, then the call's status as trailers.
@@ -471,6 +419,7 @@ fn put_prefix(length: usize, out: &mut BytesMut) -> Result<(), Status> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cairn_codec::grpc_frame::single_message;
 
     fn whole(answer: &WireAnswer) -> Vec<u8> {
         let mut wire = answer.head.to_vec();

@@ -11,7 +11,9 @@ mod counted;
 mod groups;
 mod metadata;
 mod producer;
+mod producer_routes;
 mod record_encoding;
+mod unary;
 
 pub use admin::AdminService;
 pub use consumer::ConsumerService;
@@ -20,3 +22,4 @@ pub use counted::{CountedAdmin, CountedGroups};
 pub use groups::GroupsService;
 pub use metadata::MetadataService;
 pub use producer::ProducerService;
+pub use producer_routes::{ProduceShortcut, ProduceShortcutService, ProducerRoutes};

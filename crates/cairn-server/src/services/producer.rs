@@ -16,7 +16,7 @@ use cairn_proto::v1::{
 };
 use tonic::{Request, Response, Status};
 
-use crate::auth::authorize;
+use crate::auth::{CallerContext, authorize_caller};
 use crate::metrics::{AcksLabel, Metrics, Outcome, Transfer};
 use crate::quota::{Metered, Usage, UsedBytes};
 use crate::status::{classify, invalid_request, message, to_status, to_status_in};
@@ -34,6 +34,53 @@ impl ProducerService {
     /// A service over `broker` that counts its requests in `metrics`.
     pub fn new(broker: Arc<Broker>, metrics: Arc<Metrics>) -> Self {
         ProducerService { broker, metrics }
+    }
+
+    /// Serves one produce call from `caller` (`None`: not through the auth layer): checks its
+    /// Write permission on the topic, appends, counts it in the metrics, and reports the bytes
+    /// the producer quota charges (measured only when `metered`: it walks a record list).
+    ///
+    /// # Errors
+    /// The status the call is answered with.
+    pub(crate) async fn serve_produce(
+        &self,
+        caller: Option<&CallerContext>,
+        metered: bool,
+        request: api::ProduceRequest,
+    ) -> Result<(ProduceResponse, UsedBytes), Status> {
+        let started = Instant::now();
+        authorize_caller(caller, Write, Topic, &request.topic)?;
+        let produced_bytes = if metered {
+            prost::Message::encoded_len(&request) as u64
+        } else {
+            0
+        };
+        let topic = request.topic.clone();
+        let acks = match Acks::try_from(request.acks) {
+            Ok(acks) => AcksLabel::Level(ack_level(acks)),
+            Err(_) => AcksLabel::Invalid,
+        };
+        let answered = self.append(request).await;
+        let (outcome, transfer) = match &answered {
+            Ok((_, outcome, transfer)) => (*outcome, *transfer),
+            Err(_) => (Outcome::Error, Transfer::default()),
+        };
+        // Label by topic only once the broker knows it, so made-up names add no series.
+        let known = answered.is_ok() || self.broker.partition_count(&topic).is_ok();
+        self.metrics.record_produce(
+            known.then_some(topic.as_str()),
+            acks,
+            outcome,
+            transfer,
+            started.elapsed(),
+        );
+        answered.map(|(response, _, _)| {
+            let usage = UsedBytes(Usage {
+                produced_bytes,
+                fetched_bytes: 0,
+            });
+            (response, usage)
+        })
     }
 
     /// Decodes, appends and maps one request; the [`Transfer`] is what was appended and the
@@ -74,42 +121,14 @@ impl Producer for ProducerService {
         &self,
         request: Request<api::ProduceRequest>,
     ) -> Result<Response<ProduceResponse>, Status> {
-        let started = Instant::now();
-        authorize(&request, Write, Topic, &request.get_ref().topic)?;
-        // What the producer byte-rate quota counts: the request as received (measured only
-        // for a principal with a rate quota: it walks a record list).
-        let produced_bytes = match request.extensions().get::<Metered>() {
-            Some(_) => prost::Message::encoded_len(request.get_ref()) as u64,
-            None => 0,
-        };
-        let request = request.into_inner();
-        let topic = request.topic.clone();
-        let acks = match Acks::try_from(request.acks) {
-            Ok(acks) => AcksLabel::Level(ack_level(acks)),
-            Err(_) => AcksLabel::Invalid,
-        };
-        let answered = self.append(request).await;
-        let (outcome, transfer) = match &answered {
-            Ok((_, outcome, transfer)) => (*outcome, *transfer),
-            Err(_) => (Outcome::Error, Transfer::default()),
-        };
-        // Label by topic only once the broker knows it, so made-up names add no series.
-        let known = answered.is_ok() || self.broker.partition_count(&topic).is_ok();
-        self.metrics.record_produce(
-            known.then_some(topic.as_str()),
-            acks,
-            outcome,
-            transfer,
-            started.elapsed(),
-        );
-        answered.map(|(response, _, _)| {
-            let mut response = Response::new(response);
-            response.extensions_mut().insert(UsedBytes(Usage {
-                produced_bytes,
-                fetched_bytes: 0,
-            }));
-            response
-        })
+        let caller = request.extensions().get::<CallerContext>().cloned();
+        let metered = request.extensions().get::<Metered>().is_some();
+        let (response, usage) = self
+            .serve_produce(caller.as_ref(), metered, request.into_inner())
+            .await?;
+        let mut response = Response::new(response);
+        response.extensions_mut().insert(usage);
+        Ok(response)
     }
 
     async fn init_producer_id(
