@@ -101,25 +101,40 @@ pub fn prefix(length_bytes: usize) -> Result<[u8; PREFIX_BYTES], FrameError> {
 /// The one message of a unary call's body (`body` holds exactly one framed message).
 ///
 /// # Errors
+/// As [`open_single_message`].
+pub fn single_message(body: &[u8], limit_bytes: usize) -> Result<&[u8], FrameError> {
+    let mut message = body;
+    open_single_message(&mut message, limit_bytes)?;
+    Ok(message)
+}
+
+/// Takes the prefix off `body`, which must hold exactly one framed message, so that what is
+/// left of `body` is the message; returns its length. `body` may be in pieces (the DATA frames
+/// a request arrived in), so a message is decoded where it arrived, without joining them.
+///
+/// # Errors
 /// [`FrameError::Truncated`] (an empty body included), [`FrameError::TrailingBytes`], and
 /// those of [`read_prefix`].
-pub fn single_message(body: &[u8], limit_bytes: usize) -> Result<&[u8], FrameError> {
-    let Some((prefix, rest)) = body.split_first_chunk::<PREFIX_BYTES>() else {
+pub fn open_single_message(body: &mut impl Buf, limit_bytes: usize) -> Result<usize, FrameError> {
+    let available_bytes = body.remaining();
+    if available_bytes < PREFIX_BYTES {
         return Err(FrameError::Truncated {
-            available_bytes: body.len(),
+            available_bytes,
             needed_bytes: PREFIX_BYTES,
         });
-    };
-    let length = read_prefix(*prefix, limit_bytes)?;
-    match rest.len().cmp(&length) {
+    }
+    let mut prefix = [0_u8; PREFIX_BYTES];
+    body.copy_to_slice(&mut prefix);
+    let length = read_prefix(prefix, limit_bytes)?;
+    match body.remaining().cmp(&length) {
         std::cmp::Ordering::Less => Err(FrameError::Truncated {
-            available_bytes: body.len(),
+            available_bytes,
             needed_bytes: PREFIX_BYTES + length,
         }),
         std::cmp::Ordering::Greater => Err(FrameError::TrailingBytes {
-            extra_bytes: rest.len() - length,
+            extra_bytes: body.remaining() - length,
         }),
-        std::cmp::Ordering::Equal => Ok(rest),
+        std::cmp::Ordering::Equal => Ok(length),
     }
 }
 

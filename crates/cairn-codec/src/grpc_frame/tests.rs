@@ -117,3 +117,23 @@ fn a_unary_body_holds_exactly_one_message() {
         Err(FrameError::TooLarge { .. })
     ));
 }
+
+#[test]
+fn a_unary_body_in_pieces_is_opened_where_it_lies() {
+    let body = framed(&[b"request"]);
+    // The prefix itself split across two pieces, the message across the second and third.
+    let (first, rest) = body.split_at(2);
+    let (second, third) = rest.split_at(6);
+    let mut pieces = first.chain(second).chain(third);
+    assert_eq!(open_single_message(&mut pieces, 1 << 20), Ok(7));
+    assert_eq!(pieces.copy_to_bytes(pieces.remaining()), &b"request"[..]);
+
+    let mut short = (&body[..3]).chain(&body[3..body.len() - 1]);
+    assert_eq!(
+        open_single_message(&mut short, 1 << 20),
+        Err(FrameError::Truncated {
+            available_bytes: body.len() - 1,
+            needed_bytes: body.len()
+        })
+    );
+}

@@ -12,7 +12,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
-use cairn_codec::grpc_frame::{FrameError, PREFIX_BYTES, put_prefix, single_message};
+use cairn_codec::grpc_frame::{FrameError, PREFIX_BYTES, open_single_message, put_prefix};
 use cairn_proto::v1::ErrorCode;
 use http::header::CONTENT_TYPE;
 use http::{HeaderMap, HeaderValue, Request, Response};
@@ -25,8 +25,8 @@ use tonic::{Code, Status};
 use crate::status::{invalid_request, status};
 
 /// Reads the one request message of a unary (or server-streaming) call. The message is
-/// decoded from the received bytes, so a `bytes` field (a produce request's record batch)
-/// keeps a slice of them rather than a copy.
+/// decoded from the received frames, so a `bytes` field that arrived in a frame of its own (a
+/// produce request's record batch) keeps a slice of it rather than a copy.
 ///
 /// # Errors
 /// UNIMPLEMENTED for a compressed request; RESOURCE_EXHAUSTED for one over
@@ -45,7 +45,9 @@ pub(crate) async fn read_request<M: Message + Default>(
         ));
     }
     let limit = max_request_bytes.saturating_add(PREFIX_BYTES);
-    let body = Limited::new(request.into_body(), limit)
+    // The DATA frames as they arrived, not joined: a record batch sent in a frame of its own
+    // (as Cairn's producer sends it) is decoded as a slice of that frame.
+    let mut message = Limited::new(request.into_body(), limit)
         .collect()
         .await
         .map_err(|err| {
@@ -59,23 +61,20 @@ pub(crate) async fn read_request<M: Message + Default>(
                 invalid_request(format!("reading the request: {err}"))
             }
         })?
-        .to_bytes();
-    let message_bytes = single_message(&body, max_request_bytes)
-        .map_err(|err| match err {
-            FrameError::Compressed { .. } => status(
-                ErrorCode::UnsupportedOperation,
-                Code::Unimplemented,
-                format!("the request: {err}"),
-            ),
-            FrameError::TooLarge { .. } => status(
-                ErrorCode::RequestTooLarge,
-                Code::ResourceExhausted,
-                format!("the request: {err}"),
-            ),
-            _ => invalid_request(format!("the request: {err}")),
-        })?
-        .len();
-    let message = body.slice(body.len() - message_bytes..);
+        .aggregate();
+    open_single_message(&mut message, max_request_bytes).map_err(|err| match err {
+        FrameError::Compressed { .. } => status(
+            ErrorCode::UnsupportedOperation,
+            Code::Unimplemented,
+            format!("the request: {err}"),
+        ),
+        FrameError::TooLarge { .. } => status(
+            ErrorCode::RequestTooLarge,
+            Code::ResourceExhausted,
+            format!("the request: {err}"),
+        ),
+        _ => invalid_request(format!("the request: {err}")),
+    })?;
     M::decode(message).map_err(|err| {
         let name = std::any::type_name::<M>()
             .rsplit("::")
@@ -151,6 +150,7 @@ impl http_body::Body for UnaryBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cairn_codec::grpc_frame::single_message;
     use cairn_proto::v1::{ProduceRequest, ProduceResponse, produce_request::Payload};
     use tonic_types::StatusExt;
 
@@ -191,6 +191,34 @@ mod tests {
         assert!(
             body_range.contains(&(batch.as_ptr() as usize)),
             "the batch is a slice of the body"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_batch_in_a_frame_of_its_own_is_decoded_without_joining_the_frames() {
+        let batch = Bytes::from(vec![7_u8; 4096]);
+        let sent = ProduceRequest {
+            topic: "orders".into(),
+            payload: Some(Payload::RecordBatch(batch.clone())),
+            ..Default::default()
+        };
+        // Everything but the batch, then the batch: the two chunks Cairn's producer sends.
+        let wire = framed(&sent.encode_to_vec(), false);
+        let head = wire.slice(..wire.len() - batch.len());
+        let frames =
+            [head, batch.clone()].map(|chunk| Ok::<_, Status>(http_body::Frame::data(chunk)));
+        let body = http_body_util::StreamBody::new(futures_util::stream::iter(frames));
+        let received: ProduceRequest = read_request(Request::new(Body::new(body)), 1 << 20)
+            .await
+            .unwrap();
+        assert_eq!(received, sent);
+        let Some(Payload::RecordBatch(got)) = &received.payload else {
+            panic!("no batch");
+        };
+        assert_eq!(
+            got.as_ptr(),
+            batch.as_ptr(),
+            "the batch frame is not copied"
         );
     }
 
