@@ -1,7 +1,8 @@
 //! Fuzz target `grpc_frame`: the gRPC message framing of `cairn_codec::grpc_frame` from both
 //! ends, on the same bytes. The server's side reads a unary request body with
-//! `single_message`; the client's side cuts a stream into messages with `MessageReader`,
-//! the bytes arriving in frames of a size the input picks. Input: `[limit hi, limit lo,
+//! `open_single_message` over the DATA frames it arrived in (and `single_message` over the
+//! same bytes in one piece, which must agree); the client's side cuts a stream into messages
+//! with `MessageReader`, the bytes arriving in frames of a size the input picks. Input: `[limit hi, limit lo,
 //! frame size, wire bytes...]`.
 //!
 //! It checks that neither side panics or allocates past `cairn_fuzz::MAX_ALLOC_BYTES`, that
@@ -14,7 +15,8 @@
 
 use bytes::{Buf, Bytes};
 use cairn_codec::grpc_frame::{
-    FrameError, MessageReader, PREFIX_BYTES, put_prefix, single_message,
+    FrameError, FramedMessage, MessageReader, PREFIX_BYTES, open_single_message, put_prefix,
+    single_message,
 };
 use cairn_fuzz::CappedAllocator;
 use libfuzzer_sys::fuzz_target;
@@ -70,6 +72,19 @@ fuzz_target!(|data: &[u8]| {
     let server = single_message(wire, limit);
     if let Err(err) = &server {
         let _ = err.to_string();
+    }
+    // The broker reads a body in the frames it came in: the same answer, in pieces.
+    let mut pieces: FramedMessage = wire
+        .chunks(frame_bytes)
+        .map(Bytes::copy_from_slice)
+        .collect();
+    match (&server, open_single_message(&mut pieces, limit)) {
+        (Ok(message), Ok(length)) => {
+            assert_eq!(message.len(), length);
+            assert_eq!(pieces.copy_to_bytes(length), *message);
+        }
+        (Err(whole), Err(in_pieces)) => assert_eq!(*whole, in_pieces),
+        (whole, in_pieces) => panic!("in one piece: {whole:?}; in pieces: {in_pieces:?}"),
     }
     let one_message = failed.is_none() && messages.len() == 1 && reader.pending_bytes() == 0;
     match &server {

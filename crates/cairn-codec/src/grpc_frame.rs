@@ -1,5 +1,5 @@
 //! gRPC's message framing, shared by both ends of Cairn's hand-framed calls: the broker's own
-//! `Subscribe` and `Fetch` routes and the client's zero-copy stream reader. gRPC over HTTP/2
+//! `Produce`, `Subscribe` and `Fetch` routes and the client's zero-copy stream reader. gRPC over HTTP/2
 //! (PROTOCOL-HTTP2.md, "Length-Prefixed-Message") sends each message as a compressed flag
 //! byte, a big-endian `u32` length and the message bytes.
 //!
@@ -255,6 +255,18 @@ impl FramedMessage {
             self.remaining += piece.len();
             self.parts.push_back(piece);
         }
+    }
+}
+
+impl FromIterator<Bytes> for FramedMessage {
+    /// A message (or a body to open with [`open_single_message`]) from the pieces it arrived
+    /// in, in order.
+    fn from_iter<I: IntoIterator<Item = Bytes>>(pieces: I) -> FramedMessage {
+        let mut message = FramedMessage::default();
+        for piece in pieces {
+            message.push(piece);
+        }
+        message
     }
 }
 

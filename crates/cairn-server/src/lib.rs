@@ -380,13 +380,13 @@ pub async fn run(
         .layer(status::StatusLayer)
         // Every call gets its principal, or is refused, before any service runs.
         .layer(auth_layer)
-        // Innermost: after authentication (quotas are per principal), around the services
-        // (whose answers report the bytes they moved).
+        // After authentication (quotas are per principal), around the services (whose
+        // answers report the bytes they moved).
         .layer(quota::QuotaLayer::new(
             Arc::clone(&broker),
             Arc::clone(metrics.quota_metrics()),
         ))
-        // Innermost of all: the hottest call skips the router (see `ProducerRoutes`).
+        // Innermost: the hottest call skips the router (see `ProducerRoutes`).
         .layer(ProduceShortcut::new(producer.clone()))
         .add_service(health)
         .add_service(reflection_v1)

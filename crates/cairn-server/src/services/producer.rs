@@ -121,6 +121,8 @@ impl Producer for ProducerService {
         &self,
         request: Request<api::ProduceRequest>,
     ) -> Result<Response<ProduceResponse>, Status> {
+        // Served by `ProducerRoutes` in a running broker, which reads the request and frames
+        // the answer itself around the same `serve_produce`.
         let caller = request.extensions().get::<CallerContext>().cloned();
         let metered = request.extensions().get::<Metered>().is_some();
         let (response, usage) = self

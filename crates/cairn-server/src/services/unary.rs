@@ -5,32 +5,43 @@
 //! answer) is about an eighth of the instructions a request costs; tonic's streaming decoder
 //! and encoder, and the boxed layers around them, are a good part of the rest (a callgrind
 //! profile at 200 requests/s, `BENCHMARKS.md`). A unary call needs none of their generality:
-//! the body is one length-prefixed message, the answer is one, then `grpc-status: 0`. What a
-//! stock client sees is the same: tonic answers exactly these frames and headers.
+//! the body is one length-prefixed message, the answer is one, then `grpc-status: 0`. A stock
+//! client sees the same answer as from tonic: the same frames and headers. Refusals differ only
+//! in carrying Cairn's ErrorInfo, which the status layer would have added to tonic's.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
-use cairn_codec::grpc_frame::{FrameError, PREFIX_BYTES, open_single_message, put_prefix};
+use cairn_codec::grpc_frame::{
+    FrameError, FramedMessage, PREFIX_BYTES, open_single_message, put_prefix, read_prefix,
+};
 use cairn_proto::v1::ErrorCode;
 use http::header::CONTENT_TYPE;
 use http::{HeaderMap, HeaderValue, Request, Response};
 use http_body::Frame;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 use prost::Message;
 use tonic::body::Body;
 use tonic::{Code, Status};
 
 use crate::status::{invalid_request, status};
 
+/// DATA frames smaller than this are copied together rather than kept apart: a body sent in
+/// many tiny frames then costs its size in memory, not a `Bytes` (and the receive buffer each
+/// one pins) per frame. Larger frames (a producer's record batch) are kept as they came.
+const COALESCE_BELOW_BYTES: usize = 16 << 10;
+
 /// Reads the one request message of a unary (or server-streaming) call. The message is
 /// decoded from the received frames, so a `bytes` field that arrived in a frame of its own (a
-/// produce request's record batch) keeps a slice of it rather than a copy.
+/// produce request's record batch) keeps a slice of it rather than a copy. The declared
+/// length is checked against `max_request_bytes` as soon as the prefix is in, and a byte past
+/// the message refuses the call at once, so a body never holds more than the message.
 ///
 /// # Errors
-/// UNIMPLEMENTED for a compressed request; RESOURCE_EXHAUSTED for one over
-/// `max_request_bytes`; INVALID_ARGUMENT for a body that is not exactly one message of `M`.
+/// UNIMPLEMENTED for a request compressed by its `grpc-encoding`; RESOURCE_EXHAUSTED for one
+/// over `max_request_bytes`; INVALID_ARGUMENT for a body that is not exactly one uncompressed
+/// message of `M`.
 pub(crate) async fn read_request<M: Message + Default>(
     request: Request<Body>,
     max_request_bytes: usize,
@@ -38,43 +49,64 @@ pub(crate) async fn read_request<M: Message + Default>(
     if let Some(encoding) = request.headers().get("grpc-encoding")
         && encoding != "identity"
     {
-        return Err(status(
+        let mut refused = status(
             ErrorCode::UnsupportedOperation,
             Code::Unimplemented,
             format!("request compression {encoding:?} is not supported"),
-        ));
+        );
+        // What the gRPC compression spec asks of a server refusing an encoding.
+        refused.metadata_mut().insert(
+            "grpc-accept-encoding",
+            tonic::metadata::MetadataValue::from_static("identity"),
+        );
+        return Err(refused);
     }
-    let limit = max_request_bytes.saturating_add(PREFIX_BYTES);
-    // The DATA frames as they arrived, not joined: a record batch sent in a frame of its own
-    // (as Cairn's producer sends it) is decoded as a slice of that frame.
-    let mut message = Limited::new(request.into_body(), limit)
-        .collect()
-        .await
-        .map_err(|err| {
-            if err.is::<LengthLimitError>() {
-                status(
-                    ErrorCode::RequestTooLarge,
-                    Code::ResourceExhausted,
-                    format!("the request is larger than the limit of {max_request_bytes} bytes"),
-                )
-            } else {
-                invalid_request(format!("reading the request: {err}"))
+    let mut body = request.into_body();
+    let mut pieces = Vec::new();
+    let mut small = BytesMut::new();
+    let mut prefix = [0_u8; PREFIX_BYTES];
+    let mut received = 0_usize;
+    // The prefix and message together, once the prefix is in.
+    let mut framed_bytes = None;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|err| invalid_request(format!("reading the request: {err}")))?;
+        // Trailers carry nothing a Cairn call reads.
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if received < PREFIX_BYTES {
+            let take = data.len().min(PREFIX_BYTES - received);
+            prefix[received..received + take].copy_from_slice(&data[..take]);
+        }
+        received += data.len();
+        if framed_bytes.is_none() && received >= PREFIX_BYTES {
+            let length = read_prefix(prefix, max_request_bytes).map_err(refusal)?;
+            framed_bytes = Some(PREFIX_BYTES + length);
+        }
+        if let Some(framed) = framed_bytes
+            && received > framed
+        {
+            return Err(refusal(FrameError::TrailingBytes {
+                extra_bytes: received - framed,
+            }));
+        }
+        if data.len() < COALESCE_BELOW_BYTES {
+            small.extend_from_slice(&data);
+            if small.len() >= COALESCE_BELOW_BYTES {
+                pieces.push(small.split().freeze());
             }
-        })?
-        .aggregate();
-    open_single_message(&mut message, max_request_bytes).map_err(|err| match err {
-        FrameError::Compressed { .. } => status(
-            ErrorCode::UnsupportedOperation,
-            Code::Unimplemented,
-            format!("the request: {err}"),
-        ),
-        FrameError::TooLarge { .. } => status(
-            ErrorCode::RequestTooLarge,
-            Code::ResourceExhausted,
-            format!("the request: {err}"),
-        ),
-        _ => invalid_request(format!("the request: {err}")),
-    })?;
+        } else {
+            if !small.is_empty() {
+                pieces.push(small.split().freeze());
+            }
+            pieces.push(data);
+        }
+    }
+    if !small.is_empty() {
+        pieces.push(small.freeze());
+    }
+    let mut message: FramedMessage = pieces.into_iter().collect();
+    open_single_message(&mut message, max_request_bytes).map_err(refusal)?;
     M::decode(message).map_err(|err| {
         let name = std::any::type_name::<M>()
             .rsplit("::")
@@ -82,6 +114,20 @@ pub(crate) async fn read_request<M: Message + Default>(
             .unwrap_or("request");
         invalid_request(format!("malformed {name}: {err}"))
     })
+}
+
+/// The status a request's framing error is answered with. A set compressed flag is a protocol
+/// error here, as in tonic and grpc-go: an encoding the server refuses was already refused by
+/// its `grpc-encoding` header, so a flag without one is a broken client.
+fn refusal(err: FrameError) -> Status {
+    match err {
+        FrameError::TooLarge { .. } => status(
+            ErrorCode::RequestTooLarge,
+            Code::ResourceExhausted,
+            format!("the request: {err}"),
+        ),
+        _ => invalid_request(format!("the request: {err}")),
+    }
 }
 
 /// The answer of a unary call: `message` in one DATA frame, then `grpc-status: 0`.
@@ -140,11 +186,6 @@ impl http_body::Body for UnaryBody {
     fn is_end_stream(&self) -> bool {
         self.done
     }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        let length = self.message.as_ref().map_or(0, Bytes::len);
-        http_body::SizeHint::with_exact(length as u64)
-    }
 }
 
 #[cfg(test)]
@@ -152,6 +193,7 @@ mod tests {
     use super::*;
     use cairn_codec::grpc_frame::single_message;
     use cairn_proto::v1::{ProduceRequest, ProduceResponse, produce_request::Payload};
+    use futures_util::StreamExt;
     use tonic_types::StatusExt;
 
     fn framed(message: &[u8], compressed: bool) -> Bytes {
@@ -179,10 +221,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_request_is_decoded_from_the_received_bytes_without_a_copy() {
-        let sent = produce(b"a stored batch");
+    async fn a_large_batch_is_decoded_from_the_received_frame_without_a_copy() {
+        let sent = ProduceRequest {
+            topic: "orders".into(),
+            payload: Some(Payload::RecordBatch(Bytes::from(vec![5_u8; 20_000]))),
+            ..Default::default()
+        };
         let body = framed(&sent.encode_to_vec(), false);
-        let received: ProduceRequest = read_request(request(body.clone()), 1024).await.unwrap();
+        let received: ProduceRequest = read_request(request(body.clone()), 1 << 20).await.unwrap();
         assert_eq!(received, sent);
         let Some(Payload::RecordBatch(batch)) = &received.payload else {
             panic!("no batch");
@@ -196,7 +242,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_batch_in_a_frame_of_its_own_is_decoded_without_joining_the_frames() {
-        let batch = Bytes::from(vec![7_u8; 4096]);
+        let batch = Bytes::from(vec![7_u8; 20_000]);
         let sent = ProduceRequest {
             topic: "orders".into(),
             payload: Some(Payload::RecordBatch(batch.clone())),
@@ -205,10 +251,7 @@ mod tests {
         // Everything but the batch, then the batch: the two chunks Cairn's producer sends.
         let wire = framed(&sent.encode_to_vec(), false);
         let head = wire.slice(..wire.len() - batch.len());
-        let frames =
-            [head, batch.clone()].map(|chunk| Ok::<_, Status>(http_body::Frame::data(chunk)));
-        let body = http_body_util::StreamBody::new(futures_util::stream::iter(frames));
-        let received: ProduceRequest = read_request(Request::new(Body::new(body)), 1 << 20)
+        let received: ProduceRequest = read_request(body_of(vec![head, batch.clone()]), 1 << 20)
             .await
             .unwrap();
         assert_eq!(received, sent);
@@ -228,8 +271,8 @@ mod tests {
         let cases = [
             (
                 framed(&message, true),
-                Code::Unimplemented,
-                "UNSUPPORTED_OPERATION",
+                Code::InvalidArgument,
+                "INVALID_REQUEST",
             ),
             (
                 framed(&[0; 600], false),
@@ -275,6 +318,45 @@ mod tests {
             .unwrap_err();
         assert_eq!(refused.code(), Code::Unimplemented);
         assert!(refused.message().contains("gzip"), "{refused:?}");
+        assert_eq!(
+            refused.metadata().get("grpc-accept-encoding").unwrap(),
+            "identity"
+        );
+    }
+
+    fn body_of(frames: Vec<Bytes>) -> Request<Body> {
+        let frames = frames
+            .into_iter()
+            .map(|chunk| Ok::<_, Status>(http_body::Frame::data(chunk)));
+        Request::new(Body::new(http_body_util::StreamBody::new(
+            futures_util::stream::iter(frames),
+        )))
+    }
+
+    #[tokio::test]
+    async fn a_request_in_one_byte_frames_is_put_together() {
+        let sent = produce(b"a stored batch");
+        let wire = framed(&sent.encode_to_vec(), false);
+        let frames = (0..wire.len()).map(|i| wire.slice(i..=i)).collect();
+        let received: ProduceRequest = read_request(body_of(frames), 1024).await.unwrap();
+        assert_eq!(received, sent);
+    }
+
+    #[tokio::test]
+    async fn an_oversized_length_is_refused_before_the_body_ends() {
+        // The prefix declares 1 MiB and the body never ends: the refusal cannot wait for it.
+        let prefix = Bytes::from_static(&[0, 0, 0x10, 0, 0]);
+        let frames = futures_util::stream::iter([Ok::<_, Status>(http_body::Frame::data(prefix))])
+            .chain(futures_util::stream::pending());
+        let body = Body::new(http_body_util::StreamBody::new(frames));
+        let refused = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            read_request::<ProduceRequest>(Request::new(body), 1024),
+        )
+        .await
+        .expect("refused without waiting for the body")
+        .unwrap_err();
+        assert_eq!(refused.code(), Code::ResourceExhausted);
     }
 
     #[tokio::test]
