@@ -176,6 +176,7 @@ impl Broker {
         let defaults = cfg.topic_defaults.clone();
         let cluster = cfg.cluster.clone();
         let opener = Arc::clone(&clock);
+        let writer_options = cluster.local_writer_options();
         let topics = blocking(move || {
             std::fs::create_dir_all(&data_dir)
                 .map_err(|e| BrokerError::io("create data directory", &data_dir, e))?;
@@ -199,6 +200,7 @@ impl Broker {
                     stored.partition_count,
                     stored.config,
                     &opener,
+                    writer_options,
                     OnOpenError::Stop,
                 )?;
                 topics.insert(stored.name, Arc::new(topic));

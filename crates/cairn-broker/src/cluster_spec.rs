@@ -447,11 +447,20 @@ impl ClusterSpec {
         self.timings
     }
 
-    /// How often each replicated partition asks whether retention wants segments that Raft
-    /// still holds, and then snapshots and purges so that it can have them: the retention
-    /// check of a single copy ([`cairn_log::RETENTION_CHECK_INTERVAL`], 5 minutes, by default).
+    /// How often retention runs (Kafka's `log.retention.check.interval.ms`;
+    /// [`cairn_log::RETENTION_CHECK_INTERVAL`], 5 minutes, by default): a single copy's writer
+    /// deletes what retention wants gone, and each replicated partition asks whether retention
+    /// wants segments that Raft still holds, then snapshots and purges so that it can have them.
     pub fn retention_purge_interval(&self) -> std::time::Duration {
         self.retention_purge_interval
+    }
+
+    /// The writer settings of this node's single-copy partitions (see
+    /// [`ClusterSpec::retention_purge_interval`]).
+    pub(crate) fn local_writer_options(&self) -> cairn_log::WriterOptions {
+        cairn_log::WriterOptions {
+            retention_check_interval: self.retention_purge_interval,
+        }
     }
 
     /// Whether the node joins a cluster that runs already (`serve --join`): it neither forms
@@ -468,7 +477,8 @@ impl ClusterSpec {
         self
     }
 
-    /// This spec with another [`ClusterSpec::retention_purge_interval`] (tests shorten it).
+    /// This spec with another [`ClusterSpec::retention_purge_interval`] (`serve
+    /// --log-retention-check-interval-ms`; tests shorten it).
     pub fn with_retention_purge_interval(mut self, every: std::time::Duration) -> ClusterSpec {
         self.retention_purge_interval = every;
         self

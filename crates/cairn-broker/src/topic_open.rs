@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
 use cairn_codec::{StickyPartitioner, XorShift64};
-use cairn_log::{Clock, LogError};
+use cairn_log::{Clock, LogError, WriterOptions};
 
 use crate::storage_error::is_disk_full;
 
@@ -30,6 +30,7 @@ pub(crate) fn open_topic(
     partition_count: u32,
     config: TopicConfig,
     clock: &Arc<dyn Clock>,
+    writer_options: WriterOptions,
     on_error: OnOpenError,
 ) -> Result<Topic, BrokerError> {
     let log_config = config.to_log_config();
@@ -39,6 +40,7 @@ pub(crate) fn open_topic(
         0..partition_count,
         &log_config,
         clock,
+        writer_options,
         on_error,
     )?;
     let seed = clock.now_ms() as u64
@@ -62,6 +64,7 @@ pub(crate) fn open_partitions(
     range: std::ops::Range<u32>,
     log_config: &cairn_log::LogConfig,
     clock: &Arc<dyn Clock>,
+    writer_options: WriterOptions,
     on_error: OnOpenError,
 ) -> Result<Vec<Arc<Partition>>, BrokerError> {
     let topic_name: Arc<str> = Arc::from(name);
@@ -78,6 +81,7 @@ pub(crate) fn open_partitions(
             dir,
             log_config.clone(),
             Arc::clone(clock),
+            writer_options,
         ) {
             Ok(partition) => opened.push(Arc::new(partition)),
             Err(err) => {

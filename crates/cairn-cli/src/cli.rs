@@ -58,6 +58,7 @@ Config file (TOML):
   advertised_address = \"cairn-1.example.com:7070\"
   log_format = \"json\"
   max_partitions = 4096
+  log_retention_check_interval_ms = 300000
   max_connections = 10000
   max_connections_per_ip = 1000
   handshake_timeout_ms = 10000
@@ -313,6 +314,12 @@ pub struct ServeArgs {
     #[arg(long, value_name = "COUNT", allow_negative_numbers = true)]
     pub max_partitions: Option<String>,
 
+    /// How often each partition runs retention, deleting the segments that retention.ms or
+    /// retention.bytes no longer keep (Kafka's log.retention.check.interval.ms), from 1000
+    /// [env: CAIRN_LOG_RETENTION_CHECK_INTERVAL_MS] [default: 300000, 5 minutes]
+    #[arg(long, value_name = "MS", allow_negative_numbers = true)]
+    pub log_retention_check_interval_ms: Option<String>,
+
     /// Enforce ACLs: on denies everything the ACLs (`cairn acl add`) do not allow, except to
     /// super users; off lets every caller do everything [env: CAIRN_AUTHORIZATION]
     /// [default: off]
@@ -482,6 +489,7 @@ mod tests {
             "CAIRN_MAX_CONNECTIONS_PER_IP",
             "CAIRN_HANDSHAKE_TIMEOUT_MS",
             "CAIRN_CONNECTIONS_MAX_IDLE_MS",
+            "CAIRN_LOG_RETENTION_CHECK_INTERVAL_MS",
             "CAIRN_PEERS",
             "CAIRN_RAFT_ELECTION_TIMEOUT_MS",
             "CAIRN_RAFT_HEARTBEAT_MS",

@@ -45,6 +45,11 @@ pub const MIN_MAX_PARTITIONS: u32 = cairn_broker::DEFAULT_OFFSETS_TOPIC_PARTITIO
 /// Largest `max_partitions`: far past what one node's threads and maps can hold, so a typo of
 /// extra digits is caught.
 pub const MAX_MAX_PARTITIONS: u32 = 1 << 20;
+/// Shortest retention check interval: once a second. Each partition's writer wakes to check,
+/// so a millisecond on thousands of partitions would be a busy loop, not a setting.
+pub const MIN_RETENTION_CHECK_INTERVAL_MS: u64 = 1_000;
+/// Longest retention check interval: a week, past which retention would hardly run at all.
+pub const MAX_RETENTION_CHECK_INTERVAL_MS: u64 = 7 * 24 * 3_600_000;
 /// Largest config file read. A real one is a few hundred bytes; the limit stops a wrong path
 /// (a log, a device) from being read whole before it fails to parse.
 pub const MAX_CONFIG_FILE_BYTES: u64 = 1 << 20;
@@ -88,6 +93,11 @@ const MAX_PARTITIONS: Setting = Setting {
     var: "CAIRN_MAX_PARTITIONS",
     file_key: "max_partitions",
 };
+const LOG_RETENTION_CHECK_INTERVAL_MS: Setting = Setting {
+    flag: "--log-retention-check-interval-ms",
+    var: "CAIRN_LOG_RETENTION_CHECK_INTERVAL_MS",
+    file_key: "log_retention_check_interval_ms",
+};
 
 const LOG_FORMAT: Setting = Setting {
     flag: "--log-format",
@@ -123,6 +133,7 @@ struct FileConfig {
     advertised_address: Option<toml::Value>,
     log_format: Option<toml::Value>,
     max_partitions: Option<toml::Value>,
+    log_retention_check_interval_ms: Option<toml::Value>,
     topic_defaults: Option<toml::Value>,
     cluster: Option<toml::Value>,
     max_connections: Option<toml::Value>,
@@ -229,6 +240,13 @@ pub fn resolve(
         Some(given) => parse_max_partitions(&given)?,
         None => cairn_broker::DEFAULT_MAX_PARTITIONS,
     };
+    let mut spec = cluster.spec.with_join(args.join);
+    if let Some(given) = lower.pick(
+        args.log_retention_check_interval_ms.as_deref(),
+        &LOG_RETENTION_CHECK_INTERVAL_MS,
+    )? {
+        spec = spec.with_retention_purge_interval(parse_retention_check_interval(&given)?);
+    }
     let topic_defaults = resolve_topic_defaults(&args.topic_defaults, lower.file.as_ref())?;
     let connections = connection_limits::resolve(args, &lower)?;
     let auth = auth::resolve(args, &lower)?;
@@ -237,7 +255,7 @@ pub fn resolve(
         data_dir,
         grpc_addr,
         http_addr,
-        cluster: cluster.spec.with_join(args.join),
+        cluster: spec,
         advertised_address,
         topic_defaults,
         connections,
@@ -355,6 +373,10 @@ fn parse_file(file: ConfigFile<'_>) -> Result<ParsedFile<'_>, ConfigError> {
         (ADVERTISED_ADDRESS.file_key, config.advertised_address),
         (LOG_FORMAT.file_key, config.log_format),
         (MAX_PARTITIONS.file_key, config.max_partitions),
+        (
+            LOG_RETENTION_CHECK_INTERVAL_MS.file_key,
+            config.log_retention_check_interval_ms,
+        ),
         (MAX_CONNECTIONS.file_key, config.max_connections),
         (
             MAX_CONNECTIONS_PER_IP.file_key,
@@ -376,6 +398,7 @@ fn parse_file(file: ConfigFile<'_>) -> Result<ParsedFile<'_>, ConfigError> {
     let is_integer_key = |key: &str| {
         key == NODE_ID.file_key
             || key == MAX_PARTITIONS.file_key
+            || key == LOG_RETENTION_CHECK_INTERVAL_MS.file_key
             || INTEGER_FILE_KEYS.contains(&key)
     };
     for (key, value) in scalars {
@@ -462,6 +485,25 @@ fn parse_max_partitions(given: &Given) -> Result<u32, ConfigError> {
             reason: format!(
                 "expected a partition count from {MIN_MAX_PARTITIONS} (__consumer_offsets) to \
                  {MAX_MAX_PARTITIONS}"
+            ),
+        })
+}
+
+fn parse_retention_check_interval(given: &Given) -> Result<std::time::Duration, ConfigError> {
+    given
+        .text
+        .parse::<u64>()
+        .ok()
+        .filter(|ms| {
+            (MIN_RETENTION_CHECK_INTERVAL_MS..=MAX_RETENTION_CHECK_INTERVAL_MS).contains(ms)
+        })
+        .map(std::time::Duration::from_millis)
+        .ok_or_else(|| ConfigError::InvalidValue {
+            origin: given.origin.clone(),
+            value: given.text.clone(),
+            reason: format!(
+                "expected a whole number of milliseconds from {MIN_RETENTION_CHECK_INTERVAL_MS} \
+                 to {MAX_RETENTION_CHECK_INTERVAL_MS}"
             ),
         })
 }

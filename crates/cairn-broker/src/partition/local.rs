@@ -84,6 +84,7 @@ impl LocalReplica {
         dir: &Path,
         cfg: LogConfig,
         clock: Arc<dyn Clock>,
+        writer_options: WriterOptions,
     ) -> Result<(LocalReplica, Option<Damage>), BrokerError> {
         let log = Log::open(dir, cfg, clock.now_ms())?;
         let (filter, report) = ProducerFilter::open(dir, &log.reader());
@@ -99,12 +100,7 @@ impl LocalReplica {
             topic, partition = index, snapshot = ?report.snapshot_offset.map(|o| o.0),
             batches_read = report.batches_read, "producer state restored"
         );
-        let writer = LogWriter::spawn_filtered(
-            log,
-            clock,
-            WriterOptions::default(),
-            Some(Box::new(filter)),
-        )?;
+        let writer = LogWriter::spawn_filtered(log, clock, writer_options, Some(Box::new(filter)))?;
         let replica = LocalReplica {
             writer,
             sequencer: Sequencer::default(),

@@ -38,7 +38,7 @@ use std::sync::Arc;
 
 use cairn_codec::Offset;
 use cairn_codec::batch::Batch;
-use cairn_log::{Clock, DamagedRange, LogConfig, LogError, LogReader};
+use cairn_log::{Clock, DamagedRange, LogConfig, LogError, LogReader, WriterOptions};
 
 pub use fetched::FetchedBatches;
 pub use health::{Damage, PartitionCondition, PartitionProblem};
@@ -112,8 +112,9 @@ impl Partition {
         dir: PathBuf,
         cfg: LogConfig,
         clock: Arc<dyn Clock>,
+        writer_options: WriterOptions,
     ) -> Result<Partition, BrokerError> {
-        let (local, damage) = LocalReplica::open(&topic, index, &dir, cfg, clock)?;
+        let (local, damage) = LocalReplica::open(&topic, index, &dir, cfg, clock, writer_options)?;
         Ok(Partition {
             topic,
             index,
@@ -136,8 +137,16 @@ impl Partition {
         dir: PathBuf,
         cfg: LogConfig,
         clock: Arc<dyn Clock>,
+        writer_options: WriterOptions,
     ) -> Result<Partition, BrokerError> {
-        match Partition::open(Arc::clone(&topic), index, dir.clone(), cfg, clock) {
+        match Partition::open(
+            Arc::clone(&topic),
+            index,
+            dir.clone(),
+            cfg,
+            clock,
+            writer_options,
+        ) {
             Ok(partition) => Ok(partition),
             Err(err) if matches!(err.log_error(), Some(LogError::Locked { .. })) => Err(err),
             Err(err) => {

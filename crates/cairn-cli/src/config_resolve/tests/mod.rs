@@ -96,4 +96,5 @@ mod bad_input;
 mod cluster;
 mod connection_limits;
 mod precedence;
+mod retention_check;
 mod tls;
