@@ -1,0 +1,145 @@
+//! Produce requests framed as a gRPC library would not frame them, sent over raw HTTP/2 to a
+//! running server: the broker reads `Produce` bodies itself (`services/unary.rs`), so how a
+//! body is cut into DATA frames, what follows it, and a body that never ends are its to handle.
+
+#![allow(clippy::unwrap_used, reason = "tests: a failure here is a failed test")]
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use cairn_proto::v1::{ProduceRequest, ProduceResponse, Record, RecordList, produce_request};
+use http::HeaderMap;
+use prost::Message;
+
+/// What came back on one stream.
+struct Answer {
+    headers: HeaderMap,
+    body: Bytes,
+    trailers: Option<HeaderMap>,
+}
+
+impl Answer {
+    /// The call's grpc-status, from the trailers or (a refusal) the headers.
+    fn grpc_status(&self) -> String {
+        let from = self.trailers.as_ref().unwrap_or(&self.headers);
+        from.get("grpc-status")
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default()
+    }
+}
+
+fn framed_request(topic: &str, value: &str) -> Bytes {
+    let request = ProduceRequest {
+        topic: topic.into(),
+        payload: Some(produce_request::Payload::Records(RecordList {
+            records: vec![Record {
+                value: Some(Bytes::copy_from_slice(value.as_bytes())),
+                ..Default::default()
+            }],
+        })),
+        ..Default::default()
+    };
+    let message = request.encode_to_vec();
+    let mut wire = BytesMut::new();
+    wire.put_u8(0);
+    wire.put_u32(u32::try_from(message.len()).unwrap());
+    wire.extend_from_slice(&message);
+    wire.freeze()
+}
+
+/// Sends `frames` as the DATA frames of one Produce call, then `trailers` (or ends the stream
+/// with the last frame; with `hold_open` it never ends), and reads the answer.
+async fn call(
+    url: &str,
+    frames: Vec<Bytes>,
+    trailers: Option<HeaderMap>,
+    hold_open: bool,
+) -> Answer {
+    let address = url.trim_start_matches("http://");
+    let tcp = tokio::net::TcpStream::connect(address).await.unwrap();
+    tcp.set_nodelay(true).unwrap();
+    let (mut client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    let request = http::Request::post(format!("{url}/cairn.v1.Producer/Produce"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .unwrap();
+    let (response, mut send) = client.send_request(request, false).unwrap();
+    let count = frames.len();
+    for (i, frame) in frames.into_iter().enumerate() {
+        let last = i + 1 == count && trailers.is_none() && !hold_open;
+        send.send_data(frame, last).unwrap();
+    }
+    if let Some(trailers) = trailers {
+        send.send_trailers(trailers).unwrap();
+    }
+    let response = tokio::time::timeout(Duration::from_secs(10), response)
+        .await
+        .expect("an answer within 10 s")
+        .unwrap();
+    let (parts, mut body) = response.into_parts();
+    let mut data = BytesMut::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.unwrap();
+        body.flow_control().release_capacity(chunk.len()).unwrap();
+        data.extend_from_slice(&chunk);
+    }
+    let trailers = body.trailers().await.unwrap();
+    // Kept open until the answer is read, so a held-open body stays unfinished.
+    drop(send);
+    Answer {
+        headers: parts.headers,
+        body: data.freeze(),
+        trailers,
+    }
+}
+
+fn response_of(answer: &Answer) -> ProduceResponse {
+    assert_eq!(answer.grpc_status(), "0", "headers {:?}", answer.headers);
+    ProduceResponse::decode(&answer.body[5..]).unwrap()
+}
+
+#[tokio::test]
+async fn a_body_in_one_byte_frames_or_followed_by_trailers_is_taken() {
+    let dir = tempfile::tempdir().unwrap();
+    let started = common::start(dir.path()).await;
+    common::create_topic(&started.url, "orders", 1).await;
+
+    let wire = framed_request("orders", "one byte at a time");
+    let frames = (0..wire.len()).map(|i| wire.slice(i..=i)).collect();
+    let answer = call(&started.url, frames, None, false).await;
+    assert_eq!(response_of(&answer).results[0].base_offset, 0);
+
+    let mut trailers = HeaderMap::new();
+    trailers.insert("x-note", "ignored".parse().unwrap());
+    let wire = framed_request("orders", "with trailers");
+    let answer = call(&started.url, vec![wire], Some(trailers), false).await;
+    assert_eq!(response_of(&answer).results[0].base_offset, 1);
+
+    started.stop.send(()).unwrap();
+    started.server.await.unwrap();
+}
+
+#[tokio::test]
+async fn an_oversized_length_is_refused_while_the_body_is_still_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let started = common::start(dir.path()).await;
+    // The prefix declares 20 MiB, over the 16 MiB limit, and the body never ends: the broker
+    // must answer from the prefix alone.
+    let mut prefix = BytesMut::new();
+    prefix.put_u8(0);
+    prefix.put_u32(20 << 20);
+    let answer = call(&started.url, vec![prefix.freeze()], None, true).await;
+    assert_eq!(
+        answer.grpc_status(),
+        "8",
+        "RESOURCE_EXHAUSTED: {:?}",
+        answer.headers
+    );
+
+    started.stop.send(()).unwrap();
+    started.server.await.unwrap();
+}
