@@ -25,7 +25,7 @@ use std::time::Duration;
 use bytes::{BufMut, Bytes, BytesMut};
 use cairn_broker::FetchedBatches;
 use cairn_codec::batch::{Batch, MAX_DECOMPRESSED_BATCH_BYTES};
-use cairn_codec::grpc_frame::PREFIX_BYTES;
+use cairn_codec::grpc_frame::{PREFIX_BYTES, put_prefix};
 use cairn_proto::v1::ErrorCode;
 use cairn_proto::v1::consumer_server::ConsumerServer;
 use cairn_proto::v1::{FetchFormat, FetchRequest, FetchResponse, SubscribeRequest};
@@ -41,7 +41,7 @@ use tower_service::Service;
 
 use super::consumer::{ConsumerService, batch_record_count, grpc_timeout};
 use super::record_encoding::encode_records;
-use super::unary::read_request;
+use super::unary::{read_request, unframeable};
 use crate::auth::{CallerContext, authorize_caller};
 use crate::metrics::Transfer;
 use crate::quota::{StreamQuota, Usage, UsedBytes};
@@ -343,7 +343,7 @@ fn frame_batches(fields: FetchResponse, batches: Bytes) -> Result<WireAnswer, St
     };
     let length = fields.encoded_len() + batch_field;
     let mut head = BytesMut::with_capacity(PREFIX_BYTES + length - batches.len());
-    put_prefix(length, &mut head)?;
+    put_prefix(length, &mut head).map_err(unframeable)?;
     fields.encode(&mut head).map_err(|err| {
         status(
             ErrorCode::Internal,
@@ -388,13 +388,7 @@ fn frame_records(
     })?;
     let count = encode_records(batches, from, MAX_DECOMPRESSED_BATCH_BYTES, &mut head)
         .map_err(|err| to_status(&err))?;
-    let prefix = cairn_codec::grpc_frame::prefix(head.len() - PREFIX_BYTES).map_err(|err| {
-        status(
-            ErrorCode::Internal,
-            Code::Internal,
-            format!("the answer: {err}"),
-        )
-    })?;
+    let prefix = cairn_codec::grpc_frame::prefix(head.len() - PREFIX_BYTES).map_err(unframeable)?;
     head[..PREFIX_BYTES].copy_from_slice(&prefix);
     Ok((
         WireAnswer {
@@ -403,17 +397,6 @@ fn frame_records(
         },
         count,
     ))
-}
-
-/// The gRPC prefix of an uncompressed answer of `length` bytes.
-fn put_prefix(length: usize, out: &mut BytesMut) -> Result<(), Status> {
-    cairn_codec::grpc_frame::put_prefix(length, out).map_err(|err| {
-        status(
-            ErrorCode::Internal,
-            Code::Internal,
-            format!("the answer: {err}"),
-        )
-    })
 }
 
 #[cfg(test)]

@@ -130,6 +130,16 @@ fn refusal(err: FrameError) -> Status {
     }
 }
 
+/// The status of an answer that cannot be framed (4 GiB or more): the broker caps what it
+/// answers far below that, so this is its own bug.
+pub(crate) fn unframeable(err: FrameError) -> Status {
+    status(
+        ErrorCode::Internal,
+        Code::Internal,
+        format!("the answer: {err}"),
+    )
+}
+
 /// The answer of a unary call: `message` in one DATA frame, then `grpc-status: 0`.
 ///
 /// # Errors
@@ -137,13 +147,7 @@ fn refusal(err: FrameError) -> Status {
 pub(crate) fn answer_unary<M: Message>(message: &M) -> Result<Response<Body>, Status> {
     let length = message.encoded_len();
     let mut wire = BytesMut::with_capacity(PREFIX_BYTES + length);
-    put_prefix(length, &mut wire).map_err(|err| {
-        status(
-            ErrorCode::Internal,
-            Code::Internal,
-            format!("the answer: {err}"),
-        )
-    })?;
+    put_prefix(length, &mut wire).map_err(unframeable)?;
     // The buffer was sized from `encoded_len`, so encoding cannot run out of room.
     message.encode_raw(&mut wire);
     debug_assert_eq!(wire.len(), PREFIX_BYTES + length);
