@@ -245,7 +245,12 @@ pub fn resolve(
         args.log_retention_check_interval_ms.as_deref(),
         &LOG_RETENTION_CHECK_INTERVAL_MS,
     )? {
-        spec = spec.with_retention_purge_interval(parse_retention_check_interval(&given)?);
+        let ms = parse_in_range(
+            &given,
+            MIN_RETENTION_CHECK_INTERVAL_MS..=MAX_RETENTION_CHECK_INTERVAL_MS,
+            "milliseconds",
+        )?;
+        spec = spec.with_retention_purge_interval(std::time::Duration::from_millis(ms));
     }
     let topic_defaults = resolve_topic_defaults(&args.topic_defaults, lower.file.as_ref())?;
     let connections = connection_limits::resolve(args, &lower)?;
@@ -489,21 +494,25 @@ fn parse_max_partitions(given: &Given) -> Result<u32, ConfigError> {
         })
 }
 
-fn parse_retention_check_interval(given: &Given) -> Result<std::time::Duration, ConfigError> {
+/// A whole number in `range`, or the error naming where `given` came from, the range and its
+/// `unit`.
+fn parse_in_range(
+    given: &Given,
+    range: std::ops::RangeInclusive<u64>,
+    unit: &str,
+) -> Result<u64, ConfigError> {
     given
         .text
         .parse::<u64>()
         .ok()
-        .filter(|ms| {
-            (MIN_RETENTION_CHECK_INTERVAL_MS..=MAX_RETENTION_CHECK_INTERVAL_MS).contains(ms)
-        })
-        .map(std::time::Duration::from_millis)
+        .filter(|value| range.contains(value))
         .ok_or_else(|| ConfigError::InvalidValue {
             origin: given.origin.clone(),
             value: given.text.clone(),
             reason: format!(
-                "expected a whole number of milliseconds from {MIN_RETENTION_CHECK_INTERVAL_MS} \
-                 to {MAX_RETENTION_CHECK_INTERVAL_MS}"
+                "expected a whole number of {unit} from {} to {}",
+                range.start(),
+                range.end()
             ),
         })
 }

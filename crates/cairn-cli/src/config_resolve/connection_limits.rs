@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use cairn_server::connections::ConnectionLimits;
 
-use super::{Given, Lower, Setting};
+use super::{Lower, Setting, parse_in_range};
 use crate::cli::ServeArgs;
 use crate::config_error::ConfigError;
 
@@ -62,14 +62,14 @@ pub(super) fn resolve<E: Fn(&str) -> Option<OsString>>(
     let count = |flag: Option<&str>, setting: &Setting| {
         lower
             .pick(flag, setting)?
-            .map(|given| parse_in_range(&given, MAX_CONNECTION_LIMIT, "connections"))
+            .map(|given| parse_in_range(&given, 1..=MAX_CONNECTION_LIMIT, "connections"))
             .transpose()
     };
     let millis = |flag: Option<&str>, setting: &Setting, max: u64, default: Duration| {
         Ok::<_, ConfigError>(
             lower
                 .pick(flag, setting)?
-                .map(|given| parse_in_range(&given, max, "milliseconds"))
+                .map(|given| parse_in_range(&given, 1..=max, "milliseconds"))
                 .transpose()?
                 .map_or(default, Duration::from_millis),
         )
@@ -93,17 +93,4 @@ pub(super) fn resolve<E: Fn(&str) -> Option<OsString>>(
             defaults.idle_timeout,
         )?,
     })
-}
-
-fn parse_in_range(given: &Given, max: u64, unit: &str) -> Result<u64, ConfigError> {
-    given
-        .text
-        .parse::<u64>()
-        .ok()
-        .filter(|value| (1..=max).contains(value))
-        .ok_or_else(|| ConfigError::InvalidValue {
-            origin: given.origin.clone(),
-            value: given.text.clone(),
-            reason: format!("expected a whole number of {unit} from 1 to {max}"),
-        })
 }
