@@ -324,34 +324,9 @@ async fn retention_runs_at_the_check_interval_the_nodes_were_given() {
     cluster
         .wait_for_leaders(&cluster.addresses[0], "aging")
         .await;
-    // Three runs of 1.5 KiB each: each batch fills a segment of its own.
-    let lines = format!("{}\n", "x".repeat(300)).repeat(5);
-    for _ in 0..3 {
-        let out = cli_with_input(&brokers, &["produce", "aging"], lines.as_bytes());
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let log_start = || {
-        let described = cli_ok(
-            &brokers,
-            &["topic", "describe", "aging", "--format", "json"],
-        );
-        let json: serde_json::Value = serde_json::from_str(&described).unwrap();
-        json["partitions"][0]["log_start_offset"].as_i64().unwrap()
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut start = log_start();
-    while start == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "retention never ran within 30 s at a 1 s check interval"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        start = log_start();
-    }
+    fill_three_segments(&brokers, "aging");
+    // Blocking polls on one of the test's two workers: nothing else runs meanwhile.
+    let start = wait_for_retention(&brokers, "aging", Duration::from_secs(30));
     assert!((1..15).contains(&start), "log start offset {start}");
     let records = consume_all(&brokers, "aging").await;
     assert_eq!(records.first().map(|r| r.1), Some(start));

@@ -122,35 +122,12 @@ fn retention_deletes_old_segments_at_the_check_interval_the_broker_was_given() {
             "retention.ms=500",
         ],
     );
-    // Three produce runs of 1.5 KiB each: each batch fills its own segment, so the first two
-    // are closed and retention may delete them (never the active one).
-    let line = format!("{}\n", "x".repeat(300));
-    for _ in 0..3 {
-        let produced = cli_with_input(&broker, &["produce", "aging"], line.repeat(5).as_bytes());
-        assert!(
-            produced.status.success(),
-            "{}",
-            String::from_utf8_lossy(&produced.stderr)
-        );
-    }
-    let log_start = || {
-        let described = cli_ok(&broker, &["topic", "describe", "aging", "--format", "json"]);
-        let json: serde_json::Value = serde_json::from_str(&described).unwrap();
-        json["partitions"][0]["log_start_offset"].as_i64().unwrap()
-    };
-    assert_eq!(log_start(), 0);
+    fill_three_segments(&broker, "aging");
+    assert_eq!(log_start_offset(&broker, "aging"), 0);
     // The default check runs every 5 minutes; at 1 s the segments go within a few seconds.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while log_start() == 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "retention never ran within 20 s at a 1 s check interval"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
+    let start = wait_for_retention(&broker, "aging", std::time::Duration::from_secs(20));
     // How the 15 records fell into batches and segments is the producer's business; the
     // closed segments are gone and the active one (with the last records) stays.
-    let start = log_start();
     assert!((1..15).contains(&start), "log start offset {start}");
     stop_broker(server);
 }

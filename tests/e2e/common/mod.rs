@@ -309,3 +309,42 @@ pub fn segment_data_end(segment: &[u8]) -> usize {
     }
     position
 }
+
+/// Three `cairn produce` runs of five 300-byte lines into `topic` (created with
+/// `segment.bytes=1024`): each run's batch fills a segment of its own, so the first two are
+/// closed and retention may delete them (never the active one).
+pub fn fill_three_segments(brokers: &str, topic: &str) {
+    let lines = format!("{}\n", "x".repeat(300)).repeat(5);
+    for _ in 0..3 {
+        let out = cli_with_input(brokers, &["produce", topic], lines.as_bytes());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// Partition 0's log start offset, as `cairn topic describe` reports it.
+pub fn log_start_offset(brokers: &str, topic: &str) -> i64 {
+    let described = cli_ok(brokers, &["topic", "describe", topic, "--format", "json"]);
+    let json: serde_json::Value = serde_json::from_str(&described).unwrap();
+    json["partitions"][0]["log_start_offset"].as_i64().unwrap()
+}
+
+/// Partition 0's log start offset once retention has moved it past 0, polled every 200 ms;
+/// fails the test after `patience` (the brokers run a 1 s retention check).
+pub fn wait_for_retention(brokers: &str, topic: &str, patience: Duration) -> i64 {
+    let deadline = Instant::now() + patience;
+    loop {
+        let start = log_start_offset(brokers, topic);
+        if start != 0 {
+            return start;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "retention never ran within {patience:?} at a 1 s check interval"
+        );
+        thread::sleep(Duration::from_millis(200));
+    }
+}
