@@ -63,6 +63,7 @@ Config file (TOML):
   max_connections_per_ip = 1000
   handshake_timeout_ms = 10000
   connections_max_idle_ms = 600000
+  queued_max_request_bytes = 536870912
   authorization = \"on\"
   super_users = \"User:admin\"
   tls_principal_from = \"cn\"
@@ -371,6 +372,13 @@ pub struct ServeArgs {
     #[arg(long, value_name = "MS")]
     pub connections_max_idle_ms: Option<String>,
 
+    /// Most bytes of request bodies the broker holds at once, read and not yet answered,
+    /// across every connection (Kafka's queued.max.request.bytes). A request past it waits,
+    /// its body unread, until enough is answered; at least 16777221, the largest request
+    /// [env: CAIRN_QUEUED_MAX_REQUEST_BYTES] [default: 536870912, 512 MiB]
+    #[arg(long, value_name = "BYTES")]
+    pub queued_max_request_bytes: Option<String>,
+
     /// PEM file of the CA(s) whose client certificates are accepted: every gRPC client must
     /// then present one (mTLS), and in a cluster the other nodes are verified against it
     /// (required there once TLS is on) [env: CAIRN_TLS_CLIENT_CA] [config: tls_client_ca]
@@ -489,6 +497,7 @@ mod tests {
             "CAIRN_MAX_CONNECTIONS_PER_IP",
             "CAIRN_HANDSHAKE_TIMEOUT_MS",
             "CAIRN_CONNECTIONS_MAX_IDLE_MS",
+            "CAIRN_QUEUED_MAX_REQUEST_BYTES",
             "CAIRN_LOG_RETENTION_CHECK_INTERVAL_MS",
             "CAIRN_PEERS",
             "CAIRN_RAFT_ELECTION_TIMEOUT_MS",

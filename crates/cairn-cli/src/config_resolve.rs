@@ -29,7 +29,7 @@ use crate::config_error::{ConfigError, Origin, TOPIC_DEFAULT_FLAG};
 use crate::logging::LogFormat;
 use connection_limits::{
     CONNECTIONS_MAX_IDLE_MS, HANDSHAKE_TIMEOUT_MS, INTEGER_FILE_KEYS, MAX_CONNECTIONS,
-    MAX_CONNECTIONS_PER_IP,
+    MAX_CONNECTIONS_PER_IP, QUEUED_MAX_REQUEST_BYTES,
 };
 
 /// Data directory when none is given.
@@ -140,6 +140,7 @@ struct FileConfig {
     max_connections_per_ip: Option<toml::Value>,
     handshake_timeout_ms: Option<toml::Value>,
     connections_max_idle_ms: Option<toml::Value>,
+    queued_max_request_bytes: Option<toml::Value>,
     authorization: Option<toml::Value>,
     super_users: Option<toml::Value>,
     tls_principal_from: Option<toml::Value>,
@@ -391,6 +392,10 @@ fn parse_file(file: ConfigFile<'_>) -> Result<ParsedFile<'_>, ConfigError> {
         (
             CONNECTIONS_MAX_IDLE_MS.file_key,
             config.connections_max_idle_ms,
+        ),
+        (
+            QUEUED_MAX_REQUEST_BYTES.file_key,
+            config.queued_max_request_bytes,
         ),
         (auth::AUTHORIZATION.file_key, config.authorization),
         (auth::SUPER_USERS.file_key, config.super_users),

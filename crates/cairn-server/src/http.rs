@@ -23,6 +23,7 @@ use tokio::sync::Semaphore;
 
 use crate::connections::{AcceptBackoff, ConnectionMetrics, Listener};
 use crate::metrics::Metrics;
+use crate::request_memory::RequestMemory;
 use crate::tls::TlsState;
 
 /// Largest request head read before answering 400.
@@ -35,25 +36,30 @@ const MAX_CONCURRENT_REQUESTS: usize = 32;
 /// client that stalls cannot hold one of the [`MAX_CONCURRENT_REQUESTS`] places.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// What the admin port's pages are read from.
+#[derive(Clone, Debug)]
+pub struct Sources {
+    /// Partitions, health, groups and the cluster.
+    pub broker: Arc<Broker>,
+    /// The services' request counters and latencies.
+    pub metrics: Arc<Metrics>,
+    /// The gRPC and HTTP ports' connection counters.
+    pub connection_metrics: Arc<ConnectionMetrics>,
+    /// The request bytes budget.
+    pub request_memory: Arc<RequestMemory>,
+}
+
 /// Serves the endpoint until the task is dropped, over TLS under `tls` when given. Failed
 /// accepts (EMFILE when the descriptors run out) pause the loop instead of spinning it.
-pub async fn serve(
-    listener: TcpListener,
-    broker: Arc<Broker>,
-    metrics: Arc<Metrics>,
-    connection_metrics: Arc<ConnectionMetrics>,
-    tls: Option<TlsState>,
-) {
+pub async fn serve(listener: TcpListener, sources: Sources, tls: Option<TlsState>) {
     let places = Arc::new(Semaphore::new(MAX_CONCURRENT_REQUESTS));
-    let mut backoff = AcceptBackoff::new(Listener::Http, Arc::clone(&connection_metrics));
+    let mut backoff = AcceptBackoff::new(Listener::Http, Arc::clone(&sources.connection_metrics));
     loop {
         let Ok(place) = Arc::clone(&places).acquire_owned().await else {
             return; // The semaphore is never closed; nothing to serve without it.
         };
         let (stream, _) = backoff.accept(&listener).await;
-        let broker = Arc::clone(&broker);
-        let metrics = Arc::clone(&metrics);
-        let connection_metrics = Arc::clone(&connection_metrics);
+        let sources = sources.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
             let answered = tokio::time::timeout(REQUEST_TIMEOUT, async {
@@ -63,9 +69,9 @@ pub async fn serve(
                         let stream = tokio_rustls::TlsAcceptor::from(config)
                             .accept(stream)
                             .await?;
-                        answer(stream, &broker, &metrics, &connection_metrics, state).await
+                        answer(stream, &sources, state).await
                     }
-                    None => answer(stream, &broker, &metrics, &connection_metrics, state).await,
+                    None => answer(stream, &sources, state).await,
                 }
             })
             .await;
@@ -81,9 +87,7 @@ pub async fn serve(
 
 async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
-    broker: &Arc<Broker>,
-    metrics: &Arc<Metrics>,
-    connection_metrics: &Arc<ConnectionMetrics>,
+    sources: &Sources,
     tls: Option<&TlsState>,
 ) -> std::io::Result<()> {
     let mut head = Vec::with_capacity(512);
@@ -107,20 +111,14 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     match (method, path) {
         ("GET", "/health") => {
-            let (status, body) = health_page(broker);
+            let (status, body) = health_page(&sources.broker);
             respond(&mut stream, status, "text/plain", &body).await
         }
         ("GET", "/metrics") => {
-            let (broker, metrics, connection_metrics) = (
-                Arc::clone(broker),
-                Arc::clone(metrics),
-                Arc::clone(connection_metrics),
-            );
-            let mut body = tokio::task::spawn_blocking(move || {
-                exposition(&broker, &metrics, &connection_metrics)
-            })
-            .await
-            .map_err(std::io::Error::other)?;
+            let sources = sources.clone();
+            let mut body = tokio::task::spawn_blocking(move || exposition(&sources))
+                .await
+                .map_err(std::io::Error::other)?;
             if let Some(tls) = tls {
                 body.push_str(&tls.metrics_text());
             }
@@ -177,11 +175,13 @@ async fn respond<S: AsyncWrite + Unpin>(
 /// connections, then consumer groups and their lag, then replication (in a cluster only),
 /// then the process, in Prometheus text
 /// format. Series of topics deleted since the last scrape are dropped first.
-fn exposition(
-    broker: &Broker,
-    metrics: &Metrics,
-    connection_metrics: &ConnectionMetrics,
-) -> String {
+fn exposition(sources: &Sources) -> String {
+    let Sources {
+        broker,
+        metrics,
+        connection_metrics,
+        request_memory,
+    } = sources;
     let topics = broker.list_topics(true);
     metrics.retain_topics(|name| topics.binary_search_by(|t| t.as_str().cmp(name)).is_ok());
     let mut out = String::new();
@@ -222,6 +222,7 @@ fn exposition(
     crate::health::render_metrics(&broker.problems(), &mut out);
     crate::fsync_metrics::render(&cairn_broker::fsync_latency().snapshot(), &mut out);
     connection_metrics.render(&mut out);
+    request_memory.render(&mut out);
     crate::group_metrics::render(broker, &mut out);
     if let Some(status) = broker.replication_status() {
         crate::cluster_metrics::render(&status, &mut out);

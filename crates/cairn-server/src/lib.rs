@@ -19,6 +19,8 @@
 //!   rendering what is read at scrape time;
 //! - [`connections`]: what the gRPC port lets in and for how long (connection limits, handshake
 //!   and idle timeouts, accept back-off); [`descriptor_limit`]: the open-file limit they rest on;
+//! - [`request_memory`]: the broker-wide budget of request bytes read and not yet answered
+//!   (Kafka's `queued.max.request.bytes`);
 //! - [`tls`]: TLS 1.3 on both listeners and the peer links, from the certificate, key and
 //!   client CA files, reloaded when they change or on SIGHUP; a node bound to a non-loopback
 //!   address without TLS refuses to start unless plaintext was asked for;
@@ -45,6 +47,7 @@ pub mod metrics;
 pub mod peer;
 mod process_metrics;
 pub mod quota;
+pub mod request_memory;
 pub mod services;
 pub mod status;
 pub mod tls;
@@ -64,6 +67,7 @@ use cairn_proto::v1::producer_server::ProducerServer;
 use connections::{ConnectionLimits, ConnectionMetrics, InFlightLayer};
 use descriptor_limit::DescriptorLimitError;
 use metrics::Metrics;
+use request_memory::RequestMemory;
 use services::{
     AdminService, ConsumerRoutes, ConsumerService, CountedAdmin, CountedGroups, GroupsService,
     MetadataService, ProduceShortcut, ProducerRoutes, ProducerService,
@@ -253,11 +257,15 @@ pub async fn run(
     spawn_scrub(Arc::clone(&broker), Arc::clone(&scrub_stop));
     let metrics = Arc::new(Metrics::new());
     let connection_metrics = Arc::new(ConnectionMetrics::new());
+    let request_memory = Arc::new(RequestMemory::new(cfg.connections.queued_max_request_bytes));
     let http = tokio::spawn(http::serve(
         http_listener,
-        Arc::clone(&broker),
-        Arc::clone(&metrics),
-        Arc::clone(&connection_metrics),
+        http::Sources {
+            broker: Arc::clone(&broker),
+            metrics: Arc::clone(&metrics),
+            connection_metrics: Arc::clone(&connection_metrics),
+            request_memory: Arc::clone(&request_memory),
+        },
         tls.clone(),
     ));
     let tls_watch = tls.as_ref().map(TlsState::spawn_watch);
@@ -331,6 +339,7 @@ pub async fn run(
         max_connections_per_ip = %per_ip,
         handshake_timeout_ms = limits.handshake_timeout.as_millis() as u64,
         connections_max_idle_ms = limits.idle_timeout.as_millis() as u64,
+        queued_max_request_bytes = cfg.connections.queued_max_request_bytes,
         "gRPC connection limits"
     );
     // Passwords over plaintext only where no other machine can connect (see `auth`).
@@ -358,6 +367,7 @@ pub async fn run(
     let producer = ProducerRoutes::new(
         ProducerService::new(Arc::clone(&broker), Arc::clone(&metrics)),
         MAX_REQUEST_BYTES,
+        Arc::clone(&request_memory),
     );
     let router = tonic::transport::Server::builder()
         // Counts each connection's requests in flight, which the idle timeout and eviction
@@ -396,6 +406,7 @@ pub async fn run(
             ConsumerService::new(Arc::clone(&broker), Arc::clone(&metrics)),
             MAX_REQUEST_BYTES,
             MAX_RESPONSE_BYTES,
+            Arc::clone(&request_memory),
         ))
         .add_service(
             AdminServer::new(CountedAdmin::new(

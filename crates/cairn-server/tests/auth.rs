@@ -188,7 +188,7 @@ async fn wrong_passwords_are_unauthenticated_and_counted() {
     let status = admin.list_topics(malformed).await.unwrap_err();
     assert_eq!(reason_and(&status, "reason").1, "malformed");
 
-    let metrics = reqwest_metrics(server.http).await;
+    let metrics = common::metrics_page(server.http).await;
     assert!(
         metrics.contains("cairn_auth_failures_total{reason=\"bad_password\"} 1"),
         "{metrics}"
@@ -245,19 +245,6 @@ async fn listings_hide_what_the_caller_may_not_describe_and_users_show_no_keys()
         "list_topics per call: anonymous {anonymous_each:?}, password (cached) {password_each:?}"
     );
     server.stop.send(()).unwrap();
-}
-
-/// `GET /metrics` over a plain TCP connection (no HTTP client among the dev-dependencies).
-async fn reqwest_metrics(http: std::net::SocketAddr) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(http).await.unwrap();
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).await.unwrap();
-    text
 }
 
 /// Counts WARN events of targets under `target` on the thread it is the default for.

@@ -143,3 +143,90 @@ async fn an_oversized_length_is_refused_while_the_body_is_still_open() {
     started.stop.send(()).unwrap();
     started.server.await.unwrap();
 }
+
+/// Opens one Produce call on its own connection and sends `head` of its body, leaving the
+/// body open.
+async fn open_call(url: &str, head: Bytes) -> (h2::client::ResponseFuture, h2::SendStream<Bytes>) {
+    let tcp = tokio::net::TcpStream::connect(url.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    let (mut client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    let request = http::Request::post(format!("{url}/cairn.v1.Producer/Produce"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .unwrap();
+    let (response, mut send) = client.send_request(request, false).unwrap();
+    send.send_data(head, false).unwrap();
+    (response, send)
+}
+
+/// The ProduceResponse of an answered call.
+async fn answered(response: h2::client::ResponseFuture) -> ProduceResponse {
+    let response = tokio::time::timeout(Duration::from_secs(10), response)
+        .await
+        .expect("an answer within 10 s")
+        .unwrap();
+    let (parts, mut body) = response.into_parts();
+    let mut data = BytesMut::new();
+    while let Some(chunk) = body.data().await {
+        data.extend_from_slice(&chunk.unwrap());
+    }
+    let trailers = body.trailers().await.unwrap();
+    response_of(&Answer {
+        headers: parts.headers,
+        body: data.freeze(),
+        trailers,
+    })
+}
+
+#[tokio::test]
+async fn a_request_waits_unread_while_others_hold_the_request_bytes_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = framed_request("orders", &"a".repeat(3_000));
+    let second = framed_request("orders", &"b".repeat(3_000));
+    // Room for one of the two requests, not both.
+    let limits = cairn_server::connections::ConnectionLimits {
+        queued_max_request_bytes: first.len() as u64 + 100,
+        ..Default::default()
+    };
+    let started = common::start_with_limits(dir.path(), limits).await;
+    common::create_topic(&started.url, "orders", 1).await;
+
+    // The first call's body stops one byte short: it holds its share, unanswered.
+    let (first_response, mut first_send) =
+        open_call(&started.url, first.slice(..first.len() - 1)).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let page = common::metrics_page(started.http).await;
+    let held = format!("cairn_request_memory_used_bytes {}\n", first.len());
+    assert!(page.contains(&held), "{page}");
+
+    // The second is whole, but waits for the first's bytes.
+    let (mut second_response, mut second_send) = open_call(&started.url, second.clone()).await;
+    second_send.send_data(Bytes::new(), true).unwrap();
+    let early = tokio::time::timeout(Duration::from_millis(500), &mut second_response).await;
+    assert!(
+        early.is_err(),
+        "answered while the budget was held: {early:?}"
+    );
+    let page = common::metrics_page(started.http).await;
+    assert!(
+        page.contains("cairn_request_memory_waits_total 1\n"),
+        "{page}"
+    );
+
+    first_send
+        .send_data(first.slice(first.len() - 1..), true)
+        .unwrap();
+    assert_eq!(answered(first_response).await.results[0].base_offset, 0);
+    assert_eq!(answered(second_response).await.results[0].base_offset, 1);
+    let page = common::metrics_page(started.http).await;
+    assert!(
+        page.contains("cairn_request_memory_used_bytes 0\n"),
+        "{page}"
+    );
+
+    started.stop.send(()).unwrap();
+    started.server.await.unwrap();
+}

@@ -1,5 +1,6 @@
 //! The gRPC connection limits of `cairn serve` (`--max-connections`, `--max-connections-per-ip`,
-//! `--handshake-timeout-ms`, `--connections-max-idle-ms`), resolved like every other setting:
+//! `--handshake-timeout-ms`, `--connections-max-idle-ms`) and the request bytes they may hold
+//! (`--queued-max-request-bytes`), resolved like every other setting:
 //! flag, else `CAIRN_*` variable, else config file key (an integer), else the server's default.
 //! Each value is a positive integer with a stated ceiling, so a typo like an extra three zeros
 //! on a timeout is caught rather than meaning "never".
@@ -8,6 +9,7 @@ use std::ffi::OsString;
 use std::time::Duration;
 
 use cairn_server::connections::ConnectionLimits;
+use cairn_server::request_memory::{MAX_QUEUED_MAX_REQUEST_BYTES, MIN_QUEUED_MAX_REQUEST_BYTES};
 
 use super::{Lower, Setting, parse_in_range};
 use crate::cli::ServeArgs;
@@ -34,12 +36,19 @@ pub(super) const CONNECTIONS_MAX_IDLE_MS: Setting = Setting {
     file_key: "connections_max_idle_ms",
 };
 
+pub(super) const QUEUED_MAX_REQUEST_BYTES: Setting = Setting {
+    flag: "--queued-max-request-bytes",
+    var: "CAIRN_QUEUED_MAX_REQUEST_BYTES",
+    file_key: "queued_max_request_bytes",
+};
+
 /// The config file keys of this module, all integers.
-pub(super) const INTEGER_FILE_KEYS: [&str; 4] = [
+pub(super) const INTEGER_FILE_KEYS: [&str; 5] = [
     MAX_CONNECTIONS.file_key,
     MAX_CONNECTIONS_PER_IP.file_key,
     HANDSHAKE_TIMEOUT_MS.file_key,
     CONNECTIONS_MAX_IDLE_MS.file_key,
+    QUEUED_MAX_REQUEST_BYTES.file_key,
 ];
 
 /// Most connections either limit may be set to: far more than any host's descriptors.
@@ -49,7 +58,7 @@ pub const MAX_HANDSHAKE_TIMEOUT_MS: u64 = 3_600_000;
 /// Longest idle timeout: a week.
 pub const MAX_IDLE_TIMEOUT_MS: u64 = 7 * 24 * 3_600_000;
 
-/// Resolves the four connection settings (see the module doc).
+/// Resolves the five settings (see the module doc).
 ///
 /// # Errors
 /// [`ConfigError::InvalidValue`] naming the flag, variable or file key of a value that is not
@@ -92,5 +101,19 @@ pub(super) fn resolve<E: Fn(&str) -> Option<OsString>>(
             MAX_IDLE_TIMEOUT_MS,
             defaults.idle_timeout,
         )?,
+        queued_max_request_bytes: lower
+            .pick(
+                args.queued_max_request_bytes.as_deref(),
+                &QUEUED_MAX_REQUEST_BYTES,
+            )?
+            .map(|given| {
+                parse_in_range(
+                    &given,
+                    MIN_QUEUED_MAX_REQUEST_BYTES..=MAX_QUEUED_MAX_REQUEST_BYTES,
+                    "bytes",
+                )
+            })
+            .transpose()?
+            .unwrap_or(defaults.queued_max_request_bytes),
     })
 }

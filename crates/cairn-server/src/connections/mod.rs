@@ -54,7 +54,7 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 /// and the runtime.
 pub const DEFAULT_MAX_CONNECTIONS_DESCRIPTOR_DIVISOR: u64 = 2;
 
-/// The limits on the gRPC port's connections.
+/// The limits on the gRPC port's connections, and on the request bytes they may make it hold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConnectionLimits {
     /// Most connections open at once; `None`: half the descriptor limit at start-up. When it is
@@ -69,6 +69,9 @@ pub struct ConnectionLimits {
     /// How long a connection may stay with no request in flight and nothing received
     /// (Kafka's `connections.max.idle.ms`).
     pub idle_timeout: Duration,
+    /// Most bytes of request bodies held at once across every connection (Kafka's
+    /// `queued.max.request.bytes`; see [`crate::request_memory`]).
+    pub queued_max_request_bytes: u64,
 }
 
 impl Default for ConnectionLimits {
@@ -78,6 +81,7 @@ impl Default for ConnectionLimits {
             max_connections_per_ip: None,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            queued_max_request_bytes: crate::request_memory::DEFAULT_QUEUED_MAX_REQUEST_BYTES,
         }
     }
 }

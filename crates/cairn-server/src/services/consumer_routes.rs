@@ -19,6 +19,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -45,6 +46,7 @@ use super::unary::{read_request, unframeable};
 use crate::auth::{CallerContext, authorize_caller};
 use crate::metrics::Transfer;
 use crate::quota::{StreamQuota, Usage, UsedBytes};
+use crate::request_memory::RequestMemory;
 use crate::status::{status, to_status};
 use cairn_controller::security::acl::{AclOperation, ResourceType};
 
@@ -61,15 +63,18 @@ pub struct ConsumerRoutes {
     generated: ConsumerServer<ConsumerService>,
     max_request_bytes: usize,
     max_response_bytes: usize,
+    memory: Arc<RequestMemory>,
 }
 
 impl ConsumerRoutes {
     /// Mounts `service`; requests above `max_request_bytes` and answers above
-    /// `max_response_bytes` are refused, as tonic's limits would.
+    /// `max_response_bytes` are refused, as tonic's limits would. Request bodies are read
+    /// within `memory`'s budget.
     pub fn new(
         service: ConsumerService,
         max_request_bytes: usize,
         max_response_bytes: usize,
+        memory: Arc<RequestMemory>,
     ) -> Self {
         let generated = ConsumerServer::new(service.clone())
             .max_decoding_message_size(max_request_bytes)
@@ -79,6 +84,7 @@ impl ConsumerRoutes {
             generated,
             max_request_bytes,
             max_response_bytes,
+            memory,
         }
     }
 }
@@ -104,6 +110,7 @@ impl Service<Request<Body>> for ConsumerRoutes {
         };
         let service = self.service.clone();
         let (max_request, max_response) = (self.max_request_bytes, self.max_response_bytes);
+        let memory = Arc::clone(&self.memory);
         let caller = request.extensions().get::<CallerContext>().cloned();
         // Subscribe answers are charged to the caller's consumer byte-rate quota one by one, and
         // each one over it is held back by its delay.
@@ -124,8 +131,9 @@ impl Service<Request<Body>> for ConsumerRoutes {
             let answer =
                 if fetch {
                     let deadline = grpc_timeout(request.headers());
-                    match read_request::<FetchRequest>(request, max_request).await {
-                        Ok(fetch) => match read_topic(&fetch.topic) {
+                    match read_request::<FetchRequest>(request, max_request, &memory).await {
+                        // A fetch request is small; the budget is for its body alone.
+                        Ok((fetch, _held)) => match read_topic(&fetch.topic) {
                             Ok(()) => service.serve_fetch(fetch, deadline, wire_answer).await.map(
                                 |answer| {
                                     fetched_bytes =
@@ -138,8 +146,8 @@ impl Service<Request<Body>> for ConsumerRoutes {
                         Err(status) => Err(status),
                     }
                 } else {
-                    match read_request::<SubscribeRequest>(request, max_request).await {
-                        Ok(subscribe) => read_topic(&subscribe.topic)
+                    match read_request::<SubscribeRequest>(request, max_request, &memory).await {
+                        Ok((subscribe, _held)) => read_topic(&subscribe.topic)
                             .and_then(|()| service.start_subscription(subscribe, wire_answer)),
                         Err(status) => Err(status),
                     }

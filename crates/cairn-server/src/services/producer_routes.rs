@@ -10,6 +10,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use cairn_proto::v1::ProduceRequest;
@@ -24,6 +25,7 @@ use super::producer::ProducerService;
 use super::unary::{answer_unary, read_request};
 use crate::auth::CallerContext;
 use crate::quota::Metered;
+use crate::request_memory::RequestMemory;
 
 /// The path of the method served here.
 pub(crate) const PRODUCE_PATH: &str = "/cairn.v1.Producer/Produce";
@@ -34,18 +36,25 @@ pub struct ProducerRoutes {
     service: ProducerService,
     generated: ProducerServer<ProducerService>,
     max_request_bytes: usize,
+    memory: Arc<RequestMemory>,
 }
 
 impl ProducerRoutes {
     /// Mounts `service`; requests above `max_request_bytes` are refused, as tonic's limit
-    /// would.
-    pub fn new(service: ProducerService, max_request_bytes: usize) -> Self {
+    /// would. Each `Produce` body is read within `memory`'s budget and holds its share until
+    /// its answer is built: its records are appended from the frames they arrived in.
+    pub fn new(
+        service: ProducerService,
+        max_request_bytes: usize,
+        memory: Arc<RequestMemory>,
+    ) -> Self {
         let generated =
             ProducerServer::new(service.clone()).max_decoding_message_size(max_request_bytes);
         ProducerRoutes {
             service,
             generated,
             max_request_bytes,
+            memory,
         }
     }
 
@@ -53,18 +62,24 @@ impl ProducerRoutes {
     fn produce(&self, request: Request<Body>) -> ResponseFuture {
         let service = self.service.clone();
         let max_request_bytes = self.max_request_bytes;
+        let memory = Arc::clone(&self.memory);
         let caller = request.extensions().get::<CallerContext>().cloned();
         let metered = request.extensions().get::<Metered>().is_some();
         Box::pin(async move {
-            let answered = match read_request::<ProduceRequest>(request, max_request_bytes).await {
-                Ok(produce) => service
-                    .serve_produce(caller.as_ref(), metered, produce)
-                    .await
-                    .and_then(|(answer, usage)| {
-                        let mut response = answer_unary(&answer)?;
-                        response.extensions_mut().insert(usage);
-                        Ok(response)
-                    }),
+            let read = read_request::<ProduceRequest>(request, max_request_bytes, &memory).await;
+            let answered = match read {
+                Ok((produce, held)) => {
+                    let answered = service
+                        .serve_produce(caller.as_ref(), metered, produce)
+                        .await
+                        .and_then(|(answer, usage)| {
+                            let mut response = answer_unary(&answer)?;
+                            response.extensions_mut().insert(usage);
+                            Ok(response)
+                        });
+                    drop(held);
+                    answered
+                }
                 Err(status) => Err(status),
             };
             Ok(answered.unwrap_or_else(tonic::Status::into_http))

@@ -25,6 +25,7 @@ use prost::Message;
 use tonic::body::Body;
 use tonic::{Code, Status};
 
+use crate::request_memory::{HeldRequestBytes, RequestMemory};
 use crate::status::{invalid_request, status};
 
 /// DATA frames smaller than this are copied together rather than kept apart: a body sent in
@@ -38,6 +39,10 @@ const COALESCE_BELOW_BYTES: usize = 16 << 10;
 /// length is checked against `max_request_bytes` as soon as the prefix is in, and a byte past
 /// the message refuses the call at once, so a body never holds more than the message.
 ///
+/// Once the prefix is in, the declared size is taken from `memory` (waiting, with the rest of
+/// the body unread, until it is free; see [`RequestMemory`]) and returned held: the caller
+/// gives it back by dropping it once the request's bytes are no longer needed.
+///
 /// # Errors
 /// UNIMPLEMENTED for a request compressed by its `grpc-encoding`; RESOURCE_EXHAUSTED for one
 /// over `max_request_bytes`; INVALID_ARGUMENT for a body that is not exactly one uncompressed
@@ -45,7 +50,8 @@ const COALESCE_BELOW_BYTES: usize = 16 << 10;
 pub(crate) async fn read_request<M: Message + Default>(
     request: Request<Body>,
     max_request_bytes: usize,
-) -> Result<M, Status> {
+    memory: &RequestMemory,
+) -> Result<(M, HeldRequestBytes), Status> {
     if let Some(encoding) = request.headers().get("grpc-encoding")
         && encoding != "identity"
     {
@@ -68,6 +74,7 @@ pub(crate) async fn read_request<M: Message + Default>(
     let mut received = 0_usize;
     // The prefix and message together, once the prefix is in.
     let mut framed_bytes = None;
+    let mut held = None;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|err| invalid_request(format!("reading the request: {err}")))?;
         // Trailers carry nothing a Cairn call reads.
@@ -82,6 +89,7 @@ pub(crate) async fn read_request<M: Message + Default>(
         if framed_bytes.is_none() && received >= PREFIX_BYTES {
             let length = read_prefix(prefix, max_request_bytes).map_err(refusal)?;
             framed_bytes = Some(PREFIX_BYTES + length);
+            held = Some(memory.hold(PREFIX_BYTES + length).await);
         }
         if let Some(framed) = framed_bytes
             && received > framed
@@ -107,13 +115,15 @@ pub(crate) async fn read_request<M: Message + Default>(
     }
     let mut message: FramedMessage = pieces.into_iter().collect();
     open_single_message(&mut message, max_request_bytes).map_err(refusal)?;
-    M::decode(message).map_err(|err| {
+    let decoded = M::decode(message).map_err(|err| {
         let name = std::any::type_name::<M>()
             .rsplit("::")
             .next()
             .unwrap_or("request");
         invalid_request(format!("malformed {name}: {err}"))
-    })
+    })?;
+    // An empty body was refused above, so the prefix was read and the bytes held.
+    Ok((decoded, held.unwrap_or_else(HeldRequestBytes::none)))
 }
 
 /// The status a request's framing error is answered with. A set compressed flag is a protocol
@@ -198,6 +208,8 @@ mod tests {
     use cairn_codec::grpc_frame::single_message;
     use cairn_proto::v1::{ProduceRequest, ProduceResponse, produce_request::Payload};
     use futures_util::StreamExt;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
     use tonic_types::StatusExt;
 
     fn framed(message: &[u8], compressed: bool) -> Bytes {
@@ -210,6 +222,16 @@ mod tests {
 
     fn request(body: Bytes) -> Request<Body> {
         Request::new(Body::new(http_body_util::Full::new(body)))
+    }
+
+    /// Reads with a budget nothing else holds, and gives the bytes back at once.
+    async fn read<M: Message + Default>(
+        request: Request<Body>,
+        max_request_bytes: usize,
+    ) -> Result<M, Status> {
+        let memory = RequestMemory::new(1 << 30);
+        let (message, _held) = read_request(request, max_request_bytes, &memory).await?;
+        Ok(message)
     }
 
     fn reason(status: &Status) -> String {
@@ -232,7 +254,7 @@ mod tests {
             ..Default::default()
         };
         let body = framed(&sent.encode_to_vec(), false);
-        let received: ProduceRequest = read_request(request(body.clone()), 1 << 20).await.unwrap();
+        let received: ProduceRequest = read(request(body.clone()), 1 << 20).await.unwrap();
         assert_eq!(received, sent);
         let Some(Payload::RecordBatch(batch)) = &received.payload else {
             panic!("no batch");
@@ -255,7 +277,7 @@ mod tests {
         // Everything but the batch, then the batch: the two chunks Cairn's producer sends.
         let wire = framed(&sent.encode_to_vec(), false);
         let head = wire.slice(..wire.len() - batch.len());
-        let received: ProduceRequest = read_request(body_of(vec![head, batch.clone()]), 1 << 20)
+        let received: ProduceRequest = read(body_of(vec![head, batch.clone()]), 1 << 20)
             .await
             .unwrap();
         assert_eq!(received, sent);
@@ -303,7 +325,7 @@ mod tests {
             ),
         ];
         for (body, code, expected) in cases {
-            let refused = read_request::<ProduceRequest>(request(body.clone()), 1024)
+            let refused = read::<ProduceRequest>(request(body.clone()), 1024)
                 .await
                 .unwrap_err();
             assert_eq!(refused.code(), code, "{body:?}: {refused:?}");
@@ -317,9 +339,7 @@ mod tests {
         compressed
             .headers_mut()
             .insert("grpc-encoding", HeaderValue::from_static("gzip"));
-        let refused = read_request::<ProduceRequest>(compressed, 1024)
-            .await
-            .unwrap_err();
+        let refused = read::<ProduceRequest>(compressed, 1024).await.unwrap_err();
         assert_eq!(refused.code(), Code::Unimplemented);
         assert!(refused.message().contains("gzip"), "{refused:?}");
         assert_eq!(
@@ -342,7 +362,7 @@ mod tests {
         let sent = produce(b"a stored batch");
         let wire = framed(&sent.encode_to_vec(), false);
         let frames = (0..wire.len()).map(|i| wire.slice(i..=i)).collect();
-        let received: ProduceRequest = read_request(body_of(frames), 1024).await.unwrap();
+        let received: ProduceRequest = read(body_of(frames), 1024).await.unwrap();
         assert_eq!(received, sent);
     }
 
@@ -355,12 +375,54 @@ mod tests {
         let body = Body::new(http_body_util::StreamBody::new(frames));
         let refused = tokio::time::timeout(
             std::time::Duration::from_secs(5),
-            read_request::<ProduceRequest>(Request::new(body), 1024),
+            read::<ProduceRequest>(Request::new(body), 1024),
         )
         .await
         .expect("refused without waiting for the body")
         .unwrap_err();
         assert_eq!(refused.code(), Code::ResourceExhausted);
+    }
+
+    #[tokio::test]
+    async fn a_body_is_not_read_past_its_prefix_until_its_size_is_free() {
+        let sent = produce(b"a stored batch");
+        let wire = framed(&sent.encode_to_vec(), false);
+        let rest_taken = Arc::new(AtomicBool::new(false));
+        let frames = futures_util::stream::iter([wire.slice(..PREFIX_BYTES)])
+            .chain(
+                futures_util::stream::iter([wire.slice(PREFIX_BYTES..)]).map({
+                    let rest_taken = Arc::clone(&rest_taken);
+                    move |rest| {
+                        rest_taken.store(true, Ordering::SeqCst);
+                        rest
+                    }
+                }),
+            )
+            .map(|chunk| Ok::<_, Status>(http_body::Frame::data(chunk)));
+        let body = Request::new(Body::new(http_body_util::StreamBody::new(frames)));
+        let memory = Arc::new(RequestMemory::new(wire.len() as u64));
+        let elsewhere = memory.hold(1).await;
+        let reading = tokio::spawn({
+            let memory = Arc::clone(&memory);
+            async move {
+                let (message, held) = read_request::<ProduceRequest>(body, 1024, &memory).await?;
+                Ok::<_, Status>((message, held))
+            }
+        });
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+        assert!(
+            !reading.is_finished(),
+            "one byte of the budget is held elsewhere"
+        );
+        assert!(!rest_taken.load(Ordering::SeqCst), "the body waits unread");
+        drop(elsewhere);
+        let (received, held) = reading.await.unwrap().unwrap();
+        assert_eq!(received, sent);
+        assert_eq!(memory.used_bytes(), wire.len() as u64, "held until dropped");
+        drop(held);
+        assert_eq!(memory.used_bytes(), 0);
     }
 
     #[tokio::test]

@@ -41,6 +41,27 @@ pub async fn start_with_auth(
     dir: &std::path::Path,
     auth: cairn_server::auth::AuthConfig,
 ) -> Started {
+    start_with(
+        dir,
+        auth,
+        cairn_server::connections::ConnectionLimits::default(),
+    )
+    .await
+}
+
+/// As [`start`], with the gRPC port's limits as `connections` says.
+pub async fn start_with_limits(
+    dir: &std::path::Path,
+    connections: cairn_server::connections::ConnectionLimits,
+) -> Started {
+    start_with(dir, cairn_server::auth::AuthConfig::default(), connections).await
+}
+
+async fn start_with(
+    dir: &std::path::Path,
+    auth: cairn_server::auth::AuthConfig,
+    connections: cairn_server::connections::ConnectionLimits,
+) -> Started {
     let grpc = free_port();
     let http = free_port();
     let cfg = ServerConfig {
@@ -51,7 +72,7 @@ pub async fn start_with_auth(
         advertised_address: None,
         topic_defaults: TopicConfig::default(),
         max_partitions: cairn_broker::DEFAULT_MAX_PARTITIONS,
-        connections: cairn_server::connections::ConnectionLimits::default(),
+        connections,
         auth,
         tls: None,
         allow_plaintext: false,
@@ -106,4 +127,17 @@ pub async fn produce(url: &str, topic: &str, partition: i32, records: Vec<Record
         })
         .await
         .unwrap();
+}
+
+/// `GET /metrics` over a plain TCP connection (no HTTP client among the dev-dependencies).
+pub async fn metrics_page(http: SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(http).await.unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await.unwrap();
+    text
 }

@@ -24,6 +24,7 @@ fn connection_limits_come_from_the_file_then_env_then_flags() {
             max_connections_per_ip: Some(10),
             handshake_timeout: Duration::from_millis(2000),
             idle_timeout: Duration::from_millis(30000),
+            ..ConnectionLimits::default()
         }
     );
     let vars = env(&[
@@ -113,4 +114,44 @@ fn connection_limit_in_the_file_must_be_an_integer() {
         err.starts_with("invalid value \"0\" for max_connections in config file"),
         "{err}"
     );
+}
+
+#[test]
+fn the_request_bytes_budget_comes_from_the_file_then_env_then_flag() {
+    let text = "queued_max_request_bytes = 100000000\n";
+    assert_eq!(
+        resolve(&args(&[]), no_env, None)
+            .unwrap()
+            .connections
+            .queued_max_request_bytes,
+        512 << 20
+    );
+    let from_file = resolve(&args(&[]), no_env, file(text)).unwrap();
+    assert_eq!(from_file.connections.queued_max_request_bytes, 100_000_000);
+    let vars = env(&[("CAIRN_QUEUED_MAX_REQUEST_BYTES", "200000000")]);
+    let from_env = resolve(&args(&[]), &vars, file(text)).unwrap();
+    assert_eq!(from_env.connections.queued_max_request_bytes, 200_000_000);
+    let flag = args(&["--queued-max-request-bytes", "300000000"]);
+    let from_flag = resolve(&flag, &vars, file(text)).unwrap();
+    assert_eq!(from_flag.connections.queued_max_request_bytes, 300_000_000);
+}
+
+#[test]
+fn a_request_bytes_budget_below_the_largest_request_is_named() {
+    let err = error_of(resolve(
+        &args(&["--queued-max-request-bytes", "1048576"]),
+        no_env,
+        None,
+    ));
+    assert_eq!(
+        err,
+        "invalid value \"1048576\" for --queued-max-request-bytes: expected a whole number of \
+         bytes from 16777221 to 4294967295"
+    );
+    let err = error_of(resolve(
+        &args(&[]),
+        no_env,
+        file("queued_max_request_bytes = \"lots\"\n"),
+    ));
+    assert!(err.contains("queued_max_request_bytes"), "{err}");
 }
