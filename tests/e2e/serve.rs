@@ -109,7 +109,8 @@ fn the_example_config_file_in_deploy_is_accepted() {
     assert!(
         stderr.contains("cairn-1.example.com:7070"),
         "the file's advertised address was used: {stderr}"
-    );    assert!(
+    );
+    assert!(
         stderr.contains("queued_max_request_bytes=268435456"),
         "the file's request bytes budget was used: {stderr}"
     );

@@ -67,7 +67,7 @@ use cairn_proto::v1::producer_server::ProducerServer;
 use connections::{ConnectionLimits, ConnectionMetrics, InFlightLayer};
 use descriptor_limit::DescriptorLimitError;
 use metrics::Metrics;
-use request_memory::RequestMemory;
+use request_memory::{RequestMemory, RequestMemoryLayer};
 use services::{
     AdminService, ConsumerRoutes, ConsumerService, CountedAdmin, CountedGroups, GroupsService,
     MetadataService, ProduceShortcut, ProducerRoutes, ProducerService,
@@ -395,6 +395,12 @@ pub async fn run(
         .layer(quota::QuotaLayer::new(
             Arc::clone(&broker),
             Arc::clone(metrics.quota_metrics()),
+        ))
+        // The calls tonic decodes take their request bytes from the budget as they arrive;
+        // the broker's own readers take theirs themselves (see `request_memory`).
+        .layer(RequestMemoryLayer::new(
+            Arc::clone(&request_memory),
+            MAX_REQUEST_BYTES,
         ))
         // Innermost: the hottest call skips the router (see `ProducerRoutes`).
         .layer(ProduceShortcut::new(producer.clone()))

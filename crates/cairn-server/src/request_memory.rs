@@ -16,16 +16,24 @@
 //! other. A request declaring more than the whole budget takes all of it (it waits until
 //! nothing else is held) rather than waiting forever.
 //!
+//! The calls tonic decodes itself (`Admin`, `Groups`, `Metadata`, `InitProducerId`, health
+//! and reflection) take their share through [`RequestMemoryLayer`], each message from its
+//! prefix until tonic has it whole.
+//!
 //! What it does not bound: bytes the HTTP/2 layer buffers before a request is read (at most
 //! the connection window, `HTTP2_CONNECTION_WINDOW_BYTES`, per connection; the connection
-//! limits bound the connections) and requests tonic decodes itself (`Admin`, `Groups`,
-//! `Metadata`, `InitProducerId`), which carry no records.
+//! limits bound the connections), the DATA frame that carried a waiting request's prefix (at
+//! most one frame per stream), and node-to-node traffic.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+mod budgeted_body;
+
+pub use budgeted_body::{BudgetedBody, RequestMemoryLayer, RequestMemoryService};
 
 /// The budget when none is configured: 512 MiB, 32 of the largest requests at once. Kafka's
 /// own default is no byte limit at all (500 queued requests of up to 100 MB each).

@@ -1,6 +1,7 @@
 //! Produce requests framed as a gRPC library would not frame them, sent over raw HTTP/2 to a
 //! running server: the broker reads `Produce` bodies itself (`services/unary.rs`), so how a
 //! body is cut into DATA frames, what follows it, and a body that never ends are its to handle.
+//! Also the request bytes budget (`request_memory`) as a client holding bodies open meets it.
 
 #![allow(clippy::unwrap_used, reason = "tests: a failure here is a failed test")]
 
@@ -147,12 +148,21 @@ async fn an_oversized_length_is_refused_while_the_body_is_still_open() {
 /// Opens one Produce call on its own connection and sends `head` of its body, leaving the
 /// body open.
 async fn open_call(url: &str, head: Bytes) -> (h2::client::ResponseFuture, h2::SendStream<Bytes>) {
+    open_call_to(url, "/cairn.v1.Producer/Produce", head).await
+}
+
+/// As [`open_call`], to the method at `path`.
+async fn open_call_to(
+    url: &str,
+    path: &str,
+    head: Bytes,
+) -> (h2::client::ResponseFuture, h2::SendStream<Bytes>) {
     let tcp = tokio::net::TcpStream::connect(url.trim_start_matches("http://"))
         .await
         .unwrap();
     let (mut client, connection) = h2::client::handshake(tcp).await.unwrap();
     tokio::spawn(connection);
-    let request = http::Request::post(format!("{url}/cairn.v1.Producer/Produce"))
+    let request = http::Request::post(format!("{url}{path}"))
         .header("content-type", "application/grpc")
         .header("te", "trailers")
         .body(())
@@ -222,6 +232,47 @@ async fn a_request_waits_unread_while_others_hold_the_request_bytes_budget() {
     assert_eq!(answered(first_response).await.results[0].base_offset, 0);
     assert_eq!(answered(second_response).await.results[0].base_offset, 1);
     let page = common::metrics_page(started.http).await;
+    assert!(
+        page.contains("cairn_request_memory_used_bytes 0\n"),
+        "{page}"
+    );
+
+    started.stop.send(()).unwrap();
+    started.server.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_call_tonic_decodes_holds_its_declared_size_while_its_body_is_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let started = common::start(dir.path()).await;
+    // An Admin call declaring 1 MiB, half of it sent: before the budget, tonic buffered such
+    // bodies with no bound across streams.
+    let mut head = BytesMut::new();
+    head.put_u8(0);
+    head.put_u32(1 << 20);
+    head.put_bytes(0, 1 << 19);
+    let (response, send) =
+        open_call_to(&started.url, "/cairn.v1.Admin/CreateTopic", head.freeze()).await;
+    let held = format!("cairn_request_memory_used_bytes {}\n", (1 << 20) + 5);
+    let mut page = String::new();
+    for _ in 0..100 {
+        page = common::metrics_page(started.http).await;
+        if page.contains(&held) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(page.contains(&held), "{page}");
+    // A reset stream gives its share back.
+    drop(send);
+    drop(response);
+    for _ in 0..100 {
+        page = common::metrics_page(started.http).await;
+        if page.contains("cairn_request_memory_used_bytes 0\n") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert!(
         page.contains("cairn_request_memory_used_bytes 0\n"),
         "{page}"

@@ -51,8 +51,8 @@ use crate::status::{status, to_status};
 use cairn_controller::security::acl::{AclOperation, ResourceType};
 
 /// The paths of the methods served here.
-const SUBSCRIBE_PATH: &str = "/cairn.v1.Consumer/Subscribe";
-const FETCH_PATH: &str = "/cairn.v1.Consumer/Fetch";
+pub(crate) const SUBSCRIBE_PATH: &str = "/cairn.v1.Consumer/Subscribe";
+pub(crate) const FETCH_PATH: &str = "/cairn.v1.Consumer/Fetch";
 /// `FetchResponse.record_batches`.
 const RECORD_BATCHES_FIELD: u32 = 5;
 

@@ -23,3 +23,8 @@ pub use groups::GroupsService;
 pub use metadata::MetadataService;
 pub use producer::ProducerService;
 pub use producer_routes::{ProduceShortcut, ProduceShortcutService, ProducerRoutes};
+/// The paths whose request bodies the broker reads itself (`unary::read_request`).
+pub(crate) use {
+    consumer_routes::{FETCH_PATH, SUBSCRIBE_PATH},
+    producer_routes::PRODUCE_PATH,
+};
