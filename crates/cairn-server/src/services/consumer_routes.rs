@@ -128,12 +128,14 @@ impl Service<Request<Body>> for ConsumerRoutes {
             };
             // What the consumer byte-rate quota counts for a fetch: the answer's bytes.
             let mut fetched_bytes = 0u64;
-            let answer =
-                if fetch {
-                    let deadline = grpc_timeout(request.headers());
-                    match read_request::<FetchRequest>(request, max_request, &memory).await {
-                        // A fetch request is small; the budget is for its body alone.
-                        Ok((fetch, _held)) => match read_topic(&fetch.topic) {
+            let answer = if fetch {
+                let deadline = grpc_timeout(request.headers());
+                let read = read_request::<FetchRequest>(request, max_request, &memory).await;
+                // The budget is for the request's body, not for the long poll after it.
+                let read = read.map(|(fetch, _held)| fetch);
+                match read {
+                    Ok(fetch) => {
+                        match read_topic(&fetch.topic) {
                             Ok(()) => service.serve_fetch(fetch, deadline, wire_answer).await.map(
                                 |answer| {
                                     fetched_bytes =
@@ -142,16 +144,18 @@ impl Service<Request<Body>> for ConsumerRoutes {
                                 },
                             ),
                             Err(status) => Err(status),
-                        },
-                        Err(status) => Err(status),
+                        }
                     }
-                } else {
-                    match read_request::<SubscribeRequest>(request, max_request, &memory).await {
-                        Ok((subscribe, _held)) => read_topic(&subscribe.topic)
-                            .and_then(|()| service.start_subscription(subscribe, wire_answer)),
-                        Err(status) => Err(status),
-                    }
-                };
+                    Err(status) => Err(status),
+                }
+            } else {
+                let read = read_request::<SubscribeRequest>(request, max_request, &memory).await;
+                match read.map(|(subscribe, _held)| subscribe) {
+                    Ok(subscribe) => read_topic(&subscribe.topic)
+                        .and_then(|()| service.start_subscription(subscribe, wire_answer)),
+                    Err(status) => Err(status),
+                }
+            };
             Ok(match answer {
                 Ok(answers) => {
                     let mut response = Response::new(Body::new(AnswerBody {
