@@ -281,3 +281,33 @@ async fn a_call_tonic_decodes_holds_its_declared_size_while_its_body_is_open() {
     started.stop.send(()).unwrap();
     started.server.await.unwrap();
 }
+
+#[tokio::test]
+async fn a_long_poll_fetch_holds_no_request_bytes_while_it_waits() {
+    use cairn_proto::v1::FetchRequest;
+    use cairn_proto::v1::consumer_client::ConsumerClient;
+    let dir = tempfile::tempdir().unwrap();
+    let started = common::start(dir.path()).await;
+    common::create_topic(&started.url, "orders", 1).await;
+    let mut consumer = ConsumerClient::connect(started.url.clone()).await.unwrap();
+    let waiting = tokio::spawn(async move {
+        consumer
+            .fetch(FetchRequest {
+                topic: "orders".into(),
+                max_wait_ms: 3_000,
+                ..Default::default()
+            })
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!waiting.is_finished(), "the fetch waits for data");
+    let page = common::metrics_page(started.http).await;
+    assert!(
+        page.contains("cairn_request_memory_used_bytes 0\n"),
+        "{page}"
+    );
+    waiting.await.unwrap().unwrap();
+
+    started.stop.send(()).unwrap();
+    started.server.await.unwrap();
+}
