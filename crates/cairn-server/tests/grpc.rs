@@ -7,8 +7,6 @@
     reason = "test code: a failed unwrap is a failed test"
 )]
 
-use std::net::SocketAddr;
-
 use cairn_codec::batch::{BatchBuilder, Compression, RecordInput};
 use cairn_proto::v1::admin_client::AdminClient;
 use cairn_proto::v1::consumer_client::ConsumerClient;
@@ -186,22 +184,6 @@ async fn produce_and_fetch_round_trip_over_grpc() {
     server.await.unwrap();
 }
 
-/// The body of `GET /metrics` on the admin port.
-async fn scrape(http: SocketAddr) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(http).await.unwrap();
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: cairn\r\n\r\n")
-        .await
-        .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap();
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    assert!(head.contains("text/plain; version=0.0.4"), "{head}");
-    body.to_string()
-}
-
 /// The value of the one sample line for `series` (a metric name with its labels).
 fn sample(body: &str, series: &str) -> f64 {
     let prefix = format!("{series} ");
@@ -232,7 +214,7 @@ async fn metrics_report_produce_and_fetch_activity() {
         })
         .await
         .unwrap();
-    let before = scrape(http).await;
+    let before = common::metrics_page(http).await;
     assert_eq!(
         sample(&before, "cairn_produce_latency_seconds_count{acks=\"all\"}"),
         0.0
@@ -295,7 +277,7 @@ async fn metrics_report_produce_and_fetch_activity() {
             .unwrap();
     }
 
-    let body = scrape(http).await;
+    let body = common::metrics_page(http).await;
     // The offsets the endpoint always reported are still there.
     let watermark = "cairn_partition_high_watermark{topic=\"metered\",partition=\"0\"}";
     assert_eq!(sample(&body, watermark), 8.0);
@@ -391,7 +373,7 @@ async fn metrics_report_group_members_state_and_lag() {
         })
         .await
         .unwrap();
-    let body = scrape(http).await;
+    let body = common::metrics_page(http).await;
     assert_eq!(sample(&body, "cairn_group_members{group=\"billing\"}"), 1.0);
     assert_eq!(
         sample(

@@ -254,29 +254,11 @@ async fn a_call_tonic_decodes_holds_its_declared_size_while_its_body_is_open() {
     let (response, send) =
         open_call_to(&started.url, "/cairn.v1.Admin/CreateTopic", head.freeze()).await;
     let held = format!("cairn_request_memory_used_bytes {}\n", (1 << 20) + 5);
-    let mut page = String::new();
-    for _ in 0..100 {
-        page = common::metrics_page(started.http).await;
-        if page.contains(&held) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(page.contains(&held), "{page}");
+    wait_for_metrics_line(started.http, &held).await;
     // A reset stream gives its share back.
     drop(send);
     drop(response);
-    for _ in 0..100 {
-        page = common::metrics_page(started.http).await;
-        if page.contains("cairn_request_memory_used_bytes 0\n") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(
-        page.contains("cairn_request_memory_used_bytes 0\n"),
-        "{page}"
-    );
+    wait_for_metrics_line(started.http, "cairn_request_memory_used_bytes 0\n").await;
 
     started.stop.send(()).unwrap();
     started.server.await.unwrap();
@@ -310,4 +292,17 @@ async fn a_long_poll_fetch_holds_no_request_bytes_while_it_waits() {
 
     started.stop.send(()).unwrap();
     started.server.await.unwrap();
+}
+
+/// Waits up to 2 s for `/metrics` to hold `line`.
+async fn wait_for_metrics_line(http: std::net::SocketAddr, line: &str) {
+    let mut page = String::new();
+    for _ in 0..100 {
+        page = common::metrics_page(http).await;
+        if page.contains(line) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("no {line:?} in {page}");
 }

@@ -39,18 +39,6 @@ fn produce(topic: &str, value_bytes: usize) -> ProduceRequest {
     }
 }
 
-async fn metrics(http: std::net::SocketAddr) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(http).await.unwrap();
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).await.unwrap();
-    text
-}
-
 /// Sets the default quota's `limits` (for every principal without one of its own).
 async fn set_default_quota(
     admin: &mut AdminClient<tonic::transport::Channel>,
@@ -102,7 +90,7 @@ async fn a_produce_over_quota_is_delayed_not_failed_and_says_so() {
         "throttle {throttle_ms} ms"
     );
     assert!(answer.get_ref().results.iter().all(|r| r.error_code == 0));
-    let text = metrics(server.http).await;
+    let text = common::metrics_page(server.http).await;
     assert!(
         text.contains(
             "cairn_quota_throttled_requests_total{principal=\"User:ANONYMOUS\",kind=\"produce\"} 1"
@@ -273,7 +261,7 @@ async fn a_subscribe_answer_over_its_consumer_quota_is_held_back_and_counted() {
     // second, and the throttle is counted. No timing is asserted here.
     let first = stream.message().await.unwrap().unwrap();
     assert!(!first.records.is_empty());
-    let text = metrics(server.http).await;
+    let text = common::metrics_page(server.http).await;
     assert!(
         text.contains(
             "cairn_quota_throttled_requests_total{principal=\"User:ANONYMOUS\",kind=\"fetch\"} 1"
@@ -307,7 +295,7 @@ async fn calls_over_the_request_rate_are_delayed_and_answered() {
         throttled += usize::from(answer.metadata().get("cairn-throttle-time-ms").is_some());
     }
     assert!(throttled >= 1, "no call was throttled");
-    let text = metrics(server.http).await;
+    let text = common::metrics_page(server.http).await;
     assert!(
         text.contains(
             "cairn_quota_throttled_requests_total{principal=\"User:ANONYMOUS\",kind=\"request\"}"

@@ -129,15 +129,19 @@ pub async fn produce(url: &str, topic: &str, partition: i32, records: Vec<Record
         .unwrap();
 }
 
-/// `GET /metrics` over a plain TCP connection (no HTTP client among the dev-dependencies).
+/// The body of `GET /metrics` on the admin port, over a plain TCP connection (no HTTP client
+/// among the dev-dependencies); the answer must be a 200 in the Prometheus text format.
 pub async fn metrics_page(http: SocketAddr) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(http).await.unwrap();
     stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: cairn\r\nConnection: close\r\n\r\n")
         .await
         .unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).await.unwrap();
-    text
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.contains("text/plain; version=0.0.4"), "{head}");
+    body.to_string()
 }
