@@ -86,6 +86,9 @@ pub const HTTP2_STREAM_WINDOW_BYTES: u32 = 8 << 20;
 pub const HTTP2_MAX_FRAME_BYTES: u32 = 1 << 20;
 /// HTTP/2 flow-control window per connection (all streams together).
 pub const HTTP2_CONNECTION_WINDOW_BYTES: u32 = 32 << 20;
+/// Largest `grpc.health.v1` request: a service name. Health checks are outside the request
+/// budget (so that they are answered when it is full), so they are kept this small.
+pub const MAX_HEALTH_REQUEST_BYTES: usize = 64 << 10;
 
 /// How the server is set up.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -404,7 +407,9 @@ pub async fn run(
         ))
         // Innermost: the hottest call skips the router (see `ProducerRoutes`).
         .layer(ProduceShortcut::new(producer.clone()))
-        .add_service(health)
+        // Health checks are answered while the request budget is full, so their requests (a
+        // service name) are capped small instead.
+        .add_service(health.max_decoding_message_size(MAX_HEALTH_REQUEST_BYTES))
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(producer.clone())

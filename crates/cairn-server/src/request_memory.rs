@@ -14,26 +14,38 @@
 //! The whole size is taken at once, in arrival order (a fair semaphore), so requests never
 //! hold part of the budget while waiting for the rest, and no set of them can wait on each
 //! other. A request declaring more than the whole budget takes all of it (it waits until
-//! nothing else is held) rather than waiting forever.
+//! nothing else is held) rather than waiting forever. A message must then arrive whole within
+//! [`RequestMemory::body_timeout`] (30 s), or its call fails and the share is given back:
+//! declared sizes are taken before the bytes come, so a client could otherwise hold the
+//! budget with prefixes alone. That limit also ends the one wait HTTP/2 can cause: streams
+//! waiting for the budget keep their unread bytes in the connection's shared window, which
+//! can leave streams of the same connection that hold shares unable to receive the rest of
+//! their bodies.
 //!
 //! The calls tonic decodes itself (`Admin`, `Groups`, `Metadata`, `InitProducerId`, health
 //! and reflection) take their share through [`RequestMemoryLayer`], each message from its
 //! prefix until tonic has it whole.
 //!
+//! A request waiting for its share holds the DATA frame that carried its prefix (up to
+//! `HTTP2_MAX_FRAME_BYTES`). Those bytes are counted apart and capped at a quarter of the
+//! budget: a request that would pass the cap is refused at once with THROTTLED (retriable)
+//! rather than queued, so a client opening streams without end cannot grow that memory either.
+//!
 //! What it does not bound: bytes the HTTP/2 layer buffers before a request is read (at most
 //! the connection window, `HTTP2_CONNECTION_WINDOW_BYTES`, per connection; the connection
-//! limits bound the connections), the DATA frame that carried a waiting request's prefix (at
-//! most one frame per stream), and node-to-node traffic.
+//! limits bound the connections) and node-to-node traffic.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 mod budgeted_body;
 
 pub use budgeted_body::{BudgetedBody, RequestMemoryLayer, RequestMemoryService};
+pub(crate) use budgeted_body::{body_too_slow, budget_full};
 
 /// The budget when none is configured: 512 MiB, 32 of the largest requests at once. Kafka's
 /// own default is no byte limit at all (500 queued requests of up to 100 MB each).
@@ -44,6 +56,11 @@ pub const MIN_QUEUED_MAX_REQUEST_BYTES: u64 =
     crate::MAX_REQUEST_BYTES as u64 + cairn_codec::grpc_frame::PREFIX_BYTES as u64;
 /// The largest budget: what one semaphore acquisition can count, 4 GiB less one byte.
 pub const MAX_QUEUED_MAX_REQUEST_BYTES: u64 = u32::MAX as u64;
+/// How long a request's message may take to arrive whole once its share of the budget is
+/// set aside: the clients' own default request timeout (30 s), past which a well-behaved
+/// client has given up on the call anyway. Without it, prefixes declaring 16 MiB and nothing
+/// after them (160 bytes for 32 of them) would hold the default budget for good.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The budget of request bytes the broker holds at once; see the module docs.
 #[derive(Debug)]
@@ -51,6 +68,31 @@ pub struct RequestMemory {
     permits: Arc<Semaphore>,
     limit: u32,
     waits: AtomicU64,
+    /// Bytes received by requests that wait for their share (see [`RequestMemory::hold_with`]).
+    waiting_bytes: AtomicU64,
+    refused: AtomicU64,
+    body_timeout: Duration,
+}
+
+/// The budget is full and requests waiting for it already hold as much as they may: retry
+/// later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the broker's request memory (--queued-max-request-bytes) is full and enough requests are \
+     already waiting for it; retry later"
+)]
+pub struct BudgetFull;
+
+/// Gives back a waiting request's bytes when its wait ends.
+struct WaitingBytes<'a> {
+    counter: &'a AtomicU64,
+    bytes: u64,
+}
+
+impl Drop for WaitingBytes<'_> {
+    fn drop(&mut self) {
+        self.counter.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
 }
 
 /// Bytes of the budget one request holds; given back when dropped.
@@ -78,7 +120,22 @@ impl RequestMemory {
             permits: Arc::new(Semaphore::new(limit as usize)),
             limit,
             waits: AtomicU64::new(0),
+            waiting_bytes: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            body_timeout: DEFAULT_BODY_TIMEOUT,
         }
+    }
+
+    /// The same budget with another time limit for a message to arrive (tests use short ones).
+    pub fn with_body_timeout(mut self, body_timeout: Duration) -> Self {
+        self.body_timeout = body_timeout;
+        self
+    }
+
+    /// How long a message may take to arrive whole once its share is set aside; a body that
+    /// is slower fails with DEADLINE_EXCEEDED and gives its share back.
+    pub fn body_timeout(&self) -> Duration {
+        self.body_timeout
     }
 
     /// Waits until `bytes` of the budget (all of it, if `bytes` is more) are free, and holds
@@ -101,6 +158,49 @@ impl RequestMemory {
         HeldRequestBytes {
             _permit: permit.ok(),
         }
+    }
+
+    /// As [`RequestMemory::hold`], for a request that holds `in_hand` bytes already received
+    /// (the frame that carried its prefix) while it waits. Those bytes are outside the budget,
+    /// so they are counted apart and capped at a quarter of it: past that the request is not
+    /// queued but refused at once (unless no other request is waiting).
+    ///
+    /// # Errors
+    /// [`BudgetFull`] when the share is not free and the bytes held by waiting requests would
+    /// pass their cap.
+    pub async fn hold_with(
+        &self,
+        bytes: usize,
+        in_hand: usize,
+    ) -> Result<HeldRequestBytes, BudgetFull> {
+        let wanted = u32::try_from(bytes).unwrap_or(u32::MAX).min(self.limit);
+        if wanted == 0 {
+            return Ok(HeldRequestBytes::none());
+        }
+        if let Ok(permit) = Arc::clone(&self.permits).try_acquire_many_owned(wanted) {
+            return Ok(HeldRequestBytes {
+                _permit: Some(permit),
+            });
+        }
+        let in_hand = in_hand as u64;
+        let before = self.waiting_bytes.fetch_add(in_hand, Ordering::AcqRel);
+        // Given back however the wait ends, the caller's future dropped included.
+        let _waiting = WaitingBytes {
+            counter: &self.waiting_bytes,
+            bytes: in_hand,
+        };
+        // The first to wait always may, so a small budget still queues a frame larger than
+        // its quarter.
+        if before > 0 && before.saturating_add(in_hand) > self.max_waiting_bytes() {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            return Err(BudgetFull);
+        }
+        Ok(self.hold(bytes).await)
+    }
+
+    /// The most bytes requests waiting for their share may hold: a quarter of the budget.
+    fn max_waiting_bytes(&self) -> u64 {
+        u64::from(self.limit) / 4
     }
 
     /// Bytes held by requests now.
@@ -131,6 +231,16 @@ impl RequestMemory {
             out,
             "cairn_request_memory_waits_total {}",
             self.waits.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP cairn_request_memory_refused_total Requests refused (THROTTLED) because the budget was full and the requests waiting for it already held a quarter of it."
+        );
+        let _ = writeln!(out, "# TYPE cairn_request_memory_refused_total counter");
+        let _ = writeln!(
+            out,
+            "cairn_request_memory_refused_total {}",
+            self.refused.load(Ordering::Relaxed)
         );
     }
 }
@@ -193,6 +303,41 @@ mod tests {
         assert_eq!(memory.used_bytes(), 100);
         drop(large);
         assert_eq!(memory.used_bytes(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_request_is_refused_once_the_waiting_ones_hold_a_quarter_of_the_budget() {
+        let memory = Arc::new(RequestMemory::new(100));
+        let all = memory.hold(100).await;
+        let waiting = tokio::spawn({
+            let memory = Arc::clone(&memory);
+            async move { memory.hold_with(10, 20).await }
+        });
+        settles().await.unwrap();
+        assert!(
+            !waiting.is_finished(),
+            "20 bytes in hand fit the waiting room of 25"
+        );
+        assert_eq!(memory.hold_with(10, 10).await.unwrap_err(), BudgetFull);
+        drop(all);
+        let share = waiting.await.unwrap().unwrap();
+        assert_eq!(memory.used_bytes(), 10);
+        drop(share);
+        // The waiting room was given back with the wait.
+        let _all = memory.hold(100).await;
+        let again = tokio::spawn({
+            let memory = Arc::clone(&memory);
+            async move { memory.hold_with(10, 25).await }
+        });
+        settles().await.unwrap();
+        assert!(!again.is_finished());
+        let mut page = String::new();
+        memory.render(&mut page);
+        assert!(
+            page.contains("cairn_request_memory_refused_total 1\n"),
+            "{page}"
+        );
+        again.abort();
     }
 
     #[tokio::test]

@@ -225,6 +225,18 @@ async fn a_request_waits_unread_while_others_hold_the_request_bytes_budget() {
         page.contains("cairn_request_memory_waits_total 1\n"),
         "{page}"
     );
+    // Health checks are answered while the budget is full.
+    let channel = tonic::transport::Endpoint::from_shared(started.url.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let serving = health
+        .check(tonic_health::pb::HealthCheckRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(serving.into_inner().status, 1, "SERVING");
 
     first_send
         .send_data(first.slice(first.len() - 1..), true)
@@ -245,16 +257,27 @@ async fn a_request_waits_unread_while_others_hold_the_request_bytes_budget() {
 async fn a_call_tonic_decodes_holds_its_declared_size_while_its_body_is_open() {
     let dir = tempfile::tempdir().unwrap();
     let started = common::start(dir.path()).await;
-    // An Admin call declaring 1 MiB, half of it sent: before the budget, tonic buffered such
-    // bodies with no bound across streams.
+    // An Admin call of 1 MiB, sent whole but its stream never ended: tonic keeps the message
+    // until the stream ends, so its share must be held until then, not just until its last
+    // byte. Before the budget, tonic held such bodies with no bound across streams.
+    let message = cairn_proto::v1::CreateTopicRequest {
+        name: "a".repeat(1 << 20),
+        ..Default::default()
+    }
+    .encode_to_vec();
     let mut head = BytesMut::new();
     head.put_u8(0);
-    head.put_u32(1 << 20);
-    head.put_bytes(0, 1 << 19);
+    head.put_u32(u32::try_from(message.len()).unwrap());
+    head.extend_from_slice(&message);
     let (response, send) =
         open_call_to(&started.url, "/cairn.v1.Admin/CreateTopic", head.freeze()).await;
-    let held = format!("cairn_request_memory_used_bytes {}\n", (1 << 20) + 5);
+    let held = format!("cairn_request_memory_used_bytes {}\n", message.len() + 5);
     wait_for_metrics_line(started.http, &held).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        common::metrics_page(started.http).await.contains(&held),
+        "still held while the stream is open"
+    );
     // A reset stream gives its share back.
     drop(send);
     drop(response);

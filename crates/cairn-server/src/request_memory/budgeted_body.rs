@@ -4,14 +4,25 @@
 //!
 //! Why a body wrapper: tonic buffers a request message until it is whole (up to the service's
 //! 16 MiB limit), and the buffer grows as the client sends, so a budget has to act before
-//! tonic sees the bytes. The wrapper reads each message's 5-byte prefix as it passes, takes
-//! the declared size from the budget before handing the frame on (waiting, the rest of the
-//! body unread, when it is not free), and gives it back once the message's last byte is
-//! handed on, when tonic decodes it. While a frame waits for its share, it is held outside the
-//! budget: at most one DATA frame (`HTTP2_MAX_FRAME_BYTES`) per stream. A declared size over the service's limit takes nothing:
-//! tonic refuses it on the same prefix, and a false length could otherwise claim the whole
-//! budget.
+//! tonic sees the bytes. The wrapper reads each message's 5-byte prefix as it passes and takes
+//! the declared size from the budget before handing the prefix on (waiting, the rest of the
+//! body unread, when it is not free). The share is held until the next message's prefix is
+//! whole or the body ends, not just until the message's last byte: for a unary call tonic
+//! keeps the decoded message while it waits for the end of the stream, so a client that sent
+//! a whole message and never ended its stream would otherwise hold it outside the budget.
+//! Each frame is cut at message boundaries, so a message's bytes are all handed on before its
+//! share goes and the next one is waited for; no body holds one share while waiting for
+//! another, so bodies never wait on each other.
 //!
+//! A message must arrive whole within [`RequestMemory::body_timeout`] of its share being
+//! taken, or the body fails: otherwise 5-byte prefixes declaring 16 MiB each could hold the
+//! whole budget for good. While a frame waits for its share it is held outside the budget,
+//! counted apart and capped ([`RequestMemory::hold_with`]). A declared size over the service's limit takes
+//! nothing: tonic refuses it on the same prefix, and a false length could otherwise claim the
+//! whole budget.
+//!
+//! Health checks (`grpc.health.v1`) are not budgeted, so that a load balancer's probe is
+//! answered while the budget is full; their messages are capped at `MAX_HEALTH_REQUEST_BYTES`.
 //! Node-to-node traffic (`cairn.cluster.v1.Peer`) is not budgeted: replication must go on
 //! while clients fill the budget, and a commit's acknowledgement would otherwise wait on the
 //! very produce requests it answers.
@@ -31,15 +42,16 @@ use tonic::body::Body;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::{HeldRequestBytes, RequestMemory};
+use super::{BudgetFull, HeldRequestBytes, RequestMemory};
 
 /// Paths whose bodies are not wrapped: the broker's own readers budget these, or (the peer
 /// service) they are not budgeted at all; see the module docs.
-const UNWRAPPED_PATH_PREFIXES: [&str; 4] = [
+const UNWRAPPED_PATH_PREFIXES: [&str; 5] = [
     crate::services::PRODUCE_PATH,
     crate::services::FETCH_PATH,
     crate::services::SUBSCRIBE_PATH,
     "/cairn.cluster.v1.Peer/",
+    "/grpc.health.v1.Health/",
 ];
 
 /// Wraps each budgeted call's body in [`BudgetedBody`].
@@ -104,35 +116,42 @@ where
     }
 }
 
-/// A future holding part of the budget once it is free.
-type Acquiring = Pin<Box<dyn Future<Output = HeldRequestBytes> + Send>>;
+/// A future holding part of the budget once it is free, or refused.
+type Acquiring = Pin<Box<dyn Future<Output = Result<HeldRequestBytes, BudgetFull>> + Send>>;
 
-/// A request body whose messages hold their declared sizes of the budget from their prefix
-/// to their last byte; see the module docs.
+/// A request body whose messages hold their declared sizes of the budget from their prefix on;
+/// see the module docs.
 pub struct BudgetedBody {
     inner: Body,
     memory: Arc<RequestMemory>,
     max_message_bytes: usize,
-    /// Bytes of the body handed on so far.
-    passed: u64,
-    /// Where in the body the next message's prefix starts.
-    next_prefix_at: u64,
-    /// The prefix bytes read so far, when it spans frames.
+    /// Bytes of the current message, its prefix included, not yet handed on; 0 between
+    /// messages.
+    message_left: u64,
+    /// The next message's prefix as far as it has come, between messages.
     prefix: [u8; PREFIX_BYTES],
     prefix_len: usize,
-    /// The frame waiting for its messages' share, where the last of them ends, and the share
-    /// being acquired.
-    waiting: Option<(Bytes, u64, Acquiring)>,
-    /// The share held, and the body position where the message it covers ends.
-    held: Option<(HeldRequestBytes, u64)>,
+    /// Bytes read from `inner` and not yet handed on.
+    rest: Option<Bytes>,
+    /// The share being waited for, and the bytes of its message still to hand on once held.
+    acquiring: Option<(Acquiring, u64)>,
+    /// The share of the current or last message: held until the next message's prefix is
+    /// whole or the body ends, since tonic keeps a unary call's message until the end of the
+    /// stream.
+    held: Option<HeldRequestBytes>,
+    /// When the held message must be whole by (see [`RequestMemory::body_timeout`]).
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Past a message over the limit, which tonic refuses: the rest goes on unbudgeted.
+    unbudgeted: bool,
 }
 
 impl std::fmt::Debug for BudgetedBody {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BudgetedBody")
-            .field("passed", &self.passed)
-            .field("next_prefix_at", &self.next_prefix_at)
-            .field("waiting", &self.waiting.is_some())
+            .field("message_left", &self.message_left)
+            .field("prefix_len", &self.prefix_len)
+            .field("acquiring", &self.acquiring.is_some())
+            .field("held", &self.held.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -144,60 +163,73 @@ impl BudgetedBody {
             inner,
             memory,
             max_message_bytes,
-            passed: 0,
-            next_prefix_at: 0,
+            message_left: 0,
             prefix: [0; PREFIX_BYTES],
             prefix_len: 0,
-            waiting: None,
+            rest: None,
+            acquiring: None,
             held: None,
+            deadline: None,
+            unbudgeted: false,
         }
     }
 
-    /// Reads the prefixes that end inside `data` (which starts at `self.passed`) and returns
-    /// the bytes the messages they begin need, and where the last of them ends.
-    fn needed_by(&mut self, data: &[u8]) -> Option<(usize, u64)> {
-        let start = self.passed;
-        let end = start + data.len() as u64;
-        let mut needed: Option<(usize, u64)> = None;
-        while self.next_prefix_at + self.prefix_len as u64 >= start
-            && self.next_prefix_at + (self.prefix_len as u64) < end
-        {
-            let at = (self.next_prefix_at + self.prefix_len as u64 - start) as usize;
-            let take = (PREFIX_BYTES - self.prefix_len).min(data.len() - at);
-            self.prefix[self.prefix_len..self.prefix_len + take]
-                .copy_from_slice(&data[at..at + take]);
-            self.prefix_len += take;
-            if self.prefix_len < PREFIX_BYTES {
-                break;
-            }
-            let declared = u32::from_be_bytes([
-                self.prefix[1],
-                self.prefix[2],
-                self.prefix[3],
-                self.prefix[4],
-            ]) as usize;
-            let message_end = self.next_prefix_at + (PREFIX_BYTES + declared) as u64;
-            if declared <= self.max_message_bytes {
-                let bytes = needed.map_or(0, |(bytes, _)| bytes) + PREFIX_BYTES + declared;
-                needed = Some((bytes, message_end));
-            }
-            self.next_prefix_at = message_end;
-            self.prefix_len = 0;
+    /// Hands on the part of `data` inside the current message, keeping what follows it for
+    /// the next poll.
+    fn pass_message_bytes(
+        &mut self,
+        mut data: Bytes,
+    ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+        let inside =
+            usize::try_from(self.message_left).map_or(data.len(), |left| left.min(data.len()));
+        if inside < data.len() {
+            self.rest = Some(data.split_off(inside));
         }
-        needed
-    }
-
-    /// Hands `data` on, and gives back the share once its message has been handed on whole.
-    fn pass(&mut self, data: Bytes) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
-        self.passed += data.len() as u64;
-        if self
-            .held
-            .as_ref()
-            .is_some_and(|(_, message_end)| *message_end <= self.passed)
-        {
-            self.held = None;
+        self.message_left -= inside as u64;
+        if self.message_left == 0 {
+            self.deadline = None;
         }
         Poll::Ready(Some(Ok(Frame::data(data))))
+    }
+
+    /// Reads prefix bytes from the front of `data`, between messages. Returns the data to
+    /// hand on at once (a prefix still incomplete), or starts acquiring the message's share
+    /// and keeps `data` until it is held.
+    fn read_prefix(&mut self, data: Bytes) -> Option<Bytes> {
+        let take = (PREFIX_BYTES - self.prefix_len).min(data.len());
+        self.prefix[self.prefix_len..self.prefix_len + take].copy_from_slice(&data[..take]);
+        let passed_before = self.prefix_len;
+        self.prefix_len += take;
+        if self.prefix_len < PREFIX_BYTES {
+            // At most four bytes, handed on ahead of the share: tonic holds no more of them.
+            self.message_left = 0;
+            return Some(data);
+        }
+        self.prefix_len = 0;
+        let declared = u32::from_be_bytes([
+            self.prefix[1],
+            self.prefix[2],
+            self.prefix[3],
+            self.prefix[4],
+        ]) as usize;
+        // The message before is whole and handed on, so its share goes before the next is
+        // waited for: two bodies each holding one message's share and waiting for their next
+        // could otherwise wait on each other for good.
+        self.held = None;
+        if declared > self.max_message_bytes {
+            // tonic refuses it on this prefix; a false length must not claim the budget.
+            self.unbudgeted = true;
+            return Some(data);
+        }
+        let size = PREFIX_BYTES + declared;
+        let memory = Arc::clone(&self.memory);
+        let in_hand = data.len();
+        self.acquiring = Some((
+            Box::pin(async move { memory.hold_with(size, in_hand).await }),
+            (size - passed_before) as u64,
+        ));
+        self.rest = Some(data);
+        None
     }
 }
 
@@ -210,50 +242,96 @@ impl HttpBody for BudgetedBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
         let this = &mut *self;
-        if let Some((_, _, acquiring)) = this.waiting.as_mut() {
-            let share = ready!(acquiring.as_mut().poll(cx));
-            let Some((data, message_end, _)) = this.waiting.take() else {
-                return Poll::Ready(None);
-            };
-            this.held = Some((share, message_end));
-            return this.pass(data);
-        }
-        let frame = match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
-            Some(Ok(frame)) => frame,
-            other => return Poll::Ready(other),
-        };
-        let data = match frame.into_data() {
-            Ok(data) => data,
-            Err(frame) => return Poll::Ready(Some(Ok(frame))),
-        };
-        let Some((bytes, message_end)) = this.needed_by(&data) else {
-            return this.pass(data);
-        };
-        // A message begins in this frame, so the one before it ends here: its share goes
-        // before the next is waited for, or two bodies each holding one message and waiting
-        // for the next could wait on each other for good.
-        this.held = None;
-        let memory = Arc::clone(&this.memory);
-        let mut acquiring: Acquiring = Box::pin(async move { memory.hold(bytes).await });
-        match acquiring.as_mut().poll(cx) {
-            Poll::Ready(share) => {
-                this.held = Some((share, message_end));
-                this.pass(data)
+        loop {
+            if let Some((acquiring, message_bytes)) = this.acquiring.as_mut() {
+                let share = match ready!(acquiring.as_mut().poll(cx)) {
+                    Ok(share) => share,
+                    Err(full) => {
+                        this.acquiring = None;
+                        this.rest = None;
+                        return Poll::Ready(Some(Err(budget_full(full))));
+                    }
+                };
+                this.message_left = *message_bytes;
+                this.acquiring = None;
+                this.held = Some(share);
+                this.deadline = Some(Box::pin(tokio::time::sleep(this.memory.body_timeout())));
             }
-            Poll::Pending => {
-                this.waiting = Some((data, message_end, acquiring));
-                Poll::Pending
+            let data = match this.rest.take() {
+                Some(data) => data,
+                None => {
+                    if let Some(deadline) = this.deadline.as_mut()
+                        && deadline.as_mut().poll(cx).is_ready()
+                    {
+                        this.held = None;
+                        this.deadline = None;
+                        return Poll::Ready(Some(Err(body_too_slow(this.memory.body_timeout()))));
+                    }
+                    match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
+                        Some(Ok(frame)) => match frame.into_data() {
+                            Ok(data) => data,
+                            Err(trailers) => {
+                                this.held = None;
+                                return Poll::Ready(Some(Ok(trailers)));
+                            }
+                        },
+                        Some(Err(err)) => return Poll::Ready(Some(Err(err))),
+                        None => {
+                            this.held = None;
+                            return Poll::Ready(None);
+                        }
+                    }
+                }
+            };
+            if this.unbudgeted || data.is_empty() {
+                return Poll::Ready(Some(Ok(Frame::data(data))));
+            }
+            if this.message_left > 0 {
+                return this.pass_message_bytes(data);
+            }
+            if let Some(data) = this.read_prefix(data) {
+                return Poll::Ready(Some(Ok(Frame::data(data))));
             }
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.waiting.is_none() && self.inner.is_end_stream()
+        self.acquiring.is_none() && self.rest.is_none() && self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        let mut hint = self.inner.size_hint();
+        if let Some(rest) = &self.rest {
+            let kept = rest.len() as u64;
+            hint.set_lower(hint.lower().saturating_add(kept));
+            if let Some(upper) = hint.upper() {
+                hint.set_upper(upper.saturating_add(kept));
+            }
+        }
+        hint
     }
+}
+
+/// The refusal of a request that found the budget full and its waiting room too.
+pub(crate) fn budget_full(full: BudgetFull) -> Status {
+    crate::status::status(
+        cairn_proto::v1::ErrorCode::Throttled,
+        tonic::Code::ResourceExhausted,
+        full.to_string(),
+    )
+}
+
+/// The error a body gets when its message is not whole within the time limit.
+pub(crate) fn body_too_slow(limit: std::time::Duration) -> Status {
+    crate::status::status(
+        cairn_proto::v1::ErrorCode::RequestTimedOut,
+        tonic::Code::DeadlineExceeded,
+        format!(
+            "the request's message did not arrive whole within {} s of the broker setting \
+             memory aside for it (--queued-max-request-bytes)",
+            limit.as_secs()
+        ),
+    )
 }
 
 #[cfg(test)]
@@ -289,7 +367,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_message_holds_its_size_from_its_prefix_to_its_last_byte() {
+    async fn a_message_holds_its_size_from_its_prefix_until_the_body_ends() {
         let memory = Arc::new(RequestMemory::new(1_000));
         let wire = message(95);
         let frames = vec![wire.slice(..3), wire.slice(3..50), wire.slice(50..)];
@@ -301,8 +379,37 @@ mod tests {
         body.frame().await.unwrap().unwrap();
         assert_eq!(memory.used_bytes(), 100);
         body.frame().await.unwrap().unwrap();
-        assert_eq!(memory.used_bytes(), 0, "handed on whole");
+        assert_eq!(
+            memory.used_bytes(),
+            100,
+            "tonic keeps a unary call's message until the stream ends"
+        );
         assert!(body.frame().await.is_none());
+        assert_eq!(memory.used_bytes(), 0, "the body ended");
+    }
+
+    #[tokio::test]
+    async fn a_message_not_whole_in_time_fails_the_body_and_gives_its_share_back() {
+        let memory = Arc::new(
+            RequestMemory::new(1_000).with_body_timeout(std::time::Duration::from_millis(50)),
+        );
+        let wire = message(95);
+        let frames = futures_util::stream::iter([Ok::<_, Status>(Frame::data(wire.slice(..10)))])
+            .chain(futures_util::stream::pending());
+        let mut body = BudgetedBody::new(
+            Body::new(http_body_util::StreamBody::new(frames)),
+            memory.clone(),
+            1 << 20,
+        );
+        body.frame().await.unwrap().unwrap();
+        assert_eq!(memory.used_bytes(), 100);
+        let failed = tokio::time::timeout(std::time::Duration::from_secs(5), body.frame())
+            .await
+            .expect("the time limit ends the wait")
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(failed.code(), tonic::Code::DeadlineExceeded);
+        assert_eq!(memory.used_bytes(), 0);
     }
 
     #[tokio::test]
@@ -335,17 +442,24 @@ mod tests {
         let mut straddling = BytesMut::from(&first[30..]);
         straddling.extend_from_slice(&second[..20]);
         let frames = vec![first.slice(..30), straddling.freeze(), second.slice(20..)];
-        let body = BudgetedBody::new(
+        let mut body = BudgetedBody::new(
             body_of(frames, Arc::new(AtomicUsize::new(0))),
             memory.clone(),
             1 << 20,
         );
-        let all = tokio::time::timeout(std::time::Duration::from_secs(5), body.collect())
-            .await
-            .expect("the body is read through")
-            .unwrap()
-            .to_bytes();
-        assert_eq!(all.len(), first.len() + second.len());
+        let mut handed = Vec::new();
+        while let Some(frame) =
+            tokio::time::timeout(std::time::Duration::from_secs(5), body.frame())
+                .await
+                .expect("the body is read through")
+        {
+            handed.push(frame.unwrap().into_data().unwrap());
+            assert!(memory.used_bytes() <= 60, "one message's share at a time");
+        }
+        // The frame holding the first's end and the second's start is cut between them.
+        let lengths: Vec<usize> = handed.iter().map(Bytes::len).collect();
+        assert_eq!(lengths, vec![30, 30, 20, 40]);
+        assert_eq!(handed.concat(), [first, second].concat());
         assert_eq!(memory.used_bytes(), 0);
     }
 

@@ -25,7 +25,7 @@ use prost::Message;
 use tonic::body::Body;
 use tonic::{Code, Status};
 
-use crate::request_memory::{HeldRequestBytes, RequestMemory};
+use crate::request_memory::{HeldRequestBytes, RequestMemory, body_too_slow, budget_full};
 use crate::status::{invalid_request, status};
 
 /// DATA frames smaller than this are copied together rather than kept apart: a body sent in
@@ -41,10 +41,13 @@ const COALESCE_BELOW_BYTES: usize = 16 << 10;
 ///
 /// Once the prefix is in, the declared size is taken from `memory` (waiting, with the rest of
 /// the body unread, until it is free; see [`RequestMemory`]) and returned held: the caller
-/// gives it back by dropping it once the request's bytes are no longer needed.
+/// gives it back by dropping it once the request's bytes are no longer needed. The rest of the
+/// body must then arrive within the budget's time limit.
 ///
 /// # Errors
-/// UNIMPLEMENTED for a request compressed by its `grpc-encoding`; RESOURCE_EXHAUSTED for one
+/// RESOURCE_EXHAUSTED (THROTTLED) when the budget is full and enough requests wait for it;
+/// DEADLINE_EXCEEDED for a body not whole within the budget's time limit; UNIMPLEMENTED for
+/// a request compressed by its `grpc-encoding`; RESOURCE_EXHAUSTED for one
 /// over `max_request_bytes`; INVALID_ARGUMENT for a body that is not exactly one uncompressed
 /// message of `M`.
 pub(crate) async fn read_request<M: Message + Default>(
@@ -75,7 +78,20 @@ pub(crate) async fn read_request<M: Message + Default>(
     // The prefix and message together, once the prefix is in.
     let mut framed_bytes = None;
     let mut held = None;
-    while let Some(frame) = body.frame().await {
+    let mut deadline = None;
+    loop {
+        let frame = match deadline {
+            // Once its share is set aside, the message must come whole in time (see
+            // `RequestMemory::body_timeout`).
+            Some(deadline) => match tokio::time::timeout_at(deadline, body.frame()).await {
+                Ok(frame) => frame,
+                Err(_) => return Err(body_too_slow(memory.body_timeout())),
+            },
+            None => body.frame().await,
+        };
+        let Some(frame) = frame else {
+            break;
+        };
         let frame = frame.map_err(|err| invalid_request(format!("reading the request: {err}")))?;
         // Trailers carry nothing a Cairn call reads.
         let Ok(data) = frame.into_data() else {
@@ -89,7 +105,13 @@ pub(crate) async fn read_request<M: Message + Default>(
         if framed_bytes.is_none() && received >= PREFIX_BYTES {
             let length = read_prefix(prefix, max_request_bytes).map_err(refusal)?;
             framed_bytes = Some(PREFIX_BYTES + length);
-            held = Some(memory.hold(PREFIX_BYTES + length).await);
+            held = Some(
+                memory
+                    .hold_with(PREFIX_BYTES + length, data.len())
+                    .await
+                    .map_err(budget_full)?,
+            );
+            deadline = Some(tokio::time::Instant::now() + memory.body_timeout());
         }
         if let Some(framed) = framed_bytes
             && received > framed
@@ -422,6 +444,27 @@ mod tests {
         assert_eq!(received, sent);
         assert_eq!(memory.used_bytes(), wire.len() as u64, "held until dropped");
         drop(held);
+        assert_eq!(memory.used_bytes(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_body_not_whole_in_time_is_refused_and_gives_its_share_back() {
+        let wire = framed(&produce(b"a stored batch").encode_to_vec(), false);
+        let frames =
+            futures_util::stream::iter([Ok::<_, Status>(http_body::Frame::data(wire.slice(..8)))])
+                .chain(futures_util::stream::pending());
+        let body = Body::new(http_body_util::StreamBody::new(frames));
+        let memory =
+            RequestMemory::new(1 << 20).with_body_timeout(std::time::Duration::from_millis(50));
+        let refused = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            read_request::<ProduceRequest>(Request::new(body), 1024, &memory),
+        )
+        .await
+        .expect("the time limit ends the wait")
+        .unwrap_err();
+        assert_eq!(refused.code(), Code::DeadlineExceeded);
+        assert_eq!(reason(&refused), "REQUEST_TIMED_OUT");
         assert_eq!(memory.used_bytes(), 0);
     }
 
