@@ -410,8 +410,10 @@ pub async fn run(
         // Health checks are answered while the request budget is full, so their requests (a
         // service name) are capped small instead.
         .add_service(health.max_decoding_message_size(MAX_HEALTH_REQUEST_BYTES))
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
+        // The same request limit as the other services, which the request budget's layer
+        // assumes (tonic's default is 4 MiB).
+        .add_service(reflection_v1.max_decoding_message_size(MAX_REQUEST_BYTES))
+        .add_service(reflection_v1alpha.max_decoding_message_size(MAX_REQUEST_BYTES))
         .add_service(producer.clone())
         .add_service(ConsumerRoutes::new(
             ConsumerService::new(Arc::clone(&broker), Arc::clone(&metrics)),

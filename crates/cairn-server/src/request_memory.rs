@@ -17,10 +17,12 @@
 //! nothing else is held) rather than waiting forever. A message must then arrive whole within
 //! [`RequestMemory::body_timeout`] (30 s), or its call fails and the share is given back:
 //! declared sizes are taken before the bytes come, so a client could otherwise hold the
-//! budget with prefixes alone. That limit also ends the one wait HTTP/2 can cause: streams
-//! waiting for the budget keep their unread bytes in the connection's shared window, which
-//! can leave streams of the same connection that hold shares unable to receive the rest of
-//! their bodies.
+//! budget with prefixes alone. That limit also ends the one wait HTTP/2 can cause, which it
+//! does not prevent: streams waiting for the budget keep their unread bytes (up to the 8 MiB
+//! stream window each) in the connection's 32 MiB shared window, so a client with more than
+//! about 32 max-size requests in flight on one connection can leave its streams that hold
+//! shares unable to receive the rest of their bodies; they fail after the limit, and give
+//! their shares back.
 //!
 //! The calls tonic decodes itself (`Admin`, `Groups`, `Metadata`, `InitProducerId`, health
 //! and reflection) take their share through [`RequestMemoryLayer`], each message from its

@@ -6,20 +6,21 @@
 //! 16 MiB limit), and the buffer grows as the client sends, so a budget has to act before
 //! tonic sees the bytes. The wrapper reads each message's 5-byte prefix as it passes and takes
 //! the declared size from the budget before handing the prefix on (waiting, the rest of the
-//! body unread, when it is not free). The share is held until the next message's prefix is
-//! whole or the body ends, not just until the message's last byte: for a unary call tonic
-//! keeps the decoded message while it waits for the end of the stream, so a client that sent
-//! a whole message and never ended its stream would otherwise hold it outside the budget.
-//! Each frame is cut at message boundaries, so a message's bytes are all handed on before its
-//! share goes and the next one is waited for; no body holds one share while waiting for
-//! another, so bodies never wait on each other.
+//! body unread, when it is not free). Every budgeted call but server reflection's stream is
+//! unary, and tonic keeps a unary call's message while it waits for the end of the stream, so
+//! there the share is held until the body ends, the time limit runs until then, and a second
+//! message is refused at once (tonic would refuse it only at the end of the stream, holding
+//! the first meanwhile). In reflection's stream each message's share is held until the next
+//! message's prefix is whole; frames are cut at message boundaries, so a message's bytes are
+//! all handed on before its share goes and the next one is waited for, and no body holds one
+//! share while waiting for another.
 //!
-//! A message must arrive whole within [`RequestMemory::body_timeout`] of its share being
-//! taken, or the body fails: otherwise 5-byte prefixes declaring 16 MiB each could hold the
-//! whole budget for good. While a frame waits for its share it is held outside the budget,
-//! counted apart and capped ([`RequestMemory::hold_with`]). A declared size over the service's limit takes
-//! nothing: tonic refuses it on the same prefix, and a false length could otherwise claim the
-//! whole budget.
+//! A message must arrive whole (a unary body: end) within [`RequestMemory::body_timeout`] of
+//! its share being taken, or the body fails: otherwise 5-byte prefixes declaring 16 MiB each
+//! could hold the whole budget for good. While a frame waits for its share it is held outside
+//! the budget, counted apart and capped ([`RequestMemory::hold_with`]). A declared size over
+//! the service's limit takes nothing: tonic refuses it on the same prefix, and a false length
+//! could otherwise claim the whole budget.
 //!
 //! Health checks (`grpc.health.v1`) are not budgeted, so that a load balancer's probe is
 //! answered while the budget is full; their messages are capped at `MAX_HEALTH_REQUEST_BYTES`.
@@ -36,7 +37,7 @@ use std::task::{Context, Poll, ready};
 use bytes::Bytes;
 use cairn_codec::grpc_frame::PREFIX_BYTES;
 use http::{Request, Response};
-use http_body::{Body as HttpBody, Frame, SizeHint};
+use http_body::{Body as HttpBody, Frame};
 use tonic::Status;
 use tonic::body::Body;
 use tower_layer::Layer;
@@ -53,6 +54,10 @@ const UNWRAPPED_PATH_PREFIXES: [&str; 5] = [
     "/cairn.cluster.v1.Peer/",
     "/grpc.health.v1.Health/",
 ];
+
+/// The one budgeted service whose calls stream requests (server reflection); every other
+/// budgeted call is unary.
+const STREAMING_PATH_PREFIX: &str = "/grpc.reflection.";
 
 /// Wraps each budgeted call's body in [`BudgetedBody`].
 #[derive(Clone, Debug)]
@@ -111,8 +116,9 @@ where
             return self.inner.call(request);
         }
         let (memory, max) = (Arc::clone(&self.layer.memory), self.layer.max_message_bytes);
+        let unary = !path.starts_with(STREAMING_PATH_PREFIX);
         self.inner
-            .call(request.map(|body| Body::new(BudgetedBody::new(body, memory, max))))
+            .call(request.map(|body| Body::new(BudgetedBody::new(body, memory, max, unary))))
     }
 }
 
@@ -143,6 +149,10 @@ pub struct BudgetedBody {
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     /// Past a message over the limit, which tonic refuses: the rest goes on unbudgeted.
     unbudgeted: bool,
+    /// A unary call: one message, whose share (and time limit) lasts to the end of the stream.
+    unary: bool,
+    /// A message's prefix has been read.
+    seen_message: bool,
 }
 
 impl std::fmt::Debug for BudgetedBody {
@@ -157,8 +167,14 @@ impl std::fmt::Debug for BudgetedBody {
 }
 
 impl BudgetedBody {
-    /// Wraps `inner`.
-    pub fn new(inner: Body, memory: Arc<RequestMemory>, max_message_bytes: usize) -> Self {
+    /// Wraps `inner`, the body of a unary call when `unary` (every budgeted call but server
+    /// reflection's stream).
+    pub fn new(
+        inner: Body,
+        memory: Arc<RequestMemory>,
+        max_message_bytes: usize,
+        unary: bool,
+    ) -> Self {
         BudgetedBody {
             inner,
             memory,
@@ -171,6 +187,8 @@ impl BudgetedBody {
             held: None,
             deadline: None,
             unbudgeted: false,
+            unary,
+            seen_message: false,
         }
     }
 
@@ -186,7 +204,9 @@ impl BudgetedBody {
             self.rest = Some(data.split_off(inside));
         }
         self.message_left -= inside as u64;
-        if self.message_left == 0 {
+        // A unary call's message stays with tonic until the stream ends, so its time limit
+        // runs until then too; a stream's messages are handed on one by one.
+        if self.message_left == 0 && !self.unary {
             self.deadline = None;
         }
         Poll::Ready(Some(Ok(Frame::data(data))))
@@ -221,6 +241,7 @@ impl BudgetedBody {
             self.unbudgeted = true;
             return Some(data);
         }
+        self.seen_message = true;
         let size = PREFIX_BYTES + declared;
         let memory = Arc::clone(&self.memory);
         let in_hand = data.len();
@@ -289,6 +310,15 @@ impl HttpBody for BudgetedBody {
             if this.message_left > 0 {
                 return this.pass_message_bytes(data);
             }
+            if this.unary && this.seen_message {
+                // tonic would refuse it too, but only after holding the first message for as
+                // long as the client keeps the stream open.
+                this.held = None;
+                this.deadline = None;
+                return Poll::Ready(Some(Err(crate::status::invalid_request(
+                    "a unary call's body holds more than one message".to_string(),
+                ))));
+            }
             if let Some(data) = this.read_prefix(data) {
                 return Poll::Ready(Some(Ok(Frame::data(data))));
             }
@@ -297,18 +327,6 @@ impl HttpBody for BudgetedBody {
 
     fn is_end_stream(&self) -> bool {
         self.acquiring.is_none() && self.rest.is_none() && self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        let mut hint = self.inner.size_hint();
-        if let Some(rest) = &self.rest {
-            let kept = rest.len() as u64;
-            hint.set_lower(hint.lower().saturating_add(kept));
-            if let Some(upper) = hint.upper() {
-                hint.set_upper(upper.saturating_add(kept));
-            }
-        }
-        hint
     }
 }
 
@@ -372,8 +390,12 @@ mod tests {
         let wire = message(95);
         let frames = vec![wire.slice(..3), wire.slice(3..50), wire.slice(50..)];
         let taken = Arc::new(AtomicUsize::new(0));
-        let mut body =
-            BudgetedBody::new(body_of(frames, Arc::clone(&taken)), memory.clone(), 1 << 20);
+        let mut body = BudgetedBody::new(
+            body_of(frames, Arc::clone(&taken)),
+            memory.clone(),
+            1 << 20,
+            true,
+        );
         body.frame().await.unwrap().unwrap();
         assert_eq!(memory.used_bytes(), 0, "the prefix is not whole yet");
         body.frame().await.unwrap().unwrap();
@@ -400,6 +422,7 @@ mod tests {
             Body::new(http_body_util::StreamBody::new(frames)),
             memory.clone(),
             1 << 20,
+            true,
         );
         body.frame().await.unwrap().unwrap();
         assert_eq!(memory.used_bytes(), 100);
@@ -419,7 +442,12 @@ mod tests {
         let wire = message(95);
         let taken = Arc::new(AtomicUsize::new(0));
         let frames = vec![wire.slice(..10), wire.slice(10..)];
-        let body = BudgetedBody::new(body_of(frames, Arc::clone(&taken)), memory.clone(), 1 << 20);
+        let body = BudgetedBody::new(
+            body_of(frames, Arc::clone(&taken)),
+            memory.clone(),
+            1 << 20,
+            true,
+        );
         let reading = tokio::spawn(async move { body.collect().await.unwrap().to_bytes() });
         settle().await;
         assert!(!reading.is_finished());
@@ -446,6 +474,7 @@ mod tests {
             body_of(frames, Arc::new(AtomicUsize::new(0))),
             memory.clone(),
             1 << 20,
+            false,
         );
         let mut handed = Vec::new();
         while let Some(frame) =
@@ -464,6 +493,47 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_unary_message_left_open_past_the_time_limit_fails_and_gives_its_share_back() {
+        let memory = Arc::new(
+            RequestMemory::new(1_000).with_body_timeout(std::time::Duration::from_millis(50)),
+        );
+        let wire = message(95);
+        let frames = futures_util::stream::iter([Ok::<_, Status>(Frame::data(wire.clone()))])
+            .chain(futures_util::stream::pending());
+        let mut body = BudgetedBody::new(
+            Body::new(http_body_util::StreamBody::new(frames)),
+            memory.clone(),
+            1 << 20,
+            true,
+        );
+        body.frame().await.unwrap().unwrap();
+        assert_eq!(memory.used_bytes(), 100, "whole, but the stream is open");
+        let failed = tokio::time::timeout(std::time::Duration::from_secs(5), body.frame())
+            .await
+            .expect("the time limit runs to the end of the stream")
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(failed.code(), tonic::Code::DeadlineExceeded);
+        assert_eq!(memory.used_bytes(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_second_message_in_a_unary_body_is_refused() {
+        let memory = Arc::new(RequestMemory::new(1_000));
+        let frames = vec![message(95), message(0)];
+        let mut body = BudgetedBody::new(
+            body_of(frames, Arc::new(AtomicUsize::new(0))),
+            memory.clone(),
+            1 << 20,
+            true,
+        );
+        body.frame().await.unwrap().unwrap();
+        let refused = body.frame().await.unwrap().unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+        assert_eq!(memory.used_bytes(), 0);
+    }
+
+    #[tokio::test]
     async fn a_length_over_the_limit_takes_nothing() {
         let memory = Arc::new(RequestMemory::new(100));
         let mut prefix = BytesMut::new();
@@ -473,6 +543,7 @@ mod tests {
             body_of(vec![prefix.freeze()], Arc::new(AtomicUsize::new(0))),
             memory.clone(),
             1 << 20,
+            true,
         );
         body.frame().await.unwrap().unwrap();
         assert_eq!(
