@@ -17,21 +17,20 @@
 //! nothing else is held) rather than waiting forever. A message must then arrive whole within
 //! [`RequestMemory::body_timeout`] (30 s), or its call fails and the share is given back:
 //! declared sizes are taken before the bytes come, so a client could otherwise hold the
-//! budget with prefixes alone. That limit also ends the one wait HTTP/2 can cause, which it
-//! does not prevent: streams waiting for the budget keep their unread bytes (up to the 8 MiB
-//! stream window each) in the connection's 32 MiB shared window, so a client with more than
-//! about 32 max-size requests in flight on one connection can leave its streams that hold
-//! shares unable to receive the rest of their bodies; they fail after the limit, and give
-//! their shares back.
+//! budget with prefixes alone.
 //!
+//! A request waiting for its share is read on, its bytes counted in a waiting room apart from
+//! the budget and capped at a quarter of it (`WaitingRoom`; past the cap a request is
+//! refused at once with THROTTLED, retriable, unless no other request waits). Left unread, a
+//! waiting body would sit in the connection's shared HTTP/2 window (up to its 8 MiB stream
+//! window, in a 32 MiB connection window), and a few of them kept the same connection's
+//! requests that held shares from receiving the rest of their bodies until the time limit
+//! failed them. The calls tonic decodes (small in practice) take their share before tonic
+//! reads on, so there a client with over 32 MiB of such calls waiting on one connection can
+//! still stall it until the time limit.//!
 //! The calls tonic decodes itself (`Admin`, `Groups`, `Metadata`, `InitProducerId`, health
 //! and reflection) take their share through [`RequestMemoryLayer`], each message from its
 //! prefix until tonic has it whole.
-//!
-//! A request waiting for its share holds the DATA frame that carried its prefix (up to
-//! `HTTP2_MAX_FRAME_BYTES`). Those bytes are counted apart and capped at a quarter of the
-//! budget: a request that would pass the cap is refused at once with THROTTLED (retriable)
-//! rather than queued, so a client opening streams without end cannot grow that memory either.
 //!
 //! What it does not bound: bytes the HTTP/2 layer buffers before a request is read (at most
 //! the connection window, `HTTP2_CONNECTION_WINDOW_BYTES`, per connection; the connection
@@ -85,15 +84,40 @@ pub struct RequestMemory {
 )]
 pub struct BudgetFull;
 
-/// Gives back a waiting request's bytes when its wait ends.
-struct WaitingBytes<'a> {
-    counter: &'a AtomicU64,
+/// The bytes one request has received while it waits for its share: outside the budget, so
+/// counted apart, with every waiting request's, and capped at a quarter of the budget. Past
+/// the cap a request is refused rather than kept waiting, unless no other request is waiting
+/// (so a small budget still queues a frame larger than its quarter). Given back when dropped.
+#[derive(Debug)]
+pub(crate) struct WaitingRoom<'a> {
+    memory: &'a RequestMemory,
     bytes: u64,
 }
 
-impl Drop for WaitingBytes<'_> {
+impl WaitingRoom<'_> {
+    /// Counts `bytes` more.
+    ///
+    /// # Errors
+    /// [`BudgetFull`] when other requests wait too and the count passes the cap; what was
+    /// counted stays counted until the room is dropped.
+    pub(crate) fn add(&mut self, bytes: usize) -> Result<(), BudgetFull> {
+        let bytes = bytes as u64;
+        let before = self.memory.waiting_bytes.fetch_add(bytes, Ordering::AcqRel);
+        let others = before.saturating_sub(self.bytes);
+        self.bytes += bytes;
+        if others > 0 && before.saturating_add(bytes) > self.memory.max_waiting_bytes() {
+            self.memory.refused.fetch_add(1, Ordering::Relaxed);
+            return Err(BudgetFull);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for WaitingRoom<'_> {
     fn drop(&mut self) {
-        self.counter.fetch_sub(self.bytes, Ordering::AcqRel);
+        self.memory
+            .waiting_bytes
+            .fetch_sub(self.bytes, Ordering::AcqRel);
     }
 }
 
@@ -163,9 +187,7 @@ impl RequestMemory {
     }
 
     /// As [`RequestMemory::hold`], for a request that holds `in_hand` bytes already received
-    /// (the frame that carried its prefix) while it waits. Those bytes are outside the budget,
-    /// so they are counted apart and capped at a quarter of it: past that the request is not
-    /// queued but refused at once (unless no other request is waiting).
+    /// (the frame that carried its prefix) while it waits; see `WaitingRoom`.
     ///
     /// # Errors
     /// [`BudgetFull`] when the share is not free and the bytes held by waiting requests would
@@ -175,29 +197,35 @@ impl RequestMemory {
         bytes: usize,
         in_hand: usize,
     ) -> Result<HeldRequestBytes, BudgetFull> {
+        if let Some(share) = self.try_hold(bytes) {
+            return Ok(share);
+        }
+        // Given back however the wait ends, the caller's future dropped included.
+        let mut room = self.waiting_room();
+        room.add(in_hand)?;
+        Ok(self.hold(bytes).await)
+    }
+
+    /// `bytes` of the budget if they are free now (and no one waits before), without waiting.
+    pub(crate) fn try_hold(&self, bytes: usize) -> Option<HeldRequestBytes> {
         let wanted = u32::try_from(bytes).unwrap_or(u32::MAX).min(self.limit);
         if wanted == 0 {
-            return Ok(HeldRequestBytes::none());
+            return Some(HeldRequestBytes::none());
         }
-        if let Ok(permit) = Arc::clone(&self.permits).try_acquire_many_owned(wanted) {
-            return Ok(HeldRequestBytes {
+        Arc::clone(&self.permits)
+            .try_acquire_many_owned(wanted)
+            .ok()
+            .map(|permit| HeldRequestBytes {
                 _permit: Some(permit),
-            });
+            })
+    }
+
+    /// A place for a request to count the bytes it has received while it waits for its share.
+    pub(crate) fn waiting_room(&self) -> WaitingRoom<'_> {
+        WaitingRoom {
+            memory: self,
+            bytes: 0,
         }
-        let in_hand = in_hand as u64;
-        let before = self.waiting_bytes.fetch_add(in_hand, Ordering::AcqRel);
-        // Given back however the wait ends, the caller's future dropped included.
-        let _waiting = WaitingBytes {
-            counter: &self.waiting_bytes,
-            bytes: in_hand,
-        };
-        // The first to wait always may, so a small budget still queues a frame larger than
-        // its quarter.
-        if before > 0 && before.saturating_add(in_hand) > self.max_waiting_bytes() {
-            self.refused.fetch_add(1, Ordering::Relaxed);
-            return Err(BudgetFull);
-        }
-        Ok(self.hold(bytes).await)
     }
 
     /// The most bytes requests waiting for their share may hold: a quarter of the budget.

@@ -329,3 +329,68 @@ async fn wait_for_metrics_line(http: std::net::SocketAddr, line: &str) {
     }
     panic!("no {line:?} in {page}");
 }
+
+#[tokio::test]
+async fn requests_waiting_for_the_budget_do_not_stall_their_connection() {
+    // Streams waiting for the budget used to leave their bodies unread, up to the 8 MiB stream
+    // window each, in the connection's 32 MiB window: five of them kept the one stream holding
+    // a share from receiving the rest of its body, until the time limit failed it. Now a
+    // waiting request reads on into the waiting room (a quarter of the budget; the first
+    // waiter may pass it) and the others are refused THROTTLED.
+    let dir = tempfile::tempdir().unwrap();
+    let limits = cairn_server::connections::ConnectionLimits {
+        queued_max_request_bytes: 20 << 20,
+        ..Default::default()
+    };
+    let started = common::start_with_limits(dir.path(), limits).await;
+    common::create_topic(&started.url, "orders", 1).await;
+    let wire = framed_request("orders", &"v".repeat(15 << 20));
+    let tcp = tokio::net::TcpStream::connect(started.url.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    let mut calls = Vec::new();
+    for _ in 0..6 {
+        let mut client = client.clone().ready().await.unwrap();
+        let request = http::Request::post(format!("{}/cairn.v1.Producer/Produce", started.url))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(())
+            .unwrap();
+        let (response, mut send) = client.send_request(request, false).unwrap();
+        send.send_data(wire.clone(), true).unwrap();
+        calls.push((response, send));
+    }
+    let mut statuses = Vec::new();
+    for (response, _send) in calls {
+        let response = tokio::time::timeout(Duration::from_secs(20), response)
+            .await
+            .expect("answered well before the 30 s time limit")
+            .unwrap();
+        let (parts, mut body) = response.into_parts();
+        while let Some(chunk) = body.data().await {
+            chunk.unwrap();
+        }
+        let trailers = body.trailers().await.unwrap();
+        let answer = Answer {
+            headers: parts.headers,
+            body: Bytes::new(),
+            trailers,
+        };
+        statuses.push(answer.grpc_status());
+    }
+    assert!(
+        !statuses.iter().any(|status| status == "4"),
+        "no call ran into the time limit: {statuses:?}"
+    );
+    // Read whole, then refused by the partition (max.message.bytes): what matters here is
+    // that their bodies came through.
+    assert!(
+        statuses.iter().filter(|status| *status == "3").count() >= 2,
+        "the holder and the first waiter were read through: {statuses:?}"
+    );
+
+    started.stop.send(()).unwrap();
+    started.server.await.unwrap();
+}

@@ -25,7 +25,9 @@ use prost::Message;
 use tonic::body::Body;
 use tonic::{Code, Status};
 
-use crate::request_memory::{HeldRequestBytes, RequestMemory, body_too_slow, budget_full};
+use crate::request_memory::{
+    HeldRequestBytes, RequestMemory, WaitingRoom, body_too_slow, budget_full,
+};
 use crate::status::{invalid_request, status};
 
 /// DATA frames smaller than this are copied together rather than kept apart: a body sent in
@@ -33,16 +35,26 @@ use crate::status::{invalid_request, status};
 /// one pins) per frame. Larger frames (a producer's record batch) are kept as they came.
 const COALESCE_BELOW_BYTES: usize = 16 << 10;
 
+/// A wait for a request's share of the budget.
+type WaitForShare<'a> = Pin<Box<dyn std::future::Future<Output = HeldRequestBytes> + Send + 'a>>;
+
+/// What came first while a request waited for its share.
+enum Next {
+    Share(HeldRequestBytes),
+    Frame(Option<Result<Frame<Bytes>, Status>>),
+}
+
 /// Reads the one request message of a unary (or server-streaming) call. The message is
 /// decoded from the received frames, so a `bytes` field that arrived in a frame of its own (a
 /// produce request's record batch) keeps a slice of it rather than a copy. The declared
 /// length is checked against `max_request_bytes` as soon as the prefix is in, and a byte past
 /// the message refuses the call at once, so a body never holds more than the message.
 ///
-/// Once the prefix is in, the declared size is taken from `memory` (waiting, with the rest of
-/// the body unread, until it is free; see [`RequestMemory`]) and returned held: the caller
-/// gives it back by dropping it once the request's bytes are no longer needed. The rest of the
-/// body must then arrive within the budget's time limit.
+/// Once the prefix is in, the declared size is taken from `memory` and returned held: the
+/// caller gives it back by dropping it once the request's bytes are no longer needed. While
+/// the share is not free the body is read on, its bytes counted in the budget's waiting room
+/// (a request that would overfill it is refused). Once the share is held, the rest of the
+/// body must arrive within the budget's time limit.
 ///
 /// # Errors
 /// RESOURCE_EXHAUSTED (THROTTLED) when the budget is full and enough requests wait for it;
@@ -79,15 +91,33 @@ pub(crate) async fn read_request<M: Message + Default>(
     let mut framed_bytes = None;
     let mut held = None;
     let mut deadline = None;
+    // While the share is waited for: the wait, and the count of what arrives meanwhile. The
+    // body is read on while it waits, so that its unread bytes never sit in the connection's
+    // shared flow-control window, where they could keep this connection's other requests,
+    // holding shares, from receiving the rest of their bodies.
+    let mut waiting: Option<(WaitForShare<'_>, WaitingRoom<'_>)> = None;
     loop {
-        let frame = match deadline {
+        let next = match (waiting.as_mut(), deadline) {
+            (Some((share, _)), _) => tokio::select! {
+                share = share => Next::Share(share),
+                frame = body.frame() => Next::Frame(frame),
+            },
             // Once its share is set aside, the message must come whole in time (see
             // `RequestMemory::body_timeout`).
-            Some(deadline) => match tokio::time::timeout_at(deadline, body.frame()).await {
-                Ok(frame) => frame,
+            (None, Some(deadline)) => match tokio::time::timeout_at(deadline, body.frame()).await {
+                Ok(frame) => Next::Frame(frame),
                 Err(_) => return Err(body_too_slow(memory.body_timeout())),
             },
-            None => body.frame().await,
+            (None, None) => Next::Frame(body.frame().await),
+        };
+        let frame = match next {
+            Next::Share(share) => {
+                held = Some(share);
+                waiting = None;
+                deadline = Some(tokio::time::Instant::now() + memory.body_timeout());
+                continue;
+            }
+            Next::Frame(frame) => frame,
         };
         let Some(frame) = frame else {
             break;
@@ -102,16 +132,23 @@ pub(crate) async fn read_request<M: Message + Default>(
             prefix[received..received + take].copy_from_slice(&data[..take]);
         }
         received += data.len();
+        if let Some((_, room)) = waiting.as_mut() {
+            room.add(data.len()).map_err(budget_full)?;
+        }
         if framed_bytes.is_none() && received >= PREFIX_BYTES {
             let length = read_prefix(prefix, max_request_bytes).map_err(refusal)?;
             framed_bytes = Some(PREFIX_BYTES + length);
-            held = Some(
-                memory
-                    .hold_with(PREFIX_BYTES + length, data.len())
-                    .await
-                    .map_err(budget_full)?,
-            );
-            deadline = Some(tokio::time::Instant::now() + memory.body_timeout());
+            match memory.try_hold(PREFIX_BYTES + length) {
+                Some(share) => {
+                    held = Some(share);
+                    deadline = Some(tokio::time::Instant::now() + memory.body_timeout());
+                }
+                None => {
+                    let mut room = memory.waiting_room();
+                    room.add(received).map_err(budget_full)?;
+                    waiting = Some((Box::pin(memory.hold(PREFIX_BYTES + length)), room));
+                }
+            }
         }
         if let Some(framed) = framed_bytes
             && received > framed
@@ -131,6 +168,11 @@ pub(crate) async fn read_request<M: Message + Default>(
             }
             pieces.push(data);
         }
+    }
+    // The body ended while its share was waited for: it is all here, counted in the room
+    // until the share comes.
+    if let Some((share, _room)) = waiting.take() {
+        held = Some(share.await);
     }
     if !small.is_empty() {
         pieces.push(small.freeze());
@@ -406,9 +448,11 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_body_is_not_read_past_its_prefix_until_its_size_is_free() {
+    async fn a_request_waits_for_its_size_reading_its_body_into_the_waiting_room() {
         let sent = produce(b"a stored batch");
         let wire = framed(&sent.encode_to_vec(), false);
+        // The rest of the body is read while the request waits: unread, it would sit in the
+        // connection's shared window.
         let rest_taken = Arc::new(AtomicBool::new(false));
         let frames = futures_util::stream::iter([wire.slice(..PREFIX_BYTES)])
             .chain(
@@ -420,7 +464,8 @@ mod tests {
                     }
                 }),
             )
-            .map(|chunk| Ok::<_, Status>(http_body::Frame::data(chunk)));
+            .map(|chunk| Ok::<_, Status>(http_body::Frame::data(chunk)))
+            .chain(futures_util::stream::pending());
         let body = Request::new(Body::new(http_body_util::StreamBody::new(frames)));
         let memory = Arc::new(RequestMemory::new(wire.len() as u64));
         let elsewhere = memory.hold(1).await;
@@ -438,13 +483,35 @@ mod tests {
             !reading.is_finished(),
             "one byte of the budget is held elsewhere"
         );
-        assert!(!rest_taken.load(Ordering::SeqCst), "the body waits unread");
+        assert!(rest_taken.load(Ordering::SeqCst), "the body is read on");
         drop(elsewhere);
-        let (received, held) = reading.await.unwrap().unwrap();
-        assert_eq!(received, sent);
-        assert_eq!(memory.used_bytes(), wire.len() as u64, "held until dropped");
-        drop(held);
-        assert_eq!(memory.used_bytes(), 0);
+        // The body never ends here, so the share, once held, runs its time limit: what this
+        // test needs is that the share came.
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(memory.used_bytes(), wire.len() as u64, "the share came");
+        reading.abort();
+    }
+
+    #[tokio::test]
+    async fn a_request_that_would_overfill_the_waiting_room_is_throttled() {
+        // A budget of 100 has a waiting room of 25: another waiter holds 20 of it, so this
+        // request's frame (over 5 bytes) would pass it.
+        let memory = RequestMemory::new(100);
+        let _all = memory.hold(100).await;
+        let mut other = memory.waiting_room();
+        other.add(20).unwrap();
+        let wire = framed(&produce(b"a stored batch").encode_to_vec(), false);
+        let refused = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            read_request::<ProduceRequest>(request(wire), 1024, &memory),
+        )
+        .await
+        .expect("refused, not queued")
+        .unwrap_err();
+        assert_eq!(refused.code(), Code::ResourceExhausted);
+        assert_eq!(reason(&refused), "THROTTLED");
     }
 
     #[tokio::test]
