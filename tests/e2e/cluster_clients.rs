@@ -245,7 +245,7 @@ async fn a_batch_over_max_message_bytes_is_refused_and_the_partition_goes_on() {
     let dir = tempfile::tempdir().unwrap();
     let cluster = start_cluster(dir.path(), 3);
     let brokers = cluster.bootstrap_from(0);
-    cli_ok(
+    cli_ok_once_formed(
         &brokers,
         &[
             "topic",
@@ -305,7 +305,7 @@ async fn retention_runs_at_the_check_interval_the_nodes_were_given() {
         &["--log-retention-check-interval-ms", "1000"],
     );
     let brokers = cluster.bootstrap_from(0);
-    cli_ok(
+    cli_ok_once_formed(
         &brokers,
         &[
             "topic",

@@ -163,6 +163,25 @@ pub fn cli_ok(broker: &str, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// As [`cli_ok`], for a command sent to a cluster that may still be forming: retried while
+/// it is refused with `BrokerNotAvailable` (the controller not yet bootstrapped), within
+/// [`PATIENCE`].
+pub fn cli_ok_once_formed(broker: &str, args: &[&str]) -> String {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        let out = cli(broker, args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if out.status.success() {
+            return String::from_utf8(out.stdout).unwrap();
+        }
+        assert!(
+            stderr.contains("BrokerNotAvailable") && std::time::Instant::now() < deadline,
+            "cairn {args:?}: {stderr}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
 /// `cairn produce orders --key-separator :` of the lines `customer-{i % customers}:order-{i}`
 /// for `i` in `range`, through the broker at `broker`; the command must succeed.
 pub fn produce_orders(broker: &str, range: std::ops::Range<usize>, customers: usize) {
