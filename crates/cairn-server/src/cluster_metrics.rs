@@ -144,10 +144,7 @@ impl std::fmt::Display for Seconds {
 }
 
 fn gauge(out: &mut String, name: &str, help: &str, value: u64) {
-    let _ = writeln!(
-        out,
-        "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
-    );
+    crate::metrics::write_single_sample(out, name, "gauge", help, value);
 }
 
 #[cfg(test)]

@@ -583,5 +583,20 @@ fn escape_label_value(value: &str) -> String {
     escaped
 }
 
+/// Appends a family of one unlabelled sample: its `# HELP` and `# TYPE` (`kind`: `gauge` or
+/// `counter`) lines and the sample.
+pub(crate) fn write_single_sample(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    value: impl std::fmt::Display,
+) {
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+    );
+}
+
 #[cfg(test)]
 mod tests;

@@ -9,6 +9,8 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
+use crate::metrics::write_single_sample;
+
 /// The version this binary was built from.
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The commit it was built from, when the build set `CAIRN_BUILD_COMMIT`.
@@ -49,7 +51,7 @@ fn render_process(out: &mut String) {
     let stat = read("/proc/self/stat").and_then(|text| parse_stat(&text));
     if let (Some(stat), Some(hz)) = (stat, ticks_per_second) {
         let cpu_seconds = (stat.user + stat.system) as f64 / hz as f64;
-        gauge_or_counter(
+        write_single_sample(
             out,
             "process_cpu_seconds_total",
             "counter",
@@ -59,7 +61,7 @@ fn render_process(out: &mut String) {
         let boot = read("/proc/stat").and_then(|text| parse_boot_time(&text));
         if let Some(boot) = boot {
             let start = boot as f64 + stat.start as f64 / hz as f64;
-            gauge_or_counter(
+            write_single_sample(
                 out,
                 "process_start_time_seconds",
                 "gauge",
@@ -69,7 +71,7 @@ fn render_process(out: &mut String) {
         }
     }
     if let Some(rss_bytes) = read("/proc/self/status").and_then(|text| parse_rss_bytes(&text)) {
-        gauge_or_counter(
+        write_single_sample(
             out,
             "process_resident_memory_bytes",
             "gauge",
@@ -80,7 +82,7 @@ fn render_process(out: &mut String) {
     if let Ok(entries) = std::fs::read_dir(Path::new("/proc/self/fd")) {
         // The directory handle reading it is one of the entries; it is not the broker's.
         let open = entries.count().saturating_sub(1);
-        gauge_or_counter(
+        write_single_sample(
             out,
             "process_open_fds",
             "gauge",
@@ -89,7 +91,7 @@ fn render_process(out: &mut String) {
         );
     }
     if let Some(max) = read("/proc/self/limits").and_then(|text| parse_max_open_files(&text)) {
-        gauge_or_counter(
+        write_single_sample(
             out,
             "process_max_fds",
             "gauge",
@@ -97,13 +99,6 @@ fn render_process(out: &mut String) {
             max as f64,
         );
     }
-}
-
-fn gauge_or_counter(out: &mut String, name: &str, kind: &str, help: &str, value: f64) {
-    let _ = writeln!(
-        out,
-        "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-    );
 }
 
 /// A positive `sysconf` value.

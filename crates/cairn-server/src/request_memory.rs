@@ -36,7 +36,6 @@
 //! the connection window, `HTTP2_CONNECTION_WINDOW_BYTES`, per connection; the connection
 //! limits bound the connections) and node-to-node traffic.
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -167,20 +166,15 @@ impl RequestMemory {
     /// Waits until `bytes` of the budget (all of it, if `bytes` is more) are free, and holds
     /// them. Waiters are served in arrival order.
     pub async fn hold(&self, bytes: usize) -> HeldRequestBytes {
-        let wanted = u32::try_from(bytes).unwrap_or(u32::MAX).min(self.limit);
-        if wanted == 0 {
-            return HeldRequestBytes::none();
+        if let Some(share) = self.try_hold(bytes) {
+            return share;
         }
-        let permits = Arc::clone(&self.permits);
-        let permit = match Arc::clone(&permits).try_acquire_many_owned(wanted) {
-            Ok(permit) => Ok(permit),
-            Err(_) => {
-                self.waits.fetch_add(1, Ordering::Relaxed);
-                permits.acquire_many_owned(wanted).await
-            }
-        };
+        self.waits.fetch_add(1, Ordering::Relaxed);
         // The semaphore is never closed, so acquiring cannot fail; were it closed, the request
         // would go on unbudgeted rather than fail.
+        let permit = Arc::clone(&self.permits)
+            .acquire_many_owned(self.wanted(bytes))
+            .await;
         HeldRequestBytes {
             _permit: permit.ok(),
         }
@@ -208,7 +202,7 @@ impl RequestMemory {
 
     /// `bytes` of the budget if they are free now (and no one waits before), without waiting.
     pub(crate) fn try_hold(&self, bytes: usize) -> Option<HeldRequestBytes> {
-        let wanted = u32::try_from(bytes).unwrap_or(u32::MAX).min(self.limit);
+        let wanted = self.wanted(bytes);
         if wanted == 0 {
             return Some(HeldRequestBytes::none());
         }
@@ -218,6 +212,11 @@ impl RequestMemory {
             .map(|permit| HeldRequestBytes {
                 _permit: Some(permit),
             })
+    }
+
+    /// The permits `bytes` take: all of the budget at most.
+    fn wanted(&self, bytes: usize) -> u32 {
+        u32::try_from(bytes).unwrap_or(u32::MAX).min(self.limit)
     }
 
     /// A place for a request to count the bytes it has received while it waits for its share.
@@ -240,37 +239,34 @@ impl RequestMemory {
 
     /// Appends the budget's series to a `/metrics` page.
     pub fn render(&self, out: &mut String) {
-        let _ = writeln!(
+        use crate::metrics::write_single_sample as sample;
+        sample(
             out,
-            "# HELP cairn_request_memory_limit_bytes Most bytes of request bodies the broker holds at once (queued.max.request.bytes)."
+            "cairn_request_memory_limit_bytes",
+            "gauge",
+            "Most bytes of request bodies the broker holds at once (queued.max.request.bytes).",
+            self.limit,
         );
-        let _ = writeln!(out, "# TYPE cairn_request_memory_limit_bytes gauge");
-        let _ = writeln!(out, "cairn_request_memory_limit_bytes {}", self.limit);
-        let _ = writeln!(
+        sample(
             out,
-            "# HELP cairn_request_memory_used_bytes Bytes of request bodies being read or served now."
+            "cairn_request_memory_used_bytes",
+            "gauge",
+            "Bytes of request bodies being read or served now.",
+            self.used_bytes(),
         );
-        let _ = writeln!(out, "# TYPE cairn_request_memory_used_bytes gauge");
-        let _ = writeln!(out, "cairn_request_memory_used_bytes {}", self.used_bytes());
-        let _ = writeln!(
+        sample(
             out,
-            "# HELP cairn_request_memory_waits_total Requests that waited for request memory before their body was read."
+            "cairn_request_memory_waits_total",
+            "counter",
+            "Requests that waited for request memory before their body was read.",
+            self.waits.load(Ordering::Relaxed),
         );
-        let _ = writeln!(out, "# TYPE cairn_request_memory_waits_total counter");
-        let _ = writeln!(
+        sample(
             out,
-            "cairn_request_memory_waits_total {}",
-            self.waits.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP cairn_request_memory_refused_total Requests refused (THROTTLED) because the budget was full and the requests waiting for it already held a quarter of it."
-        );
-        let _ = writeln!(out, "# TYPE cairn_request_memory_refused_total counter");
-        let _ = writeln!(
-            out,
-            "cairn_request_memory_refused_total {}",
-            self.refused.load(Ordering::Relaxed)
+            "cairn_request_memory_refused_total",
+            "counter",
+            "Requests refused (THROTTLED) because the budget was full and the requests waiting for it already held a quarter of it.",
+            self.refused.load(Ordering::Relaxed),
         );
     }
 }

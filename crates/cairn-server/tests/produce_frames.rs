@@ -58,17 +58,10 @@ async fn call(
     trailers: Option<HeaderMap>,
     hold_open: bool,
 ) -> Answer {
-    let address = url.trim_start_matches("http://");
-    let tcp = tokio::net::TcpStream::connect(address).await.unwrap();
-    tcp.set_nodelay(true).unwrap();
-    let (mut client, connection) = h2::client::handshake(tcp).await.unwrap();
-    tokio::spawn(connection);
-    let request = http::Request::post(format!("{url}/cairn.v1.Producer/Produce"))
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .body(())
+    let mut client = connect(url).await;
+    let (response, mut send) = client
+        .send_request(grpc_post(url, "/cairn.v1.Producer/Produce"), false)
         .unwrap();
-    let (response, mut send) = client.send_request(request, false).unwrap();
     let count = frames.len();
     for (i, frame) in frames.into_iter().enumerate() {
         let last = i + 1 == count && trailers.is_none() && !hold_open;
@@ -77,9 +70,37 @@ async fn call(
     if let Some(trailers) = trailers {
         send.send_trailers(trailers).unwrap();
     }
-    let response = tokio::time::timeout(Duration::from_secs(10), response)
+    let answer = read_answer(response, Duration::from_secs(10)).await;
+    // Kept open until the answer is read, so a held-open body stays unfinished.
+    drop(send);
+    answer
+}
+
+/// An HTTP/2 connection of its own to the server at `url`.
+async fn connect(url: &str) -> h2::client::SendRequest<Bytes> {
+    let tcp = tokio::net::TcpStream::connect(url.trim_start_matches("http://"))
         .await
-        .expect("an answer within 10 s")
+        .unwrap();
+    tcp.set_nodelay(true).unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    client
+}
+
+/// The head of a gRPC call to the method at `path`.
+fn grpc_post(url: &str, path: &str) -> http::Request<()> {
+    http::Request::post(format!("{url}{path}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .unwrap()
+}
+
+/// Waits up to `within` for the answer to a call, and reads it whole.
+async fn read_answer(response: h2::client::ResponseFuture, within: Duration) -> Answer {
+    let response = tokio::time::timeout(within, response)
+        .await
+        .unwrap_or_else(|_| panic!("an answer within {within:?}"))
         .unwrap();
     let (parts, mut body) = response.into_parts();
     let mut data = BytesMut::new();
@@ -89,8 +110,6 @@ async fn call(
         data.extend_from_slice(&chunk);
     }
     let trailers = body.trailers().await.unwrap();
-    // Kept open until the answer is read, so a held-open body stays unfinished.
-    drop(send);
     Answer {
         headers: parts.headers,
         body: data.freeze(),
@@ -157,38 +176,15 @@ async fn open_call_to(
     path: &str,
     head: Bytes,
 ) -> (h2::client::ResponseFuture, h2::SendStream<Bytes>) {
-    let tcp = tokio::net::TcpStream::connect(url.trim_start_matches("http://"))
-        .await
-        .unwrap();
-    let (mut client, connection) = h2::client::handshake(tcp).await.unwrap();
-    tokio::spawn(connection);
-    let request = http::Request::post(format!("{url}{path}"))
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .body(())
-        .unwrap();
-    let (response, mut send) = client.send_request(request, false).unwrap();
+    let mut client = connect(url).await;
+    let (response, mut send) = client.send_request(grpc_post(url, path), false).unwrap();
     send.send_data(head, false).unwrap();
     (response, send)
 }
 
 /// The ProduceResponse of an answered call.
 async fn answered(response: h2::client::ResponseFuture) -> ProduceResponse {
-    let response = tokio::time::timeout(Duration::from_secs(10), response)
-        .await
-        .expect("an answer within 10 s")
-        .unwrap();
-    let (parts, mut body) = response.into_parts();
-    let mut data = BytesMut::new();
-    while let Some(chunk) = body.data().await {
-        data.extend_from_slice(&chunk.unwrap());
-    }
-    let trailers = body.trailers().await.unwrap();
-    response_of(&Answer {
-        headers: parts.headers,
-        body: data.freeze(),
-        trailers,
-    })
+    response_of(&read_answer(response, Duration::from_secs(10)).await)
 }
 
 #[tokio::test]
@@ -345,39 +341,20 @@ async fn requests_waiting_for_the_budget_do_not_stall_their_connection() {
     let started = common::start_with_limits(dir.path(), limits).await;
     common::create_topic(&started.url, "orders", 1).await;
     let wire = framed_request("orders", &"v".repeat(15 << 20));
-    let tcp = tokio::net::TcpStream::connect(started.url.trim_start_matches("http://"))
-        .await
-        .unwrap();
-    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
-    tokio::spawn(connection);
+    let client = connect(&started.url).await;
     let mut calls = Vec::new();
     for _ in 0..6 {
         let mut client = client.clone().ready().await.unwrap();
-        let request = http::Request::post(format!("{}/cairn.v1.Producer/Produce", started.url))
-            .header("content-type", "application/grpc")
-            .header("te", "trailers")
-            .body(())
+        let (response, mut send) = client
+            .send_request(grpc_post(&started.url, "/cairn.v1.Producer/Produce"), false)
             .unwrap();
-        let (response, mut send) = client.send_request(request, false).unwrap();
         send.send_data(wire.clone(), true).unwrap();
         calls.push((response, send));
     }
     let mut statuses = Vec::new();
     for (response, _send) in calls {
-        let response = tokio::time::timeout(Duration::from_secs(20), response)
-            .await
-            .expect("answered well before the 30 s time limit")
-            .unwrap();
-        let (parts, mut body) = response.into_parts();
-        while let Some(chunk) = body.data().await {
-            chunk.unwrap();
-        }
-        let trailers = body.trailers().await.unwrap();
-        let answer = Answer {
-            headers: parts.headers,
-            body: Bytes::new(),
-            trailers,
-        };
+        // Well before the 30 s time limit.
+        let answer = read_answer(response, Duration::from_secs(20)).await;
         statuses.push(answer.grpc_status());
     }
     assert!(

@@ -378,6 +378,29 @@ mod tests {
 
     use futures_util::StreamExt;
 
+    /// A unary body of `sent`, then a stream that never ends.
+    fn then_silence(sent: Bytes, memory: &Arc<RequestMemory>) -> BudgetedBody {
+        let frames = futures_util::stream::iter([Ok::<_, Status>(Frame::data(sent))])
+            .chain(futures_util::stream::pending());
+        BudgetedBody::new(
+            Body::new(http_body_util::StreamBody::new(frames)),
+            Arc::clone(memory),
+            1 << 20,
+            true,
+        )
+    }
+
+    /// The body fails at the time limit with DEADLINE_EXCEEDED, its share given back.
+    async fn fails_in_time(body: &mut BudgetedBody, memory: &RequestMemory) {
+        let failed = tokio::time::timeout(std::time::Duration::from_secs(5), body.frame())
+            .await
+            .expect("the time limit ends the wait")
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(failed.code(), tonic::Code::DeadlineExceeded);
+        assert_eq!(memory.used_bytes(), 0);
+    }
+
     async fn settle() {
         for _ in 0..20 {
             tokio::task::yield_now().await;
@@ -416,23 +439,10 @@ mod tests {
             RequestMemory::new(1_000).with_body_timeout(std::time::Duration::from_millis(50)),
         );
         let wire = message(95);
-        let frames = futures_util::stream::iter([Ok::<_, Status>(Frame::data(wire.slice(..10)))])
-            .chain(futures_util::stream::pending());
-        let mut body = BudgetedBody::new(
-            Body::new(http_body_util::StreamBody::new(frames)),
-            memory.clone(),
-            1 << 20,
-            true,
-        );
+        let mut body = then_silence(wire.slice(..10), &memory);
         body.frame().await.unwrap().unwrap();
         assert_eq!(memory.used_bytes(), 100);
-        let failed = tokio::time::timeout(std::time::Duration::from_secs(5), body.frame())
-            .await
-            .expect("the time limit ends the wait")
-            .unwrap()
-            .unwrap_err();
-        assert_eq!(failed.code(), tonic::Code::DeadlineExceeded);
-        assert_eq!(memory.used_bytes(), 0);
+        fails_in_time(&mut body, &memory).await;
     }
 
     #[tokio::test]
@@ -498,23 +508,10 @@ mod tests {
             RequestMemory::new(1_000).with_body_timeout(std::time::Duration::from_millis(50)),
         );
         let wire = message(95);
-        let frames = futures_util::stream::iter([Ok::<_, Status>(Frame::data(wire.clone()))])
-            .chain(futures_util::stream::pending());
-        let mut body = BudgetedBody::new(
-            Body::new(http_body_util::StreamBody::new(frames)),
-            memory.clone(),
-            1 << 20,
-            true,
-        );
+        let mut body = then_silence(wire, &memory);
         body.frame().await.unwrap().unwrap();
         assert_eq!(memory.used_bytes(), 100, "whole, but the stream is open");
-        let failed = tokio::time::timeout(std::time::Duration::from_secs(5), body.frame())
-            .await
-            .expect("the time limit runs to the end of the stream")
-            .unwrap()
-            .unwrap_err();
-        assert_eq!(failed.code(), tonic::Code::DeadlineExceeded);
-        assert_eq!(memory.used_bytes(), 0);
+        fails_in_time(&mut body, &memory).await;
     }
 
     #[tokio::test]
