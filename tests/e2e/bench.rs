@@ -312,3 +312,59 @@ fn bench_produce_paces_low_and_high_rates() {
     }
     stop_broker(server);
 }
+
+/// `bench rpc-floor` needs no broker: each stack writes, syncs and answers every request, the
+/// report says what each cost, and a bad flag is refused before a scratch file is made.
+#[test]
+fn bench_rpc_floor_measures_each_stack_and_refuses_bad_flags() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path().to_str().unwrap();
+    let out = cairn(&[
+        "bench",
+        "rpc-floor",
+        "--dir",
+        dir,
+        "--records",
+        "50",
+        "--rate",
+        "1000",
+        "--rounds",
+        "2",
+        "--format",
+        "json",
+    ])
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let runs = report["runs"].as_array().unwrap();
+    let stacks: Vec<&str> = runs.iter().map(|r| r["stack"].as_str().unwrap()).collect();
+    assert_eq!(stacks, ["threads", "tokio", "h2", "threads", "tokio", "h2"]);
+    for run in runs {
+        let service = run["service_time_ms"]["p50"].as_f64().unwrap();
+        let synced = run["write_and_fdatasync_ms"]["p50"].as_f64().unwrap();
+        assert!(0.0 < synced && synced <= service, "{run}");
+        let (cpu, server) = (
+            run["cpu_seconds"].as_f64().unwrap(),
+            run["server_cpu_seconds"].as_f64().unwrap(),
+        );
+        assert!(0.0 < server && server <= cpu, "{run}");
+    }
+    assert_eq!(
+        std::fs::read_dir(scratch.path()).unwrap().count(),
+        0,
+        "the scratch files are removed"
+    );
+
+    let refused = cairn(&["bench", "rpc-floor", "--dir", dir, "--rate", "0"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--rate 0 is out of range"), "{stderr}");
+    assert_eq!(std::fs::read_dir(scratch.path()).unwrap().count(), 0);
+}

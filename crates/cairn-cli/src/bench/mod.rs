@@ -10,7 +10,8 @@
 //! log's own reads of the partitions a replay or consume reads, `loopback_baseline` the bare
 //! socket's, and `cpu_ceiling` the fastest replay those allow (and this process's CPU time);
 //! `replica_floor` (`cairn bench floor`) is the least ack latency the disk and loopback allow
-//! a paced produce with N copies, with no broker at all;
+//! a paced produce with N copies, with no broker at all, and `rpc_floor` (`cairn bench
+//! rpc-floor`) what a paced request to an fsyncing server costs in the broker's stack alone;
 //! `report` holds the histogram, percentiles, rates, CPU per GB and the progress line.
 //!
 //! Every benchmark checks its flags before it creates a topic or a scratch file.
@@ -29,6 +30,7 @@ mod read_baseline;
 mod replay;
 mod replica_floor;
 mod report;
+mod rpc_floor;
 
 use std::time::Duration;
 
@@ -38,6 +40,7 @@ pub use consume::BenchConsumeArgs;
 pub use produce::BenchProduceArgs;
 pub use replay::BenchReplayArgs;
 pub use replica_floor::BenchFloorArgs;
+pub use rpc_floor::BenchRpcFloorArgs;
 
 /// How often the progress line on stderr is refreshed.
 pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
@@ -79,6 +82,14 @@ pub enum BenchCommand {
         after_help = "Examples:\n  cairn bench floor --dir ./cairn-data --replicas 1 --rate 20000\n  cairn bench floor --dir ./cairn-data --replicas 3 --rate 20000 --format json"
     )]
     Floor(BenchFloorArgs),
+    /// What one paced producer's requests to an fsyncing server cost over loopback in three
+    /// stacks (blocking threads, tokio tasks, gRPC over HTTP/2 with h2), with no broker: the
+    /// least the broker's stack allows at low load. Needs no running broker.
+    #[command(
+        name = "rpc-floor",
+        after_help = "Examples:\n  cairn bench rpc-floor --dir ./cairn-data\n  cairn bench rpc-floor --dir ./cairn-data --rounds 3 --format json"
+    )]
+    RpcFloor(BenchRpcFloorArgs),
 }
 
 /// Runs a `cairn bench` subcommand.
@@ -93,5 +104,6 @@ pub async fn run(target: &crate::target::Target, command: BenchCommand) -> anyho
         BenchCommand::Floor(args) => {
             tokio::task::spawn_blocking(move || replica_floor::run(&args)).await?
         }
+        BenchCommand::RpcFloor(args) => rpc_floor::run(args).await,
     }
 }
