@@ -45,16 +45,32 @@ done
 sleep 3
 
 cpu() { local t=0; for p in "${PIDS[@]}"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$t"; }
+# Summed over the nodes' /metrics: partition elections won, leaderships moved back to their
+# preferred replicas, and fsyncs that took longer than 50 ms, so that a run's stall can be told
+# apart: a leadership change, or the disk.
+cluster_events() {
+  local n e=0 m=0 slow=0 page
+  for n in 1 2 3; do
+    page=$(curl -sf "http://127.0.0.1:1748$n/metrics" || true)
+    e=$((e + $(echo "$page" | awk '$1 == "cairn_cluster_elections_total" {s += $2} END {print s + 0}')))
+    m=$((m + $(echo "$page" | awk '$1 == "cairn_cluster_leader_balance_moves_total" {s += $2} END {print s + 0}')))
+    slow=$((slow + $(echo "$page" | awk '$1 == "cairn_log_fsync_seconds_bucket{le=\"0.05\"}" {b = $2} $1 == "cairn_log_fsync_seconds_bucket{le=\"+Inf\"}" {t = $2} END {print t - b}')))
+  done
+  echo "$e $m $slow"
+}
 TICK=$(getconf CLK_TCK)
 declare -A p99 floor
 for round in $(seq 1 "$ROUNDS"); do
   for rf in 1 3; do
     c0=$(cpu)
+    read -r e0 m0 s0 <<<"$(cluster_events)"
     line=$("$BIN" --broker "$BROKERS" bench produce --topic "rf$rf" --records "$RECORDS" \
       --record-size "$SIZE" --records-per-request "$PER_REQUEST" --in-flight "$IN_FLIGHT" \
       --rate "$RATE" --acks all 2>&1 | tr '\n' ' ')
     c1=$(cpu)
-    echo "round $round rf$rf: brokers' CPU $(echo "scale=2; ($c1 - $c0) / $TICK" | bc) s | $line"
+    read -r e1 m1 s1 <<<"$(cluster_events)"
+    echo "round $round rf$rf: brokers' CPU $(echo "scale=2; ($c1 - $c0) / $TICK" | bc) s," \
+      "elections $((e1 - e0)), leader moves $((m1 - m0)), fsyncs over 50 ms $((s1 - s0)) | $line"
     p99[$rf]=$(echo "$line" | sed -n 's/.*ack latency ([^)]*): p50 [0-9.]* ms, p99 \([0-9.]*\) ms.*/\1/p')
   done
   if [ "$RATE" != 0 ]; then
