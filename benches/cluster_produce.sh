@@ -47,30 +47,41 @@ sleep 3
 cpu() { local t=0; for p in "${PIDS[@]}"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$t"; }
 # Summed over the nodes' /metrics: partition elections won, leaderships moved back to their
 # preferred replicas, and fsyncs that took longer than 50 ms, so that a run's stall can be told
-# apart: a leadership change, or the disk.
+# apart: a leadership change, or the disk. Prints "? ? ?" when a node does not answer or its
+# page lacks a series, rather than a count that would read as none.
 cluster_events() {
-  local n e=0 m=0 slow=0 page
+  local n e=0 m=0 slow=0 page counts
   for n in 1 2 3; do
-    page=$(curl -sf "http://127.0.0.1:1748$n/metrics" || true)
-    e=$((e + $(echo "$page" | awk '$1 == "cairn_cluster_elections_total" {s += $2} END {print s + 0}')))
-    m=$((m + $(echo "$page" | awk '$1 == "cairn_cluster_leader_balance_moves_total" {s += $2} END {print s + 0}')))
-    slow=$((slow + $(echo "$page" | awk '$1 == "cairn_log_fsync_seconds_bucket{le=\"0.05\"}" {b = $2} $1 == "cairn_log_fsync_seconds_bucket{le=\"+Inf\"}" {t = $2} END {print t - b}')))
+    page=$(curl -sf "http://127.0.0.1:1748$n/metrics") || { echo "? ? ?"; return; }
+    counts=$(echo "$page" | awk '
+      $1 == "cairn_cluster_elections_total" {e += $2; seen_e = 1}
+      $1 == "cairn_cluster_leader_balance_moves_total" {m += $2; seen_m = 1}
+      $1 == "cairn_log_fsync_seconds_bucket{le=\"0.05\"}" {b = $2; seen_b = 1}
+      $1 == "cairn_log_fsync_seconds_bucket{le=\"+Inf\"}" {t = $2}
+      END {if (seen_e && seen_m && seen_b) print e, m, t - b; else print "?"}')
+    [ "$counts" = "?" ] && { echo "? ? ?"; return; }
+    read -r ne nm ns <<<"$counts"
+    e=$((e + ne)); m=$((m + nm)); slow=$((slow + ns))
   done
   echo "$e $m $slow"
 }
+# The change between two counts from cluster_events, or "?" when either is unknown.
+delta() { if [ "$1" = "?" ] || [ "$2" = "?" ]; then echo "?"; else echo $(($2 - $1)); fi; }
 TICK=$(getconf CLK_TCK)
 declare -A p99 floor
 for round in $(seq 1 "$ROUNDS"); do
   for rf in 1 3; do
-    c0=$(cpu)
+    # The scrapes bracket the CPU readings, so the brokers' answers to them are not counted.
     read -r e0 m0 s0 <<<"$(cluster_events)"
+    c0=$(cpu)
     line=$("$BIN" --broker "$BROKERS" bench produce --topic "rf$rf" --records "$RECORDS" \
       --record-size "$SIZE" --records-per-request "$PER_REQUEST" --in-flight "$IN_FLIGHT" \
       --rate "$RATE" --acks all 2>&1 | tr '\n' ' ')
     c1=$(cpu)
     read -r e1 m1 s1 <<<"$(cluster_events)"
     echo "round $round rf$rf: brokers' CPU $(echo "scale=2; ($c1 - $c0) / $TICK" | bc) s," \
-      "elections $((e1 - e0)), leader moves $((m1 - m0)), fsyncs over 50 ms $((s1 - s0)) | $line"
+      "elections $(delta "$e0" "$e1"), leader moves $(delta "$m0" "$m1")," \
+      "fsyncs over 50 ms $(delta "$s0" "$s1") | $line"
     p99[$rf]=$(echo "$line" | sed -n 's/.*ack latency ([^)]*): p50 [0-9.]* ms, p99 \([0-9.]*\) ms.*/\1/p')
   done
   if [ "$RATE" != 0 ]; then

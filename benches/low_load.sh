@@ -5,7 +5,7 @@
 # and then a fresh single-node broker measured by `cairn bench produce --rate 200 --in-flight
 # 1 --baseline-dir`, whose baseline gives the target (the same run's back-to-back 4 KiB
 # write+fdatasync p50 + 0.3 ms). One line per round; ack and service p50 in ms, CPU per request
-# in µs for both ends with the server's (the broker's) share in brackets.
+# in µs for both ends with the server's (the broker's) share in parentheses.
 #
 # Where even the h2 stack's ack p50 sits above the target, no gRPC-over-HTTP/2 implementation
 # on tokio that writes and syncs the same bytes can meet it in that round; Cairn's distance
@@ -23,6 +23,11 @@ ROUNDS=${ROUNDS:-5}
 RECORDS=${RECORDS:-2000}
 RATE=${RATE:-200}
 [ -x "$BIN" ] || { echo "low_load.sh: no $BIN; run cargo build --release first" >&2; exit 2; }
+for port in 7470 7471; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "low_load.sh: 127.0.0.1:$port is taken; stop what listens there first" >&2; exit 2
+  fi
+done
 rm -rf "$DATA"; mkdir -p "$DATA"
 PID=
 trap '[ -n "$PID" ] && kill -9 "$PID" 2>/dev/null; true' EXIT
@@ -32,19 +37,28 @@ for round in $(seq 1 "$ROUNDS"); do
   "$BIN" serve --data-dir "$DATA/broker/data" --grpc-addr 127.0.0.1:7470 \
     --http-addr 127.0.0.1:7471 >"$DATA/broker/serve.log" 2>&1 &
   PID=$!
-  until curl -sf http://127.0.0.1:7471/metrics >/dev/null; do
+  for _ in $(seq 300); do
+    curl -sf http://127.0.0.1:7471/metrics >/dev/null && break
     kill -0 "$PID" 2>/dev/null || { echo "the broker exited; see $DATA/broker/serve.log" >&2; exit 1; }
     sleep 0.1
   done
+  curl -sf http://127.0.0.1:7471/metrics >/dev/null \
+    || { echo "the broker did not start within 30 s; see $DATA/broker/serve.log" >&2; exit 1; }
   "$BIN" bench produce --broker 127.0.0.1:7470 --topic low-load --records "$RECORDS" \
     --rate "$RATE" --in-flight 1 --broker-metrics http://127.0.0.1:7471/metrics \
-    --baseline-dir "$DATA/broker" --format json >"$DATA/cairn.json" 2>/dev/null
+    --baseline-dir "$DATA/broker" --format json >"$DATA/cairn.json" 2>"$DATA/produce.log" \
+    || { echo "bench produce failed; its stderr:" >&2; tail -5 "$DATA/produce.log" >&2; exit 1; }
   kill "$PID"; wait "$PID" 2>/dev/null || true; PID=
-  python3 - "$DATA/cairn.json" "$DATA/floor.json" "$round" "$RECORDS" <<'PY'
+  python3 - "$DATA/cairn.json" "$DATA/floor.json" "$round" <<'PY'
 import json, sys
 cairn, floor = (json.load(open(path)) for path in sys.argv[1:3])
-round_, records = sys.argv[3], int(sys.argv[4])
+round_ = sys.argv[3]
+records = cairn["records"]
+if cairn["failed"]:
+    sys.exit(f"round {round_}: {cairn['failed']} records failed; the figures would mislead")
 baseline, cpu = cairn["baseline"], cairn["cpu"]
+if cpu["broker_seconds"] is None:
+    sys.exit(f"round {round_}: no broker CPU: {cpu['broker_unknown_reason']}")
 stacks = {run["stack"]: run for run in floor["runs"]}
 def stack(name):
     run = stacks[name]

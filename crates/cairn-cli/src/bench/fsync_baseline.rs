@@ -105,10 +105,7 @@ pub fn paced_small_write_latency_in(
     std::thread::scope(|scope| {
         scope
             .spawn(|| {
-                // Linux lets a sleeping thread oversleep by its timer slack, 50 µs by default;
-                // 1 ns asks for the wake-up on time, as the bench's own pacing does.
-                // SAFETY: PR_SET_TIMERSLACK takes a plain integer and changes only this thread.
-                unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1_u64) };
+                super::pacer::precise_thread_sleeps();
                 small_writes(&path, SMALL_DURATION, SMALL_MAX_OPS, Some(interval))
             })
             .join()
@@ -181,7 +178,7 @@ fn write_and_sync(file: &File, path: &Path, chunk: &[u8], position: u64) -> anyh
 
 /// Where the write after one at `position` goes: right after it, or back at the start when
 /// another would not fit before `len`.
-fn next_position(position: u64, write_bytes: u64, len: u64) -> u64 {
+pub(super) fn next_position(position: u64, write_bytes: u64, len: u64) -> u64 {
     let next = position + write_bytes;
     if next + write_bytes > len { 0 } else { next }
 }

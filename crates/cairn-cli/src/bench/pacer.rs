@@ -78,20 +78,37 @@ impl Pacer {
             };
             if slept.is_err() {
                 tokio::task::block_in_place(|| {
-                    // Linux lets a sleeping thread oversleep by its timer slack, 50 µs by
-                    // default; 1 ns asks for the wake-up on time.
-                    // SAFETY: PR_SET_TIMERSLACK takes a plain integer and changes only this
-                    // thread.
-                    unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1_u64) };
+                    precise_thread_sleeps();
                     std::thread::sleep(wake_at.saturating_duration_since(Instant::now()));
                 });
             }
         }
         if self.spin_tail {
-            while Instant::now() < instant {
-                std::hint::spin_loop();
-            }
+            spin_until(instant);
         }
+    }
+}
+
+/// Asks Linux to wake this thread's sleeps on time: it lets a sleeping thread oversleep by its
+/// timer slack, 50 µs by default, and 1 ns asks for the wake-up when due. A thread's setting:
+/// call it on threads of the bench's own, not on a pooled one that others reuse.
+pub(super) fn precise_thread_sleeps() {
+    // SAFETY: PR_SET_TIMERSLACK takes a plain integer and changes only this thread.
+    unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1_u64) };
+}
+
+/// Sleeps this thread until `instant` as the pacer does at low rates (a sleep, then a spin over
+/// its last [`SPIN_BEFORE`]), for the benches that pace a thread of their own rather than a
+/// task; the thread should have called [`precise_thread_sleeps`].
+pub(super) fn sleep_thread_until(instant: Instant) {
+    let wake_at = instant.checked_sub(SPIN_BEFORE).unwrap_or(instant);
+    std::thread::sleep(wake_at.saturating_duration_since(Instant::now()));
+    spin_until(instant);
+}
+
+fn spin_until(instant: Instant) {
+    while Instant::now() < instant {
+        std::hint::spin_loop();
     }
 }
 

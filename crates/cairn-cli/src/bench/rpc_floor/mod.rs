@@ -8,17 +8,24 @@
 //! counts the record's latency from its scheduled time to the answer. The stacks:
 //! - `threads`: a blocking thread at each end, a length prefix on the socket, the client
 //!   sleeping to its send time as `bench floor` does. The least any implementation pays.
-//! - `tokio`: the same exchange on tokio tasks, the server on a runtime of its own with two
-//!   workers as the broker has, the client paced by the bench's own [`super::pacer::Pacer`].
-//!   What the async runtime's wake-ups through `epoll` add.
+//! - `tokio`: the same exchange on tokio tasks, the server on a runtime of its own with a
+//!   worker per core, as the broker has, the client paced by the bench's own
+//!   [`super::pacer::Pacer`]. What the async runtime's wake-ups through `epoll` add.
 //! - `h2`: gRPC's shape over HTTP/2 with the `h2` crate, which the broker's server and the
-//!   producer's connection both use: a POST with the gRPC headers, a length-prefixed message,
-//!   an answer with a message and a `grpc-status` trailer. The server handles each request on
-//!   its connection's own task, with no hand-off between tasks. What HTTP/2 adds.
+//!   producer's connection both use, with the broker's window and frame sizes: a POST with the
+//!   gRPC headers, a length-prefixed message, an answer with a message and a `grpc-status`
+//!   trailer. Arranged as Cairn is (see `grpc_h2`). What HTTP/2 adds.
 //!
 //! The server times each write and `fdatasync` itself, so every stack reports the disk's
 //! latency at the run's pace beside its own round trip: the round trip less the disk is the
-//! stack's share. Both ends run in this process, so its CPU time is both ends' CPU.
+//! stack's share. Both ends run in this process, so its CPU time is both ends' CPU; the
+//! server's share is read from its threads' CPU clocks. At rates up to 1,000/s the client's
+//! share includes the pacer's spin before each send (60 µs), as `bench produce`'s does.
+//!
+//! The client connects before the server starts accepting (the connection waits in the
+//! backlog), so a client that cannot connect fails the run instead of leaving the server
+//! waiting; a failed run reports the server's error first, since a server that fails closes
+//! the connection and the client sees only that.
 
 mod grpc_h2;
 mod threads;
@@ -38,14 +45,11 @@ use serde_json::{Value, json};
 
 use super::OutputFormat;
 use super::cpu_ceiling::process_cpu_time;
-use super::fsync_baseline::laid_out;
+use super::fsync_baseline::{laid_out, next_position};
+use super::produce_flags::batch_bytes;
 use super::report::{Percentiles, latency_histogram, record_latency};
 use crate::usage_error::usage_bail;
 
-/// Bytes of a batch's header in the log's format, added to the record as the log would write it.
-const BATCH_HEADER_BYTES: usize = 61;
-/// Bytes a record adds to its value in a batch without key or headers, near enough.
-const RECORD_OVERHEAD_BYTES: usize = 12;
 /// Size of each run's laid-out file; writes wrap to its start.
 const FILE_BYTES: u64 = 64 << 20;
 
@@ -56,8 +60,8 @@ pub struct BenchRpcFloorArgs {
     #[arg(long, value_name = "DIR")]
     pub dir: PathBuf,
     /// Which stacks to run; `all` runs each in turn, every round.
-    #[arg(long, value_enum, default_value_t = Stack::All)]
-    pub stack: Stack,
+    #[arg(long, value_enum, default_value_t = StackChoice::All)]
+    pub stack: StackChoice,
     /// Records (and so requests) per second, one in flight (1 to 100,000).
     #[arg(long, default_value_t = 200)]
     pub rate: u64,
@@ -75,9 +79,9 @@ pub struct BenchRpcFloorArgs {
     pub format: OutputFormat,
 }
 
-/// The stacks `bench rpc-floor` can measure.
+/// Which stacks `bench rpc-floor` runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Stack {
+pub enum StackChoice {
     /// Blocking threads and a length prefix on a loopback socket.
     Threads,
     /// Tokio tasks and a length prefix.
@@ -88,45 +92,72 @@ pub enum Stack {
     All,
 }
 
+impl StackChoice {
+    fn stacks(self) -> Vec<Stack> {
+        match self {
+            StackChoice::Threads => vec![Stack::Threads],
+            StackChoice::Tokio => vec![Stack::Tokio],
+            StackChoice::H2 => vec![Stack::H2],
+            StackChoice::All => vec![Stack::Threads, Stack::Tokio, Stack::H2],
+        }
+    }
+}
+
+/// One stack measured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stack {
+    Threads,
+    Tokio,
+    H2,
+}
+
 impl Stack {
     fn name(self) -> &'static str {
         match self {
             Stack::Threads => "threads",
             Stack::Tokio => "tokio",
             Stack::H2 => "h2",
-            Stack::All => "all",
         }
     }
 
-    fn each(self) -> Vec<Stack> {
+    /// Runs this stack's exchange over `disk`.
+    async fn run(self, shape: Shape, disk: Disk) -> anyhow::Result<(ClientRun, ServerRun)> {
         match self {
-            Stack::All => vec![Stack::Threads, Stack::Tokio, Stack::H2],
-            one => vec![one],
+            Stack::Threads => tokio::task::spawn_blocking(move || threads::run(shape, disk))
+                .await
+                .context("the threads stack's runner panicked")?,
+            Stack::Tokio => tokio_tcp::run(shape, disk).await,
+            Stack::H2 => grpc_h2::run(shape, disk).await,
         }
     }
 }
 
 /// A run's shape, checked.
 #[derive(Clone, Copy, Debug)]
-pub(super) struct Shape {
+struct Shape {
     records: u64,
-    interval: Duration,
-    /// Bytes of each request's payload: one record as the log lays it out.
+    rate: u64,
+    /// Bytes of each request's payload: a batch of one record, as the log writes it.
     payload_bytes: usize,
 }
 
 impl Shape {
+    /// Time between sends.
+    fn interval(&self) -> Duration {
+        Duration::from_nanos(1_000_000_000 / self.rate)
+    }
+
     /// When record `k` is due, from the run's start.
     fn due(&self, start: Instant, k: u64) -> Instant {
-        start
-            + self
-                .interval
-                .saturating_mul(u32::try_from(k).unwrap_or(u32::MAX))
+        let nanos = u128::from(k) * 1_000_000_000 / u128::from(self.rate);
+        let after = Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX));
+        // Flags cap the run at 10^7 records at 1/s: 116 days, far inside `Instant`'s range.
+        start.checked_add(after).unwrap_or(start)
     }
 
     /// Requests are at least a millisecond apart: the pacing spins its last stretch.
     fn low_rate(&self) -> bool {
-        self.interval >= Duration::from_millis(1)
+        self.interval() >= Duration::from_millis(1)
     }
 }
 
@@ -144,16 +175,18 @@ fn check(args: &BenchRpcFloorArgs) -> anyhow::Result<Shape> {
     if !args.dir.is_dir() {
         usage_bail!("--dir {}: no such directory", args.dir.display());
     }
+    let payload_bytes = usize::try_from(batch_bytes(1, args.record_size))
+        .context("the size of a one-record batch")?;
     Ok(Shape {
         records: args.records,
-        interval: Duration::from_nanos(1_000_000_000 / args.rate),
-        payload_bytes: args.record_size + BATCH_HEADER_BYTES + RECORD_OVERHEAD_BYTES,
+        rate: args.rate,
+        payload_bytes,
     })
 }
 
 /// The server's file: each request's payload written at the next place and `fdatasync`ed,
 /// each write and sync timed.
-pub(super) struct Disk {
+struct Disk {
     file: File,
     position: u64,
     synced: Histogram<u64>,
@@ -174,27 +207,24 @@ impl Disk {
         self.file.write_all_at(payload, self.position)?;
         self.file.sync_data()?;
         record_latency(&mut self.synced, started.elapsed());
-        let next = self.position + payload.len() as u64;
-        self.position = if next + payload.len() as u64 > FILE_BYTES {
-            0
-        } else {
-            next
-        };
+        self.position = next_position(self.position, payload.len() as u64, FILE_BYTES);
         Ok(())
     }
 }
 
 /// What the server of one stack did: its file, and the CPU its threads spent.
-pub(super) struct ServerRun {
+struct ServerRun {
     disk: Disk,
     cpu: Duration,
 }
 
 /// The CPU time a live thread of this process has spent so far.
-fn thread_cpu(thread: libc::pthread_t) -> anyhow::Result<Duration> {
+///
+/// # Safety
+/// `thread` must not have ended: its id could be reused, or name nothing.
+unsafe fn thread_cpu(thread: libc::pthread_t) -> anyhow::Result<Duration> {
     let mut clock: libc::clockid_t = 0;
-    // SAFETY: `thread` is a live thread of this process (callers read it before the thread
-    // ends) and `clock` is a writable clockid_t.
+    // SAFETY: the caller promises `thread` is live; `clock` is a writable clockid_t.
     let rc = unsafe { libc::pthread_getcpuclockid(thread, &mut clock) };
     if rc != 0 {
         return Err(io::Error::from_raw_os_error(rc)).context("a server thread's CPU clock");
@@ -212,7 +242,7 @@ fn thread_cpu(thread: libc::pthread_t) -> anyhow::Result<Duration> {
 }
 
 /// What the client of one stack measured.
-pub(super) struct ClientRun {
+struct ClientRun {
     /// Scheduled send to answer, per record.
     latency: Histogram<u64>,
     /// Actual send to answer, per request.
@@ -304,17 +334,11 @@ pub async fn run(args: BenchRpcFloorArgs) -> anyhow::Result<()> {
     }
     let mut runs = Vec::new();
     for round in 1..=args.rounds {
-        for stack in args.stack.each() {
+        for stack in args.stack.stacks() {
             let path = scratch.path().join(format!("{}-{round}", stack.name()));
             let disk = Disk::new(&path)?;
             let cpu_before = process_cpu_time()?;
-            let (client, server) = match stack {
-                Stack::Threads => {
-                    tokio::task::spawn_blocking(move || threads::run(shape, disk)).await??
-                }
-                Stack::Tokio => tokio_tcp::run(shape, disk).await?,
-                Stack::H2 | Stack::All => grpc_h2::run(shape, disk).await?,
-            };
+            let (client, server) = stack.run(shape, disk).await?;
             let run = StackRun {
                 stack,
                 round,
@@ -345,71 +369,130 @@ pub async fn run(args: BenchRpcFloorArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A server runtime like the broker's, its own two workers apart from the client's, and the
-/// threads it started (to read their CPU).
+/// A server runtime like the broker's, a worker per core apart from the client's, and what
+/// its threads have spent. Dropping it stops the runtime without waiting for it, which an
+/// async caller may do (dropping a `Runtime` there would panic).
 struct ServerRuntime {
-    runtime: tokio::runtime::Runtime,
-    threads: Arc<Mutex<Vec<libc::pthread_t>>>,
+    runtime: Option<tokio::runtime::Runtime>,
+    threads: Arc<Mutex<ServerThreads>>,
+}
+
+/// The server runtime's threads: those alive, and the CPU of those that ended.
+#[derive(Default)]
+struct ServerThreads {
+    live: Vec<libc::pthread_t>,
+    ended: Duration,
 }
 
 fn server_runtime() -> anyhow::Result<ServerRuntime> {
-    let threads = Arc::new(Mutex::new(Vec::new()));
-    let started = Arc::clone(&threads);
+    let threads = Arc::new(Mutex::new(ServerThreads::default()));
+    let (started, stopped) = (Arc::clone(&threads), Arc::clone(&threads));
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
         .thread_name("rpc-floor-server")
         .on_thread_start(move || {
             // SAFETY: pthread_self has no preconditions.
             let me = unsafe { libc::pthread_self() };
             if let Ok(mut threads) = started.lock() {
-                threads.push(me);
+                threads.live.push(me);
+            }
+        })
+        .on_thread_stop(move || {
+            // SAFETY: pthread_self has no preconditions.
+            let me = unsafe { libc::pthread_self() };
+            if let Ok(mut threads) = stopped.lock() {
+                threads.live.retain(|thread| *thread != me);
+                // SAFETY: this thread is running this very call.
+                let spent = unsafe { thread_cpu(me) }.unwrap_or_default();
+                threads.ended += spent;
             }
         })
         .enable_all()
         .build()
         .context("starting the server's runtime")?;
-    Ok(ServerRuntime { runtime, threads })
+    Ok(ServerRuntime {
+        runtime: Some(runtime),
+        threads,
+    })
 }
 
 impl ServerRuntime {
+    fn handle(&self) -> anyhow::Result<&tokio::runtime::Runtime> {
+        self.runtime
+            .as_ref()
+            .context("the server's runtime is already stopped")
+    }
+
+    /// A loopback listener registered with this runtime's reactor, so the server's I/O is its
+    /// own.
+    fn listener(&self) -> anyhow::Result<tokio::net::TcpListener> {
+        let _entered = self.handle()?.enter();
+        let listener =
+            std::net::TcpListener::bind("127.0.0.1:0").context("binding a loopback socket")?;
+        listener
+            .set_nonblocking(true)
+            .context("making the listener non-blocking")?;
+        tokio::net::TcpListener::from_std(listener).context("registering the listener")
+    }
+
     /// Starts the server's task on this runtime.
     fn spawn(
         &self,
         server: impl Future<Output = anyhow::Result<Disk>> + Send + 'static,
-    ) -> tokio::task::JoinHandle<anyhow::Result<Disk>> {
-        self.runtime.spawn(server)
+    ) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<Disk>>> {
+        Ok(self.handle()?.spawn(server))
     }
-}
 
-/// A loopback listener registered with `runtime`'s reactor, so the server's I/O is its own.
-fn loopback_listener(server: &ServerRuntime) -> anyhow::Result<tokio::net::TcpListener> {
-    let _entered = server.runtime.enter();
-    let listener =
-        std::net::TcpListener::bind("127.0.0.1:0").context("binding a loopback socket")?;
-    listener.set_nonblocking(true)?;
-    Ok(tokio::net::TcpListener::from_std(listener)?)
-}
-
-/// Waits for the server task, reads the CPU its runtime's threads spent, then stops the
-/// runtime without blocking the caller's worker.
-async fn finish_server(
-    server: ServerRuntime,
-    task: tokio::task::JoinHandle<anyhow::Result<Disk>>,
-) -> anyhow::Result<ServerRun> {
-    let disk = task.await.context("the server task failed")?;
-    let mut cpu = Duration::ZERO;
-    {
-        // The threads are alive until the runtime is shut down below.
-        let threads = server
+    /// The CPU this runtime's threads have spent so far.
+    fn cpu(&self) -> anyhow::Result<Duration> {
+        // Held while the clocks are read: a thread that ends takes the lock first to leave the
+        // list, so every thread read here is alive.
+        let threads = self
             .threads
             .lock()
-            .map_err(|_| anyhow::anyhow!("a server thread panicked while starting"))?;
-        for thread in threads.iter() {
-            cpu += thread_cpu(*thread)?;
+            .map_err(|_| anyhow::anyhow!("a server thread panicked while starting or ending"))?;
+        let mut cpu = threads.ended;
+        for thread in &threads.live {
+            // SAFETY: listed threads are alive while the lock is held (above).
+            cpu += unsafe { thread_cpu(*thread) }?;
+        }
+        Ok(cpu)
+    }
+}
+
+impl Drop for ServerRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
         }
     }
-    server.runtime.shutdown_background();
-    Ok(ServerRun { disk: disk?, cpu })
+}
+
+/// Waits for the server's task and reads what its runtime's threads spent.
+async fn finish_server(
+    server: &ServerRuntime,
+    task: tokio::task::JoinHandle<anyhow::Result<Disk>>,
+) -> anyhow::Result<ServerRun> {
+    let disk = task.await.context("the server's task panicked")??;
+    Ok(ServerRun {
+        disk,
+        cpu: server.cpu()?,
+    })
+}
+
+/// Both ends' outcomes as the run's: the server's failure first, since a server that fails
+/// closes the connection and the client sees only that.
+fn outcome(
+    client: anyhow::Result<ClientRun>,
+    server: anyhow::Result<ServerRun>,
+) -> anyhow::Result<(ClientRun, ServerRun)> {
+    match (client, server) {
+        (Ok(client), Ok(server)) => Ok((client, server)),
+        (Ok(_), Err(server)) => Err(server.context("the server failed")),
+        (Err(client), Err(server)) => Err(server.context(format!(
+            "the server failed (and the client then: {client:#})"
+        ))),
+        (Err(client), Ok(_)) => Err(client.context("the client failed")),
+    }
 }
 
 #[cfg(test)]
@@ -420,7 +503,7 @@ mod tests {
     fn args(dir: &Path) -> BenchRpcFloorArgs {
         BenchRpcFloorArgs {
             dir: dir.to_path_buf(),
-            stack: Stack::All,
+            stack: StackChoice::All,
             rate: 2_000,
             records: 40,
             record_size: 100,
@@ -454,14 +537,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let shape = check(&args(dir.path())).unwrap();
         let disk = Disk::new(&dir.path().join("file")).unwrap();
-        let (client, server) = match stack {
-            Stack::Threads => tokio::task::spawn_blocking(move || threads::run(shape, disk))
-                .await
-                .unwrap()
-                .unwrap(),
-            Stack::Tokio => tokio_tcp::run(shape, disk).await.unwrap(),
-            Stack::H2 | Stack::All => grpc_h2::run(shape, disk).await.unwrap(),
-        };
+        let started = Instant::now();
+        let (client, server) = stack.run(shape, disk).await.unwrap();
+        assert!(
+            started.elapsed() >= shape.interval() * 39,
+            "{stack:?}: sent on schedule, 0.5 ms apart"
+        );
         assert_eq!(client.latency.len(), 40, "{stack:?}: every record answered");
         assert_eq!(client.service.len(), 40);
         assert_eq!(
@@ -474,15 +555,46 @@ mod tests {
             server.cpu > Duration::ZERO,
             "{stack:?}: the server's CPU is read"
         );
-        // Scheduled 0.5 ms apart: the run cannot be faster than its schedule.
-        assert!(client.latency.max() >= 1);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn every_stack_writes_syncs_and_answers_every_request() {
-        for stack in Stack::All.each() {
+        for stack in StackChoice::All.stacks() {
             measured(stack).await;
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_server_that_fails_fails_the_run_with_its_own_error() {
+        for stack in StackChoice::All.stacks() {
+            let dir = tempfile::tempdir().unwrap();
+            let shape = check(&args(dir.path())).unwrap();
+            let mut disk = Disk::new(&dir.path().join("file")).unwrap();
+            // A read-only descriptor: the first write fails with EBADF.
+            disk.file = std::fs::File::open(dir.path().join("file")).unwrap();
+            let err = stack.run(shape, disk).await.err().unwrap();
+            let chain = format!("{err:#}");
+            assert!(
+                chain.starts_with("the server failed") && chain.contains("writing and syncing"),
+                "{stack:?}: {chain}"
+            );
+        }
+    }
+
+    #[test]
+    fn records_are_due_on_schedule_without_drift() {
+        let shape = Shape {
+            records: 10,
+            rate: 3,
+            payload_bytes: 1,
+        };
+        let start = Instant::now();
+        assert_eq!(shape.due(start, 0), start);
+        assert_eq!(shape.due(start, 3), start + Duration::from_secs(1));
+        assert_eq!(
+            shape.due(start, 10_000_000),
+            start + Duration::from_nanos(3_333_333_333_333_333)
+        );
     }
 
     #[test]

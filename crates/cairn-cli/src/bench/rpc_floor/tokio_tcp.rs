@@ -1,35 +1,41 @@
 //! The `tokio` stack of `bench rpc-floor`: the `threads` exchange on tokio tasks. The server
-//! runs on a runtime of its own with two workers, as the broker does, and writes and syncs on
-//! its worker, as the broker's idle partition does (`LogWriter` lets the caller write when
-//! nothing is queued); the client is paced as `bench produce` is.
+//! runs on a runtime of its own, as the broker does, and writes and syncs on its worker, as
+//! the broker's idle partition does (`LogWriter` lets the caller write when nothing is
+//! queued); the client is paced as `bench produce` is.
 
-use std::net::SocketAddr;
 use std::time::Instant;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::{ClientRun, Disk, ServerRun, Shape, finish_server, loopback_listener, server_runtime};
+use super::threads::framed_request;
+use super::{ClientRun, Disk, ServerRun, Shape, finish_server, outcome, server_runtime};
 use crate::bench::pacer::Pacer;
 
-/// Runs the exchange; returns what the client measured and the server's disk.
+/// Runs the exchange; returns what the client measured and the server's run.
 pub(super) async fn run(shape: Shape, disk: Disk) -> anyhow::Result<(ClientRun, ServerRun)> {
     let server = server_runtime()?;
-    let listener = loopback_listener(&server)?;
-    let address = listener.local_addr()?;
-    let task = server.spawn(serve(listener, disk));
-    let client = send(address, shape).await;
-    let server = finish_server(server, task).await;
-    let client = client?;
-    Ok((client, server?))
+    let listener = server.listener()?;
+    let address = listener.local_addr().context("the listener's address")?;
+    // Connected before the server starts, as in `threads`.
+    let socket = TcpStream::connect(address)
+        .await
+        .context("connecting to the server")?;
+    let task = server.spawn(serve(listener, disk, shape))?;
+    let client = send(socket, shape).await;
+    // The client's socket is closed by now, which ends the server's loop.
+    let served = finish_server(&server, task).await;
+    outcome(client, served)
 }
 
 /// Answers one connection's requests until the client hangs up.
-async fn serve(listener: TcpListener, mut disk: Disk) -> anyhow::Result<Disk> {
+async fn serve(listener: TcpListener, mut disk: Disk, shape: Shape) -> anyhow::Result<Disk> {
     let (mut socket, _) = listener.accept().await.context("accepting the client")?;
-    socket.set_nodelay(true)?;
-    let mut payload = Vec::new();
+    socket
+        .set_nodelay(true)
+        .context("setting TCP_NODELAY on the server's socket")?;
+    let mut payload = vec![0_u8; shape.payload_bytes];
     let mut answered = 0_u64;
     loop {
         let mut prefix = [0_u8; 4];
@@ -38,7 +44,13 @@ async fn serve(listener: TcpListener, mut disk: Disk) -> anyhow::Result<Disk> {
             Err(err) if err.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(disk),
             Err(err) => return Err(err).context("reading a request"),
         }
-        payload.resize(u32::from_be_bytes(prefix) as usize, 0);
+        let declared = u32::from_be_bytes(prefix) as usize;
+        if declared != payload.len() {
+            bail!(
+                "a request declared {declared} bytes; this run's are {}",
+                payload.len()
+            );
+        }
         socket
             .read_exact(&mut payload)
             .await
@@ -54,14 +66,12 @@ async fn serve(listener: TcpListener, mut disk: Disk) -> anyhow::Result<Disk> {
 }
 
 /// Sends the run's requests on schedule, one in flight, and times each answer.
-async fn send(address: SocketAddr, shape: Shape) -> anyhow::Result<ClientRun> {
-    let mut socket = TcpStream::connect(address)
-        .await
-        .context("connecting to the server")?;
-    socket.set_nodelay(true)?;
-    let mut request = u32::try_from(shape.payload_bytes)?.to_be_bytes().to_vec();
-    request.resize(4 + shape.payload_bytes, b'x');
-    let pacer = Pacer::new(shape.interval);
+async fn send(mut socket: TcpStream, shape: Shape) -> anyhow::Result<ClientRun> {
+    socket
+        .set_nodelay(true)
+        .context("setting TCP_NODELAY on the client's socket")?;
+    let request = framed_request(shape)?;
+    let pacer = Pacer::new(shape.interval());
     let mut run = ClientRun::new()?;
     let start = Instant::now();
     for k in 0..shape.records {
