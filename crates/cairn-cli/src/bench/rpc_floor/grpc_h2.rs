@@ -29,7 +29,7 @@ use http::{HeaderMap, HeaderValue, Request, Response};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
-use super::{ClientRun, Disk, ServerRun, Shape, finish_server, outcome, server_runtime};
+use super::{ClientRun, Disk, ServerRun, Shape, run_on_tokio};
 use crate::bench::pacer::Pacer;
 
 /// The path the client posts to; the server answers any.
@@ -42,17 +42,7 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Runs the exchange; returns what the client measured and the server's run.
 pub(super) async fn run(shape: Shape, disk: Disk) -> anyhow::Result<(ClientRun, ServerRun)> {
-    let server = server_runtime()?;
-    let listener = server.listener()?;
-    let address = listener.local_addr().context("the listener's address")?;
-    // Connected before the server starts, as in `threads`.
-    let socket = TcpStream::connect(address)
-        .await
-        .context("connecting to the server")?;
-    let task = server.spawn(serve(listener, disk, shape))?;
-    let client = send(socket, address, shape).await;
-    let served = finish_server(&server, task).await;
-    outcome(client, served)
+    run_on_tokio(shape, disk, serve, send).await
 }
 
 /// Answers one connection's requests until the client hangs up.

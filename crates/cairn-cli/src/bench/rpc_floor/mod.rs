@@ -479,6 +479,42 @@ async fn finish_server(
     })
 }
 
+/// Runs a stack whose ends are tokio tasks: the server's on a runtime of its own, as the
+/// broker's is, the client's on the caller's. The client connects before the server starts
+/// accepting (as in `threads`), then `send` runs while `serve` answers.
+async fn run_on_tokio<Serve, Send>(
+    shape: Shape,
+    disk: Disk,
+    serve: impl FnOnce(tokio::net::TcpListener, Disk, Shape) -> Serve,
+    send: impl FnOnce(tokio::net::TcpStream, std::net::SocketAddr, Shape) -> Send,
+) -> anyhow::Result<(ClientRun, ServerRun)>
+where
+    Serve: Future<Output = anyhow::Result<Disk>> + std::marker::Send + 'static,
+    Send: Future<Output = anyhow::Result<ClientRun>>,
+{
+    let server = server_runtime()?;
+    let listener = server.listener()?;
+    let address = listener.local_addr().context("the listener's address")?;
+    let socket = tokio::net::TcpStream::connect(address)
+        .await
+        .context("connecting to the server")?;
+    let task = server.spawn(serve(listener, disk, shape))?;
+    let client = send(socket, address, shape).await;
+    // The client's socket is closed by now, which ends the server's connection.
+    let served = finish_server(&server, task).await;
+    outcome(client, served)
+}
+
+/// Checks a request's length prefix against the run's request size, so a bad prefix cannot
+/// make the server allocate what it says.
+fn check_declared(prefix: [u8; 4], expected: usize) -> anyhow::Result<()> {
+    let declared = u32::from_be_bytes(prefix) as usize;
+    if declared != expected {
+        anyhow::bail!("a request declared {declared} bytes; this run's are {expected}");
+    }
+    Ok(())
+}
+
 /// Both ends' outcomes as the run's: the server's failure first, since a server that fails
 /// closes the connection and the client sees only that.
 fn outcome(

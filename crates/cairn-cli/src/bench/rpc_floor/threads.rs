@@ -7,9 +7,9 @@ use std::net::{TcpListener, TcpStream};
 use std::thread;
 use std::time::Instant;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 
-use super::{ClientRun, Disk, ServerRun, Shape, outcome, thread_cpu};
+use super::{ClientRun, Disk, ServerRun, Shape, check_declared, outcome, thread_cpu};
 use crate::bench::pacer::{precise_thread_sleeps, sleep_thread_until};
 
 /// Runs the exchange on two threads of its own; returns what the client measured and the
@@ -59,13 +59,7 @@ fn serve(listener: &TcpListener, mut disk: Disk, shape: Shape) -> anyhow::Result
             Err(err) if err.kind() == std::io::ErrorKind::UnexpectedEof => break,
             Err(err) => return Err(err).context("reading a request"),
         }
-        let declared = u32::from_be_bytes(prefix) as usize;
-        if declared != payload.len() {
-            bail!(
-                "a request declared {declared} bytes; this run's are {}",
-                payload.len()
-            );
-        }
+        check_declared(prefix, payload.len())?;
         socket
             .read_exact(&mut payload)
             .context("reading a request")?;

@@ -5,28 +5,17 @@
 
 use std::time::Instant;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::threads::framed_request;
-use super::{ClientRun, Disk, ServerRun, Shape, finish_server, outcome, server_runtime};
+use super::{ClientRun, Disk, ServerRun, Shape, check_declared, run_on_tokio};
 use crate::bench::pacer::Pacer;
 
 /// Runs the exchange; returns what the client measured and the server's run.
 pub(super) async fn run(shape: Shape, disk: Disk) -> anyhow::Result<(ClientRun, ServerRun)> {
-    let server = server_runtime()?;
-    let listener = server.listener()?;
-    let address = listener.local_addr().context("the listener's address")?;
-    // Connected before the server starts, as in `threads`.
-    let socket = TcpStream::connect(address)
-        .await
-        .context("connecting to the server")?;
-    let task = server.spawn(serve(listener, disk, shape))?;
-    let client = send(socket, shape).await;
-    // The client's socket is closed by now, which ends the server's loop.
-    let served = finish_server(&server, task).await;
-    outcome(client, served)
+    run_on_tokio(shape, disk, serve, send).await
 }
 
 /// Answers one connection's requests until the client hangs up.
@@ -44,13 +33,7 @@ async fn serve(listener: TcpListener, mut disk: Disk, shape: Shape) -> anyhow::R
             Err(err) if err.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(disk),
             Err(err) => return Err(err).context("reading a request"),
         }
-        let declared = u32::from_be_bytes(prefix) as usize;
-        if declared != payload.len() {
-            bail!(
-                "a request declared {declared} bytes; this run's are {}",
-                payload.len()
-            );
-        }
+        check_declared(prefix, payload.len())?;
         socket
             .read_exact(&mut payload)
             .await
@@ -66,7 +49,11 @@ async fn serve(listener: TcpListener, mut disk: Disk, shape: Shape) -> anyhow::R
 }
 
 /// Sends the run's requests on schedule, one in flight, and times each answer.
-async fn send(mut socket: TcpStream, shape: Shape) -> anyhow::Result<ClientRun> {
+async fn send(
+    mut socket: TcpStream,
+    _address: std::net::SocketAddr,
+    shape: Shape,
+) -> anyhow::Result<ClientRun> {
     socket
         .set_nodelay(true)
         .context("setting TCP_NODELAY on the client's socket")?;
