@@ -76,15 +76,16 @@ impl Percentiles {
 
 /// The line of a produce report that gives the service time: the round trip of one produce
 /// request, from its send to the broker's answer, with no time in the producer's buffer.
-/// `None` until the producer reports it (`Producer::stats()`, being added with the producer
-/// rewrite of issue 15); the line then says so rather than show a made-up figure.
+/// `None` when no request was answered (`Producer::stats()` has no round trip to report); the
+/// line then says so rather than show a made-up figure.
 pub fn service_time_line(service_time: Option<Percentiles>) -> String {
     match service_time {
         Some(p) => format!(
             "service time (produce request round trip, no queueing): {}",
             p.to_text()
         ),
-        None => "service time (produce request round trip): not measured; the producer does not report it yet".to_string(),
+        None => "service time (produce request round trip): not measured; no request was answered"
+            .to_string(),
     }
 }
 
