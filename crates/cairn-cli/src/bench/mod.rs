@@ -42,6 +42,19 @@ pub use replay::BenchReplayArgs;
 pub use replica_floor::BenchFloorArgs;
 pub use rpc_floor::BenchRpcFloorArgs;
 
+/// Refuses a benchmark flag outside `low..=high`, naming it, as a usage error.
+///
+/// # Errors
+/// A [`crate::usage_error::UsageError`] when `value` is out of range.
+pub(crate) fn flag_within(name: &str, value: u64, low: u64, high: u64) -> anyhow::Result<()> {
+    if value < low || value > high {
+        crate::usage_error::usage_bail!(
+            "--{name} {value} is out of range: it must be {low} to {high}"
+        );
+    }
+    Ok(())
+}
+
 /// How often the progress line on stderr is refreshed.
 pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
 

@@ -31,10 +31,10 @@ use clap::Args;
 use hdrhistogram::Histogram;
 use serde_json::json;
 
-use super::OutputFormat;
 use super::cpu_ceiling::process_cpu_time;
 use super::fsync_baseline::laid_out;
 use super::report::{Percentiles, latency_histogram, record_latency};
+use super::{OutputFormat, flag_within};
 use crate::usage_error::usage_bail;
 
 /// Bytes of a batch's header in the log's format, added to each emulated request.
@@ -144,18 +144,12 @@ impl Shape {
 /// The run's shape from `args`; a flag out of range or a missing `--dir` is a usage error
 /// (`cairn` exits 2), found before anything is written.
 fn check(args: &BenchFloorArgs) -> anyhow::Result<Shape> {
-    let within = |name: &str, value: u64, low: u64, high: u64| {
-        if value < low || value > high {
-            usage_bail!("--{name} {value} is out of range: it must be {low} to {high}");
-        }
-        Ok(())
-    };
-    within("replicas", args.replicas as u64, 1, 5)?;
-    within("partitions", args.partitions as u64, 1, 64)?;
-    within("rate", args.rate, 1, 1_000_000)?;
-    within("records", args.records, 1, 100_000_000)?;
-    within("record-size", args.record_size as u64, 1, 1 << 20)?;
-    within(
+    flag_within("replicas", args.replicas as u64, 1, 5)?;
+    flag_within("partitions", args.partitions as u64, 1, 64)?;
+    flag_within("rate", args.rate, 1, 1_000_000)?;
+    flag_within("records", args.records, 1, 100_000_000)?;
+    flag_within("record-size", args.record_size as u64, 1, 1 << 20)?;
+    flag_within(
         "records-per-request",
         args.records_per_request as u64,
         1,

@@ -43,11 +43,11 @@ use clap::{Args, ValueEnum};
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
 
-use super::OutputFormat;
 use super::cpu_ceiling::process_cpu_time;
 use super::fsync_baseline::{laid_out, next_position};
 use super::produce_flags::batch_bytes;
 use super::report::{Percentiles, latency_histogram, record_latency};
+use super::{OutputFormat, flag_within};
 use crate::usage_error::usage_bail;
 
 /// Size of each run's laid-out file; writes wrap to its start.
@@ -162,16 +162,10 @@ impl Shape {
 }
 
 fn check(args: &BenchRpcFloorArgs) -> anyhow::Result<Shape> {
-    let within = |name: &str, value: u64, low: u64, high: u64| {
-        if value < low || value > high {
-            usage_bail!("--{name} {value} is out of range: it must be {low} to {high}");
-        }
-        Ok(())
-    };
-    within("rate", args.rate, 1, 100_000)?;
-    within("records", args.records, 1, 10_000_000)?;
-    within("record-size", args.record_size as u64, 1, 1 << 20)?;
-    within("rounds", u64::from(args.rounds), 1, 20)?;
+    flag_within("rate", args.rate, 1, 100_000)?;
+    flag_within("records", args.records, 1, 10_000_000)?;
+    flag_within("record-size", args.record_size as u64, 1, 1 << 20)?;
+    flag_within("rounds", u64::from(args.rounds), 1, 20)?;
     if !args.dir.is_dir() {
         usage_bail!("--dir {}: no such directory", args.dir.display());
     }
