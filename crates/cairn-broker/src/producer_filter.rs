@@ -1,6 +1,6 @@
 //! The admission filter that enforces idempotent producers' sequences on a partition's writer
 //! thread (see `cairn_log::AppendFilter`): it keeps the committed [`ProducerStates`] and, during a
-//! group commit, a working copy that also holds what the group admitted so far. It also keeps
+//! group commit, the entries the group changed so far ([`PendingProducers`]). It also keeps
 //! the state's snapshots (`producer_snapshot`): one every [`PRODUCER_SNAPSHOT_INTERVAL_BYTES`]
 //! of log and one at a clean close, so opening reads a bounded tail of the log, whatever it holds.
 
@@ -14,7 +14,7 @@ use cairn_log::{
 };
 
 use crate::producer_snapshot;
-use crate::producer_state::{ProducerBatch, ProducerStates, SequenceCheck};
+use crate::producer_state::{PendingProducers, ProducerBatch, ProducerStates, SequenceCheck};
 
 /// Why an idempotent batch was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -72,7 +72,8 @@ pub(crate) struct ProducerFilter {
     /// Where snapshots are written: the partition directory.
     dir: PathBuf,
     committed: ProducerStates,
-    working: Option<ProducerStates>,
+    /// What the group being committed admitted, applied to `committed` once it is durable.
+    pending: PendingProducers,
     /// Bytes admitted in the group being committed.
     pending_bytes: u64,
     /// Bytes committed since the last snapshot.
@@ -117,7 +118,7 @@ impl ProducerFilter {
         let filter = ProducerFilter {
             dir: dir.to_path_buf(),
             committed: states,
-            working: None,
+            pending: PendingProducers::default(),
             pending_bytes: 0,
             unsnapshotted_bytes: 0,
             snapshot_offset: report.snapshot_offset,
@@ -199,9 +200,7 @@ impl AppendFilter for ProducerFilter {
     }
 
     fn commit(&mut self, log_end: Offset) {
-        if let Some(working) = self.working.take() {
-            self.committed = working;
-        }
+        self.pending.apply_to(&mut self.committed);
         self.unsnapshotted_bytes += std::mem::take(&mut self.pending_bytes);
         if self.unsnapshotted_bytes >= self.snapshot_interval_bytes {
             self.snapshot(log_end, false);
@@ -209,7 +208,7 @@ impl AppendFilter for ProducerFilter {
     }
 
     fn rollback(&mut self) {
-        self.working = None;
+        self.pending.clear();
         self.pending_bytes = 0;
     }
 
@@ -232,11 +231,11 @@ impl ProducerFilter {
         let ([producer], [batch]) = (idempotent.as_slice(), batches) else {
             return reject(SequenceError::SeveralBatches);
         };
-        let working = self.working.get_or_insert_with(|| self.committed.clone());
-        match working.check(producer) {
+        match self.pending.check(&self.committed, producer) {
             SequenceCheck::Append => {
                 let last = next_offset.plus(batch.offset_count().saturating_sub(1));
-                working.record(producer, next_offset.0, last.0);
+                self.pending
+                    .record(&self.committed, producer, next_offset.0, last.0);
                 Admission::Append
             }
             SequenceCheck::Duplicate {
@@ -330,6 +329,79 @@ pub(crate) mod tests {
         let log = Log::open(dir, LogConfig::default(), 0).unwrap();
         let (filter, report) = ProducerFilter::open(dir, &log.reader());
         (filter.committed, report)
+    }
+
+    /// A filter over an empty partition in `dir`, with no writer: the tests below drive
+    /// admission, commit and rollback by hand, as the writer thread does.
+    fn bare_filter(dir: &Path) -> ProducerFilter {
+        let log = Log::open(dir, LogConfig::default(), 0).unwrap();
+        ProducerFilter::open(dir, &log.reader()).0
+    }
+
+    fn is_duplicate_at(admission: &Admission, base: u64) -> bool {
+        matches!(admission, Admission::Duplicate(infos) if infos[0].base_offset == Offset(base))
+    }
+
+    #[test]
+    fn a_group_sees_its_own_batches_and_its_end_decides_whether_they_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut filter = bare_filter(dir.path());
+        let first = [idempotent_batch(7, 0)];
+        let second = [idempotent_batch(7, 2)];
+        // One group: the second request follows the first, and a retry of the first within
+        // the same group is answered with the offsets it was given.
+        assert!(matches!(filter.admit(&first, Offset(0)), Admission::Append));
+        assert!(matches!(
+            filter.admit(&second, Offset(2)),
+            Admission::Append
+        ));
+        assert!(is_duplicate_at(&filter.admit(&first, Offset(4)), 0));
+        // The group's write failed: nothing it admitted is remembered.
+        filter.rollback();
+        assert_eq!(filter.committed.len(), 0);
+        assert!(matches!(filter.admit(&first, Offset(0)), Admission::Append));
+        filter.commit(Offset(2));
+        // Durable now: a retry in a later group is a duplicate, the next batch follows it.
+        assert!(is_duplicate_at(&filter.admit(&first, Offset(2)), 0));
+        assert!(matches!(
+            filter.admit(&second, Offset(2)),
+            Admission::Append
+        ));
+        filter.commit(Offset(4));
+        assert!(is_duplicate_at(&filter.admit(&second, Offset(4)), 2));
+    }
+
+    #[test]
+    fn a_group_leaves_the_producers_it_did_not_touch_as_they_were() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut filter = bare_filter(dir.path());
+        for producer in 0..100 {
+            let batch = [idempotent_batch(producer, 0)];
+            assert!(matches!(filter.admit(&batch, Offset(0)), Admission::Append));
+        }
+        filter.commit(Offset(200));
+        let before = filter.committed.clone();
+        assert!(matches!(
+            filter.admit(&[idempotent_batch(5, 2)], Offset(200)),
+            Admission::Append
+        ));
+        filter.rollback();
+        assert_eq!(filter.committed, before);
+        assert!(matches!(
+            filter.admit(&[idempotent_batch(5, 2)], Offset(200)),
+            Admission::Append
+        ));
+        filter.commit(Offset(202));
+        assert_eq!(filter.committed.len(), 100);
+        assert!(is_duplicate_at(
+            &filter.admit(&[idempotent_batch(5, 2)], Offset(202)),
+            200
+        ));
+        // Every other producer is where the first group left it.
+        assert!(is_duplicate_at(
+            &filter.admit(&[idempotent_batch(6, 0)], Offset(202)),
+            0
+        ));
     }
 
     #[test]

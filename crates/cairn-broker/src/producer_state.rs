@@ -107,57 +107,7 @@ impl ProducerStates {
 
     /// Decides what to do with `batch`, without changing anything.
     pub fn check(&self, batch: &ProducerBatch) -> SequenceCheck {
-        if !batch.is_idempotent() {
-            return SequenceCheck::Append;
-        }
-        let Some(entry) = self.producers.get(&batch.producer_id) else {
-            // A producer's first batch on a partition starts at sequence 0.
-            return if batch.base_sequence == 0 {
-                SequenceCheck::Append
-            } else {
-                SequenceCheck::UnknownProducer
-            };
-        };
-        if batch.producer_epoch < entry.epoch {
-            return SequenceCheck::FencedEpoch {
-                current: entry.epoch,
-                found: batch.producer_epoch,
-            };
-        }
-        if batch.producer_epoch > entry.epoch {
-            // A bumped epoch restarts the sequence.
-            return if batch.base_sequence == 0 {
-                SequenceCheck::Append
-            } else {
-                SequenceCheck::OutOfOrder {
-                    expected: 0,
-                    found: batch.base_sequence,
-                }
-            };
-        }
-        let last_sequence = batch.last_sequence();
-        if let Some(written) = entry
-            .batches
-            .iter()
-            .find(|w| w.first_sequence == batch.base_sequence && w.last_sequence == last_sequence)
-        {
-            return SequenceCheck::Duplicate {
-                base_offset: written.base_offset,
-                last_offset: written.last_offset,
-            };
-        }
-        let expected = entry
-            .batches
-            .back()
-            .map_or(0, |w| wrapping_sequence(w.last_sequence, 1));
-        if batch.base_sequence == expected {
-            SequenceCheck::Append
-        } else {
-            SequenceCheck::OutOfOrder {
-                expected,
-                found: batch.base_sequence,
-            }
-        }
+        check_entry(self.producers.get(&batch.producer_id), batch)
     }
 
     /// Remembers that `batch` was written at `base_offset..=last_offset`. Call it only for
@@ -167,19 +117,7 @@ impl ProducerStates {
             return;
         }
         let entry = self.producers.entry(batch.producer_id).or_default();
-        if batch.producer_epoch != entry.epoch {
-            entry.epoch = batch.producer_epoch;
-            entry.batches.clear();
-        }
-        if entry.batches.len() == BATCHES_REMEMBERED {
-            entry.batches.pop_front();
-        }
-        entry.batches.push_back(Written {
-            first_sequence: batch.base_sequence,
-            last_sequence: batch.last_sequence(),
-            base_offset,
-            last_offset,
-        });
+        record_entry(entry, batch, base_offset, last_offset);
     }
 
     /// Number of producers known.
@@ -191,6 +129,137 @@ impl ProducerStates {
     pub fn is_empty(&self) -> bool {
         self.producers.is_empty()
     }
+}
+
+/// What a group commit has admitted and not yet made durable: the entries of the producers it
+/// changed, each a copy of the committed one with the group's batches recorded. Checks look
+/// here before the committed states; the group's end applies it (durable) or drops it (failed).
+///
+/// Only the producers a group touches are copied. Copying all of them for each group, as this
+/// replaced, made every append cost as much as the partition had producers: with 10,000 of them
+/// an append took milliseconds of copying (see `BENCHMARKS.md`).
+#[derive(Debug, Default)]
+pub(crate) struct PendingProducers {
+    changed: HashMap<i64, ProducerEntry>,
+}
+
+impl PendingProducers {
+    /// [`ProducerStates::check`] of `batch` against `committed` with this group's batches.
+    pub(crate) fn check(&self, committed: &ProducerStates, batch: &ProducerBatch) -> SequenceCheck {
+        let entry = self
+            .changed
+            .get(&batch.producer_id)
+            .or_else(|| committed.producers.get(&batch.producer_id));
+        check_entry(entry, batch)
+    }
+
+    /// [`ProducerStates::record`] into this group, leaving `committed` as it is.
+    pub(crate) fn record(
+        &mut self,
+        committed: &ProducerStates,
+        batch: &ProducerBatch,
+        base_offset: u64,
+        last_offset: u64,
+    ) {
+        if !batch.is_idempotent() {
+            return;
+        }
+        let entry = self.changed.entry(batch.producer_id).or_insert_with(|| {
+            committed
+                .producers
+                .get(&batch.producer_id)
+                .cloned()
+                .unwrap_or_default()
+        });
+        record_entry(entry, batch, base_offset, last_offset);
+    }
+
+    /// Makes the group's changes to `committed`, leaving this empty for the next group.
+    pub(crate) fn apply_to(&mut self, committed: &mut ProducerStates) {
+        committed.producers.extend(self.changed.drain());
+    }
+
+    /// Forgets the group's changes.
+    pub(crate) fn clear(&mut self) {
+        self.changed.clear();
+    }
+}
+
+/// [`ProducerStates::check`] against what is remembered of the batch's producer, if anything.
+fn check_entry(entry: Option<&ProducerEntry>, batch: &ProducerBatch) -> SequenceCheck {
+    if !batch.is_idempotent() {
+        return SequenceCheck::Append;
+    }
+    let Some(entry) = entry else {
+        // A producer's first batch on a partition starts at sequence 0.
+        return if batch.base_sequence == 0 {
+            SequenceCheck::Append
+        } else {
+            SequenceCheck::UnknownProducer
+        };
+    };
+    if batch.producer_epoch < entry.epoch {
+        return SequenceCheck::FencedEpoch {
+            current: entry.epoch,
+            found: batch.producer_epoch,
+        };
+    }
+    if batch.producer_epoch > entry.epoch {
+        // A bumped epoch restarts the sequence.
+        return if batch.base_sequence == 0 {
+            SequenceCheck::Append
+        } else {
+            SequenceCheck::OutOfOrder {
+                expected: 0,
+                found: batch.base_sequence,
+            }
+        };
+    }
+    let last_sequence = batch.last_sequence();
+    if let Some(written) = entry
+        .batches
+        .iter()
+        .find(|w| w.first_sequence == batch.base_sequence && w.last_sequence == last_sequence)
+    {
+        return SequenceCheck::Duplicate {
+            base_offset: written.base_offset,
+            last_offset: written.last_offset,
+        };
+    }
+    let expected = entry
+        .batches
+        .back()
+        .map_or(0, |w| wrapping_sequence(w.last_sequence, 1));
+    if batch.base_sequence == expected {
+        SequenceCheck::Append
+    } else {
+        SequenceCheck::OutOfOrder {
+            expected,
+            found: batch.base_sequence,
+        }
+    }
+}
+
+/// Records `batch`, written at `base_offset..=last_offset`, in its producer's `entry`.
+fn record_entry(
+    entry: &mut ProducerEntry,
+    batch: &ProducerBatch,
+    base_offset: u64,
+    last_offset: u64,
+) {
+    if batch.producer_epoch != entry.epoch {
+        entry.epoch = batch.producer_epoch;
+        entry.batches.clear();
+    }
+    if entry.batches.len() == BATCHES_REMEMBERED {
+        entry.batches.pop_front();
+    }
+    entry.batches.push_back(Written {
+        first_sequence: batch.base_sequence,
+        last_sequence: batch.last_sequence(),
+        base_offset,
+        last_offset,
+    });
 }
 
 /// `sequence + delta`, wrapping from `i32::MAX` to 0 as Kafka's sequence numbers do.
@@ -328,6 +397,46 @@ mod tests {
             let recent = &written[written.len().saturating_sub(BATCHES_REMEMBERED)..];
             let (b, base) = recent[retry.index(recent.len())];
             prop_assert_eq!(states.check(&b), SequenceCheck::Duplicate { base_offset: base, last_offset: base + b.record_count as u64 - 1 });
+        }
+    }
+
+    proptest! {
+        /// A group's batches recorded apart and then applied leave the same states as
+        /// recording them directly; dropped, they leave the states as they were.
+        #[test]
+        fn pending_changes_applied_equal_direct_records_and_cleared_change_nothing(
+            seed in proptest::collection::vec((0i64..6, 0i16..2, 1i32..4), 1..40),
+            split in 0usize..40,
+        ) {
+            let mut direct = ProducerStates::default();
+            let mut committed = ProducerStates::default();
+            let mut pending = PendingProducers::default();
+            let mut next_sequence = std::collections::HashMap::new();
+            let mut offset = 0u64;
+            for (i, (producer, epoch, records)) in seed.into_iter().enumerate() {
+                let sequence = next_sequence.entry((producer, epoch)).or_insert(0i32);
+                let batch = batch(producer, epoch, *sequence, records);
+                prop_assert_eq!(pending.check(&committed, &batch), direct.check(&batch));
+                if direct.check(&batch) == SequenceCheck::Append {
+                    let last = offset + records as u64 - 1;
+                    direct.record(&batch, offset, last);
+                    pending.record(&committed, &batch, offset, last);
+                    *sequence += records;
+                    offset = last + 1;
+                }
+                if i == split {
+                    let before = committed.clone();
+                    let mut dropped = PendingProducers::default();
+                    dropped.record(&committed, &batch, offset, offset);
+                    dropped.clear();
+                    dropped.apply_to(&mut committed);
+                    prop_assert_eq!(&committed, &before);
+                    pending.apply_to(&mut committed);
+                    prop_assert_eq!(&committed, &direct);
+                }
+            }
+            pending.apply_to(&mut committed);
+            prop_assert_eq!(committed, direct);
         }
     }
 }
