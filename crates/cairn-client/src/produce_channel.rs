@@ -295,6 +295,14 @@ impl Shared {
     /// or a refused stream, which the producer retries (an idempotent producer's sequence
     /// numbers keep a retry from being written twice).
     ///
+    /// Except that `ENHANCE_YOUR_CALM` and `INADEQUATE_SECURITY` are `UNAVAILABLE` too, not
+    /// tonic's `RESOURCE_EXHAUSTED` and `PERMISSION_DENIED`: the producer takes those two as
+    /// refusals, written nowhere, and gives the batch's sequence numbers to the next one, while
+    /// a connection ended with either reason (`h2` ends one with `ENHANCE_YOUR_CALM` when a
+    /// peer trips its limits) fails every stream on it, including any the broker had already
+    /// written. Had it written this one, the next batch of the same length would match it as a
+    /// duplicate and be acknowledged at its offsets, never stored.
+    ///
     /// Unless the broker reset just this stream, the connection is dropped from the slot, so
     /// the retry dials a new one; calls already on it finish there.
     fn failed(&self, generation: u64, err: &h2::Error) -> tonic::Status {
@@ -305,8 +313,9 @@ impl Shared {
         let code = match err.reason() {
             None | Some(h2::Reason::REFUSED_STREAM) => tonic::Code::Unavailable,
             Some(h2::Reason::CANCEL) => tonic::Code::Cancelled,
-            Some(h2::Reason::ENHANCE_YOUR_CALM) => tonic::Code::ResourceExhausted,
-            Some(h2::Reason::INADEQUATE_SECURITY) => tonic::Code::PermissionDenied,
+            Some(h2::Reason::ENHANCE_YOUR_CALM | h2::Reason::INADEQUATE_SECURITY) => {
+                tonic::Code::Unavailable
+            }
             Some(_) => tonic::Code::Internal,
         };
         tonic::Status::new(
@@ -496,6 +505,41 @@ mod tests {
         assert_eq!(status.code(), tonic::Code::Unavailable, "{status}");
         assert!(status.message().contains(&address), "{status}");
         silent.abort();
+    }
+
+    /// A broker whose connection ends with `ENHANCE_YOUR_CALM` after a request reached it
+    /// (as `h2` ends one when a peer trips its limits) may have written that request: the
+    /// call fails as a broken connection's does, outcome unknown and retried, never as a
+    /// refusal whose sequence numbers the next batch would take.
+    #[tokio::test]
+    async fn a_connection_ended_with_enhance_your_calm_leaves_the_outcome_unknown() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binds");
+        let address = listener.local_addr().expect("has an address").to_string();
+        let broker = tokio::spawn(async move {
+            let (socket, _) = listener.accept().await.expect("accepts");
+            let mut connection = h2::server::handshake(socket).await.expect("handshakes");
+            let stream = connection.accept().await;
+            assert!(matches!(stream, Some(Ok(_))), "the request arrives");
+            connection.abrupt_shutdown(h2::Reason::ENHANCE_YOUR_CALM);
+            let _ = std::future::poll_fn(|cx| connection.poll_closed(cx)).await;
+            drop(stream);
+        });
+        let channel = ProduceChannel::lazy(&address, Timeouts::default()).expect("an address");
+        let status = channel
+            .produce(
+                &orders_request(),
+                Bytes::from_static(b"batch"),
+                Duration::from_secs(10),
+                1 << 20,
+            )
+            .await
+            .expect_err("the connection ends");
+        assert_eq!(status.code(), tonic::Code::Unavailable, "{status}");
+        let error = crate::ClientError::from(status);
+        assert!(error.outcome_unknown() && error.is_retriable(), "{error:?}");
+        broker.await.expect("the broker's script ran");
     }
 
     /// An answer that is not gRPC is coded as gRPC's HTTP mapping codes it: only "try again"

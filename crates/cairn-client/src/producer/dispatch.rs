@@ -9,7 +9,10 @@
 //! producer id, flush and close; a queue change that needs it sooner than it planned to wake
 //! notifies it.
 
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Poll;
 use std::time::Instant;
 
 use cairn_proto::v1::{ErrorCode, ProduceRequest};
@@ -102,7 +105,7 @@ impl Dispatcher {
                 ticket,
             } = batch;
             let batch_id = ticket.batch_id;
-            let result = dispatcher.request(&topic, partition, ticket).await;
+            let result = unwound_as_error(dispatcher.request(&topic, partition, ticket)).await;
             let mut accumulator = dispatcher.lock();
             accumulator.on_produced(&topic, partition, batch_id, result, Instant::now());
             dispatcher.dispatch(accumulator, &topic, &[partition]);
@@ -163,6 +166,47 @@ impl Dispatcher {
     }
 }
 
+/// `request`'s result or, if polling it panicked, an error whose outcome is unknown.
+///
+/// A panic must not end the request's task without an answer: its batch would stay in flight
+/// for good, its records unanswered, `flush` and `close` waiting on them, its share of the
+/// buffer held, and an idempotent partition's recovery waiting for it. tonic panics, for one,
+/// on a `grpc-status-details-bin` header that is not base64, which a proxy or a server that is
+/// not a broker can send. The batch may have been written, so it is answered as a broken
+/// connection's would be: retried under the same sequence numbers until its delivery timeout.
+async fn unwound_as_error<F>(request: F) -> Result<i64, ClientError>
+where
+    F: Future<Output = Result<i64, ClientError>>,
+{
+    let mut request = std::pin::pin!(request);
+    std::future::poll_fn(|cx| {
+        // Unwind safety: after a panic the future is only dropped, never polled again, and
+        // the queues' lock recovers from poisoning (`Dispatcher::lock`).
+        match std::panic::catch_unwind(AssertUnwindSafe(|| request.as_mut().poll(cx))) {
+            Ok(poll) => poll,
+            Err(panic) => Poll::Ready(Err(ClientError::Broker {
+                code: ErrorCode::BrokerNotAvailable,
+                status: tonic::Code::Internal,
+                message: format!(
+                    "the produce call failed in the client: {}",
+                    panic_message(panic.as_ref())
+                ),
+                leader: None,
+            })),
+        }
+    })
+    .await
+}
+
+/// The text a panic was raised with, when it was raised with text.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a panic without a message")
+}
+
 /// The one partition result of a single-partition produce answer, as an offset or an error.
 fn first_partition_result(response: cairn_proto::v1::ProduceResponse) -> Result<i64, ClientError> {
     let Some(result) = response.results.first() else {
@@ -180,4 +224,39 @@ fn first_partition_result(response: cairn_proto::v1::ProduceResponse) -> Result<
         });
     }
     Ok(result.base_offset)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_request_that_panics_is_answered_as_a_broken_connection() {
+        let answer = unwound_as_error(async {
+            tokio::task::yield_now().await;
+            panic!("Invalid status header, expected base64 encoded value");
+        })
+        .await;
+        let error = answer.expect_err("a panic is an error");
+        assert!(error.outcome_unknown(), "{error:?}");
+        assert!(error.is_retriable(), "{error:?}");
+        assert!(
+            error.to_string().contains("Invalid status header"),
+            "{error}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_request_that_returns_is_passed_through() {
+        assert_eq!(unwound_as_error(async { Ok(41) }).await.ok(), Some(41));
+        let refused = ClientError::local(ErrorCode::InvalidRequest, "no");
+        let answer = unwound_as_error(async move { Err(refused) }).await;
+        assert!(matches!(
+            answer,
+            Err(ClientError::Broker {
+                code: ErrorCode::InvalidRequest,
+                ..
+            })
+        ));
+    }
 }
