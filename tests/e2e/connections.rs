@@ -437,6 +437,99 @@ fn idle_timeout_closes_an_idle_http2_connection_but_not_one_with_a_stream_open()
     assert_eq!(closed_total(broker.http, "idle_timeout"), 1);
 }
 
+/// An HTTP/2 PING frame (8 bytes of opaque data, on stream 0).
+const H2_PING: &[u8] = b"\0\0\x08\x06\0\0\0\0\0cairn-pg";
+
+#[test]
+fn pings_alone_do_not_keep_a_connection_from_the_idle_timeout() {
+    // Idle counts calls, not bytes: the answers to the broker's keepalive PINGs (or, here, a
+    // client's own PINGs) had kept every pinged connection open for good.
+    let broker = start(&["--connections-max-idle-ms", "1000"], None);
+    let mut pinging = TcpStream::connect(broker.grpc).unwrap();
+    pinging.write_all(H2_PREFACE_AND_SETTINGS).unwrap();
+    let started = Instant::now();
+    let closed = loop {
+        thread::sleep(Duration::from_millis(200));
+        if pinging.write_all(H2_PING).is_err() {
+            break true;
+        }
+        if closed_total(broker.http, "idle_timeout") >= 1 {
+            break true;
+        }
+        if started.elapsed() > PATIENCE {
+            break false;
+        }
+    };
+    assert!(
+        closed,
+        "a connection sending only PINGs was never closed as idle"
+    );
+    wait_until("the close is counted", || {
+        closed_total(broker.http, "idle_timeout") >= 1
+    });
+}
+
+#[test]
+fn a_call_that_never_sends_its_message_ends_and_its_connection_then_idles_out() {
+    // A Produce call with its headers and nothing else: it holds no request memory, but it
+    // is in flight, so until it ends its connection is neither idle nor evictable. It ends at
+    // the request memory's time limit (30 s), and the connection then closes as idle.
+    let broker = start(&["--connections-max-idle-ms", "1000"], None);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let answer = runtime.block_on(async {
+        let socket = tokio::net::TcpStream::connect(broker.grpc).await.unwrap();
+        let (mut sender, connection) = h2::client::handshake(socket).await.unwrap();
+        let closed = tokio::spawn(async move { connection.await.is_ok() });
+        let request = http::Request::builder()
+            .method("POST")
+            .uri(format!("http://{}/cairn.v1.Producer/Produce", broker.grpc))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(())
+            .unwrap();
+        let (response, _silent_body) = sender.send_request(request, false).unwrap();
+        let response = tokio::time::timeout(PATIENCE, response)
+            .await
+            .expect("the call was never answered")
+            .unwrap();
+        // A refusal before any message is a trailers-only answer: its status is in the head.
+        let status = response
+            .headers()
+            .get("grpc-status")
+            .map(|v| v.to_str().unwrap().to_string());
+        let message = response
+            .headers()
+            .get("grpc-message")
+            .map(|v| v.to_str().unwrap().to_string());
+        let closed = tokio::time::timeout(PATIENCE, closed)
+            .await
+            .expect("the idle connection was never closed")
+            .unwrap();
+        (status, message, closed)
+    });
+    assert_eq!(
+        answer.0.as_deref(),
+        Some("4"),
+        "DEADLINE_EXCEEDED: {answer:?}"
+    );
+    assert!(
+        answer
+            .1
+            .as_deref()
+            .unwrap_or_default()
+            .contains("did%20not%20start")
+            || answer
+                .1
+                .as_deref()
+                .unwrap_or_default()
+                .contains("did not start"),
+        "{answer:?}"
+    );
+    wait_until("the close is counted", || {
+        closed_total(broker.http, "idle_timeout") >= 1
+    });
+}
+
 /// The soft and hard open-file limits of a running process, from `/proc/<pid>/limits`.
 fn open_file_limits(pid: u32) -> (String, String) {
     let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();

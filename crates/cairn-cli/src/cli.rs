@@ -366,8 +366,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "MS")]
     pub handshake_timeout_ms: Option<String>,
 
-    /// Time a connection may stay with no request in flight and nothing received before it is
-    /// closed (Kafka's connections.max.idle.ms) [env: CAIRN_CONNECTIONS_MAX_IDLE_MS]
+    /// Time a connection may stay with no request in flight and none ended before it is closed
+    /// (Kafka's connections.max.idle.ms) [env: CAIRN_CONNECTIONS_MAX_IDLE_MS]
     /// [default: 600000, 10 minutes]
     #[arg(long, value_name = "MS")]
     pub connections_max_idle_ms: Option<String>,

@@ -330,7 +330,17 @@ pub async fn run(
             handle.close();
         }
     };
-    let keepalive = (!cfg.cluster.is_single_node()).then_some(());
+    let (keepalive_interval, keepalive_timeout) = if cfg.cluster.is_single_node() {
+        (
+            connections::CLIENT_KEEPALIVE_INTERVAL,
+            connections::CLIENT_KEEPALIVE_TIMEOUT,
+        )
+    } else {
+        (
+            peer_limits.keepalive_interval,
+            peer_limits.keepalive_timeout,
+        )
+    };
     let limits = cfg.connections.effective(descriptor_limit::current()?.soft);
     // No per-address limit is held as u64::MAX; the log says "none" rather than that number.
     let per_ip = match limits.max_connections_per_ip {
@@ -383,11 +393,13 @@ pub async fn run(
         // Lets a client send a produce request's batch in a few large DATA frames rather than
         // 16 KiB ones (HTTP/2's default): each frame costs a header and often a syscall.
         .max_frame_size(Some(HTTP2_MAX_FRAME_BYTES))
-        // In a cluster, a peer that went silent without closing (paused, partitioned) is found
-        // by keepalive; a graceful shutdown would otherwise wait on its connection forever. A
-        // single node keeps its connection handling as it was (idle and handshake timeouts).
-        .http2_keepalive_interval(keepalive.map(|_| peer_limits.keepalive_interval))
-        .http2_keepalive_timeout(keepalive.map(|_| peer_limits.keepalive_timeout))
+        // A connection whose other end went silent without closing (a paused or partitioned
+        // peer, a vanished client holding a Subscribe) is found by keepalive; it would
+        // otherwise keep its place, and a graceful shutdown would wait on it, forever. The
+        // answers to these PINGs do not count as activity for the idle timeout (see
+        // `connections::tracked_stream`).
+        .http2_keepalive_interval(Some(keepalive_interval))
+        .http2_keepalive_timeout(Some(keepalive_timeout))
         // Over every service: the transport's own refusals get Cairn's codes and ErrorInfo,
         // and INTERNAL/UNAVAILABLE answers are logged (see `status`).
         .layer(status::StatusLayer)

@@ -17,7 +17,11 @@
 //! nothing else is held) rather than waiting forever. A message must then arrive whole within
 //! [`RequestMemory::body_timeout`] (30 s), or its call fails and the share is given back:
 //! declared sizes are taken before the bytes come, so a client could otherwise hold the
-//! budget with prefixes alone.
+//! budget with prefixes alone. Before that, a unary call's message must start (its prefix be
+//! whole) within the same limit of the call's start: a call with nothing sent holds no share,
+//! but it counts as in flight on its connection, and a connection with a call in flight is
+//! neither closed as idle nor evicted, so a few such calls could otherwise hold every
+//! connection the broker allows.
 //!
 //! A request waiting for its share is read on, its bytes counted in a waiting room apart from
 //! the budget and capped at a quarter of it (`WaitingRoom`; past the cap a request is
@@ -45,7 +49,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 mod budgeted_body;
 
 pub use budgeted_body::{BudgetedBody, RequestMemoryLayer, RequestMemoryService};
-pub(crate) use budgeted_body::{body_too_slow, budget_full};
+pub(crate) use budgeted_body::{body_too_slow, budget_full, message_too_slow_to_start};
 
 /// The budget when none is configured: 512 MiB, 32 of the largest requests at once. Kafka's
 /// own default is no byte limit at all (500 queued requests of up to 100 MB each).

@@ -34,7 +34,7 @@ impl RefusedReason {
 pub enum ClosedReason {
     /// It did not finish its HTTP/2 handshake in time.
     HandshakeTimeout,
-    /// It had no request in flight and sent nothing for the idle timeout.
+    /// It had no request in flight and ended none for the idle timeout.
     IdleTimeout,
     /// It was idle when the total limit was reached and a new connection needed its place.
     Evicted,

@@ -46,9 +46,18 @@ use tokio::net::TcpListener;
 /// frame (its TLS handshake included, with TLS on), when not configured. A real client does this in one round trip; ten seconds allows a
 /// slow network and still frees a descriptor held by a port scanner or a stuck client soon.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a connection may sit with no request in flight and no bytes from the client before
-/// it is closed, when not configured: Kafka's `connections.max.idle.ms` default, 10 minutes.
+/// How long a connection may sit with no request in flight and none ended before it is closed,
+/// when not configured: Kafka's `connections.max.idle.ms` default, 10 minutes.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+/// How often a single node PINGs each client connection, and how long it waits for the answer
+/// before closing it. A client that vanished without closing (a laptop asleep, a NAT mapping
+/// dropped, a partitioned pod) keeps a `Subscribe` in flight on a quiet topic, which keeps its
+/// connection from the idle timeout and eviction: without a PING it would hold its place until
+/// the broker stops. A cluster PINGs every connection faster, for its peers' sake
+/// (`peer::PeerLimits`).
+pub const CLIENT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+/// See [`CLIENT_KEEPALIVE_INTERVAL`].
+pub const CLIENT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The share of the process's descriptor limit that gRPC connections may use when the total is
 /// not configured: half, which leaves the other half for segment and index files, the admin port
 /// and the runtime.
@@ -66,7 +75,7 @@ pub struct ConnectionLimits {
     pub max_connections_per_ip: Option<u64>,
     /// How long a new connection may take to send its HTTP/2 preface and first SETTINGS frame.
     pub handshake_timeout: Duration,
-    /// How long a connection may stay with no request in flight and nothing received
+    /// How long a connection may stay with no request in flight and none ended
     /// (Kafka's `connections.max.idle.ms`).
     pub idle_timeout: Duration,
     /// Most bytes of request bodies held at once across every connection (Kafka's

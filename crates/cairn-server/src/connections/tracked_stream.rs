@@ -1,8 +1,12 @@
 //! An admitted gRPC connection's socket, as tonic reads and writes it. Besides passing bytes
 //! through, it closes the connection (its next read fails) when the client has not finished the
-//! HTTP/2 handshake within the handshake timeout, when it has had no request in flight and sent
-//! nothing for the idle timeout, or when the registry evicted it; and it holds the
+//! HTTP/2 handshake within the handshake timeout, when it has had no request in flight and
+//! ended none for the idle timeout, or when the registry evicted it; and it holds the
 //! connection's [`Registration`], so the connection's place is freed when hyper drops it.
+//!
+//! Idle counts calls, not bytes, as grpc-go's `MaxConnectionIdle` does: the answers to the
+//! broker's keepalive PINGs (and a client's own PINGs) are bytes read on a connection that
+//! does nothing, and counting them kept every pinged connection from ever being idle.
 //!
 //! The checks run only when a read would block: hyper always keeps a read pending on an HTTP/2
 //! connection, so the timer registered there wakes the connection's own task, and no extra task
@@ -47,7 +51,9 @@ pub(crate) struct TrackedStream {
     registration: Registration,
     preface: PrefaceProgress,
     handshake_done: bool,
-    last_read: Instant,
+    /// When the HTTP/2 preface was whole: the start of the idle time of a connection that has
+    /// not ended a call yet.
+    handshake_at: Instant,
     timer: Pin<Box<Sleep>>,
     limits: EffectiveLimits,
     metrics: Arc<ConnectionMetrics>,
@@ -88,7 +94,7 @@ impl TrackedStream {
             registration,
             preface: PrefaceProgress::default(),
             handshake_done: false,
-            last_read: now,
+            handshake_at: now,
             timer: Box::pin(tokio::time::sleep_until(
                 (now + limits.handshake_timeout).into(),
             )),
@@ -99,11 +105,11 @@ impl TrackedStream {
     }
 
     fn note_read(&mut self, bytes: &[u8]) {
-        self.last_read = Instant::now();
         if !self.handshake_done && self.preface.feed(bytes) {
             self.handshake_done = true;
+            self.handshake_at = Instant::now();
             self.registration.handshake_done();
-            self.rearm(self.last_read + self.limits.idle_timeout);
+            self.rearm(self.handshake_at + self.limits.idle_timeout);
         }
     }
 
@@ -131,7 +137,7 @@ impl TrackedStream {
             }
             let last_activity = state
                 .last_request_end()
-                .map_or(self.last_read, |end| end.max(self.last_read));
+                .map_or(self.handshake_at, |end| end.max(self.handshake_at));
             let deadline = last_activity + self.limits.idle_timeout;
             if now >= deadline {
                 return Poll::Ready(ClosedReason::IdleTimeout);

@@ -175,6 +175,7 @@ impl BudgetedBody {
         max_message_bytes: usize,
         unary: bool,
     ) -> Self {
+        let deadline = unary.then(|| Box::pin(tokio::time::sleep(memory.body_timeout())));
         BudgetedBody {
             inner,
             memory,
@@ -185,7 +186,11 @@ impl BudgetedBody {
             rest: None,
             acquiring: None,
             held: None,
-            deadline: None,
+            // A unary call's message must start within the time limit too: until then it
+            // holds no share, but its connection counts it in flight, which keeps the idle
+            // timeout and eviction off it. A stream may wait between messages as long as it
+            // likes, as a Subscribe does.
+            deadline,
             unbudgeted: false,
             unary,
             seen_message: false,
@@ -284,9 +289,15 @@ impl HttpBody for BudgetedBody {
                     if let Some(deadline) = this.deadline.as_mut()
                         && deadline.as_mut().poll(cx).is_ready()
                     {
+                        let started = this.held.is_some() || this.seen_message;
                         this.held = None;
                         this.deadline = None;
-                        return Poll::Ready(Some(Err(body_too_slow(this.memory.body_timeout()))));
+                        let limit = this.memory.body_timeout();
+                        return Poll::Ready(Some(Err(if started {
+                            body_too_slow(limit)
+                        } else {
+                            message_too_slow_to_start(limit)
+                        })));
                     }
                     match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
                         Some(Ok(frame)) => match frame.into_data() {
@@ -347,6 +358,20 @@ pub(crate) fn body_too_slow(limit: std::time::Duration) -> Status {
         format!(
             "the request's message did not arrive whole within {} s of the broker setting \
              memory aside for it (--queued-max-request-bytes)",
+            limit.as_secs()
+        ),
+    )
+}
+
+/// The status of a call whose message did not start (its 5-byte prefix not whole) within
+/// `limit` of the call's start: held open with nothing sent, it would keep its connection
+/// from the idle timeout and eviction for good.
+pub(crate) fn message_too_slow_to_start(limit: std::time::Duration) -> Status {
+    crate::status::status(
+        cairn_proto::v1::ErrorCode::RequestTimedOut,
+        tonic::Code::DeadlineExceeded,
+        format!(
+            "the request's message did not start within {} s of the call's start",
             limit.as_secs()
         ),
     )
@@ -443,6 +468,24 @@ mod tests {
         body.frame().await.unwrap().unwrap();
         assert_eq!(memory.used_bytes(), 100);
         fails_in_time(&mut body, &memory).await;
+    }
+
+    #[tokio::test]
+    async fn a_unary_call_whose_message_never_starts_fails_in_time() {
+        let memory = Arc::new(
+            RequestMemory::new(1_000).with_body_timeout(std::time::Duration::from_millis(50)),
+        );
+        // Two bytes of a prefix, then nothing: no share is taken, but the call must end.
+        let mut body = then_silence(Bytes::from_static(&[0, 0]), &memory);
+        body.frame().await.unwrap().unwrap();
+        assert_eq!(memory.used_bytes(), 0);
+        let failed = tokio::time::timeout(std::time::Duration::from_secs(5), body.frame())
+            .await
+            .expect("the time limit ends the wait")
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(failed.code(), tonic::Code::DeadlineExceeded);
+        assert!(failed.message().contains("did not start"), "{failed:?}");
     }
 
     #[tokio::test]

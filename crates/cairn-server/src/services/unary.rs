@@ -27,6 +27,7 @@ use tonic::{Code, Status};
 
 use crate::request_memory::{
     HeldRequestBytes, RequestMemory, WaitingRoom, body_too_slow, budget_full,
+    message_too_slow_to_start,
 };
 use crate::status::{invalid_request, status};
 
@@ -90,31 +91,35 @@ pub(crate) async fn read_request<M: Message + Default>(
     // The prefix and message together, once the prefix is in.
     let mut framed_bytes = None;
     let mut held = None;
-    let mut deadline = None;
+    // Before its prefix is in, a request holds no share but does hold its connection: it
+    // counts as in flight, which keeps the idle timeout and eviction off that connection. So
+    // its message must start within the same time limit, counted from the call's start;
+    // once its share is set aside, the limit starts again (see `RequestMemory::body_timeout`).
+    let mut deadline = tokio::time::Instant::now() + memory.body_timeout();
     // While the share is waited for: the wait, and the count of what arrives meanwhile. The
     // body is read on while it waits, so that its unread bytes never sit in the connection's
     // shared flow-control window, where they could keep this connection's other requests,
     // holding shares, from receiving the rest of their bodies.
     let mut waiting: Option<(WaitForShare<'_>, WaitingRoom<'_>)> = None;
     loop {
-        let next = match (waiting.as_mut(), deadline) {
-            (Some((share, _)), _) => tokio::select! {
+        let next = match waiting.as_mut() {
+            Some((share, _)) => tokio::select! {
                 share = share => Next::Share(share),
                 frame = body.frame() => Next::Frame(frame),
             },
-            // Once its share is set aside, the message must come whole in time (see
-            // `RequestMemory::body_timeout`).
-            (None, Some(deadline)) => match tokio::time::timeout_at(deadline, body.frame()).await {
+            None => match tokio::time::timeout_at(deadline, body.frame()).await {
                 Ok(frame) => Next::Frame(frame),
+                Err(_) if framed_bytes.is_none() => {
+                    return Err(message_too_slow_to_start(memory.body_timeout()));
+                }
                 Err(_) => return Err(body_too_slow(memory.body_timeout())),
             },
-            (None, None) => Next::Frame(body.frame().await),
         };
         let frame = match next {
             Next::Share(share) => {
                 held = Some(share);
                 waiting = None;
-                deadline = Some(tokio::time::Instant::now() + memory.body_timeout());
+                deadline = tokio::time::Instant::now() + memory.body_timeout();
                 continue;
             }
             Next::Frame(frame) => frame,
@@ -141,7 +146,7 @@ pub(crate) async fn read_request<M: Message + Default>(
             match memory.try_hold(PREFIX_BYTES + length) {
                 Some(share) => {
                     held = Some(share);
-                    deadline = Some(tokio::time::Instant::now() + memory.body_timeout());
+                    deadline = tokio::time::Instant::now() + memory.body_timeout();
                 }
                 None => {
                     let mut room = memory.waiting_room();
@@ -190,9 +195,10 @@ pub(crate) async fn read_request<M: Message + Default>(
     Ok((decoded, held.unwrap_or_else(HeldRequestBytes::none)))
 }
 
-/// The status a request's framing error is answered with. A set compressed flag is a protocol
-/// error here, as in tonic and grpc-go: an encoding the server refuses was already refused by
-/// its `grpc-encoding` header, so a flag without one is a broken client.
+/// The status a request's framing error is answered with. A set compressed flag without a
+/// `grpc-encoding` (an encoding the server refuses was already refused by its header) is a
+/// broken client: INVALID_ARGUMENT here, naming it, where the gRPC spec, tonic and grpc-go
+/// answer INTERNAL: Cairn keeps INTERNAL for its own faults, which it logs as such.
 fn refusal(err: FrameError) -> Status {
     match err {
         FrameError::TooLarge { .. } => status(
@@ -533,6 +539,33 @@ mod tests {
         assert_eq!(refused.code(), Code::DeadlineExceeded);
         assert_eq!(reason(&refused), "REQUEST_TIMED_OUT");
         assert_eq!(memory.used_bytes(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_call_whose_message_never_starts_is_refused_in_time() {
+        // Headers only, or four bytes of the prefix: no share is held, but the call would hold
+        // its connection open for good.
+        for sent in [Vec::new(), vec![Bytes::from_static(&[0, 0, 0, 0])]] {
+            let frames = futures_util::stream::iter(
+                sent.into_iter()
+                    .map(|chunk| Ok::<_, Status>(http_body::Frame::data(chunk))),
+            )
+            .chain(futures_util::stream::pending());
+            let body = Body::new(http_body_util::StreamBody::new(frames));
+            let memory =
+                RequestMemory::new(1 << 20).with_body_timeout(std::time::Duration::from_millis(50));
+            let refused = tokio::time::timeout(
+                std::time::Duration::from_secs(5),
+                read_request::<ProduceRequest>(Request::new(body), 1024, &memory),
+            )
+            .await
+            .expect("the time limit ends the wait")
+            .unwrap_err();
+            assert_eq!(refused.code(), Code::DeadlineExceeded);
+            assert_eq!(reason(&refused), "REQUEST_TIMED_OUT");
+            assert!(refused.message().contains("did not start"), "{refused:?}");
+            assert_eq!(memory.used_bytes(), 0);
+        }
     }
 
     #[tokio::test]
