@@ -182,6 +182,64 @@ fn bench_produce_and_consume_report_what_they_did() {
 }
 
 #[test]
+fn bench_produce_registers_the_producers_held_before_its_run() {
+    let data = tempfile::tempdir().unwrap();
+    let mut server = serve_on_free_ports(data.path()).spawn().unwrap();
+    let ready = wait_ready(&mut server);
+    let broker = ready_field(&ready, "grpc=");
+    let produced = cairn(&[
+        "--broker",
+        broker.as_str(),
+        "bench",
+        "produce",
+        "--topic",
+        "held",
+        "--partitions",
+        "2",
+        "--records",
+        "100",
+        "--producers-held",
+        "7",
+        "--format",
+        "json",
+    ])
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&produced.stderr);
+    assert!(produced.status.success(), "{stderr}");
+    assert!(stderr.contains("registered 7 producers"), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&produced.stdout).unwrap();
+    assert_eq!(report["records"], 100, "the run's own records only");
+    assert_eq!(report["settings"]["producers_held"], 7);
+    let described = cairn(&[
+        "--broker",
+        broker.as_str(),
+        "topic",
+        "describe",
+        "held",
+        "--format",
+        "json",
+    ])
+    .output()
+    .unwrap();
+    let topic: serde_json::Value = serde_json::from_slice(&described.stdout).unwrap();
+    let stored: Vec<i64> = topic["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["high_watermark"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        stored.iter().sum::<i64>(),
+        100 + 7 * 2,
+        "a record from each held producer on each partition: {stored:?}"
+    );
+    assert!(stored.iter().all(|&end| end >= 7), "{stored:?}");
+    send(&server, libc::SIGTERM);
+    assert!(wait_exit(server).status.success());
+}
+
+#[test]
 fn bench_flags_out_of_range_are_refused_before_anything_is_created() {
     let data = tempfile::tempdir().unwrap();
     let (server, broker) = start_broker(data.path());

@@ -26,6 +26,7 @@ mod pacer;
 mod produce;
 mod produce_flags;
 mod produce_report;
+mod producers_held;
 mod read_baseline;
 mod replay;
 mod replica_floor;

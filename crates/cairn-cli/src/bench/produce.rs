@@ -20,7 +20,7 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use cairn_client::{Admin, ClientError, DeliveryFuture, ErrorCode, Producer};
+use cairn_client::{Admin, ClientError, DeliveryFuture, ErrorCode, Producer, ProducerConfig};
 use clap::Args;
 use hdrhistogram::Histogram;
 use tokio::sync::mpsc;
@@ -33,6 +33,7 @@ use super::fsync_baseline;
 use super::pacer::Pacer;
 use super::produce_flags::{check_batch_fits, check_flags, record_template};
 use super::produce_report::{Measured, PacedFsync, report};
+use super::producers_held;
 use super::report::{Percentiles, latency_histogram, progress, progress_done, record_latency};
 use super::{OutputFormat, PROGRESS_INTERVAL};
 use crate::produce::AckArg;
@@ -78,6 +79,11 @@ pub struct BenchProduceArgs {
     /// ratios and latency targets.
     #[arg(long, value_name = "DIR")]
     pub baseline_dir: Option<PathBuf>,
+    /// Before the run, this many other idempotent producers (0 to 100,000) each write one
+    /// record to every partition, so that the partitions hold that many producers' state, as
+    /// a long-lived topic's do (every client restart is a new producer id).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub producers_held: u64,
     /// The broker's HTTP metrics, for its CPU time: http://HOST:PORT[/PATH]. Default: port
     /// 7071 on the --broker host when --broker is one address on port 7070 (a `cairn serve`
     /// without flags); otherwise the broker's CPU is reported as unknown.
@@ -111,13 +117,28 @@ pub async fn run(target: &crate::target::Target, args: BenchProduceArgs) -> anyh
         Some(dir) => Some(measure_baseline(dir, &args)?),
         None => None,
     };
-    match existing {
-        Some(topic) => eprintln!(
-            "using the existing topic {} ({} partitions)",
-            args.topic, topic.partitions
-        ),
-        None => create_topic(&admin, &args).await?,
-    }
+    let partitions = match existing {
+        Some(topic) => {
+            eprintln!(
+                "using the existing topic {} ({} partitions)",
+                args.topic, topic.partitions
+            );
+            // The broker caps a topic at 1,024 partitions.
+            i32::try_from(topic.partitions).unwrap_or(i32::MAX)
+        }
+        None => {
+            create_topic(&admin, &args).await?;
+            args.partitions
+        }
+    };
+    producers_held::register(
+        &target.brokers,
+        target.producer_config(ProducerConfig::default()),
+        &args.topic,
+        partitions,
+        args.producers_held,
+    )
+    .await?;
     let metrics = MetricsEndpoint::resolve(args.broker_metrics.as_ref(), &target.brokers);
     let broker_cpu_before = broker_cpu_seconds(&metrics, &args.topic).await;
     let bench_cpu_before = process_cpu_time()?;

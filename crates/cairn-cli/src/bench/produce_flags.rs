@@ -116,6 +116,12 @@ pub fn check_flags(args: &BenchProduceArgs) -> anyhow::Result<ProducerConfig> {
             args.linger_ms
         );
     }
+    super::flag_within(
+        "producers-held",
+        args.producers_held,
+        0,
+        super::producers_held::MAX_PRODUCERS_HELD,
+    )?;
     let config = producer_config(args);
     // The producer's own rules are the last word: a rule added there is enforced here too.
     config

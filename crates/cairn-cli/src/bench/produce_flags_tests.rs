@@ -76,6 +76,10 @@ fn every_flag_out_of_range_names_itself_and_its_range() {
             &["--acks", "none", "--in-flight", "5000"],
             "--in-flight 5000 is out of range: 1..=1024",
         ),
+        (
+            &["--producers-held", "100001"],
+            "--producers-held 100001 is out of range: it must be 0 to 100000",
+        ),
     ] {
         let message = refusal(flags);
         assert!(message.contains(expected), "{flags:?}: {message}");

@@ -149,6 +149,7 @@ fn to_json(args: &BenchProduceArgs, m: &Measured) -> Value {
             "acks": format!("{:?}", args.acks).to_lowercase(),
             "rate": args.rate,
             "linger_ms": args.linger_ms,
+            "producers_held": args.producers_held,
             "buffer_memory": m.buffer_memory,
         },
     });
