@@ -415,8 +415,9 @@ mod tests {
         )
     }
 
-    /// The body fails at the time limit with DEADLINE_EXCEEDED, its share given back.
-    async fn fails_in_time(body: &mut BudgetedBody, memory: &RequestMemory) {
+    /// The body fails at the time limit with DEADLINE_EXCEEDED, its share given back. Returns
+    /// the failure.
+    async fn fails_in_time(body: &mut BudgetedBody, memory: &RequestMemory) -> Status {
         let failed = tokio::time::timeout(std::time::Duration::from_secs(5), body.frame())
             .await
             .expect("the time limit ends the wait")
@@ -424,6 +425,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(failed.code(), tonic::Code::DeadlineExceeded);
         assert_eq!(memory.used_bytes(), 0);
+        failed
     }
 
     async fn settle() {
@@ -479,12 +481,7 @@ mod tests {
         let mut body = then_silence(Bytes::from_static(&[0, 0]), &memory);
         body.frame().await.unwrap().unwrap();
         assert_eq!(memory.used_bytes(), 0);
-        let failed = tokio::time::timeout(std::time::Duration::from_secs(5), body.frame())
-            .await
-            .expect("the time limit ends the wait")
-            .unwrap()
-            .unwrap_err();
-        assert_eq!(failed.code(), tonic::Code::DeadlineExceeded);
+        let failed = fails_in_time(&mut body, &memory).await;
         assert!(failed.message().contains("did not start"), "{failed:?}");
     }
 
