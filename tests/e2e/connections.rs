@@ -470,64 +470,93 @@ fn pings_alone_do_not_keep_a_connection_from_the_idle_timeout() {
 }
 
 #[test]
-fn a_call_that_never_sends_its_message_ends_and_its_connection_then_idles_out() {
-    // A Produce call with its headers and nothing else: it holds no request memory, but it
-    // is in flight, so until it ends its connection is neither idle nor evictable. It ends at
-    // the request memory's time limit (30 s), and the connection then closes as idle.
+fn calls_that_never_send_their_request_end_and_their_connection_then_idles_out() {
+    // Calls with their headers and nothing else: they hold no request memory, but they are in
+    // flight, so until they end their connection is neither idle nor evictable. A Produce (read
+    // by the broker itself), an Admin call (decoded by tonic, budgeted) and a health check
+    // (unbudgeted, and open to anyone) each end at the time limit (30 s), and the connection
+    // then closes as idle.
     let broker = start(&["--connections-max-idle-ms", "1000"], None);
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let answer = runtime.block_on(async {
+    let paths = [
+        "/cairn.v1.Producer/Produce",
+        "/cairn.v1.Admin/ListTopics",
+        "/grpc.health.v1.Health/Check",
+    ];
+    let answers = runtime.block_on(async {
         let socket = tokio::net::TcpStream::connect(broker.grpc).await.unwrap();
         let (mut sender, connection) = h2::client::handshake(socket).await.unwrap();
         let closed = tokio::spawn(async move { connection.await.is_ok() });
-        let request = http::Request::builder()
-            .method("POST")
-            .uri(format!("http://{}/cairn.v1.Producer/Produce", broker.grpc))
-            .header("content-type", "application/grpc")
-            .header("te", "trailers")
-            .body(())
-            .unwrap();
-        let (response, _silent_body) = sender.send_request(request, false).unwrap();
-        let response = tokio::time::timeout(PATIENCE, response)
-            .await
-            .expect("the call was never answered")
-            .unwrap();
-        // A refusal before any message is a trailers-only answer: its status is in the head.
-        let status = response
-            .headers()
-            .get("grpc-status")
-            .map(|v| v.to_str().unwrap().to_string());
-        let message = response
-            .headers()
-            .get("grpc-message")
-            .map(|v| v.to_str().unwrap().to_string());
-        let closed = tokio::time::timeout(PATIENCE, closed)
+        let mut calls = Vec::new();
+        for path in paths {
+            let request = http::Request::builder()
+                .method("POST")
+                .uri(format!("http://{}{path}", broker.grpc))
+                .header("content-type", "application/grpc")
+                .header("te", "trailers")
+                .body(())
+                .unwrap();
+            calls.push(sender.send_request(request, false).unwrap());
+        }
+        let mut answers = Vec::new();
+        for (response, _silent_body) in calls {
+            let response = tokio::time::timeout(PATIENCE, response)
+                .await
+                .expect("the call was never answered")
+                .unwrap();
+            // A refusal before any message is a trailers-only answer: its status is in the
+            // head.
+            let header = |name: &str| {
+                response
+                    .headers()
+                    .get(name)
+                    .map(|v| v.to_str().unwrap().to_string())
+                    .unwrap_or_default()
+            };
+            answers.push((header("grpc-status"), header("grpc-message")));
+        }
+        tokio::time::timeout(PATIENCE, closed)
             .await
             .expect("the idle connection was never closed")
             .unwrap();
-        (status, message, closed)
+        answers
     });
-    assert_eq!(
-        answer.0.as_deref(),
-        Some("4"),
-        "DEADLINE_EXCEEDED: {answer:?}"
-    );
-    assert!(
-        answer
-            .1
-            .as_deref()
-            .unwrap_or_default()
-            .contains("did%20not%20start")
-            || answer
-                .1
-                .as_deref()
-                .unwrap_or_default()
-                .contains("did not start"),
-        "{answer:?}"
-    );
+    for (path, (status, message)) in paths.iter().zip(&answers) {
+        assert_eq!(status, "4", "{path}: DEADLINE_EXCEEDED: {message}");
+        assert!(
+            message.contains("30%20s") || message.contains("30 s"),
+            "{path}: {message}"
+        );
+    }
     wait_until("the close is counted", || {
         closed_total(broker.http, "idle_timeout") >= 1
     });
+}
+
+#[test]
+fn a_producer_whose_own_connection_is_refused_over_a_limit_fails_without_redialing() {
+    // One connection per IP: the CLI's first (metadata) connection takes it, and the producer's
+    // own connection is refused with a GOAWAY naming the limit. That is a refusal, not a
+    // connection lost under a request: the produce fails naming the limit instead of dialing
+    // again and again until its deadline.
+    let broker = start(&["--max-connections-per-ip", "1"], None);
+    create_topic(broker.grpc);
+    wait_until("the topic's connection is gone", || {
+        metric(broker.http, "cairn_connections_open") == 0
+    });
+    let refused = cli_with_input(
+        &broker.grpc.to_string(),
+        &["--timeout", "20s", "produce", "orders", "--partition", "0"],
+        b"x\n",
+    );
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("--max-connections-per-ip"), "{stderr}");
+    let dialed = refused_total(broker.http, "max_connections_per_ip");
+    assert!(
+        (1..=3).contains(&dialed),
+        "refused {dialed} times: {stderr}"
+    );
 }
 
 /// The soft and hard open-file limits of a running process, from `/proc/<pid>/limits`.

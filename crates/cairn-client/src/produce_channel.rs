@@ -43,6 +43,10 @@ use crate::dial::{BrokerIo, dial};
 use crate::error::ClientError;
 use crate::producer::produce_call;
 
+/// How the debug text of the broker's GOAWAY begins when it refuses a connection over one of
+/// its connection limits (`cairn_server::connections::refusal`).
+const CONNECTION_REFUSED: &str = "connection refused:";
+
 /// A reconnecting HTTP/2 connection to one broker for Produce calls. Clones share it.
 #[derive(Clone, Debug)]
 pub(crate) struct ProduceChannel {
@@ -303,6 +307,12 @@ impl Shared {
     /// written. Had it written this one, the next batch of the same length would match it as a
     /// duplicate and be acknowledged at its offsets, never stored.
     ///
+    /// The one `ENHANCE_YOUR_CALM` that is a refusal is the broker's own over a connection
+    /// limit: a GOAWAY sent at accept, before any stream (its last stream is 0), whose text
+    /// starts "connection refused:" and names the limit. That stays `RESOURCE_EXHAUSTED`, not
+    /// retried: redialing is refused again until the deadline, while the limit's name tells
+    /// the operator what to change.
+    ///
     /// Unless the broker reset just this stream, the connection is dropped from the slot, so
     /// the retry dials a new one; calls already on it finish there.
     fn failed(&self, generation: u64, err: &h2::Error) -> tonic::Status {
@@ -310,7 +320,12 @@ impl Shared {
         if !only_this_stream {
             self.forget(generation);
         }
+        let refused_at_accept = err.is_go_away()
+            && err.is_remote()
+            && err.reason() == Some(h2::Reason::ENHANCE_YOUR_CALM)
+            && err.to_string().contains(CONNECTION_REFUSED);
         let code = match err.reason() {
+            _ if refused_at_accept => tonic::Code::ResourceExhausted,
             None | Some(h2::Reason::REFUSED_STREAM) => tonic::Code::Unavailable,
             Some(h2::Reason::CANCEL) => tonic::Code::Cancelled,
             Some(h2::Reason::ENHANCE_YOUR_CALM | h2::Reason::INADEQUATE_SECURITY) => {
@@ -539,6 +554,53 @@ mod tests {
         assert_eq!(status.code(), tonic::Code::Unavailable, "{status}");
         let error = crate::ClientError::from(status);
         assert!(error.outcome_unknown() && error.is_retriable(), "{error:?}");
+        broker.await.expect("the broker's script ran");
+    }
+
+    /// The broker's refusal over a connection limit (a GOAWAY at accept, last stream 0,
+    /// naming the limit) is a refusal: not retried, the limit named, where any other
+    /// `ENHANCE_YOUR_CALM` leaves the outcome unknown.
+    #[tokio::test]
+    async fn a_connection_refused_at_accept_over_a_limit_is_not_retried() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binds");
+        let address = listener.local_addr().expect("has an address").to_string();
+        let broker = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.expect("accepts");
+            let debug = b"connection refused: this client IP address already has 1 connections \
+                open (--max-connections-per-ip)";
+            let mut frames = vec![0, 0, 0, 4, 0, 0, 0, 0, 0];
+            let length = u32::try_from(8 + debug.len()).expect("small").to_be_bytes();
+            frames.extend_from_slice(&[length[1], length[2], length[3], 7, 0, 0, 0, 0, 0]);
+            frames.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0x0b]);
+            frames.extend_from_slice(debug);
+            socket.write_all(&frames).await.expect("writes");
+            socket.shutdown().await.expect("shuts down");
+            let mut sink = Vec::new();
+            let _ = socket.read_to_end(&mut sink).await;
+        });
+        let channel = ProduceChannel::lazy(&address, Timeouts::default()).expect("an address");
+        let status = channel
+            .produce(
+                &orders_request(),
+                Bytes::from_static(b"batch"),
+                Duration::from_secs(10),
+                1 << 20,
+            )
+            .await
+            .expect_err("refused");
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status}");
+        assert!(
+            status.message().contains("--max-connections-per-ip"),
+            "{status}"
+        );
+        let error = crate::ClientError::from(status);
+        assert!(
+            !error.is_retriable() && !error.outcome_unknown(),
+            "{error:?}"
+        );
         broker.await.expect("the broker's script ran");
     }
 

@@ -24,6 +24,10 @@
 //!
 //! Health checks (`grpc.health.v1`) are not budgeted, so that a load balancer's probe is
 //! answered while the budget is full; their messages are capped at `MAX_HEALTH_REQUEST_BYTES`.
+//! Their bodies are still wrapped, for the time limit alone: every call's request must arrive
+//! within [`RequestMemory::body_timeout`] of its start (a stream's, its first message must
+//! start), since a call in flight keeps its connection from the idle timeout and eviction, and
+//! health checks need no credentials.
 //! Node-to-node traffic (`cairn.cluster.v1.Peer`) is not budgeted: replication must go on
 //! while clients fill the budget, and a commit's acknowledgement would otherwise wait on the
 //! very produce requests it answers.
@@ -47,13 +51,15 @@ use super::{BudgetFull, HeldRequestBytes, RequestMemory};
 
 /// Paths whose bodies are not wrapped: the broker's own readers budget these, or (the peer
 /// service) they are not budgeted at all; see the module docs.
-const UNWRAPPED_PATH_PREFIXES: [&str; 5] = [
+const UNWRAPPED_PATH_PREFIXES: [&str; 4] = [
     crate::services::PRODUCE_PATH,
     crate::services::FETCH_PATH,
     crate::services::SUBSCRIBE_PATH,
     "/cairn.cluster.v1.Peer/",
-    "/grpc.health.v1.Health/",
 ];
+
+/// Paths whose bodies are held to the time limit but not budgeted (see the module docs).
+const TIMED_ONLY_PATH_PREFIX: &str = "/grpc.health.v1.Health/";
 
 /// The one budgeted service whose calls stream requests (server reflection); every other
 /// budgeted call is unary.
@@ -116,6 +122,11 @@ where
             return self.inner.call(request);
         }
         let (memory, max) = (Arc::clone(&self.layer.memory), self.layer.max_message_bytes);
+        if path.starts_with(TIMED_ONLY_PATH_PREFIX) {
+            return self
+                .inner
+                .call(request.map(|body| Body::new(BudgetedBody::timed_only(body, memory))));
+        }
         let unary = !path.starts_with(STREAMING_PATH_PREFIX);
         self.inner
             .call(request.map(|body| Body::new(BudgetedBody::new(body, memory, max, unary))))
@@ -147,7 +158,8 @@ pub struct BudgetedBody {
     held: Option<HeldRequestBytes>,
     /// When the held message must be whole by (see [`RequestMemory::body_timeout`]).
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
-    /// Past a message over the limit, which tonic refuses: the rest goes on unbudgeted.
+    /// Past a message over the limit, which tonic refuses, or from the start for a body held
+    /// to the time limit alone ([`BudgetedBody::timed_only`]): the rest goes on unbudgeted.
     unbudgeted: bool,
     /// A unary call: one message, whose share (and time limit) lasts to the end of the stream.
     unary: bool,
@@ -175,7 +187,11 @@ impl BudgetedBody {
         max_message_bytes: usize,
         unary: bool,
     ) -> Self {
-        let deadline = unary.then(|| Box::pin(tokio::time::sleep(memory.body_timeout())));
+        // The call's request must start within the time limit: until then it holds no share,
+        // but its connection counts it in flight, which keeps the idle timeout and eviction off
+        // it. A stream's later messages may come as late as they like (the limit runs from
+        // each one's prefix), as its first is then known to have come.
+        let deadline = Some(Box::pin(tokio::time::sleep(memory.body_timeout())));
         BudgetedBody {
             inner,
             memory,
@@ -186,15 +202,19 @@ impl BudgetedBody {
             rest: None,
             acquiring: None,
             held: None,
-            // A unary call's message must start within the time limit too: until then it
-            // holds no share, but its connection counts it in flight, which keeps the idle
-            // timeout and eviction off it. A stream may wait between messages as long as it
-            // likes, as a Subscribe does.
             deadline,
             unbudgeted: false,
             unary,
             seen_message: false,
         }
+    }
+
+    /// Wraps `inner` for the time limit alone: nothing is taken from the budget, and the whole
+    /// body must arrive within [`RequestMemory::body_timeout`] of the call's start.
+    pub fn timed_only(inner: Body, memory: Arc<RequestMemory>) -> Self {
+        let mut body = BudgetedBody::new(inner, memory, usize::MAX, true);
+        body.unbudgeted = true;
+        body
     }
 
     /// Hands on the part of `data` inside the current message, keeping what follows it for
@@ -293,7 +313,9 @@ impl HttpBody for BudgetedBody {
                         this.held = None;
                         this.deadline = None;
                         let limit = this.memory.body_timeout();
-                        return Poll::Ready(Some(Err(if started {
+                        return Poll::Ready(Some(Err(if this.unbudgeted && !started {
+                            request_too_slow(limit)
+                        } else if started {
                             body_too_slow(limit)
                         } else {
                             message_too_slow_to_start(limit)
@@ -358,6 +380,19 @@ pub(crate) fn body_too_slow(limit: std::time::Duration) -> Status {
         format!(
             "the request's message did not arrive whole within {} s of the broker setting \
              memory aside for it (--queued-max-request-bytes)",
+            limit.as_secs()
+        ),
+    )
+}
+
+/// The status of a call whose whole request did not arrive within `limit` of its start (a
+/// call held to the time limit but not budgeted: a health check).
+fn request_too_slow(limit: std::time::Duration) -> Status {
+    crate::status::status(
+        cairn_proto::v1::ErrorCode::RequestTimedOut,
+        tonic::Code::DeadlineExceeded,
+        format!(
+            "the request did not arrive whole within {} s of the call's start",
             limit.as_secs()
         ),
     )
@@ -483,6 +518,48 @@ mod tests {
         assert_eq!(memory.used_bytes(), 0);
         let failed = fails_in_time(&mut body, &memory).await;
         assert!(failed.message().contains("did not start"), "{failed:?}");
+    }
+
+    #[tokio::test]
+    async fn a_stream_whose_first_message_never_starts_fails_in_time() {
+        let memory = Arc::new(
+            RequestMemory::new(1_000).with_body_timeout(std::time::Duration::from_millis(50)),
+        );
+        let frames = futures_util::stream::pending::<Result<Frame<Bytes>, Status>>();
+        let mut body = BudgetedBody::new(
+            Body::new(http_body_util::StreamBody::new(frames)),
+            Arc::clone(&memory),
+            1 << 20,
+            false,
+        );
+        let failed = fails_in_time(&mut body, &memory).await;
+        assert!(failed.message().contains("did not start"), "{failed:?}");
+    }
+
+    #[tokio::test]
+    async fn a_health_check_is_held_to_the_time_limit_but_takes_nothing() {
+        let memory = Arc::new(
+            RequestMemory::new(1_000).with_body_timeout(std::time::Duration::from_millis(50)),
+        );
+        // A whole request passes as it came, with nothing taken from the budget.
+        let wire = message(95);
+        let taken = Arc::new(AtomicUsize::new(0));
+        let body = BudgetedBody::timed_only(
+            body_of(vec![wire.clone()], Arc::clone(&taken)),
+            Arc::clone(&memory),
+        );
+        assert_eq!(body.collect().await.unwrap().to_bytes(), wire);
+        assert_eq!(memory.used_bytes(), 0);
+        // Headers and part of a request, then nothing: the call ends at the limit.
+        let frames = futures_util::stream::iter([Ok::<_, Status>(Frame::data(wire.slice(..10)))])
+            .chain(futures_util::stream::pending());
+        let mut body = BudgetedBody::timed_only(
+            Body::new(http_body_util::StreamBody::new(frames)),
+            Arc::clone(&memory),
+        );
+        body.frame().await.unwrap().unwrap();
+        let failed = fails_in_time(&mut body, &memory).await;
+        assert!(failed.message().contains("arrive whole"), "{failed:?}");
     }
 
     #[tokio::test]
