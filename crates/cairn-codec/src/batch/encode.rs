@@ -153,9 +153,11 @@ impl BatchBuilder {
                 &self.records[BATCH_HEADER_BYTES..],
                 &mut compressed,
             )?;
+            let batch = assemble(&header, &compressed)?;
+            // Only once the batch is built: a failed build keeps its records, as above.
             self.capacity_hint = self.records.len();
             self.records = Vec::new();
-            assemble(&header, &compressed)?
+            batch
         };
         self.records.clear();
         self.record_count = 0;
