@@ -109,15 +109,20 @@ fn consume_counts(operator: &[(&str, String)]) -> BTreeMap<usize, usize> {
 /// Runs the operator's round trip: a topic with three replicas, `RECORD_COUNT` records with
 /// `acks=all`, each read back exactly once.
 fn round_trip(operator: &[(&str, String)]) {
-    let described = run(operator, &["cluster", "describe", "--format", "json"], b"");
-    assert!(
-        described.status.success(),
-        "cluster describe: {}",
-        stderr(&described)
-    );
-    let described: Value = serde_json::from_slice(&described.stdout).unwrap();
-    let controller = described["controller_id"].as_i64().unwrap();
-    assert!((1..=3).contains(&controller), "{described}");
+    // Healthy nodes serve before their controller group has a leader (a split vote on two
+    // busy cores takes a few terms), so the controller is waited for, over TLS like the rest.
+    wait_for("a controller, seen over TLS", || {
+        let described = run(operator, &["cluster", "describe", "--format", "json"], b"");
+        assert!(
+            described.status.success(),
+            "cluster describe: {}",
+            stderr(&described)
+        );
+        let described: Value = serde_json::from_slice(&described.stdout).unwrap();
+        described["controller_id"]
+            .as_i64()
+            .is_some_and(|controller| (1..=3).contains(&controller))
+    });
 
     // A topic created moments after start can meet a controller still forming: that refusal
     // is retriable, so retry it until the cluster takes the topic.
