@@ -472,6 +472,38 @@ mod tests {
         (address, accepted, silent)
     }
 
+    /// A broker that runs `script` on the first connection it accepts: its address and the
+    /// script's task.
+    async fn scripted_broker<F, Fut>(script: F) -> (String, tokio::task::JoinHandle<()>)
+    where
+        F: FnOnce(tokio::net::TcpStream) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binds");
+        let address = listener.local_addr().expect("has an address").to_string();
+        let broker = tokio::spawn(async move {
+            let (socket, _) = listener.accept().await.expect("accepts");
+            script(socket).await;
+        });
+        (address, broker)
+    }
+
+    /// One produce call to `address` that must fail within its 10 s deadline: its status.
+    async fn failed_produce(address: &str) -> tonic::Status {
+        ProduceChannel::lazy(address, Timeouts::default())
+            .expect("an address")
+            .produce(
+                &orders_request(),
+                Bytes::from_static(b"batch"),
+                Duration::from_secs(10),
+                1 << 20,
+            )
+            .await
+            .expect_err("the call fails")
+    }
+
     fn orders_request() -> ProduceRequest {
         ProduceRequest {
             topic: "orders".to_string(),
@@ -528,29 +560,16 @@ mod tests {
     /// refusal whose sequence numbers the next batch would take.
     #[tokio::test]
     async fn a_connection_ended_with_enhance_your_calm_leaves_the_outcome_unknown() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("binds");
-        let address = listener.local_addr().expect("has an address").to_string();
-        let broker = tokio::spawn(async move {
-            let (socket, _) = listener.accept().await.expect("accepts");
+        let (address, broker) = scripted_broker(|socket| async move {
             let mut connection = h2::server::handshake(socket).await.expect("handshakes");
             let stream = connection.accept().await;
             assert!(matches!(stream, Some(Ok(_))), "the request arrives");
             connection.abrupt_shutdown(h2::Reason::ENHANCE_YOUR_CALM);
             let _ = std::future::poll_fn(|cx| connection.poll_closed(cx)).await;
             drop(stream);
-        });
-        let channel = ProduceChannel::lazy(&address, Timeouts::default()).expect("an address");
-        let status = channel
-            .produce(
-                &orders_request(),
-                Bytes::from_static(b"batch"),
-                Duration::from_secs(10),
-                1 << 20,
-            )
-            .await
-            .expect_err("the connection ends");
+        })
+        .await;
+        let status = failed_produce(&address).await;
         assert_eq!(status.code(), tonic::Code::Unavailable, "{status}");
         let error = crate::ClientError::from(status);
         assert!(error.outcome_unknown() && error.is_retriable(), "{error:?}");
@@ -563,12 +582,7 @@ mod tests {
     #[tokio::test]
     async fn a_connection_refused_at_accept_over_a_limit_is_not_retried() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("binds");
-        let address = listener.local_addr().expect("has an address").to_string();
-        let broker = tokio::spawn(async move {
-            let (mut socket, _) = listener.accept().await.expect("accepts");
+        let (address, broker) = scripted_broker(|mut socket| async move {
             let debug = b"connection refused: this client IP address already has 1 connections \
                 open (--max-connections-per-ip)";
             let mut frames = vec![0, 0, 0, 4, 0, 0, 0, 0, 0];
@@ -580,17 +594,9 @@ mod tests {
             socket.shutdown().await.expect("shuts down");
             let mut sink = Vec::new();
             let _ = socket.read_to_end(&mut sink).await;
-        });
-        let channel = ProduceChannel::lazy(&address, Timeouts::default()).expect("an address");
-        let status = channel
-            .produce(
-                &orders_request(),
-                Bytes::from_static(b"batch"),
-                Duration::from_secs(10),
-                1 << 20,
-            )
-            .await
-            .expect_err("refused");
+        })
+        .await;
+        let status = failed_produce(&address).await;
         assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status}");
         assert!(
             status.message().contains("--max-connections-per-ip"),

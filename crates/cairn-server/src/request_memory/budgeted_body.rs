@@ -217,6 +217,19 @@ impl BudgetedBody {
         body
     }
 
+    /// What the body fails with when its time limit passes: its message, once it started, was
+    /// not whole; or it never started; or, held to the limit alone, the request was not whole.
+    fn late(&self) -> Status {
+        let limit = self.memory.body_timeout();
+        if self.held.is_some() || self.seen_message {
+            body_too_slow(limit)
+        } else if self.unbudgeted {
+            request_too_slow(limit)
+        } else {
+            message_too_slow_to_start(limit)
+        }
+    }
+
     /// Hands on the part of `data` inside the current message, keeping what follows it for
     /// the next poll.
     fn pass_message_bytes(
@@ -309,17 +322,10 @@ impl HttpBody for BudgetedBody {
                     if let Some(deadline) = this.deadline.as_mut()
                         && deadline.as_mut().poll(cx).is_ready()
                     {
-                        let started = this.held.is_some() || this.seen_message;
+                        let late = this.late();
                         this.held = None;
                         this.deadline = None;
-                        let limit = this.memory.body_timeout();
-                        return Poll::Ready(Some(Err(if this.unbudgeted && !started {
-                            request_too_slow(limit)
-                        } else if started {
-                            body_too_slow(limit)
-                        } else {
-                            message_too_slow_to_start(limit)
-                        })));
+                        return Poll::Ready(Some(Err(late)));
                     }
                     match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
                         Some(Ok(frame)) => match frame.into_data() {
@@ -374,41 +380,38 @@ pub(crate) fn budget_full(full: BudgetFull) -> Status {
 
 /// The error a body gets when its message is not whole within the time limit.
 pub(crate) fn body_too_slow(limit: std::time::Duration) -> Status {
-    crate::status::status(
-        cairn_proto::v1::ErrorCode::RequestTimedOut,
-        tonic::Code::DeadlineExceeded,
-        format!(
-            "the request's message did not arrive whole within {} s of the broker setting \
-             memory aside for it (--queued-max-request-bytes)",
-            limit.as_secs()
-        ),
-    )
-}
-
-/// The status of a call whose whole request did not arrive within `limit` of its start (a
-/// call held to the time limit but not budgeted: a health check).
-fn request_too_slow(limit: std::time::Duration) -> Status {
-    crate::status::status(
-        cairn_proto::v1::ErrorCode::RequestTimedOut,
-        tonic::Code::DeadlineExceeded,
-        format!(
-            "the request did not arrive whole within {} s of the call's start",
-            limit.as_secs()
-        ),
-    )
+    timed_out(format!(
+        "the request's message did not arrive whole within {} s of the broker setting memory \
+         aside for it (--queued-max-request-bytes)",
+        limit.as_secs()
+    ))
 }
 
 /// The status of a call whose message did not start (its 5-byte prefix not whole) within
 /// `limit` of the call's start: held open with nothing sent, it would keep its connection
 /// from the idle timeout and eviction for good.
 pub(crate) fn message_too_slow_to_start(limit: std::time::Duration) -> Status {
+    timed_out(format!(
+        "the request's message did not start within {} s of the call's start",
+        limit.as_secs()
+    ))
+}
+
+/// The status of a call whose whole request did not arrive within `limit` of its start (a
+/// call held to the time limit but not budgeted: a health check).
+fn request_too_slow(limit: std::time::Duration) -> Status {
+    timed_out(format!(
+        "the request did not arrive whole within {} s of the call's start",
+        limit.as_secs()
+    ))
+}
+
+/// A call's request did not come in time: REQUEST_TIMED_OUT, saying what was late.
+fn timed_out(message: String) -> Status {
     crate::status::status(
         cairn_proto::v1::ErrorCode::RequestTimedOut,
         tonic::Code::DeadlineExceeded,
-        format!(
-            "the request's message did not start within {} s of the call's start",
-            limit.as_secs()
-        ),
+        message,
     )
 }
 
@@ -463,6 +466,11 @@ mod tests {
         failed
     }
 
+    /// A 1,000-byte budget whose time limit is 50 ms.
+    fn short_limited_memory() -> Arc<RequestMemory> {
+        Arc::new(RequestMemory::new(1_000).with_body_timeout(std::time::Duration::from_millis(50)))
+    }
+
     async fn settle() {
         for _ in 0..20 {
             tokio::task::yield_now().await;
@@ -497,9 +505,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_message_not_whole_in_time_fails_the_body_and_gives_its_share_back() {
-        let memory = Arc::new(
-            RequestMemory::new(1_000).with_body_timeout(std::time::Duration::from_millis(50)),
-        );
+        let memory = short_limited_memory();
         let wire = message(95);
         let mut body = then_silence(wire.slice(..10), &memory);
         body.frame().await.unwrap().unwrap();
@@ -509,9 +515,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_unary_call_whose_message_never_starts_fails_in_time() {
-        let memory = Arc::new(
-            RequestMemory::new(1_000).with_body_timeout(std::time::Duration::from_millis(50)),
-        );
+        let memory = short_limited_memory();
         // Two bytes of a prefix, then nothing: no share is taken, but the call must end.
         let mut body = then_silence(Bytes::from_static(&[0, 0]), &memory);
         body.frame().await.unwrap().unwrap();
@@ -522,9 +526,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_stream_whose_first_message_never_starts_fails_in_time() {
-        let memory = Arc::new(
-            RequestMemory::new(1_000).with_body_timeout(std::time::Duration::from_millis(50)),
-        );
+        let memory = short_limited_memory();
         let frames = futures_util::stream::pending::<Result<Frame<Bytes>, Status>>();
         let mut body = BudgetedBody::new(
             Body::new(http_body_util::StreamBody::new(frames)),
@@ -538,9 +540,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_health_check_is_held_to_the_time_limit_but_takes_nothing() {
-        let memory = Arc::new(
-            RequestMemory::new(1_000).with_body_timeout(std::time::Duration::from_millis(50)),
-        );
+        let memory = short_limited_memory();
         // A whole request passes as it came, with nothing taken from the budget.
         let wire = message(95);
         let taken = Arc::new(AtomicUsize::new(0));
@@ -621,9 +621,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_unary_message_left_open_past_the_time_limit_fails_and_gives_its_share_back() {
-        let memory = Arc::new(
-            RequestMemory::new(1_000).with_body_timeout(std::time::Duration::from_millis(50)),
-        );
+        let memory = short_limited_memory();
         let wire = message(95);
         let mut body = then_silence(wire, &memory);
         body.frame().await.unwrap().unwrap();
