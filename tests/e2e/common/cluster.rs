@@ -706,5 +706,27 @@ impl Drop for Cluster {
             let _ = child.kill();
             let _ = child.wait();
         }
+        if std::thread::panicking() {
+            keep_logs(&self.logs);
+        }
     }
+}
+
+/// Copies a failed test's node logs out of its temporary directory, which is removed right
+/// after the cluster: a failure message that names them would otherwise point at nothing.
+fn keep_logs(logs: &[PathBuf]) {
+    let kept = std::env::temp_dir().join(format!(
+        "cairn-e2e-failed-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    if std::fs::create_dir_all(&kept).is_err() {
+        return;
+    }
+    for log in logs {
+        if let Some(name) = log.file_name() {
+            let _ = std::fs::copy(log, kept.join(name));
+        }
+    }
+    eprintln!("the failed test's node logs are kept in {}", kept.display());
 }
