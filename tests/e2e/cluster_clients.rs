@@ -2,7 +2,8 @@
 //! producer and the CLI bootstrapped from one node write to every partition (each led by
 //! whichever node won its election), and every record is read back from any other node; and a
 //! producer keeps every record acknowledged exactly once while the leader of a partition is
-//! killed with SIGKILL under it.
+//! killed with SIGKILL under it. A replicated partition forgets idempotent producers silent
+//! past `--producer-id-expiration-ms`, as a single node does.
 
 #![allow(clippy::unwrap_used, reason = "tests: a failure here is a failed test")]
 
@@ -552,6 +553,20 @@ async fn clients_are_given_each_nodes_advertised_address_not_its_peer_address() 
     }
     let read = consume_all(&brokers, TOPIC).await;
     assert_eq!(read.len(), 30);
+    drop(cluster);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replicated_partition_forgets_producer_ids_silent_past_their_expiration() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = start_cluster_with(dir.path(), 3, &["--producer-id-expiration-ms", "1000"]);
+    let leaders = cluster
+        .create_topic(&cluster.addresses[0], TOPIC, 1, 3)
+        .await;
+    let leader = &cluster.addresses[usize::try_from(leaders[0] - 1).unwrap()];
+    let brokers = cluster.addresses.join(",");
+    let written = common::producer_ids::check_expiration(leader, &brokers, TOPIC).await;
+    assert_eq!(consume_all(&brokers, TOPIC).await.len(), written);
     drop(cluster);
 }
 

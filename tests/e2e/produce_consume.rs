@@ -1,6 +1,8 @@
 //! `cairn produce` and `cairn consume` through the real binary: tens of thousands of keyed lines
 //! round-trip exactly once, each key in order, each record on the partition Kafka's partitioner
 //! picks, offsets dense from 0 per partition; a restarted broker serves exactly the same records.
+//! An idempotent producer silent past `--producer-id-expiration-ms` is forgotten, stays
+//! forgotten across a restart, and Cairn's own producer carries on under a new id.
 
 #![allow(clippy::unwrap_used, reason = "tests: a failure here is a failed test")]
 
@@ -125,4 +127,51 @@ fn keyed_lines_round_trip_in_order_where_kafka_would_put_them() {
     );
     send(&server, libc::SIGTERM);
     assert!(wait_exit(server).status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn producer_ids_silent_past_their_expiration_are_forgotten_even_across_a_restart() {
+    let data = tempfile::tempdir().unwrap();
+    let mut command = serve_on_free_ports(data.path());
+    command.args(["--producer-id-expiration-ms", "1000"]);
+    let (server, broker) = start_command(command);
+    cli_ok(
+        &broker,
+        &["topic", "create", "expiring", "--partitions", "1"],
+    );
+    let written = common::producer_ids::check_expiration(&broker, &broker, "expiring").await;
+    let read = consume_json_with_cli(&broker, "expiring");
+    assert_eq!(read.lines().count(), written, "{read}");
+
+    // A clean stop saves the producer state without the forgotten producers; after a restart
+    // a producer that was forgotten is still unknown, and nothing written is lost.
+    let mut client =
+        cairn_proto::v1::producer_client::ProducerClient::connect(format!("http://{broker}"))
+            .await
+            .unwrap();
+    let forgotten = common::producer_ids::issued_id(&mut client).await;
+    common::producer_ids::produce_as(&mut client, "expiring", forgotten, 0)
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
+    let trigger = common::producer_ids::issued_id(&mut client).await;
+    common::producer_ids::produce_as(&mut client, "expiring", trigger, 0)
+        .await
+        .unwrap();
+    drop(client);
+    stop_broker(server);
+    let mut command = serve_on_free_ports(data.path());
+    command.args(["--producer-id-expiration-ms", "1000"]);
+    let (server, broker) = start_command(command);
+    let mut client =
+        cairn_proto::v1::producer_client::ProducerClient::connect(format!("http://{broker}"))
+            .await
+            .unwrap();
+    assert_eq!(
+        common::producer_ids::produce_as(&mut client, "expiring", forgotten, 1).await,
+        Err("UNKNOWN_PRODUCER_ID".to_string())
+    );
+    let read = consume_json_with_cli(&broker, "expiring");
+    assert_eq!(read.lines().count(), written + 2, "{read}");
+    stop_broker(server);
 }

@@ -21,6 +21,7 @@ use crate::group::Groups;
 use crate::node_identity::NodeIdentity;
 use crate::partition::{Partition, PartitionProblem};
 use crate::producer_ids::ProducerIds;
+use crate::producer_state::ProducerExpiration;
 use crate::topic_config::TopicConfig;
 use crate::topic_name::{CONSUMER_OFFSETS_TOPIC, is_internal};
 use crate::topic_open::{OnOpenError, open_topic};
@@ -60,6 +61,19 @@ pub struct BrokerConfig {
     /// (default [`DEFAULT_MAX_PARTITIONS`]). Creates past it are refused; topics already on
     /// disk always open.
     pub max_partitions: u32,
+    /// How long a partition remembers an idempotent producer after its last write (Kafka's
+    /// `producer.id.expiration.ms`; default a day, see [`ProducerExpiration`]).
+    pub producer_id_expiration: ProducerExpiration,
+}
+
+impl BrokerConfig {
+    /// How this node opens its single-copy partitions.
+    pub(crate) fn local_options(&self) -> crate::partition::LocalOptions {
+        crate::partition::LocalOptions {
+            writer: self.cluster.local_writer_options(),
+            producer_expiration: self.producer_id_expiration,
+        }
+    }
 }
 
 /// One partition's place and offsets, as `describe` and metadata report them.
@@ -176,7 +190,7 @@ impl Broker {
         let defaults = cfg.topic_defaults.clone();
         let cluster = cfg.cluster.clone();
         let opener = Arc::clone(&clock);
-        let writer_options = cluster.local_writer_options();
+        let local_options = cfg.local_options();
         let topics = blocking(move || {
             std::fs::create_dir_all(&data_dir)
                 .map_err(|e| BrokerError::io("create data directory", &data_dir, e))?;
@@ -200,7 +214,7 @@ impl Broker {
                     stored.partition_count,
                     stored.config,
                     &opener,
-                    writer_options,
+                    local_options,
                     OnOpenError::Stop,
                 )?;
                 topics.insert(stored.name, Arc::new(topic));

@@ -26,6 +26,7 @@ async fn open(dir: &std::path::Path) -> Broker {
         topic_defaults: TopicConfig::default(),
         offsets_topic_partitions: DEFAULT_OFFSETS_TOPIC_PARTITIONS,
         max_partitions: crate::DEFAULT_MAX_PARTITIONS,
+        producer_id_expiration: Default::default(),
     };
     Broker::open(cfg, Arc::new(SystemClock)).await.unwrap()
 }

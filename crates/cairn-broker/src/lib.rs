@@ -139,7 +139,10 @@ pub use produce::{
 };
 pub use producer_filter::{PRODUCER_SNAPSHOT_INTERVAL_BYTES, SequenceError};
 pub use producer_ids::PRODUCER_ID_BLOCK;
-pub use producer_state::{BATCHES_REMEMBERED, ProducerBatch, ProducerStates, SequenceCheck};
+pub use producer_state::{
+    BATCHES_REMEMBERED, DEFAULT_PRODUCER_ID_EXPIRATION, ProducerBatch, ProducerExpiration,
+    ProducerStates, SequenceCheck,
+};
 pub use scrub::{DEFAULT_SCRUB_BYTES_PER_SEC, ScrubReport};
 pub use security_admin::SecurityView;
 pub use sequencer::MAX_ORDERING_WAIT;

@@ -3,6 +3,8 @@
 //! group commit, the entries the group changed so far ([`PendingProducers`]). It also keeps
 //! the state's snapshots (`producer_snapshot`): one every [`PRODUCER_SNAPSHOT_INTERVAL_BYTES`]
 //! of log and one at a clean close, so opening reads a bounded tail of the log, whatever it holds.
+//! After each group commit it forgets producers silent for longer than their expiration
+//! ([`ProducerExpiration`]), when a look is due.
 
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
@@ -10,11 +12,14 @@ use std::sync::Arc;
 
 use cairn_log::batch::Batch;
 use cairn_log::{
-    Admission, AppendFilter, AppendInfo, DamagedRange, EntryIndex, LogError, LogReader, Offset,
+    Admission, AppendFilter, AppendInfo, Clock, DamagedRange, EntryIndex, LogError, LogReader,
+    Offset,
 };
 
 use crate::producer_snapshot;
-use crate::producer_state::{PendingProducers, ProducerBatch, ProducerStates, SequenceCheck};
+use crate::producer_state::{
+    PendingProducers, ProducerBatch, ProducerExpiration, ProducerStates, SequenceCheck,
+};
 
 /// Why an idempotent batch was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -82,15 +87,27 @@ pub(crate) struct ProducerFilter {
     snapshot_offset: Option<Offset>,
     /// Bytes between interval snapshots ([`PRODUCER_SNAPSHOT_INTERVAL_BYTES`]; tests use less).
     snapshot_interval_bytes: u64,
+    /// How long a silent producer is remembered.
+    expiration: ProducerExpiration,
+    /// The broker's clock: when each batch is recorded, and when producers expire.
+    clock: Arc<dyn Clock>,
 }
 
 impl ProducerFilter {
     /// Restores the producer states of the partition in `dir`: from its newest usable snapshot,
     /// then every batch of the log after it (the whole log when there is none). A damaged batch
     /// is stepped over and reported, never a reason to fail: the partition must still open.
-    pub(crate) fn open(dir: &Path, reader: &LogReader) -> (ProducerFilter, RebuildReport) {
+    /// Batches read from the log count as written now (their producers are kept a whole
+    /// `expiration` from the open).
+    pub(crate) fn open(
+        dir: &Path,
+        reader: &LogReader,
+        expiration: ProducerExpiration,
+        clock: Arc<dyn Clock>,
+    ) -> (ProducerFilter, RebuildReport) {
         let log_end = reader.log_end_offset();
-        let snapshot = producer_snapshot::load_newest(dir, log_end, |err| {
+        let now_ms = clock.now_ms();
+        let snapshot = producer_snapshot::load_newest(dir, log_end, now_ms, |err| {
             tracing::warn!(%err, "producer snapshot skipped; an older one or the log is used");
         })
         .unwrap_or_else(|err| {
@@ -105,7 +122,14 @@ impl ProducerFilter {
             Some(s) => (s.states, s.offset.max(reader.log_start_offset())),
             None => (ProducerStates::default(), reader.log_start_offset()),
         };
-        let scanned = record_batches(&mut states, reader, from, None, &mut report.batches_read);
+        let scanned = record_batches(
+            &mut states,
+            reader,
+            from,
+            None,
+            now_ms,
+            &mut report.batches_read,
+        );
         match scanned {
             Ok(damaged) => report.damaged = damaged,
             // The start lies outside the log only if the log changed under us, which nothing
@@ -123,8 +147,20 @@ impl ProducerFilter {
             unsnapshotted_bytes: 0,
             snapshot_offset: report.snapshot_offset,
             snapshot_interval_bytes: PRODUCER_SNAPSHOT_INTERVAL_BYTES,
+            expiration,
+            clock,
         };
         (filter, report)
+    }
+
+    /// Forgets the producers silent past their expiration, when a look is due.
+    fn expire(&mut self) {
+        let forgotten = self
+            .committed
+            .expire_due(self.clock.now_ms(), self.expiration);
+        if forgotten > 0 {
+            tracing::debug!(dir = %self.dir.display(), forgotten, remembered = self.committed.len(), "producer ids expired");
+        }
     }
 
     /// Writes a snapshot at `log_end` unless one is there already.
@@ -144,8 +180,8 @@ impl ProducerFilter {
 }
 
 /// Records in `states` the idempotent producers' batches of `reader`'s visible log from offset
-/// `from` up to `end` (the visible end when `None`), counting the batches read in `read`.
-/// Returns the damaged ranges stepped over.
+/// `from` up to `end` (the visible end when `None`), as written at `now_ms`, counting the
+/// batches read in `read`. Returns the damaged ranges stepped over.
 ///
 /// # Errors
 /// [`LogError`] when `from` lies outside the log.
@@ -154,6 +190,7 @@ pub(crate) fn record_batches(
     reader: &LogReader,
     from: Offset,
     end: Option<Offset>,
+    now_ms: i64,
     read: &mut u64,
 ) -> Result<Vec<DamagedRange>, LogError> {
     reader.scan_batches(from.as_i64(), |batch| {
@@ -167,7 +204,7 @@ pub(crate) fn record_batches(
             let last = batch
                 .base_offset()
                 .plus(batch.offset_count().saturating_sub(1));
-            states.record(&producer, batch.base_offset().0, last.0);
+            states.record(&producer, batch.base_offset().0, last.0, now_ms);
         }
         ControlFlow::Continue(())
     })
@@ -201,6 +238,7 @@ impl AppendFilter for ProducerFilter {
 
     fn commit(&mut self, log_end: Offset) {
         self.pending.apply_to(&mut self.committed);
+        self.expire();
         self.unsnapshotted_bytes += std::mem::take(&mut self.pending_bytes);
         if self.unsnapshotted_bytes >= self.snapshot_interval_bytes {
             self.snapshot(log_end, false);
@@ -213,6 +251,7 @@ impl AppendFilter for ProducerFilter {
     }
 
     fn close(&mut self, log_end: Offset) {
+        self.expire();
         self.snapshot(log_end, true);
     }
 }
@@ -234,8 +273,9 @@ impl ProducerFilter {
         match self.pending.check(&self.committed, producer) {
             SequenceCheck::Append => {
                 let last = next_offset.plus(batch.offset_count().saturating_sub(1));
+                let now_ms = self.clock.now_ms();
                 self.pending
-                    .record(&self.committed, producer, next_offset.0, last.0);
+                    .record(&self.committed, producer, next_offset.0, last.0, now_ms);
                 Admission::Append
             }
             SequenceCheck::Duplicate {
@@ -297,7 +337,12 @@ pub(crate) mod tests {
     /// Opens the filter on `dir` and starts a writer with it, snapshotting every `interval`.
     fn start(dir: &Path, interval: u64) -> (LogWriter, RebuildReport) {
         let log = Log::open(dir, LogConfig::default(), 0).unwrap();
-        let (mut filter, report) = ProducerFilter::open(dir, &log.reader());
+        let (mut filter, report) = ProducerFilter::open(
+            dir,
+            &log.reader(),
+            ProducerExpiration::default(),
+            Arc::new(ManualClock::new(0)),
+        );
         filter.snapshot_interval_bytes = interval;
         let writer = LogWriter::spawn_filtered(
             log,
@@ -320,14 +365,24 @@ pub(crate) mod tests {
             }
         }
         let log = Log::open(scratch.path(), LogConfig::default(), 0).unwrap();
-        let (filter, report) = ProducerFilter::open(scratch.path(), &log.reader());
+        let (filter, report) = ProducerFilter::open(
+            scratch.path(),
+            &log.reader(),
+            ProducerExpiration::default(),
+            Arc::new(ManualClock::new(0)),
+        );
         assert_eq!(report.snapshot_offset, None);
         filter.committed
     }
 
     fn state_of(dir: &Path) -> (ProducerStates, RebuildReport) {
         let log = Log::open(dir, LogConfig::default(), 0).unwrap();
-        let (filter, report) = ProducerFilter::open(dir, &log.reader());
+        let (filter, report) = ProducerFilter::open(
+            dir,
+            &log.reader(),
+            ProducerExpiration::default(),
+            Arc::new(ManualClock::new(0)),
+        );
         (filter.committed, report)
     }
 
@@ -335,7 +390,62 @@ pub(crate) mod tests {
     /// admission, commit and rollback by hand, as the writer thread does.
     fn bare_filter(dir: &Path) -> ProducerFilter {
         let log = Log::open(dir, LogConfig::default(), 0).unwrap();
-        ProducerFilter::open(dir, &log.reader()).0
+        ProducerFilter::open(
+            dir,
+            &log.reader(),
+            ProducerExpiration::default(),
+            Arc::new(ManualClock::new(0)),
+        )
+        .0
+    }
+
+    #[test]
+    fn producers_silent_past_the_expiration_are_forgotten_and_left_out_of_the_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path(), LogConfig::default(), 0).unwrap();
+        let clock = Arc::new(ManualClock::new(1_000));
+        let expiration = ProducerExpiration::after(std::time::Duration::from_secs(60));
+        let (mut filter, _) = ProducerFilter::open(
+            dir.path(),
+            &log.reader(),
+            expiration,
+            Arc::clone(&clock) as Arc<dyn Clock>,
+        );
+        assert!(matches!(
+            filter.admit(&[idempotent_batch(1, 0)], Offset(0)),
+            Admission::Append
+        ));
+        filter.commit(Offset(2));
+        clock.advance(30_000);
+        assert!(matches!(
+            filter.admit(&[idempotent_batch(2, 0)], Offset(2)),
+            Admission::Append
+        ));
+        filter.commit(Offset(4));
+        assert_eq!(filter.committed.len(), 2, "neither is 60 s silent yet");
+        // 61 s after producer 1's write, 31 s after producer 2's: the next commit looks.
+        clock.advance(31_000);
+        assert!(matches!(
+            filter.admit(&[idempotent_batch(2, 2)], Offset(4)),
+            Admission::Append
+        ));
+        filter.commit(Offset(6));
+        assert_eq!(filter.committed.len(), 1);
+        assert!(
+            matches!(
+                filter.admit(&[idempotent_batch(1, 2)], Offset(6)),
+                Admission::Reject(LogError::Rejected(ref e))
+                    if e.to_string().contains("unknown producer 1")
+            ),
+            "a forgotten producer's next sequence is refused as unknown"
+        );
+        filter.rollback();
+        filter.close(Offset(6));
+        let saved = producer_snapshot::load_newest(dir.path(), Offset(6), 0, |_| {})
+            .unwrap()
+            .unwrap();
+        assert_eq!(saved.offset, Offset(6));
+        assert_eq!(saved.states.len(), 1, "the snapshot holds only producer 2");
     }
 
     fn is_duplicate_at(admission: &Admission, base: u64) -> bool {
@@ -463,6 +573,6 @@ pub(crate) mod tests {
             filter_states.check(&retry),
             SequenceCheck::Duplicate { .. }
         ));
-        filter_states.record(&retry, 0, 0);
+        filter_states.record(&retry, 0, 0, 0);
     }
 }

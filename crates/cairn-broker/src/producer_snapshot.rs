@@ -19,11 +19,15 @@ use cairn_log::Offset;
 use crate::producer_state::{BATCHES_REMEMBERED, ProducerEntry, ProducerStates, Written};
 
 const MAGIC: &[u8; 8] = b"CAIRNPST";
-const VERSION: u16 = 1;
+/// Version 2 adds each producer's last write time (for expiration); version 1 files, written
+/// before it, are still read.
+const VERSION: u16 = 2;
 /// Magic, version, reserved, CRC-32C, snapshot offset, producer count.
 const HEADER_BYTES: usize = 8 + 2 + 2 + 4 + 8 + 4;
-/// Producer id, epoch, batch count.
-const PRODUCER_BYTES: usize = 8 + 2 + 1;
+/// Producer id, epoch, last write time (version 2), batch count.
+const PRODUCER_BYTES: usize = 8 + 2 + 8 + 1;
+/// The same in version 1, without the last write time.
+const PRODUCER_BYTES_V1: usize = 8 + 2 + 1;
 /// First and last sequence, base and last offset.
 const WRITTEN_BYTES: usize = 4 + 4 + 8 + 8;
 /// Largest snapshot read: far above any real producer population (a million producers with
@@ -79,6 +83,7 @@ pub(crate) fn encode(offset: Offset, states: &ProducerStates) -> Vec<u8> {
         count += 1;
         body.extend_from_slice(&id.to_be_bytes());
         body.extend_from_slice(&entry.epoch.to_be_bytes());
+        body.extend_from_slice(&entry.last_write_ms.to_be_bytes());
         // At most BATCHES_REMEMBERED, which fits a byte (checked at compile time below).
         body.push(entry.batches.len() as u8);
         for w in &entry.batches {
@@ -119,11 +124,13 @@ impl Cursor<'_> {
     }
 }
 
-/// Decodes a snapshot file's bytes.
+/// Decodes a snapshot file's bytes. A version 1 file does not say when its producers last
+/// wrote: they are taken as having written at `now_ms`, so each is kept a whole expiration from
+/// the upgrade.
 ///
 /// # Errors
 /// A description of what is wrong: bad magic, version, checksum, counts or lengths.
-pub(crate) fn decode(bytes: &[u8]) -> Result<Snapshot, String> {
+pub(crate) fn decode(bytes: &[u8], now_ms: i64) -> Result<Snapshot, String> {
     if bytes.len() < HEADER_BYTES {
         return Err(format!("{} bytes is shorter than the header", bytes.len()));
     }
@@ -132,9 +139,11 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Snapshot, String> {
         return Err("bad magic".to_string());
     }
     let version = u16::from_be_bytes(cur.take()?);
-    if version != VERSION {
-        return Err(format!("unknown version {version}"));
-    }
+    let producer_bytes = match version {
+        1 => PRODUCER_BYTES_V1,
+        VERSION => PRODUCER_BYTES,
+        _ => return Err(format!("unknown version {version}")),
+    };
     if cur.take::<2>()? != [0, 0] {
         return Err("reserved bytes are not zero".to_string());
     }
@@ -149,13 +158,17 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Snapshot, String> {
     let count = u32::from_be_bytes(cur.take()?);
     // Each producer takes at least PRODUCER_BYTES, so a count the file cannot hold is damage;
     // checking first keeps a bad count from sizing an allocation.
-    if (count as usize).saturating_mul(PRODUCER_BYTES) > cur.bytes.len() {
+    if (count as usize).saturating_mul(producer_bytes) > cur.bytes.len() {
         return Err(format!("{count} producers do not fit the file"));
     }
     let mut entries = Vec::with_capacity(count as usize);
     for _ in 0..count {
         let id = i64::from_be_bytes(cur.take()?);
         let epoch = i16::from_be_bytes(cur.take()?);
+        let last_write_ms = match version {
+            1 => now_ms,
+            _ => i64::from_be_bytes(cur.take()?),
+        };
         let [batch_count] = cur.take::<1>()?;
         if usize::from(batch_count) > BATCHES_REMEMBERED {
             return Err(format!("producer {id} has {batch_count} batches"));
@@ -169,7 +182,14 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Snapshot, String> {
                 last_offset: u64::from_be_bytes(cur.take()?),
             });
         }
-        entries.push((id, ProducerEntry { epoch, batches }));
+        entries.push((
+            id,
+            ProducerEntry {
+                epoch,
+                batches,
+                last_write_ms,
+            },
+        ));
     }
     if !cur.bytes.is_empty() {
         return Err(format!("{} bytes after the last producer", cur.bytes.len()));
@@ -246,13 +266,15 @@ fn list(dir: &Path) -> Result<Vec<(Offset, PathBuf)>, SnapshotError> {
 
 /// The newest usable snapshot in `dir` at or below `log_end`. Snapshots beyond the log end are
 /// removed (the log they described was cut by a crash); unreadable ones are reported through
-/// `skipped`, removed, and the next older one is tried.
+/// `skipped`, removed, and the next older one is tried. `now_ms` is the broker's clock, for a
+/// version 1 file (see [`decode`]).
 ///
 /// # Errors
 /// I/O errors listing the directory or removing a file.
 pub(crate) fn load_newest(
     dir: &Path,
     log_end: Offset,
+    now_ms: i64,
     mut skipped: impl FnMut(&SnapshotError),
 ) -> Result<Option<Snapshot>, SnapshotError> {
     for (offset, path) in list(dir)?.into_iter().rev() {
@@ -267,7 +289,7 @@ pub(crate) fn load_newest(
             remove(&path)?;
             continue;
         }
-        match read(&path, offset) {
+        match read(&path, offset, now_ms) {
             Ok(snapshot) => return Ok(Some(snapshot)),
             Err(err) => {
                 skipped(&err);
@@ -278,7 +300,7 @@ pub(crate) fn load_newest(
     Ok(None)
 }
 
-fn read(path: &Path, named: Offset) -> Result<Snapshot, SnapshotError> {
+fn read(path: &Path, named: Offset, now_ms: i64) -> Result<Snapshot, SnapshotError> {
     let corrupt = |reason: String| SnapshotError::Corrupt {
         path: path.to_path_buf(),
         reason,
@@ -292,7 +314,7 @@ fn read(path: &Path, named: Offset) -> Result<Snapshot, SnapshotError> {
     if len > MAX_SNAPSHOT_BYTES {
         return Err(corrupt(format!("{len} bytes is larger than any snapshot")));
     }
-    let snapshot = decode(&fs::read(path).map_err(io)?).map_err(corrupt)?;
+    let snapshot = decode(&fs::read(path).map_err(io)?, now_ms).map_err(corrupt)?;
     if snapshot.offset != named {
         return Err(corrupt(format!(
             "holds offset {} but is named for {}",
@@ -318,7 +340,7 @@ mod tests {
                     base_sequence: seq * 2,
                     record_count: 2,
                 };
-                states.record(&batch, seq as u64 * 10, seq as u64 * 10 + 1);
+                states.record(&batch, seq as u64 * 10, seq as u64 * 10 + 1, id * 1_000);
             }
         }
         states
@@ -327,9 +349,57 @@ mod tests {
     #[test]
     fn a_snapshot_round_trips() {
         let states = states(40);
-        let decoded = decode(&encode(Offset(1234), &states)).unwrap();
+        let decoded = decode(&encode(Offset(1234), &states), 0).unwrap();
         assert_eq!(decoded.offset, Offset(1234));
         assert_eq!(decoded.states, states);
+    }
+
+    /// The version 1 layout (before last write times), as Cairn wrote it until 2026-12-07.
+    fn encode_v1(offset: Offset, states: &ProducerStates) -> Vec<u8> {
+        let mut body = Vec::new();
+        let mut count: u32 = 0;
+        for (id, entry) in states.entries() {
+            count += 1;
+            body.extend_from_slice(&id.to_be_bytes());
+            body.extend_from_slice(&entry.epoch.to_be_bytes());
+            body.push(entry.batches.len() as u8);
+            for w in &entry.batches {
+                for field in [
+                    w.first_sequence.to_be_bytes(),
+                    w.last_sequence.to_be_bytes(),
+                ] {
+                    body.extend_from_slice(&field);
+                }
+                for field in [w.base_offset.to_be_bytes(), w.last_offset.to_be_bytes()] {
+                    body.extend_from_slice(&field);
+                }
+            }
+        }
+        let mut out = MAGIC.to_vec();
+        out.extend_from_slice(&1u16.to_be_bytes());
+        out.extend_from_slice(&[0; 6]);
+        out.extend_from_slice(&offset.0.to_be_bytes());
+        out.extend_from_slice(&count.to_be_bytes());
+        out.extend_from_slice(&body);
+        let crc = crc32c::crc32c(&out[16..]);
+        out[12..16].copy_from_slice(&crc.to_be_bytes());
+        out
+    }
+
+    #[test]
+    fn a_version_1_snapshot_is_read_with_its_producers_written_now() {
+        let states = states(40);
+        let decoded = decode(&encode_v1(Offset(77), &states), 5_000).unwrap();
+        assert_eq!(decoded.offset, Offset(77));
+        let mut expected: Vec<_> = states.entries().map(|(id, e)| (id, e.clone())).collect();
+        for (_, entry) in &mut expected {
+            entry.last_write_ms = 5_000;
+        }
+        assert_eq!(decoded.states, ProducerStates::from_entries(expected));
+        let bytes = encode_v1(Offset(77), &states);
+        for idx in 0..bytes.len() {
+            assert!(decode(&bytes[..idx], 0).is_err(), "cut at {idx} accepted");
+        }
     }
 
     #[test]
@@ -338,8 +408,8 @@ mod tests {
         for idx in 0..bytes.len() {
             let mut damaged = bytes.clone();
             damaged[idx] ^= 0x40;
-            assert!(decode(&damaged).is_err(), "flip at {idx} accepted");
-            assert!(decode(&bytes[..idx]).is_err(), "cut at {idx} accepted");
+            assert!(decode(&damaged, 0).is_err(), "flip at {idx} accepted");
+            assert!(decode(&bytes[..idx], 0).is_err(), "cut at {idx} accepted");
         }
     }
 
@@ -352,7 +422,7 @@ mod tests {
         write(dir.path(), Offset(30), &states(4), false).unwrap();
         assert!(!dir.path().join(file_name(Offset(10))).exists());
         // Beyond the log end: removed, the older one is used.
-        let loaded = load_newest(dir.path(), Offset(25), |_| panic!("nothing is damaged"))
+        let loaded = load_newest(dir.path(), Offset(25), 0, |_| panic!("nothing is damaged"))
             .unwrap()
             .unwrap();
         assert_eq!(loaded.offset, Offset(20));
@@ -365,7 +435,7 @@ mod tests {
         bytes[last] ^= 1;
         fs::write(&path, bytes).unwrap();
         let mut reported = 0;
-        let loaded = load_newest(dir.path(), Offset(25), |_| reported += 1).unwrap();
+        let loaded = load_newest(dir.path(), Offset(25), 0, |_| reported += 1).unwrap();
         assert!(loaded.is_none());
         assert_eq!(reported, 1);
         assert!(!path.exists());
@@ -377,7 +447,7 @@ mod tests {
         let tmp = dir.path().join(format!("{:020}{TMP_SUFFIX}", 5));
         fs::write(&tmp, b"half").unwrap();
         assert!(
-            load_newest(dir.path(), Offset(100), |_| {})
+            load_newest(dir.path(), Offset(100), 0, |_| {})
                 .unwrap()
                 .is_none()
         );

@@ -7,8 +7,18 @@
 //! It does no I/O: the partition feeds it the producer fields of each batch before appending
 //! ([`ProducerStates::check`]) and the offsets after ([`ProducerStates::record`]). On open it is
 //! restored from the newest snapshot (`producer_snapshot.rs`) and fed the batches after it.
+//!
+//! A producer that has not written for [`ProducerExpiration`] (a day by default) is forgotten,
+//! as Kafka forgets it after `producer.id.expiration.ms`: every client restart is a new producer
+//! id, so without this a long-lived partition's state, and every snapshot of it, grows with each
+//! producer that ever wrote to it. A forgotten producer that writes again is told
+//! `UNKNOWN_PRODUCER_ID` (its sequence no longer starts at 0), and Cairn's client then carries
+//! on under a new producer id. What counts is the broker's clock when the batch was recorded,
+//! not the batch's own timestamps: a producer that re-publishes old events with their original
+//! times would otherwise be forgotten between two of its own batches.
 
 use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
 
 /// How many recent batches are remembered per producer (Kafka's
 /// `max.in.flight.requests.per.connection` ceiling for idempotence).
@@ -79,18 +89,76 @@ pub(crate) struct Written {
     pub(crate) last_offset: u64,
 }
 
-/// What is remembered of one producer: its epoch and its last batches, oldest first.
+/// What is remembered of one producer: its epoch, its last batches (oldest first), and when it
+/// last wrote.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct ProducerEntry {
     pub(crate) epoch: i16,
     pub(crate) batches: VecDeque<Written>,
+    /// The broker's wall-clock time, in ms since the epoch, when this producer's newest batch
+    /// was recorded: what [`ProducerExpiration`] counts from.
+    pub(crate) last_write_ms: i64,
+}
+
+/// How long a partition remembers an idempotent producer after its last write (Kafka's
+/// `producer.id.expiration.ms`; see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProducerExpiration {
+    after_ms: i64,
+}
+
+/// Default [`ProducerExpiration`]: a day, as Kafka's `producer.id.expiration.ms`. Far longer
+/// than any producer's delivery timeout (Cairn's client gives up on a record after 120 s), so a
+/// retry never meets a forgotten state.
+pub const DEFAULT_PRODUCER_ID_EXPIRATION: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The longest time between two looks for expired producers: Kafka's
+/// `producer.id.expiration.check.interval.ms` default.
+const MAX_EXPIRATION_CHECK_INTERVAL_MS: i64 = 10 * 60 * 1000;
+
+impl Default for ProducerExpiration {
+    fn default() -> Self {
+        ProducerExpiration::after(DEFAULT_PRODUCER_ID_EXPIRATION)
+    }
+}
+
+impl ProducerExpiration {
+    /// Producers are forgotten `after` their last write (at least 1 ms).
+    pub fn after(after: Duration) -> Self {
+        ProducerExpiration {
+            after_ms: i64::try_from(after.as_millis()).unwrap_or(i64::MAX).max(1),
+        }
+    }
+
+    /// How long a producer is remembered after its last write.
+    pub fn duration(&self) -> Duration {
+        Duration::from_millis(self.after_ms.unsigned_abs())
+    }
+
+    /// How often states are looked through: a tenth of the expiration, so that a producer is
+    /// forgotten at most 10% late, and at most every 10 minutes, as Kafka does.
+    fn check_interval_ms(&self) -> i64 {
+        (self.after_ms / 10).clamp(1, MAX_EXPIRATION_CHECK_INTERVAL_MS)
+    }
 }
 
 /// The producer state of one partition.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default)]
 pub struct ProducerStates {
     producers: HashMap<i64, ProducerEntry>,
+    /// When [`ProducerStates::expire_due`] last looked through the producers.
+    last_expiry_check_ms: Option<i64>,
 }
+
+/// Equal when they remember the same producers; when they last looked for expired ones does
+/// not count.
+impl PartialEq for ProducerStates {
+    fn eq(&self, other: &Self) -> bool {
+        self.producers == other.producers
+    }
+}
+
+impl Eq for ProducerStates {}
 
 impl ProducerStates {
     /// Every producer and what is remembered of it, for a snapshot.
@@ -102,6 +170,7 @@ impl ProducerStates {
     pub(crate) fn from_entries(entries: impl IntoIterator<Item = (i64, ProducerEntry)>) -> Self {
         ProducerStates {
             producers: entries.into_iter().collect(),
+            last_expiry_check_ms: None,
         }
     }
 
@@ -110,14 +179,40 @@ impl ProducerStates {
         check_entry(self.producers.get(&batch.producer_id), batch)
     }
 
-    /// Remembers that `batch` was written at `base_offset..=last_offset`. Call it only for
-    /// batches [`ProducerStates::check`] let through, once they are durable.
-    pub fn record(&mut self, batch: &ProducerBatch, base_offset: u64, last_offset: u64) {
+    /// Remembers that `batch` was written at `base_offset..=last_offset`, recorded at `now_ms`
+    /// (the broker's wall clock). Call it only for batches [`ProducerStates::check`] let
+    /// through, once they are durable.
+    pub fn record(
+        &mut self,
+        batch: &ProducerBatch,
+        base_offset: u64,
+        last_offset: u64,
+        now_ms: i64,
+    ) {
         if !batch.is_idempotent() {
             return;
         }
         let entry = self.producers.entry(batch.producer_id).or_default();
-        record_entry(entry, batch, base_offset, last_offset);
+        record_entry(entry, batch, base_offset, last_offset, now_ms);
+    }
+
+    /// Forgets every producer whose last write is `expiration` or more before `now_ms`, when a
+    /// look is due (at most one per tenth of the expiration, and at least one per 10 minutes of
+    /// calls); returns how many were forgotten. Cheap when no look is due, so owners call it
+    /// as often as they like.
+    pub fn expire_due(&mut self, now_ms: i64, expiration: ProducerExpiration) -> usize {
+        if self
+            .last_expiry_check_ms
+            .is_some_and(|last| now_ms.saturating_sub(last) < expiration.check_interval_ms())
+        {
+            return 0;
+        }
+        self.last_expiry_check_ms = Some(now_ms);
+        let before = self.producers.len();
+        let cutoff = now_ms.saturating_sub(expiration.after_ms);
+        self.producers
+            .retain(|_, entry| entry.last_write_ms > cutoff);
+        before - self.producers.len()
     }
 
     /// Number of producers known.
@@ -160,6 +255,7 @@ impl PendingProducers {
         batch: &ProducerBatch,
         base_offset: u64,
         last_offset: u64,
+        now_ms: i64,
     ) {
         if !batch.is_idempotent() {
             return;
@@ -171,7 +267,7 @@ impl PendingProducers {
                 .cloned()
                 .unwrap_or_default()
         });
-        record_entry(entry, batch, base_offset, last_offset);
+        record_entry(entry, batch, base_offset, last_offset, now_ms);
     }
 
     /// Makes the group's changes to `committed`, leaving this empty for the next group.
@@ -246,7 +342,10 @@ fn record_entry(
     batch: &ProducerBatch,
     base_offset: u64,
     last_offset: u64,
+    now_ms: i64,
 ) {
+    // Never backwards: a clock stepped back must not shorten a producer's remaining time.
+    entry.last_write_ms = entry.last_write_ms.max(now_ms);
     if batch.producer_epoch != entry.epoch {
         entry.epoch = batch.producer_epoch;
         entry.batches.clear();
@@ -287,10 +386,10 @@ mod tests {
         let mut states = ProducerStates::default();
         let first = batch(7, 0, 0, 3);
         assert_eq!(states.check(&first), SequenceCheck::Append);
-        states.record(&first, 100, 102);
+        states.record(&first, 100, 102, 0);
         let second = batch(7, 0, 3, 2);
         assert_eq!(states.check(&second), SequenceCheck::Append);
-        states.record(&second, 103, 104);
+        states.record(&second, 103, 104, 0);
         assert_eq!(
             states.check(&first),
             SequenceCheck::Duplicate {
@@ -310,7 +409,7 @@ mod tests {
     #[test]
     fn gaps_zombies_and_strangers_are_refused() {
         let mut states = ProducerStates::default();
-        states.record(&batch(7, 1, 0, 3), 0, 2);
+        states.record(&batch(7, 1, 0, 3), 0, 2, 0);
         assert_eq!(
             states.check(&batch(7, 1, 5, 1)),
             SequenceCheck::OutOfOrder {
@@ -346,7 +445,7 @@ mod tests {
         for idx in 0..7 {
             let b = batch(1, 0, idx, 1);
             assert_eq!(states.check(&b), SequenceCheck::Append);
-            states.record(&b, idx as u64, idx as u64);
+            states.record(&b, idx as u64, idx as u64, 0);
         }
         assert!(matches!(
             states.check(&batch(1, 0, 2, 1)),
@@ -361,9 +460,9 @@ mod tests {
     #[test]
     fn sequences_wrap_at_i32_max() {
         let mut states = ProducerStates::default();
-        states.record(&batch(1, 0, 0, 1), 0, 0);
+        states.record(&batch(1, 0, 0, 1), 0, 0, 0);
         let near_end = batch(1, 0, 1, 1);
-        states.record(&near_end, 1, 1);
+        states.record(&near_end, 1, 1, 0);
         let mut states = ProducerStates::default();
         let last = batch(1, 0, i32::MAX - 1, 2);
         states.producers.insert(
@@ -371,11 +470,78 @@ mod tests {
             ProducerEntry {
                 epoch: 0,
                 batches: VecDeque::new(),
+                last_write_ms: 0,
             },
         );
-        states.record(&last, 5, 6);
+        states.record(&last, 5, 6, 0);
         assert_eq!(last.last_sequence(), i32::MAX);
         assert_eq!(states.check(&batch(1, 0, 0, 1)), SequenceCheck::Append);
+    }
+
+    #[test]
+    fn a_producer_silent_for_the_expiration_is_forgotten_and_must_start_again() {
+        let expiration = ProducerExpiration::after(Duration::from_secs(100));
+        let mut states = ProducerStates::default();
+        states.record(&batch(1, 0, 0, 2), 0, 1, 1_000);
+        states.record(&batch(2, 0, 0, 2), 2, 3, 1_000);
+        assert_eq!(
+            states.expire_due(1_000, expiration),
+            0,
+            "the first look finds nothing old"
+        );
+        // Producer 2 writes again later; producer 1 stays silent.
+        states.record(&batch(2, 0, 2, 1), 4, 4, 50_000);
+        assert_eq!(states.expire_due(95_000, expiration), 0, "1 wrote 94 s ago");
+        assert_eq!(
+            states.expire_due(101_500, expiration),
+            0,
+            "1 wrote 100.5 s ago, but the last look was only 6.5 s ago (one per 10 s)"
+        );
+        assert_eq!(states.expire_due(105_000, expiration), 1);
+        assert_eq!(states.len(), 1);
+        // Forgotten: its next batch is refused as unknown, and only a new sequence is taken.
+        assert_eq!(
+            states.check(&batch(1, 0, 2, 1)),
+            SequenceCheck::UnknownProducer
+        );
+        assert_eq!(states.check(&batch(1, 0, 0, 1)), SequenceCheck::Append);
+        assert_eq!(states.check(&batch(2, 0, 3, 1)), SequenceCheck::Append);
+        assert_eq!(
+            states.expire_due(149_999, expiration),
+            0,
+            "2 wrote 99.999 s ago"
+        );
+        assert_eq!(states.expire_due(160_000, expiration), 1);
+        assert!(states.is_empty());
+    }
+
+    #[test]
+    fn a_clock_stepped_back_neither_expires_nor_shortens_a_producer() {
+        let expiration = ProducerExpiration::after(Duration::from_secs(100));
+        let mut states = ProducerStates::default();
+        states.record(&batch(1, 0, 0, 1), 0, 0, 500_000);
+        states.record(&batch(1, 0, 1, 1), 1, 1, 10_000);
+        assert_eq!(states.expire_due(20_000, expiration), 0);
+        assert_eq!(
+            states.expire_due(599_999, expiration),
+            0,
+            "its newest write counts"
+        );
+        assert_eq!(states.expire_due(610_000, expiration), 1);
+    }
+
+    #[test]
+    fn expiration_looks_at_most_every_ten_minutes_and_at_least_every_millisecond() {
+        let day = ProducerExpiration::default();
+        assert_eq!(day.duration(), DEFAULT_PRODUCER_ID_EXPIRATION);
+        assert_eq!(day.check_interval_ms(), 600_000);
+        let tiny = ProducerExpiration::after(Duration::ZERO);
+        assert_eq!(tiny.duration(), Duration::from_millis(1));
+        assert_eq!(tiny.check_interval_ms(), 1);
+        assert_eq!(
+            ProducerExpiration::after(Duration::MAX).duration(),
+            Duration::from_millis(i64::MAX as u64)
+        );
     }
 
     proptest! {
@@ -389,7 +555,7 @@ mod tests {
             for size in &sizes {
                 let b = batch(3, 0, sequence, *size);
                 prop_assert_eq!(states.check(&b), SequenceCheck::Append);
-                states.record(&b, offset, offset + *size as u64 - 1);
+                states.record(&b, offset, offset + *size as u64 - 1, 0);
                 written.push((b, offset));
                 sequence += size;
                 offset += *size as u64;
@@ -419,15 +585,15 @@ mod tests {
                 prop_assert_eq!(pending.check(&committed, &batch), direct.check(&batch));
                 if direct.check(&batch) == SequenceCheck::Append {
                     let last = offset + records as u64 - 1;
-                    direct.record(&batch, offset, last);
-                    pending.record(&committed, &batch, offset, last);
+                    direct.record(&batch, offset, last, 0);
+                    pending.record(&committed, &batch, offset, last, 0);
                     *sequence += records;
                     offset = last + 1;
                 }
                 if i == split {
                     let before = committed.clone();
                     let mut dropped = PendingProducers::default();
-                    dropped.record(&committed, &batch, offset, offset);
+                    dropped.record(&committed, &batch, offset, offset, 0);
                     dropped.clear();
                     dropped.apply_to(&mut committed);
                     prop_assert_eq!(&committed, &before);

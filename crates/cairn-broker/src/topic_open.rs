@@ -5,13 +5,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
 use cairn_codec::{StickyPartitioner, XorShift64};
-use cairn_log::{Clock, LogError, WriterOptions};
+use cairn_log::{Clock, LogError};
 
 use crate::storage_error::is_disk_full;
 
 use crate::broker::Topic;
 use crate::error::BrokerError;
-use crate::partition::Partition;
+use crate::partition::{LocalOptions, Partition};
 use crate::topic_config::TopicConfig;
 use crate::topic_store::{self, partition_dir, topic_file, topic_tmp_file};
 
@@ -30,7 +30,7 @@ pub(crate) fn open_topic(
     partition_count: u32,
     config: TopicConfig,
     clock: &Arc<dyn Clock>,
-    writer_options: WriterOptions,
+    options: LocalOptions,
     on_error: OnOpenError,
 ) -> Result<Topic, BrokerError> {
     let log_config = config.to_log_config();
@@ -40,7 +40,7 @@ pub(crate) fn open_topic(
         0..partition_count,
         &log_config,
         clock,
-        writer_options,
+        options,
         on_error,
     )?;
     let seed = clock.now_ms() as u64
@@ -64,7 +64,7 @@ pub(crate) fn open_partitions(
     range: std::ops::Range<u32>,
     log_config: &cairn_log::LogConfig,
     clock: &Arc<dyn Clock>,
-    writer_options: WriterOptions,
+    options: LocalOptions,
     on_error: OnOpenError,
 ) -> Result<Vec<Arc<Partition>>, BrokerError> {
     let topic_name: Arc<str> = Arc::from(name);
@@ -81,7 +81,7 @@ pub(crate) fn open_partitions(
             dir,
             log_config.clone(),
             Arc::clone(clock),
-            writer_options,
+            options,
         ) {
             Ok(partition) => opened.push(Arc::new(partition)),
             Err(err) => {

@@ -59,6 +59,7 @@ Config file (TOML):
   log_format = \"json\"
   max_partitions = 4096
   log_retention_check_interval_ms = 300000
+  producer_id_expiration_ms = 86400000
   max_connections = 10000
   max_connections_per_ip = 1000
   handshake_timeout_ms = 10000
@@ -320,6 +321,13 @@ pub struct ServeArgs {
     /// [env: CAIRN_LOG_RETENTION_CHECK_INTERVAL_MS] [default: 300000, 5 minutes]
     #[arg(long, value_name = "MS", allow_negative_numbers = true)]
     pub log_retention_check_interval_ms: Option<String>,
+
+    /// How long a partition remembers an idempotent producer after its last write (Kafka's
+    /// producer.id.expiration.ms), from 1 to 2147483647; a producer that writes again later
+    /// gets UNKNOWN_PRODUCER_ID, and Cairn's producer carries on under a new id
+    /// [env: CAIRN_PRODUCER_ID_EXPIRATION_MS] [default: 86400000, a day]
+    #[arg(long, value_name = "MS", allow_negative_numbers = true)]
+    pub producer_id_expiration_ms: Option<String>,
 
     /// Enforce ACLs: on denies everything the ACLs (`cairn acl add`) do not allow, except to
     /// super users; off lets every caller do everything [env: CAIRN_AUTHORIZATION]

@@ -50,6 +50,9 @@ pub const MAX_MAX_PARTITIONS: u32 = 1 << 20;
 pub const MIN_RETENTION_CHECK_INTERVAL_MS: u64 = 1_000;
 /// Longest retention check interval: a week, past which retention would hardly run at all.
 pub const MAX_RETENTION_CHECK_INTERVAL_MS: u64 = 7 * 24 * 3_600_000;
+/// Longest producer id expiration: Kafka's `producer.id.expiration.ms` is an int, so its
+/// largest value (about 24.8 days) is the largest here too.
+pub const MAX_PRODUCER_ID_EXPIRATION_MS: u64 = i32::MAX as u64;
 /// Largest config file read. A real one is a few hundred bytes; the limit stops a wrong path
 /// (a log, a device) from being read whole before it fails to parse.
 pub const MAX_CONFIG_FILE_BYTES: u64 = 1 << 20;
@@ -98,6 +101,11 @@ const LOG_RETENTION_CHECK_INTERVAL_MS: Setting = Setting {
     var: "CAIRN_LOG_RETENTION_CHECK_INTERVAL_MS",
     file_key: "log_retention_check_interval_ms",
 };
+const PRODUCER_ID_EXPIRATION_MS: Setting = Setting {
+    flag: "--producer-id-expiration-ms",
+    var: "CAIRN_PRODUCER_ID_EXPIRATION_MS",
+    file_key: "producer_id_expiration_ms",
+};
 
 const LOG_FORMAT: Setting = Setting {
     flag: "--log-format",
@@ -134,6 +142,7 @@ struct FileConfig {
     log_format: Option<toml::Value>,
     max_partitions: Option<toml::Value>,
     log_retention_check_interval_ms: Option<toml::Value>,
+    producer_id_expiration_ms: Option<toml::Value>,
     topic_defaults: Option<toml::Value>,
     cluster: Option<toml::Value>,
     max_connections: Option<toml::Value>,
@@ -253,6 +262,15 @@ pub fn resolve(
         )?;
         spec = spec.with_retention_purge_interval(std::time::Duration::from_millis(ms));
     }
+    let producer_id_expiration = match lower.pick(
+        args.producer_id_expiration_ms.as_deref(),
+        &PRODUCER_ID_EXPIRATION_MS,
+    )? {
+        Some(given) => cairn_broker::ProducerExpiration::after(std::time::Duration::from_millis(
+            parse_in_range(&given, 1..=MAX_PRODUCER_ID_EXPIRATION_MS, "milliseconds")?,
+        )),
+        None => cairn_broker::ProducerExpiration::default(),
+    };
     let topic_defaults = resolve_topic_defaults(&args.topic_defaults, lower.file.as_ref())?;
     let connections = connection_limits::resolve(args, &lower)?;
     let auth = auth::resolve(args, &lower)?;
@@ -266,6 +284,7 @@ pub fn resolve(
         topic_defaults,
         connections,
         max_partitions,
+        producer_id_expiration,
         auth,
         tls,
         allow_plaintext,
@@ -383,6 +402,10 @@ fn parse_file(file: ConfigFile<'_>) -> Result<ParsedFile<'_>, ConfigError> {
             LOG_RETENTION_CHECK_INTERVAL_MS.file_key,
             config.log_retention_check_interval_ms,
         ),
+        (
+            PRODUCER_ID_EXPIRATION_MS.file_key,
+            config.producer_id_expiration_ms,
+        ),
         (MAX_CONNECTIONS.file_key, config.max_connections),
         (
             MAX_CONNECTIONS_PER_IP.file_key,
@@ -409,6 +432,7 @@ fn parse_file(file: ConfigFile<'_>) -> Result<ParsedFile<'_>, ConfigError> {
         key == NODE_ID.file_key
             || key == MAX_PARTITIONS.file_key
             || key == LOG_RETENTION_CHECK_INTERVAL_MS.file_key
+            || key == PRODUCER_ID_EXPIRATION_MS.file_key
             || INTEGER_FILE_KEYS.contains(&key)
     };
     for (key, value) in scalars {

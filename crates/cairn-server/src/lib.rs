@@ -109,6 +109,9 @@ pub struct ServerConfig {
     /// Most partitions the node holds, `__consumer_offsets` included (see
     /// [`cairn_broker::BrokerConfig::max_partitions`]).
     pub max_partitions: u32,
+    /// How long a partition remembers an idempotent producer after its last write (see
+    /// [`cairn_broker::BrokerConfig::producer_id_expiration`]).
+    pub producer_id_expiration: cairn_broker::ProducerExpiration,
     /// Limits on the gRPC port's connections.
     pub connections: ConnectionLimits,
     /// Authentication and authorization (see [`auth`]).
@@ -216,6 +219,7 @@ pub async fn run(
         topic_defaults: cfg.topic_defaults.clone(),
         offsets_topic_partitions: cairn_broker::DEFAULT_OFFSETS_TOPIC_PARTITIONS,
         max_partitions: cfg.max_partitions,
+        producer_id_expiration: cfg.producer_id_expiration,
     };
     let broker = Arc::new(Broker::open(broker_cfg, Arc::new(SystemClock)).await?);
 

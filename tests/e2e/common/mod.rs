@@ -15,6 +15,7 @@ pub mod docker;
 pub mod netns;
 pub mod placement;
 pub mod ports;
+pub mod producer_ids;
 pub mod tls;
 pub mod tmpfs;
 

@@ -81,7 +81,7 @@ impl Broker {
             name.to_string(),
             Arc::clone(&self.clock),
         );
-        let writer_options = self.cfg.cluster.local_writer_options();
+        let local_options = self.cfg.local_options();
         let topic = blocking(move || {
             check_room_for_partitions(&data_dir, partition_count)?;
             // Logs first, then the topic file: a crash in between leaves directories that no
@@ -92,7 +92,7 @@ impl Broker {
                 partition_count,
                 config,
                 &clock,
-                writer_options,
+                local_options,
                 OnOpenError::Fail,
             )
             .and_then(|topic| {
@@ -204,7 +204,7 @@ impl Broker {
             name.to_string(),
             Arc::clone(&self.clock),
         );
-        let writer_options = self.cfg.cluster.local_writer_options();
+        let local_options = self.cfg.local_options();
         self.check_partition_limit(total - current)?;
         let added = blocking(move || {
             check_room_for_partitions(&data_dir, total - current)?;
@@ -215,7 +215,7 @@ impl Broker {
                 current..total,
                 &log_config,
                 &clock,
-                writer_options,
+                local_options,
                 OnOpenError::Fail,
             )
             .and_then(|added| {

@@ -212,6 +212,7 @@ impl ClusterRuntime {
                 directory: Arc::clone(&directory),
                 leaving: Arc::default(),
                 heals: Arc::default(),
+                producer_expiration: broker.cfg.producer_id_expiration,
             },
             directory,
             data_dir: broker.cfg.data_dir.clone(),

@@ -13,9 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use cairn_codec::batch::Batch;
 use cairn_codec::{LeaderEpoch, Offset};
-use cairn_log::{
-    AppendInfo, Clock, Log, LogConfig, LogError, LogReader, LogWriter, ReadResult, WriterOptions,
-};
+use cairn_log::{AppendInfo, Clock, Log, LogConfig, LogError, LogReader, LogWriter, ReadResult};
 use tokio::sync::oneshot;
 
 use super::health::Damage;
@@ -84,10 +82,15 @@ impl LocalReplica {
         dir: &Path,
         cfg: LogConfig,
         clock: Arc<dyn Clock>,
-        writer_options: WriterOptions,
+        options: super::LocalOptions,
     ) -> Result<(LocalReplica, Option<Damage>), BrokerError> {
         let log = Log::open(dir, cfg, clock.now_ms())?;
-        let (filter, report) = ProducerFilter::open(dir, &log.reader());
+        let (filter, report) = ProducerFilter::open(
+            dir,
+            &log.reader(),
+            options.producer_expiration,
+            Arc::clone(&clock),
+        );
         let damage = report.damaged.first().map(Damage::from);
         for d in &report.damaged {
             tracing::error!(
@@ -100,7 +103,7 @@ impl LocalReplica {
             topic, partition = index, snapshot = ?report.snapshot_offset.map(|o| o.0),
             batches_read = report.batches_read, "producer state restored"
         );
-        let writer = LogWriter::spawn_filtered(log, clock, writer_options, Some(Box::new(filter)))?;
+        let writer = LogWriter::spawn_filtered(log, clock, options.writer, Some(Box::new(filter)))?;
         let replica = LocalReplica {
             writer,
             sequencer: Sequencer::default(),

@@ -92,6 +92,16 @@ enum State {
     },
 }
 
+/// How this node opens a single-copy partition: its writer's settings, and how long its
+/// idempotent producers are remembered.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct LocalOptions {
+    /// The log writer's settings.
+    pub(crate) writer: WriterOptions,
+    /// See [`crate::BrokerConfig::producer_id_expiration`].
+    pub(crate) producer_expiration: crate::producer_state::ProducerExpiration,
+}
+
 /// Where a node looks up the leadership of partitions it does not hold: the cluster metadata.
 pub(crate) trait LeaderDirectory: Send + Sync + std::fmt::Debug {
     /// The leadership of group `group` as the metadata last recorded it.
@@ -112,9 +122,9 @@ impl Partition {
         dir: PathBuf,
         cfg: LogConfig,
         clock: Arc<dyn Clock>,
-        writer_options: WriterOptions,
+        options: LocalOptions,
     ) -> Result<Partition, BrokerError> {
-        let (local, damage) = LocalReplica::open(&topic, index, &dir, cfg, clock, writer_options)?;
+        let (local, damage) = LocalReplica::open(&topic, index, &dir, cfg, clock, options)?;
         Ok(Partition {
             topic,
             index,
@@ -137,16 +147,9 @@ impl Partition {
         dir: PathBuf,
         cfg: LogConfig,
         clock: Arc<dyn Clock>,
-        writer_options: WriterOptions,
+        options: LocalOptions,
     ) -> Result<Partition, BrokerError> {
-        match Partition::open(
-            Arc::clone(&topic),
-            index,
-            dir.clone(),
-            cfg,
-            clock,
-            writer_options,
-        ) {
+        match Partition::open(Arc::clone(&topic), index, dir.clone(), cfg, clock, options) {
             Ok(partition) => Ok(partition),
             Err(err) if matches!(err.log_error(), Some(LogError::Locked { .. })) => Err(err),
             Err(err) => {

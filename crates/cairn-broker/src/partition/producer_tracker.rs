@@ -8,6 +8,9 @@
 //! measured at 400 MB, seconds at the sizes retention keeps, while its producers waited. Kafka's
 //! followers keep producer state as they replicate, for the same reason.
 //!
+//! Each pass also forgets producers silent past their expiration (`ProducerExpiration`), so a
+//! new leadership starts without them, as the single-copy filter does.
+//!
 //! Only committed batches are recorded: the reader sees the log up to its high watermark, and
 //! Raft never truncates a committed entry, so nothing recorded here can later vanish from the
 //! log. (A follower's uncommitted tail can be truncated; a sequence recorded from it would make
@@ -16,10 +19,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cairn_log::{LogReader, Offset};
+use cairn_log::{Clock, LogReader, Offset};
 
 use crate::producer_filter::record_batches;
-use crate::producer_state::ProducerStates;
+use crate::producer_state::{ProducerExpiration, ProducerStates};
 
 /// How often each replica records the batches committed since its last pass; a new leader
 /// reads at most about this much of its log's writes.
@@ -28,6 +31,8 @@ pub(super) const TRACK_EVERY: Duration = Duration::from_millis(500);
 /// The producer states of the committed log up to [`ProducerTracker::next`].
 #[derive(Debug, Default)]
 pub(crate) struct ProducerTracker {
+    /// How long a silent producer is remembered.
+    expiration: ProducerExpiration,
     states: ProducerStates,
     /// Every committed batch below this offset is recorded in `states`.
     next: Offset,
@@ -41,12 +46,20 @@ pub(crate) struct ProducerTracker {
 pub(crate) type SharedTracker = Arc<Mutex<ProducerTracker>>;
 
 impl ProducerTracker {
+    /// A tracker that has read nothing yet, forgetting producers silent for `expiration`.
+    pub(crate) fn new(expiration: ProducerExpiration) -> Self {
+        ProducerTracker {
+            expiration,
+            ..ProducerTracker::default()
+        }
+    }
+
     /// The background pass: records the committed batches from where the last pass stopped up
-    /// to `reader`'s high watermark now. Does nothing while an earlier pass met damage (see
-    /// [`ProducerTracker::for_leadership`]).
-    pub(crate) fn catch_up(&mut self, reader: &LogReader, topic: &str, index: u32) {
+    /// to `reader`'s high watermark now, as written at `now_ms`. Does nothing while an earlier
+    /// pass met damage (see [`ProducerTracker::for_leadership`]).
+    pub(crate) fn catch_up(&mut self, reader: &LogReader, topic: &str, index: u32, now_ms: i64) {
         if !self.damaged {
-            self.pass(reader, topic, index);
+            self.pass(reader, topic, index, now_ms);
         }
     }
 
@@ -60,18 +73,19 @@ impl ProducerTracker {
         reader: &LogReader,
         topic: &str,
         index: u32,
+        now_ms: i64,
     ) -> &ProducerStates {
         if self.damaged {
             *self = ProducerTracker {
                 read: self.read,
-                ..ProducerTracker::default()
+                ..ProducerTracker::new(self.expiration)
             };
         }
-        self.pass(reader, topic, index);
+        self.pass(reader, topic, index, now_ms);
         &self.states
     }
 
-    fn pass(&mut self, reader: &LogReader, topic: &str, index: u32) {
+    fn pass(&mut self, reader: &LogReader, topic: &str, index: u32, now_ms: i64) {
         let start = reader.log_start_offset();
         if start > self.next {
             // The log no longer holds what lies between the last pass and its start: a
@@ -81,12 +95,20 @@ impl ProducerTracker {
             // log start, as a full read would.
             self.states = ProducerStates::default();
         }
+        self.states.expire_due(now_ms, self.expiration);
         let end = reader.high_watermark();
         let from = self.next.max(start);
         if from >= end {
             return;
         }
-        match record_batches(&mut self.states, reader, from, Some(end), &mut self.read) {
+        match record_batches(
+            &mut self.states,
+            reader,
+            from,
+            Some(end),
+            now_ms,
+            &mut self.read,
+        ) {
             Ok(damaged) => {
                 for d in &damaged {
                     tracing::error!(topic, partition = index, segment = %d.path.display(), position = d.position.0, reason = %d.reason, "damaged batch while reading producer state");
@@ -107,6 +129,7 @@ impl ProducerTracker {
 /// the task is aborted (when the copy closes).
 pub(super) fn spawn_producer_tracking(
     tracker: SharedTracker,
+    clock: Arc<dyn Clock>,
     reader: LogReader,
     topic: Arc<str>,
     index: u32,
@@ -114,13 +137,19 @@ pub(super) fn spawn_producer_tracking(
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(TRACK_EVERY).await;
-            let (tracker, reader, topic) =
-                (Arc::clone(&tracker), reader.clone(), Arc::clone(&topic));
+            let (tracker, reader, topic, clock) = (
+                Arc::clone(&tracker),
+                reader.clone(),
+                Arc::clone(&topic),
+                Arc::clone(&clock),
+            );
             let pass = tokio::task::spawn_blocking(move || {
-                tracker
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .catch_up(&reader, &topic, index);
+                tracker.lock().unwrap_or_else(|e| e.into_inner()).catch_up(
+                    &reader,
+                    &topic,
+                    index,
+                    clock.now_ms(),
+                );
             });
             if pass.await.is_err() {
                 return;
@@ -164,7 +193,7 @@ mod tests {
         log.append(&[idempotent_batch(1, 0)], None, 0).unwrap();
         log.set_high_watermark(Offset(2)).unwrap();
         let mut tracker = ProducerTracker::default();
-        tracker.catch_up(&reader, "t", 0);
+        tracker.catch_up(&reader, "t", 0, 0);
         (dir, log, reader, tracker)
     }
 
@@ -179,19 +208,19 @@ mod tests {
         // Producer 2's batch is written but not committed. Recorded, a retry of it would be
         // answered as a duplicate of records a new leader may have truncated.
         log.append(&[idempotent_batch(2, 0)], None, 0).unwrap();
-        tracker.catch_up(&reader, "t", 0);
+        tracker.catch_up(&reader, "t", 0, 0);
         assert!(!is_duplicate(&tracker.states, 2, 0));
         assert_eq!((tracker.next, tracker.read), (Offset(2), 1));
 
         log.set_high_watermark(Offset(4)).unwrap();
-        let states = tracker.for_leadership(&reader, "t", 0);
+        let states = tracker.for_leadership(&reader, "t", 0, 0);
         assert!(is_duplicate(states, 2, 0) && is_duplicate(states, 1, 0));
         assert_eq!(
             (tracker.next, tracker.read),
             (Offset(4), 2),
             "the pass read only the newly committed batch"
         );
-        tracker.catch_up(&reader, "t", 0);
+        tracker.catch_up(&reader, "t", 0, 0);
         assert_eq!(tracker.read, 2, "nothing new, nothing read");
     }
 
@@ -202,18 +231,41 @@ mod tests {
         tracker.damaged = true;
         log.append(&[idempotent_batch(1, 2)], None, 0).unwrap();
         log.set_high_watermark(Offset(4)).unwrap();
-        tracker.catch_up(&reader, "t", 0);
+        tracker.catch_up(&reader, "t", 0, 0);
         assert_eq!(
             tracker.read, 1,
             "no background pass over a copy with damage"
         );
-        let states = tracker.for_leadership(&reader, "t", 0);
+        let states = tracker.for_leadership(&reader, "t", 0, 0);
         assert!(is_duplicate(states, 1, 2));
         assert_eq!(
             (tracker.read, tracker.damaged),
             (3, false),
             "the whole log read again, and no damage found"
         );
+    }
+
+    #[test]
+    fn a_pass_forgets_producers_silent_past_the_expiration() {
+        let (_dir, mut log, reader, _) = tracked_log();
+        let mut tracker = ProducerTracker::new(ProducerExpiration::after(
+            std::time::Duration::from_secs(100),
+        ));
+        tracker.catch_up(&reader, "t", 0, 0);
+        log.append(&[idempotent_batch(2, 0)], None, 0).unwrap();
+        log.set_high_watermark(Offset(4)).unwrap();
+        tracker.catch_up(&reader, "t", 0, 50_000);
+        assert!(is_duplicate(&tracker.states, 1, 0) && is_duplicate(&tracker.states, 2, 0));
+        // 100 s after producer 1's batch was recorded, 50 s after producer 2's.
+        let states = tracker.for_leadership(&reader, "t", 0, 100_000);
+        assert!(
+            matches!(
+                states.check(&batch_of(1, 2)),
+                SequenceCheck::UnknownProducer
+            ),
+            "producer 1 is forgotten"
+        );
+        assert!(is_duplicate(states, 2, 0), "producer 2 is not");
     }
 
     #[test]
@@ -224,7 +276,7 @@ mod tests {
         log.reset(cairn_log::EntryIndex(5), Offset(10), 0).unwrap();
         log.append(&[idempotent_batch(2, 0)], None, 0).unwrap();
         log.set_high_watermark(Offset(12)).unwrap();
-        let states = tracker.for_leadership(&reader, "t", 0);
+        let states = tracker.for_leadership(&reader, "t", 0, 0);
         assert!(
             matches!(
                 states.check(&batch_of(1, 4)),

@@ -57,7 +57,7 @@ use super::health::DamageRecord;
 use super::leader_end_history::LeaderEndHistory;
 use super::leadership::{LeaderHint, Leadership};
 use super::likely_leader::likely_leader;
-use super::producer_tracker::{SharedTracker, spawn_producer_tracking};
+use super::producer_tracker::{ProducerTracker, SharedTracker, spawn_producer_tracking};
 use super::wait_for_high_watermark;
 use crate::cluster::replication_status::{FollowerLag, ReplicationStatus};
 use crate::error::BrokerError;
@@ -108,6 +108,8 @@ pub(crate) struct GroupContext {
     pub(crate) leaving: Arc<AtomicBool>,
     /// Damaged spans this node's copies healed from a peer, for `cairn_cluster_heals_total`.
     pub(crate) heals: Arc<AtomicU64>,
+    /// How long a copy remembers an idempotent producer after its last write.
+    pub(crate) producer_expiration: crate::producer_state::ProducerExpiration,
 }
 
 /// The leader's proposal state, valid for one term.
@@ -154,8 +156,11 @@ pub(crate) struct ReplicatedReplica {
     known_term: tokio::sync::watch::Receiver<u64>,
     /// When the leader's log grew past each end this term, for followers' lag in seconds.
     lag_history: Arc<Mutex<LeaderEndHistory>>,
-    /// The broker's clock; its monotonic reading times follower lag.
+    /// The broker's clock; its monotonic reading times follower lag, its wall clock the
+    /// producers' writes (for their expiration).
     clock: Arc<dyn Clock>,
+    /// How long an idempotent producer is remembered after its last write.
+    producer_expiration: crate::producer_state::ProducerExpiration,
     /// The node is leaving: checked under the proposal lock (see [`GroupContext::leaving`]).
     leaving: Arc<AtomicBool>,
     /// The topic's `max.message.bytes`, checked before a batch is proposed: a replica's log
@@ -302,9 +307,11 @@ impl ReplicatedReplica {
             heals: Arc::clone(&ctx.heals),
         }
         .spawn();
-        let producer_tracker = SharedTracker::default();
+        let producer_tracker =
+            SharedTracker::new(Mutex::new(ProducerTracker::new(ctx.producer_expiration)));
         let producer_tracking = spawn_producer_tracking(
             Arc::clone(&producer_tracker),
+            Arc::clone(&clock),
             raft_log.reader().clone(),
             Arc::clone(&topic),
             index,
@@ -329,6 +336,7 @@ impl ReplicatedReplica {
             known_term,
             lag_history,
             clock,
+            producer_expiration: ctx.producer_expiration,
             leaving: Arc::clone(&ctx.leaving),
             max_message_bytes,
         })

@@ -23,7 +23,7 @@ fn open(dir: &Path) -> Partition {
         dir.join("orders-0"),
         LogConfig::default(),
         Arc::new(SystemClock),
-        cairn_log::WriterOptions::default(),
+        LocalOptions::default(),
     )
     .expect("a fresh log opens")
 }
@@ -108,7 +108,7 @@ async fn a_stopped_partition_refuses_reads_and_writes_and_names_no_in_sync_copy(
         blocked,
         LogConfig::default(),
         Arc::new(SystemClock),
-        cairn_log::WriterOptions::default(),
+        LocalOptions::default(),
     )
     .expect("stopped, not failed");
     let stopped = |err: BrokerError| matches!(err, BrokerError::PartitionStopped { .. });

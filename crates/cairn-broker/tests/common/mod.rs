@@ -25,6 +25,7 @@ pub fn config(dir: &Path) -> BrokerConfig {
         topic_defaults: TopicConfig::default(),
         offsets_topic_partitions: cairn_broker::DEFAULT_OFFSETS_TOPIC_PARTITIONS,
         max_partitions: cairn_broker::DEFAULT_MAX_PARTITIONS,
+        producer_id_expiration: Default::default(),
     }
 }
 

@@ -313,6 +313,7 @@ mod tests {
             topic_defaults: TopicConfig::default(),
             offsets_topic_partitions: 1,
             max_partitions: cairn_broker::DEFAULT_MAX_PARTITIONS,
+            producer_id_expiration: Default::default(),
         };
         let broker = Arc::new(Broker::open(cfg, Arc::new(SystemClock)).await.unwrap());
         broker

@@ -72,6 +72,7 @@ async fn start_with(
         advertised_address: None,
         topic_defaults: TopicConfig::default(),
         max_partitions: cairn_broker::DEFAULT_MAX_PARTITIONS,
+        producer_id_expiration: Default::default(),
         connections,
         auth,
         tls: None,

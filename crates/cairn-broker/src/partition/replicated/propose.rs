@@ -46,9 +46,12 @@ impl ReplicatedReplica {
         let reader = self.reader().clone();
         let tracker = Arc::clone(&self.producer_tracker);
         let (topic, index) = (Arc::clone(&self.topic), self.index);
+        let now_ms = self.clock.now_ms();
         let (producers, next_offset) = tokio::task::spawn_blocking(move || {
             let mut tracker = tracker.lock().unwrap_or_else(|e| e.into_inner());
-            let states = tracker.for_leadership(&reader, &topic, index).clone();
+            let states = tracker
+                .for_leadership(&reader, &topic, index, now_ms)
+                .clone();
             (states, reader.log_end_offset().0)
         })
         .await
@@ -174,7 +177,11 @@ impl ReplicatedReplica {
         };
         state.next_offset = end;
         if let Some(p) = &producer {
-            state.producers.record(p, base, end.saturating_sub(1));
+            let now_ms = self.clock.now_ms();
+            state
+                .producers
+                .record(p, base, end.saturating_sub(1), now_ms);
+            state.producers.expire_due(now_ms, self.producer_expiration);
         }
         drop(state);
         // From here the batch is in the Raft log: any failure leaves its fate open.

@@ -96,5 +96,6 @@ mod bad_input;
 mod cluster;
 mod connection_limits;
 mod precedence;
+mod producer_expiration;
 mod retention_check;
 mod tls;

@@ -27,6 +27,7 @@ fn serve(
         advertised_address: Some(advertised),
         topic_defaults: cairn_broker::TopicConfig::default(),
         max_partitions: cairn_broker::DEFAULT_MAX_PARTITIONS,
+        producer_id_expiration: Default::default(),
         connections: cairn_server::connections::ConnectionLimits::default(),
         auth: cairn_server::auth::AuthConfig::default(),
         tls: None,
