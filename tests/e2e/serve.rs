@@ -117,6 +117,27 @@ fn the_example_config_file_in_deploy_is_accepted() {
 }
 
 #[test]
+fn a_producer_id_expiration_under_the_delivery_timeout_is_warned_of() {
+    for (ms, warned) in [("1000", true), ("120000", false)] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut command = serve_on_free_ports(&dir.path().join("data"));
+        command.args(["--producer-id-expiration-ms", ms]);
+        let mut child = command.spawn().unwrap();
+        wait_ready(&mut child);
+        send(&child, libc::SIGTERM);
+        let output = wait_exit(child);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(0), "stderr: {stderr}");
+        assert_eq!(
+            stderr
+                .contains("producer ids expire sooner than a producer's default delivery timeout"),
+            warned,
+            "{ms} ms: {stderr}"
+        );
+    }
+}
+
+#[test]
 fn missing_config_file_is_status_2() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("absent.toml");

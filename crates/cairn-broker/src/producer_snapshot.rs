@@ -101,9 +101,21 @@ pub(crate) fn encode(offset: Offset, states: &ProducerStates) -> Vec<u8> {
     out.extend_from_slice(&offset.0.to_be_bytes());
     out.extend_from_slice(&count.to_be_bytes());
     out.extend_from_slice(&body);
-    let crc = crc32c::crc32c(&out[16..]);
+    let crc = sealed_crc(VERSION, &out);
     out[12..16].copy_from_slice(&crc.to_be_bytes());
     out
+}
+
+/// The CRC-32C a snapshot of `version` stores for its bytes `file` (whole, the CRC field
+/// included and skipped). Version 2 covers the version and reserved fields too, so that a
+/// damaged version cannot make a file of one layout read as the other; version 1 covered the
+/// bytes after the CRC only.
+fn sealed_crc(version: u16, file: &[u8]) -> u32 {
+    let rest = file.get(16..).unwrap_or_default();
+    match version {
+        1 => crc32c::crc32c(rest),
+        _ => crc32c::crc32c_append(crc32c::crc32c(file.get(8..12).unwrap_or_default()), rest),
+    }
 }
 
 const _: () = assert!(BATCHES_REMEMBERED <= u8::MAX as usize);
@@ -148,7 +160,7 @@ pub(crate) fn decode(bytes: &[u8], now_ms: i64) -> Result<Snapshot, String> {
         return Err("reserved bytes are not zero".to_string());
     }
     let stored_crc = u32::from_be_bytes(cur.take()?);
-    let computed = crc32c::crc32c(cur.bytes);
+    let computed = sealed_crc(version, bytes);
     if stored_crc != computed {
         return Err(format!(
             "CRC-32C mismatch: stored {stored_crc:#010x}, computed {computed:#010x}"
@@ -399,6 +411,19 @@ mod tests {
         let bytes = encode_v1(Offset(77), &states);
         for idx in 0..bytes.len() {
             assert!(decode(&bytes[..idx], 0).is_err(), "cut at {idx} accepted");
+        }
+    }
+
+    #[test]
+    fn a_version_changed_between_1_and_2_is_refused_both_ways() {
+        let states = states(6);
+        for (bytes, other) in [
+            (encode(Offset(9), &states), 1u16),
+            (encode_v1(Offset(9), &states), 2u16),
+        ] {
+            let mut changed = bytes.clone();
+            changed[8..10].copy_from_slice(&other.to_be_bytes());
+            assert!(decode(&changed, 0).is_err(), "read as version {other}");
         }
     }
 

@@ -201,10 +201,11 @@ impl ProducerStates {
     /// calls); returns how many were forgotten. Cheap when no look is due, so owners call it
     /// as often as they like.
     pub fn expire_due(&mut self, now_ms: i64, expiration: ProducerExpiration) -> usize {
-        if self
-            .last_expiry_check_ms
-            .is_some_and(|last| now_ms.saturating_sub(last) < expiration.check_interval_ms())
-        {
+        // A clock stepped back (now before the last look) makes a look due at once, rather
+        // than none until the clock catches up with the old reading.
+        if self.last_expiry_check_ms.is_some_and(|last| {
+            (0..expiration.check_interval_ms()).contains(&now_ms.saturating_sub(last))
+        }) {
             return 0;
         }
         self.last_expiry_check_ms = Some(now_ms);
@@ -528,6 +529,16 @@ mod tests {
             "its newest write counts"
         );
         assert_eq!(states.expire_due(610_000, expiration), 1);
+
+        // Stepped back an hour after a look: the next look is not put off for that hour.
+        states.record(&batch(2, 0, 0, 1), 2, 2, 3_600_000);
+        assert_eq!(states.expire_due(3_650_000, expiration), 0);
+        states.record(&batch(3, 0, 0, 1), 3, 3, 0);
+        assert_eq!(
+            states.expire_due(100_000, expiration),
+            1,
+            "3 wrote 100 s ago by the clock as it reads now; 2 is kept"
+        );
     }
 
     #[test]

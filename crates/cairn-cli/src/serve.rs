@@ -55,6 +55,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         %log_format,
         "starting broker"
     );
+    if cfg.producer_id_expiration.duration() < cairn_client::DEFAULT_DELIVERY_TIMEOUT {
+        warn!(
+            producer_id_expiration_ms = cfg.producer_id_expiration.duration().as_millis(),
+            "producer ids expire sooner than a producer's default delivery timeout (120 s): a first batch retried after its producer was forgotten is written again"
+        );
+    }
     // Every connection and segment file costs a descriptor, and the default connection limit
     // is derived from this limit, so raise it before the server reads it. Failing to raise it
     // is not fatal: the server then works, with fewer connections, under the old limit.

@@ -74,8 +74,8 @@ pub use health::{
     HealthStatus, PartitionTrouble, check_health, check_health_with, node_health, node_health_with,
 };
 pub use producer::{
-    DeliveryFuture, MAX_IN_FLIGHT_IDEMPOTENT, METADATA_MAX_AGE, OutgoingRecord, Placement,
-    Producer, ProducerConfig, ProducerStats, RequestFailure,
+    DEFAULT_DELIVERY_TIMEOUT, DeliveryFuture, MAX_IN_FLIGHT_IDEMPOTENT, METADATA_MAX_AGE,
+    OutgoingRecord, Placement, Producer, ProducerConfig, ProducerStats, RequestFailure,
 };
 pub use record_view::{RecordHeaders, RecordView};
 pub use replay::{

@@ -13,6 +13,11 @@ use crate::error::ClientError;
 /// remembers the last 5 batches of each producer, so a retry of any of them is recognised.
 pub const MAX_IN_FLIGHT_IDEMPOTENT: usize = 5;
 
+/// Default [`ProducerConfig::delivery_timeout`]: 120 s, as Kafka's `delivery.timeout.ms`. A
+/// broker must remember a producer at least this long after its last write, or a retry of its
+/// first batch could be written twice (see `cairn serve --producer-id-expiration-ms`).
+pub const DEFAULT_DELIVERY_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// How a [`Producer`](crate::Producer) batches, retries and waits.
 #[derive(Clone, Debug)]
 pub struct ProducerConfig {
@@ -79,7 +84,7 @@ impl Default for ProducerConfig {
             retry_backoff_max: Duration::from_secs(1),
             request_timeout: Duration::from_secs(30),
             connect_timeout: crate::CONNECT_TIMEOUT,
-            delivery_timeout: Duration::from_secs(120),
+            delivery_timeout: DEFAULT_DELIVERY_TIMEOUT,
             credentials: None,
             tls: None,
         }

@@ -44,7 +44,7 @@ pub use delivery::DeliveryFuture;
 pub use stats::{ProducerStats, RequestFailure};
 
 pub use crate::routing::METADATA_MAX_AGE;
-pub use config::{MAX_IN_FLIGHT_IDEMPOTENT, ProducerConfig};
+pub use config::{DEFAULT_DELIVERY_TIMEOUT, MAX_IN_FLIGHT_IDEMPOTENT, ProducerConfig};
 
 use crate::connection::Timeouts;
 use crate::error::ClientError;
