@@ -567,6 +567,30 @@ async fn a_replicated_partition_forgets_producer_ids_silent_past_their_expiratio
     let brokers = cluster.addresses.join(",");
     let written = common::producer_ids::check_expiration(leader, &brokers, TOPIC).await;
     assert_eq!(consume_all(&brokers, TOPIC).await.len(), written);
+    // Every copy's background tracker forgets the producers too, once they are all silent.
+    let series = format!("cairn_partition_producer_ids{{topic=\"{TOPIC}\",partition=\"0\"}}");
+    let remembered = |node: i32| {
+        let body = cluster.metrics(node)?;
+        metric_sample(&body, &series)
+    };
+    let deadline = Instant::now() + PATIENCE;
+    let mut seen = 0.0f64;
+    loop {
+        let counts: Vec<Option<f64>> = (1..=3).map(remembered).collect();
+        seen = counts.iter().flatten().fold(seen, |max, c| max.max(*c));
+        if counts.iter().all(|c| *c == Some(0.0)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "producer ids remembered: {counts:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        seen > 0.0,
+        "the copies remembered producers before they expired"
+    );
     drop(cluster);
 }
 

@@ -132,9 +132,22 @@ fn keyed_lines_round_trip_in_order_where_kafka_would_put_them() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn producer_ids_silent_past_their_expiration_are_forgotten_even_across_a_restart() {
     let data = tempfile::tempdir().unwrap();
-    let mut command = serve_on_free_ports(data.path());
-    command.args(["--producer-id-expiration-ms", "1000"]);
-    let (server, broker) = start_command(command);
+    let start = || {
+        let mut command = serve_on_free_ports(data.path());
+        command.args(["--producer-id-expiration-ms", "1000"]);
+        let mut server = command.spawn().unwrap();
+        let ready = wait_ready(&mut server);
+        let (broker, http) = (ready_field(&ready, "grpc="), ready_field(&ready, "http="));
+        (server, broker, http)
+    };
+    let remembered = |http: &str| {
+        let body = common::cluster::scrape_metrics(http).unwrap();
+        metric_sample(
+            &body,
+            "cairn_partition_producer_ids{topic=\"expiring\",partition=\"0\"}",
+        )
+    };
+    let (server, broker, http) = start();
     cli_ok(
         &broker,
         &["topic", "create", "expiring", "--partitions", "1"],
@@ -142,6 +155,12 @@ async fn producer_ids_silent_past_their_expiration_are_forgotten_even_across_a_r
     let written = common::producer_ids::check_expiration(&broker, &broker, "expiring").await;
     let read = consume_json_with_cli(&broker, "expiring");
     assert_eq!(read.lines().count(), written, "{read}");
+    assert_eq!(
+        remembered(&http),
+        Some(2.0),
+        "the busy producer and the library's new id; the silent one and the library's first id \
+         are forgotten"
+    );
 
     // A clean stop saves the producer state without the forgotten producers; after a restart
     // a producer that was forgotten is still unknown, and nothing written is lost.
@@ -160,9 +179,12 @@ async fn producer_ids_silent_past_their_expiration_are_forgotten_even_across_a_r
         .unwrap();
     drop(client);
     stop_broker(server);
-    let mut command = serve_on_free_ports(data.path());
-    command.args(["--producer-id-expiration-ms", "1000"]);
-    let (server, broker) = start_command(command);
+    let (server, broker, http) = start();
+    assert_eq!(
+        remembered(&http),
+        Some(1.0),
+        "the close's snapshot held only the producer that wrote last"
+    );
     let mut client =
         cairn_proto::v1::producer_client::ProducerClient::connect(format!("http://{broker}"))
             .await

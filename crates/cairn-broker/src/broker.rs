@@ -346,6 +346,19 @@ impl Broker {
         self.topic(topic)?.partition(partition)?.size_bytes()
     }
 
+    /// Idempotent producers partition `partition` of `topic` remembers on this node (for
+    /// `cairn_partition_producer_ids`; see [`ProducerExpiration`]).
+    ///
+    /// # Errors
+    /// An unknown topic or partition; [`BrokerError::PartitionStopped`].
+    pub fn partition_producer_ids(
+        &self,
+        topic: &str,
+        partition: i64,
+    ) -> Result<usize, BrokerError> {
+        self.topic(topic)?.partition(partition)?.producer_ids()
+    }
+
     /// A fresh producer id (epoch 0) for an idempotent producer.
     ///
     /// # Errors

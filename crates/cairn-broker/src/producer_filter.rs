@@ -9,6 +9,7 @@
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use cairn_log::batch::Batch;
 use cairn_log::{
@@ -91,6 +92,9 @@ pub(crate) struct ProducerFilter {
     expiration: ProducerExpiration,
     /// The broker's clock: when each batch is recorded, and when producers expire.
     clock: Arc<dyn Clock>,
+    /// How many producers `committed` holds, for `cairn_partition_producer_ids`: the filter
+    /// lives on the writer thread, so it publishes the count after each change.
+    remembered: Arc<AtomicUsize>,
 }
 
 impl ProducerFilter {
@@ -149,8 +153,20 @@ impl ProducerFilter {
             snapshot_interval_bytes: PRODUCER_SNAPSHOT_INTERVAL_BYTES,
             expiration,
             clock,
+            remembered: Arc::new(AtomicUsize::new(0)),
         };
+        filter.publish_count();
         (filter, report)
+    }
+
+    /// The number of producers remembered, kept current as groups commit and producers expire.
+    pub(crate) fn remembered(&self) -> Arc<AtomicUsize> {
+        Arc::clone(&self.remembered)
+    }
+
+    fn publish_count(&self) {
+        self.remembered
+            .store(self.committed.len(), Ordering::Relaxed);
     }
 
     /// Forgets the producers silent past their expiration, when a look is due.
@@ -239,6 +255,7 @@ impl AppendFilter for ProducerFilter {
     fn commit(&mut self, log_end: Offset) {
         self.pending.apply_to(&mut self.committed);
         self.expire();
+        self.publish_count();
         self.unsnapshotted_bytes += std::mem::take(&mut self.pending_bytes);
         if self.unsnapshotted_bytes >= self.snapshot_interval_bytes {
             self.snapshot(log_end, false);
@@ -252,6 +269,7 @@ impl AppendFilter for ProducerFilter {
 
     fn close(&mut self, log_end: Offset) {
         self.expire();
+        self.publish_count();
         self.snapshot(log_end, true);
     }
 }

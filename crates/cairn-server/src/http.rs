@@ -192,6 +192,9 @@ fn exposition(sources: &Sources) -> String {
     let mut starts = String::from(
         "# HELP cairn_partition_log_start_offset The first offset still in a partition.\n# TYPE cairn_partition_log_start_offset gauge\n",
     );
+    let mut producer_ids = String::from(
+        "# HELP cairn_partition_producer_ids Idempotent producers a partition remembers on this node (their epoch and last batches); each is forgotten once silent for --producer-id-expiration-ms.\n# TYPE cairn_partition_producer_ids gauge\n",
+    );
     let mut sizes = String::from(
         "# HELP cairn_partition_size_bytes Bytes of record batches a partition holds on disk (its .log files up to the high watermark; index files not counted).\n# TYPE cairn_partition_size_bytes gauge\n",
     );
@@ -214,10 +217,17 @@ fn exposition(sources: &Sources) -> String {
             if let Ok(bytes) = broker.partition_size_bytes(&name, i64::from(p.partition)) {
                 let _ = writeln!(sizes, "cairn_partition_size_bytes{{{labels}}} {bytes}");
             }
+            if let Ok(count) = broker.partition_producer_ids(&name, i64::from(p.partition)) {
+                let _ = writeln!(
+                    producer_ids,
+                    "cairn_partition_producer_ids{{{labels}}} {count}"
+                );
+            }
         }
     }
     out.push_str(&starts);
     out.push_str(&sizes);
+    out.push_str(&producer_ids);
     metrics.render(&mut out);
     crate::health::render_metrics(&broker.problems(), &mut out);
     crate::fsync_metrics::render(&cairn_broker::fsync_latency().snapshot(), &mut out);

@@ -42,6 +42,8 @@ pub(crate) struct LocalReplica {
     /// ([`LogWriter::queue_append_or_write`]); with others on their way, it queues, so that the
     /// writer gathers them into one group commit.
     appends_in_progress: AtomicUsize,
+    /// Idempotent producers the writer's filter remembers (see `ProducerFilter::remembered`).
+    producer_ids: Arc<AtomicUsize>,
 }
 
 /// Counts one append in [`LocalReplica::appends_in_progress`] for as long as it lives, however
@@ -103,11 +105,13 @@ impl LocalReplica {
             topic, partition = index, snapshot = ?report.snapshot_offset.map(|o| o.0),
             batches_read = report.batches_read, "producer state restored"
         );
+        let producer_ids = filter.remembered();
         let writer = LogWriter::spawn_filtered(log, clock, options.writer, Some(Box::new(filter)))?;
         let replica = LocalReplica {
             writer,
             sequencer: Sequencer::default(),
             appends_in_progress: AtomicUsize::new(0),
+            producer_ids,
         };
         Ok((replica, damage))
     }
@@ -213,6 +217,11 @@ impl LocalReplica {
     /// The log's writer (config changes; tests drive the log through it: rolls, cleans).
     pub(crate) fn writer(&self) -> &LogWriter {
         &self.writer
+    }
+
+    /// Idempotent producers this partition remembers.
+    pub(super) fn producer_ids(&self) -> usize {
+        self.producer_ids.load(Ordering::Relaxed)
     }
 
     /// The log's reader.

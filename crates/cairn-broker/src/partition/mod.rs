@@ -388,6 +388,16 @@ impl Partition {
         }
     }
 
+    /// Idempotent producers this copy remembers (their epoch and last batches): on a single
+    /// node as of the last group commit; on a replicated copy as of its last background pass
+    /// over the committed log. Expiration bounds it (see `producer_state`).
+    ///
+    /// # Errors
+    /// [`BrokerError::PartitionStopped`].
+    pub(crate) fn producer_ids(&self) -> Result<usize, BrokerError> {
+        Ok(self.replica()?.producer_ids())
+    }
+
     /// Bytes of record batches the partition holds (see [`LogReader::size_bytes`]).
     ///
     /// # Errors

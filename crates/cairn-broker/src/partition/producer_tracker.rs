@@ -85,6 +85,11 @@ impl ProducerTracker {
         &self.states
     }
 
+    /// Producers remembered.
+    pub(crate) fn len(&self) -> usize {
+        self.states.len()
+    }
+
     fn pass(&mut self, reader: &LogReader, topic: &str, index: u32, now_ms: i64) {
         let start = reader.log_start_offset();
         if start > self.next {

@@ -134,6 +134,14 @@ impl Replica {
         }
     }
 
+    /// See [`super::Partition::producer_ids`].
+    pub(super) fn producer_ids(&self) -> usize {
+        match self {
+            Replica::Local(local) => local.producer_ids(),
+            Replica::Replicated(replicated) => replicated.producer_ids(),
+        }
+    }
+
     /// See [`super::Partition::size_bytes`].
     pub(super) fn size_bytes(&self) -> u64 {
         self.reader().size_bytes()

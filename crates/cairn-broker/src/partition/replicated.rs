@@ -353,6 +353,15 @@ impl ReplicatedReplica {
         self.max_message_bytes.load(Ordering::Relaxed) as usize
     }
 
+    /// Idempotent producers this copy's background tracker remembers (see
+    /// `producer_tracker.rs`).
+    pub(super) fn producer_ids(&self) -> usize {
+        self.producer_tracker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+    }
+
     /// The log's reader. Reads by offset see only committed (applied) data.
     pub(super) fn reader(&self) -> &LogReader {
         self.raft_log.reader()
