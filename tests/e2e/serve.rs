@@ -12,6 +12,18 @@ mod common;
 
 use common::*;
 
+/// Runs `command` until its ready line, stops it with SIGTERM, checks it exited 0, and returns
+/// its stderr.
+fn run_until_sigterm(mut command: std::process::Command) -> String {
+    let mut child = command.spawn().unwrap();
+    wait_ready(&mut child);
+    send(&child, libc::SIGTERM);
+    let output = wait_exit(child);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(0), "stderr: {stderr}");
+    stderr
+}
+
 fn stops_cleanly_on(signal: libc::c_int) {
     let dir = tempfile::tempdir().unwrap();
     let mut child = serve_on_free_ports(&dir.path().join("data"))
@@ -100,12 +112,7 @@ fn the_example_config_file_in_deploy_is_accepted() {
     // The flags override the example's paths and ports; everything else comes from the file.
     let mut command = serve_on_free_ports(&dir.path().join("data"));
     command.args(["--config", example]).env("RUST_LOG", "info");
-    let mut child = command.spawn().unwrap();
-    wait_ready(&mut child);
-    send(&child, libc::SIGTERM);
-    let output = wait_exit(child);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(0), "stderr: {stderr}");
+    let stderr = run_until_sigterm(command);
     assert!(
         stderr.contains("cairn-1.example.com:7070"),
         "the file's advertised address was used: {stderr}"
@@ -122,12 +129,7 @@ fn a_producer_id_expiration_under_the_delivery_timeout_is_warned_of() {
         let dir = tempfile::tempdir().unwrap();
         let mut command = serve_on_free_ports(&dir.path().join("data"));
         command.args(["--producer-id-expiration-ms", ms]);
-        let mut child = command.spawn().unwrap();
-        wait_ready(&mut child);
-        send(&child, libc::SIGTERM);
-        let output = wait_exit(child);
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(0), "stderr: {stderr}");
+        let stderr = run_until_sigterm(command);
         assert_eq!(
             stderr
                 .contains("producer ids expire sooner than a producer's default delivery timeout"),
