@@ -169,7 +169,8 @@ impl ProducerFilter {
             .store(self.committed.len(), Ordering::Relaxed);
     }
 
-    /// Forgets the producers silent past their expiration, when a look is due.
+    /// Forgets the producers silent past their expiration, when a look is due, and publishes
+    /// how many are left.
     fn expire(&mut self) {
         let forgotten = self
             .committed
@@ -177,6 +178,7 @@ impl ProducerFilter {
         if forgotten > 0 {
             tracing::debug!(dir = %self.dir.display(), forgotten, remembered = self.committed.len(), "producer ids expired");
         }
+        self.publish_count();
     }
 
     /// Writes a snapshot at `log_end` unless one is there already.
@@ -255,7 +257,6 @@ impl AppendFilter for ProducerFilter {
     fn commit(&mut self, log_end: Offset) {
         self.pending.apply_to(&mut self.committed);
         self.expire();
-        self.publish_count();
         self.unsnapshotted_bytes += std::mem::take(&mut self.pending_bytes);
         if self.unsnapshotted_bytes >= self.snapshot_interval_bytes {
             self.snapshot(log_end, false);
@@ -269,7 +270,6 @@ impl AppendFilter for ProducerFilter {
 
     fn close(&mut self, log_end: Offset) {
         self.expire();
-        self.publish_count();
         self.snapshot(log_end, true);
     }
 }

@@ -16,6 +16,7 @@
 //! log. (A follower's uncommitted tail can be truncated; a sequence recorded from it would make
 //! the producer's retry of that batch look like a duplicate of records that are gone.)
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -40,6 +41,10 @@ pub(crate) struct ProducerTracker {
     read: u64,
     /// A pass stepped over damaged batches since the last full read.
     damaged: bool,
+    /// How many producers `states` holds, published after each pass for
+    /// `cairn_partition_producer_ids`, so a scrape never waits on this tracker's lock while a
+    /// pass reads the log.
+    remembered: Arc<AtomicUsize>,
 }
 
 /// A tracker shared by a copy's background pass and its leadership's start.
@@ -78,6 +83,7 @@ impl ProducerTracker {
         if self.damaged {
             *self = ProducerTracker {
                 read: self.read,
+                remembered: Arc::clone(&self.remembered),
                 ..ProducerTracker::new(self.expiration)
             };
         }
@@ -85,12 +91,18 @@ impl ProducerTracker {
         &self.states
     }
 
-    /// Producers remembered.
-    pub(crate) fn len(&self) -> usize {
-        self.states.len()
+    /// The number of producers remembered, as of the last pass.
+    pub(crate) fn remembered(&self) -> Arc<AtomicUsize> {
+        Arc::clone(&self.remembered)
     }
 
     fn pass(&mut self, reader: &LogReader, topic: &str, index: u32, now_ms: i64) {
+        self.read_committed(reader, topic, index, now_ms);
+        self.remembered.store(self.states.len(), Ordering::Relaxed);
+    }
+
+    /// Forgets the producers due to expire, then records the committed batches not yet read.
+    fn read_committed(&mut self, reader: &LogReader, topic: &str, index: u32, now_ms: i64) {
         let start = reader.log_start_offset();
         if start > self.next {
             // The log no longer holds what lies between the last pass and its start: a

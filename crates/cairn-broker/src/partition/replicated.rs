@@ -31,7 +31,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -149,6 +149,8 @@ pub(crate) struct ReplicatedReplica {
     /// The producer states of the committed log, kept current in the background so that a
     /// new leadership reads only the log's last moments (`producer_tracker.rs`).
     producer_tracker: SharedTracker,
+    /// How many producers `producer_tracker` remembers (`ProducerTracker::remembered`).
+    producer_ids: Arc<AtomicUsize>,
     /// The task that keeps `producer_tracker` current, aborted when the copy closes.
     producer_tracking: tokio::task::JoinHandle<()>,
     /// The newest Raft term this copy knows: once it passes the term a proposal was made in,
@@ -307,8 +309,9 @@ impl ReplicatedReplica {
             heals: Arc::clone(&ctx.heals),
         }
         .spawn();
-        let producer_tracker =
-            SharedTracker::new(Mutex::new(ProducerTracker::new(ctx.producer_expiration)));
+        let tracker = ProducerTracker::new(ctx.producer_expiration);
+        let producer_ids = tracker.remembered();
+        let producer_tracker = SharedTracker::new(Mutex::new(tracker));
         let producer_tracking = spawn_producer_tracking(
             Arc::clone(&producer_tracker),
             Arc::clone(&clock),
@@ -332,6 +335,7 @@ impl ReplicatedReplica {
             standing,
             healer,
             producer_tracker,
+            producer_ids,
             producer_tracking,
             known_term,
             lag_history,
@@ -353,13 +357,10 @@ impl ReplicatedReplica {
         self.max_message_bytes.load(Ordering::Relaxed) as usize
     }
 
-    /// Idempotent producers this copy's background tracker remembers (see
-    /// `producer_tracker.rs`).
+    /// Idempotent producers this copy's background tracker remembers, as of its last pass
+    /// (see `producer_tracker.rs`).
     pub(super) fn producer_ids(&self) -> usize {
-        self.producer_tracker
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .len()
+        self.producer_ids.load(Ordering::Relaxed)
     }
 
     /// The log's reader. Reads by offset see only committed (applied) data.
