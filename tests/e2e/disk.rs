@@ -12,6 +12,7 @@ use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::{Output, Stdio};
+use std::time::Duration;
 
 use cairn_client::{Admin, ClientError, ErrorCode};
 use common::tmpfs::TmpfsMount;
@@ -114,6 +115,59 @@ async fn a_node_serves_on_a_64_mib_disk_and_refuses_a_create_the_disk_cannot_hol
     stop(server);
 }
 
+/// Waits until no directory in `dir` is a deletion still being freed.
+fn wait_for_deletions(dir: &Path) {
+    let start = std::time::Instant::now();
+    while names_in(dir).iter().any(|n| n.ends_with(".deleting")) {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{:?}",
+            names_in(dir)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_deleted_topic_frees_its_name_at_once_and_its_files_in_the_background() {
+    let data = tempfile::tempdir().unwrap();
+    let (server, broker) = start_broker(data.path());
+    assert_ok(&cli(
+        &broker,
+        &["topic", "create", "orders", "--partitions", "2"],
+    ));
+    produce_orders(&broker, 0..50, 5);
+    assert_ok(&cli(&broker, &["topic", "delete", "orders"]));
+    // The name is free the moment the delete answers, and the new topic starts empty.
+    assert_ok(&cli(
+        &broker,
+        &["topic", "create", "orders", "--partitions", "2"],
+    ));
+    produce_orders(&broker, 100..105, 5);
+    let records = consume_all_orders(&broker);
+    assert_eq!(records.lines().count(), 5, "{records}");
+    assert!(
+        records.lines().all(|l| l.contains("order-10")),
+        "only the new topic's records: {records}"
+    );
+    wait_for_deletions(data.path());
+    stop(server);
+
+    // A deletion a stop interrupted is finished at the next start.
+    let left = data.path().join("orders-1.1765000000000000000.deleting");
+    std::fs::create_dir(&left).unwrap();
+    std::fs::write(left.join("00000000000000000000.log"), vec![0_u8; 3 << 20]).unwrap();
+    std::fs::write(left.join("00000000000000000000.index"), [0_u8; 64]).unwrap();
+    let (server, broker) = start_broker(data.path());
+    wait_for_deletions(data.path());
+    assert_eq!(consume_all_orders(&broker).lines().count(), 5);
+    let log = stop(server);
+    assert!(
+        log.contains("finishing the deletion of a log directory"),
+        "{log}"
+    );
+}
+
 #[test]
 fn start_up_removes_what_a_crash_mid_create_left_and_logs_it() {
     let data = tempfile::tempdir().unwrap();
@@ -211,11 +265,18 @@ fn a_249_character_topic_name_works_end_to_end() {
         30
     );
     assert_ok(&cli(&broker, &["topic", "delete", &name]));
-    assert!(
-        names_in(data.path()).iter().all(|n| !n.starts_with("nnn")),
-        "{:?}",
-        names_in(data.path())
-    );
+    // The partition directories are renamed away at once and freed in the background.
+    let start = std::time::Instant::now();
+    while names_in(data.path()).iter().any(|n| n.starts_with("nnn")) {
+        let left = names_in(data.path());
+        assert!(
+            left.iter()
+                .all(|n| !n.starts_with("nnn") || n.ends_with(".deleting")),
+            "{left:?}"
+        );
+        assert!(start.elapsed() < Duration::from_secs(20), "{left:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     stop(server);
 }
 

@@ -194,13 +194,17 @@ pub(crate) fn parse_partition_dir(dir_name: &str) -> Option<(&str, u32)> {
 }
 
 /// Removes what a crash left in `data_dir` around the committed `topics`: temporary files
-/// (`*.tmp`), and partition directories that no topic file owns (no topic of that name, or a
+/// (`*.tmp`), partition directories that no topic file owns (no topic of that name, or a
 /// partition number at or past its count). Each removal is logged at WARN. Entries that do not
-/// look like the broker's own (another name, a symlink, a file) are left alone.
+/// look like the broker's own (another name, a symlink, a file) are left alone. Deleted
+/// partitions whose files were still being freed are handed back to the log's paced deleter,
+/// here and in the replicas directory of a cluster node.
 ///
 /// # Errors
 /// [`BrokerError::Io`] listing the directory or removing a leftover.
 pub fn remove_leftovers(data_dir: &Path, topics: &[StoredTopic]) -> Result<usize, BrokerError> {
+    cairn_log::resume_log_dir_removals(data_dir)?;
+    cairn_log::resume_log_dir_removals(&data_dir.join(crate::cluster::runtime::REPLICAS_DIR))?;
     let mut removed = 0;
     let entries =
         fs::read_dir(data_dir).map_err(|e| BrokerError::io("list data directory", data_dir, e))?;

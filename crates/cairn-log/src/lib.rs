@@ -68,6 +68,7 @@ mod checkpoint;
 mod clean;
 mod clock;
 mod config;
+mod dir_removal;
 mod entry_reader;
 mod error;
 #[cfg(feature = "fault-injection")]
@@ -88,6 +89,9 @@ pub use clean::{CleanJob, CleanOutcome, CleanedSegments, CleanerStats, MAX_KEY_M
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
     DirtyRatio, FlushPolicy, LogConfig, MAX_SEGMENT_INDEX_BYTES, MIN_SEGMENT_INDEX_BYTES,
+};
+pub use dir_removal::{
+    DELETING_DIR_SUFFIX, is_log_dir_being_deleted, remove_log_dir, resume_log_dir_removals,
 };
 pub use entry_reader::{EntryHeader, LogEntry};
 pub use error::LogError;

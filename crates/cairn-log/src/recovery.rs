@@ -14,7 +14,7 @@ use crate::log::{Log, Published, Shared};
 use crate::segment::open::{SegmentHints, open_active, open_sealed};
 use crate::segment::{
     INDEX_EXTENSIONS, RETIRED_SUFFIX, Segment, delete_segment_files, parse_segment_name,
-    segment_path,
+    segment_path, unlink_retired,
 };
 use crate::types::{EntryIndex, FilePos, Offset};
 
@@ -217,12 +217,13 @@ fn file_len(dir: &Path, base: Offset) -> Option<u64> {
 }
 
 /// The base offsets of the `.log` files in `dir`, in order. Leftover temporary files of an
-/// interrupted checkpoint write and retired (`.deleted`) segment files are removed, and so are
-/// index files whose `.log` is gone (a crash while a segment was being deleted): an index
-/// without its log indexes nothing.
+/// interrupted checkpoint write are removed, retired (`.deleted`) segment files are handed to
+/// the deleter, and index files are removed whose `.log` is gone (a crash while a segment was
+/// being deleted): an index without its log indexes nothing.
 fn list_segments(dir: &Path) -> Result<Vec<Offset>, LogError> {
     let mut bases = Vec::new();
     let mut index_files = Vec::new();
+    let mut retired = Vec::new();
     let entries =
         std::fs::read_dir(dir).map_err(|source| LogError::io("list log directory", dir, source))?;
     for entry in entries {
@@ -233,11 +234,15 @@ fn list_segments(dir: &Path) -> Result<Vec<Offset>, LogError> {
             bases.push(base);
         } else if let Some(base) = parse_index_name(name) {
             index_files.push((base, entry.path()));
-        } else if name.ends_with(".checkpoint.tmp") || name.ends_with(RETIRED_SUFFIX) {
-            // An interrupted checkpoint write, or a segment retired but not yet unlinked.
+        } else if name.ends_with(".checkpoint.tmp") {
+            // An interrupted checkpoint write.
             remove_if_present(&entry.path(), "remove leftover file")?;
+        } else if name.ends_with(RETIRED_SUFFIX) {
+            // A segment retired but not yet freed: the deleter finishes it, paced.
+            retired.push(entry.path());
         }
     }
+    unlink_retired(retired);
     bases.sort_unstable();
     for (base, path) in index_files {
         if bases.binary_search(&base).is_err() {

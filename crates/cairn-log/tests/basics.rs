@@ -192,6 +192,47 @@ fn retention_deletes_old_segments_and_moves_the_log_start() {
     assert!(log.size_bytes() <= 5000 + 4096, "size {}", log.size_bytes());
 }
 
+/// Retention hands its segments to a deleter that shrinks each file step by step before
+/// freeing it. Bytes a reader took from a deleted segment point into that file's mapping: were
+/// the file shrunk under them, touching them would raise SIGBUS and kill this test.
+#[test]
+fn bytes_read_from_segments_retention_deletes_stay_readable_until_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LogConfig {
+        retention_ms: Some(1000),
+        ..small_config()
+    };
+    let mut log = Log::open(dir.path(), cfg, 0).unwrap();
+    let mut expected = Vec::new();
+    for tag in 0..100u64 {
+        let b = batch(tag, 2, 30, tag as i64 * 100);
+        log.append(std::slice::from_ref(&b), None, 0).unwrap();
+        expected.push(b.bytes().slice(16..));
+    }
+    let held = read_all(&log.reader());
+    assert_eq!(held.len(), 100);
+    let outcome = log.enforce_retention(6000).unwrap();
+    assert!(outcome.deleted_segments > 0);
+
+    // Long enough for the deleter to have shrunk every retired file many times over.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(
+        names.iter().all(|n| !n.ends_with(".deleted")),
+        "retired names are unlinked at once: {names:?}"
+    );
+    for ((_, bytes), want) in held.iter().zip(&expected) {
+        assert_eq!(bytes, want);
+    }
+    drop(held);
+    // The log goes on after the deleter has freed what it held.
+    log.append(&[batch(100, 2, 30, 10_000)], None, 0).unwrap();
+    assert!(!read_all(&log.reader()).is_empty());
+}
+
 #[test]
 fn timestamps_find_the_first_record_at_or_after() {
     let dir = tempfile::tempdir().unwrap();

@@ -161,12 +161,9 @@ impl Broker {
             // whose logs are half gone.
             topic_store::remove_topic(&data_dir, &name_owned)?;
             for dir in dirs {
-                match std::fs::remove_dir_all(&dir) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                        return Err(BrokerError::io("delete partition directory", &dir, e));
-                    }
-                    _ => {}
-                }
+                // Renamed away at once; the files are freed in the background, paced, so that a
+                // large topic's deletion does not stall every fsync on the disk.
+                cairn_log::remove_log_dir(&dir)?;
             }
             topic_store::fsync_dir(&data_dir)
         })

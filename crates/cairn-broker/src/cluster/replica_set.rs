@@ -167,13 +167,7 @@ pub(super) async fn release_copy(partition: &Partition) {
         tracing::warn!(partition = partition.index(), %err, "closing a released copy");
     }
     let dir = partition.dir().to_path_buf();
-    let removed = blocking(move || match std::fs::remove_dir_all(&dir) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(BrokerError::io("delete replica directory", &dir, e))
-        }
-        _ => Ok(()),
-    })
-    .await;
+    let removed = blocking(move || Ok(cairn_log::remove_log_dir(&dir)?)).await;
     if let Err(err) = removed {
         tracing::warn!(partition = partition.index(), %err, "removing a released copy");
     }

@@ -46,7 +46,7 @@ impl Log {
         match self.reset_unchecked(entry, offset) {
             Ok(retired) => {
                 self.publish();
-                unlink_retired(&retired);
+                unlink_retired(retired);
                 tracing::info!(dir = %self.dir.display(), %entry, %offset, "log reset: it now starts empty here");
                 Ok(())
             }

@@ -100,13 +100,9 @@ impl Log {
             retired.extend(retire_segment_files(&self.dir, segment.base_offset)?);
         }
         fsync_dir(&self.dir)?;
-        // Unlinking gigabytes can take a while; keep it off the writer's path.
-        let spawned = std::thread::Builder::new()
-            .name("cairn-log-delete".to_string())
-            .spawn(move || unlink_retired(&retired));
-        if let Err(err) = spawned {
-            tracing::warn!(%err, "no thread to delete retired segments; the next open will");
-        }
+        // Freeing gigabytes takes a while and, done at once, stalls the disk: the deleter
+        // thread does it, paced.
+        unlink_retired(retired);
         tracing::info!(dir = %self.dir.display(), segments = count, bytes = deleted_bytes, log_start = %start.offset, why, "deleted segments");
         Ok(RetentionOutcome {
             deleted_segments: count,

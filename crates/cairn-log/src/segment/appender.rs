@@ -17,6 +17,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use memmap2::MmapOptions;
 
+use super::mappings::{FileId, map_counted};
 use super::preallocation::{Preallocation, is_disk_full, write_all_vectored_at};
 use super::view::SegmentView;
 use super::{INDEX_EXTENSIONS, segment_path};
@@ -581,5 +582,7 @@ pub(crate) fn map_log(file: &File, path: &Path, len: usize) -> Result<Bytes, Log
     // and published, so no mapped byte a reader uses changes or disappears underneath it.
     let map = unsafe { MmapOptions::new().len(len).map(file) }
         .map_err(|source| LogError::io("map segment", path, source))?;
-    Ok(Bytes::from_owner(map))
+    // Counted, so that the paced deleter never shrinks a retired file a reader still maps.
+    let id = FileId::of(file).map_err(|source| LogError::io("stat segment", path, source))?;
+    Ok(Bytes::from_owner(map_counted(map, id)))
 }

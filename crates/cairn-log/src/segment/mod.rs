@@ -4,12 +4,15 @@
 
 mod appender;
 mod locate;
+mod mappings;
 pub(crate) mod open;
+mod paced_delete;
 mod preallocation;
 mod view;
 mod walker;
 
 pub(crate) use appender::Segment;
+pub(crate) use paced_delete::remove_dir;
 pub(crate) use view::SegmentView;
 pub(crate) use walker::{
     BatchWalker, WalkError, WalkedBatch, count_framed, next_valid_after, step_over_damaged,
@@ -47,11 +50,12 @@ pub(crate) const SEGMENT_EXTENSIONS: [&str; 4] = ["index", "timeindex", "entryin
 /// Extensions of a segment's index files.
 pub(crate) const INDEX_EXTENSIONS: [&str; 3] = ["index", "timeindex", "entryindex"];
 
-/// Deletes a segment's files now. Readers that still map the `.log` keep their pages until they
-/// drop them; a file already gone is fine (a crash mid-delete, then a retry).
+/// Takes a segment's files out of the log now and hands them to the deleter. Readers that still
+/// map the `.log` keep their pages until they drop them; a file already gone is fine (a crash
+/// mid-delete, then a retry).
 pub(crate) fn delete_segment_files(dir: &Path, base: Offset) -> Result<(), crate::error::LogError> {
     let retired = retire_segment_files(dir, base)?;
-    unlink_retired(&retired);
+    unlink_retired(retired);
     Ok(())
 }
 
@@ -78,14 +82,9 @@ pub(crate) fn retire_segment_files(
     Ok(retired)
 }
 
-/// Removes retired files. Failures are logged, not returned: the files are already out of the
-/// log, and the next open removes what is left.
-pub(crate) fn unlink_retired(paths: &[PathBuf]) {
-    for path in paths {
-        if let Err(err) = std::fs::remove_file(path)
-            && err.kind() != std::io::ErrorKind::NotFound
-        {
-            tracing::warn!(file = %path.display(), %err, "could not remove a retired segment file; the next open will");
-        }
-    }
+/// Removes retired files, off the caller's path and paced so that freeing them does not stall
+/// the disk (`paced_delete`). Failures are logged, not returned: the files are already out of
+/// the log, and the next open removes what is left.
+pub(crate) fn unlink_retired(paths: Vec<PathBuf>) {
+    paced_delete::remove_retired(paths);
 }
