@@ -11,7 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::checkpoint::fsync_dir;
 use crate::error::LogError;
-use crate::segment::remove_dir;
+use crate::segment::{remove_dir, remove_dir_paced_now};
 
 /// The suffix of a log directory renamed for deletion: `<name>.<nanoseconds>.deleting`.
 pub const DELETING_DIR_SUFFIX: &str = ".deleting";
@@ -58,6 +58,18 @@ pub fn remove_log_dir(dir: &Path) -> Result<(), LogError> {
     fsync_dir(parent)?;
     remove_dir(renamed);
     Ok(())
+}
+
+/// Removes a scratch directory (one no log uses) and everything in it before returning,
+/// shrinking each file at the paced deleter's rate first, so that freeing it neither stalls
+/// the disk for what comes next nor goes on beside it. Benchmarks use it for their baseline
+/// files. A directory already gone is fine.
+///
+/// # Errors
+/// [`LogError::Io`] when the directory cannot be listed or removed.
+pub fn remove_scratch_dir(dir: &Path) -> Result<(), LogError> {
+    remove_dir_paced_now(dir)
+        .map_err(|source| LogError::io("remove scratch directory", dir, source))
 }
 
 /// The longest start of `name` that leaves room for `tail` within a file name's 255 bytes,

@@ -17,6 +17,7 @@ use cairn_log::{LeaderEpoch, Log, LogConfig};
 
 use super::fsync_baseline;
 use super::report::Percentiles;
+use super::scratch::Scratch;
 
 /// How long each baseline runs.
 pub const BASELINE_DURATION: Duration = Duration::from_secs(3);
@@ -81,10 +82,7 @@ pub fn sample_batch(records: usize, record_size: usize) -> anyhow::Result<Bytes>
 /// # Errors
 /// If the scratch directory cannot be made or written, or the log refuses the batch.
 pub fn measure(dir: &Path, batch: &Bytes, batch_records: usize) -> anyhow::Result<Baseline> {
-    let scratch = tempfile::Builder::new()
-        .prefix("cairn-bench-baseline-")
-        .tempdir_in(dir)
-        .with_context(|| format!("creating a scratch directory in {}", dir.display()))?;
+    let scratch = Scratch::new_in(dir, "cairn-bench-baseline-")?;
     let raw_bytes_per_sec = raw_fsync(&scratch.path().join("raw"), batch)?;
     let laid_out_bytes_per_sec =
         fsync_baseline::sequential(&scratch.path().join("laid-out"), batch.len())?;

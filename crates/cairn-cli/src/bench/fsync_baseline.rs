@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 use super::report::{Percentiles, latency_histogram, record_latency};
+use super::scratch::Scratch;
 
 /// Size of the laid-out file of the sequential measurement, fio's `--size=1G`; writes wrap
 /// around to its start when they reach its end.
@@ -114,11 +115,8 @@ pub fn paced_small_write_latency_in(
 }
 
 /// A scratch directory under `dir` for one measurement, removed when dropped.
-fn scratch_in(dir: &Path) -> anyhow::Result<tempfile::TempDir> {
-    tempfile::Builder::new()
-        .prefix("cairn-bench-fsync-")
-        .tempdir_in(dir)
-        .with_context(|| format!("creating a scratch directory in {}", dir.display()))
+fn scratch_in(dir: &Path) -> anyhow::Result<Scratch> {
+    Scratch::new_in(dir, "cairn-bench-fsync-")
 }
 
 /// `write` + `fdatasync` of 4 KiB at a time for `duration` or `max_ops` writes, back to back,

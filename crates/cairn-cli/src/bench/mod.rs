@@ -32,6 +32,7 @@ mod replay;
 mod replica_floor;
 mod report;
 mod rpc_floor;
+mod scratch;
 
 use std::time::Duration;
 

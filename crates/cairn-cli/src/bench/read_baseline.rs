@@ -17,6 +17,7 @@ use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use super::scratch::Scratch;
 use anyhow::{Context, bail};
 use cairn_log::{Log, LogConfig, LogReader};
 
@@ -37,7 +38,7 @@ pub struct Range {
 /// The copied partitions, open for reading.
 pub struct Copies {
     logs: Vec<(Range, Log)>,
-    _scratch: tempfile::TempDir,
+    _scratch: Scratch,
 }
 
 /// What one reading counted.
@@ -64,10 +65,7 @@ impl Copies {
             ranges.len(),
             data_dir.display()
         );
-        let scratch = tempfile::Builder::new()
-            .prefix("cairn-bench-read-")
-            .tempdir_in(data_dir)
-            .with_context(|| format!("creating a scratch directory in {}", data_dir.display()))?;
+        let scratch = Scratch::new_in(data_dir, "cairn-bench-read-")?;
         let mut logs = Vec::with_capacity(ranges.len());
         for range in ranges {
             let name = format!("{topic}-{}", range.partition);

@@ -34,6 +34,7 @@ use serde_json::json;
 use super::cpu_ceiling::process_cpu_time;
 use super::fsync_baseline::laid_out;
 use super::report::{Percentiles, latency_histogram, record_latency};
+use super::scratch::Scratch;
 use super::{OutputFormat, flag_within};
 use crate::usage_error::usage_bail;
 
@@ -268,10 +269,7 @@ pub fn run(args: &BenchFloorArgs) -> anyhow::Result<()> {
 
 /// Runs the emulation in a scratch directory under `dir`, removed afterwards.
 fn measure(shape: Shape, dir: &Path) -> anyhow::Result<Figures> {
-    let scratch = tempfile::Builder::new()
-        .prefix("cairn-bench-floor-")
-        .tempdir_in(dir)
-        .with_context(|| format!("creating a scratch directory in {}", dir.display()))?;
+    let scratch = Scratch::new_in(dir, "cairn-bench-floor-")?;
     let cpu_before = process_cpu_time()?;
     let started = Instant::now();
     let mut partitions = Vec::with_capacity(shape.partitions);

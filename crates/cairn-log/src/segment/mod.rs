@@ -12,7 +12,7 @@ mod view;
 mod walker;
 
 pub(crate) use appender::Segment;
-pub(crate) use paced_delete::remove_dir;
+pub(crate) use paced_delete::{remove_dir, remove_dir_paced_now};
 pub(crate) use view::SegmentView;
 pub(crate) use walker::{
     BatchWalker, WalkError, WalkedBatch, count_framed, next_valid_after, step_over_damaged,

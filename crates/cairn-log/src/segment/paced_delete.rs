@@ -112,6 +112,41 @@ fn deleter() -> Option<&'static Sender<Work>> {
         .as_ref()
 }
 
+/// Removes `dir` with everything in it on the caller's thread, shrinking each regular file in
+/// it first at the deleter's pace; a file that some mapping of this process still holds is only
+/// unlinked. For scratch directories (a benchmark's baseline files) whose removal must neither
+/// stall the measurement after it nor run beside it.
+pub(crate) fn remove_dir_paced_now(dir: &Path) -> std::io::Result<()> {
+    shrink_tree(dir, PACE)?;
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+fn shrink_tree(dir: &Path, pace: Pace) -> std::io::Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let (path, kind) = (entry.path(), entry.file_type()?);
+        if kind.is_dir() {
+            shrink_tree(&path, pace)?;
+        } else if kind.is_file()
+            && let Ok(file) = OpenOptions::new().write(true).open(&path)
+        {
+            let unmapped = FileId::of(&file).is_ok_and(|id| live_mappings(id) == 0);
+            if unmapped {
+                shrink(&file, &path, pace);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A retired `.log` whose name is gone, held open until no reader maps it, then shrunk.
 struct Held {
     file: File,
@@ -409,6 +444,21 @@ mod tests {
         });
         drop(sender);
         deleter.join().unwrap();
+    }
+
+    #[test]
+    fn a_scratch_tree_is_emptied_and_removed_on_the_callers_thread() {
+        let data = tempfile::tempdir().unwrap();
+        let scratch = data.path().join("scratch");
+        std::fs::create_dir_all(scratch.join("inner")).unwrap();
+        retired_file(&scratch, "raw", 3 << 20);
+        retired_file(&scratch.join("inner"), "x.log", 4096);
+        let watch = File::open(scratch.join(format!("raw{RETIRED_SUFFIX}"))).unwrap();
+        shrink_tree(&scratch, TEST_PACE).unwrap();
+        assert_eq!(watch.metadata().unwrap().len(), 0);
+        remove_dir_paced_now(&scratch).unwrap();
+        assert!(!scratch.exists());
+        remove_dir_paced_now(&scratch).unwrap();
     }
 
     #[test]
