@@ -340,6 +340,13 @@ mod tests {
         }
     }
 
+    /// Waits until the file `watch` has open is shrunk to nothing.
+    fn wait_until_empty(watch: &File) {
+        wait_for("the file to shrink", || {
+            watch.metadata().unwrap().len() == 0
+        });
+    }
+
     #[test]
     fn tells_retired_logs_from_index_files() {
         assert!(is_retired_log(Path::new(
@@ -374,9 +381,7 @@ mod tests {
         assert!(reader.iter().all(|&b| b == 9));
 
         drop(reader);
-        wait_for("the file to shrink", || {
-            watch.metadata().unwrap().len() == 0
-        });
+        wait_until_empty(&watch);
         drop(sender);
         deleter.join().unwrap();
     }
@@ -399,9 +404,7 @@ mod tests {
         let deleter = std::thread::spawn(move || run(&receiver, TEST_PACE));
         sender.send(Work::Retired(vec![mapped])).unwrap();
         sender.send(Work::Retired(vec![free])).unwrap();
-        wait_for("the unmapped file to shrink", || {
-            watch_free.metadata().unwrap().len() == 0
-        });
+        wait_until_empty(&watch_free);
         assert_eq!(watch_mapped.metadata().unwrap().len(), 4096);
         drop(sender);
         drop(map);
@@ -439,9 +442,7 @@ mod tests {
         assert_eq!(watch_free.metadata().unwrap().len(), 0);
         assert_eq!(watch_mapped.metadata().unwrap().len(), 3 * 4096);
         drop(map);
-        wait_for("the mapped file to shrink", || {
-            watch_mapped.metadata().unwrap().len() == 0
-        });
+        wait_until_empty(&watch_mapped);
         drop(sender);
         deleter.join().unwrap();
     }
