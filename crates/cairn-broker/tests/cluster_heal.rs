@@ -52,8 +52,10 @@ impl Node {
             .unwrap()
             .map(|e| e.unwrap().path())
             .find(|p| {
-                p.file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with("orders-0.g"))
+                p.file_name().is_some_and(|n| {
+                    let n = n.to_string_lossy();
+                    n.starts_with("orders-0.g") && !n.ends_with(".deleting")
+                })
             })
             .expect("a replica directory for orders-0");
         partition.join(format!("{:020}.log", 0))

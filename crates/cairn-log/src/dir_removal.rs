@@ -72,6 +72,17 @@ pub fn remove_scratch_dir(dir: &Path) -> Result<(), LogError> {
         .map_err(|source| LogError::io("remove scratch directory", dir, source))
 }
 
+/// True when some open log holds the directory's lock file (its `flock`, `recovery.rs`).
+fn locked_by_an_open_log(dir: &Path) -> bool {
+    use std::os::fd::AsRawFd;
+    let Ok(file) = std::fs::File::open(dir.join(crate::recovery::LOCK_FILE)) else {
+        return false;
+    };
+    // SAFETY: a plain syscall on an fd we own; a lock taken goes with the file at once.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    rc != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EWOULDBLOCK)
+}
+
 /// The longest start of `name` that leaves room for `tail` within a file name's 255 bytes,
 /// cut at a character boundary: the longest topic names fill a name on their own.
 fn name_prefix(name: &str, tail: usize) -> &str {
@@ -106,6 +117,12 @@ pub fn resume_log_dir_removals(parent: &Path) -> Result<usize, LogError> {
     for entry in entries {
         let entry = entry.map_err(|source| LogError::io("list directory", parent, source))?;
         let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        if is_dir && locked_by_an_open_log(&entry.path()) {
+            // Another process (a second broker on this data directory) has it open: shrinking
+            // its files would raise SIGBUS in that process's readers.
+            tracing::warn!(directory = %entry.path().display(), "a log directory being deleted is open in another process; left alone");
+            continue;
+        }
         if is_dir
             && entry
                 .file_name()
@@ -194,5 +211,13 @@ mod tests {
             resume_log_dir_removals(&data.path().join("none")).unwrap(),
             0
         );
+
+        // One another log holds open is left alone.
+        let held = data.path().join("orders-2.18.deleting");
+        std::fs::create_dir(&held).unwrap();
+        let log = crate::Log::open(&held, crate::LogConfig::default(), 0).unwrap();
+        assert_eq!(resume_log_dir_removals(data.path()).unwrap(), 0);
+        assert!(held.exists());
+        drop(log);
     }
 }

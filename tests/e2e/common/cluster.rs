@@ -624,7 +624,9 @@ pub fn replica_bytes(dir: &Path, topic: &str, node: usize, partition: i32) -> Ve
     let prefix = format!("{topic}-{partition}.g");
     let mut bytes = Vec::new();
     for entry in entries.flatten() {
-        if !entry.file_name().to_string_lossy().starts_with(&prefix) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        // A copy given up is renamed `<name>.<n>.deleting` and freed in the background.
+        if !name.starts_with(&prefix) || name.ends_with(".deleting") {
             continue;
         }
         let mut segments: Vec<_> = std::fs::read_dir(entry.path())

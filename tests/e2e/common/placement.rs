@@ -118,7 +118,9 @@ fn segment_files(dir: &Path, topic: &str, node: usize, partition: i32) -> Vec<st
     let prefix = format!("{topic}-{partition}.g");
     let mut segments = Vec::new();
     for entry in entries.flatten() {
-        if !entry.file_name().to_string_lossy().starts_with(&prefix) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        // A copy given up is renamed `<name>.<n>.deleting` and freed in the background.
+        if !name.starts_with(&prefix) || name.ends_with(".deleting") {
             continue;
         }
         let Ok(files) = std::fs::read_dir(entry.path()) else {

@@ -156,6 +156,10 @@ impl Broker {
         }
         let (data_dir, name_owned) = (self.cfg.data_dir.clone(), name.to_string());
         let dirs: Vec<PathBuf> = partitions.iter().map(|p| p.dir().to_path_buf()).collect();
+        // The closed logs' last snapshots map every segment: let them go first, so the deleter
+        // does not find the files mapped and hold each one open until they do.
+        drop(partitions);
+        drop(topic);
         blocking(move || {
             // The topic file goes first: a crash then leaves orphan directories, never a topic
             // whose logs are half gone.

@@ -11,15 +11,17 @@
 //! only then closed, so the disk sees small discards spread out. Index files are small and are
 //! unlinked at once.
 //!
-//! One background thread per process does it all, so that partitions retiring segments at the
-//! same moment do not multiply the rate. A file goes as soon as it is handed over: its name is
-//! unlinked at once (it is already out of the log, renamed `.deleted`), and the thread holds
-//! it open until no reader maps it any more (`mappings`), because shrinking a mapped file
-//! would raise `SIGBUS` in the reader. A crash before then leaves nothing to clean: the kernel
+//! One background thread per process does it all, taking turns across files, so that
+//! partitions retiring segments at the same moment do not multiply the rate. A file's name is
+//! unlinked as soon as it is handed over (it is already out of the log, renamed `.deleted`),
+//! and the thread holds it open until no reader maps it any more (`mappings`), because
+//! shrinking a mapped file would raise `SIGBUS` in the reader. A crash before then leaves nothing to clean: the kernel
 //! frees an unlinked file when the process ends, and a `.deleted` name still present is
 //! removed by the next open.
 
+use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
@@ -139,7 +141,9 @@ fn shrink_tree(dir: &Path, pace: Pace) -> std::io::Result<()> {
             && let Ok(file) = OpenOptions::new().write(true).open(&path)
         {
             let unmapped = FileId::of(&file).is_ok_and(|id| live_mappings(id) == 0);
-            if unmapped {
+            // Not yet unlinked here: a second link is someone else's copy, left whole.
+            let linked_elsewhere = file.metadata().map_or(true, |m| m.nlink() > 1);
+            if unmapped && !linked_elsewhere {
                 shrink(&file, &path, pace);
             }
         }
@@ -147,57 +151,138 @@ fn shrink_tree(dir: &Path, pace: Pace) -> std::io::Result<()> {
     Ok(())
 }
 
-/// A retired `.log` whose name is gone, held open until no reader maps it, then shrunk.
+/// A retired `.log` whose name is gone, held open until no reader maps it, then shrunk a step
+/// at a time.
 struct Held {
     file: File,
     id: FileId,
     path: PathBuf,
+    /// Bytes left to free.
+    len: u64,
 }
 
-/// The deleter's loop: takes retired files as they come, and shrinks each held file once
-/// nothing maps it. Ends when every sender is gone and nothing is held.
+/// A directory being emptied: its `.log` files are taken one at a time, when nothing else can
+/// be shrunk, so that at most one of them is held for its own sake.
+struct Emptying {
+    dir: PathBuf,
+    logs: Vec<PathBuf>,
+}
+
+/// Most retired files held open while a reader still maps them; past it, one more is closed at
+/// once and freed whole when its last mapping goes, so that readers holding many segments (a
+/// topic deleted while a fetch still has its snapshot) cannot use up the process's descriptors.
+const MAX_HELD_MAPPED: usize = 256;
+
+/// The deleter's loop. Each pass first takes whatever was handed over (so every name goes at
+/// once, however long a shrink takes), then frees one step of one held file that nothing
+/// maps, taking turns across files and pausing after it (so the pace is the process's, not
+/// each file's); with none, takes the next log of a directory being emptied, or removes that
+/// directory once it has none left. Ends when every sender is gone and nothing is left.
 pub(crate) fn run(receiver: &Receiver<Work>, pace: Pace) {
-    let mut held: Vec<Held> = Vec::new();
+    let mut held: VecDeque<Held> = VecDeque::new();
+    let mut dirs: VecDeque<Emptying> = VecDeque::new();
+    let mut waiting: Option<Work> = None;
+    let mut senders_gone = false;
     loop {
-        let first = if held.is_empty() {
-            receiver.recv().ok()
-        } else {
-            match receiver.recv_timeout(pace.recheck) {
-                Ok(work) => Some(work),
-                Err(RecvTimeoutError::Timeout) => None,
-                Err(RecvTimeoutError::Disconnected) => {
-                    if held.iter().all(|h| live_mappings(h.id) > 0) {
-                        std::thread::sleep(pace.recheck);
+        let mut arrived: Vec<Work> = waiting.take().into_iter().collect();
+        if held.is_empty() && dirs.is_empty() && arrived.is_empty() {
+            match receiver.recv() {
+                Ok(work) => arrived.push(work),
+                // Every sender is gone and nothing is left: the process is done with its logs.
+                Err(_) => return,
+            }
+        }
+        arrived.extend(std::iter::from_fn(|| receiver.try_recv().ok()));
+        for work in arrived {
+            match work {
+                Work::Retired(paths) => {
+                    for path in paths {
+                        if let Some(h) = take(path) {
+                            hold(&mut held, h);
+                        }
                     }
-                    None
+                }
+                Work::Dir(dir) => dirs.push_back(Emptying::of(dir)),
+            }
+        }
+        if let Some(i) = held.iter().position(|h| live_mappings(h.id) == 0) {
+            if let Some(mut h) = held.remove(i)
+                && step(&mut h, pace)
+            {
+                held.push_back(h);
+            }
+            std::thread::sleep(pace.pause);
+        } else if let Some(emptying) = dirs.front_mut() {
+            match emptying.logs.pop() {
+                Some(path) => {
+                    if let Some(h) = take(path) {
+                        hold(&mut held, h);
+                    }
+                }
+                None => {
+                    remove_dir_now(&emptying.dir);
+                    dirs.pop_front();
                 }
             }
-        };
-        if first.is_none() && held.is_empty() {
-            // Every sender is gone and nothing is held: the process is done with its logs.
-            return;
-        }
-        for work in first
-            .into_iter()
-            .chain(std::iter::from_fn(|| receiver.try_recv().ok()))
-        {
-            match work {
-                Work::Retired(paths) => held.extend(paths.into_iter().filter_map(take)),
-                Work::Dir(path) => held.extend(empty_dir(&path, pace)),
+        } else if !held.is_empty() {
+            // Every held file is still mapped: look again later, or as soon as work comes.
+            if senders_gone {
+                std::thread::sleep(pace.recheck);
+            } else {
+                match receiver.recv_timeout(pace.recheck) {
+                    Ok(work) => waiting = Some(work),
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => senders_gone = true,
+                }
             }
         }
-        held.retain(|h| {
-            if live_mappings(h.id) > 0 {
-                return true;
-            }
-            shrink(&h.file, &h.path, pace);
-            false
-        });
     }
 }
 
-/// Unlinks one retired file; for a segment's data file, first opens it, so that it can be shrunk once no
-/// reader maps it. Index files (small, and mapped by readers too) are only unlinked.
+/// Keeps `h` to shrink, unless it is mapped and too many mapped files are held already.
+fn hold(held: &mut VecDeque<Held>, h: Held) {
+    let mapped = held.iter().filter(|h| live_mappings(h.id) > 0).count();
+    if mapped >= MAX_HELD_MAPPED && live_mappings(h.id) > 0 {
+        tracing::debug!(file = %h.path.display(), "too many retired segments still mapped; this one is freed whole when its readers let go");
+        return;
+    }
+    held.push_back(h);
+}
+
+/// Frees one step of `h` from its end; false once nothing is left (or a shrink failed, and
+/// the close that follows frees the rest at once: nothing of the log depends on it).
+fn step(h: &mut Held, pace: Pace) -> bool {
+    let next = h.len.saturating_sub(pace.step_bytes.max(1));
+    if let Err(err) = h.file.set_len(next) {
+        tracing::warn!(file = %h.path.display(), %err, "could not shrink a retired segment; the rest is freed at once");
+        return false;
+    }
+    h.len = next;
+    next > 0
+}
+
+impl Emptying {
+    /// The `.log` files of `dir` to take; the rest of it goes with the directory.
+    fn of(dir: PathBuf) -> Emptying {
+        let logs = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| is_log(p))
+                .collect(),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(err) => {
+                tracing::warn!(dir = %dir.display(), %err, "could not list a deleted log directory; removing it at once");
+                Vec::new()
+            }
+        };
+        Emptying { dir, logs }
+    }
+}
+
+/// Unlinks one retired file; for a segment's data file, first opens it, so that it can be
+/// shrunk once no reader maps it. Index files (small, and mapped by readers too) are only
+/// unlinked.
 fn take(path: PathBuf) -> Option<Held> {
     if !is_log(&path) {
         unlink(&path);
@@ -209,43 +294,27 @@ fn take(path: PathBuf) -> Option<Held> {
         .and_then(|file| FileId::of(&file).map(|id| (file, id)));
     unlink(&path);
     match opened {
-        Ok((file, id)) => Some(Held { file, id, path }),
+        // Another name still links the inode (a hard-linked backup of the data directory, say):
+        // shrinking it would empty that copy too, and closing frees nothing anyway.
+        Ok((file, _)) if other_links(&file) => None,
+        Ok((file, id)) => match file.metadata() {
+            Ok(meta) => Some(Held {
+                file,
+                id,
+                path,
+                len: meta.len(),
+            }),
+            Err(err) => {
+                tracing::warn!(file = %path.display(), %err, "could not stat a retired segment; it is freed at once");
+                None
+            }
+        },
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
         Err(err) => {
             tracing::warn!(file = %path.display(), %err, "could not open a retired segment to shrink it; it is freed at once");
             None
         }
     }
-}
-
-/// Removes a log directory: each `.log` in it is taken and, unless a reader maps it, shrunk at
-/// once, so that no more than one is held open at a time for its own sake; the rest of the
-/// directory then goes. Returns the files readers still map, for the loop to hold.
-fn empty_dir(dir: &Path, pace: Pace) -> Vec<Held> {
-    let mut mapped = Vec::new();
-    match std::fs::read_dir(dir) {
-        Ok(entries) => {
-            for entry in entries.flatten() {
-                let path = entry.path();
-                if !is_log(&path) {
-                    continue;
-                }
-                if let Some(h) = take(path) {
-                    if live_mappings(h.id) > 0 {
-                        mapped.push(h);
-                    } else {
-                        shrink(&h.file, &h.path, pace);
-                    }
-                }
-            }
-        }
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return mapped,
-        Err(err) => {
-            tracing::warn!(dir = %dir.display(), %err, "could not list a deleted log directory; removing it at once");
-        }
-    }
-    remove_dir_now(dir);
-    mapped
 }
 
 fn remove_dir_now(dir: &Path) {
@@ -259,6 +328,12 @@ fn remove_dir_now(dir: &Path) {
 /// A segment's data file, live (`.log`) or retired (`.log.deleted`).
 fn is_log(path: &Path) -> bool {
     is_retired_log(path) || path.extension().is_some_and(|e| e == "log")
+}
+
+/// True when a file this process has just unlinked still has a name somewhere (or cannot be
+/// looked at): then it is not this process's to shrink.
+fn other_links(file: &File) -> bool {
+    file.metadata().map_or(true, |m| m.nlink() > 0)
 }
 
 fn is_retired_log(path: &Path) -> bool {
@@ -460,6 +535,68 @@ mod tests {
         remove_dir_paced_now(&scratch).unwrap();
         assert!(!scratch.exists());
         remove_dir_paced_now(&scratch).unwrap();
+    }
+
+    #[test]
+    fn a_file_linked_elsewhere_is_only_unlinked() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = retired_file(dir.path(), "00000000000000000000.log", 3 * 4096);
+        let backup = dir.path().join("backup.log");
+        std::fs::hard_link(&log, &backup).unwrap();
+        let scratch = dir.path().join("scratch");
+        std::fs::create_dir(&scratch).unwrap();
+        std::fs::hard_link(&log, scratch.join("linked")).unwrap();
+
+        let (sender, receiver) = channel();
+        let deleter = std::thread::spawn(move || run(&receiver, TEST_PACE));
+        sender.send(Work::Retired(vec![log.clone()])).unwrap();
+        drop(sender);
+        deleter.join().unwrap();
+        assert!(!log.exists());
+        remove_dir_paced_now(&scratch).unwrap();
+        assert_eq!(std::fs::metadata(&backup).unwrap().len(), 3 * 4096);
+    }
+
+    #[test]
+    fn a_long_shrink_holds_back_neither_names_nor_other_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir
+            .path()
+            .join(format!("00000000000000000000.log{RETIRED_SUFFIX}"));
+        // Sparse: 256 MiB of length, no blocks; at 1 MiB per 5 ms it takes over 1.2 s to shrink.
+        File::create(&big).unwrap().set_len(256 << 20).unwrap();
+        let watch_big = File::open(&big).unwrap();
+        let pace = Pace {
+            step_bytes: 1 << 20,
+            pause: Duration::from_millis(5),
+            recheck: Duration::from_millis(5),
+        };
+        let (sender, receiver) = channel();
+        let deleter = std::thread::spawn(move || run(&receiver, pace));
+        sender.send(Work::Retired(vec![big])).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+
+        let small = retired_file(dir.path(), "00000000000000001000.log", 3 << 20);
+        let index = retired_file(dir.path(), "00000000000000001000.index", 10);
+        let watch_small = File::open(&small).unwrap();
+        let start = Instant::now();
+        sender
+            .send(Work::Retired(vec![small.clone(), index.clone()]))
+            .unwrap();
+        wait_for("the names to go", || !small.exists() && !index.exists());
+        wait_until_empty(&watch_small);
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            start.elapsed()
+        );
+        assert!(
+            watch_big.metadata().unwrap().len() > 0,
+            "the big one is still being freed"
+        );
+        drop(sender);
+        deleter.join().unwrap();
+        assert_eq!(watch_big.metadata().unwrap().len(), 0);
     }
 
     #[test]
