@@ -230,7 +230,7 @@ pub fn remove_leftovers(data_dir: &Path, topics: &[StoredTopic]) -> Result<usize
             .iter()
             .any(|t| t.name == topic && partition < t.partition_count);
         if file_type.is_dir() && !owned {
-            if held_by_an_open_log(&path) {
+            if cairn_log::is_held_by_an_open_log(&path) {
                 tracing::warn!(directory = %path.display(), "a partition directory no topic owns is in use by another process; left alone");
                 continue;
             }
@@ -246,18 +246,6 @@ pub fn remove_leftovers(data_dir: &Path, topics: &[StoredTopic]) -> Result<usize
         fsync_dir(data_dir)?;
     }
     Ok(removed)
-}
-
-/// True when another process's open log holds the directory's `.lock` (the `flock` every open
-/// log takes): another broker on the same data directory, in the middle of a create.
-fn held_by_an_open_log(dir: &Path) -> bool {
-    use std::os::fd::AsRawFd;
-    let Ok(file) = fs::File::open(dir.join(".lock")) else {
-        return false;
-    };
-    // SAFETY: a plain syscall on an fd we own; the lock, if taken, goes with the file.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    rc != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EWOULDBLOCK)
 }
 
 /// fsyncs a directory, making entries created, renamed or removed in it durable.

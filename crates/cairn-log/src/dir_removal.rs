@@ -72,8 +72,9 @@ pub fn remove_scratch_dir(dir: &Path) -> Result<(), LogError> {
         .map_err(|source| LogError::io("remove scratch directory", dir, source))
 }
 
-/// True when some open log holds the directory's lock file (its `flock`, `recovery.rs`).
-fn locked_by_an_open_log(dir: &Path) -> bool {
+/// True when some open log, in this process or another, holds the lock file of the log
+/// directory `dir` (its `flock`): the directory is in use and must not be removed.
+pub fn is_held_by_an_open_log(dir: &Path) -> bool {
     use std::os::fd::AsRawFd;
     let Ok(file) = std::fs::File::open(dir.join(crate::recovery::LOCK_FILE)) else {
         return false;
@@ -117,7 +118,7 @@ pub fn resume_log_dir_removals(parent: &Path) -> Result<usize, LogError> {
     for entry in entries {
         let entry = entry.map_err(|source| LogError::io("list directory", parent, source))?;
         let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
-        if is_dir && locked_by_an_open_log(&entry.path()) {
+        if is_dir && is_held_by_an_open_log(&entry.path()) {
             // Another process (a second broker on this data directory) has it open: shrinking
             // its files would raise SIGBUS in that process's readers.
             tracing::warn!(directory = %entry.path().display(), "a log directory being deleted is open in another process; left alone");

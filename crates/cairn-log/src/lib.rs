@@ -91,8 +91,8 @@ pub use config::{
     DirtyRatio, FlushPolicy, LogConfig, MAX_SEGMENT_INDEX_BYTES, MIN_SEGMENT_INDEX_BYTES,
 };
 pub use dir_removal::{
-    DELETING_DIR_SUFFIX, is_log_dir_being_deleted, remove_log_dir, remove_scratch_dir,
-    resume_log_dir_removals,
+    DELETING_DIR_SUFFIX, is_held_by_an_open_log, is_log_dir_being_deleted, remove_log_dir,
+    remove_scratch_dir, resume_log_dir_removals,
 };
 pub use entry_reader::{EntryHeader, LogEntry};
 pub use error::LogError;

@@ -252,13 +252,26 @@ fn hold(held: &mut VecDeque<Held>, h: Held) {
 /// Frees one step of `h` from its end; false once nothing is left (or a shrink failed, and
 /// the close that follows frees the rest at once: nothing of the log depends on it).
 fn step(h: &mut Held, pace: Pace) -> bool {
-    let next = h.len.saturating_sub(pace.step_bytes.max(1));
-    if let Err(err) = h.file.set_len(next) {
-        tracing::warn!(file = %h.path.display(), %err, "could not shrink a retired segment; the rest is freed at once");
-        return false;
+    match shrink_step(&h.file, &h.path, h.len, pace) {
+        Some(left) => {
+            h.len = left;
+            left > 0
+        }
+        None => false,
     }
-    h.len = next;
-    next > 0
+}
+
+/// Cuts one step off the end of `file`, `len` bytes long; the bytes left, or `None` when the
+/// shrink failed (logged: the close that follows frees the rest at once).
+fn shrink_step(file: &File, path: &Path, len: u64, pace: Pace) -> Option<u64> {
+    let left = len.saturating_sub(pace.step_bytes.max(1));
+    match file.set_len(left) {
+        Ok(()) => Some(left),
+        Err(err) => {
+            tracing::warn!(file = %path.display(), %err, "could not shrink a retired segment; the rest is freed at once");
+            None
+        }
+    }
 }
 
 impl Emptying {
@@ -355,11 +368,10 @@ fn shrink(file: &File, path: &Path, pace: Pace) {
         }
     };
     while len > 0 {
-        len = len.saturating_sub(pace.step_bytes.max(1));
-        if let Err(err) = file.set_len(len) {
-            tracing::warn!(file = %path.display(), %err, "could not shrink a retired segment; the rest is freed at once");
+        let Some(left) = shrink_step(file, path, len, pace) else {
             return;
-        }
+        };
+        len = left;
         if len > 0 {
             std::thread::sleep(pace.pause);
         }
@@ -394,6 +406,19 @@ mod tests {
         pause: Duration::from_millis(1),
         recheck: Duration::from_millis(5),
     };
+
+    /// A counted mapping of `file`, as a segment's readers hold.
+    fn map_as_reader(file: &File) -> crate::segment::mappings::CountedMap {
+        let id = FileId::of(file).unwrap();
+        // SAFETY: a file the test owns; the point is that nobody shrinks it while mapped.
+        map_counted(unsafe { MmapOptions::new().map(file) }.unwrap(), id)
+    }
+
+    /// A deleter of its own on a channel of its own.
+    fn spawn_deleter(pace: Pace) -> (Sender<Work>, std::thread::JoinHandle<()>) {
+        let (sender, receiver) = channel();
+        (sender, std::thread::spawn(move || run(&receiver, pace)))
+    }
 
     fn retired_file(dir: &Path, name: &str, bytes: usize) -> PathBuf {
         let path = dir.join(format!("{name}{RETIRED_SUFFIX}"));
@@ -439,13 +464,10 @@ mod tests {
         let log = retired_file(dir.path(), "00000000000000000000.log", 10 * 4096 + 17);
         let index = retired_file(dir.path(), "00000000000000000000.index", 100);
         let watch = File::open(&log).unwrap();
-        let id = FileId::of(&watch).unwrap();
-        // SAFETY: a file this test owns; the point is that nobody shrinks it while mapped.
-        let map = map_counted(unsafe { MmapOptions::new().map(&watch) }.unwrap(), id);
+        let map = map_as_reader(&watch);
         let reader = bytes::Bytes::from_owner(map);
 
-        let (sender, receiver) = channel();
-        let deleter = std::thread::spawn(move || run(&receiver, TEST_PACE));
+        let (sender, deleter) = spawn_deleter(TEST_PACE);
         sender
             .send(Work::Retired(vec![log.clone(), index.clone()]))
             .unwrap();
@@ -468,15 +490,9 @@ mod tests {
         let free = retired_file(dir.path(), "00000000000000001000.log", 3 * 4096);
         let watch_mapped = File::open(&mapped).unwrap();
         let watch_free = File::open(&free).unwrap();
-        let id = FileId::of(&watch_mapped).unwrap();
-        // SAFETY: as above.
-        let map = map_counted(
-            unsafe { MmapOptions::new().map(&watch_mapped) }.unwrap(),
-            id,
-        );
+        let map = map_as_reader(&watch_mapped);
 
-        let (sender, receiver) = channel();
-        let deleter = std::thread::spawn(move || run(&receiver, TEST_PACE));
+        let (sender, deleter) = spawn_deleter(TEST_PACE);
         sender.send(Work::Retired(vec![mapped])).unwrap();
         sender.send(Work::Retired(vec![free])).unwrap();
         wait_until_empty(&watch_free);
@@ -503,15 +519,9 @@ mod tests {
         retired_file(&dir, "00000000000000000000.index", 10);
         let watch_mapped = File::open(&mapped).unwrap();
         let watch_free = File::open(&free).unwrap();
-        let id = FileId::of(&watch_mapped).unwrap();
-        // SAFETY: as above.
-        let map = map_counted(
-            unsafe { MmapOptions::new().map(&watch_mapped) }.unwrap(),
-            id,
-        );
+        let map = map_as_reader(&watch_mapped);
 
-        let (sender, receiver) = channel();
-        let deleter = std::thread::spawn(move || run(&receiver, TEST_PACE));
+        let (sender, deleter) = spawn_deleter(TEST_PACE);
         sender.send(Work::Dir(dir.clone())).unwrap();
         wait_for("the directory to go", || !dir.exists());
         assert_eq!(watch_free.metadata().unwrap().len(), 0);
@@ -547,8 +557,7 @@ mod tests {
         std::fs::create_dir(&scratch).unwrap();
         std::fs::hard_link(&log, scratch.join("linked")).unwrap();
 
-        let (sender, receiver) = channel();
-        let deleter = std::thread::spawn(move || run(&receiver, TEST_PACE));
+        let (sender, deleter) = spawn_deleter(TEST_PACE);
         sender.send(Work::Retired(vec![log.clone()])).unwrap();
         drop(sender);
         deleter.join().unwrap();
@@ -571,8 +580,7 @@ mod tests {
             pause: Duration::from_millis(5),
             recheck: Duration::from_millis(5),
         };
-        let (sender, receiver) = channel();
-        let deleter = std::thread::spawn(move || run(&receiver, pace));
+        let (sender, deleter) = spawn_deleter(pace);
         sender.send(Work::Retired(vec![big])).unwrap();
         std::thread::sleep(Duration::from_millis(50));
 
@@ -602,8 +610,7 @@ mod tests {
     #[test]
     fn a_file_already_gone_is_fine() {
         let dir = tempfile::tempdir().unwrap();
-        let (sender, receiver) = channel();
-        let deleter = std::thread::spawn(move || run(&receiver, TEST_PACE));
+        let (sender, deleter) = spawn_deleter(TEST_PACE);
         sender
             .send(Work::Retired(vec![
                 dir.path().join("00000000000000000000.log.deleted"),
