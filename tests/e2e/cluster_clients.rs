@@ -334,6 +334,54 @@ async fn retention_runs_at_the_check_interval_the_nodes_were_given() {
     assert_eq!(records.last().map(|r| r.1), Some(14));
 }
 
+/// A copy that was down while retention deleted the start of the leader's log comes back with
+/// everything the leader still keeps, not only what was written after: it is sent a snapshot
+/// ending at the leader's purge point, starts its log at the leader's log start and copies the
+/// rest. (With the snapshot at the leader's last applied entry, as before, the copy started at
+/// the leader's log end, and an election of it would have lost the history retention keeps.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_back_after_retention_ran_holds_all_the_leader_keeps() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = start_cluster_with(
+        dir.path(),
+        3,
+        &["--log-retention-check-interval-ms", "1000"],
+    );
+    let first = cluster.bootstrap_from(0);
+    cli_ok_once_formed(
+        &first,
+        &[
+            "topic",
+            "create",
+            "kept",
+            "--partitions",
+            "1",
+            "--replication-factor",
+            "3",
+            "--config",
+            "segment.bytes=1024",
+            "--config",
+            "retention.bytes=3000",
+        ],
+    );
+    let leader = cluster
+        .wait_for_leaders(&cluster.addresses[0], "kept")
+        .await[0];
+    let away = if leader == 1 { 2 } else { 1 };
+    cluster.kill(away);
+    let brokers = cluster.bootstrap_from(usize::try_from(leader - 1).unwrap());
+    fill_three_segments(&brokers, "kept");
+    fill_three_segments(&brokers, "kept");
+    let start = wait_for_retention(&brokers, "kept", Duration::from_secs(30));
+    assert!(start > 0 && start < 30, "log start offset {start}");
+
+    cluster.restart(away);
+    // The three copies hold the same bytes: the returning one from the leader's log start.
+    common::cluster::wait_copies_agree(dir.path(), "kept", 1, &[1, 2, 3]).await;
+    let records = consume_all(&brokers, "kept").await;
+    assert_eq!(records.last().map(|r| r.1), Some(29));
+}
+
 /// Sends records `v{from}`..`v{to}` round-robin over the partitions and waits for each
 /// acknowledgement.
 async fn produce_range(producer: &Producer, from: usize, to: usize) {

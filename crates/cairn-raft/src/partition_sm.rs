@@ -3,11 +3,12 @@
 //! the offset after the applied entries (consumers read only committed data) and answers each
 //! entry with where its records are ([`AppliedBatch`]).
 //!
-//! Snapshots are metadata only ([`SnapshotPayload`]): the last applied log id and membership,
-//! and where the log continues after them (entry index and offset). A follower far behind
-//! installs one by starting its log over after the snapshot's last entry, so its offsets stay
-//! the leader's; the records before that point are not copied (that follower's log starts
-//! there, as after retention).
+//! Snapshots are metadata only ([`SnapshotPayload`]): a log id and the membership in force
+//! there, and where the log continues after it (entry index and offset). A snapshot ends at
+//! the log's purge point, not at the last applied entry (see `RaftLog::snapshot_point`): a
+//! follower far behind installs one by starting its log over right after it, which is the
+//! leader's log start, so its offsets stay the leader's and it is then sent every entry the
+//! leader keeps.
 //!
 //! Retention and Raft: a segment goes only when retention wants it gone *and* Raft has purged
 //! every entry in it. The log's entry floor (the first unpurged entry) keeps its retention pass
@@ -24,7 +25,8 @@ use std::sync::{Arc, Mutex};
 use cairn_log::{EntryHeader, EntryIndex, Offset};
 use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
 use openraft::{
-    Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, StorageError, StoredMembership,
+    CommittedLeaderId, Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, StorageError,
+    StoredMembership,
 };
 use serde::{Deserialize, Serialize};
 
@@ -67,7 +69,8 @@ pub struct PartitionStateMachine {
     current: Arc<Mutex<Option<StoredSnapshot>>>,
 }
 
-/// Builds a partition snapshot from the applied state at the time it was asked for.
+/// Builds a partition snapshot at the log's snapshot point, or from the applied state at the
+/// time it was asked for (see [`RaftLog::snapshot_point`]).
 #[derive(Debug)]
 pub struct PartitionSnapshotBuilder {
     raft_log: RaftLog,
@@ -77,14 +80,21 @@ pub struct PartitionSnapshotBuilder {
 
 impl PartitionStateMachine {
     /// The state machine of the group stored in `raft_log`, starting from the applied state it
-    /// recovered at open.
+    /// recovered at open. A log purged before holds its snapshot again, ending at the purge
+    /// point, so that a follower that needs the purged entries can be sent it at once.
     pub fn new(raft_log: RaftLog) -> Self {
         let applied = raft_log.recovered_applied().cloned().unwrap_or_default();
+        let current = raft_log
+            .purged()
+            .and_then(|_| snapshot_end(&raft_log, &applied))
+            .and_then(|(last, next_offset)| {
+                stored_snapshot(Some(last), next_offset, &applied.membership).ok()
+            });
         PartitionStateMachine {
             raft_log,
             applied,
             unsaved_entries: 0,
-            current: Arc::new(Mutex::new(None)),
+            current: Arc::new(Mutex::new(current)),
         }
     }
 
@@ -316,39 +326,89 @@ impl RaftSnapshotBuilder<PartitionRaft> for PartitionSnapshotBuilder {
 
 impl PartitionSnapshotBuilder {
     async fn build(&mut self) -> Result<Snapshot<PartitionRaft>, RaftStorageError> {
-        let last = self.applied.last_applied;
-        let payload = SnapshotPayload {
-            last_log_id: last,
-            next_entry: last.map_or(0, |id| id.index.saturating_add(1)),
-            next_offset: self.applied.next_offset,
+        // At the snapshot point when the log can say where it is (see
+        // `RaftLog::snapshot_point`), else at the last applied entry.
+        let (last, next_offset) = match snapshot_end(&self.raft_log, &self.applied) {
+            Some((last, next_offset)) => (Some(last), next_offset),
+            None => (self.applied.last_applied, self.applied.next_offset),
         };
-        let data = serde_json::to_vec(&payload).map_err(|e| RaftStorageError::Snapshot {
-            reason: format!("payload does not encode: {e}"),
-        })?;
+        let stored = stored_snapshot(last, next_offset, &self.applied.membership)?;
         // Saved before openraft hears of the snapshot, so the applied state on disk is never
         // behind a purge point (which never passes the last snapshot).
         save_applied(&self.raft_log, self.applied.clone()).await?;
-        let snapshot_id = match last {
-            Some(id) => format!(
-                "{}-{}-{}",
-                id.leader_id.term, id.index, self.applied.next_offset
-            ),
-            None => format!("empty-{}", self.applied.next_offset),
-        };
-        let meta = SnapshotMeta {
-            last_log_id: last,
-            last_membership: self.applied.membership.clone(),
-            snapshot_id,
-        };
-        *lock(&self.current) = Some(StoredSnapshot {
-            meta: meta.clone(),
-            data: data.clone(),
-        });
+        *lock(&self.current) = Some(stored.clone());
         Ok(Snapshot {
-            meta,
-            snapshot: Box::new(Cursor::new(data)),
+            meta: stored.meta,
+            snapshot: Box::new(Cursor::new(stored.data)),
         })
     }
+}
+
+/// Where a snapshot at the log's snapshot point ends: that entry's log id and the offset after
+/// its records. `None` when it should end at the last applied entry instead: no point is set,
+/// or it is not below the last applied entry; the membership in force changed after it (a
+/// snapshot carries the membership of its last entry, and only the last applied one is
+/// known); or this log cannot tell the entry's term and end (it is purged, and the log does
+/// not start right after it).
+fn snapshot_end(raft_log: &RaftLog, applied: &AppliedState) -> Option<(LogId<NodeId>, u64)> {
+    let point = raft_log.snapshot_point()?;
+    let last_applied = applied.last_applied?;
+    if point >= last_applied.index
+        || applied
+            .membership
+            .log_id()
+            .is_some_and(|changed| changed.index > point)
+    {
+        return None;
+    }
+    let reader = raft_log.reader();
+    let log_starts_after = reader.entry_bounds().0 == EntryIndex(point.saturating_add(1));
+    if let Some(purged) = raft_log
+        .purged()
+        .filter(|p| p.index == point && log_starts_after)
+    {
+        return Some((purged, reader.log_start_offset().0));
+    }
+    // Below the purge point compaction may have renumbered entries: only a held one is read.
+    if EntryIndex(point) < raft_log.first_entry() {
+        return None;
+    }
+    let header = reader.entry_header(EntryIndex(point)).ok()??;
+    let term = u64::try_from(header.leader_epoch.0).ok()?;
+    (header.entry == EntryIndex(point)).then(|| {
+        (
+            LogId::new(CommittedLeaderId::new(term, 0), point),
+            header.next_offset.0,
+        )
+    })
+}
+
+/// A snapshot ending at `last`, whose log continues at `next_offset`.
+fn stored_snapshot(
+    last: Option<LogId<NodeId>>,
+    next_offset: u64,
+    membership: &StoredMembership<NodeId, PeerNode>,
+) -> Result<StoredSnapshot, RaftStorageError> {
+    let payload = SnapshotPayload {
+        last_log_id: last,
+        next_entry: last.map_or(0, |id| id.index.saturating_add(1)),
+        next_offset,
+    };
+    let data = serde_json::to_vec(&payload).map_err(|e| RaftStorageError::Snapshot {
+        reason: format!("payload does not encode: {e}"),
+    })?;
+    let snapshot_id = match last {
+        Some(id) => format!("{}-{}-{}", id.leader_id.term, id.index, next_offset),
+        None => format!("empty-{next_offset}"),
+    };
+    Ok(StoredSnapshot {
+        meta: SnapshotMeta {
+            last_log_id: last,
+            last_membership: membership.clone(),
+            snapshot_id,
+        },
+        data,
+    })
 }
 
 async fn save_applied(raft_log: &RaftLog, applied: AppliedState) -> Result<(), RaftStorageError> {

@@ -50,6 +50,8 @@ struct Inner {
 struct State {
     vote: Option<Vote<NodeId>>,
     purged: Option<LogId<NodeId>>,
+    /// The entry the next snapshot should end at (see [`RaftLog::snapshot_point`]).
+    snapshot_point: Option<u64>,
 }
 
 impl RaftLog {
@@ -84,7 +86,11 @@ impl RaftLog {
                 dir: dir.to_path_buf(),
                 writer,
                 reader,
-                state: Mutex::new(State { vote, purged }),
+                state: Mutex::new(State {
+                    vote,
+                    purged,
+                    snapshot_point: None,
+                }),
                 recovered_applied: applied,
                 durable,
                 damage_seen,
@@ -120,6 +126,27 @@ impl RaftLog {
     /// The log id of the last purged entry.
     pub fn purged(&self) -> Option<LogId<NodeId>> {
         self.state().purged
+    }
+
+    /// Asks that the next snapshot end at entry `index` (the purge point about to be set)
+    /// rather than at the last applied entry: see [`RaftLog::snapshot_point`].
+    pub fn request_snapshot_at(&self, index: u64) {
+        let mut state = self.state();
+        state.snapshot_point = state.snapshot_point.max(Some(index));
+    }
+
+    /// The entry a snapshot built now should end at: the one last asked for
+    /// ([`RaftLog::request_snapshot_at`]), or else the purge point.
+    ///
+    /// A snapshot is what a follower gets when it needs entries its leader purged, and it
+    /// starts its log over right after the snapshot's last entry. Ending it at the purge point
+    /// (the entry before the leader's log start) gives that follower everything the leader
+    /// still keeps, as a Kafka follower truncated to its leader's log start then fetches it
+    /// all; a snapshot at the last applied entry would start it there and drop the rest, which
+    /// a later election could make the partition's whole history.
+    pub fn snapshot_point(&self) -> Option<u64> {
+        let state = self.state();
+        state.snapshot_point.max(state.purged.map(|p| p.index))
     }
 
     /// The first entry index of the Raft log: past the purge point and the log start.

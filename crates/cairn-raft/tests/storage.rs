@@ -343,6 +343,72 @@ async fn retention_goes_through_a_raft_purge_and_only_whole_segments_go() {
     assert_eq!(ids.first().unwrap().log_id.index, upto + 1);
 }
 
+/// The snapshot a retention purge builds ends at the purge point, not at the last applied
+/// entry: a follower that installs it starts its log at the leader's log start and is then sent
+/// every entry the leader keeps. A leader reopened after the purge holds that snapshot again.
+#[tokio::test]
+async fn a_retention_snapshot_ends_at_the_purge_point_so_a_follower_keeps_all_the_leader_keeps() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LogConfig {
+        segment_bytes: 1024,
+        retention_bytes: Some(1),
+        ..LogConfig::default()
+    };
+    let path = partition(&dir, "leader");
+    let raft_log = RaftLog::open(&path, cfg.clone(), Arc::new(SystemClock)).unwrap();
+    let mut storage = CairnLogStorage::<PartitionRaft>::new(raft_log.clone());
+    let mut sm = PartitionStateMachine::new(raft_log.clone());
+    let entries: Vec<_> = (0..40).map(|i| normal(1, i, 3)).collect();
+    storage.blocking_append(entries.clone()).await.unwrap();
+    sm.apply(entries).await.unwrap();
+    let upto = raft_log.retention_purge_index().await.unwrap().unwrap();
+    assert!(upto < 38, "retention keeps more than the last entries");
+    raft_log.request_snapshot_at(upto);
+    let snapshot = sm
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .unwrap();
+    assert_eq!(snapshot.meta.last_log_id, Some(log_id(1, upto)));
+    storage.purge(log_id(1, upto)).await.unwrap();
+    let leader_start = raft_log.reader().log_start_offset();
+    assert_eq!(leader_start, Offset((upto + 1) * 3));
+
+    // A follower with only the first two entries installs it.
+    let (follower_log, mut follower, mut follower_sm) = open(&partition(&dir, "follower"));
+    follower
+        .blocking_append([normal(1, 0, 3), normal(1, 1, 3)])
+        .await
+        .unwrap();
+    follower_sm
+        .install_snapshot(&snapshot.meta, snapshot.snapshot)
+        .await
+        .unwrap();
+    assert_eq!(follower_log.reader().log_start_offset(), leader_start);
+    assert_eq!(
+        follower_log.reader().entry_bounds(),
+        (EntryIndex(upto + 1), EntryIndex(upto + 1))
+    );
+    // The leader still has every entry after the snapshot to send it.
+    let rest = storage.try_get_log_entries(upto + 1..).await.unwrap();
+    assert_eq!(rest.len(), usize::try_from(39 - upto).unwrap());
+    follower.blocking_append(rest.clone()).await.unwrap();
+    follower_sm.apply(rest).await.unwrap();
+    assert_eq!(follower_log.reader().high_watermark(), Offset(120));
+
+    // Reopened, the leader holds the snapshot at its purge point again.
+    drop((storage, sm));
+    raft_log.writer().close().await.unwrap();
+    drop(raft_log);
+    let reopened = RaftLog::open(&path, cfg, Arc::new(SystemClock)).unwrap();
+    let mut reopened_sm = PartitionStateMachine::new(reopened.clone());
+    let current = reopened_sm.get_current_snapshot().await.unwrap().unwrap();
+    assert_eq!(current.meta.last_log_id, Some(log_id(1, upto)));
+    let payload = cairn_raft::partition_sm::decode_snapshot(current.snapshot.get_ref()).unwrap();
+    assert_eq!(payload.next_offset, leader_start.0);
+}
+
 #[tokio::test]
 async fn a_crash_inside_a_snapshot_install_is_finished_at_the_next_open() {
     let dir = tempfile::tempdir().unwrap();
