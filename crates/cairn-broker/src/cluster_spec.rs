@@ -21,6 +21,9 @@ pub use leader_balance::{
     MAX_LEADER_BALANCE_INTERVAL_MS, SETTLE_INTERVALS,
 };
 
+/// `segment.bytes` of the cluster's `__consumer_offsets`: Kafka's `offsets.topic.segment.bytes`
+/// default, 100 MiB.
+pub const OFFSETS_TOPIC_SEGMENT_BYTES: u32 = 100 << 20;
 /// Largest node id: the API carries node ids as `int32`, so a larger one could not be named
 /// in a metadata answer.
 pub const MAX_NODE_ID: u64 = i32::MAX as u64;
@@ -326,6 +329,8 @@ pub struct ClusterSpec {
     timings: RaftTimings,
     default_replication_factor: u32,
     retention_purge_interval: std::time::Duration,
+    /// `segment.bytes` of the `__consumer_offsets` the cluster creates.
+    offsets_segment_bytes: u32,
     leader_balance: LeaderBalanceSettings,
     /// The node joins a cluster that runs already (`--join`) instead of forming one.
     joins_existing: bool,
@@ -341,6 +346,7 @@ impl Default for ClusterSpec {
             leader_balance: LeaderBalanceSettings::default(),
             default_replication_factor: 1,
             retention_purge_interval: cairn_log::RETENTION_CHECK_INTERVAL,
+            offsets_segment_bytes: OFFSETS_TOPIC_SEGMENT_BYTES,
             joins_existing: false,
         }
     }
@@ -407,6 +413,7 @@ impl ClusterSpec {
             timings,
             default_replication_factor,
             retention_purge_interval: cairn_log::RETENTION_CHECK_INTERVAL,
+            offsets_segment_bytes: OFFSETS_TOPIC_SEGMENT_BYTES,
             joins_existing: false,
         })
     }
@@ -453,6 +460,20 @@ impl ClusterSpec {
     /// wants segments that Raft still holds, then snapshots and purges so that it can have them.
     pub fn retention_purge_interval(&self) -> std::time::Duration {
         self.retention_purge_interval
+    }
+
+    /// `segment.bytes` of the cluster's `__consumer_offsets` (Kafka's
+    /// `offsets.topic.segment.bytes`): whole segments of superseded commits are what a replica
+    /// deletes (`group::offsets_gc`), so they are kept far smaller than a data topic's.
+    pub fn offsets_segment_bytes(&self) -> u32 {
+        self.offsets_segment_bytes
+    }
+
+    /// This spec with another [`ClusterSpec::offsets_segment_bytes`] (tests shorten it; taken
+    /// only by the node whose proposal creates the topic).
+    pub fn with_offsets_segment_bytes(mut self, bytes: u32) -> ClusterSpec {
+        self.offsets_segment_bytes = bytes;
+        self
     }
 
     /// The writer settings of this node's single-copy partitions (see

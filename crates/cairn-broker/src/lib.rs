@@ -114,8 +114,9 @@ pub use cluster_spec::{
     ClusterSpec, ClusterSpecError, DEFAULT_ELECTION_TIMEOUT_MAX_MS,
     DEFAULT_ELECTION_TIMEOUT_MIN_MS, DEFAULT_HEARTBEAT_MS, DEFAULT_LEADER_BALANCE_INTERVAL_MS,
     DEFAULT_MOVES_PER_PASS, DEFAULT_NODE_ID, DEFAULT_REPLICATION_FACTOR_CAP, LeaderBalanceSettings,
-    MAX_ELECTION_TIMEOUT_MS, MAX_LEADER_BALANCE_INTERVAL_MS, MAX_NODE_ID, MAX_PEERS, RaftTimings,
-    SETTLE_INTERVALS, host_port_problem, parse_node_id, parse_peers, peers_from_entries,
+    MAX_ELECTION_TIMEOUT_MS, MAX_LEADER_BALANCE_INTERVAL_MS, MAX_NODE_ID, MAX_PEERS,
+    OFFSETS_TOPIC_SEGMENT_BYTES, RaftTimings, SETTLE_INTERVALS, host_port_problem, parse_node_id,
+    parse_peers, peers_from_entries,
 };
 pub use disk_space::{CREATE_MARGIN_BYTES, PARTITION_DISK_BYTES};
 pub use error::BrokerError;

@@ -14,53 +14,17 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use cairn_broker::{
-    AckLevel, Broker, BrokerError, ClusterSpec, FetchRequest, OffsetCommit, ProducePayload,
-    ProduceRequest, RaftTimings, TopicInfo, TopicPartition,
+    AckLevel, BrokerError, FetchRequest, OffsetCommit, ProducePayload, ProduceRequest, TopicInfo,
+    TopicPartition,
 };
 use cairn_codec::batch::{BatchBuilder, Compression, ProducerFields, RecordInput};
-use cairn_log::SystemClock;
-use cairn_raft::GroupRegistry;
 use cairn_raft::testing::mem_transport::MemNetwork;
-use tempfile::TempDir;
-
-struct Node {
-    id: u64,
-    broker: Arc<Broker>,
-    _dir: TempDir,
-}
-
-async fn cluster(net: &Arc<MemNetwork>) -> Vec<Node> {
-    let peers: BTreeMap<u64, String> = (1..=3).map(|id| (id, format!("node-{id}:7070"))).collect();
-    let timings = RaftTimings::parse(Some("300..600"), Some("50")).unwrap();
-    let mut nodes = Vec::new();
-    for id in 1..=3u64 {
-        let dir = tempfile::tempdir().unwrap();
-        let mut cfg = common::config(dir.path());
-        cfg.cluster = ClusterSpec::new(Some(id), peers.clone(), timings, None)
-            .unwrap()
-            .with_retention_purge_interval(Duration::from_millis(100));
-        cfg.advertised_address = format!("node-{id}:7070");
-        let broker = Arc::new(Broker::open(cfg, Arc::new(SystemClock)).await.unwrap());
-        let registry = Arc::new(GroupRegistry::new());
-        net.add_node(id, Arc::clone(&registry));
-        broker
-            .join_cluster(net.transport(id), registry)
-            .await
-            .unwrap();
-        nodes.push(Node {
-            id,
-            broker,
-            _dir: dir,
-        });
-    }
-    nodes
-}
+use common::three_nodes::{Node, cluster};
 
 /// Creates `orders` (one partition, three copies) through `nodes[through]`, retrying while the
 /// cluster is still forming (the controller answers `ControllerUnavailable` until its first

@@ -52,6 +52,9 @@ struct State {
     purged: Option<LogId<NodeId>>,
     /// The entry the next snapshot should end at (see [`RaftLog::snapshot_point`]).
     snapshot_point: Option<u64>,
+    /// Purges delete the whole segments at or below this entry, whatever retention says (see
+    /// [`RaftLog::delete_on_purge_through`]).
+    delete_through: Option<u64>,
 }
 
 impl RaftLog {
@@ -90,6 +93,7 @@ impl RaftLog {
                     vote,
                     purged,
                     snapshot_point: None,
+                    delete_through: None,
                 }),
                 recovered_applied: applied,
                 durable,
@@ -173,6 +177,32 @@ impl RaftLog {
         .await
     }
 
+    /// The last entry of the leading sealed segments whose records all lie below `offset`: how
+    /// far to purge (then [`RaftLog::delete_on_purge_through`]) to delete records the caller
+    /// knows nothing needs any more. `None` when no whole segment lies below it.
+    ///
+    /// # Errors
+    /// [`LogError::Closed`] if the writer has stopped.
+    pub async fn purge_index_below_offset(
+        &self,
+        offset: Offset,
+    ) -> Result<Option<u64>, RaftStorageError> {
+        self.with_log(move |log, _| {
+            log.entry_bound_below_offset(offset)
+                .and_then(|bound| bound.0.checked_sub(1))
+        })
+        .await
+    }
+
+    /// Has every later purge also delete the whole segments at or below entry `index`, whatever
+    /// retention says, in the same step on the writer thread (so that compaction, which may
+    /// clean what Raft purged, never starts on them in between). For records known to be
+    /// superseded: the caller vouches that nothing reads them again.
+    pub fn delete_on_purge_through(&self, index: u64) {
+        let mut state = self.state();
+        state.delete_through = state.delete_through.max(Some(index));
+    }
+
     /// Saves `vote` durably (on the writer thread, after every write issued before it).
     ///
     /// # Errors
@@ -202,9 +232,10 @@ impl RaftLog {
             return Ok(());
         }
         let dir = self.inner.dir.clone();
+        let delete_through = self.state().delete_through;
         self.inner
             .writer
-            .with_log(move |log, now_ms| purge_log(&dir, log, upto, now_ms))
+            .with_log(move |log, now_ms| purge_log(&dir, log, upto, delete_through, now_ms))
             .await??;
         self.state().purged = Some(upto);
         Ok(())
@@ -356,6 +387,7 @@ fn purge_log(
     dir: &Path,
     log: &mut Log,
     upto: LogId<NodeId>,
+    delete_through: Option<u64>,
     now_ms: i64,
 ) -> Result<(), RaftStorageError> {
     // The purge point first: after a crash the entries below it are gone from the Raft log
@@ -377,6 +409,10 @@ fn purge_log(
     }
     log.set_entry_floor(Some(first_kept));
     log.enforce_retention(now_ms)?;
+    if let Some(through) = delete_through {
+        let bound = EntryIndex(through.min(upto.index).saturating_add(1));
+        log.delete_segments_before_entry(bound)?;
+    }
     Ok(())
 }
 

@@ -50,6 +50,10 @@ impl Broker {
         tokio::spawn(crate::group::follow_offsets_leadership(Arc::downgrade(
             self,
         )));
+        crate::group::spawn_copy_forward(
+            Arc::downgrade(self),
+            self.cfg.cluster.retention_purge_interval(),
+        );
         tokio::spawn(super::leader_balance::run(
             Arc::downgrade(self),
             self.cfg.cluster.leader_balance(),

@@ -384,7 +384,8 @@ async fn bootstrap(
 }
 
 /// Proposes the cluster's `__consumer_offsets` (compacted, `partitions` partitions, three copies
-/// or one per node when fewer) until the metadata has it. Every node proposes it once the
+/// or one per node when fewer, segments of [`ClusterSpec::offsets_segment_bytes`]) until the
+/// metadata has it. Every node proposes it once the
 /// cluster forms; the controller takes the first and refuses the others as existing. The
 /// partition count is the first proposer's: it can never change, since it places groups.
 async fn create_offsets_topic(runtime: &ClusterRuntime, partitions: u32) {
@@ -393,9 +394,15 @@ async fn create_offsets_topic(runtime: &ClusterRuntime, partitions: u32) {
         name: CONSUMER_OFFSETS_TOPIC.to_string(),
         partition_count: partitions,
         replication_factor,
-        configs: [("cleanup.policy".to_string(), "compact".to_string())]
-            .into_iter()
-            .collect(),
+        configs: [
+            ("cleanup.policy".to_string(), "compact".to_string()),
+            (
+                "segment.bytes".to_string(),
+                runtime.spec.offsets_segment_bytes().to_string(),
+            ),
+        ]
+        .into_iter()
+        .collect(),
     };
     while runtime
         .controller

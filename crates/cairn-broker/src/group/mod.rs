@@ -13,6 +13,8 @@
 //!   go of the groups of the `__consumer_offsets` partitions it comes to lead or stops leading.
 //! - `offset_log`: `__consumer_offsets` as the store of committed offsets: load at open,
 //!   records of a commit, applying a record (one code path for loading and committing).
+//! - `offsets_gc`: a replicated `__consumer_offsets` kept bounded without compaction: each
+//!   replica deletes its superseded prefix, and the coordinator commits old offsets again.
 
 mod assignor;
 mod coordination;
@@ -22,6 +24,7 @@ mod group_admin;
 mod group_id;
 mod offset_log;
 pub(crate) mod offset_record;
+mod offsets_gc;
 mod state;
 mod types;
 
@@ -30,6 +33,7 @@ pub(crate) use coordination::follow_offsets_leadership;
 pub(crate) use coordinator::Groups;
 pub use group_id::{MAX_GROUP_ID_CHARS, validate_group_id};
 pub use offset_record::{MAX_OFFSET_METADATA_BYTES, OffsetValue};
+pub(crate) use offsets_gc::{Liveness, spawn_copy_forward};
 pub use state::{
     DEFAULT_REBALANCE_TIMEOUT_MS, DEFAULT_SESSION_TIMEOUT_MS, GroupState, HeartbeatInput,
     HeartbeatOutput, MAX_SESSION_TIMEOUT_MS, MIN_SESSION_TIMEOUT_MS, MemberDescription,

@@ -162,37 +162,45 @@ pub(crate) fn apply(
     }
 }
 
-/// Applies one stored record while loading. Records Cairn cannot read are skipped with a
-/// warning: they never hold a committed offset Cairn wrote.
+/// Applies one stored record while loading (see [`stored_commit`]); records Cairn cannot read
+/// are skipped with a warning.
 fn apply_stored(
     offsets: &mut OffsetsByGroup,
     key: Option<&[u8]>,
     value: Option<&[u8]>,
     at: Offset,
 ) {
+    match stored_commit(key, value) {
+        Ok(Some((key, value))) => apply(offsets, &key.group, key.partition, value),
+        Ok(None) => {}
+        Err(why) => tracing::warn!(offset = at.as_i64(), "{why}"),
+    }
+}
+
+/// What one stored record does to the committed offsets: sets (or, with a `None` value,
+/// removes) the offset of its key; `Ok(None)` for a record of a kind Cairn does not keep
+/// (Kafka's group metadata); an error naming what is unreadable, for a record that never held
+/// an offset Cairn wrote. Loading and the offsets log's garbage collection
+/// (`offsets_liveness`) both go by it, so the records the one deletes are ones the other
+/// would not have used.
+pub(crate) fn stored_commit(
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+) -> Result<Option<(OffsetKey, Option<OffsetValue>)>, String> {
     let Some(key) = key else {
-        tracing::warn!(
-            offset = at.as_i64(),
-            "__consumer_offsets record without a key skipped"
-        );
-        return;
+        return Err("__consumer_offsets record without a key skipped".to_string());
     };
     let key = match decode_key(key) {
         Ok(DecodedKey::Offset(key)) => key,
-        Ok(DecodedKey::GroupMetadata) => return,
-        Err(err) => {
-            tracing::warn!(offset = at.as_i64(), %err, "unreadable __consumer_offsets key skipped");
-            return;
-        }
+        Ok(DecodedKey::GroupMetadata) => return Ok(None),
+        Err(err) => return Err(format!("unreadable __consumer_offsets key skipped: {err}")),
     };
-    let value = match value.map(decode_value).transpose() {
-        Ok(value) => value,
-        Err(err) => {
-            tracing::warn!(offset = at.as_i64(), %err, "unreadable __consumer_offsets value skipped");
-            return;
-        }
-    };
-    apply(offsets, &key.group, key.partition, value);
+    match value.map(decode_value).transpose() {
+        Ok(value) => Ok(Some((key, value))),
+        Err(err) => Err(format!(
+            "unreadable __consumer_offsets value skipped: {err}"
+        )),
+    }
 }
 
 #[cfg(test)]

@@ -266,6 +266,7 @@ impl ReplicatedReplica {
             raft.clone(),
             raft_log.clone(),
             ctx.retention_purge_interval,
+            &*topic == crate::topic_name::CONSUMER_OFFSETS_TOPIC,
         );
         let assigned: Vec<i32> = members.keys().copied().map(node_i32).collect();
         let initialized = raft

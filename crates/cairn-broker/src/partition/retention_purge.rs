@@ -1,7 +1,9 @@
 //! Retention on a replicated partition: the task that lets Raft purge what retention wants
 //! gone, so that a replica's segments can be deleted at all (see `spawn_retention_purges`).
 
-use cairn_raft::{PartitionRaft, RaftLog};
+use cairn_raft::{PartitionRaft, RaftLog, RaftStorageError};
+
+use crate::group::Liveness;
 use openraft::Raft;
 
 /// Lets retention work on a replicated log. Retention may delete a segment only once Raft has
@@ -12,19 +14,33 @@ use openraft::Raft;
 /// the same segments. A follower that later needs entries its leader purged gets the snapshot
 /// and starts its log over right after it, which is the leader's log start, then copies all
 /// the leader keeps, as a Kafka follower does. The task ends with the group.
+///
+/// With `superseded` (a partition of `__consumer_offsets`), it also purges, and deletes, the
+/// whole segments whose records are all superseded (see `group::offsets_gc`).
 pub(super) fn spawn_retention_purges(
     raft: Raft<PartitionRaft>,
     raft_log: RaftLog,
     every: std::time::Duration,
+    superseded: bool,
 ) {
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(every).await;
-            let upto = match raft_log.retention_purge_index().await {
-                Ok(Some(upto)) => upto,
-                Ok(None) => continue,
+            let retention = match raft_log.retention_purge_index().await {
+                Ok(upto) => upto,
                 // The log has closed: the group is gone.
                 Err(_) => return,
+            };
+            let superseded = if superseded {
+                match superseded_purge_index(&raft_log).await {
+                    Ok(upto) => upto,
+                    Err(_) => return,
+                }
+            } else {
+                None
+            };
+            let Some(upto) = retention.max(superseded) else {
+                continue;
             };
             let (applied, snapshot, membership) = {
                 let m = raft.metrics();
@@ -45,6 +61,9 @@ pub(super) fn spawn_retention_purges(
                 // retention reaches past the change.
                 tracing::debug!(dir = %raft_log.dir().display(), upto, "retention purge waits: the membership changed after it");
                 continue;
+            }
+            if let Some(through) = superseded {
+                raft_log.delete_on_purge_through(through.min(upto));
             }
             if snapshot < Some(upto) {
                 raft_log.request_snapshot_at(upto);
@@ -67,6 +86,30 @@ pub(super) fn spawn_retention_purges(
             tracing::debug!(dir = %raft_log.dir().display(), upto, "purged for retention");
         }
     });
+}
+
+/// How far to purge so that the whole segments of superseded records go: scans this replica's
+/// committed log off the runtime (see `group::offsets_gc::Liveness`).
+///
+/// # Errors
+/// The log has closed.
+async fn superseded_purge_index(raft_log: &RaftLog) -> Result<Option<u64>, RaftStorageError> {
+    let reader = raft_log.reader().clone();
+    let scanned = tokio::task::spawn_blocking(move || {
+        let mut liveness = Liveness::new(reader.high_watermark());
+        let start = reader.log_start_offset().as_i64();
+        let damaged = reader.scan_batches(start, |batch| liveness.visit(batch))?;
+        if let Some(first) = damaged.iter().map(|d| d.from_offset).min() {
+            liveness.damaged_at(first);
+        }
+        Ok::<_, cairn_log::LogError>(liveness.superseded_below())
+    })
+    .await;
+    match scanned {
+        Ok(Ok(below)) => raft_log.purge_index_below_offset(below).await,
+        // A scan that failed (the log moved under it, or a panic) tells nothing: try again later.
+        Ok(Err(_)) | Err(_) => Ok(None),
+    }
 }
 
 /// How long a retention purge waits for the snapshot it asked for.

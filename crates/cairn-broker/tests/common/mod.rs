@@ -10,6 +10,8 @@
     reason = "test helpers: a failure here is a failed test"
 )]
 
+pub mod three_nodes;
+
 use std::path::Path;
 use std::sync::Arc;
 

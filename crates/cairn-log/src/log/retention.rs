@@ -45,6 +45,24 @@ impl Log {
         }
     }
 
+    /// The first entry that would be kept if every leading sealed segment whose records all lie
+    /// below `offset` (and below the high watermark) were deleted, whatever retention says:
+    /// what a Raft group purges up to (exclusive) before deleting records it knows are no
+    /// longer needed (a compacted topic's superseded prefix). `None` when no such segment
+    /// exists.
+    pub fn entry_bound_below_offset(&self, offset: Offset) -> Option<EntryIndex> {
+        let below = offset.min(self.high_watermark);
+        let sealed = &self.segments[..self.segments.len() - 1];
+        match sealed
+            .iter()
+            .take_while(|s| s.state.next_offset <= below)
+            .count()
+        {
+            0 => None,
+            count => Some(self.segments[count - 1].state.next_entry),
+        }
+    }
+
     /// Deletes the leading sealed segments whose entries all lie below `entry` (and whose
     /// offsets all lie below the high watermark), whatever retention says: an explicit deletion
     /// by entry index. The log start offset and entry move to the first segment kept; entries
