@@ -89,13 +89,13 @@ async fn a_seeded_loop_of_kills_and_pauses_loses_and_duplicates_nothing() {
     let started = Instant::now();
     for round in 0..rounds {
         // One node at a time, so a majority always remains: a leader half of the time.
-        let target = if rng.next() % 2 == 0 {
+        let target = if rng.next().is_multiple_of(2) {
             leader_of(&cluster, usize::try_from(rng.next() % 3).unwrap()).await
         } else {
             i32::try_from(rng.next() % 3).unwrap() + 1
         };
         let hold = Duration::from_millis(500 + rng.next() % 4000);
-        if rng.next() % 2 == 0 {
+        if rng.next().is_multiple_of(2) {
             println!("round {round}: SIGKILL node {target}, restart after {hold:?}");
             cluster.kill(target);
             tokio::time::sleep(hold).await;

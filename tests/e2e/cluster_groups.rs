@@ -3,7 +3,8 @@
 //! with acks=all, a group member consumes and commits, and the node that coordinates the group
 //! is killed with SIGKILL. Afterwards every acknowledged record was consumed (none skipped), the
 //! member did not start over from the beginning (the commits made before the death survived
-//! it), and a new member of the group starts where the last commit left off.
+//! it), and a new member of the group starts where the last commit left off. A group that
+//! commits for long leaves `__consumer_offsets` bounded on every node.
 
 #![allow(clippy::unwrap_used, reason = "tests: a failure here is a failed test")]
 
@@ -13,12 +14,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use cairn_client::{GroupConsumer, GroupConsumerConfig, NoopListener, OffsetReset};
-use cairn_proto::v1::FindCoordinatorRequest;
 use cairn_proto::v1::groups_client::GroupsClient;
+use cairn_proto::v1::{
+    CommitOffsetsRequest, FetchOffsetsRequest, FindCoordinatorRequest, OffsetCommit,
+};
 
 mod common;
 
-use common::cluster::{Cluster, spawn_producer, start_cluster};
+use common::cluster::{Cluster, spawn_producer, start_cluster, start_cluster_with};
 use common::*;
 
 const TOPIC: &str = "orders";
@@ -185,4 +188,169 @@ async fn a_group_consumes_through_its_coordinators_death_and_its_commits_survive
         again.records.len()
     );
     next.close().await.unwrap();
+}
+
+/// The base offsets of the segments on node `node`'s copy of `__consumer_offsets` partition
+/// `partition`, in order (empty when it has no copy).
+fn offsets_segments(dir: &std::path::Path, node: usize, partition: i32) -> Vec<u64> {
+    let replicas = dir.join(format!("node-{node}")).join("replicas");
+    let prefix = format!("__consumer_offsets-{partition}.g");
+    let mut bases: Vec<u64> = std::fs::read_dir(replicas)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            name.starts_with(&prefix) && !name.ends_with(".deleting")
+        })
+        .flat_map(|entry| {
+            std::fs::read_dir(entry.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+        })
+        .filter_map(|file| {
+            let name = file.file_name().to_string_lossy().into_owned();
+            name.strip_suffix(".log")?.parse().ok()
+        })
+        .collect();
+    bases.sort_unstable();
+    bases
+}
+
+/// Commits `offset` for [`TOPIC`] `partition` as a group without members, through `client`,
+/// retrying while the node is still loading the group's offsets.
+async fn commit_through(
+    client: &mut GroupsClient<tonic::transport::Channel>,
+    partition: i32,
+    offset: i64,
+) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let committed = client
+            .commit_offsets(CommitOffsetsRequest {
+                group_id: GROUP.into(),
+                member_id: String::new(),
+                member_epoch: -1,
+                offsets: vec![OffsetCommit {
+                    topic: TOPIC.into(),
+                    partition,
+                    offset,
+                    metadata: String::new(),
+                }],
+            })
+            .await;
+        match committed {
+            Ok(_) => return,
+            Err(status) if status.code() == tonic::Code::Unavailable => {
+                assert!(Instant::now() < deadline, "never committed: {status}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(status) => panic!("commit refused: {status}"),
+        }
+    }
+}
+
+/// [`GROUP`]'s committed offsets of [`TOPIC`] partitions 0 and 1, from node `node`.
+async fn committed_on(cluster: &Cluster, node: i32) -> Vec<i64> {
+    let index = usize::try_from(node - 1).unwrap();
+    let mut client = GroupsClient::connect(format!("http://{}", cluster.addresses[index]))
+        .await
+        .unwrap();
+    let answer = client
+        .fetch_offsets(FetchOffsetsRequest {
+            group_id: GROUP.into(),
+            partitions: Vec::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    answer.offsets.iter().map(|o| o.offset).collect()
+}
+
+/// Compaction does not run on replicated partitions, yet a group that commits for long leaves
+/// `__consumer_offsets` bounded: every node deletes the segments whose commits were all
+/// superseded, the coordinator commits again an offset left unchanged since the start, and the
+/// offsets read back the same, from a new coordinator too once the old one is killed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_committing_for_long_leaves_the_offsets_log_bounded_on_every_node() {
+    const COMMITS: i64 = 3000;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = start_cluster_with(
+        dir.path(),
+        3,
+        &[
+            "--offsets-topic-segment-bytes",
+            "4096",
+            "--log-retention-check-interval-ms",
+            "1000",
+        ],
+    );
+    cluster
+        .create_topic(&cluster.addresses[0], TOPIC, 2, 3)
+        .await;
+    let first = coordinator(&cluster).await;
+    let index = usize::try_from(first - 1).unwrap();
+    let mut client = GroupsClient::connect(format!("http://{}", cluster.addresses[index]))
+        .await
+        .unwrap();
+    commit_through(&mut client, 1, 7).await;
+    for offset in 0..COMMITS {
+        commit_through(&mut client, 0, offset).await;
+    }
+
+    // On every node the copy of the group's offsets partition (the one that grew) starts past
+    // the first thousand commits.
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let firsts: Vec<Option<u64>> = (1..=3)
+            .map(|node| {
+                (0..8)
+                    .map(|p| offsets_segments(dir.path(), node, p))
+                    .max_by_key(Vec::len)
+                    .and_then(|bases| bases.first().copied())
+            })
+            .collect();
+        if firsts.iter().all(|first| first.is_some_and(|f| f > 1000)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the offsets log kept its start on some node: first segments {firsts:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(committed_on(&cluster, first).await, [COMMITS - 1, 7]);
+
+    cluster.kill(first);
+    let second = coordinator(&cluster).await;
+    assert_ne!(second, first);
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let index = usize::try_from(second - 1).unwrap();
+        let mut client = GroupsClient::connect(format!("http://{}", cluster.addresses[index]))
+            .await
+            .unwrap();
+        let answer = client
+            .fetch_offsets(FetchOffsetsRequest {
+                group_id: GROUP.into(),
+                partitions: Vec::new(),
+            })
+            .await;
+        if let Ok(answer) = answer {
+            let offsets: Vec<i64> = answer
+                .into_inner()
+                .offsets
+                .iter()
+                .map(|o| o.offset)
+                .collect();
+            assert_eq!(offsets, [COMMITS - 1, 7]);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new coordinator never answered"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

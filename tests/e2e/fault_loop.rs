@@ -270,7 +270,11 @@ async fn a_seeded_fault_loop_counts_no_anomaly() {
                     ],
                 );
                 let hours = 1 + rng.next() % 48;
-                let sign = if rng.next() % 2 == 0 { '+' } else { '-' };
+                let sign = if rng.next().is_multiple_of(2) {
+                    '+'
+                } else {
+                    '-'
+                };
                 println!("  clock of node {node} jumps {sign}{hours}h, then back");
                 std::fs::write(file, format!("{sign}{hours}h")).unwrap();
                 tokio::time::sleep(hold).await;

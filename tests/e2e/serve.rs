@@ -140,6 +140,21 @@ fn a_producer_id_expiration_under_the_delivery_timeout_is_warned_of() {
 }
 
 #[test]
+fn an_offsets_segment_size_out_of_range_is_refused_naming_the_flag() {
+    for bytes in ["10", "4294967296", "lots"] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut command = serve_on_free_ports(&dir.path().join("data"));
+        command.args(["--offsets-topic-segment-bytes", bytes]);
+        let (status, line) = failure(command);
+        assert_eq!(status, Some(2), "{bytes}: {line}");
+        assert!(
+            line.contains("--offsets-topic-segment-bytes") && line.contains(bytes),
+            "{bytes}: {line}"
+        );
+    }
+}
+
+#[test]
 fn missing_config_file_is_status_2() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("absent.toml");

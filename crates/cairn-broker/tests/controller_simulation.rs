@@ -64,7 +64,7 @@ fn command(client: u64, n: u64) -> Command {
         },
         5 => Command::SetNodeState {
             node,
-            state: if n % 2 == 0 {
+            state: if n.is_multiple_of(2) {
                 NodeState::Alive
             } else {
                 NodeState::Fenced

@@ -59,6 +59,7 @@ Config file (TOML):
   log_format = \"json\"
   max_partitions = 4096
   log_retention_check_interval_ms = 300000
+  offsets_topic_segment_bytes = 104857600
   producer_id_expiration_ms = 86400000
   max_connections = 10000
   max_connections_per_ip = 1000
@@ -322,6 +323,13 @@ pub struct ServeArgs {
     #[arg(long, value_name = "MS", allow_negative_numbers = true)]
     pub log_retention_check_interval_ms: Option<String>,
 
+    /// segment.bytes of the __consumer_offsets a cluster creates (Kafka's
+    /// offsets.topic.segment.bytes), from 64; a replica frees superseded commits a whole
+    /// segment at a time. Only the node whose proposal creates the topic applies it
+    /// [env: CAIRN_OFFSETS_TOPIC_SEGMENT_BYTES] [default: 104857600, 100 MiB]
+    #[arg(long, value_name = "BYTES", allow_negative_numbers = true)]
+    pub offsets_topic_segment_bytes: Option<String>,
+
     /// How long a partition remembers an idempotent producer after its last write (Kafka's
     /// producer.id.expiration.ms), from 1 to 2147483647; a producer that writes again later
     /// gets UNKNOWN_PRODUCER_ID, and Cairn's producer carries on under a new id
@@ -507,6 +515,7 @@ mod tests {
             "CAIRN_CONNECTIONS_MAX_IDLE_MS",
             "CAIRN_QUEUED_MAX_REQUEST_BYTES",
             "CAIRN_LOG_RETENTION_CHECK_INTERVAL_MS",
+            "CAIRN_OFFSETS_TOPIC_SEGMENT_BYTES",
             "CAIRN_PEERS",
             "CAIRN_RAFT_ELECTION_TIMEOUT_MS",
             "CAIRN_RAFT_HEARTBEAT_MS",

@@ -101,6 +101,11 @@ const LOG_RETENTION_CHECK_INTERVAL_MS: Setting = Setting {
     var: "CAIRN_LOG_RETENTION_CHECK_INTERVAL_MS",
     file_key: "log_retention_check_interval_ms",
 };
+const OFFSETS_TOPIC_SEGMENT_BYTES: Setting = Setting {
+    flag: "--offsets-topic-segment-bytes",
+    var: "CAIRN_OFFSETS_TOPIC_SEGMENT_BYTES",
+    file_key: "offsets_topic_segment_bytes",
+};
 const PRODUCER_ID_EXPIRATION_MS: Setting = Setting {
     flag: "--producer-id-expiration-ms",
     var: "CAIRN_PRODUCER_ID_EXPIRATION_MS",
@@ -142,6 +147,7 @@ struct FileConfig {
     log_format: Option<toml::Value>,
     max_partitions: Option<toml::Value>,
     log_retention_check_interval_ms: Option<toml::Value>,
+    offsets_topic_segment_bytes: Option<toml::Value>,
     producer_id_expiration_ms: Option<toml::Value>,
     topic_defaults: Option<toml::Value>,
     cluster: Option<toml::Value>,
@@ -261,6 +267,17 @@ pub fn resolve(
             "milliseconds",
         )?;
         spec = spec.with_retention_purge_interval(std::time::Duration::from_millis(ms));
+    }
+    if let Some(given) = lower.pick(
+        args.offsets_topic_segment_bytes.as_deref(),
+        &OFFSETS_TOPIC_SEGMENT_BYTES,
+    )? {
+        let bytes = parse_in_range(
+            &given,
+            u64::from(cairn_log::MIN_SEGMENT_BYTES)..=u64::from(cairn_log::MAX_SEGMENT_BYTES),
+            "bytes",
+        )?;
+        spec = spec.with_offsets_segment_bytes(u32::try_from(bytes).unwrap_or(u32::MAX));
     }
     let producer_id_expiration = match lower.pick(
         args.producer_id_expiration_ms.as_deref(),
@@ -403,6 +420,10 @@ fn parse_file(file: ConfigFile<'_>) -> Result<ParsedFile<'_>, ConfigError> {
             config.log_retention_check_interval_ms,
         ),
         (
+            OFFSETS_TOPIC_SEGMENT_BYTES.file_key,
+            config.offsets_topic_segment_bytes,
+        ),
+        (
             PRODUCER_ID_EXPIRATION_MS.file_key,
             config.producer_id_expiration_ms,
         ),
@@ -432,6 +453,7 @@ fn parse_file(file: ConfigFile<'_>) -> Result<ParsedFile<'_>, ConfigError> {
         key == NODE_ID.file_key
             || key == MAX_PARTITIONS.file_key
             || key == LOG_RETENTION_CHECK_INTERVAL_MS.file_key
+            || key == OFFSETS_TOPIC_SEGMENT_BYTES.file_key
             || key == PRODUCER_ID_EXPIRATION_MS.file_key
             || INTEGER_FILE_KEYS.contains(&key)
     };

@@ -73,7 +73,7 @@ fn encode_hex(bytes: &[u8]) -> String {
 }
 
 fn decode_hex(text: &[u8]) -> Result<Vec<u8>, String> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return Err(format!("not hex: an odd number of digits ({})", text.len()));
     }
     let digit = |at: usize, c: u8| {

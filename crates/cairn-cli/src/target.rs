@@ -278,9 +278,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// A duration as the flags take it: `500ms`, `30s`, `2m`.
 pub fn show_duration(duration: Duration) -> String {
     let ms = duration.as_millis();
-    if ms % 60_000 == 0 {
+    if ms.is_multiple_of(60_000) {
         format!("{}m", ms / 60_000)
-    } else if ms % 1000 == 0 {
+    } else if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{ms}ms")

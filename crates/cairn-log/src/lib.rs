@@ -88,7 +88,8 @@ pub use admission::{Admission, AppendFilter};
 pub use clean::{CleanJob, CleanOutcome, CleanedSegments, CleanerStats, MAX_KEY_MAP_BYTES};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
-    DirtyRatio, FlushPolicy, LogConfig, MAX_SEGMENT_INDEX_BYTES, MIN_SEGMENT_INDEX_BYTES,
+    DirtyRatio, FlushPolicy, LogConfig, MAX_SEGMENT_BYTES, MAX_SEGMENT_INDEX_BYTES,
+    MIN_SEGMENT_BYTES, MIN_SEGMENT_INDEX_BYTES,
 };
 pub use dir_removal::{
     DELETING_DIR_SUFFIX, is_held_by_an_open_log, is_log_dir_being_deleted, remove_log_dir,

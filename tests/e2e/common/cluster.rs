@@ -508,7 +508,7 @@ pub async fn spawn_producer(
                 }
             }
             i += 1;
-            if i % 20 == 0 {
+            if i.is_multiple_of(20) {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         }

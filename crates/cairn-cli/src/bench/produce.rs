@@ -310,7 +310,7 @@ async fn produce_all(
                 // Without a rate the send time is the intended time; a clock read per record
                 // would be a visible share of the client's CPU, so it is read every few sends
                 // (the records in between are sent within microseconds of it).
-                if sent % CLOCK_READ_EVERY == 0 {
+                if sent.is_multiple_of(CLOCK_READ_EVERY) {
                     last_clock = Instant::now();
                 }
                 last_clock
@@ -326,7 +326,7 @@ async fn produce_all(
             if chunk.len() >= DELIVERY_CHUNK {
                 hand_over(&deliveries, &mut chunk)?;
             }
-            if args.rate == 0 && sent % 1024 == 0 {
+            if args.rate == 0 && sent.is_multiple_of(1024) {
                 // Let the collector and the producer's task run between bursts.
                 tokio::task::yield_now().await;
             }

@@ -204,10 +204,9 @@ impl GroupConsumer {
             self.reconcile(deadline).await?;
             if self.cfg.enable_auto_commit
                 && self.last_commit.elapsed() >= self.cfg.auto_commit_interval
+                && let Err(err) = self.commit().await
             {
-                if let Err(err) = self.commit().await {
-                    tracing::warn!(group = %self.cfg.group_id, %err, "auto-commit failed");
-                }
+                tracing::warn!(group = %self.cfg.group_id, %err, "auto-commit failed");
             }
             let records = self.fetch_round(deadline).await?;
             if !records.is_empty() || Instant::now() >= deadline {

@@ -27,15 +27,15 @@ impl ClusterMetadata {
                 held_epoch: held.leader_epoch,
             }));
         }
-        if epoch == held.leader_epoch {
-            if let Some(held_leader) = held.leader.filter(|held| *held != leader) {
-                return Err(ControllerError::ConflictingLeader {
-                    group,
-                    epoch,
-                    held_leader,
-                    reported_leader: leader,
-                });
-            }
+        if epoch == held.leader_epoch
+            && let Some(held_leader) = held.leader.filter(|held| *held != leader)
+        {
+            return Err(ControllerError::ConflictingLeader {
+                group,
+                epoch,
+                held_leader,
+                reported_leader: leader,
+            });
         }
 
         let meta = self

@@ -147,16 +147,16 @@ where
                 Ok(principal) => principal,
                 Err(refusal) => return Ok(refused(&shared, refusal, host)),
             };
-            if let PathRule::Cluster(operation) = rule {
-                if let Err(status) = shared.authorizer.check(
+            if let PathRule::Cluster(operation) = rule
+                && let Err(status) = shared.authorizer.check(
                     &principal,
                     host,
                     operation,
                     ResourceType::Cluster,
                     CLUSTER_RESOURCE_NAME,
-                ) {
-                    return Ok(status.into_http());
-                }
+                )
+            {
+                return Ok(status.into_http());
             }
             request.extensions_mut().insert(principal.clone());
             request.extensions_mut().insert(CallerContext {

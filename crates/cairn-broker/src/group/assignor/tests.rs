@@ -101,15 +101,15 @@ fn is_balanced(members: &BTreeMap<String, MemberSpec>, out: &Assignment) -> bool
 fn assert_balanced(members: &BTreeMap<String, MemberSpec>, out: &Assignment) {
     assert!(is_balanced(members, out), "not balanced: {out:?}");
     let mut subscriptions = members.values().map(|spec| &spec.subscribed);
-    if let Some(first) = subscriptions.next() {
-        if subscriptions.all(|s| s == first) {
-            let counts = out.values().map(BTreeSet::len);
-            let spread = counts.clone().max().unwrap() - counts.min().unwrap();
-            assert!(
-                spread <= 1,
-                "homogeneous counts differ by {spread}: {out:?}"
-            );
-        }
+    if let Some(first) = subscriptions.next()
+        && subscriptions.all(|s| s == first)
+    {
+        let counts = out.values().map(BTreeSet::len);
+        let spread = counts.clone().max().unwrap() - counts.min().unwrap();
+        assert!(
+            spread <= 1,
+            "homogeneous counts differ by {spread}: {out:?}"
+        );
     }
 }
 

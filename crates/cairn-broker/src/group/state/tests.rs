@@ -347,7 +347,7 @@ fn step() -> impl Strategy<Value = Step> {
 
 /// Even-numbered clients read orders and payments, odd ones orders only.
 fn subscription_of(i: usize) -> &'static [&'static str] {
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         &["orders", "payments"]
     } else {
         &["orders"]

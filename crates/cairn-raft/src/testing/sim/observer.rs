@@ -139,15 +139,15 @@ impl Observer {
             );
             state.violations.push(msg);
         }
-        if let Some(applied) = state.applied_at.get(&log_id.index) {
-            if *applied != entry {
-                let msg = format!(
-                    "write {} acknowledged, but {} was applied there",
-                    describe(&entry),
-                    describe(applied)
-                );
-                state.violations.push(msg);
-            }
+        if let Some(applied) = state.applied_at.get(&log_id.index)
+            && *applied != entry
+        {
+            let msg = format!(
+                "write {} acknowledged, but {} was applied there",
+                describe(&entry),
+                describe(applied)
+            );
+            state.violations.push(msg);
         }
     }
 
