@@ -76,6 +76,6 @@ pub use membership_change::{MembershipChangeError, move_voters};
 pub use network::GroupNetwork;
 pub use partition_group::{PartitionGroup, Standing};
 pub use partition_sm::{PartitionSnapshotBuilder, PartitionStateMachine};
-pub use raft_log::RaftLog;
+pub use raft_log::{RaftLog, without_compaction};
 pub use transport::{InboundCalls, PeerTransport, RpcKind, TransportError};
 pub use types::{AppliedBatch, BatchData, GroupId, NodeId, PartitionRaft, PeerNode};

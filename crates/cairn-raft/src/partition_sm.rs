@@ -5,7 +5,7 @@
 //!
 //! Snapshots are metadata only ([`SnapshotPayload`]): a log id and the membership in force
 //! there, and where the log continues after it (entry index and offset). A snapshot ends at
-//! the log's purge point, not at the last applied entry (see `RaftLog::snapshot_point`): a
+//! the log's purge point, not at the last applied entry (see `RaftLog::snapshot_request`): a
 //! follower far behind installs one by starting its log over right after it, which is the
 //! leader's log start, so its offsets stay the leader's and it is then sent every entry the
 //! leader keeps.
@@ -34,6 +34,7 @@ use crate::applied_file::{APPLIED_CHECKPOINT_ENTRIES, AppliedState, write_applie
 use crate::durable::DurableEnd;
 use crate::error::RaftStorageError;
 use crate::raft_log::RaftLog;
+use crate::snapshot_file::{read_snapshot, write_snapshot};
 use crate::types::{AppliedBatch, NodeId, PartitionRaft, PeerNode};
 
 /// The largest snapshot payload accepted: it is a few hundred bytes of JSON; a larger one is
@@ -70,7 +71,7 @@ pub struct PartitionStateMachine {
 }
 
 /// Builds a partition snapshot at the log's snapshot point, or from the applied state at the
-/// time it was asked for (see [`RaftLog::snapshot_point`]).
+/// time it was asked for (see [`RaftLog::snapshot_request`]).
 #[derive(Debug)]
 pub struct PartitionSnapshotBuilder {
     raft_log: RaftLog,
@@ -84,12 +85,22 @@ impl PartitionStateMachine {
     /// point, so that a follower that needs the purged entries can be sent it at once.
     pub fn new(raft_log: RaftLog) -> Self {
         let applied = raft_log.recovered_applied().cloned().unwrap_or_default();
-        let current = raft_log
-            .purged()
-            .and_then(|_| snapshot_end(&raft_log, &applied))
-            .and_then(|(last, next_offset)| {
-                stored_snapshot(Some(last), next_offset, &applied.membership).ok()
-            });
+        let current = match read_snapshot(raft_log.dir()) {
+            Ok(Some((meta, data))) => Some(StoredSnapshot { meta, data }),
+            found => {
+                if let Err(err) = found {
+                    tracing::warn!(dir = %raft_log.dir().display(), %err, "the saved snapshot is unreadable; rebuilding it from the purge point");
+                }
+                // A directory from before snapshots were saved: rebuilt at the purge point
+                // when the log can tell where that is.
+                raft_log
+                    .purged()
+                    .and_then(|purged| snapshot_end(&raft_log, &applied, purged.index, None))
+                    .and_then(|(last, next_offset, membership)| {
+                        stored_snapshot(Some(last), next_offset, &membership).ok()
+                    })
+            }
+        };
         PartitionStateMachine {
             raft_log,
             applied,
@@ -255,10 +266,14 @@ impl PartitionStateMachine {
         }
         self.applied = applied;
         self.unsaved_entries = 0;
-        *lock(&self.current) = Some(StoredSnapshot {
+        let installed = StoredSnapshot {
             meta: meta.clone(),
             data,
-        });
+        };
+        // Kept for when this node leads: it ends at its leader's purge point, where this log
+        // now starts.
+        save_snapshot(&self.raft_log, &installed).await?;
+        *lock(&self.current) = Some(installed);
         Ok(())
     }
 }
@@ -326,48 +341,111 @@ impl RaftSnapshotBuilder<PartitionRaft> for PartitionSnapshotBuilder {
 
 impl PartitionSnapshotBuilder {
     async fn build(&mut self) -> Result<Snapshot<PartitionRaft>, RaftStorageError> {
-        // At the snapshot point when the log can say where it is (see
-        // `RaftLog::snapshot_point`), else at the last applied entry.
-        let (last, next_offset) = match snapshot_end(&self.raft_log, &self.applied) {
-            Some((last, next_offset)) => (Some(last), next_offset),
-            None => (self.applied.last_applied, self.applied.next_offset),
+        let current = lock(&self.current).clone();
+        let current_end = current
+            .as_ref()
+            .and_then(|c| c.meta.last_log_id)
+            .map(|id| id.index);
+        // A point asked for past the snapshot held (see `RaftLog::snapshot_request`).
+        let pending = self
+            .raft_log
+            .snapshot_request()
+            .filter(|(point, _)| Some(*point) > current_end);
+        let stored = match pending {
+            Some((point, membership)) => {
+                match snapshot_end(&self.raft_log, &self.applied, point, Some(membership)) {
+                    Some((last, next_offset, membership)) => {
+                        stored_snapshot(Some(last), next_offset, &membership)?
+                    }
+                    // Never past the point asked for: the snapshot held stays (or none), and
+                    // openraft ignores one that is not newer than its own.
+                    None => {
+                        let kept = match current {
+                            Some(current) => current,
+                            None => stored_snapshot(None, 0, &StoredMembership::default())?,
+                        };
+                        return Ok(as_snapshot(kept));
+                    }
+                }
+            }
+            // Nothing asked for: openraft's own schedule (tests), at the last applied entry.
+            None => stored_snapshot(
+                self.applied.last_applied,
+                self.applied.next_offset,
+                &self.applied.membership,
+            )?,
         };
-        let stored = stored_snapshot(last, next_offset, &self.applied.membership)?;
         // Saved before openraft hears of the snapshot, so the applied state on disk is never
-        // behind a purge point (which never passes the last snapshot).
+        // behind a purge point (which never passes the last snapshot); the snapshot itself, so a
+        // restarted node serves the same one.
         save_applied(&self.raft_log, self.applied.clone()).await?;
+        save_snapshot(&self.raft_log, &stored).await?;
         *lock(&self.current) = Some(stored.clone());
-        Ok(Snapshot {
-            meta: stored.meta,
-            snapshot: Box::new(Cursor::new(stored.data)),
-        })
+        Ok(as_snapshot(stored))
     }
 }
 
-/// Where a snapshot at the log's snapshot point ends: that entry's log id and the offset after
-/// its records. `None` when it should end at the last applied entry instead: no point is set,
-/// or it is not below the last applied entry; the membership in force changed after it (a
-/// snapshot carries the membership of its last entry, and only the last applied one is
-/// known); or this log cannot tell the entry's term and end (it is purged, and the log does
-/// not start right after it).
-fn snapshot_end(raft_log: &RaftLog, applied: &AppliedState) -> Option<(LogId<NodeId>, u64)> {
-    let point = raft_log.snapshot_point()?;
+/// A stored snapshot as openraft takes it.
+fn as_snapshot(stored: StoredSnapshot) -> Snapshot<PartitionRaft> {
+    Snapshot {
+        meta: stored.meta,
+        snapshot: Box::new(Cursor::new(stored.data)),
+    }
+}
+
+/// Saves `stored` as the group's snapshot file, on the writer thread.
+async fn save_snapshot(
+    raft_log: &RaftLog,
+    stored: &StoredSnapshot,
+) -> Result<(), RaftStorageError> {
+    let dir = raft_log.dir().to_path_buf();
+    let (meta, data) = (stored.meta.clone(), stored.data.clone());
+    raft_log
+        .with_log(move |_, _| write_snapshot(&dir, &meta, &data))
+        .await?
+}
+
+/// Where a snapshot ending at entry `point` ends: that entry's log id, the offset after its
+/// records, and the membership in force there (`membership`, when the caller knows it; else
+/// the last applied one, if it changed at or before `point`). `None` when this cannot be told:
+/// `point` is past the last applied entry; the membership in force there is unknown; or the
+/// entry's term and end are (it is purged and the log does not start right after it, or its
+/// header is unreadable).
+fn snapshot_end(
+    raft_log: &RaftLog,
+    applied: &AppliedState,
+    point: u64,
+    membership: Option<StoredMembership<NodeId, PeerNode>>,
+) -> Option<(LogId<NodeId>, u64, StoredMembership<NodeId, PeerNode>)> {
     let last_applied = applied.last_applied?;
-    if point >= last_applied.index
-        || applied
-            .membership
-            .log_id()
-            .is_some_and(|changed| changed.index > point)
-    {
+    if point == last_applied.index {
+        return Some((
+            last_applied,
+            applied.next_offset,
+            applied.membership.clone(),
+        ));
+    }
+    if point > last_applied.index {
         return None;
     }
+    let membership = match membership {
+        Some(membership) => membership,
+        None if applied
+            .membership
+            .log_id()
+            .is_none_or(|changed| changed.index <= point) =>
+        {
+            applied.membership.clone()
+        }
+        None => return None,
+    };
     let reader = raft_log.reader();
     let log_starts_after = reader.entry_bounds().0 == EntryIndex(point.saturating_add(1));
     if let Some(purged) = raft_log
         .purged()
         .filter(|p| p.index == point && log_starts_after)
     {
-        return Some((purged, reader.log_start_offset().0));
+        return Some((purged, reader.log_start_offset().0, membership));
     }
     // Below the purge point compaction may have renumbered entries: only a held one is read.
     if EntryIndex(point) < raft_log.first_entry() {
@@ -379,6 +457,7 @@ fn snapshot_end(raft_log: &RaftLog, applied: &AppliedState) -> Option<(LogId<Nod
         (
             LogId::new(CommittedLeaderId::new(term, 0), point),
             header.next_offset.0,
+            membership,
         )
     })
 }

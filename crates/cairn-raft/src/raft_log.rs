@@ -14,14 +14,21 @@ use cairn_log::{
     Clock, DamagedEntries, EntryIndex, LeaderEpoch, Log, LogConfig, LogError, LogReader, LogWriter,
     Offset,
 };
-use openraft::{LogId, Vote};
+use openraft::{LogId, StoredMembership, Vote};
 
 use crate::applied_file::{AppliedState, read_applied};
 use crate::durable::{DurableEnd, DurableTracker, NotReached};
 use crate::error::RaftStorageError;
 use crate::purge_file::{read_purged, write_purged};
-use crate::types::NodeId;
+use crate::types::{NodeId, PeerNode};
 use crate::vote_file::{read_vote, write_vote};
+
+/// A snapshot asked for at an entry, with the membership in force there.
+#[derive(Debug, Clone)]
+struct SnapshotRequest {
+    index: u64,
+    membership: StoredMembership<NodeId, PeerNode>,
+}
 
 /// A Raft group's storage over one partition log. Cheap to clone (a handle).
 #[derive(Clone, Debug)]
@@ -46,12 +53,13 @@ struct Inner {
     damage_seen: tokio::sync::watch::Sender<u64>,
 }
 
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 struct State {
     vote: Option<Vote<NodeId>>,
     purged: Option<LogId<NodeId>>,
-    /// The entry the next snapshot should end at (see [`RaftLog::snapshot_point`]).
-    snapshot_point: Option<u64>,
+    /// The entry the next snapshot should end at, and the membership in force there (see
+    /// [`RaftLog::snapshot_request`]).
+    snapshot_request: Option<SnapshotRequest>,
     /// Purges delete the whole segments at or below this entry, whatever retention says (see
     /// [`RaftLog::delete_on_purge_through`]).
     delete_through: Option<u64>,
@@ -71,7 +79,7 @@ impl RaftLog {
         cfg: LogConfig,
         clock: Arc<dyn Clock>,
     ) -> Result<RaftLog, RaftStorageError> {
-        let mut log = Log::open_replica(dir, cfg, clock.now_ms())?;
+        let mut log = Log::open_replica(dir, without_compaction(cfg), clock.now_ms())?;
         let vote = read_vote(dir)?;
         let purged = read_purged(dir)?;
         let applied = read_applied(dir)?;
@@ -92,7 +100,7 @@ impl RaftLog {
                 state: Mutex::new(State {
                     vote,
                     purged,
-                    snapshot_point: None,
+                    snapshot_request: None,
                     delete_through: None,
                 }),
                 recovered_applied: applied,
@@ -132,15 +140,22 @@ impl RaftLog {
         self.state().purged
     }
 
-    /// Asks that the next snapshot end at entry `index` (the purge point about to be set)
-    /// rather than at the last applied entry: see [`RaftLog::snapshot_point`].
-    pub fn request_snapshot_at(&self, index: u64) {
+    /// Asks that the next snapshot end at entry `index` (the purge point about to be set), with
+    /// `membership` the membership in force there, rather than at the last applied entry: see
+    /// [`RaftLog::snapshot_request`]. A request below one made before is ignored.
+    pub fn request_snapshot_at(&self, index: u64, membership: StoredMembership<NodeId, PeerNode>) {
         let mut state = self.state();
-        state.snapshot_point = state.snapshot_point.max(Some(index));
+        if state
+            .snapshot_request
+            .as_ref()
+            .is_none_or(|r| r.index < index)
+        {
+            state.snapshot_request = Some(SnapshotRequest { index, membership });
+        }
     }
 
-    /// The entry a snapshot built now should end at: the one last asked for
-    /// ([`RaftLog::request_snapshot_at`]), or else the purge point.
+    /// The entry the next snapshot should end at, and the membership in force there, as last
+    /// asked for ([`RaftLog::request_snapshot_at`]) and not below the purge point.
     ///
     /// A snapshot is what a follower gets when it needs entries its leader purged, and it
     /// starts its log over right after the snapshot's last entry. Ending it at the purge point
@@ -148,9 +163,14 @@ impl RaftLog {
     /// still keeps, as a Kafka follower truncated to its leader's log start then fetches it
     /// all; a snapshot at the last applied entry would start it there and drop the rest, which
     /// a later election could make the partition's whole history.
-    pub fn snapshot_point(&self) -> Option<u64> {
+    pub fn snapshot_request(&self) -> Option<(u64, StoredMembership<NodeId, PeerNode>)> {
         let state = self.state();
-        state.snapshot_point.max(state.purged.map(|p| p.index))
+        let purged = state.purged.map(|p| p.index);
+        state
+            .snapshot_request
+            .as_ref()
+            .filter(|r| Some(r.index) >= purged)
+            .map(|r| (r.index, r.membership.clone()))
     }
 
     /// The first entry index of the Raft log: past the purge point and the log start.
@@ -381,6 +401,16 @@ impl RaftLog {
         // The state is two plain values replaced whole; a panic elsewhere cannot tear them.
         self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// `cfg` with compaction off: a Raft log's entries keep their indexes, and compaction would
+/// renumber them (`segments-format.md` §11.5); a follower sent a snapshot would also start
+/// without the cleaned prefix. What a replicated compacted topic keeps is up to retention, or,
+/// for `__consumer_offsets`, to the broker's deletion of superseded segments
+/// ([`RaftLog::delete_on_purge_through`]).
+pub fn without_compaction(mut cfg: LogConfig) -> LogConfig {
+    cfg.compact = false;
+    cfg
 }
 
 fn purge_log(

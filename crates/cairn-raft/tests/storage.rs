@@ -363,7 +363,7 @@ async fn a_retention_snapshot_ends_at_the_purge_point_so_a_follower_keeps_all_th
     sm.apply(entries).await.unwrap();
     let upto = raft_log.retention_purge_index().await.unwrap().unwrap();
     assert!(upto < 38, "retention keeps more than the last entries");
-    raft_log.request_snapshot_at(upto);
+    raft_log.request_snapshot_at(upto, sm.applied().membership.clone());
     let snapshot = sm
         .get_snapshot_builder()
         .await
@@ -407,6 +407,93 @@ async fn a_retention_snapshot_ends_at_the_purge_point_so_a_follower_keeps_all_th
     assert_eq!(current.meta.last_log_id, Some(log_id(1, upto)));
     let payload = cairn_raft::partition_sm::decode_snapshot(current.snapshot.get_ref()).unwrap();
     assert_eq!(payload.next_offset, leader_start.0);
+}
+
+/// A log purged for retention, with as many entries as retention wants gone and 10 more
+/// applied after them, the purge point's snapshot built and the log purged there. Returns the
+/// purge point.
+async fn purged_for_retention(
+    raft_log: &RaftLog,
+    storage: &mut Storage,
+    sm: &mut PartitionStateMachine,
+) -> u64 {
+    let entries: Vec<_> = (0..40).map(|i| normal(1, i, 3)).collect();
+    storage.blocking_append(entries.clone()).await.unwrap();
+    sm.apply(entries).await.unwrap();
+    let upto = raft_log.retention_purge_index().await.unwrap().unwrap();
+    raft_log.request_snapshot_at(upto, sm.applied().membership.clone());
+    let built = sm
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .unwrap();
+    assert_eq!(built.meta.last_log_id, Some(log_id(1, upto)));
+    storage.purge(log_id(1, upto)).await.unwrap();
+    upto
+}
+
+/// A membership change after the purge point (a reassignment), then a restart: the snapshot the
+/// reopened node serves still ends at its purge point (it is saved), not at its last applied
+/// entry, which would start a follower past everything the log keeps.
+#[tokio::test]
+async fn a_restart_after_a_membership_change_keeps_the_snapshot_at_the_purge_point() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LogConfig {
+        segment_bytes: 1024,
+        retention_bytes: Some(1),
+        ..LogConfig::default()
+    };
+    let path = partition(&dir, "p-0");
+    let raft_log = RaftLog::open(&path, cfg.clone(), Arc::new(SystemClock)).unwrap();
+    let mut storage = CairnLogStorage::<PartitionRaft>::new(raft_log.clone());
+    let mut sm = PartitionStateMachine::new(raft_log.clone());
+    let upto = purged_for_retention(&raft_log, &mut storage, &mut sm).await;
+    let mut more = vec![membership(1, 40)];
+    more.extend((41..50).map(|i| normal(1, i, 3)));
+    storage.blocking_append(more.clone()).await.unwrap();
+    sm.apply(more).await.unwrap();
+    drop((storage, sm));
+    raft_log.writer().close().await.unwrap();
+    drop(raft_log);
+
+    let reopened = RaftLog::open(&path, cfg, Arc::new(SystemClock)).unwrap();
+    let mut sm = PartitionStateMachine::new(reopened.clone());
+    let current = sm.get_current_snapshot().await.unwrap().unwrap();
+    assert_eq!(current.meta.last_log_id, Some(log_id(1, upto)));
+}
+
+/// The membership changes between the retention purge's request and the build: the snapshot
+/// still ends at the point asked for, with the membership in force there.
+#[tokio::test]
+async fn a_membership_change_before_the_build_leaves_the_snapshot_at_the_point_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LogConfig {
+        segment_bytes: 1024,
+        retention_bytes: Some(1),
+        ..LogConfig::default()
+    };
+    let raft_log = RaftLog::open(&partition(&dir, "p-0"), cfg, Arc::new(SystemClock)).unwrap();
+    let mut storage = CairnLogStorage::<PartitionRaft>::new(raft_log.clone());
+    let mut sm = PartitionStateMachine::new(raft_log.clone());
+    let entries: Vec<_> = (0..40).map(|i| normal(1, i, 3)).collect();
+    storage.blocking_append(entries.clone()).await.unwrap();
+    sm.apply(entries).await.unwrap();
+    let upto = raft_log.retention_purge_index().await.unwrap().unwrap();
+    let in_force = sm.applied().membership.clone();
+    raft_log.request_snapshot_at(upto, in_force.clone());
+    let mut more = vec![membership(1, 40)];
+    more.extend((41..50).map(|i| normal(1, i, 3)));
+    storage.blocking_append(more.clone()).await.unwrap();
+    sm.apply(more).await.unwrap();
+    let built = sm
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .unwrap();
+    assert_eq!(built.meta.last_log_id, Some(log_id(1, upto)));
+    assert_eq!(built.meta.last_membership, in_force);
 }
 
 #[tokio::test]

@@ -240,7 +240,7 @@ async fn take_over(
         let node = broker.upgrade().ok_or(BrokerError::ShuttingDown)?;
         let writes = node.groups.write_lock().await;
         let reader = Arc::clone(&partition);
-        let offsets = blocking(move || Ok(offset_log::load_partition(&reader))).await?;
+        let offsets = blocking(move || offset_log::load_partition(&reader)).await?;
         let groups = offsets.len();
         node.forget_groups_of(index, count);
         node.groups.add_offsets(offsets);

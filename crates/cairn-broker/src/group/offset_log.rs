@@ -4,22 +4,20 @@
 //! memory after a restart is what it was before.
 
 use std::collections::BTreeMap;
+use std::ops::ControlFlow;
 
 use bytes::Bytes;
 use cairn_codec::Offset;
-use cairn_codec::batch::MAX_DECOMPRESSED_BATCH_BYTES;
+use cairn_codec::batch::{Batch, ConsumerBatch, MAX_DECOMPRESSED_BATCH_BYTES};
 
 use super::assignor::TopicPartition;
 use super::offset_record::{
     DecodedKey, OffsetKey, OffsetValue, decode_key, decode_value, encode_key, encode_value,
 };
 use crate::broker::Topic;
-use crate::fetch::decode_records;
+use crate::error::BrokerError;
 use crate::partition::Partition;
 use crate::produce::ProduceRecord;
-
-/// Bytes read per step when loading `__consumer_offsets`.
-const LOAD_CHUNK_BYTES: i64 = 4 << 20;
 
 /// Committed offsets: group id, then partition.
 pub(crate) type OffsetsByGroup = BTreeMap<String, BTreeMap<TopicPartition, OffsetValue>>;
@@ -31,7 +29,12 @@ pub(crate) fn load(topic: &Topic) -> OffsetsByGroup {
     let mut offsets = OffsetsByGroup::new();
     for partition in partitions {
         // Each group's records are all in one partition, so the partitions' groups are apart.
-        offsets.extend(load_partition(&partition));
+        match load_partition(&partition) {
+            Ok(loaded) => offsets.extend(loaded),
+            Err(err) => {
+                tracing::error!(%err, partition = partition.index(), "committed offsets of a stopped partition not loaded");
+            }
+        }
     }
     tracing::info!(groups = offsets.len(), "committed offsets loaded");
     offsets
@@ -41,80 +44,84 @@ pub(crate) fn load(topic: &Topic) -> OffsetsByGroup {
 /// applies its records in order: the groups that partition holds. Blocking: call from a
 /// blocking thread (at open, and when a node becomes a partition's coordinator).
 ///
-/// Damage stays where it is: a stopped partition is skipped (its groups' commits are unknown
-/// until it is repaired), and a damaged batch is stepped over and reported on its partition (the
-/// commits it held are lost from memory; a later commit of the same group and partition, which
-/// is what a consumer makes next, supersedes them anyway).
-pub(crate) fn load_partition(partition: &Partition) -> OffsetsByGroup {
-    let mut offsets = OffsetsByGroup::new();
-    let mut loaded = 0u64;
-    let bounds = match partition.offsets() {
-        Ok(bounds) => bounds,
-        Err(err) => {
-            tracing::error!(%err, partition = partition.index(), "committed offsets of a stopped partition not loaded");
-            return offsets;
-        }
-    };
-    let mut at = bounds.log_start_offset;
-    let end = bounds.high_watermark;
-    while at < end {
-        // A damaged batch met here is counted and remembered by the partition's read.
-        let read = partition
-            .read(at.as_i64(), LOAD_CHUNK_BYTES)
-            .and_then(|read| {
-                Ok((
-                    decode_records(&read, at, MAX_DECOMPRESSED_BATCH_BYTES)?,
-                    read,
-                ))
-            });
-        let (records, read) = match read {
-            Ok(found) => found,
-            Err(err) => match next_readable(partition, at) {
-                Some(next) => {
-                    tracing::error!(%err, skipped_to = next.0, "committed offsets in a damaged batch not loaded");
-                    at = next;
-                    continue;
-                }
-                None => {
-                    tracing::error!(%err, "committed offsets after a damaged batch not loaded");
-                    break;
-                }
-            },
+/// Batch by batch, by the rules the offsets log's garbage collection reads it with
+/// (`offsets_gc`): a damaged batch is stepped over and reported on its partition, and a batch
+/// whose records cannot be read is skipped with an error, each without losing the batches
+/// around it (the commits they held are lost from memory; a later commit of the same group and
+/// partition, which is what a consumer makes next, supersedes them anyway). A replica may
+/// delete its superseded prefix while this runs: the load then starts over from the new log
+/// start (what went was all superseded).
+///
+/// # Errors
+/// [`BrokerError::PartitionStopped`]: the partition's groups' commits are unknown until it is
+/// repaired; the log's errors when its start kept moving under the load.
+pub(crate) fn load_partition(partition: &Partition) -> Result<OffsetsByGroup, BrokerError> {
+    let mut attempts = 0;
+    loop {
+        let start = partition.offsets()?.log_start_offset;
+        let mut offsets = OffsetsByGroup::new();
+        let mut loaded = 0u64;
+        let scanned = partition.scan_batches(start.as_i64(), |batch| {
+            loaded += apply_batch(&mut offsets, batch);
+            ControlFlow::Continue(())
+        });
+        let damaged = match scanned {
+            Ok(damaged) => damaged,
+            Err(err)
+                if attempts < LOAD_ATTEMPTS && partition.offsets()?.log_start_offset > start =>
+            {
+                attempts += 1;
+                tracing::debug!(%err, partition = partition.index(), "the offsets log's start moved during a load; loading again");
+                continue;
+            }
+            Err(err) => return Err(err),
         };
-        if read.is_empty() {
-            break;
-        }
-        for record in records {
-            loaded += 1;
-            apply_stored(
-                &mut offsets,
-                record.key.as_deref(),
-                record.value.as_deref(),
-                record.offset,
+        for range in &damaged {
+            tracing::error!(
+                partition = partition.index(),
+                from_offset = range.from_offset.as_i64(),
+                "committed offsets in a damaged batch not loaded"
             );
+            partition.note_damage(range);
         }
-        at = read.next_offset();
+        tracing::debug!(
+            partition = partition.index(),
+            records = loaded,
+            groups = offsets.len(),
+            "committed offsets of one partition loaded"
+        );
+        return Ok(offsets);
     }
-    tracing::debug!(
-        partition = partition.index(),
-        records = loaded,
-        groups = offsets.len(),
-        "committed offsets of one partition loaded"
-    );
-    offsets
 }
 
-/// The base offset of the first readable batch after the damaged one holding `at`.
-fn next_readable(partition: &Partition, at: Offset) -> Option<Offset> {
-    let mut next = None;
-    let _ = partition.scan_batches(at.as_i64(), |batch| {
-        if batch.base_offset() > at && !batch.is_meta() {
-            next = Some(batch.base_offset());
-            return std::ops::ControlFlow::Break(());
+/// Loads tried before a log start that keeps moving is reported as an error.
+const LOAD_ATTEMPTS: u32 = 8;
+
+/// Applies one batch's records in order; returns how many were read. A batch whose records
+/// cannot be read is skipped from the first unreadable record on, with an error.
+fn apply_batch(offsets: &mut OffsetsByGroup, batch: &Batch) -> u64 {
+    let records = match ConsumerBatch::new(batch.clone(), Offset(0), MAX_DECOMPRESSED_BATCH_BYTES) {
+        Ok(Some(records)) => records,
+        Ok(None) => return 0,
+        Err(err) => {
+            tracing::error!(base_offset = batch.base_offset().as_i64(), %err, "committed offsets in an unreadable batch not loaded");
+            return 0;
         }
-        std::ops::ControlFlow::Continue(())
-    });
-    next
+    };
+    let mut read = 0;
+    for record in records.records() {
+        match record {
+            Ok(record) => {
+                read += 1;
+                apply_stored(offsets, record.key, record.value, record.offset);
+            }
+            Err(err) => {
+                tracing::error!(base_offset = batch.base_offset().as_i64(), %err, "committed offsets after an unreadable record not loaded");
+                break;
+            }
+        }
+    }
+    read
 }
 
 /// The records of `values` for `group` (a `None` value is a tombstone).

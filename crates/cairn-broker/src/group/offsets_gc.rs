@@ -6,15 +6,19 @@
 //!
 //! - **Each replica finds its superseded prefix** ([`Liveness`]): every record below the oldest
 //!   record still in force (the newest record of a key that sets an offset) has a later record
-//!   of its key, or is one loading skips; so whole segments below that point are deleted,
-//!   through a Raft purge (`partition::retention_purge`). Each replica scans its own committed
-//!   log, which is the same on every replica, so the copies delete the same records; a follower
-//!   sent a snapshot starts at its leader's log start, past which nothing is missing.
+//!   of its key, or is Kafka's group metadata, which loading skips; so whole segments below that
+//!   point are deleted, through a Raft purge (`partition::retention_purge`). A damaged batch, or
+//!   a record loading cannot read (a newer version's), ends what the scan judges: nothing at or
+//!   after it counts as superseded. Each replica scans its own committed log, which is the same
+//!   on every replica, so the copies delete the same records; a follower sent a snapshot starts
+//!   at its leader's log start, past which nothing is missing.
 //! - **The coordinator keeps that point moving** ([`spawn_copy_forward`]): a key whose newest
 //!   record is old (a group that commits one partition rarely, or stopped) pins everything
-//!   after it; it is committed again, with the same value and commit time, so that its old
-//!   record is superseded too, as Kafka's cleaner copies surviving records forward. This runs
-//!   only once most of the log is garbage, so it writes at most as much as was committed.
+//!   after it; it is committed again, with the value and commit time of that record, so that
+//!   the old record is superseded too, as Kafka's cleaner copies surviving records forward.
+//!   Only where memory holds the same value: memory that missed a record (a batch a load could
+//!   not read) never overwrites the log's. This runs only once most of the log is garbage, so
+//!   it writes at most as much as was committed.
 
 use std::collections::HashMap;
 use std::ops::ControlFlow;
@@ -40,10 +44,11 @@ pub(crate) const COPY_FORWARD_MIN_GARBAGE: u64 = 1024;
 /// Which records of one offsets partition still count, from one scan of its committed log.
 #[derive(Debug)]
 pub(crate) struct Liveness {
-    /// For every key met: its newest record's offset, and whether that record sets an offset
-    /// (a tombstone does not).
-    newest: HashMap<Vec<u8>, (Offset, bool)>,
-    /// Where the scan's knowledge ends: the high watermark, or the first damaged batch.
+    /// For every key met: its newest record's offset and value (`None`: a tombstone).
+    newest: HashMap<Vec<u8>, (Offset, Option<Vec<u8>>)>,
+    /// Where the scan's knowledge ends: the high watermark, the first damaged or unreadable
+    /// batch, or the first record loading cannot read (a newer version's, say), which is kept
+    /// with everything after it rather than judged.
     end: Offset,
 }
 
@@ -79,10 +84,18 @@ impl Liveness {
                 return ControlFlow::Break(());
             }
             // Only records loading applies supersede anything (see `stored_commit`).
-            if let (Some(key), Ok(Some(_))) = (record.key, stored_commit(record.key, record.value))
-            {
-                self.newest
-                    .insert(key.to_vec(), (record.offset, record.value.is_some()));
+            match (record.key, stored_commit(record.key, record.value)) {
+                (Some(key), Ok(Some(_))) => {
+                    let value = record.value.map(<[u8]>::to_vec);
+                    self.newest.insert(key.to_vec(), (record.offset, value));
+                }
+                // Kafka's group metadata, which Cairn neither writes nor reads.
+                (_, Ok(None)) => {}
+                // (`stored_commit` refuses a record without a key.)
+                (None, Ok(Some(_))) | (_, Err(_)) => {
+                    self.damaged_at(record.offset);
+                    return ControlFlow::Break(());
+                }
             }
         }
         ControlFlow::Continue(())
@@ -99,7 +112,7 @@ impl Liveness {
     pub(crate) fn superseded_below(&self) -> Offset {
         self.newest
             .values()
-            .filter(|(_, sets)| *sets)
+            .filter(|(_, value)| value.is_some())
             .map(|(at, _)| *at)
             .min()
             .unwrap_or(self.end)
@@ -110,9 +123,12 @@ impl Liveness {
     /// behind the oldest record in force is under [`COPY_FORWARD_MIN_GARBAGE`] records or under
     /// twice the keys in force (so rewriting never writes more than was committed since);
     /// otherwise every key in force whose newest record lies in the older half of that span.
-    pub(crate) fn keys_to_copy_forward(&self) -> Vec<OffsetKey> {
+    ///
+    /// Each key comes with the value of its newest record, which is what to write again: the
+    /// coordinator writes it only where memory holds the same (see `Broker::commit_again`).
+    pub(crate) fn keys_to_copy_forward(&self) -> Vec<(OffsetKey, OffsetValue)> {
         let oldest = self.superseded_below();
-        let live = self.newest.values().filter(|(_, sets)| *sets).count() as u64;
+        let live = self.newest.values().filter(|(_, v)| v.is_some()).count() as u64;
         let span = self.end.0.saturating_sub(oldest.0);
         if span < COPY_FORWARD_MIN_GARBAGE.max(live.saturating_mul(2)) {
             return Vec::new();
@@ -120,11 +136,13 @@ impl Liveness {
         let below = Offset(oldest.0 + span / 2);
         self.newest
             .iter()
-            .filter(|(_, (at, sets))| *sets && *at < below)
-            .filter_map(|(key, _)| match stored_commit(Some(key), None) {
-                Ok(Some((key, _))) => Some(key),
-                _ => None,
-            })
+            .filter(|(_, (at, _))| *at < below)
+            .filter_map(
+                |(key, (_, value))| match stored_commit(Some(key), value.as_deref()) {
+                    Ok(Some((key, Some(value)))) => Some((key, value)),
+                    _ => None,
+                },
+            )
             .collect()
     }
 }
@@ -165,7 +183,9 @@ pub(crate) fn spawn_copy_forward(broker: Weak<Broker>, every: Duration) {
 }
 
 impl Broker {
-    /// One pass of the copy-forward over the offsets partitions this node coordinates.
+    /// One pass of the copy-forward over the offsets partitions this node coordinates. A
+    /// partition that fails (leadership moved, its log start moved under the scan) is tried
+    /// again at the next pass; the others go on.
     async fn copy_forward_offsets(self: &Arc<Self>) -> Result<(), BrokerError> {
         let loaded: Vec<u32> = match &*self.groups.coordination() {
             Coordination::Partitions(loads) => loads
@@ -177,49 +197,64 @@ impl Broker {
         };
         let topic = self.topic(CONSUMER_OFFSETS_TOPIC)?;
         for index in loaded {
-            let partition = topic.partition(i64::from(index))?;
-            let keys = blocking(move || scan_partition(&partition))
-                .await?
-                .keys_to_copy_forward();
-            if keys.is_empty() {
-                continue;
+            if let Err(err) = self.copy_forward_partition(&topic, index).await {
+                tracing::debug!(partition = index, %err, "copying old committed offsets forward failed; retrying at the next check");
             }
-            let mut by_group: HashMap<String, Vec<TopicPartition>> = HashMap::new();
-            for key in keys {
-                by_group.entry(key.group).or_default().push(key.partition);
-            }
-            let mut copied = 0usize;
-            for (group, partitions) in by_group {
-                copied += self.commit_again(&group, &partitions).await?;
-            }
-            tracing::info!(
-                partition = index,
-                copied,
-                "committed old offsets again so that the records they superseded can go"
-            );
         }
         Ok(())
     }
 
-    /// Appends `group`'s committed offsets of `partitions` again, as memory holds them now
-    /// (with the write lock, so memory is what the log says): the same values and commit
-    /// times, so nothing a client sees changes. A partition without an offset any more is
-    /// left out. Returns how many were written.
+    /// The copy-forward of offsets partition `index`.
+    async fn copy_forward_partition(
+        &self,
+        topic: &crate::broker::Topic,
+        index: u32,
+    ) -> Result<(), BrokerError> {
+        let partition = topic.partition(i64::from(index))?;
+        let keys = blocking(move || scan_partition(&partition))
+            .await?
+            .keys_to_copy_forward();
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let mut by_group: HashMap<String, Vec<(TopicPartition, OffsetValue)>> = HashMap::new();
+        for (key, value) in keys {
+            by_group
+                .entry(key.group)
+                .or_default()
+                .push((key.partition, value));
+        }
+        let mut copied = 0usize;
+        for (group, values) in by_group {
+            copied += self.commit_again(&group, values).await?;
+        }
+        tracing::info!(
+            partition = index,
+            copied,
+            "committed old offsets again so that the records they superseded can go"
+        );
+        Ok(())
+    }
+
+    /// Appends `group`'s committed offsets `scanned` again (the values of their newest records,
+    /// as the scan read them), with the write lock held so that memory is what the log says:
+    /// only those memory still holds unchanged, so that nothing a client sees changes and a
+    /// value memory lacks (a batch a load could not read) is never written over the log's.
+    /// Returns how many were written.
     async fn commit_again(
         &self,
         group: &str,
-        partitions: &[TopicPartition],
+        scanned: Vec<(TopicPartition, OffsetValue)>,
     ) -> Result<usize, BrokerError> {
         let writes = self.groups.write_lock().await;
         self.check_coordinator(group)?;
         let values: Vec<(TopicPartition, Option<OffsetValue>)> = {
             let offsets = lock(&self.groups.offsets);
-            let Some(committed) = offsets.get(group) else {
-                return Ok(0);
-            };
-            partitions
-                .iter()
-                .filter_map(|p| committed.get(p).map(|v| (p.clone(), Some(v.clone()))))
+            let committed = offsets.get(group);
+            scanned
+                .into_iter()
+                .filter(|(p, value)| committed.and_then(|c| c.get(p)) == Some(value))
+                .map(|(p, value)| (p, Some(value)))
                 .collect()
         };
         if values.is_empty() {

@@ -170,9 +170,13 @@ impl Replica {
 
     /// See [`super::Partition::set_config`].
     pub(super) async fn set_config(&self, cfg: LogConfig) -> Result<(), BrokerError> {
-        if let Replica::Replicated(replicated) = self {
-            replicated.set_max_message_bytes(cfg.max_message_bytes);
-        }
+        let cfg = match self {
+            Replica::Replicated(replicated) => {
+                replicated.set_max_message_bytes(cfg.max_message_bytes);
+                cairn_raft::without_compaction(cfg)
+            }
+            Replica::Local(_) => cfg,
+        };
         Ok(self
             .writer()
             .with_log(move |log, _| log.set_config(cfg))

@@ -48,15 +48,18 @@ pub(super) fn spawn_retention_purges(
                 (
                     m.last_applied.map(|l| l.index),
                     m.snapshot.map(|l| l.index),
-                    m.membership_config.log_id().map(|l| l.index),
+                    m.membership_config.as_ref().clone(),
                 )
             };
             // Only what was applied can be in a snapshot, so only that can go.
             let Some(upto) = applied.map(|applied| applied.min(upto)) else {
                 continue;
             };
-            if membership.is_some_and(|changed| changed > upto) {
-                // The snapshot must end at `upto` (see `RaftLog::snapshot_point`) and carry the
+            if membership
+                .log_id()
+                .is_some_and(|changed| changed.index > upto)
+            {
+                // The snapshot must end at `upto` (see `RaftLog::snapshot_request`) and carry the
                 // membership in force there, which only an earlier change can tell: wait until
                 // retention reaches past the change.
                 tracing::debug!(dir = %raft_log.dir().display(), upto, "retention purge waits: the membership changed after it");
@@ -66,7 +69,9 @@ pub(super) fn spawn_retention_purges(
                 raft_log.delete_on_purge_through(through.min(upto));
             }
             if snapshot < Some(upto) {
-                raft_log.request_snapshot_at(upto);
+                // The membership in force at `upto`: the one applied now, changed at or
+                // before it.
+                raft_log.request_snapshot_at(upto, membership);
                 if raft.trigger().snapshot().await.is_err() {
                     return;
                 }

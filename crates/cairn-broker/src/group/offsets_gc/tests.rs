@@ -84,13 +84,18 @@ fn with_nothing_in_force_everything_committed_is_superseded() {
 }
 
 #[test]
-fn records_loading_skips_pin_nothing_and_supersede_nothing() {
-    let records = [
-        (key("g", 0), Some(value(1))), // 0: in force (1's value is unreadable)
-        (key("g", 0), Some(b"\x00\x09".to_vec())), // 1: unreadable value, skipped by loading
-        (b"not a key".to_vec(), Some(value(1))), // 2: unreadable key
+fn a_record_loading_cannot_read_ends_what_the_scan_judges() {
+    let mut records = vec![
+        (key("g", 0), Some(value(1))), // 0: superseded by 1
+        (key("g", 0), Some(value(2))), // 1: in force as far as the scan can tell
     ];
-    assert_eq!(scan(&records, 3).superseded_below(), Offset(0));
+    // A value of a version this binary does not know, then a newer commit past it: the scan
+    // stops at it, so neither it nor anything after it is judged.
+    records.push((key("g", 0), Some(b"\x00\x09".to_vec())));
+    records.push((key("g", 0), Some(value(3))));
+    assert_eq!(scan(&records, 4).superseded_below(), Offset(1));
+    let unreadable_key = [(b"not a key".to_vec(), Some(value(1)))];
+    assert_eq!(scan(&unreadable_key, 1).superseded_below(), Offset(0));
 }
 
 #[test]
@@ -111,16 +116,25 @@ fn old_keys_in_force_are_copied_forward_only_once_most_of_the_log_is_garbage() {
     let liveness = scan(&records, records.len() as u64);
     assert_eq!(liveness.superseded_below(), Offset(0));
     let keys = liveness.keys_to_copy_forward();
+    let expected_value = OffsetValue {
+        offset: 1,
+        leader_epoch: -1,
+        metadata: String::new(),
+        commit_timestamp_ms: 7,
+    };
     assert_eq!(
         keys,
-        vec![OffsetKey {
-            group: "g".to_string(),
-            partition: TopicPartition {
-                topic: "orders".to_string(),
-                partition: 0,
+        vec![(
+            OffsetKey {
+                group: "g".to_string(),
+                partition: TopicPartition {
+                    topic: "orders".to_string(),
+                    partition: 0,
+                },
             },
-        }],
-        "only the old key: the newest (g, 1) is at the end"
+            expected_value
+        )],
+        "only the old key, with its newest value: the newest (g, 1) is at the end"
     );
     // Under the minimum, nothing moves.
     let short = scan(&records[..n / 2], (n / 2) as u64);
