@@ -294,6 +294,27 @@ async fn a_batch_over_max_message_bytes_is_refused_and_the_partition_goes_on() {
     assert_eq!(values, ["small"]);
 }
 
+/// Creates `topic` (one partition, three copies, 1 KiB segments, and `retention`) once the
+/// cluster has formed.
+fn create_small_segments_topic(brokers: &str, topic: &str, retention: &str) {
+    cli_ok_once_formed(
+        brokers,
+        &[
+            "topic",
+            "create",
+            topic,
+            "--partitions",
+            "1",
+            "--replication-factor",
+            "3",
+            "--config",
+            "segment.bytes=1024",
+            "--config",
+            retention,
+        ],
+    );
+}
+
 /// `serve --log-retention-check-interval-ms` reaches the replicated partitions too: with a
 /// 1 s check, a three-copy topic's closed segments are purged within seconds (the default
 /// check waits 5 minutes), and the records after the new log start still read back.
@@ -306,22 +327,7 @@ async fn retention_runs_at_the_check_interval_the_nodes_were_given() {
         &["--log-retention-check-interval-ms", "1000"],
     );
     let brokers = cluster.bootstrap_from(0);
-    cli_ok_once_formed(
-        &brokers,
-        &[
-            "topic",
-            "create",
-            "aging",
-            "--partitions",
-            "1",
-            "--replication-factor",
-            "3",
-            "--config",
-            "segment.bytes=1024",
-            "--config",
-            "retention.ms=500",
-        ],
-    );
+    create_small_segments_topic(&brokers, "aging", "retention.ms=500");
     cluster
         .wait_for_leaders(&cluster.addresses[0], "aging")
         .await;
@@ -347,23 +353,7 @@ async fn a_copy_back_after_retention_ran_holds_all_the_leader_keeps() {
         3,
         &["--log-retention-check-interval-ms", "1000"],
     );
-    let first = cluster.bootstrap_from(0);
-    cli_ok_once_formed(
-        &first,
-        &[
-            "topic",
-            "create",
-            "kept",
-            "--partitions",
-            "1",
-            "--replication-factor",
-            "3",
-            "--config",
-            "segment.bytes=1024",
-            "--config",
-            "retention.bytes=3000",
-        ],
-    );
+    create_small_segments_topic(&cluster.bootstrap_from(0), "kept", "retention.bytes=3000");
     let leader = cluster
         .wait_for_leaders(&cluster.addresses[0], "kept")
         .await[0];

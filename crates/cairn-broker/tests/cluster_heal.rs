@@ -19,7 +19,8 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use common::three_nodes::{Node, cluster_configured};
+
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -28,21 +29,10 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use bytes::Bytes;
-use cairn_broker::{
-    AckLevel, Broker, BrokerError, ClusterSpec, FetchRequest, ProducePayload, ProduceRequest,
-    RaftTimings,
-};
+use cairn_broker::{AckLevel, BrokerError, FetchRequest, ProducePayload, ProduceRequest};
 use cairn_codec::batch::{BatchBuilder, Compression, ProducerFields, RecordInput, field};
-use cairn_log::SystemClock;
+use cairn_raft::RpcKind;
 use cairn_raft::testing::mem_transport::MemNetwork;
-use cairn_raft::{GroupRegistry, RpcKind};
-use tempfile::TempDir;
-
-struct Node {
-    id: u64,
-    broker: Arc<Broker>,
-    dir: TempDir,
-}
 
 impl Node {
     /// The first segment of `orders-0` on this node.
@@ -68,24 +58,7 @@ async fn cluster(net: &Arc<MemNetwork>) -> Vec<Node> {
 
 /// Three nodes on `net` whose election timeouts range over `elections` (milliseconds).
 async fn cluster_with_elections(net: &Arc<MemNetwork>, elections: &str) -> Vec<Node> {
-    let peers: BTreeMap<u64, String> = (1..=3).map(|id| (id, format!("node-{id}:7070"))).collect();
-    let timings = RaftTimings::parse(Some(elections), Some("50")).unwrap();
-    let mut nodes = Vec::new();
-    for id in 1..=3u64 {
-        let dir = tempfile::tempdir().unwrap();
-        let mut cfg = common::config(dir.path());
-        cfg.cluster = ClusterSpec::new(Some(id), peers.clone(), timings, None).unwrap();
-        cfg.advertised_address = format!("node-{id}:7070");
-        let broker = Arc::new(Broker::open(cfg, Arc::new(SystemClock)).await.unwrap());
-        let registry = Arc::new(GroupRegistry::new());
-        net.add_node(id, Arc::clone(&registry));
-        broker
-            .join_cluster(net.transport(id), registry)
-            .await
-            .unwrap();
-        nodes.push(Node { id, broker, dir });
-    }
-    nodes
+    cluster_configured(net, elections, |_| {}).await
 }
 
 /// Creates `orders` (one partition, three copies), retrying while the cluster forms, and

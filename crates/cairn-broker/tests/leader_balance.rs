@@ -16,6 +16,8 @@
 
 mod common;
 
+use common::three_nodes::{Node, cluster_configured};
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -24,14 +26,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use cairn_broker::cluster::NotMovedReason;
 use cairn_broker::{
-    AckLevel, Broker, BrokerError, ClusterSpec, FetchRequest, LeaderBalanceSettings,
-    ProducePayload, ProduceRequest, RaftTimings,
+    AckLevel, BrokerError, FetchRequest, LeaderBalanceSettings, ProducePayload, ProduceRequest,
 };
 use cairn_codec::batch::{BatchBuilder, Compression, ProducerFields, RecordInput};
-use cairn_log::SystemClock;
+use cairn_raft::RpcKind;
 use cairn_raft::testing::mem_transport::MemNetwork;
-use cairn_raft::{GroupRegistry, RpcKind};
-use tempfile::TempDir;
 use tokio::time::Instant;
 
 /// Partitions of the test topic; with three of `__consumer_offsets`, each node prefers three.
@@ -39,12 +38,6 @@ const PARTITIONS: u32 = 6;
 const OFFSETS_PARTITIONS: u32 = 3;
 /// Generous: a state the cluster reaches in a few seconds, on a busy 2-core machine.
 const PATIENCE: Duration = Duration::from_secs(60);
-
-struct Node {
-    id: u64,
-    broker: Arc<Broker>,
-    _dir: TempDir,
-}
 
 /// [`cluster`] with the default balancing interval, each node shared (for tasks that outlive
 /// a borrow).
@@ -54,31 +47,14 @@ async fn shared_cluster(net: &Arc<MemNetwork>) -> Vec<Arc<Node>> {
 
 /// Three nodes balancing leaderships every `interval` (`None`: only when asked).
 async fn cluster(net: &Arc<MemNetwork>, interval: Option<Duration>) -> Vec<Node> {
-    let peers: BTreeMap<u64, String> = (1..=3).map(|id| (id, format!("node-{id}:7070"))).collect();
-    let timings = RaftTimings::parse(Some("300..600"), Some("50")).unwrap();
-    let mut nodes = Vec::new();
-    for id in 1..=3u64 {
-        let dir = tempfile::tempdir().unwrap();
-        let mut cfg = common::config(dir.path());
-        cfg.cluster = ClusterSpec::new(Some(id), peers.clone(), timings, None)
-            .unwrap()
+    cluster_configured(net, "300..600", |cfg| {
+        cfg.cluster = cfg
+            .cluster
+            .clone()
             .with_leader_balance(LeaderBalanceSettings::every(interval));
-        cfg.advertised_address = format!("node-{id}:7070");
         cfg.offsets_topic_partitions = OFFSETS_PARTITIONS;
-        let broker = Arc::new(Broker::open(cfg, Arc::new(SystemClock)).await.unwrap());
-        let registry = Arc::new(GroupRegistry::new());
-        net.add_node(id, Arc::clone(&registry));
-        broker
-            .join_cluster(net.transport(id), registry)
-            .await
-            .unwrap();
-        nodes.push(Node {
-            id,
-            broker,
-            _dir: dir,
-        });
-    }
-    nodes
+    })
+    .await
 }
 
 /// Creates `orders` with `partitions` partitions of three copies, retrying while the cluster

@@ -13,7 +13,7 @@ use cairn_log::fault::{FaultPoint, arm};
 use cairn_log::{EntryIndex, LogConfig, Offset, SystemClock};
 use cairn_raft::purge_file::log_id;
 use cairn_raft::{CairnLogStorage, PartitionRaft, PartitionStateMachine, PeerNode, RaftLog};
-use openraft::storage::{RaftLogStorage, RaftLogStorageExt, RaftStateMachine};
+use openraft::storage::{RaftLogStorage, RaftLogStorageExt, RaftStateMachine, Snapshot};
 use openraft::{Entry, EntryPayload, LogId, Membership, RaftLogReader, RaftSnapshotBuilder, Vote};
 
 mod common;
@@ -303,17 +303,7 @@ async fn damaged_vote_file_stops_the_open_without_deleting_anything() {
 #[tokio::test]
 async fn retention_goes_through_a_raft_purge_and_only_whole_segments_go() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = LogConfig {
-        segment_bytes: 1024,
-        retention_bytes: Some(1),
-        ..LogConfig::default()
-    };
-    let raft_log = RaftLog::open(&partition(&dir, "p-0"), cfg, Arc::new(SystemClock)).unwrap();
-    let mut storage = CairnLogStorage::<PartitionRaft>::new(raft_log.clone());
-    let mut sm = PartitionStateMachine::new(raft_log.clone());
-    let entries: Vec<_> = (0..40).map(|i| normal(1, i, 3)).collect();
-    storage.blocking_append(entries.clone()).await.unwrap();
-    sm.apply(entries).await.unwrap();
+    let (raft_log, mut storage, mut sm) = forty_under_retention(&partition(&dir, "p-0")).await;
     // The log's own retention pass deletes nothing Raft has not purged.
     raft_log
         .writer()
@@ -349,29 +339,10 @@ async fn retention_goes_through_a_raft_purge_and_only_whole_segments_go() {
 #[tokio::test]
 async fn a_retention_snapshot_ends_at_the_purge_point_so_a_follower_keeps_all_the_leader_keeps() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = LogConfig {
-        segment_bytes: 1024,
-        retention_bytes: Some(1),
-        ..LogConfig::default()
-    };
     let path = partition(&dir, "leader");
-    let raft_log = RaftLog::open(&path, cfg.clone(), Arc::new(SystemClock)).unwrap();
-    let mut storage = CairnLogStorage::<PartitionRaft>::new(raft_log.clone());
-    let mut sm = PartitionStateMachine::new(raft_log.clone());
-    let entries: Vec<_> = (0..40).map(|i| normal(1, i, 3)).collect();
-    storage.blocking_append(entries.clone()).await.unwrap();
-    sm.apply(entries).await.unwrap();
-    let upto = raft_log.retention_purge_index().await.unwrap().unwrap();
+    let (raft_log, mut storage, mut sm) = forty_under_retention(&path).await;
+    let (upto, snapshot) = purged_for_retention(&raft_log, &mut storage, &mut sm).await;
     assert!(upto < 38, "retention keeps more than the last entries");
-    raft_log.request_snapshot_at(upto, sm.applied().membership.clone());
-    let snapshot = sm
-        .get_snapshot_builder()
-        .await
-        .build_snapshot()
-        .await
-        .unwrap();
-    assert_eq!(snapshot.meta.last_log_id, Some(log_id(1, upto)));
-    storage.purge(log_id(1, upto)).await.unwrap();
     let leader_start = raft_log.reader().log_start_offset();
     assert_eq!(leader_start, Offset((upto + 1) * 3));
 
@@ -401,7 +372,7 @@ async fn a_retention_snapshot_ends_at_the_purge_point_so_a_follower_keeps_all_th
     drop((storage, sm));
     raft_log.writer().close().await.unwrap();
     drop(raft_log);
-    let reopened = RaftLog::open(&path, cfg, Arc::new(SystemClock)).unwrap();
+    let reopened = RaftLog::open(&path, retention_cfg(), Arc::new(SystemClock)).unwrap();
     let mut reopened_sm = PartitionStateMachine::new(reopened.clone());
     let current = reopened_sm.get_current_snapshot().await.unwrap().unwrap();
     assert_eq!(current.meta.last_log_id, Some(log_id(1, upto)));
@@ -409,17 +380,34 @@ async fn a_retention_snapshot_ends_at_the_purge_point_so_a_follower_keeps_all_th
     assert_eq!(payload.next_offset, leader_start.0);
 }
 
-/// A log purged for retention, with as many entries as retention wants gone and 10 more
-/// applied after them, the purge point's snapshot built and the log purged there. Returns the
-/// purge point.
+/// 1 KiB segments whose retention keeps only the newest (`retention.bytes` 1).
+fn retention_cfg() -> LogConfig {
+    LogConfig {
+        segment_bytes: 1024,
+        retention_bytes: Some(1),
+        ..LogConfig::default()
+    }
+}
+
+/// A group's storage at `path` under [`retention_cfg`], with 40 entries of 3 records each
+/// (term 1) appended and applied.
+async fn forty_under_retention(path: &Path) -> (RaftLog, Storage, PartitionStateMachine) {
+    let raft_log = RaftLog::open(path, retention_cfg(), Arc::new(SystemClock)).unwrap();
+    let mut storage = CairnLogStorage::<PartitionRaft>::new(raft_log.clone());
+    let mut sm = PartitionStateMachine::new(raft_log.clone());
+    let entries: Vec<_> = (0..40).map(|i| normal(1, i, 3)).collect();
+    storage.blocking_append(entries.clone()).await.unwrap();
+    sm.apply(entries).await.unwrap();
+    (raft_log, storage, sm)
+}
+
+/// Builds the snapshot at the point retention wants purged up to, asked for as the retention
+/// purge asks, and purges there. Returns the purge point and the snapshot.
 async fn purged_for_retention(
     raft_log: &RaftLog,
     storage: &mut Storage,
     sm: &mut PartitionStateMachine,
-) -> u64 {
-    let entries: Vec<_> = (0..40).map(|i| normal(1, i, 3)).collect();
-    storage.blocking_append(entries.clone()).await.unwrap();
-    sm.apply(entries).await.unwrap();
+) -> (u64, Snapshot<PartitionRaft>) {
     let upto = raft_log.retention_purge_index().await.unwrap().unwrap();
     raft_log.request_snapshot_at(upto, sm.applied().membership.clone());
     let built = sm
@@ -430,7 +418,7 @@ async fn purged_for_retention(
         .unwrap();
     assert_eq!(built.meta.last_log_id, Some(log_id(1, upto)));
     storage.purge(log_id(1, upto)).await.unwrap();
-    upto
+    (upto, built)
 }
 
 /// A membership change after the purge point (a reassignment), then a restart: the snapshot the
@@ -439,16 +427,9 @@ async fn purged_for_retention(
 #[tokio::test]
 async fn a_restart_after_a_membership_change_keeps_the_snapshot_at_the_purge_point() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = LogConfig {
-        segment_bytes: 1024,
-        retention_bytes: Some(1),
-        ..LogConfig::default()
-    };
     let path = partition(&dir, "p-0");
-    let raft_log = RaftLog::open(&path, cfg.clone(), Arc::new(SystemClock)).unwrap();
-    let mut storage = CairnLogStorage::<PartitionRaft>::new(raft_log.clone());
-    let mut sm = PartitionStateMachine::new(raft_log.clone());
-    let upto = purged_for_retention(&raft_log, &mut storage, &mut sm).await;
+    let (raft_log, mut storage, mut sm) = forty_under_retention(&path).await;
+    let (upto, _) = purged_for_retention(&raft_log, &mut storage, &mut sm).await;
     let mut more = vec![membership(1, 40)];
     more.extend((41..50).map(|i| normal(1, i, 3)));
     storage.blocking_append(more.clone()).await.unwrap();
@@ -457,7 +438,7 @@ async fn a_restart_after_a_membership_change_keeps_the_snapshot_at_the_purge_poi
     raft_log.writer().close().await.unwrap();
     drop(raft_log);
 
-    let reopened = RaftLog::open(&path, cfg, Arc::new(SystemClock)).unwrap();
+    let reopened = RaftLog::open(&path, retention_cfg(), Arc::new(SystemClock)).unwrap();
     let mut sm = PartitionStateMachine::new(reopened.clone());
     let current = sm.get_current_snapshot().await.unwrap().unwrap();
     assert_eq!(current.meta.last_log_id, Some(log_id(1, upto)));
@@ -468,17 +449,7 @@ async fn a_restart_after_a_membership_change_keeps_the_snapshot_at_the_purge_poi
 #[tokio::test]
 async fn a_membership_change_before_the_build_leaves_the_snapshot_at_the_point_asked_for() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = LogConfig {
-        segment_bytes: 1024,
-        retention_bytes: Some(1),
-        ..LogConfig::default()
-    };
-    let raft_log = RaftLog::open(&partition(&dir, "p-0"), cfg, Arc::new(SystemClock)).unwrap();
-    let mut storage = CairnLogStorage::<PartitionRaft>::new(raft_log.clone());
-    let mut sm = PartitionStateMachine::new(raft_log.clone());
-    let entries: Vec<_> = (0..40).map(|i| normal(1, i, 3)).collect();
-    storage.blocking_append(entries.clone()).await.unwrap();
-    sm.apply(entries).await.unwrap();
+    let (raft_log, mut storage, mut sm) = forty_under_retention(&partition(&dir, "p-0")).await;
     let upto = raft_log.retention_purge_index().await.unwrap().unwrap();
     let in_force = sm.applied().membership.clone();
     raft_log.request_snapshot_at(upto, in_force.clone());

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cairn_broker::{Broker, ClusterSpec, RaftTimings};
+use cairn_broker::{Broker, BrokerConfig, ClusterSpec, RaftTimings};
 use cairn_log::SystemClock;
 use cairn_raft::GroupRegistry;
 use cairn_raft::testing::mem_transport::MemNetwork;
@@ -18,7 +18,7 @@ pub struct Node {
     /// The broker.
     pub broker: Arc<Broker>,
     /// Its data directory, removed with it.
-    pub _dir: TempDir,
+    pub dir: TempDir,
 }
 
 /// Three nodes (election timeouts 300 - 600 ms, heartbeats every 50 ms, retention checked
@@ -32,18 +32,32 @@ pub async fn cluster_with(
     net: &Arc<MemNetwork>,
     tweak: impl Fn(ClusterSpec) -> ClusterSpec,
 ) -> Vec<Node> {
+    cluster_configured(net, "300..600", |cfg| {
+        cfg.cluster = tweak(
+            cfg.cluster
+                .clone()
+                .with_retention_purge_interval(Duration::from_millis(100)),
+        );
+    })
+    .await
+}
+
+/// Three nodes joined over `net`, whose election timeouts range over `elections`
+/// (milliseconds; heartbeats every 50 ms), each node's config changed by `configure`.
+pub async fn cluster_configured(
+    net: &Arc<MemNetwork>,
+    elections: &str,
+    configure: impl Fn(&mut BrokerConfig),
+) -> Vec<Node> {
     let peers: BTreeMap<u64, String> = (1..=3).map(|id| (id, format!("node-{id}:7070"))).collect();
-    let timings = RaftTimings::parse(Some("300..600"), Some("50")).unwrap();
+    let timings = RaftTimings::parse(Some(elections), Some("50")).unwrap();
     let mut nodes = Vec::new();
     for id in 1..=3u64 {
         let dir = tempfile::tempdir().unwrap();
         let mut cfg = super::config(dir.path());
-        cfg.cluster = tweak(
-            ClusterSpec::new(Some(id), peers.clone(), timings, None)
-                .unwrap()
-                .with_retention_purge_interval(Duration::from_millis(100)),
-        );
+        cfg.cluster = ClusterSpec::new(Some(id), peers.clone(), timings, None).unwrap();
         cfg.advertised_address = format!("node-{id}:7070");
+        configure(&mut cfg);
         let broker = Arc::new(Broker::open(cfg, Arc::new(SystemClock)).await.unwrap());
         let registry = Arc::new(GroupRegistry::new());
         net.add_node(id, Arc::clone(&registry));
@@ -51,11 +65,7 @@ pub async fn cluster_with(
             .join_cluster(net.transport(id), registry)
             .await
             .unwrap();
-        nodes.push(Node {
-            id,
-            broker,
-            _dir: dir,
-        });
+        nodes.push(Node { id, broker, dir });
     }
     nodes
 }
