@@ -370,11 +370,7 @@ async fn a_retention_snapshot_ends_at_the_purge_point_so_a_follower_keeps_all_th
 
     // Reopened, the leader holds the snapshot at its purge point again.
     drop((storage, sm));
-    raft_log.writer().close().await.unwrap();
-    drop(raft_log);
-    let reopened = RaftLog::open(&path, retention_cfg(), Arc::new(SystemClock)).unwrap();
-    let mut reopened_sm = PartitionStateMachine::new(reopened.clone());
-    let current = reopened_sm.get_current_snapshot().await.unwrap().unwrap();
+    let current = snapshot_after_reopen(raft_log, &path).await;
     assert_eq!(current.meta.last_log_id, Some(log_id(1, upto)));
     let payload = cairn_raft::partition_sm::decode_snapshot(current.snapshot.get_ref()).unwrap();
     assert_eq!(payload.next_offset, leader_start.0);
@@ -399,6 +395,15 @@ async fn forty_under_retention(path: &Path) -> (RaftLog, Storage, PartitionState
     storage.blocking_append(entries.clone()).await.unwrap();
     sm.apply(entries).await.unwrap();
     (raft_log, storage, sm)
+}
+
+/// Closes `raft_log` and opens `path` again: the snapshot its state machine then holds.
+async fn snapshot_after_reopen(raft_log: RaftLog, path: &Path) -> Snapshot<PartitionRaft> {
+    raft_log.writer().close().await.unwrap();
+    drop(raft_log);
+    let reopened = RaftLog::open(path, retention_cfg(), Arc::new(SystemClock)).unwrap();
+    let mut sm = PartitionStateMachine::new(reopened);
+    sm.get_current_snapshot().await.unwrap().unwrap()
 }
 
 /// Builds the snapshot at the point retention wants purged up to, asked for as the retention
@@ -435,12 +440,7 @@ async fn a_restart_after_a_membership_change_keeps_the_snapshot_at_the_purge_poi
     storage.blocking_append(more.clone()).await.unwrap();
     sm.apply(more).await.unwrap();
     drop((storage, sm));
-    raft_log.writer().close().await.unwrap();
-    drop(raft_log);
-
-    let reopened = RaftLog::open(&path, retention_cfg(), Arc::new(SystemClock)).unwrap();
-    let mut sm = PartitionStateMachine::new(reopened.clone());
-    let current = sm.get_current_snapshot().await.unwrap().unwrap();
+    let current = snapshot_after_reopen(raft_log, &path).await;
     assert_eq!(current.meta.last_log_id, Some(log_id(1, upto)));
 }
 
