@@ -68,6 +68,10 @@ pub struct PartitionStateMachine {
     /// Entries applied since the applied state was last saved.
     unsaved_entries: u64,
     current: Arc<Mutex<Option<StoredSnapshot>>>,
+    /// Held by an install and by a build's saving: openraft builds on a task of its own, so a
+    /// build may finish while an install runs, and must not put an older snapshot (or applied
+    /// state) back over what the install saved.
+    snapshots: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Builds a partition snapshot at the log's snapshot point, or from the applied state at the
@@ -77,6 +81,7 @@ pub struct PartitionSnapshotBuilder {
     raft_log: RaftLog,
     applied: AppliedState,
     current: Arc<Mutex<Option<StoredSnapshot>>>,
+    snapshots: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl PartitionStateMachine {
@@ -86,7 +91,11 @@ impl PartitionStateMachine {
     pub fn new(raft_log: RaftLog) -> Self {
         let applied = raft_log.recovered_applied().cloned().unwrap_or_default();
         let current = match read_snapshot(raft_log.dir()) {
-            Ok(Some((meta, data))) => Some(StoredSnapshot { meta, data }),
+            // One below the purge point was left by a crash inside an install, which saves it
+            // last: the purge point says more.
+            Ok(Some((meta, data))) if meta.last_log_id >= raft_log.purged() => {
+                Some(StoredSnapshot { meta, data })
+            }
             found => {
                 if let Err(err) = found {
                     tracing::warn!(dir = %raft_log.dir().display(), %err, "the saved snapshot is unreadable; rebuilding it from the purge point");
@@ -106,6 +115,7 @@ impl PartitionStateMachine {
             applied,
             unsaved_entries: 0,
             current: Arc::new(Mutex::new(current)),
+            snapshots: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
 
@@ -216,6 +226,8 @@ impl PartitionStateMachine {
         meta: &SnapshotMeta<NodeId, PeerNode>,
         data: Vec<u8>,
     ) -> Result<(), RaftStorageError> {
+        let snapshots = Arc::clone(&self.snapshots);
+        let _saving = snapshots.lock().await;
         let payload = decode_snapshot(&data)?;
         if payload.last_log_id != meta.last_log_id {
             return Err(RaftStorageError::Snapshot {
@@ -304,6 +316,7 @@ impl RaftStateMachine<PartitionRaft> for PartitionStateMachine {
             raft_log: self.raft_log.clone(),
             applied: self.applied.clone(),
             current: Arc::clone(&self.current),
+            snapshots: Arc::clone(&self.snapshots),
         }
     }
 
@@ -341,40 +354,50 @@ impl RaftSnapshotBuilder<PartitionRaft> for PartitionSnapshotBuilder {
 
 impl PartitionSnapshotBuilder {
     async fn build(&mut self) -> Result<Snapshot<PartitionRaft>, RaftStorageError> {
+        let _saving = self.snapshots.lock().await;
+        // Read under the lock: an install that ran since this builder was made is seen.
         let current = lock(&self.current).clone();
-        let current_end = current
-            .as_ref()
-            .and_then(|c| c.meta.last_log_id)
-            .map(|id| id.index);
+        let current_end = current.as_ref().and_then(|c| c.meta.last_log_id);
+        let keep = |current: Option<StoredSnapshot>| -> Result<_, RaftStorageError> {
+            // openraft ignores a snapshot that is not newer than its own.
+            Ok(as_snapshot(match current {
+                Some(current) => current,
+                None => stored_snapshot(None, 0, &StoredMembership::default())?,
+            }))
+        };
         // A point asked for past the snapshot held (see `RaftLog::snapshot_request`).
         let pending = self
             .raft_log
             .snapshot_request()
-            .filter(|(point, _)| Some(*point) > current_end);
+            .filter(|(point, _)| Some(*point) > current_end.map(|id| id.index));
         let stored = match pending {
             Some((point, membership)) => {
                 match snapshot_end(&self.raft_log, &self.applied, point, Some(membership)) {
                     Some((last, next_offset, membership)) => {
                         stored_snapshot(Some(last), next_offset, &membership)?
                     }
-                    // Never past the point asked for: the snapshot held stays (or none), and
-                    // openraft ignores one that is not newer than its own.
-                    None => {
-                        let kept = match current {
-                            Some(current) => current,
-                            None => stored_snapshot(None, 0, &StoredMembership::default())?,
-                        };
-                        return Ok(as_snapshot(kept));
-                    }
+                    // Never past the point asked for.
+                    None => return keep(current),
                 }
             }
-            // Nothing asked for: openraft's own schedule (tests), at the last applied entry.
+            // Asked for before, and what was asked for is held or overtaken (an install moved
+            // the purge point past it): never past the purge point either.
+            None if self.raft_log.snapshots_asked_for() => return keep(current),
+            // Nothing ever asked for: openraft's own schedule (tests), or its rebuild at start
+            // when nothing is saved, at the last applied entry.
             None => stored_snapshot(
                 self.applied.last_applied,
                 self.applied.next_offset,
                 &self.applied.membership,
             )?,
         };
+        if stored.meta.last_log_id <= current_end
+            || stored.meta.last_log_id < self.raft_log.purged()
+        {
+            // An install (or another build) got further meanwhile: this builder's applied state
+            // is older than what was saved.
+            return keep(current);
+        }
         // Saved before openraft hears of the snapshot, so the applied state on disk is never
         // behind a purge point (which never passes the last snapshot); the snapshot itself, so a
         // restarted node serves the same one.

@@ -467,6 +467,101 @@ async fn a_membership_change_before_the_build_leaves_the_snapshot_at_the_point_a
     assert_eq!(built.meta.last_membership, in_force);
 }
 
+/// A leader's snapshot ending at entry 60, built with nothing asked for (at its last applied).
+async fn leaders_snapshot_at_60(dir: &tempfile::TempDir) -> Snapshot<PartitionRaft> {
+    let (_log, mut storage, mut sm) = open(&partition(dir, "leader"));
+    let entries: Vec<_> = (0..61).map(|i| normal(1, i, 3)).collect();
+    storage.blocking_append(entries.clone()).await.unwrap();
+    sm.apply(entries).await.unwrap();
+    let snapshot = sm
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .unwrap();
+    assert_eq!(snapshot.meta.last_log_id, Some(log_id(1, 60)));
+    snapshot
+}
+
+/// Installs `snapshot` as openraft hands one over.
+async fn install(sm: &mut PartitionStateMachine, snapshot: Snapshot<PartitionRaft>) {
+    let mut received = sm.begin_receiving_snapshot().await.unwrap();
+    *received = *snapshot.snapshot;
+    sm.install_snapshot(&snapshot.meta, received).await.unwrap();
+}
+
+/// A retention request overtaken by an install (openraft queues the build behind it and some
+/// applies): the build does not end at the last applied entry, past the install's purge point.
+#[tokio::test]
+async fn a_request_overtaken_by_an_install_builds_nothing_past_the_purge_point() {
+    let dir = tempfile::tempdir().unwrap();
+    let leader = leaders_snapshot_at_60(&dir).await;
+    let (raft_log, mut storage, mut sm) = forty_under_retention(&partition(&dir, "f")).await;
+    let upto = raft_log.retention_purge_index().await.unwrap().unwrap();
+    raft_log.request_snapshot_at(upto, sm.applied().membership.clone());
+    install(&mut sm, leader).await;
+    storage.purge(log_id(1, 60)).await.unwrap();
+    let more: Vec<_> = (61..70).map(|i| normal(2, i, 3)).collect();
+    storage.blocking_append(more.clone()).await.unwrap();
+    sm.apply(more).await.unwrap();
+    let built = sm
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .unwrap();
+    assert_eq!(built.meta.last_log_id, Some(log_id(1, 60)));
+}
+
+/// openraft builds on a task of its own: a build whose builder was taken before an install,
+/// finishing after it, leaves the snapshot held and the applied state on disk where the install
+/// put them.
+#[tokio::test]
+async fn a_build_finishing_after_an_install_does_not_move_the_snapshot_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let leader = leaders_snapshot_at_60(&dir).await;
+    let path = partition(&dir, "f");
+    let (raft_log, mut storage, mut sm) = forty_under_retention(&path).await;
+    let upto = raft_log.retention_purge_index().await.unwrap().unwrap();
+    raft_log.request_snapshot_at(upto, sm.applied().membership.clone());
+    let mut builder = sm.get_snapshot_builder().await;
+    install(&mut sm, leader).await;
+    storage.purge(log_id(1, 60)).await.unwrap();
+    builder.build_snapshot().await.unwrap();
+    let current = sm.get_current_snapshot().await.unwrap().unwrap();
+    assert_eq!(current.meta.last_log_id, Some(log_id(1, 60)));
+    drop((storage, sm));
+    let reopened = snapshot_after_reopen(raft_log, &path).await;
+    assert_eq!(reopened.meta.last_log_id, Some(log_id(1, 60)));
+    let applied = cairn_raft::applied_file::read_applied(&path)
+        .unwrap()
+        .unwrap();
+    assert!(applied.last_applied >= Some(log_id(1, 60)));
+}
+
+/// A crash inside an install after it saved the applied state and the purge point, before the
+/// snapshot: the reopened node serves a snapshot at its purge point, not the older one saved.
+#[tokio::test]
+async fn a_crash_inside_an_install_leaves_no_snapshot_below_the_purge_point() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = partition(&dir, "f");
+    let (raft_log, mut storage, mut sm) = forty_under_retention(&path).await;
+    purged_for_retention(&raft_log, &mut storage, &mut sm).await;
+    drop((storage, sm));
+    raft_log.writer().close().await.unwrap();
+    drop(raft_log);
+    let applied = cairn_raft::AppliedState {
+        last_applied: Some(log_id(3, 100)),
+        next_offset: 700,
+        membership: Default::default(),
+    };
+    cairn_raft::applied_file::write_applied(&path, &applied).unwrap();
+    cairn_raft::purge_file::write_purged(&path, log_id(3, 100)).unwrap();
+    let (_raft_log, _storage, mut sm) = open(&path);
+    let current = sm.get_current_snapshot().await.unwrap().unwrap();
+    assert_eq!(current.meta.last_log_id, Some(log_id(3, 100)));
+}
+
 #[tokio::test]
 async fn a_crash_inside_a_snapshot_install_is_finished_at_the_next_open() {
     let dir = tempfile::tempdir().unwrap();

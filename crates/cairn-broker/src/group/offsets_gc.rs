@@ -50,6 +50,8 @@ pub(crate) struct Liveness {
     /// batch, or the first record loading cannot read (a newer version's, say), which is kept
     /// with everything after it rather than judged.
     end: Offset,
+    /// The high watermark the scan was to reach.
+    high_watermark: Offset,
 }
 
 impl Liveness {
@@ -58,6 +60,7 @@ impl Liveness {
         Liveness {
             newest: HashMap::new(),
             end: high_watermark,
+            high_watermark,
         }
     }
 
@@ -121,12 +124,19 @@ impl Liveness {
 
     /// The keys to commit again so that the superseded prefix moves: none while the garbage
     /// behind the oldest record in force is under [`COPY_FORWARD_MIN_GARBAGE`] records or under
-    /// twice the keys in force (so rewriting never writes more than was committed since);
-    /// otherwise every key in force whose newest record lies in the older half of that span.
+    /// twice the keys in force (so rewriting never writes more than was committed since), or
+    /// when the scan stopped short of the high watermark; otherwise every key in force whose
+    /// newest record lies in the older half of that span.
     ///
     /// Each key comes with the value of its newest record, which is what to write again: the
     /// coordinator writes it only where memory holds the same (see `Broker::commit_again`).
     pub(crate) fn keys_to_copy_forward(&self) -> Vec<(OffsetKey, OffsetValue)> {
+        if self.end < self.high_watermark {
+            // Past where the scan stopped a key may have a newer record (one this binary
+            // cannot read, or in a damaged batch a peer will heal), which writing its older
+            // value again would put behind.
+            return Vec::new();
+        }
         let oldest = self.superseded_below();
         let live = self.newest.values().filter(|(_, v)| v.is_some()).count() as u64;
         let span = self.end.0.saturating_sub(oldest.0);

@@ -140,3 +140,19 @@ fn old_keys_in_force_are_copied_forward_only_once_most_of_the_log_is_garbage() {
     let short = scan(&records[..n / 2], (n / 2) as u64);
     assert!(short.keys_to_copy_forward().is_empty());
 }
+
+#[test]
+fn nothing_is_copied_forward_when_the_scan_stopped_short_of_the_high_watermark() {
+    // (g, 0) committed first, then (g, 1) over and over, then (g, 0) again in a value version
+    // this binary cannot read: writing (g, 0)'s older value again would put it behind that.
+    let mut records = vec![(key("g", 0), Some(value(1)))];
+    let n = usize::try_from(COPY_FORWARD_MIN_GARBAGE).unwrap() * 2;
+    records.extend((0..n).map(|i| (key("g", 1), Some(value(i as i64)))));
+    let mut newer = value(5);
+    newer[1] = 9;
+    records.push((key("g", 0), Some(newer)));
+    records.extend((0..10).map(|i| (key("g", 1), Some(value(i as i64)))));
+    let liveness = scan(&records, records.len() as u64);
+    assert_eq!(liveness.superseded_below(), Offset(0));
+    assert!(liveness.keys_to_copy_forward().is_empty());
+}
