@@ -164,17 +164,6 @@ impl RaftLog {
     /// all; a snapshot at the last applied entry would start it there and drop the rest, which
     /// a later election could make the partition's whole history.
     pub fn snapshot_request(&self) -> Option<(u64, StoredMembership<NodeId, PeerNode>)> {
-        self.pending_snapshot_request()
-    }
-
-    /// Whether a snapshot was ever asked for at a point on this log since it opened: from then
-    /// on a snapshot never ends anywhere else (the retention purge asks before every build;
-    /// only openraft's own schedule, which Cairn's partitions do not use, builds without).
-    pub fn snapshots_asked_for(&self) -> bool {
-        self.state().snapshot_request.is_some()
-    }
-
-    fn pending_snapshot_request(&self) -> Option<(u64, StoredMembership<NodeId, PeerNode>)> {
         let state = self.state();
         let purged = state.purged.map(|p| p.index);
         state
@@ -182,6 +171,13 @@ impl RaftLog {
             .as_ref()
             .filter(|r| Some(r.index) >= purged)
             .map(|r| (r.index, r.membership.clone()))
+    }
+
+    /// Whether a snapshot was ever asked for at a point on this log since it opened: from then
+    /// on a snapshot never ends anywhere else (the retention purge asks before every build;
+    /// only openraft's own schedule, which Cairn's partitions do not use, builds without).
+    pub fn snapshots_asked_for(&self) -> bool {
+        self.state().snapshot_request.is_some()
     }
 
     /// The first entry index of the Raft log: past the purge point and the log start.

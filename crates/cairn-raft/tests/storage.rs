@@ -406,6 +406,23 @@ async fn snapshot_after_reopen(raft_log: RaftLog, path: &Path) -> Snapshot<Parti
     sm.get_current_snapshot().await.unwrap().unwrap()
 }
 
+/// Builds a snapshot, as openraft asks the state machine to.
+async fn build(sm: &mut PartitionStateMachine) -> Snapshot<PartitionRaft> {
+    sm.get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .unwrap()
+}
+
+/// Asks for a snapshot at the point retention wants purged up to, as the retention purge does,
+/// with the membership in force now; returns the point.
+async fn ask_at_retention_point(raft_log: &RaftLog, sm: &PartitionStateMachine) -> u64 {
+    let upto = raft_log.retention_purge_index().await.unwrap().unwrap();
+    raft_log.request_snapshot_at(upto, sm.applied().membership.clone());
+    upto
+}
+
 /// Builds the snapshot at the point retention wants purged up to, asked for as the retention
 /// purge asks, and purges there. Returns the purge point and the snapshot.
 async fn purged_for_retention(
@@ -413,14 +430,8 @@ async fn purged_for_retention(
     storage: &mut Storage,
     sm: &mut PartitionStateMachine,
 ) -> (u64, Snapshot<PartitionRaft>) {
-    let upto = raft_log.retention_purge_index().await.unwrap().unwrap();
-    raft_log.request_snapshot_at(upto, sm.applied().membership.clone());
-    let built = sm
-        .get_snapshot_builder()
-        .await
-        .build_snapshot()
-        .await
-        .unwrap();
+    let upto = ask_at_retention_point(raft_log, sm).await;
+    let built = build(sm).await;
     assert_eq!(built.meta.last_log_id, Some(log_id(1, upto)));
     storage.purge(log_id(1, upto)).await.unwrap();
     (upto, built)
@@ -457,12 +468,7 @@ async fn a_membership_change_before_the_build_leaves_the_snapshot_at_the_point_a
     more.extend((41..50).map(|i| normal(1, i, 3)));
     storage.blocking_append(more.clone()).await.unwrap();
     sm.apply(more).await.unwrap();
-    let built = sm
-        .get_snapshot_builder()
-        .await
-        .build_snapshot()
-        .await
-        .unwrap();
+    let built = build(&mut sm).await;
     assert_eq!(built.meta.last_log_id, Some(log_id(1, upto)));
     assert_eq!(built.meta.last_membership, in_force);
 }
@@ -473,12 +479,7 @@ async fn leaders_snapshot_at_60(dir: &tempfile::TempDir) -> Snapshot<PartitionRa
     let entries: Vec<_> = (0..61).map(|i| normal(1, i, 3)).collect();
     storage.blocking_append(entries.clone()).await.unwrap();
     sm.apply(entries).await.unwrap();
-    let snapshot = sm
-        .get_snapshot_builder()
-        .await
-        .build_snapshot()
-        .await
-        .unwrap();
+    let snapshot = build(&mut sm).await;
     assert_eq!(snapshot.meta.last_log_id, Some(log_id(1, 60)));
     snapshot
 }
@@ -497,19 +498,13 @@ async fn a_request_overtaken_by_an_install_builds_nothing_past_the_purge_point()
     let dir = tempfile::tempdir().unwrap();
     let leader = leaders_snapshot_at_60(&dir).await;
     let (raft_log, mut storage, mut sm) = forty_under_retention(&partition(&dir, "f")).await;
-    let upto = raft_log.retention_purge_index().await.unwrap().unwrap();
-    raft_log.request_snapshot_at(upto, sm.applied().membership.clone());
+    ask_at_retention_point(&raft_log, &sm).await;
     install(&mut sm, leader).await;
     storage.purge(log_id(1, 60)).await.unwrap();
     let more: Vec<_> = (61..70).map(|i| normal(2, i, 3)).collect();
     storage.blocking_append(more.clone()).await.unwrap();
     sm.apply(more).await.unwrap();
-    let built = sm
-        .get_snapshot_builder()
-        .await
-        .build_snapshot()
-        .await
-        .unwrap();
+    let built = build(&mut sm).await;
     assert_eq!(built.meta.last_log_id, Some(log_id(1, 60)));
 }
 
@@ -522,8 +517,7 @@ async fn a_build_finishing_after_an_install_does_not_move_the_snapshot_back() {
     let leader = leaders_snapshot_at_60(&dir).await;
     let path = partition(&dir, "f");
     let (raft_log, mut storage, mut sm) = forty_under_retention(&path).await;
-    let upto = raft_log.retention_purge_index().await.unwrap().unwrap();
-    raft_log.request_snapshot_at(upto, sm.applied().membership.clone());
+    ask_at_retention_point(&raft_log, &sm).await;
     let mut builder = sm.get_snapshot_builder().await;
     install(&mut sm, leader).await;
     storage.purge(log_id(1, 60)).await.unwrap();

@@ -157,20 +157,36 @@ impl Liveness {
     }
 }
 
+impl Liveness {
+    /// Scans a committed log up to `high_watermark` with `scan_batches` (a replica's or a
+    /// partition's, from its log start), which steps over damaged batches and returns them.
+    ///
+    /// # Errors
+    /// What `scan_batches` returns.
+    pub(crate) fn scan<E>(
+        high_watermark: Offset,
+        scan_batches: impl FnOnce(
+            &mut dyn FnMut(&Batch) -> ControlFlow<()>,
+        ) -> Result<Vec<cairn_log::DamagedRange>, E>,
+    ) -> Result<Liveness, E> {
+        let mut liveness = Liveness::new(high_watermark);
+        let damaged = scan_batches(&mut |batch| liveness.visit(batch))?;
+        if let Some(first) = damaged.iter().map(|d| d.from_offset).min() {
+            liveness.damaged_at(first);
+        }
+        Ok(liveness)
+    }
+}
+
 /// Scans one offsets partition's committed log (its copy on this node).
 ///
 /// # Errors
 /// [`BrokerError::PartitionStopped`], the log's `OffsetOutOfRange`.
 pub(crate) fn scan_partition(partition: &Partition) -> Result<Liveness, BrokerError> {
     let bounds = partition.offsets()?;
-    let mut liveness = Liveness::new(bounds.high_watermark);
-    let damaged = partition.scan_batches(bounds.log_start_offset.as_i64(), |batch| {
-        liveness.visit(batch)
-    })?;
-    if let Some(first) = damaged.iter().map(|d| d.from_offset).min() {
-        liveness.damaged_at(first);
-    }
-    Ok(liveness)
+    Liveness::scan(bounds.high_watermark, |visit| {
+        partition.scan_batches(bounds.log_start_offset.as_i64(), visit)
+    })
 }
 
 /// Starts the task that, every `every`, commits again the old keys in force of each offsets

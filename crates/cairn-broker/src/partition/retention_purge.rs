@@ -101,13 +101,10 @@ pub(super) fn spawn_retention_purges(
 async fn superseded_purge_index(raft_log: &RaftLog) -> Result<Option<u64>, RaftStorageError> {
     let reader = raft_log.reader().clone();
     let scanned = tokio::task::spawn_blocking(move || {
-        let mut liveness = Liveness::new(reader.high_watermark());
-        let start = reader.log_start_offset().as_i64();
-        let damaged = reader.scan_batches(start, |batch| liveness.visit(batch))?;
-        if let Some(first) = damaged.iter().map(|d| d.from_offset).min() {
-            liveness.damaged_at(first);
-        }
-        Ok::<_, cairn_log::LogError>(liveness.superseded_below())
+        Liveness::scan(reader.high_watermark(), |visit| {
+            reader.scan_batches(reader.log_start_offset().as_i64(), visit)
+        })
+        .map(|liveness| liveness.superseded_below())
     })
     .await;
     match scanned {
