@@ -70,6 +70,16 @@ fn bench_produce_and_consume_report_what_they_did() {
     let after = &report["baseline"]["fsync_4k_latency_after_ms"];
     assert!(after["p50"].as_f64().unwrap() > 0.0, "{after}");
     assert!(report.get("fsync_4k_paced").is_none(), "unpaced: {report}");
+    // The client's floor is measured with the baseline, and the bench's CPU read against it.
+    let cpu = &report["cpu"];
+    assert!(
+        cpu["send_floor_seconds_per_gb"].as_f64().unwrap() > 0.0,
+        "{cpu}"
+    );
+    assert!(
+        cpu["bench_over_send_floor"].as_f64().unwrap() > 0.0,
+        "{cpu}"
+    );
     assert!(report["latency_from"].as_str().unwrap().contains("buffer"));
     let service = &report["service_time_ms"];
     let (service_p50, service_max) = (

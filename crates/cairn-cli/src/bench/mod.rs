@@ -12,6 +12,7 @@
 //! `replica_floor` (`cairn bench floor`) is the least ack latency the disk and loopback allow
 //! a paced produce with N copies, with no broker at all, and `rpc_floor` (`cairn bench
 //! rpc-floor`) what a paced request to an fsyncing server costs in the broker's stack alone;
+//! `send_floor` the least CPU any client spends per byte it produces (copy, CRC, socket);
 //! `report` holds the histogram, percentiles, rates, CPU per GB and the progress line.
 //!
 //! Every benchmark checks its flags before it creates a topic or a scratch file.
@@ -33,6 +34,7 @@ mod replica_floor;
 mod report;
 mod rpc_floor;
 mod scratch;
+mod send_floor;
 
 use std::time::Duration;
 

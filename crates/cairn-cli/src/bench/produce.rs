@@ -35,6 +35,7 @@ use super::produce_flags::{check_batch_fits, check_flags, record_template};
 use super::produce_report::{Measured, PacedFsync, report};
 use super::producers_held;
 use super::report::{Percentiles, latency_histogram, progress, progress_done, record_latency};
+use super::send_floor;
 use super::{OutputFormat, PROGRESS_INTERVAL};
 use crate::produce::AckArg;
 
@@ -117,6 +118,17 @@ pub async fn run(target: &crate::target::Target, args: BenchProduceArgs) -> anyh
         Some(dir) => Some(measure_baseline(dir, &args)?),
         None => None,
     };
+    let send_floor = match &args.baseline_dir {
+        Some(_) => Some(
+            send_floor::measure(
+                send_floor::FLOOR_RECORD_BYTES,
+                args.record_size,
+                args.records_per_request,
+            )
+            .context("measuring the client's send floor over loopback")?,
+        ),
+        None => None,
+    };
     let partitions = match existing {
         Some(topic) => {
             eprintln!(
@@ -171,6 +183,7 @@ pub async fn run(target: &crate::target::Target, args: BenchProduceArgs) -> anyh
         baseline,
         fsync_after,
         fsync_paced,
+        send_floor,
     };
     report(&args, &measured)?;
     if let Some(error) = outcome.first_error {

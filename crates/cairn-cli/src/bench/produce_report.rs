@@ -14,6 +14,7 @@ use super::OutputFormat;
 use super::baseline::Baseline;
 use super::produce::BenchProduceArgs;
 use super::report::{Percentiles, Throughput, cpu_seconds_per_gb, service_time_line};
+use super::send_floor::SendFloor;
 
 /// What the latency percentiles are measured from, as the report names it.
 pub const LATENCY_FROM: &str =
@@ -54,6 +55,9 @@ pub struct Measured {
     /// (with `--baseline-dir` and a `--rate` of at most 1,000/s): what the disk gives one
     /// write at this rate.
     pub fsync_paced: Option<PacedFsync>,
+    /// The least CPU a client spends per GB sent, measured before the run (with
+    /// `--baseline-dir`): see `send_floor`.
+    pub send_floor: Option<SendFloor>,
 }
 
 /// The disk's own latency at a paced run's rate (see
@@ -139,6 +143,8 @@ fn to_json(args: &BenchProduceArgs, m: &Measured) -> Value {
             "broker_seconds_per_gb": m.broker_cpu.as_ref().ok().map(|s| cpu_seconds_per_gb(*s, bytes)),
             "broker_unknown_reason": m.broker_cpu.as_ref().err(),
             "broker_metrics_url": m.broker_metrics_url,
+            "send_floor_seconds_per_gb": m.send_floor.map(|f| f.cpu_seconds_per_gb()),
+            "bench_over_send_floor": m.send_floor.map(|f| cpu_seconds_per_gb(bench_cpu, bytes) / f.cpu_seconds_per_gb().max(1e-9)),
         },
         "settings": {
             "partitions": args.partitions,
@@ -237,7 +243,16 @@ fn text_cpu(args: &BenchProduceArgs, m: &Measured) -> std::io::Result<()> {
     outln!(
         "CPU per GB of record bytes: bench {bench:.2} CPU-s ({:.2} s); {broker}",
         m.bench_cpu.as_secs_f64()
-    )
+    )?;
+    match m.send_floor {
+        Some(floor) => outln!(
+            "same run, the client's floor (copy each record into a {}-record request, CRC-32C it, write it to loopback; one thread): {:.2} CPU-s per GB, so the bench spent {:.2}x it",
+            args.records_per_request,
+            floor.cpu_seconds_per_gb(),
+            bench / floor.cpu_seconds_per_gb().max(1e-9)
+        ),
+        None => Ok(()),
+    }
 }
 
 fn text_baseline(
