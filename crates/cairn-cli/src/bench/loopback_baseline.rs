@@ -4,7 +4,7 @@
 //! the decode to this CPU to bound any replay from above.
 
 use std::io::{self, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -31,19 +31,7 @@ pub struct Loopback {
 /// Socket errors, or a receiver that got fewer bytes than were sent.
 pub fn loopback_tcp(bytes: u64, records: u64) -> io::Result<Loopback> {
     let cpu_before = process_cpu_time()?;
-    let listener = TcpListener::bind("127.0.0.1:0")?;
-    let addr = listener.local_addr()?;
-    let receiver = thread::spawn(move || -> io::Result<u64> {
-        let (mut stream, _) = listener.accept()?;
-        let mut buf = vec![0u8; CHUNK_BYTES];
-        let mut received = 0u64;
-        loop {
-            match stream.read(&mut buf)? {
-                0 => return Ok(received),
-                n => received += n as u64,
-            }
-        }
-    });
+    let (receiver, addr) = drain_one_connection()?;
     let started = Instant::now();
     let mut stream = TcpStream::connect(addr)?;
     stream.set_nodelay(true)?;
@@ -73,6 +61,28 @@ pub fn loopback_tcp(bytes: u64, records: u64) -> io::Result<Loopback> {
         },
         cpu,
     })
+}
+
+/// Listens on a loopback port and, on a thread, accepts one connection and reads it to its
+/// end, returning how many bytes came; the other end of a loopback measurement.
+///
+/// # Errors
+/// If the port cannot be bound; the thread returns accept and read errors.
+pub fn drain_one_connection() -> io::Result<(thread::JoinHandle<io::Result<u64>>, SocketAddr)> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let receiver = thread::spawn(move || -> io::Result<u64> {
+        let (mut stream, _) = listener.accept()?;
+        let mut buf = vec![0u8; CHUNK_BYTES];
+        let mut received = 0u64;
+        loop {
+            match stream.read(&mut buf)? {
+                0 => return Ok(received),
+                n => received += n as u64,
+            }
+        }
+    });
+    Ok((receiver, addr))
 }
 
 #[cfg(test)]

@@ -10,10 +10,11 @@
 //! `write` also runs the receiving side's protocol processing inline, as a producer's does; the
 //! reader that drains the socket stands for the broker and is left out.
 
-use std::io::{self, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::thread;
+use std::io::{self, Write};
+use std::net::TcpStream;
 use std::time::Duration;
+
+use super::loopback_baseline::drain_one_connection;
 
 /// Record bytes the floor sends: enough for a steady reading (a few tenths of a second here),
 /// few enough to be a small part of a run.
@@ -51,19 +52,7 @@ pub fn measure(
 ) -> io::Result<SendFloor> {
     let record_size = record_size.max(1);
     let records_per_request = records_per_request.max(1);
-    let listener = TcpListener::bind("127.0.0.1:0")?;
-    let addr = listener.local_addr()?;
-    let receiver = thread::spawn(move || -> io::Result<u64> {
-        let (mut stream, _) = listener.accept()?;
-        let mut buf = vec![0u8; 1 << 20];
-        let mut received = 0u64;
-        loop {
-            match stream.read(&mut buf)? {
-                0 => return Ok(received),
-                n => received += n as u64,
-            }
-        }
-    });
+    let (receiver, addr) = drain_one_connection()?;
     let mut stream = TcpStream::connect(addr)?;
     stream.set_nodelay(true)?;
     // Each record differs from the last, so the copy reads a stream of source bytes as a
