@@ -533,6 +533,19 @@ async fn a_build_finishing_after_an_install_does_not_move_the_snapshot_back() {
     assert!(applied.last_applied >= Some(log_id(1, 60)));
 }
 
+/// Leaves in `path` what an install crashing after it saved the applied state and the purge
+/// point (both at `at`, the log's end at offset 700) leaves, before the snapshot and the log's
+/// reset.
+fn crashed_inside_an_install(path: &Path, at: LogId<u64>) {
+    let applied = cairn_raft::AppliedState {
+        last_applied: Some(at),
+        next_offset: 700,
+        membership: Default::default(),
+    };
+    cairn_raft::applied_file::write_applied(path, &applied).unwrap();
+    cairn_raft::purge_file::write_purged(path, at).unwrap();
+}
+
 /// A crash inside an install after it saved the applied state and the purge point, before the
 /// snapshot: the reopened node serves a snapshot at its purge point, not the older one saved.
 #[tokio::test]
@@ -544,13 +557,7 @@ async fn a_crash_inside_an_install_leaves_no_snapshot_below_the_purge_point() {
     drop((storage, sm));
     raft_log.writer().close().await.unwrap();
     drop(raft_log);
-    let applied = cairn_raft::AppliedState {
-        last_applied: Some(log_id(3, 100)),
-        next_offset: 700,
-        membership: Default::default(),
-    };
-    cairn_raft::applied_file::write_applied(&path, &applied).unwrap();
-    cairn_raft::purge_file::write_purged(&path, log_id(3, 100)).unwrap();
+    crashed_inside_an_install(&path, log_id(3, 100));
     let (_raft_log, _storage, mut sm) = open(&path);
     let current = sm.get_current_snapshot().await.unwrap().unwrap();
     assert_eq!(current.meta.last_log_id, Some(log_id(3, 100)));
@@ -570,13 +577,7 @@ async fn a_crash_inside_a_snapshot_install_is_finished_at_the_next_open() {
     }
     // What an install leaves when it crashes after saving the applied state and the purge
     // point but before resetting the log: a log that ends before the purge point.
-    let applied = cairn_raft::AppliedState {
-        last_applied: Some(log_id(3, 50)),
-        next_offset: 700,
-        membership: Default::default(),
-    };
-    cairn_raft::applied_file::write_applied(&path, &applied).unwrap();
-    cairn_raft::purge_file::write_purged(&path, log_id(3, 50)).unwrap();
+    crashed_inside_an_install(&path, log_id(3, 50));
 
     let (raft_log, mut storage, mut sm) = open(&path);
     assert_eq!(

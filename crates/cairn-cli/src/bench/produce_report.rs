@@ -124,6 +124,7 @@ fn to_json(args: &BenchProduceArgs, m: &Measured) -> Value {
     let rate = rate(args, m);
     let bytes = record_bytes(args, m);
     let bench_cpu = m.bench_cpu.as_secs_f64();
+    let bench_per_gb = cpu_seconds_per_gb(bench_cpu, bytes);
     let mut object = json!({
         "bench": "produce",
         "topic": args.topic,
@@ -138,13 +139,13 @@ fn to_json(args: &BenchProduceArgs, m: &Measured) -> Value {
         "service_time_ms": m.service_time.map(Percentiles::to_json),
         "cpu": {
             "bench_seconds": bench_cpu,
-            "bench_seconds_per_gb": cpu_seconds_per_gb(bench_cpu, bytes),
+            "bench_seconds_per_gb": bench_per_gb,
             "broker_seconds": m.broker_cpu.as_ref().ok(),
             "broker_seconds_per_gb": m.broker_cpu.as_ref().ok().map(|s| cpu_seconds_per_gb(*s, bytes)),
             "broker_unknown_reason": m.broker_cpu.as_ref().err(),
             "broker_metrics_url": m.broker_metrics_url,
             "send_floor_seconds_per_gb": m.send_floor.map(|f| f.cpu_seconds_per_gb()),
-            "bench_over_send_floor": m.send_floor.map(|f| cpu_seconds_per_gb(bench_cpu, bytes) / f.cpu_seconds_per_gb().max(1e-9)),
+            "bench_over_send_floor": m.send_floor.map(|f| f.multiple(bench_per_gb)),
         },
         "settings": {
             "partitions": args.partitions,
@@ -249,7 +250,7 @@ fn text_cpu(args: &BenchProduceArgs, m: &Measured) -> std::io::Result<()> {
             "same run, the client's floor (copy each record into a {}-record request, CRC-32C it, write it to loopback; one thread): {:.2} CPU-s per GB, so the bench spent {:.2}x it",
             args.records_per_request,
             floor.cpu_seconds_per_gb(),
-            bench / floor.cpu_seconds_per_gb().max(1e-9)
+            floor.multiple(bench)
         ),
         None => Ok(()),
     }

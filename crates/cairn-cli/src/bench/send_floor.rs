@@ -37,6 +37,11 @@ impl SendFloor {
     pub fn cpu_seconds_per_gb(&self) -> f64 {
         self.cpu.as_secs_f64() / (self.record_bytes.max(1) as f64 / 1e9)
     }
+
+    /// `cpu_seconds_per_gb` (a client's) as a multiple of this floor.
+    pub fn multiple(&self, cpu_seconds_per_gb: f64) -> f64 {
+        cpu_seconds_per_gb / self.cpu_seconds_per_gb().max(1e-9)
+    }
 }
 
 /// Sends at least `record_bytes` bytes of `record_size`-byte records, `records_per_request`
