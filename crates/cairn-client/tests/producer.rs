@@ -325,4 +325,47 @@ async fn bad_sends_are_typed_errors_and_the_producer_keeps_working() {
         "the next record takes the next offset"
     );
     producer.flush().await.unwrap();
+
+    // Once the topic's partition count is known, `send` checks the partition on its fast path
+    // (one lock, no await): the same refusal, and the buffer bytes the record took are given
+    // back. With room for three such records, ten refusals that kept their bytes would leave a
+    // good record waiting for room forever.
+    let small_buffer = ProducerConfig {
+        buffer_memory: 3 * 1100,
+        batch_size: 1100,
+        ..ProducerConfig::default()
+    };
+    let producer = Producer::connect(&brokers, small_buffer).await.unwrap();
+    let value = Bytes::from(vec![b'v'; 1000]);
+    let warm = producer
+        .send("small", OutgoingRecord::keyed("k", value.clone()))
+        .await
+        .unwrap();
+    warm.await.unwrap();
+    for _ in 0..10 {
+        let err = producer
+            .send(
+                "small",
+                OutgoingRecord {
+                    partition: Some(3),
+                    ..OutgoingRecord::keyed("k", value.clone())
+                },
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Some(ErrorCode::UnknownTopicOrPartition));
+        assert!(
+            err.to_string()
+                .contains("has 1 partition (0 to 0); partition 3 does not exist"),
+            "{err}"
+        );
+    }
+    let good = tokio::time::timeout(
+        Duration::from_secs(10),
+        producer.send("small", OutgoingRecord::keyed("k", value)),
+    )
+    .await
+    .expect("the refused records gave their buffer bytes back")
+    .unwrap();
+    good.await.unwrap();
 }

@@ -145,3 +145,14 @@ fn batch_bytes_is_the_encoders_size_plus_the_timestamp_allowance() {
     }
     assert_eq!(batch_bytes(usize::MAX, usize::MAX), u64::MAX);
 }
+
+#[test]
+fn the_templates_buffered_size_is_computed_without_making_it() {
+    for record_size in [0, 1, 1024, 1 << 20] {
+        assert_eq!(
+            template_buffered_size(record_size),
+            record_template(record_size).buffered_size(),
+            "record size {record_size}"
+        );
+    }
+}

@@ -21,10 +21,15 @@ pub fn latency_histogram() -> anyhow::Result<Histogram<u64>> {
 
 /// Records one latency, clamped to the histogram's range.
 pub fn record_latency(histogram: &mut Histogram<u64>, latency: Duration) {
+    record_latencies(histogram, latency, 1);
+}
+
+/// Records `count` samples of the same `latency` at once (see [`record_latency`]).
+pub fn record_latencies(histogram: &mut Histogram<u64>, latency: Duration, count: u64) {
     let micros = u64::try_from(latency.as_micros())
         .unwrap_or(MAX_LATENCY_MICROS)
         .clamp(1, MAX_LATENCY_MICROS);
-    let _ = histogram.record(micros);
+    let _ = histogram.record_n(micros, count);
 }
 
 /// Latency percentiles in milliseconds.
