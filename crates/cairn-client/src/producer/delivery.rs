@@ -273,6 +273,14 @@ mod tests {
         assert!(matches!(record.await, Err(ClientError::Closed)));
     }
 
+    #[test]
+    fn a_records_future_stays_small() {
+        // Every record's future is moved into the caller's lists; the rare early answer is
+        // boxed so that an error's size does not ride along with each of them.
+        let size = std::mem::size_of::<DeliveryFuture>();
+        assert!(size <= 32, "{size} bytes");
+    }
+
     #[tokio::test]
     async fn a_record_answered_before_batching_resolves_at_once() {
         let record = DeliveryFuture::ready(Err(ClientError::Closed));
