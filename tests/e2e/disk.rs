@@ -1,7 +1,8 @@
 //! Disk use through the real binary: a node starts and serves on a 64 MiB disk, an empty
 //! partition takes at most 1 MiB, a create too large for the disk is refused like a produce on a
 //! full disk (RESOURCE_EXHAUSTED, DISK_FULL) and leaves nothing behind, start-up removes what a
-//! crash mid-create left, the longest topic names work, and out-of-range sizes are refused.
+//! crash mid-create left, the longest topic names work, out-of-range sizes are refused, and a
+//! benchmark run into a full disk names the full disk while its producer retries.
 
 #![allow(clippy::unwrap_used, reason = "tests: a failure here is a failed test")]
 
@@ -349,4 +350,63 @@ fn sizes_and_limits_out_of_range_are_refused_with_the_key_named() {
         assert!(!output.status.success(), "{flag} {value} was accepted");
         assert!(stderr.contains(expect), "{stderr}");
     }
+}
+
+/// A benchmark run into a full disk says why it stalls: while the producer retries refused
+/// requests (until its delivery timeout, two minutes), the progress line carries the broker's
+/// DISK_FULL refusal instead of a rate falling silently toward zero.
+#[test]
+fn a_bench_into_a_full_disk_says_the_disk_is_full_while_it_retries() {
+    let mount = tempfile::tempdir().unwrap();
+    let Some(_guard) = TmpfsMount::new(mount.path(), "64m") else {
+        loud_skip("a_bench_into_a_full_disk...: cannot mount a tmpfs (needs root)");
+        return;
+    };
+    let (server, broker) = start_broker(&mount.path().join("data"));
+    // 200 MiB of records into a 64 MiB disk.
+    let mut bench = cairn(&[
+        "--broker",
+        &broker,
+        "bench",
+        "produce",
+        "--topic",
+        "fills",
+        "--records",
+        "200000",
+        "--records-per-request",
+        "100",
+    ])
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let stderr = bench.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut stderr = stderr;
+        let mut seen = Vec::new();
+        let mut chunk = [0_u8; 4096];
+        while let Ok(n) = stderr.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            seen.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&seen);
+            if text.contains("requests failing, retried: disk full") {
+                let _ = tx.send(text.into_owned());
+                return;
+            }
+        }
+        let _ = tx.send(String::from_utf8_lossy(&seen).into_owned());
+    });
+    let seen = rx.recv_timeout(PATIENCE).unwrap_or_default();
+    let _ = bench.kill();
+    let _ = bench.wait();
+    assert!(
+        seen.contains("requests failing, retried: disk full"),
+        "the progress line did not name the full disk: {}",
+        seen.replace('\r', "\n")
+    );
+    stop(server);
 }

@@ -20,7 +20,9 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use cairn_client::{Admin, ClientError, DeliveryFuture, ErrorCode, Producer, ProducerConfig};
+use cairn_client::{
+    Admin, ClientError, DeliveryFuture, ErrorCode, Producer, ProducerConfig, ProducerStats,
+};
 use clap::Args;
 use hdrhistogram::Histogram;
 use tokio::sync::mpsc;
@@ -295,7 +297,12 @@ async fn produce_all(
 ) -> anyhow::Result<Outcome> {
     let template = record_template(args.record_size);
     let (deliveries, receiver) = mpsc::unbounded_channel();
-    let collector = tokio::spawn(collect(receiver, started, args.record_size as u64));
+    let collector = tokio::spawn(collect(
+        receiver,
+        producer.clone(),
+        started,
+        args.record_size as u64,
+    ));
     // Deliveries go to the collector in chunks (a channel message per record would cost the
     // client more than the producer's own work on it), before each wait at a fixed rate.
     let mut chunk = Vec::with_capacity(DELIVERY_CHUNK);
@@ -397,6 +404,7 @@ fn hand_over(to: &mpsc::UnboundedSender<Deliveries>, chunk: &mut Deliveries) -> 
 /// of another partition is counted when that one is, so its latency reads high, never low.
 async fn collect(
     mut deliveries: mpsc::UnboundedReceiver<Deliveries>,
+    producer: Producer,
     started: Instant,
     record_size: u64,
 ) -> anyhow::Result<Outcome> {
@@ -404,8 +412,8 @@ async fn collect(
     let mut pending: VecDeque<(Instant, DeliveryFuture)> = VecDeque::new();
     let (mut acknowledged, mut failed, mut first_error) = (0_u64, 0_u64, None);
     let mut open = true;
-    // Compared per record as instants: a duration between two would cost a subtraction of
-    // timespecs, per record, for a line printed once a second.
+    // Looked at on each tick, not on each answer: when nothing is answered (a full disk, a
+    // broker gone) the line must still say so, and why.
     let mut next_progress = Instant::now() + PROGRESS_INTERVAL;
     let mut last_answer: Option<Instant> = None;
     let mut same_latency = SameLatency::default();
@@ -442,17 +450,18 @@ async fn collect(
             }
             pending.pop_front();
             last_answer = last_answer.max(Some(done));
-            if done >= next_progress {
-                next_progress = done + PROGRESS_INTERVAL;
-                same_latency.flush(&mut histogram);
-                let p99 = Percentiles::of(&histogram).p99;
-                progress(
-                    started.elapsed(),
-                    acknowledged,
-                    acknowledged * record_size,
-                    &format!("p99 {p99:.2} ms"),
-                );
-            }
+        }
+        let now = Instant::now();
+        if now >= next_progress {
+            next_progress = now + PROGRESS_INTERVAL;
+            same_latency.flush(&mut histogram);
+            let p99 = Percentiles::of(&histogram).p99;
+            progress(
+                started.elapsed(),
+                acknowledged,
+                acknowledged * record_size,
+                &progress_note(p99, failed, &producer.stats(), now),
+            );
         }
         if open || !pending.is_empty() {
             Poll::Pending
@@ -470,6 +479,27 @@ async fn collect(
         // The last answer, not the collector's last look, which may come a tick later.
         finished: last_answer.unwrap_or_else(Instant::now),
     })
+}
+
+/// Longest request error shown on the progress line, in characters.
+const PROGRESS_ERROR_CHARS: usize = 120;
+
+/// The end of a progress line: the ack p99 so far, the records that failed for good, and
+/// while requests are failing (the producer retries them until the delivery timeout, two
+/// minutes by default) the latest failure, so that a full disk or a lost broker reads as that
+/// and not as a stall.
+fn progress_note(p99: f64, failed: u64, stats: &ProducerStats, now: Instant) -> String {
+    let mut note = format!("p99 {p99:.2} ms");
+    if failed > 0 {
+        note.push_str(&format!(" | {failed} records failed"));
+    }
+    if let Some(failure) = stats.last_failure()
+        && now.saturating_duration_since(failure.at) < 2 * PROGRESS_INTERVAL
+    {
+        let error: String = failure.error.chars().take(PROGRESS_ERROR_CHARS).collect();
+        note.push_str(&format!(" | requests failing, retried: {error}"));
+    }
+    note
 }
 
 /// Acknowledged records counted into the latency histogram a run at a time: the records of one
