@@ -247,7 +247,7 @@ fn text_cpu(args: &BenchProduceArgs, m: &Measured) -> std::io::Result<()> {
     )?;
     match m.send_floor {
         Some(floor) => outln!(
-            "same run, the client's floor (copy each record into a {}-record request, CRC-32C it, write it to loopback; one thread): {:.2} CPU-s per GB, so the bench spent {:.2}x it",
+            "same run, the client's floor (copy each record into a {}-record request, CRC-32C it, write it to loopback; one thread, the least of three readings): {:.2} CPU-s per GB, so the bench spent {:.2}x it",
             args.records_per_request,
             floor.cpu_seconds_per_gb(),
             floor.multiple(bench)
