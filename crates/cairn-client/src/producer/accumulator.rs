@@ -207,13 +207,31 @@ impl Accumulator {
         size: usize,
         now_ms: i64,
     ) -> (DeliveryFuture, Option<i32>) {
-        let queues = topic_queues(&mut self.topics, &mut self.seed, topic);
+        let (topics, seed, into) = self.split_for_append();
+        into.append(
+            topic_queues(topics, seed, topic),
+            partition_count,
+            record,
+            size,
+            now_ms,
+        )
+    }
+
+    /// The topics' queues and the sticky partitioners' seed, borrowed apart from what an
+    /// append reads besides them.
+    fn split_for_append(
+        &mut self,
+    ) -> (
+        &mut FastMap<Arc<str>, TopicQueues>,
+        &mut u64,
+        AppendInto<'_>,
+    ) {
         let into = AppendInto {
             config: &self.config,
             buffer: &self.buffer,
             identity: self.identity,
         };
-        into.append(queues, partition_count, record, size, now_ms)
+        (&mut self.topics, &mut self.seed, into)
     }
 
     /// [`Accumulator::append`] for a topic whose partition count this accumulator read less
@@ -226,22 +244,16 @@ impl Accumulator {
         size: usize,
         now_ms: i64,
     ) -> KnownAppend {
-        let Some(queues) = self.topics.get_mut(topic) else {
+        let (topics, _, into) = self.split_for_append();
+        let Some(queues) = topics.get_mut(topic) else {
             return KnownAppend::CountUnknown;
         };
         let Some(count) = queues.fresh_partition_count(now_ms) else {
             return KnownAppend::CountUnknown;
         };
-        if let Some(partition) = record.partition
-            && u32::try_from(partition).map_or(true, |p| p >= count)
-        {
+        if record.names_partition_beyond(count) {
             return KnownAppend::NoSuchPartition(count);
         }
-        let into = AppendInto {
-            config: &self.config,
-            buffer: &self.buffer,
-            identity: self.identity,
-        };
         let (delivery, changed) = into.append(queues, count, record, size, now_ms);
         KnownAppend::Appended(delivery, changed)
     }

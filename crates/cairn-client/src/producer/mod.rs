@@ -83,6 +83,14 @@ impl OutgoingRecord {
         }
     }
 
+    /// Whether the record names a partition that a topic of `partition_count` partitions
+    /// does not have (a negative one included).
+    pub(crate) fn names_partition_beyond(&self, partition_count: u32) -> bool {
+        self.partition.is_some_and(|partition| {
+            u32::try_from(partition).map_or(true, |p| p >= partition_count)
+        })
+    }
+
     /// What the record occupies in the producer's buffer, and counts for toward `batch_size`:
     /// a batch holds `batch_size / buffered_size()` records of this shape.
     pub fn buffered_size(&self) -> usize {
@@ -235,7 +243,7 @@ impl Producer {
             }
         }
         let partition_count = self.partition_count(topic, now_ms).await?;
-        self.check_partition(topic, partition_count, &record)?;
+        check_partition(topic, partition_count, &record)?;
         // The record's batch gives these bytes back (see `buffer_share`). Nothing between
         // here and `append` can stop this call, so none are lost.
         self.inner
@@ -331,23 +339,8 @@ impl Producer {
         partition_count: u32,
         record: &OutgoingRecord,
     ) -> Result<u32, ClientError> {
-        self.check_partition(topic, partition_count, record)?;
+        check_partition(topic, partition_count, record)?;
         self.check_record_alone(record)
-    }
-
-    /// Checks that `record` names no partition beyond `topic`'s `partition_count`.
-    fn check_partition(
-        &self,
-        topic: &str,
-        partition_count: u32,
-        record: &OutgoingRecord,
-    ) -> Result<(), ClientError> {
-        match record.partition {
-            Some(partition) if u32::try_from(partition).map_or(true, |p| p >= partition_count) => {
-                Err(no_such_partition(topic, partition_count, Some(partition)))
-            }
-            _ => Ok(()),
-        }
     }
 
     /// Checks what of `record` needs no metadata: its timestamp, and its size against the
@@ -440,6 +433,18 @@ impl Producer {
                 )
             })
     }
+}
+
+/// Checks that `record` names no partition beyond `topic`'s `partition_count`.
+fn check_partition(
+    topic: &str,
+    partition_count: u32,
+    record: &OutgoingRecord,
+) -> Result<(), ClientError> {
+    if record.names_partition_beyond(partition_count) {
+        return Err(no_such_partition(topic, partition_count, record.partition));
+    }
+    Ok(())
 }
 
 /// The refusal of a record for `partition` (`None` reads as -1), which `topic`, with
